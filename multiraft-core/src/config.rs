@@ -1,0 +1,158 @@
+//! Tunables and limits. Every limit is named, bounded and says why it exists.
+
+use std::time::Duration;
+
+/// Configuration shared by every group on a node. Build with `Config::default()` and
+/// adjust fields; [`Config::validate`] is called when the node starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Wall-clock length of one tick; the driver ticks the node at this rate. Every other
+    /// time in this struct is counted in ticks so the protocol itself never reads a clock.
+    pub tick_interval: Duration,
+    /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
+    pub election_timeout_min_ticks: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks. The spread
+    /// `max - min` is what keeps split votes rare.
+    pub election_timeout_max_ticks: u32,
+    /// How often a leader heartbeats an idle follower, in ticks. Must be well below the
+    /// minimum election timeout so that one lost heartbeat does not start an election.
+    pub heartbeat_interval_ticks: u32,
+    /// Run a PreVote round before a real election (dissertation §9.6), so a partitioned
+    /// replica that rejoins does not force the healthy leader to step down.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout steps down
+    /// (dissertation §6.2), and followers that hear from a leader ignore vote requests
+    /// until an election timeout passes (leader stickiness).
+    pub check_quorum: bool,
+    /// Appends in flight to one follower before the leader waits for acknowledgements.
+    /// Bounds the memory a slow follower can pin on the leader and the burst it receives.
+    pub max_inflight_appends: usize,
+    /// Entries in one append message. Bounds message size and the work one message costs
+    /// the receiver.
+    pub max_append_entries: usize,
+    /// Bytes of entries in one append message (at least one entry is always sent, so a
+    /// large entry still moves). Bounds message and frame size.
+    pub max_append_bytes: usize,
+    /// Bytes of one proposal; larger proposals are rejected with `TooLarge`. Bounds the
+    /// size of every entry, and so of every write and message that carries one.
+    pub max_proposal_bytes: usize,
+    /// Bytes of appended-but-uncommitted entries per group; further proposals are rejected
+    /// with `Busy` until some commit. Keeps a group whose followers are unreachable from
+    /// growing its log, and memory, without bound.
+    pub max_uncommitted_bytes: usize,
+    /// Groups drained into one ready. Bounds the latency one ready adds; groups left over
+    /// are served first in the next ready, so none starves.
+    pub max_ready_groups: usize,
+    /// Entries (to persist plus to apply) in one ready. Bounds the size of one storage
+    /// write and one apply pass so that one busy group cannot hold up the others.
+    pub max_ready_entries: usize,
+    /// Bytes of entries (to persist plus to apply) in one ready; the byte form of
+    /// `max_ready_entries`.
+    pub max_ready_bytes: usize,
+    /// Proposals accepted by the API and not yet resolved, per node. Further proposals are
+    /// rejected with `Busy`. Bounds client memory held by the node.
+    pub max_pending_proposals: usize,
+    /// Batches received from peer nodes and not yet stepped. A full inbox drops the batch
+    /// (Raft retransmits), so a flooding peer cannot exhaust memory.
+    pub max_inbox_batches: usize,
+    /// API calls queued to the event loop. Callers wait for room (backpressure).
+    pub max_api_queue: usize,
+    /// A follower forwards proposals to the leader it knows instead of rejecting them
+    /// with `NotLeader`.
+    pub forward_proposals: bool,
+    /// A proposal still unresolved after this many ticks ends `Indeterminate`: a timeout
+    /// never means "failed", because the entry may still commit.
+    pub proposal_timeout_ticks: u32,
+    /// Extra invariant checks that panic, naming group, term and index, when the protocol
+    /// reaches a state it must never reach. For tests and simulation.
+    pub strict: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick_interval: Duration::from_millis(50),
+            election_timeout_min_ticks: 10,
+            election_timeout_max_ticks: 20,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_appends: 256,
+            max_append_entries: 512,
+            max_append_bytes: 1 << 20,
+            max_proposal_bytes: 1 << 20,
+            max_uncommitted_bytes: 64 << 20,
+            max_ready_groups: 16_384,
+            max_ready_entries: 65_536,
+            max_ready_bytes: 32 << 20,
+            max_pending_proposals: 1 << 20,
+            max_inbox_batches: 4_096,
+            max_api_queue: 65_536,
+            forward_proposals: true,
+            proposal_timeout_ticks: 200,
+            strict: false,
+        }
+    }
+}
+
+/// A [`Config`] that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {field}: {reason}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Checks that the values can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if self.tick_interval.is_zero() {
+            return err("tick_interval", "must be positive");
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return err("heartbeat_interval_ticks", "must be positive");
+        }
+        if self.election_timeout_min_ticks <= self.heartbeat_interval_ticks {
+            return err(
+                "election_timeout_min_ticks",
+                "must exceed heartbeat_interval_ticks",
+            );
+        }
+        if self.election_timeout_max_ticks <= self.election_timeout_min_ticks {
+            return err(
+                "election_timeout_max_ticks",
+                "must exceed election_timeout_min_ticks",
+            );
+        }
+        let positive: [(&'static str, usize); 11] = [
+            ("max_inflight_appends", self.max_inflight_appends),
+            ("max_append_entries", self.max_append_entries),
+            ("max_append_bytes", self.max_append_bytes),
+            ("max_proposal_bytes", self.max_proposal_bytes),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+            ("max_ready_groups", self.max_ready_groups),
+            ("max_ready_entries", self.max_ready_entries),
+            ("max_ready_bytes", self.max_ready_bytes),
+            ("max_pending_proposals", self.max_pending_proposals),
+            ("max_inbox_batches", self.max_inbox_batches),
+            ("max_api_queue", self.max_api_queue),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return err(field, "must be positive");
+        }
+        if self.max_uncommitted_bytes < self.max_proposal_bytes {
+            return err(
+                "max_uncommitted_bytes",
+                "must be at least max_proposal_bytes, or large proposals could never be accepted",
+            );
+        }
+        if self.proposal_timeout_ticks == 0 {
+            return err("proposal_timeout_ticks", "must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Typed errors, one enum per kind of operation.
+
+use crate::ids::{GroupId, NodeId};
+use crate::membership::MembershipError;
+
+/// Why a proposal did not end with the state machine's result.
+///
+/// Every variant but [`ProposeError::Indeterminate`] is a definite "not applied": the command
+/// never entered the log and never will. `Indeterminate` means the entry may or may not
+/// commit; a client that must know reads back through the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This replica is not the leader and cannot forward (forwarding is off).
+    #[error("not the leader; try {leader_hint:?}")]
+    NotLeader {
+        /// The leader this replica knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// No leader is known right now (an election is in progress).
+    #[error("the group has no leader right now")]
+    NoLeader,
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// The proposal exceeds `Config::max_proposal_bytes`.
+    #[error("proposal too large: the limit is {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A named limit is reached; retry later.
+    #[error("busy: limit {limit} reached")]
+    Busy {
+        /// The name of the `Config` field whose limit was reached.
+        limit: &'static str,
+    },
+    /// The node is stopped (after `shutdown` or a fatal storage error) and accepts nothing.
+    #[error("the node is stopped")]
+    Stopped,
+    /// The entry may or may not commit.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(Indeterminate),
+}
+
+/// Why a proposal's outcome is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Indeterminate {
+    /// Leadership changed after the entry was appended or forwarded.
+    #[error("leadership changed after the entry was appended")]
+    LeadershipChanged,
+    /// `Config::proposal_timeout_ticks` passed without an outcome.
+    #[error("timed out")]
+    Timeout,
+    /// The node stopped (shutdown or storage failure) before the entry was applied.
+    #[error("the node stopped before the entry was applied")]
+    NodeStopped,
+    /// The group was removed from this node before the entry was applied.
+    #[error("the group was removed")]
+    GroupRemoved,
+}
+
+/// Why creating or removing a group failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// `create_group` of a group this node already hosts.
+    #[error("group {0} already exists on this node")]
+    GroupExists(GroupId),
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// The membership is not usable.
+    #[error("invalid membership: {0}")]
+    InvalidMembership(#[from] MembershipError),
+    /// This node is not a member of the membership it was asked to host.
+    #[error("node {0} is not a member of the group")]
+    NotAMember(NodeId),
+    /// The node is stopped.
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+/// A storage failure. Fatal for the node: it stops and acknowledges nothing further.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The operating system reported an I/O error.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data failed a consistency check.
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    /// The backend failed for another reason.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// An earlier write failed; the storage refuses further writes until reopened.
+    #[error("storage stopped after an earlier failure")]
+    Poisoned,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A required part was not given to the builder.
+    #[error("missing {0}: call the builder's `{0}` method")]
+    Missing(&'static str),
+    /// `NodeId(0)` is reserved.
+    #[error("NodeId(0) is reserved")]
+    ReservedNodeId,
+    /// Loading persisted state failed.
+    #[error("loading persisted state failed: {0}")]
+    Storage(#[from] StorageError),
+    /// The transport refused to attach.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Why the node stopped, reported by [`MultiRaft::shutdown`](crate::MultiRaft::shutdown).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StopError {
+    /// A storage write failed; nothing after it was acknowledged.
+    #[error("stopped after a storage failure: {0}")]
+    Storage(#[from] StorageError),
+    /// The event loop panicked.
+    #[error("the event loop panicked")]
+    Panicked,
+}

@@ -1,0 +1,178 @@
+//! One group's log in memory, with the positions that matter: committed, persisted
+//! (durable on this node), handed to storage, applied.
+
+use crate::entry::Entry;
+
+/// The log of one group. Entries are kept from index 1; compaction (with snapshots) will
+/// trim the front.
+///
+/// Positions, always `applied <= committed` and `persisted <= last_index`:
+/// - `committed`: known committed (Raft §5.3);
+/// - `persisted`: every entry up to here is durable on this node and is the entry this log
+///   holds (a truncation pulls it back);
+/// - `unstable`: the first index not yet handed to storage;
+/// - `applied`: the last index handed to the state machine.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    entries: Vec<Entry>,
+    pub(crate) committed: u64,
+    pub(crate) persisted: u64,
+    unstable: u64,
+    pub(crate) applied: u64,
+}
+
+/// The result of appending a leader's entries after a successful consistency check.
+pub(crate) struct Appended {
+    /// The index of the last entry the leader sent (now matching the leader's log).
+    pub(crate) last_new: u64,
+    /// The first index that was overwritten, if any stored suffix conflicted.
+    pub(crate) truncated_at: Option<u64>,
+}
+
+impl Log {
+    /// A log restored from storage: everything loaded is durable.
+    pub(crate) fn restored(entries: Vec<Entry>, committed: u64) -> Log {
+        let last = entries.len() as u64;
+        Log {
+            entries,
+            committed: committed.min(last),
+            persisted: last,
+            unstable: last + 1,
+            applied: 0,
+        }
+    }
+
+    pub(crate) fn last_index(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    pub(crate) fn last_term(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.term)
+    }
+
+    /// The term at `index`; index 0 is the empty prefix, of term 0.
+    pub(crate) fn term(&self, index: u64) -> Option<u64> {
+        if index == 0 {
+            return Some(0);
+        }
+        self.entries.get(index as usize - 1).map(|e| e.term)
+    }
+
+    pub(crate) fn matches(&self, index: u64, term: u64) -> bool {
+        self.term(index) == Some(term)
+    }
+
+    /// Whether a candidate whose log ends at (`last_term`, `last_index`) is at least as
+    /// up to date as this log (Raft §5.4.1).
+    pub(crate) fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index())
+    }
+
+    /// Appends a leader's own new entry.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.index, self.last_index() + 1);
+        self.entries.push(entry);
+    }
+
+    /// Appends entries received from the leader after `prev_index` matched, skipping those
+    /// already present and truncating at the first conflict (Raft §5.3, receiver step 3-4).
+    pub(crate) fn append_from_leader(&mut self, prev_index: u64, entries: Vec<Entry>) -> Appended {
+        let last_new = prev_index + entries.len() as u64;
+        let first_new = entries
+            .iter()
+            .position(|e| !self.matches(e.index, e.term))
+            .unwrap_or(entries.len());
+        let mut truncated_at = None;
+        let mut rest = entries.into_iter().skip(first_new).peekable();
+        if let Some(first) = rest.peek() {
+            let at = first.index;
+            if at <= self.last_index() {
+                truncated_at = Some(at);
+                self.entries.truncate(at as usize - 1);
+                self.persisted = self.persisted.min(at - 1);
+            }
+            self.unstable = self.unstable.min(at);
+            self.entries.extend(rest);
+        }
+        Appended {
+            last_new,
+            truncated_at,
+        }
+    }
+
+    /// Entries with index in `[low, high)`.
+    pub(crate) fn slice(&self, low: u64, high: u64) -> &[Entry] {
+        let high = high.min(self.last_index() + 1);
+        if low >= high || low == 0 {
+            return &[];
+        }
+        &self.entries[low as usize - 1..high as usize - 1]
+    }
+
+    /// Entries not yet handed to storage; from now on they count as handed.
+    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+        let out = self.slice(self.unstable, u64::MAX).to_vec();
+        self.unstable = self.last_index() + 1;
+        out
+    }
+
+    pub(crate) fn has_unstable(&self) -> bool {
+        self.unstable <= self.last_index()
+    }
+
+    /// Storage confirmed entries up to `index` (whose term was `term`) durable. Ignored when
+    /// those entries were replaced meanwhile: then a later write carries the replacement.
+    pub(crate) fn on_persisted(&mut self, index: u64, term: u64) -> bool {
+        if index < self.unstable && self.matches(index, term) && index > self.persisted {
+            self.persisted = index;
+            return true;
+        }
+        false
+    }
+
+    /// The last index that may be applied: committed and durable here (IO-ordering rule 3).
+    pub(crate) fn applicable(&self) -> u64 {
+        self.committed.min(self.persisted)
+    }
+
+    pub(crate) fn has_applicable(&self) -> bool {
+        self.applicable() > self.applied
+    }
+
+    /// Up to `max_entries` entries and about `max_bytes` bytes (at least one entry) ready to
+    /// apply; `applied` moves past them.
+    pub(crate) fn take_applicable(&mut self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let (low, high) = (self.applied + 1, self.applicable() + 1);
+        let out = limit(self.slice(low, high), max_entries, max_bytes).to_vec();
+        self.applied += out.len() as u64;
+        out
+    }
+
+    /// The largest index at or below `index` whose term is at most `term`, with that term:
+    /// the conflict hint of a rejected append (etcd's `findConflictByTerm`).
+    pub(crate) fn conflict_hint(&self, index: u64, term: u64) -> (u64, u64) {
+        let mut i = index.min(self.last_index());
+        loop {
+            let t = self.term(i).unwrap_or(0);
+            if t <= term || i == 0 {
+                return (i, t);
+            }
+            i -= 1;
+        }
+    }
+}
+
+/// The longest prefix of `entries` within `max_entries` and `max_bytes`, but at least one
+/// entry so that an entry larger than `max_bytes` still moves.
+pub(crate) fn limit(entries: &[Entry], max_entries: usize, max_bytes: usize) -> &[Entry] {
+    let mut bytes = 0;
+    let mut n = 0;
+    for e in entries.iter().take(max_entries) {
+        bytes += e.size_bytes();
+        if n > 0 && bytes > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    &entries[..n]
+}

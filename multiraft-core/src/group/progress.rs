@@ -1,0 +1,120 @@
+//! The leader's view of one follower: how far it matches, what to send next.
+
+use std::collections::VecDeque;
+
+/// How the leader replicates to a follower (etcd-raft's progress states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplicaState {
+    /// Where the follower's log matches is unknown: send one append, wait for the answer.
+    Probe,
+    /// The follower matches up to `matched`: stream appends, up to the inflight window.
+    Replicate,
+}
+
+/// The leader's record of one replica.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// Highest index known to match the leader's log and be durable on the replica.
+    pub(crate) matched: u64,
+    /// Next index to send.
+    pub(crate) next: u64,
+    pub(crate) state: ReplicaState,
+    /// In probe state: an append is out and unanswered.
+    pub(crate) probe_sent: bool,
+    /// Last index of each append in flight (replicate state), oldest first. Bounded by
+    /// `Config::max_inflight_appends`.
+    pub(crate) inflight: VecDeque<u64>,
+    /// Heard from since the last CheckQuorum round (dissertation §6.2).
+    pub(crate) recent_active: bool,
+    /// The last commit index this replica was told, so a commit change reaches it once.
+    pub(crate) commit_sent: u64,
+    /// `matched` at the previous heartbeat response: no change over a whole heartbeat
+    /// interval in replicate state means appends were lost.
+    pub(crate) heartbeat_matched: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(next: u64) -> Progress {
+        Progress {
+            matched: 0,
+            next,
+            state: ReplicaState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            recent_active: false,
+            commit_sent: 0,
+            heartbeat_matched: 0,
+        }
+    }
+
+    /// Whether another append may go out now.
+    pub(crate) fn can_send(&self, max_inflight: usize) -> bool {
+        match self.state {
+            ReplicaState::Probe => !self.probe_sent,
+            ReplicaState::Replicate => self.inflight.len() < max_inflight,
+        }
+    }
+
+    /// Records an append carrying entries up to `last` as sent.
+    pub(crate) fn sent(&mut self, last: u64, had_entries: bool) {
+        match self.state {
+            ReplicaState::Probe => self.probe_sent = true,
+            ReplicaState::Replicate if had_entries => {
+                self.next = last + 1;
+                self.inflight.push_back(last);
+            }
+            ReplicaState::Replicate => {}
+        }
+    }
+
+    /// A successful append response up to `index`. Returns whether `matched` moved.
+    pub(crate) fn on_success(&mut self, index: u64) -> bool {
+        let moved = index > self.matched;
+        if moved {
+            self.matched = index;
+        }
+        self.next = self.next.max(index + 1);
+        while self.inflight.front().is_some_and(|&i| i <= index) {
+            self.inflight.pop_front();
+        }
+        if self.state == ReplicaState::Probe {
+            self.become_replicate();
+        }
+        moved
+    }
+
+    /// A rejected append of `rejected` (its prev_index). `next` is the new guess computed
+    /// from the follower's hint. Returns false for a stale rejection.
+    pub(crate) fn on_reject(&mut self, rejected: u64, next: u64) -> bool {
+        match self.state {
+            // A rejection of something older than what we already know matches is stale.
+            ReplicaState::Replicate if rejected <= self.matched => false,
+            ReplicaState::Replicate => {
+                self.become_probe();
+                self.next = next.max(self.matched + 1);
+                true
+            }
+            // In probe only the answer to the probe we sent (prev = next - 1) counts.
+            ReplicaState::Probe if rejected + 1 != self.next => false,
+            ReplicaState::Probe => {
+                self.next = next.max(self.matched + 1).min(self.next);
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        self.state = ReplicaState::Probe;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.next = self.matched + 1;
+    }
+
+    fn become_replicate(&mut self) {
+        self.state = ReplicaState::Replicate;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.next = self.matched + 1;
+    }
+}

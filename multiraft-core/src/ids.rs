@@ -1,0 +1,41 @@
+//! Identifiers: which node, which group.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one process taking part in Raft groups. A node hosts one *replica* of each
+/// group it belongs to. `NodeId(0)` is reserved to mean "no node" and is rejected by
+/// [`Config::validate`](crate::Config::validate) and [`Membership`](crate::Membership).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct NodeId(pub u64);
+
+/// Identifies one Raft group across the whole cluster.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct GroupId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// Names one proposal cluster-wide: the node that accepted it from a client and a sequence
+/// number unique on that node. It travels inside the log entry so that whichever replica of
+/// `node` applies the entry can resolve the waiting client, even when the proposal was
+/// forwarded to a leader elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProposalId {
+    /// The node whose client made the proposal.
+    pub node: NodeId,
+    /// Unique per `node` for the life of the process.
+    pub seq: u64,
+}

@@ -1,0 +1,164 @@
+//! Who belongs to a group: voters, outgoing voters during joint consensus, and learners.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::NodeId;
+
+/// The members of one group.
+///
+/// A value, not a process: the group layer consults it for every quorum decision, so a
+/// runtime membership change (joint consensus, dissertation §4.3) only has to swap the
+/// value. While `outgoing` is non-empty the group is in a joint configuration and every
+/// decision needs a majority of `voters` *and* a majority of `outgoing`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Voters of the (incoming) configuration.
+    pub voters: BTreeSet<NodeId>,
+    /// Voters of the outgoing configuration; empty unless a joint change is in progress.
+    pub outgoing: BTreeSet<NodeId>,
+    /// Replicas that receive the log but never vote and never count toward a quorum.
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// The outcome of counting votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteResult {
+    /// A quorum granted.
+    Won,
+    /// A quorum can no longer be reached.
+    Lost,
+    /// Neither yet.
+    Pending,
+}
+
+/// Why a [`Membership`] value is not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// There must be at least one voter.
+    #[error("a membership needs at least one voter")]
+    NoVoters,
+    /// `NodeId(0)` means "no node".
+    #[error("NodeId(0) is reserved and cannot be a member")]
+    ReservedNodeId,
+    /// A node cannot be both a voter and a learner.
+    #[error("{0} is both a voter and a learner")]
+    VoterAndLearner(NodeId),
+}
+
+impl Membership {
+    /// A plain (non-joint) configuration of the given voters and no learners.
+    pub fn voters(ids: impl IntoIterator<Item = u64>) -> Self {
+        Membership {
+            voters: ids.into_iter().map(NodeId).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds learners to this configuration.
+    pub fn with_learners(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.learners.extend(ids.into_iter().map(NodeId));
+        self
+    }
+
+    /// Checks the value is usable for a group.
+    pub fn validate(&self) -> Result<(), MembershipError> {
+        if self.voters.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        let all = self
+            .voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners);
+        if all.clone().any(|n| n.0 == 0) {
+            return Err(MembershipError::ReservedNodeId);
+        }
+        if let Some(n) = self
+            .learners
+            .iter()
+            .find(|n| self.voters.contains(n) || self.outgoing.contains(n))
+        {
+            return Err(MembershipError::VoterAndLearner(*n));
+        }
+        Ok(())
+    }
+
+    /// Whether `node` may vote (it is a voter of either configuration).
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        self.voters.contains(&node) || self.outgoing.contains(&node)
+    }
+
+    /// Whether `node` is a member in any role.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.is_voter(node) || self.learners.contains(&node)
+    }
+
+    /// Every member, each once, in ascending order.
+    pub fn replicas(&self) -> BTreeSet<NodeId> {
+        self.voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners)
+            .copied()
+            .collect()
+    }
+
+    /// The highest index a quorum has reached, given each voter's match index.
+    /// In a joint configuration the lower of the two majorities' results.
+    pub fn committed_index(&self, matched: impl Fn(NodeId) -> u64) -> u64 {
+        let incoming = majority_index(&self.voters, &matched);
+        if self.outgoing.is_empty() {
+            incoming
+        } else {
+            incoming.min(majority_index(&self.outgoing, &matched))
+        }
+    }
+
+    /// Counts votes: `vote(n)` is `Some(granted)` for nodes that answered.
+    pub fn vote_result(&self, vote: impl Fn(NodeId) -> Option<bool>) -> VoteResult {
+        let incoming = majority_vote(&self.voters, &vote);
+        if self.outgoing.is_empty() {
+            return incoming;
+        }
+        match (incoming, majority_vote(&self.outgoing, &vote)) {
+            (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+            (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+            _ => VoteResult::Pending,
+        }
+    }
+}
+
+fn majority_index(voters: &BTreeSet<NodeId>, matched: &impl Fn(NodeId) -> u64) -> u64 {
+    if voters.is_empty() {
+        // An empty configuration does not constrain the joint result.
+        return u64::MAX;
+    }
+    let mut indexes: Vec<u64> = voters.iter().map(|n| matched(*n)).collect();
+    indexes.sort_unstable_by(|a, b| b.cmp(a));
+    indexes[voters.len() / 2]
+}
+
+fn majority_vote(voters: &BTreeSet<NodeId>, vote: &impl Fn(NodeId) -> Option<bool>) -> VoteResult {
+    if voters.is_empty() {
+        return VoteResult::Won;
+    }
+    let quorum = voters.len() / 2 + 1;
+    let (mut yes, mut no) = (0, 0);
+    for n in voters {
+        match vote(*n) {
+            Some(true) => yes += 1,
+            Some(false) => no += 1,
+            None => {}
+        }
+    }
+    if yes >= quorum {
+        VoteResult::Won
+    } else if voters.len() - no < quorum {
+        VoteResult::Lost
+    } else {
+        VoteResult::Pending
+    }
+}

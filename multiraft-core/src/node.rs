@@ -1,0 +1,477 @@
+//! All groups of one node, still sans-IO: routes messages in, merges every group's outputs
+//! into one numbered [`Ready`] (one storage write, one batch per destination node).
+//!
+//! # Call order
+//!
+//! 1. Feed inputs in any order: [`Node::step`] (a batch from a peer node), [`Node::tick`],
+//!    [`Node::propose`], [`Node::create_group`], [`Node::remove_group`].
+//! 2. [`Node::ready`] returns the next [`Ready`] when there is work and no ready is
+//!    outstanding.
+//! 3. With that ready, in this order or concurrently as noted:
+//!    - send `send_now` (may go before the write is durable);
+//!    - persist `write` with one [`Storage::write`](crate::Storage::write) call;
+//!    - apply `apply` to the state machines (every entry in it is committed and already
+//!      durable here);
+//!    - once the write is durable, call [`Node::advance`] with `ready.number`, then send
+//!      `send_after_write`.
+//! 4. Go to 1. Inputs keep arriving while the write is in flight; they are batched into the
+//!    next ready, which is how one fsync comes to cover many groups.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{Config, ConfigError};
+use crate::entry::Entry;
+use crate::error::{GroupError, ProposeError};
+use crate::group::{Group, GroupEvent, GroupStatus};
+use crate::ids::{GroupId, NodeId, ProposalId};
+use crate::membership::Membership;
+use crate::message::{Message, MessageBatch};
+use crate::rng::group_seed;
+use crate::storage::{GroupWrite, LoadedGroup, WriteBatch};
+
+/// Something that happened on the node, for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A group's known leader or term changed (reported on followers too).
+    LeaderChanged {
+        /// The group.
+        group: GroupId,
+        /// Its current term.
+        term: u64,
+        /// The leader of `term`, if known.
+        leader: Option<NodeId>,
+    },
+    /// The group was created on this node and its creation is durable.
+    GroupCreated {
+        /// The group.
+        group: GroupId,
+    },
+    /// The group was removed from this node.
+    GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// Committed entries of one group, in order, to apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Apply {
+    /// The group.
+    pub group: GroupId,
+    /// The entries, consecutive.
+    pub entries: Vec<Entry>,
+}
+
+/// A proposal that definitely did not enter the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The group it was proposed to.
+    pub group: GroupId,
+    /// The proposal.
+    pub id: ProposalId,
+    /// Why.
+    pub error: ProposeError,
+}
+
+/// The outputs of one cycle of the node. See the [module docs](self) for what to do with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Strictly increasing; pass it to [`Node::advance`].
+    pub number: u64,
+    /// Everything to persist, for every group, as one write.
+    pub write: WriteBatch,
+    /// One batch per destination node, to send at once.
+    pub send_now: Vec<MessageBatch>,
+    /// One batch per destination node, to send only after `write` is durable.
+    pub send_after_write: Vec<MessageBatch>,
+    /// Committed entries to apply, per group.
+    pub apply: Vec<Apply>,
+    /// Proposals that definitely did not enter the log.
+    pub rejected: Vec<Rejected>,
+    /// Events, to publish once `write` is durable.
+    pub events: Vec<Event>,
+}
+
+/// Counters of what the node dropped, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Inbound messages for a group this node does not host (never creates the group).
+    pub dropped_unknown_group: u64,
+    /// Inbound messages whose sender or recipient did not match the batch.
+    pub dropped_misaddressed: u64,
+}
+
+struct Slot {
+    group: Group,
+    /// Whether the group is in `Node::dirty`.
+    queued: bool,
+}
+
+/// The write of one ready, awaiting [`Node::advance`].
+struct Outstanding {
+    number: u64,
+    /// Per group: the last entry written (index, term).
+    persisted: Vec<(GroupId, u64, u64)>,
+}
+
+/// Every group hosted by one node.
+pub struct Node {
+    id: NodeId,
+    config: Arc<Config>,
+    seed: u64,
+    groups: HashMap<GroupId, Slot>,
+    /// Groups that may have output, each at most once, served in order so none starves.
+    dirty: VecDeque<GroupId>,
+    /// Creations and removals to put in the next write.
+    lifecycle: Vec<GroupWrite>,
+    events: Vec<Event>,
+    last_number: u64,
+    outstanding: Option<Outstanding>,
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("groups", &self.groups.len())
+            .field("last_number", &self.last_number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with no groups. `seed` drives every random choice (election jitter).
+    pub fn new(id: NodeId, config: Config, seed: u64) -> Result<Node, ConfigError> {
+        config.validate()?;
+        if id.0 == 0 {
+            return Err(ConfigError {
+                field: "node id",
+                reason: "NodeId(0) is reserved",
+            });
+        }
+        Ok(Node {
+            id,
+            config: Arc::new(config),
+            seed,
+            groups: HashMap::new(),
+            dirty: VecDeque::new(),
+            lifecycle: Vec::new(),
+            events: Vec::new(),
+            last_number: 0,
+            outstanding: None,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Drop counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Number of hosted groups.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The ids of every hosted group, in no particular order.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// The state of one group.
+    pub fn group_status(&self, group: GroupId) -> Option<GroupStatus> {
+        self.groups.get(&group).map(|s| s.group.status())
+    }
+
+    /// One hosted group, for inspection.
+    pub fn group(&self, group: GroupId) -> Option<&Group> {
+        self.groups.get(&group).map(|s| &s.group)
+    }
+
+    /// Hosts the groups storage held at start. Their state is already durable.
+    pub fn restore(&mut self, loaded: Vec<LoadedGroup>) {
+        for l in loaded {
+            let id = l.group;
+            let group = Group::restore(
+                self.id,
+                l,
+                Arc::clone(&self.config),
+                group_seed(self.seed, id.0),
+            );
+            self.groups.insert(
+                id,
+                Slot {
+                    group,
+                    queued: false,
+                },
+            );
+            self.mark(id);
+        }
+    }
+
+    /// Starts hosting a new replica of `group`. Its creation is part of the next write.
+    pub fn create_group(
+        &mut self,
+        group: GroupId,
+        membership: Membership,
+    ) -> Result<(), GroupError> {
+        membership.validate()?;
+        if !membership.contains(self.id) {
+            return Err(GroupError::NotAMember(self.id));
+        }
+        if self.groups.contains_key(&group) {
+            return Err(GroupError::GroupExists(group));
+        }
+        let g = Group::new(
+            group,
+            self.id,
+            membership.clone(),
+            Arc::clone(&self.config),
+            group_seed(self.seed, group.0),
+        );
+        self.lifecycle.push(GroupWrite {
+            group,
+            membership: Some(membership),
+            hard_state: Some(Default::default()),
+            ..Default::default()
+        });
+        self.events.push(Event::GroupCreated { group });
+        self.groups.insert(
+            group,
+            Slot {
+                group: g,
+                queued: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops hosting `group` and deletes its persisted state in the next write.
+    pub fn remove_group(&mut self, group: GroupId) -> Result<(), GroupError> {
+        if self.groups.remove(&group).is_none() {
+            return Err(GroupError::GroupNotFound(group));
+        }
+        self.lifecycle.retain(|w| w.group != group);
+        self.lifecycle.push(GroupWrite {
+            group,
+            remove: true,
+            ..Default::default()
+        });
+        self.events.push(Event::GroupRemoved { group });
+        Ok(())
+    }
+
+    /// Feeds a batch received from a peer node. Messages for groups this node does not host
+    /// are dropped (a message never creates a group), as are misaddressed ones.
+    pub fn step(&mut self, batch: MessageBatch) {
+        if batch.to != self.id || batch.from == self.id {
+            self.stats.dropped_misaddressed += batch.messages.len() as u64;
+            return;
+        }
+        for msg in batch.messages {
+            self.step_message(batch.from, msg);
+        }
+    }
+
+    fn step_message(&mut self, from: NodeId, msg: Message) {
+        if msg.from != from || msg.to != self.id {
+            self.stats.dropped_misaddressed += 1;
+            return;
+        }
+        let id = msg.group;
+        match self.groups.get_mut(&id) {
+            Some(slot) => {
+                slot.group.step(msg);
+                self.mark(id);
+            }
+            None => self.stats.dropped_unknown_group += 1,
+        }
+    }
+
+    /// Advances every group's logical clock by one tick.
+    pub fn tick(&mut self) {
+        for (id, slot) in self.groups.iter_mut() {
+            slot.group.tick();
+            if !slot.queued && slot.group.has_ready() {
+                slot.queued = true;
+                self.dirty.push_back(*id);
+            }
+        }
+    }
+
+    /// Proposes `data` to `group` under the proposal id `id`.
+    pub fn propose(
+        &mut self,
+        group: GroupId,
+        id: ProposalId,
+        data: Bytes,
+    ) -> Result<(), ProposeError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ProposeError::GroupNotFound(group))?;
+        slot.group.propose(id, data)?;
+        self.mark(group);
+        Ok(())
+    }
+
+    fn mark(&mut self, id: GroupId) {
+        if let Some(slot) = self.groups.get_mut(&id)
+            && !slot.queued
+        {
+            slot.queued = true;
+            self.dirty.push_back(id);
+        }
+    }
+
+    /// Whether [`Node::ready`] would return a ready.
+    pub fn has_ready(&self) -> bool {
+        self.outstanding.is_none()
+            && (!self.dirty.is_empty() || !self.lifecycle.is_empty() || !self.events.is_empty())
+    }
+
+    /// Collects the outputs of every group with work, within the per-ready limits
+    /// (`max_ready_groups`, `max_ready_entries`, `max_ready_bytes`). Returns `None` when
+    /// there is nothing to do or the previous ready is not yet advanced.
+    pub fn ready(&mut self) -> Option<Ready> {
+        if !self.has_ready() {
+            return None;
+        }
+        self.last_number += 1;
+        let mut ready = Ready {
+            number: self.last_number,
+            ..Default::default()
+        };
+        ready.write.groups = std::mem::take(&mut self.lifecycle);
+        ready.events = std::mem::take(&mut self.events);
+        let mut persisted = Vec::new();
+        let mut now: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
+        let mut after: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
+        let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
+        let cfg = Arc::clone(&self.config);
+        while let Some(id) = self.dirty.pop_front() {
+            let over = groups >= cfg.max_ready_groups
+                || entries >= cfg.max_ready_entries
+                || bytes >= cfg.max_ready_bytes;
+            if over && groups > 0 {
+                self.dirty.push_front(id);
+                break;
+            }
+            let Some(slot) = self.groups.get_mut(&id) else {
+                continue; // removed since it was queued
+            };
+            groups += 1;
+            let out = slot.group.ready(
+                cfg.max_ready_entries.saturating_sub(entries).max(1),
+                cfg.max_ready_bytes.saturating_sub(bytes).max(1),
+            );
+            if slot.group.has_ready() {
+                self.dirty.push_back(id);
+            } else {
+                slot.queued = false;
+            }
+            for e in out.entries.iter().chain(&out.apply) {
+                entries += 1;
+                bytes += e.size_bytes();
+            }
+            if let Some(last) = out.entries.last() {
+                persisted.push((id, last.index, last.term));
+            }
+            if out.hard_state.is_some() || !out.entries.is_empty() {
+                ready.write.groups.push(GroupWrite {
+                    group: id,
+                    hard_state: out.hard_state,
+                    entries: out.entries,
+                    ..Default::default()
+                });
+            }
+            for m in out.send_now {
+                now.entry(m.to).or_default().push(m);
+            }
+            for m in out.send_after_write {
+                after.entry(m.to).or_default().push(m);
+            }
+            if !out.apply.is_empty() {
+                ready.apply.push(Apply {
+                    group: id,
+                    entries: out.apply,
+                });
+            }
+            ready
+                .rejected
+                .extend(out.rejected.into_iter().map(|(pid, error)| Rejected {
+                    group: id,
+                    id: pid,
+                    error,
+                }));
+            ready.events.extend(out.events.into_iter().map(|e| match e {
+                GroupEvent::LeaderChanged { term, leader } => Event::LeaderChanged {
+                    group: id,
+                    term,
+                    leader,
+                },
+            }));
+        }
+        let from = self.id;
+        let pack = |map: BTreeMap<NodeId, Vec<Message>>| {
+            map.into_iter()
+                .map(|(to, messages)| MessageBatch { from, to, messages })
+                .collect()
+        };
+        ready.send_now = pack(now);
+        ready.send_after_write = pack(after);
+        self.outstanding = Some(Outstanding {
+            number: ready.number,
+            persisted,
+        });
+        Some(ready)
+    }
+
+    /// Confirms that the write of ready `number` is durable.
+    ///
+    /// # Panics
+    ///
+    /// If `number` is not the outstanding ready's number: acknowledging a write out of
+    /// order would let the node act on state that is not durable (IO-ordering rule 5).
+    pub fn advance(&mut self, number: u64) {
+        let out = self.outstanding.take();
+        let expected = out.as_ref().map(|o| o.number);
+        assert_eq!(
+            expected,
+            Some(number),
+            "node {}: advance({number}) but the outstanding ready is {expected:?}",
+            self.id
+        );
+        for (id, index, term) in out.map(|o| o.persisted).unwrap_or_default() {
+            if let Some(slot) = self.groups.get_mut(&id) {
+                slot.group.on_persisted(index, term);
+                if slot.group.has_ready() {
+                    self.mark(id);
+                }
+            }
+        }
+    }
+
+    /// Whether a ready is awaiting [`Node::advance`].
+    pub fn is_write_outstanding(&self) -> bool {
+        self.outstanding.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

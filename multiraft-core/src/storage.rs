@@ -1,0 +1,98 @@
+//! The shared log: one durable write covers every group with something to persist.
+
+use async_trait::async_trait;
+
+use crate::entry::{Entry, HardState};
+use crate::error::StorageError;
+use crate::ids::GroupId;
+use crate::membership::Membership;
+
+/// Everything one ready asks storage to persist, for any number of groups.
+///
+/// The node layer builds exactly one `WriteBatch` per ready, so one fsync covers every
+/// group that had something to persist in that cycle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// One record per group, each group at most once, in no particular order.
+    pub groups: Vec<GroupWrite>,
+}
+
+impl WriteBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Number of entries across all groups.
+    pub fn entry_count(&self) -> usize {
+        self.groups.iter().map(|g| g.entries.len()).sum()
+    }
+}
+
+/// What to persist for one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupWrite {
+    /// The group.
+    pub group: GroupId,
+    /// Delete every record of the group. When set, the other fields are empty.
+    pub remove: bool,
+    /// Set the group's membership (written at creation, and on membership changes).
+    pub membership: Option<Membership>,
+    /// Replace the group's hard state.
+    pub hard_state: Option<HardState>,
+    /// Entries to append, consecutive. If the first index is at or below the stored last
+    /// index, every stored entry from that index on is deleted first (conflict truncation).
+    pub entries: Vec<Entry>,
+}
+
+/// One group's persisted state, as returned by [`Storage::load`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadedGroup {
+    /// The group.
+    pub group: GroupId,
+    /// Its last persisted membership.
+    pub membership: Membership,
+    /// Its last persisted hard state.
+    pub hard_state: HardState,
+    /// Its log, consecutive from index 1.
+    pub entries: Vec<Entry>,
+}
+
+/// The node's shared log and per-group state.
+///
+/// # To ensure correctness
+///
+/// - [`write`](Storage::write) is **atomic and durable**: when it returns `Ok`, every part of
+///   the batch survives a crash (power loss included); if the process dies before it returns,
+///   after restart either all of the batch is present or none of it. Never return `Ok` for
+///   data that is only in a cache.
+/// - Writes are applied in call order. The driver never issues a write before the previous
+///   one has returned.
+/// - After a write returns `Err`, the node stops. Later calls may fail with
+///   [`StorageError::Poisoned`]; none may report success for data it did not persist.
+/// - A group's log has no holes: entries are consecutive, and an append whose first index is
+///   at or below the stored last index first deletes the stored suffix from that index.
+/// - `write` must not block the calling thread for IO: run blocking IO on a thread of your own
+///   and await it. The event loop keeps stepping groups while a write is in flight.
+/// - [`load`](Storage::load) returns exactly what durable writes left, for every group not
+///   removed.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Persists `batch` atomically and durably.
+    async fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
+
+    /// Returns the persisted state of every group, at start.
+    async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError>;
+
+    /// Entries of `group` with index in `[low, high)`, in order. Fewer are returned if the log
+    /// ends earlier; none if `group` is unknown.
+    async fn entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+    ) -> Result<Vec<Entry>, StorageError>;
+
+    /// The term of `group`'s entry at `index`, or `None` when there is no such entry.
+    async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError>;
+}

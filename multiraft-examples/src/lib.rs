@@ -1,0 +1,1 @@
+//! Runnable multiraft programs: see the `demo` and `bench` binaries.
