@@ -58,6 +58,10 @@ pub struct Config {
     pub max_inbox_batches: usize,
     /// API calls queued to the event loop. Callers wait for room (backpressure).
     pub max_api_queue: usize,
+    /// Events buffered for each subscriber of `MultiRaft::events`. A subscriber that falls
+    /// further behind loses the oldest events (and is told how many), so a slow reader can
+    /// never make the node buffer without bound.
+    pub max_event_backlog: usize,
     /// A follower forwards proposals to the leader it knows instead of rejecting them
     /// with `NotLeader`.
     pub forward_proposals: bool,
@@ -89,6 +93,7 @@ impl Default for Config {
             max_pending_proposals: 1 << 20,
             max_inbox_batches: 4_096,
             max_api_queue: 65_536,
+            max_event_backlog: 65_536,
             forward_proposals: true,
             proposal_timeout_ticks: 200,
             strict: false,
@@ -128,7 +133,7 @@ impl Config {
                 "must exceed election_timeout_min_ticks",
             );
         }
-        let positive: [(&'static str, usize); 11] = [
+        let positive: [(&'static str, usize); 12] = [
             ("max_inflight_appends", self.max_inflight_appends),
             ("max_append_entries", self.max_append_entries),
             ("max_append_bytes", self.max_append_bytes),
@@ -140,6 +145,7 @@ impl Config {
             ("max_pending_proposals", self.max_pending_proposals),
             ("max_inbox_batches", self.max_inbox_batches),
             ("max_api_queue", self.max_api_queue),
+            ("max_event_backlog", self.max_event_backlog),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return err(field, "must be positive");

@@ -1,8 +1,153 @@
 //! multiraft-core: many Raft groups on one node.
+//!
+//! One process (a *node*) takes part in many Raft groups whose memberships overlap. The
+//! groups share the node's costs: one storage write per cycle covers every group with
+//! something to persist, and one message batch per peer node per cycle carries every group's
+//! traffic to that node.
+//!
+//! The crate has three layers:
+//!
+//! 1. [`group`] — one Raft group, sans-IO: [`group::Group`] takes messages, ticks and
+//!    proposals and returns its outputs as data.
+//! 2. [`node`] — every group of this node, still sans-IO: [`Node`] routes inbound batches,
+//!    merges all groups' outputs into one numbered [`Ready`] and is acknowledged with
+//!    [`Node::advance`].
+//! 3. The driver and API — a thin tokio event loop behind [`MultiRaft`], which does the IO
+//!    through the [`Storage`], [`Transport`] and [`Clock`] traits and applies committed
+//!    commands through each group's [`StateMachine`].
+//!
+//! # The whole loop, by hand
+//!
+//! Three nodes in one process, one group, storage and network played by the example itself.
+//! This is exactly what the driver does for you, and what a test or a custom runtime does
+//! with the sans-IO layers:
+//!
+//! ```
+//! use multiraft_core::group::Role;
+//! use multiraft_core::{Config, GroupId, Membership, MessageBatch, Node, NodeId, Payload, ProposalId};
+//!
+//! let group = GroupId(7);
+//! let mut nodes: Vec<Node> = (1..=3)
+//!     .map(|i| Node::new(NodeId(i), Config::default(), /* seed */ i).unwrap())
+//!     .collect();
+//! for node in &mut nodes {
+//!     node.create_group(group, Membership::voters([1, 2, 3])).unwrap();
+//! }
+//!
+//! let mut wire: Vec<MessageBatch> = Vec::new(); // the network
+//! let mut applied: Vec<(NodeId, u64, Vec<u8>)> = Vec::new(); // the state machines
+//! let mut proposed = false;
+//! for _round in 0..100 {
+//!     // Inputs: the batches on the wire, and one tick of the clock per round.
+//!     for batch in std::mem::take(&mut wire) {
+//!         let to = batch.to.0 as usize - 1;
+//!         nodes[to].step(batch);
+//!     }
+//!     for node in &mut nodes {
+//!         node.tick();
+//!     }
+//!     // Once a leader is elected, propose a command on it.
+//!     let leader = nodes
+//!         .iter_mut()
+//!         .find(|n| n.group_status(group).unwrap().role == Role::Leader);
+//!     if let (Some(leader), false) = (leader, proposed) {
+//!         let id = ProposalId { node: leader.id(), seq: 1 };
+//!         leader.propose(group, id, "set x 1".into()).unwrap();
+//!         proposed = true;
+//!     }
+//!     // Outputs: one ready per node per cycle.
+//!     for node in &mut nodes {
+//!         while let Some(ready) = node.ready() {
+//!             wire.extend(ready.send_now); // appends may leave before our own write (§10.2.1)
+//!             let _one_write_for_every_group = &ready.write; // Storage::write, durably
+//!             for apply in &ready.apply {
+//!                 for entry in &apply.entries {
+//!                     if let Payload::Command { data, .. } = &entry.payload {
+//!                         applied.push((node.id(), entry.index, data.to_vec()));
+//!                     }
+//!                 }
+//!             }
+//!             node.advance(ready.number); // the write is durable
+//!             wire.extend(ready.send_after_write); // votes and acks only now
+//!         }
+//!     }
+//! }
+//! // Every replica applied the command at the same index.
+//! assert_eq!(applied.len(), 3);
+//! assert!(applied.iter().all(|(_, index, data)| *index == applied[0].1 && data == b"set x 1"));
+//! ```
+//!
+//! # The same with the driver
+//!
+//! ```
+//! use multiraft_core::{Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, StateMachine};
+//! use multiraft_testkit::{MemNetwork, MemStorage};
+//!
+//! /// A state machine that counts the commands it applied.
+//! #[derive(Default)]
+//! struct Counter(u64);
+//! impl StateMachine for Counter {
+//!     fn apply(&mut self, _index: u64, _command: &Bytes) -> Bytes {
+//!         self.0 += 1;
+//!         Bytes::from(self.0.to_string())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let network = MemNetwork::new();
+//! let mut config = Config::default();
+//! config.tick_interval = std::time::Duration::from_millis(5);
+//! let mut nodes = Vec::new();
+//! for i in 1..=3 {
+//!     let node = MultiRaft::builder(NodeId(i), config.clone())
+//!         .storage(MemStorage::new())
+//!         .transport(network.transport(NodeId(i)))
+//!         .state_machines(|_group| Counter::default())
+//!         .start()
+//!         .await
+//!         .unwrap();
+//!     nodes.push(node);
+//! }
+//! let group = GroupId(7);
+//! let mut events = nodes[0].events();
+//! for node in &nodes {
+//!     node.create_group(group, Membership::voters([1, 2, 3])).await.unwrap();
+//! }
+//! // Wait (bounded) until node 1 knows the leader, then propose through node 1: a follower
+//! // forwards to the leader.
+//! tokio::time::timeout(std::time::Duration::from_secs(10), async {
+//!     while let Ok(event) = events.recv().await {
+//!         if let Event::LeaderChanged { leader: Some(_), .. } = event {
+//!             break;
+//!         }
+//!     }
+//! })
+//! .await
+//! .expect("a leader within 10 s");
+//! let result = nodes[0].propose(group, "incr").await.unwrap();
+//! assert_eq!(result, Bytes::from("1"));
+//! for node in &nodes {
+//!     node.shutdown().await.unwrap();
+//! }
+//! # }
+//! ```
+//!
+//! # Design notes
+//!
+//! - Each group keeps its log in memory from index 1 until log compaction and snapshots
+//!   land; storage is written for durability and read at start. The `Storage` read methods
+//!   exist for tools and for the snapshot work that follows.
+//! - The driver keeps one storage write in flight at a time (pipeline depth 1): while it is
+//!   in flight the loop keeps stepping messages and taking API calls, and everything that
+//!   arrives meanwhile is persisted by the next write. This is group commit; a deeper
+//!   pipeline would add little, since one write already covers every group.
 #![forbid(unsafe_code)]
 
+mod api;
 mod clock;
 mod config;
+mod driver;
 mod entry;
 mod error;
 pub mod group;
@@ -15,6 +160,7 @@ mod state_machine;
 mod storage;
 mod transport;
 
+pub use api::{Builder, MultiRaft, StateMachineFactory};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};

@@ -48,7 +48,14 @@ pub enum DeliverError {
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize) -> (Inbox, mpsc::Receiver<MessageBatch>) {
+    /// A new inbox holding at most `capacity` batches, and the receiving end the node (or a
+    /// test standing in for it) reads delivered batches from. Once the receiver is dropped,
+    /// [`deliver`](Inbox::deliver) reports [`DeliverError::Stopped`].
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is zero.
+    pub fn channel(capacity: usize) -> (Inbox, mpsc::Receiver<MessageBatch>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Inbox { tx }, rx)
     }

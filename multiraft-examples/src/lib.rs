@@ -1,1 +1,103 @@
-//! Runnable multiraft programs: see the `demo` and `bench` binaries.
+//! Runnable multiraft programs: the `demo` cluster and the `bench` benchmark. This library
+//! holds what they share: an in-process cluster on the testkit's in-memory parts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiraft_core::{
+    Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, StartError, StateMachine,
+};
+use multiraft_testkit::{MemNetwork, MemStorage};
+
+/// A state machine that counts the commands it applied, in a counter shared by every group
+/// of its node, so a program can watch a whole node's progress.
+#[derive(Debug)]
+pub struct CountingMachine {
+    applied: Arc<AtomicU64>,
+}
+
+impl StateMachine for CountingMachine {
+    fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        Bytes::copy_from_slice(&index.to_le_bytes())
+    }
+}
+
+/// One node of an in-process cluster, with its applied-command counter.
+#[derive(Debug)]
+pub struct ClusterNode {
+    /// The node's handle.
+    pub handle: MultiRaft,
+    /// Commands applied by every group of this node.
+    pub applied: Arc<AtomicU64>,
+}
+
+/// Starts `nodes` nodes (ids 1..=nodes) in this process on in-memory storage and network.
+pub async fn start_mem_cluster(
+    nodes: u64,
+    config: &Config,
+) -> Result<Vec<ClusterNode>, StartError> {
+    let network = MemNetwork::new();
+    let mut out = Vec::new();
+    for i in 1..=nodes {
+        let applied = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&applied);
+        let handle = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(i)))
+            .state_machines(move |_| CountingMachine {
+                applied: Arc::clone(&counter),
+            })
+            .seed(i)
+            .start()
+            .await?;
+        out.push(ClusterNode { handle, applied });
+    }
+    Ok(out)
+}
+
+/// Creates `groups` groups (ids 1..=groups) replicated on every node of `cluster` and waits,
+/// up to `timeout`, until node 1 knows a leader for each. Returns each group's leader.
+pub async fn create_groups(
+    cluster: &[ClusterNode],
+    groups: u64,
+    timeout: Duration,
+) -> Result<Vec<NodeId>, String> {
+    let voters = Membership::voters(1..=cluster.len() as u64);
+    let mut events = cluster[0].handle.events();
+    for g in 1..=groups {
+        for n in cluster {
+            n.handle
+                .create_group(GroupId(g), voters.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let mut leaders = vec![NodeId(0); groups as usize];
+    let mut known = 0;
+    let wait = async {
+        while known < groups {
+            match events.recv().await {
+                Ok(Event::LeaderChanged {
+                    group,
+                    leader: Some(l),
+                    ..
+                }) if (1..=groups).contains(&group.0) => {
+                    let slot = &mut leaders[group.0 as usize - 1];
+                    if slot.0 == 0 {
+                        known += 1;
+                    }
+                    *slot = l;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("events: {e}")),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        format!("only {known} of {groups} groups elected a leader within {timeout:?}")
+    })??;
+    Ok(leaders)
+}

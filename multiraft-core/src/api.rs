@@ -1,0 +1,253 @@
+//! The application's handle on a running node: [`MultiRaft`] and its [`Builder`].
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::driver::{Command, Driver, Parts};
+use crate::error::{GroupError, Indeterminate, ProposeError, StartError, StopError};
+use crate::group::GroupStatus;
+use crate::ids::{GroupId, NodeId};
+use crate::membership::Membership;
+use crate::node::{Event, Node};
+use crate::state_machine::StateMachine;
+use crate::storage::Storage;
+use crate::transport::{Inbox, Transport};
+
+/// Makes the state machine of each group this node hosts.
+pub type StateMachineFactory = Box<dyn FnMut(GroupId) -> Box<dyn StateMachine> + Send>;
+
+/// A running node: the application's handle on every group it hosts. Cheap to clone; all
+/// clones talk to the same event loop.
+#[derive(Clone)]
+pub struct MultiRaft {
+    id: NodeId,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    task: Arc<Mutex<Option<EventLoop>>>,
+}
+
+/// The event loop's task; taken by the first `shutdown`.
+type EventLoop = JoinHandle<Result<(), StopError>>;
+
+impl std::fmt::Debug for MultiRaft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiRaft")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Assembles a node. Storage, transport and the state-machine factory are required; the
+/// clock defaults to [`SystemClock`].
+pub struct Builder {
+    id: NodeId,
+    config: Config,
+    seed: Option<u64>,
+    storage: Option<Arc<dyn Storage>>,
+    transport: Option<Arc<dyn Transport>>,
+    clock: Option<Arc<dyn Clock>>,
+    factory: Option<StateMachineFactory>,
+}
+
+impl Builder {
+    /// The storage holding this node's shared log.
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// The transport to peer nodes.
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// The clock the node ticks by (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How to make the state machine of a group, called once per hosted group (at start for
+    /// the groups in storage, and on `create_group`).
+    pub fn state_machines<S, F>(mut self, mut make: F) -> Self
+    where
+        S: StateMachine,
+        F: FnMut(GroupId) -> S + Send + 'static,
+    {
+        self.factory = Some(Box::new(move |g| Box::new(make(g))));
+        self
+    }
+
+    /// The seed of every random choice (election jitter). Defaults to one derived from the
+    /// node id and the current time; set it for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Validates the configuration, loads every group from storage, attaches the transport
+    /// and starts the event loop on the current tokio runtime.
+    pub async fn start(self) -> Result<MultiRaft, StartError> {
+        if self.id.0 == 0 {
+            return Err(StartError::ReservedNodeId);
+        }
+        self.config.validate()?;
+        let storage = self.storage.ok_or(StartError::Missing("storage"))?;
+        let transport = self.transport.ok_or(StartError::Missing("transport"))?;
+        let mut factory = self.factory.ok_or(StartError::Missing("state_machines"))?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        let seed = self.seed.unwrap_or_else(|| default_seed(self.id));
+
+        let loaded = storage.load().await?;
+        let mut node = Node::new(self.id, self.config.clone(), seed)?;
+        let machines = loaded.iter().map(|l| (l.group, factory(l.group))).collect();
+        node.restore(loaded);
+
+        let (inbox, inbound) = Inbox::channel(self.config.max_inbox_batches);
+        transport
+            .attach(self.id, inbox)
+            .map_err(StartError::Transport)?;
+        let (commands, api) = mpsc::channel(self.config.max_api_queue);
+        let (events, _) = broadcast::channel(self.config.max_event_backlog);
+        let driver = Driver::new(Parts {
+            node,
+            storage,
+            transport,
+            clock,
+            factory,
+            machines,
+            inbound,
+            api,
+            events: events.clone(),
+            first_proposal_seq: seed_proposal_seq(),
+        });
+        let task = tokio::spawn(driver.run());
+        Ok(MultiRaft {
+            id: self.id,
+            commands,
+            events,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+}
+
+fn default_seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ id.0.rotate_left(32)
+}
+
+/// Proposal sequence numbers start from the wall clock in nanoseconds so that a restarted
+/// node never reuses one still present in the log (entries are re-applied after a restart
+/// and must not resolve a new proposal by mistake).
+fn seed_proposal_seq() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
+impl MultiRaft {
+    /// Starts assembling node `id`.
+    pub fn builder(id: NodeId, config: Config) -> Builder {
+        Builder {
+            id,
+            config,
+            seed: None,
+            storage: None,
+            transport: None,
+            clock: None,
+            factory: None,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Creates this node's replica of `group`. Resolves once the creation is durable. Every
+    /// member node must create its own replica with the same membership.
+    pub async fn create_group(
+        &self,
+        group: GroupId,
+        membership: Membership,
+    ) -> Result<(), GroupError> {
+        self.call(|reply| Command::CreateGroup {
+            group,
+            membership,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::Stopped))
+    }
+
+    /// Removes this node's replica of `group` and deletes its persisted state. Proposals
+    /// still pending on it end `Indeterminate`.
+    pub async fn remove_group(&self, group: GroupId) -> Result<(), GroupError> {
+        self.call(|reply| Command::RemoveGroup { group, reply })
+            .await
+            .unwrap_or(Err(GroupError::Stopped))
+    }
+
+    /// Proposes `command` to `group`. Resolves with the state machine's result once the entry
+    /// is applied on this node, or with why it was not (see [`ProposeError`]: every variant
+    /// but `Indeterminate` means "definitely not applied").
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        command: impl Into<Bytes>,
+    ) -> Result<Bytes, ProposeError> {
+        let command = command.into();
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Propose {
+            group,
+            command,
+            reply: tx,
+        };
+        if self.commands.send(cmd).await.is_err() {
+            return Err(ProposeError::Stopped);
+        }
+        // The event loop answers every proposal it took; a dropped answer means it died.
+        rx.await
+            .unwrap_or(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+    }
+
+    /// The state of this node's replica of `group`, or `None` if it hosts no such group.
+    pub async fn status(&self, group: GroupId) -> Result<Option<GroupStatus>, ProposeError> {
+        self.call(|reply| Command::Status { group, reply })
+            .await
+            .ok_or(ProposeError::Stopped)
+    }
+
+    /// Subscribes to this node's events (leader changes, group lifecycle), from now on. A
+    /// subscriber more than `Config::max_event_backlog` events behind loses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stops the node: waits for an in-flight write, resolves every pending proposal
+    /// (`Indeterminate` for those in the log, `Stopped` for those not yet taken) and detaches
+    /// from the transport. Returns the error that stopped the node, if one did. Calling it
+    /// again returns `Ok`.
+    pub async fn shutdown(&self) -> Result<(), StopError> {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        match task {
+            Some(task) => task.await.unwrap_or(Err(StopError::Panicked)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Driver and API tests on the testkit's in-memory parts: real tokio, real time for ticks,
+//! every wait bounded by a timeout on a condition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multiraft_core::group::Role;
+use multiraft_core::{
+    Bytes, Config, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError,
+    StartError, StateMachine, StopError,
+};
+use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
+
+/// Every wait in these tests gives up after this long: generous, because CI shares 2 cores.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What each (node, group) state machine applied, in order.
+type Journal = Arc<Mutex<BTreeMap<(u64, u64), Vec<(u64, Bytes)>>>>;
+
+struct Recorder {
+    node: u64,
+    group: u64,
+    journal: Journal,
+}
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
+        let mut j = self.journal.lock().unwrap();
+        let log = j.entry((self.node, self.group)).or_default();
+        log.push((index, command.clone()));
+        Bytes::from(format!("{}", log.len()))
+    }
+}
+
+fn test_config() -> Config {
+    let mut c = Config::default();
+    c.tick_interval = Duration::from_millis(5);
+    c.strict = true;
+    c
+}
+
+struct Cluster {
+    network: MemNetwork,
+    storages: Vec<MemStorage>,
+    nodes: Vec<Option<MultiRaft>>,
+    journal: Journal,
+    config: Config,
+}
+
+impl Cluster {
+    async fn start(n: u64, config: Config) -> Cluster {
+        let mut c = Cluster {
+            network: MemNetwork::new(),
+            storages: (0..n).map(|_| MemStorage::new()).collect(),
+            nodes: Vec::new(),
+            journal: Journal::default(),
+            config,
+        };
+        for i in 1..=n {
+            let node = c.start_node(i).await;
+            c.nodes.push(Some(node));
+        }
+        c
+    }
+
+    async fn start_node(&self, i: u64) -> MultiRaft {
+        let journal = self.journal.clone();
+        MultiRaft::builder(NodeId(i), self.config.clone())
+            .storage(self.storages[i as usize - 1].clone())
+            .transport(self.network.transport(NodeId(i)))
+            .state_machines(move |g: GroupId| Recorder {
+                node: i,
+                group: g.0,
+                journal: journal.clone(),
+            })
+            .seed(i * 1000)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    fn node(&self, i: u64) -> &MultiRaft {
+        self.nodes[i as usize - 1].as_ref().unwrap()
+    }
+
+    async fn create(&self, groups: impl IntoIterator<Item = u64> + Clone) {
+        let members = Membership::voters(1..=self.nodes.len() as u64);
+        for n in self.nodes.iter().flatten() {
+            for g in groups.clone() {
+                n.create_group(GroupId(g), members.clone()).await.unwrap();
+            }
+        }
+    }
+
+    /// Waits until every running node knows the same leader for `group` in the same term,
+    /// and returns it.
+    async fn leader(&self, group: u64) -> NodeId {
+        wait_for(|| async {
+            let mut seen = BTreeSet::new();
+            for n in self.nodes.iter().flatten() {
+                let s = n.status(GroupId(group)).await.unwrap()?;
+                seen.insert((s.term, s.leader?));
+            }
+            (seen.len() == 1).then(|| seen.into_iter().next().unwrap().1)
+        })
+        .await
+    }
+
+    fn applied(&self, node: u64, group: u64) -> Vec<(u64, Bytes)> {
+        let j = self.journal.lock().unwrap();
+        j.get(&(node, group)).cloned().unwrap_or_default()
+    }
+
+    async fn shutdown(&mut self) {
+        for n in self.nodes.iter_mut().filter_map(Option::take) {
+            n.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Polls `cond` until it yields a value, at most [`WAIT`].
+async fn wait_for<T, F, Fut>(mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(v) = cond().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_elects_exactly_one_leader() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create(1..=100).await;
+    for g in 1..=100 {
+        let leader = c.leader(g).await;
+        // Election safety (Raft §5.2): the nodes agree, and exactly one of them is leader.
+        let mut leaders = 0;
+        for i in 1..=3 {
+            let s = c.node(i).status(GroupId(g)).await.unwrap().unwrap();
+            if s.role == Role::Leader {
+                leaders += 1;
+                assert_eq!(NodeId(i), leader);
+            }
+        }
+        assert_eq!(leaders, 1, "group {g}");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_apply_in_the_same_order_on_every_replica() {
+    let mut c = Cluster::start(3, test_config()).await;
+    let groups = 1..=100u64;
+    c.create(groups.clone()).await;
+    let mut tasks = Vec::new();
+    for g in groups.clone() {
+        let leader = c.leader(g).await;
+        let node = c.node(leader.0).clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for p in 0..100 {
+                results.push(node.propose(GroupId(g), format!("g{g}p{p}")).await);
+            }
+            results
+        }));
+    }
+    for t in tasks {
+        for (p, r) in t.await.unwrap().into_iter().enumerate() {
+            // Each proposal resolves with the state machine's result: its position.
+            assert_eq!(r.unwrap(), Bytes::from(format!("{}", p + 1)));
+        }
+    }
+    for g in groups {
+        wait_for(|| async { (1..=3).all(|i| c.applied(i, g).len() == 100).then_some(()) }).await;
+        let first = c.applied(1, g);
+        let expected: Vec<Bytes> = (0..100).map(|p| Bytes::from(format!("g{g}p{p}"))).collect();
+        assert_eq!(
+            first.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            expected
+        );
+        // State machine safety (Raft §5.4.3): same entries at the same indexes everywhere.
+        assert_eq!(c.applied(2, g), first);
+        assert_eq!(c.applied(3, g), first);
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_on_a_follower_is_forwarded_and_applied() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let follower = (1..=3).find(|i| NodeId(*i) != leader).unwrap();
+    let r = c.node(follower).propose(GroupId(1), "via follower").await;
+    assert_eq!(r, Ok(Bytes::from("1")));
+    wait_for(|| async { (1..=3).all(|i| c.applied(i, 1).len() == 1).then_some(()) }).await;
+    assert_eq!(c.applied(leader.0, 1)[0].1, Bytes::from("via follower"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rejection_is_typed() {
+    let mut config = test_config();
+    config.forward_proposals = false;
+    config.max_proposal_bytes = 1024;
+    let mut c = Cluster::start(3, config).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let follower = (1..=3).find(|i| NodeId(*i) != leader).unwrap();
+
+    // GroupNotFound: never creates the group.
+    let r = c.node(1).propose(GroupId(99), "x").await;
+    assert_eq!(r, Err(ProposeError::GroupNotFound(GroupId(99))));
+    assert_eq!(c.node(1).status(GroupId(99)).await.unwrap(), None);
+    // TooLarge names the limit.
+    let r = c.node(leader.0).propose(GroupId(1), vec![0u8; 1025]).await;
+    assert_eq!(r, Err(ProposeError::TooLarge { max: 1024 }));
+    // NotLeader carries the hint when forwarding is off.
+    let r = c.node(follower).propose(GroupId(1), "x").await;
+    assert_eq!(
+        r,
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
+    // GroupExists.
+    let r = c
+        .node(1)
+        .create_group(GroupId(1), Membership::voters([1, 2, 3]))
+        .await;
+    assert_eq!(r, Err(GroupError::GroupExists(GroupId(1))));
+    // NotAMember / invalid membership.
+    let r = c
+        .node(1)
+        .create_group(GroupId(2), Membership::voters([2, 3]))
+        .await;
+    assert_eq!(r, Err(GroupError::NotAMember(NodeId(1))));
+    // NoLeader: a group whose other voters never create their replica cannot elect.
+    c.node(1)
+        .create_group(GroupId(3), Membership::voters([1, 2, 3]))
+        .await
+        .unwrap();
+    let r = c.node(1).propose(GroupId(3), "x").await;
+    assert_eq!(r, Err(ProposeError::NoLeader));
+
+    c.shutdown().await;
+    // Stopped: a handle to a stopped node.
+    let stopped = c.start_node(1).await;
+    stopped.shutdown().await.unwrap();
+    assert_eq!(
+        stopped.propose(GroupId(1), "x").await,
+        Err(ProposeError::Stopped)
+    );
+    assert_eq!(
+        stopped
+            .create_group(GroupId(5), Membership::voters([1]))
+            .await,
+        Err(GroupError::Stopped)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pending_queue_is_busy_and_a_stuck_proposal_ends_indeterminate() {
+    let mut config = test_config();
+    config.max_pending_proposals = 1;
+    // Keep the cut-off leader in office so that its proposal stays pending.
+    config.check_quorum = false;
+    let mut c = Cluster::start(3, config).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let node = c.node(leader.0).clone();
+    let before = node.status(GroupId(1)).await.unwrap().unwrap().last_index;
+    c.network.isolate(leader);
+    let stuck = {
+        let node = node.clone();
+        tokio::spawn(async move { node.propose(GroupId(1), "stuck").await })
+    };
+    wait_for(|| async {
+        let s = node.status(GroupId(1)).await.unwrap()?;
+        (s.last_index > before).then_some(())
+    })
+    .await;
+    let r = node.propose(GroupId(1), "second").await;
+    assert_eq!(
+        r,
+        Err(ProposeError::Busy {
+            limit: "max_pending_proposals"
+        })
+    );
+    node.shutdown().await.unwrap();
+    let r = tokio::time::timeout(WAIT, stuck).await.unwrap().unwrap();
+    assert_eq!(
+        r,
+        Err(ProposeError::Indeterminate(Indeterminate::NodeStopped))
+    );
+    c.nodes[leader.0 as usize - 1] = None;
+    c.shutdown().await;
+}
+
+/// A proposal whose leader is cut off ends indeterminate (CheckQuorum step-down, or the
+/// proposal timeout), never "failed": the entry is in the leader's log and may commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_leader_ends_its_proposals_indeterminate() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    c.network.isolate(leader);
+    let r = c.node(leader.0).propose(GroupId(1), "cut off").await;
+    assert!(matches!(r, Err(ProposeError::Indeterminate(_))), "{r:?}");
+    c.network.heal(leader);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_resolves_every_pending_proposal() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    c.network.isolate(leader);
+    let node = c.node(leader.0).clone();
+    let pending: Vec<_> = (0..10)
+        .map(|i| {
+            let node = node.clone();
+            tokio::spawn(async move { node.propose(GroupId(1), format!("p{i}")).await })
+        })
+        .collect();
+    // Wait until the proposals are in the leader's log (appended, not committed).
+    wait_for(|| async {
+        let s = node.status(GroupId(1)).await.unwrap()?;
+        (s.last_index >= s.commit + 10).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    for p in pending {
+        let r = tokio::time::timeout(WAIT, p)
+            .await
+            .expect("no hang")
+            .unwrap();
+        assert!(
+            matches!(r, Err(ProposeError::Indeterminate(_))),
+            "appended but not committed must be indeterminate: {r:?}"
+        );
+    }
+    c.nodes[leader.0 as usize - 1] = None;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_with_its_log_intact() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1, 2]).await;
+    for g in [1, 2] {
+        let leader = c.leader(g).await;
+        for p in 0..20 {
+            c.node(leader.0)
+                .propose(GroupId(g), format!("before{p}"))
+                .await
+                .unwrap();
+        }
+    }
+    wait_for(|| async {
+        [1, 2]
+            .iter()
+            .all(|g| c.applied(3, *g).len() == 20)
+            .then_some(())
+    })
+    .await;
+    let before = c.node(3).status(GroupId(1)).await.unwrap().unwrap();
+    c.nodes[2].take().unwrap().shutdown().await.unwrap();
+    c.journal.lock().unwrap().retain(|(n, _), _| *n != 3);
+
+    c.nodes[2] = Some(c.start_node(3).await);
+    // Restored from storage: the log is there before any leader contact.
+    let after = c.node(3).status(GroupId(1)).await.unwrap().unwrap();
+    assert!(
+        after.last_index >= before.last_index,
+        "{after:?} vs {before:?}"
+    );
+    assert!(after.term >= before.term);
+    // It re-applies its log and keeps up with new proposals.
+    for g in [1, 2] {
+        let leader = c.leader(g).await;
+        for p in 0..5 {
+            c.node(leader.0)
+                .propose(GroupId(g), format!("after{p}"))
+                .await
+                .unwrap();
+        }
+        wait_for(|| async { (c.applied(3, g).len() == 25).then_some(()) }).await;
+        assert_eq!(c.applied(3, g), c.applied(leader.0, g));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let node = c.node(leader.0).clone();
+    node.propose(GroupId(1), "ok").await.unwrap();
+    c.storages[leader.0 as usize - 1].fail_next_write();
+    let r = node.propose(GroupId(1), "lost").await;
+    assert!(matches!(r, Err(ProposeError::Indeterminate(_))), "{r:?}");
+    // The node is stopped: it reports the storage error and accepts nothing more.
+    assert!(matches!(node.shutdown().await, Err(StopError::Storage(_))));
+    assert_eq!(
+        node.propose(GroupId(1), "x").await,
+        Err(ProposeError::Stopped)
+    );
+    // The failed entry was never applied on the failed node.
+    assert!(!c.applied(leader.0, 1).iter().any(|(_, b)| b == "lost"));
+    c.nodes[leader.0 as usize - 1] = None;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_setup_is_a_typed_error_at_build_time() {
+    let mut config = Config::default();
+    config.election_timeout_max_ticks = config.election_timeout_min_ticks;
+    let network = MemNetwork::new();
+    let r = MultiRaft::builder(NodeId(1), config)
+        .storage(MemStorage::new())
+        .transport(network.transport(NodeId(1)))
+        .state_machines(|_| Recorder {
+            node: 1,
+            group: 0,
+            journal: Journal::default(),
+        })
+        .start()
+        .await;
+    assert!(matches!(r, Err(StartError::Config(e)) if e.field == "election_timeout_max_ticks"));
+
+    let r = MultiRaft::builder(NodeId(1), Config::default())
+        .transport(network.transport(NodeId(1)))
+        .start()
+        .await;
+    assert!(matches!(r, Err(StartError::Missing("storage"))));
+    let r = MultiRaft::builder(NodeId(0), Config::default())
+        .start()
+        .await;
+    assert!(matches!(r, Err(StartError::ReservedNodeId)));
+}
+
+/// With a manual clock, nothing times out until the test moves time: no election happens
+/// before the clock passes the election timeout, and one does after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elections_follow_the_manual_clock() {
+    let clock = ManualClock::new();
+    let network = MemNetwork::new();
+    let config = test_config();
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let n = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(i)))
+            .clock(clock.clone())
+            .state_machines(move |g: GroupId| Recorder {
+                node: i,
+                group: g.0,
+                journal: Journal::default(),
+            })
+            .seed(i)
+            .start()
+            .await
+            .unwrap();
+        n.create_group(GroupId(1), Membership::voters([1, 2, 3]))
+            .await
+            .unwrap();
+        nodes.push(n);
+    }
+    // Below the minimum election timeout nobody campaigns, however long real time runs.
+    clock.advance(config.tick_interval * (config.election_timeout_min_ticks - 1));
+    for n in &nodes {
+        let s = n.status(GroupId(1)).await.unwrap().unwrap();
+        assert_eq!((s.term, s.leader), (0, None));
+    }
+    // Move time tick by tick until a leader is known everywhere.
+    let found = wait_for(|| async {
+        clock.advance(config.tick_interval);
+        let mut leaders = BTreeSet::new();
+        for n in &nodes {
+            leaders.insert(n.status(GroupId(1)).await.unwrap().unwrap().leader);
+        }
+        (leaders.len() == 1 && !leaders.contains(&None)).then_some(())
+    })
+    .await;
+    let () = found;
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_group_ends_its_proposals_and_deletes_it() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    c.node(leader.0).propose(GroupId(1), "x").await.unwrap();
+    c.node(leader.0).remove_group(GroupId(1)).await.unwrap();
+    assert_eq!(c.node(leader.0).status(GroupId(1)).await.unwrap(), None);
+    assert_eq!(
+        c.node(leader.0).remove_group(GroupId(1)).await,
+        Err(GroupError::GroupNotFound(GroupId(1)))
+    );
+    assert_eq!(
+        c.node(leader.0).propose(GroupId(1), "y").await,
+        Err(ProposeError::GroupNotFound(GroupId(1)))
+    );
+    // Its persisted state is gone: a restart does not bring it back.
+    let loaded = multiraft_core::Storage::load(&c.storages[leader.0 as usize - 1])
+        .await
+        .unwrap();
+    assert!(loaded.iter().all(|l| l.group != GroupId(1)));
+    c.shutdown().await;
+}

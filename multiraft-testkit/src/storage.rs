@@ -1,0 +1,725 @@
+//! [`MemStorage`]: an in-memory [`Storage`] that can crash, lose unsynced writes and fail on
+//! command.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use multiraft_core::{
+    Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, Storage, StorageError,
+    WriteBatch,
+};
+
+/// An in-memory [`Storage`] for tests and benchmarks.
+///
+/// Cloning is cheap and every clone shares the same data, so a test keeps one handle and
+/// restarts a node on it (or on the handle [`crash`](MemStorage::crash) returns).
+///
+/// # Writes
+///
+/// [`write`](Storage::write) checks the whole batch first and applies it only if every part
+/// is valid, so a rejected batch changes nothing. For each [`GroupWrite`]: `remove` deletes
+/// the group; `membership` and `hard_state` replace the stored values; `entries` truncate the
+/// stored log at the first new index and append. A batch is rejected with
+/// [`StorageError::Corrupt`] (without poisoning the storage) when it would leave a hole
+/// (first index above `last + 1`, or index 0), when its entries are not consecutive, when a
+/// group appears twice, or when `remove` comes with other fields. A group written without a
+/// membership gets the empty one until a membership is written.
+///
+/// # Durability and crashes
+///
+/// By default every write is durable once it returns `Ok`, and [`crash`](MemStorage::crash)
+/// keeps everything acknowledged. In *unsynced* mode ([`set_unsynced`](MemStorage::set_unsynced))
+/// writes land only in a volatile image (reads see them) until [`sync`](MemStorage::sync);
+/// `crash` drops whatever was not synced. Unsynced mode breaks the [`Storage`] contract on
+/// purpose: it models a disk that lies about fsync, to show what Raft loses when storage
+/// acknowledges too early.
+///
+/// # Failures
+///
+/// [`fail_next_write`](MemStorage::fail_next_write) and
+/// [`fail_writes_after`](MemStorage::fail_writes_after) make a chosen write return
+/// [`StorageError::Io`] without changing anything; every later write returns
+/// [`StorageError::Poisoned`] until [`reopen`](MemStorage::reopen) or `crash`. Reads keep
+/// working.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    state: Arc<Mutex<State>>,
+}
+
+/// One group as stored: its log is kept from index 1, so `entries[i].index == i + 1`.
+#[derive(Clone, Debug, Default)]
+struct StoredGroup {
+    membership: Membership,
+    hard_state: HardState,
+    entries: Vec<Entry>,
+}
+
+type Image = BTreeMap<GroupId, StoredGroup>;
+
+#[derive(Debug, Default)]
+struct State {
+    /// What reads see: every acknowledged write.
+    current: Image,
+    /// Set in unsynced mode: what a crash would leave.
+    unsynced: Option<Unsynced>,
+    /// An injected failure happened, or this handle was crashed.
+    poisoned: bool,
+    /// Writes still to succeed before the injected failure.
+    fail_after: Option<u64>,
+    write_count: u64,
+    entries_written: u64,
+}
+
+#[derive(Debug)]
+struct Unsynced {
+    /// The image as of the last sync.
+    durable: Image,
+    /// Writes acknowledged since, in order.
+    pending: Vec<WriteBatch>,
+}
+
+impl MemStorage {
+    /// Empty storage, every write durable.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while the lock is held with the state half-changed: validation runs
+        // before any mutation.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Simulates a power loss: returns a new handle, on separate data, holding only what was
+    /// durable (everything acknowledged, less unsynced writes in unsynced mode). The new
+    /// handle keeps this one's unsynced mode, starts with counters at zero, no failure
+    /// planned and not poisoned. This handle (and its clones) is poisoned so that writes from
+    /// the node that "died" with it go nowhere.
+    pub fn crash(&self) -> MemStorage {
+        let mut state = self.lock();
+        state.poisoned = true;
+        let durable = match &state.unsynced {
+            Some(u) => u.durable.clone(),
+            None => state.current.clone(),
+        };
+        let unsynced = state.unsynced.as_ref().map(|_| Unsynced {
+            durable: durable.clone(),
+            pending: Vec::new(),
+        });
+        MemStorage {
+            state: Arc::new(Mutex::new(State {
+                current: durable,
+                unsynced,
+                ..State::default()
+            })),
+        }
+    }
+
+    /// Simulates restarting the process on the same disk: clears the poison and any planned
+    /// failure, keeping every write (synced or not: the operating system still holds them).
+    pub fn reopen(&self) {
+        let mut state = self.lock();
+        state.poisoned = false;
+        state.fail_after = None;
+    }
+
+    /// Turns unsynced mode on or off. Turning it off syncs first.
+    pub fn set_unsynced(&self, unsynced: bool) {
+        let mut state = self.lock();
+        match (unsynced, state.unsynced.is_some()) {
+            (true, false) => {
+                let durable = state.current.clone();
+                state.unsynced = Some(Unsynced {
+                    durable,
+                    pending: Vec::new(),
+                });
+            }
+            (false, true) => state.unsynced = None,
+            _ => {}
+        }
+    }
+
+    /// Makes every write acknowledged so far durable. Does nothing outside unsynced mode.
+    pub fn sync(&self) {
+        let mut state = self.lock();
+        if let Some(u) = &mut state.unsynced {
+            for batch in u.pending.drain(..) {
+                apply(&mut u.durable, batch);
+            }
+        }
+    }
+
+    /// The next write fails with [`StorageError::Io`], changes nothing, and poisons the
+    /// storage.
+    pub fn fail_next_write(&self) {
+        self.fail_writes_after(0);
+    }
+
+    /// The next `n` writes proceed as usual; the one after fails as with
+    /// [`fail_next_write`](MemStorage::fail_next_write).
+    pub fn fail_writes_after(&self, n: u64) {
+        self.lock().fail_after = Some(n);
+    }
+
+    /// Whether writes are refused until [`reopen`](MemStorage::reopen).
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().poisoned
+    }
+
+    /// Number of writes that returned `Ok` on this handle.
+    pub fn write_count(&self) -> u64 {
+        self.lock().write_count
+    }
+
+    /// Number of entries in writes that returned `Ok` on this handle.
+    pub fn entries_written(&self) -> u64 {
+        self.lock().entries_written
+    }
+}
+
+/// Checks `batch` against `image` without changing anything.
+fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
+    if batch.groups.len() > 1 {
+        let mut ids: Vec<GroupId> = batch.groups.iter().map(|g| g.group).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(corrupt(w[0], "appears twice in one batch"));
+        }
+    }
+    for write in &batch.groups {
+        validate_group(image, write)?;
+    }
+    Ok(())
+}
+
+fn validate_group(image: &Image, write: &GroupWrite) -> Result<(), StorageError> {
+    let group = write.group;
+    if write.remove {
+        if write.membership.is_some() || write.hard_state.is_some() || !write.entries.is_empty() {
+            return Err(corrupt(group, "remove comes with other fields"));
+        }
+        return Ok(());
+    }
+    let Some(first) = write.entries.first() else {
+        return Ok(());
+    };
+    let last = image.get(&group).map_or(0, |g| g.entries.len() as u64);
+    if first.index == 0 || first.index > last + 1 {
+        return Err(corrupt(
+            group,
+            &format!("append at {} leaves a hole after {last}", first.index),
+        ));
+    }
+    if let Some((i, e)) = write
+        .entries
+        .iter()
+        .enumerate()
+        .find(|(i, e)| e.index != first.index + *i as u64)
+    {
+        return Err(corrupt(
+            group,
+            &format!(
+                "entries not consecutive: index {} at position {i} after {}",
+                e.index, first.index
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn corrupt(group: GroupId, what: &str) -> StorageError {
+    StorageError::Corrupt(format!("{group}: {what}"))
+}
+
+/// Applies a validated batch.
+fn apply(image: &mut Image, batch: WriteBatch) {
+    for write in batch.groups {
+        if write.remove {
+            image.remove(&write.group);
+            continue;
+        }
+        let stored = image.entry(write.group).or_default();
+        if let Some(membership) = write.membership {
+            stored.membership = membership;
+        }
+        if let Some(hard_state) = write.hard_state {
+            stored.hard_state = hard_state;
+        }
+        if let Some(first) = write.entries.first() {
+            stored.entries.truncate(first.index as usize - 1);
+            if stored.entries.is_empty() {
+                stored.entries = write.entries;
+            } else {
+                stored.entries.extend(write.entries);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for MemStorage {
+    async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        if state.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if let Some(n) = state.fail_after {
+            if n == 0 {
+                state.fail_after = None;
+                state.poisoned = true;
+                return Err(StorageError::Io(std::io::Error::other(
+                    "MemStorage: injected write failure",
+                )));
+            }
+            state.fail_after = Some(n - 1);
+        }
+        validate(&state.current, &batch)?;
+        let entries = batch.entry_count() as u64;
+        let state = &mut *state;
+        if let Some(u) = &mut state.unsynced {
+            u.pending.push(batch.clone());
+        }
+        apply(&mut state.current, batch);
+        state.write_count += 1;
+        state.entries_written += entries;
+        Ok(())
+    }
+
+    async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .current
+            .iter()
+            .map(|(group, stored)| LoadedGroup {
+                group: *group,
+                membership: stored.membership.clone(),
+                hard_state: stored.hard_state,
+                entries: stored.entries.clone(),
+            })
+            .collect())
+    }
+
+    async fn entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let state = self.lock();
+        let Some(stored) = state.current.get(&group) else {
+            return Ok(Vec::new());
+        };
+        let len = stored.entries.len() as u64;
+        let start = low.max(1) - 1;
+        let end = high.saturating_sub(1).min(len);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(stored.entries[start as usize..end as usize].to_vec())
+    }
+
+    async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
+        let state = self.lock();
+        Ok(index.checked_sub(1).and_then(|i| {
+            state
+                .current
+                .get(&group)
+                .and_then(|g| g.entries.get(usize::try_from(i).ok()?))
+                .map(|e| e.term)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiraft_core::{Bytes, NodeId, Payload, ProposalId};
+
+    const G1: GroupId = GroupId(1);
+    const G2: GroupId = GroupId(2);
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            payload: Payload::Command {
+                id: ProposalId {
+                    node: NodeId(1),
+                    seq: index,
+                },
+                data: Bytes::from(format!("{index}@{term}")),
+            },
+        }
+    }
+
+    /// Entries `first..=last`, all of `term`.
+    fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
+        (first..=last).map(|i| entry(i, term)).collect()
+    }
+
+    fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
+        GroupWrite {
+            group,
+            entries,
+            ..Default::default()
+        }
+    }
+
+    fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
+        WriteBatch { groups }
+    }
+
+    fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
+        loaded.entries.iter().map(|e| (e.index, e.term)).collect()
+    }
+
+    fn hard_state(term: u64) -> HardState {
+        HardState {
+            term,
+            vote: Some(NodeId(1)),
+            commit: 0,
+        }
+    }
+
+    async fn full_load(s: &MemStorage) -> Vec<LoadedGroup> {
+        s.load().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn write_then_load_every_group_sorted() {
+        let s = MemStorage::new();
+        s.write(batch(vec![
+            GroupWrite {
+                group: G2,
+                membership: Some(Membership::voters([1, 2, 3])),
+                hard_state: Some(hard_state(2)),
+                entries: entries(1, 2, 2),
+                ..Default::default()
+            },
+            GroupWrite {
+                group: G1,
+                membership: Some(Membership::voters([1])),
+                ..Default::default()
+            },
+        ]))
+        .await
+        .unwrap();
+
+        let loaded = full_load(&s).await;
+        assert_eq!(loaded.iter().map(|g| g.group).collect::<Vec<_>>(), [G1, G2]);
+        assert_eq!(loaded[0].membership, Membership::voters([1]));
+        assert_eq!(loaded[0].hard_state, HardState::default());
+        assert!(loaded[0].entries.is_empty());
+        assert_eq!(loaded[1].membership, Membership::voters([1, 2, 3]));
+        assert_eq!(loaded[1].hard_state, hard_state(2));
+        assert_eq!(loaded[1].entries, entries(1, 2, 2));
+        assert_eq!(s.write_count(), 1);
+        assert_eq!(s.entries_written(), 2);
+    }
+
+    #[tokio::test]
+    async fn hard_state_and_membership_are_replaced_not_merged() {
+        let s = MemStorage::new();
+        let set = |m: Option<Membership>, h: Option<HardState>| {
+            batch(vec![GroupWrite {
+                group: G1,
+                membership: m,
+                hard_state: h,
+                ..Default::default()
+            }])
+        };
+        s.write(set(Some(Membership::voters([1, 2])), Some(hard_state(1))))
+            .await
+            .unwrap();
+        s.write(set(None, Some(hard_state(3)))).await.unwrap();
+        s.write(set(Some(Membership::voters([2, 3])), None))
+            .await
+            .unwrap();
+        let loaded = full_load(&s).await;
+        assert_eq!(loaded[0].hard_state, hard_state(3));
+        assert_eq!(loaded[0].membership, Membership::voters([2, 3]));
+    }
+
+    /// Storage contract: an append at or below the last index first deletes the stored
+    /// suffix from that index (Raft §5.3, receiver step 3).
+    #[tokio::test]
+    async fn append_truncates_conflicting_suffix() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 5, 1))]))
+            .await
+            .unwrap();
+        s.write(batch(vec![append(G1, entries(3, 4, 2))]))
+            .await
+            .unwrap();
+        let loaded = full_load(&s).await;
+        assert_eq!(terms(&loaded[0]), [(1, 1), (2, 1), (3, 2), (4, 2)]);
+        // Appending exactly at last + 1 extends.
+        s.write(batch(vec![append(G1, entries(5, 5, 2))]))
+            .await
+            .unwrap();
+        // Rewriting from index 1 replaces the whole log.
+        s.write(batch(vec![append(G1, entries(1, 1, 3))]))
+            .await
+            .unwrap();
+        assert_eq!(terms(&full_load(&s).await[0]), [(1, 3)]);
+        assert_eq!(s.entries_written(), 5 + 2 + 1 + 1);
+    }
+
+    #[tokio::test]
+    async fn holes_and_malformed_batches_are_rejected_and_change_nothing() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 2, 1))]))
+            .await
+            .unwrap();
+        let before = full_load(&s).await;
+
+        let bad = [
+            // A hole after index 2.
+            batch(vec![append(G1, entries(4, 5, 1))]),
+            // A new group must start at 1.
+            batch(vec![append(G2, entries(2, 2, 1))]),
+            // Index 0 does not exist.
+            batch(vec![append(G1, vec![entry(0, 1)])]),
+            // Not consecutive.
+            batch(vec![append(G1, vec![entry(3, 1), entry(5, 1)])]),
+            // A valid part with an invalid part: all or nothing.
+            batch(vec![
+                append(G2, entries(1, 1, 1)),
+                append(G1, entries(9, 9, 1)),
+            ]),
+            // The same group twice.
+            batch(vec![
+                append(G1, entries(3, 3, 1)),
+                append(G1, entries(4, 4, 1)),
+            ]),
+            // Remove with other fields.
+            batch(vec![GroupWrite {
+                group: G1,
+                remove: true,
+                hard_state: Some(hard_state(1)),
+                ..Default::default()
+            }]),
+        ];
+        for b in bad {
+            let err = s.write(b.clone()).await.unwrap_err();
+            assert!(matches!(err, StorageError::Corrupt(_)), "{b:?}: {err}");
+            assert_eq!(full_load(&s).await, before, "{b:?} changed the state");
+        }
+        assert_eq!(s.write_count(), 1);
+        assert!(!s.is_poisoned(), "a rejected batch does not poison");
+        s.write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_the_group() {
+        let s = MemStorage::new();
+        s.write(batch(vec![
+            append(G1, entries(1, 3, 1)),
+            append(G2, entries(1, 1, 1)),
+        ]))
+        .await
+        .unwrap();
+        s.write(batch(vec![GroupWrite {
+            group: G1,
+            remove: true,
+            ..Default::default()
+        }]))
+        .await
+        .unwrap();
+        let loaded = full_load(&s).await;
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].group, G2);
+        assert!(s.entries(G1, 1, 10).await.unwrap().is_empty());
+        assert_eq!(s.term(G1, 1).await.unwrap(), None);
+        // A removed group starts again from index 1.
+        s.write(batch(vec![append(G1, entries(1, 1, 5))]))
+            .await
+            .unwrap();
+        assert_eq!(s.term(G1, 1).await.unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn entries_and_term_ranges() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 5, 1))]))
+            .await
+            .unwrap();
+        s.write(batch(vec![append(G1, entries(4, 5, 2))]))
+            .await
+            .unwrap();
+        let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
+        assert_eq!(idx(s.entries(G1, 2, 4).await.unwrap()), [2, 3]);
+        assert_eq!(idx(s.entries(G1, 0, 3).await.unwrap()), [1, 2]);
+        assert_eq!(idx(s.entries(G1, 4, 100).await.unwrap()), [4, 5]);
+        assert_eq!(s.entries(G1, 4, 6).await.unwrap(), entries(4, 5, 2));
+        assert!(s.entries(G1, 3, 3).await.unwrap().is_empty());
+        assert!(s.entries(G1, 4, 2).await.unwrap().is_empty());
+        assert!(s.entries(G1, 6, 9).await.unwrap().is_empty());
+        assert!(s.entries(G2, 1, 9).await.unwrap().is_empty());
+
+        assert_eq!(s.term(G1, 0).await.unwrap(), None);
+        assert_eq!(s.term(G1, 3).await.unwrap(), Some(1));
+        assert_eq!(s.term(G1, 4).await.unwrap(), Some(2));
+        assert_eq!(s.term(G1, 6).await.unwrap(), None);
+        assert_eq!(s.term(G1, u64::MAX).await.unwrap(), None);
+        assert_eq!(s.term(G2, 1).await.unwrap(), None);
+    }
+
+    /// Storage contract: after a write returns `Err`, no later call reports success for
+    /// data it did not persist.
+    #[tokio::test]
+    async fn failed_write_changes_nothing_and_poisons_until_reopen() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 2, 1))]))
+            .await
+            .unwrap();
+        let before = full_load(&s).await;
+
+        s.fail_next_write();
+        let err = s
+            .write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Io(_)), "{err}");
+        assert_eq!(full_load(&s).await, before);
+        assert!(s.is_poisoned());
+
+        let err = s
+            .write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Poisoned), "{err}");
+        assert_eq!(full_load(&s).await, before);
+        assert_eq!(s.write_count(), 1);
+
+        s.reopen();
+        s.write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap();
+        assert_eq!(s.entries(G1, 1, 10).await.unwrap(), entries(1, 3, 1));
+    }
+
+    #[tokio::test]
+    async fn fail_writes_after_n() {
+        let s = MemStorage::new();
+        s.fail_writes_after(2);
+        for i in 1..=2 {
+            s.write(batch(vec![append(G1, entries(i, i, 1))]))
+                .await
+                .unwrap();
+        }
+        let err = s
+            .write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Io(_)), "{err}");
+        assert_eq!(s.entries(G1, 1, 10).await.unwrap(), entries(1, 2, 1));
+
+        // A crash also clears the poison, on the new handle.
+        let restarted = s.crash();
+        assert!(!restarted.is_poisoned());
+        restarted
+            .write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn crash_keeps_every_acknowledged_write_by_default() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 3, 1))]))
+            .await
+            .unwrap();
+        let restarted = s.crash();
+        assert_eq!(full_load(&restarted).await, full_load(&s).await);
+        assert_eq!(restarted.write_count(), 0, "counters are per handle");
+
+        // The crashed handle is dead: its writes fail and do not reach the new one.
+        assert!(matches!(
+            s.write(batch(vec![append(G1, entries(4, 4, 1))])).await,
+            Err(StorageError::Poisoned)
+        ));
+        restarted
+            .write(batch(vec![append(G1, entries(4, 4, 2))]))
+            .await
+            .unwrap();
+        assert_eq!(s.term(G1, 4).await.unwrap(), None);
+        assert_eq!(restarted.term(G1, 4).await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn unsynced_writes_are_readable_but_lost_on_crash() {
+        let s = MemStorage::new();
+        s.write(batch(vec![append(G1, entries(1, 2, 1))]))
+            .await
+            .unwrap();
+        s.set_unsynced(true);
+        s.write(batch(vec![append(G1, entries(3, 3, 1))]))
+            .await
+            .unwrap();
+        s.sync();
+        // Unsynced: a truncation, a new group and a removal.
+        s.write(batch(vec![
+            append(G1, entries(2, 4, 2)),
+            GroupWrite {
+                group: G2,
+                hard_state: Some(hard_state(7)),
+                ..Default::default()
+            },
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(
+            s.term(G1, 4).await.unwrap(),
+            Some(2),
+            "reads see unsynced data"
+        );
+        let synced_snapshot = {
+            let restarted = s.crash();
+            full_load(&restarted).await
+        };
+        assert_eq!(synced_snapshot.len(), 1);
+        assert_eq!(
+            terms(&synced_snapshot[0]),
+            [(1, 1), (2, 1), (3, 1)],
+            "the crash drops the unsynced truncation and append"
+        );
+
+        // The new handle is still in unsynced mode.
+        let s = s.crash();
+        s.write(batch(vec![append(G1, entries(4, 4, 1))]))
+            .await
+            .unwrap();
+        assert_eq!(s.crash().term(G1, 4).await.unwrap(), None);
+        s.reopen();
+        // Turning unsynced mode off syncs.
+        s.set_unsynced(false);
+        assert_eq!(s.crash().term(G1, 4).await.unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn sync_replays_removals_in_order() {
+        let s = MemStorage::new();
+        s.set_unsynced(true);
+        s.write(batch(vec![append(G1, entries(1, 2, 1))]))
+            .await
+            .unwrap();
+        s.write(batch(vec![GroupWrite {
+            group: G1,
+            remove: true,
+            ..Default::default()
+        }]))
+        .await
+        .unwrap();
+        s.write(batch(vec![append(G1, entries(1, 1, 3))]))
+            .await
+            .unwrap();
+        s.sync();
+        let restarted = s.crash();
+        assert_eq!(full_load(&restarted).await, full_load(&s).await);
+        assert_eq!(terms(&full_load(&restarted).await[0]), [(1, 3)]);
+    }
+}
