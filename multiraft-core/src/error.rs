@@ -77,6 +77,10 @@ pub enum GroupError {
     /// This node is not a member of the membership it was asked to host.
     #[error("node {0} is not a member of the group")]
     NotAMember(NodeId),
+    /// The group was removed in this cycle and the removal is not yet durable; retry once
+    /// `remove_group` has returned.
+    #[error("group {0} is being removed; retry when the removal is durable")]
+    RemovalPending(GroupId),
     /// The node is stopped.
     #[error("the node is stopped")]
     Stopped,

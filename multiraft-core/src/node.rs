@@ -123,7 +123,10 @@ pub struct Node {
     id: NodeId,
     config: Arc<Config>,
     seed: u64,
-    groups: HashMap<GroupId, Slot>,
+    /// Ordered, not hashed: `tick` visits groups in map order and queues them in that order,
+    /// and a `HashMap`'s order differs between instances, which made the node's outputs
+    /// differ between runs fed the same inputs and seed (DESIGN §9.1, deterministic core).
+    groups: BTreeMap<GroupId, Slot>,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
     /// Creations and removals to put in the next write.
@@ -158,7 +161,7 @@ impl Node {
             id,
             config: Arc::new(config),
             seed,
-            groups: HashMap::new(),
+            groups: BTreeMap::new(),
             dirty: VecDeque::new(),
             lifecycle: Vec::new(),
             events: Vec::new(),
@@ -236,6 +239,10 @@ impl Node {
         }
         if self.groups.contains_key(&group) {
             return Err(GroupError::GroupExists(group));
+        }
+        if self.lifecycle.iter().any(|w| w.group == group && w.remove) {
+            // One write holds each group at most once: the removal must be durable first.
+            return Err(GroupError::RemovalPending(group));
         }
         let g = Group::new(
             group,
@@ -358,6 +365,19 @@ impl Node {
             ..Default::default()
         };
         ready.write.groups = std::mem::take(&mut self.lifecycle);
+        // Where each group's record is. A group created in this cycle already has one, and
+        // its output must be merged into it: `WriteBatch` holds each group at most once, in
+        // no particular order, so a second record (say, a vote) could be applied before the
+        // creation's default hard state and be lost.
+        // Only groups with a lifecycle record can meet a second one (a group is drained once
+        // per ready with new writes), so only those are indexed.
+        let record_of: HashMap<GroupId, usize> = ready
+            .write
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.group, i))
+            .collect();
         ready.events = std::mem::take(&mut self.events);
         let mut persisted = Vec::new();
         let mut now: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
@@ -393,12 +413,23 @@ impl Node {
                 persisted.push((id, last.index, last.term));
             }
             if out.hard_state.is_some() || !out.entries.is_empty() {
-                ready.write.groups.push(GroupWrite {
-                    group: id,
-                    hard_state: out.hard_state,
-                    entries: out.entries,
-                    ..Default::default()
-                });
+                match record_of.get(&id) {
+                    Some(&i) => {
+                        let record = &mut ready.write.groups[i];
+                        if out.hard_state.is_some() {
+                            record.hard_state = out.hard_state;
+                        }
+                        record.entries.extend(out.entries);
+                    }
+                    None => {
+                        ready.write.groups.push(GroupWrite {
+                            group: id,
+                            hard_state: out.hard_state,
+                            entries: out.entries,
+                            ..Default::default()
+                        });
+                    }
+                }
             }
             for m in out.send_now {
                 now.entry(m.to).or_default().push(m);

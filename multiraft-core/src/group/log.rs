@@ -12,7 +12,7 @@ use crate::entry::Entry;
 ///   holds (a truncation pulls it back);
 /// - `unstable`: the first index not yet handed to storage;
 /// - `applied`: the last index handed to the state machine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Log {
     entries: Vec<Entry>,
     pub(crate) committed: u64,
@@ -27,6 +27,16 @@ pub(crate) struct Appended {
     pub(crate) last_new: u64,
     /// The first index that was overwritten, if any stored suffix conflicted.
     pub(crate) truncated_at: Option<u64>,
+}
+
+// Not derived: an empty log's first unstable index is 1, not 0. With 0, `has_unstable` was
+// true for every new group, and `take_unstable` (which slices from `unstable`) returned
+// nothing for a slice starting at 0, so the first entries a new replica received were
+// acknowledged but never handed to storage.
+impl Default for Log {
+    fn default() -> Log {
+        Log::restored(Vec::new(), 0)
+    }
 }
 
 impl Log {

@@ -490,7 +490,10 @@ impl Group {
         if !self.membership.is_voter(self.node) {
             return;
         }
-        if self.config.pre_vote && self.role != Role::PreCandidate {
+        // A pre-candidate whose round timed out runs another pre-vote round: it must not
+        // raise its term without a majority's assent (dissertation §9.6), or a partitioned
+        // replica would come back with a higher term and depose a healthy leader.
+        if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
             self.become_candidate();
