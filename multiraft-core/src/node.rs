@@ -96,6 +96,18 @@ pub struct Ready {
     pub events: Vec<Event>,
 }
 
+impl Ready {
+    /// Whether the ready holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.write.is_empty()
+            && self.send_now.is_empty()
+            && self.send_after_write.is_empty()
+            && self.apply.is_empty()
+            && self.rejected.is_empty()
+            && self.events.is_empty()
+    }
+}
+
 /// Counters of what the node dropped, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -310,6 +322,17 @@ impl Node {
         }
     }
 
+    /// Starts an election for `group` now (see [`Group::campaign`]).
+    pub fn campaign(&mut self, group: GroupId) -> Result<(), GroupError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(GroupError::GroupNotFound(group))?;
+        slot.group.campaign();
+        self.mark(group);
+        Ok(())
+    }
+
     /// Advances every group's logical clock by one tick.
     pub fn tick(&mut self) {
         for (id, slot) in self.groups.iter_mut() {
@@ -346,7 +369,8 @@ impl Node {
         }
     }
 
-    /// Whether [`Node::ready`] would return a ready.
+    /// Whether there may be work for [`Node::ready`] (it can still return `None` when the
+    /// queued groups turn out to have nothing to output).
     pub fn has_ready(&self) -> bool {
         self.outstanding.is_none()
             && (!self.dirty.is_empty() || !self.lifecycle.is_empty() || !self.events.is_empty())
@@ -466,6 +490,12 @@ impl Node {
         };
         ready.send_now = pack(now);
         ready.send_after_write = pack(after);
+        if ready.is_empty() {
+            // The dirty groups had nothing after all (say, an acknowledgement that moved
+            // nothing): no ready, so the caller does not pay for an empty cycle.
+            self.last_number -= 1;
+            return None;
+        }
         self.outstanding = Some(Outstanding {
             number: ready.number,
             persisted,

@@ -57,6 +57,7 @@
 //! ```
 
 mod clock;
+pub mod interaction;
 mod network;
 mod storage;
 

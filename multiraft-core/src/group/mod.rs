@@ -265,9 +265,20 @@ impl Group {
             _ => {
                 if self.election_elapsed >= self.randomized_timeout {
                     self.election_elapsed = 0;
-                    self.campaign();
+                    self.campaign_inner();
                 }
             }
+        }
+        self.check_invariants();
+    }
+
+    /// Starts an election now, as if the election timeout had fired (PreVote first when
+    /// enabled). For tests, scripted scenarios and operator tools; a leader or a learner
+    /// ignores it.
+    pub fn campaign(&mut self) {
+        if self.role != Role::Leader {
+            self.election_elapsed = 0;
+            self.campaign_inner();
         }
         self.check_invariants();
     }
@@ -486,7 +497,7 @@ impl Group {
 
     // ----- elections ------------------------------------------------------------------------
 
-    fn campaign(&mut self) {
+    fn campaign_inner(&mut self) {
         if !self.membership.is_voter(self.node) {
             return;
         }
