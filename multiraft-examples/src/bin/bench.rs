@@ -113,7 +113,9 @@ async fn run() -> Result<(), String> {
             .copied()
             .unwrap_or(0)
     };
-    let cpu_us = cpu.map_or("n/a".to_string(), |c| format!("{:.2}", c * 1e6 / all.len().max(1) as f64));
+    let cpu_us = cpu.map_or("n/a".to_string(), |c| {
+        format!("{:.2}", c * 1e6 / all.len().max(1) as f64)
+    });
     println!(
         "bench: nodes=3 groups={} clients={} bytes={} secs={:.1}: {:.0} committed proposals/s, latency p50 {} us, p99 {} us, cpu {} us/proposal, errors {}",
         args.groups,
