@@ -25,6 +25,11 @@ pub struct Config {
     /// (dissertation §6.2), and followers that hear from a leader ignore vote requests
     /// until an election timeout passes (leader stickiness).
     pub check_quorum: bool,
+    /// Quiesce idle groups: once every replica holds and knows the whole committed log, the
+    /// leader tells the followers and the group stops ticking and heartbeating until
+    /// something happens. Failure detection for quiesced groups is per node (see
+    /// [`Node`](crate::Node)), so an idle group costs nothing.
+    pub quiesce: bool,
     /// Appends in flight to one follower before the leader waits for acknowledgements.
     /// Bounds the memory a slow follower can pin on the leader and the burst it receives.
     pub max_inflight_appends: usize,
@@ -82,6 +87,7 @@ impl Default for Config {
             heartbeat_interval_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            quiesce: true,
             max_inflight_appends: 256,
             max_append_entries: 512,
             max_append_bytes: 1 << 20,

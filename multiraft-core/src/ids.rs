@@ -16,6 +16,12 @@ pub struct NodeId(pub u64);
 )]
 pub struct GroupId(pub u64);
 
+impl GroupId {
+    /// Marks node-level messages (coalesced heartbeats), which belong to no group. Never
+    /// a valid group id.
+    pub const NODE: GroupId = GroupId(0);
+}
+
 impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "n{}", self.0)

@@ -168,7 +168,7 @@ pub use entry::{Entry, HardState, Payload};
 pub use error::{GroupError, Indeterminate, ProposeError, StartError, StopError, StorageError};
 pub use ids::{GroupId, NodeId, ProposalId};
 pub use membership::{Membership, MembershipError, VoteResult};
-pub use message::{Message, MessageBatch, MessageBody};
+pub use message::{Beat, Message, MessageBatch, MessageBody};
 pub use node::{Event, Node, Ready};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use storage::{GroupWrite, LoadedGroup, Storage, WriteBatch};

@@ -72,8 +72,28 @@ pub enum MessageBody {
         /// The leader's commit index, capped at what the follower is known to hold.
         commit: u64,
     },
-    /// The answer to [`MessageBody::Heartbeat`]; feeds the leader's CheckQuorum.
+    /// The answer to [`MessageBody::Heartbeat`] and [`MessageBody::Quiesce`]; feeds the
+    /// leader's CheckQuorum.
     HeartbeatResponse,
+    /// A heartbeat that also tells the follower the group is going quiet: everything is
+    /// replicated and committed, so it may stop its election timer until the group wakes.
+    Quiesce {
+        /// The leader's commit index, which is also its last index.
+        commit: u64,
+    },
+    /// Node level (`group` is [`GroupId::NODE`]): every heartbeat one node sends another in
+    /// one ready, coalesced into one message. Sent at least once per tick to every peer node,
+    /// even empty, as the node liveness beat.
+    Heartbeats {
+        /// One per group that heartbeats.
+        beats: Vec<Beat>,
+    },
+    /// Node level (`group` is [`GroupId::NODE`]): every heartbeat acknowledgement one node
+    /// sends another in one ready, coalesced into one message.
+    HeartbeatAcks {
+        /// One per group that acknowledges, with the group's term.
+        acks: Vec<(GroupId, u64)>,
+    },
     /// A follower forwarding client proposals to the leader it knows of.
     Propose {
         /// The proposals, in order.
@@ -96,9 +116,24 @@ impl MessageBody {
             MessageBody::Append { entries, .. } => entries.iter().map(Entry::size_bytes).sum(),
             MessageBody::Propose { proposals } => proposals.iter().map(|(_, d)| 16 + d.len()).sum(),
             MessageBody::ProposeRejected { ids, .. } => 16 * ids.len(),
+            MessageBody::Heartbeats { beats } => 32 * beats.len(),
+            MessageBody::HeartbeatAcks { acks } => 16 * acks.len(),
             _ => 0,
         }
     }
+}
+
+/// One group's heartbeat inside a coalesced [`MessageBody::Heartbeats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    /// The group.
+    pub group: GroupId,
+    /// The leader's term in that group.
+    pub term: u64,
+    /// The leader's commit index, capped at what the receiver is known to hold.
+    pub commit: u64,
+    /// The group is going quiet (see [`MessageBody::Quiesce`]).
+    pub quiesce: bool,
 }
 
 /// Everything one node sends another in one ready: the unit a [`Transport`](crate::Transport)

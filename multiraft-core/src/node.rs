@@ -17,7 +17,7 @@
 //! 4. Go to 1. Inputs keep arriving while the write is in flight; they are batched into the
 //!    next ready, which is how one fsync comes to cover many groups.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use crate::error::{GroupError, ProposeError};
 use crate::group::{Group, GroupEvent, GroupStatus};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBatch};
+use crate::message::{Beat, Message, MessageBatch, MessageBody};
 use crate::rng::group_seed;
 use crate::storage::{GroupWrite, LoadedGroup, WriteBatch};
 
@@ -117,6 +117,16 @@ pub struct NodeStats {
     pub dropped_misaddressed: u64,
 }
 
+/// What the node knows of one peer node: the nodes it shares a group with.
+struct Peer {
+    /// The tick at which a batch from it last arrived.
+    last_heard: u64,
+    /// Heard from within the liveness timeout (`Config::election_timeout_min_ticks`).
+    live: bool,
+    /// How many hosted groups have a replica there; the peer is forgotten at zero.
+    groups: usize,
+}
+
 struct Slot {
     group: Group,
     /// Whether the group is in `Node::dirty`.
@@ -139,6 +149,14 @@ pub struct Node {
     /// and a `HashMap`'s order differs between instances, which made the node's outputs
     /// differ between runs fed the same inputs and seed (DESIGN §9.1, deterministic core).
     groups: BTreeMap<GroupId, Slot>,
+    /// Groups that are not quiesced: the only ones `tick` visits, so that an idle group
+    /// costs nothing per tick.
+    active: BTreeSet<GroupId>,
+    /// Peer nodes and their liveness, one heartbeat per node pair per tick.
+    peers: BTreeMap<NodeId, Peer>,
+    ticks: u64,
+    /// A liveness beat to every peer is owed in the next ready.
+    beat_due: bool,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
     /// Creations and removals to put in the next write.
@@ -174,6 +192,10 @@ impl Node {
             config: Arc::new(config),
             seed,
             groups: BTreeMap::new(),
+            active: BTreeSet::new(),
+            peers: BTreeMap::new(),
+            ticks: 0,
+            beat_due: false,
             dirty: VecDeque::new(),
             lifecycle: Vec::new(),
             events: Vec::new(),
@@ -208,6 +230,42 @@ impl Node {
         self.groups.keys().copied()
     }
 
+    /// Number of groups that are not quiesced (the ones a tick visits).
+    pub fn active_group_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Whether `peer` is considered live: a batch from it arrived within the liveness
+    /// timeout. `None` for a node this node shares no group with.
+    pub fn peer_live(&self, peer: NodeId) -> Option<bool> {
+        self.peers.get(&peer).map(|p| p.live)
+    }
+
+    fn add_peers(&mut self, membership: &Membership) {
+        for n in membership.replicas() {
+            if n != self.id {
+                let ticks = self.ticks;
+                let p = self.peers.entry(n).or_insert(Peer {
+                    last_heard: ticks,
+                    live: true,
+                    groups: 0,
+                });
+                p.groups += 1;
+            }
+        }
+    }
+
+    fn remove_peers(&mut self, membership: &Membership) {
+        for n in membership.replicas() {
+            if let Some(p) = self.peers.get_mut(&n) {
+                p.groups -= 1;
+                if p.groups == 0 {
+                    self.peers.remove(&n);
+                }
+            }
+        }
+    }
+
     /// The state of one group.
     pub fn group_status(&self, group: GroupId) -> Option<GroupStatus> {
         self.groups.get(&group).map(|s| s.group.status())
@@ -222,6 +280,7 @@ impl Node {
     pub fn restore(&mut self, loaded: Vec<LoadedGroup>) {
         for l in loaded {
             let id = l.group;
+            self.add_peers(&l.membership);
             let group = Group::restore(
                 self.id,
                 l,
@@ -235,7 +294,7 @@ impl Node {
                     queued: false,
                 },
             );
-            self.mark(id);
+            self.touched(id);
         }
     }
 
@@ -270,6 +329,8 @@ impl Node {
             ..Default::default()
         });
         self.events.push(Event::GroupCreated { group });
+        self.add_peers(g.membership());
+        self.active.insert(group);
         self.groups.insert(
             group,
             Slot {
@@ -282,9 +343,12 @@ impl Node {
 
     /// Stops hosting `group` and deletes its persisted state in the next write.
     pub fn remove_group(&mut self, group: GroupId) -> Result<(), GroupError> {
-        if self.groups.remove(&group).is_none() {
-            return Err(GroupError::GroupNotFound(group));
-        }
+        let slot = self
+            .groups
+            .remove(&group)
+            .ok_or(GroupError::GroupNotFound(group))?;
+        self.remove_peers(slot.group.membership());
+        self.active.remove(&group);
         self.lifecycle.retain(|w| w.group != group);
         self.lifecycle.push(GroupWrite {
             group,
@@ -302,6 +366,10 @@ impl Node {
             self.stats.dropped_misaddressed += batch.messages.len() as u64;
             return;
         }
+        if let Some(p) = self.peers.get_mut(&batch.from) {
+            p.last_heard = self.ticks;
+            p.live = true;
+        }
         for msg in batch.messages {
             self.step_message(batch.from, msg);
         }
@@ -312,11 +380,45 @@ impl Node {
             self.stats.dropped_misaddressed += 1;
             return;
         }
+        match msg.body {
+            MessageBody::Heartbeats { beats } => {
+                for b in beats {
+                    let commit = b.commit;
+                    let body = if b.quiesce {
+                        MessageBody::Quiesce { commit }
+                    } else {
+                        MessageBody::Heartbeat { commit }
+                    };
+                    self.step_group(Message {
+                        group: b.group,
+                        from,
+                        to: self.id,
+                        term: b.term,
+                        body,
+                    });
+                }
+            }
+            MessageBody::HeartbeatAcks { acks } => {
+                for (group, term) in acks {
+                    self.step_group(Message {
+                        group,
+                        from,
+                        to: self.id,
+                        term,
+                        body: MessageBody::HeartbeatResponse,
+                    });
+                }
+            }
+            _ => self.step_group(msg),
+        }
+    }
+
+    fn step_group(&mut self, msg: Message) {
         let id = msg.group;
         match self.groups.get_mut(&id) {
             Some(slot) => {
                 slot.group.step(msg);
-                self.mark(id);
+                self.touched(id);
             }
             None => self.stats.dropped_unknown_group += 1,
         }
@@ -329,18 +431,51 @@ impl Node {
             .get_mut(&group)
             .ok_or(GroupError::GroupNotFound(group))?;
         slot.group.campaign();
-        self.mark(group);
+        self.touched(group);
         Ok(())
     }
 
-    /// Advances every group's logical clock by one tick.
+    /// Advances the node's logical clock by one tick: every group that is not quiesced
+    /// ticks, a liveness beat to every peer node is owed, and peers not heard from within
+    /// the liveness timeout are declared down, waking the quiesced groups they led.
     pub fn tick(&mut self) {
-        for (id, slot) in self.groups.iter_mut() {
+        self.ticks += 1;
+        self.beat_due = !self.peers.is_empty();
+        let timeout = u64::from(self.config.election_timeout_min_ticks);
+        let mut down = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if p.live && self.ticks - p.last_heard > timeout {
+                p.live = false;
+                down.push(*id);
+            }
+        }
+        if !down.is_empty() {
+            // Rare (a node went down): the one time a scan of every group is worth it.
+            for (id, slot) in self.groups.iter_mut() {
+                for peer in &down {
+                    slot.group.on_node_down(*peer);
+                }
+                if !slot.group.is_quiesced() {
+                    self.active.insert(*id);
+                }
+            }
+        }
+        let mut quiesced = Vec::new();
+        for id in &self.active {
+            let Some(slot) = self.groups.get_mut(id) else {
+                continue;
+            };
             slot.group.tick();
+            if slot.group.is_quiesced() {
+                quiesced.push(*id);
+            }
             if !slot.queued && slot.group.has_ready() {
                 slot.queued = true;
                 self.dirty.push_back(*id);
             }
+        }
+        for id in quiesced {
+            self.active.remove(&id);
         }
     }
 
@@ -356,8 +491,19 @@ impl Node {
             .get_mut(&group)
             .ok_or(ProposeError::GroupNotFound(group))?;
         slot.group.propose(id, data)?;
-        self.mark(group);
+        self.touched(group);
         Ok(())
+    }
+
+    /// A group received input: queue it for the next ready, and keep ticking it unless it
+    /// is quiesced.
+    fn touched(&mut self, id: GroupId) {
+        if let Some(slot) = self.groups.get(&id)
+            && !slot.group.is_quiesced()
+        {
+            self.active.insert(id);
+        }
+        self.mark(id);
     }
 
     fn mark(&mut self, id: GroupId) {
@@ -373,7 +519,10 @@ impl Node {
     /// queued groups turn out to have nothing to output).
     pub fn has_ready(&self) -> bool {
         self.outstanding.is_none()
-            && (!self.dirty.is_empty() || !self.lifecycle.is_empty() || !self.events.is_empty())
+            && (self.beat_due
+                || !self.dirty.is_empty()
+                || !self.lifecycle.is_empty()
+                || !self.events.is_empty())
     }
 
     /// Collects the outputs of every group with work, within the per-ready limits
@@ -406,6 +555,14 @@ impl Node {
         let mut persisted = Vec::new();
         let mut now: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
         let mut after: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
+        // Coalesced heartbeats and acknowledgements: one message per destination node.
+        let mut beats: BTreeMap<NodeId, Vec<Beat>> = BTreeMap::new();
+        let mut acks: BTreeMap<NodeId, Vec<(GroupId, u64)>> = BTreeMap::new();
+        if std::mem::take(&mut self.beat_due) {
+            for peer in self.peers.keys() {
+                beats.entry(*peer).or_default();
+            }
+        }
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
         let cfg = Arc::clone(&self.config);
         while let Some(id) = self.dirty.pop_front() {
@@ -456,10 +613,26 @@ impl Node {
                 }
             }
             for m in out.send_now {
-                now.entry(m.to).or_default().push(m);
+                match m.body {
+                    MessageBody::Heartbeat { commit } | MessageBody::Quiesce { commit } => {
+                        let quiesce = matches!(m.body, MessageBody::Quiesce { .. });
+                        beats.entry(m.to).or_default().push(Beat {
+                            group: id,
+                            term: m.term,
+                            commit,
+                            quiesce,
+                        });
+                    }
+                    _ => now.entry(m.to).or_default().push(m),
+                }
             }
             for m in out.send_after_write {
-                after.entry(m.to).or_default().push(m);
+                match m.body {
+                    MessageBody::HeartbeatResponse => {
+                        acks.entry(m.to).or_default().push((id, m.term))
+                    }
+                    _ => after.entry(m.to).or_default().push(m),
+                }
             }
             if !out.apply.is_empty() {
                 ready.apply.push(Apply {
@@ -483,6 +656,22 @@ impl Node {
             }));
         }
         let from = self.id;
+        let node_message = |to: NodeId, body: MessageBody| Message {
+            group: GroupId::NODE,
+            from,
+            to,
+            term: 0,
+            body,
+        };
+        for (to, beats) in beats {
+            let m = node_message(to, MessageBody::Heartbeats { beats });
+            // First in its batch: liveness and commit indexes never wait behind appends.
+            now.entry(to).or_default().insert(0, m);
+        }
+        for (to, acks) in acks {
+            let m = node_message(to, MessageBody::HeartbeatAcks { acks });
+            after.entry(to).or_default().push(m);
+        }
         let pack = |map: BTreeMap<NodeId, Vec<Message>>| {
             map.into_iter()
                 .map(|(to, messages)| MessageBatch { from, to, messages })
@@ -534,5 +723,7 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod quiescence_tests;
 #[cfg(test)]
 mod tests;

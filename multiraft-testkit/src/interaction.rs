@@ -46,7 +46,7 @@
 //! | `heal` | restore every link |
 //! | `crash N` | node N loses everything not persisted; its queued messages are lost |
 //! | `restart N` | node N restarts from what it persisted |
-//! | `status` | role, term, vote, leader and log positions of every node |
+//! | `status` | role, term, vote, leader, log positions and quiescence of every node |
 //! | `log N` | the entries of node N |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -446,16 +446,18 @@ impl World {
                 let _ = writeln!(out, "{n}: no group");
                 continue;
             };
+            let quiet = node.group(GROUP).is_some_and(|g| g.is_quiesced());
             let _ = writeln!(
                 out,
-                "{n}: {:?} term={} vote={} leader={} last={} commit={} applied={}",
+                "{n}: {:?} term={} vote={} leader={} last={} commit={} applied={}{}",
                 s.role,
                 s.term,
                 s.vote.map_or("-".to_string(), |v| v.0.to_string()),
                 s.leader.map_or("-".to_string(), |v| v.0.to_string()),
                 s.last_index,
                 s.commit,
-                s.applied
+                s.applied,
+                if quiet { " quiesced" } else { "" }
             );
         }
         out
@@ -567,6 +569,21 @@ impl World {
                 format!("Heartbeat term={} commit={commit}", m.term)
             }
             MessageBody::HeartbeatResponse => format!("HeartbeatResponse term={}", m.term),
+            MessageBody::Quiesce { commit } => format!("Quiesce term={} commit={commit}", m.term),
+            MessageBody::Heartbeats { beats } => {
+                let list: Vec<String> = beats
+                    .iter()
+                    .map(|b| {
+                        let q = if b.quiesce { " quiesce" } else { "" };
+                        format!("{} term={} commit={}{q}", b.group, b.term, b.commit)
+                    })
+                    .collect();
+                format!("Heartbeats [{}]", list.join(", "))
+            }
+            MessageBody::HeartbeatAcks { acks } => {
+                let list: Vec<String> = acks.iter().map(|(g, t)| format!("{g} term={t}")).collect();
+                format!("HeartbeatAcks [{}]", list.join(", "))
+            }
             MessageBody::Propose { proposals } => {
                 let list: Vec<String> = proposals
                     .iter()

@@ -142,6 +142,9 @@ pub struct Group {
     /// Proposals waiting to be forwarded to the leader at the next ready.
     forward: Vec<(ProposalId, Bytes)>,
     hard_state_dirty: bool,
+    /// Neither ticks nor heartbeats: everything is replicated and committed, and the leader
+    /// said so (see [`Group::is_quiesced`]).
+    quiesced: bool,
     /// The (term, leader) last reported in an event.
     reported: (u64, Option<NodeId>),
     out: GroupReady,
@@ -209,6 +212,7 @@ impl Group {
             uncommitted_bytes: 0,
             forward: Vec::new(),
             hard_state_dirty: false,
+            quiesced: false,
             reported: (hs.term, None),
             out: GroupReady::default(),
         };
@@ -256,8 +260,71 @@ impl Group {
 
     // ----- inputs -------------------------------------------------------------------------
 
-    /// Advances the group's logical clock by one tick.
+    /// Whether the group is quiesced: its leader saw every replica hold and know the whole
+    /// committed log, and told the followers to stop their election timers. A quiesced group
+    /// needs no ticks; its node stops ticking it until it wakes. It wakes on a proposal, on
+    /// any message but a heartbeat acknowledgement, or when [`Group::on_node_down`] says
+    /// a node it depends on is down.
+    pub fn is_quiesced(&self) -> bool {
+        self.quiesced
+    }
+
+    fn wake(&mut self) {
+        if self.quiesced {
+            self.quiesced = false;
+            self.election_elapsed = 0;
+            self.heartbeat_elapsed = 0;
+            // A woken leader must hear from every follower again before it goes quiet, and
+            // CheckQuorum judges it on what it hears from now on.
+            for pr in self.progress.values_mut() {
+                pr.recent_active = false;
+            }
+        }
+    }
+
+    /// Node `peer` is down (its liveness beats stopped). A group that depends on it reacts:
+    /// - a follower whose leader ran there forgets that leader (leaving its lease, so it
+    ///   grants votes) and wakes. One surviving voter per group, chosen by group id so that
+    ///   the dead node's groups spread over the survivors, campaigns within the randomized
+    ///   part of the election timeout — which also staggers the elections of the many groups
+    ///   the dead node led; the others wait a whole timeout, so they rarely split the vote;
+    /// - a quiesced leader with a voter there wakes, so that CheckQuorum can tell whether it
+    ///   still leads.
+    pub fn on_node_down(&mut self, peer: NodeId) {
+        if self.role == Role::Leader {
+            if self.quiesced && self.membership.is_voter(peer) {
+                self.wake();
+            }
+            return;
+        }
+        if self.leader != Some(peer) {
+            return;
+        }
+        self.quiesced = false;
+        self.leader = None;
+        self.report_leader();
+        let survivors: Vec<NodeId> = self
+            .membership
+            .voters
+            .union(&self.membership.outgoing)
+            .copied()
+            .filter(|n| *n != peer)
+            .collect();
+        let successor = survivors
+            .get(self.id.0 as usize % survivors.len().max(1))
+            .copied();
+        self.election_elapsed = if successor == Some(self.node) {
+            self.config.election_timeout_min_ticks
+        } else {
+            0
+        };
+    }
+
+    /// Advances the group's logical clock by one tick. A quiesced group ignores ticks.
     pub fn tick(&mut self) {
+        if self.quiesced {
+            return;
+        }
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         match self.role {
             Role::Leader => self.tick_leader(),
@@ -276,6 +343,7 @@ impl Group {
     /// enabled). For tests, scripted scenarios and operator tools; a leader or a learner
     /// ignores it.
     pub fn campaign(&mut self) {
+        self.wake();
         if self.role != Role::Leader {
             self.election_elapsed = 0;
             self.campaign_inner();
@@ -287,6 +355,10 @@ impl Group {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
+            if self.can_quiesce() {
+                self.quiesce();
+                return;
+            }
             self.broadcast_heartbeat();
         }
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
@@ -300,6 +372,33 @@ impl Group {
                 pr.recent_active = false;
             }
         }
+    }
+
+    /// Nothing left to do: every replica answered lately, holds the whole log, which is
+    /// committed and durable here, and has been told the commit index; nothing is queued.
+    /// A group with an unreachable replica stays active, heartbeating.
+    fn can_quiesce(&self) -> bool {
+        let last = self.log.last_index();
+        self.config.quiesce
+            && self.role == Role::Leader
+            && self.forward.is_empty()
+            && self.log.committed == last
+            && self.log.persisted == last
+            && self.log.applied == last
+            && self
+                .progress
+                .values()
+                .all(|pr| pr.recent_active && pr.matched == last && pr.commit_sent == last)
+    }
+
+    /// Tells every follower to stop its election timer, and stops ticking.
+    fn quiesce(&mut self) {
+        let commit = self.log.committed;
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for to in peers {
+            self.send_now_msg(to, self.term, MessageBody::Quiesce { commit });
+        }
+        self.quiesced = true;
     }
 
     fn quorum_active(&self) -> bool {
@@ -318,6 +417,7 @@ impl Group {
                 max: self.config.max_proposal_bytes,
             });
         }
+        self.wake();
         match self.role {
             Role::Leader => {
                 let entry = Entry {
@@ -362,10 +462,20 @@ impl Group {
     }
 
     fn step_inner(&mut self, msg: Message) {
+        // Acknowledgements of heartbeats, and the quiesce notice itself, do not wake a
+        // quiesced group: they are the tail of going quiet. Anything else is activity.
+        if !matches!(
+            msg.body,
+            MessageBody::HeartbeatResponse | MessageBody::Quiesce { .. }
+        ) {
+            self.wake();
+        }
         match &msg.body {
             MessageBody::Propose { .. } | MessageBody::ProposeRejected { .. } => {
                 return self.step_proposals(msg);
             }
+            // Node-level messages: the node expands them into per-group ones.
+            MessageBody::Heartbeats { .. } | MessageBody::HeartbeatAcks { .. } => return,
             _ => {}
         }
         if msg.term > self.term {
@@ -380,7 +490,16 @@ impl Group {
                         return;
                     }
                     if !pre_vote {
+                        // Raft Figure 2 (Rules for Servers, Followers): only hearing from the
+                        // current leader or granting a vote resets the election timer. Adopting
+                        // a higher term for a vote we may reject must not, or a replica that
+                        // cannot win (stale log) but times out sooner (a faster clock) keeps
+                        // every other replica from ever campaigning: a livelock without PreVote,
+                        // found by the simulator (testkit `sim`, seed 182). `handle_vote`
+                        // resets the timer when it grants.
+                        let elapsed = self.election_elapsed;
                         self.become_follower(msg.term, None);
+                        self.election_elapsed = elapsed;
                     }
                 }
                 // A granted pre-vote carries the term we would campaign in; no term change.
@@ -388,14 +507,18 @@ impl Group {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::Quiesce { .. } => {
                     self.become_follower(msg.term, Some(msg.from));
                 }
                 _ => self.become_follower(msg.term, None),
             }
         } else if msg.term < self.term {
             match msg.body {
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::Quiesce { .. } => {
                     // A stale leader: tell it our term so it steps down. Needed with
                     // CheckQuorum/PreVote, where our higher term may never reach it otherwise.
                     self.send_after(msg.from, MessageBody::HeartbeatResponse);
@@ -438,8 +561,22 @@ impl Group {
                 hint_term,
             } => self.handle_append_response(from, success, index, hint_index, hint_term),
             MessageBody::Heartbeat { commit } => self.handle_heartbeat(from, commit),
+            MessageBody::Quiesce { commit } => {
+                self.handle_heartbeat(from, commit);
+                // Quiesce only when holding exactly what the leader committed; a replica that
+                // is behind keeps its timer, so a leader that went quiet early is woken.
+                if self.leader == Some(from)
+                    && self.log.last_index() == commit
+                    && self.log.committed == commit
+                {
+                    self.quiesced = true;
+                }
+            }
             MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
-            MessageBody::Propose { .. } | MessageBody::ProposeRejected { .. } => {}
+            MessageBody::Propose { .. }
+            | MessageBody::ProposeRejected { .. }
+            | MessageBody::Heartbeats { .. }
+            | MessageBody::HeartbeatAcks { .. } => {}
         }
     }
 

@@ -808,7 +808,13 @@ fn check_quorum_leader_steps_down_without_a_majority() {
     assert_eq!(c.status(1).role, Role::Leader, "a connected leader stays");
     assert_eq!(c.status(1).term, 1);
 
-    let mut c = Cluster::new(3, 0, strict(), 3);
+    // Quiescence off: a quiesced leader does not tick, and leaves failure detection to the
+    // node's liveness beats (see the node tests); this test is about an active group.
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, active, 3);
     c.elect(1);
     c.isolated.insert(n(1));
     let mut ticks = 0;
@@ -1700,4 +1706,52 @@ fn strict_mode_panics_on_an_entry_from_a_future_term() {
 fn strict_mode_panics_when_a_committed_entry_would_be_truncated() {
     let mut g = restored(1, hs(1, None, 2), log_of(&[1, 1]));
     g.step(msg(2, 1, 2, append(2, 1, vec![e(2, 2)], 2)));
+}
+
+/// Raft Figure 2 (Rules for Servers, Followers): the election timer is reset by hearing from
+/// the current leader or by granting a vote, not by adopting the higher term of a vote
+/// request that is rejected. Bug story: the testkit simulator (seed 182: no PreVote, clock
+/// skew) found groups with no leader for good, because a replica with a stale log whose
+/// clock ran fast campaigned every ~5 nominal ticks, and each of its rejected requests reset
+/// the up-to-date replicas' timers (10–20 ticks) before they could ever fire.
+#[test]
+fn rejected_higher_term_vote_requests_do_not_reset_the_election_timer() {
+    let config = Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..strict()
+    };
+    let loaded = LoadedGroup {
+        group: G,
+        membership: Membership::voters([1, 2, 3]),
+        hard_state: hs(1, None, 2),
+        entries: log_of(&[1, 1]),
+    };
+    let mut g = Group::restore(n(1), loaded, Arc::new(config), 1);
+    let mut term = 1;
+    for tick in 1..=40 {
+        if tick % 5 == 0 {
+            // Replica 2's log (last 1/1) is behind ours (2/1): its requests are rejected.
+            term += 1;
+            g.step(msg(2, 1, term, vote(false, 1, 1)));
+        }
+        g.tick();
+        let ready = g.ready(MAX, MAX);
+        let campaigned = ready
+            .send_after_write
+            .iter()
+            .any(|m| m.from == n(1) && matches!(m.body, MessageBody::Vote { .. }));
+        if campaigned {
+            assert!(tick < 20, "campaigned only after {tick} ticks");
+            return;
+        }
+        assert!(
+            ready
+                .send_after_write
+                .iter()
+                .all(|m| m.body == vote_resp(false, false)),
+            "{ready:?}"
+        );
+    }
+    panic!("replica 1 never campaigned while a stale candidate kept raising the term");
 }

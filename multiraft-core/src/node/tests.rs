@@ -110,6 +110,23 @@ fn assert_one_batch_per_peer(
     }
 }
 
+/// Asserts that `batches` holds only the node liveness beat: one empty coalesced heartbeat
+/// message to each of `peers`.
+fn assert_only_liveness_beats(batches: &[MessageBatch], from: u64, peers: &[u64]) {
+    let to: Vec<NodeId> = batches.iter().map(|b| b.to).collect();
+    assert_eq!(to, peers.iter().copied().map(n).collect::<Vec<_>>());
+    for b in batches {
+        let beat = msg(
+            GroupId::NODE,
+            from,
+            b.to.0,
+            0,
+            MessageBody::Heartbeats { beats: vec![] },
+        );
+        assert_eq!(b.messages, vec![beat]);
+    }
+}
+
 /// The shape every ready must have, whatever is in it.
 fn check_ready_shape(node: NodeId, ready: &Ready) {
     let groups: BTreeSet<GroupId> = ready.write.groups.iter().map(|w| w.group).collect();
@@ -187,7 +204,8 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     let r = node.ready().unwrap();
     check_ready_shape(n(1), &r);
     assert!(r.write.is_empty(), "a pre-vote persists nothing");
-    assert!(r.send_now.is_empty());
+    // Nothing per group leaves now: only the node's liveness beat, owed after the ticks.
+    assert_only_liveness_beats(&r.send_now, 1, &[2, 3]);
     assert_one_batch_per_peer(&r.send_after_write, 1, &[2, 3], &ids, 1, &vote(true));
     node.advance(r.number);
 
