@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::driver::{Command, Driver, Parts};
+use crate::driver::{Command, Driver, NodeStatus, Parts};
 use crate::error::{GroupError, Indeterminate, ProposeError, StartError, StopError};
 use crate::group::GroupStatus;
 use crate::ids::{GroupId, NodeId};
@@ -223,6 +223,22 @@ impl MultiRaft {
         // The event loop answers every proposal it took; a dropped answer means it died.
         rx.await
             .unwrap_or(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+    }
+
+    /// Makes this node's replica of `group` start an election now (PreVote first when
+    /// enabled), instead of waiting for its election timeout: for placing leadership, for
+    /// operator tools, and for bringing up many groups without an election storm.
+    pub async fn campaign(&self, group: GroupId) -> Result<(), GroupError> {
+        self.call(|reply| Command::Campaign { group, reply })
+            .await
+            .unwrap_or(Err(GroupError::Stopped))
+    }
+
+    /// Node-wide figures: groups hosted and active, pending proposals, drop counters.
+    pub async fn node_status(&self) -> Result<NodeStatus, ProposeError> {
+        self.call(|reply| Command::NodeStatus { reply })
+            .await
+            .ok_or(ProposeError::Stopped)
     }
 
     /// The state of this node's replica of `group`, or `None` if it hosts no such group.

@@ -19,7 +19,7 @@ use crate::group::GroupStatus;
 use crate::ids::{GroupId, ProposalId};
 use crate::membership::Membership;
 use crate::message::MessageBatch;
-use crate::node::{Event, Node, Ready};
+use crate::node::{Event, Node, NodeStats, Ready};
 use crate::state_machine::StateMachine;
 use crate::storage::Storage;
 use crate::transport::Transport;
@@ -48,7 +48,28 @@ pub(crate) enum Command {
         group: GroupId,
         reply: oneshot::Sender<Option<GroupStatus>>,
     },
+    Campaign {
+        group: GroupId,
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
+    NodeStatus {
+        reply: oneshot::Sender<NodeStatus>,
+    },
     Shutdown,
+}
+
+/// Node-wide figures, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// Groups hosted.
+    pub groups: usize,
+    /// Groups not quiesced (the ones a tick visits).
+    pub active_groups: usize,
+    /// Proposals taken and not yet resolved.
+    pub pending_proposals: usize,
+    /// Drop counters.
+    pub stats: NodeStats,
 }
 
 /// What the builder hands the driver.
@@ -232,6 +253,18 @@ impl Driver {
             Command::Status { group, reply } => {
                 let _ = reply.send(self.p.node.group_status(group));
             }
+            Command::Campaign { group, reply } => {
+                let _ = reply.send(self.p.node.campaign(group));
+            }
+            Command::NodeStatus { reply } => {
+                let node = &self.p.node;
+                let _ = reply.send(NodeStatus {
+                    groups: node.group_count(),
+                    active_groups: node.active_group_count(),
+                    pending_proposals: self.pending.len(),
+                    stats: node.stats(),
+                });
+            }
             Command::Shutdown => self.stopping = true,
         }
     }
@@ -378,12 +411,15 @@ impl Driver {
                 Command::Propose { reply, .. } => {
                     let _ = reply.send(Err(ProposeError::Stopped));
                 }
-                Command::CreateGroup { reply, .. } | Command::RemoveGroup { reply, .. } => {
+                Command::CreateGroup { reply, .. }
+                | Command::RemoveGroup { reply, .. }
+                | Command::Campaign { reply, .. } => {
                     let _ = reply.send(Err(GroupError::Stopped));
                 }
                 Command::Status { reply, .. } => {
                     let _ = reply.send(None);
                 }
+                Command::NodeStatus { .. } => {}
                 Command::Shutdown => {}
             }
         }

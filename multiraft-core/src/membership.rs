@@ -12,7 +12,7 @@ use crate::ids::NodeId;
 /// runtime membership change (joint consensus, dissertation §4.3) only has to swap the
 /// value. While `outgoing` is non-empty the group is in a joint configuration and every
 /// decision needs a majority of `voters` *and* a majority of `outgoing`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     /// Voters of the (incoming) configuration.
     pub voters: BTreeSet<NodeId>,

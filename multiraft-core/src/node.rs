@@ -32,6 +32,12 @@ use crate::message::{Beat, Message, MessageBatch, MessageBody};
 use crate::rng::group_seed;
 use crate::storage::{GroupWrite, LoadedGroup, WriteBatch};
 
+/// Heartbeats (or acknowledgements) coalesced into one message. One message per peer per
+/// tick carries up to this many active groups; beyond it the beats are split, so that one
+/// message stays well inside a transport's frame limit (a beat encodes in about 10 bytes:
+/// 64 Ki beats are under 1 MiB).
+pub const MAX_BEATS_PER_MESSAGE: usize = 65_536;
+
 /// Something that happened on the node, for the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -148,7 +154,10 @@ pub struct Node {
     /// Ordered, not hashed: `tick` visits groups in map order and queues them in that order,
     /// and a `HashMap`'s order differs between instances, which made the node's outputs
     /// differ between runs fed the same inputs and seed (DESIGN §9.1, deterministic core).
-    groups: BTreeMap<GroupId, Slot>,
+    groups: BTreeMap<GroupId, Box<Slot>>,
+    /// One shared value per distinct membership: most groups of a node have one of a few
+    /// memberships, so sharing saves an allocation per group.
+    memberships: HashMap<Membership, Arc<Membership>>,
     /// Groups that are not quiesced: the only ones `tick` visits, so that an idle group
     /// costs nothing per tick.
     active: BTreeSet<GroupId>,
@@ -160,7 +169,9 @@ pub struct Node {
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
     /// Creations and removals to put in the next write.
-    lifecycle: Vec<GroupWrite>,
+    /// Keyed by group: each group has at most one record in a write, and creating many
+    /// groups in one cycle stays linear.
+    lifecycle: BTreeMap<GroupId, GroupWrite>,
     events: Vec<Event>,
     last_number: u64,
     outstanding: Option<Outstanding>,
@@ -192,12 +203,13 @@ impl Node {
             config: Arc::new(config),
             seed,
             groups: BTreeMap::new(),
+            memberships: HashMap::new(),
             active: BTreeSet::new(),
             peers: BTreeMap::new(),
             ticks: 0,
             beat_due: false,
             dirty: VecDeque::new(),
-            lifecycle: Vec::new(),
+            lifecycle: BTreeMap::new(),
             events: Vec::new(),
             last_number: 0,
             outstanding: None,
@@ -241,6 +253,25 @@ impl Node {
         self.peers.get(&peer).map(|p| p.live)
     }
 
+    /// The shared copy of `membership`.
+    fn intern(&mut self, membership: &Membership) -> Arc<Membership> {
+        if let Some(shared) = self.memberships.get(membership) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(membership.clone());
+        self.memberships
+            .insert(membership.clone(), Arc::clone(&shared));
+        shared
+    }
+
+    /// Drops the shared copy of a membership no group uses any more (the table's own
+    /// reference and the caller's are the last two).
+    fn release(&mut self, membership: &Arc<Membership>) {
+        if Arc::strong_count(membership) <= 2 {
+            self.memberships.remove(&**membership);
+        }
+    }
+
     fn add_peers(&mut self, membership: &Membership) {
         for n in membership.replicas() {
             if n != self.id {
@@ -281,18 +312,20 @@ impl Node {
         for l in loaded {
             let id = l.group;
             self.add_peers(&l.membership);
-            let group = Group::restore(
+            let shared = self.intern(&l.membership);
+            let mut group = Group::restore(
                 self.id,
                 l,
                 Arc::clone(&self.config),
                 group_seed(self.seed, id.0),
             );
+            group.share_membership(shared);
             self.groups.insert(
                 id,
-                Slot {
+                Box::new(Slot {
                     group,
                     queued: false,
-                },
+                }),
             );
             self.touched(id);
         }
@@ -311,32 +344,35 @@ impl Node {
         if self.groups.contains_key(&group) {
             return Err(GroupError::GroupExists(group));
         }
-        if self.lifecycle.iter().any(|w| w.group == group && w.remove) {
+        if self.lifecycle.get(&group).is_some_and(|w| w.remove) {
             // One write holds each group at most once: the removal must be durable first.
             return Err(GroupError::RemovalPending(group));
         }
         let g = Group::new(
             group,
             self.id,
-            membership.clone(),
+            self.intern(&membership),
             Arc::clone(&self.config),
             group_seed(self.seed, group.0),
         );
-        self.lifecycle.push(GroupWrite {
+        self.lifecycle.insert(
             group,
-            membership: Some(membership),
-            hard_state: Some(Default::default()),
-            ..Default::default()
-        });
+            GroupWrite {
+                group,
+                membership: Some(membership),
+                hard_state: Some(Default::default()),
+                ..Default::default()
+            },
+        );
         self.events.push(Event::GroupCreated { group });
         self.add_peers(g.membership());
         self.active.insert(group);
         self.groups.insert(
             group,
-            Slot {
+            Box::new(Slot {
                 group: g,
                 queued: false,
-            },
+            }),
         );
         Ok(())
     }
@@ -348,13 +384,19 @@ impl Node {
             .remove(&group)
             .ok_or(GroupError::GroupNotFound(group))?;
         self.remove_peers(slot.group.membership());
+        let shared = Arc::clone(slot.group.membership_arc());
+        drop(slot);
+        self.release(&shared);
         self.active.remove(&group);
-        self.lifecycle.retain(|w| w.group != group);
-        self.lifecycle.push(GroupWrite {
+        // Replaces a creation not yet written: storage is told only to delete.
+        self.lifecycle.insert(
             group,
-            remove: true,
-            ..Default::default()
-        });
+            GroupWrite {
+                group,
+                remove: true,
+                ..Default::default()
+            },
+        );
         self.events.push(Event::GroupRemoved { group });
         Ok(())
     }
@@ -537,7 +579,7 @@ impl Node {
             number: self.last_number,
             ..Default::default()
         };
-        ready.write.groups = std::mem::take(&mut self.lifecycle);
+        ready.write.groups = std::mem::take(&mut self.lifecycle).into_values().collect();
         // Where each group's record is. A group created in this cycle already has one, and
         // its output must be merged into it: `WriteBatch` holds each group at most once, in
         // no particular order, so a second record (say, a vote) could be applied before the
@@ -663,14 +705,28 @@ impl Node {
             term: 0,
             body,
         };
-        for (to, beats) in beats {
-            let m = node_message(to, MessageBody::Heartbeats { beats });
+        for (to, mut beats) in beats {
             // First in its batch: liveness and commit indexes never wait behind appends.
-            now.entry(to).or_default().insert(0, m);
+            let batch = now.entry(to).or_default();
+            let mut position = 0;
+            loop {
+                let rest = beats.split_off(beats.len().min(MAX_BEATS_PER_MESSAGE));
+                let m = node_message(to, MessageBody::Heartbeats { beats });
+                batch.insert(position, m);
+                position += 1;
+                if rest.is_empty() {
+                    break;
+                }
+                beats = rest;
+            }
         }
-        for (to, acks) in acks {
-            let m = node_message(to, MessageBody::HeartbeatAcks { acks });
-            after.entry(to).or_default().push(m);
+        for (to, mut acks) in acks {
+            while !acks.is_empty() {
+                let rest = acks.split_off(acks.len().min(MAX_BEATS_PER_MESSAGE));
+                let m = node_message(to, MessageBody::HeartbeatAcks { acks });
+                after.entry(to).or_default().push(m);
+                acks = rest;
+            }
         }
         let pack = |map: BTreeMap<NodeId, Vec<Message>>| {
             map.into_iter()

@@ -52,6 +52,11 @@ impl Log {
         }
     }
 
+    /// Returns the spare capacity of the entry vector.
+    pub(crate) fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
     pub(crate) fn last_index(&self) -> u64 {
         self.entries.len() as u64
     }

@@ -30,7 +30,7 @@ use crate::rng::Rng;
 use crate::storage::LoadedGroup;
 
 use self::log::{Log, limit};
-use self::progress::{Progress, ReplicaState};
+use self::progress::{Progress, ProgressMap, ReplicaState};
 
 /// What a replica currently does in its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,7 +123,9 @@ pub struct Group {
     id: GroupId,
     node: NodeId,
     config: Arc<Config>,
-    membership: Membership,
+    /// Shared with every group of the node that has the same members: one allocation for
+    /// thousands of groups.
+    membership: Arc<Membership>,
     role: Role,
     term: u64,
     vote: Option<NodeId>,
@@ -136,7 +138,7 @@ pub struct Group {
     /// Votes received in the current (pre-)campaign.
     votes: BTreeMap<NodeId, bool>,
     /// The leader's record of every other replica.
-    progress: BTreeMap<NodeId, Progress>,
+    progress: ProgressMap,
     /// Bytes of entries appended by this leader and not yet committed.
     uncommitted_bytes: usize,
     /// Proposals waiting to be forwarded to the leader at the next ready.
@@ -147,7 +149,9 @@ pub struct Group {
     quiesced: bool,
     /// The (term, leader) last reported in an event.
     reported: (u64, Option<NodeId>),
-    out: GroupReady,
+    /// Outputs accumulated since the last ready; `None` (no allocation) when there are none,
+    /// which is the state of every quiesced group.
+    out: Option<Box<GroupReady>>,
 }
 
 impl Group {
@@ -155,14 +159,14 @@ impl Group {
     pub fn new(
         id: GroupId,
         node: NodeId,
-        membership: Membership,
+        membership: impl Into<Arc<Membership>>,
         config: Arc<Config>,
         seed: u64,
     ) -> Group {
         Self::build(
             id,
             node,
-            membership,
+            membership.into(),
             HardState::default(),
             Log::default(),
             config,
@@ -176,7 +180,7 @@ impl Group {
         Self::build(
             loaded.group,
             node,
-            loaded.membership,
+            Arc::new(loaded.membership),
             loaded.hard_state,
             log,
             config,
@@ -187,7 +191,7 @@ impl Group {
     fn build(
         id: GroupId,
         node: NodeId,
-        membership: Membership,
+        membership: Arc<Membership>,
         hs: HardState,
         log: Log,
         config: Arc<Config>,
@@ -208,13 +212,13 @@ impl Group {
             randomized_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
+            progress: ProgressMap::default(),
             uncommitted_bytes: 0,
             forward: Vec::new(),
             hard_state_dirty: false,
             quiesced: false,
             reported: (hs.term, None),
-            out: GroupReady::default(),
+            out: None,
         };
         g.become_follower(hs.term, None);
         g
@@ -228,6 +232,17 @@ impl Group {
     /// The current membership.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The current membership, shared.
+    pub(crate) fn membership_arc(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// Replaces the membership by an equal value shared with other groups.
+    pub(crate) fn share_membership(&mut self, shared: Arc<Membership>) {
+        debug_assert_eq!(*shared, *self.membership);
+        self.membership = shared;
     }
 
     /// The state of this replica.
@@ -274,6 +289,7 @@ impl Group {
             self.quiesced = false;
             self.election_elapsed = 0;
             self.heartbeat_elapsed = 0;
+            tracing::debug!(group = %self.id, term = self.term, "group woken");
             // A woken leader must hear from every follower again before it goes quiet, and
             // CheckQuorum judges it on what it hears from now on.
             for pr in self.progress.values_mut() {
@@ -399,6 +415,16 @@ impl Group {
             self.send_now_msg(to, self.term, MessageBody::Quiesce { commit });
         }
         self.quiesced = true;
+        self.shrink();
+        tracing::debug!(group = %self.id, term = self.term, commit, "group quiesced");
+    }
+
+    /// Returns memory that buffers grew to while the group was busy: a quiet group should
+    /// cost only its state.
+    fn shrink(&mut self) {
+        self.log.shrink();
+        self.progress.shrink();
+        self.forward = Vec::new();
     }
 
     fn quorum_active(&self) -> bool {
@@ -570,6 +596,7 @@ impl Group {
                     && self.log.committed == commit
                 {
                     self.quiesced = true;
+                    self.shrink();
                 }
             }
             MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
@@ -624,7 +651,7 @@ impl Group {
                     },
                     None => ProposeError::NoLeader,
                 };
-                self.out
+                self.out()
                     .rejected
                     .extend(ids.into_iter().map(|id| (id, err.clone())));
             }
@@ -677,7 +704,7 @@ impl Group {
         let voters: Vec<NodeId> = self.voters_except_self();
         for to in voters {
             // After the write: a candidate's own vote is durable before any vote counts.
-            self.out.send_after_write.push(Message {
+            let m = Message {
                 group: self.id,
                 from: self.node,
                 to,
@@ -687,7 +714,8 @@ impl Group {
                     last_index,
                     last_term,
                 },
-            });
+            };
+            self.out().send_after_write.push(m);
         }
     }
 
@@ -736,7 +764,7 @@ impl Group {
                 self.hard_state_dirty = true;
                 self.election_elapsed = 0;
             }
-            self.out.send_after_write.push(Message {
+            let m = Message {
                 group: self.id,
                 from: self.node,
                 to: from,
@@ -745,7 +773,8 @@ impl Group {
                     pre_vote,
                     granted: true,
                 },
-            });
+            };
+            self.out().send_after_write.push(m);
         } else {
             self.send_after(
                 from,
@@ -834,10 +863,10 @@ impl Group {
         let now = (self.term, self.leader);
         if now != self.reported {
             self.reported = now;
-            self.out.events.push(GroupEvent::LeaderChanged {
-                term: self.term,
-                leader: self.leader,
-            });
+            let (term, leader) = now;
+            self.out()
+                .events
+                .push(GroupEvent::LeaderChanged { term, leader });
         }
     }
 
@@ -1058,30 +1087,36 @@ impl Group {
 
     // ----- outputs ----------------------------------------------------------------------------
 
+    fn out(&mut self) -> &mut GroupReady {
+        self.out.get_or_insert_with(Box::default)
+    }
+
     fn send_now_msg(&mut self, to: NodeId, term: u64, body: MessageBody) {
-        self.out.send_now.push(Message {
+        let m = Message {
             group: self.id,
             from: self.node,
             to,
             term,
             body,
-        });
+        };
+        self.out().send_now.push(m);
     }
 
     /// A message that depends on this ready's write, or follows one that does.
     fn send_after(&mut self, to: NodeId, body: MessageBody) {
-        self.out.send_after_write.push(Message {
+        let m = Message {
             group: self.id,
             from: self.node,
             to,
             term: self.term,
             body,
-        });
+        };
+        self.out().send_after_write.push(m);
     }
 
     /// Whether [`Group::ready`] would return something.
     pub fn has_ready(&self) -> bool {
-        !self.out.is_empty()
+        self.out.as_ref().is_some_and(|o| !o.is_empty())
             || self.hard_state_dirty
             || self.log.has_unstable()
             || self.log.has_applicable()
@@ -1105,7 +1140,7 @@ impl Group {
     pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> GroupReady {
         self.flush_appends();
         self.flush_forward();
-        let mut ready = std::mem::take(&mut self.out);
+        let mut ready = self.out.take().map(|b| *b).unwrap_or_default();
         if std::mem::take(&mut self.hard_state_dirty) {
             ready.hard_state = Some(self.hard_state());
         }
@@ -1125,7 +1160,7 @@ impl Group {
             (Role::Leader, _) => {
                 for (id, data) in proposals {
                     if let Err(e) = self.propose(id, data) {
-                        self.out.rejected.push((id, e));
+                        self.out().rejected.push((id, e));
                     }
                 }
             }
@@ -1134,7 +1169,7 @@ impl Group {
                 let dropped = proposals
                     .into_iter()
                     .map(|(id, _)| (id, ProposeError::NoLeader));
-                self.out.rejected.extend(dropped);
+                self.out().rejected.extend(dropped);
             }
         }
     }

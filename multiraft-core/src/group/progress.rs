@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use crate::ids::NodeId;
+
 /// How the leader replicates to a follower (etcd-raft's progress states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReplicaState {
@@ -116,5 +118,58 @@ impl Progress {
         self.probe_sent = false;
         self.inflight.clear();
         self.next = self.matched + 1;
+    }
+}
+
+/// The leader's records of the other replicas, in a small vector sorted by node. A group has
+/// a handful of replicas; a tree map's nodes would cost several times the records' own size
+/// in every group a node leads (DESIGN §4: per-group state stays small).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProgressMap(Vec<(NodeId, Progress)>);
+
+impl ProgressMap {
+    pub(crate) fn get(&self, node: &NodeId) -> Option<&Progress> {
+        self.0.iter().find(|(n, _)| n == node).map(|(_, p)| p)
+    }
+
+    pub(crate) fn get_mut(&mut self, node: &NodeId) -> Option<&mut Progress> {
+        self.0.iter_mut().find(|(n, _)| n == node).map(|(_, p)| p)
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &NodeId> {
+        self.0.iter().map(|(n, _)| n)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Progress> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Progress> {
+        self.0.iter_mut().map(|(_, p)| p)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&NodeId, &Progress)> {
+        self.0.iter().map(|(n, p)| (n, p))
+    }
+
+    /// Forgets every record and frees their memory.
+    pub(crate) fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+
+    /// Returns memory the inflight windows grew to; for a group going quiet.
+    pub(crate) fn shrink(&mut self) {
+        for (_, p) in &mut self.0 {
+            p.inflight.shrink_to_fit();
+        }
+    }
+}
+
+impl FromIterator<(NodeId, Progress)> for ProgressMap {
+    fn from_iter<I: IntoIterator<Item = (NodeId, Progress)>>(iter: I) -> Self {
+        let mut v: Vec<(NodeId, Progress)> = iter.into_iter().collect();
+        v.sort_by_key(|(n, _)| *n);
+        v.shrink_to_fit();
+        ProgressMap(v)
     }
 }

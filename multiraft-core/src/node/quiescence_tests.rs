@@ -413,3 +413,11 @@ fn a_cut_off_node_wakes_and_steps_down_the_quiesced_groups_it_leads() {
         );
     }
 }
+
+/// DESIGN §4 per-group cost: a replica's inline state stays small (it is what every quiesced
+/// group costs, besides its log tail and, on a leader, one record per follower).
+#[test]
+fn group_state_stays_small() {
+    let size = std::mem::size_of::<crate::group::Group>();
+    assert!(size <= 384, "a Group is {size} bytes");
+}

@@ -1,0 +1,321 @@
+//! How the cost of a node grows with the number of groups: a 3-node cluster in one process.
+//!
+//! `cargo run --release -p multiraft-examples --bin scale -- --groups 100000 [--idle-secs 10]`
+//!
+//! Two phases, each on a fresh cluster:
+//!
+//! 1. **Raft layer** (three sans-IO `Node`s in this thread, writes discarded): time to create
+//!    every group on every node and elect a leader per group (leaders spread round-robin with
+//!    `campaign`) until every group is quiesced; resident memory added per group replica
+//!    (an upper bound: it includes what the allocator kept from the election traffic); the
+//!    messages one node sends another per tick once idle.
+//! 2. **Driver** (three `MultiRaft` nodes on the testkit's in-memory storage and network,
+//!    real 50 ms ticks): the same groups created and elected through the API, then the
+//!    process's CPU use while idle, from /proc over `--idle-secs` seconds of real time, and
+//!    the batches one node sends another per second.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multiraft_core::{
+    Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
+};
+use multiraft_examples::CountingMachine;
+use multiraft_testkit::{MemNetwork, MemStorage};
+
+struct Args {
+    groups: u64,
+    idle_secs: u64,
+    skip_driver: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        groups: 10_000,
+        idle_secs: 10,
+        skip_driver: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--skip-driver" {
+            a.skip_driver = true;
+            continue;
+        }
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("{flag}: not a number: {value}"))?;
+        match flag.as_str() {
+            "--groups" => a.groups = n.max(1),
+            "--idle-secs" => a.idle_secs = n.max(1),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// Resident set size of this process, from /proc (Linux).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// User plus system CPU time of this process, from /proc (Linux), in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Three sans-IO nodes delivered by hand; writes are acknowledged and discarded.
+struct Layer {
+    nodes: Vec<Node>,
+    inboxes: Vec<VecDeque<MessageBatch>>,
+    /// Messages sent from node i to node j since the last reset, and how many were per group.
+    messages: [[u64; 3]; 3],
+    per_group_messages: u64,
+}
+
+impl Layer {
+    fn run(&mut self) {
+        loop {
+            let mut busy = false;
+            for i in 0..3 {
+                while let Some(b) = self.inboxes[i].pop_front() {
+                    busy = true;
+                    self.nodes[i].step(b);
+                }
+                if let Some(r) = self.nodes[i].ready() {
+                    busy = true;
+                    let number = r.number;
+                    for b in r.send_now.into_iter().chain(r.send_after_write) {
+                        let (f, t) = (b.from.0 as usize - 1, b.to.0 as usize - 1);
+                        for m in &b.messages {
+                            self.messages[f][t] += 1;
+                            if m.group != GroupId::NODE
+                                || matches!(&m.body, MessageBody::Heartbeats { beats } if !beats.is_empty())
+                            {
+                                self.per_group_messages += 1;
+                            }
+                        }
+                        self.inboxes[t].push_back(b);
+                    }
+                    self.nodes[i].advance(number);
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        for n in &mut self.nodes {
+            n.tick();
+        }
+        self.run();
+    }
+}
+
+fn raft_layer(groups: u64) -> Result<(), String> {
+    let rss0 = rss_bytes();
+    let t0 = Instant::now();
+    let mut layer = Layer {
+        nodes: (1..=3)
+            .map(|i| Node::new(NodeId(i), Config::default(), i).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+        inboxes: vec![VecDeque::new(); 3],
+        messages: [[0; 3]; 3],
+        per_group_messages: 0,
+    };
+    let members = Membership::voters([1, 2, 3]);
+    for node in &mut layer.nodes {
+        for g in 1..=groups {
+            node.create_group(GroupId(g), members.clone())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    layer.run();
+    let created = t0.elapsed();
+    for g in 1..=groups {
+        let leader = (g % 3) as usize;
+        layer.nodes[leader]
+            .campaign(GroupId(g))
+            .map_err(|e| e.to_string())?;
+    }
+    layer.run();
+    let mut ticks = 0;
+    while layer.nodes.iter().any(|n| n.active_group_count() > 0) {
+        layer.tick();
+        ticks += 1;
+        if ticks > 1_000 {
+            return Err("groups did not quiesce within 1,000 ticks".into());
+        }
+    }
+    let elected = t0.elapsed();
+    let rss = rss_bytes().saturating_sub(rss0);
+    // Idle: CPU time (not wall time, which other processes on the machine distort) of
+    // ticking all three nodes, delivering their liveness beats.
+    layer.messages = [[0; 3]; 3];
+    layer.per_group_messages = 0;
+    let idle_ticks = 2_000;
+    let cpu0 = cpu_secs();
+    for _ in 0..idle_ticks {
+        layer.tick();
+    }
+    let per_tick_us = (cpu_secs() - cpu0) * 1e6 / f64::from(idle_ticks);
+    let pair = layer.messages[0][1] as f64 / f64::from(idle_ticks);
+    println!(
+        "scale raft-layer: groups={groups} replicas={}: created in {:.2} s, created+elected+quiesced in {:.2} s ({ticks} ticks), \
+         RSS {:.0} bytes per replica, idle: {pair:.2} messages per node pair per tick, {} per-group messages, {per_tick_us:.1} us CPU per tick for all 3 nodes",
+        groups * 3,
+        created.as_secs_f64(),
+        elected.as_secs_f64(),
+        rss as f64 / (groups * 3) as f64,
+        layer.per_group_messages,
+    );
+    Ok(())
+}
+
+async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
+    let rss0 = rss_bytes();
+    let t0 = Instant::now();
+    let network = MemNetwork::new();
+    let config = Config::default();
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let node = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(i)))
+            .state_machines(|_| CountingMachine::default())
+            .seed(i)
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        nodes.push(node);
+    }
+    let nodes = Arc::new(nodes);
+    // Many calls in flight per node, so that creations share writes.
+    const IN_FLIGHT: u64 = 256;
+    let mut tasks = Vec::new();
+    for i in 0..3usize {
+        for lane in 0..IN_FLIGHT {
+            let nodes = Arc::clone(&nodes);
+            tasks.push(tokio::spawn(async move {
+                let members = Membership::voters([1, 2, 3]);
+                let mut g = lane + 1;
+                while g <= groups {
+                    nodes[i]
+                        .create_group(GroupId(g), members.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    g += IN_FLIGHT;
+                }
+                Ok::<(), String>(())
+            }));
+        }
+    }
+    for t in tasks.drain(..) {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let created = t0.elapsed();
+    for lane in 0..IN_FLIGHT {
+        let nodes = Arc::clone(&nodes);
+        tasks.push(tokio::spawn(async move {
+            let mut g = lane + 1;
+            while g <= groups {
+                nodes[(g % 3) as usize]
+                    .campaign(GroupId(g))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                g += IN_FLIGHT;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut active = 0;
+        for n in nodes.iter() {
+            active += n
+                .node_status()
+                .await
+                .map_err(|e| e.to_string())?
+                .active_groups;
+        }
+        if active == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{active} groups still active after 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elected = t0.elapsed();
+    let rss = rss_bytes().saturating_sub(rss0);
+    let cpu0 = cpu_secs();
+    let sent0 = network.batches_sent();
+    let t_idle = Instant::now();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let secs = t_idle.elapsed().as_secs_f64();
+    let cpu = (cpu_secs() - cpu0) / secs * 100.0;
+    let pair_per_sec = (network.batches_sent() - sent0) as f64 / 6.0 / secs;
+    println!(
+        "scale driver: groups={groups} replicas={}: created in {:.2} s, created+elected+quiesced in {:.2} s, \
+         RSS {:.0} bytes per replica (with in-memory storage), idle CPU {cpu:.2} % of one core over {secs:.1} s, \
+         {pair_per_sec:.1} batches per node pair per second (tick rate {:.0}/s)",
+        groups * 3,
+        created.as_secs_f64(),
+        elected.as_secs_f64(),
+        rss as f64 / (groups * 3) as f64,
+        1.0 / config.tick_interval.as_secs_f64(),
+    );
+    for n in nodes.iter() {
+        n.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("scale: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = raft_layer(args.groups) {
+        eprintln!("scale failed: {e}");
+        std::process::exit(1);
+    }
+    if args.skip_driver {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(driver(args.groups, args.idle_secs)) {
+        eprintln!("scale failed: {e}");
+        std::process::exit(1);
+    }
+}
