@@ -12,9 +12,16 @@ use multiraft_testkit::{MemNetwork, MemStorage};
 
 /// A state machine that counts the commands it applied, in a counter shared by every group
 /// of its node, so a program can watch a whole node's progress.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CountingMachine {
     applied: Arc<AtomicU64>,
+}
+
+impl CountingMachine {
+    /// A machine that adds one to `applied` per command it applies.
+    pub fn new(applied: Arc<AtomicU64>) -> Self {
+        CountingMachine { applied }
+    }
 }
 
 impl StateMachine for CountingMachine {
