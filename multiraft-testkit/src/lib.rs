@@ -9,6 +9,10 @@
 //!   each node's [`Inbox`](multiraft_core::Inbox), with isolation, symmetric and one-way
 //!   partitions, and message loss from a seed.
 //!
+//! - [`sim::Simulation`]: a deterministic whole-cluster simulator (N nodes × G groups, one
+//!   thread, one seed) with fault injection, safety invariants checked after every step, a
+//!   liveness phase and a replayable failure report. The `sim` binary soaks many seeds.
+//!
 //! Every handle is cheap to clone and clones share state, so a test keeps one handle to
 //! control time, disks and links while the nodes it drives hold the others.
 //!
@@ -57,8 +61,10 @@
 //! ```
 
 mod clock;
+pub mod conformance;
 pub mod interaction;
 mod network;
+pub mod sim;
 mod storage;
 
 pub use clock::ManualClock;

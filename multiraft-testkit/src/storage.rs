@@ -386,186 +386,42 @@ mod tests {
         s.load().await.unwrap()
     }
 
-    #[tokio::test]
-    async fn write_then_load_every_group_sorted() {
-        let s = MemStorage::new();
-        s.write(batch(vec![
-            GroupWrite {
-                group: G2,
-                membership: Some(Membership::voters([1, 2, 3])),
-                hard_state: Some(hard_state(2)),
-                entries: entries(1, 2, 2),
-                ..Default::default()
-            },
-            GroupWrite {
-                group: G1,
-                membership: Some(Membership::voters([1])),
-                ..Default::default()
-            },
-        ]))
-        .await
-        .unwrap();
+    struct Mem;
 
-        let loaded = full_load(&s).await;
-        assert_eq!(loaded.iter().map(|g| g.group).collect::<Vec<_>>(), [G1, G2]);
-        assert_eq!(loaded[0].membership, Membership::voters([1]));
-        assert_eq!(loaded[0].hard_state, HardState::default());
-        assert!(loaded[0].entries.is_empty());
-        assert_eq!(loaded[1].membership, Membership::voters([1, 2, 3]));
-        assert_eq!(loaded[1].hard_state, hard_state(2));
-        assert_eq!(loaded[1].entries, entries(1, 2, 2));
-        assert_eq!(s.write_count(), 1);
-        assert_eq!(s.entries_written(), 2);
-    }
-
-    #[tokio::test]
-    async fn hard_state_and_membership_are_replaced_not_merged() {
-        let s = MemStorage::new();
-        let set = |m: Option<Membership>, h: Option<HardState>| {
-            batch(vec![GroupWrite {
-                group: G1,
-                membership: m,
-                hard_state: h,
-                ..Default::default()
-            }])
-        };
-        s.write(set(Some(Membership::voters([1, 2])), Some(hard_state(1))))
-            .await
-            .unwrap();
-        s.write(set(None, Some(hard_state(3)))).await.unwrap();
-        s.write(set(Some(Membership::voters([2, 3])), None))
-            .await
-            .unwrap();
-        let loaded = full_load(&s).await;
-        assert_eq!(loaded[0].hard_state, hard_state(3));
-        assert_eq!(loaded[0].membership, Membership::voters([2, 3]));
-    }
-
-    /// Storage contract: an append at or below the last index first deletes the stored
-    /// suffix from that index (Raft §5.3, receiver step 3).
-    #[tokio::test]
-    async fn append_truncates_conflicting_suffix() {
-        let s = MemStorage::new();
-        s.write(batch(vec![append(G1, entries(1, 5, 1))]))
-            .await
-            .unwrap();
-        s.write(batch(vec![append(G1, entries(3, 4, 2))]))
-            .await
-            .unwrap();
-        let loaded = full_load(&s).await;
-        assert_eq!(terms(&loaded[0]), [(1, 1), (2, 1), (3, 2), (4, 2)]);
-        // Appending exactly at last + 1 extends.
-        s.write(batch(vec![append(G1, entries(5, 5, 2))]))
-            .await
-            .unwrap();
-        // Rewriting from index 1 replaces the whole log.
-        s.write(batch(vec![append(G1, entries(1, 1, 3))]))
-            .await
-            .unwrap();
-        assert_eq!(terms(&full_load(&s).await[0]), [(1, 3)]);
-        assert_eq!(s.entries_written(), 5 + 2 + 1 + 1);
-    }
-
-    #[tokio::test]
-    async fn holes_and_malformed_batches_are_rejected_and_change_nothing() {
-        let s = MemStorage::new();
-        s.write(batch(vec![append(G1, entries(1, 2, 1))]))
-            .await
-            .unwrap();
-        let before = full_load(&s).await;
-
-        let bad = [
-            // A hole after index 2.
-            batch(vec![append(G1, entries(4, 5, 1))]),
-            // A new group must start at 1.
-            batch(vec![append(G2, entries(2, 2, 1))]),
-            // Index 0 does not exist.
-            batch(vec![append(G1, vec![entry(0, 1)])]),
-            // Not consecutive.
-            batch(vec![append(G1, vec![entry(3, 1), entry(5, 1)])]),
-            // A valid part with an invalid part: all or nothing.
-            batch(vec![
-                append(G2, entries(1, 1, 1)),
-                append(G1, entries(9, 9, 1)),
-            ]),
-            // The same group twice.
-            batch(vec![
-                append(G1, entries(3, 3, 1)),
-                append(G1, entries(4, 4, 1)),
-            ]),
-            // Remove with other fields.
-            batch(vec![GroupWrite {
-                group: G1,
-                remove: true,
-                hard_state: Some(hard_state(1)),
-                ..Default::default()
-            }]),
-        ];
-        for b in bad {
-            let err = s.write(b.clone()).await.unwrap_err();
-            assert!(matches!(err, StorageError::Corrupt(_)), "{b:?}: {err}");
-            assert_eq!(full_load(&s).await, before, "{b:?} changed the state");
+    impl crate::conformance::Subject for Mem {
+        type Storage = MemStorage;
+        fn fresh(&mut self) -> MemStorage {
+            MemStorage::new()
         }
-        assert_eq!(s.write_count(), 1);
-        assert!(!s.is_poisoned(), "a rejected batch does not poison");
-        s.write(batch(vec![append(G1, entries(3, 3, 1))]))
-            .await
-            .unwrap();
+        fn reopen(&mut self, storage: MemStorage) -> MemStorage {
+            storage.crash()
+        }
     }
 
     #[tokio::test]
-    async fn remove_deletes_the_group() {
+    async fn mem_storage_passes_the_conformance_suite() {
+        crate::conformance::check_all(&mut Mem).await;
+    }
+
+    #[tokio::test]
+    async fn counters_count_acknowledged_writes_only() {
         let s = MemStorage::new();
         s.write(batch(vec![
-            append(G1, entries(1, 3, 1)),
+            append(G1, entries(1, 2, 1)),
             append(G2, entries(1, 1, 1)),
         ]))
         .await
         .unwrap();
-        s.write(batch(vec![GroupWrite {
-            group: G1,
-            remove: true,
-            ..Default::default()
-        }]))
-        .await
-        .unwrap();
-        let loaded = full_load(&s).await;
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].group, G2);
-        assert!(s.entries(G1, 1, 10).await.unwrap().is_empty());
-        assert_eq!(s.term(G1, 1).await.unwrap(), None);
-        // A removed group starts again from index 1.
-        s.write(batch(vec![append(G1, entries(1, 1, 5))]))
+        // A hole: refused, not counted, and (unlike an injected failure) not poisoning.
+        let err = s
+            .write(batch(vec![append(G1, entries(4, 4, 1))]))
             .await
-            .unwrap();
-        assert_eq!(s.term(G1, 1).await.unwrap(), Some(5));
-    }
-
-    #[tokio::test]
-    async fn entries_and_term_ranges() {
-        let s = MemStorage::new();
-        s.write(batch(vec![append(G1, entries(1, 5, 1))]))
-            .await
-            .unwrap();
-        s.write(batch(vec![append(G1, entries(4, 5, 2))]))
-            .await
-            .unwrap();
-        let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
-        assert_eq!(idx(s.entries(G1, 2, 4).await.unwrap()), [2, 3]);
-        assert_eq!(idx(s.entries(G1, 0, 3).await.unwrap()), [1, 2]);
-        assert_eq!(idx(s.entries(G1, 4, 100).await.unwrap()), [4, 5]);
-        assert_eq!(s.entries(G1, 4, 6).await.unwrap(), entries(4, 5, 2));
-        assert!(s.entries(G1, 3, 3).await.unwrap().is_empty());
-        assert!(s.entries(G1, 4, 2).await.unwrap().is_empty());
-        assert!(s.entries(G1, 6, 9).await.unwrap().is_empty());
-        assert!(s.entries(G2, 1, 9).await.unwrap().is_empty());
-
-        assert_eq!(s.term(G1, 0).await.unwrap(), None);
-        assert_eq!(s.term(G1, 3).await.unwrap(), Some(1));
-        assert_eq!(s.term(G1, 4).await.unwrap(), Some(2));
-        assert_eq!(s.term(G1, 6).await.unwrap(), None);
-        assert_eq!(s.term(G1, u64::MAX).await.unwrap(), None);
-        assert_eq!(s.term(G2, 1).await.unwrap(), None);
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+        assert!(!s.is_poisoned());
+        assert_eq!(s.write_count(), 1);
+        assert_eq!(s.entries_written(), 3);
+        assert_eq!(full_load(&s).await.len(), 2);
     }
 
     /// Storage contract: after a write returns `Err`, no later call reports success for

@@ -1,12 +1,22 @@
 //! The demo: a 3-node cluster in one process, 100 groups, 10,000 proposals.
 //!
-//! `cargo run --release -p multiraft-examples --bin demo`
+//! `cargo run --release -p multiraft-examples --bin demo [-- --transport quic|mem]`
+//!
+//! By default the nodes talk QUIC on loopback (127.0.0.1, one endpoint per node) with mutual
+//! TLS and development certificates generated at start; `--transport mem` keeps the
+//! in-process network.
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiraft_core::{Config, GroupId, ProposeError};
-use multiraft_examples::{create_groups, start_mem_cluster};
+use multiraft_core::{Config, GroupId, MultiRaft, NodeId, ProposeError};
+use multiraft_examples::{ClusterNode, CountingMachine, create_groups, start_mem_cluster};
+use multiraft_testkit::MemStorage;
+use multiraft_transport_quic::dev::DevCa;
+use multiraft_transport_quic::tls::ClusterId;
+use multiraft_transport_quic::{QuicConfig, QuicTransport};
 
 const NODES: u64 = 3;
 const GROUPS: u64 = 100;
@@ -22,14 +32,77 @@ async fn main() {
     }
 }
 
+/// Starts `nodes` nodes in this process, each with its own QUIC endpoint on loopback, a
+/// certificate from a development CA generated now, and in-memory storage.
+async fn start_quic_cluster(nodes: u64, config: &Config) -> Result<Vec<ClusterNode>, String> {
+    let ca = DevCa::new(ClusterId::new("demo").map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    // Bind the highest id first: a node dials the peers with higher ids, so it needs their
+    // addresses.
+    let mut addrs = vec![loopback; nodes as usize];
+    let mut transports = Vec::new();
+    for i in (1..=nodes).rev() {
+        let tls = ca.tls_config(NodeId(i)).map_err(|e| e.to_string())?;
+        let mut quic = QuicConfig::new(NodeId(i), loopback, tls);
+        for peer in (i + 1)..=nodes {
+            quic.peers.insert(NodeId(peer), addrs[peer as usize - 1]);
+        }
+        let t = QuicTransport::bind(quic).map_err(|e| e.to_string())?;
+        addrs[i as usize - 1] = t.local_addr().map_err(|e| e.to_string())?;
+        transports.push(t);
+    }
+    transports.reverse();
+    let mut out = Vec::new();
+    for (t, i) in transports.into_iter().zip(1..) {
+        let applied = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&applied);
+        let handle = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(t)
+            .state_machines(move |_| CountingMachine::new(Arc::clone(&counter)))
+            .seed(i)
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(ClusterNode { handle, applied });
+    }
+    println!(
+        "demo: QUIC endpoints {}",
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(out)
+}
+
+/// `--transport quic` (the default) or `--transport mem`.
+fn quic_transport_wanted() -> Result<bool, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] | ["--transport", "quic"] => Ok(true),
+        ["--transport", "mem"] => Ok(false),
+        _ => Err(format!("usage: demo [--transport quic|mem]; got {args:?}")),
+    }
+}
+
 async fn run() -> Result<(), String> {
     let start = Instant::now();
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(10);
-    println!("demo: starting {NODES} nodes in one process (in-memory storage and network)");
-    let cluster = start_mem_cluster(NODES, &config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cluster = if quic_transport_wanted()? {
+        println!(
+            "demo: starting {NODES} nodes in one process (QUIC on loopback with mutual TLS, in-memory storage)"
+        );
+        start_quic_cluster(NODES, &config).await?
+    } else {
+        println!("demo: starting {NODES} nodes in one process (in-memory storage and network)");
+        start_mem_cluster(NODES, &config)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     let leaders = create_groups(&cluster, GROUPS, TIMEOUT).await?;
     println!(
         "demo: {GROUPS} groups created, every group has a leader ({:.2} s)",

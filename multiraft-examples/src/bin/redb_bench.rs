@@ -1,0 +1,536 @@
+//! The shared log on redb: durable commit throughput by number of groups, the raw ingest
+//! rate of redb itself, and the time to load 100,000 groups at start.
+//!
+//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--only groups|raw|load|e2e]`
+//!
+//! Every figure is printed for each run and as the median of the runs.
+//!
+//! - **groups N** (N = 1, 100, 1,000, 10,000): what the node layer does when N groups all
+//!   have one 16-byte proposal per cycle: each `RedbStorage::write` is one `WriteBatch`
+//!   holding, for every one of the N groups, one entry and its hard state (the commit index
+//!   moves), and is one durable redb transaction (one fsync). The next batch is issued when
+//!   the previous one returns, as the driver does. Reported: storage commits/s, durable
+//!   entries/s, entries per commit, median commit latency.
+//! - **raw**: three redb databases (three files) written concurrently by three threads, each
+//!   in 1,000-row durable transactions of log-shaped rows (`(u64, u64)` key, 26-byte value):
+//!   total rows/s. The ceiling for the shared log of three nodes on one machine.
+//! - **load**: a database holding `--load-groups` groups (3 voters, a hard state and
+//!   `--load-entries` 16-byte entries each) is closed, then timed: `RedbStorage::open` and
+//!   `Storage::load` of every group. The OS page cache is warm (the file was just written).
+//! - **e2e**: 3 nodes in one process, each on its own `RedbStorage` file, on the testkit's
+//!   in-memory network; `--e2e-groups` groups, `--clients` closed-loop clients proposing
+//!   16-byte commands to their group's leader; committed (applied on the leader) proposals/s
+//!   after a 2 s warm-up; 10 ms ticks, 1–2 s election timeouts. Compare with **raw**,
+//!   measured in the same run.
+//!
+//! Files go to a fresh directory under `--dir` (default: the system temp directory), removed
+//! at the end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiraft_core::{
+    Bytes, Config, Entry, GroupId, GroupWrite, HardState, Membership, MultiRaft, NodeId, Payload,
+    ProposalId, StateMachine, Storage, WriteBatch,
+};
+use multiraft_examples::{ClusterNode, create_groups};
+use multiraft_storage_redb::redb::{self, ReadableDatabase as _};
+use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_testkit::MemNetwork;
+
+struct Args {
+    secs: u64,
+    runs: usize,
+    dir: PathBuf,
+    load_groups: u64,
+    load_entries: u64,
+    e2e_groups: u64,
+    clients: u64,
+    only: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        secs: 5,
+        runs: 3,
+        dir: std::env::temp_dir(),
+        load_groups: 100_000,
+        load_entries: 10,
+        e2e_groups: 1_000,
+        clients: 4_096,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {value}"))
+        };
+        match flag.as_str() {
+            "--secs" => a.secs = num()?.max(1),
+            "--runs" => a.runs = num()?.max(1) as usize,
+            "--dir" => a.dir = PathBuf::from(&value),
+            "--load-groups" => a.load_groups = num()?.max(1),
+            "--load-entries" => a.load_entries = num()?,
+            "--e2e-groups" => a.e2e_groups = num()?.max(1),
+            "--clients" => a.clients = num()?.max(1),
+            "--only" => a.only = Some(value),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// A fresh directory, removed on drop.
+struct BenchDir(PathBuf);
+
+impl BenchDir {
+    fn new(parent: &Path) -> Result<BenchDir, String> {
+        let path = parent.join(format!("multiraft-redb-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(BenchDir(path))
+    }
+
+    /// A file path that does not exist yet.
+    fn file(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("redb_bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let dir = BenchDir::new(&args.dir)?;
+    let wants = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    println!(
+        "redb_bench: {} s per measurement, median of {} runs, files in {}",
+        args.secs,
+        args.runs,
+        dir.0.display()
+    );
+    let secs = Duration::from_secs(args.secs);
+    if wants("groups") {
+        for groups in [1u64, 100, 1_000, 10_000] {
+            let mut runs = Vec::new();
+            for run in 0..args.runs {
+                let path = dir.file(&format!("groups-{groups}-{run}.redb"));
+                let r = bench_groups(&path, groups, secs).await?;
+                println!(
+                    "  groups={groups:<6} run {run}: {:>9.0} commits/s {:>10.0} entries/s, {:>6.0} entries/commit, p50 commit {:.3} ms",
+                    r.commits_per_sec,
+                    r.entries_per_sec,
+                    r.entries_per_sec / r.commits_per_sec,
+                    r.p50_commit_ms
+                );
+                runs.push(r);
+            }
+            let commits = median(runs.iter().map(|r| r.commits_per_sec));
+            let entries = median(runs.iter().map(|r| r.entries_per_sec));
+            let p50 = median(runs.iter().map(|r| r.p50_commit_ms));
+            println!(
+                "groups={groups:<6} median: {commits:>9.0} commits/s {entries:>10.0} entries/s, {:>6.0} entries/commit, p50 commit {p50:.3} ms (load {})",
+                entries / commits,
+                load_average()
+            );
+        }
+    }
+    if wants("raw") {
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let paths: Vec<PathBuf> = (0..3)
+                .map(|i| dir.file(&format!("raw-{run}-{i}.redb")))
+                .collect();
+            let rows = tokio::task::spawn_blocking({
+                let paths = paths.clone();
+                move || bench_raw(&paths, secs)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            println!(
+                "  raw run {run}: {rows:>10.0} rows/s (3 databases, 1,000-row durable transactions)"
+            );
+            runs.push(rows);
+        }
+        println!(
+            "raw median: {:>10.0} rows/s (3 databases, 1,000-row durable transactions) (load {})",
+            median(runs.into_iter()),
+            load_average()
+        );
+    }
+    if wants("load") {
+        let path = dir.file("load.redb");
+        let build = Instant::now();
+        build_load_db(&path, args.load_groups, args.load_entries).await?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        println!(
+            "  load: built {} groups x {} entries in {:.1} s, file {:.1} MiB",
+            args.load_groups,
+            args.load_entries,
+            build.elapsed().as_secs_f64(),
+            size as f64 / (1 << 20) as f64
+        );
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let start = Instant::now();
+            let storage = RedbStorage::open(&path, RedbOptions::default())
+                .map_err(|e| format!("open: {e}"))?;
+            let opened = start.elapsed();
+            let loaded = storage.load().await.map_err(|e| format!("load: {e}"))?;
+            let total = start.elapsed();
+            if loaded.len() as u64 != args.load_groups {
+                return Err(format!("loaded {} groups", loaded.len()));
+            }
+            drop(loaded);
+            drop(storage);
+            println!(
+                "  load run {run}: open {:.3} s, open+load {:.3} s",
+                opened.as_secs_f64(),
+                total.as_secs_f64()
+            );
+            runs.push(total.as_secs_f64());
+        }
+        println!(
+            "load median: {:.3} s for {} groups x {} entries (open + load) (load {})",
+            median(runs.into_iter()),
+            args.load_groups,
+            args.load_entries,
+            load_average()
+        );
+    }
+    if wants("e2e") {
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let paths: Vec<PathBuf> = (1..=3)
+                .map(|i| dir.file(&format!("e2e-{run}-node{i}.redb")))
+                .collect();
+            let (rate, errors) = bench_e2e(&paths, args.e2e_groups, args.clients, secs).await?;
+            println!(
+                "  e2e run {run}: {rate:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals), {errors} errors",
+                args.e2e_groups, args.clients
+            );
+            runs.push(rate);
+        }
+        println!(
+            "e2e median: {:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals) (load {})",
+            median(runs.into_iter()),
+            args.e2e_groups,
+            args.clients,
+            load_average()
+        );
+    }
+    Ok(())
+}
+
+/// The 1-minute load average (Linux), to report how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct GroupsResult {
+    commits_per_sec: f64,
+    entries_per_sec: f64,
+    p50_commit_ms: f64,
+}
+
+fn command(node: u64, seq: u64, index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: Payload::Command {
+            id: ProposalId {
+                node: NodeId(node),
+                seq,
+            },
+            data: Bytes::from_static(b"0123456789abcdef"),
+        },
+    }
+}
+
+/// One batch in which each of `groups` groups appends the entry at `index` and moves its
+/// commit index.
+fn cycle_batch(groups: u64, index: u64, seq: &mut u64) -> WriteBatch {
+    WriteBatch {
+        groups: (1..=groups)
+            .map(|g| {
+                *seq += 1;
+                GroupWrite {
+                    group: GroupId(g),
+                    hard_state: Some(HardState {
+                        term: 1,
+                        vote: Some(NodeId(1)),
+                        commit: index - 1,
+                    }),
+                    entries: vec![command(1, *seq, index, 1)],
+                    ..Default::default()
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<GroupsResult, String> {
+    let storage =
+        RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+    let write = |b| {
+        let s = storage.clone();
+        async move { s.write(b).await.map_err(|e| format!("write: {e}")) }
+    };
+    // Create the groups, then warm up for a tenth of the measurement.
+    write(WriteBatch {
+        groups: (1..=groups)
+            .map(|g| GroupWrite {
+                group: GroupId(g),
+                membership: Some(Membership::voters([1, 2, 3])),
+                ..Default::default()
+            })
+            .collect(),
+    })
+    .await?;
+    let mut index = 1;
+    let mut seq = 0;
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 10 {
+        write(cycle_batch(groups, index, &mut seq)).await?;
+        index += 1;
+    }
+    let mut latencies = Vec::new();
+    let mut next = cycle_batch(groups, index, &mut seq);
+    let start = Instant::now();
+    let mut entries = 0u64;
+    while start.elapsed() < secs {
+        let batch = std::mem::take(&mut next);
+        entries += batch.entry_count() as u64;
+        let t = Instant::now();
+        let pending = write(batch);
+        // Build the next batch while this one commits, as the node steps groups meanwhile.
+        index += 1;
+        let (done, built) = tokio::join!(pending, async { cycle_batch(groups, index, &mut seq) });
+        done?;
+        next = built;
+        latencies.push(t.elapsed());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    Ok(GroupsResult {
+        commits_per_sec: latencies.len() as f64 / elapsed,
+        entries_per_sec: entries as f64 / elapsed,
+        p50_commit_ms: latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+    })
+}
+
+const RAW_TABLE: redb::TableDefinition<'static, (u64, u64), &[u8]> =
+    redb::TableDefinition::new("raw");
+
+/// Three databases, three writer threads, 1,000-row durable transactions; total rows/s.
+fn bench_raw(paths: &[PathBuf], secs: Duration) -> Result<f64, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rows = Arc::new(AtomicU64::new(0));
+    let start_line = Arc::new(std::sync::Barrier::new(paths.len() + 1));
+    let mut threads = Vec::new();
+    for path in paths {
+        let (path, stop, rows, start_line) = (
+            path.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&rows),
+            Arc::clone(&start_line),
+        );
+        threads.push(std::thread::spawn(move || -> Result<(), String> {
+            let mut builder = redb::Database::builder();
+            builder.set_cache_size(RedbOptions::DEFAULT_CACHE_SIZE_BYTES);
+            let db = builder.create(&path).map_err(|e| e.to_string())?;
+            let value = [7u8; 26];
+            let mut index = 0u64;
+            start_line.wait();
+            while !stop.load(Ordering::Relaxed) {
+                index += 1;
+                let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+                txn.set_durability(redb::Durability::Immediate)
+                    .map_err(|e| e.to_string())?;
+                {
+                    let mut t = txn.open_table(RAW_TABLE).map_err(|e| e.to_string())?;
+                    for g in 0..1_000u64 {
+                        t.insert((g, index), value.as_slice())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                txn.commit().map_err(|e| e.to_string())?;
+                rows.fetch_add(1_000, Ordering::Relaxed);
+            }
+            // Touch the read path once so the database is known good.
+            let read = db.begin_read().map_err(|e| e.to_string())?;
+            read.open_table(RAW_TABLE).map_err(|e| e.to_string())?;
+            Ok(())
+        }));
+    }
+    start_line.wait();
+    let start = Instant::now();
+    let before = rows.load(Ordering::Relaxed);
+    std::thread::sleep(secs);
+    let after = rows.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().map_err(|_| "raw writer panicked".to_string())??;
+    }
+    Ok((after - before) as f64 / elapsed)
+}
+
+/// `groups` groups with 3 voters, a hard state and `entries` entries each, written 1,000
+/// groups per batch.
+async fn build_load_db(path: &Path, groups: u64, entries: u64) -> Result<(), String> {
+    let storage =
+        RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+    let mut seq = 0;
+    for chunk_start in (1..=groups).step_by(1_000) {
+        let chunk_end = (chunk_start + 999).min(groups);
+        let batch = WriteBatch {
+            groups: (chunk_start..=chunk_end)
+                .map(|g| GroupWrite {
+                    group: GroupId(g),
+                    membership: Some(Membership::voters([1, 2, 3])),
+                    hard_state: Some(HardState {
+                        term: 2,
+                        vote: Some(NodeId(1 + g % 3)),
+                        commit: entries,
+                    }),
+                    entries: (1..=entries)
+                        .map(|i| {
+                            seq += 1;
+                            command(1 + g % 3, seq, i, 2)
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        storage
+            .write(batch)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A state machine that answers with the index it applied.
+struct IndexMachine;
+
+impl StateMachine for IndexMachine {
+    fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
+        Bytes::copy_from_slice(&index.to_le_bytes())
+    }
+}
+
+/// Three nodes on redb files; closed-loop clients; committed proposals/s and error count.
+async fn bench_e2e(
+    paths: &[PathBuf],
+    groups: u64,
+    clients: u64,
+    secs: Duration,
+) -> Result<(f64, u64), String> {
+    let network = MemNetwork::new();
+    let mut config = Config::default();
+    config.tick_interval = Duration::from_millis(10);
+    // 1-2 s election timeouts: while a storage write is in flight the driver sends nothing
+    // (heartbeats included), and a 10,000-row commit on a busy disk can take 100 ms or more.
+    config.election_timeout_min_ticks = 100;
+    config.election_timeout_max_ticks = 200;
+    let mut cluster = Vec::new();
+    for (i, path) in (1..).zip(paths) {
+        let storage =
+            RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+        let handle = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(storage)
+            .transport(network.transport(NodeId(i)))
+            .state_machines(|_| IndexMachine)
+            .seed(i)
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        cluster.push(ClusterNode {
+            handle,
+            applied: Arc::new(AtomicU64::new(0)),
+        });
+    }
+    let leaders = create_groups(&cluster, groups, Duration::from_secs(120)).await?;
+    let running = Arc::new(AtomicBool::new(true));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let g = c % groups;
+        let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
+        let (running, measuring) = (Arc::clone(&running), Arc::clone(&measuring));
+        let payload = Bytes::from(vec![7u8; 16]);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut first_error = None;
+            while running.load(Ordering::Relaxed) {
+                let r = node.propose(GroupId(g + 1), payload.clone()).await;
+                if let Err(e) = &r {
+                    first_error.get_or_insert_with(|| e.to_string());
+                    // Do not spin on a refusal: it would measure the retry loop.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                if measuring.load(Ordering::Relaxed) {
+                    if r.is_ok() {
+                        ok += 1;
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (ok, errors, first_error)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(secs).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    let (mut ok, mut errors) = (0, 0);
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    for t in tasks {
+        let (o, e, first) = t.await.map_err(|e| e.to_string())?;
+        ok += o;
+        errors += e;
+        if let Some(first) = first {
+            *kinds.entry(first).or_default() += 1;
+        }
+    }
+    for (kind, clients) in kinds {
+        println!("    first error of {clients} clients: {kind}");
+    }
+    for n in &cluster {
+        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok((ok as f64 / elapsed, errors))
+}

@@ -1,0 +1,156 @@
+//! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
+
+use multiraft_core::{Entry, GroupId, HardState, Membership, Payload, StorageError};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+/// `"version"` → the format version. See the crate's design notes.
+pub(crate) const FORMAT_TABLE: TableDefinition<'static, &str, u64> =
+    TableDefinition::new("multiraft_format");
+/// The key of the format version in [`FORMAT_TABLE`].
+pub(crate) const FORMAT_KEY: &str = "version";
+/// Group id → postcard [`GroupMeta`].
+pub(crate) const GROUPS_TABLE: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("multiraft_groups");
+/// `(group id, index)` → postcard `(term, payload)`.
+pub(crate) const LOG_TABLE: TableDefinition<'static, (u64, u64), &[u8]> =
+    TableDefinition::new("multiraft_log");
+
+/// One group's metadata row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupMeta {
+    pub(crate) hard_state: HardState,
+    pub(crate) membership: Membership,
+    /// Index of the last entry in the log, 0 when the log is empty.
+    pub(crate) last_index: u64,
+    /// Term of that entry, 0 when the log is empty.
+    pub(crate) last_term: u64,
+}
+
+/// An entry as stored: the index is the key.
+#[derive(Serialize)]
+struct StoredEntryRef<'a> {
+    term: u64,
+    payload: &'a Payload,
+}
+
+#[derive(Deserialize)]
+struct StoredEntry {
+    term: u64,
+    payload: Payload,
+}
+
+pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(&StoredEntryRef {
+        term: entry.term,
+        payload: &entry.payload,
+    })
+    .map_err(|e| StorageError::Backend(format!("encoding entry {}: {e}", entry.index)))
+}
+
+pub(crate) fn decode_entry(group: u64, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+    let stored: StoredEntry =
+        decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("entry {index}: {e}")))?;
+    Ok(Entry {
+        index,
+        term: stored.term,
+        payload: stored.payload,
+    })
+}
+
+/// The term of a stored entry, without decoding its payload (the term is encoded first).
+pub(crate) fn decode_term(group: u64, index: u64, bytes: &[u8]) -> Result<u64, StorageError> {
+    postcard::take_from_bytes::<u64>(bytes)
+        .map(|(term, _)| term)
+        .map_err(|e| corrupt(GroupId(group), &format!("entry {index}: {e}")))
+}
+
+pub(crate) fn encode_meta(meta: &GroupMeta) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(meta).map_err(|e| StorageError::Backend(format!("encoding metadata: {e}")))
+}
+
+pub(crate) fn decode_meta(group: u64, bytes: &[u8]) -> Result<GroupMeta, StorageError> {
+    decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("metadata: {e}")))
+}
+
+/// Decodes a whole value: postcard's `from_bytes` ignores trailing bytes, which would hide a
+/// format mismatch.
+fn decode_exact<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn corrupt(group: GroupId, what: &str) -> StorageError {
+    StorageError::Corrupt(format!("{group}: {what}"))
+}
+
+/// Maps any redb error to the core's [`StorageError`]: I/O stays I/O, checksum and structure
+/// failures are `Corrupt`, the rest is `Backend` with redb's message.
+pub(crate) fn redb_error(e: impl Into<redb::Error>) -> StorageError {
+    match e.into() {
+        // redb reports a file that is not a database (bad magic number) as invalid data.
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            StorageError::Corrupt(format!("redb: {e}"))
+        }
+        redb::Error::Io(e) => StorageError::Io(e),
+        redb::Error::Corrupted(what) => StorageError::Corrupt(format!("redb: {what}")),
+        redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_) => {
+            StorageError::Corrupt("redb: a multiraft table has an unexpected type".into())
+        }
+        redb::Error::UpgradeRequired(v) => StorageError::Corrupt(format!(
+            "redb: the file uses redb file format {v}, which this build cannot open"
+        )),
+        other => StorageError::Backend(format!("redb: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiraft_core::{Bytes, NodeId, ProposalId};
+
+    #[test]
+    fn entries_and_meta_round_trip_and_reject_trailing_bytes() {
+        let entry = Entry {
+            index: 9,
+            term: 300,
+            payload: Payload::Command {
+                id: ProposalId {
+                    node: NodeId(2),
+                    seq: 5,
+                },
+                data: Bytes::from_static(b"set x 1"),
+            },
+        };
+        let bytes = encode_entry(&entry).unwrap();
+        assert_eq!(decode_entry(1, 9, &bytes).unwrap(), entry);
+        assert_eq!(decode_term(1, 9, &bytes).unwrap(), 300);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode_entry(1, 9, &longer),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_entry(1, 9, &bytes[..bytes.len() - 1]),
+            Err(StorageError::Corrupt(_))
+        ));
+
+        let meta = GroupMeta {
+            hard_state: HardState {
+                term: 4,
+                vote: Some(NodeId(3)),
+                commit: 2,
+            },
+            membership: Membership::voters([1, 2, 3]),
+            last_index: 9,
+            last_term: 4,
+        };
+        assert_eq!(decode_meta(1, &encode_meta(&meta).unwrap()).unwrap(), meta);
+    }
+}

@@ -1,0 +1,362 @@
+//! The storage conformance suite: the properties every [`Storage`] implementation must have,
+//! as one public function a crate runs from its own tests.
+//!
+//! ```
+//! use multiraft_testkit::MemStorage;
+//! use multiraft_testkit::conformance::{self, Subject};
+//!
+//! struct Mem;
+//!
+//! impl Subject for Mem {
+//!     type Storage = MemStorage;
+//!     fn fresh(&mut self) -> MemStorage {
+//!         MemStorage::new()
+//!     }
+//!     fn reopen(&mut self, storage: MemStorage) -> MemStorage {
+//!         storage.crash() // keeps every acknowledged write
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! conformance::check_all(&mut Mem).await;
+//! # });
+//! ```
+//!
+//! Each property starts from a fresh storage and panics, naming itself, when the storage
+//! breaks it: the suite is meant to be run inside a test.
+
+use multiraft_core::{
+    Bytes, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Payload,
+    ProposalId, Storage, WriteBatch,
+};
+
+/// What the suite tests: a way to get empty storages and to restart one.
+pub trait Subject {
+    /// The implementation under test.
+    type Storage: Storage;
+
+    /// A new, empty storage.
+    fn fresh(&mut self) -> Self::Storage;
+
+    /// The same storage after its process restarts: close it, then open what it persisted.
+    fn reopen(&mut self, storage: Self::Storage) -> Self::Storage;
+}
+
+/// Runs every property, each on a fresh storage.
+pub async fn check_all<S: Subject>(subject: &mut S) {
+    write_then_load_every_group_in_order(subject.fresh()).await;
+    hard_state_and_membership_are_replaced_not_merged(subject.fresh()).await;
+    append_truncates_the_conflicting_suffix(subject.fresh()).await;
+    malformed_batches_are_refused_whole(subject.fresh()).await;
+    remove_deletes_the_group(subject.fresh()).await;
+    entries_and_term_read_ranges(subject.fresh()).await;
+    restart_keeps_every_acknowledged_write(subject).await;
+    one_batch_covers_many_groups(subject).await;
+}
+
+const G1: GroupId = GroupId(1);
+const G2: GroupId = GroupId(2);
+
+/// An entry whose payload names its index and term, so a misplaced entry is visible.
+pub fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: Payload::Command {
+            id: ProposalId {
+                node: NodeId(1),
+                seq: index,
+            },
+            data: Bytes::from(format!("{index}@{term}")),
+        },
+    }
+}
+
+/// Entries `first..=last`, all of `term`.
+pub fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
+    (first..=last).map(|i| entry(i, term)).collect()
+}
+
+fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
+    GroupWrite {
+        group,
+        entries,
+        ..Default::default()
+    }
+}
+
+fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
+    WriteBatch { groups }
+}
+
+fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
+    loaded.entries.iter().map(|e| (e.index, e.term)).collect()
+}
+
+fn hard_state(term: u64) -> HardState {
+    HardState {
+        term,
+        vote: Some(NodeId(1)),
+        commit: 0,
+    }
+}
+
+async fn write(s: &impl Storage, b: WriteBatch, property: &str) {
+    if let Err(e) = s.write(b).await {
+        panic!("{property}: a valid write failed: {e}");
+    }
+}
+
+async fn load(s: &impl Storage, property: &str) -> Vec<LoadedGroup> {
+    match s.load().await {
+        Ok(l) => l,
+        Err(e) => panic!("{property}: load failed: {e}"),
+    }
+}
+
+/// `load` returns every group written, in group order, with exactly what was written.
+async fn write_then_load_every_group_in_order(s: impl Storage) {
+    const P: &str = "write_then_load_every_group_in_order";
+    let b = batch(vec![
+        GroupWrite {
+            group: G2,
+            membership: Some(Membership::voters([1, 2, 3])),
+            hard_state: Some(hard_state(2)),
+            entries: entries(1, 2, 2),
+            ..Default::default()
+        },
+        GroupWrite {
+            group: G1,
+            membership: Some(Membership::voters([1])),
+            hard_state: Some(HardState::default()),
+            ..Default::default()
+        },
+    ]);
+    write(&s, b, P).await;
+    let loaded = load(&s, P).await;
+    let groups: Vec<GroupId> = loaded.iter().map(|g| g.group).collect();
+    assert_eq!(groups, [G1, G2], "{P}");
+    assert_eq!(loaded[0].membership, Membership::voters([1]), "{P}");
+    assert_eq!(loaded[0].hard_state, HardState::default(), "{P}");
+    assert!(loaded[0].entries.is_empty(), "{P}");
+    assert_eq!(loaded[1].membership, Membership::voters([1, 2, 3]), "{P}");
+    assert_eq!(loaded[1].hard_state, hard_state(2), "{P}");
+    assert_eq!(loaded[1].entries, entries(1, 2, 2), "{P}");
+}
+
+/// A hard state or membership in a write replaces the stored one; a write without one keeps
+/// it.
+async fn hard_state_and_membership_are_replaced_not_merged(s: impl Storage) {
+    const P: &str = "hard_state_and_membership_are_replaced_not_merged";
+    let set = |m: Option<Membership>, h: Option<HardState>| {
+        batch(vec![GroupWrite {
+            group: G1,
+            membership: m,
+            hard_state: h,
+            ..Default::default()
+        }])
+    };
+    write(
+        &s,
+        set(Some(Membership::voters([1, 2])), Some(hard_state(1))),
+        P,
+    )
+    .await;
+    write(&s, set(None, Some(hard_state(3))), P).await;
+    write(&s, set(Some(Membership::voters([2, 3])), None), P).await;
+    let loaded = load(&s, P).await;
+    assert_eq!(loaded[0].hard_state, hard_state(3), "{P}");
+    assert_eq!(loaded[0].membership, Membership::voters([2, 3]), "{P}");
+}
+
+/// An append at or below the stored last index first deletes the stored suffix from that
+/// index (Raft §5.3, receiver step 3).
+async fn append_truncates_the_conflicting_suffix(s: impl Storage) {
+    const P: &str = "append_truncates_the_conflicting_suffix";
+    write(&s, batch(vec![append(G1, entries(1, 5, 1))]), P).await;
+    write(&s, batch(vec![append(G1, entries(3, 4, 2))]), P).await;
+    assert_eq!(
+        terms(&load(&s, P).await[0]),
+        [(1, 1), (2, 1), (3, 2), (4, 2)],
+        "{P}"
+    );
+    write(&s, batch(vec![append(G1, entries(5, 5, 2))]), P).await;
+    write(&s, batch(vec![append(G1, entries(1, 1, 3))]), P).await;
+    assert_eq!(
+        terms(&load(&s, P).await[0]),
+        [(1, 3)],
+        "{P}: rewrite from 1"
+    );
+    assert_eq!(
+        s.term(G1, 2).await.ok().flatten(),
+        None,
+        "{P}: the suffix is gone"
+    );
+}
+
+/// A batch that would leave a hole, or is malformed, is refused with an error and changes
+/// nothing, not even the valid parts of it.
+async fn malformed_batches_are_refused_whole(s: impl Storage) {
+    const P: &str = "malformed_batches_are_refused_whole";
+    write(&s, batch(vec![append(G1, entries(1, 2, 1))]), P).await;
+    let before = load(&s, P).await;
+    let bad = [
+        (
+            "a hole after the last index",
+            batch(vec![append(G1, entries(4, 5, 1))]),
+        ),
+        (
+            "a new group not starting at 1",
+            batch(vec![append(G2, entries(2, 2, 1))]),
+        ),
+        ("index 0", batch(vec![append(G1, vec![entry(0, 1)])])),
+        (
+            "entries not consecutive",
+            batch(vec![append(G1, vec![entry(3, 1), entry(5, 1)])]),
+        ),
+        (
+            "a valid part with an invalid part",
+            batch(vec![
+                append(G2, entries(1, 1, 1)),
+                append(G1, entries(9, 9, 1)),
+            ]),
+        ),
+        (
+            "the same group twice",
+            batch(vec![
+                append(G1, entries(3, 3, 1)),
+                append(G1, entries(4, 4, 1)),
+            ]),
+        ),
+        (
+            "remove with other fields",
+            batch(vec![GroupWrite {
+                group: G1,
+                remove: true,
+                hard_state: Some(hard_state(1)),
+                ..Default::default()
+            }]),
+        ),
+    ];
+    for (what, b) in bad {
+        assert!(s.write(b).await.is_err(), "{P}: {what} was accepted");
+        assert_eq!(load(&s, P).await, before, "{P}: {what} changed the state");
+    }
+}
+
+/// Removing a group deletes its log, hard state and membership; it can start again from 1.
+async fn remove_deletes_the_group(s: impl Storage) {
+    const P: &str = "remove_deletes_the_group";
+    write(
+        &s,
+        batch(vec![
+            append(G1, entries(1, 3, 1)),
+            append(G2, entries(1, 1, 1)),
+        ]),
+        P,
+    )
+    .await;
+    let remove = GroupWrite {
+        group: G1,
+        remove: true,
+        ..Default::default()
+    };
+    write(&s, batch(vec![remove]), P).await;
+    let loaded = load(&s, P).await;
+    assert_eq!(loaded.len(), 1, "{P}");
+    assert_eq!(loaded[0].group, G2, "{P}");
+    assert!(s.entries(G1, 1, 10).await.unwrap().is_empty(), "{P}");
+    assert_eq!(s.term(G1, 1).await.unwrap(), None, "{P}");
+    write(&s, batch(vec![append(G1, entries(1, 1, 5))]), P).await;
+    assert_eq!(s.term(G1, 1).await.unwrap(), Some(5), "{P}");
+}
+
+/// `entries(low, high)` returns `[low, high)` clipped to the log; `term` is `None` where
+/// there is no entry, index 0 included.
+async fn entries_and_term_read_ranges(s: impl Storage) {
+    const P: &str = "entries_and_term_read_ranges";
+    write(&s, batch(vec![append(G1, entries(1, 5, 1))]), P).await;
+    write(&s, batch(vec![append(G1, entries(4, 5, 2))]), P).await;
+    let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
+    assert_eq!(idx(s.entries(G1, 2, 4).await.unwrap()), [2, 3], "{P}");
+    assert_eq!(idx(s.entries(G1, 0, 3).await.unwrap()), [1, 2], "{P}");
+    assert_eq!(idx(s.entries(G1, 4, 100).await.unwrap()), [4, 5], "{P}");
+    assert_eq!(s.entries(G1, 4, 6).await.unwrap(), entries(4, 5, 2), "{P}");
+    assert!(s.entries(G1, 3, 3).await.unwrap().is_empty(), "{P}");
+    assert!(s.entries(G1, 4, 2).await.unwrap().is_empty(), "{P}");
+    assert!(s.entries(G1, 6, 9).await.unwrap().is_empty(), "{P}");
+    assert!(s.entries(G2, 1, 9).await.unwrap().is_empty(), "{P}");
+    assert_eq!(s.term(G1, 0).await.unwrap(), None, "{P}");
+    assert_eq!(s.term(G1, 3).await.unwrap(), Some(1), "{P}");
+    assert_eq!(s.term(G1, 4).await.unwrap(), Some(2), "{P}");
+    assert_eq!(s.term(G1, 6).await.unwrap(), None, "{P}");
+    assert_eq!(s.term(G1, u64::MAX).await.unwrap(), None, "{P}");
+    assert_eq!(s.term(G2, 1).await.unwrap(), None, "{P}");
+}
+
+/// Everything a write acknowledged survives a restart, truncations and removals included.
+async fn restart_keeps_every_acknowledged_write<S: Subject>(subject: &mut S) {
+    const P: &str = "restart_keeps_every_acknowledged_write";
+    let s = subject.fresh();
+    write(
+        &s,
+        batch(vec![
+            append(G1, entries(1, 4, 1)),
+            append(G2, entries(1, 2, 1)),
+        ]),
+        P,
+    )
+    .await;
+    write(
+        &s,
+        batch(vec![GroupWrite {
+            group: G1,
+            hard_state: Some(hard_state(2)),
+            membership: Some(Membership::voters([1, 2, 3]).with_learners([4])),
+            entries: entries(3, 3, 2),
+            ..Default::default()
+        }]),
+        P,
+    )
+    .await;
+    let remove = GroupWrite {
+        group: G2,
+        remove: true,
+        ..Default::default()
+    };
+    write(&s, batch(vec![remove]), P).await;
+    let before = load(&s, P).await;
+    let s = subject.reopen(s);
+    assert_eq!(load(&s, P).await, before, "{P}");
+    assert_eq!(s.entries(G1, 1, 10).await.unwrap().len(), 3, "{P}");
+    write(&s, batch(vec![append(G1, entries(4, 4, 2))]), P).await;
+    let s = subject.reopen(s);
+    assert_eq!(
+        terms(&load(&s, P).await[0]),
+        [(1, 1), (2, 1), (3, 2), (4, 2)],
+        "{P}"
+    );
+}
+
+/// One write carries many groups' appends and hard states, and all of them land.
+async fn one_batch_covers_many_groups<S: Subject>(subject: &mut S) {
+    const P: &str = "one_batch_covers_many_groups";
+    let s = subject.fresh();
+    let groups: Vec<GroupWrite> = (1..=1_000)
+        .map(|g| GroupWrite {
+            group: GroupId(g),
+            hard_state: Some(hard_state(g)),
+            entries: entries(1, 1 + g % 3, g),
+            ..Default::default()
+        })
+        .collect();
+    write(&s, batch(groups), P).await;
+    let s = subject.reopen(s);
+    let loaded = load(&s, P).await;
+    assert_eq!(loaded.len(), 1_000, "{P}");
+    for l in &loaded {
+        let g = l.group.0;
+        assert_eq!(l.hard_state, hard_state(g), "{P}: group {g}");
+        assert_eq!(l.entries, entries(1, 1 + g % 3, g), "{P}: group {g}");
+    }
+}

@@ -1,0 +1,142 @@
+//! **Durable before acknowledged; nothing acknowledged is lost across a crash.** Raft's
+//! safety argument assumes that a server's `currentTerm`, `votedFor` and log are on stable
+//! storage before it responds to RPCs (Raft Figure 2, "Persistent state on all servers ...
+//! updated on stable storage before responding to RPCs"; dissertation §3.8 and §11.7.2),
+//! and that a state machine applies only committed entries (Figure 2, "Rules for Servers").
+//!
+//! The simulator's durable image of a node holds exactly what [`Node::advance`] was called
+//! for. Whenever a node sends a message, the image must already justify it:
+//! - every message that takes part in the term rules carries a term the image holds;
+//! - a granted vote (not a pre-vote) is recorded in the image: same term and candidate;
+//! - a candidate's vote request is backed by its durable vote for itself;
+//! - a successful append acknowledgement up to index `i` is backed by `i` durable entries.
+//!
+//! A ready may only apply entries that are durable on the node already. At a restart, the
+//! rebuilt node must hold at least the highest term it ever sent a message in, i.e. no
+//! acknowledged state was lost.
+//!
+//! [`Node::advance`]: multiraft_core::Node::advance
+
+use std::collections::HashMap;
+
+use multiraft_core::{GroupId, Message, MessageBody, Ready};
+
+use super::{Check, Invariant, SimNode, sorted_groups};
+
+#[derive(Default)]
+pub(crate) struct DurableAcks {
+    /// Per (node, group): the highest term of any message that depended on durable state.
+    sent_term: HashMap<(usize, GroupId), u64>,
+}
+
+impl Invariant for DurableAcks {
+    fn name(&self) -> &'static str {
+        "durable before acknowledged (Raft Figure 2, §3.8)"
+    }
+
+    fn on_send(&mut self, nodes: &[SimNode], node: usize, m: &Message) -> Check {
+        let sn = &nodes[node];
+        let img = sn.durable.get(&m.group);
+        let hs = img.map(|l| l.hard_state).unwrap_or_default();
+        let depends_on_term = match &m.body {
+            MessageBody::Vote { pre_vote, .. } | MessageBody::VoteResponse { pre_vote, .. } => {
+                !pre_vote
+            }
+            MessageBody::Propose { .. } | MessageBody::ProposeRejected { .. } => false,
+            _ => true,
+        };
+        if !depends_on_term {
+            return Ok(());
+        }
+        let what = || {
+            format!(
+                "{}: {} sends {:?} in term {}",
+                m.group, sn.id, m.body, m.term
+            )
+        };
+        if hs.term < m.term {
+            return Err(format!("{}, but its durable term is {}", what(), hs.term));
+        }
+        match &m.body {
+            MessageBody::VoteResponse { granted: true, .. }
+                if hs.term == m.term && hs.vote != Some(m.to) =>
+            {
+                return Err(format!(
+                    "{}, but its durable vote in that term is {:?}",
+                    what(),
+                    hs.vote
+                ));
+            }
+            MessageBody::Vote { .. } if hs.term == m.term && hs.vote != Some(sn.id) => {
+                return Err(format!(
+                    "{}, but its durable vote in that term is {:?}",
+                    what(),
+                    hs.vote
+                ));
+            }
+            MessageBody::AppendResponse {
+                success: true,
+                index,
+                ..
+            } => {
+                let len = img.map_or(0, |l| l.entries.len() as u64);
+                if *index > len {
+                    return Err(format!("{}, but only {len} entries are durable", what()));
+                }
+            }
+            _ => {}
+        }
+        let t = self.sent_term.entry((node, m.group)).or_default();
+        *t = (*t).max(m.term);
+        Ok(())
+    }
+
+    fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
+        let sn = &nodes[node];
+        for a in &ready.apply {
+            let img = sn.durable.get(&a.group);
+            for e in &a.entries {
+                let durable = img
+                    .and_then(|l| l.entries.get(e.index as usize - 1))
+                    .map(|d| d.term);
+                if durable != Some(e.term) {
+                    return Err(format!(
+                        "{}: {} applies index {} (term {}) but its durable entry there has term {:?}",
+                        a.group, sn.id, e.index, e.term, durable
+                    ));
+                }
+            }
+        }
+        for w in &ready.write.groups {
+            if let Some(first) = w.entries.first() {
+                let len = sn
+                    .durable
+                    .get(&w.group)
+                    .map_or(0, |l| l.entries.len() as u64);
+                if first.index == 0 || first.index > len + 1 {
+                    return Err(format!(
+                        "{}: {} writes from index {} onto a durable log of {len}: a hole",
+                        w.group, sn.id, first.index
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_restart(&mut self, nodes: &[SimNode], node: usize) -> Check {
+        let sn = &nodes[node];
+        let n = sn.node.as_ref().expect("running");
+        for g in sorted_groups(n) {
+            let term = n.group_status(g).expect("listed").term;
+            let sent = self.sent_term.get(&(node, g)).copied().unwrap_or(0);
+            if term < sent {
+                return Err(format!(
+                    "{g}: {} restarted in term {term} but had sent messages in term {sent}",
+                    sn.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}

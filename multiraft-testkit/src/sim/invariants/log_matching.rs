@@ -1,0 +1,110 @@
+//! **Log matching**: if two logs contain an entry with the same index and term, the logs are
+//! identical in all entries up through that index (Raft §5.3, Figure 3).
+//!
+//! Checked through a registry of every (group, index, term) ever written by any replica:
+//! the entry and the term of the entry before it. Two replicas writing the same (index,
+//! term) must write the same entry with the same predecessor term; by induction on the index
+//! that is exactly the log matching property, checked pairwise for every pair of replicas
+//! without comparing whole logs.
+
+use std::collections::HashMap;
+
+use multiraft_core::{Entry, GroupId, Ready};
+
+use super::{Check, Invariant, SimNode, entry_at};
+
+#[derive(Default)]
+pub(crate) struct LogMatching {
+    seen: HashMap<(GroupId, u64, u64), (Entry, u64)>,
+}
+
+impl LogMatching {
+    fn register(&mut self, group: GroupId, e: &Entry, prev_term: u64) -> Check {
+        match self.seen.get(&(group, e.index, e.term)) {
+            None => {
+                self.seen
+                    .insert((group, e.index, e.term), (e.clone(), prev_term));
+                Ok(())
+            }
+            Some((other, other_prev)) => {
+                if other != e {
+                    Err(format!(
+                        "{group}: two different entries at index {} term {}: {:?} and {:?}",
+                        e.index, e.term, other.payload, e.payload
+                    ))
+                } else if *other_prev != prev_term {
+                    Err(format!(
+                        "{group}: entries at index {} term {} follow different terms ({} and {}) at index {}",
+                        e.index,
+                        e.term,
+                        other_prev,
+                        prev_term,
+                        e.index - 1
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Registers a whole log, consecutive from index 1.
+    pub(crate) fn check_log(&mut self, group: GroupId, log: &[Entry]) -> Check {
+        let mut prev_term = 0;
+        for (i, e) in log.iter().enumerate() {
+            if e.index != i as u64 + 1 {
+                return Err(format!(
+                    "{group}: log has index {} at position {}",
+                    e.index,
+                    i + 1
+                ));
+            }
+            self.register(group, e, prev_term)?;
+            prev_term = e.term;
+        }
+        Ok(())
+    }
+}
+
+impl Invariant for LogMatching {
+    fn name(&self) -> &'static str {
+        "log matching (Raft §5.3)"
+    }
+
+    fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
+        let n = nodes[node].node.as_ref().expect("running");
+        for w in &ready.write.groups {
+            for (k, e) in w.entries.iter().enumerate() {
+                let prev_term = if k > 0 {
+                    w.entries[k - 1].term
+                } else if e.index <= 1 {
+                    0
+                } else {
+                    match entry_at(n, w.group, e.index - 1) {
+                        Some(p) => p.term,
+                        None => {
+                            return Err(format!(
+                                "{}: {} writes index {} but holds no entry {}",
+                                w.group,
+                                nodes[node].id,
+                                e.index,
+                                e.index - 1
+                            ));
+                        }
+                    }
+                };
+                if k > 0 && e.index != w.entries[k - 1].index + 1 {
+                    return Err(format!(
+                        "{}: {} writes non-consecutive entries {} then {}",
+                        w.group,
+                        nodes[node].id,
+                        w.entries[k - 1].index,
+                        e.index
+                    ));
+                }
+                self.register(w.group, e, prev_term)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Limits and timeouts of a [`QuicTransport`](crate::QuicTransport), each named with its
+//! reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use multiraft_core::NodeId;
+
+use crate::frame::FrameLimits;
+use crate::tls::TlsConfig;
+
+/// Default [`TransportLimits::data_lanes`]: 4 data streams, enough that one busy group
+/// holds up at most a quarter of the others, few enough that each stays busy and batched.
+pub const DEFAULT_DATA_LANES: usize = 4;
+
+/// Default [`TransportLimits::lane_queue_batches`]: 256 batches per lane per peer. The node
+/// sends about one batch per peer per cycle, so this is hundreds of cycles of backlog; a
+/// peer that falls further behind loses the newest batches (Raft retransmits).
+pub const DEFAULT_LANE_QUEUE_BATCHES: usize = 256;
+
+/// Default [`TransportLimits::write_coalesce_bytes`]: 64 KiB, a few dozen QUIC packets
+/// gathered into one stream write.
+pub const DEFAULT_WRITE_COALESCE_BYTES: usize = 64 << 10;
+
+/// Default [`TransportLimits::idle_timeout`]: 10 s without any packet closes a connection,
+/// so a dead peer is noticed and redialed well within a human's patience.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default [`TransportLimits::keep_alive_interval`]: 2 s, well under the idle timeout so
+/// an idle but healthy connection (all groups quiesced) never times out.
+pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Default [`TransportLimits::handshake_timeout`]: 5 s for dialing a peer, so a dial to a
+/// silent address fails and backs off instead of waiting for the idle timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default [`TransportLimits::connection_receive_window`]: 16 MiB in flight per connection
+/// (quinn's default is unbounded), enough for loopback and LAN bandwidth-delay products.
+pub const DEFAULT_CONNECTION_RECEIVE_WINDOW: u32 = 16 << 20;
+
+/// Default [`TransportLimits::stream_receive_window`]: 4 MiB per lane, so one lane can
+/// fill at most a quarter of the connection window.
+pub const DEFAULT_STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
+
+/// Default [`TransportLimits::send_window`]: 16 MiB of unacknowledged data per connection.
+pub const DEFAULT_SEND_WINDOW: u64 = 16 << 20;
+
+/// Default [`TransportLimits::max_concurrent_uni_streams`]: 8, the 5 default lanes plus
+/// room for a lane reopened while its old stream is still being retired. A peer opening
+/// streams as fast as it can is held to this by QUIC flow control.
+pub const DEFAULT_MAX_CONCURRENT_UNI_STREAMS: u32 = 8;
+
+/// Default [`TransportLimits::max_incoming_handshakes`]: 64 connection attempts being
+/// handshaken at once; more are refused by quinn.
+pub const DEFAULT_MAX_INCOMING_HANDSHAKES: usize = 64;
+
+/// Default [`TransportLimits::max_peers`]: 1,024 peer nodes with queues and tasks.
+pub const DEFAULT_MAX_PEERS: usize = 1024;
+
+/// Default [`TransportLimits::reconnect_backoff_min`]: 50 ms before the first redial.
+pub const DEFAULT_RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// Default [`TransportLimits::reconnect_backoff_max`]: redials back off to at most 5 s.
+pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Limits, windows and timeouts. Every field has a `DEFAULT_*` constant whose doc gives the
+/// reason for its value.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TransportLimits {
+    /// Frame limits enforced on every inbound frame (and respected outbound).
+    pub frame: FrameLimits,
+    /// Data lanes (unidirectional streams) per connection, chosen by group; one more lane
+    /// carries control traffic.
+    pub data_lanes: usize,
+    /// Batches queued per lane per peer before [`send`](multiraft_core::Transport::send)
+    /// drops new ones.
+    pub lane_queue_batches: usize,
+    /// Bytes of frames gathered into one stream write.
+    pub write_coalesce_bytes: usize,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keep_alive_interval: Duration,
+    /// Dial handshake timeout.
+    pub handshake_timeout: Duration,
+    /// QUIC connection-level receive window, bytes.
+    pub connection_receive_window: u32,
+    /// QUIC per-stream receive window, bytes.
+    pub stream_receive_window: u32,
+    /// QUIC send window, bytes.
+    pub send_window: u64,
+    /// Unidirectional streams a peer may have open at once. Must exceed `data_lanes`.
+    pub max_concurrent_uni_streams: u32,
+    /// Concurrent inbound handshakes.
+    pub max_incoming_handshakes: usize,
+    /// Peer nodes this transport keeps queues and tasks for.
+    pub max_peers: usize,
+    /// First redial delay.
+    pub reconnect_backoff_min: Duration,
+    /// Largest redial delay.
+    pub reconnect_backoff_max: Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            frame: FrameLimits::default(),
+            data_lanes: DEFAULT_DATA_LANES,
+            lane_queue_batches: DEFAULT_LANE_QUEUE_BATCHES,
+            write_coalesce_bytes: DEFAULT_WRITE_COALESCE_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connection_receive_window: DEFAULT_CONNECTION_RECEIVE_WINDOW,
+            stream_receive_window: DEFAULT_STREAM_RECEIVE_WINDOW,
+            send_window: DEFAULT_SEND_WINDOW,
+            max_concurrent_uni_streams: DEFAULT_MAX_CONCURRENT_UNI_STREAMS,
+            max_incoming_handshakes: DEFAULT_MAX_INCOMING_HANDSHAKES,
+            max_peers: DEFAULT_MAX_PEERS,
+            reconnect_backoff_min: DEFAULT_RECONNECT_BACKOFF_MIN,
+            reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
+        }
+    }
+}
+
+/// Everything [`QuicTransport::bind`](crate::QuicTransport::bind) needs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct QuicConfig {
+    /// This node.
+    pub node: NodeId,
+    /// The UDP address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Cluster CA, this node's certificate and key.
+    pub tls: TlsConfig,
+    /// Where peer nodes listen. Must contain every peer with a *higher* node id (this node
+    /// dials those); peers with lower ids dial this node. Updatable later with
+    /// [`QuicTransport::set_peer_addr`](crate::QuicTransport::set_peer_addr).
+    pub peers: HashMap<NodeId, SocketAddr>,
+    /// Limits and timeouts.
+    pub limits: TransportLimits,
+}
+
+impl QuicConfig {
+    /// A configuration with no peers and default limits.
+    pub fn new(node: NodeId, listen: SocketAddr, tls: TlsConfig) -> QuicConfig {
+        QuicConfig {
+            node,
+            listen,
+            tls,
+            peers: HashMap::new(),
+            limits: TransportLimits::default(),
+        }
+    }
+}

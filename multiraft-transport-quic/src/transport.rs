@@ -1,0 +1,928 @@
+//! [`QuicTransport`]: the [`Transport`] over quinn.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use multiraft_core::{DeliverError, Inbox, Message, MessageBatch, MessageBody, NodeId, Transport};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{
+    Connection, Endpoint, IdleTimeout, Incoming, ReadExactError, RecvStream, SendStream, VarInt,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{QuicConfig, TransportLimits};
+use crate::frame::{self, FRAME_HEADER_BYTES, FrameError};
+use crate::tls::{self, ClusterId, TlsError};
+
+/// Application close code: the transport is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+/// Application close code: the peer sent a frame that failed decoding or validation.
+pub const CLOSE_PROTOCOL: u32 = 1;
+/// Application close code: the peer's certificate names no node of this cluster.
+pub const CLOSE_IDENTITY: u32 = 2;
+/// Application close code: the peer dialed although the dial rule says this node dials it
+/// (the lower node id dials).
+pub const CLOSE_WRONG_DIALER: u32 = 3;
+/// Application close code: a newer connection from the same peer replaced this one.
+pub const CLOSE_REPLACED: u32 = 4;
+/// Application close code: a batch claimed a sender other than the authenticated peer.
+pub const CLOSE_WRONG_SENDER: u32 = 5;
+
+/// The lane carrying control traffic: every message but appends and forwarded proposals.
+pub const CONTROL_LANE: usize = 0;
+
+/// A connection that stayed up this long resets the redial backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(1);
+
+/// A reader's frame buffer above this capacity is released after use, so one large frame
+/// does not pin memory for the life of the stream.
+const READ_BUFFER_KEEP_BYTES: usize = 1 << 20;
+
+/// Why [`QuicTransport::bind`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Not called from within a tokio runtime.
+    #[error("QuicTransport::bind must run inside a tokio runtime")]
+    NoRuntime,
+    /// The TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A limit is out of range.
+    #[error("invalid limit {field}: {reason}")]
+    Limit {
+        /// The field of [`TransportLimits`].
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Binding the UDP socket failed.
+    #[error("binding the UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of what the transport did, for metrics and tests. Lane batches are the pieces
+/// a sent [`MessageBatch`] is split into, one per lane it touches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// Batches handed to [`Transport::send`].
+    pub batches_sent: u64,
+    /// Frames written to a stream.
+    pub frames_sent: u64,
+    /// Bytes written to streams.
+    pub bytes_sent: u64,
+    /// Lane batches dropped because the lane's queue was full.
+    pub dropped_queue_full: u64,
+    /// Lane batches dropped because there was no live connection to the peer.
+    pub dropped_unconnected: u64,
+    /// Lane batches dropped because writing to the stream failed.
+    pub dropped_write_error: u64,
+    /// Batches or lane batches dropped as unsendable: not from this node, to this node,
+    /// too large for a frame, too many peers, or sent after shutdown.
+    pub dropped_unsendable: u64,
+    /// Valid frames received.
+    pub frames_received: u64,
+    /// Inbound frames refused (the connection was closed with it).
+    pub frames_rejected: u64,
+    /// Received batches handed to the inbox.
+    pub batches_delivered: u64,
+    /// Received batches dropped: inbox full, not attached, or node stopped.
+    pub inbound_dropped: u64,
+    /// Connections established and authenticated (dialed or accepted).
+    pub connections_established: u64,
+    /// Handshaken connections refused: no node identity, or the wrong side dialed.
+    pub connections_refused: u64,
+    /// Inbound handshakes that failed (bad or missing certificate, wrong ALPN, ...).
+    pub handshake_failures: u64,
+    /// Outbound dials that failed.
+    pub dial_failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches_sent: AtomicU64,
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_unconnected: AtomicU64,
+    dropped_write_error: AtomicU64,
+    dropped_unsendable: AtomicU64,
+    frames_received: AtomicU64,
+    frames_rejected: AtomicU64,
+    batches_delivered: AtomicU64,
+    inbound_dropped: AtomicU64,
+    connections_established: AtomicU64,
+    connections_refused: AtomicU64,
+    handshake_failures: AtomicU64,
+    dial_failures: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A [`Transport`] over QUIC (quinn) with mutual TLS (rustls, ring provider).
+///
+/// # Connections
+///
+/// One connection per peer node. **The lower node id dials**: this node dials every peer
+/// with a higher id in its address book, redialing with capped exponential backoff and
+/// jitter whenever the connection is lost; a peer with a lower id dials this node, and a
+/// connection dialed by a higher id is refused ([`CLOSE_WRONG_DIALER`]). So simultaneous
+/// dials cannot happen; a newer connection from the same peer (it restarted) replaces the
+/// older one ([`CLOSE_REPLACED`]). Both sides send on the one connection.
+///
+/// # Lanes
+///
+/// Each side opens `1 + data_lanes` long-lived unidirectional streams per connection. Lane
+/// [`CONTROL_LANE`] carries everything that is not an append or a forwarded proposal —
+/// votes, (coalesced) heartbeats, quiesce notices and every response — at a higher stream
+/// priority; appends and forwarded proposals go to data lane `1 + hash(group) % data_lanes`.
+/// Each lane has its own bounded queue and writer task, so heartbeats never wait behind bulk
+/// data, and one busy group only shares its lane.
+///
+/// # Send and drop policy
+///
+/// [`send`](Transport::send) never blocks: it splits the batch by lane (and, for very large
+/// lanes, into frames under half of `max_frame_bytes`), and pushes each piece into the
+/// lane's bounded queue. When the queue is full the *new* piece is dropped and counted
+/// ([`TransportStats::dropped_queue_full`]). A writer that finds no live connection drops
+/// what it dequeues ([`TransportStats::dropped_unconnected`]) rather than hoarding stale
+/// messages. Raft repairs every drop by retransmission.
+///
+/// # Receive
+///
+/// Every inbound frame is checked against the limits before its payload is allocated,
+/// decoded, and [validated](crate::frame::validate): its `from` must be the node named by
+/// the peer's certificate and its `to` this node. Any failure drops the frame and closes the
+/// connection. Valid batches go to the [`Inbox`] with [`Inbox::deliver`], which drops when
+/// the inbox is full ([`TransportStats::inbound_dropped`]).
+///
+/// # Lifecycle
+///
+/// [`bind`](QuicTransport::bind) opens the endpoint and starts dialing;
+/// [`attach`](Transport::attach) starts delivery; [`detach`](Transport::detach) (or dropping
+/// the last handle) closes every connection and the endpoint; it cannot be attached again.
+/// Stateless-reset tokens are derived from the node's key, so after a crash and restart on
+/// the same address, peers learn of the dead connection from their next packet rather than
+/// from their idle timeout.
+/// [`wait_closed`](QuicTransport::wait_closed) waits until the socket is released.
+#[derive(Clone)]
+pub struct QuicTransport {
+    inner: Arc<Inner>,
+    /// Shuts the transport down when the last user handle goes (tasks hold `inner` only).
+    _guard: Arc<ShutdownGuard>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("node", &self.inner.node)
+            .field("local_addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+struct ShutdownGuard(Arc<Inner>);
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+struct Inner {
+    node: NodeId,
+    cluster: ClusterId,
+    limits: TransportLimits,
+    endpoint: Endpoint,
+    client_config: quinn::ClientConfig,
+    runtime: tokio::runtime::Handle,
+    addrs: RwLock<HashMap<NodeId, SocketAddr>>,
+    peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    inbox: RwLock<Option<Inbox>>,
+    stopped: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    stats: Counters,
+    /// splitmix64 state for backoff jitter.
+    rng: AtomicU64,
+}
+
+struct Peer {
+    id: NodeId,
+    lanes: Vec<mpsc::Sender<MessageBatch>>,
+    conn: watch::Sender<Option<Connection>>,
+}
+
+fn quinn_transport_config(limits: &TransportLimits) -> Result<quinn::TransportConfig, BindError> {
+    let mut t = quinn::TransportConfig::default();
+    let idle = IdleTimeout::try_from(limits.idle_timeout).map_err(|_| BindError::Limit {
+        field: "idle_timeout",
+        reason: "too large for QUIC",
+    })?;
+    t.max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(limits.keep_alive_interval))
+        .receive_window(VarInt::from_u32(limits.connection_receive_window))
+        .stream_receive_window(VarInt::from_u32(limits.stream_receive_window))
+        .send_window(limits.send_window)
+        .max_concurrent_uni_streams(VarInt::from_u32(limits.max_concurrent_uni_streams))
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None);
+    Ok(t)
+}
+
+fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
+    let err = |field, reason| Err(BindError::Limit { field, reason });
+    if l.data_lanes == 0 {
+        return err("data_lanes", "must be positive");
+    }
+    if l.max_concurrent_uni_streams as usize <= l.data_lanes {
+        return err("max_concurrent_uni_streams", "must exceed data_lanes");
+    }
+    if l.lane_queue_batches == 0 {
+        return err("lane_queue_batches", "must be positive");
+    }
+    if l.frame.max_frame_bytes < 1024 {
+        return err("frame.max_frame_bytes", "must be at least 1 KiB");
+    }
+    if l.keep_alive_interval >= l.idle_timeout {
+        return err("keep_alive_interval", "must be shorter than idle_timeout");
+    }
+    if l.reconnect_backoff_min.is_zero() || l.reconnect_backoff_max < l.reconnect_backoff_min {
+        return err(
+            "reconnect_backoff_min",
+            "must be positive and at most reconnect_backoff_max",
+        );
+    }
+    if l.max_peers == 0 || l.max_incoming_handshakes == 0 {
+        return err(
+            "max_peers",
+            "max_peers and max_incoming_handshakes must be positive",
+        );
+    }
+    Ok(())
+}
+
+/// The key for QUIC stateless reset tokens, derived from the node's private key so that it
+/// survives restarts (RFC 9000 §10.3): when a node comes back after a crash, the first packet
+/// a peer sends on the dead connection is answered with a stateless reset the peer can
+/// verify, and the peer redials at once instead of waiting for its idle timeout.
+fn reset_key(tls: &crate::tls::TlsConfig) -> ring::hmac::Key {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"multiraft/1 stateless reset key\0");
+    ctx.update(tls.identity.key.secret_der());
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref())
+}
+
+impl QuicTransport {
+    /// Binds the UDP socket, starts accepting connections and dials every peer in the
+    /// address book with a higher node id. Must be called within a tokio runtime; the
+    /// transport's tasks run on it.
+    pub fn bind(config: QuicConfig) -> Result<QuicTransport, BindError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BindError::NoRuntime)?;
+        check_limits(&config.limits)?;
+        let transport = Arc::new(quinn_transport_config(&config.limits)?);
+
+        let server_crypto =
+            QuicServerConfig::try_from(config.tls.server_crypto()?).map_err(TlsError::from)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server
+            .transport_config(transport.clone())
+            .max_incoming(config.limits.max_incoming_handshakes)
+            .migration(false);
+        let client_crypto =
+            QuicClientConfig::try_from(config.tls.client_crypto()?).map_err(TlsError::from)?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+
+        let socket = std::net::UdpSocket::bind(config.listen)?;
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key(&config.tls)));
+        let endpoint = Endpoint::new(
+            endpoint_config,
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        let seed = config.node.0
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+        let inner = Arc::new(Inner {
+            node: config.node,
+            cluster: config.tls.cluster.clone(),
+            limits: config.limits,
+            endpoint,
+            client_config,
+            runtime,
+            addrs: RwLock::new(config.peers),
+            peers: Mutex::new(HashMap::new()),
+            inbox: RwLock::new(None),
+            stopped: AtomicBool::new(false),
+            shutdown: watch::channel(false).0,
+            stats: Counters::default(),
+            rng: AtomicU64::new(seed),
+        });
+        inner.runtime.spawn(accept_loop(inner.clone()));
+        let higher: Vec<NodeId> = read(&inner.addrs)
+            .keys()
+            .copied()
+            .filter(|p| *p > inner.node)
+            .collect();
+        for peer in higher {
+            inner.peer(peer);
+        }
+        Ok(QuicTransport {
+            _guard: Arc::new(ShutdownGuard(inner.clone())),
+            inner,
+        })
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The address the endpoint listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    /// Sets or changes where `peer` listens. A peer with a higher id is dialed at the new
+    /// address from the next attempt on (an existing connection is kept).
+    pub fn set_peer_addr(&self, peer: NodeId, addr: SocketAddr) {
+        write(&self.inner.addrs).insert(peer, addr);
+        if peer > self.inner.node {
+            self.inner.peer(peer);
+        }
+    }
+
+    /// Forgets where `peer` listens; it is no longer dialed after the current connection.
+    pub fn remove_peer_addr(&self, peer: NodeId) {
+        write(&self.inner.addrs).remove(&peer);
+    }
+
+    /// Peers with a live connection now.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> = lock(&self.inner.peers)
+            .values()
+            .filter(|p| live(&p.conn.borrow()).is_some())
+            .map(|p| p.id)
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.inner.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TransportStats {
+            batches_sent: g(&c.batches_sent),
+            frames_sent: g(&c.frames_sent),
+            bytes_sent: g(&c.bytes_sent),
+            dropped_queue_full: g(&c.dropped_queue_full),
+            dropped_unconnected: g(&c.dropped_unconnected),
+            dropped_write_error: g(&c.dropped_write_error),
+            dropped_unsendable: g(&c.dropped_unsendable),
+            frames_received: g(&c.frames_received),
+            frames_rejected: g(&c.frames_rejected),
+            batches_delivered: g(&c.batches_delivered),
+            inbound_dropped: g(&c.inbound_dropped),
+            connections_established: g(&c.connections_established),
+            connections_refused: g(&c.connections_refused),
+            handshake_failures: g(&c.handshake_failures),
+            dial_failures: g(&c.dial_failures),
+        }
+    }
+
+    /// Shuts down like [`detach`](Transport::detach), without needing the node id.
+    pub fn close(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Waits until every connection has finished closing and the endpoint is idle (call
+    /// after [`close`](QuicTransport::close) or `detach`; bound it with a timeout). Once
+    /// every handle is dropped as well, the UDP port is free to bind again.
+    pub async fn wait_closed(&self) {
+        self.inner.endpoint.wait_idle().await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn live(conn: &Option<Connection>) -> Option<Connection> {
+    conn.as_ref()
+        .filter(|c| c.close_reason().is_none())
+        .cloned()
+}
+
+/// Which lane a message travels on.
+fn lane_of(m: &Message, data_lanes: usize) -> usize {
+    match m.body {
+        MessageBody::Append { .. } | MessageBody::Propose { .. } => {
+            let h = m.group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            1 + (h % data_lanes as u64) as usize
+        }
+        _ => CONTROL_LANE,
+    }
+}
+
+impl Inner {
+    /// The peer's state, created (with its tasks) on first use.
+    fn peer(self: &Arc<Self>, id: NodeId) -> Option<Arc<Peer>> {
+        if id == self.node || id == NodeId(0) {
+            return None;
+        }
+        let mut peers = lock(&self.peers);
+        // Checked under the lock: `shutdown` sets the flag before it drains the map, so no
+        // peer (and no task) is created after the drain.
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(p) = peers.get(&id) {
+            return Some(p.clone());
+        }
+        if peers.len() >= self.limits.max_peers {
+            return None;
+        }
+        let (conn, _) = watch::channel(None);
+        let mut lanes = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..=self.limits.data_lanes {
+            let (tx, rx) = mpsc::channel(self.limits.lane_queue_batches);
+            lanes.push(tx);
+            receivers.push(rx);
+        }
+        let peer = Arc::new(Peer { id, lanes, conn });
+        for (lane, rx) in receivers.into_iter().enumerate() {
+            self.runtime
+                .spawn(lane_writer(self.clone(), lane, rx, peer.conn.subscribe()));
+        }
+        if self.node < id {
+            self.runtime
+                .spawn(dial_loop(self.clone(), id, peer.conn.clone()));
+        }
+        peers.insert(id, peer.clone());
+        Some(peer)
+    }
+
+    fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        write(&self.inbox).take();
+        self.shutdown.send_replace(true);
+        // Dropping the peers drops the lane senders: writers finish their streams and end.
+        let peers: Vec<_> = lock(&self.peers).drain().collect();
+        for (_, p) in &peers {
+            if let Some(c) = live(&p.conn.borrow()) {
+                c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+            }
+        }
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+    }
+
+    /// Makes `conn` the connection to `peer`, closing any older one, and starts reading.
+    fn install(self: &Arc<Self>, peer: NodeId, conn: Connection) -> bool {
+        let Some(p) = self.peer(peer) else {
+            conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"no capacity for peer");
+            return false;
+        };
+        bump(&self.stats.connections_established, 1);
+        let old = p.conn.send_replace(Some(conn.clone()));
+        if let Some(old) = old
+            && old.stable_id() != conn.stable_id()
+        {
+            old.close(VarInt::from_u32(CLOSE_REPLACED), b"replaced");
+        }
+        self.runtime.spawn(receive_loop(self.clone(), peer, conn));
+        true
+    }
+
+    fn deliver(&self, batch: MessageBatch) {
+        let inbox = read(&self.inbox).clone();
+        let r = match inbox {
+            Some(inbox) => inbox.deliver(batch),
+            None => Err(DeliverError::Stopped),
+        };
+        match r {
+            Ok(()) => bump(&self.stats.batches_delivered, 1),
+            Err(_) => bump(&self.stats.inbound_dropped, 1),
+        }
+    }
+
+    fn reject(&self, conn: &Connection, peer: NodeId, e: &FrameError) {
+        bump(&self.stats.frames_rejected, 1);
+        tracing::warn!(node = %self.node, %peer, error = %e, "refusing frame; closing connection");
+        let code = match e {
+            FrameError::WrongSender { .. } => CLOSE_WRONG_SENDER,
+            _ => CLOSE_PROTOCOL,
+        };
+        conn.close(VarInt::from_u32(code), b"invalid frame");
+    }
+
+    /// A backoff delay with full jitter in `[d/2, d]`.
+    fn jitter(&self, d: Duration) -> Duration {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut z = self
+            .rng
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
+        d.mul_f64(0.5 + 0.5 * frac)
+    }
+
+    async fn dial(&self, peer: NodeId) -> Result<Connection, String> {
+        let addr = read(&self.addrs)
+            .get(&peer)
+            .copied()
+            .ok_or_else(|| format!("no address for {peer}"))?;
+        let name = tls::node_dns_name(&self.cluster, peer);
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, &name)
+            .map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(self.limits.handshake_timeout, connecting)
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        // rustls already checked the name; check the identity the same way the server does.
+        match tls::connection_peer(&conn, &self.cluster) {
+            Ok(id) if id == peer => Ok(conn),
+            other => {
+                conn.close(VarInt::from_u32(CLOSE_IDENTITY), b"unexpected identity");
+                Err(format!("dialed {peer}, certificate says {other:?}"))
+            }
+        }
+    }
+
+    async fn handle_incoming(self: Arc<Self>, incoming: Incoming) {
+        let conn = match tokio::time::timeout(self.limits.handshake_timeout, incoming).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                bump(&self.stats.handshake_failures, 1);
+                tracing::debug!(node = %self.node, error = %e, "inbound handshake failed");
+                return;
+            }
+            Err(_) => {
+                bump(&self.stats.handshake_failures, 1);
+                return;
+            }
+        };
+        let peer = match tls::connection_peer(&conn, &self.cluster) {
+            Ok(peer) => peer,
+            Err(e) => {
+                bump(&self.stats.connections_refused, 1);
+                tracing::warn!(node = %self.node, error = %e, "refusing connection");
+                conn.close(VarInt::from_u32(CLOSE_IDENTITY), b"no node identity");
+                return;
+            }
+        };
+        if peer >= self.node {
+            bump(&self.stats.connections_refused, 1);
+            conn.close(
+                VarInt::from_u32(CLOSE_WRONG_DIALER),
+                b"the lower node id dials",
+            );
+            return;
+        }
+        self.install(peer, conn);
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        if inner.stopped.load(Ordering::Acquire) {
+            incoming.refuse();
+            continue;
+        }
+        inner.runtime.spawn(inner.clone().handle_incoming(incoming));
+    }
+}
+
+async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Option<Connection>>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut backoff = inner.limits.reconnect_backoff_min;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // A connection may already be live (installed by an earlier round).
+        let current = live(&conn_tx.borrow());
+        let started = Instant::now();
+        let conn = match current {
+            Some(c) => Some(c),
+            None => match inner.dial(peer).await {
+                Ok(c) => {
+                    if inner.install(peer, c.clone()) {
+                        Some(c)
+                    } else {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    bump(&inner.stats.dial_failures, 1);
+                    tracing::debug!(node = %inner.node, %peer, error = %e, "dial failed");
+                    None
+                }
+            },
+        };
+        if let Some(c) = conn {
+            tokio::select! {
+                _ = c.closed() => {}
+                _ = shutdown.changed() => return,
+            }
+            if started.elapsed() >= STABLE_CONNECTION {
+                backoff = inner.limits.reconnect_backoff_min;
+            }
+        }
+        let delay = inner.jitter(backoff);
+        backoff = (backoff * 2).min(inner.limits.reconnect_backoff_max);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn receive_loop(inner: Arc<Inner>, peer: NodeId, conn: Connection) {
+    while let Ok(recv) = conn.accept_uni().await {
+        inner
+            .runtime
+            .spawn(read_stream(inner.clone(), peer, conn.clone(), recv));
+    }
+}
+
+async fn read_stream(inner: Arc<Inner>, peer: NodeId, conn: Connection, mut recv: RecvStream) {
+    let limits = inner.limits.frame;
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut buf = Vec::new();
+    loop {
+        match recv.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(ReadExactError::FinishedEarly(0)) | Err(ReadExactError::ReadError(_)) => {
+                return; // finished between frames, reset, or the connection is gone
+            }
+            Err(ReadExactError::FinishedEarly(available)) => {
+                let e = FrameError::Truncated {
+                    needed: FRAME_HEADER_BYTES,
+                    available,
+                };
+                return inner.reject(&conn, peer, &e);
+            }
+        }
+        let len = match frame::decode_header(&header, &limits) {
+            Ok(len) => len,
+            Err(e) => return inner.reject(&conn, peer, &e),
+        };
+        // The length is within the limit: only now allocate for it.
+        buf.clear();
+        buf.resize(len, 0);
+        match recv.read_exact(&mut buf).await {
+            Ok(()) => {}
+            Err(ReadExactError::ReadError(_)) => return,
+            Err(ReadExactError::FinishedEarly(available)) => {
+                let e = FrameError::Truncated {
+                    needed: len,
+                    available,
+                };
+                return inner.reject(&conn, peer, &e);
+            }
+        }
+        let batch = match frame::decode_payload(&buf)
+            .and_then(|b| frame::validate(&b, peer, inner.node, &limits).map(|()| b))
+        {
+            Ok(b) => b,
+            Err(e) => return inner.reject(&conn, peer, &e),
+        };
+        bump(&inner.stats.frames_received, 1);
+        inner.deliver(batch);
+        if buf.capacity() > READ_BUFFER_KEEP_BYTES {
+            buf = Vec::new();
+        }
+    }
+}
+
+async fn lane_writer(
+    inner: Arc<Inner>,
+    lane: usize,
+    mut rx: mpsc::Receiver<MessageBatch>,
+    conn_rx: watch::Receiver<Option<Connection>>,
+) {
+    let limits = inner.limits.frame;
+    let coalesce = inner.limits.write_coalesce_bytes;
+    let mut stream: Option<(usize, SendStream)> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let Some(conn) = live(&conn_rx.borrow()) else {
+            bump(&inner.stats.dropped_unconnected, 1);
+            continue;
+        };
+        buf.clear();
+        let mut frames = 0u64;
+        let mut next = Some(first);
+        while let Some(batch) = next.take() {
+            match frame::encode(&batch, &limits, &mut buf) {
+                Ok(()) => frames += 1,
+                Err(e) => {
+                    bump(&inner.stats.dropped_unsendable, 1);
+                    tracing::warn!(node = %inner.node, error = %e, "dropping unsendable batch");
+                }
+            }
+            if buf.len() < coalesce {
+                next = rx.try_recv().ok();
+            }
+        }
+        if frames == 0 {
+            continue;
+        }
+        if stream
+            .as_ref()
+            .is_none_or(|(id, _)| *id != conn.stable_id())
+        {
+            stream = None;
+            match conn.open_uni().await {
+                Ok(s) => {
+                    if lane == CONTROL_LANE {
+                        let _ = s.set_priority(1);
+                    }
+                    stream = Some((conn.stable_id(), s));
+                }
+                Err(_) => {
+                    bump(&inner.stats.dropped_write_error, frames);
+                    continue;
+                }
+            }
+        }
+        let Some((_, s)) = stream.as_mut() else {
+            continue;
+        };
+        match s.write_all(&buf).await {
+            Ok(()) => {
+                bump(&inner.stats.frames_sent, frames);
+                bump(&inner.stats.bytes_sent, buf.len() as u64);
+            }
+            Err(_) => {
+                stream = None;
+                bump(&inner.stats.dropped_write_error, frames);
+            }
+        }
+        if buf.capacity() > 4 * coalesce.max(limits.max_frame_bytes as usize) {
+            buf = Vec::new();
+        }
+    }
+    if let Some((_, mut s)) = stream {
+        let _ = s.finish();
+    }
+}
+
+impl Transport for QuicTransport {
+    /// Splits `batch` by lane and queues each piece without blocking; see the type's docs
+    /// for the drop policy.
+    fn send(&self, batch: MessageBatch) {
+        let inner = &self.inner;
+        bump(&inner.stats.batches_sent, 1);
+        if batch.from != inner.node || batch.to == inner.node {
+            bump(&inner.stats.dropped_unsendable, 1);
+            return;
+        }
+        let Some(peer) = inner.peer(batch.to) else {
+            bump(&inner.stats.dropped_unsendable, 1);
+            return;
+        };
+        let (from, to) = (batch.from, batch.to);
+        let data_lanes = inner.limits.data_lanes;
+        let target = inner.limits.frame.max_frame_bytes as usize / 2;
+        let enqueue = |lane: usize, piece: MessageBatch| match peer.lanes[lane].try_send(piece) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                bump(&inner.stats.dropped_queue_full, 1);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                bump(&inner.stats.dropped_unsendable, 1);
+            }
+        };
+        // First pass: messages per lane and the total size, so that a batch for one lane
+        // (most heartbeat-only or single-group batches) is queued as it is, and the others
+        // are split into exactly sized vectors without regrowth.
+        let mut counts = vec![0usize; data_lanes + 1];
+        let mut total_bytes = 0;
+        for m in &batch.messages {
+            counts[lane_of(m, data_lanes)] += 1;
+            total_bytes += m.body.size_bytes();
+        }
+        let mut used = counts.iter().enumerate().filter(|(_, c)| **c > 0);
+        if let (Some((lane, _)), None) = (used.next(), used.next())
+            && total_bytes <= target
+        {
+            return enqueue(lane, batch);
+        }
+        let mut pieces: Vec<(Vec<Message>, usize)> =
+            counts.iter().map(|c| (Vec::with_capacity(*c), 0)).collect();
+        for m in batch.messages {
+            let lane = lane_of(&m, data_lanes);
+            let size = m.body.size_bytes();
+            counts[lane] -= 1;
+            let (messages, bytes) = &mut pieces[lane];
+            if !messages.is_empty() && *bytes + size > target {
+                let rest = Vec::with_capacity(counts[lane] + 1);
+                let full = std::mem::replace(messages, rest);
+                enqueue(
+                    lane,
+                    MessageBatch {
+                        from,
+                        to,
+                        messages: full,
+                    },
+                );
+                *bytes = 0;
+            }
+            *bytes += size;
+            messages.push(m);
+        }
+        for (lane, (messages, _)) in pieces.into_iter().enumerate() {
+            if !messages.is_empty() {
+                enqueue(lane, MessageBatch { from, to, messages });
+            }
+        }
+    }
+
+    /// Starts delivering to `inbox`. Fails for another node id, or after shutdown.
+    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), String> {
+        if node != self.inner.node {
+            return Err(format!(
+                "QuicTransport for {} cannot attach {node}",
+                self.inner.node
+            ));
+        }
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err("QuicTransport was shut down; bind a new one".into());
+        }
+        *write(&self.inner.inbox) = Some(inbox);
+        Ok(())
+    }
+
+    /// Stops delivery, closes every connection and the endpoint.
+    fn detach(&self, node: NodeId) {
+        if node == self.inner.node {
+            self.inner.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiraft_core::GroupId;
+
+    #[test]
+    fn control_traffic_has_its_own_lane_and_groups_spread() {
+        let m = |group, body| Message {
+            group: GroupId(group),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: 1,
+            body,
+        };
+        assert_eq!(
+            lane_of(&m(1, MessageBody::Heartbeat { commit: 0 }), 4),
+            CONTROL_LANE
+        );
+        assert_eq!(
+            lane_of(&m(1, MessageBody::HeartbeatResponse), 4),
+            CONTROL_LANE
+        );
+        let mut used = std::collections::BTreeSet::new();
+        for g in 0..64 {
+            let append = MessageBody::Append {
+                prev_index: 0,
+                prev_term: 0,
+                entries: vec![],
+                commit: 0,
+            };
+            let lane = lane_of(&m(g, append), 4);
+            assert!((1..=4).contains(&lane));
+            used.insert(lane);
+        }
+        assert_eq!(used.len(), 4);
+    }
+}

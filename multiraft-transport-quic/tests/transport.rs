@@ -1,0 +1,275 @@
+//! `QuicTransport` mechanics on loopback: lanes, frame splitting, the drop policy and its
+//! counters, shutdown.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use multiraft_core::{
+    Bytes, Entry, GroupId, Inbox, Message, MessageBatch, MessageBody, NodeId, Payload, ProposalId,
+    Transport,
+};
+use multiraft_transport_quic::frame::FrameLimits;
+use multiraft_transport_quic::{QuicConfig, QuicTransport, TransportLimits};
+
+fn append(group: u64, data_bytes: usize, entries: u64) -> Message {
+    Message {
+        group: GroupId(group),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: 3,
+        body: MessageBody::Append {
+            prev_index: 10,
+            prev_term: 2,
+            entries: (0..entries)
+                .map(|i| Entry {
+                    index: 11 + i,
+                    term: 3,
+                    payload: Payload::Command {
+                        id: ProposalId {
+                            node: NodeId(1),
+                            seq: i,
+                        },
+                        data: Bytes::from(vec![7u8; data_bytes]),
+                    },
+                })
+                .collect(),
+            commit: 10,
+        },
+    }
+}
+
+fn heartbeat(group: u64) -> Message {
+    Message {
+        group: GroupId(group),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: 3,
+        body: MessageBody::Heartbeat { commit: 1 },
+    }
+}
+
+/// Nodes 1 and 2, connected (node 1 dials node 2).
+async fn pair(
+    limits: TransportLimits,
+) -> (
+    QuicTransport,
+    QuicTransport,
+    tokio::sync::mpsc::Receiver<MessageBatch>,
+) {
+    let ca = dev_ca();
+    let mut c2 = QuicConfig::new(NodeId(2), loopback(), ca.tls_config(NodeId(2)).unwrap());
+    c2.limits = limits.clone();
+    let t2 = QuicTransport::bind(c2).unwrap();
+    let (inbox, rx2) = Inbox::channel(4096);
+    t2.attach(NodeId(2), inbox).unwrap();
+    let mut c1 = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    c1.peers.insert(NodeId(2), t2.local_addr().unwrap());
+    c1.limits = limits;
+    let t1 = QuicTransport::bind(c1).unwrap();
+    let (inbox, _rx1) = Inbox::channel(16);
+    t1.attach(NodeId(1), inbox).unwrap();
+    let (a, b) = (t1.clone(), t2.clone());
+    wait_until("connected both ways", || {
+        a.connected_peers() == [NodeId(2)] && b.connected_peers() == [NodeId(1)]
+    })
+    .await;
+    (t1, t2, rx2)
+}
+
+/// Receives until `count` messages arrived; returns them per received batch.
+async fn receive(
+    rx: &mut tokio::sync::mpsc::Receiver<MessageBatch>,
+    count: usize,
+) -> Vec<MessageBatch> {
+    let mut got = Vec::new();
+    let mut n = 0;
+    while n < count {
+        let b = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("messages arrive")
+            .unwrap();
+        assert_eq!((b.from, b.to), (NodeId(1), NodeId(2)));
+        n += b.messages.len();
+        got.push(b);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_split_by_lane_and_arrives_complete() {
+    let (t1, t2, mut rx) = pair(TransportLimits::default()).await;
+    let mut messages = Vec::new();
+    for g in 0..100 {
+        messages.push(heartbeat(g));
+        messages.push(append(g, 16, 2));
+    }
+    let sent = MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: messages.clone(),
+    };
+    t1.send(sent);
+    let got = receive(&mut rx, messages.len()).await;
+    // One frame per lane touched: the control lane and all four data lanes.
+    assert_eq!(got.len(), 5);
+    // Per group, order is kept (one group, one lane); nothing lost or altered.
+    let mut by_group: BTreeMap<(u64, bool), Vec<Message>> = BTreeMap::new();
+    for m in got.into_iter().flat_map(|b| b.messages) {
+        let control = matches!(m.body, MessageBody::Heartbeat { .. });
+        by_group.entry((m.group.0, control)).or_default().push(m);
+    }
+    let mut expected: BTreeMap<(u64, bool), Vec<Message>> = BTreeMap::new();
+    for m in messages {
+        let control = matches!(m.body, MessageBody::Heartbeat { .. });
+        expected.entry((m.group.0, control)).or_default().push(m);
+    }
+    assert_eq!(by_group, expected);
+    t1.close();
+    t2.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_lane_batches_are_split_into_frames_under_the_limit() {
+    let mut limits = TransportLimits::default();
+    limits.frame = FrameLimits {
+        max_frame_bytes: 64 << 10,
+        ..FrameLimits::default()
+    };
+    let (t1, t2, mut rx) = pair(limits).await;
+    // 64 appends of 16 KiB in one group: about 1 MiB on one lane.
+    let messages: Vec<Message> = (0..64).map(|_| append(5, 16 << 10, 1)).collect();
+    t1.send(MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages,
+    });
+    let got = receive(&mut rx, 64).await;
+    assert!(got.len() >= 16, "{} frames", got.len());
+    assert!(t1.stats().frames_sent >= 16);
+    assert_eq!(t2.stats().frames_rejected, 0);
+    t1.close();
+    t2.close();
+}
+
+/// Heartbeats ride the control lane: they overtake megabytes of appends queued before
+/// them on a data lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_do_not_wait_behind_bulk_data() {
+    let (t1, t2, mut rx) = pair(TransportLimits::default()).await;
+    for _ in 0..16 {
+        let bulk = (0..16).map(|_| append(9, 64 << 10, 1)).collect();
+        t1.send(MessageBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            messages: bulk,
+        });
+    }
+    t1.send(MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![heartbeat(9)],
+    });
+    let got = receive(&mut rx, 16 * 16 + 1).await;
+    let at = got
+        .iter()
+        .position(|b| matches!(b.messages[0].body, MessageBody::Heartbeat { .. }))
+        .unwrap();
+    assert!(
+        at < got.len() - 1,
+        "the heartbeat arrived last of {}",
+        got.len()
+    );
+    t1.close();
+    t2.close();
+}
+
+/// `send` never blocks; a full lane queue drops the newest batch and counts it.
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_without_blocking() {
+    let ca = dev_ca();
+    let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    config.limits.lane_queue_batches = 4;
+    // Nobody listens there; on this current-thread runtime no task runs until we await.
+    config
+        .peers
+        .insert(NodeId(2), "127.0.0.1:9".parse().unwrap());
+    let t1 = QuicTransport::bind(config).unwrap();
+    for _ in 0..100 {
+        t1.send(MessageBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            messages: vec![heartbeat(1)],
+        });
+    }
+    let s = t1.stats();
+    assert_eq!((s.batches_sent, s.dropped_queue_full), (100, 96));
+    // Not from this node, or to itself: unsendable.
+    t1.send(heartbeat_batch(2, 1, 1));
+    t1.send(heartbeat_batch(1, 1, 1));
+    assert_eq!(t1.stats().dropped_unsendable, 2);
+    // The queued four are dropped by the writer: there is no connection.
+    let probe = t1.clone();
+    wait_until("queued batches dropped as unconnected", || {
+        probe.stats().dropped_unconnected == 4
+    })
+    .await;
+    t1.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_closes_connections_and_cannot_be_undone() {
+    let (t1, t2, _rx) = pair(TransportLimits::default()).await;
+    t2.detach(NodeId(2));
+    let probe = t1.clone();
+    wait_until("node 1 sees the connection close", || {
+        probe.connected_peers().is_empty()
+    })
+    .await;
+    let (inbox, _rx) = Inbox::channel(1);
+    assert!(t2.attach(NodeId(2), inbox.clone()).is_err());
+    assert!(
+        t1.attach(NodeId(3), inbox).is_err(),
+        "attach checks the node id"
+    );
+    tokio::time::timeout(WAIT, t2.wait_closed()).await.unwrap();
+    t1.close();
+}
+
+/// The dialer keeps redialing (capped exponential backoff with jitter) until the peer comes
+/// up, with no help from outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dialer_retries_until_the_peer_comes_up() {
+    let ca = dev_ca();
+    // A free port nobody listens on yet.
+    let addr2 = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c1 = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    c1.peers.insert(NodeId(2), addr2);
+    c1.limits.handshake_timeout = std::time::Duration::from_millis(200);
+    c1.limits.reconnect_backoff_max = std::time::Duration::from_millis(400);
+    let t1 = QuicTransport::bind(c1).unwrap();
+    let probe = t1.clone();
+    wait_until("a few failed dials", || probe.stats().dial_failures >= 2).await;
+
+    let t2 = QuicTransport::bind(QuicConfig::new(
+        NodeId(2),
+        addr2,
+        ca.tls_config(NodeId(2)).unwrap(),
+    ))
+    .unwrap();
+    let (inbox, mut rx2) = Inbox::channel(16);
+    t2.attach(NodeId(2), inbox).unwrap();
+    wait_until("connected", || probe.connected_peers() == [NodeId(2)]).await;
+    t1.send(heartbeat_batch(1, 2, 3));
+    let got = tokio::time::timeout(WAIT, rx2.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, heartbeat_batch(1, 2, 3));
+    t1.close();
+    t2.close();
+}
