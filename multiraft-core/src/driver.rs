@@ -152,6 +152,12 @@ impl Driver {
                     self.start_ready(ready);
                     continue;
                 }
+            } else {
+                // A write is in flight: what may leave before it (appends, heartbeats) leaves
+                // now, so that a slow fsync delays neither followers nor failure detection.
+                for batch in self.p.node.take_sends() {
+                    self.p.transport.send(batch);
+                }
             }
             tokio::select! {
                 result = poll_write(&mut self.in_flight) => {

@@ -139,6 +139,82 @@ struct Slot {
     queued: bool,
 }
 
+/// Messages being sorted by destination, with heartbeats and their acknowledgements
+/// coalesced into one message per destination node.
+#[derive(Default)]
+struct Outbox {
+    now: BTreeMap<NodeId, Vec<Message>>,
+    after: BTreeMap<NodeId, Vec<Message>>,
+    beats: BTreeMap<NodeId, Vec<Beat>>,
+    acks: BTreeMap<NodeId, Vec<(GroupId, u64)>>,
+}
+
+impl Outbox {
+    /// A message of group `id` that may leave at once.
+    fn now(&mut self, id: GroupId, m: Message) {
+        match m.body {
+            MessageBody::Heartbeat { commit } | MessageBody::Quiesce { commit } => {
+                let quiesce = matches!(m.body, MessageBody::Quiesce { .. });
+                self.beats.entry(m.to).or_default().push(Beat {
+                    group: id,
+                    term: m.term,
+                    commit,
+                    quiesce,
+                });
+            }
+            _ => self.now.entry(m.to).or_default().push(m),
+        }
+    }
+
+    /// A message of group `id` that must wait for the write.
+    fn after(&mut self, id: GroupId, m: Message) {
+        match m.body {
+            MessageBody::HeartbeatResponse => self.acks.entry(m.to).or_default().push((id, m.term)),
+            _ => self.after.entry(m.to).or_default().push(m),
+        }
+    }
+
+    /// One batch per destination: (send now, send after the write).
+    fn finish(mut self, from: NodeId) -> (Vec<MessageBatch>, Vec<MessageBatch>) {
+        let node_message = |to: NodeId, body: MessageBody| Message {
+            group: GroupId::NODE,
+            from,
+            to,
+            term: 0,
+            body,
+        };
+        for (to, mut beats) in std::mem::take(&mut self.beats) {
+            // First in its batch: liveness and commit indexes never wait behind appends.
+            let batch = self.now.entry(to).or_default();
+            let mut position = 0;
+            loop {
+                let rest = beats.split_off(beats.len().min(MAX_BEATS_PER_MESSAGE));
+                let m = node_message(to, MessageBody::Heartbeats { beats });
+                batch.insert(position, m);
+                position += 1;
+                if rest.is_empty() {
+                    break;
+                }
+                beats = rest;
+            }
+        }
+        for (to, mut acks) in std::mem::take(&mut self.acks) {
+            while !acks.is_empty() {
+                let rest = acks.split_off(acks.len().min(MAX_BEATS_PER_MESSAGE));
+                let m = node_message(to, MessageBody::HeartbeatAcks { acks });
+                self.after.entry(to).or_default().push(m);
+                acks = rest;
+            }
+        }
+        let pack = |map: BTreeMap<NodeId, Vec<Message>>| {
+            map.into_iter()
+                .map(|(to, messages)| MessageBatch { from, to, messages })
+                .collect()
+        };
+        (pack(self.now), pack(self.after))
+    }
+}
+
 /// The write of one ready, awaiting [`Node::advance`].
 struct Outstanding {
     number: u64,
@@ -166,6 +242,9 @@ pub struct Node {
     ticks: u64,
     /// A liveness beat to every peer is owed in the next ready.
     beat_due: bool,
+    /// Groups that received input since the last `take_sends` or `ready`: the only ones
+    /// `take_sends` looks at.
+    since_sends: Vec<GroupId>,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
     /// Creations and removals to put in the next write.
@@ -208,6 +287,7 @@ impl Node {
             peers: BTreeMap::new(),
             ticks: 0,
             beat_due: false,
+            since_sends: Vec::new(),
             dirty: VecDeque::new(),
             lifecycle: BTreeMap::new(),
             events: Vec::new(),
@@ -511,9 +591,12 @@ impl Node {
             if slot.group.is_quiesced() {
                 quiesced.push(*id);
             }
-            if !slot.queued && slot.group.has_ready() {
-                slot.queued = true;
-                self.dirty.push_back(*id);
+            if slot.group.has_ready() {
+                self.since_sends.push(*id);
+                if !slot.queued {
+                    slot.queued = true;
+                    self.dirty.push_back(*id);
+                }
             }
         }
         for id in quiesced {
@@ -549,6 +632,7 @@ impl Node {
     }
 
     fn mark(&mut self, id: GroupId) {
+        self.since_sends.push(id);
         if let Some(slot) = self.groups.get_mut(&id)
             && !slot.queued
         {
@@ -595,16 +679,8 @@ impl Node {
             .collect();
         ready.events = std::mem::take(&mut self.events);
         let mut persisted = Vec::new();
-        let mut now: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
-        let mut after: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
-        // Coalesced heartbeats and acknowledgements: one message per destination node.
-        let mut beats: BTreeMap<NodeId, Vec<Beat>> = BTreeMap::new();
-        let mut acks: BTreeMap<NodeId, Vec<(GroupId, u64)>> = BTreeMap::new();
-        if std::mem::take(&mut self.beat_due) {
-            for peer in self.peers.keys() {
-                beats.entry(*peer).or_default();
-            }
-        }
+        let mut outbox = self.outbox();
+        self.since_sends.clear();
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
         let cfg = Arc::clone(&self.config);
         while let Some(id) = self.dirty.pop_front() {
@@ -655,26 +731,10 @@ impl Node {
                 }
             }
             for m in out.send_now {
-                match m.body {
-                    MessageBody::Heartbeat { commit } | MessageBody::Quiesce { commit } => {
-                        let quiesce = matches!(m.body, MessageBody::Quiesce { .. });
-                        beats.entry(m.to).or_default().push(Beat {
-                            group: id,
-                            term: m.term,
-                            commit,
-                            quiesce,
-                        });
-                    }
-                    _ => now.entry(m.to).or_default().push(m),
-                }
+                outbox.now(id, m);
             }
             for m in out.send_after_write {
-                match m.body {
-                    MessageBody::HeartbeatResponse => {
-                        acks.entry(m.to).or_default().push((id, m.term))
-                    }
-                    _ => after.entry(m.to).or_default().push(m),
-                }
+                outbox.after(id, m);
             }
             if !out.apply.is_empty() {
                 ready.apply.push(Apply {
@@ -697,44 +757,7 @@ impl Node {
                 },
             }));
         }
-        let from = self.id;
-        let node_message = |to: NodeId, body: MessageBody| Message {
-            group: GroupId::NODE,
-            from,
-            to,
-            term: 0,
-            body,
-        };
-        for (to, mut beats) in beats {
-            // First in its batch: liveness and commit indexes never wait behind appends.
-            let batch = now.entry(to).or_default();
-            let mut position = 0;
-            loop {
-                let rest = beats.split_off(beats.len().min(MAX_BEATS_PER_MESSAGE));
-                let m = node_message(to, MessageBody::Heartbeats { beats });
-                batch.insert(position, m);
-                position += 1;
-                if rest.is_empty() {
-                    break;
-                }
-                beats = rest;
-            }
-        }
-        for (to, mut acks) in acks {
-            while !acks.is_empty() {
-                let rest = acks.split_off(acks.len().min(MAX_BEATS_PER_MESSAGE));
-                let m = node_message(to, MessageBody::HeartbeatAcks { acks });
-                after.entry(to).or_default().push(m);
-                acks = rest;
-            }
-        }
-        let pack = |map: BTreeMap<NodeId, Vec<Message>>| {
-            map.into_iter()
-                .map(|(to, messages)| MessageBatch { from, to, messages })
-                .collect()
-        };
-        ready.send_now = pack(now);
-        ready.send_after_write = pack(after);
+        (ready.send_now, ready.send_after_write) = outbox.finish(self.id);
         if ready.is_empty() {
             // The dirty groups had nothing after all (say, an acknowledgement that moved
             // nothing): no ready, so the caller does not pay for an empty cycle.
@@ -746,6 +769,37 @@ impl Node {
             persisted,
         });
         Some(ready)
+    }
+
+    /// Messages that may leave before any write — the leaders' appends and heartbeats,
+    /// forwarded proposals, the liveness beat — one batch per destination. For use while a
+    /// ready's write is in flight, so that a slow fsync delays neither replication to
+    /// followers (dissertation §10.2.1: the leader writes in parallel with them) nor
+    /// heartbeats. Everything else waits for the next [`Node::ready`].
+    pub fn take_sends(&mut self) -> Vec<MessageBatch> {
+        let mut outbox = self.outbox();
+        let mut touched = std::mem::take(&mut self.since_sends);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            if let Some(slot) = self.groups.get_mut(&id) {
+                for m in slot.group.take_send_now() {
+                    outbox.now(id, m);
+                }
+            }
+        }
+        outbox.finish(self.id).0
+    }
+
+    /// An outbox holding the liveness beat to every peer, if one is due.
+    fn outbox(&mut self) -> Outbox {
+        let mut outbox = Outbox::default();
+        if std::mem::take(&mut self.beat_due) {
+            for peer in self.peers.keys() {
+                outbox.beats.entry(*peer).or_default();
+            }
+        }
+        outbox
     }
 
     /// Confirms that the write of ready `number` is durable.

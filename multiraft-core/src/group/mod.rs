@@ -1149,6 +1149,17 @@ impl Group {
         ready
     }
 
+    /// Takes only the messages that may leave before any write (the leader's appends and
+    /// heartbeats, forwarded proposals); everything else stays for [`Group::ready`].
+    pub fn take_send_now(&mut self) -> Vec<Message> {
+        self.flush_appends();
+        self.flush_forward();
+        self.out
+            .as_mut()
+            .map(|o| std::mem::take(&mut o.send_now))
+            .unwrap_or_default()
+    }
+
     /// Sends proposals queued on a follower to the leader, or settles them if the leader
     /// changed meanwhile.
     fn flush_forward(&mut self) {

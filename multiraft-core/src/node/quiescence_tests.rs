@@ -421,3 +421,48 @@ fn group_state_stays_small() {
     let size = std::mem::size_of::<crate::group::Group>();
     assert!(size <= 384, "a Group is {size} bytes");
 }
+
+/// Dissertation §10.2.1 through the node: while a ready's write is in flight, `take_sends`
+/// lets the leader's appends of new proposals and its liveness beats leave at once, without
+/// waiting for the fsync, and holds back everything that depends on a write.
+#[test]
+fn appends_and_beats_leave_while_a_write_is_in_flight() {
+    let mut c = Cluster::new(1, config(false));
+    c.elect(1, 1..=1);
+    c.propose(1, 1);
+    let r = c.node(1).ready().expect("the proposal's ready");
+    assert!(c.node(1).is_write_outstanding());
+    // A second proposal and a tick arrive while the first write is in flight.
+    c.propose(1, 1);
+    c.node(1).tick();
+    assert!(c.node(1).ready().is_none(), "one write at a time");
+    let sends = c.node(1).take_sends();
+    assert_eq!(sends.iter().map(|b| b.to).collect::<Vec<_>>(), [n(2), n(3)]);
+    for b in &sends {
+        let appended: Vec<u64> = b
+            .messages
+            .iter()
+            .filter_map(|m| match &m.body {
+                MessageBody::Append { entries, .. } => Some(entries.iter().map(|e| e.index)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(appended, [3], "the second proposal's entry leaves before any write");
+        assert!(b.messages.iter().all(|m| matches!(
+            m.body,
+            MessageBody::Append { .. } | MessageBody::Heartbeats { .. }
+        )));
+        assert!(
+            b.messages.iter().any(|m| matches!(m.body, MessageBody::Heartbeats { .. })),
+            "the liveness beat owed by the tick"
+        );
+    }
+    // Nothing more to send until new input.
+    assert!(c.node(1).take_sends().is_empty());
+    let number = r.number;
+    c.handle(0, r);
+    let next = c.node(1).ready().expect("the second entry is written next");
+    assert_eq!(next.number, number + 1);
+    assert_eq!(next.write.entry_count(), 1);
+}

@@ -1,19 +1,22 @@
 //! The demo: a 3-node cluster in one process, 100 groups, 10,000 proposals.
 //!
-//! `cargo run --release -p multiraft-examples --bin demo [-- --transport quic|mem]`
+//! `cargo run --release -p multiraft-examples --bin demo [-- --transport quic|mem] [--storage redb|mem]`
 //!
 //! By default the nodes talk QUIC on loopback (127.0.0.1, one endpoint per node) with mutual
-//! TLS and development certificates generated at start; `--transport mem` keeps the
-//! in-process network.
+//! TLS and development certificates generated at start, and each keeps its log in a redb
+//! database in a fresh temporary directory (removed at the end); `--transport mem` and
+//! `--storage mem` keep the in-process parts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiraft_core::{Config, GroupId, MultiRaft, NodeId, ProposeError};
-use multiraft_examples::{ClusterNode, CountingMachine, create_groups, start_mem_cluster};
-use multiraft_testkit::MemStorage;
+use multiraft_core::{Builder, Config, GroupId, MultiRaft, NodeId, ProposeError};
+use multiraft_examples::{ClusterNode, CountingMachine, create_groups};
+use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_testkit::{MemNetwork, MemStorage};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::tls::ClusterId;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
@@ -32,16 +35,66 @@ async fn main() {
     }
 }
 
-/// Starts `nodes` nodes in this process, each with its own QUIC endpoint on loopback, a
-/// certificate from a development CA generated now, and in-memory storage.
-async fn start_quic_cluster(nodes: u64, config: &Config) -> Result<Vec<ClusterNode>, String> {
+/// Where the nodes keep their logs.
+enum StorageKind {
+    /// One redb file per node in this directory.
+    Redb(PathBuf),
+    Mem,
+}
+
+/// What the command line asked for.
+struct Options {
+    quic: bool,
+    storage: StorageKind,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let usage = "usage: demo [--transport quic|mem] [--storage redb|mem]";
+    let mut options = Options {
+        quic: true,
+        storage: StorageKind::Redb(fresh_temp_dir()),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(usage)?;
+        match (flag.as_str(), value.as_str()) {
+            ("--transport", "quic") => options.quic = true,
+            ("--transport", "mem") => options.quic = false,
+            ("--storage", "redb") => options.storage = StorageKind::Redb(fresh_temp_dir()),
+            ("--storage", "mem") => options.storage = StorageKind::Mem,
+            _ => return Err(format!("{usage}; got {flag} {value}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A directory name under the system's temporary directory that no other run uses.
+fn fresh_temp_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("multiraft-demo-{}-{nanos}", std::process::id()))
+}
+
+/// One builder per node with its transport: QUIC endpoints on loopback with certificates
+/// from a development CA generated now, or the in-process network.
+fn transports(nodes: u64, config: &Config, quic: bool) -> Result<Vec<Builder>, String> {
+    if !quic {
+        let network = MemNetwork::new();
+        return Ok((1..=nodes)
+            .map(|i| {
+                MultiRaft::builder(NodeId(i), config.clone())
+                    .transport(network.transport(NodeId(i)))
+            })
+            .collect());
+    }
     let ca = DevCa::new(ClusterId::new("demo").map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     // Bind the highest id first: a node dials the peers with higher ids, so it needs their
     // addresses.
     let mut addrs = vec![loopback; nodes as usize];
-    let mut transports = Vec::new();
+    let mut builders = Vec::new();
     for i in (1..=nodes).rev() {
         let tls = ca.tls_config(NodeId(i)).map_err(|e| e.to_string())?;
         let mut quic = QuicConfig::new(NodeId(i), loopback, tls);
@@ -50,16 +103,34 @@ async fn start_quic_cluster(nodes: u64, config: &Config) -> Result<Vec<ClusterNo
         }
         let t = QuicTransport::bind(quic).map_err(|e| e.to_string())?;
         addrs[i as usize - 1] = t.local_addr().map_err(|e| e.to_string())?;
-        transports.push(t);
+        builders.push(MultiRaft::builder(NodeId(i), config.clone()).transport(t));
     }
-    transports.reverse();
+    builders.reverse();
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    println!("demo: QUIC endpoints {}", list.join(", "));
+    Ok(builders)
+}
+
+/// Starts the nodes: transport, storage and a counting state machine each.
+async fn start_cluster(config: &Config, options: &Options) -> Result<Vec<ClusterNode>, String> {
     let mut out = Vec::new();
-    for (t, i) in transports.into_iter().zip(1..) {
+    for (builder, i) in transports(NODES, config, options.quic)?
+        .into_iter()
+        .zip(1..)
+    {
+        let builder = match &options.storage {
+            StorageKind::Redb(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let path = dir.join(format!("node{i}.redb"));
+                let storage =
+                    RedbStorage::open(&path, RedbOptions::default()).map_err(|e| e.to_string())?;
+                builder.storage(storage)
+            }
+            StorageKind::Mem => builder.storage(MemStorage::new()),
+        };
         let applied = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&applied);
-        let handle = MultiRaft::builder(NodeId(i), config.clone())
-            .storage(MemStorage::new())
-            .transport(t)
+        let handle = builder
             .state_machines(move |_| CountingMachine::new(Arc::clone(&counter)))
             .seed(i)
             .start()
@@ -67,42 +138,30 @@ async fn start_quic_cluster(nodes: u64, config: &Config) -> Result<Vec<ClusterNo
             .map_err(|e| e.to_string())?;
         out.push(ClusterNode { handle, applied });
     }
-    println!(
-        "demo: QUIC endpoints {}",
-        addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     Ok(out)
-}
-
-/// `--transport quic` (the default) or `--transport mem`.
-fn quic_transport_wanted() -> Result<bool, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] | ["--transport", "quic"] => Ok(true),
-        ["--transport", "mem"] => Ok(false),
-        _ => Err(format!("usage: demo [--transport quic|mem]; got {args:?}")),
-    }
 }
 
 async fn run() -> Result<(), String> {
     let start = Instant::now();
+    let options = parse_options()?;
     let mut config = Config::default();
+    // Short ticks for a quick demo, with an election timeout (0.3-0.6 s) long enough that a
+    // slow disk or a busy machine does not trigger needless elections.
     config.tick_interval = Duration::from_millis(10);
-    let cluster = if quic_transport_wanted()? {
-        println!(
-            "demo: starting {NODES} nodes in one process (QUIC on loopback with mutual TLS, in-memory storage)"
-        );
-        start_quic_cluster(NODES, &config).await?
+    config.election_timeout_min_ticks = 30;
+    config.election_timeout_max_ticks = 60;
+    config.heartbeat_interval_ticks = 5;
+    let transport = if options.quic {
+        "QUIC on loopback with mutual TLS"
     } else {
-        println!("demo: starting {NODES} nodes in one process (in-memory storage and network)");
-        start_mem_cluster(NODES, &config)
-            .await
-            .map_err(|e| e.to_string())?
+        "in-process network"
     };
+    let storage = match &options.storage {
+        StorageKind::Redb(dir) => format!("redb files in {}", dir.display()),
+        StorageKind::Mem => "in-memory storage".to_string(),
+    };
+    println!("demo: starting {NODES} nodes in one process ({transport}, {storage})");
+    let cluster = start_cluster(&config, &options).await?;
     let leaders = create_groups(&cluster, GROUPS, TIMEOUT).await?;
     println!(
         "demo: {GROUPS} groups created, every group has a leader ({:.2} s)",
@@ -167,6 +226,10 @@ async fn run() -> Result<(), String> {
     println!("demo: leaders spread over {} nodes", distinct_leaders.len());
     for n in &cluster {
         n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    drop(cluster);
+    if let StorageKind::Redb(dir) = &options.storage {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     println!(
         "demo: {GROUPS} groups, {PROPOSALS} proposals applied on every replica in {secs:.2} s"
