@@ -448,13 +448,19 @@ fn appends_and_beats_leave_while_a_write_is_in_flight() {
             })
             .flatten()
             .collect();
-        assert_eq!(appended, [3], "the second proposal's entry leaves before any write");
+        assert_eq!(
+            appended,
+            [3],
+            "the second proposal's entry leaves before any write"
+        );
         assert!(b.messages.iter().all(|m| matches!(
             m.body,
             MessageBody::Append { .. } | MessageBody::Heartbeats { .. }
         )));
         assert!(
-            b.messages.iter().any(|m| matches!(m.body, MessageBody::Heartbeats { .. })),
+            b.messages
+                .iter()
+                .any(|m| matches!(m.body, MessageBody::Heartbeats { .. })),
             "the liveness beat owed by the tick"
         );
     }
