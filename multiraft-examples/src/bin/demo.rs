@@ -24,6 +24,8 @@ use multiraft_transport_quic::{QuicConfig, QuicTransport};
 const NODES: u64 = 3;
 const GROUPS: u64 = 100;
 const PROPOSALS: u64 = 10_000;
+/// Proposals outstanding at once.
+const IN_FLIGHT: usize = 500;
 /// Bound on every wait, so the demo fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -169,11 +171,19 @@ async fn run() -> Result<(), String> {
     );
 
     // Every proposal goes to a node chosen round-robin; followers forward to the leader.
+    // Clients keep at most IN_FLIGHT proposals outstanding, as a real client pool would; an
+    // unbounded burst would only measure how the transport's bounded queues drop.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = Vec::new();
     for i in 0..PROPOSALS {
         let group = GroupId(i % GROUPS + 1);
         let node = cluster[(i % NODES) as usize].handle.clone();
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         tasks.push(tokio::spawn(async move {
+            let _permit = permit;
             let command = format!("set k{i} {i}");
             // A proposal that raced an election gets a definite "not appended" answer and
             // is retried; an indeterminate one is reported, never silently retried.
