@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,6 +116,8 @@ pub(crate) struct Driver {
     /// Create/remove calls whose change is not yet in a ready.
     lifecycle_waiting: Vec<oneshot::Sender<Result<(), GroupError>>>,
     in_flight: Option<InFlight>,
+    /// A write that failed as soon as it was issued: the loop stops on it.
+    failed: Option<StorageError>,
     stopping: bool,
 }
 
@@ -131,6 +134,7 @@ impl Driver {
             next_tick,
             lifecycle_waiting: Vec::new(),
             in_flight: None,
+            failed: None,
             stopping: false,
         }
     }
@@ -144,6 +148,9 @@ impl Driver {
     pub(crate) async fn run(mut self) -> Result<(), StopError> {
         let mut tick = self.tick_future();
         let result = loop {
+            if let Some(e) = self.failed.take() {
+                break Err(StopError::Storage(e));
+            }
             if self.in_flight.is_none() {
                 if self.stopping {
                     break Ok(());
@@ -362,11 +369,18 @@ impl Driver {
                 self.fail_group(*group, Indeterminate::LeadershipChanged);
             }
         }
-        let write_future: WriteFuture = if write.is_empty() {
+        let mut write_future: WriteFuture = if write.is_empty() {
             Box::pin(async { Ok(()) })
         } else {
             let storage = Arc::clone(&self.p.storage);
             Box::pin(async move { storage.write(write).await })
+        };
+        // A write that completes at once (nothing to write, or a storage that finishes
+        // without waiting) is taken as done here, saving a pass through the select loop.
+        let mut cx = Context::from_waker(Waker::noop());
+        let done = match write_future.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
         };
         self.in_flight = Some(InFlight {
             number,
@@ -375,6 +389,11 @@ impl Driver {
             events,
             lifecycle: std::mem::take(&mut self.lifecycle_waiting),
         });
+        match done {
+            Some(Ok(())) => self.finish_write(),
+            Some(Err(e)) => self.failed = Some(e),
+            None => {}
+        }
     }
 
     fn finish_write(&mut self) {

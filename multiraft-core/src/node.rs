@@ -781,13 +781,16 @@ impl Node {
         let mut touched = std::mem::take(&mut self.since_sends);
         touched.sort_unstable();
         touched.dedup();
-        for id in touched {
-            if let Some(slot) = self.groups.get_mut(&id) {
+        for id in &touched {
+            if let Some(slot) = self.groups.get_mut(id) {
                 for m in slot.group.take_send_now() {
-                    outbox.now(id, m);
+                    outbox.now(*id, m);
                 }
             }
         }
+        // Keep the capacity: this runs on every wake while a write is in flight.
+        touched.clear();
+        self.since_sends = touched;
         outbox.finish(self.id).0
     }
 

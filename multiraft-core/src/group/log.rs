@@ -52,9 +52,13 @@ impl Log {
         }
     }
 
-    /// Returns the spare capacity of the entry vector.
+    /// Returns the spare capacity of the entry vector when it is more than the entries
+    /// themselves: it matters for the many short logs of idle groups, and copying a long log
+    /// each time a busy group pauses would cost far more than its spare capacity.
     pub(crate) fn shrink(&mut self) {
-        self.entries.shrink_to_fit();
+        if self.entries.capacity() > 2 * self.entries.len() {
+            self.entries.shrink_to_fit();
+        }
     }
 
     pub(crate) fn last_index(&self) -> u64 {

@@ -149,8 +149,7 @@ pub struct Group {
     quiesced: bool,
     /// The (term, leader) last reported in an event.
     reported: (u64, Option<NodeId>),
-    /// Outputs accumulated since the last ready; `None` (no allocation) when there are none,
-    /// which is the state of every quiesced group.
+    /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<GroupReady>>,
 }
 
@@ -425,6 +424,9 @@ impl Group {
         self.log.shrink();
         self.progress.shrink();
         self.forward = Vec::new();
+        if self.out.as_ref().is_some_and(|o| o.is_empty()) {
+            self.out = None;
+        }
     }
 
     fn quorum_active(&self) -> bool {
@@ -1140,7 +1142,13 @@ impl Group {
     pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> GroupReady {
         self.flush_appends();
         self.flush_forward();
-        let mut ready = self.out.take().map(|b| *b).unwrap_or_default();
+        // The buffer stays allocated while the group is busy (no allocation per ready); a
+        // quiet group frees it.
+        let mut ready = self
+            .out
+            .as_mut()
+            .map(|b| std::mem::take(&mut **b))
+            .unwrap_or_default();
         if std::mem::take(&mut self.hard_state_dirty) {
             ready.hard_state = Some(self.hard_state());
         }

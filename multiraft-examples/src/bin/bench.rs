@@ -57,6 +57,7 @@ async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(10);
+    config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
     let cluster = start_mem_cluster(3, &config)
         .await
         .map_err(|e| e.to_string())?;
