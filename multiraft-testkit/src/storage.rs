@@ -334,29 +334,11 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multiraft_core::{Bytes, NodeId, Payload, ProposalId};
+    use crate::conformance::entries;
+    use multiraft_core::NodeId;
 
     const G1: GroupId = GroupId(1);
     const G2: GroupId = GroupId(2);
-
-    fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            payload: Payload::Command {
-                id: ProposalId {
-                    node: NodeId(1),
-                    seq: index,
-                },
-                data: Bytes::from(format!("{index}@{term}")),
-            },
-        }
-    }
-
-    /// Entries `first..=last`, all of `term`.
-    fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
-        (first..=last).map(|i| entry(i, term)).collect()
-    }
 
     fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
         GroupWrite {
