@@ -27,6 +27,20 @@ impl WriteBatch {
     pub fn entry_count(&self) -> usize {
         self.groups.iter().map(|g| g.entries.len()).sum()
     }
+
+    /// Checks that no group appears twice, as the node layer guarantees. For `Storage`
+    /// implementations: run it (and [`GroupWrite::validate`] per group) before changing
+    /// anything, so that a batch breaking the contract is refused whole.
+    pub fn validate_groups_distinct(&self) -> Result<(), StorageError> {
+        if self.groups.len() > 1 {
+            let mut ids: Vec<GroupId> = self.groups.iter().map(|g| g.group).collect();
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(corrupt(w[0], "appears twice in one batch"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What to persist for one group.
@@ -43,6 +57,51 @@ pub struct GroupWrite {
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
     pub entries: Vec<Entry>,
+}
+
+impl GroupWrite {
+    /// Checks this record against the [`Storage`] contract, given the index of the last
+    /// entry the group has in storage now (0 for none): a removal carries nothing else, and
+    /// the entries are consecutive and start at or below `stored_last_index + 1` (no hole).
+    /// Errors are [`StorageError::Corrupt`]: the node layer never builds such a record.
+    pub fn validate(&self, stored_last_index: u64) -> Result<(), StorageError> {
+        let group = self.group;
+        if self.remove {
+            if self.membership.is_some() || self.hard_state.is_some() || !self.entries.is_empty() {
+                return Err(corrupt(group, "remove comes with other fields"));
+            }
+            return Ok(());
+        }
+        let Some(first) = self.entries.first() else {
+            return Ok(());
+        };
+        let last = stored_last_index;
+        if first.index == 0 || first.index > last + 1 {
+            return Err(corrupt(
+                group,
+                &format!("append at {} leaves a hole after {last}", first.index),
+            ));
+        }
+        if let Some((i, e)) = self
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(i, e)| e.index != first.index + *i as u64)
+        {
+            return Err(corrupt(
+                group,
+                &format!(
+                    "entries not consecutive: index {} at position {i} after {}",
+                    e.index, first.index
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(group: GroupId, what: &str) -> StorageError {
+    StorageError::Corrupt(format!("{group}: {what}"))
 }
 
 /// One group's persisted state, as returned by [`Storage::load`].

@@ -1,5 +1,6 @@
-//! Runnable multiraft programs: the `demo` cluster and the `bench` benchmark. This library
-//! holds what they share: an in-process cluster on the testkit's in-memory parts.
+//! Runnable multiraft programs: the `demo` cluster and the benchmarks. This library holds
+//! what they share: an in-process cluster on the testkit's in-memory parts, two small state
+//! machines, command-line flags and process measurements.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,57 @@ use multiraft_core::{
     Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, StartError, StateMachine,
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
+
+pub mod flags;
+pub mod measure;
+
+/// A fresh directory for a program's files, removed (with everything in it) when dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: std::path::PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `<parent>/multiraft-<name>-<pid>-<nanos>`: no other run uses it.
+    pub fn new(parent: &std::path::Path, name: &str) -> Result<ScratchDir, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = parent.join(format!("multiraft-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(ScratchDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The path of `name` in the directory, with no file there (a leftover is removed).
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Best effort: a directory the program could not remove is left for the OS to clean.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A state machine that answers each command with the index it was applied at, and keeps
+/// nothing: for benchmarks, where applying should cost next to nothing.
+#[derive(Debug, Default)]
+pub struct IndexMachine;
+
+impl StateMachine for IndexMachine {
+    fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
+        Bytes::copy_from_slice(&index.to_le_bytes())
+    }
+}
 
 /// A state machine that counts the commands it applied, in a counter shared by every group
 /// of its node, so a program can watch a whole node's progress.

@@ -6,7 +6,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use multiraft_core::{Entry, GroupId, GroupWrite, LoadedGroup, Storage, StorageError, WriteBatch};
+use multiraft_core::{Entry, GroupId, LoadedGroup, Storage, StorageError, WriteBatch};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, StorageBackend, TableError,
     WriteTransaction,
@@ -14,8 +14,8 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::codec::{
-    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, corrupt, decode_entry,
-    decode_meta, decode_term, encode_entry, encode_meta, redb_error,
+    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, LOG_TABLE, corrupt, decode_entry, decode_meta,
+    decode_term, encode_entry, encode_meta, redb_error,
 };
 
 /// The on-disk format this build reads and writes. Stored at creation and checked at open;
@@ -317,16 +317,7 @@ fn commit(db: &Database, batch: &WriteBatch) -> Result<(), Failure> {
 }
 
 fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
-    if batch.groups.len() > 1 {
-        let mut ids: Vec<GroupId> = batch.groups.iter().map(|g| g.group).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Failure::Invalid(corrupt(
-                w[0],
-                "appears twice in one batch",
-            )));
-        }
-    }
+    batch.validate_groups_distinct().map_err(Failure::Invalid)?;
     let mut groups = txn.open_table(GROUPS_TABLE)?;
     let mut log = txn.open_table(LOG_TABLE)?;
 
@@ -337,7 +328,9 @@ fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
             Some(v) => Some(decode_meta(write.group.0, v.value()).map_err(Failure::Fatal)?),
             None => None,
         };
-        validate(meta.as_ref(), write).map_err(Failure::Invalid)?;
+        write
+            .validate(meta.as_ref().map_or(0, |m| m.last_index))
+            .map_err(Failure::Invalid)?;
         metas.push(meta);
     }
 
@@ -370,42 +363,6 @@ fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
             meta.last_term = last.term;
         }
         groups.insert(g, encode_meta(&meta).map_err(Failure::Fatal)?.as_slice())?;
-    }
-    Ok(())
-}
-
-/// The `Storage` contract for one group, checked against its stored metadata.
-fn validate(meta: Option<&GroupMeta>, write: &GroupWrite) -> Result<(), StorageError> {
-    let group = write.group;
-    if write.remove {
-        if write.membership.is_some() || write.hard_state.is_some() || !write.entries.is_empty() {
-            return Err(corrupt(group, "remove comes with other fields"));
-        }
-        return Ok(());
-    }
-    let Some(first) = write.entries.first() else {
-        return Ok(());
-    };
-    let last = meta.map_or(0, |m| m.last_index);
-    if first.index == 0 || first.index > last + 1 {
-        return Err(corrupt(
-            group,
-            &format!("append at {} leaves a hole after {last}", first.index),
-        ));
-    }
-    if let Some((i, e)) = write
-        .entries
-        .iter()
-        .enumerate()
-        .find(|(i, e)| e.index != first.index + *i as u64)
-    {
-        return Err(corrupt(
-            group,
-            &format!(
-                "entries not consecutive: index {} at position {i} after {}",
-                e.index, first.index
-            ),
-        ));
     }
     Ok(())
 }

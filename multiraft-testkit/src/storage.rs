@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, Storage, StorageError,
-    WriteBatch,
+    Entry, GroupId, HardState, LoadedGroup, Membership, Storage, StorageError, WriteBatch,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -180,56 +179,14 @@ impl MemStorage {
 
 /// Checks `batch` against `image` without changing anything.
 fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
-    if batch.groups.len() > 1 {
-        let mut ids: Vec<GroupId> = batch.groups.iter().map(|g| g.group).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(corrupt(w[0], "appears twice in one batch"));
-        }
-    }
+    batch.validate_groups_distinct()?;
     for write in &batch.groups {
-        validate_group(image, write)?;
+        let last = image
+            .get(&write.group)
+            .map_or(0, |g| g.entries.len() as u64);
+        write.validate(last)?;
     }
     Ok(())
-}
-
-fn validate_group(image: &Image, write: &GroupWrite) -> Result<(), StorageError> {
-    let group = write.group;
-    if write.remove {
-        if write.membership.is_some() || write.hard_state.is_some() || !write.entries.is_empty() {
-            return Err(corrupt(group, "remove comes with other fields"));
-        }
-        return Ok(());
-    }
-    let Some(first) = write.entries.first() else {
-        return Ok(());
-    };
-    let last = image.get(&group).map_or(0, |g| g.entries.len() as u64);
-    if first.index == 0 || first.index > last + 1 {
-        return Err(corrupt(
-            group,
-            &format!("append at {} leaves a hole after {last}", first.index),
-        ));
-    }
-    if let Some((i, e)) = write
-        .entries
-        .iter()
-        .enumerate()
-        .find(|(i, e)| e.index != first.index + *i as u64)
-    {
-        return Err(corrupt(
-            group,
-            &format!(
-                "entries not consecutive: index {} at position {i} after {}",
-                e.index, first.index
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn corrupt(group: GroupId, what: &str) -> StorageError {
-    StorageError::Corrupt(format!("{group}: {what}"))
 }
 
 /// Applies a validated batch.
@@ -335,7 +292,7 @@ impl Storage for MemStorage {
 mod tests {
     use super::*;
     use crate::conformance::entries;
-    use multiraft_core::NodeId;
+    use multiraft_core::{GroupWrite, NodeId};
 
     const G1: GroupId = GroupId(1);
     const G2: GroupId = GroupId(2);

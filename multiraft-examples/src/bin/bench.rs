@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use multiraft_core::{Config, GroupId};
+use multiraft_examples::flags::{Flags, unknown};
+use multiraft_examples::measure::process_cpu_secs;
 use multiraft_examples::{create_groups, start_mem_cluster};
 
 struct Args {
@@ -28,18 +30,14 @@ fn parse_args() -> Result<Args, String> {
         secs: 10,
         bytes: 16,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let n: u64 = value
-            .parse()
-            .map_err(|_| format!("{flag}: not a number: {value}"))?;
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--groups" => a.groups = n.max(1),
-            "--clients" => a.clients = n.max(1),
-            "--secs" => a.secs = n.max(1),
-            "--bytes" => a.bytes = n as usize,
-            _ => return Err(format!("unknown flag {flag}")),
+            "--groups" => a.groups = flags.number(&flag)?.max(1),
+            "--clients" => a.clients = flags.number(&flag)?.max(1),
+            "--secs" => a.secs = flags.number(&flag)?.max(1),
+            "--bytes" => a.bytes = flags.number(&flag)? as usize,
+            _ => return Err(unknown(&flag)),
         }
     }
     Ok(a)
@@ -133,16 +131,4 @@ async fn run() -> Result<(), String> {
         n.handle.shutdown().await.map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// User plus system CPU time of this process, from /proc (Linux), in seconds.
-fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // Linux reports these in clock ticks of 100 Hz on every platform Rust supports here.
-    Some((utime + stime) / 100.0)
 }

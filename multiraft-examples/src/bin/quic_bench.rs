@@ -18,6 +18,7 @@ use multiraft_core::{
     Bytes, Entry, GroupId, Inbox, Message, MessageBatch, MessageBody, NodeId, Payload, ProposalId,
     Transport,
 };
+use multiraft_examples::flags::{Flags, unknown};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::tls::ClusterId;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
@@ -39,19 +40,15 @@ fn parse_args() -> Result<Args, String> {
         bytes: 64,
         groups: 1000,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let n: u64 = value
-            .parse()
-            .map_err(|_| format!("{flag}: not a number: {value}"))?;
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--secs" => a.secs = n.max(1),
-            "--batch" => a.batch = n.max(1),
-            "--window" => a.window = n.max(1),
-            "--bytes" => a.bytes = n as usize,
-            "--groups" => a.groups = n.max(1),
-            _ => return Err(format!("unknown flag {flag}")),
+            "--secs" => a.secs = flags.number(&flag)?.max(1),
+            "--batch" => a.batch = flags.number(&flag)?.max(1),
+            "--window" => a.window = flags.number(&flag)?.max(1),
+            "--bytes" => a.bytes = flags.number(&flag)? as usize,
+            "--groups" => a.groups = flags.number(&flag)?.max(1),
+            _ => return Err(unknown(&flag)),
         }
     }
     Ok(a)

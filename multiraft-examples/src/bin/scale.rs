@@ -1,8 +1,9 @@
 //! How the cost of a node grows with the number of groups: a 3-node cluster in one process.
 //!
-//! `cargo run --release -p multiraft-examples --bin scale -- --groups 100000 [--idle-secs 10]`
+//! `cargo run --release -p multiraft-examples --bin scale -- --groups 100000 [--idle-secs 10] [--skip-raft] [--skip-driver] [--current-thread]`
 //!
-//! Two phases, each on a fresh cluster:
+//! Two phases, each on a fresh cluster (skip either; run them apart for RSS figures that the
+//! other phase's freed memory does not distort):
 //!
 //! 1. **Raft layer** (three sans-IO `Node`s in this thread, writes discarded): time to create
 //!    every group on every node and elect a leader per group (leaders spread round-robin with
@@ -10,9 +11,11 @@
 //!    (an upper bound: it includes what the allocator kept from the election traffic); the
 //!    messages one node sends another per tick once idle.
 //! 2. **Driver** (three `MultiRaft` nodes on the testkit's in-memory storage and network,
-//!    real 50 ms ticks): the same groups created and elected through the API, then the
+//!    real 50 ms ticks): the same groups created and elected through the API in the same
+//!    chunks (each chunk quiesced before the next is created), then the
 //!    process's CPU use while idle, from /proc over `--idle-secs` seconds of real time, and
-//!    the batches one node sends another per second.
+//!    the batches one node sends another per second. The three event loops share a tokio
+//!    runtime of two worker threads, or one thread with `--current-thread`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,12 +25,16 @@ use multiraft_core::{
     Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
 };
 use multiraft_examples::CountingMachine;
+use multiraft_examples::flags::{Flags, unknown};
+use multiraft_examples::measure::{process_cpu_secs, rss_bytes};
 use multiraft_testkit::{MemNetwork, MemStorage};
 
 struct Args {
     groups: u64,
     idle_secs: u64,
     skip_driver: bool,
+    skip_raft: bool,
+    current_thread: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,51 +42,21 @@ fn parse_args() -> Result<Args, String> {
         groups: 10_000,
         idle_secs: 10,
         skip_driver: false,
+        skip_raft: false,
+        current_thread: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--skip-driver" {
-            a.skip_driver = true;
-            continue;
-        }
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let n: u64 = value
-            .parse()
-            .map_err(|_| format!("{flag}: not a number: {value}"))?;
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
-            "--groups" => a.groups = n.max(1),
-            "--idle-secs" => a.idle_secs = n.max(1),
-            _ => return Err(format!("unknown flag {flag}")),
+            "--skip-driver" => a.skip_driver = true,
+            "--skip-raft" => a.skip_raft = true,
+            "--current-thread" => a.current_thread = true,
+            "--groups" => a.groups = flags.number(&flag)?.max(1),
+            "--idle-secs" => a.idle_secs = flags.number(&flag)?.max(1),
+            _ => return Err(unknown(&flag)),
         }
     }
     Ok(a)
-}
-
-/// Resident set size of this process, from /proc (Linux).
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-/// User plus system CPU time of this process, from /proc (Linux), in seconds.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Three sans-IO nodes delivered by hand; writes are acknowledged and discarded.
@@ -133,7 +110,7 @@ impl Layer {
 }
 
 fn raft_layer(groups: u64) -> Result<(), String> {
-    let rss0 = rss_bytes();
+    let rss0 = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let mut layer = Layer {
         nodes: (1..=3)
@@ -179,17 +156,17 @@ fn raft_layer(groups: u64) -> Result<(), String> {
         first = last + 1;
     }
     let elected = t0.elapsed();
-    let rss = rss_bytes().saturating_sub(rss0);
+    let rss = rss_bytes().unwrap_or(0).saturating_sub(rss0);
     // Idle: CPU time (not wall time, which other processes on the machine distort) of
     // ticking all three nodes, delivering their liveness beats.
     layer.messages = [[0; 3]; 3];
     layer.per_group_messages = 0;
     let idle_ticks = 2_000;
-    let cpu0 = cpu_secs();
+    let cpu0 = process_cpu_secs().unwrap_or(0.0);
     for _ in 0..idle_ticks {
         layer.tick();
     }
-    let per_tick_us = (cpu_secs() - cpu0) * 1e6 / f64::from(idle_ticks);
+    let per_tick_us = (process_cpu_secs().unwrap_or(0.0) - cpu0) * 1e6 / f64::from(idle_ticks);
     let pair = layer.messages[0][1] as f64 / f64::from(idle_ticks);
     println!(
         "scale raft-layer: groups={groups} replicas={}: created in {:.2} s, created+elected+quiesced in {:.2} s ({ticks} ticks in all), \
@@ -204,7 +181,7 @@ fn raft_layer(groups: u64) -> Result<(), String> {
 }
 
 async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
-    let rss0 = rss_bytes();
+    let rss0 = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let network = MemNetwork::new();
     let config = Config::default();
@@ -221,76 +198,49 @@ async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
         nodes.push(node);
     }
     let nodes = Arc::new(nodes);
-    // Many calls in flight per node, so that creations share writes.
-    const IN_FLIGHT: u64 = 256;
-    let mut tasks = Vec::new();
-    for i in 0..3usize {
-        for lane in 0..IN_FLIGHT {
-            let nodes = Arc::clone(&nodes);
-            tasks.push(tokio::spawn(async move {
-                let members = Membership::voters([1, 2, 3]);
-                let mut g = lane + 1;
-                while g <= groups {
-                    nodes[i]
-                        .create_group(GroupId(g), members.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    g += IN_FLIGHT;
-                }
-                Ok::<(), String>(())
-            }));
-        }
-    }
-    for t in tasks.drain(..) {
-        t.await.map_err(|e| e.to_string())??;
-    }
-    let created = t0.elapsed();
-    for lane in 0..IN_FLIGHT {
-        let nodes = Arc::clone(&nodes);
-        tasks.push(tokio::spawn(async move {
-            let mut g = lane + 1;
-            while g <= groups {
-                nodes[(g % 3) as usize]
-                    .campaign(GroupId(g))
+    // Groups are brought up CHUNK at a time, as in the raft-layer phase: a chunk is created
+    // on every node, its leaders are placed with `campaign`, and the next chunk starts once
+    // the chunk has quiesced. Creating everything first would leave a million groups
+    // active (ticked every 50 ms) and electing on their own timers all at once.
+    const CHUNK: u64 = 10_000;
+    let mut created = Duration::ZERO;
+    let mut first = 1;
+    while first <= groups {
+        let last = (first + CHUNK - 1).min(groups);
+        let t = Instant::now();
+        for_each_group(&nodes, first, last, |nodes, g| async move {
+            let members = Membership::voters([1, 2, 3]);
+            for n in nodes.iter() {
+                n.create_group(GroupId(g), members.clone())
                     .await
-                    .map_err(|e| e.to_string())?;
-                g += IN_FLIGHT;
+                    .map_err(|e| format!("create {g}: {e}"))?;
             }
             Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let mut active = 0;
-        for n in nodes.iter() {
-            active += n
-                .node_status()
+        })
+        .await?;
+        created += t.elapsed();
+        for_each_group(&nodes, first, last, |nodes, g| async move {
+            nodes[(g % 3) as usize]
+                .campaign(GroupId(g))
                 .await
-                .map_err(|e| e.to_string())?
-                .active_groups;
-        }
-        if active == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{active} groups still active after 600 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+                .map_err(|e| format!("campaign {g}: {e}"))
+        })
+        .await?;
+        wait_quiesced(&nodes).await?;
+        first = last + 1;
     }
     let elected = t0.elapsed();
-    let rss = rss_bytes().saturating_sub(rss0);
-    let cpu0 = cpu_secs();
+    let rss = rss_bytes().unwrap_or(0).saturating_sub(rss0);
+    eprintln!("scale driver: {groups} groups quiesced; measuring idle for {idle_secs} s");
+    let cpu0 = process_cpu_secs().unwrap_or(0.0);
     let sent0 = network.batches_sent();
     let t_idle = Instant::now();
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let secs = t_idle.elapsed().as_secs_f64();
-    let cpu = (cpu_secs() - cpu0) / secs * 100.0;
+    let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
     let pair_per_sec = (network.batches_sent() - sent0) as f64 / 6.0 / secs;
     println!(
-        "scale driver: groups={groups} replicas={}: created in {:.2} s, created+elected+quiesced in {:.2} s, \
+        "scale driver: groups={groups} replicas={}: creation calls took {:.2} s, created+elected+quiesced in {:.2} s, \
          RSS {:.0} bytes per replica (with in-memory storage), idle CPU {cpu:.2} % of one core over {secs:.1} s, \
          {pair_per_sec:.1} batches per node pair per second (tick rate {:.0}/s)",
         groups * 3,
@@ -305,6 +255,59 @@ async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `call(nodes, g)` for every group `g` in `first..=last`, 256 calls in flight, so
+/// that creations share storage writes as concurrent callers' would.
+async fn for_each_group<F, Fut>(
+    nodes: &Arc<Vec<MultiRaft>>,
+    first: u64,
+    last: u64,
+    call: F,
+) -> Result<(), String>
+where
+    F: Fn(Arc<Vec<MultiRaft>>, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    const IN_FLIGHT: u64 = 256;
+    let mut tasks = Vec::new();
+    for lane in 0..IN_FLIGHT.min(last - first + 1) {
+        let (nodes, call) = (Arc::clone(nodes), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut g = first + lane;
+            while g <= last {
+                call(Arc::clone(&nodes), g).await?;
+                g += IN_FLIGHT;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Waits until no node has an active group (bounded: 600 s).
+async fn wait_quiesced(nodes: &[MultiRaft]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut active = 0;
+        for n in nodes {
+            active += n
+                .node_status()
+                .await
+                .map_err(|e| e.to_string())?
+                .active_groups;
+        }
+        if active == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{active} groups still active after 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -313,18 +316,23 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = raft_layer(args.groups) {
+    if !args.skip_raft
+        && let Err(e) = raft_layer(args.groups)
+    {
         eprintln!("scale failed: {e}");
         std::process::exit(1);
     }
     if args.skip_driver {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut rt = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    let rt = rt.enable_all().build().expect("tokio runtime");
     if let Err(e) = rt.block_on(driver(args.groups, args.idle_secs)) {
         eprintln!("scale failed: {e}");
         std::process::exit(1);

@@ -1,16 +1,21 @@
 //! Soaks the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [-v] [--twice]
+//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--jobs J] [-v] [--twice]
 //! ```
 //!
 //! Runs seeds `S..S+N` (each with a fault mix derived from its seed; `--nodes`, `--groups`
 //! and `--secs` override the derived values), prints every violation with its replay
 //! command and a progress line now and then, and ends with `sim: <N> seeds, <V> violations`.
 //! The exit status is 0 only when there were no violations. `-v` prints each run's report;
-//! `--twice` runs every seed twice and counts differing results as a violation.
+//! `--twice` runs every seed twice and counts differing results as a violation. `--jobs`
+//! runs that many seeds at once on their own threads (default: the number of CPUs); every
+//! seed is still one deterministic single-threaded simulation, so the set of violations does
+//! not depend on it — only the order they are printed in.
 
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use multiraft_testkit::sim::{SimConfig, Simulation};
@@ -21,9 +26,12 @@ struct Args {
     nodes: Option<usize>,
     groups: Option<usize>,
     secs: Option<u64>,
+    jobs: usize,
     verbose: bool,
     twice: bool,
 }
+
+const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--jobs J] [-v] [--twice]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -32,6 +40,7 @@ fn parse() -> Result<Args, String> {
         nodes: None,
         groups: None,
         secs: None,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         verbose: false,
         twice: false,
     };
@@ -49,15 +58,11 @@ fn parse() -> Result<Args, String> {
             "--nodes" => a.nodes = Some(value()? as usize),
             "--groups" => a.groups = Some(value()? as usize),
             "--secs" => a.secs = Some(value()?),
+            "--jobs" => a.jobs = value()? as usize,
             "-v" | "--verbose" => a.verbose = true,
             "--twice" => a.twice = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [-v] [--twice]"
-                        .to_string(),
-                );
-            }
-            other => return Err(format!("unknown argument {other}")),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     if let Some(n) = a.nodes
@@ -65,7 +70,89 @@ fn parse() -> Result<Args, String> {
     {
         return Err("--nodes must be 1 to 9".to_string());
     }
+    if !(1..=256).contains(&a.jobs) {
+        return Err("--jobs must be 1 to 256".to_string());
+    }
     Ok(a)
+}
+
+/// Totals shared by the worker threads.
+struct Tally {
+    started: Instant,
+    /// Seeds finished so far.
+    done: AtomicU64,
+    violations: AtomicU64,
+    steps: AtomicU64,
+    /// When the last progress line was printed; the lock also keeps lines whole.
+    last_progress: Mutex<Instant>,
+}
+
+/// Runs one seed, printing any violation; returns whether it held.
+fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
+    let mut cfg = SimConfig::for_seed(seed);
+    if let Some(n) = args.nodes {
+        cfg.nodes = n;
+    }
+    if let Some(g) = args.groups {
+        cfg.groups = g;
+    }
+    if let Some(s) = args.secs {
+        cfg.secs = s;
+    }
+    if args.verbose {
+        eprintln!("seed {seed}: {}", cfg.summary());
+    }
+    let again = args.twice.then(|| Simulation::new(cfg.clone()).run());
+    match Simulation::new(cfg).run() {
+        Ok(r) => {
+            tally.steps.fetch_add(r.steps, Ordering::Relaxed);
+            if args.verbose {
+                eprintln!("{r:?}");
+            }
+            if let Some(again) = again
+                && again.as_ref().ok() != Some(&r)
+            {
+                println!(
+                    "violation of determinism: seed {seed} ran twice with different results: {r:?} then {again:?}"
+                );
+                return false;
+            }
+            true
+        }
+        Err(v) => {
+            println!("{v}");
+            false
+        }
+    }
+}
+
+/// Takes seeds from `next` until the range is used up.
+fn worker(args: &Args, next: &AtomicU64, tally: &Tally) {
+    let end = args.start.saturating_add(args.seeds);
+    loop {
+        let seed = next.fetch_add(1, Ordering::Relaxed);
+        if seed >= end {
+            return;
+        }
+        if !run_seed(args, seed, tally) {
+            tally.violations.fetch_add(1, Ordering::Relaxed);
+        }
+        let done = tally.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = tally
+            .last_progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.elapsed().as_secs() >= 5 || done == args.seeds {
+            *last = Instant::now();
+            eprintln!(
+                "sim: {done}/{} seeds, {} violations, {} steps, {:.1}s",
+                args.seeds,
+                tally.violations.load(Ordering::Relaxed),
+                tally.steps.load(Ordering::Relaxed),
+                tally.started.elapsed().as_secs_f64()
+            );
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -78,55 +165,24 @@ fn main() -> ExitCode {
     };
     // A panic inside the core is reported as a violation; keep the default hook quiet.
     std::panic::set_hook(Box::new(|_| {}));
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut violations = 0u64;
-    let mut steps = 0u64;
-    for seed in args.start..args.start.saturating_add(args.seeds) {
-        let mut cfg = SimConfig::for_seed(seed);
-        if let Some(n) = args.nodes {
-            cfg.nodes = n;
+    let tally = Tally {
+        started: Instant::now(),
+        done: AtomicU64::new(0),
+        violations: AtomicU64::new(0),
+        steps: AtomicU64::new(0),
+        last_progress: Mutex::new(Instant::now()),
+    };
+    let next = AtomicU64::new(args.start);
+    let jobs = args
+        .jobs
+        .min(usize::try_from(args.seeds).unwrap_or(usize::MAX))
+        .max(1);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| worker(&args, &next, &tally));
         }
-        if let Some(g) = args.groups {
-            cfg.groups = g;
-        }
-        if let Some(s) = args.secs {
-            cfg.secs = s;
-        }
-        if args.verbose {
-            eprintln!("seed {seed}: {}", cfg.summary());
-        }
-        let again = args.twice.then(|| Simulation::new(cfg.clone()).run());
-        match Simulation::new(cfg).run() {
-            Ok(r) => {
-                steps += r.steps;
-                if args.verbose {
-                    eprintln!("{r:?}");
-                }
-                if let Some(again) = again
-                    && again.as_ref().ok() != Some(&r)
-                {
-                    violations += 1;
-                    println!(
-                        "violation of determinism: seed {seed} ran twice with different results: {r:?} then {again:?}"
-                    );
-                }
-            }
-            Err(v) => {
-                violations += 1;
-                println!("{v}");
-            }
-        }
-        let done = seed - args.start + 1;
-        if last_progress.elapsed().as_secs() >= 5 || done == args.seeds {
-            last_progress = Instant::now();
-            eprintln!(
-                "sim: {done}/{} seeds, {violations} violations, {steps} steps, {:.1}s",
-                args.seeds,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
+    });
+    let violations = tally.violations.load(Ordering::Relaxed);
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {
         ExitCode::SUCCESS

@@ -1,0 +1,526 @@
+//! End to end across processes: three node processes on loopback (QUIC with mutual TLS, a
+//! redb file each) against the same workload with the three nodes in one process.
+//!
+//! `cargo run --release -p multiraft-examples --bin cluster_bench -- [--groups 1000] [--clients 4096] [--secs 5] [--runs 3] [--mode all|processes|mem|quic] [--dir PATH]`
+//!
+//! The workload is the same in every mode: three nodes, each on its own `RedbStorage` file;
+//! `--groups` groups replicated on all three, group `g` led by node `g % 3 + 1` (placed with
+//! `campaign` once every node has created every group); on each node `--clients / 3`
+//! closed-loop clients propose 16-byte commands to the groups that node leads. Reported:
+//! committed proposals/s (applied on the leader), summed over the nodes, each node counting
+//! over the same `--secs` window after a 2 s warm-up; the median of `--runs` runs.
+//!
+//! - **processes**: this binary starts three copies of itself (`--child`), one node each,
+//!   talking QUIC on 127.0.0.1 with certificates from a development CA, written to PEM files
+//!   and loaded from them as a production node would. The parent steps the children through
+//!   the phases with one line on stdin each and reads their answers on stdout.
+//! - **mem**: the three nodes in this process on the testkit's in-memory network.
+//! - **quic**: the three nodes in this process, QUIC on loopback.
+//!
+//! Files go to a fresh directory under `--dir` (default: the system temp directory), removed
+//! at the end.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiraft_core::{Bytes, Config, GroupId, Membership, MultiRaft, NodeId};
+use multiraft_examples::flags::{Flags, unknown};
+use multiraft_examples::measure::{load_average, median};
+use multiraft_examples::{IndexMachine, ScratchDir};
+use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_testkit::MemNetwork;
+use multiraft_transport_quic::dev::DevCa;
+use multiraft_transport_quic::tls::{ClusterId, TlsConfig};
+use multiraft_transport_quic::{QuicConfig, QuicTransport};
+
+const NODES: u64 = 3;
+const CLUSTER: &str = "cluster-bench";
+/// Clients propose for this long before the measured window opens.
+const WARMUP: Duration = Duration::from_secs(2);
+/// Bound on every wait for a phase (creation, leadership, a child's answer).
+const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Args {
+    groups: u64,
+    clients: u64,
+    secs: u64,
+    runs: usize,
+    mode: String,
+    dir: PathBuf,
+    /// Set in a child process: the node it runs.
+    child: Option<u64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        groups: 1_000,
+        clients: 4_096,
+        secs: 5,
+        runs: 3,
+        mode: "all".to_string(),
+        dir: std::env::temp_dir(),
+        child: None,
+    };
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--groups" => a.groups = flags.number(&flag)?.max(NODES),
+            "--clients" => a.clients = flags.number(&flag)?.max(NODES),
+            "--secs" => a.secs = flags.number(&flag)?.max(1),
+            "--runs" => a.runs = flags.number(&flag)?.max(1) as usize,
+            "--mode" => a.mode = flags.value(&flag)?,
+            "--dir" => a.dir = PathBuf::from(flags.value(&flag)?),
+            "--child" => a.child = Some(flags.number(&flag)?),
+            _ => return Err(unknown(&flag)),
+        }
+    }
+    if !["all", "processes", "mem", "quic"].contains(&a.mode.as_str()) {
+        return Err(format!(
+            "--mode {}: expected all, processes, mem or quic",
+            a.mode
+        ));
+    }
+    Ok(a)
+}
+
+/// The node configuration of every mode: 10 ms ticks and 1–2 s election timeouts (a
+/// durable commit on a busy disk can take 100 ms or more; see redb_bench).
+fn config() -> Config {
+    let mut config = Config::default();
+    config.tick_interval = Duration::from_millis(10);
+    config.election_timeout_min_ticks = 100;
+    config.election_timeout_max_ticks = 200;
+    config
+}
+
+async fn start_node(
+    id: u64,
+    db: &Path,
+    transport: impl multiraft_core::Transport,
+) -> Result<MultiRaft, String> {
+    let storage =
+        RedbStorage::open(db, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+    MultiRaft::builder(NodeId(id), config())
+        .storage(storage)
+        .transport(transport)
+        .state_machines(|_| IndexMachine)
+        .seed(id)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The groups node `id` leads.
+fn own_groups(id: u64, groups: u64) -> Vec<GroupId> {
+    (1..=groups)
+        .filter(|g| g % NODES + 1 == id)
+        .map(GroupId)
+        .collect()
+}
+
+/// Creates groups `1..=groups` on `node`, 256 calls in flight so creations share writes.
+async fn create_all(node: &MultiRaft, groups: u64) -> Result<(), String> {
+    const IN_FLIGHT: u64 = 256;
+    let mut tasks = Vec::new();
+    for lane in 1..=IN_FLIGHT.min(groups) {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let members = Membership::voters(1..=NODES);
+            let mut g = lane;
+            while g <= groups {
+                node.create_group(GroupId(g), members.clone())
+                    .await
+                    .map_err(|e| format!("create group {g}: {e}"))?;
+                g += IN_FLIGHT;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Makes node `id` campaign for its own groups and waits until it leads every one.
+async fn lead_own(node: &MultiRaft, id: u64, groups: u64) -> Result<(), String> {
+    let own = own_groups(id, groups);
+    for &g in &own {
+        node.campaign(g)
+            .await
+            .map_err(|e| format!("campaign {g}: {e}"))?;
+    }
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    for &g in &own {
+        loop {
+            let status = node.status(g).await.map_err(|e| e.to_string())?;
+            if status.and_then(|s| s.leader) == Some(NodeId(id)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {id} does not lead {g} after {PHASE_TIMEOUT:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// What one node's clients achieved in the measured window.
+struct LoadResult {
+    committed: u64,
+    errors: u64,
+    secs: f64,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.committed as f64 / self.secs
+    }
+}
+
+/// Runs `clients` closed-loop clients on node `id` against the groups it leads: a warm-up,
+/// then the measured window of `secs`.
+async fn run_load(
+    node: &MultiRaft,
+    id: u64,
+    groups: u64,
+    clients: u64,
+    secs: u64,
+) -> Result<LoadResult, String> {
+    let own = own_groups(id, groups);
+    let running = Arc::new(AtomicBool::new(true));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let (committed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let group = own[c as usize % own.len()];
+        let node = node.clone();
+        let (running, measuring) = (Arc::clone(&running), Arc::clone(&measuring));
+        let (committed, errors) = (Arc::clone(&committed), Arc::clone(&errors));
+        // One payload per client: a shared one would bounce its reference count between cores.
+        let payload = Bytes::from(vec![7u8; 16]);
+        tasks.push(tokio::spawn(async move {
+            let mut first_error = None;
+            while running.load(Ordering::Relaxed) {
+                let r = node.propose(group, payload.clone()).await;
+                let counter = if r.is_ok() { &committed } else { &errors };
+                if measuring.load(Ordering::Relaxed) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(e) = r {
+                    first_error.get_or_insert(e.to_string());
+                    // Do not spin on a refusal: that would measure the retry loop.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            first_error
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    for t in tasks {
+        if let Some(e) = t.await.map_err(|e| e.to_string())? {
+            eprintln!("cluster_bench: node {id}: a client saw: {e}");
+        }
+    }
+    Ok(LoadResult {
+        committed: committed.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        secs,
+    })
+}
+
+/// One run with the three nodes in this process; `quic` picks the transport.
+async fn in_process(dir: &Path, args: &Args, quic: bool) -> Result<(f64, u64), String> {
+    let mut nodes = Vec::new();
+    if quic {
+        let ca = DevCa::new(ClusterId::new(CLUSTER).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let mut transports = Vec::new();
+        for id in 1..=NODES {
+            let tls = ca.tls_config(NodeId(id)).map_err(|e| e.to_string())?;
+            transports.push(bind(id, tls)?);
+        }
+        let addrs: Vec<SocketAddr> = transports
+            .iter()
+            .map(|t| t.local_addr().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        for (id, t) in (1..).zip(transports) {
+            set_peers(&t, id, &addrs);
+            nodes.push(start_node(id, &dir.join(format!("node{id}.redb")), t).await?);
+        }
+    } else {
+        let network = MemNetwork::new();
+        for id in 1..=NODES {
+            let t = network.transport(NodeId(id));
+            nodes.push(start_node(id, &dir.join(format!("node{id}.redb")), t).await?);
+        }
+    }
+    for node in &nodes {
+        create_all(node, args.groups).await?;
+    }
+    for (id, node) in (1..).zip(&nodes) {
+        lead_own(node, id, args.groups).await?;
+    }
+    let per_node = args.clients / NODES;
+    let loads = (1..).zip(&nodes).map(|(id, node)| {
+        let node = node.clone();
+        let (groups, secs) = (args.groups, args.secs);
+        tokio::spawn(async move { run_load(&node, id, groups, per_node, secs).await })
+    });
+    let mut total = (0.0, 0);
+    for load in loads.collect::<Vec<_>>() {
+        let r = load.await.map_err(|e| e.to_string())??;
+        total.0 += r.rate();
+        total.1 += r.errors;
+    }
+    for node in &nodes {
+        node.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(total)
+}
+
+fn bind(id: u64, tls: TlsConfig) -> Result<QuicTransport, String> {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    QuicTransport::bind(QuicConfig::new(NodeId(id), loopback, tls)).map_err(|e| e.to_string())
+}
+
+/// Tells node `id`'s transport where the peers it dials (those with higher ids) listen.
+fn set_peers(t: &QuicTransport, id: u64, addrs: &[SocketAddr]) {
+    for (peer, addr) in (1..).zip(addrs) {
+        if peer > id {
+            t.set_peer_addr(NodeId(peer), *addr);
+        }
+    }
+}
+
+/// A node process seen from the parent: one line in, one line out per phase.
+struct NodeProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl NodeProcess {
+    fn say(&mut self, line: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{line}").map_err(|e| format!("to child: {e}"))
+    }
+
+    /// The child's next line, which must start with `word`; returns the rest.
+    fn expect(&mut self, word: &str) -> Result<String, String> {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("from child: {e}"))?;
+        match line.trim_end().strip_prefix(word) {
+            Some(rest) => Ok(rest.trim().to_string()),
+            None => Err(format!("child said {line:?}, expected {word}")),
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // A child that already exited makes kill fail; either way it is reaped.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One run with three node processes.
+fn processes(dir: &Path, args: &Args) -> Result<(f64, u64), String> {
+    let ca = DevCa::new(ClusterId::new(CLUSTER).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for id in 1..=NODES {
+        let cert = ca.node(NodeId(id)).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("node{id}.pem")), &cert.cert_pem)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("node{id}.key")), &cert.key_pem)
+            .map_err(|e| e.to_string())?;
+        let mut child = Command::new(&exe)
+            .args(["--child", &id.to_string(), "--dir"])
+            .arg(dir)
+            .args(["--groups", &args.groups.to_string()])
+            .args(["--clients", &(args.clients / NODES).to_string()])
+            .args(["--secs", &args.secs.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn node {id}: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no child stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
+        children.push(NodeProcess {
+            child,
+            stdin,
+            stdout,
+        });
+    }
+    let mut addrs = Vec::new();
+    for c in &mut children {
+        addrs.push(c.expect("addr")?);
+    }
+    let peers = format!("peers {}", addrs.join(" "));
+    for (phase, answer) in [(&*peers, "created"), ("campaign", "ready")] {
+        for c in &mut children {
+            c.say(phase)?;
+        }
+        for c in &mut children {
+            c.expect(answer)?;
+        }
+    }
+    for c in &mut children {
+        c.say("go")?;
+    }
+    let mut total = (0.0, 0);
+    for c in &mut children {
+        let result = c.expect("result")?;
+        let mut fields = result.split_whitespace().map(str::parse::<f64>);
+        let mut next = || -> Result<f64, String> {
+            fields
+                .next()
+                .ok_or("short result line")?
+                .map_err(|e| e.to_string())
+        };
+        total.0 += next()?;
+        total.1 += next()? as u64;
+    }
+    for c in &mut children {
+        c.say("stop")?;
+    }
+    for mut c in children {
+        let status = c.child.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("a node process ended with {status}"));
+        }
+    }
+    Ok(total)
+}
+
+/// A child: runs node `id`, one phase per line from the parent.
+async fn child(id: u64, args: &Args) -> Result<(), String> {
+    let mut stdin = BufReader::new(std::io::stdin()).lines();
+    let mut next_line = move || -> Result<String, String> {
+        match stdin.next() {
+            Some(line) => line.map_err(|e| e.to_string()),
+            None => Err("parent closed stdin".to_string()),
+        }
+    };
+    let say = |line: String| -> Result<(), String> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())
+    };
+    let dir = &args.dir;
+    let cluster = ClusterId::new(CLUSTER).map_err(|e| e.to_string())?;
+    let tls = TlsConfig::from_pem_files(
+        cluster,
+        &dir.join("ca.pem"),
+        &dir.join(format!("node{id}.pem")),
+        &dir.join(format!("node{id}.key")),
+    )
+    .map_err(|e| e.to_string())?;
+    let transport = bind(id, tls)?;
+    say(format!(
+        "addr {}",
+        transport.local_addr().map_err(|e| e.to_string())?
+    ))?;
+    let peers = next_line()?;
+    let addrs: Vec<SocketAddr> = peers
+        .strip_prefix("peers ")
+        .ok_or(format!("expected peers, got {peers:?}"))?
+        .split_whitespace()
+        .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
+        .collect::<Result<_, String>>()?;
+    set_peers(&transport, id, &addrs);
+    let node = start_node(id, &dir.join(format!("node{id}.redb")), transport).await?;
+    create_all(&node, args.groups).await?;
+    say("created".into())?;
+    next_line()?;
+    lead_own(&node, id, args.groups).await?;
+    say("ready".into())?;
+    next_line()?;
+    let r = run_load(&node, id, args.groups, args.clients, args.secs).await?;
+    say(format!("result {} {} {}", r.rate(), r.errors, r.committed))?;
+    next_line()?;
+    node.shutdown().await.map_err(|e| e.to_string())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cluster_bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cluster_bench: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = match args.child {
+        Some(id) => rt.block_on(child(id, &args)),
+        None => parent(&rt, &args),
+    };
+    if let Err(e) = result {
+        eprintln!("cluster_bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parent(rt: &tokio::runtime::Runtime, args: &Args) -> Result<(), String> {
+    println!(
+        "cluster_bench: 3 nodes on redb, {} groups, {} clients, 16-byte proposals, {} s per run, median of {} runs",
+        args.groups, args.clients, args.secs, args.runs
+    );
+    let modes: Vec<&str> = match args.mode.as_str() {
+        "all" => vec!["mem", "quic", "processes"],
+        one => vec![one],
+    };
+    let mut medians = Vec::new();
+    for mode in modes {
+        let mut rates = Vec::new();
+        for run in 0..args.runs {
+            let dir = ScratchDir::new(&args.dir, &format!("cluster-bench-{mode}"))?;
+            let (rate, errors) = match mode {
+                "processes" => processes(dir.path(), args)?,
+                quic_or_mem => rt.block_on(in_process(dir.path(), args, quic_or_mem == "quic"))?,
+            };
+            println!("  {mode:<9} run {run}: {rate:>9.0} committed proposals/s, {errors} errors");
+            rates.push(rate);
+        }
+        let m = median(rates);
+        println!(
+            "{mode:<9} median: {m:>9.0} committed proposals/s (load {})",
+            load_average()
+        );
+        medians.push((mode, m));
+    }
+    let get = |name| medians.iter().find(|(m, _)| *m == name).map(|(_, r)| *r);
+    if let (Some(p), Some(mem)) = (get("processes"), get("mem")) {
+        println!("processes / in-process (mem network): {:.2}x", p / mem);
+    }
+    if let (Some(p), Some(quic)) = (get("processes"), get("quic")) {
+        println!("processes / in-process (QUIC): {:.2}x", p / quic);
+    }
+    Ok(())
+}
