@@ -107,7 +107,7 @@ impl Builder {
         let loaded = storage.load().await?;
         let mut node = Node::new(self.id, self.config.clone(), seed)?;
         let machines = loaded.iter().map(|l| (l.group, factory(l.group))).collect();
-        node.restore(loaded);
+        node.restore(loaded)?;
 
         let (inbox, inbound) = Inbox::channel(self.config.max_inbox_batches);
         transport

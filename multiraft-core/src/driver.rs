@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::entry::Payload;
 use crate::error::{GroupError, Indeterminate, ProposeError, StopError, StorageError};
 use crate::group::GroupStatus;
-use crate::ids::{GroupId, ProposalId};
+use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
 use crate::message::MessageBatch;
 use crate::node::{Event, Node, NodeStats, Ready};
@@ -101,6 +101,11 @@ struct InFlight {
 
 struct Pending {
     group: GroupId,
+    /// The group's term and known leader when the proposal was taken: a later leadership
+    /// change makes its outcome uncertain, an earlier one (still in an unprocessed ready)
+    /// does not.
+    term: u64,
+    leader: Option<NodeId>,
     reply: oneshot::Sender<Result<Bytes, ProposeError>>,
 }
 
@@ -304,7 +309,20 @@ impl Driver {
         };
         match self.p.node.propose(group, id, command) {
             Ok(()) => {
-                self.pending.insert(seq, Pending { group, reply });
+                let (term, leader) = self
+                    .p
+                    .node
+                    .group_status(group)
+                    .map_or((0, None), |s| (s.term, s.leader));
+                self.pending.insert(
+                    seq,
+                    Pending {
+                        group,
+                        term,
+                        leader,
+                        reply,
+                    },
+                );
                 self.deadlines.push_back((deadline, seq));
             }
             Err(e) => {
@@ -315,10 +333,28 @@ impl Driver {
 
     /// Ends every pending proposal of `group` as indeterminate.
     fn fail_group(&mut self, group: GroupId, why: Indeterminate) {
+        self.fail_pending(why, |p| p.group == group);
+    }
+
+    /// After a leadership event for `group`: ends the pending proposals taken under another
+    /// term or leader than the group's current ones — whatever they appended or forwarded may
+    /// or may not commit. A proposal taken under the current term and leader keeps waiting:
+    /// the event reaches the driver with the next ready, which can be after proposals taken
+    /// under the new leader (while a write was in flight), and those are not in doubt. Terms
+    /// only grow and a term has one leader, so a pair equal to the one a proposal was taken
+    /// under means it still went to the leader that is current.
+    fn fail_leadership_changed(&mut self, group: GroupId) {
+        let now = self.p.node.group_status(group).map(|s| (s.term, s.leader));
+        self.fail_pending(Indeterminate::LeadershipChanged, |p| {
+            p.group == group && Some((p.term, p.leader)) != now
+        });
+    }
+
+    fn fail_pending(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
         let seqs: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.group == group)
+            .filter(|(_, p)| affected(p))
             .map(|(s, _)| *s)
             .collect();
         for seq in seqs {
@@ -363,10 +399,8 @@ impl Driver {
             }
         }
         for e in &events {
-            if let Event::LeaderChanged { group, .. } = e {
-                // Whatever this replica appended or forwarded under the old leader may or may
-                // not commit.
-                self.fail_group(*group, Indeterminate::LeadershipChanged);
+            if let Event::LeaderChanged { group, .. } = *e {
+                self.fail_leadership_changed(group);
             }
         }
         let mut write_future: WriteFuture = if write.is_empty() {

@@ -102,6 +102,14 @@ pub enum StorageError {
     /// An earlier write failed; the storage refuses further writes until reopened.
     #[error("storage stopped after an earlier failure")]
     Poisoned,
+    /// Entries were asked for that log compaction discarded.
+    #[error("{group}: entries up to {index} are compacted")]
+    Compacted {
+        /// The group.
+        group: crate::ids::GroupId,
+        /// The last compacted index: entries from `index + 1` on are still stored.
+        index: u64,
+    },
 }
 
 /// Why the node could not start.
@@ -123,6 +131,11 @@ pub enum StartError {
     /// The transport refused to attach.
     #[error("transport: {0}")]
     Transport(String),
+    /// Storage holds a group whose log was compacted. This version rebuilds state machines
+    /// by replaying the log from index 1 and cannot restore a snapshot, so it refuses to
+    /// start rather than apply a partial log.
+    #[error("{0}: its log is compacted, and this version cannot restart from a snapshot")]
+    CompactedLog(crate::ids::GroupId),
 }
 
 /// Why the node stopped, reported by [`MultiRaft::shutdown`](crate::MultiRaft::shutdown).

@@ -172,5 +172,5 @@ pub use membership::{Membership, MembershipError, VoteResult};
 pub use message::{Beat, Message, MessageBatch, MessageBody};
 pub use node::{Event, Node, NodeStats, Ready};
 pub use state_machine::{SnapshotError, StateMachine};
-pub use storage::{GroupWrite, LoadedGroup, Storage, WriteBatch};
+pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{DeliverError, Inbox, Transport};

@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
 use crate::entry::Entry;
-use crate::error::{GroupError, ProposeError};
+use crate::error::{GroupError, ProposeError, StartError};
 use crate::group::{Group, GroupEvent, GroupStatus};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
@@ -388,17 +388,25 @@ impl Node {
     }
 
     /// Hosts the groups storage held at start. Their state is already durable.
-    pub fn restore(&mut self, loaded: Vec<LoadedGroup>) {
+    ///
+    /// Refuses a group whose log was compacted ([`StartError::CompactedLog`]): its state
+    /// machine would need a snapshot this version cannot restore. Nothing is restored then.
+    pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
+        // Build every group before hosting any, so that a refusal leaves the node untouched.
+        let mut groups = Vec::with_capacity(loaded.len());
         for l in loaded {
             let id = l.group;
-            self.add_peers(&l.membership);
-            let shared = self.intern(&l.membership);
-            let mut group = Group::restore(
-                self.id,
-                l,
-                Arc::clone(&self.config),
-                group_seed(self.seed, id.0),
-            );
+            let membership = l.membership.clone();
+            let seed = group_seed(self.seed, id.0);
+            groups.push((
+                Group::restore(self.id, l, Arc::clone(&self.config), seed)?,
+                membership,
+            ));
+        }
+        for (mut group, membership) in groups {
+            let id = group.id();
+            self.add_peers(&membership);
+            let shared = self.intern(&membership);
             group.share_membership(shared);
             self.groups.insert(
                 id,
@@ -409,6 +417,7 @@ impl Node {
             );
             self.touched(id);
         }
+        Ok(())
     }
 
     /// Starts hosting a new replica of `group`. Its creation is part of the next write.

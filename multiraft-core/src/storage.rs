@@ -56,26 +56,64 @@ pub struct GroupWrite {
     pub hard_state: Option<HardState>,
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
+    /// They must start above the compacted prefix: compacted entries are never rewritten.
     pub entries: Vec<Entry>,
+    /// Log compaction: discard every entry up to and including this index, after this
+    /// record's appends. The storage keeps the index and the term of that last discarded entry
+    /// ([`LoadedGroup::compacted`]), which the log-matching check of the next entry needs.
+    /// At or below an earlier compaction it changes nothing; past the last entry it is refused.
+    ///
+    /// The node layer does not issue compactions yet: a compacted log needs a snapshot of the
+    /// state machine to restart from (see [`StartError::CompactedLog`](crate::StartError)).
+    /// Storage implementations support it now so that their files stay bounded once it does.
+    pub compact_to: Option<u64>,
 }
 
 impl GroupWrite {
     /// Checks this record against the [`Storage`] contract, given the index of the last
-    /// entry the group has in storage now (0 for none): a removal carries nothing else, and
-    /// the entries are consecutive and start at or below `stored_last_index + 1` (no hole).
-    /// Errors are [`StorageError::Corrupt`]: the node layer never builds such a record.
-    pub fn validate(&self, stored_last_index: u64) -> Result<(), StorageError> {
+    /// entry the group has in storage now and the index its log is compacted to (0 for
+    /// none): a removal carries nothing else; the entries are consecutive and start above the
+    /// compacted prefix and at or below `stored_last_index + 1` (no hole); a compaction does
+    /// not go past the last entry. Errors are [`StorageError::Corrupt`]: the node layer never
+    /// builds such a record.
+    pub fn validate(
+        &self,
+        stored_last_index: u64,
+        compacted_index: u64,
+    ) -> Result<(), StorageError> {
         let group = self.group;
         if self.remove {
-            if self.membership.is_some() || self.hard_state.is_some() || !self.entries.is_empty() {
+            if self.membership.is_some()
+                || self.hard_state.is_some()
+                || !self.entries.is_empty()
+                || self.compact_to.is_some()
+            {
                 return Err(corrupt(group, "remove comes with other fields"));
             }
             return Ok(());
+        }
+        let new_last = self.entries.last().map_or(stored_last_index, |e| e.index);
+        if let Some(to) = self.compact_to
+            && to > new_last
+        {
+            return Err(corrupt(
+                group,
+                &format!("compaction to {to} goes past the last entry {new_last}"),
+            ));
         }
         let Some(first) = self.entries.first() else {
             return Ok(());
         };
         let last = stored_last_index;
+        if first.index <= compacted_index {
+            return Err(corrupt(
+                group,
+                &format!(
+                    "append at {} rewrites the log compacted to {compacted_index}",
+                    first.index
+                ),
+            ));
+        }
         if first.index == 0 || first.index > last + 1 {
             return Err(corrupt(
                 group,
@@ -113,8 +151,19 @@ pub struct LoadedGroup {
     pub membership: Membership,
     /// Its last persisted hard state.
     pub hard_state: HardState,
-    /// Its log, consecutive from index 1.
+    /// The last discarded entry, if the log was ever compacted.
+    pub compacted: Option<Compacted>,
+    /// Its log, consecutive from index 1 (from `compacted.index + 1` after a compaction).
     pub entries: Vec<Entry>,
+}
+
+/// Where a group's compacted log prefix ends: the index and term of the last entry discarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Index of the last discarded entry.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
 }
 
 /// The node's shared log and per-group state.
@@ -144,7 +193,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError>;
 
     /// Entries of `group` with index in `[low, high)`, in order. Fewer are returned if the log
-    /// ends earlier; none if `group` is unknown.
+    /// ends earlier; none if `group` is unknown. A range reaching into the compacted prefix
+    /// (`low <= compacted.index`, with `low < high`) is [`StorageError::Compacted`].
     async fn entries(
         &self,
         group: GroupId,
@@ -152,6 +202,7 @@ pub trait Storage: Send + Sync + 'static {
         high: u64,
     ) -> Result<Vec<Entry>, StorageError>;
 
-    /// The term of `group`'s entry at `index`, or `None` when there is no such entry.
+    /// The term of `group`'s entry at `index`, or `None` when there is no such entry. The
+    /// last compacted entry's term is known; those before it are `None`.
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError>;
 }

@@ -538,3 +538,56 @@ async fn removing_a_group_ends_its_proposals_and_deletes_it() {
     assert!(loaded.iter().all(|l| l.group != GroupId(1)));
     c.shutdown().await;
 }
+
+/// Regression: a replica that learns of a new leader while one of its writes is in flight
+/// reports the change with the ready after that write. A proposal taken in between, under
+/// the new leader, used to be ended `Indeterminate(LeadershipChanged)` by that late event
+/// although nothing changed after it was taken (seen with redb's slower fsync in
+/// multiraft-storage-redb/tests/cluster.rs). It must be applied and answered instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_leadership_event_does_not_fail_proposals_taken_under_the_new_leader() {
+    let mut c = Cluster::start(5, test_config()).await;
+    c.create([1]).await;
+    let old = c.leader(1).await.0;
+    // `held`: a follower whose disk will stall; `watch`: one of the replicas that elect.
+    let held = if old == 2 { 3 } else { 2 };
+    let watch = (1..=5).find(|&i| i != old && i != held).unwrap();
+    let old_term = c.node(held).status(GroupId(1)).await.unwrap().unwrap().term;
+    // `held` is cut off with a write in flight that does not complete (a slow disk).
+    c.network.isolate(NodeId(held));
+    c.storages[held as usize - 1].hold_writes();
+    let members = Membership::voters(1..=5);
+    let h = c.node(held).clone();
+    let creation = tokio::spawn(async move { h.create_group(GroupId(2), members).await });
+    // The others replace the leader.
+    c.nodes[old as usize - 1]
+        .take()
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let new_leader = wait_for(|| async {
+        let s = c.node(watch).status(GroupId(1)).await.unwrap()?;
+        (s.term > old_term && s.leader.is_some()).then_some(s)
+    })
+    .await;
+    // `held` hears of the new leader while its write is still in flight.
+    c.network.heal(NodeId(held));
+    wait_for(|| async {
+        let s = c.node(held).status(GroupId(1)).await.unwrap()?;
+        (s.term == new_leader.term && s.leader == new_leader.leader).then_some(())
+    })
+    .await;
+    let h = c.node(held).clone();
+    let proposal = tokio::spawn(async move { h.propose(GroupId(1), "after").await });
+    wait_for(|| async {
+        let s = c.node(held).node_status().await.unwrap();
+        (s.pending_proposals == 1).then_some(())
+    })
+    .await;
+    c.storages[held as usize - 1].release_writes();
+    let r = tokio::time::timeout(WAIT, proposal).await.unwrap().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    creation.await.unwrap().unwrap();
+    c.shutdown().await;
+}

@@ -25,6 +25,11 @@ pub(crate) struct GroupMeta {
     pub(crate) last_index: u64,
     /// Term of that entry, 0 when the log is empty.
     pub(crate) last_term: u64,
+    /// Index of the last entry discarded by compaction, 0 when the log was never compacted:
+    /// the log's rows start at the next index.
+    pub(crate) compacted_index: u64,
+    /// Term of that entry, 0 when the log was never compacted.
+    pub(crate) compacted_term: u64,
 }
 
 /// An entry as stored: the index is the key.
@@ -150,6 +155,8 @@ mod tests {
             membership: Membership::voters([1, 2, 3]),
             last_index: 9,
             last_term: 4,
+            compacted_index: 5,
+            compacted_term: 3,
         };
         assert_eq!(decode_meta(1, &encode_meta(&meta).unwrap()).unwrap(), meta);
     }

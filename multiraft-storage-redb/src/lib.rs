@@ -48,21 +48,26 @@
 //! | table              | key                      | value                                                  |
 //! |--------------------|--------------------------|--------------------------------------------------------|
 //! | `multiraft_format` | `&str` (`"version"`)     | `u64`: the format version, [`FORMAT_VERSION`]          |
-//! | `multiraft_groups` | `u64` group id           | postcard `(hard state, membership, last index, term)`  |
+//! | `multiraft_groups` | `u64` group id           | postcard `(hard state, membership, last index, term, compacted index, term)` |
 //! | `multiraft_log`    | `(u64 group, u64 index)` | postcard `(term, payload)` of one entry                |
 //!
 //! `(u64, u64)` keys are fixed width and order element-wise, so one group's log is one
 //! contiguous key range: a read of `[low, high)` is one range scan, a conflict truncation is
 //! one range delete (`retain_in`) from the first new index to the stored last index, and
-//! removing a group is one range delete plus one metadata delete. The entry index is the key,
-//! so it is not repeated in the value.
+//! removing a group is one range delete plus one metadata delete; so is compaction
+//! (`GroupWrite::compact_to`): the rows from the previous compacted index + 1 up to the new
+//! one are deleted and the metadata row records the new compacted index and its entry's
+//! term (format version 2). redb puts the freed pages back into use, so under a steady
+//! workload with periodic compaction the file stops growing (`redb_bench --only compact`).
+//! The entry index is the key, so it is not repeated in the value.
 //!
 //! A group has a metadata row as soon as anything was written for it (a group written without
 //! a membership gets the empty one, as in the testkit's `MemStorage`). The row's last index and
 //! last term are kept in step with the log in the same transaction, so validation of a batch
 //! (no holes, consecutive entries) reads one row per group, not the log.
-//! [`Storage::load`](multiraft_core::Storage::load) checks that they agree with the log: every group's log is consecutive from index 1 and
-//! ends at the recorded last index and term, and no log row exists without a group; any
+//! [`Storage::load`](multiraft_core::Storage::load) checks that they agree with the log: every group's log is consecutive from
+//! the index after its compacted prefix (1 if never compacted) and ends at the recorded last
+//! index and term (the compaction mark if everything was compacted), and no log row exists without a group; any
 //! disagreement is [`StorageError::Corrupt`](multiraft_core::StorageError::Corrupt).
 //!
 //! Values are postcard encodings; the metadata row holds the core's `HardState` and
@@ -138,11 +143,12 @@
 //!
 //! ## Not done yet
 //!
-//! - **Compaction.** The core does not yet support a log that starts above index 1, so this
-//!   crate neither records a first index nor deletes a log prefix; the log and the file grow
-//!   until groups are removed. Deleting a group frees its pages for reuse but does not shrink
-//!   the file.
-//! - Snapshot metadata is not stored, for the same reason.
+//! - **Compaction from the node.** This crate compacts whatever `compact_to` asks for, but the
+//!   core does not issue compactions yet: restarting from a compacted log needs a state
+//!   machine snapshot, which the core cannot take or restore yet (a node refuses to start on
+//!   a compacted group: `StartError::CompactedLog`). Until then a node's logs grow until its
+//!   groups are removed. Freed pages are reused; the file never shrinks.
+//! - Snapshot data is not stored, for the same reason.
 #![forbid(unsafe_code)]
 
 mod codec;

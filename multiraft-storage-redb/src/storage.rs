@@ -6,21 +6,23 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use multiraft_core::{Entry, GroupId, LoadedGroup, Storage, StorageError, WriteBatch};
+use multiraft_core::{Compacted, Entry, GroupId, LoadedGroup, Storage, StorageError, WriteBatch};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, StorageBackend, TableError,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
+    TableError, WriteTransaction,
 };
 use tokio::sync::oneshot;
 
 use crate::codec::{
-    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, LOG_TABLE, corrupt, decode_entry, decode_meta,
-    decode_term, encode_entry, encode_meta, redb_error,
+    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, corrupt, decode_entry,
+    decode_meta, decode_term, encode_entry, encode_meta, redb_error,
 };
 
 /// The on-disk format this build reads and writes. Stored at creation and checked at open;
 /// any other value is refused. Bumped by any change to the tables or value encodings.
-pub const FORMAT_VERSION: u64 = 1;
+///
+/// History: 1 — first format; 2 — the metadata row records the compacted prefix.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// How to open a [`RedbStorage`].
 #[derive(Clone, Debug)]
@@ -328,9 +330,10 @@ fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
             Some(v) => Some(decode_meta(write.group.0, v.value()).map_err(Failure::Fatal)?),
             None => None,
         };
-        write
-            .validate(meta.as_ref().map_or(0, |m| m.last_index))
-            .map_err(Failure::Invalid)?;
+        let (last, compacted) = meta
+            .as_ref()
+            .map_or((0, 0), |m| (m.last_index, m.compacted_index));
+        write.validate(last, compacted).map_err(Failure::Invalid)?;
         metas.push(meta);
     }
 
@@ -361,6 +364,28 @@ fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
             }
             meta.last_index = last.index;
             meta.last_term = last.term;
+        }
+        if let Some(to) = write.compact_to
+            && to > meta.compacted_index
+        {
+            // Validated: `to` is at most the last index, so the entry is stored (this
+            // transaction sees its own appends).
+            let term = if to == meta.last_index {
+                meta.last_term
+            } else {
+                match log.get((g, to))? {
+                    Some(v) => decode_term(g, to, v.value()).map_err(Failure::Fatal)?,
+                    None => {
+                        return Err(Failure::Fatal(corrupt(
+                            write.group,
+                            &format!("entry {to} is missing below the last index"),
+                        )));
+                    }
+                }
+            };
+            log.retain_in((g, meta.compacted_index + 1)..=(g, to), |_, _| false)?;
+            meta.compacted_index = to;
+            meta.compacted_term = term;
         }
         groups.insert(g, encode_meta(&meta).map_err(Failure::Fatal)?.as_slice())?;
     }
@@ -406,7 +431,7 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
             let Some(Ok((_, value))) = rows.next() else {
                 unreachable!("peeked a row")
             };
-            let expected = entries.len() as u64 + 1;
+            let expected = meta.compacted_index + entries.len() as u64 + 1;
             if key.1 != expected {
                 return Err(corrupt(
                     GroupId(g),
@@ -415,7 +440,11 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
             }
             entries.push(decode_entry(g, key.1, value.value())?);
         }
-        let last = entries.last().map_or((0, 0), |e| (e.index, e.term));
+        let last = entries
+            .last()
+            .map_or((meta.compacted_index, meta.compacted_term), |e| {
+                (e.index, e.term)
+            });
         if last != (meta.last_index, meta.last_term) {
             return Err(corrupt(
                 GroupId(g),
@@ -429,6 +458,10 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
             group: GroupId(g),
             membership: meta.membership,
             hard_state: meta.hard_state,
+            compacted: (meta.compacted_index > 0).then_some(Compacted {
+                index: meta.compacted_index,
+                term: meta.compacted_term,
+            }),
             entries,
         });
     }
@@ -454,6 +487,13 @@ fn read_entries(
         return Ok(Vec::new());
     }
     let read = db.begin_read().map_err(redb_error)?;
+    let compacted = read_meta(&read, group)?.map_or(0, |m| m.compacted_index);
+    if low <= compacted {
+        return Err(StorageError::Compacted {
+            group,
+            index: compacted,
+        });
+    }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
     let g = group.0;
     let mut entries = Vec::new();
@@ -467,9 +507,24 @@ fn read_entries(
 
 fn read_term(db: &Database, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
     let read = db.begin_read().map_err(redb_error)?;
+    if let Some(meta) = read_meta(&read, group)?
+        && meta.compacted_index > 0
+        && index <= meta.compacted_index
+    {
+        return Ok((index == meta.compacted_index).then_some(meta.compacted_term));
+    }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
     match ReadableTable::get(&log, (group.0, index)).map_err(redb_error)? {
         Some(value) => Ok(Some(decode_term(group.0, index, value.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The group's metadata row, if it has one.
+fn read_meta(read: &ReadTransaction, group: GroupId) -> Result<Option<GroupMeta>, StorageError> {
+    let groups = read.open_table(GROUPS_TABLE).map_err(redb_error)?;
+    match ReadableTable::get(&groups, group.0).map_err(redb_error)? {
+        Some(v) => Ok(Some(decode_meta(group.0, v.value())?)),
         None => Ok(None),
     }
 }
@@ -536,8 +591,10 @@ mod tests {
         let err = check_format(&db).unwrap_err();
         match err {
             StorageError::Corrupt(msg) => {
-                assert!(msg.contains("version 2 is newer"), "{msg}");
-                assert!(msg.contains("reads version 1"), "{msg}");
+                let newer = format!("version {} is newer", FORMAT_VERSION + 1);
+                assert!(msg.contains(&newer), "{msg}");
+                let ours = format!("reads version {FORMAT_VERSION}");
+                assert!(msg.contains(&ours), "{msg}");
             }
             other => panic!("{other:?}"),
         }

@@ -39,9 +39,14 @@ impl StateMachine for Recorder {
     }
 }
 
+/// 5 ms ticks with 200–400 ms election timeouts: a real fsync on a shared CI disk can stall
+/// a node's loop for tens of milliseconds, which must not look like a dead leader (an
+/// election in the middle of a test makes its proposals end indeterminate).
 fn test_config() -> Config {
     let mut c = Config::default();
     c.tick_interval = Duration::from_millis(5);
+    c.election_timeout_min_ticks = 40;
+    c.election_timeout_max_ticks = 80;
     c.strict = true;
     c
 }

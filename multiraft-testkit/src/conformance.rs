@@ -26,8 +26,8 @@
 //! breaks it: the suite is meant to be run inside a test.
 
 use multiraft_core::{
-    Bytes, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Payload,
-    ProposalId, Storage, WriteBatch,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId,
+    Payload, ProposalId, Storage, StorageError, WriteBatch,
 };
 
 /// What the suite tests: a way to get empty storages and to restart one.
@@ -52,6 +52,7 @@ pub async fn check_all<S: Subject>(subject: &mut S) {
     entries_and_term_read_ranges(subject.fresh()).await;
     restart_keeps_every_acknowledged_write(subject).await;
     one_batch_covers_many_groups(subject).await;
+    compaction_discards_a_prefix_and_survives_restart(subject).await;
 }
 
 const G1: GroupId = GroupId(1);
@@ -229,6 +230,14 @@ async fn malformed_batches_are_refused_whole(s: impl Storage) {
             ]),
         ),
         (
+            "a compaction past the last entry",
+            batch(vec![GroupWrite {
+                group: G1,
+                compact_to: Some(3),
+                ..Default::default()
+            }]),
+        ),
+        (
             "remove with other fields",
             batch(vec![GroupWrite {
                 group: G1,
@@ -359,4 +368,100 @@ async fn one_batch_covers_many_groups<S: Subject>(subject: &mut S) {
         assert_eq!(l.hard_state, hard_state(g), "{P}: group {g}");
         assert_eq!(l.entries, entries(1, 1 + g % 3, g), "{P}: group {g}");
     }
+}
+
+fn compact(group: GroupId, to: u64) -> GroupWrite {
+    GroupWrite {
+        group,
+        compact_to: Some(to),
+        ..Default::default()
+    }
+}
+
+/// `compact_to` discards the prefix up to an index and keeps that entry's term; reads below
+/// it are `Compacted`; appends continue above it and may not rewrite it; compacting lower
+/// again changes nothing; a compaction in the same record as an append sees the append; all
+/// of it survives a restart.
+async fn compaction_discards_a_prefix_and_survives_restart<S: Subject>(subject: &mut S) {
+    const P: &str = "compaction_discards_a_prefix_and_survives_restart";
+    let s = subject.fresh();
+    let mut first = append(G1, entries(1, 6, 1));
+    first.entries.extend(entries(7, 10, 2));
+    write(&s, batch(vec![first, append(G2, entries(1, 3, 1))]), P).await;
+    write(&s, batch(vec![compact(G1, 7)]), P).await;
+    let compacted = Some(Compacted { index: 7, term: 2 });
+    let check = |loaded: Vec<LoadedGroup>, last: u64| {
+        assert_eq!(loaded.len(), 2, "{P}");
+        assert_eq!(loaded[0].compacted, compacted, "{P}: compaction mark");
+        let expected: Vec<(u64, u64)> = (8..=last).map(|i| (i, 2)).collect();
+        assert_eq!(terms(&loaded[0]), expected, "{P}: the log after the mark");
+        assert_eq!(loaded[1].compacted, None, "{P}: other groups untouched");
+        assert_eq!(terms(&loaded[1]), [(1, 1), (2, 1), (3, 1)], "{P}");
+    };
+    check(load(&s, P).await, 10);
+    assert!(
+        matches!(
+            s.entries(G1, 3, 9).await,
+            Err(StorageError::Compacted {
+                group: G1,
+                index: 7
+            })
+        ),
+        "{P}: a read into the compacted prefix"
+    );
+    let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
+    assert_eq!(idx(s.entries(G1, 8, 100).await.unwrap()), [8, 9, 10], "{P}");
+    assert_eq!(
+        s.term(G1, 7).await.unwrap(),
+        Some(2),
+        "{P}: the mark's term"
+    );
+    assert_eq!(s.term(G1, 6).await.unwrap(), None, "{P}: below the mark");
+    assert_eq!(s.term(G1, 8).await.unwrap(), Some(2), "{P}");
+
+    let before = load(&s, P).await;
+    let rewrite = batch(vec![append(G1, entries(7, 7, 3))]);
+    assert!(
+        s.write(rewrite).await.is_err(),
+        "{P}: rewrote a compacted entry"
+    );
+    assert_eq!(
+        load(&s, P).await,
+        before,
+        "{P}: a refused write changed the state"
+    );
+    write(&s, batch(vec![compact(G1, 5)]), P).await;
+    assert_eq!(
+        load(&s, P).await,
+        before,
+        "{P}: compacting lower changed the state"
+    );
+
+    let s = subject.reopen(s);
+    check(load(&s, P).await, 10);
+    // Conflict truncation above the mark, then an append and a compaction in one record.
+    let mut w = append(G1, entries(9, 12, 3));
+    w.compact_to = Some(9);
+    write(&s, batch(vec![w]), P).await;
+    let s = subject.reopen(s);
+    let loaded = load(&s, P).await;
+    assert_eq!(
+        loaded[0].compacted,
+        Some(Compacted { index: 9, term: 3 }),
+        "{P}"
+    );
+    assert_eq!(terms(&loaded[0]), [(10, 3), (11, 3), (12, 3)], "{P}");
+    // The whole log may go: the mark then stands for it, and appends continue after it.
+    write(&s, batch(vec![compact(G1, 12)]), P).await;
+    let s = subject.reopen(s);
+    let loaded = load(&s, P).await;
+    assert_eq!(
+        loaded[0].compacted,
+        Some(Compacted { index: 12, term: 3 }),
+        "{P}"
+    );
+    assert!(loaded[0].entries.is_empty(), "{P}: everything compacted");
+    assert!(s.entries(G1, 13, 20).await.unwrap().is_empty(), "{P}");
+    write(&s, batch(vec![append(G1, entries(13, 13, 4))]), P).await;
+    assert_eq!(s.term(G1, 13).await.unwrap(), Some(4), "{P}");
 }

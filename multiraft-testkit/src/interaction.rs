@@ -248,7 +248,7 @@ impl World {
                 let loaded = now(self.disks[&n].load()).map_err(|e| e.to_string())?;
                 let mut node =
                     Node::new(NodeId(n), self.config.clone(), n).map_err(|e| e.to_string())?;
-                node.restore(loaded);
+                node.restore(loaded).map_err(|e| e.to_string())?;
                 self.nodes.insert(n, Some(node));
                 Ok(String::new())
             }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Entry, GroupId, HardState, LoadedGroup, Membership, Storage, StorageError, WriteBatch,
+    Compacted, Entry, GroupId, HardState, LoadedGroup, Membership, Storage, StorageError,
+    WriteBatch,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -19,10 +20,12 @@ use multiraft_core::{
 /// [`write`](Storage::write) checks the whole batch first and applies it only if every part
 /// is valid, so a rejected batch changes nothing. For each [`GroupWrite`]: `remove` deletes
 /// the group; `membership` and `hard_state` replace the stored values; `entries` truncate the
-/// stored log at the first new index and append. A batch is rejected with
+/// stored log at the first new index and append; `compact_to` then discards the log up to
+/// that index, keeping the index and term of the last entry discarded. A batch is rejected with
 /// [`StorageError::Corrupt`] (without poisoning the storage) when it would leave a hole
-/// (first index above `last + 1`, or index 0), when its entries are not consecutive, when a
-/// group appears twice, or when `remove` comes with other fields. A group written without a
+/// (first index above `last + 1`, or index 0), when its entries are not consecutive or
+/// rewrite the compacted prefix, when a compaction goes past the last entry, when a group
+/// appears twice, or when `remove` comes with other fields. A group written without a
 /// membership gets the empty one until a membership is written.
 ///
 /// # Durability and crashes
@@ -41,17 +44,50 @@ use multiraft_core::{
 /// [`StorageError::Io`] without changing anything; every later write returns
 /// [`StorageError::Poisoned`] until [`reopen`](MemStorage::reopen) or `crash`. Reads keep
 /// working.
+///
+/// # Slow disks
+///
+/// [`hold_writes`](MemStorage::hold_writes) makes every write wait (without completing) until
+/// [`release_writes`](MemStorage::release_writes): a disk whose fsync takes as long as the
+/// test wants, to put the node in the state it is in while a write is in flight.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     state: Arc<Mutex<State>>,
+    /// `true` while writes are held. Shared by clones, like the data.
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// One group as stored: its log is kept from index 1, so `entries[i].index == i + 1`.
+/// One group as stored: its log is kept from the index after the compacted prefix, so
+/// `entries[i].index == offset() + i + 1`.
 #[derive(Clone, Debug, Default)]
 struct StoredGroup {
     membership: Membership,
     hard_state: HardState,
+    compacted: Option<Compacted>,
     entries: Vec<Entry>,
+}
+
+impl StoredGroup {
+    /// The index before the first stored entry: the compacted prefix's end, or 0.
+    fn offset(&self) -> u64 {
+        self.compacted.map_or(0, |c| c.index)
+    }
+
+    fn last_index(&self) -> u64 {
+        self.offset() + self.entries.len() as u64
+    }
+
+    /// Discards the entries up to `to` (validated: at most the last index).
+    fn compact(&mut self, to: u64) {
+        let offset = self.offset();
+        if to <= offset {
+            return;
+        }
+        let drop = (to - offset) as usize;
+        let term = self.entries[drop - 1].term;
+        self.entries.drain(..drop);
+        self.compacted = Some(Compacted { index: to, term });
+    }
 }
 
 type Image = BTreeMap<GroupId, StoredGroup>;
@@ -84,6 +120,17 @@ impl MemStorage {
         Self::default()
     }
 
+    /// Makes writes wait until [`release_writes`](MemStorage::release_writes); a write
+    /// already past its wait is not affected.
+    pub fn hold_writes(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Lets held writes (and later ones) proceed, in the order they were issued.
+    pub fn release_writes(&self) {
+        self.held.send_replace(false);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while the lock is held with the state half-changed: validation runs
         // before any mutation.
@@ -112,6 +159,8 @@ impl MemStorage {
                 unsynced,
                 ..State::default()
             })),
+            // A new disk: not held, whatever the crashed one was.
+            held: Arc::default(),
         }
     }
 
@@ -181,10 +230,10 @@ impl MemStorage {
 fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
     batch.validate_groups_distinct()?;
     for write in &batch.groups {
-        let last = image
+        let (last, compacted) = image
             .get(&write.group)
-            .map_or(0, |g| g.entries.len() as u64);
-        write.validate(last)?;
+            .map_or((0, 0), |g| (g.last_index(), g.offset()));
+        write.validate(last, compacted)?;
     }
     Ok(())
 }
@@ -204,12 +253,17 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored.hard_state = hard_state;
         }
         if let Some(first) = write.entries.first() {
-            stored.entries.truncate(first.index as usize - 1);
+            stored
+                .entries
+                .truncate((first.index - 1 - stored.offset()) as usize);
             if stored.entries.is_empty() {
                 stored.entries = write.entries;
             } else {
                 stored.entries.extend(write.entries);
             }
+        }
+        if let Some(to) = write.compact_to {
+            stored.compact(to);
         }
     }
 }
@@ -217,6 +271,9 @@ fn apply(image: &mut Image, batch: WriteBatch) {
 #[async_trait]
 impl Storage for MemStorage {
     async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut held = self.held.subscribe();
+        // Only fails if the sender is gone, which cannot happen while `self` holds it.
+        let _ = held.wait_for(|held| !held).await;
         let mut state = self.lock();
         if state.poisoned {
             return Err(StorageError::Poisoned);
@@ -252,6 +309,7 @@ impl Storage for MemStorage {
                 group: *group,
                 membership: stored.membership.clone(),
                 hard_state: stored.hard_state,
+                compacted: stored.compacted,
                 entries: stored.entries.clone(),
             })
             .collect())
@@ -267,9 +325,20 @@ impl Storage for MemStorage {
         let Some(stored) = state.current.get(&group) else {
             return Ok(Vec::new());
         };
-        let len = stored.entries.len() as u64;
-        let start = low.max(1) - 1;
-        let end = high.saturating_sub(1).min(len);
+        let offset = stored.offset();
+        let low = low.max(1);
+        if low >= high {
+            return Ok(Vec::new());
+        }
+        if low <= offset {
+            return Err(StorageError::Compacted {
+                group,
+                index: offset,
+            });
+        }
+        // Positions in `entries`: index i is at i - offset - 1.
+        let start = low - offset - 1;
+        let end = (high - offset - 1).min(stored.entries.len() as u64);
         if start >= end {
             return Ok(Vec::new());
         }
@@ -278,13 +347,18 @@ impl Storage for MemStorage {
 
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
         let state = self.lock();
-        Ok(index.checked_sub(1).and_then(|i| {
-            state
-                .current
-                .get(&group)
-                .and_then(|g| g.entries.get(usize::try_from(i).ok()?))
-                .map(|e| e.term)
-        }))
+        let Some(stored) = state.current.get(&group) else {
+            return Ok(None);
+        };
+        if let Some(c) = stored.compacted
+            && c.index == index
+        {
+            return Ok(Some(c.term));
+        }
+        Ok(index
+            .checked_sub(stored.offset() + 1)
+            .and_then(|i| stored.entries.get(usize::try_from(i).ok()?))
+            .map(|e| e.term))
     }
 }
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::entry::{Entry, HardState, Payload};
-use crate::error::ProposeError;
+use crate::error::{ProposeError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::{Membership, VoteResult};
 use crate::message::{Message, MessageBody};
@@ -173,10 +173,19 @@ impl Group {
         )
     }
 
-    /// A replica restored from what storage held at start.
-    pub fn restore(node: NodeId, loaded: LoadedGroup, config: Arc<Config>, seed: u64) -> Group {
+    /// A replica restored from what storage held at start. A compacted log is refused
+    /// ([`StartError::CompactedLog`]): the log is kept, and replayed, from index 1.
+    pub fn restore(
+        node: NodeId,
+        loaded: LoadedGroup,
+        config: Arc<Config>,
+        seed: u64,
+    ) -> Result<Group, StartError> {
+        if loaded.compacted.is_some() {
+            return Err(StartError::CompactedLog(loaded.group));
+        }
         let log = Log::restored(loaded.entries, loaded.hard_state.commit);
-        Self::build(
+        Ok(Self::build(
             loaded.group,
             node,
             Arc::new(loaded.membership),
@@ -184,7 +193,7 @@ impl Group {
             log,
             config,
             seed,
-        )
+        ))
     }
 
     fn build(

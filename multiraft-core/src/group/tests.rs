@@ -149,9 +149,10 @@ fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Group {
         group: G,
         membership: Membership::voters([1, 2, 3]),
         hard_state,
+        compacted: None,
         entries,
     };
-    Group::restore(n(id), loaded, Arc::new(strict()), id)
+    Group::restore(n(id), loaded, Arc::new(strict()), id).unwrap()
 }
 
 /// Ticks `g` until it has output (its election timer fired); returns the tick count.
@@ -252,9 +253,10 @@ impl Cluster {
                     group: G,
                     membership: membership.clone(),
                     hard_state,
+                    compacted: None,
                     entries,
                 };
-                Group::restore(n(id), loaded, Arc::clone(&config), seed + id)
+                Group::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap()
             })
             .collect();
         Cluster {
@@ -300,6 +302,7 @@ impl Cluster {
             group: G,
             membership: self.membership.clone(),
             hard_state: disk.hard_state,
+            compacted: None,
             entries: disk.entries.clone(),
         }
     }
@@ -1272,7 +1275,7 @@ fn leader_completeness_across_restart() {
     let groups = loaded
         .into_iter()
         .zip(1..)
-        .map(|(l, id)| Group::restore(n(id), l, Arc::clone(&config), 100 + id))
+        .map(|(l, id)| Group::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap())
         .collect();
     let mut c = Cluster::with_groups(Membership::voters([1, 2, 3]), groups);
     c.collect(); // re-apply what each replica knows committed
@@ -1725,9 +1728,10 @@ fn rejected_higher_term_vote_requests_do_not_reset_the_election_timer() {
         group: G,
         membership: Membership::voters([1, 2, 3]),
         hard_state: hs(1, None, 2),
+        compacted: None,
         entries: log_of(&[1, 1]),
     };
-    let mut g = Group::restore(n(1), loaded, Arc::new(config), 1);
+    let mut g = Group::restore(n(1), loaded, Arc::new(config), 1).unwrap();
     let mut term = 1;
     for tick in 1..=40 {
         if tick % 5 == 0 {

@@ -1,7 +1,7 @@
 //! The shared log on redb: durable commit throughput by number of groups, the raw ingest
 //! rate of redb itself, and the time to load 100,000 groups at start.
 //!
-//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--only groups,raw,load,e2e]`
+//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--compact-secs 30] [--only groups,raw,load,compact,e2e]`
 //!
 //! Every figure is printed for each run and as the median of the runs.
 //!
@@ -17,6 +17,11 @@
 //! - **load**: a database holding `--load-groups` groups (3 voters, a hard state and
 //!   `--load-entries` 16-byte entries each) is closed, then timed: `RedbStorage::open` and
 //!   `Storage::load` of every group. The OS page cache is warm (the file was just written).
+//! - **compact**: a steady workload on one database — 1,000 groups, one 16-byte entry each
+//!   per durable commit — for `--compact-secs` seconds, first without compaction, then (on a
+//!   fresh file) with every group compacting to all but its last 100 entries every 10
+//!   commits; the file size each second. redb reuses freed pages, so with compaction the
+//!   file should stop growing.
 //! - **e2e**: 3 nodes in one process, each on its own `RedbStorage` file, on the testkit's
 //!   in-memory network; `--e2e-groups` groups, `--clients` closed-loop clients proposing
 //!   16-byte commands to their group's leader; committed (applied on the leader) proposals/s
@@ -52,6 +57,7 @@ struct Args {
     load_entries: u64,
     e2e_groups: u64,
     clients: u64,
+    compact_secs: u64,
     only: Option<String>,
 }
 
@@ -64,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         load_entries: 10,
         e2e_groups: 1_000,
         clients: 4_096,
+        compact_secs: 30,
         only: None,
     };
     let mut flags = Flags::from_env();
@@ -76,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
             "--load-entries" => a.load_entries = flags.number(&flag)?,
             "--e2e-groups" => a.e2e_groups = flags.number(&flag)?.max(1),
             "--clients" => a.clients = flags.number(&flag)?.max(1),
+            "--compact-secs" => a.compact_secs = flags.number(&flag)?.max(2),
             "--only" => a.only = Some(flags.value(&flag)?),
             _ => return Err(unknown(&flag)),
         }
@@ -196,6 +204,33 @@ async fn run() -> Result<(), String> {
             load_average()
         );
     }
+    if wants("compact") {
+        for compact in [false, true] {
+            let path = dir.file(&format!("compact-{compact}.redb"));
+            let samples = bench_compaction(&path, compact, args.compact_secs).await?;
+            let label = if compact {
+                "with compaction (every 10 commits, each group keeps its last 100 entries)"
+            } else {
+                "without compaction"
+            };
+            let series: Vec<String> = samples
+                .iter()
+                .map(|(t, size)| format!("{t}s {:.1}", *size as f64 / (1 << 20) as f64))
+                .collect();
+            println!(
+                "compact: file size in MiB over time, {label}: {}",
+                series.join(", ")
+            );
+            let half = samples.get(samples.len() / 2).map_or(0, |s| s.1);
+            let last = samples.last().map_or(0, |s| s.1);
+            println!(
+                "compact: {label}: {:.1} MiB at half time, {:.1} MiB at the end (load {})",
+                half as f64 / (1 << 20) as f64,
+                last as f64 / (1 << 20) as f64,
+                load_average()
+            );
+        }
+    }
     if wants("e2e") {
         let mut runs = Vec::new();
         for run in 0..args.runs {
@@ -270,6 +305,43 @@ fn cycle_batch(groups: u64, index: u64, seq: &mut u64) -> WriteBatch {
             })
             .collect(),
     }
+}
+
+/// A steady workload — 1,000 groups, one 16-byte entry each per durable commit — for `secs`
+/// seconds, with or without compaction; returns (second, file size in bytes) samples.
+async fn bench_compaction(
+    path: &Path,
+    compact: bool,
+    secs: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    const GROUPS: u64 = 1_000;
+    /// Entries each group keeps when it compacts, and how often it does.
+    const KEEP: u64 = 100;
+    const EVERY: u64 = 10;
+    let storage =
+        RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+    let start = Instant::now();
+    let (mut index, mut seq) = (1, 0);
+    let mut samples = Vec::new();
+    while start.elapsed().as_secs() < secs {
+        let mut batch = cycle_batch(GROUPS, index, &mut seq);
+        if compact && index % EVERY == 0 && index > KEEP {
+            for w in &mut batch.groups {
+                w.compact_to = Some(index - KEEP);
+            }
+        }
+        storage
+            .write(batch)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        index += 1;
+        let second = start.elapsed().as_secs();
+        if samples.last().is_none_or(|&(t, _)| t < second) {
+            let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+            samples.push((second, size));
+        }
+    }
+    Ok(samples)
 }
 
 async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<GroupsResult, String> {
