@@ -18,7 +18,7 @@ use multiraft_core::{
 /// # Writes
 ///
 /// [`write`](Storage::write) checks the whole batch first and applies it only if every part
-/// is valid, so a rejected batch changes nothing. For each [`GroupWrite`]: `remove` deletes
+/// is valid, so a rejected batch changes nothing. For each [`GroupWrite`](multiraft_core::GroupWrite): `remove` deletes
 /// the group; `membership` and `hard_state` replace the stored values; `entries` truncate the
 /// stored log at the first new index and append; `compact_to` then discards the log up to
 /// that index, keeping the index and term of the last entry discarded. A batch is rejected with
