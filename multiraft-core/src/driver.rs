@@ -2,7 +2,7 @@
 //! each ready's write with one storage call off the loop, sends, applies, resolves
 //! proposals, advances.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -336,17 +336,26 @@ impl Driver {
         self.fail_pending(why, |p| p.group == group);
     }
 
-    /// After a leadership event for `group`: ends the pending proposals taken under another
-    /// term or leader than the group's current ones — whatever they appended or forwarded may
-    /// or may not commit. A proposal taken under the current term and leader keeps waiting:
-    /// the event reaches the driver with the next ready, which can be after proposals taken
-    /// under the new leader (while a write was in flight), and those are not in doubt. Terms
-    /// only grow and a term has one leader, so a pair equal to the one a proposal was taken
-    /// under means it still went to the leader that is current.
-    fn fail_leadership_changed(&mut self, group: GroupId) {
-        let now = self.p.node.group_status(group).map(|s| (s.term, s.leader));
+    /// After leadership events for `groups`: ends their pending proposals taken under another
+    /// term or leader than the group's current ones — whatever those appended or forwarded
+    /// may or may not commit. A proposal taken under the current term and leader keeps
+    /// waiting: an event reaches the driver with the next ready, which can be after proposals
+    /// taken under the new leader (while a write was in flight), and those are not in doubt.
+    /// Terms only grow and a term has one leader, so a pair equal to the one a proposal was
+    /// taken under means it still went to the leader that is current. One pass over the
+    /// pending proposals serves every event of the ready.
+    fn fail_leadership_changed(&mut self, groups: BTreeSet<GroupId>) {
+        if groups.is_empty() || self.pending.is_empty() {
+            return;
+        }
+        let node = &self.p.node;
+        let now: HashMap<GroupId, Option<(u64, Option<NodeId>)>> = groups
+            .into_iter()
+            .map(|g| (g, node.group_status(g).map(|s| (s.term, s.leader))))
+            .collect();
         self.fail_pending(Indeterminate::LeadershipChanged, |p| {
-            p.group == group && Some((p.term, p.leader)) != now
+            now.get(&p.group)
+                .is_some_and(|current| *current != Some((p.term, p.leader)))
         });
     }
 
@@ -398,11 +407,14 @@ impl Driver {
                 let _ = p.reply.send(Err(r.error));
             }
         }
-        for e in &events {
-            if let Event::LeaderChanged { group, .. } = *e {
-                self.fail_leadership_changed(group);
-            }
-        }
+        let changed = events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::LeaderChanged { group, .. } => Some(group),
+                _ => None,
+            })
+            .collect();
+        self.fail_leadership_changed(changed);
         let mut write_future: WriteFuture = if write.is_empty() {
             Box::pin(async { Ok(()) })
         } else {

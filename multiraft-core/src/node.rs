@@ -395,18 +395,13 @@ impl Node {
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());
         for l in loaded {
-            let id = l.group;
-            let membership = l.membership.clone();
-            let seed = group_seed(self.seed, id.0);
-            groups.push((
-                Group::restore(self.id, l, Arc::clone(&self.config), seed)?,
-                membership,
-            ));
+            let seed = group_seed(self.seed, l.group.0);
+            groups.push(Group::restore(self.id, l, Arc::clone(&self.config), seed)?);
         }
-        for (mut group, membership) in groups {
+        for mut group in groups {
             let id = group.id();
-            self.add_peers(&membership);
-            let shared = self.intern(&membership);
+            self.add_peers(group.membership());
+            let shared = self.intern(group.membership());
             group.share_membership(shared);
             self.groups.insert(
                 id,

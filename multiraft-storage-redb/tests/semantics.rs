@@ -4,12 +4,10 @@
 mod common;
 
 use common::{FaultDisk, Rng, TempDir, entry, random_batch};
-use multiraft_core::{
-    Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Storage, StorageError,
-    WriteBatch,
-};
+use multiraft_core::{Entry, GroupId, GroupWrite, HardState, Membership, Storage, StorageError};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemStorage;
+use multiraft_testkit::conformance::{append, batch, hard_state, remove, terms};
 use std::sync::Arc;
 
 const G1: GroupId = GroupId(1);
@@ -20,38 +18,6 @@ fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
     (first..=last)
         .map(|i| entry(i, term, format!("{i}@{term}")))
         .collect()
-}
-
-fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
-    GroupWrite {
-        group,
-        entries,
-        ..Default::default()
-    }
-}
-
-fn remove(group: GroupId) -> GroupWrite {
-    GroupWrite {
-        group,
-        remove: true,
-        ..Default::default()
-    }
-}
-
-fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
-    WriteBatch { groups }
-}
-
-fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
-    loaded.entries.iter().map(|e| (e.index, e.term)).collect()
-}
-
-fn hard_state(term: u64) -> HardState {
-    HardState {
-        term,
-        vote: Some(NodeId(1)),
-        commit: 0,
-    }
 }
 
 /// A fresh database file in its own directory.

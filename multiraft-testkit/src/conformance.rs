@@ -78,7 +78,8 @@ pub fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
     (first..=last).map(|i| entry(i, term)).collect()
 }
 
-fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
+/// A record appending `entries` to `group`.
+pub fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
     GroupWrite {
         group,
         entries,
@@ -86,15 +87,36 @@ fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
     }
 }
 
-fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
+/// A record removing `group`.
+pub fn remove(group: GroupId) -> GroupWrite {
+    GroupWrite {
+        group,
+        remove: true,
+        ..Default::default()
+    }
+}
+
+/// A record compacting `group`'s log up to `to`.
+pub fn compact(group: GroupId, to: u64) -> GroupWrite {
+    GroupWrite {
+        group,
+        compact_to: Some(to),
+        ..Default::default()
+    }
+}
+
+/// A batch of `groups`' records.
+pub fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
     WriteBatch { groups }
 }
 
-fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
+/// The (index, term) of every entry of a loaded group, for comparing logs.
+pub fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
     loaded.entries.iter().map(|e| (e.index, e.term)).collect()
 }
 
-fn hard_state(term: u64) -> HardState {
+/// A hard state of `term` with a vote for node 1 and commit 0.
+pub fn hard_state(term: u64) -> HardState {
     HardState {
         term,
         vote: Some(NodeId(1)),
@@ -105,6 +127,26 @@ fn hard_state(term: u64) -> HardState {
 async fn write(s: &impl Storage, b: WriteBatch, property: &str) {
     if let Err(e) = s.write(b).await {
         panic!("{property}: a valid write failed: {e}");
+    }
+}
+
+async fn read_entries(
+    s: &impl Storage,
+    group: GroupId,
+    low: u64,
+    high: u64,
+    property: &str,
+) -> Vec<Entry> {
+    match s.entries(group, low, high).await {
+        Ok(e) => e,
+        Err(e) => panic!("{property}: entries({group}, {low}, {high}) failed: {e}"),
+    }
+}
+
+async fn read_term(s: &impl Storage, group: GroupId, index: u64, property: &str) -> Option<u64> {
+    match s.term(group, index).await {
+        Ok(t) => t,
+        Err(e) => panic!("{property}: term({group}, {index}) failed: {e}"),
     }
 }
 
@@ -265,19 +307,15 @@ async fn remove_deletes_the_group(s: impl Storage) {
         P,
     )
     .await;
-    let remove = GroupWrite {
-        group: G1,
-        remove: true,
-        ..Default::default()
-    };
+    let remove = remove(G1);
     write(&s, batch(vec![remove]), P).await;
     let loaded = load(&s, P).await;
     assert_eq!(loaded.len(), 1, "{P}");
     assert_eq!(loaded[0].group, G2, "{P}");
-    assert!(s.entries(G1, 1, 10).await.unwrap().is_empty(), "{P}");
-    assert_eq!(s.term(G1, 1).await.unwrap(), None, "{P}");
+    assert!(read_entries(&s, G1, 1, 10, P).await.is_empty(), "{P}");
+    assert_eq!(read_term(&s, G1, 1, P).await, None, "{P}");
     write(&s, batch(vec![append(G1, entries(1, 1, 5))]), P).await;
-    assert_eq!(s.term(G1, 1).await.unwrap(), Some(5), "{P}");
+    assert_eq!(read_term(&s, G1, 1, P).await, Some(5), "{P}");
 }
 
 /// `entries(low, high)` returns `[low, high)` clipped to the log; `term` is `None` where
@@ -287,20 +325,20 @@ async fn entries_and_term_read_ranges(s: impl Storage) {
     write(&s, batch(vec![append(G1, entries(1, 5, 1))]), P).await;
     write(&s, batch(vec![append(G1, entries(4, 5, 2))]), P).await;
     let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
-    assert_eq!(idx(s.entries(G1, 2, 4).await.unwrap()), [2, 3], "{P}");
-    assert_eq!(idx(s.entries(G1, 0, 3).await.unwrap()), [1, 2], "{P}");
-    assert_eq!(idx(s.entries(G1, 4, 100).await.unwrap()), [4, 5], "{P}");
-    assert_eq!(s.entries(G1, 4, 6).await.unwrap(), entries(4, 5, 2), "{P}");
-    assert!(s.entries(G1, 3, 3).await.unwrap().is_empty(), "{P}");
-    assert!(s.entries(G1, 4, 2).await.unwrap().is_empty(), "{P}");
-    assert!(s.entries(G1, 6, 9).await.unwrap().is_empty(), "{P}");
-    assert!(s.entries(G2, 1, 9).await.unwrap().is_empty(), "{P}");
-    assert_eq!(s.term(G1, 0).await.unwrap(), None, "{P}");
-    assert_eq!(s.term(G1, 3).await.unwrap(), Some(1), "{P}");
-    assert_eq!(s.term(G1, 4).await.unwrap(), Some(2), "{P}");
-    assert_eq!(s.term(G1, 6).await.unwrap(), None, "{P}");
-    assert_eq!(s.term(G1, u64::MAX).await.unwrap(), None, "{P}");
-    assert_eq!(s.term(G2, 1).await.unwrap(), None, "{P}");
+    assert_eq!(idx(read_entries(&s, G1, 2, 4, P).await), [2, 3], "{P}");
+    assert_eq!(idx(read_entries(&s, G1, 0, 3, P).await), [1, 2], "{P}");
+    assert_eq!(idx(read_entries(&s, G1, 4, 100, P).await), [4, 5], "{P}");
+    assert_eq!(read_entries(&s, G1, 4, 6, P).await, entries(4, 5, 2), "{P}");
+    assert!(read_entries(&s, G1, 3, 3, P).await.is_empty(), "{P}");
+    assert!(read_entries(&s, G1, 4, 2, P).await.is_empty(), "{P}");
+    assert!(read_entries(&s, G1, 6, 9, P).await.is_empty(), "{P}");
+    assert!(read_entries(&s, G2, 1, 9, P).await.is_empty(), "{P}");
+    assert_eq!(read_term(&s, G1, 0, P).await, None, "{P}");
+    assert_eq!(read_term(&s, G1, 3, P).await, Some(1), "{P}");
+    assert_eq!(read_term(&s, G1, 4, P).await, Some(2), "{P}");
+    assert_eq!(read_term(&s, G1, 6, P).await, None, "{P}");
+    assert_eq!(read_term(&s, G1, u64::MAX, P).await, None, "{P}");
+    assert_eq!(read_term(&s, G2, 1, P).await, None, "{P}");
 }
 
 /// Everything a write acknowledged survives a restart, truncations and removals included.
@@ -328,16 +366,12 @@ async fn restart_keeps_every_acknowledged_write<S: Subject>(subject: &mut S) {
         P,
     )
     .await;
-    let remove = GroupWrite {
-        group: G2,
-        remove: true,
-        ..Default::default()
-    };
+    let remove = remove(G2);
     write(&s, batch(vec![remove]), P).await;
     let before = load(&s, P).await;
     let s = subject.reopen(s);
     assert_eq!(load(&s, P).await, before, "{P}");
-    assert_eq!(s.entries(G1, 1, 10).await.unwrap().len(), 3, "{P}");
+    assert_eq!(read_entries(&s, G1, 1, 10, P).await.len(), 3, "{P}");
     write(&s, batch(vec![append(G1, entries(4, 4, 2))]), P).await;
     let s = subject.reopen(s);
     assert_eq!(
@@ -367,14 +401,6 @@ async fn one_batch_covers_many_groups<S: Subject>(subject: &mut S) {
         let g = l.group.0;
         assert_eq!(l.hard_state, hard_state(g), "{P}: group {g}");
         assert_eq!(l.entries, entries(1, 1 + g % 3, g), "{P}: group {g}");
-    }
-}
-
-fn compact(group: GroupId, to: u64) -> GroupWrite {
-    GroupWrite {
-        group,
-        compact_to: Some(to),
-        ..Default::default()
     }
 }
 
@@ -410,14 +436,18 @@ async fn compaction_discards_a_prefix_and_survives_restart<S: Subject>(subject: 
         "{P}: a read into the compacted prefix"
     );
     let idx = |v: Vec<Entry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
-    assert_eq!(idx(s.entries(G1, 8, 100).await.unwrap()), [8, 9, 10], "{P}");
     assert_eq!(
-        s.term(G1, 7).await.unwrap(),
+        idx(read_entries(&s, G1, 8, 100, P).await),
+        [8, 9, 10],
+        "{P}"
+    );
+    assert_eq!(
+        read_term(&s, G1, 7, P).await,
         Some(2),
         "{P}: the mark's term"
     );
-    assert_eq!(s.term(G1, 6).await.unwrap(), None, "{P}: below the mark");
-    assert_eq!(s.term(G1, 8).await.unwrap(), Some(2), "{P}");
+    assert_eq!(read_term(&s, G1, 6, P).await, None, "{P}: below the mark");
+    assert_eq!(read_term(&s, G1, 8, P).await, Some(2), "{P}");
 
     let before = load(&s, P).await;
     let rewrite = batch(vec![append(G1, entries(7, 7, 3))]);
@@ -461,7 +491,7 @@ async fn compaction_discards_a_prefix_and_survives_restart<S: Subject>(subject: 
         "{P}"
     );
     assert!(loaded[0].entries.is_empty(), "{P}: everything compacted");
-    assert!(s.entries(G1, 13, 20).await.unwrap().is_empty(), "{P}");
+    assert!(read_entries(&s, G1, 13, 20, P).await.is_empty(), "{P}");
     write(&s, batch(vec![append(G1, entries(13, 13, 4))]), P).await;
-    assert_eq!(s.term(G1, 13).await.unwrap(), Some(4), "{P}");
+    assert_eq!(read_term(&s, G1, 13, P).await, Some(4), "{P}");
 }

@@ -365,35 +365,11 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::entries;
-    use multiraft_core::{GroupWrite, NodeId};
+    use crate::conformance::{append, batch, entries, hard_state, terms};
+    use multiraft_core::GroupWrite;
 
     const G1: GroupId = GroupId(1);
     const G2: GroupId = GroupId(2);
-
-    fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
-        GroupWrite {
-            group,
-            entries,
-            ..Default::default()
-        }
-    }
-
-    fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
-        WriteBatch { groups }
-    }
-
-    fn terms(loaded: &LoadedGroup) -> Vec<(u64, u64)> {
-        loaded.entries.iter().map(|e| (e.index, e.term)).collect()
-    }
-
-    fn hard_state(term: u64) -> HardState {
-        HardState {
-            term,
-            vote: Some(NodeId(1)),
-            commit: 0,
-        }
-    }
 
     async fn full_load(s: &MemStorage) -> Vec<LoadedGroup> {
         s.load().await.unwrap()

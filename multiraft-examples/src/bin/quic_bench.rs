@@ -147,7 +147,7 @@ async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let ca = DevCa::new(ClusterId::new("bench").map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let loopback = "127.0.0.1:0".parse().unwrap();
+    let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     let c2 = QuicConfig::new(
         NodeId(2),
         loopback,
@@ -199,14 +199,14 @@ async fn run() -> Result<(), String> {
         for m in &batch.messages {
             if let MessageBody::AppendResponse { index, .. } = m.body {
                 let done = match outstanding.get_mut(&index) {
-                    Some((_, left)) => {
+                    Some((sent, left)) => {
                         *left -= 1;
-                        *left == 0
+                        (*left == 0).then_some(*sent)
                     }
-                    None => false,
+                    None => None,
                 };
-                if done {
-                    let (sent, _) = outstanding.remove(&index).unwrap();
+                if let Some(sent) = done {
+                    outstanding.remove(&index);
                     if measure_from.is_some() {
                         rtts.push(now - sent);
                         completed_batches += 1;
@@ -223,7 +223,10 @@ async fn run() -> Result<(), String> {
             break;
         }
     }
-    let elapsed = measure_from.unwrap().elapsed().as_secs_f64();
+    let elapsed = measure_from
+        .ok_or("the measurement never started")?
+        .elapsed()
+        .as_secs_f64();
     // Drain what is still in flight so the ping phase starts clean.
     while !outstanding.is_empty() {
         let batch = tokio::time::timeout(STALL, rx1.recv())
