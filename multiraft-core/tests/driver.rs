@@ -1,37 +1,19 @@
 //! Driver and API tests on the testkit's in-memory parts: real tokio, real time for ticks,
 //! every wait bounded by a timeout on a condition.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use multiraft_core::group::Role;
 use multiraft_core::{
     Bytes, Config, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError,
-    StartError, StateMachine, StopError,
+    StartError, StopError,
 };
+use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
 use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
 /// Every wait in these tests gives up after this long: generous, because CI shares 2 cores.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// What each (node, group) state machine applied, in order.
-type Journal = Arc<Mutex<BTreeMap<(u64, u64), Vec<(u64, Bytes)>>>>;
-
-struct Recorder {
-    node: u64,
-    group: u64,
-    journal: Journal,
-}
-
-impl StateMachine for Recorder {
-    fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
-        let mut j = self.journal.lock().unwrap();
-        let log = j.entry((self.node, self.group)).or_default();
-        log.push((index, command.clone()));
-        Bytes::from(format!("{}", log.len()))
-    }
-}
 
 /// Short ticks keep the tests fast; a long election timeout in ticks (200-400 ms) keeps a
 /// runtime stalled by a loaded CI machine from causing needless elections, which would end
@@ -71,15 +53,10 @@ impl Cluster {
     }
 
     async fn start_node(&self, i: u64) -> MultiRaft {
-        let journal = self.journal.clone();
         MultiRaft::builder(NodeId(i), self.config.clone())
             .storage(self.storages[i as usize - 1].clone())
             .transport(self.network.transport(NodeId(i)))
-            .state_machines(move |g: GroupId| Recorder {
-                node: i,
-                group: g.0,
-                journal: journal.clone(),
-            })
+            .state_machines(self.journal.machines(NodeId(i)))
             .seed(i * 1000)
             .start()
             .await
@@ -92,30 +69,22 @@ impl Cluster {
 
     async fn create(&self, groups: impl IntoIterator<Item = u64> + Clone) {
         let members = Membership::voters(1..=self.nodes.len() as u64);
-        for n in self.nodes.iter().flatten() {
-            for g in groups.clone() {
-                n.create_group(GroupId(g), members.clone()).await.unwrap();
-            }
-        }
+        let groups = groups.into_iter().map(GroupId);
+        create_everywhere(self.nodes.iter().flatten(), groups, &members)
+            .await
+            .unwrap();
     }
 
     /// Waits until every running node knows the same leader for `group` in the same term,
     /// and returns it.
     async fn leader(&self, group: u64) -> NodeId {
-        wait_for(|| async {
-            let mut seen = BTreeSet::new();
-            for n in self.nodes.iter().flatten() {
-                let s = n.status(GroupId(group)).await.unwrap()?;
-                seen.insert((s.term, s.leader?));
-            }
-            (seen.len() == 1).then(|| seen.into_iter().next().unwrap().1)
-        })
-        .await
+        agreed_leader(self.nodes.iter().flatten(), GroupId(group), WAIT)
+            .await
+            .expect("no agreed leader in time")
     }
 
     fn applied(&self, node: u64, group: u64) -> Vec<(u64, Bytes)> {
-        let j = self.journal.lock().unwrap();
-        j.get(&(node, group)).cloned().unwrap_or_default()
+        self.journal.applied(NodeId(node), GroupId(group))
     }
 
     async fn shutdown(&mut self) {
@@ -126,21 +95,14 @@ impl Cluster {
 }
 
 /// Polls `cond` until it yields a value, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(mut cond: F) -> T
+async fn wait_for<T, F, Fut>(cond: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(v) = cond().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in time")
+    cluster::wait_for(WAIT, cond)
+        .await
+        .expect("condition not reached in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +345,7 @@ async fn a_restarted_node_rejoins_with_its_log_intact() {
     .await;
     let before = c.node(3).status(GroupId(1)).await.unwrap().unwrap();
     c.nodes[2].take().unwrap().shutdown().await.unwrap();
-    c.journal.lock().unwrap().retain(|(n, _), _| *n != 3);
+    c.journal.forget_node(NodeId(3));
 
     c.nodes[2] = Some(c.start_node(3).await);
     // Restored from storage: the log is there before any leader contact.
@@ -446,11 +408,7 @@ async fn invalid_setup_is_a_typed_error_at_build_time() {
     let r = MultiRaft::builder(NodeId(1), config)
         .storage(MemStorage::new())
         .transport(network.transport(NodeId(1)))
-        .state_machines(|_| Recorder {
-            node: 1,
-            group: 0,
-            journal: Journal::default(),
-        })
+        .state_machines(Journal::default().machines(NodeId(1)))
         .start()
         .await;
     assert!(matches!(r, Err(StartError::Config(e)) if e.field == "election_timeout_max_ticks"));
@@ -479,11 +437,7 @@ async fn elections_follow_the_manual_clock() {
             .storage(MemStorage::new())
             .transport(network.transport(NodeId(i)))
             .clock(clock.clone())
-            .state_machines(move |g: GroupId| Recorder {
-                node: i,
-                group: g.0,
-                journal: Journal::default(),
-            })
+            .state_machines(Journal::default().machines(NodeId(i)))
             .seed(i)
             .start()
             .await

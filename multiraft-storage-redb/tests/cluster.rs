@@ -5,39 +5,19 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{FaultDisk, TempDir};
 use multiraft_core::{
-    Bytes, Config, GroupId, Membership, MultiRaft, NodeId, ProposeError, StateMachine, StopError,
-    Storage,
+    Bytes, Config, GroupId, Membership, MultiRaft, NodeId, ProposeError, StopError, Storage,
 };
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
+use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
 
 /// Every wait gives up after this long: generous, because CI shares 2 cores.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// What each (node, group) state machine applied, in order.
-type Journal = Arc<Mutex<BTreeMap<(u64, u64), Vec<(u64, Bytes)>>>>;
-
-struct Recorder {
-    node: u64,
-    group: u64,
-    journal: Journal,
-}
-
-impl StateMachine for Recorder {
-    fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
-        let mut j = self.journal.lock().unwrap();
-        let log = j.entry((self.node, self.group)).or_default();
-        log.push((index, command.clone()));
-        Bytes::from(format!("{}", log.len()))
-    }
-}
 
 /// 5 ms ticks with 200–400 ms election timeouts: a real fsync on a shared CI disk can stall
 /// a node's loop for tens of milliseconds, which must not look like a dead leader (an
@@ -106,15 +86,10 @@ impl Cluster {
     }
 
     async fn start_node(&self, i: u64) -> MultiRaft {
-        let journal = self.journal.clone();
         MultiRaft::builder(NodeId(i), test_config())
             .storage(self.open_storage(i))
             .transport(self.network.transport(NodeId(i)))
-            .state_machines(move |g: GroupId| Recorder {
-                node: i,
-                group: g.0,
-                journal: journal.clone(),
-            })
+            .state_machines(self.journal.machines(NodeId(i)))
             .seed(i * 1000)
             .start()
             .await
@@ -125,31 +100,23 @@ impl Cluster {
         self.nodes[i as usize - 1].as_ref().unwrap()
     }
 
-    async fn create(&self, groups: impl IntoIterator<Item = u64> + Clone) {
+    async fn create(&self, groups: impl IntoIterator<Item = u64>) {
         let members = Membership::voters([1, 2, 3]);
-        for n in self.nodes.iter().flatten() {
-            for g in groups.clone() {
-                n.create_group(GroupId(g), members.clone()).await.unwrap();
-            }
-        }
+        let groups = groups.into_iter().map(GroupId);
+        create_everywhere(self.nodes.iter().flatten(), groups, &members)
+            .await
+            .unwrap();
     }
 
     /// Waits until every running node knows the same leader for `group` in the same term.
     async fn leader(&self, group: u64) -> NodeId {
-        wait_for(|| async {
-            let mut seen = BTreeSet::new();
-            for n in self.nodes.iter().flatten() {
-                let s = n.status(GroupId(group)).await.unwrap()?;
-                seen.insert((s.term, s.leader?));
-            }
-            (seen.len() == 1).then(|| seen.into_iter().next().unwrap().1)
-        })
-        .await
+        agreed_leader(self.nodes.iter().flatten(), GroupId(group), WAIT)
+            .await
+            .expect("no agreed leader in time")
     }
 
     fn applied(&self, node: u64, group: u64) -> Vec<(u64, Bytes)> {
-        let j = self.journal.lock().unwrap();
-        j.get(&(node, group)).cloned().unwrap_or_default()
+        self.journal.applied(NodeId(node), GroupId(group))
     }
 
     async fn shutdown(&mut self) {
@@ -160,21 +127,14 @@ impl Cluster {
 }
 
 /// Polls `cond` until it yields a value, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(mut cond: F) -> T
+async fn wait_for<T, F, Fut>(cond: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(v) = cond().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in time")
+    cluster::wait_for(WAIT, cond)
+        .await
+        .expect("condition not reached in time")
 }
 
 /// Election safety, log matching and state machine safety (Raft §5.2–§5.4) on redb, then a
@@ -217,7 +177,7 @@ async fn three_nodes_on_redb_elect_apply_everywhere_and_restart_from_file() {
     // Restart node 3 from its file.
     let before = c.node(3).status(GroupId(1)).await.unwrap().unwrap();
     c.nodes[2].take().unwrap().shutdown().await.unwrap();
-    c.journal.lock().unwrap().retain(|(n, _), _| *n != 3);
+    c.journal.forget_node(NodeId(3));
     {
         // The file holds every group with its log: 20 commands plus the leaders' no-ops.
         let storage = c.open_storage(3);
@@ -272,7 +232,7 @@ async fn a_full_cluster_restart_keeps_every_committed_command() {
     })
     .await;
     c.shutdown().await;
-    c.journal.lock().unwrap().clear();
+    c.journal.clear();
     for i in 1..=3 {
         c.nodes[i as usize - 1] = Some(c.start_node(i).await);
     }

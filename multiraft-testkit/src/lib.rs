@@ -8,6 +8,9 @@
 //! - [`MemNetwork`]: an in-process network whose [`MemTransport`]s deliver straight into
 //!   each node's [`Inbox`](multiraft_core::Inbox), with isolation, symmetric and one-way
 //!   partitions, and message loss from a seed.
+//! - [`cluster`]: for tests of running nodes — a state machine journaling what each replica
+//!   applied, bounded waits on a condition, the leader every node agrees on.
+//! - [`conformance`]: the storage conformance suite any `Storage` implementation can run.
 //!
 //! - [`sim::Simulation`]: a deterministic whole-cluster simulator (N nodes × G groups, one
 //!   thread, one seed) with fault injection, safety invariants checked after every step, a
@@ -61,6 +64,7 @@
 //! ```
 
 mod clock;
+pub mod cluster;
 pub mod conformance;
 pub mod interaction;
 mod network;

@@ -4,35 +4,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use multiraft_core::{Bytes, Config, GroupId, Membership, MultiRaft, NodeId, StateMachine};
+use multiraft_core::{Config, GroupId, Membership, MultiRaft, NodeId};
 use multiraft_testkit::MemStorage;
+use multiraft_testkit::cluster::{Journal, agreed_leader};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
 
 const GROUPS: u64 = 100;
-
-type Journal = Arc<Mutex<BTreeMap<(u64, u64), Vec<Bytes>>>>;
-
-struct Recorder {
-    node: u64,
-    group: u64,
-    journal: Journal,
-}
-
-impl StateMachine for Recorder {
-    fn apply(&mut self, _index: u64, command: &Bytes) -> Bytes {
-        let mut j = self.journal.lock().unwrap();
-        let log = j.entry((self.node, self.group)).or_default();
-        log.push(command.clone());
-        Bytes::from(format!("{}", log.len()))
-    }
-}
 
 struct Cluster {
     ca: DevCa,
@@ -83,15 +65,10 @@ impl Cluster {
     }
 
     async fn start_node(&self, i: u64) -> MultiRaft {
-        let journal = self.journal.clone();
         MultiRaft::builder(NodeId(i), raft_config())
             .storage(self.storages[i as usize - 1].clone())
             .transport(self.transports[i as usize - 1].clone().unwrap())
-            .state_machines(move |g: GroupId| Recorder {
-                node: i,
-                group: g.0,
-                journal: journal.clone(),
-            })
+            .state_machines(self.journal.machines(NodeId(i)))
             .seed(i * 1000)
             .start()
             .await
@@ -103,26 +80,9 @@ impl Cluster {
     }
 
     async fn leader(&self, group: u64) -> NodeId {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let mut seen = BTreeSet::new();
-                let mut all = true;
-                for n in self.nodes.iter().flatten() {
-                    match n.status(GroupId(group)).await.unwrap() {
-                        Some(s) if s.leader.is_some() => {
-                            seen.insert((s.term, s.leader.unwrap()));
-                        }
-                        _ => all = false,
-                    }
-                }
-                if all && seen.len() == 1 {
-                    return seen.into_iter().next().unwrap().1;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("no agreed leader in time")
+        agreed_leader(self.nodes.iter().flatten(), GroupId(group), WAIT)
+            .await
+            .expect("no agreed leader in time")
     }
 
     /// Proposes `count` commands in every group on its leader; every one must apply.
@@ -152,15 +112,12 @@ impl Cluster {
     }
 
     async fn wait_applied(&self, node: u64, per_group: usize) {
-        let journal = self.journal.clone();
-        wait_until(
-            &format!("node {node} applies {per_group} per group"),
-            || {
-                let j = journal.lock().unwrap();
-                (1..=GROUPS).all(|g| j.get(&(node, g)).map_or(0, Vec::len) >= per_group)
-            },
-        )
-        .await;
+        self.journal
+            .wait_until(WAIT, |j| {
+                (1..=GROUPS).all(|g| j.commands(NodeId(node), GroupId(g)).len() >= per_group)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node {node} applies {per_group} per group: {e}"));
     }
 
     async fn shutdown(&mut self) {
@@ -191,10 +148,18 @@ async fn three_nodes_hundred_groups_over_quic_and_a_restart() {
     for i in 1..=3 {
         c.wait_applied(i, 5).await;
     }
+    let commands = |node, g| c.journal.commands(NodeId(node), GroupId(g));
     for g in 1..=GROUPS {
-        let j = c.journal.lock().unwrap();
-        assert_eq!(j[&(1, g)], j[&(2, g)], "state machine safety, group {g}");
-        assert_eq!(j[&(1, g)], j[&(3, g)], "state machine safety, group {g}");
+        assert_eq!(
+            commands(1, g),
+            commands(2, g),
+            "state machine safety, group {g}"
+        );
+        assert_eq!(
+            commands(1, g),
+            commands(3, g),
+            "state machine safety, group {g}"
+        );
     }
     let t1 = c.transports[0].clone().unwrap();
     assert!(t1.stats().frames_sent > 0 && t1.stats().batches_delivered > 0);
@@ -206,7 +171,7 @@ async fn three_nodes_hundred_groups_over_quic_and_a_restart() {
         .await
         .expect("endpoint idle");
     drop(old);
-    c.journal.lock().unwrap().retain(|(n, _), _| *n != 3);
+    c.journal.forget_node(NodeId(3));
     let addr3 = c.addrs[2];
     let rebound = tokio::time::timeout(WAIT, async {
         loop {
@@ -237,9 +202,9 @@ async fn three_nodes_hundred_groups_over_quic_and_a_restart() {
     }
     for g in 1..=GROUPS {
         // Node 3 re-applied its whole log from storage and then the new entries.
-        let j = c.journal.lock().unwrap();
-        assert_eq!(j[&(3, g)].len(), 10, "group {g}");
-        assert_eq!(j[&(1, g)], j[&(3, g)], "state machine safety, group {g}");
+        let commands = |node| c.journal.commands(NodeId(node), GroupId(g));
+        assert_eq!(commands(3).len(), 10, "group {g}");
+        assert_eq!(commands(1), commands(3), "state machine safety, group {g}");
     }
     // Node 1 redialed node 3: a second connection was established.
     assert!(t1.stats().connections_established >= 2, "{:?}", t1.stats());

@@ -1,0 +1,198 @@
+//! Helpers for tests that drive running [`MultiRaft`] nodes (the tokio driver, real or
+//! manual time): a state machine that journals what it applies, bounded waits on a
+//! condition, and the leader every node agrees on.
+//!
+//! ```
+//! use std::time::Duration;
+//! use multiraft_core::{Config, GroupId, Membership, MultiRaft, NodeId};
+//! use multiraft_testkit::cluster::{Journal, agreed_leader, create_everywhere};
+//! use multiraft_testkit::{MemNetwork, MemStorage};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let (network, journal) = (MemNetwork::new(), Journal::default());
+//! let mut config = Config::default();
+//! config.tick_interval = Duration::from_millis(5);
+//! let mut nodes = Vec::new();
+//! for i in 1..=3 {
+//!     let node = MultiRaft::builder(NodeId(i), config.clone())
+//!         .storage(MemStorage::new())
+//!         .transport(network.transport(NodeId(i)))
+//!         .state_machines(journal.machines(NodeId(i)))
+//!         .start()
+//!         .await
+//!         .unwrap();
+//!     nodes.push(node);
+//! }
+//! create_everywhere(&nodes, [GroupId(1)], &Membership::voters([1, 2, 3])).await.unwrap();
+//! let wait = Duration::from_secs(30);
+//! let leader = agreed_leader(&nodes, GroupId(1), wait).await.unwrap();
+//! nodes[leader.0 as usize - 1].propose(GroupId(1), "x").await.unwrap();
+//! journal
+//!     .wait_until(wait, |j| (1..=3).all(|i| j.commands(NodeId(i), GroupId(1)) == ["x"]))
+//!     .await
+//!     .unwrap();
+//! for n in &nodes {
+//!     n.shutdown().await.unwrap();
+//! }
+//! # });
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use multiraft_core::{Bytes, GroupError, GroupId, Membership, MultiRaft, NodeId, StateMachine};
+
+/// How often a bounded wait looks at its condition again.
+const POLL: Duration = Duration::from_millis(2);
+
+/// A wait ran out of time before its condition held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut(pub Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "condition not reached within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Polls `cond` until it yields a value, at most `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut cond: F) -> Result<T, TimedOut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(v) = cond().await {
+                return v;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .map_err(|_| TimedOut(timeout))
+}
+
+/// Waits until every node in `nodes` hosts `group` and knows the same leader in the same
+/// term, and returns that leader. A stopped node counts as not agreeing.
+pub async fn agreed_leader<'a>(
+    nodes: impl IntoIterator<Item = &'a MultiRaft> + Clone,
+    group: GroupId,
+    timeout: Duration,
+) -> Result<NodeId, TimedOut> {
+    wait_for(timeout, || {
+        let nodes = nodes.clone();
+        async move {
+            let mut seen = BTreeSet::new();
+            for n in nodes {
+                let s = n.status(group).await.ok()??;
+                seen.insert((s.term, s.leader?));
+            }
+            let mut seen = seen.into_iter();
+            match (seen.next(), seen.next()) {
+                (Some((_, leader)), None) => Some(leader),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
+/// Creates every group of `groups` with `membership` on every node of `nodes`.
+pub async fn create_everywhere<'a>(
+    nodes: impl IntoIterator<Item = &'a MultiRaft>,
+    groups: impl IntoIterator<Item = GroupId>,
+    membership: &Membership,
+) -> Result<(), GroupError> {
+    let groups: Vec<GroupId> = groups.into_iter().collect();
+    for n in nodes {
+        for &g in &groups {
+            n.create_group(g, membership.clone()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What every (node, group) state machine made by [`Journal::machines`] applied, in order:
+/// (index, command). Cheap to clone; clones share the record.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    applied: Arc<Mutex<Record>>,
+}
+
+/// Per (node, group): (index, command) in applied order.
+type Record = BTreeMap<(NodeId, GroupId), Vec<(u64, Bytes)>>;
+
+impl Journal {
+    /// A state-machine factory for node `node`, for
+    /// [`Builder::state_machines`](multiraft_core::Builder::state_machines).
+    pub fn machines(&self, node: NodeId) -> impl FnMut(GroupId) -> Recorder + Send + 'static {
+        let journal = self.clone();
+        move |group| Recorder {
+            node,
+            group,
+            journal: journal.clone(),
+        }
+    }
+
+    /// What `node`'s replica of `group` applied: (index, command) in order.
+    pub fn applied(&self, node: NodeId, group: GroupId) -> Vec<(u64, Bytes)> {
+        self.lock().get(&(node, group)).cloned().unwrap_or_default()
+    }
+
+    /// The commands `node`'s replica of `group` applied, in order.
+    pub fn commands(&self, node: NodeId, group: GroupId) -> Vec<Bytes> {
+        self.lock()
+            .get(&(node, group))
+            .map(|a| a.iter().map(|(_, c)| c.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets what `node` applied: before restarting it, since its new state machines replay
+    /// the log from the start.
+    pub fn forget_node(&self, node: NodeId) {
+        self.lock().retain(|(n, _), _| *n != node);
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Waits until `cond` holds for the journal, at most `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut cond: impl FnMut(&Journal) -> bool,
+    ) -> Result<(), TimedOut> {
+        wait_for(timeout, || std::future::ready(cond(self).then_some(()))).await
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Record> {
+        // A test that panicked while recording leaves the record as it was: still readable.
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A state machine that records every command in its [`Journal`] and answers with how many
+/// commands its replica has applied so far (as decimal text), so a test can check both the
+/// order on every replica and the result a proposer gets.
+#[derive(Debug)]
+pub struct Recorder {
+    node: NodeId,
+    group: GroupId,
+    journal: Journal,
+}
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
+        let mut j = self.journal.lock();
+        let log = j.entry((self.node, self.group)).or_default();
+        log.push((index, command.clone()));
+        Bytes::from(log.len().to_string())
+    }
+}
