@@ -12,6 +12,7 @@ use multiraft_core::{
     ProposalId, WriteBatch,
 };
 use multiraft_storage_redb::redb::StorageBackend;
+use multiraft_testkit::sim::SimRng;
 
 /// A directory under `std::env::temp_dir()` with a unique name, removed on drop.
 #[derive(Debug)]
@@ -43,26 +44,23 @@ impl Drop for TempDir {
     }
 }
 
-/// splitmix64: a tiny seeded RNG, so that a failing seed replays exactly.
+/// The testkit's seeded RNG (splitmix64, so that a failing seed replays exactly), with
+/// chances in percent as these tests write them.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SimRng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SimRng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.0.below(n)
     }
 
     /// True with probability `percent` / 100.
