@@ -1,6 +1,8 @@
 //! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
 
-use multiraft_core::{Entry, GroupId, HardState, Membership, Payload, StorageError};
+use multiraft_core::{
+    Entry, GroupId, GroupWrite, HardState, Membership, Payload, StorageError, WriteBatch,
+};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,11 @@ pub(crate) const GROUPS_TABLE: TableDefinition<'static, u64, &[u8]> =
 /// `(group id, index)` → postcard `(term, payload)`.
 pub(crate) const LOG_TABLE: TableDefinition<'static, (u64, u64), &[u8]> =
     TableDefinition::new("multiraft_log");
+
+/// Sequence number → postcard list of [`WalWrite`]: one committed `WriteBatch` each, until a
+/// checkpoint moves them into [`GROUPS_TABLE`] and [`LOG_TABLE`].
+pub(crate) const WAL_TABLE: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("multiraft_wal");
 
 /// One group's metadata row.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +75,61 @@ pub(crate) fn decode_term(group: u64, index: u64, bytes: &[u8]) -> Result<u64, S
     postcard::take_from_bytes::<u64>(bytes)
         .map(|(term, _)| term)
         .map_err(|e| corrupt(GroupId(group), &format!("entry {index}: {e}")))
+}
+
+/// A `GroupWrite` as the write-ahead table stores it.
+#[derive(Serialize)]
+struct WalWriteRef<'a> {
+    group: u64,
+    remove: bool,
+    membership: Option<&'a Membership>,
+    hard_state: Option<HardState>,
+    entries: &'a [Entry],
+    compact_to: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WalWrite {
+    group: u64,
+    remove: bool,
+    membership: Option<Membership>,
+    hard_state: Option<HardState>,
+    entries: Vec<Entry>,
+    compact_to: Option<u64>,
+}
+
+/// One write-ahead record: the batch's group writes, in batch order.
+pub(crate) fn encode_batch(batch: &WriteBatch) -> Result<Vec<u8>, StorageError> {
+    let writes: Vec<WalWriteRef<'_>> = batch
+        .groups
+        .iter()
+        .map(|w| WalWriteRef {
+            group: w.group.0,
+            remove: w.remove,
+            membership: w.membership.as_ref(),
+            hard_state: w.hard_state,
+            entries: &w.entries,
+            compact_to: w.compact_to,
+        })
+        .collect();
+    postcard::to_stdvec(&writes)
+        .map_err(|e| StorageError::Backend(format!("encoding a write-ahead record: {e}")))
+}
+
+pub(crate) fn decode_batch(seq: u64, bytes: &[u8]) -> Result<Vec<GroupWrite>, StorageError> {
+    let writes: Vec<WalWrite> = decode_exact(bytes)
+        .map_err(|e| StorageError::Corrupt(format!("write-ahead record {seq}: {e}")))?;
+    Ok(writes
+        .into_iter()
+        .map(|w| GroupWrite {
+            group: GroupId(w.group),
+            remove: w.remove,
+            membership: w.membership,
+            hard_state: w.hard_state,
+            entries: w.entries,
+            compact_to: w.compact_to,
+        })
+        .collect())
 }
 
 pub(crate) fn encode_meta(meta: &GroupMeta) -> Result<Vec<u8>, StorageError> {

@@ -153,6 +153,7 @@
 
 mod codec;
 mod storage;
+mod tail;
 
 pub use redb;
 pub use storage::{FORMAT_VERSION, RedbOptions, RedbStorage};

@@ -1,5 +1,7 @@
 //! [`RedbStorage`]: the [`Storage`] implementation, its writer thread and its read paths.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as Entry_;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -14,15 +16,17 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::codec::{
-    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, corrupt, decode_entry,
-    decode_meta, decode_term, encode_entry, encode_meta, redb_error,
+    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, WAL_TABLE, corrupt, decode_batch,
+    decode_entry, decode_meta, decode_term, encode_batch, encode_entry, encode_meta, redb_error,
 };
+use crate::tail::TailGroup;
 
 /// The on-disk format this build reads and writes. Stored at creation and checked at open;
 /// any other value is refused. Bumped by any change to the tables or value encodings.
 ///
-/// History: 1 — first format; 2 — the metadata row records the compacted prefix.
-pub const FORMAT_VERSION: u64 = 2;
+/// History: 1 — first format; 2 — the metadata row records the compacted prefix; 3 — batches
+/// are committed to a write-ahead table and checkpointed into the group and log tables.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// How to open a [`RedbStorage`].
 #[derive(Clone, Debug)]
@@ -35,6 +39,16 @@ pub struct RedbOptions {
     /// after an unclean shutdown (redb's `set_check_integrity_on_open`). Slower opens; a file
     /// altered behind redb's back is then refused instead of trusted. Default `false`.
     pub check_integrity_on_open: bool,
+    /// How large the write-ahead records since the last checkpoint may grow, in bytes,
+    /// before the writer moves them into the group and log tables. Default
+    /// [`DEFAULT_CHECKPOINT_BYTES`](RedbOptions::DEFAULT_CHECKPOINT_BYTES).
+    ///
+    /// It bounds: the writer's memory for those records (the entries themselves share
+    /// their payload buffers with the node's log); the work of one checkpoint, during which
+    /// the next write waits; the replay at each `load`, `entries` and `term` (which decode
+    /// the whole write-ahead table). Larger values amortize a checkpoint's per-group cost
+    /// over more entries. 0 checkpoints after every write.
+    pub checkpoint_bytes: usize,
 }
 
 impl RedbOptions {
@@ -42,6 +56,17 @@ impl RedbOptions {
     /// next to an application and already keeps each group's live log in memory; the cache
     /// mostly holds the B-trees' upper levels and recently written pages.
     pub const DEFAULT_CACHE_SIZE_BYTES: usize = 64 << 20;
+
+    /// 16 MiB: at 1,000 groups and tens of thousands of entries per second a checkpoint
+    /// every few seconds, each moving a few hundred entries per group (contiguous rows,
+    /// cheap) for one metadata row per group (the fixed cost being amortized).
+    pub const DEFAULT_CHECKPOINT_BYTES: usize = 16 << 20;
+
+    /// Sets [`checkpoint_bytes`](RedbOptions::checkpoint_bytes).
+    pub fn with_checkpoint_bytes(mut self, bytes: usize) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
 
     /// Sets [`cache_size_bytes`](RedbOptions::cache_size_bytes).
     pub fn with_cache_size_bytes(mut self, bytes: usize) -> Self {
@@ -68,6 +93,7 @@ impl Default for RedbOptions {
         RedbOptions {
             cache_size_bytes: Self::DEFAULT_CACHE_SIZE_BYTES,
             check_integrity_on_open: false,
+            checkpoint_bytes: Self::DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }
@@ -141,7 +167,7 @@ impl RedbStorage {
             create_file(path, &options)?;
         }
         let db = options.builder().open(path).map_err(redb_error)?;
-        Self::start(db)
+        Self::start(db, &options)
     }
 
     /// Opens (or initializes, when empty) a database on a custom redb [`StorageBackend`]:
@@ -154,11 +180,13 @@ impl RedbStorage {
             .builder()
             .create_with_backend(backend)
             .map_err(redb_error)?;
-        Self::start(db)
+        Self::start(db, &options)
     }
 
-    fn start(db: Database) -> Result<RedbStorage, StorageError> {
+    fn start(db: Database, options: &RedbOptions) -> Result<RedbStorage, StorageError> {
         check_format(&db)?;
+        let tail = read_tail(&db.begin_read().map_err(redb_error)?, None)?;
+        let checkpoint_bytes = options.checkpoint_bytes;
         let db = Arc::new(db);
         let poisoned = Arc::new(AtomicBool::new(false));
         let (jobs, rx) = mpsc::channel::<Job>();
@@ -167,7 +195,15 @@ impl RedbStorage {
             let poisoned = Arc::clone(&poisoned);
             std::thread::Builder::new()
                 .name("multiraft-redb-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &poisoned))
+                .spawn(move || {
+                    let writer = Writer {
+                        db: &db,
+                        tail,
+                        checkpoint_bytes,
+                        failed_checkpoint: None,
+                    };
+                    writer_loop(writer, &rx, &poisoned);
+                })
                 .map_err(StorageError::Io)?
         };
         Ok(RedbStorage {
@@ -277,18 +313,49 @@ fn check_format(db: &Database) -> Result<(), StorageError> {
                 .map_err(redb_error)?;
             txn.open_table(GROUPS_TABLE).map_err(redb_error)?;
             txn.open_table(LOG_TABLE).map_err(redb_error)?;
+            txn.open_table(WAL_TABLE).map_err(redb_error)?;
             txn.commit().map_err(redb_error)
         }
     }
 }
 
-/// The writer thread: commits batches one at a time, in order, until the channel closes.
-fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, poisoned: &AtomicBool) {
+/// The writer thread's state: the groups written since the last checkpoint.
+struct Writer<'a> {
+    db: &'a Database,
+    tail: Tail,
+    /// Checkpoint once `tail.bytes` reaches this ([`RedbOptions::checkpoint_bytes`]).
+    checkpoint_bytes: usize,
+    /// Why the last checkpoint failed, for the next write to report (later ones get
+    /// `Poisoned`).
+    failed_checkpoint: Option<StorageError>,
+}
+
+/// The write-ahead records since the last checkpoint, applied per group.
+#[derive(Default)]
+struct Tail {
+    groups: HashMap<u64, TailGroup>,
+    /// The sequence number of the next write-ahead record.
+    next_seq: u64,
+    /// Encoded size of the records plus [`TAIL_GROUP_BYTES`] per group: what a checkpoint
+    /// has to move, and roughly what the writer holds in memory for them.
+    bytes: usize,
+}
+
+/// What one group in the tail counts for besides its records' bytes (its metadata, its map
+/// slot): so that a tail of many groups with tiny writes is checkpointed too.
+const TAIL_GROUP_BYTES: usize = 256;
+
+/// The writer thread: commits batches one at a time, in order, until the channel closes;
+/// checkpoints after a commit once the tail is large enough.
+fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, poisoned: &AtomicBool) {
     while let Ok(Job { batch, reply }) = jobs.recv() {
         let result = if poisoned.load(Ordering::Acquire) {
-            Err(StorageError::Poisoned)
+            Err(writer
+                .failed_checkpoint
+                .take()
+                .unwrap_or(StorageError::Poisoned))
         } else {
-            match commit(db, &batch) {
+            match writer.commit(&batch) {
                 Ok(()) => Ok(()),
                 Err(Failure::Invalid(e)) => Err(e),
                 Err(Failure::Fatal(e)) => {
@@ -297,104 +364,188 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, poisoned: &AtomicBool)
                 }
             }
         };
+        let committed = result.is_ok();
         // The caller may have gone away (its future dropped); the outcome stands anyway.
         let _ = reply.send(result);
-    }
-}
-
-/// Validates and commits one batch as one durable transaction.
-fn commit(db: &Database, batch: &WriteBatch) -> Result<(), Failure> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    match apply(&txn, batch) {
-        Ok(()) => {}
-        Err(Failure::Invalid(e)) => {
-            txn.abort()?;
-            return Err(Failure::Invalid(e));
-        }
-        Err(fatal) => return Err(fatal),
-    }
-    txn.commit()?;
-    Ok(())
-}
-
-fn apply(txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
-    batch.validate_groups_distinct().map_err(Failure::Invalid)?;
-    let mut groups = txn.open_table(GROUPS_TABLE)?;
-    let mut log = txn.open_table(LOG_TABLE)?;
-
-    // Validate everything before changing anything.
-    let mut metas = Vec::with_capacity(batch.groups.len());
-    for write in &batch.groups {
-        let meta = match groups.get(write.group.0)? {
-            Some(v) => Some(decode_meta(write.group.0, v.value()).map_err(Failure::Fatal)?),
-            None => None,
-        };
-        let (last, compacted) = meta
-            .as_ref()
-            .map_or((0, 0), |m| (m.last_index, m.compacted_index));
-        write.validate(last, compacted).map_err(Failure::Invalid)?;
-        metas.push(meta);
-    }
-
-    for (write, meta) in batch.groups.iter().zip(metas) {
-        let g = write.group.0;
-        if write.remove {
-            if meta.is_some() {
-                groups.remove(g)?;
-                log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-            }
-            continue;
-        }
-        let mut meta = meta.unwrap_or_default();
-        if let Some(membership) = &write.membership {
-            meta.membership = membership.clone();
-        }
-        if let Some(hard_state) = write.hard_state {
-            meta.hard_state = hard_state;
-        }
-        if let (Some(first), Some(last)) = (write.entries.first(), write.entries.last()) {
-            if first.index <= meta.last_index {
-                // Conflict truncation: delete the stored suffix from the first new index.
-                log.retain_in((g, first.index)..=(g, meta.last_index), |_, _| false)?;
-            }
-            for entry in &write.entries {
-                let value = encode_entry(entry).map_err(Failure::Fatal)?;
-                log.insert((g, entry.index), value.as_slice())?;
-            }
-            meta.last_index = last.index;
-            meta.last_term = last.term;
-        }
-        if let Some(to) = write.compact_to
-            && to > meta.compacted_index
+        // After the reply: the batch is durable in the write-ahead table already, so its
+        // caller need not wait for the checkpoint (the next batch does).
+        if committed
+            && writer.tail.bytes >= writer.checkpoint_bytes
+            && let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint()
         {
-            // Validated: `to` is at most the last index, so the entry is stored (this
-            // transaction sees its own appends).
-            let term = if to == meta.last_index {
-                meta.last_term
-            } else {
-                match log.get((g, to))? {
-                    Some(v) => decode_term(g, to, v.value()).map_err(Failure::Fatal)?,
-                    None => {
-                        return Err(Failure::Fatal(corrupt(
-                            write.group,
-                            &format!("entry {to} is missing below the last index"),
-                        )));
-                    }
+            writer.failed_checkpoint = Some(e);
+            poisoned.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Validates one batch and commits it as one write-ahead record, durably.
+    fn commit(&mut self, batch: &WriteBatch) -> Result<(), Failure> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        match self.append(&txn, batch) {
+            Ok(()) => {}
+            Err(Failure::Invalid(e)) => {
+                txn.abort()?;
+                return Err(Failure::Invalid(e));
+            }
+            Err(fatal) => return Err(fatal),
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn append(&mut self, txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
+        batch.validate_groups_distinct().map_err(Failure::Invalid)?;
+        let groups = txn.open_table(GROUPS_TABLE)?;
+        let log = txn.open_table(LOG_TABLE)?;
+
+        // Validate everything before changing anything. Groups not in the tail yet are read
+        // from the tables once, here.
+        let mut bases = Vec::with_capacity(batch.groups.len());
+        for write in &batch.groups {
+            let g = write.group.0;
+            let (bounds, base) = match self.tail.groups.get(&g) {
+                Some(group) => (group.bounds(), None),
+                None => {
+                    let base = TailGroup::over(table_meta(&groups, g).map_err(Failure::Fatal)?);
+                    (base.bounds(), Some(base))
                 }
             };
-            log.retain_in((g, meta.compacted_index + 1)..=(g, to), |_, _| false)?;
-            meta.compacted_index = to;
-            meta.compacted_term = term;
+            write
+                .validate(bounds.0, bounds.1)
+                .map_err(Failure::Invalid)?;
+            bases.push(base);
         }
-        groups.insert(g, encode_meta(&meta).map_err(Failure::Fatal)?.as_slice())?;
+
+        let record = encode_batch(batch).map_err(Failure::Fatal)?;
+        let mut added = 0;
+        for (write, base) in batch.groups.iter().zip(bases) {
+            let g = write.group.0;
+            let group = match base {
+                Some(base) => {
+                    added += 1;
+                    self.tail.groups.entry(g).or_insert(base)
+                }
+                None => self
+                    .tail
+                    .groups
+                    .get_mut(&g)
+                    .ok_or_else(|| Failure::Fatal(corrupt(write.group, "left the tail")))?,
+            };
+            group
+                .apply(write, &mut |index| table_term(&log, g, index))
+                .map_err(Failure::Fatal)?;
+        }
+        let mut wal = txn.open_table(WAL_TABLE)?;
+        wal.insert(self.tail.next_seq, record.as_slice())?;
+        self.tail.next_seq += 1;
+        self.tail.bytes += record.len() + added * TAIL_GROUP_BYTES;
+        Ok(())
     }
-    Ok(())
+
+    /// Moves the tail into the tables and empties the write-ahead table, in one durable
+    /// transaction.
+    fn checkpoint(&mut self) -> Result<(), Failure> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut groups = txn.open_table(GROUPS_TABLE)?;
+            let mut log = txn.open_table(LOG_TABLE)?;
+            let mut wal = txn.open_table(WAL_TABLE)?;
+            // In key order: neighbouring groups share B-tree pages.
+            let mut ids: Vec<u64> = self.tail.groups.keys().copied().collect();
+            ids.sort_unstable();
+            for g in ids {
+                let Some(group) = self.tail.groups.get(&g) else {
+                    continue;
+                };
+                for (low, high) in group.dead_table_rows() {
+                    log.retain_in((g, low)..=(g, high), |_, _| false)?;
+                }
+                match &group.meta {
+                    None => {
+                        groups.remove(g)?;
+                    }
+                    Some(meta) => {
+                        for entry in &group.run {
+                            let value = encode_entry(entry).map_err(Failure::Fatal)?;
+                            log.insert((g, entry.index), value.as_slice())?;
+                        }
+                        groups.insert(g, encode_meta(meta).map_err(Failure::Fatal)?.as_slice())?;
+                    }
+                }
+            }
+            wal.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        self.tail = Tail {
+            next_seq: self.tail.next_seq,
+            ..Tail::default()
+        };
+        Ok(())
+    }
 }
 
-/// Every group with its full log, checked against its metadata, in group order.
+/// The group's checkpointed metadata row, if any.
+fn table_meta(
+    groups: &impl ReadableTable<u64, &'static [u8]>,
+    g: u64,
+) -> Result<Option<GroupMeta>, StorageError> {
+    match groups.get(g).map_err(redb_error)? {
+        Some(v) => Ok(Some(decode_meta(g, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The term of a checkpointed log row, if it exists.
+fn table_term(
+    log: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    g: u64,
+    index: u64,
+) -> Result<Option<u64>, StorageError> {
+    match log.get((g, index)).map_err(redb_error)? {
+        Some(v) => Ok(Some(decode_term(g, index, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Replays the write-ahead table of `read` over the tables: every group it touches, or only
+/// `only`.
+fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, StorageError> {
+    let groups = read.open_table(GROUPS_TABLE).map_err(redb_error)?;
+    let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
+    let wal = read.open_table(WAL_TABLE).map_err(redb_error)?;
+    let mut tail = Tail::default();
+    for row in ReadableTable::range::<u64>(&wal, ..).map_err(redb_error)? {
+        let (key, value) = row.map_err(redb_error)?;
+        let seq = key.value();
+        tail.next_seq = seq + 1;
+        tail.bytes += value.value().len();
+        for write in decode_batch(seq, value.value())? {
+            if only.is_some_and(|g| g != write.group) {
+                continue;
+            }
+            let g = write.group.0;
+            let group = match tail.groups.entry(g) {
+                Entry_::Occupied(o) => o.into_mut(),
+                Entry_::Vacant(v) => {
+                    tail.bytes += TAIL_GROUP_BYTES;
+                    v.insert(TailGroup::over(table_meta(&groups, g)?))
+                }
+            };
+            group.apply(&write, &mut |index| table_term(&log, g, index))?;
+        }
+    }
+    Ok(tail)
+}
+
+/// Every group with its full log, in group order: the checkpointed tables, checked against
+/// each other, with the write-ahead records applied.
 fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
     let read = db.begin_read().map_err(redb_error)?;
+    let mut tail = read_tail(&read, None)?;
     let groups = read.open_table(GROUPS_TABLE).map_err(redb_error)?;
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
     let mut rows = ReadableTable::range::<(u64, u64)>(&log, ..)
@@ -454,16 +605,16 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
                 ),
             ));
         }
-        loaded.push(LoadedGroup {
-            group: GroupId(g),
-            membership: meta.membership,
-            hard_state: meta.hard_state,
-            compacted: (meta.compacted_index > 0).then_some(Compacted {
-                index: meta.compacted_index,
-                term: meta.compacted_term,
-            }),
-            entries,
-        });
+        match tail.groups.remove(&g) {
+            None => loaded.push(loaded_group(g, meta, entries)),
+            Some(group) => {
+                entries.retain(|e| group.table_row_live(e.index));
+                if let Some(meta) = group.meta {
+                    entries.extend(group.run);
+                    loaded.push(loaded_group(g, meta, entries));
+                }
+            }
+        }
     }
     if let Some(row) = rows.next() {
         let (key, _) = row.map_err(redb_error)?;
@@ -473,7 +624,40 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
             &format!("log entry {index} without a group"),
         ));
     }
+    // Groups created since the checkpoint.
+    let before = loaded.len();
+    for (g, group) in tail.groups {
+        if let Some(meta) = group.meta {
+            loaded.push(loaded_group(g, meta, group.run));
+        }
+    }
+    if loaded.len() > before {
+        loaded.sort_unstable_by_key(|l| l.group);
+    }
     Ok(loaded)
+}
+
+fn loaded_group(g: u64, meta: GroupMeta, entries: Vec<Entry>) -> LoadedGroup {
+    LoadedGroup {
+        group: GroupId(g),
+        membership: meta.membership,
+        hard_state: meta.hard_state,
+        compacted: (meta.compacted_index > 0).then_some(Compacted {
+            index: meta.compacted_index,
+            term: meta.compacted_term,
+        }),
+        entries,
+    }
+}
+
+/// One group as the read transaction sees it: its tail, or its table state if the
+/// write-ahead table does not touch it.
+fn read_group(read: &ReadTransaction, group: GroupId) -> Result<TailGroup, StorageError> {
+    let mut tail = read_tail(read, Some(group))?;
+    match tail.groups.remove(&group.0) {
+        Some(g) => Ok(g),
+        None => Ok(TailGroup::over(read_meta(read, group)?)),
+    }
 }
 
 fn read_entries(
@@ -487,54 +671,66 @@ fn read_entries(
         return Ok(Vec::new());
     }
     let read = db.begin_read().map_err(redb_error)?;
-    let compacted = read_meta(&read, group)?.map_or(0, |m| m.compacted_index);
-    if low <= compacted {
+    let state = read_group(&read, group)?;
+    let Some(meta) = &state.meta else {
+        return Ok(Vec::new());
+    };
+    if low <= meta.compacted_index {
         return Err(StorageError::Compacted {
             group,
-            index: compacted,
+            index: meta.compacted_index,
         });
     }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
     let g = group.0;
     let mut entries = Vec::new();
-    for row in ReadableTable::range(&log, (g, low)..(g, high)).map_err(redb_error)? {
-        let (key, value) = row.map_err(redb_error)?;
-        let (_, index) = key.value();
-        entries.push(decode_entry(g, index, value.value())?);
+    let table_high = high.min(state.table_live_to.saturating_add(1));
+    if !state.cleared && low < table_high {
+        for row in ReadableTable::range(&log, (g, low)..(g, table_high)).map_err(redb_error)? {
+            let (key, value) = row.map_err(redb_error)?;
+            let (_, index) = key.value();
+            entries.push(decode_entry(g, index, value.value())?);
+        }
     }
+    entries.extend(
+        state
+            .run
+            .iter()
+            .filter(|e| e.index >= low && e.index < high)
+            .cloned(),
+    );
     Ok(entries)
 }
 
 fn read_term(db: &Database, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
     let read = db.begin_read().map_err(redb_error)?;
-    if let Some(meta) = read_meta(&read, group)?
-        && meta.compacted_index > 0
-        && index <= meta.compacted_index
-    {
+    let state = read_group(&read, group)?;
+    let Some(meta) = &state.meta else {
+        return Ok(None);
+    };
+    if meta.compacted_index > 0 && index <= meta.compacted_index {
         return Ok((index == meta.compacted_index).then_some(meta.compacted_term));
     }
-    let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
-    match ReadableTable::get(&log, (group.0, index)).map_err(redb_error)? {
-        Some(value) => Ok(Some(decode_term(group.0, index, value.value())?)),
-        None => Ok(None),
+    if let Some(entry) = state.run.iter().find(|e| e.index == index) {
+        return Ok(Some(entry.term));
     }
+    if !state.table_row_live(index) {
+        return Ok(None);
+    }
+    let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
+    table_term(&log, group.0, index)
 }
 
 /// The group's metadata row, if it has one.
 fn read_meta(read: &ReadTransaction, group: GroupId) -> Result<Option<GroupMeta>, StorageError> {
-    let groups = read.open_table(GROUPS_TABLE).map_err(redb_error)?;
-    match ReadableTable::get(&groups, group.0).map_err(redb_error)? {
-        Some(v) => Ok(Some(decode_meta(group.0, v.value())?)),
-        None => Ok(None),
-    }
+    table_meta(&read.open_table(GROUPS_TABLE).map_err(redb_error)?, group.0)
 }
 
 #[async_trait]
 impl Storage for RedbStorage {
     async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        if self.is_poisoned() {
-            return Err(StorageError::Poisoned);
-        }
+        // Even when poisoned the writer answers: the first write after a failed checkpoint
+        // gets the checkpoint's error, later ones `Poisoned`.
         let (reply, rx) = oneshot::channel();
         let jobs = self.inner.jobs.as_ref().ok_or(StorageError::Poisoned)?;
         jobs.send(Job { batch, reply })

@@ -12,6 +12,7 @@ struct Redb {
     dir: common::TempDir,
     files: u32,
     paths: Vec<std::path::PathBuf>,
+    options: RedbOptions,
 }
 
 impl Subject for Redb {
@@ -24,22 +25,27 @@ impl Subject for Redb {
             .path()
             .join(format!("conformance-{}.redb", self.files));
         self.paths.push(path.clone());
-        RedbStorage::open(&path, RedbOptions::default()).expect("open a fresh database")
+        RedbStorage::open(&path, self.options.clone()).expect("open a fresh database")
     }
 
     fn reopen(&mut self, storage: RedbStorage) -> RedbStorage {
         drop(storage);
         let path = self.paths.last().expect("a database was opened").clone();
-        RedbStorage::open(&path, RedbOptions::default()).expect("reopen the database")
+        RedbStorage::open(&path, self.options.clone()).expect("reopen the database")
     }
 }
 
+/// With the default checkpoint size (the suite's writes stay in the write-ahead table) and
+/// with a checkpoint after every write (everything is read from the group and log tables).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_storage_passes_the_conformance_suite() {
-    let mut subject = Redb {
-        dir: common::TempDir::new("conformance"),
-        files: 0,
-        paths: Vec::new(),
-    };
-    conformance::check_all(&mut subject).await;
+    for checkpoint_bytes in [RedbOptions::DEFAULT_CHECKPOINT_BYTES, 0] {
+        let mut subject = Redb {
+            dir: common::TempDir::new("conformance"),
+            files: 0,
+            paths: Vec::new(),
+            options: RedbOptions::default().with_checkpoint_bytes(checkpoint_bytes),
+        };
+        conformance::check_all(&mut subject).await;
+    }
 }

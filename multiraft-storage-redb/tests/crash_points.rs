@@ -29,6 +29,8 @@ use multiraft_testkit::MemStorage;
 
 const GROUPS: u64 = 24;
 const DEFAULT_SEED: u64 = 0xC0FF_EE00;
+/// Small, so that the workload checkpoints often (each checkpoint is a sync point).
+const CHECKPOINT_BYTES: usize = 4_096;
 
 fn seed() -> u64 {
     std::env::var("MULTIRAFT_CRASH_SEED")
@@ -105,7 +107,9 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let storage = RedbStorage::with_backend(disk.backend(), RedbOptions::default()).unwrap();
+        // Checkpoints every dozen batches or so: crash points fall in checkpoints too.
+        let options = RedbOptions::default().with_checkpoint_bytes(CHECKPOINT_BYTES);
+        let storage = RedbStorage::with_backend(disk.backend(), options).unwrap();
         expect.lock().unwrap().creating = false;
         let model = MemStorage::new();
         let mut rng = Rng::new(seed());

@@ -37,7 +37,9 @@ fn kill9_child() {
 }
 
 async fn child_writes_until_killed(path: &Path) {
-    let storage = RedbStorage::open(path, RedbOptions::default()).unwrap();
+    // Small checkpoints, so that kills land in checkpoints too.
+    let options = RedbOptions::default().with_checkpoint_bytes(16 << 10);
+    let storage = RedbStorage::open(path, options).unwrap();
     let loaded = storage.load().await.unwrap();
     let mut last: BTreeMap<u64, u64> = loaded
         .iter()

@@ -398,7 +398,17 @@ async fn a_file_that_is_not_a_database_is_a_typed_error() {
 /// including after a reopen.
 #[tokio::test]
 async fn matches_mem_storage_on_a_random_workload() {
-    let (dir, mut redb) = open_new("differential");
+    // Checkpoints after every write (reads see the tables only), every few writes (reads
+    // merge the write-ahead records over the tables), and never in this run.
+    for checkpoint_bytes in [0, 2_048, RedbOptions::DEFAULT_CHECKPOINT_BYTES] {
+        matches_mem_storage(RedbOptions::default().with_checkpoint_bytes(checkpoint_bytes)).await;
+    }
+}
+
+async fn matches_mem_storage(options: RedbOptions) {
+    let dir = TempDir::new("differential");
+    let path = dir.path().join("log.redb");
+    let mut redb = RedbStorage::open(&path, options.clone()).unwrap();
     let mem = MemStorage::new();
     let mut rng = Rng::new(0x5eed);
     for step in 0..400u64 {
@@ -414,19 +424,26 @@ async fn matches_mem_storage_on_a_random_workload() {
             assert!(matches!(e, StorageError::Corrupt(_)), "{e}");
         }
         if step % 50 == 49 {
-            redb = reopen(&dir, redb);
+            drop(redb);
+            redb = RedbStorage::open(&path, options.clone()).unwrap();
         }
-        assert_eq!(redb.load().await.unwrap(), mem.load().await.unwrap());
+        assert_eq!(
+            redb.load().await.unwrap(),
+            mem.load().await.unwrap(),
+            "step {step}, {options:?}"
+        );
         let g = GroupId(rng.below(12) + 1);
         let (lo, hi) = (rng.below(8), rng.below(12));
         assert_eq!(
-            redb.entries(g, lo, hi).await.unwrap(),
-            mem.entries(g, lo, hi).await.unwrap()
+            redb.entries(g, lo, hi).await.map_err(|e| e.to_string()),
+            mem.entries(g, lo, hi).await.map_err(|e| e.to_string()),
+            "step {step}, entries({g}, {lo}, {hi}), {options:?}"
         );
         let i = rng.below(10);
         assert_eq!(
             redb.term(g, i).await.unwrap(),
-            mem.term(g, i).await.unwrap()
+            mem.term(g, i).await.unwrap(),
+            "step {step}, term({g}, {i}), {options:?}"
         );
     }
 }

@@ -350,7 +350,8 @@ impl StorageBackend for FaultBackend {
 }
 
 /// A random batch for up to `groups` groups given the current state (as `load` returns it):
-/// appends, conflict truncations, hard states (term never decreasing), memberships, removals.
+/// appends, conflict truncations, hard states (term never decreasing), memberships, removals,
+/// compactions.
 /// With `invalid`, about one in ten breaks the contract (hole, index 0, group twice, remove
 /// with fields).
 pub fn random_batch(
@@ -371,7 +372,8 @@ pub fn random_batch(
     for g in chosen {
         let group = GroupId(g);
         let current = state.iter().find(|l| l.group == group);
-        let last = current.map_or(0, |c| c.entries.len() as u64);
+        let compacted = current.and_then(|c| c.compacted).map_or(0, |c| c.index);
+        let last = compacted + current.map_or(0, |c| c.entries.len() as u64);
         let term = current.map_or(0, |c| c.hard_state.term);
         if rng.chance(4) {
             writes.push(GroupWrite {
@@ -397,8 +399,8 @@ pub fn random_batch(
             });
         }
         if rng.chance(70) {
-            let first = if last > 0 && rng.chance(25) {
-                rng.below(last) + 1
+            let first = if last > compacted && rng.chance(25) {
+                compacted + rng.below(last - compacted) + 1
             } else {
                 last + 1
             };
@@ -417,6 +419,11 @@ pub fn random_batch(
                     };
                 }
             }
+        }
+        let new_last = w.entries.last().map_or(last, |e| e.index);
+        if new_last > compacted && rng.chance(10) {
+            // Anywhere from the current mark (no change) to the last entry.
+            w.compact_to = Some(compacted + rng.below(new_last - compacted + 1));
         }
         if invalid && rng.chance(2) {
             w.remove = true;

@@ -1,0 +1,142 @@
+//! [`TailGroup`]: one group as the write-ahead records since the last checkpoint leave it,
+//! on top of its rows in the tables.
+//!
+//! The writer thread keeps one per group written since the last checkpoint (to validate the
+//! next batch and to write the checkpoint); reads and `load` rebuild them from the
+//! write-ahead table of their read transaction. Both apply the same records in the same
+//! order through [`TailGroup::apply`], so they agree.
+
+use multiraft_core::{Entry, GroupWrite, StorageError};
+
+use crate::codec::{GroupMeta, corrupt};
+
+/// One group's state after the write-ahead records, over its checkpointed rows.
+///
+/// The group's log is: its table rows with index in `(meta.compacted_index, table_live_to]`
+/// (none when `cleared`), then `run`.
+#[derive(Clone, Debug)]
+pub(crate) struct TailGroup {
+    /// The group's metadata now; `None` while it does not exist (never written, or removed
+    /// and not written since).
+    pub(crate) meta: Option<GroupMeta>,
+    /// The group was removed since the checkpoint: none of its table rows is live.
+    pub(crate) cleared: bool,
+    /// Table log rows above this index are dead: replaced by `run` or truncated.
+    pub(crate) table_live_to: u64,
+    /// The last index and the compacted index of the table rows (the checkpointed metadata),
+    /// so that a checkpoint deletes only rows that exist.
+    table_last: u64,
+    table_compacted: u64,
+    /// Entries appended since the checkpoint and still in the log, consecutive.
+    pub(crate) run: Vec<Entry>,
+}
+
+impl TailGroup {
+    /// The group as the tables hold it (`table` is its metadata row, if any), before any
+    /// record is applied.
+    pub(crate) fn over(table: Option<GroupMeta>) -> TailGroup {
+        let (last, compacted) = table
+            .as_ref()
+            .map_or((0, 0), |m| (m.last_index, m.compacted_index));
+        TailGroup {
+            meta: table,
+            cleared: false,
+            table_live_to: last,
+            table_last: last,
+            table_compacted: compacted,
+            run: Vec::new(),
+        }
+    }
+
+    /// The index of the last entry and the compacted index now (0, 0 for a group that does
+    /// not exist): what [`GroupWrite::validate`] checks a new record against.
+    pub(crate) fn bounds(&self) -> (u64, u64) {
+        self.meta
+            .as_ref()
+            .map_or((0, 0), |m| (m.last_index, m.compacted_index))
+    }
+
+    /// Applies one validated record. `table_term` reads the term of a live table row; it is
+    /// called only for a compaction to an index below `run`.
+    pub(crate) fn apply(
+        &mut self,
+        write: &GroupWrite,
+        table_term: &mut dyn FnMut(u64) -> Result<Option<u64>, StorageError>,
+    ) -> Result<(), StorageError> {
+        if write.remove {
+            self.meta = None;
+            self.cleared = true;
+            self.table_live_to = 0;
+            self.run.clear();
+            return Ok(());
+        }
+        let meta = self.meta.get_or_insert_with(GroupMeta::default);
+        if let Some(membership) = &write.membership {
+            meta.membership = membership.clone();
+        }
+        if let Some(hard_state) = write.hard_state {
+            meta.hard_state = hard_state;
+        }
+        if let (Some(first), Some(last)) = (write.entries.first(), write.entries.last()) {
+            // Conflict truncation: every entry from the first new index on is replaced.
+            self.table_live_to = self.table_live_to.min(first.index - 1);
+            match self.run.first() {
+                Some(start) if first.index >= start.index => {
+                    self.run.truncate((first.index - start.index) as usize);
+                }
+                _ => self.run.clear(),
+            }
+            self.run.extend_from_slice(&write.entries);
+            meta.last_index = last.index;
+            meta.last_term = last.term;
+        }
+        if let Some(to) = write.compact_to
+            && to > meta.compacted_index
+        {
+            let run_start = self.run.first().map(|e| e.index);
+            let term = match run_start {
+                _ if to == meta.last_index => meta.last_term,
+                Some(start) if to >= start => self.run[(to - start) as usize].term,
+                _ => table_term(to)?.ok_or_else(|| {
+                    corrupt(
+                        write.group,
+                        &format!("entry {to} is missing below the last index"),
+                    )
+                })?,
+            };
+            if let Some(start) = run_start
+                && to >= start
+            {
+                let drop = ((to - start + 1) as usize).min(self.run.len());
+                self.run.drain(..drop);
+            }
+            meta.compacted_index = to;
+            meta.compacted_term = term;
+        }
+        Ok(())
+    }
+
+    /// Whether table row `index` is part of the log now.
+    pub(crate) fn table_row_live(&self, index: u64) -> bool {
+        let compacted = self.meta.as_ref().map_or(0, |m| m.compacted_index);
+        !self.cleared && index > compacted && index <= self.table_live_to
+    }
+
+    /// The table rows a checkpoint deletes, as inclusive index ranges: all of them after a
+    /// removal; otherwise the replaced or truncated suffix and the newly compacted prefix.
+    pub(crate) fn dead_table_rows(&self) -> Vec<(u64, u64)> {
+        if self.cleared {
+            return vec![(0, u64::MAX)];
+        }
+        let mut dead = Vec::new();
+        if self.table_live_to < self.table_last {
+            dead.push((self.table_live_to + 1, self.table_last));
+        }
+        let compacted = self.meta.as_ref().map_or(0, |m| m.compacted_index);
+        let top = compacted.min(self.table_live_to);
+        if top > self.table_compacted {
+            dead.push((self.table_compacted + 1, top));
+        }
+        dead
+    }
+}
