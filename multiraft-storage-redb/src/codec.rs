@@ -14,7 +14,8 @@ pub(crate) const FORMAT_KEY: &str = "version";
 /// Group id → postcard [`GroupMeta`].
 pub(crate) const GROUPS_TABLE: TableDefinition<'static, u64, &[u8]> =
     TableDefinition::new("multiraft_groups");
-/// `(group id, index)` → postcard `(term, payload)`.
+/// `(group id, index of the run's first entry)` → postcard list of `(term, payload)`: a run of
+/// consecutive entries, as one checkpoint moved them.
 pub(crate) const LOG_TABLE: TableDefinition<'static, (u64, u64), &[u8]> =
     TableDefinition::new("multiraft_log");
 
@@ -39,7 +40,7 @@ pub(crate) struct GroupMeta {
     pub(crate) compacted_term: u64,
 }
 
-/// An entry as stored: the index is the key.
+/// An entry as stored in a run: its index follows from the run's key and its position.
 #[derive(Serialize)]
 struct StoredEntryRef<'a> {
     term: u64,
@@ -52,29 +53,42 @@ struct StoredEntry {
     payload: Payload,
 }
 
-pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
-    postcard::to_stdvec(&StoredEntryRef {
-        term: entry.term,
-        payload: &entry.payload,
+/// A run of consecutive entries as one log row.
+pub(crate) fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, StorageError> {
+    let stored: Vec<StoredEntryRef<'_>> = entries
+        .iter()
+        .map(|e| StoredEntryRef {
+            term: e.term,
+            payload: &e.payload,
+        })
+        .collect();
+    postcard::to_stdvec(&stored).map_err(|e| {
+        StorageError::Backend(format!(
+            "encoding entries from {}: {e}",
+            entries.first().map_or(0, |e| e.index)
+        ))
     })
-    .map_err(|e| StorageError::Backend(format!("encoding entry {}: {e}", entry.index)))
 }
 
-pub(crate) fn decode_entry(group: u64, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
-    let stored: StoredEntry =
-        decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("entry {index}: {e}")))?;
-    Ok(Entry {
-        index,
-        term: stored.term,
-        payload: stored.payload,
-    })
-}
-
-/// The term of a stored entry, without decoding its payload (the term is encoded first).
-pub(crate) fn decode_term(group: u64, index: u64, bytes: &[u8]) -> Result<u64, StorageError> {
-    postcard::take_from_bytes::<u64>(bytes)
-        .map(|(term, _)| term)
-        .map_err(|e| corrupt(GroupId(group), &format!("entry {index}: {e}")))
+/// The run stored under `(group, first)`.
+pub(crate) fn decode_run(group: u64, first: u64, bytes: &[u8]) -> Result<Vec<Entry>, StorageError> {
+    let stored: Vec<StoredEntry> = decode_exact(bytes)
+        .map_err(|e| corrupt(GroupId(group), &format!("log run at {first}: {e}")))?;
+    if stored.is_empty() {
+        return Err(corrupt(
+            GroupId(group),
+            &format!("log run at {first} is empty"),
+        ));
+    }
+    Ok(stored
+        .into_iter()
+        .zip(first..)
+        .map(|(s, index)| Entry {
+            index,
+            term: s.term,
+            payload: s.payload,
+        })
+        .collect())
 }
 
 /// A `GroupWrite` as the write-ahead table stores it.
@@ -182,7 +196,7 @@ mod tests {
     use multiraft_core::{Bytes, NodeId, ProposalId};
 
     #[test]
-    fn entries_and_meta_round_trip_and_reject_trailing_bytes() {
+    fn runs_and_meta_round_trip_and_reject_trailing_bytes() {
         let entry = Entry {
             index: 9,
             term: 300,
@@ -194,17 +208,28 @@ mod tests {
                 data: Bytes::from_static(b"set x 1"),
             },
         };
-        let bytes = encode_entry(&entry).unwrap();
-        assert_eq!(decode_entry(1, 9, &bytes).unwrap(), entry);
-        assert_eq!(decode_term(1, 9, &bytes).unwrap(), 300);
+        let run = vec![
+            entry.clone(),
+            Entry {
+                index: 10,
+                term: 301,
+                payload: Payload::Noop,
+            },
+        ];
+        let bytes = encode_run(&run).unwrap();
+        assert_eq!(decode_run(1, 9, &bytes).unwrap(), run);
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(
-            decode_entry(1, 9, &longer),
+            decode_run(1, 9, &longer),
             Err(StorageError::Corrupt(_))
         ));
         assert!(matches!(
-            decode_entry(1, 9, &bytes[..bytes.len() - 1]),
+            decode_run(1, 9, &bytes[..bytes.len() - 1]),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_run(1, 9, &encode_run(&[]).unwrap()),
             Err(StorageError::Corrupt(_))
         ));
 

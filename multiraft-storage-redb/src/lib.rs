@@ -152,6 +152,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod runs;
 mod storage;
 mod tail;
 

@@ -17,8 +17,9 @@ use tokio::sync::oneshot;
 
 use crate::codec::{
     FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, WAL_TABLE, corrupt, decode_batch,
-    decode_entry, decode_meta, decode_term, encode_batch, encode_entry, encode_meta, redb_error,
+    decode_meta, decode_run, encode_batch, encode_meta, redb_error,
 };
+use crate::runs;
 use crate::tail::TailGroup;
 
 /// The on-disk format this build reads and writes. Stored at creation and checked at open;
@@ -435,7 +436,7 @@ impl Writer<'_> {
                     .ok_or_else(|| Failure::Fatal(corrupt(write.group, "left the tail")))?,
             };
             group
-                .apply(write, &mut |index| table_term(&log, g, index))
+                .apply(write, &mut |index| runs::term_at(&log, g, index))
                 .map_err(Failure::Fatal)?;
         }
         let mut wal = txn.open_table(WAL_TABLE)?;
@@ -461,21 +462,7 @@ impl Writer<'_> {
                 let Some(group) = self.tail.groups.get(&g) else {
                     continue;
                 };
-                for (low, high) in group.dead_table_rows() {
-                    log.retain_in((g, low)..=(g, high), |_, _| false)?;
-                }
-                match &group.meta {
-                    None => {
-                        groups.remove(g)?;
-                    }
-                    Some(meta) => {
-                        for entry in &group.run {
-                            let value = encode_entry(entry).map_err(Failure::Fatal)?;
-                            log.insert((g, entry.index), value.as_slice())?;
-                        }
-                        groups.insert(g, encode_meta(meta).map_err(Failure::Fatal)?.as_slice())?;
-                    }
-                }
+                checkpoint_group(&mut groups, &mut log, g, group).map_err(Failure::Fatal)?;
             }
             wal.retain(|_, _| false)?;
         }
@@ -488,6 +475,42 @@ impl Writer<'_> {
     }
 }
 
+/// Writes one group's tail into the tables: deletes the table rows it made dead, adds its
+/// new entries as one run, replaces (or deletes) its metadata row.
+fn checkpoint_group(
+    groups: &mut redb::Table<'_, u64, &'static [u8]>,
+    log: &mut runs::LogTable<'_>,
+    g: u64,
+    group: &TailGroup,
+) -> Result<(), StorageError> {
+    if group.cleared {
+        log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)
+            .map_err(redb_error)?;
+    } else {
+        let truncated = group.table_live_to < group.table_last;
+        if truncated {
+            runs::truncate_after(log, g, group.table_live_to)?;
+        }
+        // A truncation can leave a straddling run wholly compacted, too.
+        let compacted = group.meta.as_ref().map_or(0, |m| m.compacted_index);
+        if compacted > group.table_compacted || (truncated && compacted > 0) {
+            runs::delete_compacted(log, g, compacted, group.table_live_to)?;
+        }
+    }
+    match &group.meta {
+        None => {
+            groups.remove(g).map_err(redb_error)?;
+        }
+        Some(meta) => {
+            runs::insert_run(log, g, &group.run)?;
+            groups
+                .insert(g, encode_meta(meta)?.as_slice())
+                .map_err(redb_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// The group's checkpointed metadata row, if any.
 fn table_meta(
     groups: &impl ReadableTable<u64, &'static [u8]>,
@@ -495,18 +518,6 @@ fn table_meta(
 ) -> Result<Option<GroupMeta>, StorageError> {
     match groups.get(g).map_err(redb_error)? {
         Some(v) => Ok(Some(decode_meta(g, v.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// The term of a checkpointed log row, if it exists.
-fn table_term(
-    log: &impl ReadableTable<(u64, u64), &'static [u8]>,
-    g: u64,
-    index: u64,
-) -> Result<Option<u64>, StorageError> {
-    match log.get((g, index)).map_err(redb_error)? {
-        Some(v) => Ok(Some(decode_term(g, index, v.value())?)),
         None => Ok(None),
     }
 }
@@ -535,7 +546,7 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
                     v.insert(TailGroup::over(table_meta(&groups, g)?))
                 }
             };
-            group.apply(&write, &mut |index| table_term(&log, g, index))?;
+            group.apply(&write, &mut |index| runs::term_at(&log, g, index))?;
         }
     }
     Ok(tail)
@@ -556,55 +567,7 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
         let (key, value) = row.map_err(redb_error)?;
         let g = key.value();
         let meta = decode_meta(g, value.value())?;
-        // Capped: a corrupt last index must not become a huge allocation.
-        let capacity = usize::try_from(meta.last_index.min(1 << 16)).unwrap_or(0);
-        let mut entries = Vec::with_capacity(capacity);
-        loop {
-            let key = match rows.peek() {
-                None => break,
-                Some(Ok((k, _))) => k.value(),
-                Some(Err(_)) => {
-                    let Some(Err(e)) = rows.next() else {
-                        unreachable!("peeked an error")
-                    };
-                    return Err(redb_error(e));
-                }
-            };
-            if key.0 > g {
-                break;
-            }
-            if key.0 < g {
-                return Err(corrupt(
-                    GroupId(key.0),
-                    &format!("log entry {} without a group", key.1),
-                ));
-            }
-            let Some(Ok((_, value))) = rows.next() else {
-                unreachable!("peeked a row")
-            };
-            let expected = meta.compacted_index + entries.len() as u64 + 1;
-            if key.1 != expected {
-                return Err(corrupt(
-                    GroupId(g),
-                    &format!("log has index {} where {expected} was expected", key.1),
-                ));
-            }
-            entries.push(decode_entry(g, key.1, value.value())?);
-        }
-        let last = entries
-            .last()
-            .map_or((meta.compacted_index, meta.compacted_term), |e| {
-                (e.index, e.term)
-            });
-        if last != (meta.last_index, meta.last_term) {
-            return Err(corrupt(
-                GroupId(g),
-                &format!(
-                    "log ends at index {} term {}, metadata says index {} term {}",
-                    last.0, last.1, meta.last_index, meta.last_term
-                ),
-            ));
-        }
+        let mut entries = checked_log(&mut rows, g, &meta)?;
         match tail.groups.remove(&g) {
             None => loaded.push(loaded_group(g, meta, entries)),
             Some(group) => {
@@ -618,10 +581,10 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
     }
     if let Some(row) = rows.next() {
         let (key, _) = row.map_err(redb_error)?;
-        let (g, index) = key.value();
+        let (g, first) = key.value();
         return Err(corrupt(
             GroupId(g),
-            &format!("log entry {index} without a group"),
+            &format!("log run at {first} without a group"),
         ));
     }
     // Groups created since the checkpoint.
@@ -635,6 +598,90 @@ fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> {
         loaded.sort_unstable_by_key(|l| l.group);
     }
     Ok(loaded)
+}
+
+type Rows<'a> = std::iter::Peekable<redb::Range<'a, (u64, u64), &'static [u8]>>;
+
+/// Group `g`'s log from its runs (the next rows of `rows`), checked against its metadata:
+/// runs consecutive, the live entries starting right after the compacted prefix and ending
+/// at the recorded last index and term.
+fn checked_log(rows: &mut Rows<'_>, g: u64, meta: &GroupMeta) -> Result<Vec<Entry>, StorageError> {
+    // Capped: a corrupt last index must not become a huge allocation.
+    let capacity = usize::try_from(meta.last_index.min(1 << 16)).unwrap_or(0);
+    let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
+    loop {
+        let (group, first) = match rows.peek() {
+            None => break,
+            Some(Ok((k, _))) => k.value(),
+            Some(Err(_)) => {
+                let Some(Err(e)) = rows.next() else {
+                    unreachable!("peeked an error")
+                };
+                return Err(redb_error(e));
+            }
+        };
+        if group > g {
+            break;
+        }
+        if group < g {
+            return Err(corrupt(
+                GroupId(group),
+                &format!("log run at {first} without a group"),
+            ));
+        }
+        let Some(Ok((_, value))) = rows.next() else {
+            unreachable!("peeked a row")
+        };
+        if let Some(last) = entries.last()
+            && first != last.index + 1
+        {
+            return Err(corrupt(
+                GroupId(g),
+                &format!("log run at {first} after entry {}", last.index),
+            ));
+        }
+        let run = decode_run(g, first, value.value())?;
+        if entries.is_empty() && run.last().is_some_and(|e| e.index <= meta.compacted_index) {
+            // A run wholly compacted is deleted by the compaction.
+            return Err(corrupt(
+                GroupId(g),
+                &format!("log run at {first} lies below the compacted index"),
+            ));
+        }
+        entries.extend(run);
+    }
+    let dead = entries
+        .iter()
+        .take_while(|e| e.index <= meta.compacted_index)
+        .count();
+    entries.drain(..dead);
+    if let Some(first) = entries.first()
+        && first.index != meta.compacted_index + 1
+    {
+        return Err(corrupt(
+            GroupId(g),
+            &format!(
+                "log starts at index {} where {} was expected",
+                first.index,
+                meta.compacted_index + 1
+            ),
+        ));
+    }
+    let last = entries
+        .last()
+        .map_or((meta.compacted_index, meta.compacted_term), |e| {
+            (e.index, e.term)
+        });
+    if last != (meta.last_index, meta.last_term) {
+        return Err(corrupt(
+            GroupId(g),
+            &format!(
+                "log ends at index {} term {}, metadata says index {} term {}",
+                last.0, last.1, meta.last_index, meta.last_term
+            ),
+        ));
+    }
+    Ok(entries)
 }
 
 fn loaded_group(g: u64, meta: GroupMeta, entries: Vec<Entry>) -> LoadedGroup {
@@ -682,15 +729,10 @@ fn read_entries(
         });
     }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
-    let g = group.0;
     let mut entries = Vec::new();
-    let table_high = high.min(state.table_live_to.saturating_add(1));
-    if !state.cleared && low < table_high {
-        for row in ReadableTable::range(&log, (g, low)..(g, table_high)).map_err(redb_error)? {
-            let (key, value) = row.map_err(redb_error)?;
-            let (_, index) = key.value();
-            entries.push(decode_entry(g, index, value.value())?);
-        }
+    if !state.cleared {
+        let table_high = high.min(state.table_live_to.saturating_add(1));
+        entries = runs::read_range(&log, group.0, low, table_high)?;
     }
     entries.extend(
         state
@@ -718,7 +760,7 @@ fn read_term(db: &Database, group: GroupId, index: u64) -> Result<Option<u64>, S
         return Ok(None);
     }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
-    table_term(&log, group.0, index)
+    runs::term_at(&log, group.0, index)
 }
 
 /// The group's metadata row, if it has one.

@@ -25,8 +25,8 @@ pub(crate) struct TailGroup {
     pub(crate) table_live_to: u64,
     /// The last index and the compacted index of the table rows (the checkpointed metadata),
     /// so that a checkpoint deletes only rows that exist.
-    table_last: u64,
-    table_compacted: u64,
+    pub(crate) table_last: u64,
+    pub(crate) table_compacted: u64,
     /// Entries appended since the checkpoint and still in the log, consecutive.
     pub(crate) run: Vec<Entry>,
 }
@@ -120,23 +120,5 @@ impl TailGroup {
     pub(crate) fn table_row_live(&self, index: u64) -> bool {
         let compacted = self.meta.as_ref().map_or(0, |m| m.compacted_index);
         !self.cleared && index > compacted && index <= self.table_live_to
-    }
-
-    /// The table rows a checkpoint deletes, as inclusive index ranges: all of them after a
-    /// removal; otherwise the replaced or truncated suffix and the newly compacted prefix.
-    pub(crate) fn dead_table_rows(&self) -> Vec<(u64, u64)> {
-        if self.cleared {
-            return vec![(0, u64::MAX)];
-        }
-        let mut dead = Vec::new();
-        if self.table_live_to < self.table_last {
-            dead.push((self.table_live_to + 1, self.table_last));
-        }
-        let compacted = self.meta.as_ref().map_or(0, |m| m.compacted_index);
-        let top = compacted.min(self.table_live_to);
-        if top > self.table_compacted {
-            dead.push((self.table_compacted + 1, top));
-        }
-        dead
     }
 }

@@ -7,7 +7,7 @@ use common::{FaultDisk, Rng, TempDir, entry, random_batch};
 use multiraft_core::{Entry, GroupId, GroupWrite, HardState, Membership, Storage, StorageError};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemStorage;
-use multiraft_testkit::conformance::{append, batch, hard_state, remove, terms};
+use multiraft_testkit::conformance::{append, batch, compact, hard_state, remove, terms};
 use std::sync::Arc;
 
 const G1: GroupId = GroupId(1);
@@ -136,6 +136,33 @@ async fn append_truncates_conflicting_suffix() {
     let s = reopen(&dir, s);
     assert_eq!(terms(&s.load().await.unwrap()[0]), [(1, 3)]);
     assert!(s.entries(G1, 2, 10).await.unwrap().is_empty());
+}
+
+/// Regression: a checkpointed run straddling the compaction mark, cut by a conflict
+/// truncation to end at or below the mark, was left in the log table, and the next `load`
+/// refused the file as corrupt ("log run at 1 lies below the compacted index").
+#[tokio::test]
+async fn a_truncation_that_leaves_a_run_wholly_compacted_deletes_it() {
+    let dir = TempDir::new("straddle");
+    let path = dir.path().join("log.redb");
+    // Checkpoint after every write: each write below is one run or one change to runs.
+    let options = RedbOptions::default().with_checkpoint_bytes(0);
+    let s = RedbStorage::open(&path, options.clone()).unwrap();
+    s.write(batch(vec![append(G1, entries(1, 3, 1))]))
+        .await
+        .unwrap();
+    // The run 1..=3 now straddles the mark at 1.
+    s.write(batch(vec![compact(G1, 1)])).await.unwrap();
+    // Truncation from 2 cuts the run to 1..=1, wholly compacted; 2..=2 is the new run.
+    s.write(batch(vec![append(G1, entries(2, 2, 2))]))
+        .await
+        .unwrap();
+    drop(s);
+    let s = RedbStorage::open(&path, options).unwrap();
+    let loaded = s.load().await.unwrap();
+    assert_eq!(terms(&loaded[0]), [(2, 2)]);
+    assert_eq!(s.term(G1, 1).await.unwrap(), Some(1), "the compaction mark");
+    assert_eq!(s.entries(G1, 2, 3).await.unwrap(), entries(2, 2, 2));
 }
 
 #[tokio::test]
