@@ -157,4 +157,4 @@ mod storage;
 mod tail;
 
 pub use redb;
-pub use storage::{FORMAT_VERSION, RedbOptions, RedbStorage};
+pub use storage::{FORMAT_VERSION, RedbOptions, RedbStats, RedbStorage};

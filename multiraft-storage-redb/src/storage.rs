@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Entry_;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use multiraft_core::{Compacted, Entry, GroupId, LoadedGroup, Storage, StorageError, WriteBatch};
@@ -115,8 +116,8 @@ struct Inner {
     /// Jobs for the writer thread. `None` only while dropping.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
-    /// Set by the writer thread on the first failure; writes are refused from then on.
-    poisoned: Arc<AtomicBool>,
+    /// Written by the writer thread, read by handles.
+    shared: Arc<Shared>,
 }
 
 struct Job {
@@ -133,6 +134,32 @@ impl Drop for Inner {
             let _ = writer.join();
         }
     }
+}
+
+/// What the writer thread tells the handles.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set on the first failure; writes are refused from then on.
+    poisoned: AtomicBool,
+    checkpoints: AtomicU64,
+    checkpoint_micros_total: AtomicU64,
+    checkpoint_micros_max: AtomicU64,
+    tail_bytes: AtomicU64,
+}
+
+/// Counters of a [`RedbStorage`], for monitoring and benchmarks ([`RedbStorage::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedbStats {
+    /// Checkpoints done since the database was opened.
+    pub checkpoints: u64,
+    /// Their total duration, in microseconds. A write waits for a checkpoint in progress.
+    pub checkpoint_micros_total: u64,
+    /// The longest one, in microseconds.
+    pub checkpoint_micros_max: u64,
+    /// The size of the write-ahead records not yet checkpointed, as counted against
+    /// [`RedbOptions::checkpoint_bytes`].
+    pub tail_bytes: u64,
 }
 
 /// Why a batch was not committed.
@@ -189,11 +216,14 @@ impl RedbStorage {
         let tail = read_tail(&db.begin_read().map_err(redb_error)?, None)?;
         let checkpoint_bytes = options.checkpoint_bytes;
         let db = Arc::new(db);
-        let poisoned = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            tail_bytes: AtomicU64::new(tail.bytes as u64),
+            ..Shared::default()
+        });
         let (jobs, rx) = mpsc::channel::<Job>();
         let writer = {
             let db = Arc::clone(&db);
-            let poisoned = Arc::clone(&poisoned);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("multiraft-redb-writer".into())
                 .spawn(move || {
@@ -203,7 +233,7 @@ impl RedbStorage {
                         checkpoint_bytes,
                         failed_checkpoint: None,
                     };
-                    writer_loop(writer, &rx, &poisoned);
+                    writer_loop(writer, &rx, &shared);
                 })
                 .map_err(StorageError::Io)?
         };
@@ -212,14 +242,25 @@ impl RedbStorage {
                 db,
                 jobs: Some(jobs),
                 writer: Some(writer),
-                poisoned,
+                shared,
             }),
         })
     }
 
     /// Whether an earlier write failed, so that every write is refused until reopened.
     pub fn is_poisoned(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Acquire)
+        self.inner.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Checkpoint counters and the size of the write-ahead records not yet checkpointed.
+    pub fn stats(&self) -> RedbStats {
+        let s = &self.inner.shared;
+        RedbStats {
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
+            checkpoint_micros_total: s.checkpoint_micros_total.load(Ordering::Relaxed),
+            checkpoint_micros_max: s.checkpoint_micros_max.load(Ordering::Relaxed),
+            tail_bytes: s.tail_bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs a read on the database: on tokio's blocking pool inside a runtime (reads may touch
@@ -348,7 +389,8 @@ const TAIL_GROUP_BYTES: usize = 256;
 
 /// The writer thread: commits batches one at a time, in order, until the channel closes;
 /// checkpoints after a commit once the tail is large enough.
-fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, poisoned: &AtomicBool) {
+fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
+    let poisoned = &shared.poisoned;
     while let Ok(Job { batch, reply }) = jobs.recv() {
         let result = if poisoned.load(Ordering::Acquire) {
             Err(writer
@@ -370,13 +412,24 @@ fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, poisoned: &At
         let _ = reply.send(result);
         // After the reply: the batch is durable in the write-ahead table already, so its
         // caller need not wait for the checkpoint (the next batch does).
-        if committed
-            && writer.tail.bytes >= writer.checkpoint_bytes
-            && let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint()
-        {
-            writer.failed_checkpoint = Some(e);
-            poisoned.store(true, Ordering::Release);
+        if committed && writer.tail.bytes >= writer.checkpoint_bytes {
+            let started = Instant::now();
+            if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint() {
+                writer.failed_checkpoint = Some(e);
+                poisoned.store(true, Ordering::Release);
+            }
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+            shared
+                .checkpoint_micros_total
+                .fetch_add(micros, Ordering::Relaxed);
+            shared
+                .checkpoint_micros_max
+                .fetch_max(micros, Ordering::Relaxed);
         }
+        shared
+            .tail_bytes
+            .store(writer.tail.bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -782,7 +835,7 @@ impl Storage for RedbStorage {
             // The writer thread is gone without answering: it panicked. Nothing is known about
             // this batch, so refuse everything from now on.
             Err(_) => {
-                self.inner.poisoned.store(true, Ordering::Release);
+                self.inner.shared.poisoned.store(true, Ordering::Release);
                 Err(StorageError::Backend(
                     "the redb writer thread stopped".into(),
                 ))

@@ -121,48 +121,56 @@ async fn run() -> Result<(), String> {
                 let path = dir.file(&format!("groups-{groups}-{run}.redb"));
                 let r = bench_groups(&path, groups, secs).await?;
                 println!(
-                    "  groups={groups:<6} run {run}: {:>9.0} commits/s {:>10.0} entries/s, {:>6.0} entries/commit, p50 commit {:.3} ms",
+                    "  groups={groups:<6} run {run}: {:>9.0} commits/s {:>10.0} entries/s, {:>6.0} entries/commit, commit p50 {:.3} ms p99 {:.3} ms, {} checkpoints (longest {:.1} ms)",
                     r.commits_per_sec,
                     r.entries_per_sec,
                     r.entries_per_sec / r.commits_per_sec,
-                    r.p50_commit_ms
+                    r.p50_commit_ms,
+                    r.p99_commit_ms,
+                    r.checkpoints,
+                    r.max_checkpoint_ms
                 );
                 runs.push(r);
             }
             let commits = median(runs.iter().map(|r| r.commits_per_sec));
             let entries = median(runs.iter().map(|r| r.entries_per_sec));
             let p50 = median(runs.iter().map(|r| r.p50_commit_ms));
+            let p99 = median(runs.iter().map(|r| r.p99_commit_ms));
             println!(
-                "groups={groups:<6} median: {commits:>9.0} commits/s {entries:>10.0} entries/s, {:>6.0} entries/commit, p50 commit {p50:.3} ms (load {})",
+                "groups={groups:<6} median: {commits:>9.0} commits/s {entries:>10.0} entries/s, {:>6.0} entries/commit, commit p50 {p50:.3} ms p99 {p99:.3} ms (load {})",
                 entries / commits,
                 load_average()
             );
         }
     }
-    let mut raw_median = None;
+    let mut raw_medians = Vec::new();
     if wants("raw") {
-        let mut runs = Vec::new();
-        for run in 0..args.runs {
-            let paths: Vec<PathBuf> = (0..3)
-                .map(|i| dir.file(&format!("raw-{run}-{i}.redb")))
-                .collect();
-            let rows = tokio::task::spawn_blocking({
-                let paths = paths.clone();
-                move || bench_raw(&paths, secs)
-            })
-            .await
-            .map_err(|e| e.to_string())??;
+        for shape in [KeyShape::Groups, KeyShape::Sequential] {
+            let mut runs = Vec::new();
+            for run in 0..args.runs {
+                let paths: Vec<PathBuf> = (0..3)
+                    .map(|i| dir.file(&format!("raw-{shape:?}-{run}-{i}.redb")))
+                    .collect();
+                let rows = tokio::task::spawn_blocking({
+                    let paths = paths.clone();
+                    move || bench_raw(&paths, shape, secs)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                println!(
+                    "  raw {} run {run}: {rows:>10.0} rows/s (3 databases, 1,000-row durable transactions)",
+                    shape.name()
+                );
+                runs.push(rows);
+            }
+            let m = median(runs);
+            raw_medians.push((shape, m));
             println!(
-                "  raw run {run}: {rows:>10.0} rows/s (3 databases, 1,000-row durable transactions)"
+                "raw {} median: {m:>10.0} rows/s (3 databases, 1,000-row durable transactions) (load {})",
+                shape.name(),
+                load_average()
             );
-            runs.push(rows);
         }
-        let m = median(runs);
-        raw_median = Some(m);
-        println!(
-            "raw median: {m:>10.0} rows/s (3 databases, 1,000-row durable transactions) (load {})",
-            load_average()
-        );
     }
     if wants("load") {
         let path = dir.file("load.redb");
@@ -237,12 +245,20 @@ async fn run() -> Result<(), String> {
             let paths: Vec<PathBuf> = (1..=3)
                 .map(|i| dir.file(&format!("e2e-{run}-node{i}.redb")))
                 .collect();
-            let (rate, errors) = bench_e2e(&paths, args.e2e_groups, args.clients, secs).await?;
+            let r = bench_e2e(&paths, args.e2e_groups, args.clients, secs).await?;
             println!(
-                "  e2e run {run}: {rate:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals), {errors} errors",
-                args.e2e_groups, args.clients
+                "  e2e run {run}: {:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals), {} errors, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} checkpoints (longest {:.1} ms)",
+                r.rate,
+                args.e2e_groups,
+                args.clients,
+                r.errors,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.checkpoints,
+                r.max_checkpoint_ms
             );
-            runs.push(rate);
+            runs.push(r.rate);
         }
         let m = median(runs);
         println!(
@@ -251,14 +267,14 @@ async fn run() -> Result<(), String> {
             args.clients,
             load_average()
         );
-        if let Some(raw) = raw_median {
-            // Every committed proposal is one log row in each of the three databases, so a
-            // cluster at the raw rate would commit raw / 3 proposals per second.
+        for (shape, raw) in raw_medians {
+            // Every committed proposal is stored by each of the three databases, so a cluster
+            // storing one row per entry at the raw rate would commit raw / 3 proposals/s.
             println!(
-                "e2e / raw: {:.2}x of one database's share of the raw rate ({:.0} rows/s), {:.2}x of the raw rate of all three",
+                "e2e / raw {}: {:.2}x the raw rate of all three ({raw:.0} rows/s), {:.2}x one database's share",
+                shape.name(),
+                m / raw,
                 m / (raw / 3.0),
-                raw / 3.0,
-                m / raw
             );
         }
     }
@@ -269,6 +285,10 @@ struct GroupsResult {
     commits_per_sec: f64,
     entries_per_sec: f64,
     p50_commit_ms: f64,
+    p99_commit_ms: f64,
+    /// Checkpoints during the measurement, and the longest.
+    checkpoints: u64,
+    max_checkpoint_ms: f64,
 }
 
 fn command(node: u64, seq: u64, index: u64, term: u64) -> Entry {
@@ -371,6 +391,7 @@ async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<Groups
     }
     let mut latencies = Vec::new();
     let mut next = cycle_batch(groups, index, &mut seq);
+    let before = storage.stats();
     let start = Instant::now();
     let mut entries = 0u64;
     while start.elapsed() < secs {
@@ -386,19 +407,52 @@ async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<Groups
         latencies.push(t.elapsed());
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let after = storage.stats();
     latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     Ok(GroupsResult {
         commits_per_sec: latencies.len() as f64 / elapsed,
         entries_per_sec: entries as f64 / elapsed,
-        p50_commit_ms: latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+        p50_commit_ms: at(0.5),
+        p99_commit_ms: at(0.99),
+        checkpoints: after.checkpoints - before.checkpoints,
+        max_checkpoint_ms: after.checkpoint_micros_max as f64 / 1e3,
     })
 }
 
 const RAW_TABLE: redb::TableDefinition<'static, (u64, u64), &[u8]> =
     redb::TableDefinition::new("raw");
 
-/// Three databases, three writer threads, 1,000-row durable transactions; total rows/s.
-fn bench_raw(paths: &[PathBuf], secs: Duration) -> Result<f64, String> {
+/// The keys of the raw benchmark's rows.
+#[derive(Clone, Copy, Debug)]
+enum KeyShape {
+    /// One row for each of 1,000 groups per transaction, `(group, index)`: how a log table
+    /// keyed by group sees a cycle in which every group appends one entry.
+    Groups,
+    /// 1,000 consecutive keys per transaction: appends to a single sequence, redb's
+    /// cheapest write.
+    Sequential,
+}
+
+impl KeyShape {
+    fn name(self) -> &'static str {
+        match self {
+            KeyShape::Groups => "group-keyed",
+            KeyShape::Sequential => "sequential",
+        }
+    }
+
+    fn key(self, index: u64, row: u64) -> (u64, u64) {
+        match self {
+            KeyShape::Groups => (row, index),
+            KeyShape::Sequential => (0, index * 1_000 + row),
+        }
+    }
+}
+
+/// Three databases, three writer threads, 1,000-row durable transactions of 26-byte values;
+/// total rows/s.
+fn bench_raw(paths: &[PathBuf], shape: KeyShape, secs: Duration) -> Result<f64, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let rows = Arc::new(AtomicU64::new(0));
     let start_line = Arc::new(std::sync::Barrier::new(paths.len() + 1));
@@ -424,8 +478,8 @@ fn bench_raw(paths: &[PathBuf], secs: Duration) -> Result<f64, String> {
                     .map_err(|e| e.to_string())?;
                 {
                     let mut t = txn.open_table(RAW_TABLE).map_err(|e| e.to_string())?;
-                    for g in 0..1_000u64 {
-                        t.insert((g, index), value.as_slice())
+                    for row in 0..1_000u64 {
+                        t.insert(shape.key(index, row), value.as_slice())
                             .map_err(|e| e.to_string())?;
                     }
                 }
@@ -487,13 +541,25 @@ async fn build_load_db(path: &Path, groups: u64, entries: u64) -> Result<(), Str
     Ok(())
 }
 
-/// Three nodes on redb files; closed-loop clients; committed proposals/s and error count.
+struct E2eResult {
+    rate: f64,
+    errors: u64,
+    /// Proposal latency (propose to applied result), milliseconds.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Checkpoints of the three databases during the measurement, and the longest.
+    checkpoints: u64,
+    max_checkpoint_ms: f64,
+}
+
+/// Three nodes on redb files; closed-loop clients; committed proposals/s, errors, latency.
 async fn bench_e2e(
     paths: &[PathBuf],
     groups: u64,
     clients: u64,
     secs: Duration,
-) -> Result<(f64, u64), String> {
+) -> Result<E2eResult, String> {
     let network = MemNetwork::new();
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(10);
@@ -502,9 +568,11 @@ async fn bench_e2e(
     config.election_timeout_min_ticks = 100;
     config.election_timeout_max_ticks = 200;
     let mut cluster = Vec::new();
+    let mut storages = Vec::new();
     for (i, path) in (1..).zip(paths) {
         let storage =
             RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+        storages.push(storage.clone());
         let handle = MultiRaft::builder(NodeId(i), config.clone())
             .storage(storage)
             .transport(network.transport(NodeId(i)))
@@ -530,8 +598,11 @@ async fn bench_e2e(
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut errors) = (0u64, 0u64);
             let mut first_error = None;
+            let mut latencies = Vec::new();
             while running.load(Ordering::Relaxed) {
+                let sent = Instant::now();
                 let r = node.propose(GroupId(g + 1), payload.clone()).await;
+                let latency = sent.elapsed();
                 if let Err(e) = &r {
                     first_error.get_or_insert_with(|| e.to_string());
                     // Do not spin on a refusal: it would measure the retry loop.
@@ -540,27 +611,38 @@ async fn bench_e2e(
                 if measuring.load(Ordering::Relaxed) {
                     if r.is_ok() {
                         ok += 1;
+                        latencies.push(latency);
                     } else {
                         errors += 1;
                     }
                 }
             }
-            (ok, errors, first_error)
+            (ok, errors, first_error, latencies)
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let checkpoint_stats = |s: &[RedbStorage]| -> (u64, u64) {
+        s.iter().fold((0, 0), |(n, max), s| {
+            let st = s.stats();
+            (n + st.checkpoints, max.max(st.checkpoint_micros_max))
+        })
+    };
+    let (checkpoints_before, _) = checkpoint_stats(&storages);
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(secs).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
+    let (checkpoints_after, max_checkpoint) = checkpoint_stats(&storages);
     running.store(false, Ordering::Relaxed);
     let (mut ok, mut errors) = (0, 0);
     let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    let mut latencies = Vec::new();
     for t in tasks {
-        let (o, e, first) = t.await.map_err(|e| e.to_string())?;
+        let (o, e, first, l) = t.await.map_err(|e| e.to_string())?;
         ok += o;
         errors += e;
+        latencies.extend(l);
         if let Some(first) = first {
             *kinds.entry(first).or_default() += 1;
         }
@@ -571,5 +653,19 @@ async fn bench_e2e(
     for n in &cluster {
         n.handle.shutdown().await.map_err(|e| e.to_string())?;
     }
-    Ok((ok as f64 / elapsed, errors))
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * q) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    Ok(E2eResult {
+        rate: ok as f64 / elapsed,
+        errors,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+        checkpoints: checkpoints_after - checkpoints_before,
+        max_checkpoint_ms: max_checkpoint as f64 / 1e3,
+    })
 }
