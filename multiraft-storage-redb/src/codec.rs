@@ -11,6 +11,15 @@ pub(crate) const FORMAT_TABLE: TableDefinition<'static, &str, u64> =
     TableDefinition::new("multiraft_format");
 /// The key of the format version in [`FORMAT_TABLE`].
 pub(crate) const FORMAT_KEY: &str = "version";
+/// The key, in [`FORMAT_TABLE`], of a lower bound for the next write-ahead sequence number:
+/// the write-ahead table may be empty, yet sequence numbers must not go below any
+/// `wal_from` in the metadata rows.
+pub(crate) const SEQ_FLOOR_KEY: &str = "seq_floor";
+/// Group id → `wal_from` of a checkpointed removal: replay skips that group's records below
+/// it (the group has no metadata row to say so). Deleted once the write-ahead table holds
+/// no such record.
+pub(crate) const REMOVED_TABLE: TableDefinition<'static, u64, u64> =
+    TableDefinition::new("multiraft_removed");
 /// Group id → postcard [`GroupMeta`].
 pub(crate) const GROUPS_TABLE: TableDefinition<'static, u64, &[u8]> =
     TableDefinition::new("multiraft_groups");
@@ -38,6 +47,9 @@ pub(crate) struct GroupMeta {
     pub(crate) compacted_index: u64,
     /// Term of that entry, 0 when the log was never compacted.
     pub(crate) compacted_term: u64,
+    /// The row (and the group's log rows) include every write-ahead record with a lower
+    /// sequence number: replay skips this group's records below it.
+    pub(crate) wal_from: u64,
 }
 
 /// An entry as stored in a run: its index follows from the run's key and its position.
@@ -244,6 +256,7 @@ mod tests {
             last_term: 4,
             compacted_index: 5,
             compacted_term: 3,
+            wal_from: 12,
         };
         assert_eq!(decode_meta(1, &encode_meta(&meta).unwrap()).unwrap(), meta);
     }

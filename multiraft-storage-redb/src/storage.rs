@@ -1,7 +1,7 @@
 //! [`RedbStorage`]: the [`Storage`] implementation, its writer thread and its read paths.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry as Entry_;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -17,8 +17,9 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::codec::{
-    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, WAL_TABLE, corrupt, decode_batch,
-    decode_meta, decode_run, encode_batch, encode_meta, redb_error,
+    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, GroupMeta, LOG_TABLE, REMOVED_TABLE, SEQ_FLOOR_KEY,
+    WAL_TABLE, corrupt, decode_batch, decode_meta, decode_run, encode_batch, encode_meta,
+    redb_error,
 };
 use crate::runs;
 use crate::tail::TailGroup;
@@ -356,6 +357,7 @@ fn check_format(db: &Database) -> Result<(), StorageError> {
             txn.open_table(GROUPS_TABLE).map_err(redb_error)?;
             txn.open_table(LOG_TABLE).map_err(redb_error)?;
             txn.open_table(WAL_TABLE).map_err(redb_error)?;
+            txn.open_table(REMOVED_TABLE).map_err(redb_error)?;
             txn.commit().map_err(redb_error)
         }
     }
@@ -372,23 +374,44 @@ struct Writer<'a> {
     failed_checkpoint: Option<StorageError>,
 }
 
-/// The write-ahead records since the last checkpoint, applied per group.
+/// The write-ahead records not yet checkpointed, applied per group.
 #[derive(Default)]
 struct Tail {
+    /// Every group with records not yet checkpointed.
     groups: HashMap<u64, TailGroup>,
+    /// The records in the write-ahead table: sequence number and encoded size.
+    records: VecDeque<(u64, usize)>,
     /// The sequence number of the next write-ahead record.
     next_seq: u64,
-    /// Encoded size of the records plus [`TAIL_GROUP_BYTES`] per group: what a checkpoint
-    /// has to move, and roughly what the writer holds in memory for them.
+    /// Encoded size of the records plus [`TAIL_GROUP_BYTES`] per group: what checkpoints
+    /// have to move, and roughly what the writer holds in memory for them.
     bytes: usize,
+}
+
+impl Tail {
+    /// Forgets the records below `seq` (deleted from the table).
+    fn drop_records_below(&mut self, seq: u64) {
+        while let Some(&(s, len)) = self.records.front()
+            && s < seq
+        {
+            self.bytes -= len;
+            self.records.pop_front();
+        }
+    }
 }
 
 /// What one group in the tail counts for besides its records' bytes (its metadata, its map
 /// slot): so that a tail of many groups with tiny writes is checkpointed too.
 const TAIL_GROUP_BYTES: usize = 256;
 
+/// A checkpoint step moves this fraction (1/N) of the tail's groups, oldest first, so that a
+/// write waits for one step, not for all groups at once: the stall after a commit is about
+/// one sixteenth of a whole checkpoint.
+const CHECKPOINT_SLICES: usize = 16;
+
 /// The writer thread: commits batches one at a time, in order, until the channel closes;
-/// checkpoints after a commit once the tail is large enough.
+/// after a commit, one checkpoint step once the tail is large enough (more while it is
+/// twice that).
 fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
     let poisoned = &shared.poisoned;
     while let Ok(Job { batch, reply }) = jobs.recv() {
@@ -412,9 +435,16 @@ fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shar
         let _ = reply.send(result);
         // After the reply: the batch is durable in the write-ahead table already, so its
         // caller need not wait for the checkpoint (the next batch does).
-        if committed && writer.tail.bytes >= writer.checkpoint_bytes {
+        let mut steps = 0;
+        while committed
+            && !poisoned.load(Ordering::Acquire)
+            && !writer.tail.groups.is_empty()
+            && (steps == 0 || writer.tail.bytes >= writer.checkpoint_bytes.saturating_mul(2))
+            && writer.tail.bytes >= writer.checkpoint_bytes
+        {
+            steps += 1;
             let started = Instant::now();
-            if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint() {
+            if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint_step() {
                 writer.failed_checkpoint = Some(e);
                 poisoned.store(true, Ordering::Release);
             }
@@ -463,7 +493,8 @@ impl Writer<'_> {
             let (bounds, base) = match self.tail.groups.get(&g) {
                 Some(group) => (group.bounds(), None),
                 None => {
-                    let base = TailGroup::over(table_meta(&groups, g).map_err(Failure::Fatal)?);
+                    let meta = table_meta(&groups, g).map_err(Failure::Fatal)?;
+                    let base = TailGroup::over(meta, self.tail.next_seq);
                     (base.bounds(), Some(base))
                 }
             };
@@ -494,36 +525,66 @@ impl Writer<'_> {
         }
         let mut wal = txn.open_table(WAL_TABLE)?;
         wal.insert(self.tail.next_seq, record.as_slice())?;
+        self.tail
+            .records
+            .push_back((self.tail.next_seq, record.len()));
         self.tail.next_seq += 1;
         self.tail.bytes += record.len() + added * TAIL_GROUP_BYTES;
         Ok(())
     }
 
-    /// Moves the tail into the tables and empties the write-ahead table, in one durable
-    /// transaction.
-    fn checkpoint(&mut self) -> Result<(), Failure> {
+    /// One checkpoint step, one durable transaction: moves the oldest slice of the tail's
+    /// groups into the tables, then deletes the write-ahead records no remaining group needs
+    /// (those below the oldest `first_seq` left) and the removal marks they made useless.
+    fn checkpoint_step(&mut self) -> Result<(), Failure> {
+        let mut oldest: Vec<(u64, u64)> = self
+            .tail
+            .groups
+            .iter()
+            .map(|(&g, group)| (group.first_seq, g))
+            .collect();
+        let take = oldest.len().div_ceil(CHECKPOINT_SLICES);
+        if take < oldest.len() {
+            oldest.select_nth_unstable(take);
+            oldest.truncate(take);
+        }
+        // In key order: neighbouring groups share B-tree pages.
+        let mut ids: Vec<u64> = oldest.into_iter().map(|(_, g)| g).collect();
+        ids.sort_unstable();
+        let wal_from = self.tail.next_seq;
+
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
+        let keep_from = self
+            .tail
+            .groups
+            .iter()
+            .filter(|(g, _)| ids.binary_search(g).is_err())
+            .map(|(_, group)| group.first_seq)
+            .min()
+            .unwrap_or(wal_from);
         {
             let mut groups = txn.open_table(GROUPS_TABLE)?;
             let mut log = txn.open_table(LOG_TABLE)?;
-            let mut wal = txn.open_table(WAL_TABLE)?;
-            // In key order: neighbouring groups share B-tree pages.
-            let mut ids: Vec<u64> = self.tail.groups.keys().copied().collect();
-            ids.sort_unstable();
-            for g in ids {
-                let Some(group) = self.tail.groups.get(&g) else {
-                    continue;
-                };
-                checkpoint_group(&mut groups, &mut log, g, group).map_err(Failure::Fatal)?;
+            let mut removed = txn.open_table(REMOVED_TABLE)?;
+            for &g in &ids {
+                if let Some(group) = self.tail.groups.get(&g) {
+                    checkpoint_group(&mut groups, &mut log, &mut removed, g, group, wal_from)
+                        .map_err(Failure::Fatal)?;
+                }
             }
-            wal.retain(|_, _| false)?;
+            txn.open_table(WAL_TABLE)?
+                .retain_in(..keep_from, |_, _| false)?;
+            removed.retain(|_, from| from > keep_from)?;
+            txn.open_table(FORMAT_TABLE)?
+                .insert(SEQ_FLOOR_KEY, wal_from)?;
         }
         txn.commit()?;
-        self.tail = Tail {
-            next_seq: self.tail.next_seq,
-            ..Tail::default()
-        };
+        for g in &ids {
+            self.tail.groups.remove(g);
+        }
+        self.tail.bytes -= ids.len() * TAIL_GROUP_BYTES;
+        self.tail.drop_records_below(keep_from);
         Ok(())
     }
 }
@@ -533,8 +594,10 @@ impl Writer<'_> {
 fn checkpoint_group(
     groups: &mut redb::Table<'_, u64, &'static [u8]>,
     log: &mut runs::LogTable<'_>,
+    removed: &mut redb::Table<'_, u64, u64>,
     g: u64,
     group: &TailGroup,
+    wal_from: u64,
 ) -> Result<(), StorageError> {
     if group.cleared {
         log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)
@@ -553,12 +616,20 @@ fn checkpoint_group(
     match &group.meta {
         None => {
             groups.remove(g).map_err(redb_error)?;
+            removed.insert(g, wal_from).map_err(redb_error)?;
         }
         Some(meta) => {
             runs::insert_run(log, g, &group.run)?;
+            let meta = GroupMeta {
+                wal_from,
+                ..meta.clone()
+            };
             groups
-                .insert(g, encode_meta(meta)?.as_slice())
+                .insert(g, encode_meta(&meta)?.as_slice())
                 .map_err(redb_error)?;
+            if group.cleared {
+                removed.remove(g).map_err(redb_error)?;
+            }
         }
     }
     Ok(())
@@ -581,11 +652,24 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
     let groups = read.open_table(GROUPS_TABLE).map_err(redb_error)?;
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
     let wal = read.open_table(WAL_TABLE).map_err(redb_error)?;
-    let mut tail = Tail::default();
+    let removed = read.open_table(REMOVED_TABLE).map_err(redb_error)?;
+    let floor = read
+        .open_table(FORMAT_TABLE)
+        .map_err(redb_error)?
+        .get(SEQ_FLOOR_KEY)
+        .map_err(redb_error)?
+        .map_or(0, |v| v.value());
+    let mut tail = Tail {
+        next_seq: floor,
+        ..Tail::default()
+    };
+    // Per group: its records below this sequence number are in the tables already.
+    let mut skip_below: HashMap<u64, u64> = HashMap::new();
     for row in ReadableTable::range::<u64>(&wal, ..).map_err(redb_error)? {
         let (key, value) = row.map_err(redb_error)?;
         let seq = key.value();
-        tail.next_seq = seq + 1;
+        tail.next_seq = tail.next_seq.max(seq + 1);
+        tail.records.push_back((seq, value.value().len()));
         tail.bytes += value.value().len();
         for write in decode_batch(seq, value.value())? {
             if only.is_some_and(|g| g != write.group) {
@@ -595,8 +679,24 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
             let group = match tail.groups.entry(g) {
                 Entry_::Occupied(o) => o.into_mut(),
                 Entry_::Vacant(v) => {
+                    let from = match skip_below.get(&g) {
+                        Some(&from) => from,
+                        None => {
+                            let from = match table_meta(&groups, g)? {
+                                Some(meta) => meta.wal_from,
+                                None => {
+                                    removed.get(g).map_err(redb_error)?.map_or(0, |v| v.value())
+                                }
+                            };
+                            skip_below.insert(g, from);
+                            from
+                        }
+                    };
+                    if seq < from {
+                        continue;
+                    }
                     tail.bytes += TAIL_GROUP_BYTES;
-                    v.insert(TailGroup::over(table_meta(&groups, g)?))
+                    v.insert(TailGroup::over(table_meta(&groups, g)?, seq))
                 }
             };
             group.apply(&write, &mut |index| runs::term_at(&log, g, index))?;
@@ -756,7 +856,7 @@ fn read_group(read: &ReadTransaction, group: GroupId) -> Result<TailGroup, Stora
     let mut tail = read_tail(read, Some(group))?;
     match tail.groups.remove(&group.0) {
         Some(g) => Ok(g),
-        None => Ok(TailGroup::over(read_meta(read, group)?)),
+        None => Ok(TailGroup::over(read_meta(read, group)?, 0)),
     }
 }
 

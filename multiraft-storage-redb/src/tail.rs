@@ -29,12 +29,15 @@ pub(crate) struct TailGroup {
     pub(crate) table_compacted: u64,
     /// Entries appended since the checkpoint and still in the log, consecutive.
     pub(crate) run: Vec<Entry>,
+    /// The sequence number of the first write-ahead record applied: the records from it on
+    /// must stay until this group is checkpointed.
+    pub(crate) first_seq: u64,
 }
 
 impl TailGroup {
     /// The group as the tables hold it (`table` is its metadata row, if any), before any
     /// record is applied.
-    pub(crate) fn over(table: Option<GroupMeta>) -> TailGroup {
+    pub(crate) fn over(table: Option<GroupMeta>, first_seq: u64) -> TailGroup {
         let (last, compacted) = table
             .as_ref()
             .map_or((0, 0), |m| (m.last_index, m.compacted_index));
@@ -45,6 +48,7 @@ impl TailGroup {
             table_last: last,
             table_compacted: compacted,
             run: Vec::new(),
+            first_seq,
         }
     }
 
