@@ -40,61 +40,99 @@
 //!
 //! # Design notes
 //!
+//! ## Why a write-ahead table
+//!
+//! A node's write carries a little for many groups: in a busy cycle, one or two entries and a
+//! hard state for each of hundreds or thousands of groups. Stored as one row per entry keyed
+//! by `(group, index)`, those rows land on as many different B-tree leaves, and redb's
+//! copy-on-write rewrites each of those pages in every commit: measured on the build box,
+//! about 20 µs per group per commit, so a commit of 1,000 groups took 20 ms and of 10,000
+//! groups 110 ms, whatever the fsync cost. So a `WriteBatch` is stored as **one row** — the
+//! batch as it came, in a write-ahead table keyed by sequence number — and later
+//! **checkpoints** move each group's accumulated changes into per-group tables, where a
+//! group's new entries become one row (a *run*) however many commits brought them. A
+//! commit then costs one row append plus one fsync; a checkpoint costs one run and one
+//! metadata row per group, amortized over everything the group wrote since its last one.
+//! (`redb_bench` in `multiraft-examples` has the numbers, kept in the repository's
+//! `BENCHMARKS.md`.)
+//!
 //! ## Key layout
 //!
-//! Three tables, all written only by [`Storage::write`](multiraft_core::Storage::write) (and
-//! once at creation):
+//! | table               | key                            | value                                                  |
+//! |---------------------|--------------------------------|--------------------------------------------------------|
+//! | `multiraft_format`  | `&str`: `"version"`, `"seq_floor"` | `u64`: the format version ([`FORMAT_VERSION`]); a lower bound for the next write-ahead sequence number |
+//! | `multiraft_wal`     | `u64` sequence number          | postcard list of group writes: one committed `WriteBatch` |
+//! | `multiraft_groups`  | `u64` group id                 | postcard `(hard state, membership, last index, term, compacted index, term, wal_from)` |
+//! | `multiraft_log`     | `(u64 group, u64 first index)` | postcard list of `(term, payload)`: a run of consecutive entries |
+//! | `multiraft_removed` | `u64` group id                 | `u64` `wal_from` of a checkpointed removal             |
 //!
-//! | table              | key                      | value                                                  |
-//! |--------------------|--------------------------|--------------------------------------------------------|
-//! | `multiraft_format` | `&str` (`"version"`)     | `u64`: the format version, [`FORMAT_VERSION`]          |
-//! | `multiraft_groups` | `u64` group id           | postcard `(hard state, membership, last index, term, compacted index, term)` |
-//! | `multiraft_log`    | `(u64 group, u64 index)` | postcard `(term, payload)` of one entry                |
+//! A group's state is its checkpointed rows (metadata and runs) with its write-ahead records
+//! from its `wal_from` on applied in sequence order. Records below a group's `wal_from` are
+//! in its rows already and are skipped; a removed group has no metadata row, so its
+//! `wal_from` is kept in `multiraft_removed` for as long as older records of it remain.
+//! The writer thread keeps the applied records of every group not yet checkpointed in
+//! memory (the *tail*: per group, its metadata now, which of its checkpointed entries a
+//! truncation or removal made dead, and the entries appended since, sharing their payload
+//! buffers with the node's log); reads and `load` rebuild the same from their read
+//! transaction, through the same code.
 //!
-//! `(u64, u64)` keys are fixed width and order element-wise, so one group's log is one
-//! contiguous key range: a read of `[low, high)` is one range scan, a conflict truncation is
-//! one range delete (`retain_in`) from the first new index to the stored last index, and
-//! removing a group is one range delete plus one metadata delete; so is compaction
-//! (`GroupWrite::compact_to`): the rows from the previous compacted index + 1 up to the new
-//! one are deleted and the metadata row records the new compacted index and its entry's
-//! term (format version 2). redb puts the freed pages back into use, so under a steady
-//! workload with periodic compaction the file stops growing (`redb_bench --only compact`).
-//! The entry index is the key, so it is not repeated in the value.
+//! A group's runs are consecutive (each starts right after the previous one ends; the last
+//! ends at the metadata's last index), so a run's extent follows from its key and the next
+//! key. A conflict truncation rewrites the run it cuts and deletes the runs after it;
+//! compaction (`GroupWrite::compact_to`) deletes the runs that end at or below the new
+//! compacted index and records that index and its entry's term in the metadata row (a run
+//! straddling the mark stays until a later compaction passes its end; reads skip its dead
+//! entries). Removing a group deletes its runs and metadata row. redb puts freed pages back
+//! into use, so under a steady workload with periodic compaction the file stops growing
+//! (`redb_bench --only compact`).
 //!
-//! A group has a metadata row as soon as anything was written for it (a group written without
-//! a membership gets the empty one, as in the testkit's `MemStorage`). The row's last index and
-//! last term are kept in step with the log in the same transaction, so validation of a batch
-//! (no holes, consecutive entries) reads one row per group, not the log.
-//! [`Storage::load`](multiraft_core::Storage::load) checks that they agree with the log: every group's log is consecutive from
-//! the index after its compacted prefix (1 if never compacted) and ends at the recorded last
-//! index and term (the compaction mark if everything was compacted), and no log row exists without a group; any
+//! `load` checks the tables against each other: every group's runs are consecutive, its
+//! entries above the compacted prefix start right after it and end at the recorded last
+//! index and term, no run is wholly compacted, and no run exists without a group; any
 //! disagreement is [`StorageError::Corrupt`](multiraft_core::StorageError::Corrupt).
 //!
-//! Values are postcard encodings; the metadata row holds the core's `HardState` and
-//! `Membership` as they serialize today, so a change to those types' serde shape is a format
-//! change and must bump [`FORMAT_VERSION`].
+//! Values are postcard encodings; the metadata row and the write-ahead records hold the
+//! core's `HardState`, `Membership` and `Entry` as they serialize today, so a change to those
+//! types' serde shape is a format change and must bump [`FORMAT_VERSION`].
 //!
 //! The format version is checked at open: a database without it (but with other tables), or
 //! with a version other than [`FORMAT_VERSION`] (for example one written by a newer build), is
 //! refused with `StorageError::Corrupt` and a message naming both versions; nothing is written
 //! to it. A new (empty) database gets the version in its first, durable, transaction.
 //!
+//! ## Checkpoints
+//!
+//! After a commit, once the write-ahead records not yet checkpointed (plus a small
+//! allowance per group) reach [`RedbOptions::checkpoint_bytes`], the writer runs one
+//! checkpoint **step**: one durable transaction that moves the sixteenth of the tail's groups
+//! whose first uncheckpointed record is oldest into the group and log tables (their
+//! `wal_from` becomes the next sequence number), then deletes the write-ahead records below
+//! the oldest first record of the groups still in the tail, and the removal marks those
+//! deletions made useless. Moving a slice rather than every group bounds the stall a write
+//! sees behind a checkpoint to about a sixteenth of a whole one; while the tail stays at
+//! twice the limit, steps repeat until it does not. `RedbStorage::stats` counts the steps
+//! and their durations.
+//!
 //! ## Writes, threads and ordering
 //!
-//! - One `WriteBatch` is one write transaction: validation (each group once; no index 0, no
-//!   hole after the stored last index, consecutive entries; `remove` alone) happens inside the
-//!   transaction before anything is changed. An invalid batch is aborted and returned as
-//!   `StorageError::Corrupt`, leaving the database unchanged and the storage usable — the same
-//!   semantics as `MemStorage`.
+//! - One `WriteBatch` is one write transaction appending one write-ahead record:
+//!   validation (each group once; no index 0, no hole after the last index, consecutive
+//!   entries, nothing at or below the compacted index, no compaction past the last entry;
+//!   `remove` alone) happens against the tail and the metadata rows before anything is
+//!   changed. An invalid batch is aborted and returned as `StorageError::Corrupt`, leaving
+//!   the database unchanged and the storage usable — the same semantics as `MemStorage`.
 //! - Commits run on one dedicated writer thread per database (`multiraft-redb-writer`), fed
 //!   by a channel; [`Storage::write`](multiraft_core::Storage::write) awaits a oneshot reply,
 //!   so it never blocks the event loop. Batches are committed one at a time, in call order.
 //! - Reads ([`entries`](multiraft_core::Storage::entries), [`term`](multiraft_core::Storage::term),
 //!   [`load`](multiraft_core::Storage::load)) use redb read transactions (MVCC: they see the
-//!   last committed state and never wait for an in-flight commit). Inside a tokio runtime they
-//!   run on its blocking pool; outside one they run inline.
-//! - Any failure of redb in the write path (I/O, a failed fsync, corruption) **poisons** the
-//!   storage: that write returns the error and every later write returns
+//!   last committed state and never wait for an in-flight commit). Each decodes the
+//!   write-ahead records of its transaction (at most about `checkpoint_bytes`), so a read
+//!   costs that much more than a table lookup; the node reads only at start (`load`).
+//!   Inside a tokio runtime they run on its blocking pool; outside one they run inline.
+//! - Any failure of redb in the write path (I/O, a failed fsync, corruption, in a commit or
+//!   a checkpoint step) **poisons** the storage: that write (for a checkpoint step, the next
+//!   write) returns the error and every later write returns
 //!   [`StorageError::Poisoned`](multiraft_core::StorageError::Poisoned) without touching the
 //!   file. redb itself refuses new write transactions after a failed commit. Nothing is ever
 //!   acknowledged that was not committed with `Durability::Immediate`; there is no retry.
@@ -110,6 +148,10 @@
 //!   or torn data pages fail the checksum and redb rolls back to the previous commit. Since a
 //!   batch is one transaction, no batch is ever partially present, and conflict truncation and
 //!   the append that follows it can never be separated.
+//! - During a checkpoint step: the step is one transaction too. Lost, the write-ahead records
+//!   it would have deleted are still there and the rows it would have written are not;
+//!   present, both changed together. Either way every acknowledged batch is in the tables or
+//!   in the write-ahead records at or above its groups' `wal_from`.
 //! - After `write` returned `Ok`: the batch is on disk (the fsync returned).
 //! - During creation: [`RedbStorage::open`] initializes a new file under a temporary name
 //!   (`<path>.creating`) and renames it into place once the format version is durable, then
@@ -136,10 +178,15 @@
 //!
 //! ## Limits and memory
 //!
-//! The redb page cache defaults to [`RedbOptions::DEFAULT_CACHE_SIZE_BYTES`] (64 MiB), not
-//! redb's 1 GiB: a node keeps its live logs in memory already, so the cache mostly serves the
-//! B-tree's upper levels and recent pages. One redb value is at most ~3.75 GiB; the node's
-//! `max_proposal_bytes` keeps entries far below that.
+//! - The redb page cache defaults to [`RedbOptions::DEFAULT_CACHE_SIZE_BYTES`] (64 MiB), not
+//!   redb's 1 GiB: a node keeps its live logs in memory already, so the cache mostly serves
+//!   the B-trees' upper levels and recent pages.
+//! - The write-ahead records not yet checkpointed: about
+//!   [`RedbOptions::checkpoint_bytes`] (16 MiB by default), held in the file and, applied,
+//!   in the writer's memory; twice that before steps run back to back.
+//! - One redb value is at most ~3.75 GiB. A write-ahead record is one batch (the node layer
+//!   bounds a ready's entries and bytes); a run is what one group wrote between two of its
+//!   checkpoints, bounded by the tail's size.
 //!
 //! ## Not done yet
 //!

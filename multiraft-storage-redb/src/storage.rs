@@ -42,15 +42,16 @@ pub struct RedbOptions {
     /// after an unclean shutdown (redb's `set_check_integrity_on_open`). Slower opens; a file
     /// altered behind redb's back is then refused instead of trusted. Default `false`.
     pub check_integrity_on_open: bool,
-    /// How large the write-ahead records since the last checkpoint may grow, in bytes,
-    /// before the writer moves them into the group and log tables. Default
+    /// How large the write-ahead records not yet checkpointed may grow, in bytes (plus 256
+    /// per group they touch), before the writer starts moving groups into the group and log
+    /// tables, a sixteenth of them after each commit (see the crate's design notes). Default
     /// [`DEFAULT_CHECKPOINT_BYTES`](RedbOptions::DEFAULT_CHECKPOINT_BYTES).
     ///
-    /// It bounds: the writer's memory for those records (the entries themselves share
-    /// their payload buffers with the node's log); the work of one checkpoint, during which
-    /// the next write waits; the replay at each `load`, `entries` and `term` (which decode
-    /// the whole write-ahead table). Larger values amortize a checkpoint's per-group cost
-    /// over more entries. 0 checkpoints after every write.
+    /// It bounds: the write-ahead table and the writer's memory for those records (the
+    /// entries share their payload buffers with the node's log); the replay at each `load`,
+    /// `entries` and `term`, which decode the whole write-ahead table. Larger values
+    /// amortize a checkpoint's per-group cost (one run and one metadata row) over more
+    /// entries. 0 moves every group after every write.
     pub checkpoint_bytes: usize,
 }
 
@@ -60,9 +61,8 @@ impl RedbOptions {
     /// mostly holds the B-trees' upper levels and recently written pages.
     pub const DEFAULT_CACHE_SIZE_BYTES: usize = 64 << 20;
 
-    /// 16 MiB: at 1,000 groups and tens of thousands of entries per second a checkpoint
-    /// every few seconds, each moving a few hundred entries per group (contiguous rows,
-    /// cheap) for one metadata row per group (the fixed cost being amortized).
+    /// 16 MiB: with 1,000 busy groups each checkpoint of a group moves a few hundred
+    /// entries as one run; decoding it all at `load` takes tens of milliseconds.
     pub const DEFAULT_CHECKPOINT_BYTES: usize = 16 << 20;
 
     /// Sets [`checkpoint_bytes`](RedbOptions::checkpoint_bytes).
@@ -363,11 +363,11 @@ fn check_format(db: &Database) -> Result<(), StorageError> {
     }
 }
 
-/// The writer thread's state: the groups written since the last checkpoint.
+/// The writer thread's state: the groups with write-ahead records not yet checkpointed.
 struct Writer<'a> {
     db: &'a Database,
     tail: Tail,
-    /// Checkpoint once `tail.bytes` reaches this ([`RedbOptions::checkpoint_bytes`]).
+    /// Checkpoint steps run once `tail.bytes` reaches this ([`RedbOptions::checkpoint_bytes`]).
     checkpoint_bytes: usize,
     /// Why the last checkpoint failed, for the next write to report (later ones get
     /// `Poisoned`).

@@ -1,8 +1,8 @@
-//! [`TailGroup`]: one group as the write-ahead records since the last checkpoint leave it,
-//! on top of its rows in the tables.
+//! [`TailGroup`]: one group as its write-ahead records not yet checkpointed leave it, on top
+//! of its rows in the tables.
 //!
-//! The writer thread keeps one per group written since the last checkpoint (to validate the
-//! next batch and to write the checkpoint); reads and `load` rebuild them from the
+//! The writer thread keeps one per group written since its last checkpoint (to validate the
+//! next batch and to write the group's next checkpoint); reads and `load` rebuild them from the
 //! write-ahead table of their read transaction. Both apply the same records in the same
 //! order through [`TailGroup::apply`], so they agree.
 
@@ -19,7 +19,7 @@ pub(crate) struct TailGroup {
     /// The group's metadata now; `None` while it does not exist (never written, or removed
     /// and not written since).
     pub(crate) meta: Option<GroupMeta>,
-    /// The group was removed since the checkpoint: none of its table rows is live.
+    /// The group was removed since its last checkpoint: none of its table rows is live.
     pub(crate) cleared: bool,
     /// Table log rows above this index are dead: replaced by `run` or truncated.
     pub(crate) table_live_to: u64,
@@ -27,7 +27,7 @@ pub(crate) struct TailGroup {
     /// so that a checkpoint deletes only rows that exist.
     pub(crate) table_last: u64,
     pub(crate) table_compacted: u64,
-    /// Entries appended since the checkpoint and still in the log, consecutive.
+    /// Entries appended since its last checkpoint and still in the log, consecutive.
     pub(crate) run: Vec<Entry>,
     /// The sequence number of the first write-ahead record applied: the records from it on
     /// must stay until this group is checkpointed.
