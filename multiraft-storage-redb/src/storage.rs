@@ -421,7 +421,7 @@ fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shar
                 .take()
                 .unwrap_or(StorageError::Poisoned))
         } else {
-            match writer.commit(&batch) {
+            match writer.commit(batch) {
                 Ok(()) => Ok(()),
                 Err(Failure::Invalid(e)) => Err(e),
                 Err(Failure::Fatal(e)) => {
@@ -465,7 +465,7 @@ fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shar
 
 impl Writer<'_> {
     /// Validates one batch and commits it as one write-ahead record, durably.
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), Failure> {
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), Failure> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         match self.append(&txn, batch) {
@@ -480,7 +480,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn append(&mut self, txn: &WriteTransaction, batch: &WriteBatch) -> Result<(), Failure> {
+    fn append(&mut self, txn: &WriteTransaction, batch: WriteBatch) -> Result<(), Failure> {
         batch.validate_groups_distinct().map_err(Failure::Invalid)?;
         let groups = txn.open_table(GROUPS_TABLE)?;
         let log = txn.open_table(LOG_TABLE)?;
@@ -504,9 +504,9 @@ impl Writer<'_> {
             bases.push(base);
         }
 
-        let record = encode_batch(batch).map_err(Failure::Fatal)?;
+        let record = encode_batch(&batch).map_err(Failure::Fatal)?;
         let mut added = 0;
-        for (write, base) in batch.groups.iter().zip(bases) {
+        for (write, base) in batch.groups.into_iter().zip(bases) {
             let g = write.group.0;
             let group = match base {
                 Some(base) => {
@@ -699,7 +699,7 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
                     v.insert(TailGroup::over(table_meta(&groups, g)?, seq))
                 }
             };
-            group.apply(&write, &mut |index| runs::term_at(&log, g, index))?;
+            group.apply(write, &mut |index| runs::term_at(&log, g, index))?;
         }
     }
     Ok(tail)

@@ -60,11 +60,11 @@ impl TailGroup {
             .map_or((0, 0), |m| (m.last_index, m.compacted_index))
     }
 
-    /// Applies one validated record. `table_term` reads the term of a live table row; it is
-    /// called only for a compaction to an index below `run`.
+    /// Applies one validated record, taking its entries (no copy). `table_term` reads the
+    /// term of a live table row; it is called only for a compaction to an index below `run`.
     pub(crate) fn apply(
         &mut self,
-        write: &GroupWrite,
+        write: GroupWrite,
         table_term: &mut dyn FnMut(u64) -> Result<Option<u64>, StorageError>,
     ) -> Result<(), StorageError> {
         if write.remove {
@@ -75,24 +75,24 @@ impl TailGroup {
             return Ok(());
         }
         let meta = self.meta.get_or_insert_with(GroupMeta::default);
-        if let Some(membership) = &write.membership {
-            meta.membership = membership.clone();
+        if let Some(membership) = write.membership {
+            meta.membership = membership;
         }
         if let Some(hard_state) = write.hard_state {
             meta.hard_state = hard_state;
         }
         if let (Some(first), Some(last)) = (write.entries.first(), write.entries.last()) {
+            let (first, last) = (first.index, (last.index, last.term));
             // Conflict truncation: every entry from the first new index on is replaced.
-            self.table_live_to = self.table_live_to.min(first.index - 1);
+            self.table_live_to = self.table_live_to.min(first - 1);
             match self.run.first() {
-                Some(start) if first.index >= start.index => {
-                    self.run.truncate((first.index - start.index) as usize);
+                Some(start) if first >= start.index => {
+                    self.run.truncate((first - start.index) as usize);
                 }
                 _ => self.run.clear(),
             }
-            self.run.extend_from_slice(&write.entries);
-            meta.last_index = last.index;
-            meta.last_term = last.term;
+            self.run.extend(write.entries);
+            (meta.last_index, meta.last_term) = last;
         }
         if let Some(to) = write.compact_to
             && to > meta.compacted_index
