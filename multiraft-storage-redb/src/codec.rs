@@ -92,6 +92,12 @@ pub(crate) fn decode_run(group: u64, first: u64, bytes: &[u8]) -> Result<Vec<Ent
             &format!("log run at {first} is empty"),
         ));
     }
+    if first == 0 || first.checked_add(stored.len() as u64).is_none() {
+        return Err(corrupt(
+            GroupId(group),
+            &format!("log run at {first} of {} entries", stored.len()),
+        ));
+    }
     Ok(stored
         .into_iter()
         .zip(first..)

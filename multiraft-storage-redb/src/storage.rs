@@ -466,6 +466,10 @@ fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shar
 impl Writer<'_> {
     /// Validates one batch and commits it as one write-ahead record, durably.
     fn commit(&mut self, batch: WriteBatch) -> Result<(), Failure> {
+        if batch.is_empty() {
+            // Nothing to make durable; no record (it would hold the tail's bytes up).
+            return Ok(());
+        }
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         match self.append(&txn, batch) {
@@ -627,9 +631,8 @@ fn checkpoint_group(
             groups
                 .insert(g, encode_meta(&meta)?.as_slice())
                 .map_err(redb_error)?;
-            if group.cleared {
-                removed.remove(g).map_err(redb_error)?;
-            }
+            // A removal mark of an earlier incarnation is superseded by this row.
+            removed.remove(g).map_err(redb_error)?;
         }
     }
     Ok(())
@@ -699,6 +702,12 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
                     v.insert(TailGroup::over(table_meta(&groups, g)?, seq))
                 }
             };
+            // Validated before it was committed; checked again so that a record damaged
+            // behind redb's checksums is `Corrupt`, not a panic.
+            let (last, compacted) = group.bounds();
+            write.validate(last, compacted).map_err(|e| {
+                StorageError::Corrupt(format!("write-ahead record {seq} does not apply: {e}"))
+            })?;
             group.apply(write, &mut |index| runs::term_at(&log, g, index))?;
         }
     }
@@ -988,6 +997,41 @@ mod tests {
                 assert!(msg.contains(&ours), "{msg}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A write-ahead record that breaks the contract (damaged behind redb's checksums, or
+    /// written by a bug) is `Corrupt` at replay, not a panic (an entry at index 0 made
+    /// `TailGroup::apply` underflow).
+    #[test]
+    fn an_invalid_write_ahead_record_is_corrupt_not_a_panic() {
+        use multiraft_core::{GroupWrite, Payload};
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        check_format(&db).unwrap();
+        let bad = WriteBatch {
+            groups: vec![GroupWrite {
+                group: GroupId(1),
+                entries: vec![Entry {
+                    index: 0,
+                    term: 1,
+                    payload: Payload::Noop,
+                }],
+                ..Default::default()
+            }],
+        };
+        let txn = db.begin_write().unwrap();
+        txn.open_table(WAL_TABLE)
+            .unwrap()
+            .insert(0, encode_batch(&bad).unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        match read_tail(&read, None) {
+            Err(StorageError::Corrupt(m)) => assert!(m.contains("record 0"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an entry at index 0 was replayed"),
         }
     }
 
