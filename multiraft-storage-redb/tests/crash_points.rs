@@ -122,19 +122,27 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
                 .write(batch)
                 .await
                 .unwrap_or_else(|e| panic!("batch {i}: {e}"));
-            let mut e = expect.lock().unwrap();
-            e.acked = e.in_flight.clone();
+            let acked = {
+                let mut e = expect.lock().unwrap();
+                e.acked = e.in_flight.clone();
+                e.acked.clone()
+            };
             if i % 50 == 49 {
                 // A crash between writes, with nothing in flight: exactly the acknowledged
-                // state. (Catches a commit that never syncs, which has no sync point.)
+                // state. (Catches a commit that never syncs, which has no sync point.) A
+                // checkpoint step may be running meanwhile; it does not change what a load
+                // returns. Lock order: the disk's lock is taken without holding `expect`,
+                // since the sync hook (run by the writer thread under the disk's lock) takes
+                // `expect`.
+                let (sync, image) = (disk.syncs(), disk.durable_image());
                 between_writes
                     .send(Case {
-                        sync: disk.syncs(),
+                        sync,
                         creating: false,
                         between_writes: true,
-                        images: vec![("between writes", disk.durable_image())],
-                        acked: e.acked.clone(),
-                        in_flight: e.acked.clone(),
+                        images: vec![("between writes", image)],
+                        acked: acked.clone(),
+                        in_flight: acked,
                     })
                     .unwrap();
             }
