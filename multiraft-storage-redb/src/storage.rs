@@ -682,24 +682,21 @@ fn read_tail(read: &ReadTransaction, only: Option<GroupId>) -> Result<Tail, Stor
             let group = match tail.groups.entry(g) {
                 Entry_::Occupied(o) => o.into_mut(),
                 Entry_::Vacant(v) => {
-                    let from = match skip_below.get(&g) {
-                        Some(&from) => from,
-                        None => {
-                            let from = match table_meta(&groups, g)? {
-                                Some(meta) => meta.wal_from,
-                                None => {
-                                    removed.get(g).map_err(redb_error)?.map_or(0, |v| v.value())
-                                }
-                            };
-                            skip_below.insert(g, from);
-                            from
-                        }
+                    if skip_below.get(&g).is_some_and(|&from| seq < from) {
+                        continue;
+                    }
+                    // Read once per group: its floor is remembered if this record is skipped.
+                    let meta = table_meta(&groups, g)?;
+                    let from = match &meta {
+                        Some(meta) => meta.wal_from,
+                        None => removed.get(g).map_err(redb_error)?.map_or(0, |v| v.value()),
                     };
                     if seq < from {
+                        skip_below.insert(g, from);
                         continue;
                     }
                     tail.bytes += TAIL_GROUP_BYTES;
-                    v.insert(TailGroup::over(table_meta(&groups, g)?, seq))
+                    v.insert(TailGroup::over(meta, seq))
                 }
             };
             // Validated before it was committed; checked again so that a record damaged
