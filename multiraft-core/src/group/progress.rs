@@ -6,7 +6,7 @@ use crate::ids::NodeId;
 
 /// How the leader replicates to a follower (etcd-raft's progress states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReplicaState {
+pub(crate) enum ProgressState {
     /// Where the follower's log matches is unknown: send one append, wait for the answer.
     Probe,
     /// The follower matches up to `matched`: stream appends, up to the inflight window.
@@ -20,7 +20,7 @@ pub(crate) struct Progress {
     pub(crate) matched: u64,
     /// Next index to send.
     pub(crate) next: u64,
-    pub(crate) state: ReplicaState,
+    pub(crate) state: ProgressState,
     /// In probe state: an append is out and unanswered.
     pub(crate) probe_sent: bool,
     /// Last index of each append in flight (replicate state), oldest first. Bounded by
@@ -40,7 +40,7 @@ impl Progress {
         Progress {
             matched: 0,
             next,
-            state: ReplicaState::Probe,
+            state: ProgressState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: false,
@@ -52,20 +52,20 @@ impl Progress {
     /// Whether another append may go out now.
     pub(crate) fn can_send(&self, max_inflight: usize) -> bool {
         match self.state {
-            ReplicaState::Probe => !self.probe_sent,
-            ReplicaState::Replicate => self.inflight.len() < max_inflight,
+            ProgressState::Probe => !self.probe_sent,
+            ProgressState::Replicate => self.inflight.len() < max_inflight,
         }
     }
 
     /// Records an append carrying entries up to `last` as sent.
     pub(crate) fn sent(&mut self, last: u64, had_entries: bool) {
         match self.state {
-            ReplicaState::Probe => self.probe_sent = true,
-            ReplicaState::Replicate if had_entries => {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate if had_entries => {
                 self.next = last + 1;
                 self.inflight.push_back(last);
             }
-            ReplicaState::Replicate => {}
+            ProgressState::Replicate => {}
         }
     }
 
@@ -79,7 +79,7 @@ impl Progress {
         while self.inflight.front().is_some_and(|&i| i <= index) {
             self.inflight.pop_front();
         }
-        if self.state == ReplicaState::Probe {
+        if self.state == ProgressState::Probe {
             self.become_replicate();
         }
         moved
@@ -90,15 +90,15 @@ impl Progress {
     pub(crate) fn on_reject(&mut self, rejected: u64, next: u64) -> bool {
         match self.state {
             // A rejection of something older than what we already know matches is stale.
-            ReplicaState::Replicate if rejected <= self.matched => false,
-            ReplicaState::Replicate => {
+            ProgressState::Replicate if rejected <= self.matched => false,
+            ProgressState::Replicate => {
                 self.become_probe();
                 self.next = next.max(self.matched + 1);
                 true
             }
             // In probe only the answer to the probe we sent (prev = next - 1) counts.
-            ReplicaState::Probe if rejected + 1 != self.next => false,
-            ReplicaState::Probe => {
+            ProgressState::Probe if rejected + 1 != self.next => false,
+            ProgressState::Probe => {
                 self.next = next.max(self.matched + 1).min(self.next);
                 self.probe_sent = false;
                 true
@@ -107,14 +107,14 @@ impl Progress {
     }
 
     pub(crate) fn become_probe(&mut self) {
-        self.state = ReplicaState::Probe;
+        self.state = ProgressState::Probe;
         self.probe_sent = false;
         self.inflight.clear();
         self.next = self.matched + 1;
     }
 
     fn become_replicate(&mut self) {
-        self.state = ReplicaState::Replicate;
+        self.state = ProgressState::Replicate;
         self.probe_sent = false;
         self.inflight.clear();
         self.next = self.matched + 1;

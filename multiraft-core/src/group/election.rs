@@ -1,0 +1,291 @@
+//! Leader election: the logical clock (`tick`, the election and heartbeat timers,
+//! CheckQuorum), campaigns with and without PreVote, vote requests and answers, and the role
+//! changes (`become_*`) they end in (Raft §5.2, dissertation §4.2.3, §6.2 and §9.6).
+//!
+//! Everything that decides who leads, and when a replica gives up on a leader, is here; what
+//! a leader then does with its followers is in `replication.rs`.
+
+use crate::entry::{Entry, Payload};
+use crate::ids::NodeId;
+use crate::membership::VoteResult;
+use crate::message::{Message, MessageBody};
+
+use super::progress::Progress;
+use super::{Group, GroupEvent, Role};
+
+impl Group {
+    // ----- timers -----------------------------------------------------------------------------
+
+    /// Advances the group's logical clock by one tick. A quiesced group ignores ticks.
+    pub fn tick(&mut self) {
+        if self.quiesced {
+            return;
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            Role::Learner => {}
+            _ => {
+                if self.election_elapsed >= self.randomized_timeout {
+                    self.election_elapsed = 0;
+                    self.campaign_inner();
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Starts an election now, as if the election timeout had fired (PreVote first when
+    /// enabled). For tests, scripted scenarios and operator tools; a leader or a learner
+    /// ignores it.
+    pub fn campaign(&mut self) {
+        self.wake();
+        if self.role != Role::Leader {
+            self.election_elapsed = 0;
+            self.campaign_inner();
+        }
+        self.check_invariants();
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            if self.can_quiesce() {
+                self.quiesce();
+                return;
+            }
+            self.broadcast_heartbeat();
+        }
+        if self.election_elapsed >= self.config.election_timeout_min_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_active() {
+                // CheckQuorum (dissertation §6.2): a leader cut off from a quorum steps down
+                // so that clients stop waiting on it.
+                self.become_follower(self.term, None);
+            }
+            for pr in self.progress.values_mut() {
+                pr.recent_active = false;
+            }
+        }
+    }
+
+    fn quorum_active(&self) -> bool {
+        let me = self.node;
+        let result = self.membership.vote_result(|n| {
+            Some(n == me || self.progress.get(&n).is_some_and(|p| p.recent_active))
+        });
+        result == VoteResult::Won
+    }
+
+    // ----- elections ------------------------------------------------------------------------
+
+    fn campaign_inner(&mut self) {
+        if !self.membership.is_voter(self.node) {
+            return;
+        }
+        // A pre-candidate whose round timed out runs another pre-vote round: it must not
+        // raise its term without a majority's assent (dissertation §9.6), or a partitioned
+        // replica would come back with a higher term and depose a healthy leader.
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timer();
+        self.request_votes(true);
+    }
+
+    fn become_candidate(&mut self) {
+        self.role = Role::Candidate;
+        self.term += 1;
+        self.vote = Some(self.node);
+        self.leader = None;
+        self.hard_state_dirty = true;
+        self.votes.clear();
+        self.reset_election_timer();
+        self.request_votes(false);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        self.votes.insert(self.node, true);
+        if self.tally() == VoteResult::Won {
+            return self.won(pre_vote);
+        }
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let voters: Vec<NodeId> = self.voters_except_self();
+        for to in voters {
+            // After the write: a candidate's own vote is durable before any vote counts.
+            let m = Message {
+                group: self.id,
+                from: self.node,
+                to,
+                term,
+                body: MessageBody::Vote {
+                    pre_vote,
+                    last_index,
+                    last_term,
+                },
+            };
+            self.out().send_after_write.push(m);
+        }
+    }
+
+    fn voters_except_self(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self
+            .membership
+            .voters
+            .union(&self.membership.outgoing)
+            .copied()
+            .filter(|n| *n != self.node)
+            .collect();
+        v.dedup();
+        v
+    }
+
+    fn tally(&self) -> VoteResult {
+        self.membership.vote_result(|n| self.votes.get(&n).copied())
+    }
+
+    fn won(&mut self, pre_vote: bool) {
+        if pre_vote {
+            self.become_candidate();
+        } else {
+            self.become_leader();
+        }
+    }
+
+    pub(super) fn handle_vote(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        pre_vote: bool,
+        last_index: u64,
+        last_term: u64,
+    ) {
+        // For a real vote the term rules above already moved us to `term`.
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let grant = can_vote
+            && self.membership.is_voter(self.node)
+            && self.log.is_up_to_date(last_index, last_term);
+        if grant {
+            if !pre_vote {
+                self.vote = Some(from);
+                self.hard_state_dirty = true;
+                self.election_elapsed = 0;
+            }
+            let m = Message {
+                group: self.id,
+                from: self.node,
+                to: from,
+                term,
+                body: MessageBody::VoteResponse {
+                    pre_vote,
+                    granted: true,
+                },
+            };
+            self.out().send_after_write.push(m);
+        } else {
+            self.send_after(
+                from,
+                MessageBody::VoteResponse {
+                    pre_vote,
+                    granted: false,
+                },
+            );
+        }
+    }
+
+    pub(super) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
+        let expected = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected {
+            return;
+        }
+        self.votes.insert(from, granted);
+        match self.tally() {
+            VoteResult::Won => self.won(pre_vote),
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
+        }
+    }
+
+    // ----- roles ------------------------------------------------------------------------------
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.randomized_timeout = self.rng.range(
+            self.config.election_timeout_min_ticks,
+            self.config.election_timeout_max_ticks,
+        );
+    }
+
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.hard_state_dirty = true;
+        }
+        self.role = if self.membership.is_voter(self.node) {
+            Role::Follower
+        } else {
+            Role::Learner
+        };
+        self.leader = leader;
+        self.progress.clear();
+        self.votes.clear();
+        self.uncommitted_bytes = 0;
+        self.reset_election_timer();
+        self.report_leader();
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.node);
+        self.votes.clear();
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        let next = self.log.last_index() + 1;
+        self.progress = self
+            .membership
+            .replicas()
+            .into_iter()
+            .filter(|n| *n != self.node)
+            .map(|n| (n, Progress::new(next)))
+            .collect();
+        // A new leader commits entries of earlier terms only by committing one of its own
+        // (Raft §5.4.2), so it appends an empty entry at once.
+        let noop = Entry {
+            index: next,
+            term: self.term,
+            payload: Payload::Noop,
+        };
+        self.uncommitted_bytes = noop.size_bytes();
+        self.log.push(noop);
+        self.report_leader();
+        self.maybe_commit();
+    }
+
+    pub(super) fn report_leader(&mut self) {
+        let now = (self.term, self.leader);
+        if now != self.reported {
+            self.reported = now;
+            let (term, leader) = now;
+            self.out()
+                .events
+                .push(GroupEvent::LeaderChanged { term, leader });
+        }
+    }
+}

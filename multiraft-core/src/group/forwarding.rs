@@ -1,0 +1,134 @@
+//! Proposals: `propose` appends a command on the leader or queues it on a follower;
+//! `flush_forward` sends that queue to the leader (or settles it when the leader changed
+//! meanwhile), and `step_proposals` handles forwarded proposals and their refusals
+//! (dissertation §6.2, routing requests to the leader).
+//!
+//! Apart from replication because forwarding is a request path to the leader outside the
+//! Raft protocol proper, with its own failure reporting (`GroupReady::rejected`).
+
+use bytes::Bytes;
+
+use crate::entry::{Entry, Payload};
+use crate::error::ProposeError;
+use crate::ids::ProposalId;
+use crate::message::{Message, MessageBody};
+
+use super::{Group, Role};
+
+impl Group {
+    /// Proposes a command. On the leader it is appended; on a follower it is queued for
+    /// forwarding to the leader (when `Config::forward_proposals`).
+    pub fn propose(&mut self, id: ProposalId, data: Bytes) -> Result<(), ProposeError> {
+        if data.len() > self.config.max_proposal_bytes {
+            return Err(ProposeError::TooLarge {
+                max: self.config.max_proposal_bytes,
+            });
+        }
+        self.wake();
+        match self.role {
+            Role::Leader => {
+                let entry = Entry {
+                    index: self.log.last_index() + 1,
+                    term: self.term,
+                    payload: Payload::Command { id, data },
+                };
+                let size = entry.size_bytes();
+                if self.uncommitted_bytes + size > self.config.max_uncommitted_bytes {
+                    return Err(ProposeError::Busy {
+                        limit: "max_uncommitted_bytes",
+                    });
+                }
+                self.uncommitted_bytes += size;
+                self.log.push(entry);
+                Ok(())
+            }
+            _ => match self.leader {
+                Some(leader) if self.config.forward_proposals && leader != self.node => {
+                    self.forward.push((id, data));
+                    Ok(())
+                }
+                Some(leader) => Err(ProposeError::NotLeader {
+                    leader_hint: Some(leader),
+                }),
+                None => Err(ProposeError::NoLeader),
+            },
+        }
+    }
+
+    pub(super) fn step_proposals(&mut self, msg: Message) {
+        match msg.body {
+            MessageBody::Propose { proposals } => {
+                if self.role == Role::Leader {
+                    let mut refused = Vec::new();
+                    for (id, data) in proposals {
+                        if let Err(e) = self.propose(id, data) {
+                            refused.push((id, e));
+                        }
+                    }
+                    // Busy or too large: the proposer learns it, definitely not appended.
+                    if !refused.is_empty() {
+                        let ids = refused.iter().map(|(id, _)| *id).collect();
+                        self.send_now_msg(
+                            msg.from,
+                            0,
+                            MessageBody::ProposeRejected {
+                                ids,
+                                leader_hint: Some(self.node),
+                            },
+                        );
+                    }
+                } else {
+                    let ids = proposals.into_iter().map(|(id, _)| id).collect();
+                    self.send_now_msg(
+                        msg.from,
+                        0,
+                        MessageBody::ProposeRejected {
+                            ids,
+                            leader_hint: self.leader,
+                        },
+                    );
+                }
+            }
+            MessageBody::ProposeRejected { ids, leader_hint } => {
+                let err = match leader_hint {
+                    Some(l) if l == msg.from => ProposeError::Busy {
+                        limit: "max_uncommitted_bytes",
+                    },
+                    Some(l) => ProposeError::NotLeader {
+                        leader_hint: Some(l),
+                    },
+                    None => ProposeError::NoLeader,
+                };
+                self.out()
+                    .rejected
+                    .extend(ids.into_iter().map(|id| (id, err.clone())));
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends proposals queued on a follower to the leader, or settles them if the leader
+    /// changed meanwhile.
+    pub(super) fn flush_forward(&mut self) {
+        if self.forward.is_empty() {
+            return;
+        }
+        let proposals = std::mem::take(&mut self.forward);
+        match (self.role, self.leader) {
+            (Role::Leader, _) => {
+                for (id, data) in proposals {
+                    if let Err(e) = self.propose(id, data) {
+                        self.out().rejected.push((id, e));
+                    }
+                }
+            }
+            (_, Some(leader)) => self.send_now_msg(leader, 0, MessageBody::Propose { proposals }),
+            (_, None) => {
+                let dropped = proposals
+                    .into_iter()
+                    .map(|(id, _)| (id, ProposeError::NoLeader));
+                self.out().rejected.extend(dropped);
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Outputs: the buffer a group fills between readies (`out` and the send helpers, which pick
+//! `send_now` or `send_after_write` for each message), and `has_ready`, `ready` and
+//! `take_send_now`, which hand it to the caller in the order the module docs describe.
+//!
+//! `GroupReady` itself stays in `mod.rs` with the other public types.
+
+use crate::ids::NodeId;
+use crate::message::{Message, MessageBody};
+
+use super::{Group, GroupReady, Role};
+
+impl Group {
+    pub(super) fn out(&mut self) -> &mut GroupReady {
+        self.out.get_or_insert_with(Box::default)
+    }
+
+    pub(super) fn send_now_msg(&mut self, to: NodeId, term: u64, body: MessageBody) {
+        let m = Message {
+            group: self.id,
+            from: self.node,
+            to,
+            term,
+            body,
+        };
+        self.out().send_now.push(m);
+    }
+
+    /// A message that depends on this ready's write, or follows one that does.
+    pub(super) fn send_after(&mut self, to: NodeId, body: MessageBody) {
+        let m = Message {
+            group: self.id,
+            from: self.node,
+            to,
+            term: self.term,
+            body,
+        };
+        self.out().send_after_write.push(m);
+    }
+
+    /// Whether [`Group::ready`] would return something.
+    pub fn has_ready(&self) -> bool {
+        self.out.as_ref().is_some_and(|o| !o.is_empty())
+            || self.hard_state_dirty
+            || self.log.has_unstable()
+            || self.log.has_applicable()
+            || !self.forward.is_empty()
+            || self.role == Role::Leader && self.has_appends_to_send()
+    }
+
+    /// Takes the outputs accumulated since the last call, applying at most
+    /// `max_apply_entries` entries and about `max_apply_bytes` bytes.
+    pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> GroupReady {
+        self.flush_appends();
+        self.flush_forward();
+        // The buffer stays allocated while the group is busy (no allocation per ready); a
+        // quiet group frees it.
+        let mut ready = self
+            .out
+            .as_mut()
+            .map(|b| std::mem::take(&mut **b))
+            .unwrap_or_default();
+        if std::mem::take(&mut self.hard_state_dirty) {
+            ready.hard_state = Some(self.hard_state());
+        }
+        ready.entries = self.log.take_unstable();
+        ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+        ready
+    }
+
+    /// Takes only the messages that may leave before any write (the leader's appends and
+    /// heartbeats, forwarded proposals); everything else stays for [`Group::ready`].
+    pub fn take_send_now(&mut self) -> Vec<Message> {
+        self.flush_appends();
+        self.flush_forward();
+        self.out
+            .as_mut()
+            .map(|o| std::mem::take(&mut o.send_now))
+            .unwrap_or_default()
+    }
+}

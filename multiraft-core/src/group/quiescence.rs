@@ -1,0 +1,116 @@
+//! Quiescence: how an idle group stops ticking and heartbeating, and how it wakes.
+//!
+//! A node holds thousands of groups and most of them are idle; a quiesced group needs no
+//! ticks and sends no heartbeats, so it costs only its state. A leader quiesces once every
+//! replica holds and knows the whole committed log (`can_quiesce`, `quiesce`); a follower goes
+//! quiet on the leader's `Quiesce` notice (see `step_inner`). Any activity wakes the group
+//! (`wake`), and so does the loss of a node it depends on (`on_node_down`), since a quiesced
+//! group has no election timer of its own to notice it.
+
+use crate::ids::NodeId;
+use crate::message::MessageBody;
+
+use super::{Group, Role};
+
+impl Group {
+    /// Whether the group is quiesced: its leader saw every replica hold and know the whole
+    /// committed log, and told the followers to stop their election timers. A quiesced group
+    /// needs no ticks; its node stops ticking it until it wakes. It wakes on a proposal, on
+    /// any message but a heartbeat acknowledgement, or when [`Group::on_node_down`] says
+    /// a node it depends on is down.
+    pub fn is_quiesced(&self) -> bool {
+        self.quiesced
+    }
+
+    pub(super) fn wake(&mut self) {
+        if self.quiesced {
+            self.quiesced = false;
+            self.election_elapsed = 0;
+            self.heartbeat_elapsed = 0;
+            tracing::debug!(group = %self.id, term = self.term, "group woken");
+            // A woken leader must hear from every follower again before it goes quiet, and
+            // CheckQuorum judges it on what it hears from now on.
+            for pr in self.progress.values_mut() {
+                pr.recent_active = false;
+            }
+        }
+    }
+
+    /// Node `peer` is down (its liveness beats stopped). A group that depends on it reacts:
+    /// - a follower whose leader ran there forgets that leader (leaving its lease, so it
+    ///   grants votes) and wakes. One surviving voter per group, chosen by group id so that
+    ///   the dead node's groups spread over the survivors, campaigns within the randomized
+    ///   part of the election timeout — which also staggers the elections of the many groups
+    ///   the dead node led; the others wait a whole timeout, so they rarely split the vote;
+    /// - a quiesced leader with a voter there wakes, so that CheckQuorum can tell whether it
+    ///   still leads.
+    pub fn on_node_down(&mut self, peer: NodeId) {
+        if self.role == Role::Leader {
+            if self.quiesced && self.membership.is_voter(peer) {
+                self.wake();
+            }
+            return;
+        }
+        if self.leader != Some(peer) {
+            return;
+        }
+        self.quiesced = false;
+        self.leader = None;
+        self.report_leader();
+        let survivors: Vec<NodeId> = self
+            .membership
+            .voters
+            .union(&self.membership.outgoing)
+            .copied()
+            .filter(|n| *n != peer)
+            .collect();
+        let successor = survivors
+            .get(self.id.0 as usize % survivors.len().max(1))
+            .copied();
+        self.election_elapsed = if successor == Some(self.node) {
+            self.config.election_timeout_min_ticks
+        } else {
+            0
+        };
+    }
+
+    /// Nothing left to do: every replica answered lately, holds the whole log, which is
+    /// committed and durable here, and has been told the commit index; nothing is queued.
+    /// A group with an unreachable replica stays active, heartbeating.
+    pub(super) fn can_quiesce(&self) -> bool {
+        let last = self.log.last_index();
+        self.config.quiesce
+            && self.role == Role::Leader
+            && self.forward.is_empty()
+            && self.log.committed == last
+            && self.log.persisted == last
+            && self.log.applied == last
+            && self
+                .progress
+                .values()
+                .all(|pr| pr.recent_active && pr.matched == last && pr.commit_sent == last)
+    }
+
+    /// Tells every follower to stop its election timer, and stops ticking.
+    pub(super) fn quiesce(&mut self) {
+        let commit = self.log.committed;
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for to in peers {
+            self.send_now_msg(to, self.term, MessageBody::Quiesce { commit });
+        }
+        self.quiesced = true;
+        self.shrink();
+        tracing::debug!(group = %self.id, term = self.term, commit, "group quiesced");
+    }
+
+    /// Returns memory that buffers grew to while the group was busy: a quiet group should
+    /// cost only its state.
+    pub(super) fn shrink(&mut self) {
+        self.log.shrink();
+        self.progress.shrink();
+        self.forward = Vec::new();
+        if self.out.as_ref().is_some_and(|o| o.is_empty()) {
+            self.out = None;
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Log replication (Raft §5.3 and §5.4): the follower side (append and heartbeat handling,
+//! the consistency check, commits learned from the leader) and the leader side
+//! (acknowledgements, commit by quorum, sending appends and heartbeats under flow control),
+//! plus `on_persisted`, the storage acknowledgement that lets a leader count its own entries.
+//!
+//! The leader's record of each follower is in `progress.rs`, the log itself in `log.rs`.
+
+use std::sync::Arc;
+
+use crate::entry::Entry;
+use crate::ids::NodeId;
+use crate::message::MessageBody;
+
+use super::log::limit;
+use super::progress::ProgressState;
+use super::{Group, Role};
+
+impl Group {
+    // ----- replication: follower side ----------------------------------------------------
+
+    pub(super) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    ) {
+        self.follow(from);
+        if prev_index < self.log.committed {
+            // Already committed here: the leader's entries up to `committed` match ours.
+            let index = self.log.committed;
+            return self.send_append_response(from, true, index, 0, 0);
+        }
+        if !self.log.matches(prev_index, prev_term) {
+            let (hint_index, hint_term) = self.log.conflict_hint(prev_index, prev_term);
+            return self.send_append_response(from, false, prev_index, hint_index, hint_term);
+        }
+        let appended = self.log.append_from_leader(prev_index, entries);
+        if let Some(at) = appended.truncated_at {
+            self.strict_check(
+                at > self.log.committed,
+                at,
+                "truncated a committed entry (committed entries never change)",
+            );
+        }
+        self.commit_to(commit.min(appended.last_new));
+        self.send_append_response(from, true, appended.last_new, 0, 0);
+    }
+
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64) {
+        self.follow(from);
+        // The leader caps `commit` at what it knows we hold, so this never commits an entry
+        // of ours that differs from the leader's.
+        self.commit_to(commit.min(self.log.last_index()));
+        self.send_after(from, MessageBody::HeartbeatResponse);
+    }
+
+    /// Hearing from the leader of our term.
+    fn follow(&mut self, leader: NodeId) {
+        if self.role != Role::Follower && self.role != Role::Learner || self.leader != Some(leader)
+        {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.election_elapsed = 0;
+    }
+
+    fn send_append_response(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        self.send_after(
+            to,
+            MessageBody::AppendResponse {
+                success,
+                index,
+                hint_index,
+                hint_term,
+            },
+        );
+    }
+
+    fn commit_to(&mut self, index: u64) {
+        if index > self.log.committed {
+            self.log.committed = index;
+            self.hard_state_dirty = true;
+        }
+    }
+
+    // ----- replication: leader side -----------------------------------------------------
+
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        if success {
+            if pr.on_success(index) {
+                self.maybe_commit();
+            }
+        } else {
+            // Fast backtracking: skip every index whose term rules it out at once.
+            let (j, _) = self.log.conflict_hint(hint_index, hint_term);
+            if let Some(pr) = self.progress.get_mut(&from) {
+                pr.on_reject(index, j + 1);
+            }
+        }
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        if let Some(pr) = self.progress.get_mut(&from) {
+            pr.recent_active = true;
+            if pr.state == ProgressState::Probe {
+                // The probe may have been lost: allow another.
+                pr.probe_sent = false;
+            } else if pr.matched < last && pr.matched == pr.heartbeat_matched {
+                // No progress for a whole heartbeat interval: appends were lost. Probe again
+                // from what is known to match.
+                pr.become_probe();
+            }
+            pr.heartbeat_matched = pr.matched;
+        }
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<(NodeId, u64)> = self
+            .progress
+            .iter()
+            .map(|(n, pr)| (*n, pr.matched.min(self.log.committed)))
+            .collect();
+        for (to, commit) in peers {
+            self.send_now_msg(to, self.term, MessageBody::Heartbeat { commit });
+        }
+    }
+
+    /// Commits the highest index a quorum holds, if it is of the current term (§5.4.2).
+    pub(super) fn maybe_commit(&mut self) {
+        let me = self.node;
+        let persisted = self.log.persisted;
+        let index = self.membership.committed_index(|n| {
+            if n == me {
+                persisted
+            } else {
+                self.progress.get(&n).map_or(0, |p| p.matched)
+            }
+        });
+        if index > self.log.committed && self.log.term(index) == Some(self.term) {
+            let freed: usize = self
+                .log
+                .slice(self.log.committed + 1, index + 1)
+                .iter()
+                .map(Entry::size_bytes)
+                .sum();
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
+            self.commit_to(index);
+        }
+    }
+
+    /// Sends what each follower lacks: new entries, or the new commit index.
+    pub(super) fn flush_appends(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for to in peers {
+            self.send_appends(to);
+        }
+    }
+
+    fn send_appends(&mut self, to: NodeId) {
+        let cfg = Arc::clone(&self.config);
+        loop {
+            let Some(pr) = self.progress.get_mut(&to) else {
+                return;
+            };
+            let last = self.log.last_index();
+            let committed = self.log.committed;
+            let behind = pr.next <= last;
+            let probe = pr.state == ProgressState::Probe && !pr.probe_sent;
+            if !pr.can_send(cfg.max_inflight_appends)
+                || !(behind || probe || pr.commit_sent < committed)
+            {
+                return;
+            }
+            let prev_index = pr.next - 1;
+            let Some(prev_term) = self.log.term(prev_index) else {
+                return;
+            };
+            let entries = limit(
+                self.log.slice(pr.next, last + 1),
+                cfg.max_append_entries,
+                cfg.max_append_bytes,
+            )
+            .to_vec();
+            let sent_last = prev_index + entries.len() as u64;
+            pr.sent(sent_last, !entries.is_empty());
+            pr.commit_sent = committed;
+            let more =
+                pr.state == ProgressState::Replicate && sent_last < last && !entries.is_empty();
+            self.send_now_msg(
+                to,
+                self.term,
+                MessageBody::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit: committed,
+                },
+            );
+            if !more {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn has_appends_to_send(&self) -> bool {
+        let last = self.log.last_index();
+        let committed = self.log.committed;
+        self.progress.values().any(|pr| {
+            pr.can_send(self.config.max_inflight_appends)
+                && (pr.next <= last
+                    || pr.commit_sent < committed
+                    || pr.state == ProgressState::Probe && !pr.probe_sent)
+        })
+    }
+
+    /// Storage made entries up to `index` (of `term`) durable. On a leader this may commit.
+    pub fn on_persisted(&mut self, index: u64, term: u64) {
+        if self.log.on_persisted(index, term) && self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.check_invariants();
+    }
+}

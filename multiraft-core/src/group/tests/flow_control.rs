@@ -1,0 +1,123 @@
+//! Flow control of the leader's appends: the inflight window in replicate state, one append
+//! at a time in probe state, and heartbeats that never commit past a follower's match.
+
+use super::*;
+
+/// `Config::max_inflight_appends` (etcd-raft's flow control; §5.3 replication pipelined): in
+/// replicate state the leader streams appends to a follower up to the window and then waits;
+/// each acknowledgement opens room for one more.
+#[test]
+fn inflight_window_bounds_appends_in_replicate_state() {
+    let config = Config {
+        max_inflight_appends: 2,
+        max_append_entries: 1,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 17);
+    c.elect(1);
+    for seq in 2..=6 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    let cmd = |index| Entry {
+        index,
+        term: 1,
+        payload: Payload::Command {
+            id: pid(1, index),
+            data: Bytes::from_static(b"x"),
+        },
+    };
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    assert_eq!(ready.entries, (2..=6).map(cmd).collect::<Vec<_>>());
+    assert_eq!(
+        ready.send_now,
+        vec![
+            msg(1, 2, 1, append(1, 1, vec![cmd(2)], 1)),
+            msg(1, 2, 1, append(2, 1, vec![cmd(3)], 1)),
+            msg(1, 3, 1, append(1, 1, vec![cmd(2)], 1)),
+            msg(1, 3, 1, append(2, 1, vec![cmd(3)], 1)),
+        ]
+    );
+    assert!(!c.g(1).has_ready(), "the window is full");
+
+    c.g_mut(1).step(msg(2, 1, 1, ack(2)));
+    assert_eq!(
+        c.g_mut(1).ready(MAX, MAX),
+        GroupReady {
+            send_now: vec![msg(1, 2, 1, append(3, 1, vec![cmd(4)], 1))],
+            ..Default::default()
+        }
+    );
+}
+
+/// §5.3 with etcd-raft's probe state: while the leader does not know where a follower's log
+/// matches, it sends one append and waits for the answer, however many entries pile up. A
+/// heartbeat response allows one new probe (the first may have been lost), which then
+/// carries everything.
+#[test]
+fn probe_state_sends_one_append_until_answered() {
+    let mut c = Cluster::new(3, 0, strict(), 18);
+    c.isolated.insert(n(3));
+    c.elect(1);
+    for seq in 1..=3 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all();
+    }
+    let appends_to_3 = |c: &Cluster| {
+        c.sent_where(|m| m.to == n(3) && matches!(m.body, MessageBody::Append { .. }))
+    };
+    assert_eq!(
+        appends_to_3(&c),
+        vec![msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0))]
+    );
+    assert_eq!(c.status(1).commit, 4);
+
+    c.isolated.clear();
+    c.g_mut(1).tick();
+    c.g_mut(1).tick();
+    c.deliver_all();
+    let log = c.log(1);
+    assert_eq!(
+        appends_to_3(&c),
+        vec![
+            msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0)),
+            msg(1, 3, 1, append(0, 0, log.clone(), 4)),
+        ]
+    );
+    assert_eq!(c.log(3), log);
+    assert_eq!(c.status(3).commit, 4);
+}
+
+/// §5.3 (followers learn the commit index from the leader) with etcd-raft's rule: a
+/// heartbeat carries the leader's commit index capped at what that follower is known to
+/// hold, so a lagging follower is never told to commit an index where its log may differ.
+#[test]
+fn heartbeat_commit_is_capped_at_the_followers_match() {
+    let mut c = Cluster::new(3, 0, strict(), 19);
+    c.elect(1);
+    c.isolated.insert(n(3));
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.g_mut(1)
+        .propose(pid(1, 2), Bytes::from_static(b"y"))
+        .unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(1).commit, 3);
+
+    c.g_mut(1).tick();
+    c.g_mut(1).tick();
+    assert_eq!(
+        c.g_mut(1).ready(MAX, MAX),
+        GroupReady {
+            send_now: vec![
+                msg(1, 2, 1, MessageBody::Heartbeat { commit: 3 }),
+                msg(1, 3, 1, MessageBody::Heartbeat { commit: 1 }),
+            ],
+            ..Default::default()
+        }
+    );
+}

@@ -1,0 +1,75 @@
+//! Learners (dissertation §4.2.1, non-voting members): they receive the log but never vote,
+//! campaign or count toward a commit.
+
+use super::*;
+
+/// Dissertation §4.2.1 (non-voting members): a learner never grants a vote, though it
+/// follows terms like anyone; candidates do not even ask it.
+#[test]
+fn learner_never_votes() {
+    let mut c = Cluster::new(3, 1, strict(), 9);
+    c.g_mut(4).step(msg(1, 4, 1, vote(false, 0, 0)));
+    assert_eq!(
+        c.g_mut(4).ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, None, 0)),
+            send_after_write: vec![msg(4, 1, 1, vote_resp(false, false))],
+            events: vec![leader_changed(1, None)],
+            ..Default::default()
+        }
+    );
+    c.g_mut(4).step(msg(2, 4, 2, vote(true, 0, 0)));
+    assert_eq!(
+        c.g_mut(4).ready(MAX, MAX).send_after_write,
+        vec![msg(4, 2, 1, vote_resp(true, false))]
+    );
+
+    let mut c = Cluster::new(3, 1, strict(), 9);
+    c.elect(1);
+    assert_eq!(
+        c.sent_where(|m| matches!(m.body, MessageBody::Vote { .. }) && m.to == n(4)),
+        vec![]
+    );
+    assert_eq!(c.status(4).role, Role::Learner);
+    assert_eq!(c.status(4).vote, None);
+}
+
+/// Dissertation §4.2.1: a learner never campaigns, however long it hears nothing.
+#[test]
+fn learner_never_campaigns() {
+    let mut c = Cluster::new(3, 1, strict(), 10);
+    for _ in 0..1000 {
+        c.g_mut(4).tick();
+        assert!(!c.g(4).has_ready());
+    }
+    assert_eq!(c.status(4).role, Role::Learner);
+    assert_eq!(c.status(4).term, 0);
+}
+
+/// Dissertation §4.2.1: learners "do not count toward majorities". With both voting
+/// followers cut off, the learner's acknowledgement does not commit anything; a voter's
+/// does.
+#[test]
+fn learner_acknowledgements_do_not_count_toward_commit() {
+    let mut c = Cluster::new(3, 1, strict(), 11);
+    c.elect(1);
+    assert_eq!(c.status(1).commit, 1);
+    c.isolated = BTreeSet::from([n(2), n(3)]);
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(4).last_index, 2);
+    assert_eq!(
+        c.sent_where(|m| m.from == n(4)).last(),
+        Some(&msg(4, 1, 1, ack(2)))
+    );
+    assert_eq!(c.status(1).commit, 1);
+
+    c.isolated = BTreeSet::from([n(3)]);
+    for _ in 0..10 {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).commit, 2);
+}

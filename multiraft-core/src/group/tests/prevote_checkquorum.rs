@@ -1,0 +1,215 @@
+//! PreVote, CheckQuorum and leader stickiness (dissertation §4.2.3, §6.2 and §9.6): the
+//! extensions that keep a partitioned or stale replica from disrupting a healthy leader.
+
+use super::*;
+
+/// Dissertation §9.6: a pre-vote asks "would you vote for me?" and changes no one's term: the
+/// receiver answers at the proposed term without persisting anything.
+#[test]
+fn pre_vote_changes_no_term() {
+    let mut g = restored(2, hs(1, None, 0), log_of(&[1]));
+    g.step(msg(3, 2, 2, vote(true, 1, 1)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            send_after_write: vec![msg(2, 3, 2, vote_resp(true, true))],
+            ..Default::default()
+        }
+    );
+    assert_eq!(g.status().term, 1);
+    assert_eq!(g.status().vote, None);
+}
+
+/// Dissertation §9.6: a pre-candidate whose round times out (no majority answered) runs
+/// another pre-vote round at the same term; it never bumps its term without a majority's
+/// assent. Regression test: it used to become a real candidate on its second timeout.
+#[test]
+fn pre_candidate_that_times_out_asks_again_without_bumping_its_term() {
+    let mut g = fresh(1, 11);
+    for _ in 0..5 {
+        ticks_until_ready(&mut g);
+        assert_eq!(
+            g.ready(MAX, MAX),
+            GroupReady {
+                send_after_write: vec![
+                    msg(1, 2, 1, vote(true, 0, 0)),
+                    msg(1, 3, 1, vote(true, 0, 0)),
+                ],
+                ..Default::default()
+            }
+        );
+        assert_eq!(g.status().role, Role::PreCandidate);
+        assert_eq!(g.status().term, 0);
+    }
+}
+
+/// Dissertation §9.6 with §4.2.3: a follower whose timer fires while the leader is healthy
+/// pre-votes; the others, hearing from the leader, do not answer, so it never gets a real
+/// election going; the leader's next heartbeat brings it back. No term changes anywhere.
+#[test]
+fn pre_vote_does_not_disrupt_a_healthy_leader() {
+    let mut c = Cluster::new(3, 0, strict(), 1);
+    c.elect(1);
+    ticks_until_ready(c.g_mut(3));
+    assert_eq!(c.status(3).role, Role::PreCandidate);
+    let sent_before = c.sent.len();
+    c.deliver_all();
+    assert_eq!(
+        c.sent[sent_before..],
+        [
+            msg(3, 1, 2, vote(true, 1, 1)),
+            msg(3, 2, 2, vote(true, 1, 1))
+        ],
+        "nobody answers a pre-vote while it hears from its leader"
+    );
+    c.g_mut(1).tick();
+    c.g_mut(1).tick();
+    c.deliver_all();
+    for id in 1..=3 {
+        assert_eq!(c.status(id).term, 1);
+        assert_eq!(c.status(id).leader, Some(n(1)));
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert_eq!(c.status(3).role, Role::Follower);
+}
+
+/// Dissertation §9.6 ("Preventing disruptions when a server rejoins the cluster"): a
+/// partitioned replica keeps pre-voting but never raises its term, so when it rejoins, the
+/// leader keeps leading in the same term. (Had its term grown, its first reply to the leader
+/// would have deposed it, §5.1.)
+#[test]
+fn partitioned_replica_rejoins_without_raising_terms() {
+    let mut c = Cluster::new(3, 0, strict(), 2);
+    c.elect(1);
+    c.isolated.insert(n(3));
+    for _ in 0..200 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(
+        c.status(3).term,
+        1,
+        "the partitioned replica raised its term"
+    );
+    assert_eq!(c.disks[2].hard_state.term, 1);
+    assert_eq!(c.status(1).role, Role::Leader);
+
+    c.isolated.clear();
+    for _ in 0..40 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    for id in 1..=3 {
+        assert_eq!(c.status(id).term, 1, "replica {id}");
+        assert_eq!(c.status(id).leader, Some(n(1)), "replica {id}");
+        assert_eq!(c.disks[id as usize - 1].hard_state.term, 1);
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert_eq!(c.log(3), c.log(1));
+}
+
+/// Dissertation §6.2: "a leader steps down if an election timeout elapses without a
+/// successful round of heartbeats to a majority of its cluster". Cut off, the leader steps
+/// down within two minimum election timeouts, keeping its term; connected, it stays.
+#[test]
+fn check_quorum_leader_steps_down_without_a_majority() {
+    let mut c = Cluster::new(3, 0, strict(), 3);
+    c.elect(1);
+    for _ in 0..100 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).role, Role::Leader, "a connected leader stays");
+    assert_eq!(c.status(1).term, 1);
+
+    // Quiescence off: a quiesced leader does not tick, and leaves failure detection to the
+    // node's liveness beats (see the node tests); this test is about an active group.
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, active, 3);
+    c.elect(1);
+    c.isolated.insert(n(1));
+    let mut ticks = 0;
+    while c.status(1).role == Role::Leader {
+        c.g_mut(1).tick();
+        ticks += 1;
+        assert!(
+            ticks <= 20,
+            "still leading after {ticks} ticks without a majority"
+        );
+    }
+    assert!(
+        ticks > 10,
+        "stepped down after {ticks} ticks, within the first timeout"
+    );
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    assert_eq!(ready.events, vec![leader_changed(1, None)]);
+    assert_eq!(ready.hard_state, None, "stepping down keeps the term");
+    assert_eq!(c.status(1).role, Role::Follower);
+}
+
+/// Dissertation §4.2.3 (disruptive servers) and §6.2: a replica that heard from its leader
+/// within the minimum election timeout ignores a vote request of a higher term: no answer,
+/// no term change. The leader itself ignores it too. Once the lease is over, it votes.
+#[test]
+fn replicas_ignore_votes_within_the_leader_lease() {
+    let mut c = Cluster::new(3, 0, strict(), 4);
+    c.elect(1);
+    for id in [1, 2] {
+        c.g_mut(id).step(msg(3, id, 5, vote(false, 10, 1)));
+        assert!(!c.g(id).has_ready(), "replica {id} answered");
+        assert_eq!(c.status(id).term, 1);
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+
+    // Replica 2 hears nothing for a minimum election timeout: the lease is over.
+    for _ in 0..10 {
+        c.g_mut(2).tick();
+    }
+    c.g_mut(2).ready(MAX, MAX);
+    c.g_mut(2).step(msg(3, 2, 5, vote(false, 10, 1)));
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(5, Some(3), 1)),
+            send_after_write: vec![msg(2, 3, 5, vote_resp(false, true))],
+            events: vec![leader_changed(5, None)],
+            ..Default::default()
+        }
+    );
+}
+
+/// §5.1: "If a server receives a request with a stale term number, it rejects the request",
+/// and "if a candidate or leader discovers that its term is out of date, it immediately
+/// reverts to follower state". The reply to a stale append carries the newer term, and the
+/// stale leader steps down on it.
+#[test]
+fn reply_to_a_stale_leader_makes_it_step_down() {
+    let mut g = restored(2, hs(3, None, 0), Vec::new());
+    g.step(msg(1, 2, 1, append(0, 0, vec![], 0)));
+    let ready = g.ready(MAX, MAX);
+    assert_eq!(
+        ready,
+        GroupReady {
+            send_after_write: vec![msg(2, 1, 3, MessageBody::HeartbeatResponse)],
+            ..Default::default()
+        }
+    );
+    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 0 }));
+    assert_eq!(
+        g.ready(MAX, MAX).send_after_write,
+        ready.send_after_write,
+        "a stale heartbeat gets the same answer"
+    );
+
+    let mut c = Cluster::new(3, 0, strict(), 5);
+    c.elect(1);
+    c.g_mut(1).step(ready.send_after_write[0].clone());
+    let s = c.status(1);
+    assert_eq!((s.role, s.term, s.leader), (Role::Follower, 3, None));
+    let stepped_down = c.g_mut(1).ready(MAX, MAX);
+    assert_eq!(stepped_down.hard_state, Some(hs(3, None, 1)));
+    assert_eq!(stepped_down.events, vec![leader_changed(3, None)]);
+}

@@ -1,0 +1,174 @@
+//! Proposals: forwarding from a follower to the leader (dissertation §6.2) and the ways a
+//! proposal is refused (no leader, too large, busy), each reported with its reason.
+
+use super::*;
+
+/// Dissertation §6.2 (routing requests to the leader): a follower that knows the leader
+/// forwards the proposal, untouched, in `send_now`; the leader appends it and it commits and
+/// applies everywhere, on the proposing follower included.
+#[test]
+fn follower_forwards_proposals_to_the_leader() {
+    let mut c = Cluster::new(3, 0, strict(), 12);
+    c.elect(1);
+    let data = Bytes::from_static(b"hello");
+    assert_eq!(c.g_mut(2).propose(pid(2, 7), data.clone()), Ok(()));
+    let ready = c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        ready,
+        GroupReady {
+            send_now: vec![msg(
+                2,
+                1,
+                0,
+                MessageBody::Propose {
+                    proposals: vec![(pid(2, 7), data.clone())]
+                }
+            )],
+            ..Default::default()
+        }
+    );
+    c.queue.extend(ready.send_now);
+    c.deliver_all();
+    let entry = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Command {
+            id: pid(2, 7),
+            data,
+        },
+    };
+    for id in 1..=3 {
+        assert_eq!(c.applied[id - 1].last(), Some(&entry), "replica {id}");
+    }
+}
+
+/// Dissertation §6.2: a replica that cannot forward tells the client where to go:
+/// `NotLeader` with the leader it knows when forwarding is off, `NoLeader` when it knows no
+/// leader (forwarding or not). Nothing is queued.
+#[test]
+fn proposals_without_a_reachable_leader_fail_with_the_reason() {
+    let no_forwarding = Config {
+        forward_proposals: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, no_forwarding.clone(), 13);
+    c.elect(1);
+    assert_eq!(
+        c.g_mut(2).propose(pid(2, 1), Bytes::from_static(b"x")),
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(n(1))
+        })
+    );
+    assert!(!c.g(2).has_ready());
+
+    for config in [no_forwarding, strict()] {
+        let mut g = Group::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
+        assert_eq!(
+            g.propose(pid(1, 1), Bytes::from_static(b"x")),
+            Err(ProposeError::NoLeader)
+        );
+        assert!(!g.has_ready());
+    }
+}
+
+/// `Config::max_proposal_bytes` (DESIGN §9.7, a named limit): a larger proposal is refused
+/// with `TooLarge`, on the leader and on a follower alike; one at the limit is accepted.
+#[test]
+fn proposal_over_max_proposal_bytes_is_too_large() {
+    let config = Config {
+        max_proposal_bytes: 8,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 14);
+    c.elect(1);
+    for id in [1, 2] {
+        assert_eq!(
+            c.g_mut(id)
+                .propose(pid(id, 1), Bytes::from_static(b"123456789")),
+            Err(ProposeError::TooLarge { max: 8 })
+        );
+    }
+    assert_eq!(
+        c.g_mut(1)
+            .propose(pid(1, 2), Bytes::from_static(b"12345678")),
+        Ok(())
+    );
+}
+
+/// `Config::max_uncommitted_bytes`: a leader refuses proposals with `Busy` once its
+/// uncommitted entries would exceed the limit, and accepts again after they commit.
+#[test]
+fn proposals_beyond_max_uncommitted_bytes_are_busy_until_commit() {
+    let config = Config {
+        max_proposal_bytes: 100,
+        max_uncommitted_bytes: 200,
+        ..strict()
+    };
+    let mut c = Cluster::new(1, 0, config, 15);
+    c.elect(1);
+    let data = Bytes::from(vec![7u8; 50]); // 90 bytes as an entry
+    assert_eq!(c.g_mut(1).propose(pid(1, 1), data.clone()), Ok(()));
+    assert_eq!(c.g_mut(1).propose(pid(1, 2), data.clone()), Ok(()));
+    assert_eq!(
+        c.g_mut(1).propose(pid(1, 3), data.clone()),
+        Err(ProposeError::Busy {
+            limit: "max_uncommitted_bytes"
+        })
+    );
+    c.deliver_all();
+    assert_eq!(c.status(1).commit, 3);
+    assert_eq!(c.g_mut(1).propose(pid(1, 3), data), Ok(()));
+}
+
+/// Dissertation §6.2 with `max_uncommitted_bytes`: a forwarded proposal the leader refuses
+/// comes back as `ProposeRejected`, and the follower reports it as `Busy` (definitely not
+/// appended) instead of leaving its client waiting.
+#[test]
+fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
+    let config = Config {
+        max_proposal_bytes: 100,
+        max_uncommitted_bytes: 200,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 16);
+    c.elect(1);
+    let data = Bytes::from(vec![7u8; 50]);
+    c.g_mut(1).propose(pid(1, 1), data.clone()).unwrap();
+    c.g_mut(1).propose(pid(1, 2), data.clone()).unwrap();
+    c.g_mut(2).propose(pid(2, 1), data).unwrap();
+
+    let forwarded = c.g_mut(2).ready(MAX, MAX).send_now;
+    c.g_mut(1).step(forwarded[0].clone());
+    let refusal: Vec<Message> = c
+        .g_mut(1)
+        .ready(MAX, MAX)
+        .send_now
+        .into_iter()
+        .filter(|m| m.to == n(2) && matches!(m.body, MessageBody::ProposeRejected { .. }))
+        .collect();
+    assert_eq!(
+        refusal,
+        vec![msg(
+            1,
+            2,
+            0,
+            MessageBody::ProposeRejected {
+                ids: vec![pid(2, 1)],
+                leader_hint: Some(n(1))
+            }
+        )]
+    );
+    c.g_mut(2).step(refusal[0].clone());
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX),
+        GroupReady {
+            rejected: vec![(
+                pid(2, 1),
+                ProposeError::Busy {
+                    limit: "max_uncommitted_bytes"
+                }
+            )],
+            ..Default::default()
+        }
+    );
+}

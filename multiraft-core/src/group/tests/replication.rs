@@ -1,0 +1,402 @@
+//! Log replication: the consistency check, truncation of conflicting suffixes, fast
+//! backtracking, the commit rule of Figure 8, and when entries may be persisted, counted and
+//! applied (Raft §5.3, §5.4; IO rules 1 to 3).
+
+use super::*;
+
+/// §5.3 (AppendEntries receiver, steps 2, 4 and 5): after the consistency check passes, new
+/// entries are appended and the commit index moves to min(leaderCommit, last new entry); the
+/// acknowledgement waits for the write. Committed entries are applied only as far as they are
+/// durable here (IO rule 3): the restored entries now, the new one after `on_persisted`.
+#[test]
+fn append_after_a_matching_entry_is_accepted() {
+    let mut g = restored(1, hs(1, None, 0), log_of(&[1, 1]));
+    g.step(msg(2, 1, 1, append(2, 1, vec![e(3, 1), e(4, 1)], 3)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, None, 3)),
+            entries: vec![e(3, 1), e(4, 1)],
+            send_after_write: vec![msg(1, 2, 1, ack(4))],
+            apply: vec![e(1, 1), e(2, 1)],
+            events: vec![leader_changed(1, Some(2))],
+            ..Default::default()
+        }
+    );
+    assert!(!g.has_ready());
+    g.on_persisted(4, 1);
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            apply: vec![e(3, 1)],
+            ..Default::default()
+        }
+    );
+}
+
+/// IO rule 1 and Figure 2: a new replica's first ready hands the first entries it received
+/// to storage. Regression test: an empty log's first unstable index used to be 0, so every
+/// new group reported output, and entries received before its first ready were acknowledged
+/// but never written.
+#[test]
+fn new_replica_writes_the_first_entries_it_receives() {
+    let mut g = fresh(2, 1);
+    assert!(!g.has_ready(), "a new replica has nothing to say");
+    g.step(msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)));
+    let ready = g.ready(MAX, MAX);
+    assert_eq!(ready.entries, vec![noop(1, 1)]);
+    assert_eq!(ready.send_after_write, vec![msg(2, 1, 1, ack(1))]);
+}
+
+/// §5.3, consistency check: "If the follower does not find an entry in its log with the same
+/// index and term, then it refuses the new entries." The refusal names the rejected index
+/// and a hint (the last index whose term is at most the leader's `prev_term`); nothing is
+/// written.
+#[test]
+fn append_without_a_matching_entry_is_refused() {
+    let mut g = restored(1, hs(2, None, 0), log_of(&[1, 1, 2]));
+    // Missing entry: the log is too short.
+    g.step(msg(2, 1, 2, append(5, 2, vec![e(6, 2)], 0)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            send_after_write: vec![msg(1, 2, 2, nack(5, 3, 2))],
+            events: vec![leader_changed(2, Some(2))],
+            ..Default::default()
+        }
+    );
+    // Entry present with another term.
+    g.step(msg(2, 1, 2, append(3, 3, vec![e(4, 3)], 0)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            send_after_write: vec![msg(1, 2, 2, nack(3, 3, 2))],
+            ..Default::default()
+        }
+    );
+    assert_eq!(g.entries(1, 10), &log_of(&[1, 1, 2])[..]);
+}
+
+/// §5.3, AppendEntries receiver step 3: "If an existing entry conflicts with a new one (same
+/// index but different terms), delete the existing entry and all that follow it." The write
+/// starts at the conflict, which tells storage to drop its stored suffix.
+#[test]
+fn conflicting_suffix_is_truncated_and_replaced() {
+    let mut g = restored(1, hs(2, None, 1), log_of(&[1, 1, 2, 2]));
+    g.step(msg(3, 1, 3, append(2, 1, vec![e(3, 3)], 1)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(3, None, 1)),
+            entries: vec![e(3, 3)],
+            send_after_write: vec![msg(1, 3, 3, ack(3))],
+            apply: vec![e(1, 1)],
+            events: vec![leader_changed(3, Some(3))],
+            ..Default::default()
+        }
+    );
+    assert_eq!(g.entries(1, 10), &[e(1, 1), e(2, 1), e(3, 3)]);
+    assert_eq!(
+        g.status().persisted,
+        2,
+        "the replaced entry is no longer durable"
+    );
+}
+
+/// §5.3: only a *conflicting* entry is deleted. A delayed, retransmitted append whose
+/// entries are already present must not truncate what follows them (that could drop entries
+/// this replica already acknowledged).
+#[test]
+fn retransmitted_append_does_not_truncate() {
+    let mut g = restored(1, hs(1, None, 0), log_of(&[1, 1, 1, 1]));
+    g.step(msg(2, 1, 1, append(1, 1, vec![e(2, 1)], 0)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            send_after_write: vec![msg(1, 2, 1, ack(2))],
+            events: vec![leader_changed(1, Some(2))],
+            ..Default::default()
+        }
+    );
+    assert_eq!(g.status().last_index, 4);
+}
+
+/// §5.3, Log Matching after repair: Figure 7's follower (f) — eleven entries of terms 1, 2, 3
+/// — against the term-8 leader's log of terms 1, 4, 5, 6. With the conflict hint ("the
+/// follower can include the term of the conflicting entry...", end of §5.3) the leader needs
+/// one rejection (two round trips) instead of seven, and the follower ends with the leader's
+/// log.
+#[test]
+fn fast_backtracking_repairs_figure_7_f_in_two_round_trips() {
+    let leader = log_of(&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6]);
+    let f = log_of(&[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]);
+    let mut c = Cluster::restored(
+        vec![
+            (hs(7, None, 3), leader.clone()),
+            (hs(7, None, 3), leader.clone()),
+            (hs(7, None, 3), f),
+        ],
+        strict(),
+        6,
+    );
+    c.elect(1);
+    assert_eq!(c.status(1).term, 8);
+
+    let mut repaired = leader[3..].to_vec();
+    repaired.push(noop(11, 8));
+    let with_3 = c.sent_where(|m| {
+        (m.to == n(3) && matches!(m.body, MessageBody::Append { .. }))
+            || (m.from == n(3) && matches!(m.body, MessageBody::AppendResponse { .. }))
+    });
+    assert_eq!(
+        with_3,
+        vec![
+            msg(1, 3, 8, append(10, 6, vec![noop(11, 8)], 3)),
+            msg(3, 1, 8, nack(10, 10, 3)),
+            msg(1, 3, 8, append(3, 1, repaired, 11)),
+            msg(3, 1, 8, ack(11)),
+        ]
+    );
+    assert_eq!(c.log(3), c.log(1));
+    assert_eq!(c.disks[2].entries, c.log(1));
+}
+
+/// §5.4.2 and Figure 8: "Raft never commits log entries from previous terms by counting
+/// replicas." The term-4 leader S1 knows its term-2 entry at index 2 is stored on S1, S2
+/// and S3 (a majority of five), yet does not commit it; and rightly so: S5 is then elected
+/// in term 5 and replaces that entry on S3.
+#[test]
+fn figure_8_entry_of_a_previous_term_on_a_majority_is_not_committed() {
+    let mut c = figure_8_until_index_2_is_on_a_majority();
+    assert_eq!(c.status(1).commit, 1);
+
+    // S1 crashes; S5 (whose last entry is of term 3) wins with S3 and S4.
+    c.isolated = BTreeSet::from([n(1)]);
+    c.elect(5);
+    assert_eq!(c.status(5).term, 5);
+    assert_eq!(
+        c.g(3).entries(2, 3),
+        &[e(2, 3)],
+        "S3's index 2 was replaced"
+    );
+    assert_eq!(c.status(5).commit, 3);
+    assert_eq!(c.g(3).entries(1, 10), c.g(5).entries(1, 10));
+}
+
+/// §5.4.2: "once an entry from the current term has been committed ..., all prior entries
+/// are committed indirectly". In the Figure 8 set-up, once S1's term-4 no-op reaches a
+/// majority, index 2 and 3 commit together: S1 never persists a commit index of 2.
+#[test]
+fn figure_8_entries_of_previous_terms_commit_with_one_of_the_current_term() {
+    let mut c = figure_8_until_index_2_is_on_a_majority();
+    // The lost append to S3 is resent once heartbeats show S3 made no progress.
+    for _ in 0..20 {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).commit, 3);
+    assert_eq!(c.disks[0].commits, vec![1, 3]);
+    assert_eq!(c.applied[0], vec![e(1, 1), e(2, 2), noop(3, 4)]);
+}
+
+/// Figure 8 (c): S1 leads term 4 with S2 and S3 (S4 and S5 unreachable). Appends carry one
+/// entry each, and the append that would give S3 the term-4 no-op is lost, so S1 knows index
+/// 2 is on three of five replicas and index 3 on two.
+fn figure_8_until_index_2_is_on_a_majority() -> Cluster {
+    let config = Config {
+        pre_vote: false,
+        check_quorum: false,
+        max_append_entries: 1,
+        ..strict()
+    };
+    let mut c = Cluster::restored(
+        vec![
+            (hs(3, None, 1), log_of(&[1, 2])),
+            (hs(3, None, 1), log_of(&[1])),
+            (hs(3, None, 1), log_of(&[1])),
+            (hs(3, None, 1), log_of(&[1])),
+            (hs(3, Some(5), 1), log_of(&[1, 3])),
+        ],
+        config,
+        7,
+    );
+    c.isolated = BTreeSet::from([n(4), n(5)]);
+    let lost_to_s3 = |gs: &[Group], m: &Message| {
+        m.to == n(3) && carries_index(m, 3) && gs[2].status().last_index >= 2
+    };
+    c.elect_where(1, |gs, m| !lost_to_s3(gs, m));
+    assert_eq!(c.status(1).term, 4);
+    for id in [1, 2, 3] {
+        assert_eq!(c.g(id).entries(2, 3), &[e(2, 2)], "S{id}");
+    }
+    assert_eq!(c.status(2).last_index, 3);
+    assert_eq!(c.status(3).last_index, 2);
+    c
+}
+
+/// Dissertation §10.2.1: the leader sends appends before its own write is durable, but
+/// "counts itself" toward a majority only once it is (IO rule 2). One follower's
+/// acknowledgement plus an unwritten leader entry is not a majority; `on_persisted` makes it
+/// one.
+#[test]
+fn leader_counts_its_own_entry_only_after_on_persisted() {
+    let (mut g, first) = hand_elected_leader(2);
+    assert_eq!(
+        first,
+        GroupReady {
+            entries: vec![noop(1, 1)],
+            send_now: vec![
+                msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
+                msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0)),
+            ],
+            events: vec![leader_changed(1, Some(1))],
+            ..Default::default()
+        }
+    );
+    g.step(msg(2, 1, 1, ack(1)));
+    assert_eq!(g.status().commit, 0);
+    assert!(!g.has_ready());
+
+    g.on_persisted(1, 1);
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, Some(1), 1)),
+            send_now: vec![msg(1, 2, 1, append(1, 1, vec![], 1))],
+            apply: vec![noop(1, 1)],
+            ..Default::default()
+        }
+    );
+}
+
+/// Dissertation §10.2.1: "the leader may even commit an entry before it has been written to
+/// its own disk, if a majority of followers have written it". It still applies it only once
+/// it is durable here (IO rule 3).
+#[test]
+fn followers_alone_can_commit_but_the_leader_applies_after_its_write() {
+    let (mut g, _) = hand_elected_leader(2);
+    g.step(msg(2, 1, 1, ack(1)));
+    g.step(msg(3, 1, 1, ack(1)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, Some(1), 1)),
+            send_now: vec![
+                msg(1, 2, 1, append(1, 1, vec![], 1)),
+                msg(1, 3, 1, append(1, 1, vec![], 1)),
+            ],
+            ..Default::default()
+        }
+    );
+    g.on_persisted(1, 1);
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            apply: vec![noop(1, 1)],
+            ..Default::default()
+        }
+    );
+}
+
+/// §5.3 ("once the leader learns an entry is committed ... it applies it") with IO rule 3: an
+/// entry is applied only once it is both committed and durable on this replica. Committed
+/// but not written: not applied. Written but not committed: not applied.
+#[test]
+fn entries_are_applied_only_when_committed_and_durable() {
+    // Committed by the leader's append, not yet durable here.
+    let mut g = fresh(2, 1);
+    g.step(msg(1, 2, 1, append(0, 0, vec![noop(1, 1), e(2, 1)], 2)));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, None, 2)),
+            entries: vec![noop(1, 1), e(2, 1)],
+            send_after_write: vec![msg(2, 1, 1, ack(2))],
+            events: vec![leader_changed(1, Some(1))],
+            ..Default::default()
+        }
+    );
+    assert!(!g.has_ready());
+    g.on_persisted(2, 1);
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            apply: vec![noop(1, 1), e(2, 1)],
+            ..Default::default()
+        }
+    );
+
+    // Durable here, not yet committed.
+    let mut g = fresh(2, 1);
+    g.step(msg(1, 2, 1, append(0, 0, vec![noop(1, 1), e(2, 1)], 0)));
+    g.ready(MAX, MAX);
+    g.on_persisted(2, 1);
+    assert!(!g.has_ready());
+    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1 }));
+    assert_eq!(
+        g.ready(MAX, MAX),
+        GroupReady {
+            hard_state: Some(hs(1, None, 1)),
+            send_after_write: vec![msg(2, 1, 1, MessageBody::HeartbeatResponse)],
+            apply: vec![noop(1, 1)],
+            ..Default::default()
+        }
+    );
+}
+
+/// §5.4.1 and Figure 3, Leader Completeness: "if a log entry is committed in a given term,
+/// then that entry will be present in the logs of the leaders for all higher-numbered
+/// terms" — across restarts too. Every replica restarts from what its readies persisted;
+/// the replica that missed the committed entry cannot win; the new leader has the entry.
+#[test]
+fn leader_completeness_across_restart() {
+    let mut c = Cluster::new(3, 0, strict(), 8);
+    c.elect(1);
+    c.isolated.insert(n(3));
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    let x = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Command {
+            id: pid(1, 1),
+            data: Bytes::from_static(b"x"),
+        },
+    };
+    assert_eq!(c.status(1).commit, 2);
+    assert_eq!(c.status(3).last_index, 1);
+
+    let loaded: Vec<LoadedGroup> = (1..=3).map(|id| c.loaded(id)).collect();
+    assert_eq!(loaded[0].entries, vec![noop(1, 1), x.clone()]);
+    let config = Arc::new(strict());
+    let groups = loaded
+        .into_iter()
+        .zip(1..)
+        .map(|(l, id)| Group::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap())
+        .collect();
+    let mut c = Cluster::with_groups(Membership::voters([1, 2, 3]), groups);
+    c.collect(); // re-apply what each replica knows committed
+
+    ticks_until_ready(c.g_mut(3));
+    c.deliver_all();
+    assert_ne!(c.status(3).role, Role::Leader);
+    assert_eq!(
+        c.sent_where(|m| m.to == n(3)),
+        vec![
+            msg(1, 3, 1, vote_resp(true, false)),
+            msg(2, 3, 1, vote_resp(true, false))
+        ],
+        "the replica without the committed entry is refused"
+    );
+
+    c.elect(2);
+    assert_eq!(c.status(2).term, 2);
+    assert_eq!(c.g(2).entries(2, 3), std::slice::from_ref(&x));
+    assert_eq!(
+        c.g(3).entries(2, 3),
+        &[x],
+        "the new leader repaired replica 3"
+    );
+}
