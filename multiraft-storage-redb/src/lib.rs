@@ -198,10 +198,15 @@
 //! - Snapshot data is not stored, for the same reason.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod codec;
+mod format;
+mod read;
 mod runs;
 mod storage;
 mod tail;
+mod writer;
 
+pub use format::FORMAT_VERSION;
 pub use redb;
-pub use storage::{FORMAT_VERSION, RedbOptions, RedbStats, RedbStorage};
+pub use storage::{RedbOptions, RedbStats, RedbStorage};

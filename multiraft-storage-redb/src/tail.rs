@@ -5,10 +5,44 @@
 //! next batch and to write the group's next checkpoint); reads and `load` rebuild them from the
 //! write-ahead table of their read transaction. Both apply the same records in the same
 //! order through [`TailGroup::apply`], so they agree.
+//!
+//! [`Tail`] holds every such group together with the write-ahead records not yet checkpointed.
+
+use std::collections::{HashMap, VecDeque};
 
 use multiraft_core::{Entry, GroupWrite, StorageError};
 
 use crate::codec::{GroupMeta, corrupt};
+
+/// The write-ahead records not yet checkpointed, applied per group.
+#[derive(Default)]
+pub(crate) struct Tail {
+    /// Every group with records not yet checkpointed.
+    pub(crate) groups: HashMap<u64, TailGroup>,
+    /// The records in the write-ahead table: sequence number and encoded size.
+    pub(crate) records: VecDeque<(u64, usize)>,
+    /// The sequence number of the next write-ahead record.
+    pub(crate) next_seq: u64,
+    /// Encoded size of the records plus [`TAIL_GROUP_BYTES`] per group: what checkpoints
+    /// have to move, and roughly what the writer holds in memory for them.
+    pub(crate) bytes: usize,
+}
+
+impl Tail {
+    /// Forgets the records below `seq` (deleted from the table).
+    pub(crate) fn drop_records_below(&mut self, seq: u64) {
+        while let Some(&(s, len)) = self.records.front()
+            && s < seq
+        {
+            self.bytes -= len;
+            self.records.pop_front();
+        }
+    }
+}
+
+/// What one group in the tail counts for besides its records' bytes (its metadata, its map
+/// slot): so that a tail of many groups with tiny writes is checkpointed too.
+pub(crate) const TAIL_GROUP_BYTES: usize = 256;
 
 /// One group's state after the write-ahead records, over its checkpointed rows.
 ///

@@ -1,0 +1,177 @@
+//! The writer thread: it commits batches one at a time, each as one durable write-ahead
+//! record, and runs checkpoint steps after the commits.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use multiraft_core::{StorageError, WriteBatch};
+use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::oneshot;
+
+use crate::codec::{GROUPS_TABLE, LOG_TABLE, WAL_TABLE, corrupt, encode_batch, redb_error};
+use crate::read::table_meta;
+use crate::runs;
+use crate::storage::Shared;
+use crate::tail::{TAIL_GROUP_BYTES, Tail, TailGroup};
+
+pub(crate) struct Job {
+    pub(crate) batch: WriteBatch,
+    pub(crate) reply: oneshot::Sender<Result<(), StorageError>>,
+}
+
+/// Why a batch was not committed.
+pub(crate) enum Failure {
+    /// The batch breaks the `Storage` contract; it was not applied and the storage stays
+    /// usable.
+    Invalid(StorageError),
+    /// redb failed; the storage is poisoned.
+    Fatal(StorageError),
+}
+
+impl<E: Into<redb::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Fatal(redb_error(e))
+    }
+}
+
+/// The writer thread's state: the groups with write-ahead records not yet checkpointed.
+pub(crate) struct Writer<'a> {
+    pub(crate) db: &'a Database,
+    pub(crate) tail: Tail,
+    /// Checkpoint steps run once `tail.bytes` reaches this
+    /// ([`RedbOptions::checkpoint_bytes`](crate::RedbOptions::checkpoint_bytes)).
+    pub(crate) checkpoint_bytes: usize,
+    /// Why the last checkpoint failed, for the next write to report (later ones get
+    /// `Poisoned`).
+    pub(crate) failed_checkpoint: Option<StorageError>,
+}
+
+/// The writer thread: commits batches one at a time, in order, until the channel closes;
+/// after a commit, one checkpoint step once the tail is large enough (more while it is
+/// twice that).
+pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
+    let poisoned = &shared.poisoned;
+    while let Ok(Job { batch, reply }) = jobs.recv() {
+        let result = if poisoned.load(Ordering::Acquire) {
+            Err(writer
+                .failed_checkpoint
+                .take()
+                .unwrap_or(StorageError::Poisoned))
+        } else {
+            match writer.commit(batch) {
+                Ok(()) => Ok(()),
+                Err(Failure::Invalid(e)) => Err(e),
+                Err(Failure::Fatal(e)) => {
+                    poisoned.store(true, Ordering::Release);
+                    Err(e)
+                }
+            }
+        };
+        let committed = result.is_ok();
+        // The caller may have gone away (its future dropped); the outcome stands anyway.
+        let _ = reply.send(result);
+        // After the reply: the batch is durable in the write-ahead table already, so its
+        // caller need not wait for the checkpoint (the next batch does).
+        let mut steps = 0;
+        while committed
+            && !poisoned.load(Ordering::Acquire)
+            && !writer.tail.groups.is_empty()
+            && (steps == 0 || writer.tail.bytes >= writer.checkpoint_bytes.saturating_mul(2))
+            && writer.tail.bytes >= writer.checkpoint_bytes
+        {
+            steps += 1;
+            let started = Instant::now();
+            if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint_step() {
+                writer.failed_checkpoint = Some(e);
+                poisoned.store(true, Ordering::Release);
+            }
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+            shared
+                .checkpoint_micros_total
+                .fetch_add(micros, Ordering::Relaxed);
+            shared
+                .checkpoint_micros_max
+                .fetch_max(micros, Ordering::Relaxed);
+        }
+        shared
+            .tail_bytes
+            .store(writer.tail.bytes as u64, Ordering::Relaxed);
+    }
+}
+
+impl Writer<'_> {
+    /// Validates one batch and commits it as one write-ahead record, durably.
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), Failure> {
+        if batch.is_empty() {
+            // Nothing to make durable; no record (it would hold the tail's bytes up).
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        match self.append(&txn, batch) {
+            Ok(()) => {}
+            Err(Failure::Invalid(e)) => {
+                txn.abort()?;
+                return Err(Failure::Invalid(e));
+            }
+            Err(fatal) => return Err(fatal),
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn append(&mut self, txn: &WriteTransaction, batch: WriteBatch) -> Result<(), Failure> {
+        batch.validate_groups_distinct().map_err(Failure::Invalid)?;
+        let groups = txn.open_table(GROUPS_TABLE)?;
+        let log = txn.open_table(LOG_TABLE)?;
+
+        // Validate everything before changing anything. Groups not in the tail yet are read
+        // from the tables once, here.
+        let mut bases = Vec::with_capacity(batch.groups.len());
+        for write in &batch.groups {
+            let g = write.group.0;
+            let (bounds, base) = match self.tail.groups.get(&g) {
+                Some(group) => (group.bounds(), None),
+                None => {
+                    let meta = table_meta(&groups, g).map_err(Failure::Fatal)?;
+                    let base = TailGroup::over(meta, self.tail.next_seq);
+                    (base.bounds(), Some(base))
+                }
+            };
+            write
+                .validate(bounds.0, bounds.1)
+                .map_err(Failure::Invalid)?;
+            bases.push(base);
+        }
+
+        let record = encode_batch(&batch).map_err(Failure::Fatal)?;
+        let mut added = 0;
+        for (write, base) in batch.groups.into_iter().zip(bases) {
+            let g = write.group.0;
+            let group = match base {
+                Some(base) => {
+                    added += 1;
+                    self.tail.groups.entry(g).or_insert(base)
+                }
+                None => self
+                    .tail
+                    .groups
+                    .get_mut(&g)
+                    .ok_or_else(|| Failure::Fatal(corrupt(write.group, "left the tail")))?,
+            };
+            group
+                .apply(write, &mut |index| runs::term_at(&log, g, index))
+                .map_err(Failure::Fatal)?;
+        }
+        let mut wal = txn.open_table(WAL_TABLE)?;
+        wal.insert(self.tail.next_seq, record.as_slice())?;
+        self.tail
+            .records
+            .push_back((self.tail.next_seq, record.len()));
+        self.tail.next_seq += 1;
+        self.tail.bytes += record.len() + added * TAIL_GROUP_BYTES;
+        Ok(())
+    }
+}

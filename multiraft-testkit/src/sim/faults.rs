@@ -1,0 +1,133 @@
+//! Fault injection: crashes, restarts from the durable image, and partitions.
+
+use multiraft_core::{Node, ProposalId};
+
+use super::invariants::{Failure, sorted_groups};
+use super::{Ev, Simulation};
+
+impl Simulation {
+    /// The node loses its memory and any write in flight.
+    pub(super) fn take_down(&mut self, i: usize) {
+        let sn = &mut self.nodes[i];
+        sn.node = None;
+        sn.pending = None;
+        sn.incarnation += 1;
+        sn.kv.clear();
+        let me = sn.id;
+        self.checker.on_crash(i);
+        let lost: Vec<ProposalId> = self
+            .pending_proposals
+            .keys()
+            .filter(|id| id.node == me)
+            .copied()
+            .collect();
+        for id in lost {
+            self.pending_proposals.remove(&id);
+            self.report.indeterminate += 1;
+        }
+    }
+
+    pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {
+        let incarnation = self.nodes[i].incarnation;
+        let seed = self.node_seed(i, incarnation);
+        let mut node = Node::new(self.nodes[i].id, self.cfg.core.clone(), seed).expect("validated");
+        node.restore(self.nodes[i].durable.values().cloned().collect())
+            .map_err(|e| Failure {
+                invariant: "restart from durable state",
+                detail: e.to_string(),
+            })?;
+        for g in sorted_groups(&node) {
+            self.touched.push((i, g));
+        }
+        self.nodes[i].node = Some(node);
+        self.hash.u64(5);
+        self.hash.u64(i as u64);
+        self.note(format!(
+            "{} restarts from its durable image",
+            self.nodes[i].id
+        ));
+        self.checker.on_restart(&self.nodes, i)?;
+        let first = 1 + self.rng.below(self.nodes[i].tick_us);
+        self.schedule(
+            first,
+            Ev::Tick {
+                node: i,
+                incarnation,
+            },
+        );
+        self.drive(i)
+    }
+
+    pub(super) fn chaos(&mut self) -> Result<(), Failure> {
+        let n = self.nodes.len();
+        if self.cfg.faults.crashes && self.rng.chance(150) {
+            let i = self.rng.below(n as u64) as usize;
+            if self.is_up(i) {
+                self.report.crashes += 1;
+                self.hash.u64(6);
+                self.hash.u64(i as u64);
+                self.note(format!("{} crashes", self.nodes[i].id));
+                self.take_down(i);
+                let after = self.rng.range(100_000, 5_000_000);
+                self.schedule(after, Ev::Restart { node: i });
+            }
+        }
+        if self.cfg.faults.partitions && self.blocked.is_empty() && n > 1 && self.rng.chance(120) {
+            self.partition();
+            let after = self.rng.range(300_000, 6_000_000);
+            let epoch = self.partition_epoch;
+            self.schedule(after, Ev::HealPartition { epoch });
+        }
+        Ok(())
+    }
+
+    fn partition(&mut self) {
+        let n = self.nodes.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        for k in (1..n).rev() {
+            let j = self.rng.below(k as u64 + 1) as usize;
+            order.swap(k, j);
+        }
+        self.partition_epoch += 1;
+        self.report.partitions += 1;
+        let kind = self.rng.below(3);
+        let (bridge, rest) = if kind == 2 && n >= 3 {
+            (Some(order[0]), &order[1..])
+        } else {
+            (None, &order[..])
+        };
+        let cut = self.rng.range(1, rest.len() as u64 - 1) as usize;
+        let (a, b) = rest.split_at(cut.min(rest.len() - 1).max(1));
+        for &x in a {
+            for &y in b {
+                self.blocked.insert((x, y));
+                if kind != 1 {
+                    self.blocked.insert((y, x));
+                }
+            }
+        }
+        let ids = |s: &[usize]| {
+            s.iter()
+                .map(|i| self.nodes[*i].id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let text = match (kind, bridge) {
+            (1, _) => format!("one-way partition: {} cannot reach {}", ids(a), ids(b)),
+            (_, Some(br)) => format!(
+                "bridge partition: {} | {} | {}, bridged by {}",
+                ids(a),
+                ids(b),
+                "",
+                self.nodes[br].id
+            ),
+            _ => format!("partition: {} | {}", ids(a), ids(b)),
+        };
+        self.hash.u64(8);
+        for &(x, y) in &self.blocked {
+            self.hash.u64(x as u64);
+            self.hash.u64(y as u64);
+        }
+        self.note(text);
+    }
+}

@@ -1,0 +1,138 @@
+//! The liveness phase: every fault heals, then every group must elect a leader that commits
+//! a new entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use multiraft_core::GroupId;
+use multiraft_core::group::Role;
+
+use super::invariants::Failure;
+use super::{Ev, Phase, Simulation};
+
+pub(super) struct Liveness {
+    deadline_us: u64,
+    healed_us: u64,
+    /// Per group: the highest commit index at healing.
+    commit_at_heal: BTreeMap<GroupId, u64>,
+    pub(super) done: BTreeSet<GroupId>,
+    last_marker_us: BTreeMap<GroupId, u64>,
+}
+
+impl Simulation {
+    pub(super) fn heal(&mut self) -> Result<(), Failure> {
+        self.phase = Phase::Liveness;
+        self.blocked.clear();
+        self.hash.u64(10);
+        self.note("all faults heal; liveness phase".to_string());
+        for i in 0..self.nodes.len() {
+            if !self.is_up(i) {
+                self.restart(i)?;
+            }
+        }
+        let mut commit_at_heal = BTreeMap::new();
+        for (g, members) in &self.groups {
+            let c = members
+                .iter()
+                .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(*g))
+                .map(|s| s.commit)
+                .max()
+                .unwrap_or(0);
+            commit_at_heal.insert(*g, c);
+        }
+        let window = 10 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
+        self.liveness = Some(Liveness {
+            deadline_us: self.now_us + window,
+            healed_us: self.now_us,
+            commit_at_heal,
+            done: BTreeSet::new(),
+            last_marker_us: BTreeMap::new(),
+        });
+        self.schedule(self.tick_us, Ev::Probe);
+        Ok(())
+    }
+
+    pub(super) fn probe(&mut self) -> Result<(), Failure> {
+        let Some(mut l) = self.liveness.take() else {
+            return Ok(());
+        };
+        let timeout = u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
+        let mut markers = Vec::new();
+        for (g, members) in &self.groups {
+            if l.done.contains(g) {
+                continue;
+            }
+            let statuses: Vec<_> = members
+                .iter()
+                .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(*g))
+                .collect();
+            let max_term = statuses.iter().map(|s| s.term).max().unwrap_or(0);
+            let ok = statuses.iter().any(|s| {
+                s.role == Role::Leader && s.term == max_term && s.commit > l.commit_at_heal[g]
+            });
+            if ok {
+                l.done.insert(*g);
+            } else if self.now_us - l.last_marker_us.get(g).copied().unwrap_or(0) >= timeout {
+                l.last_marker_us.insert(*g, self.now_us);
+                markers.push(*g);
+            }
+        }
+        let all_done = l.done.len() == self.groups.len();
+        if all_done && self.report.liveness_us == 0 {
+            self.report.liveness_us = (self.now_us - l.healed_us).max(1);
+        }
+        let late = self.now_us >= l.deadline_us;
+        self.liveness = Some(l);
+        if all_done {
+            return Ok(());
+        }
+        if late {
+            return Err(self.liveness_failure());
+        }
+        for g in markers {
+            self.propose_to(g)?;
+        }
+        self.schedule(self.tick_us, Ev::Probe);
+        Ok(())
+    }
+
+    pub(super) fn liveness_failure(&self) -> Failure {
+        let l = self.liveness.as_ref().expect("liveness phase");
+        let mut detail = format!(
+            "{} of {} groups have no leader that committed a new entry {} ms after healing:",
+            self.groups.len() - l.done.len(),
+            self.groups.len(),
+            (self.now_us - l.healed_us) / 1000
+        );
+        for (g, members) in self
+            .groups
+            .iter()
+            .filter(|(g, _)| !l.done.contains(g))
+            .take(3)
+        {
+            detail.push_str(&format!(" {g} (commit at heal {}):", l.commit_at_heal[g]));
+            for i in members {
+                if let Some(s) = self.nodes[*i]
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.group_status(*g))
+                {
+                    detail.push_str(&format!(
+                        " [{} {:?} t{} last {} commit {} persisted {} applied {} leader {:?}]",
+                        self.nodes[*i].id,
+                        s.role,
+                        s.term,
+                        s.last_index,
+                        s.commit,
+                        s.persisted,
+                        s.applied,
+                        s.leader
+                    ));
+                }
+            }
+        }
+        Failure {
+            invariant: "liveness: a leader commits a new entry within 10 election timeouts of healing",
+            detail,
+        }
+    }
+}

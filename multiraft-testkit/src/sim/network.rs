@@ -1,0 +1,65 @@
+//! The simulated network: latency, loss, duplication, partitions, and delivery of batches.
+
+use multiraft_core::MessageBatch;
+
+use super::invariants::Failure;
+use super::trace::TraceRec;
+use super::{Ev, Phase, Simulation};
+
+impl Simulation {
+    fn latency_us(&mut self) -> u64 {
+        let base = self.rng.range(200, 2_000);
+        let max_delay = if self.phase == Phase::Faults {
+            self.cfg.faults.max_delay_ms * 1000
+        } else {
+            0
+        };
+        base + self.rng.below(max_delay + 1)
+    }
+
+    pub(super) fn send(&mut self, from: usize, batch: MessageBatch) -> Result<(), Failure> {
+        for m in &batch.messages {
+            self.checker.on_send(&self.nodes, from, m)?;
+        }
+        let to = batch.to.0 as usize - 1;
+        let faulty = self.phase == Phase::Faults;
+        if self.blocked.contains(&(from, to))
+            || faulty && self.rng.chance(self.cfg.faults.loss_per_mille)
+        {
+            self.report.batches_dropped += 1;
+            return Ok(());
+        }
+        if faulty && self.rng.chance(self.cfg.faults.duplicate_per_mille) {
+            let d = self.latency_us();
+            self.schedule(d, Ev::Deliver(batch.clone()));
+        }
+        let d = self.latency_us();
+        self.schedule(d, Ev::Deliver(batch));
+        Ok(())
+    }
+
+    pub(super) fn deliver(&mut self, batch: MessageBatch) -> Result<(), Failure> {
+        let (from, to) = (batch.from.0 as usize - 1, batch.to.0 as usize - 1);
+        if !self.is_up(to) || self.blocked.contains(&(from, to)) {
+            self.report.batches_dropped += 1;
+            return Ok(());
+        }
+        self.report.batches_delivered += 1;
+        self.hash.u64(2);
+        self.hash.u64(self.now_us);
+        self.hash.u64(batch.from.0);
+        self.hash.u64(batch.to.0);
+        let mut order: Vec<usize> = (0..batch.messages.len()).collect();
+        order.sort_by_key(|&k| batch.messages[k].group);
+        for k in order {
+            self.hash.message(&batch.messages[k]);
+            self.touched.push((to, batch.messages[k].group));
+        }
+        self.trace.push(TraceRec::Deliver {
+            at_us: self.now_us,
+            batch: batch.clone(),
+        });
+        self.nodes[to].node.as_mut().expect("up").step(batch);
+        self.drive(to)
+    }
+}

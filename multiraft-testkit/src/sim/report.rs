@@ -1,0 +1,86 @@
+//! The outcome of a run: [`Violation`] when it broke a property, [`SimReport`] when not.
+
+use std::fmt;
+
+/// A safety or liveness property the run broke.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The property, with its paper section.
+    pub invariant: String,
+    /// The seed of the run.
+    pub seed: u64,
+    /// The step at which it was detected.
+    pub step: u64,
+    /// Simulated time of detection, in microseconds.
+    pub at_us: u64,
+    /// What was seen.
+    pub detail: String,
+    /// The last trace lines before the violation, oldest first.
+    pub trace_tail: Vec<String>,
+    /// The run's configuration, in one line (nodes, groups, faults, core options).
+    pub setup: String,
+    /// The command that replays the run.
+    pub replay: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "violation of {}", self.invariant)?;
+        writeln!(
+            f,
+            "  seed {} at step {} ({}.{:06} simulated s)",
+            self.seed,
+            self.step,
+            self.at_us / 1_000_000,
+            self.at_us % 1_000_000
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "  setup: {}", self.setup)?;
+        writeln!(f, "  last {} trace lines:", self.trace_tail.len())?;
+        for l in &self.trace_tail {
+            writeln!(f, "    {l}")?;
+        }
+        write!(f, "  replay: {}", self.replay)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// What a run did, when it broke nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Hash of every delivered batch, ready, tick and fault: equal for equal seeds.
+    pub trace_hash: u64,
+    /// Simulated time covered, in microseconds.
+    pub simulated_us: u64,
+    /// Batches delivered.
+    pub batches_delivered: u64,
+    /// Batches lost, or dropped by a partition or a down node.
+    pub batches_dropped: u64,
+    /// Client proposals made.
+    pub proposals: u64,
+    /// Proposals applied on the node that took them.
+    pub applied: u64,
+    /// Proposals definitely rejected.
+    pub rejected: u64,
+    /// Proposals with no definite outcome (the node crashed, or the run ended first).
+    pub indeterminate: u64,
+    /// Times a replica became leader.
+    pub leader_changes: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Storage write failures (each stops a node).
+    pub storage_failures: u64,
+    /// Partitions started.
+    pub partitions: u64,
+    /// Simulated microseconds from healing to every group having committed a new entry.
+    pub liveness_us: u64,
+    /// 1 when the linearizability search gave up (too many concurrent operations on one
+    /// key), so the history was not judged.
+    pub linearizability_unknown: u64,
+}

@@ -1,0 +1,142 @@
+//! The client side: key-value proposals and the linearizability check of their history.
+
+use multiraft_core::{GroupId, ProposalId};
+
+use super::Simulation;
+use super::invariants::Failure;
+use super::kv;
+use super::linearizability::{KvOp, KvOperation, KvOutcome, Linearizability, check_kv};
+
+impl Simulation {
+    /// Proposes to `group` through the node believed to lead it (any live member otherwise,
+    /// which forwards).
+    pub(super) fn propose_to(&mut self, group: GroupId) -> Result<(), Failure> {
+        let key = self.rng.below(kv::KEYS_PER_GROUP);
+        let op = match self.rng.below(10) {
+            0..=3 => KvOp::Put {
+                key,
+                value: self.rng.below(8),
+            },
+            4..=6 => KvOp::Get { key },
+            _ => KvOp::Cas {
+                key,
+                expected: if self.rng.chance(200) {
+                    None
+                } else {
+                    Some(self.rng.below(8))
+                },
+                new: self.rng.below(8),
+            },
+        };
+        let members = self.groups[&group].clone();
+        let hinted = self
+            .leader_hint
+            .get(&group)
+            .and_then(|(_, l)| *l)
+            .map(|l| l.0 as usize - 1)
+            .filter(|i| self.is_up(*i));
+        let target = match hinted {
+            Some(i) => i,
+            None => {
+                let up: Vec<usize> = members.into_iter().filter(|i| self.is_up(*i)).collect();
+                if up.is_empty() {
+                    return Ok(());
+                }
+                up[self.rng.below(up.len() as u64) as usize]
+            }
+        };
+        self.next_seq += 1;
+        let id = ProposalId {
+            node: self.nodes[target].id,
+            seq: self.next_seq,
+        };
+        let data = kv::encode(&op);
+        self.report.proposals += 1;
+        self.hash.u64(9);
+        self.hash.u64(id.seq);
+        let node = self.nodes[target].node.as_mut().expect("up");
+        let global = match op {
+            KvOp::Put { key, value } => KvOp::Put {
+                key: kv::global_key(group, key),
+                value,
+            },
+            KvOp::Get { key } => KvOp::Get {
+                key: kv::global_key(group, key),
+            },
+            KvOp::Cas { key, expected, new } => KvOp::Cas {
+                key: kv::global_key(group, key),
+                expected,
+                new,
+            },
+        };
+        let record = KvOperation::new(
+            id.node.0,
+            global,
+            self.now_us,
+            u64::MAX,
+            KvOutcome::Indeterminate,
+        );
+        match node.propose(group, id, data) {
+            Ok(()) => {
+                self.pending_proposals.insert(id, self.history.len());
+                self.history.push(record);
+                self.touched.push((target, group));
+                self.drive(target)
+            }
+            Err(_) => {
+                self.report.rejected += 1;
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn propose_random(&mut self) -> Result<(), Failure> {
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let g = GroupId(1 + self.rng.below(self.groups.len() as u64));
+        self.propose_to(g)
+    }
+
+    /// The clients' history against the key-value model (Wing–Gong–Lowe).
+    pub(super) fn check_linearizability(&mut self) -> Result<(), Failure> {
+        match check_kv(&self.history) {
+            Linearizability::Ok => Ok(()),
+            Linearizability::Unknown { .. } => {
+                self.report.linearizability_unknown += 1;
+                Ok(())
+            }
+            Linearizability::Violation { key } => {
+                let ops: Vec<String> = self
+                    .history
+                    .iter()
+                    .filter(|o| o.op.key() == key && o.outcome != KvOutcome::Failed)
+                    .take(30)
+                    .map(|o| {
+                        format!(
+                            "n{} {:?} [{}..{}] {:?}",
+                            o.client,
+                            o.op,
+                            o.invoked_at,
+                            if o.returned_at == u64::MAX {
+                                "?".to_string()
+                            } else {
+                                o.returned_at.to_string()
+                            },
+                            o.outcome
+                        )
+                    })
+                    .collect();
+                Err(Failure {
+                    invariant: "linearizability of the key-value clients (Wing–Gong–Lowe)",
+                    detail: format!(
+                        "group {} key {}: no linearization of: {}",
+                        key / kv::KEYS_PER_GROUP,
+                        key % kv::KEYS_PER_GROUP,
+                        ops.join("; ")
+                    ),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Connection management: the peers and their tasks, dialing (the lower node id dials) with
+//! backoff, accepting and authenticating inbound connections, installing a connection, and
+//! shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use multiraft_core::NodeId;
+use quinn::{Connection, Incoming, VarInt};
+use tokio::sync::{mpsc, watch};
+
+use crate::tls;
+
+use super::lanes::lane_writer;
+use super::receive::receive_loop;
+use super::{
+    CLOSE_IDENTITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner, Peer, bump, live,
+    lock, read, write,
+};
+
+/// A connection that stayed up this long resets the redial backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(1);
+
+impl Inner {
+    /// The peer's state, created (with its tasks) on first use.
+    pub(super) fn peer(self: &Arc<Self>, id: NodeId) -> Option<Arc<Peer>> {
+        if id == self.node || id == NodeId(0) {
+            return None;
+        }
+        let mut peers = lock(&self.peers);
+        // Checked under the lock: `shutdown` sets the flag before it drains the map, so no
+        // peer (and no task) is created after the drain.
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(p) = peers.get(&id) {
+            return Some(p.clone());
+        }
+        if peers.len() >= self.limits.max_peers {
+            return None;
+        }
+        let (conn, _) = watch::channel(None);
+        let mut lanes = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..=self.limits.data_lanes {
+            let (tx, rx) = mpsc::channel(self.limits.lane_queue_batches);
+            lanes.push(tx);
+            receivers.push(rx);
+        }
+        let peer = Arc::new(Peer { id, lanes, conn });
+        for (lane, rx) in receivers.into_iter().enumerate() {
+            self.runtime
+                .spawn(lane_writer(self.clone(), lane, rx, peer.conn.subscribe()));
+        }
+        if self.node < id {
+            self.runtime
+                .spawn(dial_loop(self.clone(), id, peer.conn.clone()));
+        }
+        peers.insert(id, peer.clone());
+        Some(peer)
+    }
+
+    pub(super) fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        write(&self.inbox).take();
+        self.shutdown.send_replace(true);
+        // Dropping the peers drops the lane senders: writers finish their streams and end.
+        let peers: Vec<_> = lock(&self.peers).drain().collect();
+        for (_, p) in &peers {
+            if let Some(c) = live(&p.conn.borrow()) {
+                c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+            }
+        }
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+    }
+
+    /// Makes `conn` the connection to `peer`, closing any older one, and starts reading.
+    fn install(self: &Arc<Self>, peer: NodeId, conn: Connection) -> bool {
+        let Some(p) = self.peer(peer) else {
+            conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"no capacity for peer");
+            return false;
+        };
+        bump(&self.stats.connections_established, 1);
+        let old = p.conn.send_replace(Some(conn.clone()));
+        if let Some(old) = old
+            && old.stable_id() != conn.stable_id()
+        {
+            old.close(VarInt::from_u32(CLOSE_REPLACED), b"replaced");
+        }
+        self.runtime.spawn(receive_loop(self.clone(), peer, conn));
+        true
+    }
+
+    /// A backoff delay with full jitter in `[d/2, d]`.
+    fn jitter(&self, d: Duration) -> Duration {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut z = self
+            .rng
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
+        d.mul_f64(0.5 + 0.5 * frac)
+    }
+
+    async fn dial(&self, peer: NodeId) -> Result<Connection, String> {
+        let addr = read(&self.addrs)
+            .get(&peer)
+            .copied()
+            .ok_or_else(|| format!("no address for {peer}"))?;
+        let name = tls::node_dns_name(&self.cluster, peer);
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, &name)
+            .map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(self.limits.handshake_timeout, connecting)
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        // rustls already checked the name; check the identity the same way the server does.
+        match tls::connection_peer(&conn, &self.cluster) {
+            Ok(id) if id == peer => Ok(conn),
+            other => {
+                conn.close(VarInt::from_u32(CLOSE_IDENTITY), b"unexpected identity");
+                Err(format!("dialed {peer}, certificate says {other:?}"))
+            }
+        }
+    }
+
+    async fn handle_incoming(self: Arc<Self>, incoming: Incoming) {
+        let conn = match tokio::time::timeout(self.limits.handshake_timeout, incoming).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                bump(&self.stats.handshake_failures, 1);
+                tracing::debug!(node = %self.node, error = %e, "inbound handshake failed");
+                return;
+            }
+            Err(_) => {
+                bump(&self.stats.handshake_failures, 1);
+                return;
+            }
+        };
+        let peer = match tls::connection_peer(&conn, &self.cluster) {
+            Ok(peer) => peer,
+            Err(e) => {
+                bump(&self.stats.connections_refused, 1);
+                tracing::warn!(node = %self.node, error = %e, "refusing connection");
+                conn.close(VarInt::from_u32(CLOSE_IDENTITY), b"no node identity");
+                return;
+            }
+        };
+        if peer >= self.node {
+            bump(&self.stats.connections_refused, 1);
+            conn.close(
+                VarInt::from_u32(CLOSE_WRONG_DIALER),
+                b"the lower node id dials",
+            );
+            return;
+        }
+        self.install(peer, conn);
+    }
+}
+
+pub(super) async fn accept_loop(inner: Arc<Inner>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        if inner.stopped.load(Ordering::Acquire) {
+            incoming.refuse();
+            continue;
+        }
+        inner.runtime.spawn(inner.clone().handle_incoming(incoming));
+    }
+}
+
+async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Option<Connection>>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut backoff = inner.limits.reconnect_backoff_min;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // A connection may already be live (installed by an earlier round).
+        let current = live(&conn_tx.borrow());
+        let started = Instant::now();
+        let conn = match current {
+            Some(c) => Some(c),
+            None => match inner.dial(peer).await {
+                Ok(c) => {
+                    if inner.install(peer, c.clone()) {
+                        Some(c)
+                    } else {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    bump(&inner.stats.dial_failures, 1);
+                    tracing::debug!(node = %inner.node, %peer, error = %e, "dial failed");
+                    None
+                }
+            },
+        };
+        if let Some(c) = conn {
+            tokio::select! {
+                _ = c.closed() => {}
+                _ = shutdown.changed() => return,
+            }
+            if started.elapsed() >= STABLE_CONNECTION {
+                backoff = inner.limits.reconnect_backoff_min;
+            }
+        }
+        let delay = inner.jitter(backoff);
+        backoff = (backoff * 2).min(inner.limits.reconnect_backoff_max);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
