@@ -6,27 +6,26 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::call::Call;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::driver::{Command, Driver, NodeStatus, Parts};
-use crate::error::{GroupError, Indeterminate, ProposeError, StartError, StopError};
+use crate::driver::{Driver, Parts};
+use crate::error::{CampaignError, GroupError, Indeterminate, ProposeError, StartError};
+use crate::error::{StopError, Stopped};
 use crate::group::GroupStatus;
 use crate::ids::{GroupId, NodeId};
 use crate::membership::Membership;
-use crate::node::{Event, Node};
-use crate::state_machine::StateMachine;
+use crate::node::{Event, Node, NodeStatus};
+use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::transport::{Inbox, Transport};
-
-/// Makes the state machine of each group this node hosts.
-pub type StateMachineFactory = Box<dyn FnMut(GroupId) -> Box<dyn StateMachine> + Send>;
 
 /// A running node: the application's handle on every group it hosts. Cheap to clone; all
 /// clones talk to the same event loop.
 #[derive(Clone)]
 pub struct MultiRaft {
     id: NodeId,
-    commands: mpsc::Sender<Command>,
+    calls: mpsc::Sender<Call>,
     events: broadcast::Sender<Event>,
     task: Arc<Mutex<Option<EventLoop>>>,
 }
@@ -73,8 +72,8 @@ impl Builder {
         self
     }
 
-    /// How to make the state machine of a group, called once per hosted group (at start for
-    /// the groups in storage, and on `create_group`).
+    /// How to make the state machine of a group, called once per hosted group, the first
+    /// time one of its entries is applied on this node.
     pub fn state_machines<S, F>(mut self, mut make: F) -> Self
     where
         S: StateMachine,
@@ -94,26 +93,21 @@ impl Builder {
     /// Validates the configuration, loads every group from storage, attaches the transport
     /// and starts the event loop on the current tokio runtime.
     pub async fn start(self) -> Result<MultiRaft, StartError> {
-        if self.id.0 == 0 {
-            return Err(StartError::ReservedNodeId);
-        }
-        self.config.validate()?;
+        // The node validates the id and the configuration, before anything else.
+        let seed = self.seed.unwrap_or_else(|| default_seed(self.id));
+        let mut node = Node::new(self.id, self.config.clone(), seed)?;
         let storage = self.storage.ok_or(StartError::Missing("storage"))?;
         let transport = self.transport.ok_or(StartError::Missing("transport"))?;
-        let mut factory = self.factory.ok_or(StartError::Missing("state_machines"))?;
+        let factory = self.factory.ok_or(StartError::Missing("state_machines"))?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
-        let seed = self.seed.unwrap_or_else(|| default_seed(self.id));
-
-        let loaded = storage.load().await?;
-        let mut node = Node::new(self.id, self.config.clone(), seed)?;
-        let machines = loaded.iter().map(|l| (l.group, factory(l.group))).collect();
-        node.restore(loaded)?;
+        node.start_requests_at(first_request_seq());
+        node.restore(storage.load().await?)?;
 
         let (inbox, inbound) = Inbox::channel(self.config.max_inbox_batches);
         transport
             .attach(self.id, inbox)
             .map_err(StartError::Transport)?;
-        let (commands, api) = mpsc::channel(self.config.max_api_queue);
+        let (calls, calls_rx) = mpsc::channel(self.config.max_api_queue);
         let (events, _) = broadcast::channel(self.config.max_event_backlog);
         let driver = Driver::new(Parts {
             node,
@@ -121,16 +115,14 @@ impl Builder {
             transport,
             clock,
             factory,
-            machines,
             inbound,
-            api,
+            calls: calls_rx,
             events: events.clone(),
-            first_proposal_seq: seed_proposal_seq(),
         });
         let task = tokio::spawn(driver.run());
         Ok(MultiRaft {
             id: self.id,
-            commands,
+            calls,
             events,
             task: Arc::new(Mutex::new(Some(task))),
         })
@@ -144,10 +136,10 @@ fn default_seed(id: NodeId) -> u64 {
     nanos ^ id.0.rotate_left(32)
 }
 
-/// Proposal sequence numbers start from the wall clock in nanoseconds so that a restarted
-/// node never reuses one still present in the log (entries are re-applied after a restart
-/// and must not resolve a new proposal by mistake).
-fn seed_proposal_seq() -> u64 {
+/// Request ids start from the wall clock in nanoseconds so that a restarted node never
+/// reuses one that an entry still in the log carries (entries are re-applied after a restart
+/// and must not answer a new proposal by mistake).
+fn first_request_seq() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -172,9 +164,9 @@ impl MultiRaft {
         self.id
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.ok()?;
+        self.calls.send(make(tx)).await.ok()?;
         rx.await.ok()
     }
 
@@ -185,19 +177,15 @@ impl MultiRaft {
         group: GroupId,
         membership: Membership,
     ) -> Result<(), GroupError> {
-        self.call(|reply| Command::CreateGroup {
-            group,
-            membership,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(GroupError::Stopped))
+        self.call(|reply| Call::CreateGroup(group, membership, reply))
+            .await
+            .unwrap_or(Err(GroupError::Stopped))
     }
 
     /// Removes this node's replica of `group` and deletes its persisted state. Proposals
     /// still pending on it end `Indeterminate`.
     pub async fn remove_group(&self, group: GroupId) -> Result<(), GroupError> {
-        self.call(|reply| Command::RemoveGroup { group, reply })
+        self.call(|reply| Call::RemoveGroup(group, reply))
             .await
             .unwrap_or(Err(GroupError::Stopped))
     }
@@ -210,14 +198,13 @@ impl MultiRaft {
         group: GroupId,
         command: impl Into<Bytes>,
     ) -> Result<Bytes, ProposeError> {
-        let command = command.into();
         let (tx, rx) = oneshot::channel();
-        let cmd = Command::Propose {
-            group,
-            command,
-            reply: tx,
-        };
-        if self.commands.send(cmd).await.is_err() {
+        if self
+            .calls
+            .send(Call::Propose(group, command.into(), tx))
+            .await
+            .is_err()
+        {
             return Err(ProposeError::Stopped);
         }
         // The event loop answers every proposal it took; a dropped answer means it died.
@@ -228,24 +215,22 @@ impl MultiRaft {
     /// Makes this node's replica of `group` start an election now (PreVote first when
     /// enabled), instead of waiting for its election timeout: for placing leadership, for
     /// operator tools, and for bringing up many groups without an election storm.
-    pub async fn campaign(&self, group: GroupId) -> Result<(), GroupError> {
-        self.call(|reply| Command::Campaign { group, reply })
+    pub async fn campaign(&self, group: GroupId) -> Result<(), CampaignError> {
+        self.call(|reply| Call::Campaign(group, reply))
             .await
-            .unwrap_or(Err(GroupError::Stopped))
+            .unwrap_or(Err(CampaignError::Stopped))
     }
 
     /// Node-wide figures: groups hosted and active, pending proposals, drop counters.
-    pub async fn node_status(&self) -> Result<NodeStatus, ProposeError> {
-        self.call(|reply| Command::NodeStatus { reply })
-            .await
-            .ok_or(ProposeError::Stopped)
+    pub async fn node_status(&self) -> Result<NodeStatus, Stopped> {
+        self.call(Call::NodeStatus).await.ok_or(Stopped)
     }
 
     /// The state of this node's replica of `group`, or `None` if it hosts no such group.
-    pub async fn status(&self, group: GroupId) -> Result<Option<GroupStatus>, ProposeError> {
-        self.call(|reply| Command::Status { group, reply })
+    pub async fn status(&self, group: GroupId) -> Result<Option<GroupStatus>, Stopped> {
+        self.call(|reply| Call::Status(group, reply))
             .await
-            .ok_or(ProposeError::Stopped)
+            .ok_or(Stopped)
     }
 
     /// Subscribes to this node's events (leader changes, group lifecycle), from now on. A
@@ -259,7 +244,7 @@ impl MultiRaft {
     /// from the transport. Returns the error that stopped the node, if one did. Calling it
     /// again returns `Ok`.
     pub async fn shutdown(&self) -> Result<(), StopError> {
-        let _ = self.commands.send(Command::Shutdown).await;
+        let _ = self.calls.send(Call::Shutdown).await;
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         match task {
             Some(task) => task.await.unwrap_or(Err(StopError::Panicked)),

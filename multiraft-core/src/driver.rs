@@ -1,77 +1,30 @@
-//! The tokio event loop: feeds inbound batches, API calls and ticks to the [`Node`], commits
-//! each ready's write with one storage call off the loop, sends, applies, resolves
-//! proposals, advances.
+//! The tokio event loop: feeds inbound batches, API calls and ticks to the [`Node`], and
+//! does the IO each ready asks for — one storage call off the loop, the sends, the applies —
+//! then delivers each request's outcome, which the node decided (design §3 and §5).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
-use crate::api::StateMachineFactory;
+use crate::call::{Call, Reply};
 use crate::clock::Clock;
-use crate::entry::Payload;
-use crate::error::{GroupError, Indeterminate, ProposeError, StopError, StorageError};
-use crate::group::GroupStatus;
-use crate::ids::{GroupId, NodeId, ProposalId};
-use crate::membership::Membership;
+use crate::error::{CampaignError, GroupError, Indeterminate::NodeStopped, ProposeError};
+use crate::error::{StopError, StorageError};
+use crate::ids::{GroupId, RequestId};
 use crate::message::MessageBatch;
-use crate::node::{Event, Node, NodeStats, Ready};
-use crate::state_machine::StateMachine;
+use crate::node::{Event, Node, Outcome, Ready, Resolution};
+use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::transport::Transport;
 
 /// Inbound batches or API calls taken in one go before the loop looks at the others, so
 /// that neither source can starve the other or delay a ready for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
-
-/// A call from the API to the event loop.
-pub(crate) enum Command {
-    Propose {
-        group: GroupId,
-        command: Bytes,
-        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
-    },
-    CreateGroup {
-        group: GroupId,
-        membership: Membership,
-        reply: oneshot::Sender<Result<(), GroupError>>,
-    },
-    RemoveGroup {
-        group: GroupId,
-        reply: oneshot::Sender<Result<(), GroupError>>,
-    },
-    Status {
-        group: GroupId,
-        reply: oneshot::Sender<Option<GroupStatus>>,
-    },
-    Campaign {
-        group: GroupId,
-        reply: oneshot::Sender<Result<(), GroupError>>,
-    },
-    NodeStatus {
-        reply: oneshot::Sender<NodeStatus>,
-    },
-    Shutdown,
-}
-
-/// Node-wide figures, for metrics and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NodeStatus {
-    /// Groups hosted.
-    pub groups: usize,
-    /// Groups not quiesced (the ones a tick visits).
-    pub active_groups: usize,
-    /// Proposals taken and not yet resolved.
-    pub pending_proposals: usize,
-    /// Drop counters.
-    pub stats: NodeStats,
-}
 
 /// What the builder hands the driver.
 pub(crate) struct Parts {
@@ -80,88 +33,59 @@ pub(crate) struct Parts {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) factory: StateMachineFactory,
-    pub(crate) machines: HashMap<GroupId, Box<dyn StateMachine>>,
     pub(crate) inbound: mpsc::Receiver<MessageBatch>,
-    pub(crate) api: mpsc::Receiver<Command>,
+    pub(crate) calls: mpsc::Receiver<Call>,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) first_proposal_seq: u64,
 }
 
 type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
-type TickFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A ready whose write is in flight: what to do once it is durable.
 struct InFlight {
-    number: u64,
     write: WriteFuture,
-    send_after_write: Vec<MessageBatch>,
-    events: Vec<Event>,
-    lifecycle: Vec<oneshot::Sender<Result<(), GroupError>>>,
-}
-
-struct Pending {
-    group: GroupId,
-    /// The group's term and known leader when the proposal was taken: a later leadership
-    /// change makes its outcome uncertain, an earlier one (still in an unprocessed ready)
-    /// does not.
-    term: u64,
-    leader: Option<NodeId>,
-    reply: oneshot::Sender<Result<Bytes, ProposeError>>,
+    /// The rest of the ready (its write taken out).
+    ready: Ready,
 }
 
 pub(crate) struct Driver {
     p: Parts,
-    /// Proposals taken and not yet resolved, by sequence number.
-    pending: HashMap<u64, Pending>,
-    /// (tick deadline, seq) in submission order, for `proposal_timeout_ticks`.
-    deadlines: VecDeque<(u64, u64)>,
-    next_seq: u64,
-    ticks: u64,
+    /// One state machine per hosted group, made on its first apply.
+    machines: HashMap<GroupId, Box<dyn StateMachine>>,
+    /// Where each request's answer goes; the node decides the answers.
+    replies: HashMap<RequestId, Reply>,
     next_tick: Duration,
-    /// Create/remove calls whose change is not yet in a ready.
-    lifecycle_waiting: Vec<oneshot::Sender<Result<(), GroupError>>>,
     in_flight: Option<InFlight>,
-    /// A write that failed as soon as it was issued: the loop stops on it.
-    failed: Option<StorageError>,
     stopping: bool,
 }
 
 impl Driver {
     pub(crate) fn new(p: Parts) -> Driver {
         let next_tick = p.clock.now() + p.node.config().tick_interval;
-        let next_seq = p.first_proposal_seq;
         Driver {
             p,
-            pending: HashMap::new(),
-            deadlines: VecDeque::new(),
-            next_seq,
-            ticks: 0,
+            machines: HashMap::new(),
+            replies: HashMap::new(),
             next_tick,
-            lifecycle_waiting: Vec::new(),
             in_flight: None,
-            failed: None,
             stopping: false,
         }
     }
 
-    fn tick_future(&self) -> TickFuture {
-        let clock = Arc::clone(&self.p.clock);
-        let deadline = self.next_tick;
-        Box::pin(async move { clock.sleep_until(deadline).await })
+    pub(crate) async fn run(mut self) -> Result<(), StopError> {
+        let result = self.event_loop().await;
+        self.stop();
+        result
     }
 
-    pub(crate) async fn run(mut self) -> Result<(), StopError> {
-        let mut tick = self.tick_future();
-        let result = loop {
-            if let Some(e) = self.failed.take() {
-                break Err(StopError::Storage(e));
-            }
+    async fn event_loop(&mut self) -> Result<(), StopError> {
+        let clock = Arc::clone(&self.p.clock);
+        loop {
             if self.in_flight.is_none() {
                 if self.stopping {
-                    break Ok(());
+                    return Ok(());
                 }
                 if let Some(ready) = self.p.node.ready() {
-                    self.start_ready(ready);
+                    self.start_ready(ready)?;
                     continue;
                 }
             } else {
@@ -171,51 +95,52 @@ impl Driver {
                     self.p.transport.send(batch);
                 }
             }
+            // Biased, so that the same inputs are served in the same order from run to run
+            // (a deterministic test on a manual clock relies on it), and time-critical work
+            // (a finished write, a tick) comes first. Every wake then drains both queues, so
+            // neither can starve the other.
             tokio::select! {
+                biased;
                 result = poll_write(&mut self.in_flight) => {
-                    if let Err(e) = result {
-                        break Err(StopError::Storage(e));
-                    }
+                    result.map_err(StopError::Storage)?;
                     self.finish_write();
                 }
+                () = clock.sleep_until(self.next_tick), if !self.stopping => self.on_tick(),
                 batch = self.p.inbound.recv(), if !self.stopping => {
                     if let Some(batch) = batch {
                         self.p.node.step(batch);
-                        for _ in 0..MAX_DRAIN_PER_WAKE {
-                            match self.p.inbound.try_recv() {
-                                Ok(batch) => self.p.node.step(batch),
-                                Err(_) => break,
-                            }
-                        }
                     }
+                    self.drain();
                 }
-                cmd = self.p.api.recv(), if !self.stopping => {
-                    match cmd {
-                        Some(cmd) => {
-                            self.handle(cmd);
-                            for _ in 0..MAX_DRAIN_PER_WAKE {
-                                match self.p.api.try_recv() {
-                                    Ok(cmd) => self.handle(cmd),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        // Every handle is gone: nobody can ask for anything again.
-                        None => self.stopping = true,
+                call = self.p.calls.recv(), if !self.stopping => match call {
+                    Some(call) => {
+                        self.handle(call);
+                        self.drain();
                     }
-                }
-                () = &mut tick, if !self.stopping => {
-                    self.on_tick();
-                    tick = self.tick_future();
-                }
+                    // Every handle is gone: nobody can ask for anything again.
+                    None => self.stopping = true,
+                },
             }
-        };
-        self.stop();
-        result
+        }
+    }
+
+    /// Takes what is already queued, a bounded amount of each kind.
+    fn drain(&mut self) {
+        for _ in 0..MAX_DRAIN_PER_WAKE {
+            let Ok(batch) = self.p.inbound.try_recv() else {
+                break;
+            };
+            self.p.node.step(batch);
+        }
+        for _ in 0..MAX_DRAIN_PER_WAKE {
+            let Ok(call) = self.p.calls.try_recv() else {
+                break;
+            };
+            self.handle(call);
+        }
     }
 
     fn on_tick(&mut self) {
-        self.ticks += 1;
         let interval = self.p.node.config().tick_interval;
         let now = self.p.clock.now();
         self.next_tick += interval;
@@ -225,274 +150,119 @@ impl Driver {
             self.next_tick = now + interval;
         }
         self.p.node.tick();
-        while let Some(&(deadline, seq)) = self.deadlines.front() {
-            if deadline > self.ticks {
-                break;
-            }
-            self.deadlines.pop_front();
-            if let Some(p) = self.pending.remove(&seq) {
-                let _ = p
-                    .reply
-                    .send(Err(ProposeError::Indeterminate(Indeterminate::Timeout)));
-            }
-        }
     }
 
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Propose {
-                group,
-                command,
-                reply,
-            } => self.propose(group, command, reply),
-            Command::CreateGroup {
-                group,
-                membership,
-                reply,
-            } => match self.p.node.create_group(group, membership) {
-                Ok(()) => {
-                    self.p.machines.insert(group, (self.p.factory)(group));
-                    self.lifecycle_waiting.push(reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+    fn handle(&mut self, call: Call) {
+        let node = &mut self.p.node;
+        match call {
+            Call::Propose(group, command, reply) => match node.propose(group, command) {
+                Ok(request) => drop(self.replies.insert(request, Reply::Propose(reply))),
+                Err(e) => drop(reply.send(Err(e))),
             },
-            Command::RemoveGroup { group, reply } => match self.p.node.remove_group(group) {
-                Ok(()) => {
-                    self.p.machines.remove(&group);
-                    self.fail_group(group, Indeterminate::GroupRemoved);
-                    self.lifecycle_waiting.push(reply);
+            Call::CreateGroup(group, membership, reply) => {
+                match node.create_group(group, membership) {
+                    Ok(request) => drop(self.replies.insert(request, Reply::Group(reply))),
+                    Err(e) => drop(reply.send(Err(e))),
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+            }
+            Call::RemoveGroup(group, reply) => match node.remove_group(group) {
+                Ok(request) => drop(self.replies.insert(request, Reply::Group(reply))),
+                Err(e) => drop(reply.send(Err(e))),
             },
-            Command::Status { group, reply } => {
-                let _ = reply.send(self.p.node.group_status(group));
+            Call::Status(group, reply) => drop(reply.send(node.group_status(group))),
+            Call::Campaign(group, reply) => {
+                let _ = reply.send(node.campaign(group).map_err(CampaignError::from));
             }
-            Command::Campaign { group, reply } => {
-                let _ = reply.send(self.p.node.campaign(group));
-            }
-            Command::NodeStatus { reply } => {
-                let node = &self.p.node;
-                let _ = reply.send(NodeStatus {
-                    groups: node.group_count(),
-                    active_groups: node.active_group_count(),
-                    pending_proposals: self.pending.len(),
-                    stats: node.stats(),
-                });
-            }
-            Command::Shutdown => self.stopping = true,
+            Call::NodeStatus(reply) => drop(reply.send(node.status())),
+            Call::Shutdown => self.stopping = true,
         }
     }
 
-    fn propose(
-        &mut self,
-        group: GroupId,
-        command: Bytes,
-        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
-    ) {
-        let cfg = self.p.node.config();
-        if self.pending.len() >= cfg.max_pending_proposals {
-            let _ = reply.send(Err(ProposeError::Busy {
-                limit: "max_pending_proposals",
-            }));
-            return;
-        }
-        let deadline = self.ticks + u64::from(cfg.proposal_timeout_ticks);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let id = ProposalId {
-            node: self.p.node.id(),
-            seq,
-        };
-        match self.p.node.propose(group, id, command) {
-            Ok(()) => {
-                let (term, leader) = self
-                    .p
-                    .node
-                    .group_status(group)
-                    .map_or((0, None), |s| (s.term, s.leader));
-                self.pending.insert(
-                    seq,
-                    Pending {
-                        group,
-                        term,
-                        leader,
-                        reply,
-                    },
-                );
-                self.deadlines.push_back((deadline, seq));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
-    }
-
-    /// Ends every pending proposal of `group` as indeterminate.
-    fn fail_group(&mut self, group: GroupId, why: Indeterminate) {
-        self.fail_pending(why, |p| p.group == group);
-    }
-
-    /// After leadership events for `groups`: ends their pending proposals taken under another
-    /// term or leader than the group's current ones — whatever those appended or forwarded
-    /// may or may not commit. A proposal taken under the current term and leader keeps
-    /// waiting: an event reaches the driver with the next ready, which can be after proposals
-    /// taken under the new leader (while a write was in flight), and those are not in doubt.
-    /// Terms only grow and a term has one leader, so a pair equal to the one a proposal was
-    /// taken under means it still went to the leader that is current. One pass over the
-    /// pending proposals serves every event of the ready.
-    fn fail_leadership_changed(&mut self, groups: BTreeSet<GroupId>) {
-        if groups.is_empty() || self.pending.is_empty() {
-            return;
-        }
-        let node = &self.p.node;
-        let now: HashMap<GroupId, Option<(u64, Option<NodeId>)>> = groups
-            .into_iter()
-            .map(|g| (g, node.group_status(g).map(|s| (s.term, s.leader))))
-            .collect();
-        self.fail_pending(Indeterminate::LeadershipChanged, |p| {
-            now.get(&p.group)
-                .is_some_and(|current| *current != Some((p.term, p.leader)))
-        });
-    }
-
-    fn fail_pending(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
-        let seqs: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| affected(p))
-            .map(|(s, _)| *s)
-            .collect();
-        for seq in seqs {
-            if let Some(p) = self.pending.remove(&seq) {
-                let _ = p.reply.send(Err(ProposeError::Indeterminate(why)));
-            }
-        }
-    }
-
-    fn start_ready(&mut self, ready: Ready) {
-        let Ready {
-            number,
-            write,
-            send_now,
-            send_after_write,
-            apply,
-            rejected,
-            events,
-        } = ready;
-        for batch in send_now {
+    fn start_ready(&mut self, mut ready: Ready) -> Result<(), StopError> {
+        for batch in std::mem::take(&mut ready.send_now) {
             self.p.transport.send(batch);
         }
-        let me = self.p.node.id();
-        for a in apply {
-            let Some(sm) = self.p.machines.get_mut(&a.group) else {
-                continue;
-            };
-            for e in &a.entries {
-                if let Payload::Command { id, data } = &e.payload {
-                    let result = sm.apply(e.index, data);
-                    if id.node == me
-                        && let Some(p) = self.pending.remove(&id.seq)
-                    {
-                        let _ = p.reply.send(Ok(result));
-                    }
+        for a in &ready.apply {
+            let factory = &mut self.p.factory;
+            let sm = self
+                .machines
+                .entry(a.group)
+                .or_insert_with(|| factory(a.group));
+            for (index, command, request) in a.commands() {
+                let result = sm.apply(index, command);
+                if let Some(Reply::Propose(reply)) = request.and_then(|r| self.replies.remove(&r)) {
+                    let _ = reply.send(Ok(result));
                 }
             }
         }
-        for r in rejected {
-            if let Some(p) = self.pending.remove(&r.id.seq) {
-                let _ = p.reply.send(Err(r.error));
+        for e in &ready.events {
+            if let Event::GroupRemoved { group } = e {
+                self.machines.remove(group);
             }
         }
-        let changed = events
-            .iter()
-            .filter_map(|e| match *e {
-                Event::LeaderChanged { group, .. } => Some(group),
-                _ => None,
-            })
-            .collect();
-        self.fail_leadership_changed(changed);
-        let mut write_future: WriteFuture = if write.is_empty() {
+        let mut write: WriteFuture = if ready.write.is_empty() {
             Box::pin(async { Ok(()) })
         } else {
-            let storage = Arc::clone(&self.p.storage);
-            Box::pin(async move { storage.write(write).await })
+            let (storage, batch) = (
+                Arc::clone(&self.p.storage),
+                std::mem::take(&mut ready.write),
+            );
+            Box::pin(async move { storage.write(batch).await })
         };
         // A write that completes at once (nothing to write, or a storage that finishes
         // without waiting) is taken as done here, saving a pass through the select loop.
-        let mut cx = Context::from_waker(Waker::noop());
-        let done = match write_future.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        };
-        self.in_flight = Some(InFlight {
-            number,
-            write: write_future,
-            send_after_write,
-            events,
-            lifecycle: std::mem::take(&mut self.lifecycle_waiting),
-        });
-        match done {
-            Some(Ok(())) => self.finish_write(),
-            Some(Err(e)) => self.failed = Some(e),
-            None => {}
+        let done = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        self.in_flight = Some(InFlight { write, ready });
+        if let Poll::Ready(result) = done {
+            result.map_err(StopError::Storage)?;
+            self.finish_write();
         }
+        Ok(())
     }
 
     fn finish_write(&mut self) {
-        let Some(done) = self.in_flight.take() else {
+        let Some(InFlight { ready, .. }) = self.in_flight.take() else {
             return;
         };
-        self.p.node.advance(done.number);
-        for batch in done.send_after_write {
+        self.p.node.advance(ready.number);
+        for batch in ready.send_after_write {
             self.p.transport.send(batch);
         }
-        for e in done.events {
+        self.deliver(ready.outcomes);
+        for e in ready.events {
             // No subscriber is fine: events are best effort for observers.
             let _ = self.p.events.send(e);
         }
-        for reply in done.lifecycle {
-            let _ = reply.send(Ok(()));
+    }
+
+    fn deliver(&mut self, outcomes: Vec<Outcome>) {
+        for o in outcomes {
+            if let Some(reply) = self.replies.remove(&o.request) {
+                reply.send(o.resolution);
+            }
         }
     }
 
-    /// Resolves everything still waiting, so that no caller hangs.
+    /// Answers everything still waiting, so that no caller hangs: the node ends its
+    /// requests; outcomes of a write that never became durable, and calls not yet taken,
+    /// end here.
     fn stop(&mut self) {
         self.p.transport.detach(self.p.node.id());
-        for (_, p) in self.pending.drain() {
-            let _ = p
-                .reply
-                .send(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)));
+        let outcomes = self.p.node.stop();
+        self.deliver(outcomes);
+        for (_, reply) in self.replies.drain() {
+            reply.send(Resolution::Indeterminate(NodeStopped));
         }
-        let lifecycle = self.lifecycle_waiting.drain(..);
-        let in_flight = self
-            .in_flight
-            .take()
-            .map(|f| f.lifecycle)
-            .unwrap_or_default();
-        for reply in lifecycle.chain(in_flight) {
-            let _ = reply.send(Err(GroupError::Stopped));
-        }
-        self.p.api.close();
-        while let Ok(cmd) = self.p.api.try_recv() {
-            match cmd {
-                Command::Propose { reply, .. } => {
-                    let _ = reply.send(Err(ProposeError::Stopped));
+        self.p.calls.close();
+        while let Ok(call) = self.p.calls.try_recv() {
+            let _ = match call {
+                Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
+                Call::CreateGroup(_, _, reply) | Call::RemoveGroup(_, reply) => {
+                    reply.send(Err(GroupError::Stopped)).ok()
                 }
-                Command::CreateGroup { reply, .. }
-                | Command::RemoveGroup { reply, .. }
-                | Command::Campaign { reply, .. } => {
-                    let _ = reply.send(Err(GroupError::Stopped));
-                }
-                Command::Status { reply, .. } => {
-                    let _ = reply.send(None);
-                }
-                Command::NodeStatus { .. } => {}
-                Command::Shutdown => {}
-            }
+                Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),
+                Call::Status(..) | Call::NodeStatus(_) | Call::Shutdown => None,
+            };
         }
     }
 }

@@ -61,6 +61,34 @@ pub enum Indeterminate {
     GroupRemoved,
 }
 
+/// The node hosts no such group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("group {0} not found on this node")]
+pub struct GroupNotFound(pub GroupId);
+
+/// The node is stopped (after `shutdown` or a fatal storage error) and answers nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the node is stopped")]
+pub struct Stopped;
+
+/// Why [`MultiRaft::campaign`](crate::MultiRaft::campaign) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CampaignError {
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// The node is stopped.
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+impl From<GroupNotFound> for CampaignError {
+    fn from(e: GroupNotFound) -> Self {
+        CampaignError::GroupNotFound(e.0)
+    }
+}
+
 /// Why creating or removing a group failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -71,6 +99,9 @@ pub enum GroupError {
     /// This node hosts no such group.
     #[error("group {0} not found on this node")]
     GroupNotFound(GroupId),
+    /// `GroupId(0)` is reserved for node-level messages ([`GroupId::NODE`]).
+    #[error("GroupId(0) is reserved")]
+    ReservedGroupId,
     /// The membership is not usable.
     #[error("invalid membership: {0}")]
     InvalidMembership(#[from] MembershipError),
@@ -122,9 +153,6 @@ pub enum StartError {
     /// A required part was not given to the builder.
     #[error("missing {0}: call the builder's `{0}` method")]
     Missing(&'static str),
-    /// `NodeId(0)` is reserved.
-    #[error("NodeId(0) is reserved")]
-    ReservedNodeId,
     /// Loading persisted state failed.
     #[error("loading persisted state failed: {0}")]
     Storage(#[from] StorageError),

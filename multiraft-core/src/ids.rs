@@ -34,6 +34,21 @@ impl std::fmt::Display for GroupId {
     }
 }
 
+/// Names one request this node took from the application — a proposal, or a group's creation
+/// or removal — from the call that took it until the node reports its outcome
+/// ([`Outcome`](crate::node::Outcome), or an applied entry that carries it). Allocated by the
+/// node from a sequence whose start the caller supplies
+/// ([`Node::start_requests_at`](crate::Node::start_requests_at)), so that a restarted node
+/// never reuses one that entries still in the log carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
 /// Names one proposal cluster-wide: the node that accepted it from a client and a sequence
 /// number unique on that node. It travels inside the log entry so that whichever replica of
 /// `node` applies the entry can resolve the waiting client, even when the proposal was
@@ -42,6 +57,7 @@ impl std::fmt::Display for GroupId {
 pub struct ProposalId {
     /// The node whose client made the proposal.
     pub node: NodeId,
-    /// Unique per `node` for the life of the process.
+    /// The [`RequestId`] under which `node` took the proposal: unique per `node`, across
+    /// restarts too.
     pub seq: u64,
 }

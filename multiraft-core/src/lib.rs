@@ -23,8 +23,7 @@
 //! with the sans-IO layers:
 //!
 //! ```
-//! use multiraft_core::group::Role;
-//! use multiraft_core::{Config, GroupId, Membership, MessageBatch, Node, NodeId, Payload, ProposalId};
+//! use multiraft_core::{Config, GroupId, Membership, MessageBatch, Node, NodeId, Role};
 //!
 //! let group = GroupId(7);
 //! let mut nodes: Vec<Node> = (1..=3)
@@ -51,8 +50,8 @@
 //!         .iter_mut()
 //!         .find(|n| n.group_status(group).unwrap().role == Role::Leader);
 //!     if let (Some(leader), false) = (leader, proposed) {
-//!         let id = ProposalId { node: leader.id(), seq: 1 };
-//!         leader.propose(group, id, "set x 1".into()).unwrap();
+//!         // The node takes the proposal and will report its one outcome.
+//!         let _request = leader.propose(group, "set x 1".into()).unwrap();
 //!         proposed = true;
 //!     }
 //!     // Outputs: one ready per node per cycle.
@@ -61,14 +60,14 @@
 //!             wire.extend(ready.send_now); // appends may leave before our own write (§10.2.1)
 //!             let _one_write_for_every_group = &ready.write; // Storage::write, durably
 //!             for apply in &ready.apply {
-//!                 for entry in &apply.entries {
-//!                     if let Payload::Command { data, .. } = &entry.payload {
-//!                         applied.push((node.id(), entry.index, data.to_vec()));
-//!                     }
+//!                 // The third item is the local request this entry answers, if any.
+//!                 for (index, command, _request) in apply.commands() {
+//!                     applied.push((node.id(), index, command.to_vec()));
 //!                 }
 //!             }
 //!             node.advance(ready.number); // the write is durable
 //!             wire.extend(ready.send_after_write); // votes and acks only now
+//!             let _ = &ready.outcomes; // requests that ended otherwise: report them now
 //!         }
 //!     }
 //! }
@@ -135,6 +134,14 @@
 //!
 //! # Design notes
 //!
+//! The design document is `docs/design.md` in the repository: the layers and the
+//! IO-ordering rules (§3), the multi-group mechanisms (§4), requests and outcomes (§5), the
+//! traits' contracts (§6), inbound validation (§7) and every named limit (§8).
+//!
+//! - The node owns every request's outcome: it allocates a [`RequestId`] per proposal or
+//!   group creation and removal, and reports each one's end exactly once — an applied entry
+//!   that carries it ([`Apply::requests`]) or an [`Outcome`] in a [`Ready`]. The driver only
+//!   maps ids to the callers waiting on them.
 //! - Each group keeps its log in memory from index 1 until log compaction and snapshots
 //!   land; storage is written for durability and read at start. The `Storage` read methods
 //!   exist for tools and for the snapshot work that follows.
@@ -145,6 +152,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod call;
 mod clock;
 mod config;
 mod driver;
@@ -158,19 +166,24 @@ pub mod node;
 mod rng;
 mod state_machine;
 mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod transport;
 
-pub use api::{Builder, MultiRaft, StateMachineFactory};
+pub use api::{Builder, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};
-pub use driver::NodeStatus;
 pub use entry::{Entry, HardState, Payload};
-pub use error::{GroupError, Indeterminate, ProposeError, StartError, StopError, StorageError};
-pub use ids::{GroupId, NodeId, ProposalId};
+pub use error::{
+    CampaignError, GroupError, GroupNotFound, Indeterminate, ProposeError, StartError, StopError,
+    Stopped, StorageError,
+};
+pub use group::{GroupStatus, Role};
+pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipError, VoteResult};
 pub use message::{Beat, Message, MessageBatch, MessageBody};
-pub use node::{Event, Node, NodeStats, Ready};
-pub use state_machine::{SnapshotError, StateMachine};
+pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, Ready, Resolution};
+pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{DeliverError, Inbox, Transport};

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::ids::GroupId;
+
 /// One group's replicated state on one node. The driver creates one per hosted group with
 /// the factory given to the builder, and applies committed commands to it in log order.
 ///
@@ -29,6 +31,10 @@ pub trait StateMachine: Send + 'static {
         Err(SnapshotError::Unsupported)
     }
 }
+
+/// Makes the state machine of each group a node hosts, called once per group the first time
+/// an entry of that group is applied on this node.
+pub type StateMachineFactory = Box<dyn FnMut(GroupId) -> Box<dyn StateMachine> + Send>;
 
 /// Why a snapshot could not be taken or restored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

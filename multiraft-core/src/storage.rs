@@ -18,6 +18,11 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
@@ -70,6 +75,14 @@ pub struct GroupWrite {
 }
 
 impl GroupWrite {
+    /// A record for `group` that changes nothing yet: set the fields to write.
+    pub fn new(group: GroupId) -> GroupWrite {
+        GroupWrite {
+            group,
+            ..GroupWrite::default()
+        }
+    }
+
     /// Checks this record against the [`Storage`] contract, given the index of the last
     /// entry the group has in storage now and the index its log is compacted to (0 for
     /// none): a removal carries nothing else; the entries are consecutive and start above the
@@ -155,6 +168,16 @@ pub struct LoadedGroup {
     pub compacted: Option<Compacted>,
     /// Its log, consecutive from index 1 (from `compacted.index + 1` after a compaction).
     pub entries: Vec<Entry>,
+}
+
+impl LoadedGroup {
+    /// The state of `group` with nothing persisted yet: set the fields that storage holds.
+    pub fn new(group: GroupId) -> LoadedGroup {
+        LoadedGroup {
+            group,
+            ..LoadedGroup::default()
+        }
+    }
 }
 
 /// Where a group's compacted log prefix ends: the index and term of the last entry discarded.

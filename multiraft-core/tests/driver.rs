@@ -421,7 +421,7 @@ async fn invalid_setup_is_a_typed_error_at_build_time() {
     let r = MultiRaft::builder(NodeId(0), Config::default())
         .start()
         .await;
-    assert!(matches!(r, Err(StartError::ReservedNodeId)));
+    assert!(matches!(r, Err(StartError::Config(e)) if e.field == "node id"));
 }
 
 /// With a manual clock, nothing times out until the test moves time: no election happens

@@ -55,7 +55,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use multiraft_core::node::Ready;
+use multiraft_core::node::{Ready, Resolution};
+use multiraft_core::testing::{self, Io};
 use multiraft_core::{
     Config, Entry, Event, GroupId, Membership, Message, MessageBatch, MessageBody, Node, NodeId,
     Payload, ProposalId, Storage,
@@ -148,9 +149,32 @@ struct World {
     queue: Vec<MessageBatch>,
     /// Cut links (from, to).
     cut: BTreeSet<(u64, u64)>,
-    next_seq: u64,
-    /// Proposal text by sequence number, to print proposals readably.
-    texts: BTreeMap<u64, String>,
+    /// Node lives started so far: each life's request ids start past the last one's.
+    lives: u64,
+    /// Proposal text by proposal id, to print proposals readably.
+    texts: BTreeMap<ProposalId, String>,
+}
+
+/// The network of a script: what a ready sends joins the queue of undelivered batches.
+struct Wire<'a>(&'a mut Vec<MessageBatch>);
+
+impl Io for Wire<'_> {
+    fn send(&mut self, batch: MessageBatch) {
+        self.0.push(batch);
+    }
+}
+
+/// Does `ready` through the shared ready loop, with `disk` as its storage.
+fn persist(
+    node: &mut Node,
+    ready: Ready,
+    disk: &MemStorage,
+    queue: &mut Vec<MessageBatch>,
+) -> Result<(), String> {
+    let mut in_flight = testing::begin(ready, &mut Wire(queue));
+    now(disk.write(in_flight.take_write())).map_err(|e| e.to_string())?;
+    in_flight.advance(node).deliver(&mut Wire(queue));
+    Ok(())
 }
 
 fn parse_ids(s: &str) -> Result<Vec<u64>, String> {
@@ -192,14 +216,15 @@ impl World {
             "propose" => {
                 let n = self.node_arg(args.first())?;
                 let text = args[1..].join(" ");
-                self.next_seq += 1;
-                let id = ProposalId {
-                    node: NodeId(n),
-                    seq: self.next_seq,
-                };
-                self.texts.insert(self.next_seq, text.clone());
-                match self.node_mut(n)?.propose(GROUP, id, text.into()) {
-                    Ok(()) => Ok(String::new()),
+                match self.node_mut(n)?.propose(GROUP, text.clone().into()) {
+                    Ok(request) => {
+                        let id = ProposalId {
+                            node: NodeId(n),
+                            seq: request.0,
+                        };
+                        self.texts.insert(id, text);
+                        Ok(String::new())
+                    }
                     Err(e) => Ok(format!("rejected: {e:?}")),
                 }
             }
@@ -248,6 +273,8 @@ impl World {
                 let loaded = now(self.disks[&n].load()).map_err(|e| e.to_string())?;
                 let mut node =
                     Node::new(NodeId(n), self.config.clone(), n).map_err(|e| e.to_string())?;
+                self.lives += 1;
+                node.start_requests_at(self.lives << 32);
                 node.restore(loaded).map_err(|e| e.to_string())?;
                 self.nodes.insert(n, Some(node));
                 Ok(String::new())
@@ -307,8 +334,7 @@ impl World {
             let disk = MemStorage::new();
             // The creation is persisted silently: scripts start from created groups.
             let ready = node.ready().ok_or("no creation ready")?;
-            now(disk.write(ready.write)).map_err(|e| e.to_string())?;
-            node.advance(ready.number);
+            persist(&mut node, ready, &disk, &mut Vec::new())?;
             self.nodes.insert(n, Some(node));
             self.disks.insert(n, disk);
         }
@@ -355,18 +381,11 @@ impl World {
             return Ok(false);
         };
         self.print_ready(n, &ready, out);
-        let Ready {
-            number,
-            write,
-            send_now,
-            send_after_write,
-            ..
-        } = ready;
-        self.queue.extend(send_now);
-        now(self.disks[&n].write(write)).map_err(|e| e.to_string())?;
-        self.node_mut(n)?.advance(number);
-        self.queue.extend(send_after_write);
-        Ok(true)
+        let mut queue = std::mem::take(&mut self.queue);
+        let disk = self.disks[&n].clone();
+        let done = persist(self.node_mut(n)?, ready, &disk, &mut queue);
+        self.queue = queue;
+        done.map(|()| true)
     }
 
     fn deliver(&mut self, args: &[&str]) -> Result<String, String> {
@@ -491,8 +510,20 @@ impl World {
             let list: Vec<String> = a.entries.iter().map(|e| self.fmt_entry(e)).collect();
             let _ = writeln!(out, "  apply: {}", list.join(", "));
         }
-        for r in &ready.rejected {
-            let _ = writeln!(out, "  rejected: {} {:?}", self.fmt_text(r.id.seq), r.error);
+        for o in &ready.outcomes {
+            let text = self.fmt_text(ProposalId {
+                node: NodeId(n),
+                seq: o.request.0,
+            });
+            match &o.resolution {
+                Resolution::Rejected(e) => {
+                    let _ = writeln!(out, "  rejected: {text} {e:?}");
+                }
+                Resolution::Indeterminate(why) => {
+                    let _ = writeln!(out, "  indeterminate: {text} {why:?}");
+                }
+                _ => {}
+            }
         }
         for e in &ready.events {
             if let Event::LeaderChanged { term, leader, .. } = e {
@@ -502,15 +533,15 @@ impl World {
         }
     }
 
-    fn fmt_text(&self, seq: u64) -> String {
-        format!("{:?}", self.texts.get(&seq).map_or("?", String::as_str))
+    fn fmt_text(&self, id: ProposalId) -> String {
+        format!("{:?}", self.texts.get(&id).map_or("?", String::as_str))
     }
 
     fn fmt_entry(&self, e: &Entry) -> String {
         match &e.payload {
             Payload::Noop => format!("{}/{} noop", e.term, e.index),
             Payload::Command { id, .. } => {
-                format!("{}/{} {}", e.term, e.index, self.fmt_text(id.seq))
+                format!("{}/{} {}", e.term, e.index, self.fmt_text(*id))
             }
             _ => format!("{}/{} ?", e.term, e.index),
         }
@@ -585,14 +616,12 @@ impl World {
                 format!("HeartbeatAcks [{}]", list.join(", "))
             }
             MessageBody::Propose { proposals } => {
-                let list: Vec<String> = proposals
-                    .iter()
-                    .map(|(id, _)| self.fmt_text(id.seq))
-                    .collect();
+                let list: Vec<String> =
+                    proposals.iter().map(|(id, _)| self.fmt_text(*id)).collect();
                 format!("Propose [{}]", list.join(", "))
             }
             MessageBody::ProposeRejected { ids, leader_hint } => {
-                let list: Vec<String> = ids.iter().map(|id| self.fmt_text(id.seq)).collect();
+                let list: Vec<String> = ids.iter().map(|id| self.fmt_text(*id)).collect();
                 let l = leader_hint.map_or("-".to_string(), |l| l.0.to_string());
                 format!("ProposeRejected [{}] leader={l}", list.join(", "))
             }

@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::Config;
-use crate::entry::Payload;
 use crate::group::Role;
-use crate::ids::{GroupId, NodeId, ProposalId};
+use crate::ids::{GroupId, NodeId};
 use crate::membership::Membership;
 use crate::message::{MessageBatch, MessageBody};
-use crate::node::{Node, Ready};
+use crate::node::{Apply, Node, Ready};
 
 fn n(id: u64) -> NodeId {
     NodeId(id)
@@ -31,6 +30,11 @@ fn config(quiesce: bool) -> Config {
 /// are lost.
 struct Cluster {
     nodes: Vec<Node>,
+    world: World,
+}
+
+/// What the nodes' readies act on: the network, and counters of writes and applies.
+struct World {
     up: Vec<bool>,
     inboxes: Vec<VecDeque<MessageBatch>>,
     /// Every batch sent since the last `clear_counters`.
@@ -39,7 +43,34 @@ struct Cluster {
     writes: usize,
     /// Commands applied, per node and group.
     applied: Vec<BTreeMap<GroupId, u64>>,
-    next_seq: u64,
+}
+
+/// Node `i`'s view of the [`World`] while it does a ready.
+struct NodeIo<'a> {
+    world: &'a mut World,
+    i: usize,
+}
+
+impl crate::testing::Io for NodeIo<'_> {
+    fn send(&mut self, b: MessageBatch) {
+        let to = b.to.0 as usize - 1;
+        self.world.sent.push(b.clone());
+        if self.world.up[to] {
+            self.world.inboxes[to].push_back(b);
+        }
+    }
+
+    fn persist(&mut self, write: &crate::WriteBatch) -> Result<(), crate::StorageError> {
+        if !write.is_empty() {
+            self.world.writes += 1;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, a: Apply) {
+        let count = a.commands().count() as u64;
+        *self.world.applied[self.i].entry(a.group).or_default() += count;
+    }
 }
 
 impl Cluster {
@@ -55,12 +86,13 @@ impl Cluster {
         }
         let mut c = Cluster {
             nodes,
-            up: vec![true; 3],
-            inboxes: vec![VecDeque::new(); 3],
-            sent: Vec::new(),
-            writes: 0,
-            applied: vec![BTreeMap::new(); 3],
-            next_seq: 0,
+            world: World {
+                up: vec![true; 3],
+                inboxes: vec![VecDeque::new(); 3],
+                sent: Vec::new(),
+                writes: 0,
+                applied: vec![BTreeMap::new(); 3],
+            },
         };
         c.run();
         c
@@ -70,31 +102,12 @@ impl Cluster {
         &mut self.nodes[id as usize - 1]
     }
 
-    fn send(&mut self, batches: Vec<MessageBatch>) {
-        for b in batches {
-            let to = b.to.0 as usize - 1;
-            self.sent.push(b.clone());
-            if self.up[to] {
-                self.inboxes[to].push_back(b);
-            }
-        }
-    }
-
     fn handle(&mut self, i: usize, r: Ready) {
-        self.send(r.send_now);
-        if !r.write.is_empty() {
-            self.writes += 1;
-        }
-        for a in &r.apply {
-            let count = a
-                .entries
-                .iter()
-                .filter(|e| matches!(e.payload, Payload::Command { .. }))
-                .count() as u64;
-            *self.applied[i].entry(a.group).or_default() += count;
-        }
-        self.nodes[i].advance(r.number);
-        self.send(r.send_after_write);
+        let mut io = NodeIo {
+            world: &mut self.world,
+            i,
+        };
+        crate::testing::run(&mut self.nodes[i], r, &mut io).unwrap();
     }
 
     /// One round: every live node steps its inbox and handles at most one ready. Returns
@@ -102,10 +115,10 @@ impl Cluster {
     fn round(&mut self) -> bool {
         let mut busy = false;
         for i in 0..3 {
-            if !self.up[i] {
+            if !self.world.up[i] {
                 continue;
             }
-            while let Some(b) = self.inboxes[i].pop_front() {
+            while let Some(b) = self.world.inboxes[i].pop_front() {
                 busy = true;
                 self.nodes[i].step(b);
             }
@@ -128,7 +141,7 @@ impl Cluster {
 
     fn tick(&mut self) {
         for i in 0..3 {
-            if self.up[i] {
+            if self.world.up[i] {
                 self.nodes[i].tick();
             }
         }
@@ -143,17 +156,12 @@ impl Cluster {
     }
 
     fn propose(&mut self, on: u64, group: u64) {
-        self.next_seq += 1;
-        let id = ProposalId {
-            node: n(on),
-            seq: self.next_seq,
-        };
-        self.node(on).propose(g(group), id, "x".into()).unwrap();
+        self.node(on).propose(g(group), "x".into()).unwrap();
     }
 
     fn clear_counters(&mut self) {
-        self.sent.clear();
-        self.writes = 0;
+        self.world.sent.clear();
+        self.world.writes = 0;
     }
 
     /// Ticks until no node has an active group; returns how many ticks that took.
@@ -188,7 +196,7 @@ fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
         .find(|_| {
             c.clear_counters();
             c.tick();
-            c.sent.iter().any(|b| {
+            c.world.sent.iter().any(|b| {
                 b.messages.iter().any(
                     |m| matches!(&m.body, MessageBody::Heartbeats { beats } if !beats.is_empty()),
                 )
@@ -198,6 +206,7 @@ fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
     assert!(heartbeat_tick <= c.nodes[0].config().heartbeat_interval_ticks);
     for peer in [2, 3] {
         let to_peer: Vec<_> = c
+            .world
             .sent
             .iter()
             .filter(|b| b.from == n(1) && b.to == n(peer))
@@ -227,6 +236,7 @@ fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
                 .all(|b| b.term == 1 && b.commit == 1 && !b.quiesce)
         );
         let acks: Vec<_> = c
+            .world
             .sent
             .iter()
             .filter(|b| b.from == n(peer) && b.to == n(1))
@@ -270,9 +280,9 @@ fn quiesced_groups_send_nothing_and_write_nothing_while_liveness_beats_continue(
     for _ in 0..1_000 {
         c.tick();
     }
-    assert_eq!(c.writes, 0, "no storage write while quiesced");
+    assert_eq!(c.world.writes, 0, "no storage write while quiesced");
     let mut beats_per_pair: BTreeMap<(NodeId, NodeId), u32> = BTreeMap::new();
-    for b in &c.sent {
+    for b in &c.world.sent {
         for m in &b.messages {
             assert_eq!(
                 m.group,
@@ -305,7 +315,7 @@ fn groups_of_a_stopped_node_elect_new_leaders_and_others_are_undisturbed() {
     c.elect(2, 1_001..=2_000);
     c.tick_until_quiesced();
 
-    c.up[0] = false; // node 1 stops
+    c.world.up[0] = false; // node 1 stops
     let cfg = c.nodes[1].config().clone();
     let bound = 2 * cfg.election_timeout_max_ticks;
     let mut elected_at: BTreeMap<u64, u32> = BTreeMap::new();
@@ -368,7 +378,7 @@ fn a_proposal_to_a_quiesced_group_is_applied_as_fast_as_to_an_active_one() {
     assert!(!c.node(1).group(g(2)).unwrap().is_quiesced());
     assert!(c.node(1).group(g(1)).unwrap().is_quiesced());
     let before: Vec<u64> = (1..=2)
-        .map(|id| c.applied[0].get(&g(id)).copied().unwrap_or(0))
+        .map(|id| c.world.applied[0].get(&g(id)).copied().unwrap_or(0))
         .collect();
 
     c.propose(1, 1);
@@ -377,7 +387,7 @@ fn a_proposal_to_a_quiesced_group_is_applied_as_fast_as_to_an_active_one() {
     for round in 1..=20 {
         c.round();
         for (k, id) in [1u64, 2].into_iter().enumerate() {
-            let now = c.applied[0].get(&g(id)).copied().unwrap_or(0);
+            let now = c.world.applied[0].get(&g(id)).copied().unwrap_or(0);
             if applied_round[k].is_none() && now > before[k] {
                 applied_round[k] = Some(round);
             }
@@ -398,8 +408,8 @@ fn a_cut_off_node_wakes_and_steps_down_the_quiesced_groups_it_leads() {
     let mut c = Cluster::new(10, config(true));
     c.elect(1, 1..=10);
     c.tick_until_quiesced();
-    c.up[1] = false;
-    c.up[2] = false;
+    c.world.up[1] = false;
+    c.world.up[2] = false;
     let bound = 4 * c.nodes[0].config().election_timeout_max_ticks;
     for _ in 0..bound {
         c.tick();

@@ -5,8 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::*;
-use crate::entry::{HardState, Payload};
+use crate::entry::{Entry, HardState, Payload};
+use crate::error::{GroupError, ProposeError};
 use crate::message::MessageBody;
+use crate::storage::{GroupWrite, WriteBatch};
 
 // ----- helpers ------------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ fn check_ready_shape(node: NodeId, ready: &Ready) {
 fn settle_creation(node: &mut Node) {
     let r = node.ready().expect("the creations are written");
     assert!(r.send_now.is_empty() && r.send_after_write.is_empty());
-    node.advance(r.number);
+    crate::testing::complete(node, r);
 }
 
 // ----- one write, one batch per peer ----------------------------------------------------------
@@ -195,7 +197,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
         };
         assert_eq!(w, &expected);
     }
-    node.advance(created.number);
+    crate::testing::complete(&mut node, created.clone());
 
     // Every election timer fires once (timeouts are in [10, 20) ticks): pre-votes only.
     for _ in 0..19 {
@@ -207,7 +209,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     // Nothing per group leaves now: only the node's liveness beat, owed after the ticks.
     assert_only_liveness_beats(&r.send_now, 1, &[2, 3]);
     assert_one_batch_per_peer(&r.send_after_write, 1, &[2, 3], &ids, 1, &vote(true));
-    node.advance(r.number);
+    crate::testing::complete(&mut node, r.clone());
 
     // Node 2 grants every pre-vote: every group becomes a candidate.
     node.step(batch_for(2, 1, 1, &list, granted(true)));
@@ -229,7 +231,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     }
     assert!(r.send_now.is_empty());
     assert_one_batch_per_peer(&r.send_after_write, 1, &[2, 3], &ids, 1, &vote(false));
-    node.advance(r.number);
+    crate::testing::complete(&mut node, r.clone());
 
     // Node 3 grants every vote: every group leads.
     node.step(batch_for(3, 1, 1, &list, granted(false)));
@@ -248,7 +250,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     assert_one_batch_per_peer(&r.send_now, 1, &[2, 3], &ids, 1, &first_append);
     assert!(r.send_after_write.is_empty());
     assert_eq!(r.events.len(), list.len());
-    node.advance(r.number);
+    crate::testing::complete(&mut node, r.clone());
     assert!(node.ready().is_none(), "one durable copy is no majority");
 
     // Node 2 acknowledges every no-op: every group commits and applies it.
@@ -280,7 +282,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     // Only node 2 needs the new commit index; node 3's probe is still unanswered.
     assert_one_batch_per_peer(&r.send_now, 1, &[2], &ids, 1, &append(1, 1, vec![], 1));
     assert!(r.send_after_write.is_empty());
-    node.advance(r.number);
+    crate::testing::complete(&mut node, r.clone());
     assert!(node.ready().is_none());
 }
 
@@ -351,7 +353,7 @@ fn responses_wait_for_the_write_and_the_next_ready_for_advance() {
     assert!(!node.has_ready());
     assert_eq!(node.ready(), None);
 
-    node.advance(first.number);
+    crate::testing::complete(&mut node, first.clone());
     let r = node.ready().unwrap();
     let grant = msg(g(1), 1, 2, 1, granted(false));
     assert_eq!(
@@ -376,7 +378,7 @@ fn responses_wait_for_the_write_and_the_next_ready_for_advance() {
                 messages: vec![grant],
             }],
             apply: vec![],
-            rejected: vec![],
+            outcomes: vec![],
             events: vec![Event::LeaderChanged {
                 group: g(1),
                 term: 1,
@@ -384,29 +386,6 @@ fn responses_wait_for_the_write_and_the_next_ready_for_advance() {
             }],
         }
     );
-}
-
-/// IO rule 5: acknowledging a ready other than the outstanding one is a bug in the caller
-/// that could let the node act on state that is not durable; the node panics.
-#[test]
-#[should_panic(expected = "node n1: advance(2) but the outstanding ready is Some(1)")]
-fn advance_with_the_wrong_number_panics() {
-    let mut node = new_node(1, strict());
-    node.create_group(g(1), voters()).unwrap();
-    let r = node.ready().unwrap();
-    assert_eq!(r.number, 1);
-    node.advance(2);
-}
-
-/// IO rule 5: acknowledging twice (or with nothing outstanding) panics too.
-#[test]
-#[should_panic(expected = "node n1: advance(1) but the outstanding ready is None")]
-fn advance_twice_panics() {
-    let mut node = new_node(1, strict());
-    node.create_group(g(1), voters()).unwrap();
-    let r = node.ready().unwrap();
-    node.advance(r.number);
-    node.advance(r.number);
 }
 
 // ----- routing hygiene ----------------------------------------------------------------------
@@ -475,7 +454,7 @@ fn misaddressed_batches_and_messages_are_dropped() {
 #[test]
 fn creating_a_group_twice_is_group_exists() {
     let mut node = new_node(1, strict());
-    assert_eq!(node.create_group(g(1), voters()), Ok(()));
+    assert!(node.create_group(g(1), voters()).is_ok());
     assert_eq!(
         node.create_group(g(1), voters()),
         Err(GroupError::GroupExists(g(1)))
@@ -495,7 +474,7 @@ fn creating_a_group_twice_is_group_exists() {
     assert_eq!(r.write.groups.len(), 1, "one creation written");
     assert_eq!(r.events, vec![Event::GroupCreated { group: g(1) }]);
     assert_eq!(
-        node.propose(g(2), ProposalId { node: n(1), seq: 1 }, Bytes::new()),
+        node.propose(g(2), Bytes::new()),
         Err(ProposeError::GroupNotFound(g(2)))
     );
 }
@@ -530,7 +509,7 @@ fn max_ready_groups_leaves_the_rest_for_the_next_ready_in_order() {
             .collect();
         assert_eq!(written, answered);
         served.push(written);
-        node.advance(r.number);
+        crate::testing::complete(&mut node, r.clone());
     }
     assert_eq!(
         served,
@@ -562,19 +541,15 @@ fn a_busy_group_does_not_starve_the_others() {
         node.tick();
     }
     while let Some(r) = node.ready() {
-        node.advance(r.number);
+        crate::testing::complete(&mut node, r.clone());
     }
     for id in 1..=4 {
         assert_eq!(node.group_status(g(id)).unwrap().applied, 1);
     }
 
-    let mut seq = 0;
-    let mut propose = |node: &mut Node, group: u64, count: u64| {
+    let propose = |node: &mut Node, group: u64, count: u64| {
         for _ in 0..count {
-            seq += 1;
-            let id = ProposalId { node: n(1), seq };
-            node.propose(g(group), id, Bytes::from_static(b"x"))
-                .unwrap();
+            node.propose(g(group), Bytes::from_static(b"x")).unwrap();
         }
     };
     propose(&mut node, 1, 30);
@@ -598,7 +573,7 @@ fn a_busy_group_does_not_starve_the_others() {
                 .extend(a.entries.iter().map(|e| e.index));
             finished.insert(a.group, number);
         }
-        node.advance(r.number);
+        crate::testing::complete(&mut node, r.clone());
     }
     assert_eq!(applied[&g(1)], (2..=31).collect::<Vec<u64>>());
     for id in 2..=4 {
@@ -627,7 +602,7 @@ fn same_inputs_and_seed_give_the_same_readies() {
         for _ in 0..40 {
             node.tick();
             if let Some(r) = node.ready() {
-                node.advance(r.number);
+                crate::testing::complete(&mut node, r.clone());
                 readies.push(r);
             }
         }
@@ -655,6 +630,43 @@ fn same_inputs_and_seed_give_the_same_readies() {
 }
 
 // ----- a three-node simulation -----------------------------------------------------------------
+
+/// One node's side of the [`Sim`]: the network, its disk and its state machines.
+struct SimIo<'a> {
+    inboxes: &'a mut Vec<VecDeque<MessageBatch>>,
+    disk: &'a mut BTreeMap<GroupId, (HardState, Vec<Entry>)>,
+    applied: &'a mut BTreeMap<GroupId, Vec<Entry>>,
+}
+
+impl crate::testing::Io for SimIo<'_> {
+    fn send(&mut self, b: MessageBatch) {
+        self.inboxes[b.to.0 as usize - 1].push_back(b);
+    }
+
+    fn persist(&mut self, write: &WriteBatch) -> Result<(), crate::StorageError> {
+        for w in &write.groups {
+            let disk = self.disk.entry(w.group).or_default();
+            if let Some(hs) = w.hard_state {
+                disk.0 = hs;
+            }
+            if let Some(first) = w.entries.first() {
+                disk.1.truncate(first.index as usize - 1);
+                disk.1.extend(w.entries.iter().cloned());
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, a: Apply) {
+        let applied = self.applied.entry(a.group).or_default();
+        assert_eq!(
+            a.entries[0].index,
+            applied.len() as u64 + 1,
+            "applied in order"
+        );
+        applied.extend(a.entries);
+    }
+}
 
 /// Three nodes, delivered by hand: each cycle a node steps its inbox, then takes at most one
 /// ready, sends `send_now`, persists the write, applies, advances, and only then sends
@@ -691,49 +703,27 @@ impl Sim {
         sim
     }
 
-    fn send(&mut self, batches: Vec<MessageBatch>) {
-        for b in batches {
-            self.inboxes[b.to.0 as usize - 1].push_back(b);
-        }
-    }
-
     fn handle(&mut self, i: usize, r: Ready) {
         let me = self.nodes[i].id();
         check_ready_shape(me, &r);
-        self.send(r.send_now);
-        for w in r.write.groups {
-            let disk = self.disks[i].entry(w.group).or_default();
-            if let Some(hs) = w.hard_state {
-                disk.0 = hs;
-            }
-            if let Some(first) = w.entries.first() {
-                disk.1.truncate(first.index as usize - 1);
-                disk.1.extend(w.entries);
-            }
-        }
-        for a in r.apply {
-            let applied = self.applied[i].entry(a.group).or_default();
-            assert_eq!(
-                a.entries[0].index,
-                applied.len() as u64 + 1,
-                "applied in order"
-            );
-            applied.extend(a.entries);
-        }
-        for e in r.events {
+        for e in &r.events {
             if let Event::LeaderChanged {
                 group,
                 term,
                 leader: Some(leader),
-            } = e
+            } = *e
                 && leader == me
             {
                 let first = *self.leaders.entry((group, term)).or_insert(me);
                 assert_eq!(first, me, "two leaders of {group} in term {term}");
             }
         }
-        self.nodes[i].advance(r.number);
-        self.send(r.send_after_write);
+        let mut io = SimIo {
+            inboxes: &mut self.inboxes,
+            disk: &mut self.disks[i],
+            applied: &mut self.applied[i],
+        };
+        crate::testing::run(&mut self.nodes[i], r, &mut io).unwrap();
     }
 
     /// Runs until every inbox is empty and no node has a ready.
@@ -815,10 +805,7 @@ fn three_nodes_elect_and_commit_100_groups() {
         let follower = n(leader.0 % 3 + 1);
         for (node, tag) in [(leader, "at-leader"), (follower, "forwarded")] {
             let data = Bytes::from(format!("{tag}-{}", id.0));
-            let pid = ProposalId { node, seq: id.0 };
-            sim.nodes[node.0 as usize - 1]
-                .propose(id, pid, data)
-                .unwrap();
+            sim.nodes[node.0 as usize - 1].propose(id, data).unwrap();
         }
     }
     let done = |sim: &Sim| (0..3).all(|i| all().all(|id| sim.commands(i, id).len() == 2));
@@ -870,7 +857,7 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     let mut node = new_node(1, strict());
     node.create_group(g(1), voters()).unwrap();
     let r = node.ready().unwrap();
-    node.advance(r.number);
+    crate::testing::complete(&mut node, r.clone());
     node.remove_group(g(1)).unwrap();
     assert_eq!(
         node.create_group(g(1), voters()),
@@ -879,8 +866,8 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     let r = node.ready().unwrap();
     assert_eq!(r.write.groups.len(), 1);
     assert!(r.write.groups[0].remove);
-    node.advance(r.number);
-    assert_eq!(node.create_group(g(1), voters()), Ok(()));
+    crate::testing::complete(&mut node, r.clone());
+    assert!(node.create_group(g(1), voters()).is_ok());
     let r = node.ready().unwrap();
     let records: Vec<_> = r.write.groups.iter().filter(|w| w.group == g(1)).collect();
     assert_eq!(records.len(), 1);

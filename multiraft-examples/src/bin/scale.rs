@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiraft_core::testing::{self, Io};
 use multiraft_core::{
     Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
 };
@@ -62,10 +63,30 @@ fn parse_args() -> Result<Args, String> {
 /// Three sans-IO nodes delivered by hand; writes are acknowledged and discarded.
 struct Layer {
     nodes: Vec<Node>,
+    wire: Wire,
+}
+
+/// The network between the three nodes, counting what it carries.
+struct Wire {
     inboxes: Vec<VecDeque<MessageBatch>>,
     /// Messages sent from node i to node j since the last reset, and how many were per group.
     messages: [[u64; 3]; 3],
     per_group_messages: u64,
+}
+
+impl Io for Wire {
+    fn send(&mut self, b: MessageBatch) {
+        let (f, t) = (b.from.0 as usize - 1, b.to.0 as usize - 1);
+        for m in &b.messages {
+            self.messages[f][t] += 1;
+            if m.group != GroupId::NODE
+                || matches!(&m.body, MessageBody::Heartbeats { beats } if !beats.is_empty())
+            {
+                self.per_group_messages += 1;
+            }
+        }
+        self.inboxes[t].push_back(b);
+    }
 }
 
 impl Layer {
@@ -73,26 +94,14 @@ impl Layer {
         loop {
             let mut busy = false;
             for i in 0..3 {
-                while let Some(b) = self.inboxes[i].pop_front() {
+                while let Some(b) = self.wire.inboxes[i].pop_front() {
                     busy = true;
                     self.nodes[i].step(b);
                 }
                 if let Some(r) = self.nodes[i].ready() {
                     busy = true;
-                    let number = r.number;
-                    for b in r.send_now.into_iter().chain(r.send_after_write) {
-                        let (f, t) = (b.from.0 as usize - 1, b.to.0 as usize - 1);
-                        for m in &b.messages {
-                            self.messages[f][t] += 1;
-                            if m.group != GroupId::NODE
-                                || matches!(&m.body, MessageBody::Heartbeats { beats } if !beats.is_empty())
-                            {
-                                self.per_group_messages += 1;
-                            }
-                        }
-                        self.inboxes[t].push_back(b);
-                    }
-                    self.nodes[i].advance(number);
+                    // Nothing fails: the writes are discarded.
+                    let _ = testing::run(&mut self.nodes[i], r, &mut self.wire);
                 }
             }
             if !busy {
@@ -116,9 +125,11 @@ fn raft_layer(groups: u64) -> Result<(), String> {
         nodes: (1..=3)
             .map(|i| Node::new(NodeId(i), Config::default(), i).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?,
-        inboxes: vec![VecDeque::new(); 3],
-        messages: [[0; 3]; 3],
-        per_group_messages: 0,
+        wire: Wire {
+            inboxes: vec![VecDeque::new(); 3],
+            messages: [[0; 3]; 3],
+            per_group_messages: 0,
+        },
     };
     // Groups are brought up in chunks, as a node would load or create them: the memory the
     // election traffic of one chunk takes is reused by the next, so the RSS figure below is
@@ -159,15 +170,15 @@ fn raft_layer(groups: u64) -> Result<(), String> {
     let rss = rss_bytes().unwrap_or(0).saturating_sub(rss0);
     // Idle: CPU time (not wall time, which other processes on the machine distort) of
     // ticking all three nodes, delivering their liveness beats.
-    layer.messages = [[0; 3]; 3];
-    layer.per_group_messages = 0;
+    layer.wire.messages = [[0; 3]; 3];
+    layer.wire.per_group_messages = 0;
     let idle_ticks = 2_000;
     let cpu0 = process_cpu_secs().unwrap_or(0.0);
     for _ in 0..idle_ticks {
         layer.tick();
     }
     let per_tick_us = (process_cpu_secs().unwrap_or(0.0) - cpu0) * 1e6 / f64::from(idle_ticks);
-    let pair = layer.messages[0][1] as f64 / f64::from(idle_ticks);
+    let pair = layer.wire.messages[0][1] as f64 / f64::from(idle_ticks);
     println!(
         "scale raft-layer: groups={groups} replicas={}: created in {:.2} s, created+elected+quiesced in {:.2} s ({ticks} ticks in all), \
          RSS {:.0} bytes per replica, idle: {pair:.2} messages per node pair per tick, {} per-group messages, {per_tick_us:.1} us CPU per tick for all 3 nodes",
@@ -175,7 +186,7 @@ fn raft_layer(groups: u64) -> Result<(), String> {
         created.as_secs_f64(),
         elected.as_secs_f64(),
         rss as f64 / (groups * 3) as f64,
-        layer.per_group_messages,
+        layer.wire.per_group_messages,
     );
     Ok(())
 }

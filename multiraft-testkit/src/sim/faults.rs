@@ -15,6 +15,7 @@ impl Simulation {
         sn.kv.clear();
         let me = sn.id;
         self.checker.on_crash(i);
+        self.checker.requests.crashed(me);
         let lost: Vec<ProposalId> = self
             .pending_proposals
             .keys()
@@ -31,6 +32,9 @@ impl Simulation {
         let incarnation = self.nodes[i].incarnation;
         let seed = self.node_seed(i, incarnation);
         let mut node = Node::new(self.nodes[i].id, self.cfg.core.clone(), seed).expect("validated");
+        // Each life's request ids start past the last one's: entries re-applied from the
+        // log carry the ids of earlier lives and must answer nothing of this one.
+        node.start_requests_at(incarnation << 40);
         node.restore(self.nodes[i].durable.values().cloned().collect())
             .map_err(|e| Failure {
                 invariant: "restart from durable state",

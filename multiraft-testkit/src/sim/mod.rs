@@ -195,7 +195,6 @@ pub struct Simulation {
     pending_proposals: HashMap<ProposalId, usize>,
     /// Every client operation, for the linearizability check at the end.
     history: Vec<KvOperation>,
-    next_seq: u64,
     liveness: Option<Liveness>,
     report: SimReport,
 }
@@ -267,7 +266,6 @@ impl Simulation {
             leader_hint: HashMap::new(),
             pending_proposals: HashMap::new(),
             history: Vec::new(),
-            next_seq: 0,
             liveness: None,
         }
     }
@@ -336,6 +334,7 @@ impl Simulation {
             return Err(self.liveness_failure());
         }
         self.checker.final_check(&self.nodes)?;
+        self.stop_nodes()?;
         self.check_linearizability()
     }
 
@@ -386,12 +385,19 @@ impl Simulation {
             }
             let membership = Membership::voters(members.iter().map(|i| *i as u64 + 1));
             for &i in &members {
-                let node = self.nodes[i].node.as_mut().expect("running");
-                node.create_group(GroupId(g), membership.clone())
+                let sn = &mut self.nodes[i];
+                let node = sn.node.as_mut().expect("running");
+                let request = node
+                    .create_group(GroupId(g), membership.clone())
                     .map_err(|e| Failure {
                         invariant: "group creation",
                         detail: e.to_string(),
                     })?;
+                let id = invariants::proposal(sn.id, request);
+                self.checker
+                    .requests
+                    .took(id, GroupId(g))
+                    .map_err(|detail| self.checker.requests_failure(detail))?;
             }
             self.groups.insert(GroupId(g), members);
         }

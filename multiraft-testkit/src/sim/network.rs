@@ -1,6 +1,6 @@
 //! The simulated network: latency, loss, duplication, partitions, and delivery of batches.
 
-use multiraft_core::MessageBatch;
+use multiraft_core::{MessageBatch, MessageBody};
 
 use super::invariants::Failure;
 use super::trace::TraceRec;
@@ -30,8 +30,16 @@ impl Simulation {
             return Ok(());
         }
         if faulty && self.rng.chance(self.cfg.faults.duplicate_per_mille) {
+            // Raft tolerates duplicates, so the simulator duplicates beyond what the
+            // `Transport` contract allows — except forwarded proposals: their refusal is
+            // definite only because a transport delivers a batch at most once (design §5).
             let d = self.latency_us();
-            self.schedule(d, Ev::Deliver(batch.clone()));
+            let mut copy = batch.clone();
+            copy.messages
+                .retain(|m| !matches!(m.body, MessageBody::Propose { .. }));
+            if !copy.messages.is_empty() {
+                self.schedule(d, Ev::Deliver(copy));
+            }
         }
         let d = self.latency_us();
         self.schedule(d, Ev::Deliver(batch));

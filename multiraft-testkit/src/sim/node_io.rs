@@ -1,17 +1,143 @@
 //! The node IO: taking readies, hashing and tracing them, applying committed commands, and
 //! completing writes into the durable image.
 
-use multiraft_core::{Event, LoadedGroup, MessageBatch, Payload, Ready, WriteBatch};
+use multiraft_core::testing::{self, InFlight, Io};
+use multiraft_core::{
+    Apply, Event, LoadedGroup, MessageBatch, Outcome, Payload, Ready, Resolution,
+};
 
-use super::invariants::Failure;
+use super::invariants::{Failure, proposal};
 use super::linearizability::KvOutcome;
 use super::trace::TraceRec;
 use super::{Ev, Phase, Simulation};
 
-pub(super) struct Pending {
-    number: u64,
-    write: WriteBatch,
-    send_after_write: Vec<MessageBatch>,
+/// A ready whose write is in flight on a slow disk.
+pub(super) type Pending = InFlight;
+
+/// Node `i`'s side of the simulation while it does one of its readies through the shared
+/// ready loop: its sends go on the simulated network, its applies to its key-value replica,
+/// and its outcomes to the clients' history and the request-outcome invariant. The first
+/// failure is kept; everything after it is ignored.
+struct SimIo<'a> {
+    sim: &'a mut Simulation,
+    i: usize,
+    failure: Option<Failure>,
+}
+
+impl SimIo<'_> {
+    fn check(&mut self, r: Result<(), Failure>) {
+        if self.failure.is_none()
+            && let Err(f) = r
+        {
+            self.failure = Some(f);
+        }
+    }
+
+    fn finish(self) -> Result<(), Failure> {
+        self.failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Io for SimIo<'_> {
+    fn send(&mut self, batch: MessageBatch) {
+        let r = self.sim.send(self.i, batch);
+        self.check(r);
+    }
+
+    fn apply(&mut self, a: Apply) {
+        let (sim, i) = (&mut *self.sim, self.i);
+        let me = sim.nodes[i].id;
+        sim.touched.push((i, a.group));
+        let mut requests = a.requests.iter().peekable();
+        let mut results = Vec::new();
+        for e in &a.entries {
+            let Payload::Command { id, data } = &e.payload else {
+                continue;
+            };
+            let kv = sim.nodes[i].kv.entry(a.group).or_default();
+            let result = kv.apply(*id, data);
+            let mut r = sim
+                .checker
+                .requests
+                .applied(a.group, e.index, *id, result.clone());
+            if let Some(&(_, request)) = requests.next_if(|(index, _)| *index == e.index) {
+                let mine = proposal(me, request);
+                if r.is_ok() {
+                    r = sim.checker.requests.reported_applied(
+                        mine,
+                        a.group,
+                        e.index,
+                        *id,
+                        result.clone(),
+                    );
+                }
+                if let Some(k) = sim.pending_proposals.remove(&mine) {
+                    sim.report.applied += 1;
+                    let op = &mut sim.history[k];
+                    op.returned_at = sim.now_us;
+                    op.outcome = result.map_or(KvOutcome::Indeterminate, KvOutcome::Ok);
+                }
+            }
+            results.push(r);
+        }
+        if let Some(&(index, request)) = requests.next() {
+            results.push(Err(format!(
+                "{me} reported request {} applied by {}/{index}, which is not a command applied in that ready",
+                request.0, a.group
+            )));
+        }
+        let failures: Vec<Failure> = results
+            .into_iter()
+            .filter_map(|r| r.err())
+            .map(|detail| sim.checker.requests_failure(detail))
+            .collect();
+        for f in failures {
+            self.check(Err(f));
+        }
+    }
+
+    fn outcome(&mut self, o: Outcome) {
+        let sim = &mut *self.sim;
+        let id = proposal(sim.nodes[self.i].id, o.request);
+        let r = match o.resolution {
+            Resolution::Rejected(_) => {
+                if let Some(k) = sim.pending_proposals.remove(&id) {
+                    sim.report.rejected += 1;
+                    sim.history[k].outcome = KvOutcome::Failed;
+                }
+                sim.checker.requests.reported_rejected(id)
+            }
+            Resolution::Indeterminate(_) => {
+                if sim.pending_proposals.remove(&id).is_some() {
+                    sim.report.indeterminate += 1;
+                }
+                sim.checker.requests.reported_indeterminate(id)
+            }
+            _ => sim.checker.requests.reported_done(id),
+        };
+        let r = r.map_err(|detail| sim.checker.requests_failure(detail));
+        self.check(r);
+    }
+
+    fn event(&mut self, e: Event) {
+        let sim = &mut *self.sim;
+        let me = sim.nodes[self.i].id;
+        if let Event::LeaderChanged {
+            group,
+            term,
+            leader,
+        } = e
+        {
+            if leader == Some(me) {
+                sim.report.leader_changes += 1;
+                sim.note(format!("{me} leads {group} in term {term}"));
+            }
+            let hint = sim.leader_hint.entry(group).or_insert((0, None));
+            if term >= hint.0 {
+                *hint = (term, leader);
+            }
+        }
+    }
 }
 
 impl Simulation {
@@ -57,7 +183,7 @@ impl Simulation {
                 h.u64(e.index);
             }
         }
-        h.u64(ready.rejected.len() as u64);
+        h.u64(ready.outcomes.len() as u64);
     }
 
     fn process_ready(&mut self, i: usize, ready: Ready) -> Result<(), Failure> {
@@ -75,73 +201,21 @@ impl Simulation {
         for w in &ready.write.groups {
             self.touched.push((i, w.group));
         }
-        let Ready {
-            number,
-            write,
-            send_now,
-            send_after_write,
-            apply,
-            rejected,
-            events,
-            ..
-        } = ready;
-        for b in send_now {
-            self.send(i, b)?;
-        }
+        let mut io = SimIo {
+            sim: self,
+            i,
+            failure: None,
+        };
+        let pending = testing::begin(ready, &mut io);
+        io.finish()?;
         let me = self.nodes[i].id;
-        for a in &apply {
-            self.touched.push((i, a.group));
-            for e in &a.entries {
-                let Payload::Command { id, data } = &e.payload else {
-                    continue;
-                };
-                let kv = self.nodes[i].kv.entry(a.group).or_default();
-                let result = kv.apply(*id, data);
-                if id.node == me
-                    && let Some(k) = self.pending_proposals.remove(id)
-                {
-                    self.report.applied += 1;
-                    let op = &mut self.history[k];
-                    op.returned_at = self.now_us;
-                    op.outcome = match result {
-                        Some(r) => KvOutcome::Ok(r),
-                        None => KvOutcome::Indeterminate,
-                    };
-                }
-            }
-        }
-        for r in &rejected {
-            if let Some(k) = self.pending_proposals.remove(&r.id) {
-                self.report.rejected += 1;
-                // A forwarded proposal the network duplicated may be refused in one copy and
-                // appended in the other, so with duplication a refusal is not definite.
-                if self.cfg.faults.duplicate_per_mille == 0 {
-                    self.history[k].outcome = KvOutcome::Failed;
-                }
-            }
-        }
-        for e in &events {
-            if let Event::LeaderChanged {
-                group,
-                term,
-                leader,
-            } = e
-            {
-                if *leader == Some(me) {
-                    self.report.leader_changes += 1;
-                    self.note(format!("{me} leads {group} in term {term}"));
-                }
-                let hint = self.leader_hint.entry(*group).or_insert((0, None));
-                if *term >= hint.0 {
-                    *hint = (*term, *leader);
-                }
-            }
-        }
         let faulty = self.phase == Phase::Faults;
-        if faulty && self.cfg.faults.storage_failures && !write.is_empty() && self.rng.chance(2) {
+        let write_empty = pending.write().is_empty();
+        if faulty && self.cfg.faults.storage_failures && !write_empty && self.rng.chance(2) {
             self.report.storage_failures += 1;
             self.note(format!(
-                "{me}: storage write of ready {number} failed; node stops"
+                "{me}: storage write of ready {} failed; node stops",
+                pending.number()
             ));
             self.hash.u64(4);
             self.take_down(i);
@@ -149,11 +223,6 @@ impl Simulation {
             self.schedule(after, Ev::Restart { node: i });
             return Ok(());
         }
-        let pending = Pending {
-            number,
-            write,
-            send_after_write,
-        };
         let slow = faulty && self.cfg.faults.slow_storage && self.rng.chance(500);
         if slow {
             let delay = self.rng.range(50, 3_000);
@@ -172,19 +241,20 @@ impl Simulation {
         }
     }
 
-    /// The write of `p` is durable: apply it to the image, advance, send what waited.
-    pub(super) fn complete_write(&mut self, i: usize, p: Pending) -> Result<(), Failure> {
+    /// The write of `p` is durable: apply it to the image, advance, send what waited and
+    /// report the outcomes and events.
+    pub(super) fn complete_write(&mut self, i: usize, mut p: Pending) -> Result<(), Failure> {
         let sn = &mut self.nodes[i];
-        for w in p.write.groups {
+        for w in p.take_write().groups {
             self.touched.push((i, w.group));
             if w.remove {
                 sn.durable.remove(&w.group);
                 continue;
             }
-            let img = sn.durable.entry(w.group).or_insert_with(|| LoadedGroup {
-                group: w.group,
-                ..Default::default()
-            });
+            let img = sn
+                .durable
+                .entry(w.group)
+                .or_insert_with(|| LoadedGroup::new(w.group));
             if let Some(m) = w.membership {
                 img.membership = m;
             }
@@ -204,10 +274,40 @@ impl Simulation {
                 });
             }
         }
-        sn.node.as_mut().expect("up").advance(p.number);
-        for b in p.send_after_write {
-            self.send(i, b)?;
+        let durable = p.advance(sn.node.as_mut().expect("up"));
+        let mut io = SimIo {
+            sim: self,
+            i,
+            failure: None,
+        };
+        durable.deliver(&mut io);
+        io.finish()
+    }
+
+    /// At the end of the run: every write in flight completes, then every running node stops,
+    /// ending the requests it still holds.
+    pub(super) fn stop_nodes(&mut self) -> Result<(), Failure> {
+        for i in 0..self.nodes.len() {
+            if let Some(p) = self.nodes[i].pending.take() {
+                self.complete_write(i, p)?;
+            }
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                continue;
+            };
+            let outcomes = node.stop();
+            let mut io = SimIo {
+                sim: self,
+                i,
+                failure: None,
+            };
+            for o in outcomes {
+                io.outcome(o);
+            }
+            io.finish()?;
         }
-        Ok(())
+        self.checker
+            .requests
+            .finish()
+            .map_err(|detail| self.checker.requests_failure(detail))
     }
 }

@@ -1,9 +1,9 @@
 //! The client side: key-value proposals and the linearizability check of their history.
 
-use multiraft_core::{GroupId, ProposalId};
+use multiraft_core::GroupId;
 
 use super::Simulation;
-use super::invariants::Failure;
+use super::invariants::{Failure, proposal};
 use super::kv;
 use super::linearizability::{KvOp, KvOperation, KvOutcome, Linearizability, check_kv};
 
@@ -45,15 +45,9 @@ impl Simulation {
                 up[self.rng.below(up.len() as u64) as usize]
             }
         };
-        self.next_seq += 1;
-        let id = ProposalId {
-            node: self.nodes[target].id,
-            seq: self.next_seq,
-        };
         let data = kv::encode(&op);
         self.report.proposals += 1;
-        self.hash.u64(9);
-        self.hash.u64(id.seq);
+        let me = self.nodes[target].id;
         let node = self.nodes[target].node.as_mut().expect("up");
         let global = match op {
             KvOp::Put { key, value } => KvOp::Put {
@@ -70,14 +64,21 @@ impl Simulation {
             },
         };
         let record = KvOperation::new(
-            id.node.0,
+            me.0,
             global,
             self.now_us,
             u64::MAX,
             KvOutcome::Indeterminate,
         );
-        match node.propose(group, id, data) {
-            Ok(()) => {
+        match node.propose(group, data) {
+            Ok(request) => {
+                let id = proposal(me, request);
+                self.hash.u64(9);
+                self.hash.u64(id.seq);
+                self.checker
+                    .requests
+                    .took(id, group)
+                    .map_err(|detail| self.checker.requests_failure(detail))?;
                 self.pending_proposals.insert(id, self.history.len());
                 self.history.push(record);
                 self.touched.push((target, group));

@@ -15,7 +15,10 @@ mod election_safety;
 mod leader_completeness;
 mod log_matching;
 mod monotonic;
+mod request_outcomes;
 mod state_machine_safety;
+
+pub(crate) use request_outcomes::{RequestOutcomes, proposal};
 
 use multiraft_core::group::GroupStatus;
 use multiraft_core::{GroupId, Message, Node, Ready};
@@ -59,6 +62,8 @@ pub(crate) trait Invariant {
 /// Every invariant, run in a fixed order.
 pub(crate) struct Checker {
     list: Vec<Box<dyn Invariant>>,
+    /// Request outcomes are checked on the node's IO (applies and outcomes), not on steps.
+    pub(crate) requests: RequestOutcomes,
 }
 
 /// A failed check: which invariant, and what it saw.
@@ -86,6 +91,15 @@ impl Checker {
                 Box::new(monotonic::Monotonic::default()),
                 Box::new(durable_acks::DurableAcks::default()),
             ],
+            requests: RequestOutcomes::default(),
+        }
+    }
+
+    /// A violation of the request-outcome invariant.
+    pub(crate) fn requests_failure(&self, detail: String) -> Failure {
+        Failure {
+            invariant: self.requests.name(),
+            detail,
         }
     }
 

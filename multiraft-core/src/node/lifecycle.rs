@@ -1,0 +1,127 @@
+//! Hosting and dropping replicas: restore at start, create, remove, and the table of shared
+//! memberships.
+
+use std::sync::Arc;
+
+use crate::error::{GroupError, StartError};
+use crate::group::Group;
+use crate::ids::{GroupId, RequestId};
+use crate::membership::Membership;
+use crate::rng::group_seed;
+use crate::storage::{GroupWrite, LoadedGroup};
+
+use super::{Event, Node, Slot};
+
+impl Node {
+    /// The shared copy of `membership`.
+    fn intern(&mut self, membership: &Membership) -> Arc<Membership> {
+        if let Some(shared) = self.memberships.get(membership) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(membership.clone());
+        self.memberships
+            .insert(membership.clone(), Arc::clone(&shared));
+        shared
+    }
+
+    /// Drops the shared copy of a membership no group uses any more (the table's own
+    /// reference and the caller's are the last two).
+    fn release(&mut self, membership: &Arc<Membership>) {
+        if Arc::strong_count(membership) <= 2 {
+            self.memberships.remove(&**membership);
+        }
+    }
+
+    fn host(&mut self, group: Group) {
+        let id = group.id();
+        self.peers.add(self.id, group.membership(), self.ticks);
+        self.groups.insert(
+            id,
+            Box::new(Slot {
+                group,
+                queued: false,
+            }),
+        );
+    }
+
+    /// Hosts the groups storage held at start. Their state is already durable.
+    ///
+    /// Refuses a group whose log was compacted ([`StartError::CompactedLog`]): its state
+    /// machine would need a snapshot this version cannot restore. Nothing is restored then.
+    pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
+        // Build every group before hosting any, so that a refusal leaves the node untouched.
+        let mut groups = Vec::with_capacity(loaded.len());
+        for l in loaded {
+            let seed = group_seed(self.seed, l.group.0);
+            groups.push(Group::restore(self.id, l, Arc::clone(&self.config), seed)?);
+        }
+        for mut group in groups {
+            let id = group.id();
+            let shared = self.intern(group.membership());
+            group.share_membership(shared);
+            self.host(group);
+            self.touched(id);
+        }
+        Ok(())
+    }
+
+    /// Starts hosting a new replica of `group`. Its creation is part of the next write; the
+    /// returned request ends [`Done`](super::Resolution::Done) in the ready that writes it.
+    pub fn create_group(
+        &mut self,
+        group: GroupId,
+        membership: Membership,
+    ) -> Result<RequestId, GroupError> {
+        if group == GroupId::NODE {
+            return Err(GroupError::ReservedGroupId);
+        }
+        membership.validate()?;
+        if !membership.contains(self.id) {
+            return Err(GroupError::NotAMember(self.id));
+        }
+        if self.groups.contains_key(&group) {
+            return Err(GroupError::GroupExists(group));
+        }
+        if self.lifecycle.get(&group).is_some_and(|w| w.remove) {
+            // One write holds each group at most once: the removal must be durable first.
+            return Err(GroupError::RemovalPending(group));
+        }
+        let g = Group::new(
+            group,
+            self.id,
+            self.intern(&membership),
+            Arc::clone(&self.config),
+            group_seed(self.seed, group.0),
+        );
+        let mut record = GroupWrite::new(group);
+        record.membership = Some(membership);
+        record.hard_state = Some(Default::default());
+        self.lifecycle.insert(group, record);
+        self.events.push(Event::GroupCreated { group });
+        self.host(g);
+        self.active.insert(group);
+        Ok(self.requests.lifecycle(group))
+    }
+
+    /// Stops hosting `group` and deletes its persisted state in the next write. Its pending
+    /// proposals end indeterminate; the returned request ends
+    /// [`Done`](super::Resolution::Done) in the ready that writes the removal.
+    pub fn remove_group(&mut self, group: GroupId) -> Result<RequestId, GroupError> {
+        let slot = self
+            .groups
+            .remove(&group)
+            .ok_or(GroupError::GroupNotFound(group))?;
+        self.peers.remove(slot.group.membership());
+        let shared = Arc::clone(slot.group.membership_arc());
+        drop(slot);
+        self.release(&shared);
+        self.active.remove(&group);
+        // Replaces a creation not yet written: storage is told only to delete.
+        let mut record = GroupWrite::new(group);
+        record.remove = true;
+        self.lifecycle.insert(group, record);
+        self.events.push(Event::GroupRemoved { group });
+        self.requests.group_removed(group);
+        Ok(self.requests.lifecycle(group))
+    }
+}

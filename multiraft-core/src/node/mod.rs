@@ -1,0 +1,425 @@
+//! All groups of one node, still sans-IO: routes messages in, merges every group's outputs
+//! into one numbered [`Ready`] (one storage write, one batch per destination node), and owns
+//! the outcome of every request the application makes (design §3 and §5).
+//!
+//! # Call order
+//!
+//! 1. Feed inputs in any order: [`Node::step`] (a batch from a peer node), [`Node::tick`],
+//!    [`Node::propose`], [`Node::create_group`], [`Node::remove_group`],
+//!    [`Node::campaign`]. Each request the node takes returns a [`RequestId`].
+//! 2. [`Node::ready`] returns the next [`Ready`] when there is work and no ready is
+//!    outstanding.
+//! 3. With that ready, in this order or concurrently as noted (design §3.1):
+//!    - send `send_now` (may go before the write is durable);
+//!    - persist `write` with one [`Storage::write`](crate::Storage::write) call;
+//!    - apply `apply` to the state machines (every entry in it is committed and already
+//!      durable here); an entry listed in [`Apply::requests`] answers that request with
+//!      the state machine's result;
+//!    - once the write is durable, call [`Node::advance`] with `ready.number`, then send
+//!      `send_after_write`, report `outcomes` and publish `events`.
+//! 4. Go to 1. Inputs keep arriving while the write is in flight; they are batched into the
+//!    next ready, which is how one fsync comes to cover many groups.
+//! 5. When the node stops for good, [`Node::stop`] ends every request still without an
+//!    outcome, so that every request has exactly one.
+
+mod lifecycle;
+mod liveness;
+mod outbox;
+mod ready;
+mod requests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{Config, ConfigError};
+use crate::error::{GroupNotFound, ProposeError};
+use crate::group::{Group, GroupStatus};
+use crate::ids::{GroupId, NodeId, ProposalId, RequestId};
+use crate::membership::Membership;
+use crate::message::{Message, MessageBatch, MessageBody};
+use crate::storage::GroupWrite;
+
+pub use self::ready::{Apply, Event, Ready};
+pub use self::requests::{Outcome, Resolution};
+
+use self::liveness::Peers;
+use self::ready::Outstanding;
+use self::requests::Requests;
+
+/// Heartbeats (or acknowledgements) coalesced into one message. One message per peer per
+/// tick carries up to this many active groups; beyond it the beats are split, so that one
+/// message stays well inside a transport's frame limit (a beat encodes in about 10 bytes:
+/// 64 Ki beats are under 1 MiB).
+pub const MAX_BEATS_PER_MESSAGE: usize = 65_536;
+
+/// Counters of what the node dropped, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Inbound messages for a group this node does not host (never creates the group).
+    pub dropped_unknown_group: u64,
+    /// Inbound messages whose sender or recipient did not match the batch.
+    pub dropped_misaddressed: u64,
+}
+
+/// Node-wide figures, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// Groups hosted.
+    pub groups: usize,
+    /// Groups not quiesced (the ones a tick visits).
+    pub active_groups: usize,
+    /// Proposals taken and not yet resolved.
+    pub pending_proposals: usize,
+    /// Drop counters.
+    pub stats: NodeStats,
+}
+
+/// One hosted replica and its place in the ready queue.
+struct Slot {
+    group: Group,
+    /// Whether the group is in `Node::dirty`.
+    queued: bool,
+}
+
+/// Every group hosted by one node.
+pub struct Node {
+    id: NodeId,
+    config: Arc<Config>,
+    seed: u64,
+    /// Ordered, not hashed: `tick` visits groups in map order and queues them in that order,
+    /// and a `HashMap`'s order differs between instances, which made the node's outputs
+    /// differ between runs fed the same inputs and seed (design §9.1, deterministic core).
+    groups: BTreeMap<GroupId, Box<Slot>>,
+    /// One shared value per distinct membership: most groups of a node have one of a few
+    /// memberships, so sharing saves an allocation per group.
+    memberships: HashMap<Membership, Arc<Membership>>,
+    /// Groups that are not quiesced: the only ones `tick` visits, so that an idle group
+    /// costs nothing per tick.
+    active: BTreeSet<GroupId>,
+    /// Peer nodes and their liveness, one heartbeat per node pair per tick.
+    peers: Peers,
+    /// Ticks since the node started: the one count of time the node and its requests use.
+    ticks: u64,
+    /// A liveness beat to every peer is owed in the next ready.
+    beat_due: bool,
+    /// Groups that received input since the last `take_sends` or `ready`: the only ones
+    /// `take_sends` looks at.
+    since_sends: Vec<GroupId>,
+    /// Groups that may have output, each at most once, served in order so none starves.
+    dirty: VecDeque<GroupId>,
+    /// Creations and removals to put in the next write.
+    /// Keyed by group: each group has at most one record in a write, and creating many
+    /// groups in one cycle stays linear.
+    lifecycle: BTreeMap<GroupId, GroupWrite>,
+    /// Requests without an outcome yet.
+    requests: Requests,
+    events: Vec<Event>,
+    last_number: u64,
+    /// The write in flight: the ready awaiting `advance`.
+    outstanding: Option<Outstanding>,
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("groups", &self.groups.len())
+            .field("last_number", &self.last_number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with no groups. `seed` drives every random choice (election jitter). Request
+    /// ids start at 1; a node restarted on the same storage must start them past every id
+    /// its earlier lives used ([`Node::start_requests_at`]).
+    pub fn new(id: NodeId, config: Config, seed: u64) -> Result<Node, ConfigError> {
+        config.validate()?;
+        if id.0 == 0 {
+            return Err(ConfigError {
+                field: "node id",
+                reason: "NodeId(0) is reserved",
+            });
+        }
+        let mut requests = Requests::default();
+        requests.start_at(1);
+        Ok(Node {
+            id,
+            config: Arc::new(config),
+            seed,
+            groups: BTreeMap::new(),
+            memberships: HashMap::new(),
+            active: BTreeSet::new(),
+            peers: Peers::default(),
+            ticks: 0,
+            beat_due: false,
+            since_sends: Vec::new(),
+            dirty: VecDeque::new(),
+            lifecycle: BTreeMap::new(),
+            requests,
+            events: Vec::new(),
+            last_number: 0,
+            outstanding: None,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// Makes the next request id `first`. Proposal ids travel in log entries, and a
+    /// restarted node re-applies its log: an entry proposed by an earlier life must not
+    /// answer a request of this one, so a restarted node starts past every id it used
+    /// before. The driver uses the wall clock in nanoseconds; a simulation, a counter per
+    /// life.
+    pub fn start_requests_at(&mut self, first: u64) {
+        self.requests.start_at(first);
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Drop counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Number of hosted groups.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The ids of every hosted group, in ascending order.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// Number of groups that are not quiesced (the ones a tick visits).
+    pub fn active_group_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Proposals taken and not yet ended.
+    pub fn pending_proposals(&self) -> usize {
+        self.requests.pending_proposals()
+    }
+
+    /// Node-wide figures.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            groups: self.groups.len(),
+            active_groups: self.active.len(),
+            pending_proposals: self.requests.pending_proposals(),
+            stats: self.stats,
+        }
+    }
+
+    /// Ticks since the node started.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Whether `peer` is considered live: a batch from it arrived within the liveness
+    /// timeout. `None` for a node this node shares no group with.
+    pub fn peer_live(&self, peer: NodeId) -> Option<bool> {
+        self.peers.live(peer)
+    }
+
+    /// The state of one group.
+    pub fn group_status(&self, group: GroupId) -> Option<GroupStatus> {
+        self.groups.get(&group).map(|s| s.group.status())
+    }
+
+    /// One hosted group, for inspection.
+    pub fn group(&self, group: GroupId) -> Option<&Group> {
+        self.groups.get(&group).map(|s| &s.group)
+    }
+
+    /// Feeds a batch received from a peer node. Messages for groups this node does not host
+    /// are dropped (a message never creates a group), as are misaddressed ones.
+    pub fn step(&mut self, batch: MessageBatch) {
+        if batch.to != self.id || batch.from == self.id {
+            self.stats.dropped_misaddressed += batch.messages.len() as u64;
+            return;
+        }
+        self.peers.heard(batch.from, self.ticks);
+        for msg in batch.messages {
+            self.step_message(batch.from, msg);
+        }
+    }
+
+    fn step_message(&mut self, from: NodeId, msg: Message) {
+        if msg.from != from || msg.to != self.id {
+            self.stats.dropped_misaddressed += 1;
+            return;
+        }
+        match msg.body {
+            MessageBody::Heartbeats { beats } => {
+                for b in beats {
+                    let commit = b.commit;
+                    let body = if b.quiesce {
+                        MessageBody::Quiesce { commit }
+                    } else {
+                        MessageBody::Heartbeat { commit }
+                    };
+                    self.step_group(Message {
+                        group: b.group,
+                        from,
+                        to: self.id,
+                        term: b.term,
+                        body,
+                    });
+                }
+            }
+            MessageBody::HeartbeatAcks { acks } => {
+                for (group, term) in acks {
+                    self.step_group(Message {
+                        group,
+                        from,
+                        to: self.id,
+                        term,
+                        body: MessageBody::HeartbeatResponse,
+                    });
+                }
+            }
+            _ => self.step_group(msg),
+        }
+    }
+
+    fn step_group(&mut self, msg: Message) {
+        let id = msg.group;
+        match self.groups.get_mut(&id) {
+            Some(slot) => {
+                slot.group.step(msg);
+                self.touched(id);
+            }
+            None => self.stats.dropped_unknown_group += 1,
+        }
+    }
+
+    /// Starts an election for `group` now (see [`Group::campaign`]).
+    pub fn campaign(&mut self, group: GroupId) -> Result<(), GroupNotFound> {
+        let slot = self.groups.get_mut(&group).ok_or(GroupNotFound(group))?;
+        slot.group.campaign();
+        self.touched(group);
+        Ok(())
+    }
+
+    /// Advances the node's logical clock by one tick: every group that is not quiesced
+    /// ticks, a liveness beat to every peer node is owed, peers not heard from within the
+    /// liveness timeout are declared down (waking the quiesced groups they led), and
+    /// proposals past `Config::proposal_timeout_ticks` end indeterminate.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        self.beat_due = !self.peers.is_empty();
+        self.requests.expire(self.ticks);
+        let timeout = u64::from(self.config.election_timeout_min_ticks);
+        let down = self.peers.expire(self.ticks, timeout);
+        if !down.is_empty() {
+            // Rare (a node went down): the one time a scan of every group is worth it.
+            for (id, slot) in self.groups.iter_mut() {
+                for peer in &down {
+                    slot.group.on_node_down(*peer);
+                }
+                if !slot.group.is_quiesced() {
+                    self.active.insert(*id);
+                }
+            }
+        }
+        let mut quiesced = Vec::new();
+        for id in &self.active {
+            let Some(slot) = self.groups.get_mut(id) else {
+                continue;
+            };
+            slot.group.tick();
+            if slot.group.is_quiesced() {
+                quiesced.push(*id);
+            }
+            if slot.group.has_ready() {
+                self.since_sends.push(*id);
+                if !slot.queued {
+                    slot.queued = true;
+                    self.dirty.push_back(*id);
+                }
+            }
+        }
+        for id in quiesced {
+            self.active.remove(&id);
+        }
+    }
+
+    /// Proposes `data` to `group`. On `Ok` the node took the proposal: its outcome comes
+    /// later, exactly once — the entry applied with the returned id in
+    /// [`Apply::requests`], or an [`Outcome`] in a ready. `Err` is a definite "not taken".
+    pub fn propose(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
+        if self.requests.pending_proposals() >= self.config.max_pending_proposals {
+            return Err(ProposeError::Busy {
+                limit: "max_pending_proposals",
+            });
+        }
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ProposeError::GroupNotFound(group))?;
+        let status = slot.group.status();
+        let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
+        let request = self
+            .requests
+            .propose(group, status.term, status.leader, deadline);
+        let id = ProposalId {
+            node: self.id,
+            seq: request.0,
+        };
+        match slot.group.propose(id, data) {
+            Ok(()) => {
+                self.touched(group);
+                Ok(request)
+            }
+            Err(e) => {
+                self.requests.withdraw(request);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends every request still without an outcome as indeterminate (the node stopped), and
+    /// returns those outcomes. For the driver's shutdown; the node takes no request after it.
+    pub fn stop(&mut self) -> Vec<Outcome> {
+        self.requests.stop()
+    }
+
+    /// A group received input: queue it for the next ready, and keep ticking it unless it
+    /// is quiesced.
+    fn touched(&mut self, id: GroupId) {
+        if let Some(slot) = self.groups.get(&id)
+            && !slot.group.is_quiesced()
+        {
+            self.active.insert(id);
+        }
+        self.mark(id);
+    }
+
+    fn mark(&mut self, id: GroupId) {
+        self.since_sends.push(id);
+        if let Some(slot) = self.groups.get_mut(&id)
+            && !slot.queued
+        {
+            slot.queued = true;
+            self.dirty.push_back(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod quiescence_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,343 @@
+//! The outputs of one cycle of the node — [`Ready`] — how they are collected from every
+//! group with work, and how their write is acknowledged ([`Node::advance`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::entry::{Entry, Payload};
+use crate::group::GroupEvent;
+use crate::ids::{GroupId, NodeId, RequestId};
+use crate::message::MessageBatch;
+use crate::storage::{GroupWrite, WriteBatch};
+
+use super::outbox::Outbox;
+use super::{Node, Outcome};
+
+/// Something that happened on the node, for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A group's known leader or term changed (reported on followers too).
+    LeaderChanged {
+        /// The group.
+        group: GroupId,
+        /// Its current term.
+        term: u64,
+        /// The leader of `term`, if known.
+        leader: Option<NodeId>,
+    },
+    /// The group was created on this node and its creation is durable.
+    GroupCreated {
+        /// The group.
+        group: GroupId,
+    },
+    /// The group was removed from this node.
+    GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// Committed entries of one group, in order, to apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Apply {
+    /// The group.
+    pub group: GroupId,
+    /// The entries, consecutive.
+    pub entries: Vec<Entry>,
+    /// The local requests these entries resolve, as (entry index, request), in index
+    /// order: the application answers each with the state machine's result for that entry.
+    pub requests: Vec<(u64, RequestId)>,
+}
+
+impl Apply {
+    /// The commands to hand the state machine, in log order: (index, command, the local
+    /// request whose answer is the state machine's result for it). No-op entries are left
+    /// out: they carry nothing for the application.
+    pub fn commands(&self) -> impl Iterator<Item = (u64, &Bytes, Option<RequestId>)> + '_ {
+        let mut requests = self.requests.iter().peekable();
+        self.entries.iter().filter_map(move |e| match &e.payload {
+            Payload::Command { data, .. } => {
+                let request = requests.next_if(|(index, _)| *index == e.index);
+                Some((e.index, data, request.map(|(_, r)| *r)))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// The outputs of one cycle of the node. See the [module docs](super) for what to do with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ready {
+    /// Strictly increasing; pass it to [`Node::advance`].
+    pub number: u64,
+    /// Everything to persist, for every group, as one write.
+    pub write: WriteBatch,
+    /// One batch per destination node, to send at once.
+    pub send_now: Vec<MessageBatch>,
+    /// One batch per destination node, to send only after `write` is durable.
+    pub send_after_write: Vec<MessageBatch>,
+    /// Committed entries to apply, per group.
+    pub apply: Vec<Apply>,
+    /// Requests that ended other than by their entry being applied, to report once `write`
+    /// is durable.
+    pub outcomes: Vec<Outcome>,
+    /// Events, to publish once `write` is durable.
+    pub events: Vec<Event>,
+}
+
+impl Ready {
+    /// Whether the ready holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.write.is_empty()
+            && self.send_now.is_empty()
+            && self.send_after_write.is_empty()
+            && self.apply.is_empty()
+            && self.outcomes.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// The write of one ready, awaiting [`Node::advance`].
+#[derive(Debug)]
+pub(super) struct Outstanding {
+    number: u64,
+    /// Per group: the last entry written (index, term).
+    persisted: Vec<(GroupId, u64, u64)>,
+}
+
+impl Node {
+    /// Whether there may be work for [`Node::ready`] (it can still return `None` when the
+    /// queued groups turn out to have nothing to output).
+    pub fn has_ready(&self) -> bool {
+        self.outstanding.is_none()
+            && (self.beat_due
+                || !self.dirty.is_empty()
+                || !self.lifecycle.is_empty()
+                || !self.events.is_empty()
+                || self.requests.has_ended())
+    }
+
+    /// Collects the outputs of every group with work, within the per-ready limits
+    /// (`max_ready_groups`, `max_ready_entries`, `max_ready_bytes`). Returns `None` when
+    /// there is nothing to do or the previous ready is not yet advanced.
+    pub fn ready(&mut self) -> Option<Ready> {
+        if !self.has_ready() {
+            return None;
+        }
+        self.last_number += 1;
+        let mut ready = Ready {
+            number: self.last_number,
+            ..Default::default()
+        };
+        ready.write.groups = std::mem::take(&mut self.lifecycle).into_values().collect();
+        self.requests.lifecycle_written();
+        // Where each group's record is. A group created in this cycle already has one, and
+        // its output must be merged into it: `WriteBatch` holds each group at most once, in
+        // no particular order, so a second record (say, a vote) could be applied before the
+        // creation's default hard state and be lost.
+        // Only groups with a lifecycle record can meet a second one (a group is drained once
+        // per ready with new writes), so only those are indexed.
+        let record_of: HashMap<GroupId, usize> = ready
+            .write
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.group, i))
+            .collect();
+        ready.events = std::mem::take(&mut self.events);
+        let mut persisted = Vec::new();
+        let mut leadership_changed: HashMap<GroupId, Option<(u64, Option<NodeId>)>> =
+            HashMap::new();
+        let mut outbox = self.outbox();
+        self.since_sends.clear();
+        let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
+        let cfg = Arc::clone(&self.config);
+        while let Some(id) = self.dirty.pop_front() {
+            let over = groups >= cfg.max_ready_groups
+                || entries >= cfg.max_ready_entries
+                || bytes >= cfg.max_ready_bytes;
+            if over && groups > 0 {
+                self.dirty.push_front(id);
+                break;
+            }
+            let Some(slot) = self.groups.get_mut(&id) else {
+                continue; // removed since it was queued
+            };
+            groups += 1;
+            let out = slot.group.ready(
+                cfg.max_ready_entries.saturating_sub(entries).max(1),
+                cfg.max_ready_bytes.saturating_sub(bytes).max(1),
+            );
+            if slot.group.has_ready() {
+                self.dirty.push_back(id);
+            } else {
+                slot.queued = false;
+            }
+            for e in out.entries.iter().chain(&out.apply) {
+                entries += 1;
+                bytes += e.size_bytes();
+            }
+            if let Some(last) = out.entries.last() {
+                persisted.push((id, last.index, last.term));
+            }
+            if out.hard_state.is_some() || !out.entries.is_empty() {
+                match record_of.get(&id) {
+                    Some(&i) => {
+                        let record = &mut ready.write.groups[i];
+                        if out.hard_state.is_some() {
+                            record.hard_state = out.hard_state;
+                        }
+                        record.entries.extend(out.entries);
+                    }
+                    None => {
+                        let mut record = GroupWrite::new(id);
+                        record.hard_state = out.hard_state;
+                        record.entries = out.entries;
+                        ready.write.groups.push(record);
+                    }
+                }
+            }
+            for m in out.send_now {
+                outbox.now(id, m);
+            }
+            for m in out.send_after_write {
+                outbox.after(id, m);
+            }
+            if !out.apply.is_empty() {
+                let requests = self.resolve_applied(id, &out.apply);
+                ready.apply.push(Apply {
+                    group: id,
+                    entries: out.apply,
+                    requests,
+                });
+            }
+            for (pid, error) in out.rejected {
+                if pid.node == self.id {
+                    self.requests.rejected(RequestId(pid.seq), error);
+                }
+            }
+            for e in out.events {
+                match e {
+                    GroupEvent::LeaderChanged { term, leader } => {
+                        leadership_changed.insert(id, Some((term, leader)));
+                        ready.events.push(super::Event::LeaderChanged {
+                            group: id,
+                            term,
+                            leader,
+                        });
+                    }
+                }
+            }
+        }
+        if !leadership_changed.is_empty() {
+            // Judged against each group's state now, which may be newer than its events.
+            for (group, now) in leadership_changed.iter_mut() {
+                *now = self
+                    .groups
+                    .get(group)
+                    .map(|s| s.group.status())
+                    .map(|s| (s.term, s.leader));
+            }
+            self.requests.leadership_changed(&leadership_changed);
+        }
+        ready.outcomes = self.requests.take_ended();
+        (ready.send_now, ready.send_after_write) = outbox.finish(self.id);
+        if ready.is_empty() {
+            // The dirty groups had nothing after all (say, an acknowledgement that moved
+            // nothing): no ready, so the caller does not pay for an empty cycle.
+            self.last_number -= 1;
+            return None;
+        }
+        self.outstanding = Some(Outstanding {
+            number: ready.number,
+            persisted,
+        });
+        Some(ready)
+    }
+
+    /// The local requests that `entries` of `group` resolve, ending them.
+    fn resolve_applied(&mut self, group: GroupId, entries: &[Entry]) -> Vec<(u64, RequestId)> {
+        if self.requests.pending_proposals() == 0 {
+            return Vec::new();
+        }
+        let mut resolved = Vec::new();
+        for e in entries {
+            if let Payload::Command { id, .. } = &e.payload
+                && id.node == self.id
+                && let Some(request) = self.requests.applied(group, RequestId(id.seq))
+            {
+                resolved.push((e.index, request));
+            }
+        }
+        resolved
+    }
+
+    /// Messages that may leave before any write — the leaders' appends and heartbeats,
+    /// forwarded proposals, the liveness beat — one batch per destination. For use while a
+    /// ready's write is in flight, so that a slow fsync delays neither replication to
+    /// followers (dissertation §10.2.1: the leader writes in parallel with them) nor
+    /// heartbeats. Everything else waits for the next [`Node::ready`].
+    pub fn take_sends(&mut self) -> Vec<MessageBatch> {
+        let mut outbox = self.outbox();
+        let mut touched = std::mem::take(&mut self.since_sends);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in &touched {
+            if let Some(slot) = self.groups.get_mut(id) {
+                for m in slot.group.take_send_now() {
+                    outbox.now(*id, m);
+                }
+            }
+        }
+        // Keep the capacity: this runs on every wake while a write is in flight.
+        touched.clear();
+        self.since_sends = touched;
+        outbox.finish(self.id).0
+    }
+
+    /// An outbox holding the liveness beat to every peer, if one is due.
+    fn outbox(&mut self) -> Outbox {
+        let mut outbox = Outbox::default();
+        if std::mem::take(&mut self.beat_due) {
+            for peer in self.peers.ids() {
+                outbox.liveness_beat(peer);
+            }
+        }
+        outbox
+    }
+
+    /// Confirms that the write of ready `number` is durable.
+    ///
+    /// # Panics
+    ///
+    /// If `number` is not the outstanding ready's number: acknowledging a write out of
+    /// order would let the node act on state that is not durable (design §3.1, IO rule 5).
+    pub fn advance(&mut self, number: u64) {
+        let out = self.outstanding.take();
+        let expected = out.as_ref().map(|o| o.number);
+        assert_eq!(
+            expected,
+            Some(number),
+            "node {}: advance({number}) but the outstanding ready is {expected:?}",
+            self.id
+        );
+        for (id, index, term) in out.map(|o| o.persisted).unwrap_or_default() {
+            if let Some(slot) = self.groups.get_mut(&id) {
+                slot.group.on_persisted(index, term);
+                if slot.group.has_ready() {
+                    self.mark(id);
+                }
+            }
+        }
+    }
+
+    /// Whether a ready is awaiting [`Node::advance`].
+    pub fn is_write_outstanding(&self) -> bool {
+        self.outstanding.is_some()
+    }
+}

@@ -1,0 +1,240 @@
+//! The requests a node took from the application and has not yet given an outcome: where
+//! each request's one outcome is decided (design §5).
+//!
+//! A request is a proposal or a group's creation or removal. The table allocates its
+//! [`RequestId`], remembers what the outcome depends on (for a proposal: its group and the
+//! group's term and leader when it was taken; its deadline in ticks), and ends it exactly
+//! once: applied (the entry in [`Apply`](super::Apply) carries the id), or an
+//! [`Outcome`] that the next [`Ready`](super::Ready) reports.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::error::{Indeterminate, ProposeError};
+use crate::ids::{GroupId, NodeId, RequestId};
+
+/// How a request ended, when it did not end with its entry applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// A group's creation or removal is durable.
+    Done,
+    /// Definitely not applied: the command never entered the log and never will.
+    Rejected(ProposeError),
+    /// The entry may or may not be applied.
+    Indeterminate(Indeterminate),
+}
+
+/// The outcome of one request that did not end with its entry applied. Reported in
+/// [`Ready::outcomes`](super::Ready::outcomes), to deliver once the ready's write is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The request.
+    pub request: RequestId,
+    /// The group it concerned.
+    pub group: GroupId,
+    /// How it ended.
+    pub resolution: Resolution,
+}
+
+/// A proposal taken and not yet ended.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    group: GroupId,
+    /// The group's term and known leader when the proposal was taken. A later leadership
+    /// change makes its outcome uncertain; one that the node had already seen does not.
+    term: u64,
+    leader: Option<NodeId>,
+}
+
+/// Every request of one node that has no outcome yet.
+#[derive(Debug, Default)]
+pub(super) struct Requests {
+    next: u64,
+    /// Proposals taken and not yet ended, by request id.
+    proposals: HashMap<RequestId, Pending>,
+    /// (tick deadline, request) in the order taken, for `Config::proposal_timeout_ticks`.
+    /// Entries of proposals that ended otherwise are skipped when they come due.
+    deadlines: VecDeque<(u64, RequestId)>,
+    /// Creations and removals waiting for the ready that writes them, by group: each group
+    /// has at most one lifecycle record per write, but a create then a remove in one cycle
+    /// are two requests.
+    lifecycle: BTreeMap<GroupId, Vec<RequestId>>,
+    /// Outcomes decided and not yet reported in a ready.
+    ended: Vec<Outcome>,
+}
+
+impl Requests {
+    /// The first request id will be `first` (at least 1).
+    pub(super) fn start_at(&mut self, first: u64) {
+        self.next = first.max(1);
+    }
+
+    fn allocate(&mut self) -> RequestId {
+        self.next = self.next.max(1);
+        let id = RequestId(self.next);
+        self.next = self.next.wrapping_add(1);
+        id
+    }
+
+    /// Proposals taken and not yet ended.
+    pub(super) fn pending_proposals(&self) -> usize {
+        self.proposals.len()
+    }
+
+    /// Whether outcomes wait for a ready.
+    pub(super) fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+
+    /// A new proposal to `group`, taken under `term` and `leader`, due by tick `deadline`.
+    pub(super) fn propose(
+        &mut self,
+        group: GroupId,
+        term: u64,
+        leader: Option<NodeId>,
+        deadline: u64,
+    ) -> RequestId {
+        let id = self.allocate();
+        self.proposals.insert(
+            id,
+            Pending {
+                group,
+                term,
+                leader,
+            },
+        );
+        self.deadlines.push_back((deadline, id));
+        id
+    }
+
+    /// Gives back a proposal id that was allocated but not taken (the group refused it).
+    pub(super) fn withdraw(&mut self, id: RequestId) {
+        self.proposals.remove(&id);
+        if self.deadlines.back().is_some_and(|(_, d)| *d == id) {
+            self.deadlines.pop_back();
+        }
+    }
+
+    /// A creation or removal of `group`, ended `Done` by the ready that writes it.
+    pub(super) fn lifecycle(&mut self, group: GroupId) -> RequestId {
+        let id = self.allocate();
+        self.lifecycle.entry(group).or_default().push(id);
+        id
+    }
+
+    /// The entry of proposal `id` of `group` is applied here: ends it, and returns it to put
+    /// in the apply, if it was still pending.
+    pub(super) fn applied(&mut self, group: GroupId, id: RequestId) -> Option<RequestId> {
+        match self.proposals.get(&id) {
+            Some(p) if p.group == group => {
+                self.proposals.remove(&id);
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The group refused proposal `id`: definitely not in the log.
+    pub(super) fn rejected(&mut self, id: RequestId, error: ProposeError) {
+        if let Some(p) = self.proposals.remove(&id) {
+            self.end(id, p.group, Resolution::Rejected(error));
+        }
+    }
+
+    /// Ticks reached `now`: ends every proposal due by then as timed out.
+    pub(super) fn expire(&mut self, now: u64) {
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(p) = self.proposals.remove(&id) {
+                self.end(
+                    id,
+                    p.group,
+                    Resolution::Indeterminate(Indeterminate::Timeout),
+                );
+            }
+        }
+    }
+
+    /// The leadership of some groups changed: ends every proposal of theirs taken under
+    /// another term or leader than the group's current one (`current` gives it; `None` for a
+    /// group no longer hosted). Whatever those appended or forwarded may or may not commit.
+    /// A proposal taken under the current term and leader keeps waiting: terms only grow
+    /// and a term has one leader, so an equal pair means it went to the leader that is
+    /// current. One pass over the pending proposals serves every group.
+    pub(super) fn leadership_changed(
+        &mut self,
+        current: &HashMap<GroupId, Option<(u64, Option<NodeId>)>>,
+    ) {
+        if current.is_empty() || self.proposals.is_empty() {
+            return;
+        }
+        self.end_where(Indeterminate::LeadershipChanged, |p| {
+            current
+                .get(&p.group)
+                .is_some_and(|now| *now != Some((p.term, p.leader)))
+        });
+    }
+
+    /// `group` is no longer hosted: its proposals end indeterminate.
+    pub(super) fn group_removed(&mut self, group: GroupId) {
+        self.end_where(Indeterminate::GroupRemoved, |p| p.group == group);
+    }
+
+    fn end_where(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
+        let mut ended: Vec<(RequestId, GroupId)> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| affected(p))
+            .map(|(id, p)| (*id, p.group))
+            .collect();
+        // The map's order differs between instances: report in id order, deterministically.
+        ended.sort_unstable();
+        for (id, group) in ended {
+            self.proposals.remove(&id);
+            self.end(id, group, Resolution::Indeterminate(why));
+        }
+    }
+
+    fn end(&mut self, request: RequestId, group: GroupId, resolution: Resolution) {
+        self.ended.push(Outcome {
+            request,
+            group,
+            resolution,
+        });
+    }
+
+    /// The lifecycle records of these groups are in the ready being built: their requests
+    /// are done once it is durable.
+    pub(super) fn lifecycle_written(&mut self) {
+        for (group, ids) in std::mem::take(&mut self.lifecycle) {
+            for request in ids {
+                self.end(request, group, Resolution::Done);
+            }
+        }
+    }
+
+    /// The outcomes decided since the last call.
+    pub(super) fn take_ended(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// The node stops: every request without an outcome ends indeterminate, lifecycle ones
+    /// included (their write may or may not have happened).
+    pub(super) fn stop(&mut self) -> Vec<Outcome> {
+        self.end_where(Indeterminate::NodeStopped, |_| true);
+        for (group, ids) in std::mem::take(&mut self.lifecycle) {
+            for request in ids {
+                self.end(
+                    request,
+                    group,
+                    Resolution::Indeterminate(Indeterminate::NodeStopped),
+                );
+            }
+        }
+        self.deadlines.clear();
+        self.take_ended()
+    }
+}
