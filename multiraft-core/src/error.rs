@@ -127,9 +127,9 @@ pub enum StorageError {
     /// Stored data failed a consistency check.
     #[error("storage corrupt: {0}")]
     Corrupt(String),
-    /// The backend failed for another reason.
+    /// The backend failed for another reason; the source says why.
     #[error("storage backend error: {0}")]
-    Backend(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An earlier write failed; the storage refuses further writes until reopened.
     #[error("storage stopped after an earlier failure")]
     Poisoned,
@@ -157,8 +157,8 @@ pub enum StartError {
     #[error("loading persisted state failed: {0}")]
     Storage(#[from] StorageError),
     /// The transport refused to attach.
-    #[error("transport: {0}")]
-    Transport(String),
+    #[error("the transport refused to attach")]
+    Transport(#[source] crate::transport::AttachError),
     /// Storage holds a group whose log was compacted. This version rebuilds state machines
     /// by replaying the log from index 1 and cannot restore a snapshot, so it refuses to
     /// start rather than apply a partial log.

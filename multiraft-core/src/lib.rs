@@ -186,4 +186,4 @@ pub use message::{Beat, Message, MessageBatch, MessageBody};
 pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, Ready, Resolution};
 pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
-pub use transport::{DeliverError, Inbox, Transport};
+pub use transport::{AttachError, DeliverError, Inbox, Transport};

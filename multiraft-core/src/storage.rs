@@ -12,6 +12,7 @@ use crate::membership::Membership;
 /// The node layer builds exactly one `WriteBatch` per ready, so one fsync covers every
 /// group that had something to persist in that cycle.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriteBatch {
     /// One record per group, each group at most once, in no particular order.
     pub groups: Vec<GroupWrite>,
@@ -48,8 +49,15 @@ impl WriteBatch {
     }
 }
 
+impl From<Vec<GroupWrite>> for WriteBatch {
+    fn from(groups: Vec<GroupWrite>) -> WriteBatch {
+        WriteBatch { groups }
+    }
+}
+
 /// What to persist for one group.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupWrite {
     /// The group.
     pub group: GroupId,
@@ -75,12 +83,43 @@ pub struct GroupWrite {
 }
 
 impl GroupWrite {
-    /// A record for `group` that changes nothing yet: set the fields to write.
+    /// A record for `group` that changes nothing yet: add what to write with the `with_*`
+    /// methods, or set the fields.
     pub fn new(group: GroupId) -> GroupWrite {
         GroupWrite {
             group,
             ..GroupWrite::default()
         }
+    }
+
+    /// Sets the membership to write.
+    pub fn with_membership(mut self, membership: Membership) -> GroupWrite {
+        self.membership = Some(membership);
+        self
+    }
+
+    /// Sets the hard state to write.
+    pub fn with_hard_state(mut self, hard_state: HardState) -> GroupWrite {
+        self.hard_state = Some(hard_state);
+        self
+    }
+
+    /// Sets the entries to append.
+    pub fn with_entries(mut self, entries: Vec<Entry>) -> GroupWrite {
+        self.entries = entries;
+        self
+    }
+
+    /// Makes this record a removal of the group.
+    pub fn removing(mut self) -> GroupWrite {
+        self.remove = true;
+        self
+    }
+
+    /// Sets the index to compact the log to.
+    pub fn compacting_to(mut self, index: u64) -> GroupWrite {
+        self.compact_to = Some(index);
+        self
     }
 
     /// Checks this record against the [`Storage`] contract, given the index of the last
@@ -157,6 +196,7 @@ fn corrupt(group: GroupId, what: &str) -> StorageError {
 
 /// One group's persisted state, as returned by [`Storage::load`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadedGroup {
     /// The group.
     pub group: GroupId,

@@ -10,8 +10,13 @@ use crate::message::MessageBatch;
 ///
 /// # To ensure correctness
 ///
-/// Raft tolerates loss, duplication and reordering of messages, so a transport may drop a
-/// batch (a full queue, a broken connection) without telling anyone. It must never:
+/// Raft tolerates loss and reordering of messages, so a transport may drop a batch (a full
+/// queue, a broken connection) or deliver batches out of order without telling anyone. It
+/// must never:
+/// - deliver a batch more than once. Raft itself would survive it, but a forwarded proposal
+///   delivered twice could be appended by one copy and refused in the other, and the refusal
+///   is reported to the application as definite (design §5). Stream transports (QUIC, TCP)
+///   deliver each sent batch at most once as they are;
 /// - alter a batch, or deliver a batch to a node other than [`MessageBatch::to`];
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);
 /// - block in [`send`](Transport::send): queue and return, the event loop is waiting.
@@ -21,10 +26,30 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Called once when the node starts: from now on, batches addressed to `node` go to
     /// `inbox`.
-    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), String>;
+    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError>;
 
     /// Called once when the node stops: deliver nothing more to it.
     fn detach(&self, node: NodeId);
+}
+
+/// Why a transport refused to attach a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The transport was built for another node.
+    #[error("this transport is {expected}'s and cannot attach {node}")]
+    WrongNode {
+        /// The node the transport was built for.
+        expected: NodeId,
+        /// The node it was asked to attach.
+        node: NodeId,
+    },
+    /// The transport was shut down and cannot be attached again.
+    #[error("the transport was shut down")]
+    ShutDown,
+    /// Another failure, with its source.
+    #[error("attaching the transport failed")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where a transport delivers batches for one node. Bounded by

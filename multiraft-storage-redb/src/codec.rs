@@ -74,12 +74,7 @@ pub(crate) fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, StorageError> {
             payload: &e.payload,
         })
         .collect();
-    postcard::to_stdvec(&stored).map_err(|e| {
-        StorageError::Backend(format!(
-            "encoding entries from {}: {e}",
-            entries.first().map_or(0, |e| e.index)
-        ))
-    })
+    postcard::to_stdvec(&stored).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
 /// The run stored under `(group, first)`.
@@ -144,8 +139,7 @@ pub(crate) fn encode_batch(batch: &WriteBatch) -> Result<Vec<u8>, StorageError> 
             compact_to: w.compact_to,
         })
         .collect();
-    postcard::to_stdvec(&writes)
-        .map_err(|e| StorageError::Backend(format!("encoding a write-ahead record: {e}")))
+    postcard::to_stdvec(&writes).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
 pub(crate) fn decode_batch(seq: u64, bytes: &[u8]) -> Result<Vec<GroupWrite>, StorageError> {
@@ -153,19 +147,17 @@ pub(crate) fn decode_batch(seq: u64, bytes: &[u8]) -> Result<Vec<GroupWrite>, St
         .map_err(|e| StorageError::Corrupt(format!("write-ahead record {seq}: {e}")))?;
     Ok(writes
         .into_iter()
-        .map(|w| GroupWrite {
-            group: GroupId(w.group),
-            remove: w.remove,
-            membership: w.membership,
-            hard_state: w.hard_state,
-            entries: w.entries,
-            compact_to: w.compact_to,
+        .map(|w| {
+            let mut g = GroupWrite::new(GroupId(w.group)).with_entries(w.entries);
+            (g.remove, g.membership) = (w.remove, w.membership);
+            (g.hard_state, g.compact_to) = (w.hard_state, w.compact_to);
+            g
         })
         .collect())
 }
 
 pub(crate) fn encode_meta(meta: &GroupMeta) -> Result<Vec<u8>, StorageError> {
-    postcard::to_stdvec(meta).map_err(|e| StorageError::Backend(format!("encoding metadata: {e}")))
+    postcard::to_stdvec(meta).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
 pub(crate) fn decode_meta(group: u64, bytes: &[u8]) -> Result<GroupMeta, StorageError> {
@@ -204,7 +196,7 @@ pub(crate) fn redb_error(e: impl Into<redb::Error>) -> StorageError {
         redb::Error::UpgradeRequired(v) => StorageError::Corrupt(format!(
             "redb: the file uses redb file format {v}, which this build cannot open"
         )),
-        other => StorageError::Backend(format!("redb: {other}")),
+        other => StorageError::Backend(Box::new(other)),
     }
 }
 

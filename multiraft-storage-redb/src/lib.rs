@@ -17,14 +17,9 @@
 //! let path = dir.join("node1.redb");
 //! let storage = RedbStorage::open(&path, RedbOptions::default()).unwrap();
 //! storage
-//!     .write(WriteBatch {
-//!         groups: vec![GroupWrite {
-//!             group: GroupId(7),
-//!             hard_state: Some(HardState { term: 1, vote: Some(NodeId(1)), commit: 0 }),
-//!             entries: vec![Entry { index: 1, term: 1, payload: Payload::Noop }],
-//!             ..Default::default()
-//!         }],
-//!     })
+//!     .write(WriteBatch::from(vec![GroupWrite::new(GroupId(7))
+//!         .with_hard_state(HardState { term: 1, vote: Some(NodeId(1)), commit: 0 })
+//!         .with_entries(vec![Entry { index: 1, term: 1, payload: Payload::Noop }])]))
 //!     .await
 //!     .unwrap();
 //! drop(storage); // closes the file (once every clone is gone)

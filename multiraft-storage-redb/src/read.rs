@@ -223,16 +223,15 @@ fn checked_log(rows: &mut Rows<'_>, g: u64, meta: &GroupMeta) -> Result<Vec<Entr
 }
 
 fn loaded_group(g: u64, meta: GroupMeta, entries: Vec<Entry>) -> LoadedGroup {
-    LoadedGroup {
-        group: GroupId(g),
-        membership: meta.membership,
-        hard_state: meta.hard_state,
-        compacted: (meta.compacted_index > 0).then_some(Compacted {
-            index: meta.compacted_index,
-            term: meta.compacted_term,
-        }),
-        entries,
-    }
+    let mut loaded = LoadedGroup::new(GroupId(g));
+    loaded.membership = meta.membership;
+    loaded.hard_state = meta.hard_state;
+    loaded.compacted = (meta.compacted_index > 0).then_some(Compacted {
+        index: meta.compacted_index,
+        term: meta.compacted_term,
+    });
+    loaded.entries = entries;
+    loaded
 }
 
 /// One group as the read transaction sees it: its tail, or its table state if the
@@ -328,17 +327,13 @@ mod tests {
             .create_with_backend(InMemoryBackend::new())
             .unwrap();
         check_format(&db).unwrap();
-        let bad = WriteBatch {
-            groups: vec![GroupWrite {
-                group: GroupId(1),
-                entries: vec![Entry {
-                    index: 0,
-                    term: 1,
-                    payload: Payload::Noop,
-                }],
-                ..Default::default()
-            }],
-        };
+        let bad = WriteBatch::from(vec![GroupWrite::new(GroupId(1)).with_entries(vec![
+            Entry {
+                index: 0,
+                term: 1,
+                payload: Payload::Noop,
+            },
+        ])]);
         let txn = db.begin_write().unwrap();
         txn.open_table(WAL_TABLE)
             .unwrap()

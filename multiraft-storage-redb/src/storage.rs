@@ -243,7 +243,7 @@ impl RedbStorage {
         }
         tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| StorageError::Backend(format!("read task failed: {e}")))?
+            .map_err(|e| StorageError::Backend(Box::new(e)))?
     }
 }
 

@@ -286,13 +286,9 @@ async fn verify(image: Vec<u8>, acked: &[LoadedGroup], in_flight: &[LoadedGroup]
     // Still writable after recovery.
     let g = GroupId(GROUPS + 1);
     storage
-        .write(WriteBatch {
-            groups: vec![GroupWrite {
-                group: g,
-                entries: vec![entry(1, 1, "after the crash")],
-                ..Default::default()
-            }],
-        })
+        .write(WriteBatch::from(vec![
+            GroupWrite::new(g).with_entries(vec![entry(1, 1, "after the crash")]),
+        ]))
         .await
         .unwrap_or_else(|e| panic!("write after recovery fails: {e}"));
     assert_eq!(storage.term(g, 1).await.unwrap(), Some(1));

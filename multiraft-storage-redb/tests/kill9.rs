@@ -80,18 +80,17 @@ async fn child_writes_until_killed(path: &Path) {
                 })
                 .collect();
             last.insert(*g, first + n - 1);
-            writes.push(GroupWrite {
-                group: GroupId(*g),
-                hard_state: Some(HardState {
-                    term: id + 1,
-                    vote: Some(NodeId(1)),
-                    commit: 0,
-                }),
-                entries,
-                ..Default::default()
-            });
+            writes.push(
+                GroupWrite::new(GroupId(*g))
+                    .with_hard_state(HardState {
+                        term: id + 1,
+                        vote: Some(NodeId(1)),
+                        commit: 0,
+                    })
+                    .with_entries(entries),
+            );
         }
-        storage.write(WriteBatch { groups: writes }).await.unwrap();
+        storage.write(WriteBatch::from(writes)).await.unwrap();
         writeln!(out, "ACK {id}").unwrap();
         out.flush().unwrap();
     }

@@ -36,18 +36,11 @@ fn reopen(dir: &TempDir, storage: RedbStorage) -> RedbStorage {
 async fn write_then_load_every_group_sorted_and_after_reopen() {
     let (dir, s) = open_new("load");
     s.write(batch(vec![
-        GroupWrite {
-            group: G2,
-            membership: Some(Membership::voters([1, 2, 3])),
-            hard_state: Some(hard_state(2)),
-            entries: entries(1, 2, 2),
-            ..Default::default()
-        },
-        GroupWrite {
-            group: G1,
-            membership: Some(Membership::voters([1])),
-            ..Default::default()
-        },
+        GroupWrite::new(G2)
+            .with_membership(Membership::voters([1, 2, 3]))
+            .with_hard_state(hard_state(2))
+            .with_entries(entries(1, 2, 2)),
+        GroupWrite::new(G1).with_membership(Membership::voters([1])),
     ]))
     .await
     .unwrap();
@@ -71,11 +64,9 @@ async fn write_then_load_every_group_sorted_and_after_reopen() {
 #[tokio::test]
 async fn a_group_written_without_membership_gets_the_empty_one() {
     let (_dir, s) = open_new("nomember");
-    s.write(batch(vec![GroupWrite {
-        group: G1,
-        hard_state: Some(hard_state(1)),
-        ..Default::default()
-    }]))
+    s.write(batch(vec![
+        GroupWrite::new(G1).with_hard_state(hard_state(1)),
+    ]))
     .await
     .unwrap();
     let loaded = s.load().await.unwrap();
@@ -87,12 +78,9 @@ async fn a_group_written_without_membership_gets_the_empty_one() {
 async fn hard_state_and_membership_are_replaced_not_merged() {
     let (dir, s) = open_new("replace");
     let set = |m: Option<Membership>, h: Option<HardState>| {
-        batch(vec![GroupWrite {
-            group: G1,
-            membership: m,
-            hard_state: h,
-            ..Default::default()
-        }])
+        let mut w = GroupWrite::new(G1);
+        (w.membership, w.hard_state) = (m, h);
+        batch(vec![w])
     };
     s.write(set(Some(Membership::voters([1, 2])), Some(hard_state(1))))
         .await
@@ -193,12 +181,11 @@ async fn holes_and_malformed_batches_are_rejected_and_change_nothing() {
             append(G1, entries(4, 4, 1)),
         ]),
         // Remove with other fields.
-        batch(vec![GroupWrite {
-            group: G1,
-            remove: true,
-            hard_state: Some(hard_state(1)),
-            ..Default::default()
-        }]),
+        batch(vec![
+            GroupWrite::new(G1)
+                .removing()
+                .with_hard_state(hard_state(1)),
+        ]),
     ];
     for b in bad {
         let err = s.write(b.clone()).await.unwrap_err();

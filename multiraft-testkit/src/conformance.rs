@@ -80,34 +80,22 @@ pub fn entries(first: u64, last: u64, term: u64) -> Vec<Entry> {
 
 /// A record appending `entries` to `group`.
 pub fn append(group: GroupId, entries: Vec<Entry>) -> GroupWrite {
-    GroupWrite {
-        group,
-        entries,
-        ..Default::default()
-    }
+    GroupWrite::new(group).with_entries(entries)
 }
 
 /// A record removing `group`.
 pub fn remove(group: GroupId) -> GroupWrite {
-    GroupWrite {
-        group,
-        remove: true,
-        ..Default::default()
-    }
+    GroupWrite::new(group).removing()
 }
 
 /// A record compacting `group`'s log up to `to`.
 pub fn compact(group: GroupId, to: u64) -> GroupWrite {
-    GroupWrite {
-        group,
-        compact_to: Some(to),
-        ..Default::default()
-    }
+    GroupWrite::new(group).compacting_to(to)
 }
 
 /// A batch of `groups`' records.
 pub fn batch(groups: Vec<GroupWrite>) -> WriteBatch {
-    WriteBatch { groups }
+    WriteBatch::from(groups)
 }
 
 /// The (index, term) of every entry of a loaded group, for comparing logs.
@@ -161,19 +149,13 @@ async fn load(s: &impl Storage, property: &str) -> Vec<LoadedGroup> {
 async fn write_then_load_every_group_in_order(s: impl Storage) {
     const P: &str = "write_then_load_every_group_in_order";
     let b = batch(vec![
-        GroupWrite {
-            group: G2,
-            membership: Some(Membership::voters([1, 2, 3])),
-            hard_state: Some(hard_state(2)),
-            entries: entries(1, 2, 2),
-            ..Default::default()
-        },
-        GroupWrite {
-            group: G1,
-            membership: Some(Membership::voters([1])),
-            hard_state: Some(HardState::default()),
-            ..Default::default()
-        },
+        GroupWrite::new(G2)
+            .with_membership(Membership::voters([1, 2, 3]))
+            .with_hard_state(hard_state(2))
+            .with_entries(entries(1, 2, 2)),
+        GroupWrite::new(G1)
+            .with_membership(Membership::voters([1]))
+            .with_hard_state(HardState::default()),
     ]);
     write(&s, b, P).await;
     let loaded = load(&s, P).await;
@@ -192,11 +174,10 @@ async fn write_then_load_every_group_in_order(s: impl Storage) {
 async fn hard_state_and_membership_are_replaced_not_merged(s: impl Storage) {
     const P: &str = "hard_state_and_membership_are_replaced_not_merged";
     let set = |m: Option<Membership>, h: Option<HardState>| {
-        batch(vec![GroupWrite {
-            group: G1,
-            membership: m,
-            hard_state: h,
-            ..Default::default()
+        batch(vec![{
+            let mut w = GroupWrite::new(G1);
+            (w.membership, w.hard_state) = (m, h);
+            w
         }])
     };
     write(
@@ -273,20 +254,15 @@ async fn malformed_batches_are_refused_whole(s: impl Storage) {
         ),
         (
             "a compaction past the last entry",
-            batch(vec![GroupWrite {
-                group: G1,
-                compact_to: Some(3),
-                ..Default::default()
-            }]),
+            batch(vec![GroupWrite::new(G1).compacting_to(3)]),
         ),
         (
             "remove with other fields",
-            batch(vec![GroupWrite {
-                group: G1,
-                remove: true,
-                hard_state: Some(hard_state(1)),
-                ..Default::default()
-            }]),
+            batch(vec![
+                GroupWrite::new(G1)
+                    .removing()
+                    .with_hard_state(hard_state(1)),
+            ]),
         ),
     ];
     for (what, b) in bad {
@@ -356,13 +332,12 @@ async fn restart_keeps_every_acknowledged_write<S: Subject>(subject: &mut S) {
     .await;
     write(
         &s,
-        batch(vec![GroupWrite {
-            group: G1,
-            hard_state: Some(hard_state(2)),
-            membership: Some(Membership::voters([1, 2, 3]).with_learners([4])),
-            entries: entries(3, 3, 2),
-            ..Default::default()
-        }]),
+        batch(vec![
+            GroupWrite::new(G1)
+                .with_hard_state(hard_state(2))
+                .with_membership(Membership::voters([1, 2, 3]).with_learners([4]))
+                .with_entries(entries(3, 3, 2)),
+        ]),
         P,
     )
     .await;
@@ -386,11 +361,10 @@ async fn one_batch_covers_many_groups<S: Subject>(subject: &mut S) {
     const P: &str = "one_batch_covers_many_groups";
     let s = subject.fresh();
     let groups: Vec<GroupWrite> = (1..=1_000)
-        .map(|g| GroupWrite {
-            group: GroupId(g),
-            hard_state: Some(hard_state(g)),
-            entries: entries(1, 1 + g % 3, g),
-            ..Default::default()
+        .map(|g| {
+            GroupWrite::new(GroupId(g))
+                .with_hard_state(hard_state(g))
+                .with_entries(entries(1, 1 + g % 3, g))
         })
         .collect();
     write(&s, batch(groups), P).await;

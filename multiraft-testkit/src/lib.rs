@@ -40,9 +40,7 @@
 //! let storage = MemStorage::new();
 //! storage.set_unsynced(true);
 //! let hard_state = HardState { term: 1, vote: Some(NodeId(1)), commit: 0 };
-//! let batch = WriteBatch {
-//!     groups: vec![GroupWrite { group: GroupId(1), hard_state: Some(hard_state), ..Default::default() }],
-//! };
+//! let batch = WriteBatch::from(vec![GroupWrite::new(GroupId(1)).with_hard_state(hard_state)]);
 //! storage.write(batch).await.unwrap();
 //! assert_eq!(storage.load().await.unwrap().len(), 1);
 //! let restarted = storage.crash();

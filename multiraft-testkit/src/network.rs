@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use multiraft_core::{Inbox, MessageBatch, NodeId, Transport};
+use multiraft_core::{AttachError, Inbox, MessageBatch, NodeId, Transport};
 
 /// An in-process network: each node gets a [`MemTransport`] from
 /// [`transport`](MemNetwork::transport), and a batch sent through it goes straight into the
@@ -238,12 +238,12 @@ impl Transport for MemTransport {
     /// Attaches `inbox` for this transport's node, replacing an earlier attachment (a node
     /// restarted after a crash may not have detached). Fails if `node` is not this
     /// transport's node.
-    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), String> {
+    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError> {
         if node != self.node {
-            return Err(format!(
-                "MemTransport for {} cannot attach {node}",
-                self.node
-            ));
+            return Err(AttachError::WrongNode {
+                expected: self.node,
+                node,
+            });
         }
         let attachment = Attachment {
             inbox,

@@ -305,12 +305,13 @@ impl Storage for MemStorage {
         Ok(state
             .current
             .iter()
-            .map(|(group, stored)| LoadedGroup {
-                group: *group,
-                membership: stored.membership.clone(),
-                hard_state: stored.hard_state,
-                compacted: stored.compacted,
-                entries: stored.entries.clone(),
+            .map(|(group, stored)| {
+                let mut loaded = LoadedGroup::new(*group);
+                loaded.membership = stored.membership.clone();
+                loaded.hard_state = stored.hard_state;
+                loaded.compacted = stored.compacted;
+                loaded.entries = stored.entries.clone();
+                loaded
             })
             .collect())
     }
@@ -509,11 +510,7 @@ mod tests {
         // Unsynced: a truncation, a new group and a removal.
         s.write(batch(vec![
             append(G1, entries(2, 4, 2)),
-            GroupWrite {
-                group: G2,
-                hard_state: Some(hard_state(7)),
-                ..Default::default()
-            },
+            GroupWrite::new(G2).with_hard_state(hard_state(7)),
         ]))
         .await
         .unwrap();
@@ -552,13 +549,9 @@ mod tests {
         s.write(batch(vec![append(G1, entries(1, 2, 1))]))
             .await
             .unwrap();
-        s.write(batch(vec![GroupWrite {
-            group: G1,
-            remove: true,
-            ..Default::default()
-        }]))
-        .await
-        .unwrap();
+        s.write(batch(vec![GroupWrite::new(G1).removing()]))
+            .await
+            .unwrap();
         s.write(batch(vec![append(G1, entries(1, 1, 3))]))
             .await
             .unwrap();

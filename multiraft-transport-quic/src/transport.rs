@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use multiraft_core::{Inbox, Message, MessageBatch, NodeId, Transport};
+use multiraft_core::{AttachError, Inbox, Message, MessageBatch, NodeId, Transport};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, IdleTimeout, VarInt};
 use tokio::sync::{mpsc, watch};
@@ -500,15 +500,16 @@ impl Transport for QuicTransport {
     }
 
     /// Starts delivering to `inbox`. Fails for another node id, or after shutdown.
-    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), String> {
+    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError> {
         if node != self.inner.node {
-            return Err(format!(
-                "QuicTransport for {} cannot attach {node}",
-                self.inner.node
-            ));
+            return Err(AttachError::WrongNode {
+                expected: self.inner.node,
+                node,
+            });
         }
         if self.inner.stopped.load(Ordering::Acquire) {
-            return Err("QuicTransport was shut down; bind a new one".into());
+            // Bind a new transport to attach again.
+            return Err(AttachError::ShutDown);
         }
         *write(&self.inner.inbox) = Some(inbox);
         Ok(())

@@ -104,6 +104,7 @@ impl GroupReady {
 
 /// A snapshot of a group's state, for tests, metrics and the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupStatus {
     /// The group.
     pub group: GroupId,

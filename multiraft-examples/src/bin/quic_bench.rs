@@ -155,7 +155,7 @@ async fn run() -> Result<(), String> {
     );
     let t2 = QuicTransport::bind(c2).map_err(|e| e.to_string())?;
     let (inbox2, rx2) = Inbox::channel(4096);
-    t2.attach(NodeId(2), inbox2)?;
+    t2.attach(NodeId(2), inbox2).map_err(|e| e.to_string())?;
     let mut c1 = QuicConfig::new(
         NodeId(1),
         loopback,
@@ -165,7 +165,7 @@ async fn run() -> Result<(), String> {
         .insert(NodeId(2), t2.local_addr().map_err(|e| e.to_string())?);
     let t1 = QuicTransport::bind(c1).map_err(|e| e.to_string())?;
     let (inbox1, mut rx1) = Inbox::channel(4096);
-    t1.attach(NodeId(1), inbox1)?;
+    t1.attach(NodeId(1), inbox1).map_err(|e| e.to_string())?;
     tokio::spawn(echo(t2.clone(), rx2));
     let connected = Instant::now();
     while t1.connected_peers().is_empty() || t2.connected_peers().is_empty() {

@@ -308,23 +308,20 @@ fn command(node: u64, seq: u64, index: u64, term: u64) -> Entry {
 /// One batch in which each of `groups` groups appends the entry at `index` and moves its
 /// commit index.
 fn cycle_batch(groups: u64, index: u64, seq: &mut u64) -> WriteBatch {
-    WriteBatch {
-        groups: (1..=groups)
-            .map(|g| {
-                *seq += 1;
-                GroupWrite {
-                    group: GroupId(g),
-                    hard_state: Some(HardState {
-                        term: 1,
-                        vote: Some(NodeId(1)),
-                        commit: index - 1,
-                    }),
-                    entries: vec![command(1, *seq, index, 1)],
-                    ..Default::default()
-                }
-            })
-            .collect(),
-    }
+    let groups: Vec<GroupWrite> = (1..=groups)
+        .map(|g| {
+            *seq += 1;
+            let hard_state = HardState {
+                term: 1,
+                vote: Some(NodeId(1)),
+                commit: index - 1,
+            };
+            GroupWrite::new(GroupId(g))
+                .with_hard_state(hard_state)
+                .with_entries(vec![command(1, *seq, index, 1)])
+        })
+        .collect();
+    WriteBatch::from(groups)
 }
 
 /// A steady workload — 1,000 groups, one 16-byte entry each per durable commit — for `secs`
@@ -372,16 +369,10 @@ async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<Groups
         async move { s.write(b).await.map_err(|e| format!("write: {e}")) }
     };
     // Create the groups, then warm up for a tenth of the measurement.
-    write(WriteBatch {
-        groups: (1..=groups)
-            .map(|g| GroupWrite {
-                group: GroupId(g),
-                membership: Some(Membership::voters([1, 2, 3])),
-                ..Default::default()
-            })
-            .collect(),
-    })
-    .await?;
+    let created: Vec<GroupWrite> = (1..=groups)
+        .map(|g| GroupWrite::new(GroupId(g)).with_membership(Membership::voters([1, 2, 3])))
+        .collect();
+    write(WriteBatch::from(created)).await?;
     let mut index = 1;
     let mut seq = 0;
     let warm = Instant::now();
@@ -513,26 +504,26 @@ async fn build_load_db(path: &Path, groups: u64, entries: u64) -> Result<(), Str
     let mut seq = 0;
     for chunk_start in (1..=groups).step_by(1_000) {
         let chunk_end = (chunk_start + 999).min(groups);
-        let batch = WriteBatch {
-            groups: (chunk_start..=chunk_end)
-                .map(|g| GroupWrite {
-                    group: GroupId(g),
-                    membership: Some(Membership::voters([1, 2, 3])),
-                    hard_state: Some(HardState {
-                        term: 2,
-                        vote: Some(NodeId(1 + g % 3)),
-                        commit: entries,
-                    }),
-                    entries: (1..=entries)
-                        .map(|i| {
-                            seq += 1;
-                            command(1 + g % 3, seq, i, 2)
-                        })
-                        .collect(),
-                    ..Default::default()
-                })
-                .collect(),
-        };
+        let writes: Vec<GroupWrite> = (chunk_start..=chunk_end)
+            .map(|g| {
+                let hard_state = HardState {
+                    term: 2,
+                    vote: Some(NodeId(1 + g % 3)),
+                    commit: entries,
+                };
+                let log = (1..=entries)
+                    .map(|i| {
+                        seq += 1;
+                        command(1 + g % 3, seq, i, 2)
+                    })
+                    .collect();
+                GroupWrite::new(GroupId(g))
+                    .with_membership(Membership::voters([1, 2, 3]))
+                    .with_hard_state(hard_state)
+                    .with_entries(log)
+            })
+            .collect();
+        let batch = WriteBatch::from(writes);
         storage
             .write(batch)
             .await

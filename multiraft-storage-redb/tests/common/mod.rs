@@ -376,17 +376,10 @@ pub fn random_batch(
         let last = compacted + current.map_or(0, |c| c.entries.len() as u64);
         let term = current.map_or(0, |c| c.hard_state.term);
         if rng.chance(4) {
-            writes.push(GroupWrite {
-                group,
-                remove: true,
-                ..Default::default()
-            });
+            writes.push(GroupWrite::new(group).removing());
             continue;
         }
-        let mut w = GroupWrite {
-            group,
-            ..Default::default()
-        };
+        let mut w = GroupWrite::new(group);
         if current.is_none() || rng.chance(5) {
             w.membership = Some(Membership::voters(1..=rng.below(5) + 1));
         }
@@ -430,5 +423,5 @@ pub fn random_batch(
         }
         writes.push(w);
     }
-    WriteBatch { groups: writes }
+    WriteBatch::from(writes)
 }
