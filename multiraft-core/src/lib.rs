@@ -169,7 +169,9 @@ pub use entry::{Entry, HardState, Payload};
 pub use error::{GroupError, Indeterminate, ProposeError, StartError, StopError, StorageError};
 pub use ids::{GroupId, NodeId, ProposalId};
 pub use membership::{Membership, MembershipError, VoteResult};
-pub use message::{Beat, Message, MessageBatch, MessageBody};
+pub use message::{
+    Beat, InvalidMessage, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody, MessageLimits,
+};
 pub use node::{Event, Node, NodeStats, Ready};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};

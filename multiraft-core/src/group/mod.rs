@@ -25,7 +25,7 @@ use crate::entry::{Entry, HardState, Payload};
 use crate::error::{ProposeError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::{Membership, VoteResult};
-use crate::message::{Message, MessageBody};
+use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody};
 use crate::rng::Rng;
 use crate::storage::LoadedGroup;
 
@@ -1192,7 +1192,15 @@ impl Group {
                     }
                 }
             }
-            (_, Some(leader)) => self.send_now_msg(leader, 0, MessageBody::Propose { proposals }),
+            (_, Some(leader)) => {
+                // Receivers refuse a message of more than MAX_ITEMS_PER_MESSAGE proposals.
+                let mut proposals = proposals;
+                while !proposals.is_empty() {
+                    let rest = proposals.split_off(proposals.len().min(MAX_ITEMS_PER_MESSAGE));
+                    self.send_now_msg(leader, 0, MessageBody::Propose { proposals });
+                    proposals = rest;
+                }
+            }
             (_, None) => {
                 let dropped = proposals
                     .into_iter()
