@@ -34,7 +34,8 @@ pub struct Config {
     /// Bounds the memory a slow follower can pin on the leader and the burst it receives.
     pub max_inflight_appends: usize,
     /// Entries in one append message. Bounds message size and the work one message costs
-    /// the receiver.
+    /// the receiver. At most [`MAX_ITEMS_PER_MESSAGE`](crate::MAX_ITEMS_PER_MESSAGE), which
+    /// every receiver enforces.
     pub max_append_entries: usize,
     /// Bytes of entries in one append message (at least one entry is always sent, so a
     /// large entry still moves). Bounds message and frame size.
@@ -156,6 +157,12 @@ impl Config {
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return err(field, "must be positive");
         }
+        if self.max_append_entries > crate::message::MAX_ITEMS_PER_MESSAGE {
+            return err(
+                "max_append_entries",
+                "must be at most MAX_ITEMS_PER_MESSAGE, or receivers would refuse the appends",
+            );
+        }
         if self.max_uncommitted_bytes < self.max_proposal_bytes {
             return err(
                 "max_uncommitted_bytes",
@@ -166,5 +173,23 @@ impl Config {
             return err("proposal_timeout_ticks", "must be positive");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader never sends more entries in one append than every receiver accepts
+    /// (`MessageBatch::validate`), so a config that would is refused.
+    #[test]
+    fn max_append_entries_is_bounded_by_the_receivers_limit() {
+        let mut c = Config {
+            max_append_entries: crate::MAX_ITEMS_PER_MESSAGE,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.max_append_entries += 1;
+        assert_eq!(c.validate().unwrap_err().field, "max_append_entries");
     }
 }

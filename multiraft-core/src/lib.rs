@@ -182,7 +182,9 @@ pub use error::{
 pub use group::{GroupStatus, Role};
 pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipError, VoteResult};
-pub use message::{Beat, Message, MessageBatch, MessageBody};
+pub use message::{
+    Beat, InvalidMessage, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody, MessageLimits,
+};
 pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, Ready, Resolution};
 pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};

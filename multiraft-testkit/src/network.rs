@@ -74,6 +74,10 @@ impl MemNetwork {
 
     /// The transport for `node`. Call again for a node restarted after a crash: the newest
     /// transport to [`attach`](Transport::attach) receives the node's batches.
+    ///
+    /// A transport need not be attached to [`send`](Transport::send): a test can take one
+    /// for any node id, running or not, and inject batches as that node (say, forged or
+    /// invalid ones) without disturbing the running node's own transport.
     pub fn transport(&self, node: NodeId) -> MemTransport {
         MemTransport {
             network: self.clone(),

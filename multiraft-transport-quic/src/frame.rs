@@ -17,6 +17,13 @@
 //! `length` bytes, decodes them with [`postcard::take_from_bytes`] and rejects any trailing
 //! bytes, then [`validate`]s the batch against the authenticated peer and the limits.
 //!
+//! The Raft-level rules (term and index relations, reserved ids, counts inside a message,
+//! node-level messages) are the core's [`MessageBatch::validate`], which every node also
+//! applies to every batch it steps. This module adds only what concerns frames and the
+//! connection: the header and length, postcard decoding, the number of messages in one
+//! frame, and that the batch and each message in it come from the authenticated peer and
+//! are addressed to this node.
+//!
 //! A node's batch that is split across lanes becomes several frames, each a complete
 //! [`MessageBatch`] with the same `from` and `to`.
 //!
@@ -24,13 +31,14 @@
 //!
 //! Decoding is bounded by the payload slice: postcard never allocates more elements than the
 //! slice could hold, and no type on the wire has zero-sized sequence elements (every
-//! [`Message`], [`Entry`](multiraft_core::Entry), proposal and proposal id takes at least one
-//! encoded byte), so a forged sequence length cannot make the decoder loop without consuming
-//! input. Small elements expand in memory (a 5-byte message decodes to about 90 bytes), so
-//! the worst case for one frame is about 20 × `max_frame_bytes`; the default limit keeps that
-//! under 100 MiB transiently, and [`validate`] rejects such a frame right after decoding.
+//! [`Message`](multiraft_core::Message), [`Entry`](multiraft_core::Entry), proposal and
+//! proposal id takes at least one encoded byte), so a forged sequence length cannot make the
+//! decoder loop without consuming input. Small elements expand in memory (a 5-byte message
+//! decodes to about 90 bytes), so the worst case for one frame is about 20 ×
+//! `max_frame_bytes`; the default limit keeps that under 100 MiB transiently, and
+//! [`validate`] rejects such a frame right after decoding.
 
-use multiraft_core::{GroupId, Message, MessageBatch, MessageBody, NodeId};
+use multiraft_core::{InvalidMessage, MessageBatch, MessageLimits, NodeId};
 
 /// The only frame version this crate speaks.
 pub const FRAME_VERSION: u8 = 1;
@@ -53,27 +61,19 @@ pub const DEFAULT_MAX_FRAME_BYTES: u32 = 4 << 20;
 /// and small enough that a frame of tiny messages is rejected.
 pub const DEFAULT_MAX_MESSAGES_PER_FRAME: usize = 65_536;
 
-/// Default [`FrameLimits::max_items_per_message`]: 65,536 entries, proposals or proposal
-/// ids in one message — the core's `max_ready_entries` default.
-pub const DEFAULT_MAX_ITEMS_PER_MESSAGE: usize = 65_536;
-
-/// Default [`FrameLimits::max_beats_per_message`]: 1,048,576 coalesced heartbeats or
-/// acknowledgements in one node-level message — one per group for the million groups a
-/// node may host. The frame limit bounds it further in practice.
-pub const DEFAULT_MAX_BEATS_PER_MESSAGE: usize = 1 << 20;
-
 /// Limits a receiver enforces on every frame. Every field has a `DEFAULT_*` constant whose
 /// doc comment gives the reason for its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameLimits {
     /// Largest accepted payload length, checked before the payload buffer is allocated.
     pub max_frame_bytes: u32,
-    /// Most messages in one frame.
+    /// Most messages in one frame. A frame-level bound: the core puts none on a whole
+    /// batch, which the transport splits into frames.
     pub max_messages_per_frame: usize,
-    /// Most entries, proposals or proposal ids in one message.
-    pub max_items_per_message: usize,
-    /// Most beats in a coalesced `Heartbeats`, or acks in a `HeartbeatAcks`, message.
-    pub max_beats_per_message: usize,
+    /// Counts inside one message (entries, proposals, beats), checked by
+    /// [`MessageBatch::validate`]. The default is the core's, which every node enforces
+    /// anyway; a tighter value refuses more here, a looser one gains nothing.
+    pub message: MessageLimits,
 }
 
 impl Default for FrameLimits {
@@ -81,8 +81,7 @@ impl Default for FrameLimits {
         FrameLimits {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_messages_per_frame: DEFAULT_MAX_MESSAGES_PER_FRAME,
-            max_items_per_message: DEFAULT_MAX_ITEMS_PER_MESSAGE,
-            max_beats_per_message: DEFAULT_MAX_BEATS_PER_MESSAGE,
+            message: MessageLimits::default(),
         }
     }
 }
@@ -171,20 +170,14 @@ pub enum FrameError {
         /// The message's `to`.
         to: NodeId,
     },
-    /// A message breaks a protocol rule that holds for every honest sender (term and index
-    /// relations, reserved node ids).
-    #[error("message {index} is invalid: {reason}")]
-    InvalidMessage {
-        /// Position in the batch.
-        index: usize,
-        /// Which rule.
-        reason: &'static str,
-    },
-    /// A count exceeds its limit.
-    #[error("{what}: {count} exceeds the limit of {max}")]
-    TooMany {
-        /// What was counted.
-        what: &'static str,
+    /// The batch breaks a rule that holds for every honest sender (term and index
+    /// relations, reserved node ids, counts inside a message, node-level messages): the
+    /// core's [`MessageBatch::validate`] refused it.
+    #[error("invalid batch: {0}")]
+    InvalidMessage(#[from] InvalidMessage),
+    /// More messages in the frame than [`FrameLimits::max_messages_per_frame`].
+    #[error("{count} messages in a frame exceed the limit of {max}")]
+    TooManyMessages {
         /// How many there were.
         count: usize,
         /// The limit.
@@ -308,26 +301,14 @@ pub fn validate(
     validate_structure(batch, limits)
 }
 
-/// Checks what holds for every batch an honest node sends, whoever receives it: counts
-/// within limits; every message's `from`/`to` equal the batch's; no reserved node id
-/// (`NodeId(0)`); and the term and index relations of each message body:
-///
-/// - `Vote`: `last_term <= term` (a candidate's last entry is never from a later term).
-/// - `Append`: `prev_term <= term`; entries consecutive from `prev_index + 1` without
-///   overflow; entry terms non-decreasing, at least `prev_term` and at most `term` (Raft §5.3
-///   log matching; a leader only sends entries from its own log).
-/// - `Propose`/`ProposeRejected`: counts within limits, no reserved leader hint.
-/// - `Heartbeats`/`HeartbeatAcks`: counts within limits, addressed to [`GroupId::NODE`].
+/// Checks what holds for every batch an honest node sends, whoever receives it: at most
+/// [`FrameLimits::max_messages_per_frame`] messages; every message's `from`/`to` equal the
+/// batch's; and the core's [`MessageBatch::validate`] with [`FrameLimits::message`] (no
+/// reserved node id in the batch, the term and index relations of every message body,
+/// counts inside each message, node-level messages only in `GroupId::NODE`).
 pub fn validate_structure(batch: &MessageBatch, limits: &FrameLimits) -> Result<(), FrameError> {
-    if batch.from == NodeId(0) || batch.to == NodeId(0) {
-        return Err(FrameError::InvalidMessage {
-            index: 0,
-            reason: "reserved node id 0 in batch header",
-        });
-    }
     if batch.messages.len() > limits.max_messages_per_frame {
-        return Err(FrameError::TooMany {
-            what: "messages in a frame",
+        return Err(FrameError::TooManyMessages {
             count: batch.messages.len(),
             max: limits.max_messages_per_frame,
         });
@@ -340,94 +321,15 @@ pub fn validate_structure(batch: &MessageBatch, limits: &FrameLimits) -> Result<
                 to: m.to,
             });
         }
-        validate_message(index, m, limits)?;
     }
-    Ok(())
-}
-
-fn validate_message(index: usize, m: &Message, limits: &FrameLimits) -> Result<(), FrameError> {
-    let invalid = |reason| Err(FrameError::InvalidMessage { index, reason });
-    let over = |what, count, max| {
-        if count > max {
-            Err(FrameError::TooMany { what, count, max })
-        } else {
-            Ok(())
-        }
-    };
-    let too_many = |what, count| over(what, count, limits.max_items_per_message);
-    match &m.body {
-        MessageBody::Vote { last_term, .. } if *last_term > m.term => {
-            return invalid("vote: last_term above term");
-        }
-        MessageBody::Append {
-            prev_index,
-            prev_term,
-            entries,
-            ..
-        } => {
-            too_many("entries in an append", entries.len())?;
-            if *prev_term > m.term {
-                return invalid("append: prev_term above term");
-            }
-            let mut last_term = *prev_term;
-            for (i, e) in entries.iter().enumerate() {
-                let expected =
-                    prev_index
-                        .checked_add(1 + i as u64)
-                        .ok_or(FrameError::InvalidMessage {
-                            index,
-                            reason: "append: entry index overflows",
-                        })?;
-                if e.index != expected {
-                    return invalid("append: entries not consecutive from prev_index + 1");
-                }
-                if e.term < last_term || e.term > m.term {
-                    return invalid("append: entry term out of order or above term");
-                }
-                last_term = e.term;
-            }
-        }
-        MessageBody::Propose { proposals } => {
-            too_many("proposals in a message", proposals.len())?;
-            if proposals.iter().any(|(id, _)| id.node == NodeId(0)) {
-                return invalid("propose: reserved node id 0");
-            }
-        }
-        MessageBody::ProposeRejected { ids, leader_hint } => {
-            too_many("proposal ids in a message", ids.len())?;
-            if *leader_hint == Some(NodeId(0)) {
-                return invalid("propose rejected: reserved leader hint 0");
-            }
-        }
-        MessageBody::Heartbeats { beats } => {
-            over(
-                "beats in a message",
-                beats.len(),
-                limits.max_beats_per_message,
-            )?;
-            if m.group != GroupId::NODE {
-                return invalid("heartbeats: not addressed to the node level group");
-            }
-        }
-        MessageBody::HeartbeatAcks { acks } => {
-            over(
-                "acks in a message",
-                acks.len(),
-                limits.max_beats_per_message,
-            )?;
-            if m.group != GroupId::NODE {
-                return invalid("heartbeat acks: not addressed to the node level group");
-            }
-        }
-        _ => {}
-    }
+    batch.validate(&limits.message)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multiraft_core::{Bytes, Entry, GroupId, Payload, ProposalId};
+    use multiraft_core::{Bytes, Entry, GroupId, Message, MessageBody, Payload, ProposalId};
 
     fn msg(body: MessageBody) -> Message {
         Message {
@@ -559,6 +461,8 @@ mod tests {
         assert_eq!(out, [7]);
     }
 
+    /// The core's rules (`MessageBatch::validate`) are enforced on every frame; the rules
+    /// themselves are tested in the core.
     #[test]
     fn dishonest_messages_are_rejected() {
         let limits = FrameLimits::default();
@@ -581,7 +485,7 @@ mod tests {
             assert!(
                 matches!(
                     validate_structure(&b, &limits),
-                    Err(FrameError::InvalidMessage { .. })
+                    Err(FrameError::InvalidMessage(_))
                 ),
                 "{body:?}"
             );
@@ -591,7 +495,12 @@ mod tests {
         if let MessageBody::Append { entries, .. } = &mut body {
             entries[1].index = 9;
         }
-        assert!(validate_structure(&batch(vec![msg(body)]), &limits).is_err());
+        assert!(matches!(
+            validate_structure(&batch(vec![msg(body)]), &limits),
+            Err(FrameError::InvalidMessage(
+                InvalidMessage::NonConsecutiveEntries { .. }
+            ))
+        ));
         // Index overflow.
         let body = MessageBody::Append {
             prev_index: u64::MAX,
@@ -603,7 +512,21 @@ mod tests {
             }],
             commit: 0,
         };
-        assert!(validate_structure(&batch(vec![msg(body)]), &limits).is_err());
+        assert!(matches!(
+            validate_structure(&batch(vec![msg(body)]), &limits),
+            Err(FrameError::InvalidMessage(
+                InvalidMessage::EntryIndexOverflow { .. }
+            ))
+        ));
+        // A reserved node id in the batch header.
+        let mut b = batch(vec![]);
+        b.from = NodeId(0);
+        assert!(matches!(
+            validate_structure(&b, &limits),
+            Err(FrameError::InvalidMessage(
+                InvalidMessage::ReservedNodeInBatch { .. }
+            ))
+        ));
         // A message whose from differs from the batch's.
         let mut m = msg(MessageBody::HeartbeatResponse);
         m.from = NodeId(7);
@@ -615,10 +538,8 @@ mod tests {
 
     #[test]
     fn coalesced_heartbeats_are_node_level_and_counted() {
-        let limits = FrameLimits {
-            max_beats_per_message: 2,
-            ..FrameLimits::default()
-        };
+        let mut limits = FrameLimits::default();
+        limits.message.max_beats_per_message = 2;
         let acks = |n: u64| MessageBody::HeartbeatAcks {
             acks: (0..n).map(|g| (GroupId(g + 1), 1)).collect(),
         };
@@ -628,32 +549,42 @@ mod tests {
         m.body = acks(3);
         assert!(matches!(
             validate_structure(&batch(vec![m]), &limits),
-            Err(FrameError::TooMany { .. })
+            Err(FrameError::InvalidMessage(InvalidMessage::TooManyItems {
+                what: "acks",
+                ..
+            }))
         ));
         // In an ordinary group: refused.
         assert!(matches!(
             validate_structure(&batch(vec![msg(acks(1))]), &limits),
-            Err(FrameError::InvalidMessage { .. })
+            Err(FrameError::InvalidMessage(
+                InvalidMessage::NodeLevelOutsideNodeGroup { .. }
+            ))
         ));
     }
 
     #[test]
     fn counts_are_limited() {
-        let limits = FrameLimits {
+        let mut limits = FrameLimits {
             max_messages_per_frame: 2,
-            max_items_per_message: 2,
             ..FrameLimits::default()
         };
+        limits.message.max_items_per_message = 2;
         let three = batch(vec![msg(MessageBody::HeartbeatResponse); 3]);
-        assert!(matches!(
+        assert_eq!(
             validate_structure(&three, &limits),
-            Err(FrameError::TooMany { .. })
-        ));
+            Err(FrameError::TooManyMessages { count: 3, max: 2 })
+        );
         let big = batch(vec![msg(append(0, 0, &[1, 1, 1]))]);
-        assert!(matches!(
+        assert_eq!(
             validate_structure(&big, &limits),
-            Err(FrameError::TooMany { .. })
-        ));
+            Err(FrameError::InvalidMessage(InvalidMessage::TooManyItems {
+                index: 0,
+                what: "entries",
+                count: 3,
+                max: 2
+            }))
+        );
     }
 
     /// A forged sequence length far beyond the payload fails fast (postcard bounds decoding

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::entry::{Entry, Payload};
 use crate::error::ProposeError;
 use crate::ids::ProposalId;
-use crate::message::{Message, MessageBody};
+use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody};
 
 use super::{Group, Role};
 
@@ -122,7 +122,15 @@ impl Group {
                     }
                 }
             }
-            (_, Some(leader)) => self.send_now_msg(leader, 0, MessageBody::Propose { proposals }),
+            (_, Some(leader)) => {
+                // Receivers refuse a message of more than MAX_ITEMS_PER_MESSAGE proposals.
+                let mut proposals = proposals;
+                while !proposals.is_empty() {
+                    let rest = proposals.split_off(proposals.len().min(MAX_ITEMS_PER_MESSAGE));
+                    self.send_now_msg(leader, 0, MessageBody::Propose { proposals });
+                    proposals = rest;
+                }
+            }
             (_, None) => {
                 let dropped = proposals
                     .into_iter()

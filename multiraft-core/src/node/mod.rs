@@ -38,7 +38,7 @@ use crate::error::{GroupNotFound, ProposeError};
 use crate::group::{Group, GroupStatus};
 use crate::ids::{GroupId, NodeId, ProposalId, RequestId};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBatch, MessageBody};
+use crate::message::{Message, MessageBatch, MessageBody, MessageLimits};
 use crate::storage::GroupWrite;
 
 pub use self::ready::{Apply, Event, Ready};
@@ -62,6 +62,11 @@ pub struct NodeStats {
     pub dropped_unknown_group: u64,
     /// Inbound messages whose sender or recipient did not match the batch.
     pub dropped_misaddressed: u64,
+    /// Inbound messages dropped because their batch failed
+    /// [`MessageBatch::validate`]: every message of such a batch counts, valid or not, since
+    /// the whole batch is dropped (it comes from a buggy or hostile peer). A nonzero value
+    /// means a peer or a transport is broken; honest traffic never adds to it.
+    pub dropped_invalid: u64,
 }
 
 /// Node-wide figures, for metrics and tests.
@@ -245,10 +250,19 @@ impl Node {
     }
 
     /// Feeds a batch received from a peer node. Messages for groups this node does not host
-    /// are dropped (a message never creates a group), as are misaddressed ones.
+    /// are dropped (a message never creates a group), as are misaddressed ones. A batch
+    /// that fails [`MessageBatch::validate`] is dropped whole, before anything (peer
+    /// liveness included) is touched, and counted in [`NodeStats::dropped_invalid`]; the
+    /// addressing check comes first, so a batch for another node counts as misaddressed.
+    /// Every transport's batches get these checks (design §7).
     pub fn step(&mut self, batch: MessageBatch) {
         if batch.to != self.id || batch.from == self.id {
             self.stats.dropped_misaddressed += batch.messages.len() as u64;
+            return;
+        }
+        if let Err(error) = batch.validate(&MessageLimits::default()) {
+            tracing::debug!(node = %self.id, peer = %batch.from, %error, "dropping invalid batch");
+            self.stats.dropped_invalid += batch.messages.len() as u64;
             return;
         }
         self.peers.heard(batch.from, self.ticks);

@@ -402,7 +402,8 @@ fn messages_for_unknown_groups_are_dropped_and_counted() {
         node.stats(),
         NodeStats {
             dropped_unknown_group: 2,
-            dropped_misaddressed: 0
+            dropped_misaddressed: 0,
+            dropped_invalid: 0
         }
     );
     assert_eq!(node.group_count(), 1);

@@ -172,3 +172,33 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
         }
     );
 }
+
+/// A follower forwards at most `MAX_ITEMS_PER_MESSAGE` proposals in one message, which
+/// every receiver enforces (`MessageBatch::validate`): more are split, in order.
+#[test]
+fn forwarded_proposals_are_split_within_the_item_limit() {
+    let mut c = Cluster::new(3, 0, strict(), 12);
+    c.elect(1);
+    let count = crate::MAX_ITEMS_PER_MESSAGE as u64 + 1;
+    for seq in 0..count {
+        assert_eq!(c.g_mut(2).propose(pid(2, seq), Bytes::new()), Ok(()));
+    }
+    let sent = c.g_mut(2).ready(MAX, MAX).send_now;
+    let mut seqs = Vec::new();
+    let mut sizes = Vec::new();
+    for m in &sent {
+        let MessageBody::Propose { proposals } = &m.body else {
+            panic!("not a proposal: {m:?}");
+        };
+        sizes.push(proposals.len());
+        seqs.extend(proposals.iter().map(|(id, _)| id.seq));
+    }
+    assert_eq!(sizes, [crate::MAX_ITEMS_PER_MESSAGE, 1]);
+    assert!(seqs.iter().copied().eq(0..count), "in order");
+    let batch = crate::MessageBatch {
+        from: n(2),
+        to: n(1),
+        messages: sent,
+    };
+    assert_eq!(batch.validate(&crate::MessageLimits::default()), Ok(()));
+}

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::ids::{GroupId, NodeId, ProposalId};
 
+mod validate;
+
+pub use validate::{InvalidMessage, MAX_ITEMS_PER_MESSAGE, MessageLimits};
+
 /// One message from one replica of a group to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -138,7 +142,8 @@ pub struct Beat {
 
 /// Everything one node sends another in one ready: the unit a [`Transport`](crate::Transport)
 /// moves. Batching per destination node is what lets thousands of groups share one
-/// connection and one system call.
+/// connection and one system call. [`MessageBatch::validate`] checks what every honest
+/// batch obeys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageBatch {
     /// The sending node. A receiver drops messages whose own `from` differs.

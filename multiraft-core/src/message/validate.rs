@@ -1,0 +1,712 @@
+//! Inbound checks: [`MessageBatch::validate`], [`MessageLimits`] and [`InvalidMessage`].
+//! The rules and their reasons are on the public items, which is where users read them.
+
+use crate::ids::{GroupId, NodeId};
+use crate::message::{Message, MessageBatch, MessageBody};
+use crate::node::MAX_BEATS_PER_MESSAGE;
+
+/// Default [`MessageLimits::max_items_per_message`]: 65,536 entries in one append, proposals
+/// in one forwarded `Propose`, or proposal ids in one `ProposeRejected`.
+///
+/// An honest node never sends more: [`Config::validate`](crate::Config::validate) refuses a
+/// `max_append_entries` above it, a follower splits the proposals it forwards into messages
+/// of at most this many, and a `ProposeRejected` answers one `Propose`.
+pub const MAX_ITEMS_PER_MESSAGE: usize = 65_536;
+
+/// Bounds on the counts inside one message, enforced by [`MessageBatch::validate`].
+///
+/// The defaults are what an honest node of this version never exceeds, independent of its
+/// [`Config`](crate::Config): [`MAX_ITEMS_PER_MESSAGE`] and
+/// [`MAX_BEATS_PER_MESSAGE`](crate::node::MAX_BEATS_PER_MESSAGE). They are not taken from
+/// the receiver's `Config` on purpose: a per-node setting such as `max_append_entries`
+/// bounds what a node *sends*, and a receiver enforcing its own value would refuse, forever,
+/// the appends of a leader configured with a larger one. A transport may enforce tighter
+/// limits for itself; [`Node::step`](crate::Node::step) enforces the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageLimits {
+    /// Most entries in an `Append`, proposals in a `Propose`, or ids in a
+    /// `ProposeRejected`. Bounds the work and memory one message costs the receiver.
+    pub max_items_per_message: usize,
+    /// Most beats in a coalesced `Heartbeats`, or acks in a `HeartbeatAcks`, message.
+    pub max_beats_per_message: usize,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        MessageLimits {
+            max_items_per_message: MAX_ITEMS_PER_MESSAGE,
+            max_beats_per_message: MAX_BEATS_PER_MESSAGE,
+        }
+    }
+}
+
+/// Why [`MessageBatch::validate`] refused a batch: the first rule it found broken. `index`
+/// is the position of the offending message in [`MessageBatch::messages`], and `position`
+/// that of the offending entry in an append's `entries`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// The batch's `from` or `to` is `NodeId(0)`, which is reserved to mean "no node" and
+    /// is never a node's id ([`Node::new`](crate::Node::new) refuses it). No honest node
+    /// sends such a batch.
+    #[error("batch from {from} to {to} names the reserved node id 0")]
+    ReservedNodeInBatch {
+        /// `MessageBatch::from`.
+        from: NodeId,
+        /// `MessageBatch::to`.
+        to: NodeId,
+    },
+    /// A `Vote` whose candidate's last entry has a term above the vote's term. A candidate
+    /// only holds entries from its own or earlier terms (Raft §5.4.1), so the claim is false,
+    /// and granting a vote on it could elect a leader missing committed entries.
+    #[error("message {index}: vote with last_term {last_term} above its term {term}")]
+    VoteLastTermAboveTerm {
+        /// Position of the message in the batch.
+        index: usize,
+        /// The vote's `last_term`.
+        last_term: u64,
+        /// The message's term.
+        term: u64,
+    },
+    /// An `Append` whose `prev_term` is above the message's term. A leader's log only
+    /// holds entries of its term or earlier (Raft §5.3, log matching), so the append cannot
+    /// come from the leader it claims to be.
+    #[error("message {index}: append with prev_term {prev_term} above its term {term}")]
+    AppendPrevTermAboveTerm {
+        /// Position of the message in the batch.
+        index: usize,
+        /// The append's `prev_term`.
+        prev_term: u64,
+        /// The message's term.
+        term: u64,
+    },
+    /// An `Append` whose entries would run past index `u64::MAX`. No log reaches that
+    /// index, and accepting it would overflow the receiver's index arithmetic.
+    #[error("message {index}: entry {position} after prev_index {prev_index} overflows the index")]
+    EntryIndexOverflow {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Position of the entry in `entries`.
+        position: usize,
+        /// The append's `prev_index`.
+        prev_index: u64,
+    },
+    /// An `Append` whose entries are not consecutive from `prev_index + 1`. The receiver
+    /// places entries by position after `prev_index` (Raft §5.3); a gap or a wrong index
+    /// would put an entry at an index its leader did not give it.
+    #[error("message {index}: entry {position} has index {found}, expected {expected}")]
+    NonConsecutiveEntries {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Position of the entry in `entries`.
+        position: usize,
+        /// The index the entry must have.
+        expected: u64,
+        /// The index it has.
+        found: u64,
+    },
+    /// An `Append` entry whose term is below `prev_term` or below the term of the entry
+    /// before it. Terms in a Raft log never decrease (a leader appends in its own term, after
+    /// the entries it holds), so no leader's log looks like this.
+    #[error(
+        "message {index}: entry {position} has term {term}, below the preceding term {preceding}"
+    )]
+    EntryTermDecreases {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Position of the entry in `entries`.
+        position: usize,
+        /// The entry's term.
+        term: u64,
+        /// `prev_term` or the previous entry's term.
+        preceding: u64,
+    },
+    /// An `Append` entry whose term is above the message's term. A leader of term `t` only
+    /// holds entries of terms up to `t`; such an entry would make the receiver's log claim a
+    /// term no leader has written yet.
+    #[error(
+        "message {index}: entry {position} has term {entry_term}, above the message term {term}"
+    )]
+    EntryTermAboveTerm {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Position of the entry in `entries`.
+        position: usize,
+        /// The entry's term.
+        entry_term: u64,
+        /// The message's term.
+        term: u64,
+    },
+    /// A message carries more entries, proposals, proposal ids, beats or acks than
+    /// [`MessageLimits`] allows. An honest node never sends that many; refusing bounds the
+    /// work and memory one message can cost the receiver.
+    #[error("message {index}: {count} {what}, above the limit of {max}")]
+    TooManyItems {
+        /// Position of the message in the batch.
+        index: usize,
+        /// What was counted: `"entries"`, `"proposals"`, `"proposal ids"`, `"beats"` or
+        /// `"acks"`.
+        what: &'static str,
+        /// How many there were.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A forwarded `Propose` holds a proposal id whose `node` is `NodeId(0)`. Proposal ids
+    /// name the node whose client is waiting; the reserved id names none, so the leader
+    /// would append an entry no replica can ever resolve.
+    #[error("message {index}: proposal with the reserved node id 0")]
+    ReservedProposer {
+        /// Position of the message in the batch.
+        index: usize,
+    },
+    /// A `ProposeRejected` whose `leader_hint` is `Some(NodeId(0))`. "No leader known" is
+    /// `None`; the reserved id would send the proposer's clients to a node that cannot exist.
+    #[error("message {index}: proposal rejection with the reserved leader hint 0")]
+    ReservedLeaderHint {
+        /// Position of the message in the batch.
+        index: usize,
+    },
+    /// A node-level body (`Heartbeats` or `HeartbeatAcks`) in a message whose `group` is
+    /// not [`GroupId::NODE`]. Such bodies carry many groups' beats and belong to no group;
+    /// honest nodes send them only at node level.
+    #[error("message {index}: node-level message in group {group}")]
+    NodeLevelOutsideNodeGroup {
+        /// Position of the message in the batch.
+        index: usize,
+        /// The message's group.
+        group: GroupId,
+    },
+}
+
+impl MessageBatch {
+    /// Checks the rules every batch an honest node of this version sends obeys, whoever
+    /// receives it and whatever either side's [`Config`](crate::Config): the term and index
+    /// relations Raft itself guarantees, no reserved id where a node must be named,
+    /// node-level bodies only at node level, and counts within `limits`. Returns the first
+    /// violation found; [`InvalidMessage`] documents each rule and why it holds.
+    ///
+    /// A batch that breaks one comes from a buggy or hostile peer, or was corrupted on the
+    /// way, and nothing in it can be trusted. [`Node::step`](crate::Node::step) calls this
+    /// with [`MessageLimits::default`] on every batch, whatever transport delivered it, and
+    /// drops a failing batch whole, counting its messages in
+    /// [`NodeStats::dropped_invalid`](crate::NodeStats::dropped_invalid). A transport may
+    /// call it too, to refuse the batch earlier (say, and close the connection).
+    ///
+    /// Not checked here:
+    ///
+    /// - Addressing: whether the batch is for this node and from the peer the transport
+    ///   authenticated, and whether each message's `from` and `to` agree with the batch's.
+    ///   The receiver knows who it is and who sent the batch: [`Node::step`](crate::Node::step)
+    ///   drops misaddressed batches and messages itself and counts them in
+    ///   [`NodeStats::dropped_misaddressed`](crate::NodeStats::dropped_misaddressed), and an
+    ///   authenticating transport checks the sender.
+    /// - Anything that depends on the receiver's state (a stale term, an unknown group, a
+    ///   sender that is not a member): that is ordinary traffic, which Raft handles.
+    /// - Sizes in bytes. Proposals and entries are bounded by the *sender's*
+    ///   `Config::max_proposal_bytes`; a receiver refusing them by its own, possibly smaller,
+    ///   limit would stall replication for good. A leader refuses an oversized forwarded
+    ///   proposal with a rejection, and a byte transport bounds its frames itself.
+    ///
+    /// The cost is one pass over the messages and an append's entries, allocating nothing.
+    pub fn validate(&self, limits: &MessageLimits) -> Result<(), InvalidMessage> {
+        if self.from == NodeId(0) || self.to == NodeId(0) {
+            return Err(InvalidMessage::ReservedNodeInBatch {
+                from: self.from,
+                to: self.to,
+            });
+        }
+        for (index, m) in self.messages.iter().enumerate() {
+            validate_message(index, m, limits)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_message(
+    index: usize,
+    m: &Message,
+    limits: &MessageLimits,
+) -> Result<(), InvalidMessage> {
+    let count = |what, count, max| {
+        if count > max {
+            Err(InvalidMessage::TooManyItems {
+                index,
+                what,
+                count,
+                max,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let items = limits.max_items_per_message;
+    let beats = limits.max_beats_per_message;
+    let node_level = || {
+        if m.group == GroupId::NODE {
+            Ok(())
+        } else {
+            Err(InvalidMessage::NodeLevelOutsideNodeGroup {
+                index,
+                group: m.group,
+            })
+        }
+    };
+    match &m.body {
+        MessageBody::Vote { last_term, .. } if *last_term > m.term => {
+            Err(InvalidMessage::VoteLastTermAboveTerm {
+                index,
+                last_term: *last_term,
+                term: m.term,
+            })
+        }
+        MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            ..
+        } => {
+            count("entries", entries.len(), items)?;
+            if *prev_term > m.term {
+                return Err(InvalidMessage::AppendPrevTermAboveTerm {
+                    index,
+                    prev_term: *prev_term,
+                    term: m.term,
+                });
+            }
+            let mut preceding = *prev_term;
+            for (position, e) in entries.iter().enumerate() {
+                let expected = prev_index.checked_add(1 + position as u64).ok_or(
+                    InvalidMessage::EntryIndexOverflow {
+                        index,
+                        position,
+                        prev_index: *prev_index,
+                    },
+                )?;
+                if e.index != expected {
+                    return Err(InvalidMessage::NonConsecutiveEntries {
+                        index,
+                        position,
+                        expected,
+                        found: e.index,
+                    });
+                }
+                if e.term < preceding {
+                    return Err(InvalidMessage::EntryTermDecreases {
+                        index,
+                        position,
+                        term: e.term,
+                        preceding,
+                    });
+                }
+                if e.term > m.term {
+                    return Err(InvalidMessage::EntryTermAboveTerm {
+                        index,
+                        position,
+                        entry_term: e.term,
+                        term: m.term,
+                    });
+                }
+                preceding = e.term;
+            }
+            Ok(())
+        }
+        MessageBody::Propose { proposals } => {
+            count("proposals", proposals.len(), items)?;
+            if proposals.iter().any(|(id, _)| id.node == NodeId(0)) {
+                return Err(InvalidMessage::ReservedProposer { index });
+            }
+            Ok(())
+        }
+        MessageBody::ProposeRejected { ids, leader_hint } => {
+            count("proposal ids", ids.len(), items)?;
+            if *leader_hint == Some(NodeId(0)) {
+                return Err(InvalidMessage::ReservedLeaderHint { index });
+            }
+            Ok(())
+        }
+        MessageBody::Heartbeats { beats: b } => {
+            count("beats", b.len(), beats)?;
+            node_level()
+        }
+        MessageBody::HeartbeatAcks { acks } => {
+            count("acks", acks.len(), beats)?;
+            node_level()
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::entry::{Entry, Payload};
+    use crate::ids::ProposalId;
+    use crate::message::Beat;
+
+    fn msg(body: MessageBody) -> Message {
+        Message {
+            group: GroupId(3),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: 5,
+            body,
+        }
+    }
+
+    fn node_msg(body: MessageBody) -> Message {
+        Message {
+            group: GroupId::NODE,
+            term: 0,
+            ..msg(body)
+        }
+    }
+
+    fn batch(messages: Vec<Message>) -> MessageBatch {
+        MessageBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            messages,
+        }
+    }
+
+    fn pid(node: u64, seq: u64) -> ProposalId {
+        ProposalId {
+            node: NodeId(node),
+            seq,
+        }
+    }
+
+    /// An append after `prev_index` whose entries have the given terms.
+    fn append(prev_index: u64, prev_term: u64, terms: &[u64]) -> MessageBody {
+        MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries: terms
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Entry {
+                    index: prev_index + 1 + i as u64,
+                    term: *t,
+                    payload: Payload::Command {
+                        id: pid(1, i as u64),
+                        data: Bytes::from_static(b"data"),
+                    },
+                })
+                .collect(),
+            commit: prev_index,
+        }
+    }
+
+    fn beats(n: u64) -> MessageBody {
+        MessageBody::Heartbeats {
+            beats: (1..=n)
+                .map(|g| Beat {
+                    group: GroupId(g),
+                    term: 1,
+                    commit: 0,
+                    quiesce: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn acks(n: u64) -> MessageBody {
+        MessageBody::HeartbeatAcks {
+            acks: (1..=n).map(|g| (GroupId(g), 1)).collect(),
+        }
+    }
+
+    fn check(messages: Vec<Message>) -> Result<(), InvalidMessage> {
+        batch(messages).validate(&MessageLimits::default())
+    }
+
+    /// Every kind of message an honest node sends, at the edges of the rules, passes.
+    #[test]
+    fn honest_batches_pass() {
+        let messages = vec![
+            node_msg(beats(2)),
+            msg(append(4, 2, &[3, 5, 5])),
+            msg(append(0, 0, &[1])),
+            msg(append(7, 5, &[])),
+            msg(MessageBody::Heartbeat { commit: 4 }),
+            msg(MessageBody::Vote {
+                pre_vote: true,
+                last_index: 4,
+                last_term: 5,
+            }),
+            msg(MessageBody::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            }),
+            msg(MessageBody::AppendResponse {
+                success: false,
+                index: 9,
+                hint_index: 3,
+                hint_term: 2,
+            }),
+            msg(MessageBody::Propose {
+                proposals: vec![(pid(1, 1), Bytes::from_static(b"x"))],
+            }),
+            msg(MessageBody::ProposeRejected {
+                ids: vec![pid(2, 1)],
+                leader_hint: None,
+            }),
+            msg(MessageBody::ProposeRejected {
+                ids: vec![],
+                leader_hint: Some(NodeId(3)),
+            }),
+            node_msg(acks(3)),
+            node_msg(beats(0)),
+        ];
+        assert_eq!(check(messages), Ok(()));
+        assert_eq!(check(vec![]), Ok(()));
+        // An append whose last entry is at u64::MAX is representable.
+        let mut near_end = append(u64::MAX - 1, 1, &[1]);
+        if let MessageBody::Append { entries, .. } = &mut near_end {
+            entries[0].index = u64::MAX;
+        }
+        assert_eq!(check(vec![msg(near_end)]), Ok(()));
+    }
+
+    #[test]
+    fn reserved_node_in_batch() {
+        for (from, to) in [(0, 2), (1, 0)] {
+            let b = MessageBatch {
+                from: NodeId(from),
+                to: NodeId(to),
+                messages: vec![],
+            };
+            assert_eq!(
+                b.validate(&MessageLimits::default()),
+                Err(InvalidMessage::ReservedNodeInBatch {
+                    from: NodeId(from),
+                    to: NodeId(to)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn vote_last_term_above_term() {
+        let vote = MessageBody::Vote {
+            pre_vote: false,
+            last_index: 1,
+            last_term: 9,
+        };
+        let ok = msg(MessageBody::HeartbeatResponse);
+        assert_eq!(
+            check(vec![ok, msg(vote)]),
+            Err(InvalidMessage::VoteLastTermAboveTerm {
+                index: 1,
+                last_term: 9,
+                term: 5
+            })
+        );
+    }
+
+    #[test]
+    fn append_prev_term_above_term() {
+        assert_eq!(
+            check(vec![msg(append(4, 6, &[]))]),
+            Err(InvalidMessage::AppendPrevTermAboveTerm {
+                index: 0,
+                prev_term: 6,
+                term: 5
+            })
+        );
+    }
+
+    #[test]
+    fn entry_index_overflow() {
+        let body = MessageBody::Append {
+            prev_index: u64::MAX,
+            prev_term: 1,
+            entries: vec![Entry {
+                index: 0,
+                term: 1,
+                payload: Payload::Noop,
+            }],
+            commit: 0,
+        };
+        assert_eq!(
+            check(vec![msg(body)]),
+            Err(InvalidMessage::EntryIndexOverflow {
+                index: 0,
+                position: 0,
+                prev_index: u64::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn non_consecutive_entries() {
+        // A gap.
+        let mut body = append(4, 2, &[3, 3]);
+        if let MessageBody::Append { entries, .. } = &mut body {
+            entries[1].index = 9;
+        }
+        assert_eq!(
+            check(vec![msg(body)]),
+            Err(InvalidMessage::NonConsecutiveEntries {
+                index: 0,
+                position: 1,
+                expected: 6,
+                found: 9
+            })
+        );
+        // Not starting right after prev_index.
+        let mut body = append(4, 2, &[3]);
+        if let MessageBody::Append { entries, .. } = &mut body {
+            entries[0].index = 4;
+        }
+        assert_eq!(
+            check(vec![msg(body)]),
+            Err(InvalidMessage::NonConsecutiveEntries {
+                index: 0,
+                position: 0,
+                expected: 5,
+                found: 4
+            })
+        );
+    }
+
+    #[test]
+    fn entry_term_decreases() {
+        // Below prev_term.
+        assert_eq!(
+            check(vec![msg(append(4, 2, &[1]))]),
+            Err(InvalidMessage::EntryTermDecreases {
+                index: 0,
+                position: 0,
+                term: 1,
+                preceding: 2
+            })
+        );
+        // Below the previous entry's term.
+        assert_eq!(
+            check(vec![msg(append(4, 2, &[4, 3]))]),
+            Err(InvalidMessage::EntryTermDecreases {
+                index: 0,
+                position: 1,
+                term: 3,
+                preceding: 4
+            })
+        );
+    }
+
+    #[test]
+    fn entry_term_above_term() {
+        assert_eq!(
+            check(vec![msg(append(4, 2, &[3, 6]))]),
+            Err(InvalidMessage::EntryTermAboveTerm {
+                index: 0,
+                position: 1,
+                entry_term: 6,
+                term: 5
+            })
+        );
+    }
+
+    #[test]
+    fn too_many_items() {
+        let limits = MessageLimits {
+            max_items_per_message: 2,
+            max_beats_per_message: 2,
+        };
+        let proposals = |n: u64| MessageBody::Propose {
+            proposals: (1..=n).map(|s| (pid(1, s), Bytes::new())).collect(),
+        };
+        let rejected = |n: u64| MessageBody::ProposeRejected {
+            ids: (1..=n).map(|s| pid(2, s)).collect(),
+            leader_hint: None,
+        };
+        let cases = [
+            (
+                msg(append(0, 0, &[1, 1])),
+                msg(append(0, 0, &[1, 1, 1])),
+                "entries",
+            ),
+            (msg(proposals(2)), msg(proposals(3)), "proposals"),
+            (msg(rejected(2)), msg(rejected(3)), "proposal ids"),
+            (node_msg(beats(2)), node_msg(beats(3)), "beats"),
+            (node_msg(acks(2)), node_msg(acks(3)), "acks"),
+        ];
+        for (at_limit, over, what) in cases {
+            assert_eq!(batch(vec![at_limit]).validate(&limits), Ok(()), "{what}");
+            assert_eq!(
+                batch(vec![over]).validate(&limits),
+                Err(InvalidMessage::TooManyItems {
+                    index: 0,
+                    what,
+                    count: 3,
+                    max: 2
+                })
+            );
+        }
+        // The defaults are the protocol's.
+        assert_eq!(
+            MessageLimits::default(),
+            MessageLimits {
+                max_items_per_message: MAX_ITEMS_PER_MESSAGE,
+                max_beats_per_message: MAX_BEATS_PER_MESSAGE,
+            }
+        );
+    }
+
+    #[test]
+    fn reserved_proposer() {
+        let body = MessageBody::Propose {
+            proposals: vec![
+                (pid(1, 1), Bytes::new()),
+                (pid(0, 2), Bytes::from_static(b"y")),
+            ],
+        };
+        assert_eq!(
+            check(vec![msg(body)]),
+            Err(InvalidMessage::ReservedProposer { index: 0 })
+        );
+    }
+
+    #[test]
+    fn reserved_leader_hint() {
+        let body = MessageBody::ProposeRejected {
+            ids: vec![],
+            leader_hint: Some(NodeId(0)),
+        };
+        assert_eq!(
+            check(vec![msg(body)]),
+            Err(InvalidMessage::ReservedLeaderHint { index: 0 })
+        );
+    }
+
+    #[test]
+    fn node_level_outside_node_group() {
+        for body in [beats(1), acks(1)] {
+            assert_eq!(
+                check(vec![node_msg(beats(1)), msg(body)]),
+                Err(InvalidMessage::NodeLevelOutsideNodeGroup {
+                    index: 1,
+                    group: GroupId(3)
+                })
+            );
+        }
+    }
+
+    /// The first violation is the one reported; the rest of the batch is not looked at.
+    #[test]
+    fn first_violation_wins() {
+        let bad_vote = msg(MessageBody::Vote {
+            pre_vote: true,
+            last_index: 0,
+            last_term: 6,
+        });
+        assert!(matches!(
+            check(vec![msg(append(4, 6, &[])), bad_vote]),
+            Err(InvalidMessage::AppendPrevTermAboveTerm { index: 0, .. })
+        ));
+    }
+}
