@@ -10,7 +10,7 @@
 //!    durable (IO rules 2 and 3: applied entries are already durable here);
 //! 2. the caller makes [`InFlight::write`] durable, or fails it (IO rule 4: the node then
 //!    stops, and nothing of the second half happens);
-//! 3. [`InFlight::advance`] acknowledges the write to the node (IO rule 5), and
+//! 3. [`InFlight::acknowledge`] acknowledges the write to the node (IO rule 5), and
 //!    [`Durable::deliver`] sends `send_after_write` (IO rule 1), then reports the
 //!    outcomes and the events.
 //!
@@ -54,7 +54,7 @@ pub trait Io {
 
 /// A ready whose write is not yet durable: what is left to do once it is.
 #[derive(Debug)]
-#[must_use = "a ready's write must be acknowledged with `advance`, or dropped on a crash"]
+#[must_use = "a ready's write must be acknowledged, or dropped on a crash"]
 pub struct InFlight {
     number: u64,
     write: WriteBatch,
@@ -117,7 +117,7 @@ impl InFlight {
 
     /// The write is durable: acknowledges it to `node`, which must be the node whose ready
     /// this is, and returns what may happen now.
-    pub fn advance(self, node: &mut Node) -> Durable {
+    pub fn acknowledge(self, node: &mut Node) -> Durable {
         node.advance(self.number);
         self.durable
     }
@@ -143,7 +143,7 @@ impl Durable {
 pub fn run(node: &mut Node, ready: Ready, io: &mut impl Io) -> Result<(), StorageError> {
     let in_flight = begin(ready, io);
     io.persist(in_flight.write())?;
-    in_flight.advance(node).deliver(io);
+    in_flight.acknowledge(node).deliver(io);
     Ok(())
 }
 
@@ -238,7 +238,7 @@ mod tests {
         let (mut node, ready) = node_with_a_ready();
         let in_flight = super::begin(ready, &mut super::Recorder::default());
         let number = in_flight.number();
-        let _ = in_flight.advance(&mut node);
+        let _ = in_flight.acknowledge(&mut node);
         node.advance(number);
     }
 
@@ -254,7 +254,7 @@ mod tests {
             "nothing before the write"
         );
         assert!(node.is_write_outstanding());
-        in_flight.advance(&mut node).deliver(&mut io);
+        in_flight.acknowledge(&mut node).deliver(&mut io);
         assert!(!node.is_write_outstanding());
         assert_eq!(io.outcomes.len(), 1, "the creation is done once durable");
         assert_eq!(io.events.len(), 1);

@@ -448,14 +448,14 @@ async fn elections_follow_the_manual_clock() {
         nodes.push(n);
     }
     // Below the minimum election timeout nobody campaigns, however long real time runs.
-    clock.advance(config.tick_interval * (config.election_timeout_min_ticks - 1));
+    clock.advance_by(config.tick_interval * (config.election_timeout_min_ticks - 1));
     for n in &nodes {
         let s = n.status(GroupId(1)).await.unwrap().unwrap();
         assert_eq!((s.term, s.leader), (0, None));
     }
     // Move time tick by tick until a leader is known everywhere.
     let found = wait_for(|| async {
-        clock.advance(config.tick_interval);
+        clock.advance_by(config.tick_interval);
         let mut leaders = BTreeSet::new();
         for n in &nodes {
             leaders.insert(n.status(GroupId(1)).await.unwrap().unwrap().leader);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use multiraft_core::Clock;
 use tokio::sync::watch;
 
-/// A [`Clock`] whose time moves only when [`advance`](ManualClock::advance) or
+/// A [`Clock`] whose time moves only when [`advance_by`](ManualClock::advance_by) or
 /// [`set`](ManualClock::set) is called.
 ///
 /// Starts at zero. Cloning is cheap and every clone shares the same time, so a test keeps
@@ -32,7 +32,7 @@ impl ManualClock {
 
     /// Moves time forward by `by` (saturating at [`Duration::MAX`]) and wakes every sleeper
     /// whose deadline is now reached. Returns the new time.
-    pub fn advance(&self, by: Duration) -> Duration {
+    pub fn advance_by(&self, by: Duration) -> Duration {
         let mut now = Duration::ZERO;
         self.now.send_if_modified(|t| {
             *t = t.saturating_add(by);
@@ -97,12 +97,12 @@ mod tests {
     fn starts_at_zero_and_never_goes_back() {
         let clock = ManualClock::new();
         assert_eq!(clock.now(), Duration::ZERO);
-        assert_eq!(clock.advance(10 * MS), 10 * MS);
+        assert_eq!(clock.advance_by(10 * MS), 10 * MS);
         assert_eq!(clock.set(5 * MS), 10 * MS, "set to the past is ignored");
         assert_eq!(clock.set(20 * MS), 20 * MS);
         assert_eq!(clock.clone().now(), 20 * MS, "clones share the time");
         assert_eq!(
-            clock.advance(Duration::MAX),
+            clock.advance_by(Duration::MAX),
             Duration::MAX,
             "advance saturates"
         );
@@ -111,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn deadline_already_reached_returns_at_once() {
         let clock = ManualClock::new();
-        clock.advance(10 * MS);
+        clock.advance_by(10 * MS);
         timeout(BOUND, clock.sleep_until(10 * MS))
             .await
             .expect("deadline in the past must not wait");
@@ -140,13 +140,13 @@ mod tests {
         .await
         .expect("sleeper never started");
 
-        clock.advance(99 * MS);
+        clock.advance_by(99 * MS);
         for _ in 0..100 {
             tokio::task::yield_now().await;
         }
         assert!(!sleeper.is_finished(), "woke before its deadline");
 
-        clock.advance(MS);
+        clock.advance_by(MS);
         let woke_at = timeout(BOUND, sleeper)
             .await
             .expect("not woken by advance")
@@ -180,7 +180,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!late.is_finished());
-        clock.advance(5 * MS);
+        clock.advance_by(5 * MS);
         timeout(BOUND, late).await.expect("late").unwrap();
     }
 }

@@ -173,7 +173,7 @@ fn persist(
 ) -> Result<(), String> {
     let mut in_flight = testing::begin(ready, &mut Wire(queue));
     now(disk.write(in_flight.take_write())).map_err(|e| e.to_string())?;
-    in_flight.advance(node).deliver(&mut Wire(queue));
+    in_flight.acknowledge(node).deliver(&mut Wire(queue));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Deterministic fakes for testing and benchmarking multiraft in one process.
 //!
 //! - [`ManualClock`]: a [`Clock`](multiraft_core::Clock) whose time moves only when the test
-//!   calls [`advance`](ManualClock::advance), waking the sleepers whose deadline passed.
+//!   calls [`advance_by`](ManualClock::advance_by), waking the sleepers whose deadline passed.
 //! - [`MemStorage`]: an in-memory [`Storage`](multiraft_core::Storage) that can simulate a
 //!   crash ([`crash`](MemStorage::crash)), lose writes that were never synced (in
 //!   [unsynced mode](MemStorage::set_unsynced)), and fail a chosen write.
@@ -33,7 +33,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! // Time moves by hand.
 //! let clock = ManualClock::new();
-//! clock.advance(Duration::from_millis(100));
+//! clock.advance_by(Duration::from_millis(100));
 //! assert_eq!(clock.now(), Duration::from_millis(100));
 //!
 //! // A disk that keeps only what was synced when it crashes.

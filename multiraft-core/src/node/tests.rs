@@ -344,7 +344,7 @@ fn group_created_and_stepped_in_one_cycle_has_one_record() {
 /// the same ready; and while a ready is outstanding the node produces no other, however much
 /// input arrives, so nothing can leave ahead of an unacknowledged write.
 #[test]
-fn responses_wait_for_the_write_and_the_next_ready_for_advance() {
+fn responses_wait_for_the_write_and_no_ready_comes_before_it_is_acknowledged() {
     let mut node = new_node(1, strict());
     node.create_group(g(1), voters()).unwrap();
     let first = node.ready().unwrap();

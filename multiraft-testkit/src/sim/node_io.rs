@@ -274,7 +274,7 @@ impl Simulation {
                 });
             }
         }
-        let durable = p.advance(sn.node.as_mut().expect("up"));
+        let durable = p.acknowledge(sn.node.as_mut().expect("up"));
         let mut io = SimIo {
             sim: self,
             i,

@@ -11,6 +11,18 @@ impl Simulation {
     /// Proposes to `group` through the node believed to lead it (any live member otherwise,
     /// which forwards).
     pub(super) fn propose_to(&mut self, group: GroupId) -> Result<(), Failure> {
+        self.propose_through(group, None, true)
+    }
+
+    /// Proposes to `group` through node `via` (by default the node believed to lead it, any
+    /// live member otherwise); `drive` lets the node take a ready at once, as a lone client
+    /// would see it.
+    fn propose_through(
+        &mut self,
+        group: GroupId,
+        via: Option<usize>,
+        drive: bool,
+    ) -> Result<(), Failure> {
         let key = self.rng.below(kv::KEYS_PER_GROUP);
         let op = match self.rng.below(10) {
             0..=3 => KvOp::Put {
@@ -35,7 +47,7 @@ impl Simulation {
             .and_then(|(_, l)| *l)
             .map(|l| l.0 as usize - 1)
             .filter(|i| self.is_up(*i));
-        let target = match hinted {
+        let target = match via.or(hinted) {
             Some(i) => i,
             None => {
                 let up: Vec<usize> = members.into_iter().filter(|i| self.is_up(*i)).collect();
@@ -82,7 +94,7 @@ impl Simulation {
                 self.pending_proposals.insert(id, self.history.len());
                 self.history.push(record);
                 self.touched.push((target, group));
-                self.drive(target)
+                if drive { self.drive(target) } else { Ok(()) }
             }
             Err(_) => {
                 self.report.rejected += 1;
@@ -96,6 +108,25 @@ impl Simulation {
             return Ok(());
         }
         let g = GroupId(1 + self.rng.below(self.groups.len() as u64));
+        if self.rng.chance(100) {
+            // A burst: several clients propose through one member before it takes a ready,
+            // so a follower forwards them in one message and a leader appends them in one
+            // ready — the batched paths, which one proposal at a time never reaches.
+            let up: Vec<usize> = self.groups[&g]
+                .iter()
+                .copied()
+                .filter(|i| self.is_up(*i))
+                .collect();
+            if up.is_empty() {
+                return Ok(());
+            }
+            let via = up[self.rng.below(up.len() as u64) as usize];
+            let count = self.rng.range(2, 4);
+            for k in 1..=count {
+                self.propose_through(g, Some(via), k == count)?;
+            }
+            return Ok(());
+        }
         self.propose_to(g)
     }
 
