@@ -28,7 +28,7 @@ pub(crate) enum Call {
 /// Where the answer to one request goes.
 pub(crate) enum Reply {
     Propose(ProposeReply),
-    Group(GroupReply),
+    Lifecycle(GroupReply),
 }
 
 impl Reply {
@@ -39,10 +39,10 @@ impl Reply {
             (Reply::Propose(r), Indeterminate(why)) => {
                 r.send(Err(ProposeError::Indeterminate(why))).ok()
             }
-            (Reply::Group(r), Done) => r.send(Ok(())).ok(),
+            (Reply::Lifecycle(r), Done) => r.send(Ok(())).ok(),
             // A lifecycle request ends otherwise only when the node stops; a proposal never
             // ends `Done`.
-            (Reply::Group(r), _) => r.send(Err(GroupError::Stopped)).ok(),
+            (Reply::Lifecycle(r), _) => r.send(Err(GroupError::Stopped)).ok(),
             (Reply::Propose(r), _) => r.send(Err(ProposeError::Indeterminate(NodeStopped))).ok(),
         };
     }

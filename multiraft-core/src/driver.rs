@@ -1,6 +1,6 @@
 //! The tokio event loop: feeds inbound batches, API calls and ticks to the [`Node`], and
 //! does the IO each ready asks for — one storage call off the loop, the sends, the applies —
-//! then delivers each request's outcome, which the node decided (design §3 and §5).
+//! then delivers each request's outcome, which the node decided (docs/design.md §3 and §5).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -161,12 +161,12 @@ impl Driver {
             },
             Call::CreateGroup(group, membership, reply) => {
                 match node.create_group(group, membership) {
-                    Ok(request) => drop(self.replies.insert(request, Reply::Group(reply))),
+                    Ok(request) => drop(self.replies.insert(request, Reply::Lifecycle(reply))),
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
             Call::RemoveGroup(group, reply) => match node.remove_group(group) {
-                Ok(request) => drop(self.replies.insert(request, Reply::Group(reply))),
+                Ok(request) => drop(self.replies.insert(request, Reply::Lifecycle(reply))),
                 Err(e) => drop(reply.send(Err(e))),
             },
             Call::Status(group, reply) => drop(reply.send(node.group_status(group))),

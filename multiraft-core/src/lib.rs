@@ -7,7 +7,7 @@
 //!
 //! The crate has three layers:
 //!
-//! 1. [`group`] — one Raft group, sans-IO: [`group::Group`] takes messages, ticks and
+//! 1. [`group`] — one Raft group, sans-IO: [`group::Replica`] takes messages, ticks and
 //!    proposals and returns its outputs as data.
 //! 2. [`node`] — every group of this node, still sans-IO: [`Node`] routes inbound batches,
 //!    merges all groups' outputs into one numbered [`Ready`] and is acknowledged with

@@ -1,6 +1,6 @@
 //! The ready loop for tests, simulations and benchmarks, written once: every caller that
 //! drives a [`Node`] by hand does a ready's IO through these functions, so the order that
-//! design §3.1 requires lives in one place (the driver is the only other place that calls
+//! docs/design.md §3.1 requires lives in one place (the driver is the only other place that calls
 //! [`Node::advance`]). Behind the `testing` feature.
 //!
 //! A ready is done in two halves, so that a caller can keep its write in flight (a slow
@@ -242,7 +242,7 @@ mod tests {
         node.advance(number);
     }
 
-    /// The two halves keep the order of design §3.1: `send_now` and the applies before the
+    /// The two halves keep the order of docs/design.md §3.1: `send_now` and the applies before the
     /// write, `send_after_write`, outcomes and events only after it is acknowledged.
     #[test]
     fn a_ready_is_done_in_the_io_order() {
@@ -253,9 +253,9 @@ mod tests {
             io.outcomes.is_empty() && io.events.is_empty(),
             "nothing before the write"
         );
-        assert!(node.is_write_outstanding());
+        assert!(node.is_write_in_flight());
         in_flight.acknowledge(&mut node).deliver(&mut io);
-        assert!(!node.is_write_outstanding());
+        assert!(!node.is_write_in_flight());
         assert_eq!(io.outcomes.len(), 1, "the creation is done once durable");
         assert_eq!(io.events.len(), 1);
     }

@@ -15,7 +15,7 @@ use crate::message::MessageBatch;
 /// must never:
 /// - deliver a batch more than once. Raft itself would survive it, but a forwarded proposal
 ///   delivered twice could be appended by one copy and refused in the other, and the refusal
-///   is reported to the application as definite (design §5). Stream transports (QUIC, TCP)
+///   is reported to the application as definite (docs/design.md §5). Stream transports (QUIC, TCP)
 ///   deliver each sent batch at most once as they are;
 /// - alter a batch, or deliver a batch to a node other than [`MessageBatch::to`];
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);

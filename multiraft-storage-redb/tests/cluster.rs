@@ -282,7 +282,7 @@ async fn removing_a_group_deletes_its_rows() {
     c.shutdown().await;
 }
 
-/// IO ordering rule 4 (DESIGN.md §3): a failing fsync is fatal for the node. The write
+/// IO ordering rule 4 (docs/design.md §3.1): a failing fsync is fatal for the node. The write
 /// returns an error, the node stops and reports it, the pending proposal ends indeterminate,
 /// nothing is acknowledged or applied on that node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

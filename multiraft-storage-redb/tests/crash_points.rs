@@ -5,7 +5,7 @@
 //!
 //! - the database opens and `load()` succeeds;
 //! - every batch whose `write` returned `Ok` is fully present (durability of acknowledged
-//!   writes: the `Storage` contract, DESIGN.md §3 rule 1);
+//!   writes: the `Storage` contract, docs/design.md §3.1 rule 1);
 //! - no batch is partially present: the state equals the model after exactly the
 //!   acknowledged batches, or after those plus the one in flight (atomicity);
 //! - no group's term goes backwards, and its vote in a term never changes (Raft Figure 2:

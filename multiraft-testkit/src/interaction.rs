@@ -283,7 +283,7 @@ impl World {
             "log" => {
                 let n = self.node_arg(args.first())?;
                 let node = self.node_ref(n)?;
-                let g = node.group(GROUP).ok_or("no group")?;
+                let g = node.replica(GROUP).ok_or("no group")?;
                 let last = g.status().last_index;
                 let lines: Vec<String> = g
                     .entries(1, last + 1)
@@ -465,7 +465,7 @@ impl World {
                 let _ = writeln!(out, "{n}: no group");
                 continue;
             };
-            let quiet = node.group(GROUP).is_some_and(|g| g.is_quiesced());
+            let quiet = node.replica(GROUP).is_some_and(|g| g.is_quiesced());
             let _ = writeln!(
                 out,
                 "{n}: {:?} term={} vote={} leader={} last={} commit={} applied={}{}",

@@ -11,9 +11,9 @@ use crate::membership::VoteResult;
 use crate::message::{Message, MessageBody};
 
 use super::progress::Progress;
-use super::{Group, GroupEvent, Role};
+use super::{GroupEvent, Replica, Role};
 
-impl Group {
+impl Replica {
     // ----- timers -----------------------------------------------------------------------------
 
     /// Advances the group's logical clock by one tick. A quiesced group ignores ticks.

@@ -4,7 +4,7 @@
 //! (dissertation §6.2, routing requests to the leader).
 //!
 //! Apart from replication because forwarding is a request path to the leader outside the
-//! Raft protocol proper, with its own failure reporting (`GroupReady::rejected`).
+//! Raft protocol proper, with its own failure reporting (`ReplicaReady::rejected`).
 
 use bytes::Bytes;
 
@@ -13,9 +13,9 @@ use crate::error::ProposeError;
 use crate::ids::ProposalId;
 use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody};
 
-use super::{Group, Role};
+use super::{Replica, Role};
 
-impl Group {
+impl Replica {
     /// Proposes a command. On the leader it is appended; on a follower it is queued for
     /// forwarding to the leader (when `Config::forward_proposals`).
     pub fn propose(&mut self, id: ProposalId, data: Bytes) -> Result<(), ProposeError> {

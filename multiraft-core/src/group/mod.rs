@@ -3,17 +3,17 @@
 //!
 //! # Call order
 //!
-//! 1. Feed inputs: [`Group::step`], [`Group::tick`], [`Group::propose`].
-//! 2. When [`Group::has_ready`], take a [`GroupReady`] with [`Group::ready`].
+//! 1. Feed inputs: [`Replica::step`], [`Replica::tick`], [`Replica::propose`].
+//! 2. When [`Replica::has_ready`], take a [`ReplicaReady`] with [`Replica::ready`].
 //! 3. Persist its `hard_state` and `entries`; send `send_now` at once; apply `apply` in order.
-//! 4. Once the write is durable, call [`Group::on_persisted`] with the last written entry's
+//! 4. Once the write is durable, call [`Replica::on_persisted`] with the last written entry's
 //!    index and term, then send `send_after_write`.
 //!
 //! The group never reads a clock, does IO or spawns; randomness comes from the seed it is
 //! given. Feeding the same inputs to a group built with the same seed yields the same outputs.
 
 // This file holds the types, construction and the dispatch of messages (`step`); the
-// `impl Group` goes on by concern in the files below.
+// `impl Replica` goes on by concern in the files below.
 mod election; // the clock, CheckQuorum, campaigns, votes, role changes
 mod forwarding; // proposals, forwarded to the leader from a follower
 mod log; // the in-memory log and its durable/committed/applied marks
@@ -68,9 +68,9 @@ pub enum GroupEvent {
     },
 }
 
-/// The outputs of a group, taken with [`Group::ready`].
+/// The outputs of a group, taken with [`Replica::ready`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GroupReady {
+pub struct ReplicaReady {
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
     /// Entries to persist (a first index at or below the stored last index truncates).
@@ -89,7 +89,7 @@ pub struct GroupReady {
     pub events: Vec<GroupEvent>,
 }
 
-impl GroupReady {
+impl ReplicaReady {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
@@ -128,7 +128,7 @@ pub struct GroupStatus {
 
 /// One replica of one Raft group.
 #[derive(Debug)]
-pub struct Group {
+pub struct Replica {
     id: GroupId,
     node: NodeId,
     config: Arc<Config>,
@@ -154,15 +154,15 @@ pub struct Group {
     forward: Vec<(ProposalId, Bytes)>,
     hard_state_dirty: bool,
     /// Neither ticks nor heartbeats: everything is replicated and committed, and the leader
-    /// said so (see [`Group::is_quiesced`]).
+    /// said so (see [`Replica::is_quiesced`]).
     quiesced: bool,
     /// The (term, leader) last reported in an event.
     reported: (u64, Option<NodeId>),
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
-    out: Option<Box<GroupReady>>,
+    out: Option<Box<ReplicaReady>>,
 }
 
-impl Group {
+impl Replica {
     /// A new, empty replica of `id` on `node`.
     pub fn new(
         id: GroupId,
@@ -170,7 +170,7 @@ impl Group {
         membership: impl Into<Arc<Membership>>,
         config: Arc<Config>,
         seed: u64,
-    ) -> Group {
+    ) -> Replica {
         Self::build(
             id,
             node,
@@ -189,7 +189,7 @@ impl Group {
         loaded: LoadedGroup,
         config: Arc<Config>,
         seed: u64,
-    ) -> Result<Group, StartError> {
+    ) -> Result<Replica, StartError> {
         if loaded.compacted.is_some() {
             return Err(StartError::CompactedLog(loaded.group));
         }
@@ -213,8 +213,8 @@ impl Group {
         log: Log,
         config: Arc<Config>,
         seed: u64,
-    ) -> Group {
-        let mut g = Group {
+    ) -> Replica {
+        let mut g = Replica {
             id,
             node,
             config,

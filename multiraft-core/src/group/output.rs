@@ -2,15 +2,15 @@
 //! `send_now` or `send_after_write` for each message), and `has_ready`, `ready` and
 //! `take_send_now`, which hand it to the caller in the order the module docs describe.
 //!
-//! `GroupReady` itself stays in `mod.rs` with the other public types.
+//! `ReplicaReady` itself stays in `mod.rs` with the other public types.
 
 use crate::ids::NodeId;
 use crate::message::{Message, MessageBody};
 
-use super::{Group, GroupReady, Role};
+use super::{Replica, ReplicaReady, Role};
 
-impl Group {
-    pub(super) fn out(&mut self) -> &mut GroupReady {
+impl Replica {
+    pub(super) fn out(&mut self) -> &mut ReplicaReady {
         self.out.get_or_insert_with(Box::default)
     }
 
@@ -37,7 +37,7 @@ impl Group {
         self.out().send_after_write.push(m);
     }
 
-    /// Whether [`Group::ready`] would return something.
+    /// Whether [`Replica::ready`] would return something.
     pub fn has_ready(&self) -> bool {
         self.out.as_ref().is_some_and(|o| !o.is_empty())
             || self.hard_state_dirty
@@ -49,7 +49,7 @@ impl Group {
 
     /// Takes the outputs accumulated since the last call, applying at most
     /// `max_apply_entries` entries and about `max_apply_bytes` bytes.
-    pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> GroupReady {
+    pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> ReplicaReady {
         self.flush_appends();
         self.flush_forward();
         // The buffer stays allocated while the group is busy (no allocation per ready); a
@@ -68,7 +68,7 @@ impl Group {
     }
 
     /// Takes only the messages that may leave before any write (the leader's appends and
-    /// heartbeats, forwarded proposals); everything else stays for [`Group::ready`].
+    /// heartbeats, forwarded proposals); everything else stays for [`Replica::ready`].
     pub fn take_send_now(&mut self) -> Vec<Message> {
         self.flush_appends();
         self.flush_forward();

@@ -123,7 +123,7 @@ impl Progress {
 
 /// The leader's records of the other replicas, in a small vector sorted by node. A group has
 /// a handful of replicas; a tree map's nodes would cost several times the records' own size
-/// in every group a node leads (DESIGN §4: per-group state stays small).
+/// in every group a node leads (docs/design.md §4: per-group state stays small).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProgressMap(Vec<(NodeId, Progress)>);
 

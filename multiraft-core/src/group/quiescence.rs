@@ -10,13 +10,13 @@
 use crate::ids::NodeId;
 use crate::message::MessageBody;
 
-use super::{Group, Role};
+use super::{Replica, Role};
 
-impl Group {
+impl Replica {
     /// Whether the group is quiesced: its leader saw every replica hold and know the whole
     /// committed log, and told the followers to stop their election timers. A quiesced group
     /// needs no ticks; its node stops ticking it until it wakes. It wakes on a proposal, on
-    /// any message but a heartbeat acknowledgement, or when [`Group::on_node_down`] says
+    /// any message but a heartbeat acknowledgement, or when [`Replica::on_node_down`] says
     /// a node it depends on is down.
     pub fn is_quiesced(&self) -> bool {
         self.quiesced

@@ -13,9 +13,9 @@ use crate::message::MessageBody;
 
 use super::log::limit;
 use super::progress::ProgressState;
-use super::{Group, Role};
+use super::{Replica, Role};
 
-impl Group {
+impl Replica {
     // ----- replication: follower side ----------------------------------------------------
 
     pub(super) fn handle_append(

@@ -4,9 +4,9 @@
 //! Off by default; unit tests and the testkit simulator turn it on, so that a broken
 //! invariant is reported where it breaks rather than as a diverged state machine later.
 
-use super::{Group, Role};
+use super::{Replica, Role};
 
-impl Group {
+impl Replica {
     pub(super) fn strict_check(&self, ok: bool, index: u64, what: &str) {
         if self.config.strict && !ok {
             panic!(

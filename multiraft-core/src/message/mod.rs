@@ -10,6 +10,12 @@ mod validate;
 
 pub use validate::{InvalidMessage, MAX_ITEMS_PER_MESSAGE, MessageLimits};
 
+/// Heartbeats (or acknowledgements) coalesced into one message. One message per peer per
+/// tick carries up to this many active groups; beyond it the beats are split, so that one
+/// message stays well inside a transport's frame limit (a beat encodes in about 10 bytes:
+/// 64 Ki beats are under 1 MiB).
+pub const MAX_BEATS_PER_MESSAGE: usize = 65_536;
+
 /// One message from one replica of a group to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

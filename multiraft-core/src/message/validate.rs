@@ -2,8 +2,7 @@
 //! The rules and their reasons are on the public items, which is where users read them.
 
 use crate::ids::{GroupId, NodeId};
-use crate::message::{Message, MessageBatch, MessageBody};
-use crate::node::MAX_BEATS_PER_MESSAGE;
+use crate::message::{MAX_BEATS_PER_MESSAGE, Message, MessageBatch, MessageBody};
 
 /// Default [`MessageLimits::max_items_per_message`]: 65,536 entries in one append, proposals
 /// in one forwarded `Propose`, or proposal ids in one `ProposeRejected`.
@@ -17,7 +16,7 @@ pub const MAX_ITEMS_PER_MESSAGE: usize = 65_536;
 ///
 /// The defaults are what an honest node of this version never exceeds, independent of its
 /// [`Config`](crate::Config): [`MAX_ITEMS_PER_MESSAGE`] and
-/// [`MAX_BEATS_PER_MESSAGE`](crate::node::MAX_BEATS_PER_MESSAGE). They are not taken from
+/// [`MAX_BEATS_PER_MESSAGE`](crate::message::MAX_BEATS_PER_MESSAGE). They are not taken from
 /// the receiver's `Config` on purpose: a per-node setting such as `max_append_entries`
 /// bounds what a node *sends*, and a receiver enforcing its own value would refuse, forever,
 /// the appends of a leader configured with a larger one. A transport may enforce tighter

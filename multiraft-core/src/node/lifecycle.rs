@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{GroupError, StartError};
-use crate::group::Group;
+use crate::group::Replica;
 use crate::ids::{GroupId, RequestId};
 use crate::membership::Membership;
 use crate::rng::group_seed;
@@ -32,7 +32,7 @@ impl Node {
         }
     }
 
-    fn host(&mut self, group: Group) {
+    fn host(&mut self, group: Replica) {
         let id = group.id();
         self.peers.add(self.id, group.membership(), self.ticks);
         self.groups.insert(
@@ -53,7 +53,12 @@ impl Node {
         let mut groups = Vec::with_capacity(loaded.len());
         for l in loaded {
             let seed = group_seed(self.seed, l.group.0);
-            groups.push(Group::restore(self.id, l, Arc::clone(&self.config), seed)?);
+            groups.push(Replica::restore(
+                self.id,
+                l,
+                Arc::clone(&self.config),
+                seed,
+            )?);
         }
         for mut group in groups {
             let id = group.id();
@@ -86,7 +91,7 @@ impl Node {
             // One write holds each group at most once: the removal must be durable first.
             return Err(GroupError::RemovalPending(group));
         }
-        let g = Group::new(
+        let g = Replica::new(
             group,
             self.id,
             self.intern(&membership),

@@ -1,6 +1,6 @@
 //! Node liveness: which peer nodes this node shares a group with, and whether each is heard
 //! from. Failure detection costs one beat per node pair per tick, not one per group
-//! (design §4), which is what lets idle groups quiesce.
+//! (docs/design.md §4), which is what lets idle groups quiesce.
 
 use std::collections::BTreeMap;
 

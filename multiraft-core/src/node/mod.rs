@@ -1,6 +1,6 @@
 //! All groups of one node, still sans-IO: routes messages in, merges every group's outputs
 //! into one numbered [`Ready`] (one storage write, one batch per destination node), and owns
-//! the outcome of every request the application makes (design §3 and §5).
+//! the outcome of every request the application makes (docs/design.md §3 and §5).
 //!
 //! # Call order
 //!
@@ -9,7 +9,7 @@
 //!    [`Node::campaign`]. Each request the node takes returns a [`RequestId`].
 //! 2. [`Node::ready`] returns the next [`Ready`] when there is work and no ready is
 //!    outstanding.
-//! 3. With that ready, in this order or concurrently as noted (design §3.1):
+//! 3. With that ready, in this order or concurrently as noted (docs/design.md §3.1):
 //!    - send `send_now` (may go before the write is durable);
 //!    - persist `write` with one [`Storage::write`](crate::Storage::write) call;
 //!    - apply `apply` to the state machines (every entry in it is committed and already
@@ -35,7 +35,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{GroupNotFound, ProposeError};
-use crate::group::{Group, GroupStatus};
+use crate::group::{GroupStatus, Replica};
 use crate::ids::{GroupId, NodeId, ProposalId, RequestId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBatch, MessageBody, MessageLimits};
@@ -45,14 +45,10 @@ pub use self::ready::{Apply, Event, Ready};
 pub use self::requests::{Outcome, Resolution};
 
 use self::liveness::Peers;
-use self::ready::Outstanding;
+use self::ready::InFlight;
 use self::requests::Requests;
 
-/// Heartbeats (or acknowledgements) coalesced into one message. One message per peer per
-/// tick carries up to this many active groups; beyond it the beats are split, so that one
-/// message stays well inside a transport's frame limit (a beat encodes in about 10 bytes:
-/// 64 Ki beats are under 1 MiB).
-pub const MAX_BEATS_PER_MESSAGE: usize = 65_536;
+pub use crate::message::MAX_BEATS_PER_MESSAGE;
 
 /// Counters of what the node dropped, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,7 +81,7 @@ pub struct NodeStatus {
 
 /// One hosted replica and its place in the ready queue.
 struct Slot {
-    group: Group,
+    group: Replica,
     /// Whether the group is in `Node::dirty`.
     queued: bool,
 }
@@ -97,7 +93,7 @@ pub struct Node {
     seed: u64,
     /// Ordered, not hashed: `tick` visits groups in map order and queues them in that order,
     /// and a `HashMap`'s order differs between instances, which made the node's outputs
-    /// differ between runs fed the same inputs and seed (design §9.1, deterministic core).
+    /// differ between runs fed the same inputs and seed (docs/design.md §9.1, deterministic core).
     groups: BTreeMap<GroupId, Box<Slot>>,
     /// One shared value per distinct membership: most groups of a node have one of a few
     /// memberships, so sharing saves an allocation per group.
@@ -125,7 +121,7 @@ pub struct Node {
     events: Vec<Event>,
     last_number: u64,
     /// The write in flight: the ready awaiting `advance`.
-    outstanding: Option<Outstanding>,
+    in_flight: Option<InFlight>,
     stats: NodeStats,
 }
 
@@ -169,7 +165,7 @@ impl Node {
             requests,
             events: Vec::new(),
             last_number: 0,
-            outstanding: None,
+            in_flight: None,
             stats: NodeStats::default(),
         })
     }
@@ -245,7 +241,7 @@ impl Node {
     }
 
     /// One hosted group, for inspection.
-    pub fn group(&self, group: GroupId) -> Option<&Group> {
+    pub fn replica(&self, group: GroupId) -> Option<&Replica> {
         self.groups.get(&group).map(|s| &s.group)
     }
 
@@ -254,7 +250,7 @@ impl Node {
     /// that fails [`MessageBatch::validate`] is dropped whole, before anything (peer
     /// liveness included) is touched, and counted in [`NodeStats::dropped_invalid`]; the
     /// addressing check comes first, so a batch for another node counts as misaddressed.
-    /// Every transport's batches get these checks (design §7).
+    /// Every transport's batches get these checks (docs/design.md §7).
     pub fn step(&mut self, batch: MessageBatch) {
         if batch.to != self.id || batch.from == self.id {
             self.stats.dropped_misaddressed += batch.messages.len() as u64;
@@ -320,7 +316,7 @@ impl Node {
         }
     }
 
-    /// Starts an election for `group` now (see [`Group::campaign`]).
+    /// Starts an election for `group` now (see [`Replica::campaign`]).
     pub fn campaign(&mut self, group: GroupId) -> Result<(), GroupNotFound> {
         let slot = self.groups.get_mut(&group).ok_or(GroupNotFound(group))?;
         slot.group.campaign();

@@ -1,5 +1,5 @@
 //! Messages of one cycle sorted by destination node, with every group's heartbeats and
-//! their acknowledgements coalesced into one message per destination (design §4).
+//! their acknowledgements coalesced into one message per destination (docs/design.md §4).
 
 use std::collections::BTreeMap;
 

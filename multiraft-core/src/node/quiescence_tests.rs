@@ -1,5 +1,5 @@
 //! Coalesced heartbeats, quiescence and node liveness, through three `Node`s delivered by
-//! hand (no tokio): DESIGN §4.
+//! hand (no tokio): docs/design.md §4.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -183,7 +183,7 @@ impl Cluster {
     }
 }
 
-/// DESIGN §4, coalesced heartbeats: with 10,000 active groups led by node 1 with replicas on
+/// docs/design.md §4, coalesced heartbeats: with 10,000 active groups led by node 1 with replicas on
 /// nodes 2 and 3, the tick on which they heartbeat produces exactly one heartbeat message
 /// from node 1 to each peer, carrying (group, term, commit) for all 10,000 groups, and no
 /// per-group heartbeat. The acknowledgements come back coalesced the same way.
@@ -259,7 +259,7 @@ fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
     }
 }
 
-/// DESIGN §4, quiescence: once 10,000 groups have replicated and committed everything, they
+/// docs/design.md §4, quiescence: once 10,000 groups have replicated and committed everything, they
 /// quiesce; over the next 1,000 ticks they emit no per-group message and no storage write,
 /// and no tick visits them, while every node keeps sending one liveness beat per peer per
 /// tick and sees every peer live.
@@ -272,7 +272,7 @@ fn quiesced_groups_send_nothing_and_write_nothing_while_liveness_beats_continue(
     assert!(ticks <= 2 * c.nodes[0].config().heartbeat_interval_ticks);
     for i in 1..=3 {
         for id in 1..=GROUPS {
-            assert!(c.node(i).group(g(id)).unwrap().is_quiesced());
+            assert!(c.node(i).replica(g(id)).unwrap().is_quiesced());
         }
     }
 
@@ -304,7 +304,7 @@ fn quiesced_groups_send_nothing_and_write_nothing_while_liveness_beats_continue(
     }
 }
 
-/// DESIGN §4, node liveness: when the node that leads 1,000 quiesced groups stops, the
+/// docs/design.md §4, node liveness: when the node that leads 1,000 quiesced groups stops, the
 /// survivors declare it down after the liveness timeout and every one of those groups elects
 /// a new leader within two election timeouts, in staggered elections; the 1,000 groups led
 /// elsewhere keep their leader and term.
@@ -364,7 +364,7 @@ fn groups_of_a_stopped_node_elect_new_leaders_and_others_are_undisturbed() {
     }
 }
 
-/// DESIGN §4: a proposal to a quiesced group is applied in as many delivery rounds as one
+/// docs/design.md §4: a proposal to a quiesced group is applied in as many delivery rounds as one
 /// to an active group. Both proposals are made at once; their followers are woken by the
 /// append itself, so waking costs no round trip.
 #[test]
@@ -375,8 +375,8 @@ fn a_proposal_to_a_quiesced_group_is_applied_as_fast_as_to_an_active_one() {
     // Wake group 2 and keep it active (no tick follows, so it cannot quiesce again).
     c.propose(1, 2);
     c.run();
-    assert!(!c.node(1).group(g(2)).unwrap().is_quiesced());
-    assert!(c.node(1).group(g(1)).unwrap().is_quiesced());
+    assert!(!c.node(1).replica(g(2)).unwrap().is_quiesced());
+    assert!(c.node(1).replica(g(1)).unwrap().is_quiesced());
     let before: Vec<u64> = (1..=2)
         .map(|id| c.world.applied[0].get(&g(id)).copied().unwrap_or(0))
         .collect();
@@ -424,12 +424,12 @@ fn a_cut_off_node_wakes_and_steps_down_the_quiesced_groups_it_leads() {
     }
 }
 
-/// DESIGN §4 per-group cost: a replica's inline state stays small (it is what every quiesced
+/// docs/design.md §4 per-group cost: a replica's inline state stays small (it is what every quiesced
 /// group costs, besides its log tail and, on a leader, one record per follower).
 #[test]
 fn group_state_stays_small() {
-    let size = std::mem::size_of::<crate::group::Group>();
-    assert!(size <= 384, "a Group is {size} bytes");
+    let size = std::mem::size_of::<crate::group::Replica>();
+    assert!(size <= 384, "a Replica is {size} bytes");
 }
 
 /// Dissertation §10.2.1 through the node: while a ready's write is in flight, `take_sends`
@@ -441,7 +441,7 @@ fn appends_and_beats_leave_while_a_write_is_in_flight() {
     c.elect(1, 1..=1);
     c.propose(1, 1);
     let r = c.node(1).ready().expect("the proposal's ready");
-    assert!(c.node(1).is_write_outstanding());
+    assert!(c.node(1).is_write_in_flight());
     // A second proposal and a tick arrive while the first write is in flight.
     c.propose(1, 1);
     c.node(1).tick();

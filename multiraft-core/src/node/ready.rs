@@ -104,7 +104,7 @@ impl Ready {
 
 /// The write of one ready, awaiting [`Node::advance`].
 #[derive(Debug)]
-pub(super) struct Outstanding {
+pub(super) struct InFlight {
     number: u64,
     /// Per group: the last entry written (index, term).
     persisted: Vec<(GroupId, u64, u64)>,
@@ -114,7 +114,7 @@ impl Node {
     /// Whether there may be work for [`Node::ready`] (it can still return `None` when the
     /// queued groups turn out to have nothing to output).
     pub fn has_ready(&self) -> bool {
-        self.outstanding.is_none()
+        self.in_flight.is_none()
             && (self.beat_due
                 || !self.dirty.is_empty()
                 || !self.lifecycle.is_empty()
@@ -253,7 +253,7 @@ impl Node {
             self.last_number -= 1;
             return None;
         }
-        self.outstanding = Some(Outstanding {
+        self.in_flight = Some(InFlight {
             number: ready.number,
             persisted,
         });
@@ -316,9 +316,9 @@ impl Node {
     /// # Panics
     ///
     /// If `number` is not the outstanding ready's number: acknowledging a write out of
-    /// order would let the node act on state that is not durable (design §3.1, IO rule 5).
+    /// order would let the node act on state that is not durable (docs/design.md §3.1, IO rule 5).
     pub fn advance(&mut self, number: u64) {
-        let out = self.outstanding.take();
+        let out = self.in_flight.take();
         let expected = out.as_ref().map(|o| o.number);
         assert_eq!(
             expected,
@@ -337,7 +337,7 @@ impl Node {
     }
 
     /// Whether a ready is awaiting [`Node::advance`].
-    pub fn is_write_outstanding(&self) -> bool {
-        self.outstanding.is_some()
+    pub fn is_write_in_flight(&self) -> bool {
+        self.in_flight.is_some()
     }
 }

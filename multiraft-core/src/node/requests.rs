@@ -1,5 +1,5 @@
 //! The requests a node took from the application and has not yet given an outcome: where
-//! each request's one outcome is decided (design §5).
+//! each request's one outcome is decided (docs/design.md §5).
 //!
 //! A request is a proposal or a group's creation or removal. The table allocates its
 //! [`RequestId`], remembers what the outcome depends on (for a proposal: its group and the

@@ -32,7 +32,7 @@ impl Simulation {
         if faulty && self.rng.chance(self.cfg.faults.duplicate_per_mille) {
             // Raft tolerates duplicates, so the simulator duplicates beyond what the
             // `Transport` contract allows — except forwarded proposals: their refusal is
-            // definite only because a transport delivers a batch at most once (design §5).
+            // definite only because a transport delivers a batch at most once (docs/design.md §5).
             let d = self.latency_us();
             let mut copy = batch.clone();
             copy.messages

@@ -23,7 +23,7 @@ fn election_timeout_fires_within_the_randomized_range() {
         // What fired is a campaign (a pre-vote, dissertation §9.6) for term 1.
         assert_eq!(
             g.ready(MAX, MAX),
-            GroupReady {
+            ReplicaReady {
                 send_after_write: vec![
                     msg(1, 2, 1, vote(true, 0, 0)),
                     msg(1, 3, 1, vote(true, 0, 0)),
@@ -35,7 +35,7 @@ fn election_timeout_fires_within_the_randomized_range() {
     assert!(seen.len() >= 6, "too few distinct timeouts: {seen:?}");
 }
 
-/// §5.2 (randomized timeouts) and DESIGN §9.1 (deterministic core): the timeout is a function
+/// §5.2 (randomized timeouts) and docs/design.md §9.1 (deterministic core): the timeout is a function
 /// of the seed only, so a run can be replayed; distinct seeds give distinct timeouts; and a
 /// re-armed timer is randomized again rather than repeating the first value.
 #[test]
@@ -80,7 +80,7 @@ fn candidate_persists_its_own_vote_before_asking_for_votes() {
     g.step(msg(2, 1, 1, vote_resp(true, true)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, Some(1), 0)),
             send_after_write: vec![
                 msg(1, 2, 1, vote(false, 0, 0)),
@@ -93,7 +93,7 @@ fn candidate_persists_its_own_vote_before_asking_for_votes() {
     g.step(msg(3, 1, 1, vote_resp(false, true)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             entries: vec![noop(1, 1)],
             send_now: vec![
                 msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
@@ -114,7 +114,7 @@ fn vote_grant_waits_for_the_hard_state_that_records_it() {
     g.step(msg(2, 1, 1, vote(false, 0, 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, Some(2), 0)),
             send_after_write: vec![msg(1, 2, 1, vote_resp(false, true))],
             events: vec![leader_changed(1, None)],
@@ -135,7 +135,7 @@ fn at_most_one_vote_per_term() {
     g.step(msg(3, 1, 1, vote(false, 0, 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(1, 3, 1, vote_resp(false, false))],
             ..Default::default()
         }
@@ -165,7 +165,7 @@ fn vote_survives_restart() {
     g.step(msg(3, 1, 1, vote(false, 0, 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(1, 3, 1, vote_resp(false, false))],
             ..Default::default()
         }
@@ -181,7 +181,7 @@ fn vote_compares_last_terms_before_lengths() {
     g.step(msg(2, 1, 3, vote(false, 5, 1)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(3, None, 0)),
             send_after_write: vec![msg(1, 2, 3, vote_resp(false, false))],
             events: vec![leader_changed(3, None)],
@@ -192,7 +192,7 @@ fn vote_compares_last_terms_before_lengths() {
     g.step(msg(3, 1, 3, vote(false, 1, 3)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(3, Some(3), 0)),
             send_after_write: vec![msg(1, 3, 3, vote_resp(false, true))],
             ..Default::default()
@@ -213,7 +213,7 @@ fn vote_with_equal_last_terms_compares_lengths() {
     g.step(msg(3, 1, 3, vote(false, 3, 2)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(3, Some(3), 0)),
             send_after_write: vec![msg(1, 3, 3, vote_resp(false, true))],
             ..Default::default()
@@ -259,7 +259,7 @@ fn election_safety_under_loss_reordering_and_partitions() {
             }
             for _ in 0..100_000 {
                 c.collect();
-                for s in c.groups.iter().map(Group::status) {
+                for s in c.groups.iter().map(Replica::status) {
                     if s.role == Role::Leader {
                         let first = *leader_of.entry(s.term).or_insert(s.leader.unwrap());
                         assert_eq!(
@@ -334,7 +334,7 @@ fn rejected_higher_term_vote_requests_do_not_reset_the_election_timer() {
         compacted: None,
         entries: log_of(&[1, 1]),
     };
-    let mut g = Group::restore(n(1), loaded, Arc::new(config), 1).unwrap();
+    let mut g = Replica::restore(n(1), loaded, Arc::new(config), 1).unwrap();
     let mut term = 1;
     for tick in 1..=40 {
         if tick % 5 == 0 {

@@ -44,7 +44,7 @@ fn inflight_window_bounds_appends_in_replicate_state() {
     c.g_mut(1).step(msg(2, 1, 1, ack(2)));
     assert_eq!(
         c.g_mut(1).ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_now: vec![msg(1, 2, 1, append(3, 1, vec![cmd(4)], 1))],
             ..Default::default()
         }
@@ -112,7 +112,7 @@ fn heartbeat_commit_is_capped_at_the_followers_match() {
     c.g_mut(1).tick();
     assert_eq!(
         c.g_mut(1).ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_now: vec![
                 msg(1, 2, 1, MessageBody::Heartbeat { commit: 3 }),
                 msg(1, 3, 1, MessageBody::Heartbeat { commit: 1 }),

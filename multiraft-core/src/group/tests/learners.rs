@@ -11,7 +11,7 @@ fn learner_never_votes() {
     c.g_mut(4).step(msg(1, 4, 1, vote(false, 0, 0)));
     assert_eq!(
         c.g_mut(4).ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, None, 0)),
             send_after_write: vec![msg(4, 1, 1, vote_resp(false, false))],
             events: vec![leader_changed(1, None)],

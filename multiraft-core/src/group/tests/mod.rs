@@ -3,7 +3,7 @@
 //! Each test cites what it checks: the Raft paper (Ongaro & Ousterhout, "In Search of an
 //! Understandable Consensus Algorithm", 2014) as "§5.x", Ongaro's dissertation ("Consensus:
 //! Bridging Theory and Practice", 2014) as "dissertation §x.y", and the IO-ordering rules of
-//! DESIGN.md §3 as "IO rule n". Outputs are compared by value. Seeds are explicit, so every
+//! docs/design.md §3.1 as "IO rule n". Outputs are compared by value. Seeds are explicit, so every
 //! run is the same run.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -143,8 +143,8 @@ fn carries_index(m: &Message, index: u64) -> bool {
 }
 
 /// A fresh replica `id` of a group of voters 1..=3.
-fn fresh(id: u64, seed: u64) -> Group {
-    Group::new(
+fn fresh(id: u64, seed: u64) -> Replica {
+    Replica::new(
         G,
         n(id),
         Membership::voters([1, 2, 3]),
@@ -154,7 +154,7 @@ fn fresh(id: u64, seed: u64) -> Group {
 }
 
 /// Replica `id` of a group of voters 1..=3, restored from storage.
-fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Group {
+fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Replica {
     let loaded = LoadedGroup {
         group: G,
         membership: Membership::voters([1, 2, 3]),
@@ -162,11 +162,11 @@ fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Group {
         compacted: None,
         entries,
     };
-    Group::restore(n(id), loaded, Arc::new(strict()), id).unwrap()
+    Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap()
 }
 
 /// Ticks `g` until it has output (its election timer fired); returns the tick count.
-fn ticks_until_ready(g: &mut Group) -> u32 {
+fn ticks_until_ready(g: &mut Replica) -> u32 {
     for ticks in 1..=1000 {
         g.tick();
         if g.has_ready() {
@@ -178,7 +178,7 @@ fn ticks_until_ready(g: &mut Group) -> u32 {
 
 /// Makes replica 1 of a fresh 3-voter group leader of term 1 by hand: its pre-vote and vote
 /// are granted by replica 2. Returns the leader's first ready (not persisted).
-fn hand_elected_leader(seed: u64) -> (Group, GroupReady) {
+fn hand_elected_leader(seed: u64) -> (Replica, ReplicaReady) {
     let mut g = fresh(1, seed);
     ticks_until_ready(&mut g);
     g.ready(MAX, MAX);
@@ -200,7 +200,7 @@ struct Disk {
 }
 
 impl Disk {
-    fn write(&mut self, ready: &GroupReady) {
+    fn write(&mut self, ready: &ReplicaReady) {
         if let Some(hs) = ready.hard_state {
             self.hard_state = hs;
             self.commits.push(hs.commit);
@@ -217,7 +217,7 @@ impl Disk {
 /// that persists every ready at once.
 struct Cluster {
     membership: Membership,
-    groups: Vec<Group>,
+    groups: Vec<Replica>,
     disks: Vec<Disk>,
     /// Entries each replica handed to its state machine, in order.
     applied: Vec<Vec<Entry>>,
@@ -237,7 +237,7 @@ impl Cluster {
         let groups = (1..=voters + learners)
             .map(|id| {
                 let seed = seed.wrapping_mul(1000).wrapping_add(id);
-                Group::new(G, n(id), membership.clone(), Arc::clone(&config), seed)
+                Replica::new(G, n(id), membership.clone(), Arc::clone(&config), seed)
             })
             .collect();
         Cluster::with_groups(membership, groups)
@@ -266,7 +266,7 @@ impl Cluster {
                     compacted: None,
                     entries,
                 };
-                Group::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap()
+                Replica::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap()
             })
             .collect();
         Cluster {
@@ -275,7 +275,7 @@ impl Cluster {
         }
     }
 
-    fn with_groups(membership: Membership, groups: Vec<Group>) -> Cluster {
+    fn with_groups(membership: Membership, groups: Vec<Replica>) -> Cluster {
         let count = groups.len();
         Cluster {
             membership,
@@ -288,11 +288,11 @@ impl Cluster {
         }
     }
 
-    fn g(&self, id: u64) -> &Group {
+    fn g(&self, id: u64) -> &Replica {
         &self.groups[id as usize - 1]
     }
 
-    fn g_mut(&mut self, id: u64) -> &mut Group {
+    fn g_mut(&mut self, id: u64) -> &mut Replica {
         &mut self.groups[id as usize - 1]
     }
 
@@ -343,7 +343,7 @@ impl Cluster {
     }
 
     /// Delivers messages in order until the cluster is quiet, losing those `keep` refuses.
-    fn deliver_all_where(&mut self, mut keep: impl FnMut(&[Group], &Message) -> bool) {
+    fn deliver_all_where(&mut self, mut keep: impl FnMut(&[Replica], &Message) -> bool) {
         for _ in 0..100_000 {
             self.collect();
             let Some(m) = self.queue.pop_front() else {
@@ -369,7 +369,7 @@ impl Cluster {
     }
 
     /// Ticks replica `id` alone, delivering after every tick, until it leads.
-    fn elect_where(&mut self, id: u64, mut keep: impl FnMut(&[Group], &Message) -> bool) {
+    fn elect_where(&mut self, id: u64, mut keep: impl FnMut(&[Replica], &Message) -> bool) {
         for _ in 0..500 {
             self.g_mut(id).tick();
             self.deliver_all_where(&mut keep);

@@ -11,7 +11,7 @@ fn pre_vote_changes_no_term() {
     g.step(msg(3, 2, 2, vote(true, 1, 1)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(2, 3, 2, vote_resp(true, true))],
             ..Default::default()
         }
@@ -30,7 +30,7 @@ fn pre_candidate_that_times_out_asks_again_without_bumping_its_term() {
         ticks_until_ready(&mut g);
         assert_eq!(
             g.ready(MAX, MAX),
-            GroupReady {
+            ReplicaReady {
                 send_after_write: vec![
                     msg(1, 2, 1, vote(true, 0, 0)),
                     msg(1, 3, 1, vote(true, 0, 0)),
@@ -172,7 +172,7 @@ fn replicas_ignore_votes_within_the_leader_lease() {
     c.g_mut(2).step(msg(3, 2, 5, vote(false, 10, 1)));
     assert_eq!(
         c.g_mut(2).ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(5, Some(3), 1)),
             send_after_write: vec![msg(2, 3, 5, vote_resp(false, true))],
             events: vec![leader_changed(5, None)],
@@ -192,7 +192,7 @@ fn reply_to_a_stale_leader_makes_it_step_down() {
     let ready = g.ready(MAX, MAX);
     assert_eq!(
         ready,
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(2, 1, 3, MessageBody::HeartbeatResponse)],
             ..Default::default()
         }

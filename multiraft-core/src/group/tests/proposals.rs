@@ -15,7 +15,7 @@ fn follower_forwards_proposals_to_the_leader() {
     let ready = c.g_mut(2).ready(MAX, MAX);
     assert_eq!(
         ready,
-        GroupReady {
+        ReplicaReady {
             send_now: vec![msg(
                 2,
                 1,
@@ -62,7 +62,7 @@ fn proposals_without_a_reachable_leader_fail_with_the_reason() {
     assert!(!c.g(2).has_ready());
 
     for config in [no_forwarding, strict()] {
-        let mut g = Group::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
+        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
         assert_eq!(
             g.propose(pid(1, 1), Bytes::from_static(b"x")),
             Err(ProposeError::NoLeader)
@@ -71,7 +71,7 @@ fn proposals_without_a_reachable_leader_fail_with_the_reason() {
     }
 }
 
-/// `Config::max_proposal_bytes` (DESIGN §9.7, a named limit): a larger proposal is refused
+/// `Config::max_proposal_bytes` (docs/design.md §8, a named limit): a larger proposal is refused
 /// with `TooLarge`, on the leader and on a follower alike; one at the limit is accepted.
 #[test]
 fn proposal_over_max_proposal_bytes_is_too_large() {
@@ -161,7 +161,7 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
     c.g_mut(2).step(refusal[0].clone());
     assert_eq!(
         c.g_mut(2).ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             rejected: vec![(
                 pid(2, 1),
                 ProposeError::Busy {

@@ -14,7 +14,7 @@ fn append_after_a_matching_entry_is_accepted() {
     g.step(msg(2, 1, 1, append(2, 1, vec![e(3, 1), e(4, 1)], 3)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, None, 3)),
             entries: vec![e(3, 1), e(4, 1)],
             send_after_write: vec![msg(1, 2, 1, ack(4))],
@@ -27,7 +27,7 @@ fn append_after_a_matching_entry_is_accepted() {
     g.on_persisted(4, 1);
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             apply: vec![e(3, 1)],
             ..Default::default()
         }
@@ -59,7 +59,7 @@ fn append_without_a_matching_entry_is_refused() {
     g.step(msg(2, 1, 2, append(5, 2, vec![e(6, 2)], 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(1, 2, 2, nack(5, 3, 2))],
             events: vec![leader_changed(2, Some(2))],
             ..Default::default()
@@ -69,7 +69,7 @@ fn append_without_a_matching_entry_is_refused() {
     g.step(msg(2, 1, 2, append(3, 3, vec![e(4, 3)], 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(1, 2, 2, nack(3, 3, 2))],
             ..Default::default()
         }
@@ -86,7 +86,7 @@ fn conflicting_suffix_is_truncated_and_replaced() {
     g.step(msg(3, 1, 3, append(2, 1, vec![e(3, 3)], 1)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(3, None, 1)),
             entries: vec![e(3, 3)],
             send_after_write: vec![msg(1, 3, 3, ack(3))],
@@ -112,7 +112,7 @@ fn retransmitted_append_does_not_truncate() {
     g.step(msg(2, 1, 1, append(1, 1, vec![e(2, 1)], 0)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             send_after_write: vec![msg(1, 2, 1, ack(2))],
             events: vec![leader_changed(1, Some(2))],
             ..Default::default()
@@ -221,7 +221,7 @@ fn figure_8_until_index_2_is_on_a_majority() -> Cluster {
         7,
     );
     c.isolated = BTreeSet::from([n(4), n(5)]);
-    let lost_to_s3 = |gs: &[Group], m: &Message| {
+    let lost_to_s3 = |gs: &[Replica], m: &Message| {
         m.to == n(3) && carries_index(m, 3) && gs[2].status().last_index >= 2
     };
     c.elect_where(1, |gs, m| !lost_to_s3(gs, m));
@@ -243,7 +243,7 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
     let (mut g, first) = hand_elected_leader(2);
     assert_eq!(
         first,
-        GroupReady {
+        ReplicaReady {
             entries: vec![noop(1, 1)],
             send_now: vec![
                 msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
@@ -260,7 +260,7 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
     g.on_persisted(1, 1);
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, Some(1), 1)),
             send_now: vec![msg(1, 2, 1, append(1, 1, vec![], 1))],
             apply: vec![noop(1, 1)],
@@ -279,7 +279,7 @@ fn followers_alone_can_commit_but_the_leader_applies_after_its_write() {
     g.step(msg(3, 1, 1, ack(1)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, Some(1), 1)),
             send_now: vec![
                 msg(1, 2, 1, append(1, 1, vec![], 1)),
@@ -291,7 +291,7 @@ fn followers_alone_can_commit_but_the_leader_applies_after_its_write() {
     g.on_persisted(1, 1);
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             apply: vec![noop(1, 1)],
             ..Default::default()
         }
@@ -308,7 +308,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
     g.step(msg(1, 2, 1, append(0, 0, vec![noop(1, 1), e(2, 1)], 2)));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, None, 2)),
             entries: vec![noop(1, 1), e(2, 1)],
             send_after_write: vec![msg(2, 1, 1, ack(2))],
@@ -320,7 +320,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
     g.on_persisted(2, 1);
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             apply: vec![noop(1, 1), e(2, 1)],
             ..Default::default()
         }
@@ -335,7 +335,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
     g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1 }));
     assert_eq!(
         g.ready(MAX, MAX),
-        GroupReady {
+        ReplicaReady {
             hard_state: Some(hs(1, None, 1)),
             send_after_write: vec![msg(2, 1, 1, MessageBody::HeartbeatResponse)],
             apply: vec![noop(1, 1)],
@@ -374,7 +374,7 @@ fn leader_completeness_across_restart() {
     let groups = loaded
         .into_iter()
         .zip(1..)
-        .map(|(l, id)| Group::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap())
+        .map(|(l, id)| Replica::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap())
         .collect();
     let mut c = Cluster::with_groups(Membership::voters([1, 2, 3]), groups);
     c.collect(); // re-apply what each replica knows committed

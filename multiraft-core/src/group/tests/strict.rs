@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// The group's contract (`Group::step`): messages for another group or node, or from a
+/// The group's contract (`Replica::step`): messages for another group or node, or from a
 /// non-member, change nothing and produce nothing.
 #[test]
 fn misaddressed_and_foreign_messages_are_ignored() {
@@ -22,7 +22,7 @@ fn misaddressed_and_foreign_messages_are_ignored() {
     assert_eq!(g.status().term, 0);
 }
 
-/// `Config::strict` (DESIGN §9.6, invariants are asserted): a log holding an entry of a
+/// `Config::strict` (docs/design.md §9.6, invariants are asserted): a log holding an entry of a
 /// term later than the replica's own (corrupt storage) is reported with group, node, term and
 /// index.
 #[test]

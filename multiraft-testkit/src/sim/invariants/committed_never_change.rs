@@ -62,7 +62,7 @@ impl Invariant for CommittedNeverChange {
         }
         let n = nodes[node].node.as_ref().expect("running");
         let entries = n
-            .group(st.group)
+            .replica(st.group)
             .expect("hosted")
             .entries(seen + 1, st.commit + 1);
         if entries.len() as u64 != st.commit - seen {

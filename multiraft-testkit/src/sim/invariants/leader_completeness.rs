@@ -41,7 +41,7 @@ impl Invariant for LeaderCompleteness {
         pg.max_term = pg.max_term.max(st.term);
         let known = pg.terms.len() as u64;
         if st.commit > known {
-            let group = n.group(st.group).expect("hosted");
+            let group = n.replica(st.group).expect("hosted");
             for e in group.entries(known + 1, st.commit + 1) {
                 pg.terms.push(e.term);
                 pg.floor.push(pg.max_term);

@@ -177,7 +177,7 @@ impl Checker {
         for sn in nodes {
             let Some(node) = &sn.node else { continue };
             for g in sorted_groups(node) {
-                let group = node.group(g).expect("listed");
+                let group = node.replica(g).expect("listed");
                 let last = group.status().last_index;
                 let r = lm.check_log(g, group.entries(1, last + 1));
                 tag(&lm, r)?;
@@ -196,5 +196,5 @@ pub(crate) fn sorted_groups(node: &Node) -> Vec<GroupId> {
 
 /// The in-memory entry at `index` of `group` on `node`, if any.
 pub(crate) fn entry_at(node: &Node, group: GroupId, index: u64) -> Option<&multiraft_core::Entry> {
-    node.group(group)?.entries(index, index + 1).first()
+    node.replica(group)?.entries(index, index + 1).first()
 }

@@ -1,4 +1,4 @@
-//! Every request the node takes has exactly one outcome, and the outcome is true (design §5):
+//! Every request the node takes has exactly one outcome, and the outcome is true (docs/design.md §5):
 //!
 //! - a proposal reported **rejected** ("definitely not applied") is never applied on any
 //!   replica, before or after the report;
@@ -45,7 +45,7 @@ pub(crate) struct RequestOutcomes {
 
 impl RequestOutcomes {
     pub(crate) fn name(&self) -> &'static str {
-        "request outcomes (design §5): one per request, rejected never applied, applied where reported"
+        "request outcomes (docs/design.md §5): one per request, rejected never applied, applied where reported"
     }
 
     /// A node took request `id` (a proposal, or a creation or removal) for `group`.

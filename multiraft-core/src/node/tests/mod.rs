@@ -1,8 +1,8 @@
 //! Unit tests of the node layer, sans-IO (no tokio): how every group's output is merged into
-//! one numbered ready, and the IO ordering of DESIGN.md §3 ("IO rule n"). Outputs are
+//! one numbered ready, and the IO ordering of docs/design.md §3.1 ("IO rule n"). Outputs are
 //! compared by value; seeds are explicit.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::entry::{Entry, HardState, Payload};
@@ -172,7 +172,7 @@ fn settle_creation(node: &mut Node) {
 
 // ----- one write, one batch per peer ----------------------------------------------------------
 
-/// DESIGN §3/§4 (shared log, one batch per destination): with `count` groups that all have
+/// docs/design.md §3/§4 (shared log, one batch per destination): with `count` groups that all have
 /// work, every ready holds one `WriteBatch` with one record per group that has something to
 /// persist, and one `MessageBatch` per destination node in `send_now` and in
 /// `send_after_write` separately. Walks a whole election by hand: pre-votes (nothing to
@@ -286,19 +286,19 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     assert!(node.ready().is_none());
 }
 
-/// DESIGN §4, shared log: one group.
+/// docs/design.md §4, shared log: one group.
 #[test]
 fn one_write_and_one_batch_per_peer_with_1_group() {
     one_write_and_one_batch_per_peer(1);
 }
 
-/// DESIGN §4, shared log: 100 groups.
+/// docs/design.md §4, shared log: 100 groups.
 #[test]
 fn one_write_and_one_batch_per_peer_with_100_groups() {
     one_write_and_one_batch_per_peer(100);
 }
 
-/// DESIGN §4, shared log: 10,000 groups, one fsync per cycle however many groups.
+/// docs/design.md §4, shared log: 10,000 groups, one fsync per cycle however many groups.
 #[test]
 fn one_write_and_one_batch_per_peer_with_10_000_groups() {
     one_write_and_one_batch_per_peer(10_000);
@@ -349,7 +349,7 @@ fn responses_wait_for_the_write_and_no_ready_comes_before_it_is_acknowledged() {
     node.create_group(g(1), voters()).unwrap();
     let first = node.ready().unwrap();
     node.step(batch_for(2, 1, 1, &[g(1)], vote(false)));
-    assert!(node.is_write_outstanding());
+    assert!(node.is_write_in_flight());
     assert!(!node.has_ready());
     assert_eq!(node.ready(), None);
 
@@ -407,7 +407,7 @@ fn messages_for_unknown_groups_are_dropped_and_counted() {
         }
     );
     assert_eq!(node.group_count(), 1);
-    assert!(node.group(g(7)).is_none());
+    assert!(node.replica(g(7)).is_none());
     assert_eq!(node.ready(), None);
 
     node.remove_group(g(1)).unwrap();
@@ -482,7 +482,7 @@ fn creating_a_group_twice_is_group_exists() {
 
 // ----- limits and fairness ------------------------------------------------------------------
 
-/// `Config::max_ready_groups` (DESIGN §4, fairness): a ready serves at most that many groups;
+/// `Config::max_ready_groups` (docs/design.md §4, fairness): a ready serves at most that many groups;
 /// the rest wait for the next ready, first come first served, and every group is served
 /// exactly once.
 #[test]
@@ -522,7 +522,7 @@ fn max_ready_groups_leaves_the_rest_for_the_next_ready_in_order() {
     );
 }
 
-/// `Config::max_ready_entries` (DESIGN §4: "a flood on one group cannot starve the others"):
+/// `Config::max_ready_entries` (docs/design.md §4: "a flood on one group cannot starve the others"):
 /// a group with a long backlog to apply is served a slice per ready and goes to the back of
 /// the queue; the other groups' entries are applied long before the backlog is through, and
 /// no ready applies more than the limit.
@@ -588,7 +588,7 @@ fn a_busy_group_does_not_starve_the_others() {
 
 // ----- determinism --------------------------------------------------------------------------
 
-/// DESIGN §9.1 (deterministic core: ticks and seeds are inputs): two nodes built with the
+/// docs/design.md §9.1 (deterministic core: ticks and seeds are inputs): two nodes built with the
 /// same id and seed and fed the same inputs produce equal readies, down to the order of
 /// groups and messages. Regression test: groups lived in a `HashMap`, whose iteration order
 /// differs between instances, so `tick` queued groups in a different order on each node.
@@ -630,226 +630,6 @@ fn same_inputs_and_seed_give_the_same_readies() {
     assert_eq!(first, second);
 }
 
-// ----- a three-node simulation -----------------------------------------------------------------
-
-/// One node's side of the [`Sim`]: the network, its disk and its state machines.
-struct SimIo<'a> {
-    inboxes: &'a mut Vec<VecDeque<MessageBatch>>,
-    disk: &'a mut BTreeMap<GroupId, (HardState, Vec<Entry>)>,
-    applied: &'a mut BTreeMap<GroupId, Vec<Entry>>,
-}
-
-impl crate::testing::Io for SimIo<'_> {
-    fn send(&mut self, b: MessageBatch) {
-        self.inboxes[b.to.0 as usize - 1].push_back(b);
-    }
-
-    fn persist(&mut self, write: &WriteBatch) -> Result<(), crate::StorageError> {
-        for w in &write.groups {
-            let disk = self.disk.entry(w.group).or_default();
-            if let Some(hs) = w.hard_state {
-                disk.0 = hs;
-            }
-            if let Some(first) = w.entries.first() {
-                disk.1.truncate(first.index as usize - 1);
-                disk.1.extend(w.entries.iter().cloned());
-            }
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, a: Apply) {
-        let applied = self.applied.entry(a.group).or_default();
-        assert_eq!(
-            a.entries[0].index,
-            applied.len() as u64 + 1,
-            "applied in order"
-        );
-        applied.extend(a.entries);
-    }
-}
-
-/// Three nodes, delivered by hand: each cycle a node steps its inbox, then takes at most one
-/// ready, sends `send_now`, persists the write, applies, advances, and only then sends
-/// `send_after_write`.
-struct Sim {
-    nodes: Vec<Node>,
-    inboxes: Vec<VecDeque<MessageBatch>>,
-    /// Per node, per group: what storage holds.
-    disks: Vec<BTreeMap<GroupId, (HardState, Vec<Entry>)>>,
-    /// Per node, per group: entries applied, in order.
-    applied: Vec<BTreeMap<GroupId, Vec<Entry>>>,
-    /// Who claimed leadership of (group, term), from the leaders' own events.
-    leaders: BTreeMap<(GroupId, u64), NodeId>,
-}
-
-impl Sim {
-    fn new(groups: u64) -> Sim {
-        let mut nodes: Vec<Node> = (1..=3)
-            .map(|id| Node::new(n(id), strict(), 100 + id).unwrap())
-            .collect();
-        for node in &mut nodes {
-            for id in 1..=groups {
-                node.create_group(g(id), voters()).unwrap();
-            }
-        }
-        let mut sim = Sim {
-            nodes,
-            inboxes: vec![VecDeque::new(); 3],
-            disks: vec![BTreeMap::new(); 3],
-            applied: vec![BTreeMap::new(); 3],
-            leaders: BTreeMap::new(),
-        };
-        sim.run();
-        sim
-    }
-
-    fn handle(&mut self, i: usize, r: Ready) {
-        let me = self.nodes[i].id();
-        check_ready_shape(me, &r);
-        for e in &r.events {
-            if let Event::LeaderChanged {
-                group,
-                term,
-                leader: Some(leader),
-            } = *e
-                && leader == me
-            {
-                let first = *self.leaders.entry((group, term)).or_insert(me);
-                assert_eq!(first, me, "two leaders of {group} in term {term}");
-            }
-        }
-        let mut io = SimIo {
-            inboxes: &mut self.inboxes,
-            disk: &mut self.disks[i],
-            applied: &mut self.applied[i],
-        };
-        crate::testing::run(&mut self.nodes[i], r, &mut io).unwrap();
-    }
-
-    /// Runs until every inbox is empty and no node has a ready.
-    fn run(&mut self) {
-        for _ in 0..100_000 {
-            let mut busy = false;
-            for i in 0..3 {
-                while let Some(b) = self.inboxes[i].pop_front() {
-                    busy = true;
-                    self.nodes[i].step(b);
-                }
-                if let Some(r) = self.nodes[i].ready() {
-                    busy = true;
-                    self.handle(i, r);
-                }
-            }
-            if !busy {
-                return;
-            }
-        }
-        panic!("the simulation did not go quiet");
-    }
-
-    fn tick(&mut self) {
-        for node in &mut self.nodes {
-            node.tick();
-        }
-        self.run();
-    }
-
-    /// The leader of `group` if all three nodes agree on one that leads.
-    fn agreed_leader(&self, group: GroupId) -> Option<NodeId> {
-        let statuses: Vec<GroupStatus> = self
-            .nodes
-            .iter()
-            .map(|node| node.group_status(group).unwrap())
-            .collect();
-        let leader = statuses[0].leader?;
-        let agreed = statuses
-            .iter()
-            .all(|s| s.leader == Some(leader) && s.term == statuses[0].term);
-        let leads = statuses[leader.0 as usize - 1].role == crate::group::Role::Leader;
-        (agreed && leads).then_some(leader)
-    }
-
-    fn commands(&self, i: usize, group: GroupId) -> Vec<Bytes> {
-        self.applied[i]
-            .get(&group)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| match &e.payload {
-                Payload::Command { data, .. } => Some(data.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// §5.2 and §5.3 end to end through the node layer: three nodes elect a leader for each of
-/// 100 groups (never two in one term), then commit and apply two commands per group — one
-/// proposed at the leader, one at a follower and forwarded (dissertation §6.2) — in the same
-/// order on all three nodes. Every ready has the shape checked by `check_ready_shape`, and
-/// every node's storage ends up holding exactly its groups' logs and hard states.
-#[test]
-fn three_nodes_elect_and_commit_100_groups() {
-    const GROUPS: u64 = 100;
-    let mut sim = Sim::new(GROUPS);
-    let all = || (1..=GROUPS).map(g);
-
-    let mut ticks = 0;
-    while !all().all(|id| sim.agreed_leader(id).is_some()) {
-        sim.tick();
-        ticks += 1;
-        assert!(ticks < 500, "not every group elected a leader");
-    }
-
-    for id in all() {
-        let leader = sim.agreed_leader(id).unwrap();
-        let follower = n(leader.0 % 3 + 1);
-        for (node, tag) in [(leader, "at-leader"), (follower, "forwarded")] {
-            let data = Bytes::from(format!("{tag}-{}", id.0));
-            sim.nodes[node.0 as usize - 1].propose(id, data).unwrap();
-        }
-    }
-    let done = |sim: &Sim| (0..3).all(|i| all().all(|id| sim.commands(i, id).len() == 2));
-    let mut ticks = 0;
-    sim.run();
-    while !done(&sim) {
-        sim.tick();
-        ticks += 1;
-        assert!(ticks < 100, "proposals did not commit everywhere");
-    }
-
-    for id in all() {
-        let commands = sim.commands(0, id);
-        let mut expected = vec![
-            Bytes::from(format!("at-leader-{}", id.0)),
-            Bytes::from(format!("forwarded-{}", id.0)),
-        ];
-        expected.sort();
-        let mut sorted = commands.clone();
-        sorted.sort();
-        assert_eq!(sorted, expected, "{id}");
-        for i in 1..3 {
-            assert_eq!(sim.commands(i, id), commands, "{id} on node {}", i + 1);
-        }
-        for (i, node) in sim.nodes.iter().enumerate() {
-            let status = node.group_status(id).unwrap();
-            let (hard_state, log) = &sim.disks[i][&id];
-            assert_eq!(
-                (hard_state.term, hard_state.vote),
-                (status.term, status.vote)
-            );
-            let group = node.group(id).unwrap();
-            assert_eq!(
-                &log[..],
-                group.entries(1, u64::MAX),
-                "{id} on node {}",
-                i + 1
-            );
-        }
-    }
-    assert!(sim.leaders.len() >= GROUPS as usize);
-}
-
 /// Regression: removing a group and creating it again in one cycle used to put two records
 /// for that group in one write, which the `WriteBatch` contract forbids (storage may apply
 /// them in any order). The re-creation now waits until the removal is durable.
@@ -874,3 +654,5 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     assert_eq!(records.len(), 1);
     assert!(!records[0].remove && records[0].membership.is_some());
 }
+
+mod three_nodes;
