@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::call::{Call, Reply};
@@ -51,8 +52,9 @@ pub(crate) struct Driver {
     p: Parts,
     /// One state machine per hosted group, made on its first apply.
     machines: HashMap<GroupId, Box<dyn StateMachine>>,
-    /// Where each request's answer goes; the node decides the answers.
-    replies: HashMap<RequestId, Reply>,
+    /// Where each request's answer goes; the node decides the answers. A fast hash: one
+    /// insert and one remove per proposal.
+    replies: FxHashMap<RequestId, Reply>,
     next_tick: Duration,
     in_flight: Option<InFlight>,
     stopping: bool,
@@ -64,7 +66,7 @@ impl Driver {
         Driver {
             p,
             machines: HashMap::new(),
-            replies: HashMap::new(),
+            replies: FxHashMap::default(),
             next_tick,
             in_flight: None,
             stopping: false,
@@ -78,7 +80,9 @@ impl Driver {
     }
 
     async fn event_loop(&mut self) -> Result<(), StopError> {
-        let clock = Arc::clone(&self.p.clock);
+        // One sleep per tick, kept across wakes: a new one per wake would cost an allocation
+        // and a timer registration every time the loop turns.
+        let mut tick = sleep(&self.p.clock, self.next_tick);
         loop {
             if self.in_flight.is_none() {
                 if self.stopping {
@@ -105,7 +109,10 @@ impl Driver {
                     result.map_err(StopError::Storage)?;
                     self.finish_write();
                 }
-                () = clock.sleep_until(self.next_tick), if !self.stopping => self.on_tick(),
+                () = &mut tick, if !self.stopping => {
+                    self.on_tick();
+                    tick = sleep(&self.p.clock, self.next_tick);
+                }
                 batch = self.p.inbound.recv(), if !self.stopping => {
                     if let Some(batch) = batch {
                         self.p.node.step(batch);
@@ -265,6 +272,14 @@ impl Driver {
             };
         }
     }
+}
+
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A sleep until `deadline` that owns its clock, so it outlives the borrow.
+fn sleep(clock: &Arc<dyn Clock>, deadline: Duration) -> Sleep {
+    let clock = Arc::clone(clock);
+    Box::pin(async move { clock.sleep_until(deadline).await })
 }
 
 /// Completes when the in-flight write does; pending forever when there is none.

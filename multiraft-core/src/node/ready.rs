@@ -271,6 +271,10 @@ impl Node {
                 && id.node == self.id
                 && let Some(request) = self.requests.applied(group, RequestId(id.seq))
             {
+                if resolved.is_empty() {
+                    // On a leader most applied entries are its own: one allocation.
+                    resolved.reserve(entries.len());
+                }
                 resolved.push((e.index, request));
             }
         }
