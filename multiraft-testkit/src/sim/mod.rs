@@ -14,15 +14,17 @@
 //! - a logical clock that ticks the node at its own rate (up to 2× the nominal one).
 //!
 //! Messages travel through a simulated network: a queue of deliveries ordered by simulated
-//! time, with loss, duplication, delay and reordering, and partitions (symmetric, one-way,
-//! bridge) that start and heal.
+//! time, with loss, duplication (of every message but forwarded proposals, which the
+//! `Transport` contract delivers at most once), delay and reordering, and partitions
+//! (symmetric, one-way, bridge) that start and heal.
 //!
 //! Clients drive a key-value store (put / get / compare-and-set, a few keys per group)
-//! through [`Node::propose`] on the node believed to lead each group. Every replica applies
-//! the committed commands to its own copy; the proposing node's result is the client's
-//! answer. Each operation is recorded with its invocation and return times and its outcome:
-//! applied, rejected (definitely not applied), or indeterminate (its node crashed, or the run
-//! ended first). At the end the history is checked by the
+//! through [`Node::propose`] on the node believed to lead each group, now and then in bursts
+//! through one member. Every replica applies the committed commands to its own copy; the
+//! proposing node's result is the client's answer. Each operation is recorded with its
+//! invocation and return times and the outcome the node reported: applied, rejected
+//! (definitely not applied), or indeterminate (leadership changed, timed out, its node
+//! crashed, or the run ended first). At the end the history is checked by the
 //! [Wing–Gong–Lowe linearizability checker](linearizability).
 //!
 //! One *step* is one event: a delivered batch, a tick of one node, a completed write, a
@@ -40,8 +42,11 @@
 //! One per file in `src/sim/invariants/`, each citing its section of the Raft paper:
 //! election safety (§5.2), log matching (§5.3), leader completeness (§5.4), state machine
 //! safety (§5.4.3), committed entries never change (§5.4), monotonic term / commit / applied
-//! (Figure 2), and durable-before-acknowledged / nothing acknowledged lost across a crash
-//! (Figure 2, dissertation §3.8). Linearizability of the client history is checked once, at
+//! (Figure 2), durable-before-acknowledged / nothing acknowledged lost across a crash
+//! (Figure 2, dissertation §3.8), and request outcomes (docs/design.md §5: a request reported
+//! rejected is never applied, one reported applied was applied once where reported, every
+//! request ends exactly once — checked on every apply and outcome, and at the end after the
+//! nodes still up are stopped). Linearizability of the client history is checked once, at
 //! the end of the run. With `Config::strict` on (the default here) the core's own
 //! assertions also run, and a panic in the core is reported as a violation.
 //!
@@ -68,9 +73,11 @@
 //! - The durable image is kept by the simulator instead of a [`MemStorage`](crate::MemStorage)
 //!   so that the run stays synchronous and a crash is exact: everything advanced survives,
 //!   nothing else does.
-//! - The core keeps its groups in a `HashMap`, so the order of groups inside one ready or one
-//!   batch differs between processes. Per group the behaviour is the same, so the trace hash
-//!   sorts each ready's and each batch's contents by group before hashing.
+//! - The trace hash sorts each ready's and each batch's contents by group before hashing, so
+//!   that it depends on what each group did, not on the order the node listed groups in.
+//! - The simulator does every ready through the core's shared ready loop
+//!   ([`multiraft_core::testing`]), so the IO order it checks is the one the tests and the
+//!   driver keep; outcomes come from the node's own request table, as in production.
 
 mod config;
 mod faults;
