@@ -239,6 +239,17 @@ impl MultiRaft {
         self.events.subscribe()
     }
 
+    /// Kills the node's event loop at once, as a crash would: nothing in flight is finished,
+    /// no request gets its outcome from the node (callers waiting see
+    /// `Indeterminate(NodeStopped)`), the transport is not detached. For tests: pair it with a
+    /// storage that loses what was not synced (the testkit's `MemStorage::crash`), then
+    /// start a new node on what is left. Later calls on this handle report `Stopped`.
+    pub fn abort(&self) {
+        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
     /// Stops the node: waits for an in-flight write, resolves every pending proposal
     /// (`Indeterminate` for those in the log, `Stopped` for those not yet taken) and detaches
     /// from the transport. Returns the error that stopped the node, if one did. Calling it

@@ -545,3 +545,38 @@ async fn a_late_leadership_event_does_not_fail_proposals_taken_under_the_new_lea
     creation.await.unwrap().unwrap();
     c.shutdown().await;
 }
+
+/// `MultiRaft::abort` is a crash, not a shutdown: the handle reports `Stopped` from then on,
+/// and a node started again on what its storage kept (`MemStorage::crash`) catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_node_crashes_and_restarts_from_its_storage() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let victim = leader.0 % 3 + 1;
+    for p in 0..10 {
+        c.node(leader.0)
+            .propose(GroupId(1), format!("before{p}"))
+            .await
+            .unwrap();
+    }
+    wait_for(|| async { (c.applied(victim, 1).len() == 10).then_some(()) }).await;
+    let crashed = c.nodes[victim as usize - 1].take().unwrap();
+    crashed.abort();
+    wait_for(|| async {
+        matches!(
+            crashed.propose(GroupId(1), "lost").await,
+            Err(ProposeError::Stopped)
+        )
+        .then_some(())
+    })
+    .await;
+    assert!(crashed.status(GroupId(1)).await.is_err());
+    c.storages[victim as usize - 1] = c.storages[victim as usize - 1].crash();
+    c.journal.forget_node(NodeId(victim));
+    c.nodes[victim as usize - 1] = Some(c.start_node(victim).await);
+    c.node(leader.0).propose(GroupId(1), "after").await.unwrap();
+    wait_for(|| async { (c.applied(victim, 1).len() == 11).then_some(()) }).await;
+    assert_eq!(c.applied(victim, 1), c.applied(leader.0, 1));
+    c.shutdown().await;
+}

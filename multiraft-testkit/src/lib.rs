@@ -19,6 +19,33 @@
 //! Every handle is cheap to clone and clones share state, so a test keeps one handle to
 //! control time, disks and links while the nodes it drives hold the others.
 //!
+//! # Using the test kit from another crate
+//!
+//! - **Build profile.** The simulator drives the core for millions of steps; in a plain
+//!   debug build it runs about 15–17 times slower. Optimize the two crates in your
+//!   workspace's `Cargo.toml` (debug assertions stay on):
+//!   ```toml
+//!   [profile.dev.package.multiraft-core]
+//!   opt-level = 2
+//!   [profile.dev.package.multiraft-testkit]
+//!   opt-level = 2
+//!   ```
+//! - **Seeds and budgets.** Every simulated run is replayed from its [`sim::SimConfig`];
+//!   a violation prints the configuration (`setup`) and, when the `sim` binary can rebuild
+//!   it from the seed and its flags, the command that does. Each seed has a step and a
+//!   wall-time budget (`max_steps`, `max_wall`): a livelock ends as a violation. Out-of-range
+//!   fault rates are refused. A report with `linearizability_unknown > 0` was not judged;
+//!   set `require_linearizability_verdict` to make that a failure.
+//! - **Crashing a running node.** [`MultiRaft::abort`](multiraft_core::MultiRaft::abort)
+//!   kills a node's event loop as a crash would (nothing in flight finishes);
+//!   [`MemStorage::crash`] keeps only what was synced. Start a new node on the storage it
+//!   returns. `shutdown` is the clean stop.
+//! - **Real time and the manual clock.** The [`cluster`] helpers wait on real time with a
+//!   bound and never move a [`ManualClock`]: with a manual clock, advance it in a loop and
+//!   check the condition between steps (the driver's loop is biased, so the same inputs are
+//!   served in the same order). Runs of the tokio-level fakes are not reproducible from a
+//!   seed; the simulator's are.
+//!
 //! # Example
 //!
 //! ```

@@ -1,12 +1,15 @@
 //! Soaks the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--jobs J] [-v] [--twice]
+//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--jobs J] [-v] [--twice]
 //! ```
 //!
-//! Runs seeds `S..S+N` (each with a fault mix derived from its seed; `--nodes`, `--groups`
-//! and `--secs` override the derived values), prints every violation with its replay
-//! command and a progress line now and then, and ends with `sim: <N> seeds, <V> violations`.
+//! Runs seeds `S..S+N` (each with a fault mix derived from its seed; `--nodes`, `--groups`,
+//! `--secs` and `--rate` (proposals per simulated second; by default the seed's rate for the
+//! number of groups) override the derived values), prints every violation with its replay
+//! command and a progress line now and then, and ends with `sim: <N> seeds, <V> violations`
+//! and how many seeds kept nodes down through the liveness phase. A seed that takes more
+//! than its step or wall-time budget is a violation, printed like the others.
 //! The exit status is 0 only when there were no violations. `-v` prints each run's report;
 //! `--twice` runs every seed twice and counts differing results as a violation. `--jobs`
 //! runs that many seeds at once on their own threads (default: the number of CPUs); every
@@ -26,12 +29,13 @@ struct Args {
     nodes: Option<usize>,
     groups: Option<usize>,
     secs: Option<u64>,
+    rate: Option<u64>,
     jobs: usize,
     verbose: bool,
     twice: bool,
 }
 
-const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--jobs J] [-v] [--twice]";
+const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--jobs J] [-v] [--twice]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -40,6 +44,7 @@ fn parse() -> Result<Args, String> {
         nodes: None,
         groups: None,
         secs: None,
+        rate: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         verbose: false,
         twice: false,
@@ -58,6 +63,7 @@ fn parse() -> Result<Args, String> {
             "--nodes" => a.nodes = Some(value()? as usize),
             "--groups" => a.groups = Some(value()? as usize),
             "--secs" => a.secs = Some(value()?),
+            "--rate" => a.rate = Some(value()?),
             "--jobs" => a.jobs = value()? as usize,
             "-v" | "--verbose" => a.verbose = true,
             "--twice" => a.twice = true,
@@ -83,6 +89,12 @@ struct Tally {
     done: AtomicU64,
     violations: AtomicU64,
     steps: AtomicU64,
+    /// Seeds that kept nodes down (crashed or cut off) through the liveness phase.
+    lost_node_seeds: AtomicU64,
+    /// Groups those seeds left without a live majority (reported, not failed).
+    groups_without_majority: AtomicU64,
+    /// Seeds whose linearizability search gave up.
+    unknown: AtomicU64,
     /// When the last progress line was printed; the lock also keeps lines whole.
     last_progress: Mutex<Instant>,
 }
@@ -91,13 +103,16 @@ struct Tally {
 fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
     let mut cfg = SimConfig::for_seed(seed);
     if let Some(n) = args.nodes {
-        cfg.nodes = n;
+        cfg = cfg.with_nodes(n);
     }
     if let Some(g) = args.groups {
-        cfg.groups = g;
+        cfg = cfg.with_groups(g);
     }
     if let Some(s) = args.secs {
         cfg.secs = s;
+    }
+    if let Some(r) = args.rate {
+        cfg.proposals_per_sec = r;
     }
     if args.verbose {
         eprintln!("seed {seed}: {}", cfg.summary());
@@ -106,6 +121,16 @@ fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
     match Simulation::new(cfg).run() {
         Ok(r) => {
             tally.steps.fetch_add(r.steps, Ordering::Relaxed);
+            if r.lost_nodes > 0 {
+                tally.lost_node_seeds.fetch_add(1, Ordering::Relaxed);
+            }
+            let orphaned = r.groups_without_majority;
+            tally
+                .groups_without_majority
+                .fetch_add(orphaned, Ordering::Relaxed);
+            tally
+                .unknown
+                .fetch_add(r.linearizability_unknown, Ordering::Relaxed);
             if args.verbose {
                 eprintln!("{r:?}");
             }
@@ -170,6 +195,9 @@ fn main() -> ExitCode {
         done: AtomicU64::new(0),
         violations: AtomicU64::new(0),
         steps: AtomicU64::new(0),
+        lost_node_seeds: AtomicU64::new(0),
+        groups_without_majority: AtomicU64::new(0),
+        unknown: AtomicU64::new(0),
         last_progress: Mutex::new(Instant::now()),
     };
     let next = AtomicU64::new(args.start);
@@ -183,6 +211,12 @@ fn main() -> ExitCode {
         }
     });
     let violations = tally.violations.load(Ordering::Relaxed);
+    println!(
+        "sim: {} of the seeds kept a minority of nodes down through the liveness phase ({} groups left without a live majority, reported); {} seeds' linearizability search gave up",
+        tally.lost_node_seeds.load(Ordering::Relaxed),
+        tally.groups_without_majority.load(Ordering::Relaxed),
+        tally.unknown.load(Ordering::Relaxed),
+    );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {
         ExitCode::SUCCESS

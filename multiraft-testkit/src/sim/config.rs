@@ -27,6 +27,18 @@ pub struct Faults {
     /// Writes take a random time (0–3 ms) to become durable, so inputs keep arriving while a
     /// write is in flight.
     pub slow_storage: bool,
+    /// With `crashes`: the chance, at each chaos step (every 0.1–0.5 simulated s), that a
+    /// random node crashes, in per mille. It restarts 0.1–5 s later.
+    pub crash_per_mille: u32,
+    /// With `partitions`: the chance, at each chaos step with no partition on, that one
+    /// starts, in per mille. It heals 0.3–6 s later.
+    pub partition_per_mille: u32,
+    /// Nodes lost for good: at the liveness phase this many nodes (at most a minority of the
+    /// cluster) stay crashed or cut off from every other node, instead of healing. Groups
+    /// with a live majority must still elect and commit — quiesced ones included, whose
+    /// followers learn of the loss only through node liveness; groups without one are
+    /// counted in [`SimReport::groups_without_majority`](super::SimReport), not failed.
+    pub lost_nodes: usize,
 }
 
 impl Faults {
@@ -41,6 +53,9 @@ impl Faults {
             clock_skew: false,
             storage_failures: false,
             slow_storage: false,
+            crash_per_mille: 0,
+            partition_per_mille: 0,
+            lost_nodes: 0,
         }
     }
 
@@ -55,6 +70,9 @@ impl Faults {
             clock_skew: true,
             storage_failures: true,
             slow_storage: true,
+            crash_per_mille: DEFAULT_CRASH_PER_MILLE,
+            partition_per_mille: DEFAULT_PARTITION_PER_MILLE,
+            lost_nodes: 1,
         }
     }
 
@@ -79,12 +97,54 @@ impl Faults {
             clock_skew: r.chance(500),
             storage_failures: r.chance(400),
             slow_storage: r.chance(600),
+            crash_per_mille: DEFAULT_CRASH_PER_MILLE,
+            partition_per_mille: DEFAULT_PARTITION_PER_MILLE,
+            // Drawn last, so that the faults above stay what they were for every seed.
+            lost_nodes: if r.chance(250) {
+                r.range(1, 2) as usize
+            } else {
+                0
+            },
         }
+    }
+
+    /// Checks every rate against its range: a rate out of range is an error, not a silent
+    /// clamp, so that a run never tests something other than what was asked for.
+    pub fn validate(&self, nodes: usize) -> Result<(), String> {
+        let per_mille = [
+            ("loss_per_mille", self.loss_per_mille),
+            ("duplicate_per_mille", self.duplicate_per_mille),
+            ("crash_per_mille", self.crash_per_mille),
+            ("partition_per_mille", self.partition_per_mille),
+        ];
+        for (name, value) in per_mille {
+            if value > 1000 {
+                return Err(format!("faults.{name} is {value}, above 1000"));
+            }
+        }
+        if self.lost_nodes > 0 && self.lost_nodes * 2 >= nodes {
+            return Err(format!(
+                "faults.lost_nodes is {}: at most a minority of {nodes} nodes can be lost",
+                self.lost_nodes
+            ));
+        }
+        Ok(())
     }
 }
 
+/// The default chance of a crash per chaos step, in per mille.
+pub const DEFAULT_CRASH_PER_MILLE: u32 = 150;
+/// The default chance that a partition starts per chaos step, in per mille.
+pub const DEFAULT_PARTITION_PER_MILLE: u32 = 120;
+/// The default step budget of one seed: far above what a seed takes (tens of thousands to a
+/// few million steps), so that only a livelock reaches it.
+pub const DEFAULT_MAX_STEPS: u64 = 50_000_000;
+/// The default wall-time budget of one seed, likewise far above a normal seed (well under a
+/// second in a release build, a few seconds in a debug one).
+pub const DEFAULT_MAX_WALL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What to simulate. Build with [`SimConfig::for_seed`] and adjust fields.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SimConfig {
     /// The seed every random choice comes from.
@@ -105,6 +165,15 @@ pub struct SimConfig {
     pub trace_lines: usize,
     /// The core configuration of every node. `strict` is on by default here.
     pub core: Config,
+    /// Steps one seed may take before the run is a violation (a livelock, not a hang).
+    pub max_steps: u64,
+    /// Wall time one seed may take before the run is a violation. The only input that is
+    /// not simulated: it matters only for a run that would otherwise hang.
+    pub max_wall: std::time::Duration,
+    /// Treat a linearizability search that gave up (too many concurrent operations on one
+    /// key) as a violation, instead of counting it in
+    /// [`SimReport::linearizability_unknown`](super::SimReport).
+    pub require_linearizability_verdict: bool,
 }
 
 impl SimConfig {
@@ -115,6 +184,8 @@ impl SimConfig {
     pub fn for_seed(seed: u64) -> SimConfig {
         let mut r = SimRng::new(seed ^ 0x5EED_C0F1_6000_0001);
         let nodes = r.range(3, 5) as usize;
+        let faults = Faults::from_seed(seed);
+        let faults_lost = faults.lost_nodes;
         let groups = match r.below(10) {
             0..=3 => r.range(1, 5),
             4..=7 => r.range(6, 30),
@@ -144,21 +215,60 @@ impl SimConfig {
             nodes,
             groups,
             secs: 60,
-            faults: Faults::from_seed(seed),
-            proposals_per_sec: 20 + groups as u64 / 2,
+            faults: Faults {
+                lost_nodes: faults_lost.min((nodes - 1) / 2),
+                ..faults
+            },
+            proposals_per_sec: Self::default_rate(groups),
             trace_lines: 40,
             core,
+            max_steps: DEFAULT_MAX_STEPS,
+            max_wall: DEFAULT_MAX_WALL,
+            require_linearizability_verdict: false,
         }
+    }
+
+    /// This configuration with `nodes` nodes; nodes lost for good stay a minority.
+    pub fn with_nodes(mut self, nodes: usize) -> SimConfig {
+        self.nodes = nodes;
+        self.faults.lost_nodes = self.faults.lost_nodes.min(nodes.saturating_sub(1) / 2);
+        self
+    }
+
+    /// This configuration with `groups` groups, at the proposal rate
+    /// [`SimConfig::for_seed`] gives that many.
+    pub fn with_groups(mut self, groups: usize) -> SimConfig {
+        self.groups = groups;
+        self.proposals_per_sec = Self::default_rate(groups);
+        self
+    }
+
+    /// The proposal rate [`SimConfig::for_seed`] gives `groups` groups: 20 per second plus
+    /// one per two groups. Set it again after changing `groups`, as the `sim` binary does.
+    pub fn default_rate(groups: usize) -> u64 {
+        20 + groups as u64 / 2
+    }
+
+    /// Checks the configuration: node count, fault rates, budgets.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=9).contains(&self.nodes) {
+            return Err(format!("nodes is {}, not 1 to 9", self.nodes));
+        }
+        if self.max_steps == 0 || self.max_wall.is_zero() {
+            return Err("max_steps and max_wall must be above zero".to_string());
+        }
+        self.faults.validate(self.nodes)
     }
 
     /// The configuration in one line, for reports.
     pub fn summary(&self) -> String {
         let c = &self.core;
         format!(
-            "{} nodes, {} groups, {} s, {:?}, pre_vote {}, check_quorum {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}",
+            "{} nodes, {} groups, {} s, {} proposals/s, {:?}, pre_vote {}, check_quorum {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}",
             self.nodes,
             self.groups,
             self.secs,
+            self.proposals_per_sec,
             self.faults,
             c.pre_vote,
             c.check_quorum,
@@ -170,11 +280,32 @@ impl SimConfig {
         )
     }
 
-    /// The `sim` binary's command line that replays this run.
+    /// The `sim` binary's command line that replays this run. The binary rebuilds the run
+    /// from the seed and the overrides it takes (`--nodes`, `--groups`, `--secs`, `--rate`);
+    /// when this configuration differs from that in anything else (faults, core options,
+    /// budgets), the command says so, and the run is replayed by passing this same
+    /// configuration to [`Simulation::new`](super::Simulation::new) — the `setup` line of a
+    /// violation prints it whole.
     pub fn replay_command(&self) -> String {
-        format!(
+        let mut rebuilt = SimConfig::for_seed(self.seed)
+            .with_nodes(self.nodes)
+            .with_groups(self.groups);
+        rebuilt.secs = self.secs;
+        rebuilt.proposals_per_sec = self.proposals_per_sec;
+        rebuilt.trace_lines = self.trace_lines;
+        let mut command = format!(
             "cargo run --release -p multiraft-testkit --bin sim -- --seeds 1 --start {} --nodes {} --groups {} --secs {}",
             self.seed, self.nodes, self.groups, self.secs
-        )
+        );
+        if self.proposals_per_sec != Self::default_rate(self.groups) {
+            command.push_str(&format!(" --rate {}", self.proposals_per_sec));
+        }
+        if rebuilt != *self {
+            command.push_str(
+                "  (this run's faults, core options or budgets differ from the seed's: replay it \
+                 with Simulation::new on the same SimConfig, printed in `setup`)",
+            );
+        }
+        command
     }
 }

@@ -64,7 +64,7 @@ impl Simulation {
 
     pub(super) fn chaos(&mut self) -> Result<(), Failure> {
         let n = self.nodes.len();
-        if self.cfg.faults.crashes && self.rng.chance(150) {
+        if self.cfg.faults.crashes && self.rng.chance(self.cfg.faults.crash_per_mille) {
             let i = self.rng.below(n as u64) as usize;
             if self.is_up(i) {
                 self.report.crashes += 1;
@@ -76,7 +76,12 @@ impl Simulation {
                 self.schedule(after, Ev::Restart { node: i });
             }
         }
-        if self.cfg.faults.partitions && self.blocked.is_empty() && n > 1 && self.rng.chance(120) {
+        let partition = self.cfg.faults.partition_per_mille;
+        if self.cfg.faults.partitions
+            && self.blocked.is_empty()
+            && n > 1
+            && self.rng.chance(partition)
+        {
             self.partition();
             let after = self.rng.range(300_000, 6_000_000);
             let epoch = self.partition_epoch;

@@ -22,17 +22,42 @@ impl Simulation {
     pub(super) fn heal(&mut self) -> Result<(), Failure> {
         self.phase = Phase::Liveness;
         self.blocked.clear();
+        // Partitions that were to heal later find a newer epoch and leave the links alone.
+        self.partition_epoch += 1;
         self.hash.u64(10);
         self.note("all faults heal; liveness phase".to_string());
+        let lost = self.choose_lost_nodes();
         for i in 0..self.nodes.len() {
-            if !self.is_up(i) {
+            if !self.is_up(i) && !lost.contains(&i) {
                 self.restart(i)?;
             }
         }
+        for &i in &lost {
+            if self.rng.chance(500) {
+                self.note(format!("{} stays down for good", self.nodes[i].id));
+                if self.is_up(i) {
+                    self.take_down(i);
+                }
+            } else {
+                self.note(format!("{} stays cut off for good", self.nodes[i].id));
+                if !self.is_up(i) {
+                    self.restart(i)?;
+                }
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.blocked.insert((i, j));
+                        self.blocked.insert((j, i));
+                    }
+                }
+            }
+        }
+        self.report.lost_nodes = lost.len() as u64;
+        self.lost = lost;
         let mut commit_at_heal = BTreeMap::new();
         for (g, members) in &self.groups {
             let c = members
                 .iter()
+                .filter(|i| !self.lost.contains(i))
                 .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(*g))
                 .map(|s| s.commit)
                 .max()
@@ -51,6 +76,34 @@ impl Simulation {
         Ok(())
     }
 
+    /// The nodes that stay crashed or cut off through the liveness phase: `lost_nodes` of
+    /// them, drawn from the seed, never a majority.
+    fn choose_lost_nodes(&mut self) -> BTreeSet<usize> {
+        let n = self.nodes.len();
+        let count = self.cfg.faults.lost_nodes.min(n.saturating_sub(1) / 2);
+        let mut order: Vec<usize> = (0..n).collect();
+        for k in (1..n).rev() {
+            let j = self.rng.below(k as u64 + 1) as usize;
+            order.swap(k, j);
+        }
+        let lost: BTreeSet<usize> = order.into_iter().take(count).collect();
+        for &i in &lost {
+            self.hash.u64(11);
+            self.hash.u64(i as u64);
+        }
+        lost
+    }
+
+    /// The members of `members` that are not lost, if they are a majority of them.
+    fn live_majority(&self, members: &[usize]) -> Option<Vec<usize>> {
+        let live: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|i| !self.lost.contains(i))
+            .collect();
+        (live.len() * 2 > members.len()).then_some(live)
+    }
+
     pub(super) fn probe(&mut self) -> Result<(), Failure> {
         let Some(mut l) = self.liveness.take() else {
             return Ok(());
@@ -61,7 +114,13 @@ impl Simulation {
             if l.done.contains(g) {
                 continue;
             }
-            let statuses: Vec<_> = members
+            let Some(live) = self.live_majority(members) else {
+                // No live majority: nothing can commit; reported, not failed.
+                l.done.insert(*g);
+                self.report.groups_without_majority += 1;
+                continue;
+            };
+            let statuses: Vec<_> = live
                 .iter()
                 .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(*g))
                 .collect();

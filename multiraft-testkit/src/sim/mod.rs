@@ -102,7 +102,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use multiraft_core::{GroupId, LoadedGroup, Membership, MessageBatch, Node, NodeId, ProposalId};
 
-pub use config::{Faults, SimConfig};
+pub use config::{
+    DEFAULT_CRASH_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL, DEFAULT_PARTITION_PER_MILLE,
+    Faults, SimConfig,
+};
 pub use hash::TraceHash;
 pub use report::{SimReport, Violation};
 pub use rng::SimRng;
@@ -192,6 +195,8 @@ pub struct Simulation {
     /// Directed links that drop everything: (from, to) node indexes.
     blocked: BTreeSet<(usize, usize)>,
     partition_epoch: u64,
+    /// Nodes lost for good in the liveness phase (crashed or cut off).
+    lost: BTreeSet<usize>,
     checker: Checker,
     trace: Trace,
     hash: TraceHash,
@@ -267,6 +272,7 @@ impl Simulation {
             phase: Phase::Setup,
             blocked: BTreeSet::new(),
             partition_epoch: 0,
+            lost: BTreeSet::new(),
             checker: Checker::new(),
             hash: TraceHash::new(),
             touched: Vec::new(),
@@ -322,7 +328,12 @@ impl Simulation {
     }
 
     fn run_inner(&mut self) -> Result<(), Failure> {
+        self.cfg.validate().map_err(|detail| Failure {
+            invariant: "a valid simulation configuration",
+            detail,
+        })?;
         self.setup()?;
+        let started = std::time::Instant::now();
         while let Some(s) = self.queue.pop() {
             if s.at_us > self.end_us {
                 break;
@@ -331,6 +342,13 @@ impl Simulation {
             self.report.steps += 1;
             self.handle(s.ev)?;
             self.check_touched()?;
+            if self.report.steps >= self.cfg.max_steps {
+                return Err(self.budget_failure("steps", format!("{} steps", self.cfg.max_steps)));
+            }
+            if self.report.steps.is_multiple_of(4096) && started.elapsed() > self.cfg.max_wall {
+                let wall = format!("{:?} of wall time", self.cfg.max_wall);
+                return Err(self.budget_failure("wall time", wall));
+            }
         }
         self.now_us = self.end_us;
         if self
@@ -343,6 +361,20 @@ impl Simulation {
         self.checker.final_check(&self.nodes)?;
         self.stop_nodes()?;
         self.check_linearizability()
+    }
+
+    /// A seed that ran out of its budget: a livelock, or a run far slower than any normal
+    /// seed, reported instead of hanging.
+    fn budget_failure(&self, what: &str, limit: String) -> Failure {
+        Failure {
+            invariant: "the seed's budget (max_steps, max_wall): no livelock",
+            detail: format!(
+                "the run used its {what} budget ({limit}) at {}.{:06} of {} simulated s",
+                self.now_us / 1_000_000,
+                self.now_us % 1_000_000,
+                self.end_us / 1_000_000
+            ),
+        }
     }
 
     fn schedule(&mut self, after_us: u64, ev: Ev) {

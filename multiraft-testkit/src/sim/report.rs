@@ -81,6 +81,15 @@ pub struct SimReport {
     /// Simulated microseconds from healing to every group having committed a new entry.
     pub liveness_us: u64,
     /// 1 when the linearizability search gave up (too many concurrent operations on one
-    /// key), so the history was not judged.
+    /// key), so the history was not judged. [`SimConfig::require_linearizability_verdict`]
+    /// makes that a violation instead.
+    ///
+    /// [`SimConfig::require_linearizability_verdict`]: super::SimConfig::require_linearizability_verdict
     pub linearizability_unknown: u64,
+    /// Nodes kept crashed or cut off through the liveness phase
+    /// ([`Faults::lost_nodes`](super::Faults::lost_nodes)).
+    pub lost_nodes: u64,
+    /// Groups left without a live majority by the lost nodes: reported, not required to
+    /// elect.
+    pub groups_without_majority: u64,
 }

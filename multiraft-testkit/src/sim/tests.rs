@@ -73,3 +73,81 @@ fn same_seed_same_trace_hash() {
         .unwrap_or_else(|v| panic!("{v}"));
     assert_ne!(a.trace_hash, c.trace_hash);
 }
+
+/// A seed that runs out of its step budget is a violation carrying the replay command, not
+/// a hang (the budget is what turns a livelock into a report).
+#[test]
+fn a_seed_over_its_step_budget_is_a_violation() {
+    let mut c = small(5);
+    c.max_steps = 2_000;
+    let v = Simulation::new(c)
+        .run()
+        .expect_err("2,000 steps are too few");
+    assert!(v.invariant.contains("budget"), "{v}");
+    assert!(v.detail.contains("steps budget (2000 steps)"), "{v}");
+    assert!(v.to_string().contains("replay: cargo run"), "{v}");
+}
+
+/// Out-of-range fault rates and lost majorities are refused, not clamped.
+#[test]
+fn an_invalid_configuration_is_refused() {
+    let mut c = small(1);
+    c.faults.loss_per_mille = 1_001;
+    let v = Simulation::new(c)
+        .run()
+        .expect_err("loss above 1000 per mille");
+    assert!(v.detail.contains("loss_per_mille is 1001"), "{v}");
+    let mut c = small(1).with_nodes(3);
+    c.faults.lost_nodes = 2;
+    let v = Simulation::new(c)
+        .run()
+        .expect_err("two of three nodes lost");
+    assert!(v.detail.contains("at most a minority"), "{v}");
+}
+
+/// Nodes lost for good: on three nodes one stays down (crashed or cut off) through the
+/// liveness phase, and every group — each has a live majority — still elects and commits.
+/// On five nodes two are lost, and groups whose three replicas include both are reported
+/// as without a majority instead of failing the run.
+#[test]
+fn groups_with_a_live_majority_recover_while_a_minority_stays_lost() {
+    for seed in 0..6 {
+        let mut c = small(seed).with_nodes(3);
+        c.faults = Faults::none();
+        c.faults.lost_nodes = 1;
+        let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
+        assert_eq!(r.lost_nodes, 1, "{r:?}");
+        assert_eq!(r.groups_without_majority, 0, "{r:?}");
+        assert!(r.liveness_us > 0, "{r:?}");
+    }
+    let mut orphaned = 0;
+    for seed in 0..6 {
+        let mut c = small(seed).with_nodes(5).with_groups(30);
+        c.faults = Faults::all();
+        c.faults.lost_nodes = 2;
+        let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
+        assert_eq!(r.lost_nodes, 2, "{r:?}");
+        orphaned += r.groups_without_majority;
+    }
+    assert!(
+        orphaned > 0,
+        "some group had both lost nodes among its replicas"
+    );
+}
+
+/// A configuration the `sim` binary cannot rebuild from the seed and its flags says so in
+/// its replay command; one it can gets an exact command, `--rate` included when changed.
+#[test]
+fn the_replay_command_says_when_it_cannot_rebuild_the_run() {
+    let c = SimConfig::for_seed(9).with_groups(7);
+    assert!(
+        !c.replay_command().contains("differ"),
+        "{}",
+        c.replay_command()
+    );
+    let mut c = SimConfig::for_seed(9);
+    c.proposals_per_sec = 500;
+    assert!(c.replay_command().contains("--rate 500"));
+    c.faults.loss_per_mille = 999;
+    assert!(c.replay_command().contains("differ from the seed's"));
+}

@@ -134,6 +134,13 @@ impl Simulation {
     pub(super) fn check_linearizability(&mut self) -> Result<(), Failure> {
         match check_kv(&self.history) {
             Linearizability::Ok => Ok(()),
+            Linearizability::Unknown { .. } if self.cfg.require_linearizability_verdict => {
+                Err(Failure {
+                    invariant: "a linearizability verdict (require_linearizability_verdict)",
+                    detail: "the search gave up: too many concurrent operations on one key"
+                        .to_string(),
+                })
+            }
             Linearizability::Unknown { .. } => {
                 self.report.linearizability_unknown += 1;
                 Ok(())
