@@ -2,11 +2,12 @@
 //!
 //! A script is a sequence of blocks. Each block is a command line, a line `----`, and the
 //! expected output, ended by a blank line. Lines starting with `#` are comments. The runner
-//! drives real [`Node`]s (the sans-IO node layer) hosting one group, `g1`, through the
-//! commands, prints what they produce, and compares it with the expected output. With the
-//! environment variable `MULTIRAFT_REWRITE=1`, the runner writes the actual output into the
-//! file instead, so a new script is written by listing the commands and running once —
-//! after which its output must be read and checked by a person.
+//! drives real [`Node`]s (the sans-IO node layer) hosting the groups `g1`..`gK` (one group,
+//! `g1`, unless `add-nodes` asks for more) through the commands, prints what they produce,
+//! and compares it with the expected output. With the environment variable
+//! `MULTIRAFT_REWRITE=1`, the runner writes the actual output into the file instead, so a
+//! new script is written by listing the commands and running once — after which its output
+//! must be read and checked by a person.
 //!
 //! ```text
 //! campaign 1
@@ -30,24 +31,33 @@
 //! and `event`s. A line without indentation is a message being delivered (with `(cut)`,
 //! `(dropped)` or `(node down)` when it was not). Entries print as `term/index`.
 //!
+//! Each ready is one storage write, whatever the number of groups it holds. When the nodes
+//! host more than one group, everything that belongs to one group names it: a group's
+//! messages print as `1->2 g2 Append ...`, a ready's lines as `hs: g2 ...`,
+//! `entries: g2 ...`, `apply: g2 ...`, `rejected: g2 ...`, `event: g2 ...`, and status
+//! lines as `g2 1: Leader ...`. The node-level coalesced heartbeats
+//! (`Heartbeats [g1 term=.. commit=.., g2 ...]`) and their acknowledgements name the group
+//! of every item. With one group the output names none.
+//!
 //! # Commands
 //!
 //! | command | effect |
 //! |---|---|
-//! | `add-nodes N [learners=A,B] [pre-vote=false] [check-quorum=false] [max-inflight=K]` | nodes 1..=N, all hosting `g1`; the listed nodes are learners |
-//! | `campaign N` | node N starts an election now |
+//! | `add-nodes N [groups=K] [learners=A,B] [pre-vote=false] [check-quorum=false] [quiesce=false] [max-inflight=K] [max-ready-groups=K] [max-ready-entries=K]` | nodes 1..=N, all hosting `g1`..`gK` (default K=1); the listed nodes are learners of every group; the other options set the [`Config`] fields of the same name (the runner starts from `Config::default()`, so quiescence is on) |
+//! | `campaign N [group=G]` | node N starts an election now for group G: `gK`, a list `g1,g3`, or `all` (default `g1`) |
 //! | `tick N\|all [COUNT]` | advance the logical clock |
-//! | `propose N TEXT` | node N proposes TEXT to `g1` |
+//! | `propose N [group=gK] TEXT` | node N proposes TEXT to group `gK` (default `g1`) |
 //! | `process-ready N\|all` | take a ready, persist its write, advance, queue its messages |
 //! | `deliver [from=A] [to=B] [drop]` | deliver (or drop) the queued messages that match |
-//! | `stabilize` | process readies and deliver until nothing moves |
+//! | `stabilize [quiet]` | process readies and deliver until nothing moves; `quiet` prints nothing (to set up a scene, such as elections, that other scripts show; follow it with `status`) |
 //! | `partition A,B C,D` | cut every link between the two sides, both ways |
 //! | `block A B` | cut the link from A to B only |
 //! | `heal` | restore every link |
 //! | `crash N` | node N loses everything not persisted; its queued messages are lost |
 //! | `restart N` | node N restarts from what it persisted |
-//! | `status` | role, term, vote, leader, log positions and quiescence of every node |
-//! | `log N` | the entries of node N |
+//! | `status [group=G]` | role, term, vote, leader, log positions and quiescence of every node, for group G (`gK`, a list, or `all`; default `all`) |
+//! | `log N [group=gK]` | the entries of node N in group `gK` (default `g1`) |
+//! | `storage N\|all` | the storage writes node N made so far, and the entries they held |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -64,8 +74,8 @@ use multiraft_core::{
 
 use crate::storage::MemStorage;
 
-/// The one group every script node hosts.
-const GROUP: GroupId = GroupId(1);
+/// The group a command acts on when it names none.
+const DEFAULT_GROUP: GroupId = GroupId(1);
 
 /// Runs the script at `path`; `Err` describes the first block whose output differs. With
 /// `MULTIRAFT_REWRITE=1` in the environment, rewrites the file with the actual outputs.
@@ -153,6 +163,8 @@ struct World {
     lives: u64,
     /// Proposal text by proposal id, to print proposals readably.
     texts: BTreeMap<ProposalId, String>,
+    /// The groups every node hosts, in id order.
+    groups: Vec<GroupId>,
 }
 
 /// The network of a script: what a ready sends joins the queue of undelivered batches.
@@ -188,6 +200,32 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     v.parse().map_err(|_| format!("not a bool: {v}"))
 }
 
+fn parse_number(v: &str) -> Result<usize, String> {
+    v.parse().map_err(|_| format!("bad number {v}"))
+}
+
+/// A group name, `gN`.
+fn parse_group(s: &str) -> Result<GroupId, String> {
+    s.strip_prefix('g')
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .map(GroupId)
+        .ok_or(format!("not a group: {s}"))
+}
+
+/// Splits `args` into the value of a `group=` argument, if any, and the rest.
+fn take_group_arg<'a>(args: &[&'a str]) -> (Option<&'a str>, Vec<&'a str>) {
+    let mut group = None;
+    let mut rest = Vec::new();
+    for a in args {
+        match a.strip_prefix("group=") {
+            Some(g) => group = Some(g),
+            None => rest.push(*a),
+        }
+    }
+    (group, rest)
+}
+
 impl World {
     fn run(&mut self, command: &str) -> Result<String, String> {
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -195,10 +233,11 @@ impl World {
         match words[0] {
             "add-nodes" => self.add_nodes(args),
             "campaign" => {
-                let n = self.node_arg(args.first())?;
-                self.node_mut(n)?
-                    .campaign(GROUP)
-                    .map_err(|e| e.to_string())?;
+                let (group, rest) = take_group_arg(args);
+                let n = self.node_arg(rest.first())?;
+                for g in self.groups_arg(group, &[DEFAULT_GROUP])? {
+                    self.node_mut(n)?.campaign(g).map_err(|e| e.to_string())?;
+                }
                 Ok(String::new())
             }
             "tick" => {
@@ -215,8 +254,11 @@ impl World {
             }
             "propose" => {
                 let n = self.node_arg(args.first())?;
-                let text = args[1..].join(" ");
-                match self.node_mut(n)?.propose(GROUP, text.clone().into()) {
+                let (group, text) = match args.get(1).and_then(|a| a.strip_prefix("group=")) {
+                    Some(g) => (parse_group(g)?, args[2..].join(" ")),
+                    None => (DEFAULT_GROUP, args[1..].join(" ")),
+                };
+                match self.node_mut(n)?.propose(group, text.clone().into()) {
                     Ok(request) => {
                         let id = ProposalId {
                             node: NodeId(n),
@@ -236,7 +278,11 @@ impl World {
                 Ok(out)
             }
             "deliver" => self.deliver(args),
-            "stabilize" => self.stabilize(),
+            "stabilize" => match args {
+                [] => self.stabilize(),
+                ["quiet"] => self.stabilize().map(|_| String::new()),
+                _ => Err(format!("unknown argument {}", args.join(" "))),
+            },
             "partition" => {
                 let a = parse_ids(args.first().ok_or("partition needs two sides")?)?;
                 let b = parse_ids(args.get(1).ok_or("partition needs two sides")?)?;
@@ -279,11 +325,34 @@ impl World {
                 self.nodes.insert(n, Some(node));
                 Ok(String::new())
             }
-            "status" => Ok(self.status()),
+            "status" => {
+                let (group, rest) = take_group_arg(args);
+                if let Some(a) = rest.first() {
+                    return Err(format!("unknown argument {a}"));
+                }
+                let all = self.groups.clone();
+                let groups = self.groups_arg(group, &all)?;
+                Ok(self.status(&groups))
+            }
+            "storage" => {
+                let mut out = String::new();
+                for n in self.targets(args.first())? {
+                    let disk = &self.disks[&n];
+                    let _ = writeln!(
+                        out,
+                        "{n}: writes={} entries={}",
+                        disk.write_count(),
+                        disk.entries_written()
+                    );
+                }
+                Ok(out)
+            }
             "log" => {
-                let n = self.node_arg(args.first())?;
+                let (group, rest) = take_group_arg(args);
+                let group = group.map_or(Ok(DEFAULT_GROUP), parse_group)?;
+                let n = self.node_arg(rest.first())?;
                 let node = self.node_ref(n)?;
-                let g = node.replica(GROUP).ok_or("no group")?;
+                let g = node.replica(group).ok_or("no group")?;
                 let last = g.status().last_index;
                 let lines: Vec<String> = g
                     .entries(1, last + 1)
@@ -306,6 +375,7 @@ impl World {
             .and_then(|c| c.parse().ok())
             .ok_or("add-nodes needs a count")?;
         let mut learners = Vec::new();
+        let mut groups = 1;
         let mut config = Config::default();
         config.strict = true;
         for a in &args[1..] {
@@ -313,24 +383,28 @@ impl World {
                 .split_once('=')
                 .ok_or(format!("expected key=value: {a}"))?;
             match k {
+                "groups" => groups = parse_number(v)?,
                 "learners" => learners = parse_ids(v)?,
                 "pre-vote" => config.pre_vote = parse_bool(v)?,
                 "check-quorum" => config.check_quorum = parse_bool(v)?,
-                "max-inflight" => {
-                    config.max_inflight_appends =
-                        v.parse().map_err(|_| format!("bad number {v}"))?
-                }
+                "quiesce" => config.quiesce = parse_bool(v)?,
+                "max-inflight" => config.max_inflight_appends = parse_number(v)?,
+                "max-ready-groups" => config.max_ready_groups = parse_number(v)?,
+                "max-ready-entries" => config.max_ready_entries = parse_number(v)?,
                 _ => return Err(format!("unknown option {k}")),
             }
         }
         self.config = config;
+        self.groups = (1..=groups as u64).map(GroupId).collect();
         let voters = (1..=count).filter(|n| !learners.contains(n));
         let membership = Membership::voters(voters).with_learners(learners);
         for n in 1..=count {
             let mut node =
                 Node::new(NodeId(n), self.config.clone(), n).map_err(|e| e.to_string())?;
-            node.create_group(GROUP, membership.clone())
-                .map_err(|e| e.to_string())?;
+            for g in &self.groups {
+                node.create_group(*g, membership.clone())
+                    .map_err(|e| e.to_string())?;
+            }
             let disk = MemStorage::new();
             // The creation is persisted silently: scripts start from created groups.
             let ready = node.ready().ok_or("no creation ready")?;
@@ -339,6 +413,29 @@ impl World {
             self.disks.insert(n, disk);
         }
         Ok(String::new())
+    }
+
+    /// The groups a `group=` argument names (`gN`, `gA,gB`, or `all`), or `default`.
+    fn groups_arg(&self, arg: Option<&str>, default: &[GroupId]) -> Result<Vec<GroupId>, String> {
+        match arg {
+            None => Ok(default.to_vec()),
+            Some("all") => Ok(self.groups.clone()),
+            Some(list) => list.split(',').map(parse_group).collect(),
+        }
+    }
+
+    /// Whether the nodes host more than one group, so that output must name groups.
+    fn multi(&self) -> bool {
+        self.groups.len() > 1
+    }
+
+    /// `"g2 "` when output must name groups, else nothing.
+    fn tag(&self, group: GroupId) -> String {
+        if self.multi() {
+            format!("{group} ")
+        } else {
+            String::new()
+        }
     }
 
     fn node_arg(&self, arg: Option<&&str>) -> Result<u64, String> {
@@ -454,48 +551,57 @@ impl World {
         Err("did not stabilize in 1000 rounds".to_string())
     }
 
-    fn status(&self) -> String {
+    /// One line per node and group, group by group.
+    fn status(&self, groups: &[GroupId]) -> String {
         let mut out = String::new();
-        for (n, node) in &self.nodes {
-            let Some(node) = node else {
-                let _ = writeln!(out, "{n}: crashed");
-                continue;
-            };
-            let Some(s) = node.group_status(GROUP) else {
-                let _ = writeln!(out, "{n}: no group");
-                continue;
-            };
-            let quiet = node.replica(GROUP).is_some_and(|g| g.is_quiesced());
-            let _ = writeln!(
-                out,
-                "{n}: {:?} term={} vote={} leader={} last={} commit={} applied={}{}",
-                s.role,
-                s.term,
-                s.vote.map_or("-".to_string(), |v| v.0.to_string()),
-                s.leader.map_or("-".to_string(), |v| v.0.to_string()),
-                s.last_index,
-                s.commit,
-                s.applied,
-                if quiet { " quiesced" } else { "" }
-            );
+        for group in groups {
+            for (n, node) in &self.nodes {
+                self.status_line(*group, *n, node.as_ref(), &mut out);
+            }
         }
         out
+    }
+
+    fn status_line(&self, group: GroupId, n: u64, node: Option<&Node>, out: &mut String) {
+        let tag = self.tag(group);
+        let Some(node) = node else {
+            let _ = writeln!(out, "{tag}{n}: crashed");
+            return;
+        };
+        let Some(s) = node.group_status(group) else {
+            let _ = writeln!(out, "{tag}{n}: no group");
+            return;
+        };
+        let quiet = node.replica(group).is_some_and(|g| g.is_quiesced());
+        let _ = writeln!(
+            out,
+            "{tag}{n}: {:?} term={} vote={} leader={} last={} commit={} applied={}{}",
+            s.role,
+            s.term,
+            s.vote.map_or("-".to_string(), |v| v.0.to_string()),
+            s.leader.map_or("-".to_string(), |v| v.0.to_string()),
+            s.last_index,
+            s.commit,
+            s.applied,
+            if quiet { " quiesced" } else { "" }
+        );
     }
 
     fn print_ready(&self, n: u64, ready: &Ready, out: &mut String) {
         let _ = writeln!(out, "> {n} ready {}", ready.number);
         for w in &ready.write.groups {
+            let tag = self.tag(w.group);
             if let Some(hs) = w.hard_state {
                 let vote = hs.vote.map_or("-".to_string(), |v| v.0.to_string());
                 let _ = writeln!(
                     out,
-                    "  hs: term={} vote={vote} commit={}",
+                    "  hs: {tag}term={} vote={vote} commit={}",
                     hs.term, hs.commit
                 );
             }
             if !w.entries.is_empty() {
                 let list: Vec<String> = w.entries.iter().map(|e| self.fmt_entry(e)).collect();
-                let _ = writeln!(out, "  entries: {}", list.join(", "));
+                let _ = writeln!(out, "  entries: {tag}{}", list.join(", "));
             }
         }
         for (label, batches) in [
@@ -508,27 +614,34 @@ impl World {
         }
         for a in &ready.apply {
             let list: Vec<String> = a.entries.iter().map(|e| self.fmt_entry(e)).collect();
-            let _ = writeln!(out, "  apply: {}", list.join(", "));
+            let _ = writeln!(out, "  apply: {}{}", self.tag(a.group), list.join(", "));
         }
         for o in &ready.outcomes {
             let text = self.fmt_text(ProposalId {
                 node: NodeId(n),
                 seq: o.request.0,
             });
+            let tag = self.tag(o.group);
             match &o.resolution {
                 Resolution::Rejected(e) => {
-                    let _ = writeln!(out, "  rejected: {text} {e:?}");
+                    let _ = writeln!(out, "  rejected: {tag}{text} {e:?}");
                 }
                 Resolution::Indeterminate(why) => {
-                    let _ = writeln!(out, "  indeterminate: {text} {why:?}");
+                    let _ = writeln!(out, "  indeterminate: {tag}{text} {why:?}");
                 }
                 _ => {}
             }
         }
         for e in &ready.events {
-            if let Event::LeaderChanged { term, leader, .. } = e {
+            if let Event::LeaderChanged {
+                group,
+                term,
+                leader,
+            } = e
+            {
                 let l = leader.map_or("-".to_string(), |l| l.0.to_string());
-                let _ = writeln!(out, "  event: term={term} leader={l}");
+                let tag = self.tag(*group);
+                let _ = writeln!(out, "  event: {tag}term={term} leader={l}");
             }
         }
     }
@@ -548,7 +661,13 @@ impl World {
     }
 
     fn fmt_message(&self, m: &Message) -> String {
-        let head = format!("{}->{}", m.from.0, m.to.0);
+        // Node-level messages (coalesced heartbeats) name the group of each item instead.
+        let tag = if m.group == GroupId::NODE {
+            String::new()
+        } else {
+            self.tag(m.group)
+        };
+        let head = format!("{}->{} {tag}", m.from.0, m.to.0);
         let body = match &m.body {
             MessageBody::Vote {
                 pre_vote,
@@ -627,6 +746,6 @@ impl World {
             }
             _ => "?".to_string(),
         };
-        format!("{head} {body}")
+        format!("{head}{body}")
     }
 }
