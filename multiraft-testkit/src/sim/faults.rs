@@ -2,18 +2,20 @@
 
 use multiraft_core::{Node, ProposalId};
 
+use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
 use super::{Ev, Simulation};
 
-impl Simulation {
+impl<A: SimApp> Simulation<A> {
     /// The node loses its memory and any write in flight.
     pub(super) fn take_down(&mut self, i: usize) {
         let sn = &mut self.nodes[i];
         sn.node = None;
         sn.pending = None;
         sn.incarnation += 1;
-        sn.kv.clear();
-        let me = sn.id;
+        self.app_touched.extend(self.replicas[i].keys().copied());
+        self.replicas[i].clear();
+        let me = self.nodes[i].id;
         self.checker.on_crash(i);
         self.checker.requests.crashed(me);
         let lost: Vec<ProposalId> = self

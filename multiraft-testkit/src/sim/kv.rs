@@ -1,17 +1,20 @@
-//! The key-value state machine the simulated clients drive, and its command encoding.
+//! The built-in application: a key-value store ([`KvApp`]), its command encoding, its
+//! client workload and the linearizability check of its history.
 //!
-//! Every replica applies committed commands to its own copy. Commands carry their
-//! [`ProposalId`]; a replica remembers the result of every id it applied and answers a
-//! duplicate (the network may deliver a forwarded proposal twice, so the leader may append
-//! it twice) with the first result, without applying it again — the client-session
-//! deduplication of Ongaro's dissertation §6.3, without which a duplicated write would take
-//! effect twice and the history would not be linearizable.
+//! Every replica applies committed commands to its own copy. A proposal is appended at most
+//! once (forwarded proposals are never duplicated), so the store keeps no client-session
+//! table; a duplicate would be reported by the request-outcome invariant (one proposal
+//! applied at two indexes) before the history is checked.
 
 use std::collections::HashMap;
 
-use multiraft_core::{Bytes, GroupId, ProposalId};
+use multiraft_core::{Bytes, GroupId, NodeId};
 
-use super::linearizability::{Key, KvOp, KvResult, Value};
+use super::SimRng;
+use super::app::{ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
+use super::linearizability::{
+    Key, KvOp, KvOperation, KvOutcome, KvResult, Linearizability, Value, check_kv,
+};
 
 /// Keys per group: few, so that operations on one key are concurrent often.
 pub(crate) const KEYS_PER_GROUP: u64 = 4;
@@ -67,20 +70,18 @@ pub(crate) fn decode(data: &[u8]) -> Option<KvOp> {
     })
 }
 
-/// One replica's copy of one group's store.
-#[derive(Default)]
-pub(crate) struct KvReplica {
+/// One replica's copy of one group's store: the [`SimApp::Replica`] of [`KvApp`].
+#[derive(Debug, Default)]
+pub struct KvReplica {
     map: HashMap<Key, Value>,
-    results: HashMap<ProposalId, KvResult>,
 }
 
-impl KvReplica {
-    /// Applies a committed command; `None` for bytes that are not a command of this model.
-    pub(crate) fn apply(&mut self, id: ProposalId, data: &[u8]) -> Option<KvResult> {
-        if let Some(r) = self.results.get(&id) {
-            return Some(r.clone());
-        }
-        let r = match decode(data)? {
+impl SimReplica for KvReplica {
+    /// `None` for bytes that are not a command of this model.
+    type Output = Option<KvResult>;
+
+    fn apply(&mut self, _index: u64, data: &[u8]) -> Option<KvResult> {
+        Some(match decode(data)? {
             KvOp::Put { key, value } => {
                 self.map.insert(key, value);
                 KvResult::Put
@@ -93,9 +94,116 @@ impl KvReplica {
                 }
                 KvResult::Cas(ok)
             }
+        })
+    }
+}
+
+/// The built-in application, run by [`Simulation::new`](super::Simulation::new): a
+/// key-value store per group (put / get / compare-and-set on a few keys, so that operations
+/// on one key are often concurrent), whose client history is checked at the end by the
+/// [Wing–Gong–Lowe linearizability checker](super::linearizability). It has no per-step
+/// invariant of its own: the Raft invariants and the request-outcome invariant (every
+/// replica computes the same result at each index) cover its replicas.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvApp;
+
+impl SimApp for KvApp {
+    type Replica = KvReplica;
+
+    fn new_replica(&self, _node: NodeId, _group: GroupId) -> KvReplica {
+        KvReplica::default()
+    }
+
+    fn next_command(&mut self, _group: GroupId, rng: &mut SimRng) -> Vec<u8> {
+        let key = rng.below(KEYS_PER_GROUP);
+        let op = match rng.below(10) {
+            0..=3 => KvOp::Put {
+                key,
+                value: rng.below(8),
+            },
+            4..=6 => KvOp::Get { key },
+            _ => KvOp::Cas {
+                key,
+                expected: if rng.chance(200) {
+                    None
+                } else {
+                    Some(rng.below(8))
+                },
+                new: rng.below(8),
+            },
         };
-        self.results.insert(id, r.clone());
-        Some(r)
+        encode(&op).to_vec()
+    }
+
+    fn check_history(&mut self, history: &[ClientOp<Option<KvResult>>]) -> HistoryVerdict {
+        let ops: Vec<KvOperation> = history
+            .iter()
+            .filter_map(|o| {
+                let op = decode(&o.command)?;
+                let op = match op {
+                    KvOp::Put { key, value } => KvOp::Put {
+                        key: global_key(o.group, key),
+                        value,
+                    },
+                    KvOp::Get { key } => KvOp::Get {
+                        key: global_key(o.group, key),
+                    },
+                    KvOp::Cas { key, expected, new } => KvOp::Cas {
+                        key: global_key(o.group, key),
+                        expected,
+                        new,
+                    },
+                };
+                let outcome = match &o.outcome {
+                    ClientOutcome::Applied(Some(r)) => KvOutcome::Ok(r.clone()),
+                    ClientOutcome::Applied(None) | ClientOutcome::Indeterminate => {
+                        KvOutcome::Indeterminate
+                    }
+                    ClientOutcome::Rejected => KvOutcome::Failed,
+                };
+                Some(KvOperation::new(
+                    o.client.0,
+                    op,
+                    o.invoked_at_us,
+                    o.returned_at_us.unwrap_or(u64::MAX),
+                    outcome,
+                ))
+            })
+            .collect();
+        match check_kv(&ops) {
+            Linearizability::Ok => HistoryVerdict::Ok,
+            Linearizability::Unknown { .. } => HistoryVerdict::Unknown,
+            Linearizability::Violation { key } => {
+                let text: Vec<String> = ops
+                    .iter()
+                    .filter(|o| o.op.key() == key && o.outcome != KvOutcome::Failed)
+                    .take(30)
+                    .map(|o| {
+                        format!(
+                            "n{} {:?} [{}..{}] {:?}",
+                            o.client,
+                            o.op,
+                            o.invoked_at,
+                            if o.returned_at == u64::MAX {
+                                "?".to_string()
+                            } else {
+                                o.returned_at.to_string()
+                            },
+                            o.outcome
+                        )
+                    })
+                    .collect();
+                HistoryVerdict::Violation {
+                    property: "linearizability of the key-value clients (Wing–Gong–Lowe)",
+                    detail: format!(
+                        "group {} key {}: no linearization of: {}",
+                        key / KEYS_PER_GROUP,
+                        key % KEYS_PER_GROUP,
+                        text.join("; ")
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -125,22 +233,19 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_take_effect_once() {
+    fn replicas_apply_puts_gets_and_cas() {
         let mut r = KvReplica::default();
-        let id = |seq| ProposalId {
-            node: multiraft_core::NodeId(1),
-            seq,
-        };
         let put = encode(&KvOp::Put { key: 1, value: 1 });
         let cas = encode(&KvOp::Cas {
             key: 1,
             expected: Some(1),
             new: 2,
         });
-        assert_eq!(r.apply(id(1), &put), Some(KvResult::Put));
-        assert_eq!(r.apply(id(2), &cas), Some(KvResult::Cas(true)));
-        assert_eq!(r.apply(id(1), &put), Some(KvResult::Put), "duplicate");
+        assert_eq!(r.apply(1, &put), Some(KvResult::Put));
+        assert_eq!(r.apply(2, &cas), Some(KvResult::Cas(true)));
+        assert_eq!(r.apply(3, &cas), Some(KvResult::Cas(false)));
         let get = encode(&KvOp::Get { key: 1 });
-        assert_eq!(r.apply(id(3), &get), Some(KvResult::Get(Some(2))));
+        assert_eq!(r.apply(4, &get), Some(KvResult::Get(Some(2))));
+        assert_eq!(r.apply(5, b"g1:7"), None);
     }
 }

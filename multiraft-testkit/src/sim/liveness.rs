@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use multiraft_core::GroupId;
 use multiraft_core::group::Role;
 
+use super::app::SimApp;
 use super::invariants::Failure;
 use super::{Ev, Phase, Simulation};
 
@@ -18,7 +19,7 @@ pub(super) struct Liveness {
     last_marker_us: BTreeMap<GroupId, u64>,
 }
 
-impl Simulation {
+impl<A: SimApp> Simulation<A> {
     pub(super) fn heal(&mut self) -> Result<(), Failure> {
         self.phase = Phase::Liveness;
         self.blocked.clear();

@@ -18,14 +18,20 @@
 //! `Transport` contract delivers at most once), delay and reordering, and partitions
 //! (symmetric, one-way, bridge) that start and heal.
 //!
-//! Clients drive a key-value store (put / get / compare-and-set, a few keys per group)
-//! through [`Node::propose`] on the node believed to lead each group, now and then in bursts
-//! through one member. Every replica applies the committed commands to its own copy; the
-//! proposing node's result is the client's answer. Each operation is recorded with its
-//! invocation and return times and the outcome the node reported: applied, rejected
-//! (definitely not applied), or indeterminate (leadership changed, timed out, its node
-//! crashed, or the run ended first). At the end the history is checked by the
+//! The application is pluggable ([`SimApp`], see [its contract](SimApp)): a state machine
+//! replicated per node and group, a client workload, an invariant checked after every step
+//! and a check of the client history at the end. [`Simulation::new`] runs the built-in
+//! [`KvApp`]: clients drive a key-value store (put / get / compare-and-set, a few keys per
+//! group), and at the end the history is checked by the
 //! [Wing–Gong–Lowe linearizability checker](linearizability).
+//! [`Simulation::with_app`] runs a downstream crate's own (see `examples/bank.rs`).
+//!
+//! Clients propose the app's commands through [`Node::propose`] on the node believed to lead
+//! each group, now and then in bursts through one member. Every replica applies the
+//! committed commands to its own copy; the proposing node's result is the client's answer.
+//! Each operation is recorded ([`ClientOp`]) with its invocation and return times and the
+//! outcome the node reported: applied, rejected (definitely not applied), or indeterminate
+//! (leadership changed, timed out, its node crashed, or the run ended first).
 //!
 //! One *step* is one event: a delivered batch, a tick of one node, a completed write, a
 //! proposal, or a fault. After each step the [invariants](self#invariants) are checked on
@@ -46,8 +52,10 @@
 //! (Figure 2, dissertation §3.8), and request outcomes (docs/design.md §5: a request reported
 //! rejected is never applied, one reported applied was applied once where reported, every
 //! request ends exactly once — checked on every apply and outcome, and at the end after the
-//! nodes still up are stopped). Linearizability of the client history is checked once, at
-//! the end of the run. With `Config::strict` on (the default here) the core's own
+//! nodes still up are stopped; and every replica computes the same result at each index).
+//! The app's own invariant ([`SimApp::check_replicas`]) runs after every step on the groups
+//! whose replicas changed; its history check (for [`KvApp`], linearizability) once, at the
+//! end of the run. With `Config::strict` on (the default here) the core's own
 //! assertions also run, and a panic in the core is reported as a violation.
 //!
 //! # Example
@@ -68,6 +76,54 @@
 //! }
 //! ```
 //!
+//! And its own state machine, workload and invariant (here a counter per group that stays
+//! under a bound; `examples/bank.rs` is a fuller one):
+//!
+//! ```
+//! use multiraft_core::{GroupId, NodeId};
+//! use multiraft_testkit::sim::{SimApp, SimConfig, SimReplica, SimRng, Simulation};
+//!
+//! struct Counter(u64);
+//!
+//! impl SimReplica for Counter {
+//!     type Output = u64;
+//!     fn apply(&mut self, _index: u64, command: &[u8]) -> u64 {
+//!         self.0 += u64::from(command.first().copied().unwrap_or(0));
+//!         self.0
+//!     }
+//! }
+//!
+//! struct Counters;
+//!
+//! impl SimApp for Counters {
+//!     type Replica = Counter;
+//!     fn new_replica(&self, _node: NodeId, _group: GroupId) -> Counter {
+//!         Counter(0)
+//!     }
+//!     fn next_command(&mut self, _group: GroupId, rng: &mut SimRng) -> Vec<u8> {
+//!         vec![rng.below(10) as u8]
+//!     }
+//!     fn check_replicas(
+//!         &self,
+//!         _group: GroupId,
+//!         replicas: &[(NodeId, &Counter)],
+//!     ) -> Result<(), String> {
+//!         match replicas.iter().find(|(_, c)| c.0 > 1_000_000) {
+//!             Some((node, c)) => Err(format!("{node} counted {}", c.0)),
+//!             None => Ok(()),
+//!         }
+//!     }
+//! }
+//!
+//! let mut config = SimConfig::for_seed(1);
+//! config.groups = 2;
+//! config.secs = 5;
+//! let report = Simulation::with_app(config, Counters)
+//!     .run()
+//!     .unwrap_or_else(|v| panic!("{v}"));
+//! assert!(report.applied > 0);
+//! ```
+//!
 //! # Design notes
 //!
 //! - The durable image is kept by the simulator instead of a [`MemStorage`](crate::MemStorage)
@@ -79,6 +135,7 @@
 //!   ([`multiraft_core::testing`]), so the IO order it checks is the one the tests and the
 //!   driver keep; outcomes come from the node's own request table, as in production.
 
+mod app;
 mod config;
 mod faults;
 mod hash;
@@ -102,17 +159,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use multiraft_core::{GroupId, LoadedGroup, Membership, MessageBatch, Node, NodeId, ProposalId};
 
+pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
     DEFAULT_CRASH_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL, DEFAULT_PARTITION_PER_MILLE,
     Faults, SimConfig,
 };
 pub use hash::TraceHash;
+pub use kv::{KvApp, KvReplica};
 pub use report::{SimReport, Violation};
 pub use rng::SimRng;
 
 use invariants::{Checker, Failure, sorted_groups};
-use kv::KvReplica;
-use linearizability::KvOperation;
 use liveness::Liveness;
 use node_io::Pending;
 use trace::{Trace, TraceRec};
@@ -130,9 +187,6 @@ pub(crate) struct SimNode {
     pending: Option<Pending>,
     /// Simulated microseconds between two ticks of this node.
     tick_us: u64,
-    /// The node's copy of each group's key-value store; rebuilt by re-applying after a
-    /// restart.
-    kv: HashMap<GroupId, KvReplica>,
 }
 
 enum Ev {
@@ -178,9 +232,19 @@ enum Phase {
     Liveness,
 }
 
-/// A deterministic simulation of a whole cluster. See the [module docs](self).
-pub struct Simulation {
+/// A deterministic simulation of a whole cluster running the application `A` (by default
+/// the built-in key-value store, [`KvApp`]). See the [module docs](self).
+pub struct Simulation<A: SimApp = KvApp> {
     cfg: SimConfig,
+    app: A,
+    /// Whether the app is the built-in one the `sim` binary runs, so that the binary's
+    /// command replays a violation.
+    builtin_app: bool,
+    /// Per node (by index): its replica of each group, made at the first apply of the group
+    /// and dropped at a crash (then rebuilt by re-applying the log from index 1).
+    replicas: Vec<BTreeMap<GroupId, A::Replica>>,
+    /// Groups whose replicas changed in this step: the app's invariant looks at them.
+    app_touched: Vec<GroupId>,
     rng: SimRng,
     nodes: Vec<SimNode>,
     /// Each group's members (node indexes).
@@ -197,7 +261,7 @@ pub struct Simulation {
     partition_epoch: u64,
     /// Nodes lost for good in the liveness phase (crashed or cut off).
     lost: BTreeSet<usize>,
-    checker: Checker,
+    checker: Checker<AppOutput<A>>,
     trace: Trace,
     hash: TraceHash,
     touched: Vec<(usize, GroupId)>,
@@ -205,13 +269,13 @@ pub struct Simulation {
     leader_hint: HashMap<GroupId, (u64, Option<NodeId>)>,
     /// Proposals awaiting an outcome: their position in `history`.
     pending_proposals: HashMap<ProposalId, usize>,
-    /// Every client operation, for the linearizability check at the end.
-    history: Vec<KvOperation>,
+    /// Every client operation, for the app's history check at the end.
+    history: Vec<ClientOp<AppOutput<A>>>,
     liveness: Option<Liveness>,
     report: SimReport,
 }
 
-impl fmt::Debug for Simulation {
+impl<A: SimApp> fmt::Debug for Simulation<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Simulation")
             .field("seed", &self.cfg.seed)
@@ -225,9 +289,21 @@ fn mix(a: u64, b: u64) -> u64 {
     SimRng::new(a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
 }
 
-impl Simulation {
-    /// A simulation of `config`; nothing runs until [`Simulation::run`].
-    pub fn new(config: SimConfig) -> Simulation {
+impl Simulation<KvApp> {
+    /// A simulation of `config` running the built-in key-value app ([`KvApp`]); nothing runs
+    /// until [`Simulation::run`].
+    pub fn new(config: SimConfig) -> Simulation<KvApp> {
+        let mut sim = Simulation::with_app(config, KvApp);
+        sim.builtin_app = true;
+        sim
+    }
+}
+
+impl<A: SimApp> Simulation<A> {
+    /// A simulation of `config` running `app`: its state machine on every replica, its
+    /// workload as the clients and its invariants after every step and at the end, under
+    /// the faults of `config`. Nothing runs until [`Simulation::run`].
+    pub fn with_app(config: SimConfig, app: A) -> Simulation<A> {
         let mut rng = SimRng::new(config.seed);
         let base_tick_us = config.core.tick_interval.as_micros().max(1) as u64;
         let nodes = (0..config.nodes.clamp(1, 9))
@@ -244,10 +320,9 @@ impl Simulation {
                     incarnation: 0,
                     pending: None,
                     tick_us: (base_tick_us * 1000 / rate_milli).max(1),
-                    kv: HashMap::new(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
         // Liveness: 10 election timeouts at the nominal clock rate.
         let window_us = 10 * u64::from(config.core.election_timeout_max_ticks) * base_tick_us;
         let secs_us = config.secs.saturating_mul(1_000_000);
@@ -261,6 +336,10 @@ impl Simulation {
             },
             cfg: config,
             rng,
+            app,
+            builtin_app: false,
+            replicas: nodes.iter().map(|_| BTreeMap::new()).collect(),
+            app_touched: Vec::new(),
             nodes,
             groups: BTreeMap::new(),
             queue: BinaryHeap::new(),
@@ -322,7 +401,15 @@ impl Simulation {
                 detail: f.detail,
                 trace_tail: self.trace.lines(),
                 setup: self.cfg.summary(),
-                replay: self.cfg.replay_command(),
+                replay: if self.builtin_app {
+                    self.cfg.replay_command()
+                } else {
+                    format!(
+                        "Simulation::with_app with the same app and SimConfig (seed {}, as in \
+                         `setup`); the `sim` binary runs only the built-in key-value app",
+                        self.cfg.seed
+                    )
+                },
             })),
         }
     }
@@ -360,7 +447,7 @@ impl Simulation {
         }
         self.checker.final_check(&self.nodes)?;
         self.stop_nodes()?;
-        self.check_linearizability()
+        self.check_history()
     }
 
     /// A seed that ran out of its budget: a livelock, or a run far slower than any normal
@@ -533,6 +620,7 @@ impl Simulation {
     }
 
     fn check_touched(&mut self) -> Result<(), Failure> {
+        self.check_app()?;
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
@@ -542,5 +630,36 @@ impl Simulation {
         touched.clear();
         self.touched = touched;
         Ok(())
+    }
+
+    /// The app's invariant over the replicas (on nodes that are up) of each group whose
+    /// replicas changed in this step.
+    fn check_app(&mut self) -> Result<(), Failure> {
+        if self.app_touched.is_empty() {
+            return Ok(());
+        }
+        let mut groups = std::mem::take(&mut self.app_touched);
+        groups.sort_unstable();
+        groups.dedup();
+        let mut result = Ok(());
+        for &g in &groups {
+            let replicas: Vec<(NodeId, &A::Replica)> = self
+                .replicas
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.is_up(*i))
+                .filter_map(|(i, r)| r.get(&g).map(|r| (self.nodes[i].id, r)))
+                .collect();
+            if let Err(detail) = self.app.check_replicas(g, &replicas) {
+                result = Err(Failure {
+                    invariant: "the application's invariant (SimApp::check_replicas)",
+                    detail: format!("{g}: {detail}"),
+                });
+                break;
+            }
+        }
+        groups.clear();
+        self.app_touched = groups;
+        result
     }
 }

@@ -2,11 +2,12 @@
 
 use multiraft_core::{MessageBatch, MessageBody};
 
+use super::app::SimApp;
 use super::invariants::Failure;
 use super::trace::TraceRec;
 use super::{Ev, Phase, Simulation};
 
-impl Simulation {
+impl<A: SimApp> Simulation<A> {
     fn latency_us(&mut self) -> u64 {
         let base = self.rng.range(200, 2_000);
         let max_delay = if self.phase == Phase::Faults {

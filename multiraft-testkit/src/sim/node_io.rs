@@ -6,8 +6,8 @@ use multiraft_core::{
     Apply, Event, LoadedGroup, MessageBatch, Outcome, Payload, Ready, Resolution,
 };
 
+use super::app::{ClientOutcome, SimApp, SimReplica};
 use super::invariants::{Failure, proposal};
-use super::linearizability::KvOutcome;
 use super::trace::TraceRec;
 use super::{Ev, Phase, Simulation};
 
@@ -18,13 +18,13 @@ pub(super) type Pending = InFlight;
 /// ready loop: its sends go on the simulated network, its applies to its key-value replica,
 /// and its outcomes to the clients' history and the request-outcome invariant. The first
 /// failure is kept; everything after it is ignored.
-struct SimIo<'a> {
-    sim: &'a mut Simulation,
+struct SimIo<'a, A: SimApp> {
+    sim: &'a mut Simulation<A>,
     i: usize,
     failure: Option<Failure>,
 }
 
-impl SimIo<'_> {
+impl<A: SimApp> SimIo<'_, A> {
     fn check(&mut self, r: Result<(), Failure>) {
         if self.failure.is_none()
             && let Err(f) = r
@@ -38,7 +38,7 @@ impl SimIo<'_> {
     }
 }
 
-impl Io for SimIo<'_> {
+impl<A: SimApp> Io for SimIo<'_, A> {
     fn send(&mut self, batch: MessageBatch) {
         let r = self.sim.send(self.i, batch);
         self.check(r);
@@ -48,34 +48,31 @@ impl Io for SimIo<'_> {
         let (sim, i) = (&mut *self.sim, self.i);
         let me = sim.nodes[i].id;
         sim.touched.push((i, a.group));
+        sim.app_touched.push(a.group);
         let mut requests = a.requests.iter().peekable();
         let mut results = Vec::new();
         for e in &a.entries {
             let Payload::Command { id, data } = &e.payload else {
                 continue;
             };
-            let kv = sim.nodes[i].kv.entry(a.group).or_default();
-            let result = kv.apply(*id, data);
-            let mut r = sim
-                .checker
-                .requests
-                .applied(a.group, e.index, *id, result.clone());
+            let replica = sim.replicas[i]
+                .entry(a.group)
+                .or_insert_with(|| sim.app.new_replica(me, a.group));
+            let result = replica.apply(e.index, data);
+            let mut r = sim.checker.requests.applied(a.group, e.index, *id, &result);
             if let Some(&(_, request)) = requests.next_if(|(index, _)| *index == e.index) {
                 let mine = proposal(me, request);
                 if r.is_ok() {
-                    r = sim.checker.requests.reported_applied(
-                        mine,
-                        a.group,
-                        e.index,
-                        *id,
-                        result.clone(),
-                    );
+                    r = sim
+                        .checker
+                        .requests
+                        .reported_applied(mine, a.group, e.index, *id, &result);
                 }
                 if let Some(k) = sim.pending_proposals.remove(&mine) {
                     sim.report.applied += 1;
                     let op = &mut sim.history[k];
-                    op.returned_at = sim.now_us;
-                    op.outcome = result.map_or(KvOutcome::Indeterminate, KvOutcome::Ok);
+                    op.returned_at_us = Some(sim.now_us);
+                    op.outcome = ClientOutcome::Applied(result);
                 }
             }
             results.push(r);
@@ -103,7 +100,7 @@ impl Io for SimIo<'_> {
             Resolution::Rejected(_) => {
                 if let Some(k) = sim.pending_proposals.remove(&id) {
                     sim.report.rejected += 1;
-                    sim.history[k].outcome = KvOutcome::Failed;
+                    sim.history[k].outcome = ClientOutcome::Rejected;
                 }
                 sim.checker.requests.reported_rejected(id)
             }
@@ -140,7 +137,7 @@ impl Io for SimIo<'_> {
     }
 }
 
-impl Simulation {
+impl<A: SimApp> Simulation<A> {
     /// Takes readies from node `i` until it has none or a write is in flight.
     pub(super) fn drive(&mut self, i: usize) -> Result<(), Failure> {
         loop {

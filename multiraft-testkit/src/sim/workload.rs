@@ -1,13 +1,13 @@
-//! The client side: key-value proposals and the linearizability check of their history.
+//! The client side: the app's commands proposed through the nodes, and the check of their
+//! history at the end.
 
-use multiraft_core::GroupId;
+use multiraft_core::{Bytes, GroupId};
 
 use super::Simulation;
+use super::app::{ClientOp, ClientOutcome, HistoryVerdict, SimApp};
 use super::invariants::{Failure, proposal};
-use super::kv;
-use super::linearizability::{KvOp, KvOperation, KvOutcome, Linearizability, check_kv};
 
-impl Simulation {
+impl<A: SimApp> Simulation<A> {
     /// Proposes to `group` through the node believed to lead it (any live member otherwise,
     /// which forwards).
     pub(super) fn propose_to(&mut self, group: GroupId) -> Result<(), Failure> {
@@ -23,23 +23,7 @@ impl Simulation {
         via: Option<usize>,
         drive: bool,
     ) -> Result<(), Failure> {
-        let key = self.rng.below(kv::KEYS_PER_GROUP);
-        let op = match self.rng.below(10) {
-            0..=3 => KvOp::Put {
-                key,
-                value: self.rng.below(8),
-            },
-            4..=6 => KvOp::Get { key },
-            _ => KvOp::Cas {
-                key,
-                expected: if self.rng.chance(200) {
-                    None
-                } else {
-                    Some(self.rng.below(8))
-                },
-                new: self.rng.below(8),
-            },
-        };
+        let command = Bytes::from(self.app.next_command(group, &mut self.rng));
         let members = self.groups[&group].clone();
         let hinted = self
             .leader_hint
@@ -57,32 +41,18 @@ impl Simulation {
                 up[self.rng.below(up.len() as u64) as usize]
             }
         };
-        let data = kv::encode(&op);
         self.report.proposals += 1;
         let me = self.nodes[target].id;
         let node = self.nodes[target].node.as_mut().expect("up");
-        let global = match op {
-            KvOp::Put { key, value } => KvOp::Put {
-                key: kv::global_key(group, key),
-                value,
-            },
-            KvOp::Get { key } => KvOp::Get {
-                key: kv::global_key(group, key),
-            },
-            KvOp::Cas { key, expected, new } => KvOp::Cas {
-                key: kv::global_key(group, key),
-                expected,
-                new,
-            },
+        let record = ClientOp {
+            group,
+            client: me,
+            command: command.clone(),
+            invoked_at_us: self.now_us,
+            returned_at_us: None,
+            outcome: ClientOutcome::Indeterminate,
         };
-        let record = KvOperation::new(
-            me.0,
-            global,
-            self.now_us,
-            u64::MAX,
-            KvOutcome::Indeterminate,
-        );
-        match node.propose(group, data) {
+        match node.propose(group, command) {
             Ok(request) => {
                 let id = proposal(me, request);
                 self.hash.u64(9);
@@ -130,52 +100,24 @@ impl Simulation {
         self.propose_to(g)
     }
 
-    /// The clients' history against the key-value model (Wing–Gong–Lowe).
-    pub(super) fn check_linearizability(&mut self) -> Result<(), Failure> {
-        match check_kv(&self.history) {
-            Linearizability::Ok => Ok(()),
-            Linearizability::Unknown { .. } if self.cfg.require_linearizability_verdict => {
-                Err(Failure {
-                    invariant: "a linearizability verdict (require_linearizability_verdict)",
-                    detail: "the search gave up: too many concurrent operations on one key"
-                        .to_string(),
-                })
-            }
-            Linearizability::Unknown { .. } => {
+    /// The clients' history against the app's own check ([`SimApp::check_history`]).
+    pub(super) fn check_history(&mut self) -> Result<(), Failure> {
+        match self.app.check_history(&self.history) {
+            HistoryVerdict::Ok => Ok(()),
+            HistoryVerdict::Unknown if self.cfg.require_linearizability_verdict => Err(Failure {
+                invariant: "a verdict on the client history (require_linearizability_verdict)",
+                detail: "the history check gave up: too large a search (for the key-value app, \
+                         too many concurrent operations on one key)"
+                    .to_string(),
+            }),
+            HistoryVerdict::Unknown => {
                 self.report.linearizability_unknown += 1;
                 Ok(())
             }
-            Linearizability::Violation { key } => {
-                let ops: Vec<String> = self
-                    .history
-                    .iter()
-                    .filter(|o| o.op.key() == key && o.outcome != KvOutcome::Failed)
-                    .take(30)
-                    .map(|o| {
-                        format!(
-                            "n{} {:?} [{}..{}] {:?}",
-                            o.client,
-                            o.op,
-                            o.invoked_at,
-                            if o.returned_at == u64::MAX {
-                                "?".to_string()
-                            } else {
-                                o.returned_at.to_string()
-                            },
-                            o.outcome
-                        )
-                    })
-                    .collect();
-                Err(Failure {
-                    invariant: "linearizability of the key-value clients (Wing–Gong–Lowe)",
-                    detail: format!(
-                        "group {} key {}: no linearization of: {}",
-                        key / kv::KEYS_PER_GROUP,
-                        key % kv::KEYS_PER_GROUP,
-                        ops.join("; ")
-                    ),
-                })
-            }
+            HistoryVerdict::Violation { property, detail } => Err(Failure {
+                invariant: property,
+                detail,
+            }),
         }
     }
 }

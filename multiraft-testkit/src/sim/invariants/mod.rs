@@ -60,10 +60,11 @@ pub(crate) trait Invariant {
 }
 
 /// Every invariant, run in a fixed order.
-pub(crate) struct Checker {
+pub(crate) struct Checker<R> {
     list: Vec<Box<dyn Invariant>>,
-    /// Request outcomes are checked on the node's IO (applies and outcomes), not on steps.
-    pub(crate) requests: RequestOutcomes,
+    /// Request outcomes are checked on the node's IO (applies and outcomes), not on steps;
+    /// `R` is the app's output type, compared across replicas.
+    pub(crate) requests: RequestOutcomes<R>,
 }
 
 /// A failed check: which invariant, and what it saw.
@@ -79,8 +80,8 @@ fn tag(inv: &dyn Invariant, r: Check) -> Result<(), Failure> {
     })
 }
 
-impl Checker {
-    pub(crate) fn new() -> Checker {
+impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
+    pub(crate) fn new() -> Checker<R> {
         Checker {
             list: vec![
                 Box::new(election_safety::ElectionSafety::default()),

@@ -4,6 +4,8 @@
 //!   replica, before or after the report;
 //! - a proposal reported **applied** at index `i` was applied there, on every replica that
 //!   applies index `i`, and nowhere else (once), with the result the proposer reported;
+//! - every replica that applies index `i` computes the same result there (the app's state
+//!   machine is deterministic, as [`SimApp`](crate::sim::SimApp) requires);
 //! - every request a node took ends exactly once: applied, rejected or indeterminate, or lost
 //!   with its node's memory in a crash; at the end of the run the nodes still up are stopped
 //!   ([`Node::stop`](multiraft_core::Node::stop)) and every request must then have ended.
@@ -16,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use multiraft_core::{GroupId, ProposalId, RequestId};
 
 use super::Check;
-use crate::sim::linearizability::KvResult;
 
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,18 +33,28 @@ enum End {
     Crashed,
 }
 
-/// The request-outcome invariant's state.
-#[derive(Debug, Default)]
-pub(crate) struct RequestOutcomes {
+/// The request-outcome invariant's state, over the app's output type `R`.
+#[derive(Debug)]
+pub(crate) struct RequestOutcomes<R> {
     /// Every request taken, with its group and how it ended (`None`: not yet).
     requests: BTreeMap<ProposalId, (GroupId, Option<End>)>,
     /// Where each proposal was applied (by any replica): its group and index.
     applied_at: HashMap<ProposalId, (GroupId, u64)>,
     /// The result the first replica computed for each applied (group, index).
-    results: HashMap<(GroupId, u64), Option<KvResult>>,
+    results: HashMap<(GroupId, u64), R>,
 }
 
-impl RequestOutcomes {
+impl<R> Default for RequestOutcomes<R> {
+    fn default() -> Self {
+        RequestOutcomes {
+            requests: BTreeMap::new(),
+            applied_at: HashMap::new(),
+            results: HashMap::new(),
+        }
+    }
+}
+
+impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
     pub(crate) fn name(&self) -> &'static str {
         "request outcomes (docs/design.md §5): one per request, rejected never applied, applied where reported"
     }
@@ -57,13 +68,14 @@ impl RequestOutcomes {
     }
 
     /// A replica applied the entry of proposal `id` at `index` of `group`, computing
-    /// `result`.
+    /// `result`, which must be the result every other replica computed there (the app's
+    /// state machine is deterministic).
     pub(crate) fn applied(
         &mut self,
         group: GroupId,
         index: u64,
         id: ProposalId,
-        result: Option<KvResult>,
+        result: &R,
     ) -> Check {
         match self.applied_at.get(&id) {
             Some(&(g, i)) if (g, i) != (group, index) => {
@@ -77,7 +89,17 @@ impl RequestOutcomes {
                 self.applied_at.insert(id, (group, index));
             }
         }
-        self.results.entry((group, index)).or_insert(result);
+        match self.results.get(&(group, index)) {
+            Some(first) if first != result => {
+                return Err(format!(
+                    "replicas computed different results for {group}/{index}: {first:?}, then {result:?}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.results.insert((group, index), result.clone());
+            }
+        }
         match self.requests.get(&id) {
             Some((_, Some(End::Rejected))) => Err(format!(
                 "proposal {}/{} was reported rejected, and is applied at {group}/{index}",
@@ -101,7 +123,7 @@ impl RequestOutcomes {
         group: GroupId,
         index: u64,
         entry_id: ProposalId,
-        result: Option<KvResult>,
+        result: &R,
     ) -> Check {
         if entry_id != id {
             return Err(format!(
@@ -112,7 +134,7 @@ impl RequestOutcomes {
         if self
             .results
             .get(&(group, index))
-            .is_some_and(|r| *r != result)
+            .is_some_and(|r| r != result)
         {
             return Err(format!(
                 "{} reported request {} applied at {group}/{index} with {result:?}, another replica computed {:?}",
