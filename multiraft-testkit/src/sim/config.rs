@@ -165,7 +165,9 @@ pub struct SimConfig {
     pub trace_lines: usize,
     /// The core configuration of every node. `strict` is on by default here.
     pub core: Config,
-    /// Steps one seed may take before the run is a violation (a livelock, not a hang).
+    /// Steps and readies one seed may take before the run is a violation (a livelock, not a
+    /// hang). Readies count because a node that never stops producing them livelocks inside
+    /// one step.
     pub max_steps: u64,
     /// Wall time one seed may take before the run is a violation. The only input that is
     /// not simulated: it matters only for a run that would otherwise hang.

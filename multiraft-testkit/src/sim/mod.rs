@@ -261,6 +261,10 @@ pub struct Simulation<A: SimApp = KvApp> {
     partition_epoch: u64,
     /// Nodes lost for good in the liveness phase (crashed or cut off).
     lost: BTreeSet<usize>,
+    /// When the run started, for the wall-time budget.
+    started: std::time::Instant,
+    /// Readies taken from every node: work that counts toward the step budget.
+    readies: u64,
     checker: Checker<AppOutput<A>>,
     trace: Trace,
     hash: TraceHash,
@@ -352,6 +356,8 @@ impl<A: SimApp> Simulation<A> {
             blocked: BTreeSet::new(),
             partition_epoch: 0,
             lost: BTreeSet::new(),
+            started: std::time::Instant::now(),
+            readies: 0,
             checker: Checker::new(),
             hash: TraceHash::new(),
             touched: Vec::new(),
@@ -420,7 +426,7 @@ impl<A: SimApp> Simulation<A> {
             detail,
         })?;
         self.setup()?;
-        let started = std::time::Instant::now();
+        self.started = std::time::Instant::now();
         while let Some(s) = self.queue.pop() {
             if s.at_us > self.end_us {
                 break;
@@ -429,13 +435,7 @@ impl<A: SimApp> Simulation<A> {
             self.report.steps += 1;
             self.handle(s.ev)?;
             self.check_touched()?;
-            if self.report.steps >= self.cfg.max_steps {
-                return Err(self.budget_failure("steps", format!("{} steps", self.cfg.max_steps)));
-            }
-            if self.report.steps.is_multiple_of(4096) && started.elapsed() > self.cfg.max_wall {
-                let wall = format!("{:?} of wall time", self.cfg.max_wall);
-                return Err(self.budget_failure("wall time", wall));
-            }
+            self.check_budget()?;
         }
         self.now_us = self.end_us;
         if self
@@ -448,6 +448,22 @@ impl<A: SimApp> Simulation<A> {
         self.checker.final_check(&self.nodes)?;
         self.stop_nodes()?;
         self.check_history()
+    }
+
+    /// Fails the run once it used its budget: steps and readies together against
+    /// `max_steps` (a node that never stops producing readies livelocks inside one step),
+    /// wall time against `max_wall`, looked at every 4,096 units of work.
+    pub(super) fn check_budget(&self) -> Result<(), Failure> {
+        let work = self.report.steps + self.readies;
+        if work >= self.cfg.max_steps {
+            let limit = format!("{} steps and readies", self.cfg.max_steps);
+            return Err(self.budget_failure("steps", limit));
+        }
+        if work.is_multiple_of(4096) && self.started.elapsed() > self.cfg.max_wall {
+            let wall = format!("{:?} of wall time", self.cfg.max_wall);
+            return Err(self.budget_failure("wall time", wall));
+        }
+        Ok(())
     }
 
     /// A seed that ran out of its budget: a livelock, or a run far slower than any normal

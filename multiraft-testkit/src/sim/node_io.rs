@@ -151,6 +151,8 @@ impl<A: SimApp> Simulation<A> {
             let Some(ready) = node.ready() else {
                 return Ok(());
             };
+            self.readies += 1;
+            self.check_budget()?;
             self.process_ready(i, ready)?;
         }
     }

@@ -84,7 +84,10 @@ fn a_seed_over_its_step_budget_is_a_violation() {
         .run()
         .expect_err("2,000 steps are too few");
     assert!(v.invariant.contains("budget"), "{v}");
-    assert!(v.detail.contains("steps budget (2000 steps)"), "{v}");
+    assert!(
+        v.detail.contains("steps budget (2000 steps and readies)"),
+        "{v}"
+    );
     assert!(v.to_string().contains("replay: cargo run"), "{v}");
 }
 
