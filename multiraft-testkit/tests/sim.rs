@@ -11,19 +11,29 @@ const SECS: u64 = 60;
 
 fn soak(seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
+    let mut lost = 0;
     for seed in seeds.clone() {
         let mut config = SimConfig::for_seed(seed);
         config.secs = SECS;
-        if let Err(v) = Simulation::new(config).run() {
-            failures.push(v.to_string());
+        match Simulation::new(config).run() {
+            Ok(r) => lost += u64::from(r.lost_nodes > 0),
+            Err(v) => failures.push(v.to_string()),
         }
     }
+    // A share of the seeds keeps a minority of nodes down through the liveness phase, so
+    // recovery without them is checked in CI too (about a quarter; at least one in ten).
+    println!("seeds {seeds:?}: {lost} kept a minority of nodes down through the liveness phase");
+
     assert!(
         failures.is_empty(),
         "{} of {} seeds violated an invariant:\n{}",
         failures.len(),
         seeds.end - seeds.start,
         failures.join("\n\n")
+    );
+    assert!(
+        lost >= (seeds.end - seeds.start) / 10,
+        "only {lost} of the seeds lost a node for good"
     );
 }
 

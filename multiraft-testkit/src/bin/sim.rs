@@ -1,7 +1,7 @@
 //! Soaks the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--jobs J] [-v] [--twice]
+//! cargo run --release -p multiraft-testkit --bin sim -- --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--trace N] [--jobs J] [-v] [--twice]
 //! ```
 //!
 //! Runs seeds `S..S+N` (each with a fault mix derived from its seed; `--nodes`, `--groups`,
@@ -11,6 +11,8 @@
 //! and how many seeds kept nodes down through the liveness phase. A seed that takes more
 //! than its step or wall-time budget is a violation, printed like the others.
 //! The exit status is 0 only when there were no violations. `-v` prints each run's report;
+//! `--trace N` prints the last N trace lines of each seed (deliveries, readies, faults), to
+//! read what one seed did (`--seeds 1 --start S --trace 100000`);
 //! `--twice` runs every seed twice and counts differing results as a violation. `--jobs`
 //! runs that many seeds at once on their own threads (default: the number of CPUs); every
 //! seed is still one deterministic single-threaded simulation, so the set of violations does
@@ -30,12 +32,13 @@ struct Args {
     groups: Option<usize>,
     secs: Option<u64>,
     rate: Option<u64>,
+    trace: Option<u64>,
     jobs: usize,
     verbose: bool,
     twice: bool,
 }
 
-const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--jobs J] [-v] [--twice]";
+const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--trace N] [--jobs J] [-v] [--twice]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -45,6 +48,7 @@ fn parse() -> Result<Args, String> {
         groups: None,
         secs: None,
         rate: None,
+        trace: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         verbose: false,
         twice: false,
@@ -64,6 +68,7 @@ fn parse() -> Result<Args, String> {
             "--groups" => a.groups = Some(value()? as usize),
             "--secs" => a.secs = Some(value()?),
             "--rate" => a.rate = Some(value()?),
+            "--trace" => a.trace = Some(value()?),
             "--jobs" => a.jobs = value()? as usize,
             "-v" | "--verbose" => a.verbose = true,
             "--twice" => a.twice = true,
@@ -118,7 +123,18 @@ fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
         eprintln!("seed {seed}: {}", cfg.summary());
     }
     let again = args.twice.then(|| Simulation::new(cfg.clone()).run());
-    match Simulation::new(cfg).run() {
+    let result = match args.trace {
+        Some(lines) => {
+            let (result, trace) = Simulation::new(cfg).run_traced(lines as usize);
+            println!("seed {seed}: the last {} trace lines", trace.len());
+            for line in trace {
+                println!("  {line}");
+            }
+            result
+        }
+        None => Simulation::new(cfg).run(),
+    };
+    match result {
         Ok(r) => {
             tally.steps.fetch_add(r.steps, Ordering::Relaxed);
             if r.lost_nodes > 0 {

@@ -376,6 +376,20 @@ impl<A: SimApp> Simulation<A> {
     /// Runs to the end, checking every invariant after every step. The violation is boxed:
     /// it carries the trace tail and is large.
     pub fn run(mut self) -> Result<SimReport, Box<Violation>> {
+        self.run_to_end()
+    }
+
+    /// Runs to the end like [`Simulation::run`], keeping the last `lines` trace lines
+    /// (deliveries, readies, faults, notes), and returns them whatever the result: the
+    /// "run one seed verbosely" entry point, for reading what a seed did. The `sim` binary's
+    /// `--trace N` prints them.
+    pub fn run_traced(mut self, lines: usize) -> (Result<SimReport, Box<Violation>>, Vec<String>) {
+        self.trace = Trace::new(lines);
+        let result = self.run_to_end();
+        (result, self.trace.lines())
+    }
+
+    fn run_to_end(&mut self) -> Result<SimReport, Box<Violation>> {
         let result = catch_unwind(AssertUnwindSafe(|| self.run_inner()));
         let failure = match result {
             Ok(Ok(())) => None,
@@ -397,7 +411,7 @@ impl<A: SimApp> Simulation<A> {
                 self.report.trace_hash = self.hash.value();
                 self.report.simulated_us = self.now_us;
                 self.report.indeterminate += self.pending_proposals.len() as u64;
-                Ok(self.report)
+                Ok(self.report.clone())
             }
             Some(f) => Err(Box::new(Violation {
                 invariant: f.invariant.to_string(),
