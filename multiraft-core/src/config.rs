@@ -50,11 +50,14 @@ pub struct Config {
     /// Groups drained into one ready. Bounds the latency one ready adds; groups left over
     /// are served first in the next ready, so none starves.
     pub max_ready_groups: usize,
-    /// Entries (to persist plus to apply) in one ready. Bounds the size of one storage
-    /// write and one apply pass so that one busy group cannot hold up the others.
+    /// Entries (to persist plus to apply) after which a ready takes no further group, and
+    /// the most a group may apply in the ready that reaches it, so that one busy group
+    /// cannot hold up the others. A group's new entries are persisted whole (they are
+    /// already bounded per group by `max_uncommitted_bytes` and by what one append
+    /// carries), so one ready's write can exceed it by one group's new entries.
     pub max_ready_entries: usize,
     /// Bytes of entries (to persist plus to apply) in one ready; the byte form of
-    /// `max_ready_entries`.
+    /// `max_ready_entries`, with the same meaning.
     pub max_ready_bytes: usize,
     /// Proposals accepted by the API and not yet resolved, per node. Further proposals are
     /// rejected with `Busy`. Bounds client memory held by the node.
