@@ -17,6 +17,10 @@ pub(super) struct Liveness {
     commit_at_heal: BTreeMap<GroupId, u64>,
     pub(super) done: BTreeSet<GroupId>,
     last_marker_us: BTreeMap<GroupId, u64>,
+    /// Per recovered group: the term its leader had when it committed after healing. With
+    /// every fault healed (the lost nodes stay lost), no group elects again: a quiet network
+    /// costs no election.
+    stable_terms: BTreeMap<GroupId, u64>,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -72,6 +76,7 @@ impl<A: SimApp> Simulation<A> {
             commit_at_heal,
             done: BTreeSet::new(),
             last_marker_us: BTreeMap::new(),
+            stable_terms: BTreeMap::new(),
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -95,6 +100,17 @@ impl<A: SimApp> Simulation<A> {
         lost
     }
 
+    /// The highest term of `group` among its members that are not lost.
+    fn live_max_term(&self, group: GroupId, members: &[usize]) -> u64 {
+        members
+            .iter()
+            .filter(|i| !self.lost.contains(i))
+            .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(group))
+            .map(|s| s.term)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The members of `members` that are not lost, if they are a majority of them.
     fn live_majority(&self, members: &[usize]) -> Option<Vec<usize>> {
         let live: Vec<usize> = members
@@ -112,6 +128,21 @@ impl<A: SimApp> Simulation<A> {
         let timeout = u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
         let mut markers = Vec::new();
         for (g, members) in &self.groups {
+            if let Some(&term) = l.stable_terms.get(g) {
+                let now = self.live_max_term(*g, members);
+                if now > term {
+                    let detail = format!(
+                        "{g} elected again in term {now} after recovering in term {term}, with \
+                         every fault healed"
+                    );
+                    self.liveness = Some(l);
+                    return Err(Failure {
+                        invariant: "stable leadership once healed: a quiet network costs no election",
+                        detail,
+                    });
+                }
+                continue;
+            }
             if l.done.contains(g) {
                 continue;
             }
@@ -131,6 +162,7 @@ impl<A: SimApp> Simulation<A> {
             });
             if ok {
                 l.done.insert(*g);
+                l.stable_terms.insert(*g, max_term);
             } else if self.now_us - l.last_marker_us.get(g).copied().unwrap_or(0) >= timeout {
                 l.last_marker_us.insert(*g, self.now_us);
                 markers.push(*g);
@@ -142,15 +174,13 @@ impl<A: SimApp> Simulation<A> {
         }
         let late = self.now_us >= l.deadline_us;
         self.liveness = Some(l);
-        if all_done {
-            return Ok(());
-        }
-        if late {
+        if late && !all_done {
             return Err(self.liveness_failure());
         }
         for g in markers {
             self.propose_to(g)?;
         }
+        // Probing goes on to the end of the run: recovered groups must stay stable.
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
     }

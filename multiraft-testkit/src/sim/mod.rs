@@ -35,9 +35,10 @@
 //!
 //! One *step* is one event: a delivered batch, a tick of one node, a completed write, a
 //! proposal, or a fault. After each step the [invariants](self#invariants) are checked on
-//! every group the step touched. After the fault phase, every fault heals and the
-//! *liveness phase* requires every group to have a leader and to commit a new entry within
-//! 10 election timeouts.
+//! every group the step touched. After the fault phase, every fault heals (but for the nodes
+//! lost for good, in some seeds) and the *liveness phase* requires every group with a live
+//! majority to have a leader and to commit a new entry within 10 election timeouts, and then
+//! to keep that leader to the end of the run: with nothing failing, no group elects again.
 //!
 //! A run returns a [`SimReport`] (with the trace hash: the same seed always gives the same
 //! hash) or a [`Violation`], whose `Display` prints the seed, the invariant, the last trace
