@@ -17,9 +17,9 @@ pub(super) struct Liveness {
     commit_at_heal: BTreeMap<GroupId, u64>,
     pub(super) done: BTreeSet<GroupId>,
     last_marker_us: BTreeMap<GroupId, u64>,
-    /// Per recovered group: the term its leader had when it committed after healing. With
-    /// every fault healed (the lost nodes stay lost), no group elects again: a quiet network
-    /// costs no election.
+    /// Per recovered group: its term once every election timer started before the heal has
+    /// run out. With every fault healed (the lost nodes stay lost), no group elects again
+    /// after that: a quiet network costs no election.
     stable_terms: BTreeMap<GroupId, u64>,
 }
 
@@ -162,10 +162,22 @@ impl<A: SimApp> Simulation<A> {
             });
             if ok {
                 l.done.insert(*g);
-                l.stable_terms.insert(*g, max_term);
             } else if self.now_us - l.last_marker_us.get(g).copied().unwrap_or(0) >= timeout {
                 l.last_marker_us.insert(*g, self.now_us);
                 markers.push(*g);
+            }
+        }
+        // Once every election timer started before healing has run out (two election
+        // timeouts: a follower cut off until the heal may still time out before the leader's
+        // first heartbeat reaches it, which is no fault), a recovered group's term is fixed.
+        if self.now_us >= l.healed_us + 2 * timeout {
+            for (g, members) in &self.groups {
+                if l.done.contains(g)
+                    && !l.stable_terms.contains_key(g)
+                    && self.live_majority(members).is_some()
+                {
+                    l.stable_terms.insert(*g, self.live_max_term(*g, members));
+                }
             }
         }
         let all_done = l.done.len() == self.groups.len();
