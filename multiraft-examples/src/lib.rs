@@ -1,6 +1,8 @@
 //! Runnable multiraft programs: the `demo` cluster and the benchmarks. This library holds
 //! what they share: an in-process cluster on the testkit's in-memory parts, two small state
-//! machines, command-line flags and process measurements.
+//! machines and process measurements. The programs parse their flags with `clap` (each
+//! answers `--help`), sum up latencies with `hdrhistogram` and keep their files in
+//! `tempfile` directories.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,45 +13,7 @@ use multiraft_core::{
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
-pub mod flags;
 pub mod measure;
-
-/// A fresh directory for a program's files, removed (with everything in it) when dropped.
-#[derive(Debug)]
-pub struct ScratchDir {
-    path: std::path::PathBuf,
-}
-
-impl ScratchDir {
-    /// Creates `<parent>/multiraft-<name>-<pid>-<nanos>`: no other run uses it.
-    pub fn new(parent: &std::path::Path, name: &str) -> Result<ScratchDir, String> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = parent.join(format!("multiraft-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(ScratchDir { path })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// The path of `name` in the directory, with no file there (a leftover is removed).
-    pub fn file(&self, name: &str) -> std::path::PathBuf {
-        let path = self.path.join(name);
-        let _ = std::fs::remove_file(&path);
-        path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        // Best effort: a directory the program could not remove is left for the OS to clean.
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 /// A state machine that answers each command with the index it was applied at, and keeps
 /// nothing: for benchmarks, where applying should cost next to nothing.

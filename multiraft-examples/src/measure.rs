@@ -1,5 +1,9 @@
 //! What the benchmark programs read about the process and the machine, and how they sum up
-//! runs. Linux only (`/proc`); elsewhere the readings are `None`.
+//! runs and latencies. Linux only (`/proc`); elsewhere the readings are `None`.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 /// User plus system CPU time of this process so far, in seconds.
 pub fn process_cpu_secs() -> Option<f64> {
@@ -35,6 +39,32 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// A histogram (an HdrHistogram with 3 significant figures) of `values`, e.g. latencies
+/// in nanoseconds ([`nanos`]) or microseconds. Programs collect raw values while they
+/// measure and build the histogram at the end: thousands of client tasks each holding a
+/// histogram would take far more memory than their values.
+pub fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+    let mut h = Histogram::new(3).expect("3 significant figures is a valid precision");
+    for v in values {
+        // The histogram grows to fit; a value beyond what it can ever track is clamped.
+        if h.record(v).is_err() {
+            h.saturating_record(v);
+        }
+    }
+    h
+}
+
+/// `d` in whole nanoseconds (saturating at `u64::MAX`).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The value at quantile `q` (0.5 for the median, 0.99 for p99) of a histogram of
+/// nanoseconds, as a duration; zero for an empty histogram.
+pub fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
+    Duration::from_nanos(h.value_at_quantile(q))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +74,20 @@ mod tests {
         assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 3.0);
         assert_eq!(median([]), 0.0);
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_its_precision() {
+        assert_eq!(quantile(&histogram([]), 0.5), Duration::ZERO);
+        let values = (1..=1_000u64)
+            .map(Duration::from_micros)
+            .chain([Duration::from_secs(10)]);
+        let h = histogram(values.map(nanos));
+        assert_eq!(h.len(), 1_001);
+        let near = |d: Duration, us: f64| (d.as_secs_f64() * 1e6 - us).abs() <= us * 1e-3;
+        assert!(near(quantile(&h, 0.5), 501.0), "{:?}", quantile(&h, 0.5));
+        assert!(near(quantile(&h, 0.99), 991.0), "{:?}", quantile(&h, 0.99));
+        assert!(near(quantile(&h, 1.0), 10e6), "{:?}", quantile(&h, 1.0));
     }
 
     #[test]

@@ -17,8 +17,9 @@
 //! - **mem**: the three nodes in this process on the testkit's in-memory network.
 //! - **quic**: the three nodes in this process, QUIC on loopback.
 //!
-//! Files go to a fresh directory under `--dir` (default: the system temp directory), removed
-//! at the end.
+//! Files go to a fresh directory under `--dir` (default: the system temp directory), one per
+//! run, removed at the end. `--help` lists the flags; `--child ID` (with `--dir`, `--groups`,
+//! `--clients` and `--secs`) is how the parent starts a node process.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -28,10 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use multiraft_core::{Bytes, Config, GroupId, Membership, MultiRaft, NodeId};
-use multiraft_examples::flags::{Flags, unknown};
+use multiraft_examples::IndexMachine;
 use multiraft_examples::measure::{load_average, median};
-use multiraft_examples::{IndexMachine, ScratchDir};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
 use multiraft_transport_quic::dev::DevCa;
@@ -45,47 +46,66 @@ const WARMUP: Duration = Duration::from_secs(2);
 /// Bound on every wait for a phase (creation, leadership, a child's answer).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// End to end across processes: three node processes on loopback (QUIC with mutual TLS, a
+/// redb file each) against the same workload with the three nodes in one process.
+#[derive(Parser)]
+#[command(name = "cluster_bench", args_override_self = true)]
 struct Args {
+    /// Groups replicated on all three nodes (at least 3)
+    #[arg(long, default_value_t = 1_000)]
     groups: u64,
+    /// Closed-loop clients in all, a third on each node (at least 3)
+    #[arg(long, default_value_t = 4_096)]
     clients: u64,
+    /// Seconds measured per run, after a 2 s warm-up (at least 1)
+    #[arg(long, default_value_t = 5)]
     secs: u64,
+    /// Runs per mode; the median is reported (at least 1)
+    #[arg(long, default_value_t = 3)]
     runs: usize,
-    mode: String,
-    dir: PathBuf,
-    /// Set in a child process: the node it runs.
+    /// Which setups to run
+    #[arg(long, value_enum, default_value_t = Mode::All)]
+    mode: Mode,
+    /// Parent of the fresh directory each run's files go to [default: the system temp directory]
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// Internal: run as node process ID of a `processes` run (with `--dir` set to its
+    /// directory); the parent starts its children with this
+    #[arg(long, value_name = "ID")]
     child: Option<u64>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        groups: 1_000,
-        clients: 4_096,
-        secs: 5,
-        runs: 3,
-        mode: "all".to_string(),
-        dir: std::env::temp_dir(),
-        child: None,
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--groups" => a.groups = flags.number(&flag)?.max(NODES),
-            "--clients" => a.clients = flags.number(&flag)?.max(NODES),
-            "--secs" => a.secs = flags.number(&flag)?.max(1),
-            "--runs" => a.runs = flags.number(&flag)?.max(1) as usize,
-            "--mode" => a.mode = flags.value(&flag)?,
-            "--dir" => a.dir = PathBuf::from(flags.value(&flag)?),
-            "--child" => a.child = Some(flags.number(&flag)?),
-            _ => return Err(unknown(&flag)),
+/// The setups `--mode` picks from.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// mem, then quic, then processes
+    All,
+    /// Three node processes, QUIC on loopback
+    Processes,
+    /// Three nodes in this process on the in-memory network
+    Mem,
+    /// Three nodes in this process, QUIC on loopback
+    Quic,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::All => "all",
+            Mode::Processes => "processes",
+            Mode::Mem => "mem",
+            Mode::Quic => "quic",
         }
     }
-    if !["all", "processes", "mem", "quic"].contains(&a.mode.as_str()) {
-        return Err(format!(
-            "--mode {}: expected all, processes, mem or quic",
-            a.mode
-        ));
-    }
-    Ok(a)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args::parse();
+    a.groups = a.groups.max(NODES);
+    a.clients = a.clients.max(NODES);
+    a.secs = a.secs.max(1);
+    a.runs = a.runs.max(1);
+    a
 }
 
 /// The node configuration of every mode: 10 ms ticks and 1–2 s election timeouts (a
@@ -427,7 +447,7 @@ async fn child(id: u64, args: &Args) -> Result<(), String> {
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())
     };
-    let dir = &args.dir;
+    let dir = &args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let cluster = ClusterId::new(CLUSTER).map_err(|e| e.to_string())?;
     let tls = TlsConfig::from_pem_files(
         cluster,
@@ -463,13 +483,7 @@ async fn child(id: u64, args: &Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cluster_bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -492,15 +506,19 @@ fn parent(rt: &tokio::runtime::Runtime, args: &Args) -> Result<(), String> {
         "cluster_bench: 3 nodes on redb, {} groups, {} clients, 16-byte proposals, {} s per run, median of {} runs",
         args.groups, args.clients, args.secs, args.runs
     );
-    let modes: Vec<&str> = match args.mode.as_str() {
-        "all" => vec!["mem", "quic", "processes"],
+    let modes = match args.mode {
+        Mode::All => vec![Mode::Mem, Mode::Quic, Mode::Processes],
         one => vec![one],
     };
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut medians = Vec::new();
-    for mode in modes {
+    for mode in modes.into_iter().map(Mode::name) {
         let mut rates = Vec::new();
         for run in 0..args.runs {
-            let dir = ScratchDir::new(&args.dir, &format!("cluster-bench-{mode}"))?;
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("multiraft-cluster-bench-{mode}-"))
+                .tempdir_in(&parent)
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
             let (rate, errors) = match mode {
                 "processes" => processes(dir.path(), args)?,
                 quic_or_mem => rt.block_on(in_process(dir.path(), args, quic_or_mem == "quic"))?,

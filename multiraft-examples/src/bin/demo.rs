@@ -1,18 +1,18 @@
 //! The demo: a 3-node cluster in one process, 100 groups, 10,000 proposals.
 //!
-//! `cargo run --release -p multiraft-examples --bin demo [-- --transport quic|mem] [--storage redb|mem]`
+//! `cargo run --release -p multiraft-examples --bin demo [-- [--transport quic|mem] [--storage redb|mem]]`
 //!
 //! By default the nodes talk QUIC on loopback (127.0.0.1, one endpoint per node) with mutual
 //! TLS and development certificates generated at start, and each keeps its log in a redb
-//! database in a fresh temporary directory (removed at the end); `--transport mem` and
-//! `--storage mem` keep the in-process parts.
+//! database in a fresh temporary directory (removed at the end, or when the demo fails);
+//! `--transport mem` and `--storage mem` keep the in-process parts. `--help` lists the flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use multiraft_core::{Builder, Config, GroupId, MultiRaft, NodeId, ProposeError};
 use multiraft_examples::{ClusterNode, CountingMachine, create_groups};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
@@ -20,6 +20,7 @@ use multiraft_testkit::{MemNetwork, MemStorage};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::tls::ClusterId;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
+use tempfile::TempDir;
 
 const NODES: u64 = 3;
 const GROUPS: u64 = 100;
@@ -37,10 +38,38 @@ async fn main() {
     }
 }
 
+/// A 3-node multiraft cluster in one process: 100 groups, 10,000 proposals.
+#[derive(Parser)]
+#[command(name = "demo", args_override_self = true)]
+struct Cli {
+    /// How the nodes talk to each other
+    #[arg(long, value_enum, default_value_t = TransportChoice::Quic)]
+    transport: TransportChoice,
+    /// Where the nodes keep their logs
+    #[arg(long, value_enum, default_value_t = StorageChoice::Redb)]
+    storage: StorageChoice,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportChoice {
+    /// QUIC on 127.0.0.1 with mutual TLS and development certificates
+    Quic,
+    /// The testkit's in-process network
+    Mem,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StorageChoice {
+    /// One redb file per node in a fresh temporary directory, removed at the end
+    Redb,
+    /// The testkit's in-memory storage
+    Mem,
+}
+
 /// Where the nodes keep their logs.
 enum StorageKind {
-    /// One redb file per node in this directory.
-    Redb(PathBuf),
+    /// One redb file per node in this directory (removed when dropped).
+    Redb(TempDir),
     Mem,
 }
 
@@ -51,31 +80,20 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let usage = "usage: demo [--transport quic|mem] [--storage redb|mem]";
-    let mut options = Options {
-        quic: true,
-        storage: StorageKind::Redb(fresh_temp_dir()),
+    let cli = Cli::parse();
+    let storage = match cli.storage {
+        StorageChoice::Redb => StorageKind::Redb(
+            tempfile::Builder::new()
+                .prefix("multiraft-demo-")
+                .tempdir()
+                .map_err(|e| format!("temporary directory: {e}"))?,
+        ),
+        StorageChoice::Mem => StorageKind::Mem,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(usage)?;
-        match (flag.as_str(), value.as_str()) {
-            ("--transport", "quic") => options.quic = true,
-            ("--transport", "mem") => options.quic = false,
-            ("--storage", "redb") => options.storage = StorageKind::Redb(fresh_temp_dir()),
-            ("--storage", "mem") => options.storage = StorageKind::Mem,
-            _ => return Err(format!("{usage}; got {flag} {value}")),
-        }
-    }
-    Ok(options)
-}
-
-/// A directory name under the system's temporary directory that no other run uses.
-fn fresh_temp_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("multiraft-demo-{}-{nanos}", std::process::id()))
+    Ok(Options {
+        quic: cli.transport == TransportChoice::Quic,
+        storage,
+    })
 }
 
 /// One builder per node with its transport: QUIC endpoints on loopback with certificates
@@ -122,8 +140,7 @@ async fn start_cluster(config: &Config, options: &Options) -> Result<Vec<Cluster
     {
         let builder = match &options.storage {
             StorageKind::Redb(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let path = dir.join(format!("node{i}.redb"));
+                let path = dir.path().join(format!("node{i}.redb"));
                 let storage =
                     RedbStorage::open(&path, RedbOptions::default()).map_err(|e| e.to_string())?;
                 builder.storage(storage)
@@ -159,7 +176,7 @@ async fn run() -> Result<(), String> {
         "in-process network"
     };
     let storage = match &options.storage {
-        StorageKind::Redb(dir) => format!("redb files in {}", dir.display()),
+        StorageKind::Redb(dir) => format!("redb files in {}", dir.path().display()),
         StorageKind::Mem => "in-memory storage".to_string(),
     };
     println!("demo: starting {NODES} nodes in one process ({transport}, {storage})");
@@ -238,8 +255,10 @@ async fn run() -> Result<(), String> {
         n.handle.shutdown().await.map_err(|e| e.to_string())?;
     }
     drop(cluster);
-    if let StorageKind::Redb(dir) = &options.storage {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let StorageKind::Redb(dir) = options.storage {
+        let path = dir.path().to_path_buf();
+        dir.close()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!(
         "demo: {GROUPS} groups, {PROPOSALS} proposals applied on every replica in {secs:.2} s"

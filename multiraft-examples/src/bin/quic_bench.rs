@@ -9,49 +9,52 @@
 //! append with an AppendResponse, batched the same way. A batch's round trip ends when all
 //! of its responses are back. Reported: appends delivered per second (one way), all raft
 //! messages per second (both ways), and round-trip p50/p99 under that load; then p50/p99 of
-//! an unloaded single-heartbeat ping-pong.
+//! an unloaded single-heartbeat ping-pong (percentiles from an HdrHistogram, 3 significant
+//! figures). `--help` lists the flags.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use multiraft_core::{
     Bytes, Entry, GroupId, Inbox, Message, MessageBatch, MessageBody, NodeId, Payload, ProposalId,
     Transport,
 };
-use multiraft_examples::flags::{Flags, unknown};
+use multiraft_examples::measure::{histogram, nanos, quantile};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::tls::ClusterId;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
 use tokio::sync::mpsc::Receiver;
 
+/// Raft messages per second and round trips between two nodes over one QUIC connection on
+/// loopback.
+#[derive(Parser)]
+#[command(name = "quic_bench", args_override_self = true)]
 struct Args {
+    /// Seconds measured, after a 1 s warm-up (at least 1)
+    #[arg(long, default_value_t = 5)]
     secs: u64,
+    /// AppendEntries messages per batch (at least 1)
+    #[arg(long, default_value_t = 256)]
     batch: u64,
+    /// Batches kept in flight (at least 1)
+    #[arg(long, default_value_t = 8)]
     window: u64,
+    /// Bytes per entry
+    #[arg(long, default_value_t = 64)]
     bytes: usize,
+    /// Groups the messages are spread over (at least 1)
+    #[arg(long, default_value_t = 1000)]
     groups: u64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        secs: 5,
-        batch: 256,
-        window: 8,
-        bytes: 64,
-        groups: 1000,
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--secs" => a.secs = flags.number(&flag)?.max(1),
-            "--batch" => a.batch = flags.number(&flag)?.max(1),
-            "--window" => a.window = flags.number(&flag)?.max(1),
-            "--bytes" => a.bytes = flags.number(&flag)? as usize,
-            "--groups" => a.groups = flags.number(&flag)?.max(1),
-            _ => return Err(unknown(&flag)),
-        }
-    }
-    Ok(a)
+fn parse_args() -> Args {
+    let mut a = Args::parse();
+    a.secs = a.secs.max(1);
+    a.batch = a.batch.max(1);
+    a.window = a.window.max(1);
+    a.groups = a.groups.max(1);
+    a
 }
 
 /// Waiting longer than this for any response means something was dropped.
@@ -63,14 +66,6 @@ async fn main() {
         eprintln!("quic_bench: {e}");
         std::process::exit(1);
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
 }
 
 fn appends(seq: u64, args: &Args, data: &Bytes) -> MessageBatch {
@@ -144,7 +139,7 @@ async fn echo(t2: QuicTransport, mut rx2: Receiver<MessageBatch>) {
 }
 
 async fn run() -> Result<(), String> {
-    let args = parse_args()?;
+    let args = parse_args();
     let ca = DevCa::new(ClusterId::new("bench").map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
@@ -208,7 +203,7 @@ async fn run() -> Result<(), String> {
                 if let Some(sent) = done {
                     outstanding.remove(&index);
                     if measure_from.is_some() {
-                        rtts.push(now - sent);
+                        rtts.push(nanos(now - sent));
                         completed_batches += 1;
                     }
                 }
@@ -244,7 +239,7 @@ async fn run() -> Result<(), String> {
             }
         }
     }
-    rtts.sort_unstable();
+    let rtts = histogram(rtts);
     let one_way = (completed_batches * args.batch) as f64 / elapsed;
     println!(
         "loaded: batch {} x window {} x {} B entries over {} groups, {:.1} s",
@@ -258,8 +253,8 @@ async fn run() -> Result<(), String> {
     );
     println!(
         "  batch round trip p50 {:?}  p99 {:?}",
-        percentile(&rtts, 0.50),
-        percentile(&rtts, 0.99)
+        quantile(&rtts, 0.50),
+        quantile(&rtts, 0.99)
     );
 
     // Unloaded: one heartbeat at a time.
@@ -282,18 +277,18 @@ async fn run() -> Result<(), String> {
             .map_err(|_| "ping stalled")?
             .ok_or("inbox closed")?;
         if i >= 200 {
-            pings.push(sent.elapsed());
+            pings.push(nanos(sent.elapsed()));
         }
         debug_assert!(matches!(
             got.messages[0].body,
             MessageBody::HeartbeatResponse
         ));
     }
-    pings.sort_unstable();
+    let pings = histogram(pings);
     println!(
         "unloaded heartbeat ping-pong: p50 {:?}  p99 {:?}",
-        percentile(&pings, 0.50),
-        percentile(&pings, 0.99)
+        quantile(&pings, 0.50),
+        quantile(&pings, 0.99)
     );
     let s1 = t1.stats();
     let s2 = t2.stats();

@@ -30,65 +30,84 @@
 //!   proposal is one log row in each of the three databases, so the raw rate of the three
 //!   divided by three is the proposal rate the disk allows.
 //!
-//! Files go to a fresh directory under `--dir` (default: the system temp directory), removed
-//! at the end.
+//! Latency percentiles come from an HdrHistogram (3 significant figures). Files go to a
+//! fresh directory under `--dir` (default: the system temp directory), removed at the end.
+//! `--only` takes a comma-separated list; `--help` lists the flags.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use multiraft_core::{
     Bytes, Config, Entry, GroupId, GroupWrite, HardState, Membership, MultiRaft, NodeId, Payload,
     ProposalId, Storage, WriteBatch,
 };
-use multiraft_examples::flags::{Flags, unknown};
-use multiraft_examples::measure::{load_average, median};
-use multiraft_examples::{ClusterNode, IndexMachine, ScratchDir, create_groups};
+use multiraft_examples::measure::{histogram, load_average, median, nanos, quantile};
+use multiraft_examples::{ClusterNode, IndexMachine, create_groups};
 use multiraft_storage_redb::redb::{self, ReadableDatabase as _};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
 
+/// The shared log on redb: durable commit throughput by number of groups, the raw ingest
+/// rate of redb itself, load time, compaction and end to end.
+#[derive(Parser)]
+#[command(name = "redb_bench", args_override_self = true)]
 struct Args {
+    /// Seconds per measurement (at least 1)
+    #[arg(long, default_value_t = 5)]
     secs: u64,
+    /// Runs of each measurement; the median is reported (at least 1)
+    #[arg(long, default_value_t = 3)]
     runs: usize,
-    dir: PathBuf,
+    /// Parent of the fresh directory the files go to [default: the system temp directory]
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// Groups in the database the load measurement opens (at least 1)
+    #[arg(long, default_value_t = 100_000)]
     load_groups: u64,
+    /// Entries per group in that database
+    #[arg(long, default_value_t = 10)]
     load_entries: u64,
+    /// Groups of the end-to-end measurement (at least 1)
+    #[arg(long, default_value_t = 1_000)]
     e2e_groups: u64,
+    /// Closed-loop clients of the end-to-end measurement (at least 1)
+    #[arg(long, default_value_t = 4_096)]
     clients: u64,
+    /// Seconds of each compaction workload (at least 2)
+    #[arg(long, default_value_t = 30)]
     compact_secs: u64,
-    only: Option<String>,
+    /// Run only these measurements (comma-separated) [default: all]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Option<Vec<Part>>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        secs: 5,
-        runs: 3,
-        dir: std::env::temp_dir(),
-        load_groups: 100_000,
-        load_entries: 10,
-        e2e_groups: 1_000,
-        clients: 4_096,
-        compact_secs: 30,
-        only: None,
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--secs" => a.secs = flags.number(&flag)?.max(1),
-            "--runs" => a.runs = flags.number(&flag)?.max(1) as usize,
-            "--dir" => a.dir = PathBuf::from(flags.value(&flag)?),
-            "--load-groups" => a.load_groups = flags.number(&flag)?.max(1),
-            "--load-entries" => a.load_entries = flags.number(&flag)?,
-            "--e2e-groups" => a.e2e_groups = flags.number(&flag)?.max(1),
-            "--clients" => a.clients = flags.number(&flag)?.max(1),
-            "--compact-secs" => a.compact_secs = flags.number(&flag)?.max(2),
-            "--only" => a.only = Some(flags.value(&flag)?),
-            _ => return Err(unknown(&flag)),
-        }
-    }
-    Ok(a)
+/// The measurements `--only` picks from.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Durable commit throughput by number of groups
+    Groups,
+    /// Raw redb ingest, three databases at once
+    Raw,
+    /// Time to open and load many groups
+    Load,
+    /// File size over time, without and with compaction
+    Compact,
+    /// Three nodes on redb in one process
+    E2e,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args::parse();
+    a.secs = a.secs.max(1);
+    a.runs = a.runs.max(1);
+    a.load_groups = a.load_groups.max(1);
+    a.e2e_groups = a.e2e_groups.max(1);
+    a.clients = a.clients.max(1);
+    a.compact_secs = a.compact_secs.max(2);
+    a
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +119,13 @@ async fn main() {
 }
 
 async fn run() -> Result<(), String> {
-    let args = parse_args()?;
-    let dir = ScratchDir::new(&args.dir, "redb-bench")?;
-    let wants = |name: &str| {
-        args.only
-            .as_deref()
-            .is_none_or(|o| o.split(',').any(|part| part == name))
-    };
+    let args = parse_args();
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("multiraft-redb-bench-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    let wants = |part: Part| args.only.as_ref().is_none_or(|o| o.contains(&part));
     println!(
         "redb_bench: {} s per measurement, median of {} runs, files in {}",
         args.secs,
@@ -114,11 +133,11 @@ async fn run() -> Result<(), String> {
         dir.path().display()
     );
     let secs = Duration::from_secs(args.secs);
-    if wants("groups") {
+    if wants(Part::Groups) {
         for groups in [1u64, 100, 1_000, 10_000] {
             let mut runs = Vec::new();
             for run in 0..args.runs {
-                let path = dir.file(&format!("groups-{groups}-{run}.redb"));
+                let path = dir.path().join(format!("groups-{groups}-{run}.redb"));
                 let r = bench_groups(&path, groups, secs).await?;
                 println!(
                     "  groups={groups:<6} run {run}: {:>9.0} commits/s {:>10.0} entries/s, {:>6.0} entries/commit, commit p50 {:.3} ms p99 {:.3} ms, {} checkpoints (longest {:.1} ms)",
@@ -144,12 +163,12 @@ async fn run() -> Result<(), String> {
         }
     }
     let mut raw_medians = Vec::new();
-    if wants("raw") {
+    if wants(Part::Raw) {
         for shape in [KeyShape::Groups, KeyShape::Sequential] {
             let mut runs = Vec::new();
             for run in 0..args.runs {
                 let paths: Vec<PathBuf> = (0..3)
-                    .map(|i| dir.file(&format!("raw-{shape:?}-{run}-{i}.redb")))
+                    .map(|i| dir.path().join(format!("raw-{shape:?}-{run}-{i}.redb")))
                     .collect();
                 let rows = tokio::task::spawn_blocking({
                     let paths = paths.clone();
@@ -172,8 +191,8 @@ async fn run() -> Result<(), String> {
             );
         }
     }
-    if wants("load") {
-        let path = dir.file("load.redb");
+    if wants(Part::Load) {
+        let path = dir.path().join("load.redb");
         let build = Instant::now();
         build_load_db(&path, args.load_groups, args.load_entries).await?;
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -212,9 +231,9 @@ async fn run() -> Result<(), String> {
             load_average()
         );
     }
-    if wants("compact") {
+    if wants(Part::Compact) {
         for compact in [false, true] {
-            let path = dir.file(&format!("compact-{compact}.redb"));
+            let path = dir.path().join(format!("compact-{compact}.redb"));
             let samples = bench_compaction(&path, compact, args.compact_secs).await?;
             let label = if compact {
                 "with compaction (every 10 commits, each group keeps its last 100 entries)"
@@ -239,11 +258,11 @@ async fn run() -> Result<(), String> {
             );
         }
     }
-    if wants("e2e") {
+    if wants(Part::E2e) {
         let mut runs = Vec::new();
         for run in 0..args.runs {
             let paths: Vec<PathBuf> = (1..=3)
-                .map(|i| dir.file(&format!("e2e-{run}-node{i}.redb")))
+                .map(|i| dir.path().join(format!("e2e-{run}-node{i}.redb")))
                 .collect();
             let r = bench_e2e(&paths, args.e2e_groups, args.clients, secs).await?;
             println!(
@@ -395,12 +414,12 @@ async fn bench_groups(path: &Path, groups: u64, secs: Duration) -> Result<Groups
         let (done, built) = tokio::join!(pending, async { cycle_batch(groups, index, &mut seq) });
         done?;
         next = built;
-        latencies.push(t.elapsed());
+        latencies.push(nanos(t.elapsed()));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let after = storage.stats();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    let latencies = histogram(latencies);
+    let at = |q: f64| quantile(&latencies, q).as_secs_f64() * 1e3;
     Ok(GroupsResult {
         commits_per_sec: latencies.len() as f64 / elapsed,
         entries_per_sec: entries as f64 / elapsed,
@@ -602,7 +621,7 @@ async fn bench_e2e(
                 if measuring.load(Ordering::Relaxed) {
                     if r.is_ok() {
                         ok += 1;
-                        latencies.push(latency);
+                        latencies.push(nanos(latency));
                     } else {
                         errors += 1;
                     }
@@ -644,18 +663,14 @@ async fn bench_e2e(
     for n in &cluster {
         n.handle.shutdown().await.map_err(|e| e.to_string())?;
     }
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len().max(1) - 1) as f64 * q) as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let latencies = histogram(latencies);
+    let at = |q: f64| quantile(&latencies, q).as_secs_f64() * 1e3;
     Ok(E2eResult {
         rate: ok as f64 / elapsed,
         errors,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
-        max_ms: at(1.0),
+        max_ms: Duration::from_nanos(latencies.max()).as_secs_f64() * 1e3,
         checkpoints: checkpoints_after - checkpoints_before,
         max_checkpoint_ms: max_checkpoint as f64 / 1e3,
     })

@@ -1,6 +1,6 @@
 //! How the cost of a node grows with the number of groups: a 3-node cluster in one process.
 //!
-//! `cargo run --release -p multiraft-examples --bin scale -- --groups 100000 [--idle-secs 10] [--skip-raft] [--skip-driver] [--current-thread]`
+//! `cargo run --release -p multiraft-examples --bin scale -- [--groups 10000] [--idle-secs 10] [--skip-raft] [--skip-driver] [--current-thread]`
 //!
 //! Two phases, each on a fresh cluster (skip either; run them apart for RSS figures that the
 //! other phase's freed memory does not distort):
@@ -16,48 +16,48 @@
 //!    process's CPU use while idle, from /proc over `--idle-secs` seconds of real time, and
 //!    the batches one node sends another per second. The three event loops share a tokio
 //!    runtime of two worker threads, or one thread with `--current-thread`.
+//!
+//! `--help` lists the flags.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
     Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
 };
 use multiraft_examples::CountingMachine;
-use multiraft_examples::flags::{Flags, unknown};
 use multiraft_examples::measure::{process_cpu_secs, rss_bytes};
 use multiraft_testkit::{MemNetwork, MemStorage};
 
+/// How the cost of a node grows with the number of groups: a 3-node cluster in one process.
+#[derive(Parser)]
+#[command(name = "scale", args_override_self = true)]
 struct Args {
+    /// Groups replicated on all three nodes (at least 1)
+    #[arg(long, default_value_t = 10_000)]
     groups: u64,
+    /// Seconds of real time the driver phase measures idle CPU over (at least 1)
+    #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// Skip the driver phase (MultiRaft nodes, real ticks)
+    #[arg(long)]
     skip_driver: bool,
+    /// Skip the raft-layer phase (sans-IO nodes in this thread)
+    #[arg(long)]
     skip_raft: bool,
+    /// Run the driver phase on a current-thread tokio runtime instead of two worker threads
+    #[arg(long)]
     current_thread: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        groups: 10_000,
-        idle_secs: 10,
-        skip_driver: false,
-        skip_raft: false,
-        current_thread: false,
-    };
-    let mut flags = Flags::from_env();
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "--skip-driver" => a.skip_driver = true,
-            "--skip-raft" => a.skip_raft = true,
-            "--current-thread" => a.current_thread = true,
-            "--groups" => a.groups = flags.number(&flag)?.max(1),
-            "--idle-secs" => a.idle_secs = flags.number(&flag)?.max(1),
-            _ => return Err(unknown(&flag)),
-        }
-    }
-    Ok(a)
+fn parse_args() -> Args {
+    let mut a = Args::parse();
+    a.groups = a.groups.max(1);
+    a.idle_secs = a.idle_secs.max(1);
+    a
 }
 
 /// Three sans-IO nodes delivered by hand; writes are acknowledged and discarded.
@@ -320,13 +320,7 @@ async fn wait_quiesced(nodes: &[MultiRaft]) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("scale: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args();
     if !args.skip_raft
         && let Err(e) = raft_layer(args.groups)
     {

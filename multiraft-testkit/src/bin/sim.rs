@@ -16,75 +16,52 @@
 //! `--twice` runs every seed twice and counts differing results as a violation. `--jobs`
 //! runs that many seeds at once on their own threads (default: the number of CPUs); every
 //! seed is still one deterministic single-threaded simulation, so the set of violations does
-//! not depend on it — only the order they are printed in.
+//! not depend on it — only the order they are printed in. `--help` lists the flags; a flag
+//! it does not know, or a value out of range, ends it with status 2.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use clap::Parser;
 use multiraft_testkit::sim::{SimConfig, Simulation};
 
+/// Soaks the deterministic simulator over many seeds; exits 0 only when no seed violated
+/// an invariant.
+#[derive(Parser)]
+#[command(name = "sim", args_override_self = true)]
 struct Args {
+    /// Number of seeds to run
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seeds: u64,
+    /// First seed (runs seeds S..S+N)
+    #[arg(long, value_name = "S", default_value_t = 0)]
     start: u64,
-    nodes: Option<usize>,
-    groups: Option<usize>,
+    /// Nodes per simulation, 1 to 9 [default: derived from the seed]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: Option<u64>,
+    /// Groups per simulation [default: derived from the seed]
+    #[arg(long, value_name = "G")]
+    groups: Option<u64>,
+    /// Simulated seconds per seed [default: derived from the seed]
+    #[arg(long, value_name = "T")]
     secs: Option<u64>,
+    /// Proposals per simulated second [default: the seed's rate for the number of groups]
+    #[arg(long, value_name = "P")]
     rate: Option<u64>,
+    /// Print the last N trace lines of each seed (deliveries, readies, faults)
+    #[arg(long, value_name = "N")]
     trace: Option<u64>,
-    jobs: usize,
+    /// Seeds run at once, on their own threads, 1 to 256 [default: the number of CPUs]
+    #[arg(long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: Option<u64>,
+    /// Print each seed's configuration and report
+    #[arg(short, long)]
     verbose: bool,
+    /// Run every seed twice; differing results are a violation
+    #[arg(long)]
     twice: bool,
-}
-
-const USAGE: &str = "usage: sim --seeds N [--start S] [--nodes K] [--groups G] [--secs T] [--rate P] [--trace N] [--jobs J] [-v] [--twice]";
-
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        seeds: 1,
-        start: 0,
-        nodes: None,
-        groups: None,
-        secs: None,
-        rate: None,
-        trace: None,
-        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        verbose: false,
-        twice: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value"))?
-                .parse::<u64>()
-                .map_err(|e| format!("{flag}: {e}"))
-        };
-        match flag.as_str() {
-            "--seeds" => a.seeds = value()?,
-            "--start" => a.start = value()?,
-            "--nodes" => a.nodes = Some(value()? as usize),
-            "--groups" => a.groups = Some(value()? as usize),
-            "--secs" => a.secs = Some(value()?),
-            "--rate" => a.rate = Some(value()?),
-            "--trace" => a.trace = Some(value()?),
-            "--jobs" => a.jobs = value()? as usize,
-            "-v" | "--verbose" => a.verbose = true,
-            "--twice" => a.twice = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    if let Some(n) = a.nodes
-        && !(1..=9).contains(&n)
-    {
-        return Err("--nodes must be 1 to 9".to_string());
-    }
-    if !(1..=256).contains(&a.jobs) {
-        return Err("--jobs must be 1 to 256".to_string());
-    }
-    Ok(a)
 }
 
 /// Totals shared by the worker threads.
@@ -108,10 +85,10 @@ struct Tally {
 fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
     let mut cfg = SimConfig::for_seed(seed);
     if let Some(n) = args.nodes {
-        cfg = cfg.with_nodes(n);
+        cfg = cfg.with_nodes(n as usize);
     }
     if let Some(g) = args.groups {
-        cfg = cfg.with_groups(g);
+        cfg = cfg.with_groups(g as usize);
     }
     if let Some(s) = args.secs {
         cfg.secs = s;
@@ -197,13 +174,7 @@ fn worker(args: &Args, next: &AtomicU64, tally: &Tally) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     // A panic inside the core is reported as a violation; keep the default hook quiet.
     std::panic::set_hook(Box::new(|_| {}));
     let tally = Tally {
@@ -219,6 +190,10 @@ fn main() -> ExitCode {
     let next = AtomicU64::new(args.start);
     let jobs = args
         .jobs
+        .map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |j| j as usize,
+        )
         .min(usize::try_from(args.seeds).unwrap_or(usize::MAX))
         .max(1);
     std::thread::scope(|s| {
