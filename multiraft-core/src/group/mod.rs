@@ -277,6 +277,12 @@ impl Replica {
         }
     }
 
+    /// The current term and the leader known for it: what a request's outcome depends on,
+    /// without building a whole [`GroupStatus`] on the proposal path.
+    pub fn leadership(&self) -> (u64, Option<NodeId>) {
+        (self.term, self.leader)
+    }
+
     /// Entries with index in `[low, high)` held in memory.
     pub fn entries(&self, low: u64, high: u64) -> &[Entry] {
         self.log.slice(low, high)

@@ -147,8 +147,7 @@ impl Node {
                 reason: "NodeId(0) is reserved",
             });
         }
-        let mut requests = Requests::default();
-        requests.start_at(1);
+        let requests = Requests::starting_at(1);
         Ok(Node {
             id,
             config: Arc::new(config),
@@ -380,11 +379,9 @@ impl Node {
             .groups
             .get_mut(&group)
             .ok_or(ProposeError::GroupNotFound(group))?;
-        let status = slot.group.status();
+        let (term, leader) = slot.group.leadership();
         let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
-        let request = self
-            .requests
-            .propose(group, status.term, status.leader, deadline);
+        let request = self.requests.propose(group, term, leader, deadline);
         let id = ProposalId {
             node: self.id,
             seq: request.0,

@@ -237,11 +237,7 @@ impl Node {
         if !leadership_changed.is_empty() {
             // Judged against each group's state now, which may be newer than its events.
             for (group, now) in leadership_changed.iter_mut() {
-                *now = self
-                    .groups
-                    .get(group)
-                    .map(|s| s.group.status())
-                    .map(|s| (s.term, s.leader));
+                *now = self.groups.get(group).map(|s| s.group.leadership());
             }
             self.requests.leadership_changed(&leadership_changed);
         }

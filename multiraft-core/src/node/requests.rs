@@ -67,15 +67,22 @@ pub(super) struct Requests {
 }
 
 impl Requests {
-    /// The first request id will be `first` (at least 1).
+    /// An empty table whose first request id is `first` (at least 1).
+    pub(super) fn starting_at(first: u64) -> Requests {
+        let mut requests = Requests::default();
+        requests.start_at(first);
+        requests
+    }
+
+    /// The next request id will be `first` (at least 1).
     pub(super) fn start_at(&mut self, first: u64) {
         self.next = first.max(1);
     }
 
     fn allocate(&mut self) -> RequestId {
-        self.next = self.next.max(1);
         let id = RequestId(self.next);
-        self.next = self.next.wrapping_add(1);
+        // Past u64::MAX wraps to 0, which is never an id: skip it.
+        self.next = self.next.wrapping_add(1).max(1);
         id
     }
 

@@ -50,7 +50,8 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         sim.touched.push((i, a.group));
         sim.app_touched.push(a.group);
         let mut requests = a.requests.iter().peekable();
-        let mut results = Vec::new();
+        // Only the first violation is reported (see `SimIo::check`).
+        let mut violation: Option<String> = None;
         for e in &a.entries {
             let Payload::Command { id, data } = &e.payload else {
                 continue;
@@ -75,21 +76,17 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                     op.outcome = ClientOutcome::Applied(result);
                 }
             }
-            results.push(r);
+            violation = violation.or(r.err());
         }
         if let Some(&(index, request)) = requests.next() {
-            results.push(Err(format!(
+            violation = violation.or(Some(format!(
                 "{me} reported request {} applied by {}/{index}, which is not a command applied in that ready",
                 request.0, a.group
             )));
         }
-        let failures: Vec<Failure> = results
-            .into_iter()
-            .filter_map(|r| r.err())
-            .map(|detail| sim.checker.requests_failure(detail))
-            .collect();
-        for f in failures {
-            self.check(Err(f));
+        if let Some(detail) = violation {
+            let failure = sim.checker.requests_failure(detail);
+            self.check(Err(failure));
         }
     }
 
