@@ -11,6 +11,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::driver::{Driver, Parts};
 use crate::error::{CampaignError, GroupError, Indeterminate, ProposeError, StartError};
+use crate::error::{ReadError, TransferError};
+use crate::group::ReadPolicy;
 use crate::error::{StopError, Stopped};
 use crate::group::GroupStatus;
 use crate::ids::{GroupId, NodeId};
@@ -210,6 +212,56 @@ impl MultiRaft {
         // The event loop answers every proposal it took; a dropped answer means it died.
         rx.await
             .unwrap_or(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+    }
+
+    /// Reads `group` linearizably: waits for a read point under `policy` (see
+    /// [`ReadPolicy`]), waits until this node's state machine has applied it, then answers
+    /// with [`StateMachine::query`] of `query`. No log entry is written. Every error is a
+    /// definite failure (a read changes nothing); retry where [`ReadError::NotLeader`]
+    /// points.
+    pub async fn read(
+        &self,
+        group: GroupId,
+        policy: ReadPolicy,
+        query: impl Into<Bytes>,
+    ) -> Result<Bytes, ReadError> {
+        let query = query.into();
+        self.call(|reply| Call::Read(group, policy, query, reply))
+            .await
+            .unwrap_or(Err(ReadError::Stopped))
+    }
+
+    /// The lower level of [`MultiRaft::read`]: a linearizable read index of `group` under
+    /// `policy`, returned once this node's state machine has applied it. A read of the state
+    /// machine made after this returns (and before anything else is applied) is
+    /// linearizable.
+    pub async fn read_index(&self, group: GroupId, policy: ReadPolicy) -> Result<u64, ReadError> {
+        self.call(|reply| Call::ReadIndex(group, policy, reply))
+            .await
+            .unwrap_or(Err(ReadError::Stopped))
+    }
+
+    /// Hands leadership of `group` (led by this node) to the voter on node `to`
+    /// (dissertation §3.10): brings its log up to date, then lets it campaign at once.
+    /// Meanwhile proposals are refused with [`ProposeError::TransferInProgress`]. Resolves
+    /// `Ok` once `to` leads; fails after an election timeout with this node still leading
+    /// ([`TransferError::Timeout`]), or when another replica took over.
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), TransferError> {
+        self.call(|reply| Call::TransferLeader(group, to, reply))
+            .await
+            .unwrap_or(Err(TransferError::Stopped))
+    }
+
+    /// Moves the leadership of every group this node leads to other live voters, spread
+    /// over them, and waits for every transfer: for draining a node before a restart.
+    /// Returns each group's result.
+    pub async fn drain(&self) -> Result<Vec<(GroupId, Result<(), TransferError>)>, Stopped> {
+        let pending = self.call(Call::Drain).await.ok_or(Stopped)?;
+        let mut results = Vec::with_capacity(pending.len());
+        for (group, rx) in pending {
+            results.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
+        }
+        Ok(results)
     }
 
     /// Makes this node's replica of `group` start an election now (PreVote first when

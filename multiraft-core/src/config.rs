@@ -77,6 +77,19 @@ pub struct Config {
     /// A proposal still unresolved after this many ticks ends `Indeterminate`: a timeout
     /// never means "failed", because the entry may still commit.
     pub proposal_timeout_ticks: u32,
+    /// How long a leader's lease lasts, in ticks, counted from the tick a heartbeat round
+    /// left to the moment a quorum had acknowledged it (dissertation §6.4.1). A follower
+    /// refuses other candidates for `election_timeout_min_ticks` after hearing the leader,
+    /// of its own ticks. If one node's ticks may run slower than another's by a fraction
+    /// `ρ`, a lease is safe when `lease_ticks ≤ (election_timeout_min_ticks − 1)·(1 − ρ) − 1`
+    /// (one tick on each side for where in a tick a message lands). The default, 7 with a
+    /// minimum election timeout of 10, allows ρ up to 11 %. Must be at most
+    /// `election_timeout_min_ticks − 2`; lease reads also need `check_quorum`.
+    pub lease_ticks: u32,
+    /// Reads taken and not yet served or failed, per node; and per group, counting reads
+    /// followers asked the leader for. Further reads fail with `Busy`. Bounds the memory
+    /// reads hold.
+    pub max_pending_reads: usize,
     /// Extra invariant checks that panic, naming group, term and index, when the protocol
     /// reaches a state it must never reach. For tests and simulation.
     pub strict: bool,
@@ -106,6 +119,8 @@ impl Default for Config {
             max_event_backlog: 65_536,
             forward_proposals: true,
             proposal_timeout_ticks: 200,
+            lease_ticks: 7,
+            max_pending_reads: 1 << 20,
             strict: false,
         }
     }
@@ -143,7 +158,14 @@ impl Config {
                 "must exceed election_timeout_min_ticks",
             );
         }
-        let positive: [(&'static str, usize); 12] = [
+        if self.lease_ticks + 2 > self.election_timeout_min_ticks {
+            return err(
+                "lease_ticks",
+                "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",
+            );
+        }
+        let positive: [(&'static str, usize); 13] = [
+            ("max_pending_reads", self.max_pending_reads),
             ("max_inflight_appends", self.max_inflight_appends),
             ("max_append_entries", self.max_append_entries),
             ("max_append_bytes", self.max_append_bytes),

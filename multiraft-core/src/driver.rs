@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::call::{Call, Reply};
+use crate::call::{Call, Replies, Reply};
 use crate::clock::Clock;
-use crate::error::{CampaignError, GroupError, Indeterminate::NodeStopped, ProposeError};
+use crate::error::Indeterminate::NodeStopped;
 use crate::error::{StopError, StorageError};
-use crate::ids::{GroupId, RequestId};
+use crate::ids::GroupId;
 use crate::message::MessageBatch;
 use crate::node::{Event, Node, Outcome, Ready, Resolution};
 use crate::state_machine::{StateMachine, StateMachineFactory};
@@ -52,9 +51,8 @@ pub(crate) struct Driver {
     p: Parts,
     /// One state machine per hosted group, made on its first apply.
     machines: HashMap<GroupId, Box<dyn StateMachine>>,
-    /// Where each request's answer goes; the node decides the answers. A fast hash: one
-    /// insert and one remove per proposal.
-    replies: FxHashMap<RequestId, Reply>,
+    /// Where each request's answer goes; the node decides the answers.
+    replies: Replies,
     next_tick: Duration,
     in_flight: Option<InFlight>,
     stopping: bool,
@@ -66,7 +64,7 @@ impl Driver {
         Driver {
             p,
             machines: HashMap::new(),
-            replies: FxHashMap::default(),
+            replies: Replies::default(),
             next_tick,
             in_flight: None,
             stopping: false,
@@ -160,28 +158,8 @@ impl Driver {
     }
 
     fn handle(&mut self, call: Call) {
-        let node = &mut self.p.node;
-        match call {
-            Call::Propose(group, command, reply) => match node.propose(group, command) {
-                Ok(request) => drop(self.replies.insert(request, Reply::Propose(reply))),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Call::CreateGroup(group, membership, reply) => {
-                match node.create_group(group, membership) {
-                    Ok(request) => drop(self.replies.insert(request, Reply::Lifecycle(reply))),
-                    Err(e) => drop(reply.send(Err(e))),
-                }
-            }
-            Call::RemoveGroup(group, reply) => match node.remove_group(group) {
-                Ok(request) => drop(self.replies.insert(request, Reply::Lifecycle(reply))),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Call::Status(group, reply) => drop(reply.send(node.group_status(group))),
-            Call::Campaign(group, reply) => {
-                let _ = reply.send(node.campaign(group).map_err(CampaignError::from));
-            }
-            Call::NodeStatus(reply) => drop(reply.send(node.status())),
-            Call::Shutdown => self.stopping = true,
+        if call.take(&mut self.p.node, &mut self.replies) {
+            self.stopping = true;
         }
     }
 
@@ -200,6 +178,17 @@ impl Driver {
                 if let Some(Reply::Propose(reply)) = request.and_then(|r| self.replies.remove(&r)) {
                     let _ = reply.send(Ok(result));
                 }
+            }
+        }
+        // Reads after the applies of the same ready: their read points are now applied.
+        for read in &ready.reads {
+            if let Some(reply) = self.replies.remove(&read.request) {
+                let factory = &mut self.p.factory;
+                let sm = self
+                    .machines
+                    .entry(read.group)
+                    .or_insert_with(|| factory(read.group));
+                reply.serve(sm.as_ref(), read.index);
             }
         }
         for e in &ready.events {
@@ -262,14 +251,7 @@ impl Driver {
         }
         self.p.calls.close();
         while let Ok(call) = self.p.calls.try_recv() {
-            let _ = match call {
-                Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
-                Call::CreateGroup(_, _, reply) | Call::RemoveGroup(_, reply) => {
-                    reply.send(Err(GroupError::Stopped)).ok()
-                }
-                Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),
-                Call::Status(..) | Call::NodeStatus(_) | Call::Shutdown => None,
-            };
+            call.refuse();
         }
     }
 }

@@ -41,6 +41,82 @@ pub enum ProposeError {
     /// The entry may or may not commit.
     #[error("outcome unknown: {0}")]
     Indeterminate(Indeterminate),
+    /// The leader is handing leadership to another replica
+    /// ([`MultiRaft::transfer_leader`](crate::MultiRaft::transfer_leader)) and takes no
+    /// proposal until the transfer ends (at most an election timeout): retry, at the new
+    /// leader if it moved.
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+}
+
+/// Why a read did not return the state machine's answer. A read changes nothing, so its
+/// failure is always definite: retry it, here or where the hint points.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// This replica is not the leader and the policy does not read on followers.
+    #[error("not the leader; try {leader_hint:?}")]
+    NotLeader {
+        /// The leader this replica knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// No leader is known right now (an election is in progress).
+    #[error("the group has no leader right now")]
+    NoLeader,
+    /// The leader lost its leadership before confirming the read.
+    #[error("leadership changed before the read was confirmed")]
+    LeadershipChanged,
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// `Config::proposal_timeout_ticks` passed before the read point was confirmed and
+    /// applied (the leader is unreachable, or this replica is far behind).
+    #[error("timed out")]
+    Timeout,
+    /// A named limit is reached; retry later.
+    #[error("busy: limit {limit} reached")]
+    Busy {
+        /// The name of the `Config` field whose limit was reached.
+        limit: &'static str,
+    },
+    /// The node is stopped, or stopped before the read completed.
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+/// Why a leadership transfer did not end with the target leading.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// This replica is not the leader: only the leader hands leadership over.
+    #[error("not the leader; try {leader_hint:?}")]
+    NotLeader {
+        /// The leader this replica knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The target is not a voter of the group.
+    #[error("{0} is not a voter of the group")]
+    NotAVoter(NodeId),
+    /// Another transfer of this group is in progress.
+    #[error("a transfer of this group is already in progress")]
+    InProgress,
+    /// The target was not caught up and elected within an election timeout; the old leader
+    /// kept leading. A campaign the target already started may still win: watch
+    /// `LeaderChanged` events to see where leadership is.
+    #[error("the transfer timed out; the leader kept its leadership")]
+    Timeout,
+    /// Another replica than the target took leadership.
+    #[error("leadership moved to {leader:?}, not to the target")]
+    LeadershipChanged {
+        /// The leader now known, if any.
+        leader: Option<NodeId>,
+    },
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// The node is stopped, or stopped before the transfer ended.
+    #[error("the node is stopped")]
+    Stopped,
 }
 
 /// Why a proposal's outcome is unknown.

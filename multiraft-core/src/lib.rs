@@ -176,16 +176,17 @@ pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use entry::{Entry, HardState, Payload};
 pub use error::{
-    CampaignError, GroupError, GroupNotFound, Indeterminate, ProposeError, StartError, StopError,
-    Stopped, StorageError,
+    CampaignError, GroupError, GroupNotFound, Indeterminate, ProposeError, ReadError, StartError,
+    StopError, Stopped, StorageError, TransferError,
 };
-pub use group::{GroupStatus, Role};
+pub use group::{GroupStatus, ReadPolicy, Role};
 pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipError, VoteResult};
 pub use message::{
-    Beat, InvalidMessage, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody, MessageLimits,
+    Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
+    MessageLimits, ROUND_SEQ_BITS,
 };
-pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, Ready, Resolution};
+pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, Ready, Resolution};
 pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

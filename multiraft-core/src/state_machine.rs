@@ -20,6 +20,11 @@ pub trait StateMachine: Send + 'static {
     /// proposer's future.
     fn apply(&mut self, index: u64, command: &Bytes) -> Bytes;
 
+    /// Answers a read-only `query` from the state as of the last applied index, changing
+    /// nothing. Called for [`MultiRaft::read`](crate::MultiRaft::read) once the read's
+    /// linearizable read point is applied; like `apply`, on the event loop.
+    fn query(&self, query: &Bytes) -> Bytes;
+
     /// Serializes the state as of the last applied index.
     fn snapshot(&mut self) -> Result<Bytes, SnapshotError> {
         Err(SnapshotError::Unsupported)

@@ -140,6 +140,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                     pre_vote: false,
                     last_index: last + 10,
                     last_term: next + 1,
+                    transfer: false,
                 },
             )],
         ),
@@ -237,6 +238,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 GROUP,
                 0,
                 MessageBody::Heartbeats {
+                    liveness: Default::default(),
                     beats: vec![Beat {
                         group: GROUP,
                         term: next,

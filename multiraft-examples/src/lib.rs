@@ -16,13 +16,21 @@ use multiraft_testkit::{MemNetwork, MemStorage};
 pub mod measure;
 
 /// A state machine that answers each command with the index it was applied at, and keeps
-/// nothing: for benchmarks, where applying should cost next to nothing.
+/// only that index: for benchmarks, where applying should cost next to nothing. A query
+/// answers the last applied index.
 #[derive(Debug, Default)]
-pub struct IndexMachine;
+pub struct IndexMachine {
+    applied: u64,
+}
 
 impl StateMachine for IndexMachine {
     fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
+        self.applied = index;
         Bytes::copy_from_slice(&index.to_le_bytes())
+    }
+
+    fn query(&self, _query: &Bytes) -> Bytes {
+        Bytes::copy_from_slice(&self.applied.to_le_bytes())
     }
 }
 
@@ -44,6 +52,11 @@ impl StateMachine for CountingMachine {
     fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
         self.applied.fetch_add(1, Ordering::Relaxed);
         Bytes::copy_from_slice(&index.to_le_bytes())
+    }
+
+    /// The commands applied by every group of this node so far.
+    fn query(&self, _query: &Bytes) -> Bytes {
+        Bytes::copy_from_slice(&self.applied.load(Ordering::Relaxed).to_le_bytes())
     }
 }
 

@@ -195,4 +195,11 @@ impl StateMachine for Recorder {
         log.push((index, command.clone()));
         Bytes::from(log.len().to_string())
     }
+
+    /// How many commands this replica has applied, as `apply` answers.
+    fn query(&self, _query: &Bytes) -> Bytes {
+        let j = self.journal.lock();
+        let n = j.get(&(self.node, self.group)).map_or(0, Vec::len);
+        Bytes::from(n.to_string())
+    }
 }

@@ -673,10 +673,12 @@ impl World {
                 pre_vote,
                 last_index,
                 last_term,
+                transfer,
             } => format!(
-                "{} term={} last={last_term}/{last_index}",
+                "{} term={} last={last_term}/{last_index}{}",
                 if *pre_vote { "PreVote" } else { "Vote" },
-                m.term
+                m.term,
+                if *transfer { " transfer" } else { "" }
             ),
             MessageBody::VoteResponse { pre_vote, granted } => format!(
                 "{} term={} {}",
@@ -715,12 +717,19 @@ impl World {
                 "AppendResponse term={} reject index={index} hint={hint_term}/{hint_index}",
                 m.term
             ),
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, .. } => {
                 format!("Heartbeat term={} commit={commit}", m.term)
             }
-            MessageBody::HeartbeatResponse => format!("HeartbeatResponse term={}", m.term),
-            MessageBody::Quiesce { commit } => format!("Quiesce term={} commit={commit}", m.term),
-            MessageBody::Heartbeats { beats } => {
+            MessageBody::HeartbeatResponse { .. } => format!("HeartbeatResponse term={}", m.term),
+            MessageBody::Quiesce { commit, .. } => {
+                format!("Quiesce term={} commit={commit}", m.term)
+            }
+            MessageBody::TimeoutNow => format!("TimeoutNow term={}", m.term),
+            MessageBody::ReadIndex { ids } => format!("ReadIndex {ids:?}"),
+            MessageBody::ReadIndexResponse { ids, index } => {
+                format!("ReadIndexResponse {ids:?} index={index:?}")
+            }
+            MessageBody::Heartbeats { beats, .. } => {
                 let list: Vec<String> = beats
                     .iter()
                     .map(|b| {
@@ -731,7 +740,7 @@ impl World {
                 format!("Heartbeats [{}]", list.join(", "))
             }
             MessageBody::HeartbeatAcks { acks } => {
-                let list: Vec<String> = acks.iter().map(|(g, t)| format!("{g} term={t}")).collect();
+                let list: Vec<String> = acks.iter().map(|a| format!("{} term={}", a.group, a.term)).collect();
                 format!("HeartbeatAcks [{}]", list.join(", "))
             }
             MessageBody::Propose { proposals } => {

@@ -289,7 +289,7 @@ mod tests {
                 from: n(from),
                 to: n(to),
                 term: 1,
-                body: MessageBody::HeartbeatResponse,
+                body: MessageBody::HeartbeatResponse { round: 0 },
             }],
         }
     }

@@ -382,11 +382,12 @@ mod tests {
     fn round_trips_and_validates() {
         let b = batch(vec![
             msg(append(4, 2, &[3, 5])),
-            msg(MessageBody::Heartbeat { commit: 4 }),
+            msg(MessageBody::Heartbeat { commit: 4, round: 0 }),
             msg(MessageBody::Vote {
                 pre_vote: true,
                 last_index: 4,
                 last_term: 5,
+                transfer: false,
             }),
         ]);
         let bytes = framed(&b);
@@ -435,7 +436,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_rejected() {
-        let b = batch(vec![msg(MessageBody::HeartbeatResponse)]);
+        let b = batch(vec![msg(MessageBody::HeartbeatResponse { round: 0 })]);
         let mut bytes = framed(&b);
         bytes.push(0);
         let len = (bytes.len() - FRAME_HEADER_BYTES) as u32;
@@ -474,6 +475,7 @@ mod tests {
                 pre_vote: false,
                 last_index: 1,
                 last_term: 9,
+                transfer: false,
             },
             MessageBody::ProposeRejected {
                 ids: vec![],
@@ -528,7 +530,7 @@ mod tests {
             ))
         ));
         // A message whose from differs from the batch's.
-        let mut m = msg(MessageBody::HeartbeatResponse);
+        let mut m = msg(MessageBody::HeartbeatResponse { round: 0 });
         m.from = NodeId(7);
         assert!(matches!(
             validate_structure(&batch(vec![m]), &limits),
@@ -541,7 +543,13 @@ mod tests {
         let mut limits = FrameLimits::default();
         limits.message.max_beats_per_message = 2;
         let acks = |n: u64| MessageBody::HeartbeatAcks {
-            acks: (0..n).map(|g| (GroupId(g + 1), 1)).collect(),
+            acks: (0..n)
+                .map(|g| multiraft_core::Ack {
+                    group: GroupId(g + 1),
+                    term: 1,
+                    round: 0,
+                })
+                .collect(),
         };
         let mut m = msg(acks(2));
         m.group = GroupId::NODE;
@@ -570,7 +578,7 @@ mod tests {
             ..FrameLimits::default()
         };
         limits.message.max_items_per_message = 2;
-        let three = batch(vec![msg(MessageBody::HeartbeatResponse); 3]);
+        let three = batch(vec![msg(MessageBody::HeartbeatResponse { round: 0 }); 3]);
         assert_eq!(
             validate_structure(&three, &limits),
             Err(FrameError::TooManyMessages { count: 3, max: 2 })
@@ -605,7 +613,7 @@ mod tests {
     /// costs input bytes (NOTES.md: a huge `Vec<()>` is a CPU loop).
     #[test]
     fn no_zero_sized_sequence_elements() {
-        let smallest = msg(MessageBody::HeartbeatResponse);
+        let smallest = msg(MessageBody::HeartbeatResponse { round: 0 });
         assert!(!postcard::to_allocvec(&smallest).unwrap().is_empty());
         let noop = Entry {
             index: 0,

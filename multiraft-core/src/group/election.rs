@@ -18,10 +18,24 @@ impl Replica {
 
     /// Advances the group's logical clock by one tick. A quiesced group ignores ticks.
     pub fn tick(&mut self) {
+        self.tick_with(|_| false)
+    }
+
+    /// [`Replica::tick`], knowing which nodes are live (`node_live`): a follower whose
+    /// leader said the group went quiet keeps its election timer stopped while the leader's
+    /// node is live, even after waking (failure detection is per node; the leader's
+    /// quiesced lease counts on it).
+    pub fn tick_with(&mut self, node_live: impl Fn(NodeId) -> bool) {
         if self.quiesced {
             return;
         }
-        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        let paused = self.sticky && self.role != Role::Leader && self.leader.is_some_and(node_live);
+        if !paused {
+            self.election_elapsed = self.election_elapsed.saturating_add(1);
+        }
+        if self.election_elapsed >= self.config.election_timeout_min_ticks {
+            self.hold_votes = false;
+        }
         match self.role {
             Role::Leader => self.tick_leader(),
             Role::Learner => {}
@@ -48,6 +62,7 @@ impl Replica {
     }
 
     fn tick_leader(&mut self) {
+        self.tick_transfer();
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -90,8 +105,14 @@ impl Replica {
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
-            self.become_candidate();
+            self.become_candidate(false);
         }
+    }
+
+    /// Campaigns at once in a new term, without PreVote, asking voters to answer even if
+    /// they hear from the leader: that leader handed over (`transfer.rs`).
+    pub(super) fn campaign_for_transfer(&mut self) {
+        self.become_candidate(true);
     }
 
     fn become_pre_candidate(&mut self) {
@@ -99,10 +120,10 @@ impl Replica {
         self.leader = None;
         self.votes.clear();
         self.reset_election_timer();
-        self.request_votes(true);
+        self.request_votes(true, false);
     }
 
-    fn become_candidate(&mut self) {
+    fn become_candidate(&mut self, transfer: bool) {
         self.role = Role::Candidate;
         self.term += 1;
         self.vote = Some(self.node);
@@ -110,10 +131,10 @@ impl Replica {
         self.hard_state_dirty = true;
         self.votes.clear();
         self.reset_election_timer();
-        self.request_votes(false);
+        self.request_votes(false, transfer);
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         self.votes.insert(self.node, true);
         if self.tally() == VoteResult::Won {
             return self.won(pre_vote);
@@ -132,6 +153,7 @@ impl Replica {
                     pre_vote,
                     last_index,
                     last_term,
+                    transfer,
                 },
             };
             self.out().send_after_write.push(m);
@@ -156,7 +178,7 @@ impl Replica {
 
     fn won(&mut self, pre_vote: bool) {
         if pre_vote {
-            self.become_candidate();
+            self.become_candidate(false);
         } else {
             self.become_leader();
         }
@@ -238,11 +260,18 @@ impl Replica {
             self.vote = None;
             self.hard_state_dirty = true;
         }
+        if self.role == Role::Leader {
+            self.abandon_reads();
+        }
         self.role = if self.membership.is_voter(self.node) {
             Role::Follower
         } else {
             Role::Learner
         };
+        self.transfer = None;
+        if leader != self.leader {
+            self.sticky = false;
+        }
         self.leader = leader;
         self.progress.clear();
         self.votes.clear();
@@ -254,6 +283,10 @@ impl Replica {
     fn become_leader(&mut self) {
         self.role = Role::Leader;
         self.leader = Some(self.node);
+        self.sticky = false;
+        self.lease_revoked = false;
+        self.quiet_round = 0;
+        self.transfer = None;
         self.votes.clear();
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;

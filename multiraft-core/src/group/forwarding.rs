@@ -26,6 +26,7 @@ impl Replica {
         }
         self.wake();
         match self.role {
+            Role::Leader if self.transfer.is_some() => Err(ProposeError::TransferInProgress),
             Role::Leader => {
                 let entry = Entry {
                     index: self.log.last_index() + 1,

@@ -20,8 +20,10 @@ mod log; // the in-memory log and its durable/committed/applied marks
 mod output; // the output buffer and `ready`
 mod progress; // the leader's record of each follower
 mod quiescence; // idle groups stop ticking; waking them
+mod reads; // ReadIndex, lease and follower reads
 mod replication; // appends and heartbeats, both sides; commit
 mod strict; // invariant checks of `Config::strict`
+mod transfer; // leadership transfer
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::entry::{Entry, HardState};
-use crate::error::{ProposeError, StartError};
+use crate::error::{ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
@@ -39,6 +41,10 @@ use crate::storage::LoadedGroup;
 
 use self::log::Log;
 use self::progress::ProgressMap;
+use self::reads::Reads;
+use self::transfer::Transfer;
+
+pub use self::reads::ReadPolicy;
 
 /// What a replica currently does in its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,6 +72,12 @@ pub enum GroupEvent {
         /// The leader of `term`, if known.
         leader: Option<NodeId>,
     },
+    /// A leadership transfer to `to` took an election timeout and was abandoned; this
+    /// replica still leads.
+    TransferAborted {
+        /// The target of the transfer.
+        to: NodeId,
+    },
 }
 
 /// The outputs of a group, taken with [`Replica::ready`].
@@ -87,6 +99,11 @@ pub struct ReplicaReady {
     pub rejected: Vec<(ProposalId, ProposeError)>,
     /// Events since the last ready.
     pub events: Vec<GroupEvent>,
+    /// Reads of this node whose read point the state machine has reached with this
+    /// ready's `apply`: (read id, read index). Serve each after applying `apply`.
+    pub reads: Vec<(u64, u64)>,
+    /// Reads of this node that failed.
+    pub read_failures: Vec<(u64, ReadError)>,
 }
 
 impl ReplicaReady {
@@ -99,6 +116,8 @@ impl ReplicaReady {
             && self.apply.is_empty()
             && self.rejected.is_empty()
             && self.events.is_empty()
+            && self.reads.is_empty()
+            && self.read_failures.is_empty()
     }
 }
 
@@ -158,6 +177,21 @@ pub struct Replica {
     quiesced: bool,
     /// The (term, leader) last reported in an event.
     reported: (u64, Option<NodeId>),
+    /// Reads in progress (`reads.rs`).
+    reads: Reads,
+    /// Leader: a leadership transfer in progress.
+    transfer: Option<Transfer>,
+    /// Leader: a `TimeoutNow` went out in this term, so the lease is gone for good.
+    lease_revoked: bool,
+    /// Quiesced leader: the round its quiesce notice left in (0: not yet sent).
+    quiet_round: u64,
+    /// Follower: the leader said the group went quiet. While the leader's node is live the
+    /// election timer stays stopped, even if this replica woke: the leader's quiesced lease
+    /// counts on it (`reads.rs`).
+    sticky: bool,
+    /// Restored from storage and not yet an election timeout old: refuses to vote for
+    /// anyone, as it may have promised a leader before the restart (a lease, §6.4.1).
+    hold_votes: bool,
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<ReplicaReady>>,
 }
@@ -194,7 +228,7 @@ impl Replica {
             return Err(StartError::CompactedLog(loaded.group));
         }
         let log = Log::restored(loaded.entries, loaded.hard_state.commit);
-        Ok(Self::build(
+        let mut replica = Self::build(
             loaded.group,
             node,
             Arc::new(loaded.membership),
@@ -202,7 +236,9 @@ impl Replica {
             log,
             config,
             seed,
-        ))
+        );
+        replica.hold_votes = replica.config.check_quorum;
+        Ok(replica)
     }
 
     fn build(
@@ -235,10 +271,23 @@ impl Replica {
             hard_state_dirty: false,
             quiesced: false,
             reported: (hs.term, None),
+            reads: Reads::default(),
+            transfer: None,
+            lease_revoked: false,
+            quiet_round: 0,
+            sticky: false,
+            hold_votes: false,
             out: None,
         };
         g.become_follower(hs.term, None);
         g
+    }
+
+    /// Ends the refusal to vote that follows a restart, as if an election timeout had
+    /// passed: for tests of the vote rules.
+    #[cfg(test)]
+    pub(crate) fn end_vote_hold(&mut self) {
+        self.hold_votes = false;
     }
 
     /// The group's id.
@@ -314,9 +363,13 @@ impl Replica {
     fn step_inner(&mut self, msg: Message) {
         // Acknowledgements of heartbeats, and the quiesce notice itself, do not wake a
         // quiesced group: they are the tail of going quiet. Anything else is activity.
+        // Read requests and answers do not either: a quiesced group serves reads quietly.
         if !matches!(
             msg.body,
-            MessageBody::HeartbeatResponse | MessageBody::Quiesce { .. }
+            MessageBody::HeartbeatResponse { .. }
+                | MessageBody::Quiesce { .. }
+                | MessageBody::ReadIndex { .. }
+                | MessageBody::ReadIndexResponse { .. }
         ) {
             self.wake();
         }
@@ -324,17 +377,24 @@ impl Replica {
             MessageBody::Propose { .. } | MessageBody::ProposeRejected { .. } => {
                 return self.step_proposals(msg);
             }
+            MessageBody::ReadIndex { .. } | MessageBody::ReadIndexResponse { .. } => {
+                return self.step_reads(msg.from, msg.body);
+            }
             // Node-level messages: the node expands them into per-group ones.
             MessageBody::Heartbeats { .. } | MessageBody::HeartbeatAcks { .. } => return,
             _ => {}
         }
         if msg.term > self.term {
             match msg.body {
-                MessageBody::Vote { pre_vote, .. } => {
+                MessageBody::Vote {
+                    pre_vote, transfer, ..
+                } => {
                     let in_lease = self.config.check_quorum
-                        && self.leader.is_some()
+                        && (self.leader.is_some() || self.hold_votes)
                         && self.election_elapsed < self.config.election_timeout_min_ticks;
-                    if in_lease {
+                    // The leader itself campaigning means it gave up leading (it restarted,
+                    // or stepped down): nothing to protect from it.
+                    if in_lease && !transfer && self.leader != Some(msg.from) {
                         // Leader stickiness (dissertation §4.2.3 / §9.6): while we hear from a
                         // leader, a disruptive candidate gets no answer at all.
                         return;
@@ -371,7 +431,7 @@ impl Replica {
                 | MessageBody::Quiesce { .. } => {
                     // A stale leader: tell it our term so it steps down. Needed with
                     // CheckQuorum/PreVote, where our higher term may never reach it otherwise.
-                    self.send_after(msg.from, MessageBody::HeartbeatResponse);
+                    self.send_after(msg.from, MessageBody::HeartbeatResponse { round: 0 });
                 }
                 MessageBody::Vote { pre_vote: true, .. } => {
                     self.send_after(
@@ -394,6 +454,7 @@ impl Replica {
                 pre_vote,
                 last_index,
                 last_term,
+                ..
             } => self.handle_vote(from, term, pre_vote, last_index, last_term),
             MessageBody::VoteResponse { pre_vote, granted } => {
                 self.handle_vote_response(from, pre_vote, granted)
@@ -410,9 +471,10 @@ impl Replica {
                 hint_index,
                 hint_term,
             } => self.handle_append_response(from, success, index, hint_index, hint_term),
-            MessageBody::Heartbeat { commit } => self.handle_heartbeat(from, commit),
-            MessageBody::Quiesce { commit } => {
-                self.handle_heartbeat(from, commit);
+            MessageBody::Heartbeat { commit, round } => self.handle_heartbeat(from, commit, round),
+            MessageBody::Quiesce { commit, round } => {
+                self.handle_heartbeat(from, commit, round);
+                self.sticky = true;
                 // Quiesce only when holding exactly what the leader committed; a replica that
                 // is behind keeps its timer, so a leader that went quiet early is woken.
                 if self.leader == Some(from)
@@ -423,9 +485,17 @@ impl Replica {
                     self.shrink();
                 }
             }
-            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(from),
+            MessageBody::HeartbeatResponse { round } => {
+                self.handle_heartbeat_response(from);
+                if self.role == Role::Leader {
+                    self.on_round_acked(from, round);
+                }
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::Propose { .. }
             | MessageBody::ProposeRejected { .. }
+            | MessageBody::ReadIndex { .. }
+            | MessageBody::ReadIndexResponse { .. }
             | MessageBody::Heartbeats { .. }
             | MessageBody::HeartbeatAcks { .. } => {}
         }

@@ -44,14 +44,29 @@ impl Replica {
             || self.log.has_unstable()
             || self.log.has_applicable()
             || !self.forward.is_empty()
+            || self.has_read_work()
             || self.role == Role::Leader && self.has_appends_to_send()
     }
 
     /// Takes the outputs accumulated since the last call, applying at most
-    /// `max_apply_entries` entries and about `max_apply_bytes` bytes.
+    /// `max_apply_entries` entries and about `max_apply_bytes` bytes. Reads wait: they join
+    /// a heartbeat round only through [`Replica::ready_in_round`].
     pub fn ready(&mut self, max_apply_entries: usize, max_apply_bytes: usize) -> ReplicaReady {
+        self.ready_in_round(0, max_apply_entries, max_apply_bytes)
+    }
+
+    /// [`Replica::ready`] whose heartbeats leave in the node's round `round` (see
+    /// [`Liveness::round`](crate::message::Liveness::round)): reads waiting for a round
+    /// join this one.
+    pub fn ready_in_round(
+        &mut self,
+        round: u64,
+        max_apply_entries: usize,
+        max_apply_bytes: usize,
+    ) -> ReplicaReady {
         self.flush_appends();
         self.flush_forward();
+        self.flush_reads(round);
         // The buffer stays allocated while the group is busy (no allocation per ready); a
         // quiet group frees it.
         let mut ready = self
@@ -64,14 +79,25 @@ impl Replica {
         }
         ready.entries = self.log.take_unstable();
         ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+        ready.reads = self.take_served_reads();
+        if self.quiesced && self.out.as_ref().is_some_and(|o| o.is_empty()) {
+            // Answering a read round filled the buffer of a quiet group: free it again.
+            self.out = None;
+        }
         ready
     }
 
     /// Takes only the messages that may leave before any write (the leader's appends and
     /// heartbeats, forwarded proposals); everything else stays for [`Replica::ready`].
     pub fn take_send_now(&mut self) -> Vec<Message> {
+        self.take_send_now_in_round(0)
+    }
+
+    /// [`Replica::take_send_now`] whose heartbeats leave in the node's round `round`.
+    pub fn take_send_now_in_round(&mut self, round: u64) -> Vec<Message> {
         self.flush_appends();
         self.flush_forward();
+        self.flush_reads(round);
         self.out
             .as_mut()
             .map(|o| std::mem::take(&mut o.send_now))

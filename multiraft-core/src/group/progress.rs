@@ -33,6 +33,9 @@ pub(crate) struct Progress {
     /// `matched` at the previous heartbeat response: no change over a whole heartbeat
     /// interval in replicate state means appends were lost.
     pub(crate) heartbeat_matched: u64,
+    /// The highest heartbeat round this replica acknowledged in this term: what confirms
+    /// reads and the lease (`reads.rs`).
+    pub(crate) read_round: u64,
 }
 
 impl Progress {
@@ -46,6 +49,7 @@ impl Progress {
             recent_active: false,
             commit_sent: 0,
             heartbeat_matched: 0,
+            read_round: 0,
         }
     }
 

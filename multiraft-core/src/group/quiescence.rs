@@ -27,6 +27,7 @@ impl Replica {
             self.quiesced = false;
             self.election_elapsed = 0;
             self.heartbeat_elapsed = 0;
+            self.quiet_round = 0;
             tracing::debug!(group = %self.id, term = self.term, "group woken");
             // A woken leader must hear from every follower again before it goes quiet, and
             // CheckQuorum judges it on what it hears from now on.
@@ -56,6 +57,7 @@ impl Replica {
         }
         self.quiesced = false;
         self.leader = None;
+        self.sticky = false;
         self.report_leader();
         let survivors: Vec<NodeId> = self
             .membership
@@ -82,6 +84,7 @@ impl Replica {
         self.config.quiesce
             && self.role == Role::Leader
             && self.forward.is_empty()
+            && self.transfer.is_none()
             && self.log.committed == last
             && self.log.persisted == last
             && self.log.applied == last
@@ -96,7 +99,7 @@ impl Replica {
         let commit = self.log.committed;
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for to in peers {
-            self.send_now_msg(to, self.term, MessageBody::Quiesce { commit });
+            self.send_now_msg(to, self.term, MessageBody::Quiesce { commit, round: 0 });
         }
         self.quiesced = true;
         self.shrink();

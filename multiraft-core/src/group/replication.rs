@@ -48,12 +48,12 @@ impl Replica {
         self.send_append_response(from, true, appended.last_new, 0, 0);
     }
 
-    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64) {
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64, round: u64) {
         self.follow(from);
         // The leader caps `commit` at what it knows we hold, so this never commits an entry
         // of ours that differs from the leader's.
         self.commit_to(commit.min(self.log.last_index()));
-        self.send_after(from, MessageBody::HeartbeatResponse);
+        self.send_after(from, MessageBody::HeartbeatResponse { round });
     }
 
     /// Hearing from the leader of our term.
@@ -63,6 +63,8 @@ impl Replica {
             self.become_follower(self.term, Some(leader));
         }
         self.election_elapsed = 0;
+        // The leader's group is active (a `Quiesce` sets it again after this).
+        self.sticky = false;
     }
 
     fn send_append_response(
@@ -111,6 +113,7 @@ impl Replica {
         if success {
             if pr.on_success(index) {
                 self.maybe_commit();
+                self.maybe_send_timeout_now();
             }
         } else {
             // Fast backtracking: skip every index whose term rules it out at once.
@@ -147,7 +150,7 @@ impl Replica {
             .map(|(n, pr)| (*n, pr.matched.min(self.log.committed)))
             .collect();
         for (to, commit) in peers {
-            self.send_now_msg(to, self.term, MessageBody::Heartbeat { commit });
+            self.send_now_msg(to, self.term, MessageBody::Heartbeat { commit, round: 0 });
         }
     }
 

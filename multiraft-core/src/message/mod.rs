@@ -44,6 +44,11 @@ pub enum MessageBody {
         last_index: u64,
         /// Term of the candidate's last entry.
         last_term: u64,
+        /// The candidate campaigns because the leader handed it leadership
+        /// ([`MessageBody::TimeoutNow`], dissertation §3.10): voters answer even while they
+        /// still hear from that leader. The leader gave up its lease when it sent the
+        /// `TimeoutNow`, so this cannot break a lease read.
+        transfer: bool,
     },
     /// The answer to [`MessageBody::Vote`].
     VoteResponse {
@@ -81,15 +86,24 @@ pub enum MessageBody {
     Heartbeat {
         /// The leader's commit index, capped at what the follower is known to hold.
         commit: u64,
+        /// The leader node's round this heartbeat travelled in (see [`Liveness::round`]),
+        /// echoed in the answer: what confirms reads and leases. Zero outside a round.
+        round: u64,
     },
     /// The answer to [`MessageBody::Heartbeat`] and [`MessageBody::Quiesce`]; feeds the
-    /// leader's CheckQuorum.
-    HeartbeatResponse,
+    /// leader's CheckQuorum and confirms its reads and lease.
+    HeartbeatResponse {
+        /// The round of the heartbeat answered (zero: none).
+        round: u64,
+    },
     /// A heartbeat that also tells the follower the group is going quiet: everything is
     /// replicated and committed, so it may stop its election timer until the group wakes.
+    /// A quiesced leader also sends it to confirm reads without waking its followers.
     Quiesce {
         /// The leader's commit index, which is also its last index.
         commit: u64,
+        /// As in [`MessageBody::Heartbeat`].
+        round: u64,
     },
     /// Node level (`group` is [`GroupId::NODE`]): every heartbeat one node sends another in
     /// one ready, coalesced into one message. Sent at least once per tick to every peer node,
@@ -97,12 +111,31 @@ pub enum MessageBody {
     Heartbeats {
         /// One per group that heartbeats.
         beats: Vec<Beat>,
+        /// The sending node's liveness round.
+        liveness: Liveness,
     },
     /// Node level (`group` is [`GroupId::NODE`]): every heartbeat acknowledgement one node
     /// sends another in one ready, coalesced into one message.
     HeartbeatAcks {
-        /// One per group that acknowledges, with the group's term.
-        acks: Vec<(GroupId, u64)>,
+        /// One per group that acknowledges.
+        acks: Vec<Ack>,
+    },
+    /// The leader hands leadership to the receiver (dissertation §3.10): campaign now,
+    /// without PreVote. Sent once the receiver's log matches the leader's.
+    TimeoutNow,
+    /// A follower asks the leader for a read index on behalf of its local reads (follower
+    /// reads, dissertation §6.4). The leader confirms them in its next coalesced round.
+    ReadIndex {
+        /// The follower's read ids, answered together.
+        ids: Vec<u64>,
+    },
+    /// The answer to [`MessageBody::ReadIndex`].
+    ReadIndexResponse {
+        /// The ids answered.
+        ids: Vec<u64>,
+        /// The confirmed read index; `None` when the receiver of the request was not (or no
+        /// longer) the leader, or had too many reads pending.
+        index: Option<u64>,
     },
     /// A follower forwarding client proposals to the leader it knows of.
     Propose {
@@ -126,8 +159,11 @@ impl MessageBody {
             MessageBody::Append { entries, .. } => entries.iter().map(Entry::size_bytes).sum(),
             MessageBody::Propose { proposals } => proposals.iter().map(|(_, d)| 16 + d.len()).sum(),
             MessageBody::ProposeRejected { ids, .. } => 16 * ids.len(),
-            MessageBody::Heartbeats { beats } => 32 * beats.len(),
-            MessageBody::HeartbeatAcks { acks } => 16 * acks.len(),
+            MessageBody::Heartbeats { beats, .. } => 32 * beats.len(),
+            MessageBody::HeartbeatAcks { acks } => 24 * acks.len(),
+            MessageBody::ReadIndex { ids } | MessageBody::ReadIndexResponse { ids, .. } => {
+                8 * ids.len()
+            }
             _ => 0,
         }
     }
@@ -144,6 +180,39 @@ pub struct Beat {
     pub commit: u64,
     /// The group is going quiet (see [`MessageBody::Quiesce`]).
     pub quiesce: bool,
+}
+
+/// The node-level part of a coalesced heartbeat message: liveness, and the round that
+/// confirms reads and leases of every group at once (docs/design.md §4.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Which life of the sending node this is: it changes when the node restarts, so a
+    /// peer knows that what the node's groups promised before (to follow a leader) is gone.
+    pub incarnation: u64,
+    /// The sender's round: strictly increasing within one life, and the tick it was sent
+    /// in is `round >> ROUND_SEQ_BITS`. Every beat of the message carries it. Zero: none.
+    pub round: u64,
+    /// The highest round of the receiver's that the sender has received (zero: none).
+    /// Confirms the sender's node heard the receiver at or after that round's tick: what a
+    /// lease on quiesced groups rests on.
+    pub echo: u64,
+    /// The receiver's incarnation that `echo` belongs to: an echo of an earlier life's
+    /// round says nothing about this one.
+    pub echo_incarnation: u64,
+}
+
+/// Bits of a round that count rounds within one tick; the rest is the tick.
+pub const ROUND_SEQ_BITS: u32 = 20;
+
+/// One group's acknowledgement inside a coalesced [`MessageBody::HeartbeatAcks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The group.
+    pub group: GroupId,
+    /// The acknowledging replica's term.
+    pub term: u64,
+    /// The round of the heartbeat acknowledged (zero: none).
+    pub round: u64,
 }
 
 /// Everything one node sends another in one ready: the unit a [`Transport`](crate::Transport)

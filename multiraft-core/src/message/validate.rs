@@ -144,8 +144,8 @@ pub enum InvalidMessage {
     TooManyItems {
         /// Position of the message in the batch.
         index: usize,
-        /// What was counted: `"entries"`, `"proposals"`, `"proposal ids"`, `"beats"` or
-        /// `"acks"`.
+        /// What was counted: `"entries"`, `"proposals"`, `"proposal ids"`, `"beats"`,
+        /// `"acks"` or `"read ids"`.
         what: &'static str,
         /// How many there were.
         count: usize,
@@ -325,13 +325,16 @@ fn validate_message(
             }
             Ok(())
         }
-        MessageBody::Heartbeats { beats: b } => {
+        MessageBody::Heartbeats { beats: b, .. } => {
             count("beats", b.len(), beats)?;
             node_level()
         }
         MessageBody::HeartbeatAcks { acks } => {
             count("acks", acks.len(), beats)?;
             node_level()
+        }
+        MessageBody::ReadIndex { ids } | MessageBody::ReadIndexResponse { ids, .. } => {
+            count("read ids", ids.len(), items)
         }
         _ => Ok(()),
     }
@@ -402,6 +405,7 @@ mod tests {
 
     fn beats(n: u64) -> MessageBody {
         MessageBody::Heartbeats {
+            liveness: Default::default(),
             beats: (1..=n)
                 .map(|g| Beat {
                     group: GroupId(g),
@@ -415,7 +419,13 @@ mod tests {
 
     fn acks(n: u64) -> MessageBody {
         MessageBody::HeartbeatAcks {
-            acks: (1..=n).map(|g| (GroupId(g), 1)).collect(),
+            acks: (1..=n)
+                .map(|g| crate::message::Ack {
+                    group: GroupId(g),
+                    term: 1,
+                    round: 0,
+                })
+                .collect(),
         }
     }
 
@@ -431,11 +441,12 @@ mod tests {
             msg(append(4, 2, &[3, 5, 5])),
             msg(append(0, 0, &[1])),
             msg(append(7, 5, &[])),
-            msg(MessageBody::Heartbeat { commit: 4 }),
+            msg(MessageBody::Heartbeat { commit: 4, round: 0 }),
             msg(MessageBody::Vote {
                 pre_vote: true,
                 last_index: 4,
                 last_term: 5,
+                transfer: false,
             }),
             msg(MessageBody::VoteResponse {
                 pre_vote: false,
@@ -495,8 +506,9 @@ mod tests {
             pre_vote: false,
             last_index: 1,
             last_term: 9,
+            transfer: false,
         };
-        let ok = msg(MessageBody::HeartbeatResponse);
+        let ok = msg(MessageBody::HeartbeatResponse { round: 0 });
         assert_eq!(
             check(vec![ok, msg(vote)]),
             Err(InvalidMessage::VoteLastTermAboveTerm {
@@ -702,6 +714,7 @@ mod tests {
             pre_vote: true,
             last_index: 0,
             last_term: 6,
+            transfer: false,
         });
         assert!(matches!(
             check(vec![msg(append(4, 6, &[])), bad_vote]),

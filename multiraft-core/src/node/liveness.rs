@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::NodeId;
 use crate::membership::Membership;
+use crate::message::{Liveness, ROUND_SEQ_BITS};
 
 /// What the node knows of one peer node.
 #[derive(Debug)]
@@ -16,6 +17,16 @@ struct Peer {
     live: bool,
     /// How many hosted groups have a replica there; the peer is forgotten at zero.
     groups: usize,
+    /// The peer's incarnation, once heard.
+    incarnation: Option<u64>,
+    /// The highest round received from the peer in that incarnation: echoed back to it.
+    last_round: u64,
+    /// The tick before which the peer's node is known to keep hearing this node: its echo
+    /// of our round sent at tick `t` gives `t + lease_ticks`.
+    lease_until: u64,
+    /// The tick since which that lease has held without a break: a quiesced leader counts
+    /// only a peer lease that held since before it went quiet.
+    leased_since: u64,
 }
 
 /// The peers of one node, in id order (the order reaches outputs: liveness beats).
@@ -34,6 +45,10 @@ impl Peers {
                     last_heard: now,
                     live: true,
                     groups: 0,
+                    incarnation: None,
+                    last_round: 0,
+                    lease_until: 0,
+                    leased_since: 0,
                 });
                 p.groups += 1;
             }
@@ -58,6 +73,64 @@ impl Peers {
             p.last_heard = now;
             p.live = true;
         }
+    }
+
+    /// The liveness part of a heartbeat message from `from` arrived at tick `now`. `mine`
+    /// is this node's (incarnation, last round issued). Returns whether the peer restarted
+    /// (a new incarnation): its groups' earlier promises and leadership are gone.
+    pub(super) fn beat(
+        &mut self,
+        from: NodeId,
+        liveness: &Liveness,
+        mine: (u64, u64),
+        now: u64,
+        lease_ticks: u64,
+    ) -> bool {
+        let Some(p) = self.peers.get_mut(&from) else {
+            return false;
+        };
+        let mut restarted = false;
+        if p.incarnation != Some(liveness.incarnation) {
+            // A new life: whatever its groups promised before is gone.
+            restarted = p.incarnation.is_some();
+            p.incarnation = Some(liveness.incarnation);
+            p.last_round = 0;
+            p.lease_until = 0;
+        }
+        p.last_round = p.last_round.max(liveness.round);
+        let (incarnation, round) = mine;
+        if liveness.echo_incarnation == incarnation && liveness.echo != 0 && liveness.echo <= round
+        {
+            let until = (liveness.echo >> ROUND_SEQ_BITS) + lease_ticks;
+            if until > now {
+                if p.lease_until <= now {
+                    // The lease lapsed (or never held): it starts again now.
+                    p.leased_since = now;
+                }
+                p.lease_until = p.lease_until.max(until);
+            }
+        }
+        restarted
+    }
+
+    /// The liveness part of the next heartbeat message to `to`.
+    pub(super) fn liveness_to(&self, to: NodeId, incarnation: u64, round: u64) -> Liveness {
+        let p = self.peers.get(&to);
+        Liveness {
+            incarnation,
+            round,
+            echo: p.map_or(0, |p| p.last_round),
+            echo_incarnation: p.and_then(|p| p.incarnation).unwrap_or(0),
+        }
+    }
+
+    /// If `peer`'s lease holds at tick `now`, the tick since which it has held without a
+    /// break.
+    pub(super) fn leased_since(&self, peer: NodeId, now: u64) -> Option<u64> {
+        self.peers
+            .get(&peer)
+            .filter(|p| p.lease_until > now)
+            .map(|p| p.leased_since)
     }
 
     /// At tick `now`, declares down every live peer not heard from for more than `timeout`

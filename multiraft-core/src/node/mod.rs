@@ -5,8 +5,9 @@
 //! # Call order
 //!
 //! 1. Feed inputs in any order: [`Node::step`] (a batch from a peer node), [`Node::tick`],
-//!    [`Node::propose`], [`Node::create_group`], [`Node::remove_group`],
-//!    [`Node::campaign`]. Each request the node takes returns a [`RequestId`].
+//!    [`Node::propose`], [`Node::read`], [`Node::transfer_leader`], [`Node::create_group`],
+//!    [`Node::remove_group`], [`Node::campaign`]. Each request the node takes returns a
+//!    [`RequestId`].
 //! 2. [`Node::ready`] returns the next [`Ready`] when there is work and no ready is
 //!    outstanding.
 //! 3. With that ready, in this order or concurrently as noted (docs/design.md §3.1):
@@ -14,7 +15,8 @@
 //!    - persist `write` with one [`Storage::write`](crate::Storage::write) call;
 //!    - apply `apply` to the state machines (every entry in it is committed and already
 //!      durable here); an entry listed in [`Apply::requests`] answers that request with
-//!      the state machine's result;
+//!      the state machine's result; then serve `reads` (each from its group's state
+//!      machine, which has now applied the read's index);
 //!    - once the write is durable, call [`Node::advance`] with `ready.number`, then send
 //!      `send_after_write`, report `outcomes` and publish `events`.
 //! 4. Go to 1. Inputs keep arriving while the write is in flight; they are batched into the
@@ -22,6 +24,7 @@
 //! 5. When the node stops for good, [`Node::stop`] ends every request still without an
 //!    outcome, so that every request has exactly one.
 
+mod leadership;
 mod lifecycle;
 mod liveness;
 mod outbox;
@@ -34,14 +37,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
-use crate::error::{GroupNotFound, ProposeError};
-use crate::group::{GroupStatus, Replica};
+use crate::error::{GroupNotFound, ProposeError, ReadError};
+use crate::group::{GroupStatus, ReadPolicy, Replica};
 use crate::ids::{GroupId, NodeId, ProposalId, RequestId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBatch, MessageBody, MessageLimits};
 use crate::storage::GroupWrite;
 
-pub use self::ready::{Apply, Event, Ready};
+pub use self::ready::{Apply, Event, ReadPoint, Ready};
 pub use self::requests::{Outcome, Resolution};
 
 use self::liveness::Peers;
@@ -75,6 +78,8 @@ pub struct NodeStatus {
     pub active_groups: usize,
     /// Proposals taken and not yet resolved.
     pub pending_proposals: usize,
+    /// Reads taken and not yet served or failed.
+    pub pending_reads: usize,
     /// Drop counters.
     pub stats: NodeStats,
 }
@@ -105,6 +110,10 @@ pub struct Node {
     peers: Peers,
     /// Ticks since the node started: the one count of time the node and its requests use.
     ticks: u64,
+    /// Which life of this node this is (see [`Liveness::incarnation`](crate::message::Liveness)).
+    incarnation: u64,
+    /// The last heartbeat round issued (see [`Node::next_round`]).
+    round: u64,
     /// A liveness beat to every peer is owed in the next ready.
     beat_due: bool,
     /// Groups that received input since the last `take_sends` or `ready`: the only ones
@@ -157,6 +166,8 @@ impl Node {
             active: BTreeSet::new(),
             peers: Peers::default(),
             ticks: 0,
+            incarnation: seed.max(1),
+            round: 0,
             beat_due: false,
             since_sends: Vec::new(),
             dirty: VecDeque::new(),
@@ -174,8 +185,13 @@ impl Node {
     /// answer a request of this one, so a restarted node starts past every id it used
     /// before. The driver uses the wall clock in nanoseconds; a simulation, a counter per
     /// life.
+    ///
+    /// The same value names this life of the node to its peers (its incarnation): a peer
+    /// that sees it change knows the promises this node's groups made before a restart are
+    /// gone (docs/design.md §4.1). Without a call, the seed names it.
     pub fn start_requests_at(&mut self, first: u64) {
         self.requests.start_at(first);
+        self.incarnation = first.max(1);
     }
 
     /// This node's id.
@@ -219,6 +235,7 @@ impl Node {
             groups: self.groups.len(),
             active_groups: self.active.len(),
             pending_proposals: self.requests.pending_proposals(),
+            pending_reads: self.requests.pending_reads(),
             stats: self.stats,
         }
     }
@@ -272,13 +289,20 @@ impl Node {
             return;
         }
         match msg.body {
-            MessageBody::Heartbeats { beats } => {
+            MessageBody::Heartbeats { beats, liveness } => {
+                let mine = (self.incarnation, self.round);
+                let lease_ticks = u64::from(self.config.lease_ticks);
+                if self.peers.beat(from, &liveness, mine, self.ticks, lease_ticks) {
+                    // Whatever the peer's earlier life led, it leads no more.
+                    self.nodes_down(&[from]);
+                }
+                let round = liveness.round;
                 for b in beats {
                     let commit = b.commit;
                     let body = if b.quiesce {
-                        MessageBody::Quiesce { commit }
+                        MessageBody::Quiesce { commit, round }
                     } else {
-                        MessageBody::Heartbeat { commit }
+                        MessageBody::Heartbeat { commit, round }
                     };
                     self.step_group(Message {
                         group: b.group,
@@ -290,13 +314,13 @@ impl Node {
                 }
             }
             MessageBody::HeartbeatAcks { acks } => {
-                for (group, term) in acks {
+                for ack in acks {
                     self.step_group(Message {
-                        group,
+                        group: ack.group,
                         from,
                         to: self.id,
-                        term,
-                        body: MessageBody::HeartbeatResponse,
+                        term: ack.term,
+                        body: MessageBody::HeartbeatResponse { round: ack.round },
                     });
                 }
             }
@@ -330,26 +354,21 @@ impl Node {
     pub fn tick(&mut self) {
         self.ticks += 1;
         self.beat_due = !self.peers.is_empty();
-        self.requests.expire(self.ticks);
-        let timeout = u64::from(self.config.election_timeout_min_ticks);
-        let down = self.peers.expire(self.ticks, timeout);
-        if !down.is_empty() {
-            // Rare (a node went down): the one time a scan of every group is worth it.
-            for (id, slot) in self.groups.iter_mut() {
-                for peer in &down {
-                    slot.group.on_node_down(*peer);
-                }
-                if !slot.group.is_quiesced() {
-                    self.active.insert(*id);
-                }
+        for (group, id) in self.requests.expire(self.ticks) {
+            if let Some(slot) = self.groups.get_mut(&group) {
+                slot.group.forget_read(id.0);
             }
         }
+        let timeout = u64::from(self.config.election_timeout_min_ticks);
+        let down = self.peers.expire(self.ticks, timeout);
+        self.nodes_down(&down);
         let mut quiesced = Vec::new();
+        let peers = &self.peers;
         for id in &self.active {
             let Some(slot) = self.groups.get_mut(id) else {
                 continue;
             };
-            slot.group.tick();
+            slot.group.tick_with(|n| peers.live(n) == Some(true));
             if slot.group.is_quiesced() {
                 quiesced.push(*id);
             }
@@ -396,6 +415,72 @@ impl Node {
                 Err(e)
             }
         }
+    }
+
+    /// Peer nodes went down (or restarted, which ends their earlier life's leadership):
+    /// every group that depends on one reacts ([`Replica::on_node_down`]). Rare, so the one
+    /// time a scan of every group is worth it.
+    fn nodes_down(&mut self, down: &[NodeId]) {
+        if down.is_empty() {
+            return;
+        }
+        for (id, slot) in self.groups.iter_mut() {
+            for peer in down {
+                slot.group.on_node_down(*peer);
+            }
+            if !slot.group.is_quiesced() {
+                self.active.insert(*id);
+            }
+        }
+    }
+
+    /// Starts a linearizable read of `group` under `policy`. On `Ok` the node took it: it
+    /// ends exactly once — in [`Ready::reads`] once this node's state machine of the group
+    /// has applied the read point (serve the read there, after that ready's applies), or
+    /// with a [`Resolution::ReadFailed`] outcome. A read never changes anything, so no
+    /// outcome is indeterminate.
+    pub fn read(&mut self, group: GroupId, policy: ReadPolicy) -> Result<RequestId, ReadError> {
+        if self.requests.pending_reads() >= self.config.max_pending_reads {
+            return Err(ReadError::Busy {
+                limit: "max_pending_reads",
+            });
+        }
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ReadError::GroupNotFound(group))?;
+        let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
+        let request = self.requests.read(group, deadline);
+        let (peers, now) = (&self.peers, self.ticks);
+        match slot.group.read(request.0, policy, now, |n| peers.leased_since(n, now)) {
+            Ok(()) => {
+                // No `touched`: a read does not wake a quiesced group.
+                self.mark(group);
+                Ok(request)
+            }
+            Err(e) => {
+                self.requests.withdraw_read(request);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next heartbeat round: strictly greater than every earlier one of this life, with
+    /// the current tick in its high bits (`ROUND_SEQ_BITS`). 0 when this tick's rounds ran
+    /// out (a million readies in one tick): reads then wait for the next tick.
+    fn next_round(&mut self) -> u64 {
+        use crate::message::ROUND_SEQ_BITS;
+        let base = self.ticks << ROUND_SEQ_BITS;
+        let next = if self.round >= base {
+            self.round + 1
+        } else {
+            base | 1
+        };
+        if next >> ROUND_SEQ_BITS != self.ticks {
+            return 0;
+        }
+        self.round = next;
+        next
     }
 
     /// Ends every request still without an outcome as indeterminate (the node stopped), and

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::ids::{GroupId, NodeId};
-use crate::message::{Beat, Message, MessageBatch, MessageBody};
+use crate::message::{Ack, Beat, Liveness, Message, MessageBatch, MessageBody};
 
 use super::MAX_BEATS_PER_MESSAGE;
 
@@ -15,7 +15,7 @@ pub(super) struct Outbox {
     now: BTreeMap<NodeId, Vec<Message>>,
     after: BTreeMap<NodeId, Vec<Message>>,
     beats: BTreeMap<NodeId, Vec<Beat>>,
-    acks: BTreeMap<NodeId, Vec<(GroupId, u64)>>,
+    acks: BTreeMap<NodeId, Vec<Ack>>,
 }
 
 impl Outbox {
@@ -28,7 +28,7 @@ impl Outbox {
     /// A message of group `id` that may leave at once.
     pub(super) fn now(&mut self, id: GroupId, m: Message) {
         match m.body {
-            MessageBody::Heartbeat { commit } | MessageBody::Quiesce { commit } => {
+            MessageBody::Heartbeat { commit, .. } | MessageBody::Quiesce { commit, .. } => {
                 let quiesce = matches!(m.body, MessageBody::Quiesce { .. });
                 self.beats.entry(m.to).or_default().push(Beat {
                     group: id,
@@ -44,13 +44,23 @@ impl Outbox {
     /// A message of group `id` that must wait for the write.
     pub(super) fn after(&mut self, id: GroupId, m: Message) {
         match m.body {
-            MessageBody::HeartbeatResponse => self.acks.entry(m.to).or_default().push((id, m.term)),
+            MessageBody::HeartbeatResponse { round } => self.acks.entry(m.to).or_default().push(Ack {
+                group: id,
+                term: m.term,
+                round,
+            }),
             _ => self.after.entry(m.to).or_default().push(m),
         }
     }
 
-    /// One batch per destination: (send now, send after the write).
-    pub(super) fn finish(mut self, from: NodeId) -> (Vec<MessageBatch>, Vec<MessageBatch>) {
+    /// One batch per destination: (send now, send after the write). `liveness` gives the
+    /// node-level part of the heartbeat message to each destination: every beat in it
+    /// travels in that round.
+    pub(super) fn finish(
+        mut self,
+        from: NodeId,
+        liveness: impl Fn(NodeId) -> Liveness,
+    ) -> (Vec<MessageBatch>, Vec<MessageBatch>) {
         let node_message = |to: NodeId, body: MessageBody| Message {
             group: GroupId::NODE,
             from,
@@ -64,7 +74,8 @@ impl Outbox {
             let mut position = 0;
             loop {
                 let rest = beats.split_off(beats.len().min(MAX_BEATS_PER_MESSAGE));
-                let m = node_message(to, MessageBody::Heartbeats { beats });
+                let liveness = liveness(to);
+                let m = node_message(to, MessageBody::Heartbeats { beats, liveness });
                 batch.insert(position, m);
                 position += 1;
                 if rest.is_empty() {

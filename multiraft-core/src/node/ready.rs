@@ -13,7 +13,8 @@ use crate::message::MessageBatch;
 use crate::storage::{GroupWrite, WriteBatch};
 
 use super::outbox::Outbox;
-use super::{Node, Outcome};
+use super::{Node, Outcome, Resolution};
+use crate::error::TransferError;
 
 /// Something that happened on the node, for the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +70,18 @@ impl Apply {
     }
 }
 
+/// A read whose read point this node's state machine of `group` has reached with the
+/// applies of the same ready: serve it (run the query) after them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPoint {
+    /// The read, as [`Node::read`] returned it.
+    pub request: RequestId,
+    /// Its group.
+    pub group: GroupId,
+    /// The read index: the state machine has applied at least this far.
+    pub index: u64,
+}
+
 /// The outputs of one cycle of the node. See the [module docs](super) for what to do with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -83,6 +96,8 @@ pub struct Ready {
     pub send_after_write: Vec<MessageBatch>,
     /// Committed entries to apply, per group.
     pub apply: Vec<Apply>,
+    /// Reads to serve once `apply` is applied (they need not wait for the write).
+    pub reads: Vec<ReadPoint>,
     /// Requests that ended other than by their entry being applied, to report once `write`
     /// is durable.
     pub outcomes: Vec<Outcome>,
@@ -97,6 +112,7 @@ impl Ready {
             && self.send_now.is_empty()
             && self.send_after_write.is_empty()
             && self.apply.is_empty()
+            && self.reads.is_empty()
             && self.outcomes.is_empty()
             && self.events.is_empty()
     }
@@ -154,6 +170,7 @@ impl Node {
         let mut leadership_changed: HashMap<GroupId, Option<(u64, Option<NodeId>)>> =
             HashMap::new();
         let mut outbox = self.outbox();
+        let round = self.next_round();
         self.since_sends.clear();
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
         let cfg = Arc::clone(&self.config);
@@ -169,7 +186,8 @@ impl Node {
                 continue; // removed since it was queued
             };
             groups += 1;
-            let out = slot.group.ready(
+            let out = slot.group.ready_in_round(
+                round,
                 cfg.max_ready_entries.saturating_sub(entries).max(1),
                 cfg.max_ready_bytes.saturating_sub(bytes).max(1),
             );
@@ -216,6 +234,19 @@ impl Node {
                     requests,
                 });
             }
+            for (read, index) in out.reads {
+                let request = RequestId(read);
+                if self.requests.read_served(request) {
+                    ready.reads.push(ReadPoint {
+                        request,
+                        group: id,
+                        index,
+                    });
+                }
+            }
+            for (read, error) in out.read_failures {
+                self.requests.read_failed(RequestId(read), error);
+            }
             for (pid, error) in out.rejected {
                 if pid.node == self.id {
                     self.requests.rejected(RequestId(pid.seq), error);
@@ -223,6 +254,10 @@ impl Node {
             }
             for e in out.events {
                 match e {
+                    GroupEvent::TransferAborted { .. } => {
+                        let failed = Resolution::TransferFailed(TransferError::Timeout);
+                        self.requests.transfer_ended(id, failed);
+                    }
                     GroupEvent::LeaderChanged { term, leader } => {
                         leadership_changed.insert(id, Some((term, leader)));
                         ready.events.push(super::Event::LeaderChanged {
@@ -239,10 +274,11 @@ impl Node {
             for (group, now) in leadership_changed.iter_mut() {
                 *now = self.groups.get(group).map(|s| s.group.leadership());
             }
-            self.requests.leadership_changed(&leadership_changed);
+            self.requests
+                .leadership_changed(&leadership_changed, self.id);
         }
         ready.outcomes = self.requests.take_ended();
-        (ready.send_now, ready.send_after_write) = outbox.finish(self.id);
+        (ready.send_now, ready.send_after_write) = outbox.finish(self.id, self.liveness(round));
         if ready.is_empty() {
             // The dirty groups had nothing after all (say, an acknowledgement that moved
             // nothing): no ready, so the caller does not pay for an empty cycle.
@@ -284,12 +320,13 @@ impl Node {
     /// heartbeats. Everything else waits for the next [`Node::ready`].
     pub fn take_sends(&mut self) -> Vec<MessageBatch> {
         let mut outbox = self.outbox();
+        let round = self.next_round();
         let mut touched = std::mem::take(&mut self.since_sends);
         touched.sort_unstable();
         touched.dedup();
         for id in &touched {
             if let Some(slot) = self.groups.get_mut(id) {
-                for m in slot.group.take_send_now() {
+                for m in slot.group.take_send_now_in_round(round) {
                     outbox.now(*id, m);
                 }
             }
@@ -297,7 +334,12 @@ impl Node {
         // Keep the capacity: this runs on every wake while a write is in flight.
         touched.clear();
         self.since_sends = touched;
-        outbox.finish(self.id).0
+        outbox.finish(self.id, self.liveness(round)).0
+    }
+
+    /// The liveness part of this cycle's heartbeat message to each peer, in `round`.
+    fn liveness(&self, round: u64) -> impl Fn(NodeId) -> crate::message::Liveness + '_ {
+        move |to| self.peers.liveness_to(to, self.incarnation, round)
     }
 
     /// An outbox holding the liveness beat to every peer, if one is due.

@@ -1,7 +1,7 @@
 //! The requests a node took from the application and has not yet given an outcome: where
 //! each request's one outcome is decided (docs/design.md §5).
 //!
-//! A request is a proposal or a group's creation or removal. The table allocates its
+//! A request is a proposal, a read, a leadership transfer, or a group's creation or removal. The table allocates its
 //! [`RequestId`], remembers what the outcome depends on (for a proposal: its group and the
 //! group's term and leader when it was taken; its deadline in ticks), and ends it exactly
 //! once: applied (the entry in [`Apply`](super::Apply) carries the id), or an
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use crate::error::{Indeterminate, ProposeError};
+use crate::error::{Indeterminate, ProposeError, ReadError, TransferError};
 use crate::ids::{GroupId, NodeId, RequestId};
 
 /// How a request ended, when it did not end with its entry applied.
@@ -24,6 +24,11 @@ pub enum Resolution {
     Rejected(ProposeError),
     /// The entry may or may not be applied.
     Indeterminate(Indeterminate),
+    /// A read failed (reads that succeed appear in [`Ready::reads`](super::Ready::reads)).
+    ReadFailed(ReadError),
+    /// A leadership transfer ended without the target leading (one that succeeds ends
+    /// `Done`).
+    TransferFailed(TransferError),
 }
 
 /// The outcome of one request that did not end with its entry applied. Reported in
@@ -62,6 +67,10 @@ pub(super) struct Requests {
     /// has at most one lifecycle record per write, but a create then a remove in one cycle
     /// are two requests.
     lifecycle: BTreeMap<GroupId, Vec<RequestId>>,
+    /// Reads taken and not yet served or failed, with their group.
+    reads: FxHashMap<RequestId, GroupId>,
+    /// Transfers in progress, at most one per group: (request, target).
+    transfers: BTreeMap<GroupId, (RequestId, NodeId)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
 }
@@ -89,6 +98,65 @@ impl Requests {
     /// Proposals taken and not yet ended.
     pub(super) fn pending_proposals(&self) -> usize {
         self.proposals.len()
+    }
+
+    /// Reads taken and not yet ended.
+    pub(super) fn pending_reads(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// A new read of `group`, due by tick `deadline`.
+    pub(super) fn read(&mut self, group: GroupId, deadline: u64) -> RequestId {
+        let id = self.allocate();
+        self.reads.insert(id, group);
+        self.deadlines.push_back((deadline, id));
+        id
+    }
+
+    /// Gives back a read id that was allocated but not taken.
+    pub(super) fn withdraw_read(&mut self, id: RequestId) {
+        self.reads.remove(&id);
+        if self.deadlines.back().is_some_and(|(_, d)| *d == id) {
+            self.deadlines.pop_back();
+        }
+    }
+
+    /// Read `id` reached its read point: ends it; whether it was still pending.
+    pub(super) fn read_served(&mut self, id: RequestId) -> bool {
+        self.reads.remove(&id).is_some()
+    }
+
+    /// Read `id` failed.
+    pub(super) fn read_failed(&mut self, id: RequestId, error: ReadError) {
+        if let Some(group) = self.reads.remove(&id) {
+            self.end(id, group, Resolution::ReadFailed(error));
+        }
+    }
+
+    /// A transfer of `group` to `to`, due by tick `deadline`; or, when `to` already leads,
+    /// one that is done at once.
+    pub(super) fn transfer(
+        &mut self,
+        group: GroupId,
+        to: NodeId,
+        deadline: u64,
+        done: bool,
+    ) -> RequestId {
+        let id = self.allocate();
+        if done {
+            self.end(id, group, Resolution::Done);
+        } else {
+            self.transfers.insert(group, (id, to));
+            self.deadlines.push_back((deadline, id));
+        }
+        id
+    }
+
+    /// The transfer of `group` ended as `resolution`.
+    pub(super) fn transfer_ended(&mut self, group: GroupId, resolution: Resolution) {
+        if let Some((id, _)) = self.transfers.remove(&group) {
+            self.end(id, group, resolution);
+        }
     }
 
     /// Whether outcomes wait for a ready.
@@ -152,11 +220,13 @@ impl Requests {
         }
     }
 
-    /// Ticks reached `now`: ends every proposal due by then as timed out.
-    pub(super) fn expire(&mut self, now: u64) {
+    /// Ticks reached `now`: ends every request due by then as timed out, and returns the
+    /// reads among them (their groups must forget them).
+    pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
+        let mut expired_reads = Vec::new();
         while let Some(&(deadline, id)) = self.deadlines.front() {
             if deadline > now {
-                break;
+                return expired_reads;
             }
             self.deadlines.pop_front();
             if let Some(p) = self.proposals.remove(&id) {
@@ -165,8 +235,14 @@ impl Requests {
                     p.group,
                     Resolution::Indeterminate(Indeterminate::Timeout),
                 );
+            } else if let Some(group) = self.reads.remove(&id) {
+                self.end(id, group, Resolution::ReadFailed(ReadError::Timeout));
+                expired_reads.push((group, id));
+            } else if let Some((&group, _)) = self.transfers.iter().find(|(_, (t, _))| *t == id) {
+                self.transfer_ended(group, Resolution::TransferFailed(TransferError::Timeout));
             }
         }
+        expired_reads
     }
 
     /// The leadership of some groups changed: ends every proposal of theirs taken under
@@ -178,7 +254,25 @@ impl Requests {
     pub(super) fn leadership_changed(
         &mut self,
         current: &HashMap<GroupId, Option<(u64, Option<NodeId>)>>,
+        me: NodeId,
     ) {
+        if !self.transfers.is_empty() {
+            for (group, now) in current {
+                let Some(&(_, to)) = self.transfers.get(group) else {
+                    continue;
+                };
+                let leader = now.and_then(|(_, l)| l);
+                let resolution = match leader {
+                    Some(l) if l == to => Resolution::Done,
+                    Some(l) if l != me => {
+                        Resolution::TransferFailed(TransferError::LeadershipChanged { leader })
+                    }
+                    // Still this node, or an election under way: wait.
+                    _ => continue,
+                };
+                self.transfer_ended(*group, resolution);
+            }
+        }
         if current.is_empty() || self.proposals.is_empty() {
             return;
         }
@@ -192,6 +286,18 @@ impl Requests {
     /// `group` is no longer hosted: its proposals end indeterminate.
     pub(super) fn group_removed(&mut self, group: GroupId) {
         self.end_where(Indeterminate::GroupRemoved, |p| p.group == group);
+        let mut reads: Vec<RequestId> = self
+            .reads
+            .iter()
+            .filter(|(_, g)| **g == group)
+            .map(|(id, _)| *id)
+            .collect();
+        reads.sort_unstable();
+        for id in reads {
+            self.read_failed(id, ReadError::GroupNotFound(group));
+        }
+        let gone = Resolution::TransferFailed(TransferError::GroupNotFound(group));
+        self.transfer_ended(group, gone);
     }
 
     fn end_where(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
@@ -236,6 +342,14 @@ impl Requests {
     /// included (their write may or may not have happened).
     pub(super) fn stop(&mut self) -> Vec<Outcome> {
         self.end_where(Indeterminate::NodeStopped, |_| true);
+        let mut reads: Vec<RequestId> = self.reads.keys().copied().collect();
+        reads.sort_unstable();
+        for id in reads {
+            self.read_failed(id, ReadError::Stopped);
+        }
+        for group in self.transfers.keys().copied().collect::<Vec<_>>() {
+            self.transfer_ended(group, Resolution::TransferFailed(TransferError::Stopped));
+        }
         for (group, ids) in std::mem::take(&mut self.lifecycle) {
             for request in ids {
                 self.end(

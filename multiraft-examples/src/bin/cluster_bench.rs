@@ -128,7 +128,7 @@ async fn start_node(
     MultiRaft::builder(NodeId(id), config())
         .storage(storage)
         .transport(transport)
-        .state_machines(|_| IndexMachine)
+        .state_machines(|_| IndexMachine::default())
         .seed(id)
         .start()
         .await

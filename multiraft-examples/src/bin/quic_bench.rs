@@ -119,7 +119,7 @@ async fn echo(t2: QuicTransport, mut rx2: Receiver<MessageBatch>) {
                         hint_index: 0,
                         hint_term: 0,
                     },
-                    _ => MessageBody::HeartbeatResponse,
+                    _ => MessageBody::HeartbeatResponse { round: 0 },
                 };
                 Message {
                     group: m.group,
@@ -269,7 +269,7 @@ async fn run() -> Result<(), String> {
                 from: NodeId(1),
                 to: NodeId(2),
                 term: 1,
-                body: MessageBody::Heartbeat { commit: i },
+                body: MessageBody::Heartbeat { commit: i, round: 0 },
             }],
         });
         let got = tokio::time::timeout(STALL, rx1.recv())
@@ -281,7 +281,7 @@ async fn run() -> Result<(), String> {
         }
         debug_assert!(matches!(
             got.messages[0].body,
-            MessageBody::HeartbeatResponse
+            MessageBody::HeartbeatResponse { round: 0 }
         ));
     }
     let pings = histogram(pings);

@@ -586,7 +586,7 @@ async fn bench_e2e(
         let handle = MultiRaft::builder(NodeId(i), config.clone())
             .storage(storage)
             .transport(network.transport(NodeId(i)))
-            .state_machines(|_| IndexMachine)
+            .state_machines(|_| IndexMachine::default())
             .seed(i)
             .start()
             .await

@@ -80,7 +80,7 @@ impl Io for Wire {
         for m in &b.messages {
             self.messages[f][t] += 1;
             if m.group != GroupId::NODE
-                || matches!(&m.body, MessageBody::Heartbeats { beats } if !beats.is_empty())
+                || matches!(&m.body, MessageBody::Heartbeats { beats, .. } if !beats.is_empty())
             {
                 self.per_group_messages += 1;
             }

@@ -72,9 +72,10 @@ impl TraceHash {
                 pre_vote,
                 last_index,
                 last_term,
+                transfer,
             } => {
                 self.u64(1);
-                self.u64(u64::from(*pre_vote));
+                self.u64(u64::from(*pre_vote) | u64::from(*transfer) << 1);
                 self.u64(*last_index);
                 self.u64(*last_term);
             }
@@ -109,11 +110,15 @@ impl TraceHash {
                 self.u64(*hint_index);
                 self.u64(*hint_term);
             }
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, round } => {
                 self.u64(5);
                 self.u64(*commit);
+                self.u64(*round);
             }
-            MessageBody::HeartbeatResponse => self.u64(6),
+            MessageBody::HeartbeatResponse { round } => {
+                self.u64(6);
+                self.u64(*round);
+            }
             MessageBody::Propose { proposals } => {
                 self.u64(7);
                 for (id, data) in proposals {

@@ -90,9 +90,11 @@ fn body(b: &MessageBody) -> String {
             pre_vote,
             last_index,
             last_term,
+            transfer,
         } => format!(
-            "{}vote last {last_index}/{last_term}",
-            if *pre_vote { "pre" } else { "" }
+            "{}vote last {last_index}/{last_term}{}",
+            if *pre_vote { "pre" } else { "" },
+            if *transfer { " (transfer)" } else { "" }
         ),
         MessageBody::VoteResponse { pre_vote, granted } => format!(
             "{}vote {}",
@@ -126,8 +128,8 @@ fn body(b: &MessageBody) -> String {
                 format!("append reject {index} hint {hint_index}/{hint_term}")
             }
         }
-        MessageBody::Heartbeat { commit } => format!("heartbeat commit {commit}"),
-        MessageBody::HeartbeatResponse => "heartbeat resp".to_string(),
+        MessageBody::Heartbeat { commit, round } => format!("heartbeat commit {commit} round {round}"),
+        MessageBody::HeartbeatResponse { round } => format!("heartbeat resp round {round}"),
         MessageBody::Propose { proposals } => format!("propose x{}", proposals.len()),
         MessageBody::ProposeRejected { ids, leader_hint } => {
             format!("propose rejected x{} hint {leader_hint:?}", ids.len())

@@ -110,11 +110,11 @@ mod tests {
             body,
         };
         assert_eq!(
-            lane_of(&m(1, MessageBody::Heartbeat { commit: 0 }), 4),
+            lane_of(&m(1, MessageBody::Heartbeat { commit: 0, round: 0 }), 4),
             CONTROL_LANE
         );
         assert_eq!(
-            lane_of(&m(1, MessageBody::HeartbeatResponse), 4),
+            lane_of(&m(1, MessageBody::HeartbeatResponse { round: 0 }), 4),
             CONTROL_LANE
         );
         let mut used = std::collections::BTreeSet::new();

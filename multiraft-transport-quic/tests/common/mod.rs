@@ -51,7 +51,7 @@ pub fn heartbeat_batch(from: u64, to: u64, group: u64) -> MessageBatch {
             from: NodeId(from),
             to: NodeId(to),
             term: 1,
-            body: MessageBody::HeartbeatResponse,
+            body: MessageBody::HeartbeatResponse { round: 0 },
         }],
     }
 }

@@ -97,6 +97,7 @@ fn vote(pre_vote: bool, last_index: u64, last_term: u64) -> MessageBody {
         pre_vote,
         last_index,
         last_term,
+        transfer: false,
     }
 }
 
@@ -162,7 +163,11 @@ fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Replica {
         compacted: None,
         entries,
     };
-    Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap()
+    let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
+    // These tests are about the vote rules themselves, not the hold after a restart
+    // (which `tests/reads.rs` covers).
+    g.end_vote_hold();
+    g
 }
 
 /// Ticks `g` until it has output (its election timer fired); returns the tick count.
@@ -266,7 +271,9 @@ impl Cluster {
                     compacted: None,
                     entries,
                 };
-                Replica::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap()
+                let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap();
+                g.end_vote_hold();
+                g
             })
             .collect();
         Cluster {

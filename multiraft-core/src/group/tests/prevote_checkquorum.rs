@@ -193,11 +193,11 @@ fn reply_to_a_stale_leader_makes_it_step_down() {
     assert_eq!(
         ready,
         ReplicaReady {
-            send_after_write: vec![msg(2, 1, 3, MessageBody::HeartbeatResponse)],
+            send_after_write: vec![msg(2, 1, 3, MessageBody::HeartbeatResponse { round: 0 })],
             ..Default::default()
         }
     );
-    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 0 }));
+    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 0, round: 0 }));
     assert_eq!(
         g.ready(MAX, MAX).send_after_write,
         ready.send_after_write,

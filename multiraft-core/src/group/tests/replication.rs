@@ -332,12 +332,12 @@ fn entries_are_applied_only_when_committed_and_durable() {
     g.ready(MAX, MAX);
     g.on_persisted(2, 1);
     assert!(!g.has_ready());
-    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1 }));
+    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1, round: 0 }));
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, None, 1)),
-            send_after_write: vec![msg(2, 1, 1, MessageBody::HeartbeatResponse)],
+            send_after_write: vec![msg(2, 1, 1, MessageBody::HeartbeatResponse { round: 0 })],
             apply: vec![noop(1, 1)],
             ..Default::default()
         }
@@ -374,7 +374,13 @@ fn leader_completeness_across_restart() {
     let groups = loaded
         .into_iter()
         .zip(1..)
-        .map(|(l, id)| Replica::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap())
+        .map(|(l, id)| {
+            let mut g = Replica::restore(n(id), l, Arc::clone(&config), 100 + id).unwrap();
+            // Every replica restarted at once: no lease to protect (the hold is tested in
+            // `reads.rs`).
+            g.end_vote_hold();
+            g
+        })
         .collect();
     let mut c = Cluster::with_groups(Membership::voters([1, 2, 3]), groups);
     c.collect(); // re-apply what each replica knows committed

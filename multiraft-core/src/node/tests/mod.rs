@@ -62,6 +62,7 @@ fn vote(pre_vote: bool) -> MessageBody {
         pre_vote,
         last_index: 0,
         last_term: 0,
+        transfer: false,
     }
 }
 
@@ -118,14 +119,13 @@ fn assert_only_liveness_beats(batches: &[MessageBatch], from: u64, peers: &[u64]
     let to: Vec<NodeId> = batches.iter().map(|b| b.to).collect();
     assert_eq!(to, peers.iter().copied().map(n).collect::<Vec<_>>());
     for b in batches {
-        let beat = msg(
-            GroupId::NODE,
-            from,
-            b.to.0,
-            0,
-            MessageBody::Heartbeats { beats: vec![] },
+        assert_eq!(b.messages.len(), 1);
+        let m = &b.messages[0];
+        assert_eq!((m.group, m.from, m.to, m.term), (GroupId::NODE, n(from), b.to, 0));
+        assert!(
+            matches!(&m.body, MessageBody::Heartbeats { beats, .. } if beats.is_empty()),
+            "{m:?}"
         );
-        assert_eq!(b.messages, vec![beat]);
     }
 }
 
@@ -153,7 +153,7 @@ fn check_ready_shape(node: NodeId, ready: &Ready) {
             m.body,
             MessageBody::VoteResponse { .. }
                 | MessageBody::AppendResponse { .. }
-                | MessageBody::HeartbeatResponse
+                | MessageBody::HeartbeatResponse { round: 0 }
                 | MessageBody::Vote {
                     pre_vote: false,
                     ..
@@ -378,6 +378,7 @@ fn responses_wait_for_the_write_and_no_ready_comes_before_it_is_acknowledged() {
                 messages: vec![grant],
             }],
             apply: vec![],
+            reads: vec![],
             outcomes: vec![],
             events: vec![Event::LeaderChanged {
                 group: g(1),

@@ -1,0 +1,123 @@
+//! Leadership transfer (dissertation §3.10): the leader brings the target's log up to date,
+//! then sends it `TimeoutNow`; the target campaigns at once, and its vote requests are
+//! answered even by followers that still hear from the old leader. Meanwhile the leader
+//! takes no proposal (so the target can catch up), and gives up after an election timeout.
+
+use crate::error::TransferError;
+use crate::ids::NodeId;
+use crate::message::MessageBody;
+
+use super::{GroupEvent, Replica, Role};
+
+/// A transfer in progress on the leader.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Transfer {
+    /// The replica to hand leadership to.
+    pub(super) to: NodeId,
+    /// Ticks since it started; it is abandoned at `election_timeout_min_ticks`.
+    elapsed: u32,
+    /// `TimeoutNow` went out.
+    sent: bool,
+}
+
+impl Replica {
+    /// Starts handing leadership of this group to `to`. The outcome shows in the group's
+    /// leadership (`to` leads in a higher term) or in a [`GroupEvent::TransferAborted`]
+    /// after an election timeout. Wakes a quiesced group. `to` being this replica is done
+    /// at once.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if to == self.node {
+            return Ok(());
+        }
+        if !self.membership.is_voter(to) || self.progress.get(&to).is_none() {
+            return Err(TransferError::NotAVoter(to));
+        }
+        if self.transfer.is_some() {
+            return Err(TransferError::InProgress);
+        }
+        self.wake();
+        self.transfer = Some(Transfer {
+            to,
+            elapsed: 0,
+            sent: false,
+        });
+        self.maybe_send_timeout_now();
+        Ok(())
+    }
+
+    /// The target of the transfer in progress, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|t| t.to)
+    }
+
+    /// Sends `TimeoutNow` once the target holds the whole log.
+    pub(super) fn maybe_send_timeout_now(&mut self) {
+        let Some(t) = self.transfer else { return };
+        if t.sent {
+            return;
+        }
+        let last = self.log.last_index();
+        if self.progress.get(&t.to).is_some_and(|p| p.matched == last) {
+            // From here the target may be elected at once, by voters that still hear from
+            // this leader: no lease read may be served in this term again.
+            self.lease_revoked = true;
+            if let Some(t) = self.transfer.as_mut() {
+                t.sent = true;
+            }
+            self.send_now_msg(t.to, self.term, MessageBody::TimeoutNow);
+        }
+    }
+
+    /// A leader's tick: abandons a transfer that took an election timeout.
+    pub(super) fn tick_transfer(&mut self) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        t.elapsed += 1;
+        if t.elapsed >= self.config.election_timeout_min_ticks {
+            let to = t.to;
+            self.transfer = None;
+            tracing::debug!(group = %self.id, term = self.term, %to, "leadership transfer abandoned");
+            self.out().events.push(GroupEvent::TransferAborted { to });
+        }
+    }
+
+    /// `TimeoutNow` from the leader of our term: campaign now, skipping PreVote.
+    pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
+        if self.leader != Some(from) || !self.membership.is_voter(self.node) {
+            return;
+        }
+        self.wake();
+        self.campaign_for_transfer();
+    }
+}
+
+impl Replica {
+    /// The voter to hand leadership to: among voters other than this one whose node is
+    /// `live`, those that hold the most of the log; `spread` picks among them (the group id,
+    /// so that a drained node's groups spread over the others). `None` when not leading or
+    /// no such voter.
+    pub fn transfer_candidate(&self, live: impl Fn(NodeId) -> bool, spread: u64) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let candidates: Vec<(NodeId, u64)> = self
+            .progress
+            .iter()
+            .filter(|(n, _)| self.membership.is_voter(**n) && live(**n))
+            .map(|(n, p)| (*n, p.matched))
+            .collect();
+        let best = candidates.iter().map(|(_, m)| *m).max()?;
+        let top: Vec<NodeId> = candidates
+            .into_iter()
+            .filter(|(_, m)| *m == best)
+            .map(|(n, _)| n)
+            .collect();
+        top.get(spread as usize % top.len()).copied()
+    }
+}

@@ -1,0 +1,58 @@
+//! Moving leadership on purpose: transferring one group's leadership, and draining every
+//! group a node leads (for a rolling restart).
+
+use crate::error::TransferError;
+use crate::ids::{GroupId, NodeId, RequestId};
+
+use super::Node;
+
+impl Node {
+    /// Hands leadership of `group` to `to` (dissertation §3.10). On `Ok` the node took it: it
+    /// ends exactly once, `Done` when `to` leads, or `TransferFailed` (timed out after an
+    /// election timeout with this node still leading, leadership moved elsewhere, the node
+    /// stopped). While it runs the group refuses proposals with `TransferInProgress`.
+    /// Works on a quiesced group (it wakes).
+    pub fn transfer_leader(
+        &mut self,
+        group: GroupId,
+        to: NodeId,
+    ) -> Result<RequestId, TransferError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(TransferError::GroupNotFound(group))?;
+        slot.group.transfer_leader(to)?;
+        // Twice the longest election: the leader gives up after one, and the election the
+        // target started may take another.
+        let deadline = self.ticks + 2 * u64::from(self.config.election_timeout_max_ticks);
+        let request = self.requests.transfer(group, to, deadline, to == self.id);
+        self.touched(group);
+        Ok(request)
+    }
+
+    /// Transfers the leadership of every group this node leads to another voter whose node
+    /// is live, choosing among the most up-to-date ones by group id so that the groups
+    /// spread over the other nodes. For draining a node before a restart. Returns one
+    /// transfer request per group led (or why that group could not start one: no live
+    /// voter to take it, or a transfer already in progress).
+    pub fn drain(&mut self) -> Vec<(GroupId, Result<RequestId, TransferError>)> {
+        let led: Vec<(GroupId, Option<NodeId>)> = self
+            .groups
+            .iter()
+            .filter(|(_, s)| s.group.leadership().1 == Some(self.id))
+            .map(|(id, s)| {
+                let live = |n: NodeId| self.peers.live(n) == Some(true);
+                (*id, s.group.transfer_candidate(live, id.0))
+            })
+            .collect();
+        led.into_iter()
+            .map(|(group, target)| {
+                let result = match target {
+                    Some(to) => self.transfer_leader(group, to),
+                    None => Err(TransferError::NotAVoter(self.id)),
+                };
+                (group, result)
+            })
+            .collect()
+    }
+}
