@@ -6,8 +6,9 @@
 //! A ready is done in two halves, so that a caller can keep its write in flight (a slow
 //! disk in a simulation) or drop it (a crash) in between:
 //!
-//! 1. [`begin`] sends `send_now` and applies `apply` — both may happen before the write is
-//!    durable (IO rules 2 and 3: applied entries are already durable here);
+//! 1. [`begin`] sends `send_now`, applies `apply` and then serves `reads` — all may happen
+//!    before the write is durable (IO rules 2 and 3: applied entries are already durable
+//!    here, and a read point depends on no write);
 //! 2. the caller makes [`InFlight::write`] durable, or fails it (IO rule 4: the node then
 //!    stops, and nothing of the second half happens);
 //! 3. [`InFlight::acknowledge`] acknowledges the write to the node (IO rule 5), and
@@ -19,7 +20,7 @@
 
 use crate::error::StorageError;
 use crate::message::MessageBatch;
-use crate::node::{Apply, Event, Node, Outcome, Ready};
+use crate::node::{Apply, Event, Node, Outcome, ReadPoint, Ready};
 use crate::storage::WriteBatch;
 
 /// What a ready's IO does in a test world. Every method but `send` has a default that does
@@ -39,6 +40,12 @@ pub trait Io {
     /// the local requests they answer.
     fn apply(&mut self, apply: Apply) {
         let _ = apply;
+    }
+
+    /// A read reached its read point: serve it from the group's state machine, which has
+    /// applied every earlier apply of this ready.
+    fn read(&mut self, point: ReadPoint) {
+        let _ = point;
     }
 
     /// A request ended otherwise than by being applied.
@@ -78,6 +85,7 @@ pub fn begin(ready: Ready, io: &mut impl Io) -> InFlight {
         send_now,
         send_after_write,
         apply,
+        reads,
         outcomes,
         events,
         ..
@@ -87,6 +95,9 @@ pub fn begin(ready: Ready, io: &mut impl Io) -> InFlight {
     }
     for a in apply {
         io.apply(a);
+    }
+    for point in reads {
+        io.read(point);
     }
     InFlight {
         number,
@@ -166,6 +177,8 @@ pub struct Recorder {
     pub written: Vec<WriteBatch>,
     /// Applies, in order.
     pub applied: Vec<Apply>,
+    /// Reads served, in order.
+    pub reads: Vec<ReadPoint>,
     /// Outcomes, in order.
     pub outcomes: Vec<Outcome>,
     /// Events, in order.
@@ -184,6 +197,10 @@ impl Io for Recorder {
 
     fn apply(&mut self, apply: Apply) {
         self.applied.push(apply);
+    }
+
+    fn read(&mut self, point: ReadPoint) {
+        self.reads.push(point);
     }
 
     fn outcome(&mut self, outcome: Outcome) {

@@ -740,7 +740,10 @@ impl World {
                 format!("Heartbeats [{}]", list.join(", "))
             }
             MessageBody::HeartbeatAcks { acks } => {
-                let list: Vec<String> = acks.iter().map(|a| format!("{} term={}", a.group, a.term)).collect();
+                let list: Vec<String> = acks
+                    .iter()
+                    .map(|a| format!("{} term={}", a.group, a.term))
+                    .collect();
                 format!("HeartbeatAcks [{}]", list.join(", "))
             }
             MessageBody::Propose { proposals } => {

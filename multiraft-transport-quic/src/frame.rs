@@ -382,7 +382,10 @@ mod tests {
     fn round_trips_and_validates() {
         let b = batch(vec![
             msg(append(4, 2, &[3, 5])),
-            msg(MessageBody::Heartbeat { commit: 4, round: 0 }),
+            msg(MessageBody::Heartbeat {
+                commit: 4,
+                round: 0,
+            }),
             msg(MessageBody::Vote {
                 pre_vote: true,
                 last_index: 4,

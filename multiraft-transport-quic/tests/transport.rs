@@ -46,7 +46,10 @@ fn heartbeat(group: u64) -> Message {
         from: NodeId(1),
         to: NodeId(2),
         term: 3,
-        body: MessageBody::Heartbeat { commit: 1, round: 0 },
+        body: MessageBody::Heartbeat {
+            commit: 1,
+            round: 0,
+        },
     }
 }
 

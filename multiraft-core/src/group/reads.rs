@@ -143,11 +143,7 @@ impl Replica {
     ///   one, and its node declares this one down only after the lease ran out, so it
     ///   cannot vote for another candidate meanwhile: zero per-group messages. (A peer that
     ///   restarts loses its lease, and its groups hold their votes for an election timeout.)
-    pub(super) fn lease_holds(
-        &self,
-        now: u64,
-        peer_lease: &dyn Fn(NodeId) -> Option<u64>,
-    ) -> bool {
+    pub(super) fn lease_holds(&self, now: u64, peer_lease: &dyn Fn(NodeId) -> Option<u64>) -> bool {
         if self.role != Role::Leader
             || !self.config.check_quorum
             || !self.committed_in_term()
@@ -164,15 +160,17 @@ impl Replica {
                 Some(
                     n == me
                         || quiet_round != 0
-                            && self.progress.get(&n).is_some_and(|p| p.read_round >= quiet_round)
+                            && self
+                                .progress
+                                .get(&n)
+                                .is_some_and(|p| p.read_round >= quiet_round)
                             && peer_lease(n).is_some_and(|since| since < quiet_tick),
                 )
             });
             return result == VoteResult::Won;
         }
         let round = self.quorum_round();
-        round != 0
-            && (round >> ROUND_SEQ_BITS) + u64::from(self.config.lease_ticks) > now
+        round != 0 && (round >> ROUND_SEQ_BITS) + u64::from(self.config.lease_ticks) > now
     }
 
     /// The highest round a quorum of voters acknowledged in this term (this replica counts
@@ -315,7 +313,10 @@ impl Replica {
     pub(super) fn step_reads(&mut self, from: NodeId, body: MessageBody) {
         match body {
             MessageBody::ReadIndex { ids } => {
-                let room = self.config.max_pending_reads.saturating_sub(self.reads.len());
+                let room = self
+                    .config
+                    .max_pending_reads
+                    .saturating_sub(self.reads.len());
                 if self.role != Role::Leader || ids.len() > room {
                     let refused = ids.into_iter().map(|id| (from, id, 0)).collect();
                     return self.answer_remote(refused, false);
@@ -328,28 +329,26 @@ impl Replica {
                     });
                 }
             }
-            MessageBody::ReadIndexResponse { ids, index } => {
-                match index {
-                    Some(index) => {
-                        for id in ids {
-                            self.reads.confirmed.insert((index, id));
-                        }
-                    }
-                    None => {
-                        let hint = self.leader.filter(|l| *l != from);
-                        let failed = ids.into_iter().map(|id| {
-                            let e = match hint {
-                                Some(l) => ReadError::NotLeader {
-                                    leader_hint: Some(l),
-                                },
-                                None => ReadError::LeadershipChanged,
-                            };
-                            (id, e)
-                        });
-                        self.out().read_failures.extend(failed);
+            MessageBody::ReadIndexResponse { ids, index } => match index {
+                Some(index) => {
+                    for id in ids {
+                        self.reads.confirmed.insert((index, id));
                     }
                 }
-            }
+                None => {
+                    let hint = self.leader.filter(|l| *l != from);
+                    let failed = ids.into_iter().map(|id| {
+                        let e = match hint {
+                            Some(l) => ReadError::NotLeader {
+                                leader_hint: Some(l),
+                            },
+                            None => ReadError::LeadershipChanged,
+                        };
+                        (id, e)
+                    });
+                    self.out().read_failures.extend(failed);
+                }
+            },
             _ => {}
         }
     }

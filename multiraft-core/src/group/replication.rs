@@ -249,6 +249,8 @@ impl Replica {
     pub fn on_persisted(&mut self, index: u64, term: u64) {
         if self.log.on_persisted(index, term) && self.role == Role::Leader {
             self.maybe_commit();
+            // Committing may be what a transfer waits for.
+            self.maybe_send_timeout_now();
         }
         self.check_invariants();
     }

@@ -55,14 +55,17 @@ impl Replica {
         self.transfer.map(|t| t.to)
     }
 
-    /// Sends `TimeoutNow` once the target holds the whole log.
+    /// Sends `TimeoutNow` once the target holds the whole log and all of it is committed:
+    /// every proposal this leader took then ends applied (the leader refuses new ones
+    /// meanwhile), none is left to end indeterminate when leadership moves.
     pub(super) fn maybe_send_timeout_now(&mut self) {
         let Some(t) = self.transfer else { return };
         if t.sent {
             return;
         }
         let last = self.log.last_index();
-        if self.progress.get(&t.to).is_some_and(|p| p.matched == last) {
+        if self.log.committed == last && self.progress.get(&t.to).is_some_and(|p| p.matched == last)
+        {
             // From here the target may be elected at once, by voters that still hear from
             // this leader: no lease read may be served in this term again.
             self.lease_revoked = true;

@@ -441,7 +441,10 @@ mod tests {
             msg(append(4, 2, &[3, 5, 5])),
             msg(append(0, 0, &[1])),
             msg(append(7, 5, &[])),
-            msg(MessageBody::Heartbeat { commit: 4, round: 0 }),
+            msg(MessageBody::Heartbeat {
+                commit: 4,
+                round: 0,
+            }),
             msg(MessageBody::Vote {
                 pre_vote: true,
                 last_index: 4,

@@ -292,7 +292,10 @@ impl Node {
             MessageBody::Heartbeats { beats, liveness } => {
                 let mine = (self.incarnation, self.round);
                 let lease_ticks = u64::from(self.config.lease_ticks);
-                if self.peers.beat(from, &liveness, mine, self.ticks, lease_ticks) {
+                if self
+                    .peers
+                    .beat(from, &liveness, mine, self.ticks, lease_ticks)
+                {
                     // Whatever the peer's earlier life led, it leads no more.
                     self.nodes_down(&[from]);
                 }
@@ -452,7 +455,10 @@ impl Node {
         let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
         let request = self.requests.read(group, deadline);
         let (peers, now) = (&self.peers, self.ticks);
-        match slot.group.read(request.0, policy, now, |n| peers.leased_since(n, now)) {
+        match slot
+            .group
+            .read(request.0, policy, now, |n| peers.leased_since(n, now))
+        {
             Ok(()) => {
                 // No `touched`: a read does not wake a quiesced group.
                 self.mark(group);

@@ -44,11 +44,13 @@ impl Outbox {
     /// A message of group `id` that must wait for the write.
     pub(super) fn after(&mut self, id: GroupId, m: Message) {
         match m.body {
-            MessageBody::HeartbeatResponse { round } => self.acks.entry(m.to).or_default().push(Ack {
-                group: id,
-                term: m.term,
-                round,
-            }),
+            MessageBody::HeartbeatResponse { round } => {
+                self.acks.entry(m.to).or_default().push(Ack {
+                    group: id,
+                    term: m.term,
+                    round,
+                })
+            }
             _ => self.after.entry(m.to).or_default().push(m),
         }
     }

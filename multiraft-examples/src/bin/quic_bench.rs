@@ -269,7 +269,10 @@ async fn run() -> Result<(), String> {
                 from: NodeId(1),
                 to: NodeId(2),
                 term: 1,
-                body: MessageBody::Heartbeat { commit: i, round: 0 },
+                body: MessageBody::Heartbeat {
+                    commit: i,
+                    round: 0,
+                },
             }],
         });
         let got = tokio::time::timeout(STALL, rx1.recv())

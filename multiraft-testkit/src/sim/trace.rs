@@ -128,7 +128,9 @@ fn body(b: &MessageBody) -> String {
                 format!("append reject {index} hint {hint_index}/{hint_term}")
             }
         }
-        MessageBody::Heartbeat { commit, round } => format!("heartbeat commit {commit} round {round}"),
+        MessageBody::Heartbeat { commit, round } => {
+            format!("heartbeat commit {commit} round {round}")
+        }
         MessageBody::HeartbeatResponse { round } => format!("heartbeat resp round {round}"),
         MessageBody::Propose { proposals } => format!("propose x{}", proposals.len()),
         MessageBody::ProposeRejected { ids, leader_hint } => {

@@ -110,7 +110,16 @@ mod tests {
             body,
         };
         assert_eq!(
-            lane_of(&m(1, MessageBody::Heartbeat { commit: 0, round: 0 }), 4),
+            lane_of(
+                &m(
+                    1,
+                    MessageBody::Heartbeat {
+                        commit: 0,
+                        round: 0
+                    }
+                ),
+                4
+            ),
             CONTROL_LANE
         );
         assert_eq!(

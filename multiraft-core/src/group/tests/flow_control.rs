@@ -114,8 +114,24 @@ fn heartbeat_commit_is_capped_at_the_followers_match() {
         c.g_mut(1).ready(MAX, MAX),
         ReplicaReady {
             send_now: vec![
-                msg(1, 2, 1, MessageBody::Heartbeat { commit: 3, round: 0 }),
-                msg(1, 3, 1, MessageBody::Heartbeat { commit: 1, round: 0 }),
+                msg(
+                    1,
+                    2,
+                    1,
+                    MessageBody::Heartbeat {
+                        commit: 3,
+                        round: 0
+                    }
+                ),
+                msg(
+                    1,
+                    3,
+                    1,
+                    MessageBody::Heartbeat {
+                        commit: 1,
+                        round: 0
+                    }
+                ),
             ],
             ..Default::default()
         }

@@ -271,7 +271,8 @@ impl Cluster {
                     compacted: None,
                     entries,
                 };
-                let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap();
+                let mut g =
+                    Replica::restore(n(id), loaded, Arc::clone(&config), seed + id).unwrap();
                 g.end_vote_hold();
                 g
             })

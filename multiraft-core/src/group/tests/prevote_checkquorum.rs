@@ -197,7 +197,15 @@ fn reply_to_a_stale_leader_makes_it_step_down() {
             ..Default::default()
         }
     );
-    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 0, round: 0 }));
+    g.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 0,
+            round: 0,
+        },
+    ));
     assert_eq!(
         g.ready(MAX, MAX).send_after_write,
         ready.send_after_write,

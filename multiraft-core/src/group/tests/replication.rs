@@ -332,7 +332,15 @@ fn entries_are_applied_only_when_committed_and_durable() {
     g.ready(MAX, MAX);
     g.on_persisted(2, 1);
     assert!(!g.has_ready());
-    g.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1, round: 0 }));
+    g.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 1,
+            round: 0,
+        },
+    ));
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {

@@ -121,7 +121,10 @@ fn assert_only_liveness_beats(batches: &[MessageBatch], from: u64, peers: &[u64]
     for b in batches {
         assert_eq!(b.messages.len(), 1);
         let m = &b.messages[0];
-        assert_eq!((m.group, m.from, m.to, m.term), (GroupId::NODE, n(from), b.to, 0));
+        assert_eq!(
+            (m.group, m.from, m.to, m.term),
+            (GroupId::NODE, n(from), b.to, 0)
+        );
         assert!(
             matches!(&m.body, MessageBody::Heartbeats { beats, .. } if beats.is_empty()),
             "{m:?}"
@@ -656,4 +659,5 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     assert!(!records[0].remove && records[0].membership.is_some());
 }
 
+mod reads;
 mod three_nodes;

@@ -10,11 +10,31 @@ struct SimIo<'a> {
     inboxes: &'a mut Vec<VecDeque<MessageBatch>>,
     disk: &'a mut BTreeMap<GroupId, (HardState, Vec<Entry>)>,
     applied: &'a mut BTreeMap<GroupId, Vec<Entry>>,
+    log: &'a mut NodeLog,
+}
+
+/// What one node sent, served and ended, for tests to inspect (and clear).
+#[derive(Default)]
+pub(super) struct NodeLog {
+    pub(super) sent: Vec<MessageBatch>,
+    /// Reads served, each with what its group had applied when it was served.
+    pub(super) reads: Vec<(ReadPoint, u64)>,
+    pub(super) outcomes: Vec<Outcome>,
 }
 
 impl crate::testing::Io for SimIo<'_> {
     fn send(&mut self, b: MessageBatch) {
+        self.log.sent.push(b.clone());
         self.inboxes[b.to.0 as usize - 1].push_back(b);
+    }
+
+    fn read(&mut self, point: ReadPoint) {
+        let applied = self.applied.get(&point.group).map_or(0, |e| e.len() as u64);
+        self.log.reads.push((point, applied));
+    }
+
+    fn outcome(&mut self, outcome: Outcome) {
+        self.log.outcomes.push(outcome);
     }
 
     fn persist(&mut self, write: &WriteBatch) -> Result<(), crate::StorageError> {
@@ -45,8 +65,10 @@ impl crate::testing::Io for SimIo<'_> {
 /// Three nodes, delivered by hand: each cycle a node steps its inbox, then takes at most one
 /// ready, sends `send_now`, persists the write, applies, advances, and only then sends
 /// `send_after_write`.
-struct Sim {
-    nodes: Vec<Node>,
+pub(super) struct Sim {
+    pub(super) nodes: Vec<Node>,
+    /// Per node: what it sent, served and ended.
+    pub(super) logs: Vec<NodeLog>,
     inboxes: Vec<VecDeque<MessageBatch>>,
     /// Per node, per group: what storage holds.
     disks: Vec<BTreeMap<GroupId, (HardState, Vec<Entry>)>>,
@@ -57,9 +79,13 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(groups: u64) -> Sim {
+    pub(super) fn new(groups: u64) -> Sim {
+        Sim::with_config(groups, strict())
+    }
+
+    pub(super) fn with_config(groups: u64, config: Config) -> Sim {
         let mut nodes: Vec<Node> = (1..=3)
-            .map(|id| Node::new(n(id), strict(), 100 + id).unwrap())
+            .map(|id| Node::new(n(id), config.clone(), 100 + id).unwrap())
             .collect();
         for node in &mut nodes {
             for id in 1..=groups {
@@ -68,6 +94,7 @@ impl Sim {
         }
         let mut sim = Sim {
             nodes,
+            logs: (0..3).map(|_| NodeLog::default()).collect(),
             inboxes: vec![VecDeque::new(); 3],
             disks: vec![BTreeMap::new(); 3],
             applied: vec![BTreeMap::new(); 3],
@@ -77,7 +104,7 @@ impl Sim {
         sim
     }
 
-    fn handle(&mut self, i: usize, r: Ready) {
+    pub(super) fn handle(&mut self, i: usize, r: Ready) {
         let me = self.nodes[i].id();
         check_ready_shape(me, &r);
         for e in &r.events {
@@ -96,12 +123,13 @@ impl Sim {
             inboxes: &mut self.inboxes,
             disk: &mut self.disks[i],
             applied: &mut self.applied[i],
+            log: &mut self.logs[i],
         };
         crate::testing::run(&mut self.nodes[i], r, &mut io).unwrap();
     }
 
     /// Runs until every inbox is empty and no node has a ready.
-    fn run(&mut self) {
+    pub(super) fn run(&mut self) {
         for _ in 0..100_000 {
             let mut busy = false;
             for i in 0..3 {
@@ -121,7 +149,7 @@ impl Sim {
         panic!("the simulation did not go quiet");
     }
 
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         for node in &mut self.nodes {
             node.tick();
         }
@@ -129,7 +157,7 @@ impl Sim {
     }
 
     /// The leader of `group` if all three nodes agree on one that leads.
-    fn agreed_leader(&self, group: GroupId) -> Option<NodeId> {
+    pub(super) fn agreed_leader(&self, group: GroupId) -> Option<NodeId> {
         let statuses: Vec<GroupStatus> = self
             .nodes
             .iter()
@@ -143,7 +171,7 @@ impl Sim {
         (agreed && leads).then_some(leader)
     }
 
-    fn commands(&self, i: usize, group: GroupId) -> Vec<Bytes> {
+    pub(super) fn commands(&self, i: usize, group: GroupId) -> Vec<Bytes> {
         self.applied[i]
             .get(&group)
             .into_iter()

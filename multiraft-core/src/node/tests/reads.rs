@@ -1,0 +1,229 @@
+//! Reads and leadership transfer through the node layer, three nodes delivered by hand
+//! (docs/design.md §4.1): a read round is one message per peer node whatever the number of
+//! groups, quiesced groups serve lease reads with no message at all, and a drain moves
+//! every group's leadership with every proposal ending definitely.
+
+use super::three_nodes::Sim;
+use super::*;
+use crate::error::TransferError;
+use crate::group::ReadPolicy;
+
+/// Node 1 campaigns for every group and the cluster settles: node 1 leads all of them, and
+/// they go quiet. A few more ticks let liveness beats (and their echoes) flow.
+fn led_by_node_1(groups: u64) -> Sim {
+    let mut sim = Sim::new(groups);
+    for id in 1..=groups {
+        sim.nodes[0].campaign(g(id)).unwrap();
+    }
+    sim.run();
+    for _ in 0..2 * strict().election_timeout_min_ticks {
+        sim.tick();
+    }
+    for id in 1..=groups {
+        assert_eq!(sim.agreed_leader(g(id)), Some(n(1)), "{}", g(id));
+    }
+    assert_eq!(sim.nodes[0].active_group_count(), 0, "every group quiesced");
+    for log in &mut sim.logs {
+        *log = Default::default();
+    }
+    sim
+}
+
+/// Messages in `batches` that belong to one group, and coalesced heartbeat messages (node
+/// level) with at least one group's beat in them.
+fn per_group_and_beat_messages(batches: &[MessageBatch]) -> (usize, usize) {
+    let mut per_group = 0;
+    let mut beats = 0;
+    for m in batches.iter().flat_map(|b| &b.messages) {
+        match &m.body {
+            MessageBody::Heartbeats { beats: b, .. } if !b.is_empty() => beats += 1,
+            MessageBody::Heartbeats { .. } | MessageBody::HeartbeatAcks { .. } => {}
+            _ => per_group += 1,
+        }
+    }
+    (per_group, beats)
+}
+
+/// Dissertation §6.4 with one round per peer node: 10,000 groups led by node 1, each with a
+/// pending ReadIndex read, produce exactly one confirmation message from node 1 to each
+/// peer (one coalesced heartbeat message carrying all 10,000 beats), and every read is
+/// served once the answers come back — at the commit index, which is applied.
+#[test]
+fn read_index_rounds_are_one_message_per_peer_for_10_000_groups() {
+    const GROUPS: u64 = 10_000;
+    let mut sim = led_by_node_1(GROUPS);
+    let reads: Vec<RequestId> = (1..=GROUPS)
+        .map(|id| sim.nodes[0].read(g(id), ReadPolicy::ReadIndex).unwrap())
+        .collect();
+    assert_eq!(sim.nodes[0].status().pending_reads, GROUPS as usize);
+
+    let r = sim.nodes[0].ready().unwrap();
+    assert!(r.reads.is_empty(), "no read is served before its round");
+    for to in [2, 3] {
+        let batch: Vec<&MessageBatch> = r.send_now.iter().filter(|b| b.to == n(to)).collect();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].messages.len(), 1, "one message to node {to}");
+        let MessageBody::Heartbeats { beats, liveness } = &batch[0].messages[0].body else {
+            panic!("not a coalesced heartbeat: {:?}", batch[0].messages[0]);
+        };
+        assert_eq!(beats.len(), GROUPS as usize);
+        assert!(liveness.round != 0);
+        assert!(
+            beats.iter().all(|b| b.quiesce),
+            "quiesced groups confirm quietly"
+        );
+    }
+    sim.handle(0, r);
+    sim.run();
+
+    let served: BTreeMap<RequestId, (ReadPoint, u64)> = sim.logs[0]
+        .reads
+        .iter()
+        .map(|(p, applied)| (p.request, (*p, *applied)))
+        .collect();
+    assert_eq!(served.len(), GROUPS as usize);
+    for (id, request) in (1..=GROUPS).zip(&reads) {
+        let (point, applied) = served[request];
+        let commit = sim.nodes[0].group_status(g(id)).unwrap().commit;
+        assert_eq!((point.group, point.index), (g(id), commit));
+        assert!(applied >= point.index);
+    }
+    assert_eq!(sim.nodes[0].status().pending_reads, 0);
+    assert_eq!(
+        sim.nodes[0].active_group_count(),
+        0,
+        "the reads woke no group"
+    );
+    assert_eq!(sim.nodes[1].active_group_count(), 0);
+}
+
+/// §6.4.1 on node liveness: quiesced groups serve lease reads with zero per-group messages
+/// and stay quiesced; the reads are served in the very next ready.
+#[test]
+fn quiesced_groups_serve_lease_reads_without_messages() {
+    const GROUPS: u64 = 1_000;
+    let mut sim = led_by_node_1(GROUPS);
+    for id in 1..=GROUPS {
+        sim.nodes[0].read(g(id), ReadPolicy::Lease).unwrap();
+    }
+    let r = sim.nodes[0].ready().unwrap();
+    assert_eq!(
+        r.reads.len(),
+        GROUPS as usize,
+        "served on the lease, at once"
+    );
+    assert_eq!(per_group_and_beat_messages(&r.send_now), (0, 0));
+    assert!(r.send_after_write.is_empty());
+    sim.handle(0, r);
+    sim.run();
+    for log in &sim.logs {
+        assert_eq!(per_group_and_beat_messages(&log.sent), (0, 0));
+    }
+    for node in &sim.nodes {
+        assert_eq!(node.active_group_count(), 0, "{} stayed quiet", node.id());
+    }
+}
+
+/// A lease is a promise of the followers' nodes: once a peer's liveness lapses (its node is
+/// unreachable for `lease_ticks`), a Lease read falls back to a ReadIndex round — which
+/// cannot complete with both peers gone, so it fails by its deadline instead of answering.
+#[test]
+fn without_peer_liveness_a_lease_read_needs_a_round() {
+    let mut sim = led_by_node_1(10);
+    let lease = u64::from(strict().lease_ticks);
+    for _ in 0..=lease {
+        sim.nodes[0].tick(); // node 1 alone: nothing reaches it
+    }
+    sim.nodes[0].read(g(1), ReadPolicy::Lease).unwrap();
+    let r = sim.nodes[0].ready().unwrap();
+    assert!(r.reads.is_empty(), "no lease without live peers");
+    let (_, beats) = per_group_and_beat_messages(&r.send_now);
+    assert_eq!(beats, 2, "a ReadIndex round to each peer instead");
+}
+
+/// A follower read: the follower asks the leader (one `ReadIndex` message), the leader
+/// confirms with a round, and the follower serves once it has applied the index.
+#[test]
+fn follower_reads_ask_the_leader_and_wait_for_the_apply() {
+    let mut sim = led_by_node_1(3);
+    sim.nodes[0]
+        .propose(g(2), Bytes::from_static(b"x"))
+        .unwrap();
+    let read = sim.nodes[1].read(g(2), ReadPolicy::Follower).unwrap();
+    assert_eq!(
+        sim.nodes[1].read(g(2), ReadPolicy::ReadIndex),
+        Err(ReadError::NotLeader {
+            leader_hint: Some(n(1))
+        })
+    );
+    sim.run();
+    let (point, applied) = sim.logs[1].reads[0];
+    assert_eq!(point.request, read);
+    assert!(applied >= point.index);
+    assert_eq!(sim.commands(1, g(2)), vec![Bytes::from_static(b"x")]);
+}
+
+/// Transfer (§3.10) and a whole-node drain: 1,000 groups led by node 1 move their
+/// leadership to nodes 2 and 3 within two election timeouts of the manual clock, spread over
+/// both, with every proposal node 1 took during the drain ending applied or definitely
+/// rejected (`TransferInProgress`) — none indeterminate.
+#[test]
+fn a_drain_moves_1000_groups_within_two_election_timeouts() {
+    const GROUPS: u64 = 1_000;
+    let mut sim = led_by_node_1(GROUPS);
+    let started = sim.nodes[0].drain();
+    assert_eq!(started.len(), GROUPS as usize);
+    assert!(started.iter().all(|(_, r)| r.is_ok()));
+    let mut taken = Vec::new();
+    let mut refused = 0;
+    let timeout = strict().election_timeout_min_ticks;
+    for tick in 0..2 * timeout {
+        for id in 1..=GROUPS {
+            match sim.nodes[0].propose(g(id), Bytes::from(format!("{tick}"))) {
+                Ok(request) => taken.push(request),
+                Err(ProposeError::TransferInProgress) => refused += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        sim.run();
+        sim.tick();
+    }
+    for _ in 0..timeout {
+        sim.tick(); // let the last proposals finish
+    }
+    let mut led = [0; 4];
+    for id in 1..=GROUPS {
+        let leader = sim.agreed_leader(g(id)).expect("a leader");
+        led[leader.0 as usize] += 1;
+    }
+    assert_eq!(led[1], 0, "node 1 leads nothing");
+    assert!(
+        led[2] > GROUPS as usize / 4 && led[3] > GROUPS as usize / 4,
+        "{led:?}"
+    );
+    let ended: BTreeMap<RequestId, &Resolution> = sim.logs[0]
+        .outcomes
+        .iter()
+        .map(|o| (o.request, &o.resolution))
+        .collect();
+    let transfers_done = started
+        .iter()
+        .filter(|(_, r)| ended.get(r.as_ref().unwrap()) == Some(&&Resolution::Done))
+        .count();
+    assert_eq!(transfers_done, GROUPS as usize);
+    for request in &taken {
+        assert_eq!(
+            ended.get(request),
+            None,
+            "{request} ended {:?}",
+            ended.get(request)
+        );
+    }
+    assert!(refused > 0, "proposals during the transfers are refused");
+    assert_eq!(
+        sim.nodes[0].pending_proposals(),
+        0,
+        "every taken proposal was applied"
+    );
+    let _ = TransferError::Timeout;
+}
