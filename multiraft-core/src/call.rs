@@ -11,7 +11,7 @@ use crate::error::{ReadError, TransferError};
 use crate::group::{GroupStatus, ReadPolicy};
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::Membership;
-use crate::node::{Node, NodeStatus, Resolution};
+use crate::node::{Node, NodeStatus, ReadStart, Resolution};
 use crate::state_machine::StateMachine;
 
 pub(crate) type ProposeReply = oneshot::Sender<Result<Bytes, ProposeError>>;
@@ -38,28 +38,36 @@ pub(crate) enum Call {
     Shutdown,
 }
 
+/// What the event loop must still do with a call the node was handed.
+pub(crate) enum Taken {
+    /// Nothing.
+    Done,
+    /// A read was started: serve it now, wait for its read point, or answer its error.
+    Read(GroupId, Result<ReadStart, ReadError>, Reply),
+    /// Stop the loop.
+    Shutdown,
+}
+
 /// Where the answer to each request the node took goes. A fast hash: one insert and one
 /// remove per proposal.
 pub(crate) type Replies = FxHashMap<RequestId, Reply>;
 
 impl Call {
     /// Hands the call to the node; when the node takes a request, its answer waits in
-    /// `replies`. Returns whether the call asks the loop to stop.
-    pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> bool {
+    /// `replies`. Returns what the loop must still do.
+    pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
         let mut wait = |request: RequestId, reply: Reply| drop(replies.insert(request, reply));
         match self {
             Call::Propose(group, command, reply) => match node.propose(group, command) {
                 Ok(request) => wait(request, Reply::Propose(reply)),
                 Err(e) => drop(reply.send(Err(e))),
             },
-            Call::Read(group, policy, query, reply) => match node.read(group, policy) {
-                Ok(request) => wait(request, Reply::Read(query, reply)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Call::ReadIndex(group, policy, reply) => match node.read(group, policy) {
-                Ok(request) => wait(request, Reply::ReadIndex(reply)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
+            Call::Read(group, policy, query, reply) => {
+                return Taken::Read(group, node.read(group, policy), Reply::Read(query, reply));
+            }
+            Call::ReadIndex(group, policy, reply) => {
+                return Taken::Read(group, node.read(group, policy), Reply::ReadIndex(reply));
+            }
             Call::TransferLeader(group, to, reply) => match node.transfer_leader(group, to) {
                 Ok(request) => wait(request, Reply::Transfer(reply)),
                 Err(e) => drop(reply.send(Err(e))),
@@ -91,9 +99,9 @@ impl Call {
                 let _ = reply.send(node.campaign(group).map_err(CampaignError::from));
             }
             Call::NodeStatus(reply) => drop(reply.send(node.status())),
-            Call::Shutdown => return true,
+            Call::Shutdown => return Taken::Shutdown,
         }
-        false
+        Taken::Done
     }
 
     /// Refuses a call the loop will never take: the node stopped.
@@ -128,6 +136,15 @@ impl Reply {
         let _ = match self {
             Reply::Read(query, r) => r.send(Ok(sm.query(&query))).ok(),
             Reply::ReadIndex(r) => r.send(Ok(index)).ok(),
+            _ => None,
+        };
+    }
+
+    /// Fails a read the node refused.
+    pub(crate) fn refuse_read(self, error: ReadError) {
+        let _ = match self {
+            Reply::Read(_, r) => r.send(Err(error)).ok(),
+            Reply::ReadIndex(r) => r.send(Err(error)).ok(),
             _ => None,
         };
     }

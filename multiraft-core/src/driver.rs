@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::call::{Call, Replies, Reply};
+use crate::call::{Call, Replies, Reply, Taken};
 use crate::clock::Clock;
 use crate::error::Indeterminate::NodeStopped;
 use crate::error::{StopError, StorageError};
 use crate::ids::GroupId;
 use crate::message::MessageBatch;
-use crate::node::{Event, Node, Outcome, Ready, Resolution};
+use crate::node::{Event, Node, Outcome, ReadStart, Ready, Resolution};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::transport::Transport;
@@ -158,8 +158,17 @@ impl Driver {
     }
 
     fn handle(&mut self, call: Call) {
-        if call.take(&mut self.p.node, &mut self.replies) {
-            self.stopping = true;
+        match call.take(&mut self.p.node, &mut self.replies) {
+            Taken::Done => {}
+            Taken::Shutdown => self.stopping = true,
+            Taken::Read(group, Ok(ReadStart::Now { index }), reply) => reply.serve(
+                machine(&mut self.machines, &mut self.p.factory, group),
+                index,
+            ),
+            Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => {
+                drop(self.replies.insert(request, reply))
+            }
+            Taken::Read(_, Err(e), reply) => reply.refuse_read(e),
         }
     }
 
@@ -168,11 +177,7 @@ impl Driver {
             self.p.transport.send(batch);
         }
         for a in &ready.apply {
-            let factory = &mut self.p.factory;
-            let sm = self
-                .machines
-                .entry(a.group)
-                .or_insert_with(|| factory(a.group));
+            let sm = machine(&mut self.machines, &mut self.p.factory, a.group);
             for (index, command, request) in a.commands() {
                 let result = sm.apply(index, command);
                 if let Some(Reply::Propose(reply)) = request.and_then(|r| self.replies.remove(&r)) {
@@ -183,12 +188,8 @@ impl Driver {
         // Reads after the applies of the same ready: their read points are now applied.
         for read in &ready.reads {
             if let Some(reply) = self.replies.remove(&read.request) {
-                let factory = &mut self.p.factory;
-                let sm = self
-                    .machines
-                    .entry(read.group)
-                    .or_insert_with(|| factory(read.group));
-                reply.serve(sm.as_ref(), read.index);
+                let sm = machine(&mut self.machines, &mut self.p.factory, read.group);
+                reply.serve(sm, read.index);
             }
         }
         for e in &ready.events {
@@ -254,6 +255,18 @@ impl Driver {
             call.refuse();
         }
     }
+}
+
+/// The state machine of `group`, made on first use.
+fn machine<'a>(
+    machines: &'a mut HashMap<GroupId, Box<dyn StateMachine>>,
+    factory: &mut StateMachineFactory,
+    group: GroupId,
+) -> &'a mut dyn StateMachine {
+    machines
+        .entry(group)
+        .or_insert_with(|| factory(group))
+        .as_mut()
 }
 
 type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -186,7 +186,9 @@ pub use message::{
     Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
     MessageLimits, ROUND_SEQ_BITS,
 };
-pub use node::{Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, Ready, Resolution};
+pub use node::{
+    Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready, Resolution,
+};
 pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

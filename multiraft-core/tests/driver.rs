@@ -7,7 +7,7 @@ use std::time::Duration;
 use multiraft_core::group::Role;
 use multiraft_core::{
     Bytes, Config, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError,
-    StartError, StopError,
+    ReadError, ReadPolicy, StartError, StopError, TransferError,
 };
 use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
 use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
@@ -173,6 +173,74 @@ async fn a_proposal_on_a_follower_is_forwarded_and_applied() {
     assert_eq!(r, Ok(Bytes::from("1")));
     wait_for(|| async { (1..=3).all(|i| c.applied(i, 1).len() == 1).then_some(()) }).await;
     assert_eq!(c.applied(leader.0, 1)[0].1, Bytes::from("via follower"));
+    c.shutdown().await;
+}
+
+/// `MultiRaft::read` under each policy answers from the state machine with no log entry:
+/// the Recorder's query is the number of commands it applied, which a read after a
+/// proposal must see (linearizability), on the leader and through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_every_earlier_write_under_each_policy_without_a_log_entry() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let follower = (1..=3).find(|i| NodeId(*i) != leader).unwrap();
+    let g = GroupId(1);
+    for (i, policy) in [
+        ReadPolicy::ReadIndex,
+        ReadPolicy::Lease,
+        ReadPolicy::Follower,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.node(leader.0).propose(g, "w").await.unwrap();
+        let want = Bytes::from((i + 1).to_string());
+        assert_eq!(c.node(leader.0).read(g, policy, "").await, Ok(want.clone()));
+        if policy == ReadPolicy::Follower {
+            assert_eq!(c.node(follower).read(g, policy, "").await, Ok(want));
+        } else {
+            let refused = c.node(follower).read(g, policy, "").await;
+            assert_eq!(
+                refused,
+                Err(ReadError::NotLeader {
+                    leader_hint: Some(leader)
+                })
+            );
+        }
+    }
+    let index = c
+        .node(leader.0)
+        .read_index(g, ReadPolicy::ReadIndex)
+        .await
+        .unwrap();
+    let status = c.node(leader.0).status(g).await.unwrap().unwrap();
+    assert_eq!((index, status.last_index), (4, 4), "no entry for any read");
+    c.shutdown().await;
+}
+
+/// `MultiRaft::transfer_leader` moves leadership to the target; a second transfer from the
+/// old leader is `NotLeader`; `drain` moves everything a node leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_and_drain_move_leadership() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create(1..=4).await;
+    let leader = c.leader(1).await;
+    let target = NodeId(leader.0 % 3 + 1);
+    c.node(leader.0)
+        .transfer_leader(GroupId(1), target)
+        .await
+        .unwrap();
+    assert_eq!(c.leader(1).await, target);
+    assert!(matches!(
+        c.node(leader.0).transfer_leader(GroupId(1), leader).await,
+        Err(TransferError::NotLeader { .. })
+    ));
+    for node in 1..=3 {
+        for (group, result) in c.node(node).drain().await.unwrap() {
+            assert_eq!(result, Ok(()), "{group} from node {node}");
+        }
+    }
     c.shutdown().await;
 }
 

@@ -126,6 +126,13 @@ impl Replica {
         Ok(())
     }
 
+    /// The read index of a lease read that can be served at once: the lease holds and the
+    /// state machine has been handed everything committed.
+    pub fn read_now(&self, now: u64, peer_lease: impl Fn(NodeId) -> Option<u64>) -> Option<u64> {
+        let applied_all = self.log.applied >= self.log.committed;
+        (applied_all && self.lease_holds(now, &peer_lease)).then_some(self.log.committed)
+    }
+
     fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed) == Some(self.term)
     }

@@ -84,6 +84,18 @@ pub struct NodeStatus {
     pub stats: NodeStats,
 }
 
+/// How [`Node::read`] started a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStart {
+    /// The read point `index` is already applied on this node: serve the read now.
+    Now {
+        /// The read index.
+        index: u64,
+    },
+    /// The node took the read; it ends in a later ready.
+    Taken(RequestId),
+}
+
 /// One hosted replica and its place in the ready queue.
 struct Slot {
     group: Replica,
@@ -437,12 +449,25 @@ impl Node {
         }
     }
 
-    /// Starts a linearizable read of `group` under `policy`. On `Ok` the node took it: it
-    /// ends exactly once — in [`Ready::reads`] once this node's state machine of the group
-    /// has applied the read point (serve the read there, after that ready's applies), or
-    /// with a [`Resolution::ReadFailed`] outcome. A read never changes anything, so no
-    /// outcome is indeterminate.
-    pub fn read(&mut self, group: GroupId, policy: ReadPolicy) -> Result<RequestId, ReadError> {
+    /// Starts a linearizable read of `group` under `policy`.
+    ///
+    /// - [`ReadStart::Now`]: the read point is already applied here (a lease read on an
+    ///   up-to-date leader): serve the read at once, before anything else is applied.
+    /// - [`ReadStart::Taken`]: the node took it, and it ends exactly once — in
+    ///   [`Ready::reads`] once this node's state machine of the group has applied the read
+    ///   point (serve the read there, after that ready's applies), or with a
+    ///   [`Resolution::ReadFailed`] outcome.
+    ///
+    /// A read never changes anything, so no outcome is indeterminate.
+    pub fn read(&mut self, group: GroupId, policy: ReadPolicy) -> Result<ReadStart, ReadError> {
+        if policy == ReadPolicy::Lease
+            && let Some(slot) = self.groups.get(&group)
+        {
+            let (peers, now) = (&self.peers, self.ticks);
+            if let Some(index) = slot.group.read_now(now, |n| peers.leased_since(n, now)) {
+                return Ok(ReadStart::Now { index });
+            }
+        }
         if self.requests.pending_reads() >= self.config.max_pending_reads {
             return Err(ReadError::Busy {
                 limit: "max_pending_reads",
@@ -462,7 +487,7 @@ impl Node {
             Ok(()) => {
                 // No `touched`: a read does not wake a quiesced group.
                 self.mark(group);
-                Ok(request)
+                Ok(ReadStart::Taken(request))
             }
             Err(e) => {
                 self.requests.withdraw_read(request);

@@ -1,20 +1,26 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--reads]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. The figure is the
 //! number of proposals that completed per second over the measured window, after a warm-up.
 //! Latency percentiles come from an HdrHistogram (3 significant figures). `--help` lists the
 //! flags.
+//!
+//! With `--reads`, the same cluster then runs two more phases of the same length with the
+//! same clients reading instead (`MultiRaft::read` at the leader): ReadIndex, then Lease;
+//! each phase prints its rate, and a last line the read rates as multiples of the write
+//! rate of the same run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use multiraft_core::{Config, GroupId};
+use multiraft_core::{Bytes, Config, GroupId, NodeId, ReadPolicy};
+use multiraft_examples::ClusterNode;
 use multiraft_examples::measure::{histogram, process_cpu_secs};
 use multiraft_examples::{create_groups, start_mem_cluster};
 
@@ -35,6 +41,16 @@ struct Args {
     /// Bytes per proposal
     #[arg(long, default_value_t = 16)]
     bytes: usize,
+    /// After the writes, measure reads under ReadIndex and under Lease
+    #[arg(long)]
+    reads: bool,
+}
+
+/// What the clients of one phase do.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    Write,
+    Read(ReadPolicy),
 }
 
 fn parse_args() -> Args {
@@ -63,6 +79,38 @@ async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let leaders = create_groups(&cluster, args.groups, Duration::from_secs(60)).await?;
 
+    let mut rates = Vec::new();
+    let mut phases = vec![Work::Write];
+    if args.reads {
+        phases.extend([
+            Work::Read(ReadPolicy::ReadIndex),
+            Work::Read(ReadPolicy::Lease),
+        ]);
+    }
+    for work in phases {
+        rates.push(phase(&args, &cluster, &leaders, work).await?);
+    }
+    if let [writes, read_index, lease] = rates[..] {
+        println!(
+            "bench: reads per write, same run: ReadIndex {:.2}x, Lease {:.2}x",
+            read_index / writes,
+            lease / writes
+        );
+    }
+    for n in &cluster {
+        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs one measured phase of `work` with every client; prints its line and returns the
+/// rate of completed operations per second.
+async fn phase(
+    args: &Args,
+    cluster: &[ClusterNode],
+    leaders: &[NodeId],
+    work: Work,
+) -> Result<f64, String> {
     let running = Arc::new(AtomicBool::new(true));
     let measuring = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -78,7 +126,11 @@ async fn run() -> Result<(), String> {
             let mut errors = 0u64;
             while running.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ok = node.propose(GroupId(g + 1), payload.clone()).await.is_ok();
+                let group = GroupId(g + 1);
+                let ok = match work {
+                    Work::Write => node.propose(group, payload.clone()).await.is_ok(),
+                    Work::Read(policy) => node.read(group, policy, Bytes::new()).await.is_ok(),
+                };
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
                         latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -113,8 +165,12 @@ async fn run() -> Result<(), String> {
     let cpu_us = cpu.map_or("n/a".to_string(), |c| {
         format!("{:.2}", c * 1e6 / all.len().max(1) as f64)
     });
+    let what = match work {
+        Work::Write => "committed proposals/s".to_string(),
+        Work::Read(policy) => format!("{policy:?} reads/s"),
+    };
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={:.1}: {:.0} committed proposals/s, latency p50 {} us, p99 {} us, cpu {} us/proposal, errors {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={:.1}: {:.0} {what}, latency p50 {} us, p99 {} us, cpu {} us/op, errors {}",
         args.groups,
         args.clients,
         args.bytes,
@@ -125,8 +181,5 @@ async fn run() -> Result<(), String> {
         cpu_us,
         errors
     );
-    for n in &cluster {
-        n.handle.shutdown().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    Ok(all.len() as f64 / elapsed)
 }
