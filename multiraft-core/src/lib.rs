@@ -65,6 +65,9 @@
 //!                     applied.push((node.id(), index, command.to_vec()));
 //!                 }
 //!             }
+//!             // Reads whose read point this ready's applies reached: query the state
+//!             // machines now (`Node::read` starts one; none in this example).
+//!             let _ = &ready.reads;
 //!             node.advance(ready.number); // the write is durable
 //!             wire.extend(ready.send_after_write); // votes and acks only now
 //!             let _ = &ready.outcomes; // requests that ended otherwise: report them now
@@ -79,7 +82,9 @@
 //! # The same with the driver
 //!
 //! ```
-//! use multiraft_core::{Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, StateMachine};
+//! use multiraft_core::{
+//!     Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, ReadPolicy, StateMachine,
+//! };
 //! use multiraft_testkit::{MemNetwork, MemStorage};
 //!
 //! /// A state machine that counts the commands it applied.
@@ -88,6 +93,10 @@
 //! impl StateMachine for Counter {
 //!     fn apply(&mut self, _index: u64, _command: &Bytes) -> Bytes {
 //!         self.0 += 1;
+//!         Bytes::from(self.0.to_string())
+//!     }
+//!     /// Reads change nothing: the count as of the last applied command.
+//!     fn query(&self, _query: &Bytes) -> Bytes {
 //!         Bytes::from(self.0.to_string())
 //!     }
 //! }
@@ -126,6 +135,9 @@
 //! .expect("a leader within 10 s");
 //! let result = nodes[0].propose(group, "incr").await.unwrap();
 //! assert_eq!(result, Bytes::from("1"));
+//! // A linearizable read, with no log write: on any replica, through the leader's read index.
+//! let count = nodes[1].read(group, ReadPolicy::Follower, "count").await.unwrap();
+//! assert_eq!(count, Bytes::from("1"));
 //! for node in &nodes {
 //!     node.shutdown().await.unwrap();
 //! }
@@ -142,6 +154,10 @@
 //!   group creation and removal, and reports each one's end exactly once — an applied entry
 //!   that carries it ([`Apply::requests`]) or an [`Outcome`] in a [`Ready`]. The driver only
 //!   maps ids to the callers waiting on them.
+//! - Reads need no log write: [`MultiRaft::read`] confirms leadership with one heartbeat
+//!   round per peer node for every group's pending reads, or serves on the leader's lease
+//!   (on quiesced groups, a lease resting on node liveness), or on a follower after asking
+//!   the leader for the read index (docs/design.md §4.5).
 //! - Each group keeps its log in memory from index 1 until log compaction and snapshots
 //!   land; storage is written for durability and read at start. The `Storage` read methods
 //!   exist for tools and for the snapshot work that follows.

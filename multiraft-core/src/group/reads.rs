@@ -1,4 +1,4 @@
-//! Linearizable reads without a log write (dissertation §6.4; docs/design.md §4.1).
+//! Linearizable reads without a log write (dissertation §6.4; docs/design.md §4.5).
 //!
 //! - **ReadIndex**: the leader notes its commit index, confirms it still leads with one
 //!   heartbeat round, and serves the read once its state machine has applied that index. The

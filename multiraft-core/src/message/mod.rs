@@ -183,7 +183,7 @@ pub struct Beat {
 }
 
 /// The node-level part of a coalesced heartbeat message: liveness, and the round that
-/// confirms reads and leases of every group at once (docs/design.md §4.1).
+/// confirms reads and leases of every group at once (docs/design.md §4.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Liveness {
     /// Which life of the sending node this is: it changes when the node restarts, so a

@@ -200,7 +200,7 @@ impl Node {
     ///
     /// The same value names this life of the node to its peers (its incarnation): a peer
     /// that sees it change knows the promises this node's groups made before a restart are
-    /// gone (docs/design.md §4.1). Without a call, the seed names it.
+    /// gone (docs/design.md §4.5). Without a call, the seed names it.
     pub fn start_requests_at(&mut self, first: u64) {
         self.requests.start_at(first);
         self.incarnation = first.max(1);

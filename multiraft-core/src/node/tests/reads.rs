@@ -1,5 +1,5 @@
 //! Reads and leadership transfer through the node layer, three nodes delivered by hand
-//! (docs/design.md §4.1): a read round is one message per peer node whatever the number of
+//! (docs/design.md §4.5): a read round is one message per peer node whatever the number of
 //! groups, quiesced groups serve lease reads with no message at all, and a drain moves
 //! every group's leadership with every proposal ending definitely.
 
