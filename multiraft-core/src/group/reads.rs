@@ -201,6 +201,14 @@ impl Replica {
             self.forward_reads();
             return;
         }
+        // Reads queued to forward while this replica was a follower: it leads now.
+        for id in std::mem::take(&mut self.reads.forward) {
+            self.reads.waiting.push_back(Waiting {
+                origin: Origin::Local(id),
+                index: 0,
+                round: 0,
+            });
+        }
         if self.quiet_round == 0 && self.quiesced && round != 0 {
             // The round the quiesce notice leaves in: its acknowledgements show which
             // followers went quiet (see `lease_holds`).
