@@ -3,8 +3,10 @@
 //! Each group holds a few accounts; clients transfer money between accounts of one group,
 //! and a transfer without the funds fails. The app's invariant, checked after every step on
 //! every live replica: in each group the balances add up to the initial total (money is
-//! conserved) and no balance is negative. Every Raft invariant and the request-outcome
-//! invariant (every replica computes the same result at each index) run as usual.
+//! conserved) and no balance is negative. Clients also read balances, without a log write
+//! ([`SimApp::next_query`], answered by [`SimReplica::query`]). Every Raft invariant and
+//! the request-outcome invariant (every replica computes the same result at each index) run
+//! as usual.
 //!
 //! ```text
 //! cargo run --release -p multiraft-testkit --example bank -- --seeds 200
@@ -59,6 +61,8 @@ enum TransferResult {
     InsufficientFunds,
     /// Not a transfer of this bank (bad bytes or account).
     Invalid,
+    /// A balance query's answer (a read, served without a log write).
+    Balance(i64),
 }
 
 /// One node's copy of one group's accounts.
@@ -91,6 +95,16 @@ impl SimReplica for Accounts {
         self.balances[to] += amount;
         TransferResult::Done
     }
+
+    /// A balance query: one byte, the account.
+    fn query(&self, query: &[u8]) -> Option<TransferResult> {
+        Some(match query {
+            [account] if usize::from(*account) < ACCOUNTS => {
+                TransferResult::Balance(self.balances[usize::from(*account)])
+            }
+            _ => TransferResult::Invalid,
+        })
+    }
 }
 
 /// The bank: its replicas, its clients and its invariant.
@@ -105,6 +119,12 @@ impl SimApp for Bank {
             balances: [OPENING; ACCOUNTS],
             applied: 0,
         }
+    }
+
+    /// One client operation in five reads a balance (through `Node::read`, no log write).
+    fn next_query(&mut self, _group: GroupId, rng: &mut SimRng) -> Option<Vec<u8>> {
+        rng.chance(200)
+            .then(|| vec![rng.below(ACCOUNTS as u64) as u8])
     }
 
     fn next_command(&mut self, _group: GroupId, rng: &mut SimRng) -> Vec<u8> {
@@ -194,6 +214,8 @@ mod tests {
         assert_eq!(a.apply(2, &t.encode()), TransferResult::InsufficientFunds);
         assert_eq!(a.apply(3, b"x"), TransferResult::Invalid);
         assert_eq!(a.balances, [100, 30, 170, 100]);
+        assert_eq!(a.query(&[1]), Some(TransferResult::Balance(30)));
+        assert_eq!(a.query(&[9]), Some(TransferResult::Invalid));
         assert!(Bank.check_replicas(GroupId(1), &[(NodeId(1), &a)]).is_ok());
         a.balances[0] = -1;
         assert!(Bank.check_replicas(GroupId(1), &[(NodeId(1), &a)]).is_err());
@@ -208,6 +230,7 @@ mod tests {
                 .run()
                 .unwrap_or_else(|v| panic!("{v}"));
             assert!(r.applied > 0, "{r:?}");
+            assert!(r.reads_served() > 0, "{r:?}");
         }
     }
 

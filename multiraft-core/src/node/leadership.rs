@@ -25,7 +25,9 @@ impl Node {
         // Twice the longest election: the leader gives up after one, and the election the
         // target started may take another.
         let deadline = self.ticks + 2 * u64::from(self.config.election_timeout_max_ticks);
-        let request = self.requests.transfer(group, to, deadline, to == self.id);
+        let request = self
+            .requests
+            .transfer(group, to, self.id, deadline, to == self.id);
         self.touched(group);
         Ok(request)
     }

@@ -133,12 +133,19 @@ impl Requests {
         }
     }
 
-    /// A transfer of `group` to `to`, due by tick `deadline`; or, when `to` already leads,
-    /// one that is done at once.
+    /// A transfer of `group` to `to`, taken by leader `me`, due by tick `deadline`; or, when
+    /// `to` already leads, one that is done at once.
+    ///
+    /// A transfer of the group still in the table has failed: the group took this one, so
+    /// it dropped that one when it stopped leading, and `me` leads again, in a later term,
+    /// without that target having taken over (a node that steps down and is re-elected
+    /// before any other leader is heard of sees no leadership change that ends it). Ending
+    /// it here keeps it from being replaced in the table and never ending.
     pub(super) fn transfer(
         &mut self,
         group: GroupId,
         to: NodeId,
+        me: NodeId,
         deadline: u64,
         done: bool,
     ) -> RequestId {
@@ -146,6 +153,8 @@ impl Requests {
         if done {
             self.end(id, group, Resolution::Done);
         } else {
+            let over = TransferError::LeadershipChanged { leader: Some(me) };
+            self.transfer_ended(group, Resolution::TransferFailed(over));
             self.transfers.insert(group, (id, to));
             self.deadlines.push_back((deadline, id));
         }
@@ -361,5 +370,41 @@ impl Requests {
         }
         self.deadlines.clear();
         self.take_ended()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Simulator seed 5 (`sim --seeds 1 --start 5`, before this fix): n1 led g18, took a
+    /// transfer to n3, stepped down and was re-elected with no other leader heard of, so
+    /// the transfer kept waiting for its deadline; a drain then started a new transfer of
+    /// g18, which replaced the first in the table, and the first never ended.
+    #[test]
+    fn a_new_transfer_of_a_group_ends_the_one_it_replaces() {
+        let (group, me) = (GroupId(18), NodeId(1));
+        let mut requests = Requests::starting_at(1);
+        let first = requests.transfer(group, NodeId(3), me, 40, false);
+        let second = requests.transfer(group, NodeId(2), me, 80, false);
+        let ended = requests.take_ended();
+        assert_eq!(
+            ended,
+            vec![Outcome {
+                request: first,
+                group,
+                resolution: Resolution::TransferFailed(TransferError::LeadershipChanged {
+                    leader: Some(me)
+                }),
+            }]
+        );
+        // The second ends once, at its own deadline, and the first not again.
+        assert!(requests.expire(79).is_empty());
+        assert!(requests.take_ended().is_empty());
+        requests.expire(80);
+        let ended = requests.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].request, second);
+        assert!(requests.stop().is_empty());
     }
 }

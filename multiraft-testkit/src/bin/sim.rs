@@ -8,7 +8,9 @@
 //! `--secs` and `--rate` (proposals per simulated second; by default the seed's rate for the
 //! number of groups) override the derived values), prints every violation with its replay
 //! command and a progress line now and then, and ends with `sim: <N> seeds, <V> violations`
-//! and how many seeds kept nodes down through the liveness phase. A seed that takes more
+//! and how many seeds kept nodes down through the liveness phase, and one line of reads
+//! (served by policy, failed) and leadership transfers (started, done, failed, refused;
+//! drains). A seed that takes more
 //! than its step or wall-time budget is a violation, printed like the others.
 //! The exit status is 0 only when there were no violations. `-v` prints each run's report;
 //! `--trace N` prints the last N trace lines of each seed (deliveries, readies, faults), to
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
-use multiraft_testkit::sim::{SimConfig, Simulation};
+use multiraft_testkit::sim::{SimConfig, SimReport, Simulation};
 
 /// Soaks the deterministic simulator over many seeds; exits 0 only when no seed violated
 /// an invariant.
@@ -77,8 +79,29 @@ struct Tally {
     groups_without_majority: AtomicU64,
     /// Seeds whose linearizability search gave up.
     unknown: AtomicU64,
+    /// Reads and leadership moves, summed over the seeds (see `Moves`).
+    moves: [AtomicU64; MOVES],
     /// When the last progress line was printed; the lock also keeps lines whole.
     last_progress: Mutex<Instant>,
+}
+
+/// How many counters `Tally::moves` holds.
+const MOVES: usize = 10;
+
+/// The reads and leadership moves of a report, in the order the summary line prints them.
+fn moves(r: &SimReport) -> [u64; MOVES] {
+    [
+        r.reads,
+        r.reads_read_index,
+        r.reads_lease,
+        r.reads_follower,
+        r.reads_failed,
+        r.transfers_started,
+        r.transfers_done,
+        r.transfers_failed,
+        r.transfers_refused,
+        r.drains,
+    ]
 }
 
 /// Runs one seed, printing any violation; returns whether it held.
@@ -124,6 +147,9 @@ fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
             tally
                 .unknown
                 .fetch_add(r.linearizability_unknown, Ordering::Relaxed);
+            for (sum, n) in tally.moves.iter().zip(moves(&r)) {
+                sum.fetch_add(n, Ordering::Relaxed);
+            }
             if args.verbose {
                 eprintln!("{r:?}");
             }
@@ -185,6 +211,7 @@ fn main() -> ExitCode {
         lost_node_seeds: AtomicU64::new(0),
         groups_without_majority: AtomicU64::new(0),
         unknown: AtomicU64::new(0),
+        moves: std::array::from_fn(|_| AtomicU64::new(0)),
         last_progress: Mutex::new(Instant::now()),
     };
     let next = AtomicU64::new(args.start);
@@ -207,6 +234,15 @@ fn main() -> ExitCode {
         tally.lost_node_seeds.load(Ordering::Relaxed),
         tally.groups_without_majority.load(Ordering::Relaxed),
         tally.unknown.load(Ordering::Relaxed),
+    );
+    let m: Vec<u64> = tally
+        .moves
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    println!(
+        "sim: reads {} (served: read-index {}, lease {}, follower {}; failed {}); transfers started {} (done {}, failed {}), refused {}; drains {}",
+        m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

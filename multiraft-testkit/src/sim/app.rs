@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use multiraft_core::{Bytes, GroupId, NodeId};
+use multiraft_core::{Bytes, GroupId, NodeId, ReadPolicy};
 
 use super::SimRng;
 
@@ -27,6 +27,20 @@ pub trait SimReplica {
     /// indexes of entries that are not commands — leader no-ops, membership changes — are
     /// skipped). Must be deterministic; see the contract on [`SimApp`].
     fn apply(&mut self, index: u64, command: &[u8]) -> Self::Output;
+
+    /// Answers the read `query` (as [`SimApp::next_query`] made it) from the replica's state,
+    /// changing nothing. Called when the node serves a read through
+    /// [`Node::read`](multiraft_core::Node::read): after the applies of the ready that
+    /// reached the read point, on the node the read was made through, which may be a
+    /// follower. Must be deterministic, like `apply`.
+    ///
+    /// `None`, the default, means the replica answers no query: an app that makes reads
+    /// (overrides [`SimApp::next_query`]) must override this too, and a read it leaves
+    /// unanswered is reported as a violation.
+    fn query(&self, query: &[u8]) -> Option<Self::Output> {
+        let _ = query;
+        None
+    }
 }
 
 /// The output type of app `A`'s replicas.
@@ -65,6 +79,12 @@ pub type AppOutput<A> = <<A as SimApp>::Replica as SimReplica>::Output;
 ///   as far as its node has applied, so replicas of one group may be at different indexes.
 ///   [`SimApp::check_history`] runs once at the end over every client operation, with the
 ///   outcome the proposing node reported.
+/// - **Reads.** An app that overrides [`SimApp::next_query`] makes reads as well as
+///   commands: each is served without a log write ([`Node::read`](multiraft_core::Node::read)
+///   under a random [`ReadPolicy`]) by [`SimReplica::query`] on the replica of the node it
+///   was made through, once that node has applied up to the read point. A served read is
+///   in the history as an applied operation with [`ClientOp::read`] set; a read that failed
+///   changed nothing and is left out of the history.
 pub trait SimApp {
     /// One node's copy of one group's state machine.
     type Replica: SimReplica;
@@ -76,6 +96,17 @@ pub trait SimApp {
     /// The next client command for `group`. Draw every random choice from `rng` (the run's
     /// generator) and from nothing else.
     fn next_command(&mut self, group: GroupId, rng: &mut SimRng) -> Vec<u8>;
+
+    /// Whether the next client operation on `group` is a read, and if so its query: the
+    /// simulator serves it through [`Node::read`](multiraft_core::Node::read), without a log
+    /// write, under a policy it draws, on a random member, and answers it with
+    /// [`SimReplica::query`] on that node's replica. `None` (the default): the operation is
+    /// a command, from [`SimApp::next_command`]. Called before `next_command` for every
+    /// client operation; draw every random choice from `rng`.
+    fn next_query(&mut self, group: GroupId, rng: &mut SimRng) -> Option<Vec<u8>> {
+        let _ = (group, rng);
+        None
+    }
 
     /// The app's invariant over the replicas of `group` on the nodes that are up, in node
     /// order, after a step that changed one of them. `Err(detail)` is reported as a
@@ -98,18 +129,22 @@ pub trait SimApp {
     }
 }
 
-/// One client operation of a run: a command proposed through a node, and how it ended.
+/// One client operation of a run: a command proposed through a node, or a read served by
+/// one, and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOp<R> {
-    /// The group it was proposed to.
+    /// The group it was proposed to (or read from).
     pub group: GroupId,
     /// The node it was proposed through (the client's connection).
     pub client: NodeId,
-    /// The command, as [`SimApp::next_command`] made it.
+    /// The command, as [`SimApp::next_command`] made it; for a read, the query, as
+    /// [`SimApp::next_query`] made it.
     pub command: Bytes,
-    /// Simulated time of the proposal, in microseconds.
+    /// `None` for a proposal; for a read, the policy it was served under.
+    pub read: Option<ReadPolicy>,
+    /// Simulated time of the proposal (or of the call to `Node::read`), in microseconds.
     pub invoked_at_us: u64,
-    /// Simulated time the node reported it applied, if it did.
+    /// Simulated time the node reported it applied (or served the read), if it did.
     pub returned_at_us: Option<u64>,
     /// The outcome the node reported.
     pub outcome: ClientOutcome<R>,
@@ -118,7 +153,8 @@ pub struct ClientOp<R> {
 /// How a client operation ended, as the node that took it reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientOutcome<R> {
-    /// Applied once, with this output, between its invocation and its return.
+    /// Applied once, with this output, between its invocation and its return. For a read:
+    /// served, with the answer of [`SimReplica::query`].
     Applied(R),
     /// Definitely not applied.
     Rejected,

@@ -19,7 +19,10 @@ pub struct Faults {
     pub partitions: bool,
     /// Nodes crash and restart from their durable image.
     pub crashes: bool,
-    /// Nodes' clocks tick at different rates, up to 2× the nominal one.
+    /// Nodes' clocks tick at different rates, from the nominal one up to
+    /// [`MAX_TICK_RATE_MILLI`] (2×): one node's ticks may run half as fast as another's.
+    /// [`SimConfig::for_seed`] sets `Config::lease_ticks` to what that allows
+    /// ([`Faults::safe_lease_ticks`]).
     pub clock_skew: bool,
     /// A storage write fails now and then; the node stops (it is down until restarted) and
     /// never acknowledges that write.
@@ -39,6 +42,16 @@ pub struct Faults {
     /// followers learn of the loss only through node liveness; groups without one are
     /// counted in [`SimReport::groups_without_majority`](super::SimReport), not failed.
     pub lost_nodes: usize,
+    /// The chance, at each chaos step, that the leader of a random group hands its
+    /// leadership to a random other voter ([`Node::transfer_leader`]), in per mille.
+    ///
+    /// [`Node::transfer_leader`]: multiraft_core::Node::transfer_leader
+    pub transfer_per_mille: u32,
+    /// The chance, at each chaos step, that a random node hands off every group it leads
+    /// ([`Node::drain`], as before a rolling restart), in per mille.
+    ///
+    /// [`Node::drain`]: multiraft_core::Node::drain
+    pub drain_per_mille: u32,
 }
 
 impl Faults {
@@ -56,6 +69,8 @@ impl Faults {
             crash_per_mille: 0,
             partition_per_mille: 0,
             lost_nodes: 0,
+            transfer_per_mille: 0,
+            drain_per_mille: 0,
         }
     }
 
@@ -73,6 +88,8 @@ impl Faults {
             crash_per_mille: DEFAULT_CRASH_PER_MILLE,
             partition_per_mille: DEFAULT_PARTITION_PER_MILLE,
             lost_nodes: 1,
+            transfer_per_mille: DEFAULT_TRANSFER_PER_MILLE,
+            drain_per_mille: DEFAULT_DRAIN_PER_MILLE,
         }
     }
 
@@ -105,7 +122,38 @@ impl Faults {
             } else {
                 0
             },
+            // Drawn after the others for the same reason. On in most seeds: leadership
+            // moving on purpose is part of normal operation, not a rare fault.
+            transfer_per_mille: if r.chance(800) {
+                r.range(50, 2 * DEFAULT_TRANSFER_PER_MILLE as u64) as u32
+            } else {
+                0
+            },
+            drain_per_mille: if r.chance(600) {
+                r.range(10, 2 * DEFAULT_DRAIN_PER_MILLE as u64) as u32
+            } else {
+                0
+            },
         }
+    }
+
+    /// The longest lease `core` may use under these faults: `Config::lease_ticks` is safe
+    /// when `lease_ticks ≤ (election_timeout_min_ticks − 1)·(1 − ρ) − 1`, where `ρ` is how
+    /// much slower one node's ticks may run than another's (see the field's docs). With
+    /// `clock_skew` nodes tick at rates from 1× to 2× the nominal one
+    /// ([`MAX_TICK_RATE_MILLI`]), so `1 − ρ` is 1000 / 2000 and ρ = 0.5: with the default
+    /// minimum election timeout of 10 ticks, a 3-tick lease. Without skew ρ = 0: 8 ticks,
+    /// the most the core accepts. Rounded down (integer arithmetic), never up: the bound is
+    /// what the simulator tests, so it is neither loosened nor tightened.
+    pub fn safe_lease_ticks(&self, core: &Config) -> u32 {
+        let slowest_milli = if self.clock_skew {
+            MIN_TICK_RATE_MILLI
+        } else {
+            MAX_TICK_RATE_MILLI
+        };
+        let promise = u64::from(core.election_timeout_min_ticks.saturating_sub(1));
+        let scaled = promise * slowest_milli / MAX_TICK_RATE_MILLI;
+        u32::try_from(scaled.saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
     /// Checks every rate against its range: a rate out of range is an error, not a silent
@@ -116,6 +164,8 @@ impl Faults {
             ("duplicate_per_mille", self.duplicate_per_mille),
             ("crash_per_mille", self.crash_per_mille),
             ("partition_per_mille", self.partition_per_mille),
+            ("transfer_per_mille", self.transfer_per_mille),
+            ("drain_per_mille", self.drain_per_mille),
         ];
         for (name, value) in per_mille {
             if value > 1000 {
@@ -136,6 +186,15 @@ impl Faults {
 pub const DEFAULT_CRASH_PER_MILLE: u32 = 150;
 /// The default chance that a partition starts per chaos step, in per mille.
 pub const DEFAULT_PARTITION_PER_MILLE: u32 = 120;
+/// The default chance of a leadership transfer per chaos step, in per mille.
+pub const DEFAULT_TRANSFER_PER_MILLE: u32 = 250;
+/// The default chance that a node drains per chaos step, in per mille.
+pub const DEFAULT_DRAIN_PER_MILLE: u32 = 60;
+/// The slowest tick rate of a node, in thousandths of the nominal rate.
+pub const MIN_TICK_RATE_MILLI: u64 = 1000;
+/// The fastest tick rate of a node under [`Faults::clock_skew`], in thousandths of the
+/// nominal rate: 2×, so one node's ticks may run half as fast as another's (ρ = 0.5).
+pub const MAX_TICK_RATE_MILLI: u64 = 2000;
 /// The default step budget of one seed: far above what a seed takes (tens of thousands to a
 /// few million steps), so that only a livelock reaches it.
 pub const DEFAULT_MAX_STEPS: u64 = 50_000_000;
@@ -212,6 +271,9 @@ impl SimConfig {
         if r.chance(200) {
             core.max_uncommitted_bytes = r.range(core.max_proposal_bytes as u64, 1 << 21) as usize;
         }
+        // Leases at the bound the clock skew of this seed allows (not drawn: no randomness
+        // taken, so every other choice stays what it was for the seed).
+        core.lease_ticks = faults.safe_lease_ticks(&core);
         SimConfig {
             seed,
             nodes,
@@ -237,6 +299,14 @@ impl SimConfig {
         self
     }
 
+    /// This configuration with `faults`, and `core.lease_ticks` at the bound their clock
+    /// skew allows ([`Faults::safe_lease_ticks`]).
+    pub fn with_faults(mut self, faults: Faults) -> SimConfig {
+        self.core.lease_ticks = faults.safe_lease_ticks(&self.core);
+        self.faults = faults;
+        self
+    }
+
     /// This configuration with `groups` groups, at the proposal rate
     /// [`SimConfig::for_seed`] gives that many.
     pub fn with_groups(mut self, groups: usize) -> SimConfig {
@@ -259,6 +329,16 @@ impl SimConfig {
         if self.max_steps == 0 || self.max_wall.is_zero() {
             return Err("max_steps and max_wall must be above zero".to_string());
         }
+        let safe = self.faults.safe_lease_ticks(&self.core);
+        if self.core.lease_ticks > safe {
+            // An error, not a clamp: a lease past the bound would fail linearizability for
+            // the simulator's sake, not the core's. `SimConfig::with_faults` re-derives it.
+            return Err(format!(
+                "core.lease_ticks is {}, above the {safe} ticks these faults' clock skew allows \
+                 (Faults::safe_lease_ticks; set faults with SimConfig::with_faults)",
+                self.core.lease_ticks
+            ));
+        }
         self.faults.validate(self.nodes)
     }
 
@@ -266,7 +346,7 @@ impl SimConfig {
     pub fn summary(&self) -> String {
         let c = &self.core;
         format!(
-            "{} nodes, {} groups, {} s, {} proposals/s, {:?}, pre_vote {}, check_quorum {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}",
+            "{} nodes, {} groups, {} s, {} proposals/s, {:?}, pre_vote {}, check_quorum {}, lease ticks {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}",
             self.nodes,
             self.groups,
             self.secs,
@@ -274,6 +354,7 @@ impl SimConfig {
             self.faults,
             c.pre_vote,
             c.check_quorum,
+            c.lease_ticks,
             c.max_inflight_appends,
             c.max_append_entries,
             c.max_ready_groups,

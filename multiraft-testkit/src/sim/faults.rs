@@ -1,4 +1,5 @@
-//! Fault injection: crashes, restarts from the durable image, and partitions.
+//! Fault injection: crashes, restarts from the durable image, and partitions (and, in the
+//! same chaos step, leadership transfers and drains: `transfers.rs`).
 
 use multiraft_core::{Node, ProposalId};
 
@@ -15,6 +16,7 @@ impl<A: SimApp> Simulation<A> {
         sn.incarnation += 1;
         self.app_touched.extend(self.replicas[i].keys().copied());
         self.replicas[i].clear();
+        self.applied_to[i].clear();
         let me = self.nodes[i].id;
         self.checker.on_crash(i);
         self.checker.requests.crashed(me);
@@ -28,6 +30,10 @@ impl<A: SimApp> Simulation<A> {
             self.pending_proposals.remove(&id);
             self.report.indeterminate += 1;
         }
+        // Its reads were never served: they changed nothing and leave the history; its
+        // transfers end with it (the request-outcome invariant marks both crashed).
+        self.pending_reads.retain(|id, _| id.node != me);
+        self.pending_transfers.retain(|id| id.node != me);
     }
 
     pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {
@@ -89,7 +95,7 @@ impl<A: SimApp> Simulation<A> {
             let epoch = self.partition_epoch;
             self.schedule(after, Ev::HealPartition { epoch });
         }
-        Ok(())
+        self.move_leadership()
     }
 
     fn partition(&mut self) {

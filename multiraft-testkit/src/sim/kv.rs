@@ -96,11 +96,21 @@ impl SimReplica for KvReplica {
             }
         })
     }
+
+    /// A get, answered from the replica's map; anything else is not a query of this model
+    /// (answered `None`, as `apply` answers bytes it cannot decode).
+    fn query(&self, query: &[u8]) -> Option<Option<KvResult>> {
+        Some(match decode(query) {
+            Some(KvOp::Get { key }) => Some(KvResult::Get(self.map.get(&key).copied())),
+            _ => None,
+        })
+    }
 }
 
 /// The built-in application, run by [`Simulation::new`](super::Simulation::new): a
 /// key-value store per group (put / get / compare-and-set on a few keys, so that operations
-/// on one key are often concurrent), whose client history is checked at the end by the
+/// on one key are often concurrent; most gets are reads without a log write, served under
+/// every `ReadPolicy`), whose client history is checked at the end by the
 /// [Wing–Gong–Lowe linearizability checker](super::linearizability). It has no per-step
 /// invariant of its own: the Raft invariants and the request-outcome invariant (every
 /// replica computes the same result at each index) cover its replicas.
@@ -114,14 +124,25 @@ impl SimApp for KvApp {
         KvReplica::default()
     }
 
+    /// Three client operations in ten are gets served as reads (`Node::read`, no log
+    /// write); `next_command` makes the rest.
+    fn next_query(&mut self, _group: GroupId, rng: &mut SimRng) -> Option<Vec<u8>> {
+        rng.chance(300).then(|| {
+            let key = rng.below(KEYS_PER_GROUP);
+            encode(&KvOp::Get { key }).to_vec()
+        })
+    }
+
+    /// Puts, compare-and-sets, and now and then a get through the log (most gets are reads,
+    /// see `next_query`; both kinds are checked against each other).
     fn next_command(&mut self, _group: GroupId, rng: &mut SimRng) -> Vec<u8> {
         let key = rng.below(KEYS_PER_GROUP);
         let op = match rng.below(10) {
-            0..=3 => KvOp::Put {
+            0..=4 => KvOp::Put {
                 key,
                 value: rng.below(8),
             },
-            4..=6 => KvOp::Get { key },
+            5 => KvOp::Get { key },
             _ => KvOp::Cas {
                 key,
                 expected: if rng.chance(200) {

@@ -33,6 +33,14 @@
 //! outcome the node reported: applied, rejected (definitely not applied), or indeterminate
 //! (leadership changed, timed out, its node crashed, or the run ended first).
 //!
+//! Most of the key-value app's gets are reads without a log write ([`Node::read`], under a
+//! `ReadPolicy` drawn per read — ReadIndex, Lease or Follower — through a random member),
+//! served from that node's replica right after the applies of the ready that reached the
+//! read point, and checked for linearizability with the rest of the history. Leases run at
+//! the bound the seed's clock skew allows ([`Faults::safe_lease_ticks`]). In the fault mix,
+//! leaders now and then hand a group to another voter ([`Node::transfer_leader`]) and
+//! nodes drain ([`Node::drain`]); every read and transfer must end exactly once.
+//!
 //! One *step* is one event: a delivered batch, a tick of one node, a completed write, a
 //! proposal, or a fault. After each step the [invariants](self#invariants) are checked on
 //! every group the step touched. After the fault phase, every fault heals (but for the nodes
@@ -146,15 +154,17 @@ pub mod linearizability;
 mod liveness;
 mod network;
 mod node_io;
+mod reads;
 mod report;
 mod rng;
 #[cfg(test)]
 mod tests;
 mod trace;
+mod transfers;
 mod workload;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -162,8 +172,9 @@ use multiraft_core::{GroupId, LoadedGroup, Membership, MessageBatch, Node, NodeI
 
 pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
-    DEFAULT_CRASH_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL, DEFAULT_PARTITION_PER_MILLE,
-    Faults, SimConfig,
+    DEFAULT_CRASH_PER_MILLE, DEFAULT_DRAIN_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL,
+    DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults, MAX_TICK_RATE_MILLI,
+    MIN_TICK_RATE_MILLI, SimConfig,
 };
 pub use hash::TraceHash;
 pub use kv::{KvApp, KvReplica};
@@ -274,6 +285,13 @@ pub struct Simulation<A: SimApp = KvApp> {
     leader_hint: HashMap<GroupId, (u64, Option<NodeId>)>,
     /// Proposals awaiting an outcome: their position in `history`.
     pending_proposals: HashMap<ProposalId, usize>,
+    /// Reads awaiting their read point or failure: their position in `history`.
+    pending_reads: HashMap<ProposalId, usize>,
+    /// Per node (by index): the last index of each group it applied in this life, to check
+    /// each read point against (a `ReadPoint` promises the applies of its ready reached it).
+    applied_to: Vec<HashMap<GroupId, u64>>,
+    /// Leadership transfers awaiting an outcome, to count how they ended.
+    pending_transfers: HashSet<ProposalId>,
     /// Every client operation, for the app's history check at the end.
     history: Vec<ClientOp<AppOutput<A>>>,
     liveness: Option<Liveness>,
@@ -314,9 +332,9 @@ impl<A: SimApp> Simulation<A> {
         let nodes = (0..config.nodes.clamp(1, 9))
             .map(|i| {
                 let rate_milli = if config.faults.clock_skew {
-                    rng.range(1000, 2000)
+                    rng.range(MIN_TICK_RATE_MILLI, MAX_TICK_RATE_MILLI)
                 } else {
-                    1000
+                    MIN_TICK_RATE_MILLI
                 };
                 SimNode {
                     id: NodeId(i as u64 + 1),
@@ -324,7 +342,7 @@ impl<A: SimApp> Simulation<A> {
                     durable: BTreeMap::new(),
                     incarnation: 0,
                     pending: None,
-                    tick_us: (base_tick_us * 1000 / rate_milli).max(1),
+                    tick_us: (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1),
                 }
             })
             .collect::<Vec<_>>();
@@ -333,6 +351,7 @@ impl<A: SimApp> Simulation<A> {
         let secs_us = config.secs.saturating_mul(1_000_000);
         let heal_us = secs_us.saturating_sub(window_us).max(secs_us / 2);
         let end_us = secs_us.max(heal_us + window_us + base_tick_us);
+        let applied_to = nodes.iter().map(|_| HashMap::new()).collect();
         Simulation {
             trace: Trace::new(config.trace_lines),
             report: SimReport {
@@ -364,6 +383,9 @@ impl<A: SimApp> Simulation<A> {
             touched: Vec::new(),
             leader_hint: HashMap::new(),
             pending_proposals: HashMap::new(),
+            pending_reads: HashMap::new(),
+            applied_to,
+            pending_transfers: HashSet::new(),
             history: Vec::new(),
             liveness: None,
         }

@@ -1,5 +1,5 @@
-//! The node IO: taking readies, hashing and tracing them, applying committed commands, and
-//! completing writes into the durable image.
+//! The node IO: taking readies, hashing and tracing them, applying committed commands,
+//! serving reads, and completing writes into the durable image.
 
 use multiraft_core::testing::{self, InFlight, Io};
 use multiraft_core::{
@@ -49,6 +49,9 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         let me = sim.nodes[i].id;
         sim.touched.push((i, a.group));
         sim.app_touched.push(a.group);
+        if let Some(last) = a.entries.last() {
+            sim.applied_to[i].insert(a.group, last.index);
+        }
         let mut requests = a.requests.iter().peekable();
         // Only the first violation is reported (see `SimIo::check`).
         let mut violation: Option<String> = None;
@@ -107,7 +110,26 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                 }
                 sim.checker.requests.reported_indeterminate(id)
             }
-            _ => sim.checker.requests.reported_done(id),
+            Resolution::ReadFailed(_) => {
+                sim.read_failed(id);
+                sim.checker.requests.reported_read_failed(id)
+            }
+            Resolution::TransferFailed(_) => {
+                if sim.pending_transfers.remove(&id) {
+                    sim.report.transfers_failed += 1;
+                }
+                sim.checker.requests.reported_transfer_failed(id)
+            }
+            Resolution::Done => {
+                if sim.pending_transfers.remove(&id) {
+                    sim.report.transfers_done += 1;
+                }
+                sim.checker.requests.reported_done(id)
+            }
+            other => Err(format!(
+                "{} reported request {} ended as {other:?}, which the simulator does not know",
+                id.node, id.seq
+            )),
         };
         let r = r.map_err(|detail| sim.checker.requests_failure(detail));
         self.check(r);
@@ -180,9 +202,10 @@ impl<A: SimApp> Simulation<A> {
             }
         }
         h.u64(ready.outcomes.len() as u64);
+        h.u64(ready.reads.len() as u64);
     }
 
-    fn process_ready(&mut self, i: usize, ready: Ready) -> Result<(), Failure> {
+    fn process_ready(&mut self, i: usize, mut ready: Ready) -> Result<(), Failure> {
         self.hash_ready(i, &ready);
         self.trace.push(TraceRec::Ready {
             at_us: self.now_us,
@@ -197,6 +220,9 @@ impl<A: SimApp> Simulation<A> {
         for w in &ready.write.groups {
             self.touched.push((i, w.group));
         }
+        // The shared ready loop knows nothing of reads: they are served here, right after
+        // the applies of the same ready (which `begin` does), as `Ready::reads` requires.
+        let reads = std::mem::take(&mut ready.reads);
         let mut io = SimIo {
             sim: self,
             i,
@@ -204,6 +230,7 @@ impl<A: SimApp> Simulation<A> {
         };
         let pending = testing::begin(ready, &mut io);
         io.finish()?;
+        self.serve_reads(i, reads)?;
         let me = self.nodes[i].id;
         let faulty = self.phase == Phase::Faults;
         let write_empty = pending.write().is_empty();

@@ -92,4 +92,34 @@ pub struct SimReport {
     /// Groups left without a live majority by the lost nodes: reported, not required to
     /// elect.
     pub groups_without_majority: u64,
+    /// Client reads made through `Node::read` (served, failed, or cut short by a crash or
+    /// the end of the run).
+    pub reads: u64,
+    /// Reads served under `ReadPolicy::ReadIndex`.
+    pub reads_read_index: u64,
+    /// Reads served under `ReadPolicy::Lease`.
+    pub reads_lease: u64,
+    /// Reads served under `ReadPolicy::Follower`.
+    pub reads_follower: u64,
+    /// Reads that failed: refused when made (not the leader, no leader, busy) or later
+    /// (`Resolution::ReadFailed`: leadership changed, timed out, node stopped).
+    pub reads_failed: u64,
+    /// Leadership transfers a node took (alone, or in a drain).
+    pub transfers_started: u64,
+    /// Transfers that ended with their target leading.
+    pub transfers_done: u64,
+    /// Transfers that ended without it (`Resolution::TransferFailed`).
+    pub transfers_failed: u64,
+    /// Transfers refused when asked (not the leader, one already in progress, no live
+    /// target).
+    pub transfers_refused: u64,
+    /// Nodes drained (every group they led handed off).
+    pub drains: u64,
+}
+
+impl SimReport {
+    /// Reads served, under every policy.
+    pub fn reads_served(&self) -> u64 {
+        self.reads_read_index + self.reads_lease + self.reads_follower
+    }
 }

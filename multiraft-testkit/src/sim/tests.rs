@@ -11,8 +11,7 @@ fn small(seed: u64) -> SimConfig {
 
 #[test]
 fn fault_free_run_commits_and_is_live() {
-    let mut c = small(1);
-    c.faults = Faults::none();
+    let c = small(1).with_faults(Faults::none());
     let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
     assert!(r.applied > 0, "{r:?}");
     assert!(r.liveness_us > 0);
@@ -22,10 +21,45 @@ fn fault_free_run_commits_and_is_live() {
 #[test]
 fn every_fault_at_once() {
     for seed in 0..4 {
-        let mut c = small(seed);
-        c.faults = Faults::all();
+        let c = small(seed).with_faults(Faults::all());
         let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
         assert!(r.crashes + r.partitions + r.storage_failures > 0, "{r:?}");
+        // Reads under every policy and leadership moved on purpose, amid all of it.
+        assert!(r.reads_read_index > 0 && r.reads_follower > 0, "{r:?}");
+        assert!(r.transfers_started > 0, "{r:?}");
+    }
+}
+
+/// The lease is set at the bound `Config::lease_ticks` documents for the clock skew the
+/// faults use, and a longer one is refused rather than run.
+#[test]
+fn leases_are_at_the_documented_bound_for_the_clock_skew() {
+    let core = multiraft_core::Config::default();
+    let mut skewed = Faults::none();
+    skewed.clock_skew = true;
+    // (10 - 1) * (1 - 0.5) - 1 = 3.5, rounded down; without skew (10 - 1) - 1 = 8.
+    assert_eq!(skewed.safe_lease_ticks(&core), 3);
+    assert_eq!(Faults::none().safe_lease_ticks(&core), 8);
+    for seed in 0..20 {
+        let c = SimConfig::for_seed(seed);
+        assert_eq!(c.core.lease_ticks, c.faults.safe_lease_ticks(&c.core));
+    }
+    let mut c = small(3).with_faults(skewed);
+    assert_eq!(c.core.lease_ticks, 3);
+    c.core.lease_ticks = 4;
+    assert!(c.validate().unwrap_err().contains("lease_ticks"));
+}
+
+/// Lease reads are served when the seed's clocks agree and when they are skewed.
+#[test]
+fn lease_reads_are_served_with_and_without_skew() {
+    for skew in [false, true] {
+        let mut faults = Faults::none();
+        faults.clock_skew = skew;
+        let mut c = small(5).with_faults(faults);
+        c.core.check_quorum = true;
+        let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
+        assert!(r.reads_lease > 0, "skew {skew}: {r:?}");
     }
 }
 
@@ -115,8 +149,7 @@ fn an_invalid_configuration_is_refused() {
 #[test]
 fn groups_with_a_live_majority_recover_while_a_minority_stays_lost() {
     for seed in 0..6 {
-        let mut c = small(seed).with_nodes(3);
-        c.faults = Faults::none();
+        let mut c = small(seed).with_nodes(3).with_faults(Faults::none());
         c.faults.lost_nodes = 1;
         let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
         assert_eq!(r.lost_nodes, 1, "{r:?}");
@@ -125,8 +158,10 @@ fn groups_with_a_live_majority_recover_while_a_minority_stays_lost() {
     }
     let mut orphaned = 0;
     for seed in 0..6 {
-        let mut c = small(seed).with_nodes(5).with_groups(30);
-        c.faults = Faults::all();
+        let mut c = small(seed)
+            .with_nodes(5)
+            .with_groups(30)
+            .with_faults(Faults::all());
         c.faults.lost_nodes = 2;
         let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
         assert_eq!(r.lost_nodes, 2, "{r:?}");

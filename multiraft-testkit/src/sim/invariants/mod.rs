@@ -18,10 +18,10 @@ mod monotonic;
 mod request_outcomes;
 mod state_machine_safety;
 
-pub(crate) use request_outcomes::{RequestOutcomes, proposal};
+pub(crate) use request_outcomes::{Kind, RequestOutcomes, proposal};
 
 use multiraft_core::group::GroupStatus;
-use multiraft_core::{GroupId, Message, Node, Ready};
+use multiraft_core::{GroupId, Message, Node, Ready, Role};
 
 use super::SimNode;
 
@@ -117,6 +117,9 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
         else {
             return Ok(());
         };
+        if status.role == Role::Leader {
+            self.requests.saw_leader(group, status.term, nodes[node].id);
+        }
         for inv in &mut self.list {
             let r = inv.after_step(nodes, node, &status);
             tag(inv.as_ref(), r)?;
@@ -130,6 +133,18 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
         node: usize,
         ready: &Ready,
     ) -> Result<(), Failure> {
+        // A new leader appends in its first ready, and its node may stop before the step
+        // ends (a failed write): note the leader here too, for judging transfers.
+        if let Some(n) = &nodes[node].node {
+            for w in ready.write.groups.iter().filter(|w| !w.entries.is_empty()) {
+                if let Some(r) = n.replica(w.group)
+                    && r.status().role == Role::Leader
+                {
+                    let term = r.leadership().0;
+                    self.requests.saw_leader(w.group, term, nodes[node].id);
+                }
+            }
+        }
         for inv in &mut self.list {
             let r = inv.on_ready(nodes, node, ready);
             tag(inv.as_ref(), r)?;

@@ -8,21 +8,39 @@
 //!   machine is deterministic, as [`SimApp`](crate::sim::SimApp) requires);
 //! - every request a node took ends exactly once: applied, rejected or indeterminate, or lost
 //!   with its node's memory in a crash; at the end of the run the nodes still up are stopped
-//!   ([`Node::stop`](multiraft_core::Node::stop)) and every request must then have ended.
+//!   ([`Node::stop`](multiraft_core::Node::stop)) and every request must then have ended;
+//! - with an outcome of its own kind: a proposal applied, rejected or indeterminate; a
+//!   creation or removal done; a read served (in a ready's `reads`) or failed; a leadership
+//!   transfer done or failed;
+//! - a read is served for the group it was taken for, at a read point the node's state
+//!   machine of that group has reached with the applies of the same ready;
+//! - a transfer reported done left its target leading the group, in a later term than the
+//!   one it started in.
 //!
 //! This checks the node's own outcome logic — the code the driver runs in production —
 //! under the simulator's faults.
 
 use std::collections::{BTreeMap, HashMap};
 
-use multiraft_core::{GroupId, ProposalId, RequestId};
+use multiraft_core::{GroupId, NodeId, ProposalId, RequestId};
 
 use super::Check;
+
+/// What a request was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A proposal, or a group's creation or removal.
+    Command,
+    /// A read through `Node::read`.
+    Read,
+    /// A leadership transfer to `to`, started in `term`.
+    Transfer { to: NodeId, term: u64 },
+}
 
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
-    /// A group's creation or removal became durable.
+    /// A group's creation or removal became durable, or a transfer's target leads.
     Done,
     Applied {
         index: u64,
@@ -31,13 +49,37 @@ enum End {
     Indeterminate,
     /// Its node crashed before it ended: the caller would see the process die.
     Crashed,
+    /// A read reached its read point.
+    Served {
+        index: u64,
+    },
+    /// A read failed.
+    ReadFailed,
+    /// A transfer ended without its target leading.
+    TransferFailed,
+}
+
+impl End {
+    /// Whether a request of `kind` may end this way.
+    fn fits(self, kind: Kind) -> bool {
+        match self {
+            End::Crashed => true,
+            End::Done => matches!(kind, Kind::Command | Kind::Transfer { .. }),
+            End::Applied { .. } | End::Rejected | End::Indeterminate => kind == Kind::Command,
+            End::Served { .. } | End::ReadFailed => kind == Kind::Read,
+            End::TransferFailed => matches!(kind, Kind::Transfer { .. }),
+        }
+    }
 }
 
 /// The request-outcome invariant's state, over the app's output type `R`.
 #[derive(Debug)]
 pub(crate) struct RequestOutcomes<R> {
-    /// Every request taken, with its group and how it ended (`None`: not yet).
-    requests: BTreeMap<ProposalId, (GroupId, Option<End>)>,
+    /// Every request taken, with its group, its kind and how it ended (`None`: not yet).
+    requests: BTreeMap<ProposalId, (GroupId, Kind, Option<End>)>,
+    /// Per group, the leader seen in each term (by the checker, after every step), for
+    /// judging transfers reported done.
+    leaders: HashMap<GroupId, BTreeMap<u64, NodeId>>,
     /// Where each proposal was applied (by any replica): its group and index.
     applied_at: HashMap<ProposalId, (GroupId, u64)>,
     /// The result the first replica computed for each applied (group, index).
@@ -48,6 +90,7 @@ impl<R> Default for RequestOutcomes<R> {
     fn default() -> Self {
         RequestOutcomes {
             requests: BTreeMap::new(),
+            leaders: HashMap::new(),
             applied_at: HashMap::new(),
             results: HashMap::new(),
         }
@@ -61,10 +104,57 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
 
     /// A node took request `id` (a proposal, or a creation or removal) for `group`.
     pub(crate) fn took(&mut self, id: ProposalId, group: GroupId) -> Check {
-        if self.requests.insert(id, (group, None)).is_some() {
+        self.took_kind(id, group, Kind::Command)
+    }
+
+    /// A node took request `id` of `kind` for `group`.
+    pub(crate) fn took_kind(&mut self, id: ProposalId, group: GroupId, kind: Kind) -> Check {
+        if self.requests.insert(id, (group, kind, None)).is_some() {
             return Err(format!("{} took request {} twice", id.node, id.seq));
         }
         Ok(())
+    }
+
+    /// `node` leads `group` in `term` (seen after a step).
+    pub(crate) fn saw_leader(&mut self, group: GroupId, term: u64, node: NodeId) {
+        self.leaders.entry(group).or_default().insert(term, node);
+    }
+
+    /// The node reported read `id` of `group` served at read point `index`, after the
+    /// applies of its ready left its state machine of `group` at `applied`.
+    pub(crate) fn reported_served(
+        &mut self,
+        id: ProposalId,
+        group: GroupId,
+        index: u64,
+        applied: u64,
+    ) -> Check {
+        match self.requests.get(&id) {
+            Some((g, _, _)) if *g != group => {
+                return Err(format!(
+                    "{} served read {} for {group}, which it took for {g}",
+                    id.node, id.seq
+                ));
+            }
+            _ => {}
+        }
+        if index > applied {
+            return Err(format!(
+                "{} served read {} of {group} at read point {index}, but its state machine has applied only {applied}",
+                id.node, id.seq
+            ));
+        }
+        self.end(id, End::Served { index })
+    }
+
+    /// The node reported read `id` failed.
+    pub(crate) fn reported_read_failed(&mut self, id: ProposalId) -> Check {
+        self.end(id, End::ReadFailed)
+    }
+
+    /// The node reported transfer `id` failed.
+    pub(crate) fn reported_transfer_failed(&mut self, id: ProposalId) -> Check {
+        self.end(id, End::TransferFailed)
     }
 
     /// A replica applied the entry of proposal `id` at `index` of `group`, computing
@@ -101,11 +191,11 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
             }
         }
         match self.requests.get(&id) {
-            Some((_, Some(End::Rejected))) => Err(format!(
+            Some((_, _, Some(End::Rejected))) => Err(format!(
                 "proposal {}/{} was reported rejected, and is applied at {group}/{index}",
                 id.node, id.seq
             )),
-            Some((_, Some(End::Applied { index: reported }))) if *reported != index => {
+            Some((_, _, Some(End::Applied { index: reported }))) if *reported != index => {
                 Err(format!(
                     "proposal {}/{} was reported applied at index {reported}, and is applied at {group}/{index}",
                     id.node, id.seq
@@ -157,8 +247,22 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
         self.end(id, End::Rejected)
     }
 
-    /// The node reported request `id` (a creation or removal) done.
+    /// The node reported request `id` (a creation or removal, or a transfer) done.
     pub(crate) fn reported_done(&mut self, id: ProposalId) -> Check {
+        if let Some(&(group, Kind::Transfer { to, term }, None)) = self.requests.get(&id) {
+            let led = self
+                .leaders
+                .get(&group)
+                .is_some_and(|l| l.range(term + 1..).any(|(_, n)| *n == to));
+            if !led {
+                return Err(format!(
+                    "{} reported its transfer {} of {group} to {to} done, but {to} was not seen leading {group} after term {term} (leaders seen by term: {:?})",
+                    id.node,
+                    id.seq,
+                    self.leaders.get(&group)
+                ));
+            }
+        }
         self.end(id, End::Done)
     }
 
@@ -173,11 +277,15 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
                 "{} reported an outcome ({end:?}) for request {}, which it never took",
                 id.node, id.seq
             )),
-            Some((_, Some(first))) => Err(format!(
+            Some((_, _, Some(first))) => Err(format!(
                 "{} reported request {} twice: {first:?}, then {end:?}",
                 id.node, id.seq
             )),
-            Some((_, slot)) => {
+            Some((_, kind, _)) if !end.fits(*kind) => Err(format!(
+                "{} reported request {} ({kind:?}) ended as {end:?}, which is no outcome of its kind",
+                id.node, id.seq
+            )),
+            Some((_, _, slot)) => {
                 *slot = Some(end);
                 Ok(())
             }
@@ -185,8 +293,8 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
     }
 
     /// Node `node` crashed: its requests without an outcome end with it.
-    pub(crate) fn crashed(&mut self, node: multiraft_core::NodeId) {
-        for (id, (_, end)) in self.requests.iter_mut() {
+    pub(crate) fn crashed(&mut self, node: NodeId) {
+        for (id, (_, _, end)) in self.requests.iter_mut() {
             if id.node == node && end.is_none() {
                 *end = Some(End::Crashed);
             }
@@ -198,9 +306,9 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
         let open: Vec<String> = self
             .requests
             .iter()
-            .filter(|(_, (_, end))| end.is_none())
+            .filter(|(_, (_, _, end))| end.is_none())
             .take(5)
-            .map(|(id, (g, _))| format!("{}/{} on {g}", id.node, id.seq))
+            .map(|(id, (g, kind, _))| format!("{}/{} ({kind:?}) on {g}", id.node, id.seq))
             .collect();
         if open.is_empty() {
             Ok(())
@@ -214,7 +322,7 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
 }
 
 /// The proposal id of request `request` of `node`.
-pub(crate) fn proposal(node: multiraft_core::NodeId, request: RequestId) -> ProposalId {
+pub(crate) fn proposal(node: NodeId, request: RequestId) -> ProposalId {
     ProposalId {
         node,
         seq: request.0,
