@@ -255,7 +255,8 @@ impl Replica {
     }
 
     pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
-        if term > self.term {
+        let new_term = term > self.term;
+        if new_term {
             self.term = term;
             self.vote = None;
             self.hard_state_dirty = true;
@@ -269,8 +270,9 @@ impl Replica {
             Role::Learner
         };
         self.transfer = None;
-        if leader != self.leader {
+        if leader != self.leader || new_term {
             self.sticky = false;
+            self.quiet_seen = 0;
         }
         self.leader = leader;
         self.progress.clear();

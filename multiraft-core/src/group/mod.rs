@@ -189,6 +189,8 @@ pub struct Replica {
     /// election timer stays stopped, even if this replica woke: the leader's quiesced lease
     /// counts on it (`reads.rs`).
     sticky: bool,
+    /// Follower: the round of the latest quiesce notice from the current leader (0: none).
+    quiet_seen: u64,
     /// Restored from storage and not yet an election timeout old: refuses to vote for
     /// anyone, as it may have promised a leader before the restart (a lease, §6.4.1).
     hold_votes: bool,
@@ -276,6 +278,7 @@ impl Replica {
             lease_revoked: false,
             quiet_round: 0,
             sticky: false,
+            quiet_seen: 0,
             hold_votes: false,
             out: None,
         };
@@ -361,6 +364,20 @@ impl Replica {
     }
 
     fn step_inner(&mut self, msg: Message) {
+        if let MessageBody::Heartbeat { commit, round } = msg.body
+            && round != 0
+            && round < self.quiet_seen
+            && msg.term == self.term
+            && self.leader == Some(msg.from)
+        {
+            // A heartbeat that left before the quiesce notice (a read round's, say) and
+            // arrived after it: answered, since a read round counts the answer, but it is
+            // no news — waking on it would restart an election timer the leader no longer
+            // feeds (found by the simulator, seed 308).
+            self.commit_to(commit.min(self.log.last_index()));
+            self.send_after(msg.from, MessageBody::HeartbeatResponse { round });
+            return;
+        }
         // Acknowledgements of heartbeats, and the quiesce notice itself, do not wake a
         // quiesced group: they are the tail of going quiet. Anything else is activity.
         // Read requests and answers do not either: a quiesced group serves reads quietly.
@@ -475,6 +492,7 @@ impl Replica {
             MessageBody::Quiesce { commit, round } => {
                 self.handle_heartbeat(from, commit, round);
                 self.sticky = true;
+                self.quiet_seen = self.quiet_seen.max(round);
                 // Quiesce only when holding exactly what the leader committed; a replica that
                 // is behind keeps its timer, so a leader that went quiet early is woken.
                 if self.leader == Some(from)

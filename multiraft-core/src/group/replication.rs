@@ -86,7 +86,7 @@ impl Replica {
         );
     }
 
-    fn commit_to(&mut self, index: u64) {
+    pub(super) fn commit_to(&mut self, index: u64) {
         if index > self.log.committed {
             self.log.committed = index;
             self.hard_state_dirty = true;

@@ -71,6 +71,10 @@ pub(super) struct Requests {
     reads: FxHashMap<RequestId, GroupId>,
     /// Transfers in progress, at most one per group: (request, target).
     transfers: BTreeMap<GroupId, (RequestId, NodeId)>,
+    /// (tick deadline, transfer) in the order taken. Apart from `deadlines` because a
+    /// transfer's deadline is shorter than a proposal's: in one queue it would wait behind
+    /// proposals taken earlier and end late.
+    transfer_deadlines: VecDeque<(u64, RequestId)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
 }
@@ -156,7 +160,7 @@ impl Requests {
             let over = TransferError::LeadershipChanged { leader: Some(me) };
             self.transfer_ended(group, Resolution::TransferFailed(over));
             self.transfers.insert(group, (id, to));
-            self.deadlines.push_back((deadline, id));
+            self.transfer_deadlines.push_back((deadline, id));
         }
         id
     }
@@ -232,6 +236,16 @@ impl Requests {
     /// Ticks reached `now`: ends every request due by then as timed out, and returns the
     /// reads among them (their groups must forget them).
     pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
+        while let Some(&(deadline, id)) = self.transfer_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.transfer_deadlines.pop_front();
+            let group = self.transfers.iter().find(|(_, (t, _))| *t == id);
+            if let Some((&group, _)) = group {
+                self.transfer_ended(group, Resolution::TransferFailed(TransferError::Timeout));
+            }
+        }
         let mut expired_reads = Vec::new();
         while let Some(&(deadline, id)) = self.deadlines.front() {
             if deadline > now {
@@ -247,8 +261,6 @@ impl Requests {
             } else if let Some(group) = self.reads.remove(&id) {
                 self.end(id, group, Resolution::ReadFailed(ReadError::Timeout));
                 expired_reads.push((group, id));
-            } else if let Some((&group, _)) = self.transfers.iter().find(|(_, (t, _))| *t == id) {
-                self.transfer_ended(group, Resolution::TransferFailed(TransferError::Timeout));
             }
         }
         expired_reads
@@ -369,6 +381,7 @@ impl Requests {
             }
         }
         self.deadlines.clear();
+        self.transfer_deadlines.clear();
         self.take_ended()
     }
 }
@@ -406,5 +419,23 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, second);
         assert!(requests.stop().is_empty());
+    }
+
+    /// A transfer's deadline is shorter than a proposal's: a transfer taken after a
+    /// proposal still times out at its own deadline, not behind the proposal's.
+    #[test]
+    fn a_transfer_times_out_at_its_own_deadline_behind_longer_ones() {
+        let (group, me) = (GroupId(5), NodeId(1));
+        let mut requests = Requests::starting_at(1);
+        requests.propose(group, 1, Some(me), 200);
+        let transfer = requests.transfer(group, NodeId(2), me, 40, false);
+        requests.expire(40);
+        let ended = requests.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].request, transfer);
+        assert_eq!(
+            ended[0].resolution,
+            Resolution::TransferFailed(TransferError::Timeout)
+        );
     }
 }

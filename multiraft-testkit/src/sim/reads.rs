@@ -2,7 +2,7 @@
 //! member under a random policy, served from that node's replica right after the applies of
 //! the ready that reached the read point, and ended in the history.
 
-use multiraft_core::{Bytes, GroupId, ReadPoint, ReadPolicy};
+use multiraft_core::{Bytes, GroupId, ReadPoint, ReadPolicy, ReadStart};
 
 use super::Simulation;
 use super::app::{ClientOp, ClientOutcome, SimApp, SimReplica};
@@ -34,7 +34,8 @@ impl<A: SimApp> Simulation<A> {
         let me = self.nodes[i].id;
         let node = self.nodes[i].node.as_mut().expect("up");
         match node.read(group, policy) {
-            Ok(request) => {
+            Ok(ReadStart::Now { index }) => self.serve_now(i, group, index, query, policy),
+            Ok(ReadStart::Taken(request)) => {
                 let id = proposal(me, request);
                 self.hash.u64(13);
                 self.hash.u64(id.seq);
@@ -61,6 +62,56 @@ impl<A: SimApp> Simulation<A> {
                 Ok(())
             }
         }
+    }
+
+    /// Serves a read node `i` answered at once (a lease read whose point is applied): it
+    /// starts and ends now.
+    fn serve_now(
+        &mut self,
+        i: usize,
+        group: GroupId,
+        index: u64,
+        query: Vec<u8>,
+        policy: ReadPolicy,
+    ) -> Result<(), Failure> {
+        let me = self.nodes[i].id;
+        let applied = self.applied_to[i].get(&group).copied().unwrap_or(0);
+        self.hash.u64(15);
+        self.hash.u64(index);
+        if applied < index {
+            return Err(Failure {
+                invariant: "a read is served only once its read point is applied",
+                detail: format!(
+                    "{me} served a read of {group} at once at index {index} with {applied} applied"
+                ),
+            });
+        }
+        let command = Bytes::from(query);
+        let answer = match self.replicas[i].get(&group) {
+            Some(r) => r.query(&command),
+            None => self.app.new_replica(me, group).query(&command),
+        };
+        let Some(answer) = answer else {
+            return Err(Failure {
+                invariant: "the application answers its reads (SimReplica::query)",
+                detail: format!("{me}'s replica of {group} answered no query to {command:?}"),
+            });
+        };
+        match policy {
+            ReadPolicy::Lease => self.report.reads_lease += 1,
+            ReadPolicy::Follower => self.report.reads_follower += 1,
+            _ => self.report.reads_read_index += 1,
+        }
+        self.history.push(ClientOp {
+            group,
+            client: me,
+            command,
+            read: Some(policy),
+            invoked_at_us: self.now_us,
+            returned_at_us: Some(self.now_us),
+            outcome: ClientOutcome::Applied(answer),
+        });
+        Ok(())
     }
 
     /// Serves the reads of one of node `i`'s readies, whose applies are done: each is

@@ -414,3 +414,52 @@ fn leader_completeness_across_restart() {
         "the new leader repaired replica 3"
     );
 }
+
+/// A heartbeat that left before the quiesce notice (a read round's) but arrives after it is
+/// answered — with its round, which a read round counts — yet neither wakes the quiet
+/// follower nor restarts its election timer; a newer one does wake it. Regression: waking on
+/// the late heartbeat let the follower campaign against a quiet, healthy leader (simulator
+/// seed 308).
+#[test]
+fn a_heartbeat_older_than_the_quiesce_notice_does_not_wake_the_follower() {
+    let mut f = restored(2, hs(1, Some(1), 1), log_of(&[1]));
+    f.step(msg(1, 2, 1, append(1, 1, vec![], 1)));
+    f.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Quiesce {
+            commit: 1,
+            round: 10,
+        },
+    ));
+    let _ = f.ready(MAX, MAX);
+    assert!(f.is_quiesced());
+
+    f.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 1,
+            round: 5,
+        },
+    ));
+    assert!(f.is_quiesced(), "the late heartbeat woke the follower");
+    let out = f.ready(MAX, MAX);
+    assert_eq!(
+        out.send_after_write,
+        vec![msg(2, 1, 1, MessageBody::HeartbeatResponse { round: 5 })]
+    );
+
+    f.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 1,
+            round: 11,
+        },
+    ));
+    assert!(!f.is_quiesced(), "a heartbeat after the notice is news");
+}
