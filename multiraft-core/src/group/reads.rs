@@ -144,9 +144,9 @@ impl Replica {
     /// - active group: a quorum acknowledged heartbeats of rounds that left at most
     ///   `lease_ticks` ago; each of those followers reset its election timer on receipt and
     ///   refuses other candidates for a whole `election_timeout_min_ticks`;
-    /// - quiesced group: a quorum of followers acknowledged the quiesce notice, and the
-    ///   liveness lease of each one's node has held without a break since before the notice
-    ///   left. Such a follower keeps its election timer stopped while its node hears this
+    /// - quiesced group: a quorum of followers acknowledged a quiesce notice (the one that
+    ///   quieted the group, or one of a later read round), and the liveness lease of each
+    ///   one's node has held without a break since before that notice left. Such a follower keeps its election timer stopped while its node hears this
     ///   one, and its node declares this one down only after the lease ran out, so it
     ///   cannot vote for another candidate meanwhile: zero per-group messages. (A peer that
     ///   restarts loses its lease, and its groups hold their votes for an election timeout.)
@@ -161,19 +161,21 @@ impl Replica {
         }
         let me = self.node;
         if self.quiesced {
+            // Every beat since the group went quiet is a quiesce notice, so a follower that
+            // acknowledged round `r >= quiet_round` went quiet following us when it got it;
+            // a peer lease unbroken since before `r` left means its node has heard ours ever
+            // since, so it still follows us. (A later read round renews this after a lapse.)
             let quiet_round = self.quiet_round;
-            let quiet_tick = quiet_round >> ROUND_SEQ_BITS;
-            let result = self.membership.vote_result(|n| {
-                Some(
-                    n == me
-                        || quiet_round != 0
-                            && self
-                                .progress
-                                .get(&n)
-                                .is_some_and(|p| p.read_round >= quiet_round)
-                            && peer_lease(n).is_some_and(|since| since < quiet_tick),
-                )
-            });
+            let follows_quietly = |n: NodeId| {
+                self.progress.get(&n).is_some_and(|p| {
+                    let acked_at = p.read_round >> ROUND_SEQ_BITS;
+                    p.read_round >= quiet_round
+                        && peer_lease(n).is_some_and(|since| since < acked_at)
+                })
+            };
+            let result = self
+                .membership
+                .vote_result(|n| Some(n == me || quiet_round != 0 && follows_quietly(n)));
             return result == VoteResult::Won;
         }
         let round = self.quorum_round();
