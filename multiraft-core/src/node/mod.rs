@@ -490,7 +490,7 @@ impl Node {
                 Ok(ReadStart::Taken(request))
             }
             Err(e) => {
-                self.requests.withdraw_read(request);
+                self.requests.withdraw(request);
                 Err(e)
             }
         }

@@ -117,14 +117,6 @@ impl Requests {
         id
     }
 
-    /// Gives back a read id that was allocated but not taken.
-    pub(super) fn withdraw_read(&mut self, id: RequestId) {
-        self.reads.remove(&id);
-        if self.deadlines.back().is_some_and(|(_, d)| *d == id) {
-            self.deadlines.pop_back();
-        }
-    }
-
     /// Read `id` reached its read point: ends it; whether it was still pending.
     pub(super) fn read_served(&mut self, id: RequestId) -> bool {
         self.reads.remove(&id).is_some()
@@ -198,9 +190,11 @@ impl Requests {
         id
     }
 
-    /// Gives back a proposal id that was allocated but not taken (the group refused it).
+    /// Gives back a proposal or read id that was allocated but not taken (the group
+    /// refused it).
     pub(super) fn withdraw(&mut self, id: RequestId) {
         self.proposals.remove(&id);
+        self.reads.remove(&id);
         if self.deadlines.back().is_some_and(|(_, d)| *d == id) {
             self.deadlines.pop_back();
         }

@@ -611,6 +611,16 @@ impl<A: SimApp> Simulation<A> {
         self.nodes[i].node.is_some()
     }
 
+    /// A random member of `group` that is up, if any.
+    fn random_live_member(&mut self, group: GroupId) -> Option<usize> {
+        let up: Vec<usize> = self.groups[&group]
+            .iter()
+            .copied()
+            .filter(|i| self.is_up(*i))
+            .collect();
+        (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
+    }
+
     fn handle(&mut self, ev: Ev) -> Result<(), Failure> {
         match ev {
             Ev::Deliver(batch) => self.deliver(batch),

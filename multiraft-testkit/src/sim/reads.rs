@@ -20,15 +20,9 @@ impl<A: SimApp> Simulation<A> {
     /// follower, whatever the policy, so that reads refused on the spot (`NotLeader`,
     /// `NoLeader`) are exercised too; they count as failed reads.
     pub(super) fn read_through(&mut self, group: GroupId, query: Vec<u8>) -> Result<(), Failure> {
-        let up: Vec<usize> = self.groups[&group]
-            .iter()
-            .copied()
-            .filter(|i| self.is_up(*i))
-            .collect();
-        if up.is_empty() {
+        let Some(i) = self.random_live_member(group) else {
             return Ok(());
-        }
-        let i = up[self.rng.below(up.len() as u64) as usize];
+        };
         let policy = POLICIES[self.rng.below(POLICIES.len() as u64) as usize];
         self.report.reads += 1;
         let me = self.nodes[i].id;

@@ -24,7 +24,6 @@ impl<A: SimApp> Simulation<A> {
         drive: bool,
     ) -> Result<(), Failure> {
         let command = Bytes::from(self.app.next_command(group, &mut self.rng));
-        let members = self.groups[&group].clone();
         let hinted = self
             .leader_hint
             .get(&group)
@@ -33,13 +32,10 @@ impl<A: SimApp> Simulation<A> {
             .filter(|i| self.is_up(*i));
         let target = match via.or(hinted) {
             Some(i) => i,
-            None => {
-                let up: Vec<usize> = members.into_iter().filter(|i| self.is_up(*i)).collect();
-                if up.is_empty() {
-                    return Ok(());
-                }
-                up[self.rng.below(up.len() as u64) as usize]
-            }
+            None => match self.random_live_member(group) {
+                Some(i) => i,
+                None => return Ok(()),
+            },
         };
         self.report.proposals += 1;
         let me = self.nodes[target].id;
@@ -86,15 +82,9 @@ impl<A: SimApp> Simulation<A> {
             // A burst: several clients propose through one member before it takes a ready,
             // so a follower forwards them in one message and a leader appends them in one
             // ready — the batched paths, which one proposal at a time never reaches.
-            let up: Vec<usize> = self.groups[&g]
-                .iter()
-                .copied()
-                .filter(|i| self.is_up(*i))
-                .collect();
-            if up.is_empty() {
+            let Some(via) = self.random_live_member(g) else {
                 return Ok(());
-            }
-            let via = up[self.rng.below(up.len() as u64) as usize];
+            };
             let count = self.rng.range(2, 4);
             for k in 1..=count {
                 self.propose_through(g, Some(via), k == count)?;
