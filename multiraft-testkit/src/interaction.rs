@@ -27,8 +27,8 @@
 //! ```
 //!
 //! A `> N ready K` line starts what node N's ready number K held: `hs` (hard state to
-//! persist), `entries`, `send-now` and `after-write` messages, `apply`, `rejected` proposals
-//! and `event`s. A line without indentation is a message being delivered (with `(cut)`,
+//! persist), `entries`, `send-now` and `after-write` messages, `apply`, `read`s served,
+//! `rejected` proposals, failed reads and transfers, and `event`s. A line without indentation is a message being delivered (with `(cut)`,
 //! `(dropped)` or `(node down)` when it was not). Entries print as `term/index`.
 //!
 //! Each ready is one storage write, whatever the number of groups it holds. When the nodes
@@ -47,6 +47,8 @@
 //! | `campaign N [group=G]` | node N starts an election now for group G: `gK`, a list `g1,g3`, or `all` (default `g1`) |
 //! | `tick N\|all [COUNT]` | advance the logical clock |
 //! | `propose N [group=gK] TEXT` | node N proposes TEXT to group `gK` (default `g1`) |
+//! | `read N [group=gK] read-index\|lease\|follower` | node N starts a read of `gK`; prints `served at once: index=I` when the lease serves it on the spot; a ready prints `read: "read POLICY" index=I` when it serves one, `read failed: ...` when one fails |
+//! | `transfer N [group=gK] TO` | node N hands leadership of `gK` to node TO; a ready prints `transferred: ...` or `transfer failed: ...` when it ends |
 //! | `process-ready N\|all` | take a ready, persist its write, advance, queue its messages |
 //! | `deliver [from=A] [to=B] [drop]` | deliver (or drop) the queued messages that match |
 //! | `stabilize [quiet]` | process readies and deliver until nothing moves; `quiet` prints nothing (to set up a scene, such as elections, that other scripts show; follow it with `status`) |
@@ -69,7 +71,7 @@ use multiraft_core::node::{Ready, Resolution};
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
     Config, Entry, Event, GroupId, Membership, Message, MessageBatch, MessageBody, Node, NodeId,
-    Payload, ProposalId, Storage,
+    Payload, ProposalId, ReadPolicy, ReadStart, Storage,
 };
 
 use crate::storage::MemStorage;
@@ -265,6 +267,46 @@ impl World {
                             seq: request.0,
                         };
                         self.texts.insert(id, text);
+                        Ok(String::new())
+                    }
+                    Err(e) => Ok(format!("rejected: {e:?}")),
+                }
+            }
+            "read" => {
+                let n = self.node_arg(args.first())?;
+                let (group, rest) = take_group_arg(&args[1..]);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let policy = match rest.first().copied() {
+                    Some("read-index") => ReadPolicy::ReadIndex,
+                    Some("lease") => ReadPolicy::Lease,
+                    Some("follower") => ReadPolicy::Follower,
+                    other => return Err(format!("not a read policy: {other:?}")),
+                };
+                match self.node_mut(n)?.read(group, policy) {
+                    Ok(ReadStart::Now { index }) => Ok(format!("served at once: index={index}")),
+                    Ok(ReadStart::Taken(request)) => {
+                        let id = ProposalId {
+                            node: NodeId(n),
+                            seq: request.0,
+                        };
+                        self.texts.insert(id, format!("read {}", rest[0]));
+                        Ok(String::new())
+                    }
+                    Err(e) => Ok(format!("rejected: {e:?}")),
+                }
+            }
+            "transfer" => {
+                let n = self.node_arg(args.first())?;
+                let (group, rest) = take_group_arg(&args[1..]);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let to = self.node_arg(rest.first())?;
+                match self.node_mut(n)?.transfer_leader(group, NodeId(to)) {
+                    Ok(request) => {
+                        let id = ProposalId {
+                            node: NodeId(n),
+                            seq: request.0,
+                        };
+                        self.texts.insert(id, format!("transfer to {to}"));
                         Ok(String::new())
                     }
                     Err(e) => Ok(format!("rejected: {e:?}")),
@@ -616,11 +658,19 @@ impl World {
             let list: Vec<String> = a.entries.iter().map(|e| self.fmt_entry(e)).collect();
             let _ = writeln!(out, "  apply: {}{}", self.tag(a.group), list.join(", "));
         }
-        for o in &ready.outcomes {
+        for r in &ready.reads {
             let text = self.fmt_text(ProposalId {
                 node: NodeId(n),
-                seq: o.request.0,
+                seq: r.request.0,
             });
+            let _ = writeln!(out, "  read: {}{text} index={}", self.tag(r.group), r.index);
+        }
+        for o in &ready.outcomes {
+            let id = ProposalId {
+                node: NodeId(n),
+                seq: o.request.0,
+            };
+            let text = self.fmt_text(id);
             let tag = self.tag(o.group);
             match &o.resolution {
                 Resolution::Rejected(e) => {
@@ -628,6 +678,15 @@ impl World {
                 }
                 Resolution::Indeterminate(why) => {
                     let _ = writeln!(out, "  indeterminate: {tag}{text} {why:?}");
+                }
+                Resolution::ReadFailed(e) => {
+                    let _ = writeln!(out, "  read failed: {tag}{text} {e:?}");
+                }
+                Resolution::TransferFailed(e) => {
+                    let _ = writeln!(out, "  transfer failed: {tag}{text} {e:?}");
+                }
+                Resolution::Done if self.texts.get(&id).is_some_and(|t| t.starts_with("transfer")) => {
+                    let _ = writeln!(out, "  transferred: {tag}{text}");
                 }
                 _ => {}
             }
