@@ -387,10 +387,17 @@ mod tests {
                 round: 0,
             }),
             msg(MessageBody::Vote {
-                pre_vote: true,
+                pre_vote: false,
                 last_index: 4,
                 last_term: 5,
-                transfer: false,
+                transfer: true,
+            }),
+            msg(MessageBody::HeartbeatResponse { round: 9 << 20 | 3 }),
+            msg(MessageBody::TimeoutNow),
+            msg(MessageBody::ReadIndex { ids: vec![7, 8] }),
+            msg(MessageBody::ReadIndexResponse {
+                ids: vec![7, 8],
+                index: Some(4),
             }),
         ]);
         let bytes = framed(&b);
