@@ -264,6 +264,33 @@ impl MultiRaft {
         Ok(results)
     }
 
+    /// Proposes every command of `commands` to `group`, in order, in one call to the event
+    /// loop, and answers them together once each has its outcome: the results in the same
+    /// order, each as [`MultiRaft::propose`] would give it. For callers that batch: one
+    /// channel message and one wake for the whole batch instead of one per proposal.
+    pub async fn propose_many(
+        &self,
+        group: GroupId,
+        commands: Vec<Bytes>,
+    ) -> Vec<Result<Bytes, ProposeError>> {
+        let count = commands.len();
+        let stopped = || (0..count).map(|_| Err(ProposeError::Stopped)).collect();
+        let (tx, rx) = oneshot::channel();
+        if self
+            .calls
+            .send(Call::ProposeMany(group, commands, tx))
+            .await
+            .is_err()
+        {
+            return stopped();
+        }
+        rx.await.unwrap_or_else(|_| {
+            (0..count)
+                .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+                .collect()
+        })
+    }
+
     /// Makes this node's replica of `group` start an election now (PreVote first when
     /// enabled), instead of waiting for its election timeout: for placing leadership, for
     /// operator tools, and for bringing up many groups without an election storm.

@@ -15,6 +15,7 @@ use crate::node::{Node, NodeStatus, ReadStart, Resolution};
 use crate::state_machine::StateMachine;
 
 pub(crate) type ProposeReply = oneshot::Sender<Result<Bytes, ProposeError>>;
+pub(crate) type ProposeManyReply = oneshot::Sender<Vec<Result<Bytes, ProposeError>>>;
 pub(crate) type GroupReply = oneshot::Sender<Result<(), GroupError>>;
 pub(crate) type ReadReply = oneshot::Sender<Result<Bytes, ReadError>>;
 pub(crate) type ReadIndexReply = oneshot::Sender<Result<u64, ReadError>>;
@@ -26,6 +27,7 @@ pub(crate) type DrainReply =
 /// A call from the API to the event loop.
 pub(crate) enum Call {
     Propose(GroupId, Bytes, ProposeReply),
+    ProposeMany(GroupId, Vec<Bytes>, ProposeManyReply),
     Read(GroupId, ReadPolicy, Bytes, ReadReply),
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
@@ -48,20 +50,128 @@ pub(crate) enum Taken {
     Shutdown,
 }
 
-/// Where the answer to each request the node took goes. A fast hash: one insert and one
-/// remove per proposal.
-pub(crate) type Replies = FxHashMap<RequestId, Reply>;
+/// Where the answer to each request the node took goes.
+#[derive(Default)]
+pub(crate) struct Replies {
+    /// By request. A fast hash: one insert and one remove per proposal.
+    waiting: FxHashMap<RequestId, Reply>,
+    /// The batches of `propose_many` calls with proposals still unanswered, by key.
+    batches: FxHashMap<u64, Batch>,
+    next_batch: u64,
+}
+
+/// The answers of one `propose_many` call, sent together once the last one is in.
+struct Batch {
+    results: Vec<Option<Result<Bytes, ProposeError>>>,
+    left: usize,
+    reply: ProposeManyReply,
+}
+
+impl Replies {
+    /// The answer to `request` goes to `reply`.
+    pub(crate) fn wait(&mut self, request: RequestId, reply: Reply) {
+        self.waiting.insert(request, reply);
+    }
+
+    /// Takes the reply waiting for `request`.
+    pub(crate) fn take(&mut self, request: RequestId) -> Option<Reply> {
+        self.waiting.remove(&request)
+    }
+
+    /// The entry of proposal `request` was applied with `result`.
+    pub(crate) fn applied(&mut self, request: RequestId, result: Bytes) {
+        match self.waiting.remove(&request) {
+            Some(Reply::Propose(r)) => drop(r.send(Ok(result))),
+            Some(Reply::InBatch { batch, slot }) => self.fill(batch, slot, Ok(result)),
+            _ => {}
+        }
+    }
+
+    /// `request` ended as `resolution`.
+    pub(crate) fn ended(&mut self, request: RequestId, resolution: Resolution) {
+        match self.waiting.remove(&request) {
+            Some(Reply::InBatch { batch, slot }) => {
+                self.fill(batch, slot, Err(proposal_error(resolution)))
+            }
+            Some(reply) => reply.send(resolution),
+            None => {}
+        }
+    }
+
+    /// Every request still waiting ends: the node stopped.
+    pub(crate) fn stop(&mut self) {
+        let mut waiting: Vec<RequestId> = self.waiting.keys().copied().collect();
+        waiting.sort_unstable();
+        for request in waiting {
+            self.ended(request, Resolution::Indeterminate(NodeStopped));
+        }
+    }
+
+    /// Starts a batch of `count` answers for `reply`; returns its key.
+    fn batch(&mut self, count: usize, reply: ProposeManyReply) -> u64 {
+        let key = self.next_batch;
+        self.next_batch += 1;
+        let results = (0..count).map(|_| None).collect();
+        let batch = Batch {
+            results,
+            left: count,
+            reply,
+        };
+        self.batches.insert(key, batch);
+        key
+    }
+
+    /// One answer of a batch; the batch goes out with its last.
+    fn fill(&mut self, key: u64, slot: usize, result: Result<Bytes, ProposeError>) {
+        let Some(batch) = self.batches.get_mut(&key) else {
+            return;
+        };
+        if let Some(r) = batch.results.get_mut(slot)
+            && r.is_none()
+        {
+            *r = Some(result);
+            batch.left -= 1;
+        }
+        if batch.left == 0
+            && let Some(batch) = self.batches.remove(&key)
+        {
+            let results = batch.results.into_iter().flatten().collect();
+            let _ = batch.reply.send(results);
+        }
+    }
+}
+
+/// A proposal's outcome other than applied, as the API reports it.
+fn proposal_error(resolution: Resolution) -> ProposeError {
+    match resolution {
+        Resolution::Rejected(e) => e,
+        Resolution::Indeterminate(why) => ProposeError::Indeterminate(why),
+        // A proposal ends otherwise only when the node stops.
+        _ => ProposeError::Indeterminate(NodeStopped),
+    }
+}
 
 impl Call {
     /// Hands the call to the node; when the node takes a request, its answer waits in
     /// `replies`. Returns what the loop must still do.
     pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
-        let mut wait = |request: RequestId, reply: Reply| drop(replies.insert(request, reply));
         match self {
             Call::Propose(group, command, reply) => match node.propose(group, command) {
-                Ok(request) => wait(request, Reply::Propose(reply)),
+                Ok(request) => replies.wait(request, Reply::Propose(reply)),
                 Err(e) => drop(reply.send(Err(e))),
             },
+            Call::ProposeMany(_, commands, reply) if commands.is_empty() => {
+                drop(reply.send(Vec::new()))
+            }
+            Call::ProposeMany(group, commands, reply) => {
+                let batch = replies.batch(commands.len(), reply);
+                for (slot, command) in commands.into_iter().enumerate() {
+                    match node.propose(group, command) {
+                        Ok(request) => replies.wait(request, Reply::InBatch { batch, slot }),
+                        Err(e) => replies.fill(batch, slot, Err(e)),
+                    }
+                }
+            }
             Call::Read(group, policy, query, reply) => {
                 return Taken::Read(group, node.read(group, policy), Reply::Read(query, reply));
             }
@@ -69,7 +179,7 @@ impl Call {
                 return Taken::Read(group, node.read(group, policy), Reply::ReadIndex(reply));
             }
             Call::TransferLeader(group, to, reply) => match node.transfer_leader(group, to) {
-                Ok(request) => wait(request, Reply::Transfer(reply)),
+                Ok(request) => replies.wait(request, Reply::Transfer(reply)),
                 Err(e) => drop(reply.send(Err(e))),
             },
             Call::Drain(reply) => {
@@ -77,7 +187,7 @@ impl Call {
                 for (group, started) in node.drain() {
                     let (tx, rx) = oneshot::channel();
                     match started {
-                        Ok(request) => wait(request, Reply::Transfer(tx)),
+                        Ok(request) => replies.wait(request, Reply::Transfer(tx)),
                         Err(e) => drop(tx.send(Err(e))),
                     }
                     pending.push((group, rx));
@@ -86,12 +196,12 @@ impl Call {
             }
             Call::CreateGroup(group, membership, reply) => {
                 match node.create_group(group, membership) {
-                    Ok(request) => wait(request, Reply::Lifecycle(reply)),
+                    Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
             Call::RemoveGroup(group, reply) => match node.remove_group(group) {
-                Ok(request) => wait(request, Reply::Lifecycle(reply)),
+                Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
                 Err(e) => drop(reply.send(Err(e))),
             },
             Call::Status(group, reply) => drop(reply.send(node.group_status(group))),
@@ -108,6 +218,10 @@ impl Call {
     pub(crate) fn refuse(self) {
         let _ = match self {
             Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
+            Call::ProposeMany(_, commands, reply) => {
+                let refused = commands.iter().map(|_| Err(ProposeError::Stopped)).collect();
+                reply.send(refused).ok()
+            }
             Call::Read(_, _, _, reply) => reply.send(Err(ReadError::Stopped)).ok(),
             Call::ReadIndex(_, _, reply) => reply.send(Err(ReadError::Stopped)).ok(),
             Call::TransferLeader(_, _, reply) => reply.send(Err(TransferError::Stopped)).ok(),
@@ -123,6 +237,8 @@ impl Call {
 /// Where the answer to one request goes.
 pub(crate) enum Reply {
     Propose(ProposeReply),
+    /// One proposal of a `propose_many` batch: which batch, which place in it.
+    InBatch { batch: u64, slot: usize },
     /// A read, with the query to run once its read point is applied.
     Read(Bytes, ReadReply),
     ReadIndex(ReadIndexReply),
@@ -167,6 +283,8 @@ impl Reply {
             (Reply::Read(_, r), _) => r.send(Err(ReadError::Stopped)).ok(),
             (Reply::ReadIndex(r), _) => r.send(Err(ReadError::Stopped)).ok(),
             (Reply::Transfer(r), _) => r.send(Err(TransferError::Stopped)).ok(),
+            // `Replies` answers batched proposals itself.
+            (Reply::InBatch { .. }, _) => None,
         };
     }
 }

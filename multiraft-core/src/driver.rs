@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::call::{Call, Replies, Reply, Taken};
+use crate::call::{Call, Replies, Taken};
 use crate::clock::Clock;
-use crate::error::Indeterminate::NodeStopped;
 use crate::error::{StopError, StorageError};
 use crate::ids::GroupId;
 use crate::message::MessageBatch;
-use crate::node::{Event, Node, Outcome, ReadStart, Ready, Resolution};
+use crate::node::{Event, Node, Outcome, ReadStart, Ready};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::transport::Transport;
@@ -165,9 +164,7 @@ impl Driver {
                 machine(&mut self.machines, &mut self.p.factory, group),
                 index,
             ),
-            Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => {
-                drop(self.replies.insert(request, reply))
-            }
+            Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => self.replies.wait(request, reply),
             Taken::Read(_, Err(e), reply) => reply.refuse_read(e),
         }
     }
@@ -180,14 +177,14 @@ impl Driver {
             let sm = machine(&mut self.machines, &mut self.p.factory, a.group);
             for (index, command, request) in a.commands() {
                 let result = sm.apply(index, command);
-                if let Some(Reply::Propose(reply)) = request.and_then(|r| self.replies.remove(&r)) {
-                    let _ = reply.send(Ok(result));
+                if let Some(request) = request {
+                    self.replies.applied(request, result);
                 }
             }
         }
         // Reads after the applies of the same ready: their read points are now applied.
         for read in &ready.reads {
-            if let Some(reply) = self.replies.remove(&read.request) {
+            if let Some(reply) = self.replies.take(read.request) {
                 let sm = machine(&mut self.machines, &mut self.p.factory, read.group);
                 reply.serve(sm, read.index);
             }
@@ -234,9 +231,7 @@ impl Driver {
 
     fn deliver(&mut self, outcomes: Vec<Outcome>) {
         for o in outcomes {
-            if let Some(reply) = self.replies.remove(&o.request) {
-                reply.send(o.resolution);
-            }
+            self.replies.ended(o.request, o.resolution);
         }
     }
 
@@ -247,9 +242,7 @@ impl Driver {
         self.p.transport.detach(self.p.node.id());
         let outcomes = self.p.node.stop();
         self.deliver(outcomes);
-        for (_, reply) in self.replies.drain() {
-            reply.send(Resolution::Indeterminate(NodeStopped));
-        }
+        self.replies.stop();
         self.p.calls.close();
         while let Ok(call) = self.p.calls.try_recv() {
             call.refuse();

@@ -219,6 +219,37 @@ async fn reads_see_every_earlier_write_under_each_policy_without_a_log_entry() {
     c.shutdown().await;
 }
 
+/// `MultiRaft::propose_many` answers every command of the batch, in order, each as
+/// `propose` would: applied ones with the state machine's result (in log order), a refused
+/// one with its typed error, without holding up the others; an empty batch answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propose_many_answers_each_command_in_order() {
+    let mut config = test_config();
+    config.max_proposal_bytes = 8;
+    let mut c = Cluster::start(3, config).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let g = GroupId(1);
+    let commands = vec![
+        Bytes::from("a"),
+        Bytes::from("far too large"),
+        Bytes::from("b"),
+    ];
+    let results = c.node(leader.0).propose_many(g, commands).await;
+    assert_eq!(
+        results,
+        vec![
+            Ok(Bytes::from("1")),
+            Err(ProposeError::TooLarge { max: 8 }),
+            Ok(Bytes::from("2")),
+        ]
+    );
+    assert_eq!(c.node(leader.0).propose_many(g, Vec::new()).await, Vec::new());
+    let applied: Vec<Bytes> = c.applied(leader.0, 1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(applied, vec![Bytes::from("a"), Bytes::from("b")]);
+    c.shutdown().await;
+}
+
 /// `MultiRaft::transfer_leader` moves leadership to the target; a second transfer from the
 /// old leader is `NotLeader`; `drain` moves everything a node leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,15 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--reads]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. The figure is the
 //! number of proposals that completed per second over the measured window, after a warm-up.
 //! Latency percentiles come from an HdrHistogram (3 significant figures). `--help` lists the
-//! flags.
+//! flags. With `--batch N` each client hands over N proposals per call
+//! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
+//! its call.
 //!
 //! With `--reads`, the same cluster then runs two more phases of the same length with the
 //! same clients reading instead (`MultiRaft::read` at the leader): ReadIndex, then Lease;
@@ -44,6 +46,10 @@ struct Args {
     /// After the writes, measure reads under ReadIndex and under Lease
     #[arg(long)]
     reads: bool,
+    /// Proposals each client hands over per call (`propose_many` when above 1); the
+    /// figures count proposals
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 /// What the clients of one phase do.
@@ -58,6 +64,7 @@ fn parse_args() -> Args {
     a.groups = a.groups.max(1);
     a.clients = a.clients.max(1);
     a.secs = a.secs.max(1);
+    a.batch = a.batch.max(1);
     a
 }
 
@@ -121,22 +128,34 @@ async fn phase(
         // One payload per client: a single shared one would make every proposal bounce one
         // reference count between the cores, which measures the benchmark, not the library.
         let payload = multiraft_core::Bytes::from(vec![7u8; args.bytes]);
+        let batch = args.batch;
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut errors = 0u64;
             while running.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let group = GroupId(g + 1);
-                let ok = match work {
-                    Work::Write => node.propose(group, payload.clone()).await.is_ok(),
-                    Work::Read(policy) => node.read(group, policy, Bytes::new()).await.is_ok(),
+                // How many operations of this round succeeded, and how many failed.
+                let (ok, failed) = match work {
+                    Work::Write if batch > 1 => {
+                        let commands = vec![payload.clone(); batch];
+                        let results = node.propose_many(group, commands).await;
+                        let ok = results.iter().filter(|r| r.is_ok()).count();
+                        (ok, results.len() - ok)
+                    }
+                    Work::Write => match node.propose(group, payload.clone()).await {
+                        Ok(_) => (1, 0),
+                        Err(_) => (0, 1),
+                    },
+                    Work::Read(policy) => match node.read(group, policy, Bytes::new()).await {
+                        Ok(_) => (1, 0),
+                        Err(_) => (0, 1),
+                    },
                 };
                 if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    } else {
-                        errors += 1;
-                    }
+                    let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    latencies_us.extend(std::iter::repeat_n(us, ok));
+                    errors += failed as u64;
                 }
             }
             (latencies_us, errors)
