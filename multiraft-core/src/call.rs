@@ -219,7 +219,10 @@ impl Call {
         let _ = match self {
             Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
             Call::ProposeMany(_, commands, reply) => {
-                let refused = commands.iter().map(|_| Err(ProposeError::Stopped)).collect();
+                let refused = commands
+                    .iter()
+                    .map(|_| Err(ProposeError::Stopped))
+                    .collect();
                 reply.send(refused).ok()
             }
             Call::Read(_, _, _, reply) => reply.send(Err(ReadError::Stopped)).ok(),
@@ -238,7 +241,10 @@ impl Call {
 pub(crate) enum Reply {
     Propose(ProposeReply),
     /// One proposal of a `propose_many` batch: which batch, which place in it.
-    InBatch { batch: u64, slot: usize },
+    InBatch {
+        batch: u64,
+        slot: usize,
+    },
     /// A read, with the query to run once its read point is applied.
     Read(Bytes, ReadReply),
     ReadIndex(ReadIndexReply),

@@ -164,7 +164,9 @@ impl Driver {
                 machine(&mut self.machines, &mut self.p.factory, group),
                 index,
             ),
-            Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => self.replies.wait(request, reply),
+            Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => {
+                self.replies.wait(request, reply)
+            }
             Taken::Read(_, Err(e), reply) => reply.refuse_read(e),
         }
     }

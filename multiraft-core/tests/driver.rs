@@ -244,7 +244,10 @@ async fn propose_many_answers_each_command_in_order() {
             Ok(Bytes::from("2")),
         ]
     );
-    assert_eq!(c.node(leader.0).propose_many(g, Vec::new()).await, Vec::new());
+    assert_eq!(
+        c.node(leader.0).propose_many(g, Vec::new()).await,
+        Vec::new()
+    );
     let applied: Vec<Bytes> = c.applied(leader.0, 1).into_iter().map(|(_, b)| b).collect();
     assert_eq!(applied, vec![Bytes::from("a"), Bytes::from("b")]);
     c.shutdown().await;

@@ -685,7 +685,12 @@ impl World {
                 Resolution::TransferFailed(e) => {
                     let _ = writeln!(out, "  transfer failed: {tag}{text} {e:?}");
                 }
-                Resolution::Done if self.texts.get(&id).is_some_and(|t| t.starts_with("transfer")) => {
+                Resolution::Done
+                    if self
+                        .texts
+                        .get(&id)
+                        .is_some_and(|t| t.starts_with("transfer")) =>
+                {
                     let _ = writeln!(out, "  transferred: {tag}{text}");
                 }
                 _ => {}
