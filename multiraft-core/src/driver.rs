@@ -103,7 +103,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 result = poll_write(&mut self.in_flight) => {
-                    result.map_err(StopError::Storage)?;
+                    result.map_err(|e| self.storage_failed(e))?;
                     self.finish_write();
                 }
                 () = &mut tick, if !self.stopping => {
@@ -210,10 +210,16 @@ impl Driver {
         let done = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         self.in_flight = Some(InFlight { write, ready });
         if let Poll::Ready(result) = done {
-            result.map_err(StopError::Storage)?;
+            result.map_err(|e| self.storage_failed(e))?;
             self.finish_write();
         }
         Ok(())
+    }
+
+    /// A write failed: the node stops, acknowledging nothing of it (docs/design.md §3.1).
+    fn storage_failed(&self, error: StorageError) -> StopError {
+        tracing::error!(node = %self.p.node.id(), %error, "storage write failed; the node stops");
+        StopError::Storage(error)
     }
 
     fn finish_write(&mut self) {

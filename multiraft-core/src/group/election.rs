@@ -77,6 +77,7 @@ impl Replica {
             if self.config.check_quorum && !self.quorum_active() {
                 // CheckQuorum (dissertation §6.2): a leader cut off from a quorum steps down
                 // so that clients stop waiting on it.
+                tracing::info!(node = %self.node, group = %self.id, term = self.term, "stepping down: no quorum heard (CheckQuorum)");
                 self.become_follower(self.term, None);
             }
             for pr in self.progress.values_mut() {
@@ -309,6 +310,7 @@ impl Replica {
         };
         self.uncommitted_bytes = noop.size_bytes();
         self.log.push(noop);
+        tracing::debug!(node = %self.node, group = %self.id, term = self.term, "election won");
         self.report_leader();
         self.maybe_commit();
     }

@@ -28,7 +28,7 @@ impl Replica {
             self.election_elapsed = 0;
             self.heartbeat_elapsed = 0;
             self.quiet_round = 0;
-            tracing::debug!(group = %self.id, term = self.term, "group woken");
+            tracing::debug!(node = %self.node, group = %self.id, term = self.term, "group woken");
             // A woken leader must hear from every follower again before it goes quiet, and
             // CheckQuorum judges it on what it hears from now on.
             for pr in self.progress.values_mut() {
@@ -103,7 +103,7 @@ impl Replica {
         }
         self.quiesced = true;
         self.shrink();
-        tracing::debug!(group = %self.id, term = self.term, commit, "group quiesced");
+        tracing::debug!(node = %self.node, group = %self.id, term = self.term, commit, "group quiesced");
     }
 
     /// Returns memory that buffers grew to while the group was busy: a quiet group should

@@ -72,6 +72,7 @@ impl Replica {
             if let Some(t) = self.transfer.as_mut() {
                 t.sent = true;
             }
+            tracing::debug!(node = %self.node, group = %self.id, term = self.term, to = %t.to, "handing leadership over");
             self.send_now_msg(t.to, self.term, MessageBody::TimeoutNow);
         }
     }
@@ -85,7 +86,7 @@ impl Replica {
         if t.elapsed >= self.config.election_timeout_min_ticks {
             let to = t.to;
             self.transfer = None;
-            tracing::debug!(group = %self.id, term = self.term, %to, "leadership transfer abandoned");
+            tracing::info!(node = %self.node, group = %self.id, term = self.term, %to, "leadership transfer abandoned");
             self.out().events.push(GroupEvent::TransferAborted { to });
         }
     }
