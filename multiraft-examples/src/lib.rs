@@ -15,6 +15,20 @@ use multiraft_testkit::{MemNetwork, MemStorage};
 
 pub mod measure;
 
+/// Logs the library's `tracing` records to standard error, filtered by the `RUST_LOG`
+/// environment variable (for example `RUST_LOG=multiraft_core=debug`); warnings and errors
+/// only when it is unset. Every program calls it first.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A second call (tests start several programs' code in one process) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// A state machine that answers each command with the index it was applied at, and keeps
 /// only that index: for benchmarks, where applying should cost next to nothing. A query
 /// answers the last applied index.

@@ -70,6 +70,7 @@ fn parse_args() -> Args {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    multiraft_examples::init_logging();
     if let Err(e) = run().await {
         eprintln!("bench failed: {e}");
         std::process::exit(1);

@@ -483,6 +483,7 @@ async fn child(id: u64, args: &Args) -> Result<(), String> {
 }
 
 fn main() {
+    multiraft_examples::init_logging();
     let args = parse_args();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -32,6 +32,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    multiraft_examples::init_logging();
     if let Err(e) = run().await {
         eprintln!("demo failed: {e}");
         std::process::exit(1);

@@ -62,6 +62,7 @@ const STALL: Duration = Duration::from_secs(10);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    multiraft_examples::init_logging();
     if let Err(e) = run().await {
         eprintln!("quic_bench: {e}");
         std::process::exit(1);

@@ -320,6 +320,7 @@ async fn wait_quiesced(nodes: &[MultiRaft]) -> Result<(), String> {
 }
 
 fn main() {
+    multiraft_examples::init_logging();
     let args = parse_args();
     if !args.skip_raft
         && let Err(e) = raft_layer(args.groups)
