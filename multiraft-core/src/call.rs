@@ -173,7 +173,8 @@ impl Call {
                 }
             }
             Call::Read(group, policy, query, reply) => {
-                return Taken::Read(group, node.read(group, policy), Reply::Read(query, reply));
+                let reply = Reply::Read(Box::new((query, reply)));
+                return Taken::Read(group, node.read(group, policy), reply);
             }
             Call::ReadIndex(group, policy, reply) => {
                 return Taken::Read(group, node.read(group, policy), Reply::ReadIndex(reply));
@@ -245,8 +246,9 @@ pub(crate) enum Reply {
         batch: u64,
         slot: usize,
     },
-    /// A read, with the query to run once its read point is applied.
-    Read(Bytes, ReadReply),
+    /// A read, with the query to run once its read point is applied. Boxed: a proposal's
+    /// reply is the common case and should stay small in the table.
+    Read(Box<(Bytes, ReadReply)>),
     ReadIndex(ReadIndexReply),
     Transfer(TransferReply),
     Lifecycle(GroupReply),
@@ -256,7 +258,10 @@ impl Reply {
     /// Serves a read whose read point `index` the state machine `sm` has applied.
     pub(crate) fn serve(self, sm: &dyn StateMachine, index: u64) {
         let _ = match self {
-            Reply::Read(query, r) => r.send(Ok(sm.query(&query))).ok(),
+            Reply::Read(read) => {
+                let (query, r) = *read;
+                r.send(Ok(sm.query(&query))).ok()
+            }
             Reply::ReadIndex(r) => r.send(Ok(index)).ok(),
             _ => None,
         };
@@ -265,7 +270,7 @@ impl Reply {
     /// Fails a read the node refused.
     pub(crate) fn refuse_read(self, error: ReadError) {
         let _ = match self {
-            Reply::Read(_, r) => r.send(Err(error)).ok(),
+            Reply::Read(read) => read.1.send(Err(error)).ok(),
             Reply::ReadIndex(r) => r.send(Err(error)).ok(),
             _ => None,
         };
@@ -281,12 +286,12 @@ impl Reply {
             (Reply::Lifecycle(r), Done) => r.send(Ok(())).ok(),
             (Reply::Transfer(r), Done) => r.send(Ok(())).ok(),
             (Reply::Transfer(r), TransferFailed(e)) => r.send(Err(e)).ok(),
-            (Reply::Read(_, r), ReadFailed(e)) => r.send(Err(e)).ok(),
+            (Reply::Read(read), ReadFailed(e)) => read.1.send(Err(e)).ok(),
             (Reply::ReadIndex(r), ReadFailed(e)) => r.send(Err(e)).ok(),
             // Anything else ends a request only when the node stops.
             (Reply::Lifecycle(r), _) => r.send(Err(GroupError::Stopped)).ok(),
             (Reply::Propose(r), _) => r.send(Err(ProposeError::Indeterminate(NodeStopped))).ok(),
-            (Reply::Read(_, r), _) => r.send(Err(ReadError::Stopped)).ok(),
+            (Reply::Read(read), _) => read.1.send(Err(ReadError::Stopped)).ok(),
             (Reply::ReadIndex(r), _) => r.send(Err(ReadError::Stopped)).ok(),
             (Reply::Transfer(r), _) => r.send(Err(TransferError::Stopped)).ok(),
             // `Replies` answers batched proposals itself.

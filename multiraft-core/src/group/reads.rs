@@ -76,6 +76,11 @@ pub(super) struct Reads {
 }
 
 impl Reads {
+    /// No read of any kind: the common case, checked first on every ready.
+    fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.confirmed.is_empty() && self.forward.is_empty()
+    }
+
     /// Reads held, for the per-group bound.
     fn len(&self) -> usize {
         self.waiting.len() + self.confirmed.len() + self.forward.len()
@@ -199,6 +204,9 @@ impl Replica {
     /// ready being built; 0 when none is available), sending one heartbeat per voter, and
     /// sends a follower's reads to the leader. Called when outputs are taken.
     pub(super) fn flush_reads(&mut self, round: u64) {
+        if self.reads.is_idle() && !(self.quiesced && self.quiet_round == 0) {
+            return;
+        }
         if self.role != Role::Leader {
             self.forward_reads();
             return;
@@ -281,7 +289,11 @@ impl Replica {
         };
         if round > pr.read_round {
             pr.read_round = round;
-            self.confirm_reads();
+            // Every heartbeat acknowledgement lands here: only reads waiting need the
+            // quorum's round worked out.
+            if !self.reads.waiting.is_empty() {
+                self.confirm_reads();
+            }
         }
     }
 
@@ -373,6 +385,9 @@ impl Replica {
     /// Reads whose index the state machine has now been handed, for the ready being built.
     pub(super) fn take_served_reads(&mut self) -> Vec<(u64, u64)> {
         let mut served = Vec::new();
+        if self.reads.confirmed.is_empty() {
+            return served;
+        }
         while let Some(&(index, id)) = self.reads.confirmed.first() {
             if index > self.log.applied {
                 break;
@@ -385,6 +400,9 @@ impl Replica {
 
     /// Whether reads need a ready: some can be served, join a round, or go to the leader.
     pub(super) fn has_read_work(&self) -> bool {
+        if self.reads.is_idle() {
+            return false;
+        }
         self.reads
             .confirmed
             .first()

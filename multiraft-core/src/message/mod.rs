@@ -111,8 +111,9 @@ pub enum MessageBody {
     Heartbeats {
         /// One per group that heartbeats.
         beats: Vec<Beat>,
-        /// The sending node's liveness round.
-        liveness: Liveness,
+        /// The sending node's liveness round. Boxed: every message is as large as the
+        /// largest body, and most messages are appends.
+        liveness: Box<Liveness>,
     },
     /// Node level (`group` is [`GroupId::NODE`]): every heartbeat acknowledgement one node
     /// sends another in one ready, coalesced into one message.

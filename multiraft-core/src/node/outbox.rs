@@ -76,7 +76,7 @@ impl Outbox {
             let mut position = 0;
             loop {
                 let rest = beats.split_off(beats.len().min(MAX_BEATS_PER_MESSAGE));
-                let liveness = liveness(to);
+                let liveness = Box::new(liveness(to));
                 let m = node_message(to, MessageBody::Heartbeats { beats, liveness });
                 batch.insert(position, m);
                 position += 1;
