@@ -200,7 +200,7 @@ pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipError, VoteResult};
 pub use message::{
     Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
-    MessageLimits, ROUND_SEQ_BITS,
+    MessageLimits, ROUND_SEQ_BITS, Refusal,
 };
 pub use node::{
     Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready, Resolution,

@@ -227,6 +227,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 MessageBody::ProposeRejected {
                     ids: vec![pid(to.0, 1)],
                     leader_hint: Some(NodeId(0)),
+                    reason: multiraft_core::Refusal::NotLeader,
                 },
             )],
         ),

@@ -815,7 +815,9 @@ impl World {
                     proposals.iter().map(|(id, _)| self.fmt_text(*id)).collect();
                 format!("Propose [{}]", list.join(", "))
             }
-            MessageBody::ProposeRejected { ids, leader_hint } => {
+            MessageBody::ProposeRejected {
+                ids, leader_hint, ..
+            } => {
                 let list: Vec<String> = ids.iter().map(|id| self.fmt_text(*id)).collect();
                 let l = leader_hint.map_or("-".to_string(), |l| l.0.to_string());
                 format!("ProposeRejected [{}] leader={l}", list.join(", "))

@@ -490,6 +490,7 @@ mod tests {
             MessageBody::ProposeRejected {
                 ids: vec![],
                 leader_hint: Some(NodeId(0)),
+                reason: multiraft_core::Refusal::NotLeader,
             },
         ];
         for body in bad {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::entry::{Entry, Payload};
 use crate::error::ProposeError;
 use crate::ids::ProposalId;
-use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody};
+use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody, Refusal};
 
 use super::{Replica, Role};
 
@@ -66,17 +66,23 @@ impl Replica {
                             refused.push((id, e));
                         }
                     }
-                    // Busy or too large: the proposer learns it, definitely not appended.
-                    if !refused.is_empty() {
-                        let ids = refused.iter().map(|(id, _)| *id).collect();
-                        self.send_now_msg(
-                            msg.from,
-                            0,
-                            MessageBody::ProposeRejected {
+                    // Busy or in a transfer: the proposer learns which, definitely not
+                    // appended. One message per reason.
+                    for reason in [Refusal::Busy, Refusal::TransferInProgress] {
+                        let ids: Vec<ProposalId> = refused
+                            .iter()
+                            .filter(|(_, e)| refusal(e) == reason)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        if !ids.is_empty() {
+                            let leader_hint = Some(self.node);
+                            let body = MessageBody::ProposeRejected {
                                 ids,
-                                leader_hint: Some(self.node),
-                            },
-                        );
+                                leader_hint,
+                                reason,
+                            };
+                            self.send_now_msg(msg.from, 0, body);
+                        }
                     }
                 } else {
                     let ids = proposals.into_iter().map(|(id, _)| id).collect();
@@ -86,19 +92,25 @@ impl Replica {
                         MessageBody::ProposeRejected {
                             ids,
                             leader_hint: self.leader,
+                            reason: Refusal::NotLeader,
                         },
                     );
                 }
             }
-            MessageBody::ProposeRejected { ids, leader_hint } => {
-                let err = match leader_hint {
-                    Some(l) if l == msg.from => ProposeError::Busy {
+            MessageBody::ProposeRejected {
+                ids,
+                leader_hint,
+                reason,
+            } => {
+                let err = match (reason, leader_hint) {
+                    (Refusal::Busy, _) => ProposeError::Busy {
                         limit: "max_uncommitted_bytes",
                     },
-                    Some(l) => ProposeError::NotLeader {
+                    (Refusal::TransferInProgress, _) => ProposeError::TransferInProgress,
+                    (_, Some(l)) => ProposeError::NotLeader {
                         leader_hint: Some(l),
                     },
-                    None => ProposeError::NoLeader,
+                    (_, None) => ProposeError::NoLeader,
                 };
                 self.out()
                     .rejected
@@ -139,5 +151,15 @@ impl Replica {
                 self.out().rejected.extend(dropped);
             }
         }
+    }
+}
+
+/// How a leader's refusal of a forwarded proposal travels back.
+fn refusal(error: &ProposeError) -> Refusal {
+    match error {
+        ProposeError::TransferInProgress => Refusal::TransferInProgress,
+        // The follower checked the size, so the leader refuses only for room (or a
+        // transfer): `Busy` is the one other answer.
+        _ => Refusal::Busy,
     }
 }

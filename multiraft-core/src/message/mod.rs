@@ -143,14 +143,29 @@ pub enum MessageBody {
         /// The proposals, in order.
         proposals: Vec<(ProposalId, Bytes)>,
     },
-    /// The receiver of a forwarded [`MessageBody::Propose`] was not the leader: none of
-    /// these proposals were appended.
+    /// The receiver of a forwarded [`MessageBody::Propose`] refused these proposals: none of
+    /// them were appended.
     ProposeRejected {
         /// The proposals that were not appended.
         ids: Vec<ProposalId>,
         /// Who the receiver believes leads, if anyone.
         leader_hint: Option<NodeId>,
+        /// Why.
+        reason: Refusal,
     },
+}
+
+/// Why the receiver of forwarded proposals refused them ([`MessageBody::ProposeRejected`]),
+/// so that the proposer reports the same typed error the leader would have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The receiver does not lead the group.
+    NotLeader,
+    /// The leader's `max_uncommitted_bytes` is reached.
+    Busy,
+    /// The leader is handing leadership over.
+    TransferInProgress,
 }
 
 impl MessageBody {

@@ -318,7 +318,9 @@ fn validate_message(
             }
             Ok(())
         }
-        MessageBody::ProposeRejected { ids, leader_hint } => {
+        MessageBody::ProposeRejected {
+            ids, leader_hint, ..
+        } => {
             count("proposal ids", ids.len(), items)?;
             if *leader_hint == Some(NodeId(0)) {
                 return Err(InvalidMessage::ReservedLeaderHint { index });
@@ -467,10 +469,12 @@ mod tests {
             msg(MessageBody::ProposeRejected {
                 ids: vec![pid(2, 1)],
                 leader_hint: None,
+                reason: crate::message::Refusal::NotLeader,
             }),
             msg(MessageBody::ProposeRejected {
                 ids: vec![],
                 leader_hint: Some(NodeId(3)),
+                reason: crate::message::Refusal::NotLeader,
             }),
             node_msg(acks(3)),
             node_msg(beats(0)),
@@ -637,6 +641,7 @@ mod tests {
         let rejected = |n: u64| MessageBody::ProposeRejected {
             ids: (1..=n).map(|s| pid(2, s)).collect(),
             leader_hint: None,
+            reason: crate::message::Refusal::NotLeader,
         };
         let cases = [
             (
@@ -690,6 +695,7 @@ mod tests {
         let body = MessageBody::ProposeRejected {
             ids: vec![],
             leader_hint: Some(NodeId(0)),
+            reason: crate::message::Refusal::NotLeader,
         };
         assert_eq!(
             check(vec![msg(body)]),

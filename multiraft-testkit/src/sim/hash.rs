@@ -127,7 +127,9 @@ impl TraceHash {
                     self.bytes(data);
                 }
             }
-            MessageBody::ProposeRejected { ids, leader_hint } => {
+            MessageBody::ProposeRejected {
+                ids, leader_hint, ..
+            } => {
                 self.u64(8);
                 for id in ids {
                     self.u64(id.node.0);

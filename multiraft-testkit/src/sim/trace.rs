@@ -133,7 +133,9 @@ fn body(b: &MessageBody) -> String {
         }
         MessageBody::HeartbeatResponse { round } => format!("heartbeat resp round {round}"),
         MessageBody::Propose { proposals } => format!("propose x{}", proposals.len()),
-        MessageBody::ProposeRejected { ids, leader_hint } => {
+        MessageBody::ProposeRejected {
+            ids, leader_hint, ..
+        } => {
             format!("propose rejected x{} hint {leader_hint:?}", ids.len())
         }
         other => format!("{other:?}"),

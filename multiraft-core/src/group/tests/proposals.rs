@@ -154,7 +154,8 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
             0,
             MessageBody::ProposeRejected {
                 ids: vec![pid(2, 1)],
-                leader_hint: Some(n(1))
+                leader_hint: Some(n(1)),
+                reason: crate::message::Refusal::Busy,
             }
         )]
     );

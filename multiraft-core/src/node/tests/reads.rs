@@ -253,3 +253,27 @@ fn a_drain_moves_1000_groups_within_two_election_timeouts() {
         "every taken proposal was applied"
     );
 }
+
+/// A proposal a follower forwards to a leader that is handing leadership over ends
+/// `TransferInProgress` at the proposer, as it would on the leader. Regression: the refusal
+/// carried no reason and was reported as `Busy { max_uncommitted_bytes }`.
+#[test]
+fn a_forwarded_proposal_refused_during_a_transfer_says_so() {
+    let mut sim = led_by_node_1(1);
+    let request = sim.nodes[2]
+        .propose(g(1), Bytes::from_static(b"x"))
+        .unwrap();
+    let forward = sim.nodes[2].ready().unwrap();
+    sim.handle(2, forward); // the forwarded proposal is on its way to node 1
+    sim.nodes[0].transfer_leader(g(1), n(2)).unwrap();
+    sim.run();
+    let outcome = sim.logs[2]
+        .outcomes
+        .iter()
+        .find(|o| o.request == request)
+        .expect("an outcome");
+    assert_eq!(
+        outcome.resolution,
+        Resolution::Rejected(ProposeError::TransferInProgress)
+    );
+}
