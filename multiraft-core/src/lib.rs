@@ -180,6 +180,7 @@ mod membership;
 mod message;
 pub mod node;
 mod rng;
+mod snapshot;
 mod state_machine;
 mod storage;
 #[cfg(any(test, feature = "testing"))]
@@ -205,6 +206,7 @@ pub use message::{
 pub use node::{
     Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready, Resolution,
 };
+pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotMeta};
 pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::ids::GroupId;
+use crate::snapshot::{SnapshotChunk, SnapshotData};
 
 /// One group's replicated state on one node. The driver creates one per hosted group with
 /// the factory given to the builder, and applies committed commands to it in log order.
@@ -13,8 +14,17 @@ use crate::ids::GroupId;
 ///   state and results on every replica.
 /// - `apply` is called on the event loop: keep it short (no blocking IO); a slow state machine
 ///   slows every group of the node.
-/// - Until snapshots are supported, state machines are rebuilt from the log after a restart:
-///   `apply` is called again from index 1.
+/// - Snapshots (docs/design.md §4.6). The node takes one of every group that applied
+///   [`Config::snapshot_entries`](crate::Config::snapshot_entries) entries since its last,
+///   stores it through the [`Storage`](crate::Storage), and then compacts the log. After a
+///   restart, or when this replica fell behind the leader's compacted log, the state is
+///   rebuilt with [`restore`](StateMachine::restore) from a stored snapshot, and only the
+///   entries after it are applied. A machine that does not support snapshots (the default
+///   methods) keeps the whole log in memory and on disk, and is rebuilt by re-applying it.
+/// - Two kinds of machine. *In-memory*: `snapshot` serializes the state, `restore`
+///   replaces it. *On-disk* (the application keeps its own durable store): also report
+///   [`applied_index`](StateMachine::applied_index), the last index the store holds
+///   durably; after a restart the node then skips every entry and snapshot up to it.
 pub trait StateMachine: Send + 'static {
     /// Applies the command committed at `index` and returns its result, which resolves the
     /// proposer's future.
@@ -25,15 +35,33 @@ pub trait StateMachine: Send + 'static {
     /// linearizable read point is applied; like `apply`, on the event loop.
     fn query(&self, query: &Bytes) -> Bytes;
 
-    /// Serializes the state as of the last applied index.
-    fn snapshot(&mut self) -> Result<Bytes, SnapshotError> {
+    /// The state as of the last applied index, as a sequence of chunks produced on demand.
+    ///
+    /// Called on the event loop, right after an apply; the returned [`SnapshotData`] is
+    /// consumed off it, while this machine goes on applying. So capture the state here
+    /// cheaply (a reference-counted copy-on-write structure, a read transaction of your
+    /// store) and serialize in the iterator: a snapshot must not block the other groups.
+    /// Chunks may be of any size; the node splits those above
+    /// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes).
+    fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
         Err(SnapshotError::Unsupported)
     }
 
-    /// Replaces the state with `snapshot`, taken at `index`.
-    fn restore(&mut self, index: u64, snapshot: Bytes) -> Result<(), SnapshotError> {
-        let _ = (index, snapshot);
+    /// Replaces the state with a snapshot, fed one chunk at a time in order: the chunk with
+    /// `seq` 0 starts a new state (drop the current one), the one with `last` set ends it,
+    /// and then the state is that of `chunk.meta.index`. Between those calls the node
+    /// neither applies nor queries this machine.
+    fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
+        let _ = chunk;
         Err(SnapshotError::Unsupported)
+    }
+
+    /// For on-disk machines: the last index whose effect the machine's own store holds
+    /// durably, asked once when the node makes the machine. The node applies nothing at or
+    /// below it and restores no snapshot that it covers. In-memory machines keep the
+    /// default, 0.
+    fn applied_index(&self) -> u64 {
+        0
     }
 }
 

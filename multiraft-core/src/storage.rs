@@ -6,6 +6,7 @@ use crate::entry::{Entry, HardState};
 use crate::error::StorageError;
 use crate::ids::GroupId;
 use crate::membership::Membership;
+use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 
 /// Everything one ready asks storage to persist, for any number of groups.
 ///
@@ -67,6 +68,22 @@ pub struct GroupWrite {
     pub membership: Option<Membership>,
     /// Replace the group's hard state.
     pub hard_state: Option<HardState>,
+    /// Chunks of a snapshot, consecutive, all of one snapshot. Stored before `entries`.
+    ///
+    /// - A chunk with `seq` 0 starts a new *incoming* snapshot of the group, replacing any
+    ///   incoming one (a complete snapshot is kept until another completes).
+    /// - Chunk `seq` k > 0 extends the incoming snapshot of the same [`SnapshotMeta`], which
+    ///   holds exactly k chunks; anything else is [`StorageError::Corrupt`].
+    /// - The chunk with `last` set completes it: the incoming snapshot becomes the group's
+    ///   snapshot ([`LoadedGroup::snapshot`], [`Storage::snapshot_chunk`]) and the previous
+    ///   one is deleted. Then the log is made consistent with it (Raft §7): if the stored
+    ///   log holds an entry at `meta.index` of term `meta.term`, the log is kept as it is;
+    ///   otherwise every entry is deleted and the log is compacted to (`meta.index`,
+    ///   `meta.term`), so that the next entry appended is `meta.index + 1`.
+    ///
+    /// An incoming snapshot that never completes is never loaded; storage may delete it
+    /// at the next start.
+    pub snapshot: Vec<SnapshotChunk>,
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
     /// They must start above the compacted prefix: compacted entries are never rewritten.
@@ -76,9 +93,8 @@ pub struct GroupWrite {
     /// ([`LoadedGroup::compacted`]), which the log-matching check of the next entry needs.
     /// At or below an earlier compaction it changes nothing; past the last entry it is refused.
     ///
-    /// The node layer does not issue compactions yet: a compacted log needs a snapshot of the
-    /// state machine to restart from (see [`StartError::CompactedLog`](crate::StartError)).
-    /// Storage implementations support it now so that their files stay bounded once it does.
+    /// The node compacts only below a complete snapshot of the group, so a restart loads
+    /// the snapshot and the entries after it.
     pub compact_to: Option<u64>,
 }
 
@@ -116,6 +132,18 @@ impl GroupWrite {
         self
     }
 
+    /// Adds a snapshot chunk to write.
+    pub fn with_snapshot_chunk(mut self, chunk: SnapshotChunk) -> GroupWrite {
+        self.snapshot.push(chunk);
+        self
+    }
+
+    /// The chunk completing a snapshot in this record, if any: the log after this record's
+    /// snapshot step depends on it (see [`GroupWrite::snapshot`]).
+    pub fn completed_snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.last().filter(|c| c.last).map(|c| &c.meta)
+    }
+
     /// Sets the index to compact the log to.
     pub fn compacting_to(mut self, index: u64) -> GroupWrite {
         self.compact_to = Some(index);
@@ -123,11 +151,15 @@ impl GroupWrite {
     }
 
     /// Checks this record against the [`Storage`] contract, given the index of the last
-    /// entry the group has in storage now and the index its log is compacted to (0 for
-    /// none): a removal carries nothing else; the entries are consecutive and start above the
-    /// compacted prefix and at or below `stored_last_index + 1` (no hole); a compaction does
-    /// not go past the last entry. Errors are [`StorageError::Corrupt`]: the node layer never
-    /// builds such a record.
+    /// entry the group has in storage and the index its log is compacted to (0 for none),
+    /// both as they are *after this record's snapshot step* (which changes them only when
+    /// a chunk completes a snapshot the stored log does not hold: then both are its
+    /// index): a removal carries nothing else; snapshot chunks are consecutive and of one
+    /// snapshot, with nothing after the last; the entries are consecutive and start above
+    /// the compacted prefix and at or below `stored_last_index + 1` (no hole); a compaction
+    /// does not go past the last entry. Whether chunk numbers continue the stored incoming
+    /// snapshot is for the storage to check. Errors are [`StorageError::Corrupt`]: the node
+    /// layer never builds such a record.
     pub fn validate(
         &self,
         stored_last_index: u64,
@@ -138,11 +170,25 @@ impl GroupWrite {
             if self.membership.is_some()
                 || self.hard_state.is_some()
                 || !self.entries.is_empty()
+                || !self.snapshot.is_empty()
                 || self.compact_to.is_some()
             {
                 return Err(corrupt(group, "remove comes with other fields"));
             }
             return Ok(());
+        }
+        if let Some(first) = self.snapshot.first() {
+            let broken = self.snapshot.iter().enumerate().any(|(i, c)| {
+                c.meta != first.meta
+                    || u64::from(c.seq) != u64::from(first.seq) + i as u64
+                    || c.last && i + 1 != self.snapshot.len()
+            });
+            if broken {
+                return Err(corrupt(
+                    group,
+                    "snapshot chunks are not consecutive chunks of one snapshot",
+                ));
+            }
         }
         let new_last = self.entries.last().map_or(stored_last_index, |e| e.index);
         if let Some(to) = self.compact_to
@@ -206,6 +252,9 @@ pub struct LoadedGroup {
     pub hard_state: HardState,
     /// The last discarded entry, if the log was ever compacted.
     pub compacted: Option<Compacted>,
+    /// The group's latest complete snapshot, if it has one. The log then holds every entry
+    /// after `snapshot.index` (the compaction never passes a complete snapshot).
+    pub snapshot: Option<SnapshotMeta>,
     /// Its log, consecutive from index 1 (from `compacted.index + 1` after a compaction).
     pub entries: Vec<Entry>,
 }
@@ -268,4 +317,15 @@ pub trait Storage: Send + Sync + 'static {
     /// The term of `group`'s entry at `index`, or `None` when there is no such entry. The
     /// last compacted entry's term is known; those before it are `None`.
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError>;
+
+    /// Chunk `seq` of `group`'s complete snapshot, if that snapshot is the one at `index`
+    /// and has such a chunk; `None` otherwise (a newer snapshot replaced it, or the group
+    /// is gone). The node reads a snapshot this way, one chunk at a time, to send it to a
+    /// lagging replica or to restore its own state machine.
+    async fn snapshot_chunk(
+        &self,
+        group: GroupId,
+        index: u64,
+        seq: u32,
+    ) -> Result<Option<SnapshotChunk>, StorageError>;
 }

@@ -1,0 +1,50 @@
+//! Snapshots of a group's state machine: what identifies one ([`SnapshotMeta`]), and the
+//! unit it moves in, to storage and between nodes ([`SnapshotChunk`]). docs/design.md §4.6.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::membership::Membership;
+use crate::state_machine::SnapshotError;
+
+/// Where a snapshot stands in its group's log: the state machine state it holds is the
+/// result of applying every entry up to `index`, whose term is `term`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// The last entry the snapshot covers.
+    pub index: u64,
+    /// That entry's term: what the log-matching check of the entry after it needs.
+    pub term: u64,
+    /// The group's membership as of `index`.
+    pub membership: Membership,
+}
+
+/// One piece of a snapshot's data. A snapshot is a sequence of chunks numbered from 0; the
+/// one with `last` set ends it. Chunks never hold more than
+/// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes) bytes, so neither a
+/// write nor a message ever holds a whole snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The snapshot this chunk belongs to.
+    pub meta: SnapshotMeta,
+    /// Its position in the snapshot, from 0.
+    pub seq: u32,
+    /// The bytes, opaque to Raft: whatever the state machine produced.
+    pub data: Bytes,
+    /// The last chunk: the snapshot is complete with it.
+    pub last: bool,
+}
+
+impl SnapshotChunk {
+    /// Approximate size in bytes, for batch and message limits.
+    pub fn size_bytes(&self) -> usize {
+        64 + self.data.len()
+    }
+}
+
+/// A snapshot's data as the state machine produces it: chunks in order, produced on demand.
+/// It may be consumed off the event loop (it is `Send`), after the state machine has moved
+/// on: it must describe the state at the moment [`StateMachine::snapshot`] was called.
+///
+/// [`StateMachine::snapshot`]: crate::StateMachine::snapshot
+pub type SnapshotData = Box<dyn Iterator<Item = Result<Bytes, SnapshotError>> + Send>;
