@@ -111,16 +111,16 @@ impl Builder {
             .map_err(StartError::Transport)?;
         let (calls, calls_rx) = mpsc::channel(self.config.max_api_queue);
         let (events, _) = broadcast::channel(self.config.max_event_backlog);
-        let driver = Driver::new(Parts {
+        let parts = Parts {
             node,
             storage,
             transport,
             clock,
-            factory,
             inbound,
             calls: calls_rx,
             events: events.clone(),
-        });
+        };
+        let driver = Driver::new(parts, factory);
         let task = tokio::spawn(driver.run());
         Ok(MultiRaft {
             id: self.id,

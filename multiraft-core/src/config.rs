@@ -90,6 +90,34 @@ pub struct Config {
     /// followers asked the leader for. Further reads fail with `Busy`. Bounds the memory
     /// reads hold.
     pub max_pending_reads: usize,
+    /// A replica takes a snapshot of its state machine once it has applied this many
+    /// entries since its last one, stores it, and compacts its log below it
+    /// (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
+    /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` entries;
+    /// lower values cost more snapshots. Machines that do not support snapshots keep their
+    /// whole log regardless.
+    pub snapshot_entries: u64,
+    /// Entries kept below a new snapshot when the log is compacted, so that a follower a
+    /// little behind still catches up by appends rather than by a whole snapshot.
+    pub compaction_lag_entries: u64,
+    /// Bytes of one snapshot chunk: the unit a snapshot is written, read and sent in
+    /// (larger chunks from the state machine are split). Bounds the memory one transfer
+    /// holds per chunk and the size of the messages and writes that carry it.
+    pub snapshot_chunk_bytes: usize,
+    /// Chunks of one snapshot transfer sent and not yet acknowledged. Bounds the memory a
+    /// transfer pins and the burst a follower receives, while keeping the link busy.
+    pub snapshot_window_chunks: u32,
+    /// Snapshots this node produces at once (the state machine serializing one, its chunks
+    /// being written). Bounds the CPU, memory and write bandwidth snapshots take from the
+    /// groups' ordinary work; a group over its threshold waits for a slot.
+    pub max_snapshots_building: usize,
+    /// Snapshot transfers this node sends at once, over all groups and peers. Bounds the
+    /// bandwidth and storage reads they take, so a peer returning after a long outage does
+    /// not flood the node's links; further transfers wait.
+    pub max_snapshot_sends: usize,
+    /// Snapshot transfers this node receives at once. Further first chunks are refused and
+    /// sent again later, so a node returning after a long outage is not flooded.
+    pub max_snapshot_receives: usize,
     /// Extra invariant checks that panic, naming group, term and index, when the protocol
     /// reaches a state it must never reach. For tests and simulation.
     pub strict: bool,
@@ -121,6 +149,13 @@ impl Default for Config {
             proposal_timeout_ticks: 200,
             lease_ticks: 7,
             max_pending_reads: 1 << 20,
+            snapshot_entries: 4_096,
+            compaction_lag_entries: 1_024,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_window_chunks: 4,
+            max_snapshots_building: 4,
+            max_snapshot_sends: 8,
+            max_snapshot_receives: 8,
             strict: false,
         }
     }
@@ -164,7 +199,13 @@ impl Config {
                 "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",
             );
         }
-        let positive: [(&'static str, usize); 13] = [
+        let positive: [(&'static str, usize); 19] = [
+            ("snapshot_entries", self.snapshot_entries as usize),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("snapshot_window_chunks", self.snapshot_window_chunks as usize),
+            ("max_snapshots_building", self.max_snapshots_building),
+            ("max_snapshot_sends", self.max_snapshot_sends),
+            ("max_snapshot_receives", self.max_snapshot_receives),
             ("max_pending_reads", self.max_pending_reads),
             ("max_inflight_appends", self.max_inflight_appends),
             ("max_append_entries", self.max_append_entries),

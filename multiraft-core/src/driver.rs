@@ -2,7 +2,6 @@
 //! does the IO each ready asks for — one storage call off the loop, the sends, the applies —
 //! then delivers each request's outcome, which the node decided (docs/design.md §3 and §5).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,10 +13,11 @@ use tokio::sync::{broadcast, mpsc};
 use crate::call::{Call, Replies, Taken};
 use crate::clock::Clock;
 use crate::error::{StopError, StorageError};
-use crate::ids::GroupId;
+use crate::machines::Machines;
 use crate::message::MessageBatch;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
-use crate::state_machine::{StateMachine, StateMachineFactory};
+use crate::snapshot_io::SnapshotIo;
+use crate::state_machine::StateMachineFactory;
 use crate::storage::Storage;
 use crate::transport::Transport;
 
@@ -31,7 +31,6 @@ pub(crate) struct Parts {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) factory: StateMachineFactory,
     pub(crate) inbound: mpsc::Receiver<MessageBatch>,
     pub(crate) calls: mpsc::Receiver<Call>,
     pub(crate) events: broadcast::Sender<Event>,
@@ -48,8 +47,10 @@ struct InFlight {
 
 pub(crate) struct Driver {
     p: Parts,
-    /// One state machine per hosted group, made on its first apply.
-    machines: HashMap<GroupId, Box<dyn StateMachine>>,
+    /// One state machine per hosted group, made on first use.
+    machines: Machines,
+    /// Snapshots being built, read and restored off the loop.
+    snapshots: SnapshotIo,
     /// Where each request's answer goes; the node decides the answers.
     replies: Replies,
     next_tick: Duration,
@@ -58,11 +59,12 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(p: Parts) -> Driver {
+    pub(crate) fn new(p: Parts, factory: StateMachineFactory) -> Driver {
         let next_tick = p.clock.now() + p.node.config().tick_interval;
         Driver {
+            machines: Machines::new(factory),
+            snapshots: SnapshotIo::new(Arc::clone(&p.storage)),
             p,
-            machines: HashMap::new(),
             replies: Replies::default(),
             next_tick,
             in_flight: None,
@@ -109,6 +111,13 @@ impl Driver {
                 () = &mut tick, if !self.stopping => {
                     self.on_tick();
                     tick = sleep(&self.p.clock, self.next_tick);
+                }
+                Some(done) = self.snapshots.reads.recv() => {
+                    let (machines, node) = (&mut self.machines, &mut self.p.node);
+                    self.snapshots.read_done(done, machines, node)?;
+                }
+                Some(built) = self.snapshots.built.recv(), if self.p.node.wants_snapshot_chunks() => {
+                    self.snapshots.built(&mut self.p.node, built);
                 }
                 batch = self.p.inbound.recv(), if !self.stopping => {
                     if let Some(batch) = batch {
@@ -160,10 +169,9 @@ impl Driver {
         match call.take(&mut self.p.node, &mut self.replies) {
             Taken::Done => {}
             Taken::Shutdown => self.stopping = true,
-            Taken::Read(group, Ok(ReadStart::Now { index }), reply) => reply.serve(
-                machine(&mut self.machines, &mut self.p.factory, group),
-                index,
-            ),
+            Taken::Read(group, Ok(ReadStart::Now { index }), reply) => {
+                reply.serve(self.machines.machine(group), index)
+            }
             Taken::Read(_, Ok(ReadStart::Taken(request)), reply) => {
                 self.replies.wait(request, reply)
             }
@@ -176,24 +184,21 @@ impl Driver {
             self.p.transport.send(batch);
         }
         for a in &ready.apply {
-            let sm = machine(&mut self.machines, &mut self.p.factory, a.group);
-            for (index, command, request) in a.commands() {
-                let result = sm.apply(index, command);
-                if let Some(request) = request {
-                    self.replies.applied(request, result);
-                }
-            }
+            self.machines.apply(a, &mut self.replies);
         }
         // Reads after the applies of the same ready: their read points are now applied.
         for read in &ready.reads {
             if let Some(reply) = self.replies.take(read.request) {
-                let sm = machine(&mut self.machines, &mut self.p.factory, read.group);
-                reply.serve(sm, read.index);
+                reply.serve(self.machines.machine(read.group), read.index);
             }
         }
+        // Snapshots of the state the applies left, and chunk reads for transfers.
+        let node = &mut self.p.node;
+        let (takes, reads) = (&ready.snapshots, &ready.chunk_reads);
+        self.snapshots.start(takes, reads, &mut self.machines, node);
         for e in &ready.events {
             if let Event::GroupRemoved { group } = e {
-                self.machines.remove(group);
+                self.machines.remove(*group);
             }
         }
         let mut write: WriteFuture = if ready.write.is_empty() {
@@ -227,6 +232,9 @@ impl Driver {
             return;
         };
         self.p.node.advance(ready.number);
+        let restores = ready.restores;
+        self.snapshots
+            .restore(restores, &mut self.machines, &mut self.p.node);
         for batch in ready.send_after_write {
             self.p.transport.send(batch);
         }
@@ -256,18 +264,6 @@ impl Driver {
             call.refuse();
         }
     }
-}
-
-/// The state machine of `group`, made on first use.
-fn machine<'a>(
-    machines: &'a mut HashMap<GroupId, Box<dyn StateMachine>>,
-    factory: &mut StateMachineFactory,
-    group: GroupId,
-) -> &'a mut dyn StateMachine {
-    machines
-        .entry(group)
-        .or_insert_with(|| factory(group))
-        .as_mut()
 }
 
 type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;

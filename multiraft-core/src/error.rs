@@ -249,6 +249,10 @@ pub enum StopError {
     /// A storage write failed; nothing after it was acknowledged.
     #[error("stopped after a storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// A state machine could not be restored from a stored snapshot: its state is unknown,
+    /// so the node applies nothing more.
+    #[error("stopped: restoring a state machine from its snapshot failed: {0}")]
+    Restore(crate::snapshot::SnapshotError),
     /// The event loop panicked.
     #[error("the event loop panicked")]
     Panicked,

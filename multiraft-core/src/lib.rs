@@ -176,11 +176,13 @@ mod entry;
 mod error;
 pub mod group;
 mod ids;
+mod machines;
 mod membership;
 mod message;
 pub mod node;
 mod rng;
 mod snapshot;
+mod snapshot_io;
 mod state_machine;
 mod storage;
 #[cfg(any(test, feature = "testing"))]
@@ -201,12 +203,13 @@ pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipError, VoteResult};
 pub use message::{
     Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
-    MessageLimits, ROUND_SEQ_BITS, Refusal,
+    MessageLimits, ROUND_SEQ_BITS, Refusal, SnapshotAck,
 };
 pub use node::{
-    Apply, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready, Resolution,
+    Apply, ChunkRead, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready,
+    Resolution, Restore, TakeSnapshot,
 };
-pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotMeta};
-pub use state_machine::{SnapshotError, StateMachine, StateMachineFactory};
+pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
+pub use state_machine::{StateMachine, StateMachineFactory};
 pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
-use crate::state_machine::SnapshotError;
 
 /// Where a snapshot stands in its group's log: the state machine state it holds is the
 /// result of applying every entry up to `index`, whose term is `term`.
@@ -48,3 +47,15 @@ impl SnapshotChunk {
 ///
 /// [`StateMachine::snapshot`]: crate::StateMachine::snapshot
 pub type SnapshotData = Box<dyn Iterator<Item = Result<Bytes, SnapshotError>> + Send>;
+
+/// Why a snapshot could not be taken or restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// This state machine does not support snapshots.
+    #[error("snapshots are not supported by this state machine")]
+    Unsupported,
+    /// The snapshot could not be made or read.
+    #[error("snapshot failed: {0}")]
+    Failed(String),
+}

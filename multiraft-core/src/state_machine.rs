@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::ids::GroupId;
-use crate::snapshot::{SnapshotChunk, SnapshotData};
+use crate::snapshot::{SnapshotChunk, SnapshotData, SnapshotError};
 
 /// One group's replicated state on one node. The driver creates one per hosted group with
 /// the factory given to the builder, and applies committed commands to it in log order.
@@ -50,7 +50,11 @@ pub trait StateMachine: Send + 'static {
     /// Replaces the state with a snapshot, fed one chunk at a time in order: the chunk with
     /// `seq` 0 starts a new state (drop the current one), the one with `last` set ends it,
     /// and then the state is that of `chunk.meta.index`. Between those calls the node
-    /// neither applies nor queries this machine.
+    /// neither applies nor queries this machine. The bytes are those [`snapshot`] produced
+    /// (on this replica or another), in order, but cut into chunks by the node: read them
+    /// as one stream, not chunk by chunk.
+    ///
+    /// [`snapshot`]: StateMachine::snapshot
     fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
         let _ = chunk;
         Err(SnapshotError::Unsupported)
@@ -68,15 +72,3 @@ pub trait StateMachine: Send + 'static {
 /// Makes the state machine of each group a node hosts, called once per group the first time
 /// an entry of that group is applied on this node.
 pub type StateMachineFactory = Box<dyn FnMut(GroupId) -> Box<dyn StateMachine> + Send>;
-
-/// Why a snapshot could not be taken or restored.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SnapshotError {
-    /// This state machine does not support snapshots.
-    #[error("snapshots are not supported by this state machine")]
-    Unsupported,
-    /// The snapshot could not be made or read.
-    #[error("snapshot failed: {0}")]
-    Failed(String),
-}

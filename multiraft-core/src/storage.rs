@@ -76,14 +76,16 @@ pub struct GroupWrite {
     ///   holds exactly k chunks; anything else is [`StorageError::Corrupt`].
     /// - The chunk with `last` set completes it: the incoming snapshot becomes the group's
     ///   snapshot ([`LoadedGroup::snapshot`], [`Storage::snapshot_chunk`]) and the previous
-    ///   one is deleted. Then the log is made consistent with it (Raft §7): if the stored
-    ///   log holds an entry at `meta.index` of term `meta.term`, the log is kept as it is;
-    ///   otherwise every entry is deleted and the log is compacted to (`meta.index`,
-    ///   `meta.term`), so that the next entry appended is `meta.index + 1`.
+    ///   one is deleted. Completing a snapshot does not touch the log: see `log_reset`.
     ///
     /// An incoming snapshot that never completes is never loaded; storage may delete it
     /// at the next start.
     pub snapshot: Vec<SnapshotChunk>,
+    /// Delete every entry of the group's log and make it start after this entry, as if
+    /// compacted to it: the next entry appended is `index + 1`. Done after `snapshot` and
+    /// before `entries`. The node sets it with the last chunk of a snapshot received from
+    /// the leader whose last entry its log does not hold (Raft §7: the log is replaced).
+    pub log_reset: Option<Compacted>,
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
     /// They must start above the compacted prefix: compacted entries are never rewritten.
@@ -138,10 +140,15 @@ impl GroupWrite {
         self
     }
 
-    /// The chunk completing a snapshot in this record, if any: the log after this record's
-    /// snapshot step depends on it (see [`GroupWrite::snapshot`]).
+    /// The chunk completing a snapshot in this record, if any.
     pub fn completed_snapshot(&self) -> Option<&SnapshotMeta> {
         self.snapshot.last().filter(|c| c.last).map(|c| &c.meta)
+    }
+
+    /// Sets the entry the log is reset to (see [`GroupWrite::log_reset`]).
+    pub fn with_log_reset(mut self, to: Compacted) -> GroupWrite {
+        self.log_reset = Some(to);
+        self
     }
 
     /// Sets the index to compact the log to.
@@ -152,8 +159,7 @@ impl GroupWrite {
 
     /// Checks this record against the [`Storage`] contract, given the index of the last
     /// entry the group has in storage and the index its log is compacted to (0 for none),
-    /// both as they are *after this record's snapshot step* (which changes them only when
-    /// a chunk completes a snapshot the stored log does not hold: then both are its
+    /// both as they are *after this record's `log_reset`*, if it has one (then both are its
     /// index): a removal carries nothing else; snapshot chunks are consecutive and of one
     /// snapshot, with nothing after the last; the entries are consecutive and start above
     /// the compacted prefix and at or below `stored_last_index + 1` (no hole); a compaction
@@ -171,6 +177,7 @@ impl GroupWrite {
                 || self.hard_state.is_some()
                 || !self.entries.is_empty()
                 || !self.snapshot.is_empty()
+                || self.log_reset.is_some()
                 || self.compact_to.is_some()
             {
                 return Err(corrupt(group, "remove comes with other fields"));
@@ -255,7 +262,8 @@ pub struct LoadedGroup {
     /// The group's latest complete snapshot, if it has one. The log then holds every entry
     /// after `snapshot.index` (the compaction never passes a complete snapshot).
     pub snapshot: Option<SnapshotMeta>,
-    /// Its log, consecutive from index 1 (from `compacted.index + 1` after a compaction).
+    /// Its log, consecutive from index 1 (from `compacted.index + 1` after a compaction or a
+    /// log reset).
     pub entries: Vec<Entry>,
 }
 

@@ -8,19 +8,24 @@
 //!
 //! 1. [`begin`] sends `send_now`, applies `apply` and then serves `reads` — all may happen
 //!    before the write is durable (IO rules 2 and 3: applied entries are already durable
-//!    here, and a read point depends on no write);
+//!    here, and a read point depends on no write); then it takes the snapshots the ready
+//!    asks for and reads the snapshot chunks transfers need, handing both to the node;
 //! 2. the caller makes [`InFlight::write`] durable, or fails it (IO rule 4: the node then
 //!    stops, and nothing of the second half happens);
 //! 3. [`InFlight::acknowledge`] acknowledges the write to the node (IO rule 5), and
-//!    [`Durable::deliver`] sends `send_after_write` (IO rule 1), then reports the
-//!    outcomes and the events.
+//!    [`Durable::deliver`] restores the state machines whose snapshot the write installed,
+//!    sends `send_after_write` (IO rule 1), then reports the outcomes and the events.
 //!
 //! [`run`] does all three with [`Io::persist`] as the write; [`settle`] runs readies until
 //! the node has none.
 
+use bytes::Bytes;
+
 use crate::error::StorageError;
+use crate::ids::GroupId;
 use crate::message::MessageBatch;
-use crate::node::{Apply, Event, Node, Outcome, ReadPoint, Ready};
+use crate::node::{Apply, Event, Node, Outcome, ReadPoint, Ready, Restore, TakeSnapshot};
+use crate::snapshot::SnapshotChunk;
 use crate::storage::WriteBatch;
 
 /// What a ready's IO does in a test world. Every method but `send` has a default that does
@@ -57,6 +62,29 @@ pub trait Io {
     fn event(&mut self, event: Event) {
         let _ = event;
     }
+
+    /// The data of a snapshot of `take.group`'s state machine, which has applied exactly
+    /// through `take.meta.index` ([`StateMachine::snapshot`](crate::StateMachine::snapshot)),
+    /// as chunks; `None` when it cannot make one. The default makes none: the log is
+    /// then never compacted.
+    fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
+        let _ = take;
+        None
+    }
+
+    /// Chunk `seq` of `group`'s stored snapshot at `index`
+    /// ([`Storage::snapshot_chunk`](crate::Storage::snapshot_chunk)), as of the writes
+    /// persisted so far.
+    fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {
+        let _ = (group, index, seq);
+        None
+    }
+
+    /// Feeds one chunk of a stored snapshot to `group`'s state machine
+    /// ([`StateMachine::restore`](crate::StateMachine::restore)).
+    fn restore(&mut self, group: GroupId, chunk: &SnapshotChunk) {
+        let _ = (group, chunk);
+    }
 }
 
 /// A ready whose write is not yet durable: what is left to do once it is.
@@ -72,13 +100,15 @@ pub struct InFlight {
 #[derive(Debug)]
 #[must_use = "what waited for the write must be delivered"]
 pub struct Durable {
+    restores: Vec<Restore>,
     send_after_write: Vec<MessageBatch>,
     outcomes: Vec<Outcome>,
     events: Vec<Event>,
 }
 
-/// The first half of `ready`: sends `send_now`, applies `apply`, and returns the rest.
-pub fn begin(ready: Ready, io: &mut impl Io) -> InFlight {
+/// The first half of `node`'s `ready`: sends `send_now`, applies `apply`, serves `reads`,
+/// takes the snapshots and reads the chunks the ready asks for, and returns the rest.
+pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
     let Ready {
         number,
         write,
@@ -88,6 +118,9 @@ pub fn begin(ready: Ready, io: &mut impl Io) -> InFlight {
         reads,
         outcomes,
         events,
+        snapshots,
+        chunk_reads,
+        restores,
         ..
     } = ready;
     for batch in send_now {
@@ -99,10 +132,29 @@ pub fn begin(ready: Ready, io: &mut impl Io) -> InFlight {
     for point in reads {
         io.read(point);
     }
+    for take in snapshots {
+        let (group, index) = (take.group, take.meta.index);
+        match io.snapshot(&take) {
+            Some(chunks) => {
+                let count = chunks.len().max(1);
+                let mut chunks = chunks.into_iter();
+                for i in 0..count {
+                    let data = chunks.next().unwrap_or_default();
+                    node.snapshot_chunk(group, index, data, i + 1 == count);
+                }
+            }
+            None => node.snapshot_failed(group, index),
+        }
+    }
+    for read in chunk_reads {
+        let chunk = io.snapshot_chunk(read.group, read.index, read.seq);
+        node.chunk_read(read, chunk);
+    }
     InFlight {
         number,
         write,
         durable: Durable {
+            restores,
             send_after_write,
             outcomes,
             events,
@@ -135,8 +187,22 @@ impl InFlight {
 }
 
 impl Durable {
-    /// Sends `send_after_write`, then reports the outcomes and the events.
-    pub fn deliver(self, io: &mut impl Io) {
+    /// Restores the state machines whose snapshot the write installed (reading the
+    /// snapshot back with [`Io::snapshot_chunk`], telling `node` when each is done), sends
+    /// `send_after_write`, then reports the outcomes and the events.
+    pub fn deliver(self, node: &mut Node, io: &mut impl Io) {
+        for r in self.restores {
+            let (group, index) = (r.group, r.meta.index);
+            let mut seq = 0;
+            while let Some(chunk) = io.snapshot_chunk(group, index, seq) {
+                io.restore(group, &chunk);
+                if chunk.last {
+                    node.restored(group, index);
+                    break;
+                }
+                seq += 1;
+            }
+        }
         for batch in self.send_after_write {
             io.send(batch);
         }
@@ -152,9 +218,9 @@ impl Durable {
 /// Does all of `ready` at once, with `io.persist` as its write. On a storage error the ready
 /// is not acknowledged: the node must be dropped (IO rule 4).
 pub fn run(node: &mut Node, ready: Ready, io: &mut impl Io) -> Result<(), StorageError> {
-    let in_flight = begin(ready, io);
+    let in_flight = begin(node, ready, io);
     io.persist(in_flight.write())?;
-    in_flight.acknowledge(node).deliver(io);
+    in_flight.acknowledge(node).deliver(node, io);
     Ok(())
 }
 
@@ -253,7 +319,7 @@ mod tests {
     #[should_panic(expected = "node n1: advance(1) but the outstanding ready is None")]
     fn advance_twice_panics() {
         let (mut node, ready) = node_with_a_ready();
-        let in_flight = super::begin(ready, &mut super::Recorder::default());
+        let in_flight = super::begin(&mut node, ready, &mut super::Recorder::default());
         let number = in_flight.number();
         let _ = in_flight.acknowledge(&mut node);
         node.advance(number);
@@ -265,13 +331,13 @@ mod tests {
     fn a_ready_is_done_in_the_io_order() {
         let (mut node, ready) = node_with_a_ready();
         let mut io = super::Recorder::default();
-        let in_flight = super::begin(ready, &mut io);
+        let in_flight = super::begin(&mut node, ready, &mut io);
         assert!(
             io.outcomes.is_empty() && io.events.is_empty(),
             "nothing before the write"
         );
         assert!(node.is_write_in_flight());
-        in_flight.acknowledge(&mut node).deliver(&mut io);
+        in_flight.acknowledge(&mut node).deliver(&mut node, &mut io);
         assert!(!node.is_write_in_flight());
         assert_eq!(io.outcomes.len(), 1, "the creation is done once durable");
         assert_eq!(io.events.len(), 1);

@@ -2,108 +2,18 @@
 //! every wait bounded by a timeout on a condition.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use multiraft_core::group::Role;
 use multiraft_core::{
     Bytes, Config, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError,
     ReadError, ReadPolicy, StartError, StopError, TransferError,
 };
-use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
+use multiraft_testkit::cluster::Journal;
 use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
-/// Every wait in these tests gives up after this long: generous, because CI shares 2 cores.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-/// Short ticks keep the tests fast; a long election timeout in ticks (200-400 ms) keeps a
-/// runtime stalled by a loaded CI machine from causing needless elections, which would end
-/// proposals `Indeterminate` and make exact-order assertions meaningless.
-fn test_config() -> Config {
-    let mut c = Config::default();
-    c.tick_interval = Duration::from_millis(5);
-    c.heartbeat_interval_ticks = 4;
-    c.election_timeout_min_ticks = 40;
-    c.election_timeout_max_ticks = 80;
-    c.strict = true;
-    c
-}
-
-struct Cluster {
-    network: MemNetwork,
-    storages: Vec<MemStorage>,
-    nodes: Vec<Option<MultiRaft>>,
-    journal: Journal,
-    config: Config,
-}
-
-impl Cluster {
-    async fn start(n: u64, config: Config) -> Cluster {
-        let mut c = Cluster {
-            network: MemNetwork::new(),
-            storages: (0..n).map(|_| MemStorage::new()).collect(),
-            nodes: Vec::new(),
-            journal: Journal::default(),
-            config,
-        };
-        for i in 1..=n {
-            let node = c.start_node(i).await;
-            c.nodes.push(Some(node));
-        }
-        c
-    }
-
-    async fn start_node(&self, i: u64) -> MultiRaft {
-        MultiRaft::builder(NodeId(i), self.config.clone())
-            .storage(self.storages[i as usize - 1].clone())
-            .transport(self.network.transport(NodeId(i)))
-            .state_machines(self.journal.machines(NodeId(i)))
-            .seed(i * 1000)
-            .start()
-            .await
-            .unwrap()
-    }
-
-    fn node(&self, i: u64) -> &MultiRaft {
-        self.nodes[i as usize - 1].as_ref().unwrap()
-    }
-
-    async fn create(&self, groups: impl IntoIterator<Item = u64> + Clone) {
-        let members = Membership::voters(1..=self.nodes.len() as u64);
-        let groups = groups.into_iter().map(GroupId);
-        create_everywhere(self.nodes.iter().flatten(), groups, &members)
-            .await
-            .unwrap();
-    }
-
-    /// Waits until every running node knows the same leader for `group` in the same term,
-    /// and returns it.
-    async fn leader(&self, group: u64) -> NodeId {
-        agreed_leader(self.nodes.iter().flatten(), GroupId(group), WAIT)
-            .await
-            .expect("no agreed leader in time")
-    }
-
-    fn applied(&self, node: u64, group: u64) -> Vec<(u64, Bytes)> {
-        self.journal.applied(NodeId(node), GroupId(group))
-    }
-
-    async fn shutdown(&mut self) {
-        for n in self.nodes.iter_mut().filter_map(Option::take) {
-            n.shutdown().await.unwrap();
-        }
-    }
-}
-
-/// Polls `cond` until it yields a value, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    cluster::wait_for(WAIT, cond)
-        .await
-        .expect("condition not reached in time")
-}
+use common::{Cluster, WAIT, test_config, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_group_elects_exactly_one_leader() {

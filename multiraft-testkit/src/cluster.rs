@@ -42,7 +42,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use multiraft_core::{Bytes, GroupError, GroupId, Membership, MultiRaft, NodeId, StateMachine};
+use multiraft_core::{
+    Bytes, GroupError, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
+    SnapshotError, StateMachine,
+};
 
 /// How often a bounded wait looks at its condition again.
 const POLL: Duration = Duration::from_millis(2);
@@ -124,8 +127,22 @@ pub struct Journal {
     applied: Arc<Mutex<Record>>,
 }
 
-/// Per (node, group): (index, command) in applied order.
-type Record = BTreeMap<(NodeId, GroupId), Vec<(u64, Bytes)>>;
+/// Per (node, group): (index, command) in applied order, and how the state machine got
+/// there.
+type Record = BTreeMap<(NodeId, GroupId), Replay>;
+
+/// One state machine's record.
+#[derive(Clone, Debug, Default)]
+struct Replay {
+    /// (index, command), in applied order: the state, which a restore replaces.
+    applied: Vec<(u64, Bytes)>,
+    /// `apply` calls in this life of the machine.
+    applies: u64,
+    /// Restores completed.
+    restores: u64,
+    /// The snapshot bytes a restore in progress has received so far.
+    restoring: Vec<u8>,
+}
 
 impl Journal {
     /// A state-machine factory for node `node`, for
@@ -139,17 +156,29 @@ impl Journal {
         }
     }
 
-    /// What `node`'s replica of `group` applied: (index, command) in order.
+    /// What `node`'s replica of `group` holds: (index, command) of every command applied,
+    /// in order — restored from a snapshot, then applied.
     pub fn applied(&self, node: NodeId, group: GroupId) -> Vec<(u64, Bytes)> {
-        self.lock().get(&(node, group)).cloned().unwrap_or_default()
+        self.lock()
+            .get(&(node, group))
+            .map(|r| r.applied.clone())
+            .unwrap_or_default()
     }
 
-    /// The commands `node`'s replica of `group` applied, in order.
+    /// The commands `node`'s replica of `group` holds, in order.
     pub fn commands(&self, node: NodeId, group: GroupId) -> Vec<Bytes> {
         self.lock()
             .get(&(node, group))
-            .map(|a| a.iter().map(|(_, c)| c.clone()).collect())
+            .map(|r| r.applied.iter().map(|(_, c)| c.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// How many commands `node`'s replica of `group` was handed by `apply` (since
+    /// [`Journal::forget_node`]), and how many snapshots it restored.
+    pub fn applies_and_restores(&self, node: NodeId, group: GroupId) -> (u64, u64) {
+        self.lock()
+            .get(&(node, group))
+            .map_or((0, 0), |r| (r.applies, r.restores))
     }
 
     /// Forgets what `node` applied: before restarting it, since its new state machines replay
@@ -188,18 +217,75 @@ pub struct Recorder {
     journal: Journal,
 }
 
+/// Commands per snapshot chunk of a [`Recorder`]: small, so that snapshots of a test's
+/// few hundred commands span several chunks.
+const COMMANDS_PER_CHUNK: usize = 32;
+
 impl StateMachine for Recorder {
     fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
         let mut j = self.journal.lock();
-        let log = j.entry((self.node, self.group)).or_default();
-        log.push((index, command.clone()));
-        Bytes::from(log.len().to_string())
+        let r = j.entry((self.node, self.group)).or_default();
+        r.applied.push((index, command.clone()));
+        r.applies += 1;
+        Bytes::from(r.applied.len().to_string())
     }
 
     /// How many commands this replica has applied, as `apply` answers.
     fn query(&self, _query: &Bytes) -> Bytes {
         let j = self.journal.lock();
-        let n = j.get(&(self.node, self.group)).map_or(0, Vec::len);
+        let n = j.get(&(self.node, self.group)).map_or(0, |r| r.applied.len());
         Bytes::from(n.to_string())
     }
+
+    /// The applied commands, [`COMMANDS_PER_CHUNK`] per chunk, each as its index, its
+    /// length and its bytes.
+    fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
+        let state = self.journal.applied(self.node, self.group);
+        let chunks: Vec<Bytes> = state
+            .chunks(COMMANDS_PER_CHUNK)
+            .map(|commands| {
+                let mut b = Vec::new();
+                for (index, command) in commands {
+                    b.extend_from_slice(&index.to_le_bytes());
+                    b.extend_from_slice(&(command.len() as u64).to_le_bytes());
+                    b.extend_from_slice(command);
+                }
+                Bytes::from(b)
+            })
+            .collect();
+        Ok(Box::new(chunks.into_iter().map(Ok)))
+    }
+
+    /// Chunk boundaries are the node's, not the ones `snapshot` made: the bytes are
+    /// gathered and decoded once the last chunk is in.
+    fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
+        let mut j = self.journal.lock();
+        let r = j.entry((self.node, self.group)).or_default();
+        if chunk.seq == 0 {
+            r.restoring.clear();
+        }
+        r.restoring.extend_from_slice(&chunk.data);
+        if chunk.last {
+            let bytes = std::mem::take(&mut r.restoring);
+            r.applied = decode_commands(&bytes).ok_or_else(|| {
+                SnapshotError::Failed("a Recorder snapshot that does not decode".into())
+            })?;
+            r.restores += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The commands of a [`Recorder`] snapshot.
+fn decode_commands(mut data: &[u8]) -> Option<Vec<(u64, Bytes)>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let word = |b: &[u8]| Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?));
+        let index = word(data)?;
+        let len = usize::try_from(word(data.get(8..)?)?).ok()?;
+        let command = data.get(16..16 + len)?;
+        out.push((index, Bytes::copy_from_slice(command)));
+        data = &data[16 + len..];
+    }
+    Some(out)
 }

@@ -22,9 +22,8 @@ use multiraft_core::{
 /// the group (its snapshots too); `membership` and `hard_state` replace the stored values;
 /// `snapshot` chunks are stored (sharing their `Bytes`), a chunk with `seq` 0 starting a new
 /// incoming snapshot, and the chunk with `last` set making it the group's snapshot in place
-/// of the previous one; then, unless the log holds the snapshot's index with its term (an
-/// entry, or the compaction mark: what [`term`](Storage::term) reports), every entry is
-/// deleted and the log compacted to the snapshot's index and term; `entries` truncate the
+/// of the previous one; `log_reset` deletes every entry and compacts the log to its index
+/// and term; `entries` truncate the
 /// stored log at the first new index and append; `compact_to` then discards the log up to
 /// that index, keeping the index and term of the last entry discarded. A batch is rejected with
 /// [`StorageError::Corrupt`] (without poisoning the storage) when it would leave a hole
@@ -143,23 +142,15 @@ impl StoredGroup {
         }
     }
 
-    /// The incoming snapshot becomes the group's snapshot, and the log is made consistent
-    /// with it: kept if it holds the snapshot's last entry, else replaced by a compaction
-    /// mark at it.
+    /// The incoming snapshot becomes the group's snapshot.
     fn complete(&mut self) {
-        let Some(done) = self.incoming.take() else {
-            return;
-        };
-        let (index, term) = (done.meta.index, done.meta.term);
-        if self.term(index) != Some(term) {
-            self.entries.clear();
-            self.compacted = (index > 0).then_some(Compacted { index, term });
+        if let Some(done) = self.incoming.take() {
+            self.snapshot = Some(done);
         }
-        self.snapshot = Some(done);
     }
 }
 
-/// The group's last index and compacted index after `write`'s snapshot step (see
+/// The group's last index and compacted index after `write`'s log reset (see
 /// [`GroupWrite::validate`]), once its chunks are checked to continue the incoming snapshot.
 fn bounds_after_snapshot(
     stored: Option<&StoredGroup>,
@@ -178,12 +169,9 @@ fn bounds_after_snapshot(
             )));
         }
     }
-    let bounds = stored.map_or((0, 0), |g| (g.last_index(), g.offset()));
-    Ok(match write.completed_snapshot() {
-        Some(meta) if stored.and_then(|g| g.term(meta.index)) != Some(meta.term) => {
-            (meta.index, meta.index)
-        }
-        _ => bounds,
+    Ok(match write.log_reset {
+        Some(c) => (c.index, c.index),
+        None => stored.map_or((0, 0), |g| (g.last_index(), g.offset())),
     })
 }
 
@@ -361,6 +349,10 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored.hard_state = hard_state;
         }
         stored.receive(write.snapshot);
+        if let Some(c) = write.log_reset {
+            stored.entries.clear();
+            stored.compacted = Some(c);
+        }
         if let Some(first) = write.entries.first() {
             stored
                 .entries

@@ -36,6 +36,7 @@ impl Replica {
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
             self.hold_votes = false;
         }
+        self.tick_incoming();
         match self.role {
             Role::Leader => self.tick_leader(),
             Role::Learner => {}
@@ -63,6 +64,7 @@ impl Replica {
 
     fn tick_leader(&mut self) {
         self.tick_transfer();
+        self.tick_snapshots();
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;

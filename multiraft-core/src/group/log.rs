@@ -3,10 +3,13 @@
 
 use crate::entry::Entry;
 
-/// The log of one group. Entries are kept from index 1; compaction (with snapshots) will
-/// trim the front.
+/// The log of one group. Entries are kept from `base.0 + 1`: everything up to `base` is
+/// covered by a snapshot (docs/design.md §4.6) and compacted away, and `base.1` is the term
+/// of the entry at `base.0`, which the log-matching check of the next entry needs.
 ///
-/// Positions, always `applied <= committed` and `persisted <= last_index`:
+/// Positions, always `applied <= committed` and `persisted <= last_index`, and all at or
+/// above `base.0` except `applied`, which lags below it only while a snapshot installed
+/// under it is being restored:
 /// - `committed`: known committed (Raft §5.3);
 /// - `persisted`: every entry up to here is durable on this node and is the entry this log
 ///   holds (a truncation pulls it back);
@@ -15,6 +18,8 @@ use crate::entry::Entry;
 #[derive(Debug)]
 pub(crate) struct Log {
     entries: Vec<Entry>,
+    /// (index, term) of the last compacted entry; (0, 0) for a log never compacted.
+    base: (u64, u64),
     pub(crate) committed: u64,
     pub(crate) persisted: u64,
     unstable: u64,
@@ -35,21 +40,64 @@ pub(crate) struct Appended {
 // acknowledged but never handed to storage.
 impl Default for Log {
     fn default() -> Log {
-        Log::restored(Vec::new(), 0)
+        Log::restored((0, 0), Vec::new(), 0, 0)
     }
 }
 
 impl Log {
-    /// A log restored from storage: everything loaded is durable.
-    pub(crate) fn restored(entries: Vec<Entry>, committed: u64) -> Log {
-        let last = entries.len() as u64;
+    /// A log restored from storage: everything loaded is durable. `base` is the last
+    /// compacted entry; everything up to `snapshot` (at or above `base`, 0 for none) counts
+    /// as applied, since the state machine is restored from the snapshot before any apply.
+    pub(crate) fn restored(
+        base: (u64, u64),
+        entries: Vec<Entry>,
+        committed: u64,
+        snapshot: u64,
+    ) -> Log {
+        let last = base.0 + entries.len() as u64;
+        let applied = snapshot.clamp(base.0, last);
         Log {
             entries,
-            committed: committed.min(last),
+            base,
+            committed: committed.clamp(applied, last),
             persisted: last,
             unstable: last + 1,
-            applied: 0,
+            applied,
         }
+    }
+
+    /// The last compacted entry's index: the log holds the entries after it.
+    pub(crate) fn first_index(&self) -> u64 {
+        self.base.0 + 1
+    }
+
+    /// Discards the entries up to `index` (kept at or below what is applied, and so
+    /// durable), remembering the last one's term. Returns whether anything was discarded.
+    pub(crate) fn compact(&mut self, index: u64) -> bool {
+        let index = index.min(self.applied).min(self.persisted);
+        let Some(term) = self.term(index).filter(|_| index > self.base.0) else {
+            return false;
+        };
+        self.entries.drain(..(index - self.base.0) as usize);
+        self.base = (index, term);
+        true
+    }
+
+    /// Makes the log consistent with a snapshot of the state at (`index`, `term`), just
+    /// received from the leader (Raft §7): a log that holds that entry is kept; any other
+    /// is replaced by an empty log after it. `committed` moves to `index` either way; the
+    /// caller restores the state machine, and `applied` follows.
+    /// Returns whether the log was replaced (storage must then reset its log too).
+    pub(crate) fn install(&mut self, index: u64, term: u64) -> bool {
+        let replace = !self.matches(index, term);
+        if replace {
+            self.entries.clear();
+            self.base = (index, term);
+            self.persisted = index;
+            self.unstable = index + 1;
+        }
+        self.committed = self.committed.max(index);
+        replace
     }
 
     /// Returns the spare capacity of the entry vector when it is more than the entries
@@ -62,19 +110,25 @@ impl Log {
     }
 
     pub(crate) fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        self.base.0 + self.entries.len() as u64
     }
 
     pub(crate) fn last_term(&self) -> u64 {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.base.1, |e| e.term)
     }
 
-    /// The term at `index`; index 0 is the empty prefix, of term 0.
+    /// The term at `index`: known for the entries held and for the last compacted one
+    /// (index 0 is the empty prefix, of term 0); `None` below it or past the end.
     pub(crate) fn term(&self, index: u64) -> Option<u64> {
-        if index == 0 {
-            return Some(0);
+        if index == self.base.0 {
+            return Some(self.base.1);
         }
-        self.entries.get(index as usize - 1).map(|e| e.term)
+        if index < self.base.0 {
+            return None;
+        }
+        self.entries
+            .get((index - self.base.0) as usize - 1)
+            .map(|e| e.term)
     }
 
     pub(crate) fn matches(&self, index: u64, term: u64) -> bool {
@@ -107,7 +161,7 @@ impl Log {
             let at = first.index;
             if at <= self.last_index() {
                 truncated_at = Some(at);
-                self.entries.truncate(at as usize - 1);
+                self.entries.truncate((at - self.base.0) as usize - 1);
                 self.persisted = self.persisted.min(at - 1);
             }
             self.unstable = self.unstable.min(at);
@@ -119,13 +173,15 @@ impl Log {
         }
     }
 
-    /// Entries with index in `[low, high)`.
+    /// Entries with index in `[low, high)` that the log holds (none below its first index).
     pub(crate) fn slice(&self, low: u64, high: u64) -> &[Entry] {
+        let low = low.max(self.first_index());
         let high = high.min(self.last_index() + 1);
-        if low >= high || low == 0 {
+        if low >= high {
             return &[];
         }
-        &self.entries[low as usize - 1..high as usize - 1]
+        let b = self.base.0;
+        &self.entries[(low - b) as usize - 1..(high - b) as usize - 1]
     }
 
     /// Entries not yet handed to storage; from now on they count as handed.
@@ -173,7 +229,8 @@ impl Log {
         let mut i = index.min(self.last_index());
         loop {
             let t = self.term(i).unwrap_or(0);
-            if t <= term || i == 0 {
+            // Nothing below the compacted prefix to compare: it is committed, so it matches.
+            if t <= term || i <= self.base.0 {
                 return (i, t);
             }
             i -= 1;

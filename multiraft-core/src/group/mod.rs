@@ -22,6 +22,7 @@ mod progress; // the leader's record of each follower
 mod quiescence; // idle groups stop ticking; waking them
 mod reads; // ReadIndex, lease and follower reads
 mod replication; // appends and heartbeats, both sides; commit
+mod snapshots; // taking, sending, receiving and restoring snapshots; compaction
 mod strict; // invariant checks of `Config::strict`
 mod transfer; // leadership transfer
 
@@ -37,7 +38,8 @@ use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::rng::Rng;
-use crate::storage::LoadedGroup;
+use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::storage::{Compacted, LoadedGroup};
 
 use self::log::Log;
 use self::progress::ProgressMap;
@@ -45,6 +47,7 @@ use self::reads::Reads;
 use self::transfer::Transfer;
 
 pub use self::reads::ReadPolicy;
+pub use self::snapshots::ChunkRead;
 
 /// What a replica currently does in its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +107,21 @@ pub struct ReplicaReady {
     pub reads: Vec<(u64, u64)>,
     /// Reads of this node that failed.
     pub read_failures: Vec<(u64, ReadError)>,
+    /// Snapshot chunks received from the leader, to persist with `entries` (before them).
+    pub snapshot_chunks: Vec<SnapshotChunk>,
+    /// Replace the stored log by an empty one after this entry (with `snapshot_chunks`,
+    /// whose last chunk completes a snapshot the log does not hold).
+    pub log_reset: Option<Compacted>,
+    /// Compact the stored log up to here (a snapshot covers it).
+    pub compact_to: Option<u64>,
+    /// Followers that need the snapshot: the node admits each transfer
+    /// ([`Replica::admit_snapshot`]) or asks again later.
+    pub snapshot_wanted: Vec<NodeId>,
+    /// Snapshot chunks to read from storage and hand back with [`Replica::chunk_read`].
+    pub chunk_reads: Vec<ChunkRead>,
+    /// Once this ready's write is durable, restore the state machine from the stored
+    /// snapshot, then call [`Replica::restored`].
+    pub restore: Option<SnapshotMeta>,
 }
 
 impl ReplicaReady {
@@ -118,6 +136,12 @@ impl ReplicaReady {
             && self.events.is_empty()
             && self.reads.is_empty()
             && self.read_failures.is_empty()
+            && self.snapshot_chunks.is_empty()
+            && self.compact_to.is_none()
+            && self.log_reset.is_none()
+            && self.snapshot_wanted.is_empty()
+            && self.chunk_reads.is_empty()
+            && self.restore.is_none()
     }
 }
 
@@ -143,6 +167,11 @@ pub struct GroupStatus {
     pub persisted: u64,
     /// Highest index handed to the state machine.
     pub applied: u64,
+    /// The first index the log holds; the entries before it are compacted, covered by the
+    /// snapshot at `snapshot_index`.
+    pub first_index: u64,
+    /// The index of the latest snapshot stored on this node (0: none).
+    pub snapshot_index: u64,
 }
 
 /// One replica of one Raft group.
@@ -194,6 +223,15 @@ pub struct Replica {
     /// Restored from storage and not yet an election timeout old: refuses to vote for
     /// anyone, as it may have promised a leader before the restart (a lease, §6.4.1).
     hold_votes: bool,
+    /// The latest snapshot of this replica durable in storage, as (index, term): what
+    /// compaction stays below and what a leader sends to a follower behind its log.
+    snapshot: Option<(u64, u64)>,
+    /// Follower: a snapshot being received from the leader (boxed: rare, and every group
+    /// pays for the inline size).
+    incoming: Option<Box<self::snapshots::Incoming>>,
+    /// The state machine is being restored from the snapshot at this index: nothing is
+    /// applied until the node says it is done ([`Replica::restored`]).
+    restoring: Option<u64>,
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<ReplicaReady>>,
 }
@@ -218,18 +256,27 @@ impl Replica {
         )
     }
 
-    /// A replica restored from what storage held at start. A compacted log is refused
-    /// ([`StartError::CompactedLog`]): the log is kept, and replayed, from index 1.
+    /// A replica restored from what storage held at start: its log after the compacted
+    /// prefix, and its latest snapshot, which the state machine is restored from first (the
+    /// first ready asks for it). A log compacted past its snapshot, or without one, cannot
+    /// be restored ([`StartError::CompactedLog`]).
     pub fn restore(
         node: NodeId,
         loaded: LoadedGroup,
         config: Arc<Config>,
         seed: u64,
     ) -> Result<Replica, StartError> {
-        if loaded.compacted.is_some() {
+        let base = loaded.compacted.map_or((0, 0), |c| (c.index, c.term));
+        let snapshot_index = loaded.snapshot.as_ref().map_or(0, |s| s.index);
+        if base.0 > snapshot_index {
             return Err(StartError::CompactedLog(loaded.group));
         }
-        let log = Log::restored(loaded.entries, loaded.hard_state.commit);
+        let log = Log::restored(
+            base,
+            loaded.entries,
+            loaded.hard_state.commit,
+            snapshot_index,
+        );
         let mut replica = Self::build(
             loaded.group,
             node,
@@ -240,6 +287,11 @@ impl Replica {
             seed,
         );
         replica.hold_votes = replica.config.check_quorum;
+        if let Some(meta) = loaded.snapshot {
+            replica.restoring = Some(meta.index);
+            replica.snapshot = Some((meta.index, meta.term));
+            replica.out().restore = Some(meta);
+        }
         Ok(replica)
     }
 
@@ -280,6 +332,9 @@ impl Replica {
             sticky: false,
             quiet_seen: 0,
             hold_votes: false,
+            snapshot: None,
+            incoming: None,
+            restoring: None,
             out: None,
         };
         g.become_follower(hs.term, None);
@@ -326,6 +381,8 @@ impl Replica {
             commit: self.log.committed,
             persisted: self.log.persisted,
             applied: self.log.applied,
+            first_index: self.log.first_index(),
+            snapshot_index: self.snapshot.map_or(0, |s| s.0),
         }
     }
 
@@ -335,9 +392,22 @@ impl Replica {
         (self.term, self.leader)
     }
 
-    /// Entries with index in `[low, high)` held in memory.
+    /// Entries with index in `[low, high)` held in memory (none below
+    /// [`Replica::first_index`]).
     pub fn entries(&self, low: u64, high: u64) -> &[Entry] {
         self.log.slice(low, high)
+    }
+
+    /// The first index the log holds: entries before it are compacted away, covered by a
+    /// snapshot.
+    pub fn first_index(&self) -> u64 {
+        self.log.first_index()
+    }
+
+    /// The term of the entry at `index`, if the log holds it or it is the last compacted
+    /// one.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.log.term(index)
     }
 
     fn hard_state(&self) -> HardState {
@@ -435,6 +505,7 @@ impl Replica {
                     granted: true,
                 } => {}
                 MessageBody::Append { .. }
+                | MessageBody::InstallSnapshot { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::Quiesce { .. } => {
                     self.become_follower(msg.term, Some(msg.from));
@@ -444,6 +515,7 @@ impl Replica {
         } else if msg.term < self.term {
             match msg.body {
                 MessageBody::Append { .. }
+                | MessageBody::InstallSnapshot { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::Quiesce { .. } => {
                     // A stale leader: tell it our term so it steps down. Needed with
@@ -510,6 +582,8 @@ impl Replica {
                 }
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
+            MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, chunk),
+            MessageBody::SnapshotAck(ack) => self.handle_snapshot_ack(from, ack),
             MessageBody::Propose { .. }
             | MessageBody::ProposeRejected { .. }
             | MessageBody::ReadIndex { .. }

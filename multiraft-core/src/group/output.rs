@@ -42,7 +42,7 @@ impl Replica {
         self.out.as_ref().is_some_and(|o| !o.is_empty())
             || self.hard_state_dirty
             || self.log.has_unstable()
-            || self.log.has_applicable()
+            || self.restoring.is_none() && self.log.has_applicable()
             || !self.forward.is_empty()
             || self.has_read_work()
             || self.role == Role::Leader && self.has_appends_to_send()
@@ -78,8 +78,11 @@ impl Replica {
             ready.hard_state = Some(self.hard_state());
         }
         ready.entries = self.log.take_unstable();
-        ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+        if self.restoring.is_none() {
+            ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+        }
         ready.reads = self.take_served_reads();
+        self.reads.release();
         if self.quiesced && self.out.as_ref().is_some_and(|o| o.is_empty()) {
             // Answering a read round filled the buffer of a quiet group: free it again.
             self.out = None;

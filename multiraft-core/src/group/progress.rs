@@ -11,6 +11,45 @@ pub(crate) enum ProgressState {
     Probe,
     /// The follower matches up to `matched`: stream appends, up to the inflight window.
     Replicate,
+    /// The follower needs entries this log no longer holds: the snapshot in
+    /// [`Progress::snapshot`] goes to it, and no append until it is installed.
+    Snapshot,
+}
+
+impl Outgoing {
+    /// A transfer of the snapshot at `index`, not yet admitted by the node.
+    pub(crate) fn new(index: u64) -> Outgoing {
+        Outgoing {
+            index,
+            admitted: false,
+            acked: 0,
+            requested: 0,
+            reading: false,
+            last: None,
+            idle_ticks: 0,
+        }
+    }
+}
+
+/// A snapshot on its way to one follower, chunk by chunk (`snapshots.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// The snapshot's index.
+    pub(crate) index: u64,
+    /// The node granted this transfer one of its `max_snapshot_sends` slots.
+    pub(crate) admitted: bool,
+    /// Chunks the follower has durably received (it wants chunk `acked` next).
+    pub(crate) acked: u32,
+    /// The next chunk to read from storage. Chunks are read one at a time, in order: only
+    /// a chunk that is not the last says another follows.
+    pub(crate) requested: u32,
+    /// A read of chunk `requested - 1` is in flight.
+    pub(crate) reading: bool,
+    /// The last chunk's number, once read.
+    pub(crate) last: Option<u32>,
+    /// Ticks without an acknowledgement: past an election timeout, the chunks from
+    /// `acked` go again (a chunk or its acknowledgement was lost).
+    pub(crate) idle_ticks: u32,
 }
 
 /// The leader's record of one replica.
@@ -36,6 +75,8 @@ pub(crate) struct Progress {
     /// The highest heartbeat round this replica acknowledged in this term: what confirms
     /// reads and the lease (`reads.rs`).
     pub(crate) read_round: u64,
+    /// In snapshot state: the transfer.
+    pub(crate) snapshot: Option<Outgoing>,
 }
 
 impl Progress {
@@ -50,6 +91,7 @@ impl Progress {
             commit_sent: 0,
             heartbeat_matched: 0,
             read_round: 0,
+            snapshot: None,
         }
     }
 
@@ -58,6 +100,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => !self.probe_sent,
             ProgressState::Replicate => self.inflight.len() < max_inflight,
+            ProgressState::Snapshot => false,
         }
     }
 
@@ -69,7 +112,7 @@ impl Progress {
                 self.next = last + 1;
                 self.inflight.push_back(last);
             }
-            ProgressState::Replicate => {}
+            ProgressState::Replicate | ProgressState::Snapshot => {}
         }
     }
 
@@ -83,7 +126,10 @@ impl Progress {
         while self.inflight.front().is_some_and(|&i| i <= index) {
             self.inflight.pop_front();
         }
-        if self.state == ProgressState::Probe {
+        if self.state == ProgressState::Probe || self.state == ProgressState::Snapshot && moved {
+            // A follower in snapshot state whose match moved caught up another way (it
+            // already held the snapshot's entries): the transfer is moot. If it is still
+            // behind the log's first index, the next append starts another.
             self.become_replicate();
         }
         moved
@@ -107,6 +153,8 @@ impl Progress {
                 self.probe_sent = false;
                 true
             }
+            // The transfer decides; a rejected append from before it says nothing new.
+            ProgressState::Snapshot => false,
         }
     }
 
@@ -114,6 +162,7 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.probe_sent = false;
         self.inflight.clear();
+        self.snapshot = None;
         self.next = self.matched + 1;
     }
 
@@ -121,7 +170,26 @@ impl Progress {
         self.state = ProgressState::Replicate;
         self.probe_sent = false;
         self.inflight.clear();
+        self.snapshot = None;
         self.next = self.matched + 1;
+    }
+
+    /// Forgets what the replica was known to hold (its node restarted, or went down), and
+    /// probes from `next`.
+    pub(crate) fn forget_match(&mut self, next: u64) {
+        self.matched = 0;
+        self.heartbeat_matched = 0;
+        self.commit_sent = 0;
+        self.become_probe();
+        self.next = next;
+    }
+
+    /// Starts sending the snapshot at `index`; the node admits the transfer first.
+    pub(crate) fn become_snapshot(&mut self, index: u64) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.snapshot = Some(Outgoing::new(index));
     }
 }
 

@@ -50,6 +50,13 @@ impl Replica {
             if self.quiesced && self.membership.is_voter(peer) {
                 self.wake();
             }
+            // What the peer held may be gone (its data was wiped): forget what it was known
+            // to match, and probe where it stands. Lowering a match never lowers the commit
+            // index, which only moves forward; it only holds the next commits to the others.
+            let next = self.log.last_index() + 1;
+            if let Some(pr) = self.progress.get_mut(&peer) {
+                pr.forget_match(next);
+            }
             return;
         }
         if self.leader != Some(peer) {

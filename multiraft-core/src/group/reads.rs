@@ -62,9 +62,44 @@ struct Waiting {
     round: u64,
 }
 
-/// The reads of one replica.
+/// The reads of one replica: its queues, boxed and allocated only while it has reads. Most
+/// groups have none, and every group pays for the inline size (docs/design.md §4).
 #[derive(Debug, Default)]
-pub(super) struct Reads {
+pub(super) struct Reads(Option<Box<ReadQueues>>);
+
+/// What a replica with no reads reads through [`Reads`].
+static NO_READS: ReadQueues = ReadQueues {
+    waiting: VecDeque::new(),
+    confirmed: BTreeSet::new(),
+    forward: Vec::new(),
+};
+
+impl std::ops::Deref for Reads {
+    type Target = ReadQueues;
+
+    fn deref(&self) -> &ReadQueues {
+        self.0.as_deref().unwrap_or(&NO_READS)
+    }
+}
+
+impl std::ops::DerefMut for Reads {
+    fn deref_mut(&mut self) -> &mut ReadQueues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Reads {
+    /// Frees the queues once no read is left.
+    pub(super) fn release(&mut self) {
+        if self.0.as_ref().is_some_and(|q| q.is_idle()) {
+            self.0 = None;
+        }
+    }
+}
+
+/// The queues of [`Reads`].
+#[derive(Debug, Default)]
+pub(super) struct ReadQueues {
     /// Leader: reads waiting for their round, in the order they joined one.
     waiting: VecDeque<Waiting>,
     /// Reads of this node with a confirmed read index, by (index, id): served once the
@@ -75,7 +110,7 @@ pub(super) struct Reads {
     forward: Vec<u64>,
 }
 
-impl Reads {
+impl ReadQueues {
     /// No read of any kind: the common case, checked first on every ready.
     fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.confirmed.is_empty() && self.forward.is_empty()
@@ -434,8 +469,12 @@ impl Replica {
 
     /// Forgets a read the node gave up on (timed out).
     pub fn forget_read(&mut self, id: u64) {
+        if self.reads.is_idle() {
+            return;
+        }
         self.reads.confirmed.retain(|(_, r)| *r != id);
         self.reads.forward.retain(|r| *r != id);
         self.reads.waiting.retain(|w| w.origin != Origin::Local(id));
+        self.reads.release();
     }
 }

@@ -57,7 +57,7 @@ impl Replica {
     }
 
     /// Hearing from the leader of our term.
-    fn follow(&mut self, leader: NodeId) {
+    pub(super) fn follow(&mut self, leader: NodeId) {
         if self.role != Role::Follower && self.role != Role::Learner || self.leader != Some(leader)
         {
             self.become_follower(self.term, Some(leader));
@@ -131,6 +131,10 @@ impl Replica {
         let last = self.log.last_index();
         if let Some(pr) = self.progress.get_mut(&from) {
             pr.recent_active = true;
+            if pr.state == ProgressState::Snapshot {
+                // The transfer has its own timer; one waiting for a node slot asks again.
+                return self.retry_snapshot(from);
+            }
             if pr.state == ProgressState::Probe {
                 // The probe may have been lost: allow another.
                 pr.probe_sent = false;
@@ -205,6 +209,8 @@ impl Replica {
             }
             let prev_index = pr.next - 1;
             let Some(prev_term) = self.log.term(prev_index) else {
+                // Compacted away: only the snapshot can catch this follower up.
+                self.need_snapshot(to);
                 return;
             };
             let entries = limit(

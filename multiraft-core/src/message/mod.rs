@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::ids::{GroupId, NodeId, ProposalId};
+use crate::snapshot::SnapshotChunk;
 
 mod validate;
 
@@ -138,6 +139,14 @@ pub enum MessageBody {
         /// longer) the leader, or had too many reads pending.
         index: Option<u64>,
     },
+    /// One chunk of the leader's snapshot, for a follower that needs entries the leader's
+    /// log no longer holds (Raft §7; chunked and flow-controlled, docs/design.md §4.6).
+    InstallSnapshot {
+        /// The chunk, with the snapshot it belongs to.
+        chunk: SnapshotChunk,
+    },
+    /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
+    SnapshotAck(SnapshotAck),
     /// A follower forwarding client proposals to the leader it knows of.
     Propose {
         /// The proposals, in order.
@@ -153,6 +162,22 @@ pub enum MessageBody {
         /// Why.
         reason: Refusal,
     },
+}
+
+/// What a follower says about a snapshot transfer ([`MessageBody::SnapshotAck`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAck {
+    /// The snapshot's index.
+    pub index: u64,
+    /// Chunks of it durably received: the next chunk wanted. Lower than what the leader
+    /// sent when the follower started over (then the leader resends from there).
+    pub next: u32,
+    /// The last chunk is durable and the log follows the snapshot: the follower matches the
+    /// leader up to `index`.
+    pub done: bool,
+    /// The follower's node has no room for another incoming snapshot now
+    /// (`Config::max_snapshot_receives`): the leader tries again later.
+    pub refused: bool,
 }
 
 /// Why the receiver of forwarded proposals refused them ([`MessageBody::ProposeRejected`]),
@@ -180,6 +205,7 @@ impl MessageBody {
             MessageBody::ReadIndex { ids } | MessageBody::ReadIndexResponse { ids, .. } => {
                 8 * ids.len()
             }
+            MessageBody::InstallSnapshot { chunk } => chunk.size_bytes(),
             _ => 0,
         }
     }

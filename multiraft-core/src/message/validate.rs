@@ -167,6 +167,18 @@ pub enum InvalidMessage {
         /// Position of the message in the batch.
         index: usize,
     },
+    /// An `InstallSnapshot` whose snapshot cannot come from an honest leader: its last
+    /// term is above the message's term (a leader of term `t` holds nothing later), or its
+    /// membership is unusable ([`Membership::validate`](crate::Membership::validate)) or
+    /// names more members than `max_items_per_message`. Installing it would give the
+    /// receiver a log or a configuration no leader wrote.
+    #[error("message {index}: snapshot {reason}")]
+    InvalidSnapshot {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// A node-level body (`Heartbeats` or `HeartbeatAcks`) in a message whose `group` is
     /// not [`GroupId::NODE`]. Such bodies carry many groups' beats and belong to no group;
     /// honest nodes send them only at node level.
@@ -308,6 +320,20 @@ fn validate_message(
                     });
                 }
                 preceding = e.term;
+            }
+            Ok(())
+        }
+        MessageBody::InstallSnapshot { chunk } => {
+            let invalid = |reason| Err(InvalidMessage::InvalidSnapshot { index, reason });
+            let members = &chunk.meta.membership;
+            if chunk.meta.term > m.term {
+                return invalid("term above the message term");
+            }
+            if members.voters.len() + members.outgoing.len() + members.learners.len() > items {
+                return invalid("membership too large");
+            }
+            if members.validate().is_err() {
+                return invalid("membership invalid");
             }
             Ok(())
         }
@@ -729,5 +755,54 @@ mod tests {
             check(vec![msg(append(4, 6, &[])), bad_vote]),
             Err(InvalidMessage::AppendPrevTermAboveTerm { index: 0, .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::membership::Membership;
+    use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+
+    fn install(term: u64, membership: Membership) -> MessageBatch {
+        let chunk = SnapshotChunk {
+            meta: SnapshotMeta {
+                index: 10,
+                term,
+                membership,
+            },
+            ..SnapshotChunk::default()
+        };
+        MessageBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            messages: vec![Message {
+                group: GroupId(3),
+                from: NodeId(1),
+                to: NodeId(2),
+                term: 5,
+                body: MessageBody::InstallSnapshot { chunk },
+            }],
+        }
+    }
+
+    /// A snapshot whose last term is above the message's term, or whose membership is
+    /// unusable, is refused; an honest one passes.
+    #[test]
+    fn a_snapshot_no_leader_could_send_is_refused() {
+        let limits = MessageLimits::default();
+        let ok = Membership::voters([1, 2, 3]);
+        assert_eq!(install(5, ok.clone()).validate(&limits), Ok(()));
+        let reason = |b: MessageBatch| match b.validate(&limits) {
+            Err(InvalidMessage::InvalidSnapshot { index: 0, reason }) => reason,
+            other => panic!("expected InvalidSnapshot, got {other:?}"),
+        };
+        assert_eq!(reason(install(6, ok)), "term above the message term");
+        assert_eq!(
+            reason(install(5, Membership::default())),
+            "membership invalid"
+        );
+        let huge = Membership::voters(1..=(MAX_ITEMS_PER_MESSAGE as u64 + 1));
+        assert_eq!(reason(install(5, huge)), "membership too large");
     }
 }

@@ -44,10 +44,14 @@ impl Node {
         );
     }
 
-    /// Hosts the groups storage held at start. Their state is already durable.
+    /// Hosts the groups storage held at start. Their state is already durable. A group with
+    /// a snapshot has its state machine restored from it first ([`Ready::restores`]).
     ///
-    /// Refuses a group whose log was compacted ([`StartError::CompactedLog`]): its state
-    /// machine would need a snapshot this version cannot restore. Nothing is restored then.
+    /// Refuses a group whose log was compacted past its snapshot, or without one
+    /// ([`StartError::CompactedLog`]): its state could not be rebuilt. Nothing is restored
+    /// then.
+    ///
+    /// [`Ready::restores`]: super::Ready::restores
     pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());
@@ -121,6 +125,7 @@ impl Node {
         drop(slot);
         self.release(&shared);
         self.active.remove(&group);
+        self.snapshots.forget(group);
         // Replaces a creation not yet written: storage is told only to delete.
         let mut record = GroupWrite::new(group);
         record.remove = true;

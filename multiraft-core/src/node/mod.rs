@@ -30,6 +30,7 @@ mod liveness;
 mod outbox;
 mod ready;
 mod requests;
+mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -46,10 +47,12 @@ use crate::storage::GroupWrite;
 
 pub use self::ready::{Apply, Event, ReadPoint, Ready};
 pub use self::requests::{Outcome, Resolution};
+pub use self::snapshots::{ChunkRead, Restore, TakeSnapshot};
 
 use self::liveness::Peers;
 use self::ready::InFlight;
 use self::requests::Requests;
+use self::snapshots::Snapshots;
 
 pub use crate::message::MAX_BEATS_PER_MESSAGE;
 
@@ -143,6 +146,8 @@ pub struct Node {
     last_number: u64,
     /// The write in flight: the ready awaiting `advance`.
     in_flight: Option<InFlight>,
+    /// Snapshots built, sent and received, within the node-wide limits.
+    snapshots: Snapshots,
     stats: NodeStats,
 }
 
@@ -188,6 +193,7 @@ impl Node {
             events: Vec::new(),
             last_number: 0,
             in_flight: None,
+            snapshots: Snapshots::default(),
             stats: NodeStats::default(),
         })
     }
@@ -339,7 +345,11 @@ impl Node {
                     });
                 }
             }
-            _ => self.step_group(msg),
+            _ => {
+                if self.admit_receive(&msg) {
+                    self.step_group(msg);
+                }
+            }
         }
     }
 

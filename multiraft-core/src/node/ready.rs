@@ -13,7 +13,9 @@ use crate::message::MessageBatch;
 use crate::storage::{GroupWrite, WriteBatch};
 
 use super::outbox::Outbox;
+use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
 use super::{Node, Outcome, Resolution};
+use crate::snapshot::SnapshotMeta;
 use crate::error::TransferError;
 
 /// Something that happened on the node, for the application.
@@ -103,6 +105,12 @@ pub struct Ready {
     pub outcomes: Vec<Outcome>,
     /// Events, to publish once `write` is durable.
     pub events: Vec<Event>,
+    /// Snapshots to take of state machines, right after `apply` (docs/design.md §4.6).
+    pub snapshots: Vec<TakeSnapshot>,
+    /// Snapshot chunks to read from storage for transfers to followers; at once.
+    pub chunk_reads: Vec<ChunkRead>,
+    /// State machines to restore from their stored snapshot, once `write` is durable.
+    pub restores: Vec<Restore>,
 }
 
 impl Ready {
@@ -115,6 +123,9 @@ impl Ready {
             && self.reads.is_empty()
             && self.outcomes.is_empty()
             && self.events.is_empty()
+            && self.snapshots.is_empty()
+            && self.chunk_reads.is_empty()
+            && self.restores.is_empty()
     }
 }
 
@@ -124,6 +135,8 @@ pub(super) struct InFlight {
     number: u64,
     /// Per group: the last entry written (index, term).
     persisted: Vec<(GroupId, u64, u64)>,
+    /// Snapshots this node built that the write completes.
+    built: Vec<(GroupId, SnapshotMeta)>,
 }
 
 impl Node {
@@ -135,6 +148,7 @@ impl Node {
                 || !self.dirty.is_empty()
                 || !self.lifecycle.is_empty()
                 || !self.events.is_empty()
+                || self.snapshots.has_output()
                 || self.requests.has_ended())
     }
 
@@ -203,22 +217,47 @@ impl Node {
             if let Some(last) = out.entries.last() {
                 persisted.push((id, last.index, last.term));
             }
-            if out.hard_state.is_some() || !out.entries.is_empty() {
-                match record_of.get(&id) {
-                    Some(&i) => {
-                        let record = &mut ready.write.groups[i];
-                        if out.hard_state.is_some() {
-                            record.hard_state = out.hard_state;
-                        }
-                        record.entries.extend(out.entries);
-                    }
+            if out.hard_state.is_some()
+                || !out.entries.is_empty()
+                || !out.snapshot_chunks.is_empty()
+                || out.log_reset.is_some()
+                || out.compact_to.is_some()
+            {
+                let record = match record_of.get(&id) {
+                    Some(&i) => &mut ready.write.groups[i],
                     None => {
-                        let mut record = GroupWrite::new(id);
-                        record.hard_state = out.hard_state;
-                        record.entries = out.entries;
-                        ready.write.groups.push(record);
+                        ready.write.groups.push(GroupWrite::new(id));
+                        let last = ready.write.groups.len() - 1;
+                        &mut ready.write.groups[last]
                     }
+                };
+                if out.hard_state.is_some() {
+                    record.hard_state = out.hard_state;
                 }
+                record.snapshot = out.snapshot_chunks;
+                record.log_reset = out.log_reset;
+                record.entries.extend(out.entries);
+                record.compact_to = out.compact_to;
+            }
+            for to in out.snapshot_wanted {
+                let reads = self.admit_send(id, to);
+                ready.chunk_reads.extend(reads);
+            }
+            ready
+                .chunk_reads
+                .extend(out.chunk_reads.into_iter().map(|(to, index, seq)| ChunkRead {
+                    group: id,
+                    to,
+                    index,
+                    seq,
+                }));
+            if let Some(meta) = out.restore {
+                ready.restores.push(Restore { group: id, meta });
+            }
+            if !out.apply.is_empty()
+                && let Some(take) = self.snapshot_to_take(id)
+            {
+                ready.snapshots.push(take);
             }
             for m in out.send_now {
                 outbox.now(id, m);
@@ -278,6 +317,10 @@ impl Node {
                 .leadership_changed(&leadership_changed, self.id);
         }
         ready.outcomes = self.requests.take_ended();
+        let built = self.write_built_chunks(&mut ready.write);
+        for m in self.snapshots.take_refusals() {
+            outbox.now(m.group, m);
+        }
         (ready.send_now, ready.send_after_write) = outbox.finish(self.id, self.liveness(round));
         if ready.is_empty() {
             // The dirty groups had nothing after all (say, an acknowledgement that moved
@@ -288,6 +331,7 @@ impl Node {
         self.in_flight = Some(InFlight {
             number: ready.number,
             persisted,
+            built,
         });
         Some(ready)
     }
@@ -368,9 +412,18 @@ impl Node {
             "node {}: advance({number}) but the outstanding ready is {expected:?}",
             self.id
         );
-        for (id, index, term) in out.map(|o| o.persisted).unwrap_or_default() {
+        let Some(out) = out else { return };
+        for (id, index, term) in out.persisted {
             if let Some(slot) = self.groups.get_mut(&id) {
                 slot.group.on_persisted(index, term);
+                if slot.group.has_ready() {
+                    self.mark(id);
+                }
+            }
+        }
+        for (id, meta) in out.built {
+            if let Some(slot) = self.groups.get_mut(&id) {
+                slot.group.snapshot_stored(meta);
                 if slot.group.has_ready() {
                     self.mark(id);
                 }

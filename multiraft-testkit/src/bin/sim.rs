@@ -79,16 +79,17 @@ struct Tally {
     groups_without_majority: AtomicU64,
     /// Seeds whose linearizability search gave up.
     unknown: AtomicU64,
-    /// Reads and leadership moves, summed over the seeds (see `Moves`).
+    /// Reads, leadership moves and snapshots, summed over the seeds (see `moves`).
     moves: [AtomicU64; MOVES],
     /// When the last progress line was printed; the lock also keeps lines whole.
     last_progress: Mutex<Instant>,
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 10;
+const MOVES: usize = 15;
 
-/// The reads and leadership moves of a report, in the order the summary line prints them.
+/// The reads, leadership moves and snapshots of a report, in the order the summary lines
+/// print them.
 fn moves(r: &SimReport) -> [u64; MOVES] {
     [
         r.reads,
@@ -101,6 +102,11 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.transfers_failed,
         r.transfers_refused,
         r.drains,
+        r.snapshots_taken,
+        r.compactions,
+        r.installs,
+        r.restores,
+        r.snapshot_refusals,
     ]
 }
 
@@ -243,6 +249,10 @@ fn main() -> ExitCode {
     println!(
         "sim: reads {} (served: read-index {}, lease {}, follower {}; failed {}); transfers started {} (done {}, failed {}), refused {}; drains {}",
         m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
+    );
+    println!(
+        "sim: snapshots taken {}, compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}",
+        m[10], m[11], m[12], m[13], m[14]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

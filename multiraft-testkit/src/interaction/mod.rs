@@ -187,9 +187,9 @@ fn persist(
     disk: &MemStorage,
     queue: &mut Vec<MessageBatch>,
 ) -> Result<(), String> {
-    let mut in_flight = testing::begin(ready, &mut Wire(queue));
+    let mut in_flight = testing::begin(node, ready, &mut Wire(queue));
     now(disk.write(in_flight.take_write())).map_err(|e| e.to_string())?;
-    in_flight.acknowledge(node).deliver(&mut Wire(queue));
+    in_flight.acknowledge(node).deliver(node, &mut Wire(queue));
     Ok(())
 }
 

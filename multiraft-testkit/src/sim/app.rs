@@ -41,6 +41,21 @@ pub trait SimReplica {
         let _ = query;
         None
     }
+
+    /// The replica's state as bytes, for a snapshot of the group (taken when the node
+    /// asks, right after an apply). `None`, the default, means the app takes no
+    /// snapshots: its nodes then never compact their logs.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Replaces the state with one [`SimReplica::snapshot`] produced (on any replica of the
+    /// group). Returns false when the bytes are not such a state, which the simulator
+    /// reports as a violation.
+    fn restore(&mut self, snapshot: &[u8]) -> bool {
+        let _ = snapshot;
+        false
+    }
 }
 
 /// The output type of app `A`'s replicas.
@@ -56,10 +71,11 @@ pub type AppOutput<A> = <<A as SimApp>::Replica as SimReplica>::Output;
 /// - **Replicas.** Every node keeps one [`SimApp::Replica`] per group it is a member of,
 ///   made by [`SimApp::new_replica`] when the node first applies an entry of the group. Each
 ///   committed command is applied to every replica, in log order, exactly once per replica
-///   life, with [`SimReplica::apply`]. A crash drops the node's replicas; after the restart
-///   fresh ones are made and the node re-applies its log from index 1 (the core does not
-///   compact), so `new_replica` followed by the applies of indexes `1..=n` must rebuild the
-///   same state.
+///   life, with [`SimReplica::apply`] — or, when the app takes snapshots
+///   ([`SimReplica::snapshot`]), restored from one and then applied from the index after it.
+///   A crash drops the node's replicas; after the restart fresh ones are made, restored from
+///   the node's stored snapshot if it has one, and the log after it is re-applied, so
+///   `new_replica` (and `restore`) followed by those applies must rebuild the same state.
 /// - **Determinism.** `apply` must be a pure function of the replica's state, the index and
 ///   the command bytes: no clock, no thread, no randomness, no iteration over a `HashMap`
 ///   into the result. The simulator compares the result of every index across replicas (the

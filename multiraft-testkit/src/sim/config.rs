@@ -271,6 +271,16 @@ impl SimConfig {
         if r.chance(200) {
             core.max_uncommitted_bytes = r.range(core.max_proposal_bytes as u64, 1 << 21) as usize;
         }
+        // Snapshots every few dozen entries, in small chunks, with tight node-wide limits,
+        // so that compaction, multi-chunk transfers, refused transfers and restores are
+        // common (drawn last, so that every earlier choice stays what it was for the seed).
+        core.snapshot_entries = r.range(8, 48);
+        core.compaction_lag_entries = r.range(0, 8);
+        core.snapshot_chunk_bytes = r.range(8, 96) as usize;
+        core.snapshot_window_chunks = r.range(1, 3) as u32;
+        core.max_snapshots_building = r.range(1, 3) as usize;
+        core.max_snapshot_sends = r.range(1, 3) as usize;
+        core.max_snapshot_receives = r.range(1, 3) as usize;
         // Leases at the bound the clock skew of this seed allows (not drawn: no randomness
         // taken, so every other choice stays what it was for the seed).
         core.lease_ticks = faults.safe_lease_ticks(&core);
@@ -346,7 +356,7 @@ impl SimConfig {
     pub fn summary(&self) -> String {
         let c = &self.core;
         format!(
-            "{} nodes, {} groups, {} s, {} proposals/s, {:?}, pre_vote {}, check_quorum {}, lease ticks {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}",
+            "{} nodes, {} groups, {} s, {} proposals/s, {:?}, pre_vote {}, check_quorum {}, lease ticks {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}, snapshot entries {}, compaction lag {}, chunk bytes {}, chunk window {}, snapshot slots (build/send/receive) {}/{}/{}",
             self.nodes,
             self.groups,
             self.secs,
@@ -359,7 +369,14 @@ impl SimConfig {
             c.max_append_entries,
             c.max_ready_groups,
             c.max_ready_entries,
-            c.max_uncommitted_bytes
+            c.max_uncommitted_bytes,
+            c.snapshot_entries,
+            c.compaction_lag_entries,
+            c.snapshot_chunk_bytes,
+            c.snapshot_window_chunks,
+            c.max_snapshots_building,
+            c.max_snapshot_sends,
+            c.max_snapshot_receives
         )
     }
 

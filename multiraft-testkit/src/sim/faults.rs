@@ -17,6 +17,8 @@ impl<A: SimApp> Simulation<A> {
         self.app_touched.extend(self.replicas[i].keys().copied());
         self.replicas[i].clear();
         self.applied_to[i].clear();
+        self.taken.retain(|(n, _, _)| *n != i);
+        self.restoring.retain(|(n, _), _| *n != i);
         let me = self.nodes[i].id;
         self.checker.on_crash(i);
         self.checker.requests.crashed(me);
@@ -43,7 +45,7 @@ impl<A: SimApp> Simulation<A> {
         // Each life's request ids start past the last one's: entries re-applied from the
         // log carry the ids of earlier lives and must answer nothing of this one.
         node.start_requests_at(incarnation << 40);
-        node.restore(self.nodes[i].durable.values().cloned().collect())
+        node.restore(self.nodes[i].durable.groups.values().cloned().collect())
             .map_err(|e| Failure {
                 invariant: "restart from durable state",
                 detail: e.to_string(),

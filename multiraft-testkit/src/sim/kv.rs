@@ -105,6 +105,30 @@ impl SimReplica for KvReplica {
             _ => None,
         })
     }
+
+    /// The map as (key, value) pairs of little-endian words, in key order.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let mut pairs: Vec<(&Key, &Value)> = self.map.iter().collect();
+        pairs.sort_unstable();
+        Some(
+            pairs
+                .into_iter()
+                .flat_map(|(k, v)| k.to_le_bytes().into_iter().chain(v.to_le_bytes()))
+                .collect(),
+        )
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> bool {
+        if snapshot.len() % 16 != 0 {
+            return false;
+        }
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        self.map = snapshot
+            .chunks_exact(16)
+            .map(|p| (word(&p[..8]), word(&p[8..])))
+            .collect();
+        true
+    }
 }
 
 /// The built-in application, run by [`Simulation::new`](super::Simulation::new): a

@@ -146,6 +146,7 @@
 
 mod app;
 mod config;
+mod disk;
 mod faults;
 mod hash;
 mod invariants;
@@ -168,7 +169,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use multiraft_core::{GroupId, LoadedGroup, Membership, MessageBatch, Node, NodeId, ProposalId};
+use multiraft_core::{GroupId, Membership, MessageBatch, Node, NodeId, ProposalId};
 
 pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
@@ -192,7 +193,7 @@ pub(crate) struct SimNode {
     /// `None` while the node is down.
     pub(crate) node: Option<Node>,
     /// What every advanced write left: survives crashes.
-    pub(crate) durable: BTreeMap<GroupId, LoadedGroup>,
+    pub(crate) durable: disk::Disk,
     /// Bumped at every crash, so that events of the previous life are ignored.
     incarnation: u64,
     /// A ready whose write is in flight.
@@ -292,6 +293,11 @@ pub struct Simulation<A: SimApp = KvApp> {
     applied_to: Vec<HashMap<GroupId, u64>>,
     /// Leadership transfers awaiting an outcome, to count how they ended.
     pending_transfers: HashSet<ProposalId>,
+    /// Snapshots taken and not yet written, by (node, group, index): a completed snapshot
+    /// in a write that is not one of them was installed from a leader.
+    taken: HashSet<(usize, GroupId, u64)>,
+    /// Snapshot bytes read back so far, by (node, group), while a replica is restored.
+    restoring: HashMap<(usize, GroupId), Vec<u8>>,
     /// Every client operation, for the app's history check at the end.
     history: Vec<ClientOp<AppOutput<A>>>,
     liveness: Option<Liveness>,
@@ -339,7 +345,7 @@ impl<A: SimApp> Simulation<A> {
                 SimNode {
                     id: NodeId(i as u64 + 1),
                     node: None,
-                    durable: BTreeMap::new(),
+                    durable: disk::Disk::default(),
                     incarnation: 0,
                     pending: None,
                     tick_us: (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1),
@@ -386,6 +392,8 @@ impl<A: SimApp> Simulation<A> {
             pending_reads: HashMap::new(),
             applied_to,
             pending_transfers: HashSet::new(),
+            taken: HashSet::new(),
+            restoring: HashMap::new(),
             history: Vec::new(),
             liveness: None,
         }

@@ -21,6 +21,9 @@ impl<A: SimApp> Simulation<A> {
     pub(super) fn send(&mut self, from: usize, batch: MessageBatch) -> Result<(), Failure> {
         for m in &batch.messages {
             self.checker.on_send(&self.nodes, from, m)?;
+            if matches!(&m.body, MessageBody::SnapshotAck(a) if a.refused) {
+                self.report.snapshot_refusals += 1;
+            }
         }
         let to = batch.to.0 as usize - 1;
         let faulty = self.phase == Phase::Faults;

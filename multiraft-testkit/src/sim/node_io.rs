@@ -3,7 +3,8 @@
 
 use multiraft_core::testing::{self, InFlight, Io};
 use multiraft_core::{
-    Apply, Event, LoadedGroup, MessageBatch, Outcome, Payload, Ready, Resolution,
+    Apply, Bytes, Event, GroupId, MessageBatch, Outcome, Payload, Ready, Resolution,
+    SnapshotChunk, TakeSnapshot,
 };
 
 use super::app::{ClientOutcome, SimApp, SimReplica};
@@ -135,6 +136,51 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         self.check(r);
     }
 
+    fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
+        let (sim, i) = (&mut *self.sim, self.i);
+        let me = sim.nodes[i].id;
+        let replica = sim.replicas[i]
+            .entry(take.group)
+            .or_insert_with(|| sim.app.new_replica(me, take.group));
+        let data = Bytes::from(replica.snapshot()?);
+        sim.report.snapshots_taken += 1;
+        sim.taken.insert((i, take.group, take.meta.index));
+        // In one to three pieces, which the node splits further into its chunk size.
+        let pieces = 1 + sim.rng.below(3) as usize;
+        let step = data.len().div_ceil(pieces).max(1);
+        Some((0..data.len()).step_by(step).map(|at| data.slice(at..(at + step).min(data.len()))).collect())
+    }
+
+    fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {
+        self.sim.nodes[self.i].durable.snapshot_chunk(group, index, seq)
+    }
+
+    fn restore(&mut self, group: GroupId, chunk: &SnapshotChunk) {
+        let (sim, i) = (&mut *self.sim, self.i);
+        let buffer = sim.restoring.entry((i, group)).or_default();
+        if chunk.seq == 0 {
+            buffer.clear();
+        }
+        buffer.extend_from_slice(&chunk.data);
+        if !chunk.last {
+            return;
+        }
+        let data = sim.restoring.remove(&(i, group)).unwrap_or_default();
+        let me = sim.nodes[i].id;
+        let mut replica = sim.app.new_replica(me, group);
+        if !replica.restore(&data) {
+            let failure = Failure {
+                invariant: "snapshots restore",
+                detail: format!("{me}: the app refused the snapshot of {group} at {} ({} bytes, last chunk {})", chunk.meta.index, data.len(), chunk.seq),
+            };
+            return self.check(Err(failure));
+        }
+        sim.replicas[i].insert(group, replica);
+        sim.applied_to[i].insert(group, chunk.meta.index);
+        sim.app_touched.push(group);
+        sim.report.restores += 1;
+    }
+
     fn event(&mut self, e: Event) {
         let sim = &mut *self.sim;
         let me = sim.nodes[self.i].id;
@@ -189,6 +235,13 @@ impl<A: SimApp> Simulation<A> {
             if let Some(hs) = &w.hard_state {
                 h.hard_state(hs);
             }
+            for c in &w.snapshot {
+                h.u64(c.meta.index);
+                h.u64(u64::from(c.seq));
+                h.u64(c.data.len() as u64);
+            }
+            h.u64(w.log_reset.map_or(0, |c| c.index));
+            h.u64(w.compact_to.unwrap_or(0));
             for e in &w.entries {
                 h.entry(e);
             }
@@ -203,6 +256,9 @@ impl<A: SimApp> Simulation<A> {
         }
         h.u64(ready.outcomes.len() as u64);
         h.u64(ready.reads.len() as u64);
+        h.u64(ready.snapshots.len() as u64);
+        h.u64(ready.chunk_reads.len() as u64);
+        h.u64(ready.restores.len() as u64);
     }
 
     fn process_ready(&mut self, i: usize, mut ready: Ready) -> Result<(), Failure> {
@@ -228,7 +284,11 @@ impl<A: SimApp> Simulation<A> {
             i,
             failure: None,
         };
-        let pending = testing::begin(ready, &mut io);
+        // The node is out of its slot while the shared loop holds it; nothing `SimIo` does
+        // looks at it.
+        let mut node = io.sim.nodes[i].node.take().expect("up");
+        let pending = testing::begin(&mut node, ready, &mut io);
+        io.sim.nodes[i].node = Some(node);
         io.finish()?;
         self.serve_reads(i, reads)?;
         let me = self.nodes[i].id;
@@ -267,43 +327,31 @@ impl<A: SimApp> Simulation<A> {
     /// The write of `p` is durable: apply it to the image, advance, send what waited and
     /// report the outcomes and events.
     pub(super) fn complete_write(&mut self, i: usize, mut p: Pending) -> Result<(), Failure> {
-        let sn = &mut self.nodes[i];
         for w in p.take_write().groups {
             self.touched.push((i, w.group));
-            if w.remove {
-                sn.durable.remove(&w.group);
-                continue;
+            if w.compact_to.is_some() {
+                self.report.compactions += 1;
             }
-            let img = sn
-                .durable
-                .entry(w.group)
-                .or_insert_with(|| LoadedGroup::new(w.group));
-            if let Some(m) = w.membership {
-                img.membership = m;
+            if let Some(meta) = w.completed_snapshot()
+                && !self.taken.remove(&(i, w.group, meta.index))
+            {
+                self.report.installs += 1;
             }
-            if let Some(hs) = w.hard_state {
-                img.hard_state = hs;
-            }
-            if let Some(first) = w.entries.first() {
-                // A hole was reported by the durable-acks invariant at ready time.
-                img.entries.truncate(first.index.saturating_sub(1) as usize);
-                img.entries.extend(w.entries);
-            }
-            if let Some(to) = w.compact_to {
-                // The image keeps logs from index 1; the core does not compact yet.
-                return Err(Failure {
-                    invariant: "no log compaction",
-                    detail: format!("{}: compaction to {to} issued", w.group),
-                });
-            }
+            let group = w.group;
+            self.nodes[i].durable.write(w).map_err(|detail| Failure {
+                invariant: "storage contract (the node builds only valid writes)",
+                detail: format!("{} {group}: {detail}", self.nodes[i].id),
+            })?;
         }
-        let durable = p.acknowledge(sn.node.as_mut().expect("up"));
+        let mut node = self.nodes[i].node.take().expect("up");
+        let durable = p.acknowledge(&mut node);
         let mut io = SimIo {
             sim: self,
             i,
             failure: None,
         };
-        durable.deliver(&mut io);
+        durable.deliver(&mut node, &mut io);
+        io.sim.nodes[i].node = Some(node);
         io.finish()
     }
 

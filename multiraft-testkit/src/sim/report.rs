@@ -115,6 +115,16 @@ pub struct SimReport {
     pub transfers_refused: u64,
     /// Nodes drained (every group they led handed off).
     pub drains: u64,
+    /// Snapshots taken of state machines (and written, unless a crash came first).
+    pub snapshots_taken: u64,
+    /// Log compactions written.
+    pub compactions: u64,
+    /// Snapshots installed from a leader (the last chunk written).
+    pub installs: u64,
+    /// State machines restored from a stored snapshot (after an install or a restart).
+    pub restores: u64,
+    /// First chunks of a transfer refused for want of a receive slot.
+    pub snapshot_refusals: u64,
 }
 
 impl SimReport {

@@ -332,6 +332,7 @@ fn rejected_higher_term_vote_requests_do_not_reset_the_election_timer() {
         membership: Membership::voters([1, 2, 3]),
         hard_state: hs(1, None, 2),
         compacted: None,
+        snapshot: None,
         entries: log_of(&[1, 1]),
     };
     let mut g = Replica::restore(n(1), loaded, Arc::new(config), 1).unwrap();

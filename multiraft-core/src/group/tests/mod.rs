@@ -161,6 +161,7 @@ fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Replica {
         membership: Membership::voters([1, 2, 3]),
         hard_state,
         compacted: None,
+        snapshot: None,
         entries,
     };
     let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
@@ -269,6 +270,7 @@ impl Cluster {
                     membership: membership.clone(),
                     hard_state,
                     compacted: None,
+                    snapshot: None,
                     entries,
                 };
                 let mut g =
@@ -321,6 +323,7 @@ impl Cluster {
             membership: self.membership.clone(),
             hard_state: disk.hard_state,
             compacted: None,
+            snapshot: None,
             entries: disk.entries.clone(),
         }
     }

@@ -388,6 +388,7 @@ fn responses_wait_for_the_write_and_no_ready_comes_before_it_is_acknowledged() {
                 term: 1,
                 leader: None
             }],
+            ..Ready::default()
         }
     );
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use multiraft_core::group::GroupStatus;
 use multiraft_core::{Entry, GroupId, Ready};
 
+use super::super::disk;
 use super::{Check, Invariant, SimNode, sorted_groups};
 
 #[derive(Default)]
@@ -61,23 +62,37 @@ impl Invariant for CommittedNeverChange {
             return Ok(());
         }
         let n = nodes[node].node.as_ref().expect("running");
-        let entries = n
-            .replica(st.group)
-            .expect("hosted")
-            .entries(seen + 1, st.commit + 1);
-        if entries.len() as u64 != st.commit - seen {
+        let replica = n.replica(st.group).expect("hosted");
+        let who = nodes[node].id.to_string();
+        // Below the log's first index a snapshot stands for the entries: it must be of the
+        // committed entry at its index (snapshot terms, §7).
+        if let Some((index, term)) = replica.snapshot()
+            && let Some(c) = self.committed.get(&st.group).and_then(|l| l.get(index as usize - 1))
+            && c.term != term
+        {
             return Err(format!(
-                "{}: {} commit {} beyond its log",
-                st.group, nodes[node].id, st.commit
+                "{}: {who} holds a snapshot at {index} of term {term}, but the entry committed there has term {}",
+                st.group, c.term
             ));
         }
-        let who = nodes[node].id.to_string();
+        let low = (seen + 1).max(replica.first_index());
+        let entries = replica.entries(low, st.commit + 1);
+        if (entries.len() as u64) < (st.commit + 1).saturating_sub(low) {
+            return Err(format!("{}: {who} commit {} beyond its log", st.group, st.commit));
+        }
         self.check_prefix(st.group, &who, entries)?;
         self.replica.insert((node, st.group), st.commit);
         Ok(())
     }
 
     fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
+        // Applied entries are committed. Recorded here too, because a commit, the applies
+        // and a compaction can all happen within one step: then the entries are gone from
+        // the log by the time `after_step` looks.
+        for a in &ready.apply {
+            let who = format!("{} (applying)", nodes[node].id);
+            self.check_prefix(a.group, &who, &a.entries)?;
+        }
         for w in &ready.write.groups {
             if w.remove {
                 self.replica.remove(&(node, w.group));
@@ -111,12 +126,13 @@ impl Invariant for CommittedNeverChange {
         let sn = &nodes[node];
         let n = sn.node.as_ref().expect("running");
         for g in sorted_groups(n) {
-            let Some(img) = sn.durable.get(&g) else {
+            let Some(img) = sn.durable.groups.get(&g) else {
                 continue;
             };
-            let commit = img.hard_state.commit.min(img.entries.len() as u64);
+            let commit = img.hard_state.commit.min(disk::last_index(img));
             let who = format!("{} (restarted)", sn.id);
-            self.check_prefix(g, &who, &img.entries[..commit as usize])?;
+            let held = commit.saturating_sub(disk::offset(img)) as usize;
+            self.check_prefix(g, &who, &img.entries[..held])?;
             self.replica.insert((node, g), commit);
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use multiraft_core::{Entry, GroupId, Ready};
 
-use super::{Check, Invariant, SimNode, entry_at};
+use super::{Check, Invariant, SimNode};
 
 #[derive(Default)]
 pub(crate) struct LogMatching {
@@ -48,15 +48,21 @@ impl LogMatching {
         }
     }
 
-    /// Registers a whole log, consecutive from index 1.
-    pub(crate) fn check_log(&mut self, group: GroupId, log: &[Entry]) -> Check {
-        let mut prev_term = 0;
+    /// Registers a whole log, consecutive from index `first`, whose previous entry (the
+    /// last compacted one) has term `prev_term`.
+    pub(crate) fn check_log(
+        &mut self,
+        group: GroupId,
+        first: u64,
+        mut prev_term: u64,
+        log: &[Entry],
+    ) -> Check {
         for (i, e) in log.iter().enumerate() {
-            if e.index != i as u64 + 1 {
+            if e.index != first + i as u64 {
                 return Err(format!(
                     "{group}: log has index {} at position {}",
                     e.index,
-                    i + 1
+                    first + i as u64
                 ));
             }
             self.register(group, e, prev_term)?;
@@ -80,8 +86,9 @@ impl Invariant for LogMatching {
                 } else if e.index <= 1 {
                     0
                 } else {
-                    match entry_at(n, w.group, e.index - 1) {
-                        Some(p) => p.term,
+                    let replica = n.replica(w.group);
+                    match replica.and_then(|r| r.term_at(e.index - 1)) {
+                        Some(p) => p,
                         None => {
                             return Err(format!(
                                 "{}: {} writes index {} but holds no entry {}",

@@ -195,7 +195,9 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
             for g in sorted_groups(node) {
                 let group = node.replica(g).expect("listed");
                 let last = group.status().last_index;
-                let r = lm.check_log(g, group.entries(1, last + 1));
+                let first = group.first_index();
+                let prev = group.term_at(first - 1).unwrap_or(0);
+                let r = lm.check_log(g, first, prev, group.entries(first, last + 1));
                 tag(&lm, r)?;
             }
         }
@@ -210,7 +212,3 @@ pub(crate) fn sorted_groups(node: &Node) -> Vec<GroupId> {
     v
 }
 
-/// The in-memory entry at `index` of `group` on `node`, if any.
-pub(crate) fn entry_at(node: &Node, group: GroupId, index: u64) -> Option<&multiraft_core::Entry> {
-    node.replica(group)?.entries(index, index + 1).first()
-}

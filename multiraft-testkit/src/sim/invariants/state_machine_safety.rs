@@ -3,8 +3,8 @@
 //! (Raft §5.4.3, Figure 3).
 //!
 //! Every entry handed out in `Ready::apply`, by any replica, is recorded per group and index;
-//! each replica must also apply consecutively from index 1 (after a restart its state machine
-//! is rebuilt, so it starts from 1 again).
+//! each replica must also apply consecutively from index 1, or from the index after the
+//! snapshot its state machine was last restored from (after a restart, or an install).
 
 use std::collections::HashMap;
 
@@ -27,6 +27,10 @@ impl Invariant for StateMachineSafety {
 
     fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
         let me = nodes[node].id;
+        for r in &ready.restores {
+            // Restored once the write is durable, before any later apply of the group.
+            self.next.insert((node, r.group), r.meta.index + 1);
+        }
         for a in &ready.apply {
             let log = self.applied.entry(a.group).or_default();
             let next = self.next.entry((node, a.group)).or_insert(1);

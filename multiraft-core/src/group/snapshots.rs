@@ -1,0 +1,357 @@
+//! Snapshots in one group (docs/design.md §4.6): when to take one and compacting the log
+//! once it is stored; the leader sending its snapshot, chunk by chunk, to a follower that
+//! needs entries the log no longer holds; the follower receiving, installing and restoring
+//! it.
+//!
+//! The group does no IO: it asks the node for chunks to be read from storage
+//! (`chunk_reads`), hands received chunks to be written (`snapshot_chunks`), and asks for
+//! the state machine to be restored (`restore`). The node enforces the node-wide limits.
+
+use crate::ids::NodeId;
+use crate::message::MessageBody;
+use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::storage::Compacted;
+
+use super::progress::ProgressState;
+use super::{Replica, Role};
+
+/// A snapshot being received: what arrived so far.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    /// Who sends it, in which term: two leaders may send snapshots of the same index cut
+    /// into different chunks, which must never be mixed (found by the simulator, seed 126).
+    from: (NodeId, u64),
+    meta: SnapshotMeta,
+    /// Chunks received (the next one wanted).
+    next: u32,
+    /// Ticks since the last chunk: an abandoned transfer is dropped after two election
+    /// timeouts, freeing the node's receive slot.
+    idle_ticks: u32,
+}
+
+/// A chunk to read from storage for a transfer: (to, snapshot index, chunk number).
+pub type ChunkRead = (NodeId, u64, u32);
+
+impl Replica {
+    // ----- taking snapshots and compacting ------------------------------------------------
+
+    /// The snapshot to take now, if this replica applied `snapshot_entries` entries since
+    /// its last one (and is not receiving or restoring one): of the state as of the last
+    /// applied index.
+    pub fn snapshot_due(&self) -> Option<SnapshotMeta> {
+        let since = self.snapshot.map_or(0, |s| s.0);
+        let applied = self.log.applied;
+        if self.restoring.is_some()
+            || self.incoming.is_some()
+            || applied < since + self.config.snapshot_entries
+        {
+            return None;
+        }
+        Some(SnapshotMeta {
+            index: applied,
+            term: self.log.term(applied)?,
+            membership: (*self.membership).clone(),
+        })
+    }
+
+    /// The latest snapshot stored durably on this node, if any, as (index, term).
+    pub fn snapshot(&self) -> Option<(u64, u64)> {
+        self.snapshot
+    }
+
+    /// A snapshot of this replica is durable in storage: it becomes the one sent to
+    /// followers, and the log is compacted to `compaction_lag_entries` before it (the tail
+    /// kept so that a follower slightly behind still gets appends).
+    pub fn snapshot_stored(&mut self, meta: SnapshotMeta) {
+        if self.snapshot.is_some_and(|s| s.0 >= meta.index) {
+            return;
+        }
+        let to = meta.index.saturating_sub(self.config.compaction_lag_entries);
+        self.snapshot = Some((meta.index, meta.term));
+        if self.log.compact(to) {
+            let first = self.log.first_index();
+            self.out().compact_to = Some(first - 1);
+        }
+    }
+
+    // ----- leader: sending ----------------------------------------------------------------
+
+    /// `to` needs entries before the log's first index: from now on it gets the snapshot,
+    /// once the node admits the transfer. Returns false when there is no snapshot to send.
+    pub(super) fn need_snapshot(&mut self, to: NodeId) -> bool {
+        let Some(index) = self.snapshot.map(|s| s.0) else {
+            return false;
+        };
+        if let Some(pr) = self.progress.get_mut(&to)
+            && pr.state != ProgressState::Snapshot
+        {
+            pr.become_snapshot(index);
+            self.out().snapshot_wanted.push(to);
+        }
+        true
+    }
+
+    /// Whether a snapshot transfer to `to` holds one of the node's send slots.
+    pub fn is_sending_snapshot(&self, to: NodeId) -> bool {
+        self.role == Role::Leader
+            && self
+                .progress
+                .get(&to)
+                .and_then(|p| p.snapshot.as_ref())
+                .is_some_and(|o| o.admitted)
+    }
+
+    /// The node admitted the transfer to `to` (`admitted`) or has no slot for it now: then
+    /// it is asked again after the next heartbeat answer from `to`. Returns the chunks to
+    /// read first.
+    pub fn admit_snapshot(&mut self, to: NodeId, admitted: bool) -> Vec<ChunkRead> {
+        let Some(o) = self.outgoing(to) else {
+            return Vec::new();
+        };
+        o.admitted = admitted;
+        if !admitted {
+            return Vec::new();
+        }
+        // Resume from what the follower acknowledged (it says where it is if that is wrong).
+        o.requested = o.acked;
+        o.reading = false;
+        o.idle_ticks = 0;
+        self.request_chunks(to)
+    }
+
+    fn outgoing(&mut self, to: NodeId) -> Option<&mut super::progress::Outgoing> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.progress.get_mut(&to)?.snapshot.as_mut()
+    }
+
+    /// The next chunk read, if one is due: one read at a time, until
+    /// `snapshot_window_chunks` chunks are unacknowledged or the last was read.
+    fn request_chunks(&mut self, to: NodeId) -> Vec<ChunkRead> {
+        let window = self.config.snapshot_window_chunks;
+        let Some(o) = self.outgoing(to).filter(|o| o.admitted) else {
+            return Vec::new();
+        };
+        if o.reading
+            || o.requested >= o.acked.saturating_add(window)
+            || o.last.is_some_and(|last| o.requested > last)
+        {
+            return Vec::new();
+        }
+        o.reading = true;
+        o.requested += 1;
+        vec![(to, o.index, o.requested - 1)]
+    }
+
+    /// The node read a chunk for the transfer to `to` (`None`: storage no longer holds
+    /// that snapshot, a newer one replaced it). Sends it, if the transfer still wants it.
+    pub fn chunk_read(&mut self, to: NodeId, index: u64, seq: u32, chunk: Option<SnapshotChunk>) {
+        let term = self.term;
+        let Some(o) = self.outgoing(to).filter(|o| {
+            o.admitted && o.index == index && o.reading && seq + 1 == o.requested
+        }) else {
+            return; // a read the transfer no longer waits for
+        };
+        o.reading = false;
+        let Some(chunk) = chunk.filter(|c| c.seq == seq && c.meta.index == index) else {
+            // Storage no longer holds that snapshot (a newer one replaced it). Reads go in
+            // order and a chunk that is not the last says another follows, so this is never
+            // the end of the data. Start over with the snapshot held then, after the next
+            // heartbeat answer: not at once, which could spin if storage lost it for good.
+            o.admitted = false;
+            return;
+        };
+        if chunk.last {
+            o.last = Some(seq);
+        }
+        if seq >= o.acked {
+            self.send_now_msg(to, term, MessageBody::InstallSnapshot { chunk });
+        }
+        let reads = self.request_chunks(to);
+        self.out().chunk_reads.extend(reads);
+    }
+
+    pub(super) fn handle_snapshot_ack(&mut self, from: NodeId, ack: SnapshotAck) {
+        let Some(o) = self.outgoing(from).filter(|o| o.index == ack.index) else {
+            return;
+        };
+        if ack.refused {
+            // The follower's node has no receive slot now: ask again after a heartbeat.
+            o.admitted = false;
+            return;
+        }
+        if !o.admitted {
+            return;
+        }
+        o.idle_ticks = 0;
+        if ack.done {
+            let index = o.index;
+            if let Some(pr) = self.progress.get_mut(&from) {
+                pr.recent_active = true;
+                pr.become_probe();
+                pr.matched = pr.matched.max(index);
+                pr.next = pr.matched + 1;
+            }
+            return self.maybe_commit();
+        }
+        if ack.next < o.acked {
+            // The follower started over (a leader change, a restart): so do we.
+            o.requested = ack.next;
+            o.reading = false;
+        }
+        o.acked = ack.next;
+        if o.requested < o.acked {
+            o.requested = o.acked;
+            o.reading = false;
+        }
+        let reads = self.request_chunks(from);
+        self.out().chunk_reads.extend(reads);
+    }
+
+    /// A leader's tick: a transfer with no acknowledgement for an election timeout gives
+    /// its node slot back (a chunk or its acknowledgement was lost, or the follower is
+    /// down). It asks again after the follower's next heartbeat answer and resumes from what
+    /// was acknowledged, so a follower that is down holds no slot.
+    pub(super) fn tick_snapshots(&mut self) {
+        let timeout = self.config.election_timeout_min_ticks;
+        for pr in self.progress.values_mut() {
+            if let Some(o) = pr.snapshot.as_mut().filter(|o| o.admitted) {
+                o.idle_ticks += 1;
+                if o.idle_ticks >= timeout {
+                    o.admitted = false;
+                    o.reading = false;
+                }
+            }
+        }
+    }
+
+    /// A heartbeat answer from `to`: a transfer waiting for a node slot asks again, for
+    /// the latest snapshot.
+    pub(super) fn retry_snapshot(&mut self, to: NodeId) {
+        let latest = self.snapshot.map(|s| s.0);
+        if let Some(o) = self.outgoing(to)
+            && !o.admitted
+        {
+            if let Some(index) = latest.filter(|i| *i != o.index) {
+                // A newer snapshot: the transfer starts over with it.
+                *o = super::progress::Outgoing::new(index);
+            }
+            self.out().snapshot_wanted.push(to);
+        }
+    }
+
+    // ----- follower: receiving ------------------------------------------------------------
+
+    /// Whether this replica holds a partly received snapshot (one of the node's receive
+    /// slots).
+    pub fn is_receiving_snapshot(&self) -> bool {
+        self.incoming.is_some()
+    }
+
+    /// Whether a new transfer's first chunk would start receiving here (the node checks
+    /// its receive slots first).
+    pub fn would_start_receiving(&self, chunk: &SnapshotChunk) -> bool {
+        chunk.seq == 0 && chunk.meta.index > self.log.committed && self.incoming.is_none()
+    }
+
+    pub(super) fn handle_install_snapshot(&mut self, from: NodeId, chunk: SnapshotChunk) {
+        self.follow(from);
+        let index = chunk.meta.index;
+        if self.restoring.is_some() {
+            return; // restoring the previous one: the leader sends again later
+        }
+        if index <= self.log.committed {
+            // Nothing to install: the entries are here. The leader goes on with appends.
+            self.incoming = None;
+            let committed = self.log.committed;
+            return self.send_after(
+                from,
+                MessageBody::AppendResponse {
+                    success: true,
+                    index: committed,
+                    hint_index: 0,
+                    hint_term: 0,
+                },
+            );
+        }
+        let sender = (from, self.term);
+        let expected = match &self.incoming {
+            Some(i) if i.meta == chunk.meta && i.from == sender => i.next,
+            _ => 0,
+        };
+        if chunk.seq != expected {
+            return self.ack_snapshot(from, index, expected, false);
+        }
+        let last = chunk.last;
+        let meta = chunk.meta.clone();
+        self.out().snapshot_chunks.push(chunk);
+        if !last {
+            self.incoming = Some(Box::new(Incoming {
+                from: sender,
+                meta,
+                next: expected + 1,
+                idle_ticks: 0,
+            }));
+            return self.ack_snapshot(from, index, expected + 1, false);
+        }
+        self.install(meta);
+        self.ack_snapshot(from, index, expected + 1, true);
+    }
+
+    /// The last chunk arrived (it is written with this ready): the log follows the
+    /// snapshot now, and the state machine is restored once the write is durable.
+    fn install(&mut self, meta: SnapshotMeta) {
+        self.incoming = None;
+        if self.log.install(meta.index, meta.term) {
+            self.out().log_reset = Some(Compacted {
+                index: meta.index,
+                term: meta.term,
+            });
+        }
+        self.hard_state_dirty = true;
+        self.restoring = Some(meta.index);
+        self.snapshot = Some((meta.index, meta.term));
+        self.out().restore = Some(meta);
+    }
+
+    /// Sent once this ready's write (the chunk) is durable.
+    fn ack_snapshot(&mut self, to: NodeId, index: u64, next: u32, done: bool) {
+        let body = MessageBody::SnapshotAck(SnapshotAck {
+            index,
+            next,
+            done,
+            refused: false,
+        });
+        self.send_after(to, body);
+    }
+
+    /// A follower's tick: a transfer abandoned by its leader is dropped.
+    pub(super) fn tick_incoming(&mut self) {
+        let timeout = 2 * self.config.election_timeout_min_ticks;
+        if let Some(i) = self.incoming.as_mut() {
+            i.idle_ticks += 1;
+            if i.idle_ticks >= timeout {
+                self.incoming = None;
+            }
+        }
+    }
+
+    /// The state machine was restored from the snapshot at `index` (after a restart, or
+    /// an install): applying resumes after it.
+    pub fn restored(&mut self, index: u64) {
+        if self.restoring == Some(index) {
+            self.restoring = None;
+            self.log.applied = self.log.applied.max(index);
+        }
+        self.check_invariants();
+    }
+
+    /// Whether the state machine is being restored from a snapshot (nothing is applied
+    /// meanwhile).
+    pub fn is_restoring(&self) -> bool {
+        self.restoring.is_some()
+    }
+}
+
+use crate::message::SnapshotAck;

@@ -1,0 +1,276 @@
+//! Snapshots at node level (docs/design.md §4.6): the node-wide limits on snapshots built,
+//! sent and received at once, the chunks of snapshots this node builds on their way to
+//! storage, and the IO a ready asks for ([`TakeSnapshot`], [`ChunkRead`], [`Restore`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::ids::{GroupId, NodeId};
+use crate::message::{Message, MessageBody, SnapshotAck};
+use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::storage::WriteBatch;
+
+use super::Node;
+
+/// Take a snapshot of `group`'s state machine now, right after the applies of the ready
+/// that asks for it: its state is then exactly that of `meta.index`. Feed the chunks it
+/// produces to [`Node::snapshot_chunk`], or end it with [`Node::snapshot_failed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakeSnapshot {
+    /// The group.
+    pub group: GroupId,
+    /// What the snapshot will be.
+    pub meta: SnapshotMeta,
+}
+
+/// Read chunk `seq` of `group`'s snapshot at `index` with
+/// [`Storage::snapshot_chunk`](crate::Storage::snapshot_chunk) and hand the result to
+/// [`Node::chunk_read`]: the leader sends it to `to`. Needs no write to be durable first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRead {
+    /// The group.
+    pub group: GroupId,
+    /// The follower the chunk goes to.
+    pub to: NodeId,
+    /// The snapshot's index.
+    pub index: u64,
+    /// The chunk's number.
+    pub seq: u32,
+}
+
+/// Once the ready's write is durable: restore `group`'s state machine from the stored
+/// snapshot at `meta.index`, chunk by chunk (`StateMachine::restore`), then call
+/// [`Node::restored`]. Nothing of the group is applied meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restore {
+    /// The group.
+    pub group: GroupId,
+    /// The snapshot to restore.
+    pub meta: SnapshotMeta,
+}
+
+/// A snapshot this node is building: its chunks go to storage as they come.
+#[derive(Debug)]
+struct Building {
+    meta: SnapshotMeta,
+    next_seq: u32,
+}
+
+/// The node's snapshot bookkeeping.
+#[derive(Debug, Default)]
+pub(super) struct Snapshots {
+    building: BTreeMap<GroupId, Building>,
+    /// Chunks of snapshots being built, for the next write.
+    chunks: Vec<(GroupId, SnapshotChunk)>,
+    /// Transfers holding a send slot (checked against the replicas when a slot is asked).
+    sending: BTreeSet<(GroupId, NodeId)>,
+    /// Groups holding a receive slot (likewise).
+    receiving: BTreeSet<GroupId>,
+    /// Refusals of first chunks for want of a receive slot, to send in the next ready.
+    refusals: Vec<Message>,
+}
+
+impl Snapshots {
+    pub(super) fn has_output(&self) -> bool {
+        !self.chunks.is_empty() || !self.refusals.is_empty()
+    }
+
+    pub(super) fn take_refusals(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.refusals)
+    }
+
+    pub(super) fn forget(&mut self, group: GroupId) {
+        self.building.remove(&group);
+        self.chunks.retain(|(g, _)| *g != group);
+    }
+}
+
+impl Node {
+    /// Whether the node takes more chunks of the snapshots it builds now
+    /// ([`Node::snapshot_chunk`]): at most two per snapshot being built wait for a write, so
+    /// that a fast state machine cannot fill memory ahead of the disk.
+    pub fn wants_snapshot_chunks(&self) -> bool {
+        self.snapshots.chunks.len() < 2 * self.snapshots.building.len().max(1)
+    }
+
+    /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
+    /// for; `last` ends it. Pieces above `Config::snapshot_chunk_bytes` are split. Returns
+    /// false when the node no longer wants that snapshot (the group was removed, or is
+    /// receiving one from its leader): stop producing it.
+    pub fn snapshot_chunk(&mut self, group: GroupId, index: u64, data: Bytes, last: bool) -> bool {
+        let max = self.config.snapshot_chunk_bytes;
+        let Some(b) = self
+            .snapshots
+            .building
+            .get_mut(&group)
+            .filter(|b| b.meta.index == index)
+        else {
+            return false;
+        };
+        let mut rest = data;
+        loop {
+            let piece = rest.split_to(rest.len().min(max));
+            let chunk = SnapshotChunk {
+                meta: b.meta.clone(),
+                seq: b.next_seq,
+                data: piece,
+                last: last && rest.is_empty(),
+            };
+            b.next_seq += 1;
+            self.snapshots.chunks.push((group, chunk));
+            if rest.is_empty() {
+                break;
+            }
+        }
+        true
+    }
+
+    /// The snapshot of `group` at `index` could not be made (the state machine failed):
+    /// it is dropped, and taken again after `snapshot_entries` more applies.
+    pub fn snapshot_failed(&mut self, group: GroupId, index: u64) {
+        if self
+            .snapshots
+            .building
+            .get(&group)
+            .is_some_and(|b| b.meta.index == index)
+        {
+            self.snapshots.forget(group);
+        }
+    }
+
+    /// The result of a [`ChunkRead`]: `None` when storage no longer holds that snapshot.
+    pub fn chunk_read(&mut self, read: ChunkRead, chunk: Option<SnapshotChunk>) {
+        if let Some(slot) = self.groups.get_mut(&read.group) {
+            slot.group.chunk_read(read.to, read.index, read.seq, chunk);
+            self.mark(read.group);
+        }
+    }
+
+    /// `group`'s state machine was restored from its snapshot at `index` ([`Restore`]).
+    pub fn restored(&mut self, group: GroupId, index: u64) {
+        if let Some(slot) = self.groups.get_mut(&group) {
+            slot.group.restored(index);
+            self.mark(group);
+        }
+    }
+
+    /// Whether a snapshot of `group` should be built now, given a free build slot; if so,
+    /// takes the slot.
+    pub(super) fn snapshot_to_take(&mut self, group: GroupId) -> Option<TakeSnapshot> {
+        let s = &mut self.snapshots;
+        if s.building.len() >= self.config.max_snapshots_building || s.building.contains_key(&group)
+        {
+            return None;
+        }
+        let meta = self.groups.get(&group)?.group.snapshot_due()?;
+        s.building.insert(
+            group,
+            Building {
+                meta: meta.clone(),
+                next_seq: 0,
+            },
+        );
+        Some(TakeSnapshot { group, meta })
+    }
+
+    /// A leader's replica wants to send its snapshot to `to`: a send slot if one is free.
+    /// Returns the chunks to read first (none when it must wait).
+    pub(super) fn admit_send(&mut self, group: GroupId, to: NodeId) -> Vec<ChunkRead> {
+        let groups = &self.groups;
+        let s = &mut self.snapshots;
+        s.sending.retain(|(g, n)| {
+            groups
+                .get(g)
+                .is_some_and(|slot| slot.group.is_sending_snapshot(*n))
+        });
+        let admitted = s.sending.len() < self.config.max_snapshot_sends;
+        if admitted {
+            s.sending.insert((group, to));
+        }
+        let Some(slot) = self.groups.get_mut(&group) else {
+            return Vec::new();
+        };
+        slot.group
+            .admit_snapshot(to, admitted)
+            .into_iter()
+            .map(|(to, index, seq)| ChunkRead {
+                group,
+                to,
+                index,
+                seq,
+            })
+            .collect()
+    }
+
+    /// Before a snapshot chunk reaches its replica: a first chunk that would start a new
+    /// incoming snapshot needs a receive slot. Without one it is refused (the leader asks
+    /// again later) and false is returned.
+    pub(super) fn admit_receive(&mut self, msg: &Message) -> bool {
+        let MessageBody::InstallSnapshot { chunk } = &msg.body else {
+            return true;
+        };
+        let Some(slot) = self.groups.get(&msg.group) else {
+            return true;
+        };
+        if !slot.group.would_start_receiving(chunk) {
+            return true;
+        }
+        let groups = &self.groups;
+        let s = &mut self.snapshots;
+        s.receiving.retain(|g| {
+            groups
+                .get(g)
+                .is_some_and(|slot| slot.group.is_receiving_snapshot())
+        });
+        if s.receiving.len() < self.config.max_snapshot_receives || s.receiving.contains(&msg.group)
+        {
+            s.receiving.insert(msg.group);
+            return true;
+        }
+        s.refusals.push(Message {
+            group: msg.group,
+            from: self.id,
+            to: msg.from,
+            // The leader's own term, so that it takes the refusal as of its transfer.
+            term: msg.term,
+            body: MessageBody::SnapshotAck(SnapshotAck {
+                index: chunk.meta.index,
+                next: 0,
+                done: false,
+                refused: true,
+            }),
+        });
+        false
+    }
+
+    /// Puts the chunks of snapshots being built into `write`; returns the snapshots this
+    /// write completes. A build whose group is gone, or now receives or restores a
+    /// snapshot from its leader, is dropped.
+    pub(super) fn write_built_chunks(&mut self, write: &mut WriteBatch) -> Vec<(GroupId, SnapshotMeta)> {
+        let mut completed = Vec::new();
+        for (group, chunk) in std::mem::take(&mut self.snapshots.chunks) {
+            let live = self.groups.get(&group).is_some_and(|slot| {
+                !slot.group.is_receiving_snapshot() && !slot.group.is_restoring()
+            });
+            if !live || !self.snapshots.building.contains_key(&group) {
+                self.snapshots.forget(group);
+                continue;
+            }
+            if chunk.last {
+                self.snapshots.building.remove(&group);
+                completed.push((group, chunk.meta.clone()));
+            }
+            let record = match write.groups.iter().position(|w| w.group == group) {
+                Some(i) => &mut write.groups[i],
+                None => {
+                    write.groups.push(crate::storage::GroupWrite::new(group));
+                    let last = write.groups.len() - 1;
+                    &mut write.groups[last]
+                }
+            };
+            record.snapshot.push(chunk);
+        }
+        completed
+    }
+}

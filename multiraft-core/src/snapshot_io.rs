@@ -1,0 +1,207 @@
+//! The driver's snapshot IO, off the event loop (docs/design.md §4.6): state machines
+//! producing snapshot chunks on blocking threads, snapshot chunks read from storage for
+//! transfers, and snapshots read back to restore a state machine. Results come back to the
+//! loop through two bounded channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::{StopError, StorageError};
+use crate::ids::GroupId;
+use crate::machines::Machines;
+use crate::node::{ChunkRead, Node, Restore, TakeSnapshot};
+use crate::snapshot::SnapshotChunk;
+use crate::snapshot::SnapshotError;
+use crate::storage::Storage;
+
+/// Results of storage reads in flight, waiting for the loop. Bounds what reads finished
+/// ahead of the loop may hold: each is at most one chunk.
+const MAX_READS_WAITING: usize = 16;
+
+/// Chunks produced by state machines, waiting for the loop; the loop takes them only
+/// while the node wants them ([`Node::wants_snapshot_chunks`]).
+const MAX_BUILT_WAITING: usize = 2;
+
+/// A storage read finished.
+pub(crate) enum ReadDone {
+    /// For a transfer.
+    Chunk(ChunkRead, Result<Option<SnapshotChunk>, StorageError>),
+    /// For a restore: the chunk, or `None` when storage no longer holds the snapshot.
+    Restore(GroupId, u64, Result<Option<SnapshotChunk>, StorageError>),
+}
+
+/// A piece of a snapshot a state machine produced: (group, index, piece or error, last).
+pub(crate) type Built = (GroupId, u64, Result<Bytes, SnapshotError>, bool);
+
+pub(crate) struct SnapshotIo {
+    storage: Arc<dyn Storage>,
+    reads_tx: mpsc::Sender<ReadDone>,
+    pub(crate) reads: mpsc::Receiver<ReadDone>,
+    built_tx: mpsc::Sender<Built>,
+    pub(crate) built: mpsc::Receiver<Built>,
+    /// Builds running, with the flag that tells their thread to stop.
+    cancel: HashMap<GroupId, (u64, Arc<AtomicBool>)>,
+    /// The snapshot each restoring group is restored from: chunks of any other are dropped.
+    restoring: HashMap<GroupId, u64>,
+}
+
+impl SnapshotIo {
+    pub(crate) fn new(storage: Arc<dyn Storage>) -> SnapshotIo {
+        let (reads_tx, reads) = mpsc::channel(MAX_READS_WAITING);
+        let (built_tx, built) = mpsc::channel(MAX_BUILT_WAITING);
+        SnapshotIo {
+            storage,
+            reads_tx,
+            reads,
+            built_tx,
+            built,
+            cancel: HashMap::new(),
+            restoring: HashMap::new(),
+        }
+    }
+
+    /// Starts a ready's snapshot work that needs no write: builds (the state machines have
+    /// just applied the ready) and chunk reads.
+    pub(crate) fn start(
+        &mut self,
+        takes: &[TakeSnapshot],
+        reads: &[ChunkRead],
+        machines: &mut Machines,
+        node: &mut Node,
+    ) {
+        for take in takes {
+            match machines.snapshot(take.group) {
+                Ok(data) => self.build(take, data),
+                Err(error) => {
+                    tracing::warn!(node = %node.id(), group = %take.group, %error, "snapshot not taken");
+                    node.snapshot_failed(take.group, take.meta.index);
+                }
+            }
+        }
+        for read in reads.iter().copied() {
+            let (storage, tx) = (Arc::clone(&self.storage), self.reads_tx.clone());
+            tokio::spawn(async move {
+                let chunk = storage
+                    .snapshot_chunk(read.group, read.index, read.seq)
+                    .await;
+                let _ = tx.send(ReadDone::Chunk(read, chunk)).await;
+            });
+        }
+    }
+
+    /// Runs the state machine's chunk iterator on a blocking thread, one chunk ahead so
+    /// that the last one is marked.
+    fn build(&mut self, take: &TakeSnapshot, data: crate::snapshot::SnapshotData) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        if let Some((_, old)) = self
+            .cancel
+            .insert(take.group, (take.meta.index, Arc::clone(&cancel)))
+        {
+            old.store(true, Ordering::Relaxed);
+        }
+        let (group, index, tx) = (take.group, take.meta.index, self.built_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut data = data;
+            let mut held: Option<Bytes> = None;
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return;
+                }
+                let next = data.next().transpose();
+                let (piece, last) = match (next, held.take()) {
+                    (Err(e), _) => return drop(tx.blocking_send((group, index, Err(e), true))),
+                    (Ok(Some(chunk)), None) => {
+                        held = Some(chunk);
+                        continue;
+                    }
+                    (Ok(Some(chunk)), Some(prev)) => {
+                        held = Some(chunk);
+                        (prev, false)
+                    }
+                    (Ok(None), prev) => (prev.unwrap_or_default(), true),
+                };
+                if tx.blocking_send((group, index, Ok(piece), last)).is_err() || last {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// A piece a state machine produced: to the node, which writes it.
+    pub(crate) fn built(&mut self, node: &mut Node, (group, index, piece, last): Built) {
+        let more = match piece {
+            Ok(data) => node.snapshot_chunk(group, index, data, last),
+            Err(error) => {
+                tracing::warn!(node = %node.id(), %group, %error, "snapshot failed");
+                node.snapshot_failed(group, index);
+                false
+            }
+        };
+        if (!more || last)
+            && let Some((i, flag)) = self.cancel.remove(&group)
+        {
+            if i == index {
+                flag.store(true, Ordering::Relaxed);
+            } else {
+                self.cancel.insert(group, (i, flag));
+            }
+        }
+    }
+
+    /// Starts restoring state machines once the write that installed their snapshot is
+    /// durable. A machine that already holds the state durably is skipped.
+    pub(crate) fn restore(&mut self, restores: Vec<Restore>, machines: &mut Machines, node: &mut Node) {
+        for r in restores {
+            let index = r.meta.index;
+            if machines.covers(r.group, index) {
+                node.restored(r.group, index);
+                continue;
+            }
+            self.restoring.insert(r.group, index);
+            self.read_for_restore(r.group, index, 0);
+        }
+    }
+
+    fn read_for_restore(&self, group: GroupId, index: u64, seq: u32) {
+        let (storage, tx) = (Arc::clone(&self.storage), self.reads_tx.clone());
+        tokio::spawn(async move {
+            let chunk = storage.snapshot_chunk(group, index, seq).await;
+            let _ = tx.send(ReadDone::Restore(group, index, chunk)).await;
+        });
+    }
+
+    /// A storage read finished. A storage error, or a state machine that cannot restore a
+    /// stored snapshot, stops the node.
+    pub(crate) fn read_done(
+        &mut self,
+        done: ReadDone,
+        machines: &mut Machines,
+        node: &mut Node,
+    ) -> Result<(), StopError> {
+        match done {
+            ReadDone::Chunk(read, chunk) => node.chunk_read(read, chunk?),
+            ReadDone::Restore(group, index, chunk) => {
+                if self.restoring.get(&group) != Some(&index) {
+                    return Ok(()); // superseded
+                }
+                let Some(chunk) = chunk? else {
+                    // Replaced by a newer snapshot, whose own restore follows.
+                    self.restoring.remove(&group);
+                    return Ok(());
+                };
+                machines.restore(group, &chunk).map_err(StopError::Restore)?;
+                if chunk.last {
+                    self.restoring.remove(&group);
+                    node.restored(group, index);
+                } else {
+                    self.read_for_restore(group, index, chunk.seq + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+}
