@@ -228,9 +228,12 @@ impl Log {
     pub(crate) fn conflict_hint(&self, index: u64, term: u64) -> (u64, u64) {
         let mut i = index.min(self.last_index());
         loop {
+            // Below the compacted prefix nothing is known: answered as term 0, so that the
+            // leader goes back that far — and so sends its snapshot. (Stopping at the
+            // prefix's own entry instead made a leader whose follower held another term
+            // there retry the same append forever: simulator, seed 74.)
             let t = self.term(i).unwrap_or(0);
-            // Nothing below the compacted prefix to compare: it is committed, so it matches.
-            if t <= term || i <= self.base.0 {
+            if t <= term || i == 0 {
                 return (i, t);
             }
             i -= 1;

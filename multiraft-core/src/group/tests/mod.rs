@@ -21,6 +21,7 @@ mod learners;
 mod prevote_checkquorum;
 mod proposals;
 mod replication;
+mod snapshots;
 mod strict;
 
 // ----- harness ------------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+//! Snapshots in one group (docs/design.md §4.6; Raft §7): compaction below a stored
+//! snapshot, the follower's install, and the leader falling back to its snapshot.
+
+use super::*;
+use crate::message::SnapshotAck;
+use crate::snapshot::SnapshotChunk;
+
+fn meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index,
+        term,
+        membership: Membership::voters([1, 2, 3]),
+    }
+}
+
+fn chunk(index: u64, term: u64, seq: u32, last: bool) -> MessageBody {
+    MessageBody::InstallSnapshot {
+        chunk: SnapshotChunk {
+            meta: meta(index, term),
+            seq,
+            data: Bytes::from(vec![seq as u8; 4]),
+            last,
+        },
+    }
+}
+
+/// A replica of voters 1..=3 restored with a snapshot at `snapshot` (index, term), its log
+/// compacted there and holding `entries` after it, in `term`.
+fn with_snapshot(id: u64, snapshot: (u64, u64), entries: Vec<Entry>, term: u64) -> Replica {
+    let mut loaded = LoadedGroup::new(G);
+    loaded.membership = Membership::voters([1, 2, 3]);
+    loaded.hard_state = hs(term, None, snapshot.0);
+    loaded.compacted = Some(Compacted {
+        index: snapshot.0,
+        term: snapshot.1,
+    });
+    loaded.snapshot = Some(meta(snapshot.0, snapshot.1));
+    loaded.entries = entries;
+    let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
+    g.end_vote_hold();
+    let ready = g.ready(MAX, MAX);
+    assert_eq!(ready.restore, Some(meta(snapshot.0, snapshot.1)), "restored first");
+    assert!(ready.apply.is_empty(), "nothing applied before the restore");
+    g.restored(snapshot.0);
+    g
+}
+
+/// Regression (simulator, seed 74): a follower whose entry at the leader's compacted prefix
+/// has another term must get the snapshot. The conflict hint stopped at the prefix, so the
+/// leader sent the same append forever.
+#[test]
+fn a_follower_conflicting_at_the_compacted_prefix_gets_the_snapshot() {
+    let tail = |first: u64| (first..=8).map(|i| e(i, 2)).collect::<Vec<_>>();
+    let leader = with_snapshot(1, (5, 2), tail(6), 2);
+    let voter = with_snapshot(3, (5, 2), tail(6), 2);
+    // Replica 2 holds index 5 of term 1: the leader compacted index 5 of term 2.
+    let follower = restored(2, hs(2, None, 4), log_of(&[1, 1, 1, 1, 1]));
+    let mut c = Cluster::with_groups(Membership::voters([1, 2, 3]), vec![leader, follower, voter]);
+    // With the bug, the append and its rejection went back and forth until `elect` gave up.
+    c.elect(1);
+    let reads = c.g_mut(1).admit_snapshot(n(2), true);
+    assert_eq!(reads, vec![(n(2), 5, 0)], "the leader sends its snapshot, chunk 0 first");
+    assert_eq!(c.g_mut(1).admit_snapshot(n(3), true), vec![], "3 needs none");
+}
+
+/// §7: once a snapshot is stored, the log is compacted to `compaction_lag_entries` below it
+/// (in memory, and in storage through `compact_to`), never past what is applied; the next
+/// snapshot is due `snapshot_entries` applies later.
+#[test]
+fn a_stored_snapshot_compacts_the_log_and_keeps_the_lag() {
+    let config = Config {
+        snapshot_entries: 6,
+        compaction_lag_entries: 2,
+        ..strict()
+    };
+    let mut loaded = LoadedGroup::new(G);
+    loaded.membership = Membership::voters([1, 2, 3]);
+    loaded.hard_state = hs(1, None, 10);
+    loaded.entries = log_of(&[1; 12]);
+    let mut g = Replica::restore(n(1), loaded, Arc::new(config), 1).unwrap();
+    assert_eq!(g.snapshot_due(), None, "nothing applied yet");
+    let ready = g.ready(MAX, MAX);
+    assert_eq!(ready.apply.len(), 10, "the committed entries");
+    let due = g.snapshot_due().expect("10 applied, 6 needed");
+    assert_eq!((due.index, due.term), (10, 1));
+    g.snapshot_stored(due);
+    assert_eq!(g.first_index(), 9, "8 entries compacted, 2 kept below the snapshot");
+    assert_eq!(g.term_at(8), Some(1), "the last compacted entry's term is kept");
+    assert_eq!(g.ready(MAX, MAX).compact_to, Some(8));
+    assert_eq!(g.snapshot_due(), None, "the next one is 6 applies away");
+    // An older snapshot stored late changes nothing.
+    g.snapshot_stored(meta(4, 1));
+    assert_eq!((g.first_index(), g.snapshot()), (9, Some((10, 1))));
+}
+
+/// §7 on the follower: chunks are written and acknowledged after the write; the last one
+/// replaces a log that lacks the snapshot's last entry (`log_reset`), commits up to it, and
+/// asks for the state machine to be restored; nothing is applied until it is. A chunk out
+/// of order is answered with the chunk wanted.
+#[test]
+fn a_follower_installs_a_snapshot_chunk_by_chunk() {
+    let mut g = restored(2, hs(3, None, 2), log_of(&[1, 1, 1]));
+    g.step(msg(1, 2, 3, chunk(9, 3, 1, false)));
+    let r = g.ready(MAX, MAX);
+    assert!(r.snapshot_chunks.is_empty(), "chunk 1 before chunk 0 is not written");
+    assert!(matches!(
+        r.send_after_write[..],
+        [Message {
+            body: MessageBody::SnapshotAck(SnapshotAck { next: 0, done: false, .. }),
+            ..
+        }]
+    ));
+    g.step(msg(1, 2, 3, chunk(9, 3, 0, false)));
+    let r = g.ready(MAX, MAX);
+    assert_eq!(r.snapshot_chunks.len(), 1);
+    assert!(r.send_now.is_empty(), "the acknowledgement waits for the write");
+    g.step(msg(1, 2, 3, chunk(9, 3, 1, true)));
+    let r = g.ready(MAX, MAX);
+    assert_eq!(r.snapshot_chunks.len(), 1);
+    assert_eq!(r.log_reset, Some(Compacted { index: 9, term: 3 }));
+    assert_eq!(r.restore, Some(meta(9, 3)));
+    assert_eq!(r.hard_state.map(|h| h.commit), Some(9));
+    assert!(matches!(
+        r.send_after_write[..],
+        [Message {
+            body: MessageBody::SnapshotAck(SnapshotAck { index: 9, next: 2, done: true, .. }),
+            ..
+        }]
+    ));
+    let s = g.status();
+    assert_eq!((s.first_index, s.last_index, s.commit), (10, 9, 9));
+    // Appends after the snapshot are taken; nothing is applied before the restore.
+    g.step(msg(1, 2, 3, append(9, 3, vec![e(10, 3)], 10)));
+    assert!(g.ready(MAX, MAX).apply.is_empty());
+    g.on_persisted(10, 3);
+    assert!(g.ready(MAX, MAX).apply.is_empty(), "still restoring");
+    g.restored(9);
+    assert_eq!(g.ready(MAX, MAX).apply, vec![e(10, 3)]);
+}
