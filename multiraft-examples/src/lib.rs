@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use multiraft_core::{
-    Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, StartError, StateMachine,
+    Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
+    SnapshotError, StartError, StateMachine,
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
@@ -46,6 +47,22 @@ impl StateMachine for IndexMachine {
     fn query(&self, _query: &Bytes) -> Bytes {
         Bytes::copy_from_slice(&self.applied.to_le_bytes())
     }
+
+    /// The state is the index: eight bytes.
+    fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
+        let state = Bytes::copy_from_slice(&self.applied.to_le_bytes());
+        Ok(Box::new(std::iter::once(Ok(state))))
+    }
+
+    fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
+        if chunk.seq == 0 {
+            let bytes: [u8; 8] = chunk.data[..].try_into().map_err(|_| {
+                SnapshotError::Failed("an IndexMachine snapshot is eight bytes".into())
+            })?;
+            self.applied = u64::from_le_bytes(bytes);
+        }
+        Ok(())
+    }
 }
 
 /// A state machine that counts the commands it applied, in a counter shared by every group
@@ -71,6 +88,16 @@ impl StateMachine for CountingMachine {
     /// The commands applied by every group of this node so far.
     fn query(&self, _query: &Bytes) -> Bytes {
         Bytes::copy_from_slice(&self.applied.load(Ordering::Relaxed).to_le_bytes())
+    }
+
+    /// A group's own state is empty (the counter belongs to the node): an empty snapshot,
+    /// so that the log is compacted all the same.
+    fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
+        Ok(Box::new(std::iter::empty()))
+    }
+
+    fn restore(&mut self, _chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
+        Ok(())
     }
 }
 
