@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Compacted, Entry, GroupId, HardState, LoadedGroup, Membership, Storage, StorageError,
-    WriteBatch,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
+    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -18,20 +18,30 @@ use multiraft_core::{
 /// # Writes
 ///
 /// [`write`](Storage::write) checks the whole batch first and applies it only if every part
-/// is valid, so a rejected batch changes nothing. For each [`GroupWrite`](multiraft_core::GroupWrite): `remove` deletes
-/// the group; `membership` and `hard_state` replace the stored values; `entries` truncate the
+/// is valid, so a rejected batch changes nothing. For each [`GroupWrite`]: `remove` deletes
+/// the group (its snapshots too); `membership` and `hard_state` replace the stored values;
+/// `snapshot` chunks are stored (sharing their `Bytes`), a chunk with `seq` 0 starting a new
+/// incoming snapshot, and the chunk with `last` set making it the group's snapshot in place
+/// of the previous one; then, unless the log holds the snapshot's index with its term (an
+/// entry, or the compaction mark: what [`term`](Storage::term) reports), every entry is
+/// deleted and the log compacted to the snapshot's index and term; `entries` truncate the
 /// stored log at the first new index and append; `compact_to` then discards the log up to
 /// that index, keeping the index and term of the last entry discarded. A batch is rejected with
 /// [`StorageError::Corrupt`] (without poisoning the storage) when it would leave a hole
 /// (first index above `last + 1`, or index 0), when its entries are not consecutive or
-/// rewrite the compacted prefix, when a compaction goes past the last entry, when a group
-/// appears twice, or when `remove` comes with other fields. A group written without a
-/// membership gets the empty one until a membership is written.
+/// rewrite the compacted prefix, when a compaction goes past the last entry, when its
+/// snapshot chunks are not consecutive chunks of one snapshot or a chunk after the first
+/// does not continue the incoming snapshot (same [`SnapshotMeta`], exactly as many chunks
+/// stored before it), when a group appears twice, or when `remove` comes with other fields.
+/// A group written without a membership gets the empty one until a membership is written.
 ///
 /// # Durability and crashes
 ///
 /// By default every write is durable once it returns `Ok`, and [`crash`](MemStorage::crash)
-/// keeps everything acknowledged. In *unsynced* mode ([`set_unsynced`](MemStorage::set_unsynced))
+/// keeps everything acknowledged — except incoming snapshots that never completed, which
+/// `crash` and [`reopen`](MemStorage::reopen) drop as the contract allows at a start (as
+/// `RedbStorage` does at open), so a node that would continue a transfer across a restart
+/// instead of starting it again gets [`StorageError::Corrupt`] here too. In *unsynced* mode ([`set_unsynced`](MemStorage::set_unsynced))
 /// writes land only in a volatile image (reads see them) until [`sync`](MemStorage::sync);
 /// `crash` drops whatever was not synced. Unsynced mode breaks the [`Storage`] contract on
 /// purpose: it models a disk that lies about fsync, to show what Raft loses when storage
@@ -65,6 +75,17 @@ struct StoredGroup {
     hard_state: HardState,
     compacted: Option<Compacted>,
     entries: Vec<Entry>,
+    /// The latest complete snapshot.
+    snapshot: Option<StoredSnapshot>,
+    /// The snapshot being received: its chunks so far.
+    incoming: Option<StoredSnapshot>,
+}
+
+/// A snapshot as stored: its chunks' data in order.
+#[derive(Clone, Debug)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    chunks: Vec<Bytes>,
 }
 
 impl StoredGroup {
@@ -87,6 +108,89 @@ impl StoredGroup {
         let term = self.entries[drop - 1].term;
         self.entries.drain(..drop);
         self.compacted = Some(Compacted { index: to, term });
+    }
+
+    /// The term of entry `index`, the compaction mark's included.
+    fn term(&self, index: u64) -> Option<u64> {
+        if let Some(c) = self.compacted
+            && c.index == index
+        {
+            return Some(c.term);
+        }
+        index
+            .checked_sub(self.offset() + 1)
+            .and_then(|i| self.entries.get(usize::try_from(i).ok()?))
+            .map(|e| e.term)
+    }
+
+    /// Stores validated chunks: see [`GroupWrite::snapshot`].
+    fn receive(&mut self, chunks: Vec<SnapshotChunk>) {
+        for chunk in chunks {
+            if chunk.seq == 0 {
+                self.incoming = Some(StoredSnapshot {
+                    meta: chunk.meta,
+                    chunks: Vec::new(),
+                });
+            }
+            // Validated: a chunk after the first continues the incoming snapshot.
+            let Some(incoming) = &mut self.incoming else {
+                continue;
+            };
+            incoming.chunks.push(chunk.data);
+            if chunk.last {
+                self.complete();
+            }
+        }
+    }
+
+    /// The incoming snapshot becomes the group's snapshot, and the log is made consistent
+    /// with it: kept if it holds the snapshot's last entry, else replaced by a compaction
+    /// mark at it.
+    fn complete(&mut self) {
+        let Some(done) = self.incoming.take() else {
+            return;
+        };
+        let (index, term) = (done.meta.index, done.meta.term);
+        if self.term(index) != Some(term) {
+            self.entries.clear();
+            self.compacted = (index > 0).then_some(Compacted { index, term });
+        }
+        self.snapshot = Some(done);
+    }
+}
+
+/// The group's last index and compacted index after `write`'s snapshot step (see
+/// [`GroupWrite::validate`]), once its chunks are checked to continue the incoming snapshot.
+fn bounds_after_snapshot(
+    stored: Option<&StoredGroup>,
+    write: &GroupWrite,
+) -> Result<(u64, u64), StorageError> {
+    if let Some(first) = write.snapshot.first()
+        && first.seq > 0
+    {
+        let continues = stored
+            .and_then(|g| g.incoming.as_ref())
+            .is_some_and(|i| i.meta == first.meta && i.chunks.len() as u64 == u64::from(first.seq));
+        if !continues {
+            return Err(StorageError::Corrupt(format!(
+                "{}: snapshot chunk {} of {}@{} does not continue the incoming snapshot",
+                write.group, first.seq, first.meta.index, first.meta.term
+            )));
+        }
+    }
+    let bounds = stored.map_or((0, 0), |g| (g.last_index(), g.offset()));
+    Ok(match write.completed_snapshot() {
+        Some(meta) if stored.and_then(|g| g.term(meta.index)) != Some(meta.term) => {
+            (meta.index, meta.index)
+        }
+        _ => bounds,
+    })
+}
+
+/// Forgets every incoming snapshot: what a start may do.
+fn drop_incoming(image: &mut Image) {
+    for group in image.values_mut() {
+        group.incoming = None;
     }
 }
 
@@ -145,10 +249,11 @@ impl MemStorage {
     pub fn crash(&self) -> MemStorage {
         let mut state = self.lock();
         state.poisoned = true;
-        let durable = match &state.unsynced {
+        let mut durable = match &state.unsynced {
             Some(u) => u.durable.clone(),
             None => state.current.clone(),
         };
+        drop_incoming(&mut durable);
         let unsynced = state.unsynced.as_ref().map(|_| Unsynced {
             durable: durable.clone(),
             pending: Vec::new(),
@@ -165,11 +270,16 @@ impl MemStorage {
     }
 
     /// Simulates restarting the process on the same disk: clears the poison and any planned
-    /// failure, keeping every write (synced or not: the operating system still holds them).
+    /// failure, keeping every write (synced or not: the operating system still holds them)
+    /// but incoming snapshots that never completed, which a start drops.
     pub fn reopen(&self) {
         let mut state = self.lock();
         state.poisoned = false;
         state.fail_after = None;
+        drop_incoming(&mut state.current);
+        if let Some(u) = &mut state.unsynced {
+            drop_incoming(&mut u.durable);
+        }
     }
 
     /// Turns unsynced mode on or off. Turning it off syncs first.
@@ -230,9 +340,7 @@ impl MemStorage {
 fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
     batch.validate_groups_distinct()?;
     for write in &batch.groups {
-        let (last, compacted) = image
-            .get(&write.group)
-            .map_or((0, 0), |g| (g.last_index(), g.offset()));
+        let (last, compacted) = bounds_after_snapshot(image.get(&write.group), write)?;
         write.validate(last, compacted)?;
     }
     Ok(())
@@ -252,6 +360,7 @@ fn apply(image: &mut Image, batch: WriteBatch) {
         if let Some(hard_state) = write.hard_state {
             stored.hard_state = hard_state;
         }
+        stored.receive(write.snapshot);
         if let Some(first) = write.entries.first() {
             stored
                 .entries
@@ -310,6 +419,7 @@ impl Storage for MemStorage {
                 loaded.membership = stored.membership.clone();
                 loaded.hard_state = stored.hard_state;
                 loaded.compacted = stored.compacted;
+                loaded.snapshot = stored.snapshot.as_ref().map(|s| s.meta.clone());
                 loaded.entries = stored.entries.clone();
                 loaded
             })
@@ -348,26 +458,38 @@ impl Storage for MemStorage {
 
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
         let state = self.lock();
-        let Some(stored) = state.current.get(&group) else {
+        Ok(state.current.get(&group).and_then(|g| g.term(index)))
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        group: GroupId,
+        index: u64,
+        seq: u32,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        let state = self.lock();
+        let Some(snapshot) = state
+            .current
+            .get(&group)
+            .and_then(|g| g.snapshot.as_ref())
+            .filter(|s| s.meta.index == index)
+        else {
             return Ok(None);
         };
-        if let Some(c) = stored.compacted
-            && c.index == index
-        {
-            return Ok(Some(c.term));
-        }
-        Ok(index
-            .checked_sub(stored.offset() + 1)
-            .and_then(|i| stored.entries.get(usize::try_from(i).ok()?))
-            .map(|e| e.term))
+        let position = usize::try_from(seq).unwrap_or(usize::MAX);
+        Ok(snapshot.chunks.get(position).map(|data| SnapshotChunk {
+            meta: snapshot.meta.clone(),
+            seq,
+            data: data.clone(),
+            last: position + 1 == snapshot.chunks.len(),
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::{append, batch, entries, hard_state, terms};
-    use multiraft_core::GroupWrite;
+    use crate::conformance::{append, batch, chunk, entries, hard_state, snapshot_meta, terms};
 
     const G1: GroupId = GroupId(1);
     const G2: GroupId = GroupId(2);
@@ -540,6 +662,47 @@ mod tests {
         // Turning unsynced mode off syncs.
         s.set_unsynced(false);
         assert_eq!(s.crash().term(G1, 4).await.unwrap(), Some(1));
+    }
+
+    /// A start (`crash`, `reopen`) forgets the incoming snapshot, as the contract allows, so
+    /// a transfer continued across it is refused; complete snapshots stay, and snapshots
+    /// written unsynced are lost in a crash like the rest.
+    #[tokio::test]
+    async fn a_start_drops_incoming_snapshots_and_keeps_complete_ones() {
+        let s = MemStorage::new();
+        let (m, n, p) = (
+            snapshot_meta(1, 1),
+            snapshot_meta(2, 1),
+            snapshot_meta(3, 1),
+        );
+        s.write(batch(vec![append(G1, entries(1, 3, 1))]))
+            .await
+            .unwrap();
+        let one = |c| batch(vec![GroupWrite::new(G1).with_snapshot_chunk(c)]);
+        s.write(one(chunk(&m, 0, true))).await.unwrap();
+        s.write(one(chunk(&n, 0, false))).await.unwrap();
+        let s = s.crash();
+        let err = s.write(one(chunk(&n, 1, true))).await.unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+        assert_eq!(
+            s.snapshot_chunk(G1, 1, 0).await.unwrap(),
+            Some(chunk(&m, 0, true))
+        );
+        s.write(one(chunk(&n, 0, false))).await.unwrap();
+        s.reopen();
+        let err = s.write(one(chunk(&n, 1, true))).await.unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+        s.write(one(chunk(&n, 0, false))).await.unwrap();
+        s.write(one(chunk(&n, 1, true))).await.unwrap();
+        assert_eq!(full_load(&s).await[0].snapshot.as_ref(), Some(&n));
+
+        s.set_unsynced(true);
+        s.write(one(chunk(&p, 0, true))).await.unwrap();
+        assert_eq!(full_load(&s).await[0].snapshot.as_ref(), Some(&p));
+        let restarted = s.crash();
+        assert_eq!(full_load(&restarted).await[0].snapshot.as_ref(), Some(&n));
+        assert_eq!(restarted.snapshot_chunk(G1, 3, 0).await.unwrap(), None);
+        assert!(restarted.snapshot_chunk(G1, 2, 1).await.unwrap().is_some());
     }
 
     #[tokio::test]

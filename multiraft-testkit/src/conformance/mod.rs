@@ -25,6 +25,10 @@
 //! Each property starts from a fresh storage and panics, naming itself, when the storage
 //! breaks it: the suite is meant to be run inside a test.
 
+mod snapshots;
+
+pub use snapshots::{chunk, snapshot_meta};
+
 use multiraft_core::{
     Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId,
     Payload, ProposalId, Storage, StorageError, WriteBatch,
@@ -53,6 +57,7 @@ pub async fn check_all<S: Subject>(subject: &mut S) {
     restart_keeps_every_acknowledged_write(subject).await;
     one_batch_covers_many_groups(subject).await;
     compaction_discards_a_prefix_and_survives_restart(subject).await;
+    snapshots::check_all(subject).await;
 }
 
 const G1: GroupId = GroupId(1);
