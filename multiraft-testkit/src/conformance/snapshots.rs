@@ -321,42 +321,56 @@ async fn a_snapshot_the_log_lacks_resets_the_log<S: Subject>(subject: &mut S) {
         assert!(refused.is_err(), "{P}: an append {what} was accepted");
         assert_eq!(load(&s, P).await, before, "{P}: an append {what}");
     }
-    write(&s, batch(vec![append(G1, entries(9, 10, 3))]), P).await;
+    write(&s, batch(vec![append(G1, entries(9, 12, 3))]), P).await;
     assert_eq!(
         terms(&group_of(&load(&s, P).await, G1, P)),
-        [(9, 3), (10, 3)],
+        [(9, 3), (10, 3), (11, 3), (12, 3)],
         "{P}: the append at index + 1"
     );
 
-    // 9 is held, of term 3: a snapshot at 9 of term 4 conflicts; the entries after it go
-    // too, and the record's own entries follow the snapshot.
-    let m2 = snapshot_meta(9, 4);
-    let w = chunks(G1, &m2, 0..1, true).with_entries(entries(10, 11, 4));
+    // 10 is held, of term 3: a snapshot at 10 of term 4 conflicts; the entries after it go
+    // too.
+    let m2 = snapshot_meta(10, 4);
+    write(&s, batch(vec![chunks(G1, &m2, 0..1, true)]), P).await;
+    let g1 = group_of(&load(&s, P).await, G1, P);
+    assert_eq!(g1.compacted, Some(Compacted { index: 10, term: 4 }), "{P}");
+    assert!(g1.entries.is_empty(), "{P}: after the conflict: {g1:?}");
+    assert_eq!(
+        read_term(&s, G1, 11, P).await,
+        None,
+        "{P}: after the conflict"
+    );
+    assert!(read_entries(&s, G1, 11, 20, P).await.is_empty(), "{P}");
+    check_snapshot(&s, G1, &m2, 1, P).await;
+
+    // The record's own entries follow its snapshot step.
+    let m3 = snapshot_meta(15, 4);
+    let w = chunks(G1, &m3, 0..2, true).with_entries(entries(16, 17, 4));
     write(&s, batch(vec![w]), P).await;
     let check = |loaded: Vec<LoadedGroup>| {
         let g1 = group_of(&loaded, G1, P);
-        assert_eq!(g1.compacted, Some(Compacted { index: 9, term: 4 }), "{P}");
-        assert_eq!(terms(&g1), [(10, 4), (11, 4)], "{P}: after the conflict");
-        assert_eq!(g1.snapshot, Some(m2.clone()), "{P}");
+        assert_eq!(g1.compacted, Some(Compacted { index: 15, term: 4 }), "{P}");
+        assert_eq!(terms(&g1), [(16, 4), (17, 4)], "{P}: after the reset");
+        assert_eq!(g1.snapshot, Some(m3.clone()), "{P}");
     };
     check(load(&s, P).await);
 
     // Entries continuing the old log in the record that resets it leave a hole: refused,
     // the snapshot with them.
     let before = load(&s, P).await;
-    let m3 = snapshot_meta(20, 4);
-    let w = chunks(G1, &m3, 0..1, true).with_entries(entries(12, 12, 4));
+    let m4 = snapshot_meta(20, 4);
+    let w = chunks(G1, &m4, 0..1, true).with_entries(entries(18, 18, 4));
     assert!(
         s.write(batch(vec![w])).await.is_err(),
         "{P}: a hole after a reset"
     );
     assert_eq!(load(&s, P).await, before, "{P}: the refused record");
     assert_eq!(read_chunk(&s, G1, 20, 0, P).await, None, "{P}");
-    check_snapshot(&s, G1, &m2, 1, P).await;
+    check_snapshot(&s, G1, &m3, 2, P).await;
     let s = subject.reopen(s);
     check(load(&s, P).await);
-    write(&s, batch(vec![append(G1, entries(12, 12, 4))]), P).await;
-    assert_eq!(read_term(&s, G1, 12, P).await, Some(4), "{P}");
+    write(&s, batch(vec![append(G1, entries(18, 18, 4))]), P).await;
+    assert_eq!(read_term(&s, G1, 18, P).await, Some(4), "{P}");
 }
 
 /// A chunk that does not continue the incoming snapshot (skipping or repeating a chunk, of
