@@ -159,6 +159,9 @@ impl RedbStorage {
     /// appended — then renamed into place and the directory synced. A crash during creation
     /// leaves no file at `path` (redb's own in-place creation can leave a file it refuses to
     /// open); a stale temporary file is replaced at the next open.
+    ///
+    /// Snapshots still incoming (a transfer the last run did not complete) are deleted at
+    /// open, in one durable transaction when there are any: see the crate docs' "Snapshots".
     pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<RedbStorage, StorageError> {
         let path = path.as_ref();
         if !path.try_exists()? {
