@@ -264,7 +264,16 @@ mod tests {
     use multiraft_core::{Entry, Payload, SnapshotMeta, Storage, WriteBatch};
     use std::path::{Path, PathBuf};
 
-    fn temp_path(tag: &str) -> (PathBuf, PathBuf) {
+    /// A directory under the system's temporary one, removed on drop (a failing test too).
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_path(tag: &str) -> (TempDir, PathBuf) {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -274,7 +283,7 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db.redb");
-        (dir, path)
+        (TempDir(dir), path)
     }
 
     /// The chunks in the chunk table of the (closed) database at `path`: group, snapshot
@@ -325,7 +334,7 @@ mod tests {
     /// one's, a removal all of the group's, an open every incoming one's.
     #[tokio::test]
     async fn replaced_removed_and_interrupted_snapshots_leave_no_chunks() {
-        let (dir, path) = temp_path("chunks");
+        let (_dir, path) = temp_path("chunks");
         let s = RedbStorage::open(&path, RedbOptions::default()).unwrap();
         let entries = (1..=3)
             .map(|index| Entry {
@@ -386,6 +395,5 @@ mod tests {
         );
         drop(s);
         assert_eq!(chunk_keys(&path), [(2, 0, 0, 1), (3, 0, 0, 1)]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
