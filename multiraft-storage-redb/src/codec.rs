@@ -1,7 +1,8 @@
 //! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
 
 use multiraft_core::{
-    Entry, GroupId, GroupWrite, HardState, Membership, Payload, StorageError, WriteBatch,
+    Compacted, Entry, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta, StorageError,
+    WriteBatch,
 };
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,54 @@ pub(crate) const LOG_TABLE: TableDefinition<'static, (u64, u64), &[u8]> =
 /// checkpoint moves them into [`GROUPS_TABLE`] and [`LOG_TABLE`].
 pub(crate) const WAL_TABLE: TableDefinition<'static, u64, &[u8]> =
     TableDefinition::new("multiraft_wal");
+
+/// Group id → postcard [`SnapshotRow`]: the group's complete and incoming snapshots. Written
+/// by each commit that carries chunks (or removes the group), never by checkpoints.
+pub(crate) const SNAPSHOTS_TABLE: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("multiraft_snapshots");
+
+/// `(group id, snapshot id, chunk seq, piece)` → a piece of the chunk's data: the chunk cut
+/// into [`PIECE_BYTES`] pieces (one empty piece for an empty chunk), as the commit that
+/// received it wrote them. The snapshot id is [`StoredSnapshot::id`].
+pub(crate) const CHUNKS_TABLE: TableDefinition<'static, (u64, u64, u32, u32), &[u8]> =
+    TableDefinition::new("multiraft_snapshot_chunks");
+
+/// The size of a chunk's pieces in [`CHUNKS_TABLE`]. redb gives a value larger than a page
+/// (4 KiB) a page of its own, of the next power of two of pages: stored whole, a 1 MiB chunk
+/// would take a 2 MiB page. A piece and its leaf's header (4 bytes, a 4-byte length, a
+/// 24-byte key) fit a 64 KiB page with room to spare, so a chunk wastes at most its last
+/// piece's rounding.
+pub(crate) const PIECE_BYTES: usize = (64 << 10) - 256;
+
+/// One group's snapshots: the row of [`SNAPSHOTS_TABLE`]. A group without either has no row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotRow {
+    /// The latest complete snapshot: what `load` reports and `snapshot_chunk` reads.
+    pub(crate) complete: Option<StoredSnapshot>,
+    /// The snapshot being received, never loaded.
+    pub(crate) incoming: Option<StoredSnapshot>,
+    /// The id the next incoming snapshot of the group gets: ids never repeat within a row,
+    /// so the chunks of the complete and the incoming snapshot never share keys.
+    pub(crate) next_id: u64,
+}
+
+/// A snapshot as [`SnapshotRow`] records it; its data is in [`CHUNKS_TABLE`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    /// Its chunks' key in [`CHUNKS_TABLE`], with the group id and the chunk's seq.
+    pub(crate) id: u64,
+    /// How many chunks it has (stored so far, for an incoming one): seqs `0..chunks`.
+    pub(crate) chunks: u64,
+}
+
+pub(crate) fn encode_snapshot_row(row: &SnapshotRow) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(row).map_err(|e| StorageError::Backend(Box::new(e)))
+}
+
+pub(crate) fn decode_snapshot_row(group: u64, bytes: &[u8]) -> Result<SnapshotRow, StorageError> {
+    decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("snapshot row: {e}")))
+}
 
 /// One group's metadata row.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +160,9 @@ struct WalWriteRef<'a> {
     remove: bool,
     membership: Option<&'a Membership>,
     hard_state: Option<HardState>,
+    /// The entry the log is reset to (`GroupWrite::log_reset`), as (index, term). The
+    /// chunks themselves are in the snapshot tables.
+    reset: Reset,
     entries: &'a [Entry],
     compact_to: Option<u64>,
 }
@@ -121,11 +173,21 @@ struct WalWrite {
     remove: bool,
     membership: Option<Membership>,
     hard_state: Option<HardState>,
+    reset: Reset,
     entries: Vec<Entry>,
     compact_to: Option<u64>,
 }
 
-/// One write-ahead record: the batch's group writes, in batch order.
+/// The entry a group write resets its log to, as (index, term) (`GroupWrite::log_reset`).
+pub(crate) type Reset = Option<(u64, u64)>;
+
+/// [`Reset`] of `write`.
+pub(crate) fn reset_of(write: &GroupWrite) -> Reset {
+    write.log_reset.map(|c| (c.index, c.term))
+}
+
+/// One write-ahead record: the batch's group writes, in batch order, without their snapshot
+/// chunks' data (see [`reset`](WalWriteRef::reset)).
 pub(crate) fn encode_batch(batch: &WriteBatch) -> Result<Vec<u8>, StorageError> {
     let writes: Vec<WalWriteRef<'_>> = batch
         .groups
@@ -135,6 +197,7 @@ pub(crate) fn encode_batch(batch: &WriteBatch) -> Result<Vec<u8>, StorageError> 
             remove: w.remove,
             membership: w.membership.as_ref(),
             hard_state: w.hard_state,
+            reset: reset_of(w),
             entries: &w.entries,
             compact_to: w.compact_to,
         })
@@ -142,7 +205,12 @@ pub(crate) fn encode_batch(batch: &WriteBatch) -> Result<Vec<u8>, StorageError> 
     postcard::to_stdvec(&writes).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
-pub(crate) fn decode_batch(seq: u64, bytes: &[u8]) -> Result<Vec<GroupWrite>, StorageError> {
+/// The group writes of write-ahead record `seq`, each with its log reset (its `snapshot`
+/// field stays empty: chunks are not in the record).
+pub(crate) fn decode_batch(
+    seq: u64,
+    bytes: &[u8],
+) -> Result<Vec<(GroupWrite, Reset)>, StorageError> {
     let writes: Vec<WalWrite> = decode_exact(bytes)
         .map_err(|e| StorageError::Corrupt(format!("write-ahead record {seq}: {e}")))?;
     Ok(writes
@@ -151,7 +219,8 @@ pub(crate) fn decode_batch(seq: u64, bytes: &[u8]) -> Result<Vec<GroupWrite>, St
             let mut g = GroupWrite::new(GroupId(w.group)).with_entries(w.entries);
             (g.remove, g.membership) = (w.remove, w.membership);
             (g.hard_state, g.compact_to) = (w.hard_state, w.compact_to);
-            g
+            g.log_reset = w.reset.map(|(index, term)| Compacted { index, term });
+            (g, w.reset)
         })
         .collect())
 }
@@ -257,5 +326,63 @@ mod tests {
             wal_from: 12,
         };
         assert_eq!(decode_meta(1, &encode_meta(&meta).unwrap()).unwrap(), meta);
+    }
+
+    /// A write-ahead record keeps a group write's log reset, and none of the chunks' data.
+    #[test]
+    fn a_record_notes_the_log_reset_without_the_chunks() {
+        use multiraft_core::SnapshotChunk;
+        let meta = SnapshotMeta {
+            index: 7,
+            term: 2,
+            membership: Membership::voters([1, 2]),
+        };
+        let chunk = |seq, last| SnapshotChunk {
+            meta: meta.clone(),
+            seq,
+            data: Bytes::from(vec![9u8; 10_000]),
+            last,
+        };
+        let entry = Entry {
+            index: 8,
+            term: 2,
+            payload: Payload::Noop,
+        };
+        let batch = WriteBatch::from(vec![
+            GroupWrite::new(GroupId(1))
+                .with_snapshot_chunk(chunk(0, false))
+                .with_snapshot_chunk(chunk(1, true))
+                .with_log_reset(Compacted { index: 7, term: 2 })
+                .with_entries(vec![entry.clone()]),
+            GroupWrite::new(GroupId(2)).with_snapshot_chunk(chunk(0, false)),
+        ]);
+        let bytes = encode_batch(&batch).unwrap();
+        assert!(
+            bytes.len() < 100,
+            "{} bytes: chunk data in the record",
+            bytes.len()
+        );
+        let decoded = decode_batch(3, &bytes).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].1, Some((7, 2)));
+        assert_eq!(decoded[0].0.entries, [entry]);
+        assert!(decoded[0].0.snapshot.is_empty());
+        assert_eq!((decoded[1].0.group, decoded[1].1), (GroupId(2), None));
+
+        let row = SnapshotRow {
+            complete: Some(StoredSnapshot {
+                meta: meta.clone(),
+                id: 4,
+                chunks: 2,
+            }),
+            incoming: None,
+            next_id: 5,
+        };
+        let encoded = encode_snapshot_row(&row).unwrap();
+        assert_eq!(decode_snapshot_row(1, &encoded).unwrap(), row);
+        assert!(matches!(
+            decode_snapshot_row(1, &encoded[..encoded.len() - 1]),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

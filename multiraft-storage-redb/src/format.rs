@@ -7,7 +7,8 @@ use multiraft_core::StorageError;
 use redb::{Database, Durability, ReadableDatabase, TableError};
 
 use crate::codec::{
-    FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, LOG_TABLE, REMOVED_TABLE, WAL_TABLE, redb_error,
+    CHUNKS_TABLE, FORMAT_KEY, FORMAT_TABLE, GROUPS_TABLE, LOG_TABLE, REMOVED_TABLE,
+    SNAPSHOTS_TABLE, WAL_TABLE, redb_error,
 };
 use crate::storage::RedbOptions;
 
@@ -15,8 +16,10 @@ use crate::storage::RedbOptions;
 /// any other value is refused. Bumped by any change to the tables or value encodings.
 ///
 /// History: 1 — first format; 2 — the metadata row records the compacted prefix; 3 — batches
-/// are committed to a write-ahead table and checkpointed into the group and log tables.
-pub const FORMAT_VERSION: u64 = 3;
+/// are committed to a write-ahead table and checkpointed into the group and log tables; 4 —
+/// snapshots: the snapshot and chunk tables, and write-ahead records note a group write's
+/// log reset.
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Creates a new database at `path` through a temporary file and a rename, so that a crash
 /// never leaves a half-initialized file at `path`.
@@ -95,6 +98,8 @@ pub(crate) fn check_format(db: &Database) -> Result<(), StorageError> {
             txn.open_table(LOG_TABLE).map_err(redb_error)?;
             txn.open_table(WAL_TABLE).map_err(redb_error)?;
             txn.open_table(REMOVED_TABLE).map_err(redb_error)?;
+            txn.open_table(SNAPSHOTS_TABLE).map_err(redb_error)?;
+            txn.open_table(CHUNKS_TABLE).map_err(redb_error)?;
             txn.commit().map_err(redb_error)
         }
     }

@@ -1,7 +1,7 @@
 //! The shared log of a multiraft node on one [redb](https://docs.rs/redb) database.
 //!
 //! [`RedbStorage`] implements [`multiraft_core::Storage`]: every group hosted by the node keeps
-//! its log, hard state and membership in one database file, and one
+//! its log, hard state, membership and snapshots in one database file, and one
 //! [`WriteBatch`](multiraft_core::WriteBatch) from the node layer — whatever the number of
 //! groups in it — becomes one redb write transaction committed with
 //! [`Durability::Immediate`](redb::Durability::Immediate): one fsync per cycle for the whole
@@ -56,10 +56,12 @@
 //! | table               | key                            | value                                                  |
 //! |---------------------|--------------------------------|--------------------------------------------------------|
 //! | `multiraft_format`  | `&str`: `"version"`, `"seq_floor"` | `u64`: the format version ([`FORMAT_VERSION`]); a lower bound for the next write-ahead sequence number |
-//! | `multiraft_wal`     | `u64` sequence number          | postcard list of group writes: one committed `WriteBatch` |
+//! | `multiraft_wal`     | `u64` sequence number          | postcard list of group writes: one committed `WriteBatch`, without its snapshot chunks (a group write records only its log reset, if it has one) |
 //! | `multiraft_groups`  | `u64` group id                 | postcard `(hard state, membership, last index, term, compacted index, term, wal_from)` |
 //! | `multiraft_log`     | `(u64 group, u64 first index)` | postcard list of `(term, payload)`: a run of consecutive entries |
 //! | `multiraft_removed` | `u64` group id                 | `u64` `wal_from` of a checkpointed removal             |
+//! | `multiraft_snapshots` | `u64` group id               | postcard `(complete, incoming, next id)`, each snapshot as `(SnapshotMeta, id, chunk count)` |
+//! | `multiraft_snapshot_chunks` | `(u64 group, u64 snapshot id, u32 seq, u32 piece)` | bytes: a piece of a chunk's data (see [Snapshots](#snapshots)) |
 //!
 //! A group's state is its checkpointed rows (metadata and runs) with its write-ahead records
 //! from its `wal_from` on applied in sequence order. Records below a group's `wal_from` are
@@ -95,6 +97,45 @@
 //! refused with `StorageError::Corrupt` and a message naming both versions; nothing is written
 //! to it. A new (empty) database gets the version in its first, durable, transaction.
 //!
+//! ## Snapshots
+//!
+//! Snapshot data does not go through the write-ahead table: the commit that carries a
+//! group's chunks (`GroupWrite::snapshot`) writes them straight into their two tables, in
+//! the same transaction as the batch's write-ahead record, so a chunk is durable when
+//! `write` returns and a batch is still all or nothing. Checkpoints never touch these
+//! tables.
+//!
+//! - **Metadata**: one row per group in `multiraft_snapshots`: its *complete* snapshot
+//!   (what `load` reports as `LoadedGroup::snapshot` and
+//!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk) reads) and its *incoming*
+//!   one (being received), each as its `SnapshotMeta`, an id and a chunk count, and the id
+//!   the next incoming snapshot gets. Ids never repeat in a row, so a complete and an
+//!   incoming snapshot never share chunk keys, even at the same index.
+//! - **Data**: `multiraft_snapshot_chunks`, keyed by group, snapshot id, chunk seq and piece:
+//!   each chunk is cut into pieces of just under 64 KiB. redb gives a value larger than a
+//!   page a page of its own of the next power of two of pages, so a 1 MiB chunk stored
+//!   whole would take 2 MiB; in pieces it takes its size, to a few KiB. A read
+//!   (`snapshot_chunk`) copies one chunk's pieces into one buffer: a snapshot is never in
+//!   memory whole, in a read or a write (a write holds what the batch holds), and its data
+//!   never enters the writer's tail or the replay of the write-ahead table.
+//! - **Receiving**: a chunk 0 deletes the incoming snapshot's data and starts a new
+//!   incoming snapshot; a later chunk is checked to continue it (same metadata, exactly
+//!   `seq` chunks stored) before anything of the batch is written, or the batch is refused
+//!   with `StorageError::Corrupt`. The chunk marked `last` makes the incoming snapshot the
+//!   complete one and deletes the previous complete one's data, so the file holds at most
+//!   one complete and one incoming snapshot per group (redb reuses the freed pages).
+//! - **The log**: completing a snapshot never touches the log. A group write with a
+//!   `log_reset` (the node sets one with the last chunk of a snapshot its log lacks) records
+//!   it in its write-ahead record; applying the record (at commit, and at every replay)
+//!   drops every entry and compacts the log to that entry, before the record's own entries.
+//!   A checkpoint then deletes the dropped runs like a removal's.
+//! - **Removal** deletes the group's row and all its chunks, in the removal's commit.
+//! - **Open**: incoming snapshots are deleted (one durable transaction, only when there is
+//!   one): an interrupted transfer cannot be continued by the node anyway, which starts it
+//!   again from chunk 0 (a later chunk is then refused as not continuing anything).
+//!   `load` returns complete snapshots only, and refuses (`Corrupt`) a snapshot row of a
+//!   group that does not exist.
+//!
 //! ## Checkpoints
 //!
 //! After a commit, once the write-ahead records not yet checkpointed (plus a small
@@ -110,20 +151,23 @@
 //!
 //! ## Writes, threads and ordering
 //!
-//! - One `WriteBatch` is one write transaction appending one write-ahead record:
-//!   validation (each group once; no index 0, no hole after the last index, consecutive
-//!   entries, nothing at or below the compacted index, no compaction past the last entry;
-//!   `remove` alone) happens against the tail and the metadata rows before anything is
-//!   changed. An invalid batch is aborted and returned as `StorageError::Corrupt`, leaving
+//! - One `WriteBatch` is one write transaction appending one write-ahead record (and
+//!   writing its snapshot chunks): validation (each group once; snapshot chunks consecutive,
+//!   of one snapshot, continuing the incoming one; no index 0, no hole after the last index
+//!   as the snapshot step leaves it, consecutive entries, nothing at or below the compacted
+//!   index, no compaction past the last entry; `remove` alone) happens against the tail, the
+//!   metadata rows and the snapshot rows before anything is changed. An invalid batch is aborted and returned as `StorageError::Corrupt`, leaving
 //!   the database unchanged and the storage usable — the same semantics as `MemStorage`.
 //! - Commits run on one dedicated writer thread per database (`multiraft-redb-writer`), fed
 //!   by a channel; [`Storage::write`](multiraft_core::Storage::write) awaits a oneshot reply,
 //!   so it never blocks the event loop. Batches are committed one at a time, in call order.
 //! - Reads ([`entries`](multiraft_core::Storage::entries), [`term`](multiraft_core::Storage::term),
-//!   [`load`](multiraft_core::Storage::load)) use redb read transactions (MVCC: they see the
+//!   [`load`](multiraft_core::Storage::load),
+//!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk)) use redb read transactions (MVCC: they see the
 //!   last committed state and never wait for an in-flight commit). Each decodes the
 //!   write-ahead records of its transaction (at most about `checkpoint_bytes`), so a read
 //!   costs that much more than a table lookup; the node reads only at start (`load`).
+//!   `snapshot_chunk` reads the snapshot row and one chunk, no write-ahead record.
 //!   Inside a tokio runtime they run on its blocking pool; outside one they run inline.
 //! - Any failure of redb in the write path (I/O, a failed fsync, corruption, in a commit or
 //!   a checkpoint step) **poisons** the storage: that write (for a checkpoint step, the next
@@ -148,6 +192,15 @@
 //!   present, both changed together. Either way every acknowledged batch is in the tables or
 //!   in the write-ahead records at or above its groups' `wal_from`.
 //! - After `write` returned `Ok`: the batch is on disk (the fsync returned).
+//! - Snapshots: receiving a chunk, completing a snapshot (the row's switch from incoming to
+//!   complete, the previous snapshot's deletion and the log's reset) and removing a group
+//!   are each part of one batch's transaction, so a crash leaves each all done or not
+//!   started. A crash while a snapshot is incoming (between the batches carrying its
+//!   chunks) leaves the previous complete snapshot, loaded and readable, and the log as the
+//!   last acknowledged batch left it; the incoming chunks are deleted at the next open.
+//!   A crash in the batch completing a snapshot leaves either the previous snapshot with
+//!   the log before that batch, or the new snapshot with the log reset (if it was to be):
+//!   never a snapshot with missing chunks, never a half-installed one.
 //! - During creation: [`RedbStorage::open`] initializes a new file under a temporary name
 //!   (`<path>.creating`) and renames it into place once the format version is durable, then
 //!   syncs the directory, so `path` never holds a half-made database. (redb writes its magic
@@ -181,7 +234,13 @@
 //!   in the writer's memory; twice that before steps run back to back.
 //! - One redb value is at most ~3.75 GiB. A write-ahead record is one batch (the node layer
 //!   bounds a ready's entries and bytes); a run is what one group wrote between two of its
-//!   checkpoints, bounded by the tail's size.
+//!   checkpoints, bounded by the tail's size; a chunk piece is under 64 KiB.
+//! - Snapshots: on disk, per group, at most one complete and one incoming snapshot (the
+//!   file may reach about twice a group's snapshot size while one replaces another, plus
+//!   redb's growth steps); in memory, one chunk per `snapshot_chunk` call and nothing per
+//!   snapshot in the writer. Completing a snapshot deletes the previous one in the same
+//!   commit, which reads (through the page cache) the pages it frees: that commit takes
+//!   longer for a large snapshot.
 //!
 //! ## Not done yet
 //!
@@ -190,7 +249,8 @@
 //!   machine snapshot, which the core cannot take or restore yet (a node refuses to start on
 //!   a compacted group: `StartError::CompactedLog`). Until then a node's logs grow until its
 //!   groups are removed. Freed pages are reused; the file never shrinks.
-//! - Snapshot data is not stored, for the same reason.
+//! - Snapshots are stored (see [Snapshots](#snapshots)), but the core does not send,
+//!   receive or restore them yet.
 #![forbid(unsafe_code)]
 
 mod checkpoint;
@@ -198,6 +258,7 @@ mod codec;
 mod format;
 mod read;
 mod runs;
+mod snapshots;
 mod storage;
 mod tail;
 mod writer;

@@ -12,6 +12,7 @@ use crate::codec::{
     corrupt, decode_batch, decode_meta, decode_run, redb_error,
 };
 use crate::runs;
+use crate::snapshots;
 use crate::tail::{TAIL_GROUP_BYTES, Tail, TailGroup};
 
 /// The group's checkpointed metadata row, if any.
@@ -53,7 +54,7 @@ pub(crate) fn read_tail(
         tail.next_seq = tail.next_seq.max(seq + 1);
         tail.records.push_back((seq, value.value().len()));
         tail.bytes += value.value().len();
-        for write in decode_batch(seq, value.value())? {
+        for (write, reset) in decode_batch(seq, value.value())? {
             if only.is_some_and(|g| g != write.group) {
                 continue;
             }
@@ -80,11 +81,12 @@ pub(crate) fn read_tail(
             };
             // Validated before it was committed; checked again so that a record damaged
             // behind redb's checksums is `Corrupt`, not a panic.
-            let (last, compacted) = group.bounds();
+            let term = &mut |index| runs::term_at(&log, g, index);
+            let (last, compacted) = group.bounds_after(reset);
             write.validate(last, compacted).map_err(|e| {
                 StorageError::Corrupt(format!("write-ahead record {seq} does not apply: {e}"))
             })?;
-            group.apply(write, &mut |index| runs::term_at(&log, g, index))?;
+            group.apply(write, reset, term)?;
         }
     }
     Ok(tail)
@@ -135,6 +137,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
     if loaded.len() > before {
         loaded.sort_unstable_by_key(|l| l.group);
     }
+    snapshots::attach(&read, &mut loaded)?;
     Ok(loaded)
 }
 
@@ -288,20 +291,8 @@ pub(crate) fn read_term(
 ) -> Result<Option<u64>, StorageError> {
     let read = db.begin_read().map_err(redb_error)?;
     let state = read_group(&read, group)?;
-    let Some(meta) = &state.meta else {
-        return Ok(None);
-    };
-    if meta.compacted_index > 0 && index <= meta.compacted_index {
-        return Ok((index == meta.compacted_index).then_some(meta.compacted_term));
-    }
-    if let Some(entry) = state.run.iter().find(|e| e.index == index) {
-        return Ok(Some(entry.term));
-    }
-    if !state.table_row_live(index) {
-        return Ok(None);
-    }
     let log = read.open_table(LOG_TABLE).map_err(redb_error)?;
-    runs::term_at(&log, group.0, index)
+    state.term_of(index, &mut |index| runs::term_at(&log, group.0, index))
 }
 
 /// The group's metadata row, if it has one.

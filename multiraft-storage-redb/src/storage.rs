@@ -8,13 +8,16 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use multiraft_core::{Entry, GroupId, LoadedGroup, Storage, StorageError, WriteBatch};
+use multiraft_core::{
+    Entry, GroupId, LoadedGroup, SnapshotChunk, Storage, StorageError, WriteBatch,
+};
 use redb::{Database, ReadableDatabase, StorageBackend};
 use tokio::sync::oneshot;
 
 use crate::codec::redb_error;
 use crate::format::{check_format, create_file};
 use crate::read::{load_all, read_entries, read_tail, read_term};
+use crate::snapshots::{drop_incoming, read_chunk};
 use crate::writer::{Job, Writer, writer_loop};
 
 /// How to open a [`RedbStorage`].
@@ -156,6 +159,9 @@ impl RedbStorage {
     /// appended — then renamed into place and the directory synced. A crash during creation
     /// leaves no file at `path` (redb's own in-place creation can leave a file it refuses to
     /// open); a stale temporary file is replaced at the next open.
+    ///
+    /// Snapshots still incoming (a transfer the last run did not complete) are deleted at
+    /// open, in one durable transaction when there are any: see the crate docs' "Snapshots".
     pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<RedbStorage, StorageError> {
         let path = path.as_ref();
         if !path.try_exists()? {
@@ -180,6 +186,7 @@ impl RedbStorage {
 
     fn start(db: Database, options: &RedbOptions) -> Result<RedbStorage, StorageError> {
         check_format(&db)?;
+        drop_incoming(&db)?;
         let tail = read_tail(&db.begin_read().map_err(redb_error)?, None)?;
         let checkpoint_bytes = options.checkpoint_bytes;
         let db = Arc::new(db);
@@ -285,5 +292,14 @@ impl Storage for RedbStorage {
 
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
         self.read(move |db| read_term(db, group, index)).await
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        group: GroupId,
+        index: u64,
+        seq: u32,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        self.read(move |db| read_chunk(db, group, index, seq)).await
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 
 use multiraft_core::{Entry, GroupWrite, StorageError};
 
-use crate::codec::{GroupMeta, corrupt};
+use crate::codec::{GroupMeta, Reset, corrupt};
 
 /// The write-ahead records not yet checkpointed, applied per group.
 #[derive(Default)]
@@ -44,6 +44,9 @@ impl Tail {
 /// slot): so that a tail of many groups with tiny writes is checkpointed too.
 pub(crate) const TAIL_GROUP_BYTES: usize = 256;
 
+/// Reads the term of a live table row of the group (see [`TailGroup::apply`]).
+pub(crate) type TableTerm<'a> = dyn FnMut(u64) -> Result<Option<u64>, StorageError> + 'a;
+
 /// One group's state after the write-ahead records, over its checkpointed rows.
 ///
 /// The group's log is: its table rows with index in `(meta.compacted_index, table_live_to]`
@@ -53,7 +56,8 @@ pub(crate) struct TailGroup {
     /// The group's metadata now; `None` while it does not exist (never written, or removed
     /// and not written since).
     pub(crate) meta: Option<GroupMeta>,
-    /// The group was removed since its last checkpoint: none of its table rows is live.
+    /// The group was removed, or its log reset by a snapshot, since its last checkpoint:
+    /// none of its table rows is live.
     pub(crate) cleared: bool,
     /// Table log rows above this index are dead: replaced by `run` or truncated.
     pub(crate) table_live_to: u64,
@@ -94,12 +98,57 @@ impl TailGroup {
             .map_or((0, 0), |m| (m.last_index, m.compacted_index))
     }
 
-    /// Applies one validated record, taking its entries (no copy). `table_term` reads the
-    /// term of a live table row; it is called only for a compaction to an index below `run`.
+    /// The term of entry `index` of the log now, the compaction mark's included (what
+    /// `Storage::term` reports). `table_term` reads the term of a live table row.
+    pub(crate) fn term_of(
+        &self,
+        index: u64,
+        table_term: &mut TableTerm<'_>,
+    ) -> Result<Option<u64>, StorageError> {
+        let Some(meta) = &self.meta else {
+            return Ok(None);
+        };
+        if index == 0 || index > meta.last_index {
+            return Ok(None);
+        }
+        if index <= meta.compacted_index {
+            return Ok((index == meta.compacted_index).then_some(meta.compacted_term));
+        }
+        if index == meta.last_index {
+            return Ok(Some(meta.last_term));
+        }
+        if let Some(start) = self.run.first().map(|e| e.index)
+            && index >= start
+        {
+            return Ok(usize::try_from(index - start)
+                .ok()
+                .and_then(|i| self.run.get(i))
+                .map(|e| e.term));
+        }
+        if self.table_row_live(index) {
+            return table_term(index);
+        }
+        Ok(None)
+    }
+
+    /// [`bounds`](TailGroup::bounds) after a record's log reset, if it has one: what
+    /// [`GroupWrite::validate`] checks the record against.
+    pub(crate) fn bounds_after(&self, reset: Reset) -> (u64, u64) {
+        match reset {
+            Some((index, _)) => (index, index),
+            None => self.bounds(),
+        }
+    }
+
+    /// Applies one validated record, taking its entries (no copy). `reset` is its log
+    /// reset, if any: every entry is dropped and the log compacted to it, before the
+    /// record's entries. `table_term` reads the term of a live table row; it is called only
+    /// for a compaction to an index below `run`.
     pub(crate) fn apply(
         &mut self,
         write: GroupWrite,
-        table_term: &mut dyn FnMut(u64) -> Result<Option<u64>, StorageError>,
+        reset: Reset,
+        table_term: &mut TableTerm<'_>,
     ) -> Result<(), StorageError> {
         if write.remove {
             self.meta = None;
@@ -114,6 +163,13 @@ impl TailGroup {
         }
         if let Some(hard_state) = write.hard_state {
             meta.hard_state = hard_state;
+        }
+        if let Some(mark) = reset {
+            (meta.last_index, meta.last_term) = mark;
+            (meta.compacted_index, meta.compacted_term) = mark;
+            self.cleared = true;
+            self.table_live_to = 0;
+            self.run.clear();
         }
         if let (Some(first), Some(last)) = (write.entries.first(), write.entries.last()) {
             let (first, last) = (first.index, (last.index, last.term));

@@ -9,9 +9,13 @@ use multiraft_core::{StorageError, WriteBatch};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::codec::{GROUPS_TABLE, LOG_TABLE, WAL_TABLE, corrupt, encode_batch, redb_error};
+use crate::codec::{
+    CHUNKS_TABLE, GROUPS_TABLE, LOG_TABLE, SNAPSHOTS_TABLE, WAL_TABLE, corrupt, reset_of,
+    encode_batch, redb_error,
+};
 use crate::read::table_meta;
 use crate::runs;
+use crate::snapshots;
 use crate::storage::Shared;
 use crate::tail::{TAIL_GROUP_BYTES, Tail, TailGroup};
 
@@ -122,27 +126,35 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Validates `batch`, then stores it in `txn`: its snapshot chunks in the snapshot
+    /// tables, the rest as one write-ahead record, applied to the tail.
     fn append(&mut self, txn: &WriteTransaction, batch: WriteBatch) -> Result<(), Failure> {
         batch.validate_groups_distinct().map_err(Failure::Invalid)?;
         let groups = txn.open_table(GROUPS_TABLE)?;
         let log = txn.open_table(LOG_TABLE)?;
+        let mut snapshot_rows = txn.open_table(SNAPSHOTS_TABLE)?;
+        let mut chunks = txn.open_table(CHUNKS_TABLE)?;
 
         // Validate everything before changing anything. Groups not in the tail yet are read
         // from the tables once, here.
         let mut bases = Vec::with_capacity(batch.groups.len());
         for write in &batch.groups {
             let g = write.group.0;
-            let (bounds, base) = match self.tail.groups.get(&g) {
-                Some(group) => (group.bounds(), None),
+            let in_tail = self.tail.groups.get(&g);
+            let base = match in_tail {
+                Some(_) => None,
                 None => {
                     let meta = table_meta(&groups, g).map_err(Failure::Fatal)?;
-                    let base = TailGroup::over(meta, self.tail.next_seq);
-                    (base.bounds(), Some(base))
+                    Some(TailGroup::over(meta, self.tail.next_seq))
                 }
             };
-            write
-                .validate(bounds.0, bounds.1)
-                .map_err(Failure::Invalid)?;
+            let group = base
+                .as_ref()
+                .or(in_tail)
+                .ok_or_else(|| Failure::Fatal(corrupt(write.group, "left the tail")))?;
+            snapshots::check_chunks(&snapshot_rows, write)?;
+            let (last, compacted) = group.bounds_after(reset_of(write));
+            write.validate(last, compacted).map_err(Failure::Invalid)?;
             bases.push(base);
         }
 
@@ -161,8 +173,10 @@ impl Writer<'_> {
                     .get_mut(&g)
                     .ok_or_else(|| Failure::Fatal(corrupt(write.group, "left the tail")))?,
             };
+            snapshots::store(&mut snapshot_rows, &mut chunks, &write).map_err(Failure::Fatal)?;
+            let reset = reset_of(&write);
             group
-                .apply(write, &mut |index| runs::term_at(&log, g, index))
+                .apply(write, reset, &mut |index| runs::term_at(&log, g, index))
                 .map_err(Failure::Fatal)?;
         }
         let mut wal = txn.open_table(WAL_TABLE)?;

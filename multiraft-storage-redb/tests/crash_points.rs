@@ -8,6 +8,10 @@
 //!   writes: the `Storage` contract, docs/design.md §3.1 rule 1);
 //! - no batch is partially present: the state equals the model after exactly the
 //!   acknowledged batches, or after those plus the one in flight (atomicity);
+//! - every complete snapshot `load` reports has all of its chunks, with their data, and no
+//!   more: the workload sends snapshot chunks over several batches, completing snapshots
+//!   the log holds and snapshots that reset it, so a crash lands while a snapshot is
+//!   incoming, as it completes, and as an old one's data is deleted;
 //! - no group's term goes backwards, and its vote in a term never changes (Raft Figure 2:
 //!   `currentTerm`/`votedFor` are persistent state);
 //! - the recovered database accepts new writes.
@@ -22,7 +26,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{FaultDisk, Rng, entry, random_batch};
+use common::{FaultDisk, Rng, Transfers, entry, random_batch, snapshot_chunks};
 use multiraft_core::{GroupId, GroupWrite, LoadedGroup, Storage, StorageError, WriteBatch};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemStorage;
@@ -106,6 +110,7 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let (mut chunk_records, mut completions) = (0u64, 0u64);
     rt.block_on(async {
         // Checkpoints every dozen batches or so: crash points fall in checkpoints too.
         let options = RedbOptions::default().with_checkpoint_bytes(CHECKPOINT_BYTES);
@@ -113,9 +118,14 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
         expect.lock().unwrap().creating = false;
         let model = MemStorage::new();
         let mut rng = Rng::new(seed());
+        let mut transfers = Transfers::default();
         for i in 0..batches {
             let state = model.load().await.unwrap();
-            let batch = random_batch(&mut rng, &state, GROUPS, false);
+            let batch = random_batch(&mut rng, &state, GROUPS, false, &mut transfers);
+            for w in &batch.groups {
+                chunk_records += u64::from(!w.snapshot.is_empty());
+                completions += u64::from(w.completed_snapshot().is_some());
+            }
             model.write(batch.clone()).await.unwrap();
             expect.lock().unwrap().in_flight = model.load().await.unwrap();
             storage
@@ -147,7 +157,9 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
                     .unwrap();
             }
         }
-        assert_eq!(storage.load().await.unwrap(), model.load().await.unwrap());
+        let loaded = storage.load().await.unwrap();
+        assert_eq!(loaded, model.load().await.unwrap());
+        check_snapshot_data(&storage, &loaded).await;
     });
     // The storage is closed (its clean-shutdown syncs were checked too); the hook holds the
     // last sender.
@@ -161,9 +173,11 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
         creation_refused,
     } = verifier.join().expect("verifier panicked");
     eprintln!(
-        "{batches} batches: {points} sync points after creation and {between} points between \
-         writes, {images} crash images verified; plus {creation_points} sync points during \
-         creation ({creation_refused} images refused as not a database); in {:?}",
+        "{batches} batches ({chunk_records} group writes with snapshot chunks, \
+         {completions} completing a snapshot): {points} sync points after creation and \
+         {between} points between writes, {images} crash images verified; plus \
+         {creation_points} sync points during creation ({creation_refused} images refused as \
+         not a database); in {:?}",
         started.elapsed()
     );
     assert_eq!(
@@ -174,6 +188,42 @@ fn a_crash_at_every_sync_point_recovers_exactly_the_acknowledged_batches() {
     assert_eq!(between, batches / 50);
     if batches >= 1_100 {
         assert!(points >= 1_000, "only {points} crash points");
+        assert!(
+            completions >= 40 && chunk_records >= completions + 20,
+            "the workload sent too few snapshots: {chunk_records} records with chunks, \
+             {completions} completions"
+        );
+    }
+}
+
+/// Every complete snapshot in `loaded` has exactly the chunks the workload sent for it.
+async fn check_snapshot_data(storage: &RedbStorage, loaded: &[LoadedGroup]) {
+    for l in loaded {
+        let Some(meta) = &l.snapshot else { continue };
+        let chunks = snapshot_chunks(l.group.0, meta);
+        for c in &chunks {
+            let read = storage.snapshot_chunk(l.group, meta.index, c.seq).await;
+            assert_eq!(
+                read.unwrap_or_else(|e| panic!("snapshot_chunk fails: {e}"))
+                    .as_ref(),
+                Some(c),
+                "{}: chunk {} of the snapshot at {}",
+                l.group.0,
+                c.seq,
+                meta.index
+            );
+        }
+        let past = chunks.len() as u32;
+        assert_eq!(
+            storage
+                .snapshot_chunk(l.group, meta.index, past)
+                .await
+                .unwrap(),
+            None,
+            "{}: a chunk past the snapshot at {}",
+            l.group.0,
+            meta.index
+        );
     }
 }
 
@@ -283,6 +333,7 @@ async fn verify(image: Vec<u8>, acked: &[LoadedGroup], in_flight: &[LoadedGroup]
             in_flight.len()
         );
     }
+    check_snapshot_data(&storage, &loaded).await;
     // Still writable after recovery.
     let g = GroupId(GROUPS + 1);
     storage

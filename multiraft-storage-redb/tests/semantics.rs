@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{FaultDisk, Rng, TempDir, entry, random_batch};
+use common::{FaultDisk, Rng, TempDir, Transfers, entry, random_batch};
 use multiraft_core::{Entry, GroupId, GroupWrite, HardState, Membership, Storage, StorageError};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemStorage;
@@ -425,8 +425,15 @@ async fn matches_mem_storage(options: RedbOptions) {
     let mut redb = RedbStorage::open(&path, options.clone()).unwrap();
     let mem = MemStorage::new();
     let mut rng = Rng::new(0x5eed);
+    let mut transfers = Transfers::default();
     for step in 0..400u64 {
-        let b = random_batch(&mut rng, &mem.load().await.unwrap(), 12, true);
+        let b = random_batch(
+            &mut rng,
+            &mem.load().await.unwrap(),
+            12,
+            true,
+            &mut transfers,
+        );
         let expected = mem.write(b.clone()).await;
         let got = redb.write(b.clone()).await;
         assert_eq!(
@@ -440,6 +447,8 @@ async fn matches_mem_storage(options: RedbOptions) {
         if step % 50 == 49 {
             drop(redb);
             redb = RedbStorage::open(&path, options.clone()).unwrap();
+            // Both drop incoming snapshots at a start.
+            mem.reopen();
         }
         assert_eq!(
             redb.load().await.unwrap(),
@@ -458,6 +467,19 @@ async fn matches_mem_storage(options: RedbOptions) {
             redb.term(g, i).await.unwrap(),
             mem.term(g, i).await.unwrap(),
             "step {step}, term({g}, {i}), {options:?}"
+        );
+        // A chunk of the group's snapshot, or past its end, or at another index.
+        let loaded = mem.load().await.unwrap();
+        let at = loaded
+            .iter()
+            .find(|l| l.group == g)
+            .and_then(|l| l.snapshot.as_ref())
+            .map_or(i, |m| m.index + u64::from(rng.chance(10)));
+        let seq = rng.below(5) as u32;
+        assert_eq!(
+            redb.snapshot_chunk(g, at, seq).await.unwrap(),
+            mem.snapshot_chunk(g, at, seq).await.unwrap(),
+            "step {step}, snapshot_chunk({g}, {at}, {seq}), {options:?}"
         );
     }
 }

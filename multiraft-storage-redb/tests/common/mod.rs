@@ -3,15 +3,17 @@
 //! fsync).
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use multiraft_core::{
-    Bytes, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Payload,
-    ProposalId, WriteBatch,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Payload,
+    ProposalId, SnapshotChunk, SnapshotMeta, WriteBatch,
 };
 use multiraft_storage_redb::redb::StorageBackend;
+use multiraft_testkit::conformance::snapshot_meta;
 use multiraft_testkit::sim::SimRng;
 
 /// A directory under `std::env::temp_dir()` with a unique name, removed on drop.
@@ -349,16 +351,122 @@ impl StorageBackend for FaultBackend {
     }
 }
 
+/// Every chunk of group `group`'s snapshot `meta`: a function of the group and the
+/// snapshot's index and term alone, so that a test can check a snapshot's data knowing only
+/// its metadata. One to four chunks, mostly of tens of bytes, some of several pages.
+pub fn snapshot_chunks(group: u64, meta: &SnapshotMeta) -> Vec<SnapshotChunk> {
+    let seed = group.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ meta.index.rotate_left(24) ^ meta.term;
+    let mut rng = Rng::new(seed);
+    let count = rng.below(4) as u32 + 1;
+    (0..count)
+        .map(|seq| {
+            let len = if rng.chance(15) {
+                rng.below(12_000)
+            } else {
+                rng.below(80)
+            };
+            let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            SnapshotChunk {
+                meta: meta.clone(),
+                seq,
+                data: Bytes::from(data),
+                last: seq + 1 == count,
+            }
+        })
+        .collect()
+}
+
+/// The snapshots [`random_batch`] started and did not complete: per group, the snapshot and
+/// how many of its chunks were sent. Updated as if every batch were accepted: after a
+/// refused batch (or a restart, which drops incoming snapshots) a continuation is refused
+/// too, which a differential test compares like anything else.
+#[derive(Debug, Default)]
+pub struct Transfers(HashMap<u64, (SnapshotMeta, usize)>);
+
+/// The term of `group`'s entry `index` in `current`, the compaction mark's included.
+fn term_at(current: Option<&LoadedGroup>, index: u64) -> Option<u64> {
+    let current = current?;
+    let compacted = current.compacted.unwrap_or_default();
+    if index > 0 && index == compacted.index {
+        return Some(compacted.term);
+    }
+    let position = index.checked_sub(compacted.index + 1)?;
+    current.entries.get(position as usize).map(|e| e.term)
+}
+
+/// Adds snapshot chunks to `w` (a record of `g`): a new snapshot or more of one `transfers`
+/// holds, completed or not. A new snapshot's last entry is one the log holds, or not (past
+/// its end, or at an entry of another term). Returns the log's last and compacted index
+/// after the record's snapshot step.
+fn random_chunks(
+    rng: &mut Rng,
+    w: &mut GroupWrite,
+    current: Option<&LoadedGroup>,
+    (last, compacted): (u64, u64),
+    transfers: &mut Transfers,
+    invalid: bool,
+) -> (u64, u64) {
+    let g = w.group.0;
+    let term = current.map_or(0, |c| c.hard_state.term).max(1);
+    let (meta, from) = match transfers.0.get(&g) {
+        Some((meta, sent)) if rng.chance(75) => (meta.clone(), *sent),
+        _ => {
+            // The log's entries and its compaction mark: indexes `low..=last`.
+            let low = compacted.max(1);
+            let held = last >= low && rng.chance(50);
+            let index = if held || (last >= low && rng.chance(40)) {
+                low + rng.below(last - low + 1)
+            } else {
+                last + rng.below(5) + 1
+            };
+            let held_term = term_at(current, index);
+            let term = match held_term {
+                Some(t) if held => t,
+                Some(t) => t + 1,
+                None => term,
+            };
+            (snapshot_meta(index, term), 0)
+        }
+    };
+    let all = snapshot_chunks(g, &meta);
+    let to = from + 1 + rng.below((all.len() - from) as u64) as usize;
+    w.snapshot = all[from..to].to_vec();
+    if invalid && from > 0 && rng.chance(10) {
+        // A chunk skipped.
+        for c in &mut w.snapshot {
+            c.seq += 1;
+        }
+    }
+    if to < all.len() {
+        transfers.0.insert(g, (meta, to));
+        return (last, compacted);
+    }
+    transfers.0.remove(&g);
+    // As the node does: a snapshot the log lacks comes with a log reset.
+    if term_at(current, meta.index) == Some(meta.term) {
+        (last, compacted)
+    } else {
+        w.log_reset = Some(Compacted {
+            index: meta.index,
+            term: meta.term,
+        });
+        (meta.index, meta.index)
+    }
+}
+
 /// A random batch for up to `groups` groups given the current state (as `load` returns it):
 /// appends, conflict truncations, hard states (term never decreasing), memberships, removals,
-/// compactions.
+/// compactions, snapshot chunks (started, continued and completed across batches, with
+/// `transfers` to remember which, completing snapshots the log holds and snapshots that reset
+/// it).
 /// With `invalid`, about one in ten breaks the contract (hole, index 0, group twice, remove
-/// with fields).
+/// with fields, a snapshot chunk skipped).
 pub fn random_batch(
     rng: &mut Rng,
     state: &[LoadedGroup],
     groups: u64,
     invalid: bool,
+    transfers: &mut Transfers,
 ) -> WriteBatch {
     let mut writes = Vec::new();
     let n = rng.below(4) + 1;
@@ -377,6 +485,7 @@ pub fn random_batch(
         let term = current.map_or(0, |c| c.hard_state.term);
         if rng.chance(4) {
             writes.push(GroupWrite::new(group).removing());
+            transfers.0.remove(&g);
             continue;
         }
         let mut w = GroupWrite::new(group);
@@ -391,6 +500,11 @@ pub fn random_batch(
                 commit: last / 2,
             });
         }
+        let (last, compacted) = if rng.chance(12) {
+            random_chunks(rng, &mut w, current, (last, compacted), transfers, invalid)
+        } else {
+            (last, compacted)
+        };
         if rng.chance(70) {
             let first = if last > compacted && rng.chance(25) {
                 compacted + rng.below(last - compacted) + 1

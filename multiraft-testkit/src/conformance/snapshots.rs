@@ -1,7 +1,8 @@
 //! The suite's snapshot properties ([`GroupWrite::snapshot`], [`LoadedGroup::snapshot`],
 //! [`Storage::snapshot_chunk`]): chunks stored across batches, a completed snapshot
-//! replacing the previous one and making the log consistent with it, incoming snapshots
-//! never loaded, refused chunks changing nothing, removal, compaction and restarts.
+//! replacing the previous one and leaving the log alone, a log reset
+//! ([`GroupWrite::log_reset`]), incoming snapshots never loaded, refused chunks changing
+//! nothing, removal, compaction and restarts.
 
 use std::ops::Range;
 
@@ -17,12 +18,17 @@ use super::{
 
 const G3: GroupId = GroupId(3);
 
+/// A log reset to (`index`, `term`).
+fn mark(index: u64, term: u64) -> Compacted {
+    Compacted { index, term }
+}
+
 /// Runs every snapshot property, each on a fresh storage.
 pub(super) async fn check_all<S: Subject>(subject: &mut S) {
     chunks_over_several_batches_complete_a_snapshot(subject).await;
     a_newer_snapshot_replaces_the_old(subject).await;
-    a_snapshot_the_log_holds_keeps_the_log(subject).await;
-    a_snapshot_the_log_lacks_resets_the_log(subject).await;
+    completing_a_snapshot_leaves_the_log_alone(subject).await;
+    a_log_reset_replaces_the_log(subject).await;
     chunks_that_do_not_continue_are_refused_whole(subject.fresh()).await;
     chunk_zero_starts_the_incoming_snapshot_again(subject.fresh()).await;
     an_incomplete_snapshot_is_never_loaded(subject).await;
@@ -229,10 +235,10 @@ async fn a_newer_snapshot_replaces_the_old<S: Subject>(subject: &mut S) {
     }
 }
 
-/// Completing a snapshot whose last entry the log holds (index and term; the compaction mark
-/// counts) keeps the log as it is, in the same record as an append after it too.
-async fn a_snapshot_the_log_holds_keeps_the_log<S: Subject>(subject: &mut S) {
-    const P: &str = "a_snapshot_the_log_holds_keeps_the_log";
+/// Completing a snapshot keeps the log as it is — whether the log holds the snapshot's last
+/// entry or not — in the same record as an append after it too.
+async fn completing_a_snapshot_leaves_the_log_alone<S: Subject>(subject: &mut S) {
+    const P: &str = "completing_a_snapshot_leaves_the_log_alone";
     let s = subject.fresh();
     let mut first = append(G1, entries(1, 6, 1));
     first.entries.extend(entries(7, 10, 2));
@@ -253,6 +259,15 @@ async fn a_snapshot_the_log_holds_keeps_the_log<S: Subject>(subject: &mut S) {
     assert_eq!(terms(&group_of(&load(&s, P).await, G1, P)), log, "{P}");
     check_snapshot(&s, G1, &m2, 2, P).await;
 
+    // A snapshot of another term at 10, or beyond the end: the log stays all the same.
+    for m in [snapshot_meta(10, 5), snapshot_meta(30, 5)] {
+        write(&s, batch(vec![chunks(G1, &m, 0..1, true)]), P).await;
+        assert_eq!(terms(&group_of(&load(&s, P).await, G1, P)), log, "{P}");
+        check_snapshot(&s, G1, &m, 1, P).await;
+    }
+    let m2 = snapshot_meta(9, 2);
+    write(&s, batch(vec![chunks(G1, &m2, 0..2, true)]), P).await;
+
     write(&s, batch(vec![compact(G1, 10)]), P).await;
     let m3 = snapshot_meta(10, 2);
     write(&s, batch(vec![chunks(G1, &m3, 0..1, true)]), P).await;
@@ -268,12 +283,12 @@ async fn a_snapshot_the_log_holds_keeps_the_log<S: Subject>(subject: &mut S) {
     check_snapshot(&s, G1, &m3, 1, P).await;
 }
 
-/// Completing a snapshot whose last entry the log does not hold (beyond its end, or of
-/// another term) deletes every entry and compacts the log to the snapshot: the next append
-/// is at its index + 1, lower ones are refused. The log step comes before the record's
-/// entries, and a refused record completes nothing.
-async fn a_snapshot_the_log_lacks_resets_the_log<S: Subject>(subject: &mut S) {
-    const P: &str = "a_snapshot_the_log_lacks_resets_the_log";
+/// A log reset (with the last chunk of a snapshot the log lacks, as the node sends it)
+/// deletes every entry and compacts the log to the reset's entry: the next append is at its
+/// index + 1, lower ones are refused. The reset comes before the record's entries, and a
+/// refused record completes nothing.
+async fn a_log_reset_replaces_the_log<S: Subject>(subject: &mut S) {
+    const P: &str = "a_log_reset_replaces_the_log";
     let s = subject.fresh();
     write(
         &s,
@@ -286,7 +301,8 @@ async fn a_snapshot_the_log_lacks_resets_the_log<S: Subject>(subject: &mut S) {
     .await;
     let m = snapshot_meta(8, 3);
     write(&s, batch(vec![chunks(G1, &m, 0..1, false)]), P).await;
-    write(&s, batch(vec![chunks(G1, &m, 1..2, true)]), P).await;
+    let last = chunks(G1, &m, 1..2, true).with_log_reset(mark(8, 3));
+    write(&s, batch(vec![last]), P).await;
     let loaded = load(&s, P).await;
     let g1 = group_of(&loaded, G1, P);
     assert!(g1.entries.is_empty(), "{P}: every entry is deleted");
@@ -321,42 +337,61 @@ async fn a_snapshot_the_log_lacks_resets_the_log<S: Subject>(subject: &mut S) {
         assert!(refused.is_err(), "{P}: an append {what} was accepted");
         assert_eq!(load(&s, P).await, before, "{P}: an append {what}");
     }
-    write(&s, batch(vec![append(G1, entries(9, 10, 3))]), P).await;
+    write(&s, batch(vec![append(G1, entries(9, 12, 3))]), P).await;
     assert_eq!(
         terms(&group_of(&load(&s, P).await, G1, P)),
-        [(9, 3), (10, 3)],
+        [(9, 3), (10, 3), (11, 3), (12, 3)],
         "{P}: the append at index + 1"
     );
 
-    // 9 is held, of term 3: a snapshot at 9 of term 4 conflicts; the entries after it go
-    // too, and the record's own entries follow the snapshot.
-    let m2 = snapshot_meta(9, 4);
-    let w = chunks(G1, &m2, 0..1, true).with_entries(entries(10, 11, 4));
+    // 10 is held, of term 3: a snapshot at 10 of term 4 conflicts; the entries after it go
+    // too.
+    let m2 = snapshot_meta(10, 4);
+    let w = chunks(G1, &m2, 0..1, true).with_log_reset(mark(10, 4));
+    write(&s, batch(vec![w]), P).await;
+    let g1 = group_of(&load(&s, P).await, G1, P);
+    assert_eq!(g1.compacted, Some(Compacted { index: 10, term: 4 }), "{P}");
+    assert!(g1.entries.is_empty(), "{P}: after the conflict: {g1:?}");
+    assert_eq!(
+        read_term(&s, G1, 11, P).await,
+        None,
+        "{P}: after the conflict"
+    );
+    assert!(read_entries(&s, G1, 11, 20, P).await.is_empty(), "{P}");
+    check_snapshot(&s, G1, &m2, 1, P).await;
+
+    // The record's own entries follow its snapshot step.
+    let m3 = snapshot_meta(15, 4);
+    let w = chunks(G1, &m3, 0..2, true)
+        .with_log_reset(mark(15, 4))
+        .with_entries(entries(16, 17, 4));
     write(&s, batch(vec![w]), P).await;
     let check = |loaded: Vec<LoadedGroup>| {
         let g1 = group_of(&loaded, G1, P);
-        assert_eq!(g1.compacted, Some(Compacted { index: 9, term: 4 }), "{P}");
-        assert_eq!(terms(&g1), [(10, 4), (11, 4)], "{P}: after the conflict");
-        assert_eq!(g1.snapshot, Some(m2.clone()), "{P}");
+        assert_eq!(g1.compacted, Some(Compacted { index: 15, term: 4 }), "{P}");
+        assert_eq!(terms(&g1), [(16, 4), (17, 4)], "{P}: after the reset");
+        assert_eq!(g1.snapshot, Some(m3.clone()), "{P}");
     };
     check(load(&s, P).await);
 
     // Entries continuing the old log in the record that resets it leave a hole: refused,
     // the snapshot with them.
     let before = load(&s, P).await;
-    let m3 = snapshot_meta(20, 4);
-    let w = chunks(G1, &m3, 0..1, true).with_entries(entries(12, 12, 4));
+    let m4 = snapshot_meta(20, 4);
+    let w = chunks(G1, &m4, 0..1, true)
+        .with_log_reset(mark(20, 4))
+        .with_entries(entries(18, 18, 4));
     assert!(
         s.write(batch(vec![w])).await.is_err(),
         "{P}: a hole after a reset"
     );
     assert_eq!(load(&s, P).await, before, "{P}: the refused record");
     assert_eq!(read_chunk(&s, G1, 20, 0, P).await, None, "{P}");
-    check_snapshot(&s, G1, &m2, 1, P).await;
+    check_snapshot(&s, G1, &m3, 2, P).await;
     let s = subject.reopen(s);
     check(load(&s, P).await);
-    write(&s, batch(vec![append(G1, entries(12, 12, 4))]), P).await;
-    assert_eq!(read_term(&s, G1, 12, P).await, Some(4), "{P}");
+    write(&s, batch(vec![append(G1, entries(18, 18, 4))]), P).await;
+    assert_eq!(read_term(&s, G1, 18, P).await, Some(4), "{P}");
 }
 
 /// A chunk that does not continue the incoming snapshot (skipping or repeating a chunk, of
@@ -606,7 +641,8 @@ async fn compaction_after_a_snapshot<S: Subject>(subject: &mut S) {
     check_snapshot(&s, G1, &m, 2, P).await;
 
     let m2 = snapshot_meta(20, 2);
-    write(&s, batch(vec![chunks(G1, &m2, 0..2, true)]), P).await;
+    let w = chunks(G1, &m2, 0..2, true).with_log_reset(mark(20, 2));
+    write(&s, batch(vec![w]), P).await;
     let before = load(&s, P).await;
     let g1 = group_of(&before, G1, P);
     assert_eq!(g1.compacted, Some(Compacted { index: 20, term: 2 }), "{P}");
