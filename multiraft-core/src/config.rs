@@ -202,7 +202,10 @@ impl Config {
         let positive: [(&'static str, usize); 19] = [
             ("snapshot_entries", self.snapshot_entries as usize),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
-            ("snapshot_window_chunks", self.snapshot_window_chunks as usize),
+            (
+                "snapshot_window_chunks",
+                self.snapshot_window_chunks as usize,
+            ),
             ("max_snapshots_building", self.max_snapshots_building),
             ("max_snapshot_sends", self.max_snapshot_sends),
             ("max_snapshot_receives", self.max_snapshot_receives),

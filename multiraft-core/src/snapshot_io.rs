@@ -154,7 +154,12 @@ impl SnapshotIo {
 
     /// Starts restoring state machines once the write that installed their snapshot is
     /// durable. A machine that already holds the state durably is skipped.
-    pub(crate) fn restore(&mut self, restores: Vec<Restore>, machines: &mut Machines, node: &mut Node) {
+    pub(crate) fn restore(
+        &mut self,
+        restores: Vec<Restore>,
+        machines: &mut Machines,
+        node: &mut Node,
+    ) {
         for r in restores {
             let index = r.meta.index;
             if machines.covers(r.group, index) {
@@ -193,7 +198,9 @@ impl SnapshotIo {
                     self.restoring.remove(&group);
                     return Ok(());
                 };
-                machines.restore(group, &chunk).map_err(StopError::Restore)?;
+                machines
+                    .restore(group, &chunk)
+                    .map_err(StopError::Restore)?;
                 if chunk.last {
                     self.restoring.remove(&group);
                     node.restored(group, index);

@@ -78,14 +78,21 @@ async fn the_log_is_compacted_below_each_snapshot() {
     let bound = (SNAPSHOT_ENTRIES + LAG + 1) as usize;
     for i in 1..=3u64 {
         let s = c.node(i).status(GroupId(1)).await.unwrap().unwrap();
-        assert!(s.snapshot_index >= 200, "n{i}: snapshot at {}", s.snapshot_index);
+        assert!(
+            s.snapshot_index >= 200,
+            "n{i}: snapshot at {}",
+            s.snapshot_index
+        );
         assert!(
             (s.last_index - s.first_index + 1) as usize <= bound,
             "n{i}: {} entries held in memory",
             s.last_index - s.first_index + 1
         );
         let (first, held, snapshot) = stored(&c.storages[i as usize - 1], 1).await;
-        assert!(first > 1 && snapshot >= first - 1, "n{i}: compacted below its snapshot");
+        assert!(
+            first > 1 && snapshot >= first - 1,
+            "n{i}: compacted below its snapshot"
+        );
         assert!(held <= bound, "n{i}: {held} entries stored");
     }
     c.shutdown().await;

@@ -1,8 +1,8 @@
 //! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
 
 use multiraft_core::{
-    Compacted, Entry, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta, StorageError,
-    WriteBatch,
+    Compacted, Entry, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta,
+    StorageError, WriteBatch,
 };
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};

@@ -10,8 +10,8 @@ use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::codec::{
-    CHUNKS_TABLE, GROUPS_TABLE, LOG_TABLE, SNAPSHOTS_TABLE, WAL_TABLE, corrupt, reset_of,
-    encode_batch, redb_error,
+    CHUNKS_TABLE, GROUPS_TABLE, LOG_TABLE, SNAPSHOTS_TABLE, WAL_TABLE, corrupt, encode_batch,
+    redb_error, reset_of,
 };
 use crate::read::table_meta;
 use crate::runs;

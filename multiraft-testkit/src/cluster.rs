@@ -233,11 +233,13 @@ impl StateMachine for Recorder {
     /// How many commands this replica has applied, as `apply` answers.
     fn query(&self, _query: &Bytes) -> Bytes {
         let j = self.journal.lock();
-        let n = j.get(&(self.node, self.group)).map_or(0, |r| r.applied.len());
+        let n = j
+            .get(&(self.node, self.group))
+            .map_or(0, |r| r.applied.len());
         Bytes::from(n.to_string())
     }
 
-    /// The applied commands, [`COMMANDS_PER_CHUNK`] per chunk, each as its index, its
+    /// The applied commands, 32 per chunk, each as its index, its
     /// length and its bytes.
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
         let state = self.journal.applied(self.node, self.group);

@@ -37,6 +37,22 @@ impl Replica {
         }
     }
 
+    /// Node `peer` restarted (a new incarnation): as [`Replica::on_node_down`], and a
+    /// leader also forgets what the peer was known to hold, since its data may have been
+    /// wiped: it probes where the peer stands, and sends its snapshot if need be.
+    pub fn on_node_restarted(&mut self, peer: NodeId) {
+        self.on_node_down(peer);
+        if self.role == Role::Leader {
+            // What the peer held may be gone (its data was wiped): forget what it was known
+            // to match, and probe where it stands. Lowering a match never lowers the commit
+            // index, which only moves forward; it only holds the next commits to the others.
+            let next = self.log.last_index() + 1;
+            if let Some(pr) = self.progress.get_mut(&peer) {
+                pr.forget_match(next);
+            }
+        }
+    }
+
     /// Node `peer` is down (its liveness beats stopped). A group that depends on it reacts:
     /// - a follower whose leader ran there forgets that leader (leaving its lease, so it
     ///   grants votes) and wakes. One surviving voter per group, chosen by group id so that
@@ -49,13 +65,6 @@ impl Replica {
         if self.role == Role::Leader {
             if self.quiesced && self.membership.is_voter(peer) {
                 self.wake();
-            }
-            // What the peer held may be gone (its data was wiped): forget what it was known
-            // to match, and probe where it stands. Lowering a match never lowers the commit
-            // index, which only moves forward; it only holds the next commits to the others.
-            let next = self.log.last_index() + 1;
-            if let Some(pr) = self.progress.get_mut(&peer) {
-                pr.forget_match(next);
             }
             return;
         }

@@ -66,7 +66,9 @@ impl Replica {
         if self.snapshot.is_some_and(|s| s.0 >= meta.index) {
             return;
         }
-        let to = meta.index.saturating_sub(self.config.compaction_lag_entries);
+        let to = meta
+            .index
+            .saturating_sub(self.config.compaction_lag_entries);
         self.snapshot = Some((meta.index, meta.term));
         if self.log.compact(to) {
             let first = self.log.first_index();
@@ -148,9 +150,10 @@ impl Replica {
     /// that snapshot, a newer one replaced it). Sends it, if the transfer still wants it.
     pub fn chunk_read(&mut self, to: NodeId, index: u64, seq: u32, chunk: Option<SnapshotChunk>) {
         let term = self.term;
-        let Some(o) = self.outgoing(to).filter(|o| {
-            o.admitted && o.index == index && o.reading && seq + 1 == o.requested
-        }) else {
+        let Some(o) = self
+            .outgoing(to)
+            .filter(|o| o.admitted && o.index == index && o.reading && seq + 1 == o.requested)
+        else {
             return; // a read the transfer no longer waits for
         };
         o.reading = false;

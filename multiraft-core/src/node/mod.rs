@@ -314,8 +314,9 @@ impl Node {
                     .peers
                     .beat(from, &liveness, mine, self.ticks, lease_ticks)
                 {
-                    // Whatever the peer's earlier life led, it leads no more.
-                    self.nodes_down(&[from]);
+                    // Whatever the peer's earlier life led, it leads no more; what it held
+                    // may be gone.
+                    self.nodes_down(&[from], true);
                 }
                 let round = liveness.round;
                 for b in beats {
@@ -386,7 +387,7 @@ impl Node {
         }
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let down = self.peers.expire(self.ticks, timeout);
-        self.nodes_down(&down);
+        self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;
         for id in &self.active {
@@ -442,16 +443,21 @@ impl Node {
         }
     }
 
-    /// Peer nodes went down (or restarted, which ends their earlier life's leadership):
-    /// every group that depends on one reacts ([`Replica::on_node_down`]). Rare, so the one
-    /// time a scan of every group is worth it.
-    fn nodes_down(&mut self, down: &[NodeId]) {
+    /// Peer nodes went down, or `restarted` (which ends their earlier life's leadership and
+    /// perhaps their data): every group that depends on one reacts
+    /// ([`Replica::on_node_down`], [`Replica::on_node_restarted`]). Rare, so the one time a
+    /// scan of every group is worth it.
+    fn nodes_down(&mut self, down: &[NodeId], restarted: bool) {
         if down.is_empty() {
             return;
         }
         for (id, slot) in self.groups.iter_mut() {
             for peer in down {
-                slot.group.on_node_down(*peer);
+                if restarted {
+                    slot.group.on_node_restarted(*peer);
+                } else {
+                    slot.group.on_node_down(*peer);
+                }
             }
             if !slot.group.is_quiesced() {
                 self.active.insert(*id);

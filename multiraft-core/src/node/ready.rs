@@ -15,8 +15,8 @@ use crate::storage::{GroupWrite, WriteBatch};
 use super::outbox::Outbox;
 use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
 use super::{Node, Outcome, Resolution};
-use crate::snapshot::SnapshotMeta;
 use crate::error::TransferError;
+use crate::snapshot::SnapshotMeta;
 
 /// Something that happened on the node, for the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,12 +245,16 @@ impl Node {
             }
             ready
                 .chunk_reads
-                .extend(out.chunk_reads.into_iter().map(|(to, index, seq)| ChunkRead {
-                    group: id,
-                    to,
-                    index,
-                    seq,
-                }));
+                .extend(
+                    out.chunk_reads
+                        .into_iter()
+                        .map(|(to, index, seq)| ChunkRead {
+                            group: id,
+                            to,
+                            index,
+                            seq,
+                        }),
+                );
             if let Some(meta) = out.restore {
                 ready.restores.push(Restore { group: id, meta });
             }

@@ -247,7 +247,10 @@ impl Node {
     /// Puts the chunks of snapshots being built into `write`; returns the snapshots this
     /// write completes. A build whose group is gone, or now receives or restores a
     /// snapshot from its leader, is dropped.
-    pub(super) fn write_built_chunks(&mut self, write: &mut WriteBatch) -> Vec<(GroupId, SnapshotMeta)> {
+    pub(super) fn write_built_chunks(
+        &mut self,
+        write: &mut WriteBatch,
+    ) -> Vec<(GroupId, SnapshotMeta)> {
         let mut completed = Vec::new();
         for (group, chunk) in std::mem::take(&mut self.snapshots.chunks) {
             let live = self.groups.get(&group).is_some_and(|slot| {

@@ -101,4 +101,3 @@ where
         .await
         .expect("condition not reached in time")
 }
-

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use multiraft_core::{
-    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId, Payload,
-    ProposalId, SnapshotChunk, SnapshotMeta, WriteBatch,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId,
+    Payload, ProposalId, SnapshotChunk, SnapshotMeta, WriteBatch,
 };
 use multiraft_storage_redb::redb::StorageBackend;
 use multiraft_testkit::conformance::snapshot_meta;

@@ -49,7 +49,12 @@ pub(crate) fn term_at(img: &LoadedGroup, index: u64) -> Option<u64> {
 
 impl Disk {
     /// Chunk `seq` of `group`'s complete snapshot, if it is the one at `index`.
-    pub(crate) fn snapshot_chunk(&self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {
+    pub(crate) fn snapshot_chunk(
+        &self,
+        group: GroupId,
+        index: u64,
+        seq: u32,
+    ) -> Option<SnapshotChunk> {
         let (meta, chunks) = self.snapshots.get(&group)?.complete.as_ref()?;
         if meta.index != index {
             return None;
@@ -92,7 +97,10 @@ impl Disk {
                 store.incoming = Some((chunk.meta.clone(), Vec::new()));
             }
             let Some((meta, chunks)) = store.incoming.as_mut() else {
-                return Err(format!("{}: snapshot chunk {} with none started", w.group, chunk.seq));
+                return Err(format!(
+                    "{}: snapshot chunk {} with none started",
+                    w.group, chunk.seq
+                ));
             };
             if *meta != chunk.meta || chunks.len() != chunk.seq as usize {
                 return Err(format!(
@@ -118,12 +126,16 @@ impl Disk {
         if let Some(to) = w.compact_to
             && to > offset(img)
         {
-            let term = term_at(img, to).ok_or_else(|| format!("{}: compaction to {to} past the log", w.group))?;
+            let term = term_at(img, to)
+                .ok_or_else(|| format!("{}: compaction to {to} past the log", w.group))?;
             let drop = (to - offset(img)) as usize;
             img.entries.drain(..drop);
             img.compacted = Some(Compacted { index: to, term });
             if img.snapshot.as_ref().is_none_or(|s| s.index < to) {
-                return Err(format!("{}: log compacted to {to}, past its snapshot", w.group));
+                return Err(format!(
+                    "{}: log compacted to {to}, past its snapshot",
+                    w.group
+                ));
             }
         }
         Ok(())

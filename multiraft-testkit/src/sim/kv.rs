@@ -119,7 +119,7 @@ impl SimReplica for KvReplica {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> bool {
-        if snapshot.len() % 16 != 0 {
+        if !snapshot.len().is_multiple_of(16) {
             return false;
         }
         let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());

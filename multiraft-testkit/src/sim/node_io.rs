@@ -3,8 +3,8 @@
 
 use multiraft_core::testing::{self, InFlight, Io};
 use multiraft_core::{
-    Apply, Bytes, Event, GroupId, MessageBatch, Outcome, Payload, Ready, Resolution,
-    SnapshotChunk, TakeSnapshot,
+    Apply, Bytes, Event, GroupId, MessageBatch, Outcome, Payload, Ready, Resolution, SnapshotChunk,
+    TakeSnapshot,
 };
 
 use super::app::{ClientOutcome, SimApp, SimReplica};
@@ -148,11 +148,18 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         // In one to three pieces, which the node splits further into its chunk size.
         let pieces = 1 + sim.rng.below(3) as usize;
         let step = data.len().div_ceil(pieces).max(1);
-        Some((0..data.len()).step_by(step).map(|at| data.slice(at..(at + step).min(data.len()))).collect())
+        Some(
+            (0..data.len())
+                .step_by(step)
+                .map(|at| data.slice(at..(at + step).min(data.len())))
+                .collect(),
+        )
     }
 
     fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {
-        self.sim.nodes[self.i].durable.snapshot_chunk(group, index, seq)
+        self.sim.nodes[self.i]
+            .durable
+            .snapshot_chunk(group, index, seq)
     }
 
     fn restore(&mut self, group: GroupId, chunk: &SnapshotChunk) {
@@ -171,7 +178,12 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         if !replica.restore(&data) {
             let failure = Failure {
                 invariant: "snapshots restore",
-                detail: format!("{me}: the app refused the snapshot of {group} at {} ({} bytes, last chunk {})", chunk.meta.index, data.len(), chunk.seq),
+                detail: format!(
+                    "{me}: the app refused the snapshot of {group} at {} ({} bytes, last chunk {})",
+                    chunk.meta.index,
+                    data.len(),
+                    chunk.seq
+                ),
             };
             return self.check(Err(failure));
         }

@@ -39,7 +39,11 @@ fn with_snapshot(id: u64, snapshot: (u64, u64), entries: Vec<Entry>, term: u64) 
     let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
     g.end_vote_hold();
     let ready = g.ready(MAX, MAX);
-    assert_eq!(ready.restore, Some(meta(snapshot.0, snapshot.1)), "restored first");
+    assert_eq!(
+        ready.restore,
+        Some(meta(snapshot.0, snapshot.1)),
+        "restored first"
+    );
     assert!(ready.apply.is_empty(), "nothing applied before the restore");
     g.restored(snapshot.0);
     g
@@ -59,8 +63,16 @@ fn a_follower_conflicting_at_the_compacted_prefix_gets_the_snapshot() {
     // With the bug, the append and its rejection went back and forth until `elect` gave up.
     c.elect(1);
     let reads = c.g_mut(1).admit_snapshot(n(2), true);
-    assert_eq!(reads, vec![(n(2), 5, 0)], "the leader sends its snapshot, chunk 0 first");
-    assert_eq!(c.g_mut(1).admit_snapshot(n(3), true), vec![], "3 needs none");
+    assert_eq!(
+        reads,
+        vec![(n(2), 5, 0)],
+        "the leader sends its snapshot, chunk 0 first"
+    );
+    assert_eq!(
+        c.g_mut(1).admit_snapshot(n(3), true),
+        vec![],
+        "3 needs none"
+    );
 }
 
 /// §7: once a snapshot is stored, the log is compacted to `compaction_lag_entries` below it
@@ -84,8 +96,16 @@ fn a_stored_snapshot_compacts_the_log_and_keeps_the_lag() {
     let due = g.snapshot_due().expect("10 applied, 6 needed");
     assert_eq!((due.index, due.term), (10, 1));
     g.snapshot_stored(due);
-    assert_eq!(g.first_index(), 9, "8 entries compacted, 2 kept below the snapshot");
-    assert_eq!(g.term_at(8), Some(1), "the last compacted entry's term is kept");
+    assert_eq!(
+        g.first_index(),
+        9,
+        "8 entries compacted, 2 kept below the snapshot"
+    );
+    assert_eq!(
+        g.term_at(8),
+        Some(1),
+        "the last compacted entry's term is kept"
+    );
     assert_eq!(g.ready(MAX, MAX).compact_to, Some(8));
     assert_eq!(g.snapshot_due(), None, "the next one is 6 applies away");
     // An older snapshot stored late changes nothing.
@@ -102,18 +122,28 @@ fn a_follower_installs_a_snapshot_chunk_by_chunk() {
     let mut g = restored(2, hs(3, None, 2), log_of(&[1, 1, 1]));
     g.step(msg(1, 2, 3, chunk(9, 3, 1, false)));
     let r = g.ready(MAX, MAX);
-    assert!(r.snapshot_chunks.is_empty(), "chunk 1 before chunk 0 is not written");
+    assert!(
+        r.snapshot_chunks.is_empty(),
+        "chunk 1 before chunk 0 is not written"
+    );
     assert!(matches!(
         r.send_after_write[..],
         [Message {
-            body: MessageBody::SnapshotAck(SnapshotAck { next: 0, done: false, .. }),
+            body: MessageBody::SnapshotAck(SnapshotAck {
+                next: 0,
+                done: false,
+                ..
+            }),
             ..
         }]
     ));
     g.step(msg(1, 2, 3, chunk(9, 3, 0, false)));
     let r = g.ready(MAX, MAX);
     assert_eq!(r.snapshot_chunks.len(), 1);
-    assert!(r.send_now.is_empty(), "the acknowledgement waits for the write");
+    assert!(
+        r.send_now.is_empty(),
+        "the acknowledgement waits for the write"
+    );
     g.step(msg(1, 2, 3, chunk(9, 3, 1, true)));
     let r = g.ready(MAX, MAX);
     assert_eq!(r.snapshot_chunks.len(), 1);
@@ -123,7 +153,12 @@ fn a_follower_installs_a_snapshot_chunk_by_chunk() {
     assert!(matches!(
         r.send_after_write[..],
         [Message {
-            body: MessageBody::SnapshotAck(SnapshotAck { index: 9, next: 2, done: true, .. }),
+            body: MessageBody::SnapshotAck(SnapshotAck {
+                index: 9,
+                next: 2,
+                done: true,
+                ..
+            }),
             ..
         }]
     ));

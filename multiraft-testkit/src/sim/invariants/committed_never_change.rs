@@ -67,7 +67,10 @@ impl Invariant for CommittedNeverChange {
         // Below the log's first index a snapshot stands for the entries: it must be of the
         // committed entry at its index (snapshot terms, §7).
         if let Some((index, term)) = replica.snapshot()
-            && let Some(c) = self.committed.get(&st.group).and_then(|l| l.get(index as usize - 1))
+            && let Some(c) = self
+                .committed
+                .get(&st.group)
+                .and_then(|l| l.get(index as usize - 1))
             && c.term != term
         {
             return Err(format!(
@@ -78,7 +81,10 @@ impl Invariant for CommittedNeverChange {
         let low = (seen + 1).max(replica.first_index());
         let entries = replica.entries(low, st.commit + 1);
         if (entries.len() as u64) < (st.commit + 1).saturating_sub(low) {
-            return Err(format!("{}: {who} commit {} beyond its log", st.group, st.commit));
+            return Err(format!(
+                "{}: {who} commit {} beyond its log",
+                st.group, st.commit
+            ));
         }
         self.check_prefix(st.group, &who, entries)?;
         self.replica.insert((node, st.group), st.commit);

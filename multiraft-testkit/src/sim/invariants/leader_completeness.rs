@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use multiraft_core::{GroupId, Ready};
 use multiraft_core::group::{GroupStatus, Role};
+use multiraft_core::{GroupId, Ready};
 
 use super::{Check, Invariant, SimNode};
 

@@ -211,4 +211,3 @@ pub(crate) fn sorted_groups(node: &Node) -> Vec<GroupId> {
     v.sort_unstable();
     v
 }
-

@@ -64,14 +64,18 @@ impl Invariant for Monotonic {
             let loaded = sn.durable.groups.get(&g);
             let img = loaded.map(|l| l.hard_state).unwrap_or_default();
             // The state machine starts from the stored snapshot, if any.
-            let snapshot = loaded.and_then(|l| l.snapshot.as_ref()).map_or(0, |s| s.index);
-            if st.term != img.term || st.applied != snapshot || st.commit > img.commit.max(snapshot) {
+            let snapshot = loaded
+                .and_then(|l| l.snapshot.as_ref())
+                .map_or(0, |s| s.index);
+            if st.term != img.term || st.applied != snapshot || st.commit > img.commit.max(snapshot)
+            {
                 return Err(format!(
                     "{g}: {} restarted with term {} commit {} applied {}, but storage holds term {} commit {} snapshot {snapshot}",
                     sn.id, st.term, st.commit, st.applied, img.term, img.commit
                 ));
             }
-            self.seen.insert((node, g), (st.term, st.commit, st.applied));
+            self.seen
+                .insert((node, g), (st.term, st.commit, st.applied));
         }
         Ok(())
     }
