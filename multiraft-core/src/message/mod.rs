@@ -139,14 +139,6 @@ pub enum MessageBody {
         /// longer) the leader, or had too many reads pending.
         index: Option<u64>,
     },
-    /// One chunk of the leader's snapshot, for a follower that needs entries the leader's
-    /// log no longer holds (Raft §7; chunked and flow-controlled, docs/design.md §4.6).
-    InstallSnapshot {
-        /// The chunk, with the snapshot it belongs to.
-        chunk: SnapshotChunk,
-    },
-    /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
-    SnapshotAck(SnapshotAck),
     /// A follower forwarding client proposals to the leader it knows of.
     Propose {
         /// The proposals, in order.
@@ -162,6 +154,15 @@ pub enum MessageBody {
         /// Why.
         reason: Refusal,
     },
+    // New kinds go last: a message's kind is its position on the wire.
+    /// One chunk of the leader's snapshot, for a follower that needs entries the leader's
+    /// log no longer holds (Raft §7; chunked and flow-controlled, docs/design.md §4.6).
+    InstallSnapshot {
+        /// The chunk, with the snapshot it belongs to.
+        chunk: SnapshotChunk,
+    },
+    /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
+    SnapshotAck(SnapshotAck),
 }
 
 /// What a follower says about a snapshot transfer ([`MessageBody::SnapshotAck`]).
