@@ -68,8 +68,15 @@
 //!             // Reads whose read point this ready's applies reached: query the state
 //!             // machines now (`Node::read` starts one; none in this example).
 //!             let _ = &ready.reads;
+//!             // Snapshots to take of the state machines just applied (every
+//!             // `snapshot_entries` applies; feed their chunks to `Node::snapshot_chunk`),
+//!             // and stored chunks to read for a follower (`Node::chunk_read`): none here.
+//!             assert!(ready.snapshots.is_empty() && ready.chunk_reads.is_empty());
 //!             node.advance(ready.number); // the write is durable
 //!             wire.extend(ready.send_after_write); // votes and acks only now
+//!             // State machines to restore from a snapshot that write installed (then
+//!             // `Node::restored`): none here.
+//!             assert!(ready.restores.is_empty());
 //!             let _ = &ready.outcomes; // requests that ended otherwise: report them now
 //!         }
 //!     }

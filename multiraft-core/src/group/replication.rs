@@ -90,6 +90,7 @@ impl Replica {
         if index > self.log.committed {
             self.log.committed = index;
             self.hard_state_dirty = true;
+            self.drop_stale_incoming();
         }
     }
 

@@ -229,19 +229,32 @@ impl Replica {
         }
     }
 
-    /// A heartbeat answer from `to`: a transfer waiting for a node slot asks again, for
-    /// the latest snapshot.
+    /// A heartbeat answer from `to`: the follower is there. A transfer waiting for a node
+    /// slot asks again, for the latest snapshot; one with no acknowledgement for two
+    /// heartbeat intervals sends again from what was acknowledged (a chunk or its
+    /// acknowledgement was lost), without waiting for the election timeout that gives its
+    /// slot back.
     pub(super) fn retry_snapshot(&mut self, to: NodeId) {
         let latest = self.snapshot.map(|s| s.0);
-        if let Some(o) = self.outgoing(to)
-            && !o.admitted
-        {
-            if let Some(index) = latest.filter(|i| *i != o.index) {
-                // A newer snapshot: the transfer starts over with it.
-                *o = super::progress::Outgoing::new(index);
+        let stalled = 2 * self.config.heartbeat_interval_ticks;
+        let Some(o) = self.outgoing(to) else {
+            return;
+        };
+        if o.admitted {
+            if o.idle_ticks >= stalled {
+                o.idle_ticks = 0;
+                o.requested = o.acked;
+                o.reading = false;
+                let reads = self.request_chunks(to);
+                self.out().chunk_reads.extend(reads);
             }
-            self.out().snapshot_wanted.push(to);
+            return;
         }
+        if let Some(index) = latest.filter(|i| *i != o.index) {
+            // A newer snapshot: the transfer starts over with it.
+            *o = super::progress::Outgoing::new(index);
+        }
+        self.out().snapshot_wanted.push(to);
     }
 
     // ----- follower: receiving ------------------------------------------------------------
@@ -327,6 +340,19 @@ impl Replica {
             refused: false,
         });
         self.send_after(to, body);
+    }
+
+    /// The log caught up past a snapshot being received (by appends, from another leader):
+    /// the transfer is moot, and gives its node slot back at once — a quiesced replica
+    /// would never tick it away.
+    pub(super) fn drop_stale_incoming(&mut self) {
+        if self
+            .incoming
+            .as_ref()
+            .is_some_and(|i| i.meta.index <= self.log.committed)
+        {
+            self.incoming = None;
+        }
     }
 
     /// A follower's tick: a transfer abandoned by its leader is dropped.

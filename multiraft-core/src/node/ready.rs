@@ -258,10 +258,8 @@ impl Node {
             if let Some(meta) = out.restore {
                 ready.restores.push(Restore { group: id, meta });
             }
-            if !out.apply.is_empty()
-                && let Some(take) = self.snapshot_to_take(id)
-            {
-                ready.snapshots.push(take);
+            if !out.apply.is_empty() {
+                self.queue_snapshot(id);
             }
             for m in out.send_now {
                 outbox.now(id, m);
@@ -322,6 +320,7 @@ impl Node {
         }
         ready.outcomes = self.requests.take_ended();
         let built = self.write_built_chunks(&mut ready.write);
+        ready.snapshots = self.snapshots_to_take();
         for m in self.snapshots.take_refusals() {
             outbox.now(m.group, m);
         }

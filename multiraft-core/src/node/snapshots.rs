@@ -2,7 +2,7 @@
 //! sent and received at once, the chunks of snapshots this node builds on their way to
 //! storage, and the IO a ready asks for ([`TakeSnapshot`], [`ChunkRead`], [`Restore`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -69,11 +69,18 @@ pub(super) struct Snapshots {
     receiving: BTreeSet<GroupId>,
     /// Refusals of first chunks for want of a receive slot, to send in the next ready.
     refusals: Vec<Message>,
+    /// Groups due a snapshot, first come first served as build slots free up (so that no
+    /// group starves under load, and one that goes quiet right after still gets its
+    /// snapshot). At most one entry per group (`queued` says which are in).
+    waiting: VecDeque<GroupId>,
+    queued: BTreeSet<GroupId>,
 }
 
 impl Snapshots {
     pub(super) fn has_output(&self) -> bool {
-        !self.chunks.is_empty() || !self.refusals.is_empty()
+        !self.chunks.is_empty()
+            || !self.refusals.is_empty()
+            || !self.waiting.is_empty() && self.building.is_empty()
     }
 
     pub(super) fn take_refusals(&mut self) -> Vec<Message> {
@@ -83,6 +90,9 @@ impl Snapshots {
     pub(super) fn forget(&mut self, group: GroupId) {
         self.building.remove(&group);
         self.chunks.retain(|(g, _)| *g != group);
+        if self.queued.remove(&group) {
+            self.waiting.retain(|g| *g != group);
+        }
     }
 }
 
@@ -155,23 +165,45 @@ impl Node {
         }
     }
 
-    /// Whether a snapshot of `group` should be built now, given a free build slot; if so,
-    /// takes the slot.
-    pub(super) fn snapshot_to_take(&mut self, group: GroupId) -> Option<TakeSnapshot> {
+    /// Queues `group` for a snapshot if one is due (after this ready's applies).
+    pub(super) fn queue_snapshot(&mut self, group: GroupId) {
         let s = &mut self.snapshots;
-        if s.building.len() >= self.config.max_snapshots_building || s.building.contains_key(&group)
-        {
-            return None;
+        let due = self
+            .groups
+            .get(&group)
+            .is_some_and(|slot| slot.group.snapshot_due().is_some());
+        if due && !s.building.contains_key(&group) && s.queued.insert(group) {
+            s.waiting.push_back(group);
         }
-        let meta = self.groups.get(&group)?.group.snapshot_due()?;
-        s.building.insert(
-            group,
-            Building {
-                meta: meta.clone(),
-                next_seq: 0,
-            },
-        );
-        Some(TakeSnapshot { group, meta })
+    }
+
+    /// Snapshots to take now: the queued groups, first come first served, while build slots
+    /// are free. Each is of the state its machine holds once this ready's applies are done.
+    pub(super) fn snapshots_to_take(&mut self) -> Vec<TakeSnapshot> {
+        let mut takes = Vec::new();
+        let s = &mut self.snapshots;
+        while s.building.len() < self.config.max_snapshots_building {
+            let Some(group) = s.waiting.pop_front() else {
+                break;
+            };
+            s.queued.remove(&group);
+            let Some(meta) = self
+                .groups
+                .get(&group)
+                .and_then(|slot| slot.group.snapshot_due())
+            else {
+                continue; // no longer due (it installed one from its leader, say)
+            };
+            s.building.insert(
+                group,
+                Building {
+                    meta: meta.clone(),
+                    next_seq: 0,
+                },
+            );
+            takes.push(TakeSnapshot { group, meta });
+        }
+        takes
     }
 
     /// A leader's replica wants to send its snapshot to `to`: a send slot if one is free.

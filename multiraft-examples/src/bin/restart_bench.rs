@@ -1,0 +1,237 @@
+//! Restart without replay (docs/design.md §4.6): 3 nodes in one process, each on its own
+//! `RedbStorage` file, commit `--entries` entries over `--groups` groups (clients hand
+//! `--batch` proposals at a time to node 1, which forwards to each group's leader), then
+//! stop node 1 and start it again on the same file. Prints how long node 1 took from
+//! `start` to serving — every group has a leader and took a proposal through node 1 — and
+//! the most entries any of its state machines re-applied after the restart, against the
+//! bound `snapshot_entries + compaction_lag_entries`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use multiraft_core::{
+    Bytes, Config, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
+    SnapshotError, StateMachine,
+};
+use multiraft_examples::measure::rss_bytes;
+use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_testkit::MemNetwork;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Restart of a node on redb after many committed entries: time to serving and entries re-applied"
+)]
+struct Args {
+    /// Groups replicated on all three nodes.
+    #[arg(long, default_value_t = 1000)]
+    groups: u64,
+    /// Entries committed before the restart, over all groups.
+    #[arg(long, default_value_t = 10_000_000)]
+    entries: u64,
+    /// Proposals per `propose_many` call.
+    #[arg(long, default_value_t = 256)]
+    batch: u64,
+    /// Clients proposing at once.
+    #[arg(long, default_value_t = 64)]
+    clients: u64,
+}
+
+/// Keeps the index it applied (its state: eight bytes) and counts the entries it applied,
+/// per group, in a table its node shares.
+struct Counting {
+    applied: u64,
+    group: usize,
+    applies: Arc<Vec<AtomicU64>>,
+}
+
+impl StateMachine for Counting {
+    fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
+        self.applied = index;
+        self.applies[self.group].fetch_add(1, Ordering::Relaxed);
+        Bytes::new()
+    }
+
+    fn query(&self, _query: &Bytes) -> Bytes {
+        Bytes::copy_from_slice(&self.applied.to_le_bytes())
+    }
+
+    fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
+        let state = Bytes::copy_from_slice(&self.applied.to_le_bytes());
+        Ok(Box::new(std::iter::once(Ok(state))))
+    }
+
+    fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
+        if chunk.seq == 0 {
+            let bytes: [u8; 8] = chunk.data[..]
+                .try_into()
+                .map_err(|_| SnapshotError::Failed("eight bytes expected".into()))?;
+            self.applied = u64::from_le_bytes(bytes);
+        }
+        Ok(())
+    }
+}
+
+struct Node {
+    handle: MultiRaft,
+    applies: Arc<Vec<AtomicU64>>,
+}
+
+async fn start(
+    id: u64,
+    dir: &Path,
+    network: &MemNetwork,
+    config: &Config,
+    groups: u64,
+) -> Result<Node, String> {
+    let storage = RedbStorage::open(dir.join(format!("n{id}.redb")), RedbOptions::default())
+        .map_err(|e| format!("open: {e}"))?;
+    let applies: Arc<Vec<AtomicU64>> = Arc::new((0..=groups).map(|_| AtomicU64::new(0)).collect());
+    let table = Arc::clone(&applies);
+    let handle = MultiRaft::builder(NodeId(id), config.clone())
+        .storage(storage)
+        .transport(network.transport(NodeId(id)))
+        .state_machines(move |g: GroupId| Counting {
+            applied: 0,
+            group: g.0 as usize,
+            applies: Arc::clone(&table),
+        })
+        .seed(id)
+        .start()
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    Ok(Node { handle, applies })
+}
+
+/// Proposes one command to every group through `node`, retrying refusals, until each is
+/// applied or `deadline` passes.
+async fn every_group_takes_a_proposal(
+    node: &MultiRaft,
+    groups: u64,
+    deadline: Instant,
+) -> Result<(), String> {
+    for g in 1..=groups {
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!("g{g} took no proposal in time"));
+            }
+            match node.propose(GroupId(g), Bytes::from_static(b"probe")).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    multiraft_examples::init_logging();
+    let args = Args::parse();
+    let config = Config::default();
+    let dir = tempfile::Builder::new()
+        .prefix("multiraft-restart-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let network = MemNetwork::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start(id, dir.path(), &network, &config, args.groups).await?);
+    }
+    let voters = Membership::voters([1, 2, 3]);
+    for n in &nodes {
+        for g in 1..=args.groups {
+            n.handle
+                .create_group(GroupId(g), voters.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    every_group_takes_a_proposal(
+        &nodes[0].handle,
+        args.groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await?;
+
+    let started = Instant::now();
+    let written = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..args.clients {
+        let (node, written) = (nodes[0].handle.clone(), Arc::clone(&written));
+        let (groups, batch, total) = (args.groups, args.batch, args.entries);
+        clients.push(tokio::spawn(async move {
+            let mut g = c % groups;
+            while written.load(Ordering::Relaxed) < total {
+                let commands = (0..batch).map(|_| Bytes::from_static(&[7u8; 16])).collect();
+                let ok = node
+                    .propose_many(GroupId(g + 1), commands)
+                    .await
+                    .iter()
+                    .filter(|r| r.is_ok())
+                    .count();
+                written.fetch_add(ok as u64, Ordering::Relaxed);
+                g = (g + args_stride(groups)) % groups;
+            }
+        }));
+    }
+    for c in clients {
+        c.await.map_err(|e| e.to_string())?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = written.load(Ordering::Relaxed);
+    println!(
+        "restart_bench: {total} entries committed over {} groups in {secs:.1} s ({:.0}/s); RSS {} MiB",
+        args.groups,
+        total as f64 / secs,
+        rss_bytes().unwrap_or(0) >> 20
+    );
+
+    // What a node holds at the restart: its latest snapshots, and the log after them.
+    let status = nodes[0]
+        .handle
+        .status(GroupId(1))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("restart_bench: node 1, g1 before the restart: {status:?}");
+    let first = nodes.remove(0);
+    first.handle.shutdown().await.map_err(|e| e.to_string())?;
+    let before = Instant::now();
+    let again = start(1, dir.path(), &network, &config, args.groups).await?;
+    let opened = before.elapsed();
+    every_group_takes_a_proposal(
+        &again.handle,
+        args.groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await?;
+    let serving = before.elapsed();
+    let reapplied: Vec<u64> = (1..=args.groups as usize)
+        .map(|g| again.applies[g].load(Ordering::Relaxed))
+        .collect();
+    let max = reapplied.iter().max().copied().unwrap_or(0);
+    if let Some(worst) = reapplied.iter().position(|a| *a == max) {
+        let g = GroupId(worst as u64 + 1);
+        let status = again.handle.status(g).await.map_err(|e| e.to_string())?;
+        println!("restart_bench: the group that re-applied most, after the restart: {status:?}");
+    }
+    let bound = config.snapshot_entries + config.compaction_lag_entries;
+    println!(
+        "restart_bench: node 1 started in {:.3} s and served every group in {:.3} s; its state machines applied at most {max} entries each after the restart (probe included; bound {bound}): {}",
+        opened.as_secs_f64(),
+        serving.as_secs_f64(),
+        if max <= bound + 1 { "within" } else { "OVER" }
+    );
+    again.handle.shutdown().await.map_err(|e| e.to_string())?;
+    for n in nodes {
+        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Groups a client skips between calls: a prime-ish stride, so clients spread over groups.
+fn args_stride(groups: u64) -> u64 {
+    if groups > 7 { 7 } else { 1 }
+}
