@@ -121,11 +121,15 @@ async fn phase(
 ) -> Result<f64, String> {
     let running = Arc::new(AtomicBool::new(true));
     let measuring = Arc::new(AtomicBool::new(false));
+    // Latencies go into one histogram, each client flushing its own buffer of
+    // `FLUSH_LATENCIES`: memory stays bounded however long the run (a vector of every
+    // latency grew by half a gigabyte in ten minutes, and showed as the node's).
+    let shared = Arc::new(std::sync::Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
     for c in 0..args.clients {
         let g = c % args.groups;
         let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
-        let (running, measuring) = (running.clone(), measuring.clone());
+        let (running, measuring, shared) = (running.clone(), measuring.clone(), shared.clone());
         // One payload per client: a single shared one would make every proposal bounce one
         // reference count between the cores, which measures the benchmark, not the library.
         let payload = multiraft_core::Bytes::from(vec![7u8; args.bytes]);
@@ -158,8 +162,12 @@ async fn phase(
                     latencies_us.extend(std::iter::repeat_n(us, ok));
                     errors += failed as u64;
                 }
+                if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
+                    flush(&shared, &mut latencies_us);
+                }
             }
-            (latencies_us, errors)
+            flush(&shared, &mut latencies_us);
+            errors
         }));
     }
     let warmup = Duration::from_secs(2);
@@ -173,14 +181,11 @@ async fn phase(
     let cpu = process_cpu_secs().zip(cpu0).map(|(b, a)| b - a);
     running.store(false, Ordering::Relaxed);
 
-    let mut all_us = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, e) = t.await.map_err(|e| e.to_string())?;
-        all_us.extend(l);
-        errors += e;
+        errors += t.await.map_err(|e| e.to_string())?;
     }
-    let all = histogram(all_us.into_iter().map(u64::from));
+    let all = shared.lock().map_err(|e| e.to_string())?.clone();
     let pct = |q: f64| all.value_at_quantile(q);
     let cpu_us = cpu.map_or("n/a".to_string(), |c| {
         format!("{:.2}", c * 1e6 / all.len().max(1) as f64)
@@ -202,4 +207,19 @@ async fn phase(
         errors
     );
     Ok(all.len() as f64 / elapsed)
+}
+
+/// Latencies a client keeps before adding them to the shared histogram.
+const FLUSH_LATENCIES: usize = 1024;
+
+/// Adds `buffer` to the shared histogram and empties it.
+fn flush(shared: &std::sync::Mutex<hdrhistogram::Histogram<u64>>, buffer: &mut Vec<u32>) {
+    if buffer.is_empty() {
+        return;
+    }
+    if let Ok(mut h) = shared.lock() {
+        for v in buffer.drain(..) {
+            h.saturating_record(u64::from(v));
+        }
+    }
 }

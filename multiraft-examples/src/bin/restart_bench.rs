@@ -37,6 +37,9 @@ struct Args {
     /// Clients proposing at once.
     #[arg(long, default_value_t = 64)]
     clients: u64,
+    /// `Config::max_snapshots_building` (snapshots a node builds at once).
+    #[arg(long, default_value_t = Config::default().max_snapshots_building)]
+    build_slots: usize,
 }
 
 /// Keeps the index it applied (its state: eight bytes) and counts the entries it applied,
@@ -130,7 +133,8 @@ async fn every_group_takes_a_proposal(
 async fn main() -> Result<(), String> {
     multiraft_examples::init_logging();
     let args = Args::parse();
-    let config = Config::default();
+    let mut config = Config::default();
+    config.max_snapshots_building = args.build_slots;
     let dir = tempfile::Builder::new()
         .prefix("multiraft-restart-")
         .tempdir()
