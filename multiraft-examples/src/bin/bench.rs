@@ -219,7 +219,11 @@ fn flush(shared: &std::sync::Mutex<hdrhistogram::Histogram<u64>>, buffer: &mut V
     }
     if let Ok(mut h) = shared.lock() {
         for v in buffer.drain(..) {
-            h.saturating_record(u64::from(v));
+            // `record` grows the histogram to fit; `saturating_record` would clamp to its
+            // current range.
+            if h.record(u64::from(v)).is_err() {
+                h.saturating_record(u64::from(v));
+            }
         }
     }
 }
