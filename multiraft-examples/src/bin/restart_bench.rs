@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use multiraft_core::{
-    Bytes, Config, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
+    Bytes, Config, GroupId, Membership, MultiRaft, NodeId, ReadPolicy, SnapshotChunk, SnapshotData,
     SnapshotError, StateMachine,
 };
 use multiraft_examples::measure::rss_bytes;
@@ -37,6 +37,10 @@ struct Args {
     /// Clients proposing at once.
     #[arg(long, default_value_t = 64)]
     clients: u64,
+    /// Instead of restarting node 1 after the writes, keep node 3 down during them, then
+    /// start it and time until every group on it has caught up (counting installs).
+    #[arg(long)]
+    lagging: bool,
     /// `Config::max_snapshots_building` (snapshots a node builds at once).
     #[arg(long, default_value_t = Config::default().max_snapshots_building)]
     build_slots: usize,
@@ -48,6 +52,7 @@ struct Counting {
     applied: u64,
     group: usize,
     applies: Arc<Vec<AtomicU64>>,
+    restores: Arc<Vec<AtomicU64>>,
 }
 
 impl StateMachine for Counting {
@@ -73,6 +78,9 @@ impl StateMachine for Counting {
                 .map_err(|_| SnapshotError::Failed("eight bytes expected".into()))?;
             self.applied = u64::from_le_bytes(bytes);
         }
+        if chunk.last {
+            self.restores[self.group].fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -80,6 +88,7 @@ impl StateMachine for Counting {
 struct Node {
     handle: MultiRaft,
     applies: Arc<Vec<AtomicU64>>,
+    restores: Arc<Vec<AtomicU64>>,
 }
 
 async fn start(
@@ -92,7 +101,8 @@ async fn start(
     let storage = RedbStorage::open(dir.join(format!("n{id}.redb")), RedbOptions::default())
         .map_err(|e| format!("open: {e}"))?;
     let applies: Arc<Vec<AtomicU64>> = Arc::new((0..=groups).map(|_| AtomicU64::new(0)).collect());
-    let table = Arc::clone(&applies);
+    let restores: Arc<Vec<AtomicU64>> = Arc::new((0..=groups).map(|_| AtomicU64::new(0)).collect());
+    let (table, restored) = (Arc::clone(&applies), Arc::clone(&restores));
     let handle = MultiRaft::builder(NodeId(id), config.clone())
         .storage(storage)
         .transport(network.transport(NodeId(id)))
@@ -100,12 +110,17 @@ async fn start(
             applied: 0,
             group: g.0 as usize,
             applies: Arc::clone(&table),
+            restores: Arc::clone(&restored),
         })
         .seed(id)
         .start()
         .await
         .map_err(|e| format!("start: {e}"))?;
-    Ok(Node { handle, applies })
+    Ok(Node {
+        handle,
+        applies,
+        restores,
+    })
 }
 
 /// Proposes one command to every group through `node`, retrying refusals, until each is
@@ -160,6 +175,10 @@ async fn main() -> Result<(), String> {
     )
     .await?;
 
+    if args.lagging {
+        let down = nodes.remove(2);
+        down.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
     let started = Instant::now();
     let written = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
@@ -193,6 +212,9 @@ async fn main() -> Result<(), String> {
         rss_bytes().unwrap_or(0) >> 20
     );
 
+    if args.lagging {
+        return catch_up(&args, &config, dir.path(), &network, nodes).await;
+    }
     // What a node holds at the restart: its latest snapshots, and the log after them.
     let status = nodes[0]
         .handle
@@ -238,4 +260,66 @@ async fn main() -> Result<(), String> {
 /// Groups a client skips between calls: a prime-ish stride, so clients spread over groups.
 fn args_stride(groups: u64) -> u64 {
     if groups > 7 { 7 } else { 1 }
+}
+
+/// Starts node 3, which missed every write, and waits until each group's state machine on
+/// it holds what node 1's does; counts the groups caught up by at least one install.
+async fn catch_up(
+    args: &Args,
+    config: &Config,
+    dir: &Path,
+    network: &MemNetwork,
+    nodes: Vec<Node>,
+) -> Result<(), String> {
+    let before = Instant::now();
+    let third = start(3, dir, network, config, args.groups).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let query = || Bytes::new();
+    for g in 1..=args.groups {
+        let group = GroupId(g);
+        let want = nodes[0]
+            .handle
+            .read(group, ReadPolicy::Follower, query())
+            .await
+            .map_err(|e| format!("g{g} on node 1: {e}"))?;
+        let second = nodes[1]
+            .handle
+            .read(group, ReadPolicy::Follower, query())
+            .await
+            .map_err(|e| format!("g{g} on node 2: {e}"))?;
+        if second != want {
+            return Err(format!("g{g}: nodes 1 and 2 differ"));
+        }
+        loop {
+            if let Ok(have) = third
+                .handle
+                .read(group, ReadPolicy::Follower, query())
+                .await
+                && have == want
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("g{g}: node 3 did not catch up in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let took = before.elapsed();
+    let installed = (1..=args.groups as usize)
+        .filter(|g| third.restores[*g].load(Ordering::Relaxed) > 0)
+        .count();
+    let applied: u64 = (1..=args.groups as usize)
+        .map(|g| third.applies[g].load(Ordering::Relaxed))
+        .sum();
+    println!(
+        "restart_bench: node 3, down during the writes, caught up every group in {:.3} s: {installed} of {} groups by at least one install, {applied} entries applied after the installs; every state machine equals nodes 1 and 2's",
+        took.as_secs_f64(),
+        args.groups
+    );
+    third.handle.shutdown().await.map_err(|e| e.to_string())?;
+    for n in nodes {
+        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
