@@ -141,14 +141,12 @@ impl SnapshotIo {
                 false
             }
         };
+        // Done, or no longer wanted: its thread stops (a newer build of the group stays).
         if (!more || last)
-            && let Some((i, flag)) = self.cancel.remove(&group)
+            && self.cancel.get(&group).is_some_and(|(i, _)| *i == index)
+            && let Some((_, flag)) = self.cancel.remove(&group)
         {
-            if i == index {
-                flag.store(true, Ordering::Relaxed);
-            } else {
-                self.cancel.insert(group, (i, flag));
-            }
+            flag.store(true, Ordering::Relaxed);
         }
     }
 

@@ -148,7 +148,9 @@ impl Node {
                 || !self.dirty.is_empty()
                 || !self.lifecycle.is_empty()
                 || !self.events.is_empty()
-                || self.snapshots.has_output()
+                || self
+                    .snapshots
+                    .has_output(self.config.max_snapshots_building)
                 || self.requests.has_ended())
     }
 

@@ -77,10 +77,12 @@ pub(super) struct Snapshots {
 }
 
 impl Snapshots {
-    pub(super) fn has_output(&self) -> bool {
+    /// Whether the next ready has snapshot work: chunks to write, refusals to send, or a
+    /// queued group and a free build slot among `max_building`.
+    pub(super) fn has_output(&self, max_building: usize) -> bool {
         !self.chunks.is_empty()
             || !self.refusals.is_empty()
-            || !self.waiting.is_empty() && self.building.is_empty()
+            || !self.waiting.is_empty() && self.building.len() < max_building
     }
 
     pub(super) fn take_refusals(&mut self) -> Vec<Message> {

@@ -16,6 +16,7 @@ use multiraft_core::{
     Bytes, Config, GroupId, Membership, MultiRaft, NodeId, ReadPolicy, SnapshotChunk, SnapshotData,
     SnapshotError, StateMachine,
 };
+use multiraft_examples::IndexMachine;
 use multiraft_examples::measure::rss_bytes;
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
@@ -46,38 +47,31 @@ struct Args {
     build_slots: usize,
 }
 
-/// Keeps the index it applied (its state: eight bytes) and counts the entries it applied,
-/// per group, in a table its node shares.
+/// An [`IndexMachine`] (its state: the index it applied) that also counts, per group in a
+/// table its node shares, the entries it applied and the snapshots it restored.
 struct Counting {
-    applied: u64,
+    inner: IndexMachine,
     group: usize,
     applies: Arc<Vec<AtomicU64>>,
     restores: Arc<Vec<AtomicU64>>,
 }
 
 impl StateMachine for Counting {
-    fn apply(&mut self, index: u64, _command: &Bytes) -> Bytes {
-        self.applied = index;
+    fn apply(&mut self, index: u64, command: &Bytes) -> Bytes {
         self.applies[self.group].fetch_add(1, Ordering::Relaxed);
-        Bytes::new()
+        self.inner.apply(index, command)
     }
 
-    fn query(&self, _query: &Bytes) -> Bytes {
-        Bytes::copy_from_slice(&self.applied.to_le_bytes())
+    fn query(&self, query: &Bytes) -> Bytes {
+        self.inner.query(query)
     }
 
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
-        let state = Bytes::copy_from_slice(&self.applied.to_le_bytes());
-        Ok(Box::new(std::iter::once(Ok(state))))
+        self.inner.snapshot()
     }
 
     fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
-        if chunk.seq == 0 {
-            let bytes: [u8; 8] = chunk.data[..]
-                .try_into()
-                .map_err(|_| SnapshotError::Failed("eight bytes expected".into()))?;
-            self.applied = u64::from_le_bytes(bytes);
-        }
+        self.inner.restore(chunk)?;
         if chunk.last {
             self.restores[self.group].fetch_add(1, Ordering::Relaxed);
         }
@@ -107,7 +101,7 @@ async fn start(
         .storage(storage)
         .transport(network.transport(NodeId(id)))
         .state_machines(move |g: GroupId| Counting {
-            applied: 0,
+            inner: IndexMachine::default(),
             group: g.0 as usize,
             applies: Arc::clone(&table),
             restores: Arc::clone(&restored),
@@ -196,7 +190,7 @@ async fn main() -> Result<(), String> {
                     .filter(|r| r.is_ok())
                     .count();
                 written.fetch_add(ok as u64, Ordering::Relaxed);
-                g = (g + args_stride(groups)) % groups;
+                g = (g + stride(groups)) % groups;
             }
         }));
     }
@@ -258,7 +252,7 @@ async fn main() -> Result<(), String> {
 }
 
 /// Groups a client skips between calls: a prime-ish stride, so clients spread over groups.
-fn args_stride(groups: u64) -> u64 {
+fn stride(groups: u64) -> u64 {
     if groups > 7 { 7 } else { 1 }
 }
 

@@ -298,7 +298,9 @@ impl<A: SimApp> Simulation<A> {
         };
         // The node is out of its slot while the shared loop holds it; nothing `SimIo` does
         // looks at it.
-        let mut node = io.sim.nodes[i].node.take().expect("up");
+        let Some(mut node) = io.sim.nodes[i].node.take() else {
+            return Err(down(io.sim.nodes[i].id));
+        };
         let pending = testing::begin(&mut node, ready, &mut io);
         io.sim.nodes[i].node = Some(node);
         io.finish()?;
@@ -355,7 +357,9 @@ impl<A: SimApp> Simulation<A> {
                 detail: format!("{} {group}: {detail}", self.nodes[i].id),
             })?;
         }
-        let mut node = self.nodes[i].node.take().expect("up");
+        let Some(mut node) = self.nodes[i].node.take() else {
+            return Err(down(self.nodes[i].id));
+        };
         let durable = p.acknowledge(&mut node);
         let mut io = SimIo {
             sim: self,
@@ -392,5 +396,13 @@ impl<A: SimApp> Simulation<A> {
             .requests
             .finish()
             .map_err(|detail| self.checker.requests_failure(detail))
+    }
+}
+
+/// A ready or a write of a node that is down: a bug in the simulator's own bookkeeping.
+fn down(node: multiraft_core::NodeId) -> Failure {
+    Failure {
+        invariant: "simulator bookkeeping",
+        detail: format!("{node}: a ready's IO for a node that is down"),
     }
 }

@@ -55,7 +55,9 @@ impl Invariant for LeaderCompleteness {
         let pg = self.groups.entry(st.group).or_default();
         pg.max_term = pg.max_term.max(st.term);
         let known = pg.terms.len() as u64;
-        let group = n.replica(st.group).expect("hosted");
+        let Some(group) = n.replica(st.group) else {
+            return Ok(()); // removed in this step
+        };
         // A replica whose log starts past what is recorded (it installed a snapshot) has
         // nothing to add: the leader that committed those entries recorded them.
         if st.commit > known && group.first_index() <= known + 1 {
