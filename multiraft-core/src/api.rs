@@ -11,12 +11,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::driver::{Driver, Parts};
 use crate::error::{CampaignError, GroupError, Indeterminate, ProposeError, StartError};
-use crate::error::{ReadError, TransferError};
+use crate::error::{MembershipChangeError, ReadError, TransferError};
 use crate::error::{StopError, Stopped};
 use crate::group::GroupStatus;
 use crate::group::ReadPolicy;
 use crate::ids::{GroupId, NodeId};
-use crate::membership::Membership;
+use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeStatus};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
@@ -250,6 +250,26 @@ impl MultiRaft {
         self.call(|reply| Call::TransferLeader(group, to, reply))
             .await
             .unwrap_or(Err(TransferError::Stopped))
+    }
+
+    /// Changes the membership of `group`, which this node leads (dissertation §4.3; see
+    /// [`MembershipChange`]). Voters change through a joint configuration that the leader
+    /// leaves by itself; a replica added as a voter is a learner until caught up. The new
+    /// node's replica must be created there with
+    /// [`create_group`](MultiRaft::create_group), with the group's membership and itself as
+    /// a learner, so that it accepts the leader's appends or snapshot (a message never
+    /// creates a group). Resolves with the new committed membership; fails definitely
+    /// ([`MembershipChangeError::ChangeInProgress`] while another change runs) or, when
+    /// leadership changes midway, [`MembershipChangeError::Indeterminate`]. A replica the
+    /// change removes reports [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: MembershipChange,
+    ) -> Result<Membership, MembershipChangeError> {
+        self.call(|reply| Call::ChangeMembership(group, change, reply))
+            .await
+            .unwrap_or(Err(MembershipChangeError::Stopped))
     }
 
     /// Moves the leadership of every group this node leads to other live voters, spread

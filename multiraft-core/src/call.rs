@@ -7,10 +7,10 @@ use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::error::{CampaignError, GroupError, Indeterminate::NodeStopped, ProposeError};
-use crate::error::{ReadError, TransferError};
+use crate::error::{MembershipChangeError, ReadError, TransferError};
 use crate::group::{GroupStatus, ReadPolicy};
 use crate::ids::{GroupId, NodeId, RequestId};
-use crate::membership::Membership;
+use crate::membership::{Membership, MembershipChange};
 use crate::node::{Node, NodeStatus, ReadStart, Resolution};
 use crate::state_machine::StateMachine;
 
@@ -20,6 +20,7 @@ pub(crate) type GroupReply = oneshot::Sender<Result<(), GroupError>>;
 pub(crate) type ReadReply = oneshot::Sender<Result<Bytes, ReadError>>;
 pub(crate) type ReadIndexReply = oneshot::Sender<Result<u64, ReadError>>;
 pub(crate) type TransferReply = oneshot::Sender<Result<(), TransferError>>;
+pub(crate) type ChangeReply = oneshot::Sender<Result<Membership, MembershipChangeError>>;
 /// One pending transfer per group a drain started (or why it could not start).
 pub(crate) type DrainReply =
     oneshot::Sender<Vec<(GroupId, oneshot::Receiver<Result<(), TransferError>>)>>;
@@ -31,6 +32,7 @@ pub(crate) enum Call {
     Read(GroupId, ReadPolicy, Bytes, ReadReply),
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
+    ChangeMembership(GroupId, MembershipChange, ChangeReply),
     Drain(DrainReply),
     CreateGroup(GroupId, Membership, GroupReply),
     RemoveGroup(GroupId, GroupReply),
@@ -183,6 +185,12 @@ impl Call {
                 Ok(request) => replies.wait(request, Reply::Transfer(reply)),
                 Err(e) => drop(reply.send(Err(e))),
             },
+            Call::ChangeMembership(group, change, reply) => {
+                match node.change_membership(group, change) {
+                    Ok(request) => replies.wait(request, Reply::Change(reply)),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
+            }
             Call::Drain(reply) => {
                 let mut pending = Vec::new();
                 for (group, started) in node.drain() {
@@ -229,6 +237,9 @@ impl Call {
             Call::Read(_, _, _, reply) => reply.send(Err(ReadError::Stopped)).ok(),
             Call::ReadIndex(_, _, reply) => reply.send(Err(ReadError::Stopped)).ok(),
             Call::TransferLeader(_, _, reply) => reply.send(Err(TransferError::Stopped)).ok(),
+            Call::ChangeMembership(_, _, reply) => {
+                reply.send(Err(MembershipChangeError::Stopped)).ok()
+            }
             Call::CreateGroup(_, _, reply) | Call::RemoveGroup(_, reply) => {
                 reply.send(Err(GroupError::Stopped)).ok()
             }
@@ -251,6 +262,7 @@ pub(crate) enum Reply {
     Read(Box<(Bytes, ReadReply)>),
     ReadIndex(ReadIndexReply),
     Transfer(TransferReply),
+    Change(ChangeReply),
     Lifecycle(GroupReply),
 }
 
@@ -286,6 +298,9 @@ impl Reply {
             (Reply::Lifecycle(r), Done) => r.send(Ok(())).ok(),
             (Reply::Transfer(r), Done) => r.send(Ok(())).ok(),
             (Reply::Transfer(r), TransferFailed(e)) => r.send(Err(e)).ok(),
+            (Reply::Change(r), MembershipChanged(m)) => r.send(Ok(m)).ok(),
+            (Reply::Change(r), MembershipChangeFailed(e)) => r.send(Err(e)).ok(),
+            (Reply::Change(r), _) => r.send(Err(MembershipChangeError::Stopped)).ok(),
             (Reply::Read(read), ReadFailed(e)) => read.1.send(Err(e)).ok(),
             (Reply::ReadIndex(r), ReadFailed(e)) => r.send(Err(e)).ok(),
             // Anything else ends a request only when the node stops.

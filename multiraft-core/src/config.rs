@@ -118,6 +118,15 @@ pub struct Config {
     /// Snapshot transfers this node receives at once. Further first chunks are refused and
     /// sent again later, so a node returning after a long outage is not flooded.
     pub max_snapshot_receives: usize,
+    /// A learner being added as a voter ([`MembershipChange::AddVoter`]) counts as caught
+    /// up while its log is within this many entries of the leader's last index. Promoting
+    /// a replica far behind would leave the new configuration's quorum waiting on it.
+    ///
+    /// [`MembershipChange::AddVoter`]: crate::MembershipChange::AddVoter
+    pub learner_catchup_entries: u64,
+    /// Consecutive leader ticks a learner must stay caught up before it is promoted: one
+    /// lucky moment is no proof it keeps up with the write rate.
+    pub learner_catchup_ticks: u32,
     /// Extra invariant checks that panic, naming group, term and index, when the protocol
     /// reaches a state it must never reach. For tests and simulation.
     pub strict: bool,
@@ -156,6 +165,8 @@ impl Default for Config {
             max_snapshots_building: 4,
             max_snapshot_sends: 8,
             max_snapshot_receives: 8,
+            learner_catchup_entries: 64,
+            learner_catchup_ticks: 4,
             strict: false,
         }
     }
@@ -199,7 +210,8 @@ impl Config {
                 "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",
             );
         }
-        let positive: [(&'static str, usize); 19] = [
+        let positive: [(&'static str, usize); 20] = [
+            ("learner_catchup_ticks", self.learner_catchup_ticks as usize),
             ("snapshot_entries", self.snapshot_entries as usize),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
             (

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, ProposalId};
+use crate::membership::Membership;
 
 /// One entry of a group's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,13 @@ pub enum Payload {
         /// The command bytes, opaque to Raft.
         data: Bytes,
     },
+    /// The group's membership from this entry on (dissertation §4.1): every replica uses
+    /// the latest membership in its log, committed or not, so a joint configuration takes
+    /// effect where it is appended. Appended by the leader for
+    /// [`MultiRaft::change_membership`](crate::MultiRaft::change_membership); not shown to
+    /// the state machine. Last among the variants: the stored encodings of the others stay
+    /// as they were.
+    Membership(Membership),
 }
 
 impl Entry {
@@ -39,6 +47,7 @@ impl Entry {
         24 + match &self.payload {
             Payload::Noop => 0,
             Payload::Command { data, .. } => 16 + data.len(),
+            Payload::Membership(m) => 8 * m.replicas().len(),
         }
     }
 }

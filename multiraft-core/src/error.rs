@@ -119,6 +119,53 @@ pub enum TransferError {
     Stopped,
 }
 
+/// Why a membership change did not end with the group in the requested membership.
+///
+/// Every variant but [`MembershipChangeError::Indeterminate`] and
+/// [`MembershipChangeError::CatchUpTimeout`] is a definite "nothing changed".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipChangeError {
+    /// This replica is not the leader: only the leader changes the membership.
+    #[error("not the leader; try {leader_hint:?}")]
+    NotLeader {
+        /// The leader this replica knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// Another change of this group is in progress (one at a time per group): a change
+    /// this or an earlier leader started is not yet committed, or the group is in a joint
+    /// configuration it has not yet left. Retry once it ends.
+    #[error("another membership change of this group is in progress")]
+    ChangeInProgress,
+    /// The change does not fit the current membership (the reason says why); nothing was
+    /// appended.
+    #[error("invalid membership change: {0}")]
+    Invalid(&'static str),
+    /// A leadership transfer is in progress; retry at the new leader.
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    /// The replica to promote made no progress towards the leader's log for
+    /// `Config::proposal_timeout_ticks` ticks. It was added as a learner (that part of the
+    /// change is committed) and stays one; retry the promotion once it is caught up, or
+    /// remove it.
+    #[error("{node} did not catch up; it stays a learner")]
+    CatchUpTimeout {
+        /// The replica that did not catch up.
+        node: NodeId,
+    },
+    /// This node hosts no such group.
+    #[error("group {0} not found on this node")]
+    GroupNotFound(GroupId),
+    /// The node is stopped.
+    #[error("the node is stopped")]
+    Stopped,
+    /// The change may or may not complete: leadership changed, or the node stopped, with
+    /// part of it appended. A joint configuration is always left by whichever replica
+    /// leads; read the outcome from `MembershipChanged` events or the group's status.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(Indeterminate),
+}
+
 /// Why a proposal's outcome is unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -202,12 +202,12 @@ pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use entry::{Entry, HardState, Payload};
 pub use error::{
-    CampaignError, GroupError, GroupNotFound, Indeterminate, ProposeError, ReadError, StartError,
-    StopError, Stopped, StorageError, TransferError,
+    CampaignError, GroupError, GroupNotFound, Indeterminate, MembershipChangeError, ProposeError,
+    ReadError, StartError, StopError, Stopped, StorageError, TransferError,
 };
 pub use group::{GroupStatus, ReadPolicy, Role};
 pub use ids::{GroupId, NodeId, ProposalId, RequestId};
-pub use membership::{Membership, MembershipError, VoteResult};
+pub use membership::{Membership, MembershipChange, MembershipError, VoteResult};
 pub use message::{
     Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
     MessageLimits, ROUND_SEQ_BITS, Refusal, SnapshotAck,

@@ -22,6 +22,96 @@ pub struct Membership {
     pub learners: BTreeSet<NodeId>,
 }
 
+/// A change to a group's membership, made with
+/// [`MultiRaft::change_membership`](crate::MultiRaft::change_membership).
+///
+/// Changes of voters go through a joint configuration (dissertation §4.3): the leader
+/// appends one in which every decision needs a majority of the old voters and of the new,
+/// and leaves it by itself once it is committed. A replica joining as a voter is first a
+/// learner, and is promoted once it has caught up (`Config::learner_catchup_entries` for
+/// `Config::learner_catchup_ticks`), so that the new configuration's quorum never waits on
+/// an empty log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MembershipChange {
+    /// Adds a learner: it receives the log and never votes (a permanent learner).
+    AddLearner(NodeId),
+    /// Adds a voter: it joins as a learner and is promoted once caught up. Also promotes
+    /// a replica that is already a learner.
+    AddVoter(NodeId),
+    /// Promotes a learner to voter once it is caught up.
+    Promote(NodeId),
+    /// Removes a voter or a learner. A leader that removes itself steps down once the
+    /// change is committed.
+    Remove(NodeId),
+    /// Replaces voter `old` by `new`, in one joint configuration: `new` joins as a learner,
+    /// and once it is caught up the voters swap.
+    Replace {
+        /// The voter to remove.
+        old: NodeId,
+        /// The replica to add as a voter in its place.
+        new: NodeId,
+    },
+}
+
+impl MembershipChange {
+    /// The membership this change leads to from `current` (not joint), and the replicas it
+    /// promotes (each must catch up first); or why it does not apply.
+    pub(crate) fn target(
+        &self,
+        current: &Membership,
+    ) -> Result<(Membership, BTreeSet<NodeId>), &'static str> {
+        let mut target = current.clone();
+        let mut promote = BTreeSet::new();
+        let absent = |n: &NodeId| !current.contains(*n);
+        match *self {
+            MembershipChange::AddLearner(n) => {
+                if !absent(&n) {
+                    return Err("the replica is already a member");
+                }
+                target.learners.insert(n);
+            }
+            MembershipChange::AddVoter(n) | MembershipChange::Promote(n) => {
+                if current.voters.contains(&n) {
+                    return Err("the replica is already a voter");
+                }
+                if matches!(self, MembershipChange::Promote(_)) && !current.learners.contains(&n) {
+                    return Err("only a learner can be promoted");
+                }
+                target.learners.remove(&n);
+                target.voters.insert(n);
+                promote.insert(n);
+            }
+            MembershipChange::Remove(n) => {
+                if absent(&n) {
+                    return Err("the replica is not a member");
+                }
+                target.voters.remove(&n);
+                target.learners.remove(&n);
+            }
+            MembershipChange::Replace { old, new } => {
+                if !current.voters.contains(&old) {
+                    return Err("the replica to replace is not a voter");
+                }
+                if current.voters.contains(&new) || old == new {
+                    return Err("the new replica is already a voter");
+                }
+                target.voters.remove(&old);
+                target.learners.remove(&new);
+                target.voters.insert(new);
+                promote.insert(new);
+            }
+        }
+        if target.voters.is_empty() {
+            return Err("a group needs at least one voter");
+        }
+        if target.validate().is_err() {
+            return Err("the resulting membership is invalid");
+        }
+        Ok((target, promote))
+    }
+}
+
 /// The outcome of counting votes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoteResult {
@@ -84,6 +174,11 @@ impl Membership {
             return Err(MembershipError::VoterAndLearner(*n));
         }
         Ok(())
+    }
+
+    /// Whether this is a joint configuration (a change of voters in progress).
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
     }
 
     /// Whether `node` may vote (it is a voter of either configuration).

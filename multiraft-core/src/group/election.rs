@@ -64,6 +64,10 @@ impl Replica {
 
     fn tick_leader(&mut self) {
         self.tick_transfer();
+        self.tick_change();
+        if self.role != Role::Leader {
+            return; // the change stepped this replica down
+        }
         self.tick_snapshots();
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
@@ -81,6 +85,9 @@ impl Replica {
                 // so that clients stop waiting on it.
                 tracing::info!(node = %self.node, group = %self.id, term = self.term, "stepping down: no quorum heard (CheckQuorum)");
                 self.become_follower(self.term, None);
+            }
+            if self.role == Role::Leader {
+                self.drop_retired(true);
             }
             for pr in self.progress.values_mut() {
                 pr.recent_active = false;
@@ -249,7 +256,7 @@ impl Replica {
 
     // ----- roles ------------------------------------------------------------------------------
 
-    fn reset_election_timer(&mut self) {
+    pub(super) fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
         self.randomized_timeout = self.rng.range(
             self.config.election_timeout_min_ticks,
@@ -273,6 +280,7 @@ impl Replica {
             Role::Learner
         };
         self.transfer = None;
+        self.change = None;
         if leader != self.leader || new_term {
             self.sticky = false;
             self.quiet_seen = 0;

@@ -14,6 +14,8 @@
 
 // This file holds the types, construction and the dispatch of messages (`step`); the
 // `impl Replica` goes on by concern in the files below.
+mod changes; // membership changes on the leader: joint configurations, promotion, removal
+mod configs; // the memberships in the log, and which one is in force
 mod election; // the clock, CheckQuorum, campaigns, votes, role changes
 mod forwarding; // proposals, forwarded to the leader from a follower
 mod log; // the in-memory log and its durable/committed/applied marks
@@ -32,8 +34,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::entry::{Entry, HardState};
-use crate::error::{ProposeError, ReadError, StartError};
+use crate::entry::{Entry, HardState, Payload};
+use crate::error::{MembershipChangeError, ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
@@ -81,6 +83,22 @@ pub enum GroupEvent {
         /// The target of the transfer.
         to: NodeId,
     },
+    /// The membership in force changed: a membership entry was appended (effective at
+    /// once, committed or not) or truncated, or a snapshot brought one. Reported on every
+    /// replica.
+    MembershipChanged {
+        /// The membership now in force.
+        membership: Membership,
+    },
+    /// The membership change this leader took ended (only on the leader that took it).
+    MembershipChangeEnded {
+        /// The membership the change ended in, or why it did not.
+        result: Result<Membership, MembershipChangeError>,
+    },
+    /// The committed membership leaves this replica out: it was removed from the group,
+    /// and the application may delete it (`remove_group`). Reported once per replica and
+    /// again after a restart.
+    Removed,
 }
 
 /// The outputs of a group, taken with [`Replica::ready`].
@@ -232,6 +250,13 @@ pub struct Replica {
     /// The state machine is being restored from the snapshot at this index: nothing is
     /// applied until the node says it is done ([`Replica::restored`]).
     restoring: Option<u64>,
+    /// Membership entries above the applied index (`configs.rs`); `None` in a group
+    /// whose log holds none, which is nearly every group.
+    configs: Option<Box<self::configs::Configs>>,
+    /// Leader: the membership change in progress (`changes.rs`).
+    change: Option<Box<self::changes::Change>>,
+    /// [`GroupEvent::Removed`] was reported.
+    removed: bool,
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<ReplicaReady>>,
 }
@@ -271,6 +296,19 @@ impl Replica {
         if base.0 > snapshot_index {
             return Err(StartError::CompactedLog(loaded.group));
         }
+        // Membership entries past the snapshot are in force as in any log (dissertation
+        // §4.1); before them, the snapshot's membership, or the one the group was created
+        // with.
+        let configs: Vec<Entry> = loaded
+            .entries
+            .iter()
+            .filter(|e| e.index > snapshot_index && matches!(e.payload, Payload::Membership(_)))
+            .cloned()
+            .collect();
+        let membership = loaded
+            .snapshot
+            .as_ref()
+            .map_or(loaded.membership, |s| s.membership.clone());
         let log = Log::restored(
             base,
             loaded.entries,
@@ -280,7 +318,7 @@ impl Replica {
         let mut replica = Self::build(
             loaded.group,
             node,
-            Arc::new(loaded.membership),
+            Arc::new(membership),
             loaded.hard_state,
             log,
             config,
@@ -292,6 +330,8 @@ impl Replica {
             replica.snapshot = Some((meta.index, meta.term));
             replica.out().restore = Some(meta);
         }
+        replica.appended_configs(&configs);
+        replica.check_removed();
         Ok(replica)
     }
 
@@ -335,6 +375,9 @@ impl Replica {
             snapshot: None,
             incoming: None,
             restoring: None,
+            configs: None,
+            change: None,
+            removed: false,
             out: None,
         };
         g.become_follower(hs.term, None);
@@ -426,7 +469,14 @@ impl Replica {
         if msg.group != self.id || msg.to != self.node || msg.from == self.node {
             return;
         }
-        if !self.membership.contains(msg.from) {
+        // Non-members cannot disrupt the group (dissertation §4.2.3). Two are heard: the
+        // leader of this term, which leads until the membership that removed it is
+        // committed (§4.2.2) and then hands over; and, on a leader, replicas it still
+        // replicates to so that they learn they were removed.
+        if !self.membership.contains(msg.from)
+            && self.leader != Some(msg.from)
+            && !(self.role == Role::Leader && self.progress.get(&msg.from).is_some())
+        {
             return;
         }
         self.step_inner(msg);

@@ -80,6 +80,7 @@ impl Replica {
         ready.entries = self.log.take_unstable();
         if self.restoring.is_none() {
             ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+            self.applied_configs(self.log.applied);
         }
         ready.reads = self.take_served_reads();
         self.reads.release();

@@ -77,6 +77,10 @@ pub(crate) struct Progress {
     pub(crate) read_round: u64,
     /// In snapshot state: the transfer.
     pub(crate) snapshot: Option<Outgoing>,
+    /// 0 for a member. Otherwise the replica was removed by the membership entry at this
+    /// index: it gets the log until it holds and knows that entry committed, then the
+    /// record goes (`changes.rs`).
+    pub(crate) retire_at: u64,
 }
 
 impl Progress {
@@ -92,6 +96,7 @@ impl Progress {
             heartbeat_matched: 0,
             read_round: 0,
             snapshot: None,
+            retire_at: 0,
         }
     }
 
@@ -234,6 +239,15 @@ impl ProgressMap {
         for (_, p) in &mut self.0 {
             p.inflight.shrink_to_fit();
         }
+    }
+}
+
+impl IntoIterator for ProgressMap {
+    type Item = (NodeId, Progress);
+    type IntoIter = std::vec::IntoIter<(NodeId, Progress)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -101,6 +101,8 @@ impl Replica {
             && self.role == Role::Leader
             && self.forward.is_empty()
             && self.transfer.is_none()
+            && self.change.is_none()
+            && !self.membership.is_joint()
             && self.log.committed == last
             && self.log.persisted == last
             && self.log.applied == last

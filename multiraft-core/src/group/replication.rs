@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, Payload};
 use crate::ids::NodeId;
 use crate::message::MessageBody;
 
@@ -36,6 +36,14 @@ impl Replica {
             let (hint_index, hint_term) = self.log.conflict_hint(prev_index, prev_term);
             return self.send_append_response(from, false, prev_index, hint_index, hint_term);
         }
+        // Memberships among the entries take effect once appended (dissertation §4.1).
+        // Collected first: rare, and no allocation when there are none.
+        let configs: Vec<Entry> = entries
+            .iter()
+            .filter(|e| matches!(e.payload, Payload::Membership(_)))
+            .cloned()
+            .collect();
+        let old_last = self.log.last_index();
         let appended = self.log.append_from_leader(prev_index, entries);
         if let Some(at) = appended.truncated_at {
             self.strict_check(
@@ -43,6 +51,11 @@ impl Replica {
                 at,
                 "truncated a committed entry (committed entries never change)",
             );
+            self.truncated_configs(at);
+        }
+        if !configs.is_empty() {
+            let from = appended.truncated_at.unwrap_or(old_last + 1);
+            self.appended_configs(configs.iter().filter(|e| e.index >= from));
         }
         self.commit_to(commit.min(appended.last_new));
         self.send_append_response(from, true, appended.last_new, 0, 0);
@@ -91,6 +104,8 @@ impl Replica {
             self.log.committed = index;
             self.hard_state_dirty = true;
             self.drop_stale_incoming();
+            self.check_removed();
+            self.advance_change();
         }
     }
 
@@ -112,9 +127,13 @@ impl Replica {
         };
         pr.recent_active = true;
         if success {
+            let retiring = pr.retire_at != 0;
             if pr.on_success(index) {
                 self.maybe_commit();
                 self.maybe_send_timeout_now();
+            }
+            if retiring {
+                self.drop_retired(false);
             }
         } else {
             // Fast backtracking: skip every index whose term rules it out at once.

@@ -50,7 +50,7 @@ impl Replica {
         Some(SnapshotMeta {
             index: applied,
             term: self.log.term(applied)?,
-            membership: (*self.membership).clone(),
+            membership: (*self.membership_at(applied)).clone(),
         })
     }
 
@@ -319,12 +319,14 @@ impl Replica {
     /// snapshot now, and the state machine is restored once the write is durable.
     fn install(&mut self, meta: SnapshotMeta) {
         self.incoming = None;
-        if self.log.install(meta.index, meta.term) {
+        let replaced = self.log.install(meta.index, meta.term);
+        if replaced {
             self.out().log_reset = Some(Compacted {
                 index: meta.index,
                 term: meta.term,
             });
         }
+        self.installed_configs(meta.index, meta.membership.clone(), !replaced);
         self.hard_state_dirty = true;
         self.restoring = Some(meta.index);
         self.snapshot = Some((meta.index, meta.term));
@@ -372,6 +374,7 @@ impl Replica {
         if self.restoring == Some(index) {
             self.restoring = None;
             self.log.applied = self.log.applied.max(index);
+            self.applied_configs(self.log.applied);
         }
         self.check_invariants();
     }

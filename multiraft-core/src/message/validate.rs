@@ -179,6 +179,17 @@ pub enum InvalidMessage {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// An `Append` entry carrying a membership that is unusable
+    /// ([`Membership::validate`](crate::Membership::validate)) or has more members than a
+    /// message may carry items: no leader appends one, and a replica would take it as its
+    /// membership on receipt.
+    #[error("message {index}: entry {position} carries an invalid membership")]
+    InvalidMembershipEntry {
+        /// Position of the message in the batch.
+        index: usize,
+        /// Position of the entry in `entries`.
+        position: usize,
+    },
     /// A node-level body (`Heartbeats` or `HeartbeatAcks`) in a message whose `group` is
     /// not [`GroupId::NODE`]. Such bodies carry many groups' beats and belong to no group;
     /// honest nodes send them only at node level.
@@ -320,6 +331,11 @@ fn validate_message(
                     });
                 }
                 preceding = e.term;
+                if let crate::entry::Payload::Membership(members) = &e.payload
+                    && (members.replicas().len() > items || members.validate().is_err())
+                {
+                    return Err(InvalidMessage::InvalidMembershipEntry { index, position });
+                }
             }
             Ok(())
         }

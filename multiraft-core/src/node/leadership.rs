@@ -1,8 +1,9 @@
 //! Moving leadership on purpose: transferring one group's leadership, and draining every
 //! group a node leads (for a rolling restart).
 
-use crate::error::TransferError;
+use crate::error::{MembershipChangeError, TransferError};
 use crate::ids::{GroupId, NodeId, RequestId};
+use crate::membership::MembershipChange;
 
 use super::Node;
 
@@ -28,6 +29,30 @@ impl Node {
         let request = self
             .requests
             .transfer(group, to, self.id, deadline, to == self.id);
+        self.touched(group);
+        Ok(request)
+    }
+
+    /// Changes the membership of `group`, which this node's replica leads (see
+    /// [`MembershipChange`] for what each change does; dissertation §4.3). One change at a
+    /// time per group. On `Ok` the node took it: it ends exactly once, with
+    /// [`Resolution::MembershipChanged`](super::Resolution::MembershipChanged) once the
+    /// requested membership is committed, or
+    /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
+    /// indeterminate if leadership changes or the node stops before. `Err` is definite:
+    /// nothing changed.
+    pub fn change_membership(
+        &mut self,
+        group: GroupId,
+        change: MembershipChange,
+    ) -> Result<RequestId, MembershipChangeError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(MembershipChangeError::GroupNotFound(group))?;
+        slot.group.change_membership(change)?;
+        let (term, _) = slot.group.leadership();
+        let request = self.requests.change(group, term, self.id);
         self.touched(group);
         Ok(request)
     }

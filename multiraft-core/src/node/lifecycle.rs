@@ -35,13 +35,36 @@ impl Node {
     fn host(&mut self, group: Replica) {
         let id = group.id();
         self.peers.add(self.id, group.membership(), self.ticks);
+        let hosted = Arc::clone(group.membership_arc());
         self.groups.insert(
             id,
             Box::new(Slot {
                 group,
                 queued: false,
+                hosted,
             }),
         );
+    }
+
+    /// The membership of `group` changed: its peers are counted under the new one, which
+    /// is shared with the other groups that have it.
+    pub(super) fn rehost(&mut self, id: GroupId) {
+        let Some(slot) = self.groups.get(&id) else {
+            return;
+        };
+        if *slot.hosted == *slot.group.membership() {
+            return;
+        }
+        let now = slot.group.membership().clone();
+        let shared = self.intern(&now);
+        let Some(slot) = self.groups.get_mut(&id) else {
+            return;
+        };
+        slot.group.share_membership(Arc::clone(&shared));
+        let old = std::mem::replace(&mut slot.hosted, shared);
+        self.peers.remove(&old);
+        self.peers.add(self.id, &now, self.ticks);
+        self.release(&old);
     }
 
     /// Hosts the groups storage held at start. Their state is already durable. A group with
@@ -120,8 +143,8 @@ impl Node {
             .groups
             .remove(&group)
             .ok_or(GroupError::GroupNotFound(group))?;
-        self.peers.remove(slot.group.membership());
-        let shared = Arc::clone(slot.group.membership_arc());
+        self.peers.remove(&slot.hosted);
+        let shared = Arc::clone(&slot.hosted);
         drop(slot);
         self.release(&shared);
         self.active.remove(&group);

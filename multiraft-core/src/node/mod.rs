@@ -104,6 +104,10 @@ struct Slot {
     group: Replica,
     /// Whether the group is in `Node::dirty`.
     queued: bool,
+    /// The membership the node counts this group under (`peers`, the shared table): the
+    /// group's own until it changes, when the next ready moves the count
+    /// ([`Node::rehost`](lifecycle.rs)).
+    hosted: Arc<Membership>,
 }
 
 /// Every group hosted by one node.

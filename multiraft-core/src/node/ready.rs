@@ -16,6 +16,7 @@ use super::outbox::Outbox;
 use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
 use super::{Node, Outcome, Resolution};
 use crate::error::TransferError;
+use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
 
 /// Something that happened on the node, for the application.
@@ -38,6 +39,21 @@ pub enum Event {
     },
     /// The group was removed from this node.
     GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
+    /// The membership in force for a group changed on this replica: an entry was appended
+    /// or truncated, or a snapshot brought one (dissertation §4.1: in force when appended).
+    MembershipChanged {
+        /// The group.
+        group: GroupId,
+        /// The membership now in force.
+        membership: Membership,
+    },
+    /// The group's committed membership leaves this node's replica out: it was removed,
+    /// and the application may delete it with `remove_group`. Reported once per replica,
+    /// and again after a restart while the replica is still hosted.
+    ReplicaRemoved {
         /// The group.
         group: GroupId,
     },
@@ -295,8 +311,26 @@ impl Node {
                     self.requests.rejected(RequestId(pid.seq), error);
                 }
             }
+            let mut membership_changed = false;
             for e in out.events {
                 match e {
+                    GroupEvent::MembershipChanged { membership } => {
+                        membership_changed = true;
+                        ready.events.push(super::Event::MembershipChanged {
+                            group: id,
+                            membership,
+                        });
+                    }
+                    GroupEvent::MembershipChangeEnded { result } => {
+                        let resolution = match result {
+                            Ok(m) => Resolution::MembershipChanged(m),
+                            Err(e) => Resolution::MembershipChangeFailed(e),
+                        };
+                        self.requests.change_ended(id, resolution);
+                    }
+                    GroupEvent::Removed => {
+                        ready.events.push(super::Event::ReplicaRemoved { group: id });
+                    }
                     GroupEvent::TransferAborted { .. } => {
                         let failed = Resolution::TransferFailed(TransferError::Timeout);
                         self.requests.transfer_ended(id, failed);
@@ -310,6 +344,9 @@ impl Node {
                         });
                     }
                 }
+            }
+            if membership_changed {
+                self.rehost(id);
             }
         }
         if !leadership_changed.is_empty() {

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use crate::error::{Indeterminate, ProposeError, ReadError, TransferError};
+use crate::error::{Indeterminate, MembershipChangeError, ProposeError, ReadError, TransferError};
+use crate::membership::Membership;
 use crate::ids::{GroupId, NodeId, RequestId};
 
 /// How a request ended, when it did not end with its entry applied.
@@ -29,6 +30,10 @@ pub enum Resolution {
     /// A leadership transfer ended without the target leading (one that succeeds ends
     /// `Done`).
     TransferFailed(TransferError),
+    /// A membership change completed: the group's committed membership is this one.
+    MembershipChanged(Membership),
+    /// A membership change did not complete (its error says whether anything changed).
+    MembershipChangeFailed(MembershipChangeError),
 }
 
 /// The outcome of one request that did not end with its entry applied. Reported in
@@ -75,6 +80,9 @@ pub(super) struct Requests {
     /// transfer's deadline is shorter than a proposal's: in one queue it would wait behind
     /// proposals taken earlier and end late.
     transfer_deadlines: VecDeque<(u64, RequestId)>,
+    /// Membership changes in progress, at most one per group: the request and the group's
+    /// (term, leader) when it was taken — a leadership change leaves its outcome unknown.
+    changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
 }
@@ -155,6 +163,25 @@ impl Requests {
             self.transfer_deadlines.push_back((deadline, id));
         }
         id
+    }
+
+    /// A membership change of `group`, taken by its leader in `term`.
+    pub(super) fn change(&mut self, group: GroupId, term: u64, leader: NodeId) -> RequestId {
+        let id = self.allocate();
+        if let Some((earlier, _, _)) = self.changes.insert(group, (id, term, Some(leader))) {
+            // The replica took a new change, so the one recorded ended with a leadership
+            // change this table has not yet been told of.
+            let why = MembershipChangeError::Indeterminate(Indeterminate::LeadershipChanged);
+            self.end(earlier, group, Resolution::MembershipChangeFailed(why));
+        }
+        id
+    }
+
+    /// The membership change of `group` ended as `resolution`.
+    pub(super) fn change_ended(&mut self, group: GroupId, resolution: Resolution) {
+        if let Some((id, _, _)) = self.changes.remove(&group) {
+            self.end(id, group, resolution);
+        }
     }
 
     /// The transfer of `group` ended as `resolution`.
@@ -288,6 +315,17 @@ impl Requests {
                 self.transfer_ended(*group, resolution);
             }
         }
+        if !self.changes.is_empty() {
+            for (group, now) in current {
+                if let Some(&(_, term, leader)) = self.changes.get(group)
+                    && *now != Some((term, leader))
+                {
+                    let why = Indeterminate::LeadershipChanged;
+                    let failed = MembershipChangeError::Indeterminate(why);
+                    self.change_ended(*group, Resolution::MembershipChangeFailed(failed));
+                }
+            }
+        }
         if current.is_empty() || self.proposals.is_empty() {
             return;
         }
@@ -313,6 +351,8 @@ impl Requests {
         }
         let gone = Resolution::TransferFailed(TransferError::GroupNotFound(group));
         self.transfer_ended(group, gone);
+        let why = MembershipChangeError::Indeterminate(Indeterminate::GroupRemoved);
+        self.change_ended(group, Resolution::MembershipChangeFailed(why));
     }
 
     fn end_where(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
@@ -364,6 +404,10 @@ impl Requests {
         }
         for group in self.transfers.keys().copied().collect::<Vec<_>>() {
             self.transfer_ended(group, Resolution::TransferFailed(TransferError::Stopped));
+        }
+        for group in self.changes.keys().copied().collect::<Vec<_>>() {
+            let why = MembershipChangeError::Indeterminate(Indeterminate::NodeStopped);
+            self.change_ended(group, Resolution::MembershipChangeFailed(why));
         }
         for (group, ids) in std::mem::take(&mut self.lifecycle) {
             for request in ids {

@@ -49,6 +49,11 @@
 //! | `propose N [group=gK] TEXT` | node N proposes TEXT to group `gK` (default `g1`) |
 //! | `read N [group=gK] read-index\|lease\|follower` | node N starts a read of `gK`; prints `served at once: index=I` when the lease serves it on the spot; a ready prints `read: "read POLICY" index=I` when it serves one, `read failed: ...` when one fails |
 //! | `transfer N [group=gK] TO` | node N hands leadership of `gK` to node TO; a ready prints `transferred: ...` or `transfer failed: ...` when it ends |
+//! | `add-node N` | a new node N that hosts no group yet (a machine joining the cluster) |
+//! | `create N [group=gK] voters=A,B [learners=C]` | node N creates its replica of `gK` with that membership: how a joining replica starts (as a learner of the group's current membership) |
+//! | `remove-group N [group=gK]` | node N stops hosting `gK` and deletes it (after `event: removed`) |
+//! | `change N [group=gK] add-learner X \| add-voter X \| promote X \| remove X \| replace OLD NEW` | node N (the leader) changes the membership of `gK`; a ready prints `membership changed: ...` or `membership change failed: ...` when it ends |
+//! | `membership [group=gK]` | the membership in force on every node's replica of `gK` (`-` where it hosts none) |
 //! | `process-ready N\|all` | take a ready, persist its write, advance, queue its messages |
 //! | `deliver [from=A] [to=B] [drop]` | deliver (or drop) the queued messages that match |
 //! | `stabilize [quiet]` | process readies and deliver until nothing moves; `quiet` prints nothing (to set up a scene, such as elections, that other scripts show; follow it with `status`) |
@@ -70,8 +75,8 @@ use std::task::{Context, Poll, Waker};
 use multiraft_core::node::{Ready, Resolution};
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
-    Config, Entry, Event, GroupId, Membership, Message, MessageBatch, MessageBody, Node, NodeId,
-    Payload, ProposalId, ReadPolicy, ReadStart, RequestId, Storage,
+    Config, Entry, Event, GroupId, Membership, MembershipChange, Message, MessageBatch,
+    MessageBody, Node, NodeId, Payload, ProposalId, ReadPolicy, ReadStart, RequestId, Storage,
 };
 
 use crate::storage::MemStorage;
@@ -294,6 +299,81 @@ impl World {
                     Ok(request) => self.name_request(n, request, format!("transfer to {to}")),
                     Err(e) => Ok(format!("rejected: {e:?}")),
                 }
+            }
+            "add-node" => {
+                let n = self.node_arg(args.first())?;
+                if self.nodes.contains_key(&n) {
+                    return Err(format!("node {n} exists"));
+                }
+                let node =
+                    Node::new(NodeId(n), self.config.clone(), n).map_err(|e| e.to_string())?;
+                self.nodes.insert(n, Some(node));
+                self.disks.insert(n, MemStorage::new());
+                Ok(String::new())
+            }
+            "create" => {
+                let n = self.node_arg(args.first())?;
+                let (group, rest) = take_group_arg(&args[1..]);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let mut membership = Membership::default();
+                for a in rest {
+                    match a.split_once('=') {
+                        Some(("voters", v)) => membership = Membership::voters(parse_ids(v)?),
+                        Some(("learners", v)) => {
+                            membership = membership.with_learners(parse_ids(v)?)
+                        }
+                        _ => return Err(format!("unknown argument {a}")),
+                    }
+                }
+                match self.node_mut(n)?.create_group(group, membership) {
+                    Ok(_) => Ok(String::new()),
+                    Err(e) => Ok(format!("rejected: {e:?}")),
+                }
+            }
+            "remove-group" => {
+                let n = self.node_arg(args.first())?;
+                let (group, _) = take_group_arg(&args[1..]);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                match self.node_mut(n)?.remove_group(group) {
+                    Ok(_) => Ok(String::new()),
+                    Err(e) => Ok(format!("rejected: {e:?}")),
+                }
+            }
+            "change" => {
+                let n = self.node_arg(args.first())?;
+                let (group, rest) = take_group_arg(&args[1..]);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let x = NodeId(self.node_arg(rest.get(1))?);
+                let change = match rest.first().copied() {
+                    Some("add-learner") => MembershipChange::AddLearner(x),
+                    Some("add-voter") => MembershipChange::AddVoter(x),
+                    Some("promote") => MembershipChange::Promote(x),
+                    Some("remove") => MembershipChange::Remove(x),
+                    Some("replace") => MembershipChange::Replace {
+                        old: x,
+                        new: NodeId(self.node_arg(rest.get(2))?),
+                    },
+                    other => return Err(format!("not a membership change: {other:?}")),
+                };
+                match self.node_mut(n)?.change_membership(group, change) {
+                    Ok(request) => self.name_request(n, request, rest.join(" ")),
+                    Err(e) => Ok(format!("rejected: {e:?}")),
+                }
+            }
+            "membership" => {
+                let (group, _) = take_group_arg(args);
+                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let mut out = String::new();
+                for (n, node) in &self.nodes {
+                    let m = match node {
+                        None => "crashed".to_string(),
+                        Some(node) => node
+                            .replica(group)
+                            .map_or("-".to_string(), |r| print::fmt_membership(r.membership())),
+                    };
+                    let _ = writeln!(out, "{n}: {m}");
+                }
+                Ok(out)
             }
             "process-ready" => {
                 let mut out = String::new();

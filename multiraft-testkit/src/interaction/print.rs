@@ -102,6 +102,13 @@ impl World {
                 Resolution::TransferFailed(e) => {
                     let _ = writeln!(out, "  transfer failed: {tag}{text} {e:?}");
                 }
+                Resolution::MembershipChanged(m) => {
+                    let m = fmt_membership(m);
+                    let _ = writeln!(out, "  membership changed: {tag}{text} {m}");
+                }
+                Resolution::MembershipChangeFailed(e) => {
+                    let _ = writeln!(out, "  membership change failed: {tag}{text} {e:?}");
+                }
                 Resolution::Done
                     if self
                         .texts
@@ -114,15 +121,26 @@ impl World {
             }
         }
         for e in &ready.events {
-            if let Event::LeaderChanged {
-                group,
-                term,
-                leader,
-            } = e
-            {
-                let l = leader.map_or("-".to_string(), |l| l.0.to_string());
-                let tag = self.tag(*group);
-                let _ = writeln!(out, "  event: {tag}term={term} leader={l}");
+            match e {
+                Event::LeaderChanged {
+                    group,
+                    term,
+                    leader,
+                } => {
+                    let l = leader.map_or("-".to_string(), |l| l.0.to_string());
+                    let tag = self.tag(*group);
+                    let _ = writeln!(out, "  event: {tag}term={term} leader={l}");
+                }
+                Event::MembershipChanged { group, membership } => {
+                    let tag = self.tag(*group);
+                    let m = fmt_membership(membership);
+                    let _ = writeln!(out, "  event: {tag}membership {m}");
+                }
+                Event::ReplicaRemoved { group } => {
+                    let tag = self.tag(*group);
+                    let _ = writeln!(out, "  event: {tag}removed");
+                }
+                _ => {}
             }
         }
     }
@@ -137,6 +155,7 @@ impl World {
             Payload::Command { id, .. } => {
                 format!("{}/{} {}", e.term, e.index, self.fmt_text(*id))
             }
+            Payload::Membership(m) => format!("{}/{} conf {}", e.term, e.index, fmt_membership(m)),
             _ => format!("{}/{} ?", e.term, e.index),
         }
     }
@@ -243,4 +262,20 @@ impl World {
         };
         format!("{head}{body}")
     }
+}
+
+/// A membership as scripts show it: `voters=1,2,3`, then `outgoing=` and `learners=` when
+/// not empty.
+pub(super) fn fmt_membership(m: &Membership) -> String {
+    let ids = |s: &std::collections::BTreeSet<NodeId>| {
+        s.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let mut out = format!("voters={}", ids(&m.voters));
+    if !m.outgoing.is_empty() {
+        let _ = write!(out, " outgoing={}", ids(&m.outgoing));
+    }
+    if !m.learners.is_empty() {
+        let _ = write!(out, " learners={}", ids(&m.learners));
+    }
+    out
 }

@@ -1,0 +1,274 @@
+//! Membership changes on the leader (dissertation §4.3): one change at a time per group,
+//! voters changed only through a joint configuration that any leader leaves by itself once
+//! it is committed, joining replicas promoted only once caught up, and a leader that is no
+//! longer a voter stepping down once that is committed (§4.2.2). Replicas removed from the
+//! group learn it from the leader, which keeps replicating to them until they hold the
+//! commit that removed them, and report it ([`GroupEvent::Removed`]).
+//!
+//! Which membership is in force is decided by the log (`configs.rs`); this file decides
+//! what the leader appends next.
+
+use std::collections::BTreeSet;
+
+use crate::entry::{Entry, Payload};
+use crate::error::MembershipChangeError;
+use crate::ids::NodeId;
+use crate::membership::{Membership, MembershipChange};
+use crate::message::MessageBody;
+
+use super::progress::{Progress, ProgressState};
+use super::{GroupEvent, Replica, Role};
+
+/// A change requested of this leader and not yet complete. Leader-local: a leadership
+/// change drops it (the request ends indeterminate), while a joint configuration already
+/// appended is left by the next leader all the same.
+#[derive(Debug)]
+pub(super) struct Change {
+    /// The membership the change ends in.
+    target: Membership,
+    /// Replicas to promote once caught up.
+    promote: BTreeSet<NodeId>,
+    /// Consecutive ticks every replica of `promote` was caught up.
+    caught_up_ticks: u32,
+    /// Ticks the replicas of `promote` made no progress, outside a snapshot transfer.
+    stalled_ticks: u32,
+    /// The least `matched` among them at the last tick, to tell progress.
+    last_matched: u64,
+}
+
+impl Replica {
+    /// Starts changing the membership (leader only). The outcome comes as a
+    /// [`GroupEvent::MembershipChangeEnded`] on this replica, or the change is dropped
+    /// with the leadership. `Err` is definite: nothing was appended.
+    pub fn change_membership(
+        &mut self,
+        change: MembershipChange,
+    ) -> Result<(), MembershipChangeError> {
+        if self.role != Role::Leader {
+            return Err(MembershipChangeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(MembershipChangeError::TransferInProgress);
+        }
+        if self.change.is_some()
+            || self.membership.is_joint()
+            || self.config_index() > self.log.committed
+        {
+            return Err(MembershipChangeError::ChangeInProgress);
+        }
+        let (target, promote) = change
+            .target(&self.membership)
+            .map_err(MembershipChangeError::Invalid)?;
+        self.wake();
+        self.change = Some(Box::new(Change {
+            target,
+            promote,
+            caught_up_ticks: 0,
+            stalled_ticks: 0,
+            last_matched: 0,
+        }));
+        self.advance_change();
+        Ok(())
+    }
+
+    /// Appends the next membership entry the group needs, if the last one is committed:
+    /// leaving a joint configuration, or the next step of the change in progress. Ends the
+    /// change once its target is committed, and steps down when this leader is no longer
+    /// a voter of the committed membership.
+    pub(super) fn advance_change(&mut self) {
+        if self.role != Role::Leader || self.config_index() > self.log.committed {
+            return;
+        }
+        if self.membership.is_joint() {
+            // Leave the joint configuration as soon as it is committed, whoever entered it.
+            let mut leave = (*self.membership).clone();
+            leave.outgoing.clear();
+            return self.append_membership(leave);
+        }
+        if let Some(c) = self.change.as_ref() {
+            let current = &*self.membership;
+            if *current == c.target {
+                let target = c.target.clone();
+                self.change = None;
+                self.out().events.push(GroupEvent::MembershipChangeEnded {
+                    result: Ok(target),
+                });
+            } else if let Some(staged) = staged(current, &c.target) {
+                self.append_membership(staged);
+            } else if current.voters == c.target.voters {
+                let target = c.target.clone();
+                self.append_membership(target);
+            } else if c.promote.is_empty() || c.caught_up_ticks >= self.config.learner_catchup_ticks
+            {
+                let mut joint = c.target.clone();
+                joint.outgoing = current.voters.clone();
+                joint.learners.retain(|n| !joint.outgoing.contains(n));
+                self.append_membership(joint);
+            }
+        }
+        if !self.membership.is_voter(self.node) && self.config_index() <= self.log.committed {
+            self.step_down_removed();
+        }
+    }
+
+    /// A leader's tick: counts how long the replicas to promote have been caught up, and
+    /// gives up on one that makes no progress.
+    pub(super) fn tick_change(&mut self) {
+        let last = self.log.last_index();
+        let (within, timeout) = (
+            self.config.learner_catchup_entries,
+            self.config.proposal_timeout_ticks,
+        );
+        let Some(c) = self.change.as_mut() else {
+            return;
+        };
+        if c.promote.is_empty() {
+            return;
+        }
+        let progress: Vec<Option<&Progress>> =
+            c.promote.iter().map(|n| self.progress.get(n)).collect();
+        // Caught up: answering (heard from since the last CheckQuorum round), appends
+        // streaming (its log matches), and within `learner_catchup_entries` of the end. A
+        // silent learner is never caught up, however short the log.
+        let caught_up = progress.iter().all(|p| {
+            p.is_some_and(|p| {
+                p.recent_active && p.state == ProgressState::Replicate && p.matched + within >= last
+            })
+        });
+        let least = progress
+            .iter()
+            .map(|p| p.map_or(0, |p| p.matched))
+            .min()
+            .unwrap_or(0);
+        let sending_snapshot = progress
+            .iter()
+            .any(|p| p.is_some_and(|p| p.state == ProgressState::Snapshot));
+        c.caught_up_ticks = if caught_up { c.caught_up_ticks + 1 } else { 0 };
+        if least > c.last_matched || sending_snapshot || caught_up {
+            c.stalled_ticks = 0;
+        } else {
+            c.stalled_ticks += 1;
+        }
+        c.last_matched = least;
+        if c.stalled_ticks >= timeout {
+            let node = c
+                .promote
+                .iter()
+                .copied()
+                .find(|n| self.progress.get(n).is_none_or(|p| p.matched + within < last))
+                .unwrap_or(NodeId(0));
+            self.change = None;
+            self.out().events.push(GroupEvent::MembershipChangeEnded {
+                result: Err(MembershipChangeError::CatchUpTimeout { node }),
+            });
+            return;
+        }
+        if c.caught_up_ticks >= self.config.learner_catchup_ticks {
+            self.advance_change();
+        }
+    }
+
+    fn append_membership(&mut self, membership: Membership) {
+        let entry = Entry {
+            index: self.log.last_index() + 1,
+            term: self.term,
+            payload: Payload::Membership(membership),
+        };
+        self.uncommitted_bytes += entry.size_bytes();
+        self.log.push(entry.clone());
+        tracing::info!(node = %self.node, group = %self.id, term = self.term, index = entry.index, "membership entry appended");
+        self.appended_configs([&entry]);
+        // A single-replica group commits on its own write: no answer will come to trigger it.
+        self.maybe_commit();
+    }
+
+    /// The leader's membership changed: a record for every new replica; replicas that left
+    /// keep theirs, marked retiring, until they hold the commit that removed them.
+    pub(super) fn sync_progress(&mut self) {
+        let next = self.log.last_index() + 1;
+        let members = self.membership.replicas();
+        let index = self.log.last_index();
+        let mut records: Vec<(NodeId, Progress)> = std::mem::take(&mut self.progress)
+            .into_iter()
+            .map(|(n, mut p)| {
+                if !members.contains(&n) && p.retire_at == 0 {
+                    p.retire_at = index;
+                } else if members.contains(&n) {
+                    p.retire_at = 0;
+                }
+                (n, p)
+            })
+            .collect();
+        for n in members {
+            if n != self.node && !records.iter().any(|(m, _)| *m == n) {
+                records.push((n, Progress::new(next)));
+            }
+        }
+        self.progress = records.into_iter().collect();
+    }
+
+    /// Forgets retiring replicas that hold and know the commit that removed them, or that
+    /// did not answer for an election timeout (`silent_too`).
+    pub(super) fn drop_retired(&mut self, silent_too: bool) {
+        let committed = self.log.committed;
+        let keep = |p: &Progress| {
+            p.retire_at == 0
+                || !(p.retire_at <= committed && p.matched >= p.retire_at && p.commit_sent >= p.retire_at
+                    || silent_too && !p.recent_active)
+        };
+        if self.progress.values().all(keep) {
+            return;
+        }
+        self.progress = std::mem::take(&mut self.progress)
+            .into_iter()
+            .filter(|(_, p)| keep(p))
+            .collect();
+    }
+
+    /// This leader is no longer a voter of the committed membership (§4.2.2): it hands over
+    /// to the most up-to-date voter at once (`TimeoutNow`) and steps down.
+    fn step_down_removed(&mut self) {
+        let best = self
+            .progress
+            .iter()
+            .filter(|(n, _)| self.membership.voters.contains(n))
+            .max_by_key(|(n, p)| (p.matched, std::cmp::Reverse(**n)))
+            .map(|(n, p)| (*n, p.matched));
+        tracing::info!(node = %self.node, group = %self.id, term = self.term, "stepping down: no longer a voter");
+        if let Some((to, matched)) = best
+            && matched == self.log.last_index()
+        {
+            self.send_now_msg(to, self.term, MessageBody::TimeoutNow);
+        }
+        self.become_follower(self.term, None);
+        self.check_removed();
+    }
+
+    /// Reports, once, that the committed membership leaves this replica out: the
+    /// application may delete it.
+    pub(super) fn check_removed(&mut self) {
+        if !self.removed && self.is_removed() {
+            self.removed = true;
+            tracing::info!(node = %self.node, group = %self.id, "replica removed from the group");
+            self.out().events.push(GroupEvent::Removed);
+        }
+    }
+}
+
+/// The membership that adds, as learners, the replicas `target` has and `current` lacks;
+/// `None` when there are none.
+fn staged(current: &Membership, target: &Membership) -> Option<Membership> {
+    let missing: Vec<NodeId> = target
+        .replicas()
+        .into_iter()
+        .filter(|n| !current.contains(*n))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut staged = current.clone();
+    staged.learners.extend(missing);
+    Some(staged)
+}

@@ -1,0 +1,151 @@
+//! The memberships a replica's log holds, and which one is in force (dissertation §4.1): the
+//! latest in the log, committed or not. Appending a membership entry makes it effective at
+//! once; truncating it rolls the membership back to the one before; applying past it makes
+//! it the base a snapshot records.
+//!
+//! Most groups never change membership: they hold no [`Configs`] at all (the replica's
+//! `configs` is `None`) and their membership is the one they were created or restored with.
+
+use std::sync::Arc;
+
+use crate::entry::{Entry, Payload};
+use crate::membership::Membership;
+
+use super::{GroupEvent, Replica, Role};
+
+/// Membership entries of the log above the applied index, and the membership in force at
+/// the applied index. Exists only while a group has such entries.
+#[derive(Debug)]
+pub(super) struct Configs {
+    /// The membership in force up to the first of `entries`.
+    base: Arc<Membership>,
+    /// (index, membership) of each membership entry above the applied index, ascending.
+    entries: Vec<(u64, Arc<Membership>)>,
+}
+
+impl Replica {
+    /// The index of the latest membership entry the log holds above the applied index (0:
+    /// none): a change is in progress until it is committed.
+    pub(super) fn config_index(&self) -> u64 {
+        self.configs
+            .as_ref()
+            .and_then(|c| c.entries.last())
+            .map_or(0, |(i, _)| *i)
+    }
+
+    /// The membership in force at `index` (at or above the applied index): what a snapshot
+    /// at `index` records.
+    pub(super) fn membership_at(&self, index: u64) -> Arc<Membership> {
+        match &self.configs {
+            None => Arc::clone(&self.membership),
+            Some(c) => c
+                .entries
+                .iter()
+                .rev()
+                .find(|(i, _)| *i <= index)
+                .map_or_else(|| Arc::clone(&c.base), |(_, m)| Arc::clone(m)),
+        }
+    }
+
+    /// Entries were appended to the log (by this leader, or from the leader): the
+    /// memberships among them take effect now.
+    pub(super) fn appended_configs<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) {
+        for e in entries {
+            if let Payload::Membership(m) = &e.payload {
+                let m = Arc::new(m.clone());
+                // A copy, not the node's shared value: the node releases that one when no
+                // group's current membership uses it any more.
+                let base = Arc::new((*self.membership).clone());
+                self.configs
+                    .get_or_insert_with(|| Box::new(Configs { base, entries: Vec::new() }))
+                    .entries
+                    .push((e.index, Arc::clone(&m)));
+                self.set_membership(m);
+            }
+        }
+    }
+
+    /// The log was truncated from `at` on: memberships appended there are undone, and the
+    /// one before them is in force again.
+    pub(super) fn truncated_configs(&mut self, at: u64) {
+        let Some(c) = self.configs.as_mut() else {
+            return;
+        };
+        if c.entries.last().is_none_or(|(i, _)| *i < at) {
+            return;
+        }
+        c.entries.retain(|(i, _)| *i < at);
+        let now = c
+            .entries
+            .last()
+            .map_or_else(|| Arc::clone(&c.base), |(_, m)| Arc::clone(m));
+        if c.entries.is_empty() {
+            self.configs = None;
+        }
+        self.set_membership(now);
+    }
+
+    /// Entries up to `applied` were applied: memberships there become the base.
+    pub(super) fn applied_configs(&mut self, applied: u64) {
+        let Some(c) = self.configs.as_mut() else {
+            return;
+        };
+        while c.entries.first().is_some_and(|(i, _)| *i <= applied) {
+            c.base = c.entries.remove(0).1;
+        }
+        if c.entries.is_empty() {
+            self.configs = None;
+        }
+    }
+
+    /// A snapshot at `index` with `membership` was installed: the log holds nothing at or
+    /// below `index` any more that matters, and `membership` is the base. Entries above it
+    /// stay only if the log kept them (`kept`).
+    pub(super) fn installed_configs(&mut self, index: u64, membership: Membership, kept: bool) {
+        let mut entries = self.configs.take().map(|c| c.entries).unwrap_or_default();
+        entries.retain(|(i, _)| kept && *i > index);
+        let base = Arc::new(membership);
+        let now = entries
+            .last()
+            .map_or_else(|| Arc::clone(&base), |(_, m)| Arc::clone(m));
+        if !entries.is_empty() {
+            self.configs = Some(Box::new(Configs { base, entries }));
+        }
+        self.set_membership(now);
+    }
+
+    /// Makes `membership` the one in force, and reports it when it differs. The node then
+    /// shares the value with its other groups and updates its peers
+    /// ([`GroupEvent::MembershipChanged`]).
+    fn set_membership(&mut self, membership: Arc<Membership>) {
+        if *membership == *self.membership {
+            return;
+        }
+        let event = GroupEvent::MembershipChanged {
+            membership: (*membership).clone(),
+        };
+        self.membership = membership;
+        self.out().events.push(event);
+        let voter = self.membership.is_voter(self.node);
+        match self.role {
+            Role::Leader => self.sync_progress(),
+            // Promoted: it votes and campaigns from now on.
+            Role::Learner if voter => {
+                self.role = Role::Follower;
+                self.reset_election_timer();
+            }
+            // No longer a voter: it stops campaigning at once (a campaign in progress ends).
+            Role::Follower | Role::PreCandidate | Role::Candidate if !voter => {
+                self.role = Role::Learner;
+                self.votes.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the membership in force has been committed here and leaves this replica
+    /// out: it was removed from the group.
+    pub(super) fn is_removed(&self) -> bool {
+        !self.membership.contains(self.node) && self.config_index() <= self.log.committed
+    }
+}
