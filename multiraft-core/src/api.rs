@@ -184,6 +184,17 @@ impl MultiRaft {
             .unwrap_or(Err(GroupError::Stopped))
     }
 
+    /// Starts a replica of `group` on this node, joining the running group whose current
+    /// membership (as its leader reports it) is `membership`: the leader then adds this
+    /// node with [`change_membership`](MultiRaft::change_membership) and catches the
+    /// replica up by appends or a snapshot. Until it has caught up the replica neither
+    /// campaigns nor votes. Resolves once the creation is durable.
+    pub async fn join_group(&self, group: GroupId, membership: Membership) -> Result<(), GroupError> {
+        self.call(|reply| Call::JoinGroup(group, membership, reply))
+            .await
+            .unwrap_or(Err(GroupError::Stopped))
+    }
+
     /// Removes this node's replica of `group` and deletes its persisted state. Proposals
     /// still pending on it end `Indeterminate`.
     pub async fn remove_group(&self, group: GroupId) -> Result<(), GroupError> {
@@ -255,10 +266,8 @@ impl MultiRaft {
     /// Changes the membership of `group`, which this node leads (dissertation §4.3; see
     /// [`MembershipChange`]). Voters change through a joint configuration that the leader
     /// leaves by itself; a replica added as a voter is a learner until caught up. The new
-    /// node's replica must be created there with
-    /// [`create_group`](MultiRaft::create_group), with the group's membership and itself as
-    /// a learner, so that it accepts the leader's appends or snapshot (a message never
-    /// creates a group). Resolves with the new committed membership; fails definitely
+    /// node's replica must be started there with [`join_group`](MultiRaft::join_group), so
+    /// that it accepts the leader's appends or snapshot (a message never creates a group). Resolves with the new committed membership; fails definitely
     /// ([`MembershipChangeError::ChangeInProgress`] while another change runs) or, when
     /// leadership changes midway, [`MembershipChangeError::Indeterminate`]. A replica the
     /// change removes reports [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).

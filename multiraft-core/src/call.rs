@@ -35,6 +35,7 @@ pub(crate) enum Call {
     ChangeMembership(GroupId, MembershipChange, ChangeReply),
     Drain(DrainReply),
     CreateGroup(GroupId, Membership, GroupReply),
+    JoinGroup(GroupId, Membership, GroupReply),
     RemoveGroup(GroupId, GroupReply),
     Status(GroupId, oneshot::Sender<Option<GroupStatus>>),
     Campaign(GroupId, oneshot::Sender<Result<(), CampaignError>>),
@@ -209,6 +210,12 @@ impl Call {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
+            Call::JoinGroup(group, membership, reply) => {
+                match node.join_group(group, membership) {
+                    Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
+            }
             Call::RemoveGroup(group, reply) => match node.remove_group(group) {
                 Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
                 Err(e) => drop(reply.send(Err(e))),
@@ -240,7 +247,9 @@ impl Call {
             Call::ChangeMembership(_, _, reply) => {
                 reply.send(Err(MembershipChangeError::Stopped)).ok()
             }
-            Call::CreateGroup(_, _, reply) | Call::RemoveGroup(_, reply) => {
+            Call::CreateGroup(_, _, reply)
+            | Call::JoinGroup(_, _, reply)
+            | Call::RemoveGroup(_, reply) => {
                 reply.send(Err(GroupError::Stopped)).ok()
             }
             Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),

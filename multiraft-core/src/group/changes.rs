@@ -116,7 +116,7 @@ impl Replica {
     /// A leader's tick: counts how long the replicas to promote have been caught up, and
     /// gives up on one that makes no progress.
     pub(super) fn tick_change(&mut self) {
-        let last = self.log.last_index();
+        let (last, committed) = (self.log.last_index(), self.log.committed);
         let (within, timeout) = (
             self.config.learner_catchup_entries,
             self.config.proposal_timeout_ticks,
@@ -130,11 +130,17 @@ impl Replica {
         let progress: Vec<Option<&Progress>> =
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends
-        // streaming (its log matches), and within `learner_catchup_entries` of the end. A
-        // silent learner is never caught up, however short the log.
+        // streaming (its log matches), within `learner_catchup_entries` of the end, and
+        // holding everything committed — which a joining replica needs to see before it
+        // votes (`Replica::joined`): promoted earlier, a joint configuration could need the
+        // vote of a replica that will not give it (simulator, seed 409). A silent learner is
+        // never caught up, however short the log.
         let caught_up = progress.iter().all(|p| {
             p.is_some_and(|p| {
-                p.recent_active && p.state == ProgressState::Replicate && p.matched + within >= last
+                p.recent_active
+                    && p.state == ProgressState::Replicate
+                    && p.matched + within >= last
+                    && p.matched >= committed
             })
         });
         let least = progress
@@ -209,22 +215,55 @@ impl Replica {
         self.progress = records.into_iter().collect();
     }
 
-    /// Forgets retiring replicas that hold and know the commit that removed them, or that
-    /// did not answer for an election timeout (`silent_too`).
+    /// Forgets retiring replicas that hold and know the commit that removed them — telling
+    /// them they were removed ([`MessageBody::Removed`]) — or that did not answer for an
+    /// election timeout (`silent_too`).
     pub(super) fn drop_retired(&mut self, silent_too: bool) {
         let committed = self.log.committed;
-        let keep = |p: &Progress| {
-            p.retire_at == 0
-                || !(p.retire_at <= committed && p.matched >= p.retire_at && p.commit_sent >= p.retire_at
-                    || silent_too && !p.recent_active)
+        let told = |p: &Progress| {
+            p.retire_at != 0
+                && p.retire_at <= committed
+                && p.matched >= p.retire_at
+                && p.commit_sent >= p.retire_at
         };
+        let keep = |p: &Progress| p.retire_at == 0 || !(told(p) || silent_too && !p.recent_active);
         if self.progress.values().all(keep) {
             return;
         }
-        self.progress = std::mem::take(&mut self.progress)
-            .into_iter()
-            .filter(|(_, p)| keep(p))
-            .collect();
+        let mut kept = Vec::new();
+        for (n, p) in std::mem::take(&mut self.progress) {
+            if told(&p) {
+                self.send_now_msg(n, self.term, MessageBody::Removed { index: p.retire_at });
+            }
+            if keep(&p) {
+                kept.push((n, p));
+            }
+        }
+        self.progress = kept.into_iter().collect();
+    }
+
+    /// A joining replica holds everything its leader had committed: from now on it is a
+    /// replica like any other, and its stored membership says so once written.
+    pub(super) fn joined(&mut self) {
+        if !self.membership.contains(self.node) {
+            return; // not yet added: the entry adding it is still to come
+        }
+        self.joining = false;
+        tracing::info!(node = %self.node, group = %self.id, "joining replica caught up");
+        self.out().joined = Some((*self.membership).clone());
+        self.refresh_role();
+    }
+
+    /// The leader says the membership entry at `index` removed this replica: reported if
+    /// this replica holds that entry committed and is in no later membership.
+    pub(super) fn handle_removed(&mut self, from: NodeId, index: u64) {
+        if self.leader != Some(from) || index > self.log.committed || self.joining {
+            return;
+        }
+        let then = self.membership_at(index);
+        if !then.contains(self.node) && !self.membership.contains(self.node) {
+            self.report_removed();
+        }
     }
 
     /// This leader is no longer a voter of the committed membership (§4.2.2): it hands over
@@ -243,13 +282,14 @@ impl Replica {
             self.send_now_msg(to, self.term, MessageBody::TimeoutNow);
         }
         self.become_follower(self.term, None);
-        self.check_removed();
+        if !self.membership.contains(self.node) {
+            self.report_removed();
+        }
     }
 
-    /// Reports, once, that the committed membership leaves this replica out: the
-    /// application may delete it.
-    pub(super) fn check_removed(&mut self) {
-        if !self.removed && self.is_removed() {
+    /// Reports, once, that this replica was removed: the application may delete it.
+    fn report_removed(&mut self) {
+        if !self.removed {
             self.removed = true;
             tracing::info!(node = %self.node, group = %self.id, "replica removed from the group");
             self.out().events.push(GroupEvent::Removed);

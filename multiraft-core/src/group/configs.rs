@@ -126,7 +126,25 @@ impl Replica {
         };
         self.membership = membership;
         self.out().events.push(event);
-        let voter = self.membership.is_voter(self.node);
+        self.refresh_role();
+    }
+
+    /// Whether this replica takes part in elections (campaigns, votes): it is a voter of
+    /// the latest membership in its log, or of the committed one while a later one is
+    /// not (dissertation §4.2.2: a replica the pending membership leaves out may still be
+    /// needed to commit it — without it, a joint configuration whose outgoing voters moved
+    /// on could never elect again; simulator, seed 62).
+    pub(super) fn electable(&self) -> bool {
+        !self.joining && self.membership.is_voter(self.node)
+            || !self.joining
+                && self.config_index() > self.log.committed
+                && self.membership_at(self.log.committed).is_voter(self.node)
+    }
+
+    /// Follower or learner, as [`Replica::electable`] says, after the membership or the
+    /// commit index moved.
+    pub(super) fn refresh_role(&mut self) {
+        let voter = self.electable();
         match self.role {
             Role::Leader => self.sync_progress(),
             // Promoted: it votes and campaigns from now on.
@@ -141,11 +159,5 @@ impl Replica {
             }
             _ => {}
         }
-    }
-
-    /// Whether the membership in force has been committed here and leaves this replica
-    /// out: it was removed from the group.
-    pub(super) fn is_removed(&self) -> bool {
-        !self.membership.contains(self.node) && self.config_index() <= self.log.committed
     }
 }

@@ -106,7 +106,7 @@ impl Replica {
     // ----- elections ------------------------------------------------------------------------
 
     fn campaign_inner(&mut self) {
-        if !self.membership.is_voter(self.node) {
+        if !self.electable() {
             return;
         }
         // A pre-candidate whose round timed out runs another pre-vote round: it must not
@@ -147,6 +147,8 @@ impl Replica {
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         self.votes.insert(self.node, true);
         if self.tally() == VoteResult::Won {
+            // The only voter: elected before its new term is durable.
+            self.term_unsaved = !pre_vote;
             return self.won(pre_vote);
         }
         let term = if pre_vote { self.term + 1 } else { self.term };
@@ -206,9 +208,12 @@ impl Replica {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
-        let grant = can_vote
-            && self.membership.is_voter(self.node)
-            && self.log.is_up_to_date(last_index, last_term);
+        // Whatever this replica's own membership: the candidate counts the votes of its own
+        // membership's voters (dissertation §4.1), and a learner that has not yet received
+        // the entry promoting it may be one of them — refusing would leave a joint
+        // configuration unable to elect (simulator, seed 51).
+        // A joining replica does not vote: its log lacks committed entries (see `joining`).
+        let grant = can_vote && !self.joining && self.log.is_up_to_date(last_index, last_term);
         if grant {
             if !pre_vote {
                 self.vote = Some(from);
@@ -274,7 +279,7 @@ impl Replica {
         if self.role == Role::Leader {
             self.abandon_reads();
         }
-        self.role = if self.membership.is_voter(self.node) {
+        self.role = if self.electable() {
             Role::Follower
         } else {
             Role::Learner

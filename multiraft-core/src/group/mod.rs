@@ -95,9 +95,11 @@ pub enum GroupEvent {
         /// The membership the change ended in, or why it did not.
         result: Result<Membership, MembershipChangeError>,
     },
-    /// The committed membership leaves this replica out: it was removed from the group,
-    /// and the application may delete it (`remove_group`). Reported once per replica and
-    /// again after a restart.
+    /// This replica was removed from the group, and the application may delete it
+    /// (`remove_group`): the leader said so once the replica held the committed membership
+    /// that left it out, or this replica led and stepped down. Reported once; a replica
+    /// that restarts before it is deleted is not told again (it no longer hears from the
+    /// group: compare with the leader's membership to find it).
     Removed,
 }
 
@@ -132,6 +134,9 @@ pub struct ReplicaReady {
     pub log_reset: Option<Compacted>,
     /// Compact the stored log up to here (a snapshot covers it).
     pub compact_to: Option<u64>,
+    /// A joining replica caught up: store this membership (which has it) in place of the
+    /// one it was created with, so that it is no longer joining after a restart.
+    pub joined: Option<Membership>,
     /// Followers that need the snapshot: the node admits each transfer
     /// ([`Replica::admit_snapshot`]) or asks again later.
     pub snapshot_wanted: Vec<NodeId>,
@@ -156,6 +161,7 @@ impl ReplicaReady {
             && self.read_failures.is_empty()
             && self.snapshot_chunks.is_empty()
             && self.compact_to.is_none()
+            && self.joined.is_none()
             && self.log_reset.is_none()
             && self.snapshot_wanted.is_empty()
             && self.chunk_reads.is_empty()
@@ -226,8 +232,9 @@ pub struct Replica {
     reported: (u64, Option<NodeId>),
     /// Reads in progress (`reads.rs`).
     reads: Reads,
-    /// Leader: a leadership transfer in progress.
-    transfer: Option<Transfer>,
+    /// Leader: a leadership transfer in progress (boxed: rare, and every group pays for the
+    /// inline size).
+    transfer: Option<Box<Transfer>>,
     /// Leader: a `TimeoutNow` went out in this term, so the lease is gone for good.
     lease_revoked: bool,
     /// Quiesced leader: the round its quiesce notice left in (0: not yet sent).
@@ -257,6 +264,17 @@ pub struct Replica {
     change: Option<Box<self::changes::Change>>,
     /// [`GroupEvent::Removed`] was reported.
     removed: bool,
+    /// Created to join a running group and not yet caught up (`Node::join_group`): it
+    /// neither campaigns nor votes, whatever the memberships in its log say, until it holds
+    /// everything its leader had committed (`changes.rs`). Persisted as a stored
+    /// membership that leaves this node out.
+    joining: bool,
+    /// Leader elected by its own vote alone (the only voter), in a term not yet durable:
+    /// until its first entry of the term is, nothing it sends may leave before the write
+    /// (`send_now_msg`), or a crash could bring it back in the old term after a learner
+    /// took entries of the new one — and a second leader of that term could write others
+    /// at the same indexes (simulator, seed 193).
+    term_unsaved: bool,
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<ReplicaReady>>,
 }
@@ -305,6 +323,9 @@ impl Replica {
             .filter(|e| e.index > snapshot_index && matches!(e.payload, Payload::Membership(_)))
             .cloned()
             .collect();
+        // Joining until caught up, as the stored membership says (`Node::join_group`); not
+        // as a snapshot's says, which may be from a time this node was a member before.
+        let joining = !loaded.membership.contains(node);
         let membership = loaded
             .snapshot
             .as_ref()
@@ -325,13 +346,14 @@ impl Replica {
             seed,
         );
         replica.hold_votes = replica.config.check_quorum;
+        replica.joining = joining;
+        replica.refresh_role();
         if let Some(meta) = loaded.snapshot {
             replica.restoring = Some(meta.index);
             replica.snapshot = Some((meta.index, meta.term));
             replica.out().restore = Some(meta);
         }
         replica.appended_configs(&configs);
-        replica.check_removed();
         Ok(replica)
     }
 
@@ -378,8 +400,11 @@ impl Replica {
             configs: None,
             change: None,
             removed: false,
+            term_unsaved: false,
+            joining: false,
             out: None,
         };
+        g.joining = !g.membership.contains(node);
         g.become_follower(hs.term, None);
         g
     }
@@ -469,14 +494,30 @@ impl Replica {
         if msg.group != self.id || msg.to != self.node || msg.from == self.node {
             return;
         }
-        // Non-members cannot disrupt the group (dissertation §4.2.3). Two are heard: the
-        // leader of this term, which leads until the membership that removed it is
-        // committed (§4.2.2) and then hands over; and, on a leader, replicas it still
-        // replicates to so that they learn they were removed.
-        if !self.membership.contains(msg.from)
-            && self.leader != Some(msg.from)
-            && !(self.role == Role::Leader && self.progress.get(&msg.from).is_some())
-        {
+        // A non-member's answers that would raise this replica's term are dropped: a
+        // removed replica that campaigned alone must not depose a leader it answers.
+        // Everything else is heard whoever sends it. What a leader sends (§4.1): this
+        // replica's membership may be one that leader's log truncates, or one that removed
+        // the leader, which leads until that is committed (§4.2.2) — dropping it, the
+        // replica would never learn better (simulator, seeds 1385 and 1608). Vote
+        // requests: this replica's membership may be stale, and its vote needed by a
+        // candidate whose membership is newer (seed 2139); the candidate counts only its
+        // own membership's voters. Removed replicas are kept from disrupting the group by
+        // PreVote and the leader lease (dissertation §4.2.3, `step_inner`).
+        let member = self.membership.contains(msg.from)
+            || self.leader == Some(msg.from)
+            || self.role == Role::Leader && self.progress.get(&msg.from).is_some();
+        let heard = matches!(
+            msg.body,
+            MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::Quiesce { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::TimeoutNow
+                | MessageBody::Removed { .. }
+                | MessageBody::Vote { .. }
+        );
+        if !member && !heard && msg.term > self.term {
             return;
         }
         self.step_inner(msg);
@@ -634,6 +675,7 @@ impl Replica {
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, chunk),
             MessageBody::SnapshotAck(ack) => self.handle_snapshot_ack(from, ack),
+            MessageBody::Removed { index } => self.handle_removed(from, index),
             MessageBody::Propose { .. }
             | MessageBody::ProposeRejected { .. }
             | MessageBody::ReadIndex { .. }

@@ -22,7 +22,11 @@ impl Replica {
             term,
             body,
         };
-        self.out().send_now.push(m);
+        if self.term_unsaved {
+            self.out().send_after_write.push(m);
+        } else {
+            self.out().send_now.push(m);
+        }
     }
 
     /// A message that depends on this ready's write, or follows one that does.

@@ -58,6 +58,9 @@ impl Replica {
             self.appended_configs(configs.iter().filter(|e| e.index >= from));
         }
         self.commit_to(commit.min(appended.last_new));
+        if self.joining && self.log.last_index() >= commit {
+            self.joined();
+        }
         self.send_append_response(from, true, appended.last_new, 0, 0);
     }
 
@@ -104,7 +107,10 @@ impl Replica {
             self.log.committed = index;
             self.hard_state_dirty = true;
             self.drop_stale_incoming();
-            self.check_removed();
+            if self.configs.is_some() && self.role != Role::Leader {
+                // A pending membership that leaves this replica out may just have committed.
+                self.refresh_role();
+            }
             self.advance_change();
         }
     }
@@ -273,6 +279,10 @@ impl Replica {
 
     /// Storage made entries up to `index` (of `term`) durable. On a leader this may commit.
     pub fn on_persisted(&mut self, index: u64, term: u64) {
+        if term == self.term {
+            // An entry of this term is durable, so the hard state written with it is.
+            self.term_unsaved = false;
+        }
         if self.log.on_persisted(index, term) && self.role == Role::Leader {
             self.maybe_commit();
             // Committing may be what a transfer waits for.

@@ -41,25 +41,27 @@ impl Replica {
             return Err(TransferError::InProgress);
         }
         self.wake();
-        self.transfer = Some(Transfer {
+        self.transfer = Some(Box::new(Transfer {
             to,
             elapsed: 0,
             sent: false,
-        });
+        }));
         self.maybe_send_timeout_now();
         Ok(())
     }
 
     /// The target of the transfer in progress, if any.
     pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer.map(|t| t.to)
+        self.transfer.as_ref().map(|t| t.to)
     }
 
     /// Sends `TimeoutNow` once the target holds the whole log and all of it is committed:
     /// every proposal this leader took then ends applied (the leader refuses new ones
     /// meanwhile), none is left to end indeterminate when leadership moves.
     pub(super) fn maybe_send_timeout_now(&mut self) {
-        let Some(t) = self.transfer else { return };
+        let Some(t) = self.transfer.as_deref().copied() else {
+            return;
+        };
         if t.sent {
             return;
         }
@@ -93,7 +95,7 @@ impl Replica {
 
     /// `TimeoutNow` from the leader of our term: campaign now, skipping PreVote.
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader != Some(from) || !self.membership.is_voter(self.node) {
+        if self.leader != Some(from) || !self.electable() {
             return;
         }
         self.wake();

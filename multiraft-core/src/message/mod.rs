@@ -163,6 +163,14 @@ pub enum MessageBody {
     },
     /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
     SnapshotAck(SnapshotAck),
+    /// The leader to a replica its membership left out, once the replica holds the
+    /// membership entry at `index` that removed it and knows it committed: the replica may
+    /// report itself removed. Only the leader knows that no later entry adds the replica
+    /// back: a replica catching up from an old log sees old removals committed too.
+    Removed {
+        /// The membership entry that removed the receiver.
+        index: u64,
+    },
 }
 
 /// What a follower says about a snapshot transfer ([`MessageBody::SnapshotAck`]).

@@ -107,10 +107,47 @@ impl Node {
         if group == GroupId::NODE {
             return Err(GroupError::ReservedGroupId);
         }
-        membership.validate()?;
         if !membership.contains(self.id) {
             return Err(GroupError::NotAMember(self.id));
         }
+        self.host_new(group, membership)
+    }
+
+    /// Starts hosting a replica of `group`, a running group this node is joining: the
+    /// replica waits for the leader, which adds it with
+    /// [`change_membership`](Node::change_membership) (`AddVoter`, `AddLearner` or
+    /// `Replace`) and catches it up by appends or a snapshot. `membership` is the group's
+    /// current membership, as its leader reports it; this node is left out of it (the log
+    /// says what this replica is).
+    ///
+    /// Until it holds everything its leader had committed, the replica neither campaigns
+    /// nor votes, whatever memberships it reads in the log it catches up on: an old one
+    /// may name this node a voter from a time it was a member before, with a log this
+    /// replica no longer has (docs/design.md §4.7). Like a creation, it is part of the
+    /// next write and the returned request ends `Done` in the ready that writes it.
+    pub fn join_group(
+        &mut self,
+        group: GroupId,
+        mut membership: Membership,
+    ) -> Result<RequestId, GroupError> {
+        for set in [
+            &mut membership.voters,
+            &mut membership.outgoing,
+            &mut membership.learners,
+        ] {
+            set.remove(&self.id);
+        }
+        self.host_new(group, membership)
+    }
+
+    /// Hosts a new replica of `group` with `membership` (a joining one when this node is
+    /// not in it), and writes its creation in the next ready.
+    fn host_new(
+        &mut self,
+        group: GroupId,
+        membership: Membership,
+    ) -> Result<RequestId, GroupError> {
+        membership.validate()?;
         if self.groups.contains_key(&group) {
             return Err(GroupError::GroupExists(group));
         }

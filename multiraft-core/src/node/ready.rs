@@ -50,9 +50,10 @@ pub enum Event {
         /// The membership now in force.
         membership: Membership,
     },
-    /// The group's committed membership leaves this node's replica out: it was removed,
-    /// and the application may delete it with `remove_group`. Reported once per replica,
-    /// and again after a restart while the replica is still hosted.
+    /// This node's replica of the group was removed from it (the leader said so once the
+    /// replica held the committed membership that left it out, or the replica led and
+    /// stepped down): the application may delete it with `remove_group`. Reported once; a
+    /// replica that restarts before it is deleted is not told again.
     ReplicaRemoved {
         /// The group.
         group: GroupId,
@@ -240,6 +241,7 @@ impl Node {
                 || !out.snapshot_chunks.is_empty()
                 || out.log_reset.is_some()
                 || out.compact_to.is_some()
+                || out.joined.is_some()
             {
                 let record = match record_of.get(&id) {
                     Some(&i) => &mut ready.write.groups[i],
@@ -256,6 +258,9 @@ impl Node {
                 record.log_reset = out.log_reset;
                 record.entries.extend(out.entries);
                 record.compact_to = out.compact_to;
+                if out.joined.is_some() {
+                    record.membership = out.joined;
+                }
             }
             for to in out.snapshot_wanted {
                 let reads = self.admit_send(id, to);

@@ -86,7 +86,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 15;
+const MOVES: usize = 24;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -107,6 +107,15 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.installs,
         r.restores,
         r.snapshot_refusals,
+        r.changes_started,
+        r.changes_done,
+        r.changes_failed,
+        r.changes_refused,
+        r.joint_entered,
+        r.joint_left,
+        r.promotions,
+        r.leader_removals,
+        r.replicas_removed,
     ]
 }
 
@@ -253,6 +262,10 @@ fn main() -> ExitCode {
     println!(
         "sim: snapshots taken {}, compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}",
         m[10], m[11], m[12], m[13], m[14]
+    );
+    println!(
+        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",
+        m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

@@ -50,7 +50,7 @@
 //! | `read N [group=gK] read-index\|lease\|follower` | node N starts a read of `gK`; prints `served at once: index=I` when the lease serves it on the spot; a ready prints `read: "read POLICY" index=I` when it serves one, `read failed: ...` when one fails |
 //! | `transfer N [group=gK] TO` | node N hands leadership of `gK` to node TO; a ready prints `transferred: ...` or `transfer failed: ...` when it ends |
 //! | `add-node N` | a new node N that hosts no group yet (a machine joining the cluster) |
-//! | `create N [group=gK] voters=A,B [learners=C]` | node N creates its replica of `gK` with that membership: how a joining replica starts (as a learner of the group's current membership) |
+//! | `join N [group=gK] voters=A,B [learners=C]` | node N starts a replica of `gK` joining the running group whose membership is that (`Node::join_group`): it waits to be added and caught up |
 //! | `remove-group N [group=gK]` | node N stops hosting `gK` and deletes it (after `event: removed`) |
 //! | `change N [group=gK] add-learner X \| add-voter X \| promote X \| remove X \| replace OLD NEW` | node N (the leader) changes the membership of `gK`; a ready prints `membership changed: ...` or `membership change failed: ...` when it ends |
 //! | `membership [group=gK]` | the membership in force on every node's replica of `gK` (`-` where it hosts none) |
@@ -311,7 +311,7 @@ impl World {
                 self.disks.insert(n, MemStorage::new());
                 Ok(String::new())
             }
-            "create" => {
+            "join" => {
                 let n = self.node_arg(args.first())?;
                 let (group, rest) = take_group_arg(&args[1..]);
                 let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
@@ -325,7 +325,7 @@ impl World {
                         _ => return Err(format!("unknown argument {a}")),
                     }
                 }
-                match self.node_mut(n)?.create_group(group, membership) {
+                match self.node_mut(n)?.join_group(group, membership) {
                     Ok(_) => Ok(String::new()),
                     Err(e) => Ok(format!("rejected: {e:?}")),
                 }

@@ -258,6 +258,7 @@ impl World {
                 let l = leader_hint.map_or("-".to_string(), |l| l.0.to_string());
                 format!("ProposeRejected [{}] leader={l}", list.join(", "))
             }
+            MessageBody::Removed { index } => format!("Removed index={index}"),
             _ => "?".to_string(),
         };
         format!("{head}{body}")

@@ -52,6 +52,12 @@ pub struct Faults {
     ///
     /// [`Node::drain`]: multiraft_core::Node::drain
     pub drain_per_mille: u32,
+    /// The chance, at each chaos step, that the leader of a random group changes its
+    /// membership (add a voter or learner on a node without a replica, promote, remove —
+    /// itself included — or replace a voter; [`Node::change_membership`]), in per mille.
+    ///
+    /// [`Node::change_membership`]: multiraft_core::Node::change_membership
+    pub membership_per_mille: u32,
 }
 
 impl Faults {
@@ -71,6 +77,7 @@ impl Faults {
             lost_nodes: 0,
             transfer_per_mille: 0,
             drain_per_mille: 0,
+            membership_per_mille: 0,
         }
     }
 
@@ -90,6 +97,7 @@ impl Faults {
             lost_nodes: 1,
             transfer_per_mille: DEFAULT_TRANSFER_PER_MILLE,
             drain_per_mille: DEFAULT_DRAIN_PER_MILLE,
+            membership_per_mille: DEFAULT_MEMBERSHIP_PER_MILLE,
         }
     }
 
@@ -134,6 +142,12 @@ impl Faults {
             } else {
                 0
             },
+            // Drawn last again. On in most seeds: replacing machines is normal operation.
+            membership_per_mille: if r.chance(800) {
+                r.range(50, 2 * DEFAULT_MEMBERSHIP_PER_MILLE as u64) as u32
+            } else {
+                0
+            },
         }
     }
 
@@ -166,6 +180,7 @@ impl Faults {
             ("partition_per_mille", self.partition_per_mille),
             ("transfer_per_mille", self.transfer_per_mille),
             ("drain_per_mille", self.drain_per_mille),
+            ("membership_per_mille", self.membership_per_mille),
         ];
         for (name, value) in per_mille {
             if value > 1000 {
@@ -190,6 +205,8 @@ pub const DEFAULT_PARTITION_PER_MILLE: u32 = 120;
 pub const DEFAULT_TRANSFER_PER_MILLE: u32 = 250;
 /// The default chance that a node drains per chaos step, in per mille.
 pub const DEFAULT_DRAIN_PER_MILLE: u32 = 60;
+/// The default chance of a membership change per chaos step, in per mille.
+pub const DEFAULT_MEMBERSHIP_PER_MILLE: u32 = 250;
 /// The slowest tick rate of a node, in thousandths of the nominal rate.
 pub const MIN_TICK_RATE_MILLI: u64 = 1000;
 /// The fastest tick rate of a node under [`Faults::clock_skew`], in thousandths of the

@@ -36,6 +36,7 @@ impl<A: SimApp> Simulation<A> {
         // transfers end with it (the request-outcome invariant marks both crashed).
         self.pending_reads.retain(|id, _| id.node != me);
         self.pending_transfers.retain(|id| id.node != me);
+        self.pending_changes.retain(|id| id.node != me);
     }
 
     pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {
@@ -52,6 +53,15 @@ impl<A: SimApp> Simulation<A> {
             })?;
         for g in sorted_groups(&node) {
             self.touched.push((i, g));
+        }
+        // The node hosts what its durable image held: a creation not yet durable at the
+        // crash is gone, a deletion not yet durable is undone.
+        for (g, hosts) in self.groups.iter_mut() {
+            hosts.retain(|h| *h != i);
+            if node.replica(*g).is_some() {
+                hosts.push(i);
+                hosts.sort_unstable();
+            }
         }
         self.nodes[i].node = Some(node);
         self.hash.u64(5);
@@ -97,7 +107,8 @@ impl<A: SimApp> Simulation<A> {
             let epoch = self.partition_epoch;
             self.schedule(after, Ev::HealPartition { epoch });
         }
-        self.move_leadership()
+        self.move_leadership()?;
+        self.change_membership_random()
     }
 
     fn partition(&mut self) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use multiraft_core::GroupId;
+use multiraft_core::{GroupId, Membership, NodeId};
 use multiraft_core::group::Role;
 
 use super::app::SimApp;
@@ -100,25 +100,68 @@ impl<A: SimApp> Simulation<A> {
         lost
     }
 
-    /// The highest term of `group` among its members that are not lost.
-    fn live_max_term(&self, group: GroupId, members: &[usize]) -> u64 {
-        members
+    /// The committed membership of `group` (the latest membership entry any replica
+    /// applied, else the one it was created with): who must elect and commit. A replica's
+    /// own view may be stale (a removed replica that never learned it) or not yet
+    /// committed.
+    fn membership_now(&self, group: GroupId, _hosts: &[usize]) -> Option<Membership> {
+        self.committed_memberships
+            .get(&group)
+            .map(|(_, m)| m.clone())
+    }
+
+    /// The hosts of `group` that are members of its current membership and not lost.
+    fn live_members(&self, group: GroupId, hosts: &[usize]) -> Vec<usize> {
+        let Some(m) = self.membership_now(group, hosts) else {
+            return Vec::new();
+        };
+        hosts
             .iter()
-            .filter(|i| !self.lost.contains(i))
+            .copied()
+            .filter(|i| !self.lost.contains(i) && m.contains(self.nodes[*i].id))
+            .collect()
+    }
+
+    /// The highest term of `group` among its members that are not lost (replicas removed
+    /// from it do not count: they may not know it, and campaign in vain).
+    fn live_max_term(&self, group: GroupId, hosts: &[usize]) -> u64 {
+        self.live_members(group, hosts)
+            .iter()
             .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(group))
             .map(|s| s.term)
             .max()
             .unwrap_or(0)
     }
 
-    /// The members of `members` that are not lost, if they are a majority of them.
-    fn live_majority(&self, members: &[usize]) -> Option<Vec<usize>> {
-        let live: Vec<usize> = members
+    /// The members of `group` that are not lost, if the voters among them are a majority
+    /// of its voters (of both configurations, in a joint one) — in its committed
+    /// membership and in the latest one of its most up-to-date replica that is not lost,
+    /// which may not be committed yet: that replica wins no election without it
+    /// (dissertation §4.1), and only it can win one.
+    fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
+        let committed = self.membership_now(group, hosts)?;
+        let latest = hosts
             .iter()
-            .copied()
             .filter(|i| !self.lost.contains(i))
-            .collect();
-        (live.len() * 2 > members.len()).then_some(live)
+            .filter_map(|i| self.nodes[*i].node.as_ref()?.replica(group))
+            .max_by_key(|r| {
+                let last = r.status().last_index;
+                (r.term_at(last), last)
+            })
+            .map(|r| r.membership().clone());
+        let live = |voters: &BTreeSet<NodeId>| {
+            let up = voters
+                .iter()
+                .filter(|n| !self.lost.contains(&(n.0 as usize - 1)))
+                .count();
+            up * 2 > voters.len()
+        };
+        for m in std::iter::once(&committed).chain(latest.as_ref()) {
+            if !live(&m.voters) || m.is_joint() && !live(&m.outgoing) {
+                return None;
+            }
+        }
+        Some(self.live_members(group, hosts))
     }
 
     pub(super) fn probe(&mut self) -> Result<(), Failure> {
@@ -146,7 +189,7 @@ impl<A: SimApp> Simulation<A> {
             if l.done.contains(g) {
                 continue;
             }
-            let Some(live) = self.live_majority(members) else {
+            let Some(live) = self.live_majority(*g, members) else {
                 // No live majority: nothing can commit; reported, not failed.
                 l.done.insert(*g);
                 self.report.groups_without_majority += 1;
@@ -174,7 +217,7 @@ impl<A: SimApp> Simulation<A> {
             for (g, members) in &self.groups {
                 if l.done.contains(g)
                     && !l.stable_terms.contains_key(g)
-                    && self.live_majority(members).is_some()
+                    && self.live_majority(*g, members).is_some()
                 {
                     l.stable_terms.insert(*g, self.live_max_term(*g, members));
                 }
@@ -211,15 +254,17 @@ impl<A: SimApp> Simulation<A> {
             .filter(|(g, _)| !l.done.contains(g))
             .take(3)
         {
-            detail.push_str(&format!(" {g} (commit at heal {}):", l.commit_at_heal[g]));
+            detail.push_str(&format!(
+                " {g} (commit at heal {}, membership {:?}):",
+                l.commit_at_heal[g],
+                self.membership_now(*g, members)
+            ));
             for i in members {
-                if let Some(s) = self.nodes[*i]
-                    .node
-                    .as_ref()
-                    .and_then(|n| n.group_status(*g))
-                {
+                if let Some(r) = self.nodes[*i].node.as_ref().and_then(|n| n.replica(*g)) {
+                    let s = r.status();
+                    let m = r.membership();
                     detail.push_str(&format!(
-                        " [{} {:?} t{} last {} commit {} persisted {} applied {} leader {:?}]",
+                        " [{} {:?} t{} last {} commit {} persisted {} applied {} leader {:?} voters {:?} outgoing {:?}]",
                         self.nodes[*i].id,
                         s.role,
                         s.term,
@@ -227,7 +272,9 @@ impl<A: SimApp> Simulation<A> {
                         s.commit,
                         s.persisted,
                         s.applied,
-                        s.leader
+                        s.leader,
+                        m.voters,
+                        m.outgoing,
                     ));
                 }
             }

@@ -145,6 +145,7 @@
 //!   driver keep; outcomes come from the node's own request table, as in production.
 
 mod app;
+mod changes;
 mod config;
 mod disk;
 mod faults;
@@ -174,7 +175,7 @@ use multiraft_core::{GroupId, Membership, MessageBatch, Node, NodeId, ProposalId
 pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
     DEFAULT_CRASH_PER_MILLE, DEFAULT_DRAIN_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL,
-    DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults, MAX_TICK_RATE_MILLI,
+    DEFAULT_MEMBERSHIP_PER_MILLE, DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults, MAX_TICK_RATE_MILLI,
     MIN_TICK_RATE_MILLI, SimConfig,
 };
 pub use hash::TraceHash;
@@ -209,6 +210,12 @@ enum Ev {
     Propose,
     Chaos,
     Restart { node: usize },
+    /// Delete a replica that reported itself removed (in the node's life `incarnation`).
+    RemoveReplica {
+        node: usize,
+        group: GroupId,
+        incarnation: u64,
+    },
     HealPartition { epoch: u64 },
     Heal,
     Probe,
@@ -260,8 +267,14 @@ pub struct Simulation<A: SimApp = KvApp> {
     app_touched: Vec<GroupId>,
     rng: SimRng,
     nodes: Vec<SimNode>,
-    /// Each group's members (node indexes).
+    /// Each group's hosts: the nodes (indexes) with a replica of it, ascending. Membership
+    /// changes add and delete replicas; who votes is each replica's own membership.
     groups: BTreeMap<GroupId, Vec<usize>>,
+    /// Membership changes awaiting an outcome, to count how they ended.
+    pending_changes: HashSet<ProposalId>,
+    /// Per group: the last committed membership entry counted in the report, and its
+    /// membership.
+    committed_memberships: HashMap<GroupId, (u64, Membership)>,
     queue: BinaryHeap<Scheduled>,
     seq: u64,
     now_us: u64,
@@ -392,6 +405,8 @@ impl<A: SimApp> Simulation<A> {
             pending_reads: HashMap::new(),
             applied_to,
             pending_transfers: HashSet::new(),
+            pending_changes: HashSet::new(),
+            committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),
             history: Vec::new(),
@@ -586,6 +601,8 @@ impl<A: SimApp> Simulation<A> {
                     .took(id, GroupId(g))
                     .map_err(|detail| self.checker.requests_failure(detail))?;
             }
+            self.committed_memberships
+                .insert(GroupId(g), (0, membership.clone()));
             self.groups.insert(GroupId(g), members);
         }
         for i in 0..n {
@@ -677,6 +694,11 @@ impl<A: SimApp> Simulation<A> {
                 }
                 Ok(())
             }
+            Ev::RemoveReplica {
+                node,
+                group,
+                incarnation,
+            } => self.remove_replica(node, group, incarnation),
             Ev::HealPartition { epoch } => {
                 if epoch == self.partition_epoch && !self.blocked.is_empty() {
                     self.blocked.clear();

@@ -53,6 +53,7 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         if let Some(last) = a.entries.last() {
             sim.applied_to[i].insert(a.group, last.index);
         }
+        sim.count_memberships(a.group, &a.entries);
         let mut requests = a.requests.iter().peekable();
         // Only the first violation is reported (see `SimIo::check`).
         let mut violation: Option<String> = None;
@@ -120,6 +121,14 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                     sim.report.transfers_failed += 1;
                 }
                 sim.checker.requests.reported_transfer_failed(id)
+            }
+            Resolution::MembershipChanged(m) => {
+                sim.change_ended(id, Some(&m));
+                sim.checker.requests.reported_change_ended(id)
+            }
+            Resolution::MembershipChangeFailed(_) => {
+                sim.change_ended(id, None);
+                sim.checker.requests.reported_change_ended(id)
             }
             Resolution::Done => {
                 if sim.pending_transfers.remove(&id) {
@@ -196,6 +205,21 @@ impl<A: SimApp> Io for SimIo<'_, A> {
     fn event(&mut self, e: Event) {
         let sim = &mut *self.sim;
         let me = sim.nodes[self.i].id;
+        if let Event::ReplicaRemoved { group } = e {
+            // Deleted a moment later, as an application reacting to the event would.
+            let incarnation = sim.nodes[self.i].incarnation;
+            let node = self.i;
+            let after = 1 + sim.rng.below(sim.tick_us);
+            sim.schedule(
+                after,
+                Ev::RemoveReplica {
+                    node,
+                    group,
+                    incarnation,
+                },
+            );
+            return;
+        }
         if let Event::LeaderChanged {
             group,
             term,

@@ -125,6 +125,25 @@ pub struct SimReport {
     pub restores: u64,
     /// First chunks of a transfer refused for want of a receive slot.
     pub snapshot_refusals: u64,
+    /// Membership changes a leader took.
+    pub changes_started: u64,
+    /// Changes that ended with their membership committed.
+    pub changes_done: u64,
+    /// Changes that ended otherwise (`Resolution::MembershipChangeFailed`: leadership
+    /// changed, a learner did not catch up, the node stopped).
+    pub changes_failed: u64,
+    /// Changes refused when asked (not the leader, another change in progress, invalid).
+    pub changes_refused: u64,
+    /// Joint configurations committed (entered).
+    pub joint_entered: u64,
+    /// Joint configurations left (the configuration after one committed).
+    pub joint_left: u64,
+    /// Learners promoted to voters by a committed joint configuration.
+    pub promotions: u64,
+    /// Changes completed that removed the leader that took them.
+    pub leader_removals: u64,
+    /// Replicas deleted after reporting themselves removed.
+    pub replicas_removed: u64,
 }
 
 impl SimReport {

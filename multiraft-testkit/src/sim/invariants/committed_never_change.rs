@@ -52,6 +52,10 @@ impl CommittedNeverChange {
 }
 
 impl Invariant for CommittedNeverChange {
+    fn on_replica_removed(&mut self, node: usize, group: GroupId) {
+        self.replica.remove(&(node, group));
+    }
+
     fn name(&self) -> &'static str {
         "committed entries never change (Raft §5.4)"
     }

@@ -31,6 +31,10 @@ pub(crate) struct DurableAcks {
 }
 
 impl Invariant for DurableAcks {
+    fn on_replica_removed(&mut self, node: usize, group: GroupId) {
+        self.sent_term.remove(&(node, group));
+    }
+
     fn name(&self) -> &'static str {
         "durable before acknowledged (Raft Figure 2, §3.8)"
     }

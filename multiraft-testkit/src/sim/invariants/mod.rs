@@ -53,6 +53,10 @@ pub(crate) trait Invariant {
     /// `nodes[node]` crashed (or stopped after a storage failure): its memory is gone.
     fn on_crash(&mut self, _node: usize) {}
 
+    /// `nodes[node]` deleted its replica of `group` (it was removed from the group): a
+    /// replica created there later starts afresh.
+    fn on_replica_removed(&mut self, _node: usize, _group: GroupId) {}
+
     /// `nodes[node]` was rebuilt from its durable image.
     fn on_restart(&mut self, _nodes: &[SimNode], _node: usize) -> Check {
         Ok(())
@@ -163,6 +167,12 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
             tag(inv.as_ref(), r)?;
         }
         Ok(())
+    }
+
+    pub(crate) fn on_replica_removed(&mut self, node: usize, group: GroupId) {
+        for inv in &mut self.list {
+            inv.on_replica_removed(node, group);
+        }
     }
 
     pub(crate) fn on_crash(&mut self, node: usize) {

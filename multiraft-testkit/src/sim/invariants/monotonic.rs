@@ -21,6 +21,10 @@ pub(crate) struct Monotonic {
 }
 
 impl Invariant for Monotonic {
+    fn on_replica_removed(&mut self, node: usize, group: GroupId) {
+        self.seen.remove(&(node, group));
+    }
+
     fn name(&self) -> &'static str {
         "monotonic term/commit/applied (Raft Figure 2)"
     }

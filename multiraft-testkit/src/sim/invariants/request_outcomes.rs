@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     Read,
     /// A leadership transfer to `to`, started in `term`.
     Transfer { to: NodeId, term: u64 },
+    /// A membership change.
+    Change,
 }
 
 /// How a request ended.
@@ -57,6 +59,8 @@ enum End {
     ReadFailed,
     /// A transfer ended without its target leading.
     TransferFailed,
+    /// A membership change ended, committed or not.
+    ChangeEnded,
 }
 
 impl End {
@@ -68,6 +72,7 @@ impl End {
             End::Applied { .. } | End::Rejected | End::Indeterminate => kind == Kind::Command,
             End::Served { .. } | End::ReadFailed => kind == Kind::Read,
             End::TransferFailed => matches!(kind, Kind::Transfer { .. }),
+            End::ChangeEnded => kind == Kind::Change,
         }
     }
 }
@@ -150,6 +155,11 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
     /// The node reported read `id` failed.
     pub(crate) fn reported_read_failed(&mut self, id: ProposalId) -> Check {
         self.end(id, End::ReadFailed)
+    }
+
+    /// The node reported membership change `id` ended.
+    pub(crate) fn reported_change_ended(&mut self, id: ProposalId) -> Check {
+        self.end(id, End::ChangeEnded)
     }
 
     /// The node reported transfer `id` failed.

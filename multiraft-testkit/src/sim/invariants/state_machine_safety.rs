@@ -21,6 +21,10 @@ pub(crate) struct StateMachineSafety {
 }
 
 impl Invariant for StateMachineSafety {
+    fn on_replica_removed(&mut self, node: usize, group: GroupId) {
+        self.next.remove(&(node, group));
+    }
+
     fn name(&self) -> &'static str {
         "state machine safety (Raft §5.4.3)"
     }

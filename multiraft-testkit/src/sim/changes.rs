@@ -1,0 +1,229 @@
+//! Membership changes in the fault mix (dissertation §4.3): the leader of a random group adds
+//! a voter or a learner on a node that does not host the group (whose replica the
+//! simulator creates there, as an application would), promotes a learner, removes a
+//! voter — the leader itself now and then — or replaces one. Replicas that report
+//! themselves removed are deleted by the simulator, as an application would. Every change
+//! is a request that must end exactly once; the report counts what was committed (joint
+//! configurations entered and left, promotions, leaders removed).
+
+use std::collections::BTreeSet;
+
+use multiraft_core::{Entry, GroupId, Membership, MembershipChange, NodeId, Payload, ProposalId};
+
+use super::Simulation;
+use super::app::SimApp;
+use super::invariants::{Failure, Kind, proposal};
+
+/// Most replicas a group grows to: changes that add one beyond it are not tried.
+const MAX_REPLICAS: usize = 5;
+
+impl<A: SimApp> Simulation<A> {
+    /// The chaos step's membership change, at its rate.
+    pub(super) fn change_membership_random(&mut self) -> Result<(), Failure> {
+        let rate = self.cfg.faults.membership_per_mille;
+        if rate == 0 || !self.rng.chance(rate) || self.groups.is_empty() {
+            return Ok(());
+        }
+        let g = GroupId(1 + self.rng.below(self.groups.len() as u64));
+        let Some(leader) = self.believed_leader(g) else {
+            return Ok(());
+        };
+        let Some(current) = self.nodes[leader]
+            .node
+            .as_ref()
+            .and_then(|n| n.replica(g))
+            .map(|r| r.membership().clone())
+        else {
+            return Ok(());
+        };
+        // Nodes up that host no replica of the group: where a replica can be added.
+        let hosts = &self.groups[&g];
+        let free: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| !hosts.contains(i) && self.is_up(*i))
+            .collect();
+        let voters: Vec<NodeId> = current.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = current.learners.iter().copied().collect();
+        let me = self.nodes[leader].id;
+        let room = current.replicas().len() < MAX_REPLICAS;
+        let pick = |rng: &mut super::SimRng, v: &[NodeId]| v[rng.below(v.len() as u64) as usize];
+        let (change, joining) = match self.rng.below(6) {
+            0 | 1 if room && !free.is_empty() => {
+                let x = free[self.rng.below(free.len() as u64) as usize];
+                let id = self.nodes[x].id;
+                let change = if self.rng.chance(700) {
+                    MembershipChange::AddVoter(id)
+                } else {
+                    MembershipChange::AddLearner(id)
+                };
+                (change, Some(x))
+            }
+            2 if !learners.is_empty() => (
+                MembershipChange::Promote(pick(&mut self.rng, &learners)),
+                None,
+            ),
+            3 if voters.len() > 1 || !learners.is_empty() => {
+                let all: Vec<NodeId> = current.replicas().into_iter().collect();
+                (MembershipChange::Remove(pick(&mut self.rng, &all)), None)
+            }
+            4 if !free.is_empty() => {
+                let x = free[self.rng.below(free.len() as u64) as usize];
+                let old = pick(&mut self.rng, &voters);
+                let new = self.nodes[x].id;
+                (MembershipChange::Replace { old, new }, Some(x))
+            }
+            5 if voters.len() > 1 => (MembershipChange::Remove(me), None),
+            _ => return Ok(()),
+        };
+        let node = self.nodes[leader].node.as_mut().expect("up");
+        let result = node.change_membership(g, change);
+        self.note(format!("{me} changes {g}: {change:?} -> {result:?}"));
+        let request = match result {
+            Ok(request) => request,
+            Err(_) => {
+                self.report.changes_refused += 1;
+                return Ok(());
+            }
+        };
+        let id = proposal(me, request);
+        self.hash.u64(13);
+        self.hash.u64(g.0);
+        self.hash.u64(id.seq);
+        self.report.changes_started += 1;
+        self.checker
+            .requests
+            .took_kind(id, g, Kind::Change)
+            .map_err(|detail| self.checker.requests_failure(detail))?;
+        self.pending_changes.insert(id);
+        self.touched.push((leader, g));
+        if let Some(x) = joining {
+            // The joining node's replica, given the leader's membership, so that it takes
+            // the leader's appends or snapshot.
+            self.join_replica(x, g, current)?;
+        }
+        self.drive(leader)
+    }
+
+    /// The live node that believes it leads `g` in the highest term.
+    pub(super) fn believed_leader(&self, g: GroupId) -> Option<usize> {
+        self.groups[&g]
+            .iter()
+            .filter_map(|&i| {
+                let sn = &self.nodes[i];
+                let (term, leader) = sn.node.as_ref()?.replica(g)?.leadership();
+                (leader == Some(sn.id)).then_some((term, i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Node `x` starts its replica of `g`, joining the group whose membership is
+    /// `membership`, as an application does.
+    fn join_replica(&mut self, x: usize, g: GroupId, membership: Membership) -> Result<(), Failure> {
+        let sn = &mut self.nodes[x];
+        let Some(node) = sn.node.as_mut() else {
+            return Ok(());
+        };
+        let Ok(request) = node.join_group(g, membership) else {
+            // A removal of the group not yet durable there: the leader retries its appends
+            // until the change gives up.
+            return Ok(());
+        };
+        let id = proposal(sn.id, request);
+        self.checker
+            .requests
+            .took(id, g)
+            .map_err(|detail| self.checker.requests_failure(detail))?;
+        let hosts = self.groups.entry(g).or_default();
+        hosts.push(x);
+        hosts.sort_unstable();
+        self.touched.push((x, g));
+        self.note(format!("{} joins {g}", self.nodes[x].id));
+        self.drive(x)
+    }
+
+    /// Node `i` reported its replica of `g` removed: delete it, as an application would,
+    /// if it is still up in the same life and still left out of the group.
+    pub(super) fn remove_replica(&mut self, i: usize, g: GroupId, incarnation: u64) -> Result<(), Failure> {
+        let sn = &mut self.nodes[i];
+        if sn.incarnation != incarnation {
+            return Ok(());
+        }
+        let me = sn.id;
+        let Some(node) = sn.node.as_mut() else {
+            return Ok(());
+        };
+        if node.replica(g).is_none_or(|r| r.membership().contains(me)) {
+            return Ok(());
+        }
+        let Ok(request) = node.remove_group(g) else {
+            return Ok(());
+        };
+        let id = proposal(me, request);
+        self.checker
+            .requests
+            .took(id, g)
+            .map_err(|detail| self.checker.requests_failure(detail))?;
+        if let Some(hosts) = self.groups.get_mut(&g) {
+            hosts.retain(|h| *h != i);
+        }
+        self.replicas[i].remove(&g);
+        self.applied_to[i].remove(&g);
+        self.restoring.remove(&(i, g));
+        self.taken.retain(|(n, group, _)| (*n, *group) != (i, g));
+        self.checker.on_replica_removed(i, g);
+        self.report.replicas_removed += 1;
+        self.hash.u64(14);
+        self.hash.u64(i as u64);
+        self.hash.u64(g.0);
+        self.note(format!("{me} deletes its replica of {g}"));
+        self.drive(i)
+    }
+
+    /// Counts the committed membership entries among `entries` of `group` the first time
+    /// any replica applies them: joint configurations entered and left, voters promoted.
+    pub(super) fn count_memberships(&mut self, group: GroupId, entries: &[Entry]) {
+        for e in entries {
+            let Payload::Membership(m) = &e.payload else {
+                continue;
+            };
+            let (counted, previous) = self
+                .committed_memberships
+                .entry(group)
+                .or_insert_with(|| (0, Membership::default()));
+            // The entry any replica applies first is committed: from here on it is the
+            // group's membership for the liveness phase too.
+            if e.index <= *counted {
+                continue;
+            }
+            if m.is_joint() {
+                self.report.joint_entered += 1;
+                let promoted: BTreeSet<&NodeId> = m
+                    .voters
+                    .iter()
+                    .filter(|n| previous.learners.contains(n))
+                    .collect();
+                self.report.promotions += promoted.len() as u64;
+            } else if previous.is_joint() {
+                self.report.joint_left += 1;
+            }
+            *counted = e.index;
+            *previous = m.clone();
+        }
+    }
+
+    /// A change request ended: whether it completed.
+    pub(super) fn change_ended(&mut self, id: ProposalId, membership: Option<&Membership>) {
+        if !self.pending_changes.remove(&id) {
+            return;
+        }
+        match membership {
+            Some(m) => {
+                self.report.changes_done += 1;
+                if !m.contains(id.node) {
+                    self.report.leader_removals += 1;
+                }
+            }
+            None => self.report.changes_failed += 1,
+        }
+    }
+}
