@@ -502,8 +502,10 @@ impl Replica {
         // replica would never learn better (simulator, seeds 1385 and 1608). Vote
         // requests: this replica's membership may be stale, and its vote needed by a
         // candidate whose membership is newer (seed 2139); the candidate counts only its
-        // own membership's voters. Removed replicas are kept from disrupting the group by
-        // PreVote and the leader lease (dissertation §4.2.3, `step_inner`).
+        // own membership's voters. But while this replica hears from a leader, a
+        // non-member's vote request is dropped, CheckQuorum or not (dissertation §4.2.3):
+        // a removed replica that never learned it would otherwise depose the leader at
+        // every election timeout of its own (seed 3499, without PreVote).
         let member = self.membership.contains(msg.from)
             || self.leader == Some(msg.from)
             || self.role == Role::Leader && self.progress.get(&msg.from).is_some();
@@ -518,6 +520,11 @@ impl Replica {
                 | MessageBody::Vote { .. }
         );
         if !member && !heard && msg.term > self.term {
+            return;
+        }
+        let hears_a_leader = self.leader.is_some()
+            && self.election_elapsed < self.config.election_timeout_min_ticks;
+        if !member && hears_a_leader && matches!(msg.body, MessageBody::Vote { .. }) {
             return;
         }
         self.step_inner(msg);
