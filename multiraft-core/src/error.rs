@@ -228,7 +228,8 @@ pub enum GroupError {
     /// The membership is not usable.
     #[error("invalid membership: {0}")]
     InvalidMembership(#[from] MembershipError),
-    /// This node is not a member of the membership it was asked to host.
+    /// `create_group` with a membership that does not have this node (to join a running
+    /// group, `join_group`).
     #[error("node {0} is not a member of the group")]
     NotAMember(NodeId),
     /// The group was removed in this cycle and the removal is not yet durable; retry once

@@ -107,6 +107,7 @@ impl Node {
         if group == GroupId::NODE {
             return Err(GroupError::ReservedGroupId);
         }
+        membership.validate()?;
         if !membership.contains(self.id) {
             return Err(GroupError::NotAMember(self.id));
         }

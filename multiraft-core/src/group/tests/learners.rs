@@ -3,17 +3,19 @@
 
 use super::*;
 
-/// Dissertation §4.2.1 (non-voting members): a learner never grants a vote, though it
-/// follows terms like anyone; candidates do not even ask it.
+/// Dissertation §4.2.1 (non-voting members): candidates do not ask a learner for its vote,
+/// and would not count it. Asked all the same, it answers as any replica does (§4.1): it
+/// may be a voter of the candidate's membership before it holds the entry promoting it,
+/// and a joint configuration may need its vote (simulator, seed 51).
 #[test]
-fn learner_never_votes() {
+fn learner_votes_only_when_asked() {
     let mut c = Cluster::new(3, 1, strict(), 9);
     c.g_mut(4).step(msg(1, 4, 1, vote(false, 0, 0)));
     assert_eq!(
         c.g_mut(4).ready(MAX, MAX),
         ReplicaReady {
-            hard_state: Some(hs(1, None, 0)),
-            send_after_write: vec![msg(4, 1, 1, vote_resp(false, false))],
+            hard_state: Some(hs(1, Some(1), 0)),
+            send_after_write: vec![msg(4, 1, 1, vote_resp(false, true))],
             events: vec![leader_changed(1, None)],
             ..Default::default()
         }
@@ -21,7 +23,7 @@ fn learner_never_votes() {
     c.g_mut(4).step(msg(2, 4, 2, vote(true, 0, 0)));
     assert_eq!(
         c.g_mut(4).ready(MAX, MAX).send_after_write,
-        vec![msg(4, 2, 1, vote_resp(true, false))]
+        vec![msg(4, 2, 2, vote_resp(true, true))]
     );
 
     let mut c = Cluster::new(3, 1, strict(), 9);

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// The group's contract (`Replica::step`): messages for another group or node, or from a
-/// non-member, change nothing and produce nothing.
+/// The group's contract (`Replica::step`): messages for another group or node, from the
+/// replica itself, or a non-member's answer in a higher term change nothing and produce
+/// nothing.
 #[test]
 fn misaddressed_and_foreign_messages_are_ignored() {
     let mut g = fresh(1, 1);
@@ -13,7 +14,7 @@ fn misaddressed_and_foreign_messages_are_ignored() {
     for m in [
         other_group,
         msg(2, 4, 1, vote(false, 0, 0)),
-        msg(9, 1, 1, vote(false, 0, 0)),
+        msg(9, 1, 1, vote_resp(false, true)),
         msg(1, 1, 1, vote(false, 0, 0)),
     ] {
         g.step(m);
