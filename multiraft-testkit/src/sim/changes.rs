@@ -17,6 +17,11 @@ use super::invariants::{Failure, Kind, proposal};
 /// Most replicas a group grows to: changes that add one beyond it are not tried.
 const MAX_REPLICAS: usize = 5;
 
+/// The chance, when a replica enters a joint configuration in the fault phase, of a fault
+/// aimed at it (`Simulation::joint_fault`), in per mille. Joint configurations last a round
+/// trip or so: faults drawn at random would rarely meet one.
+pub(super) const JOINT_FAULT_PER_MILLE: u32 = 600;
+
 impl<A: SimApp> Simulation<A> {
     /// The chaos step's membership change, at its rate.
     pub(super) fn change_membership_random(&mut self) -> Result<(), Failure> {
@@ -101,6 +106,57 @@ impl<A: SimApp> Simulation<A> {
             self.join_replica(x, g, current)?;
         }
         self.drive(leader)
+    }
+
+    /// A fault while `node`'s replica of `group` is in a joint configuration (if it still
+    /// is): a partition that puts it and the voters only the new configuration has on one
+    /// side, everyone else on the other — so that each side holds a majority of one
+    /// configuration and only joint quorums keep them from both deciding — or a crash of
+    /// it.
+    pub(super) fn joint_fault(&mut self, node: usize, group: GroupId) -> Result<(), Failure> {
+        let Some(m) = self.nodes[node]
+            .node
+            .as_ref()
+            .and_then(|n| n.replica(group))
+            .map(|r| r.membership().clone())
+            .filter(Membership::is_joint)
+        else {
+            return Ok(());
+        };
+        let faults = &self.cfg.faults;
+        if faults.partitions && self.blocked.is_empty() && self.rng.chance(700) {
+            let side: BTreeSet<usize> = m
+                .voters
+                .iter()
+                .filter(|n| !m.outgoing.contains(n))
+                .map(|n| n.0 as usize - 1)
+                .chain([node])
+                .collect();
+            self.partition_epoch += 1;
+            self.report.partitions += 1;
+            for a in 0..self.nodes.len() {
+                for b in 0..self.nodes.len() {
+                    if side.contains(&a) != side.contains(&b) {
+                        self.blocked.insert((a, b));
+                    }
+                }
+            }
+            self.hash.u64(15);
+            self.hash.u64(node as u64);
+            self.note(format!("partition of {group}'s joint configuration: {side:?} | the rest"));
+            let after = self.rng.range(300_000, 3_000_000);
+            let epoch = self.partition_epoch;
+            self.schedule(after, super::Ev::HealPartition { epoch });
+        } else if faults.crashes && self.is_up(node) {
+            self.report.crashes += 1;
+            self.hash.u64(16);
+            self.hash.u64(node as u64);
+            self.note(format!("{} crashes in {group}'s joint configuration", self.nodes[node].id));
+            self.take_down(node);
+            let after = self.rng.range(100_000, 3_000_000);
+            self.schedule(after, super::Ev::Restart { node });
+        }
+        Ok(())
     }
 
     /// The live node that believes it leads `g` in the highest term.

@@ -210,6 +210,8 @@ enum Ev {
     Propose,
     Chaos,
     Restart { node: usize },
+    /// A fault aimed at a joint configuration `node` just entered for `group`.
+    JointFault { node: usize, group: GroupId },
     /// Delete a replica that reported itself removed (in the node's life `incarnation`).
     RemoveReplica {
         node: usize,
@@ -699,6 +701,7 @@ impl<A: SimApp> Simulation<A> {
                 group,
                 incarnation,
             } => self.remove_replica(node, group, incarnation),
+            Ev::JointFault { node, group } => self.joint_fault(node, group),
             Ev::HealPartition { epoch } => {
                 if epoch == self.partition_epoch && !self.blocked.is_empty() {
                     self.blocked.clear();

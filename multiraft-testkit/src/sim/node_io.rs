@@ -205,6 +205,16 @@ impl<A: SimApp> Io for SimIo<'_, A> {
     fn event(&mut self, e: Event) {
         let sim = &mut *self.sim;
         let me = sim.nodes[self.i].id;
+        if let Event::MembershipChanged { group, membership } = &e
+            && membership.is_joint()
+            && sim.phase == Phase::Faults
+            && sim.rng.chance(super::changes::JOINT_FAULT_PER_MILLE)
+        {
+            // Faults while the configuration is joint, where joint consensus earns its keep.
+            let (node, group) = (self.i, *group);
+            let after = sim.rng.range(0, 500);
+            sim.schedule(after, Ev::JointFault { node, group });
+        }
         if let Event::ReplicaRemoved { group } = e {
             // Deleted a moment later, as an application reacting to the event would.
             let incarnation = sim.nodes[self.i].incarnation;
