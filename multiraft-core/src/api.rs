@@ -189,7 +189,11 @@ impl MultiRaft {
     /// node with [`change_membership`](MultiRaft::change_membership) and catches the
     /// replica up by appends or a snapshot. Until it has caught up the replica neither
     /// campaigns nor votes. Resolves once the creation is durable.
-    pub async fn join_group(&self, group: GroupId, membership: Membership) -> Result<(), GroupError> {
+    pub async fn join_group(
+        &self,
+        group: GroupId,
+        membership: Membership,
+    ) -> Result<(), GroupError> {
         self.call(|reply| Call::JoinGroup(group, membership, reply))
             .await
             .unwrap_or(Err(GroupError::Stopped))

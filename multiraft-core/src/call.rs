@@ -210,12 +210,10 @@ impl Call {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
-            Call::JoinGroup(group, membership, reply) => {
-                match node.join_group(group, membership) {
-                    Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
-                    Err(e) => drop(reply.send(Err(e))),
-                }
-            }
+            Call::JoinGroup(group, membership, reply) => match node.join_group(group, membership) {
+                Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
+                Err(e) => drop(reply.send(Err(e))),
+            },
             Call::RemoveGroup(group, reply) => match node.remove_group(group) {
                 Ok(request) => replies.wait(request, Reply::Lifecycle(reply)),
                 Err(e) => drop(reply.send(Err(e))),
@@ -249,9 +247,7 @@ impl Call {
             }
             Call::CreateGroup(_, _, reply)
             | Call::JoinGroup(_, _, reply)
-            | Call::RemoveGroup(_, reply) => {
-                reply.send(Err(GroupError::Stopped)).ok()
-            }
+            | Call::RemoveGroup(_, reply) => reply.send(Err(GroupError::Stopped)).ok(),
             Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),
             Call::Drain(_) | Call::Status(..) | Call::NodeStatus(_) | Call::Shutdown => None,
         };

@@ -20,8 +20,8 @@ use std::task::{Context, Poll, Waker};
 use multiraft_core::node::{Outcome, Resolution};
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
-    Apply, Bytes, Config, Event, GroupId, Membership, MembershipChange, MessageBatch, Node,
-    NodeId, RequestId, SnapshotChunk, Storage, TakeSnapshot,
+    Apply, Bytes, Config, Event, GroupId, Membership, MembershipChange, MessageBatch, Node, NodeId,
+    RequestId, SnapshotChunk, Storage, TakeSnapshot,
 };
 use multiraft_testkit::MemStorage;
 use multiraft_testkit::sim::linearizability::{
@@ -156,7 +156,11 @@ impl Io for NodeIo<'_> {
     }
 
     fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
-        let store = self.world.stores.entry((self.node, take.group)).or_default();
+        let store = self
+            .world
+            .stores
+            .entry((self.node, take.group))
+            .or_default();
         Some(vec![Bytes::from(store.snapshot()?)])
     }
 
@@ -313,7 +317,9 @@ impl Cluster {
                 key: group.0 * KEYS_PER_GROUP + key,
             },
         };
-        self.world.pending.insert((n, request), self.world.history.len());
+        self.world
+            .pending
+            .insert((n, request), self.world.history.len());
         self.world.history.push(op);
         true
     }
@@ -339,13 +345,11 @@ impl Cluster {
                 return;
             }
             for group in todo.clone() {
-                match self.world.ended.remove(&group) {
-                    Some(Ok(m)) => {
-                        assert!(m.voters.contains(&NodeId(new)) && !m.contains(NodeId(old)));
-                        todo.remove(&group);
-                        continue;
-                    }
-                    Some(Err(_)) | None => {}
+                // A change that failed is tried again below.
+                if let Some(Ok(m)) = self.world.ended.remove(&group) {
+                    assert!(m.voters.contains(&NodeId(new)) && !m.contains(NodeId(old)));
+                    todo.remove(&group);
+                    continue;
                 }
                 if self.world.changes.values().any(|g| *g == group) {
                     continue; // in progress
@@ -410,8 +414,13 @@ fn every_node_of_a_100_group_cluster_is_replaced_while_clients_write() {
     c.run_until("every write answered", |c| c.world.pending.is_empty());
     for g in 1..=GROUPS {
         for key in 0..KEYS_PER_GROUP {
-            c.run_until("a leader for the final read", |c| c.leader(GroupId(g)).is_some());
-            assert!(c.client_op(Some((GroupId(g), key))), "final read of g{g}/{key}");
+            c.run_until("a leader for the final read", |c| {
+                c.leader(GroupId(g)).is_some()
+            });
+            assert!(
+                c.client_op(Some((GroupId(g), key))),
+                "final read of g{g}/{key}"
+            );
         }
     }
     c.run_until("every operation answered", |c| c.world.pending.is_empty());
@@ -419,9 +428,15 @@ fn every_node_of_a_100_group_cluster_is_replaced_while_clients_write() {
     let new: BTreeSet<NodeId> = [4, 5, 6].into_iter().map(NodeId).collect();
     for g in 1..=GROUPS {
         for n in 4..=6 {
-            let m = c.nodes[&n].replica(GroupId(g)).expect("hosted").membership();
+            let m = c.nodes[&n]
+                .replica(GroupId(g))
+                .expect("hosted")
+                .membership();
             assert_eq!(m.voters, new, "g{g} on n{n}");
-            assert!(m.outgoing.is_empty() && m.learners.is_empty(), "g{g} on n{n}: {m:?}");
+            assert!(
+                m.outgoing.is_empty() && m.learners.is_empty(),
+                "g{g} on n{n}: {m:?}"
+            );
         }
     }
     for old in 1..=3 {
@@ -447,7 +462,10 @@ fn every_node_of_a_100_group_cluster_is_replaced_while_clients_write() {
         c.world.round,
         c.world.reported_removed.len()
     );
-    assert!(acknowledged > 500, "only {acknowledged} acknowledged writes");
+    assert!(
+        acknowledged > 500,
+        "only {acknowledged} acknowledged writes"
+    );
     assert_eq!(check_kv(history), Linearizability::Ok);
     // Every acknowledged write is still there: the final reads are in the history, and
     // the last acknowledged put of each key (no put overlaps the final reads) is what they

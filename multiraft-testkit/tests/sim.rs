@@ -28,8 +28,13 @@ fn soak(seeds: std::ops::Range<u64>) {
     }
     // Membership changes are in the default mix: joint configurations entered and left,
     // leaders removed, in every batch of seeds.
-    println!("seeds {seeds:?}: joint configurations entered {joint}, left {left}; leaders removed {removals}");
-    assert!(joint > 0 && left > 0 && removals > 0, "no membership changes ran");
+    println!(
+        "seeds {seeds:?}: joint configurations entered {joint}, left {left}; leaders removed {removals}"
+    );
+    assert!(
+        joint > 0 && left > 0 && removals > 0,
+        "no membership changes ran"
+    );
     // A share of the seeds keeps a minority of nodes down through the liveness phase, so
     // recovery without them is checked in CI too (about a quarter; at least one in ten).
     println!("seeds {seeds:?}: {lost} kept a minority of nodes down through the liveness phase");

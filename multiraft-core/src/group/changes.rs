@@ -92,9 +92,9 @@ impl Replica {
             if *current == c.target {
                 let target = c.target.clone();
                 self.change = None;
-                self.out().events.push(GroupEvent::MembershipChangeEnded {
-                    result: Ok(target),
-                });
+                self.out()
+                    .events
+                    .push(GroupEvent::MembershipChangeEnded { result: Ok(target) });
             } else if let Some(staged) = staged(current, &c.target) {
                 self.append_membership(staged);
             } else if current.voters == c.target.voters {
@@ -163,7 +163,11 @@ impl Replica {
                 .promote
                 .iter()
                 .copied()
-                .find(|n| self.progress.get(n).is_none_or(|p| p.matched + within < last))
+                .find(|n| {
+                    self.progress
+                        .get(n)
+                        .is_none_or(|p| p.matched + within < last)
+                })
                 .unwrap_or(NodeId(0));
             self.change = None;
             self.out().events.push(GroupEvent::MembershipChangeEnded {

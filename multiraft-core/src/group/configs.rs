@@ -57,7 +57,12 @@ impl Replica {
                 // group's current membership uses it any more.
                 let base = Arc::new((*self.membership).clone());
                 self.configs
-                    .get_or_insert_with(|| Box::new(Configs { base, entries: Vec::new() }))
+                    .get_or_insert_with(|| {
+                        Box::new(Configs {
+                            base,
+                            entries: Vec::new(),
+                        })
+                    })
                     .entries
                     .push((e.index, Arc::clone(&m)));
                 self.set_membership(m);

@@ -522,8 +522,8 @@ impl Replica {
         if !member && !heard && msg.term > self.term {
             return;
         }
-        let hears_a_leader = self.leader.is_some()
-            && self.election_elapsed < self.config.election_timeout_min_ticks;
+        let hears_a_leader =
+            self.leader.is_some() && self.election_elapsed < self.config.election_timeout_min_ticks;
         if !member && hears_a_leader && matches!(msg.body, MessageBody::Vote { .. }) {
             return;
         }

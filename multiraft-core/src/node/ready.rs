@@ -334,7 +334,9 @@ impl Node {
                         self.requests.change_ended(id, resolution);
                     }
                     GroupEvent::Removed => {
-                        ready.events.push(super::Event::ReplicaRemoved { group: id });
+                        ready
+                            .events
+                            .push(super::Event::ReplicaRemoved { group: id });
                     }
                     GroupEvent::TransferAborted { .. } => {
                         let failed = Resolution::TransferFailed(TransferError::Timeout);

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Indeterminate, MembershipChangeError, ProposeError, ReadError, TransferError};
-use crate::membership::Membership;
 use crate::ids::{GroupId, NodeId, RequestId};
+use crate::membership::Membership;
 
 /// How a request ended, when it did not end with its entry applied.
 #[derive(Clone, Debug, PartialEq, Eq)]

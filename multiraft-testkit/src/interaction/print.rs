@@ -269,7 +269,10 @@ impl World {
 /// not empty.
 pub(super) fn fmt_membership(m: &Membership) -> String {
     let ids = |s: &std::collections::BTreeSet<NodeId>| {
-        s.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(",")
+        s.iter()
+            .map(|n| n.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let mut out = format!("voters={}", ids(&m.voters));
     if !m.outgoing.is_empty() {

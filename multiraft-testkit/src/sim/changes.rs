@@ -79,7 +79,9 @@ impl<A: SimApp> Simulation<A> {
             5 if voters.len() > 1 => (MembershipChange::Remove(me), None),
             _ => return Ok(()),
         };
-        let node = self.nodes[leader].node.as_mut().expect("up");
+        let Some(node) = self.nodes[leader].node.as_mut() else {
+            return Ok(());
+        };
         let result = node.change_membership(g, change);
         self.note(format!("{me} changes {g}: {change:?} -> {result:?}"));
         let request = match result {
@@ -143,7 +145,9 @@ impl<A: SimApp> Simulation<A> {
             }
             self.hash.u64(15);
             self.hash.u64(node as u64);
-            self.note(format!("partition of {group}'s joint configuration: {side:?} | the rest"));
+            self.note(format!(
+                "partition of {group}'s joint configuration: {side:?} | the rest"
+            ));
             let after = self.rng.range(300_000, 3_000_000);
             let epoch = self.partition_epoch;
             self.schedule(after, super::Ev::HealPartition { epoch });
@@ -151,7 +155,10 @@ impl<A: SimApp> Simulation<A> {
             self.report.crashes += 1;
             self.hash.u64(16);
             self.hash.u64(node as u64);
-            self.note(format!("{} crashes in {group}'s joint configuration", self.nodes[node].id));
+            self.note(format!(
+                "{} crashes in {group}'s joint configuration",
+                self.nodes[node].id
+            ));
             self.take_down(node);
             let after = self.rng.range(100_000, 3_000_000);
             self.schedule(after, super::Ev::Restart { node });
@@ -174,7 +181,12 @@ impl<A: SimApp> Simulation<A> {
 
     /// Node `x` starts its replica of `g`, joining the group whose membership is
     /// `membership`, as an application does.
-    fn join_replica(&mut self, x: usize, g: GroupId, membership: Membership) -> Result<(), Failure> {
+    fn join_replica(
+        &mut self,
+        x: usize,
+        g: GroupId,
+        membership: Membership,
+    ) -> Result<(), Failure> {
         let sn = &mut self.nodes[x];
         let Some(node) = sn.node.as_mut() else {
             return Ok(());
@@ -199,7 +211,12 @@ impl<A: SimApp> Simulation<A> {
 
     /// Node `i` reported its replica of `g` removed: delete it, as an application would,
     /// if it is still up in the same life and still left out of the group.
-    pub(super) fn remove_replica(&mut self, i: usize, g: GroupId, incarnation: u64) -> Result<(), Failure> {
+    pub(super) fn remove_replica(
+        &mut self,
+        i: usize,
+        g: GroupId,
+        incarnation: u64,
+    ) -> Result<(), Failure> {
         let sn = &mut self.nodes[i];
         if sn.incarnation != incarnation {
             return Ok(());

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use multiraft_core::{GroupId, Membership, NodeId};
 use multiraft_core::group::Role;
+use multiraft_core::{GroupId, Membership, NodeId};
 
 use super::app::SimApp;
 use super::invariants::Failure;

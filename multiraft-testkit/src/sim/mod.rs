@@ -175,8 +175,8 @@ use multiraft_core::{GroupId, Membership, MessageBatch, Node, NodeId, ProposalId
 pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
     DEFAULT_CRASH_PER_MILLE, DEFAULT_DRAIN_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL,
-    DEFAULT_MEMBERSHIP_PER_MILLE, DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults, MAX_TICK_RATE_MILLI,
-    MIN_TICK_RATE_MILLI, SimConfig,
+    DEFAULT_MEMBERSHIP_PER_MILLE, DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults,
+    MAX_TICK_RATE_MILLI, MIN_TICK_RATE_MILLI, SimConfig,
 };
 pub use hash::TraceHash;
 pub use kv::{KvApp, KvReplica};
@@ -205,20 +205,33 @@ pub(crate) struct SimNode {
 
 enum Ev {
     Deliver(MessageBatch),
-    Tick { node: usize, incarnation: u64 },
-    WriteDone { node: usize, incarnation: u64 },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
+    WriteDone {
+        node: usize,
+        incarnation: u64,
+    },
     Propose,
     Chaos,
-    Restart { node: usize },
+    Restart {
+        node: usize,
+    },
     /// A fault aimed at a joint configuration `node` just entered for `group`.
-    JointFault { node: usize, group: GroupId },
+    JointFault {
+        node: usize,
+        group: GroupId,
+    },
     /// Delete a replica that reported itself removed (in the node's life `incarnation`).
     RemoveReplica {
         node: usize,
         group: GroupId,
         incarnation: u64,
     },
-    HealPartition { epoch: u64 },
+    HealPartition {
+        epoch: u64,
+    },
     Heal,
     Probe,
 }
