@@ -662,3 +662,50 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
 
 mod reads;
 mod three_nodes;
+
+/// docs/design.md §4.7: node-level state follows each group's membership. A membership entry
+/// from the leader that adds node 4 makes it a peer of node 1 (liveness, heartbeats) as soon
+/// as it is appended, and an event reports the membership; a later entry removing node 3
+/// drops node 3 as a peer (no other group is shared with it), and a truncation of that entry
+/// brings it back.
+#[test]
+fn peers_follow_the_membership_in_force() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    while let Some(r) = node.ready() {
+        node.advance(r.number);
+    }
+    assert_eq!(node.peer_live(n(4)), None);
+    let conf = |index: u64, m: Membership| Entry {
+        index,
+        term: 1,
+        payload: Payload::Membership(m),
+    };
+    let with_4 = voters().with_learners([4]);
+    let without_3 = Membership::voters([1, 2]).with_learners([4]);
+    let body = append(0, 0, vec![noop(1, 1), conf(2, with_4.clone())], 0);
+    node.step(batch_for(2, 1, 1, &[g(1)], body));
+    let r = node.ready().unwrap();
+    assert!(r.events.contains(&Event::MembershipChanged {
+        group: g(1),
+        membership: with_4.clone()
+    }));
+    node.advance(r.number);
+    assert_eq!(node.peer_live(n(4)), Some(true));
+    assert_eq!(node.peer_live(n(3)), Some(true));
+
+    let body = append(2, 1, vec![conf(3, without_3.clone())], 0);
+    node.step(batch_for(2, 1, 1, &[g(1)], body));
+    let r = node.ready().unwrap();
+    node.advance(r.number);
+    assert_eq!(node.peer_live(n(3)), None, "no group shared with node 3");
+    assert_eq!(node.replica(g(1)).unwrap().membership(), &without_3);
+
+    // A leader of term 2 overwrites index 3: the membership before it is back.
+    let body = append(2, 1, vec![noop(3, 2)], 0);
+    node.step(batch_for(2, 1, 2, &[g(1)], body));
+    let r = node.ready().unwrap();
+    node.advance(r.number);
+    assert_eq!(node.replica(g(1)).unwrap().membership(), &with_4);
+    assert_eq!(node.peer_live(n(3)), Some(true));
+}
