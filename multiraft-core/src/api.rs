@@ -345,6 +345,15 @@ impl MultiRaft {
             .ok_or(Stopped)
     }
 
+    /// The membership in force on this node's replica of `group` (the latest in its log,
+    /// committed or not), or `None` if it hosts no such group. Asked of the leader, it is
+    /// what a joining replica is started with ([`MultiRaft::join_group`]).
+    pub async fn membership(&self, group: GroupId) -> Result<Option<Membership>, Stopped> {
+        self.call(|reply| Call::Membership(group, reply))
+            .await
+            .ok_or(Stopped)
+    }
+
     /// Subscribes to this node's events (leader changes, group lifecycle), from now on. A
     /// subscriber more than `Config::max_event_backlog` events behind loses the oldest.
     pub fn events(&self) -> broadcast::Receiver<Event> {

@@ -38,6 +38,7 @@ pub(crate) enum Call {
     JoinGroup(GroupId, Membership, GroupReply),
     RemoveGroup(GroupId, GroupReply),
     Status(GroupId, oneshot::Sender<Option<GroupStatus>>),
+    Membership(GroupId, oneshot::Sender<Option<Membership>>),
     Campaign(GroupId, oneshot::Sender<Result<(), CampaignError>>),
     NodeStatus(oneshot::Sender<NodeStatus>),
     Shutdown,
@@ -219,6 +220,10 @@ impl Call {
                 Err(e) => drop(reply.send(Err(e))),
             },
             Call::Status(group, reply) => drop(reply.send(node.group_status(group))),
+            Call::Membership(group, reply) => {
+                let membership = node.replica(group).map(|r| r.membership().clone());
+                drop(reply.send(membership));
+            }
             Call::Campaign(group, reply) => {
                 let _ = reply.send(node.campaign(group).map_err(CampaignError::from));
             }
@@ -249,7 +254,11 @@ impl Call {
             | Call::JoinGroup(_, _, reply)
             | Call::RemoveGroup(_, reply) => reply.send(Err(GroupError::Stopped)).ok(),
             Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),
-            Call::Drain(_) | Call::Status(..) | Call::NodeStatus(_) | Call::Shutdown => None,
+            Call::Drain(_)
+            | Call::Status(..)
+            | Call::Membership(..)
+            | Call::NodeStatus(_)
+            | Call::Shutdown => None,
         };
     }
 }
