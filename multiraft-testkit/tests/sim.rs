@@ -79,11 +79,12 @@ fn soak_seeds_150_to_200() {
 /// joint configuration needed (51); an outgoing voter that could neither campaign nor vote
 /// (62); a leader's messages dropped by a replica whose membership left it out (1385,
 /// 1608); a stale replica deaf to a legitimate candidate's votes (2139); a removed replica
-/// deposing the leader without PreVote (3499); a deleted replica hosted again after a
-/// crash (869).
+/// deposing the leader without PreVote (3499); and in the simulator itself, a deleted
+/// replica hosted again after a crash (869) and a fault aimed at a joint configuration
+/// after the heal (7998).
 #[test]
 fn membership_regression_seeds() {
-    for seed in [193, 810, 409, 51, 62, 1385, 1608, 2139, 3499, 869] {
+    for seed in [193, 810, 409, 51, 62, 1385, 1608, 2139, 3499, 869, 7998] {
         let mut config = SimConfig::for_seed(seed);
         config.secs = SECS;
         if let Err(v) = Simulation::new(config).run() {

@@ -62,6 +62,13 @@ impl Replica {
             .target(&self.membership)
             .map_err(MembershipChangeError::Invalid)?;
         self.wake();
+        // A replica to promote must answer again from now on to count as caught up: what
+        // it said before the change may be an election timeout old (it could be gone).
+        for n in &promote {
+            if let Some(p) = self.progress.get_mut(n) {
+                p.recent_active = false;
+            }
+        }
         self.change = Some(Box::new(Change {
             target,
             promote,
@@ -135,14 +142,15 @@ impl Replica {
         // votes (`Replica::joined`): promoted earlier, a joint configuration could need the
         // vote of a replica that will not give it (simulator, seed 409). A silent learner is
         // never caught up, however short the log.
-        let caught_up = progress.iter().all(|p| {
+        let is_caught_up = |p: Option<&Progress>| {
             p.is_some_and(|p| {
                 p.recent_active
                     && p.state == ProgressState::Replicate
                     && p.matched + within >= last
                     && p.matched >= committed
             })
-        });
+        };
+        let caught_up = progress.iter().all(|p| is_caught_up(*p));
         let least = progress
             .iter()
             .map(|p| p.map_or(0, |p| p.matched))
@@ -159,16 +167,13 @@ impl Replica {
         }
         c.last_matched = least;
         if c.stalled_ticks >= timeout {
-            let node = c
+            let behind = c
                 .promote
                 .iter()
-                .copied()
-                .find(|n| {
-                    self.progress
-                        .get(n)
-                        .is_none_or(|p| p.matched + within < last)
-                })
-                .unwrap_or(NodeId(0));
+                .zip(&progress)
+                .find(|(_, p)| !is_caught_up(**p))
+                .or_else(|| c.promote.iter().zip(&progress).next());
+            let node = behind.map_or(NodeId(0), |(n, _)| *n);
             self.change = None;
             self.out().events.push(GroupEvent::MembershipChangeEnded {
                 result: Err(MembershipChangeError::CatchUpTimeout { node }),

@@ -18,6 +18,7 @@ use super::*;
 mod elections;
 mod flow_control;
 mod learners;
+mod membership;
 mod prevote_checkquorum;
 mod proposals;
 mod replication;
@@ -228,6 +229,8 @@ struct Cluster {
     disks: Vec<Disk>,
     /// Entries each replica handed to its state machine, in order.
     applied: Vec<Vec<Entry>>,
+    /// Events each replica reported, in order.
+    events: Vec<Vec<GroupEvent>>,
     queue: VecDeque<Message>,
     /// Replicas cut off from everyone: messages from or to them are lost.
     isolated: BTreeSet<NodeId>,
@@ -293,6 +296,7 @@ impl Cluster {
             groups,
             disks: vec![Disk::default(); count],
             applied: vec![Vec::new(); count],
+            events: vec![Vec::new(); count],
             queue: VecDeque::new(),
             isolated: BTreeSet::new(),
             sent: Vec::new(),
@@ -342,6 +346,7 @@ impl Cluster {
                     self.groups[i].on_persisted(last.index, last.term);
                 }
                 self.applied[i].extend(ready.apply.iter().cloned());
+                self.events[i].extend(ready.events.iter().cloned());
                 self.queue.extend(ready.send_after_write);
             }
         }

@@ -1,0 +1,86 @@
+//! Membership changes on the leader (dissertation §4.3; docs/design.md §4.7): one change at a
+//! time, typed refusals, a learner promoted only once caught up, and a change that gives up
+//! on a learner that never catches up. The interaction scripts (`membership_*.txt` in the
+//! testkit) show the whole protocol message by message.
+
+use super::*;
+use crate::error::MembershipChangeError;
+use crate::membership::MembershipChange;
+
+/// One change at a time (`ChangeInProgress`), only on the leader (`NotLeader`), and a change
+/// that does not fit the membership is refused before anything is appended (`Invalid`).
+#[test]
+fn one_change_at_a_time_and_typed_refusals() {
+    let mut c = Cluster::new(3, 1, strict(), 21);
+    c.elect(1);
+    let last = c.status(1).last_index;
+    assert_eq!(
+        c.g_mut(2).change_membership(MembershipChange::Remove(n(3))),
+        Err(MembershipChangeError::NotLeader {
+            leader_hint: Some(n(1))
+        })
+    );
+    assert!(matches!(
+        c.g_mut(1).change_membership(MembershipChange::Remove(n(9))),
+        Err(MembershipChangeError::Invalid(_))
+    ));
+    assert!(matches!(
+        c.g_mut(1)
+            .change_membership(MembershipChange::Promote(n(2))),
+        Err(MembershipChangeError::Invalid(_))
+    ));
+    assert_eq!(c.status(1).last_index, last, "nothing appended");
+
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    assert_eq!(
+        c.g_mut(1).change_membership(MembershipChange::Remove(n(3))),
+        Err(MembershipChangeError::ChangeInProgress)
+    );
+    // Caught up for `learner_catchup_ticks` ticks: the joint configuration, then the new one.
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    let done = Membership::voters([1, 2, 3, 4]);
+    for id in 1..=4 {
+        assert_eq!(c.g(id).membership(), &done, "replica {id}");
+    }
+    assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded {
+        result: Ok(done.clone())
+    }));
+    // Replica 4 votes and campaigns now.
+    assert_eq!(c.status(4).role, Role::Follower);
+    // And the next change is taken.
+    assert_eq!(
+        c.g_mut(1).change_membership(MembershipChange::Remove(n(4))),
+        Ok(())
+    );
+}
+
+/// A learner that never catches up is not promoted: after `proposal_timeout_ticks` ticks
+/// without progress the change ends `CatchUpTimeout`, and it stays a learner.
+#[test]
+fn a_learner_that_never_catches_up_is_not_promoted() {
+    let mut c = Cluster::new(3, 1, strict(), 22);
+    c.elect(1);
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    for _ in 0..strict().proposal_timeout_ticks + 10 {
+        c.g_mut(1).tick();
+        c.g_mut(2).tick();
+        c.g_mut(3).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    eprintln!("DBG {:?} {:?}", c.events[0], c.g(1).membership());
+    assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded {
+        result: Err(MembershipChangeError::CatchUpTimeout { node: n(4) })
+    }));
+    let m = c.g(1).membership().clone();
+    assert_eq!(m, Membership::voters([1, 2, 3]).with_learners([4]));
+    assert!(!m.is_joint());
+}
