@@ -670,11 +670,19 @@ mod three_nodes;
 /// brings it back.
 #[test]
 fn peers_follow_the_membership_in_force() {
+    /// Keeps the events; sends nothing.
+    #[derive(Default)]
+    struct Events(Vec<Event>);
+    impl crate::testing::Io for Events {
+        fn send(&mut self, _: MessageBatch) {}
+        fn event(&mut self, e: Event) {
+            self.0.push(e);
+        }
+    }
+    let mut io = Events::default();
     let mut node = new_node(1, strict());
     node.create_group(g(1), voters()).unwrap();
-    while let Some(r) = node.ready() {
-        node.advance(r.number);
-    }
+    crate::testing::settle(&mut node, &mut io).unwrap();
     assert_eq!(node.peer_live(n(4)), None);
     let conf = |index: u64, m: Membership| Entry {
         index,
@@ -685,27 +693,24 @@ fn peers_follow_the_membership_in_force() {
     let without_3 = Membership::voters([1, 2]).with_learners([4]);
     let body = append(0, 0, vec![noop(1, 1), conf(2, with_4.clone())], 0);
     node.step(batch_for(2, 1, 1, &[g(1)], body));
-    let r = node.ready().unwrap();
-    assert!(r.events.contains(&Event::MembershipChanged {
+    crate::testing::settle(&mut node, &mut io).unwrap();
+    assert!(io.0.contains(&Event::MembershipChanged {
         group: g(1),
         membership: with_4.clone()
     }));
-    node.advance(r.number);
     assert_eq!(node.peer_live(n(4)), Some(true));
     assert_eq!(node.peer_live(n(3)), Some(true));
 
     let body = append(2, 1, vec![conf(3, without_3.clone())], 0);
     node.step(batch_for(2, 1, 1, &[g(1)], body));
-    let r = node.ready().unwrap();
-    node.advance(r.number);
+    crate::testing::settle(&mut node, &mut io).unwrap();
     assert_eq!(node.peer_live(n(3)), None, "no group shared with node 3");
     assert_eq!(node.replica(g(1)).unwrap().membership(), &without_3);
 
     // A leader of term 2 overwrites index 3: the membership before it is back.
     let body = append(2, 1, vec![noop(3, 2)], 0);
     node.step(batch_for(2, 1, 2, &[g(1)], body));
-    let r = node.ready().unwrap();
-    node.advance(r.number);
+    crate::testing::settle(&mut node, &mut io).unwrap();
     assert_eq!(node.replica(g(1)).unwrap().membership(), &with_4);
     assert_eq!(node.peer_live(n(3)), Some(true));
 }
