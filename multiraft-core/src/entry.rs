@@ -47,7 +47,7 @@ impl Entry {
         24 + match &self.payload {
             Payload::Noop => 0,
             Payload::Command { data, .. } => 16 + data.len(),
-            Payload::Membership(m) => 8 * m.replicas().len(),
+            Payload::Membership(m) => 8 * m.places(),
         }
     }
 }

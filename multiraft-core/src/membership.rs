@@ -191,6 +191,12 @@ impl Membership {
         self.is_voter(node) || self.learners.contains(&node)
     }
 
+    /// How many places the three sets hold (a voter of both configurations counts twice): a
+    /// bound on the members, counted without allocating, for size limits and estimates.
+    pub fn places(&self) -> usize {
+        self.voters.len() + self.outgoing.len() + self.learners.len()
+    }
+
     /// Every member, each once, in ascending order.
     pub fn replicas(&self) -> BTreeSet<NodeId> {
         self.voters

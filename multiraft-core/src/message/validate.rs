@@ -332,7 +332,7 @@ fn validate_message(
                 }
                 preceding = e.term;
                 if let crate::entry::Payload::Membership(members) = &e.payload
-                    && (members.replicas().len() > items || members.validate().is_err())
+                    && (members.places() > items || members.validate().is_err())
                 {
                     return Err(InvalidMessage::InvalidMembershipEntry { index, position });
                 }
@@ -345,7 +345,7 @@ fn validate_message(
             if chunk.meta.term > m.term {
                 return invalid("term above the message term");
             }
-            if members.voters.len() + members.outgoing.len() + members.learners.len() > items {
+            if members.places() > items {
                 return invalid("membership too large");
             }
             if members.validate().is_err() {

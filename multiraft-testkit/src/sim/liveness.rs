@@ -104,7 +104,7 @@ impl<A: SimApp> Simulation<A> {
     /// applied, else the one it was created with): who must elect and commit. A replica's
     /// own view may be stale (a removed replica that never learned it) or not yet
     /// committed.
-    fn membership_now(&self, group: GroupId, _hosts: &[usize]) -> Option<Membership> {
+    fn membership_now(&self, group: GroupId) -> Option<Membership> {
         self.committed_memberships
             .get(&group)
             .map(|(_, m)| m.clone())
@@ -112,7 +112,7 @@ impl<A: SimApp> Simulation<A> {
 
     /// The hosts of `group` that are members of its current membership and not lost.
     fn live_members(&self, group: GroupId, hosts: &[usize]) -> Vec<usize> {
-        let Some(m) = self.membership_now(group, hosts) else {
+        let Some(m) = self.membership_now(group) else {
             return Vec::new();
         };
         hosts
@@ -139,7 +139,7 @@ impl<A: SimApp> Simulation<A> {
     /// which may not be committed yet: that replica wins no election without it
     /// (dissertation §4.1), and only it can win one.
     fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
-        let committed = self.membership_now(group, hosts)?;
+        let committed = self.membership_now(group)?;
         let latest = hosts
             .iter()
             .filter(|i| !self.lost.contains(i))
@@ -257,7 +257,7 @@ impl<A: SimApp> Simulation<A> {
             detail.push_str(&format!(
                 " {g} (commit at heal {}, membership {:?}):",
                 l.commit_at_heal[g],
-                self.membership_now(*g, members)
+                self.membership_now(*g)
             ));
             for i in members {
                 if let Some(r) = self.nodes[*i].node.as_ref().and_then(|n| n.replica(*g)) {

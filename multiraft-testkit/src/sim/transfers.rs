@@ -30,18 +30,10 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         }
         let g = GroupId(1 + self.rng.below(self.groups.len() as u64));
-        let members = self.groups[&g].clone();
-        let leader = members
-            .iter()
-            .filter_map(|&i| {
-                let sn = &self.nodes[i];
-                let (term, leader) = sn.node.as_ref()?.replica(g)?.leadership();
-                (leader == Some(sn.id)).then_some((term, i))
-            })
-            .max();
-        let Some((_, i)) = leader else {
+        let Some(i) = self.believed_leader(g) else {
             return Ok(());
         };
+        let members = self.groups[&g].clone();
         let others: Vec<usize> = members.into_iter().filter(|m| *m != i).collect();
         if others.is_empty() {
             return Ok(());
