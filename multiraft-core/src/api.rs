@@ -17,7 +17,7 @@ use crate::group::GroupStatus;
 use crate::group::ReadPolicy;
 use crate::ids::{GroupId, NodeId};
 use crate::membership::{Membership, MembershipChange};
-use crate::node::{Event, Node, NodeStatus};
+use crate::node::{Event, Node, NodeReport, NodeStatus};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::transport::{Inbox, Transport};
@@ -336,6 +336,17 @@ impl MultiRaft {
     /// Node-wide figures: groups hosted and active, pending proposals, drop counters.
     pub async fn node_status(&self) -> Result<NodeStatus, Stopped> {
         self.call(Call::NodeStatus).await.ok_or(Stopped)
+    }
+
+    /// The node's figures, its peers' liveness and a page of its groups: up to `limit`
+    /// (at most [`MAX_REPORT_GROUPS`](crate::MAX_REPORT_GROUPS)) hosted groups with ids
+    /// from `from` on, each with its role, leader, log marks, quiescence and, on a leader,
+    /// its followers' progress. For status pages: it costs a pass over the hosted groups'
+    /// ids on the event loop.
+    pub async fn report(&self, from: GroupId, limit: usize) -> Result<NodeReport, Stopped> {
+        self.call(|reply| Call::Report(from, limit, reply))
+            .await
+            .ok_or(Stopped)
     }
 
     /// The state of this node's replica of `group`, or `None` if it hosts no such group.

@@ -11,7 +11,7 @@ use crate::error::{MembershipChangeError, ReadError, TransferError};
 use crate::group::{GroupStatus, ReadPolicy};
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::{Membership, MembershipChange};
-use crate::node::{Node, NodeStatus, ReadStart, Resolution};
+use crate::node::{Node, NodeReport, NodeStatus, ReadStart, Resolution};
 use crate::state_machine::StateMachine;
 
 pub(crate) type ProposeReply = oneshot::Sender<Result<Bytes, ProposeError>>;
@@ -41,6 +41,7 @@ pub(crate) enum Call {
     Membership(GroupId, oneshot::Sender<Option<Membership>>),
     Campaign(GroupId, oneshot::Sender<Result<(), CampaignError>>),
     NodeStatus(oneshot::Sender<NodeStatus>),
+    Report(GroupId, usize, oneshot::Sender<NodeReport>),
     Shutdown,
 }
 
@@ -228,6 +229,7 @@ impl Call {
                 let _ = reply.send(node.campaign(group).map_err(CampaignError::from));
             }
             Call::NodeStatus(reply) => drop(reply.send(node.status())),
+            Call::Report(from, limit, reply) => drop(reply.send(node.report(from, limit))),
             Call::Shutdown => return Taken::Shutdown,
         }
         Taken::Done
@@ -258,6 +260,7 @@ impl Call {
             | Call::Status(..)
             | Call::Membership(..)
             | Call::NodeStatus(_)
+            | Call::Report(..)
             | Call::Shutdown => None,
         };
     }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 /// Configuration shared by every group on a node. Build with `Config::default()` and
 /// adjust fields; [`Config::validate`] is called when the node starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Config {
     /// Wall-clock length of one tick; the driver ticks the node at this rate. Every other

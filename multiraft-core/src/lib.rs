@@ -205,7 +205,7 @@ pub use error::{
     CampaignError, GroupError, GroupNotFound, Indeterminate, MembershipChangeError, ProposeError,
     ReadError, StartError, StopError, Stopped, StorageError, TransferError,
 };
-pub use group::{GroupStatus, ReadPolicy, Role};
+pub use group::{FollowerStatus, GroupStatus, ReadPolicy, Role};
 pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use membership::{Membership, MembershipChange, MembershipError, VoteResult};
 pub use message::{
@@ -213,8 +213,9 @@ pub use message::{
     MessageLimits, ROUND_SEQ_BITS, Refusal, SnapshotAck,
 };
 pub use node::{
-    Apply, ChunkRead, Event, Node, NodeStats, NodeStatus, Outcome, ReadPoint, ReadStart, Ready,
-    Resolution, Restore, TakeSnapshot,
+    Apply, ChunkRead, Event, GroupReport, MAX_REPORT_GROUPS, Node, NodeReport, NodeStats,
+    NodeStatus, Outcome, PeerStatus, ReadPoint, ReadStart, Ready, Resolution, Restore,
+    TakeSnapshot,
 };
 pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};

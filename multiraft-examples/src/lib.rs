@@ -14,6 +14,7 @@ use multiraft_core::{
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
+pub mod kv;
 pub mod measure;
 
 /// Logs the library's `tracing` records to standard error, filtered by the `RUST_LOG`

@@ -104,11 +104,71 @@ fn cluster_bench_help() {
 
 /// A flag a program does not know is a usage error (status 2), not a run.
 #[test]
+fn restart_bench_help() {
+    check_help(
+        "restart_bench",
+        env!("CARGO_BIN_EXE_restart_bench"),
+        &["--groups", "--entries", "--clients"],
+    );
+}
+
+#[test]
+fn kv_help() {
+    check_help(
+        "kv",
+        env!("CARGO_BIN_EXE_kv"),
+        &["node", "cluster", "certs", "load"],
+    );
+    for (sub, flags) in [
+        (
+            "node",
+            &[
+                "--id",
+                "--data-dir",
+                "--certs",
+                "--raft",
+                "--http",
+                "--peer",
+                "--groups",
+            ][..],
+        ),
+        (
+            "cluster",
+            &["--dir", "--nodes", "--groups", "--raft-port", "--http-port"][..],
+        ),
+        ("certs", &["--dir", "--nodes"][..]),
+        (
+            "load",
+            &["--url", "--clients", "--secs", "--keys", "--write-percent"][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kv {sub} --help exited with {}",
+            out.status
+        );
+        for flag in flags {
+            assert!(
+                text.contains(flag),
+                "kv {sub} --help does not name {flag}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
 fn unknown_flags_are_refused() {
     for (name, exe) in [
         ("demo", env!("CARGO_BIN_EXE_demo")),
         ("bench", env!("CARGO_BIN_EXE_bench")),
         ("cluster_bench", env!("CARGO_BIN_EXE_cluster_bench")),
+        ("restart_bench", env!("CARGO_BIN_EXE_restart_bench")),
+        ("kv", env!("CARGO_BIN_EXE_kv")),
     ] {
         let out = Command::new(exe)
             .arg("--no-such-flag")

@@ -24,6 +24,7 @@ mod progress; // the leader's record of each follower
 mod quiescence; // idle groups stop ticking; waking them
 mod reads; // ReadIndex, lease and follower reads
 mod replication; // appends and heartbeats, both sides; commit
+mod report; // the leader's view of its followers, for status pages
 mod snapshots; // taking, sending, receiving and restoring snapshots; compaction
 mod strict; // invariant checks of `Config::strict`
 mod transfer; // leadership transfer
@@ -49,10 +50,11 @@ use self::reads::Reads;
 use self::transfer::Transfer;
 
 pub use self::reads::ReadPolicy;
+pub use self::report::FollowerStatus;
 pub use self::snapshots::ChunkRead;
 
 /// What a replica currently does in its group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// Follows a leader (or waits for one).
     Follower,
@@ -170,7 +172,7 @@ impl ReplicaReady {
 }
 
 /// A snapshot of a group's state, for tests, metrics and the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct GroupStatus {
     /// The group.

@@ -29,6 +29,7 @@ mod lifecycle;
 mod liveness;
 mod outbox;
 mod ready;
+mod report;
 mod requests;
 mod snapshots;
 
@@ -46,6 +47,7 @@ use crate::message::{Message, MessageBatch, MessageBody, MessageLimits};
 use crate::storage::GroupWrite;
 
 pub use self::ready::{Apply, Event, ReadPoint, Ready};
+pub use self::report::{GroupReport, MAX_REPORT_GROUPS, NodeReport, PeerStatus};
 pub use self::requests::{Outcome, Resolution};
 pub use self::snapshots::{ChunkRead, Restore, TakeSnapshot};
 
@@ -57,7 +59,7 @@ use self::snapshots::Snapshots;
 pub use crate::message::MAX_BEATS_PER_MESSAGE;
 
 /// Counters of what the node dropped, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct NodeStats {
     /// Inbound messages for a group this node does not host (never creates the group).
@@ -72,7 +74,7 @@ pub struct NodeStats {
 }
 
 /// Node-wide figures, for metrics and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct NodeStatus {
     /// Groups hosted.

@@ -1,0 +1,268 @@
+//! A kv cluster of node processes on loopback: what `kv cluster` runs and what the
+//! process-level tests drive (start, kill -9, restart, stop).
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::status::StatusBody;
+
+/// How long a node gets to stop cleanly, once asked, before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One node of a [`LocalCluster`].
+#[derive(Debug)]
+pub struct NodeProcess {
+    /// Its id.
+    pub id: u64,
+    /// Where its QUIC endpoint listens.
+    pub raft: SocketAddr,
+    /// Where it serves HTTP.
+    pub http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// Its HTTP base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Whether its process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Node processes on loopback, each with its data directory under one directory.
+#[derive(Debug)]
+pub struct LocalCluster {
+    binary: PathBuf,
+    dir: PathBuf,
+    groups: u64,
+    /// Node output goes to `dir/node-N.log` (else it is inherited).
+    log_to_files: bool,
+    /// The nodes, by id order (node `i + 1` at `i`).
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl LocalCluster {
+    /// Plans `addrs.len()` nodes (ids from 1, at the given QUIC and HTTP addresses) running
+    /// `binary` (a `kv` executable) with `groups` groups, data under `dir`; writes their
+    /// development certificates to `dir/certs` unless there already are some. Starts nothing.
+    pub fn new(
+        binary: &Path,
+        dir: &Path,
+        groups: u64,
+        addrs: &[(SocketAddr, SocketAddr)],
+        log_to_files: bool,
+    ) -> Result<LocalCluster, String> {
+        let certs = dir.join("certs");
+        if !certs.join("ca.pem").exists() {
+            super::certs::generate(&certs, 1..=addrs.len() as u64)?;
+        }
+        let nodes = addrs
+            .iter()
+            .zip(1..)
+            .map(|(&(raft, http), id)| NodeProcess {
+                id,
+                raft,
+                http,
+                child: None,
+            })
+            .collect();
+        Ok(LocalCluster {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            groups,
+            log_to_files,
+            nodes,
+        })
+    }
+
+    /// `count` pairs of free loopback addresses (UDP for QUIC, TCP for HTTP), found by
+    /// binding port 0 and letting go: another process could take one meanwhile, which a
+    /// test shows as a node failing to start.
+    pub fn free_addrs(count: usize) -> Result<Vec<(SocketAddr, SocketAddr)>, String> {
+        let mut held = Vec::new();
+        for _ in 0..count {
+            let udp = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            held.push((udp, tcp));
+        }
+        held.iter()
+            .map(|(u, t)| {
+                Ok((
+                    u.local_addr().map_err(|e| e.to_string())?,
+                    t.local_addr().map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The command line of node `id`.
+    fn args(&self, id: u64) -> Vec<String> {
+        let me = &self.nodes[id as usize - 1];
+        let mut args = vec![
+            "node".to_string(),
+            format!("--id={id}"),
+            format!(
+                "--data-dir={}",
+                self.dir.join(format!("node-{id}")).display()
+            ),
+            format!("--certs={}", self.dir.join("certs").display()),
+            format!("--raft={}", me.raft),
+            format!("--http={}", me.http),
+            format!("--groups={}", self.groups),
+            "--stop-on-stdin-eof".to_string(),
+        ];
+        for p in self.nodes.iter().filter(|p| p.id != id) {
+            args.push(format!("--peer={}={}/{}", p.id, p.raft, p.http));
+        }
+        args
+    }
+
+    /// Starts node `id` (no-op if it runs).
+    pub fn start(&mut self, id: u64) -> Result<(), String> {
+        if self.nodes[id as usize - 1].child.is_some() {
+            return Ok(());
+        }
+        let mut command = Command::new(&self.binary);
+        command.args(self.args(id)).stdin(Stdio::piped());
+        if self.log_to_files {
+            let path = self.dir.join(format!("node-{id}.log"));
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let err = log.try_clone().map_err(|e| e.to_string())?;
+            command.stdout(log).stderr(err);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+        self.nodes[id as usize - 1].child = Some(child);
+        Ok(())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<(), String> {
+        for id in 1..=self.nodes.len() as u64 {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Kills node `id` at once (SIGKILL: nothing is flushed, as in a crash) and reaps it.
+    pub fn kill(&mut self, id: u64) -> Result<(), String> {
+        if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
+            child.kill().map_err(|e| e.to_string())?;
+            child.wait().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Asks node `id` to stop (closes its standard input), waits up to [`STOP_TIMEOUT`],
+    /// then kills it. Returns whether it stopped by itself with success.
+    pub fn stop(&mut self, id: u64) -> Result<bool, String> {
+        let Some(mut child) = self.nodes[id as usize - 1].child.take() else {
+            return Ok(true);
+        };
+        drop(child.stdin.take());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                child.kill().map_err(|e| e.to_string())?;
+                child.wait().map_err(|e| e.to_string())?;
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops every node; returns the ids of those that did not stop cleanly.
+    pub fn stop_all(&mut self) -> Result<Vec<u64>, String> {
+        // Ask all first, so they stop together rather than one by one.
+        for n in &mut self.nodes {
+            if let Some(child) = n.child.as_mut() {
+                drop(child.stdin.take());
+            }
+        }
+        let mut unclean = Vec::new();
+        for id in 1..=self.nodes.len() as u64 {
+            if !self.stop(id)? {
+                unclean.push(id);
+            }
+        }
+        Ok(unclean)
+    }
+
+    /// Reaps a node whose process ended by itself; returns its id and exit status.
+    pub fn exited(&mut self) -> Option<(u64, std::process::ExitStatus)> {
+        for n in &mut self.nodes {
+            if let Some(child) = n.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                n.child = None;
+                return Some((n.id, status));
+            }
+        }
+        None
+    }
+
+    /// Waits, up to `timeout`, until every running node serves HTTP and knows a leader
+    /// for each of its groups.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + timeout;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            loop {
+                let Err(why) = ready(&client, &n.url(), self.groups).await else {
+                    break;
+                };
+                if Instant::now() > deadline {
+                    return Err(format!("node {} not ready within {timeout:?}: {why}", n.id));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the node at `url` hosts `groups` groups, each with a leader.
+async fn ready(client: &reqwest::Client, url: &str, groups: u64) -> Result<(), String> {
+    let status: StatusBody = client
+        .get(format!("{url}/status.json"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let led = status.groups.iter().filter(|g| g.leader.is_some()).count();
+    if (led as u64) < groups {
+        return Err(format!("{led} of {groups} groups have a leader"));
+    }
+    Ok(())
+}
+
+impl Drop for LocalCluster {
+    /// No node outlives its cluster: the ones still running are killed.
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! One kv node process: a multiraft node on redb and QUIC, its groups created on first
+//! start, and the HTTP API, until a signal (or, under `kv cluster`, the end of its
+//! standard input) stops it cleanly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use multiraft_core::{Config, GroupId, Membership, MultiRaft, NodeId};
+use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_transport_quic::{QuicConfig, QuicTransport};
+use tokio::io::AsyncReadExt;
+
+use super::http::{AppState, router};
+use super::machine::KvMachine;
+
+/// A peer node: its id and addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// Its id.
+    pub id: NodeId,
+    /// Where its QUIC endpoint listens.
+    pub raft: SocketAddr,
+    /// Where it serves HTTP.
+    pub http: SocketAddr,
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    /// `ID=RAFT_ADDR/HTTP_ADDR`, for example `2=127.0.0.1:7102/127.0.0.1:8102`.
+    fn from_str(s: &str) -> Result<PeerAddr, String> {
+        let usage = || format!("{s}: expected ID=RAFT_ADDR/HTTP_ADDR");
+        let (id, addrs) = s.split_once('=').ok_or_else(usage)?;
+        let (raft, http) = addrs.split_once('/').ok_or_else(usage)?;
+        Ok(PeerAddr {
+            id: NodeId(id.parse().map_err(|_| usage())?),
+            raft: raft.parse().map_err(|_| usage())?,
+            http: http.parse().map_err(|_| usage())?,
+        })
+    }
+}
+
+/// Everything one node process needs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This node.
+    pub id: NodeId,
+    /// Where it keeps its log and snapshots (created if missing).
+    pub data_dir: PathBuf,
+    /// The directory of `ca.pem`, `node-N.pem` and `node-N.key` (see `kv certs`).
+    pub certs: PathBuf,
+    /// Where its QUIC endpoint listens.
+    pub raft: SocketAddr,
+    /// Where it serves HTTP.
+    pub http: SocketAddr,
+    /// The other nodes of the cluster.
+    pub peers: Vec<PeerAddr>,
+    /// How many groups the keys are spread over (the same on every node).
+    pub groups: u64,
+    /// Stop cleanly when standard input ends (how `kv cluster` stops its nodes).
+    pub stop_on_stdin_eof: bool,
+}
+
+/// The file whose presence says this node created its groups: a restarted node finds its
+/// groups in its log instead, and must not create again a group a membership change
+/// removed from it.
+const CREATED_MARK: &str = "groups-created";
+
+/// The timing of kv nodes: 10 ms ticks, elections after 0.3–0.6 s of silence (long enough
+/// that a busy machine or a slow fsync does not start needless ones), heartbeats every 50 ms.
+pub fn config() -> Config {
+    let mut config = Config::default();
+    config.tick_interval = Duration::from_millis(10);
+    config.election_timeout_min_ticks = 30;
+    config.election_timeout_max_ticks = 60;
+    config.heartbeat_interval_ticks = 5;
+    config
+}
+
+/// Installs the process's Prometheus recorder (once; later calls get the same handle).
+pub fn metrics_recorder() -> Result<PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Runs one node until a signal (or the end of standard input) stops it.
+pub async fn run(options: NodeOptions) -> Result<(), String> {
+    let metrics = metrics_recorder()?;
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| format!("{}: {e}", options.data_dir.display()))?;
+    let tls = super::certs::load(&options.certs, options.id)?;
+    let mut quic = QuicConfig::new(options.id, options.raft, tls);
+    for p in &options.peers {
+        // A node dials the peers with higher ids; the others dial it.
+        if p.id > options.id {
+            quic.peers.insert(p.id, p.raft);
+        }
+    }
+    let transport =
+        QuicTransport::bind(quic).map_err(|e| format!("QUIC on {}: {e}", options.raft))?;
+    let storage = RedbStorage::open(options.data_dir.join("raft.redb"), RedbOptions::default())
+        .map_err(|e| format!("storage in {}: {e}", options.data_dir.display()))?;
+    let raft = MultiRaft::builder(options.id, config())
+        .storage(storage)
+        .transport(transport)
+        .state_machines(|_| KvMachine::default())
+        .seed(options.id.0)
+        .start()
+        .await
+        .map_err(|e| format!("starting node {}: {e}", options.id.0))?;
+    let mark = options.data_dir.join(CREATED_MARK);
+    if !mark.exists() {
+        let voters = Membership::voters(
+            std::iter::once(options.id.0).chain(options.peers.iter().map(|p| p.id.0)),
+        );
+        for g in 1..=options.groups {
+            if raft
+                .status(GroupId(g))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                raft.create_group(GroupId(g), voters.clone())
+                    .await
+                    .map_err(|e| format!("creating group {g}: {e}"))?;
+            }
+        }
+        std::fs::write(&mark, b"").map_err(|e| format!("{}: {e}", mark.display()))?;
+    }
+    let mut http_urls: BTreeMap<NodeId, String> = options
+        .peers
+        .iter()
+        .map(|p| (p.id, format!("http://{}", p.http)))
+        .collect();
+    http_urls.insert(options.id, format!("http://{}", options.http));
+    let state = AppState {
+        raft: raft.clone(),
+        groups: options.groups,
+        http_urls: Arc::new(http_urls),
+        metrics,
+    };
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .map_err(|e| format!("HTTP on {}: {e}", options.http))?;
+    tracing::info!(node = options.id.0, http = %options.http, raft = %options.raft, "kv node serving");
+    println!(
+        "kv node {}: http://{} (raft {})",
+        options.id.0, options.http, options.raft
+    );
+    let serve = axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop_signal(options.stop_on_stdin_eof));
+    let served = serve.await.map_err(|e| format!("HTTP: {e}"));
+    let stopped = raft
+        .shutdown()
+        .await
+        .map_err(|e| format!("node stopped: {e}"));
+    served.and(stopped)
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or (if asked) the end of standard input.
+async fn stop_signal(stdin_eof: bool) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let eof = async {
+        if !stdin_eof {
+            return std::future::pending().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+        () = eof => {}
+    }
+}
