@@ -12,7 +12,8 @@
 //!   each certificate names `node-<id>.<cluster>.multiraft`; every inbound batch's sender
 //!   must be the node its peer's certificate names, or the connection is closed.
 //! - **Limits** ([`config`]): windows, stream counts, queues, timeouts — all explicit.
-//! - **Development certificates** ([`dev`]): an rcgen CA for tests and demos.
+//! - **Development certificates** (`dev`, behind the `dev-certs` feature): an rcgen CA for
+//!   tests and demos.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,6 +51,7 @@
 //!   one group on one lane keep their order.
 
 pub mod config;
+#[cfg(feature = "dev-certs")]
 pub mod dev;
 pub mod frame;
 pub mod tls;
