@@ -52,6 +52,7 @@
 pub mod config;
 pub mod dev;
 pub mod frame;
+pub mod metrics;
 pub mod tls;
 mod transport;
 
