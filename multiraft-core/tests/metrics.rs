@@ -170,34 +170,35 @@ async fn a_cluster_records_proposals_latencies_writes_and_group_gauges() {
     })
     .await;
 
-    let s = seen.lock().unwrap();
-    let applied = s.counter(PROPOSALS_TOTAL, &[("outcome", "applied")]);
-    assert_eq!(applied, proposed as u64, "one applied outcome per proposal");
-    assert_eq!(s.samples(COMMIT_LATENCY_SECONDS), proposed);
-    let not_found = s.counter(
-        PROPOSALS_TOTAL,
-        &[("node", "1"), ("outcome", "group_not_found")],
-    );
-    assert_eq!(not_found, 1);
-    let ended = s.counter(PROPOSALS_TOTAL, &[]);
-    assert_eq!(ended, proposed as u64 + 1, "nothing else ended: {ended}");
-    // Each group elected a leader, which every replica learned of.
-    assert!(s.counter(ELECTIONS_WON_TOTAL, &[]) >= GROUPS_N);
-    assert!(s.counter(ELECTIONS_TOTAL, &[]) >= s.counter(ELECTIONS_WON_TOTAL, &[]));
-    assert!(s.counter(LEADER_CHANGES_TOTAL, &[]) >= 3 * GROUPS_N);
-    // Every node wrote (creations, votes, entries) and ran readies.
-    for name in [
-        STORAGE_WRITE_SECONDS,
-        STORAGE_WRITE_ENTRIES,
-        STORAGE_WRITE_BYTES,
-        READY_SECONDS,
-    ] {
-        for n in 1..=3u64 {
-            let node = n.to_string();
-            let samples = sum(&s.samples, name, &[("node", node.as_str())]);
-            assert!(samples > 0, "{name} of node {n} has no sample");
+    {
+        let s = seen.lock().unwrap();
+        let applied = s.counter(PROPOSALS_TOTAL, &[("outcome", "applied")]);
+        assert_eq!(applied, proposed as u64, "one applied outcome per proposal");
+        assert_eq!(s.samples(COMMIT_LATENCY_SECONDS), proposed);
+        let not_found = s.counter(
+            PROPOSALS_TOTAL,
+            &[("node", "1"), ("outcome", "group_not_found")],
+        );
+        assert_eq!(not_found, 1);
+        let ended = s.counter(PROPOSALS_TOTAL, &[]);
+        assert_eq!(ended, proposed as u64 + 1, "nothing else ended: {ended}");
+        // Each group elected a leader, which every replica learned of.
+        assert!(s.counter(ELECTIONS_WON_TOTAL, &[]) >= GROUPS_N);
+        assert!(s.counter(ELECTIONS_TOTAL, &[]) >= s.counter(ELECTIONS_WON_TOTAL, &[]));
+        assert!(s.counter(LEADER_CHANGES_TOTAL, &[]) >= 3 * GROUPS_N);
+        // Every node wrote (creations, votes, entries) and ran readies.
+        for name in [
+            STORAGE_WRITE_SECONDS,
+            STORAGE_WRITE_ENTRIES,
+            STORAGE_WRITE_BYTES,
+            READY_SECONDS,
+        ] {
+            for n in 1..=3u64 {
+                let node = n.to_string();
+                let samples = sum(&s.samples, name, &[("node", node.as_str())]);
+                assert!(samples > 0, "{name} of node {n} has no sample");
+            }
         }
     }
-    drop(s);
     c.shutdown().await;
 }

@@ -105,7 +105,9 @@ impl Requests {
 
     /// `count` proposals were applied here (counted per ready, not one by one).
     pub(super) fn count_applied(&self, count: usize) {
-        self.counters.applied.increment(count as u64);
+        if count > 0 {
+            self.counters.applied.increment(count as u64);
+        }
     }
 
     /// The next request id will be `first` (at least 1).
