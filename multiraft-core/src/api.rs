@@ -121,7 +121,9 @@ impl Builder {
             events: events.clone(),
         };
         let driver = Driver::new(parts, factory);
-        let task = tokio::spawn(driver.run());
+        // Every record of the event loop carries the node id, through this span.
+        let span = tracing::info_span!("node", id = %self.id);
+        let task = tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(MultiRaft {
             id: self.id,
             calls,

@@ -2,7 +2,10 @@
 //! to a request the node took travels back ([`Reply`]): the one place where the node's
 //! outcomes become the API's result types.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use metrics::Histogram;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -56,13 +59,20 @@ pub(crate) enum Taken {
 }
 
 /// Where the answer to each request the node took goes.
-#[derive(Default)]
 pub(crate) struct Replies {
     /// By request. A fast hash: one insert and one remove per proposal.
     waiting: FxHashMap<RequestId, Reply>,
     /// The batches of `propose_many` calls with proposals still unanswered, by key.
     batches: FxHashMap<u64, Batch>,
     next_batch: u64,
+    /// The clock's time of the current wake or ready, in nanoseconds: proposals taken are
+    /// stamped with it, and applied ones measured against it.
+    now: u64,
+    /// Commit latency samples ([`crate::metrics::COMMIT_LATENCY_SECONDS`]): proposals
+    /// stamped in one wake and applied in one ready have the same latency, so a run of
+    /// equal samples is recorded at once.
+    latency: Histogram,
+    run: (u64, usize),
 }
 
 /// The answers of one `propose_many` call, sent together once the last one is in.
@@ -70,9 +80,46 @@ struct Batch {
     results: Vec<Option<Result<Bytes, ProposeError>>>,
     left: usize,
     reply: ProposeManyReply,
+    /// When the batch was taken (see `Replies::now`).
+    taken: u64,
 }
 
 impl Replies {
+    /// Replies whose commit latencies go to `latency`.
+    pub(crate) fn new(latency: Histogram) -> Replies {
+        Replies {
+            waiting: FxHashMap::default(),
+            batches: FxHashMap::default(),
+            next_batch: 0,
+            now: 0,
+            latency,
+            run: (0, 0),
+        }
+    }
+
+    /// The clock reads `now`: for the proposals taken and applied from here on.
+    pub(crate) fn set_now(&mut self, now: Duration) {
+        self.now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// A proposal taken at `taken` was applied now.
+    fn sample(&mut self, taken: u64) {
+        let latency = self.now.saturating_sub(taken);
+        if self.run.1 > 0 && self.run.0 != latency {
+            self.flush_latency();
+        }
+        self.run = (latency, self.run.1 + 1);
+    }
+
+    /// Records the commit latencies sampled since the last call.
+    pub(crate) fn flush_latency(&mut self) {
+        let (nanos, count) = std::mem::take(&mut self.run);
+        if count > 0 {
+            let seconds = Duration::from_nanos(nanos).as_secs_f64();
+            self.latency.record_many(seconds, count);
+        }
+    }
+
     /// The answer to `request` goes to `reply`.
     pub(crate) fn wait(&mut self, request: RequestId, reply: Reply) {
         self.waiting.insert(request, reply);
@@ -86,8 +133,16 @@ impl Replies {
     /// The entry of proposal `request` was applied with `result`.
     pub(crate) fn applied(&mut self, request: RequestId, result: Bytes) {
         match self.waiting.remove(&request) {
-            Some(Reply::Propose(r)) => drop(r.send(Ok(result))),
-            Some(Reply::InBatch { batch, slot }) => self.fill(batch, slot, Ok(result)),
+            Some(Reply::Propose(r, taken)) => {
+                self.sample(taken);
+                drop(r.send(Ok(result)))
+            }
+            Some(Reply::InBatch { batch, slot }) => {
+                if let Some(taken) = self.batches.get(&batch).map(|b| b.taken) {
+                    self.sample(taken);
+                }
+                self.fill(batch, slot, Ok(result))
+            }
             _ => {}
         }
     }
@@ -121,6 +176,7 @@ impl Replies {
             results,
             left: count,
             reply,
+            taken: self.now,
         };
         self.batches.insert(key, batch);
         key
@@ -162,7 +218,7 @@ impl Call {
     pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
         match self {
             Call::Propose(group, command, reply) => match node.propose(group, command) {
-                Ok(request) => replies.wait(request, Reply::Propose(reply)),
+                Ok(request) => replies.wait(request, Reply::Propose(reply, replies.now)),
                 Err(e) => drop(reply.send(Err(e))),
             },
             Call::ProposeMany(_, commands, reply) if commands.is_empty() => {
@@ -235,8 +291,14 @@ impl Call {
         Taken::Done
     }
 
-    /// Refuses a call the loop will never take: the node stopped.
-    pub(crate) fn refuse(self) {
+    /// Refuses a call the loop will never take: the node stopped. Returns how many
+    /// proposals it refused.
+    pub(crate) fn refuse(self) -> u64 {
+        let proposals = match &self {
+            Call::Propose(..) => 1,
+            Call::ProposeMany(_, commands, _) => commands.len() as u64,
+            _ => 0,
+        };
         let _ = match self {
             Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
             Call::ProposeMany(_, commands, reply) => {
@@ -263,12 +325,14 @@ impl Call {
             | Call::Report(..)
             | Call::Shutdown => None,
         };
+        proposals
     }
 }
 
 /// Where the answer to one request goes.
 pub(crate) enum Reply {
-    Propose(ProposeReply),
+    /// A proposal, with when it was taken (see `Replies::now`).
+    Propose(ProposeReply, u64),
     /// One proposal of a `propose_many` batch: which batch, which place in it.
     InBatch {
         batch: u64,
@@ -308,8 +372,8 @@ impl Reply {
     pub(crate) fn send(self, resolution: Resolution) {
         use Resolution::*;
         let _ = match (self, resolution) {
-            (Reply::Propose(r), Rejected(e)) => r.send(Err(e)).ok(),
-            (Reply::Propose(r), Indeterminate(why)) => {
+            (Reply::Propose(r, _), Rejected(e)) => r.send(Err(e)).ok(),
+            (Reply::Propose(r, _), Indeterminate(why)) => {
                 r.send(Err(ProposeError::Indeterminate(why))).ok()
             }
             (Reply::Lifecycle(r), Done) => r.send(Ok(())).ok(),
@@ -322,7 +386,7 @@ impl Reply {
             (Reply::ReadIndex(r), ReadFailed(e)) => r.send(Err(e)).ok(),
             // Anything else ends a request only when the node stops.
             (Reply::Lifecycle(r), _) => r.send(Err(GroupError::Stopped)).ok(),
-            (Reply::Propose(r), _) => r.send(Err(ProposeError::Indeterminate(NodeStopped))).ok(),
+            (Reply::Propose(r, _), _) => r.send(Err(ProposeError::Indeterminate(NodeStopped))).ok(),
             (Reply::Read(read), _) => read.1.send(Err(ReadError::Stopped)).ok(),
             (Reply::ReadIndex(r), _) => r.send(Err(ReadError::Stopped)).ok(),
             (Reply::Transfer(r), _) => r.send(Err(TransferError::Stopped)).ok(),

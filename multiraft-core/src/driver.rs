@@ -43,6 +43,8 @@ struct InFlight {
     write: WriteFuture,
     /// The rest of the ready (its write taken out).
     ready: Ready,
+    /// When the ready was taken ([`crate::metrics::READY_SECONDS`]).
+    started: Duration,
 }
 
 pub(crate) struct Driver {
@@ -62,10 +64,10 @@ impl Driver {
     pub(crate) fn new(p: Parts, factory: StateMachineFactory) -> Driver {
         let next_tick = p.clock.now() + p.node.config().tick_interval;
         Driver {
+            replies: Replies::new(p.node.metrics().commit_latency.clone()),
             machines: Machines::new(factory),
             snapshots: SnapshotIo::new(Arc::clone(&p.storage)),
             p,
-            replies: Replies::default(),
             next_tick,
             in_flight: None,
             stopping: false,
@@ -123,13 +125,10 @@ impl Driver {
                     if let Some(batch) = batch {
                         self.p.node.step(batch);
                     }
-                    self.drain();
+                    self.drain(None);
                 }
                 call = self.p.calls.recv(), if !self.stopping => match call {
-                    Some(call) => {
-                        self.handle(call);
-                        self.drain();
-                    }
+                    Some(call) => self.drain(Some(call)),
                     // Every handle is gone: nobody can ask for anything again.
                     None => self.stopping = true,
                 },
@@ -137,8 +136,13 @@ impl Driver {
         }
     }
 
-    /// Takes what is already queued, a bounded amount of each kind.
-    fn drain(&mut self) {
+    /// Takes `first`, then what is already queued, a bounded amount of each kind. The
+    /// proposals taken are stamped with the time of this wake.
+    fn drain(&mut self, first: Option<Call>) {
+        self.replies.set_now(self.p.clock.now());
+        if let Some(call) = first {
+            self.handle(call);
+        }
         for _ in 0..MAX_DRAIN_PER_WAKE {
             let Ok(batch) = self.p.inbound.try_recv() else {
                 break;
@@ -180,12 +184,15 @@ impl Driver {
     }
 
     fn start_ready(&mut self, mut ready: Ready) -> Result<(), StopError> {
+        let started = self.p.clock.now();
         for batch in std::mem::take(&mut ready.send_now) {
             self.p.transport.send(batch);
         }
+        self.replies.set_now(started);
         for a in &ready.apply {
             self.machines.apply(a, &mut self.replies);
         }
+        self.replies.flush_latency();
         // Reads after the applies of the same ready: their read points are now applied.
         for read in &ready.reads {
             if let Some(reply) = self.replies.take(read.request) {
@@ -204,16 +211,18 @@ impl Driver {
         let mut write: WriteFuture = if ready.write.is_empty() {
             Box::pin(async { Ok(()) })
         } else {
-            let (storage, batch) = (
-                Arc::clone(&self.p.storage),
-                std::mem::take(&mut ready.write),
-            );
-            Box::pin(async move { storage.write(batch).await })
+            let (storage, clock) = (Arc::clone(&self.p.storage), Arc::clone(&self.p.clock));
+            let batch = std::mem::take(&mut ready.write);
+            Box::pin(self.p.node.metrics().timed_write(storage, clock, batch))
         };
         // A write that completes at once (nothing to write, or a storage that finishes
         // without waiting) is taken as done here, saving a pass through the select loop.
         let done = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        self.in_flight = Some(InFlight { write, ready });
+        self.in_flight = Some(InFlight {
+            write,
+            ready,
+            started,
+        });
         if let Poll::Ready(result) = done {
             result.map_err(|e| self.storage_failed(e))?;
             self.finish_write();
@@ -228,7 +237,7 @@ impl Driver {
     }
 
     fn finish_write(&mut self) {
-        let Some(InFlight { ready, .. }) = self.in_flight.take() else {
+        let Some(InFlight { ready, started, .. }) = self.in_flight.take() else {
             return;
         };
         self.p.node.advance(ready.number);
@@ -243,6 +252,8 @@ impl Driver {
             // No subscriber is fine: events are best effort for observers.
             let _ = self.p.events.send(e);
         }
+        let seconds = self.p.clock.now().saturating_sub(started).as_secs_f64();
+        self.p.node.metrics().ready_seconds.record(seconds);
     }
 
     fn deliver(&mut self, outcomes: Vec<Outcome>) {
@@ -261,7 +272,8 @@ impl Driver {
         self.replies.stop();
         self.p.calls.close();
         while let Ok(call) = self.p.calls.try_recv() {
-            call.refuse();
+            let refused = call.refuse();
+            self.p.node.metrics().proposals.stopped.increment(refused);
         }
     }
 }

@@ -186,6 +186,7 @@ mod ids;
 mod machines;
 mod membership;
 mod message;
+pub mod metrics;
 pub mod node;
 mod rng;
 mod snapshot;

@@ -256,6 +256,7 @@
 mod checkpoint;
 mod codec;
 mod format;
+pub mod metrics;
 mod read;
 mod runs;
 mod snapshots;

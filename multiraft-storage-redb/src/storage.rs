@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::redb_error;
 use crate::format::{check_format, create_file};
+use crate::metrics::RedbMetrics;
 use crate::read::{load_all, read_entries, read_tail, read_term};
 use crate::snapshots::{drop_incoming, read_chunk};
 use crate::writer::{Job, Writer, writer_loop};
@@ -198,6 +199,8 @@ impl RedbStorage {
         let writer = {
             let db = Arc::clone(&db);
             let shared = Arc::clone(&shared);
+            // Registered here, under the recorder of the thread that opens the storage.
+            let metrics = RedbMetrics::new();
             std::thread::Builder::new()
                 .name("multiraft-redb-writer".into())
                 .spawn(move || {
@@ -206,6 +209,7 @@ impl RedbStorage {
                         tail,
                         checkpoint_bytes,
                         failed_checkpoint: None,
+                        metrics,
                     };
                     writer_loop(writer, &rx, &shared);
                 })

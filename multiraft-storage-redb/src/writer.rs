@@ -13,6 +13,7 @@ use crate::codec::{
     CHUNKS_TABLE, GROUPS_TABLE, LOG_TABLE, SNAPSHOTS_TABLE, WAL_TABLE, corrupt, encode_batch,
     redb_error, reset_of,
 };
+use crate::metrics::RedbMetrics;
 use crate::read::table_meta;
 use crate::runs;
 use crate::snapshots;
@@ -49,6 +50,8 @@ pub(crate) struct Writer<'a> {
     /// Why the last checkpoint failed, for the next write to report (later ones get
     /// `Poisoned`).
     pub(crate) failed_checkpoint: Option<StorageError>,
+    /// Commit and checkpoint metrics ([`crate::metrics`]).
+    pub(crate) metrics: RedbMetrics,
 }
 
 /// The writer thread: commits batches one at a time, in order, until the channel closes;
@@ -90,7 +93,13 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
                 writer.failed_checkpoint = Some(e);
                 poisoned.store(true, Ordering::Release);
             }
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let elapsed = started.elapsed();
+            writer.metrics.checkpoints.increment(1);
+            writer
+                .metrics
+                .checkpoint_seconds
+                .record(elapsed.as_secs_f64());
+            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             shared.checkpoints.fetch_add(1, Ordering::Relaxed);
             shared
                 .checkpoint_micros_total
@@ -122,7 +131,10 @@ impl Writer<'_> {
             }
             Err(fatal) => return Err(fatal),
         }
+        let started = Instant::now();
         txn.commit()?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.commit_seconds.record(seconds);
         Ok(())
     }
 

@@ -54,6 +54,7 @@ pub mod config;
 #[cfg(feature = "dev-certs")]
 pub mod dev;
 pub mod frame;
+pub mod metrics;
 pub mod tls;
 mod transport;
 

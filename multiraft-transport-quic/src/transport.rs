@@ -205,12 +205,16 @@ struct Inner {
     stopped: AtomicBool,
     shutdown: watch::Sender<bool>,
     stats: Counters,
+    /// The drop counters as metrics ([`crate::metrics::DROPPED_TOTAL`]).
+    dropped: crate::metrics::Dropped,
     /// splitmix64 state for backoff jitter.
     rng: AtomicU64,
 }
 
 struct Peer {
     id: NodeId,
+    /// What is sent to it ([`crate::metrics`]).
+    sent: crate::metrics::Sent,
     lanes: Vec<mpsc::Sender<MessageBatch>>,
     conn: watch::Sender<Option<Connection>>,
 }
@@ -322,6 +326,7 @@ impl QuicTransport {
             stopped: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             stats: Counters::default(),
+            dropped: crate::metrics::Dropped::new(config.node),
             rng: AtomicU64::new(seed),
         });
         inner.runtime.spawn(accept_loop(inner.clone()));
@@ -436,10 +441,12 @@ impl Transport for QuicTransport {
         bump(&inner.stats.batches_sent, 1);
         if batch.from != inner.node || batch.to == inner.node {
             bump(&inner.stats.dropped_unsendable, 1);
+            inner.dropped.unsendable.increment(1);
             return;
         }
         let Some(peer) = inner.peer(batch.to) else {
             bump(&inner.stats.dropped_unsendable, 1);
+            inner.dropped.unsendable.increment(1);
             return;
         };
         let (from, to) = (batch.from, batch.to);
@@ -449,9 +456,11 @@ impl Transport for QuicTransport {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 bump(&inner.stats.dropped_queue_full, 1);
+                inner.dropped.queue_full.increment(1);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 bump(&inner.stats.dropped_unsendable, 1);
+                inner.dropped.unsendable.increment(1);
             }
         };
         // First pass: messages per lane and the total size, so that a batch for one lane

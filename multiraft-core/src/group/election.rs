@@ -109,6 +109,7 @@ impl Replica {
         if !self.electable() {
             return;
         }
+        self.election_started();
         // A pre-candidate whose round timed out runs another pre-vote round: it must not
         // raise its term without a majority's assent (dissertation §9.6), or a partitioned
         // replica would come back with a higher term and depose a healthy leader.
@@ -122,7 +123,13 @@ impl Replica {
     /// Campaigns at once in a new term, without PreVote, asking voters to answer even if
     /// they hear from the leader: that leader handed over (`transfer.rs`).
     pub(super) fn campaign_for_transfer(&mut self) {
+        self.election_started();
         self.become_candidate(true);
+    }
+
+    fn election_started(&mut self) {
+        tracing::debug!(node = %self.node, group = %self.id, term = self.term, "campaign started");
+        self.out().events.push(GroupEvent::ElectionStarted);
     }
 
     fn become_pre_candidate(&mut self) {
@@ -277,6 +284,7 @@ impl Replica {
             self.hard_state_dirty = true;
         }
         if self.role == Role::Leader {
+            tracing::info!(node = %self.node, group = %self.id, term = self.term, leader = ?leader.map(|l| l.0), "stepped down");
             self.abandon_reads();
         }
         self.role = if self.electable() {
@@ -325,7 +333,7 @@ impl Replica {
         };
         self.uncommitted_bytes = noop.size_bytes();
         self.log.push(noop);
-        tracing::debug!(node = %self.node, group = %self.id, term = self.term, "election won");
+        tracing::info!(node = %self.node, group = %self.id, term = self.term, "election won");
         self.report_leader();
         self.maybe_commit();
     }
@@ -333,8 +341,11 @@ impl Replica {
     pub(super) fn report_leader(&mut self) {
         let now = (self.term, self.leader);
         if now != self.reported {
-            self.reported = now;
+            let (previous_term, previous) = std::mem::replace(&mut self.reported, now);
             let (term, leader) = now;
+            if let Some(l) = leader {
+                tracing::info!(node = %self.node, group = %self.id, term, leader = %l, previous_term, previous = ?previous.map(|p| p.0), "leader changed");
+            }
             self.out()
                 .events
                 .push(GroupEvent::LeaderChanged { term, leader });

@@ -79,6 +79,9 @@ pub enum GroupEvent {
         /// The leader of `term`, if known.
         leader: Option<NodeId>,
     },
+    /// This replica started a campaign: a pre-vote round, or a vote round not preceded by
+    /// one (the vote round a won pre-vote leads to is part of the same campaign).
+    ElectionStarted,
     /// A leadership transfer to `to` took an election timeout and was abandoned; this
     /// replica still leads.
     TransferAborted {

@@ -147,14 +147,21 @@ impl Replica {
     }
 
     /// The node read a chunk for the transfer to `to` (`None`: storage no longer holds
-    /// that snapshot, a newer one replaced it). Sends it, if the transfer still wants it.
-    pub fn chunk_read(&mut self, to: NodeId, index: u64, seq: u32, chunk: Option<SnapshotChunk>) {
+    /// that snapshot, a newer one replaced it). Sends it, if the transfer still wants it;
+    /// returns whether it did.
+    pub fn chunk_read(
+        &mut self,
+        to: NodeId,
+        index: u64,
+        seq: u32,
+        chunk: Option<SnapshotChunk>,
+    ) -> bool {
         let term = self.term;
         let Some(o) = self
             .outgoing(to)
             .filter(|o| o.admitted && o.index == index && o.reading && seq + 1 == o.requested)
         else {
-            return; // a read the transfer no longer waits for
+            return false; // a read the transfer no longer waits for
         };
         o.reading = false;
         let Some(chunk) = chunk.filter(|c| c.seq == seq && c.meta.index == index) else {
@@ -163,16 +170,21 @@ impl Replica {
             // the end of the data. Start over with the snapshot held then, after the next
             // heartbeat answer: not at once, which could spin if storage lost it for good.
             o.admitted = false;
-            return;
+            return false;
         };
         if chunk.last {
             o.last = Some(seq);
         }
-        if seq >= o.acked {
+        let send = seq >= o.acked;
+        if send {
+            if chunk.last {
+                tracing::info!(node = %self.node, group = %self.id, %to, index, chunks = seq + 1, "snapshot sent");
+            }
             self.send_now_msg(to, term, MessageBody::InstallSnapshot { chunk });
         }
         let reads = self.request_chunks(to);
         self.out().chunk_reads.extend(reads);
+        send
     }
 
     pub(super) fn handle_snapshot_ack(&mut self, from: NodeId, ack: SnapshotAck) {
@@ -318,6 +330,7 @@ impl Replica {
     /// The last chunk arrived (it is written with this ready): the log follows the
     /// snapshot now, and the state machine is restored once the write is durable.
     fn install(&mut self, meta: SnapshotMeta) {
+        tracing::info!(node = %self.node, group = %self.id, index = meta.index, term = meta.term, "snapshot installed");
         self.incoming = None;
         let replaced = self.log.install(meta.index, meta.term);
         if replaced {

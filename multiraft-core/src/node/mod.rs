@@ -44,6 +44,7 @@ use crate::group::{GroupStatus, ReadPolicy, Replica};
 use crate::ids::{GroupId, NodeId, ProposalId, RequestId};
 use crate::membership::Membership;
 use crate::message::{Message, MessageBatch, MessageBody, MessageLimits};
+use crate::metrics::NodeMetrics;
 use crate::storage::GroupWrite;
 
 pub use self::ready::{Apply, Event, ReadPoint, Ready};
@@ -155,6 +156,8 @@ pub struct Node {
     /// Snapshots built, sent and received, within the node-wide limits.
     snapshots: Snapshots,
     stats: NodeStats,
+    /// Metric handles, registered once (docs/design.md §9, observability).
+    metrics: NodeMetrics,
 }
 
 impl std::fmt::Debug for Node {
@@ -179,7 +182,9 @@ impl Node {
                 reason: "NodeId(0) is reserved",
             });
         }
-        let requests = Requests::starting_at(1);
+        let metrics = NodeMetrics::new(id);
+        let mut requests = Requests::starting_at(1);
+        requests.count_into(metrics.proposals.clone());
         Ok(Node {
             id,
             config: Arc::new(config),
@@ -201,6 +206,7 @@ impl Node {
             in_flight: None,
             snapshots: Snapshots::default(),
             stats: NodeStats::default(),
+            metrics,
         })
     }
 
@@ -231,6 +237,11 @@ impl Node {
     /// Drop counters.
     pub fn stats(&self) -> NodeStats {
         self.stats
+    }
+
+    /// This node's metric handles (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// Number of hosted groups.
@@ -292,13 +303,16 @@ impl Node {
     /// addressing check comes first, so a batch for another node counts as misaddressed.
     /// Every transport's batches get these checks (docs/design.md §7).
     pub fn step(&mut self, batch: MessageBatch) {
+        let count = batch.messages.len() as u64;
         if batch.to != self.id || batch.from == self.id {
-            self.stats.dropped_misaddressed += batch.messages.len() as u64;
+            self.stats.dropped_misaddressed += count;
+            self.metrics.dropped_misaddressed.increment(count);
             return;
         }
         if let Err(error) = batch.validate(&MessageLimits::default()) {
             tracing::debug!(node = %self.id, peer = %batch.from, %error, "dropping invalid batch");
-            self.stats.dropped_invalid += batch.messages.len() as u64;
+            self.stats.dropped_invalid += count;
+            self.metrics.dropped_invalid.increment(count);
             return;
         }
         self.peers.heard(batch.from, self.ticks);
@@ -310,6 +324,7 @@ impl Node {
     fn step_message(&mut self, from: NodeId, msg: Message) {
         if msg.from != from || msg.to != self.id {
             self.stats.dropped_misaddressed += 1;
+            self.metrics.dropped_misaddressed.increment(1);
             return;
         }
         match msg.body {
@@ -367,7 +382,10 @@ impl Node {
                 slot.group.step(msg);
                 self.touched(id);
             }
-            None => self.stats.dropped_unknown_group += 1,
+            None => {
+                self.stats.dropped_unknown_group += 1;
+                self.metrics.dropped_unknown_group.increment(1);
+            }
         }
     }
 
@@ -415,12 +433,22 @@ impl Node {
         for id in quiesced {
             self.active.remove(&id);
         }
+        self.metrics
+            .set_groups(self.groups.len(), self.active.len());
     }
 
     /// Proposes `data` to `group`. On `Ok` the node took the proposal: its outcome comes
     /// later, exactly once — the entry applied with the returned id in
     /// [`Apply::requests`], or an [`Outcome`] in a ready. `Err` is a definite "not taken".
     pub fn propose(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
+        let taken = self.take_proposal(group, data);
+        if let Err(e) = &taken {
+            self.metrics.proposals.refused(e);
+        }
+        taken
+    }
+
+    fn take_proposal(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
         if self.requests.pending_proposals() >= self.config.max_pending_proposals {
             return Err(ProposeError::Busy {
                 limit: "max_pending_proposals",

@@ -206,6 +206,7 @@ impl Node {
         let round = self.next_round();
         self.since_sends.clear();
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
+        let mut applied = 0;
         let cfg = Arc::clone(&self.config);
         while let Some(id) = self.dirty.pop_front() {
             let over = groups >= cfg.max_ready_groups
@@ -254,6 +255,10 @@ impl Node {
                 if out.hard_state.is_some() {
                     record.hard_state = out.hard_state;
                 }
+                if !out.snapshot_chunks.is_empty() {
+                    let received = out.snapshot_chunks.iter().map(|c| c.data.len() as u64);
+                    self.metrics.snapshot_received.increment(received.sum());
+                }
                 record.snapshot = out.snapshot_chunks;
                 record.log_reset = out.log_reset;
                 record.entries.extend(out.entries);
@@ -292,6 +297,7 @@ impl Node {
             }
             if !out.apply.is_empty() {
                 let requests = self.resolve_applied(id, &out.apply);
+                applied += requests.len();
                 ready.apply.push(Apply {
                     group: id,
                     entries: out.apply,
@@ -342,7 +348,14 @@ impl Node {
                         let failed = Resolution::TransferFailed(TransferError::Timeout);
                         self.requests.transfer_ended(id, failed);
                     }
+                    GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
                     GroupEvent::LeaderChanged { term, leader } => {
+                        if leader.is_some() {
+                            self.metrics.leader_changes.increment(1);
+                        }
+                        if leader == Some(self.id) {
+                            self.metrics.elections_won.increment(1);
+                        }
                         leadership_changed.insert(id, Some((term, leader)));
                         ready.events.push(super::Event::LeaderChanged {
                             group: id,
@@ -365,6 +378,9 @@ impl Node {
                 .leadership_changed(&leadership_changed, self.id);
         }
         ready.outcomes = self.requests.take_ended();
+        self.requests.count_applied(applied);
+        self.metrics
+            .set_groups(self.groups.len(), self.active.len());
         let built = self.write_built_chunks(&mut ready.write);
         ready.snapshots = self.snapshots_to_take();
         for m in self.snapshots.take_refusals() {

@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Indeterminate, MembershipChangeError, ProposeError, ReadError, TransferError};
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::Membership;
+use crate::metrics::ProposalCounters;
 
 /// How a request ended, when it did not end with its entry applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +86,8 @@ pub(super) struct Requests {
     changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
+    /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
+    counters: ProposalCounters,
 }
 
 impl Requests {
@@ -93,6 +96,18 @@ impl Requests {
         let mut requests = Requests::default();
         requests.start_at(first);
         requests
+    }
+
+    /// Counts proposal outcomes into `counters` from now on.
+    pub(super) fn count_into(&mut self, counters: ProposalCounters) {
+        self.counters = counters;
+    }
+
+    /// `count` proposals were applied here (counted per ready, not one by one).
+    pub(super) fn count_applied(&self, count: usize) {
+        if count > 0 {
+            self.counters.applied.increment(count as u64);
+        }
     }
 
     /// The next request id will be `first` (at least 1).
@@ -250,6 +265,7 @@ impl Requests {
     /// The group refused proposal `id`: definitely not in the log.
     pub(super) fn rejected(&mut self, id: RequestId, error: ProposeError) {
         if let Some(p) = self.proposals.remove(&id) {
+            self.counters.refused(&error);
             self.end(id, p.group, Resolution::Rejected(error));
         }
     }
@@ -274,6 +290,7 @@ impl Requests {
             }
             self.deadlines.pop_front();
             if let Some(p) = self.proposals.remove(&id) {
+                self.counters.indeterminate.increment(1);
                 self.end(
                     id,
                     p.group,
@@ -364,6 +381,7 @@ impl Requests {
             .collect();
         // The map's order differs between instances: report in id order, deterministically.
         ended.sort_unstable();
+        self.counters.indeterminate.increment(ended.len() as u64);
         for (id, group) in ended {
             self.proposals.remove(&id);
             self.end(id, group, Resolution::Indeterminate(why));

@@ -154,7 +154,10 @@ impl Node {
     /// The result of a [`ChunkRead`]: `None` when storage no longer holds that snapshot.
     pub fn chunk_read(&mut self, read: ChunkRead, chunk: Option<SnapshotChunk>) {
         if let Some(slot) = self.groups.get_mut(&read.group) {
-            slot.group.chunk_read(read.to, read.index, read.seq, chunk);
+            let bytes = chunk.as_ref().map_or(0, |c| c.data.len() as u64);
+            if slot.group.chunk_read(read.to, read.index, read.seq, chunk) {
+                self.metrics.snapshot_sent.increment(bytes);
+            }
             self.mark(read.group);
         }
     }

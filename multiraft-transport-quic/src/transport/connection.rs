@@ -48,10 +48,17 @@ impl Inner {
             lanes.push(tx);
             receivers.push(rx);
         }
-        let peer = Arc::new(Peer { id, lanes, conn });
+        let sent = crate::metrics::Sent::new(self.node, id);
+        let peer = Arc::new(Peer {
+            id,
+            sent,
+            lanes,
+            conn,
+        });
         for (lane, rx) in receivers.into_iter().enumerate() {
+            let (conn_rx, sent) = (peer.conn.subscribe(), peer.sent.clone());
             self.runtime
-                .spawn(lane_writer(self.clone(), lane, rx, peer.conn.subscribe()));
+                .spawn(lane_writer(self.clone(), lane, rx, conn_rx, sent));
         }
         if self.node < id {
             self.runtime

@@ -27,6 +27,7 @@ pub(super) async fn lane_writer(
     lane: usize,
     mut rx: mpsc::Receiver<MessageBatch>,
     conn_rx: watch::Receiver<Option<Connection>>,
+    sent: crate::metrics::Sent,
 ) {
     let limits = inner.limits.frame;
     let coalesce = inner.limits.write_coalesce_bytes;
@@ -35,16 +36,21 @@ pub(super) async fn lane_writer(
     while let Some(first) = rx.recv().await {
         let Some(conn) = live(&conn_rx.borrow()) else {
             bump(&inner.stats.dropped_unconnected, 1);
+            inner.dropped.unconnected.increment(1);
             continue;
         };
         buf.clear();
-        let mut frames = 0u64;
+        let (mut frames, mut messages) = (0u64, 0u64);
         let mut next = Some(first);
         while let Some(batch) = next.take() {
             match frame::encode(&batch, &limits, &mut buf) {
-                Ok(()) => frames += 1,
+                Ok(()) => {
+                    frames += 1;
+                    messages += batch.messages.len() as u64;
+                }
                 Err(e) => {
                     bump(&inner.stats.dropped_unsendable, 1);
+                    inner.dropped.unsendable.increment(1);
                     tracing::warn!(node = %inner.node, error = %e, "dropping unsendable batch");
                 }
             }
@@ -69,6 +75,7 @@ pub(super) async fn lane_writer(
                 }
                 Err(_) => {
                     bump(&inner.stats.dropped_write_error, frames);
+                    inner.dropped.write_error.increment(frames);
                     continue;
                 }
             }
@@ -80,10 +87,13 @@ pub(super) async fn lane_writer(
             Ok(()) => {
                 bump(&inner.stats.frames_sent, frames);
                 bump(&inner.stats.bytes_sent, buf.len() as u64);
+                sent.messages.increment(messages);
+                sent.bytes.increment(buf.len() as u64);
             }
             Err(_) => {
                 stream = None;
                 bump(&inner.stats.dropped_write_error, frames);
+                inner.dropped.write_error.increment(frames);
             }
         }
         if buf.capacity() > 4 * coalesce.max(limits.max_frame_bytes as usize) {

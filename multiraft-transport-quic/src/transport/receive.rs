@@ -23,7 +23,10 @@ impl Inner {
         };
         match r {
             Ok(()) => bump(&self.stats.batches_delivered, 1),
-            Err(_) => bump(&self.stats.inbound_dropped, 1),
+            Err(_) => {
+                bump(&self.stats.inbound_dropped, 1);
+                self.dropped.inbound.increment(1);
+            }
         }
     }
 
@@ -39,14 +42,34 @@ impl Inner {
 }
 
 pub(super) async fn receive_loop(inner: Arc<Inner>, peer: NodeId, conn: Connection) {
+    let received = crate::metrics::received(inner.node, peer);
     while let Ok(recv) = conn.accept_uni().await {
-        inner
-            .runtime
-            .spawn(read_stream(inner.clone(), peer, conn.clone(), recv));
+        let stream = Stream {
+            peer,
+            conn: conn.clone(),
+            recv,
+            received: received.clone(),
+        };
+        inner.runtime.spawn(read_stream(inner.clone(), stream));
     }
 }
 
-async fn read_stream(inner: Arc<Inner>, peer: NodeId, conn: Connection, mut recv: RecvStream) {
+/// One inbound stream of a connection from `peer`.
+struct Stream {
+    peer: NodeId,
+    conn: Connection,
+    recv: RecvStream,
+    /// Bytes of valid frames ([`crate::metrics::BYTES_RECEIVED_TOTAL`]).
+    received: metrics::Counter,
+}
+
+async fn read_stream(inner: Arc<Inner>, stream: Stream) {
+    let Stream {
+        peer,
+        conn,
+        mut recv,
+        received,
+    } = stream;
     let limits = inner.limits.frame;
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut buf = Vec::new();
@@ -89,6 +112,7 @@ async fn read_stream(inner: Arc<Inner>, peer: NodeId, conn: Connection, mut recv
             Err(e) => return inner.reject(&conn, peer, &e),
         };
         bump(&inner.stats.frames_received, 1);
+        received.increment((FRAME_HEADER_BYTES + len) as u64);
         inner.deliver(batch);
         if buf.capacity() > READ_BUFFER_KEEP_BYTES {
             buf = Vec::new();

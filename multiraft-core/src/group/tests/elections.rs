@@ -28,6 +28,7 @@ fn election_timeout_fires_within_the_randomized_range() {
                     msg(1, 2, 1, vote(true, 0, 0)),
                     msg(1, 3, 1, vote(true, 0, 0)),
                 ],
+                events: vec![GroupEvent::ElectionStarted],
                 ..Default::default()
             }
         );

@@ -35,6 +35,7 @@ fn pre_candidate_that_times_out_asks_again_without_bumping_its_term() {
                     msg(1, 2, 1, vote(true, 0, 0)),
                     msg(1, 3, 1, vote(true, 0, 0)),
                 ],
+                events: vec![GroupEvent::ElectionStarted],
                 ..Default::default()
             }
         );
