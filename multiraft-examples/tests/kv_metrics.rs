@@ -46,21 +46,32 @@ async fn scrape(client: &reqwest::Client, url: &str) -> String {
 }
 
 /// Polls node `url`'s metrics until `cond` holds, up to [`WAIT`].
-async fn wait_metrics(client: &reqwest::Client, url: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
+async fn wait_metrics(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    cond: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let text = scrape(client, url).await;
         if cond(&text) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{what} within {WAIT:?}; metrics:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {WAIT:?}; metrics:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_the_cluster_working_and_quiescing() {
-    let dir = tempfile::Builder::new().prefix("kv-metrics-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("kv-metrics-")
+        .tempdir()
+        .unwrap();
     let addrs = LocalCluster::free_addrs(3).unwrap();
     let mut cluster = LocalCluster::new(
         Path::new(env!("CARGO_BIN_EXE_kv")),
@@ -117,7 +128,11 @@ async fn metrics_follow_the_cluster_working_and_quiescing() {
         metric(t, GROUPS_QUIESCED) == Some(n) && metric(t, GROUPS_ACTIVE) == Some(0.0)
     })
     .await;
-    let commits = metric(&after, &format!("{COMMIT_LATENCY_SECONDS}_count")).unwrap() - commits_before;
-    assert!(commits >= written as f64, "{commits} commit latencies for {written} writes");
+    let commits =
+        metric(&after, &format!("{COMMIT_LATENCY_SECONDS}_count")).unwrap() - commits_before;
+    assert!(
+        commits >= written as f64,
+        "{commits} commit latencies for {written} writes"
+    );
     assert!(cluster.stop_all().unwrap().is_empty());
 }
