@@ -264,9 +264,16 @@ impl Replica {
     }
 
     /// The leader says the membership entry at `index` removed this replica: reported if
-    /// this replica holds that entry committed and is in no later membership.
+    /// this replica holds that entry committed and is in no later membership. The leader
+    /// sends it only once this replica's log matches its own through `index` and `index` is
+    /// committed, so it commits through `index` as a heartbeat's commit would: the message
+    /// that carried the commit may have been lost or overtaken, and the leader tells once.
     pub(super) fn handle_removed(&mut self, from: NodeId, index: u64) {
-        if self.leader != Some(from) || index > self.log.committed || self.joining {
+        if self.leader != Some(from) || self.joining {
+            return;
+        }
+        self.commit_to(index.min(self.log.last_index()));
+        if index > self.log.committed {
             return;
         }
         let then = self.membership_at(index);

@@ -54,6 +54,10 @@ enum Command {
         /// Stop cleanly when standard input ends
         #[arg(long)]
         stop_on_stdin_eof: bool,
+        /// Join the running cluster of the peers instead of creating the groups (then
+        /// `PUT /admin/nodes/ID` on any node adds this one)
+        #[arg(long)]
+        join: bool,
     },
     /// Runs a cluster of node processes on loopback until Ctrl-C, then stops them cleanly
     Cluster {
@@ -118,6 +122,7 @@ async fn main() {
             peers,
             groups,
             stop_on_stdin_eof,
+            join,
         } => {
             server::run(NodeOptions {
                 id: NodeId(id),
@@ -128,6 +133,7 @@ async fn main() {
                 peers,
                 groups,
                 stop_on_stdin_eof,
+                join,
             })
             .await
         }

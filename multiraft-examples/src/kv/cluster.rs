@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::status::StatusBody;
 
+/// Node ids a new cluster's development CA issues certificates for: room for nodes added
+/// later (the CA's key is not kept).
+pub const CERTIFIED_NODES: u64 = 7;
+
 /// How long a node gets to stop cleanly, once asked, before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,6 +24,8 @@ pub struct NodeProcess {
     pub raft: SocketAddr,
     /// Where it serves HTTP.
     pub http: SocketAddr,
+    /// Started with `--join`: it joins the running cluster instead of creating groups.
+    pub join: bool,
     child: Option<Child>,
 }
 
@@ -49,8 +55,9 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Plans `addrs.len()` nodes (ids from 1, at the given QUIC and HTTP addresses) running
-    /// `binary` (a `kv` executable) with `groups` groups, data under `dir`; writes their
-    /// development certificates to `dir/certs` unless there already are some. Starts nothing.
+    /// `binary` (a `kv` executable) with `groups` groups, data under `dir`; writes
+    /// development certificates for nodes 1 to [`CERTIFIED_NODES`] (at least) to `dir/certs`
+    /// unless there already are some. Starts nothing.
     pub fn new(
         binary: &Path,
         dir: &Path,
@@ -60,7 +67,7 @@ impl LocalCluster {
     ) -> Result<LocalCluster, String> {
         let certs = dir.join("certs");
         if !certs.join("ca.pem").exists() {
-            super::certs::generate(&certs, 1..=addrs.len() as u64)?;
+            super::certs::generate(&certs, 1..=CERTIFIED_NODES.max(addrs.len() as u64))?;
         }
         let nodes = addrs
             .iter()
@@ -69,6 +76,7 @@ impl LocalCluster {
                 id,
                 raft,
                 http,
+                join: false,
                 child: None,
             })
             .collect();
@@ -101,6 +109,22 @@ impl LocalCluster {
             .collect()
     }
 
+    /// Plans one more node, at the given addresses, that joins the running cluster
+    /// (`kv node --join`); returns its id. Its certificate must exist: [`LocalCluster::new`]
+    /// issues `certificates` of them. Start it with [`LocalCluster::start`], then add it
+    /// with `PUT /admin/nodes/{id}` on any node.
+    pub fn plan_joiner(&mut self, raft: SocketAddr, http: SocketAddr) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(NodeProcess {
+            id,
+            raft,
+            http,
+            join: true,
+            child: None,
+        });
+        id
+    }
+
     /// The command line of node `id`.
     fn args(&self, id: u64) -> Vec<String> {
         let me = &self.nodes[id as usize - 1];
@@ -119,6 +143,9 @@ impl LocalCluster {
         ];
         for p in self.nodes.iter().filter(|p| p.id != id) {
             args.push(format!("--peer={}={}/{}", p.id, p.raft, p.http));
+        }
+        if me.join {
+            args.push("--join".to_string());
         }
         args
     }

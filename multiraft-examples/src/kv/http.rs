@@ -2,7 +2,7 @@
 //! the status page (`/`, `/status.json`) and `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::Json;
@@ -16,6 +16,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use multiraft_core::{Bytes, GroupId, MultiRaft, NodeId, ProposeError, ReadError, ReadPolicy};
 use serde::Deserialize;
 
+use multiraft_transport_quic::QuicTransport;
+
+use super::admin;
 use super::client::{CasBody, ErrorBody, WriteBody};
 use super::machine::{KvAnswer, KvCommand, decode_value, group_of};
 use super::status;
@@ -30,13 +33,35 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// The node.
     pub raft: MultiRaft,
+    /// The node's transport, told where nodes added later listen.
+    pub transport: QuicTransport,
     /// How many groups the keys are spread over.
     pub groups: u64,
     /// Every node's HTTP base URL (`http://host:port`), this one's too: where to send a
-    /// client the node cannot serve.
-    pub http_urls: Arc<BTreeMap<NodeId, String>>,
+    /// client the node cannot serve. Grows as nodes are added.
+    pub http_urls: Arc<RwLock<BTreeMap<NodeId, String>>>,
     /// The Prometheus recorder, rendered at `/metrics`.
     pub metrics: PrometheusHandle,
+    /// For the admin endpoints' calls to other nodes.
+    pub client: reqwest::Client,
+}
+
+impl AppState {
+    /// Every known node's HTTP base URL.
+    pub fn urls(&self) -> BTreeMap<NodeId, String> {
+        self.http_urls.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// `node` listens at `addrs`: the transport dials it there (if its id is higher) and
+    /// clients are sent to its HTTP address.
+    pub fn set_peer(&self, node: NodeId, addrs: &super::admin::NodeAddrs) {
+        if node != self.raft.id() {
+            self.transport.set_peer_addr(node, addrs.raft);
+        }
+        if let Ok(mut urls) = self.http_urls.write() {
+            urls.insert(node, format!("http://{}", addrs.http));
+        }
+    }
 }
 
 /// The router of one node.
@@ -48,6 +73,16 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/kv/{key}", get(read).put(put).delete(delete))
         .route("/kv/{key}/cas", post(cas))
+        .route("/admin/groups/{group}/membership", get(admin::membership))
+        .route(
+            "/admin/groups/{group}/members/{node}",
+            post(admin::add_member).delete(admin::remove_member),
+        )
+        .route("/admin/peers/{node}", axum::routing::put(admin::set_peer))
+        .route(
+            "/admin/nodes/{node}",
+            axum::routing::put(admin::add_node).delete(admin::remove_node),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -66,7 +101,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: String, definite: bool) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &str, message: String, definite: bool) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
@@ -80,10 +115,10 @@ impl ApiError {
     }
 
     /// A request this node cannot serve: 421, with the leader and its URL when known.
-    fn not_leader(state: &AppState, hint: Option<NodeId>, message: String) -> ApiError {
+    pub(crate) fn not_leader(state: &AppState, hint: Option<NodeId>, message: String) -> ApiError {
         let mut e = ApiError::new(StatusCode::MISDIRECTED_REQUEST, "not_leader", message, true);
         e.body.leader = hint.map(|n| n.0);
-        e.body.leader_url = hint.and_then(|n| state.http_urls.get(&n).cloned());
+        e.body.leader_url = hint.and_then(|n| state.urls().get(&n).cloned());
         e
     }
 

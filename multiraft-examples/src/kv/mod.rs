@@ -11,10 +11,12 @@
 //! - errors as JSON with the library's typed reason and whether the request definitely had
 //!   no effect (`"definite"`); a node that cannot serve a request answers 421 with the
 //!   leader's URL;
-//! - `/` the status page, `/status.json`, `/metrics` (Prometheus).
+//! - `/` the status page, `/status.json`, `/metrics` (Prometheus);
+//! - `/admin/…`: adding and removing nodes ([`admin`]).
 //!
 //! The binary (`src/bin/kv.rs`) has subcommands `certs`, `node`, `cluster` and `load`.
 
+pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod cluster;

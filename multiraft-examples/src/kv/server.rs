@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use multiraft_core::{Config, GroupId, Membership, MultiRaft, NodeId};
+use multiraft_core::{Config, Event, GroupId, Membership, MultiRaft, NodeId};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
 use tokio::io::AsyncReadExt;
@@ -63,6 +63,10 @@ pub struct NodeOptions {
     pub groups: u64,
     /// Stop cleanly when standard input ends (how `kv cluster` stops its nodes).
     pub stop_on_stdin_eof: bool,
+    /// On first start, join the running cluster of `peers` (each group's replica starts
+    /// empty, with the membership a peer reports) instead of creating the groups; then add
+    /// this node with `PUT /admin/nodes/{id}` on any node.
+    pub join: bool,
 }
 
 /// The file whose presence says this node created its groups: a restarted node finds its
@@ -112,14 +116,26 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         .map_err(|e| format!("storage in {}: {e}", options.data_dir.display()))?;
     let raft = MultiRaft::builder(options.id, config())
         .storage(storage)
-        .transport(transport)
+        .transport(transport.clone())
         .state_machines(|_| KvMachine::default())
         .seed(options.id.0)
         .start()
         .await
         .map_err(|e| format!("starting node {}: {e}", options.id.0))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
     let mark = options.data_dir.join(CREATED_MARK);
-    if !mark.exists() {
+    if !mark.exists() && options.join {
+        for g in 1..=options.groups {
+            let membership = peer_membership(&client, &options.peers, GroupId(g)).await?;
+            raft.join_group(GroupId(g), membership)
+                .await
+                .map_err(|e| format!("joining group {g}: {e}"))?;
+        }
+        std::fs::write(&mark, b"").map_err(|e| format!("{}: {e}", mark.display()))?;
+    } else if !mark.exists() {
         let voters = Membership::voters(
             std::iter::once(options.id.0).chain(options.peers.iter().map(|p| p.id.0)),
         );
@@ -145,10 +161,13 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
     http_urls.insert(options.id, format!("http://{}", options.http));
     let state = AppState {
         raft: raft.clone(),
+        transport,
         groups: options.groups,
-        http_urls: Arc::new(http_urls),
+        http_urls: Arc::new(RwLock::new(http_urls)),
         metrics,
+        client,
     };
+    tokio::spawn(delete_removed_replicas(raft.clone()));
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .map_err(|e| format!("HTTP on {}: {e}", options.http))?;
@@ -165,6 +184,45 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("node stopped: {e}"));
     served.and(stopped)
+}
+
+/// A group's membership as the first peer that answers reports it.
+async fn peer_membership(
+    client: &reqwest::Client,
+    peers: &[PeerAddr],
+    group: GroupId,
+) -> Result<Membership, String> {
+    let mut why = String::from("no peer given");
+    for p in peers {
+        let url = format!("http://{}/admin/groups/{}/membership", p.http, group.0);
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                return r.json().await.map_err(|e| format!("{url}: {e}"));
+            }
+            Ok(r) => why = format!("{url}: HTTP {}", r.status()),
+            Err(e) => why = format!("{url}: {e}"),
+        }
+    }
+    Err(format!("membership of group {}: {why}", group.0))
+}
+
+/// Deletes each replica the node reports removed from its group: a removed replica only
+/// waits to be deleted (`Event::ReplicaRemoved`).
+async fn delete_removed_replicas(raft: MultiRaft) {
+    let mut events = raft.events();
+    loop {
+        match events.recv().await {
+            Ok(Event::ReplicaRemoved { group }) => {
+                if let Err(e) = raft.remove_group(group).await {
+                    tracing::warn!(group = %group, %e, "deleting a removed replica");
+                }
+            }
+            Ok(_) => {}
+            // Lagged: the missed events are gone; later ones still come.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or (if asked) the end of standard input.

@@ -134,6 +134,7 @@ pub(crate) async fn json(
                 .collect(),
         })
         .collect();
+    let urls = state.urls();
     Ok(Json(StatusBody {
         node: report.node.0,
         groups_hosted: report.status.groups,
@@ -146,7 +147,7 @@ pub(crate) async fn json(
             .map(|p| PeerBody {
                 node: p.node.0,
                 live: p.live,
-                url: state.http_urls.get(&p.node).cloned(),
+                url: urls.get(&p.node).cloned(),
             })
             .collect(),
         groups,

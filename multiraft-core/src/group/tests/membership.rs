@@ -76,11 +76,55 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
         c.deliver_all();
     }
     assert_eq!(c.status(1).role, Role::Leader);
-    eprintln!("DBG {:?} {:?}", c.events[0], c.g(1).membership());
     assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded {
         result: Err(MembershipChangeError::CatchUpTimeout { node: n(4) })
     }));
     let m = c.g(1).membership().clone();
     assert_eq!(m, Membership::voters([1, 2, 3]).with_learners([4]));
     assert!(!m.is_joint());
+}
+
+/// Regression (kv membership test, 2 runs in 12): the leader tells a removed replica once it
+/// holds the entry removing it and was sent a commit covering it — but the message carrying
+/// that commit can be lost or overtaken (a coalesced heartbeat travels after the group's
+/// messages), and the `Removed` that came first was then ignored for good: the replica,
+/// no longer anyone's peer, was never deleted. The leader's `Removed { index }` commits
+/// through `index` as a heartbeat's commit would (the leader sends it only once the
+/// replica's log matches its own that far).
+#[test]
+fn a_removed_replica_is_told_even_if_the_commit_never_reaches_it() {
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    let last = c.status(1).last_index;
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(3)))
+        .unwrap();
+    // The joint configuration at `last + 1`, the one without 3 at `last + 2`: replica 3
+    // receives every entry but never a commit that covers the second.
+    let left = last + 2;
+    let covers = |m: &Message| match &m.body {
+        MessageBody::Append { commit, .. } | MessageBody::Heartbeat { commit, .. } => {
+            *commit >= left
+        }
+        _ => false,
+    };
+    for _ in 0..3 * strict().heartbeat_interval_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| !(m.to == n(3) && covers(m)));
+    }
+    assert_eq!(
+        c.g(1).membership(),
+        &Membership::voters([1, 2]).with_learners([4])
+    );
+    assert!(
+        !c.sent_where(|m| m.to == n(3) && matches!(m.body, MessageBody::Removed { .. }))
+            .is_empty(),
+        "the leader told replica 3"
+    );
+    assert!(c.status(3).commit >= left);
+    assert!(
+        c.events[2].contains(&GroupEvent::Removed),
+        "{:?}",
+        c.events[2]
+    );
 }
