@@ -53,12 +53,6 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_keeps_the_kv_service_linearizable() {
     multiraft_examples::init_logging();
@@ -74,19 +68,10 @@ async fn kill_nine_keeps_the_kv_service_linearizable() {
         .prefix("kv-jepsen-")
         .tempdir()
         .unwrap();
-    let addrs = LocalCluster::free_addrs(NODES).unwrap();
-    let mut cluster = LocalCluster::new(
-        Path::new(env!("CARGO_BIN_EXE_kv")),
-        dir.path(),
-        GROUPS,
-        &addrs,
-        true,
-    )
-    .unwrap();
-    cluster.start_all().unwrap();
-    if let Err(e) = cluster.wait_ready(READY_TIMEOUT).await {
-        panic!("{e}\nnode 1 log:\n{}", tail(&dir.path().join("node-1.log")));
-    }
+    let binary = Path::new(env!("CARGO_BIN_EXE_kv"));
+    let mut cluster = LocalCluster::launch(binary, dir.path(), NODES, GROUPS, READY_TIMEOUT)
+        .await
+        .unwrap();
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
     let clients: Vec<KvClient> = urls
         .iter()
@@ -200,13 +185,8 @@ async fn kill_nine_keeps_the_kv_service_linearizable() {
     // Every node back; then a last read of every key used goes into the history.
     cluster.start_all().unwrap();
     if let Err(e) = cluster.wait_ready(READY_TIMEOUT).await {
-        let logs: Vec<String> = (1..=NODES)
-            .map(|i| {
-                format!(
-                    "node {i}:\n{}",
-                    tail(&dir.path().join(format!("node-{i}.log")))
-                )
-            })
+        let logs: Vec<String> = (1..=NODES as u64)
+            .map(|i| format!("node {i}:\n{}", cluster.log_tail(i, 20)))
             .collect();
         panic!("after the nemesis: {e}\n{}", logs.join("\n"));
     }

@@ -54,26 +54,20 @@ async fn a_node_is_added_and_another_removed_over_http() {
         .prefix("kv-membership-")
         .tempdir()
         .unwrap();
-    let addrs = LocalCluster::free_addrs(4).unwrap();
-    let mut cluster = LocalCluster::new(
-        Path::new(env!("CARGO_BIN_EXE_kv")),
-        dir.path(),
-        GROUPS,
-        &addrs[..3],
-        true,
-    )
-    .unwrap();
-    cluster.start_all().unwrap();
-    cluster.wait_ready(WAIT).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_kv"));
+    let mut cluster = LocalCluster::launch(binary, dir.path(), 3, GROUPS, WAIT)
+        .await
+        .unwrap();
+    let (raft, http_addr) = LocalCluster::free_addrs(1).unwrap()[0];
     let http = reqwest::Client::new();
-    let urls: Vec<String> = addrs.iter().map(|(_, h)| format!("http://{h}")).collect();
+    let mut urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    urls.push(format!("http://{http_addr}"));
     let client = |i: usize| KvClient::new(urls[i].clone(), Duration::from_secs(5)).unwrap();
     for k in 0..20 {
         put(&client(0), &format!("key-{k}"), &format!("v{k}")).await;
     }
 
     // Node 4 joins: started with --join, then added with one call to node 1.
-    let (raft, http_addr) = addrs[3];
     let four = cluster.plan_joiner(raft, http_addr);
     cluster.start(four).unwrap();
     let url4 = cluster.nodes[3].url();

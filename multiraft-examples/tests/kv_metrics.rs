@@ -72,17 +72,10 @@ async fn metrics_follow_the_cluster_working_and_quiescing() {
         .prefix("kv-metrics-")
         .tempdir()
         .unwrap();
-    let addrs = LocalCluster::free_addrs(3).unwrap();
-    let mut cluster = LocalCluster::new(
-        Path::new(env!("CARGO_BIN_EXE_kv")),
-        dir.path(),
-        GROUPS_N,
-        &addrs,
-        true,
-    )
-    .unwrap();
-    cluster.start_all().unwrap();
-    cluster.wait_ready(WAIT).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_kv"));
+    let mut cluster = LocalCluster::launch(binary, dir.path(), 3, GROUPS_N, WAIT)
+        .await
+        .unwrap();
     let url = cluster.nodes[0].url();
     let http = reqwest::Client::new();
     let n = GROUPS_N as f64;

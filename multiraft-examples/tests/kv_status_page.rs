@@ -43,17 +43,10 @@ async fn the_status_page_lists_every_group_with_its_leader() {
         .prefix("kv-status-")
         .tempdir()
         .unwrap();
-    let addrs = LocalCluster::free_addrs(3).unwrap();
-    let mut cluster = LocalCluster::new(
-        Path::new(env!("CARGO_BIN_EXE_kv")),
-        dir.path(),
-        GROUPS,
-        &addrs,
-        true,
-    )
-    .unwrap();
-    cluster.start_all().unwrap();
-    cluster.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_kv"));
+    let mut cluster = LocalCluster::launch(binary, dir.path(), 3, GROUPS, Duration::from_secs(60))
+        .await
+        .unwrap();
     let url = format!("{}/", cluster.nodes[0].url());
     let shot = dir.path().join("status.png");
     // `--virtual-time-budget` lets the page's script run (fetch and draw) before the DOM is

@@ -13,10 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use multiraft_core::NodeId;
 use multiraft_examples::kv::cluster::LocalCluster;
 use multiraft_examples::kv::load::{self, LoadOptions};
-use multiraft_examples::kv::server::{self, NodeOptions, PeerAddr};
+use multiraft_examples::kv::server::{self, NodeOptions};
 
 /// A sharded key-value service on multiraft: one process per node, HTTP for clients.
 #[derive(Parser)]
@@ -29,36 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs one node
-    Node {
-        /// This node's id (1, 2, …)
-        #[arg(long)]
-        id: u64,
-        /// Where the node keeps its log and snapshots
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// The directory of ca.pem, node-ID.pem and node-ID.key (see `kv certs`)
-        #[arg(long)]
-        certs: PathBuf,
-        /// Where the node's QUIC endpoint listens
-        #[arg(long)]
-        raft: SocketAddr,
-        /// Where the node serves HTTP
-        #[arg(long)]
-        http: SocketAddr,
-        /// Another node: ID=RAFT_ADDR/HTTP_ADDR (repeat for each)
-        #[arg(long = "peer")]
-        peers: Vec<PeerAddr>,
-        /// Groups the keys are spread over (the same on every node)
-        #[arg(long, default_value_t = 16)]
-        groups: u64,
-        /// Stop cleanly when standard input ends
-        #[arg(long)]
-        stop_on_stdin_eof: bool,
-        /// Join the running cluster of the peers instead of creating the groups (then
-        /// `PUT /admin/nodes/ID` on any node adds this one)
-        #[arg(long)]
-        join: bool,
-    },
+    Node(NodeOptions),
     /// Runs a cluster of node processes on loopback until Ctrl-C, then stops them cleanly
     Cluster {
         /// Where the nodes keep their data and certificates (kept across runs)
@@ -113,30 +83,7 @@ enum Command {
 async fn main() {
     multiraft_examples::init_logging();
     let result = match Cli::parse().command {
-        Command::Node {
-            id,
-            data_dir,
-            certs,
-            raft,
-            http,
-            peers,
-            groups,
-            stop_on_stdin_eof,
-            join,
-        } => {
-            server::run(NodeOptions {
-                id: NodeId(id),
-                data_dir,
-                certs,
-                raft,
-                http,
-                peers,
-                groups,
-                stop_on_stdin_eof,
-                join,
-            })
-            .await
-        }
+        Command::Node(options) => server::run(options).await,
         Command::Cluster {
             dir,
             nodes,

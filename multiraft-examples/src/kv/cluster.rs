@@ -89,6 +89,36 @@ impl LocalCluster {
         })
     }
 
+    /// For tests: `nodes` nodes of `binary` on free loopback addresses, data, logs
+    /// (`node-N.log`) and certificates under `dir`, started and ready (every group with a
+    /// leader) within `timeout`. On failure, the error ends with node 1's last log lines.
+    pub async fn launch(
+        binary: &Path,
+        dir: &Path,
+        nodes: usize,
+        groups: u64,
+        timeout: Duration,
+    ) -> Result<LocalCluster, String> {
+        let addrs = LocalCluster::free_addrs(nodes)?;
+        let mut cluster = LocalCluster::new(binary, dir, groups, &addrs, true)?;
+        cluster.start_all()?;
+        if let Err(e) = cluster.wait_ready(timeout).await {
+            return Err(format!(
+                "{e}\nnode 1's log ends:\n{}",
+                cluster.log_tail(1, 20)
+            ));
+        }
+        Ok(cluster)
+    }
+
+    /// The last `lines` lines of node `id`'s log (with `log_to_files`).
+    pub fn log_tail(&self, id: u64, lines: usize) -> String {
+        let path = self.dir.join(format!("node-{id}.log"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// `count` pairs of free loopback addresses (UDP for QUIC, TCP for HTTP), found by
     /// binding port 0 and letting go: another process could take one meanwhile, which a
     /// test shows as a node failing to start.

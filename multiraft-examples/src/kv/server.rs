@@ -44,29 +44,42 @@ impl std::str::FromStr for PeerAddr {
     }
 }
 
-/// Everything one node process needs.
-#[derive(Clone, Debug)]
+/// Everything one node process needs: the flags of `kv node`.
+#[derive(Clone, Debug, clap::Args)]
 pub struct NodeOptions {
-    /// This node.
+    /// This node's id (1, 2, …)
+    #[arg(long, value_parser = node_id)]
     pub id: NodeId,
-    /// Where it keeps its log and snapshots (created if missing).
+    /// Where the node keeps its log and snapshots (created if missing)
+    #[arg(long)]
     pub data_dir: PathBuf,
-    /// The directory of `ca.pem`, `node-N.pem` and `node-N.key` (see `kv certs`).
+    /// The directory of ca.pem, node-ID.pem and node-ID.key (see `kv certs`)
+    #[arg(long)]
     pub certs: PathBuf,
-    /// Where its QUIC endpoint listens.
+    /// Where the node's QUIC endpoint listens
+    #[arg(long)]
     pub raft: SocketAddr,
-    /// Where it serves HTTP.
+    /// Where the node serves HTTP
+    #[arg(long)]
     pub http: SocketAddr,
-    /// The other nodes of the cluster.
+    /// Another node: ID=RAFT_ADDR/HTTP_ADDR (repeat for each)
+    #[arg(long = "peer")]
     pub peers: Vec<PeerAddr>,
-    /// How many groups the keys are spread over (the same on every node).
+    /// Groups the keys are spread over (the same on every node)
+    #[arg(long, default_value_t = 16)]
     pub groups: u64,
-    /// Stop cleanly when standard input ends (how `kv cluster` stops its nodes).
+    /// Stop cleanly when standard input ends (how `kv cluster` stops its nodes)
+    #[arg(long)]
     pub stop_on_stdin_eof: bool,
-    /// On first start, join the running cluster of `peers` (each group's replica starts
-    /// empty, with the membership a peer reports) instead of creating the groups; then add
-    /// this node with `PUT /admin/nodes/{id}` on any node.
+    /// On first start, join the running cluster of the peers instead of creating the
+    /// groups (each replica starts empty, with the membership a peer reports); then
+    /// `PUT /admin/nodes/ID` on any node adds this one
+    #[arg(long)]
     pub join: bool,
+}
+
+fn node_id(s: &str) -> Result<NodeId, String> {
+    s.parse().map(NodeId).map_err(|e| format!("{s}: {e}"))
 }
 
 /// The file whose presence says this node created its groups: a restarted node finds its
