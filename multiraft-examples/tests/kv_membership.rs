@@ -10,6 +10,7 @@ use multiraft_examples::kv::admin::{NodeAddrs, NodeChangeBody};
 use multiraft_examples::kv::client::KvClient;
 use multiraft_examples::kv::cluster::LocalCluster;
 use multiraft_examples::kv::status::StatusBody;
+use multiraft_testkit::cluster::wait_for;
 
 const GROUPS: u64 = 4;
 const WAIT: Duration = Duration::from_secs(60);
@@ -27,14 +28,13 @@ async fn wait_status(
     what: &str,
     cond: impl Fn(&StatusBody) -> bool,
 ) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = status(http, url).await;
-        if s.as_ref().is_some_and(&cond) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} within {WAIT:?}: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let polled = wait_for(WAIT, || async {
+        let s = status(http, url).await?;
+        cond(&s).then_some(())
+    })
+    .await;
+    if let Err(e) = polled {
+        panic!("{what}: {e}; {:?}", status(http, url).await);
     }
 }
 

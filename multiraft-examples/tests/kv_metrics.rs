@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiraft_core::metrics::{
     COMMIT_LATENCY_SECONDS, GROUPS, GROUPS_ACTIVE, GROUPS_QUIESCED, PROPOSALS_TOTAL,
@@ -13,6 +13,7 @@ use multiraft_core::metrics::{
 };
 use multiraft_examples::kv::client::KvClient;
 use multiraft_examples::kv::cluster::LocalCluster;
+use multiraft_testkit::cluster::wait_for;
 
 const GROUPS_N: u64 = 8;
 const WAIT: Duration = Duration::from_secs(60);
@@ -52,17 +53,14 @@ async fn wait_metrics(
     what: &str,
     cond: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let polled = wait_for(WAIT, || async {
         let text = scrape(client, url).await;
-        if cond(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {WAIT:?}; metrics:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        cond(&text).then_some(text)
+    })
+    .await;
+    match polled {
+        Ok(text) => text,
+        Err(e) => panic!("{what}: {e}; metrics:\n{}", scrape(client, url).await),
     }
 }
 
