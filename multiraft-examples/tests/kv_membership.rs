@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use multiraft_examples::kv::admin::{NodeAddrs, NodeChangeBody};
-use multiraft_examples::kv::client::KvClient;
+use multiraft_examples::kv::client::{ClientError, KvClient};
 use multiraft_examples::kv::cluster::LocalCluster;
 use multiraft_examples::kv::status::StatusBody;
 use multiraft_testkit::cluster::wait_for;
@@ -127,6 +127,11 @@ async fn a_node_is_added_and_another_removed_over_http() {
             .all(|g| g.voters == [2, 3, 4] && g.leader.is_some_and(|l| l != 1))
     })
     .await;
+    // Node 1 hosts no group now: its reads fail, they do not report the keys absent.
+    assert!(matches!(
+        client(0).get("key-0").await,
+        Err(ClientError::Definite(_))
+    ));
     for k in 0..20 {
         let key = format!("key-{k}");
         assert_eq!(client(2).get(&key).await.unwrap(), Some(format!("v{k}")));

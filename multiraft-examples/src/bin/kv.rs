@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use multiraft_examples::kv::cluster::LocalCluster;
+use multiraft_examples::kv::cluster::{CERTIFIED_NODES, LocalCluster};
 use multiraft_examples::kv::load::{self, LoadOptions};
 use multiraft_examples::kv::server::{self, NodeOptions};
 
@@ -132,15 +132,26 @@ async fn cluster(
     raft_port: u16,
     http_port: u16,
 ) -> Result<(), String> {
+    if !(1..=CERTIFIED_NODES).contains(&nodes) || groups == 0 {
+        return Err(format!(
+            "--nodes must be 1 to {CERTIFIED_NODES} and --groups at least 1"
+        ));
+    }
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let addrs: Vec<(SocketAddr, SocketAddr)> = (1..=nodes as u16)
+    let port = |base: u16, i: u64| {
+        u16::try_from(i)
+            .ok()
+            .and_then(|i| base.checked_add(i))
+            .ok_or_else(|| format!("port {base} + {i} is past 65535"))
+    };
+    let addrs = (1..=nodes)
         .map(|i| {
-            (
-                SocketAddr::new(loopback, raft_port + i),
-                SocketAddr::new(loopback, http_port + i),
-            )
+            Ok((
+                SocketAddr::new(loopback, port(raft_port, i)?),
+                SocketAddr::new(loopback, port(http_port, i)?),
+            ))
         })
-        .collect();
+        .collect::<Result<Vec<(SocketAddr, SocketAddr)>, String>>()?;
     let binary = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cluster = LocalCluster::new(&binary, &dir, groups, &addrs, false)?;
     cluster.start_all()?;

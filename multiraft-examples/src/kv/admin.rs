@@ -12,8 +12,8 @@
 //!
 //! Adding a node: start it with `kv node --join` (its replicas of every group start
 //! empty, joining with the membership a peer reports), then `PUT /admin/nodes/{id}` on any
-//! node. Removing: `DELETE /admin/nodes/{id}`; each replica told it was removed is deleted
-//! by its node (`Event::ReplicaRemoved`).
+//! node. Removing: `DELETE /admin/nodes/{id}`, asked of a node that stays; each replica told
+//! it was removed is deleted by its node (`Event::ReplicaRemoved`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +32,9 @@ use super::http::{ApiError, AppState};
 pub const CHANGE_ATTEMPTS: u32 = 50;
 /// The pause between two attempts.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long one group's change may take on its leader: adding a voter waits for the new
+/// replica to catch up (`Config::proposal_timeout_ticks` without progress fails it there).
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a node listens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,9 @@ pub struct NodeChangeBody {
     pub ok: bool,
     /// Each group's result.
     pub groups: Vec<GroupResult>,
+    /// What went wrong without stopping the change (a node not told a new address).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 pub(crate) async fn membership(
@@ -122,8 +128,11 @@ pub(crate) async fn add_node(
     Path(node): Path<u64>,
     Json(addrs): Json<NodeAddrs>,
 ) -> Response {
-    // Every node learns the address first: the ones with lower ids dial the new node.
+    // Every node learns the address first: the ones with lower ids dial the new node. A
+    // node that cannot be told (down: perhaps the one being replaced) is reported, not an
+    // obstacle; it is given the address with `--peer` when it starts again.
     state.set_peer(NodeId(node), &addrs);
+    let mut warnings = Vec::new();
     for (id, url) in state.urls() {
         if id != state.raft.id() && id != NodeId(node) {
             let sent = state
@@ -133,22 +142,38 @@ pub(crate) async fn add_node(
                 .send()
                 .await;
             if let Err(e) = sent.and_then(|r| r.error_for_status()) {
-                let message = format!("telling node {} where node {node} listens: {e}", id.0);
-                return ApiError::new(StatusCode::BAD_GATEWAY, "peer_unreachable", message, true)
-                    .into_response();
+                warnings.push(format!(
+                    "node {} not told where node {node} listens: {e}",
+                    id.0
+                ));
             }
         }
     }
-    every_group(&state, node, reqwest::Method::POST).await
+    every_group(&state, node, reqwest::Method::POST, warnings).await
 }
 
 pub(crate) async fn remove_node(State(state): State<AppState>, Path(node): Path<u64>) -> Response {
-    every_group(&state, node, reqwest::Method::DELETE).await
+    if NodeId(node) == state.raft.id() {
+        // This node's replicas go as the change commits: it could not follow the change to
+        // its end. Another node can.
+        let message = "a node cannot remove itself: ask another node".to_string();
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid", message, true).into_response();
+    }
+    let response = every_group(&state, node, reqwest::Method::DELETE, Vec::new()).await;
+    if response.status().is_success() {
+        state.forget_peer(NodeId(node));
+    }
+    response
 }
 
 /// Adds `node` to (POST) or removes it from (DELETE) every group, through each group's
 /// leader, retrying while a group has no leader or another change runs.
-async fn every_group(state: &AppState, node: u64, method: reqwest::Method) -> Response {
+async fn every_group(
+    state: &AppState,
+    node: u64,
+    method: reqwest::Method,
+    warnings: Vec<String>,
+) -> Response {
     let mut groups = Vec::new();
     for g in 1..=state.groups {
         let mut error = None;
@@ -181,11 +206,17 @@ async fn every_group(state: &AppState, node: u64, method: reqwest::Method) -> Re
                     method.clone(),
                     format!("{url}/admin/groups/{g}/members/{node}"),
                 )
+                .timeout(CHANGE_TIMEOUT)
                 .send()
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => {
                     error = None;
+                    break;
+                }
+                // Invalid (no such node, a node that is no voter): no attempt will do.
+                Ok(r) if matches!(r.status().as_u16(), 400 | 404) => {
+                    error = Some(r.text().await.unwrap_or_default());
                     break;
                 }
                 // Refused (no leader, another change running) or indeterminate (leadership
@@ -203,7 +234,12 @@ async fn every_group(state: &AppState, node: u64, method: reqwest::Method) -> Re
     } else {
         StatusCode::BAD_GATEWAY
     };
-    (status, Json(NodeChangeBody { ok, groups })).into_response()
+    let body = NodeChangeBody {
+        ok,
+        groups,
+        warnings,
+    };
+    (status, Json(body)).into_response()
 }
 
 impl ApiError {

@@ -140,9 +140,13 @@ impl KvClient {
             .text()
             .await
             .map_err(|e| ClientError::Definite(e.to_string()))?;
+        // Only "no such key" means absent; a node without the key's group also answers
+        // 4xx, and that is a failed read, not an empty key.
+        let absent =
+            || serde_json::from_str::<ErrorBody>(&text).is_ok_and(|b| b.error == "not_found");
         match status.as_u16() {
             200 => Ok(Some(text)),
-            404 => Ok(None),
+            404 if absent() => Ok(None),
             _ => Err(ClientError::Definite(error_message(&text))),
         }
     }

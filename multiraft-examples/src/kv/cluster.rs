@@ -155,7 +155,15 @@ impl LocalCluster {
         id
     }
 
-    /// The command line of node `id`.
+    /// Node `id`'s place in `nodes`, or why there is none.
+    fn index(&self, id: u64) -> Result<usize, String> {
+        (1..=self.nodes.len() as u64)
+            .contains(&id)
+            .then(|| id as usize - 1)
+            .ok_or_else(|| format!("no node {id} in a cluster of {}", self.nodes.len()))
+    }
+
+    /// The command line of node `id` (an index checked by the caller).
     fn args(&self, id: u64) -> Vec<String> {
         let me = &self.nodes[id as usize - 1];
         let mut args = vec![
@@ -182,7 +190,8 @@ impl LocalCluster {
 
     /// Starts node `id` (no-op if it runs).
     pub fn start(&mut self, id: u64) -> Result<(), String> {
-        if self.nodes[id as usize - 1].child.is_some() {
+        let at = self.index(id)?;
+        if self.nodes[at].child.is_some() {
             return Ok(());
         }
         let mut command = Command::new(&self.binary);
@@ -200,7 +209,7 @@ impl LocalCluster {
         let child = command
             .spawn()
             .map_err(|e| format!("{}: {e}", self.binary.display()))?;
-        self.nodes[id as usize - 1].child = Some(child);
+        self.nodes[at].child = Some(child);
         Ok(())
     }
 
@@ -214,7 +223,8 @@ impl LocalCluster {
 
     /// Kills node `id` at once (SIGKILL: nothing is flushed, as in a crash) and reaps it.
     pub fn kill(&mut self, id: u64) -> Result<(), String> {
-        if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
+        let at = self.index(id)?;
+        if let Some(mut child) = self.nodes[at].child.take() {
             child.kill().map_err(|e| e.to_string())?;
             child.wait().map_err(|e| e.to_string())?;
         }
@@ -224,7 +234,8 @@ impl LocalCluster {
     /// Asks node `id` to stop (closes its standard input), waits up to [`STOP_TIMEOUT`],
     /// then kills it. Returns whether it stopped by itself with success.
     pub fn stop(&mut self, id: u64) -> Result<bool, String> {
-        let Some(mut child) = self.nodes[id as usize - 1].child.take() else {
+        let at = self.index(id)?;
+        let Some(mut child) = self.nodes[at].child.take() else {
             return Ok(true);
         };
         drop(child.stdin.take());

@@ -62,6 +62,14 @@ impl AppState {
             urls.insert(node, format!("http://{}", addrs.http));
         }
     }
+
+    /// `node` left the cluster: no longer dialed, no longer a URL to send clients to.
+    pub fn forget_peer(&self, node: NodeId) {
+        self.transport.remove_peer_addr(node);
+        if let Ok(mut urls) = self.http_urls.write() {
+            urls.remove(&node);
+        }
+    }
 }
 
 /// The router of one node.
@@ -136,7 +144,9 @@ impl ApiError {
             ),
             ProposeError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", true),
             ProposeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", true),
-            ProposeError::GroupNotFound(_) => (StatusCode::NOT_FOUND, "group_not_found", true),
+            ProposeError::GroupNotFound(_) => {
+                (StatusCode::MISDIRECTED_REQUEST, "group_not_found", true)
+            }
             ProposeError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "stopped", true),
             ProposeError::Indeterminate(_) => (StatusCode::GATEWAY_TIMEOUT, "indeterminate", false),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "unknown", false),
@@ -152,7 +162,7 @@ impl ApiError {
             }
             ReadError::NoLeader => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             ReadError::LeadershipChanged => (StatusCode::SERVICE_UNAVAILABLE, "leadership_changed"),
-            ReadError::GroupNotFound(_) => (StatusCode::NOT_FOUND, "group_not_found"),
+            ReadError::GroupNotFound(_) => (StatusCode::MISDIRECTED_REQUEST, "group_not_found"),
             ReadError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ReadError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             _ => (StatusCode::SERVICE_UNAVAILABLE, "stopped"),
@@ -284,7 +294,14 @@ async fn write(
             current: text(current),
         })),
         // Applied, but as nothing: a definite no-op.
-        Some(KvAnswer::Invalid) | None => Err(unreadable(op)),
+        Some(KvAnswer::Invalid) => Err(unreadable(op)),
+        // Applied, with an answer this build cannot read: whatever it did stands.
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unreadable_answer",
+            format!("the {op} was applied but its answer is unreadable"),
+            false,
+        )),
     }
 }
 

@@ -91,14 +91,17 @@ pub fn decode_value(bytes: &[u8]) -> Option<Option<Bytes>> {
     postcard::from_bytes(bytes).ok()
 }
 
-/// One group's keys and values, in memory. A snapshot is the map streamed in chunks of
-/// about [`SNAPSHOT_CHUNK_BYTES`]; a restart re-applies the log above the latest
+/// One group's keys and values, in memory. A snapshot is the map streamed as records in
+/// chunks of about [`SNAPSHOT_CHUNK_BYTES`]; a restart re-applies the log above the latest
 /// snapshot. The map sits behind an `Arc` so that a snapshot is a reference taken at once
 /// and read off the event loop, while later writes copy the map only if a snapshot is still
 /// being streamed.
 #[derive(Debug, Default)]
 pub struct KvMachine {
     data: Arc<BTreeMap<String, Bytes>>,
+    /// While restoring: the bytes of a record the previous chunk cut (at most one record,
+    /// whose size the proposal limit bounds).
+    partial: Vec<u8>,
 }
 
 impl StateMachine for KvMachine {
@@ -138,10 +141,11 @@ impl StateMachine for KvMachine {
         Bytes::from(postcard::to_stdvec(&value).expect("an Option<Bytes> always serializes"))
     }
 
+    /// A stream of records, one per pair: its length (4 bytes, little-endian), then the
+    /// pair (postcard). Records are grouped into chunks of about [`SNAPSHOT_CHUNK_BYTES`];
+    /// the node may cut the stream elsewhere, and [`KvMachine::restore`] reads it whole.
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
         let data = Arc::clone(&self.data);
-        // Each chunk holds the pairs after the previous chunk's last key, up to the size.
-        // An empty map still makes one (empty) chunk: a restore starts by clearing.
         let mut after: Option<String> = None;
         let mut done = false;
         Ok(Box::new(std::iter::from_fn(move || {
@@ -152,40 +156,62 @@ impl StateMachine for KvMachine {
                 None => data.range::<String, _>(..),
                 Some(k) => data.range::<String, _>((Bound::Excluded(k), Bound::Unbounded)),
             };
-            let mut pairs: Vec<(&String, &Bytes)> = Vec::new();
-            let mut size = 0;
-            let mut full = false;
+            let mut chunk = Vec::new();
+            let mut last = None;
+            done = true;
             for (k, v) in range {
-                if size >= SNAPSHOT_CHUNK_BYTES {
-                    full = true;
+                if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+                    done = false;
                     break;
                 }
-                size += k.len() + v.len();
-                pairs.push((k, v));
+                let record = match postcard::to_stdvec(&(k, v)) {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(SnapshotError::Failed(e.to_string()))),
+                };
+                chunk.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                chunk.extend_from_slice(&record);
+                last = Some(k);
             }
-            done = !full;
-            let chunk = postcard::to_stdvec(&pairs)
-                .map(Bytes::from)
-                .map_err(|e| SnapshotError::Failed(e.to_string()));
-            after = pairs.last().map(|(k, _)| (*k).clone());
-            Some(chunk)
+            after = last.cloned();
+            // An empty map makes one empty chunk: a restore starts by clearing.
+            Some(Ok(Bytes::from(chunk)))
         })))
     }
 
     fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
         if chunk.seq == 0 {
             self.data = Arc::default();
+            self.partial.clear();
         }
-        let pairs: Vec<(String, Bytes)> = postcard::from_bytes(&chunk.data)
-            .map_err(|e| SnapshotError::Failed(format!("a kv snapshot chunk: {e}")))?;
-        Arc::make_mut(&mut self.data).extend(pairs);
+        self.partial.extend_from_slice(&chunk.data);
+        let data = Arc::make_mut(&mut self.data);
+        let mut at = 0;
+        // Every whole record; a record cut by the chunk's end waits for the next chunk.
+        while let Some(len) = self.partial.get(at..at + 4) {
+            let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+            let Some(record) = self.partial.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            let (key, value): (String, Bytes) = postcard::from_bytes(record)
+                .map_err(|e| SnapshotError::Failed(format!("a kv snapshot record: {e}")))?;
+            data.insert(key, value);
+            at += 4 + len;
+        }
+        self.partial.drain(..at);
+        if chunk.last && !self.partial.is_empty() {
+            let left = self.partial.len();
+            self.partial.clear();
+            return Err(SnapshotError::Failed(format!(
+                "a kv snapshot ends inside a record ({left} bytes left)"
+            )));
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use multiraft_core::{SnapshotMeta, StateMachine};
+    use multiraft_core::{SnapshotError, SnapshotMeta, StateMachine};
 
     use super::*;
 
@@ -301,6 +327,30 @@ mod tests {
         assert_eq!(restored.data.len(), 300);
         assert_eq!(get(&restored, "key-0000"), Some(value));
         assert_eq!(get(&restored, "stale"), None);
+
+        // The node may cut the stream anywhere (`Config::snapshot_chunk_bytes`): records
+        // cut in two are read across chunks; a stream that ends inside a record is refused.
+        let stream: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let recut: Vec<Bytes> = stream.chunks(777).map(Bytes::copy_from_slice).collect();
+        let feed = |m: &mut KvMachine, pieces: &[Bytes]| -> Result<(), SnapshotError> {
+            for (seq, data) in pieces.iter().enumerate() {
+                m.restore(&SnapshotChunk {
+                    meta: meta.clone(),
+                    seq: seq as u32,
+                    data: data.clone(),
+                    last: seq + 1 == pieces.len(),
+                })?;
+            }
+            Ok(())
+        };
+        let mut again = KvMachine::default();
+        feed(&mut again, &recut).unwrap();
+        assert_eq!(again.data, restored.data);
+        let cut_short = &recut[..recut.len() / 2];
+        assert!(matches!(
+            feed(&mut again, cut_short),
+            Err(SnapshotError::Failed(_))
+        ));
 
         let empty: Vec<Bytes> = KvMachine::default()
             .snapshot()

@@ -142,6 +142,15 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
     let mark = options.data_dir.join(CREATED_MARK);
     if !mark.exists() && options.join {
         for g in 1..=options.groups {
+            // Hosted already: joined by an earlier start that stopped midway.
+            if raft
+                .status(GroupId(g))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                continue;
+            }
             let membership = peer_membership(&client, &options.peers, GroupId(g)).await?;
             raft.join_group(GroupId(g), membership)
                 .await

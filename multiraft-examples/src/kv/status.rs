@@ -20,7 +20,7 @@ pub struct StatusBody {
     pub groups_hosted: usize,
     /// Groups not quiesced.
     pub groups_active: usize,
-    /// Proposals and reads in progress.
+    /// Proposals in progress.
     pub pending_proposals: usize,
     /// Reads in progress.
     pub pending_reads: usize,
