@@ -206,7 +206,8 @@ impl NodeMetrics {
         clock: Arc<dyn Clock>,
         batch: WriteBatch,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
-        self.write_size(&batch);
+        self.write_entries.record(batch.entry_count() as f64);
+        self.write_bytes.record(batch.size_bytes() as f64);
         let seconds = self.write_seconds.clone();
         async move {
             let start = clock.now();
@@ -214,17 +215,5 @@ impl NodeMetrics {
             seconds.record(clock.now().saturating_sub(start).as_secs_f64());
             result
         }
-    }
-
-    /// Records the size of one storage write.
-    fn write_size(&self, batch: &WriteBatch) {
-        let (mut entries, mut bytes) = (0usize, 0usize);
-        for g in &batch.groups {
-            entries += g.entries.len();
-            bytes += g.entries.iter().map(|e| e.size_bytes()).sum::<usize>();
-            bytes += g.snapshot.iter().map(|c| c.data.len()).sum::<usize>();
-        }
-        self.write_entries.record(entries as f64);
-        self.write_bytes.record(bytes as f64);
     }
 }

@@ -35,6 +35,15 @@ impl WriteBatch {
         self.groups.iter().map(|g| g.entries.len()).sum()
     }
 
+    /// Approximate bytes of entries and snapshot chunk data across all groups.
+    pub fn size_bytes(&self) -> usize {
+        let group = |g: &GroupWrite| {
+            let entries: usize = g.entries.iter().map(Entry::size_bytes).sum();
+            entries + g.snapshot.iter().map(|c| c.data.len()).sum::<usize>()
+        };
+        self.groups.iter().map(group).sum()
+    }
+
     /// Checks that no group appears twice, as the node layer guarantees. For `Storage`
     /// implementations: run it (and [`GroupWrite::validate`] per group) before changing
     /// anything, so that a batch breaking the contract is refused whole.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use multiraft_examples::kv::client::{ClientError, KvClient};
 use multiraft_examples::kv::cluster::LocalCluster;
+use multiraft_testkit::sim::SimRng;
 use multiraft_testkit::sim::linearizability::{
     KvOp, KvOperation, KvOutcome, KvResult, Linearizability, check_kv,
 };
@@ -28,18 +29,6 @@ const KEYS: u64 = 6;
 const KEY_EPOCH: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A small xorshift: the test's only randomness, seeded and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[derive(Default)]
 struct Counts {
@@ -91,17 +80,17 @@ async fn kill_nine_keeps_the_kv_service_linearizable() {
         let history = Arc::clone(&history);
         let counts = Arc::clone(&counts);
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(seed ^ (c + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = SimRng::new(seed ^ (c + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut seen: std::collections::HashMap<u64, Option<u64>> = Default::default();
             let mut seq = 0;
             while Instant::now() < nemesis_end {
                 let epoch = start.elapsed().as_secs() / KEY_EPOCH.as_secs();
-                let key = epoch * KEYS + rng.next() % KEYS;
-                let client = &clients[(rng.next() % clients.len() as u64) as usize];
+                let key = epoch * KEYS + rng.below(KEYS);
+                let client = &clients[rng.below(clients.len() as u64) as usize];
                 seq += 1;
                 let value = c * 1_000_000_000 + seq;
                 let name = format!("k{key}");
-                let choice = rng.next() % 10;
+                let choice = rng.below(10);
                 let invoked_at = now();
                 let (op, outcome) = if choice < 4 {
                     let r = client.put(&name, &value.to_string()).await;
@@ -168,14 +157,14 @@ async fn kill_nine_keeps_the_kv_service_linearizable() {
     }
 
     // The nemesis: kill -9 a node, restart it a little later, again and again.
-    let mut rng = Rng(seed);
+    let mut rng = SimRng::new(seed);
     let mut kills = 0;
     while Instant::now() + Duration::from_millis(1500) < nemesis_end {
-        tokio::time::sleep(Duration::from_millis(500 + rng.next() % 1000)).await;
-        let victim = 1 + rng.next() % NODES as u64;
+        tokio::time::sleep(Duration::from_millis(rng.range(500, 1499))).await;
+        let victim = rng.range(1, NODES as u64);
         cluster.kill(victim).unwrap();
         kills += 1;
-        tokio::time::sleep(Duration::from_millis(200 + rng.next() % 800)).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(200, 999))).await;
         cluster.start(victim).unwrap();
     }
     for t in tasks {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use multiraft_testkit::cluster::wait_for;
+
 use super::status::StatusBody;
 
 /// Node ids a new cluster's development CA issues certificates for: room for nodes added
@@ -290,16 +292,24 @@ impl LocalCluster {
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + timeout;
-        for n in self.nodes.iter().filter(|n| n.is_running()) {
-            loop {
-                let Err(why) = ready(&client, &n.url(), self.groups).await else {
-                    break;
-                };
-                if Instant::now() > deadline {
-                    return Err(format!("node {} not ready within {timeout:?}: {why}", n.id));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let running: Vec<(u64, String)> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| (n.id, n.url()))
+            .collect();
+        let all_ready = || async {
+            for (_, url) in &running {
+                ready(&client, url, self.groups).await.ok()?;
+            }
+            Some(())
+        };
+        if wait_for(timeout, all_ready).await.is_ok() {
+            return Ok(());
+        }
+        for (id, url) in &running {
+            if let Err(why) = ready(&client, url, self.groups).await {
+                return Err(format!("node {id} not ready within {timeout:?}: {why}"));
             }
         }
         Ok(())

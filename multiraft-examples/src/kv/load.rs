@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use multiraft_testkit::sim::SimRng;
 
 use super::client::{ClientError, KvClient};
 
@@ -95,15 +96,12 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary, String> {
         tasks.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3).expect("3 significant figures is valid");
             let (mut failed, mut indeterminate) = (0u64, 0u64);
-            // A per-client xorshift: the key and the kind of each request.
-            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+            // Per client: the key and the kind of each request.
+            let mut rng = SimRng::new(i as u64 + 1);
             while Instant::now() < deadline {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = format!("key-{}", x % keys);
+                let key = format!("key-{}", rng.below(keys));
                 let begun = Instant::now();
-                let result = if (x >> 32) % 100 < writes {
+                let result = if rng.below(100) < writes {
                     client.put(&key, &value).await.map(drop)
                 } else {
                     client.get(&key).await.map(drop)
