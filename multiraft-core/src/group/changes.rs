@@ -189,7 +189,7 @@ impl Replica {
         let entry = Entry {
             index: self.log.last_index() + 1,
             term: self.term,
-            payload: Payload::Membership(membership),
+            payload: Payload::Membership(Box::new(membership)),
         };
         self.uncommitted_bytes += entry.size_bytes();
         self.log.push(entry.clone());

@@ -52,7 +52,7 @@ impl Replica {
     pub(super) fn appended_configs<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) {
         for e in entries {
             if let Payload::Membership(m) = &e.payload {
-                let m = Arc::new(m.clone());
+                let m = Arc::new((**m).clone());
                 // A copy, not the node's shared value: the node releases that one when no
                 // group's current membership uses it any more.
                 let base = Arc::new((*self.membership).clone());

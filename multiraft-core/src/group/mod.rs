@@ -153,6 +153,45 @@ pub struct ReplicaReady {
 }
 
 impl ReplicaReady {
+    /// Empties every list and option, keeping the lists' memory.
+    pub fn clear(&mut self) {
+        // Destructured, so that a new field cannot be forgotten here.
+        let ReplicaReady {
+            hard_state,
+            entries,
+            send_now,
+            send_after_write,
+            apply,
+            rejected,
+            events,
+            reads,
+            read_failures,
+            snapshot_chunks,
+            log_reset,
+            compact_to,
+            joined,
+            snapshot_wanted,
+            chunk_reads,
+            restore,
+        } = self;
+        *hard_state = None;
+        entries.clear();
+        send_now.clear();
+        send_after_write.clear();
+        apply.clear();
+        rejected.clear();
+        events.clear();
+        reads.clear();
+        read_failures.clear();
+        snapshot_chunks.clear();
+        *log_reset = None;
+        *compact_to = None;
+        *joined = None;
+        snapshot_wanted.clear();
+        chunk_reads.clear();
+        *restore = None;
+    }
+
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
@@ -685,7 +724,7 @@ impl Replica {
                 }
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
-            MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, chunk),
+            MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, *chunk),
             MessageBody::SnapshotAck(ack) => self.handle_snapshot_ack(from, ack),
             MessageBody::Removed { index } => self.handle_removed(from, index),
             MessageBody::Propose { .. }

@@ -213,6 +213,11 @@ impl ProgressMap {
         self.0.iter_mut().find(|(n, _)| n == node).map(|(_, p)| p)
     }
 
+    /// The follower at `position` (in node order), if there are that many.
+    pub(crate) fn node_at(&self, position: usize) -> Option<NodeId> {
+        self.0.get(position).map(|(n, _)| *n)
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = &NodeId> {
         self.0.iter().map(|(n, _)| n)
     }

@@ -5,8 +5,6 @@
 //!
 //! The leader's record of each follower is in `progress.rs`, the log itself in `log.rs`.
 
-use std::sync::Arc;
-
 use crate::entry::{Entry, Payload};
 use crate::ids::NodeId;
 use crate::message::MessageBody;
@@ -212,14 +210,21 @@ impl Replica {
         if self.role != Role::Leader {
             return;
         }
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for to in peers {
+        // By position, not by a collected list of peers: no allocation per ready of
+        // every leader (sending never adds or removes a follower).
+        let mut position = 0;
+        while let Some(to) = self.progress.node_at(position) {
             self.send_appends(to);
+            position += 1;
         }
     }
 
     fn send_appends(&mut self, to: NodeId) {
-        let cfg = Arc::clone(&self.config);
+        let (max_inflight, max_entries, max_bytes) = (
+            self.config.max_inflight_appends,
+            self.config.max_append_entries,
+            self.config.max_append_bytes,
+        );
         loop {
             let Some(pr) = self.progress.get_mut(&to) else {
                 return;
@@ -228,9 +233,7 @@ impl Replica {
             let committed = self.log.committed;
             let behind = pr.next <= last;
             let probe = pr.state == ProgressState::Probe && !pr.probe_sent;
-            if !pr.can_send(cfg.max_inflight_appends)
-                || !(behind || probe || pr.commit_sent < committed)
-            {
+            if !pr.can_send(max_inflight) || !(behind || probe || pr.commit_sent < committed) {
                 return;
             }
             let prev_index = pr.next - 1;
@@ -239,12 +242,7 @@ impl Replica {
                 self.need_snapshot(to);
                 return;
             };
-            let entries = limit(
-                self.log.slice(pr.next, last + 1),
-                cfg.max_append_entries,
-                cfg.max_append_bytes,
-            )
-            .to_vec();
+            let entries = limit(self.log.slice(pr.next, last + 1), max_entries, max_bytes).to_vec();
             let sent_last = prev_index + entries.len() as u64;
             pr.sent(sent_last, !entries.is_empty());
             pr.commit_sent = committed;

@@ -180,7 +180,13 @@ impl Replica {
             if chunk.last {
                 tracing::info!(node = %self.node, group = %self.id, %to, index, chunks = seq + 1, "snapshot sent");
             }
-            self.send_now_msg(to, term, MessageBody::InstallSnapshot { chunk });
+            self.send_now_msg(
+                to,
+                term,
+                MessageBody::InstallSnapshot {
+                    chunk: Box::new(chunk),
+                },
+            );
         }
         let reads = self.request_chunks(to);
         self.out().chunk_reads.extend(reads);

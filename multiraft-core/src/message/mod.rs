@@ -159,7 +159,7 @@ pub enum MessageBody {
     /// log no longer holds (Raft §7; chunked and flow-controlled, docs/design.md §4.6).
     InstallSnapshot {
         /// The chunk, with the snapshot it belongs to.
-        chunk: SnapshotChunk,
+        chunk: Box<SnapshotChunk>,
     },
     /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
     SnapshotAck(SnapshotAck),

@@ -797,7 +797,9 @@ mod snapshot_tests {
                 from: NodeId(1),
                 to: NodeId(2),
                 term: 5,
-                body: MessageBody::InstallSnapshot { chunk },
+                body: MessageBody::InstallSnapshot {
+                    chunk: Box::new(chunk),
+                },
             }],
         }
     }

@@ -14,7 +14,7 @@ use crate::storage::{GroupWrite, WriteBatch};
 
 use super::outbox::Outbox;
 use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
-use super::{Node, Outcome, Resolution};
+use super::{Node, Outcome, Queues, Resolution};
 use crate::error::TransferError;
 use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
@@ -220,7 +220,7 @@ impl Node {
                 continue; // removed since it was queued
             };
             groups += 1;
-            let out = slot.group.ready_in_round(
+            let mut out = slot.group.ready_in_round(
                 round,
                 cfg.max_ready_entries.saturating_sub(entries).max(1),
                 cfg.max_ready_bytes.saturating_sub(bytes).max(1),
@@ -253,46 +253,47 @@ impl Node {
                     }
                 };
                 if out.hard_state.is_some() {
-                    record.hard_state = out.hard_state;
+                    record.hard_state = out.hard_state.take();
                 }
                 if !out.snapshot_chunks.is_empty() {
                     let received = out.snapshot_chunks.iter().map(|c| c.data.len() as u64);
                     self.metrics.snapshot_received.increment(received.sum());
                 }
-                record.snapshot = out.snapshot_chunks;
-                record.log_reset = out.log_reset;
-                record.entries.extend(out.entries);
-                record.compact_to = out.compact_to;
+                record.snapshot = std::mem::take(&mut out.snapshot_chunks);
+                record.log_reset = out.log_reset.take();
+                if record.entries.is_empty() {
+                    // Moved, not copied: the common case, one record per group.
+                    record.entries = std::mem::take(&mut out.entries);
+                } else {
+                    record.entries.append(&mut out.entries);
+                }
+                record.compact_to = out.compact_to.take();
                 if out.joined.is_some() {
-                    record.membership = out.joined;
+                    record.membership = out.joined.take();
                 }
             }
-            for to in out.snapshot_wanted {
+            for to in out.snapshot_wanted.drain(..) {
                 let reads = self.admit_send(id, to);
                 ready.chunk_reads.extend(reads);
             }
             ready
                 .chunk_reads
-                .extend(
-                    out.chunk_reads
-                        .into_iter()
-                        .map(|(to, index, seq)| ChunkRead {
-                            group: id,
-                            to,
-                            index,
-                            seq,
-                        }),
-                );
-            if let Some(meta) = out.restore {
+                .extend(out.chunk_reads.drain(..).map(|(to, index, seq)| ChunkRead {
+                    group: id,
+                    to,
+                    index,
+                    seq,
+                }));
+            if let Some(meta) = out.restore.take() {
                 ready.restores.push(Restore { group: id, meta });
             }
             if !out.apply.is_empty() {
                 self.queue_snapshot(id);
             }
-            for m in out.send_now {
+            for m in out.send_now.drain(..) {
                 outbox.now(id, m);
             }
-            for m in out.send_after_write {
+            for m in out.send_after_write.drain(..) {
                 outbox.after(id, m);
             }
             if !out.apply.is_empty() {
@@ -300,11 +301,11 @@ impl Node {
                 applied += requests.len();
                 ready.apply.push(Apply {
                     group: id,
-                    entries: out.apply,
+                    entries: std::mem::take(&mut out.apply),
                     requests,
                 });
             }
-            for (read, index) in out.reads {
+            for (read, index) in out.reads.drain(..) {
                 let request = RequestId(read);
                 if self.requests.read_served(request) {
                     ready.reads.push(ReadPoint {
@@ -314,16 +315,16 @@ impl Node {
                     });
                 }
             }
-            for (read, error) in out.read_failures {
+            for (read, error) in out.read_failures.drain(..) {
                 self.requests.read_failed(RequestId(read), error);
             }
-            for (pid, error) in out.rejected {
+            for (pid, error) in out.rejected.drain(..) {
                 if pid.node == self.id {
                     self.requests.rejected(RequestId(pid.seq), error);
                 }
             }
             let mut membership_changed = false;
-            for e in out.events {
+            for e in out.events.drain(..) {
                 match e {
                     GroupEvent::MembershipChanged { membership } => {
                         membership_changed = true;
@@ -367,6 +368,9 @@ impl Node {
             }
             if membership_changed {
                 self.rehost(id);
+            }
+            if let Some(slot) = self.groups.get_mut(&id) {
+                slot.group.recycle(out);
             }
         }
         if !leadership_changed.is_empty() {
@@ -478,11 +482,16 @@ impl Node {
             self.id
         );
         let Some(out) = out else { return };
+        let mut queues = Queues {
+            active: &mut self.active,
+            dirty: &mut self.dirty,
+            since_sends: &mut self.since_sends,
+        };
         for (id, index, term) in out.persisted {
             if let Some(slot) = self.groups.get_mut(&id) {
                 slot.group.on_persisted(index, term);
                 if slot.group.has_ready() {
-                    self.mark(id);
+                    queues.mark(id, slot);
                 }
             }
         }

@@ -1,29 +1,43 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. The figure is the
 //! number of proposals that completed per second over the measured window, after a warm-up.
-//! Latency percentiles come from an HdrHistogram (3 significant figures). `--help` lists the
+//! Latency percentiles come from an HdrHistogram (3 significant figures). Each line also
+//! gives the CPU time of the whole process per proposal and the elections during the
+//! measured window (term changes of every group, as node 1 sees them). `--help` lists the
 //! flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
 //! its call.
+//!
+//! With `--rate N` the load is open loop instead: proposals are offered at N per second
+//! whatever the cluster answers, spread over the groups in turn, and each latency counts
+//! from when its proposal was due (so a stall shows in the latency, not in a lower offered
+//! rate). At most [`MAX_OPEN_LOOP_IN_FLIGHT`] are outstanding; proposals due beyond that
+//! are shed and counted as errors.
 //!
 //! With `--reads`, the same cluster then runs two more phases of the same length with the
 //! same clients reading instead (`MultiRaft::read` at the leader): ReadIndex, then Lease;
 //! each phase prints its rate, and a last line the read rates as multiples of the write
 //! rate of the same run.
+//!
+//! With `--matrix`, one command gives the whole benchmark matrix: groups ∈ {1, 48, 1,000,
+//! 4,096, 16,384} × clients ∈ {64, 4,096}, each point on a fresh cluster, then the
+//! open-loop latency at half of the 1,000-group, 4,096-client rate; it ends with the table
+//! in Markdown.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hdrhistogram::Histogram;
 use multiraft_core::{Bytes, Config, GroupId, NodeId, ReadPolicy};
 use multiraft_examples::ClusterNode;
-use multiraft_examples::measure::{histogram, process_cpu_secs};
+use multiraft_examples::measure::{histogram, load_average, process_cpu_secs};
 use multiraft_examples::{create_groups, start_mem_cluster};
 
 /// Throughput and latency of committed proposals: 3 nodes in one process on in-memory
@@ -50,6 +64,14 @@ struct Args {
     /// figures count proposals
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Open loop: offer this many proposals per second instead of running closed-loop
+    /// clients
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Run the whole matrix (groups 1, 48, 1000, 4096, 16384 × clients 64, 4096, then
+    /// open loop at half the 1000-group rate) and print it as a table
+    #[arg(long)]
+    matrix: bool,
 }
 
 /// What the clients of one phase do.
@@ -57,7 +79,47 @@ struct Args {
 enum Work {
     Write,
     Read(ReadPolicy),
+    /// Proposals offered at this many per second, whatever the answers.
+    OpenLoop(u64),
 }
+
+/// The figures of one measured phase.
+#[derive(Clone, Debug)]
+struct Figures {
+    groups: u64,
+    clients: u64,
+    work: Work,
+    /// Operations completed per second.
+    rate: f64,
+    /// Latency percentiles in microseconds: p50, p99, p99.9.
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    /// Process CPU time per completed operation, in microseconds.
+    cpu_us: Option<f64>,
+    errors: u64,
+    elections: u64,
+}
+
+impl Figures {
+    fn what(&self) -> String {
+        match self.work {
+            Work::Write => "committed proposals/s".into(),
+            Work::Read(policy) => format!("{policy:?} reads/s"),
+            Work::OpenLoop(offered) => {
+                format!("committed proposals/s (open loop, {offered}/s offered)")
+            }
+        }
+    }
+}
+
+/// Matrix points: groups × closed-loop clients.
+const MATRIX_GROUPS: [u64; 5] = [1, 48, 1_000, 4_096, 16_384];
+const MATRIX_CLIENTS: [u64; 2] = [64, 4_096];
+
+/// Open loop: proposals outstanding at most. Bounds the bench's own memory when the
+/// offered rate is beyond what the cluster can take; what is due beyond it is shed.
+const MAX_OPEN_LOOP_IN_FLIGHT: u64 = 65_536;
 
 fn parse_args() -> Args {
     let mut a = Args::parse();
@@ -71,24 +133,42 @@ fn parse_args() -> Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     multiraft_examples::init_logging();
-    if let Err(e) = run().await {
+    let args = parse_args();
+    let result = if args.matrix {
+        matrix(&args).await
+    } else {
+        run(&args).await
+    };
+    if let Err(e) = result {
         eprintln!("bench failed: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run() -> Result<(), String> {
-    let args = parse_args();
+/// A cluster of three nodes with `groups` groups, each with a leader; returns the nodes
+/// and each group's leader.
+async fn cluster(groups: u64) -> Result<(Vec<ClusterNode>, Vec<NodeId>), String> {
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(10);
     config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
     let cluster = start_mem_cluster(3, &config)
         .await
         .map_err(|e| e.to_string())?;
-    let leaders = create_groups(&cluster, args.groups, Duration::from_secs(60)).await?;
+    let leaders = create_groups(&cluster, groups, Duration::from_secs(120)).await?;
+    Ok((cluster, leaders))
+}
 
+async fn shutdown(cluster: Vec<ClusterNode>) -> Result<(), String> {
+    for n in &cluster {
+        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let (cluster, leaders) = cluster(args.groups).await?;
     let mut rates = Vec::new();
-    let mut phases = vec![Work::Write];
+    let mut phases = vec![args.rate.map_or(Work::Write, Work::OpenLoop)];
     if args.reads {
         phases.extend([
             Work::Read(ReadPolicy::ReadIndex),
@@ -96,7 +176,9 @@ async fn run() -> Result<(), String> {
         ]);
     }
     for work in phases {
-        rates.push(phase(&args, &cluster, &leaders, work).await?);
+        let f = phase(args, &cluster, &leaders, work).await?;
+        print_line(args, &f);
+        rates.push(f.rate);
     }
     if let [writes, read_index, lease] = rates[..] {
         println!(
@@ -105,73 +187,197 @@ async fn run() -> Result<(), String> {
             lease / writes
         );
     }
-    for n in &cluster {
-        n.handle.shutdown().await.map_err(|e| e.to_string())?;
+    shutdown(cluster).await
+}
+
+fn print_line(args: &Args, f: &Figures) {
+    println!(
+        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}",
+        f.groups,
+        f.clients,
+        args.bytes,
+        args.secs,
+        f.rate,
+        f.what(),
+        f.p50,
+        f.p99,
+        f.p999,
+        f.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}")),
+        f.errors,
+        f.elections
+    );
+}
+
+/// Every point of the matrix on a fresh cluster, then the open-loop latency at half the
+/// 1,000-group, 4,096-client rate; prints each line as it comes and the table at the end.
+async fn matrix(args: &Args) -> Result<(), String> {
+    println!(
+        "bench --matrix: secs={} bytes={} load average {} at start",
+        args.secs,
+        args.bytes,
+        load_average()
+    );
+    let mut rows = Vec::new();
+    for groups in MATRIX_GROUPS {
+        let (cluster, leaders) = cluster(groups).await?;
+        for clients in MATRIX_CLIENTS {
+            let point = Args {
+                groups,
+                clients,
+                rate: None,
+                matrix: false,
+                reads: false,
+                ..*args
+            };
+            let f = phase(&point, &cluster, &leaders, Work::Write).await?;
+            print_line(args, &f);
+            rows.push(f);
+        }
+        shutdown(cluster).await?;
     }
+    let max = rows
+        .iter()
+        .find(|f| f.groups == 1_000 && f.clients == 4_096)
+        .map_or(0.0, |f| f.rate);
+    let offered = ((max / 2.0) as u64).max(1);
+    let (cluster, leaders) = cluster(1_000).await?;
+    let point = Args {
+        groups: 1_000,
+        rate: Some(offered),
+        matrix: false,
+        reads: false,
+        ..*args
+    };
+    let f = phase(&point, &cluster, &leaders, Work::OpenLoop(offered)).await?;
+    print_line(args, &f);
+    rows.push(f);
+    shutdown(cluster).await?;
+
+    println!();
+    println!(
+        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | elections |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for f in &rows {
+        let clients = match f.work {
+            Work::OpenLoop(offered) => format!("open loop {offered}/s"),
+            _ => f.clients.to_string(),
+        };
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            f.groups,
+            clients,
+            f.rate,
+            f.p50,
+            f.p99,
+            f.p999,
+            f.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}")),
+            f.errors,
+            f.elections
+        );
+    }
+    let at = |g: u64| {
+        rows.iter()
+            .find(|f| f.groups == g && f.clients == 4_096 && matches!(f.work, Work::Write))
+            .map_or(0.0, |f| f.rate)
+    };
+    println!(
+        "\nflatness (4,096 clients): 4,096 groups at {:.1} % of the 48-group rate; 1,000 groups at {:.1} %",
+        100.0 * at(4_096) / at(48).max(1.0),
+        100.0 * at(1_000) / at(48).max(1.0)
+    );
     Ok(())
 }
 
-/// Runs one measured phase of `work` with every client; prints its line and returns the
-/// rate of completed operations per second.
+/// The sum over groups of node 1's view of each group's term: it grows by one for every
+/// election that reaches node 1.
+async fn term_sum(cluster: &[ClusterNode], groups: u64) -> Result<u64, String> {
+    let mut sum = 0;
+    for g in 1..=groups {
+        let status = cluster[0].handle.status(GroupId(g)).await;
+        let status = status.map_err(|e| e.to_string())?;
+        sum += status.map_or(0, |s| s.term);
+    }
+    Ok(sum)
+}
+
+/// Runs one measured phase of `work` with every client; returns its figures.
 async fn phase(
     args: &Args,
     cluster: &[ClusterNode],
     leaders: &[NodeId],
     work: Work,
-) -> Result<f64, String> {
+) -> Result<Figures, String> {
     let running = Arc::new(AtomicBool::new(true));
     let measuring = Arc::new(AtomicBool::new(false));
     // Latencies go into one histogram, each client flushing its own buffer of
     // `FLUSH_LATENCIES`: memory stays bounded however long the run (a vector of every
     // latency grew by half a gigabyte in ten minutes, and showed as the node's).
-    let shared = Arc::new(std::sync::Mutex::new(histogram(std::iter::empty())));
+    let shared = Arc::new(Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let g = c % args.groups;
-        let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
-        let (running, measuring, shared) = (running.clone(), measuring.clone(), shared.clone());
-        // One payload per client: a single shared one would make every proposal bounce one
-        // reference count between the cores, which measures the benchmark, not the library.
-        let payload = multiraft_core::Bytes::from(vec![7u8; args.bytes]);
-        let batch = args.batch;
-        tasks.push(tokio::spawn(async move {
-            let mut latencies_us: Vec<u32> = Vec::new();
-            let mut errors = 0u64;
-            while running.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let group = GroupId(g + 1);
-                // How many operations of this round succeeded, and how many failed.
-                let (ok, failed) = match work {
-                    Work::Write if batch > 1 => {
-                        let commands = vec![payload.clone(); batch];
-                        let results = node.propose_many(group, commands).await;
-                        let ok = results.iter().filter(|r| r.is_ok()).count();
-                        (ok, results.len() - ok)
+    let open_errors = Arc::new(AtomicU64::new(0));
+    if let Work::OpenLoop(offered) = work {
+        let generator = open_loop(
+            offered,
+            cluster,
+            leaders,
+            args.bytes,
+            (&running, &measuring),
+            (&shared, &open_errors),
+        );
+        tasks.push(tokio::spawn(generator));
+    } else {
+        for c in 0..args.clients {
+            let g = c % args.groups;
+            let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
+            let (running, measuring, shared) = (running.clone(), measuring.clone(), shared.clone());
+            // One payload per client: a single shared one would make every proposal bounce
+            // one reference count between the cores, which measures the benchmark, not the
+            // library.
+            let payload = Bytes::from(vec![7u8; args.bytes]);
+            let batch = args.batch;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies_us: Vec<u32> = Vec::new();
+                let mut errors = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let group = GroupId(g + 1);
+                    // How many operations of this round succeeded, and how many failed.
+                    let (ok, failed) = match work {
+                        Work::Write if batch > 1 => {
+                            let commands = vec![payload.clone(); batch];
+                            let results = node.propose_many(group, commands).await;
+                            let ok = results.iter().filter(|r| r.is_ok()).count();
+                            (ok, results.len() - ok)
+                        }
+                        Work::Write | Work::OpenLoop(_) => {
+                            match node.propose(group, payload.clone()).await {
+                                Ok(_) => (1, 0),
+                                Err(_) => (0, 1),
+                            }
+                        }
+                        Work::Read(policy) => match node.read(group, policy, Bytes::new()).await {
+                            Ok(_) => (1, 0),
+                            Err(_) => (0, 1),
+                        },
+                    };
+                    if measuring.load(Ordering::Relaxed) {
+                        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                        latencies_us.extend(std::iter::repeat_n(us, ok));
+                        errors += failed as u64;
                     }
-                    Work::Write => match node.propose(group, payload.clone()).await {
-                        Ok(_) => (1, 0),
-                        Err(_) => (0, 1),
-                    },
-                    Work::Read(policy) => match node.read(group, policy, Bytes::new()).await {
-                        Ok(_) => (1, 0),
-                        Err(_) => (0, 1),
-                    },
-                };
-                if measuring.load(Ordering::Relaxed) {
-                    let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                    latencies_us.extend(std::iter::repeat_n(us, ok));
-                    errors += failed as u64;
+                    if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
+                        flush(&shared, &mut latencies_us);
+                    }
                 }
-                if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
-                    flush(&shared, &mut latencies_us);
-                }
-            }
-            flush(&shared, &mut latencies_us);
-            errors
-        }));
+                flush(&shared, &mut latencies_us);
+                errors
+            }));
+        }
     }
     let warmup = Duration::from_secs(2);
     tokio::time::sleep(warmup).await;
+    let terms0 = term_sum(cluster, args.groups).await?;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     let cpu0 = process_cpu_secs();
@@ -179,41 +385,105 @@ async fn phase(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = process_cpu_secs().zip(cpu0).map(|(b, a)| b - a);
+    let terms1 = term_sum(cluster, args.groups).await?;
     running.store(false, Ordering::Relaxed);
 
     let mut errors = 0;
     for t in tasks {
         errors += t.await.map_err(|e| e.to_string())?;
     }
+    errors += open_errors.load(Ordering::Relaxed);
     let all = shared.lock().map_err(|e| e.to_string())?.clone();
-    let pct = |q: f64| all.value_at_quantile(q);
-    let cpu_us = cpu.map_or("n/a".to_string(), |c| {
-        format!("{:.2}", c * 1e6 / all.len().max(1) as f64)
-    });
-    let what = match work {
-        Work::Write => "committed proposals/s".to_string(),
-        Work::Read(policy) => format!("{policy:?} reads/s"),
-    };
-    println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={:.1}: {:.0} {what}, latency p50 {} us, p99 {} us, cpu {} us/op, errors {}",
-        args.groups,
-        args.clients,
-        args.bytes,
-        elapsed,
-        all.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        cpu_us,
-        errors
-    );
-    Ok(all.len() as f64 / elapsed)
+    Ok(Figures {
+        groups: args.groups,
+        clients: args.clients,
+        work,
+        rate: all.len() as f64 / elapsed,
+        p50: all.value_at_quantile(0.50),
+        p99: all.value_at_quantile(0.99),
+        p999: all.value_at_quantile(0.999),
+        cpu_us: cpu.map(|c| c * 1e6 / all.len().max(1) as f64),
+        errors,
+        elections: terms1.saturating_sub(terms0),
+    })
+}
+
+/// The open-loop generator: every millisecond, issues the proposals that have fallen due
+/// at `offered` per second, each in its own task, round robin over the groups; latencies
+/// count from when each was due. Returns 0 (its errors go to `errors`).
+fn open_loop(
+    offered: u64,
+    cluster: &[ClusterNode],
+    leaders: &[NodeId],
+    bytes: usize,
+    (running, measuring): (&Arc<AtomicBool>, &Arc<AtomicBool>),
+    (shared, errors): (&Arc<Mutex<Histogram<u64>>>, &Arc<AtomicU64>),
+) -> impl std::future::Future<Output = u64> + Send + 'static {
+    let handles: Vec<_> = leaders
+        .iter()
+        .map(|l| cluster[l.0 as usize - 1].handle.clone())
+        .collect();
+    let (running, measuring) = (running.clone(), measuring.clone());
+    let (shared, errors) = (shared.clone(), errors.clone());
+    let payload = Bytes::from(vec![7u8; bytes]);
+    async move {
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut issued = 0u64;
+        let mut next_group = 0usize;
+        let mut interval = tokio::time::interval(Duration::from_millis(1));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while running.load(Ordering::Relaxed) {
+            interval.tick().await;
+            let due_total = (start.elapsed().as_secs_f64() * offered as f64) as u64;
+            while issued < due_total {
+                // When this one was due: its latency counts from then.
+                let due = start + Duration::from_secs_f64(issued as f64 / offered as f64);
+                issued += 1;
+                let measured = measuring.load(Ordering::Relaxed);
+                if in_flight.load(Ordering::Relaxed) >= MAX_OPEN_LOOP_IN_FLIGHT {
+                    if measured {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                let group = GroupId(next_group as u64 + 1);
+                let node = handles[next_group].clone();
+                next_group = (next_group + 1) % handles.len();
+                let (payload, shared, errors) = (payload.clone(), shared.clone(), errors.clone());
+                let in_flight = in_flight.clone();
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let result = node.propose(group, payload).await;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                    if !measured {
+                        return;
+                    }
+                    match result {
+                        Ok(_) => {
+                            let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            if let Ok(mut h) = shared.lock()
+                                && h.record(us).is_err()
+                            {
+                                h.saturating_record(us);
+                            }
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        }
+        0
+    }
 }
 
 /// Latencies a client keeps before adding them to the shared histogram.
 const FLUSH_LATENCIES: usize = 1024;
 
 /// Adds `buffer` to the shared histogram and empties it.
-fn flush(shared: &std::sync::Mutex<hdrhistogram::Histogram<u64>>, buffer: &mut Vec<u32>) {
+fn flush(shared: &Mutex<Histogram<u64>>, buffer: &mut Vec<u32>) {
     if buffer.is_empty() {
         return;
     }

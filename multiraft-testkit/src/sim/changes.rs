@@ -285,7 +285,7 @@ impl<A: SimApp> Simulation<A> {
                 self.report.joint_left += 1;
             }
             *counted = e.index;
-            *previous = m.clone();
+            *previous = (**m).clone();
         }
     }
 

@@ -15,12 +15,12 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
 
 fn chunk(index: u64, term: u64, seq: u32, last: bool) -> MessageBody {
     MessageBody::InstallSnapshot {
-        chunk: SnapshotChunk {
+        chunk: Box::new(SnapshotChunk {
             meta: meta(index, term),
             seq,
             data: Bytes::from(vec![seq as u8; 4]),
             last,
-        },
+        }),
     }
 }
 

@@ -687,7 +687,7 @@ fn peers_follow_the_membership_in_force() {
     let conf = |index: u64, m: Membership| Entry {
         index,
         term: 1,
-        payload: Payload::Membership(m),
+        payload: Payload::Membership(Box::new(m)),
     };
     let with_4 = voters().with_learners([4]);
     let without_3 = Membership::voters([1, 2]).with_learners([4]);
