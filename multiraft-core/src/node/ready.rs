@@ -199,7 +199,12 @@ impl Node {
             .map(|(i, w)| (w.group, i))
             .collect();
         ready.events = std::mem::take(&mut self.events);
-        let mut persisted = Vec::new();
+        // Sized once for the groups queued (each gives at most one of each), rather than
+        // grown by doubling every ready.
+        let queued = self.dirty.len().min(self.config.max_ready_groups);
+        let mut persisted = Vec::with_capacity(queued);
+        ready.write.groups.reserve(queued);
+        ready.apply.reserve(queued);
         let mut leadership_changed: HashMap<GroupId, Option<(u64, Option<NodeId>)>> =
             HashMap::new();
         let mut outbox = self.outbox();
