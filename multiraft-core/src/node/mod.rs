@@ -382,21 +382,13 @@ impl Node {
 
     fn step_group(&mut self, msg: Message) {
         let id = msg.group;
-        match self.groups.get_mut(&id) {
-            Some(slot) => {
-                slot.group.step(msg);
-                Queues {
-                    active: &mut self.active,
-                    dirty: &mut self.dirty,
-                    since_sends: &mut self.since_sends,
-                }
-                .touched(id, slot);
-            }
-            None => {
-                self.stats.dropped_unknown_group += 1;
-                self.metrics.dropped_unknown_group.increment(1);
-            }
+        let (groups, mut queues) = self.groups_and_queues();
+        if let Some(slot) = groups.get_mut(&id) {
+            slot.group.step(msg);
+            return queues.touched(id, slot);
         }
+        self.stats.dropped_unknown_group += 1;
+        self.metrics.dropped_unknown_group.increment(1);
     }
 
     /// Starts an election for `group` now (see [`Replica::campaign`]).
@@ -477,12 +469,13 @@ impl Node {
         };
         match slot.group.propose(id, data) {
             Ok(()) => {
-                Queues {
+                // The slot is at hand: no second lookup (`touched` would make one).
+                let mut queues = Queues {
                     active: &mut self.active,
                     dirty: &mut self.dirty,
                     since_sends: &mut self.since_sends,
-                }
-                .touched(group, slot);
+                };
+                queues.touched(group, slot);
                 Ok(request)
             }
             Err(e) => {
@@ -591,25 +584,27 @@ impl Node {
     /// A group received input: queue it for the next ready, and keep ticking it unless it
     /// is quiesced.
     fn touched(&mut self, id: GroupId) {
-        if let Some(slot) = self.groups.get_mut(&id) {
-            Queues {
-                active: &mut self.active,
-                dirty: &mut self.dirty,
-                since_sends: &mut self.since_sends,
-            }
-            .touched(id, slot);
+        let (groups, mut queues) = self.groups_and_queues();
+        if let Some(slot) = groups.get_mut(&id) {
+            queues.touched(id, slot);
         }
     }
 
     fn mark(&mut self, id: GroupId) {
-        if let Some(slot) = self.groups.get_mut(&id) {
-            Queues {
-                active: &mut self.active,
-                dirty: &mut self.dirty,
-                since_sends: &mut self.since_sends,
-            }
-            .mark(id, slot);
+        let (groups, mut queues) = self.groups_and_queues();
+        if let Some(slot) = groups.get_mut(&id) {
+            queues.mark(id, slot);
         }
+    }
+
+    /// The map of groups and the queues, borrowed apart.
+    fn groups_and_queues(&mut self) -> (&mut FxHashMap<GroupId, Box<Slot>>, Queues<'_>) {
+        let queues = Queues {
+            active: &mut self.active,
+            dirty: &mut self.dirty,
+            since_sends: &mut self.since_sends,
+        };
+        (&mut self.groups, queues)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::storage::{GroupWrite, WriteBatch};
 
 use super::outbox::Outbox;
 use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
-use super::{Node, Outcome, Queues, Resolution};
+use super::{Node, Outcome, Resolution};
 use crate::error::TransferError;
 use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
@@ -487,13 +487,9 @@ impl Node {
             self.id
         );
         let Some(out) = out else { return };
-        let mut queues = Queues {
-            active: &mut self.active,
-            dirty: &mut self.dirty,
-            since_sends: &mut self.since_sends,
-        };
+        let (groups, mut queues) = self.groups_and_queues();
         for (id, index, term) in out.persisted {
-            if let Some(slot) = self.groups.get_mut(&id) {
+            if let Some(slot) = groups.get_mut(&id) {
                 slot.group.on_persisted(index, term);
                 if slot.group.has_ready() {
                     queues.mark(id, slot);
@@ -501,10 +497,10 @@ impl Node {
             }
         }
         for (id, meta) in out.built {
-            if let Some(slot) = self.groups.get_mut(&id) {
+            if let Some(slot) = groups.get_mut(&id) {
                 slot.group.snapshot_stored(meta);
                 if slot.group.has_ready() {
-                    self.mark(id);
+                    queues.mark(id, slot);
                 }
             }
         }
