@@ -102,6 +102,11 @@ struct Figures {
 }
 
 impl Figures {
+    /// CPU µs per operation, as printed.
+    fn cpu(&self) -> String {
+        self.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}"))
+    }
+
     fn what(&self) -> String {
         match self.work {
             Work::Write => "committed proposals/s".into(),
@@ -202,7 +207,7 @@ fn print_line(args: &Args, f: &Figures) {
         f.p50,
         f.p99,
         f.p999,
-        f.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}")),
+        f.cpu(),
         f.errors,
         f.elections
     );
@@ -271,7 +276,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
             f.p50,
             f.p99,
             f.p999,
-            f.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}")),
+            f.cpu(),
             f.errors,
             f.elections
         );
