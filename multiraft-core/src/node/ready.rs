@@ -496,13 +496,21 @@ impl Node {
                 }
             }
         }
+        let mut stored = Vec::with_capacity(out.built.len());
         for (id, meta) in out.built {
             if let Some(slot) = groups.get_mut(&id) {
                 slot.group.snapshot_stored(meta);
                 if slot.group.has_ready() {
                     queues.mark(id, slot);
                 }
+                stored.push(id);
             }
+        }
+        // A group that applied another `snapshot_entries` while this snapshot was built was
+        // not queued then (one build per group at a time), and may apply nothing more: queue
+        // it now, or a restart would re-apply up to twice `snapshot_entries`.
+        for id in stored {
+            self.queue_snapshot(id);
         }
     }
 
