@@ -1,6 +1,7 @@
 //! Runnable multiraft programs: the `demo` cluster and the benchmarks. This library holds
 //! what they share: an in-process cluster on the testkit's in-memory parts, two small state
-//! machines and process measurements. The programs parse their flags with `clap` (each
+//! machines, one whose large state is generated rather than held ([`bulk`]) and process
+//! measurements. The programs parse their flags with `clap` (each
 //! answers `--help`), sum up latencies with `hdrhistogram` and keep their files in
 //! `tempfile` directories.
 
@@ -14,6 +15,7 @@ use multiraft_core::{
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
+pub mod bulk;
 pub mod kv;
 pub mod measure;
 

@@ -24,6 +24,28 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes: since
+/// it started, or since the last [`reset_peak_rss`].
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident set size ([`peak_rss_bytes`]) to the current one, so the next
+/// reading is the peak of what follows (Linux 4.0 and later: `5` to
+/// `/proc/self/clear_refs`).
+pub fn reset_peak_rss() -> std::io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
+}
+
 /// The 1-minute load average, to report how busy the machine was ("n/a" if unknown).
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -93,7 +115,13 @@ mod tests {
     #[test]
     fn proc_readings_are_present_and_sane_on_linux() {
         if cfg!(target_os = "linux") {
-            assert!(rss_bytes().is_some_and(|b| b > 0));
+            let rss = rss_bytes().unwrap();
+            assert!(rss > 0);
+            let peak = peak_rss_bytes().unwrap();
+            assert!(peak >= rss, "peak {peak} below an earlier RSS {rss}");
+            if reset_peak_rss().is_ok() {
+                assert!(peak_rss_bytes().unwrap() <= peak);
+            }
             assert!(process_cpu_secs().is_some_and(|s| s >= 0.0));
             assert_ne!(load_average(), "n/a");
         }

@@ -98,6 +98,8 @@ fn cluster_bench_help() {
             "--mode",
             "--dir",
             "--child",
+            "--snapshot-mib",
+            "--redb-cache-mib",
         ],
     );
 }
@@ -175,5 +177,23 @@ fn unknown_flags_are_refused() {
             .output()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(out.status.code(), Some(2), "{name}");
+    }
+}
+
+/// Out-of-range or conflicting snapshot-run flags are usage errors (status 2), not runs.
+#[test]
+fn cluster_bench_refuses_bad_snapshot_flags() {
+    for bad in [
+        &["--snapshot-mib", "64", "--mode", "mem"][..],
+        &["--snapshot-mib", "64", "--mode", "quic"][..],
+        &["--snapshot-mib", "2000000"][..],
+        &["--snapshot-mib", "-1"][..],
+        &["--redb-cache-mib", "0"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cluster_bench"))
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }

@@ -19,6 +19,16 @@ pub const DEFAULT_DATA_LANES: usize = 4;
 /// peer that falls further behind loses the newest batches (Raft retransmits).
 pub const DEFAULT_LANE_QUEUE_BATCHES: usize = 256;
 
+/// Default [`TransportLimits::snapshot_queue_batches`]: 32 batches of snapshot chunks per
+/// peer. The core keeps at most `max_snapshot_sends` × `snapshot_window_chunks` chunks
+/// unacknowledged (8 × 4 = 32 with its defaults), so with default core limits every chunk
+/// the node may have in flight toward one peer fits even one per batch, and the lane drops
+/// only when the peer stops reading; a dropped chunk costs its transfer an election timeout
+/// before it resumes. A lane batch is at most half a frame (2 MiB by default), so the queue
+/// holds at most 64 MiB, and in practice what the core's windows let out (32 MiB with
+/// 1 MiB chunks).
+pub const DEFAULT_SNAPSHOT_QUEUE_BATCHES: usize = 32;
+
 /// Default [`TransportLimits::write_coalesce_bytes`]: 64 KiB, a few dozen QUIC packets
 /// gathered into one stream write.
 pub const DEFAULT_WRITE_COALESCE_BYTES: usize = 64 << 10;
@@ -39,15 +49,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// (quinn's default is unbounded), enough for loopback and LAN bandwidth-delay products.
 pub const DEFAULT_CONNECTION_RECEIVE_WINDOW: u32 = 16 << 20;
 
-/// Default [`TransportLimits::stream_receive_window`]: 4 MiB per lane, so one lane can
-/// fill at most a quarter of the connection window.
+/// Default [`TransportLimits::stream_receive_window`]: 4 MiB per lane, so one lane (the
+/// snapshot lane in particular) can fill at most a quarter of the connection window.
 pub const DEFAULT_STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 
 /// Default [`TransportLimits::send_window`]: 16 MiB of unacknowledged data per connection.
 pub const DEFAULT_SEND_WINDOW: u64 = 16 << 20;
 
-/// Default [`TransportLimits::max_concurrent_uni_streams`]: 8, the 5 default lanes plus
-/// room for a lane reopened while its old stream is still being retired. A peer opening
+/// Default [`TransportLimits::max_concurrent_uni_streams`]: 8, the 6 default lanes (control,
+/// snapshot and 4 data lanes) plus room for lanes reopened while their old streams are
+/// still being retired. A peer opening
 /// streams as fast as it can is held to this by QUIC flow control.
 pub const DEFAULT_MAX_CONCURRENT_UNI_STREAMS: u32 = 8;
 
@@ -71,12 +82,15 @@ pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct TransportLimits {
     /// Frame limits enforced on every inbound frame (and respected outbound).
     pub frame: FrameLimits,
-    /// Data lanes (unidirectional streams) per connection, chosen by group; one more lane
-    /// carries control traffic.
+    /// Data lanes (unidirectional streams) per connection, chosen by group; two more lanes
+    /// carry control traffic and snapshot chunks.
     pub data_lanes: usize,
-    /// Batches queued per lane per peer before [`send`](multiraft_core::Transport::send)
-    /// drops new ones.
+    /// Batches queued per control or data lane per peer before
+    /// [`send`](multiraft_core::Transport::send) drops new ones.
     pub lane_queue_batches: usize,
+    /// Batches queued on the snapshot lane per peer before
+    /// [`send`](multiraft_core::Transport::send) drops new ones.
+    pub snapshot_queue_batches: usize,
     /// Bytes of frames gathered into one stream write.
     pub write_coalesce_bytes: usize,
     /// QUIC idle timeout.
@@ -91,7 +105,8 @@ pub struct TransportLimits {
     pub stream_receive_window: u32,
     /// QUIC send window, bytes.
     pub send_window: u64,
-    /// Unidirectional streams a peer may have open at once. Must exceed `data_lanes`.
+    /// Unidirectional streams a peer may have open at once. Must exceed `data_lanes + 1`
+    /// (every lane open at once: the data lanes, the control lane and the snapshot lane).
     pub max_concurrent_uni_streams: u32,
     /// Concurrent inbound handshakes.
     pub max_incoming_handshakes: usize,
@@ -109,6 +124,7 @@ impl Default for TransportLimits {
             frame: FrameLimits::default(),
             data_lanes: DEFAULT_DATA_LANES,
             lane_queue_batches: DEFAULT_LANE_QUEUE_BATCHES,
+            snapshot_queue_batches: DEFAULT_SNAPSHOT_QUEUE_BATCHES,
             write_coalesce_bytes: DEFAULT_WRITE_COALESCE_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,

@@ -3,9 +3,11 @@
 //!
 //! - **One connection per peer node**, the lower node id dials; redial with capped
 //!   exponential backoff and jitter.
-//! - **Lanes**: a few long-lived unidirectional streams per connection, one for control
-//!   traffic (votes, heartbeats, responses) at a higher priority and the rest chosen by
-//!   group, each with its own bounded queue, so heartbeats never wait behind bulk data.
+//! - **Lanes**: a few long-lived unidirectional streams per connection, each with its own
+//!   bounded queue: one for control traffic (votes, heartbeats, responses) at a higher
+//!   priority, data lanes for appends chosen by group, and one for snapshot chunks at the
+//!   lowest priority, so heartbeats never wait behind bulk data and appends never wait
+//!   behind a snapshot transfer.
 //! - **Frames** ([`frame`]): versioned, length-prefixed postcard [`MessageBatch`]es, length
 //!   checked before allocating, trailing bytes rejected, contents validated.
 //! - **Mutual TLS** ([`tls`]): a cluster CA, TLS 1.3 only, ALPN `multiraft/1`, no 0-RTT;
@@ -47,8 +49,13 @@
 //! - *Stateless reset keys* are derived from the node's private key, so a node restarted
 //!   after a crash is noticed by its peers at their next packet instead of their idle timeout.
 //! - *Reordering across lanes.* Messages of one group on different lanes (an append and its
-//!   commit-only heartbeat) can overtake each other. Raft tolerates reordering; messages of
-//!   one group on one lane keep their order.
+//!   commit-only heartbeat, a snapshot chunk and a heartbeat) can overtake each other. Raft
+//!   tolerates reordering; messages of one group on one lane keep their order, so a
+//!   transfer's chunks arrive in order.
+//! - *One snapshot lane per connection.* Transfers to the same peer share it in turn
+//!   rather than each opening a stream: the core already bounds them
+//!   (`max_snapshot_sends`, `snapshot_window_chunks`), and at the lowest priority a second
+//!   stream would only compete with the first for what the other lanes leave.
 
 pub mod config;
 #[cfg(feature = "dev-certs")]
@@ -61,7 +68,7 @@ mod transport;
 pub use config::{QuicConfig, TransportLimits};
 pub use transport::{
     BindError, CLOSE_IDENTITY, CLOSE_PROTOCOL, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER,
-    CLOSE_WRONG_SENDER, CONTROL_LANE, QuicTransport, TransportStats,
+    CLOSE_WRONG_SENDER, CONTROL_LANE, QuicTransport, SNAPSHOT_LANE, TransportStats,
 };
 
 #[doc(no_inline)]

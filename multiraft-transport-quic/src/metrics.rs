@@ -10,6 +10,7 @@
 //! | [`BYTES_SENT_TOTAL`] | counter | `node`, `peer` | bytes written to streams |
 //! | [`BYTES_RECEIVED_TOTAL`] | counter | `node`, `peer` | bytes of valid frames received |
 //! | [`DROPPED_TOTAL`] | counter | `node`, `reason` | batches dropped |
+//! | [`SNAPSHOT_DROPPED_TOTAL`] | counter | `node` | of those, snapshot-lane batches |
 
 use ::metrics::{Counter, counter};
 use multiraft_core::NodeId;
@@ -25,6 +26,11 @@ pub const BYTES_RECEIVED_TOTAL: &str = "multiraft_transport_bytes_received_total
 /// inbox refused) — the `dropped_*` and `inbound_dropped` counters of
 /// [`TransportStats`](crate::TransportStats).
 pub const DROPPED_TOTAL: &str = "multiraft_transport_dropped_total";
+/// Counter: lane batches of the snapshot lane dropped, whatever the reason (each is also
+/// counted in [`DROPPED_TOTAL`] under its reason) — the `dropped_snapshot` counter of
+/// [`TransportStats`](crate::TransportStats). Each costs its snapshot transfer a pause
+/// until the core resends.
+pub const SNAPSHOT_DROPPED_TOTAL: &str = "multiraft_transport_snapshot_dropped_total";
 
 /// The transport's drop counters, one per reason.
 pub(crate) struct Dropped {
@@ -33,6 +39,8 @@ pub(crate) struct Dropped {
     pub(crate) write_error: Counter,
     pub(crate) unsendable: Counter,
     pub(crate) inbound: Counter,
+    /// Snapshot-lane batches among the outbound drops.
+    pub(crate) snapshot: Counter,
 }
 
 impl Dropped {
@@ -44,6 +52,7 @@ impl Dropped {
             write_error: c("write_error"),
             unsendable: c("unsendable"),
             inbound: c("inbound"),
+            snapshot: counter!(SNAPSHOT_DROPPED_TOTAL, "node" => node.0.to_string()),
         }
     }
 }

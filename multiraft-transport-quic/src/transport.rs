@@ -35,8 +35,15 @@ pub const CLOSE_REPLACED: u32 = 4;
 /// Application close code: a batch claimed a sender other than the authenticated peer.
 pub const CLOSE_WRONG_SENDER: u32 = 5;
 
-/// The lane carrying control traffic: every message but appends and forwarded proposals.
+/// The lane carrying control traffic: every message but appends, forwarded proposals and
+/// snapshot chunks.
 pub const CONTROL_LANE: usize = 0;
+
+/// The lane carrying snapshot chunks ([`MessageBody::InstallSnapshot`]) and nothing else, at
+/// the lowest stream priority. Data lanes follow it: `SNAPSHOT_LANE + 1 ..= data_lanes + 1`.
+///
+/// [`MessageBody::InstallSnapshot`]: multiraft_core::MessageBody::InstallSnapshot
+pub const SNAPSHOT_LANE: usize = 1;
 
 /// Why [`QuicTransport::bind`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +88,9 @@ pub struct TransportStats {
     /// Batches or lane batches dropped as unsendable: not from this node, to this node,
     /// too large for a frame, too many peers, or sent after shutdown.
     pub dropped_unsendable: u64,
+    /// Lane batches of the snapshot lane dropped, whatever the reason (each also counts in
+    /// the `dropped_*` counter of its reason).
+    pub dropped_snapshot: u64,
     /// Valid frames received.
     pub frames_received: u64,
     /// Inbound frames refused (the connection was closed with it).
@@ -108,6 +118,7 @@ struct Counters {
     dropped_unconnected: AtomicU64,
     dropped_write_error: AtomicU64,
     dropped_unsendable: AtomicU64,
+    dropped_snapshot: AtomicU64,
     frames_received: AtomicU64,
     frames_rejected: AtomicU64,
     batches_delivered: AtomicU64,
@@ -120,6 +131,34 @@ struct Counters {
 
 fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Why outbound batches were dropped: which counter and metric count them.
+#[derive(Clone, Copy)]
+enum DropReason {
+    QueueFull,
+    Unconnected,
+    WriteError,
+    Unsendable,
+}
+
+impl Inner {
+    /// Counts `n` lane batches (or whole batches, counted on the control lane) dropped on
+    /// `lane` for `why`, in the stats and the metrics.
+    fn drop_on(&self, lane: usize, why: DropReason, n: u64) {
+        let (stat, metric) = match why {
+            DropReason::QueueFull => (&self.stats.dropped_queue_full, &self.dropped.queue_full),
+            DropReason::Unconnected => (&self.stats.dropped_unconnected, &self.dropped.unconnected),
+            DropReason::WriteError => (&self.stats.dropped_write_error, &self.dropped.write_error),
+            DropReason::Unsendable => (&self.stats.dropped_unsendable, &self.dropped.unsendable),
+        };
+        bump(stat, n);
+        metric.increment(n);
+        if lane == SNAPSHOT_LANE {
+            bump(&self.stats.dropped_snapshot, n);
+            self.dropped.snapshot.increment(n);
+        }
+    }
 }
 
 /// A [`Transport`] over QUIC (quinn) with mutual TLS (rustls, ring provider).
@@ -135,12 +174,18 @@ fn bump(counter: &AtomicU64, n: u64) {
 ///
 /// # Lanes
 ///
-/// Each side opens `1 + data_lanes` long-lived unidirectional streams per connection. Lane
-/// [`CONTROL_LANE`] carries everything that is not an append or a forwarded proposal —
-/// votes, (coalesced) heartbeats, quiesce notices and every response — at a higher stream
-/// priority; appends and forwarded proposals go to data lane `1 + hash(group) % data_lanes`.
-/// Each lane has its own bounded queue and writer task, so heartbeats never wait behind bulk
-/// data, and one busy group only shares its lane.
+/// Each side opens up to `2 + data_lanes` long-lived unidirectional streams per connection,
+/// each when it first has something to carry. Lane [`CONTROL_LANE`] carries everything that
+/// is not an append, a forwarded proposal or a snapshot chunk — votes, (coalesced)
+/// heartbeats, quiesce notices and every response, snapshot acknowledgements included — at
+/// a higher stream priority; appends and forwarded proposals go to data lane
+/// `2 + hash(group) % data_lanes`; snapshot chunks go to lane [`SNAPSHOT_LANE`], at the
+/// lowest priority, with a queue of its own (`snapshot_queue_batches`). Each lane has its
+/// own bounded queue and writer task, and QUIC sends a stream's buffered data only when no
+/// stream of higher priority has any, so heartbeats never wait behind bulk data, appends
+/// never wait behind a snapshot, and one busy group only shares its lane. A snapshot
+/// stream can hold at most its stream window (`stream_receive_window`) of the connection's
+/// flow-control credit.
 ///
 /// # Send and drop policy
 ///
@@ -241,11 +286,17 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
     if l.data_lanes == 0 {
         return err("data_lanes", "must be positive");
     }
-    if l.max_concurrent_uni_streams as usize <= l.data_lanes {
-        return err("max_concurrent_uni_streams", "must exceed data_lanes");
+    if l.max_concurrent_uni_streams as usize <= l.data_lanes.saturating_add(1) {
+        return err(
+            "max_concurrent_uni_streams",
+            "must exceed data_lanes + 1 (the data, control and snapshot lanes all open)",
+        );
     }
     if l.lane_queue_batches == 0 {
         return err("lane_queue_batches", "must be positive");
+    }
+    if l.snapshot_queue_batches == 0 {
+        return err("snapshot_queue_batches", "must be positive");
     }
     if l.frame.max_frame_bytes < 1024 {
         return err("frame.max_frame_bytes", "must be at least 1 KiB");
@@ -391,6 +442,7 @@ impl QuicTransport {
             dropped_unconnected: g(&c.dropped_unconnected),
             dropped_write_error: g(&c.dropped_write_error),
             dropped_unsendable: g(&c.dropped_unsendable),
+            dropped_snapshot: g(&c.dropped_snapshot),
             frames_received: g(&c.frames_received),
             frames_rejected: g(&c.frames_rejected),
             batches_delivered: g(&c.batches_delivered),
@@ -440,14 +492,10 @@ impl Transport for QuicTransport {
         let inner = &self.inner;
         bump(&inner.stats.batches_sent, 1);
         if batch.from != inner.node || batch.to == inner.node {
-            bump(&inner.stats.dropped_unsendable, 1);
-            inner.dropped.unsendable.increment(1);
-            return;
+            return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
         }
         let Some(peer) = inner.peer(batch.to) else {
-            bump(&inner.stats.dropped_unsendable, 1);
-            inner.dropped.unsendable.increment(1);
-            return;
+            return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
         };
         let (from, to) = (batch.from, batch.to);
         let data_lanes = inner.limits.data_lanes;
@@ -455,18 +503,16 @@ impl Transport for QuicTransport {
         let enqueue = |lane: usize, piece: MessageBatch| match peer.lanes[lane].try_send(piece) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                bump(&inner.stats.dropped_queue_full, 1);
-                inner.dropped.queue_full.increment(1);
+                inner.drop_on(lane, DropReason::QueueFull, 1)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                bump(&inner.stats.dropped_unsendable, 1);
-                inner.dropped.unsendable.increment(1);
+                inner.drop_on(lane, DropReason::Unsendable, 1)
             }
         };
         // First pass: messages per lane and the total size, so that a batch for one lane
         // (most heartbeat-only or single-group batches) is queued as it is, and the others
         // are split into exactly sized vectors without regrowth.
-        let mut counts = vec![0usize; data_lanes + 1];
+        let mut counts = vec![0usize; data_lanes + 2];
         let mut total_bytes = 0;
         for m in &batch.messages {
             counts[lane_of(m, data_lanes)] += 1;

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use common::*;
 use multiraft_core::{
-    Bytes, Entry, GroupId, Inbox, Message, MessageBatch, MessageBody, NodeId, Payload, ProposalId,
-    Transport,
+    Bytes, Entry, GroupId, Inbox, Membership, Message, MessageBatch, MessageBody, NodeId, Payload,
+    ProposalId, SnapshotChunk, SnapshotMeta, Transport,
 };
 use multiraft_transport_quic::frame::FrameLimits;
-use multiraft_transport_quic::{QuicConfig, QuicTransport, TransportLimits};
+use multiraft_transport_quic::{BindError, QuicConfig, QuicTransport, TransportLimits};
 
 fn append(group: u64, data_bytes: usize, entries: u64) -> Message {
     Message {
@@ -186,6 +186,80 @@ async fn heartbeats_do_not_wait_behind_bulk_data() {
     );
     t1.close();
     t2.close();
+}
+
+/// A snapshot chunk arrives whole, in a frame of its own: it does not share a lane (hence a
+/// frame) with the heartbeats and appends sent in the same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_travels_whole_on_a_lane_of_its_own() {
+    let (t1, t2, mut rx) = pair(TransportLimits::default()).await;
+    let chunk = Message {
+        group: GroupId(9),
+        from: NodeId(1),
+        to: NodeId(2),
+        term: 3,
+        body: MessageBody::InstallSnapshot {
+            chunk: SnapshotChunk {
+                meta: SnapshotMeta {
+                    index: 50,
+                    term: 3,
+                    membership: Membership::voters([1, 2]),
+                },
+                seq: 0,
+                data: Bytes::from(vec![5u8; 1 << 20]),
+                last: true,
+            },
+        },
+    };
+    t1.send(MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![heartbeat(9), chunk.clone(), append(9, 16, 1)],
+    });
+    let got = receive(&mut rx, 3).await;
+    assert_eq!(got.len(), 3, "one frame per lane");
+    let alone = got
+        .iter()
+        .find(|b| b.messages.contains(&chunk))
+        .expect("the chunk arrived");
+    assert_eq!(alone.messages.len(), 1);
+    let s = t1.stats();
+    assert_eq!((s.dropped_snapshot, s.dropped_queue_full), (0, 0));
+    t1.close();
+    t2.close();
+}
+
+/// Limits out of range are typed errors, never a panic.
+#[tokio::test]
+async fn lane_limits_out_of_range_are_refused() {
+    let ca = dev_ca();
+    let refused = |edit: fn(&mut TransportLimits)| {
+        let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+        edit(&mut config.limits);
+        match QuicTransport::bind(config) {
+            Err(BindError::Limit { field, .. }) => field,
+            other => panic!("accepted: {other:?}"),
+        }
+    };
+    assert_eq!(
+        refused(|l| l.snapshot_queue_batches = 0),
+        "snapshot_queue_batches"
+    );
+    assert_eq!(refused(|l| l.lane_queue_batches = 0), "lane_queue_batches");
+    // Four data lanes, the control and the snapshot lane: six streams at once.
+    assert_eq!(
+        refused(|l| l.max_concurrent_uni_streams = 5),
+        "max_concurrent_uni_streams"
+    );
+    assert_eq!(
+        refused(|l| l.data_lanes = usize::MAX),
+        "max_concurrent_uni_streams"
+    );
+    assert_eq!(refused(|l| l.data_lanes = 0), "data_lanes");
+    let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    config.limits.max_concurrent_uni_streams = 6;
+    config.limits.snapshot_queue_batches = 1;
+    QuicTransport::bind(config).unwrap().close();
 }
 
 /// `send` never blocks; a full lane queue drops the newest batch and counts it.

@@ -15,8 +15,8 @@ use crate::tls;
 use super::lanes::lane_writer;
 use super::receive::receive_loop;
 use super::{
-    CLOSE_IDENTITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner, Peer, bump, live,
-    lock, read, write,
+    CLOSE_IDENTITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner, Peer, SNAPSHOT_LANE,
+    bump, live, lock, read, write,
 };
 
 /// A connection that stayed up this long resets the redial backoff.
@@ -43,8 +43,13 @@ impl Inner {
         let (conn, _) = watch::channel(None);
         let mut lanes = Vec::new();
         let mut receivers = Vec::new();
-        for _ in 0..=self.limits.data_lanes {
-            let (tx, rx) = mpsc::channel(self.limits.lane_queue_batches);
+        for lane in 0..self.limits.data_lanes + 2 {
+            let capacity = if lane == SNAPSHOT_LANE {
+                self.limits.snapshot_queue_batches
+            } else {
+                self.limits.lane_queue_batches
+            };
+            let (tx, rx) = mpsc::channel(capacity);
             lanes.push(tx);
             receivers.push(rx);
         }

@@ -1,5 +1,5 @@
 //! The send lanes: which lane a message travels on, and the writer task that drains a lane's
-//! queue into its stream.
+//! queue into its stream at the lane's priority.
 
 use std::sync::Arc;
 
@@ -9,16 +9,31 @@ use tokio::sync::{mpsc, watch};
 
 use crate::frame;
 
-use super::{CONTROL_LANE, Inner, bump, live};
+use super::{CONTROL_LANE, DropReason, Inner, SNAPSHOT_LANE, bump, live};
 
-/// Which lane a message travels on.
+/// The first data lane; data lanes are `FIRST_DATA_LANE..FIRST_DATA_LANE + data_lanes`.
+const FIRST_DATA_LANE: usize = SNAPSHOT_LANE + 1;
+
+/// Which lane a message travels on: snapshot chunks on the snapshot lane, appends and
+/// forwarded proposals on a data lane chosen by group, the rest on the control lane.
 pub(super) fn lane_of(m: &Message, data_lanes: usize) -> usize {
     match m.body {
+        MessageBody::InstallSnapshot { .. } => SNAPSHOT_LANE,
         MessageBody::Append { .. } | MessageBody::Propose { .. } => {
             let h = m.group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-            1 + (h % data_lanes as u64) as usize
+            FIRST_DATA_LANE + (h % data_lanes as u64) as usize
         }
         _ => CONTROL_LANE,
+    }
+}
+
+/// A lane's QUIC stream priority (higher goes first; quinn's default is 0): control above
+/// the data lanes, snapshot chunks below them.
+fn priority(lane: usize) -> i32 {
+    match lane {
+        CONTROL_LANE => 1,
+        SNAPSHOT_LANE => -1,
+        _ => 0,
     }
 }
 
@@ -35,8 +50,7 @@ pub(super) async fn lane_writer(
     let mut buf: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
         let Some(conn) = live(&conn_rx.borrow()) else {
-            bump(&inner.stats.dropped_unconnected, 1);
-            inner.dropped.unconnected.increment(1);
+            inner.drop_on(lane, DropReason::Unconnected, 1);
             continue;
         };
         buf.clear();
@@ -49,8 +63,7 @@ pub(super) async fn lane_writer(
                     messages += batch.messages.len() as u64;
                 }
                 Err(e) => {
-                    bump(&inner.stats.dropped_unsendable, 1);
-                    inner.dropped.unsendable.increment(1);
+                    inner.drop_on(lane, DropReason::Unsendable, 1);
                     tracing::warn!(node = %inner.node, error = %e, "dropping unsendable batch");
                 }
             }
@@ -68,14 +81,11 @@ pub(super) async fn lane_writer(
             stream = None;
             match conn.open_uni().await {
                 Ok(s) => {
-                    if lane == CONTROL_LANE {
-                        let _ = s.set_priority(1);
-                    }
+                    let _ = s.set_priority(priority(lane));
                     stream = Some((conn.stable_id(), s));
                 }
                 Err(_) => {
-                    bump(&inner.stats.dropped_write_error, frames);
-                    inner.dropped.write_error.increment(frames);
+                    inner.drop_on(lane, DropReason::WriteError, frames);
                     continue;
                 }
             }
@@ -92,8 +102,7 @@ pub(super) async fn lane_writer(
             }
             Err(_) => {
                 stream = None;
-                bump(&inner.stats.dropped_write_error, frames);
-                inner.dropped.write_error.increment(frames);
+                inner.drop_on(lane, DropReason::WriteError, frames);
             }
         }
         if buf.capacity() > 4 * coalesce.max(limits.max_frame_bytes as usize) {
@@ -145,9 +154,39 @@ mod tests {
                 commit: 0,
             };
             let lane = lane_of(&m(g, append), 4);
-            assert!((1..=4).contains(&lane));
+            assert!((FIRST_DATA_LANE..FIRST_DATA_LANE + 4).contains(&lane));
             used.insert(lane);
         }
         assert_eq!(used.len(), 4);
+    }
+
+    #[test]
+    fn snapshot_chunks_and_only_they_take_the_snapshot_lane_at_the_lowest_priority() {
+        let m = |group, body| Message {
+            group: GroupId(group),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: 1,
+            body,
+        };
+        for g in 0..64 {
+            let chunk = MessageBody::InstallSnapshot {
+                chunk: multiraft_core::SnapshotChunk::default(),
+            };
+            assert_eq!(lane_of(&m(g, chunk), 4), SNAPSHOT_LANE);
+        }
+        let ack = MessageBody::SnapshotAck(multiraft_core::SnapshotAck {
+            index: 5,
+            next: 1,
+            done: false,
+            refused: false,
+        });
+        assert_eq!(
+            lane_of(&m(1, ack), 4),
+            CONTROL_LANE,
+            "acks are control traffic"
+        );
+        assert!(priority(CONTROL_LANE) > priority(FIRST_DATA_LANE));
+        assert!(priority(FIRST_DATA_LANE) > priority(SNAPSHOT_LANE));
     }
 }

@@ -1,7 +1,7 @@
 //! End to end across processes: three node processes on loopback (QUIC with mutual TLS, a
 //! redb file each) against the same workload with the three nodes in one process.
 //!
-//! `cargo run --release -p multiraft-examples --bin cluster_bench -- [--groups 1000] [--clients 4096] [--secs 5] [--runs 3] [--mode all|processes|mem|quic] [--dir PATH]`
+//! `cargo run --release -p multiraft-examples --bin cluster_bench -- [--groups 1000] [--clients 4096] [--secs 5] [--runs 3] [--mode all|processes|mem|quic] [--dir PATH] [--snapshot-mib N] [--redb-cache-mib N]`
 //!
 //! The workload is the same in every mode: three nodes, each on its own `RedbStorage` file;
 //! `--groups` groups replicated on all three, group `g` led by node `g % 3 + 1` (placed with
@@ -17,9 +17,23 @@
 //! - **mem**: the three nodes in this process on the testkit's in-memory network.
 //! - **quic**: the three nodes in this process, QUIC on loopback.
 //!
+//! - **`--snapshot-mib N`**: instead of the above, a large snapshot across processes (the
+//!   [`snapshot`] module): node 3 is stopped, group 1 (a [`BulkMachine`] of N MiB) is compacted
+//!   past it, node 3 is started again and installs the N MiB snapshot over QUIC while
+//!   clients on nodes 1 and 2 write to the other groups; then the same run with an empty
+//!   group 1. Reported are the transfer time, each process's peak RSS and the other groups'
+//!   commit latency with and without the transfer, and whether node 3 restored exactly the
+//!   bytes node 1 produced. `--redb-cache-mib` sets every node's redb page cache (in every mode):
+//!   reading and writing a large snapshot fills it up to its size.
+//!
 //! Files go to a fresh directory under `--dir` (default: the system temp directory), one per
 //! run, removed at the end. `--help` lists the flags; `--child ID` (with `--dir`, `--groups`,
-//! `--clients` and `--secs`) is how the parent starts a node process.
+//! `--clients` and `--secs`, and for a snapshot run `--snapshot-mib`, `--listen` and
+//! `--restarted`) is how the parent starts a node process.
+//!
+//! [`BulkMachine`]: multiraft_examples::bulk::BulkMachine
+
+mod snapshot;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -45,6 +59,9 @@ const CLUSTER: &str = "cluster-bench";
 const WARMUP: Duration = Duration::from_secs(2);
 /// Bound on every wait for a phase (creation, leadership, a child's answer).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest `--snapshot-mib` and `--redb-cache-mib`: 1 TiB, far beyond any disk here,
+/// and small enough that the byte count fits any `usize` of 64 bits.
+const MAX_MIB: u64 = 1 << 20;
 
 /// End to end across processes: three node processes on loopback (QUIC with mutual TLS, a
 /// redb file each) against the same workload with the three nodes in one process.
@@ -69,10 +86,25 @@ struct Args {
     /// Parent of the fresh directory each run's files go to [default: the system temp directory]
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
+    /// Instead of the throughput runs: install an N MiB snapshot of group 1 on a restarted
+    /// node 3 over QUIC between node processes while clients on nodes 1 and 2 write to the
+    /// other groups, then the same run with a 0 MiB group 1; report the transfer, peak RSS
+    /// and p99 commit latency with and without it
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=MAX_MIB))]
+    snapshot_mib: Option<u64>,
+    /// redb page cache of each node, MiB [default: RedbOptions' default, 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_MIB))]
+    redb_cache_mib: Option<u64>,
     /// Internal: run as node process ID of a `processes` run (with `--dir` set to its
     /// directory); the parent starts its children with this
     #[arg(long, value_name = "ID")]
     child: Option<u64>,
+    /// Internal: the address a node process listens on [default: a free loopback port]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Internal: the node process starts again on the files of an earlier one
+    #[arg(long)]
+    restarted: bool,
 }
 
 /// The setups `--mode` picks from.
@@ -102,7 +134,17 @@ impl Mode {
 fn parse_args() -> Args {
     let mut a = Args::parse();
     a.groups = a.groups.max(NODES);
-    a.clients = a.clients.max(NODES);
+    if a.child.is_none() {
+        // A node process gets its share, which may be none.
+        a.clients = a.clients.max(NODES);
+    }
+    if a.snapshot_mib.is_some() && !matches!(a.mode, Mode::All | Mode::Processes) {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--snapshot-mib runs node processes: --mode mem or quic does not apply\n",
+        )
+        .exit();
+    }
     a.secs = a.secs.max(1);
     a.runs = a.runs.max(1);
     a
@@ -118,13 +160,23 @@ fn config() -> Config {
     config
 }
 
+/// The storage options of every mode: redb's defaults but for `--redb-cache-mib`.
+fn redb_options(args: &Args) -> RedbOptions {
+    let options = RedbOptions::default();
+    match args.redb_cache_mib {
+        // At most MAX_MIB (clap checks it): the product fits.
+        Some(mib) => options.with_cache_size_bytes((mib << 20) as usize),
+        None => options,
+    }
+}
+
 async fn start_node(
     id: u64,
     db: &Path,
+    options: RedbOptions,
     transport: impl multiraft_core::Transport,
 ) -> Result<MultiRaft, String> {
-    let storage =
-        RedbStorage::open(db, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+    let storage = RedbStorage::open(db, options).map_err(|e| format!("open: {e}"))?;
     MultiRaft::builder(NodeId(id), config())
         .storage(storage)
         .transport(transport)
@@ -167,16 +219,15 @@ async fn create_all(node: &MultiRaft, groups: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes node `id` campaign for its own groups and waits until it leads every one.
-async fn lead_own(node: &MultiRaft, id: u64, groups: u64) -> Result<(), String> {
-    let own = own_groups(id, groups);
-    for &g in &own {
+/// Makes node `id` campaign for the groups `own` and waits until it leads every one.
+async fn lead(node: &MultiRaft, id: u64, own: &[GroupId]) -> Result<(), String> {
+    for &g in own {
         node.campaign(g)
             .await
             .map_err(|e| format!("campaign {g}: {e}"))?;
     }
     let deadline = Instant::now() + PHASE_TIMEOUT;
-    for &g in &own {
+    for &g in own {
         loop {
             let status = node.status(g).await.map_err(|e| e.to_string())?;
             if status.and_then(|s| s.leader) == Some(NodeId(id)) {
@@ -280,20 +331,22 @@ async fn in_process(dir: &Path, args: &Args, quic: bool) -> Result<(f64, u64), S
             .collect::<Result<_, _>>()?;
         for (id, t) in (1..).zip(transports) {
             set_peers(&t, id, &addrs);
-            nodes.push(start_node(id, &dir.join(format!("node{id}.redb")), t).await?);
+            let db = dir.join(format!("node{id}.redb"));
+            nodes.push(start_node(id, &db, redb_options(args), t).await?);
         }
     } else {
         let network = MemNetwork::new();
         for id in 1..=NODES {
             let t = network.transport(NodeId(id));
-            nodes.push(start_node(id, &dir.join(format!("node{id}.redb")), t).await?);
+            let db = dir.join(format!("node{id}.redb"));
+            nodes.push(start_node(id, &db, redb_options(args), t).await?);
         }
     }
     for node in &nodes {
         create_all(node, args.groups).await?;
     }
     for (id, node) in (1..).zip(&nodes) {
-        lead_own(node, id, args.groups).await?;
+        lead(node, id, &own_groups(id, args.groups)).await?;
     }
     let per_node = args.clients / NODES;
     let loads = (1..).zip(&nodes).map(|(id, node)| {
@@ -314,8 +367,11 @@ async fn in_process(dir: &Path, args: &Args, quic: bool) -> Result<(f64, u64), S
 }
 
 fn bind(id: u64, tls: TlsConfig) -> Result<QuicTransport, String> {
-    let loopback: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-    QuicTransport::bind(QuicConfig::new(NodeId(id), loopback, tls)).map_err(|e| e.to_string())
+    bind_at(id, tls, SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn bind_at(id: u64, tls: TlsConfig, listen: SocketAddr) -> Result<QuicTransport, String> {
+    QuicTransport::bind(QuicConfig::new(NodeId(id), listen, tls)).map_err(|e| e.to_string())
 }
 
 /// Tells node `id`'s transport where the peers it dials (those with higher ids) listen.
@@ -360,36 +416,63 @@ impl Drop for NodeProcess {
     }
 }
 
-/// One run with three node processes.
-fn processes(dir: &Path, args: &Args) -> Result<(f64, u64), String> {
+/// Writes a development CA and the three nodes' certificates and keys as PEM files into
+/// `dir`, where the node processes load them as a production node would.
+fn write_certs(dir: &Path) -> Result<(), String> {
     let ca = DevCa::new(ClusterId::new(CLUSTER).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     std::fs::write(dir.join("ca.pem"), ca.cert_pem()).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut children = Vec::new();
     for id in 1..=NODES {
         let cert = ca.node(NodeId(id)).map_err(|e| e.to_string())?;
         std::fs::write(dir.join(format!("node{id}.pem")), &cert.cert_pem)
             .map_err(|e| e.to_string())?;
         std::fs::write(dir.join(format!("node{id}.key")), &cert.key_pem)
             .map_err(|e| e.to_string())?;
-        let mut child = Command::new(&exe)
-            .args(["--child", &id.to_string(), "--dir"])
-            .arg(dir)
-            .args(["--groups", &args.groups.to_string()])
-            .args(["--clients", &(args.clients / NODES).to_string()])
-            .args(["--secs", &args.secs.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn node {id}: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no child stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
-        children.push(NodeProcess {
-            child,
-            stdin,
-            stdout,
-        });
+    }
+    Ok(())
+}
+
+/// Starts node process `id` on `dir` with `clients` clients and the run's flags, plus
+/// `extra`.
+fn spawn_child(
+    dir: &Path,
+    args: &Args,
+    id: u64,
+    clients: u64,
+    extra: &[String],
+) -> Result<NodeProcess, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(&exe);
+    command
+        .args(["--child", &id.to_string(), "--dir"])
+        .arg(dir)
+        .args(["--groups", &args.groups.to_string()])
+        .args(["--clients", &clients.to_string()])
+        .args(["--secs", &args.secs.to_string()])
+        .args(extra);
+    if let Some(mib) = args.redb_cache_mib {
+        command.args(["--redb-cache-mib", &mib.to_string()]);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn node {id}: {e}"))?;
+    let stdin = child.stdin.take().ok_or("no child stdin")?;
+    let stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
+    Ok(NodeProcess {
+        child,
+        stdin,
+        stdout,
+    })
+}
+
+/// One run with three node processes.
+fn processes(dir: &Path, args: &Args) -> Result<(f64, u64), String> {
+    write_certs(dir)?;
+    let mut children = Vec::new();
+    for id in 1..=NODES {
+        children.push(spawn_child(dir, args, id, args.clients / NODES, &[])?);
     }
     let mut addrs = Vec::new();
     for c in &mut children {
@@ -432,22 +515,42 @@ fn processes(dir: &Path, args: &Args) -> Result<(f64, u64), String> {
     Ok(total)
 }
 
-/// A child: runs node `id`, one phase per line from the parent.
-async fn child(id: u64, args: &Args) -> Result<(), String> {
-    let mut stdin = BufReader::new(std::io::stdin()).lines();
-    let mut next_line = move || -> Result<String, String> {
-        match stdin.next() {
+/// A node process's side of the conversation with the parent: one line in, one line out.
+struct ParentLink {
+    stdin: std::io::Lines<BufReader<std::io::Stdin>>,
+}
+
+impl ParentLink {
+    fn new() -> Self {
+        ParentLink {
+            stdin: BufReader::new(std::io::stdin()).lines(),
+        }
+    }
+
+    /// The parent's next line.
+    fn next_line(&mut self) -> Result<String, String> {
+        match self.stdin.next() {
             Some(line) => line.map_err(|e| e.to_string()),
             None => Err("parent closed stdin".to_string()),
         }
-    };
-    let say = |line: String| -> Result<(), String> {
+    }
+
+    fn say(&self, line: String) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())
-    };
-    let dir = &args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    }
+}
+
+/// A node process's start: loads its certificates from `dir`, binds its transport (on
+/// `--listen` if given), tells the parent where it listens and learns its peers' addresses.
+fn child_transport(
+    id: u64,
+    args: &Args,
+    dir: &Path,
+    link: &mut ParentLink,
+) -> Result<QuicTransport, String> {
     let cluster = ClusterId::new(CLUSTER).map_err(|e| e.to_string())?;
     let tls = TlsConfig::from_pem_files(
         cluster,
@@ -456,12 +559,15 @@ async fn child(id: u64, args: &Args) -> Result<(), String> {
         &dir.join(format!("node{id}.key")),
     )
     .map_err(|e| e.to_string())?;
-    let transport = bind(id, tls)?;
-    say(format!(
+    let transport = match args.listen {
+        Some(addr) => bind_at(id, tls, addr)?,
+        None => bind(id, tls)?,
+    };
+    link.say(format!(
         "addr {}",
         transport.local_addr().map_err(|e| e.to_string())?
     ))?;
-    let peers = next_line()?;
+    let peers = link.next_line()?;
     let addrs: Vec<SocketAddr> = peers
         .strip_prefix("peers ")
         .ok_or(format!("expected peers, got {peers:?}"))?
@@ -469,16 +575,25 @@ async fn child(id: u64, args: &Args) -> Result<(), String> {
         .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
         .collect::<Result<_, String>>()?;
     set_peers(&transport, id, &addrs);
-    let node = start_node(id, &dir.join(format!("node{id}.redb")), transport).await?;
+    Ok(transport)
+}
+
+/// A child: runs node `id`, one phase per line from the parent.
+async fn child(id: u64, args: &Args) -> Result<(), String> {
+    let mut link = ParentLink::new();
+    let dir = &args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let transport = child_transport(id, args, dir, &mut link)?;
+    let db = dir.join(format!("node{id}.redb"));
+    let node = start_node(id, &db, redb_options(args), transport).await?;
     create_all(&node, args.groups).await?;
-    say("created".into())?;
-    next_line()?;
-    lead_own(&node, id, args.groups).await?;
-    say("ready".into())?;
-    next_line()?;
+    link.say("created".into())?;
+    link.next_line()?;
+    lead(&node, id, &own_groups(id, args.groups)).await?;
+    link.say("ready".into())?;
+    link.next_line()?;
     let r = run_load(&node, id, args.groups, args.clients, args.secs).await?;
-    say(format!("result {} {} {}", r.rate(), r.errors, r.committed))?;
-    next_line()?;
+    link.say(format!("result {} {} {}", r.rate(), r.errors, r.committed))?;
+    link.next_line()?;
     node.shutdown().await.map_err(|e| e.to_string())
 }
 
@@ -492,9 +607,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let result = match args.child {
-        Some(id) => rt.block_on(child(id, &args)),
-        None => parent(&rt, &args),
+    let result = match (args.child, args.snapshot_mib) {
+        (Some(id), None) => rt.block_on(child(id, &args)),
+        (Some(id), Some(_)) => rt.block_on(snapshot::child(id, &args)),
+        (None, None) => parent(&rt, &args),
+        (None, Some(mib)) => snapshot::parent(&args, mib),
     };
     if let Err(e) = result {
         eprintln!("cluster_bench failed: {e}");
