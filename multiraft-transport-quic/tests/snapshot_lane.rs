@@ -45,7 +45,7 @@ fn chunk(seq: u32) -> Message {
     message(
         7,
         MessageBody::InstallSnapshot {
-            chunk: SnapshotChunk {
+            chunk: Box::new(SnapshotChunk {
                 meta: SnapshotMeta {
                     index: 100,
                     term: 3,
@@ -54,7 +54,7 @@ fn chunk(seq: u32) -> Message {
                 seq,
                 data: Bytes::from(vec![seq as u8; CHUNK_BYTES]),
                 last: false,
-            },
+            }),
         },
     )
 }

@@ -199,7 +199,7 @@ async fn a_snapshot_chunk_travels_whole_on_a_lane_of_its_own() {
         to: NodeId(2),
         term: 3,
         body: MessageBody::InstallSnapshot {
-            chunk: SnapshotChunk {
+            chunk: Box::new(SnapshotChunk {
                 meta: SnapshotMeta {
                     index: 50,
                     term: 3,
@@ -208,7 +208,7 @@ async fn a_snapshot_chunk_travels_whole_on_a_lane_of_its_own() {
                 seq: 0,
                 data: Bytes::from(vec![5u8; 1 << 20]),
                 last: true,
-            },
+            }),
         },
     };
     t1.send(MessageBatch {

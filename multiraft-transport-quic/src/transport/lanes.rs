@@ -171,7 +171,7 @@ mod tests {
         };
         for g in 0..64 {
             let chunk = MessageBody::InstallSnapshot {
-                chunk: multiraft_core::SnapshotChunk::default(),
+                chunk: Box::default(),
             };
             assert_eq!(lane_of(&m(g, chunk), 4), SNAPSHOT_LANE);
         }
