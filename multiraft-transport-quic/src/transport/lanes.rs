@@ -119,15 +119,19 @@ mod tests {
     use super::*;
     use multiraft_core::{GroupId, NodeId};
 
-    #[test]
-    fn control_traffic_has_its_own_lane_and_groups_spread() {
-        let m = |group, body| Message {
+    /// A message of `group` from node 1 to node 2.
+    fn m(group: u64, body: MessageBody) -> Message {
+        Message {
             group: GroupId(group),
             from: NodeId(1),
             to: NodeId(2),
             term: 1,
             body,
-        };
+        }
+    }
+
+    #[test]
+    fn control_traffic_has_its_own_lane_and_groups_spread() {
         assert_eq!(
             lane_of(
                 &m(
@@ -162,13 +166,6 @@ mod tests {
 
     #[test]
     fn snapshot_chunks_and_only_they_take_the_snapshot_lane_at_the_lowest_priority() {
-        let m = |group, body| Message {
-            group: GroupId(group),
-            from: NodeId(1),
-            to: NodeId(2),
-            term: 1,
-            body,
-        };
         for g in 0..64 {
             let chunk = MessageBody::InstallSnapshot {
                 chunk: Box::default(),
