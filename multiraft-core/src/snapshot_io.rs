@@ -76,9 +76,14 @@ impl SnapshotIo {
         for take in takes {
             match machines.snapshot(take.group) {
                 Ok(data) => self.build(take, data),
+                Err(SnapshotError::Unsupported) => {
+                    // Asked once per group: from now on its log is kept whole.
+                    tracing::debug!(node = %node.id(), group = %take.group, "snapshots unsupported");
+                    node.snapshot_failed(take.group, take.meta.index, &SnapshotError::Unsupported);
+                }
                 Err(error) => {
                     tracing::warn!(node = %node.id(), group = %take.group, %error, "snapshot not taken");
-                    node.snapshot_failed(take.group, take.meta.index);
+                    node.snapshot_failed(take.group, take.meta.index, &error);
                 }
             }
         }
@@ -137,7 +142,7 @@ impl SnapshotIo {
             Ok(data) => node.snapshot_chunk(group, index, data, last),
             Err(error) => {
                 tracing::warn!(node = %node.id(), %group, %error, "snapshot failed");
-                node.snapshot_failed(group, index);
+                node.snapshot_failed(group, index, &error);
                 false
             }
         };

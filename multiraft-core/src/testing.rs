@@ -25,7 +25,7 @@ use crate::error::StorageError;
 use crate::ids::GroupId;
 use crate::message::MessageBatch;
 use crate::node::{Apply, Event, Node, Outcome, ReadPoint, Ready, Restore, TakeSnapshot};
-use crate::snapshot::SnapshotChunk;
+use crate::snapshot::{SnapshotChunk, SnapshotError};
 use crate::storage::WriteBatch;
 
 /// What a ready's IO does in a test world. Every method but `send` has a default that does
@@ -65,11 +65,11 @@ pub trait Io {
 
     /// The data of a snapshot of `take.group`'s state machine, which has applied exactly
     /// through `take.meta.index` ([`StateMachine::snapshot`](crate::StateMachine::snapshot)),
-    /// as chunks; `None` when it cannot make one. The default makes none: the log is
-    /// then never compacted.
-    fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
+    /// as chunks, or why it cannot make one. The default makes none
+    /// ([`SnapshotError::Unsupported`]): the log is then never compacted.
+    fn snapshot(&mut self, take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
         let _ = take;
-        None
+        Err(SnapshotError::Unsupported)
     }
 
     /// Chunk `seq` of `group`'s stored snapshot at `index`
@@ -135,7 +135,7 @@ pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
     for take in snapshots {
         let (group, index) = (take.group, take.meta.index);
         match io.snapshot(&take) {
-            Some(chunks) => {
+            Ok(chunks) => {
                 let count = chunks.len().max(1);
                 let mut chunks = chunks.into_iter();
                 for i in 0..count {
@@ -143,7 +143,7 @@ pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
                     node.snapshot_chunk(group, index, data, i + 1 == count);
                 }
             }
-            None => node.snapshot_failed(group, index),
+            Err(error) => node.snapshot_failed(group, index, &error),
         }
     }
     for read in chunk_reads {

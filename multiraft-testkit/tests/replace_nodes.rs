@@ -21,7 +21,7 @@ use multiraft_core::node::{Outcome, Resolution};
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
     Apply, Bytes, Config, Event, GroupId, Membership, MembershipChange, MessageBatch, Node, NodeId,
-    RequestId, SnapshotChunk, Storage, TakeSnapshot,
+    RequestId, SnapshotChunk, SnapshotError, Storage, TakeSnapshot,
 };
 use multiraft_testkit::MemStorage;
 use multiraft_testkit::sim::linearizability::{
@@ -155,13 +155,14 @@ impl Io for NodeIo<'_> {
         }
     }
 
-    fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
+    fn snapshot(&mut self, take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
         let store = self
             .world
             .stores
             .entry((self.node, take.group))
             .or_default();
-        Some(vec![Bytes::from(store.snapshot()?)])
+        let data = store.snapshot().ok_or(SnapshotError::Unsupported)?;
+        Ok(vec![Bytes::from(data)])
     }
 
     fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {

@@ -27,6 +27,9 @@ impl Replica {
         self.wake();
         match self.role {
             Role::Leader if self.transfer.is_some() => Err(ProposeError::TransferInProgress),
+            Role::Leader if self.snapshot_holds_back() => Err(ProposeError::Busy {
+                limit: "snapshot_entries",
+            }),
             Role::Leader => {
                 let entry = Entry {
                     index: self.log.last_index() + 1,
@@ -68,7 +71,11 @@ impl Replica {
                     }
                     // Busy or in a transfer: the proposer learns which, definitely not
                     // appended. One message per reason.
-                    for reason in [Refusal::Busy, Refusal::TransferInProgress] {
+                    for reason in [
+                        Refusal::Busy,
+                        Refusal::SnapshotBehind,
+                        Refusal::TransferInProgress,
+                    ] {
                         let ids: Vec<ProposalId> = refused
                             .iter()
                             .filter(|(_, e)| refusal(e) == reason)
@@ -105,6 +112,9 @@ impl Replica {
                 let err = match (reason, leader_hint) {
                     (Refusal::Busy, _) => ProposeError::Busy {
                         limit: "max_uncommitted_bytes",
+                    },
+                    (Refusal::SnapshotBehind, _) => ProposeError::Busy {
+                        limit: "snapshot_entries",
                     },
                     (Refusal::TransferInProgress, _) => ProposeError::TransferInProgress,
                     (_, Some(l)) => ProposeError::NotLeader {
@@ -158,8 +168,11 @@ impl Replica {
 fn refusal(error: &ProposeError) -> Refusal {
     match error {
         ProposeError::TransferInProgress => Refusal::TransferInProgress,
-        // The follower checked the size, so the leader refuses only for room (or a
-        // transfer): `Busy` is the one other answer.
+        ProposeError::Busy {
+            limit: "snapshot_entries",
+        } => Refusal::SnapshotBehind,
+        // The follower checked the size, so the leader refuses only for room, a snapshot
+        // or a transfer: `Busy` is the one other answer.
         _ => Refusal::Busy,
     }
 }

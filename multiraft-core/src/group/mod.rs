@@ -295,6 +295,8 @@ pub struct Replica {
     /// The latest snapshot of this replica durable in storage, as (index, term): what
     /// compaction stays below and what a leader sends to a follower behind its log.
     snapshot: Option<(u64, u64)>,
+    /// Whether this replica's snapshots work, failed, or are unsupported.
+    taking: self::snapshots::Taking,
     /// Follower: a snapshot being received from the leader (boxed: rare, and every group
     /// pays for the inline size).
     incoming: Option<Box<self::snapshots::Incoming>>,
@@ -439,6 +441,7 @@ impl Replica {
             quiet_seen: 0,
             hold_votes: false,
             snapshot: None,
+            taking: self::snapshots::Taking::Works,
             incoming: None,
             restoring: None,
             configs: None,

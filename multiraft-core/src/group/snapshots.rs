@@ -32,6 +32,19 @@ pub(crate) struct Incoming {
 /// A chunk to read from storage for a transfer: (to, snapshot index, chunk number).
 pub type ChunkRead = (NodeId, u64, u32);
 
+/// What the node learned of this replica's state machine snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taking {
+    /// Its snapshots work (or were not tried yet): the leader holds proposals back while
+    /// its log runs too far past the last one ([`Replica::snapshot_holds_back`]).
+    Works,
+    /// The last one failed: it is tried again after the next apply, and nothing is held
+    /// back meanwhile, so a failing machine costs a longer log, not the group's writes.
+    Failed,
+    /// The machine takes no snapshots: none is asked for again, and the log is kept whole.
+    Unsupported,
+}
+
 impl Replica {
     // ----- taking snapshots and compacting ------------------------------------------------
 
@@ -41,7 +54,8 @@ impl Replica {
     pub fn snapshot_due(&self) -> Option<SnapshotMeta> {
         let since = self.snapshot.map_or(0, |s| s.0);
         let applied = self.log.applied;
-        if self.restoring.is_some()
+        if self.taking == Taking::Unsupported
+            || self.restoring.is_some()
             || self.incoming.is_some()
             || applied < since + self.config.snapshot_entries
         {
@@ -63,6 +77,7 @@ impl Replica {
     /// followers, and the log is compacted to `compaction_lag_entries` before it (the tail
     /// kept so that a follower slightly behind still gets appends).
     pub fn snapshot_stored(&mut self, meta: SnapshotMeta) {
+        self.taking = Taking::Works;
         if self.snapshot.is_some_and(|s| s.0 >= meta.index) {
             return;
         }
@@ -74,6 +89,27 @@ impl Replica {
             let first = self.log.first_index();
             self.out().compact_to = Some(first - 1);
         }
+    }
+
+    /// The snapshot the node took for this replica failed; `unsupported`: the state
+    /// machine takes none at all.
+    pub fn snapshot_failed(&mut self, unsupported: bool) {
+        self.taking = if unsupported {
+            Taking::Unsupported
+        } else {
+            Taking::Failed
+        };
+    }
+
+    /// Leader: whether new proposals wait (`Busy`) for a snapshot, because the log runs
+    /// `snapshot_entries + compaction_lag_entries` entries past the last one stored. This
+    /// bounds, per group, the log held in memory and on disk and what a restart re-applies,
+    /// even when snapshots are built more slowly than entries commit (a burst, a loaded
+    /// machine). Not when snapshots fail or are unsupported: those logs grow instead.
+    pub(super) fn snapshot_holds_back(&self) -> bool {
+        let since = self.snapshot.map_or(0, |s| s.0);
+        let limit = self.config.snapshot_entries + self.config.compaction_lag_entries;
+        self.taking == Taking::Works && self.log.last_index() >= since.saturating_add(limit)
     }
 
     // ----- leader: sending ----------------------------------------------------------------

@@ -200,6 +200,9 @@ pub enum Refusal {
     Busy,
     /// The leader is handing leadership over.
     TransferInProgress,
+    /// The leader's log runs `snapshot_entries + compaction_lag_entries` past its last
+    /// snapshot: it takes proposals again once the next one is stored.
+    SnapshotBehind,
 }
 
 impl MessageBody {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::ids::{GroupId, NodeId};
 use crate::message::{Message, MessageBody, SnapshotAck};
-use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::snapshot::{SnapshotChunk, SnapshotError, SnapshotMeta};
 use crate::storage::WriteBatch;
 
 use super::Node;
@@ -50,6 +50,13 @@ pub struct Restore {
     pub meta: SnapshotMeta,
 }
 
+/// Chunks of the snapshots a node builds that may wait for one write, in units of
+/// `Config::snapshot_chunk_bytes` (8 MiB by default): the memory builds hold ahead of the
+/// disk, whatever the number of snapshots being built. Small snapshots, thousands of
+/// them in a write, are not held back; a large one still goes to disk several chunks per
+/// write.
+pub(crate) const BUILT_BYTES_PER_WRITE: usize = 8;
+
 /// A snapshot this node is building: its chunks go to storage as they come.
 #[derive(Debug)]
 struct Building {
@@ -61,8 +68,9 @@ struct Building {
 #[derive(Debug, Default)]
 pub(super) struct Snapshots {
     building: BTreeMap<GroupId, Building>,
-    /// Chunks of snapshots being built, for the next write.
+    /// Chunks of snapshots being built, for the next write, and their bytes.
     chunks: Vec<(GroupId, SnapshotChunk)>,
+    chunk_bytes: usize,
     /// Transfers holding a send slot (checked against the replicas when a slot is asked).
     sending: BTreeSet<(GroupId, NodeId)>,
     /// Groups holding a receive slot (likewise).
@@ -91,7 +99,11 @@ impl Snapshots {
 
     pub(super) fn forget(&mut self, group: GroupId) {
         self.building.remove(&group);
+        let before = self.chunks.len();
         self.chunks.retain(|(g, _)| *g != group);
+        if self.chunks.len() != before {
+            self.chunk_bytes = self.chunks.iter().map(|(_, c)| c.data.len()).sum();
+        }
         if self.queued.remove(&group) {
             self.waiting.retain(|g| *g != group);
         }
@@ -100,10 +112,11 @@ impl Snapshots {
 
 impl Node {
     /// Whether the node takes more chunks of the snapshots it builds now
-    /// ([`Node::snapshot_chunk`]): at most two per snapshot being built wait for a write, so
-    /// that a fast state machine cannot fill memory ahead of the disk.
+    /// ([`Node::snapshot_chunk`]): while those waiting for a write hold less than eight
+    /// chunks' worth of bytes (`Config::snapshot_chunk_bytes`), so that fast state machines cannot
+    /// fill memory ahead of the disk, however many snapshots are being built.
     pub fn wants_snapshot_chunks(&self) -> bool {
-        self.snapshots.chunks.len() < 2 * self.snapshots.building.len().max(1)
+        self.snapshots.chunk_bytes < BUILT_BYTES_PER_WRITE * self.config.snapshot_chunk_bytes
     }
 
     /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
@@ -130,6 +143,7 @@ impl Node {
                 last: last && rest.is_empty(),
             };
             b.next_seq += 1;
+            self.snapshots.chunk_bytes += chunk.data.len();
             self.snapshots.chunks.push((group, chunk));
             if rest.is_empty() {
                 break;
@@ -138,9 +152,11 @@ impl Node {
         true
     }
 
-    /// The snapshot of `group` at `index` could not be made (the state machine failed):
-    /// it is dropped, and taken again after `snapshot_entries` more applies.
-    pub fn snapshot_failed(&mut self, group: GroupId, index: u64) {
+    /// The snapshot of `group` at `index` could not be made: it is dropped. After
+    /// [`SnapshotError::Unsupported`] none is asked for again (the group keeps its whole
+    /// log); after another error one is tried again after the group's next apply, and its
+    /// leader takes proposals past `snapshot_entries` meanwhile.
+    pub fn snapshot_failed(&mut self, group: GroupId, index: u64, error: &SnapshotError) {
         if self
             .snapshots
             .building
@@ -148,6 +164,10 @@ impl Node {
             .is_some_and(|b| b.meta.index == index)
         {
             self.snapshots.forget(group);
+            if let Some(slot) = self.groups.get_mut(&group) {
+                slot.group
+                    .snapshot_failed(matches!(error, SnapshotError::Unsupported));
+            }
         }
     }
 
@@ -289,6 +309,7 @@ impl Node {
         write: &mut WriteBatch,
     ) -> Vec<(GroupId, SnapshotMeta)> {
         let mut completed = Vec::new();
+        self.snapshots.chunk_bytes = 0;
         for (group, chunk) in std::mem::take(&mut self.snapshots.chunks) {
             let live = self.groups.get(&group).is_some_and(|slot| {
                 !slot.group.is_receiving_snapshot() && !slot.group.is_restoring()

@@ -45,6 +45,13 @@ struct Args {
     /// `Config::max_snapshots_building` (snapshots a node builds at once).
     #[arg(long, default_value_t = Config::default().max_snapshots_building)]
     build_slots: usize,
+    /// Every node's redb page cache, in MiB (default: `RedbOptions`' default).
+    #[arg(long)]
+    redb_cache_mib: Option<usize>,
+    /// While writing, print the process's RSS and the three files' size every this many
+    /// seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    sample_secs: u64,
 }
 
 /// An [`IndexMachine`] (its state: the index it applied) that also counts, per group in a
@@ -90,9 +97,14 @@ async fn start(
     dir: &Path,
     network: &MemNetwork,
     config: &Config,
-    groups: u64,
+    args: &Args,
 ) -> Result<Node, String> {
-    let storage = RedbStorage::open(dir.join(format!("n{id}.redb")), RedbOptions::default())
+    let groups = args.groups;
+    let mut options = RedbOptions::default();
+    if let Some(mib) = args.redb_cache_mib {
+        options = options.with_cache_size_bytes(mib << 20);
+    }
+    let storage = RedbStorage::open(dir.join(format!("n{id}.redb")), options)
         .map_err(|e| format!("open: {e}"))?;
     let applies: Arc<Vec<AtomicU64>> = Arc::new((0..=groups).map(|_| AtomicU64::new(0)).collect());
     let restores: Arc<Vec<AtomicU64>> = Arc::new((0..=groups).map(|_| AtomicU64::new(0)).collect());
@@ -117,23 +129,31 @@ async fn start(
     })
 }
 
-/// Proposes one command to every group through `node`, retrying refusals, until each is
-/// applied or `deadline` passes.
+/// Proposes one command to every group through `node`, all groups at once, each retrying
+/// refusals, until each is applied or `deadline` passes. (One group after another would
+/// time a thousand commits in a row, not the node coming back.)
 async fn every_group_takes_a_proposal(
     node: &MultiRaft,
     groups: u64,
     deadline: Instant,
 ) -> Result<(), String> {
+    let mut probes = tokio::task::JoinSet::new();
     for g in 1..=groups {
-        loop {
-            if Instant::now() > deadline {
-                return Err(format!("g{g} took no proposal in time"));
+        let node = node.clone();
+        probes.spawn(async move {
+            loop {
+                if Instant::now() > deadline {
+                    return Err(format!("g{g} took no proposal in time"));
+                }
+                match node.propose(GroupId(g), Bytes::from_static(b"probe")).await {
+                    Ok(_) => return Ok(()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
             }
-            match node.propose(GroupId(g), Bytes::from_static(b"probe")).await {
-                Ok(_) => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
+        });
+    }
+    while let Some(probe) = probes.join_next().await {
+        probe.map_err(|e| e.to_string())??;
     }
     Ok(())
 }
@@ -151,7 +171,7 @@ async fn main() -> Result<(), String> {
     let network = MemNetwork::new();
     let mut nodes = Vec::new();
     for id in 1..=3 {
-        nodes.push(start(id, dir.path(), &network, &config, args.groups).await?);
+        nodes.push(start(id, dir.path(), &network, &config, &args).await?);
     }
     let voters = Membership::voters([1, 2, 3]);
     for n in &nodes {
@@ -194,8 +214,29 @@ async fn main() -> Result<(), String> {
             }
         }));
     }
+    let sampler = (args.sample_secs > 0).then(|| {
+        let (every, dir) = (
+            Duration::from_secs(args.sample_secs),
+            dir.path().to_path_buf(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                println!(
+                    "restart_bench: {:>5.0} s  RSS {:>5} MiB  files {:>5} MiB",
+                    started.elapsed().as_secs_f64(),
+                    rss_bytes().unwrap_or(0) >> 20,
+                    files_bytes(&dir) >> 20
+                );
+            }
+        })
+    });
     for c in clients {
         c.await.map_err(|e| e.to_string())?;
+    }
+    if let Some(sampler) = sampler {
+        sampler.abort();
     }
     let secs = started.elapsed().as_secs_f64();
     let total = written.load(Ordering::Relaxed);
@@ -216,10 +257,22 @@ async fn main() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!("restart_bench: node 1, g1 before the restart: {status:?}");
+    let mut lag = 0;
+    for g in 1..=args.groups {
+        let s = nodes[0]
+            .handle
+            .status(GroupId(g))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = s {
+            lag = lag.max(s.commit - s.snapshot_index);
+        }
+    }
+    println!("restart_bench: node 1 before the restart: at most {lag} committed entries past a group's snapshot");
     let first = nodes.remove(0);
     first.handle.shutdown().await.map_err(|e| e.to_string())?;
     let before = Instant::now();
-    let again = start(1, dir.path(), &network, &config, args.groups).await?;
+    let again = start(1, dir.path(), &network, &config, &args).await?;
     let opened = before.elapsed();
     every_group_takes_a_proposal(
         &again.handle,
@@ -251,6 +304,19 @@ async fn main() -> Result<(), String> {
     Ok(())
 }
 
+/// The total size of the files directly in `dir` (the nodes' databases), in bytes.
+fn files_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// Groups a client skips between calls: a prime-ish stride, so clients spread over groups.
 fn stride(groups: u64) -> u64 {
     if groups > 7 { 7 } else { 1 }
@@ -266,7 +332,7 @@ async fn catch_up(
     nodes: Vec<Node>,
 ) -> Result<(), String> {
     let before = Instant::now();
-    let third = start(3, dir, network, config, args.groups).await?;
+    let third = start(3, dir, network, config, args).await?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let query = || Bytes::new();
     for g in 1..=args.groups {

@@ -86,7 +86,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 24;
+const MOVES: usize = 26;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -116,6 +116,8 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.promotions,
         r.leader_removals,
         r.replicas_removed,
+        r.snapshot_failures,
+        r.held_back_for_snapshots,
     ]
 }
 
@@ -260,8 +262,8 @@ fn main() -> ExitCode {
         m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
     );
     println!(
-        "sim: snapshots taken {}, compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}",
-        m[10], m[11], m[12], m[13], m[14]
+        "sim: snapshots taken {} (failed on purpose {}), compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}; proposals held back for a snapshot {}",
+        m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",

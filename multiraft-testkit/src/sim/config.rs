@@ -58,6 +58,11 @@ pub struct Faults {
     ///
     /// [`Node::change_membership`]: multiraft_core::Node::change_membership
     pub membership_per_mille: u32,
+    /// The chance that a snapshot a node takes fails (the state machine's error), in per
+    /// mille: the node drops it and tries again after a later apply, and the group's leader
+    /// stops holding proposals back for it meanwhile. Decided by a hash of the take, so
+    /// that no other random choice of the seed moves.
+    pub snapshot_failure_per_mille: u32,
 }
 
 impl Faults {
@@ -78,6 +83,7 @@ impl Faults {
             transfer_per_mille: 0,
             drain_per_mille: 0,
             membership_per_mille: 0,
+            snapshot_failure_per_mille: 0,
         }
     }
 
@@ -98,6 +104,7 @@ impl Faults {
             transfer_per_mille: DEFAULT_TRANSFER_PER_MILLE,
             drain_per_mille: DEFAULT_DRAIN_PER_MILLE,
             membership_per_mille: DEFAULT_MEMBERSHIP_PER_MILLE,
+            snapshot_failure_per_mille: 100,
         }
     }
 
@@ -145,6 +152,12 @@ impl Faults {
             // Drawn last again. On in most seeds: replacing machines is normal operation.
             membership_per_mille: if r.chance(800) {
                 r.range(50, 2 * DEFAULT_MEMBERSHIP_PER_MILLE as u64) as u32
+            } else {
+                0
+            },
+            // Drawn last again.
+            snapshot_failure_per_mille: if r.chance(400) {
+                r.range(20, 300) as u32
             } else {
                 0
             },

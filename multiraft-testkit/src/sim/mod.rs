@@ -184,6 +184,12 @@ pub use report::{SimReport, Violation};
 pub use rng::SimRng;
 
 use invariants::{Checker, Failure, sorted_groups};
+
+/// The refusal of a leader whose log runs too far past its last snapshot, counted in
+/// [`SimReport::held_back_for_snapshots`].
+const SNAPSHOT_BEHIND: multiraft_core::ProposeError = multiraft_core::ProposeError::Busy {
+    limit: "snapshot_entries",
+};
 use liveness::Liveness;
 use node_io::Pending;
 use trace::{Trace, TraceRec};

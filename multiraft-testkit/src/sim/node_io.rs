@@ -4,13 +4,14 @@
 use multiraft_core::testing::{self, InFlight, Io};
 use multiraft_core::{
     Apply, Bytes, Event, GroupId, MessageBatch, Outcome, Payload, Ready, Resolution, SnapshotChunk,
+    SnapshotError,
     TakeSnapshot,
 };
 
 use super::app::{ClientOutcome, SimApp, SimReplica};
 use super::invariants::{Failure, proposal};
 use super::trace::TraceRec;
-use super::{Ev, Phase, Simulation};
+use super::{Ev, Phase, Simulation, TraceHash};
 
 /// A ready whose write is in flight on a slow disk.
 pub(super) type Pending = InFlight;
@@ -99,9 +100,12 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         let sim = &mut *self.sim;
         let id = proposal(sim.nodes[self.i].id, o.request);
         let r = match o.resolution {
-            Resolution::Rejected(_) => {
+            Resolution::Rejected(e) => {
                 if let Some(k) = sim.pending_proposals.remove(&id) {
                     sim.report.rejected += 1;
+                    if e == super::SNAPSHOT_BEHIND {
+                        sim.report.held_back_for_snapshots += 1;
+                    }
                     sim.history[k].outcome = ClientOutcome::Rejected;
                 }
                 sim.checker.requests.reported_rejected(id)
@@ -145,24 +149,32 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         self.check(r);
     }
 
-    fn snapshot(&mut self, take: &TakeSnapshot) -> Option<Vec<Bytes>> {
+    fn snapshot(&mut self, take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
         let (sim, i) = (&mut *self.sim, self.i);
         let me = sim.nodes[i].id;
         let replica = sim.replicas[i]
             .entry(take.group)
             .or_insert_with(|| sim.app.new_replica(me, take.group));
-        let data = Bytes::from(replica.snapshot()?);
+        let data = Bytes::from(replica.snapshot().ok_or(SnapshotError::Unsupported)?);
+        if sim.phase == Phase::Faults {
+            let mut h = TraceHash::new();
+            for v in [sim.cfg.seed, i as u64, take.group.0, take.meta.index] {
+                h.u64(v);
+            }
+            if h.value() % 1000 < u64::from(sim.cfg.faults.snapshot_failure_per_mille) {
+                sim.report.snapshot_failures += 1;
+                return Err(SnapshotError::Failed("simulated".into()));
+            }
+        }
         sim.report.snapshots_taken += 1;
         sim.taken.insert((i, take.group, take.meta.index));
         // In one to three pieces, which the node splits further into its chunk size.
         let pieces = 1 + sim.rng.below(3) as usize;
         let step = data.len().div_ceil(pieces).max(1);
-        Some(
-            (0..data.len())
-                .step_by(step)
-                .map(|at| data.slice(at..(at + step).min(data.len())))
-                .collect(),
-        )
+        Ok((0..data.len())
+            .step_by(step)
+            .map(|at| data.slice(at..(at + step).min(data.len())))
+            .collect())
     }
 
     fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {

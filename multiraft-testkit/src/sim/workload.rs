@@ -63,8 +63,11 @@ impl<A: SimApp> Simulation<A> {
                 self.touched.push((target, group));
                 if drive { self.drive(target) } else { Ok(()) }
             }
-            Err(_) => {
+            Err(e) => {
                 self.report.rejected += 1;
+                if e == super::SNAPSHOT_BEHIND {
+                    self.report.held_back_for_snapshots += 1;
+                }
                 Ok(())
             }
         }

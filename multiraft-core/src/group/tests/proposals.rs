@@ -174,6 +174,51 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
     );
 }
 
+/// A forwarded proposal that a leader holds back for want of a snapshot (its log runs
+/// `snapshot_entries + compaction_lag_entries` past its last one) comes back to the
+/// follower as `Busy` naming that limit, not `max_uncommitted_bytes`.
+#[test]
+fn forwarded_proposal_held_back_for_a_snapshot_is_reported_as_such() {
+    let config = Config {
+        snapshot_entries: 2,
+        compaction_lag_entries: 1,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 17);
+    c.elect(1);
+    // The leader's no-op is entry 1; entries 2 and 3 fill the log to its limit of 3.
+    c.g_mut(1).propose(pid(1, 1), Bytes::new()).unwrap();
+    c.g_mut(1).propose(pid(1, 2), Bytes::new()).unwrap();
+    c.g_mut(2).propose(pid(2, 1), Bytes::new()).unwrap();
+    let forwarded = c.g_mut(2).ready(MAX, MAX).send_now;
+    c.g_mut(1).step(forwarded[0].clone());
+    let refusal: Vec<Message> = c
+        .g_mut(1)
+        .ready(MAX, MAX)
+        .send_now
+        .into_iter()
+        .filter(|m| m.to == n(2) && matches!(m.body, MessageBody::ProposeRejected { .. }))
+        .collect();
+    assert_eq!(refusal.len(), 1);
+    assert!(matches!(
+        refusal[0].body,
+        MessageBody::ProposeRejected {
+            reason: crate::message::Refusal::SnapshotBehind,
+            ..
+        }
+    ));
+    c.g_mut(2).step(refusal[0].clone());
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX).rejected,
+        vec![(
+            pid(2, 1),
+            ProposeError::Busy {
+                limit: "snapshot_entries"
+            }
+        )]
+    );
+}
+
 /// A follower forwards at most `MAX_ITEMS_PER_MESSAGE` proposals in one message, which
 /// every receiver enforces (`MessageBatch::validate`): more are split, in order.
 #[test]
