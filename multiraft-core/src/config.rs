@@ -109,8 +109,12 @@ pub struct Config {
     /// transfer pins and the burst a follower receives, while keeping the link busy.
     pub snapshot_window_chunks: u32,
     /// Snapshots this node produces at once (the state machine serializing one, its chunks
-    /// being written). Bounds the CPU, memory and write bandwidth snapshots take from the
-    /// groups' ordinary work; a group over its threshold waits for a slot.
+    /// being written). Bounds the CPU and threads snapshots take from the groups' ordinary
+    /// work; a group over its threshold waits for a slot. A slot produces at most one
+    /// snapshot per ready, so this must exceed the snapshots a busy node needs per ready:
+    /// 1,000 groups committing 600,000 entries/s at ~100 readies/s need about 6 (with 4
+    /// the builds fell behind without end; docs/design.md §4.6). The bytes built ahead of
+    /// the disk are bounded apart from this, at eight chunks per write.
     pub max_snapshots_building: usize,
     /// Snapshot transfers this node sends at once, over all groups and peers. Bounds the
     /// bandwidth and storage reads they take, so a peer returning after a long outage does
@@ -163,7 +167,7 @@ impl Default for Config {
             compaction_lag_entries: 256,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_window_chunks: 4,
-            max_snapshots_building: 4,
+            max_snapshots_building: 32,
             max_snapshot_sends: 8,
             max_snapshot_receives: 8,
             learner_catchup_entries: 64,

@@ -226,7 +226,7 @@
 //!
 //! ## Limits and memory
 //!
-//! - The redb page cache defaults to [`RedbOptions::DEFAULT_CACHE_SIZE_BYTES`] (64 MiB), not
+//! - The redb page cache defaults to [`RedbOptions::DEFAULT_CACHE_SIZE_BYTES`] (16 MiB), not
 //!   redb's 1 GiB: a node keeps its live logs in memory already, so the cache mostly serves
 //!   the B-trees' upper levels and recent pages.
 //! - The write-ahead records not yet checkpointed: about
@@ -244,13 +244,8 @@
 //!
 //! ## Not done yet
 //!
-//! - **Compaction from the node.** This crate compacts whatever `compact_to` asks for, but the
-//!   core does not issue compactions yet: restarting from a compacted log needs a state
-//!   machine snapshot, which the core cannot take or restore yet (a node refuses to start on
-//!   a compacted group: `StartError::CompactedLog`). Until then a node's logs grow until its
-//!   groups are removed. Freed pages are reused; the file never shrinks.
-//! - Snapshots are stored (see [Snapshots](#snapshots)), but the core does not send,
-//!   receive or restore them yet.
+//! - The file never shrinks: pages freed by compaction (the node compacts each group's log
+//!   below its snapshots) are reused for new writes, not returned to the file system.
 #![forbid(unsafe_code)]
 
 mod checkpoint;

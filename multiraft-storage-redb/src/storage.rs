@@ -46,10 +46,13 @@ pub struct RedbOptions {
 }
 
 impl RedbOptions {
-    /// 64 MiB. redb's own default is 1 GiB per database, too much for a library that runs
+    /// 16 MiB. redb's own default is 1 GiB per database, too much for a library that runs
     /// next to an application and already keeps each group's live log in memory; the cache
-    /// mostly holds the B-trees' upper levels and recently written pages.
-    pub const DEFAULT_CACHE_SIZE_BYTES: usize = 64 << 20;
+    /// mostly holds the B-trees' upper levels and recently written pages. It fills slowly,
+    /// as pages are touched: with 64 MiB, three nodes of 1,000 busy groups grew 23 % in RSS
+    /// from the first to the tenth minute; with 16 MiB, 3 %, at the same write rate
+    /// (BENCHMARKS.md, "Memory stays bounded").
+    pub const DEFAULT_CACHE_SIZE_BYTES: usize = 16 << 20;
 
     /// 16 MiB: with 1,000 busy groups each checkpoint of a group moves a few hundred
     /// entries as one run; decoding it all at `load` takes tens of milliseconds.
