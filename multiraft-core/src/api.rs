@@ -105,7 +105,8 @@ impl Builder {
         node.start_requests_at(first_request_seq());
         node.restore(storage.load().await?)?;
 
-        let (inbox, inbound) = Inbox::channel(self.config.max_inbox_batches);
+        let (inbox, inbound) =
+            Inbox::bounded(self.config.max_inbox_batches, self.config.max_inbox_bytes);
         transport
             .attach(self.id, inbox)
             .map_err(StartError::Transport)?;

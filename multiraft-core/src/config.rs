@@ -66,6 +66,12 @@ pub struct Config {
     /// Batches received from peer nodes and not yet stepped. A full inbox drops the batch
     /// (Raft retransmits), so a flooding peer cannot exhaust memory.
     pub max_inbox_batches: usize,
+    /// Bytes of the batches received from peer nodes and not yet stepped
+    /// (`MessageBatch::size_bytes`); beyond it a batch is dropped as when the inbox is full
+    /// (an empty inbox still takes one batch of any size). `max_inbox_batches` alone let a
+    /// slow node hold thousands of snapshot chunks a leader sent again while it was behind
+    /// (cluster_bench: 270 MiB more on the receiver of a 1 GiB snapshot).
+    pub max_inbox_bytes: usize,
     /// API calls queued to the event loop. Callers wait for room (backpressure).
     pub max_api_queue: usize,
     /// Events buffered for each subscriber of `MultiRaft::events`. A subscriber that falls
@@ -157,6 +163,7 @@ impl Default for Config {
             max_ready_bytes: 32 << 20,
             max_pending_proposals: 1 << 20,
             max_inbox_batches: 4_096,
+            max_inbox_bytes: 32 << 20,
             max_api_queue: 65_536,
             max_event_backlog: 65_536,
             forward_proposals: true,
@@ -215,7 +222,7 @@ impl Config {
                 "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",
             );
         }
-        let positive: [(&'static str, usize); 20] = [
+        let positive: [(&'static str, usize); 21] = [
             ("learner_catchup_ticks", self.learner_catchup_ticks as usize),
             ("snapshot_entries", self.snapshot_entries as usize),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
@@ -237,6 +244,7 @@ impl Config {
             ("max_ready_bytes", self.max_ready_bytes),
             ("max_pending_proposals", self.max_pending_proposals),
             ("max_inbox_batches", self.max_inbox_batches),
+            ("max_inbox_bytes", self.max_inbox_bytes),
             ("max_api_queue", self.max_api_queue),
             ("max_event_backlog", self.max_event_backlog),
         ];

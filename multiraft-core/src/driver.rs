@@ -14,12 +14,11 @@ use crate::call::{Call, Replies, Taken};
 use crate::clock::Clock;
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
-use crate::message::MessageBatch;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
 use crate::snapshot_io::SnapshotIo;
 use crate::state_machine::StateMachineFactory;
 use crate::storage::Storage;
-use crate::transport::Transport;
+use crate::transport::{InboxReceiver, Transport};
 
 /// Inbound batches or API calls taken in one go before the loop looks at the others, so
 /// that neither source can starve the other or delay a ready for long.
@@ -31,7 +30,7 @@ pub(crate) struct Parts {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) inbound: mpsc::Receiver<MessageBatch>,
+    pub(crate) inbound: InboxReceiver,
     pub(crate) calls: mpsc::Receiver<Call>,
     pub(crate) events: broadcast::Sender<Event>,
 }
@@ -144,7 +143,7 @@ impl Driver {
             self.handle(call);
         }
         for _ in 0..MAX_DRAIN_PER_WAKE {
-            let Ok(batch) = self.p.inbound.try_recv() else {
+            let Some(batch) = self.p.inbound.try_recv() else {
                 break;
             };
             self.p.node.step(batch);

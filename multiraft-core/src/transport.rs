@@ -1,5 +1,8 @@
 //! Moving message batches between nodes.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::sync::mpsc;
 
 use crate::ids::NodeId;
@@ -53,11 +56,39 @@ pub enum AttachError {
 }
 
 /// Where a transport delivers batches for one node. Bounded by
-/// [`Config::max_inbox_batches`](crate::Config::max_inbox_batches): when full, the batch is
-/// dropped, which Raft repairs by retransmission, so a flooding peer cannot exhaust memory.
+/// [`Config::max_inbox_batches`](crate::Config::max_inbox_batches) and, for a node's own
+/// inbox, [`Config::max_inbox_bytes`](crate::Config::max_inbox_bytes): when full, the batch
+/// is dropped, which Raft repairs by retransmission, so a flooding peer cannot exhaust
+/// memory — neither with many small batches nor with a few large ones (snapshot chunks).
 #[derive(Clone, Debug)]
 pub struct Inbox {
     tx: mpsc::Sender<MessageBatch>,
+    /// The bytes waiting and their bound; `None` for an inbox bounded by count alone.
+    bytes: Option<Arc<HeldBytes>>,
+}
+
+/// Bytes of the batches in an inbox ([`MessageBatch::size_bytes`]) and the most it holds.
+#[derive(Debug)]
+struct HeldBytes {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl HeldBytes {
+    /// Reserves `size` bytes if they fit; an empty inbox takes one batch of any size, so
+    /// that a batch above the bound still moves.
+    fn reserve(&self, size: usize) -> bool {
+        let before = self.held.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > self.max {
+            self.release(size);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, size: usize) {
+        self.held.fetch_sub(size, Ordering::AcqRel);
+    }
 }
 
 /// Why [`Inbox::deliver`] did not take a batch.
@@ -82,20 +113,132 @@ impl Inbox {
     /// If `capacity` is zero.
     pub fn channel(capacity: usize) -> (Inbox, mpsc::Receiver<MessageBatch>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Inbox { tx }, rx)
+        (Inbox { tx, bytes: None }, rx)
+    }
+
+    /// A node's own inbox: at most `capacity` batches and `max_bytes` bytes (one batch of
+    /// any size when empty).
+    pub(crate) fn bounded(capacity: usize, max_bytes: usize) -> (Inbox, InboxReceiver) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let bytes = Arc::new(HeldBytes {
+            held: AtomicUsize::new(0),
+            max: max_bytes,
+        });
+        let inbox = Inbox {
+            tx,
+            bytes: Some(Arc::clone(&bytes)),
+        };
+        (inbox, InboxReceiver { rx, bytes })
     }
 
     /// Hands `batch` to the node without waiting.
     pub fn deliver(&self, batch: MessageBatch) -> Result<(), DeliverError> {
-        self.tx.try_send(batch).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => DeliverError::Full,
-            mpsc::error::TrySendError::Closed(_) => DeliverError::Stopped,
+        let size = match &self.bytes {
+            Some(bytes) => {
+                let size = batch.size_bytes();
+                if !bytes.reserve(size) {
+                    return Err(DeliverError::Full);
+                }
+                size
+            }
+            None => 0,
+        };
+        self.tx.try_send(batch).map_err(|e| {
+            if let Some(bytes) = &self.bytes {
+                bytes.release(size);
+            }
+            match e {
+                mpsc::error::TrySendError::Full(_) => DeliverError::Full,
+                mpsc::error::TrySendError::Closed(_) => DeliverError::Stopped,
+            }
         })
     }
 
-    /// Hands `batch` to the node, waiting for room (for a transport that prefers
-    /// backpressure on its connection to dropping).
+    /// Hands `batch` to the node, waiting for room among the batches (for a transport that
+    /// prefers backpressure on its connection to dropping). Its bytes are counted but not
+    /// refused: a transport that waits is bounded by what its connection holds.
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
-        self.tx.send(batch).await.map_err(|_| DeliverError::Stopped)
+        let size = self.bytes.as_ref().map_or(0, |_| batch.size_bytes());
+        if let Some(bytes) = &self.bytes {
+            bytes.held.fetch_add(size, Ordering::AcqRel);
+        }
+        self.tx.send(batch).await.map_err(|_| {
+            if let Some(bytes) = &self.bytes {
+                bytes.release(size);
+            }
+            DeliverError::Stopped
+        })
+    }
+}
+
+/// The node's end of its [`Inbox`]: gives the bytes of each batch taken back to the inbox.
+#[derive(Debug)]
+pub(crate) struct InboxReceiver {
+    rx: mpsc::Receiver<MessageBatch>,
+    bytes: Arc<HeldBytes>,
+}
+
+impl InboxReceiver {
+    /// The next batch, waiting for one; `None` once every inbox is gone.
+    pub(crate) async fn recv(&mut self) -> Option<MessageBatch> {
+        let batch = self.rx.recv().await?;
+        self.bytes.release(batch.size_bytes());
+        Some(batch)
+    }
+
+    /// The next batch if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<MessageBatch> {
+        let batch = self.rx.try_recv().ok()?;
+        self.bytes.release(batch.size_bytes());
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::GroupId;
+    use crate::message::{Message, MessageBody};
+
+    /// A batch of one message whose size is 32 + 8 × `ids` bytes.
+    fn batch(ids: usize) -> MessageBatch {
+        MessageBatch {
+            from: NodeId(2),
+            to: NodeId(1),
+            messages: vec![Message {
+                group: GroupId(1),
+                from: NodeId(2),
+                to: NodeId(1),
+                term: 1,
+                body: MessageBody::ReadIndex { ids: vec![0; ids] },
+            }],
+        }
+    }
+
+    /// A node's inbox refuses a batch that would take it past its bytes, however few batches
+    /// it holds, and takes batches again as the node reads them; an empty inbox takes one
+    /// batch of any size, so that a large one still moves.
+    #[tokio::test]
+    async fn a_node_inbox_is_bounded_in_bytes() {
+        let (inbox, mut rx) = Inbox::bounded(16, 200);
+        assert_eq!(batch(10).size_bytes(), 112);
+        assert_eq!(inbox.deliver(batch(10)), Ok(()));
+        assert_eq!(inbox.deliver(batch(10)), Err(DeliverError::Full));
+        assert_eq!(inbox.deliver(batch(5)), Ok(()), "72 more bytes fit: 184");
+        assert!(rx.recv().await.is_some());
+        assert_eq!(
+            inbox.deliver(batch(10)),
+            Ok(()),
+            "the first batch's bytes are back"
+        );
+        assert!(rx.try_recv().is_some());
+        assert!(rx.try_recv().is_some());
+        assert!(rx.try_recv().is_none());
+        assert_eq!(
+            inbox.deliver(batch(100)),
+            Ok(()),
+            "an empty inbox takes any batch"
+        );
+        assert_eq!(inbox.deliver(batch(1)), Err(DeliverError::Full));
     }
 }

@@ -27,6 +27,7 @@ impl Outgoing {
             reading: false,
             last: None,
             idle_ticks: 0,
+            resends: 0,
         }
     }
 }
@@ -50,6 +51,10 @@ pub(crate) struct Outgoing {
     /// Ticks without an acknowledgement: past an election timeout, the chunks from
     /// `acked` go again (a chunk or its acknowledgement was lost).
     pub(crate) idle_ticks: u32,
+    /// Times the chunks from `acked` went again with no acknowledgement since: each one
+    /// doubles the wait before the next, so a follower that is only slow (its node behind
+    /// on its inbox) is not sent the same window over and over.
+    pub(crate) resends: u32,
 }
 
 /// The leader's record of one replica.

@@ -32,6 +32,11 @@ pub(crate) struct Incoming {
 /// A chunk to read from storage for a transfer: (to, snapshot index, chunk number).
 pub type ChunkRead = (NodeId, u64, u32);
 
+/// A stalled transfer's wait before sending its window again doubles at most this many
+/// times (from two heartbeat intervals); the transfer gives its slot back after an
+/// election timeout without an acknowledgement anyway.
+const MAX_RESEND_DOUBLINGS: u32 = 4;
+
 /// What the node learned of this replica's state machine snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Taking {
@@ -257,6 +262,9 @@ impl Replica {
             o.requested = ack.next;
             o.reading = false;
         }
+        if ack.next > o.acked {
+            o.resends = 0;
+        }
         o.acked = ack.next;
         if o.requested < o.acked {
             o.requested = o.acked;
@@ -290,13 +298,14 @@ impl Replica {
     /// slot back.
     pub(super) fn retry_snapshot(&mut self, to: NodeId) {
         let latest = self.snapshot.map(|s| s.0);
-        let stalled = 2 * self.config.heartbeat_interval_ticks;
+        let first_wait = 2 * self.config.heartbeat_interval_ticks;
         let Some(o) = self.outgoing(to) else {
             return;
         };
         if o.admitted {
-            if o.idle_ticks >= stalled {
+            if o.idle_ticks >= first_wait << o.resends.min(MAX_RESEND_DOUBLINGS) {
                 o.idle_ticks = 0;
+                o.resends += 1;
                 o.requested = o.acked;
                 o.reading = false;
                 let reads = self.request_chunks(to);

@@ -282,3 +282,11 @@ pub struct MessageBatch {
     /// The messages, in the order they were produced.
     pub messages: Vec<Message>,
 }
+
+impl MessageBatch {
+    /// Approximate size in bytes: its messages' [`MessageBody::size_bytes`]. What an
+    /// [`Inbox`](crate::Inbox) counts against `Config::max_inbox_bytes`.
+    pub fn size_bytes(&self) -> usize {
+        self.messages.iter().map(|m| m.body.size_bytes()).sum()
+    }
+}

@@ -268,7 +268,9 @@ async fn main() -> Result<(), String> {
             lag = lag.max(s.commit - s.snapshot_index);
         }
     }
-    println!("restart_bench: node 1 before the restart: at most {lag} committed entries past a group's snapshot");
+    println!(
+        "restart_bench: node 1 before the restart: at most {lag} committed entries past a group's snapshot"
+    );
     let first = nodes.remove(0);
     first.handle.shutdown().await.map_err(|e| e.to_string())?;
     let before = Instant::now();

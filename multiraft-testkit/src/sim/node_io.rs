@@ -4,8 +4,7 @@
 use multiraft_core::testing::{self, InFlight, Io};
 use multiraft_core::{
     Apply, Bytes, Event, GroupId, MessageBatch, Outcome, Payload, Ready, Resolution, SnapshotChunk,
-    SnapshotError,
-    TakeSnapshot,
+    SnapshotError, TakeSnapshot,
 };
 
 use super::app::{ClientOutcome, SimApp, SimReplica};

@@ -172,3 +172,66 @@ fn a_follower_installs_a_snapshot_chunk_by_chunk() {
     g.restored(9);
     assert_eq!(g.ready(MAX, MAX).apply, vec![e(10, 3)]);
 }
+
+/// A transfer whose follower stays silent (its node is behind on its inbox, or the chunks
+/// were lost) sends its window again after two heartbeat intervals, then waits twice as
+/// long before each next time, until an acknowledgement comes. (cluster_bench: a leader
+/// sending the same window every two intervals to a loaded follower filled its inbox with
+/// hundreds of MiB of copies.)
+#[test]
+fn a_stalled_transfer_sends_again_less_and_less_often() {
+    let config = Arc::new(Config {
+        heartbeat_interval_ticks: 1,
+        election_timeout_min_ticks: 40,
+        election_timeout_max_ticks: 80,
+        ..strict()
+    });
+    let compacted = |id: u64| {
+        let mut loaded = LoadedGroup::new(G);
+        loaded.membership = Membership::voters([1, 2, 3]);
+        loaded.hard_state = hs(2, None, 5);
+        loaded.compacted = Some(Compacted { index: 5, term: 2 });
+        loaded.snapshot = Some(meta(5, 2));
+        loaded.entries = (6..=8).map(|i| e(i, 2)).collect();
+        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
+        g.end_vote_hold();
+        let _ = g.ready(MAX, MAX);
+        g.restored(5);
+        g
+    };
+    let empty = restored(2, hs(1, None, 0), vec![]);
+    let mut c = Cluster::with_groups(
+        Membership::voters([1, 2, 3]),
+        vec![compacted(1), empty, compacted(3)],
+    );
+    c.elect(1);
+    let leader = c.g_mut(1);
+    assert_eq!(leader.admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
+    let chunk0 = || {
+        Some(SnapshotChunk {
+            meta: meta(5, 2),
+            seq: 0,
+            data: Bytes::from_static(b"zero"),
+            last: false,
+        })
+    };
+    assert!(leader.chunk_read(n(2), 5, 0, chunk0()));
+    let _ = leader.ready(MAX, MAX);
+    // Silence from 2's transfer, but a heartbeat answer every tick.
+    let mut resent_at = Vec::new();
+    for tick in 1..=39 {
+        leader.tick();
+        leader.handle_heartbeat_response(n(2));
+        let reads = leader.ready(MAX, MAX).chunk_reads;
+        if reads.contains(&(n(2), 5, 0)) {
+            resent_at.push(tick);
+            leader.chunk_read(n(2), 5, 0, chunk0());
+            let _ = leader.ready(MAX, MAX);
+        }
+    }
+    assert_eq!(
+        resent_at,
+        vec![2, 6, 14, 30],
+        "waits of 2, 4, 8 and 16 ticks"
+    );
+}

@@ -35,12 +35,6 @@
 
 mod snapshot;
 
-/// mimalloc instead of the system allocator: glibc's malloc, whose mmap threshold adapts,
-/// keeps the arenas that large snapshot chunks pass through (BENCHMARKS.md, "A 1 GiB
-/// snapshot across processes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

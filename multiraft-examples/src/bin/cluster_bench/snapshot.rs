@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use multiraft_core::{
-    Bytes, GroupId, MultiRaft, NodeId, SnapshotChunk, SnapshotData, SnapshotError, StateMachine,
+    Bytes, GroupId, MultiRaft, NodeId, ProposeError, SnapshotChunk, SnapshotData, SnapshotError,
+    StateMachine,
 };
 use multiraft_examples::IndexMachine;
 use multiraft_examples::bulk::{BulkMachine, BulkReport, Digest};
@@ -409,7 +410,6 @@ pub(super) async fn child(id: u64, args: &Args) -> Result<(), String> {
 /// cycle and the windows would compare different points of it.
 async fn prime(node: &MultiRaft, groups: &[GroupId]) -> Result<(), String> {
     const IN_FLIGHT: usize = 64;
-    const BATCH: u64 = 256;
     let c = config();
     let base = c.snapshot_entries + c.compaction_lag_entries;
     let spread = c.snapshot_entries.max(1);
@@ -426,21 +426,43 @@ async fn prime(node: &MultiRaft, groups: &[GroupId]) -> Result<(), String> {
             for g in mine {
                 // 389 is prime: consecutive groups land far apart in the cycle.
                 let per_group = base + g.0.wrapping_mul(389) % spread;
-                let mut done = 0;
-                while done < per_group {
-                    let n = (per_group - done).min(BATCH);
-                    let commands = (0..n).map(|_| Bytes::from_static(&[7u8; 16])).collect();
-                    for r in node.propose_many(g, commands).await {
-                        r.map_err(|e| format!("prime {g}: {e}"))?;
-                    }
-                    done += n;
-                }
+                propose_count(&node, g, per_group, &[7u8; 16])
+                    .await
+                    .map_err(|e| format!("prime {g}: {e}"))?;
             }
             Ok::<(), String>(())
         }));
     }
     for t in tasks {
         t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Commits `count` copies of `command` to `group` through `node`, in `propose_many` calls
+/// of at most 256, proposing again what was refused as `Busy` (a leader holds proposals
+/// back while its log runs ahead of its snapshots) after a moment. Any other error ends it.
+async fn propose_count(
+    node: &MultiRaft,
+    group: GroupId,
+    count: u64,
+    command: &'static [u8],
+) -> Result<(), ProposeError> {
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(256);
+        let commands = (0..n).map(|_| Bytes::from_static(command)).collect();
+        let mut busy = false;
+        for r in node.propose_many(group, commands).await {
+            match r {
+                Ok(_) => done += 1,
+                Err(ProposeError::Busy { .. }) => busy = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if busy {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     Ok(())
 }
@@ -453,15 +475,9 @@ async fn fill(node: &MultiRaft) -> Result<String, String> {
     let c = config();
     // One snapshot (every `snapshot_entries` applies), the lag kept below it, and a margin.
     let total = c.snapshot_entries + c.compaction_lag_entries + 64;
-    let mut done = 0;
-    while done < total {
-        let n = (total - done).min(256);
-        let commands = (0..n).map(|_| Bytes::from_static(b"filler")).collect();
-        for r in node.propose_many(BIG, commands).await {
-            r.map_err(|e| format!("fill: {e}"))?;
-        }
-        done += n;
-    }
+    propose_count(node, BIG, total, b"filler")
+        .await
+        .map_err(|e| format!("fill: {e}"))?;
     let mut snapshot = 0;
     wait_for(
         "group 1 compacted past node 3",
