@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use multiraft_core::testing::{Io, begin};
 use multiraft_core::{
-    Bytes, Config, GroupId, Membership, MessageBatch, Node, NodeId, TakeSnapshot,
+    Bytes, Config, GroupId, Membership, MessageBatch, Node, NodeId, SnapshotError, TakeSnapshot,
 };
 
 /// Hosted group counts benchmarked.
@@ -46,8 +46,8 @@ impl Io for Wires {
 
     /// An empty snapshot: the logs are compacted, so memory stays flat however long
     /// criterion runs.
-    fn snapshot(&mut self, _take: &TakeSnapshot) -> Option<Vec<Bytes>> {
-        Some(Vec::new())
+    fn snapshot(&mut self, _take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
+        Ok(Vec::new())
     }
 }
 

@@ -667,11 +667,17 @@ impl Replica {
                     // CheckQuorum/PreVote, where our higher term may never reach it otherwise.
                     self.send_after(msg.from, MessageBody::HeartbeatResponse { round: 0 });
                 }
-                MessageBody::Vote { pre_vote: true, .. } => {
+                MessageBody::Vote { pre_vote, .. } => {
+                    // Raft Figure 2: a stale candidate is refused with our term, which it
+                    // adopts. Ignoring a real vote (as etcd does) can deadlock a group: a
+                    // replica whose membership is stale never contacts a voter it does not
+                    // know, yet keeps a higher term than that voter by campaigning, and
+                    // ignores every vote request of it (simulator, seed 13142: voters
+                    // {2, 3, 4}, 2 lost, 3 with the old membership {1, 2, 3}).
                     self.send_after(
                         msg.from,
                         MessageBody::VoteResponse {
-                            pre_vote: true,
+                            pre_vote,
                             granted: false,
                         },
                     );

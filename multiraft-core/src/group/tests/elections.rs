@@ -151,6 +151,28 @@ fn at_most_one_vote_per_term() {
     assert_eq!(g.status().vote, Some(n(2)));
 }
 
+/// Figure 2 (RequestVote: "reply false if term < currentTerm", with currentTerm "for
+/// candidate to update itself"): a stale candidate's vote request is refused in our term,
+/// and the candidate adopts it. Ignoring it deadlocked a group in the simulator (seed
+/// 13142): the only other live voter had a stale membership without the candidate, so it
+/// never asked the candidate for a vote, and stayed a few terms ahead by campaigning.
+#[test]
+fn a_stale_candidate_is_refused_in_the_higher_term_and_adopts_it() {
+    let mut g = fresh(1, 1);
+    g.step(msg(2, 1, 5, vote(false, 0, 0)));
+    g.ready(MAX, MAX);
+    g.step(msg(3, 1, 3, vote(false, 0, 0)));
+    assert_eq!(
+        g.ready(MAX, MAX).send_after_write,
+        vec![msg(1, 3, 5, vote_resp(false, false))]
+    );
+
+    let mut candidate = fresh(3, 3);
+    candidate.step(msg(1, 3, 5, vote_resp(false, false)));
+    assert_eq!(candidate.status().term, 5);
+    assert_eq!(candidate.status().role, Role::Follower);
+}
+
 /// Figure 2 (`votedFor` is persistent) and §5.2: a vote outlives a restart. A replica
 /// restored from the hard state its ready asked to persist refuses a second candidate of the
 /// same term.

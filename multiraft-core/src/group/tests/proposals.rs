@@ -120,6 +120,18 @@ fn proposals_beyond_max_uncommitted_bytes_are_busy_until_commit() {
     assert_eq!(c.g_mut(1).propose(pid(1, 3), data), Ok(()));
 }
 
+/// Hands replica 2's forwarded proposals to leader 1; returns 1's refusals to 2.
+fn forward_to_leader_1(c: &mut Cluster) -> Vec<Message> {
+    let forwarded = c.g_mut(2).ready(MAX, MAX).send_now;
+    c.g_mut(1).step(forwarded[0].clone());
+    c.g_mut(1)
+        .ready(MAX, MAX)
+        .send_now
+        .into_iter()
+        .filter(|m| m.to == n(2) && matches!(m.body, MessageBody::ProposeRejected { .. }))
+        .collect()
+}
+
 /// Dissertation §6.2 with `max_uncommitted_bytes`: a forwarded proposal the leader refuses
 /// comes back as `ProposeRejected`, and the follower reports it as `Busy` (definitely not
 /// appended) instead of leaving its client waiting.
@@ -137,15 +149,7 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
     c.g_mut(1).propose(pid(1, 2), data.clone()).unwrap();
     c.g_mut(2).propose(pid(2, 1), data).unwrap();
 
-    let forwarded = c.g_mut(2).ready(MAX, MAX).send_now;
-    c.g_mut(1).step(forwarded[0].clone());
-    let refusal: Vec<Message> = c
-        .g_mut(1)
-        .ready(MAX, MAX)
-        .send_now
-        .into_iter()
-        .filter(|m| m.to == n(2) && matches!(m.body, MessageBody::ProposeRejected { .. }))
-        .collect();
+    let refusal = forward_to_leader_1(&mut c);
     assert_eq!(
         refusal,
         vec![msg(
@@ -190,15 +194,7 @@ fn forwarded_proposal_held_back_for_a_snapshot_is_reported_as_such() {
     c.g_mut(1).propose(pid(1, 1), Bytes::new()).unwrap();
     c.g_mut(1).propose(pid(1, 2), Bytes::new()).unwrap();
     c.g_mut(2).propose(pid(2, 1), Bytes::new()).unwrap();
-    let forwarded = c.g_mut(2).ready(MAX, MAX).send_now;
-    c.g_mut(1).step(forwarded[0].clone());
-    let refusal: Vec<Message> = c
-        .g_mut(1)
-        .ready(MAX, MAX)
-        .send_now
-        .into_iter()
-        .filter(|m| m.to == n(2) && matches!(m.body, MessageBody::ProposeRejected { .. }))
-        .collect();
+    let refusal = forward_to_leader_1(&mut c);
     assert_eq!(refusal.len(), 1);
     assert!(matches!(
         refusal[0].body,
