@@ -649,6 +649,18 @@ impl Replica {
                     pre_vote: true,
                     granted: true,
                 } => {}
+                // Our vote request was stale: adopt the term, but keep the election timer,
+                // for the reason above. Resetting it let replicas that cannot win (stale
+                // logs) hold back, with their refusals, the one that can (simulator, seeds
+                // 286 and 389).
+                MessageBody::VoteResponse {
+                    pre_vote: false,
+                    granted: false,
+                } => {
+                    let elapsed = self.election_elapsed;
+                    self.become_follower(msg.term, None);
+                    self.election_elapsed = elapsed;
+                }
                 MessageBody::Append { .. }
                 | MessageBody::InstallSnapshot { .. }
                 | MessageBody::Heartbeat { .. }

@@ -173,6 +173,47 @@ fn a_stale_candidate_is_refused_in_the_higher_term_and_adopts_it() {
     assert_eq!(candidate.status().role, Role::Follower);
 }
 
+/// The other side of the rule above: a candidate refused in a higher term adopts it but
+/// keeps its election timer, as for a vote request it refuses (seed 182). Resetting it let
+/// replicas with stale logs, which cannot win, hold back with their refusals the one that
+/// can (simulator, seeds 286 and 389).
+#[test]
+fn a_refusal_in_a_higher_term_does_not_reset_the_election_timer() {
+    let config = Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..strict()
+    };
+    let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
+    let mut first_campaign = None;
+    for tick in 1..=60 {
+        g.tick();
+        let campaigned = g
+            .ready(MAX, MAX)
+            .send_after_write
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Vote { .. }));
+        match (first_campaign, campaigned) {
+            (None, true) => first_campaign = Some(tick),
+            (Some(first), true) => {
+                assert!(
+                    tick - first <= 21,
+                    "campaigned again only {} ticks later",
+                    tick - first
+                );
+                return;
+            }
+            _ => {}
+        }
+        if first_campaign.is_some() {
+            // Replica 2 refuses it in a higher term, every tick.
+            let higher = g.status().term + 1;
+            g.step(msg(2, 1, higher, vote_resp(false, false)));
+        }
+    }
+    panic!("never campaigned twice");
+}
+
 /// Figure 2 (`votedFor` is persistent) and §5.2: a vote outlives a restart. A replica
 /// restored from the hard state its ready asked to persist refuses a second candidate of the
 /// same term.
