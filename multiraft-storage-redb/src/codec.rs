@@ -115,9 +115,11 @@ struct StoredEntry {
 }
 
 /// A run of consecutive entries as one log row.
-pub(crate) fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode_run<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+) -> Result<Vec<u8>, StorageError> {
     let stored: Vec<StoredEntryRef<'_>> = entries
-        .iter()
+        .into_iter()
         .map(|e| StoredEntryRef {
             term: e.term,
             payload: &e.payload,

@@ -113,7 +113,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
             Some(group) => {
                 entries.retain(|e| group.table_row_live(e.index));
                 if let Some(meta) = group.meta {
-                    entries.extend(group.run);
+                    entries.extend(group.run.into_entries());
                     loaded.push(loaded_group(g, meta, entries));
                 }
             }
@@ -131,7 +131,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
     let before = loaded.len();
     for (g, group) in tail.groups {
         if let Some(meta) = group.meta {
-            loaded.push(loaded_group(g, meta, group.run));
+            loaded.push(loaded_group(g, meta, group.run.into_entries().collect()));
         }
     }
     if loaded.len() > before {

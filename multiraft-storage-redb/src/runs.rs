@@ -11,6 +11,7 @@ use multiraft_core::{Entry, StorageError};
 use redb::{ReadableTable, Table};
 
 use crate::codec::{decode_run, encode_run, redb_error};
+use crate::tail::Run;
 
 /// The log table as read: a read-only table or the writer's table.
 pub(crate) trait LogRead: ReadableTable<(u64, u64), &'static [u8]> {}
@@ -132,15 +133,11 @@ pub(crate) fn delete_compacted(
     Ok(())
 }
 
-/// Writes `run` (non-empty, consecutive) as one row.
-pub(crate) fn insert_run(
-    log: &mut LogTable<'_>,
-    g: u64,
-    run: &[Entry],
-) -> Result<(), StorageError> {
-    if let Some(first) = run.first() {
-        let value = encode_run(run)?;
-        log.insert((g, first.index), value.as_slice())
+/// Writes `run` as one row (none when it is empty).
+pub(crate) fn insert_run(log: &mut LogTable<'_>, g: u64, run: &Run) -> Result<(), StorageError> {
+    if let Some(first) = run.first_index() {
+        let value = encode_run(run.iter())?;
+        log.insert((g, first), value.as_slice())
             .map_err(redb_error)?;
     }
     Ok(())

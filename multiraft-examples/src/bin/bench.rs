@@ -1,7 +1,7 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. The figure is the
@@ -72,6 +72,11 @@ struct Args {
     /// open loop at half the 1000-group rate) and print it as a table
     #[arg(long)]
     matrix: bool,
+    /// Milliseconds per tick (`Config::tick_interval`; heartbeats every 2 ticks, elections
+    /// after 10–20). 10 by default, five times the library's default rate, so that the
+    /// cost of ticks and heartbeats of busy groups shows
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
 }
 
 /// What the clients of one phase do.
@@ -152,9 +157,9 @@ async fn main() {
 
 /// A cluster of three nodes with `groups` groups, each with a leader; returns the nodes
 /// and each group's leader.
-async fn cluster(groups: u64) -> Result<(Vec<ClusterNode>, Vec<NodeId>), String> {
+async fn cluster(args: &Args, groups: u64) -> Result<(Vec<ClusterNode>, Vec<NodeId>), String> {
     let mut config = Config::default();
-    config.tick_interval = Duration::from_millis(10);
+    config.tick_interval = Duration::from_millis(args.tick_ms.max(1));
     config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
     let cluster = start_mem_cluster(3, &config)
         .await
@@ -171,7 +176,7 @@ async fn shutdown(cluster: Vec<ClusterNode>) -> Result<(), String> {
 }
 
 async fn run(args: &Args) -> Result<(), String> {
-    let (cluster, leaders) = cluster(args.groups).await?;
+    let (cluster, leaders) = cluster(args, args.groups).await?;
     let mut rates = Vec::new();
     let mut phases = vec![args.rate.map_or(Work::Write, Work::OpenLoop)];
     if args.reads {
@@ -224,7 +229,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
     );
     let mut rows = Vec::new();
     for groups in MATRIX_GROUPS {
-        let (cluster, leaders) = cluster(groups).await?;
+        let (cluster, leaders) = cluster(args, groups).await?;
         for clients in MATRIX_CLIENTS {
             let point = Args {
                 groups,
@@ -245,7 +250,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
         .find(|f| f.groups == 1_000 && f.clients == 4_096)
         .map_or(0.0, |f| f.rate);
     let offered = ((max / 2.0) as u64).max(1);
-    let (cluster, leaders) = cluster(1_000).await?;
+    let (cluster, leaders) = cluster(args, 1_000).await?;
     let point = Args {
         groups: 1_000,
         rate: Some(offered),
