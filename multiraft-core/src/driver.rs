@@ -189,7 +189,10 @@ impl Driver {
         }
         self.replies.set_now(started);
         for a in &ready.apply {
-            self.machines.apply(a, &mut self.replies);
+            if let Err(e) = self.machines.apply(a, &mut self.replies) {
+                tracing::error!(node = %self.p.node.id(), error = %e, "the node stops");
+                return Err(e);
+            }
         }
         self.replies.flush_latency();
         // Reads after the applies of the same ready: their read points are now applied.

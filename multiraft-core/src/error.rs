@@ -301,6 +301,18 @@ pub enum StopError {
     /// so the node applies nothing more.
     #[error("stopped: restoring a state machine from its snapshot failed: {0}")]
     Restore(crate::snapshot::SnapshotError),
+    /// A state machine's [`apply_batch`](crate::StateMachine::apply_batch) gave another
+    /// number of results than it was given commands: its state is unknown, so the node
+    /// applies nothing more.
+    #[error("stopped: the state machine of {group} answered {results} of {commands} commands")]
+    StateMachine {
+        /// The group.
+        group: crate::ids::GroupId,
+        /// Commands handed over.
+        commands: usize,
+        /// Results given back.
+        results: usize,
+    },
     /// The event loop panicked.
     #[error("the event loop panicked")]
     Panicked,

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use crate::call::Replies;
+use crate::error::StopError;
 use crate::ids::GroupId;
 use crate::node::Apply;
 use crate::snapshot::{SnapshotChunk, SnapshotData, SnapshotError};
@@ -20,6 +23,9 @@ struct Machine {
 pub(crate) struct Machines {
     factory: StateMachineFactory,
     map: HashMap<GroupId, Machine>,
+    /// The results of one batch, reused: its capacity is that of the largest batch, which
+    /// `Config::max_ready_entries` bounds.
+    results: Vec<Bytes>,
 }
 
 impl Machines {
@@ -27,6 +33,7 @@ impl Machines {
         Machines {
             factory,
             map: HashMap::new(),
+            results: Vec::new(),
         }
     }
 
@@ -44,18 +51,37 @@ impl Machines {
         self.get(group).sm.as_mut()
     }
 
-    /// Applies one group's committed commands, answering the local requests they resolve.
-    pub(crate) fn apply(&mut self, a: &Apply, replies: &mut Replies) {
+    /// Applies one group's committed commands as one batch, answering the local requests
+    /// they resolve. A machine that answers another number of commands than it was given
+    /// stops the node.
+    pub(crate) fn apply(&mut self, a: &Apply, replies: &mut Replies) -> Result<(), StopError> {
+        let mut results = std::mem::take(&mut self.results);
+        results.clear();
         let m = self.get(a.group);
-        for (index, command, request) in a.commands() {
-            if index <= m.durable {
-                continue; // an on-disk machine holds it already
-            }
-            let result = m.sm.apply(index, command);
+        let durable = m.durable;
+        // An on-disk machine holds the entries up to `durable` already.
+        let fresh = || a.commands().filter(move |(index, ..)| *index > durable);
+        let given = fresh().count();
+        if given > 0 {
+            m.sm.apply_batch(
+                &mut fresh().map(|(index, command, _)| (index, command)),
+                &mut results,
+            );
+        }
+        if results.len() != given {
+            return Err(StopError::StateMachine {
+                group: a.group,
+                commands: given,
+                results: results.len(),
+            });
+        }
+        for ((_, _, request), result) in fresh().zip(results.drain(..)) {
             if let Some(request) = request {
                 replies.applied(request, result);
             }
         }
+        self.results = results;
+        Ok(())
     }
 
     /// The state of `group` as chunks, for a snapshot.

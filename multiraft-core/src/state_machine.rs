@@ -6,7 +6,8 @@ use crate::ids::GroupId;
 use crate::snapshot::{SnapshotChunk, SnapshotData, SnapshotError};
 
 /// One group's replicated state on one node. The driver creates one per hosted group with
-/// the factory given to the builder, and applies committed commands to it in log order.
+/// the factory given to the builder, and applies committed commands to it in log order, a
+/// batch per group per cycle ([`apply_batch`](StateMachine::apply_batch)).
 ///
 /// # To ensure correctness
 ///
@@ -29,6 +30,24 @@ pub trait StateMachine: Send + 'static {
     /// Applies the command committed at `index` and returns its result, which resolves the
     /// proposer's future.
     fn apply(&mut self, index: u64, command: &Bytes) -> Bytes;
+
+    /// Applies the commands of this group that one cycle of the node committed, in log
+    /// order, pushing one result per command onto `results`, in the same order. The
+    /// default calls [`apply`](StateMachine::apply) for each; override it to apply a batch
+    /// at once (one transaction of an on-disk machine's store, say). A machine that pushes
+    /// another number of results than it was given commands has broken this contract and
+    /// its state is unknown: the node stops ([`StopError::StateMachine`]).
+    ///
+    /// [`StopError::StateMachine`]: crate::StopError::StateMachine
+    fn apply_batch(
+        &mut self,
+        commands: &mut dyn Iterator<Item = (u64, &Bytes)>,
+        results: &mut Vec<Bytes>,
+    ) {
+        for (index, command) in commands {
+            results.push(self.apply(index, command));
+        }
+    }
 
     /// Answers a read-only `query` from the state as of the last applied index, changing
     /// nothing. Called for [`MultiRaft::read`](crate::MultiRaft::read) once the read's
