@@ -100,8 +100,9 @@ pub struct Config {
     /// A replica takes a snapshot of its state machine once it has applied this many
     /// entries since its last one, stores it, and compacts its log below it
     /// (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
-    /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` entries;
-    /// lower values cost more snapshots. Machines that do not support snapshots keep their
+    /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` committed
+    /// entries (a leader past it parks new proposals until the snapshot is stored), plus
+    /// the proposals in flight when that hold began; lower values cost more snapshots. Machines that do not support snapshots keep their
     /// whole log regardless.
     pub snapshot_entries: u64,
     /// Entries kept below a new snapshot when the log is compacted, so that a follower a

@@ -45,11 +45,18 @@ impl Entry {
     /// Approximate size in bytes, used for the byte limits of batches and windows.
     pub fn size_bytes(&self) -> usize {
         // index + term + tag: a fixed overhead that keeps empty entries from being free.
-        24 + match &self.payload {
-            Payload::Noop => 0,
-            Payload::Command { data, .. } => 16 + data.len(),
-            Payload::Membership(m) => 8 * m.places(),
+        match &self.payload {
+            Payload::Noop => 24,
+            Payload::Command { data, .. } => Self::command_size_bytes(data),
+            Payload::Membership(m) => 24 + 8 * m.places(),
         }
+    }
+
+    /// [`Entry::size_bytes`] of a command entry carrying `data`, before it is one.
+    pub(crate) fn command_size_bytes(data: &[u8]) -> usize {
+        // index + term + tag: a fixed overhead that keeps empty entries from being free;
+        // then the proposal id.
+        24 + 16 + data.len()
     }
 }
 

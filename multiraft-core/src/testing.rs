@@ -72,6 +72,15 @@ pub trait Io {
         Err(SnapshotError::Unsupported)
     }
 
+    /// Whether the chunks [`Io::snapshot`] just made reach the node later, as from a driver
+    /// that builds snapshots off its loop: `true`, and the caller hands them over itself
+    /// with [`Node::snapshot_chunk`] (or drops them on a crash). The default, `false`, hands
+    /// them over at once.
+    fn snapshot_later(&mut self, take: &TakeSnapshot, chunks: &[Bytes]) -> bool {
+        let _ = (take, chunks);
+        false
+    }
+
     /// Chunk `seq` of `group`'s stored snapshot at `index`
     /// ([`Storage::snapshot_chunk`](crate::Storage::snapshot_chunk)), as of the writes
     /// persisted so far.
@@ -135,6 +144,7 @@ pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
     for take in snapshots {
         let (group, index) = (take.group, take.meta.index);
         match io.snapshot(&take) {
+            Ok(chunks) if io.snapshot_later(&take, &chunks) => {}
             Ok(chunks) => {
                 let count = chunks.len().max(1);
                 let mut chunks = chunks.into_iter();

@@ -333,6 +333,7 @@ impl Replica {
         };
         self.uncommitted_bytes = noop.size_bytes();
         self.log.push(noop);
+        self.adopt_forward();
         tracing::info!(node = %self.node, group = %self.id, term = self.term, "election won");
         self.report_leader();
         self.maybe_commit();

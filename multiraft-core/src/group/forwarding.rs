@@ -16,7 +16,8 @@ use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody, Refusal};
 use super::{Replica, Role};
 
 impl Replica {
-    /// Proposes a command. On the leader it is appended; on a follower it is queued for
+    /// Proposes a command. On the leader it is appended, or parked while the group waits
+    /// for a snapshot ([`Replica::snapshot_holds_back`]); on a follower it is queued for
     /// forwarding to the leader (when `Config::forward_proposals`).
     pub fn propose(&mut self, id: ProposalId, data: Bytes) -> Result<(), ProposeError> {
         if data.len() > self.config.max_proposal_bytes {
@@ -27,23 +28,25 @@ impl Replica {
         self.wake();
         match self.role {
             Role::Leader if self.transfer.is_some() => Err(ProposeError::TransferInProgress),
-            Role::Leader if self.snapshot_holds_back() => Err(ProposeError::Busy {
-                limit: "snapshot_entries",
-            }),
             Role::Leader => {
-                let entry = Entry {
-                    index: self.log.last_index() + 1,
-                    term: self.term,
-                    payload: Payload::Command { id, data },
-                };
-                let size = entry.size_bytes();
+                // Parked proposals count as uncommitted, so the parking lot has the same
+                // bound as the log's uncommitted tail.
+                let size = Entry::command_size_bytes(&data);
                 if self.uncommitted_bytes + size > self.config.max_uncommitted_bytes {
                     return Err(ProposeError::Busy {
                         limit: "max_uncommitted_bytes",
                     });
                 }
                 self.uncommitted_bytes += size;
-                self.log.push(entry);
+                // Behind parked ones too (until the next ready appends them), so that the
+                // leader appends in the order it took proposals.
+                if self.snapshot_holds_back() || !self.forward.is_empty() {
+                    // Waiting, not refused: a hot group's clients would otherwise spin on
+                    // `Busy` for the few readies a snapshot takes to store.
+                    self.forward.push((id, data));
+                } else {
+                    self.append_command(id, data);
+                }
                 Ok(())
             }
             _ => match self.leader {
@@ -59,6 +62,41 @@ impl Replica {
         }
     }
 
+    /// Appends a command whose bytes are already counted in `uncommitted_bytes`.
+    fn append_command(&mut self, id: ProposalId, data: Bytes) {
+        let entry = Entry {
+            index: self.log.last_index() + 1,
+            term: self.term,
+            payload: Payload::Command { id, data },
+        };
+        self.log.push(entry);
+    }
+
+    /// Leader: whether `forward` holds proposals parked for a snapshot, which wait there
+    /// (and give the group nothing to do) until one is stored.
+    pub(super) fn parks_proposals(&self) -> bool {
+        self.role == Role::Leader && self.snapshot_holds_back()
+    }
+
+    /// Leader: proposals parked for a snapshot, waiting to be appended.
+    pub fn parked_proposals(&self) -> usize {
+        if self.role == Role::Leader {
+            self.forward.len()
+        } else {
+            0
+        }
+    }
+
+    /// A new leader takes the proposals it queued as a follower as its own (counted and
+    /// appended, or parked); they were never sent, or the old leader refused them.
+    pub(super) fn adopt_forward(&mut self) {
+        for (id, data) in std::mem::take(&mut self.forward) {
+            if let Err(e) = self.propose(id, data) {
+                self.out().rejected.push((id, e));
+            }
+        }
+    }
+
     pub(super) fn step_proposals(&mut self, msg: Message) {
         match msg.body {
             MessageBody::Propose { proposals } => {
@@ -71,11 +109,7 @@ impl Replica {
                     }
                     // Busy or in a transfer: the proposer learns which, definitely not
                     // appended. One message per reason.
-                    for reason in [
-                        Refusal::Busy,
-                        Refusal::SnapshotBehind,
-                        Refusal::TransferInProgress,
-                    ] {
+                    for reason in [Refusal::Busy, Refusal::TransferInProgress] {
                         let ids: Vec<ProposalId> = refused
                             .iter()
                             .filter(|(_, e)| refusal(e) == reason)
@@ -113,6 +147,8 @@ impl Replica {
                     (Refusal::Busy, _) => ProposeError::Busy {
                         limit: "max_uncommitted_bytes",
                     },
+                    // Sent by no leader now (they park such proposals); kept so that
+                    // the refusal still reads as what it says.
                     (Refusal::SnapshotBehind, _) => ProposeError::Busy {
                         limit: "snapshot_entries",
                     },
@@ -131,21 +167,21 @@ impl Replica {
     }
 
     /// Sends proposals queued on a follower to the leader, or settles them if the leader
-    /// changed meanwhile.
+    /// changed meanwhile; on a leader, appends those parked for a snapshot once it is stored.
     pub(super) fn flush_forward(&mut self) {
-        if self.forward.is_empty() {
+        if self.forward.is_empty() || self.parks_proposals() {
             return;
         }
         let proposals = std::mem::take(&mut self.forward);
         match (self.role, self.leader) {
             (Role::Leader, _) => {
+                // Parked by this leadership (`adopt_forward` emptied the queue when it
+                // began), so already counted.
                 for (id, data) in proposals {
-                    if let Err(e) = self.propose(id, data) {
-                        self.out().rejected.push((id, e));
-                    }
+                    self.append_command(id, data);
                 }
             }
-            (_, Some(leader)) => {
+            (_, Some(leader)) if self.config.forward_proposals => {
                 // Receivers refuse a message of more than MAX_ITEMS_PER_MESSAGE proposals.
                 let mut proposals = proposals;
                 while !proposals.is_empty() {
@@ -153,6 +189,15 @@ impl Replica {
                     self.send_now_msg(leader, 0, MessageBody::Propose { proposals });
                     proposals = rest;
                 }
+            }
+            // Parked by a leader that lost its leadership, and never appended: refused
+            // definitely, as a follower refuses a proposal it may not forward.
+            (_, Some(leader)) => {
+                let err = ProposeError::NotLeader {
+                    leader_hint: Some(leader),
+                };
+                let dropped = proposals.into_iter().map(|(id, _)| (id, err.clone()));
+                self.out().rejected.extend(dropped);
             }
             (_, None) => {
                 let dropped = proposals
@@ -168,11 +213,8 @@ impl Replica {
 fn refusal(error: &ProposeError) -> Refusal {
     match error {
         ProposeError::TransferInProgress => Refusal::TransferInProgress,
-        ProposeError::Busy {
-            limit: "snapshot_entries",
-        } => Refusal::SnapshotBehind,
-        // The follower checked the size, so the leader refuses only for room, a snapshot
-        // or a transfer: `Busy` is the one other answer.
+        // The follower checked the size, so the leader refuses only for room or a
+        // transfer: `Busy` is the one other answer.
         _ => Refusal::Busy,
     }
 }

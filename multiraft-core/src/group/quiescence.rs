@@ -129,7 +129,10 @@ impl Replica {
     pub(super) fn shrink(&mut self) {
         self.log.shrink();
         self.progress.shrink();
-        self.forward = Vec::new();
+        if self.forward.is_empty() {
+            // Not while proposals wait in it: they would be lost unanswered.
+            self.forward = Vec::new();
+        }
         if self.out.as_ref().is_some_and(|o| o.is_empty()) {
             self.out = None;
         }

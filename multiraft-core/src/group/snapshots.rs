@@ -106,15 +106,19 @@ impl Replica {
         };
     }
 
-    /// Leader: whether new proposals wait (`Busy`) for a snapshot, because the log runs
-    /// `snapshot_entries + compaction_lag_entries` entries past the last one stored. This
-    /// bounds, per group, the log held in memory and on disk and what a restart re-applies,
-    /// even when snapshots are built more slowly than entries commit (a burst, a loaded
-    /// machine). Not when snapshots fail or are unsupported: those logs grow instead.
+    /// Leader: whether new proposals wait, parked unappended, for a snapshot, because the
+    /// log has committed `snapshot_entries + compaction_lag_entries` entries past the last
+    /// one stored. This bounds, per group, what a restart re-applies and the log held in
+    /// memory and on disk, even when snapshots are built more slowly than entries commit (a
+    /// burst, a loaded machine): to that many committed entries plus those already in
+    /// flight when the hold began (bounded by `max_uncommitted_bytes`). Counted on the
+    /// committed index, not the last one, so that a busy group's window of entries in flight
+    /// does not itself hold it back. Not when snapshots fail or are unsupported: those logs
+    /// grow instead.
     pub(super) fn snapshot_holds_back(&self) -> bool {
         let since = self.snapshot.map_or(0, |s| s.0);
         let limit = self.config.snapshot_entries + self.config.compaction_lag_entries;
-        self.taking == Taking::Works && self.log.last_index() >= since.saturating_add(limit)
+        self.taking == Taking::Works && self.log.committed >= since.saturating_add(limit)
     }
 
     // ----- leader: sending ----------------------------------------------------------------

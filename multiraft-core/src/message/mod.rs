@@ -200,8 +200,10 @@ pub enum Refusal {
     Busy,
     /// The leader is handing leadership over.
     TransferInProgress,
-    /// The leader's log runs `snapshot_entries + compaction_lag_entries` past its last
-    /// snapshot: it takes proposals again once the next one is stored.
+    /// The leader waits for a snapshot (`snapshot_entries`). Sent by no current leader:
+    /// they park such proposals until the snapshot is stored (docs/design.md §4.6); kept
+    /// so that the wire format, and what a follower reports on receiving it, stay as they
+    /// were.
     SnapshotBehind,
 }
 

@@ -122,7 +122,8 @@ impl Node {
     /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
     /// for; `last` ends it. Pieces above `Config::snapshot_chunk_bytes` are split. Returns
     /// false when the node no longer wants that snapshot (the group was removed, or is
-    /// receiving one from its leader): stop producing it.
+    /// receiving or has installed one from its leader, noticed at the next write): stop
+    /// producing it.
     pub fn snapshot_chunk(&mut self, group: GroupId, index: u64, data: Bytes, last: bool) -> bool {
         let max = self.config.snapshot_chunk_bytes;
         let Some(b) = self
@@ -168,6 +169,8 @@ impl Node {
                 slot.group
                     .snapshot_failed(matches!(error, SnapshotError::Unsupported));
             }
+            // Proposals parked for this snapshot are appended now.
+            self.mark(group);
         }
     }
 
@@ -311,8 +314,15 @@ impl Node {
         let mut completed = Vec::new();
         self.snapshots.chunk_bytes = 0;
         for (group, chunk) in std::mem::take(&mut self.snapshots.chunks) {
+            // Not over a newer one the group installed from its leader while this build
+            // ran: storage keeps the snapshot written last, and the log is compacted to
+            // the newer one, so a restart would find the log compacted past its snapshot.
             let live = self.groups.get(&group).is_some_and(|slot| {
-                !slot.group.is_receiving_snapshot() && !slot.group.is_restoring()
+                let g = &slot.group;
+                !g.is_receiving_snapshot()
+                    && !g.is_restoring()
+                    && g.snapshot()
+                        .is_none_or(|(index, _)| index < chunk.meta.index)
             });
             if !live || !self.snapshots.building.contains_key(&group) {
                 self.snapshots.forget(group);

@@ -117,7 +117,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.leader_removals,
         r.replicas_removed,
         r.snapshot_failures,
-        r.held_back_for_snapshots,
+        r.parked_for_snapshots,
     ]
 }
 
@@ -262,7 +262,7 @@ fn main() -> ExitCode {
         m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
     );
     println!(
-        "sim: snapshots taken {} (failed on purpose {}), compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}; proposals held back for a snapshot {}",
+        "sim: snapshots taken {} (failed on purpose {}), compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}; proposals parked for a snapshot {}",
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(

@@ -63,6 +63,11 @@ pub struct Faults {
     /// stops holding proposals back for it meanwhile. Decided by a hash of the take, so
     /// that no other random choice of the seed moves.
     pub snapshot_failure_per_mille: u32,
+    /// Snapshots reach their node 1–200 ms after it asked for them, as when a large state
+    /// machine is serialized off the event loop: the group keeps committing meanwhile, so
+    /// its leader parks proposals past its hold, and a build can end after a crash, a
+    /// leadership change or a newer snapshot.
+    pub slow_snapshots: bool,
 }
 
 impl Faults {
@@ -84,6 +89,7 @@ impl Faults {
             drain_per_mille: 0,
             membership_per_mille: 0,
             snapshot_failure_per_mille: 0,
+            slow_snapshots: false,
         }
     }
 
@@ -105,6 +111,7 @@ impl Faults {
             drain_per_mille: DEFAULT_DRAIN_PER_MILLE,
             membership_per_mille: DEFAULT_MEMBERSHIP_PER_MILLE,
             snapshot_failure_per_mille: 100,
+            slow_snapshots: true,
         }
     }
 
@@ -161,6 +168,8 @@ impl Faults {
             } else {
                 0
             },
+            // Drawn last again.
+            slow_snapshots: r.chance(500),
         }
     }
 
@@ -311,6 +320,13 @@ impl SimConfig {
         core.max_snapshots_building = r.range(1, 3) as usize;
         core.max_snapshot_sends = r.range(1, 3) as usize;
         core.max_snapshot_receives = r.range(1, 3) as usize;
+        if r.chance(150) {
+            // A snapshot every few entries with no lag: a leader commits past its hold
+            // (`snapshot_entries + compaction_lag_entries`) before nearly every snapshot
+            // is stored, and parks the proposals that come meanwhile.
+            core.snapshot_entries = r.range(2, 6);
+            core.compaction_lag_entries = 0;
+        }
         // Leases at the bound the clock skew of this seed allows (not drawn: no randomness
         // taken, so every other choice stays what it was for the seed).
         core.lease_ticks = faults.safe_lease_ticks(&core);

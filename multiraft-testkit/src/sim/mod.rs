@@ -185,11 +185,6 @@ pub use rng::SimRng;
 
 use invariants::{Checker, Failure, sorted_groups};
 
-/// The refusal of a leader whose log runs too far past its last snapshot, counted in
-/// [`SimReport::held_back_for_snapshots`].
-const SNAPSHOT_BEHIND: multiraft_core::ProposeError = multiraft_core::ProposeError::Busy {
-    limit: "snapshot_entries",
-};
 use liveness::Liveness;
 use node_io::Pending;
 use trace::{Trace, TraceRec};
@@ -218,6 +213,14 @@ enum Ev {
     WriteDone {
         node: usize,
         incarnation: u64,
+    },
+    /// A snapshot taken `delay` earlier reaches `node` (`Faults::slow_snapshots`).
+    SnapshotBuilt {
+        node: usize,
+        incarnation: u64,
+        group: GroupId,
+        index: u64,
+        chunks: Vec<multiraft_core::Bytes>,
     },
     Propose,
     Chaos,
@@ -693,6 +696,27 @@ impl<A: SimApp> Simulation<A> {
                 if let Some(p) = self.nodes[node].pending.take() {
                     self.complete_write(node, p)?;
                 }
+                self.drive(node)
+            }
+            Ev::SnapshotBuilt {
+                node,
+                incarnation,
+                group,
+                index,
+                chunks,
+            } => {
+                if self.nodes[node].incarnation != incarnation || !self.is_up(node) {
+                    return Ok(());
+                }
+                self.hash.u64(10);
+                let n = self.nodes[node].node.as_mut().expect("up");
+                let count = chunks.len().max(1);
+                let mut chunks = chunks.into_iter();
+                for k in 0..count {
+                    let data = chunks.next().unwrap_or_default();
+                    n.snapshot_chunk(group, index, data, k + 1 == count);
+                }
+                self.touched.push((node, group));
                 self.drive(node)
             }
             Ev::Propose => {

@@ -99,12 +99,9 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         let sim = &mut *self.sim;
         let id = proposal(sim.nodes[self.i].id, o.request);
         let r = match o.resolution {
-            Resolution::Rejected(e) => {
+            Resolution::Rejected(_) => {
                 if let Some(k) = sim.pending_proposals.remove(&id) {
                     sim.report.rejected += 1;
-                    if e == super::SNAPSHOT_BEHIND {
-                        sim.report.held_back_for_snapshots += 1;
-                    }
                     sim.history[k].outcome = ClientOutcome::Rejected;
                 }
                 sim.checker.requests.reported_rejected(id)
@@ -174,6 +171,23 @@ impl<A: SimApp> Io for SimIo<'_, A> {
             .step_by(step)
             .map(|at| data.slice(at..(at + step).min(data.len())))
             .collect())
+    }
+
+    fn snapshot_later(&mut self, take: &TakeSnapshot, chunks: &[Bytes]) -> bool {
+        let sim = &mut *self.sim;
+        if !sim.cfg.faults.slow_snapshots || sim.phase != Phase::Faults || sim.rng.chance(500) {
+            return false;
+        }
+        let delay = sim.rng.range(1_000, 200_000);
+        let ev = Ev::SnapshotBuilt {
+            node: self.i,
+            incarnation: sim.nodes[self.i].incarnation,
+            group: take.group,
+            index: take.meta.index,
+            chunks: chunks.to_vec(),
+        };
+        sim.schedule(delay, ev);
+        true
     }
 
     fn snapshot_chunk(&mut self, group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {

@@ -119,9 +119,9 @@ pub struct SimReport {
     pub snapshots_taken: u64,
     /// Snapshots that failed on purpose (`Faults::snapshot_failure_per_mille`).
     pub snapshot_failures: u64,
-    /// Proposals a leader refused because its log ran too far past its last snapshot
-    /// (`Busy` naming `snapshot_entries`); also counted in `rejected`.
-    pub held_back_for_snapshots: u64,
+    /// Proposals a leader took while it had proposals parked for a snapshot (it had
+    /// committed too far past its last one), so parked too: counted when proposed there.
+    pub parked_for_snapshots: u64,
     /// Log compactions written.
     pub compactions: u64,
     /// Snapshots installed from a leader (the last chunk written).

@@ -178,11 +178,12 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
     );
 }
 
-/// A forwarded proposal that a leader holds back for want of a snapshot (its log runs
-/// `snapshot_entries + compaction_lag_entries` past its last one) comes back to the
-/// follower as `Busy` naming that limit, not `max_uncommitted_bytes`.
+/// A forwarded proposal that reaches a leader waiting for a snapshot (it has committed
+/// `snapshot_entries + compaction_lag_entries` past its last one) is parked there, not
+/// refused: the follower's client waits instead of spinning on `Busy`, and the proposal is
+/// appended once the snapshot is stored.
 #[test]
-fn forwarded_proposal_held_back_for_a_snapshot_is_reported_as_such() {
+fn a_forwarded_proposal_waits_at_a_leader_held_back_for_a_snapshot() {
     let config = Config {
         snapshot_entries: 2,
         compaction_lag_entries: 1,
@@ -190,26 +191,60 @@ fn forwarded_proposal_held_back_for_a_snapshot_is_reported_as_such() {
     };
     let mut c = Cluster::new(3, 0, config, 17);
     c.elect(1);
-    // The leader's no-op is entry 1; entries 2 and 3 fill the log to its limit of 3.
+    // The leader's no-op is entry 1; entries 2 and 3 commit the log to its limit of 3.
     c.g_mut(1).propose(pid(1, 1), Bytes::new()).unwrap();
     c.g_mut(1).propose(pid(1, 2), Bytes::new()).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(1).commit, 3);
     c.g_mut(2).propose(pid(2, 1), Bytes::new()).unwrap();
-    let refusal = forward_to_leader_1(&mut c);
-    assert_eq!(refusal.len(), 1);
-    assert!(matches!(
-        refusal[0].body,
-        MessageBody::ProposeRejected {
-            reason: crate::message::Refusal::SnapshotBehind,
-            ..
-        }
-    ));
-    c.g_mut(2).step(refusal[0].clone());
+    assert!(forward_to_leader_1(&mut c).is_empty(), "not refused");
+    assert_eq!(c.status(1).last_index, 3, "parked, not appended");
+    assert!(
+        !c.g(1).has_ready(),
+        "a parked proposal gives the leader nothing to do"
+    );
+
+    let due = c.g(1).snapshot_due().expect("3 applied, 2 needed");
+    c.g_mut(1).snapshot_stored(due);
+    assert!(c.g(1).has_ready(), "the stored snapshot lets it go");
+    c.deliver_all();
+    let appended = c
+        .log(1)
+        .into_iter()
+        .find(|e| e.index == 4)
+        .expect("entry 4");
+    assert!(matches!(appended.payload, Payload::Command { id, .. } if id == pid(2, 1)));
+    assert_eq!(c.status(2).commit, 4, "committed, as any proposal");
+}
+
+/// A leader that loses its leadership while proposals are parked refuses them definitely
+/// (never appended) instead of dropping them: here with forwarding off, as `NotLeader`.
+#[test]
+fn proposals_parked_by_a_deposed_leader_are_refused() {
+    let config = Config {
+        snapshot_entries: 2,
+        compaction_lag_entries: 1,
+        forward_proposals: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 18);
+    c.elect(1);
+    c.g_mut(1).propose(pid(1, 1), Bytes::new()).unwrap();
+    c.g_mut(1).propose(pid(1, 2), Bytes::new()).unwrap();
+    c.deliver_all();
+    c.g_mut(1).propose(pid(1, 3), Bytes::new()).unwrap();
+    assert_eq!(c.status(1).last_index, 3, "parked");
+    // A higher term from node 2 deposes node 1.
+    let term = c.status(1).term + 1;
+    c.g_mut(1)
+        .step(msg(2, 1, term, append(3, term - 1, vec![], 3)));
+    let rejected = c.g_mut(1).ready(MAX, MAX).rejected;
     assert_eq!(
-        c.g_mut(2).ready(MAX, MAX).rejected,
+        rejected,
         vec![(
-            pid(2, 1),
-            ProposeError::Busy {
-                limit: "snapshot_entries"
+            pid(1, 3),
+            ProposeError::NotLeader {
+                leader_hint: Some(n(2))
             }
         )]
     );
@@ -243,4 +278,30 @@ fn forwarded_proposals_are_split_within_the_item_limit() {
         messages: sent,
     };
     assert_eq!(batch.validate(&crate::MessageLimits::default()), Ok(()));
+}
+
+/// A follower told to quiesce while a proposal waits to be forwarded still forwards it:
+/// freeing the quiet group's buffers dropped the queue, and the proposal was lost
+/// unanswered until its timeout.
+#[test]
+fn a_proposal_queued_on_a_quiescing_follower_is_still_forwarded() {
+    let mut c = Cluster::new(3, 0, strict(), 19);
+    c.elect(1);
+    let status = c.status(2);
+    assert_eq!(
+        status.commit, status.last_index,
+        "caught up, so it may quiesce"
+    );
+    c.g_mut(2).propose(pid(2, 1), Bytes::new()).unwrap();
+    let quiesce = MessageBody::Quiesce {
+        commit: status.commit,
+        round: 0,
+    };
+    c.g_mut(2).step(msg(1, 2, status.term, quiesce));
+    let sent = c.g_mut(2).ready(MAX, MAX).send_now;
+    assert!(
+        sent.iter().any(|m| matches!(&m.body,
+            MessageBody::Propose { proposals } if proposals[0].0 == pid(2, 1))),
+        "forwarded: {sent:?}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Snapshots the node builds (docs/design.md §4.6), one node delivered by hand.
 
 use super::*;
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{SnapshotChunk, SnapshotError, SnapshotMeta};
 use crate::testing::{self, Io};
 
 /// Takes every snapshot asked for at once, as one empty chunk, and remembers its index.
@@ -40,8 +40,8 @@ fn one_ready(node: &mut Node, io: &mut Snapshotting) {
 fn a_snapshot_due_while_one_is_built_is_taken_once_that_one_is_stored() {
     let config = Config {
         snapshot_entries: 4,
-        // Room for the nine entries proposed before any snapshot is stored (the leader
-        // holds proposals back at `snapshot_entries + compaction_lag_entries`).
+        // Room for the nine entries committed before any snapshot is stored (the leader
+        // parks proposals at `snapshot_entries + compaction_lag_entries`).
         compaction_lag_entries: 8,
         ..strict()
     };
@@ -77,8 +77,8 @@ fn a_snapshot_due_while_one_is_built_is_taken_once_that_one_is_stored() {
 }
 
 /// A single-voter group led by node 1, settled, with snapshots every `snapshot_entries`
-/// (4) and `compaction_lag_entries` 2: its leader holds proposals back once its log runs
-/// 6 entries past its last snapshot.
+/// (4) and `compaction_lag_entries` 2: its leader parks proposals once it has committed 6
+/// entries past its last snapshot.
 fn leader_with_snapshots_every_4(io: &mut impl Io) -> Node {
     let config = Config {
         snapshot_entries: 4,
@@ -92,40 +92,53 @@ fn leader_with_snapshots_every_4(io: &mut impl Io) -> Node {
     node
 }
 
-/// Proposes until the leader refuses; returns how many it took and the refusal.
-fn propose_until_refused(node: &mut Node) -> (u64, ProposeError) {
-    for k in 0.. {
-        if let Err(e) = node.propose(g(1), Bytes::from(format!("c{k}"))) {
-            return (k, e);
-        }
-    }
-    unreachable!()
-}
-
 /// The log of a group whose snapshots are not stored yet (built more slowly than entries
-/// come, or not begun) does not grow without bound: its leader refuses proposals with
-/// `Busy` at `snapshot_entries + compaction_lag_entries` past its last snapshot, and takes
-/// them again once the next one is stored. (restart_bench under load: a burst of
-/// proposals to one group ran its log 2,560 entries past its snapshot, and a restart then
-/// re-applied them all, against a bound of 1,280.)
+/// come, or not begun) does not grow without bound: once it has committed
+/// `snapshot_entries + compaction_lag_entries` past its last snapshot, its leader parks
+/// new proposals, unappended, and appends them once the next snapshot is stored.
+/// (restart_bench under load: a burst of proposals to one group ran its log 2,560 entries
+/// past its snapshot, and a restart then re-applied them all, against a bound of 1,280.)
 #[test]
-fn a_leader_holds_proposals_back_until_its_log_is_snapshotted() {
+fn a_leader_parks_proposals_until_its_log_is_snapshotted() {
     let mut io = Snapshotting::default();
     let mut node = leader_with_snapshots_every_4(&mut io);
-    let last = node.group_status(g(1)).unwrap().last_index;
-    let (taken, refusal) = propose_until_refused(&mut node);
-    assert_eq!(last + taken, 6, "the log ends at 4 + 2 past snapshot 0");
-    assert_eq!(
-        refusal,
-        ProposeError::Busy {
-            limit: "snapshot_entries"
-        }
-    );
+    let status = |node: &Node| node.group_status(g(1)).unwrap();
+    propose(&mut node, g(1), 6);
+    one_ready(&mut node, &mut io); // writes the six: all committed, none snapshotted
+    let last = status(&node).last_index;
+    assert_eq!(status(&node).commit, last);
+    assert!(last >= 6, "6 committed past snapshot 0: the hold is on");
+    propose(&mut node, g(1), 3);
+    assert_eq!(status(&node).last_index, last, "parked, not appended");
     testing::settle(&mut node, &mut io).unwrap();
     let snapshot = node.replica(g(1)).unwrap().snapshot().map(|s| s.0);
-    assert_eq!(snapshot, Some(6), "the snapshot of all six is stored");
-    let (taken, _) = propose_until_refused(&mut node);
-    assert_eq!(taken, 6, "six more are taken once the snapshot is stored");
+    assert_eq!(
+        snapshot,
+        Some(last),
+        "the snapshot of the first six is stored"
+    );
+    assert_eq!(
+        status(&node).applied,
+        last + 3,
+        "then the three are appended"
+    );
+}
+
+/// A busy group's window of proposals in flight does not itself hold its leader back:
+/// the hold counts committed entries past the snapshot, not appended ones. (Counted on
+/// the last index, one group with 4,096 clients ran into `Busy` nearly all the time, at
+/// 0.67x the rate without the hold: BENCHMARKS.md.)
+#[test]
+fn entries_in_flight_do_not_hold_a_leader_back() {
+    let mut io = Snapshotting::default();
+    let mut node = leader_with_snapshots_every_4(&mut io);
+    let before = node.group_status(g(1)).unwrap().last_index;
+    propose(&mut node, g(1), 20);
+    assert_eq!(
+        node.group_status(g(1)).unwrap().last_index,
+        before + 20,
+        "all twenty appended, against a hold of 6"
+    );
 }
 
 /// Answers every snapshot request with `error`, counting them.
@@ -176,4 +189,89 @@ fn a_failing_snapshot_is_retried_and_does_not_stop_the_group() {
     }
     assert!(io.asked >= 9, "asked {} times", io.asked);
     assert!(node.group_status(g(1)).unwrap().applied > 50);
+}
+
+/// Takes snapshots whose chunks reach the node later (`Io::snapshot_later`), as from a
+/// driver that builds them off its loop: they wait in `late` until the test hands them over.
+/// Reads back the chunks written (`stored`), so that an installed snapshot is restored.
+#[derive(Default)]
+struct LateSnapshots {
+    late: Vec<(GroupId, u64)>,
+    stored: Vec<SnapshotChunk>,
+}
+
+impl Io for LateSnapshots {
+    fn send(&mut self, _batch: MessageBatch) {}
+
+    fn snapshot(&mut self, _take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
+        Ok(vec![Bytes::from_static(b"built")])
+    }
+
+    fn snapshot_later(&mut self, take: &TakeSnapshot, _chunks: &[Bytes]) -> bool {
+        self.late.push((take.group, take.meta.index));
+        true
+    }
+
+    fn persist(&mut self, write: &WriteBatch) -> Result<(), crate::error::StorageError> {
+        self.stored
+            .extend(write.groups.iter().flat_map(|w| w.snapshot.iter().cloned()));
+        Ok(())
+    }
+
+    fn snapshot_chunk(&mut self, _group: GroupId, index: u64, seq: u32) -> Option<SnapshotChunk> {
+        let mut newest_first = self.stored.iter().rev();
+        newest_first
+            .find(|c| c.meta.index == index && c.seq == seq)
+            .cloned()
+    }
+}
+
+/// A snapshot this node builds that ends after its group installed a newer one from the
+/// leader is dropped, not written over the newer one: storage keeps the snapshot written
+/// last while the log stays compacted to the newer one, so a restart found its log
+/// compacted past its snapshot (the simulator, seed 45, once snapshots reached the node
+/// late).
+#[test]
+fn a_build_that_ends_after_a_newer_install_is_not_written() {
+    let config = Config {
+        snapshot_entries: 2,
+        compaction_lag_entries: 0,
+        ..strict()
+    };
+    let mut node = new_node(3, config);
+    let mut io = LateSnapshots::default();
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    let entries = (1..=3).map(|i| noop(i, 1)).collect();
+    node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, entries, 3)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert_eq!(io.late, vec![(g(1), 3)], "a build of index 3 began");
+
+    let chunk = SnapshotChunk {
+        meta: SnapshotMeta {
+            index: 10,
+            term: 1,
+            membership: voters(),
+        },
+        seq: 0,
+        data: Bytes::from_static(b"installed"),
+        last: true,
+    };
+    let install = MessageBody::InstallSnapshot {
+        chunk: Box::new(chunk),
+    };
+    node.step(batch_for(1, 3, 1, &[g(1)], install));
+    testing::settle(&mut node, &mut io).unwrap();
+    let snapshot = |node: &Node| node.replica(g(1)).unwrap().snapshot();
+    assert_eq!(snapshot(&node), Some((10, 1)), "the leader's is installed");
+
+    assert!(!node.replica(g(1)).unwrap().is_restoring(), "and restored");
+
+    node.snapshot_chunk(g(1), 3, Bytes::from_static(b"built"), true);
+    while let Some(ready) = node.ready() {
+        let older = ready.write.groups.iter().flat_map(|w| &w.snapshot);
+        assert!(older.count() == 0, "the older build is not written");
+        testing::run(&mut node, ready, &mut io).unwrap();
+    }
+    assert_eq!(snapshot(&node), Some((10, 1)));
 }
