@@ -115,6 +115,18 @@ pub struct Durable {
     events: Vec<Event>,
 }
 
+/// Hands the chunks of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked for
+/// to `node` ([`Node::snapshot_chunk`]), the last one marked so; none at all is one empty
+/// chunk.
+pub fn hand_over_snapshot(node: &mut Node, group: GroupId, index: u64, chunks: Vec<Bytes>) {
+    let count = chunks.len().max(1);
+    let mut chunks = chunks.into_iter();
+    for i in 0..count {
+        let data = chunks.next().unwrap_or_default();
+        node.snapshot_chunk(group, index, data, i + 1 == count);
+    }
+}
+
 /// The first half of `node`'s `ready`: sends `send_now`, applies `apply`, serves `reads`,
 /// takes the snapshots and reads the chunks the ready asks for, and returns the rest.
 pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
@@ -145,14 +157,7 @@ pub fn begin(node: &mut Node, ready: Ready, io: &mut impl Io) -> InFlight {
         let (group, index) = (take.group, take.meta.index);
         match io.snapshot(&take) {
             Ok(chunks) if io.snapshot_later(&take, &chunks) => {}
-            Ok(chunks) => {
-                let count = chunks.len().max(1);
-                let mut chunks = chunks.into_iter();
-                for i in 0..count {
-                    let data = chunks.next().unwrap_or_default();
-                    node.snapshot_chunk(group, index, data, i + 1 == count);
-                }
-            }
+            Ok(chunks) => hand_over_snapshot(node, group, index, chunks),
             Err(error) => node.snapshot_failed(group, index, &error),
         }
     }

@@ -17,7 +17,7 @@ use super::{Replica, Role};
 
 impl Replica {
     /// Proposes a command. On the leader it is appended, or parked while the group waits
-    /// for a snapshot ([`Replica::snapshot_holds_back`]); on a follower it is queued for
+    /// for a snapshot (docs/design.md §4.6); on a follower it is queued for
     /// forwarding to the leader (when `Config::forward_proposals`).
     pub fn propose(&mut self, id: ProposalId, data: Bytes) -> Result<(), ProposeError> {
         if data.len() > self.config.max_proposal_bytes {

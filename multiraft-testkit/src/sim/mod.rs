@@ -710,12 +710,7 @@ impl<A: SimApp> Simulation<A> {
                 }
                 self.hash.u64(10);
                 let n = self.nodes[node].node.as_mut().expect("up");
-                let count = chunks.len().max(1);
-                let mut chunks = chunks.into_iter();
-                for k in 0..count {
-                    let data = chunks.next().unwrap_or_default();
-                    n.snapshot_chunk(group, index, data, k + 1 == count);
-                }
+                multiraft_core::testing::hand_over_snapshot(n, group, index, chunks);
                 self.touched.push((node, group));
                 self.drive(node)
             }
