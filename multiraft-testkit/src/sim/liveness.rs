@@ -133,6 +133,27 @@ impl<A: SimApp> Simulation<A> {
             .unwrap_or(0)
     }
 
+    /// Whether `group`'s leader (of the highest term among its live members) is a voter of
+    /// the membership it holds, and that membership is not joint. Until then a membership
+    /// change asked for before the heal may still move leadership on purpose: a leader
+    /// that removed itself hands over once the change commits.
+    fn membership_settled(&self, group: GroupId, hosts: &[usize]) -> bool {
+        let term = self.live_max_term(group, hosts);
+        self.live_members(group, hosts).iter().any(|i| {
+            self.nodes[*i]
+                .node
+                .as_ref()
+                .and_then(|n| n.replica(group))
+                .is_some_and(|r| {
+                    let (m, s) = (r.membership(), r.status());
+                    s.role == Role::Leader
+                        && s.term == term
+                        && !m.is_joint()
+                        && m.voters.contains(&self.nodes[*i].id)
+                })
+        })
+    }
+
     /// The members of `group` that are not lost, if the voters among them are a majority
     /// of its voters (of both configurations, in a joint one) — in its committed
     /// membership and in the latest one of its most up-to-date replica that is not lost,
@@ -212,12 +233,15 @@ impl<A: SimApp> Simulation<A> {
         }
         // Once every election timer started before healing has run out (two election
         // timeouts: a follower cut off until the heal may still time out before the leader's
-        // first heartbeat reaches it, which is no fault), a recovered group's term is fixed.
+        // first heartbeat reaches it, which is no fault), a recovered group's term is fixed
+        // — once its membership has settled too (seed 2931: a leader that removed itself
+        // before the heal handed over 3.5 s after it, once the new voter had caught up).
         if self.now_us >= l.healed_us + 2 * timeout {
             for (g, members) in &self.groups {
                 if l.done.contains(g)
                     && !l.stable_terms.contains_key(g)
                     && self.live_majority(*g, members).is_some()
+                    && self.membership_settled(*g, members)
                 {
                     l.stable_terms.insert(*g, self.live_max_term(*g, members));
                 }
