@@ -44,21 +44,23 @@ pub enum Payload {
 impl Entry {
     /// Approximate size in bytes, used for the byte limits of batches and windows.
     pub fn size_bytes(&self) -> usize {
-        // index + term + tag: a fixed overhead that keeps empty entries from being free.
         match &self.payload {
-            Payload::Noop => 24,
+            Payload::Noop => ENTRY_HEADER_BYTES,
             Payload::Command { data, .. } => Self::command_size_bytes(data),
-            Payload::Membership(m) => 24 + 8 * m.places(),
+            Payload::Membership(m) => ENTRY_HEADER_BYTES + 8 * m.places(),
         }
     }
 
-    /// [`Entry::size_bytes`] of a command entry carrying `data`, before it is one.
+    /// [`Entry::size_bytes`] of a command entry carrying `data`, before it is one: the
+    /// header, the proposal id, the data.
     pub(crate) fn command_size_bytes(data: &[u8]) -> usize {
-        // index + term + tag: a fixed overhead that keeps empty entries from being free;
-        // then the proposal id.
-        24 + 16 + data.len()
+        ENTRY_HEADER_BYTES + 16 + data.len()
     }
 }
+
+/// Index + term + tag, counted in every entry's [`Entry::size_bytes`]: a fixed overhead
+/// that keeps empty entries from being free.
+const ENTRY_HEADER_BYTES: usize = 24;
 
 /// The state a replica must persist before it answers votes or appends (Raft Figure 2:
 /// `currentTerm` and `votedFor`), plus the commit index, which is kept so a restarted

@@ -74,7 +74,7 @@ impl Replica {
 
     /// Leader: whether `forward` holds proposals parked for a snapshot, which wait there
     /// (and give the group nothing to do) until one is stored.
-    pub(super) fn parks_proposals(&self) -> bool {
+    pub(super) fn keeps_proposals_parked(&self) -> bool {
         self.role == Role::Leader && self.snapshot_holds_back()
     }
 
@@ -169,7 +169,7 @@ impl Replica {
     /// Sends proposals queued on a follower to the leader, or settles them if the leader
     /// changed meanwhile; on a leader, appends those parked for a snapshot once it is stored.
     pub(super) fn flush_forward(&mut self) {
-        if self.forward.is_empty() || self.parks_proposals() {
+        if self.forward.is_empty() || self.keeps_proposals_parked() {
             return;
         }
         let proposals = std::mem::take(&mut self.forward);

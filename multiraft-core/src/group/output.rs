@@ -47,7 +47,7 @@ impl Replica {
             || self.hard_state_dirty
             || self.log.has_unstable()
             || self.restoring.is_none() && self.log.has_applicable()
-            || !self.forward.is_empty() && !self.parks_proposals()
+            || !self.forward.is_empty() && !self.keeps_proposals_parked()
             || self.has_read_work()
             || self.role == Role::Leader && self.has_appends_to_send()
     }
