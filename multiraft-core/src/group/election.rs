@@ -63,6 +63,7 @@ impl Replica {
     }
 
     fn tick_leader(&mut self) {
+        self.commit_notice_due = true;
         self.tick_transfer();
         self.tick_change();
         if self.role != Role::Leader {

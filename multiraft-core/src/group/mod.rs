@@ -260,6 +260,13 @@ pub struct Replica {
     election_elapsed: u32,
     randomized_timeout: u32,
     heartbeat_elapsed: u32,
+    /// Leader: a tick passed since commit notices last went out. A follower owed only a
+    /// newer commit index (no entries) is told when this is set; between ticks the notice
+    /// waits for the next append with entries, which carries it anyway. Sent at once, it
+    /// doubled the messages of a group whose every append is followed by its commit (a few
+    /// closed-loop clients per group, BENCHMARKS.md), for followers that apply nothing the
+    /// clients wait for; deferred, a follower applies at most a tick later.
+    commit_notice_due: bool,
     /// Votes received in the current (pre-)campaign.
     votes: BTreeMap<NodeId, bool>,
     /// The leader's record of every other replica.
@@ -426,6 +433,7 @@ impl Replica {
             election_elapsed: 0,
             randomized_timeout: 0,
             heartbeat_elapsed: 0,
+            commit_notice_due: false,
             votes: BTreeMap::new(),
             progress: ProgressMap::default(),
             uncommitted_bytes: 0,
@@ -569,9 +577,17 @@ impl Replica {
         if !member && !heard && msg.term > self.term {
             return;
         }
-        let hears_a_leader =
-            self.leader.is_some() && self.election_elapsed < self.config.election_timeout_min_ticks;
-        if !member && hears_a_leader && matches!(msg.body, MessageBody::Vote { .. }) {
+        // A leader hears itself: its election timer is no measure of that, and a leader
+        // that quiesced on the tick its timer reached the minimum kept it there, so the
+        // first vote to wake it was answered (simulator, seed 121).
+        let hears_a_leader = self.role == Role::Leader
+            || self.leader.is_some()
+                && self.election_elapsed < self.config.election_timeout_min_ticks;
+        // A replica the leader still tracks while it retires is no member here: its vote
+        // counts for nothing, and a leader without CheckQuorum adopted its term and was
+        // deposed by a removed replica that never learned it (simulator, seed 121).
+        let voter_or_leader = self.membership.contains(msg.from) || self.leader == Some(msg.from);
+        if !voter_or_leader && hears_a_leader && matches!(msg.body, MessageBody::Vote { .. }) {
             return;
         }
         self.step_inner(msg);

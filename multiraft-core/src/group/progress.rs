@@ -223,8 +223,10 @@ impl ProgressMap {
         self.0.get(position).map(|(n, _)| *n)
     }
 
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &NodeId> {
-        self.0.iter().map(|(n, _)| n)
+    /// The replica at `position` and its record, for a walk by position that sends as it
+    /// goes (`broadcast_heartbeat`, `quiesce`).
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<(NodeId, &mut Progress)> {
+        self.0.get_mut(position).map(|(n, p)| (*n, p))
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &Progress> {

@@ -92,8 +92,9 @@ impl Replica {
         };
     }
 
-    /// Nothing left to do: every replica answered lately, holds the whole log, which is
-    /// committed and durable here, and has been told the commit index; nothing is queued.
+    /// Nothing left to do: every replica answered lately and holds the whole log, which is
+    /// committed and durable here (the quiesce notice tells them the commit index); nothing
+    /// is queued.
     /// A group with an unreachable replica stays active, heartbeating.
     pub(super) fn can_quiesce(&self) -> bool {
         let last = self.log.last_index();
@@ -109,14 +110,18 @@ impl Replica {
             && self
                 .progress
                 .values()
-                .all(|pr| pr.recent_active && pr.matched == last && pr.commit_sent == last)
+                .all(|pr| pr.recent_active && pr.matched == last)
     }
 
     /// Tells every follower to stop its election timer, and stops ticking.
     pub(super) fn quiesce(&mut self) {
         let commit = self.log.committed;
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for to in peers {
+        let mut position = 0;
+        while let Some((to, pr)) = self.progress.at_mut(position) {
+            position += 1;
+            // The notice tells the commit index (every replica holds it: `can_quiesce`), so
+            // a commit that no notice has carried yet does not hold quiescence back.
+            pr.commit_sent = commit;
             self.send_now_msg(to, self.term, MessageBody::Quiesce { commit, round: 0 });
         }
         self.quiesced = true;

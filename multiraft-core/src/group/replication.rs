@@ -172,12 +172,15 @@ impl Replica {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<(NodeId, u64)> = self
-            .progress
-            .iter()
-            .map(|(n, pr)| (*n, pr.matched.min(self.log.committed)))
-            .collect();
-        for (to, commit) in peers {
+        // By position, as `flush_appends`: no list of peers allocated per heartbeat.
+        let committed = self.log.committed;
+        let mut position = 0;
+        while let Some((to, pr)) = self.progress.at_mut(position) {
+            position += 1;
+            // Capped at what the follower is known to hold (§5.3, etcd-raft's rule); it
+            // tells the follower that commit, so no separate notice of it is owed.
+            let commit = pr.matched.min(committed);
+            pr.commit_sent = pr.commit_sent.max(commit);
             self.send_now_msg(to, self.term, MessageBody::Heartbeat { commit, round: 0 });
         }
     }
@@ -217,6 +220,13 @@ impl Replica {
             self.send_appends(to);
             position += 1;
         }
+        self.commit_notice_due = false;
+        if self.progress.values().any(|p| p.retire_at != 0) {
+            // A retiring replica may just have been told the commit that removed it (by
+            // this notice or a heartbeat): it can be told it is removed without waiting
+            // for an answer that may never come.
+            self.drop_retired(false);
+        }
     }
 
     fn send_appends(&mut self, to: NodeId) {
@@ -225,6 +235,7 @@ impl Replica {
             self.config.max_append_entries,
             self.config.max_append_bytes,
         );
+        let notice_due = self.commit_notice_due;
         loop {
             let Some(pr) = self.progress.get_mut(&to) else {
                 return;
@@ -233,7 +244,8 @@ impl Replica {
             let committed = self.log.committed;
             let behind = pr.next <= last;
             let probe = pr.state == ProgressState::Probe && !pr.probe_sent;
-            if !pr.can_send(max_inflight) || !(behind || probe || pr.commit_sent < committed) {
+            let notice = notice_due && pr.commit_sent < committed;
+            if !pr.can_send(max_inflight) || !(behind || probe || notice) {
                 return;
             }
             let prev_index = pr.next - 1;
@@ -270,7 +282,7 @@ impl Replica {
         self.progress.values().any(|pr| {
             pr.can_send(self.config.max_inflight_appends)
                 && (pr.next <= last
-                    || pr.commit_sent < committed
+                    || self.commit_notice_due && pr.commit_sent < committed
                     || pr.state == ProgressState::Probe && !pr.probe_sent)
         })
     }

@@ -41,6 +41,7 @@ impl Node {
             Box::new(Slot {
                 group,
                 queued: false,
+                ticking: false,
                 hosted,
             }),
         );
@@ -169,6 +170,9 @@ impl Node {
         self.lifecycle.insert(group, record);
         self.events.push(Event::GroupCreated { group });
         self.host(g);
+        if let Some(slot) = self.groups.get_mut(&group) {
+            slot.ticking = true;
+        }
         self.active.insert(group);
         Ok(self.requests.lifecycle(group))
     }

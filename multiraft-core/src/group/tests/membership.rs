@@ -128,3 +128,61 @@ fn a_removed_replica_is_told_even_if_the_commit_never_reaches_it() {
         c.events[2]
     );
 }
+
+/// A replica the leader still tracks while it retires (removed, and never caught up to the
+/// entry that removed it) is no voter: its vote request of a higher term costs the leader
+/// nothing, CheckQuorum or not. Regression test: the leader counted it as a member, and
+/// without CheckQuorum adopted its term and stepped down (simulator, seed 121).
+#[test]
+fn a_retiring_replica_cannot_depose_the_leader() {
+    let config = Config {
+        check_quorum: false,
+        ..strict()
+    };
+    let beat = config.heartbeat_interval_ticks;
+    let mut c = Cluster::new(3, 0, config, 23);
+    c.elect(1);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(3)))
+        .unwrap();
+    for _ in 0..3 * beat {
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| m.to != n(3) && m.from != n(3));
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2]));
+    let (term, last) = (c.status(1).term, c.status(3).last_index);
+    c.g_mut(1)
+        .step(msg(3, 1, term + 5, vote(false, last, term)));
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert_eq!(c.status(1).term, term);
+    assert!(!c.g(1).has_ready(), "no answer");
+}
+
+/// A leader ignores a non-member's vote request however far its own election timer ran.
+/// Regression test: a leader that quiesced on the tick its timer reached the minimum kept
+/// it there (quiescing returns before the timer's reset), did not count as hearing a
+/// leader, and answered the first vote to wake it, adopting its term (simulator, seed 121).
+#[test]
+fn a_quiesced_leader_ignores_a_non_members_vote() {
+    let config = Config {
+        check_quorum: false,
+        ..strict()
+    };
+    let min = config.election_timeout_min_ticks;
+    let mut c = Cluster::new(3, 0, config, 23);
+    c.elect(1);
+    for _ in 0..10 * min {
+        if c.g(1).is_quiesced() {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(1).is_quiesced());
+    // As a leader leaves it when it quiesces on the tick its timer reaches the minimum.
+    c.g_mut(1).election_elapsed = min;
+    let term = c.status(1).term;
+    c.g_mut(1).step(msg(9, 1, term + 5, vote(false, 100, term)));
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert_eq!(c.status(1).term, term);
+}

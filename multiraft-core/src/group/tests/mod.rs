@@ -379,6 +379,13 @@ impl Cluster {
         self.deliver_all_where(|_, _| true);
     }
 
+    /// Lets leader `id` tell its followers a commit index that no entries carried (it goes
+    /// at the leader's next tick, `Replica::commit_notice_due`), delivering everything.
+    fn notify_commit(&mut self, id: u64) {
+        self.g_mut(id).tick();
+        self.deliver_all();
+    }
+
     fn tick_all(&mut self) {
         for g in &mut self.groups {
             g.tick();

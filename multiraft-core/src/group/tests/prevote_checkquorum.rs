@@ -158,6 +158,7 @@ fn check_quorum_leader_steps_down_without_a_majority() {
 fn replicas_ignore_votes_within_the_leader_lease() {
     let mut c = Cluster::new(3, 0, strict(), 4);
     c.elect(1);
+    c.notify_commit(1);
     for id in [1, 2] {
         c.g_mut(id).step(msg(3, id, 5, vote(false, 10, 1)));
         assert!(!c.g(id).has_ready(), "replica {id} answered");

@@ -29,6 +29,7 @@ fn follower_forwards_proposals_to_the_leader() {
     );
     c.queue.extend(ready.send_now);
     c.deliver_all();
+    c.notify_commit(1);
     let entry = Entry {
         index: 2,
         term: 1,
@@ -208,6 +209,7 @@ fn a_forwarded_proposal_waits_at_a_leader_held_back_for_a_snapshot() {
     c.g_mut(1).snapshot_stored(due);
     assert!(c.g(1).has_ready(), "the stored snapshot lets it go");
     c.deliver_all();
+    c.notify_commit(1);
     let appended = c
         .log(1)
         .into_iter()
@@ -287,6 +289,7 @@ fn forwarded_proposals_are_split_within_the_item_limit() {
 fn a_proposal_queued_on_a_quiescing_follower_is_still_forwarded() {
     let mut c = Cluster::new(3, 0, strict(), 19);
     c.elect(1);
+    c.notify_commit(1);
     let status = c.status(2);
     assert_eq!(
         status.commit, status.last_index,

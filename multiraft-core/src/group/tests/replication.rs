@@ -262,11 +262,62 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, Some(1), 1)),
-            send_now: vec![msg(1, 2, 1, append(1, 1, vec![], 1))],
             apply: vec![noop(1, 1)],
             ..Default::default()
         }
     );
+}
+
+/// A new commit index alone is not sent at once: it rides on the next append with entries,
+/// or goes at the next tick (`Replica::commit_notice_due`). Sent at once, every append of a
+/// group with a few closed-loop clients was followed by a second append and a second
+/// acknowledgement carrying nothing but the commit.
+#[test]
+fn a_commit_alone_waits_for_the_next_entries_or_the_next_tick() {
+    let (mut g, _) = hand_elected_leader(2);
+    g.on_persisted(1, 1);
+    g.step(msg(2, 1, 1, ack(1)));
+    g.step(msg(3, 1, 1, ack(1)));
+    let r = g.ready(MAX, MAX);
+    assert_eq!(g.status().commit, 1);
+    assert!(r.send_now.is_empty(), "{:?}", r.send_now);
+    assert!(!g.has_ready());
+
+    // The next entries carry it.
+    g.propose(pid(1, 1), Bytes::from_static(b"x")).unwrap();
+    let r = g.ready(MAX, MAX);
+    let commits: Vec<(NodeId, u64)> = r
+        .send_now
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::Append {
+                entries, commit, ..
+            } if !entries.is_empty() => Some((m.to, *commit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, vec![(n(2), 1), (n(3), 1)]);
+    g.on_persisted(2, 1);
+    g.step(msg(2, 1, 1, ack(2)));
+    let r = g.ready(MAX, MAX);
+    assert_eq!(g.status().commit, 2);
+    assert!(r.send_now.is_empty(), "{:?}", r.send_now);
+
+    // Nothing more to send: the next tick sends the commit alone, once.
+    g.tick();
+    assert_eq!(
+        g.ready(MAX, MAX).send_now,
+        vec![
+            msg(1, 2, 1, append(2, 1, vec![], 2)),
+            msg(1, 3, 1, append(2, 1, vec![], 2)),
+        ]
+    );
+    g.tick();
+    let appends = g.ready(MAX, MAX).send_now.into_iter();
+    let appends: Vec<Message> = appends
+        .filter(|m| matches!(m.body, MessageBody::Append { .. }))
+        .collect();
+    assert!(appends.is_empty(), "{appends:?}");
 }
 
 /// Dissertation §10.2.1: "the leader may even commit an entry before it has been written to
@@ -281,10 +332,6 @@ fn followers_alone_can_commit_but_the_leader_applies_after_its_write() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, Some(1), 1)),
-            send_now: vec![
-                msg(1, 2, 1, append(1, 1, vec![], 1)),
-                msg(1, 3, 1, append(1, 1, vec![], 1)),
-            ],
             ..Default::default()
         }
     );

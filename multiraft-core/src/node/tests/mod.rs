@@ -282,9 +282,35 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     let applied: BTreeSet<GroupId> = r.apply.iter().map(|a| a.group).collect();
     assert_eq!(applied, ids);
     assert!(r.apply.iter().all(|a| a.entries == vec![noop(1, 1)]));
-    // Only node 2 needs the new commit index; node 3's probe is still unanswered.
-    assert_one_batch_per_peer(&r.send_now, 1, &[2], &ids, 1, &append(1, 1, vec![], 1));
+    // The new commit index alone waits for the next tick (or the next entries).
+    assert!(r.send_now.is_empty());
     assert!(r.send_after_write.is_empty());
+    crate::testing::complete(&mut node, r.clone());
+    assert!(node.ready().is_none());
+
+    // At the tick only node 2 is told; node 3's probe is still unanswered.
+    node.tick();
+    let r = node.ready().unwrap();
+    check_ready_shape(n(1), &r);
+    let mut to_2: Vec<MessageBatch> = r
+        .send_now
+        .iter()
+        .filter(|b| b.to == n(2))
+        .cloned()
+        .collect();
+    // The liveness beat rides in the same batch; the rest is one notice per group.
+    for b in &mut to_2 {
+        b.messages.retain(|m| m.group != GroupId::NODE);
+    }
+    assert_one_batch_per_peer(&to_2, 1, &[2], &ids, 1, &append(1, 1, vec![], 1));
+    let to_3: Vec<MessageBatch> = r
+        .send_now
+        .iter()
+        .filter(|b| b.to == n(3))
+        .cloned()
+        .collect();
+    assert_only_liveness_beats(&to_3, 1, &[3]);
+    assert!(r.write.is_empty() && r.send_after_write.is_empty());
     crate::testing::complete(&mut node, r.clone());
     assert!(node.ready().is_none());
 }
