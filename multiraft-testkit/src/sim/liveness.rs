@@ -21,6 +21,9 @@ pub(super) struct Liveness {
     /// run out. With every fault healed (the lost nodes stay lost), no group elects again
     /// after that: a quiet network costs no election.
     stable_terms: BTreeMap<GroupId, u64>,
+    /// Per recovered group: (when, its leader's commit index then), the commit index every
+    /// follower holding that entry must know an election timeout later.
+    commit_samples: BTreeMap<GroupId, (u64, u64)>,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -77,6 +80,7 @@ impl<A: SimApp> Simulation<A> {
             done: BTreeSet::new(),
             last_marker_us: BTreeMap::new(),
             stable_terms: BTreeMap::new(),
+            commit_samples: BTreeMap::new(),
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -205,6 +209,10 @@ impl<A: SimApp> Simulation<A> {
                         detail,
                     });
                 }
+                if let Err(f) = self.commit_told(&mut l, *g, members, timeout) {
+                    self.liveness = Some(l);
+                    return Err(f);
+                }
                 continue;
             }
             if l.done.contains(g) {
@@ -261,6 +269,62 @@ impl<A: SimApp> Simulation<A> {
         }
         // Probing goes on to the end of the run: recovered groups must stay stable.
         self.schedule(self.tick_us, Ev::Probe);
+        Ok(())
+    }
+
+    /// A follower of a recovered group learns each commit index of its leader within
+    /// `window_us` (an election timeout), once it holds that entry: by the next append with
+    /// entries, the next tick's notice, a heartbeat or the quiesce notice (docs/design.md
+    /// §4.2). Checked against samples of the leader's commit index taken `window_us` apart.
+    fn commit_told(
+        &self,
+        l: &mut Liveness,
+        group: GroupId,
+        hosts: &[usize],
+        window_us: u64,
+    ) -> Result<(), Failure> {
+        let term = l.stable_terms[&group];
+        let replicas: Vec<_> = self
+            .live_members(group, hosts)
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    self.nodes[*i].id,
+                    self.nodes[*i].node.as_ref()?.group_status(group)?,
+                ))
+            })
+            .collect();
+        let Some((leader, status)) = replicas
+            .iter()
+            .find(|(_, s)| s.role == Role::Leader && s.term == term)
+        else {
+            return Ok(());
+        };
+        let sample = l.commit_samples.get(&group).copied();
+        if let Some((at, commit)) = sample {
+            if self.now_us - at < window_us {
+                return Ok(());
+            }
+            let untold = replicas.iter().find(|(_, s)| {
+                s.role != Role::Leader
+                    && s.term == term
+                    && s.leader == Some(*leader)
+                    && s.last_index >= commit
+                    && s.commit < commit
+            });
+            if let Some((id, s)) = untold {
+                return Err(Failure {
+                    invariant: "a follower learns its leader's commit index within an election timeout",
+                    detail: format!(
+                        "{group}: {id} holds entry {commit}, committed by its leader {leader} \
+                         {} ms ago, and knows commit index {} only",
+                        (self.now_us - at) / 1000,
+                        s.commit
+                    ),
+                });
+            }
+        }
+        l.commit_samples.insert(group, (self.now_us, status.commit));
         Ok(())
     }
 
