@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct Config {
     /// Wall-clock length of one tick; the driver ticks the node at this rate. Every other
     /// time in this struct is counted in ticks so the protocol itself never reads a clock.
+    /// It also bounds how far a follower's applies trail its leader's when no new entries
+    /// follow: a commit index alone reaches the followers at the leader's next tick
+    /// (docs/design.md §4.2).
     pub tick_interval: Duration,
     /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
     pub election_timeout_min_ticks: u32,
