@@ -114,6 +114,23 @@ impl Progress {
         }
     }
 
+    /// Whether an append is owed and may go now, to a leader whose log ends at `last` and
+    /// has committed `committed`: entries it lacks, a probe, or (when `notice_due`, at the
+    /// leader's tick) a commit index it was not told. The one rule for `send_appends` and
+    /// `has_appends_to_send`.
+    pub(crate) fn owes_append(
+        &self,
+        max_inflight: usize,
+        last: u64,
+        committed: u64,
+        notice_due: bool,
+    ) -> bool {
+        let behind = self.next <= last;
+        let probe = self.state == ProgressState::Probe && !self.probe_sent;
+        let notice = notice_due && self.commit_sent < committed;
+        self.can_send(max_inflight) && (behind || probe || notice)
+    }
+
     /// Records an append carrying entries up to `last` as sent.
     pub(crate) fn sent(&mut self, last: u64, had_entries: bool) {
         match self.state {

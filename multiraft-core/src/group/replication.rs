@@ -221,12 +221,10 @@ impl Replica {
             position += 1;
         }
         self.commit_notice_due = false;
-        if self.progress.values().any(|p| p.retire_at != 0) {
-            // A retiring replica may just have been told the commit that removed it (by
-            // this notice or a heartbeat): it can be told it is removed without waiting
-            // for an answer that may never come.
-            self.drop_retired(false);
-        }
+        // A retiring replica may just have been told the commit that removed it (by this
+        // notice or a heartbeat): it can be told it is removed without waiting for an
+        // answer that may never come. (Returns at once when no replica retires.)
+        self.drop_retired(false);
     }
 
     fn send_appends(&mut self, to: NodeId) {
@@ -242,10 +240,7 @@ impl Replica {
             };
             let last = self.log.last_index();
             let committed = self.log.committed;
-            let behind = pr.next <= last;
-            let probe = pr.state == ProgressState::Probe && !pr.probe_sent;
-            let notice = notice_due && pr.commit_sent < committed;
-            if !pr.can_send(max_inflight) || !(behind || probe || notice) {
+            if !pr.owes_append(max_inflight, last, committed, notice_due) {
                 return;
             }
             let prev_index = pr.next - 1;
@@ -279,12 +274,10 @@ impl Replica {
     pub(super) fn has_appends_to_send(&self) -> bool {
         let last = self.log.last_index();
         let committed = self.log.committed;
-        self.progress.values().any(|pr| {
-            pr.can_send(self.config.max_inflight_appends)
-                && (pr.next <= last
-                    || self.commit_notice_due && pr.commit_sent < committed
-                    || pr.state == ProgressState::Probe && !pr.probe_sent)
-        })
+        let (max_inflight, notice_due) = (self.config.max_inflight_appends, self.commit_notice_due);
+        self.progress
+            .values()
+            .any(|pr| pr.owes_append(max_inflight, last, committed, notice_due))
     }
 
     /// Storage made entries up to `index` (of `term`) durable. On a leader this may commit.

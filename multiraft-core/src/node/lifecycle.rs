@@ -32,7 +32,8 @@ impl Node {
         }
     }
 
-    fn host(&mut self, group: Replica) {
+    /// Starts hosting `group`, in the set of ticking groups if `ticking`.
+    fn host(&mut self, group: Replica, ticking: bool) {
         let id = group.id();
         self.peers.add(self.id, group.membership(), self.ticks);
         let hosted = Arc::clone(group.membership_arc());
@@ -41,10 +42,13 @@ impl Node {
             Box::new(Slot {
                 group,
                 queued: false,
-                ticking: false,
+                ticking,
                 hosted,
             }),
         );
+        if ticking {
+            self.active.insert(id);
+        }
     }
 
     /// The membership of `group` changed: its peers are counted under the new one, which
@@ -92,7 +96,7 @@ impl Node {
             let id = group.id();
             let shared = self.intern(group.membership());
             group.share_membership(shared);
-            self.host(group);
+            self.host(group, false);
             self.touched(id);
         }
         Ok(())
@@ -169,11 +173,7 @@ impl Node {
         record.hard_state = Some(Default::default());
         self.lifecycle.insert(group, record);
         self.events.push(Event::GroupCreated { group });
-        self.host(g);
-        if let Some(slot) = self.groups.get_mut(&group) {
-            slot.ticking = true;
-        }
-        self.active.insert(group);
+        self.host(g, true);
         Ok(self.requests.lifecycle(group))
     }
 
