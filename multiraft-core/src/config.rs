@@ -15,6 +15,9 @@ pub struct Config {
     /// (docs/design.md §4.2).
     pub tick_interval: Duration,
     /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
+    /// A follower whose timer runs out while its leader's node is live holds back its own
+    /// campaign for up to [`DEFERRED_TIMEOUTS`](crate::group::DEFERRED_TIMEOUTS) maximum
+    /// timeouts: under overload heartbeats are late, not lost (docs/design.md §4.3).
     pub election_timeout_min_ticks: u32,
     /// Upper bound (exclusive) of the randomized election timeout, in ticks. The spread
     /// `max - min` is what keeps split votes rare.
@@ -27,7 +30,8 @@ pub struct Config {
     pub pre_vote: bool,
     /// A leader that has not heard from a quorum within an election timeout steps down
     /// (dissertation §6.2), and followers that hear from a leader ignore vote requests
-    /// until an election timeout passes (leader stickiness).
+    /// until an election timeout passes (leader stickiness). A follower on a live node
+    /// counts as heard: a busy node answers late (docs/design.md §4.3).
     pub check_quorum: bool,
     /// Quiesce idle groups: once every replica holds and knows the whole committed log, the
     /// leader tells the followers and the group stops ticking and heartbeating until

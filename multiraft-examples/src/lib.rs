@@ -113,25 +113,56 @@ pub struct ClusterNode {
     pub applied: Arc<AtomicU64>,
 }
 
+/// `threads` runtimes of one worker thread each, for nodes' event loops
+/// ([`multiraft_core::Builder::runtime`]); none for 0. Leaked: a benchmark's runtimes live
+/// as long as the process, and dropping a runtime inside another one's task panics.
+pub fn loop_runtimes(threads: usize) -> Vec<tokio::runtime::Handle> {
+    (0..threads)
+        .map(|i| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(format!("node-loop-{i}"))
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let handle = rt.handle().clone();
+            std::mem::forget(rt);
+            handle
+        })
+        .collect()
+}
+
 /// Starts `nodes` nodes (ids 1..=nodes) in this process on in-memory storage and network.
 pub async fn start_mem_cluster(
     nodes: u64,
     config: &Config,
+) -> Result<Vec<ClusterNode>, StartError> {
+    start_mem_cluster_on(nodes, config, &[]).await
+}
+
+/// [`start_mem_cluster`], each node's event loop on a runtime of `runtimes` in turn (on the
+/// current one if `runtimes` is empty; see [`multiraft_core::Builder::runtime`]).
+pub async fn start_mem_cluster_on(
+    nodes: u64,
+    config: &Config,
+    runtimes: &[tokio::runtime::Handle],
 ) -> Result<Vec<ClusterNode>, StartError> {
     let network = MemNetwork::new();
     let mut out = Vec::new();
     for i in 1..=nodes {
         let applied = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&applied);
-        let handle = MultiRaft::builder(NodeId(i), config.clone())
+        let mut builder = MultiRaft::builder(NodeId(i), config.clone())
             .storage(MemStorage::new())
             .transport(network.transport(NodeId(i)))
             .state_machines(move |_| CountingMachine {
                 applied: Arc::clone(&counter),
             })
-            .seed(i)
-            .start()
-            .await?;
+            .seed(i);
+        if !runtimes.is_empty() {
+            builder = builder.runtime(runtimes[(i as usize - 1) % runtimes.len()].clone());
+        }
+        let handle = builder.start().await?;
         out.push(ClusterNode { handle, applied });
     }
     Ok(out)

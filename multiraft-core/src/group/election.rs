@@ -13,6 +13,12 @@ use crate::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::{GroupEvent, Replica, Role};
 
+/// How many maximum election timeouts a follower whose leader's node is live holds back
+/// its own campaign ([`Replica::tick_with`]). Long enough to ride out a loop that runs far
+/// behind under overload (16 × 20 ticks of 10 ms by default: 3.2 s); short enough that a
+/// group whose leader's node lives but lost the replica still elects another.
+pub const DEFERRED_TIMEOUTS: u32 = 16;
+
 impl Replica {
     // ----- timers -----------------------------------------------------------------------------
 
@@ -21,15 +27,20 @@ impl Replica {
         self.tick_with(|_| false)
     }
 
-    /// [`Replica::tick`], knowing which nodes are live (`node_live`): a follower whose
-    /// leader said the group went quiet keeps its election timer stopped while the leader's
-    /// node is live, even after waking (failure detection is per node; the leader's
-    /// quiesced lease counts on it).
+    /// [`Replica::tick`], knowing which nodes are live (`node_live`, docs/design.md §4.3):
+    /// - a follower whose leader said the group went quiet keeps its election timer stopped
+    ///   while the leader's node is live, even after waking (failure detection is per node;
+    ///   the leader's quiesced lease counts on it);
+    /// - any other follower whose leader's node is live lets its timer run, so it answers
+    ///   other candidates as usual, but does not campaign itself for up to
+    ///   [`DEFERRED_TIMEOUTS`] election timeouts: a live node whose heartbeats are late is
+    ///   busy, not dead;
+    /// - a leader counts a follower whose node is live as active for CheckQuorum.
     pub fn tick_with(&mut self, node_live: impl Fn(NodeId) -> bool) {
         if self.quiesced {
             return;
         }
-        let paused = self.sticky && self.role != Role::Leader && self.leader.is_some_and(node_live);
+        let paused = self.sticky && self.leader_on_live_node(&node_live);
         if !paused {
             self.election_elapsed = self.election_elapsed.saturating_add(1);
         }
@@ -38,10 +49,12 @@ impl Replica {
         }
         self.tick_incoming();
         match self.role {
-            Role::Leader => self.tick_leader(),
+            Role::Leader => self.tick_leader(&node_live),
             Role::Learner => {}
             _ => {
-                if self.election_elapsed >= self.randomized_timeout {
+                if self.election_elapsed >= self.randomized_timeout
+                    && !self.defers_campaign(&node_live)
+                {
                     self.election_elapsed = 0;
                     self.campaign_inner();
                 }
@@ -62,7 +75,36 @@ impl Replica {
         self.check_invariants();
     }
 
-    fn tick_leader(&mut self) {
+    /// Whether this follower, its election timer run out, holds back its campaign: its
+    /// leader is a voter whose node is live, and the timer has not yet run
+    /// [`DEFERRED_TIMEOUTS`] maximum election timeouts. Under overload a leader's heartbeats
+    /// wait behind proposals while its node's batches still arrive; campaigning then would
+    /// cost the group its leader for nothing (an election at 4,096 busy groups cost
+    /// thousands of proposals, BENCHMARKS.md). The bound keeps a group whose leader's node
+    /// lives but no longer hosts it (removed there by hand) from waiting forever.
+    fn defers_campaign(&self, node_live: &impl Fn(NodeId) -> bool) -> bool {
+        let bound = self
+            .config
+            .election_timeout_max_ticks
+            .saturating_mul(DEFERRED_TIMEOUTS);
+        self.role == Role::Follower
+            && self.election_elapsed < bound
+            && self.leader_on_live_node(node_live)
+    }
+
+    /// Whether this replica follows a leader that is a voter of its membership, on a live
+    /// node. A leader that removed itself is no voter: once the membership without it is
+    /// here, waiting for its live node would wait forever, for it may already have deleted
+    /// its replica. Regression: a quiesce notice that arrived after the appends removing its
+    /// leader left a follower waiting for good (simulator, seed 1954).
+    fn leader_on_live_node(&self, node_live: &impl Fn(NodeId) -> bool) -> bool {
+        self.role != Role::Leader
+            && self
+                .leader
+                .is_some_and(|l| l != self.node && self.membership.is_voter(l) && node_live(l))
+    }
+
+    fn tick_leader(&mut self, node_live: &impl Fn(NodeId) -> bool) {
         self.commit_notice_due = true;
         self.tick_transfer();
         self.tick_change();
@@ -81,7 +123,7 @@ impl Replica {
         }
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
             self.election_elapsed = 0;
-            if self.config.check_quorum && !self.quorum_active() {
+            if self.config.check_quorum && !self.quorum_active(node_live) {
                 // CheckQuorum (dissertation §6.2): a leader cut off from a quorum steps down
                 // so that clients stop waiting on it.
                 tracing::info!(node = %self.node, group = %self.id, term = self.term, "stepping down: no quorum heard (CheckQuorum)");
@@ -96,10 +138,12 @@ impl Replica {
         }
     }
 
-    fn quorum_active(&self) -> bool {
+    /// Whether a quorum answered in the last election timeout, or has its node live: a
+    /// follower whose node is live but whose answers wait behind a busy loop is still there.
+    fn quorum_active(&self, node_live: &impl Fn(NodeId) -> bool) -> bool {
         let me = self.node;
         let result = self.membership.vote_result(|n| {
-            Some(n == me || self.progress.get(&n).is_some_and(|p| p.recent_active))
+            Some(n == me || node_live(n) || self.progress.get(&n).is_some_and(|p| p.recent_active))
         });
         result == VoteResult::Won
     }

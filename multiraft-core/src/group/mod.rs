@@ -49,6 +49,7 @@ use self::progress::ProgressMap;
 use self::reads::Reads;
 use self::transfer::Transfer;
 
+pub use self::election::DEFERRED_TIMEOUTS;
 pub use self::reads::ReadPolicy;
 pub use self::report::FollowerStatus;
 pub use self::snapshots::ChunkRead;

@@ -30,7 +30,7 @@
 //! in Markdown.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -38,7 +38,7 @@ use hdrhistogram::Histogram;
 use multiraft_core::{Bytes, Config, GroupId, NodeId, ReadPolicy};
 use multiraft_examples::ClusterNode;
 use multiraft_examples::measure::{histogram, load_average, process_cpu_secs};
-use multiraft_examples::{create_groups, start_mem_cluster};
+use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
 
 /// Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 /// storage and network.
@@ -77,6 +77,10 @@ struct Args {
     /// cost of ticks and heartbeats of busy groups shows
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
+    /// Run the three nodes' event loops on this many runtimes of one thread each, apart
+    /// from the clients' runtime (`Builder::runtime`); 0: on the clients' runtime
+    #[arg(long, default_value_t = 0)]
+    loop_threads: usize,
 }
 
 /// What the clients of one phase do.
@@ -161,7 +165,10 @@ async fn cluster(args: &Args, groups: u64) -> Result<(Vec<ClusterNode>, Vec<Node
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(args.tick_ms.max(1));
     config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
-    let cluster = start_mem_cluster(3, &config)
+    // Made once: every point of a matrix runs its nodes on the same loop threads.
+    static RUNTIMES: OnceLock<Vec<tokio::runtime::Handle>> = OnceLock::new();
+    let runtimes = RUNTIMES.get_or_init(|| loop_runtimes(args.loop_threads));
+    let cluster = start_mem_cluster_on(3, &config, runtimes)
         .await
         .map_err(|e| e.to_string())?;
     let leaders = create_groups(&cluster, groups, Duration::from_secs(120)).await?;

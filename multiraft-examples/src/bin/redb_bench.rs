@@ -45,7 +45,7 @@ use multiraft_core::{
     ProposalId, Storage, WriteBatch,
 };
 use multiraft_examples::measure::{histogram, load_average, median, nanos, quantile};
-use multiraft_examples::{ClusterNode, IndexMachine, create_groups};
+use multiraft_examples::{ClusterNode, IndexMachine, create_groups, loop_runtimes};
 use multiraft_storage_redb::redb::{self, ReadableDatabase as _};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
@@ -76,6 +76,11 @@ struct Args {
     /// Closed-loop clients of the end-to-end measurement (at least 1)
     #[arg(long, default_value_t = 4_096)]
     clients: u64,
+    /// Run the three nodes' event loops of the end-to-end measurement on this many
+    /// runtimes of one thread each, apart from the clients' runtime (`Builder::runtime`);
+    /// 0: on the clients' runtime
+    #[arg(long, default_value_t = 0)]
+    loop_threads: usize,
     /// Seconds of each compaction workload (at least 2)
     #[arg(long, default_value_t = 30)]
     compact_secs: u64,
@@ -261,11 +266,12 @@ async fn run() -> Result<(), String> {
     }
     if wants(Part::E2e) {
         let mut runs = Vec::new();
+        let runtimes = loop_runtimes(args.loop_threads);
         for run in 0..args.runs {
             let paths: Vec<PathBuf> = (1..=3)
                 .map(|i| dir.path().join(format!("e2e-{run}-node{i}.redb")))
                 .collect();
-            let r = bench_e2e(&paths, args.e2e_groups, args.clients, secs).await?;
+            let r = bench_e2e(&paths, &runtimes, args.e2e_groups, args.clients, secs).await?;
             println!(
                 "  e2e run {run}: {:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals), {} errors, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} checkpoints (longest {:.1} ms)",
                 r.rate,
@@ -567,6 +573,7 @@ struct E2eResult {
 /// Three nodes on redb files; closed-loop clients; committed proposals/s, errors, latency.
 async fn bench_e2e(
     paths: &[PathBuf],
+    runtimes: &[tokio::runtime::Handle],
     groups: u64,
     clients: u64,
     secs: Duration,
@@ -584,14 +591,16 @@ async fn bench_e2e(
         let storage =
             RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
         storages.push(storage.clone());
-        let handle = MultiRaft::builder(NodeId(i), config.clone())
+        let builder = MultiRaft::builder(NodeId(i), config.clone())
             .storage(storage)
             .transport(network.transport(NodeId(i)))
             .state_machines(|_| IndexMachine::default())
-            .seed(i)
-            .start()
-            .await
-            .map_err(|e| e.to_string())?;
+            .seed(i);
+        let builder = match runtimes.get(i as usize - 1) {
+            Some(runtime) => builder.runtime(runtime.clone()),
+            None => builder,
+        };
+        let handle = builder.start().await.map_err(|e| e.to_string())?;
         cluster.push(ClusterNode {
             handle,
             applied: Arc::new(AtomicU64::new(0)),

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use multiraft_core::group::Role;
+use multiraft_core::group::{Replica, Role};
 use multiraft_core::{GroupId, Membership, NodeId};
 
 use super::app::SimApp;
@@ -159,21 +159,16 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// The members of `group` that are not lost, if the voters among them are a majority
-    /// of its voters (of both configurations, in a joint one) — in its committed
-    /// membership and in the latest one of its most up-to-date replica that is not lost,
-    /// which may not be committed yet: that replica wins no election without it
-    /// (dissertation §4.1), and only it can win one.
+    /// of its voters (of both configurations, in a joint one) of its committed membership,
+    /// and some replica that is not lost can still win an election: it takes part in
+    /// elections, and in each configuration of its latest membership (committed or not:
+    /// it counts votes by it, dissertation §4.1) the voters not lost whose logs are no
+    /// more up to date than its own are a majority. With no leader, no log changes, so a
+    /// group where no replica can win stays without one whatever the protocol does
+    /// (simulator, seed 1484: the freshest log was a learner's, the joint configuration of
+    /// the only candidate needed its vote, and the third voter was lost).
     fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
         let committed = self.membership_now(group)?;
-        let latest = hosts
-            .iter()
-            .filter(|i| !self.lost.contains(i))
-            .filter_map(|i| self.nodes[*i].node.as_ref()?.replica(group))
-            .max_by_key(|r| {
-                let last = r.status().last_index;
-                (r.term_at(last), last)
-            })
-            .map(|r| r.membership().clone());
         let live = |voters: &BTreeSet<NodeId>| {
             let up = voters
                 .iter()
@@ -181,10 +176,43 @@ impl<A: SimApp> Simulation<A> {
                 .count();
             up * 2 > voters.len()
         };
-        for m in std::iter::once(&committed).chain(latest.as_ref()) {
-            if !live(&m.voters) || m.is_joint() && !live(&m.outgoing) {
+        if !live(&committed.voters) || committed.is_joint() && !live(&committed.outgoing) {
+            return None;
+        }
+        let replica = |node: NodeId| {
+            let i = node.0 as usize - 1;
+            if self.lost.contains(&i) {
                 return None;
             }
+            self.nodes.get(i)?.node.as_ref()?.replica(group)
+        };
+        let log_of = |r: &Replica| {
+            let last = r.status().last_index;
+            (r.term_at(last), last)
+        };
+        let can_win = |node: NodeId| {
+            let Some(r) = replica(node).filter(|r| r.status().role != Role::Learner) else {
+                return false;
+            };
+            let own = log_of(r);
+            let latest = r.membership();
+            let m = if latest.is_voter(node) {
+                latest
+            } else {
+                &committed
+            };
+            let majority = |voters: &BTreeSet<NodeId>| {
+                let granting = voters
+                    .iter()
+                    .filter(|v| replica(**v).is_some_and(|vr| log_of(vr) <= own))
+                    .count();
+                granting * 2 > voters.len()
+            };
+            majority(&m.voters) && (!m.is_joint() || majority(&m.outgoing))
+        };
+        let mut candidates = hosts.iter().map(|i| self.nodes[*i].id);
+        if !candidates.any(can_win) {
+            return None;
         }
         Some(self.live_members(group, hosts))
     }

@@ -186,3 +186,38 @@ fn a_quiesced_leader_ignores_a_non_members_vote() {
     assert_eq!(c.status(1).role, Role::Leader);
     assert_eq!(c.status(1).term, term);
 }
+
+/// A follower whose leader removed itself campaigns once it holds the membership without
+/// that leader, even if a late quiesce notice from it arrived and its node stays live (its
+/// replica deleted there). Regression test: the notice, delivered after the appends that
+/// removed the leader, stopped the follower's election timer for as long as the leader's
+/// node lived, and the group never elected again (simulator, seed 1954).
+#[test]
+fn a_late_quiesce_notice_from_a_leader_that_removed_itself_stops_no_election() {
+    let mut f = restored(2, hs(1, Some(1), 1), log_of(&[1]));
+    let without_leader = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Membership(Box::new(Membership::voters([2, 3]))),
+    };
+    f.step(msg(1, 2, 1, append(1, 1, vec![without_leader], 1)));
+    f.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Quiesce {
+            commit: 1,
+            round: 10,
+        },
+    ));
+    let _ = f.ready(MAX, MAX);
+    assert_eq!(f.status().leader, Some(n(1)));
+    let leader_live = |node: NodeId| node == n(1);
+    for _ in 0..2 * strict().election_timeout_max_ticks {
+        f.tick_with(leader_live);
+        if f.status().role != Role::Follower {
+            break;
+        }
+    }
+    assert_eq!(f.status().role, Role::PreCandidate, "still waiting for n1");
+}

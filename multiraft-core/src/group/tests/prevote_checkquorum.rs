@@ -223,3 +223,90 @@ fn reply_to_a_stale_leader_makes_it_step_down() {
     assert_eq!(stepped_down.hard_state, Some(hs(3, None, 1)));
     assert_eq!(stepped_down.events, vec![leader_changed(3, None)]);
 }
+
+/// docs/design.md §4.3: a follower whose leader's node is live does not campaign when its
+/// election timer runs out — the leader's heartbeats are late, not lost, as when the
+/// leader's node is overloaded — until `DEFERRED_TIMEOUTS` maximum timeouts have passed; once
+/// the leader's node is down, it campaigns at its next tick.
+#[test]
+fn a_follower_whose_leaders_node_is_live_holds_back_its_campaign() {
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let bound = active.election_timeout_max_ticks * DEFERRED_TIMEOUTS;
+    let mut c = Cluster::new(3, 0, active.clone(), 5);
+    c.elect(1);
+    let leader_live = |node: NodeId| node == n(1);
+    for tick in 1..bound {
+        c.g_mut(3).tick_with(leader_live);
+        assert!(!c.g_mut(3).has_ready(), "output at tick {tick}");
+    }
+    assert_eq!(c.status(3).role, Role::Follower);
+    assert_eq!(c.status(3).leader, Some(n(1)));
+    c.g_mut(3).tick_with(|_| false);
+    assert_eq!(c.status(3).role, Role::PreCandidate, "leader's node down");
+
+    // The bound: a live node that no longer hosts the leader (its group removed there by
+    // hand) is waited for `bound` ticks, then the follower campaigns regardless.
+    let mut c = Cluster::new(3, 0, active, 5);
+    c.elect(1);
+    for _ in 1..bound {
+        c.g_mut(3).tick_with(leader_live);
+    }
+    assert_eq!(c.status(3).role, Role::Follower);
+    c.g_mut(3).tick_with(leader_live);
+    assert_eq!(
+        c.status(3).role,
+        Role::PreCandidate,
+        "campaigns at the bound"
+    );
+}
+
+/// A follower that holds back its own campaign still answers a candidate once it has not
+/// heard its leader for an election timeout: the leader's node may be live while the
+/// leader lost touch (a one-way link), and another replica must then be electable.
+#[test]
+fn a_follower_holding_back_still_votes_for_another_candidate() {
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    let leader_live = |node: NodeId| node == n(1);
+    for _ in 0..strict().election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(c.status(2).role, Role::Follower);
+    let last = c.g_mut(2).status().last_index;
+    c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX).send_after_write,
+        vec![msg(2, 3, 2, vote_resp(true, true))]
+    );
+}
+
+/// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a
+/// leader whose followers' answers wait behind their busy nodes keeps leading; with their
+/// nodes down it steps down as before.
+#[test]
+fn check_quorum_counts_followers_on_live_nodes() {
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, active, 7);
+    c.elect(1);
+    c.isolated.insert(n(1));
+    let followers_live = |node: NodeId| node == n(2) || node == n(3);
+    for _ in 0..100 {
+        c.g_mut(1).tick_with(followers_live);
+    }
+    assert_eq!(c.status(1).role, Role::Leader, "followers' nodes live");
+    let mut ticks = 0;
+    while c.status(1).role == Role::Leader {
+        c.g_mut(1).tick_with(|_| false);
+        ticks += 1;
+        assert!(
+            ticks <= 20,
+            "still leading {ticks} ticks after the nodes went down"
+        );
+    }
+}
