@@ -15,8 +15,9 @@ use super::{GroupEvent, Replica, Role};
 
 /// How many maximum election timeouts a follower whose leader's node is live holds back
 /// its own campaign ([`Replica::tick_with`]). Long enough to ride out a loop that runs far
-/// behind under overload (16 × 20 ticks of 10 ms by default: 3.2 s); short enough that a
-/// group whose leader's node lives but lost the replica still elects another.
+/// behind under overload (16 × 20 ticks: 16 s at the default 50 ms tick); short enough
+/// that a group whose leader's node lives but lost the replica (its group removed there by
+/// hand) still elects another.
 pub const DEFERRED_TIMEOUTS: u32 = 16;
 
 impl Replica {
@@ -78,7 +79,7 @@ impl Replica {
     /// Whether this follower, its election timer run out, holds back its campaign: its
     /// leader is a voter whose node is live, and the timer has not yet run
     /// [`DEFERRED_TIMEOUTS`] maximum election timeouts. Under overload a leader's heartbeats
-    /// wait behind proposals while its node's batches still arrive; campaigning then would
+    /// come late while its node's batches still arrive; campaigning then would
     /// cost the group its leader for nothing (an election at 4,096 busy groups cost
     /// thousands of proposals, BENCHMARKS.md). The bound keeps a group whose leader's node
     /// lives but no longer hosts it (removed there by hand) from waiting forever.
