@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use multiraft_core::{
-    Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
-    SnapshotError, StartError, StateMachine,
+    Builder, Bytes, Config, Event, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk,
+    SnapshotData, SnapshotError, StartError, StateMachine,
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
@@ -132,6 +132,20 @@ pub fn loop_runtimes(threads: usize) -> Vec<tokio::runtime::Handle> {
         .collect()
 }
 
+/// `builder` for node `node` (ids from 1), its event loop on a runtime of `runtimes` in
+/// turn, or on the current one if `runtimes` is empty.
+pub fn on_loop_runtime(
+    builder: Builder,
+    runtimes: &[tokio::runtime::Handle],
+    node: u64,
+) -> Builder {
+    if runtimes.is_empty() {
+        return builder;
+    }
+    let at = (node.saturating_sub(1) as usize) % runtimes.len();
+    builder.runtime(runtimes[at].clone())
+}
+
 /// Starts `nodes` nodes (ids 1..=nodes) in this process on in-memory storage and network.
 pub async fn start_mem_cluster(
     nodes: u64,
@@ -140,8 +154,8 @@ pub async fn start_mem_cluster(
     start_mem_cluster_on(nodes, config, &[]).await
 }
 
-/// [`start_mem_cluster`], each node's event loop on a runtime of `runtimes` in turn (on the
-/// current one if `runtimes` is empty; see [`multiraft_core::Builder::runtime`]).
+/// [`start_mem_cluster`], each node's event loop on a runtime of `runtimes`
+/// ([`on_loop_runtime`]; see [`multiraft_core::Builder::runtime`]).
 pub async fn start_mem_cluster_on(
     nodes: u64,
     config: &Config,
@@ -152,17 +166,14 @@ pub async fn start_mem_cluster_on(
     for i in 1..=nodes {
         let applied = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&applied);
-        let mut builder = MultiRaft::builder(NodeId(i), config.clone())
+        let builder = MultiRaft::builder(NodeId(i), config.clone())
             .storage(MemStorage::new())
             .transport(network.transport(NodeId(i)))
             .state_machines(move |_| CountingMachine {
                 applied: Arc::clone(&counter),
             })
             .seed(i);
-        if !runtimes.is_empty() {
-            builder = builder.runtime(runtimes[(i as usize - 1) % runtimes.len()].clone());
-        }
-        let handle = builder.start().await?;
+        let handle = on_loop_runtime(builder, runtimes, i).start().await?;
         out.push(ClusterNode { handle, applied });
     }
     Ok(out)

@@ -45,7 +45,9 @@ use multiraft_core::{
     ProposalId, Storage, WriteBatch,
 };
 use multiraft_examples::measure::{histogram, load_average, median, nanos, quantile};
-use multiraft_examples::{ClusterNode, IndexMachine, create_groups, loop_runtimes};
+use multiraft_examples::{
+    ClusterNode, IndexMachine, create_groups, loop_runtimes, on_loop_runtime,
+};
 use multiraft_storage_redb::redb::{self, ReadableDatabase as _};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
@@ -596,11 +598,10 @@ async fn bench_e2e(
             .transport(network.transport(NodeId(i)))
             .state_machines(|_| IndexMachine::default())
             .seed(i);
-        let builder = match runtimes.get(i as usize - 1) {
-            Some(runtime) => builder.runtime(runtime.clone()),
-            None => builder,
-        };
-        let handle = builder.start().await.map_err(|e| e.to_string())?;
+        let handle = on_loop_runtime(builder, runtimes, i)
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
         cluster.push(ClusterNode {
             handle,
             applied: Arc::new(AtomicU64::new(0)),

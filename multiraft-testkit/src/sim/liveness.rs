@@ -210,8 +210,7 @@ impl<A: SimApp> Simulation<A> {
             };
             majority(&m.voters) && (!m.is_joint() || majority(&m.outgoing))
         };
-        let mut candidates = hosts.iter().map(|i| self.nodes[*i].id);
-        if !candidates.any(can_win) {
+        if !hosts.iter().any(|i| can_win(self.nodes[*i].id)) {
             return None;
         }
         Some(self.live_members(group, hosts))
