@@ -20,6 +20,7 @@ use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeReport, NodeStatus};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
+use crate::submit::{Submission, Submissions, Taker};
 use crate::transport::{Inbox, Transport};
 
 /// A running node: the application's handle on every group it hosts. Cheap to clone; all
@@ -28,6 +29,8 @@ use crate::transport::{Inbox, Transport};
 pub struct MultiRaft {
     id: NodeId,
     calls: mpsc::Sender<Call>,
+    /// Proposals take their own queue: one lock and push each, one wake per batch.
+    submissions: Arc<Submissions>,
     events: broadcast::Sender<Event>,
     task: Arc<Mutex<Option<EventLoop>>>,
 }
@@ -128,6 +131,8 @@ impl Builder {
             .attach(self.id, inbox)
             .map_err(StartError::Transport)?;
         let (calls, calls_rx) = mpsc::channel(self.config.max_api_queue);
+        let counters = node.metrics().proposals.clone();
+        let submissions = Arc::new(Submissions::new(self.config.max_api_queue, counters));
         let (events, _) = broadcast::channel(self.config.max_event_backlog);
         let parts = Parts {
             node,
@@ -136,6 +141,7 @@ impl Builder {
             clock,
             inbound,
             calls: calls_rx,
+            submissions: Taker::new(Arc::clone(&submissions)),
             events: events.clone(),
         };
         let driver = Driver::new(parts, factory);
@@ -149,6 +155,7 @@ impl Builder {
         Ok(MultiRaft {
             id: self.id,
             calls,
+            submissions,
             events,
             task: Arc::new(Mutex::new(Some(task))),
         })
@@ -240,15 +247,13 @@ impl MultiRaft {
         group: GroupId,
         command: impl Into<Bytes>,
     ) -> Result<Bytes, ProposeError> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .calls
-            .send(Call::Propose(group, command.into(), tx))
-            .await
-            .is_err()
-        {
-            return Err(ProposeError::Stopped);
-        }
+        let (reply, rx) = oneshot::channel();
+        let submission = Submission {
+            group,
+            command: command.into(),
+            reply,
+        };
+        self.submissions.push(submission)?;
         // The event loop answers every proposal it took; a dropped answer means it died.
         rx.await
             .unwrap_or(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))

@@ -30,7 +30,6 @@ pub(crate) type DrainReply =
 
 /// A call from the API to the event loop.
 pub(crate) enum Call {
-    Propose(GroupId, Bytes, ProposeReply),
     ProposeMany(GroupId, Vec<Bytes>, ProposeManyReply),
     Read(GroupId, ReadPolicy, Bytes, ReadReply),
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
@@ -125,6 +124,12 @@ impl Replies {
         self.waiting.insert(request, reply);
     }
 
+    /// The answer to proposal `request`, taken in this wake, goes to `reply`.
+    pub(crate) fn wait_proposal(&mut self, request: RequestId, reply: ProposeReply) {
+        self.waiting
+            .insert(request, Reply::Propose(reply, self.now));
+    }
+
     /// Takes the reply waiting for `request`.
     pub(crate) fn take(&mut self, request: RequestId) -> Option<Reply> {
         self.waiting.remove(&request)
@@ -217,10 +222,6 @@ impl Call {
     /// `replies`. Returns what the loop must still do.
     pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
         match self {
-            Call::Propose(group, command, reply) => match node.propose(group, command) {
-                Ok(request) => replies.wait(request, Reply::Propose(reply, replies.now)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
             Call::ProposeMany(_, commands, reply) if commands.is_empty() => {
                 drop(reply.send(Vec::new()))
             }
@@ -295,12 +296,10 @@ impl Call {
     /// proposals it refused.
     pub(crate) fn refuse(self) -> u64 {
         let proposals = match &self {
-            Call::Propose(..) => 1,
             Call::ProposeMany(_, commands, _) => commands.len() as u64,
             _ => 0,
         };
         let _ = match self {
-            Call::Propose(_, _, reply) => reply.send(Err(ProposeError::Stopped)).ok(),
             Call::ProposeMany(_, commands, reply) => {
                 let refused = commands
                     .iter()

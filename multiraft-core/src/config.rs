@@ -79,7 +79,9 @@ pub struct Config {
     /// slow node hold thousands of snapshot chunks a leader sent again while it was behind
     /// (cluster_bench: 270 MiB more on the receiver of a 1 GiB snapshot).
     pub max_inbox_bytes: usize,
-    /// API calls queued to the event loop. Callers wait for room (backpressure).
+    /// API calls queued to the event loop, and proposals queued to it (apart: one queue
+    /// each). A call waits for room (backpressure); a proposal beyond it is refused at once
+    /// with `Busy`, since it would only wait behind more than the loop can take.
     pub max_api_queue: usize,
     /// Events buffered for each subscriber of `MultiRaft::events`. A subscriber that falls
     /// further behind loses the oldest events (and is told how many), so a slow reader can

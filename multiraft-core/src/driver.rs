@@ -18,10 +18,11 @@ use crate::node::{Event, Node, Outcome, ReadStart, Ready};
 use crate::snapshot_io::SnapshotIo;
 use crate::state_machine::StateMachineFactory;
 use crate::storage::Storage;
+use crate::submit::Taker;
 use crate::transport::{InboxReceiver, Transport};
 
-/// Inbound batches or API calls taken in one go before the loop looks at the others, so
-/// that neither source can starve the other or delay a ready for long.
+/// Inbound batches, API calls or proposals taken in one go before the loop looks at the
+/// others, so that no source can starve another or delay a ready for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
 
 /// What the builder hands the driver.
@@ -32,6 +33,7 @@ pub(crate) struct Parts {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) inbound: InboxReceiver,
     pub(crate) calls: mpsc::Receiver<Call>,
+    pub(crate) submissions: Taker,
     pub(crate) events: broadcast::Sender<Event>,
 }
 
@@ -131,6 +133,7 @@ impl Driver {
                     // Every handle is gone: nobody can ask for anything again.
                     None => self.stopping = true,
                 },
+                () = self.p.submissions.woken(), if !self.stopping => self.drain(None),
             }
         }
     }
@@ -153,6 +156,12 @@ impl Driver {
                 break;
             };
             self.handle(call);
+        }
+        if !self.stopping {
+            // Once stopping, what waits is refused at the stop instead.
+            self.p
+                .submissions
+                .take(MAX_DRAIN_PER_WAKE, &mut self.p.node, &mut self.replies);
         }
     }
 
@@ -277,6 +286,8 @@ impl Driver {
             let refused = call.refuse();
             self.p.node.metrics().proposals.stopped.increment(refused);
         }
+        let refused = self.p.submissions.refuse_waiting();
+        self.p.node.metrics().proposals.stopped.increment(refused);
     }
 }
 

@@ -193,6 +193,7 @@ mod snapshot;
 mod snapshot_io;
 mod state_machine;
 mod storage;
+mod submit;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod transport;

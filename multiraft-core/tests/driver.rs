@@ -592,3 +592,81 @@ async fn an_aborted_node_crashes_and_restarts_from_its_storage() {
     assert_eq!(c.applied(victim, 1), c.applied(leader.0, 1));
     c.shutdown().await;
 }
+
+/// Polls each of `proposals` once, without letting the event loop run in between (the
+/// runtime has one thread, and this task does not yield): each submits its proposal.
+/// Returns the answers that came at once, by position.
+fn submit_all<F: std::future::Future + Unpin>(proposals: &mut [F]) -> Vec<Option<F::Output>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    proposals
+        .iter_mut()
+        .map(|p| match std::pin::Pin::new(p).poll(&mut cx) {
+            std::task::Poll::Ready(answer) => Some(answer),
+            std::task::Poll::Pending => None,
+        })
+        .collect()
+}
+
+/// Proposals beyond `max_api_queue` waiting for the loop are refused with `Busy` at once,
+/// and the ones queued are all taken and applied.
+#[tokio::test]
+async fn a_full_submission_queue_refuses_proposals_with_busy() {
+    let mut config = test_config();
+    config.max_api_queue = 4;
+    let mut c = Cluster::start(1, config).await;
+    c.create([1]).await;
+    c.leader(1).await;
+    let node = c.node(1).clone();
+    let mut proposals: Vec<_> = (0..6)
+        .map(|i| Box::pin(node.propose(GroupId(1), format!("p{i}"))))
+        .collect();
+    let at_once = submit_all(&mut proposals);
+    let busy = Err(ProposeError::Busy {
+        limit: "max_api_queue",
+    });
+    assert_eq!(
+        at_once,
+        [None, None, None, None, Some(busy.clone()), Some(busy)]
+    );
+    for p in proposals.drain(..4) {
+        let r = tokio::time::timeout(WAIT, p).await.expect("no hang");
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let applied: Vec<Bytes> = c.applied(1, 1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(applied, ["p0", "p1", "p2", "p3"]);
+    c.shutdown().await;
+}
+
+/// Proposals still waiting for the loop when the node shuts down are refused with
+/// `Stopped` (definitely not applied), and none of them reaches the log.
+#[tokio::test]
+async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
+    let mut c = Cluster::start(1, test_config()).await;
+    c.create([1]).await;
+    c.leader(1).await;
+    let node = c.node(1).clone();
+    let last_index = node.status(GroupId(1)).await.unwrap().unwrap().last_index;
+    let mut proposals: Vec<_> = (0..3)
+        .map(|i| Box::pin(node.propose(GroupId(1), format!("p{i}"))))
+        .collect();
+    assert_eq!(submit_all(&mut proposals), [None, None, None]);
+    // The shutdown call is taken before the queued proposals (the loop serves calls
+    // first), so none of them is taken.
+    node.shutdown().await.unwrap();
+    for p in proposals {
+        let r = tokio::time::timeout(WAIT, p).await.expect("no hang");
+        assert_eq!(r, Err(ProposeError::Stopped));
+    }
+    assert_eq!(
+        node.propose(GroupId(1), "later").await,
+        Err(ProposeError::Stopped)
+    );
+    c.nodes[0] = None;
+    let restarted = c.start_node(1).await;
+    let status = restarted.status(GroupId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        status.last_index, last_index,
+        "no queued proposal was appended"
+    );
+    restarted.shutdown().await.unwrap();
+}

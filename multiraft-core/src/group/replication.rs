@@ -133,7 +133,11 @@ impl Replica {
         if success {
             let retiring = pr.retire_at != 0;
             if pr.on_success(index) {
-                self.maybe_commit();
+                // Only a match above the commit index can move it: a majority's index
+                // rises above it only when one of its members' does.
+                if pr.matched > self.log.committed {
+                    self.maybe_commit();
+                }
                 self.maybe_send_timeout_now();
             }
             if retiring {
