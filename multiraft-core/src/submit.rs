@@ -64,25 +64,26 @@ impl Submissions {
     /// already wait, `Stopped` when the loop has stopped. Either refusal is definite.
     pub(crate) fn push(&self, submission: Submission) -> Result<(), ProposeError> {
         let mut queue = self.lock();
-        let refused = if queue.closed {
-            ProposeError::Stopped
-        } else if queue.waiting.len() >= self.limit {
-            ProposeError::Busy {
-                limit: "max_api_queue",
-            }
-        } else {
-            let first = queue.waiting.is_empty();
-            queue.waiting.push_back(submission);
+        if queue.closed || queue.waiting.len() >= self.limit {
+            let refused = if queue.closed {
+                ProposeError::Stopped
+            } else {
+                ProposeError::Busy {
+                    limit: "max_api_queue",
+                }
+            };
             drop(queue);
-            // Only the first of a batch wakes the loop: the loop takes the rest with it.
-            if first {
-                self.wake.notify_one();
-            }
-            return Ok(());
-        };
+            self.counters.refused(&refused);
+            return Err(refused);
+        }
+        let first = queue.waiting.is_empty();
+        queue.waiting.push_back(submission);
         drop(queue);
-        self.counters.refused(&refused);
-        Err(refused)
+        // Only the first of a batch wakes the loop: the loop takes the rest with it.
+        if first {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Moves up to `max` waiting proposals, oldest first, onto `into`. When more are
