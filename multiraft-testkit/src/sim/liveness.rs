@@ -24,6 +24,10 @@ pub(super) struct Liveness {
     /// Per recovered group: (when, its leader's commit index then), the commit index every
     /// follower holding that entry must know an election timeout later.
     commit_samples: BTreeMap<GroupId, (u64, u64)>,
+    /// Per recovered group: (when, the index its voters' majority held durably then, as
+    /// its leader's log has it), which the leader must have committed an election timeout
+    /// later.
+    held_samples: BTreeMap<GroupId, (u64, u64)>,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -81,6 +85,7 @@ impl<A: SimApp> Simulation<A> {
             last_marker_us: BTreeMap::new(),
             stable_terms: BTreeMap::new(),
             commit_samples: BTreeMap::new(),
+            held_samples: BTreeMap::new(),
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -236,7 +241,10 @@ impl<A: SimApp> Simulation<A> {
                         detail,
                     });
                 }
-                if let Err(f) = self.commit_told(&mut l, *g, members, timeout) {
+                let checked = self
+                    .commit_told(&mut l, *g, members, timeout)
+                    .and_then(|()| self.held_committed(&mut l, *g, members, timeout));
+                if let Err(f) = checked {
                     self.liveness = Some(l);
                     return Err(f);
                 }
@@ -355,6 +363,68 @@ impl<A: SimApp> Simulation<A> {
         Ok(())
     }
 
+    /// A recovered group's leader commits, within `window_us` (an election timeout), what
+    /// a majority of its voters held durably: each acknowledgement that moves a follower's
+    /// match commits on its own, without waiting for a later entry of the leader's. Checked
+    /// against samples taken `window_us` apart of the highest index a majority holds
+    /// durably and agrees on with the leader (by the term of the entry: log matching, Raft
+    /// §5.3).
+    fn held_committed(
+        &self,
+        l: &mut Liveness,
+        group: GroupId,
+        hosts: &[usize],
+        window_us: u64,
+    ) -> Result<(), Failure> {
+        let term = l.stable_terms[&group];
+        let live = self.live_members(group, hosts);
+        let running = |i: &usize| self.nodes[*i].node.as_ref().map(|n| (self.nodes[*i].id, n));
+        let Some((leader, node)) = live.iter().filter_map(running).find(|(_, n)| {
+            n.group_status(group)
+                .is_some_and(|s| s.role == Role::Leader && s.term == term)
+        }) else {
+            return Ok(());
+        };
+        let (Some(status), Some(log), Some(membership)) = (
+            node.group_status(group),
+            node.replica(group),
+            self.membership_now(group),
+        ) else {
+            return Ok(());
+        };
+        if let Some((at, held)) = l.held_samples.get(&group).copied() {
+            if self.now_us - at < window_us {
+                return Ok(());
+            }
+            if status.commit < held {
+                return Err(Failure {
+                    invariant: "a leader commits what a majority holds durably within an election timeout",
+                    detail: format!(
+                        "{group}: a majority held entry {held} durably {} ms ago, and its \
+                         leader {leader} has committed {} only",
+                        (self.now_us - at) / 1000,
+                        status.commit
+                    ),
+                });
+            }
+        }
+        // What each live voter holds durably of the leader's log; below the commit index
+        // it does not matter.
+        let held_by = |id: NodeId| -> u64 {
+            let replica = live.iter().filter_map(running).find(|(n, _)| *n == id);
+            let Some((held, replica)) = replica
+                .and_then(|(_, n)| Some((n.group_status(group)?, n.replica(group)?)))
+                .filter(|(s, _)| s.term == term)
+            else {
+                return 0;
+            };
+            agreed(replica, log, held.persisted, status.commit)
+        };
+        let held = membership.committed_index(held_by).min(status.last_index);
+        l.held_samples.insert(group, (self.now_us, held));
+        Ok(())
+    }
+
     pub(super) fn liveness_failure(&self) -> Failure {
         let l = self.liveness.as_ref().expect("liveness phase");
         let mut detail = format!(
@@ -399,4 +469,18 @@ impl<A: SimApp> Simulation<A> {
             detail,
         }
     }
+}
+
+/// The highest index at or below `durable` (and above `floor`) where `replica`'s log holds
+/// the same entry as `leader`'s (the same term: log matching, Raft §5.3); `floor` when
+/// there is none.
+fn agreed(replica: &Replica, leader: &Replica, durable: u64, floor: u64) -> u64 {
+    (floor + 1..=durable)
+        .rev()
+        .find(|&i| {
+            replica
+                .term_at(i)
+                .is_some_and(|t| leader.term_at(i) == Some(t))
+        })
+        .unwrap_or(floor)
 }

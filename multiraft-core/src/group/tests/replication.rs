@@ -510,3 +510,44 @@ fn a_heartbeat_older_than_the_quiesce_notice_does_not_wake_the_follower() {
     ));
     assert!(!f.is_quiesced(), "a heartbeat after the notice is news");
 }
+
+/// A transfer target that catches up to exactly the commit index (the other follower
+/// already committed every entry with the leader) is handed leadership on the
+/// acknowledgement that completes its log: that acknowledgement moves no commit, but must
+/// still send `TimeoutNow`. Regression guard for the commit check that runs only when a
+/// match passes the commit index: the transfer check must not be skipped with it (the
+/// transfer would end `Timeout` instead).
+#[test]
+fn a_transfer_target_catching_up_to_the_commit_index_is_handed_leadership() {
+    let mut c = Cluster::new(3, 0, strict(), 1);
+    c.elect(1);
+    c.isolated.insert(n(3));
+    for seq in 1..=3 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    c.deliver_all();
+    let last = c.status(1).last_index;
+    assert_eq!(c.status(1).commit, last, "committed with replica 2");
+    assert!(
+        c.status(3).last_index < last,
+        "replica 3 missed the entries"
+    );
+    c.isolated.remove(&n(3));
+    c.g_mut(1).transfer_leader(n(3)).unwrap();
+    // Heartbeats bring replica 3's answers, which make the leader send what it lacks.
+    for _ in 0..strict().election_timeout_min_ticks - 1 {
+        if c.status(3).role == Role::Leader {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(
+        !c.sent_where(|m| m.to == n(3) && matches!(m.body, MessageBody::TimeoutNow))
+            .is_empty(),
+        "TimeoutNow was sent"
+    );
+    assert_eq!(c.status(3).role, Role::Leader);
+}
