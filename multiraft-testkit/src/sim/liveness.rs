@@ -131,6 +131,20 @@ impl<A: SimApp> Simulation<A> {
             .collect()
     }
 
+    /// The replicas of `group` on its live members ([`Self::live_members`]) that are
+    /// running, with their node's id.
+    fn live_replicas(&self, group: GroupId, hosts: &[usize]) -> Vec<(NodeId, &Replica)> {
+        self.live_members(group, hosts)
+            .into_iter()
+            .filter_map(|i| {
+                Some((
+                    self.nodes[i].id,
+                    self.nodes[i].node.as_ref()?.replica(group)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The highest term of `group` among its members that are not lost (replicas removed
     /// from it do not count: they may not know it, and campaign in vain).
     fn live_max_term(&self, group: GroupId, hosts: &[usize]) -> u64 {
@@ -320,14 +334,9 @@ impl<A: SimApp> Simulation<A> {
     ) -> Result<(), Failure> {
         let term = l.stable_terms[&group];
         let replicas: Vec<_> = self
-            .live_members(group, hosts)
-            .iter()
-            .filter_map(|i| {
-                Some((
-                    self.nodes[*i].id,
-                    self.nodes[*i].node.as_ref()?.group_status(group)?,
-                ))
-            })
+            .live_replicas(group, hosts)
+            .into_iter()
+            .map(|(id, r)| (id, r.status()))
             .collect();
         let Some((leader, status)) = replicas
             .iter()
@@ -377,21 +386,17 @@ impl<A: SimApp> Simulation<A> {
         window_us: u64,
     ) -> Result<(), Failure> {
         let term = l.stable_terms[&group];
-        let live = self.live_members(group, hosts);
-        let running = |i: &usize| self.nodes[*i].node.as_ref().map(|n| (self.nodes[*i].id, n));
-        let Some((leader, node)) = live.iter().filter_map(running).find(|(_, n)| {
-            n.group_status(group)
-                .is_some_and(|s| s.role == Role::Leader && s.term == term)
+        let replicas = self.live_replicas(group, hosts);
+        let Some(&(leader, log)) = replicas.iter().find(|(_, r)| {
+            let s = r.status();
+            s.role == Role::Leader && s.term == term
         }) else {
             return Ok(());
         };
-        let (Some(status), Some(log), Some(membership)) = (
-            node.group_status(group),
-            node.replica(group),
-            self.membership_now(group),
-        ) else {
+        let Some(membership) = self.membership_now(group) else {
             return Ok(());
         };
+        let status = log.status();
         if let Some((at, held)) = l.held_samples.get(&group).copied() {
             if self.now_us - at < window_us {
                 return Ok(());
@@ -411,14 +416,12 @@ impl<A: SimApp> Simulation<A> {
         // What each live voter holds durably of the leader's log; below the commit index
         // it does not matter.
         let held_by = |id: NodeId| -> u64 {
-            let replica = live.iter().filter_map(running).find(|(n, _)| *n == id);
-            let Some((held, replica)) = replica
-                .and_then(|(_, n)| Some((n.group_status(group)?, n.replica(group)?)))
-                .filter(|(s, _)| s.term == term)
-            else {
-                return 0;
-            };
-            agreed(replica, log, held.persisted, status.commit)
+            replicas
+                .iter()
+                .find(|(n, r)| *n == id && r.status().term == term)
+                .map_or(0, |(_, r)| {
+                    agreed(r, log, r.status().persisted, status.commit)
+                })
         };
         let held = membership.committed_index(held_by).min(status.last_index);
         l.held_samples.insert(group, (self.now_us, held));
