@@ -1,13 +1,14 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. Client `c` keeps to
 //! group `c % groups`, so at most `min(groups, clients)` groups are ever busy: with 64
-//! clients, 64 groups work and the rest stay quiesced however many are hosted. The figure is the
-//! number of proposals that completed per second over the measured window, after a warm-up.
+//! clients, 64 groups work and the rest stay quiesced however many are hosted. The figure
+//! is the number of proposals that completed per second over the measured window, after a
+//! warm-up.
 //! Latency percentiles come from an HdrHistogram (3 significant figures). Each line also
 //! gives the CPU time of the whole process per proposal and the elections during the
 //! measured window (term changes of every group, as node 1 sees them). `--help` lists the
