@@ -11,6 +11,7 @@ use super::{Replica, ReplicaReady, Role};
 
 impl Replica {
     pub(super) fn out(&mut self) -> &mut ReplicaReady {
+        self.out_written = true;
         self.out.get_or_insert_with(Box::default)
     }
 
@@ -43,7 +44,7 @@ impl Replica {
 
     /// Whether [`Replica::ready`] would return something.
     pub fn has_ready(&self) -> bool {
-        self.out.as_ref().is_some_and(|o| !o.is_empty())
+        self.out_written && self.out.as_ref().is_some_and(|o| !o.is_empty())
             || self.hard_state_dirty
             || self.log.has_unstable()
             || self.restoring.is_none() && self.log.has_applicable()
@@ -76,6 +77,7 @@ impl Replica {
         // [`Replica::recycle`], so a busy group allocates neither the buffer nor its lists
         // again. A quiet group frees it.
         let mut ready = self.out.take().unwrap_or_default();
+        self.out_written = false;
         if std::mem::take(&mut self.hard_state_dirty) {
             ready.hard_state = Some(self.hard_state());
         }
@@ -89,6 +91,7 @@ impl Replica {
         if self.quiesced && self.out.as_ref().is_some_and(|o| o.is_empty()) {
             // Answering a read round filled the buffer of a quiet group: free it again.
             self.out = None;
+            self.out_written = false;
         }
         ready
     }

@@ -46,6 +46,11 @@ impl Replica {
             log.last_index(),
             "log holds an entry from a future term",
         );
+        self.strict_check(
+            self.out_written || self.out.as_ref().is_none_or(|o| o.is_empty()),
+            0,
+            "output written without `out_written`, which `has_ready` would miss",
+        );
         if self.role == Role::Leader {
             self.strict_check(
                 self.leader == Some(self.node),

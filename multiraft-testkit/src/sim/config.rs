@@ -28,7 +28,8 @@ pub struct Faults {
     /// never acknowledges that write.
     pub storage_failures: bool,
     /// Writes take a random time (0–3 ms) to become durable, so inputs keep arriving while a
-    /// write is in flight.
+    /// write is in flight; meanwhile what may leave before the write leaves
+    /// (`Node::take_sends`), as the driver does.
     pub slow_storage: bool,
     /// With `crashes`: the chance, at each chaos step (every 0.1–0.5 simulated s), that a
     /// random node crashes, in per mille. It restarts 0.1–5 s later.

@@ -274,11 +274,17 @@ impl<A: SimApp> Io for SimIo<'_, A> {
 }
 
 impl<A: SimApp> Simulation<A> {
-    /// Takes readies from node `i` until it has none or a write is in flight.
+    /// Takes readies from node `i` until it has none or a write is in flight. While one is,
+    /// what may leave before it leaves now (`Node::take_sends`: a leader's appends and
+    /// heartbeats), as the driver does on every wake.
     pub(super) fn drive(&mut self, i: usize) -> Result<(), Failure> {
         loop {
             let sn = &mut self.nodes[i];
             if sn.pending.is_some() {
+                let sends = sn.node.as_mut().map(|n| n.take_sends()).unwrap_or_default();
+                for batch in sends {
+                    self.send(i, batch)?;
+                }
                 return Ok(());
             }
             let Some(node) = sn.node.as_mut() else {
