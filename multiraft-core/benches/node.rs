@@ -8,8 +8,13 @@
 //! never touches more than 1,000 of them, so the 100,000-group figures show what idle
 //! hosted groups cost a busy ready.
 //!
+//! A second set, `node_busy/<G>_groups/round`, proposes to every hosted group in every
+//! round (500 and 4,096 groups): the same work per proposal at both sizes, so what grows
+//! from one to the other is what a busy group's state costs once it no longer fits the
+//! caches (BENCHMARKS.md, "What the memory costs at thousands of busy groups").
+//!
 //! `cargo bench -p multiraft-core --bench node` (add `-- round` to run only the whole
-//! rounds, `-- --quick` for a short run).
+//! rounds, `-- node_busy` only the busy set, `-- --quick` for a short run).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,9 @@ use multiraft_core::{
 const HOSTED: [u64; 3] = [1, 1_000, 100_000];
 /// Groups proposed to per round at most.
 const ACTIVE: u64 = 1_000;
+/// Hosted group counts of the busy set, where every hosted group is proposed to in every
+/// round: below and well above what the caches of this kind of machine hold.
+const BUSY: [u64; 2] = [500, 4_096];
 
 /// The round's parts a benchmark times.
 #[derive(Clone, Copy)]
@@ -55,6 +63,8 @@ struct Cluster {
     nodes: Vec<Node>,
     wires: Wires,
     groups: u64,
+    /// Groups proposed to per round.
+    active: u64,
     next: u64,
     payload: Bytes,
 }
@@ -68,7 +78,7 @@ struct Spent {
 }
 
 impl Cluster {
-    fn new(groups: u64) -> Cluster {
+    fn new(groups: u64, active: u64) -> Cluster {
         // Elections only when asked: a round never ticks.
         let config = Config::default();
         let mut nodes: Vec<Node> = (1..=3)
@@ -85,6 +95,7 @@ impl Cluster {
             nodes,
             wires: Wires::default(),
             groups,
+            active: active.min(groups),
             next: 0,
             payload: Bytes::from_static(&[7; 16]),
         };
@@ -128,10 +139,10 @@ impl Cluster {
         }
     }
 
-    /// One round: a proposal to each of the next `ACTIVE` groups, then settle. Returns the
+    /// One round: a proposal to each of the next `active` groups, then settle. Returns the
     /// time spent per part and the proposals made.
     fn round(&mut self, spent: &mut Spent) -> u64 {
-        let active = self.groups.min(ACTIVE);
+        let active = self.active;
         for _ in 0..active {
             let group = GroupId(self.next % self.groups + 1);
             self.next += 1;
@@ -146,9 +157,9 @@ impl Cluster {
 
 fn node_layer(c: &mut Criterion) {
     for hosted in HOSTED {
-        let mut cluster = Cluster::new(hosted);
+        let mut cluster = Cluster::new(hosted, ACTIVE);
         let mut group = c.benchmark_group(format!("node/{hosted}_groups"));
-        group.throughput(Throughput::Elements(hosted.min(ACTIVE)));
+        group.throughput(Throughput::Elements(cluster.active));
         group.sample_size(20);
         for (name, part) in [
             ("step", Part::Step),
@@ -180,5 +191,25 @@ fn node_layer(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, node_layer);
+/// Every hosted group busy: whole rounds only.
+fn busy_groups(c: &mut Criterion) {
+    for hosted in BUSY {
+        let mut cluster = Cluster::new(hosted, hosted);
+        let mut group = c.benchmark_group(format!("node_busy/{hosted}_groups"));
+        group.throughput(Throughput::Elements(cluster.active));
+        group.sample_size(20);
+        group.bench_function(BenchmarkId::new("round", hosted), |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    cluster.round(&mut Spent::default());
+                }
+                t.elapsed()
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, node_layer, busy_groups);
 criterion_main!(benches);
