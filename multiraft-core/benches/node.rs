@@ -155,60 +155,54 @@ impl Cluster {
     }
 }
 
+/// Every part of the round, at each hosted count with up to `ACTIVE` busy groups.
 fn node_layer(c: &mut Criterion) {
+    let parts = [
+        ("step", Part::Step),
+        ("ready", Part::Ready),
+        ("advance", Part::Advance),
+        ("round", Part::Round),
+    ];
     for hosted in HOSTED {
-        let mut cluster = Cluster::new(hosted, ACTIVE);
-        let mut group = c.benchmark_group(format!("node/{hosted}_groups"));
-        group.throughput(Throughput::Elements(cluster.active));
-        group.sample_size(20);
-        for (name, part) in [
-            ("step", Part::Step),
-            ("ready", Part::Ready),
-            ("advance", Part::Advance),
-            ("round", Part::Round),
-        ] {
-            group.bench_function(BenchmarkId::new(name, hosted), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let mut spent = Spent::default();
-                        let t = Instant::now();
-                        cluster.round(&mut spent);
-                        let round = t.elapsed();
-                        total += match part {
-                            Part::Step => spent.step,
-                            Part::Ready => spent.ready,
-                            Part::Advance => spent.advance,
-                            Part::Round => round,
-                        };
-                    }
-                    total
-                })
-            });
-        }
-        group.finish();
-        drop(cluster);
+        rounds(c, "node", hosted, ACTIVE, &parts);
     }
 }
 
 /// Every hosted group busy: whole rounds only.
 fn busy_groups(c: &mut Criterion) {
     for hosted in BUSY {
-        let mut cluster = Cluster::new(hosted, hosted);
-        let mut group = c.benchmark_group(format!("node_busy/{hosted}_groups"));
-        group.throughput(Throughput::Elements(cluster.active));
-        group.sample_size(20);
-        group.bench_function(BenchmarkId::new("round", hosted), |b| {
+        rounds(c, "node_busy", hosted, hosted, &[("round", Part::Round)]);
+    }
+}
+
+/// One benchmark group, `<set>/<hosted>_groups`, timing each of `parts` over rounds of a
+/// cluster hosting `hosted` groups with `active` of them proposed to per round.
+fn rounds(c: &mut Criterion, set: &str, hosted: u64, active: u64, parts: &[(&str, Part)]) {
+    let mut cluster = Cluster::new(hosted, active);
+    let mut group = c.benchmark_group(format!("{set}/{hosted}_groups"));
+    group.throughput(Throughput::Elements(cluster.active));
+    group.sample_size(20);
+    for &(name, part) in parts {
+        group.bench_function(BenchmarkId::new(name, hosted), |b| {
             b.iter_custom(|iters| {
-                let t = Instant::now();
+                let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    cluster.round(&mut Spent::default());
+                    let mut spent = Spent::default();
+                    let t = Instant::now();
+                    cluster.round(&mut spent);
+                    let round = t.elapsed();
+                    total += match part {
+                        Part::Step => spent.step,
+                        Part::Ready => spent.ready,
+                        Part::Advance => spent.advance,
+                        Part::Round => round,
+                    };
                 }
-                t.elapsed()
+                total
             })
         });
-        group.finish();
     }
+    group.finish();
 }
 
 criterion_group!(benches, node_layer, busy_groups);
