@@ -51,3 +51,32 @@ impl Clock for SystemClock {
         tokio::time::sleep_until(self.origin + deadline).await
     }
 }
+
+/// For a tick due at `due` and served at `now` (no earlier), with ticks every `interval`:
+/// how many later ticks are also past due (a stall skipped them), and when the next one is
+/// due, on the grid of the earlier ones.
+pub(crate) fn late_ticks(due: Duration, now: Duration, interval: Duration) -> (u64, Duration) {
+    let missed = now.saturating_sub(due).as_nanos() / interval.as_nanos().max(1);
+    let missed = u32::try_from(missed).unwrap_or(u32::MAX - 1);
+    let next = (interval.checked_mul(missed + 1))
+        .and_then(|d| due.checked_add(d))
+        .unwrap_or(now + interval);
+    (u64::from(missed), next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_tick_counts_the_ticks_it_skipped_and_keeps_the_grid() {
+        let ms = Duration::from_millis;
+        // On time, and late by less than a tick: nothing skipped.
+        assert_eq!(late_ticks(ms(100), ms(100), ms(10)), (0, ms(110)));
+        assert_eq!(late_ticks(ms(100), ms(109), ms(10)), (0, ms(110)));
+        // A stall of 35 ms past the tick due at 100: those due at 110, 120, 130 are
+        // skipped, and the next is due at 140, not 145.
+        assert_eq!(late_ticks(ms(100), ms(135), ms(10)), (3, ms(140)));
+        assert_eq!(late_ticks(ms(100), ms(140), ms(10)), (4, ms(150)));
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::call::{Call, Replies, Taken};
-use crate::clock::Clock;
+use crate::clock::{Clock, late_ticks};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
@@ -112,7 +112,9 @@ impl Driver {
                     self.finish_write();
                 }
                 () = &mut tick, if !self.stopping => {
-                    self.on_tick();
+                    // Inputs after every tick: a loop whose readies outlast a tick would
+                    // otherwise find the tick due at every wake, and starve them.
+                    self.drain(None);
                     tick = sleep(&self.p.clock, self.next_tick);
                 }
                 Some(done) = self.snapshots.reads.recv() => {
@@ -141,7 +143,13 @@ impl Driver {
     /// Takes `first`, then what is already queued, a bounded amount of each kind. The
     /// proposals taken are stamped with the time of this wake.
     fn drain(&mut self, first: Option<Call>) {
-        self.replies.set_now(self.p.clock.now());
+        // The tick first if it is due: a lease read must see a clock no more than one
+        // tick behind.
+        let now = self.p.clock.now();
+        if now >= self.next_tick {
+            self.tick(now);
+        }
+        self.replies.set_now(now);
         if let Some(call) = first {
             self.handle(call);
         }
@@ -165,16 +173,13 @@ impl Driver {
         }
     }
 
-    fn on_tick(&mut self) {
-        let interval = self.p.node.config().tick_interval;
-        let now = self.p.clock.now();
-        self.next_tick += interval;
-        if self.next_tick <= now {
-            // We fell behind (a stalled runtime); do not burst ticks to catch up, which
-            // would fire elections all at once.
-            self.next_tick = now + interval;
-        }
-        self.p.node.tick();
+    /// Serves the tick due at `now`, counting those a stall skipped ([`Node::tick_late`]):
+    /// the node's clock, which leases rest on, keeps up with real time, while its timers
+    /// count one, so that catching up fires no elections.
+    fn tick(&mut self, now: Duration) {
+        let (missed, next) = late_ticks(self.next_tick, now, self.p.node.config().tick_interval);
+        self.next_tick = next;
+        self.p.node.tick_late(missed);
     }
 
     fn handle(&mut self, call: Call) {

@@ -42,6 +42,18 @@ impl Replica {
         self.out().send_after_write.push(m);
     }
 
+    /// Drops the acknowledgements, waiting for this ready's write, of entries from `index`
+    /// on, which an append just replaced: the write no longer holds them, so they would
+    /// claim durable what never will be, and a leader of their term could count them
+    /// toward a commit (found by the simulator's pauses, docs/design.md §10).
+    pub(super) fn drop_acks_from(&mut self, index: u64) {
+        if let Some(out) = self.out.as_mut() {
+            out.send_after_write.retain(|m| {
+                !matches!(m.body, MessageBody::AppendResponse { success: true, index: i, .. } if i >= index)
+            });
+        }
+    }
+
     /// Whether [`Replica::ready`] would return something.
     pub fn has_ready(&self) -> bool {
         self.out_written && self.out.as_ref().is_some_and(|o| !o.is_empty())

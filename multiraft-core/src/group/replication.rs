@@ -50,6 +50,7 @@ impl Replica {
                 "truncated a committed entry (committed entries never change)",
             );
             self.truncated_configs(at);
+            self.drop_acks_from(at);
         }
         if !configs.is_empty() {
             let from = appended.truncated_at.unwrap_or(old_last + 1);

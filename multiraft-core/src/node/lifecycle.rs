@@ -35,7 +35,7 @@ impl Node {
     /// Starts hosting `group`, in the set of ticking groups if `ticking`.
     fn host(&mut self, group: Replica, ticking: bool) {
         let id = group.id();
-        self.peers.add(self.id, group.membership(), self.ticks);
+        self.peers.add(self.id, group.membership());
         let hosted = Arc::clone(group.membership_arc());
         self.groups.insert(
             id,
@@ -68,7 +68,7 @@ impl Node {
         slot.group.share_membership(Arc::clone(&shared));
         let old = std::mem::replace(&mut slot.hosted, shared);
         self.peers.remove(&old);
-        self.peers.add(self.id, &now, self.ticks);
+        self.peers.add(self.id, &now);
         self.release(&old);
     }
 

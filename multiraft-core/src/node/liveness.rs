@@ -1,6 +1,13 @@
 //! Node liveness: which peer nodes this node shares a group with, and whether each is heard
 //! from. Failure detection costs one beat per node pair per tick, not one per group
 //! (docs/design.md §4), which is what lets idle groups quiesce.
+//!
+//! Silence is counted in ticks the node *served*, not in ticks of its clock: a node whose
+//! event loop stalled serves one tick when it resumes, so its own stall never makes its
+//! peers look silent. And each peer's timeout stretches to twice the longest silence it
+//! recovered from lately (at most [`MAX_TIMEOUT_STRETCH`] timeouts): a peer whose loop
+//! stalls under load is not declared down for the next stall of the same length
+//! (docs/design.md §4.3).
 
 use std::collections::BTreeMap;
 
@@ -8,12 +15,24 @@ use crate::ids::NodeId;
 use crate::membership::Membership;
 use crate::message::{Liveness, ROUND_SEQ_BITS};
 
+/// The longest a peer's timeout stretches, in liveness timeouts
+/// (`Config::election_timeout_min_ticks`): bounds how late a dead node is noticed after
+/// it stalled often, so that its groups still fail over within a few election timeouts.
+pub(crate) const MAX_TIMEOUT_STRETCH: u64 = 8;
+
+/// How often the longest silence a peer recovered from is halved, in liveness timeouts:
+/// a peer that stopped stalling gets its usual timeout back within a few of these.
+const STRETCH_DECAY_TIMEOUTS: u64 = 16;
+
 /// What the node knows of one peer node.
 #[derive(Debug)]
 struct Peer {
-    /// The tick at which a batch from it last arrived.
+    /// The served tick at which a batch from it last arrived.
     last_heard: u64,
-    /// Heard from within the liveness timeout (`Config::election_timeout_min_ticks`).
+    /// The longest silence, in served ticks, after which it was heard again lately
+    /// (halved every [`STRETCH_DECAY_TIMEOUTS`] timeouts; zeroed when it restarts).
+    longest_silence: u64,
+    /// Heard from within its timeout ([`Peers::expire`]).
     live: bool,
     /// How many hosted groups have a replica there; the peer is forgotten at zero.
     groups: usize,
@@ -21,28 +40,43 @@ struct Peer {
     incarnation: Option<u64>,
     /// The highest round received from the peer in that incarnation: echoed back to it.
     last_round: u64,
-    /// The tick before which the peer's node is known to keep hearing this node: its echo
-    /// of our round sent at tick `t` gives `t + lease_ticks`.
+    /// The tick (of the node's clock) before which the peer's node is known to keep
+    /// hearing this node: its echo of our round sent at tick `t` gives `t + lease_ticks`.
     lease_until: u64,
     /// The tick since which that lease has held without a break: a quiesced leader counts
     /// only a peer lease that held since before it went quiet.
     leased_since: u64,
 }
 
+impl Peer {
+    /// Served ticks of silence after which the peer is declared down: the liveness
+    /// `timeout`, stretched to twice the longest silence it recovered from lately.
+    fn timeout(&self, timeout: u64) -> u64 {
+        let cap = timeout.saturating_mul(MAX_TIMEOUT_STRETCH);
+        self.longest_silence
+            .saturating_mul(2)
+            .clamp(timeout, cap.max(timeout))
+    }
+}
+
 /// The peers of one node, in id order (the order reaches outputs: liveness beats).
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     peers: BTreeMap<NodeId, Peer>,
+    /// Ticks served ([`Peers::expire`] calls): the clock silence is counted in.
+    served: u64,
 }
 
 impl Peers {
     /// Counts a hosted group with `membership`: its other replicas' nodes become (or stay)
-    /// peers. A new peer starts live, heard from at `now`.
-    pub(super) fn add(&mut self, me: NodeId, membership: &Membership, now: u64) {
+    /// peers. A new peer starts live, heard from now.
+    pub(super) fn add(&mut self, me: NodeId, membership: &Membership) {
+        let now = self.served;
         for n in membership.replicas() {
             if n != me {
                 let p = self.peers.entry(n).or_insert(Peer {
                     last_heard: now,
+                    longest_silence: 0,
                     live: true,
                     groups: 0,
                     incarnation: None,
@@ -67,9 +101,11 @@ impl Peers {
         }
     }
 
-    /// A batch from `from` arrived at tick `now`.
-    pub(super) fn heard(&mut self, from: NodeId, now: u64) {
+    /// A batch from `from` arrived.
+    pub(super) fn heard(&mut self, from: NodeId) {
+        let now = self.served;
         if let Some(p) = self.peers.get_mut(&from) {
+            p.longest_silence = p.longest_silence.max(now - p.last_heard);
             p.last_heard = now;
             p.live = true;
         }
@@ -94,6 +130,8 @@ impl Peers {
             // A new life: whatever its groups promised before is gone.
             restarted = p.incarnation.is_some();
             p.incarnation = Some(liveness.incarnation);
+            // Its silence was a restart, not a stall: a new life is timed afresh.
+            p.longest_silence = 0;
             p.last_round = 0;
             p.lease_until = 0;
         }
@@ -133,12 +171,18 @@ impl Peers {
             .map(|p| p.leased_since)
     }
 
-    /// At tick `now`, declares down every live peer not heard from for more than `timeout`
-    /// ticks, and returns them.
-    pub(super) fn expire(&mut self, now: u64, timeout: u64) -> Vec<NodeId> {
+    /// Serves one tick: declares down every live peer silent for more than its timeout
+    /// (`timeout` served ticks, stretched by its recent silences), and returns them.
+    pub(super) fn expire(&mut self, timeout: u64) -> Vec<NodeId> {
+        self.served += 1;
+        let now = self.served;
+        let decay = now.is_multiple_of(timeout.max(1).saturating_mul(STRETCH_DECAY_TIMEOUTS));
         let mut down = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            if p.live && now - p.last_heard > timeout {
+            if decay {
+                p.longest_silence /= 2;
+            }
+            if p.live && now - p.last_heard > p.timeout(timeout) {
                 p.live = false;
                 down.push(*id);
             }
@@ -159,5 +203,77 @@ impl Peers {
     /// Whether there are no peers.
     pub(super) fn is_empty(&self) -> bool {
         self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: u64 = 10;
+
+    fn one_peer() -> Peers {
+        let mut peers = Peers::default();
+        peers.add(NodeId(1), &Membership::voters([1, 2]));
+        peers
+    }
+
+    /// Serves ticks until the peer is declared down; returns how many it took.
+    fn silence_until_down(peers: &mut Peers, limit: u64) -> Option<u64> {
+        (1..=limit).find(|_| !peers.expire(TIMEOUT).is_empty())
+    }
+
+    #[test]
+    fn a_silent_peer_is_down_after_the_timeout() {
+        let mut peers = one_peer();
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+        assert_eq!(peers.live(NodeId(2)), Some(false));
+        peers.heard(NodeId(2));
+        assert_eq!(peers.live(NodeId(2)), Some(true));
+    }
+
+    /// A peer heard again after a silence of 25 ticks (a stall) is given twice that before
+    /// it is declared down next time; a dead one is still declared down, within
+    /// `MAX_TIMEOUT_STRETCH` timeouts however long it stalled before.
+    #[test]
+    fn a_peer_that_stalled_gets_twice_that_silence_at_most_the_stretch() {
+        let mut peers = one_peer();
+        for _ in 0..25 {
+            peers.expire(TIMEOUT);
+        }
+        peers.heard(NodeId(2));
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(51));
+        peers.heard(NodeId(2)); // after 51 ticks down: the stretch is now the cap
+        assert_eq!(
+            silence_until_down(&mut peers, 1000),
+            Some(MAX_TIMEOUT_STRETCH * TIMEOUT + 1)
+        );
+    }
+
+    /// The stretch halves every `STRETCH_DECAY_TIMEOUTS` timeouts, so a peer that stopped
+    /// stalling gets the plain timeout back; a restart (a new incarnation) is not a stall.
+    #[test]
+    fn the_stretch_decays_and_a_restart_resets_it() {
+        let mut peers = one_peer();
+        for _ in 0..40 {
+            peers.expire(TIMEOUT);
+        }
+        peers.heard(NodeId(2));
+        for _ in 0..4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
+            peers.expire(TIMEOUT);
+            peers.heard(NodeId(2));
+        }
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+
+        peers.heard(NodeId(2)); // after 11 ticks: stretched to 22
+        let beat = |incarnation| Liveness {
+            incarnation,
+            round: 1,
+            echo: 0,
+            echo_incarnation: 0,
+        };
+        peers.beat(NodeId(2), &beat(1), (1, 0), 0, 0);
+        peers.beat(NodeId(2), &beat(2), (1, 0), 0, 0); // it restarted
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
     }
 }

@@ -137,7 +137,8 @@ pub struct Node {
     active: BTreeSet<GroupId>,
     /// Peer nodes and their liveness, one heartbeat per node pair per tick.
     peers: Peers,
-    /// Ticks since the node started: the one count of time the node and its requests use.
+    /// Ticks of the node's clock since it started, missed ones included
+    /// ([`Node::tick_late`]): the time leases, rounds and deadlines are measured in.
     ticks: u64,
     /// Which life of this node this is (see [`Liveness::incarnation`](crate::message::Liveness)).
     incarnation: u64,
@@ -324,7 +325,7 @@ impl Node {
             self.metrics.dropped_invalid.increment(count);
             return;
         }
-        self.peers.heard(batch.from, self.ticks);
+        self.peers.heard(batch.from);
         for msg in batch.messages {
             self.step_message(batch.from, msg);
         }
@@ -407,8 +408,25 @@ impl Node {
     /// ticks, a liveness beat to every peer node is owed, peers not heard from within the
     /// liveness timeout are declared down (waking the quiesced groups they led), and
     /// proposals past `Config::proposal_timeout_ticks` end indeterminate.
+    ///
+    /// The same as [`Node::tick_late`] with none missed.
     pub fn tick(&mut self) {
-        self.ticks += 1;
+        self.tick_late(0);
+    }
+
+    /// Serves a tick that comes late, after `missed` ticks that a stall (an overloaded
+    /// event loop, a paused process) kept from being served: the node's clock advances by
+    /// `1 + missed` ticks, everything else as for one [`Node::tick`].
+    ///
+    /// What rests on the clock keeping up with real time counts every tick: a leader's
+    /// lease (a lease counted in served ticks would outlive, after a stall, the promise
+    /// its followers made, and serve a stale read), proposal and transfer deadlines.
+    /// What counts down to an action counts one: election timers and the silence of peer
+    /// nodes, so that a stall neither fires elections all at once nor makes the peers
+    /// look silent (docs/design.md §4.3). A driver that falls behind must call this, not
+    /// skip ticks.
+    pub fn tick_late(&mut self, missed: u64) {
+        self.ticks += 1 + missed;
         self.beat_due = !self.peers.is_empty();
         for (group, id) in self.requests.expire(self.ticks) {
             if let Some(slot) = self.groups.get_mut(&group) {
@@ -416,7 +434,7 @@ impl Node {
             }
         }
         let timeout = u64::from(self.config.election_timeout_min_ticks);
-        let down = self.peers.expire(self.ticks, timeout);
+        let down = self.peers.expire(timeout);
         self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;

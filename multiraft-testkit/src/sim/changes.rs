@@ -44,7 +44,7 @@ impl<A: SimApp> Simulation<A> {
         // Nodes up that host no replica of the group: where a replica can be added.
         let hosts = &self.groups[&g];
         let free: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| !hosts.contains(i) && self.is_up(*i))
+            .filter(|i| !hosts.contains(i) && self.can_call(*i))
             .collect();
         let voters: Vec<NodeId> = current.voters.iter().copied().collect();
         let learners: Vec<NodeId> = current.learners.iter().copied().collect();
@@ -175,6 +175,7 @@ impl<A: SimApp> Simulation<A> {
     pub(super) fn believed_leader(&self, g: GroupId) -> Option<usize> {
         self.groups[&g]
             .iter()
+            .filter(|&&i| !self.is_paused(i))
             .filter_map(|&i| {
                 let sn = &self.nodes[i];
                 let (term, leader) = sn.node.as_ref()?.replica(g)?.leadership();

@@ -64,6 +64,13 @@ pub struct Faults {
     /// stops holding proposals back for it meanwhile. Decided by a hash of the take, so
     /// that no other random choice of the seed moves.
     pub snapshot_failure_per_mille: u32,
+    /// Nodes pause now and then (at each chaos step, with chance
+    /// [`DEFAULT_PAUSE_PER_MILLE`](super::DEFAULT_PAUSE_PER_MILLE)) for 0.1–3 s, as an
+    /// event loop stalls under overload or a process is paused: a paused node takes no
+    /// input and serves no tick, then resumes with one tick that counts the ones it missed
+    /// (`Node::tick_late`) and takes what waited. Its peers may declare it down meanwhile,
+    /// and a leader's lease must not outlive its followers' promise across the pause.
+    pub pauses: bool,
     /// Snapshots reach their node 1–200 ms after it asked for them, as when a large state
     /// machine is serialized off the event loop: the group keeps committing meanwhile, so
     /// its leader parks proposals past its hold, and a build can end after a crash, a
@@ -91,6 +98,7 @@ impl Faults {
             membership_per_mille: 0,
             snapshot_failure_per_mille: 0,
             slow_snapshots: false,
+            pauses: false,
         }
     }
 
@@ -113,6 +121,7 @@ impl Faults {
             membership_per_mille: DEFAULT_MEMBERSHIP_PER_MILLE,
             snapshot_failure_per_mille: 100,
             slow_snapshots: true,
+            pauses: true,
         }
     }
 
@@ -171,6 +180,8 @@ impl Faults {
             },
             // Drawn last again.
             slow_snapshots: r.chance(500),
+            // Drawn last again.
+            pauses: r.chance(500),
         }
     }
 

@@ -13,6 +13,8 @@ impl<A: SimApp> Simulation<A> {
         let sn = &mut self.nodes[i];
         sn.node = None;
         sn.pending = None;
+        sn.paused_until_us = 0;
+        sn.missed_ticks = 0;
         sn.incarnation += 1;
         self.app_touched.extend(self.replicas[i].keys().copied());
         self.replicas[i].clear();
@@ -107,6 +109,7 @@ impl<A: SimApp> Simulation<A> {
             let epoch = self.partition_epoch;
             self.schedule(after, Ev::HealPartition { epoch });
         }
+        self.pause_random();
         self.move_leadership()?;
         self.change_membership_random()
     }

@@ -38,6 +38,7 @@ impl<A: SimApp> Simulation<A> {
         self.partition_epoch += 1;
         self.hash.u64(10);
         self.note("all faults heal; liveness phase".to_string());
+        self.resume_all()?;
         let lost = self.choose_lost_nodes();
         for i in 0..self.nodes.len() {
             if !self.is_up(i) && !lost.contains(&i) {

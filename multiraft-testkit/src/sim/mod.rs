@@ -156,6 +156,7 @@ pub mod linearizability;
 mod liveness;
 mod network;
 mod node_io;
+mod pauses;
 mod reads;
 mod report;
 mod rng;
@@ -180,6 +181,7 @@ pub use config::{
 };
 pub use hash::TraceHash;
 pub use kv::{KvApp, KvReplica};
+pub use pauses::DEFAULT_PAUSE_PER_MILLE;
 pub use report::{SimReport, Violation};
 pub use rng::SimRng;
 
@@ -202,6 +204,10 @@ pub(crate) struct SimNode {
     pending: Option<Pending>,
     /// Simulated microseconds between two ticks of this node.
     tick_us: u64,
+    /// Until when the node is paused ([`Faults::pauses`]); 0 once it resumed.
+    paused_until_us: u64,
+    /// Ticks that came while it was paused: served as one when it resumes.
+    missed_ticks: u64,
 }
 
 enum Ev {
@@ -240,6 +246,11 @@ enum Ev {
     },
     HealPartition {
         epoch: u64,
+    },
+    /// A paused node (in its life `incarnation`) resumes (`Faults::pauses`).
+    Resume {
+        node: usize,
+        incarnation: u64,
     },
     Heal,
     Probe,
@@ -385,6 +396,8 @@ impl<A: SimApp> Simulation<A> {
                     durable: disk::Disk::default(),
                     incarnation: 0,
                     pending: None,
+                    paused_until_us: 0,
+                    missed_ticks: 0,
                     tick_us: (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1),
                 }
             })
@@ -660,17 +673,20 @@ impl<A: SimApp> Simulation<A> {
         self.nodes[i].node.is_some()
     }
 
-    /// A random member of `group` that is up, if any.
+    /// A random member of `group` that can be called (up, not paused), if any.
     fn random_live_member(&mut self, group: GroupId) -> Option<usize> {
         let up: Vec<usize> = self.groups[&group]
             .iter()
             .copied()
-            .filter(|i| self.is_up(*i))
+            .filter(|i| self.can_call(*i))
             .collect();
         (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
     }
 
     fn handle(&mut self, ev: Ev) -> Result<(), Failure> {
+        let Some(ev) = self.hold_for_pause(ev) else {
+            return Ok(());
+        };
         match ev {
             Ev::Deliver(batch) => self.deliver(batch),
             Ev::Tick { node, incarnation } => {
@@ -748,6 +764,7 @@ impl<A: SimApp> Simulation<A> {
                 }
                 Ok(())
             }
+            Ev::Resume { node, incarnation } => self.resume(node, incarnation),
             Ev::Heal => self.heal(),
             Ev::Probe => self.probe(),
         }

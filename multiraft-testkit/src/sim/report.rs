@@ -78,6 +78,8 @@ pub struct SimReport {
     pub storage_failures: u64,
     /// Partitions started.
     pub partitions: u64,
+    /// Nodes paused (`Faults::pauses`).
+    pub pauses: u64,
     /// Simulated microseconds from healing to every group having committed a new entry.
     pub liveness_us: u64,
     /// 1 when the linearizability search gave up (too many concurrent operations on one

@@ -51,6 +51,9 @@ impl<A: SimApp> Simulation<A> {
     fn drain_random(&mut self) -> Result<(), Failure> {
         let n = self.nodes.len() as u64;
         let i = self.rng.below(n) as usize;
+        if self.is_paused(i) {
+            return Ok(());
+        }
         let Some(node) = self.nodes[i].node.as_mut() else {
             return Ok(());
         };

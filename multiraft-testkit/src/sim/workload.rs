@@ -29,7 +29,7 @@ impl<A: SimApp> Simulation<A> {
             .get(&group)
             .and_then(|(_, l)| *l)
             .map(|l| l.0 as usize - 1)
-            .filter(|i| self.is_up(*i));
+            .filter(|i| self.can_call(*i));
         let target = match via.or(hinted) {
             Some(i) => i,
             None => match self.random_live_member(group) {

@@ -103,6 +103,21 @@ fn conflicting_suffix_is_truncated_and_replaced() {
     );
 }
 
+/// §5.3 with two leaders between two readies: entries 3 and 4 of term 2 arrive, then, before
+/// they are written, the term-3 leader's append replaces them from index 3. The write holds
+/// only the replacement, so the acknowledgement of 4 waiting for it must go: it would tell
+/// the term-2 leader that entries are durable here that never will be. (Found by the
+/// simulator's pauses, seed 282: a paused follower took both leaders' appends at once.)
+#[test]
+fn an_acknowledgement_of_entries_replaced_before_their_write_is_dropped() {
+    let mut g = restored(1, hs(2, None, 1), log_of(&[1, 1]));
+    g.step(msg(2, 1, 2, append(2, 1, vec![e(3, 2), e(4, 2)], 1)));
+    g.step(msg(3, 1, 3, append(2, 1, vec![e(3, 3)], 1)));
+    let ready = g.ready(MAX, MAX);
+    assert_eq!(ready.entries, vec![e(3, 3)]);
+    assert_eq!(ready.send_after_write, vec![msg(1, 3, 3, ack(3))]);
+}
+
 /// §5.3: only a *conflicting* entry is deleted. A delayed, retransmitted append whose
 /// entries are already present must not truncate what follows them (that could drop entries
 /// this replica already acknowledged).

@@ -688,6 +688,7 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
 
 mod reads;
 mod snapshots;
+mod stalls;
 mod three_nodes;
 
 /// docs/design.md §4.7: node-level state follows each group's membership. A membership entry

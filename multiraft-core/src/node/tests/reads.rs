@@ -8,7 +8,7 @@ use super::*;
 use crate::group::ReadPolicy;
 
 /// The request of a read the node took (not served at once).
-fn taken(start: Result<ReadStart, ReadError>) -> RequestId {
+pub(super) fn taken(start: Result<ReadStart, ReadError>) -> RequestId {
     match start {
         Ok(ReadStart::Taken(request)) => request,
         other => panic!("not taken: {other:?}"),
@@ -17,7 +17,7 @@ fn taken(start: Result<ReadStart, ReadError>) -> RequestId {
 
 /// Node 1 campaigns for every group and the cluster settles: node 1 leads all of them, and
 /// they go quiet. A few more ticks let liveness beats (and their echoes) flow.
-fn led_by_node_1(groups: u64) -> Sim {
+pub(super) fn led_by_node_1(groups: u64) -> Sim {
     let mut sim = Sim::new(groups);
     for id in 1..=groups {
         sim.nodes[0].campaign(g(id)).unwrap();

@@ -1,0 +1,122 @@
+//! Pauses ([`Faults::pauses`](super::Faults)): a node's event loop stalls, as under
+//! overload or when its process or machine is paused. Meanwhile it takes no input and serves
+//! no tick; what reaches it waits. When it resumes, it serves one tick counting the ticks it
+//! missed ([`Node::tick_late`](multiraft_core::Node::tick_late)), as the driver does, and
+//! then takes what waited, in order.
+
+use super::app::SimApp;
+use super::invariants::{Failure, sorted_groups};
+use super::{Ev, Simulation};
+
+/// The chance, at each chaos step, that a random node pauses, in per mille.
+pub const DEFAULT_PAUSE_PER_MILLE: u32 = 100;
+
+/// How long a pause lasts, in simulated microseconds: from a few ticks to a few election
+/// timeouts at the default tick, so that the node's peers declare it down and its groups
+/// elect other leaders while it sleeps, in some pauses and not in others.
+const PAUSE_US: (u64, u64) = (100_000, 3_000_000);
+
+impl<A: SimApp> Simulation<A> {
+    /// Whether node `i` is paused now.
+    pub(super) fn is_paused(&self, i: usize) -> bool {
+        self.nodes[i].paused_until_us > self.now_us
+    }
+
+    /// Whether a client or operator can call node `i` now: it is up and not paused (a
+    /// call to a paused node would wait; the simulator's clients call another).
+    pub(super) fn can_call(&self, i: usize) -> bool {
+        self.is_up(i) && !self.is_paused(i)
+    }
+
+    /// The chaos step's pause, at its rate: a random node that is up stalls.
+    pub(super) fn pause_random(&mut self) {
+        if !self.cfg.faults.pauses || !self.rng.chance(DEFAULT_PAUSE_PER_MILLE) {
+            return;
+        }
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        if !self.can_call(i) {
+            return;
+        }
+        let us = self.rng.range(PAUSE_US.0, PAUSE_US.1);
+        self.nodes[i].paused_until_us = self.now_us + us;
+        self.nodes[i].missed_ticks = 0;
+        self.report.pauses += 1;
+        self.hash.u64(14);
+        self.hash.u64(i as u64);
+        self.note(format!("{} pauses for {} ms", self.nodes[i].id, us / 1000));
+        let incarnation = self.nodes[i].incarnation;
+        self.schedule(
+            us,
+            Ev::Resume {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// Holds `ev` back if it is for a paused node: a tick is counted as missed (and the
+    /// next one scheduled), anything else waits until the node resumes. Returns the event
+    /// when it is to be handled now.
+    pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Option<Ev> {
+        let node = match &ev {
+            Ev::Deliver(batch) => batch.to.0 as usize - 1,
+            Ev::Tick { node, .. }
+            | Ev::WriteDone { node, .. }
+            | Ev::SnapshotBuilt { node, .. }
+            | Ev::RemoveReplica { node, .. } => *node,
+            _ => return Some(ev),
+        };
+        if !self.is_paused(node) {
+            return Some(ev);
+        }
+        if let Ev::Tick { node, incarnation } = ev {
+            if incarnation == self.nodes[node].incarnation {
+                self.nodes[node].missed_ticks += 1;
+                let next = self.nodes[node].tick_us;
+                self.schedule(next, Ev::Tick { node, incarnation });
+            }
+            return None;
+        }
+        // After the node's `Resume`, which was scheduled first for that time.
+        let wait = self.nodes[node].paused_until_us - self.now_us;
+        self.schedule(wait, ev);
+        None
+    }
+
+    /// Node `i` (in life `incarnation`) resumes: one tick for the ticks it missed, then
+    /// what waited comes in the order it came.
+    pub(super) fn resume(&mut self, i: usize, incarnation: u64) -> Result<(), Failure> {
+        let sn = &self.nodes[i];
+        if sn.incarnation != incarnation || sn.paused_until_us == 0 || !self.is_up(i) {
+            return Ok(()); // crashed meanwhile, or resumed already (at the heal)
+        }
+        self.nodes[i].paused_until_us = 0;
+        let missed = std::mem::take(&mut self.nodes[i].missed_ticks);
+        self.note(format!(
+            "{} resumes ({missed} ticks missed)",
+            self.nodes[i].id
+        ));
+        if missed == 0 {
+            return Ok(());
+        }
+        self.hash.u64(15);
+        self.hash.u64(i as u64);
+        let node = self.nodes[i].node.as_mut().expect("up");
+        node.tick_late(missed - 1);
+        for g in sorted_groups(node) {
+            self.touched.push((i, g));
+        }
+        self.drive(i)
+    }
+
+    /// Every pause ends now (the liveness phase: every fault heals).
+    pub(super) fn resume_all(&mut self) -> Result<(), Failure> {
+        for i in 0..self.nodes.len() {
+            if self.is_paused(i) {
+                let incarnation = self.nodes[i].incarnation;
+                self.resume(i, incarnation)?;
+            }
+        }
+        Ok(())
+    }
+}
