@@ -481,6 +481,42 @@ async fn elections_follow_the_manual_clock() {
     }
 }
 
+/// A stall — here the manual clock jumping twice the longest election timeout at once — is
+/// served as one late tick: the node's clock counts every tick that passed (a leader's
+/// lease rests on it), its election timers count one, so nobody campaigns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_tick_counts_every_tick_on_the_clock_and_one_on_the_timers() {
+    let clock = ManualClock::new();
+    let network = MemNetwork::new();
+    let config = test_config();
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let n = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(i)))
+            .clock(clock.clone())
+            .state_machines(Journal::default().machines(NodeId(i)))
+            .seed(i)
+            .start()
+            .await
+            .unwrap();
+        n.create_group(GroupId(1), Membership::voters([1, 2, 3]))
+            .await
+            .unwrap();
+        nodes.push(n);
+    }
+    let jump = u64::from(2 * config.election_timeout_max_ticks);
+    clock.advance_by(config.tick_interval * (2 * config.election_timeout_max_ticks));
+    for n in &nodes {
+        wait_for(|| async { (n.node_status().await.unwrap().ticks == jump).then_some(()) }).await;
+        let s = n.status(GroupId(1)).await.unwrap().unwrap();
+        assert_eq!((s.term, s.leader), (0, None), "{}: no campaign", n.id());
+    }
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_group_ends_its_proposals_and_deletes_it() {
     let mut c = Cluster::start(3, test_config()).await;

@@ -244,6 +244,8 @@ pub struct Beat {
 pub struct Liveness {
     /// Which life of the sending node this is: it changes when the node restarts, so a
     /// peer knows that what the node's groups promised before (to follow a leader) is gone.
+    /// A beat of the life before the one last heard is a delayed message, and its
+    /// liveness is ignored.
     pub incarnation: u64,
     /// The sender's round: strictly increasing within one life, and the tick it was sent
     /// in is `round >> ROUND_SEQ_BITS`. Every beat of the message carries it. Zero: none.

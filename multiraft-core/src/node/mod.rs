@@ -87,6 +87,9 @@ pub struct NodeStatus {
     pub pending_proposals: usize,
     /// Reads taken and not yet served or failed.
     pub pending_reads: usize,
+    /// Ticks of the node's clock since it started, the ones a stall kept from being served
+    /// included ([`Node::tick_late`]).
+    pub ticks: u64,
     /// Drop counters.
     pub stats: NodeStats,
 }
@@ -281,11 +284,13 @@ impl Node {
             active_groups: self.active.len(),
             pending_proposals: self.requests.pending_proposals(),
             pending_reads: self.requests.pending_reads(),
+            ticks: self.ticks,
             stats: self.stats,
         }
     }
 
-    /// Ticks since the node started.
+    /// Ticks of the node's clock since it started, missed ones included
+    /// ([`Node::tick_late`]).
     pub fn ticks(&self) -> u64 {
         self.ticks
     }

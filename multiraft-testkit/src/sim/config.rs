@@ -68,8 +68,9 @@ pub struct Faults {
     /// [`DEFAULT_PAUSE_PER_MILLE`](super::DEFAULT_PAUSE_PER_MILLE)) for 0.1–3 s, as an
     /// event loop stalls under overload or a process is paused: a paused node takes no
     /// input and serves no tick, then resumes with one tick that counts the ones it missed
-    /// (`Node::tick_late`) and takes what waited. Its peers may declare it down meanwhile,
-    /// and a leader's lease must not outlive its followers' promise across the pause.
+    /// (`Node::tick_late`) and takes what waited — what its inbox held: 0–256 batches,
+    /// drawn per pause, the rest dropped. Its peers may declare it down meanwhile, and a
+    /// leader's lease must not outlive its followers' promise across the pause.
     pub pauses: bool,
     /// Snapshots reach their node 1–200 ms after it asked for them, as when a large state
     /// machine is serialized off the event loop: the group keeps committing meanwhile, so

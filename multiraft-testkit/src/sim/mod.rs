@@ -208,6 +208,10 @@ pub(crate) struct SimNode {
     paused_until_us: u64,
     /// Ticks that came while it was paused: served as one when it resumes.
     missed_ticks: u64,
+    /// Batches its inbox can still hold while it is paused.
+    inbox_room: u64,
+    /// What came for it while it was paused (but ticks), in order: handled when it resumes.
+    held: Vec<Ev>,
 }
 
 enum Ev {
@@ -398,6 +402,8 @@ impl<A: SimApp> Simulation<A> {
                     pending: None,
                     paused_until_us: 0,
                     missed_ticks: 0,
+                    inbox_room: 0,
+                    held: Vec::new(),
                     tick_us: (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1),
                 }
             })

@@ -2,7 +2,9 @@
 //! overload or when its process or machine is paused. Meanwhile it takes no input and serves
 //! no tick; what reaches it waits. When it resumes, it serves one tick counting the ticks it
 //! missed ([`Node::tick_late`](multiraft_core::Node::tick_late)), as the driver does, and
-//! then takes what waited, in order.
+//! then takes what waited, in order. Its inbox has room for a few dozen batches, drawn per
+//! pause; what comes beyond is dropped, as a full inbox drops it. So the node may resume
+//! without a word from a leader elected meanwhile.
 
 use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
@@ -15,6 +17,10 @@ pub const DEFAULT_PAUSE_PER_MILLE: u32 = 100;
 /// timeouts at the default tick, so that the node's peers declare it down and its groups
 /// elect other leaders while it sleeps, in some pauses and not in others.
 const PAUSE_US: (u64, u64) = (100_000, 3_000_000);
+
+/// Batches a paused node's inbox holds, drawn per pause from this range: from none (every
+/// batch that comes is dropped) to a good part of what a pause brings.
+const PAUSE_INBOX_BATCHES: (u64, u64) = (0, 256);
 
 impl<A: SimApp> Simulation<A> {
     /// Whether node `i` is paused now.
@@ -38,8 +44,10 @@ impl<A: SimApp> Simulation<A> {
             return;
         }
         let us = self.rng.range(PAUSE_US.0, PAUSE_US.1);
+        let room = self.rng.range(PAUSE_INBOX_BATCHES.0, PAUSE_INBOX_BATCHES.1);
         self.nodes[i].paused_until_us = self.now_us + us;
         self.nodes[i].missed_ticks = 0;
+        self.nodes[i].inbox_room = room;
         self.report.pauses += 1;
         self.hash.u64(14);
         self.hash.u64(i as u64);
@@ -55,8 +63,8 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Holds `ev` back if it is for a paused node: a tick is counted as missed (and the
-    /// next one scheduled), anything else waits until the node resumes. Returns the event
-    /// when it is to be handled now.
+    /// next one scheduled), a batch beyond the room left in its inbox is dropped, anything
+    /// else waits until the node resumes. Returns the event when it is to be handled now.
     pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Option<Ev> {
         let node = match &ev {
             Ev::Deliver(batch) => batch.to.0 as usize - 1,
@@ -77,9 +85,14 @@ impl<A: SimApp> Simulation<A> {
             }
             return None;
         }
-        // After the node's `Resume`, which was scheduled first for that time.
-        let wait = self.nodes[node].paused_until_us - self.now_us;
-        self.schedule(wait, ev);
+        if let Ev::Deliver(_) = ev {
+            if self.nodes[node].inbox_room == 0 {
+                self.report.batches_dropped += 1;
+                return None;
+            }
+            self.nodes[node].inbox_room -= 1;
+        }
+        self.nodes[node].held.push(ev);
         None
     }
 
@@ -96,6 +109,10 @@ impl<A: SimApp> Simulation<A> {
             "{} resumes ({missed} ticks missed)",
             self.nodes[i].id
         ));
+        // What waited comes now, in the order it came (after this event).
+        for ev in std::mem::take(&mut self.nodes[i].held) {
+            self.schedule(0, ev);
+        }
         if missed == 0 {
             return Ok(());
         }
