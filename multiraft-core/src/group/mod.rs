@@ -642,14 +642,23 @@ impl Replica {
         if msg.term > self.term {
             match msg.body {
                 MessageBody::Vote {
-                    pre_vote, transfer, ..
+                    pre_vote,
+                    transfer,
+                    last_term,
+                    ..
                 } => {
                     let in_lease = self.config.check_quorum
                         && (self.leader.is_some() || self.hold_votes)
                         && self.election_elapsed < self.config.election_timeout_min_ticks;
                     // The leader itself campaigning means it gave up leading (it restarted,
-                    // or stepped down): nothing to protect from it.
-                    if in_lease && !transfer && self.leader != Some(msg.from) {
+                    // or stepped down): nothing to protect from it. Nor from a candidate
+                    // holding an entry of a later term than ours: a leader of that term was
+                    // elected, so ours leads no more and its lease is over. Without this, a
+                    // follower that missed its leader leaving the group stayed silent to
+                    // every candidate for as long as that leader's node lived (simulator
+                    // pauses, seed 421).
+                    let later_leader = last_term > self.term;
+                    if in_lease && !transfer && self.leader != Some(msg.from) && !later_leader {
                         // Leader stickiness (dissertation §4.2.3 / §9.6): while we hear from a
                         // leader, a disruptive candidate gets no answer at all.
                         return;

@@ -256,6 +256,11 @@ enum Ev {
         node: usize,
         incarnation: u64,
     },
+    /// Clients' reads that waited for a paused node reach it once it resumed.
+    WaitingReads {
+        node: usize,
+        incarnation: u64,
+    },
     Heal,
     Probe,
 }
@@ -771,6 +776,7 @@ impl<A: SimApp> Simulation<A> {
                 Ok(())
             }
             Ev::Resume { node, incarnation } => self.resume(node, incarnation),
+            Ev::WaitingReads { node, incarnation } => self.waiting_reads(node, incarnation),
             Ev::Heal => self.heal(),
             Ev::Probe => self.probe(),
         }

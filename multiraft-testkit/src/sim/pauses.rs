@@ -6,6 +6,8 @@
 //! pause; what comes beyond is dropped, as a full inbox drops it. So the node may resume
 //! without a word from a leader elected meanwhile.
 
+use multiraft_core::{GroupId, ReadPolicy};
+
 use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
 use super::{Ev, Simulation};
@@ -18,9 +20,10 @@ pub const DEFAULT_PAUSE_PER_MILLE: u32 = 100;
 /// elect other leaders while it sleeps, in some pauses and not in others.
 const PAUSE_US: (u64, u64) = (100_000, 3_000_000);
 
-/// Batches a paused node's inbox holds, drawn per pause from this range: from none (every
-/// batch that comes is dropped) to a good part of what a pause brings.
-const PAUSE_INBOX_BATCHES: (u64, u64) = (0, 256);
+/// The most batches a paused node's inbox holds, drawn per pause (none in a third of the
+/// pauses, where every batch that comes is dropped): up to a good part of what a pause
+/// brings.
+const PAUSE_INBOX_BATCHES: u64 = 256;
 
 impl<A: SimApp> Simulation<A> {
     /// Whether node `i` is paused now.
@@ -44,7 +47,12 @@ impl<A: SimApp> Simulation<A> {
             return;
         }
         let us = self.rng.range(PAUSE_US.0, PAUSE_US.1);
-        let room = self.rng.range(PAUSE_INBOX_BATCHES.0, PAUSE_INBOX_BATCHES.1);
+        // A full inbox in a third of the pauses: the node hears nothing of what happened.
+        let room = if self.rng.chance(333) {
+            0
+        } else {
+            self.rng.range(1, PAUSE_INBOX_BATCHES)
+        };
         self.nodes[i].paused_until_us = self.now_us + us;
         self.nodes[i].missed_ticks = 0;
         self.nodes[i].inbox_room = room;
@@ -109,10 +117,18 @@ impl<A: SimApp> Simulation<A> {
             "{} resumes ({missed} ticks missed)",
             self.nodes[i].id
         ));
-        // What waited comes now, in the order it came (after this event).
+        // What waited comes now, in the order it came (after this event), and then the
+        // clients that waited for the node: the driver takes calls after the inbox.
         for ev in std::mem::take(&mut self.nodes[i].held) {
             self.schedule(0, ev);
         }
+        self.schedule(
+            0,
+            Ev::WaitingReads {
+                node: i,
+                incarnation,
+            },
+        );
         if missed == 0 {
             return Ok(());
         }
@@ -124,6 +140,27 @@ impl<A: SimApp> Simulation<A> {
             self.touched.push((i, g));
         }
         self.drive(i)
+    }
+
+    /// The reads that waited for node `i` while it was paused: through it, under a lease,
+    /// of half the groups it hosts. The likeliest moment for a stale lease read: the node
+    /// may have led before the pause, and not heard yet of a leader elected meanwhile.
+    pub(super) fn waiting_reads(&mut self, i: usize, incarnation: u64) -> Result<(), Failure> {
+        if self.nodes[i].incarnation != incarnation || !self.can_call(i) {
+            return Ok(());
+        }
+        let hosted: Vec<GroupId> = (self.groups.iter())
+            .filter(|(_, hosts)| hosts.contains(&i))
+            .map(|(g, _)| *g)
+            .collect();
+        for g in hosted {
+            if self.rng.chance(500)
+                && let Some(query) = self.app.next_query(g, &mut self.rng)
+            {
+                self.read_via(g, i, ReadPolicy::Lease, query)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every pause ends now (the liveness phase: every fault heals).

@@ -24,6 +24,17 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         };
         let policy = POLICIES[self.rng.below(POLICIES.len() as u64) as usize];
+        self.read_via(group, i, policy, query)
+    }
+
+    /// A client reads `group` with `query` through node `i` under `policy`.
+    pub(super) fn read_via(
+        &mut self,
+        group: GroupId,
+        i: usize,
+        policy: ReadPolicy,
+        query: Vec<u8>,
+    ) -> Result<(), Failure> {
         self.report.reads += 1;
         let me = self.nodes[i].id;
         let node = self.nodes[i].node.as_mut().expect("up");

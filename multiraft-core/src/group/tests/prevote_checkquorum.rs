@@ -183,6 +183,28 @@ fn replicas_ignore_votes_within_the_leader_lease() {
     );
 }
 
+/// Stickiness protects the leader a replica hears, not one that an election already
+/// replaced: a candidate whose last entry is of a later term than the replica's shows that a
+/// leader of that term was elected, so the replica answers it, even within the lease (its
+/// leader's lease ended before that election). Regression: a follower that missed its
+/// leader leaving the group, and later leaders too, stayed silent to every candidate for as
+/// long as that leader's node lived, and the group never elected (simulator pauses, seed
+/// 421).
+#[test]
+fn a_candidate_with_an_entry_of_a_later_term_is_answered_within_the_lease() {
+    let mut c = Cluster::new(3, 0, strict(), 4);
+    c.elect(1);
+    c.notify_commit(1);
+    c.g_mut(2).step(msg(3, 2, 5, vote(true, 10, 1)));
+    assert!(!c.g(2).has_ready(), "an entry of our term: no answer");
+    c.g_mut(2).step(msg(3, 2, 5, vote(true, 10, 2)));
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX).send_after_write,
+        vec![msg(2, 3, 5, vote_resp(true, true))]
+    );
+    assert_eq!(c.status(2).term, 1, "a pre-vote changes no term");
+}
+
 /// §5.1: "If a server receives a request with a stale term number, it rejects the request",
 /// and "if a candidate or leader discovers that its term is out of date, it immediately
 /// reverts to follower state". The reply to a stale append carries the newer term, and the
