@@ -21,6 +21,8 @@
 //! | [`LEADER_CHANGES_TOTAL`] | counter | `node` | a replica learned of a new leader |
 //! | [`SNAPSHOT_BYTES_TOTAL`] | counter | `node`, `direction` | snapshot chunk bytes |
 //! | [`DROPPED_MESSAGES_TOTAL`] | counter | `node`, `reason` | inbound messages dropped |
+//! | [`PEERS_DOWN`] | gauge | `node` | peer nodes declared down now |
+//! | [`PEER_FAILURES_TOTAL`] | counter | `node`, `kind` | a peer declared down, or heard restarted |
 //!
 //! The storage and transport crates document their own (`multiraft_redb_*`,
 //! `multiraft_transport_*`). Nothing is recorded per proposal or per message beyond a
@@ -75,6 +77,14 @@ pub const SNAPSHOT_BYTES_TOTAL: &str = "multiraft_snapshot_bytes_total";
 /// Counter: inbound messages dropped, labelled `reason`: `unknown_group`, `misaddressed` or
 /// `invalid` (the counters of `NodeStats`).
 pub const DROPPED_MESSAGES_TOTAL: &str = "multiraft_dropped_messages_total";
+/// Gauge: peer nodes (nodes hosting a replica of a group hosted here) this node declares
+/// down now, not heard from within their liveness timeout. Set on every tick.
+pub const PEERS_DOWN: &str = "multiraft_peers_down";
+/// Counter: failures of peer nodes this node saw, labelled `kind`: `silent` (declared down
+/// after a silence longer than its liveness timeout) or `restarted` (heard in a new life).
+/// Either ends the leadership of the quiesced groups the peer led here; `silent` growing on
+/// a healthy cluster says some node's event loop stalls for longer than the timeout.
+pub const PEER_FAILURES_TOTAL: &str = "multiraft_peer_failures_total";
 
 /// One counter per proposal outcome (see [`PROPOSALS_TOTAL`]).
 #[derive(Clone, Debug)]
@@ -139,6 +149,13 @@ impl ProposalCounters {
     }
 }
 
+/// The handles of [`PEER_FAILURES_TOTAL`], one per kind.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerFailures {
+    pub(crate) silent: Counter,
+    pub(crate) restarted: Counter,
+}
+
 /// The handles of one node's metrics, registered once when the node is made (labelled with
 /// its id), so that recording costs no lookup.
 #[derive(Clone, Debug)]
@@ -160,6 +177,8 @@ pub struct NodeMetrics {
     pub(crate) dropped_unknown_group: Counter,
     pub(crate) dropped_misaddressed: Counter,
     pub(crate) dropped_invalid: Counter,
+    peers_down: Gauge,
+    pub(crate) peer_failures: PeerFailures,
 }
 
 impl NodeMetrics {
@@ -187,6 +206,11 @@ impl NodeMetrics {
             dropped_unknown_group: dropped("unknown_group"),
             dropped_misaddressed: dropped("misaddressed"),
             dropped_invalid: dropped("invalid"),
+            peers_down: gauge!(PEERS_DOWN, "node" => label()),
+            peer_failures: PeerFailures {
+                silent: counter!(PEER_FAILURES_TOTAL, "node" => label(), "kind" => "silent"),
+                restarted: counter!(PEER_FAILURES_TOTAL, "node" => label(), "kind" => "restarted"),
+            },
         }
     }
 
@@ -196,6 +220,11 @@ impl NodeMetrics {
         self.groups_active.set(active as f64);
         self.groups_quiesced
             .set(groups.saturating_sub(active) as f64);
+    }
+
+    /// The peers-down gauge.
+    pub(crate) fn set_peers_down(&self, down: usize) {
+        self.peers_down.set(down as f64);
     }
 
     /// `storage.write(batch)`, recording its size now and its duration on `clock` when it

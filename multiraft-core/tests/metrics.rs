@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use multiraft_core::metrics::{
     COMMIT_LATENCY_SECONDS, ELECTIONS_TOTAL, ELECTIONS_WON_TOTAL, GROUPS, GROUPS_ACTIVE,
-    GROUPS_QUIESCED, LEADER_CHANGES_TOTAL, PROPOSALS_TOTAL, READY_SECONDS, STORAGE_WRITE_BYTES,
-    STORAGE_WRITE_ENTRIES, STORAGE_WRITE_SECONDS,
+    GROUPS_QUIESCED, LEADER_CHANGES_TOTAL, PEER_FAILURES_TOTAL, PEERS_DOWN, PROPOSALS_TOTAL,
+    READY_SECONDS, STORAGE_WRITE_BYTES, STORAGE_WRITE_ENTRIES, STORAGE_WRITE_SECONDS,
 };
 use multiraft_core::{GroupId, ProposeError};
 
@@ -54,6 +54,11 @@ impl Seen {
         // a nonzero group count shows (every node hosts groups here).
         for n in 1..=3u64 {
             let node = vec![("node".to_owned(), n.to_string())];
+            // The peers-down gauge is set on every tick, alone: a nonzero reading is fresh.
+            let down = (PEERS_DOWN.to_owned(), node.clone());
+            if let Some(v) = gauges.get(&down).filter(|v| **v > 0.0) {
+                self.gauges.insert(down, *v);
+            }
             if gauges.get(&(GROUPS.to_owned(), node.clone())) > Some(&0.0) {
                 for name in [GROUPS, GROUPS_ACTIVE, GROUPS_QUIESCED] {
                     let series = (name.to_owned(), node.clone());
@@ -99,7 +104,7 @@ fn sum<T: Copy + std::iter::Sum<T>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_records_proposals_latencies_writes_and_group_gauges() {
+async fn a_cluster_records_proposals_latencies_writes_group_gauges_and_peer_failures() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder
@@ -200,5 +205,21 @@ async fn a_cluster_records_proposals_latencies_writes_and_group_gauges() {
             }
         }
     }
+
+    // Node 3 stops: the other two declare it down, and say so.
+    c.nodes[2].take().unwrap().shutdown().await.unwrap();
+    wait_for(|| {
+        std::future::ready(
+            check(&|s| {
+                (1..=2).all(|n| {
+                    let node = n.to_string();
+                    let silent = [("node", node.as_str()), ("kind", "silent")];
+                    s.gauge(PEERS_DOWN, n) == 1.0 && s.counter(PEER_FAILURES_TOTAL, &silent) >= 1
+                })
+            })
+            .then_some(()),
+        )
+    })
+    .await;
     c.shutdown().await;
 }

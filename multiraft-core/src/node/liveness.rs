@@ -204,6 +204,11 @@ impl Peers {
         self.peers.get(&peer).map(|p| p.live)
     }
 
+    /// How many peers are declared down (not heard from within their timeout).
+    pub(super) fn down_count(&self) -> usize {
+        self.peers.values().filter(|p| !p.live).count()
+    }
+
     /// Every peer, in id order.
     pub(super) fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.peers.keys().copied()

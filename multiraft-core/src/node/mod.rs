@@ -60,7 +60,7 @@ use self::snapshots::Snapshots;
 
 pub use crate::message::MAX_BEATS_PER_MESSAGE;
 
-/// Counters of what the node dropped, for metrics.
+/// Counters of what the node dropped and of its peers' failures, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct NodeStats {
@@ -73,6 +73,14 @@ pub struct NodeStats {
     /// the whole batch is dropped (it comes from a buggy or hostile peer). A nonzero value
     /// means a peer or a transport is broken; honest traffic never adds to it.
     pub dropped_invalid: u64,
+    /// Times a peer node was declared down after a silence longer than its liveness
+    /// timeout (each verdict once; a peer heard again is live again). A verdict ends the
+    /// leadership of every quiesced group the peer led here, so a count that grows on a
+    /// healthy cluster says a node's event loop stalls for longer than the timeout.
+    pub peers_declared_down: u64,
+    /// Times a peer node was heard in a new life (it restarted): what its groups promised
+    /// before is gone.
+    pub peer_restarts: u64,
 }
 
 /// Node-wide figures, for metrics and tests.
@@ -90,7 +98,11 @@ pub struct NodeStatus {
     /// Ticks of the node's clock since it started, the ones a stall kept from being served
     /// included ([`Node::tick_late`]).
     pub ticks: u64,
-    /// Drop counters.
+    /// Peer nodes: the nodes that host a replica of a group hosted here.
+    pub peers: usize,
+    /// Peer nodes declared down now: not heard from within their liveness timeout.
+    pub peers_down: usize,
+    /// Drop and failure counters.
     pub stats: NodeStats,
 }
 
@@ -245,7 +257,7 @@ impl Node {
         &self.config
     }
 
-    /// Drop counters.
+    /// Drop and failure counters.
     pub fn stats(&self) -> NodeStats {
         self.stats
     }
@@ -285,6 +297,8 @@ impl Node {
             pending_proposals: self.requests.pending_proposals(),
             pending_reads: self.requests.pending_reads(),
             ticks: self.ticks,
+            peers: self.peers.ids().count(),
+            peers_down: self.peers.down_count(),
             stats: self.stats,
         }
     }
@@ -352,6 +366,8 @@ impl Node {
                 {
                     // Whatever the peer's earlier life led, it leads no more; what it held
                     // may be gone.
+                    self.stats.peer_restarts += 1;
+                    self.metrics.peer_failures.restarted.increment(1);
                     self.nodes_down(&[from], true);
                 }
                 let round = liveness.round;
@@ -440,6 +456,12 @@ impl Node {
         }
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let down = self.peers.expire(timeout);
+        self.stats.peers_declared_down += down.len() as u64;
+        self.metrics
+            .peer_failures
+            .silent
+            .increment(down.len() as u64);
+        self.metrics.set_peers_down(self.peers.down_count());
         self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;

@@ -434,7 +434,9 @@ fn messages_for_unknown_groups_are_dropped_and_counted() {
         NodeStats {
             dropped_unknown_group: 2,
             dropped_misaddressed: 0,
-            dropped_invalid: 0
+            dropped_invalid: 0,
+            peers_declared_down: 0,
+            peer_restarts: 0,
         }
     );
     assert_eq!(node.group_count(), 1);
@@ -686,6 +688,7 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     assert!(!records[0].remove && records[0].membership.is_some());
 }
 
+mod peer_failures;
 mod reads;
 mod snapshots;
 mod stalls;
