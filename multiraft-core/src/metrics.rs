@@ -21,6 +21,7 @@
 //! | [`LEADER_CHANGES_TOTAL`] | counter | `node` | a replica learned of a new leader |
 //! | [`SNAPSHOT_BYTES_TOTAL`] | counter | `node`, `direction` | snapshot chunk bytes |
 //! | [`DROPPED_MESSAGES_TOTAL`] | counter | `node`, `reason` | inbound messages dropped |
+//! | [`TICKS_MISSED_TOTAL`] | counter | `node` | ticks a stalled event loop served late |
 //! | [`PEERS_DOWN`] | gauge | `node` | peer nodes declared down now |
 //! | [`PEER_FAILURES_TOTAL`] | counter | `node`, `kind` | a peer declared down, or heard restarted |
 //!
@@ -77,6 +78,10 @@ pub const SNAPSHOT_BYTES_TOTAL: &str = "multiraft_snapshot_bytes_total";
 /// Counter: inbound messages dropped, labelled `reason`: `unknown_group`, `misaddressed` or
 /// `invalid` (the counters of `NodeStats`).
 pub const DROPPED_MESSAGES_TOTAL: &str = "multiraft_dropped_messages_total";
+/// Counter: ticks of the node's clock that a stall kept the event loop from serving on
+/// time (`NodeStatus::ticks_missed`). Growing: the loop falls behind its tick interval,
+/// overloaded or starved of its thread, and its peers may soon declare it down.
+pub const TICKS_MISSED_TOTAL: &str = "multiraft_ticks_missed_total";
 /// Gauge: peer nodes (nodes hosting a replica of a group hosted here) this node declares
 /// down now, not heard from within their liveness timeout. Set on every tick.
 pub const PEERS_DOWN: &str = "multiraft_peers_down";
@@ -177,6 +182,7 @@ pub struct NodeMetrics {
     pub(crate) dropped_unknown_group: Counter,
     pub(crate) dropped_misaddressed: Counter,
     pub(crate) dropped_invalid: Counter,
+    pub(crate) ticks_missed: Counter,
     peers_down: Gauge,
     pub(crate) peer_failures: PeerFailures,
 }
@@ -206,6 +212,7 @@ impl NodeMetrics {
             dropped_unknown_group: dropped("unknown_group"),
             dropped_misaddressed: dropped("misaddressed"),
             dropped_invalid: dropped("invalid"),
+            ticks_missed: counter!(TICKS_MISSED_TOTAL, "node" => label()),
             peers_down: gauge!(PEERS_DOWN, "node" => label()),
             peer_failures: PeerFailures {
                 silent: counter!(PEER_FAILURES_TOTAL, "node" => label(), "kind" => "silent"),

@@ -98,6 +98,10 @@ pub struct NodeStatus {
     /// Ticks of the node's clock since it started, the ones a stall kept from being served
     /// included ([`Node::tick_late`]).
     pub ticks: u64,
+    /// Of those, the ticks a stall kept from being served on time ([`Node::tick_late`]'s
+    /// `missed`): a count that grows says the event loop falls behind its tick interval
+    /// (an overloaded or starved loop), which is what makes peers look silent.
+    pub ticks_missed: u64,
     /// Peer nodes: the nodes that host a replica of a group hosted here.
     pub peers: usize,
     /// Peer nodes declared down now: not heard from within their liveness timeout.
@@ -155,6 +159,8 @@ pub struct Node {
     /// Ticks of the node's clock since it started, missed ones included
     /// ([`Node::tick_late`]): the time leases, rounds and deadlines are measured in.
     ticks: u64,
+    /// Of `ticks`, those served late ([`NodeStatus::ticks_missed`]).
+    ticks_missed: u64,
     /// Which life of this node this is (see [`Liveness::incarnation`](crate::message::Liveness)).
     incarnation: u64,
     /// The last heartbeat round issued (see [`Node::next_round`]).
@@ -217,6 +223,7 @@ impl Node {
             active: BTreeSet::new(),
             peers: Peers::default(),
             ticks: 0,
+            ticks_missed: 0,
             incarnation: seed.max(1),
             round: 0,
             beat_due: false,
@@ -297,6 +304,7 @@ impl Node {
             pending_proposals: self.requests.pending_proposals(),
             pending_reads: self.requests.pending_reads(),
             ticks: self.ticks,
+            ticks_missed: self.ticks_missed,
             peers: self.peers.ids().count(),
             peers_down: self.peers.down_count(),
             stats: self.stats,
@@ -448,6 +456,10 @@ impl Node {
     /// skip ticks.
     pub fn tick_late(&mut self, missed: u64) {
         self.ticks += 1 + missed;
+        if missed > 0 {
+            self.ticks_missed += missed;
+            self.metrics.ticks_missed.increment(missed);
+        }
         self.beat_due = !self.peers.is_empty();
         for (group, id) in self.requests.expire(self.ticks) {
             if let Some(slot) = self.groups.get_mut(&group) {

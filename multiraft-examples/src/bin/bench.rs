@@ -111,6 +111,10 @@ struct Figures {
     cpu_us: Option<f64>,
     errors: u64,
     elections: u64,
+    /// Ticks each node served per second, on average over the nodes.
+    ticks_served: f64,
+    /// Of the ticks that fell due, the share a stalled loop served late (%).
+    ticks_missed_pct: f64,
 }
 
 impl Figures {
@@ -212,7 +216,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed)",
         f.groups,
         f.clients,
         args.bytes,
@@ -224,7 +228,9 @@ fn print_line(args: &Args, f: &Figures) {
         f.p999,
         f.cpu(),
         f.errors,
-        f.elections
+        f.elections,
+        f.ticks_served,
+        f.ticks_missed_pct
     );
 }
 
@@ -321,6 +327,17 @@ async fn term_sum(cluster: &[ClusterNode], groups: u64) -> Result<u64, String> {
     Ok(sum)
 }
 
+/// The ticks of every node's clock, and of those the ones served late, summed.
+async fn tick_counts(cluster: &[ClusterNode]) -> Result<(u64, u64), String> {
+    let (mut ticks, mut missed) = (0, 0);
+    for node in cluster {
+        let status = node.handle.node_status().await.map_err(|e| e.to_string())?;
+        ticks += status.ticks;
+        missed += status.ticks_missed;
+    }
+    Ok((ticks, missed))
+}
+
 /// Runs one measured phase of `work` with every client; returns its figures.
 async fn phase(
     args: &Args,
@@ -398,6 +415,7 @@ async fn phase(
     let warmup = Duration::from_secs(2);
     tokio::time::sleep(warmup).await;
     let terms0 = term_sum(cluster, args.groups).await?;
+    let ticks0 = tick_counts(cluster).await?;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     let cpu0 = process_cpu_secs();
@@ -405,8 +423,10 @@ async fn phase(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = process_cpu_secs().zip(cpu0).map(|(b, a)| b - a);
+    let ticks1 = tick_counts(cluster).await?;
     let terms1 = term_sum(cluster, args.groups).await?;
     running.store(false, Ordering::Relaxed);
+    let (due, missed) = (ticks1.0 - ticks0.0, ticks1.1 - ticks0.1);
 
     let mut errors = 0;
     for t in tasks {
@@ -425,6 +445,8 @@ async fn phase(
         cpu_us: cpu.map(|c| c * 1e6 / all.len().max(1) as f64),
         errors,
         elections: terms1.saturating_sub(terms0),
+        ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
+        ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
     })
 }
 

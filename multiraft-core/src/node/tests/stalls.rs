@@ -19,8 +19,12 @@ fn a_stalled_leader_counts_the_missed_ticks_against_its_lease() {
         "served on the lease before the stall"
     );
     let lease = u64::from(strict().lease_ticks);
+    let status = sim.nodes[0].status();
     sim.nodes[0].tick_late(lease); // one tick served, `lease + 1` passed
     taken(sim.nodes[0].read(g(1), ReadPolicy::Lease));
+    let after = sim.nodes[0].status();
+    assert_eq!(after.ticks, status.ticks + lease + 1);
+    assert_eq!(after.ticks_missed, status.ticks_missed + lease);
 }
 
 /// A node's own stall is one tick of its peers' silence, whatever its length: when it
