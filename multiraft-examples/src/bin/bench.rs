@@ -11,16 +11,18 @@
 //! warm-up.
 //! Latency percentiles come from an HdrHistogram (3 significant figures). Each line also
 //! gives the CPU time of the whole process per proposal and the elections during the
-//! measured window (term changes of every group, as node 1 sees them). `--help` lists the
-//! flags. With `--batch N` each client hands over N proposals per call
+//! measured window (term changes of every group, as node 1 sees them), the ticks each
+//! node served per second with the share its loop served late (`NodeStatus::ticks_missed`),
+//! and the verdicts that a peer node was down (`NodeStats::peers_declared_down`): an
+//! overloaded loop shows in those first. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
 //! its call.
 //!
 //! With `--rate N` the load is open loop instead: proposals are offered at N per second
 //! whatever the cluster answers, spread over the groups in turn, and each latency counts
-//! from when its proposal was due (so a stall shows in the latency, not in a lower offered
-//! rate). At most [`MAX_OPEN_LOOP_IN_FLIGHT`] are outstanding; proposals due beyond that
-//! are shed and counted as errors.
+//! from the millisecond tick that was to issue its proposal (so a stall shows in the
+//! latency, not in a lower offered rate). At most [`MAX_OPEN_LOOP_IN_FLIGHT`] are
+//! outstanding; proposals due beyond that are shed and counted as errors.
 //!
 //! With `--reads`, the same cluster then runs two more phases of the same length with the
 //! same clients reading instead (`MultiRaft::read` at the leader): ReadIndex, then Lease;
@@ -115,6 +117,8 @@ struct Figures {
     ticks_served: f64,
     /// Of the ticks that fell due, the share a stalled loop served late (%).
     ticks_missed_pct: f64,
+    /// Verdicts, summed over the nodes, that a peer node was down (`NodeStats`).
+    peers_declared_down: u64,
 }
 
 impl Figures {
@@ -216,7 +220,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed)",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
@@ -230,7 +234,8 @@ fn print_line(args: &Args, f: &Figures) {
         f.errors,
         f.elections,
         f.ticks_served,
-        f.ticks_missed_pct
+        f.ticks_missed_pct,
+        f.peers_declared_down
     );
 }
 
@@ -327,15 +332,26 @@ async fn term_sum(cluster: &[ClusterNode], groups: u64) -> Result<u64, String> {
     Ok(sum)
 }
 
-/// The ticks of every node's clock, and of those the ones served late, summed.
-async fn tick_counts(cluster: &[ClusterNode]) -> Result<(u64, u64), String> {
-    let (mut ticks, mut missed) = (0, 0);
+/// Counts of every node, summed: what the loops kept up with.
+#[derive(Default)]
+struct LoopCounts {
+    /// Ticks of the nodes' clocks.
+    ticks: u64,
+    /// Of those, the ones served late.
+    missed: u64,
+    /// Peers declared down.
+    down: u64,
+}
+
+async fn loop_counts(cluster: &[ClusterNode]) -> Result<LoopCounts, String> {
+    let mut sum = LoopCounts::default();
     for node in cluster {
         let status = node.handle.node_status().await.map_err(|e| e.to_string())?;
-        ticks += status.ticks;
-        missed += status.ticks_missed;
+        sum.ticks += status.ticks;
+        sum.missed += status.ticks_missed;
+        sum.down += status.stats.peers_declared_down;
     }
-    Ok((ticks, missed))
+    Ok(sum)
 }
 
 /// Runs one measured phase of `work` with every client; returns its figures.
@@ -415,7 +431,7 @@ async fn phase(
     let warmup = Duration::from_secs(2);
     tokio::time::sleep(warmup).await;
     let terms0 = term_sum(cluster, args.groups).await?;
-    let ticks0 = tick_counts(cluster).await?;
+    let ticks0 = loop_counts(cluster).await?;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     let cpu0 = process_cpu_secs();
@@ -423,10 +439,10 @@ async fn phase(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = process_cpu_secs().zip(cpu0).map(|(b, a)| b - a);
-    let ticks1 = tick_counts(cluster).await?;
+    let ticks1 = loop_counts(cluster).await?;
     let terms1 = term_sum(cluster, args.groups).await?;
     running.store(false, Ordering::Relaxed);
-    let (due, missed) = (ticks1.0 - ticks0.0, ticks1.1 - ticks0.1);
+    let (due, missed) = (ticks1.ticks - ticks0.ticks, ticks1.missed - ticks0.missed);
 
     let mut errors = 0;
     for t in tasks {
@@ -447,12 +463,18 @@ async fn phase(
         elections: terms1.saturating_sub(terms0),
         ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
         ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
+        peers_declared_down: ticks1.down - ticks0.down,
     })
 }
 
 /// The open-loop generator: every millisecond, issues the proposals that have fallen due
-/// at `offered` per second, each in its own task, round robin over the groups; latencies
-/// count from when each was due. Returns 0 (its errors go to `errors`).
+/// at `offered` per second, each in its own task, round robin over the groups. A latency
+/// counts from the millisecond tick that was to issue its proposal (the first at or after
+/// it fell due), however late the generator woke for it: so a stall still shows in full,
+/// but the half millisecond a proposal waits, on average, for the generator's next tick
+/// does not (it made a 1 ms p99 impossible to see; the runtime's timer has no finer step,
+/// and a generator thread of its own cost the 2-core box more than it measured). Returns 0
+/// (its errors go to `errors`).
 fn open_loop(
     offered: u64,
     cluster: &[ClusterNode],
@@ -479,8 +501,9 @@ fn open_loop(
             interval.tick().await;
             let due_total = (start.elapsed().as_secs_f64() * offered as f64) as u64;
             while issued < due_total {
-                // When this one was due: its latency counts from then.
-                let due = start + Duration::from_secs_f64(issued as f64 / offered as f64);
+                // The tick that was to issue this one: its latency counts from then.
+                let due_ms = (issued as f64 * 1000.0 / offered as f64).ceil() as u64;
+                let due = start + Duration::from_millis(due_ms);
                 issued += 1;
                 let measured = measuring.load(Ordering::Relaxed);
                 if in_flight.load(Ordering::Relaxed) >= MAX_OPEN_LOOP_IN_FLIGHT {
