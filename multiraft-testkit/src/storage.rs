@@ -66,6 +66,17 @@ pub struct MemStorage {
     held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+/// Below this capacity a stored log that grows is given [`first_room`] at once.
+const FIRST_ROOM: usize = 16;
+
+/// The room a stored log gets when it first grows past its first write: a size in one
+/// octave drawn from the group id, as the core's own log does, so that the logs of groups
+/// fed alike double at different lengths instead of all in the same milliseconds
+/// (BENCHMARKS.md: a thousand logs doubling together stalled every node for 10–40 ms).
+fn first_room(group: GroupId) -> usize {
+    FIRST_ROOM + (group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % FIRST_ROOM
+}
+
 /// One group as stored: its log is kept from the index after the compacted prefix, so
 /// `entries[i].index == offset() + i + 1`.
 #[derive(Clone, Debug, Default)]
@@ -360,6 +371,14 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             if stored.entries.is_empty() {
                 stored.entries = write.entries;
             } else {
+                let len = stored.entries.len();
+                if stored.entries.capacity() < FIRST_ROOM {
+                    // The second write of a group: the first (a new leader's no-op, say)
+                    // is all an idle group ever stores, and keeps its exact size.
+                    stored
+                        .entries
+                        .reserve_exact(first_room(write.group).saturating_sub(len));
+                }
                 stored.entries.extend(write.entries);
             }
         }

@@ -378,7 +378,7 @@ impl Replica {
             payload: Payload::Noop,
         };
         self.uncommitted_bytes = noop.size_bytes();
-        self.log.push(noop);
+        self.log.push(noop, self.first_log_room());
         self.adopt_forward();
         tracing::info!(node = %self.node, group = %self.id, term = self.term, "election won");
         self.report_leader();
