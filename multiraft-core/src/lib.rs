@@ -221,5 +221,7 @@ pub use node::{
 };
 pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};
-pub use storage::{Compacted, GroupWrite, LoadedGroup, Storage, WriteBatch};
+pub use storage::{
+    Compacted, FIRST_LOG_ROOM, GroupWrite, LoadedGroup, Storage, WriteBatch, first_log_room,
+};
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

@@ -8,6 +8,20 @@ use crate::ids::GroupId;
 use crate::membership::Membership;
 use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 
+/// The least room a group's log starts with, in entries ([`first_log_room`]): small, since a
+/// million idle groups each hold a short log.
+pub const FIRST_LOG_ROOM: usize = 16;
+
+/// The room, in entries, to give a group's log vector when it first grows: a size in
+/// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from a hash of the group id. The core's own
+/// logs start at it, and so can a [`Storage`] that keeps logs in vectors: groups fed alike
+/// then double their vectors at different lengths, rather than a thousand of them copying
+/// into fresh pages in the same milliseconds (docs/design.md §4.4).
+pub fn first_log_room(group: GroupId) -> usize {
+    let spread = group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    FIRST_LOG_ROOM + (spread as usize) % FIRST_LOG_ROOM
+}
+
 /// Everything one ready asks storage to persist, for any number of groups.
 ///
 /// The node layer builds exactly one `WriteBatch` per ready, so one fsync covers every
@@ -345,4 +359,27 @@ pub trait Storage: Send + Sync + 'static {
         index: u64,
         seq: u32,
     ) -> Result<Option<SnapshotChunk>, StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Groups fed alike must not double their logs together: their first room is spread
+    /// over the whole octave `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)`, and evenly enough
+    /// that no size is taken by more than twice its share of a thousand groups.
+    #[test]
+    fn first_log_rooms_spread_over_one_octave() {
+        let mut taken = [0usize; FIRST_LOG_ROOM];
+        for id in 1..=1_000 {
+            let room = first_log_room(GroupId(id));
+            assert!(
+                (FIRST_LOG_ROOM..2 * FIRST_LOG_ROOM).contains(&room),
+                "{room}"
+            );
+            taken[room - FIRST_LOG_ROOM] += 1;
+        }
+        let share = 1_000 / FIRST_LOG_ROOM;
+        assert!(taken.iter().all(|&n| n > 0 && n <= 2 * share), "{taken:?}");
+    }
 }

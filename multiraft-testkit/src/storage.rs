@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
-    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch,
+    Bytes, Compacted, Entry, FIRST_LOG_ROOM, GroupId, GroupWrite, HardState, LoadedGroup,
+    Membership, SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, first_log_room,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -64,17 +64,6 @@ pub struct MemStorage {
     state: Arc<Mutex<State>>,
     /// `true` while writes are held. Shared by clones, like the data.
     held: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-/// Below this capacity a stored log that grows is given [`first_room`] at once.
-const FIRST_ROOM: usize = 16;
-
-/// The room a stored log gets when it first grows past its first write: a size in one
-/// octave drawn from the group id, as the core's own log does, so that the logs of groups
-/// fed alike double at different lengths instead of all in the same milliseconds
-/// (BENCHMARKS.md: a thousand logs doubling together stalled every node for 10–40 ms).
-fn first_room(group: GroupId) -> usize {
-    FIRST_ROOM + (group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % FIRST_ROOM
 }
 
 /// One group as stored: its log is kept from the index after the compacted prefix, so
@@ -372,12 +361,16 @@ fn apply(image: &mut Image, batch: WriteBatch) {
                 stored.entries = write.entries;
             } else {
                 let len = stored.entries.len();
-                if stored.entries.capacity() < FIRST_ROOM {
+                if stored.entries.capacity() < FIRST_LOG_ROOM {
                     // The second write of a group: the first (a new leader's no-op, say)
-                    // is all an idle group ever stores, and keeps its exact size.
+                    // is all an idle group ever stores, and keeps its exact size. Then the
+                    // log's room is drawn from its group id, as the core's own log's is,
+                    // so that groups fed alike double at different lengths
+                    // (BENCHMARKS.md: a thousand logs doubling together stalled every node
+                    // for 10–40 ms).
                     stored
                         .entries
-                        .reserve_exact(first_room(write.group).saturating_sub(len));
+                        .reserve_exact(first_log_room(write.group).saturating_sub(len));
                 }
                 stored.entries.extend(write.entries);
             }

@@ -6,24 +6,12 @@
 //! The leader's record of each follower is in `progress.rs`, the log itself in `log.rs`.
 
 use crate::entry::{Entry, Payload};
-use crate::ids::{GroupId, NodeId};
+use crate::ids::NodeId;
 use crate::message::MessageBody;
 
 use super::log::limit;
 use super::progress::ProgressState;
 use super::{Replica, Role};
-
-/// The least room an empty log starts with, in entries (`Replica::first_log_room`): small,
-/// since a million idle groups each hold a short log, and a group that quiesces gives any
-/// spare room back.
-const FIRST_LOG_ROOM: usize = 16;
-
-/// The room an empty log of `group` starts with: spread over one octave by a hash of the
-/// id, so that the sizes at which groups fed alike double are spread too.
-fn first_log_room(group: GroupId) -> usize {
-    let spread = group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    FIRST_LOG_ROOM + (spread as usize) % FIRST_LOG_ROOM
-}
 
 impl Replica {
     // ----- replication: follower side ----------------------------------------------------
@@ -230,7 +218,7 @@ impl Replica {
     /// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from the group id, so that the logs of
     /// groups fed alike double at different lengths.
     pub(super) fn first_log_room(&self) -> usize {
-        first_log_room(self.id)
+        crate::storage::first_log_room(self.id)
     }
 
     /// Sends what each follower lacks: new entries, or the new commit index.
@@ -317,28 +305,5 @@ impl Replica {
             self.maybe_send_timeout_now();
         }
         self.check_invariants();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Groups fed alike must not double their logs together: their first room is spread
-    /// over the whole octave `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)`, and evenly enough
-    /// that no size is taken by more than twice its share of a thousand groups.
-    #[test]
-    fn first_log_rooms_spread_over_one_octave() {
-        let mut taken = [0usize; FIRST_LOG_ROOM];
-        for id in 1..=1_000 {
-            let room = first_log_room(GroupId(id));
-            assert!(
-                (FIRST_LOG_ROOM..2 * FIRST_LOG_ROOM).contains(&room),
-                "{room}"
-            );
-            taken[room - FIRST_LOG_ROOM] += 1;
-        }
-        let share = 1_000 / FIRST_LOG_ROOM;
-        assert!(taken.iter().all(|&n| n > 0 && n <= 2 * share), "{taken:?}");
     }
 }

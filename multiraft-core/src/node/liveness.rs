@@ -181,12 +181,15 @@ impl Peers {
     }
 
     /// Serves one tick: declares down every live peer silent for more than its timeout
-    /// (`timeout` served ticks, stretched by its recent silences), and returns them.
-    pub(super) fn expire(&mut self, timeout: u64) -> Vec<NodeId> {
+    /// (`timeout` served ticks, stretched by its recent silences). Returns them, and how
+    /// many peers are down now (these and the ones declared before), counted in the same
+    /// walk.
+    pub(super) fn expire(&mut self, timeout: u64) -> (Vec<NodeId>, usize) {
         self.served += 1;
         let now = self.served;
         let decay = now.is_multiple_of(timeout.max(1).saturating_mul(STRETCH_DECAY_TIMEOUTS));
         let mut down = Vec::new();
+        let mut down_now = 0;
         for (id, p) in self.peers.iter_mut() {
             if decay {
                 p.longest_silence /= 2;
@@ -195,8 +198,9 @@ impl Peers {
                 p.live = false;
                 down.push(*id);
             }
+            down_now += usize::from(!p.live);
         }
-        down
+        (down, down_now)
     }
 
     /// Whether `peer` is live; `None` for a node that is not a peer.
@@ -234,7 +238,7 @@ mod tests {
 
     /// Serves ticks until the peer is declared down; returns how many it took.
     fn silence_until_down(peers: &mut Peers, limit: u64) -> Option<u64> {
-        (1..=limit).find(|_| !peers.expire(TIMEOUT).is_empty())
+        (1..=limit).find(|_| !peers.expire(TIMEOUT).0.is_empty())
     }
 
     #[test]
@@ -242,8 +246,12 @@ mod tests {
         let mut peers = one_peer();
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
         assert_eq!(peers.live(NodeId(2)), Some(false));
+        // Declared once, and counted down on every tick until heard again.
+        assert_eq!(peers.expire(TIMEOUT), (vec![], 1));
+        assert_eq!(peers.down_count(), 1);
         peers.heard(NodeId(2));
         assert_eq!(peers.live(NodeId(2)), Some(true));
+        assert_eq!(peers.expire(TIMEOUT), (vec![], 0));
     }
 
     /// A peer heard again after a silence of 25 ticks (a stall) is given twice that before

@@ -467,13 +467,13 @@ impl Node {
             }
         }
         let timeout = u64::from(self.config.election_timeout_min_ticks);
-        let down = self.peers.expire(timeout);
+        let (down, down_now) = self.peers.expire(timeout);
         self.stats.peers_declared_down += down.len() as u64;
         self.metrics
             .peer_failures
             .silent
             .increment(down.len() as u64);
-        self.metrics.set_peers_down(self.peers.down_count());
+        self.metrics.set_peers_down(down_now);
         self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;
