@@ -12,14 +12,32 @@ use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 /// million idle groups each hold a short log.
 pub const FIRST_LOG_ROOM: usize = 16;
 
-/// The room, in entries, to give a group's log vector when it first grows: a size in
-/// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from a hash of the group id. The core's own
-/// logs start at it, and so can a [`Storage`] that keeps logs in vectors: groups fed alike
-/// then double their vectors at different lengths, rather than a thousand of them copying
-/// into fresh pages in the same milliseconds (docs/design.md §4.4).
+/// The room, in entries, a group's log vector starts with: a size in
+/// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from a hash of the group id. It then grows
+/// by doubling from there ([`log_room`]).
 pub fn first_log_room(group: GroupId) -> usize {
     let spread = group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
     FIRST_LOG_ROOM + (spread as usize) % FIRST_LOG_ROOM
+}
+
+/// The capacity to give a group's log vector that must grow to hold `needed` entries: the
+/// least `first_log_room(group) * 2^k` that holds them. The core's own logs grow this way,
+/// and so can a [`Storage`] that keeps logs in vectors. Groups fed alike then copy their
+/// logs into fresh pages at lengths of their own, rather than a thousand of them in the same
+/// milliseconds at every power of two; and a log that gave its room back (a quiesced
+/// group's) returns to the same steps (docs/design.md §4.4).
+pub fn log_room(group: GroupId, needed: usize) -> usize {
+    room_in_steps(first_log_room(group), needed)
+}
+
+/// The least `first * 2^k` at or above `needed` ([`log_room`] for a log that knows only its
+/// first room).
+pub(crate) fn room_in_steps(first: usize, needed: usize) -> usize {
+    let mut room = first.max(1);
+    while room < needed {
+        room = room.saturating_mul(2);
+    }
+    room
 }
 
 /// Everything one ready asks storage to persist, for any number of groups.
@@ -381,5 +399,17 @@ mod tests {
         }
         let share = 1_000 / FIRST_LOG_ROOM;
         assert!(taken.iter().all(|&n| n > 0 && n <= 2 * share), "{taken:?}");
+    }
+
+    /// A log grows only in its group's own steps: the first room, doubled.
+    #[test]
+    fn a_log_grows_in_its_groups_steps() {
+        let group = GroupId(7);
+        let first = first_log_room(group);
+        assert_eq!(log_room(group, 0), first);
+        assert_eq!(log_room(group, first), first);
+        assert_eq!(log_room(group, first + 1), 2 * first);
+        assert_eq!(log_room(group, 5 * first), 8 * first);
+        assert_eq!(room_in_steps(0, 3), 4);
     }
 }

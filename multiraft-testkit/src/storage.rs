@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Bytes, Compacted, Entry, FIRST_LOG_ROOM, GroupId, GroupWrite, HardState, LoadedGroup,
-    Membership, SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, first_log_room,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
+    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, log_room,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -360,17 +360,17 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             if stored.entries.is_empty() {
                 stored.entries = write.entries;
             } else {
-                let len = stored.entries.len();
-                if stored.entries.capacity() < FIRST_LOG_ROOM {
-                    // The second write of a group: the first (a new leader's no-op, say)
-                    // is all an idle group ever stores, and keeps its exact size. Then the
-                    // log's room is drawn from its group id, as the core's own log's is,
-                    // so that groups fed alike double at different lengths
-                    // (BENCHMARKS.md: a thousand logs doubling together stalled every node
-                    // for 10–40 ms).
-                    stored
-                        .entries
-                        .reserve_exact(first_log_room(write.group).saturating_sub(len));
+                // In the group's own steps (`log_room`), as the core's log grows: the
+                // logs of groups fed alike, grown by the vector's doubling, copied
+                // themselves into fresh pages all in the same milliseconds
+                // (BENCHMARKS.md: every node stalled 10–40 ms at 64 and 128 entries).
+                let (len, needed) = (
+                    stored.entries.len(),
+                    stored.entries.len() + write.entries.len(),
+                );
+                if needed > stored.entries.capacity() {
+                    let room = log_room(write.group, needed);
+                    stored.entries.reserve_exact(room - len);
                 }
                 stored.entries.extend(write.entries);
             }

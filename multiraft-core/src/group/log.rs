@@ -144,20 +144,24 @@ impl Log {
     /// Appends a leader's own new entry; `first_room` as for [`Log::make_room`].
     pub(crate) fn push(&mut self, entry: Entry, first_room: usize) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
-        self.make_room(first_room);
+        self.make_room(first_room, 1);
         self.entries.push(entry);
     }
 
-    /// Gives an empty vector room for `first_room` entries, from which it then doubles.
-    /// Groups fed in turn fill their logs together, and vectors that all start alike double
-    /// together: at 1,000 groups and 20,000 proposals/s, a thousand logs (on each node, and
-    /// as many stored) copying themselves into fresh pages in the same milliseconds stalled
-    /// every loop for 10–40 ms when they reached 64 and 128 entries (BENCHMARKS.md).
-    /// Starting each group's vector at its own size in one octave (`Replica::first_log_room`)
-    /// spreads every later doubling of the groups evenly over time.
-    fn make_room(&mut self, first_room: usize) {
-        if self.entries.capacity() == 0 {
-            self.entries.reserve_exact(first_room);
+    /// Gives the vector room for `adding` more entries, in the group's own steps: its first
+    /// room (`first_room`, drawn from the group id), doubled as often as needed
+    /// ([`crate::log_room`]). Groups fed in turn fill their logs together, and vectors that
+    /// grow alike double together: at 1,000 groups and 20,000–40,000 proposals/s, a thousand
+    /// logs (on each node, and as many stored) copying themselves into fresh pages in the
+    /// same milliseconds stalled every loop for 10–160 ms at 64, 128, 256 and 512 entries
+    /// (BENCHMARKS.md). Setting only an empty vector's first room was not enough: a group
+    /// that quiesces gives its spare room back ([`Log::shrink`]), and from there the
+    /// vector's own doubling put it back in step with every other group.
+    fn make_room(&mut self, first_room: usize, adding: usize) {
+        let needed = self.entries.len() + adding;
+        if needed > self.entries.capacity() {
+            let room = crate::storage::room_in_steps(first_room, needed);
+            self.entries.reserve_exact(room - self.entries.len());
         }
     }
 
@@ -176,6 +180,7 @@ impl Log {
             .position(|e| !self.matches(e.index, e.term))
             .unwrap_or(entries.len());
         let mut truncated_at = None;
+        let adding = entries.len() - first_new;
         let mut rest = entries.into_iter().skip(first_new).peekable();
         if let Some(first) = rest.peek() {
             let at = first.index;
@@ -185,7 +190,7 @@ impl Log {
                 self.persisted = self.persisted.min(at - 1);
             }
             self.unstable = self.unstable.min(at);
-            self.make_room(first_room);
+            self.make_room(first_room, adding);
             self.entries.extend(rest);
         }
         Appended {
@@ -282,15 +287,18 @@ mod tests {
     use super::*;
     use crate::entry::Payload;
 
+    fn entry(index: u64) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            payload: Payload::Noop,
+        }
+    }
+
     /// An empty log starts with the room it is given (`make_room`), whether a leader
     /// appends to it or a follower, not with a vector's own first size.
     #[test]
     fn an_empty_log_starts_with_the_room_it_is_given() {
-        let entry = |index| Entry {
-            index,
-            term: 1,
-            payload: Payload::Noop,
-        };
         let mut led = Log::default();
         led.push(entry(1), 23);
         let mut followed = Log::default();
@@ -301,6 +309,32 @@ mod tests {
                 "{}",
                 log.entries.capacity()
             );
+        }
+    }
+
+    /// A log that gave its room back (a quiesced group's, `shrink`) grows again in its own
+    /// steps, 23 · 2^k, not from its length by the vector's doubling, which put every
+    /// group of a benchmark back at 64, 128, 256 entries together. Regression: 10–160 ms
+    /// stalls at 1,000 groups and 40,000 proposals/s (BENCHMARKS.md).
+    #[test]
+    fn a_log_that_gave_its_room_back_grows_in_its_own_steps() {
+        let mut led = Log::default();
+        led.push(entry(1), 23);
+        led.shrink();
+        assert_eq!(led.entries.capacity(), 1);
+        let mut followed = Log::default();
+        followed.append_from_leader(0, vec![entry(1)], 23);
+        followed.shrink();
+        for i in 2..=100 {
+            led.push(entry(i), 23);
+            followed.append_from_leader(i - 1, vec![entry(i)], 23);
+            for log in [&led, &followed] {
+                let room = log.entries.capacity();
+                assert!(
+                    [23, 46, 92, 184].contains(&room),
+                    "capacity {room} at {i} entries"
+                );
+            }
         }
     }
 }

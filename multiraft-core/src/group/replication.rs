@@ -214,9 +214,9 @@ impl Replica {
         }
     }
 
-    /// The room an empty log of this group starts with (`Log::make_room`): a size in
-    /// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from the group id, so that the logs of
-    /// groups fed alike double at different lengths.
+    /// The first of this group's log's steps of room (`Log::make_room`): a size in
+    /// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from the group id, doubled from there,
+    /// so that the logs of groups fed alike double at different lengths.
     pub(super) fn first_log_room(&self) -> usize {
         crate::storage::first_log_room(self.id)
     }
