@@ -405,7 +405,10 @@ impl MultiRaft {
     /// no request gets its outcome from the node (callers waiting see
     /// `Indeterminate(NodeStopped)`), the transport is not detached. For tests: pair it with a
     /// storage that loses what was not synced (the testkit's `MemStorage::crash`), then
-    /// start a new node on what is left. Later calls on this handle report `Stopped`.
+    /// start a new node on what is left. Later calls on this handle report `Stopped` once
+    /// the loop is gone; the abort is asynchronous, so a call racing it may still be taken
+    /// (and a proposal so taken may commit, its caller told `Indeterminate(NodeStopped)`),
+    /// as with a real crash.
     pub fn abort(&self) {
         if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
             task.abort();

@@ -126,7 +126,7 @@ impl Submissions {
 
 /// The event loop's end of [`Submissions`]. Dropping it closes the queue, so a loop that
 /// ends any way at all (even aborted mid-ready) leaves no proposal waiting for ever: the
-/// waiting ones are dropped, and their callers learn the node stopped.
+/// waiting ones, which the node never took, are refused with `Stopped`, a definite answer.
 pub(crate) struct Taker {
     submissions: Arc<Submissions>,
     /// The proposals of one take, kept to be reused: no allocation per wake.
@@ -168,7 +168,51 @@ impl std::ops::Deref for Taker {
 }
 
 impl Drop for Taker {
+    /// Once the loop is gone nothing takes a proposal again. Those still waiting were
+    /// never taken, so they are refused with `Stopped`, counted as such: dropping them
+    /// told their callers `Indeterminate(NodeStopped)` (outcome unknown), and a test that
+    /// proposed to an aborted node in the moment between its loop's calls closing and this
+    /// drop got that instead of `Stopped`.
     fn drop(&mut self) {
-        drop(self.submissions.close());
+        let refused = self.submissions.refuse_waiting();
+        self.submissions.counters.stopped.increment(refused);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission(
+        group: u64,
+    ) -> (
+        Submission,
+        tokio::sync::oneshot::Receiver<Result<Bytes, ProposeError>>,
+    ) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let submission = Submission {
+            group: GroupId(group),
+            command: Bytes::from_static(b"x"),
+            reply,
+        };
+        (submission, rx)
+    }
+
+    /// A proposal the loop never took is refused with `Stopped` when the loop's end goes,
+    /// however the loop ended (an aborted loop never calls `refuse_waiting` itself), and so
+    /// is every later one.
+    #[test]
+    fn proposals_left_waiting_by_a_loop_that_died_are_refused_as_stopped() {
+        let submissions = Arc::new(Submissions::new(8, ProposalCounters::default()));
+        let taker = Taker::new(Arc::clone(&submissions));
+        let (waiting, mut waiting_rx) = submission(1);
+        submissions.push(waiting).unwrap();
+        drop(taker);
+        assert_eq!(waiting_rx.try_recv(), Ok(Err(ProposeError::Stopped)));
+        let (later, _rx) = submission(2);
+        assert!(matches!(
+            submissions.push(later),
+            Err(ProposeError::Stopped)
+        ));
     }
 }
