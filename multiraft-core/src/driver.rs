@@ -291,8 +291,7 @@ impl Driver {
             let refused = call.refuse();
             self.p.node.metrics().proposals.stopped.increment(refused);
         }
-        let refused = self.p.submissions.refuse_waiting();
-        self.p.node.metrics().proposals.stopped.increment(refused);
+        self.p.submissions.refuse_waiting();
     }
 }
 

@@ -106,21 +106,18 @@ impl Submissions {
     }
 
     /// The loop stops: every later push is refused with `Stopped`, and so is every
-    /// proposal still waiting. Returns how many were.
-    pub(crate) fn refuse_waiting(&self) -> u64 {
-        let waiting = self.close();
-        let count = waiting.len() as u64;
+    /// proposal still waiting (never taken, so the refusal is definite), counted as such.
+    /// Called when the loop stops, and again, finding nothing, when its end is dropped.
+    pub(crate) fn refuse_waiting(&self) {
+        let waiting = {
+            let mut queue = self.lock();
+            queue.closed = true;
+            std::mem::take(&mut queue.waiting)
+        };
+        self.counters.stopped.increment(waiting.len() as u64);
         for submission in waiting {
             let _ = submission.reply.send(Err(ProposeError::Stopped));
         }
-        count
-    }
-
-    /// Every later push is refused with `Stopped`. Returns what was still waiting.
-    fn close(&self) -> VecDeque<Submission> {
-        let mut queue = self.lock();
-        queue.closed = true;
-        std::mem::take(&mut queue.waiting)
     }
 }
 
@@ -174,8 +171,7 @@ impl Drop for Taker {
     /// proposed to an aborted node in the moment between its loop's calls closing and this
     /// drop got that instead of `Stopped`.
     fn drop(&mut self) {
-        let refused = self.submissions.refuse_waiting();
-        self.submissions.counters.stopped.increment(refused);
+        self.submissions.refuse_waiting();
     }
 }
 
