@@ -24,6 +24,7 @@ pub struct Config {
     pub election_timeout_max_ticks: u32,
     /// How often a leader heartbeats an idle follower, in ticks. Must be well below the
     /// minimum election timeout so that one lost heartbeat does not start an election.
+    /// At most 65,535.
     pub heartbeat_interval_ticks: u32,
     /// Run a PreVote round before a real election (dissertation §9.6), so a partitioned
     /// replica that rejoins does not force the healthy leader to step down.
@@ -33,9 +34,12 @@ pub struct Config {
     /// until an election timeout passes (leader stickiness). A follower on a live node
     /// counts as heard: a busy node answers late (docs/design.md §4.3).
     pub check_quorum: bool,
-    /// Quiesce idle groups: once every replica holds and knows the whole committed log, the
-    /// leader tells the followers and the group stops ticking and heartbeating until
-    /// something happens. Failure detection for quiesced groups is per node (see
+    /// Quiesce idle groups: once every replica holds and knows the whole committed log, and
+    /// the leader has appended no command or membership entry for an election timeout
+    /// (`election_timeout_min_ticks`; a new leader need not wait), the leader tells the
+    /// followers and the group stops ticking and heartbeating until something happens. The
+    /// wait keeps a group with a proposal every few ticks from going quiet and waking
+    /// between each one. Failure detection for quiesced groups is per node (see
     /// [`Node`](crate::Node)), so an idle group costs nothing.
     pub quiesce: bool,
     /// Appends in flight to one follower before the leader waits for acknowledgements.
@@ -214,6 +218,10 @@ impl Config {
         if self.heartbeat_interval_ticks == 0 {
             return err("heartbeat_interval_ticks", "must be positive");
         }
+        if self.heartbeat_interval_ticks > u32::from(u16::MAX) {
+            // A replica counts the ticks to its next heartbeat in two bytes.
+            return err("heartbeat_interval_ticks", "must be at most 65,535");
+        }
         if self.election_timeout_min_ticks <= self.heartbeat_interval_ticks {
             return err(
                 "election_timeout_min_ticks",
@@ -283,6 +291,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica counts the ticks to its next heartbeat in two bytes, so a longer interval
+    /// is refused.
+    #[test]
+    fn heartbeat_interval_fits_the_replicas_counter() {
+        let mut c = Config {
+            heartbeat_interval_ticks: u32::from(u16::MAX),
+            election_timeout_min_ticks: u32::from(u16::MAX) + 1,
+            election_timeout_max_ticks: u32::from(u16::MAX) + 2,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.heartbeat_interval_ticks += 1;
+        assert_eq!(c.validate().unwrap_err().field, "heartbeat_interval_ticks");
+    }
 
     /// A leader never sends more entries in one append than every receiver accepts
     /// (`MessageBatch::validate`), so a config that would is refused.

@@ -192,7 +192,7 @@ impl Replica {
             payload: Payload::Membership(Box::new(membership)),
         };
         self.uncommitted_bytes += entry.size_bytes();
-        self.log.push(entry.clone(), self.first_log_room());
+        self.append_own(entry.clone());
         tracing::info!(node = %self.node, group = %self.id, term = self.term, index = entry.index, "membership entry appended");
         self.appended_configs([&entry]);
         // A single-replica group commits on its own write: no answer will come to trigger it.

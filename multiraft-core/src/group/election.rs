@@ -113,10 +113,11 @@ impl Replica {
             return; // the change stepped this replica down
         }
         self.tick_snapshots();
-        self.heartbeat_elapsed += 1;
-        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        self.idle_ticks = self.idle_ticks.saturating_add(1);
+        if u32::from(self.heartbeat_elapsed) >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
-            if self.can_quiesce() {
+            if self.idle_for_a_timeout() && self.can_quiesce() {
                 self.quiesce();
                 return;
             }
@@ -379,6 +380,9 @@ impl Replica {
         };
         self.uncommitted_bytes = noop.size_bytes();
         self.log.push(noop, self.first_log_room());
+        // No proposal yet: once the followers hold the no-op, the group may go quiet at
+        // once, as a million groups elected together must (`idle_ticks`).
+        self.idle_ticks = u16::MAX;
         self.adopt_forward();
         tracing::info!(node = %self.node, group = %self.id, term = self.term, "election won");
         self.report_leader();

@@ -69,7 +69,7 @@ impl Replica {
             term: self.term,
             payload: Payload::Command { id, data },
         };
-        self.log.push(entry, self.first_log_room());
+        self.append_own(entry);
     }
 
     /// Leader: whether `forward` holds proposals parked for a snapshot, which wait there

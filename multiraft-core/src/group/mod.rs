@@ -260,7 +260,16 @@ pub struct Replica {
     rng: Rng,
     election_elapsed: u32,
     randomized_timeout: u32,
-    heartbeat_elapsed: u32,
+    /// Two bytes, as `idle_ticks`: together they take the room one `u32` took, and every
+    /// replica pays for its inline size.
+    heartbeat_elapsed: u16,
+    /// Leader: ticks since it last appended a command or a membership entry (not counting
+    /// while quiesced; from the maximum after its election). It quiesces only once this
+    /// reaches an election timeout: a group with a proposal every few ticks went quiet and
+    /// woke again between each, paying a quiesce notice, a wake and its buffers' shrinking
+    /// and regrowth every time (BENCHMARKS.md, "Quiescence after an idle election
+    /// timeout").
+    idle_ticks: u16,
     /// Leader: a tick passed since commit notices last went out. A follower owed only a
     /// newer commit index (no entries) is told when this is set; between ticks the notice
     /// waits for the next append with entries, which carries it anyway. Sent at once, it
@@ -439,6 +448,7 @@ impl Replica {
             election_elapsed: 0,
             randomized_timeout: 0,
             heartbeat_elapsed: 0,
+            idle_ticks: 0,
             commit_notice_due: false,
             votes: BTreeMap::new(),
             progress: ProgressMap::default(),

@@ -113,6 +113,13 @@ impl Replica {
                 .all(|pr| pr.recent_active && pr.matched == last)
     }
 
+    /// Whether this leader has appended nothing for an election timeout (capped at what
+    /// `idle_ticks` counts to).
+    pub(super) fn idle_for_a_timeout(&self) -> bool {
+        let timeout = self.config.election_timeout_min_ticks;
+        u32::from(self.idle_ticks) >= timeout.min(u32::from(u16::MAX))
+    }
+
     /// Tells every follower to stop its election timer, and stops ticking.
     pub(super) fn quiesce(&mut self) {
         let commit = self.log.committed;

@@ -214,6 +214,13 @@ impl Replica {
         }
     }
 
+    /// Appends `entry`, a command or membership entry made by this leader, to its log. The
+    /// group is busy again, so its wait to quiesce starts over (`idle_ticks`).
+    pub(super) fn append_own(&mut self, entry: Entry) {
+        self.idle_ticks = 0;
+        self.log.push(entry, self.first_log_room());
+    }
+
     /// The first of this group's log's steps of room (`Log::make_room`): a size in
     /// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from the group id, doubled from there,
     /// so that the logs of groups fed alike double at different lengths.

@@ -566,3 +566,45 @@ fn a_transfer_target_catching_up_to_the_commit_index_is_handed_leadership() {
     );
     assert_eq!(c.status(3).role, Role::Leader);
 }
+
+/// A leader quiesces only once it has appended nothing for an election timeout. A group
+/// with a proposal every few ticks stays awake between them: it went quiet and woke again
+/// between each one, paying a quiesce notice, a wake and its buffers' shrinking and regrowth
+/// every time (BENCHMARKS.md, "Quiescence after an idle election timeout"). Left idle, it
+/// goes quiet at the first heartbeat after the timeout.
+#[test]
+fn a_leader_quiesces_only_after_an_idle_election_timeout() {
+    let config = strict();
+    let (min, beat) = (
+        config.election_timeout_min_ticks,
+        config.heartbeat_interval_ticks,
+    );
+    let mut c = Cluster::new(3, 0, config, 31);
+    c.elect(1);
+    // Ticks since the leader last appended.
+    let mut idle = 0;
+    for tick in 0..3 * min {
+        if tick % (beat + 1) == 0 {
+            let seq = u64::from(tick) + 1;
+            c.g_mut(1)
+                .propose(pid(1, seq), Bytes::from_static(b"x"))
+                .unwrap();
+            idle = 0;
+        }
+        c.g_mut(1).tick();
+        idle += 1;
+        c.deliver_all();
+        assert!(
+            !c.g(1).is_quiesced(),
+            "quiet {tick} ticks in, between proposals"
+        );
+    }
+    while !c.g(1).is_quiesced() {
+        assert!(idle < min + beat, "still awake after {idle} idle ticks");
+        c.g_mut(1).tick();
+        idle += 1;
+        c.deliver_all();
+    }
+    assert!(idle >= min, "quiet after {idle} idle ticks");
+    assert!(c.g(2).is_quiesced() && c.g(3).is_quiesced());
+}
