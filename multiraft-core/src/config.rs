@@ -11,8 +11,8 @@ pub struct Config {
     /// Wall-clock length of one tick; the driver ticks the node at this rate. Every other
     /// time in this struct is counted in ticks so the protocol itself never reads a clock.
     /// It also bounds how far a follower's applies trail its leader's when no new entries
-    /// follow: a commit index alone reaches the followers at the leader's next tick
-    /// (docs/design.md §4.2).
+    /// follow: a commit index alone reaches the followers with the leader's next heartbeat
+    /// round, every `heartbeat_interval_ticks` (docs/design.md §4.2).
     pub tick_interval: Duration,
     /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
     /// A follower whose timer runs out while its leader's node is live holds back its own

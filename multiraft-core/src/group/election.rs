@@ -106,7 +106,6 @@ impl Replica {
     }
 
     fn tick_leader(&mut self, node_live: &impl Fn(NodeId) -> bool) {
-        self.commit_notice_due = true;
         self.tick_transfer();
         self.tick_change();
         if self.role != Role::Leader {
@@ -122,6 +121,9 @@ impl Replica {
                 return;
             }
             self.broadcast_heartbeat();
+            // A commit index no entries carried goes with the heartbeat round, not every
+            // tick (`commit_notice_due`).
+            self.commit_notice_due = true;
         }
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
             self.election_elapsed = 0;

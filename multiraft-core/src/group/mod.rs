@@ -270,12 +270,14 @@ pub struct Replica {
     /// and regrowth every time (BENCHMARKS.md, "Quiescence after an idle election
     /// timeout").
     idle_ticks: u16,
-    /// Leader: a tick passed since commit notices last went out. A follower owed only a
-    /// newer commit index (no entries) is told when this is set; between ticks the notice
-    /// waits for the next append with entries, which carries it anyway. Sent at once, it
-    /// doubled the messages of a group whose every append is followed by its commit (a few
-    /// closed-loop clients per group, BENCHMARKS.md), for followers that apply nothing the
-    /// clients wait for; deferred, a follower applies at most a tick later.
+    /// Leader: a heartbeat round went out since commit notices last did. A follower owed
+    /// only a newer commit index (no entries) that the round's heartbeat did not carry (it
+    /// holds less) is told when this is set; between rounds the notice waits for the next
+    /// append with entries, which carries it anyway. Sent at once, it doubled the messages
+    /// of a group whose every append is followed by its commit (a few closed-loop clients
+    /// per group, BENCHMARKS.md), for followers that apply nothing the clients wait for;
+    /// sent at every tick, it repeated what the heartbeats tell. Deferred, a follower
+    /// applies at most a heartbeat interval later.
     commit_notice_due: bool,
     /// Votes received in the current (pre-)campaign.
     votes: BTreeMap<NodeId, bool>,

@@ -116,7 +116,7 @@ impl Progress {
 
     /// Whether an append is owed and may go now, to a leader whose log ends at `last` and
     /// has committed `committed`: entries it lacks, a probe, or (when `notice_due`, at the
-    /// leader's tick) a commit index it was not told. The one rule for `send_appends` and
+    /// leader's heartbeat round) a commit index it was not told. The one rule for `send_appends` and
     /// `has_appends_to_send`.
     pub(crate) fn owes_append(
         &self,

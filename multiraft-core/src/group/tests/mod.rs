@@ -380,9 +380,12 @@ impl Cluster {
     }
 
     /// Lets leader `id` tell its followers a commit index that no entries carried (it goes
-    /// at the leader's next tick, `Replica::commit_notice_due`), delivering everything.
+    /// with the leader's next heartbeat round, `Replica::commit_notice_due`), delivering
+    /// everything.
     fn notify_commit(&mut self, id: u64) {
-        self.g_mut(id).tick();
+        for _ in 0..self.g(id).config.heartbeat_interval_ticks {
+            self.g_mut(id).tick();
+        }
         self.deliver_all();
     }
 

@@ -282,34 +282,36 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     let applied: BTreeSet<GroupId> = r.apply.iter().map(|a| a.group).collect();
     assert_eq!(applied, ids);
     assert!(r.apply.iter().all(|a| a.entries == vec![noop(1, 1)]));
-    // The new commit index alone waits for the next tick (or the next entries).
+    // The new commit index alone waits for the next heartbeat round (or the next entries).
     assert!(r.send_now.is_empty());
     assert!(r.send_after_write.is_empty());
     crate::testing::complete(&mut node, r.clone());
     assert!(node.ready().is_none());
 
-    // At the tick only node 2 is told; node 3's probe is still unanswered.
-    node.tick();
+    // The heartbeat round tells it, in one coalesced message per peer, capped at what each
+    // peer holds: node 2 learns commit 1; node 3, whose probe is still unanswered, 0. No
+    // per-group notice.
+    for _ in 0..node.config().heartbeat_interval_ticks {
+        node.tick();
+    }
     let r = node.ready().unwrap();
     check_ready_shape(n(1), &r);
-    let mut to_2: Vec<MessageBatch> = r
-        .send_now
-        .iter()
-        .filter(|b| b.to == n(2))
-        .cloned()
-        .collect();
-    // The liveness beat rides in the same batch; the rest is one notice per group.
-    for b in &mut to_2 {
-        b.messages.retain(|m| m.group != GroupId::NODE);
+    let to: Vec<NodeId> = r.send_now.iter().map(|b| b.to).collect();
+    assert_eq!(to, [n(2), n(3)]);
+    for b in &r.send_now {
+        assert_eq!(b.messages.len(), 1, "one coalesced heartbeat to {}", b.to);
+        let MessageBody::Heartbeats { beats, .. } = &b.messages[0].body else {
+            panic!("{:?}", b.messages[0]);
+        };
+        let commit = if b.to == n(2) { 1 } else { 0 };
+        let told: BTreeSet<GroupId> = beats.iter().map(|beat| beat.group).collect();
+        assert_eq!(told, ids);
+        assert!(
+            beats
+                .iter()
+                .all(|beat| beat.commit == commit && beat.term == 1)
+        );
     }
-    assert_one_batch_per_peer(&to_2, 1, &[2], &ids, 1, &append(1, 1, vec![], 1));
-    let to_3: Vec<MessageBatch> = r
-        .send_now
-        .iter()
-        .filter(|b| b.to == n(3))
-        .cloned()
-        .collect();
-    assert_only_liveness_beats(&to_3, 1, &[3]);
     assert!(r.write.is_empty() && r.send_after_write.is_empty());
     crate::testing::complete(&mut node, r.clone());
     assert!(node.ready().is_none());
