@@ -116,8 +116,8 @@ impl Progress {
 
     /// Whether an append is owed and may go now, to a leader whose log ends at `last` and
     /// has committed `committed`: entries it lacks, a probe, or (when `notice_due`, at the
-    /// leader's heartbeat round) a commit index it was not told. The one rule for `send_appends` and
-    /// `has_appends_to_send`.
+    /// leader's heartbeat round) a commit index it was not told. The one rule for
+    /// `send_appends` and `has_appends_to_send`.
     pub(crate) fn owes_append(
         &self,
         max_inflight: usize,
