@@ -223,6 +223,6 @@ pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};
 pub use storage::{
     Compacted, FIRST_LOG_ROOM, GroupWrite, LoadedGroup, Storage, WriteBatch, first_log_room,
-    log_room,
+    log_room, reserve_log_room,
 };
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

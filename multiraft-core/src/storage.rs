@@ -30,6 +30,21 @@ pub fn log_room(group: GroupId, needed: usize) -> usize {
     room_in_steps(first_log_room(group), needed)
 }
 
+/// Gives a group's log vector room for `adding` more entries, growing it only to
+/// [`log_room`]: what the core's own logs do, for a [`Storage`] that keeps logs in vectors.
+pub fn reserve_log_room<T>(entries: &mut Vec<T>, group: GroupId, adding: usize) {
+    reserve_in_steps(entries, first_log_room(group), adding);
+}
+
+/// [`reserve_log_room`] for a log that knows only its first room.
+pub(crate) fn reserve_in_steps<T>(entries: &mut Vec<T>, first: usize, adding: usize) {
+    let needed = entries.len() + adding;
+    if needed > entries.capacity() {
+        let room = room_in_steps(first, needed);
+        entries.reserve_exact(room - entries.len());
+    }
+}
+
 /// The least `first * 2^k` at or above `needed` ([`log_room`] for a log that knows only its
 /// first room).
 pub(crate) fn room_in_steps(first: usize, needed: usize) -> usize {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use multiraft_core::{
     Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
-    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, log_room,
+    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, reserve_log_room,
 };
 
 /// An in-memory [`Storage`] for tests and benchmarks.
@@ -360,18 +360,11 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             if stored.entries.is_empty() {
                 stored.entries = write.entries;
             } else {
-                // In the group's own steps (`log_room`), as the core's log grows: the
-                // logs of groups fed alike, grown by the vector's doubling, copied
-                // themselves into fresh pages all in the same milliseconds
-                // (BENCHMARKS.md: every node stalled 10–40 ms at 64 and 128 entries).
-                let (len, needed) = (
-                    stored.entries.len(),
-                    stored.entries.len() + write.entries.len(),
-                );
-                if needed > stored.entries.capacity() {
-                    let room = log_room(write.group, needed);
-                    stored.entries.reserve_exact(room - len);
-                }
+                // In the group's own steps, as the core's log grows: the logs of groups
+                // fed alike, grown by the vector's doubling, copied themselves into fresh
+                // pages all in the same milliseconds (BENCHMARKS.md: every node stalled
+                // 10–40 ms at 64 and 128 entries).
+                reserve_log_room(&mut stored.entries, write.group, write.entries.len());
                 stored.entries.extend(write.entries);
             }
         }

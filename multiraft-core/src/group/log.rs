@@ -158,11 +158,7 @@ impl Log {
     /// that quiesces gives its spare room back ([`Log::shrink`]), and from there the
     /// vector's own doubling put it back in step with every other group.
     fn make_room(&mut self, first_room: usize, adding: usize) {
-        let needed = self.entries.len() + adding;
-        if needed > self.entries.capacity() {
-            let room = crate::storage::room_in_steps(first_room, needed);
-            self.entries.reserve_exact(room - self.entries.len());
-        }
+        crate::storage::reserve_in_steps(&mut self.entries, first_room, adding);
     }
 
     /// Appends entries received from the leader after `prev_index` matched, skipping those
