@@ -86,6 +86,11 @@ pub(crate) struct Progress {
     /// index: it gets the log until it holds and knows that entry committed, then the
     /// record goes (`changes.rs`).
     pub(crate) retire_at: u64,
+    /// An append went to the replica since the leader's last heartbeat round
+    /// (`Progress::skips_heartbeat`).
+    pub(crate) appended_since_beat: bool,
+    /// The leader's last heartbeat round left the replica out.
+    pub(crate) beat_skipped: bool,
 }
 
 impl Progress {
@@ -102,7 +107,24 @@ impl Progress {
             read_round: 0,
             snapshot: None,
             retire_at: 0,
+            appended_since_beat: false,
+            beat_skipped: false,
         }
+    }
+
+    /// Whether the leader's heartbeat round, now, leaves this replica out (docs/design.md
+    /// §4.2): it is replicating and got an append since the previous round, which reset its
+    /// election timer as a heartbeat would, and its answer counts it active. At most every
+    /// other round is skipped, so a probe for lost appends (`heartbeat_matched`), the lease
+    /// a round's acknowledgements renew (`reads.rs`) and a commit index no append carried
+    /// still come with the round after. Records the round either way.
+    pub(crate) fn skips_heartbeat(&mut self) -> bool {
+        let skip = self.state == ProgressState::Replicate
+            && self.appended_since_beat
+            && !self.beat_skipped;
+        self.appended_since_beat = false;
+        self.beat_skipped = skip;
+        skip
     }
 
     /// Whether another append may go out now.
@@ -127,12 +149,15 @@ impl Progress {
     ) -> bool {
         let behind = self.next <= last;
         let probe = self.state == ProgressState::Probe && !self.probe_sent;
-        let notice = notice_due && self.commit_sent < committed;
+        // A replica the heartbeat round skipped learns the commit from the next append or
+        // round instead: a notice in its place would cost more than the heartbeat saved.
+        let notice = notice_due && !self.beat_skipped && self.commit_sent < committed;
         self.can_send(max_inflight) && (behind || probe || notice)
     }
 
     /// Records an append carrying entries up to `last` as sent.
     pub(crate) fn sent(&mut self, last: u64, had_entries: bool) {
+        self.appended_since_beat = true;
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
             ProgressState::Replicate if had_entries => {

@@ -183,6 +183,9 @@ impl Replica {
         let mut position = 0;
         while let Some((to, pr)) = self.progress.at_mut(position) {
             position += 1;
+            if pr.skips_heartbeat() {
+                continue;
+            }
             // Capped at what the follower is known to hold (§5.3, etcd-raft's rule); it
             // tells the follower that commit, so no separate notice of it is owed.
             let commit = pr.matched.min(committed);

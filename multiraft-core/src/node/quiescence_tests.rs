@@ -203,7 +203,9 @@ fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
             })
         })
         .expect("the groups heartbeat within 10 ticks");
-    assert!(heartbeat_tick <= c.nodes[0].config().heartbeat_interval_ticks);
+    // The first round after the election's appends leaves the followers out (they just
+    // heard from their leader, `Progress::skips_heartbeat`); the next one does not.
+    assert!(heartbeat_tick <= 2 * c.nodes[0].config().heartbeat_interval_ticks);
     for peer in [2, 3] {
         let to_peer: Vec<_> = c
             .world

@@ -380,10 +380,12 @@ impl Cluster {
     }
 
     /// Lets leader `id` tell its followers a commit index that no entries carried (it goes
-    /// with the leader's next heartbeat round, `Replica::commit_notice_due`), delivering
+    /// with the leader's heartbeat rounds, `Replica::commit_notice_due`), delivering
     /// everything.
     fn notify_commit(&mut self, id: u64) {
-        for _ in 0..self.g(id).config.heartbeat_interval_ticks {
+        // Two rounds: a follower that got an append since the last round may be left out
+        // of the next one (`Progress::skips_heartbeat`), never out of two in a row.
+        for _ in 0..2 * self.g(id).config.heartbeat_interval_ticks {
             self.g_mut(id).tick();
         }
         self.deliver_all();

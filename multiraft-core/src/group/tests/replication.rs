@@ -283,8 +283,53 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
     );
 }
 
+/// docs/design.md §4.2: under steady writes a heartbeat round leaves out a replicating
+/// follower that got an append since the previous round (it has just heard from its leader,
+/// and its answer counts it active), but never in two rounds in a row. A follower being
+/// probed, or one that got nothing, always gets its heartbeat.
+#[test]
+fn a_heartbeat_round_skips_a_follower_that_just_got_an_append_never_twice_in_a_row() {
+    let (mut g, _) = hand_elected_leader(2);
+    g.on_persisted(1, 1);
+    // Node 2 replicates; node 3's probe (the no-op) stays unanswered.
+    g.step(msg(2, 1, 1, ack(1)));
+    g.ready(MAX, MAX);
+    let mut round = |g: &mut Replica| -> Vec<NodeId> {
+        g.tick();
+        g.tick();
+        let sent = g.ready(MAX, MAX).send_now;
+        sent.iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .map(|m| m.to)
+            .collect()
+    };
+    let mut rounds = Vec::new();
+    for seq in 1..=4 {
+        g.propose(pid(1, seq), Bytes::from_static(b"x")).unwrap();
+        let sent = g.ready(MAX, MAX).send_now;
+        let to: Vec<NodeId> = sent.iter().map(|m| m.to).collect();
+        assert_eq!(
+            to,
+            vec![n(2)],
+            "the append goes to the replicating follower"
+        );
+        let last = g.status().last_index;
+        g.on_persisted(last, 1);
+        g.step(msg(2, 1, 1, ack(last)));
+        rounds.push(round(&mut g));
+    }
+    assert_eq!(
+        rounds,
+        vec![vec![n(3)], vec![n(2), n(3)], vec![n(3)], vec![n(2), n(3)]]
+    );
+    // With no appends, every round has every follower.
+    assert_eq!(round(&mut g), vec![n(2), n(3)]);
+    assert_eq!(round(&mut g), vec![n(2), n(3)]);
+}
+
 /// A new commit index alone is not sent at once: it rides on the next append with entries,
-/// or goes with the next heartbeat round (`Replica::commit_notice_due`): in the heartbeats,
+/// or goes with a heartbeat round (`Replica::commit_notice_due`; the round after next for a
+/// follower that the next one leaves out, `Progress::skips_heartbeat`): in the heartbeats,
 /// capped at what each follower holds, and in a notice to a follower that holds less. Sent
 /// at once, every append of a group with a few closed-loop clients was followed by a second
 /// append and a second acknowledgement carrying nothing but the commit; sent at every tick,
@@ -320,9 +365,16 @@ fn a_commit_alone_waits_for_the_next_entries_or_the_next_heartbeat_round() {
     assert_eq!(g.status().commit, 2);
     assert!(r.send_now.is_empty(), "{:?}", r.send_now);
 
-    // Nothing more to send until the heartbeat round (every other tick here).
+    // Nothing more to send until the heartbeat round (every other tick here). Both
+    // followers got the entry since the last round, so this round leaves them out, and
+    // sends no notice in place of the heartbeat (`Progress::skips_heartbeat`).
     g.tick();
     assert!(g.ready(MAX, MAX).send_now.is_empty());
+    g.tick();
+    let skipped = g.ready(MAX, MAX).send_now;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    // The next round leaves nobody out.
+    g.tick();
     g.tick();
     let sent = g.ready(MAX, MAX).send_now;
     let told: Vec<(NodeId, u64)> = sent
