@@ -11,8 +11,9 @@ pub struct Config {
     /// Wall-clock length of one tick; the driver ticks the node at this rate. Every other
     /// time in this struct is counted in ticks so the protocol itself never reads a clock.
     /// It also bounds how far a follower's applies trail its leader's when no new entries
-    /// follow: a commit index alone reaches the followers with the leader's next heartbeat
-    /// round, every `heartbeat_interval_ticks` (docs/design.md §4.2).
+    /// follow: a commit index alone reaches the followers with the leader's heartbeat
+    /// rounds, every `heartbeat_interval_ticks`, within two of them (a round may leave out a
+    /// follower just sent an append, never two in a row; docs/design.md §4.2).
     pub tick_interval: Duration,
     /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
     /// A follower whose timer runs out while its leader's node is live holds back its own
@@ -24,7 +25,8 @@ pub struct Config {
     pub election_timeout_max_ticks: u32,
     /// How often a leader heartbeats an idle follower, in ticks. Must be well below the
     /// minimum election timeout so that one lost heartbeat does not start an election.
-    /// At most 65,535.
+    /// Under steady writes a follower gets every other round: a round leaves out one that
+    /// was just sent an append (docs/design.md §4.2). At most 65,535.
     pub heartbeat_interval_ticks: u32,
     /// Run a PreVote round before a real election (dissertation §9.6), so a partitioned
     /// replica that rejoins does not force the healthy leader to step down.

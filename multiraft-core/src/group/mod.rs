@@ -277,7 +277,8 @@ pub struct Replica {
     /// of a group whose every append is followed by its commit (a few closed-loop clients
     /// per group, BENCHMARKS.md), for followers that apply nothing the clients wait for;
     /// sent at every tick, it repeated what the heartbeats tell. Deferred, a follower
-    /// applies at most a heartbeat interval later.
+    /// applies at most two heartbeat intervals later (a round may leave it out,
+    /// `Progress::skips_heartbeat`).
     commit_notice_due: bool,
     /// Votes received in the current (pre-)campaign.
     votes: BTreeMap<NodeId, bool>,
