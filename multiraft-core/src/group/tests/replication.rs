@@ -294,7 +294,7 @@ fn a_heartbeat_round_skips_a_follower_that_just_got_an_append_never_twice_in_a_r
     // Node 2 replicates; node 3's probe (the no-op) stays unanswered.
     g.step(msg(2, 1, 1, ack(1)));
     g.ready(MAX, MAX);
-    let mut round = |g: &mut Replica| -> Vec<NodeId> {
+    let round = |g: &mut Replica| -> Vec<NodeId> {
         g.tick();
         g.tick();
         let sent = g.ready(MAX, MAX).send_now;
