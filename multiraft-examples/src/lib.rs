@@ -4,6 +4,13 @@
 //! measurements. The programs parse their flags with `clap` (each
 //! answers `--help`), sum up latencies with `hdrhistogram` and keep their files in
 //! `tempfile` directories.
+//!
+//! With the `jemalloc` feature every program allocates with jemalloc (`tikv-jemallocator`)
+//! instead of the system allocator. The benchmark figures are measured so: the library hands
+//! short-lived lists of entries between the node, the storage and the state machine, and at
+//! a thousand busy groups glibc's allocator cost a third of the throughput jemalloc keeps
+//! (BENCHMARKS.md, "The benchmarks allocate with jemalloc"). An application that hosts many
+//! busy groups should pick its allocator with the same care.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +21,10 @@ use multiraft_core::{
     SnapshotData, SnapshotError, StartError, StateMachine,
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod bulk;
 pub mod kv;
