@@ -1,7 +1,6 @@
 //! [`MemStorage`]: an in-memory [`Storage`] that can crash, lose unsynced writes and fail on
 //! command.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,6 +8,7 @@ use multiraft_core::{
     Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
     SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, reserve_log_room,
 };
+use rustc_hash::FxHashMap;
 
 /// An in-memory [`Storage`] for tests and benchmarks.
 ///
@@ -182,7 +182,10 @@ fn drop_incoming(image: &mut Image) {
     }
 }
 
-type Image = BTreeMap<GroupId, StoredGroup>;
+/// Hashed, not ordered: every write looks up each of its groups twice (to validate, then
+/// to apply), and at thousands of busy groups a B-tree's search was most of this storage's
+/// cost (cache misses; BENCHMARKS.md). `load` sorts what it returns.
+type Image = FxHashMap<GroupId, StoredGroup>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -408,9 +411,10 @@ impl Storage for MemStorage {
 
     async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError> {
         let state = self.lock();
-        Ok(state
-            .current
-            .iter()
+        let mut groups: Vec<_> = state.current.iter().collect();
+        groups.sort_unstable_by_key(|(group, _)| **group);
+        Ok(groups
+            .into_iter()
             .map(|(group, stored)| {
                 let mut loaded = LoadedGroup::new(*group);
                 loaded.membership = stored.membership.clone();

@@ -11,7 +11,7 @@ use crate::membership::VoteResult;
 use crate::message::{Message, MessageBody};
 
 use super::progress::Progress;
-use super::{GroupEvent, Replica, Role};
+use super::{GroupEvent, Replica, Role, VoteHold};
 
 /// How many maximum election timeouts a follower whose leader's node is live holds back
 /// its own campaign ([`Replica::tick_with`]). Long enough to ride out a loop that runs far
@@ -32,10 +32,9 @@ impl Replica {
     /// - a follower whose leader said the group went quiet keeps its election timer stopped
     ///   while the leader's node is live, even after waking (failure detection is per node;
     ///   the leader's quiesced lease counts on it);
-    /// - any other follower whose leader's node is live lets its timer run, so it answers
-    ///   other candidates as usual, but does not campaign itself for up to
-    ///   [`DEFERRED_TIMEOUTS`] election timeouts: a live node whose heartbeats are late is
-    ///   busy, not dead;
+    /// - any other follower whose leader's node is live lets its timer run, but neither
+    ///   campaigns itself nor answers other candidates for up to [`DEFERRED_TIMEOUTS`]
+    ///   election timeouts: a live node whose heartbeats are late is busy, not dead;
     /// - a leader counts a follower whose node is live as active for CheckQuorum.
     pub fn tick_with(&mut self, node_live: impl Fn(NodeId) -> bool) {
         if self.quiesced {
@@ -46,7 +45,16 @@ impl Replica {
             self.election_elapsed = self.election_elapsed.saturating_add(1);
         }
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
-            self.hold_votes = false;
+            // A restart's hold ends with the first timeout; from then on votes are held
+            // only while this follower holds back its own campaign. Under overload a
+            // leader's heartbeats come late; a vote granted then deposes it as surely as a
+            // campaign (BENCHMARKS.md: elections at 4,096 busy groups, started by one
+            // node's false alarm and granted by the other follower's run-out timer).
+            self.vote_hold = if self.defers_campaign(&node_live) {
+                VoteHold::Deferring
+            } else {
+                VoteHold::None
+            };
         }
         self.tick_incoming();
         match self.role {

@@ -243,6 +243,23 @@ pub struct GroupStatus {
     pub snapshot_index: u64,
 }
 
+/// Why a replica refuses candidates for longer than its leader's lease (the election
+/// timer since it last heard its leader, while it knows one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VoteHold {
+    /// No reason: the lease alone.
+    None,
+    /// Restored from storage and not yet an election timeout old: it refuses everyone, as
+    /// it may have promised a leader before the restart (a lease, §6.4.1).
+    Restarted,
+    /// A follower whose timer ran out but which holds back its own campaign because its
+    /// leader's node is live (`defers_campaign`, refreshed at every tick past the timeout):
+    /// it refuses other candidates for as long as it knows that leader. A replica that
+    /// will not campaign against a busy leader does not help another to (docs/design.md
+    /// §4.3).
+    Deferring,
+}
+
 /// One replica of one Raft group.
 #[derive(Debug)]
 pub struct Replica {
@@ -309,9 +326,8 @@ pub struct Replica {
     sticky: bool,
     /// Follower: the round of the latest quiesce notice from the current leader (0: none).
     quiet_seen: u64,
-    /// Restored from storage and not yet an election timeout old: refuses to vote for
-    /// anyone, as it may have promised a leader before the restart (a lease, §6.4.1).
-    hold_votes: bool,
+    /// Why this replica refuses candidates beyond its leader's lease, if it does.
+    vote_hold: VoteHold,
     /// The latest snapshot of this replica durable in storage, as (index, term): what
     /// compaction stays below and what a leader sends to a follower behind its log.
     snapshot: Option<(u64, u64)>,
@@ -416,7 +432,9 @@ impl Replica {
             config,
             seed,
         );
-        replica.hold_votes = replica.config.check_quorum;
+        if replica.config.check_quorum {
+            replica.vote_hold = VoteHold::Restarted;
+        }
         replica.joining = joining;
         replica.refresh_role();
         if let Some(meta) = loaded.snapshot {
@@ -466,7 +484,7 @@ impl Replica {
             quiet_round: 0,
             sticky: false,
             quiet_seen: 0,
-            hold_votes: false,
+            vote_hold: VoteHold::None,
             snapshot: None,
             taking: self::snapshots::Taking::Works,
             incoming: None,
@@ -488,7 +506,7 @@ impl Replica {
     /// passed: for tests of the vote rules.
     #[cfg(test)]
     pub(crate) fn end_vote_hold(&mut self) {
-        self.hold_votes = false;
+        self.vote_hold = VoteHold::None;
     }
 
     /// The group's id.
@@ -660,9 +678,14 @@ impl Replica {
                     last_term,
                     ..
                 } => {
+                    let timer_running =
+                        self.election_elapsed < self.config.election_timeout_min_ticks;
                     let in_lease = self.config.check_quorum
-                        && (self.leader.is_some() || self.hold_votes)
-                        && self.election_elapsed < self.config.election_timeout_min_ticks;
+                        && match self.vote_hold {
+                            VoteHold::None => self.leader.is_some() && timer_running,
+                            VoteHold::Restarted => timer_running,
+                            VoteHold::Deferring => self.leader.is_some(),
+                        };
                     // The leader itself campaigning means it gave up leading (it restarted,
                     // or stepped down): nothing to protect from it. Nor from a candidate
                     // holding an entry of a later term than ours: a leader of that term was

@@ -285,23 +285,49 @@ fn a_follower_whose_leaders_node_is_live_holds_back_its_campaign() {
     );
 }
 
-/// A follower that holds back its own campaign still answers a candidate once it has not
-/// heard its leader for an election timeout: the leader's node may be live while the
-/// leader lost touch (a one-way link), and another replica must then be electable.
+/// A follower that holds back its own campaign refuses other candidates for as long: its
+/// leader's heartbeats are late, not lost, and a vote would depose a busy leader as surely as
+/// a campaign (docs/design.md §4.3). Once its node finds the leader's node down, or the
+/// bound passes, it answers as usual.
 #[test]
-fn a_follower_holding_back_still_votes_for_another_candidate() {
+fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_down() {
+    let ask = |c: &mut Cluster| {
+        let last = c.g_mut(2).status().last_index;
+        c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
+        c.g_mut(2).ready(MAX, MAX).send_after_write
+    };
+    let leader_live = |node: NodeId| node == n(1);
     let mut c = Cluster::new(3, 0, strict(), 6);
     c.elect(1);
-    let leader_live = |node: NodeId| node == n(1);
     for _ in 0..strict().election_timeout_max_ticks {
         c.g_mut(2).tick_with(leader_live);
     }
     assert_eq!(c.status(2).role, Role::Follower);
-    let last = c.g_mut(2).status().last_index;
-    c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
     assert_eq!(
-        c.g_mut(2).ready(MAX, MAX).send_after_write,
-        vec![msg(2, 3, 2, vote_resp(true, true))]
+        ask(&mut c),
+        vec![],
+        "answered while its leader's node is live"
+    );
+    c.g_mut(2).on_node_down(n(1));
+    assert_eq!(ask(&mut c), vec![msg(2, 3, 2, vote_resp(true, true))]);
+
+    // The bound: a live node that no longer hosts the leader is not waited for forever.
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let bound = active.election_timeout_max_ticks * DEFERRED_TIMEOUTS;
+    let mut c = Cluster::new(3, 0, active, 6);
+    c.elect(1);
+    for _ in 1..bound {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(ask(&mut c), vec![], "answered before the bound");
+    c.g_mut(2).tick_with(leader_live);
+    assert_eq!(
+        c.status(2).role,
+        Role::PreCandidate,
+        "campaigns at the bound"
     );
 }
 
