@@ -8,7 +8,9 @@
 //!
 //! [`Tail`] holds every such group together with the write-ahead records not yet checkpointed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use multiraft_core::{Entry, GroupWrite, StorageError};
 
@@ -17,8 +19,10 @@ use crate::codec::{GroupMeta, Reset, corrupt};
 /// The write-ahead records not yet checkpointed, applied per group.
 #[derive(Default)]
 pub(crate) struct Tail {
-    /// Every group with records not yet checkpointed.
-    pub(crate) groups: HashMap<u64, TailGroup>,
+    /// Every group with records not yet checkpointed. Every write looks up each of its
+    /// groups here, so the hash is `FxHash`, not SipHash: the keys are the ids of the
+    /// node's own groups, which the application assigns.
+    pub(crate) groups: FxHashMap<u64, TailGroup>,
     /// The records in the write-ahead table: sequence number and encoded size.
     pub(crate) records: VecDeque<(u64, usize)>,
     /// The sequence number of the next write-ahead record.
