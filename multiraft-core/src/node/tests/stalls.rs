@@ -3,8 +3,9 @@
 //! its peers' silence.
 
 use super::reads::{led_by_node_1, taken};
+use super::three_nodes::Sim;
 use super::*;
-use crate::group::ReadPolicy;
+use crate::group::{ReadPolicy, Role};
 
 /// A leader that stalls for longer than its lease serves no read on that lease when it
 /// resumes: its followers' nodes may have declared it down and elected another leader
@@ -41,4 +42,68 @@ fn a_nodes_own_stall_does_not_make_its_peers_look_silent() {
         sim.nodes[0].tick();
     }
     assert_eq!(sim.nodes[0].peer_live(n(2)), Some(false));
+}
+
+/// A leader's node that falls behind under load (docs/design.md §4.3): one follower's node
+/// hears nothing from it and declares it down, so the replicas there campaign; the other
+/// follower's node still hears it, but none of its groups' heartbeats in time for their
+/// election timers. That follower holds back its own campaigns and refuses the others', so
+/// no group changes leader. Regression: it granted them, and overload cost tens to
+/// hundreds of elections at 4,096 busy groups (BENCHMARKS.md).
+#[test]
+fn a_leader_declared_down_by_one_peer_keeps_its_groups_while_the_other_hears_its_node() {
+    const GROUPS: u64 = 8;
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut sim = Sim::with_config(GROUPS, active.clone());
+    for id in 1..=GROUPS {
+        sim.nodes[0].campaign(g(id)).unwrap();
+    }
+    sim.run();
+    for _ in 0..2 * active.election_timeout_min_ticks {
+        sim.tick();
+    }
+    let terms: Vec<u64> = (1..=GROUPS)
+        .map(|id| {
+            assert_eq!(sim.agreed_leader(g(id)), Some(n(1)), "{}", g(id));
+            sim.nodes[0].group_status(g(id)).unwrap().term
+        })
+        .collect();
+    // Node 3 hears nothing from node 1; node 2 hears its liveness beats and nothing else.
+    let late = |b: &mut MessageBatch| {
+        if b.from != n(1) {
+            return true;
+        }
+        b.messages.retain_mut(|m| match &mut m.body {
+            MessageBody::Heartbeats { beats, .. } => {
+                beats.clear();
+                true
+            }
+            _ => false,
+        });
+        b.to == n(2)
+    };
+    for _ in 0..4 * active.election_timeout_max_ticks {
+        for node in &mut sim.nodes {
+            node.tick();
+        }
+        sim.run_filtered(late);
+    }
+    assert_eq!(
+        sim.nodes[2].peer_live(n(1)),
+        Some(false),
+        "node 3 declared it down"
+    );
+    assert_eq!(sim.nodes[1].peer_live(n(1)), Some(true), "node 2 hears it");
+    for id in 1..=GROUPS {
+        let s = sim.nodes[0].group_status(g(id)).unwrap();
+        assert_eq!(
+            (s.role, s.term),
+            (Role::Leader, terms[id as usize - 1]),
+            "{}",
+            g(id)
+        );
+    }
 }

@@ -130,12 +130,20 @@ impl Sim {
 
     /// Runs until every inbox is empty and no node has a ready.
     pub(super) fn run(&mut self) {
+        self.run_filtered(|_| true);
+    }
+
+    /// [`Sim::run`] on a network that delivers a batch only if `deliver` returns `true`,
+    /// as `deliver` left it (it may take messages out).
+    pub(super) fn run_filtered(&mut self, mut deliver: impl FnMut(&mut MessageBatch) -> bool) {
         for _ in 0..100_000 {
             let mut busy = false;
             for i in 0..3 {
-                while let Some(b) = self.inboxes[i].pop_front() {
+                while let Some(mut b) = self.inboxes[i].pop_front() {
                     busy = true;
-                    self.nodes[i].step(b);
+                    if deliver(&mut b) {
+                        self.nodes[i].step(b);
+                    }
                 }
                 if let Some(r) = self.nodes[i].ready() {
                     busy = true;
