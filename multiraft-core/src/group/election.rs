@@ -46,10 +46,8 @@ impl Replica {
         }
         if self.election_elapsed >= self.config.election_timeout_min_ticks {
             // A restart's hold ends with the first timeout; from then on votes are held
-            // only while this follower holds back its own campaign. Under overload a
-            // leader's heartbeats come late; a vote granted then deposes it as surely as a
-            // campaign (BENCHMARKS.md: elections at 4,096 busy groups, started by one
-            // node's false alarm and granted by the other follower's run-out timer).
+            // only while this follower holds back its own campaign (`VoteHold::Deferring`
+            // says why).
             self.vote_hold = if self.defers_campaign(&node_live) {
                 VoteHold::Deferring
             } else {

@@ -19,6 +19,17 @@ pub(super) fn taken(start: Result<ReadStart, ReadError>) -> RequestId {
 /// they go quiet. A few more ticks let liveness beats (and their echoes) flow.
 pub(super) fn led_by_node_1(groups: u64) -> Sim {
     let mut sim = Sim::new(groups);
+    elect_node_1(&mut sim, groups);
+    assert_eq!(sim.nodes[0].active_group_count(), 0, "every group quiesced");
+    for log in &mut sim.logs {
+        *log = Default::default();
+    }
+    sim
+}
+
+/// Node 1 campaigns for groups 1 to `groups` of `sim` and the cluster runs two election
+/// timeouts (of `strict`): node 1 leads every one of them.
+pub(super) fn elect_node_1(sim: &mut Sim, groups: u64) {
     for id in 1..=groups {
         sim.nodes[0].campaign(g(id)).unwrap();
     }
@@ -29,11 +40,6 @@ pub(super) fn led_by_node_1(groups: u64) -> Sim {
     for id in 1..=groups {
         assert_eq!(sim.agreed_leader(g(id)), Some(n(1)), "{}", g(id));
     }
-    assert_eq!(sim.nodes[0].active_group_count(), 0, "every group quiesced");
-    for log in &mut sim.logs {
-        *log = Default::default();
-    }
-    sim
 }
 
 /// Messages in `batches` that belong to one group, and coalesced heartbeat messages (node
