@@ -99,6 +99,14 @@ pub struct Config {
     /// A proposal still unresolved after this many ticks ends `Indeterminate`: a timeout
     /// never means "failed", because the entry may still commit.
     pub proposal_timeout_ticks: u32,
+    /// Admission control (docs/design.md §11): while every proposal of this node applied
+    /// during the last tick had waited more than this many ticks since the node took it,
+    /// the node refuses new proposals with `Busy` for the next tick. A node past what it can
+    /// serve then sheds load with a definite refusal, instead of queueing until latency
+    /// reaches the proposal timeout and its callers learn nothing (`Indeterminate`). Bounds
+    /// the wait of what is admitted to about this many ticks under sustained overload. At
+    /// or above `proposal_timeout_ticks` it never acts.
+    pub max_commit_wait_ticks: u32,
     /// How long a leader's lease lasts, in ticks, counted from the tick a heartbeat round
     /// left to the moment a quorum had acknowledged it (dissertation §6.4.1). A follower
     /// refuses other candidates for `election_timeout_min_ticks` after hearing the leader,
@@ -184,6 +192,7 @@ impl Default for Config {
             max_event_backlog: 65_536,
             forward_proposals: true,
             proposal_timeout_ticks: 200,
+            max_commit_wait_ticks: 20,
             lease_ticks: 7,
             max_pending_reads: 1 << 20,
             snapshot_entries: 1_024,
@@ -285,6 +294,13 @@ impl Config {
         }
         if self.proposal_timeout_ticks == 0 {
             return err("proposal_timeout_ticks", "must be positive");
+        }
+        if self.max_commit_wait_ticks == 0 {
+            // A proposal taken in one tick and applied in the next waited one tick.
+            return err(
+                "max_commit_wait_ticks",
+                "must be positive, or a node would refuse proposals whenever it applies any",
+            );
         }
         Ok(())
     }

@@ -466,6 +466,8 @@ impl Node {
                 slot.group.forget_read(id.0);
             }
         }
+        let limit = u64::from(self.config.max_commit_wait_ticks);
+        self.requests.judge_load(limit);
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let (down, down_now) = self.peers.expire(timeout);
         self.stats.peers_declared_down += down.len() as u64;
@@ -517,6 +519,11 @@ impl Node {
     }
 
     fn take_proposal(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
+        if self.requests.refusing() {
+            return Err(ProposeError::Busy {
+                limit: "max_commit_wait_ticks",
+            });
+        }
         if self.requests.pending_proposals() >= self.config.max_pending_proposals {
             return Err(ProposeError::Busy {
                 limit: "max_pending_proposals",

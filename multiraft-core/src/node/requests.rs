@@ -57,6 +57,8 @@ struct Pending {
     /// change makes its outcome uncertain; one that the node had already seen does not.
     term: u64,
     leader: Option<NodeId>,
+    /// The node's tick when it was taken ([`Requests::judge_load`]).
+    taken: u64,
 }
 
 /// Every request of one node that has no outcome yet.
@@ -88,6 +90,12 @@ pub(super) struct Requests {
     ended: Vec<Outcome>,
     /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
     counters: ProposalCounters,
+    /// The node's tick count at the last `expire`.
+    now: u64,
+    /// The fewest ticks any proposal applied since the last tick had waited.
+    fastest_wait: Option<u64>,
+    /// New proposals are refused until the next tick (`Config::max_commit_wait_ticks`).
+    refusing: bool,
 }
 
 impl Requests {
@@ -226,6 +234,7 @@ impl Requests {
                 group,
                 term,
                 leader,
+                taken: self.now,
             },
         );
         self.deadlines.push_back((deadline, id));
@@ -259,7 +268,25 @@ impl Requests {
             self.proposals.insert(id, p);
             return None;
         }
+        let wait = self.now - p.taken;
+        self.fastest_wait = Some(self.fastest_wait.map_or(wait, |w| w.min(wait)));
         Some(id)
+    }
+
+    /// A tick: new proposals are refused until the next one if every proposal applied
+    /// since the last had waited more than `limit` ticks (docs/design.md §11). The fastest
+    /// wait, not the slowest: a group that cannot commit (no quorum) holds old proposals
+    /// without saying anything about the node's load, and a burst's first proposals come
+    /// through quickly while the rest wait their turn. Ticks with nothing applied refuse
+    /// nothing, so a refusal never outlasts the evidence for it: once what was taken before
+    /// it has drained, proposals are taken again.
+    pub(super) fn judge_load(&mut self, limit: u64) {
+        self.refusing = self.fastest_wait.take().is_some_and(|w| w > limit);
+    }
+
+    /// Whether new proposals are refused ([`Requests::judge_load`]).
+    pub(super) fn refusing(&self) -> bool {
+        self.refusing
     }
 
     /// The group refused proposal `id`: definitely not in the log.
@@ -273,6 +300,7 @@ impl Requests {
     /// Ticks reached `now`: ends every request due by then as timed out, and returns the
     /// reads among them (their groups must forget them).
     pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
+        self.now = now;
         while let Some(&(deadline, id)) = self.transfer_deadlines.front() {
             if deadline > now {
                 break;

@@ -1,7 +1,7 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. Client `c` keeps to
@@ -14,7 +14,9 @@
 //! measured window (term changes of every group, as node 1 sees them), the ticks each
 //! node served per second with the share its loop served late (`NodeStatus::ticks_missed`),
 //! and the verdicts that a peer node was down (`NodeStats::peers_declared_down`): an
-//! overloaded loop shows in those first. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
+//! overloaded loop shows in those first. Proposals refused by admission control
+//! (`Busy { limit: "max_commit_wait_ticks" }`, docs/design.md §5) are counted apart from
+//! the errors, as `refused`. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
 //! its call.
 //!
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use multiraft_core::{Bytes, Config, GroupId, NodeId, ReadPolicy};
+use multiraft_core::{Bytes, Config, GroupId, NodeId, ProposeError, ReadPolicy};
 use multiraft_examples::ClusterNode;
 use multiraft_examples::measure::{histogram, load_average, process_cpu_secs};
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
@@ -86,6 +88,10 @@ struct Args {
     /// from the clients' runtime (`Builder::runtime`); 0: on the clients' runtime
     #[arg(long, default_value_t = 0)]
     loop_threads: usize,
+    /// `Config::max_commit_wait_ticks` (admission control); the library's default if not
+    /// given
+    #[arg(long)]
+    max_commit_wait_ticks: Option<u32>,
 }
 
 /// What the clients of one phase do.
@@ -111,7 +117,10 @@ struct Figures {
     p999: u64,
     /// Process CPU time per completed operation, in microseconds.
     cpu_us: Option<f64>,
+    /// Failed operations, the refusals of admission control apart.
     errors: u64,
+    /// Proposals refused by admission control (`Busy { limit: "max_commit_wait_ticks" }`).
+    refused: u64,
     elections: u64,
     /// Ticks each node served per second, on average over the nodes.
     ticks_served: f64,
@@ -176,6 +185,9 @@ async fn cluster(args: &Args, groups: u64) -> Result<(Vec<ClusterNode>, Vec<Node
     let mut config = Config::default();
     config.tick_interval = Duration::from_millis(args.tick_ms.max(1));
     config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
+    if let Some(ticks) = args.max_commit_wait_ticks {
+        config.max_commit_wait_ticks = ticks;
+    }
     // Made once: every point of a matrix runs its nodes on the same loop threads.
     static RUNTIMES: OnceLock<Vec<tokio::runtime::Handle>> = OnceLock::new();
     let runtimes = RUNTIMES.get_or_init(|| loop_runtimes(args.loop_threads));
@@ -220,7 +232,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, refused by admission {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
@@ -232,6 +244,7 @@ fn print_line(args: &Args, f: &Figures) {
         f.p999,
         f.cpu(),
         f.errors,
+        f.refused,
         f.elections,
         f.ticks_served,
         f.ticks_missed_pct,
@@ -286,16 +299,16 @@ async fn matrix(args: &Args) -> Result<(), String> {
 
     println!();
     println!(
-        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | elections |"
+        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | refused | elections |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &rows {
         let clients = match f.work {
             Work::OpenLoop(offered) => format!("open loop {offered}/s"),
             _ => f.clients.to_string(),
         };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             f.groups,
             clients,
             f.rate,
@@ -304,6 +317,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
             f.p999,
             f.cpu(),
             f.errors,
+            f.refused,
             f.elections
         );
     }
@@ -369,6 +383,7 @@ async fn phase(
     let shared = Arc::new(Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
     let open_errors = Arc::new(AtomicU64::new(0));
+    let refusals_seen = Arc::new(AtomicU64::new(0));
     if let Work::OpenLoop(offered) = work {
         let generator = open_loop(
             offered,
@@ -376,7 +391,7 @@ async fn phase(
             leaders,
             args.bytes,
             (&running, &measuring),
-            (&shared, &open_errors),
+            (&shared, &open_errors, &refusals_seen),
         );
         tasks.push(tokio::spawn(generator));
     } else {
@@ -384,6 +399,7 @@ async fn phase(
             let g = c % args.groups;
             let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
             let (running, measuring, shared) = (running.clone(), measuring.clone(), shared.clone());
+            let refusals_seen = refusals_seen.clone();
             // One payload per client: a single shared one would make every proposal bounce
             // one reference count between the cores, which measures the benchmark, not the
             // library.
@@ -395,29 +411,36 @@ async fn phase(
                 while running.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let group = GroupId(g + 1);
-                    // How many operations of this round succeeded, and how many failed.
-                    let (ok, failed) = match work {
+                    // How many operations of this round succeeded, how many failed, and
+                    // how many admission control refused.
+                    let (ok, failed, refusals) = match work {
                         Work::Write if batch > 1 => {
                             let commands = vec![payload.clone(); batch];
                             let results = node.propose_many(group, commands).await;
                             let ok = results.iter().filter(|r| r.is_ok()).count();
-                            (ok, results.len() - ok)
+                            let refusals = results
+                                .iter()
+                                .filter(|r| r.as_ref().is_err_and(refused))
+                                .count();
+                            (ok, results.len() - ok - refusals, refusals)
                         }
                         Work::Write | Work::OpenLoop(_) => {
                             match node.propose(group, payload.clone()).await {
-                                Ok(_) => (1, 0),
-                                Err(_) => (0, 1),
+                                Ok(_) => (1, 0, 0),
+                                Err(e) if refused(&e) => (0, 0, 1),
+                                Err(_) => (0, 1, 0),
                             }
                         }
                         Work::Read(policy) => match node.read(group, policy, Bytes::new()).await {
-                            Ok(_) => (1, 0),
-                            Err(_) => (0, 1),
+                            Ok(_) => (1, 0, 0),
+                            Err(_) => (0, 1, 0),
                         },
                     };
                     if measuring.load(Ordering::Relaxed) {
                         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
                         latencies_us.extend(std::iter::repeat_n(us, ok));
                         errors += failed as u64;
+                        refusals_seen.fetch_add(refusals as u64, Ordering::Relaxed);
                     }
                     if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
                         flush(&shared, &mut latencies_us);
@@ -460,6 +483,7 @@ async fn phase(
         p999: all.value_at_quantile(0.999),
         cpu_us: cpu.map(|c| c * 1e6 / all.len().max(1) as f64),
         errors,
+        refused: refusals_seen.load(Ordering::Relaxed),
         elections: terms1.saturating_sub(terms0),
         ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
         ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
@@ -481,14 +505,18 @@ fn open_loop(
     leaders: &[NodeId],
     bytes: usize,
     (running, measuring): (&Arc<AtomicBool>, &Arc<AtomicBool>),
-    (shared, errors): (&Arc<Mutex<Histogram<u64>>>, &Arc<AtomicU64>),
+    (shared, errors, refusals): (
+        &Arc<Mutex<Histogram<u64>>>,
+        &Arc<AtomicU64>,
+        &Arc<AtomicU64>,
+    ),
 ) -> impl std::future::Future<Output = u64> + Send + 'static {
     let handles: Vec<_> = leaders
         .iter()
         .map(|l| cluster[l.0 as usize - 1].handle.clone())
         .collect();
     let (running, measuring) = (running.clone(), measuring.clone());
-    let (shared, errors) = (shared.clone(), errors.clone());
+    let (shared, errors, refusals) = (shared.clone(), errors.clone(), refusals.clone());
     let payload = Bytes::from(vec![7u8; bytes]);
     async move {
         let in_flight = Arc::new(AtomicU64::new(0));
@@ -516,6 +544,7 @@ fn open_loop(
                 let node = handles[next_group].clone();
                 next_group = (next_group + 1) % handles.len();
                 let (payload, shared, errors) = (payload.clone(), shared.clone(), errors.clone());
+                let refusals = refusals.clone();
                 let in_flight = in_flight.clone();
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
@@ -533,6 +562,9 @@ fn open_loop(
                                 h.saturating_record(us);
                             }
                         }
+                        Err(e) if refused(&e) => {
+                            refusals.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -542,6 +574,17 @@ fn open_loop(
         }
         0
     }
+}
+
+/// Whether `e` is admission control's refusal (`Config::max_commit_wait_ticks`), counted
+/// apart from errors: the node shedding load it cannot serve in time, by design.
+fn refused(e: &ProposeError) -> bool {
+    matches!(
+        e,
+        ProposeError::Busy {
+            limit: "max_commit_wait_ticks"
+        }
+    )
 }
 
 /// Latencies a client keeps before adding them to the shared histogram.

@@ -345,6 +345,10 @@ impl SimConfig {
         // Leases at the bound the clock skew of this seed allows (not drawn: no randomness
         // taken, so every other choice stays what it was for the seed).
         core.lease_ticks = faults.safe_lease_ticks(&core);
+        // Admission control within reach of the faults' stalls (slow disks, pauses,
+        // partitions): proposals are refused for a tick now and then, and a refused one
+        // must never be applied. Drawn last, like the snapshot options above.
+        core.max_commit_wait_ticks = r.range(2, 40) as u32;
         SimConfig {
             seed,
             nodes,

@@ -124,6 +124,9 @@ pub struct SimReport {
     /// Proposals a leader took while it had proposals parked for a snapshot (it had
     /// committed too far past its last one), so parked too: counted when proposed there.
     pub parked_for_snapshots: u64,
+    /// Proposals refused by admission control (`Config::max_commit_wait_ticks`): counted
+    /// in `rejected` too.
+    pub refused_by_admission: u64,
     /// Log compactions written.
     pub compactions: u64,
     /// Snapshots installed from a leader (the last chunk written).

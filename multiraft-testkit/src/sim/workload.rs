@@ -1,7 +1,7 @@
 //! The client side: the app's commands proposed through the nodes (its reads are in
 //! `reads.rs`), and the check of their history at the end.
 
-use multiraft_core::{Bytes, GroupId};
+use multiraft_core::{Bytes, GroupId, ProposeError};
 
 use super::Simulation;
 use super::app::{ClientOp, ClientOutcome, HistoryVerdict, SimApp};
@@ -69,8 +69,13 @@ impl<A: SimApp> Simulation<A> {
                 self.touched.push((target, group));
                 if drive { self.drive(target) } else { Ok(()) }
             }
-            Err(_) => {
+            Err(e) => {
                 self.report.rejected += 1;
+                if e == (ProposeError::Busy {
+                    limit: "max_commit_wait_ticks",
+                }) {
+                    self.report.refused_by_admission += 1;
+                }
                 Ok(())
             }
         }

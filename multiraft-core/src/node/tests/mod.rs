@@ -705,6 +705,7 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
     assert!(!records[0].remove && records[0].membership.is_some());
 }
 
+mod admission;
 mod peer_failures;
 mod reads;
 mod snapshots;
