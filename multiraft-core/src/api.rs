@@ -242,6 +242,12 @@ impl MultiRaft {
     /// Proposes `command` to `group`. Resolves with the state machine's result once the entry
     /// is applied on this node, or with why it was not (see [`ProposeError`]: every variant
     /// but `Indeterminate` means "definitely not applied").
+    ///
+    /// A node past what it can serve refuses with `Busy` at once, without waiting
+    /// (`max_api_queue`, and admission control: `max_commit_wait_ticks`). A caller that
+    /// retries should wait before it does: a task that retries in a loop never yields to
+    /// the runtime, and on a runtime shared with the node's event loop it starves the very
+    /// loop it waits for.
     pub async fn propose(
         &self,
         group: GroupId,
@@ -252,6 +258,7 @@ impl MultiRaft {
             group,
             command: command.into(),
             reply,
+            queued_at: 0, // stamped by `push`
         };
         self.submissions.push(submission)?;
         // The event loop answers every proposal it took; a dropped answer means it died.
@@ -341,7 +348,12 @@ impl MultiRaft {
         let (tx, rx) = oneshot::channel();
         if self
             .calls
-            .send(Call::ProposeMany(group, commands, tx))
+            .send(Call::ProposeMany(
+                group,
+                commands,
+                self.submissions.ticks(),
+                tx,
+            ))
             .await
             .is_err()
         {

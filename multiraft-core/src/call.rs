@@ -30,7 +30,8 @@ pub(crate) type DrainReply =
 
 /// A call from the API to the event loop.
 pub(crate) enum Call {
-    ProposeMany(GroupId, Vec<Bytes>, ProposeManyReply),
+    /// The group, the commands, the node's tick when sent (`Submission::queued_at`).
+    ProposeMany(GroupId, Vec<Bytes>, u64, ProposeManyReply),
     Read(GroupId, ReadPolicy, Bytes, ReadReply),
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
@@ -222,13 +223,13 @@ impl Call {
     /// `replies`. Returns what the loop must still do.
     pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
         match self {
-            Call::ProposeMany(_, commands, reply) if commands.is_empty() => {
+            Call::ProposeMany(_, commands, _, reply) if commands.is_empty() => {
                 drop(reply.send(Vec::new()))
             }
-            Call::ProposeMany(group, commands, reply) => {
+            Call::ProposeMany(group, commands, queued_at, reply) => {
                 let batch = replies.batch(commands.len(), reply);
                 for (slot, command) in commands.into_iter().enumerate() {
-                    match node.propose(group, command) {
+                    match node.propose_queued(group, command, queued_at) {
                         Ok(request) => replies.wait(request, Reply::InBatch { batch, slot }),
                         Err(e) => replies.fill(batch, slot, Err(e)),
                     }
@@ -296,11 +297,11 @@ impl Call {
     /// proposals it refused.
     pub(crate) fn refuse(self) -> u64 {
         let proposals = match &self {
-            Call::ProposeMany(_, commands, _) => commands.len() as u64,
+            Call::ProposeMany(_, commands, _, _) => commands.len() as u64,
             _ => 0,
         };
         let _ = match self {
-            Call::ProposeMany(_, commands, reply) => {
+            Call::ProposeMany(_, commands, _, reply) => {
                 let refused = commands
                     .iter()
                     .map(|_| Err(ProposeError::Stopped))

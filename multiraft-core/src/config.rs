@@ -99,13 +99,14 @@ pub struct Config {
     /// A proposal still unresolved after this many ticks ends `Indeterminate`: a timeout
     /// never means "failed", because the entry may still commit.
     pub proposal_timeout_ticks: u32,
-    /// Admission control (docs/design.md §11): while every proposal of this node applied
-    /// during the last tick had waited more than this many ticks since the node took it,
-    /// the node refuses new proposals with `Busy` for the next tick. A node past what it can
-    /// serve then sheds load with a definite refusal, instead of queueing until latency
-    /// reaches the proposal timeout and its callers learn nothing (`Indeterminate`). Bounds
-    /// the wait of what is admitted to about this many ticks under sustained overload. At
-    /// or above `proposal_timeout_ticks` it never acts.
+    /// Admission control (docs/design.md §5): while most proposals this node applied during
+    /// the last tick had waited more than this many ticks since they were queued for it,
+    /// the node holds at most what it applied in that tick times this many, and refuses the
+    /// rest with `Busy` at once. A node past what it can serve then sheds load with a
+    /// definite refusal, instead of queueing until latency reaches the proposal timeout and
+    /// its callers learn nothing (`Indeterminate`). Bounds the wait inside the node of what
+    /// it takes under sustained overload to about this many ticks. At or above
+    /// `proposal_timeout_ticks` it never acts.
     pub max_commit_wait_ticks: u32,
     /// How long a leader's lease lasts, in ticks, counted from the tick a heartbeat round
     /// left to the moment a quorum had acknowledged it (dissertation §6.4.1). A follower

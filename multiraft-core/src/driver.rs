@@ -180,6 +180,7 @@ impl Driver {
         let (missed, next) = late_ticks(self.next_tick, now, self.p.node.config().tick_interval);
         self.next_tick = next;
         self.p.node.tick_late(missed);
+        self.p.submissions.publish(&self.p.node);
     }
 
     fn handle(&mut self, call: Call) {
@@ -209,6 +210,8 @@ impl Driver {
             }
         }
         self.replies.flush_latency();
+        // The applies ended proposals: the queue may take more.
+        self.p.submissions.publish(&self.p.node);
         // Reads after the applies of the same ready: their read points are now applied.
         for read in &ready.reads {
             if let Some(reply) = self.replies.take(read.request) {

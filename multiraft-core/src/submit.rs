@@ -3,6 +3,7 @@
 //! per lock rather than one channel message per proposal (docs/design.md §5).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -19,6 +20,8 @@ pub(crate) struct Submission {
     pub(crate) group: GroupId,
     pub(crate) command: Bytes,
     pub(crate) reply: ProposeReply,
+    /// The node's tick when it was queued ([`Submissions::ticks`]), set by `push`.
+    pub(crate) queued_at: u64,
 }
 
 /// Proposals submitted and not yet taken by the event loop, shared by every handle of a
@@ -33,6 +36,18 @@ pub(crate) struct Submissions {
     limit: usize,
     /// The node's proposal outcomes: a refusal here is one too.
     counters: ProposalCounters,
+    /// The node's tick count ([`Node::ticks`]), published by the loop at every tick. A
+    /// proposal is stamped with it when queued, so that admission control
+    /// (`Config::max_commit_wait_ticks`) counts the wait in this queue too: under overload
+    /// that is where proposals wait longest.
+    ticks: AtomicU64,
+    /// The node's proposals pending and its admission cap ([`Node::admission_cap`];
+    /// `u64::MAX` for none), published by the loop as they change. A proposal that would
+    /// take the queue and the pending past the cap is refused at once: refused only once
+    /// taken, it would have waited its turn in the queue first, and clients that retry at
+    /// once keep the queue full of such turns.
+    pending: AtomicU64,
+    cap: AtomicU64,
 }
 
 struct Queue {
@@ -51,7 +66,29 @@ impl Submissions {
             wake: Notify::new(),
             limit,
             counters,
+            ticks: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            cap: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Publishes what the queue needs of `node`: its tick count, its proposals pending and
+    /// its admission cap. Called by the loop at every tick, after each take and after the
+    /// applies of each ready.
+    pub(crate) fn publish(&self, node: &Node) {
+        self.ticks.store(node.ticks(), Ordering::Relaxed);
+        self.publish_load(node.pending_proposals(), node.admission_cap());
+    }
+
+    /// The node holds `pending` proposals, and may hold at most `cap`.
+    fn publish_load(&self, pending: usize, cap: Option<u64>) {
+        self.pending.store(pending as u64, Ordering::Relaxed);
+        self.cap.store(cap.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The node's tick count as last published.
+    pub(crate) fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 
     /// A poisoned lock only means another thread panicked while holding it; every update
@@ -62,11 +99,18 @@ impl Submissions {
 
     /// Queues `submission` for the loop, or says why not: `Busy` when `limit` proposals
     /// already wait, `Stopped` when the loop has stopped. Either refusal is definite.
-    pub(crate) fn push(&self, submission: Submission) -> Result<(), ProposeError> {
+    pub(crate) fn push(&self, mut submission: Submission) -> Result<(), ProposeError> {
+        submission.queued_at = self.ticks();
         let mut queue = self.lock();
-        if queue.closed || queue.waiting.len() >= self.limit {
+        let held = queue.waiting.len() as u64 + self.pending.load(Ordering::Relaxed);
+        let capped = held >= self.cap.load(Ordering::Relaxed);
+        if queue.closed || queue.waiting.len() >= self.limit || capped {
             let refused = if queue.closed {
                 ProposeError::Stopped
+            } else if capped {
+                ProposeError::Busy {
+                    limit: "max_commit_wait_ticks",
+                }
             } else {
                 ProposeError::Busy {
                     limit: "max_api_queue",
@@ -146,13 +190,15 @@ impl Taker {
             group,
             command,
             reply,
+            queued_at,
         } in self.taken.drain(..)
         {
-            match node.propose(group, command) {
+            match node.propose_queued(group, command, queued_at) {
                 Ok(request) => replies.wait_proposal(request, reply),
                 Err(e) => drop(reply.send(Err(e))),
             }
         }
+        self.submissions.publish(node);
     }
 }
 
@@ -190,6 +236,7 @@ mod tests {
             group: GroupId(group),
             command: Bytes::from_static(b"x"),
             reply,
+            queued_at: 0,
         };
         (submission, rx)
     }
@@ -210,5 +257,92 @@ mod tests {
             submissions.push(later),
             Err(ProposeError::Stopped)
         ));
+    }
+
+    /// Under an admission cap, a proposal that would take the queue and the node's pending
+    /// proposals to the cap is refused at push, before it waits in the queue.
+    #[test]
+    fn a_proposal_past_the_admission_cap_is_refused_before_it_queues() {
+        let submissions = Submissions::new(8, ProposalCounters::default());
+        submissions.publish_load(2, Some(3));
+        let (first, _rx) = submission(1);
+        submissions.push(first).unwrap();
+        let (second, _rx) = submission(1);
+        let busy = ProposeError::Busy {
+            limit: "max_commit_wait_ticks",
+        };
+        assert_eq!(submissions.push(second).err(), Some(busy));
+        submissions.publish_load(2, None);
+        let (third, _rx) = submission(1);
+        submissions.push(third).unwrap();
+    }
+
+    /// Sends nowhere: a single-voter group has no one to send to.
+    struct Nowhere;
+
+    impl crate::testing::Io for Nowhere {
+        fn send(&mut self, _batch: crate::message::MessageBatch) {}
+    }
+
+    /// A proposal's wait counts from the tick published when it was queued, not from when
+    /// the loop took it: one that waited four ticks in the queue of a loop running behind,
+    /// then applied at once, overloads a node with a limit of three (it then holds at most
+    /// three); one that waited two does not.
+    #[test]
+    fn a_proposal_waits_from_the_tick_it_was_queued_at() {
+        let config = crate::Config {
+            max_commit_wait_ticks: 3,
+            ..crate::Config::default()
+        };
+        let mut node = Node::new(crate::NodeId(1), config, 7).unwrap();
+        node.create_group(GroupId(1), crate::Membership::voters([1]))
+            .unwrap();
+        node.campaign(GroupId(1)).unwrap();
+        crate::testing::settle(&mut node, &mut Nowhere).unwrap();
+        let submissions = Arc::new(Submissions::new(16, ProposalCounters::default()));
+        let mut taker = Taker::new(Arc::clone(&submissions));
+        let mut replies = Replies::new(node.metrics().commit_latency.clone());
+        let mut loop_ = (&mut node, &mut taker, &mut replies);
+
+        // Queues one, lets `ticks` pass before the loop takes it, applies it, and ticks.
+        fn queue_for(l: &mut (&mut Node, &mut Taker, &mut Replies), ticks: u32) {
+            l.1.publish(l.0);
+            let (queued, _rx) = submission(1);
+            l.1.push(queued).unwrap();
+            for _ in 0..ticks {
+                l.0.tick();
+            }
+            l.1.publish(l.0);
+            l.1.take(16, l.0, l.2);
+            crate::testing::settle(l.0, &mut Nowhere).unwrap();
+            l.0.tick();
+        }
+        // Proposes `count` through the queue; returns how many were refused `Busy`.
+        fn refused(l: &mut (&mut Node, &mut Taker, &mut Replies), count: usize) -> usize {
+            let mut answers = Vec::new();
+            for _ in 0..count {
+                let (s, rx) = submission(1);
+                l.1.push(s).unwrap();
+                answers.push(rx);
+            }
+            l.1.take(16, l.0, l.2);
+            let busy = Ok(Err(ProposeError::Busy {
+                limit: "max_commit_wait_ticks",
+            }));
+            answers
+                .iter_mut()
+                .map(|rx| rx.try_recv())
+                .filter(|r| *r == busy)
+                .count()
+        }
+
+        queue_for(&mut loop_, 4);
+        assert_eq!(refused(&mut loop_, 4), 1);
+        crate::testing::settle(loop_.0, &mut Nowhere).unwrap();
+        loop_.0.tick(); // the three applied, one refused: still overloaded
+        loop_.0.tick(); // nothing applied: the overload ends
+
+        queue_for(&mut loop_, 2);
+        assert_eq!(refused(&mut loop_, 10), 0);
     }
 }

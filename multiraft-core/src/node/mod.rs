@@ -24,6 +24,7 @@
 //! 5. When the node stops for good, [`Node::stop`] ends every request still without an
 //!    outcome, so that every request has exactly one.
 
+mod admission;
 mod leadership;
 mod lifecycle;
 mod liveness;
@@ -214,6 +215,7 @@ impl Node {
         let metrics = NodeMetrics::new(id);
         let mut requests = Requests::starting_at(1);
         requests.count_into(metrics.proposals.clone());
+        requests.limit_waits(u64::from(config.max_commit_wait_ticks));
         Ok(Node {
             id,
             config: Arc::new(config),
@@ -294,6 +296,14 @@ impl Node {
     /// Proposals taken and not yet ended.
     pub fn pending_proposals(&self) -> usize {
         self.requests.pending_proposals()
+    }
+
+    /// While admission control finds the node overloaded (`Config::max_commit_wait_ticks`,
+    /// docs/design.md §5), the most proposals it holds before it refuses new ones with
+    /// `Busy`: what it applied in the last tick times the limit. A driver can refuse before
+    /// queueing for the node once its queue and [`Node::pending_proposals`] reach it.
+    pub fn admission_cap(&self) -> Option<u64> {
+        self.requests.admission_cap()
     }
 
     /// Node-wide figures.
@@ -466,8 +476,7 @@ impl Node {
                 slot.group.forget_read(id.0);
             }
         }
-        let limit = u64::from(self.config.max_commit_wait_ticks);
-        self.requests.judge_load(limit);
+        self.requests.judge_load();
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let (down, down_now) = self.peers.expire(timeout);
         self.stats.peers_declared_down += down.len() as u64;
@@ -511,15 +520,33 @@ impl Node {
     /// later, exactly once — the entry applied with the returned id in
     /// [`Apply::requests`], or an [`Outcome`] in a ready. `Err` is a definite "not taken".
     pub fn propose(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
-        let taken = self.take_proposal(group, data);
+        self.propose_queued(group, data, self.ticks)
+    }
+
+    /// [`Node::propose`] for a proposal that has waited in a queue since tick `queued_at`
+    /// (a value of [`Node::ticks`]) before reaching the node: admission control
+    /// (`Config::max_commit_wait_ticks`) counts its wait from then, so that a backlog
+    /// before the node counts too (docs/design.md §5).
+    pub fn propose_queued(
+        &mut self,
+        group: GroupId,
+        data: Bytes,
+        queued_at: u64,
+    ) -> Result<RequestId, ProposeError> {
+        let taken = self.take_proposal(group, data, queued_at.min(self.ticks));
         if let Err(e) = &taken {
             self.metrics.proposals.refused(e);
         }
         taken
     }
 
-    fn take_proposal(&mut self, group: GroupId, data: Bytes) -> Result<RequestId, ProposeError> {
-        if self.requests.refusing() {
+    fn take_proposal(
+        &mut self,
+        group: GroupId,
+        data: Bytes,
+        queued_at: u64,
+    ) -> Result<RequestId, ProposeError> {
+        if !self.requests.admits() {
             return Err(ProposeError::Busy {
                 limit: "max_commit_wait_ticks",
             });
@@ -535,7 +562,9 @@ impl Node {
             .ok_or(ProposeError::GroupNotFound(group))?;
         let (term, leader) = slot.group.leadership();
         let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
-        let request = self.requests.propose(group, term, leader, deadline);
+        let request = self
+            .requests
+            .propose(group, (term, leader), deadline, queued_at);
         let id = ProposalId {
             node: self.id,
             seq: request.0,

@@ -16,6 +16,8 @@ use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::Membership;
 use crate::metrics::ProposalCounters;
 
+use super::admission::Admission;
+
 /// How a request ended, when it did not end with its entry applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -57,8 +59,12 @@ struct Pending {
     /// change makes its outcome uncertain; one that the node had already seen does not.
     term: u64,
     leader: Option<NodeId>,
-    /// The node's tick when it was taken ([`Requests::judge_load`]).
-    taken: u64,
+    /// The node's tick when it was queued for the node ([`Node::propose_queued`]; when
+    /// it was taken, for a caller that queues nothing): its wait counts from then
+    /// ([`Requests::judge_load`]).
+    ///
+    /// [`Node::propose_queued`]: super::Node::propose_queued
+    queued_at: u64,
 }
 
 /// Every request of one node that has no outcome yet.
@@ -92,10 +98,8 @@ pub(super) struct Requests {
     counters: ProposalCounters,
     /// The node's tick count at the last `expire`.
     now: u64,
-    /// The fewest ticks any proposal applied since the last tick had waited.
-    fastest_wait: Option<u64>,
-    /// New proposals are refused until the next tick (`Config::max_commit_wait_ticks`).
-    refusing: bool,
+    /// Whether new proposals are taken (`Config::max_commit_wait_ticks`).
+    admission: Admission,
 }
 
 impl Requests {
@@ -219,13 +223,14 @@ impl Requests {
         !self.ended.is_empty()
     }
 
-    /// A new proposal to `group`, taken under `term` and `leader`, due by tick `deadline`.
+    /// A new proposal to `group`, taken under `(term, leader)`, due by tick `deadline`,
+    /// queued for the node since tick `queued_at`.
     pub(super) fn propose(
         &mut self,
         group: GroupId,
-        term: u64,
-        leader: Option<NodeId>,
+        (term, leader): (u64, Option<NodeId>),
         deadline: u64,
+        queued_at: u64,
     ) -> RequestId {
         let id = self.allocate();
         self.proposals.insert(
@@ -234,7 +239,7 @@ impl Requests {
                 group,
                 term,
                 leader,
-                taken: self.now,
+                queued_at,
             },
         );
         self.deadlines.push_back((deadline, id));
@@ -268,25 +273,29 @@ impl Requests {
             self.proposals.insert(id, p);
             return None;
         }
-        let wait = self.now - p.taken;
-        self.fastest_wait = Some(self.fastest_wait.map_or(wait, |w| w.min(wait)));
+        self.admission.applied(self.now.saturating_sub(p.queued_at));
         Some(id)
     }
 
-    /// A tick: new proposals are refused until the next one if every proposal applied
-    /// since the last had waited more than `limit` ticks (docs/design.md §11). The fastest
-    /// wait, not the slowest: a group that cannot commit (no quorum) holds old proposals
-    /// without saying anything about the node's load, and a burst's first proposals come
-    /// through quickly while the rest wait their turn. Ticks with nothing applied refuse
-    /// nothing, so a refusal never outlasts the evidence for it: once what was taken before
-    /// it has drained, proposals are taken again.
-    pub(super) fn judge_load(&mut self, limit: u64) {
-        self.refusing = self.fastest_wait.take().is_some_and(|w| w > limit);
+    /// Proposals that wait more than `ticks` count against the node's load
+    /// (`Config::max_commit_wait_ticks`).
+    pub(super) fn limit_waits(&mut self, ticks: u64) {
+        self.admission = Admission::new(ticks);
     }
 
-    /// Whether new proposals are refused ([`Requests::judge_load`]).
-    pub(super) fn refusing(&self) -> bool {
-        self.refusing
+    /// A tick: judges whether the node is overloaded ([`Admission::tick`]).
+    pub(super) fn judge_load(&mut self) {
+        self.admission.tick(self.proposals.len());
+    }
+
+    /// Whether a new proposal is taken ([`Admission::admits`]).
+    pub(super) fn admits(&self) -> bool {
+        self.admission.admits(self.proposals.len())
+    }
+
+    /// While the node is overloaded, the proposals it may hold ([`Admission::tick`]).
+    pub(super) fn admission_cap(&self) -> Option<u64> {
+        self.admission.cap()
     }
 
     /// The group refused proposal `id`: definitely not in the log.
@@ -511,7 +520,7 @@ mod tests {
     fn a_transfer_times_out_at_its_own_deadline_behind_longer_ones() {
         let (group, me) = (GroupId(5), NodeId(1));
         let mut requests = Requests::starting_at(1);
-        requests.propose(group, 1, Some(me), 200);
+        requests.propose(group, (1, Some(me)), 200, 0);
         let transfer = requests.transfer(group, NodeId(2), me, 40, false);
         requests.expire(40);
         let ended = requests.take_ended();

@@ -436,6 +436,11 @@ async fn phase(
                             Err(_) => (0, 1, 0),
                         },
                     };
+                    if refusals > 0 {
+                        // A refusal comes at once: retried at once, the clients would never
+                        // yield, and starve the loops that share their runtime.
+                        tokio::time::sleep(REFUSED_BACKOFF).await;
+                    }
                     if measuring.load(Ordering::Relaxed) {
                         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
                         latencies_us.extend(std::iter::repeat_n(us, ok));
@@ -586,6 +591,9 @@ fn refused(e: &ProposeError) -> bool {
         }
     )
 }
+
+/// How long a closed-loop client waits after a refusal before it proposes again.
+const REFUSED_BACKOFF: Duration = Duration::from_millis(1);
 
 /// Latencies a client keeps before adding them to the shared histogram.
 const FLUSH_LATENCIES: usize = 1024;

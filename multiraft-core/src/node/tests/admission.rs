@@ -1,7 +1,7 @@
-//! Admission control (docs/design.md §11): a node whose proposals wait longer than
-//! `Config::max_commit_wait_ticks` to be applied refuses new ones with `Busy`, one tick at a
-//! time, for as long as that goes on. One single-voter group; a slow disk is a write kept in
-//! flight while ticks pass.
+//! Admission control (docs/design.md §5): a node most of whose proposals waited longer
+//! than `Config::max_commit_wait_ticks` to be applied caps the proposals it holds at what
+//! it applies in that many ticks, and refuses the rest with `Busy`. One single-voter group;
+//! a slow disk is a write kept in flight while ticks pass.
 
 use super::*;
 use crate::testing::{self, Io};
@@ -55,18 +55,29 @@ fn apply_after(node: &mut Node, ticks: u32) {
     assert_eq!(node.group_status(g(1)).unwrap().applied, applied + 1);
 }
 
-/// A proposal applied after more than the limit makes the node refuse for the next tick,
-/// and the refused proposal never reaches the log; the tick after, with nothing applied,
-/// proposals are taken again.
+/// Proposes until the node refuses; returns how many it took.
+fn take_until_refused(node: &mut Node) -> usize {
+    let mut taken = 0;
+    while propose(node, "more").is_ok() {
+        taken += 1;
+        assert!(taken < 1_000, "never refused");
+    }
+    taken
+}
+
+/// A proposal applied after more than the limit makes the node overloaded for the next
+/// tick: it holds at most what it applied in the tick (one) times the limit (three), and
+/// the proposal past that is refused and never reaches the log. The tick after, with
+/// nothing applied, proposals are taken again.
 #[test]
-fn a_proposal_applied_past_the_limit_makes_the_node_refuse_for_a_tick() {
+fn a_proposal_applied_past_the_limit_caps_what_the_node_holds() {
     let mut node = led();
     apply_after(&mut node, LIMIT + 1);
     node.tick();
+    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
     let last = node.group_status(g(1)).unwrap().last_index;
     assert_eq!(propose(&mut node, "refused"), Err(busy()));
     assert_eq!(node.group_status(g(1)).unwrap().last_index, last);
-    assert_eq!(node.ready().map(|r| r.write.is_empty()), None);
     node.tick();
     assert!(propose(&mut node, "taken").is_ok());
 }
@@ -77,12 +88,13 @@ fn a_proposal_applied_at_the_limit_refuses_nothing() {
     let mut node = led();
     apply_after(&mut node, LIMIT);
     node.tick();
-    assert!(propose(&mut node, "taken").is_ok());
+    for _ in 0..100 {
+        assert!(propose(&mut node, "taken").is_ok());
+    }
 }
 
-/// The fastest wait of a tick decides, not the slowest: a proposal that waited long, applied
-/// beside one that came through at once, refuses nothing (a group without quorum holds old
-/// proposals, and says nothing about the node's load).
+/// Most of a tick's applied proposals decide, not one: a proposal that waited long,
+/// applied beside one that came through at once, refuses nothing (a tie).
 #[test]
 fn one_slow_proposal_beside_a_fast_one_refuses_nothing() {
     let mut node = led();
@@ -101,7 +113,49 @@ fn one_slow_proposal_beside_a_fast_one_refuses_nothing() {
     let status = node.group_status(g(1)).unwrap();
     assert_eq!(status.applied, status.last_index);
     node.tick();
-    assert!(propose(&mut node, "taken").is_ok());
+    for _ in 0..100 {
+        assert!(propose(&mut node, "taken").is_ok());
+    }
+}
+
+/// An overloaded node stays overloaded while it still holds at least half its cap, even
+/// once what it applies waited within the limit, its cap following what it applied; a
+/// tick that finds it holding less ends it.
+#[test]
+fn the_cap_holds_while_the_node_holds_half_of_it() {
+    let mut node = led();
+    apply_after(&mut node, LIMIT + 1);
+    node.tick();
+    assert_eq!(take_until_refused(&mut node), 3);
+    testing::settle(&mut node, &mut Alone).unwrap(); // the three, within the limit
+    assert_eq!(take_until_refused(&mut node), 3);
+    node.tick();
+    // Three applied within the limit, three held of a cap of three: a cap of nine.
+    assert_eq!(take_until_refused(&mut node), 6);
+    testing::settle(&mut node, &mut Alone).unwrap();
+    node.tick();
+    // Nine applied within the limit, none held: no cap.
+    for _ in 0..100 {
+        assert!(propose(&mut node, "taken").is_ok());
+    }
+}
+
+/// The wait counts from when the proposal was queued for the node
+/// ([`Node::propose_queued`]): under overload the queue before the node is where proposals
+/// wait longest. One queued more than the limit ago, applied as soon as taken, caps the
+/// node.
+#[test]
+fn the_wait_counts_from_when_the_proposal_was_queued() {
+    let mut node = led();
+    let queued_at = node.ticks();
+    for _ in 0..=LIMIT {
+        node.tick();
+    }
+    let data = Bytes::from_static(b"queued");
+    node.propose_queued(g(1), data, queued_at).unwrap();
+    testing::settle(&mut node, &mut Alone).unwrap();
+    node.tick();
+    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
 }
 
 /// A zero limit is refused: a proposal applied a tick after it was taken would make the
