@@ -13,10 +13,12 @@
 pub(super) struct Admission {
     /// `Config::max_commit_wait_ticks`.
     limit: u64,
-    /// Proposals applied since the last tick that had waited at most `limit` ticks.
-    within: u64,
-    /// Proposals applied since the last tick that had waited longer.
+    /// Proposals applied since the last tick.
+    applied: u64,
+    /// Of those, the ones that had waited longer than `limit` ticks.
     past: u64,
+    /// Of those, the ones that had waited longer than half of `limit`.
+    past_half: u64,
     /// While the node is overloaded: the proposals it may hold, taken and not yet ended,
     /// before it refuses new ones.
     cap: Option<u64>,
@@ -33,11 +35,9 @@ impl Admission {
 
     /// A proposal of this node was applied after waiting `waited` ticks.
     pub(super) fn applied(&mut self, waited: u64) {
-        if waited > self.limit {
-            self.past += 1;
-        } else {
-            self.within += 1;
-        }
+        self.applied += 1;
+        self.past += u64::from(waited > self.limit);
+        self.past_half += u64::from(2 * waited > self.limit);
     }
 
     /// Whether a new proposal is taken while the node holds `pending` others.
@@ -51,24 +51,32 @@ impl Admission {
     }
 
     /// A tick, with the node holding `pending` proposals: judges the proposals applied
-    /// since the last one. The node is overloaded if most of them waited past the limit, or
-    /// if it was and still holds at least half its cap (so that the clients it refused do
-    /// not all come back in the first tick the waits are within the limit again, and bring
-    /// the backlog back with them: waits within the limit mean it holds at most its cap,
-    /// and a demand below what it serves leaves it well under). While overloaded it holds
-    /// at most what it applied in the last tick times the limit.
+    /// since the last one. The node becomes overloaded when most of them waited past the
+    /// limit, and stays so while most waited past half of it: holding what it applies in
+    /// the limit keeps waits about the limit, so a rule that ended the overload as soon as
+    /// most were within it let the refused clients all back in at the next tick, with the
+    /// backlog. While overloaded it holds at most what it applied in the last tick times
+    /// the limit.
     /// - Most, not any: a burst's last proposals wait their turn behind its first. Nor all:
     ///   one that a ready happened to reach first comes through quickly whatever the
     ///   backlog.
-    /// - A group that cannot commit (no quorum) holds its proposals, which count only once
-    ///   applied, but are held, until they time out.
-    /// - A tick with nothing applied ends the overload: without a rate there is no cap to
-    ///   set, and a node that refused everything could never measure one again.
+    /// - A tick with nothing applied keeps the cap while the node holds proposals (a loop
+    ///   whose turn outlasted a tick applied nothing in it, and is no less loaded), and
+    ///   ends the overload when it holds none: a node that refused everything could
+    ///   otherwise never measure a rate again.
+    /// - A group that cannot commit (no quorum) holds its proposals until they time out;
+    ///   they count only once applied.
     pub(super) fn tick(&mut self, pending: usize) {
-        let applied = self.within + self.past;
-        let held = self.cap.is_some_and(|cap| 2 * pending as u64 >= cap);
-        let overloaded = applied > 0 && (self.past > self.within || held);
+        let (applied, past, past_half) = (self.applied, self.past, self.past_half);
+        (self.applied, self.past, self.past_half) = (0, 0, 0);
+        if applied == 0 {
+            if pending == 0 {
+                self.cap = None;
+            }
+            return;
+        }
+        let still = self.cap.is_some() && 2 * past_half > applied;
+        let overloaded = 2 * past > applied || still;
         self.cap = overloaded.then(|| applied.saturating_mul(self.limit));
-        (self.within, self.past) = (0, 0);
     }
 }
