@@ -496,6 +496,13 @@ async fn phase(
     })
 }
 
+/// Where the open loop counts: the latency histogram, the errors, the refusals.
+type Tallies<'a> = (
+    &'a Arc<Mutex<Histogram<u64>>>,
+    &'a Arc<AtomicU64>,
+    &'a Arc<AtomicU64>,
+);
+
 /// The open-loop generator: every millisecond, issues the proposals that have fallen due
 /// at `offered` per second, each in its own task, round robin over the groups. A latency
 /// counts from the millisecond tick that was to issue its proposal (the first at or after
@@ -503,18 +510,14 @@ async fn phase(
 /// but the half millisecond a proposal waits, on average, for the generator's next tick
 /// does not (it made a 1 ms p99 impossible to see; the runtime's timer has no finer step,
 /// and a generator thread of its own cost the 2-core box more than it measured). Returns 0
-/// (its errors go to `errors`).
+/// (its errors go to `errors`, admission control's refusals to `refusals`).
 fn open_loop(
     offered: u64,
     cluster: &[ClusterNode],
     leaders: &[NodeId],
     bytes: usize,
     (running, measuring): (&Arc<AtomicBool>, &Arc<AtomicBool>),
-    (shared, errors, refusals): (
-        &Arc<Mutex<Histogram<u64>>>,
-        &Arc<AtomicU64>,
-        &Arc<AtomicU64>,
-    ),
+    (shared, errors, refusals): Tallies<'_>,
 ) -> impl std::future::Future<Output = u64> + Send + 'static {
     let handles: Vec<_> = leaders
         .iter()

@@ -66,6 +66,13 @@ fn take_until_refused(node: &mut Node) -> usize {
     taken
 }
 
+/// The node takes a hundred proposals: no cap.
+fn assert_uncapped(node: &mut Node) {
+    for _ in 0..100 {
+        assert!(propose(node, "taken").is_ok());
+    }
+}
+
 /// A proposal applied after more than the limit makes the node overloaded for the next
 /// tick: it holds at most what it applied in the tick (one) times the limit (three), and
 /// the proposal past that is refused and never reaches the log. A tick with nothing applied
@@ -84,9 +91,7 @@ fn a_proposal_applied_past_the_limit_caps_what_the_node_holds() {
     assert_eq!(propose(&mut node, "refused"), Err(busy()));
     testing::settle(&mut node, &mut Alone).unwrap();
     node.tick();
-    for _ in 0..100 {
-        assert!(propose(&mut node, "taken").is_ok());
-    }
+    assert_uncapped(&mut node);
 }
 
 /// A tick with nothing applied and nothing held ends the overload: a node that refused
@@ -98,9 +103,7 @@ fn a_tick_with_nothing_applied_or_held_ends_the_overload() {
     node.tick();
     assert_eq!(node.pending_proposals(), 0);
     node.tick();
-    for _ in 0..100 {
-        assert!(propose(&mut node, "taken").is_ok());
-    }
+    assert_uncapped(&mut node);
 }
 
 /// At the limit, not past it, nothing is refused.
@@ -109,9 +112,7 @@ fn a_proposal_applied_at_the_limit_refuses_nothing() {
     let mut node = led();
     apply_after(&mut node, LIMIT);
     node.tick();
-    for _ in 0..100 {
-        assert!(propose(&mut node, "taken").is_ok());
-    }
+    assert_uncapped(&mut node);
 }
 
 /// Most of a tick's applied proposals decide, not one: a proposal that waited long,
@@ -134,9 +135,7 @@ fn one_slow_proposal_beside_a_fast_one_refuses_nothing() {
     let status = node.group_status(g(1)).unwrap();
     assert_eq!(status.applied, status.last_index);
     node.tick();
-    for _ in 0..100 {
-        assert!(propose(&mut node, "taken").is_ok());
-    }
+    assert_uncapped(&mut node);
 }
 
 /// An overloaded node stays overloaded while most of what it applies waited past half the
@@ -157,9 +156,7 @@ fn the_overload_lasts_while_waits_stay_past_half_the_limit() {
     // The nine apply at once: the overload ends.
     testing::settle(&mut node, &mut Alone).unwrap();
     node.tick();
-    for _ in 0..100 {
-        assert!(propose(&mut node, "taken").is_ok());
-    }
+    assert_uncapped(&mut node);
 }
 
 /// The wait counts from when the proposal was queued for the node
