@@ -277,13 +277,6 @@ mod tests {
         submissions.push(third).unwrap();
     }
 
-    /// Sends nowhere: a single-voter group has no one to send to.
-    struct Nowhere;
-
-    impl crate::testing::Io for Nowhere {
-        fn send(&mut self, _batch: crate::message::MessageBatch) {}
-    }
-
     /// A proposal's wait counts from the tick published when it was queued, not from when
     /// the loop took it: one that waited four ticks in the queue of a loop running behind,
     /// then applied at once, overloads a node with a limit of three (it then holds at most
@@ -298,7 +291,7 @@ mod tests {
         node.create_group(GroupId(1), crate::Membership::voters([1]))
             .unwrap();
         node.campaign(GroupId(1)).unwrap();
-        crate::testing::settle(&mut node, &mut Nowhere).unwrap();
+        crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
         let submissions = Arc::new(Submissions::new(16, ProposalCounters::default()));
         let mut taker = Taker::new(Arc::clone(&submissions));
         let mut replies = Replies::new(node.metrics().commit_latency.clone());
@@ -314,7 +307,7 @@ mod tests {
             }
             l.1.publish(l.0);
             l.1.take(16, l.0, l.2);
-            crate::testing::settle(l.0, &mut Nowhere).unwrap();
+            crate::testing::settle(l.0, &mut crate::testing::Recorder::default()).unwrap();
             l.0.tick();
         }
         // Proposes `count` through the queue; returns how many were refused `Busy`.
@@ -338,7 +331,7 @@ mod tests {
 
         queue_for(&mut loop_, 4);
         assert_eq!(refused(&mut loop_, 4), 1);
-        crate::testing::settle(loop_.0, &mut Nowhere).unwrap();
+        crate::testing::settle(loop_.0, &mut crate::testing::Recorder::default()).unwrap();
         loop_.0.tick(); // the three applied, one refused: still overloaded
         loop_.0.tick(); // nothing applied: the overload ends
 

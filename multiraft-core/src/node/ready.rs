@@ -419,7 +419,7 @@ impl Node {
         for e in entries {
             if let Payload::Command { id, .. } = &e.payload
                 && id.node == self.id
-                && let Some(request) = self.requests.applied(group, RequestId(id.seq))
+                && let Some(request) = self.requests.applied(group, RequestId(id.seq), self.ticks)
             {
                 if resolved.is_empty() {
                     // On a leader most applied entries are its own: one allocation.

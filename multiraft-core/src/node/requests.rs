@@ -96,8 +96,6 @@ pub(super) struct Requests {
     ended: Vec<Outcome>,
     /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
     counters: ProposalCounters,
-    /// The node's tick count at the last `expire`.
-    now: u64,
     /// Whether new proposals are taken (`Config::max_commit_wait_ticks`).
     admission: Admission,
 }
@@ -263,9 +261,9 @@ impl Requests {
         id
     }
 
-    /// The entry of proposal `id` of `group` is applied here: ends it, and returns it to put
-    /// in the apply, if it was still pending.
-    pub(super) fn applied(&mut self, group: GroupId, id: RequestId) -> Option<RequestId> {
+    /// The entry of proposal `id` of `group` is applied here at tick `now`: ends it, and
+    /// returns it to put in the apply, if it was still pending.
+    pub(super) fn applied(&mut self, group: GroupId, id: RequestId, now: u64) -> Option<RequestId> {
         let p = self.proposals.remove(&id)?;
         if p.group != group {
             // Not this request's entry (an id of another group cannot match, but a table
@@ -273,7 +271,7 @@ impl Requests {
             self.proposals.insert(id, p);
             return None;
         }
-        self.admission.applied(self.now.saturating_sub(p.queued_at));
+        self.admission.applied(now.saturating_sub(p.queued_at));
         Some(id)
     }
 
@@ -309,7 +307,6 @@ impl Requests {
     /// Ticks reached `now`: ends every request due by then as timed out, and returns the
     /// reads among them (their groups must forget them).
     pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
-        self.now = now;
         while let Some(&(deadline, id)) = self.transfer_deadlines.front() {
             if deadline > now {
                 break;

@@ -5,14 +5,7 @@
 //! a slow disk is a write kept in flight while ticks pass.
 
 use super::*;
-use crate::testing::{self, Io};
-
-/// Sends nowhere: a single-voter group has no one to send to.
-struct Alone;
-
-impl Io for Alone {
-    fn send(&mut self, _batch: MessageBatch) {}
-}
+use crate::testing::{self, Recorder};
 
 const LIMIT: u32 = 3;
 
@@ -33,7 +26,7 @@ fn led() -> Node {
     );
     node.create_group(g(1), Membership::voters([1])).unwrap();
     node.campaign(g(1)).unwrap();
-    testing::settle(&mut node, &mut Alone).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
     node
 }
 
@@ -41,18 +34,26 @@ fn propose(node: &mut Node, data: &'static str) -> Result<RequestId, ProposeErro
     node.propose(g(1), Bytes::from_static(data.as_bytes()))
 }
 
-/// Proposes once, keeps the proposal's write in flight for `ticks` ticks, then makes it
-/// durable and applies it: the proposal waited `ticks` ticks.
-fn apply_after(node: &mut Node, ticks: u32) {
+/// Proposes once and keeps the proposal's write in flight for `ticks` ticks; then does
+/// `meanwhile`, makes the write durable and settles the node.
+fn hold_write(node: &mut Node, ticks: u32, meanwhile: impl FnOnce(&mut Node)) {
     propose(node, "slow").unwrap();
     let ready = node.ready().expect("the proposal is written");
-    let in_flight = testing::begin(node, ready, &mut Alone);
+    let in_flight = testing::begin(node, ready, &mut Recorder::default());
     for _ in 0..ticks {
         node.tick();
     }
-    in_flight.acknowledge(node).deliver(node, &mut Alone);
+    meanwhile(node);
+    in_flight
+        .acknowledge(node)
+        .deliver(node, &mut Recorder::default());
+    testing::settle(node, &mut Recorder::default()).unwrap();
+}
+
+/// Proposes once and applies the proposal after `ticks` ticks: it waited `ticks` ticks.
+fn apply_after(node: &mut Node, ticks: u32) {
     let applied = node.group_status(g(1)).unwrap().applied;
-    testing::settle(node, &mut Alone).unwrap();
+    hold_write(node, ticks, |_| {});
     assert_eq!(node.group_status(g(1)).unwrap().applied, applied + 1);
 }
 
@@ -89,7 +90,7 @@ fn a_proposal_applied_past_the_limit_caps_what_the_node_holds() {
     assert_eq!(node.group_status(g(1)).unwrap().last_index, last);
     node.tick();
     assert_eq!(propose(&mut node, "refused"), Err(busy()));
-    testing::settle(&mut node, &mut Alone).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
     node.tick();
     assert_uncapped(&mut node);
 }
@@ -120,18 +121,10 @@ fn a_proposal_applied_at_the_limit_refuses_nothing() {
 #[test]
 fn one_slow_proposal_beside_a_fast_one_refuses_nothing() {
     let mut node = led();
-    propose(&mut node, "slow").unwrap();
-    let ready = node.ready().expect("the slow proposal is written");
-    let in_flight = testing::begin(&mut node, ready, &mut Alone);
-    for _ in 0..=LIMIT {
-        node.tick();
-    }
-    // Taken now, written once the slow one's write is done, applied with it.
-    propose(&mut node, "fast").unwrap();
-    in_flight
-        .acknowledge(&mut node)
-        .deliver(&mut node, &mut Alone);
-    testing::settle(&mut node, &mut Alone).unwrap();
+    // The fast one is taken as the slow one's write ends, and applied with it.
+    hold_write(&mut node, LIMIT + 1, |node| {
+        propose(node, "fast").unwrap();
+    });
     let status = node.group_status(g(1)).unwrap();
     assert_eq!(status.applied, status.last_index);
     node.tick();
@@ -150,11 +143,11 @@ fn the_overload_lasts_while_waits_stay_past_half_the_limit() {
     // The three wait two ticks (past half of three, within three), then apply.
     node.tick();
     node.tick();
-    testing::settle(&mut node, &mut Alone).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
     node.tick();
     assert_eq!(take_until_refused(&mut node), 9);
     // The nine apply at once: the overload ends.
-    testing::settle(&mut node, &mut Alone).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
     node.tick();
     assert_uncapped(&mut node);
 }
@@ -172,7 +165,7 @@ fn the_wait_counts_from_when_the_proposal_was_queued() {
     }
     let data = Bytes::from_static(b"queued");
     node.propose_queued(g(1), data, queued_at).unwrap();
-    testing::settle(&mut node, &mut Alone).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
     node.tick();
     assert_eq!(take_until_refused(&mut node), LIMIT as usize);
 }
