@@ -6,8 +6,10 @@
 //! event loop stalled serves one tick when it resumes, so its own stall never makes its
 //! peers look silent. And each peer's timeout stretches to twice the longest silence it
 //! recovered from lately (at most [`MAX_TIMEOUT_STRETCH`] timeouts): a peer whose loop
-//! stalls under load is not declared down for the next stall of the same length
-//! (docs/design.md §4.3).
+//! stalls under load is not declared down for the next stall of the same length. Its
+//! timeout also stretches to twice the longest stall of this node's own loop lately: the
+//! load that stalls this node most likely stalls its peers too, and a first stall of a peer
+//! has no history of its own to go by (docs/design.md §4.3).
 
 use std::collections::BTreeMap;
 
@@ -52,10 +54,12 @@ struct Peer {
 
 impl Peer {
     /// Served ticks of silence after which the peer is declared down: the liveness
-    /// `timeout`, stretched to twice the longest silence it recovered from lately.
-    fn timeout(&self, timeout: u64) -> u64 {
+    /// `timeout`, stretched to twice the longest silence it recovered from lately, or
+    /// twice `own_stall` (this node's own longest stall lately), whichever is longer.
+    fn timeout(&self, timeout: u64, own_stall: u64) -> u64 {
         let cap = timeout.saturating_mul(MAX_TIMEOUT_STRETCH);
         self.longest_silence
+            .max(own_stall)
             .saturating_mul(2)
             .clamp(timeout, cap.max(timeout))
     }
@@ -67,6 +71,13 @@ pub(super) struct Peers {
     peers: BTreeMap<NodeId, Peer>,
     /// Ticks served ([`Peers::expire`] calls): the clock silence is counted in.
     served: u64,
+    /// The longest this node's own loop stalled lately, in ticks of its clock (a tick
+    /// served late after `missed` others counts `1 + missed`); halved with the peers'
+    /// stretch. Peers get twice it before they are declared down ([`Peer::timeout`]).
+    /// Without it, three nodes on two cores flooded by 131,072 client tasks declared each
+    /// other down in the flood's first second: a peer's first 100 ms stall had no silence
+    /// of its own to stretch by, and cost its groups their leaders.
+    own_stall: u64,
 }
 
 impl Peers {
@@ -180,21 +191,26 @@ impl Peers {
             .map(|p| p.leased_since)
     }
 
-    /// Serves one tick: declares down every live peer silent for more than its timeout
-    /// (`timeout` served ticks, stretched by its recent silences). Returns them, and how
-    /// many peers are down now (these and the ones declared before), counted in the same
-    /// walk.
-    pub(super) fn expire(&mut self, timeout: u64) -> (Vec<NodeId>, usize) {
+    /// Serves one tick, which comes `missed` ticks late: declares down every live peer
+    /// silent for more than its timeout (`timeout` served ticks, stretched by its recent
+    /// silences and by this node's own stalls). Returns them, and how many peers are down
+    /// now (these and the ones declared before), counted in the same walk.
+    pub(super) fn expire(&mut self, timeout: u64, missed: u64) -> (Vec<NodeId>, usize) {
         self.served += 1;
         let now = self.served;
         let decay = now.is_multiple_of(timeout.max(1).saturating_mul(STRETCH_DECAY_TIMEOUTS));
+        if decay {
+            self.own_stall /= 2;
+        }
+        self.own_stall = self.own_stall.max(missed.saturating_add(1));
+        let own_stall = self.own_stall;
         let mut down = Vec::new();
         let mut down_now = 0;
         for (id, p) in self.peers.iter_mut() {
             if decay {
                 p.longest_silence /= 2;
             }
-            if p.live && now - p.last_heard > p.timeout(timeout) {
+            if p.live && now - p.last_heard > p.timeout(timeout, own_stall) {
                 p.live = false;
                 down.push(*id);
             }
@@ -238,7 +254,7 @@ mod tests {
 
     /// Serves ticks until the peer is declared down; returns how many it took.
     fn silence_until_down(peers: &mut Peers, limit: u64) -> Option<u64> {
-        (1..=limit).find(|_| !peers.expire(TIMEOUT).0.is_empty())
+        (1..=limit).find(|_| !peers.expire(TIMEOUT, 0).0.is_empty())
     }
 
     #[test]
@@ -247,11 +263,11 @@ mod tests {
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
         assert_eq!(peers.live(NodeId(2)), Some(false));
         // Declared once, and counted down on every tick until heard again.
-        assert_eq!(peers.expire(TIMEOUT), (vec![], 1));
+        assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 1));
         assert_eq!(peers.down_count(), 1);
         peers.heard(NodeId(2));
         assert_eq!(peers.live(NodeId(2)), Some(true));
-        assert_eq!(peers.expire(TIMEOUT), (vec![], 0));
+        assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 0));
     }
 
     /// A peer heard again after a silence of 25 ticks (a stall) is given twice that before
@@ -261,7 +277,7 @@ mod tests {
     fn a_peer_that_stalled_gets_twice_that_silence_at_most_the_stretch() {
         let mut peers = one_peer();
         for _ in 0..25 {
-            peers.expire(TIMEOUT);
+            peers.expire(TIMEOUT, 0);
         }
         peers.heard(NodeId(2));
         assert_eq!(silence_until_down(&mut peers, 1000), Some(51));
@@ -272,17 +288,43 @@ mod tests {
         );
     }
 
+    /// A node whose own loop served a tick 24 ticks late (a stall of 25 ticks of its
+    /// clock) gives a silent peer twice that before declaring it down, though the peer
+    /// never stalled before: the load that stalled this node likely stalls its peers too.
+    /// The allowance is capped like a peer's own stretch, and halves with it.
+    #[test]
+    fn an_own_stall_stretches_every_peers_timeout() {
+        let mut peers = one_peer();
+        peers.expire(TIMEOUT, 24);
+        // Silent since served tick 0, the late tick served: down at served tick 51.
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(50));
+
+        peers.heard(NodeId(2));
+        peers.expire(TIMEOUT, 1_000); // a long pause: the cap holds
+        assert_eq!(
+            silence_until_down(&mut peers, 1000),
+            Some(MAX_TIMEOUT_STRETCH * TIMEOUT)
+        );
+
+        peers.heard(NodeId(2));
+        for _ in 0..12 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
+            peers.expire(TIMEOUT, 0);
+            peers.heard(NodeId(2));
+        }
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+    }
+
     /// The stretch halves every `STRETCH_DECAY_TIMEOUTS` timeouts, so a peer that stopped
     /// stalling gets the plain timeout back; a restart (a new incarnation) is not a stall.
     #[test]
     fn the_stretch_decays_and_a_restart_resets_it() {
         let mut peers = one_peer();
         for _ in 0..40 {
-            peers.expire(TIMEOUT);
+            peers.expire(TIMEOUT, 0);
         }
         peers.heard(NodeId(2));
         for _ in 0..4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
-            peers.expire(TIMEOUT);
+            peers.expire(TIMEOUT, 0);
             peers.heard(NodeId(2));
         }
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));

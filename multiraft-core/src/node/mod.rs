@@ -478,7 +478,10 @@ impl Node {
         }
         self.requests.judge_load();
         let timeout = u64::from(self.config.election_timeout_min_ticks);
-        let (down, down_now) = self.peers.expire(timeout);
+        let (down, down_now) = self.peers.expire(timeout, missed);
+        for peer in &down {
+            tracing::warn!(node = %self.id, %peer, "peer node declared down: silent past its liveness timeout");
+        }
         self.stats.peers_declared_down += down.len() as u64;
         self.metrics
             .peer_failures

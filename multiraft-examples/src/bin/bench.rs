@@ -11,12 +11,15 @@
 //! warm-up.
 //! Latency percentiles come from an HdrHistogram (3 significant figures). Each line also
 //! gives the CPU time of the whole process per proposal and the elections during the
-//! measured window (term changes of every group, as node 1 sees them), the ticks each
+//! measured window (term changes of every group, as node 1 sees them) and during the
+//! warm-up (from the clients' start, when they all propose at once), the ticks each
 //! node served per second with the share its loop served late (`NodeStatus::ticks_missed`),
 //! and the verdicts that a peer node was down (`NodeStats::peers_declared_down`): an
 //! overloaded loop shows in those first. Proposals refused by admission control
 //! (`Busy { limit: "max_commit_wait_ticks" }`, docs/design.md §5) are counted apart from
-//! the errors, as `refused`. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
+//! the errors, as `refused`; the errors are split by kind: timeouts, leadership (no leader,
+//! not the leader, leadership changed: what an overload must not cause), shed by the open
+//! loop, other. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
 //! its call.
 //!
@@ -42,7 +45,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use multiraft_core::{Bytes, Config, GroupId, NodeId, ProposeError, ReadPolicy};
+use multiraft_core::{
+    Bytes, Config, GroupId, Indeterminate, NodeId, ProposeError, ReadError, ReadPolicy,
+};
 use multiraft_examples::ClusterNode;
 use multiraft_examples::measure::{histogram, load_average, process_cpu_secs};
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
@@ -119,9 +124,15 @@ struct Figures {
     cpu_us: Option<f64>,
     /// Failed operations, the refusals of admission control apart.
     errors: u64,
+    /// Of those, by kind.
+    error_kinds: ErrorKinds,
     /// Proposals refused by admission control (`Busy { limit: "max_commit_wait_ticks" }`).
     refused: u64,
+    /// Elections during the measured window.
     elections: u64,
+    /// Elections during the warm-up, from the clients' start: the first flood of
+    /// proposals is where a loop is likeliest to fall behind.
+    warmup_elections: u64,
     /// Ticks each node served per second, on average over the nodes.
     ticks_served: f64,
     /// Of the ticks that fell due, the share a stalled loop served late (%).
@@ -232,7 +243,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {}, refused by admission {}, elections {}, ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
@@ -244,8 +255,13 @@ fn print_line(args: &Args, f: &Figures) {
         f.p999,
         f.cpu(),
         f.errors,
+        f.error_kinds.timeouts,
+        f.error_kinds.leadership,
+        f.error_kinds.shed,
+        f.error_kinds.other,
         f.refused,
         f.elections,
+        f.warmup_elections,
         f.ticks_served,
         f.ticks_missed_pct,
         f.peers_declared_down
@@ -299,7 +315,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
 
     println!();
     println!(
-        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | refused | elections |"
+        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | refused | elections (warm-up) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &rows {
@@ -308,7 +324,7 @@ async fn matrix(args: &Args) -> Result<(), String> {
             _ => f.clients.to_string(),
         };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} ({}) |",
             f.groups,
             clients,
             f.rate,
@@ -318,7 +334,8 @@ async fn matrix(args: &Args) -> Result<(), String> {
             f.cpu(),
             f.errors,
             f.refused,
-            f.elections
+            f.elections,
+            f.warmup_elections
         );
     }
     let at = |g: u64| {
@@ -382,8 +399,8 @@ async fn phase(
     // latency grew by half a gigabyte in ten minutes, and showed as the node's).
     let shared = Arc::new(Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
-    let open_errors = Arc::new(AtomicU64::new(0));
-    let refusals_seen = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
+    let terms_before = term_sum(cluster, args.groups).await?;
     if let Work::OpenLoop(offered) = work {
         let generator = open_loop(
             offered,
@@ -391,7 +408,7 @@ async fn phase(
             leaders,
             args.bytes,
             (&running, &measuring),
-            (&shared, &open_errors, &refusals_seen),
+            (&shared, &tally),
         );
         tasks.push(tokio::spawn(generator));
     } else {
@@ -399,44 +416,51 @@ async fn phase(
             let g = c % args.groups;
             let node = cluster[leaders[g as usize].0 as usize - 1].handle.clone();
             let (running, measuring, shared) = (running.clone(), measuring.clone(), shared.clone());
-            let refusals_seen = refusals_seen.clone();
             // One payload per client: a single shared one would make every proposal bounce
             // one reference count between the cores, which measures the benchmark, not the
             // library.
             let payload = Bytes::from(vec![7u8; args.bytes]);
             let batch = args.batch;
+            let tally = tally.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies_us: Vec<u32> = Vec::new();
-                let mut errors = 0u64;
                 while running.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let group = GroupId(g + 1);
-                    // How many operations of this round succeeded, how many failed, and
-                    // how many admission control refused.
-                    let (ok, failed, refusals) = match work {
+                    // The kind of each failure of this round (admission control's refusals
+                    // among them), and how many operations succeeded.
+                    let mut failures = Vec::new();
+                    let ok = match work {
                         Work::Write if batch > 1 => {
                             let commands = vec![payload.clone(); batch];
                             let results = node.propose_many(group, commands).await;
                             let ok = results.iter().filter(|r| r.is_ok()).count();
-                            let refusals = results
-                                .iter()
-                                .filter(|r| r.as_ref().is_err_and(refused))
-                                .count();
-                            (ok, results.len() - ok - refusals, refusals)
+                            failures.extend(
+                                results
+                                    .iter()
+                                    .filter_map(|r| r.as_ref().err())
+                                    .map(propose_failure),
+                            );
+                            ok
                         }
                         Work::Write | Work::OpenLoop(_) => {
                             match node.propose(group, payload.clone()).await {
-                                Ok(_) => (1, 0, 0),
-                                Err(e) if refused(&e) => (0, 0, 1),
-                                Err(_) => (0, 1, 0),
+                                Ok(_) => 1,
+                                Err(e) => {
+                                    failures.push(propose_failure(&e));
+                                    0
+                                }
                             }
                         }
                         Work::Read(policy) => match node.read(group, policy, Bytes::new()).await {
-                            Ok(_) => (1, 0, 0),
-                            Err(_) => (0, 1, 0),
+                            Ok(_) => 1,
+                            Err(e) => {
+                                failures.push(read_failure(&e));
+                                0
+                            }
                         },
                     };
-                    if refusals > 0 {
+                    if failures.contains(&Failure::Refused) {
                         // A refusal comes at once: retried at once, the clients would never
                         // yield, and starve the loops that share their runtime.
                         tokio::time::sleep(REFUSED_BACKOFF).await;
@@ -444,15 +468,15 @@ async fn phase(
                     if measuring.load(Ordering::Relaxed) {
                         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
                         latencies_us.extend(std::iter::repeat_n(us, ok));
-                        errors += failed as u64;
-                        refusals_seen.fetch_add(refusals as u64, Ordering::Relaxed);
+                        for f in failures {
+                            tally.count(f);
+                        }
                     }
                     if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
                         flush(&shared, &mut latencies_us);
                     }
                 }
                 flush(&shared, &mut latencies_us);
-                errors
             }));
         }
     }
@@ -472,11 +496,10 @@ async fn phase(
     running.store(false, Ordering::Relaxed);
     let (due, missed) = (ticks1.ticks - ticks0.ticks, ticks1.missed - ticks0.missed);
 
-    let mut errors = 0;
     for t in tasks {
-        errors += t.await.map_err(|e| e.to_string())?;
+        t.await.map_err(|e| e.to_string())?;
     }
-    errors += open_errors.load(Ordering::Relaxed);
+    let kinds = tally.kinds();
     let all = shared.lock().map_err(|e| e.to_string())?.clone();
     Ok(Figures {
         groups: args.groups,
@@ -487,21 +510,16 @@ async fn phase(
         p99: all.value_at_quantile(0.99),
         p999: all.value_at_quantile(0.999),
         cpu_us: cpu.map(|c| c * 1e6 / all.len().max(1) as f64),
-        errors,
-        refused: refusals_seen.load(Ordering::Relaxed),
+        errors: kinds.errors(),
+        error_kinds: kinds,
+        refused: kinds.refused,
         elections: terms1.saturating_sub(terms0),
+        warmup_elections: terms0.saturating_sub(terms_before),
         ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
         ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
         peers_declared_down: ticks1.down - ticks0.down,
     })
 }
-
-/// Where the open loop counts: the latency histogram, the errors, the refusals.
-type Tallies<'a> = (
-    &'a Arc<Mutex<Histogram<u64>>>,
-    &'a Arc<AtomicU64>,
-    &'a Arc<AtomicU64>,
-);
 
 /// The open-loop generator: every millisecond, issues the proposals that have fallen due
 /// at `offered` per second, each in its own task, round robin over the groups. A latency
@@ -509,22 +527,22 @@ type Tallies<'a> = (
 /// it fell due), however late the generator woke for it: so a stall still shows in full,
 /// but the half millisecond a proposal waits, on average, for the generator's next tick
 /// does not (it made a 1 ms p99 impossible to see; the runtime's timer has no finer step,
-/// and a generator thread of its own cost the 2-core box more than it measured). Returns 0
-/// (its errors go to `errors`, admission control's refusals to `refusals`).
+/// and a generator thread of its own cost the 2-core box more than it measured). Its
+/// latencies go to `shared`, its failures to `tally`.
 fn open_loop(
     offered: u64,
     cluster: &[ClusterNode],
     leaders: &[NodeId],
     bytes: usize,
     (running, measuring): (&Arc<AtomicBool>, &Arc<AtomicBool>),
-    (shared, errors, refusals): Tallies<'_>,
-) -> impl std::future::Future<Output = u64> + Send + 'static {
+    (shared, tally): (&Arc<Mutex<Histogram<u64>>>, &Arc<Tally>),
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let handles: Vec<_> = leaders
         .iter()
         .map(|l| cluster[l.0 as usize - 1].handle.clone())
         .collect();
     let (running, measuring) = (running.clone(), measuring.clone());
-    let (shared, errors, refusals) = (shared.clone(), errors.clone(), refusals.clone());
+    let (shared, tally) = (shared.clone(), tally.clone());
     let payload = Bytes::from(vec![7u8; bytes]);
     async move {
         let in_flight = Arc::new(AtomicU64::new(0));
@@ -544,15 +562,14 @@ fn open_loop(
                 let measured = measuring.load(Ordering::Relaxed);
                 if in_flight.load(Ordering::Relaxed) >= MAX_OPEN_LOOP_IN_FLIGHT {
                     if measured {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                        tally.count(Failure::Shed);
                     }
                     continue;
                 }
                 let group = GroupId(next_group as u64 + 1);
                 let node = handles[next_group].clone();
                 next_group = (next_group + 1) % handles.len();
-                let (payload, shared, errors) = (payload.clone(), shared.clone(), errors.clone());
-                let refusals = refusals.clone();
+                let (payload, shared, tally) = (payload.clone(), shared.clone(), tally.clone());
                 let in_flight = in_flight.clone();
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
@@ -570,29 +587,92 @@ fn open_loop(
                                 h.saturating_record(us);
                             }
                         }
-                        Err(e) if refused(&e) => {
-                            refusals.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Err(e) => tally.count(propose_failure(&e)),
                     }
                 });
             }
         }
-        0
     }
 }
 
-/// Whether `e` is admission control's refusal (`Config::max_commit_wait_ticks`), counted
-/// apart from errors: the node shedding load it cannot serve in time, by design.
-fn refused(e: &ProposeError) -> bool {
-    matches!(
-        e,
+/// What kind of failure ended an operation: counted apart, because each says something
+/// different about the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// Admission control refused it (`Busy { limit: "max_commit_wait_ticks" }`): the node
+    /// shedding load it cannot serve in time, by design. Not an error.
+    Refused,
+    /// No outcome within `Config::proposal_timeout_ticks`.
+    Timeout,
+    /// The group had no leader, or lost it (`NoLeader`, `NotLeader`, `LeadershipChanged`,
+    /// a transfer in progress): what an overload must never cause.
+    Leadership,
+    /// The open loop shed it: [`MAX_OPEN_LOOP_IN_FLIGHT`] were outstanding.
+    Shed,
+    /// Anything else.
+    Other,
+}
+
+fn propose_failure(e: &ProposeError) -> Failure {
+    match e {
         ProposeError::Busy {
-            limit: "max_commit_wait_ticks"
+            limit: "max_commit_wait_ticks",
+        } => Failure::Refused,
+        ProposeError::Indeterminate(Indeterminate::Timeout) => Failure::Timeout,
+        ProposeError::NoLeader
+        | ProposeError::NotLeader { .. }
+        | ProposeError::TransferInProgress
+        | ProposeError::Indeterminate(Indeterminate::LeadershipChanged) => Failure::Leadership,
+        _ => Failure::Other,
+    }
+}
+
+fn read_failure(e: &ReadError) -> Failure {
+    match e {
+        ReadError::Timeout => Failure::Timeout,
+        ReadError::NoLeader | ReadError::NotLeader { .. } | ReadError::LeadershipChanged => {
+            Failure::Leadership
         }
-    )
+        _ => Failure::Other,
+    }
+}
+
+/// Failures counted by every client of a phase, by kind.
+#[derive(Default)]
+struct Tally([AtomicU64; 5]);
+
+impl Tally {
+    fn count(&self, f: Failure) {
+        self.0[f as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn kinds(&self) -> ErrorKinds {
+        let n = |f: Failure| self.0[f as usize].load(Ordering::Relaxed);
+        ErrorKinds {
+            refused: n(Failure::Refused),
+            timeouts: n(Failure::Timeout),
+            leadership: n(Failure::Leadership),
+            shed: n(Failure::Shed),
+            other: n(Failure::Other),
+        }
+    }
+}
+
+/// A phase's failures by kind (see [`Failure`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct ErrorKinds {
+    refused: u64,
+    timeouts: u64,
+    leadership: u64,
+    shed: u64,
+    other: u64,
+}
+
+impl ErrorKinds {
+    /// The failures that count as errors: all but admission control's refusals.
+    fn errors(&self) -> u64 {
+        self.timeouts + self.leadership + self.shed + self.other
+    }
 }
 
 /// How long a closed-loop client waits after a refusal before it proposes again.
