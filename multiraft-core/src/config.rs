@@ -18,7 +18,9 @@ pub struct Config {
     /// Lower bound (inclusive) of the randomized election timeout, in ticks (Raft §5.2).
     /// A follower whose timer runs out while its leader's node is live holds back its own
     /// campaign for up to [`DEFERRED_TIMEOUTS`](crate::group::DEFERRED_TIMEOUTS) maximum
-    /// timeouts: under overload heartbeats are late, not lost (docs/design.md §4.3).
+    /// timeouts: under overload heartbeats are late, not lost (docs/design.md §4.3). It is
+    /// also the peer liveness timeout, in ticks the node served, stretched after a peer's
+    /// stalls or the node's own, to at most eight times this (docs/design.md §4.3).
     pub election_timeout_min_ticks: u32,
     /// Upper bound (exclusive) of the randomized election timeout, in ticks. The spread
     /// `max - min` is what keeps split votes rare.
