@@ -124,8 +124,9 @@ pub struct Config {
     /// reads hold.
     pub max_pending_reads: usize,
     /// A replica takes a snapshot of its state machine once it has applied this many
-    /// entries since its last one, stores it, and compacts its log below it
-    /// (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
+    /// entries since its last one (less up to a quarter, drawn from its group id, so that
+    /// groups fed alike do not all snapshot in the same tick), stores it, and compacts its
+    /// log below it (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
     /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` committed
     /// entries (a leader past it parks new proposals until the snapshot is stored), plus
     /// the proposals in flight when that hold began; lower values cost more snapshots. Machines that do not support snapshots keep their

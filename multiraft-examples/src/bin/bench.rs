@@ -1,7 +1,7 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N] [--snapshot-entries N]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. Client `c` keeps to
@@ -97,6 +97,10 @@ struct Args {
     /// given
     #[arg(long)]
     max_commit_wait_ticks: Option<u32>,
+    /// `Config::snapshot_entries` (entries applied between a group's snapshots); the
+    /// library's default if not given
+    #[arg(long)]
+    snapshot_entries: Option<u64>,
 }
 
 /// What the clients of one phase do.
@@ -198,6 +202,9 @@ async fn cluster(args: &Args, groups: u64) -> Result<(Vec<ClusterNode>, Vec<Node
     config.quiesce = std::env::var("BENCH_QUIESCE").map_or(true, |v| v != "0");
     if let Some(ticks) = args.max_commit_wait_ticks {
         config.max_commit_wait_ticks = ticks;
+    }
+    if let Some(entries) = args.snapshot_entries {
+        config.snapshot_entries = entries;
     }
     // Made once: every point of a matrix runs its nodes on the same loop threads.
     static RUNTIMES: OnceLock<Vec<tokio::runtime::Handle>> = OnceLock::new();

@@ -113,6 +113,48 @@ fn a_stored_snapshot_compacts_the_log_and_keeps_the_lag() {
     assert_eq!((g.first_index(), g.snapshot()), (9, Some((10, 1))));
 }
 
+/// Groups fed alike take their snapshots at different moments: a group's period is
+/// `snapshot_entries` less a share of up to a quarter drawn from its id. Over a thousand
+/// groups every one of the 256 periods of the quarter is taken, none by more than twice
+/// its share; and a replica's snapshot falls due after its own period, not after
+/// `snapshot_entries`.
+#[test]
+fn groups_fed_alike_take_their_snapshots_at_different_moments() {
+    use crate::group::snapshots::snapshot_period;
+    let mut taken = [0usize; 256];
+    for id in 1..=1_000 {
+        let period = snapshot_period(GroupId(id), 1_024);
+        assert!((769..=1_024).contains(&period), "{period}");
+        taken[(1_024 - period) as usize] += 1;
+    }
+    assert!(taken.iter().all(|&n| (1..=8).contains(&n)), "{taken:?}");
+    assert_eq!(
+        snapshot_period(GroupId(7), 3),
+        3,
+        "too few entries to spread"
+    );
+
+    let config = Arc::new(Config {
+        snapshot_entries: 1_024,
+        ..strict()
+    });
+    let period = snapshot_period(G, 1_024);
+    assert!(period < 1_024, "group {G} draws a share: {period}");
+    for applied in [period - 1, period] {
+        let mut loaded = LoadedGroup::new(G);
+        loaded.membership = Membership::voters([1, 2, 3]);
+        loaded.hard_state = hs(1, None, applied);
+        loaded.entries = log_of(&vec![1; applied as usize]);
+        let mut g = Replica::restore(n(1), loaded, Arc::clone(&config), 1).unwrap();
+        g.ready(MAX, MAX);
+        assert_eq!(
+            g.snapshot_due().map(|m| m.index),
+            (applied == period).then_some(period),
+            "{applied} applied"
+        );
+    }
+}
+
 /// §7 on the follower: chunks are written and acknowledged after the write; the last one
 /// replaces a log that lacks the snapshot's last entry (`log_reset`), commits up to it, and
 /// asks for the state machine to be restored; nothing is applied until it is. A chunk out
