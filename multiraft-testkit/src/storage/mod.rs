@@ -6,9 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use multiraft_core::{
     Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
-    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch, reserve_log_room,
+    SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch,
 };
 use rustc_hash::FxHashMap;
+
+mod runs;
+
+use runs::Runs;
 
 /// An in-memory [`Storage`] for tests and benchmarks.
 ///
@@ -67,13 +71,13 @@ pub struct MemStorage {
 }
 
 /// One group as stored: its log is kept from the index after the compacted prefix, so
-/// `entries[i].index == offset() + i + 1`.
+/// the entry at position `i` of `entries` has index `offset() + i + 1`.
 #[derive(Clone, Debug, Default)]
 struct StoredGroup {
     membership: Membership,
     hard_state: HardState,
     compacted: Option<Compacted>,
-    entries: Vec<Entry>,
+    entries: Runs,
     /// The latest complete snapshot.
     snapshot: Option<StoredSnapshot>,
     /// The snapshot being received: its chunks so far.
@@ -104,8 +108,11 @@ impl StoredGroup {
             return;
         }
         let drop = (to - offset) as usize;
-        let term = self.entries[drop - 1].term;
-        self.entries.drain(..drop);
+        // Validated: `to` is at most the last index, so the entry is there.
+        let Some(term) = self.entries.get(drop - 1).map(|e| e.term) else {
+            return;
+        };
+        self.entries.drain_front(drop);
         self.compacted = Some(Compacted { index: to, term });
     }
 
@@ -360,16 +367,7 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored
                 .entries
                 .truncate((first.index - 1 - stored.offset()) as usize);
-            if stored.entries.is_empty() {
-                stored.entries = write.entries;
-            } else {
-                // In the group's own steps, as the core's log grows: the logs of groups
-                // fed alike, grown by the vector's doubling, copied themselves into fresh
-                // pages all in the same milliseconds (BENCHMARKS.md: every node stalled
-                // 10–40 ms at 64 and 128 entries).
-                reserve_log_room(&mut stored.entries, write.group, write.entries.len());
-                stored.entries.extend(write.entries);
-            }
+            stored.entries.append(write.entries);
         }
         if let Some(to) = write.compact_to {
             stored.compact(to);
@@ -421,7 +419,7 @@ impl Storage for MemStorage {
                 loaded.hard_state = stored.hard_state;
                 loaded.compacted = stored.compacted;
                 loaded.snapshot = stored.snapshot.as_ref().map(|s| s.meta.clone());
-                loaded.entries = stored.entries.clone();
+                loaded.entries = stored.entries.iter().cloned().collect();
                 loaded
             })
             .collect())
@@ -454,7 +452,7 @@ impl Storage for MemStorage {
         if start >= end {
             return Ok(Vec::new());
         }
-        Ok(stored.entries[start as usize..end as usize].to_vec())
+        Ok(stored.entries.copy(start as usize, end as usize))
     }
 
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
