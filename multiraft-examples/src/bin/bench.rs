@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use multiraft_core::{
     Bytes, Config, GroupId, Indeterminate, NodeId, ProposeError, ReadError, ReadPolicy,
@@ -529,13 +530,18 @@ async fn phase(
 }
 
 /// The open-loop generator: every millisecond, issues the proposals that have fallen due
-/// at `offered` per second, each in its own task, round robin over the groups. A latency
-/// counts from the millisecond tick that was to issue its proposal (the first at or after
-/// it fell due), however late the generator woke for it: so a stall still shows in full,
-/// but the half millisecond a proposal waits, on average, for the generator's next tick
-/// does not (it made a 1 ms p99 impossible to see; the runtime's timer has no finer step,
-/// and a generator thread of its own cost the 2-core box more than it measured). Its
-/// latencies go to `shared`, its failures to `tally`.
+/// at `offered` per second, round robin over the groups. A latency counts from the
+/// millisecond tick that was to issue its proposal (the first at or after it fell due),
+/// however late the generator woke for it: so a stall still shows in full, but the half
+/// millisecond a proposal waits, on average, for the generator's next tick does not (it
+/// made a 1 ms p99 impossible to see; the runtime's timer has no finer step, and a
+/// generator thread of its own cost the 2-core box more than it measured).
+///
+/// One task holds every outstanding proposal (a `FuturesUnordered`) and its own histogram,
+/// added to `shared` at the end; its failures go to `tally`. A task spawned per proposal,
+/// recording into the shared histogram under its lock, cost the box about as much as the
+/// proposal itself (BENCHMARKS.md, "An open-loop generator that costs less than what it
+/// measures").
 fn open_loop(
     offered: u64,
     cluster: &[ClusterNode],
@@ -550,16 +556,30 @@ fn open_loop(
         .collect();
     let (running, measuring) = (running.clone(), measuring.clone());
     let (shared, tally) = (shared.clone(), tally.clone());
-    let payload = Bytes::from(vec![7u8; bytes]);
+    // One payload per group, as the closed loop has one per client: a single one would
+    // bounce its reference count between the cores at every proposal.
+    let payloads: Vec<Bytes> = (0..handles.len())
+        .map(|_| Bytes::from(vec![7u8; bytes]))
+        .collect();
     async move {
-        let in_flight = Arc::new(AtomicU64::new(0));
+        let mut latencies = histogram(std::iter::empty());
+        let mut outstanding = FuturesUnordered::new();
         let start = Instant::now();
         let mut issued = 0u64;
         let mut next_group = 0usize;
         let mut interval = tokio::time::interval(Duration::from_millis(1));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while running.load(Ordering::Relaxed) {
-            interval.tick().await;
+            tokio::select! {
+                biased;
+                _ = interval.tick() => {}
+                // One at a time, through the select: polling the set without this task's
+                // waker (`now_or_never`) would lose its wake-ups.
+                Some((result, due, measured)) = outstanding.next(), if !outstanding.is_empty() => {
+                    record(result, due, measured, &mut latencies, &tally);
+                    continue;
+                }
+            }
             let due_total = (start.elapsed().as_secs_f64() * offered as f64) as u64;
             while issued < due_total {
                 // The tick that was to issue this one: its latency counts from then.
@@ -567,38 +587,46 @@ fn open_loop(
                 let due = start + Duration::from_millis(due_ms);
                 issued += 1;
                 let measured = measuring.load(Ordering::Relaxed);
-                if in_flight.load(Ordering::Relaxed) >= MAX_OPEN_LOOP_IN_FLIGHT {
+                if outstanding.len() as u64 >= MAX_OPEN_LOOP_IN_FLIGHT {
                     if measured {
                         tally.count(Failure::Shed);
                     }
                     continue;
                 }
                 let group = GroupId(next_group as u64 + 1);
-                let node = handles[next_group].clone();
+                let (node, payload) = (&handles[next_group], payloads[next_group].clone());
                 next_group = (next_group + 1) % handles.len();
-                let (payload, shared, tally) = (payload.clone(), shared.clone(), tally.clone());
-                let in_flight = in_flight.clone();
-                in_flight.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let result = node.propose(group, payload).await;
-                    in_flight.fetch_sub(1, Ordering::Relaxed);
-                    if !measured {
-                        return;
-                    }
-                    match result {
-                        Ok(_) => {
-                            let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            if let Ok(mut h) = shared.lock()
-                                && h.record(us).is_err()
-                            {
-                                h.saturating_record(us);
-                            }
-                        }
-                        Err(e) => tally.count(propose_failure(&e)),
-                    }
-                });
+                outstanding
+                    .push(async move { (node.propose(group, payload).await, due, measured) });
             }
         }
+        if let Ok(mut h) = shared.lock() {
+            // Both grow to fit, so the sum cannot overflow a bucket.
+            let _ = h.add(&latencies);
+        }
+    }
+}
+
+/// Counts one open-loop proposal, issued at `due`, that has ended: its latency if it was
+/// issued in the measured window and succeeded, its failure's kind if it failed.
+fn record(
+    result: Result<Bytes, ProposeError>,
+    due: Instant,
+    measured: bool,
+    latencies: &mut Histogram<u64>,
+    tally: &Tally,
+) {
+    if !measured {
+        return;
+    }
+    match result {
+        Ok(_) => {
+            let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if latencies.record(us).is_err() {
+                latencies.saturating_record(us);
+            }
+        }
+        Err(e) => tally.count(propose_failure(&e)),
     }
 }
 
