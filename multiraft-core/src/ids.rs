@@ -20,6 +20,13 @@ impl GroupId {
     /// Marks node-level messages (coalesced heartbeats), which belong to no group. Never
     /// a valid group id.
     pub const NODE: GroupId = GroupId(0);
+
+    /// A number drawn from the id, spread evenly over `u32` for consecutive ids (a
+    /// multiplicative hash): what per-group sizes and periods are staggered by, so that
+    /// groups fed alike do not reach the same step at the same moment.
+    pub(crate) fn spread(self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+    }
 }
 
 impl std::fmt::Display for NodeId {

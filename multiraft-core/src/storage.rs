@@ -16,8 +16,7 @@ pub const FIRST_LOG_ROOM: usize = 16;
 /// `[FIRST_LOG_ROOM, 2 * FIRST_LOG_ROOM)` drawn from a hash of the group id. It then grows
 /// by doubling from there ([`log_room`]).
 pub fn first_log_room(group: GroupId) -> usize {
-    let spread = group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    FIRST_LOG_ROOM + (spread as usize) % FIRST_LOG_ROOM
+    FIRST_LOG_ROOM + (group.spread() as usize) % FIRST_LOG_ROOM
 }
 
 /// The capacity to give a group's log vector that must grow to hold `needed` entries: the

@@ -68,12 +68,17 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
 pub fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
     let mut h = Histogram::new(3).expect("3 significant figures is a valid precision");
     for v in values {
-        // The histogram grows to fit; a value beyond what it can ever track is clamped.
-        if h.record(v).is_err() {
-            h.saturating_record(v);
-        }
+        record(&mut h, v);
     }
     h
+}
+
+/// Adds `v` to `h`, which grows to fit; a value beyond what it can ever track is clamped
+/// (`saturating_record` alone would clamp to the histogram's current range).
+pub fn record(h: &mut Histogram<u64>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
 }
 
 /// `d` in whole nanoseconds (saturating at `u64::MAX`).

@@ -58,8 +58,7 @@ pub(crate) enum Taking {
 /// (BENCHMARKS.md, "Snapshots spread over a quarter of the period"). Never more than
 /// `snapshot_entries`, so the bound on each group's log holds.
 pub(crate) fn snapshot_period(group: GroupId, snapshot_entries: u64) -> u64 {
-    let spread = group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    snapshot_entries - spread % (snapshot_entries / 4).max(1)
+    snapshot_entries - group.spread() % (snapshot_entries / 4).max(1)
 }
 
 impl Replica {

@@ -50,7 +50,7 @@ use multiraft_core::{
     Bytes, Config, GroupId, Indeterminate, NodeId, ProposeError, ReadError, ReadPolicy,
 };
 use multiraft_examples::ClusterNode;
-use multiraft_examples::measure::{histogram, load_average, process_cpu_secs};
+use multiraft_examples::measure::{histogram, load_average, process_cpu_secs, record};
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
 
 /// Throughput and latency of committed proposals: 3 nodes in one process on in-memory
@@ -576,7 +576,7 @@ fn open_loop(
                 // One at a time, through the select: polling the set without this task's
                 // waker (`now_or_never`) would lose its wake-ups.
                 Some((result, due, measured)) = outstanding.next(), if !outstanding.is_empty() => {
-                    record(result, due, measured, &mut latencies, &tally);
+                    record_outcome(result, due, measured, &mut latencies, &tally);
                     continue;
                 }
             }
@@ -609,7 +609,7 @@ fn open_loop(
 
 /// Counts one open-loop proposal, issued at `due`, that has ended: its latency if it was
 /// issued in the measured window and succeeded, its failure's kind if it failed.
-fn record(
+fn record_outcome(
     result: Result<Bytes, ProposeError>,
     due: Instant,
     measured: bool,
@@ -621,10 +621,10 @@ fn record(
     }
     match result {
         Ok(_) => {
-            let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if latencies.record(us).is_err() {
-                latencies.saturating_record(us);
-            }
+            record(
+                latencies,
+                u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX),
+            );
         }
         Err(e) => tally.count(propose_failure(&e)),
     }
@@ -723,11 +723,7 @@ fn flush(shared: &Mutex<Histogram<u64>>, buffer: &mut Vec<u32>) {
     }
     if let Ok(mut h) = shared.lock() {
         for v in buffer.drain(..) {
-            // `record` grows the histogram to fit; `saturating_record` would clamp to its
-            // current range.
-            if h.record(u64::from(v)).is_err() {
-                h.saturating_record(u64::from(v));
-            }
+            record(&mut h, u64::from(v));
         }
     }
 }

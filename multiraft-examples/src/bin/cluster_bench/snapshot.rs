@@ -47,7 +47,7 @@ use multiraft_core::{
 use multiraft_examples::IndexMachine;
 use multiraft_examples::bulk::{BulkMachine, BulkReport, Digest};
 use multiraft_examples::measure::{
-    histogram, load_average, peak_rss_bytes, reset_peak_rss, rss_bytes,
+    histogram, load_average, peak_rss_bytes, record, reset_peak_rss, rss_bytes,
 };
 use multiraft_storage_redb::RedbStorage;
 use tokio::task::JoinHandle;
@@ -240,9 +240,7 @@ fn flush(shared: &Mutex<(u64, Histogram<u64>)>, window: u64, buffer: &mut Vec<u3
         && s.0 == window
     {
         for v in buffer.iter() {
-            if s.1.record(u64::from(*v)).is_err() {
-                s.1.saturating_record(u64::from(*v));
-            }
+            record(&mut s.1, u64::from(*v));
         }
     }
     buffer.clear();
