@@ -1,7 +1,7 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N] [--snapshot-entries N]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--warmup-secs 2] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N] [--snapshot-entries N]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. Client `c` keeps to
@@ -25,8 +25,8 @@
 //!
 //! With `--rate N` the load is open loop instead: proposals are offered at N per second
 //! whatever the cluster answers, spread over the groups in turn, and each latency counts
-//! from the millisecond tick that was to issue its proposal (so a stall shows in the
-//! latency, not in a lower offered rate). At most [`MAX_OPEN_LOOP_IN_FLIGHT`] are
+//! from the moment its proposal fell due (so a stall shows in the latency, not in a lower
+//! offered rate); the line also says how late the generator issued them. At most [`MAX_OPEN_LOOP_IN_FLIGHT`] are
 //! outstanding; proposals due beyond that are shed and counted as errors.
 //!
 //! With `--reads`, the same cluster then runs two more phases of the same length with the
@@ -64,9 +64,14 @@ struct Args {
     /// Closed-loop clients, each proposing to its group's leader (at least 1)
     #[arg(long, default_value_t = 4096)]
     clients: u64,
-    /// Seconds measured, after a 2 s warm-up (at least 1)
+    /// Seconds measured, after the warm-up (at least 1)
     #[arg(long, default_value_t = 10)]
     secs: u64,
+    /// Seconds of warm-up before the measured window. A fresh cluster's logs grow into
+    /// new memory until their first snapshots (about 3.5 s at 1,000 busy groups): a longer
+    /// warm-up measures the steady state
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
     /// Bytes per proposal
     #[arg(long, default_value_t = 16)]
     bytes: usize,
@@ -144,6 +149,10 @@ struct Figures {
     ticks_missed_pct: f64,
     /// Verdicts, summed over the nodes, that a peer node was down (`NodeStats`).
     peers_declared_down: u64,
+    /// Open loop: p50 and p99 (µs) of how late the generator issued each proposal after it
+    /// fell due, and of the latency counted from the moment it was issued. The latency
+    /// above counts from when it fell due and holds both parts.
+    generator: Option<[(u64, u64); 2]>,
 }
 
 impl Figures {
@@ -251,16 +260,21 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={}: {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
         args.secs,
+        args.warmup_secs,
         f.rate,
         f.what(),
         f.p50,
         f.p99,
         f.p999,
+        f.generator.map_or(String::new(), |[late, issued]| format!(
+            " (issued late by the generator: p50 {} us, p99 {} us; from issue: p50 {} us, p99 {} us)",
+            late.0, late.1, issued.0, issued.1
+        )),
         f.cpu(),
         f.errors,
         f.error_kinds.timeouts,
@@ -356,6 +370,12 @@ async fn matrix(args: &Args) -> Result<(), String> {
         100.0 * at(4_096) / at(48).max(1.0),
         100.0 * at(1_000) / at(48).max(1.0)
     );
+    if let Some([late, issued]) = rows.last().and_then(|f| f.generator) {
+        println!(
+            "open loop, the latency taken apart: issued late by the generator p50 {} us, p99 {} us; from issue p50 {} us, p99 {} us",
+            late.0, late.1, issued.0, issued.1
+        );
+    }
     Ok(())
 }
 
@@ -409,6 +429,7 @@ async fn phase(
     let mut tasks = Vec::new();
     let tally = Arc::new(Tally::default());
     let terms_before = term_sum(cluster, args.groups).await?;
+    let parts = Arc::new(Mutex::new(GeneratorParts::default()));
     if let Work::OpenLoop(offered) = work {
         let generator = open_loop(
             offered,
@@ -417,6 +438,7 @@ async fn phase(
             args.bytes,
             (&running, &measuring),
             (&shared, &tally),
+            &parts,
         );
         tasks.push(tokio::spawn(generator));
     } else {
@@ -488,8 +510,7 @@ async fn phase(
             }));
         }
     }
-    let warmup = Duration::from_secs(2);
-    tokio::time::sleep(warmup).await;
+    tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
     let terms0 = term_sum(cluster, args.groups).await?;
     let ticks0 = loop_counts(cluster).await?;
     measuring.store(true, Ordering::Relaxed);
@@ -526,16 +547,30 @@ async fn phase(
         ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
         ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
         peers_declared_down: ticks1.down - ticks0.down,
+        generator: match work {
+            Work::OpenLoop(_) => {
+                let parts = parts.lock().map_err(|e| e.to_string())?;
+                let p = |h: &Histogram<u64>| (h.value_at_quantile(0.50), h.value_at_quantile(0.99));
+                Some([p(&parts.late), p(&parts.from_issue)])
+            }
+            _ => None,
+        },
     })
 }
 
-/// The open-loop generator: every millisecond, issues the proposals that have fallen due
-/// at `offered` per second, round robin over the groups. A latency counts from the
-/// millisecond tick that was to issue its proposal (the first at or after it fell due),
-/// however late the generator woke for it: so a stall still shows in full, but the half
-/// millisecond a proposal waits, on average, for the generator's next tick does not (it
-/// made a 1 ms p99 impossible to see; the runtime's timer has no finer step, and a
-/// generator thread of its own cost the 2-core box more than it measured).
+/// The open-loop generator: proposals fall due at exact moments, `offered` per second,
+/// round robin over the groups, and each latency counts from the moment its proposal fell
+/// due, so a generator held up (the runtime busy) shows in full. The generator issues what
+/// has fallen due whenever it wakes: at each proposal that ends, and at least every
+/// millisecond. How late each went out is kept apart (`late`, printed as "the generator
+/// woke late"): that part of the latency is the generator's.
+///
+/// Why not a timer alone: the runtime's timer has a millisecond step and fired 1.2–1.4 ms
+/// after each tick was due, so a generator woken only by it issued every proposal up to
+/// that late, and its latencies mixed a millisecond of the generator's own lateness into
+/// every figure (BENCHMARKS.md, "An open-loop generator on time"). A thread of its own
+/// waking every 100 µs cost the 2-core box more than the proposals (14 µs each at
+/// 25,000/s); the answers coming back wake the generator often enough for free.
 ///
 /// One task holds every outstanding proposal (a `FuturesUnordered`) and its own histogram,
 /// added to `shared` at the end; its failures go to `tally`. A task spawned per proposal,
@@ -549,22 +584,26 @@ fn open_loop(
     bytes: usize,
     (running, measuring): (&Arc<AtomicBool>, &Arc<AtomicBool>),
     (shared, tally): (&Arc<Mutex<Histogram<u64>>>, &Arc<Tally>),
+    parts: &Arc<Mutex<GeneratorParts>>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let handles: Vec<_> = leaders
         .iter()
         .map(|l| cluster[l.0 as usize - 1].handle.clone())
         .collect();
     let (running, measuring) = (running.clone(), measuring.clone());
-    let (shared, tally) = (shared.clone(), tally.clone());
+    let (shared, tally, parts_shared) = (shared.clone(), tally.clone(), parts.clone());
     // One payload per group, as the closed loop has one per client: a single one would
     // bounce its reference count between the cores at every proposal.
     let payloads: Vec<Bytes> = (0..handles.len())
         .map(|_| Bytes::from(vec![7u8; bytes]))
         .collect();
     async move {
-        let mut latencies = histogram(std::iter::empty());
-        let mut outstanding = FuturesUnordered::new();
         let start = Instant::now();
+        let mut latencies = histogram(std::iter::empty());
+        let mut parts = GeneratorParts::default();
+        // Each ends with its outcome, when it fell due and when it was issued, and whether
+        // it counts (issued in the measured window).
+        let mut outstanding: FuturesUnordered<_> = FuturesUnordered::new();
         let mut issued = 0u64;
         let mut next_group = 0usize;
         let mut interval = tokio::time::interval(Duration::from_millis(1));
@@ -572,21 +611,24 @@ fn open_loop(
         while running.load(Ordering::Relaxed) {
             tokio::select! {
                 biased;
-                _ = interval.tick() => {}
                 // One at a time, through the select: polling the set without this task's
                 // waker (`now_or_never`) would lose its wake-ups.
-                Some((result, due, measured)) = outstanding.next(), if !outstanding.is_empty() => {
-                    record_outcome(result, due, measured, &mut latencies, &tally);
-                    continue;
+                Some((result, times, measured)) = outstanding.next(), if !outstanding.is_empty() => {
+                    let histograms = [&mut latencies, &mut parts.from_issue];
+                    record_outcome(result, times, measured, histograms, &tally);
                 }
+                _ = interval.tick() => {}
             }
-            let due_total = (start.elapsed().as_secs_f64() * offered as f64) as u64;
+            let now = Instant::now();
+            let due_total = due_by(offered, now - start);
             while issued < due_total {
-                // The tick that was to issue this one: its latency counts from then.
-                let due_ms = (issued as f64 * 1000.0 / offered as f64).ceil() as u64;
-                let due = start + Duration::from_millis(due_ms);
+                let due = start + Duration::from_secs_f64(issued as f64 / offered as f64);
                 issued += 1;
                 let measured = measuring.load(Ordering::Relaxed);
+                if measured {
+                    let us = u64::try_from(now.saturating_duration_since(due).as_micros());
+                    record(&mut parts.late, us.unwrap_or(u64::MAX));
+                }
                 if outstanding.len() as u64 >= MAX_OPEN_LOOP_IN_FLIGHT {
                     if measured {
                         tally.count(Failure::Shed);
@@ -596,24 +638,57 @@ fn open_loop(
                 let group = GroupId(next_group as u64 + 1);
                 let (node, payload) = (&handles[next_group], payloads[next_group].clone());
                 next_group = (next_group + 1) % handles.len();
-                outstanding
-                    .push(async move { (node.propose(group, payload).await, due, measured) });
+                outstanding.push(async move {
+                    let times: [Instant; 2] = [due, now];
+                    (node.propose(group, payload).await, times, measured)
+                });
             }
         }
+        // Both grow to fit, so a sum cannot overflow a bucket.
         if let Ok(mut h) = shared.lock() {
-            // Both grow to fit, so the sum cannot overflow a bucket.
             let _ = h.add(&latencies);
+        }
+        if let Ok(mut p) = parts_shared.lock() {
+            let _ = p.late.add(&parts.late);
+            let _ = p.from_issue.add(&parts.from_issue);
         }
     }
 }
 
-/// Counts one open-loop proposal, issued at `due`, that has ended: its latency if it was
-/// issued in the measured window and succeeded, its failure's kind if it failed.
+/// The open loop's latency taken apart (µs): how late the generator issued each proposal
+/// after it fell due, and the latency from the moment it was issued.
+struct GeneratorParts {
+    late: Histogram<u64>,
+    from_issue: Histogram<u64>,
+}
+
+impl Default for GeneratorParts {
+    fn default() -> Self {
+        GeneratorParts {
+            late: histogram(std::iter::empty()),
+            from_issue: histogram(std::iter::empty()),
+        }
+    }
+}
+
+/// Microseconds since `t`, saturating.
+fn micros_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The proposals due in the first `elapsed` of an open loop offering `offered` per second.
+fn due_by(offered: u64, elapsed: Duration) -> u64 {
+    (elapsed.as_secs_f64() * offered as f64) as u64
+}
+
+/// Counts one open-loop proposal, which fell due and was issued at `times`, and has
+/// ended: if it was issued in the measured window and succeeded, its latency from each of
+/// those moments (into `latencies`, in that order); if it failed, its failure's kind.
 fn record_outcome(
     result: Result<Bytes, ProposeError>,
-    due: Instant,
+    times: [Instant; 2],
     measured: bool,
-    latencies: &mut Histogram<u64>,
+    latencies: [&mut Histogram<u64>; 2],
     tally: &Tally,
 ) {
     if !measured {
@@ -621,10 +696,9 @@ fn record_outcome(
     }
     match result {
         Ok(_) => {
-            record(
-                latencies,
-                u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX),
-            );
+            for (h, t) in latencies.into_iter().zip(times) {
+                record(h, micros_since(t));
+            }
         }
         Err(e) => tally.count(propose_failure(&e)),
     }
