@@ -1,7 +1,7 @@
 //! The shared log on redb: durable commit throughput by number of groups, the raw ingest
 //! rate of redb itself, and the time to load 100,000 groups at start.
 //!
-//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--compact-secs 30] [--only groups,raw,load,compact,e2e]`
+//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--checkpoint-mib N] [--compact-secs 30] [--only groups,raw,load,compact,e2e]`
 //!
 //! Every figure is printed for each run and as the median of the runs.
 //!
@@ -83,6 +83,10 @@ struct Args {
     /// 0: on the clients' runtime
     #[arg(long, default_value_t = 0)]
     loop_threads: usize,
+    /// `RedbOptions::checkpoint_bytes` of the end-to-end measurement's databases, in MiB
+    /// [default: the library's default]
+    #[arg(long)]
+    checkpoint_mib: Option<usize>,
     /// Seconds of each compaction workload (at least 2)
     #[arg(long, default_value_t = 30)]
     compact_secs: u64,
@@ -273,7 +277,19 @@ async fn run() -> Result<(), String> {
             let paths: Vec<PathBuf> = (1..=3)
                 .map(|i| dir.path().join(format!("e2e-{run}-node{i}.redb")))
                 .collect();
-            let r = bench_e2e(&paths, &runtimes, args.e2e_groups, args.clients, secs).await?;
+            let options = args
+                .checkpoint_mib
+                .map_or_else(RedbOptions::default, |mib| {
+                    RedbOptions::default().with_checkpoint_bytes(mib << 20)
+                });
+            let r = bench_e2e(
+                &paths,
+                &runtimes,
+                (args.e2e_groups, args.clients),
+                &options,
+                secs,
+            )
+            .await?;
             println!(
                 "  e2e run {run}: {:>10.0} committed proposals/s (3 nodes on redb, {} groups, {} clients, 16-byte proposals), {} errors, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} checkpoints (longest {:.1} ms)",
                 r.rate,
@@ -576,8 +592,8 @@ struct E2eResult {
 async fn bench_e2e(
     paths: &[PathBuf],
     runtimes: &[tokio::runtime::Handle],
-    groups: u64,
-    clients: u64,
+    (groups, clients): (u64, u64),
+    options: &RedbOptions,
     secs: Duration,
 ) -> Result<E2eResult, String> {
     let network = MemNetwork::new();
@@ -590,8 +606,7 @@ async fn bench_e2e(
     let mut cluster = Vec::new();
     let mut storages = Vec::new();
     for (i, path) in (1..).zip(paths) {
-        let storage =
-            RedbStorage::open(path, RedbOptions::default()).map_err(|e| format!("open: {e}"))?;
+        let storage = RedbStorage::open(path, options.clone()).map_err(|e| format!("open: {e}"))?;
         storages.push(storage.clone());
         let builder = MultiRaft::builder(NodeId(i), config.clone())
             .storage(storage)
