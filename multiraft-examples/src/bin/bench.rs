@@ -68,8 +68,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     secs: u64,
     /// Seconds of warm-up before the measured window. A fresh cluster's logs grow into
-    /// new memory until their first snapshots (about 3.5 s at 1,000 busy groups): a longer
-    /// warm-up measures the steady state
+    /// new memory until their first snapshots; at 1,000 and 4,096 busy groups a longer
+    /// warm-up measured no faster (BENCHMARKS.md, "An open-loop generator on time")
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
     /// Bytes per proposal
@@ -562,8 +562,9 @@ async fn phase(
 /// round robin over the groups, and each latency counts from the moment its proposal fell
 /// due, so a generator held up (the runtime busy) shows in full. The generator issues what
 /// has fallen due whenever it wakes: at each proposal that ends, and at least every
-/// millisecond. How late each went out is kept apart (`late`, printed as "the generator
-/// woke late"): that part of the latency is the generator's.
+/// millisecond. How late each went out is kept apart (`parts.late`, printed as "issued
+/// late by the generator"), with the latency from issue: that first part is the
+/// generator's.
 ///
 /// Why not a timer alone: the runtime's timer has a millisecond step and fired 1.2–1.4 ms
 /// after each tick was due, so a generator woken only by it issued every proposal up to
