@@ -86,6 +86,11 @@ pub fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// `d` in whole microseconds (saturating at `u64::MAX`).
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The value at quantile `q` (0.5 for the median, 0.99 for p99) of a histogram of
 /// nanoseconds, as a duration; zero for an empty histogram.
 pub fn quantile(h: &Histogram<u64>, q: f64) -> Duration {

@@ -50,7 +50,7 @@ use multiraft_core::{
     Bytes, Config, GroupId, Indeterminate, NodeId, ProposeError, ReadError, ReadPolicy,
 };
 use multiraft_examples::ClusterNode;
-use multiraft_examples::measure::{histogram, load_average, process_cpu_secs, record};
+use multiraft_examples::measure::{histogram, load_average, micros, process_cpu_secs, record};
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
 
 /// Throughput and latency of committed proposals: 3 nodes in one process on in-memory
@@ -156,6 +156,16 @@ struct Figures {
 }
 
 impl Figures {
+    /// The open loop's latency taken apart ([`Figures::generator`]), as printed.
+    fn generator_parts(&self) -> Option<String> {
+        self.generator.map(|[late, issued]| {
+            format!(
+                "issued late by the generator: p50 {} us, p99 {} us; from issue: p50 {} us, p99 {} us",
+                late.0, late.1, issued.0, issued.1
+            )
+        })
+    }
+
     /// CPU µs per operation, as printed.
     fn cpu(&self) -> String {
         self.cpu_us.map_or("n/a".into(), |c| format!("{c:.2}"))
@@ -271,10 +281,8 @@ fn print_line(args: &Args, f: &Figures) {
         f.p50,
         f.p99,
         f.p999,
-        f.generator.map_or(String::new(), |[late, issued]| format!(
-            " (issued late by the generator: p50 {} us, p99 {} us; from issue: p50 {} us, p99 {} us)",
-            late.0, late.1, issued.0, issued.1
-        )),
+        f.generator_parts()
+            .map_or(String::new(), |parts| format!(" ({parts})")),
         f.cpu(),
         f.errors,
         f.error_kinds.timeouts,
@@ -370,11 +378,8 @@ async fn matrix(args: &Args) -> Result<(), String> {
         100.0 * at(4_096) / at(48).max(1.0),
         100.0 * at(1_000) / at(48).max(1.0)
     );
-    if let Some([late, issued]) = rows.last().and_then(|f| f.generator) {
-        println!(
-            "open loop, the latency taken apart: issued late by the generator p50 {} us, p99 {} us; from issue p50 {} us, p99 {} us",
-            late.0, late.1, issued.0, issued.1
-        );
+    if let Some(parts) = rows.last().and_then(Figures::generator_parts) {
+        println!("open loop, the latency taken apart: {parts}");
     }
     Ok(())
 }
@@ -621,14 +626,14 @@ fn open_loop(
                 _ = interval.tick() => {}
             }
             let now = Instant::now();
-            let due_total = due_by(offered, now - start);
+            // The proposals due by now at `offered` per second.
+            let due_total = ((now - start).as_secs_f64() * offered as f64) as u64;
             while issued < due_total {
                 let due = start + Duration::from_secs_f64(issued as f64 / offered as f64);
                 issued += 1;
                 let measured = measuring.load(Ordering::Relaxed);
                 if measured {
-                    let us = u64::try_from(now.saturating_duration_since(due).as_micros());
-                    record(&mut parts.late, us.unwrap_or(u64::MAX));
+                    record(&mut parts.late, micros(now.saturating_duration_since(due)));
                 }
                 if outstanding.len() as u64 >= MAX_OPEN_LOOP_IN_FLIGHT {
                     if measured {
@@ -672,16 +677,6 @@ impl Default for GeneratorParts {
     }
 }
 
-/// Microseconds since `t`, saturating.
-fn micros_since(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The proposals due in the first `elapsed` of an open loop offering `offered` per second.
-fn due_by(offered: u64, elapsed: Duration) -> u64 {
-    (elapsed.as_secs_f64() * offered as f64) as u64
-}
-
 /// Counts one open-loop proposal, which fell due and was issued at `times`, and has
 /// ended: if it was issued in the measured window and succeeded, its latency from each of
 /// those moments (into `latencies`, in that order); if it failed, its failure's kind.
@@ -698,7 +693,7 @@ fn record_outcome(
     match result {
         Ok(_) => {
             for (h, t) in latencies.into_iter().zip(times) {
-                record(h, micros_since(t));
+                record(h, micros(t.elapsed()));
             }
         }
         Err(e) => tally.count(propose_failure(&e)),
