@@ -179,6 +179,7 @@ mod call;
 mod clock;
 mod config;
 mod driver;
+mod entries;
 mod entry;
 mod error;
 pub mod group;
@@ -202,6 +203,7 @@ pub use api::{Builder, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};
+pub use entries::Entries;
 pub use entry::{Entry, HardState, Payload};
 pub use error::{
     CampaignError, GroupError, GroupNotFound, Indeterminate, MembershipChangeError, ProposeError,

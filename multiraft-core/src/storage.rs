@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::entries::Entries;
 use crate::entry::{Entry, HardState};
 use crate::error::StorageError;
 use crate::ids::GroupId;
@@ -144,7 +145,9 @@ pub struct GroupWrite {
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
     /// They must start above the compacted prefix: compacted entries are never rewritten.
-    pub entries: Vec<Entry>,
+    /// Shared with the node's log: a storage that keeps them may keep this value (a clone
+    /// is a reference) rather than copies.
+    pub entries: Entries,
     /// Log compaction: discard every entry up to and including this index, after this
     /// record's appends. The storage keeps the index and the term of that last discarded entry
     /// ([`LoadedGroup::compacted`]), which the log-matching check of the next entry needs.
@@ -178,8 +181,8 @@ impl GroupWrite {
     }
 
     /// Sets the entries to append.
-    pub fn with_entries(mut self, entries: Vec<Entry>) -> GroupWrite {
-        self.entries = entries;
+    pub fn with_entries(mut self, entries: impl Into<Entries>) -> GroupWrite {
+        self.entries = entries.into();
         self
     }
 

@@ -117,7 +117,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
         from,
         GROUP,
         next,
-        append(last, term, vec![entry(last + 1, next)]),
+        append(last, term, vec![entry(last + 1, next)].into()),
     );
     let pid = |node, seq| ProposalId {
         node: NodeId(node),
@@ -128,7 +128,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
         // The reserved node id as the sender (the only id whose transport may send it).
         batch(
             NodeId(0),
-            vec![m(NodeId(0), GROUP, next, append(last, term, vec![]))],
+            vec![m(NodeId(0), GROUP, next, append(last, term, vec![].into()))],
         ),
         batch(
             from,
@@ -146,7 +146,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
         ),
         batch(
             from,
-            vec![m(from, GROUP, next, append(last, next + 1, vec![]))],
+            vec![m(from, GROUP, next, append(last, next + 1, vec![].into()))],
         ),
         batch(
             from,
@@ -154,7 +154,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 from,
                 GROUP,
                 next,
-                append(u64::MAX, term, vec![entry(0, next)]),
+                append(u64::MAX, term, vec![entry(0, next)].into()),
             )],
         ),
         // A gap after a valid append of the next term, in one batch: dropped whole, so not
@@ -167,7 +167,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                     from,
                     GROUP,
                     next,
-                    append(last, term, vec![entry(last + 2, next)]),
+                    append(last, term, vec![entry(last + 2, next)].into()),
                 ),
             ],
         ),
@@ -180,7 +180,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 append(
                     last,
                     term,
-                    vec![entry(last + 1, next), entry(last + 2, term)],
+                    vec![entry(last + 1, next), entry(last + 2, term)].into(),
                 ),
             )],
         ),
@@ -190,7 +190,7 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 from,
                 GROUP,
                 next,
-                append(last, term, vec![entry(last + 1, next + 1)]),
+                append(last, term, vec![entry(last + 1, next + 1)].into()),
             )],
         ),
         // Forwarded proposals, which a leader would append: one too many.

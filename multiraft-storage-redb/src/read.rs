@@ -113,7 +113,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
             Some(group) => {
                 entries.retain(|e| group.table_row_live(e.index));
                 if let Some(meta) = group.meta {
-                    entries.extend(group.run.into_entries());
+                    entries.extend(group.run.iter().cloned());
                     loaded.push(loaded_group(g, meta, entries));
                 }
             }
@@ -131,7 +131,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
     let before = loaded.len();
     for (g, group) in tail.groups {
         if let Some(meta) = group.meta {
-            loaded.push(loaded_group(g, meta, group.run.into_entries().collect()));
+            loaded.push(loaded_group(g, meta, group.run.iter().cloned().collect()));
         }
     }
     if loaded.len() > before {

@@ -336,7 +336,7 @@ mod tests {
     async fn replaced_removed_and_interrupted_snapshots_leave_no_chunks() {
         let (_dir, path) = temp_path("chunks");
         let s = RedbStorage::open(&path, RedbOptions::default()).unwrap();
-        let entries = (1..=3)
+        let entries: Vec<Entry> = (1..=3)
             .map(|index| Entry {
                 index,
                 term: 1,

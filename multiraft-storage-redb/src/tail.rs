@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use multiraft_core::{Entry, GroupWrite, StorageError};
+use multiraft_core::{Entries, Entry, GroupWrite, StorageError};
 
 use crate::codec::{GroupMeta, Reset, corrupt};
 
@@ -209,13 +209,13 @@ impl TailGroup {
 }
 
 /// A group's entries appended since its last checkpoint, consecutive, kept as the pieces the
-/// writes brought: each write's entry vector is taken whole. Moving them into one vector
+/// writes brought, shared with the node's log ([`Entries`]). Moving them into one vector
 /// cost the writer thread a copy of every entry and a free of an allocation another thread
 /// made, per write (3.7 % of the whole durable benchmark's CPU, BENCHMARKS.md).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Run {
     /// Non-empty pieces, each consecutive, each following the one before.
-    pieces: VecDeque<Vec<Entry>>,
+    pieces: VecDeque<Entries>,
 }
 
 impl Run {
@@ -241,7 +241,7 @@ impl Run {
     }
 
     /// Appends `entries`, which follow the run's last entry.
-    pub(crate) fn push(&mut self, entries: Vec<Entry>) {
+    pub(crate) fn push(&mut self, entries: Entries) {
         if !entries.is_empty() {
             self.pieces.push_back(entries);
         }
@@ -257,7 +257,8 @@ impl Run {
             if first >= index {
                 self.pieces.pop_back();
             } else {
-                piece.truncate(usize::try_from(index - first).unwrap_or(usize::MAX));
+                let keep = usize::try_from(index - first).unwrap_or(usize::MAX);
+                *piece = piece.slice(0..keep.min(piece.len()));
                 return;
             }
         }
@@ -273,7 +274,7 @@ impl Run {
                 (Some(first), Some(_)) => {
                     if first.index <= index {
                         let drop = usize::try_from(index - first.index + 1).unwrap_or(usize::MAX);
-                        piece.drain(..drop.min(piece.len()));
+                        *piece = piece.slice(drop.min(piece.len())..piece.len());
                     }
                     return;
                 }
@@ -286,12 +287,7 @@ impl Run {
 
     /// The entries in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.pieces.iter().flatten()
-    }
-
-    /// The entries in order, taken.
-    pub(crate) fn into_entries(self) -> impl Iterator<Item = Entry> {
-        self.pieces.into_iter().flatten()
+        self.pieces.iter().flat_map(|p| p.iter())
     }
 }
 
@@ -318,10 +314,10 @@ mod tests {
     /// A run of three pieces: 1..=3, 4..=4, 5..=9.
     fn three_pieces() -> Run {
         let mut run = Run::default();
-        run.push(entries(1, 3));
-        run.push(Vec::new()); // an empty write adds no piece
-        run.push(entries(4, 4));
-        run.push(entries(5, 9));
+        run.push(entries(1, 3).into());
+        run.push(Vec::new().into()); // an empty write adds no piece
+        run.push(entries(4, 4).into());
+        run.push(entries(5, 9).into());
         run
     }
 
@@ -351,7 +347,7 @@ mod tests {
                 "from {from}"
             );
             // What follows the cut can be appended again and found.
-            run.push(entries(from.clamp(1, 10), 12));
+            run.push(entries(from.clamp(1, 10), 12).into());
             assert_eq!(indexes(&run), (1..=12).collect::<Vec<_>>(), "from {from}");
             assert_eq!(run.get(12).map(|e| e.index), Some(12));
         }

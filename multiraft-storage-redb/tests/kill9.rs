@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Rng, TempDir, entry};
-use multiraft_core::{GroupId, GroupWrite, HardState, NodeId, Payload, Storage, WriteBatch};
+use multiraft_core::{Entry, GroupId, GroupWrite, HardState, NodeId, Payload, Storage, WriteBatch};
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 
 /// Set in the child's environment: the database path.
@@ -73,7 +73,7 @@ async fn child_writes_until_killed(path: &Path) {
         let mut writes = Vec::new();
         for (g, n) in groups.iter().zip(counts) {
             let first = last.get(g).copied().unwrap_or(0) + 1;
-            let entries = (first..first + n)
+            let entries: Vec<Entry> = (first..first + n)
                 .map(|i| {
                     let pad = "x".repeat(16 + rng.below(4096) as usize);
                     entry(i, id + 1, format!("{id}/{total}/{pad}"))

@@ -506,7 +506,7 @@ mod tests {
         // Non-consecutive entries.
         let mut body = append(4, 2, &[3, 3]);
         if let MessageBody::Append { entries, .. } = &mut body {
-            entries[1].index = 9;
+            entries.make_mut()[1].index = 9;
         }
         assert!(matches!(
             validate_structure(&batch(vec![msg(body)]), &limits),
@@ -522,7 +522,8 @@ mod tests {
                 index: 0,
                 term: 1,
                 payload: Payload::Noop,
-            }],
+            }]
+            .into(),
             commit: 0,
         };
         assert!(matches!(

@@ -85,7 +85,8 @@ fn append(group: u64) -> Message {
                     },
                     data: Bytes::from_static(b"x"),
                 },
-            }],
+            }]
+            .into(),
             commit: 10,
         },
     )

@@ -1,11 +1,18 @@
 //! One group's log in memory, with the positions that matter: committed, persisted
 //! (durable on this node), handed to storage, applied.
 
+use crate::entries::Entries;
 use crate::entry::Entry;
 
 /// The log of one group. Entries are kept from `base.0 + 1`: everything up to `base` is
 /// covered by a snapshot (docs/design.md §4.6) and compacted away, and `base.1` is the term
 /// of the entry at `base.0`, which the log-matching check of the next entry needs.
+///
+/// The entries are kept as shared runs ([`Entries`], docs/design.md §4.8): each run is what
+/// one cycle handed on (a leader's new entries, frozen when the cycle takes them for storage
+/// or for an append) or what one append brought, and the same run goes to the storage
+/// write, the appends and the applies, each a reference to it rather than a copy. A
+/// leader's entries not yet frozen are in `tail`, after the runs.
 ///
 /// Positions, always `applied <= committed` and `persisted <= last_index`, and all at or
 /// above `base.0` except `applied`, which lags below it only while a snapshot installed
@@ -17,13 +24,40 @@ use crate::entry::Entry;
 /// - `applied`: the last index handed to the state machine.
 #[derive(Debug)]
 pub(crate) struct Log {
-    entries: Vec<Entry>,
+    /// Consecutive runs, none empty, the first starting at `base.0 + 1`. A vector, not a
+    /// deque: compaction drops runs from the front once per snapshot, and the deque's
+    /// extra word was in every replica (`group_state_stays_small`).
+    runs: Vec<Run>,
+    /// The entries after the runs, not yet shared: a leader's own new entries. Boxed, and
+    /// only while it has some or is busy: a follower or a quiet leader has none.
+    #[allow(clippy::box_collection, reason = "one word inline instead of three")]
+    tail: Option<Box<Vec<Entry>>>,
+    /// The number of entries in `runs`.
+    in_runs: u64,
     /// (index, term) of the last compacted entry; (0, 0) for a log never compacted.
     base: (u64, u64),
     pub(crate) committed: u64,
     pub(crate) persisted: u64,
     unstable: u64,
     pub(crate) applied: u64,
+}
+
+/// One run of the log: its entries and the index of the first. The index is kept here, not
+/// read from the entries, so that finding a run reads only the run list: reading each
+/// probed run's first entry made the search a cache miss per step (a sixth of the node's
+/// time at 1,000 busy groups).
+#[derive(Debug)]
+struct Run {
+    start: u64,
+    entries: Entries,
+}
+
+impl std::ops::Deref for Run {
+    type Target = Entries;
+
+    fn deref(&self) -> &Entries {
+        &self.entries
+    }
 }
 
 /// The result of appending a leader's entries after a successful consistency check.
@@ -56,8 +90,19 @@ impl Log {
     ) -> Log {
         let last = base.0 + entries.len() as u64;
         let applied = snapshot.clamp(base.0, last);
+        let in_runs = entries.len() as u64;
+        let runs = if entries.is_empty() {
+            Vec::new()
+        } else {
+            vec![Run {
+                start: base.0 + 1,
+                entries: entries.into(),
+            }]
+        };
         Log {
-            entries,
+            runs,
+            tail: None,
+            in_runs,
             base,
             committed: committed.clamp(applied, last),
             persisted: last,
@@ -78,7 +123,28 @@ impl Log {
         let Some(term) = self.term(index).filter(|_| index > self.base.0) else {
             return false;
         };
-        self.entries.drain(..(index - self.base.0) as usize);
+        // Durable entries were handed to storage, so frozen: all of them are in the runs.
+        let mut discard = (index - self.base.0).min(self.in_runs);
+        self.in_runs -= discard;
+        let whole = self
+            .runs
+            .iter()
+            .take_while(|r| {
+                let len = r.len() as u64;
+                let all = len <= discard;
+                if all {
+                    discard -= len;
+                }
+                all
+            })
+            .count();
+        self.runs.drain(..whole);
+        if let Some(front) = self.runs.first_mut()
+            && discard > 0
+        {
+            front.entries = front.slice(discard as usize..front.len());
+            front.start += discard;
+        }
         self.base = (index, term);
         true
     }
@@ -91,7 +157,9 @@ impl Log {
     pub(crate) fn install(&mut self, index: u64, term: u64) -> bool {
         let replace = !self.matches(index, term);
         if replace {
-            self.entries.clear();
+            self.runs.clear();
+            self.tail = None;
+            self.in_runs = 0;
             self.base = (index, term);
             self.persisted = index;
             self.unstable = index + 1;
@@ -100,21 +168,102 @@ impl Log {
         replace
     }
 
-    /// Returns the spare capacity of the entry vector when it is more than the entries
-    /// themselves: it matters for the many short logs of idle groups, and copying a long log
+    /// Returns the spare capacity of the run list and the tail when it is more than what
+    /// they hold: it matters for the many short logs of idle groups, and copying a long list
     /// each time a busy group pauses would cost far more than its spare capacity.
     pub(crate) fn shrink(&mut self) {
-        if self.entries.capacity() > 2 * self.entries.len() {
-            self.entries.shrink_to_fit();
+        if self.runs.capacity() > 2 * self.runs.len() {
+            self.runs.shrink_to_fit();
+        }
+        if self.tail.as_ref().is_some_and(|t| t.is_empty()) {
+            self.tail = None;
         }
     }
 
     pub(crate) fn last_index(&self) -> u64 {
-        self.base.0 + self.entries.len() as u64
+        self.base.0 + self.in_runs + self.tail().len() as u64
     }
 
     pub(crate) fn last_term(&self) -> u64 {
-        self.entries.last().map_or(self.base.1, |e| e.term)
+        self.tail()
+            .last()
+            .or_else(|| self.runs.last().and_then(|r| r.last()))
+            .map_or(self.base.1, |e| e.term)
+    }
+
+    /// The entries after the runs.
+    fn tail(&self) -> &[Entry] {
+        self.tail.as_deref().map_or(&[], |t| t.as_slice())
+    }
+
+    /// The entry at `index`, if the log holds it.
+    fn get(&self, index: u64) -> Option<&Entry> {
+        let position = index.checked_sub(self.base.0 + 1)?;
+        if position >= self.in_runs {
+            return self.tail().get((position - self.in_runs) as usize);
+        }
+        let (run, at) = self.locate(index)?;
+        self.runs.get(run)?.get(at)
+    }
+
+    /// The run holding `index` (one the runs hold) and its position in it.
+    fn locate(&self, index: u64) -> Option<(usize, usize)> {
+        // Most lookups are of the newest entries (the next to append, apply or send): the
+        // last few runs first, then a binary search.
+        const NEWEST: usize = 4;
+        let newest = self.runs.len().saturating_sub(NEWEST);
+        let run = match self.runs[newest..].iter().rposition(|r| r.start <= index) {
+            Some(i) => newest + i,
+            None => self.runs[..newest]
+                .partition_point(|r| r.start <= index)
+                .checked_sub(1)?,
+        };
+        let at = index.checked_sub(self.runs.get(run)?.start)?;
+        Some((run, usize::try_from(at).ok()?))
+    }
+
+    /// Moves the tail into a run of its own, so that it can be shared.
+    /// `first_room` as for [`Log::make_room`].
+    fn freeze(&mut self, first_room: usize) {
+        if let Some(tail) = self.tail.as_mut().filter(|t| !t.is_empty()) {
+            // Collected, not converted: the tail keeps its capacity for the next cycle.
+            let run: Entries = tail.drain(..).collect();
+            self.push_run(run, first_room);
+        }
+    }
+
+    /// Appends a run after the runs (the tail must be empty).
+    fn push_run(&mut self, run: Entries, first_room: usize) {
+        debug_assert!(self.tail().is_empty());
+        debug_assert_eq!(run.first().map(|e| e.index), Some(self.last_index() + 1));
+        self.make_room(first_room);
+        let start = self.last_index() + 1;
+        self.in_runs += run.len() as u64;
+        self.runs.push(Run {
+            start,
+            entries: run,
+        });
+    }
+
+    /// Keeps the entries before `index` (in the log), dropping the rest.
+    fn truncate_from(&mut self, index: u64) {
+        let keep = index.saturating_sub(self.base.0 + 1);
+        if keep >= self.in_runs {
+            if let Some(tail) = &mut self.tail {
+                tail.truncate((keep - self.in_runs) as usize);
+            }
+            return;
+        }
+        self.tail = None;
+        if let Some((run, at)) = self.locate(index) {
+            self.runs.truncate(run + 1);
+            if at == 0 {
+                self.runs.pop();
+            } else if let Some(last) = self.runs.last_mut() {
+                last.entries = last.slice(0..at);
+            }
+        }
+        self.in_runs = keep;
     }
 
     /// The term at `index`: known for the entries held and for the last compacted one
@@ -123,12 +272,7 @@ impl Log {
         if index == self.base.0 {
             return Some(self.base.1);
         }
-        if index < self.base.0 {
-            return None;
-        }
-        self.entries
-            .get((index - self.base.0) as usize - 1)
-            .map(|e| e.term)
+        self.get(index).map(|e| e.term)
     }
 
     pub(crate) fn matches(&self, index: u64, term: u64) -> bool {
@@ -141,33 +285,38 @@ impl Log {
         (last_term, last_index) >= (self.last_term(), self.last_index())
     }
 
-    /// Appends a leader's own new entry; `first_room` as for [`Log::make_room`].
-    pub(crate) fn push(&mut self, entry: Entry, first_room: usize) {
+    /// Appends a leader's own new entry.
+    pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
-        self.make_room(first_room, 1);
-        self.entries.push(entry);
+        self.tail.get_or_insert_default().push(entry);
     }
 
-    /// Gives the vector room for `adding` more entries, in the group's own steps: its first
-    /// room (`first_room`, drawn from the group id), doubled as often as needed
-    /// ([`crate::log_room`]). Groups fed in turn fill their logs together, and vectors that
+    /// Gives the run list room for one more run, in the group's own steps: its first room
+    /// (`first_room`, drawn from the group id), doubled as often as needed
+    /// ([`crate::log_room`]). Groups fed in turn fill their logs together, and lists that
     /// grow alike double together: at 1,000 groups and 20,000–40,000 proposals/s, a thousand
     /// logs (on each node, and as many stored) copying themselves into fresh pages in the
     /// same milliseconds stalled every loop for 10–160 ms at 64, 128, 256 and 512 entries
-    /// (BENCHMARKS.md). Setting only an empty vector's first room was not enough: a group
-    /// that quiesces gives its spare room back ([`Log::shrink`]), and from there the
-    /// vector's own doubling put it back in step with every other group.
-    fn make_room(&mut self, first_room: usize, adding: usize) {
-        crate::storage::reserve_in_steps(&mut self.entries, first_room, adding);
+    /// (BENCHMARKS.md, when the log was one vector of entries). Setting only an empty
+    /// list's first room was not enough: a group that quiesces gives its spare room back
+    /// ([`Log::shrink`]), and from there the list's own doubling put it back in step with
+    /// every other group.
+    fn make_room(&mut self, first_room: usize) {
+        let needed = self.runs.len() + 1;
+        if needed > self.runs.capacity() {
+            let room = crate::storage::room_in_steps(first_room, needed);
+            self.runs.reserve_exact(room - self.runs.len());
+        }
     }
 
     /// Appends entries received from the leader after `prev_index` matched, skipping those
     /// already present and truncating at the first conflict (Raft §5.3, receiver step 3-4).
-    /// `first_room` as for [`Log::make_room`].
+    /// The new ones are kept as the message's run, shared. `first_room` as for
+    /// [`Log::make_room`].
     pub(crate) fn append_from_leader(
         &mut self,
         prev_index: u64,
-        entries: Vec<Entry>,
+        entries: Entries,
         first_room: usize,
     ) -> Appended {
         let last_new = prev_index + entries.len() as u64;
@@ -176,18 +325,16 @@ impl Log {
             .position(|e| !self.matches(e.index, e.term))
             .unwrap_or(entries.len());
         let mut truncated_at = None;
-        let adding = entries.len() - first_new;
-        let mut rest = entries.into_iter().skip(first_new).peekable();
-        if let Some(first) = rest.peek() {
+        if let Some(first) = entries.get(first_new) {
             let at = first.index;
             if at <= self.last_index() {
                 truncated_at = Some(at);
-                self.entries.truncate((at - self.base.0) as usize - 1);
+                self.truncate_from(at);
                 self.persisted = self.persisted.min(at - 1);
             }
             self.unstable = self.unstable.min(at);
-            self.make_room(first_room, adding);
-            self.entries.extend(rest);
+            self.freeze(first_room);
+            self.push_run(entries.slice(first_new..entries.len()), first_room);
         }
         Appended {
             last_new,
@@ -195,20 +342,92 @@ impl Log {
         }
     }
 
-    /// Entries with index in `[low, high)` that the log holds (none below its first index).
-    pub(crate) fn slice(&self, low: u64, high: u64) -> &[Entry] {
+    /// The entries with index in `[low, high)` that the log holds (none below its first
+    /// index), as copies: for inspection, not for the paths that hand entries on.
+    pub(crate) fn copied(&self, low: u64, high: u64) -> Vec<Entry> {
+        self.range(low, high).cloned().collect()
+    }
+
+    /// The entries with index in `[low, high)` that the log holds (none below its first
+    /// index), in order.
+    pub(crate) fn range(&self, low: u64, high: u64) -> impl Iterator<Item = &Entry> {
+        let low = low.max(self.first_index());
+        let count = high.min(self.last_index() + 1).saturating_sub(low) as usize;
+        let (run, at) = self.locate(low).unwrap_or((self.runs.len(), 0));
+        let tail_from = low.saturating_sub(self.base.0 + 1 + self.in_runs) as usize;
+        self.runs[run.min(self.runs.len())..]
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, r)| r.iter().skip(if i == 0 { at } else { 0 }))
+            .chain(self.tail().iter().skip(tail_from))
+            .take(count)
+    }
+
+    /// The entries with index in `[low, high)`, within the log, at most `max_entries` of
+    /// them and about `max_bytes` bytes (at least one entry), shared: the run they are in,
+    /// or copied into one when they span runs. The tail is frozen first if they reach it.
+    /// `first_room` as for [`Log::make_room`].
+    pub(crate) fn shared(
+        &mut self,
+        low: u64,
+        high: u64,
+        limits: (usize, usize),
+        first_room: usize,
+    ) -> Entries {
+        let mut parts = Vec::new();
+        self.shared_runs(low, high, limits, first_room, &mut parts);
+        Entries::concat(parts)
+    }
+
+    /// [`Log::shared`], as the parts of each run they are in (none copied), added to `out`.
+    /// Returns how many entries that is.
+    fn shared_runs(
+        &mut self,
+        low: u64,
+        high: u64,
+        (max_entries, max_bytes): (usize, usize),
+        first_room: usize,
+        out: &mut Vec<Entries>,
+    ) -> u64 {
         let low = low.max(self.first_index());
         let high = high.min(self.last_index() + 1);
         if low >= high {
-            return &[];
+            return 0;
         }
-        let b = self.base.0;
-        &self.entries[(low - b) as usize - 1..(high - b) as usize - 1]
+        if high > self.base.0 + 1 + self.in_runs {
+            self.freeze(first_room);
+        }
+        let Some((mut run, mut at)) = self.locate(low) else {
+            return 0;
+        };
+        let (mut left, mut bytes, mut taken) = ((high - low).min(max_entries as u64), 0, 0);
+        while let Some(r) = self.runs.get(run)
+            && left > 0
+        {
+            let mut n = 0;
+            for e in r.iter().skip(at).take(left as usize) {
+                bytes += e.size_bytes();
+                if bytes > max_bytes && (n > 0 || taken > 0) {
+                    left = 0;
+                    break;
+                }
+                n += 1;
+            }
+            if n > 0 {
+                out.push(r.slice(at..at + n));
+            }
+            taken += n as u64;
+            left = left.saturating_sub(n as u64);
+            (run, at) = (run + 1, 0);
+        }
+        taken
     }
 
     /// Entries not yet handed to storage; from now on they count as handed.
-    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
-        let out = self.slice(self.unstable, u64::MAX).to_vec();
+    /// `first_room` as for [`Log::make_room`].
+    pub(crate) fn take_unstable(&mut self, first_room: usize) -> Entries {
+        let all = (usize::MAX, usize::MAX);
+        let out = self.shared(self.unstable, u64::MAX, all, first_room);
         self.unstable = self.last_index() + 1;
         out
     }
@@ -237,12 +456,17 @@ impl Log {
     }
 
     /// Up to `max_entries` entries and about `max_bytes` bytes (at least one entry) ready to
-    /// apply; `applied` moves past them.
-    pub(crate) fn take_applicable(&mut self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+    /// apply, added to `out` as the runs they are in; `applied` moves past them.
+    /// `first_room` as for [`Log::make_room`].
+    pub(crate) fn take_applicable(
+        &mut self,
+        (max_entries, max_bytes): (usize, usize),
+        first_room: usize,
+        out: &mut Vec<Entries>,
+    ) {
         let (low, high) = (self.applied + 1, self.applicable() + 1);
-        let out = limit(self.slice(low, high), max_entries, max_bytes).to_vec();
-        self.applied += out.len() as u64;
-        out
+        let limits = (max_entries, max_bytes);
+        self.applied += self.shared_runs(low, high, limits, first_room, out);
     }
 
     /// The largest index at or below `index` whose term is at most `term`, with that term:
@@ -263,21 +487,6 @@ impl Log {
     }
 }
 
-/// The longest prefix of `entries` within `max_entries` and `max_bytes`, but at least one
-/// entry so that an entry larger than `max_bytes` still moves.
-pub(crate) fn limit(entries: &[Entry], max_entries: usize, max_bytes: usize) -> &[Entry] {
-    let mut bytes = 0;
-    let mut n = 0;
-    for e in entries.iter().take(max_entries) {
-        bytes += e.size_bytes();
-        if n > 0 && bytes > max_bytes {
-            break;
-        }
-        n += 1;
-    }
-    &entries[..n]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,45 +501,122 @@ mod tests {
     }
 
     /// An empty log starts with the room it is given (`make_room`), whether a leader
-    /// appends to it or a follower, not with a vector's own first size.
+    /// appends to it or a follower, not with a list's own first size.
     #[test]
     fn an_empty_log_starts_with_the_room_it_is_given() {
         let mut led = Log::default();
-        led.push(entry(1), 23);
+        led.push(entry(1));
+        let _ = led.take_unstable(23);
         let mut followed = Log::default();
-        followed.append_from_leader(0, vec![entry(1), entry(2)], 23);
+        followed.append_from_leader(0, vec![entry(1), entry(2)].into(), 23);
         for log in [led, followed] {
             assert!(
-                (23..46).contains(&log.entries.capacity()),
+                (23..46).contains(&log.runs.capacity()),
                 "{}",
-                log.entries.capacity()
+                log.runs.capacity()
             );
         }
     }
 
     /// A log that gave its room back (a quiesced group's, `shrink`) grows again in its own
-    /// steps, 23 · 2^k, not from its length by the vector's doubling, which put every
+    /// steps, 23 · 2^k, not from its length by the list's doubling, which put every
     /// group of a benchmark back at 64, 128, 256 entries together. Regression: 10–160 ms
     /// stalls at 1,000 groups and 40,000 proposals/s (BENCHMARKS.md).
     #[test]
     fn a_log_that_gave_its_room_back_grows_in_its_own_steps() {
         let mut led = Log::default();
-        led.push(entry(1), 23);
+        led.push(entry(1));
+        let _ = led.take_unstable(23);
         led.shrink();
-        assert_eq!(led.entries.capacity(), 1);
+        assert_eq!(led.runs.capacity(), 1);
         let mut followed = Log::default();
-        followed.append_from_leader(0, vec![entry(1)], 23);
+        followed.append_from_leader(0, vec![entry(1)].into(), 23);
         followed.shrink();
         for i in 2..=100 {
-            led.push(entry(i), 23);
-            followed.append_from_leader(i - 1, vec![entry(i)], 23);
+            led.push(entry(i));
+            let _ = led.take_unstable(23);
+            followed.append_from_leader(i - 1, vec![entry(i)].into(), 23);
             for log in [&led, &followed] {
-                let room = log.entries.capacity();
+                let room = log.runs.capacity();
                 assert!(
                     [23, 46, 92, 184].contains(&room),
                     "capacity {room} at {i} entries"
                 );
             }
+        }
+    }
+
+    fn indexes(e: &[Entry]) -> Vec<u64> {
+        e.iter().map(|e| e.index).collect()
+    }
+
+    /// A log of runs 1–3, 4–5, 6 and a tail 7–8.
+    fn log_in_runs() -> Log {
+        let mut log = Log::default();
+        let run = |low: u64, high: u64| -> Entries { (low..high).map(entry).collect() };
+        log.append_from_leader(0, run(1, 4), 1);
+        log.append_from_leader(3, run(4, 6), 1);
+        log.append_from_leader(5, run(6, 7), 1);
+        log.push(entry(7));
+        log.push(entry(8));
+        log
+    }
+
+    /// Lookups, shared ranges and limits across runs and the tail.
+    #[test]
+    fn ranges_across_runs_and_the_tail() {
+        let mut log = log_in_runs();
+        assert_eq!(log.last_index(), 8);
+        assert_eq!(
+            (1..=8).map(|i| log.term(i)).collect::<Vec<_>>(),
+            [Some(1); 8]
+        );
+        assert_eq!(log.term(9), None);
+        let all = (usize::MAX, usize::MAX);
+        // Within one run: shared, not copied.
+        let in_one = log.shared(4, 6, all, 1);
+        assert_eq!(indexes(&in_one), [4, 5]);
+        assert!(std::ptr::eq(&in_one[0], &log.runs[1][0]));
+        // Across runs and into the tail, which is frozen.
+        assert_eq!(indexes(&log.shared(2, 100, all, 1)), [2, 3, 4, 5, 6, 7, 8]);
+        assert!(log.tail().is_empty());
+        assert_eq!(log.runs.len(), 4);
+        // The limits: entries, then bytes (at least one entry).
+        assert_eq!(
+            indexes(&log.shared(2, 100, (4, usize::MAX), 1)),
+            [2, 3, 4, 5]
+        );
+        let two = 2 * entry(1).size_bytes();
+        assert_eq!(indexes(&log.shared(3, 100, (usize::MAX, two), 1)), [3, 4]);
+        assert_eq!(indexes(&log.shared(3, 100, (usize::MAX, 1), 1)), [3]);
+        assert_eq!(indexes(&log.copied(0, 4)), [1, 2, 3]);
+    }
+
+    /// Truncation and compaction inside a run keep the right part of it, at a run's first
+    /// entry drop the whole run, and in the tail cut only the tail.
+    #[test]
+    fn truncation_and_compaction_inside_and_at_the_edges_of_runs() {
+        for (at, kept) in [(8, 7), (7, 6), (6, 5), (5, 4), (4, 3), (2, 1), (1, 0)] {
+            let mut log = log_in_runs();
+            log.truncate_from(at);
+            assert_eq!(log.last_index(), kept, "truncated at {at}");
+            assert_eq!(indexes(&log.copied(1, 100)), (1..=kept).collect::<Vec<_>>());
+            assert!(log.runs.iter().all(|r| !r.is_empty()));
+        }
+        for (to, first) in [(2, 3), (3, 4), (5, 6), (6, 7)] {
+            let mut log = log_in_runs();
+            let _ = log.take_unstable(1);
+            (log.persisted, log.committed, log.applied) = (8, 8, 8);
+            assert!(log.compact(to));
+            assert_eq!(log.first_index(), first, "compacted to {to}");
+            assert_eq!(log.term(to), Some(1));
+            assert_eq!(log.term(to - 1), None);
+            assert_eq!(
+                indexes(&log.copied(0, 100)),
+                (first..=8).collect::<Vec<_>>()
+            );
+            assert!(log.runs.iter().all(|r| !r.is_empty()));
+            assert_eq!(log.last_index(), 8);
         }
     }
 }

@@ -29,12 +29,12 @@ mod snapshots; // taking, sending, receiving and restoring snapshots; compaction
 mod strict; // invariant checks of `Config::strict`
 mod transfer; // leadership transfer
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::entries::Entries;
 use crate::entry::{Entry, HardState, Payload};
 use crate::error::{MembershipChangeError, ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
@@ -115,15 +115,16 @@ pub struct ReplicaReady {
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
     /// Entries to persist (a first index at or below the stored last index truncates).
-    pub entries: Vec<Entry>,
+    pub entries: Entries,
     /// Messages that may leave now: the leader's appends and heartbeats (§10.2.1: a leader
     /// may send before its own write is durable).
     pub send_now: Vec<Message>,
     /// Messages that must wait until `hard_state` and `entries` are durable: votes, append
     /// acknowledgements, a candidate's requests.
     pub send_after_write: Vec<Message>,
-    /// Committed entries, durable here, to apply in order.
-    pub apply: Vec<Entry>,
+    /// Committed entries, durable here, to apply in order: the runs of the log they are in
+    /// (shared, not copied), consecutive.
+    pub apply: Vec<Entries>,
     /// Forwarded proposals the leader refused: definitely not appended.
     pub rejected: Vec<(ProposalId, ProposeError)>,
     /// Events since the last ready.
@@ -176,7 +177,7 @@ impl ReplicaReady {
             restore,
         } = self;
         *hard_state = None;
-        entries.clear();
+        *entries = Entries::new();
         send_now.clear();
         send_after_write.clear();
         apply.clear();
@@ -298,7 +299,7 @@ pub struct Replica {
     /// `Progress::skips_heartbeat`).
     commit_notice_due: bool,
     /// Votes received in the current (pre-)campaign.
-    votes: BTreeMap<NodeId, bool>,
+    votes: self::election::Votes,
     /// The leader's record of every other replica.
     progress: ProgressMap,
     /// Bytes of entries appended by this leader and not yet committed.
@@ -471,7 +472,7 @@ impl Replica {
             heartbeat_elapsed: 0,
             idle_ticks: 0,
             commit_notice_due: false,
-            votes: BTreeMap::new(),
+            votes: Default::default(),
             progress: ProgressMap::default(),
             uncommitted_bytes: 0,
             forward: Vec::new(),
@@ -553,10 +554,10 @@ impl Replica {
         (self.term, self.leader)
     }
 
-    /// Entries with index in `[low, high)` held in memory (none below
+    /// Copies of the entries with index in `[low, high)` held in memory (none below
     /// [`Replica::first_index`]).
-    pub fn entries(&self, low: u64, high: u64) -> &[Entry] {
-        self.log.slice(low, high)
+    pub fn entries(&self, low: u64, high: u64) -> Vec<Entry> {
+        self.log.copied(low, high)
     }
 
     /// The first index the log holds: entries before it are compacted away, covered by a

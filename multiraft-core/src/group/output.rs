@@ -93,9 +93,11 @@ impl Replica {
         if std::mem::take(&mut self.hard_state_dirty) {
             ready.hard_state = Some(self.hard_state());
         }
-        ready.entries = self.log.take_unstable();
+        let room = self.first_log_room();
+        ready.entries = self.log.take_unstable(room);
         if self.restoring.is_none() {
-            ready.apply = self.log.take_applicable(max_apply_entries, max_apply_bytes);
+            let limits = (max_apply_entries, max_apply_bytes);
+            self.log.take_applicable(limits, room, &mut ready.apply);
             self.applied_configs(self.log.applied);
         }
         ready.reads = self.take_served_reads();

@@ -5,11 +5,11 @@
 //!
 //! The leader's record of each follower is in `progress.rs`, the log itself in `log.rs`.
 
+use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
 use crate::ids::NodeId;
 use crate::message::MessageBody;
 
-use super::log::limit;
 use super::progress::ProgressState;
 use super::{Replica, Role};
 
@@ -21,7 +21,7 @@ impl Replica {
         from: NodeId,
         prev_index: u64,
         prev_term: u64,
-        entries: Vec<Entry>,
+        entries: Entries,
         commit: u64,
     ) {
         self.follow(from);
@@ -208,8 +208,7 @@ impl Replica {
         if index > self.log.committed && self.log.term(index) == Some(self.term) {
             let freed: usize = self
                 .log
-                .slice(self.log.committed + 1, index + 1)
-                .iter()
+                .range(self.log.committed + 1, index + 1)
                 .map(Entry::size_bytes)
                 .sum();
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
@@ -221,7 +220,7 @@ impl Replica {
     /// group is busy again, so its wait to quiesce starts over (`idle_ticks`).
     pub(super) fn append_own(&mut self, entry: Entry) {
         self.idle_ticks = 0;
-        self.log.push(entry, self.first_log_room());
+        self.log.push(entry);
     }
 
     /// The first of this group's log's steps of room (`Log::make_room`): a size in
@@ -272,7 +271,9 @@ impl Replica {
                 self.need_snapshot(to);
                 return;
             };
-            let entries = limit(self.log.slice(pr.next, last + 1), max_entries, max_bytes).to_vec();
+            let room = crate::storage::first_log_room(self.id);
+            let (next, limits) = (pr.next, (max_entries, max_bytes));
+            let entries = self.log.shared(next, last + 1, limits, room);
             let sent_last = prev_index + entries.len() as u64;
             pr.sent(sent_last, !entries.is_empty());
             pr.commit_sent = committed;

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::snapshot::SnapshotChunk;
@@ -65,7 +66,7 @@ pub enum MessageBody {
         /// Term of that entry.
         prev_term: u64,
         /// Entries to append, consecutive from `prev_index + 1`.
-        entries: Vec<Entry>,
+        entries: Entries,
         /// The leader's commit index.
         commit: u64,
     },

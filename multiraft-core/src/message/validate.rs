@@ -526,7 +526,7 @@ mod tests {
         // An append whose last entry is at u64::MAX is representable.
         let mut near_end = append(u64::MAX - 1, 1, &[1]);
         if let MessageBody::Append { entries, .. } = &mut near_end {
-            entries[0].index = u64::MAX;
+            entries.make_mut()[0].index = u64::MAX;
         }
         assert_eq!(check(vec![msg(near_end)]), Ok(()));
     }
@@ -589,7 +589,8 @@ mod tests {
                 index: 0,
                 term: 1,
                 payload: Payload::Noop,
-            }],
+            }]
+            .into(),
             commit: 0,
         };
         assert_eq!(
@@ -607,7 +608,7 @@ mod tests {
         // A gap.
         let mut body = append(4, 2, &[3, 3]);
         if let MessageBody::Append { entries, .. } = &mut body {
-            entries[1].index = 9;
+            entries.make_mut()[1].index = 9;
         }
         assert_eq!(
             check(vec![msg(body)]),
@@ -621,7 +622,7 @@ mod tests {
         // Not starting right after prev_index.
         let mut body = append(4, 2, &[3]);
         if let MessageBody::Append { entries, .. } = &mut body {
-            entries[0].index = 4;
+            entries.make_mut()[0].index = 4;
         }
         assert_eq!(
             check(vec![msg(body)]),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
 use crate::group::GroupEvent;
 use crate::ids::{GroupId, NodeId, RequestId};
@@ -60,14 +61,15 @@ pub enum Event {
     },
 }
 
-/// Committed entries of one group, in order, to apply.
+/// Committed entries of one group, in order, to apply. A ready may hold several for one
+/// group, in log order (one per run of the log they are in: shared, not copied).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Apply {
     /// The group.
     pub group: GroupId,
-    /// The entries, consecutive.
-    pub entries: Vec<Entry>,
+    /// The entries, consecutive; shared with the group's log.
+    pub entries: Entries,
     /// The local requests these entries resolve, as (entry index, request), in index
     /// order: the application answers each with the state machine's result for that entry.
     pub requests: Vec<(u64, RequestId)>,
@@ -113,7 +115,8 @@ pub struct Ready {
     pub send_now: Vec<MessageBatch>,
     /// One batch per destination node, to send only after `write` is durable.
     pub send_after_write: Vec<MessageBatch>,
-    /// Committed entries to apply, per group.
+    /// Committed entries to apply, per group, each group's in log order (a group may have
+    /// several [`Apply`], one per run of its log).
     pub apply: Vec<Apply>,
     /// Reads to serve once `apply` is applied (they need not wait for the write).
     pub reads: Vec<ReadPoint>,
@@ -235,7 +238,11 @@ impl Node {
             } else {
                 slot.queued = false;
             }
-            for e in out.entries.iter().chain(&out.apply) {
+            for e in out
+                .entries
+                .iter()
+                .chain(out.apply.iter().flat_map(|r| r.iter()))
+            {
                 entries += 1;
                 bytes += e.size_bytes();
             }
@@ -270,7 +277,9 @@ impl Node {
                     // Moved, not copied: the common case, one record per group.
                     record.entries = std::mem::take(&mut out.entries);
                 } else {
-                    record.entries.append(&mut out.entries);
+                    let more = std::mem::take(&mut out.entries);
+                    record.entries =
+                        Entries::concat(vec![std::mem::take(&mut record.entries), more]);
                 }
                 record.compact_to = out.compact_to.take();
                 if out.joined.is_some() {
@@ -301,12 +310,12 @@ impl Node {
             for m in out.send_after_write.drain(..) {
                 outbox.after(id, m);
             }
-            if !out.apply.is_empty() {
-                let requests = self.resolve_applied(id, &out.apply);
+            for run in out.apply.drain(..) {
+                let requests = self.resolve_applied(id, &run);
                 applied += requests.len();
                 ready.apply.push(Apply {
                     group: id,
-                    entries: std::mem::take(&mut out.apply),
+                    entries: run,
                     requests,
                 });
             }

@@ -92,7 +92,8 @@ fn appends(seq: u64, args: &Args, data: &Bytes) -> MessageBatch {
                             },
                             data: data.clone(),
                         },
-                    }],
+                    }]
+                    .into(),
                     commit: seq,
                 },
             }

@@ -555,7 +555,7 @@ async fn build_load_db(path: &Path, groups: u64, entries: u64) -> Result<(), Str
                     vote: Some(NodeId(1 + g % 3)),
                     commit: entries,
                 };
-                let log = (1..=entries)
+                let log: Vec<Entry> = (1..=entries)
                     .map(|i| {
                         seq += 1;
                         command(1 + g % 3, seq, i, 2)

@@ -518,7 +518,7 @@ pub fn random_batch(
             if invalid && rng.chance(3) {
                 // A hole or index 0.
                 let shift = if rng.chance(50) { 2 } else { 0 };
-                for e in &mut w.entries {
+                for e in w.entries.make_mut() {
                     e.index = if shift == 0 {
                         0
                     } else {

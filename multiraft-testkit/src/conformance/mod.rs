@@ -390,8 +390,9 @@ async fn one_batch_covers_many_groups<S: Subject>(subject: &mut S) {
 async fn compaction_discards_a_prefix_and_survives_restart<S: Subject>(subject: &mut S) {
     const P: &str = "compaction_discards_a_prefix_and_survives_restart";
     let s = subject.fresh();
-    let mut first = append(G1, entries(1, 6, 1));
-    first.entries.extend(entries(7, 10, 2));
+    let mut two_terms = entries(1, 6, 1);
+    two_terms.extend(entries(7, 10, 2));
+    let first = append(G1, two_terms);
     write(&s, batch(vec![first, append(G2, entries(1, 3, 1))]), P).await;
     write(&s, batch(vec![compact(G1, 7)]), P).await;
     let compacted = Some(Compacted { index: 7, term: 2 });

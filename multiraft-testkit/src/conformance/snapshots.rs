@@ -240,8 +240,9 @@ async fn a_newer_snapshot_replaces_the_old<S: Subject>(subject: &mut S) {
 async fn completing_a_snapshot_leaves_the_log_alone<S: Subject>(subject: &mut S) {
     const P: &str = "completing_a_snapshot_leaves_the_log_alone";
     let s = subject.fresh();
-    let mut first = append(G1, entries(1, 6, 1));
-    first.entries.extend(entries(7, 10, 2));
+    let mut two_terms = entries(1, 6, 1);
+    two_terms.extend(entries(7, 10, 2));
+    let first = append(G1, two_terms);
     write(&s, batch(vec![first]), P).await;
     let log: Vec<(u64, u64)> = (1..=10).map(|i| (i, if i <= 6 { 1 } else { 2 })).collect();
     let m = snapshot_meta(8, 2);

@@ -71,9 +71,20 @@ impl World {
                 let _ = writeln!(out, "  {label}: {}", self.fmt_message(m));
             }
         }
-        for a in &ready.apply {
-            let list: Vec<String> = a.entries.iter().map(|e| self.fmt_entry(e)).collect();
-            let _ = writeln!(out, "  apply: {}{}", self.tag(a.group), list.join(", "));
+        // One line per group: a group's applies may come as several, one per run of its
+        // log, which is how the log keeps them, not what the script is about.
+        for same in ready.apply.chunk_by(|a, b| a.group == b.group) {
+            let list: Vec<String> = same
+                .iter()
+                .flat_map(|a| a.entries.iter())
+                .map(|e| self.fmt_entry(e))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  apply: {}{}",
+                self.tag(same[0].group),
+                list.join(", ")
+            );
         }
         for r in &ready.reads {
             let text = self.fmt_text(ProposalId {

@@ -121,7 +121,7 @@ impl Disk {
         if let Some(first) = w.entries.first() {
             let keep = first.index - offset(img) - 1;
             img.entries.truncate(keep as usize);
-            img.entries.extend(w.entries);
+            img.entries.extend(w.entries.iter().cloned());
         }
         if let Some(to) = w.compact_to
             && to > offset(img)

@@ -3,10 +3,10 @@
 
 use std::collections::VecDeque;
 
-use multiraft_core::Entry;
+use multiraft_core::{Entries, Entry};
 
-/// A group's stored log: the entry vectors of its writes, in order, each kept as the write
-/// handed it over.
+/// A group's stored log: the entries of its writes, in order, each kept as the write handed
+/// it over (shared with the node's log, [`Entries`]).
 ///
 /// Why not one vector: appending a write's entries to one vector per group copied every
 /// entry once more, into the cold tail of one of thousands of vectors, and grew those
@@ -21,7 +21,7 @@ use multiraft_core::Entry;
 #[derive(Clone, Debug, Default)]
 pub(super) struct Runs {
     /// The runs, none empty, each continuing the one before.
-    runs: VecDeque<Vec<Entry>>,
+    runs: VecDeque<Entries>,
     /// Entries in all runs.
     len: usize,
 }
@@ -33,7 +33,7 @@ impl Runs {
     }
 
     /// Appends a write's entries, which continue the log, without copying them.
-    pub(super) fn append(&mut self, entries: Vec<Entry>) {
+    pub(super) fn append(&mut self, entries: Entries) {
         if !entries.is_empty() {
             self.len += entries.len();
             self.runs.push_back(entries);
@@ -78,7 +78,7 @@ impl Runs {
         if at == 0 {
             self.runs.pop_back();
         } else if let Some(last) = self.runs.back_mut() {
-            last.truncate(at);
+            *last = last.slice(0..at);
         }
         self.len = keep;
     }
@@ -89,7 +89,7 @@ impl Runs {
         self.len -= drop;
         while let Some(first) = self.runs.front_mut() {
             if drop < first.len() {
-                first.drain(..drop);
+                *first = first.slice(drop..first.len());
                 return;
             }
             drop -= first.len();
@@ -109,7 +109,7 @@ impl Runs {
 
     /// Every entry, in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.runs.iter().flatten()
+        self.runs.iter().flat_map(|r| r.iter())
     }
 }
 
@@ -122,7 +122,7 @@ mod tests {
         let mut runs = Runs::default();
         let mut next = 1;
         for &n in lengths {
-            runs.append(entries(next, next + n - 1, 1));
+            runs.append(entries(next, next + n - 1, 1).into());
             next += n;
         }
         runs
@@ -156,7 +156,7 @@ mod tests {
         assert_eq!(indexes(&r), [1, 2]);
         r.truncate(9);
         assert_eq!(indexes(&r), [1, 2], "past the end keeps everything");
-        r.append(entries(3, 3, 2));
+        r.append(entries(3, 3, 2).into());
         assert_eq!(r.get(2).map(|e| e.term), Some(2));
         r.truncate(0);
         assert_eq!(r.len(), 0);
@@ -172,7 +172,7 @@ mod tests {
         r.drain_front(2);
         assert_eq!(r.len(), 0);
         assert_eq!(r.runs.len(), 0);
-        r.append(Vec::new());
+        r.append(Vec::new().into());
         assert_eq!(r.runs.len(), 0, "an empty write adds no run");
     }
 }

@@ -154,7 +154,7 @@ mod tests {
             let append = MessageBody::Append {
                 prev_index: 0,
                 prev_term: 0,
-                entries: vec![],
+                entries: vec![].into(),
                 commit: 0,
             };
             let lane = lane_of(&m(g, append), 4);

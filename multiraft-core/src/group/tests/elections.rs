@@ -95,7 +95,7 @@ fn candidate_persists_its_own_vote_before_asking_for_votes() {
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {
-            entries: vec![noop(1, 1)],
+            entries: vec![noop(1, 1)].into(),
             send_now: vec![
                 msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
                 msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0)),

@@ -111,7 +111,7 @@ fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) -> 
     MessageBody::Append {
         prev_index,
         prev_term,
-        entries,
+        entries: entries.into(),
         commit,
     }
 }
@@ -345,7 +345,7 @@ impl Cluster {
                 if let Some(last) = ready.entries.last() {
                     self.groups[i].on_persisted(last.index, last.term);
                 }
-                self.applied[i].extend(ready.apply.iter().cloned());
+                self.applied[i].extend(ready.apply.iter().flat_map(|r| r.iter().cloned()));
                 self.events[i].extend(ready.events.iter().cloned());
                 self.queue.extend(ready.send_after_write);
             }

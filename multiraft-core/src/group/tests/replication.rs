@@ -16,9 +16,9 @@ fn append_after_a_matching_entry_is_accepted() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, None, 3)),
-            entries: vec![e(3, 1), e(4, 1)],
+            entries: vec![e(3, 1), e(4, 1)].into(),
             send_after_write: vec![msg(1, 2, 1, ack(4))],
-            apply: vec![e(1, 1), e(2, 1)],
+            apply: vec![vec![e(1, 1), e(2, 1)].into()],
             events: vec![leader_changed(1, Some(2))],
             ..Default::default()
         }
@@ -28,7 +28,7 @@ fn append_after_a_matching_entry_is_accepted() {
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {
-            apply: vec![e(3, 1)],
+            apply: vec![vec![e(3, 1)].into()],
             ..Default::default()
         }
     );
@@ -88,9 +88,9 @@ fn conflicting_suffix_is_truncated_and_replaced() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(3, None, 1)),
-            entries: vec![e(3, 3)],
+            entries: vec![e(3, 3)].into(),
             send_after_write: vec![msg(1, 3, 3, ack(3))],
-            apply: vec![e(1, 1)],
+            apply: vec![vec![e(1, 1)].into()],
             events: vec![leader_changed(3, Some(3))],
             ..Default::default()
         }
@@ -259,7 +259,7 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
     assert_eq!(
         first,
         ReplicaReady {
-            entries: vec![noop(1, 1)],
+            entries: vec![noop(1, 1)].into(),
             send_now: vec![
                 msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
                 msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0)),
@@ -277,7 +277,7 @@ fn leader_counts_its_own_entry_only_after_on_persisted() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, Some(1), 1)),
-            apply: vec![noop(1, 1)],
+            apply: vec![vec![noop(1, 1)].into()],
             ..Default::default()
         }
     );
@@ -419,7 +419,7 @@ fn followers_alone_can_commit_but_the_leader_applies_after_its_write() {
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {
-            apply: vec![noop(1, 1)],
+            apply: vec![vec![noop(1, 1)].into()],
             ..Default::default()
         }
     );
@@ -437,7 +437,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
         g.ready(MAX, MAX),
         ReplicaReady {
             hard_state: Some(hs(1, None, 2)),
-            entries: vec![noop(1, 1), e(2, 1)],
+            entries: vec![noop(1, 1), e(2, 1)].into(),
             send_after_write: vec![msg(2, 1, 1, ack(2))],
             events: vec![leader_changed(1, Some(1))],
             ..Default::default()
@@ -448,7 +448,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
     assert_eq!(
         g.ready(MAX, MAX),
         ReplicaReady {
-            apply: vec![noop(1, 1), e(2, 1)],
+            apply: vec![vec![noop(1, 1), e(2, 1)].into()],
             ..Default::default()
         }
     );
@@ -473,7 +473,7 @@ fn entries_are_applied_only_when_committed_and_durable() {
         ReplicaReady {
             hard_state: Some(hs(1, None, 1)),
             send_after_write: vec![msg(2, 1, 1, MessageBody::HeartbeatResponse { round: 0 })],
-            apply: vec![noop(1, 1)],
+            apply: vec![vec![noop(1, 1)].into()],
             ..Default::default()
         }
     );

@@ -85,7 +85,7 @@ fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) -> 
     MessageBody::Append {
         prev_index,
         prev_term,
-        entries,
+        entries: entries.into(),
         commit,
     }
 }
@@ -244,7 +244,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
     for w in &r.write.groups {
         let expected = GroupWrite {
             group: w.group,
-            entries: vec![noop(1, 1)],
+            entries: vec![noop(1, 1)].into(),
             ..Default::default()
         };
         assert_eq!(w, &expected);

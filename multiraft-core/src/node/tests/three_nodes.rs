@@ -58,7 +58,7 @@ impl crate::testing::Io for SimIo<'_> {
             applied.len() as u64 + 1,
             "applied in order"
         );
-        applied.extend(a.entries);
+        applied.extend(a.entries.iter().cloned());
     }
 }
 

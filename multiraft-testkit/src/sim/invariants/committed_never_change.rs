@@ -92,7 +92,7 @@ impl Invariant for CommittedNeverChange {
                 st.group, st.commit
             ));
         }
-        self.check_prefix(st.group, &who, entries)?;
+        self.check_prefix(st.group, &who, &entries)?;
         self.replica.insert((node, st.group), st.commit);
         Ok(())
     }

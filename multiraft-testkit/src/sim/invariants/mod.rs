@@ -207,7 +207,7 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
                 let last = group.status().last_index;
                 let first = group.first_index();
                 let prev = group.term_at(first - 1).unwrap_or(0);
-                let r = lm.check_log(g, first, prev, group.entries(first, last + 1));
+                let r = lm.check_log(g, first, prev, &group.entries(first, last + 1));
                 tag(&lm, r)?;
             }
         }
