@@ -546,6 +546,19 @@ mod tests {
         }
     }
 
+    /// The runs are what the log's positions say: none empty, each starting where its
+    /// `start` says, consecutive from the first index, `in_runs` entries in all.
+    fn check_runs(log: &Log) {
+        let mut next = log.first_index();
+        for r in &log.runs {
+            assert!(!r.is_empty());
+            assert_eq!(r.start, next);
+            assert_eq!(indexes(r), (next..next + r.len() as u64).collect::<Vec<_>>());
+            next += r.len() as u64;
+        }
+        assert_eq!(next - log.first_index(), log.in_runs);
+    }
+
     fn indexes(e: &[Entry]) -> Vec<u64> {
         e.iter().map(|e| e.index).collect()
     }
@@ -581,6 +594,7 @@ mod tests {
         assert_eq!(indexes(&log.shared(2, 100, all, 1)), [2, 3, 4, 5, 6, 7, 8]);
         assert!(log.tail().is_empty());
         assert_eq!(log.runs.len(), 4);
+        check_runs(&log);
         // The limits: entries, then bytes (at least one entry).
         assert_eq!(
             indexes(&log.shared(2, 100, (4, usize::MAX), 1)),
@@ -601,7 +615,7 @@ mod tests {
             log.truncate_from(at);
             assert_eq!(log.last_index(), kept, "truncated at {at}");
             assert_eq!(indexes(&log.copied(1, 100)), (1..=kept).collect::<Vec<_>>());
-            assert!(log.runs.iter().all(|r| !r.is_empty()));
+            check_runs(&log);
         }
         for (to, first) in [(2, 3), (3, 4), (5, 6), (6, 7)] {
             let mut log = log_in_runs();
@@ -615,7 +629,7 @@ mod tests {
                 indexes(&log.copied(0, 100)),
                 (first..=8).collect::<Vec<_>>()
             );
-            assert!(log.runs.iter().all(|r| !r.is_empty()));
+            check_runs(&log);
             assert_eq!(log.last_index(), 8);
         }
     }
