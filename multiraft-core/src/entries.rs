@@ -18,8 +18,9 @@ use crate::entry::Entry;
 /// copy a reference count on the payload's buffer taken and dropped, a fifth of the whole
 /// node's time at one busy group (docs/design.md §4.8). A sub-range ([`Entries::slice`])
 /// shares the run too, so an `Entries` may keep a whole run alive for a few of its
-/// entries; the runs are bounded by the per-cycle limits (`Config::max_ready_entries`,
-/// `max_append_entries` and their byte counterparts).
+/// entries: at most one run's worth, and a run is what one append brought
+/// (`Config::max_append_entries`, `max_append_bytes`) or what a leader appended between two
+/// cycles (within `Config::max_uncommitted_bytes`).
 #[derive(Clone, Default)]
 pub struct Entries {
     /// The shared run; `None` when empty, so that empty `Entries` allocate nothing.

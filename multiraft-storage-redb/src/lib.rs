@@ -69,8 +69,8 @@
 //! `wal_from` is kept in `multiraft_removed` for as long as older records of it remain.
 //! The writer thread keeps the applied records of every group not yet checkpointed in
 //! memory (the *tail*: per group, its metadata now, which of its checkpointed entries a
-//! truncation or removal made dead, and the entries appended since, sharing their payload
-//! buffers with the node's log); reads and `load` rebuild the same from their read
+//! truncation or removal made dead, and the entries appended since, the very runs the
+//! node's log holds: shared, not copied); reads and `load` rebuild the same from their read
 //! transaction, through the same code.
 //!
 //! A group's runs are consecutive (each starts right after the previous one ends; the last

@@ -38,7 +38,7 @@ pub struct RedbOptions {
     /// [`DEFAULT_CHECKPOINT_BYTES`](RedbOptions::DEFAULT_CHECKPOINT_BYTES).
     ///
     /// It bounds: the write-ahead table and the writer's memory for those records (the
-    /// entries share their payload buffers with the node's log); the replay at each `load`,
+    /// entries are the node's own runs of them, shared, not copies); the replay at each `load`,
     /// `entries` and `term`, which decode the whole write-ahead table. Larger values
     /// amortize a checkpoint's per-group cost (one run and one metadata row) over more
     /// entries. 0 moves every group after every write.
