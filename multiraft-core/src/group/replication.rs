@@ -255,7 +255,7 @@ impl Replica {
             self.config.max_append_entries,
             self.config.max_append_bytes,
         );
-        let notice_due = self.commit_notice_due;
+        let (notice_due, room) = (self.commit_notice_due, self.first_log_room());
         loop {
             let Some(pr) = self.progress.get_mut(&to) else {
                 return;
@@ -271,7 +271,6 @@ impl Replica {
                 self.need_snapshot(to);
                 return;
             };
-            let room = crate::storage::first_log_room(self.id);
             let (next, limits) = (pr.next, (max_entries, max_bytes));
             let entries = self.log.shared(next, last + 1, limits, room);
             let sent_last = prev_index + entries.len() as u64;
