@@ -32,7 +32,8 @@ pub(crate) struct Log {
     /// only while it has some or is busy: a follower or a quiet leader has none.
     #[allow(clippy::box_collection, reason = "one word inline instead of three")]
     tail: Option<Box<Vec<Entry>>>,
-    /// The number of entries in `runs`.
+    /// The number of entries in `runs`: derivable from the last run, but kept so that
+    /// `last_index`, asked on nearly every step, reads no run list.
     in_runs: u64,
     /// (index, term) of the last compacted entry; (0, 0) for a log never compacted.
     base: (u64, u64),
@@ -124,26 +125,18 @@ impl Log {
             return false;
         };
         // Durable entries were handed to storage, so frozen: all of them are in the runs.
-        let mut discard = (index - self.base.0).min(self.in_runs);
-        self.in_runs -= discard;
+        self.in_runs -= (index - self.base.0).min(self.in_runs);
         let whole = self
             .runs
             .iter()
-            .take_while(|r| {
-                let len = r.len() as u64;
-                let all = len <= discard;
-                if all {
-                    discard -= len;
-                }
-                all
-            })
+            .take_while(|r| r.start + r.len() as u64 <= index + 1)
             .count();
         self.runs.drain(..whole);
         if let Some(front) = self.runs.first_mut()
-            && discard > 0
+            && front.start <= index
         {
-            front.entries = front.slice(discard as usize..front.len());
-            front.start += discard;
+            front.entries = front.slice((index + 1 - front.start) as usize..front.len());
+            front.start = index + 1;
         }
         self.base = (index, term);
         true
@@ -405,14 +398,20 @@ impl Log {
         while let Some(r) = self.runs.get(run)
             && left > 0
         {
-            let mut n = 0;
-            for e in r.iter().skip(at).take(left as usize) {
-                bytes += e.size_bytes();
-                if bytes > max_bytes && (n > 0 || taken > 0) {
-                    left = 0;
-                    break;
+            let available = r.len().saturating_sub(at).min(left as usize);
+            let mut n = available;
+            if max_bytes != usize::MAX {
+                // Sizes are summed only under a byte limit: a storage write takes every
+                // unstable entry, and summing them was work for nothing on every cycle.
+                n = 0;
+                for e in r.iter().skip(at).take(available) {
+                    bytes += e.size_bytes();
+                    if bytes > max_bytes && (n > 0 || taken > 0) {
+                        left = 0;
+                        break;
+                    }
+                    n += 1;
                 }
-                n += 1;
             }
             if n > 0 {
                 out.push(r.slice(at..at + n));
