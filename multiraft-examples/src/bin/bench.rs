@@ -50,7 +50,9 @@ use multiraft_core::{
     Bytes, Config, GroupId, Indeterminate, NodeId, ProposeError, ReadError, ReadPolicy,
 };
 use multiraft_examples::ClusterNode;
-use multiraft_examples::measure::{histogram, load_average, micros, process_cpu_secs, record};
+use multiraft_examples::measure::{
+    LatencyBuffer, histogram, load_average, micros, process_cpu_secs, record,
+};
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
 
 /// Throughput and latency of committed proposals: 3 nodes in one process on in-memory
@@ -427,9 +429,7 @@ async fn phase(
 ) -> Result<Figures, String> {
     let running = Arc::new(AtomicBool::new(true));
     let measuring = Arc::new(AtomicBool::new(false));
-    // Latencies go into one histogram, each client flushing its own buffer of
-    // `FLUSH_LATENCIES`: memory stays bounded however long the run (a vector of every
-    // latency grew by half a gigabyte in ten minutes, and showed as the node's).
+    // Latencies go into one histogram, each client through its own `LatencyBuffer`.
     let shared = Arc::new(Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
     let tally = Arc::new(Tally::default());
@@ -458,7 +458,7 @@ async fn phase(
             let batch = args.batch;
             let tally = tally.clone();
             tasks.push(tokio::spawn(async move {
-                let mut latencies_us: Vec<u32> = Vec::new();
+                let mut latencies = LatencyBuffer::new(shared);
                 while running.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let group = GroupId(g + 1);
@@ -501,17 +501,12 @@ async fn phase(
                         tokio::time::sleep(REFUSED_BACKOFF).await;
                     }
                     if measuring.load(Ordering::Relaxed) {
-                        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                        latencies_us.extend(std::iter::repeat_n(us, ok));
+                        latencies.record(t.elapsed(), ok);
                         for f in failures {
                             tally.count(f);
                         }
                     }
-                    if latencies_us.len() >= FLUSH_LATENCIES || !running.load(Ordering::Relaxed) {
-                        flush(&shared, &mut latencies_us);
-                    }
                 }
-                flush(&shared, &mut latencies_us);
             }));
         }
     }
@@ -782,18 +777,3 @@ impl ErrorKinds {
 
 /// How long a closed-loop client waits after a refusal before it proposes again.
 const REFUSED_BACKOFF: Duration = Duration::from_millis(1);
-
-/// Latencies a client keeps before adding them to the shared histogram.
-const FLUSH_LATENCIES: usize = 1024;
-
-/// Adds `buffer` to the shared histogram and empties it.
-fn flush(shared: &Mutex<Histogram<u64>>, buffer: &mut Vec<u32>) {
-    if buffer.is_empty() {
-        return;
-    }
-    if let Ok(mut h) = shared.lock() {
-        for v in buffer.drain(..) {
-            record(&mut h, u64::from(v));
-        }
-    }
-}
