@@ -181,6 +181,7 @@ mod config;
 mod driver;
 mod entries;
 mod entry;
+mod entry_runs;
 mod error;
 pub mod group;
 mod ids;
@@ -205,6 +206,7 @@ pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use entries::Entries;
 pub use entry::{Entry, HardState, Payload};
+pub use entry_runs::EntryRuns;
 pub use error::{
     CampaignError, GroupError, GroupNotFound, Indeterminate, MembershipChangeError, ProposeError,
     ReadError, StartError, StopError, Stopped, StorageError, TransferError,

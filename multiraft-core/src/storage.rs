@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use crate::entries::Entries;
 use crate::entry::{Entry, HardState};
+use crate::entry_runs::EntryRuns;
 use crate::error::StorageError;
 use crate::ids::GroupId;
 use crate::membership::Membership;
@@ -145,9 +145,10 @@ pub struct GroupWrite {
     /// Entries to append, consecutive. If the first index is at or below the stored last
     /// index, every stored entry from that index on is deleted first (conflict truncation).
     /// They must start above the compacted prefix: compacted entries are never rewritten.
-    /// Shared with the node's log: a storage that keeps them may keep this value (a clone
-    /// is a reference) rather than copies.
-    pub entries: Entries,
+    /// Held as the runs of the node's log they are in ([`EntryRuns::runs`]), shared: a
+    /// storage that keeps them may keep those runs (a clone is a reference) rather than
+    /// copies.
+    pub entries: EntryRuns,
     /// Log compaction: discard every entry up to and including this index, after this
     /// record's appends. The storage keeps the index and the term of that last discarded entry
     /// ([`LoadedGroup::compacted`]), which the log-matching check of the next entry needs.
@@ -181,7 +182,7 @@ impl GroupWrite {
     }
 
     /// Sets the entries to append.
-    pub fn with_entries(mut self, entries: impl Into<Entries>) -> GroupWrite {
+    pub fn with_entries(mut self, entries: impl Into<EntryRuns>) -> GroupWrite {
         self.entries = entries.into();
         self
     }

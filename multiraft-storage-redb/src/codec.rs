@@ -1,7 +1,7 @@
 //! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
 
 use multiraft_core::{
-    Compacted, Entry, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta,
+    Compacted, Entry, EntryRuns, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta,
     StorageError, WriteBatch,
 };
 use redb::TableDefinition;
@@ -165,7 +165,7 @@ struct WalWriteRef<'a> {
     /// The entry the log is reset to (`GroupWrite::log_reset`), as (index, term). The
     /// chunks themselves are in the snapshot tables.
     reset: Reset,
-    entries: &'a [Entry],
+    entries: &'a EntryRuns,
     compact_to: Option<u64>,
 }
 

@@ -177,7 +177,9 @@ impl TailGroup {
             // Conflict truncation: every entry from the first new index on is replaced.
             self.table_live_to = self.table_live_to.min(first - 1);
             self.run.truncate_from(first);
-            self.run.push(write.entries);
+            for run in write.entries.into_runs() {
+                self.run.push(run);
+            }
             (meta.last_index, meta.last_term) = last;
         }
         if let Some(to) = write.compact_to

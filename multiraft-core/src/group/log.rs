@@ -3,6 +3,7 @@
 
 use crate::entries::Entries;
 use crate::entry::Entry;
+use crate::entry_runs::EntryRuns;
 
 /// The log of one group. Entries are kept from `base.0 + 1`: everything up to `base` is
 /// covered by a snapshot (docs/design.md §4.6) and compacted away, and `base.1` is the term
@@ -425,11 +426,13 @@ impl Log {
 
     /// Entries not yet handed to storage; from now on they count as handed.
     /// `first_room` as for [`Log::make_room`].
-    pub(crate) fn take_unstable(&mut self, first_room: usize) -> Entries {
+    /// They come as the runs they are in, none copied ([`EntryRuns`]).
+    pub(crate) fn take_unstable(&mut self, first_room: usize) -> EntryRuns {
         let all = (usize::MAX, usize::MAX);
-        let out = self.shared(self.unstable, u64::MAX, all, first_room);
+        let mut runs = Vec::new();
+        self.shared_runs(self.unstable, u64::MAX, all, first_room, &mut runs);
         self.unstable = self.last_index() + 1;
-        out
+        runs.into_iter().collect()
     }
 
     pub(crate) fn has_unstable(&self) -> bool {

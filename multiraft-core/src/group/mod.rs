@@ -36,6 +36,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::entries::Entries;
 use crate::entry::{Entry, HardState, Payload};
+use crate::entry_runs::EntryRuns;
 use crate::error::{MembershipChangeError, ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
@@ -114,8 +115,9 @@ pub enum GroupEvent {
 pub struct ReplicaReady {
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
-    /// Entries to persist (a first index at or below the stored last index truncates).
-    pub entries: Entries,
+    /// Entries to persist (a first index at or below the stored last index truncates), as
+    /// the runs of the log they are in.
+    pub entries: EntryRuns,
     /// Messages that may leave now: the leader's appends and heartbeats (§10.2.1: a leader
     /// may send before its own write is durable).
     pub send_now: Vec<Message>,
@@ -177,7 +179,7 @@ impl ReplicaReady {
             restore,
         } = self;
         *hard_state = None;
-        *entries = Entries::new();
+        *entries = EntryRuns::new();
         send_now.clear();
         send_after_write.clear();
         apply.clear();

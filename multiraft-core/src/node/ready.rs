@@ -277,9 +277,9 @@ impl Node {
                     // Moved, not copied: the common case, one record per group.
                     record.entries = std::mem::take(&mut out.entries);
                 } else {
-                    let more = std::mem::take(&mut out.entries);
-                    record.entries =
-                        Entries::concat(vec![std::mem::take(&mut record.entries), more]);
+                    for run in std::mem::take(&mut out.entries).into_runs() {
+                        record.entries.push(run);
+                    }
                 }
                 record.compact_to = out.compact_to.take();
                 if out.joined.is_some() {

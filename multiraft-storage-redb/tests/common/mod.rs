@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use multiraft_core::{
-    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, NodeId,
-    Payload, ProposalId, SnapshotChunk, SnapshotMeta, WriteBatch,
+    Bytes, Compacted, Entries, Entry, EntryRuns, GroupId, GroupWrite, HardState, LoadedGroup,
+    Membership, NodeId, Payload, ProposalId, SnapshotChunk, SnapshotMeta, WriteBatch,
 };
 use multiraft_storage_redb::redb::StorageBackend;
 use multiraft_testkit::conformance::snapshot_meta;
@@ -512,13 +512,13 @@ pub fn random_batch(
                 last + 1
             };
             let count = rng.below(4) + 1;
-            w.entries = (first..first + count)
+            let mut entries: Vec<Entry> = (first..first + count)
                 .map(|i| entry(i, new_term.max(1), format!("{g}/{i}/{}", rng.next_u64())))
                 .collect();
             if invalid && rng.chance(3) {
                 // A hole or index 0.
                 let shift = if rng.chance(50) { 2 } else { 0 };
-                for e in w.entries.make_mut() {
+                for e in &mut entries {
                     e.index = if shift == 0 {
                         0
                     } else {
@@ -526,6 +526,12 @@ pub fn random_batch(
                     };
                 }
             }
+            // As the node hands them over: in one run, or in the runs of its log they are
+            // in (a follower that received two appends in one cycle).
+            let split = rng.below(count + 1) as usize;
+            let second = Entries::from(entries.split_off(split));
+            w.entries = EntryRuns::from(Entries::from(entries));
+            w.entries.push(second);
         }
         let new_last = w.entries.last().map_or(last, |e| e.index);
         if new_last > compacted && rng.chance(10) {

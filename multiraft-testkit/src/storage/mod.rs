@@ -367,7 +367,9 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored
                 .entries
                 .truncate((first.index - 1 - stored.offset()) as usize);
-            stored.entries.append(write.entries);
+            for run in write.entries.into_runs() {
+                stored.entries.append(run);
+            }
         }
         if let Some(to) = write.compact_to {
             stored.compact(to);

@@ -80,9 +80,10 @@ impl Invariant for LogMatching {
     fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
         let n = nodes[node].node.as_ref().expect("running");
         for w in &ready.write.groups {
-            for (k, e) in w.entries.iter().enumerate() {
-                let prev_term = if k > 0 {
-                    w.entries[k - 1].term
+            let mut prev: Option<&Entry> = None;
+            for e in &w.entries {
+                let prev_term = if let Some(p) = prev {
+                    p.term
                 } else if e.index <= 1 {
                     0
                 } else {
@@ -100,16 +101,16 @@ impl Invariant for LogMatching {
                         }
                     }
                 };
-                if k > 0 && e.index != w.entries[k - 1].index + 1 {
+                if let Some(p) = prev
+                    && e.index != p.index + 1
+                {
                     return Err(format!(
                         "{}: {} writes non-consecutive entries {} then {}",
-                        w.group,
-                        nodes[node].id,
-                        w.entries[k - 1].index,
-                        e.index
+                        w.group, nodes[node].id, p.index, e.index
                     ));
                 }
                 self.register(w.group, e, prev_term)?;
+                prev = Some(e);
             }
         }
         Ok(())
