@@ -48,6 +48,10 @@ struct Args {
     /// Every node's redb page cache, in MiB (default: `RedbOptions`' default).
     #[arg(long)]
     redb_cache_mib: Option<usize>,
+    /// Every node's `RedbOptions::checkpoint_bytes`, in MiB (default: `RedbOptions`'
+    /// default): the write-ahead records a restart decodes are at most this much.
+    #[arg(long)]
+    checkpoint_mib: Option<usize>,
     /// While writing, print the process's RSS and the three files' size every this many
     /// seconds (0: never).
     #[arg(long, default_value_t = 0)]
@@ -103,6 +107,9 @@ async fn start(
     let mut options = RedbOptions::default();
     if let Some(mib) = args.redb_cache_mib {
         options = options.with_cache_size_bytes(mib << 20);
+    }
+    if let Some(mib) = args.checkpoint_mib {
+        options = options.with_checkpoint_bytes(mib << 20);
     }
     let storage = RedbStorage::open(dir.join(format!("n{id}.redb")), options)
         .map_err(|e| format!("open: {e}"))?;
