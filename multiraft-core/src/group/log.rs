@@ -374,7 +374,8 @@ impl Log {
         Entries::concat(parts)
     }
 
-    /// [`Log::shared`], as the parts of each run they are in (none copied), added to `out`.
+    /// [`Log::shared`], as the parts of each run they are in (none copied), added to `out`
+    /// (a `Vec`, or an [`EntryRuns`], which holds one run without allocating).
     /// Returns how many entries that is.
     fn shared_runs(
         &mut self,
@@ -382,7 +383,7 @@ impl Log {
         high: u64,
         (max_entries, max_bytes): (usize, usize),
         first_room: usize,
-        out: &mut Vec<Entries>,
+        out: &mut impl Extend<Entries>,
     ) -> u64 {
         let low = low.max(self.first_index());
         let high = high.min(self.last_index() + 1);
@@ -415,7 +416,7 @@ impl Log {
                 }
             }
             if n > 0 {
-                out.push(r.slice(at..at + n));
+                out.extend([r.slice(at..at + n)]);
             }
             taken += n as u64;
             left = left.saturating_sub(n as u64);
@@ -429,10 +430,10 @@ impl Log {
     /// They come as the runs they are in, none copied ([`EntryRuns`]).
     pub(crate) fn take_unstable(&mut self, first_room: usize) -> EntryRuns {
         let all = (usize::MAX, usize::MAX);
-        let mut runs = Vec::new();
+        let mut runs = EntryRuns::new();
         self.shared_runs(self.unstable, u64::MAX, all, first_room, &mut runs);
         self.unstable = self.last_index() + 1;
-        runs.into_iter().collect()
+        runs
     }
 
     pub(crate) fn has_unstable(&self) -> bool {
