@@ -170,11 +170,12 @@ impl<'de> Deserialize<'de> for Entries {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::entry::Payload;
 
-    fn entries(low: u64, high: u64) -> Entries {
+    /// Entries `low..high`, of term 1, in one run (also for [`crate::entry_runs`]'s tests).
+    pub(crate) fn entries(low: u64, high: u64) -> Entries {
         (low..high)
             .map(|index| Entry {
                 index,

@@ -189,17 +189,7 @@ impl<'de> Deserialize<'de> for EntryRuns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::Payload;
-
-    fn run(low: u64, high: u64) -> Entries {
-        (low..high)
-            .map(|index| Entry {
-                index,
-                term: 1,
-                payload: Payload::Noop,
-            })
-            .collect()
-    }
+    use crate::entries::tests::entries as run;
 
     fn indexes(e: &EntryRuns) -> Vec<u64> {
         e.iter().map(|e| e.index).collect()
