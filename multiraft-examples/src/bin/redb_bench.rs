@@ -1,7 +1,7 @@
 //! The shared log on redb: durable commit throughput by number of groups, the raw ingest
 //! rate of redb itself, and the time to load 100,000 groups at start.
 //!
-//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--checkpoint-mib N] [--compact-secs 30] [--only groups,raw,load,compact,e2e]`
+//! `cargo run --release -p multiraft-examples --bin redb_bench -- [--secs 5] [--runs 3] [--dir PATH] [--load-groups 100000] [--load-entries 10] [--e2e-groups 1000] [--clients 4096] [--checkpoint-mib N] [--e2e-file] [--compact-secs 30] [--only groups,raw,load,compact,e2e]`
 //!
 //! Every figure is printed for each run and as the median of the runs.
 //!
@@ -33,7 +33,11 @@
 //!   more than 2× from one minute to the next). Compared with **raw** measured in the same
 //!   run too (`--only raw,e2e` runs just these two): every committed proposal is one log
 //!   row in each of the three databases, so the raw rate of the three divided by three is
-//!   the proposal rate the disk allows.
+//!   the proposal rate the disk allows. With `--e2e-file`, each run then measures the
+//!   cluster a third time on `MemStorage` whose every write also appends the batch to a
+//!   plain file and syncs it (one `write` and one `fdatasync` per batch, on a thread of its
+//!   own): the least any durable log with one sync per batch costs here, to tell redb's
+//!   own cost from durability's.
 //!
 //! Latency percentiles come from an HdrHistogram (3 significant figures). Files go to a
 //! fresh directory under `--dir` (default: the system temp directory), removed at the end.
@@ -46,8 +50,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use multiraft_core::{
-    Bytes, Config, Entry, GroupId, GroupWrite, HardState, Membership, MultiRaft, NodeId, Payload,
-    ProposalId, Storage, WriteBatch,
+    Bytes, Config, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership, MultiRaft,
+    NodeId, Payload, ProposalId, SnapshotChunk, Storage, StorageError, WriteBatch,
 };
 use multiraft_examples::measure::{
     LatencyBuffer, histogram, load_average, median, nanos, process_cpu_secs, quantile,
@@ -94,6 +98,12 @@ struct Args {
     /// [default: the library's default]
     #[arg(long)]
     checkpoint_mib: Option<usize>,
+    /// After each e2e run on redb, run the same cluster once more on `MemStorage` with every
+    /// batch also appended to a plain file and synced before the write returns: what any
+    /// durable log must pay at least (encoding, one write and one `fdatasync` per batch), for
+    /// comparison with redb's figure
+    #[arg(long)]
+    e2e_file: bool,
     /// Seconds of each compaction workload (at least 2)
     #[arg(long, default_value_t = 30)]
     compact_secs: u64,
@@ -297,6 +307,18 @@ async fn run() -> Result<(), String> {
             let storage = E2eStorage::Redb(paths, options.clone());
             let durable = bench_e2e(&storage, &runtimes, shape, secs).await?;
             print_e2e(run, "on redb", &durable, shape);
+            if args.e2e_file {
+                let paths: Vec<PathBuf> = (1..=3)
+                    .map(|i| dir.path().join(format!("e2e-{run}-node{i}.log")))
+                    .collect();
+                let file = bench_e2e(&E2eStorage::File(paths), &runtimes, shape, secs).await?;
+                print_e2e(run, "on an appended file", &file, shape);
+                println!(
+                    "  e2e run {run}: on an appended file / in memory: {:.2}x the rate, {:.2}x the CPU per proposal",
+                    file.rate / memory.rate,
+                    file.cpu_us / memory.cpu_us
+                );
+            }
             let ratio = durable.rate / memory.rate;
             println!(
                 "  e2e run {run}: on redb / in memory: {ratio:.2}x the rate, {:.2}x the CPU per proposal",
@@ -597,6 +619,9 @@ struct E2eResult {
 enum E2eStorage {
     /// The testkit's `MemStorage`: the same cluster with nothing durable, for the ratio.
     Memory,
+    /// `MemStorage`, each batch also appended to a file (one per node, at these paths) and
+    /// synced before the write returns ([`FileLog`]).
+    File(Vec<PathBuf>),
     /// One redb file per node, at these paths.
     Redb(Vec<PathBuf>, RedbOptions),
 }
@@ -635,6 +660,10 @@ async fn bench_e2e(
         let builder = MultiRaft::builder(NodeId(i), config.clone());
         let builder = match storage {
             E2eStorage::Memory => builder.storage(MemStorage::new()),
+            E2eStorage::File(paths) => {
+                let path = paths.get(i as usize - 1).ok_or("three paths")?;
+                builder.storage(FileLog::create(path).map_err(|e| format!("create: {e}"))?)
+            }
             E2eStorage::Redb(paths, options) => {
                 let path = paths.get(i as usize - 1).ok_or("three paths")?;
                 let redb =
@@ -737,4 +766,94 @@ async fn bench_e2e(
         checkpoints: checkpoints_after - checkpoints_before,
         max_checkpoint_ms: max_checkpoint as f64 / 1e3,
     })
+}
+
+/// `MemStorage` whose writes also append the batch's group writes (group, hard state,
+/// entries; postcard) to a file, synced before the write returns, on a thread of its own
+/// as `RedbStorage` does: the least a durable log costs on this disk. Nothing reads the
+/// file; it is a measuring stick, not a storage.
+struct FileLog {
+    memory: MemStorage,
+    jobs: std::sync::mpsc::Sender<FileJob>,
+}
+
+type FileJob = (
+    WriteBatch,
+    tokio::sync::oneshot::Sender<(WriteBatch, std::io::Result<()>)>,
+);
+
+impl FileLog {
+    fn create(path: &Path) -> std::io::Result<FileLog> {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(path)?;
+        let (jobs, received) = std::sync::mpsc::channel::<FileJob>();
+        std::thread::Builder::new()
+            .name("file-log-writer".into())
+            .spawn(move || {
+                let mut buffer = Vec::new();
+                while let Ok((batch, reply)) = received.recv() {
+                    buffer.clear();
+                    let writes: Vec<_> = batch
+                        .groups
+                        .iter()
+                        .map(|w| (w.group.0, w.hard_state, &w.entries))
+                        .collect();
+                    let result = match postcard::to_extend(&writes, std::mem::take(&mut buffer)) {
+                        Ok(bytes) => {
+                            let written = file.write_all(&bytes).and_then(|()| file.sync_data());
+                            buffer = bytes;
+                            written
+                        }
+                        Err(e) => Err(std::io::Error::other(e)),
+                    };
+                    drop(writes);
+                    let _ = reply.send((batch, result));
+                }
+            })?;
+        Ok(FileLog {
+            memory: MemStorage::new(),
+            jobs,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for FileLog {
+    async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((batch, reply))
+            .map_err(|_| StorageError::Io(std::io::Error::other("file log writer gone")))?;
+        let (batch, result) = done
+            .await
+            .map_err(|_| StorageError::Io(std::io::Error::other("file log writer gone")))?;
+        result?;
+        self.memory.write(batch).await
+    }
+
+    async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError> {
+        self.memory.load().await
+    }
+
+    async fn entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.memory.entries(group, low, high).await
+    }
+
+    async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
+        self.memory.term(group, index).await
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        group: GroupId,
+        index: u64,
+        seq: u32,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        self.memory.snapshot_chunk(group, index, seq).await
+    }
 }
