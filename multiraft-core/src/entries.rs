@@ -51,16 +51,6 @@ impl Entries {
         }
     }
 
-    /// The entries of `runs`, in order: shared when they are one run's, copied into a new
-    /// run otherwise.
-    pub(crate) fn concat(mut runs: Vec<Entries>) -> Entries {
-        runs.retain(|r| !r.is_empty());
-        if runs.len() <= 1 {
-            return runs.pop().unwrap_or_default();
-        }
-        runs.iter().flat_map(|r| r.iter().cloned()).collect()
-    }
-
     /// The entries, to change: copied into a run of their own first unless these entries
     /// are the whole of a run nothing else shares (copy on write, as `Arc::make_mut`).
     pub fn make_mut(&mut self) -> &mut [Entry] {
@@ -208,19 +198,6 @@ pub(crate) mod tests {
     #[should_panic]
     fn a_slice_past_the_end_panics_like_a_slice() {
         let _ = entries(1, 4).slice(2..5);
-    }
-
-    #[test]
-    fn concat_shares_a_single_run_and_copies_several() {
-        let a = entries(1, 4);
-        let one = Entries::concat(vec![Entries::new(), a.clone()]);
-        assert!(Arc::ptr_eq(
-            a.run.as_ref().unwrap(),
-            one.run.as_ref().unwrap()
-        ));
-        let two = Entries::concat(vec![a.slice(1..3), entries(4, 6)]);
-        assert_eq!(indexes(&two), [2, 3, 4, 5]);
-        assert!(Entries::concat(Vec::new()).is_empty());
     }
 
     #[test]

@@ -93,6 +93,15 @@ impl EntryRuns {
     pub fn to_vec(&self) -> Vec<Entry> {
         self.iter().cloned().collect()
     }
+
+    /// The entries as one run: the run itself when there is one, shared; copied into a
+    /// new run when there are several (what one value must carry, as an append does).
+    pub(crate) fn joined(self) -> Entries {
+        if self.rest.is_empty() {
+            return self.first;
+        }
+        self.iter().cloned().collect()
+    }
 }
 
 /// The entries of an [`EntryRuns`], in order ([`EntryRuns::iter`]).
@@ -223,6 +232,21 @@ mod tests {
         assert_eq!(e, EntryRuns::from(run(3, 7)));
         assert_ne!(e, EntryRuns::from(run(3, 6)));
         assert_eq!(e, run(3, 7).to_vec());
+    }
+
+    #[test]
+    fn joined_shares_a_single_run_and_copies_several() {
+        let a = run(1, 4);
+        let one: EntryRuns = [Entries::new(), a.clone()].into_iter().collect();
+        assert!(std::ptr::eq(one.joined().as_ptr(), a.as_ptr()));
+        let two: EntryRuns = [a.slice(1..3), run(4, 6)].into_iter().collect();
+        let joined = two.joined();
+        assert_eq!(
+            joined.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [2, 3, 4, 5]
+        );
+        assert!(!std::ptr::eq(joined.as_ptr(), a[1..].as_ptr()));
+        assert!(EntryRuns::new().joined().is_empty());
     }
 
     #[test]

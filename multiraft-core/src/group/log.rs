@@ -369,9 +369,10 @@ impl Log {
         limits: (usize, usize),
         first_room: usize,
     ) -> Entries {
-        let mut parts = Vec::new();
-        self.shared_runs(low, high, limits, first_room, &mut parts);
-        Entries::concat(parts)
+        // Gathered in an `EntryRuns`, which holds one run inline: no vector per append.
+        let mut runs = EntryRuns::new();
+        self.shared_runs(low, high, limits, first_room, &mut runs);
+        runs.joined()
     }
 
     /// [`Log::shared`], as the parts of each run they are in (none copied), added to `out`

@@ -273,14 +273,9 @@ impl Node {
                 }
                 record.snapshot = std::mem::take(&mut out.snapshot_chunks);
                 record.log_reset = out.log_reset.take();
-                if record.entries.is_empty() {
-                    // Moved, not copied: the common case, one record per group.
-                    record.entries = std::mem::take(&mut out.entries);
-                } else {
-                    for run in std::mem::take(&mut out.entries).into_runs() {
-                        record.entries.push(run);
-                    }
-                }
+                // The runs moved, not copied (into an empty record: the common case).
+                let runs = std::mem::take(&mut out.entries).into_runs();
+                record.entries.extend(runs);
                 record.compact_to = out.compact_to.take();
                 if out.joined.is_some() {
                     record.membership = out.joined.take();
