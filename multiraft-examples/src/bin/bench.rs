@@ -1,7 +1,7 @@
 //! Throughput and latency of committed proposals: 3 nodes in one process on in-memory
 //! storage and network, many groups, many proposals in flight.
 //!
-//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--reads] [--rate N] [--matrix] [--warmup-secs 2] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N] [--snapshot-entries N]`
+//! `cargo run --release -p multiraft-examples --bin bench -- [--groups 1000] [--clients 4096] [--secs 10] [--bytes 16] [--batch 1] [--time-every 1] [--reads] [--rate N] [--matrix] [--warmup-secs 2] [--tick-ms 10] [--loop-threads 0] [--max-commit-wait-ticks N] [--snapshot-entries N]`
 //!
 //! Each client is a task that proposes to its group's leader, waits for the result (the
 //! entry is committed and applied on the leader), and proposes again. Client `c` keeps to
@@ -21,7 +21,8 @@
 //! not the leader, leadership changed: what an overload must not cause), shed by the open
 //! loop, other. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
-//! its call.
+//! its call. With `--time-every N` each client times one operation in N (the rate still
+//! counts them all).
 //!
 //! With `--rate N` the load is open loop instead: proposals are offered at N per second
 //! whatever the cluster answers, spread over the groups in turn, and each latency counts
@@ -84,6 +85,12 @@ struct Args {
     /// figures count proposals
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Closed loop: each client times one operation in this many (1: every one). Reading
+    /// the clock twice per operation and recording it cost about a tenth of the box at one
+    /// group (BENCHMARKS.md, "Timing one operation in N"); the rate counts every operation
+    /// either way, and the latencies are those of the timed ones
+    #[arg(long, default_value_t = 1)]
+    time_every: u64,
     /// Open loop: offer this many proposals per second instead of running closed-loop
     /// clients
     #[arg(long)]
@@ -198,6 +205,7 @@ fn parse_args() -> Args {
     a.clients = a.clients.max(1);
     a.secs = a.secs.max(1);
     a.batch = a.batch.max(1);
+    a.time_every = a.time_every.max(1);
     a
 }
 
@@ -429,7 +437,8 @@ async fn phase(
 ) -> Result<Figures, String> {
     let running = Arc::new(AtomicBool::new(true));
     let measuring = Arc::new(AtomicBool::new(false));
-    // Latencies go into one histogram, each client through its own `LatencyBuffer`.
+    // Latencies go into one histogram, each client through its own `LatencyBuffer`; the
+    // operations completed in the window are counted apart (`Tally`): not all are timed.
     let shared = Arc::new(Mutex::new(histogram(std::iter::empty())));
     let mut tasks = Vec::new();
     let tally = Arc::new(Tally::default());
@@ -455,12 +464,19 @@ async fn phase(
             // one reference count between the cores, which measures the benchmark, not the
             // library.
             let payload = Bytes::from(vec![7u8; args.bytes]);
-            let batch = args.batch;
+            let (batch, time_every) = (args.batch, args.time_every);
             let tally = tally.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = LatencyBuffer::new(shared);
+                // Operations completed in the window; operations until the next timed one.
+                let (mut done, mut untimed) = (0, 0);
                 while running.load(Ordering::Relaxed) {
-                    let t = Instant::now();
+                    let t = (untimed == 0).then(Instant::now);
+                    untimed = if untimed == 0 {
+                        time_every - 1
+                    } else {
+                        untimed - 1
+                    };
                     let group = GroupId(g + 1);
                     // The kind of each failure of this round (admission control's refusals
                     // among them), and how many operations succeeded.
@@ -501,12 +517,16 @@ async fn phase(
                         tokio::time::sleep(REFUSED_BACKOFF).await;
                     }
                     if measuring.load(Ordering::Relaxed) {
-                        latencies.record(t.elapsed(), ok);
+                        done += ok as u64;
+                        if let Some(t) = t {
+                            latencies.record(t.elapsed(), ok);
+                        }
                         for f in failures {
                             tally.count(f);
                         }
                     }
                 }
+                tally.completed(done);
             }));
         }
     }
@@ -530,15 +550,16 @@ async fn phase(
     }
     let kinds = tally.kinds();
     let all = shared.lock().map_err(|e| e.to_string())?.clone();
+    let completed = tally.completed.load(Ordering::Relaxed);
     Ok(Figures {
         groups: args.groups,
         clients: args.clients,
         work,
-        rate: all.len() as f64 / elapsed,
+        rate: completed as f64 / elapsed,
         p50: all.value_at_quantile(0.50),
         p99: all.value_at_quantile(0.99),
         p999: all.value_at_quantile(0.999),
-        cpu_us: cpu.map(|c| c * 1e6 / all.len().max(1) as f64),
+        cpu_us: cpu.map(|c| c * 1e6 / completed.max(1) as f64),
         errors: kinds.errors(),
         error_kinds: kinds,
         refused: kinds.refused,
@@ -645,6 +666,8 @@ fn open_loop(
                 });
             }
         }
+        // Every proposal that succeeded in the window is timed here.
+        tally.completed(latencies.len());
         // Both grow to fit, so a sum cannot overflow a bucket.
         if let Ok(mut h) = shared.lock() {
             let _ = h.add(&latencies);
@@ -737,17 +760,26 @@ fn read_failure(e: &ReadError) -> Failure {
     }
 }
 
-/// Failures counted by every client of a phase, by kind.
+/// The operations of a phase's measured window, counted by every client: those completed,
+/// and the failures by kind.
 #[derive(Default)]
-struct Tally([AtomicU64; 5]);
+struct Tally {
+    completed: AtomicU64,
+    failures: [AtomicU64; 5],
+}
 
 impl Tally {
     fn count(&self, f: Failure) {
-        self.0[f as usize].fetch_add(1, Ordering::Relaxed);
+        self.failures[f as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client's `n` operations completed in the window, added when it stops.
+    fn completed(&self, n: u64) {
+        self.completed.fetch_add(n, Ordering::Relaxed);
     }
 
     fn kinds(&self) -> ErrorKinds {
-        let n = |f: Failure| self.0[f as usize].load(Ordering::Relaxed);
+        let n = |f: Failure| self.failures[f as usize].load(Ordering::Relaxed);
         ErrorKinds {
             refused: n(Failure::Refused),
             timeouts: n(Failure::Timeout),
