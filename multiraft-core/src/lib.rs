@@ -185,6 +185,7 @@ mod entry_runs;
 mod error;
 pub mod group;
 mod ids;
+mod log_runs;
 mod machines;
 mod membership;
 mod message;
@@ -213,6 +214,7 @@ pub use error::{
 };
 pub use group::{FollowerStatus, GroupStatus, ReadPolicy, Role};
 pub use ids::{GroupId, NodeId, ProposalId, RequestId};
+pub use log_runs::LogRuns;
 pub use membership::{Membership, MembershipChange, MembershipError, VoteResult};
 pub use message::{
     Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,

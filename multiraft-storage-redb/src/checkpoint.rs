@@ -104,7 +104,7 @@ fn checkpoint_group(
             removed.insert(g, wal_from).map_err(redb_error)?;
         }
         Some(meta) => {
-            runs::insert_run(log, g, &group.run)?;
+            runs::insert_run(log, g, &group.appended)?;
             let meta = GroupMeta {
                 wal_from,
                 ..meta.clone()

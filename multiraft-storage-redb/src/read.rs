@@ -113,7 +113,7 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
             Some(group) => {
                 entries.retain(|e| group.table_row_live(e.index));
                 if let Some(meta) = group.meta {
-                    entries.extend(group.run.iter().cloned());
+                    entries.extend(group.appended.iter().cloned());
                     loaded.push(loaded_group(g, meta, entries));
                 }
             }
@@ -131,7 +131,11 @@ pub(crate) fn load_all(db: &Database) -> Result<Vec<LoadedGroup>, StorageError> 
     let before = loaded.len();
     for (g, group) in tail.groups {
         if let Some(meta) = group.meta {
-            loaded.push(loaded_group(g, meta, group.run.iter().cloned().collect()));
+            loaded.push(loaded_group(
+                g,
+                meta,
+                group.appended.iter().cloned().collect(),
+            ));
         }
     }
     if loaded.len() > before {
@@ -274,13 +278,7 @@ pub(crate) fn read_entries(
         let table_high = high.min(state.table_live_to.saturating_add(1));
         entries = runs::read_range(&log, group.0, low, table_high)?;
     }
-    entries.extend(
-        state
-            .run
-            .iter()
-            .filter(|e| e.index >= low && e.index < high)
-            .cloned(),
-    );
+    entries.extend(state.appended.range(low, high).cloned());
     Ok(entries)
 }
 

@@ -7,11 +7,10 @@
 //! may straddle the compaction mark: its entries at or below the mark are skipped by every
 //! read, and the row is deleted once a later compaction passes its end.
 
-use multiraft_core::{Entry, StorageError};
+use multiraft_core::{Entry, LogRuns, StorageError};
 use redb::{ReadableTable, Table};
 
 use crate::codec::{decode_run, encode_run, redb_error};
-use crate::tail::Run;
 
 /// The log table as read: a read-only table or the writer's table.
 pub(crate) trait LogRead: ReadableTable<(u64, u64), &'static [u8]> {}
@@ -133,10 +132,14 @@ pub(crate) fn delete_compacted(
     Ok(())
 }
 
-/// Writes `run` as one row (none when it is empty).
-pub(crate) fn insert_run(log: &mut LogTable<'_>, g: u64, run: &Run) -> Result<(), StorageError> {
-    if let Some(first) = run.first_index() {
-        let value = encode_run(run.iter())?;
+/// Writes `entries` as one row (none when there are none).
+pub(crate) fn insert_run(
+    log: &mut LogTable<'_>,
+    g: u64,
+    entries: &LogRuns,
+) -> Result<(), StorageError> {
+    if let Some(first) = entries.first_index() {
+        let value = encode_run(entries.iter())?;
         log.insert((g, first), value.as_slice())
             .map_err(redb_error)?;
     }

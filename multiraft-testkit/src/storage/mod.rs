@@ -5,14 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use multiraft_core::{
-    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, Membership,
+    Bytes, Compacted, Entry, GroupId, GroupWrite, HardState, LoadedGroup, LogRuns, Membership,
     SnapshotChunk, SnapshotMeta, Storage, StorageError, WriteBatch,
 };
 use rustc_hash::FxHashMap;
-
-mod runs;
-
-use runs::Runs;
 
 /// An in-memory [`Storage`] for tests and benchmarks.
 ///
@@ -70,14 +66,14 @@ pub struct MemStorage {
     held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// One group as stored: its log is kept from the index after the compacted prefix, so
-/// the entry at position `i` of `entries` has index `offset() + i + 1`.
+/// One group as stored: its log is kept from the index after the compacted prefix
+/// (`offset() + 1`), as the runs its writes brought.
 #[derive(Clone, Debug, Default)]
 struct StoredGroup {
     membership: Membership,
     hard_state: HardState,
     compacted: Option<Compacted>,
-    entries: Runs,
+    entries: LogRuns,
     /// The latest complete snapshot.
     snapshot: Option<StoredSnapshot>,
     /// The snapshot being received: its chunks so far.
@@ -107,12 +103,11 @@ impl StoredGroup {
         if to <= offset {
             return;
         }
-        let drop = (to - offset) as usize;
         // Validated: `to` is at most the last index, so the entry is there.
-        let Some(term) = self.entries.get(drop - 1).map(|e| e.term) else {
+        let Some(term) = self.entries.get(to).map(|e| e.term) else {
             return;
         };
-        self.entries.drain_front(drop);
+        self.entries.drop_through(to);
         self.compacted = Some(Compacted { index: to, term });
     }
 
@@ -123,10 +118,7 @@ impl StoredGroup {
         {
             return Some(c.term);
         }
-        index
-            .checked_sub(self.offset() + 1)
-            .and_then(|i| self.entries.get(usize::try_from(i).ok()?))
-            .map(|e| e.term)
+        self.entries.get(index).map(|e| e.term)
     }
 
     /// Stores validated chunks: see [`GroupWrite::snapshot`].
@@ -364,11 +356,9 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored.compacted = Some(c);
         }
         if let Some(first) = write.entries.first() {
-            stored
-                .entries
-                .truncate((first.index - 1 - stored.offset()) as usize);
+            stored.entries.truncate_from(first.index);
             for run in write.entries.into_runs() {
-                stored.entries.append(run);
+                stored.entries.push(run);
             }
         }
         if let Some(to) = write.compact_to {
@@ -448,13 +438,7 @@ impl Storage for MemStorage {
                 index: offset,
             });
         }
-        // Positions in `entries`: index i is at i - offset - 1.
-        let start = low - offset - 1;
-        let end = (high - offset - 1).min(stored.entries.len() as u64);
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(stored.entries.copy(start as usize, end as usize))
+        Ok(stored.entries.range(low, high).cloned().collect())
     }
 
     async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
