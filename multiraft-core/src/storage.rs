@@ -363,6 +363,11 @@ pub struct Compacted {
 ///   and await it. The event loop keeps stepping groups while a write is in flight.
 /// - [`load`](Storage::load) returns exactly what durable writes left, for every group not
 ///   removed.
+///
+/// A storage that keeps a group's entries in memory (all of them, or those not yet flushed)
+/// can keep them in a [`LogRuns`](crate::LogRuns): the runs each write brings
+/// ([`EntryRuns::into_runs`](crate::EntryRuns::into_runs)), shared with the node's log
+/// rather than copied.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Persists `batch` atomically and durably.
