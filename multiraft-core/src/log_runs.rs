@@ -43,12 +43,13 @@ impl LogRuns {
         self.runs.front().map(|&(start, _)| start)
     }
 
-    /// The index of the last entry, if any.
+    /// The index of the last entry, if any (read from the bound kept inline, no run).
     pub fn last_index(&self) -> Option<u64> {
         self.end.checked_sub(1).filter(|_| !self.runs.is_empty())
     }
 
-    /// The number of entries held.
+    /// The number of entries held. Reads the first run: where only the end matters,
+    /// [`LogRuns::last_index`] reads nothing outside this value.
     pub fn len(&self) -> usize {
         self.first_index()
             .map_or(0, |first| (self.end - first) as usize)

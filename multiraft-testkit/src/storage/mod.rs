@@ -94,7 +94,9 @@ impl StoredGroup {
     }
 
     fn last_index(&self) -> u64 {
-        self.offset() + self.entries.len() as u64
+        // From the bound the runs keep inline: reading the first run (`LogRuns::len`) was a
+        // cache miss per group and write, 2.9 % of an open-loop run at 1,000 groups.
+        self.entries.last_index().unwrap_or(self.offset())
     }
 
     /// Discards the entries up to `to` (validated: at most the last index).
