@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use crate::entries::Entries;
 use crate::entry::Entry;
+use crate::entry_runs::EntryRuns;
 
 /// A group's consecutive entries as a storage keeps them: the runs its writes brought
 /// ([`GroupWrite::entries`](crate::GroupWrite::entries)), each shared with the node's log
@@ -84,6 +85,19 @@ impl LogRuns {
             debug_assert!(self.runs.is_empty() || first.index == self.end);
             self.end = last.index + 1;
             self.runs.push_back((first.index, entries));
+        }
+    }
+
+    /// Stores a write's entries ([`GroupWrite::entries`](crate::GroupWrite::entries)) as
+    /// the contract of [`Storage`](crate::Storage) asks: every entry held from their first
+    /// index on is dropped first (the suffix an append replaces), then their runs are
+    /// pushed, none copied. No entries change nothing.
+    pub fn append(&mut self, entries: EntryRuns) {
+        if let Some(first) = entries.first() {
+            self.truncate_from(first.index);
+            for run in entries.into_runs() {
+                self.push(run);
+            }
         }
     }
 
@@ -230,6 +244,31 @@ mod tests {
             runs.push(entries(from.clamp(1, 10), 12).into());
             check(&runs, &(1..=12).collect::<Vec<_>>(), "appended again");
         }
+    }
+
+    /// A write's entries replace the suffix from their first index, in their runs.
+    #[test]
+    fn an_append_replaces_the_suffix_from_its_first_index() {
+        // Entries of term 100: none held has it.
+        let new = |from: u64, to: u64| -> Entries {
+            let mut e = entries(from, to);
+            e.iter_mut().for_each(|e| e.term = 100);
+            e.into()
+        };
+        for at in 1..=10 {
+            let mut runs = three_runs();
+            let mut write = EntryRuns::from(new(at, at));
+            write.push(new(at + 1, 11));
+            runs.append(write);
+            check(&runs, &(1..=11).collect::<Vec<_>>(), "appended");
+            let terms: Vec<u64> = runs.iter().map(|e| e.term).collect();
+            let kept = (1..at).map(|i| i / 4 + 1);
+            let want: Vec<u64> = kept.chain((at..=11).map(|_| 100)).collect();
+            assert_eq!(terms, want, "appended at {at}");
+        }
+        let mut runs = three_runs();
+        runs.append(EntryRuns::new());
+        check(&runs, &(1..=9).collect::<Vec<_>>(), "nothing appended");
     }
 
     #[test]

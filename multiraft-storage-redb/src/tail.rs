@@ -177,10 +177,7 @@ impl TailGroup {
             let (first, last) = (first.index, (last.index, last.term));
             // Conflict truncation: every entry from the first new index on is replaced.
             self.table_live_to = self.table_live_to.min(first - 1);
-            self.appended.truncate_from(first);
-            for run in write.entries.into_runs() {
-                self.appended.push(run);
-            }
+            self.appended.append(write.entries);
             (meta.last_index, meta.last_term) = last;
         }
         if let Some(to) = write.compact_to

@@ -469,14 +469,10 @@ async fn phase(
             tasks.push(tokio::spawn(async move {
                 let mut latencies = LatencyBuffer::new(shared);
                 // Operations completed in the window; operations until the next timed one.
-                let (mut done, mut untimed) = (0, 0);
+                let (mut done, mut untimed) = (0u64, 0u64);
                 while running.load(Ordering::Relaxed) {
                     let t = (untimed == 0).then(Instant::now);
-                    untimed = if untimed == 0 {
-                        time_every - 1
-                    } else {
-                        untimed - 1
-                    };
+                    untimed = untimed.checked_sub(1).unwrap_or(time_every - 1);
                     let group = GroupId(g + 1);
                     // The kind of each failure of this round (admission control's refusals
                     // among them), and how many operations succeeded.
@@ -526,7 +522,7 @@ async fn phase(
                         }
                     }
                 }
-                tally.completed(done);
+                tally.add_completed(done);
             }));
         }
     }
@@ -667,7 +663,7 @@ fn open_loop(
             }
         }
         // Every proposal that succeeded in the window is timed here.
-        tally.completed(latencies.len());
+        tally.add_completed(latencies.len());
         // Both grow to fit, so a sum cannot overflow a bucket.
         if let Ok(mut h) = shared.lock() {
             let _ = h.add(&latencies);
@@ -774,7 +770,7 @@ impl Tally {
     }
 
     /// A client's `n` operations completed in the window, added when it stops.
-    fn completed(&self, n: u64) {
+    fn add_completed(&self, n: u64) {
         self.completed.fetch_add(n, Ordering::Relaxed);
     }
 

@@ -357,12 +357,7 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             stored.entries.clear();
             stored.compacted = Some(c);
         }
-        if let Some(first) = write.entries.first() {
-            stored.entries.truncate_from(first.index);
-            for run in write.entries.into_runs() {
-                stored.entries.push(run);
-            }
-        }
+        stored.entries.append(write.entries);
         if let Some(to) = write.compact_to {
             stored.compact(to);
         }
