@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::entry_runs::EntryRuns;
+use crate::ids::GroupId;
+use crate::storage::{FIRST_LOG_ROOM, first_log_room, room_in_steps};
 
 /// A group's consecutive entries as a storage keeps them: the runs its writes brought
 /// ([`GroupWrite::entries`](crate::GroupWrite::entries)), each shared with the node's log
@@ -23,7 +25,13 @@ use crate::entry_runs::EntryRuns;
 /// records, BENCHMARKS.md, "The durable ratio in one harness"). The number of runs is at
 /// most the number of entries (no run is empty), which compaction bounds; a lookup is a
 /// binary search over the runs.
-#[derive(Clone, Debug, Default)]
+///
+/// The run list grows in its group's own steps ([`LogRuns::for_group`], as the node's logs
+/// do, [`log_room`](crate::log_room)): grown by plain doubling, the lists of a thousand
+/// groups fed alike all reallocated into fresh pages in the same milliseconds at every
+/// power of two, a 10–30 ms stall of every loop at 512 runs (BENCHMARKS.md, "Stored run
+/// lists grown in each group's steps").
+#[derive(Clone, Debug)]
 pub struct LogRuns {
     /// Non-empty runs, each of consecutive entries following the run before, with the
     /// index of its first entry.
@@ -31,12 +39,48 @@ pub struct LogRuns {
     /// One past the last entry's index; 0 when empty. Nearly every write appends right
     /// after the last entry, and this tells so without reading `runs`.
     end: u64,
+    /// The room from which `runs` grows in the group's own steps ([`room`]). A `u32`: a
+    /// run list never needs more.
+    first_room: u32,
+}
+
+/// The room for a run list that must hold `needed` runs and grows from `first`: plain
+/// doubling below `first` (copying a few runs in step with other groups costs little, and
+/// an idle group's list of one or two runs stays that small, as a million idle groups need),
+/// then `first * 2^k` ([`room_in_steps`]).
+fn room(first: usize, needed: usize) -> usize {
+    if needed < first {
+        needed.next_power_of_two().min(first)
+    } else {
+        room_in_steps(first, needed)
+    }
+}
+
+impl Default for LogRuns {
+    fn default() -> LogRuns {
+        LogRuns::new()
+    }
 }
 
 impl LogRuns {
-    /// No entries.
+    /// No entries; the run list grows from [`FIRST_LOG_ROOM`]. A storage that keeps many
+    /// groups' logs should use [`LogRuns::for_group`].
     pub fn new() -> LogRuns {
-        LogRuns::default()
+        LogRuns::with_first_room(FIRST_LOG_ROOM)
+    }
+
+    /// No entries, for `group`'s log: the run list grows in the group's own steps
+    /// ([`first_log_room`]), so that the lists of groups fed alike do not all grow at once.
+    pub fn for_group(group: GroupId) -> LogRuns {
+        LogRuns::with_first_room(first_log_room(group))
+    }
+
+    fn with_first_room(first_room: usize) -> LogRuns {
+        LogRuns {
+            runs: VecDeque::new(),
+            end: 0,
+            first_room: u32::try_from(first_room).unwrap_or(u32::MAX),
+        }
     }
 
     /// The index of the first entry, if any.
@@ -84,6 +128,11 @@ impl LogRuns {
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             debug_assert!(self.runs.is_empty() || first.index == self.end);
             self.end = last.index + 1;
+            let len = self.runs.len();
+            if len == self.runs.capacity() {
+                self.runs
+                    .reserve_exact(room(self.first_room as usize, len + 1) - len);
+            }
             self.runs.push_back((first.index, entries));
         }
     }
@@ -175,6 +224,39 @@ mod tests {
 
     fn indexes<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u64> {
         entries.map(|e| e.index).collect()
+    }
+
+    /// Two groups fed alike grow their run lists at lengths of their own, each in the steps
+    /// of its first room, and a list emptied by compaction keeps its room.
+    #[test]
+    fn run_lists_grow_in_their_groups_steps() {
+        let groups = [GroupId(1), GroupId(2)];
+        let firsts = groups.map(first_log_room);
+        assert_ne!(
+            firsts[0], firsts[1],
+            "pick two groups with different first rooms"
+        );
+        let mut lists = groups.map(LogRuns::for_group);
+        for i in 1..=200 {
+            for (list, first) in lists.iter_mut().zip(firsts) {
+                list.push(entries(i, i).into());
+                let capacity = list.runs.capacity();
+                assert!(capacity >= i as usize, "at {i} runs");
+                if i as usize >= first {
+                    assert_eq!(capacity, room_in_steps(first, i as usize), "at {i} runs");
+                } else {
+                    assert!(capacity <= first, "at {i} runs");
+                }
+            }
+        }
+        let capacity = lists[0].runs.capacity();
+        lists[0].drop_through(200);
+        lists[0].push(entries(201, 201).into());
+        assert_eq!(lists[0].runs.capacity(), capacity);
+        // A list of one run holds no more room than that (idle groups).
+        let mut idle = LogRuns::new();
+        idle.push(entries(1, 1).into());
+        assert_eq!(idle.runs.capacity(), 1);
     }
 
     /// Three runs: 1..=3, 4..=4, 5..=9.

@@ -76,7 +76,7 @@ pub(crate) fn read_tail(
                         continue;
                     }
                     tail.bytes += TAIL_GROUP_BYTES;
-                    v.insert(TailGroup::over(meta, seq))
+                    v.insert(TailGroup::over(GroupId(g), meta, seq))
                 }
             };
             // Validated before it was committed; checked again so that a record damaged
@@ -247,7 +247,7 @@ fn read_group(read: &ReadTransaction, group: GroupId) -> Result<TailGroup, Stora
     let mut tail = read_tail(read, Some(group))?;
     match tail.groups.remove(&group.0) {
         Some(g) => Ok(g),
-        None => Ok(TailGroup::over(read_meta(read, group)?, 0)),
+        None => Ok(TailGroup::over(group, read_meta(read, group)?, 0)),
     }
 }
 

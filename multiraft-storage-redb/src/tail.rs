@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use multiraft_core::{GroupWrite, LogRuns, StorageError};
+use multiraft_core::{GroupId, GroupWrite, LogRuns, StorageError};
 
 use crate::codec::{GroupMeta, Reset, corrupt};
 
@@ -78,9 +78,9 @@ pub(crate) struct TailGroup {
 }
 
 impl TailGroup {
-    /// The group as the tables hold it (`table` is its metadata row, if any), before any
+    /// `group` as the tables hold it (`table` is its metadata row, if any), before any
     /// record is applied.
-    pub(crate) fn over(table: Option<GroupMeta>, first_seq: u64) -> TailGroup {
+    pub(crate) fn over(group: GroupId, table: Option<GroupMeta>, first_seq: u64) -> TailGroup {
         let (last, compacted) = table
             .as_ref()
             .map_or((0, 0), |m| (m.last_index, m.compacted_index));
@@ -90,7 +90,7 @@ impl TailGroup {
             table_live_to: last,
             table_last: last,
             table_compacted: compacted,
-            appended: LogRuns::new(),
+            appended: LogRuns::for_group(group),
             first_seq,
         }
     }

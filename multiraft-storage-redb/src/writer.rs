@@ -157,7 +157,7 @@ impl Writer<'_> {
                 Some(_) => None,
                 None => {
                     let meta = table_meta(&groups, g).map_err(Failure::Fatal)?;
-                    Some(TailGroup::over(meta, self.tail.next_seq))
+                    Some(TailGroup::over(write.group, meta, self.tail.next_seq))
                 }
             };
             let group = base

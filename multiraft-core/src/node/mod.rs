@@ -103,6 +103,10 @@ pub struct NodeStatus {
     /// `missed`): a count that grows says the event loop falls behind its tick interval
     /// (an overloaded or starved loop), which is what makes peers look silent.
     pub ticks_missed: u64,
+    /// Readies the node has handed out since it started ([`Ready::number`] of the last):
+    /// per second, against the proposals committed, how well the node batches (each ready
+    /// costs one storage write, and a send per peer node).
+    pub readies: u64,
     /// Peer nodes: the nodes that host a replica of a group hosted here.
     pub peers: usize,
     /// Peer nodes declared down now: not heard from within their liveness timeout.
@@ -315,6 +319,7 @@ impl Node {
             pending_reads: self.requests.pending_reads(),
             ticks: self.ticks,
             ticks_missed: self.ticks_missed,
+            readies: self.last_number,
             peers: self.peers.ids().count(),
             peers_down: self.peers.down_count(),
             stats: self.stats,

@@ -156,6 +156,9 @@ struct Figures {
     ticks_served: f64,
     /// Of the ticks that fell due, the share a stalled loop served late (%).
     ticks_missed_pct: f64,
+    /// Readies each node made per second, on average over the nodes (`NodeStatus::readies`):
+    /// against the rate, how many operations share one ready's write and sends.
+    readies: f64,
     /// Verdicts, summed over the nodes, that a peer node was down (`NodeStats`).
     peers_declared_down: u64,
     /// Open loop: p50 and p99 (µs) of how late the generator issued each proposal after it
@@ -280,7 +283,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), readies {:.0}/s per node, peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
@@ -304,6 +307,7 @@ fn print_line(args: &Args, f: &Figures) {
         f.warmup_elections,
         f.ticks_served,
         f.ticks_missed_pct,
+        f.readies,
         f.peers_declared_down
     );
 }
@@ -415,6 +419,8 @@ struct LoopCounts {
     missed: u64,
     /// Peers declared down.
     down: u64,
+    /// Readies made.
+    readies: u64,
 }
 
 async fn loop_counts(cluster: &[ClusterNode]) -> Result<LoopCounts, String> {
@@ -424,6 +430,7 @@ async fn loop_counts(cluster: &[ClusterNode]) -> Result<LoopCounts, String> {
         sum.ticks += status.ticks;
         sum.missed += status.ticks_missed;
         sum.down += status.stats.peers_declared_down;
+        sum.readies += status.readies;
     }
     Ok(sum)
 }
@@ -563,6 +570,7 @@ async fn phase(
         warmup_elections: terms0.saturating_sub(terms_before),
         ticks_served: (due - missed) as f64 / elapsed / cluster.len() as f64,
         ticks_missed_pct: 100.0 * missed as f64 / due.max(1) as f64,
+        readies: (ticks1.readies - ticks0.readies) as f64 / elapsed / cluster.len() as f64,
         peers_declared_down: ticks1.down - ticks0.down,
         generator: match work {
             Work::OpenLoop(_) => {

@@ -68,7 +68,7 @@ pub struct MemStorage {
 
 /// One group as stored: its log is kept from the index after the compacted prefix
 /// (`offset() + 1`), as the runs its writes brought.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct StoredGroup {
     membership: Membership,
     hard_state: HardState,
@@ -88,6 +88,17 @@ struct StoredSnapshot {
 }
 
 impl StoredGroup {
+    fn new(group: GroupId) -> StoredGroup {
+        StoredGroup {
+            membership: Membership::default(),
+            hard_state: HardState::default(),
+            compacted: None,
+            entries: LogRuns::for_group(group),
+            snapshot: None,
+            incoming: None,
+        }
+    }
+
     /// The index before the first stored entry: the compacted prefix's end, or 0.
     fn offset(&self) -> u64 {
         self.compacted.map_or(0, |c| c.index)
@@ -345,7 +356,9 @@ fn apply(image: &mut Image, batch: WriteBatch) {
             image.remove(&write.group);
             continue;
         }
-        let stored = image.entry(write.group).or_default();
+        let stored = image
+            .entry(write.group)
+            .or_insert_with(|| StoredGroup::new(write.group));
         if let Some(membership) = write.membership {
             stored.membership = membership;
         }
