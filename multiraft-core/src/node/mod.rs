@@ -105,7 +105,9 @@ pub struct NodeStatus {
     pub ticks_missed: u64,
     /// Readies the node has handed out since it started ([`Ready::number`] of the last):
     /// per second, against the proposals committed, how well the node batches (each ready
-    /// costs one storage write, and a send per peer node).
+    /// costs one storage write, and a send per peer node). 0 when read from a status
+    /// serialized without it (an older node's).
+    #[serde(default)]
     pub readies: u64,
     /// Peer nodes: the nodes that host a replica of a group hosted here.
     pub peers: usize,

@@ -436,6 +436,26 @@ fn responses_wait_for_the_write_and_no_ready_comes_before_it_is_acknowledged() {
     );
 }
 
+/// `NodeStatus::readies` counts the readies handed out: not a call that found a write in
+/// flight, nor one that found nothing to do.
+#[test]
+fn readies_counts_the_readies_handed_out() {
+    let mut node = new_node(1, strict());
+    assert_eq!(node.status().readies, 0);
+    node.create_group(g(1), voters()).unwrap();
+    let first = node.ready().unwrap();
+    assert_eq!(node.status().readies, 1);
+    node.step(batch_for(2, 1, 1, &[g(1)], vote(false)));
+    assert_eq!(node.ready(), None, "a write is in flight");
+    assert_eq!(node.status().readies, 1);
+    crate::testing::complete(&mut node, first);
+    let second = node.ready().unwrap();
+    assert_eq!((second.number, node.status().readies), (2, 2));
+    crate::testing::complete(&mut node, second);
+    assert_eq!(node.ready(), None, "nothing to do");
+    assert_eq!(node.status().readies, 2);
+}
+
 // ----- routing hygiene ----------------------------------------------------------------------
 
 /// `Node::step`: a message for a group this node does not host is dropped and counted; it
