@@ -177,9 +177,6 @@ pub struct Node {
     /// Groups that received input since the last `take_sends` or `ready`: the only ones
     /// `take_sends` looks at.
     since_sends: Vec<GroupId>,
-    /// The messages to each destination in the last ready ([`Outbox::counts`]): the room
-    /// the next ready's lists start with. At most one entry per destination.
-    outbox_room: BTreeMap<NodeId, [usize; 2]>,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
     /// Creations and removals to put in the next write.
@@ -239,7 +236,6 @@ impl Node {
             round: 0,
             beat_due: false,
             since_sends: Vec::new(),
-            outbox_room: BTreeMap::new(),
             dirty: VecDeque::new(),
             lifecycle: BTreeMap::new(),
             requests,

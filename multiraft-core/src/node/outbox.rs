@@ -16,41 +16,9 @@ pub(super) struct Outbox {
     after: BTreeMap<NodeId, Vec<Message>>,
     beats: BTreeMap<NodeId, Vec<Beat>>,
     acks: BTreeMap<NodeId, Vec<Ack>>,
-    /// The room each destination's `now` and `after` lists start with: what they held in
-    /// the node's last ready ([`Outbox::counts`]). Grown by doubling instead, a busy ready's
-    /// lists (a message per group) were copied into fresh memory a dozen times each, 2.6 %
-    /// of the instructions and of the last-level cache misses per proposal at 4,096 busy
-    /// groups (BENCHMARKS.md, "Outbox lists sized from the last ready").
-    room: BTreeMap<NodeId, [usize; 2]>,
 }
 
 impl Outbox {
-    /// An outbox whose lists start with `room` (as [`Outbox::counts`] gave it).
-    pub(super) fn with_room(room: BTreeMap<NodeId, [usize; 2]>) -> Outbox {
-        Outbox {
-            room,
-            ..Outbox::default()
-        }
-    }
-
-    /// How many messages each destination's lists hold now: the room for the next
-    /// outbox's. One entry per destination, so bounded by the peers.
-    pub(super) fn counts(&self) -> BTreeMap<NodeId, [usize; 2]> {
-        let mut counts: BTreeMap<NodeId, [usize; 2]> = BTreeMap::new();
-        for (list, messages) in [&self.now, &self.after].into_iter().enumerate() {
-            for (to, m) in messages {
-                counts.entry(*to).or_default()[list] = m.len();
-            }
-        }
-        counts
-    }
-
-    /// A new list for `to`'s messages (`list` 0: now, 1: after), with the room of
-    /// [`Outbox::room`].
-    fn list(room: &BTreeMap<NodeId, [usize; 2]>, to: NodeId, list: usize) -> Vec<Message> {
-        Vec::with_capacity(room.get(&to).map_or(0, |r| r[list]))
-    }
-
     /// Owes `to` a coalesced heartbeat message even if no group beats there: the node
     /// liveness beat.
     pub(super) fn liveness_beat(&mut self, to: NodeId) {
@@ -69,14 +37,7 @@ impl Outbox {
                     quiesce,
                 });
             }
-            _ => {
-                let room = &self.room;
-                let list = self
-                    .now
-                    .entry(m.to)
-                    .or_insert_with(|| Self::list(room, m.to, 0));
-                list.push(m);
-            }
+            _ => self.now.entry(m.to).or_default().push(m),
         }
     }
 
@@ -90,14 +51,7 @@ impl Outbox {
                     round,
                 })
             }
-            _ => {
-                let room = &self.room;
-                let list = self
-                    .after
-                    .entry(m.to)
-                    .or_insert_with(|| Self::list(room, m.to, 1));
-                list.push(m);
-            }
+            _ => self.after.entry(m.to).or_default().push(m),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The outputs of one cycle of the node — [`Ready`] — how they are collected from every
 //! group with work, and how their write is acknowledged ([`Node::advance`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -210,8 +210,7 @@ impl Node {
         ready.apply.reserve(queued);
         let mut leadership_changed: HashMap<GroupId, Option<(u64, Option<NodeId>)>> =
             HashMap::new();
-        let room = std::mem::take(&mut self.outbox_room);
-        let mut outbox = self.outbox(room);
+        let mut outbox = self.outbox();
         let round = self.next_round();
         self.since_sends.clear();
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
@@ -400,7 +399,6 @@ impl Node {
         for m in self.snapshots.take_refusals() {
             outbox.now(m.group, m);
         }
-        self.outbox_room = outbox.counts();
         (ready.send_now, ready.send_after_write) = outbox.finish(self.id, self.liveness(round));
         if ready.is_empty() {
             // The dirty groups had nothing after all (say, an acknowledgement that moved
@@ -443,7 +441,7 @@ impl Node {
     /// followers (dissertation §10.2.1: the leader writes in parallel with them) nor
     /// heartbeats. Everything else waits for the next [`Node::ready`].
     pub fn take_sends(&mut self) -> Vec<MessageBatch> {
-        let mut outbox = self.outbox(BTreeMap::new());
+        let mut outbox = self.outbox();
         let round = self.next_round();
         let mut touched = std::mem::take(&mut self.since_sends);
         touched.sort_unstable();
@@ -466,10 +464,9 @@ impl Node {
         move |to| self.peers.liveness_to(to, self.incarnation, round)
     }
 
-    /// An outbox holding the liveness beat to every peer, if one is due; its lists start
-    /// with `room` ([`Outbox::with_room`]).
-    fn outbox(&mut self, room: BTreeMap<NodeId, [usize; 2]>) -> Outbox {
-        let mut outbox = Outbox::with_room(room);
+    /// An outbox holding the liveness beat to every peer, if one is due.
+    fn outbox(&mut self) -> Outbox {
+        let mut outbox = Outbox::default();
         if std::mem::take(&mut self.beat_due) {
             for peer in self.peers.ids() {
                 outbox.liveness_beat(peer);
