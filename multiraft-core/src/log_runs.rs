@@ -6,7 +6,7 @@ use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::entry_runs::EntryRuns;
 use crate::ids::GroupId;
-use crate::storage::{FIRST_LOG_ROOM, first_log_room, room_in_steps};
+use crate::storage::{FIRST_LOG_ROOM, first_log_room, room_from_small};
 
 /// A group's consecutive entries as a storage keeps them: the runs its writes brought
 /// ([`GroupWrite::entries`](crate::GroupWrite::entries)), each shared with the node's log
@@ -39,21 +39,9 @@ pub struct LogRuns {
     /// One past the last entry's index; 0 when empty. Nearly every write appends right
     /// after the last entry, and this tells so without reading `runs`.
     end: u64,
-    /// The room from which `runs` grows in the group's own steps ([`room`]). A `u32`: a
-    /// run list never needs more.
+    /// The room from which `runs` grows in the group's own steps ([`room_from_small`]). A
+    /// `u32`: a run list never needs more.
     first_room: u32,
-}
-
-/// The room for a run list that must hold `needed` runs and grows from `first`: plain
-/// doubling below `first` (copying a few runs in step with other groups costs little, and
-/// an idle group's list of one or two runs stays that small, as a million idle groups need),
-/// then `first * 2^k` ([`room_in_steps`]).
-fn room(first: usize, needed: usize) -> usize {
-    if needed < first {
-        needed.next_power_of_two().min(first)
-    } else {
-        room_in_steps(first, needed)
-    }
 }
 
 impl Default for LogRuns {
@@ -131,7 +119,7 @@ impl LogRuns {
             let len = self.runs.len();
             if len == self.runs.capacity() {
                 self.runs
-                    .reserve_exact(room(self.first_room as usize, len + 1) - len);
+                    .reserve_exact(room_from_small(self.first_room as usize, len + 1) - len);
             }
             self.runs.push_back((first.index, entries));
         }
@@ -211,6 +199,7 @@ impl LogRuns {
 mod tests {
     use super::*;
     use crate::entry::Payload;
+    use crate::storage::room_in_steps;
 
     fn entries(from: u64, to: u64) -> Vec<Entry> {
         (from..=to)

@@ -55,6 +55,18 @@ pub(crate) fn room_in_steps(first: usize, needed: usize) -> usize {
     room
 }
 
+/// [`room_in_steps`] for a list that may stay very short: plain doubling below `first`
+/// (copying a few items in step with other groups costs little, and an idle group's list of
+/// one or two items keeps that little room, as a million idle groups need), then
+/// `first * 2^k`. For the run lists of [`LogRuns`](crate::LogRuns).
+pub(crate) fn room_from_small(first: usize, needed: usize) -> usize {
+    if needed < first {
+        needed.next_power_of_two().min(first)
+    } else {
+        room_in_steps(first, needed)
+    }
+}
+
 /// Everything one ready asks storage to persist, for any number of groups.
 ///
 /// The node layer builds exactly one `WriteBatch` per ready, so one fsync covers every

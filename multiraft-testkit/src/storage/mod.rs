@@ -68,7 +68,7 @@ pub struct MemStorage {
 
 /// One group as stored: its log is kept from the index after the compacted prefix
 /// (`offset() + 1`), as the runs its writes brought.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct StoredGroup {
     membership: Membership,
     hard_state: HardState,
@@ -88,14 +88,11 @@ struct StoredSnapshot {
 }
 
 impl StoredGroup {
+    /// `group`, nothing stored yet: its run list grows in the group's own steps.
     fn new(group: GroupId) -> StoredGroup {
         StoredGroup {
-            membership: Membership::default(),
-            hard_state: HardState::default(),
-            compacted: None,
             entries: LogRuns::for_group(group),
-            snapshot: None,
-            incoming: None,
+            ..StoredGroup::default()
         }
     }
 
