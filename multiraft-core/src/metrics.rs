@@ -234,16 +234,14 @@ impl NodeMetrics {
         self.peers_down.set(down as f64);
     }
 
-    /// `storage.write(batch)`, recording its size now and its duration on `clock` when it
-    /// completes.
+    /// `storage.write(batch)`, recording its duration on `clock` when it completes (its
+    /// size was recorded when the node made it, `Node::ready`).
     pub(crate) fn timed_write(
         &self,
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         batch: WriteBatch,
     ) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
-        self.write_entries.record(batch.entry_count() as f64);
-        self.write_bytes.record(batch.size_bytes() as f64);
         let seconds = self.write_seconds.clone();
         async move {
             let start = clock.now();

@@ -62,9 +62,20 @@ pub enum AttachError {
 /// memory — neither with many small batches nor with a few large ones (snapshot chunks).
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    tx: mpsc::Sender<MessageBatch>,
-    /// The bytes waiting and their bound; `None` for an inbox bounded by count alone.
-    bytes: Option<Arc<HeldBytes>>,
+    tx: Queue,
+}
+
+/// The two kinds of inbox: bounded by count alone ([`Inbox::channel`]), or a node's own,
+/// bounded in bytes too, whose batches travel with the size they were counted at, so that
+/// the node gives back exactly that without walking every entry again.
+#[derive(Clone, Debug)]
+enum Queue {
+    Plain(mpsc::Sender<MessageBatch>),
+    Counted {
+        tx: mpsc::Sender<(MessageBatch, usize)>,
+        /// The bytes waiting and their bound.
+        bytes: Arc<HeldBytes>,
+    },
 }
 
 /// Bytes of the batches in an inbox ([`MessageBatch::size_bytes`]) and the most it holds.
@@ -113,7 +124,12 @@ impl Inbox {
     /// If `capacity` is zero.
     pub fn channel(capacity: usize) -> (Inbox, mpsc::Receiver<MessageBatch>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Inbox { tx, bytes: None }, rx)
+        (
+            Inbox {
+                tx: Queue::Plain(tx),
+            },
+            rx,
+        )
     }
 
     /// A node's own inbox: at most `capacity` batches and `max_bytes` bytes (one batch of
@@ -125,71 +141,76 @@ impl Inbox {
             max: max_bytes,
         });
         let inbox = Inbox {
-            tx,
-            bytes: Some(Arc::clone(&bytes)),
+            tx: Queue::Counted {
+                tx,
+                bytes: Arc::clone(&bytes),
+            },
         };
         (inbox, InboxReceiver { rx, bytes })
     }
 
     /// Hands `batch` to the node without waiting.
     pub fn deliver(&self, batch: MessageBatch) -> Result<(), DeliverError> {
-        let size = match &self.bytes {
-            Some(bytes) => {
+        match &self.tx {
+            Queue::Plain(tx) => tx.try_send(batch).map_err(|e| refused(&e)),
+            Queue::Counted { tx, bytes } => {
                 let size = batch.size_bytes();
                 if !bytes.reserve(size) {
                     return Err(DeliverError::Full);
                 }
-                size
+                tx.try_send((batch, size)).map_err(|e| {
+                    bytes.release(size);
+                    refused(&e)
+                })
             }
-            None => 0,
-        };
-        self.tx.try_send(batch).map_err(|e| {
-            if let Some(bytes) = &self.bytes {
-                bytes.release(size);
-            }
-            match e {
-                mpsc::error::TrySendError::Full(_) => DeliverError::Full,
-                mpsc::error::TrySendError::Closed(_) => DeliverError::Stopped,
-            }
-        })
+        }
     }
 
     /// Hands `batch` to the node, waiting for room among the batches (for a transport that
     /// prefers backpressure on its connection to dropping). Its bytes are counted but not
     /// refused: a transport that waits is bounded by what its connection holds.
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
-        let size = self.bytes.as_ref().map_or(0, |_| batch.size_bytes());
-        if let Some(bytes) = &self.bytes {
-            bytes.held.fetch_add(size, Ordering::AcqRel);
-        }
-        self.tx.send(batch).await.map_err(|_| {
-            if let Some(bytes) = &self.bytes {
-                bytes.release(size);
+        match &self.tx {
+            Queue::Plain(tx) => tx.send(batch).await.map_err(|_| DeliverError::Stopped),
+            Queue::Counted { tx, bytes } => {
+                let size = batch.size_bytes();
+                bytes.held.fetch_add(size, Ordering::AcqRel);
+                tx.send((batch, size)).await.map_err(|_| {
+                    bytes.release(size);
+                    DeliverError::Stopped
+                })
             }
-            DeliverError::Stopped
-        })
+        }
+    }
+}
+
+/// The refusal a full or closed queue means.
+fn refused<T>(e: &mpsc::error::TrySendError<T>) -> DeliverError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => DeliverError::Full,
+        mpsc::error::TrySendError::Closed(_) => DeliverError::Stopped,
     }
 }
 
 /// The node's end of its [`Inbox`]: gives the bytes of each batch taken back to the inbox.
 #[derive(Debug)]
 pub(crate) struct InboxReceiver {
-    rx: mpsc::Receiver<MessageBatch>,
+    rx: mpsc::Receiver<(MessageBatch, usize)>,
     bytes: Arc<HeldBytes>,
 }
 
 impl InboxReceiver {
     /// The next batch, waiting for one; `None` once every inbox is gone.
     pub(crate) async fn recv(&mut self) -> Option<MessageBatch> {
-        let batch = self.rx.recv().await?;
-        self.bytes.release(batch.size_bytes());
+        let (batch, size) = self.rx.recv().await?;
+        self.bytes.release(size);
         Some(batch)
     }
 
     /// The next batch if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Option<MessageBatch> {
-        let batch = self.rx.try_recv().ok()?;
-        self.bytes.release(batch.size_bytes());
+        let (batch, size) = self.rx.try_recv().ok()?;
+        self.bytes.release(size);
         Some(batch)
     }
 }

@@ -214,6 +214,9 @@ impl Node {
         let round = self.next_round();
         self.since_sends.clear();
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
+        // The write's entries and bytes, for the storage metrics: counted here, where the
+        // entries are in hand, rather than in another pass over the whole write.
+        let mut written = (0usize, 0usize);
         let mut applied = 0;
         let cfg = Arc::clone(&self.config);
         while let Some(id) = self.dirty.pop_front() {
@@ -238,11 +241,12 @@ impl Node {
             } else {
                 slot.queued = false;
             }
-            for e in out
-                .entries
-                .iter()
-                .chain(out.apply.iter().flat_map(|r| r.iter()))
-            {
+            let (count, size) = (out.entries.iter()).fold((0, 0), |(count, size), e| {
+                (count + 1, size + e.size_bytes())
+            });
+            written = (written.0 + count, written.1 + size);
+            (entries, bytes) = (entries + count, bytes + size);
+            for e in out.apply.iter().flat_map(|r| r.iter()) {
                 entries += 1;
                 bytes += e.size_bytes();
             }
@@ -268,8 +272,9 @@ impl Node {
                     record.hard_state = out.hard_state.take();
                 }
                 if !out.snapshot_chunks.is_empty() {
-                    let received = out.snapshot_chunks.iter().map(|c| c.data.len() as u64);
-                    self.metrics.snapshot_received.increment(received.sum());
+                    let received: usize = out.snapshot_chunks.iter().map(|c| c.data.len()).sum();
+                    self.metrics.snapshot_received.increment(received as u64);
+                    written.1 += received;
                 }
                 record.snapshot = std::mem::take(&mut out.snapshot_chunks);
                 record.log_reset = out.log_reset.take();
@@ -394,7 +399,11 @@ impl Node {
         self.requests.count_applied(applied);
         self.metrics
             .set_groups(self.groups.len(), self.active.len());
-        let built = self.write_built_chunks(&mut ready.write);
+        let built = self.write_built_chunks(&mut ready.write, &mut written.1);
+        if !ready.write.is_empty() {
+            self.metrics.write_entries.record(written.0 as f64);
+            self.metrics.write_bytes.record(written.1 as f64);
+        }
         ready.snapshots = self.snapshots_to_take();
         for m in self.snapshots.take_refusals() {
             outbox.now(m.group, m);

@@ -304,12 +304,13 @@ impl Node {
         false
     }
 
-    /// Puts the chunks of snapshots being built into `write`; returns the snapshots this
-    /// write completes. A build whose group is gone, or now receives or restores a
+    /// Puts the chunks of snapshots being built into `write`, adding their bytes to
+    /// `written_bytes`; returns the snapshots this write completes. A build whose group is gone, or now receives or restores a
     /// snapshot from its leader, is dropped.
     pub(super) fn write_built_chunks(
         &mut self,
         write: &mut WriteBatch,
+        written_bytes: &mut usize,
     ) -> Vec<(GroupId, SnapshotMeta)> {
         let mut completed = Vec::new();
         self.snapshots.chunk_bytes = 0;
@@ -340,6 +341,7 @@ impl Node {
                     &mut write.groups[last]
                 }
             };
+            *written_bytes += chunk.data.len();
             record.snapshot.push(chunk);
         }
         completed
