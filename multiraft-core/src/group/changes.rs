@@ -99,7 +99,7 @@ impl Replica {
             if *current == c.target {
                 let target = c.target.clone();
                 self.change = None;
-                self.out()
+                self.out_rare()
                     .events
                     .push(GroupEvent::MembershipChangeEnded { result: Ok(target) });
             } else if let Some(staged) = staged(current, &c.target) {
@@ -175,9 +175,11 @@ impl Replica {
                 .or_else(|| c.promote.iter().zip(&progress).next());
             let node = behind.map_or(NodeId(0), |(n, _)| *n);
             self.change = None;
-            self.out().events.push(GroupEvent::MembershipChangeEnded {
-                result: Err(MembershipChangeError::CatchUpTimeout { node }),
-            });
+            self.out_rare()
+                .events
+                .push(GroupEvent::MembershipChangeEnded {
+                    result: Err(MembershipChangeError::CatchUpTimeout { node }),
+                });
             return;
         }
         if c.caught_up_ticks >= self.config.learner_catchup_ticks {
@@ -259,7 +261,7 @@ impl Replica {
         }
         self.joining = false;
         tracing::info!(node = %self.node, group = %self.id, "joining replica caught up");
-        self.out().joined = Some((*self.membership).clone());
+        self.out_rare().joined = Some((*self.membership).clone());
         self.refresh_role();
     }
 
@@ -308,7 +310,7 @@ impl Replica {
         if !self.removed {
             self.removed = true;
             tracing::info!(node = %self.node, group = %self.id, "replica removed from the group");
-            self.out().events.push(GroupEvent::Removed);
+            self.out_rare().events.push(GroupEvent::Removed);
         }
     }
 }

@@ -130,7 +130,7 @@ impl Replica {
             membership: (*membership).clone(),
         };
         self.membership = membership;
-        self.out().events.push(event);
+        self.out_rare().events.push(event);
         self.refresh_role();
     }
 

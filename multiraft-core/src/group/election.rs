@@ -186,7 +186,7 @@ impl Replica {
 
     fn election_started(&mut self) {
         tracing::debug!(node = %self.node, group = %self.id, term = self.term, "campaign started");
-        self.out().events.push(GroupEvent::ElectionStarted);
+        self.out_rare().events.push(GroupEvent::ElectionStarted);
     }
 
     fn become_pre_candidate(&mut self) {
@@ -232,7 +232,7 @@ impl Replica {
                     transfer,
                 },
             };
-            self.out().send_after_write.push(m);
+            self.out_after().push(m);
         }
     }
 
@@ -294,7 +294,7 @@ impl Replica {
                     granted: true,
                 },
             };
-            self.out().send_after_write.push(m);
+            self.out_after().push(m);
         } else {
             self.send_after(
                 from,
@@ -407,7 +407,7 @@ impl Replica {
             if let Some(l) = leader {
                 tracing::info!(node = %self.node, group = %self.id, term, leader = %l, previous_term, previous = ?previous.map(|p| p.0), "leader changed");
             }
-            self.out()
+            self.out_rare()
                 .events
                 .push(GroupEvent::LeaderChanged { term, leader });
         }

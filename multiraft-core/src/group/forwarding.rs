@@ -92,7 +92,7 @@ impl Replica {
     pub(super) fn adopt_forward(&mut self) {
         for (id, data) in std::mem::take(&mut self.forward) {
             if let Err(e) = self.propose(id, data) {
-                self.out().rejected.push((id, e));
+                self.out_rare().rejected.push((id, e));
             }
         }
     }
@@ -158,7 +158,7 @@ impl Replica {
                     },
                     (_, None) => ProposeError::NoLeader,
                 };
-                self.out()
+                self.out_rare()
                     .rejected
                     .extend(ids.into_iter().map(|id| (id, err.clone())));
             }
@@ -197,13 +197,13 @@ impl Replica {
                     leader_hint: Some(leader),
                 };
                 let dropped = proposals.into_iter().map(|(id, _)| (id, err.clone()));
-                self.out().rejected.extend(dropped);
+                self.out_rare().rejected.extend(dropped);
             }
             (_, None) => {
                 let dropped = proposals
                     .into_iter()
                     .map(|(id, _)| (id, ProposeError::NoLeader));
-                self.out().rejected.extend(dropped);
+                self.out_rare().rejected.extend(dropped);
             }
         }
     }

@@ -111,7 +111,15 @@ pub enum GroupEvent {
 }
 
 /// The outputs of a group, taken with [`Replica::ready`].
+///
+/// Laid out in the order declared (`repr(C)`): the outputs of every busy cycle first —
+/// hard state, entries, messages, applies, reads, three cache lines — then those of
+/// elections, reads that fail, refusals, membership changes and snapshots. A node visiting
+/// a group that wrote none of the latter reads and clears only the first lines: at
+/// thousands of busy groups each group's buffer is cold when its turn comes (BENCHMARKS.md,
+/// "The outputs of a busy cycle first").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct ReplicaReady {
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
@@ -127,13 +135,13 @@ pub struct ReplicaReady {
     /// Committed entries, durable here, to apply in order: the runs of the log they are in
     /// (shared, not copied), consecutive.
     pub apply: Vec<Entries>,
+    /// Reads of this node whose read point the state machine has reached with this
+    /// ready's `apply`: (read id, read index). Serve each after applying `apply`.
+    pub reads: Vec<(u64, u64)>,
     /// Forwarded proposals the leader refused: definitely not appended.
     pub rejected: Vec<(ProposalId, ProposeError)>,
     /// Events since the last ready.
     pub events: Vec<GroupEvent>,
-    /// Reads of this node whose read point the state machine has reached with this
-    /// ready's `apply`: (read id, read index). Serve each after applying `apply`.
-    pub reads: Vec<(u64, u64)>,
     /// Reads of this node that failed.
     pub read_failures: Vec<(u64, ReadError)>,
     /// Snapshot chunks received from the leader, to persist with `entries` (before them).
@@ -166,9 +174,9 @@ impl ReplicaReady {
             send_now,
             send_after_write,
             apply,
+            reads,
             rejected,
             events,
-            reads,
             read_failures,
             snapshot_chunks,
             log_reset,
@@ -183,9 +191,9 @@ impl ReplicaReady {
         send_now.clear();
         send_after_write.clear();
         apply.clear();
+        reads.clear();
         rejected.clear();
         events.clear();
-        reads.clear();
         read_failures.clear();
         snapshot_chunks.clear();
         *log_reset = None;
@@ -198,14 +206,35 @@ impl ReplicaReady {
 
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
+        self.is_empty_common() && self.is_empty_rare()
+    }
+
+    /// Empties the outputs of a busy cycle (the first lines), keeping the lists' memory;
+    /// the others must be empty already.
+    pub(crate) fn clear_common(&mut self) {
+        self.hard_state = None;
+        self.entries = EntryRuns::new();
+        self.send_now.clear();
+        self.send_after_write.clear();
+        self.apply.clear();
+        self.reads.clear();
+        debug_assert!(self.is_empty_rare(), "rare outputs left in a buffer");
+    }
+
+    /// Whether the outputs of a busy cycle are empty.
+    pub(crate) fn is_empty_common(&self) -> bool {
         self.hard_state.is_none()
             && self.entries.is_empty()
             && self.send_now.is_empty()
             && self.send_after_write.is_empty()
             && self.apply.is_empty()
-            && self.rejected.is_empty()
-            && self.events.is_empty()
             && self.reads.is_empty()
+    }
+
+    /// Whether the other outputs are empty.
+    pub(crate) fn is_empty_rare(&self) -> bool {
+        self.rejected.is_empty()
+            && self.events.is_empty()
             && self.read_failures.is_empty()
             && self.snapshot_chunks.is_empty()
             && self.compact_to.is_none()
@@ -362,11 +391,22 @@ pub struct Replica {
     term_unsaved: bool,
     /// Outputs accumulated since the last ready; `None` (no allocation) in a quiesced group.
     out: Option<Box<ReplicaReady>>,
-    /// Something was put in `out` since it was last taken or dropped. Only then does
-    /// [`Replica::has_ready`] look inside it: the buffer is a separate allocation of eight
-    /// cache lines, and at thousands of busy groups reading it for a group with nothing new
-    /// missed the caches (BENCHMARKS.md).
-    out_written: bool,
+    /// What was put in `out` since it was last taken or dropped. Only if something was
+    /// does [`Replica::has_ready`] look inside it: the buffer is a separate allocation of
+    /// nine cache lines, and at thousands of busy groups reading it for a group with
+    /// nothing new missed the caches (BENCHMARKS.md).
+    out_written: Written,
+}
+
+/// What a replica put in its output buffer since it was last taken or dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    Nothing,
+    /// Only the outputs of a busy cycle (messages, entries, applies, reads).
+    Busy,
+    /// Others too (events, refusals, failed reads, snapshots, membership): only then does
+    /// the node read the buffer's other lines ([`ReplicaReady`]'s layout says why).
+    Rare,
 }
 
 impl Replica {
@@ -443,7 +483,7 @@ impl Replica {
         if let Some(meta) = loaded.snapshot {
             replica.restoring = Some(meta.index);
             replica.snapshot = Some((meta.index, meta.term));
-            replica.out().restore = Some(meta);
+            replica.out_rare().restore = Some(meta);
         }
         replica.appended_configs(&configs);
         Ok(replica)
@@ -498,7 +538,7 @@ impl Replica {
             term_unsaved: false,
             joining: false,
             out: None,
-            out_written: false,
+            out_written: Written::Nothing,
         };
         g.joining = !g.membership.contains(node);
         g.become_follower(hs.term, None);

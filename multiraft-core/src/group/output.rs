@@ -7,12 +7,31 @@
 use crate::ids::NodeId;
 use crate::message::{Message, MessageBody};
 
-use super::{Replica, ReplicaReady, Role};
+use super::{Replica, ReplicaReady, Role, Written};
 
 impl Replica {
-    pub(super) fn out(&mut self) -> &mut ReplicaReady {
-        self.out_written = true;
+    /// The output buffer, for the outputs of a busy cycle. Private to this module: other
+    /// modules write messages with [`Replica::out_after`] and the rest with
+    /// [`Replica::out_rare`], so that nothing but a busy cycle's outputs can be written
+    /// without marking the buffer (`Written::Rare`), which the node would then not read.
+    fn out(&mut self) -> &mut ReplicaReady {
+        if self.out_written == Written::Nothing {
+            self.out_written = Written::Busy;
+        }
         self.out.get_or_insert_with(Box::default)
+    }
+
+    /// The output buffer, for the other outputs (events, refusals, failed reads, snapshots,
+    /// membership): every write of those goes through here, so that the node reads them
+    /// only when there are some.
+    pub(super) fn out_rare(&mut self) -> &mut ReplicaReady {
+        self.out_written = Written::Rare;
+        self.out.get_or_insert_with(Box::default)
+    }
+
+    /// The messages that must wait for this ready's write.
+    pub(super) fn out_after(&mut self) -> &mut Vec<Message> {
+        &mut self.out().send_after_write
     }
 
     pub(super) fn send_now_msg(&mut self, to: NodeId, term: u64, body: MessageBody) {
@@ -56,7 +75,10 @@ impl Replica {
 
     /// Whether [`Replica::ready`] would return something.
     pub fn has_ready(&self) -> bool {
-        self.out_written && self.out.as_ref().is_some_and(|o| !o.is_empty())
+        self.out_written != Written::Nothing
+            && self.out.as_ref().is_some_and(|o| {
+                !o.is_empty_common() || self.out_written == Written::Rare && !o.is_empty_rare()
+            })
             || self.hard_state_dirty
             || self.log.has_unstable()
             || self.restoring.is_none() && self.log.has_applicable()
@@ -81,6 +103,18 @@ impl Replica {
         max_apply_entries: usize,
         max_apply_bytes: usize,
     ) -> Box<ReplicaReady> {
+        self.take_ready(round, max_apply_entries, max_apply_bytes).0
+    }
+
+    /// [`Replica::ready_in_round`], and whether the buffer holds anything but the outputs
+    /// of a busy cycle: if not, the caller need not read its other fields, and gives it
+    /// back with [`Replica::recycle_taken`].
+    pub(crate) fn take_ready(
+        &mut self,
+        round: u64,
+        max_apply_entries: usize,
+        max_apply_bytes: usize,
+    ) -> (Box<ReplicaReady>, bool) {
         self.flush_appends();
         self.flush_forward();
         self.flush_reads(round);
@@ -89,7 +123,8 @@ impl Replica {
         // [`Replica::recycle`], so a busy group allocates neither the buffer nor its lists
         // again. A quiet group frees it.
         let mut ready = self.out.take().unwrap_or_default();
-        self.out_written = false;
+        let rare = self.out_written == Written::Rare;
+        self.out_written = Written::Nothing;
         if std::mem::take(&mut self.hard_state_dirty) {
             ready.hard_state = Some(self.hard_state());
         }
@@ -105,17 +140,27 @@ impl Replica {
         if self.quiesced && self.out.as_ref().is_some_and(|o| o.is_empty()) {
             // Answering a read round filled the buffer of a quiet group: free it again.
             self.out = None;
-            self.out_written = false;
+            self.out_written = Written::Nothing;
         }
-        ready
+        (ready, rare)
     }
 
     /// Gives back the buffer [`Replica::ready_in_round`] handed over, once the caller has
     /// taken everything out of it, to be reused (emptied) for the next ready. Kept only
     /// while the group is busy and has no newer buffer.
-    pub fn recycle(&mut self, mut used: Box<ReplicaReady>) {
+    pub fn recycle(&mut self, used: Box<ReplicaReady>) {
+        self.recycle_taken(used, true);
+    }
+
+    /// [`Replica::recycle`] of a buffer that [`Replica::take_ready`] said holds only the
+    /// outputs of a busy cycle unless `rare`: only those are cleared.
+    pub(crate) fn recycle_taken(&mut self, mut used: Box<ReplicaReady>, rare: bool) {
         if self.out.is_none() && !self.quiesced {
-            used.clear();
+            if rare {
+                used.clear();
+            } else {
+                used.clear_common();
+            }
             self.out = Some(used);
         }
     }

@@ -147,7 +147,7 @@ impl Replica {
         }
         if self.out.as_ref().is_some_and(|o| o.is_empty()) {
             self.out = None;
-            self.out_written = false;
+            self.out_written = super::Written::Nothing;
         }
     }
 }

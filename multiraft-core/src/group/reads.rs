@@ -312,7 +312,7 @@ impl Replica {
             }
             None => {
                 let failed = ids.into_iter().map(|id| (id, ReadError::NoLeader));
-                self.out().read_failures.extend(failed);
+                self.out_rare().read_failures.extend(failed);
             }
         }
     }
@@ -410,7 +410,7 @@ impl Replica {
                         };
                         (id, e)
                     });
-                    self.out().read_failures.extend(failed);
+                    self.out_rare().read_failures.extend(failed);
                 }
             },
             _ => {}
@@ -458,7 +458,7 @@ impl Replica {
         for w in std::mem::take(&mut self.reads.waiting) {
             match w.origin {
                 Origin::Local(id) => self
-                    .out()
+                    .out_rare()
                     .read_failures
                     .push((id, ReadError::LeadershipChanged)),
                 Origin::Remote(node, id) => remote.push((node, id, 0)),

@@ -108,7 +108,7 @@ impl Replica {
         self.snapshot = Some((meta.index, meta.term));
         if self.log.compact(to) {
             let first = self.log.first_index();
-            self.out().compact_to = Some(first - 1);
+            self.out_rare().compact_to = Some(first - 1);
         }
     }
 
@@ -149,7 +149,7 @@ impl Replica {
             && pr.state != ProgressState::Snapshot
         {
             pr.become_snapshot(index);
-            self.out().snapshot_wanted.push(to);
+            self.out_rare().snapshot_wanted.push(to);
         }
         true
     }
@@ -250,7 +250,7 @@ impl Replica {
             );
         }
         let reads = self.request_chunks(to);
-        self.out().chunk_reads.extend(reads);
+        self.out_rare().chunk_reads.extend(reads);
         send
     }
 
@@ -291,7 +291,7 @@ impl Replica {
             o.reading = false;
         }
         let reads = self.request_chunks(from);
-        self.out().chunk_reads.extend(reads);
+        self.out_rare().chunk_reads.extend(reads);
     }
 
     /// A leader's tick: a transfer with no acknowledgement for an election timeout gives
@@ -329,7 +329,7 @@ impl Replica {
                 o.requested = o.acked;
                 o.reading = false;
                 let reads = self.request_chunks(to);
-                self.out().chunk_reads.extend(reads);
+                self.out_rare().chunk_reads.extend(reads);
             }
             return;
         }
@@ -337,7 +337,7 @@ impl Replica {
             // A newer snapshot: the transfer starts over with it.
             *o = super::progress::Outgoing::new(index);
         }
-        self.out().snapshot_wanted.push(to);
+        self.out_rare().snapshot_wanted.push(to);
     }
 
     // ----- follower: receiving ------------------------------------------------------------
@@ -384,7 +384,7 @@ impl Replica {
         }
         let last = chunk.last;
         let meta = chunk.meta.clone();
-        self.out().snapshot_chunks.push(chunk);
+        self.out_rare().snapshot_chunks.push(chunk);
         if !last {
             self.incoming = Some(Box::new(Incoming {
                 from: sender,
@@ -405,7 +405,7 @@ impl Replica {
         self.incoming = None;
         let replaced = self.log.install(meta.index, meta.term);
         if replaced {
-            self.out().log_reset = Some(Compacted {
+            self.out_rare().log_reset = Some(Compacted {
                 index: meta.index,
                 term: meta.term,
             });
@@ -414,7 +414,7 @@ impl Replica {
         self.hard_state_dirty = true;
         self.restoring = Some(meta.index);
         self.snapshot = Some((meta.index, meta.term));
-        self.out().restore = Some(meta);
+        self.out_rare().restore = Some(meta);
     }
 
     /// Sent once this ready's write (the chunk) is durable.

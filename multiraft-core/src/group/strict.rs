@@ -47,9 +47,17 @@ impl Replica {
             "log holds an entry from a future term",
         );
         self.strict_check(
-            self.out_written || self.out.as_ref().is_none_or(|o| o.is_empty()),
+            self.out_written != super::Written::Nothing
+                || self.out.as_ref().is_none_or(|o| o.is_empty()),
             0,
             "output written without `out_written`, which `has_ready` would miss",
+        );
+        self.strict_check(
+            self.out_written == super::Written::Rare
+                || self.out.as_ref().is_none_or(|o| o.is_empty_rare()),
+            0,
+            "events, refusals or snapshot outputs written without `Written::Rare`: the node would \
+             not read them",
         );
         if self.role == Role::Leader {
             self.strict_check(

@@ -89,7 +89,9 @@ impl Replica {
             let to = t.to;
             self.transfer = None;
             tracing::info!(node = %self.node, group = %self.id, term = self.term, %to, "leadership transfer abandoned");
-            self.out().events.push(GroupEvent::TransferAborted { to });
+            self.out_rare()
+                .events
+                .push(GroupEvent::TransferAborted { to });
         }
     }
 

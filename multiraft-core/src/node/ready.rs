@@ -231,7 +231,9 @@ impl Node {
                 continue; // removed since it was queued
             };
             groups += 1;
-            let mut out = slot.group.ready_in_round(
+            // `rare`: the group wrote outputs other than a busy cycle's; only then are
+            // they looked at (`ReplicaReady`'s layout says why).
+            let (mut out, rare) = slot.group.take_ready(
                 round,
                 cfg.max_ready_entries.saturating_sub(entries).max(1),
                 cfg.max_ready_bytes.saturating_sub(bytes).max(1),
@@ -253,13 +255,12 @@ impl Node {
             if let Some(last) = out.entries.last() {
                 persisted.push((id, last.index, last.term));
             }
-            if out.hard_state.is_some()
-                || !out.entries.is_empty()
-                || !out.snapshot_chunks.is_empty()
-                || out.log_reset.is_some()
-                || out.compact_to.is_some()
-                || out.joined.is_some()
-            {
+            let rare_write = rare
+                && (!out.snapshot_chunks.is_empty()
+                    || out.log_reset.is_some()
+                    || out.compact_to.is_some()
+                    || out.joined.is_some());
+            if out.hard_state.is_some() || !out.entries.is_empty() || rare_write {
                 let record = match record_of.get(&id) {
                     Some(&i) => &mut ready.write.groups[i],
                     None => {
@@ -271,35 +272,37 @@ impl Node {
                 if out.hard_state.is_some() {
                     record.hard_state = out.hard_state.take();
                 }
-                if !out.snapshot_chunks.is_empty() {
-                    let received: usize = out.snapshot_chunks.iter().map(|c| c.data.len()).sum();
-                    self.metrics.snapshot_received.increment(received as u64);
-                    written.1 += received;
-                }
-                record.snapshot = std::mem::take(&mut out.snapshot_chunks);
-                record.log_reset = out.log_reset.take();
                 // The runs moved, not copied (into an empty record: the common case).
                 let runs = std::mem::take(&mut out.entries).into_runs();
                 record.entries.extend(runs);
-                record.compact_to = out.compact_to.take();
-                if out.joined.is_some() {
-                    record.membership = out.joined.take();
+                if rare_write {
+                    let received: usize = out.snapshot_chunks.iter().map(|c| c.data.len()).sum();
+                    self.metrics.snapshot_received.increment(received as u64);
+                    written.1 += received;
+                    record.snapshot = std::mem::take(&mut out.snapshot_chunks);
+                    record.log_reset = out.log_reset.take();
+                    record.compact_to = out.compact_to.take();
+                    if out.joined.is_some() {
+                        record.membership = out.joined.take();
+                    }
                 }
             }
-            for to in out.snapshot_wanted.drain(..) {
-                let reads = self.admit_send(id, to);
-                ready.chunk_reads.extend(reads);
-            }
-            ready
-                .chunk_reads
-                .extend(out.chunk_reads.drain(..).map(|(to, index, seq)| ChunkRead {
-                    group: id,
-                    to,
-                    index,
-                    seq,
-                }));
-            if let Some(meta) = out.restore.take() {
-                ready.restores.push(Restore { group: id, meta });
+            if rare {
+                for to in out.snapshot_wanted.drain(..) {
+                    let reads = self.admit_send(id, to);
+                    ready.chunk_reads.extend(reads);
+                }
+                ready
+                    .chunk_reads
+                    .extend(out.chunk_reads.drain(..).map(|(to, index, seq)| ChunkRead {
+                        group: id,
+                        to,
+                        index,
+                        seq,
+                    }));
+                if let Some(meta) = out.restore.take() {
+                    ready.restores.push(Restore { group: id, meta });
+                }
             }
             if !out.apply.is_empty() {
                 self.queue_snapshot(id);
@@ -329,54 +332,56 @@ impl Node {
                     });
                 }
             }
-            for (read, error) in out.read_failures.drain(..) {
-                self.requests.read_failed(RequestId(read), error);
-            }
-            for (pid, error) in out.rejected.drain(..) {
-                if pid.node == self.id {
-                    self.requests.rejected(RequestId(pid.seq), error);
-                }
-            }
             let mut membership_changed = false;
-            for e in out.events.drain(..) {
-                match e {
-                    GroupEvent::MembershipChanged { membership } => {
-                        membership_changed = true;
-                        ready.events.push(super::Event::MembershipChanged {
-                            group: id,
-                            membership,
-                        });
+            if rare {
+                for (read, error) in out.read_failures.drain(..) {
+                    self.requests.read_failed(RequestId(read), error);
+                }
+                for (pid, error) in out.rejected.drain(..) {
+                    if pid.node == self.id {
+                        self.requests.rejected(RequestId(pid.seq), error);
                     }
-                    GroupEvent::MembershipChangeEnded { result } => {
-                        let resolution = match result {
-                            Ok(m) => Resolution::MembershipChanged(m),
-                            Err(e) => Resolution::MembershipChangeFailed(e),
-                        };
-                        self.requests.change_ended(id, resolution);
-                    }
-                    GroupEvent::Removed => {
-                        ready
-                            .events
-                            .push(super::Event::ReplicaRemoved { group: id });
-                    }
-                    GroupEvent::TransferAborted { .. } => {
-                        let failed = Resolution::TransferFailed(TransferError::Timeout);
-                        self.requests.transfer_ended(id, failed);
-                    }
-                    GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
-                    GroupEvent::LeaderChanged { term, leader } => {
-                        if leader.is_some() {
-                            self.metrics.leader_changes.increment(1);
+                }
+                for e in out.events.drain(..) {
+                    match e {
+                        GroupEvent::MembershipChanged { membership } => {
+                            membership_changed = true;
+                            ready.events.push(super::Event::MembershipChanged {
+                                group: id,
+                                membership,
+                            });
                         }
-                        if leader == Some(self.id) {
-                            self.metrics.elections_won.increment(1);
+                        GroupEvent::MembershipChangeEnded { result } => {
+                            let resolution = match result {
+                                Ok(m) => Resolution::MembershipChanged(m),
+                                Err(e) => Resolution::MembershipChangeFailed(e),
+                            };
+                            self.requests.change_ended(id, resolution);
                         }
-                        leadership_changed.insert(id, Some((term, leader)));
-                        ready.events.push(super::Event::LeaderChanged {
-                            group: id,
-                            term,
-                            leader,
-                        });
+                        GroupEvent::Removed => {
+                            ready
+                                .events
+                                .push(super::Event::ReplicaRemoved { group: id });
+                        }
+                        GroupEvent::TransferAborted { .. } => {
+                            let failed = Resolution::TransferFailed(TransferError::Timeout);
+                            self.requests.transfer_ended(id, failed);
+                        }
+                        GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
+                        GroupEvent::LeaderChanged { term, leader } => {
+                            if leader.is_some() {
+                                self.metrics.leader_changes.increment(1);
+                            }
+                            if leader == Some(self.id) {
+                                self.metrics.elections_won.increment(1);
+                            }
+                            leadership_changed.insert(id, Some((term, leader)));
+                            ready.events.push(super::Event::LeaderChanged {
+                                group: id,
+                                term,
+                                leader,
+                            });
+                        }
                     }
                 }
             }
@@ -384,7 +389,7 @@ impl Node {
                 self.rehost(id);
             }
             if let Some(slot) = self.groups.get_mut(&id) {
-                slot.group.recycle(out);
+                slot.group.recycle_taken(out, rare);
             }
         }
         if !leadership_changed.is_empty() {

@@ -165,6 +165,9 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
         )]
     );
     c.g_mut(2).step(refusal[0].clone());
+    // The refusal is all the group has to say, and is enough for a ready: the node reads
+    // such outputs only when the group marked them (`ReplicaReady`'s layout).
+    assert!(c.g_mut(2).has_ready());
     assert_eq!(
         c.g_mut(2).ready(MAX, MAX),
         ReplicaReady {
