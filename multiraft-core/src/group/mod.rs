@@ -167,14 +167,15 @@ pub struct ReplicaReady {
 impl ReplicaReady {
     /// Empties every list and option, keeping the lists' memory.
     pub fn clear(&mut self) {
-        // Destructured, so that a new field cannot be forgotten here.
+        // Destructured, so that a new field cannot be forgotten here; a busy cycle's
+        // outputs are `clear_common`'s.
         let ReplicaReady {
-            hard_state,
-            entries,
-            send_now,
-            send_after_write,
-            apply,
-            reads,
+            hard_state: _,
+            entries: _,
+            send_now: _,
+            send_after_write: _,
+            apply: _,
+            reads: _,
             rejected,
             events,
             read_failures,
@@ -186,12 +187,6 @@ impl ReplicaReady {
             chunk_reads,
             restore,
         } = self;
-        *hard_state = None;
-        *entries = EntryRuns::new();
-        send_now.clear();
-        send_after_write.clear();
-        apply.clear();
-        reads.clear();
         rejected.clear();
         events.clear();
         read_failures.clear();
@@ -202,6 +197,7 @@ impl ReplicaReady {
         snapshot_wanted.clear();
         chunk_reads.clear();
         *restore = None;
+        self.clear_common();
     }
 
     /// Whether there is nothing in it.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
-use crate::group::GroupEvent;
+use crate::group::{GroupEvent, ReplicaReady};
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::message::MessageBatch;
 use crate::storage::{GroupWrite, WriteBatch};
@@ -288,21 +288,7 @@ impl Node {
                 }
             }
             if rare {
-                for to in out.snapshot_wanted.drain(..) {
-                    let reads = self.admit_send(id, to);
-                    ready.chunk_reads.extend(reads);
-                }
-                ready
-                    .chunk_reads
-                    .extend(out.chunk_reads.drain(..).map(|(to, index, seq)| ChunkRead {
-                        group: id,
-                        to,
-                        index,
-                        seq,
-                    }));
-                if let Some(meta) = out.restore.take() {
-                    ready.restores.push(Restore { group: id, meta });
-                }
+                self.take_snapshot_work(id, &mut out, &mut ready);
             }
             if !out.apply.is_empty() {
                 self.queue_snapshot(id);
@@ -332,59 +318,8 @@ impl Node {
                     });
                 }
             }
-            let mut membership_changed = false;
-            if rare {
-                for (read, error) in out.read_failures.drain(..) {
-                    self.requests.read_failed(RequestId(read), error);
-                }
-                for (pid, error) in out.rejected.drain(..) {
-                    if pid.node == self.id {
-                        self.requests.rejected(RequestId(pid.seq), error);
-                    }
-                }
-                for e in out.events.drain(..) {
-                    match e {
-                        GroupEvent::MembershipChanged { membership } => {
-                            membership_changed = true;
-                            ready.events.push(super::Event::MembershipChanged {
-                                group: id,
-                                membership,
-                            });
-                        }
-                        GroupEvent::MembershipChangeEnded { result } => {
-                            let resolution = match result {
-                                Ok(m) => Resolution::MembershipChanged(m),
-                                Err(e) => Resolution::MembershipChangeFailed(e),
-                            };
-                            self.requests.change_ended(id, resolution);
-                        }
-                        GroupEvent::Removed => {
-                            ready
-                                .events
-                                .push(super::Event::ReplicaRemoved { group: id });
-                        }
-                        GroupEvent::TransferAborted { .. } => {
-                            let failed = Resolution::TransferFailed(TransferError::Timeout);
-                            self.requests.transfer_ended(id, failed);
-                        }
-                        GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
-                        GroupEvent::LeaderChanged { term, leader } => {
-                            if leader.is_some() {
-                                self.metrics.leader_changes.increment(1);
-                            }
-                            if leader == Some(self.id) {
-                                self.metrics.elections_won.increment(1);
-                            }
-                            leadership_changed.insert(id, Some((term, leader)));
-                            ready.events.push(super::Event::LeaderChanged {
-                                group: id,
-                                term,
-                                leader,
-                            });
-                        }
-                    }
-                }
-            }
+            let membership_changed = rare
+                && self.take_ends_and_events(id, &mut out, &mut ready, &mut leadership_changed);
             if membership_changed {
                 self.rehost(id);
             }
@@ -426,6 +361,90 @@ impl Node {
             built,
         });
         Some(ready)
+    }
+
+    /// A group's snapshot work from its marked outputs (`ReplicaReady`'s layout): transfers
+    /// to admit, chunks to read, a restore once the write is durable.
+    fn take_snapshot_work(&mut self, id: GroupId, out: &mut ReplicaReady, ready: &mut Ready) {
+        for to in out.snapshot_wanted.drain(..) {
+            let reads = self.admit_send(id, to);
+            ready.chunk_reads.extend(reads);
+        }
+        ready
+            .chunk_reads
+            .extend(out.chunk_reads.drain(..).map(|(to, index, seq)| ChunkRead {
+                group: id,
+                to,
+                index,
+                seq,
+            }));
+        if let Some(meta) = out.restore.take() {
+            ready.restores.push(Restore { group: id, meta });
+        }
+    }
+
+    /// A group's failed reads, refused proposals and events from its marked outputs: the
+    /// requests they end, the events for the application, the leadership changes to judge
+    /// (`leadership_changed`). Returns whether the membership in force changed.
+    fn take_ends_and_events(
+        &mut self,
+        id: GroupId,
+        out: &mut ReplicaReady,
+        ready: &mut Ready,
+        leadership_changed: &mut HashMap<GroupId, Option<(u64, Option<NodeId>)>>,
+    ) -> bool {
+        for (read, error) in out.read_failures.drain(..) {
+            self.requests.read_failed(RequestId(read), error);
+        }
+        for (pid, error) in out.rejected.drain(..) {
+            if pid.node == self.id {
+                self.requests.rejected(RequestId(pid.seq), error);
+            }
+        }
+        let mut membership_changed = false;
+        for e in out.events.drain(..) {
+            match e {
+                GroupEvent::MembershipChanged { membership } => {
+                    membership_changed = true;
+                    ready.events.push(super::Event::MembershipChanged {
+                        group: id,
+                        membership,
+                    });
+                }
+                GroupEvent::MembershipChangeEnded { result } => {
+                    let resolution = match result {
+                        Ok(m) => Resolution::MembershipChanged(m),
+                        Err(e) => Resolution::MembershipChangeFailed(e),
+                    };
+                    self.requests.change_ended(id, resolution);
+                }
+                GroupEvent::Removed => {
+                    ready
+                        .events
+                        .push(super::Event::ReplicaRemoved { group: id });
+                }
+                GroupEvent::TransferAborted { .. } => {
+                    let failed = Resolution::TransferFailed(TransferError::Timeout);
+                    self.requests.transfer_ended(id, failed);
+                }
+                GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
+                GroupEvent::LeaderChanged { term, leader } => {
+                    if leader.is_some() {
+                        self.metrics.leader_changes.increment(1);
+                    }
+                    if leader == Some(self.id) {
+                        self.metrics.elections_won.increment(1);
+                    }
+                    leadership_changed.insert(id, Some((term, leader)));
+                    ready.events.push(super::Event::LeaderChanged {
+                        group: id,
+                        term,
+                        leader,
+                    });
+                }
+            }
+        }
+        membership_changed
     }
 
     /// The local requests that `entries` of `group` resolve, ending them.
