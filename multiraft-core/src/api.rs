@@ -245,9 +245,11 @@ impl MultiRaft {
     ///
     /// A node past what it can serve refuses with `Busy` at once, without waiting
     /// (`max_api_queue`, and admission control: `max_commit_wait_ticks`). A caller that
-    /// retries should wait before it does: a task that retries in a loop never yields to
-    /// the runtime, and on a runtime shared with the node's event loop it starves the very
-    /// loop it waits for.
+    /// retries should wait before it does. A refusal still spends a unit of the calling
+    /// task's cooperative budget (tokio's, as a channel's answer does), so that a task
+    /// retrying in a loop yields to the runtime every so often: on a runtime shared with
+    /// the node's event loop, a task that never yields would keep the loop from ever
+    /// taking the queue it waits on.
     pub async fn propose(
         &self,
         group: GroupId,
@@ -260,7 +262,14 @@ impl MultiRaft {
             reply,
             queued_at: 0, // stamped by `push`
         };
-        self.submissions.push(submission)?;
+        if let Err(refused) = self.submissions.push(submission) {
+            // A refusal comes without waiting on anything of the runtime's, so the budget
+            // is spent here: 200,000 clients retrying `max_api_queue` refusals at once kept
+            // `bench`'s two runtime threads to themselves for good (BENCHMARKS.md, "A client
+            // that retries at once").
+            tokio::task::coop::consume_budget().await;
+            return Err(refused);
+        }
         // The event loop answers every proposal it took; a dropped answer means it died.
         rx.await
             .unwrap_or(Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))

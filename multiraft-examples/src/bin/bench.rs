@@ -15,9 +15,9 @@
 //! warm-up (from the clients' start, when they all propose at once), the ticks each
 //! node served per second with the share its loop served late (`NodeStatus::ticks_missed`),
 //! and the verdicts that a peer node was down (`NodeStats::peers_declared_down`): an
-//! overloaded loop shows in those first. Proposals refused by admission control
-//! (`Busy { limit: "max_commit_wait_ticks" }`, docs/design.md §5) are counted apart from
-//! the errors, as `refused`; the errors are split by kind: timeouts, leadership (no leader,
+//! overloaded loop shows in those first. Proposals refused with `Busy` (admission
+//! control, `max_commit_wait_ticks`, or a full submission queue, `max_api_queue`: the node
+//! shedding load, docs/design.md §5) are counted apart from the errors, as `refused`; the errors are split by kind: timeouts, leadership (no leader,
 //! not the leader, leadership changed: what an overload must not cause), shed by the open
 //! loop, other. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
@@ -135,17 +135,16 @@ struct Figures {
     work: Work,
     /// Operations completed per second.
     rate: f64,
-    /// Latency percentiles in microseconds: p50, p99, p99.9.
-    p50: u64,
-    p99: u64,
-    p999: u64,
+    /// Latency percentiles in microseconds: p50, p99, p99.9; `None` when no operation was
+    /// timed (with `--time-every N`, clients that each completed fewer than N).
+    latency: Option<[u64; 3]>,
     /// Process CPU time per completed operation, in microseconds.
     cpu_us: Option<f64>,
-    /// Failed operations, the refusals of admission control apart.
+    /// Failed operations, `Busy` refusals apart.
     errors: u64,
     /// Of those, by kind.
     error_kinds: ErrorKinds,
-    /// Proposals refused by admission control (`Busy { limit: "max_commit_wait_ticks" }`).
+    /// Proposals refused with `Busy` (admission control, a full submission queue).
     refused: u64,
     /// Elections during the measured window.
     elections: u64,
@@ -176,6 +175,11 @@ impl Figures {
                 late.0, late.1, issued.0, issued.1
             )
         })
+    }
+
+    /// Latency percentile `i` of [`Figures::latency`] (p50, p99, p99.9), as printed.
+    fn latency(&self, i: usize) -> String {
+        self.latency.map_or("n/a".into(), |l| l[i].to_string())
     }
 
     /// CPU µs per operation, as printed.
@@ -283,7 +287,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused by admission {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), readies {:.0}/s per node, peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused (busy) {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), readies {:.0}/s per node, peers declared down {}",
         f.groups,
         f.clients,
         args.bytes,
@@ -291,9 +295,9 @@ fn print_line(args: &Args, f: &Figures) {
         args.warmup_secs,
         f.rate,
         f.what(),
-        f.p50,
-        f.p99,
-        f.p999,
+        f.latency(0),
+        f.latency(1),
+        f.latency(2),
         f.generator_parts()
             .map_or(String::new(), |parts| format!(" ({parts})")),
         f.cpu(),
@@ -372,9 +376,9 @@ async fn matrix(args: &Args) -> Result<(), String> {
             f.groups,
             clients,
             f.rate,
-            f.p50,
-            f.p99,
-            f.p999,
+            f.latency(0),
+            f.latency(1),
+            f.latency(2),
             f.cpu(),
             f.errors,
             f.refused,
@@ -481,8 +485,7 @@ async fn phase(
                     let t = (untimed == 0).then(Instant::now);
                     untimed = untimed.checked_sub(1).unwrap_or(time_every - 1);
                     let group = GroupId(g + 1);
-                    // The kind of each failure of this round (admission control's refusals
-                    // among them), and how many operations succeeded.
+                    // The kind of each failure of this round (`Busy` refusals among them), and how many operations succeeded.
                     let mut failures = Vec::new();
                     let ok = match work {
                         Work::Write if batch > 1 => {
@@ -559,9 +562,7 @@ async fn phase(
         clients: args.clients,
         work,
         rate: completed as f64 / elapsed,
-        p50: all.value_at_quantile(0.50),
-        p99: all.value_at_quantile(0.99),
-        p999: all.value_at_quantile(0.999),
+        latency: (!all.is_empty()).then(|| [0.50, 0.99, 0.999].map(|q| all.value_at_quantile(q))),
         cpu_us: cpu.map(|c| c * 1e6 / completed.max(1) as f64),
         errors: kinds.errors(),
         error_kinds: kinds,
@@ -726,8 +727,9 @@ fn record_outcome(
 /// different about the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Failure {
-    /// Admission control refused it (`Busy { limit: "max_commit_wait_ticks" }`): the node
-    /// shedding load it cannot serve in time, by design. Not an error.
+    /// Refused with `Busy` (admission control's `max_commit_wait_ticks`, a full submission
+    /// queue's `max_api_queue`, or another limit): the node shedding load it cannot serve
+    /// in time, by design. Not an error.
     Refused,
     /// No outcome within `Config::proposal_timeout_ticks`.
     Timeout,
@@ -742,9 +744,7 @@ enum Failure {
 
 fn propose_failure(e: &ProposeError) -> Failure {
     match e {
-        ProposeError::Busy {
-            limit: "max_commit_wait_ticks",
-        } => Failure::Refused,
+        ProposeError::Busy { .. } => Failure::Refused,
         ProposeError::Indeterminate(Indeterminate::Timeout) => Failure::Timeout,
         ProposeError::NoLeader
         | ProposeError::NotLeader { .. }
@@ -756,6 +756,7 @@ fn propose_failure(e: &ProposeError) -> Failure {
 
 fn read_failure(e: &ReadError) -> Failure {
     match e {
+        ReadError::Busy { .. } => Failure::Refused,
         ReadError::Timeout => Failure::Timeout,
         ReadError::NoLeader | ReadError::NotLeader { .. } | ReadError::LeadershipChanged => {
             Failure::Leadership
@@ -805,7 +806,7 @@ struct ErrorKinds {
 }
 
 impl ErrorKinds {
-    /// The failures that count as errors: all but admission control's refusals.
+    /// The failures that count as errors: all but `Busy` refusals.
     fn errors(&self) -> u64 {
         self.timeouts + self.leadership + self.shed + self.other
     }

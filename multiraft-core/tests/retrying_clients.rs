@@ -1,0 +1,62 @@
+//! A client that retries refused proposals at once, on the runtime the node's event loop
+//! shares.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Waker};
+
+use multiraft_core::{Bytes, GroupId, ProposeError};
+
+mod common;
+
+use common::{Cluster, WAIT, test_config};
+
+/// How many refusals the retrying client takes before it gives up: far more than a task's
+/// cooperative budget (128 units in tokio), far fewer than would make the test slow when
+/// the client never yields (each refusal takes well under a microsecond).
+const MAX_REFUSALS: u64 = 100_000;
+
+/// A proposal refused at once (`Busy`) still spends the task's cooperative budget, so a
+/// client retrying at once on the one thread the node's loop also runs on yields to the
+/// loop within its budget: the loop takes the queue, and a retry is accepted. Without that
+/// the client spins until its bound (the loop never runs again), which is how 200,000
+/// such clients held `bench`'s runtime for good.
+#[tokio::test]
+async fn a_client_retrying_refusals_at_once_lets_the_loop_run() {
+    let mut config = test_config();
+    config.max_api_queue = 2;
+    let mut c = Cluster::start(1, config).await;
+    c.create([1]).await;
+    c.leader(1).await;
+    let node = c.node(1).clone();
+    // Two proposals fill the queue; this task has not yielded since, so the loop has not
+    // taken them.
+    let mut fillers: Vec<_> = (0..2)
+        .map(|i| Box::pin(node.propose(GroupId(1), format!("f{i}"))))
+        .collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for f in &mut fillers {
+        assert!(
+            Pin::new(f).poll(&mut cx).is_pending(),
+            "queued, not answered"
+        );
+    }
+    let mut refused = 0;
+    let answer = loop {
+        match node.propose(GroupId(1), "retried").await {
+            Err(ProposeError::Busy {
+                limit: "max_api_queue",
+            }) if refused < MAX_REFUSALS => refused += 1,
+            answer => break answer,
+        }
+    };
+    assert!(answer.is_ok(), "{answer:?} after {refused} refusals");
+    assert!(refused > 0, "the queue was full when the retries began");
+    for f in fillers {
+        let r = tokio::time::timeout(WAIT, f).await.expect("no hang");
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let applied: Vec<Bytes> = c.applied(1, 1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(applied, ["f0", "f1", "retried"]);
+    c.shutdown().await;
+}
