@@ -13,7 +13,7 @@ use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
 mod common;
 
-use common::{Cluster, WAIT, test_config, wait_for};
+use common::{Cluster, WAIT, submit_all, test_config, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_group_elects_exactly_one_leader() {
@@ -628,20 +628,6 @@ async fn an_aborted_node_crashes_and_restarts_from_its_storage() {
     wait_for(|| async { (c.applied(victim, 1).len() == 11).then_some(()) }).await;
     assert_eq!(c.applied(victim, 1), c.applied(leader.0, 1));
     c.shutdown().await;
-}
-
-/// Polls each of `proposals` once, without letting the event loop run in between (the
-/// runtime has one thread, and this task does not yield): each submits its proposal.
-/// Returns the answers that came at once, by position.
-fn submit_all<F: std::future::Future + Unpin>(proposals: &mut [F]) -> Vec<Option<F::Output>> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    proposals
-        .iter_mut()
-        .map(|p| match std::pin::Pin::new(p).poll(&mut cx) {
-            std::task::Poll::Ready(answer) => Some(answer),
-            std::task::Poll::Pending => None,
-        })
-        .collect()
 }
 
 /// Proposals beyond `max_api_queue` waiting for the loop are refused with `Busy` at once,

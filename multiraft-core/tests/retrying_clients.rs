@@ -1,15 +1,11 @@
 //! A client that retries refused proposals at once, on the runtime the node's event loop
 //! shares.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Waker};
-
 use multiraft_core::{Bytes, GroupId, ProposeError};
 
 mod common;
 
-use common::{Cluster, WAIT, test_config};
+use common::{Cluster, WAIT, submit_all, test_config};
 
 /// How many refusals the retrying client takes before it gives up: far more than a task's
 /// cooperative budget (128 units in tokio), far fewer than would make the test slow when
@@ -34,13 +30,11 @@ async fn a_client_retrying_refusals_at_once_lets_the_loop_run() {
     let mut fillers: Vec<_> = (0..2)
         .map(|i| Box::pin(node.propose(GroupId(1), format!("f{i}"))))
         .collect();
-    let mut cx = Context::from_waker(Waker::noop());
-    for f in &mut fillers {
-        assert!(
-            Pin::new(f).poll(&mut cx).is_pending(),
-            "queued, not answered"
-        );
-    }
+    assert_eq!(
+        submit_all(&mut fillers),
+        [None, None],
+        "queued, not answered"
+    );
     let mut refused = 0;
     let answer = loop {
         match node.propose(GroupId(1), "retried").await {

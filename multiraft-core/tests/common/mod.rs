@@ -101,3 +101,19 @@ where
         .await
         .expect("condition not reached in time")
 }
+
+/// Polls each of `proposals` once, without letting the event loop run in between (the
+/// runtime has one thread, and this task does not yield): each submits its proposal.
+/// Returns the answers that came at once, by position.
+pub(crate) fn submit_all<F: std::future::Future + Unpin>(
+    proposals: &mut [F],
+) -> Vec<Option<F::Output>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    proposals
+        .iter_mut()
+        .map(|p| match std::pin::Pin::new(p).poll(&mut cx) {
+            std::task::Poll::Ready(answer) => Some(answer),
+            std::task::Poll::Pending => None,
+        })
+        .collect()
+}
