@@ -17,9 +17,10 @@
 //! and the verdicts that a peer node was down (`NodeStats::peers_declared_down`): an
 //! overloaded loop shows in those first. Proposals refused with `Busy` (admission
 //! control, `max_commit_wait_ticks`, or a full submission queue, `max_api_queue`: the node
-//! shedding load, docs/design.md §5) are counted apart from the errors, as `refused`; the errors are split by kind: timeouts, leadership (no leader,
-//! not the leader, leadership changed: what an overload must not cause), shed by the open
-//! loop, other. `--help` lists the flags. With `--batch N` each client hands over N proposals per call
+//! shedding load, docs/design.md §5) are counted apart from the errors, as `refused`; the
+//! errors are split by kind: timeouts, leadership (no leader, not the leader, leadership
+//! changed: what an overload must not cause), shed by the open loop, other. `--help` lists
+//! the flags. With `--batch N` each client hands over N proposals per call
 //! (`MultiRaft::propose_many`) and waits for all of them; each counts, with the latency of
 //! its call. With `--time-every N` each client times one operation in N (the rate still
 //! counts them all).
@@ -485,7 +486,8 @@ async fn phase(
                     let t = (untimed == 0).then(Instant::now);
                     untimed = untimed.checked_sub(1).unwrap_or(time_every - 1);
                     let group = GroupId(g + 1);
-                    // The kind of each failure of this round (`Busy` refusals among them), and how many operations succeeded.
+                    // The kind of each failure of this round (`Busy` refusals among them),
+                    // and how many operations succeeded.
                     let mut failures = Vec::new();
                     let ok = match work {
                         Work::Write if batch > 1 => {
