@@ -101,6 +101,26 @@ impl Replica {
             && self.leader_on_live_node(node_live)
     }
 
+    /// The leader this follower follows answered that it does not lead (it refused a
+    /// forwarded proposal as not the leader, or its node does not host the group): past
+    /// the election timeout, the follower stops holding back its campaign, and refusing
+    /// other candidates, for that leader's live node (`defers_campaign`). Only past the
+    /// timeout: the answer carries no term, so it may be older than this leadership (a
+    /// refusal from before the leader won), and within the timeout the leader's lease
+    /// counts on this follower's vote. A live leader that answers again resets the timer.
+    pub(super) fn leader_disowned(&mut self) {
+        if self.role == Role::Follower
+            && self.election_elapsed >= self.config.election_timeout_min_ticks
+        {
+            let bound = self
+                .config
+                .election_timeout_max_ticks
+                .saturating_mul(DEFERRED_TIMEOUTS);
+            self.election_elapsed = self.election_elapsed.max(bound);
+            self.vote_hold = VoteHold::None;
+        }
+    }
+
     /// Whether this replica follows a leader that is a voter of its membership, on a live
     /// node. A leader that removed itself is no voter: once the membership without it is
     /// here, waiting for its live node would wait forever, for it may already have deleted
@@ -343,6 +363,9 @@ impl Replica {
         if self.role == Role::Leader {
             tracing::info!(node = %self.node, group = %self.id, term = self.term, leader = ?leader.map(|l| l.0), "stepped down");
             self.abandon_reads();
+            if new_term {
+                self.tell_followers_of_new_term(leader);
+            }
         }
         self.role = if self.electable() {
             Role::Follower
@@ -361,6 +384,24 @@ impl Replica {
         self.uncommitted_bytes = 0;
         self.reset_election_timer();
         self.report_leader();
+    }
+
+    /// A leader deposed by a later term tells its followers that term (with the answer a
+    /// stale leader gets, `HeartbeatResponse`), so that they stop following it. Without
+    /// this, a follower whose timer ran out kept holding back, and refusing candidates, for
+    /// as long as the old leader's node lived (`defers_campaign`, up to
+    /// [`DEFERRED_TIMEOUTS`] election timeouts): the old leader, now a follower granting
+    /// votes to the candidate that deposed it, never campaigned, and that candidate never
+    /// got the others' votes (simulator, seed 7003456). Sent after this ready's write, as
+    /// every message that carries a new term. `new_leader` (when known) needs no telling.
+    fn tell_followers_of_new_term(&mut self, new_leader: Option<NodeId>) {
+        let mut position = 0;
+        while let Some(to) = self.progress.node_at(position) {
+            position += 1;
+            if to != self.node && Some(to) != new_leader {
+                self.send_after(to, MessageBody::HeartbeatResponse { round: 0 });
+            }
+        }
     }
 
     fn become_leader(&mut self) {

@@ -143,6 +143,12 @@ impl Replica {
                 leader_hint,
                 reason,
             } => {
+                if reason == Refusal::NotLeader
+                    && self.leader == Some(msg.from)
+                    && leader_hint != self.leader
+                {
+                    self.leader_disowned();
+                }
                 let err = match (reason, leader_hint) {
                     (Refusal::Busy, _) => ProposeError::Busy {
                         limit: "max_uncommitted_bytes",

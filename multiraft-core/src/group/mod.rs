@@ -689,13 +689,16 @@ impl Replica {
         // Acknowledgements of heartbeats, and the quiesce notice itself, do not wake a
         // quiesced group: they are the tail of going quiet. Anything else is activity.
         // Read requests and answers do not either: a quiesced group serves reads quietly.
-        if !matches!(
-            msg.body,
-            MessageBody::HeartbeatResponse { .. }
-                | MessageBody::Quiesce { .. }
-                | MessageBody::ReadIndex { .. }
-                | MessageBody::ReadIndexResponse { .. }
-        ) {
+        // An acknowledgement of a later term is news, not the tail of going quiet: a deposed
+        // leader telling its followers the term that deposed it (`become_follower`).
+        let quiet_tail = match msg.body {
+            MessageBody::HeartbeatResponse { .. } => msg.term <= self.term,
+            MessageBody::Quiesce { .. }
+            | MessageBody::ReadIndex { .. }
+            | MessageBody::ReadIndexResponse { .. } => true,
+            _ => false,
+        };
+        if !quiet_tail {
             self.wake();
         }
         match &msg.body {

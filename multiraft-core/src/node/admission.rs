@@ -8,6 +8,19 @@
 //! it applies waited longer than that, so that by Little's law what it takes waits about
 //! `limit` ticks, and refuses the rest with a definite `Busy`.
 
+/// How many limits a proposal may wait before it stops counting against the cap: one that
+/// waited that long is stuck (forwarded to a leader that lost it, in a group without a
+/// quorum), not queued behind the others, and it would otherwise hold the cap until its
+/// proposal timeout. Within the cap what the node takes waits about one limit, so four
+/// leave room for a slow one; and what leaks past the cap this way is at most a cap's worth
+/// every four limits, a quarter of the rate the node applies.
+const STALE_LIMITS: u64 = 4;
+
+/// The most ticks a proposal's age is told apart for: bounds the ring of counts
+/// ([`Admission::young`]) whatever `limit` is configured. A proposal older than that counts
+/// as stale.
+const MAX_AGE_TICKS: u64 = 4096;
+
 /// The admission state of one node, judged once a tick.
 #[derive(Debug, Default)]
 pub(super) struct Admission {
@@ -22,15 +35,46 @@ pub(super) struct Admission {
     /// While the node is overloaded: the proposals it may hold, taken and not yet ended,
     /// before it refuses new ones.
     cap: Option<u64>,
+    /// The node's tick, as of the last [`Admission::tick`].
+    now: u64,
+    /// Proposals held, by the tick they were queued at, for the last `young.len()` ticks
+    /// ([`STALE_LIMITS`] limits, at most [`MAX_AGE_TICKS`]): a ring indexed by the tick.
+    young: Vec<u64>,
+    /// Proposals held that were queued before that: stale, not counted against the cap.
+    stale: u64,
 }
 
 impl Admission {
     /// Proposals that wait more than `limit` ticks count as late.
     pub(super) fn new(limit: u64) -> Admission {
+        let window = limit.saturating_mul(STALE_LIMITS).clamp(1, MAX_AGE_TICKS);
         Admission {
             limit,
+            young: vec![0; window as usize],
             ..Admission::default()
         }
+    }
+
+    /// The count a proposal queued at tick `queued_at` is kept in: its tick's, or the stale
+    /// one's (always, for an admission without a ring: one never configured).
+    fn count_of(&mut self, queued_at: u64) -> &mut u64 {
+        let window = self.young.len() as u64;
+        let queued_at = queued_at.min(self.now);
+        if window == 0 || self.now - queued_at >= window {
+            return &mut self.stale;
+        }
+        &mut self.young[(queued_at % window) as usize]
+    }
+
+    /// The node took a proposal queued at tick `queued_at`.
+    pub(super) fn taken(&mut self, queued_at: u64) {
+        *self.count_of(queued_at) += 1;
+    }
+
+    /// A proposal queued at tick `queued_at` ended, however.
+    pub(super) fn ended(&mut self, queued_at: u64) {
+        let count = self.count_of(queued_at);
+        *count = count.saturating_sub(1);
     }
 
     /// A proposal of this node was applied after waiting `waited` ticks.
@@ -41,8 +85,10 @@ impl Admission {
     }
 
     /// Whether a new proposal is taken while the node holds `pending` others.
+    /// Stale proposals ([`STALE_LIMITS`]) do not count.
     pub(super) fn admits(&self, pending: usize) -> bool {
-        self.cap.is_none_or(|cap| (pending as u64) < cap)
+        self.cap
+            .is_none_or(|cap| (pending as u64).saturating_sub(self.stale) < cap)
     }
 
     /// While overloaded, the proposals the node may hold.
@@ -65,8 +111,10 @@ impl Admission {
     ///   ends the overload when it holds none: a node that refused everything could
     ///   otherwise never measure a rate again.
     /// - A group that cannot commit (no quorum) holds its proposals until they time out;
-    ///   they count only once applied.
-    pub(super) fn tick(&mut self, pending: usize) {
+    ///   they count only once applied, and stop counting against the cap once stale
+    ///   ([`STALE_LIMITS`]).
+    pub(super) fn tick(&mut self, now: u64, pending: usize) {
+        self.age_to(now);
         let (applied, past, past_half) = (self.applied, self.past, self.past_half);
         (self.applied, self.past, self.past_half) = (0, 0, 0);
         if applied == 0 {
@@ -78,5 +126,57 @@ impl Admission {
         let still = self.cap.is_some() && 2 * past_half > applied;
         let overloaded = 2 * past > applied || still;
         self.cap = overloaded.then(|| applied.saturating_mul(self.limit));
+    }
+
+    /// Moves the node's tick to `now`: proposals queued more than the ring's length ago
+    /// become stale. A tick served late after missed ones moves several at once.
+    fn age_to(&mut self, now: u64) {
+        let window = self.young.len() as u64;
+        let steps = now.saturating_sub(self.now).min(window);
+        for t in now - steps + 1..=now {
+            // The slot of tick `t` held tick `t - window`'s proposals, stale from now on.
+            let slot = &mut self.young[(t % window) as usize];
+            self.stale += std::mem::take(slot);
+        }
+        self.now = self.now.max(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proposal turns stale `STALE_LIMITS` limits after it was queued, also when the
+    /// ticks that take it there come at once (a loop serving a tick late); one that ends
+    /// stale leaves the stale count, one that ends young leaves its tick's.
+    #[test]
+    fn proposals_turn_stale_after_four_limits_and_leave_where_they_are() {
+        let limit = 3;
+        let window = limit * STALE_LIMITS;
+        let mut a = Admission::new(limit);
+        a.tick(5, 0);
+        a.taken(5);
+        a.taken(5);
+        a.taken(4);
+        a.tick(5 + window - 1, 3);
+        assert_eq!(a.stale, 1, "queued at 4: {window} ticks old");
+        a.tick(5 + window, 3);
+        assert_eq!(a.stale, 3);
+        a.ended(5);
+        assert_eq!(a.stale, 2);
+        a.taken(5 + window);
+        a.tick(5 + 10 * window, 3);
+        assert_eq!(a.stale, 3, "a late tick ages every slot");
+        assert!(a.young.iter().all(|&n| n == 0));
+        a.taken(5 + 10 * window);
+        a.ended(5 + 10 * window);
+        assert_eq!((a.stale, a.young.iter().sum::<u64>()), (3, 0));
+    }
+
+    /// However large the limit, the ring stays bounded.
+    #[test]
+    fn the_ring_is_bounded() {
+        assert_eq!(Admission::new(u64::MAX).young.len() as u64, MAX_AGE_TICKS);
+        assert_eq!(Admission::new(1).young.len() as u64, STALE_LIMITS);
     }
 }

@@ -7,12 +7,45 @@ use crate::error::{GroupError, StartError};
 use crate::group::Replica;
 use crate::ids::{GroupId, RequestId};
 use crate::membership::Membership;
+use crate::message::{Message, MessageBody, Refusal};
 use crate::rng::group_seed;
 use crate::storage::{GroupWrite, LoadedGroup};
 
 use super::{Event, Node, Slot};
 
+/// Refusals of proposals forwarded for groups this node does not host, kept for one
+/// ready: bounds what a flood of them costs. Past it they are dropped, and their
+/// proposals end at their proposal timeout, as before there were refusals.
+pub(super) const MAX_UNHOSTED_REFUSALS: usize = 1024;
+
 impl Node {
+    /// Proposals forwarded here for a group this node does not host (its replica was
+    /// removed and deleted, or never created): refused, as a replica that does not lead
+    /// refuses them, so that the forwarder learns at once that this node does not lead the
+    /// group. A follower that still took this node for its leader held back its campaign,
+    /// and refused other candidates, for as long as this node lived (simulator, seeds
+    /// 7009305, 7010494, 7011289: a leader that removed itself, and a follower that missed
+    /// the change).
+    pub(super) fn refuse_unhosted(&mut self, msg: Message) {
+        let MessageBody::Propose { proposals } = msg.body else {
+            return;
+        };
+        if self.unhosted.len() >= MAX_UNHOSTED_REFUSALS {
+            return;
+        }
+        self.unhosted.push(Message {
+            group: msg.group,
+            from: self.id,
+            to: msg.from,
+            term: 0,
+            body: MessageBody::ProposeRejected {
+                ids: proposals.into_iter().map(|(id, _)| id).collect(),
+                leader_hint: None,
+                reason: Refusal::NotLeader,
+            },
+        });
+    }
+
     /// The shared copy of `membership`.
     fn intern(&mut self, membership: &Membership) -> Arc<Membership> {
         if let Some(shared) = self.memberships.get(membership) {
@@ -67,8 +100,12 @@ impl Node {
         };
         slot.group.share_membership(Arc::clone(&shared));
         let old = std::mem::replace(&mut slot.hosted, shared);
-        self.peers.remove(&old);
+        // Added before removed: a node in both memberships keeps its record (its
+        // incarnation, silence and lease). Removed first, a peer this group alone shared
+        // was forgotten and heard anew, so its next restart went unnoticed and its groups'
+        // followers kept following the leader it no longer was (simulator, seed 7001468).
         self.peers.add(self.id, &now);
+        self.peers.remove(&old);
         self.release(&old);
     }
 

@@ -191,6 +191,9 @@ pub struct Node {
     in_flight: Option<InFlight>,
     /// Snapshots built, sent and received, within the node-wide limits.
     snapshots: Snapshots,
+    /// Refusals of proposals forwarded here for groups this node does not host, for the
+    /// next ready (at most [`lifecycle::MAX_UNHOSTED_REFUSALS`]).
+    unhosted: Vec<Message>,
     stats: NodeStats,
     /// Metric handles, registered once (docs/design.md §9, observability).
     metrics: NodeMetrics,
@@ -243,6 +246,7 @@ impl Node {
             last_number: 0,
             in_flight: None,
             snapshots: Snapshots::default(),
+            unhosted: Vec::new(),
             stats: NodeStats::default(),
             metrics,
         })
@@ -440,6 +444,7 @@ impl Node {
         }
         self.stats.dropped_unknown_group += 1;
         self.metrics.dropped_unknown_group.increment(1);
+        self.refuse_unhosted(msg);
     }
 
     /// Starts an election for `group` now (see [`Replica::campaign`]).
@@ -483,7 +488,7 @@ impl Node {
                 slot.group.forget_read(id.0);
             }
         }
-        self.requests.judge_load();
+        self.requests.judge_load(self.ticks);
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let (down, down_now) = self.peers.expire(timeout, missed);
         for peer in &down {

@@ -171,7 +171,8 @@ impl Node {
                 || self
                     .snapshots
                     .has_output(self.config.max_snapshots_building)
-                || self.requests.has_ended())
+                || self.requests.has_ended()
+                || !self.unhosted.is_empty())
     }
 
     /// Collects the outputs of every group with work, within the per-ready limits
@@ -346,6 +347,9 @@ impl Node {
         }
         ready.snapshots = self.snapshots_to_take();
         for m in self.snapshots.take_refusals() {
+            outbox.now(m.group, m);
+        }
+        for m in std::mem::take(&mut self.unhosted) {
             outbox.now(m.group, m);
         }
         (ready.send_now, ready.send_after_write) = outbox.finish(self.id, self.liveness(round));

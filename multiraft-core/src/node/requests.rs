@@ -240,14 +240,22 @@ impl Requests {
                 queued_at,
             },
         );
+        self.admission.taken(queued_at);
         self.deadlines.push_back((deadline, id));
         id
+    }
+
+    /// Forgets pending proposal `id`, however it ended, for admission control too.
+    fn forget(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.proposals.remove(&id)?;
+        self.admission.ended(p.queued_at);
+        Some(p)
     }
 
     /// Gives back a proposal or read id that was allocated but not taken (the group
     /// refused it).
     pub(super) fn withdraw(&mut self, id: RequestId) {
-        self.proposals.remove(&id);
+        self.forget(id);
         self.reads.remove(&id);
         if self.deadlines.back().is_some_and(|(_, d)| *d == id) {
             self.deadlines.pop_back();
@@ -264,13 +272,12 @@ impl Requests {
     /// The entry of proposal `id` of `group` is applied here at tick `now`: ends it, and
     /// returns it to put in the apply, if it was still pending.
     pub(super) fn applied(&mut self, group: GroupId, id: RequestId, now: u64) -> Option<RequestId> {
-        let p = self.proposals.remove(&id)?;
-        if p.group != group {
+        if self.proposals.get(&id)?.group != group {
             // Not this request's entry (an id of another group cannot match, but a table
             // must never end a request on a stranger's entry).
-            self.proposals.insert(id, p);
             return None;
         }
+        let p = self.forget(id)?;
         self.admission.applied(now.saturating_sub(p.queued_at));
         Some(id)
     }
@@ -282,8 +289,8 @@ impl Requests {
     }
 
     /// A tick: judges whether the node is overloaded ([`Admission::tick`]).
-    pub(super) fn judge_load(&mut self) {
-        self.admission.tick(self.proposals.len());
+    pub(super) fn judge_load(&mut self, now: u64) {
+        self.admission.tick(now, self.proposals.len());
     }
 
     /// Whether a new proposal is taken ([`Admission::admits`]).
@@ -298,7 +305,7 @@ impl Requests {
 
     /// The group refused proposal `id`: definitely not in the log.
     pub(super) fn rejected(&mut self, id: RequestId, error: ProposeError) {
-        if let Some(p) = self.proposals.remove(&id) {
+        if let Some(p) = self.forget(id) {
             self.counters.refused(&error);
             self.end(id, p.group, Resolution::Rejected(error));
         }
@@ -323,7 +330,7 @@ impl Requests {
                 return expired_reads;
             }
             self.deadlines.pop_front();
-            if let Some(p) = self.proposals.remove(&id) {
+            if let Some(p) = self.forget(id) {
                 self.counters.indeterminate.increment(1);
                 self.end(
                     id,
@@ -417,7 +424,7 @@ impl Requests {
         ended.sort_unstable();
         self.counters.indeterminate.increment(ended.len() as u64);
         for (id, group) in ended {
-            self.proposals.remove(&id);
+            self.forget(id);
             self.end(id, group, Resolution::Indeterminate(why));
         }
     }

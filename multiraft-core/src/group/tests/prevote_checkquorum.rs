@@ -331,6 +331,55 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     );
 }
 
+/// A follower holding back for its leader's live node stops once that leader answers that
+/// it does not lead (it refused a forwarded proposal as not the leader): it answers other
+/// candidates, and campaigns at its next tick. Within the election timeout the same answer
+/// changes nothing: it carries no term, and the leader's lease counts on this follower.
+/// Regression: simulator, seeds 7009305, 7010494 and 7011289 (a leader that removed itself;
+/// a follower that missed the change kept waiting on it).
+#[test]
+fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
+    let ask = |c: &mut Cluster| {
+        let last = c.g_mut(2).status().last_index;
+        c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
+        c.g_mut(2).ready(MAX, MAX).send_after_write
+    };
+    let disowned = msg(
+        1,
+        2,
+        0,
+        MessageBody::ProposeRejected {
+            ids: vec![pid(2, 1)],
+            leader_hint: None,
+            reason: crate::message::Refusal::NotLeader,
+        },
+    );
+    let leader_live = |node: NodeId| node == n(1);
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    c.g_mut(2).step(disowned.clone());
+    c.g_mut(2).ready(MAX, MAX);
+    for _ in 0..strict().election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(
+        ask(&mut c),
+        vec![],
+        "the answer within the timeout changed nothing"
+    );
+    assert_eq!(c.status(2).leader, Some(n(1)));
+
+    c.g_mut(2).step(disowned);
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(ask(&mut c), vec![msg(2, 3, 2, vote_resp(true, true))]);
+    c.g_mut(2).tick_with(leader_live);
+    assert_eq!(
+        c.status(2).role,
+        Role::PreCandidate,
+        "campaigns at its next tick"
+    );
+}
+
 /// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a
 /// leader whose followers' answers wait behind their busy nodes keeps leading; with their
 /// nodes down it steps down as before.
@@ -356,5 +405,78 @@ fn check_quorum_counts_followers_on_live_nodes() {
             ticks <= 20,
             "still leading {ticks} ticks after the nodes went down"
         );
+    }
+}
+
+/// A leader deposed by a later term tells its followers that term, so that they stop
+/// following it: otherwise a follower holding back for its leader's live node refused the
+/// candidate that deposed it, while the old leader, now granting that candidate its vote,
+/// never campaigned itself, and the group had no leader for `DEFERRED_TIMEOUTS` election
+/// timeouts. Regression: simulator, seed 7003456.
+#[test]
+fn a_deposed_leader_tells_its_followers_the_term_that_deposed_it() {
+    let active = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, active.clone(), 7);
+    c.elect(1);
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    let leader_live = |node: NodeId| node == n(1);
+    for _ in 0..active.election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(
+        c.status(2).leader,
+        Some(n(1)),
+        "holding back for its leader"
+    );
+
+    // Replica 3 campaigned alone (a partition) up to a later term; its answer to the
+    // leader's next heartbeat deposes it.
+    c.g_mut(1).step(msg(
+        3,
+        1,
+        term + 5,
+        MessageBody::HeartbeatResponse { round: 0 },
+    ));
+    assert_eq!(c.status(1).role, Role::Follower);
+    let told = c.g_mut(1).ready(MAX, MAX).send_after_write;
+    let notice = msg(1, 2, term + 5, MessageBody::HeartbeatResponse { round: 0 });
+    assert!(told.contains(&notice), "followers told: {told:?}");
+
+    c.g_mut(2).step(notice);
+    assert_eq!((c.status(2).term, c.status(2).leader), (term + 5, None));
+    c.g_mut(2).ready(MAX, MAX);
+    c.g_mut(2)
+        .step(msg(3, 2, term + 6, vote(false, last, term)));
+    assert_eq!(
+        c.g_mut(2).ready(MAX, MAX).send_after_write,
+        vec![msg(2, 3, term + 6, vote_resp(false, true))],
+        "the candidate gets the vote"
+    );
+}
+
+/// The deposed leader's notice wakes a quiesced follower: a later term is news, not the
+/// tail of going quiet, and a quiesced follower with no leader would never campaign. An
+/// answer of the same term still wakes nothing.
+#[test]
+fn a_later_terms_heartbeat_answer_wakes_a_quiesced_follower() {
+    for (later, wakes) in [(1, true), (0, false)] {
+        let mut c = Cluster::new(3, 0, strict(), 8);
+        c.elect(1);
+        for _ in 0..10 * strict().election_timeout_max_ticks {
+            if c.g(2).is_quiesced() {
+                break;
+            }
+            c.g_mut(1).tick();
+            c.deliver_all();
+        }
+        assert!(c.g(2).is_quiesced());
+        let term = c.status(2).term + later;
+        c.g_mut(2)
+            .step(msg(3, 2, term, MessageBody::HeartbeatResponse { round: 0 }));
+        assert_eq!(!c.g(2).is_quiesced(), wakes, "an answer of term {term}");
+        assert_eq!(c.status(2).term, term);
     }
 }

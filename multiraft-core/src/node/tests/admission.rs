@@ -183,3 +183,31 @@ fn a_zero_limit_is_an_invalid_config() {
         "max_commit_wait_ticks"
     );
 }
+
+/// Proposals held for four limits (here behind a write that never completes; in the
+/// simulator, forwarded to a leader that lost them) stop counting against the cap: they
+/// are stuck, not queued, and held it until their proposal timeout, refusing every proposal
+/// of every group meanwhile. Regression: simulator, seed 7001883, a node refusing the one
+/// proposal of a group with a live leader for the whole liveness window.
+#[test]
+fn proposals_stuck_for_four_limits_stop_holding_the_cap() {
+    let mut node = led();
+    apply_after(&mut node, LIMIT + 1);
+    node.tick();
+    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
+    let ready = node.ready().expect("the proposals are written");
+    let in_flight = testing::begin(&mut node, ready, &mut Recorder::default());
+    let mut ticks = 0;
+    while propose(&mut node, "refused").is_err() {
+        node.tick();
+        ticks += 1;
+        assert!(ticks <= 10 * LIMIT, "still refused after {ticks} ticks");
+    }
+    assert_eq!(ticks, 4 * LIMIT, "stale after four limits");
+    assert_eq!(node.pending_proposals(), LIMIT as usize + 1);
+    in_flight
+        .acknowledge(&mut node)
+        .deliver(&mut node, &mut Recorder::default());
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
+    assert_eq!(node.pending_proposals(), 0);
+}

@@ -62,3 +62,30 @@ fn peers_declared_down_and_restarted_are_counted_and_the_down_ones_reported() {
     node.step(beat(2, 8));
     assert_eq!(node.stats().peer_restarts, restarts + 1);
 }
+
+/// A peer that stays in a group whose membership changes keeps its record: its next life is
+/// still told from this one. Regression: the change forgot the record of a peer that group
+/// alone shared, and the restart that followed went unnoticed, leaving a follower waiting on
+/// a leader that had restarted as a follower (simulator, seed 7001468).
+#[test]
+fn a_membership_change_keeps_what_is_known_of_the_peers_that_stay() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    node.step(beat(2, 7));
+    let restarts = node.stats().peer_restarts;
+
+    // Node 2 leads and adds node 4 as a learner: nodes 2 and 3 stay.
+    let with_4 = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Membership(Box::new(voters().with_learners([4]))),
+    };
+    let body = append(0, 0, vec![noop(1, 1), with_4], 0);
+    node.step(batch_for(2, 1, 1, &[g(1)], body));
+    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
+    assert_eq!(node.peer_live(n(4)), Some(true));
+
+    node.step(beat(2, 8));
+    assert_eq!(node.stats().peer_restarts, restarts + 1, "node 2 restarted");
+}

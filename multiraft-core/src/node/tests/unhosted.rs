@@ -1,0 +1,63 @@
+//! Proposals forwarded to a node that does not host their group: refused at once, as a
+//! replica that does not lead refuses them, so that the forwarder learns that this node
+//! does not lead the group.
+
+use super::*;
+use crate::ids::ProposalId;
+use crate::message::Refusal;
+use crate::node::lifecycle::MAX_UNHOSTED_REFUSALS;
+
+/// A batch from node 2 forwarding `count` proposals of group 7, one message each.
+fn forwarded(count: u64) -> MessageBatch {
+    let messages = (1..=count)
+        .map(|seq| {
+            let id = ProposalId { node: n(2), seq };
+            let proposals = vec![(id, Bytes::from_static(b"x"))];
+            msg(g(7), 2, 1, 0, MessageBody::Propose { proposals })
+        })
+        .collect();
+    MessageBatch {
+        from: n(2),
+        to: n(1),
+        messages,
+    }
+}
+
+/// Regression: such proposals were dropped, the forwarder's follower kept taking this node
+/// for the group's leader, and held back its campaign for as long as this node lived
+/// (simulator, seeds 7009305, 7010494, 7011289: a leader that removed itself and deleted
+/// its replica).
+#[test]
+fn proposals_forwarded_for_a_group_not_hosted_are_refused() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    node.step(forwarded(1));
+    assert_eq!(node.stats().dropped_unknown_group, 1);
+    let ready = node.ready().expect("the refusal goes out");
+    let refusal = msg(
+        g(7),
+        1,
+        2,
+        0,
+        MessageBody::ProposeRejected {
+            ids: vec![ProposalId { node: n(2), seq: 1 }],
+            leader_hint: None,
+            reason: Refusal::NotLeader,
+        },
+    );
+    let sent: Vec<&Message> = ready.send_now.iter().flat_map(|b| &b.messages).collect();
+    assert_eq!(sent, vec![&refusal]);
+    crate::testing::complete(&mut node, ready);
+    assert_eq!(node.ready(), None, "refused once");
+}
+
+/// What one ready refuses is bounded; past it, proposals are dropped as before.
+#[test]
+fn the_refusals_of_one_ready_are_bounded() {
+    let mut node = new_node(1, strict());
+    node.step(forwarded(MAX_UNHOSTED_REFUSALS as u64 + 10));
+    let ready = node.ready().expect("the refusals go out");
+    let refused = ready.send_now.iter().flat_map(|b| &b.messages).count();
+    assert_eq!(refused, MAX_UNHOSTED_REFUSALS);
+}
