@@ -37,6 +37,13 @@ pub(super) struct Change {
 }
 
 impl Replica {
+    /// Leader: whether a membership change requested of it is still under way (its
+    /// learners catching up, or its joint configuration not yet left). Such a change may
+    /// still move leadership: a leader that removes itself hands over once it commits.
+    pub fn membership_change_in_progress(&self) -> bool {
+        self.change.is_some()
+    }
+
     /// Starts changing the membership (leader only). The outcome comes as a
     /// [`GroupEvent::MembershipChangeEnded`] on this replica, or the change is dropped
     /// with the leadership. `Err` is definite: nothing was appended.

@@ -85,15 +85,14 @@ impl Admission {
     }
 
     /// Whether a new proposal is taken while the node holds `pending` others.
-    /// Stale proposals ([`STALE_LIMITS`]) do not count.
     pub(super) fn admits(&self, pending: usize) -> bool {
-        self.cap
-            .is_none_or(|cap| (pending as u64).saturating_sub(self.stale) < cap)
+        self.cap().is_none_or(|cap| (pending as u64) < cap)
     }
 
-    /// While overloaded, the proposals the node may hold.
+    /// While overloaded, the proposals the node may hold: the cap, and the stale ones
+    /// ([`STALE_LIMITS`]) on top, which do not count against it.
     pub(super) fn cap(&self) -> Option<u64> {
-        self.cap
+        self.cap.map(|cap| cap.saturating_add(self.stale))
     }
 
     /// A tick, with the node holding `pending` proposals: judges the proposals applied

@@ -310,8 +310,10 @@ impl Node {
 
     /// While admission control finds the node overloaded (`Config::max_commit_wait_ticks`,
     /// docs/design.md §5), the most proposals it holds before it refuses new ones with
-    /// `Busy`: what it applied in the last tick times the limit. A driver can refuse before
-    /// queueing for the node once its queue and [`Node::pending_proposals`] reach it.
+    /// `Busy`: what it applied in the last tick times the limit, plus the proposals it has
+    /// held for four limits (stuck, not queued: they do not count against the cap). A
+    /// driver can refuse before queueing for the node once its queue and
+    /// [`Node::pending_proposals`] reach it.
     pub fn admission_cap(&self) -> Option<u64> {
         self.requests.admission_cap()
     }

@@ -158,9 +158,11 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Whether `group`'s leader (of the highest term among its live members) is a voter of
-    /// the membership it holds, and that membership is not joint. Until then a membership
-    /// change asked for before the heal may still move leadership on purpose: a leader
-    /// that removed itself hands over once the change commits.
+    /// the membership it holds, that membership is not joint, and no change requested of
+    /// it is under way. Until then a membership change asked for before the heal may still
+    /// move leadership on purpose: a leader that removed itself hands over once the change
+    /// commits (seed 7000437: a leader replacing itself waited 5 s, past the heal, for its
+    /// successor to catch up as a learner before the joint configuration began).
     fn membership_settled(&self, group: GroupId, hosts: &[usize]) -> bool {
         let term = self.live_max_term(group, hosts);
         self.live_members(group, hosts).iter().any(|i| {
@@ -173,6 +175,7 @@ impl<A: SimApp> Simulation<A> {
                     s.role == Role::Leader
                         && s.term == term
                         && !m.is_joint()
+                        && !r.membership_change_in_progress()
                         && m.voters.contains(&self.nodes[*i].id)
                 })
         })
