@@ -8,7 +8,8 @@
 //! it applies waited longer than that, so that by Little's law what it takes waits about
 //! `limit` ticks, and refuses the rest with a definite `Busy`.
 
-/// How many limits a proposal may wait before it stops counting against the cap: one that
+/// How many limits (at least; the ring rounds up to a power of two) a proposal may wait
+/// before it stops counting against the cap: one that
 /// waited that long is stuck (forwarded to a leader that lost it, in a group without a
 /// quorum), not queued behind the others, and it would otherwise hold the cap until its
 /// proposal timeout. Within the cap what the node takes waits about one limit, so four
@@ -18,7 +19,7 @@ const STALE_LIMITS: u64 = 4;
 
 /// The most ticks a proposal's age is told apart for: bounds the ring of counts
 /// ([`Admission::young`]) whatever `limit` is configured. A proposal older than that counts
-/// as stale.
+/// as stale. A power of two, as every ring's length is (four limits, rounded up).
 const MAX_AGE_TICKS: u64 = 4096;
 
 /// The admission state of one node, judged once a tick.
@@ -38,7 +39,8 @@ pub(super) struct Admission {
     /// The node's tick, as of the last [`Admission::tick`].
     now: u64,
     /// Proposals held, by the tick they were queued at, for the last `young.len()` ticks
-    /// ([`STALE_LIMITS`] limits, at most [`MAX_AGE_TICKS`]): a ring indexed by the tick.
+    /// ([`STALE_LIMITS`] limits rounded up to a power of two, at most [`MAX_AGE_TICKS`]):
+    /// a ring indexed by the tick.
     young: Vec<u64>,
     /// Proposals held that were queued before that: stale, not counted against the cap.
     stale: u64,
@@ -47,7 +49,11 @@ pub(super) struct Admission {
 impl Admission {
     /// Proposals that wait more than `limit` ticks count as late.
     pub(super) fn new(limit: u64) -> Admission {
-        let window = limit.saturating_mul(STALE_LIMITS).clamp(1, MAX_AGE_TICKS);
+        // A power of two, so that finding a tick's slot is a mask, not a division.
+        let window = limit
+            .saturating_mul(STALE_LIMITS)
+            .clamp(1, MAX_AGE_TICKS)
+            .next_power_of_two();
         Admission {
             limit,
             young: vec![0; window as usize],
@@ -63,7 +69,7 @@ impl Admission {
         if window == 0 || self.now - queued_at >= window {
             return &mut self.stale;
         }
-        &mut self.young[(queued_at % window) as usize]
+        &mut self.young[(queued_at & (window - 1)) as usize]
     }
 
     /// The node took a proposal queued at tick `queued_at`.
@@ -134,7 +140,7 @@ impl Admission {
         let steps = now.saturating_sub(self.now).min(window);
         for t in now - steps + 1..=now {
             // The slot of tick `t` held tick `t - window`'s proposals, stale from now on.
-            let slot = &mut self.young[(t % window) as usize];
+            let slot = &mut self.young[(t & (window - 1)) as usize];
             self.stale += std::mem::take(slot);
         }
         self.now = self.now.max(now);
@@ -145,13 +151,14 @@ impl Admission {
 mod tests {
     use super::*;
 
-    /// A proposal turns stale `STALE_LIMITS` limits after it was queued, also when the
+    /// A proposal turns stale the ring's length (`STALE_LIMITS` limits, rounded up to a
+    /// power of two) after it was queued, also when the
     /// ticks that take it there come at once (a loop serving a tick late); one that ends
     /// stale leaves the stale count, one that ends young leaves its tick's.
     #[test]
     fn proposals_turn_stale_after_four_limits_and_leave_where_they_are() {
         let limit = 3;
-        let window = limit * STALE_LIMITS;
+        let window = (limit * STALE_LIMITS).next_power_of_two();
         let mut a = Admission::new(limit);
         a.tick(5, 0);
         a.taken(5);
@@ -177,5 +184,10 @@ mod tests {
     fn the_ring_is_bounded() {
         assert_eq!(Admission::new(u64::MAX).young.len() as u64, MAX_AGE_TICKS);
         assert_eq!(Admission::new(1).young.len() as u64, STALE_LIMITS);
+        assert_eq!(
+            Admission::new(3).young.len(),
+            16,
+            "twelve ticks, rounded up"
+        );
     }
 }
