@@ -285,17 +285,20 @@ fn a_follower_whose_leaders_node_is_live_holds_back_its_campaign() {
     );
 }
 
+/// Replica 3 asks replica 2 for a pre-vote at term 2, as up to date as replica 2: what
+/// replica 2 answers (nothing, while it refuses).
+fn ask_for_pre_vote(c: &mut Cluster) -> Vec<Message> {
+    let last = c.g_mut(2).status().last_index;
+    c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
+    c.g_mut(2).ready(MAX, MAX).send_after_write
+}
+
 /// A follower that holds back its own campaign refuses other candidates for as long: its
 /// leader's heartbeats are late, not lost, and a vote would depose a busy leader as surely as
 /// a campaign (docs/design.md §4.3). Once its node finds the leader's node down, or the
 /// bound passes, it answers as usual.
 #[test]
 fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_down() {
-    let ask = |c: &mut Cluster| {
-        let last = c.g_mut(2).status().last_index;
-        c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
-        c.g_mut(2).ready(MAX, MAX).send_after_write
-    };
     let leader_live = |node: NodeId| node == n(1);
     let mut c = Cluster::new(3, 0, strict(), 6);
     c.elect(1);
@@ -304,12 +307,15 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     }
     assert_eq!(c.status(2).role, Role::Follower);
     assert_eq!(
-        ask(&mut c),
+        ask_for_pre_vote(&mut c),
         vec![],
         "answered while its leader's node is live"
     );
     c.g_mut(2).on_node_down(n(1));
-    assert_eq!(ask(&mut c), vec![msg(2, 3, 2, vote_resp(true, true))]);
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![msg(2, 3, 2, vote_resp(true, true))]
+    );
 
     // The bound: a live node that no longer hosts the leader is not waited for forever.
     let active = Config {
@@ -322,7 +328,11 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     for _ in 1..bound {
         c.g_mut(2).tick_with(leader_live);
     }
-    assert_eq!(ask(&mut c), vec![], "answered before the bound");
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![],
+        "answered before the bound"
+    );
     c.g_mut(2).tick_with(leader_live);
     assert_eq!(
         c.status(2).role,
@@ -339,11 +349,6 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
 /// a follower that missed the change kept waiting on it).
 #[test]
 fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
-    let ask = |c: &mut Cluster| {
-        let last = c.g_mut(2).status().last_index;
-        c.g_mut(2).step(msg(3, 2, 2, vote(true, last, 1)));
-        c.g_mut(2).ready(MAX, MAX).send_after_write
-    };
     let disowned = msg(
         1,
         2,
@@ -363,7 +368,7 @@ fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
         c.g_mut(2).tick_with(leader_live);
     }
     assert_eq!(
-        ask(&mut c),
+        ask_for_pre_vote(&mut c),
         vec![],
         "the answer within the timeout changed nothing"
     );
@@ -371,7 +376,10 @@ fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
 
     c.g_mut(2).step(disowned);
     c.g_mut(2).ready(MAX, MAX);
-    assert_eq!(ask(&mut c), vec![msg(2, 3, 2, vote_resp(true, true))]);
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![msg(2, 3, 2, vote_resp(true, true))]
+    );
     c.g_mut(2).tick_with(leader_live);
     assert_eq!(
         c.status(2).role,
