@@ -13,7 +13,7 @@ use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
 mod common;
 
-use common::{Cluster, WAIT, submit_all, test_config, wait_for};
+use common::{Cluster, WAIT, one_leader_with_api_queue, submit_all, test_config, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_group_elects_exactly_one_leader() {
@@ -634,12 +634,7 @@ async fn an_aborted_node_crashes_and_restarts_from_its_storage() {
 /// and the ones queued are all taken and applied.
 #[tokio::test]
 async fn a_full_submission_queue_refuses_proposals_with_busy() {
-    let mut config = test_config();
-    config.max_api_queue = 4;
-    let mut c = Cluster::start(1, config).await;
-    c.create([1]).await;
-    c.leader(1).await;
-    let node = c.node(1).clone();
+    let (mut c, node) = one_leader_with_api_queue(4).await;
     let mut proposals: Vec<_> = (0..6)
         .map(|i| Box::pin(node.propose(GroupId(1), format!("p{i}"))))
         .collect();

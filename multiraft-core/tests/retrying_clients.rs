@@ -5,7 +5,7 @@ use multiraft_core::{Bytes, GroupId, ProposeError};
 
 mod common;
 
-use common::{Cluster, WAIT, submit_all, test_config};
+use common::{WAIT, one_leader_with_api_queue, submit_all};
 
 /// How many refusals the retrying client takes before it gives up: far more than a task's
 /// cooperative budget (128 units in tokio), far fewer than would make the test slow when
@@ -19,12 +19,7 @@ const MAX_REFUSALS: u64 = 100_000;
 /// such clients held `bench`'s runtime for good.
 #[tokio::test]
 async fn a_client_retrying_refusals_at_once_lets_the_loop_run() {
-    let mut config = test_config();
-    config.max_api_queue = 2;
-    let mut c = Cluster::start(1, config).await;
-    c.create([1]).await;
-    c.leader(1).await;
-    let node = c.node(1).clone();
+    let (mut c, node) = one_leader_with_api_queue(2).await;
     // Two proposals fill the queue; this task has not yielded since, so the loop has not
     // taken them.
     let mut fillers: Vec<_> = (0..2)

@@ -92,13 +92,17 @@ impl Replica {
     /// thousands of proposals, BENCHMARKS.md). The bound keeps a group whose leader's node
     /// lives but no longer hosts it (removed there by hand) from waiting forever.
     fn defers_campaign(&self, node_live: &impl Fn(NodeId) -> bool) -> bool {
-        let bound = self
-            .config
-            .election_timeout_max_ticks
-            .saturating_mul(DEFERRED_TIMEOUTS);
         self.role == Role::Follower
-            && self.election_elapsed < bound
+            && self.election_elapsed < self.deferral_bound()
             && self.leader_on_live_node(node_live)
+    }
+
+    /// The election timer's count at which a follower stops holding back for its leader's
+    /// live node: [`DEFERRED_TIMEOUTS`] maximum election timeouts.
+    fn deferral_bound(&self) -> u32 {
+        self.config
+            .election_timeout_max_ticks
+            .saturating_mul(DEFERRED_TIMEOUTS)
     }
 
     /// The leader this follower follows answered that it does not lead (it refused a
@@ -112,11 +116,7 @@ impl Replica {
         if self.role == Role::Follower
             && self.election_elapsed >= self.config.election_timeout_min_ticks
         {
-            let bound = self
-                .config
-                .election_timeout_max_ticks
-                .saturating_mul(DEFERRED_TIMEOUTS);
-            self.election_elapsed = self.election_elapsed.max(bound);
+            self.election_elapsed = self.election_elapsed.max(self.deferral_bound());
             self.vote_hold = VoteHold::None;
         }
     }

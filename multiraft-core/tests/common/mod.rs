@@ -102,6 +102,18 @@ where
         .expect("condition not reached in time")
 }
 
+/// One node leading group 1 alone, with a submission queue of `max_api_queue`, and a
+/// handle to it: for the tests of a full queue.
+pub(crate) async fn one_leader_with_api_queue(max_api_queue: usize) -> (Cluster, MultiRaft) {
+    let mut config = test_config();
+    config.max_api_queue = max_api_queue;
+    let c = Cluster::start(1, config).await;
+    c.create([1]).await;
+    c.leader(1).await;
+    let node = c.node(1).clone();
+    (c, node)
+}
+
 /// Polls each of `proposals` once, without letting the event loop run in between (the
 /// runtime has one thread, and this task does not yield): each submits its proposal.
 /// Returns the answers that came at once, by position.
