@@ -93,6 +93,31 @@ fn membership_regression_seeds() {
     }
 }
 
+/// Seeds of a far range (`sim --start 7000000`) on which the simulator found liveness bugs,
+/// each fixed (docs/design.md says how): followers holding back for a deposed
+/// leader's live node (7003456, 7007567, 7010959); a peer's record dropped by a membership
+/// change, hiding its restart (7001468); admission control held by stuck proposals (7001883,
+/// 7006821, 7007853, 7008705); forwards to a removed leader's node dropped (7009305,
+/// 7010494, 7011289, 7011071); the stable-leadership check counting a leader's handover
+/// (7000437); a follower of a quiesced leader that removed itself, deaf to candidates
+/// for good (7022963); a replica that could not win, campaigning one term ahead of the one
+/// that could (7011887); and a learner promoted before it knew it had caught up (7027970,
+/// 7010208). CI's own seeds (0–1,999) never reached them.
+#[test]
+fn liveness_regression_seeds() {
+    let seeds = [
+        7003456, 7007567, 7010959, 7001468, 7001883, 7006821, 7007853, 7008705, 7009305, 7010494,
+        7011289, 7011071, 7000437, 7022963, 7011887, 7027970, 7010208,
+    ];
+    for seed in seeds {
+        let mut config = SimConfig::for_seed(seed);
+        config.secs = SECS;
+        if let Err(v) = Simulation::new(config).run() {
+            panic!("{v}");
+        }
+    }
+}
+
 /// Determinism: one seed, run twice, gives the same trace hash (and the same report).
 #[test]
 fn same_seed_twice_same_trace_hash() {

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
 use crate::error::MembershipChangeError;
 use crate::ids::NodeId;
@@ -141,6 +142,31 @@ impl Replica {
         if c.promote.is_empty() {
             return;
         }
+        // A replica to promote that holds everything committed without an append having
+        // told it so (a snapshot caught it up, and nothing was appended since): told in an
+        // empty append, once per heartbeat interval until it answers. A heartbeat will not
+        // do: its commit index is capped at what the replica is known to hold, so it
+        // cannot say that the replica holds all of it.
+        if self.heartbeat_elapsed == 0 {
+            let untold: Vec<NodeId> = c
+                .promote
+                .iter()
+                .copied()
+                .filter(|n| {
+                    self.progress.get(n).is_some_and(|p| {
+                        p.state == ProgressState::Replicate
+                            && p.matched >= committed
+                            && !p.knows_commit
+                    })
+                })
+                .collect();
+            for n in untold {
+                self.tell_commit(n);
+            }
+        }
+        let Some(c) = self.change.as_mut() else {
+            return;
+        };
         let progress: Vec<Option<&Progress>> =
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends
@@ -149,12 +175,18 @@ impl Replica {
         // votes (`Replica::joined`): promoted earlier, a joint configuration could need the
         // vote of a replica that will not give it (simulator, seed 409). A silent learner is
         // never caught up, however short the log.
+        // And known to have seen that: a replica caught up by a snapshot holds everything
+        // committed, yet joins only once an append tells it the commit index
+        // (`Progress::knows_commit`). Promoted before, it was the one voter the joint
+        // configuration's new half had, still refusing every vote; when the leader then
+        // lost it to a partition, no one could be elected again (simulator, seed 7027970).
         let is_caught_up = |p: Option<&Progress>| {
             p.is_some_and(|p| {
                 p.recent_active
                     && p.state == ProgressState::Replicate
                     && p.matched + within >= last
                     && p.matched >= committed
+                    && p.knows_commit
             })
         };
         let caught_up = progress.iter().all(|p| is_caught_up(*p));
@@ -192,6 +224,24 @@ impl Replica {
         if c.caught_up_ticks >= self.config.learner_catchup_ticks {
             self.advance_change();
         }
+    }
+
+    /// Sends `to` an append of no entries at its next index, carrying the commit index.
+    fn tell_commit(&mut self, to: NodeId) {
+        let Some(p) = self.progress.get(&to) else {
+            return;
+        };
+        let prev_index = p.next - 1;
+        let Some(prev_term) = self.log.term(prev_index) else {
+            return; // compacted: the replica needs a snapshot first
+        };
+        let body = MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries: Entries::default(),
+            commit: self.log.committed,
+        };
+        self.send_now_msg(to, self.term, body);
     }
 
     fn append_membership(&mut self, membership: Membership) {

@@ -100,6 +100,9 @@ impl Replica {
     pub(super) fn step_proposals(&mut self, msg: Message) {
         match msg.body {
             MessageBody::Propose { proposals } => {
+                // Every refusal echoes the term the forwarder sent at: what tells it
+                // whether the refusal is news about its leader (below).
+                let echo = msg.term;
                 if self.role == Role::Leader {
                     let mut refused = Vec::new();
                     for (id, data) in proposals {
@@ -122,14 +125,14 @@ impl Replica {
                                 leader_hint,
                                 reason,
                             };
-                            self.send_now_msg(msg.from, 0, body);
+                            self.send_now_msg(msg.from, echo, body);
                         }
                     }
                 } else {
                     let ids = proposals.into_iter().map(|(id, _)| id).collect();
                     self.send_now_msg(
                         msg.from,
-                        0,
+                        echo,
                         MessageBody::ProposeRejected {
                             ids,
                             leader_hint: self.leader,
@@ -146,6 +149,7 @@ impl Replica {
                 if reason == Refusal::NotLeader
                     && self.leader == Some(msg.from)
                     && leader_hint != self.leader
+                    && msg.term == self.term
                 {
                     self.leader_disowned();
                 }
@@ -192,7 +196,8 @@ impl Replica {
                 let mut proposals = proposals;
                 while !proposals.is_empty() {
                     let rest = proposals.split_off(proposals.len().min(MAX_ITEMS_PER_MESSAGE));
-                    self.send_now_msg(leader, 0, MessageBody::Propose { proposals });
+                    // At this replica's term: the refusal echoes it (`leader_disowned`).
+                    self.send_now_msg(leader, self.term, MessageBody::Propose { proposals });
                     proposals = rest;
                 }
             }

@@ -650,6 +650,9 @@ impl Replica {
                 | MessageBody::TimeoutNow
                 | MessageBody::Removed { .. }
                 | MessageBody::Vote { .. }
+                // Forwarding's term is the forwarder's, outside the term rules.
+                | MessageBody::Propose { .. }
+                | MessageBody::ProposeRejected { .. }
         );
         if !member && !heard && msg.term > self.term {
             return;
@@ -789,7 +792,12 @@ impl Replica {
                     // CheckQuorum/PreVote, where our higher term may never reach it otherwise.
                     self.send_after(msg.from, MessageBody::HeartbeatResponse { round: 0 });
                 }
-                MessageBody::Vote { pre_vote, .. } => {
+                MessageBody::Vote {
+                    pre_vote,
+                    last_index,
+                    last_term,
+                    ..
+                } => {
                     // Raft Figure 2: a stale candidate is refused with our term, which it
                     // adopts. Ignoring a real vote (as etcd does) can deadlock a group: a
                     // replica whose membership is stale never contacts a voter it does not
@@ -803,6 +811,7 @@ impl Replica {
                             granted: false,
                         },
                     );
+                    self.defer_to_better_candidate(last_index, last_term);
                 }
                 _ => {}
             }

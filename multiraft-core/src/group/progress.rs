@@ -91,6 +91,13 @@ pub(crate) struct Progress {
     pub(crate) appended_since_beat: bool,
     /// The leader's last heartbeat round left the replica out.
     pub(crate) beat_skipped: bool,
+    /// The replica acknowledged an append whose commit index it held, once the leader's
+    /// latest membership was committed: a joining replica has then joined (it votes;
+    /// `Replica::joined`), which is what promoting it needs (`changes.rs`). Read from a
+    /// successful `AppendResponse` at or above the commit index; a joining replica answers
+    /// a snapshot chunk it no longer needs with a snapshot acknowledgement, so that only an
+    /// append's answer reads so.
+    pub(crate) knows_commit: bool,
 }
 
 impl Progress {
@@ -109,6 +116,7 @@ impl Progress {
             retire_at: 0,
             appended_since_beat: false,
             beat_skipped: false,
+            knows_commit: false,
         }
     }
 

@@ -28,6 +28,9 @@ impl Replica {
         if prev_index < self.log.committed {
             // Already committed here: the leader's entries up to `committed` match ours.
             let index = self.log.committed;
+            if self.joining && index >= commit {
+                self.joined();
+            }
             return self.send_append_response(from, true, index, 0, 0);
         }
         if !self.log.matches(prev_index, prev_term) {
@@ -58,7 +61,8 @@ impl Replica {
             self.appended_configs(configs.iter().filter(|e| e.index >= from));
         }
         self.commit_to(commit.min(appended.last_new));
-        if self.joining && self.log.last_index() >= commit {
+        // Through `last_new`, not the last index: entries past it may be another term's.
+        if self.joining && appended.last_new >= commit {
             self.joined();
         }
         self.send_append_response(from, true, appended.last_new, 0, 0);
@@ -128,10 +132,15 @@ impl Replica {
         if self.role != Role::Leader {
             return;
         }
+        // The append answered carried a commit index no higher than the leader's now: one
+        // at or below `index`, the replica held it (see `Progress::knows_commit`).
+        let told_commit =
+            success && index >= self.log.committed && self.log.committed >= self.config_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
+        pr.knows_commit |= told_commit;
         if success {
             let retiring = pr.retire_at != 0;
             if pr.on_success(index) {

@@ -363,6 +363,14 @@ impl Replica {
         if index <= self.log.committed {
             // Nothing to install: the entries are here. The leader goes on with appends.
             self.incoming = None;
+            if self.joining {
+                // The answer must not read as an append's (`Progress::knows_commit`): a
+                // joining replica joins only once an append tells it the commit index, and
+                // its leader promotes it only once it has. The done acknowledgement moves
+                // the leader on to appends as well.
+                let next = chunk.seq.saturating_add(1);
+                return self.ack_snapshot(from, index, next, true);
+            }
             let committed = self.log.committed;
             return self.send_after(
                 from,

@@ -27,8 +27,11 @@ pub struct Message {
     pub from: NodeId,
     /// The receiving node.
     pub to: NodeId,
-    /// The sender's term (for pre-vote requests: the term it would campaign in). Zero for
-    /// messages that do not take part in the term rules (proposal forwarding).
+    /// The sender's term (for pre-vote requests: the term it would campaign in). Proposal
+    /// forwarding takes no part in the term rules: a [`MessageBody::Propose`] carries the
+    /// term its sender forwarded at, and a [`MessageBody::ProposeRejected`] echoes the term
+    /// of the `Propose` it answers, so that the forwarder knows which leadership it speaks
+    /// of.
     pub term: u64,
     /// What the message says.
     pub body: MessageBody,

@@ -37,7 +37,8 @@ impl Node {
             group: msg.group,
             from: self.id,
             to: msg.from,
-            term: 0,
+            // The forwarder's term, echoed as a replica's refusal echoes it.
+            term: msg.term,
             body: MessageBody::ProposeRejected {
                 ids: proposals.into_iter().map(|(id, _)| id).collect(),
                 leader_hint: None,

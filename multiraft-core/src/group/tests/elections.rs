@@ -427,3 +427,56 @@ fn rejected_higher_term_vote_requests_do_not_reset_the_election_timer() {
     }
     panic!("replica 1 never campaigned while a stale candidate kept raising the term");
 }
+
+/// Ticks `g` until it asks for votes; how many ticks that took.
+fn ticks_until_campaign(g: &mut Replica, limit: u32) -> Option<u32> {
+    (1..=limit).find(|_| {
+        g.tick();
+        g.ready(MAX, MAX)
+            .send_after_write
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Vote { .. }))
+    })
+}
+
+/// A replica that refuses a candidate whose log is more up to date than its own — it voted
+/// for itself in that term, or the request's term was behind — puts off its own campaign to
+/// between one and two maximum timeouts (20 + [10, 20) ticks), so that the candidate asks
+/// again first, at a term this replica has not voted in. Regression: simulator, seed
+/// 7011887 (without PreVote, a replica whose clock ran fast and whose membership no longer
+/// held the up-to-date candidate kept campaigning one term ahead of it for good).
+#[test]
+fn a_replica_refusing_a_more_up_to_date_candidate_puts_off_its_own_campaign() {
+    let config = Arc::new(Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..strict()
+    });
+    for seed in 0..8 {
+        // In the term it voted for itself in.
+        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed);
+        ticks_until_campaign(&mut g, 20).expect("campaigns");
+        let term = g.status().term;
+        g.step(msg(3, 1, term, vote(false, 5, term)));
+        assert_eq!(
+            g.ready(MAX, MAX).send_after_write,
+            vec![msg(1, 3, term, vote_resp(false, false))]
+        );
+        let again = ticks_until_campaign(&mut g, 40).expect("campaigns again");
+        assert!(
+            again >= 30,
+            "seed {seed}: campaigned again after {again} ticks"
+        );
+
+        // In a later term than the request's.
+        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed);
+        g.step(msg(2, 1, 5, vote_resp(false, false)));
+        g.step(msg(3, 1, 3, vote(false, 5, 3)));
+        assert_eq!(
+            g.ready(MAX, MAX).send_after_write,
+            vec![msg(1, 3, 5, vote_resp(false, false))]
+        );
+        let first = ticks_until_campaign(&mut g, 40).expect("campaigns");
+        assert!(first >= 30, "seed {seed}: campaigned after {first} ticks");
+    }
+}

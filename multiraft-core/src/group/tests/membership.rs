@@ -84,6 +84,45 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
     assert!(!m.is_joint());
 }
 
+/// A learner is promoted only once it acknowledged an append whose commit index it held:
+/// that append is what ends a joining replica's refusal to vote (`Replica::joined`). One
+/// that a snapshot caught up holds everything committed without having been told so; the
+/// leader tells it with its heartbeat rounds, in an append. Regression: simulator, seed
+/// 7027970 (promoted at once, the learner was the one voter of the joint configuration's
+/// new half and refused every vote; the leader then lost it to a partition and no one
+/// could be elected again).
+#[test]
+fn a_learner_is_promoted_only_once_an_append_told_it_the_commit() {
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    // As a snapshot leaves it: holding everything committed, told so by no append.
+    let learner = c.g_mut(1).progress.get_mut(&n(4)).expect("tracked");
+    learner.knows_commit = false;
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let to_learner = |m: &Message| m.to == n(4) && matches!(m.body, MessageBody::Append { .. });
+    let before = c.sent_where(to_learner).len();
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| !to_learner(m));
+    }
+    let told = c.sent_where(to_learner).len() - before;
+    assert!(told > 0, "no append told the learner the commit");
+    assert!(
+        c.g(1).membership().learners.contains(&n(4)),
+        "promoted before it knew: {:?}",
+        c.g(1).membership()
+    );
+
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    let done = Membership::voters([1, 2, 3, 4]);
+    assert_eq!(c.g(1).membership(), &done);
+}
+
 /// Regression (kv membership test, 2 runs in 12): the leader tells a removed replica once it
 /// holds the entry removing it and was sent a commit covering it — but the message carrying
 /// that commit can be lost or overtaken (a coalesced heartbeat travels after the group's

@@ -341,40 +341,46 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     );
 }
 
-/// A follower holding back for its leader's live node stops once that leader answers that
-/// it does not lead (it refused a forwarded proposal as not the leader): it answers other
-/// candidates, and campaigns at its next tick. Within the election timeout the same answer
-/// changes nothing: it carries no term, and the leader's lease counts on this follower.
-/// Regression: simulator, seeds 7009305, 7010494 and 7011289 (a leader that removed itself;
-/// a follower that missed the change kept waiting on it).
-#[test]
-fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
-    let disowned = msg(
+/// A refusal by the leader, as not the leader, of proposals forwarded at `echo`.
+fn refused_as_not_leader(echo: u64) -> Message {
+    msg(
         1,
         2,
-        0,
+        echo,
         MessageBody::ProposeRejected {
             ids: vec![pid(2, 1)],
             leader_hint: None,
             reason: crate::message::Refusal::NotLeader,
         },
-    );
+    )
+}
+
+/// A follower holding back for its leader's live node stops once that leader refuses, as
+/// not the leader, proposals forwarded at the follower's term: it answers other candidates,
+/// and campaigns at its next tick. A refusal echoing an earlier term changes nothing, even
+/// past the timeout: it may be from before this leadership. Regression: simulator, seeds
+/// 7009305, 7010494 and 7011289 (a leader that removed itself; a follower that missed the
+/// change kept waiting on it).
+#[test]
+fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
     let leader_live = |node: NodeId| node == n(1);
     let mut c = Cluster::new(3, 0, strict(), 6);
     c.elect(1);
-    c.g_mut(2).step(disowned.clone());
-    c.g_mut(2).ready(MAX, MAX);
+    let term = c.status(2).term;
+    assert!(term > 0);
     for _ in 0..strict().election_timeout_max_ticks {
         c.g_mut(2).tick_with(leader_live);
     }
+    c.g_mut(2).step(refused_as_not_leader(term - 1));
+    c.g_mut(2).ready(MAX, MAX);
     assert_eq!(
         ask_for_pre_vote(&mut c),
         vec![],
-        "the answer within the timeout changed nothing"
+        "a refusal of an earlier term changed something"
     );
     assert_eq!(c.status(2).leader, Some(n(1)));
 
-    c.g_mut(2).step(disowned);
+    c.g_mut(2).step(refused_as_not_leader(term));
     c.g_mut(2).ready(MAX, MAX);
     assert_eq!(
         ask_for_pre_vote(&mut c),
@@ -385,6 +391,57 @@ fn a_follower_stops_holding_back_once_its_leader_says_it_does_not_lead() {
         c.status(2).role,
         Role::PreCandidate,
         "campaigns at its next tick"
+    );
+}
+
+/// A follower whose leader said the group went quiet keeps its timer stopped while the
+/// leader's node lives, and so refuses other candidates for as long; the leader's refusal of
+/// a forward of this term ends that too, at once. Regression: simulator, seed 7022963 (the
+/// quiesced leader removed itself; a follower that missed the change refused every
+/// candidate, and the leader's refusals, carrying no term then, counted only past an
+/// election timeout the follower's stopped timer never reached).
+#[test]
+fn a_quiesced_leaders_refusal_of_this_term_ends_the_followers_wait() {
+    let leader_live = |node: NodeId| node == n(1);
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    let (term, last) = (c.status(2).term, c.status(2).last_index);
+    c.g_mut(2).step(msg(
+        1,
+        2,
+        term,
+        MessageBody::Quiesce {
+            commit: last,
+            round: 0,
+        },
+    ));
+    c.g_mut(2).ready(MAX, MAX);
+    assert!(c.g(2).is_quiesced());
+    // A client's proposal wakes it; it forwards the proposal to its leader.
+    c.g_mut(2)
+        .propose(pid(2, 1), Bytes::from_static(b"x"))
+        .expect("forwarded");
+    let forwarded = c.g_mut(2).ready(MAX, MAX);
+    assert!(!c.g(2).is_quiesced());
+    assert!(
+        forwarded
+            .send_now
+            .iter()
+            .chain(&forwarded.send_after_write)
+            .any(|m| m.term == term && matches!(m.body, MessageBody::Propose { .. })),
+        "forwarded at its term"
+    );
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(c.status(2).role, Role::Follower);
+    assert_eq!(ask_for_pre_vote(&mut c), vec![], "answered while sticky");
+
+    c.g_mut(2).step(refused_as_not_leader(term));
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![msg(2, 3, 2, vote_resp(true, true))]
     );
 }
 

@@ -16,10 +16,11 @@ fn follower_forwards_proposals_to_the_leader() {
     assert_eq!(
         ready,
         ReplicaReady {
+            // At the follower's term, which a refusal would echo.
             send_now: vec![msg(
                 2,
                 1,
-                0,
+                1,
                 MessageBody::Propose {
                     proposals: vec![(pid(2, 7), data.clone())]
                 }
@@ -156,7 +157,7 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
         vec![msg(
             1,
             2,
-            0,
+            1, // the forward's term, echoed
             MessageBody::ProposeRejected {
                 ids: vec![pid(2, 1)],
                 leader_hint: Some(n(1)),

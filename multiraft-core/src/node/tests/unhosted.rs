@@ -7,13 +7,16 @@ use crate::ids::ProposalId;
 use crate::message::Refusal;
 use crate::node::lifecycle::MAX_UNHOSTED_REFUSALS;
 
+/// The term node 2 forwards at: the refusal echoes it.
+const FORWARD_TERM: u64 = 5;
+
 /// A batch from node 2 forwarding `count` proposals of group 7, one message each.
 fn forwarded(count: u64) -> MessageBatch {
     let messages = (1..=count)
         .map(|seq| {
             let id = ProposalId { node: n(2), seq };
             let proposals = vec![(id, Bytes::from_static(b"x"))];
-            msg(g(7), 2, 1, 0, MessageBody::Propose { proposals })
+            msg(g(7), 2, 1, FORWARD_TERM, MessageBody::Propose { proposals })
         })
         .collect();
     MessageBatch {
@@ -39,7 +42,7 @@ fn proposals_forwarded_for_a_group_not_hosted_are_refused() {
         g(7),
         1,
         2,
-        0,
+        FORWARD_TERM,
         MessageBody::ProposeRejected {
             ids: vec![ProposalId { node: n(2), seq: 1 }],
             leader_hint: None,
