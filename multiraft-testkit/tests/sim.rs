@@ -102,7 +102,9 @@ fn membership_regression_seeds() {
 /// (7000437); a follower of a quiesced leader that removed itself, deaf to candidates
 /// for good (7022963); a replica that could not win, campaigning one term ahead of the one
 /// that could (7011887); and a learner promoted before it knew it had caught up (7027970,
-/// 7010208). CI's own seeds (0–1,999) never reached them.
+/// 7010208). CI's own seeds (0–1,999) never reached them. A later change may move a seed
+/// off its bug's path (every change moves later seeds onto new ones): the unit test named
+/// at each fix pins the bug itself.
 #[test]
 fn liveness_regression_seeds() {
     let seeds = [
