@@ -102,14 +102,16 @@ fn membership_regression_seeds() {
 /// (7000437); a follower of a quiesced leader that removed itself, deaf to candidates
 /// for good (7022963); a replica that could not win, campaigning one term ahead of the one
 /// that could (7011887); and a learner promoted before it knew it had caught up (7027970,
-/// 7010208). CI's own seeds (0–1,999) never reached them. A later change may move a seed
+/// 7010208). And the checker's own: a follower whose log ran past the commit index with an
+/// earlier leader's entries counted as holding the committed entry (7016042). CI's own
+/// seeds (0–1,999) never reached them. A later change may move a seed
 /// off its bug's path (every change moves later seeds onto new ones): the unit test named
 /// at each fix pins the bug itself.
 #[test]
 fn liveness_regression_seeds() {
     let seeds = [
         7003456, 7007567, 7010959, 7001468, 7001883, 7006821, 7007853, 7008705, 7009305, 7010494,
-        7011289, 7011071, 7000437, 7022963, 7011887, 7027970, 7010208,
+        7011289, 7011071, 7000437, 7022963, 7011887, 7027970, 7010208, 7016042,
     ];
     for seed in seeds {
         let mut config = SimConfig::for_seed(seed);

@@ -340,11 +340,11 @@ impl<A: SimApp> Simulation<A> {
         let replicas: Vec<_> = self
             .live_replicas(group, hosts)
             .into_iter()
-            .map(|(id, r)| (id, r.status()))
+            .map(|(id, r)| (id, r.status(), r))
             .collect();
-        let Some((leader, status)) = replicas
+        let Some((leader, status, leading)) = replicas
             .iter()
-            .find(|(_, s)| s.role == Role::Leader && s.term == term)
+            .find(|(_, s, _)| s.role == Role::Leader && s.term == term)
         else {
             return Ok(());
         };
@@ -353,14 +353,21 @@ impl<A: SimApp> Simulation<A> {
             if self.now_us - at < window_us {
                 return Ok(());
             }
-            let untold = replicas.iter().find(|(_, s)| {
+            // Holding the entry: its index and its term. A follower whose log runs past
+            // `commit` with entries of an earlier leader holds another entry there, and
+            // learns the commit index only once its log is repaired (seed 7016042: a
+            // snapshot waiting for the node's one receive slot).
+            let untold = replicas.iter().find(|(_, s, r)| {
                 s.role != Role::Leader
                     && s.term == term
                     && s.leader == Some(*leader)
                     && s.last_index >= commit
                     && s.commit < commit
+                    && leading
+                        .term_at(commit)
+                        .is_none_or(|t| r.term_at(commit) == Some(t))
             });
-            if let Some((id, s)) = untold {
+            if let Some((id, s, _)) = untold {
                 return Err(Failure {
                     invariant: "a follower learns its leader's commit index within an election timeout",
                     detail: format!(
