@@ -128,9 +128,13 @@ impl Replica {
         }
     }
 
-    /// A leader's tick: counts how long the replicas to promote have been caught up, and
-    /// gives up on one that makes no progress.
+    /// A leader's tick: tells the replicas to promote a commit index no append told them,
+    /// counts how long they have been caught up, and gives up on one that makes no
+    /// progress.
     pub(super) fn tick_change(&mut self) {
+        if self.heartbeat_elapsed == 0 {
+            self.tell_untold_learners();
+        }
         let (last, committed) = (self.log.last_index(), self.log.committed);
         let (within, timeout) = (
             self.config.learner_catchup_entries,
@@ -142,31 +146,6 @@ impl Replica {
         if c.promote.is_empty() {
             return;
         }
-        // A replica to promote that holds everything committed without an append having
-        // told it so (a snapshot caught it up, and nothing was appended since): told in an
-        // empty append, once per heartbeat interval until it answers. A heartbeat will not
-        // do: its commit index is capped at what the replica is known to hold, so it
-        // cannot say that the replica holds all of it.
-        if self.heartbeat_elapsed == 0 {
-            let untold: Vec<NodeId> = c
-                .promote
-                .iter()
-                .copied()
-                .filter(|n| {
-                    self.progress.get(n).is_some_and(|p| {
-                        p.state == ProgressState::Replicate
-                            && p.matched >= committed
-                            && !p.knows_commit
-                    })
-                })
-                .collect();
-            for n in untold {
-                self.tell_commit(n);
-            }
-        }
-        let Some(c) = self.change.as_mut() else {
-            return;
-        };
         let progress: Vec<Option<&Progress>> =
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends
@@ -223,6 +202,31 @@ impl Replica {
         }
         if c.caught_up_ticks >= self.config.learner_catchup_ticks {
             self.advance_change();
+        }
+    }
+
+    /// Replicas to promote that hold everything committed without an append having told
+    /// them so (a snapshot caught them up, and nothing was appended since) are told, in an
+    /// append of no entries; called once per heartbeat interval, until they answer. A
+    /// heartbeat will not do: its commit index is capped at what the replica is known to
+    /// hold, so it cannot say that the replica holds all of it.
+    fn tell_untold_learners(&mut self) {
+        let committed = self.log.committed;
+        let Some(c) = self.change.as_ref() else {
+            return;
+        };
+        let untold: Vec<NodeId> = c
+            .promote
+            .iter()
+            .copied()
+            .filter(|n| {
+                self.progress.get(n).is_some_and(|p| {
+                    p.state == ProgressState::Replicate && p.matched >= committed && !p.knows_commit
+                })
+            })
+            .collect();
+        for n in untold {
+            self.tell_commit(n);
         }
     }
 
