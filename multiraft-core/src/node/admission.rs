@@ -9,10 +9,9 @@
 //! `limit` ticks, and refuses the rest with a definite `Busy`.
 
 /// How many limits (at least; the ring rounds up to a power of two) a proposal may wait
-/// before it stops counting against the cap: one that
-/// waited that long is stuck (forwarded to a leader that lost it, in a group without a
-/// quorum), not queued behind the others, and it would otherwise hold the cap until its
-/// proposal timeout. Within the cap what the node takes waits about one limit, so four
+/// before it stops counting against the cap: one that waited that long is stuck
+/// (forwarded to a leader that lost it, in a group without a quorum), not queued behind
+/// the others, and it would otherwise hold the cap until its proposal timeout. Within the cap what the node takes waits about one limit, so four
 /// leave room for a slow one; and what leaks past the cap this way is at most a cap's worth
 /// every four limits, a quarter of the rate the node applies.
 const STALE_LIMITS: u64 = 4;

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// `strict()` with quiescence off: these tests watch an active group's own timers and
+/// heartbeats, which a quiesced group stops.
+fn active() -> Config {
+    Config {
+        quiesce: false,
+        ..strict()
+    }
+}
+
 /// Dissertation §9.6: a pre-vote asks "would you vote for me?" and changes no one's term: the
 /// receiver answers at the proposed term without persisting anything.
 #[test]
@@ -125,11 +134,7 @@ fn check_quorum_leader_steps_down_without_a_majority() {
 
     // Quiescence off: a quiesced leader does not tick, and leaves failure detection to the
     // node's liveness beats (see the node tests); this test is about an active group.
-    let active = Config {
-        quiesce: false,
-        ..strict()
-    };
-    let mut c = Cluster::new(3, 0, active, 3);
+    let mut c = Cluster::new(3, 0, active(), 3);
     c.elect(1);
     c.isolated.insert(n(1));
     let mut ticks = 0;
@@ -252,10 +257,7 @@ fn reply_to_a_stale_leader_makes_it_step_down() {
 /// the leader's node is down, it campaigns at its next tick.
 #[test]
 fn a_follower_whose_leaders_node_is_live_holds_back_its_campaign() {
-    let active = Config {
-        quiesce: false,
-        ..strict()
-    };
+    let active = active();
     let bound = active.election_timeout_max_ticks * DEFERRED_TIMEOUTS;
     let mut c = Cluster::new(3, 0, active.clone(), 5);
     c.elect(1);
@@ -318,10 +320,7 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     );
 
     // The bound: a live node that no longer hosts the leader is not waited for forever.
-    let active = Config {
-        quiesce: false,
-        ..strict()
-    };
+    let active = active();
     let bound = active.election_timeout_max_ticks * DEFERRED_TIMEOUTS;
     let mut c = Cluster::new(3, 0, active, 6);
     c.elect(1);
@@ -450,11 +449,7 @@ fn a_quiesced_leaders_refusal_of_this_term_ends_the_followers_wait() {
 /// nodes down it steps down as before.
 #[test]
 fn check_quorum_counts_followers_on_live_nodes() {
-    let active = Config {
-        quiesce: false,
-        ..strict()
-    };
-    let mut c = Cluster::new(3, 0, active, 7);
+    let mut c = Cluster::new(3, 0, active(), 7);
     c.elect(1);
     c.isolated.insert(n(1));
     let followers_live = |node: NodeId| node == n(2) || node == n(3);
@@ -480,10 +475,7 @@ fn check_quorum_counts_followers_on_live_nodes() {
 /// timeouts. Regression: simulator, seed 7003456.
 #[test]
 fn a_deposed_leader_tells_its_followers_the_term_that_deposed_it() {
-    let active = Config {
-        quiesce: false,
-        ..strict()
-    };
+    let active = active();
     let mut c = Cluster::new(3, 0, active.clone(), 7);
     c.elect(1);
     let (term, last) = (c.status(1).term, c.status(1).last_index);

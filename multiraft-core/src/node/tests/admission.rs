@@ -67,6 +67,16 @@ fn take_until_refused(node: &mut Node) -> usize {
     taken
 }
 
+/// A node led on group 1 whose one proposal was applied past the limit, then ticked: it
+/// holds at most `LIMIT` proposals, and holds them now.
+fn overloaded() -> Node {
+    let mut node = led();
+    apply_after(&mut node, LIMIT + 1);
+    node.tick();
+    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
+    node
+}
+
 /// The node takes a hundred proposals: no cap.
 fn assert_uncapped(node: &mut Node) {
     for _ in 0..100 {
@@ -81,10 +91,7 @@ fn assert_uncapped(node: &mut Node) {
 /// overload ends.
 #[test]
 fn a_proposal_applied_past_the_limit_caps_what_the_node_holds() {
-    let mut node = led();
-    apply_after(&mut node, LIMIT + 1);
-    node.tick();
-    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
+    let mut node = overloaded();
     let last = node.group_status(g(1)).unwrap().last_index;
     assert_eq!(propose(&mut node, "refused"), Err(busy()));
     assert_eq!(node.group_status(g(1)).unwrap().last_index, last);
@@ -184,17 +191,14 @@ fn a_zero_limit_is_an_invalid_config() {
     );
 }
 
-/// Proposals held for four limits, rounded up to a power of two of ticks (here behind a write that never completes; in the
-/// simulator, forwarded to a leader that lost them) stop counting against the cap: they
-/// are stuck, not queued, and held it until their proposal timeout, refusing every proposal
-/// of every group meanwhile. Regression: simulator, seed 7001883, a node refusing the one
+/// Proposals held for four limits, rounded up to a power of two of ticks (here behind a
+/// write that never completes; in the simulator, forwarded to a leader that lost them)
+/// stop counting against the cap: they are stuck, not queued, and held it until their
+/// proposal timeout, refusing every proposal of every group meanwhile. Regression: simulator, seed 7001883, a node refusing the one
 /// proposal of a group with a live leader for the whole liveness window.
 #[test]
 fn proposals_stuck_for_four_limits_stop_holding_the_cap() {
-    let mut node = led();
-    apply_after(&mut node, LIMIT + 1);
-    node.tick();
-    assert_eq!(take_until_refused(&mut node), LIMIT as usize);
+    let mut node = overloaded();
     let ready = node.ready().expect("the proposals are written");
     let in_flight = testing::begin(&mut node, ready, &mut Recorder::default());
     let mut ticks = 0;
