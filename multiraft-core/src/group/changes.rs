@@ -135,7 +135,7 @@ impl Replica {
         if self.heartbeat_elapsed == 0 {
             self.tell_untold_learners();
         }
-        let (last, committed) = (self.log.last_index(), self.log.committed);
+        let last = self.log.last_index();
         let (within, timeout) = (
             self.config.learner_catchup_entries,
             self.config.proposal_timeout_ticks,
@@ -150,21 +150,23 @@ impl Replica {
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends
         // streaming (its log matches), within `learner_catchup_entries` of the end, and
-        // holding everything committed — which a joining replica needs to see before it
-        // votes (`Replica::joined`): promoted earlier, a joint configuration could need the
-        // vote of a replica that will not give it (simulator, seed 409). A silent learner is
-        // never caught up, however short the log.
-        // And known to have seen that: a replica caught up by a snapshot holds everything
-        // committed, yet joins only once an append tells it the commit index
-        // (`Progress::knows_commit`). Promoted before, it was the one voter the joint
-        // configuration's new half had, still refusing every vote; when the leader then
-        // lost it to a partition, no one could be elected again (simulator, seed 7027970).
+        // known to have joined (`Progress::knows_commit`: an append told it a commit index
+        // it held), for a joining replica votes only then (`Replica::joined`): promoted
+        // earlier, a joint configuration could need the vote of a replica that will not
+        // give it (simulator, seed 409). A replica caught up by a snapshot holds everything
+        // committed, yet joins only once an append tells it the commit index; promoted
+        // before, it was the one voter the joint configuration's new half had, still
+        // refusing every vote, and when the leader then lost it to a partition no one could
+        // be elected again (simulator, seed 7027970). Holding the leader's commit index at
+        // the tick is not asked: a learner whose answers come after the voters' (a slower
+        // link, steady writes) never does, and its promotion neither ended nor timed out
+        // while the writes went on (review). A silent learner is never caught up, however
+        // short the log.
         let is_caught_up = |p: Option<&Progress>| {
             p.is_some_and(|p| {
                 p.recent_active
                     && p.state == ProgressState::Replicate
                     && p.matched + within >= last
-                    && p.matched >= committed
                     && p.knows_commit
             })
         };
@@ -232,18 +234,21 @@ impl Replica {
 
     /// Sends `to` an append of no entries at its next index, carrying the commit index.
     fn tell_commit(&mut self, to: NodeId) {
-        let Some(p) = self.progress.get(&to) else {
+        let committed = self.log.committed;
+        let Some(p) = self.progress.get_mut(&to) else {
             return;
         };
         let prev_index = p.next - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
             return; // compacted: the replica needs a snapshot first
         };
+        // Recorded as every append's commit is: an answer is read against it.
+        p.commit_sent = p.commit_sent.max(committed);
         let body = MessageBody::Append {
             prev_index,
             prev_term,
             entries: Entries::default(),
-            commit: self.log.committed,
+            commit: committed,
         };
         self.send_now_msg(to, self.term, body);
     }

@@ -13,7 +13,7 @@ use crate::membership::VoteResult;
 use crate::message::{Message, MessageBody};
 
 use super::progress::Progress;
-use super::{GroupEvent, Replica, Role, VoteHold};
+use super::{GroupEvent, LeaderSaid, Replica, Role, VoteHold};
 
 /// How many maximum election timeouts a follower whose leader's node is live holds back
 /// its own campaign ([`Replica::tick_with`]). Long enough to ride out a loop that runs far
@@ -42,7 +42,7 @@ impl Replica {
         if self.quiesced {
             return;
         }
-        let paused = self.sticky && self.leader_on_live_node(&node_live);
+        let paused = self.leader_said == LeaderSaid::Quiet && self.leader_on_live_node(&node_live);
         if !paused {
             self.election_elapsed = self.election_elapsed.saturating_add(1);
         }
@@ -107,9 +107,15 @@ impl Replica {
 
     /// The leader this follower follows refused, as not the leader, proposals forwarded to
     /// it at this follower's current term (the refusal echoes the term; a node that does
-    /// not host the group refuses too): the follower stops holding back its campaign, and
-    /// refusing other candidates, for that leader's live node (`defers_campaign`), its
-    /// timer run out or not, quiesced leader or not.
+    /// not host the group refuses too): the follower forgets that leader, so it stops
+    /// holding back its campaign, and refusing other candidates, for that leader's live
+    /// node (`defers_campaign`), quiesced leader or not, and campaigns when its own
+    /// randomized timeout runs out (followers refused together do not campaign together).
+    /// The leader's messages of this term that arrive later are dropped
+    /// (`LeaderSaid::Stopped`):
+    /// reordered behind the refusal, a late append made that replica its leader again, and
+    /// a late quiesce notice stopped its timer for as long as the old leader's node lived
+    /// (review).
     ///
     /// Why that is safe: within one term a follower takes only the replica that sent it a
     /// leader's message of that term for leader, so the leader led at this term before the
@@ -122,8 +128,11 @@ impl Replica {
     /// back for that leader's live node for good (simulator, seed 7022963).
     pub(super) fn leader_disowned(&mut self) {
         if self.role == Role::Follower {
-            self.election_elapsed = self.election_elapsed.max(self.deferral_bound());
+            self.leader = None;
+            self.leader_said = LeaderSaid::Stopped;
+            self.quiet_seen = 0;
             self.vote_hold = VoteHold::None;
+            self.report_leader();
         }
     }
 
@@ -226,6 +235,7 @@ impl Replica {
     fn become_candidate(&mut self, transfer: bool) {
         self.role = Role::Candidate;
         self.term += 1;
+        self.leader_said = LeaderSaid::Nothing;
         self.vote = Some(self.node);
         self.leader = None;
         self.hard_state_dirty = true;
@@ -410,7 +420,7 @@ impl Replica {
         self.transfer = None;
         self.change = None;
         if leader != self.leader || new_term {
-            self.sticky = false;
+            self.leader_said = LeaderSaid::Nothing;
             self.quiet_seen = 0;
         }
         self.leader = leader;
@@ -442,7 +452,7 @@ impl Replica {
     fn become_leader(&mut self) {
         self.role = Role::Leader;
         self.leader = Some(self.node);
-        self.sticky = false;
+        self.leader_said = LeaderSaid::Nothing;
         self.lease_revoked = false;
         self.quiet_round = 0;
         self.transfer = None;

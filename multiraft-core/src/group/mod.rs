@@ -288,6 +288,22 @@ enum VoteHold {
     Deferring,
 }
 
+/// What a follower's leader of the current term said beyond leading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeaderSaid {
+    /// Nothing more: the group is active.
+    Nothing,
+    /// The group went quiet (`Quiesce`). While the leader's node is live the election timer
+    /// stays stopped, even if this replica woke: the leader's quiesced lease counts on it
+    /// (`reads.rs`).
+    Quiet,
+    /// It leads this term no more (`Replica::leader_disowned`); the follower has no leader.
+    /// What it sent in this term and arrives later left before that and is stale: it
+    /// neither makes it this follower's leader again nor quiets the group. Until the term
+    /// changes.
+    Stopped,
+}
+
 /// One replica of one Raft group.
 #[derive(Debug)]
 pub struct Replica {
@@ -348,10 +364,9 @@ pub struct Replica {
     lease_revoked: bool,
     /// Quiesced leader: the round its quiesce notice left in (0: not yet sent).
     quiet_round: u64,
-    /// Follower: the leader said the group went quiet. While the leader's node is live the
-    /// election timer stays stopped, even if this replica woke: the leader's quiesced lease
-    /// counts on it (`reads.rs`).
-    sticky: bool,
+    /// Follower: what its leader of this term said beyond leading (the group went quiet,
+    /// or it leads no more).
+    leader_said: LeaderSaid,
     /// Follower: the round of the latest quiesce notice from the current leader (0: none).
     quiet_seen: u64,
     /// Why this replica refuses candidates beyond its leader's lease, if it does.
@@ -521,7 +536,7 @@ impl Replica {
             transfer: None,
             lease_revoked: false,
             quiet_round: 0,
-            sticky: false,
+            leader_said: LeaderSaid::Nothing,
             quiet_seen: 0,
             vote_hold: VoteHold::None,
             snapshot: None,
@@ -817,6 +832,17 @@ impl Replica {
             }
             return;
         }
+        if self.leader_said == LeaderSaid::Stopped
+            && matches!(
+                msg.body,
+                MessageBody::Append { .. }
+                    | MessageBody::InstallSnapshot { .. }
+                    | MessageBody::Heartbeat { .. }
+                    | MessageBody::Quiesce { .. }
+            )
+        {
+            return; // sent before its leader stopped leading this term (`LeaderSaid::Stopped`)
+        }
 
         let from = msg.from;
         let term = msg.term;
@@ -845,7 +871,7 @@ impl Replica {
             MessageBody::Heartbeat { commit, round } => self.handle_heartbeat(from, commit, round),
             MessageBody::Quiesce { commit, round } => {
                 self.handle_heartbeat(from, commit, round);
-                self.sticky = true;
+                self.leader_said = LeaderSaid::Quiet;
                 self.quiet_seen = self.quiet_seen.max(round);
                 // Quiesce only when holding exactly what the leader committed; a replica that
                 // is behind keeps its timer, so a leader that went quiet early is woken.

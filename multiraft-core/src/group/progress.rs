@@ -67,9 +67,10 @@ pub(crate) struct Progress {
     pub(crate) state: ProgressState,
     /// In probe state: an append is out and unanswered.
     pub(crate) probe_sent: bool,
-    /// Last index of each append in flight (replicate state), oldest first. Bounded by
-    /// `Config::max_inflight_appends`.
-    pub(crate) inflight: VecDeque<u64>,
+    /// Each append in flight (replicate state), oldest first: its last index, and the
+    /// commit index it carried (what its answer tells of the replica's commit index,
+    /// `told_commit`). Bounded by `Config::max_inflight_appends`.
+    pub(crate) inflight: VecDeque<(u64, u64)>,
     /// Heard from since the last CheckQuorum round (dissertation §6.2).
     pub(crate) recent_active: bool,
     /// The last commit index this replica was told, so a commit change reaches it once.
@@ -94,9 +95,9 @@ pub(crate) struct Progress {
     /// The replica acknowledged an append whose commit index it held, once the leader's
     /// latest membership was committed: a joining replica has then joined (it votes;
     /// `Replica::joined`), which is what promoting it needs (`changes.rs`). Read from a
-    /// successful `AppendResponse` at or above the commit index; a joining replica answers
-    /// a snapshot chunk it no longer needs with a snapshot acknowledgement, so that only an
-    /// append's answer reads so.
+    /// successful `AppendResponse` (`told_commit`); a joining replica answers a snapshot
+    /// chunk it no longer needs with a snapshot acknowledgement, so that only an append's
+    /// answer reads so. Forgotten with the match, when the replica's node restarts.
     pub(crate) knows_commit: bool,
 }
 
@@ -163,17 +164,36 @@ impl Progress {
         self.can_send(max_inflight) && (behind || probe || notice)
     }
 
-    /// Records an append carrying entries up to `last` as sent.
-    pub(crate) fn sent(&mut self, last: u64, had_entries: bool) {
+    /// Records an append carrying entries up to `last` and commit index `commit` as sent.
+    pub(crate) fn sent(&mut self, last: u64, had_entries: bool, commit: u64) {
         self.appended_since_beat = true;
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
             ProgressState::Replicate if had_entries => {
                 self.next = last + 1;
-                self.inflight.push_back(last);
+                self.inflight.push_back((last, commit));
             }
             ProgressState::Replicate | ProgressState::Snapshot => {}
         }
+    }
+
+    /// Whether a successful answer up to `index` shows that the replica held the commit
+    /// index of the append it answers (before `on_success` takes that append off the
+    /// window): a joining replica has then joined (`knows_commit`). Either the append in
+    /// flight that ends at `index` carried a commit index at or below it, or every append
+    /// sent since the replica's match was last forgotten did (`commit_sent`, the highest
+    /// any carried). In flight, an append is known by its last index: one sent earlier to
+    /// the same index (before the window was last cleared) carried no higher a commit index,
+    /// and none is sent to it later while this one is in flight. Compared with the leader's
+    /// commit index now instead, a replica whose answers always came after the voters' had
+    /// moved it on (a slower link, steady writes) was never known to have joined, and its
+    /// promotion never ended (review).
+    pub(crate) fn told_commit(&self, index: u64) -> bool {
+        let in_flight = self
+            .inflight
+            .iter()
+            .any(|&(last, commit)| last == index && commit <= index);
+        in_flight || self.commit_sent != 0 && index >= self.commit_sent
     }
 
     /// A successful append response up to `index`. Returns whether `matched` moved.
@@ -183,7 +203,7 @@ impl Progress {
             self.matched = index;
         }
         self.next = self.next.max(index + 1);
-        while self.inflight.front().is_some_and(|&i| i <= index) {
+        while self.inflight.front().is_some_and(|&(i, _)| i <= index) {
             self.inflight.pop_front();
         }
         if self.state == ProgressState::Probe || self.state == ProgressState::Snapshot && moved {
@@ -240,6 +260,9 @@ impl Progress {
         self.matched = 0;
         self.heartbeat_matched = 0;
         self.commit_sent = 0;
+        // A wiped replica comes back joining: what the last incarnation was told is no
+        // longer known to it (review: a stale flag let the leader promote it untold).
+        self.knows_commit = false;
         self.become_probe();
         self.next = next;
     }

@@ -10,7 +10,7 @@
 use crate::ids::NodeId;
 use crate::message::MessageBody;
 
-use super::{Replica, Role};
+use super::{LeaderSaid, Replica, Role};
 
 impl Replica {
     /// Whether the group is quiesced: its leader saw every replica hold and know the whole
@@ -73,7 +73,7 @@ impl Replica {
         }
         self.quiesced = false;
         self.leader = None;
-        self.sticky = false;
+        self.leader_said = LeaderSaid::Nothing;
         self.report_leader();
         let survivors: Vec<NodeId> = self
             .membership

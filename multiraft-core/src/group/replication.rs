@@ -11,7 +11,7 @@ use crate::ids::NodeId;
 use crate::message::MessageBody;
 
 use super::progress::ProgressState;
-use super::{Replica, Role};
+use super::{LeaderSaid, Replica, Role};
 
 impl Replica {
     // ----- replication: follower side ----------------------------------------------------
@@ -84,7 +84,7 @@ impl Replica {
         }
         self.election_elapsed = 0;
         // The leader's group is active (a `Quiesce` sets it again after this).
-        self.sticky = false;
+        self.leader_said = LeaderSaid::Nothing;
     }
 
     fn send_append_response(
@@ -132,15 +132,12 @@ impl Replica {
         if self.role != Role::Leader {
             return;
         }
-        // The append answered carried a commit index no higher than the leader's now: one
-        // at or below `index`, the replica held it (see `Progress::knows_commit`).
-        let told_commit =
-            success && index >= self.log.committed && self.log.committed >= self.config_index();
+        let config_committed = self.log.committed >= self.config_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
-        pr.knows_commit |= told_commit;
+        pr.knows_commit |= success && config_committed && pr.told_commit(index);
         if success {
             let retiring = pr.retire_at != 0;
             if pr.on_success(index) {
@@ -283,7 +280,7 @@ impl Replica {
             let (next, limits) = (pr.next, (max_entries, max_bytes));
             let entries = self.log.shared(next, last + 1, limits, room);
             let sent_last = prev_index + entries.len() as u64;
-            pr.sent(sent_last, !entries.is_empty());
+            pr.sent(sent_last, !entries.is_empty(), committed);
             pr.commit_sent = committed;
             let more =
                 pr.state == ProgressState::Replicate && sent_last < last && !entries.is_empty();

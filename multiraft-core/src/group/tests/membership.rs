@@ -123,6 +123,90 @@ fn a_learner_is_promoted_only_once_an_append_told_it_the_commit() {
     assert_eq!(c.g(1).membership(), &done);
 }
 
+/// A learner whose answers always arrive after the voters' have moved the commit index
+/// past what they answer (a slower link, steady writes; here two appends behind) holds the
+/// leader's commit index at no tick, and answers no append at or above it: yet each append
+/// it answers carried a commit index it held, so it has joined, and it stays within
+/// `learner_catchup_entries` of the end: it is promoted. Regression (review): the leader
+/// read a joined replica from answers at or above its commit index *now*, and asked at
+/// every tick of `learner_catchup_ticks` in a row that the learner held that index; the
+/// change neither ended nor timed out (the learner kept making progress) for as long as
+/// the writes went on, and every other change was refused meanwhile.
+#[test]
+fn a_learner_two_appends_behind_a_busy_leader_is_promoted() {
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    // As for a learner added under load: not yet known to have joined.
+    let learner = c.g_mut(1).progress.get_mut(&n(4)).expect("tracked");
+    learner.knows_commit = false;
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let mut held: VecDeque<Vec<Message>> = VecDeque::from([Vec::new(), Vec::new()]);
+    for seq in 0..20 * u64::from(strict().learner_catchup_ticks) {
+        for m in held.pop_front().unwrap_or_default() {
+            c.deliver(m);
+        }
+        let mut late = Vec::new();
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all_where(|_, m| {
+            if m.from == n(4) {
+                late.push(m.clone());
+                return false;
+            }
+            true
+        });
+        held.push_back(late);
+        c.g_mut(1).tick();
+        if c.g(1).membership() == &Membership::voters([1, 2, 3, 4]) {
+            return;
+        }
+    }
+    panic!("not promoted: {:?}", c.g(1).membership());
+}
+
+/// A learner's node restarted (its data may have been wiped: it comes back joining). The
+/// leader forgets that the learner was known to have joined, and a late answer of the last
+/// incarnation does not tell it again: the learner, active but told the commit index by no
+/// append, is not promoted. Regression
+/// (review): the flag outlived the restart, and a late answer that put the learner back in
+/// replicate state, caught up, had it promoted untold.
+#[test]
+fn a_restarted_learner_is_not_promoted_on_what_its_last_incarnation_knew() {
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    assert!(c.g(1).progress.get(&n(4)).expect("tracked").knows_commit);
+    c.g_mut(1).on_node_restarted(n(4));
+    c.deliver(msg(4, 1, term, ack(last)));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    // The new incarnation answers heartbeats (it is active) but gets no append that would
+    // tell it the commit index.
+    let append = |m: &Message| {
+        matches!(
+            m.body,
+            MessageBody::Append { .. } | MessageBody::InstallSnapshot { .. }
+        )
+    };
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| !(m.to == n(4) && append(m)));
+    }
+    assert!(
+        c.g(1).membership().learners.contains(&n(4)),
+        "promoted on the last incarnation's answer: {:?}",
+        c.g(1).membership()
+    );
+}
+
 /// Regression (kv membership test, 2 runs in 12): the leader tells a removed replica once it
 /// holds the entry removing it and was sent a commit covering it — but the message carrying
 /// that commit can be lost or overtaken (a coalesced heartbeat travels after the group's

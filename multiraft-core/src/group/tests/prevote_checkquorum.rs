@@ -434,7 +434,11 @@ fn a_quiesced_leaders_refusal_of_this_term_ends_the_followers_wait() {
         c.g_mut(2).tick_with(leader_live);
     }
     assert_eq!(c.status(2).role, Role::Follower);
-    assert_eq!(ask_for_pre_vote(&mut c), vec![], "answered while sticky");
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![],
+        "answered while its quiet leader's node lives"
+    );
 
     c.g_mut(2).step(refused_as_not_leader(term));
     c.g_mut(2).ready(MAX, MAX);
@@ -442,6 +446,51 @@ fn a_quiesced_leaders_refusal_of_this_term_ends_the_followers_wait() {
         ask_for_pre_vote(&mut c),
         vec![msg(2, 3, 2, vote_resp(true, true))]
     );
+}
+
+/// Once its leader of this term refused a forward of this term as not the leader, that
+/// leader's messages of this term arriving later (reordered behind the refusal) are stale:
+/// a late append does not make it the follower's leader again, nor a late quiesce notice
+/// stop the follower's timer, and the follower campaigns within an election timeout
+/// although the old leader's node lives. Regression (review): the late append restarted
+/// the holding back for up to `DEFERRED_TIMEOUTS` election timeouts, and the late notice
+/// quiesced the follower for as long as the old leader's node lived.
+#[test]
+fn a_disowned_leaders_late_messages_change_nothing() {
+    let leader_live = |node: NodeId| node == n(1);
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    let (term, last) = (c.status(2).term, c.status(2).last_index);
+    let last_term = c.g(2).log.last_term();
+    c.g_mut(2).step(refused_as_not_leader(term));
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        c.status(2).leader,
+        None,
+        "the refusal ends the leadership here"
+    );
+    c.g_mut(2)
+        .step(msg(1, 2, term, append(last, last_term, vec![], last)));
+    c.g_mut(2).step(msg(
+        1,
+        2,
+        term,
+        MessageBody::Quiesce {
+            commit: last,
+            round: 0,
+        },
+    ));
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        c.status(2).leader,
+        None,
+        "a late message made it leader again"
+    );
+    assert!(!c.g(2).is_quiesced());
+    for _ in 0..strict().election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(c.status(2).role, Role::PreCandidate, "campaigned");
 }
 
 /// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a
