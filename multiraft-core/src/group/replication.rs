@@ -137,7 +137,10 @@ impl Replica {
             return;
         };
         pr.recent_active = true;
-        pr.knows_commit |= success && config_committed && pr.told_commit(index);
+        // Asked only until known: `told_commit` reads the window of appends in flight.
+        if !pr.knows_commit && success && config_committed {
+            pr.knows_commit = pr.told_commit(index);
+        }
         if success {
             let retiring = pr.retire_at != 0;
             if pr.on_success(index) {
