@@ -392,7 +392,15 @@ impl Replica {
         }
         let last = chunk.last;
         let meta = chunk.meta.clone();
-        self.out_rare().snapshot_chunks.push(chunk);
+        let out = self.out_rare();
+        if expected == 0 {
+            // A new transfer: storage starts its incoming snapshot over at chunk 0, so chunks
+            // of an earlier transfer still waiting for this ready's write are moot — and
+            // written before it, not consecutive with it, they made storage refuse the
+            // write as corrupt and stop the node (review).
+            out.snapshot_chunks.clear();
+        }
+        out.snapshot_chunks.push(chunk);
         if !last {
             self.incoming = Some(Box::new(Incoming {
                 from: sender,

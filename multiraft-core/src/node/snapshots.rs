@@ -286,6 +286,11 @@ impl Node {
         if s.receiving.len() < self.config.max_snapshot_receives || s.receiving.contains(&msg.group)
         {
             s.receiving.insert(msg.group);
+            // Storage starts its incoming snapshot over with this chunk: a build of this
+            // group's own no longer continues it, even once this transfer is given up, and
+            // its next chunk then made storage refuse the write as corrupt and stop the
+            // node (review). The group asks for a snapshot again later.
+            s.forget(msg.group);
             return true;
         }
         s.refusals.push(Message {

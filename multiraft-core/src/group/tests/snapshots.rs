@@ -219,6 +219,29 @@ fn a_follower_installs_a_snapshot_chunk_by_chunk() {
     assert_eq!(g.ready(MAX, MAX).apply, [vec![e(10, 3)]]);
 }
 
+/// A new transfer's first chunk that arrives in the same ready as chunks of an earlier one
+/// (a newer snapshot replaced the one being sent, or a new leader started over) replaces
+/// them: the write carries consecutive chunks of one snapshot, as storage requires.
+/// Regression (review): the write carried both, storage refused it as corrupt, and the
+/// node stopped.
+#[test]
+fn a_new_transfer_replaces_the_chunks_of_the_last_in_the_same_write() {
+    let mut g = restored(2, hs(3, None, 2), log_of(&[1, 1, 1]));
+    g.step(msg(1, 2, 3, chunk(9, 3, 0, false)));
+    g.step(msg(1, 2, 3, chunk(9, 3, 1, false)));
+    g.step(msg(1, 2, 3, chunk(12, 3, 0, false)));
+    let r = g.ready(MAX, MAX);
+    let chunks: Vec<(u64, u32)> = r
+        .snapshot_chunks
+        .iter()
+        .map(|c| (c.meta.index, c.seq))
+        .collect();
+    assert_eq!(chunks, [(12, 0)]);
+    let mut write = crate::storage::GroupWrite::new(G);
+    write.snapshot = r.snapshot_chunks.clone();
+    write.validate(3, 0).expect("a write storage takes");
+}
+
 /// A transfer whose follower stays silent (its node is behind on its inbox, or the chunks
 /// were lost) sends its window again after two heartbeat intervals, then waits twice as
 /// long before each next time, until an acknowledgement comes. (cluster_bench: a leader

@@ -275,3 +275,64 @@ fn a_build_that_ends_after_a_newer_install_is_not_written() {
     }
     assert_eq!(snapshot(&node), Some((10, 1)));
 }
+
+/// A snapshot this node builds is dropped once its group starts receiving one from the
+/// leader: storage starts its incoming snapshot over with the leader's first chunk, so the
+/// build's next chunks no longer continue it — even once that transfer is given up.
+/// Regression (review): the build's next chunk, written after the transfer timed out, made
+/// storage refuse the write as corrupt and stop the node.
+#[test]
+fn a_build_is_dropped_when_its_group_starts_receiving_a_snapshot() {
+    let config = Config {
+        snapshot_entries: 2,
+        compaction_lag_entries: 0,
+        ..strict()
+    };
+    let timeout = config.election_timeout_min_ticks;
+    let mut node = new_node(3, config);
+    let mut io = LateSnapshots::default();
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    let entries = (1..=3).map(|i| noop(i, 1)).collect();
+    node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, entries, 3)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert_eq!(io.late, vec![(g(1), 3)], "a build of index 3 began");
+    assert!(node.snapshot_chunk(g(1), 3, Bytes::from_static(b"first"), false));
+    testing::settle(&mut node, &mut io).unwrap();
+
+    let chunk = SnapshotChunk {
+        meta: SnapshotMeta {
+            index: 10,
+            term: 1,
+            membership: voters(),
+        },
+        seq: 0,
+        data: Bytes::from_static(b"leader's"),
+        last: false,
+    };
+    let install = MessageBody::InstallSnapshot {
+        chunk: Box::new(chunk),
+    };
+    node.step(batch_for(1, 3, 1, &[g(1)], install));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert!(node.replica(g(1)).unwrap().is_receiving_snapshot());
+    for _ in 0..2 * timeout {
+        node.tick();
+        testing::settle(&mut node, &mut io).unwrap();
+    }
+    assert!(
+        !node.replica(g(1)).unwrap().is_receiving_snapshot(),
+        "the transfer was given up"
+    );
+
+    node.snapshot_chunk(g(1), 3, Bytes::from_static(b"rest"), true);
+    while let Some(ready) = node.ready() {
+        let built = ready.write.groups.iter().flat_map(|w| &w.snapshot);
+        assert_eq!(
+            built.filter(|c| c.meta.index == 3).count(),
+            0,
+            "the build's next chunk is not written after the leader's first"
+        );
+        testing::run(&mut node, ready, &mut io).unwrap();
+    }
+}
