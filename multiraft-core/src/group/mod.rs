@@ -731,6 +731,32 @@ impl Replica {
             _ => {}
         }
         if msg.term > self.term {
+            let timer_running = self.election_elapsed < self.config.election_timeout_min_ticks;
+            let in_lease = self.config.check_quorum
+                && match self.vote_hold {
+                    VoteHold::None => self.leader.is_some() && timer_running,
+                    VoteHold::Restarted => timer_running,
+                    VoteHold::Deferring => self.leader.is_some(),
+                };
+            // An answer of a later term from anyone but the leader — to a campaign of this
+            // replica's, or to a leadership it held in an earlier term, arriving late — is
+            // no news of a leader, and adopting its term would end the lease as surely as a
+            // vote request: this follower, then without a leader, would grant a candidate
+            // the vote its leader's lease reads count on it to refuse (review: a pre-vote
+            // refusal of the candidate's term arrived after the follower had answered the
+            // leader's round). Dropped while the lease holds; the leader itself telling the
+            // term that deposed it is news.
+            let answer = matches!(
+                msg.body,
+                MessageBody::VoteResponse { .. }
+                    | MessageBody::AppendResponse { .. }
+                    | MessageBody::HeartbeatResponse { .. }
+                    | MessageBody::SnapshotAck(_)
+            );
+            if answer && in_lease && self.role == Role::Follower && self.leader != Some(msg.from)
+            {
+                return;
+            }
             match msg.body {
                 MessageBody::Vote {
                     pre_vote,
@@ -738,14 +764,6 @@ impl Replica {
                     last_term,
                     ..
                 } => {
-                    let timer_running =
-                        self.election_elapsed < self.config.election_timeout_min_ticks;
-                    let in_lease = self.config.check_quorum
-                        && match self.vote_hold {
-                            VoteHold::None => self.leader.is_some() && timer_running,
-                            VoteHold::Restarted => timer_running,
-                            VoteHold::Deferring => self.leader.is_some(),
-                        };
                     // The leader itself campaigning means it gave up leading (it restarted,
                     // or stepped down): nothing to protect from it. Nor from a candidate
                     // holding an entry of a later term than ours: a leader of that term was

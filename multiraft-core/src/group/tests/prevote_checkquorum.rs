@@ -493,6 +493,34 @@ fn a_disowned_leaders_late_messages_change_nothing() {
     assert_eq!(c.status(2).role, Role::PreCandidate, "campaigned");
 }
 
+/// A follower that answered its leader's round holds its vote for that leader (the
+/// leader's lease reads count on it): a late answer of a later term from another replica —
+/// here a candidate's refusal of a pre-vote the follower asked for before it heard the
+/// leader again — changes neither its term nor its leader, and the candidate's vote request
+/// still gets no answer. The leader itself telling a later term is still taken. Regression
+/// (review): the follower adopted the candidate's term without a leader and granted it the
+/// vote, while the old leader's lease still counted the follower.
+#[test]
+fn a_late_answer_of_a_later_term_does_not_end_the_lease() {
+    let mut c = Cluster::new(3, 0, active(), 8);
+    c.elect(1);
+    let (term, last) = (c.status(2).term, c.status(2).last_index);
+    c.g_mut(2).step(msg(3, 2, term + 1, vote_resp(true, false)));
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        (c.status(2).term, c.status(2).leader),
+        (term, Some(n(1))),
+        "the late answer ended the lease"
+    );
+    c.g_mut(2).step(msg(3, 2, term + 1, vote(false, last, term)));
+    let answers = c.g_mut(2).ready(MAX, MAX).send_after_write;
+    assert!(answers.is_empty(), "answered a candidate: {answers:?}");
+
+    c.g_mut(2).step(msg(1, 2, term + 2, MessageBody::HeartbeatResponse { round: 0 }));
+    c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(c.status(2).term, term + 2, "the leader's news of a later term");
+}
+
 /// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a
 /// leader whose followers' answers wait behind their busy nodes keeps leading; with their
 /// nodes down it steps down as before.
@@ -580,8 +608,11 @@ fn a_later_terms_heartbeat_answer_wakes_a_quiesced_follower() {
         }
         assert!(c.g(2).is_quiesced());
         let term = c.status(2).term + later;
+        // From the deposed leader itself: another replica's answer of a later term is no
+        // news while the follower holds its vote for its leader
+        // (`a_late_answer_of_a_later_term_does_not_end_the_lease`).
         c.g_mut(2)
-            .step(msg(3, 2, term, MessageBody::HeartbeatResponse { round: 0 }));
+            .step(msg(1, 2, term, MessageBody::HeartbeatResponse { round: 0 }));
         assert_eq!(!c.g(2).is_quiesced(), wakes, "an answer of term {term}");
         assert_eq!(c.status(2).term, term);
     }
