@@ -753,8 +753,7 @@ impl Replica {
                     | MessageBody::HeartbeatResponse { .. }
                     | MessageBody::SnapshotAck(_)
             );
-            if answer && in_lease && self.role == Role::Follower && self.leader != Some(msg.from)
-            {
+            if answer && in_lease && self.role == Role::Follower && self.leader != Some(msg.from) {
                 return;
             }
             match msg.body {

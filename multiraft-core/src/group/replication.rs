@@ -24,6 +24,14 @@ impl Replica {
         entries: Entries,
         commit: u64,
     ) {
+        // An append that brings nothing new from a leader that said the group went quiet
+        // left before that notice (a woken leader appends new entries): it is answered,
+        // but, like such a heartbeat, it does not restart a timer the leader no longer
+        // feeds. Taken as news, it let this follower, its timer running again, stop
+        // refusing candidates once its holding back ran out, while the quiesced leader's
+        // lease still counted it (review).
+        let quiet = self.leader_said == LeaderSaid::Quiet && self.leader == Some(from);
+        let (old_last, old_committed) = (self.log.last_index(), self.log.committed);
         self.follow(from);
         if prev_index < self.log.committed {
             // Already committed here: the leader's entries up to `committed` match ours.
@@ -31,6 +39,7 @@ impl Replica {
             if self.joining && index >= commit {
                 self.joined();
             }
+            self.stay_quiet(quiet && commit <= old_committed);
             return self.send_append_response(from, true, index, 0, 0);
         }
         if !self.log.matches(prev_index, prev_term) {
@@ -65,7 +74,19 @@ impl Replica {
         if self.joining && appended.last_new >= commit {
             self.joined();
         }
+        let stale = appended.truncated_at.is_none()
+            && appended.last_new <= old_last
+            && commit <= old_committed;
+        self.stay_quiet(quiet && stale);
         self.send_append_response(from, true, appended.last_new, 0, 0);
+    }
+
+    /// Keeps what the leader said (the group went quiet) across a message that left before
+    /// it (`handle_append`): `follow` cleared it.
+    fn stay_quiet(&mut self, stale: bool) {
+        if stale {
+            self.leader_said = LeaderSaid::Quiet;
+        }
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64, round: u64) {

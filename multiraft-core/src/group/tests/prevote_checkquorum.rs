@@ -512,13 +512,69 @@ fn a_late_answer_of_a_later_term_does_not_end_the_lease() {
         (term, Some(n(1))),
         "the late answer ended the lease"
     );
-    c.g_mut(2).step(msg(3, 2, term + 1, vote(false, last, term)));
+    c.g_mut(2)
+        .step(msg(3, 2, term + 1, vote(false, last, term)));
     let answers = c.g_mut(2).ready(MAX, MAX).send_after_write;
     assert!(answers.is_empty(), "answered a candidate: {answers:?}");
 
-    c.g_mut(2).step(msg(1, 2, term + 2, MessageBody::HeartbeatResponse { round: 0 }));
+    c.g_mut(2).step(msg(
+        1,
+        2,
+        term + 2,
+        MessageBody::HeartbeatResponse { round: 0 },
+    ));
     c.g_mut(2).ready(MAX, MAX);
-    assert_eq!(c.status(2).term, term + 2, "the leader's news of a later term");
+    assert_eq!(
+        c.status(2).term,
+        term + 2,
+        "the leader's news of a later term"
+    );
+}
+
+/// An append that left before the quiesce notice and arrives after it brings nothing new:
+/// the follower answers it but keeps its timer stopped while its quiet leader's node lives,
+/// so it goes on refusing candidates — the quiesced leader's lease counts on it. Regression
+/// (review): the late append restarted the timer, and once the holding back ran out
+/// (`DEFERRED_TIMEOUTS` election timeouts) the follower answered candidates while the
+/// leader's lease still counted it.
+#[test]
+fn a_late_append_keeps_a_quiet_followers_timer_stopped() {
+    let leader_live = |node: NodeId| node == n(1);
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    for _ in 0..10 * strict().election_timeout_max_ticks {
+        if c.g(2).is_quiesced() {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(2).is_quiesced());
+    let (term, last) = (c.status(2).term, c.status(2).last_index);
+    let late = c.log(2).pop().expect("an entry");
+    let prev_term = c.g(2).log.term(last - 1).expect("held");
+    c.g_mut(2).step(msg(
+        1,
+        2,
+        term,
+        append(last - 1, prev_term, vec![late], last - 1),
+    ));
+    let answer = c.g_mut(2).ready(MAX, MAX).send_after_write;
+    assert!(
+        matches!(
+            answer[..],
+            [Message {
+                body: MessageBody::AppendResponse { success: true, .. },
+                ..
+            }]
+        ),
+        "answered: {answer:?}"
+    );
+    for _ in 0..(DEFERRED_TIMEOUTS + 2) * strict().election_timeout_max_ticks {
+        c.g_mut(2).tick_with(leader_live);
+    }
+    assert_eq!(c.status(2).role, Role::Follower);
+    assert_eq!(ask_for_pre_vote(&mut c), vec![], "answered a candidate");
 }
 
 /// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a
