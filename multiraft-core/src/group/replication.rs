@@ -31,7 +31,7 @@ impl Replica {
         // refusing candidates once its holding back ran out, while the quiesced leader's
         // lease still counted it (review).
         let quiet = self.leader_said == LeaderSaid::Quiet && self.leader == Some(from);
-        let (old_last, old_committed) = (self.log.last_index(), self.log.committed);
+        let old_committed = self.log.committed;
         self.follow(from);
         if prev_index < self.log.committed {
             // Already committed here: the leader's entries up to `committed` match ours.
