@@ -93,14 +93,8 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
 /// could be elected again).
 #[test]
 fn a_learner_is_promoted_only_once_an_append_told_it_the_commit() {
-    let mut c = Cluster::new(3, 1, strict(), 23);
-    c.elect(1);
     // As a snapshot leaves it: holding everything committed, told so by no append.
-    let learner = c.g_mut(1).progress.get_mut(&n(4)).expect("tracked");
-    learner.knows_commit = false;
-    c.g_mut(1)
-        .change_membership(MembershipChange::Promote(n(4)))
-        .unwrap();
+    let mut c = promoting_an_untold_learner();
     let to_learner = |m: &Message| m.to == n(4) && matches!(m.body, MessageBody::Append { .. });
     let before = c.sent_where(to_learner).len();
     for _ in 0..2 * strict().learner_catchup_ticks {
@@ -123,6 +117,19 @@ fn a_learner_is_promoted_only_once_an_append_told_it_the_commit() {
     assert_eq!(c.g(1).membership(), &done);
 }
 
+/// Voters 1..=3 led by 1, and learner 4 being promoted, which the leader does not yet know
+/// to have joined (`Progress::knows_commit`).
+fn promoting_an_untold_learner() -> Cluster {
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    let learner = c.g_mut(1).progress.get_mut(&n(4)).expect("tracked");
+    learner.knows_commit = false;
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    c
+}
+
 /// A learner whose answers always arrive after the voters' have moved the commit index
 /// past what they answer (a slower link, steady writes; here two appends behind) holds the
 /// leader's commit index at no tick, and answers no append at or above it: yet each append
@@ -134,14 +141,8 @@ fn a_learner_is_promoted_only_once_an_append_told_it_the_commit() {
 /// the writes went on, and every other change was refused meanwhile.
 #[test]
 fn a_learner_two_appends_behind_a_busy_leader_is_promoted() {
-    let mut c = Cluster::new(3, 1, strict(), 23);
-    c.elect(1);
     // As for a learner added under load: not yet known to have joined.
-    let learner = c.g_mut(1).progress.get_mut(&n(4)).expect("tracked");
-    learner.knows_commit = false;
-    c.g_mut(1)
-        .change_membership(MembershipChange::Promote(n(4)))
-        .unwrap();
+    let mut c = promoting_an_untold_learner();
     let mut held: VecDeque<Vec<Message>> = VecDeque::from([Vec::new(), Vec::new()]);
     for seq in 0..20 * u64::from(strict().learner_catchup_ticks) {
         for m in held.pop_front().unwrap_or_default() {

@@ -340,6 +340,26 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     );
 }
 
+/// Three voters, 1 elected and left alone until the group went quiet (replica 2 quiesced).
+fn quiesced(seed: u64) -> Cluster {
+    let mut c = Cluster::new(3, 0, strict(), seed);
+    c.elect(1);
+    for _ in 0..10 * strict().election_timeout_max_ticks {
+        if c.g(2).is_quiesced() {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(2).is_quiesced());
+    c
+}
+
+/// Leader 1's quiesce notice to replica 2, in `term`, telling commit index `commit`.
+fn quiesce_notice(term: u64, commit: u64) -> Message {
+    msg(1, 2, term, MessageBody::Quiesce { commit, round: 0 })
+}
+
 /// A refusal by the leader, as not the leader, of proposals forwarded at `echo`.
 fn refused_as_not_leader(echo: u64) -> Message {
     msg(
@@ -405,15 +425,7 @@ fn a_quiesced_leaders_refusal_of_this_term_ends_the_followers_wait() {
     let mut c = Cluster::new(3, 0, strict(), 6);
     c.elect(1);
     let (term, last) = (c.status(2).term, c.status(2).last_index);
-    c.g_mut(2).step(msg(
-        1,
-        2,
-        term,
-        MessageBody::Quiesce {
-            commit: last,
-            round: 0,
-        },
-    ));
+    c.g_mut(2).step(quiesce_notice(term, last));
     c.g_mut(2).ready(MAX, MAX);
     assert!(c.g(2).is_quiesced());
     // A client's proposal wakes it; it forwards the proposal to its leader.
@@ -471,15 +483,7 @@ fn a_disowned_leaders_late_messages_change_nothing() {
     );
     c.g_mut(2)
         .step(msg(1, 2, term, append(last, last_term, vec![], last)));
-    c.g_mut(2).step(msg(
-        1,
-        2,
-        term,
-        MessageBody::Quiesce {
-            commit: last,
-            round: 0,
-        },
-    ));
+    c.g_mut(2).step(quiesce_notice(term, last));
     c.g_mut(2).ready(MAX, MAX);
     assert_eq!(
         c.status(2).leader,
@@ -540,16 +544,7 @@ fn a_late_answer_of_a_later_term_does_not_end_the_lease() {
 #[test]
 fn a_late_append_keeps_a_quiet_followers_timer_stopped() {
     let leader_live = |node: NodeId| node == n(1);
-    let mut c = Cluster::new(3, 0, strict(), 6);
-    c.elect(1);
-    for _ in 0..10 * strict().election_timeout_max_ticks {
-        if c.g(2).is_quiesced() {
-            break;
-        }
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(2).is_quiesced());
+    let mut c = quiesced(6);
     let (term, last) = (c.status(2).term, c.status(2).last_index);
     let late = c.log(2).pop().expect("an entry");
     let prev_term = c.g(2).log.term(last - 1).expect("held");
@@ -653,16 +648,7 @@ fn a_deposed_leader_tells_its_followers_the_term_that_deposed_it() {
 #[test]
 fn a_later_terms_heartbeat_answer_wakes_a_quiesced_follower() {
     for (later, wakes) in [(1, true), (0, false)] {
-        let mut c = Cluster::new(3, 0, strict(), 8);
-        c.elect(1);
-        for _ in 0..10 * strict().election_timeout_max_ticks {
-            if c.g(2).is_quiesced() {
-                break;
-            }
-            c.g_mut(1).tick();
-            c.deliver_all();
-        }
-        assert!(c.g(2).is_quiesced());
+        let mut c = quiesced(8);
         let term = c.status(2).term + later;
         // From the deposed leader itself: another replica's answer of a later term is no
         // news while the follower holds its vote for its leader

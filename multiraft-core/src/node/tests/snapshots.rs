@@ -226,13 +226,9 @@ impl Io for LateSnapshots {
     }
 }
 
-/// A snapshot this node builds that ends after its group installed a newer one from the
-/// leader is dropped, not written over the newer one: storage keeps the snapshot written
-/// last while the log stays compacted to the newer one, so a restart found its log
-/// compacted past its snapshot (the simulator, seed 45, once snapshots reached the node
-/// late).
-#[test]
-fn a_build_that_ends_after_a_newer_install_is_not_written() {
+/// A follower of group 1 (node 3; snapshots every two entries) whose build of a snapshot
+/// at index 3 began and waits for its chunks (`LateSnapshots`).
+fn building_at_3() -> (Node, LateSnapshots) {
     let config = Config {
         snapshot_entries: 2,
         compaction_lag_entries: 0,
@@ -246,7 +242,11 @@ fn a_build_that_ends_after_a_newer_install_is_not_written() {
     node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, entries, 3)));
     testing::settle(&mut node, &mut io).unwrap();
     assert_eq!(io.late, vec![(g(1), 3)], "a build of index 3 began");
+    (node, io)
+}
 
+/// The leader's first chunk of its snapshot at index 10 (the only one when `last`).
+fn leaders_chunk_at_10(last: bool) -> MessageBody {
     let chunk = SnapshotChunk {
         meta: SnapshotMeta {
             index: 10,
@@ -254,13 +254,24 @@ fn a_build_that_ends_after_a_newer_install_is_not_written() {
             membership: voters(),
         },
         seq: 0,
-        data: Bytes::from_static(b"installed"),
-        last: true,
+        data: Bytes::from_static(b"leader's"),
+        last,
     };
-    let install = MessageBody::InstallSnapshot {
+    MessageBody::InstallSnapshot {
         chunk: Box::new(chunk),
-    };
-    node.step(batch_for(1, 3, 1, &[g(1)], install));
+    }
+}
+
+/// A snapshot this node builds that ends after its group installed a newer one from the
+/// leader is dropped, not written over the newer one: storage keeps the snapshot written
+/// last while the log stays compacted to the newer one, so a restart found its log
+/// compacted past its snapshot (the simulator, seed 45, once snapshots reached the node
+/// late).
+#[test]
+fn a_build_that_ends_after_a_newer_install_is_not_written() {
+    let (mut node, mut io) = building_at_3();
+
+    node.step(batch_for(1, 3, 1, &[g(1)], leaders_chunk_at_10(true)));
     testing::settle(&mut node, &mut io).unwrap();
     let snapshot = |node: &Node| node.replica(g(1)).unwrap().snapshot();
     assert_eq!(snapshot(&node), Some((10, 1)), "the leader's is installed");
@@ -283,37 +294,12 @@ fn a_build_that_ends_after_a_newer_install_is_not_written() {
 /// storage refuse the write as corrupt and stop the node.
 #[test]
 fn a_build_is_dropped_when_its_group_starts_receiving_a_snapshot() {
-    let config = Config {
-        snapshot_entries: 2,
-        compaction_lag_entries: 0,
-        ..strict()
-    };
-    let timeout = config.election_timeout_min_ticks;
-    let mut node = new_node(3, config);
-    let mut io = LateSnapshots::default();
-    node.create_group(g(1), voters()).unwrap();
-    settle_creation(&mut node);
-    let entries = (1..=3).map(|i| noop(i, 1)).collect();
-    node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, entries, 3)));
-    testing::settle(&mut node, &mut io).unwrap();
-    assert_eq!(io.late, vec![(g(1), 3)], "a build of index 3 began");
+    let (mut node, mut io) = building_at_3();
+    let timeout = node.config().election_timeout_min_ticks;
     assert!(node.snapshot_chunk(g(1), 3, Bytes::from_static(b"first"), false));
     testing::settle(&mut node, &mut io).unwrap();
 
-    let chunk = SnapshotChunk {
-        meta: SnapshotMeta {
-            index: 10,
-            term: 1,
-            membership: voters(),
-        },
-        seq: 0,
-        data: Bytes::from_static(b"leader's"),
-        last: false,
-    };
-    let install = MessageBody::InstallSnapshot {
-        chunk: Box::new(chunk),
-    };
-    node.step(batch_for(1, 3, 1, &[g(1)], install));
+    node.step(batch_for(1, 3, 1, &[g(1)], leaders_chunk_at_10(false)));
     testing::settle(&mut node, &mut io).unwrap();
     assert!(node.replica(g(1)).unwrap().is_receiving_snapshot());
     for _ in 0..2 * timeout {
