@@ -112,10 +112,9 @@ impl Replica {
     /// node (`defers_campaign`), quiesced leader or not, and campaigns when its own
     /// randomized timeout runs out (followers refused together do not campaign together).
     /// The leader's messages of this term that arrive later are dropped
-    /// (`LeaderSaid::Stopped`):
-    /// reordered behind the refusal, a late append made that replica its leader again, and
-    /// a late quiesce notice stopped its timer for as long as the old leader's node lived
-    /// (review).
+    /// (`LeaderSaid::Stopped`): reordered behind the refusal, a late append made that
+    /// replica its leader again, and a late quiesce notice stopped its timer for as long as
+    /// the old leader's node lived (review).
     ///
     /// Why that is safe: within one term a follower takes only the replica that sent it a
     /// leader's message of that term for leader, so the leader led at this term before the
