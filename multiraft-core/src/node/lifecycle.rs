@@ -25,10 +25,19 @@ impl Node {
     /// group. A follower that still took this node for its leader held back its campaign,
     /// and refused other candidates, for as long as this node lived (simulator, seeds
     /// 7009305, 7010494, 7011289: a leader that removed itself, and a follower that missed
-    /// the change).
+    /// the change). A follower's read index request is answered with no index, as a
+    /// replica that does not lead answers it: dropped, the follower's reads waited for their
+    /// deadline (the kv membership test: a read at a follower that still took the removed
+    /// leader's node for leader timed out).
     pub(super) fn refuse_unhosted(&mut self, msg: Message) {
-        let MessageBody::Propose { proposals } = msg.body else {
-            return;
+        let body = match msg.body {
+            MessageBody::Propose { proposals } => MessageBody::ProposeRejected {
+                ids: proposals.into_iter().map(|(id, _)| id).collect(),
+                leader_hint: None,
+                reason: Refusal::NotLeader,
+            },
+            MessageBody::ReadIndex { ids } => MessageBody::ReadIndexResponse { ids, index: None },
+            _ => return,
         };
         if self.unhosted.len() >= MAX_UNHOSTED_REFUSALS {
             return;
@@ -39,11 +48,7 @@ impl Node {
             to: msg.from,
             // The forwarder's term, echoed as a replica's refusal echoes it.
             term: msg.term,
-            body: MessageBody::ProposeRejected {
-                ids: proposals.into_iter().map(|(id, _)| id).collect(),
-                leader_hint: None,
-                reason: Refusal::NotLeader,
-            },
+            body,
         });
     }
 

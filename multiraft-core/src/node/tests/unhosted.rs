@@ -1,6 +1,6 @@
-//! Proposals forwarded to a node that does not host their group: refused at once, as a
-//! replica that does not lead refuses them, so that the forwarder learns that this node
-//! does not lead the group.
+//! Proposals and read index requests sent to a node that does not host their group:
+//! refused at once, as a replica that does not lead refuses them, so that the sender learns
+//! that this node does not lead the group.
 
 use super::*;
 use crate::ids::ProposalId;
@@ -63,4 +63,38 @@ fn the_refusals_of_one_ready_are_bounded() {
     let ready = node.ready().expect("the refusals go out");
     let refused = ready.send_now.iter().flat_map(|b| &b.messages).count();
     assert_eq!(refused, MAX_UNHOSTED_REFUSALS);
+}
+
+/// A follower's read index request for a group not hosted here is answered with no index,
+/// as a replica that does not lead answers it, so the follower's reads fail at once.
+/// Regression: it was dropped, and a read at a follower that still took this node for
+/// the group's leader waited for its deadline (the kv membership test, 2 runs in 10).
+#[test]
+fn read_index_requests_for_a_group_not_hosted_are_answered() {
+    let mut node = new_node(1, strict());
+    let ask = msg(
+        g(7),
+        2,
+        1,
+        FORWARD_TERM,
+        MessageBody::ReadIndex { ids: vec![4, 5] },
+    );
+    node.step(MessageBatch {
+        from: n(2),
+        to: n(1),
+        messages: vec![ask],
+    });
+    let ready = node.ready().expect("the answer goes out");
+    let answer = msg(
+        g(7),
+        1,
+        2,
+        FORWARD_TERM,
+        MessageBody::ReadIndexResponse {
+            ids: vec![4, 5],
+            index: None,
+        },
+    );
+    let sent: Vec<&Message> = ready.send_now.iter().flat_map(|b| &b.messages).collect();
+    assert_eq!(sent, vec![&answer]);
 }
