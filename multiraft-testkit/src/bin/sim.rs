@@ -86,7 +86,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 27;
+const MOVES: usize = 28;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -119,6 +119,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.snapshot_failures,
         r.parked_for_snapshots,
         r.refused_by_admission,
+        r.stragglers,
     ]
 }
 
@@ -266,7 +267,10 @@ fn main() -> ExitCode {
         "sim: snapshots taken {} (failed on purpose {}), compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}; proposals parked for a snapshot {}",
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
-    println!("sim: proposals refused by admission control {}", m[26]);
+    println!(
+        "sim: proposals refused by admission control {}; batches held back as stragglers {}",
+        m[26], m[27]
+    );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",
         m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23]

@@ -77,6 +77,13 @@ pub struct Faults {
     /// its leader parks proposals past its hold, and a build can end after a crash, a
     /// leadership change or a newer snapshot.
     pub slow_snapshots: bool,
+    /// The chance that a batch is a straggler, in per mille: held back a further
+    /// [`STRAGGLER_MIN_MS`]–[`STRAGGLER_MAX_MS`] ms on top of its latency, as a batch
+    /// waits behind a lost packet or a reconnect while later ones get through. It arrives
+    /// after the refusals, quiesce notices, elections and snapshots sent since, some of
+    /// them many election timeouts later (a transport may delay and reorder without bound,
+    /// `Transport`'s contract).
+    pub straggler_per_mille: u32,
 }
 
 impl Faults {
@@ -100,6 +107,7 @@ impl Faults {
             snapshot_failure_per_mille: 0,
             slow_snapshots: false,
             pauses: false,
+            straggler_per_mille: 0,
         }
     }
 
@@ -123,6 +131,7 @@ impl Faults {
             snapshot_failure_per_mille: 100,
             slow_snapshots: true,
             pauses: true,
+            straggler_per_mille: 20,
         }
     }
 
@@ -183,6 +192,13 @@ impl Faults {
             slow_snapshots: r.chance(500),
             // Drawn last again.
             pauses: r.chance(500),
+            // Drawn last again. The simulator draws nothing more per batch while it is 0,
+            // so the seeds without stragglers run as they did before they existed.
+            straggler_per_mille: if r.chance(500) {
+                r.range(1, 40) as u32
+            } else {
+                0
+            },
         }
     }
 
@@ -216,6 +232,7 @@ impl Faults {
             ("transfer_per_mille", self.transfer_per_mille),
             ("drain_per_mille", self.drain_per_mille),
             ("membership_per_mille", self.membership_per_mille),
+            ("straggler_per_mille", self.straggler_per_mille),
         ];
         for (name, value) in per_mille {
             if value > 1000 {
@@ -242,6 +259,14 @@ pub const DEFAULT_TRANSFER_PER_MILLE: u32 = 250;
 pub const DEFAULT_DRAIN_PER_MILLE: u32 = 60;
 /// The default chance of a membership change per chaos step, in per mille.
 pub const DEFAULT_MEMBERSHIP_PER_MILLE: u32 = 250;
+/// The least extra delay of a straggler batch ([`Faults::straggler_per_mille`]), in
+/// milliseconds: past the largest `max_delay_ms` a seed draws (50), so a straggler is
+/// overtaken by batches that were themselves delayed.
+pub const STRAGGLER_MIN_MS: u64 = 50;
+/// The most extra delay of a straggler batch, in milliseconds: ten of the default largest
+/// election timeouts, so a straggler can arrive after several elections, a quiescence, a
+/// leadership transfer or a whole snapshot transfer.
+pub const STRAGGLER_MAX_MS: u64 = 2_000;
 /// The slowest tick rate of a node, in thousandths of the nominal rate.
 pub const MIN_TICK_RATE_MILLI: u64 = 1000;
 /// The fastest tick rate of a node under [`Faults::clock_skew`], in thousandths of the

@@ -15,8 +15,9 @@
 //!
 //! Messages travel through a simulated network: a queue of deliveries ordered by simulated
 //! time, with loss, duplication (of every message but forwarded proposals, which the
-//! `Transport` contract delivers at most once), delay and reordering, and partitions
-//! (symmetric, one-way, bridge) that start and heal.
+//! `Transport` contract delivers at most once), delay and reordering, stragglers (a batch
+//! held back 50 ms – 2 s, arriving after elections, quiesce notices or refusals sent since),
+//! and partitions (symmetric, one-way, bridge) that start and heal.
 //!
 //! The application is pluggable ([`SimApp`], see [its contract](SimApp)): a state machine
 //! replicated per node and group, a client workload, an invariant checked after every step
@@ -177,7 +178,7 @@ pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimRep
 pub use config::{
     DEFAULT_CRASH_PER_MILLE, DEFAULT_DRAIN_PER_MILLE, DEFAULT_MAX_STEPS, DEFAULT_MAX_WALL,
     DEFAULT_MEMBERSHIP_PER_MILLE, DEFAULT_PARTITION_PER_MILLE, DEFAULT_TRANSFER_PER_MILLE, Faults,
-    MAX_TICK_RATE_MILLI, MIN_TICK_RATE_MILLI, SimConfig,
+    MAX_TICK_RATE_MILLI, MIN_TICK_RATE_MILLI, STRAGGLER_MAX_MS, STRAGGLER_MIN_MS, SimConfig,
 };
 pub use hash::TraceHash;
 pub use kv::{KvApp, KvReplica};

@@ -1,8 +1,10 @@
-//! The simulated network: latency, loss, duplication, partitions, and delivery of batches.
+//! The simulated network: latency, loss, duplication, stragglers, partitions, and delivery
+//! of batches.
 
 use multiraft_core::{MessageBatch, MessageBody};
 
 use super::app::SimApp;
+use super::config::{STRAGGLER_MAX_MS, STRAGGLER_MIN_MS};
 use super::invariants::Failure;
 use super::trace::TraceRec;
 use super::{Ev, Phase, Simulation};
@@ -45,7 +47,13 @@ impl<A: SimApp> Simulation<A> {
                 self.schedule(d, Ev::Deliver(copy));
             }
         }
-        let d = self.latency_us();
+        let mut d = self.latency_us();
+        // Drawn only when stragglers are on, so seeds without them keep their draws.
+        let stragglers = self.cfg.faults.straggler_per_mille;
+        if faulty && stragglers > 0 && self.rng.chance(stragglers) {
+            d += 1000 * self.rng.range(STRAGGLER_MIN_MS, STRAGGLER_MAX_MS);
+            self.report.stragglers += 1;
+        }
         self.schedule(d, Ev::Deliver(batch));
         Ok(())
     }

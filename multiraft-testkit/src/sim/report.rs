@@ -80,6 +80,8 @@ pub struct SimReport {
     pub partitions: u64,
     /// Nodes paused (`Faults::pauses`).
     pub pauses: u64,
+    /// Batches held back as stragglers (`Faults::straggler_per_mille`).
+    pub stragglers: u64,
     /// Simulated microseconds from healing to every group having committed a new entry.
     pub liveness_us: u64,
     /// 1 when the linearizability search gave up (too many concurrent operations on one
