@@ -65,6 +65,20 @@ impl Peer {
     }
 }
 
+/// Which life of a peer sent a heartbeat message ([`Peers::beat`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Life {
+    /// The life last heard (or the first heard, or a peer no group shares).
+    Current,
+    /// A new life: the peer restarted since it was last heard.
+    New,
+    /// The life before the current one: a message delayed past the new life's. Nothing in
+    /// it is news, its groups' beats included: a late beat of a leader in that life
+    /// undid what the restart's handling did (the follower took the old life for leader
+    /// again, and a quiesce notice stopped its timer).
+    Earlier,
+}
+
 /// The peers of one node, in id order (the order reaches outputs: liveness beats).
 #[derive(Debug, Default)]
 pub(super) struct Peers {
@@ -126,8 +140,8 @@ impl Peers {
     }
 
     /// The liveness part of a heartbeat message from `from` arrived at tick `now`. `mine`
-    /// is this node's (incarnation, last round issued). Returns whether the peer restarted
-    /// (a new incarnation): its groups' earlier promises and leadership are gone.
+    /// is this node's (incarnation, last round issued). Returns which life of the peer sent
+    /// it: on [`Life::New`] its groups' earlier promises and leadership are gone.
     pub(super) fn beat(
         &mut self,
         from: NodeId,
@@ -135,19 +149,21 @@ impl Peers {
         mine: (u64, u64),
         now: u64,
         lease_ticks: u64,
-    ) -> bool {
+    ) -> Life {
         let Some(p) = self.peers.get_mut(&from) else {
-            return false;
+            return Life::Current;
         };
         if p.earlier_incarnation == Some(liveness.incarnation) {
             // A message of its earlier life, delayed past the new life's (the transport
             // may reorder): it says nothing of the node now.
-            return false;
+            return Life::Earlier;
         }
-        let mut restarted = false;
+        let mut life = Life::Current;
         if p.incarnation != Some(liveness.incarnation) {
             // A new life: whatever its groups promised before is gone.
-            restarted = p.incarnation.is_some();
+            if p.incarnation.is_some() {
+                life = Life::New;
+            }
             p.earlier_incarnation = p.incarnation;
             p.incarnation = Some(liveness.incarnation);
             // Its silence was a restart, not a stall: a new life is timed afresh.
@@ -168,7 +184,7 @@ impl Peers {
                 p.lease_until = p.lease_until.max(until);
             }
         }
-        restarted
+        life
     }
 
     /// The liveness part of the next heartbeat message to `to`.
@@ -355,22 +371,11 @@ mod tests {
             echo: 0,
             echo_incarnation: 0,
         };
-        assert!(
-            !peers.beat(NodeId(2), &beat(5), (1, 0), 0, 0),
-            "first heard"
-        );
-        assert!(peers.beat(NodeId(2), &beat(9), (1, 0), 0, 0), "restarted");
-        assert!(
-            !peers.beat(NodeId(2), &beat(5), (1, 0), 0, 0),
-            "a stale beat"
-        );
-        assert!(
-            !peers.beat(NodeId(2), &beat(9), (1, 0), 0, 0),
-            "the same life"
-        );
-        assert!(
-            peers.beat(NodeId(2), &beat(3), (1, 0), 0, 0),
-            "restarted again"
-        );
+        let mut life = |incarnation| peers.beat(NodeId(2), &beat(incarnation), (1, 0), 0, 0);
+        assert_eq!(life(5), Life::Current, "first heard");
+        assert_eq!(life(9), Life::New, "restarted");
+        assert_eq!(life(5), Life::Earlier, "a stale beat");
+        assert_eq!(life(9), Life::Current, "the same life");
+        assert_eq!(life(3), Life::New, "restarted again");
     }
 }

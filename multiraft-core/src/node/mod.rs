@@ -54,7 +54,7 @@ pub use self::report::{GroupReport, MAX_REPORT_GROUPS, NodeReport, PeerStatus};
 pub use self::requests::{Outcome, Resolution};
 pub use self::snapshots::{ChunkRead, Restore, TakeSnapshot};
 
-use self::liveness::Peers;
+use self::liveness::{Life, Peers};
 use self::ready::InFlight;
 use self::requests::Requests;
 use self::snapshots::Snapshots;
@@ -391,15 +391,19 @@ impl Node {
             MessageBody::Heartbeats { beats, liveness } => {
                 let mine = (self.incarnation, self.round);
                 let lease_ticks = u64::from(self.config.lease_ticks);
-                if self
+                match self
                     .peers
                     .beat(from, &liveness, mine, self.ticks, lease_ticks)
                 {
-                    // Whatever the peer's earlier life led, it leads no more; what it held
-                    // may be gone.
-                    self.stats.peer_restarts += 1;
-                    self.metrics.peer_failures.restarted.increment(1);
-                    self.nodes_down(&[from], true);
+                    Life::Current => {}
+                    Life::New => {
+                        // Whatever the peer's earlier life led, it leads no more; what it
+                        // held may be gone.
+                        self.stats.peer_restarts += 1;
+                        self.metrics.peer_failures.restarted.increment(1);
+                        self.nodes_down(&[from], true);
+                    }
+                    Life::Earlier => return, // its groups' beats too (`Life::Earlier`)
                 }
                 let round = liveness.round;
                 for b in beats {

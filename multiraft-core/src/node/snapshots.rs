@@ -273,7 +273,9 @@ impl Node {
         let Some(slot) = self.groups.get(&msg.group) else {
             return true;
         };
-        if !slot.group.would_start_receiving(chunk) {
+        // A chunk of an earlier term is dropped by its group: it starts nothing, and must
+        // not drop the group's own build below (review of late batches).
+        if msg.term < slot.group.leadership().0 || !slot.group.would_start_receiving(chunk) {
             return true;
         }
         let groups = &self.groups;

@@ -4,10 +4,16 @@
 
 use super::reads::led_by_node_1;
 use super::*;
-use crate::message::Liveness;
+use crate::group::Role;
+use crate::message::{Beat, Liveness};
 
 /// A coalesced heartbeat from `from` to node 1 in life `incarnation`, beating for no group.
 fn beat(from: u64, incarnation: u64) -> MessageBatch {
+    beat_for(from, incarnation, Vec::new())
+}
+
+/// A coalesced heartbeat from `from` to node 1 in life `incarnation`, with `beats`.
+fn beat_for(from: u64, incarnation: u64, beats: Vec<Beat>) -> MessageBatch {
     let liveness = Liveness {
         incarnation,
         round: 1,
@@ -23,7 +29,7 @@ fn beat(from: u64, incarnation: u64) -> MessageBatch {
             to: n(1),
             term: 0,
             body: MessageBody::Heartbeats {
-                beats: Vec::new(),
+                beats,
                 liveness: Box::new(liveness),
             },
         }],
@@ -88,4 +94,53 @@ fn a_membership_change_keeps_what_is_known_of_the_peers_that_stay() {
 
     node.step(beat(2, 8));
     assert_eq!(node.stats().peer_restarts, restarts + 1, "node 2 restarted");
+}
+
+/// A heartbeat message of a peer's earlier life, delayed past its new life's, changes none of
+/// its groups. Regression (review of late batches): the restart made node 1 forget node 2
+/// as group 1's leader, then the earlier life's late quiesce notice made node 2 its leader
+/// again and stopped its timer, for as long as node 2's new life lived.
+#[test]
+fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    node.step(beat(2, 7));
+    // Node 2 leads group 1 in term 1; node 1 holds its no-op.
+    node.step(batch_for(
+        2,
+        1,
+        1,
+        &[g(1)],
+        append(0, 0, vec![noop(1, 1)], 1),
+    ));
+    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
+    let leadership = |node: &Node| node.replica(g(1)).unwrap().leadership();
+    assert_eq!(leadership(&node), (1, Some(n(2))));
+
+    node.step(beat(2, 8));
+    assert_eq!(leadership(&node), (1, None), "node 2 restarted");
+
+    let late = Beat {
+        group: g(1),
+        term: 1,
+        commit: 1,
+        quiesce: true,
+    };
+    node.step(beat_for(2, 7, vec![late]));
+    assert_eq!(
+        leadership(&node),
+        (1, None),
+        "a late beat of the earlier life"
+    );
+    assert!(!node.replica(g(1)).unwrap().is_quiesced());
+    // Its timer runs: node 1 campaigns within an election timeout.
+    for _ in 0..=strict().election_timeout_max_ticks {
+        node.tick();
+    }
+    let role = node.group_status(g(1)).unwrap().role;
+    assert!(
+        matches!(role, Role::PreCandidate | Role::Candidate),
+        "{role:?}"
+    );
 }

@@ -245,6 +245,27 @@ fn building_at_3() -> (Node, LateSnapshots) {
     (node, io)
 }
 
+/// A first chunk of an earlier term's leader, delayed past a newer term, starts no
+/// transfer and leaves the group's own build going. Regression (review of late batches):
+/// the node took a receive slot for it and dropped the build before the group dropped the
+/// chunk on its term.
+#[test]
+fn a_late_first_chunk_of_an_earlier_term_leaves_the_build_going() {
+    let (mut node, mut io) = building_at_3();
+    // Node 2 leads term 2.
+    node.step(batch_for(2, 3, 2, &[g(1)], append(3, 1, Vec::new(), 3)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert_eq!(node.replica(g(1)).unwrap().leadership(), (2, Some(n(2))));
+
+    node.step(batch_for(1, 3, 1, &[g(1)], leaders_chunk_at_10(false)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert!(!node.replica(g(1)).unwrap().is_receiving_snapshot());
+    assert!(
+        node.snapshot_chunk(g(1), 3, Bytes::from_static(b"whole"), true),
+        "the build goes on"
+    );
+}
+
 /// The leader's first chunk of its snapshot at index 10 (the only one when `last`).
 fn leaders_chunk_at_10(last: bool) -> MessageBody {
     let chunk = SnapshotChunk {
