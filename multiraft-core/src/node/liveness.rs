@@ -26,6 +26,14 @@ pub(crate) const MAX_TIMEOUT_STRETCH: u64 = 8;
 /// a peer that stopped stalling gets its usual timeout back within a few of these.
 const STRETCH_DECAY_TIMEOUTS: u64 = 16;
 
+/// Beats in a row of a lower incarnation than a peer's current one, with none of the
+/// current life between, that make it a new life. Incarnations grow from life to life
+/// (`Node::start_requests_at`), so a lower one is a delayed message of an earlier life —
+/// unless that node's clock was set back across its restart; then its current life is
+/// silent and the lower one beats every tick. Three is past a few delayed batches that
+/// arrive together, and a few ticks is all such a restart waits to be noticed.
+const LOWER_LIFE_BEATS: u32 = 3;
+
 /// What the node knows of one peer node.
 #[derive(Debug)]
 struct Peer {
@@ -42,6 +50,10 @@ struct Peer {
     incarnation: Option<u64>,
     /// The incarnation before that: a beat of it is a delayed message, not a restart.
     earlier_incarnation: Option<u64>,
+    /// A lower incarnation than the current one, and how many beats of it came in a row
+    /// with none of the current life between: taken for a new life (a clock set back)
+    /// only at [`LOWER_LIFE_BEATS`].
+    lower: (u64, u32),
     /// The highest round received from the peer in that incarnation: echoed back to it.
     last_round: u64,
     /// The tick (of the node's clock) before which the peer's node is known to keep
@@ -108,6 +120,7 @@ impl Peers {
                     groups: 0,
                     incarnation: None,
                     earlier_incarnation: None,
+                    lower: (0, 0),
                     last_round: 0,
                     lease_until: 0,
                     leased_since: 0,
@@ -158,6 +171,24 @@ impl Peers {
             // may reorder): it says nothing of the node now.
             return Life::Earlier;
         }
+        if let Some(current) = p.incarnation
+            && liveness.incarnation < current
+        {
+            // Most likely a life before the last one, or one this node never heard (it
+            // restarted itself since): delayed too. A beat of it was taken for a restart,
+            // and its peers' groups forgot their leader and elected again (simulator,
+            // stragglers, seed 12012706).
+            let streak = if p.lower.0 == liveness.incarnation {
+                p.lower.1 + 1
+            } else {
+                1
+            };
+            p.lower = (liveness.incarnation, streak);
+            if streak < LOWER_LIFE_BEATS {
+                return Life::Earlier;
+            }
+        }
+        p.lower = (0, 0);
         let mut life = Life::Current;
         if p.incarnation != Some(liveness.incarnation) {
             // A new life: whatever its groups promised before is gone.
@@ -376,6 +407,47 @@ mod tests {
         assert_eq!(life(9), Life::New, "restarted");
         assert_eq!(life(5), Life::Earlier, "a stale beat");
         assert_eq!(life(9), Life::Current, "the same life");
-        assert_eq!(life(3), Life::New, "restarted again");
+        assert_eq!(life(12), Life::New, "restarted again");
+        assert_eq!(life(9), Life::Earlier, "a stale beat");
+        assert_eq!(
+            life(5),
+            Life::Earlier,
+            "a stale beat of a life before the last"
+        );
+        assert_eq!(life(12), Life::Current, "the same life");
+    }
+
+    /// A beat of a life lower than the current one is delayed, whichever life it is; a
+    /// lower life that beats in a row with the current one silent is a restart whose
+    /// clock went back. Regression: a beat of a life before the last (or one this node,
+    /// restarted itself, never heard) was taken for a restart, and the peer's groups
+    /// elected again (simulator, stragglers, seed 12012706).
+    #[test]
+    fn a_lower_life_is_a_restart_only_when_it_beats_in_a_row() {
+        let mut peers = one_peer();
+        let beat = |incarnation| Liveness {
+            incarnation,
+            round: 1,
+            echo: 0,
+            echo_incarnation: 0,
+        };
+        let mut life = |incarnation| peers.beat(NodeId(2), &beat(incarnation), (1, 0), 0, 0);
+        assert_eq!(
+            life(23),
+            Life::Current,
+            "first heard, after this node's restart"
+        );
+        assert_eq!(life(22), Life::Earlier, "delayed");
+        assert_eq!(life(22), Life::Earlier, "delayed");
+        assert_eq!(life(23), Life::Current, "the current life between");
+        assert_eq!(life(22), Life::Earlier, "delayed again");
+        assert_eq!(life(22), Life::Earlier);
+        assert_eq!(
+            life(22),
+            Life::New,
+            "three in a row: a restart with its clock set back"
+        );
+        assert_eq!(life(22), Life::Current);
+        assert_eq!(life(23), Life::Earlier, "now the earlier life");
     }
 }

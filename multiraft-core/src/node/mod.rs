@@ -260,7 +260,10 @@ impl Node {
     ///
     /// The same value names this life of the node to its peers (its incarnation): a peer
     /// that sees it change knows the promises this node's groups made before a restart are
-    /// gone (docs/design.md §4.5). Without a call, the seed names it.
+    /// gone (docs/design.md §4.5). Each life must pass a larger value than the last: a peer
+    /// takes a beat of a lower one for a delayed message of an earlier life, and a restart
+    /// to a lower value only once it beats three ticks in a row. Without a call, the seed
+    /// names it.
     pub fn start_requests_at(&mut self, first: u64) {
         self.requests.start_at(first);
         self.incarnation = first.max(1);
