@@ -169,7 +169,7 @@ impl Replica {
     /// The read index of a lease read that can be served at once: the lease holds and the
     /// state machine has been handed everything committed.
     pub fn read_now(&self, now: u64, peer_lease: impl Fn(NodeId) -> Option<u64>) -> Option<u64> {
-        let applied_all = self.log.applied >= self.log.committed;
+        let applied_all = self.log.applied >= self.log.committed && self.restoring.is_none();
         (applied_all && self.lease_holds(now, &peer_lease)).then_some(self.log.committed)
     }
 
@@ -420,7 +420,10 @@ impl Replica {
     /// Reads whose index the state machine has now been handed, for the ready being built.
     pub(super) fn take_served_reads(&mut self) -> Vec<(u64, u64)> {
         let mut served = Vec::new();
-        if self.reads.confirmed.is_empty() {
+        // While its snapshot is restored the machine holds none of what `applied` counts
+        // (a restart sets it to the snapshot's index at once): a read waits for
+        // `restored`. Served, it read the machine half restored (review).
+        if self.reads.confirmed.is_empty() || self.restoring.is_some() {
             return served;
         }
         while let Some(&(index, id)) = self.reads.confirmed.first() {
@@ -441,7 +444,7 @@ impl Replica {
         self.reads
             .confirmed
             .first()
-            .is_some_and(|(index, _)| *index <= self.log.applied)
+            .is_some_and(|(index, _)| *index <= self.log.applied && self.restoring.is_none())
             || !self.reads.forward.is_empty()
             || self.role == Role::Leader
                 && self.committed_in_term()

@@ -283,3 +283,63 @@ fn a_forwarded_proposal_refused_during_a_transfer_says_so() {
         Resolution::Rejected(ProposeError::TransferInProgress)
     );
 }
+
+/// A follower restarted on a snapshot serves no read until its state machine is restored
+/// from it: its applied index is the snapshot's from the start, and a read index at or
+/// below it was served from the machine half restored (or empty). Regression (review of
+/// the driver's reads).
+#[test]
+fn a_follower_serves_no_read_until_its_snapshot_is_restored() {
+    let mut node = new_node(3, strict());
+    let snapshot = crate::snapshot::SnapshotMeta {
+        index: 3,
+        term: 1,
+        membership: voters(),
+    };
+    let loaded = crate::storage::LoadedGroup {
+        membership: voters(),
+        hard_state: HardState {
+            term: 1,
+            vote: None,
+            commit: 3,
+        },
+        compacted: Some(crate::storage::Compacted { index: 3, term: 1 }),
+        snapshot: Some(snapshot),
+        ..crate::storage::LoadedGroup::new(g(1))
+    };
+    node.restore(vec![loaded]).unwrap();
+    let ready = node.ready().expect("the restore is asked for");
+    assert_eq!(ready.restores.len(), 1);
+    crate::testing::complete(&mut node, ready);
+
+    // Node 1 leads term 1, committed at 3.
+    node.step(batch_for(1, 3, 1, &[g(1)], append(3, 1, Vec::new(), 3)));
+    let mut io = crate::testing::Recorder::default();
+    crate::testing::settle(&mut node, &mut io).unwrap();
+    let read = taken(node.read(g(1), ReadPolicy::Follower));
+    let ready = node.ready().expect("the read index is asked for");
+    let asked = ready.send_now.iter().chain(&ready.send_after_write);
+    let ids = asked
+        .flat_map(|b| &b.messages)
+        .find_map(|m| match &m.body {
+            MessageBody::ReadIndex { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .expect("a ReadIndex to node 1");
+    crate::testing::complete(&mut node, ready);
+
+    let answer = MessageBody::ReadIndexResponse {
+        ids,
+        index: Some(3),
+    };
+    node.step(batch_for(1, 3, 1, &[g(1)], answer));
+    while let Some(ready) = node.ready() {
+        assert!(ready.reads.is_empty(), "served while restoring");
+        crate::testing::complete(&mut node, ready);
+    }
+
+    node.restored(g(1), 3);
+    let ready = node.ready().expect("the read is served");
+    assert_eq!(ready.reads.len(), 1);
+    assert_eq!((ready.reads[0].request, ready.reads[0].index), (read, 3));
+}
