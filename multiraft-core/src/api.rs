@@ -326,9 +326,22 @@ impl MultiRaft {
         group: GroupId,
         change: MembershipChange,
     ) -> Result<Membership, MembershipChangeError> {
-        self.call(|reply| Call::ChangeMembership(group, change, reply))
+        let (reply, answer) = oneshot::channel();
+        if self
+            .calls
+            .send(Call::ChangeMembership(group, change, reply))
             .await
-            .unwrap_or(Err(MembershipChangeError::Stopped))
+            .is_err()
+        {
+            return Err(MembershipChangeError::Stopped); // never taken
+        }
+        // Taken, then the node went away unanswered (aborted): the change's entries may be
+        // in the log.
+        answer
+            .await
+            .unwrap_or(Err(MembershipChangeError::Indeterminate(
+                Indeterminate::NodeStopped,
+            )))
     }
 
     /// Moves the leadership of every group this node leads to other live voters, spread

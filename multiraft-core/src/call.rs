@@ -381,6 +381,12 @@ impl Reply {
             (Reply::Transfer(r), TransferFailed(e)) => r.send(Err(e)).ok(),
             (Reply::Change(r), MembershipChanged(m)) => r.send(Ok(m)).ok(),
             (Reply::Change(r), MembershipChangeFailed(e)) => r.send(Err(e)).ok(),
+            // The node stopped with the change taken: its entries may be in the log, even
+            // committed (an outcome lost with a ready whose write failed). `Stopped` says
+            // nothing changed (review).
+            (Reply::Change(r), Indeterminate(why)) => {
+                r.send(Err(MembershipChangeError::Indeterminate(why))).ok()
+            }
             (Reply::Change(r), _) => r.send(Err(MembershipChangeError::Stopped)).ok(),
             (Reply::Read(read), ReadFailed(e)) => read.1.send(Err(e)).ok(),
             (Reply::ReadIndex(r), ReadFailed(e)) => r.send(Err(e)).ok(),
@@ -393,5 +399,24 @@ impl Reply {
             // `Replies` answers batched proposals itself.
             (Reply::InBatch { .. }, _) => None,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change still waiting when the node stops ends `Indeterminate`: the node took it,
+    /// so its entries may be in the log, even committed (its outcome lost with a ready
+    /// whose write failed). Regression (review): it was answered `Stopped`, which says
+    /// nothing changed.
+    #[test]
+    fn a_change_waiting_when_the_node_stops_is_indeterminate() {
+        let (tx, mut rx) = oneshot::channel();
+        Reply::Change(tx).send(Resolution::Indeterminate(NodeStopped));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Err(MembershipChangeError::Indeterminate(NodeStopped)))
+        );
     }
 }

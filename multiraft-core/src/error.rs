@@ -156,7 +156,8 @@ pub enum MembershipChangeError {
     /// This node hosts no such group.
     #[error("group {0} not found on this node")]
     GroupNotFound(GroupId),
-    /// The node is stopped.
+    /// The node is stopped and did not take the change: nothing changed. (A change it took
+    /// before it stopped ends [`MembershipChangeError::Indeterminate`].)
     #[error("the node is stopped")]
     Stopped,
     /// The change may or may not complete: leadership changed, or the node stopped, with
@@ -236,7 +237,9 @@ pub enum GroupError {
     /// `remove_group` has returned.
     #[error("group {0} is being removed; retry when the removal is durable")]
     RemovalPending(GroupId),
-    /// The node is stopped.
+    /// The node is stopped, or stopped before the creation or removal was durable: one it
+    /// took before a storage failure may or may not be durable (the group's state after a
+    /// restart says).
     #[error("the node is stopped")]
     Stopped,
 }

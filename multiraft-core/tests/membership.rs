@@ -79,3 +79,32 @@ async fn a_node_joins_as_a_voter_and_another_is_removed() {
     c.node(removed).remove_group(g).await.unwrap();
     c.shutdown().await;
 }
+
+/// A change the node took and then could not persist ends `Indeterminate`, not `Stopped`
+/// (which says nothing changed): the storage failure stopped the node with the change's
+/// entry written or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_cut_short_by_a_storage_failure_is_indeterminate() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create(1..=1).await;
+    let g = GroupId(1);
+    let leader = c.leader(1).await;
+    let node = c.node(leader.0).clone();
+    // Quiet first, so that the next write is the change's.
+    wait_for(|| async {
+        let s = node.node_status().await.ok()?;
+        (s.active_groups == 0).then_some(())
+    })
+    .await;
+    c.storages[leader.0 as usize - 1].fail_next_write();
+    let follower = (1..=3).find(|n| *n != leader.0).unwrap();
+    let r = node
+        .change_membership(g, MembershipChange::Remove(NodeId(follower)))
+        .await;
+    assert!(
+        matches!(r, Err(MembershipChangeError::Indeterminate(_))),
+        "{r:?}"
+    );
+    c.nodes[leader.0 as usize - 1] = None;
+    c.shutdown().await;
+}
