@@ -771,7 +771,20 @@ impl Replica {
                     // every candidate for as long as that leader's node lived (simulator
                     // pauses, seed 421).
                     let later_leader = last_term > self.term;
-                    if in_lease && !transfer && self.leader != Some(msg.from) && !later_leader {
+                    // Without PreVote or CheckQuorum the vote request is the disruption
+                    // itself, and the dissertation's rule (§4.2.3) stands alone: a replica
+                    // that heard its leader within the minimum election timeout neither
+                    // adopts the term nor votes. Applied to non-members only (`step`), a
+                    // removed replica still deposed the leader through a member whose log
+                    // was so far behind that it took the removed one for a voter and
+                    // granted it (simulator, seed 12008576).
+                    let sticky = in_lease
+                        || !pre_vote
+                            && !self.config.pre_vote
+                            && !self.config.check_quorum
+                            && self.leader.is_some()
+                            && timer_running;
+                    if sticky && !transfer && self.leader != Some(msg.from) && !later_leader {
                         // Leader stickiness (dissertation §4.2.3 / §9.6): while we hear from a
                         // leader, a disruptive candidate gets no answer at all.
                         return;

@@ -26,12 +26,13 @@ pub(crate) const MAX_TIMEOUT_STRETCH: u64 = 8;
 /// a peer that stopped stalling gets its usual timeout back within a few of these.
 const STRETCH_DECAY_TIMEOUTS: u64 = 16;
 
-/// Beats in a row of a lower incarnation than a peer's current one, with none of the
-/// current life between, that make it a new life. Incarnations grow from life to life
-/// (`Node::start_requests_at`), so a lower one is a delayed message of an earlier life —
-/// unless that node's clock was set back across its restart; then its current life is
-/// silent and the lower one beats every tick. Three is past a few delayed batches that
-/// arrive together, and a few ticks is all such a restart waits to be noticed.
+/// Beats in a row of a life taken for a delayed one (lower than a peer's current life, or
+/// the one before it), with none of the current life between, that make it the live one.
+/// Incarnations grow from life to life (`Node::start_requests_at`), so such a beat is a
+/// delayed message of an earlier life — unless lives were numbered out of order (a clock
+/// set back across a restart); then the current life is silent and the other one beats
+/// every tick. Three is past a few delayed batches that arrive together, and a few ticks
+/// is all such a life waits to be heard.
 const LOWER_LIFE_BEATS: u32 = 3;
 
 /// What the node knows of one peer node.
@@ -50,9 +51,9 @@ struct Peer {
     incarnation: Option<u64>,
     /// The incarnation before that: a beat of it is a delayed message, not a restart.
     earlier_incarnation: Option<u64>,
-    /// A lower incarnation than the current one, and how many beats of it came in a row
-    /// with none of the current life between: taken for a new life (a clock set back)
-    /// only at [`LOWER_LIFE_BEATS`].
+    /// An incarnation taken for a delayed one (lower than the current one, or the one
+    /// before it), and how many beats of it came in a row with none of the current life
+    /// between: taken for the live one only at [`LOWER_LIFE_BEATS`].
     lower: (u64, u32),
     /// The highest round received from the peer in that incarnation: echoed back to it.
     last_round: u64,
@@ -166,18 +167,19 @@ impl Peers {
         let Some(p) = self.peers.get_mut(&from) else {
             return Life::Current;
         };
-        if p.earlier_incarnation == Some(liveness.incarnation) {
-            // A message of its earlier life, delayed past the new life's (the transport
-            // may reorder): it says nothing of the node now.
-            return Life::Earlier;
-        }
-        if let Some(current) = p.incarnation
-            && liveness.incarnation < current
-        {
-            // Most likely a life before the last one, or one this node never heard (it
-            // restarted itself since): delayed too. A beat of it was taken for a restart,
-            // and its peers' groups forgot their leader and elected again (simulator,
-            // stragglers, seed 12012706).
+        let current = p.incarnation;
+        let delayed = current.is_some_and(|c| liveness.incarnation < c)
+            || p.earlier_incarnation == Some(liveness.incarnation);
+        if current != Some(liveness.incarnation) && delayed {
+            // The life before the current one, or a lower one (lives are numbered upward,
+            // so a life before the last, or one this node never heard because it restarted
+            // itself since): a delayed message, it says nothing of the node now. A beat of
+            // a life before the last was taken for a restart, and its peers' groups forgot
+            // their leader and elected again (simulator, stragglers, seed 12012706). Taken
+            // for the live one only when it beats in a row with nothing of the current one
+            // between: lives numbered out of order (a clock set back, or a first life the
+            // seed named) then cost a few ticks, not every later beat of that life dropped
+            // (seed 13002983).
             let streak = if p.lower.0 == liveness.incarnation {
                 p.lower.1 + 1
             } else {
@@ -449,5 +451,8 @@ mod tests {
         );
         assert_eq!(life(22), Life::Current);
         assert_eq!(life(23), Life::Earlier, "now the earlier life");
+        assert_eq!(life(23), Life::Earlier);
+        assert_eq!(life(23), Life::New, "it beats in a row: the live one");
+        assert_eq!(life(23), Life::Current);
     }
 }

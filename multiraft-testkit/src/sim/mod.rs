@@ -612,7 +612,7 @@ impl<A: SimApp> Simulation<A> {
     fn setup(&mut self) -> Result<(), Failure> {
         let n = self.nodes.len();
         for i in 0..n {
-            let node = Node::new(
+            let mut node = Node::new(
                 self.nodes[i].id,
                 self.cfg.core.clone(),
                 self.node_seed(i, 0),
@@ -621,6 +621,11 @@ impl<A: SimApp> Simulation<A> {
                 invariant: "valid configuration",
                 detail: e.to_string(),
             })?;
+            // Lives are numbered upward, as the driver's wall clock numbers them: the first
+            // below every restart's (`incarnation << 40`). Named by the seed, a first life
+            // could number above the next one, and its delayed beats then passed for the
+            // live life (seed 13002983).
+            node.start_requests_at(1);
             self.nodes[i].node = Some(node);
         }
         for g in 1..=self.cfg.groups as u64 {

@@ -188,6 +188,39 @@ fn replicas_ignore_votes_within_the_leader_lease() {
     );
 }
 
+/// Without PreVote or CheckQuorum the dissertation's rule (§4.2.3) stands alone: a replica
+/// that heard its leader within the minimum election timeout ignores a vote request of a
+/// higher term, a member's too. Once the timeout passed, it votes. Regression: applied to
+/// non-members only, a removed replica deposed the leader through a member whose log was
+/// too far behind to know of the removal, which took it for a voter and granted it
+/// (simulator, seed 12008576).
+#[test]
+fn without_pre_vote_or_check_quorum_a_replica_hearing_its_leader_ignores_votes() {
+    let config = Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..active()
+    };
+    let mut c = Cluster::new(3, 0, config, 4);
+    c.elect(1);
+    c.notify_commit(1);
+    c.g_mut(2).step(msg(3, 2, 5, vote(false, 10, 1)));
+    assert!(!c.g(2).has_ready(), "replica 2 answered");
+    assert_eq!(c.status(2).term, 1);
+
+    for _ in 0..10 {
+        c.g_mut(2).tick();
+    }
+    c.g_mut(2).ready(MAX, MAX);
+    c.g_mut(2).step(msg(3, 2, 5, vote(false, 10, 1)));
+    assert_eq!(c.status(2).term, 5);
+    let ready = c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        ready.send_after_write,
+        vec![msg(2, 3, 5, vote_resp(false, true))]
+    );
+}
+
 /// Stickiness protects the leader a replica hears, not one that an election already
 /// replaced: a candidate whose last entry is of a later term than the replica's shows that a
 /// leader of that term was elected, so the replica answers it, even within the lease (its

@@ -185,8 +185,13 @@ fn figure_8_entry_of_a_previous_term_on_a_majority_is_not_committed() {
     let mut c = figure_8_until_index_2_is_on_a_majority();
     assert_eq!(c.status(1).commit, 1);
 
-    // S1 crashes; S5 (whose last entry is of term 3) wins with S3 and S4.
+    // S1 crashes, and the others' nodes declare its node down (while they hear it they
+    // refuse other candidates, §4.2.3); S5 (whose last entry is of term 3) wins with S3
+    // and S4.
     c.isolated = BTreeSet::from([n(1)]);
+    for id in 2..=4 {
+        c.g_mut(id).on_node_down(n(1));
+    }
     c.elect(5);
     assert_eq!(c.status(5).term, 5);
     assert_eq!(
