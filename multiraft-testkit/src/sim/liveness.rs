@@ -356,16 +356,27 @@ impl<A: SimApp> Simulation<A> {
             // Holding the entry: its index and its term. A follower whose log runs past
             // `commit` with entries of an earlier leader holds another entry there, and
             // learns the commit index only once its log is repaired (seed 7016042: a
-            // snapshot waiting for the node's one receive slot).
-            let untold = replicas.iter().find(|(_, s, r)| {
+            // snapshot waiting for the node's one receive slot). When the leader's log no
+            // longer holds the entry (compacted), its term is unknown: a follower the
+            // leader is to send a snapshot is not taken to hold it (seed 14018155: a
+            // deposed leader's own entry there, a snapshot waiting for the leader's one
+            // send slot).
+            let sending = |id: NodeId| {
+                leading
+                    .followers()
+                    .iter()
+                    .any(|f| f.node == id && f.snapshot)
+            };
+            let untold = replicas.iter().find(|(id, s, r)| {
                 s.role != Role::Leader
                     && s.term == term
                     && s.leader == Some(*leader)
                     && s.last_index >= commit
                     && s.commit < commit
-                    && leading
-                        .term_at(commit)
-                        .is_none_or(|t| r.term_at(commit) == Some(t))
+                    && match leading.term_at(commit) {
+                        Some(t) => r.term_at(commit) == Some(t),
+                        None => !sending(*id),
+                    }
             });
             if let Some((id, s, _)) = untold {
                 return Err(Failure {

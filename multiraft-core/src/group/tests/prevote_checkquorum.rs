@@ -692,3 +692,18 @@ fn a_later_terms_heartbeat_answer_wakes_a_quiesced_follower() {
         assert_eq!(c.status(2).term, term);
     }
 }
+
+/// A peer's new life leads no term its last one reached: once the node sees the peer
+/// restarted, that term's leader messages from it are its last life's, delayed, and do
+/// not make it this follower's leader again. Regression: a leader crashed right after its
+/// election, its append arrived after its restart was seen, and its followers waited on
+/// its live node for good (simulator, seed 14019315).
+#[test]
+fn a_leaders_late_append_after_its_restart_was_seen_changes_nothing() {
+    // Voted for replica 3 in term 8.
+    let mut g = restored(2, hs(8, Some(3), 0), log_of(&[1]));
+    g.on_node_restarted(n(3));
+    g.step(msg(3, 2, 8, append(1, 1, vec![e(2, 8)], 1)));
+    assert_eq!(g.leadership(), (8, None));
+    assert_eq!(g.status().last_index, 1, "nothing appended");
+}
