@@ -500,6 +500,9 @@ impl Transport for QuicTransport {
         let (from, to) = (batch.from, batch.to);
         let data_lanes = inner.limits.data_lanes;
         let target = inner.limits.frame.max_frame_bytes as usize / 2;
+        // A frame's message count is bounded too (a peer with these limits refuses more
+        // and closes the connection): pieces are cut at whichever comes first.
+        let max_messages = inner.limits.frame.max_messages_per_frame.max(1);
         let enqueue = |lane: usize, piece: MessageBatch| match peer.lanes[lane].try_send(piece) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -521,6 +524,7 @@ impl Transport for QuicTransport {
         let mut used = counts.iter().enumerate().filter(|(_, c)| **c > 0);
         if let (Some((lane, _)), None) = (used.next(), used.next())
             && total_bytes <= target
+            && batch.messages.len() <= max_messages
         {
             return enqueue(lane, batch);
         }
@@ -531,7 +535,7 @@ impl Transport for QuicTransport {
             let size = m.body.size_bytes();
             counts[lane] -= 1;
             let (messages, bytes) = &mut pieces[lane];
-            if !messages.is_empty() && *bytes + size > target {
+            if !messages.is_empty() && (*bytes + size > target || messages.len() == max_messages) {
                 let rest = Vec::with_capacity(counts[lane] + 1);
                 let full = std::mem::replace(messages, rest);
                 enqueue(

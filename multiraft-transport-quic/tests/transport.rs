@@ -156,6 +156,32 @@ async fn large_lane_batches_are_split_into_frames_under_the_limit() {
     t2.close();
 }
 
+/// A batch of more messages than a frame may hold is cut into frames under
+/// `max_messages_per_frame`, however small its bytes. Regression (review): pieces were cut
+/// by bytes only, and the receiver refused the frame and closed the whole connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_many_small_messages_are_split_under_the_message_limit() {
+    let mut limits = TransportLimits::default();
+    limits.frame = FrameLimits {
+        max_messages_per_frame: 8,
+        ..FrameLimits::default()
+    };
+    let (t1, t2, mut rx) = pair(limits).await;
+    let messages: Vec<Message> = (0..100).map(heartbeat).collect();
+    t1.send(MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: messages.clone(),
+    });
+    let got = receive(&mut rx, messages.len()).await;
+    assert!(got.iter().all(|b| b.messages.len() <= 8));
+    let received: Vec<Message> = got.into_iter().flat_map(|b| b.messages).collect();
+    assert_eq!(received, messages, "all of them, in order (one lane)");
+    assert_eq!(t2.stats().frames_rejected, 0);
+    t1.close();
+    t2.close();
+}
+
 /// Heartbeats ride the control lane: they overtake megabytes of appends queued before
 /// them on a data lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use multiraft_core::NodeId;
 use quinn::{Connection, Incoming, VarInt};
 use tokio::sync::{mpsc, watch};
 
+use crate::TransportLimits;
 use crate::tls;
 
 use super::lanes::lane_writer;
@@ -198,7 +199,6 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
         }
         // A connection may already be live (installed by an earlier round).
         let current = live(&conn_tx.borrow());
-        let started = Instant::now();
         let conn = match current {
             Some(c) => Some(c),
             None => match inner.dial(peer).await {
@@ -216,20 +216,72 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
                 }
             },
         };
+        let mut lasted = None;
         if let Some(c) = conn {
+            // Timed from the connection's start, not the dial's: a slow handshake to a
+            // peer that then closes at once (its `max_peers` full) is no stable connection,
+            // and counted as one it reset the backoff every round (review).
+            let up = Instant::now();
             tokio::select! {
                 _ = c.closed() => {}
                 _ = shutdown.changed() => return,
             }
-            if started.elapsed() >= STABLE_CONNECTION {
-                backoff = inner.limits.reconnect_backoff_min;
-            }
+            lasted = Some(up.elapsed());
         }
-        let delay = inner.jitter(backoff);
-        backoff = (backoff * 2).min(inner.limits.reconnect_backoff_max);
+        let delay;
+        (delay, backoff) = next_backoff(backoff, lasted, &inner.limits);
+        let delay = inner.jitter(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The wait before the next dial, and the backoff after it: `backoff`, or the least one
+/// again after a connection that `lasted` [`STABLE_CONNECTION`] or longer; then doubled, up
+/// to `reconnect_backoff_max` (saturating: a limit near `Duration::MAX` must not overflow).
+fn next_backoff(
+    backoff: Duration,
+    lasted: Option<Duration>,
+    limits: &TransportLimits,
+) -> (Duration, Duration) {
+    let backoff = if lasted.is_some_and(|d| d >= STABLE_CONNECTION) {
+        limits.reconnect_backoff_min
+    } else {
+        backoff
+    };
+    let next = backoff.saturating_mul(2).min(limits.reconnect_backoff_max);
+    (backoff, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backoff doubles up to its limit whatever the connections between lasted short
+    /// of `STABLE_CONNECTION`, and starts over after a stable one. Regression (review): it
+    /// was timed from before the dial, so a slow handshake to a peer that closed at once
+    /// counted as a stable connection; and a limit near `Duration::MAX` overflowed.
+    #[test]
+    fn the_backoff_starts_over_only_after_a_stable_connection() {
+        let limits = TransportLimits::default();
+        let (min, max) = (limits.reconnect_backoff_min, limits.reconnect_backoff_max);
+        let short = Some(STABLE_CONNECTION - Duration::from_millis(1));
+        let (wait, next) = next_backoff(min, short, &limits);
+        assert_eq!((wait, next), (min, (min * 2).min(max)));
+        let (wait, _) = next_backoff(max, short, &limits);
+        assert_eq!(wait, max, "a connection short of stable keeps the backoff");
+        let (wait, _) = next_backoff(max, None, &limits);
+        assert_eq!(wait, max, "a failed dial keeps it");
+        let (wait, _) = next_backoff(max, Some(STABLE_CONNECTION), &limits);
+        assert_eq!(wait, min, "a stable connection starts it over");
+
+        let huge = TransportLimits {
+            reconnect_backoff_max: Duration::MAX,
+            ..TransportLimits::default()
+        };
+        let (_, next) = next_backoff(Duration::MAX / 2 + Duration::from_secs(1), None, &huge);
+        assert_eq!(next, Duration::MAX);
     }
 }
