@@ -178,6 +178,13 @@ fn first_request_seq() -> u64 {
         .map_or(1, |d| d.as_nanos() as u64)
 }
 
+/// Most commands one call to the event loop carries: [`MultiRaft::propose_many`] cuts a
+/// larger batch into calls of this many. The loop takes a call whole, so this bounds the
+/// work of one wake — a call of a million commands kept the loop from ticking and sending
+/// heartbeats for as long as it took them all, and its groups could lose their leaders —
+/// and, with `Config::max_api_queue` calls, the commands its queue holds.
+pub const MAX_COMMANDS_PER_CALL: usize = 1024;
+
 impl MultiRaft {
     /// Starts assembling node `id`.
     pub fn builder(id: NodeId, config: Config) -> Builder {
@@ -357,35 +364,44 @@ impl MultiRaft {
     }
 
     /// Proposes every command of `commands` to `group`, in order, in one call to the event
-    /// loop, and answers them together once each has its outcome: the results in the same
-    /// order, each as [`MultiRaft::propose`] would give it. For callers that batch: one
-    /// channel message and one wake for the whole batch instead of one per proposal.
+    /// loop per [`MAX_COMMANDS_PER_CALL`] commands, and answers them together once each has
+    /// its outcome: the results in the same order, each as [`MultiRaft::propose`] would
+    /// give it. For callers that batch: one channel message and one wake for the whole
+    /// batch instead of one per proposal.
     pub async fn propose_many(
         &self,
         group: GroupId,
-        commands: Vec<Bytes>,
+        mut commands: Vec<Bytes>,
     ) -> Vec<Result<Bytes, ProposeError>> {
-        let count = commands.len();
-        let stopped = || (0..count).map(|_| Err(ProposeError::Stopped)).collect();
-        let (tx, rx) = oneshot::channel();
-        if self
-            .calls
-            .send(Call::ProposeMany(
-                group,
-                commands,
-                self.submissions.ticks(),
-                tx,
-            ))
-            .await
-            .is_err()
-        {
-            return stopped();
+        // Calls of at most `MAX_COMMANDS_PER_CALL` commands each, all sent before any is
+        // awaited, answered in order.
+        let mut calls = Vec::with_capacity(commands.len().div_ceil(MAX_COMMANDS_PER_CALL));
+        while !commands.is_empty() {
+            let rest = commands.split_off(commands.len().min(MAX_COMMANDS_PER_CALL));
+            let chunk = std::mem::replace(&mut commands, rest);
+            let count = chunk.len();
+            let (tx, rx) = oneshot::channel();
+            let call = Call::ProposeMany(group, chunk, self.submissions.ticks(), tx);
+            let taken = self.calls.send(call).await.is_ok();
+            calls.push((count, taken.then_some(rx)));
+            if !taken {
+                let left = commands.len();
+                calls.push((left, None));
+                break;
+            }
         }
-        rx.await.unwrap_or_else(|_| {
-            (0..count)
-                .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
-                .collect()
-        })
+        let mut results = Vec::new();
+        for (count, rx) in calls {
+            match rx {
+                None => results.extend((0..count).map(|_| Err(ProposeError::Stopped))),
+                Some(rx) => results.extend(rx.await.unwrap_or_else(|_| {
+                    (0..count)
+                        .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+                        .collect()
+                })),
+            }
+        }
+        results
     }
 
     /// Makes this node's replica of `group` start an election now (PreVote first when

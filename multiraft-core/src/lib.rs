@@ -201,7 +201,7 @@ mod submit;
 pub mod testing;
 mod transport;
 
-pub use api::{Builder, MultiRaft};
+pub use api::{Builder, MAX_COMMANDS_PER_CALL, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError};

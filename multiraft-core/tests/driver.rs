@@ -163,6 +163,28 @@ async fn propose_many_answers_each_command_in_order() {
     c.shutdown().await;
 }
 
+/// A batch of more than `MAX_COMMANDS_PER_CALL` commands goes to the loop in calls of at
+/// most that many (each one wake's work), and is still answered whole, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_call_is_answered_in_order() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let count = 2 * multiraft_core::MAX_COMMANDS_PER_CALL + 3;
+    let commands: Vec<Bytes> = (0..count).map(|i| Bytes::from(i.to_string())).collect();
+    let results = c
+        .node(leader.0)
+        .propose_many(GroupId(1), commands.clone())
+        .await;
+    let expected: Vec<Result<Bytes, ProposeError>> = (1..=count)
+        .map(|i| Ok(Bytes::from(i.to_string())))
+        .collect();
+    assert_eq!(results, expected);
+    let applied: Vec<Bytes> = c.applied(leader.0, 1).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(applied, commands);
+    c.shutdown().await;
+}
+
 /// `MultiRaft::transfer_leader` moves leadership to the target; a second transfer from the
 /// old leader is `NotLeader`; `drain` moves everything a node leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
