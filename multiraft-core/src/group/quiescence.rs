@@ -41,18 +41,12 @@ impl Replica {
     /// leader also forgets what the peer was known to hold, since its data may have been
     /// wiped: it probes where the peer stands, and sends its snapshot if need be.
     pub fn on_node_restarted(&mut self, peer: NodeId) {
-        // A new life leads no term its last one reached: it campaigns past the term it
-        // restored. So this term's leader messages from that node that arrive from now on
-        // are its last life's, delayed (`LeaderSaid::Stopped` drops them). Taken, a late
-        // append of a leader that crashed right after its election made it this
-        // follower's leader again, and the follower waited on its live node for good
-        // (simulator, seed 14019315).
-        let led_here =
-            self.role != Role::Leader && (self.leader == Some(peer) || self.vote == Some(peer));
+        // No `LeaderSaid::Stopped` for this term's leader messages from that node: the
+        // restart may be seen only after the new life was elected in this term and
+        // followed, and then they are its (simulator, seed 15012724). A late append of the
+        // last life's leadership is answered, and the new life disowns it
+        // (`handle_append_response`).
         self.on_node_down(peer);
-        if led_here {
-            self.leader_said = LeaderSaid::Stopped;
-        }
         if self.role == Role::Leader {
             // What the peer held may be gone (its data was wiped): forget what it was known
             // to match, and probe where it stands. Lowering a match never lowers the commit

@@ -8,7 +8,7 @@
 use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
 use crate::ids::NodeId;
-use crate::message::MessageBody;
+use crate::message::{MessageBody, Refusal};
 
 use super::progress::ProgressState;
 use super::{LeaderSaid, Replica, Role};
@@ -151,7 +151,20 @@ impl Replica {
         hint_term: u64,
     ) {
         if self.role != Role::Leader {
-            return;
+            // An answer, at this term, to appends of a leadership this replica does not
+            // hold: its node's last life's (it restarted since; a new life leads no term its
+            // last one reached), or its own before it stepped down. The sender takes this
+            // replica for its leader and waits on its live node: tell it that it does not
+            // lead, as a refusal of no proposals at this term (`leader_disowned`). A leader
+            // that crashed right after its election, whose append arrived after its restart
+            // was seen, otherwise kept its followers waiting for good (simulator, seed
+            // 14019315).
+            let body = MessageBody::ProposeRejected {
+                ids: Vec::new(),
+                leader_hint: self.leader,
+                reason: Refusal::NotLeader,
+            };
+            return self.send_now_msg(from, self.term, body);
         }
         let config_committed = self.log.committed >= self.config_index();
         let Some(pr) = self.progress.get_mut(&from) else {

@@ -693,17 +693,51 @@ fn a_later_terms_heartbeat_answer_wakes_a_quiesced_follower() {
     }
 }
 
-/// A peer's new life leads no term its last one reached: once the node sees the peer
-/// restarted, that term's leader messages from it are its last life's, delayed, and do
-/// not make it this follower's leader again. Regression: a leader crashed right after its
-/// election, its append arrived after its restart was seen, and its followers waited on
-/// its live node for good (simulator, seed 14019315).
+/// A follower keeps taking this term's leader messages from a node whose restart it sees:
+/// the restart may be seen only after the new life was elected in this term and followed.
+/// Regression: dropping them (`LeaderSaid::Stopped`) left a learner deaf to its leader for
+/// good (simulator, seed 15012724); nor may a follower that merely voted for the restarted
+/// node drop another leader's messages of the term (seed 15007803).
 #[test]
-fn a_leaders_late_append_after_its_restart_was_seen_changes_nothing() {
-    // Voted for replica 3 in term 8.
-    let mut g = restored(2, hs(8, Some(3), 0), log_of(&[1]));
-    g.on_node_restarted(n(3));
-    g.step(msg(3, 2, 8, append(1, 1, vec![e(2, 8)], 1)));
-    assert_eq!(g.leadership(), (8, None));
-    assert_eq!(g.status().last_index, 1, "nothing appended");
+fn a_follower_still_hears_the_terms_leader_after_a_restart_is_seen() {
+    let mut g = restored(2, hs(22, None, 0), log_of(&[1]));
+    g.step(msg(1, 2, 22, append(1, 1, Vec::new(), 1)));
+    assert_eq!(g.leadership(), (22, Some(n(1))));
+    g.on_node_restarted(n(1));
+    g.step(msg(1, 2, 22, append(1, 1, vec![e(2, 22)], 1)));
+    assert_eq!(g.leadership(), (22, Some(n(1))));
+    assert_eq!(g.status().last_index, 2);
+
+    let mut voter = restored(2, hs(8, Some(3), 0), log_of(&[1]));
+    voter.on_node_restarted(n(3));
+    voter.step(msg(1, 2, 8, append(1, 1, vec![e(2, 8)], 1)));
+    assert_eq!(voter.leadership(), (8, Some(n(1))));
+    assert_eq!(voter.status().last_index, 2);
+}
+
+/// A replica that gets an answer, at its term, to appends of a leadership it does not hold
+/// (its node's last life's, or its own before it stepped down) tells the sender it does not
+/// lead; the sender, which took it for leader, disowns it and stops waiting on its live
+/// node. Regression: a leader crashed right after its election, its append arrived after
+/// its restart was seen by a follower that had only voted for it, and that follower waited
+/// on the new life for good (simulator, seed 14019315).
+#[test]
+fn an_answer_to_a_leadership_not_held_is_refused_and_the_sender_disowns_it() {
+    // Node 3's new life: a follower in term 8, with no leader.
+    let mut new_life = restored(3, hs(8, Some(3), 0), log_of(&[1]));
+    new_life.step(msg(2, 3, 8, ack(2)));
+    let refusal = new_life.ready(MAX, MAX).send_now;
+    let expected = MessageBody::ProposeRejected {
+        ids: Vec::new(),
+        leader_hint: None,
+        reason: crate::message::Refusal::NotLeader,
+    };
+    assert_eq!(refusal, vec![msg(3, 2, 8, expected.clone())]);
+
+    // Node 2 took node 3 for leader on its last life's late append.
+    let mut follower = restored(2, hs(8, Some(3), 0), log_of(&[1]));
+    follower.step(msg(3, 2, 8, append(1, 1, vec![e(2, 8)], 1)));
+    assert_eq!(follower.leadership(), (8, Some(n(3))));
+    follower.step(msg(3, 2, 8, expected));
+    assert_eq!(follower.leadership(), (8, None), "disowned");
 }
