@@ -85,10 +85,11 @@ pub(super) enum Life {
     Current,
     /// A new life: the peer restarted since it was last heard.
     New,
-    /// The life before the current one: a message delayed past the new life's. Nothing in
-    /// it is news, its groups' beats included: a late beat of a leader in that life
-    /// undid what the restart's handling did (the follower took the old life for leader
-    /// again, and a quiesce notice stopped its timer).
+    /// A life before the current one (the one before it, or any numbered lower): a
+    /// message delayed past the current life's. Nothing in it is news, its groups' beats
+    /// included: a late beat of a leader in that life undid what the restart's handling
+    /// did (the follower took the old life for leader again, and a quiesce notice stopped
+    /// its timer).
     Earlier,
 }
 
@@ -379,32 +380,29 @@ mod tests {
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
 
         peers.heard(NodeId(2)); // after 11 ticks: stretched to 22
-        let beat = |incarnation| Liveness {
+        peers.beat(NodeId(2), &beat_of(1), (1, 0), 0, 0);
+        peers.beat(NodeId(2), &beat_of(2), (1, 0), 0, 0); // it restarted
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+    }
+
+    /// A liveness beat of the peer's life `incarnation`, echoing nothing.
+    fn beat_of(incarnation: u64) -> Liveness {
+        Liveness {
             incarnation,
             round: 1,
             echo: 0,
             echo_incarnation: 0,
-        };
-        peers.beat(NodeId(2), &beat(1), (1, 0), 0, 0);
-        peers.beat(NodeId(2), &beat(2), (1, 0), 0, 0); // it restarted
-        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+        }
     }
 
     /// A beat of a peer's earlier life that arrives after its new life's (a reordering the
-    /// transport may do) is not taken for another restart; a new life is, whatever its
-    /// number.
+    /// transport may do) is not taken for another restart; a new life, numbered above, is.
     /// (The simulator's pauses, seed 145: the stale beat made a follower forget its
     /// leader after the heal, and elect again.)
     #[test]
     fn a_delayed_beat_of_an_earlier_life_is_not_a_restart() {
         let mut peers = one_peer();
-        let beat = |incarnation| Liveness {
-            incarnation,
-            round: 1,
-            echo: 0,
-            echo_incarnation: 0,
-        };
-        let mut life = |incarnation| peers.beat(NodeId(2), &beat(incarnation), (1, 0), 0, 0);
+        let mut life = |incarnation| peers.beat(NodeId(2), &beat_of(incarnation), (1, 0), 0, 0);
         assert_eq!(life(5), Life::Current, "first heard");
         assert_eq!(life(9), Life::New, "restarted");
         assert_eq!(life(5), Life::Earlier, "a stale beat");
@@ -427,13 +425,7 @@ mod tests {
     #[test]
     fn a_lower_life_is_a_restart_only_when_it_beats_in_a_row() {
         let mut peers = one_peer();
-        let beat = |incarnation| Liveness {
-            incarnation,
-            round: 1,
-            echo: 0,
-            echo_incarnation: 0,
-        };
-        let mut life = |incarnation| peers.beat(NodeId(2), &beat(incarnation), (1, 0), 0, 0);
+        let mut life = |incarnation| peers.beat(NodeId(2), &beat_of(incarnation), (1, 0), 0, 0);
         assert_eq!(
             life(23),
             Life::Current,
