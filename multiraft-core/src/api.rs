@@ -20,7 +20,7 @@ use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeReport, NodeStatus};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
-use crate::submit::{Submission, Submissions, Taker};
+use crate::submit::{Held, Submission, Submissions, Taker};
 use crate::transport::{Inbox, Transport};
 
 /// A running node: the application's handle on every group it hosts. Cheap to clone; all
@@ -132,7 +132,7 @@ impl Builder {
             .map_err(StartError::Transport)?;
         let (calls, calls_rx) = mpsc::channel(self.config.max_api_queue);
         let counters = node.metrics().proposals.clone();
-        let submissions = Arc::new(Submissions::new(self.config.max_api_queue, counters));
+        let submissions = Arc::new(Submissions::new(&self.config, counters));
         let (events, _) = broadcast::channel(self.config.max_event_backlog);
         let parts = Parts {
             node,
@@ -159,6 +159,21 @@ impl Builder {
             events,
             task: Arc::new(Mutex::new(Some(task))),
         })
+    }
+}
+
+/// Appends the answers of `propose_many`'s `calls`, each of its count of commands, in order.
+async fn collect(
+    results: &mut Vec<Result<Bytes, ProposeError>>,
+    calls: impl Iterator<Item = (usize, oneshot::Receiver<Vec<Result<Bytes, ProposeError>>>)>,
+) {
+    for (count, rx) in calls {
+        // The event loop answers every call it took; a dropped answer means it died.
+        results.extend(rx.await.unwrap_or_else(|_| {
+            (0..count)
+                .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+                .collect()
+        }));
     }
 }
 
@@ -364,41 +379,60 @@ impl MultiRaft {
     }
 
     /// Proposes every command of `commands` to `group`, in order, in one call to the event
-    /// loop per [`MAX_COMMANDS_PER_CALL`] commands, and answers them together once each has
-    /// its outcome: the results in the same order, each as [`MultiRaft::propose`] would
-    /// give it. For callers that batch: one channel message and one wake for the whole
-    /// batch instead of one per proposal.
+    /// loop per [`MAX_COMMANDS_PER_CALL`] commands (or per `max_api_queue_bytes` of them),
+    /// and answers them together once each has its outcome: the results in the same order,
+    /// each as [`MultiRaft::propose`] would give it. For callers that batch: one channel
+    /// message and one wake for the whole batch instead of one per proposal. A call that
+    /// would take the queued commands past `max_api_queue_bytes` is refused, with the rest
+    /// after it, `Busy` at once, as `propose` is.
     pub async fn propose_many(
         &self,
         group: GroupId,
         mut commands: Vec<Bytes>,
     ) -> Vec<Result<Bytes, ProposeError>> {
-        // Calls of at most `MAX_COMMANDS_PER_CALL` commands each, all sent before any is
-        // awaited, answered in order.
-        let mut calls = Vec::with_capacity(commands.len().div_ceil(MAX_COMMANDS_PER_CALL));
+        // Calls of at most `MAX_COMMANDS_PER_CALL` commands and a queue's worth of bytes
+        // each (at least one command), sent before any is awaited, answered in order.
+        let max_bytes = self.submissions.call_bytes();
+        let mut results = Vec::with_capacity(commands.len());
+        let mut sent = Vec::new();
+        let mut refused = None;
         while !commands.is_empty() {
-            let rest = commands.split_off(commands.len().min(MAX_COMMANDS_PER_CALL));
+            let (mut count, mut bytes) = (0, 0);
+            for command in commands.iter().take(MAX_COMMANDS_PER_CALL) {
+                if count > 0 && bytes + command.len() > max_bytes {
+                    break;
+                }
+                (count, bytes) = (count + 1, bytes + command.len());
+            }
+            let mut held = Held::hold(&self.submissions, bytes);
+            if held.is_none() && !sent.is_empty() {
+                // This call's own commands may fill the queue: once the calls sent are
+                // answered they were taken, and their room is free again.
+                collect(&mut results, sent.drain(..)).await;
+                held = Held::hold(&self.submissions, bytes);
+            }
+            let Some(held) = held else {
+                let busy = ProposeError::Busy {
+                    limit: "max_api_queue_bytes",
+                };
+                refused = Some((commands.len(), busy));
+                break;
+            };
+            let rest = commands.split_off(count);
             let chunk = std::mem::replace(&mut commands, rest);
-            let count = chunk.len();
             let (tx, rx) = oneshot::channel();
-            let call = Call::ProposeMany(group, chunk, self.submissions.ticks(), tx);
-            let taken = self.calls.send(call).await.is_ok();
-            calls.push((count, taken.then_some(rx)));
-            if !taken {
-                let left = commands.len();
-                calls.push((left, None));
+            let call = Call::ProposeMany(group, chunk, self.submissions.ticks(), tx, held);
+            if self.calls.send(call).await.is_err() {
+                refused = Some((count + commands.len(), ProposeError::Stopped));
                 break;
             }
+            sent.push((count, rx));
         }
-        let mut results = Vec::new();
-        for (count, rx) in calls {
-            match rx {
-                None => results.extend((0..count).map(|_| Err(ProposeError::Stopped))),
-                Some(rx) => results.extend(rx.await.unwrap_or_else(|_| {
-                    (0..count)
-                        .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
-                        .collect()
-                })),
+        collect(&mut results, sent.drain(..)).await;
+        if let Some((count, refusal)) = refused {
+            for _ in 0..count {
+                self.submissions.refused(&refusal);
+                results.push(Err(refusal.clone()));
             }
         }
         results

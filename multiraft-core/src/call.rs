@@ -16,6 +16,7 @@ use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::{Membership, MembershipChange};
 use crate::node::{Node, NodeReport, NodeStatus, ReadStart, Resolution};
 use crate::state_machine::StateMachine;
+use crate::submit::Held;
 
 pub(crate) type ProposeReply = oneshot::Sender<Result<Bytes, ProposeError>>;
 pub(crate) type ProposeManyReply = oneshot::Sender<Vec<Result<Bytes, ProposeError>>>;
@@ -30,8 +31,9 @@ pub(crate) type DrainReply =
 
 /// A call from the API to the event loop.
 pub(crate) enum Call {
-    /// The group, the commands, the node's tick when sent (`Submission::queued_at`).
-    ProposeMany(GroupId, Vec<Bytes>, u64, ProposeManyReply),
+    /// The group, the commands, the node's tick when sent (`Submission::queued_at`), the
+    /// reply, and the commands' bytes counted against `max_api_queue_bytes` until taken.
+    ProposeMany(GroupId, Vec<Bytes>, u64, ProposeManyReply, Held),
     Read(GroupId, ReadPolicy, Bytes, ReadReply),
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
@@ -223,10 +225,11 @@ impl Call {
     /// `replies`. Returns what the loop must still do.
     pub(crate) fn take(self, node: &mut Node, replies: &mut Replies) -> Taken {
         match self {
-            Call::ProposeMany(_, commands, _, reply) if commands.is_empty() => {
+            Call::ProposeMany(_, commands, _, reply, _) if commands.is_empty() => {
                 drop(reply.send(Vec::new()))
             }
-            Call::ProposeMany(group, commands, queued_at, reply) => {
+            Call::ProposeMany(group, commands, queued_at, reply, held) => {
+                drop(held);
                 let batch = replies.batch(commands.len(), reply);
                 for (slot, command) in commands.into_iter().enumerate() {
                     match node.propose_queued(group, command, queued_at) {
@@ -297,11 +300,11 @@ impl Call {
     /// proposals it refused.
     pub(crate) fn refuse(self) -> u64 {
         let proposals = match &self {
-            Call::ProposeMany(_, commands, _, _) => commands.len() as u64,
+            Call::ProposeMany(_, commands, ..) => commands.len() as u64,
             _ => 0,
         };
         let _ = match self {
-            Call::ProposeMany(_, commands, _, reply) => {
+            Call::ProposeMany(_, commands, _, reply, _) => {
                 let refused = commands
                     .iter()
                     .map(|_| Err(ProposeError::Stopped))

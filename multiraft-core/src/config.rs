@@ -91,6 +91,12 @@ pub struct Config {
     /// each). A call waits for room (backpressure); a proposal beyond it is refused at once
     /// with `Busy`, since it would only wait behind more than the loop can take.
     pub max_api_queue: usize,
+    /// Bytes of commands queued to the event loop and not yet taken, by `propose` and
+    /// `propose_many` together. A proposal that would pass it is refused at once with
+    /// `Busy` (a `propose_many` call: its commands from there on); an empty queue still
+    /// takes one proposal of any size `max_proposal_bytes` allows. `max_api_queue` counts
+    /// proposals, which bounds memory only with their size: 65,536 of a MiB each is 64 GiB.
+    pub max_api_queue_bytes: usize,
     /// Events buffered for each subscriber of `MultiRaft::events`. A subscriber that falls
     /// further behind loses the oldest events (and is told how many), so a slow reader can
     /// never make the node buffer without bound.
@@ -193,6 +199,7 @@ impl Default for Config {
             max_inbox_batches: 4_096,
             max_inbox_bytes: 32 << 20,
             max_api_queue: 65_536,
+            max_api_queue_bytes: 64 << 20,
             max_event_backlog: 65_536,
             forward_proposals: true,
             proposal_timeout_ticks: 200,
@@ -255,7 +262,7 @@ impl Config {
                 "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",
             );
         }
-        let positive: [(&'static str, usize); 21] = [
+        let positive: [(&'static str, usize); 22] = [
             ("learner_catchup_ticks", self.learner_catchup_ticks as usize),
             ("snapshot_entries", self.snapshot_entries as usize),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
@@ -279,6 +286,7 @@ impl Config {
             ("max_inbox_batches", self.max_inbox_batches),
             ("max_inbox_bytes", self.max_inbox_bytes),
             ("max_api_queue", self.max_api_queue),
+            ("max_api_queue_bytes", self.max_api_queue_bytes),
             ("max_event_backlog", self.max_event_backlog),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
@@ -294,6 +302,12 @@ impl Config {
             return err(
                 "max_uncommitted_bytes",
                 "must be at least max_proposal_bytes, or large proposals could never be accepted",
+            );
+        }
+        if self.max_api_queue_bytes < self.max_proposal_bytes {
+            return err(
+                "max_api_queue_bytes",
+                "must be at least max_proposal_bytes, or large proposals could never be queued",
             );
         }
         if self.proposal_timeout_ticks == 0 {

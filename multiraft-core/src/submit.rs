@@ -3,13 +3,14 @@
 //! per lock rather than one channel message per proposal (docs/design.md §5).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::call::{ProposeReply, Replies};
+use crate::config::Config;
 use crate::error::ProposeError;
 use crate::ids::GroupId;
 use crate::metrics::ProposalCounters;
@@ -34,6 +35,13 @@ pub(crate) struct Submissions {
     /// At most this many wait (`Config::max_api_queue`): a proposal beyond it is refused
     /// with `Busy` at once, rather than queued behind work the loop cannot keep up with.
     limit: usize,
+    /// Bytes of commands queued for the loop and not yet taken, here and in
+    /// `propose_many`'s calls alike, and their limit (`Config::max_api_queue_bytes`): a
+    /// count alone let 65,536 proposals of up to a MiB each wait, 64 GiB.
+    held: AtomicUsize,
+    byte_limit: usize,
+    /// `Config::max_proposal_bytes`: a larger command is refused before it queues.
+    max_proposal_bytes: usize,
     /// The node's proposal outcomes: a refusal here is one too.
     counters: ProposalCounters,
     /// The node's tick count ([`Node::ticks`]), published by the loop at every tick. A
@@ -57,14 +65,18 @@ struct Queue {
 }
 
 impl Submissions {
-    pub(crate) fn new(limit: usize, counters: ProposalCounters) -> Submissions {
+    /// The queue of a node configured with `config`.
+    pub(crate) fn new(config: &Config, counters: ProposalCounters) -> Submissions {
         Submissions {
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
                 closed: false,
             }),
             wake: Notify::new(),
-            limit,
+            limit: config.max_api_queue,
+            held: AtomicUsize::new(0),
+            byte_limit: config.max_api_queue_bytes,
+            max_proposal_bytes: config.max_proposal_bytes,
             counters,
             ticks: AtomicU64::new(0),
             pending: AtomicU64::new(0),
@@ -97,25 +109,37 @@ impl Submissions {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `submission` for the loop, or says why not: `Busy` when `limit` proposals
-    /// already wait, `Stopped` when the loop has stopped. Either refusal is definite.
+    /// Queues `submission` for the loop, or says why not: `TooLarge` past
+    /// `max_proposal_bytes`, `Busy` when `limit` proposals or `byte_limit` bytes already
+    /// wait, `Stopped` when the loop has stopped. Every refusal is definite.
     pub(crate) fn push(&self, mut submission: Submission) -> Result<(), ProposeError> {
         submission.queued_at = self.ticks();
+        let bytes = submission.command.len();
         let mut queue = self.lock();
         let held = queue.waiting.len() as u64 + self.pending.load(Ordering::Relaxed);
         let capped = held >= self.cap.load(Ordering::Relaxed);
-        if queue.closed || queue.waiting.len() >= self.limit || capped {
-            let refused = if queue.closed {
-                ProposeError::Stopped
-            } else if capped {
-                ProposeError::Busy {
-                    limit: "max_commit_wait_ticks",
-                }
-            } else {
-                ProposeError::Busy {
-                    limit: "max_api_queue",
-                }
-            };
+        let refused = if queue.closed {
+            Some(ProposeError::Stopped)
+        } else if bytes > self.max_proposal_bytes {
+            Some(ProposeError::TooLarge {
+                max: self.max_proposal_bytes,
+            })
+        } else if capped {
+            Some(ProposeError::Busy {
+                limit: "max_commit_wait_ticks",
+            })
+        } else if queue.waiting.len() >= self.limit {
+            Some(ProposeError::Busy {
+                limit: "max_api_queue",
+            })
+        } else if !self.hold(bytes) {
+            Some(ProposeError::Busy {
+                limit: "max_api_queue_bytes",
+            })
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
             drop(queue);
             self.counters.refused(&refused);
             return Err(refused);
@@ -130,15 +154,46 @@ impl Submissions {
         Ok(())
     }
 
+    /// Counts `bytes` more of commands queued, unless that would pass `byte_limit` with
+    /// some already queued: an empty queue takes any command `max_proposal_bytes` allows
+    /// (or any one call's commands), so a large one is never refused for good.
+    pub(crate) fn hold(&self, bytes: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held == 0 || held.saturating_add(bytes) <= self.byte_limit)
+                    .then(|| held.saturating_add(bytes))
+            })
+            .is_ok()
+    }
+
+    /// `bytes` of commands counted by [`Submissions::hold`] left the queue: taken by the
+    /// loop, or refused.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a proposal refused before it was queued.
+    pub(crate) fn refused(&self, error: &ProposeError) {
+        self.counters.refused(error);
+    }
+
+    /// The most bytes of commands one `propose_many` call carries: a queue's worth, so
+    /// that a call fits the limit whenever the queue is empty.
+    pub(crate) fn call_bytes(&self) -> usize {
+        self.byte_limit
+    }
+
     /// Moves up to `max` waiting proposals, oldest first, onto `into`. When more are
     /// left, the loop is woken again for them, so a flood is taken in bounded batches
     /// between the loop's other work.
     fn take_into(&self, max: usize, into: &mut Vec<Submission>) {
         let mut queue = self.lock();
         let count = queue.waiting.len().min(max);
+        let first = into.len();
         into.extend(queue.waiting.drain(..count));
         let more = !queue.waiting.is_empty();
         drop(queue);
+        self.release(into[first..].iter().map(|s| s.command.len()).sum());
         if more {
             self.wake.notify_one();
         }
@@ -158,10 +213,35 @@ impl Submissions {
             queue.closed = true;
             std::mem::take(&mut queue.waiting)
         };
+        self.release(waiting.iter().map(|s| s.command.len()).sum());
         self.counters.stopped.increment(waiting.len() as u64);
         for submission in waiting {
             let _ = submission.reply.send(Err(ProposeError::Stopped));
         }
+    }
+}
+
+/// Bytes of one `propose_many` call's commands, counted by [`Submissions::hold`] while
+/// the call waits for the loop, and released when it is dropped: taken, refused, or lost
+/// with the loop.
+pub(crate) struct Held {
+    submissions: Arc<Submissions>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Counts `bytes` on `submissions`, or `None` when the byte limit refuses them.
+    pub(crate) fn hold(submissions: &Arc<Submissions>, bytes: usize) -> Option<Held> {
+        submissions.hold(bytes).then(|| Held {
+            submissions: Arc::clone(submissions),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.submissions.release(self.bytes);
     }
 }
 
@@ -225,6 +305,15 @@ impl Drop for Taker {
 mod tests {
     use super::*;
 
+    /// A queue of at most `limit` proposals, with the default limits otherwise.
+    fn queue(limit: usize) -> Submissions {
+        let config = Config {
+            max_api_queue: limit,
+            ..Config::default()
+        };
+        Submissions::new(&config, ProposalCounters::default())
+    }
+
     fn submission(
         group: u64,
     ) -> (
@@ -246,7 +335,7 @@ mod tests {
     /// is every later one.
     #[test]
     fn proposals_left_waiting_by_a_loop_that_died_are_refused_as_stopped() {
-        let submissions = Arc::new(Submissions::new(8, ProposalCounters::default()));
+        let submissions = Arc::new(queue(8));
         let taker = Taker::new(Arc::clone(&submissions));
         let (waiting, mut waiting_rx) = submission(1);
         submissions.push(waiting).unwrap();
@@ -259,11 +348,57 @@ mod tests {
         ));
     }
 
+    /// A proposal of `len` bytes to group 1.
+    fn sized(len: usize) -> Submission {
+        let (mut s, _rx) = submission(1);
+        s.command = Bytes::from(vec![7u8; len]);
+        s
+    }
+
+    /// The queue's bytes are bounded by `max_api_queue_bytes`, by `propose` and
+    /// `propose_many`'s calls together: past it a proposal is refused `Busy` at once,
+    /// taking frees the room, an empty queue takes one of any allowed size, and a command
+    /// over `max_proposal_bytes` is refused `TooLarge` before it queues.
+    #[test]
+    fn queued_bytes_are_bounded_and_freed_when_taken() {
+        let config = Config {
+            max_api_queue_bytes: 100,
+            max_proposal_bytes: 100,
+            ..Config::default()
+        };
+        let submissions = Arc::new(Submissions::new(&config, ProposalCounters::default()));
+        let busy = Some(ProposeError::Busy {
+            limit: "max_api_queue_bytes",
+        });
+        submissions.push(sized(60)).unwrap();
+        assert_eq!(submissions.push(sized(60)).err(), busy);
+        submissions.push(sized(40)).unwrap();
+        assert_eq!(submissions.push(sized(1)).err(), busy);
+        let mut taken = Vec::new();
+        submissions.take_into(1, &mut taken);
+        submissions.push(sized(50)).unwrap();
+        let held = Held::hold(&submissions, 20);
+        assert!(held.is_none(), "90 bytes queued: 20 more pass 100");
+        submissions.take_into(8, &mut taken);
+        assert_eq!(taken.len(), 3);
+        let held = Held::hold(&submissions, 100).unwrap();
+        assert_eq!(submissions.push(sized(1)).err(), busy);
+        drop(held);
+        submissions.push(sized(100)).unwrap();
+        let too_large = Some(ProposeError::TooLarge { max: 100 });
+        assert_eq!(submissions.push(sized(101)).err(), too_large);
+        submissions.take_into(8, &mut taken);
+        assert_eq!(taken.len(), 4, "the refused ones were never queued");
+        assert_eq!(submissions.held.load(Ordering::Relaxed), 0);
+        // An empty queue takes any one call, however large: it could never pass otherwise.
+        drop(Held::hold(&submissions, 1_000).unwrap());
+    }
+
     /// Under an admission cap, a proposal that would take the queue and the node's pending
     /// proposals to the cap is refused at push, before it waits in the queue.
     #[test]
     fn a_proposal_past_the_admission_cap_is_refused_before_it_queues() {
-        let submissions = Submissions::new(8, ProposalCounters::default());
+        let submissions = queue(8);
         submissions.publish_load(2, Some(3));
         let (first, _rx) = submission(1);
         submissions.push(first).unwrap();
@@ -292,7 +427,7 @@ mod tests {
             .unwrap();
         node.campaign(GroupId(1)).unwrap();
         crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
-        let submissions = Arc::new(Submissions::new(16, ProposalCounters::default()));
+        let submissions = Arc::new(queue(16));
         let mut taker = Taker::new(Arc::clone(&submissions));
         let mut replies = Replies::new(node.metrics().commit_latency.clone());
         let mut loop_ = (&mut node, &mut taker, &mut replies);

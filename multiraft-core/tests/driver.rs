@@ -185,6 +185,35 @@ async fn a_batch_larger_than_one_call_is_answered_in_order() {
     c.shutdown().await;
 }
 
+/// A `propose_many` of ten times `max_api_queue_bytes` is sent in calls of a queue's
+/// worth each, the later ones once the earlier are answered, and every command is applied
+/// in order; one over `max_proposal_bytes` is refused `TooLarge` in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_more_bytes_than_the_queue_holds_is_answered_in_order() {
+    let mut config = test_config();
+    config.max_api_queue_bytes = 64;
+    config.max_proposal_bytes = 32;
+    let mut c = Cluster::start(3, config).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let mut commands: Vec<Bytes> = (0..40).map(|i| Bytes::from(format!("{i:016}"))).collect();
+    commands[7] = Bytes::from(vec![b'x'; 33]);
+    let results = c
+        .node(leader.0)
+        .propose_many(GroupId(1), commands.clone())
+        .await;
+    assert_eq!(results.len(), 40);
+    assert_eq!(results[7], Err(ProposeError::TooLarge { max: 32 }));
+    let applied: Vec<Bytes> = c.applied(leader.0, 1).into_iter().map(|(_, b)| b).collect();
+    commands.remove(7);
+    assert_eq!(applied, commands);
+    for (i, result) in results.iter().enumerate().filter(|(i, _)| *i != 7) {
+        let nth = if i < 7 { i + 1 } else { i };
+        assert_eq!(result, &Ok(Bytes::from(nth.to_string())), "command {i}");
+    }
+    c.shutdown().await;
+}
+
 /// `MultiRaft::transfer_leader` moves leadership to the target; a second transfer from the
 /// old leader is `NotLeader`; `drain` moves everything a node leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
