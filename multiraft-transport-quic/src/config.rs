@@ -19,6 +19,13 @@ pub const DEFAULT_DATA_LANES: usize = 4;
 /// peer that falls further behind loses the newest batches (Raft retransmits).
 pub const DEFAULT_LANE_QUEUE_BATCHES: usize = 256;
 
+/// Default [`TransportLimits::max_queued_bytes`]: 64 MiB of batches queued per peer on the
+/// control and data lanes. A batch on a lane is at most half a frame (2 MiB by default),
+/// so the count alone (`lane_queue_batches` on each of 5 lanes) let a peer that stops
+/// reading hold 2.5 GiB; 64 MiB is still four times the send window (`send_window`), so a
+/// peer that keeps up never meets it.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
+
 /// Default [`TransportLimits::snapshot_queue_batches`]: 32 batches of snapshot chunks per
 /// peer. The core keeps at most `max_snapshot_sends` × `snapshot_window_chunks` chunks
 /// unacknowledged (8 × 4 = 32 with its defaults), so with default core limits every chunk
@@ -62,8 +69,10 @@ pub const DEFAULT_SEND_WINDOW: u64 = 16 << 20;
 /// streams as fast as it can is held to this by QUIC flow control.
 pub const DEFAULT_MAX_CONCURRENT_UNI_STREAMS: u32 = 8;
 
-/// Default [`TransportLimits::max_incoming_handshakes`]: 64 connection attempts being
-/// handshaken at once; more are refused by quinn.
+/// Default [`TransportLimits::max_incoming_handshakes`]: 64 inbound connection attempts
+/// handshaken at once, and as many more waiting their turn; more are refused. A cluster's
+/// peers dial each once per connection, so this is room for a cluster of dozens restarting
+/// together, and what a flood of attempts (each held up to `handshake_timeout`) can cost.
 pub const DEFAULT_MAX_INCOMING_HANDSHAKES: usize = 64;
 
 /// Default [`TransportLimits::max_peers`]: 1,024 peer nodes with queues and tasks.
@@ -88,6 +97,11 @@ pub struct TransportLimits {
     /// Batches queued per control or data lane per peer before
     /// [`send`](multiraft_core::Transport::send) drops new ones.
     pub lane_queue_batches: usize,
+    /// Bytes of batches (`MessageBatch::size_bytes`) queued per peer on the control and
+    /// data lanes together before [`send`](multiraft_core::Transport::send) drops new ones,
+    /// counted as when a queue is full; a peer with none queued still takes one batch of
+    /// any size. The snapshot lane has its own bound (`snapshot_queue_batches`).
+    pub max_queued_bytes: usize,
     /// Batches queued on the snapshot lane per peer before
     /// [`send`](multiraft_core::Transport::send) drops new ones.
     pub snapshot_queue_batches: usize,
@@ -97,7 +111,7 @@ pub struct TransportLimits {
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval.
     pub keep_alive_interval: Duration,
-    /// Dial handshake timeout.
+    /// Handshake timeout, of dials and of inbound attempts alike.
     pub handshake_timeout: Duration,
     /// QUIC connection-level receive window, bytes.
     pub connection_receive_window: u32,
@@ -108,7 +122,8 @@ pub struct TransportLimits {
     /// Unidirectional streams a peer may have open at once. Must exceed `data_lanes + 1`
     /// (every lane open at once: the data lanes, the control lane and the snapshot lane).
     pub max_concurrent_uni_streams: u32,
-    /// Concurrent inbound handshakes.
+    /// Inbound handshakes run at once; as many more wait unaccepted, and further attempts
+    /// are refused. Each is held at most `handshake_timeout`.
     pub max_incoming_handshakes: usize,
     /// Peer nodes this transport keeps queues and tasks for.
     pub max_peers: usize,
@@ -124,6 +139,7 @@ impl Default for TransportLimits {
             frame: FrameLimits::default(),
             data_lanes: DEFAULT_DATA_LANES,
             lane_queue_batches: DEFAULT_LANE_QUEUE_BATCHES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             snapshot_queue_batches: DEFAULT_SNAPSHOT_QUEUE_BATCHES,
             write_coalesce_bytes: DEFAULT_WRITE_COALESCE_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

@@ -7,7 +7,7 @@ mod receive;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use multiraft_core::{AttachError, Inbox, Message, MessageBatch, NodeId, Transport};
@@ -260,8 +260,24 @@ struct Peer {
     id: NodeId,
     /// What is sent to it ([`crate::metrics`]).
     sent: crate::metrics::Sent,
-    lanes: Vec<mpsc::Sender<MessageBatch>>,
+    /// Each lane's queue: a batch, and the bytes it counts in `queued`.
+    lanes: Vec<mpsc::Sender<(MessageBatch, usize)>>,
+    /// Bytes queued on the control and data lanes, bounded by `max_queued_bytes`: added
+    /// by `send`, taken off by the lane's writer as it dequeues.
+    queued: Arc<AtomicUsize>,
     conn: watch::Sender<Option<Connection>>,
+}
+
+impl Peer {
+    /// Counts `bytes` more queued, unless that passes `limit` with some already queued.
+    fn hold(&self, bytes: usize, limit: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                (queued == 0 || queued.saturating_add(bytes) <= limit)
+                    .then(|| queued.saturating_add(bytes))
+            })
+            .is_ok()
+    }
 }
 
 fn quinn_transport_config(limits: &TransportLimits) -> Result<quinn::TransportConfig, BindError> {
@@ -294,6 +310,9 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
     }
     if l.lane_queue_batches == 0 {
         return err("lane_queue_batches", "must be positive");
+    }
+    if l.max_queued_bytes == 0 {
+        return err("max_queued_bytes", "must be positive");
     }
     if l.snapshot_queue_batches == 0 {
         return err("snapshot_queue_batches", "must be positive");
@@ -503,14 +522,19 @@ impl Transport for QuicTransport {
         // A frame's message count is bounded too (a peer with these limits refuses more
         // and closes the connection): pieces are cut at whichever comes first.
         let max_messages = inner.limits.frame.max_messages_per_frame.max(1);
-        let enqueue = |lane: usize, piece: MessageBatch| match peer.lanes[lane].try_send(piece) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                inner.drop_on(lane, DropReason::QueueFull, 1)
+        let enqueue = |lane: usize, piece: MessageBatch, bytes: usize| {
+            // The snapshot lane is bounded by its count (`snapshot_queue_batches`).
+            let counted = if lane == SNAPSHOT_LANE { 0 } else { bytes };
+            if counted > 0 && !peer.hold(counted, inner.limits.max_queued_bytes) {
+                return inner.drop_on(lane, DropReason::QueueFull, 1);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inner.drop_on(lane, DropReason::Unsendable, 1)
-            }
+            let refused = match peer.lanes[lane].try_send((piece, counted)) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => DropReason::QueueFull,
+                Err(mpsc::error::TrySendError::Closed(_)) => DropReason::Unsendable,
+            };
+            peer.queued.fetch_sub(counted, Ordering::Relaxed);
+            inner.drop_on(lane, refused, 1);
         };
         // First pass: messages per lane and the total size, so that a batch for one lane
         // (most heartbeat-only or single-group batches) is queued as it is, and the others
@@ -526,7 +550,7 @@ impl Transport for QuicTransport {
             && total_bytes <= target
             && batch.messages.len() <= max_messages
         {
-            return enqueue(lane, batch);
+            return enqueue(lane, batch, total_bytes);
         }
         let mut pieces: Vec<(Vec<Message>, usize)> =
             counts.iter().map(|c| (Vec::with_capacity(*c), 0)).collect();
@@ -538,22 +562,19 @@ impl Transport for QuicTransport {
             if !messages.is_empty() && (*bytes + size > target || messages.len() == max_messages) {
                 let rest = Vec::with_capacity(counts[lane] + 1);
                 let full = std::mem::replace(messages, rest);
-                enqueue(
-                    lane,
-                    MessageBatch {
-                        from,
-                        to,
-                        messages: full,
-                    },
-                );
-                *bytes = 0;
+                let piece = MessageBatch {
+                    from,
+                    to,
+                    messages: full,
+                };
+                enqueue(lane, piece, std::mem::take(bytes));
             }
             *bytes += size;
             messages.push(m);
         }
-        for (lane, (messages, _)) in pieces.into_iter().enumerate() {
+        for (lane, (messages, bytes)) in pieces.into_iter().enumerate() {
             if !messages.is_empty() {
-                enqueue(lane, MessageBatch { from, to, messages });
+                enqueue(lane, MessageBatch { from, to, messages }, bytes);
             }
         }
     }

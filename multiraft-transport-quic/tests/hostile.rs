@@ -6,10 +6,11 @@ mod common;
 
 use common::*;
 use multiraft_core::NodeId;
+use multiraft_core::Transport;
 use multiraft_transport_quic::config::DEFAULT_MAX_CONCURRENT_UNI_STREAMS;
 use multiraft_transport_quic::frame::{self, FRAME_KIND_BATCH, FRAME_VERSION, FrameLimits};
 use multiraft_transport_quic::tls::ALPN;
-use multiraft_transport_quic::{CLOSE_PROTOCOL, QuicTransport};
+use multiraft_transport_quic::{CLOSE_PROTOCOL, QuicConfig, QuicTransport};
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,4 +183,182 @@ proptest! {
         bytes.extend_from_slice(&payload);
         let _ = frame::decode_frame(&bytes, &FrameLimits::default());
     }
+}
+
+/// A peer that declares frames of the largest length the receiver allows and sends only
+/// part of each holds as much of the receiver's memory as it sent, not the declared length
+/// on each of its streams. Regression (review): the buffer was allocated, and zeroed, at
+/// the declared length before the payload came: here 8 streams × 32 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_declared_large_and_sent_in_part_hold_what_was_sent() {
+    const DECLARED: u32 = 32 << 20;
+    const WINDOW: u32 = 256 << 10;
+    const SENT: usize = 384 << 10; // past the stream window
+    let ca = dev_ca();
+    let mut config = QuicConfig::new(NodeId(3), loopback(), ca.tls_config(NodeId(3)).unwrap());
+    config.limits.frame.max_frame_bytes = DECLARED;
+    config.limits.stream_receive_window = WINDOW;
+    let t = QuicTransport::bind(config).unwrap();
+    let (inbox, mut rx) = multiraft_core::Inbox::channel(1024);
+    t.attach(NodeId(3), inbox).unwrap();
+    let rss_before = rss_bytes();
+    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(&ca)).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let conn = endpoint
+        .connect(t.local_addr().unwrap(), &name(3))
+        .unwrap()
+        .await
+        .unwrap();
+    let mut header = vec![FRAME_VERSION, FRAME_KIND_BATCH, 0, 0];
+    header.extend_from_slice(&DECLARED.to_be_bytes());
+    let mut streams = Vec::new();
+    for _ in 0..DEFAULT_MAX_CONCURRENT_UNI_STREAMS {
+        let mut s = conn.open_uni().await.unwrap();
+        s.write_all(&header).await.unwrap();
+        streams.push(s);
+    }
+    // Each write takes more than the stream's window, so it completes only once the
+    // receiver has read past its frame's header: the receiver's buffers are in use.
+    let payload = vec![0xAB; SENT];
+    let writes = streams.iter_mut().map(|s| s.write_all(&payload));
+    tokio::time::timeout(WAIT, all_ok(writes))
+        .await
+        .expect("the receiver reads what is sent");
+    let grew = rss_bytes().saturating_sub(rss_before);
+    assert!(grew < RSS_BUDGET, "RSS grew by {grew} bytes");
+    drop(streams);
+    conn.close(0u32.into(), b"done");
+    assert_still_serving(&ca, &t, &mut rx).await;
+    t.close();
+}
+
+/// Awaits each of `futures` in turn, and panics on an error.
+async fn all_ok<F, E>(futures: impl Iterator<Item = F>)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Debug,
+{
+    for f in futures.collect::<Vec<_>>() {
+        f.await.unwrap();
+    }
+}
+
+/// A connected peer that never reads holds at most `max_queued_bytes` of this node's
+/// batches on its control and data lanes (plus what QUIC's windows took), and the rest is
+/// dropped as when a queue is full. Regression (review): the lanes were bounded by count
+/// only, 256 batches of up to 2 MiB on each of five lanes, 2.5 GiB per peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_holds_at_most_the_queued_bytes() {
+    const BATCHES: u64 = 100;
+    let ca = dev_ca();
+    // Node 2, a raw endpoint: it completes the handshake and never reads a stream.
+    let server_crypto = ca.tls_config(NodeId(2)).unwrap().server_crypto().unwrap();
+    let server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto).unwrap(),
+    ));
+    let silent = quinn::Endpoint::server(server, loopback()).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    config.peers.insert(NodeId(2), silent_addr);
+    config.limits.max_queued_bytes = 8 << 20;
+    let t = QuicTransport::bind(config).unwrap();
+    let _conn = tokio::time::timeout(WAIT, async {
+        silent.accept().await.unwrap().await.unwrap()
+    })
+    .await
+    .expect("node 1 dials node 2");
+    wait_until("connected", || t.connected_peers() == [NodeId(2)]).await;
+    // One MiB shared by every batch: the test itself holds little while the transport
+    // counts each batch's bytes.
+    let data: bytes::Bytes = vec![0u8; 1 << 20].into();
+    for group in 0..BATCHES {
+        let proposal = (
+            multiraft_core::ProposalId {
+                node: NodeId(1),
+                seq: group,
+            },
+            data.clone(),
+        );
+        t.send(multiraft_core::MessageBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            messages: vec![multiraft_core::Message {
+                group: multiraft_core::GroupId(group),
+                from: NodeId(1),
+                to: NodeId(2),
+                term: 1,
+                body: multiraft_core::MessageBody::Propose {
+                    proposals: vec![proposal],
+                },
+            }],
+        });
+    }
+    // 8 MiB queued, and what the writers took into QUIC's windows before the silent
+    // peer's stream windows (quinn's default, about 1.2 MiB each) ran out.
+    let dropped = t.stats().dropped_queue_full;
+    assert!(
+        dropped >= BATCHES * 7 / 10,
+        "{dropped} of {BATCHES} dropped"
+    );
+    t.close();
+}
+
+/// Begins a handshake with `server` that never goes on: a client's first datagram (its
+/// Initial, with a valid hello), caught on a socket of the test's and sent on from
+/// another that never answers. Returns what must stay alive meanwhile.
+async fn stalled_handshake(
+    ca: &multiraft_transport_quic::dev::DevCa,
+    server: std::net::SocketAddr,
+) -> (quinn::Endpoint, quinn::Connecting, tokio::net::UdpSocket) {
+    let catch = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let mut client = quinn::Endpoint::client(loopback()).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(ca)).unwrap();
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let connecting = client
+        .connect(catch.local_addr().unwrap(), &name(3))
+        .unwrap();
+    let mut initial = vec![0u8; 65_536];
+    let (len, _) = tokio::time::timeout(WAIT, catch.recv_from(&mut initial))
+        .await
+        .expect("the client sends its Initial")
+        .unwrap();
+    let silent = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    silent.send_to(&initial[..len], server).await.unwrap();
+    (client, connecting, silent)
+}
+
+/// At most `max_incoming_handshakes` inbound handshakes run at once: with both held by
+/// attempts that never go on, an honest peer's handshake waits until they time out
+/// (`handshake_timeout`), then completes. Regression (review): quinn's `max_incoming`
+/// counts only attempts not yet accepted, so every accepted attempt was handshaken at
+/// once, however many there were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_handshakes_are_bounded() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let ca = dev_ca();
+    let mut config = QuicConfig::new(NodeId(3), loopback(), ca.tls_config(NodeId(3)).unwrap());
+    config.limits.max_incoming_handshakes = 2;
+    config.limits.handshake_timeout = TIMEOUT;
+    let t = QuicTransport::bind(config).unwrap();
+    let addr = t.local_addr().unwrap();
+    let _stalled = [
+        stalled_handshake(&ca, addr).await,
+        stalled_handshake(&ca, addr).await,
+    ];
+    let started = std::time::Instant::now();
+    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(&ca)).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, &name(3)).unwrap())
+        .await
+        .expect("the honest handshake completes once the stalled ones time out")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= TIMEOUT / 2,
+        "the honest handshake took {waited:?}: it did not wait for a permit"
+    );
+    conn.close(0u32.into(), b"done");
+    t.close();
 }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use multiraft_core::NodeId;
 use quinn::{Connection, Incoming, VarInt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::TransportLimits;
 use crate::tls;
 
-use super::lanes::lane_writer;
+use super::lanes::{LaneQueue, lane_writer};
 use super::receive::receive_loop;
 use super::{
     CLOSE_IDENTITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner, Peer, SNAPSHOT_LANE,
@@ -59,12 +59,17 @@ impl Inner {
             id,
             sent,
             lanes,
+            queued: Arc::default(),
             conn,
         });
         for (lane, rx) in receivers.into_iter().enumerate() {
+            let queue = LaneQueue {
+                rx,
+                queued: peer.queued.clone(),
+            };
             let (conn_rx, sent) = (peer.conn.subscribe(), peer.sent.clone());
             self.runtime
-                .spawn(lane_writer(self.clone(), lane, rx, conn_rx, sent));
+                .spawn(lane_writer(self.clone(), lane, queue, conn_rx, sent));
         }
         if self.node < id {
             self.runtime
@@ -146,8 +151,12 @@ impl Inner {
         }
     }
 
-    async fn handle_incoming(self: Arc<Self>, incoming: Incoming) {
-        let conn = match tokio::time::timeout(self.limits.handshake_timeout, incoming).await {
+    /// Handshakes `incoming` under `permit` (one of `max_incoming_handshakes`), which it
+    /// holds until the handshake ends however it ends, then authenticates and installs it.
+    async fn handle_incoming(self: Arc<Self>, incoming: Incoming, permit: OwnedSemaphorePermit) {
+        let handshake = tokio::time::timeout(self.limits.handshake_timeout, incoming).await;
+        drop(permit);
+        let conn = match handshake {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 bump(&self.stats.handshake_failures, 1);
@@ -180,13 +189,27 @@ impl Inner {
     }
 }
 
+/// Takes inbound connection attempts up for handshake, at most `max_incoming_handshakes`
+/// at once: a permit is taken before the next attempt is. Meanwhile quinn holds later
+/// attempts unaccepted, up to the same number (`max_incoming`), and refuses the rest. quinn
+/// counts only attempts not yet accepted, so without the permits every attempt accepted
+/// was handshaken at once, however many peers (or forged sources) began one.
 pub(super) async fn accept_loop(inner: Arc<Inner>) {
-    while let Some(incoming) = inner.endpoint.accept().await {
+    let handshakes = Arc::new(Semaphore::new(inner.limits.max_incoming_handshakes));
+    loop {
+        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+            return; // never closed
+        };
+        let Some(incoming) = inner.endpoint.accept().await else {
+            return;
+        };
         if inner.stopped.load(Ordering::Acquire) {
             incoming.refuse();
             continue;
         }
-        inner.runtime.spawn(inner.clone().handle_incoming(incoming));
+        inner
+            .runtime
+            .spawn(inner.clone().handle_incoming(incoming, permit));
     }
 }
 

@@ -2,6 +2,7 @@
 //! queue into its stream at the lane's priority.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use multiraft_core::{Message, MessageBatch, MessageBody};
 use quinn::{Connection, SendStream};
@@ -37,10 +38,35 @@ fn priority(lane: usize) -> i32 {
     }
 }
 
+/// A lane's queue, as its writer sees it: the batches, and the peer's count of bytes
+/// queued, which a batch leaves as it is dequeued.
+pub(super) struct LaneQueue {
+    pub(super) rx: mpsc::Receiver<(MessageBatch, usize)>,
+    pub(super) queued: Arc<AtomicUsize>,
+}
+
+impl LaneQueue {
+    /// Dequeues a batch, taking its bytes off the peer's count.
+    fn dequeued(&self, (batch, bytes): (MessageBatch, usize)) -> MessageBatch {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+        batch
+    }
+
+    async fn recv(&mut self) -> Option<MessageBatch> {
+        let item = self.rx.recv().await?;
+        Some(self.dequeued(item))
+    }
+
+    fn try_recv(&mut self) -> Option<MessageBatch> {
+        let item = self.rx.try_recv().ok()?;
+        Some(self.dequeued(item))
+    }
+}
+
 pub(super) async fn lane_writer(
     inner: Arc<Inner>,
     lane: usize,
-    mut rx: mpsc::Receiver<MessageBatch>,
+    mut rx: LaneQueue,
     conn_rx: watch::Receiver<Option<Connection>>,
     sent: crate::metrics::Sent,
 ) {
@@ -68,7 +94,7 @@ pub(super) async fn lane_writer(
                 }
             }
             if buf.len() < coalesce {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         if frames == 0 {

@@ -14,6 +14,10 @@ use super::{CLOSE_PROTOCOL, CLOSE_WRONG_SENDER, Inner, bump, read};
 /// does not pin memory for the life of the stream.
 const READ_BUFFER_KEEP_BYTES: usize = 1 << 20;
 
+/// Room a frame's buffer starts with (or the frame's length, if less): about a coalesced
+/// write (`write_coalesce_bytes`), so most frames are read without regrowth.
+const READ_BUFFER_START_BYTES: usize = 64 << 10;
+
 impl Inner {
     fn deliver(&self, batch: MessageBatch) {
         let inbox = read(&self.inbox).clone();
@@ -91,18 +95,22 @@ async fn read_stream(inner: Arc<Inner>, stream: Stream) {
             Ok(len) => len,
             Err(e) => return inner.reject(&conn, peer, &e),
         };
-        // The length is within the limit: only now allocate for it.
+        // The length is within the limit; the buffer still grows only with what arrives,
+        // so a peer that declares large frames and trickles them holds as much of this
+        // node's memory as it sent, not the declared length on each of its streams.
         buf.clear();
-        buf.resize(len, 0);
-        match recv.read_exact(&mut buf).await {
-            Ok(()) => {}
-            Err(ReadExactError::ReadError(_)) => return,
-            Err(ReadExactError::FinishedEarly(available)) => {
-                let e = FrameError::Truncated {
-                    needed: len,
-                    available,
-                };
-                return inner.reject(&conn, peer, &e);
+        buf.reserve(len.min(READ_BUFFER_START_BYTES));
+        while buf.len() < len {
+            match recv.read_chunk(len - buf.len(), true).await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+                Ok(None) => {
+                    let e = FrameError::Truncated {
+                        needed: len,
+                        available: buf.len(),
+                    };
+                    return inner.reject(&conn, peer, &e);
+                }
+                Err(_) => return, // reset, or the connection is gone
             }
         }
         let batch = match frame::decode_payload(&buf)
