@@ -75,7 +75,8 @@ pub const DEFAULT_MAX_CONCURRENT_UNI_STREAMS: u32 = 8;
 /// together, and what a flood of attempts (each held up to `handshake_timeout`) can cost.
 pub const DEFAULT_MAX_INCOMING_HANDSHAKES: usize = 64;
 
-/// Default [`TransportLimits::max_peers`]: 1,024 peer nodes with queues and tasks.
+/// Default [`TransportLimits::max_peers`]: 1,024 peer nodes with queues and tasks. At the
+/// limit, a new peer takes the entry of one not connected now.
 pub const DEFAULT_MAX_PEERS: usize = 1024;
 
 /// Default [`TransportLimits::reconnect_backoff_min`]: 50 ms before the first redial.
@@ -125,7 +126,9 @@ pub struct TransportLimits {
     /// Inbound handshakes run at once; as many more wait unaccepted, and further attempts
     /// are refused. Each is held at most `handshake_timeout`.
     pub max_incoming_handshakes: usize,
-    /// Peer nodes this transport keeps queues and tasks for.
+    /// Peer nodes this transport keeps queues and tasks for. A new peer beyond it takes the
+    /// entry of one not connected now (whose queued batches are dropped); with every one
+    /// connected, sends to it are dropped as unsendable.
     pub max_peers: usize,
     /// First redial delay.
     pub reconnect_backoff_min: Duration,

@@ -433,9 +433,12 @@ impl QuicTransport {
         }
     }
 
-    /// Forgets where `peer` listens; it is no longer dialed after the current connection.
+    /// Forgets `peer` (it left the cluster): where it listens, its connection (closed now),
+    /// its queues and its tasks. It is no longer dialed. Sending to it, or a connection from
+    /// it, makes its entry again.
     pub fn remove_peer_addr(&self, peer: NodeId) {
         write(&self.inner.addrs).remove(&peer);
+        self.inner.forget(peer);
     }
 
     /// Peers with a live connection now.

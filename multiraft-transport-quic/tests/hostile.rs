@@ -271,7 +271,7 @@ async fn a_peer_that_never_reads_holds_at_most_the_queued_bytes() {
     wait_until("connected", || t.connected_peers() == [NodeId(2)]).await;
     // One MiB shared by every batch: the test itself holds little while the transport
     // counts each batch's bytes.
-    let data: bytes::Bytes = vec![0u8; 1 << 20].into();
+    let data: multiraft_core::Bytes = vec![0u8; 1 << 20].into();
     for group in 0..BATCHES {
         let proposal = (
             multiraft_core::ProposalId {

@@ -376,3 +376,59 @@ async fn the_dialer_retries_until_the_peer_comes_up() {
     t1.close();
     t2.close();
 }
+
+/// A peer removed from the address book is forgotten: its connection is closed on both
+/// sides and it is not dialed again; set again, it is dialed and reached again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_peer_is_disconnected_and_can_come_back() {
+    let (t1, t2, mut rx2) = pair(TransportLimits::default()).await;
+    t1.remove_peer_addr(NodeId(2));
+    wait_until("disconnected both ways", || {
+        t1.connected_peers().is_empty() && t2.connected_peers().is_empty()
+    })
+    .await;
+    t1.set_peer_addr(NodeId(2), t2.local_addr().unwrap());
+    wait_until("connected again", || t1.connected_peers() == [NodeId(2)]).await;
+    let batch = MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![heartbeat(5)],
+    };
+    t1.send(batch.clone());
+    assert_eq!(receive(&mut rx2, 1).await, vec![batch]);
+    t1.close();
+    t2.close();
+}
+
+/// At `max_peers`, a new peer takes the entry of one not connected, so a cluster that
+/// replaces nodes by new ids can always reach the new ones. Regression (review): entries
+/// were never removed, and every peer after the first `max_peers` was unsendable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_peers_a_new_peer_takes_an_unconnected_ones_entry() {
+    let mut limits = TransportLimits::default();
+    limits.max_peers = 2;
+    let (t1, t2, mut rx2) = pair(limits).await;
+    // Nodes 3 to 9 have no address: never connected, each evicts the one before.
+    for node in 3..10 {
+        t1.send(MessageBatch {
+            from: NodeId(1),
+            to: NodeId(node),
+            messages: vec![Message {
+                to: NodeId(node),
+                ..heartbeat(1)
+            }],
+        });
+    }
+    assert_eq!(t1.stats().dropped_unsendable, 0);
+    // The connected peer kept its entry throughout.
+    assert_eq!(t1.connected_peers(), [NodeId(2)]);
+    let batch = MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![heartbeat(5)],
+    };
+    t1.send(batch.clone());
+    assert_eq!(receive(&mut rx2, 1).await, vec![batch]);
+    t1.close();
+    t2.close();
+}

@@ -39,7 +39,15 @@ impl Inner {
             return Some(p.clone());
         }
         if peers.len() >= self.limits.max_peers {
-            return None;
+            // Room is made from a peer not connected now: its queues would only be
+            // dropped by its writers, and it gets an entry again when next sent to or
+            // dialed. Without this, a cluster that replaces nodes by new ids could reach
+            // no new peer after `max_peers` ids, ever.
+            let idle = peers
+                .iter()
+                .find(|(_, p)| live(&p.conn.borrow()).is_none())
+                .map(|(id, _)| *id)?;
+            peers.remove(&idle);
         }
         let (conn, _) = watch::channel(None);
         let mut lanes = Vec::new();
@@ -77,6 +85,25 @@ impl Inner {
         }
         peers.insert(id, peer.clone());
         Some(peer)
+    }
+
+    /// Drops `id`'s entry, closing its connection: its writers end with their queues, and
+    /// its dial loop at its next round.
+    pub(super) fn forget(&self, id: NodeId) {
+        let Some(p) = lock(&self.peers).remove(&id) else {
+            return;
+        };
+        if let Some(c) = p.conn.send_replace(None) {
+            c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"forgotten");
+        }
+    }
+
+    /// Whether `conn` is still the connection slot of `peer`'s entry: a dial loop whose
+    /// entry was forgotten or evicted ends.
+    fn registered(&self, peer: NodeId, conn: &watch::Sender<Option<Connection>>) -> bool {
+        lock(&self.peers)
+            .get(&peer)
+            .is_some_and(|p| p.conn.same_channel(conn))
     }
 
     pub(super) fn shutdown(&self) {
@@ -217,7 +244,7 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
     let mut shutdown = inner.shutdown.subscribe();
     let mut backoff = inner.limits.reconnect_backoff_min;
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow() || !inner.registered(peer, &conn_tx) {
             return;
         }
         // A connection may already be live (installed by an earlier round).
