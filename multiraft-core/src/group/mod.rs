@@ -53,7 +53,7 @@ use self::transfer::Transfer;
 pub use self::election::DEFERRED_TIMEOUTS;
 pub use self::reads::ReadPolicy;
 pub use self::report::FollowerStatus;
-pub use self::snapshots::ChunkRead;
+pub use self::snapshots::{ChunkRead, SENDING_LOG_FACTOR};
 
 /// What a replica currently does in its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

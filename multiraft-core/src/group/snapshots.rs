@@ -50,6 +50,13 @@ pub(crate) enum Taking {
     Unsupported,
 }
 
+/// How many times its usual bound (`snapshot_entries + compaction_lag_entries` committed
+/// entries past its snapshot) a leader's log may hold while it sends that snapshot and
+/// defers the next ([`Replica::snapshot_deferred`]). Room for a transfer four snapshot
+/// periods long before the group's writes wait for it; the node has at most
+/// `max_snapshot_sends` transfers going, so at most that many groups hold the larger log.
+pub const SENDING_LOG_FACTOR: u64 = 4;
+
 /// The entries a replica of `group` applies between two snapshots: `snapshot_entries`, less
 /// up to a quarter of it drawn from a hash of the group id. Groups fed alike (keys hashed
 /// evenly over them) would otherwise all snapshot and compact in the same ticks, and that
@@ -67,21 +74,53 @@ impl Replica {
     /// The snapshot to take now, if this replica applied `snapshot_entries` entries since
     /// its last one (and is not receiving or restoring one): of the state as of the last
     /// applied index.
+    ///
+    /// A leader sending its stored snapshot takes no other meanwhile
+    /// ([`Replica::snapshot_deferred`]).
     pub fn snapshot_due(&self) -> Option<SnapshotMeta> {
-        let since = self.snapshot.map_or(0, |s| s.0);
-        let applied = self.log.applied;
-        if self.taking == Taking::Unsupported
-            || self.restoring.is_some()
-            || self.incoming.is_some()
-            || applied < since + self.snapshot_period()
-        {
+        if !self.snapshot_due_by_count() || self.sending_stored_snapshot() {
             return None;
         }
+        let applied = self.log.applied;
         Some(SnapshotMeta {
             index: applied,
             term: self.log.term(applied)?,
             membership: (*self.membership_at(applied)).clone(),
         })
+    }
+
+    /// Whether this replica applied a period's entries since its last snapshot, and could
+    /// take one (it is not receiving or restoring one, and its machine takes them).
+    fn snapshot_due_by_count(&self) -> bool {
+        let since = self.snapshot.map_or(0, |s| s.0);
+        self.taking != Taking::Unsupported
+            && self.restoring.is_none()
+            && self.incoming.is_none()
+            && self.log.applied >= since + self.snapshot_period()
+    }
+
+    /// Leader: a snapshot is due, but its stored one is being sent, so it waits until that
+    /// transfer ends (the node asks again every tick). A new snapshot replaces the stored
+    /// one, and a transfer whose snapshot was replaced starts over with the newer: a hot
+    /// group, snapshotting faster than a transfer took, never caught a new replica up.
+    /// Meanwhile the log may hold [`SENDING_LOG_FACTOR`] times its usual bound
+    /// ([`Replica::snapshot_holds_back`]).
+    pub fn snapshot_deferred(&self) -> bool {
+        self.snapshot_due_by_count() && self.sending_stored_snapshot()
+    }
+
+    /// Leader: a transfer of the stored snapshot holds a send slot, so a newer snapshot
+    /// would make it start over.
+    fn sending_stored_snapshot(&self) -> bool {
+        let Some((index, _)) = self.snapshot else {
+            return false;
+        };
+        self.role == Role::Leader
+            && self.progress.values().any(|p| {
+                p.snapshot
+                    .as_ref()
+                    .is_some_and(|o| o.admitted && o.index == index)
+            })
     }
 
     /// The entries this replica applies between two snapshots ([`snapshot_period`]).
@@ -131,10 +170,18 @@ impl Replica {
     /// committed index, not the last one, so that a busy group's window of entries in flight
     /// does not itself hold it back. Not when snapshots fail or are unsupported: those logs
     /// grow instead.
+    ///
+    /// While the stored snapshot is being sent ([`Replica::snapshot_deferred`]) the bound is
+    /// [`SENDING_LOG_FACTOR`] times as many: past that, proposals park until the transfer
+    /// ends and the next snapshot is stored, so a transfer slower than that many snapshot
+    /// periods costs the group its writes for the rest of it, not the follower its catch-up.
     pub(super) fn snapshot_holds_back(&self) -> bool {
         let since = self.snapshot.map_or(0, |s| s.0);
         let limit = self.config.snapshot_entries + self.config.compaction_lag_entries;
-        self.taking == Taking::Works && self.log.committed >= since.saturating_add(limit)
+        let held = |limit: u64| self.log.committed >= since.saturating_add(limit);
+        self.taking == Taking::Works
+            && held(limit)
+            && (!self.sending_stored_snapshot() || held(limit.saturating_mul(SENDING_LOG_FACTOR)))
     }
 
     // ----- leader: sending ----------------------------------------------------------------

@@ -498,6 +498,7 @@ impl Node {
             }
         }
         self.requests.judge_load(self.ticks);
+        self.recheck_deferred_snapshots();
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let (down, down_now) = self.peers.expire(timeout, missed);
         for peer in &down {

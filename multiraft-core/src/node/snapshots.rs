@@ -82,6 +82,10 @@ pub(super) struct Snapshots {
     /// snapshot). At most one entry per group (`queued` says which are in).
     waiting: VecDeque<GroupId>,
     queued: BTreeSet<GroupId>,
+    /// Leaders whose snapshot is due but deferred while their stored one is sent
+    /// ([`Replica::snapshot_deferred`](crate::group::Replica::snapshot_deferred)), checked again every tick: the transfer may end
+    /// with nothing else applied to queue them. At most one per send slot.
+    deferred: BTreeSet<GroupId>,
 }
 
 impl Snapshots {
@@ -196,12 +200,24 @@ impl Node {
     /// Queues `group` for a snapshot if one is due (after this ready's applies).
     pub(super) fn queue_snapshot(&mut self, group: GroupId) {
         let s = &mut self.snapshots;
-        let due = self
-            .groups
-            .get(&group)
-            .is_some_and(|slot| slot.group.snapshot_due().is_some());
+        let Some(replica) = self.groups.get(&group).map(|slot| &slot.group) else {
+            return;
+        };
+        if replica.snapshot_deferred() {
+            s.deferred.insert(group);
+            return;
+        }
+        let due = replica.snapshot_due().is_some();
         if due && !s.building.contains_key(&group) && s.queued.insert(group) {
             s.waiting.push_back(group);
+        }
+    }
+
+    /// A tick: the groups whose snapshot was deferred for a transfer are queued if it is
+    /// due now (the transfer ended), deferred again if not.
+    pub(super) fn recheck_deferred_snapshots(&mut self) {
+        for group in std::mem::take(&mut self.snapshots.deferred) {
+            self.queue_snapshot(group);
         }
     }
 

@@ -304,3 +304,83 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
         "waits of 2, 4, 8 and 16 ticks"
     );
 }
+
+/// While a leader sends its stored snapshot it takes no other: a newer one would replace
+/// the one the transfer reads, and the transfer would start over with it, so a hot group
+/// snapshotting faster than a transfer takes never caught a new replica up. Its log may
+/// hold `SENDING_LOG_FACTOR` times its usual bound meanwhile; past that, proposals park.
+/// Once the transfer ends, the snapshot is due again.
+#[test]
+fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
+    use crate::group::SENDING_LOG_FACTOR;
+    let config = Arc::new(Config {
+        snapshot_entries: 8,
+        compaction_lag_entries: 2,
+        ..strict()
+    });
+    let compacted = |id: u64| {
+        let mut loaded = LoadedGroup::new(G);
+        loaded.membership = Membership::voters([1, 2, 3]);
+        loaded.hard_state = hs(2, None, 5);
+        loaded.compacted = Some(Compacted { index: 5, term: 2 });
+        loaded.snapshot = Some(meta(5, 2));
+        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
+        g.end_vote_hold();
+        let _ = g.ready(MAX, MAX);
+        g.restored(5);
+        g
+    };
+    let empty = restored(2, hs(1, None, 0), vec![]);
+    let mut c = Cluster::with_groups(
+        Membership::voters([1, 2, 3]),
+        vec![compacted(1), empty, compacted(3)],
+    );
+    c.elect(1);
+    assert!(
+        c.g(1).progress.get(&n(2)).unwrap().snapshot.is_some(),
+        "2 needs the snapshot"
+    );
+    assert_eq!(c.g_mut(1).admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
+    c.isolated.insert(n(2)); // the transfer stays under way
+    let limit = 8 + 2;
+    let mut seq = 0;
+    let mut propose_one = |c: &mut Cluster| {
+        seq += 1;
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all();
+    };
+    while c.g(1).log.applied < 5 + limit {
+        propose_one(&mut c);
+        assert_eq!(c.g(1).snapshot_due(), None, "deferred while sending");
+    }
+    assert!(c.g(1).snapshot_deferred());
+    assert_eq!(
+        c.g(1).parked_proposals(),
+        0,
+        "past the usual bound, not held"
+    );
+    while c.g(1).log.committed < 5 + limit * SENDING_LOG_FACTOR {
+        propose_one(&mut c);
+        assert_eq!(c.g(1).parked_proposals(), 0);
+    }
+    propose_one(&mut c);
+    assert_eq!(
+        c.g(1).parked_proposals(),
+        1,
+        "held at the larger bound, until the transfer ends"
+    );
+    // The follower has the snapshot: the transfer ends and the next is taken.
+    let term = c.g(1).term;
+    let done = MessageBody::SnapshotAck(SnapshotAck {
+        index: 5,
+        next: 1,
+        done: true,
+        refused: false,
+    });
+    c.g_mut(1).step(msg(2, 1, term, done));
+    assert!(!c.g(1).snapshot_deferred());
+    let due = c.g(1).snapshot_due().expect("due once the transfer ended");
+    assert_eq!(due.index, c.g(1).log.applied);
+}
