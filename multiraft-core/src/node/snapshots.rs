@@ -231,11 +231,18 @@ impl Node {
                 break;
             };
             s.queued.remove(&group);
-            let Some(meta) = self
-                .groups
-                .get(&group)
-                .and_then(|slot| slot.group.snapshot_due())
-            else {
+            let Some(replica) = self.groups.get(&group).map(|slot| &slot.group) else {
+                continue;
+            };
+            if replica.snapshot_deferred() {
+                // A transfer of its stored snapshot began while it waited for a build
+                // slot: deferred now, it is taken once the transfer ends (simulator, seed
+                // 1304: dropped here, no apply came to queue it again, and its proposals
+                // stayed parked).
+                s.deferred.insert(group);
+                continue;
+            }
+            let Some(meta) = replica.snapshot_due() else {
                 continue; // no longer due (it installed one from its leader, say)
             };
             s.building.insert(

@@ -86,7 +86,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 28;
+const MOVES: usize = 29;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -120,6 +120,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.parked_for_snapshots,
         r.refused_by_admission,
         r.stragglers,
+        r.deferred_for_transfers,
     ]
 }
 
@@ -268,8 +269,8 @@ fn main() -> ExitCode {
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
-        "sim: proposals refused by admission control {}; batches held back as stragglers {}",
-        m[26], m[27]
+        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}",
+        m[26], m[27], m[28]
     );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",

@@ -126,6 +126,9 @@ pub struct SimReport {
     /// Proposals a leader took while it had proposals parked for a snapshot (it had
     /// committed too far past its last one), so parked too: counted when proposed there.
     pub parked_for_snapshots: u64,
+    /// Proposals a leader took while its next snapshot was deferred for a transfer of its
+    /// stored one (`Replica::snapshot_deferred`): counted when proposed there.
+    pub deferred_for_transfers: u64,
     /// Proposals refused by admission control (`Config::max_commit_wait_ticks`): counted
     /// in `rejected` too.
     pub refused_by_admission: u64,

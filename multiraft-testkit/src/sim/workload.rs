@@ -58,6 +58,9 @@ impl<A: SimApp> Simulation<A> {
                 {
                     self.report.parked_for_snapshots += 1;
                 }
+                if node.replica(group).is_some_and(|r| r.snapshot_deferred()) {
+                    self.report.deferred_for_transfers += 1;
+                }
                 self.hash.u64(9);
                 self.hash.u64(id.seq);
                 self.checker
