@@ -224,7 +224,7 @@ impl Driver {
         self.snapshots.start(takes, reads, &mut self.machines, node);
         for e in &ready.events {
             if let Event::GroupRemoved { group } = e {
-                self.machines.remove(*group);
+                self.snapshots.group_removed(*group, &mut self.machines);
             }
         }
         let mut write: WriteFuture = if ready.write.is_empty() {
