@@ -28,6 +28,7 @@ impl Outgoing {
             last: None,
             idle_ticks: 0,
             resends: 0,
+            unacked_ticks: 0,
         }
     }
 }
@@ -55,6 +56,11 @@ pub(crate) struct Outgoing {
     /// doubles the wait before the next, so a follower that is only slow (its node behind
     /// on its inbox) is not sent the same window over and over.
     pub(crate) resends: u32,
+    /// Ticks since the follower last acknowledged a chunk it had not before, or since the
+    /// transfer began: unlike `idle_ticks`, not reset when the node admits the transfer
+    /// again. A transfer stalled this way for an election timeout no longer defers the
+    /// leader's next snapshot (`Replica::snapshot_deferred`).
+    pub(crate) unacked_ticks: u32,
 }
 
 /// The leader's record of one replica.

@@ -109,17 +109,22 @@ impl Replica {
         self.snapshot_due_by_count() && self.sending_stored_snapshot()
     }
 
-    /// Leader: a transfer of the stored snapshot holds a send slot, so a newer snapshot
-    /// would make it start over.
+    /// Leader: a transfer of the stored snapshot holds a send slot and goes on (a chunk
+    /// acknowledged within an election timeout), so a newer snapshot would make it start
+    /// over. A stalled one does not count: a follower that answers heartbeats but takes no
+    /// chunk (its snapshot lane starved, its inbox full) has its transfer given back and
+    /// admitted again every election timeout, and would otherwise defer the snapshot, and
+    /// park the group's proposals, for good (review).
     fn sending_stored_snapshot(&self) -> bool {
         let Some((index, _)) = self.snapshot else {
             return false;
         };
+        let timeout = self.config.election_timeout_min_ticks;
         self.role == Role::Leader
             && self.progress.values().any(|p| {
                 p.snapshot
                     .as_ref()
-                    .is_some_and(|o| o.admitted && o.index == index)
+                    .is_some_and(|o| o.admitted && o.index == index && o.unacked_ticks < timeout)
             })
     }
 
@@ -331,6 +336,7 @@ impl Replica {
         }
         if ack.next > o.acked {
             o.resends = 0;
+            o.unacked_ticks = 0;
         }
         o.acked = ack.next;
         if o.requested < o.acked {
@@ -348,6 +354,9 @@ impl Replica {
     pub(super) fn tick_snapshots(&mut self) {
         let timeout = self.config.election_timeout_min_ticks;
         for pr in self.progress.values_mut() {
+            if let Some(o) = pr.snapshot.as_mut() {
+                o.unacked_ticks = o.unacked_ticks.saturating_add(1);
+            }
             if let Some(o) = pr.snapshot.as_mut().filter(|o| o.admitted) {
                 o.idle_ticks += 1;
                 if o.idle_ticks >= timeout {

@@ -498,7 +498,6 @@ impl Node {
             }
         }
         self.requests.judge_load(self.ticks);
-        self.recheck_deferred_snapshots();
         let timeout = u64::from(self.config.election_timeout_min_ticks);
         let (down, down_now) = self.peers.expire(timeout, missed);
         for peer in &down {
@@ -537,6 +536,8 @@ impl Node {
         for id in quiesced {
             self.active.remove(&id);
         }
+        // After the groups' ticks, which end stalled transfers.
+        self.recheck_deferred_snapshots();
         self.metrics
             .set_groups(self.groups.len(), self.active.len());
     }

@@ -384,3 +384,58 @@ fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
     let due = c.g(1).snapshot_due().expect("due once the transfer ended");
     assert_eq!(due.index, c.g(1).log.applied);
 }
+
+/// A transfer that takes no chunk for an election timeout defers nothing, even when the
+/// node admits it again (as it does after each heartbeat answer): otherwise a follower
+/// that answers heartbeats but never takes a chunk would defer the snapshot, and park the
+/// group's proposals, for good. Regression (review).
+#[test]
+fn a_stalled_transfer_no_longer_defers_the_snapshot() {
+    let config = Arc::new(Config {
+        snapshot_entries: 8,
+        compaction_lag_entries: 2,
+        ..strict()
+    });
+    let compacted = |id: u64| {
+        let mut loaded = LoadedGroup::new(G);
+        loaded.membership = Membership::voters([1, 2, 3]);
+        loaded.hard_state = hs(2, None, 5);
+        loaded.compacted = Some(Compacted { index: 5, term: 2 });
+        loaded.snapshot = Some(meta(5, 2));
+        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
+        g.end_vote_hold();
+        let _ = g.ready(MAX, MAX);
+        g.restored(5);
+        g
+    };
+    let empty = restored(2, hs(1, None, 0), vec![]);
+    let mut c = Cluster::with_groups(
+        Membership::voters([1, 2, 3]),
+        vec![compacted(1), empty, compacted(3)],
+    );
+    c.elect(1);
+    c.g_mut(1).admit_snapshot(n(2), true);
+    c.isolated.insert(n(2));
+    for seq in 1..=10 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all();
+    }
+    assert!(c.g(1).snapshot_deferred(), "a period applied while sending");
+    let timeout = c.g(1).config.election_timeout_min_ticks;
+    for tick in 1..=timeout {
+        c.g_mut(1).tick();
+        c.deliver_all();
+        // The node admits the transfer again whenever it was given back.
+        if !c.g(1).is_sending_snapshot(n(2)) {
+            c.g_mut(1).admit_snapshot(n(2), true);
+        }
+        assert_eq!(
+            c.g(1).snapshot_deferred(),
+            tick < timeout,
+            "tick {tick}: deferred only within an election timeout without a chunk taken"
+        );
+    }
+    assert!(c.g(1).snapshot_due().is_some());
+}
