@@ -26,10 +26,28 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 impl Inner {
     /// The peer's state, created (with its tasks) on first use.
     pub(super) fn peer(self: &Arc<Self>, id: NodeId) -> Option<Arc<Peer>> {
+        self.peer_with(id, |_| ())
+    }
+
+    /// [`Inner::peer`], then `then` on the entry under the same lock: an entry is evicted
+    /// or forgotten under that lock too, so `then` never acts on one already gone.
+    fn peer_with(self: &Arc<Self>, id: NodeId, then: impl FnOnce(&Peer)) -> Option<Arc<Peer>> {
         if id == self.node || id == NodeId(0) {
             return None;
         }
         let mut peers = lock(&self.peers);
+        let p = self.entry(&mut peers, id)?;
+        then(&p);
+        Some(p)
+    }
+
+    /// The entry of `id` in `peers` (locked by the caller), made with its tasks if there is
+    /// none.
+    fn entry(
+        self: &Arc<Self>,
+        peers: &mut std::collections::HashMap<NodeId, Arc<Peer>>,
+        id: NodeId,
+    ) -> Option<Arc<Peer>> {
         // Checked under the lock: `shutdown` sets the flag before it drains the map, so no
         // peer (and no task) is created after the drain.
         if self.stopped.load(Ordering::Acquire) {
@@ -42,11 +60,16 @@ impl Inner {
             // Room is made from a peer not connected now: its queues would only be
             // dropped by its writers, and it gets an entry again when next sent to or
             // dialed. Without this, a cluster that replaces nodes by new ids could reach
-            // no new peer after `max_peers` ids, ever.
+            // no new peer after `max_peers` ids, ever. One without an address goes first:
+            // no dial loop would reach it anyway.
+            let addrs = read(&self.addrs);
+            let unconnected = |p: &Arc<Peer>| live(&p.conn.borrow()).is_none();
             let idle = peers
                 .iter()
-                .find(|(_, p)| live(&p.conn.borrow()).is_none())
+                .filter(|(_, p)| unconnected(p))
+                .min_by_key(|(id, _)| addrs.contains_key(id))
                 .map(|(id, _)| *id)?;
+            drop(addrs);
             peers.remove(&idle);
         }
         let (conn, _) = watch::channel(None);
@@ -125,17 +148,22 @@ impl Inner {
 
     /// Makes `conn` the connection to `peer`, closing any older one, and starts reading.
     fn install(self: &Arc<Self>, peer: NodeId, conn: Connection) -> bool {
-        let Some(p) = self.peer(peer) else {
+        // Installed under the peers' lock: an entry not yet connected may be evicted, and a
+        // connection put on an entry no longer in the map would be read but never sent on,
+        // while the peer, seeing it live, would never redial (review). Once installed the
+        // entry is connected, so it is not evicted, and `forget` closes what it holds.
+        let mut old = None;
+        let installed = self.peer_with(peer, |p| old = p.conn.send_replace(Some(conn.clone())));
+        if installed.is_none() {
             conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"no capacity for peer");
             return false;
-        };
-        bump(&self.stats.connections_established, 1);
-        let old = p.conn.send_replace(Some(conn.clone()));
+        }
         if let Some(old) = old
             && old.stable_id() != conn.stable_id()
         {
             old.close(VarInt::from_u32(CLOSE_REPLACED), b"replaced");
         }
+        bump(&self.stats.connections_established, 1);
         self.runtime.spawn(receive_loop(self.clone(), peer, conn));
         true
     }
@@ -217,16 +245,20 @@ impl Inner {
 }
 
 /// Takes inbound connection attempts up for handshake, at most `max_incoming_handshakes`
-/// at once: a permit is taken before the next attempt is. Meanwhile quinn holds later
-/// attempts unaccepted, up to the same number (`max_incoming`), and refuses the rest. quinn
+/// at once: each takes a permit before the next attempt is accepted. Meanwhile quinn holds
+/// later attempts unaccepted, up to the same number (`max_incoming`), and refuses the rest. quinn
 /// counts only attempts not yet accepted, so without the permits every attempt accepted
 /// was handshaken at once, however many peers (or forged sources) began one.
+///
+/// While fewer than half the permits are free, an attempt from an address not yet
+/// validated is sent a stateless Retry instead (RFC 9000 §8.1): it takes a permit only
+/// once it comes back with the token, which a forged source cannot. Without it, a stream
+/// of Initial packets from forged addresses, each held to `handshake_timeout`, would keep
+/// every permit taken and every peer that dials this node out (review).
 pub(super) async fn accept_loop(inner: Arc<Inner>) {
-    let handshakes = Arc::new(Semaphore::new(inner.limits.max_incoming_handshakes));
+    let limit = inner.limits.max_incoming_handshakes;
+    let handshakes = Arc::new(Semaphore::new(limit));
     loop {
-        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-            return; // never closed
-        };
         let Some(incoming) = inner.endpoint.accept().await else {
             return;
         };
@@ -234,6 +266,14 @@ pub(super) async fn accept_loop(inner: Arc<Inner>) {
             incoming.refuse();
             continue;
         }
+        let scarce = handshakes.available_permits() * 2 < limit;
+        if scarce && !incoming.remote_address_validated() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+            return; // never closed
+        };
         inner
             .runtime
             .spawn(inner.clone().handle_incoming(incoming, permit));
@@ -252,6 +292,11 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
         let conn = match current {
             Some(c) => Some(c),
             None => match inner.dial(peer).await {
+                Ok(c) if !inner.registered(peer, &conn_tx) => {
+                    // Forgotten or evicted while dialing: not made again by this dial.
+                    c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"forgotten");
+                    return;
+                }
                 Ok(c) => {
                     if inner.install(peer, c.clone()) {
                         Some(c)
