@@ -162,18 +162,54 @@ impl Builder {
     }
 }
 
-/// Appends the answers of `propose_many`'s `calls`, each of its count of commands, in order.
-async fn collect(
-    results: &mut Vec<Result<Bytes, ProposeError>>,
-    calls: impl Iterator<Item = (usize, oneshot::Receiver<Vec<Result<Bytes, ProposeError>>>)>,
-) {
-    for (count, rx) in calls {
-        // The event loop answers every call it took; a dropped answer means it died.
-        results.extend(rx.await.unwrap_or_else(|_| {
-            (0..count)
-                .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
-                .collect()
-        }));
+/// The commands of `propose_many`'s next call, and their bytes: up to
+/// [`MAX_COMMANDS_PER_CALL`] commands and `max_bytes` of them (at least one), none over
+/// `max_proposal`.
+fn next_call(
+    commands: &mut std::iter::Peekable<std::vec::IntoIter<Bytes>>,
+    max_bytes: usize,
+    max_proposal: usize,
+) -> (Vec<Bytes>, usize) {
+    let (mut call, mut bytes) = (Vec::new(), 0);
+    while let Some(next) = commands.peek() {
+        let full = call.len() == MAX_COMMANDS_PER_CALL
+            || !call.is_empty() && bytes + next.len() > max_bytes;
+        if next.len() > max_proposal || full {
+            break;
+        }
+        bytes += next.len();
+        call.extend(commands.next());
+    }
+    (call, bytes)
+}
+
+/// What `propose_many` sent for some of its commands, in order: a call to the loop, or a
+/// command answered in place.
+enum Sent {
+    /// A call of this many commands, and where its answers come.
+    Call(usize, oneshot::Receiver<Vec<Result<Bytes, ProposeError>>>),
+    /// One command, answered without the loop.
+    Answered(Result<Bytes, ProposeError>),
+}
+
+impl Sent {
+    fn is_call(&self) -> bool {
+        matches!(self, Sent::Call(..))
+    }
+}
+
+/// Appends the answers of what `propose_many` sent, in order.
+async fn collect(results: &mut Vec<Result<Bytes, ProposeError>>, sent: impl Iterator<Item = Sent>) {
+    for s in sent {
+        match s {
+            Sent::Answered(answer) => results.push(answer),
+            // The event loop answers every call it took; a dropped answer means it died.
+            Sent::Call(count, rx) => results.extend(rx.await.unwrap_or_else(|_| {
+                (0..count)
+                    .map(|_| Err(ProposeError::Indeterminate(Indeterminate::NodeStopped)))
+                    .collect()
+            })),
+        }
     }
 }
 
@@ -379,33 +415,37 @@ impl MultiRaft {
     }
 
     /// Proposes every command of `commands` to `group`, in order, in one call to the event
-    /// loop per [`MAX_COMMANDS_PER_CALL`] commands (or per `max_api_queue_bytes` of them),
-    /// and answers them together once each has its outcome: the results in the same order,
-    /// each as [`MultiRaft::propose`] would give it. For callers that batch: one channel
-    /// message and one wake for the whole batch instead of one per proposal. A call that
-    /// would take the queued commands past `max_api_queue_bytes` is refused, with the rest
-    /// after it, `Busy` at once, as `propose` is.
+    /// loop per [`MAX_COMMANDS_PER_CALL`] commands (or per quarter of `max_api_queue_bytes`
+    /// of them), and answers them together once each has its outcome: the results in the
+    /// same order, each as [`MultiRaft::propose`] would give it. For callers that batch: one
+    /// channel message and one wake for the whole batch instead of one per proposal. A
+    /// command over `max_proposal_bytes` is answered `TooLarge` in its place, never sent.
+    /// When a call's commands do not fit the queue (`max_api_queue_bytes`), the calls
+    /// already sent are awaited first (their room frees as the loop takes them); if they
+    /// still do not fit, they and every command after them are refused `Busy` at once, as
+    /// `propose` is.
     pub async fn propose_many(
         &self,
         group: GroupId,
-        mut commands: Vec<Bytes>,
+        commands: Vec<Bytes>,
     ) -> Vec<Result<Bytes, ProposeError>> {
-        // Calls of at most `MAX_COMMANDS_PER_CALL` commands and a queue's worth of bytes
-        // each (at least one command), sent before any is awaited, answered in order.
-        let max_bytes = self.submissions.call_bytes();
+        let (max_bytes, max_proposal) = self.submissions.call_limits();
         let mut results = Vec::with_capacity(commands.len());
         let mut sent = Vec::new();
         let mut refused = None;
-        while !commands.is_empty() {
-            let (mut count, mut bytes) = (0, 0);
-            for command in commands.iter().take(MAX_COMMANDS_PER_CALL) {
-                if count > 0 && bytes + command.len() > max_bytes {
-                    break;
-                }
-                (count, bytes) = (count + 1, bytes + command.len());
+        let mut commands = commands.into_iter().peekable();
+        while let Some(first) = commands.peek() {
+            if first.len() > max_proposal {
+                commands.next();
+                let too_large = ProposeError::TooLarge { max: max_proposal };
+                self.submissions.refused(&too_large);
+                sent.push(Sent::Answered(Err(too_large)));
+                continue;
             }
+            let (chunk, bytes) = next_call(&mut commands, max_bytes, max_proposal);
+            let count = chunk.len();
             let mut held = Held::hold(&self.submissions, bytes);
-            if held.is_none() && !sent.is_empty() {
+            if held.is_none() && sent.iter().any(Sent::is_call) {
                 // This call's own commands may fill the queue: once the calls sent are
                 // answered they were taken, and their room is free again.
                 collect(&mut results, sent.drain(..)).await;
@@ -415,18 +455,16 @@ impl MultiRaft {
                 let busy = ProposeError::Busy {
                     limit: "max_api_queue_bytes",
                 };
-                refused = Some((commands.len(), busy));
+                refused = Some((count + commands.len(), busy));
                 break;
             };
-            let rest = commands.split_off(count);
-            let chunk = std::mem::replace(&mut commands, rest);
             let (tx, rx) = oneshot::channel();
             let call = Call::ProposeMany(group, chunk, self.submissions.ticks(), tx, held);
             if self.calls.send(call).await.is_err() {
                 refused = Some((count + commands.len(), ProposeError::Stopped));
                 break;
             }
-            sent.push((count, rx));
+            sent.push(Sent::Call(count, rx));
         }
         collect(&mut results, sent.drain(..)).await;
         if let Some((count, refusal)) = refused {
@@ -434,6 +472,9 @@ impl MultiRaft {
                 self.submissions.refused(&refusal);
                 results.push(Err(refusal.clone()));
             }
+            // Refused without waiting on anything of the runtime's, perhaps: as in
+            // `propose`, a caller retrying at once must still yield.
+            tokio::task::coop::consume_budget().await;
         }
         results
     }
@@ -510,5 +551,46 @@ impl MultiRaft {
             Some(task) => task.await.unwrap_or(Err(StopError::Panicked)),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `propose_many`'s calls are cut at `MAX_COMMANDS_PER_CALL` commands and at the byte
+    /// limit (a first command is always taken), and stop before a command over the
+    /// proposal limit, which is answered in its place.
+    #[test]
+    fn calls_are_cut_by_count_bytes_and_oversized_commands() {
+        let sized = |lens: &[usize]| -> Vec<Bytes> {
+            lens.iter().map(|l| Bytes::from(vec![0u8; *l])).collect()
+        };
+        let lens = |call: &[Bytes]| call.iter().map(Bytes::len).collect::<Vec<_>>();
+        let mut commands = sized(&[10, 10, 10, 5, 40, 3]).into_iter().peekable();
+        let (call, bytes) = next_call(&mut commands, 25, 32);
+        assert_eq!((lens(&call), bytes), (vec![10, 10], 20), "cut at 25 bytes");
+        let (call, bytes) = next_call(&mut commands, 25, 32);
+        assert_eq!(
+            (lens(&call), bytes),
+            (vec![10, 5], 15),
+            "cut before the oversized"
+        );
+        let (call, _) = next_call(&mut commands, 25, 32);
+        assert!(
+            call.is_empty(),
+            "the oversized one is not taken into a call"
+        );
+        assert_eq!(commands.next().map(|c| c.len()), Some(40));
+        let (call, _) = next_call(&mut commands, 25, 32);
+        assert_eq!(lens(&call), vec![3]);
+
+        let mut many = sized(&vec![1; MAX_COMMANDS_PER_CALL + 1])
+            .into_iter()
+            .peekable();
+        let (call, _) = next_call(&mut many, usize::MAX, 32);
+        assert_eq!(call.len(), MAX_COMMANDS_PER_CALL);
+        let (call, _) = next_call(&mut many, 0, 32);
+        assert_eq!(call.len(), 1, "a first command is always taken");
     }
 }

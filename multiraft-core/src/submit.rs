@@ -177,10 +177,13 @@ impl Submissions {
         self.counters.refused(error);
     }
 
-    /// The most bytes of commands one `propose_many` call carries: a queue's worth, so
-    /// that a call fits the limit whenever the queue is empty.
-    pub(crate) fn call_bytes(&self) -> usize {
-        self.byte_limit
+    /// The most bytes of commands one `propose_many` call carries, and the most one
+    /// command may have (`max_proposal_bytes`). A quarter of the queue's limit (but room for
+    /// any one command): a call that took the whole limit would fit only an empty queue,
+    /// and under steady `propose` traffic a bulk batch would be refused whole (review).
+    pub(crate) fn call_limits(&self) -> (usize, usize) {
+        let call = (self.byte_limit / 4).max(self.max_proposal_bytes);
+        (call, self.max_proposal_bytes)
     }
 
     /// Moves up to `max` waiting proposals, oldest first, onto `into`. When more are

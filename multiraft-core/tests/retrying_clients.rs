@@ -49,3 +49,42 @@ async fn a_client_retrying_refusals_at_once_lets_the_loop_run() {
     assert_eq!(applied, ["f0", "f1", "retried"]);
     c.shutdown().await;
 }
+
+/// The same for `propose_many`: a batch refused at once because the queue's bytes are full
+/// (`max_api_queue_bytes`) spends the task's budget too. Regression (review): a refused
+/// first call awaited nothing, so a client retrying batches at once never yielded.
+#[tokio::test]
+async fn a_client_retrying_refused_batches_at_once_lets_the_loop_run() {
+    let mut config = common::test_config();
+    config.max_api_queue_bytes = 64;
+    config.max_proposal_bytes = 32;
+    let mut c = common::Cluster::start(1, config).await;
+    c.create([1]).await;
+    c.leader(1).await;
+    let node = c.node(1).clone();
+    let full = Bytes::from(vec![b'f'; 32]);
+    let mut fillers: Vec<_> = (0..2)
+        .map(|_| Box::pin(node.propose(GroupId(1), full.clone())))
+        .collect();
+    assert_eq!(submit_all(&mut fillers), [None, None], "queued, 64 bytes");
+    let busy = Err(ProposeError::Busy {
+        limit: "max_api_queue_bytes",
+    });
+    let mut refused = 0;
+    let answer = loop {
+        let answers = node
+            .propose_many(GroupId(1), vec![Bytes::from("retried")])
+            .await;
+        match answers.as_slice() {
+            [answer] if *answer == busy && refused < MAX_REFUSALS => refused += 1,
+            _ => break answers,
+        }
+    };
+    assert!(answer[0].is_ok(), "{answer:?} after {refused} refusals");
+    assert!(refused > 0, "the queue was full when the retries began");
+    for f in fillers {
+        let r = tokio::time::timeout(WAIT, f).await.expect("no hang");
+        assert!(r.is_ok(), "{r:?}");
+    }
+    c.shutdown().await;
+}
