@@ -34,6 +34,14 @@ fn valid_client(ca: &multiraft_transport_quic::dev::DevCa) -> rustls::ClientConf
     )
 }
 
+/// A client endpoint on loopback that presents node 1's certificate.
+fn client_endpoint(ca: &multiraft_transport_quic::dev::DevCa) -> quinn::Endpoint {
+    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(ca)).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    endpoint
+}
+
 /// A honest batch still gets through: the server survived whatever came before.
 async fn assert_still_serving(
     ca: &multiraft_transport_quic::dev::DevCa,
@@ -135,9 +143,7 @@ async fn a_stream_flood_is_capped() {
     let ca = dev_ca();
     let (t, mut rx) = bind(3, ca.tls_config(NodeId(3)).unwrap(), &[]);
     let rss_before = rss_bytes();
-    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(&ca)).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = client_endpoint(&ca);
     let conn = endpoint
         .connect(t.local_addr().unwrap(), &name(3))
         .unwrap()
@@ -215,9 +221,7 @@ async fn frames_declared_large_and_sent_in_part_hold_what_was_sent() {
     let (inbox, mut rx) = multiraft_core::Inbox::channel(1024);
     t.attach(NodeId(3), inbox).unwrap();
     let rss_before = rss_bytes();
-    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(&ca)).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = client_endpoint(&ca);
     let conn = endpoint
         .connect(t.local_addr().unwrap(), &name(3))
         .unwrap()
@@ -326,9 +330,7 @@ async fn stalled_handshake(
     server: std::net::SocketAddr,
 ) -> (quinn::Endpoint, quinn::Connecting, tokio::net::UdpSocket) {
     let catch = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
-    let mut client = quinn::Endpoint::client(loopback()).unwrap();
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(ca)).unwrap();
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let client = client_endpoint(ca);
     let connecting = client
         .connect(catch.local_addr().unwrap(), &name(3))
         .unwrap();
@@ -365,9 +367,7 @@ async fn inbound_handshakes_are_bounded() {
         stalled_handshake(&ca, addr).await,
     ];
     let started = std::time::Instant::now();
-    let mut endpoint = quinn::Endpoint::client(loopback()).unwrap();
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(valid_client(&ca)).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = client_endpoint(&ca);
     let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, &name(3)).unwrap())
         .await
         .expect("the honest handshake completes once the stalled ones time out")

@@ -377,6 +377,20 @@ async fn the_dialer_retries_until_the_peer_comes_up() {
     t2.close();
 }
 
+/// A batch sent by node 1 arrives at node 2 whole.
+async fn assert_node_2_reached(
+    t1: &QuicTransport,
+    rx2: &mut tokio::sync::mpsc::Receiver<MessageBatch>,
+) {
+    let batch = MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![heartbeat(5)],
+    };
+    t1.send(batch.clone());
+    assert_eq!(receive(rx2, 1).await, vec![batch]);
+}
+
 /// A peer removed from the address book is forgotten: its connection is closed on both
 /// sides and it is not dialed again; set again, it is dialed and reached again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,13 +403,7 @@ async fn a_removed_peer_is_disconnected_and_can_come_back() {
     .await;
     t1.set_peer_addr(NodeId(2), t2.local_addr().unwrap());
     wait_until("connected again", || t1.connected_peers() == [NodeId(2)]).await;
-    let batch = MessageBatch {
-        from: NodeId(1),
-        to: NodeId(2),
-        messages: vec![heartbeat(5)],
-    };
-    t1.send(batch.clone());
-    assert_eq!(receive(&mut rx2, 1).await, vec![batch]);
+    assert_node_2_reached(&t1, &mut rx2).await;
     t1.close();
     t2.close();
 }
@@ -422,13 +430,7 @@ async fn past_max_peers_a_new_peer_takes_an_unconnected_ones_entry() {
     assert_eq!(t1.stats().dropped_unsendable, 0);
     // The connected peer kept its entry throughout.
     assert_eq!(t1.connected_peers(), [NodeId(2)]);
-    let batch = MessageBatch {
-        from: NodeId(1),
-        to: NodeId(2),
-        messages: vec![heartbeat(5)],
-    };
-    t1.send(batch.clone());
-    assert_eq!(receive(&mut rx2, 1).await, vec![batch]);
+    assert_node_2_reached(&t1, &mut rx2).await;
     t1.close();
     t2.close();
 }

@@ -305,14 +305,11 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
     );
 }
 
-/// While a leader sends its stored snapshot it takes no other: a newer one would replace
-/// the one the transfer reads, and the transfer would start over with it, so a hot group
-/// snapshotting faster than a transfer takes never caught a new replica up. Its log may
-/// hold `SENDING_LOG_FACTOR` times its usual bound meanwhile; past that, proposals park.
-/// Once the transfer ends, the snapshot is due again.
-#[test]
-fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
-    use crate::group::SENDING_LOG_FACTOR;
+/// Replica 1 leading voters 1..=3 with snapshots every 8 entries and a lag of 2 (so it
+/// parks proposals 10 committed entries past its snapshot), its snapshot at 5; replica 2
+/// empty, so that 1 sends it that snapshot: admitted, and 2 cut off so that the transfer
+/// stays under way.
+fn sending_to_2() -> Cluster {
     let config = Arc::new(Config {
         snapshot_entries: 8,
         compaction_lag_entries: 2,
@@ -341,7 +338,19 @@ fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
         "2 needs the snapshot"
     );
     assert_eq!(c.g_mut(1).admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
-    c.isolated.insert(n(2)); // the transfer stays under way
+    c.isolated.insert(n(2));
+    c
+}
+
+/// While a leader sends its stored snapshot it takes no other: a newer one would replace
+/// the one the transfer reads, and the transfer would start over with it, so a hot group
+/// snapshotting faster than a transfer takes never caught a new replica up. Its log may
+/// hold `SENDING_LOG_FACTOR` times its usual bound meanwhile; past that, proposals park.
+/// Once the transfer ends, the snapshot is due again.
+#[test]
+fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
+    use crate::group::SENDING_LOG_FACTOR;
+    let mut c = sending_to_2();
     let limit = 8 + 2;
     let mut seq = 0;
     let mut propose_one = |c: &mut Cluster| {
@@ -391,31 +400,7 @@ fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
 /// group's proposals, for good. Regression (review).
 #[test]
 fn a_stalled_transfer_no_longer_defers_the_snapshot() {
-    let config = Arc::new(Config {
-        snapshot_entries: 8,
-        compaction_lag_entries: 2,
-        ..strict()
-    });
-    let compacted = |id: u64| {
-        let mut loaded = LoadedGroup::new(G);
-        loaded.membership = Membership::voters([1, 2, 3]);
-        loaded.hard_state = hs(2, None, 5);
-        loaded.compacted = Some(Compacted { index: 5, term: 2 });
-        loaded.snapshot = Some(meta(5, 2));
-        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
-        g.end_vote_hold();
-        let _ = g.ready(MAX, MAX);
-        g.restored(5);
-        g
-    };
-    let empty = restored(2, hs(1, None, 0), vec![]);
-    let mut c = Cluster::with_groups(
-        Membership::voters([1, 2, 3]),
-        vec![compacted(1), empty, compacted(3)],
-    );
-    c.elect(1);
-    c.g_mut(1).admit_snapshot(n(2), true);
-    c.isolated.insert(n(2));
+    let mut c = sending_to_2();
     for seq in 1..=10 {
         c.g_mut(1)
             .propose(pid(1, seq), Bytes::from_static(b"x"))
