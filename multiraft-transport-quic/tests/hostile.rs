@@ -42,6 +42,17 @@ fn client_endpoint(ca: &multiraft_transport_quic::dev::DevCa) -> quinn::Endpoint
     endpoint
 }
 
+/// A connection to node 3 at `addr` from [`client_endpoint`], returned with it (the
+/// endpoint must stay alive).
+async fn connect_as_node_1(
+    ca: &multiraft_transport_quic::dev::DevCa,
+    addr: std::net::SocketAddr,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let endpoint = client_endpoint(ca);
+    let conn = endpoint.connect(addr, &name(3)).unwrap().await.unwrap();
+    (endpoint, conn)
+}
+
 /// A honest batch still gets through: the server survived whatever came before.
 async fn assert_still_serving(
     ca: &multiraft_transport_quic::dev::DevCa,
@@ -143,12 +154,7 @@ async fn a_stream_flood_is_capped() {
     let ca = dev_ca();
     let (t, mut rx) = bind(3, ca.tls_config(NodeId(3)).unwrap(), &[]);
     let rss_before = rss_bytes();
-    let endpoint = client_endpoint(&ca);
-    let conn = endpoint
-        .connect(t.local_addr().unwrap(), &name(3))
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = connect_as_node_1(&ca, t.local_addr().unwrap()).await;
     let mut open = Vec::new();
     loop {
         // Bounded: the stream that exceeds the limit never opens.
@@ -221,12 +227,7 @@ async fn frames_declared_large_and_sent_in_part_hold_what_was_sent() {
     let (inbox, mut rx) = multiraft_core::Inbox::channel(1024);
     t.attach(NodeId(3), inbox).unwrap();
     let rss_before = rss_bytes();
-    let endpoint = client_endpoint(&ca);
-    let conn = endpoint
-        .connect(t.local_addr().unwrap(), &name(3))
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = connect_as_node_1(&ca, t.local_addr().unwrap()).await;
     let mut header = vec![FRAME_VERSION, FRAME_KIND_BATCH, 0, 0];
     header.extend_from_slice(&DECLARED.to_be_bytes());
     let mut streams = Vec::new();

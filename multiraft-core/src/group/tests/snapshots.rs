@@ -255,25 +255,7 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
         election_timeout_max_ticks: 80,
         ..strict()
     });
-    let compacted = |id: u64| {
-        let mut loaded = LoadedGroup::new(G);
-        loaded.membership = Membership::voters([1, 2, 3]);
-        loaded.hard_state = hs(2, None, 5);
-        loaded.compacted = Some(Compacted { index: 5, term: 2 });
-        loaded.snapshot = Some(meta(5, 2));
-        loaded.entries = (6..=8).map(|i| e(i, 2)).collect();
-        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
-        g.end_vote_hold();
-        let _ = g.ready(MAX, MAX);
-        g.restored(5);
-        g
-    };
-    let empty = restored(2, hs(1, None, 0), vec![]);
-    let mut c = Cluster::with_groups(
-        Membership::voters([1, 2, 3]),
-        vec![compacted(1), empty, compacted(3)],
-    );
-    c.elect(1);
+    let mut c = snapshot_at_5_and_2_empty(&config, (6..=8).map(|i| e(i, 2)).collect());
     let leader = c.g_mut(1);
     assert_eq!(leader.admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
     let chunk0 = || {
@@ -305,23 +287,17 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
     );
 }
 
-/// Replica 1 leading voters 1..=3 with snapshots every 8 entries and a lag of 2 (so it
-/// parks proposals 10 committed entries past its snapshot), its snapshot at 5; replica 2
-/// empty, so that 1 sends it that snapshot: admitted, and 2 cut off so that the transfer
-/// stays under way.
-fn sending_to_2() -> Cluster {
-    let config = Arc::new(Config {
-        snapshot_entries: 8,
-        compaction_lag_entries: 2,
-        ..strict()
-    });
+/// Voters 1..=3, replica 1 elected: 1 and 3 hold a snapshot at 5 (term 2) and `tail`
+/// after it, 2 holds nothing, so that 1 must send 2 its snapshot.
+fn snapshot_at_5_and_2_empty(config: &Arc<Config>, tail: Vec<Entry>) -> Cluster {
     let compacted = |id: u64| {
         let mut loaded = LoadedGroup::new(G);
         loaded.membership = Membership::voters([1, 2, 3]);
         loaded.hard_state = hs(2, None, 5);
         loaded.compacted = Some(Compacted { index: 5, term: 2 });
         loaded.snapshot = Some(meta(5, 2));
-        let mut g = Replica::restore(n(id), loaded, Arc::clone(&config), id).unwrap();
+        loaded.entries = tail.clone();
+        let mut g = Replica::restore(n(id), loaded, Arc::clone(config), id).unwrap();
         g.end_vote_hold();
         let _ = g.ready(MAX, MAX);
         g.restored(5);
@@ -337,6 +313,19 @@ fn sending_to_2() -> Cluster {
         c.g(1).progress.get(&n(2)).unwrap().snapshot.is_some(),
         "2 needs the snapshot"
     );
+    c
+}
+
+/// [`snapshot_at_5_and_2_empty`] with snapshots every 8 entries and a lag of 2 (so the
+/// leader parks proposals 10 committed entries past its snapshot), the transfer to 2
+/// admitted, and 2 cut off so that the transfer stays under way.
+fn sending_to_2() -> Cluster {
+    let config = Arc::new(Config {
+        snapshot_entries: 8,
+        compaction_lag_entries: 2,
+        ..strict()
+    });
+    let mut c = snapshot_at_5_and_2_empty(&config, Vec::new());
     assert_eq!(c.g_mut(1).admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
     c.isolated.insert(n(2));
     c
