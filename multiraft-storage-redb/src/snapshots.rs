@@ -171,12 +171,15 @@ pub(crate) fn read_chunk(
             ),
         )
     };
-    // Sized from the last piece's number: no reallocation while the pieces are copied.
+    // Sized from the last piece's number: no reallocation while the pieces are copied. But
+    // at most `PREALLOCATED_PIECES`: a damaged key numbered near `u32::MAX` asked for some
+    // 280 TB and aborted the process (review); now the buffer grows, and the pieces' gap is
+    // found `Corrupt` before it grows far.
     let Some(last) = table.range(pieces.clone()).map_err(redb_error)?.next_back() else {
         return Err(missing("no data"));
     };
     let count = last.map_err(redb_error)?.0.value().3 as usize + 1;
-    let mut data = Vec::with_capacity(count.saturating_mul(PIECE_BYTES));
+    let mut data = Vec::with_capacity(count.min(PREALLOCATED_PIECES) * PIECE_BYTES);
     for (expected, row) in table.range(pieces).map_err(redb_error)?.enumerate() {
         let (key, value) = row.map_err(redb_error)?;
         if key.value().3 as usize != expected {
@@ -256,6 +259,10 @@ pub(crate) fn drop_incoming(db: &Database) -> Result<(), StorageError> {
     }
     txn.commit().map_err(redb_error)
 }
+
+/// The most pieces a chunk read allocates room for before it has read them: 64, about
+/// 4 MiB, above the core's default chunk (1 MiB); larger chunks grow as they are read.
+const PREALLOCATED_PIECES: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -395,5 +402,33 @@ mod tests {
         );
         drop(s);
         assert_eq!(chunk_keys(&path), [(2, 0, 0, 1), (3, 0, 0, 1)]);
+    }
+
+    /// A chunk whose pieces' keys were damaged (one numbered `u32::MAX`) is `Corrupt`
+    /// when read, not an allocation the size of its number. Regression (review): the read
+    /// sized its buffer from the last piece's number, some 280 TB, and the process aborted.
+    #[tokio::test]
+    async fn a_damaged_piece_number_is_corrupt_not_an_abort() {
+        let (_dir, path) = temp_path("damaged");
+        let s = RedbStorage::open(&path, RedbOptions::default()).unwrap();
+        send(&s, 1, vec![chunk(2, 0, true)]).await;
+        drop(s);
+        let [(group, id, seq, _)] = chunk_keys(&path)[..] else {
+            panic!("one chunk");
+        };
+        {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(CHUNKS_TABLE).unwrap();
+                table
+                    .insert((group, id, seq, u32::MAX), b"damaged".as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let s = RedbStorage::open(&path, RedbOptions::default()).unwrap();
+        let read = s.snapshot_chunk(GroupId(1), 2, 0).await;
+        assert!(matches!(read, Err(StorageError::Corrupt(_))), "{read:?}");
     }
 }

@@ -367,13 +367,28 @@ impl Replica {
         }
     }
 
+    /// Leader: the node has a send slot for the transfer to `to`, which was refused one:
+    /// it asks for it in its next ready, for the latest snapshot. Returns false when it no
+    /// longer waits for one (the transfer ended, holds a slot, or this replica no longer
+    /// leads).
+    pub fn want_snapshot_slot(&mut self, to: NodeId) -> bool {
+        let latest = self.snapshot.map(|s| s.0);
+        let Some(o) = self.outgoing(to).filter(|o| !o.admitted) else {
+            return false;
+        };
+        if let Some(index) = latest.filter(|i| *i != o.index) {
+            *o = super::progress::Outgoing::new(index);
+        }
+        self.out_rare().snapshot_wanted.push(to);
+        true
+    }
+
     /// A heartbeat answer from `to`: the follower is there. A transfer waiting for a node
     /// slot asks again, for the latest snapshot; one with no acknowledgement for two
     /// heartbeat intervals sends again from what was acknowledged (a chunk or its
     /// acknowledgement was lost), without waiting for the election timeout that gives its
     /// slot back.
     pub(super) fn retry_snapshot(&mut self, to: NodeId) {
-        let latest = self.snapshot.map(|s| s.0);
         let first_wait = 2 * self.config.heartbeat_interval_ticks;
         let Some(o) = self.outgoing(to) else {
             return;
@@ -389,11 +404,8 @@ impl Replica {
             }
             return;
         }
-        if let Some(index) = latest.filter(|i| *i != o.index) {
-            // A newer snapshot: the transfer starts over with it.
-            *o = super::progress::Outgoing::new(index);
-        }
-        self.out_rare().snapshot_wanted.push(to);
+        // Waiting for a node slot: ask again, for the latest snapshot.
+        self.want_snapshot_slot(to);
     }
 
     // ----- follower: receiving ------------------------------------------------------------

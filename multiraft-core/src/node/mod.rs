@@ -538,6 +538,7 @@ impl Node {
         }
         // After the groups' ticks, which end stalled transfers.
         self.recheck_deferred_snapshots();
+        self.offer_send_slots();
         self.metrics
             .set_groups(self.groups.len(), self.active.len());
     }
