@@ -100,11 +100,11 @@ impl Replica {
     }
 
     /// Leader: a snapshot is due, but its stored one is being sent, so it waits until that
-    /// transfer ends (the node asks again every tick). A new snapshot replaces the stored
-    /// one, and a transfer whose snapshot was replaced starts over with the newer: a hot
-    /// group, snapshotting faster than a transfer took, never caught a new replica up.
-    /// Meanwhile the log may hold [`SENDING_LOG_FACTOR`] times its usual bound
-    /// ([`Replica::snapshot_holds_back`]).
+    /// transfer ends or stalls (the node asks again every tick). A new snapshot replaces the
+    /// stored one, and a transfer whose snapshot was replaced starts over with the newer: a
+    /// hot group, snapshotting faster than a transfer took, never caught a new replica up.
+    /// Meanwhile the log may hold [`SENDING_LOG_FACTOR`] times its usual bound before the
+    /// leader parks proposals (docs/design.md §4.6).
     pub fn snapshot_deferred(&self) -> bool {
         self.snapshot_due_by_count() && self.sending_stored_snapshot()
     }
