@@ -18,9 +18,10 @@ use crate::group::ReadPolicy;
 use crate::ids::{GroupId, NodeId};
 use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeReport, NodeStatus};
+use crate::queued_bytes::Held;
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
-use crate::submit::{Held, Submission, Submissions, Taker};
+use crate::submit::{Submission, Submissions, Taker};
 use crate::transport::{Inbox, Transport};
 
 /// A running node: the application's handle on every group it hosts. Cheap to clone; all
@@ -444,12 +445,12 @@ impl MultiRaft {
             }
             let (chunk, bytes) = next_call(&mut commands, max_bytes, max_proposal);
             let count = chunk.len();
-            let mut held = Held::hold(&self.submissions, bytes);
+            let mut held = Held::hold(self.submissions.queued_bytes(), bytes);
             if held.is_none() && sent.iter().any(Sent::is_call) {
                 // This call's own commands may fill the queue: once the calls sent are
                 // answered they were taken, and their room is free again.
                 collect(&mut results, sent.drain(..)).await;
-                held = Held::hold(&self.submissions, bytes);
+                held = Held::hold(self.submissions.queued_bytes(), bytes);
             }
             let Some(held) = held else {
                 let busy = ProposeError::Busy {

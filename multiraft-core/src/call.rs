@@ -15,8 +15,8 @@ use crate::group::{GroupStatus, ReadPolicy};
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::{Membership, MembershipChange};
 use crate::node::{Node, NodeReport, NodeStatus, ReadStart, Resolution};
+use crate::queued_bytes::Held;
 use crate::state_machine::StateMachine;
-use crate::submit::Held;
 
 pub(crate) type ProposeReply = oneshot::Sender<Result<Bytes, ProposeError>>;
 pub(crate) type ProposeManyReply = oneshot::Sender<Vec<Result<Bytes, ProposeError>>>;

@@ -191,6 +191,7 @@ mod membership;
 mod message;
 pub mod metrics;
 pub mod node;
+mod queued_bytes;
 mod rng;
 mod snapshot;
 mod snapshot_io;

@@ -3,7 +3,7 @@
 //! per lock rather than one channel message per proposal (docs/design.md §5).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use crate::error::ProposeError;
 use crate::ids::GroupId;
 use crate::metrics::ProposalCounters;
 use crate::node::Node;
+use crate::queued_bytes::QueuedBytes;
 
 /// One proposal on its way to the event loop.
 pub(crate) struct Submission {
@@ -38,8 +39,7 @@ pub(crate) struct Submissions {
     /// Bytes of commands queued for the loop and not yet taken, here and in
     /// `propose_many`'s calls alike, and their limit (`Config::max_api_queue_bytes`): a
     /// count alone let 65,536 proposals of up to a MiB each wait, 64 GiB.
-    held: AtomicUsize,
-    byte_limit: usize,
+    bytes: Arc<QueuedBytes>,
     /// `Config::max_proposal_bytes`: a larger command is refused before it queues.
     max_proposal_bytes: usize,
     /// The node's proposal outcomes: a refusal here is one too.
@@ -74,8 +74,7 @@ impl Submissions {
             }),
             wake: Notify::new(),
             limit: config.max_api_queue,
-            held: AtomicUsize::new(0),
-            byte_limit: config.max_api_queue_bytes,
+            bytes: Arc::new(QueuedBytes::new(config.max_api_queue_bytes)),
             max_proposal_bytes: config.max_proposal_bytes,
             counters,
             ticks: AtomicU64::new(0),
@@ -132,7 +131,7 @@ impl Submissions {
             Some(ProposeError::Busy {
                 limit: "max_api_queue",
             })
-        } else if !self.hold(bytes) {
+        } else if !self.bytes.hold(bytes) {
             Some(ProposeError::Busy {
                 limit: "max_api_queue_bytes",
             })
@@ -154,22 +153,9 @@ impl Submissions {
         Ok(())
     }
 
-    /// Counts `bytes` more of commands queued, unless that would pass `byte_limit` with
-    /// some already queued: an empty queue takes any command `max_proposal_bytes` allows
-    /// (or any one call's commands), so a large one is never refused for good.
-    pub(crate) fn hold(&self, bytes: usize) -> bool {
-        self.held
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                (held == 0 || held.saturating_add(bytes) <= self.byte_limit)
-                    .then(|| held.saturating_add(bytes))
-            })
-            .is_ok()
-    }
-
-    /// `bytes` of commands counted by [`Submissions::hold`] left the queue: taken by the
-    /// loop, or refused.
-    pub(crate) fn release(&self, bytes: usize) {
-        self.held.fetch_sub(bytes, Ordering::Relaxed);
+    /// The bytes of commands queued, which `propose_many`'s calls count too.
+    pub(crate) fn queued_bytes(&self) -> &Arc<QueuedBytes> {
+        &self.bytes
     }
 
     /// Counts a proposal refused before it was queued.
@@ -182,7 +168,7 @@ impl Submissions {
     /// any one command): a call that took the whole limit would fit only an empty queue,
     /// and under steady `propose` traffic a bulk batch would be refused whole (review).
     pub(crate) fn call_limits(&self) -> (usize, usize) {
-        let call = (self.byte_limit / 4).max(self.max_proposal_bytes);
+        let call = (self.bytes.limit() / 4).max(self.max_proposal_bytes);
         (call, self.max_proposal_bytes)
     }
 
@@ -196,7 +182,8 @@ impl Submissions {
         into.extend(queue.waiting.drain(..count));
         let more = !queue.waiting.is_empty();
         drop(queue);
-        self.release(into[first..].iter().map(|s| s.command.len()).sum());
+        self.bytes
+            .release(into[first..].iter().map(|s| s.command.len()).sum());
         if more {
             self.wake.notify_one();
         }
@@ -216,35 +203,12 @@ impl Submissions {
             queue.closed = true;
             std::mem::take(&mut queue.waiting)
         };
-        self.release(waiting.iter().map(|s| s.command.len()).sum());
+        self.bytes
+            .release(waiting.iter().map(|s| s.command.len()).sum());
         self.counters.stopped.increment(waiting.len() as u64);
         for submission in waiting {
             let _ = submission.reply.send(Err(ProposeError::Stopped));
         }
-    }
-}
-
-/// Bytes of one `propose_many` call's commands, counted by [`Submissions::hold`] while
-/// the call waits for the loop, and released when it is dropped: taken, refused, or lost
-/// with the loop.
-pub(crate) struct Held {
-    submissions: Arc<Submissions>,
-    bytes: usize,
-}
-
-impl Held {
-    /// Counts `bytes` on `submissions`, or `None` when the byte limit refuses them.
-    pub(crate) fn hold(submissions: &Arc<Submissions>, bytes: usize) -> Option<Held> {
-        submissions.hold(bytes).then(|| Held {
-            submissions: Arc::clone(submissions),
-            bytes,
-        })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.submissions.release(self.bytes);
     }
 }
 
@@ -307,6 +271,7 @@ impl Drop for Taker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queued_bytes::Held;
 
     /// A queue of at most `limit` proposals, with the default limits otherwise.
     fn queue(limit: usize) -> Submissions {
@@ -380,11 +345,11 @@ mod tests {
         let mut taken = Vec::new();
         submissions.take_into(1, &mut taken);
         submissions.push(sized(50)).unwrap();
-        let held = Held::hold(&submissions, 20);
+        let held = Held::hold(submissions.queued_bytes(), 20);
         assert!(held.is_none(), "90 bytes queued: 20 more pass 100");
         submissions.take_into(8, &mut taken);
         assert_eq!(taken.len(), 3);
-        let held = Held::hold(&submissions, 100).unwrap();
+        let held = Held::hold(submissions.queued_bytes(), 100).unwrap();
         assert_eq!(submissions.push(sized(1)).err(), busy);
         drop(held);
         submissions.push(sized(100)).unwrap();
@@ -392,9 +357,9 @@ mod tests {
         assert_eq!(submissions.push(sized(101)).err(), too_large);
         submissions.take_into(8, &mut taken);
         assert_eq!(taken.len(), 4, "the refused ones were never queued");
-        assert_eq!(submissions.held.load(Ordering::Relaxed), 0);
+        assert_eq!(submissions.queued_bytes().held(), 0);
         // An empty queue takes any one call, however large: it could never pass otherwise.
-        drop(Held::hold(&submissions, 1_000).unwrap());
+        drop(Held::hold(submissions.queued_bytes(), 1_000).unwrap());
     }
 
     /// Under an admission cap, a proposal that would take the queue and the node's pending
