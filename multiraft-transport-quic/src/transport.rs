@@ -433,12 +433,12 @@ impl QuicTransport {
         }
     }
 
-    /// Forgets `peer` (it left the cluster): where it listens, its connection (closed now),
-    /// its queues and its tasks. It is no longer dialed. Sending to it, or a connection from
-    /// it, makes its entry again.
+    /// Forgets where `peer` listens; it is no longer dialed after the current connection,
+    /// which stays until it closes, so that what is already queued for the peer (a removed
+    /// replica's last word from its leader, say) still leaves. Once not connected, its
+    /// entry is the first taken for a new peer at `max_peers`.
     pub fn remove_peer_addr(&self, peer: NodeId) {
         write(&self.inner.addrs).remove(&peer);
-        self.inner.forget(peer);
     }
 
     /// Peers with a live connection now.

@@ -391,18 +391,15 @@ async fn assert_node_2_reached(
     assert_eq!(receive(rx2, 1).await, vec![batch]);
 }
 
-/// A peer removed from the address book is forgotten: its connection is closed on both
-/// sides and it is not dialed again; set again, it is dialed and reached again.
+/// A peer removed from the address book keeps its connection until it closes, so that
+/// what is already queued for it still leaves. Regression: forgetting the peer whole (its
+/// connection closed, its queues dropped) lost the leader's last word to a replica it had
+/// removed, which then never learned it (`kv_membership`, one run in six).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_peer_is_disconnected_and_can_come_back() {
+async fn a_removed_peer_keeps_its_connection_until_it_closes() {
     let (t1, t2, mut rx2) = pair(TransportLimits::default()).await;
     t1.remove_peer_addr(NodeId(2));
-    wait_until("disconnected both ways", || {
-        t1.connected_peers().is_empty() && t2.connected_peers().is_empty()
-    })
-    .await;
-    t1.set_peer_addr(NodeId(2), t2.local_addr().unwrap());
-    wait_until("connected again", || t1.connected_peers() == [NodeId(2)]).await;
+    assert_eq!(t1.connected_peers(), [NodeId(2)]);
     assert_node_2_reached(&t1, &mut rx2).await;
     t1.close();
     t2.close();

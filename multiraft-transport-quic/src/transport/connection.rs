@@ -30,7 +30,7 @@ impl Inner {
     }
 
     /// [`Inner::peer`], then `then` on the entry under the same lock: an entry is evicted
-    /// or forgotten under that lock too, so `then` never acts on one already gone.
+    /// under that lock too, so `then` never acts on one already gone.
     fn peer_with(self: &Arc<Self>, id: NodeId, then: impl FnOnce(&Peer)) -> Option<Arc<Peer>> {
         if id == self.node || id == NodeId(0) {
             return None;
@@ -110,19 +110,8 @@ impl Inner {
         Some(peer)
     }
 
-    /// Drops `id`'s entry, closing its connection: its writers end with their queues, and
-    /// its dial loop at its next round.
-    pub(super) fn forget(&self, id: NodeId) {
-        let Some(p) = lock(&self.peers).remove(&id) else {
-            return;
-        };
-        if let Some(c) = p.conn.send_replace(None) {
-            c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"forgotten");
-        }
-    }
-
     /// Whether `conn` is still the connection slot of `peer`'s entry: a dial loop whose
-    /// entry was forgotten or evicted ends.
+    /// entry was evicted ends.
     fn registered(&self, peer: NodeId, conn: &watch::Sender<Option<Connection>>) -> bool {
         lock(&self.peers)
             .get(&peer)
@@ -151,7 +140,7 @@ impl Inner {
         // Installed under the peers' lock: an entry not yet connected may be evicted, and a
         // connection put on an entry no longer in the map would be read but never sent on,
         // while the peer, seeing it live, would never redial (review). Once installed the
-        // entry is connected, so it is not evicted, and `forget` closes what it holds.
+        // entry is connected, so it is not evicted.
         let mut old = None;
         let installed = self.peer_with(peer, |p| old = p.conn.send_replace(Some(conn.clone())));
         if installed.is_none() {
@@ -293,8 +282,8 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
             Some(c) => Some(c),
             None => match inner.dial(peer).await {
                 Ok(c) if !inner.registered(peer, &conn_tx) => {
-                    // Forgotten or evicted while dialing: not made again by this dial.
-                    c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"forgotten");
+                    // Evicted while dialing: not made again by this dial.
+                    c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"evicted");
                     return;
                 }
                 Ok(c) => {
