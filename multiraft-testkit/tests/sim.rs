@@ -114,7 +114,9 @@ fn membership_regression_seeds() {
 /// was dropped, and its proposals stayed parked (1304, in CI's range, found as the
 /// deferral went in). Transfers refused a send slot asked again only at heartbeat
 /// answers, so a freed slot stood idle between rounds and groups waiting for snapshots
-/// outlasted the liveness bound (18008678). CI's own
+/// outlasted the liveness bound (18008678); and the first fix of it offered freed slots
+/// to transfers toward a lost node, which held the slot for an election timeout each
+/// (19006498, 19006750). CI's own
 /// seeds (0–1,999) never reached them. A later change may move a seed
 /// off its bug's path (every change moves later seeds onto new ones): the unit test named
 /// at each fix pins the bug itself.
@@ -123,7 +125,7 @@ fn liveness_regression_seeds() {
     let seeds = [
         7003456, 7007567, 7010959, 7001468, 7001883, 7006821, 7007853, 7008705, 7009305, 7010494,
         7011289, 7011071, 7000437, 7022963, 7011887, 7027970, 7010208, 7016042, 14018155, 12019149,
-        12012706, 12008576, 14019315, 15007803, 15012724, 1304, 18008678,
+        12012706, 12008576, 14019315, 15007803, 15012724, 1304, 18008678, 19006498, 19006750,
     ];
     for seed in seeds {
         let mut config = SimConfig::for_seed(seed);

@@ -298,9 +298,10 @@ impl Node {
     }
 
     /// A tick: transfers refused a send slot ask again, oldest first, as many as slots are
-    /// free now (their groups then ask in their next ready, `admit_send`).
+    /// free now (their groups then ask in their next ready, `admit_send`); those to a
+    /// follower whose node is not live are dropped from the queue.
     pub(super) fn offer_send_slots(&mut self) {
-        let groups = &mut self.groups;
+        let (groups, peers) = (&mut self.groups, &self.peers);
         let s = &mut self.snapshots;
         if s.waiting_sends.is_empty() {
             return;
@@ -319,9 +320,14 @@ impl Node {
             && let Some((group, to)) = s.waiting_sends.pop_front()
         {
             s.refused_sends.remove(&(group, to));
-            let wants = groups
-                .get_mut(&group)
-                .is_some_and(|slot| slot.group.want_snapshot_slot(to));
+            // Only to a live follower: one that is down would hold the slot for an
+            // election timeout and take no chunk (simulator, seed 19006498: transfers to
+            // a lost node took the one slot in turn while others waited). It asks again
+            // at its next heartbeat answer.
+            let wants = peers.live(to) == Some(true)
+                && groups
+                    .get_mut(&group)
+                    .is_some_and(|slot| slot.group.want_snapshot_slot(to));
             if wants {
                 free -= 1;
                 asked.push(group);
