@@ -73,27 +73,25 @@ pub(super) struct Snapshots {
     chunk_bytes: usize,
     /// Transfers holding a send slot (checked against the replicas when a slot is asked).
     sending: BTreeSet<(GroupId, NodeId)>,
-    /// Transfers refused a send slot, first come first served, each at most once
-    /// (`refused_sends` says which are in): as slots free up, the node asks them again
-    /// every tick. Before, only the follower's next heartbeat answer did, and with every
+    /// Transfers refused a send slot, first come first served: as slots free up, the node
+    /// asks them again every tick. Before, only the follower's next heartbeat answer did, and with every
     /// group's answers in one round the slot stood idle between rounds (simulator, seed
     /// 18008678: one slot, transfers of a few milliseconds started 0.3 s apart, and 7
     /// groups waited past the liveness bound). Bounded by the transfers the node's groups
     /// want: one per group and follower.
-    waiting_sends: VecDeque<(GroupId, NodeId)>,
-    refused_sends: BTreeSet<(GroupId, NodeId)>,
+    waiting_sends: FifoSet<(GroupId, NodeId)>,
     /// Groups holding a receive slot (likewise).
     receiving: BTreeSet<GroupId>,
     /// Refusals of first chunks for want of a receive slot, to send in the next ready.
     refusals: Vec<Message>,
     /// Groups due a snapshot, first come first served as build slots free up (so that no
     /// group starves under load, and one that goes quiet right after still gets its
-    /// snapshot). At most one entry per group (`queued` says which are in).
-    waiting: VecDeque<GroupId>,
-    queued: BTreeSet<GroupId>,
+    /// snapshot).
+    waiting: FifoSet<GroupId>,
     /// Leaders whose snapshot is due but deferred while their stored one is sent
-    /// ([`Replica::snapshot_deferred`](crate::group::Replica::snapshot_deferred)), checked again every tick: the transfer may end
-    /// with nothing else applied to queue them. At most one per send slot.
+    /// ([`Replica::snapshot_deferred`](crate::group::Replica::snapshot_deferred)), checked
+    /// again every tick: the transfer may end with nothing else applied to queue them. At
+    /// most one per send slot.
     deferred: BTreeSet<GroupId>,
 }
 
@@ -117,9 +115,49 @@ impl Snapshots {
         if self.chunks.len() != before {
             self.chunk_bytes = self.chunks.iter().map(|(_, c)| c.data.len()).sum();
         }
-        if self.queued.remove(&group) {
-            self.waiting.retain(|g| *g != group);
+        self.waiting.remove(group);
+    }
+}
+
+/// Items first come first served, each at most once: a queue that a repeated ask does not
+/// grow.
+#[derive(Debug)]
+struct FifoSet<T> {
+    order: VecDeque<T>,
+    members: BTreeSet<T>,
+}
+
+impl<T> Default for FifoSet<T> {
+    fn default() -> Self {
+        FifoSet {
+            order: VecDeque::new(),
+            members: BTreeSet::new(),
         }
+    }
+}
+
+impl<T: Ord + Copy> FifoSet<T> {
+    /// Adds `item` at the back, unless it is in already.
+    fn push(&mut self, item: T) {
+        if self.members.insert(item) {
+            self.order.push_back(item);
+        }
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        let item = self.order.pop_front()?;
+        self.members.remove(&item);
+        Some(item)
+    }
+
+    fn remove(&mut self, item: T) {
+        if self.members.remove(&item) {
+            self.order.retain(|i| *i != item);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 }
 
@@ -217,8 +255,8 @@ impl Node {
             return;
         }
         let due = replica.snapshot_due().is_some();
-        if due && !s.building.contains_key(&group) && s.queued.insert(group) {
-            s.waiting.push_back(group);
+        if due && !s.building.contains_key(&group) {
+            s.waiting.push(group);
         }
     }
 
@@ -236,10 +274,9 @@ impl Node {
         let mut takes = Vec::new();
         let s = &mut self.snapshots;
         while s.building.len() < self.config.max_snapshots_building {
-            let Some(group) = s.waiting.pop_front() else {
+            let Some(group) = s.waiting.pop() else {
                 break;
             };
-            s.queued.remove(&group);
             let Some(replica) = self.groups.get(&group).map(|slot| &slot.group) else {
                 continue;
             };
@@ -269,18 +306,12 @@ impl Node {
     /// A leader's replica wants to send its snapshot to `to`: a send slot if one is free.
     /// Returns the chunks to read first (none when it must wait).
     pub(super) fn admit_send(&mut self, group: GroupId, to: NodeId) -> Vec<ChunkRead> {
-        let groups = &self.groups;
+        let admitted = self.free_send_slots() > 0;
         let s = &mut self.snapshots;
-        s.sending.retain(|(g, n)| {
-            groups
-                .get(g)
-                .is_some_and(|slot| slot.group.is_sending_snapshot(*n))
-        });
-        let admitted = s.sending.len() < self.config.max_snapshot_sends;
         if admitted {
             s.sending.insert((group, to));
-        } else if s.refused_sends.insert((group, to)) {
-            s.waiting_sends.push_back((group, to));
+        } else {
+            s.waiting_sends.push((group, to));
         }
         let Some(slot) = self.groups.get_mut(&group) else {
             return Vec::new();
@@ -301,25 +332,15 @@ impl Node {
     /// free now (their groups then ask in their next ready, `admit_send`); those to a
     /// follower whose node is not live are dropped from the queue.
     pub(super) fn offer_send_slots(&mut self) {
-        let (groups, peers) = (&mut self.groups, &self.peers);
-        let s = &mut self.snapshots;
-        if s.waiting_sends.is_empty() {
+        if self.snapshots.waiting_sends.is_empty() {
             return;
         }
-        s.sending.retain(|(g, n)| {
-            groups
-                .get(g)
-                .is_some_and(|slot| slot.group.is_sending_snapshot(*n))
-        });
-        let mut free = self
-            .config
-            .max_snapshot_sends
-            .saturating_sub(s.sending.len());
+        let mut free = self.free_send_slots();
+        let (groups, peers) = (&mut self.groups, &self.peers);
         let mut asked = Vec::new();
         while free > 0
-            && let Some((group, to)) = s.waiting_sends.pop_front()
+            && let Some((group, to)) = self.snapshots.waiting_sends.pop()
         {
-            s.refused_sends.remove(&(group, to));
             // Only to a live follower: one that is down would hold the slot for an
             // election timeout and take no chunk (simulator, seed 19006498: transfers to
             // a lost node took the one slot in turn while others waited). It asks again
@@ -336,6 +357,20 @@ impl Node {
         for group in asked {
             self.mark(group);
         }
+    }
+
+    /// The send slots free now: `max_snapshot_sends` less the transfers that still hold
+    /// one (those that ended, or whose group went, give theirs back here).
+    fn free_send_slots(&mut self) -> usize {
+        let groups = &self.groups;
+        self.snapshots.sending.retain(|(g, n)| {
+            groups
+                .get(g)
+                .is_some_and(|slot| slot.group.is_sending_snapshot(*n))
+        });
+        self.config
+            .max_snapshot_sends
+            .saturating_sub(self.snapshots.sending.len())
     }
 
     /// Before a snapshot chunk reaches its replica: a first chunk that would start a new
