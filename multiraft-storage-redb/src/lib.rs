@@ -159,8 +159,10 @@
 //!   metadata rows and the snapshot rows before anything is changed. An invalid batch is aborted and returned as `StorageError::Corrupt`, leaving
 //!   the database unchanged and the storage usable — the same semantics as `MemStorage`.
 //! - Commits run on one dedicated writer thread per database (`multiraft-redb-writer`), fed
-//!   by a channel; [`Storage::write`](multiraft_core::Storage::write) awaits a oneshot reply,
-//!   so it never blocks the event loop. Batches are committed one at a time, in call order.
+//!   by a channel of at most [`MAX_QUEUED_WRITES`] jobs;
+//!   [`Storage::write`](multiraft_core::Storage::write) awaits room in it, then a oneshot
+//!   reply, so it never blocks the event loop. Batches are committed one at a time, in call
+//!   order.
 //! - Reads ([`entries`](multiraft_core::Storage::entries), [`term`](multiraft_core::Storage::term),
 //!   [`load`](multiraft_core::Storage::load),
 //!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk)) use redb read transactions (MVCC: they see the
@@ -229,6 +231,8 @@
 //! - The redb page cache defaults to [`RedbOptions::DEFAULT_CACHE_SIZE_BYTES`] (16 MiB), not
 //!   redb's 1 GiB: a node keeps its live logs in memory already, so the cache mostly serves
 //!   the B-trees' upper levels and recent pages.
+//! - Writes waiting for the writer thread: at most [`MAX_QUEUED_WRITES`] batches; a further
+//!   write waits for room before it queues.
 //! - The write-ahead records not yet checkpointed: about
 //!   [`RedbOptions::checkpoint_bytes`] (16 MiB by default), held in the file and, applied,
 //!   in the writer's memory; twice that before steps run back to back.
@@ -261,4 +265,4 @@ mod writer;
 
 pub use format::FORMAT_VERSION;
 pub use redb;
-pub use storage::{RedbOptions, RedbStats, RedbStorage};
+pub use storage::{MAX_QUEUED_WRITES, RedbOptions, RedbStats, RedbStorage};

@@ -12,7 +12,7 @@ use multiraft_core::{
     Entry, GroupId, LoadedGroup, SnapshotChunk, Storage, StorageError, WriteBatch,
 };
 use redb::{Database, ReadableDatabase, StorageBackend};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::codec::redb_error;
 use crate::format::{check_format, create_file};
@@ -94,6 +94,13 @@ impl Default for RedbOptions {
     }
 }
 
+/// How many writes may wait for the writer thread, the one it is committing included. A
+/// further [`Storage::write`] waits for room before it queues, so the queue's memory is at
+/// most this many batches whatever the callers do (cloned handles writing at once, futures
+/// dropped before their answer). The node awaits one write at a time, so it never waits
+/// here; 64 leaves room for applications that share a database between their own writers.
+pub const MAX_QUEUED_WRITES: usize = 64;
+
 /// The shared log of one node on one redb database. See the [crate docs](crate) for the
 /// design: key layout, threads, crash cases and assumptions about the disk.
 ///
@@ -109,6 +116,9 @@ struct Inner {
     db: Arc<Database>,
     /// Jobs for the writer thread. `None` only while dropping.
     jobs: Option<mpsc::Sender<Job>>,
+    /// Room in the writer's queue: [`MAX_QUEUED_WRITES`] permits, each held by one job until
+    /// the writer has answered it.
+    room: Arc<Semaphore>,
     writer: Option<JoinHandle<()>>,
     /// Written by the writer thread, read by handles.
     shared: Arc<Shared>,
@@ -134,6 +144,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_micros_total: AtomicU64,
     pub(crate) checkpoint_micros_max: AtomicU64,
     pub(crate) tail_bytes: AtomicU64,
+    /// Writes queued for the writer thread and not yet answered.
+    pub(crate) queued_writes: AtomicU64,
 }
 
 /// Counters of a [`RedbStorage`], for monitoring and benchmarks ([`RedbStorage::stats`]).
@@ -149,6 +161,9 @@ pub struct RedbStats {
     /// The size of the write-ahead records not yet checkpointed, as counted against
     /// [`RedbOptions::checkpoint_bytes`].
     pub tail_bytes: u64,
+    /// Writes queued for the writer thread and not yet answered, the one being committed
+    /// included: at most [`MAX_QUEUED_WRITES`].
+    pub queued_writes: u64,
 }
 
 impl RedbStorage {
@@ -222,6 +237,7 @@ impl RedbStorage {
             inner: Arc::new(Inner {
                 db,
                 jobs: Some(jobs),
+                room: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
                 writer: Some(writer),
                 shared,
             }),
@@ -241,6 +257,7 @@ impl RedbStorage {
             checkpoint_micros_total: s.checkpoint_micros_total.load(Ordering::Relaxed),
             checkpoint_micros_max: s.checkpoint_micros_max.load(Ordering::Relaxed),
             tail_bytes: s.tail_bytes.load(Ordering::Relaxed),
+            queued_writes: s.queued_writes.load(Ordering::Relaxed),
         }
     }
 
@@ -268,7 +285,16 @@ impl Storage for RedbStorage {
         // gets the checkpoint's error, later ones `Poisoned`.
         let (reply, rx) = oneshot::channel();
         let jobs = self.inner.jobs.as_ref().ok_or(StorageError::Poisoned)?;
-        jobs.send(Job { batch, reply })
+        // The semaphore is never closed; an error would mean it was, so refuse as poisoned.
+        let room = Arc::clone(&self.inner.room)
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Poisoned)?;
+        self.inner
+            .shared
+            .queued_writes
+            .fetch_add(1, Ordering::Relaxed);
+        jobs.send(Job { batch, reply, room })
             .map_err(|_| StorageError::Poisoned)?;
         match rx.await {
             Ok(result) => result,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use multiraft_core::{StorageError, WriteBatch};
 use redb::{Database, Durability, WriteTransaction};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::codec::{
     CHUNKS_TABLE, GROUPS_TABLE, LOG_TABLE, SNAPSHOTS_TABLE, WAL_TABLE, corrupt, encode_batch,
@@ -23,6 +23,9 @@ use crate::tail::{TAIL_GROUP_BYTES, Tail, TailGroup};
 pub(crate) struct Job {
     pub(crate) batch: WriteBatch,
     pub(crate) reply: oneshot::Sender<Result<(), StorageError>>,
+    /// The job's place in the bounded queue
+    /// ([`MAX_QUEUED_WRITES`](crate::storage::MAX_QUEUED_WRITES)), given back once answered.
+    pub(crate) room: OwnedSemaphorePermit,
 }
 
 /// Why a batch was not committed.
@@ -59,7 +62,7 @@ pub(crate) struct Writer<'a> {
 /// twice that).
 pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
     let poisoned = &shared.poisoned;
-    while let Ok(Job { batch, reply }) = jobs.recv() {
+    while let Ok(Job { batch, reply, room }) = jobs.recv() {
         let result = if poisoned.load(Ordering::Acquire) {
             Err(writer
                 .failed_checkpoint
@@ -78,6 +81,8 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
         let committed = result.is_ok();
         // The caller may have gone away (its future dropped); the outcome stands anyway.
         let _ = reply.send(result);
+        shared.queued_writes.fetch_sub(1, Ordering::Relaxed);
+        drop(room);
         // After the reply: the batch is durable in the write-ahead table already, so its
         // caller need not wait for the checkpoint (the next batch does).
         let mut steps = 0;

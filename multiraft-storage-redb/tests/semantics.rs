@@ -5,7 +5,7 @@ mod common;
 
 use common::{FaultDisk, Rng, TempDir, Transfers, entry, random_batch};
 use multiraft_core::{Entry, GroupId, GroupWrite, HardState, Membership, Storage, StorageError};
-use multiraft_storage_redb::{RedbOptions, RedbStorage};
+use multiraft_storage_redb::{MAX_QUEUED_WRITES, RedbOptions, RedbStorage};
 use multiraft_testkit::MemStorage;
 use multiraft_testkit::conformance::{append, batch, compact, hard_state, remove, terms};
 use std::sync::Arc;
@@ -301,6 +301,63 @@ async fn reads_do_not_wait_for_an_in_flight_commit() {
     gate.open();
     in_flight.await.unwrap().unwrap();
     assert_eq!(s.term(G1, 3).await.unwrap(), Some(1));
+}
+
+/// The writer's queue is bounded: while a commit is held in its fsync, writes past
+/// `MAX_QUEUED_WRITES` wait before they queue, and every one commits once the disk goes on
+/// (those that queued in call order: each appends the next entry of one group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_past_the_queue_bound_wait_for_room() {
+    let disk = FaultDisk::new();
+    let s = RedbStorage::with_backend(disk.backend(), RedbOptions::default()).unwrap();
+    let gate = disk.hold_syncs();
+    let extra = 10;
+    let mut writers = Vec::new();
+    let queued = MAX_QUEUED_WRITES as u64;
+    for i in 0..queued + extra {
+        let writer = s.clone();
+        // The first ones append to G1 in turn; those past the bound, whose order among
+        // themselves the test does not fix, each to a group of its own.
+        let write = if i < queued {
+            append(G1, entries(i + 1, i + 1, i + 1))
+        } else {
+            append(GroupId(1_000 + i), entries(1, 1, 1))
+        };
+        writers.push(tokio::spawn(async move {
+            writer.write(batch(vec![write])).await
+        }));
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while s.stats().queued_writes < (i + 1).min(queued) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("a write with room did not queue");
+    }
+    tokio::task::spawn_blocking({
+        let gate = Arc::clone(&gate);
+        move || gate.wait_for_held_sync()
+    })
+    .await
+    .unwrap();
+    // Every task has had time to run its write up to where it waits.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let waiting = s.stats().queued_writes;
+    let finished = writers.iter().filter(|w| w.is_finished()).count();
+    // Opened before asserting: a held writer thread would hang the storage's drop.
+    gate.open();
+    assert_eq!(waiting, queued);
+    assert_eq!(finished, 0);
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    assert_eq!(s.stats().queued_writes, 0);
+    assert_eq!(s.term(G1, queued).await.unwrap(), Some(queued));
+    for i in queued..queued + extra {
+        assert_eq!(s.term(GroupId(1_000 + i), 1).await.unwrap(), Some(1));
+    }
 }
 
 /// Reads work outside a tokio runtime too (they run inline there).
