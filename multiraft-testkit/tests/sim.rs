@@ -12,7 +12,7 @@ const SECS: u64 = 60;
 fn soak(seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
     let mut lost = 0;
-    let (mut joint, mut left, mut removals) = (0, 0, 0);
+    let (mut joint, mut left, mut removals, mut late) = (0, 0, 0, 0);
     for seed in seeds.clone() {
         let mut config = SimConfig::for_seed(seed);
         config.secs = SECS;
@@ -22,6 +22,7 @@ fn soak(seeds: std::ops::Range<u64>) {
                 joint += r.joint_entered;
                 left += r.joint_left;
                 removals += r.leader_removals;
+                late += u64::from(r.late_catch_up_us > 0);
             }
             Err(v) => failures.push(v.to_string()),
         }
@@ -35,6 +36,9 @@ fn soak(seeds: std::ops::Range<u64>) {
         joint > 0 && left > 0 && removals > 0,
         "no membership changes ran"
     );
+    // A node back behind a hot group's log, caught up while the group writes, in every
+    // batch of seeds (about two in five).
+    println!("seeds {seeds:?}: {late} brought a node back behind a hot group");
     // A share of the seeds keeps a minority of nodes down through the liveness phase, so
     // recovery without them is checked in CI too (about a quarter; at least one in ten).
     println!("seeds {seeds:?}: {lost} kept a minority of nodes down through the liveness phase");
@@ -49,6 +53,10 @@ fn soak(seeds: std::ops::Range<u64>) {
     assert!(
         lost >= (seeds.end - seeds.start) / 10,
         "only {lost} of the seeds lost a node for good"
+    );
+    assert!(
+        late >= (seeds.end - seeds.start) / 10,
+        "only {late} of the seeds brought a node back behind a hot group"
     );
 }
 
@@ -85,7 +93,7 @@ fn soak_seeds_150_to_200() {
 #[test]
 fn membership_regression_seeds() {
     for seed in [193, 810, 409, 51, 62, 1385, 1608, 2139, 3499, 869, 7998] {
-        let mut config = SimConfig::for_seed(seed);
+        let mut config = SimConfig::for_seed_without_hot_group(seed);
         config.secs = SECS;
         if let Err(v) = Simulation::new(config).run() {
             panic!("{v}");
@@ -128,10 +136,28 @@ fn liveness_regression_seeds() {
         12012706, 12008576, 14019315, 15007803, 15012724, 1304, 18008678, 19006498, 19006750,
     ];
     for seed in seeds {
-        let mut config = SimConfig::for_seed(seed);
+        let mut config = SimConfig::for_seed_without_hot_group(seed);
         config.secs = SECS;
         if let Err(v) = Simulation::new(config).run() {
             panic!("{v}");
+        }
+    }
+}
+
+/// Seeds on which a follower back behind a hot group was never caught up when a leader did
+/// not defer its next snapshot while sending its stored one (each new snapshot started the
+/// transfer over): found by planting that fault in the simulator's default mix, where
+/// they are 2 of the 4 failures in seeds 0–1,999 (BENCHMARKS.md). The integration test
+/// `a_follower_is_caught_up_while_its_group_keeps_writing` pins the same fault.
+#[test]
+fn hot_group_seeds() {
+    for seed in [465, 1033] {
+        let mut config = SimConfig::for_seed(seed);
+        config.secs = SECS;
+        assert!(config.hot_group_per_sec > 0, "seed {seed} has no hot group");
+        match Simulation::new(config).run() {
+            Ok(r) => assert!(r.late_catch_up_us > 0, "seed {seed} kept no node down"),
+            Err(v) => panic!("{v}"),
         }
     }
 }

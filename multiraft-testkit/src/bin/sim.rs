@@ -81,12 +81,14 @@ struct Tally {
     unknown: AtomicU64,
     /// Reads, leadership moves and snapshots, summed over the seeds (see `moves`).
     moves: [AtomicU64; MOVES],
+    /// The longest a node kept down at the heal took to catch up with its hot group.
+    late_catch_up_max_us: AtomicU64,
     /// When the last progress line was printed; the lock also keeps lines whole.
     last_progress: Mutex<Instant>,
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 29;
+const MOVES: usize = 30;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -121,6 +123,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.refused_by_admission,
         r.stragglers,
         r.deferred_for_transfers,
+        u64::from(r.late_catch_up_us > 0),
     ]
 }
 
@@ -170,6 +173,9 @@ fn run_seed(args: &Args, seed: u64, tally: &Tally) -> bool {
             for (sum, n) in tally.moves.iter().zip(moves(&r)) {
                 sum.fetch_add(n, Ordering::Relaxed);
             }
+            tally
+                .late_catch_up_max_us
+                .fetch_max(r.late_catch_up_us, Ordering::Relaxed);
             if args.verbose {
                 eprintln!("{r:?}");
             }
@@ -232,6 +238,7 @@ fn main() -> ExitCode {
         groups_without_majority: AtomicU64::new(0),
         unknown: AtomicU64::new(0),
         moves: std::array::from_fn(|_| AtomicU64::new(0)),
+        late_catch_up_max_us: AtomicU64::new(0),
         last_progress: Mutex::new(Instant::now()),
     };
     let next = AtomicU64::new(args.start);
@@ -269,8 +276,12 @@ fn main() -> ExitCode {
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
-        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}",
-        m[26], m[27], m[28]
+        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group {} (caught up within {} ms at most)",
+        m[26],
+        m[27],
+        m[28],
+        m[29],
+        tally.late_catch_up_max_us.load(Ordering::Relaxed) / 1000
     );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",

@@ -10,6 +10,17 @@ use super::app::SimApp;
 use super::invariants::Failure;
 use super::{Ev, Phase, Simulation};
 
+/// The late node, back ([`Simulation::restart_late`]) and not yet caught up.
+#[derive(Clone, Copy)]
+struct Returned {
+    node: usize,
+    at_us: u64,
+    /// The hot group's commit index when it came back.
+    target: u64,
+    /// When its replica of the hot group first held a partly received snapshot.
+    receiving_since_us: Option<u64>,
+}
+
 pub(super) struct Liveness {
     deadline_us: u64,
     healed_us: u64,
@@ -28,6 +39,17 @@ pub(super) struct Liveness {
     /// its leader's log has it), which the leader must have committed an election timeout
     /// later.
     held_samples: BTreeMap<GroupId, (u64, u64)>,
+    /// Proposals owed to the hot group ([`SimConfig::hot_group_per_sec`]), in millionths.
+    ///
+    /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
+    hot_credit: u64,
+    /// The node kept down at the start of the phase, while it is ([`Simulation::late_node`]).
+    late: Option<usize>,
+    /// The late node once restarted, until it has caught up ([`Simulation::late_caught_up`]).
+    returned: Option<Returned>,
+    /// When recovered groups' terms are fixed: two election timeouts after the heal, or
+    /// after the late node's restart.
+    stable_from_us: u64,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -40,8 +62,9 @@ impl<A: SimApp> Simulation<A> {
         self.note("all faults heal; liveness phase".to_string());
         self.resume_all()?;
         let lost = self.choose_lost_nodes();
+        let late = self.late_node(&lost);
         for i in 0..self.nodes.len() {
-            if !self.is_up(i) && !lost.contains(&i) {
+            if !self.is_up(i) && !lost.contains(&i) && Some(i) != late {
                 self.restart(i)?;
             }
         }
@@ -77,7 +100,8 @@ impl<A: SimApp> Simulation<A> {
                 .unwrap_or(0);
             commit_at_heal.insert(*g, c);
         }
-        let window = 10 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
+        let timeout = u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
+        let window = 10 * timeout;
         self.liveness = Some(Liveness {
             deadline_us: self.now_us + window,
             healed_us: self.now_us,
@@ -87,9 +111,72 @@ impl<A: SimApp> Simulation<A> {
             stable_terms: BTreeMap::new(),
             commit_samples: BTreeMap::new(),
             held_samples: BTreeMap::new(),
+            hot_credit: 0,
+            late,
+            stable_from_us: self.now_us + 2 * timeout,
+            returned: None,
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
+    }
+
+    /// With a hot group ([`SimConfig::hot_group_per_sec`]) and no node lost: one of its
+    /// members, crashed at the heal (if up) and restarted once the group has committed
+    /// three snapshots' worth of entries (or two election timeouts have passed), so that it
+    /// comes back behind a log the group keeps writing, usually past what its leader still
+    /// holds ([`Simulation::restart_late`]).
+    ///
+    /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
+    fn late_node(&mut self, lost: &BTreeSet<usize>) -> Option<usize> {
+        let members = self.groups.get(&GroupId(1))?;
+        if self.cfg.hot_group_per_sec == 0 || !lost.is_empty() {
+            return None;
+        }
+        let i = members[self.rng.below(members.len() as u64) as usize];
+        self.note(format!(
+            "{} stays down for half an election timeout",
+            self.nodes[i].id
+        ));
+        if self.is_up(i) {
+            self.take_down(i);
+        }
+        Some(i)
+    }
+
+    /// Restarts the late node once its group has committed three snapshots' worth of
+    /// entries since the heal, or two election timeouts have passed. Recovered groups'
+    /// terms are fixed two election timeouts after that: an election its return causes is
+    /// no fault.
+    fn restart_late(&mut self, l: &mut Liveness, timeout: u64) -> Result<(), Failure> {
+        let Some(i) = l.late else {
+            return Ok(());
+        };
+        let hot = GroupId(1);
+        let c = &self.cfg.core;
+        let due = 3 * (c.snapshot_entries + c.compaction_lag_entries + 1);
+        let commit = self.groups[&hot]
+            .iter()
+            .filter_map(|m| self.nodes[*m].node.as_ref()?.group_status(hot))
+            .map(|s| s.commit)
+            .max()
+            .unwrap_or(0);
+        if commit < l.commit_at_heal[&hot] + due && self.now_us < l.healed_us + 2 * timeout {
+            return Ok(());
+        }
+        l.late = None;
+        l.returned = Some(Returned {
+            node: i,
+            at_us: self.now_us,
+            target: commit,
+            receiving_since_us: None,
+        });
+        l.stable_from_us = self.now_us + 2 * timeout;
+        self.note(format!(
+            "{} restarts late, {} entries behind {hot}'s commit at the heal",
+            self.nodes[i].id,
+            commit - l.commit_at_heal[&hot]
+        ));
+        self.restart(i)
     }
 
     /// The nodes that stay crashed or cut off through the liveness phase: `lost_nodes` of
@@ -297,7 +384,14 @@ impl<A: SimApp> Simulation<A> {
         // first heartbeat reaches it, which is no fault), a recovered group's term is fixed
         // — once its membership has settled too (seed 2931: a leader that removed itself
         // before the heal handed over 3.5 s after it, once the new voter had caught up).
-        if self.now_us >= l.healed_us + 2 * timeout {
+        if let Err(f) = self
+            .restart_late(&mut l, timeout)
+            .and_then(|()| self.late_caught_up(&mut l, timeout))
+        {
+            self.liveness = Some(l);
+            return Err(f);
+        }
+        if l.late.is_none() && self.now_us >= l.stable_from_us {
             for (g, members) in &self.groups {
                 if l.done.contains(g)
                     && !l.stable_terms.contains_key(g)
@@ -320,6 +414,7 @@ impl<A: SimApp> Simulation<A> {
         for g in markers {
             self.propose_to(g)?;
         }
+        self.propose_hot()?;
         // Probing goes on to the end of the run: recovered groups must stay stable.
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -450,6 +545,77 @@ impl<A: SimApp> Simulation<A> {
         Ok(())
     }
 
+    /// The hot group's proposals owed since the last probe ([`SimConfig::hot_group_per_sec`]).
+    ///
+    /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
+    fn propose_hot(&mut self) -> Result<(), Failure> {
+        let rate = self.cfg.hot_group_per_sec;
+        let hot = GroupId(1);
+        if rate == 0 || !self.groups.contains_key(&hot) {
+            return Ok(());
+        }
+        let owed = {
+            let l = self.liveness.as_mut().expect("liveness phase");
+            l.hot_credit += rate * self.tick_us;
+            let owed = l.hot_credit / 1_000_000;
+            l.hot_credit %= 1_000_000;
+            owed
+        };
+        for _ in 0..owed {
+            self.propose_to(hot)?;
+        }
+        Ok(())
+    }
+
+    /// The late node, back behind a group that keeps writing, commits what the group had
+    /// committed at its return within [`LATE_CATCH_UP_TIMEOUTS`] election timeouts of its
+    /// first chunk of a snapshot of it: the snapshots its leader takes meanwhile must not
+    /// keep that transfer from ending (docs/design.md §4.6). The time before, waiting for
+    /// one of the node's receive slots behind other groups' transfers, does not count: with
+    /// one slot and dozens of groups behind, that wait alone outlasts the liveness phase
+    /// (far seed 20005153).
+    fn late_caught_up(&mut self, l: &mut Liveness, timeout: u64) -> Result<(), Failure> {
+        let Some(back) = l.returned.as_mut() else {
+            return Ok(());
+        };
+        let hot = GroupId(1);
+        let id = self.nodes[back.node].id;
+        let replica = self.nodes[back.node]
+            .node
+            .as_ref()
+            .and_then(|n| n.replica(hot));
+        let commit = replica.map_or(0, |r| r.status().commit);
+        // Removed from the group meanwhile (a change taken before the heal): nothing to
+        // catch up with.
+        let member = self.membership_now(hot).is_some_and(|m| m.contains(id));
+        if commit >= back.target || !member {
+            self.report.late_catch_up_us = (self.now_us - back.at_us).max(1);
+            l.returned = None;
+            return Ok(());
+        }
+        if back.receiving_since_us.is_none() && replica.is_some_and(|r| r.is_receiving_snapshot()) {
+            back.receiving_since_us = Some(self.now_us);
+        }
+        let Some(since) = back.receiving_since_us else {
+            return Ok(());
+        };
+        if self.now_us - since >= LATE_CATCH_UP_TIMEOUTS * timeout {
+            return Err(Failure {
+                invariant: "a node back behind a group that keeps writing catches up",
+                detail: format!(
+                    "{id} returned {} ms ago, when {hot} had committed entry {}; it began \
+                     receiving a snapshot of it {} ms ago and has committed {commit} only \
+                     ({:?})",
+                    (self.now_us - back.at_us) / 1000,
+                    back.target,
+                    (self.now_us - since) / 1000,
+                    replica.map(|r| r.status()),
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn liveness_failure(&self) -> Failure {
         let l = self.liveness.as_ref().expect("liveness phase");
         let mut detail = format!(
@@ -509,3 +675,7 @@ fn agreed(replica: &Replica, leader: &Replica, durable: u64, floor: u64) -> u64 
         })
         .unwrap_or(floor)
 }
+
+/// How many election timeouts the late node has to catch up with its group once it
+/// receives a snapshot of it ([`Simulation::late_caught_up`]).
+const LATE_CATCH_UP_TIMEOUTS: u64 = 5;

@@ -129,6 +129,10 @@ pub struct SimReport {
     /// Proposals a leader took while its next snapshot was deferred for a transfer of its
     /// stored one (`Replica::snapshot_deferred`): counted when proposed there.
     pub deferred_for_transfers: u64,
+    /// Simulated microseconds the late node took to catch up with its group, once back
+    /// ([`SimConfig::hot_group_per_sec`](super::SimConfig::hot_group_per_sec)): 0 when no
+    /// node was kept down.
+    pub late_catch_up_us: u64,
     /// Proposals refused by admission control (`Config::max_commit_wait_ticks`): counted
     /// in `rejected` too.
     pub refused_by_admission: u64,
