@@ -67,6 +67,14 @@ struct Pending {
     queued_at: u64,
 }
 
+/// How many deadlines of ended requests `Requests::deadlines` may hold before they are
+/// dropped: past this many, and past three times as many as requests still pending.
+/// Without it an ended proposal's entry stayed until its deadline, so the queue grew with
+/// the rate times the timeout (16 bytes each: 1.6 GB at a million proposals a second and a
+/// timeout of 100 s). The threshold keeps the drop to about one map lookup per request
+/// taken, amortized; at this size the queue holds 1 MiB.
+const DEADLINES_KEPT: usize = 65_536;
+
 /// Every request of one node that has no outcome yet.
 #[derive(Debug, Default)]
 pub(super) struct Requests {
@@ -75,7 +83,8 @@ pub(super) struct Requests {
     /// the hot path: a fast hash of the sequential id, not the default SipHash.
     proposals: FxHashMap<RequestId, Pending>,
     /// (tick deadline, request) in the order taken, for `Config::proposal_timeout_ticks`.
-    /// Entries of proposals that ended otherwise are skipped when they come due.
+    /// Entries of proposals that ended otherwise are skipped when they come due, or
+    /// dropped once they are most of the queue ([`DEADLINES_KEPT`]).
     deadlines: VecDeque<(u64, RequestId)>,
     /// Creations and removals waiting for the ready that writes them, by group: each group
     /// has at most one lifecycle record per write, but a create then a remove in one cycle
@@ -146,8 +155,20 @@ impl Requests {
     pub(super) fn read(&mut self, group: GroupId, deadline: u64) -> RequestId {
         let id = self.allocate();
         self.reads.insert(id, group);
-        self.deadlines.push_back((deadline, id));
+        self.push_deadline(deadline, id);
         id
+    }
+
+    /// Queues `id`'s deadline; first drops the entries of ended requests when they are
+    /// most of the queue ([`DEADLINES_KEPT`]).
+    fn push_deadline(&mut self, deadline: u64, id: RequestId) {
+        let pending = self.proposals.len() + self.reads.len();
+        if self.deadlines.len() >= DEADLINES_KEPT.max(4 * pending) {
+            let (proposals, reads) = (&self.proposals, &self.reads);
+            self.deadlines
+                .retain(|(_, id)| proposals.contains_key(id) || reads.contains_key(id));
+        }
+        self.deadlines.push_back((deadline, id));
     }
 
     /// Read `id` reached its read point: ends it; whether it was still pending.
@@ -241,7 +262,7 @@ impl Requests {
             },
         );
         self.admission.taken(queued_at);
-        self.deadlines.push_back((deadline, id));
+        self.push_deadline(deadline, id);
         id
     }
 
@@ -520,6 +541,33 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, second);
         assert!(requests.stop().is_empty());
+    }
+
+    /// Deadlines of proposals that ended are dropped once they are most of the queue, not
+    /// kept until they come due; those still pending keep theirs and time out.
+    #[test]
+    fn deadlines_of_ended_proposals_are_dropped() {
+        let (group, me) = (GroupId(1), NodeId(1));
+        let mut requests = Requests::starting_at(1);
+        let waiting = requests.propose(group, (1, Some(me)), 1_000, 0);
+        for _ in 0..3 * DEADLINES_KEPT {
+            let id = requests.propose(group, (1, Some(me)), 1_000, 0);
+            assert_eq!(requests.applied(group, id, 1), Some(id));
+        }
+        assert!(
+            requests.deadlines.len() <= DEADLINES_KEPT + 1,
+            "{} deadlines queued for 1 pending proposal",
+            requests.deadlines.len()
+        );
+        requests.take_ended();
+        requests.expire(1_000);
+        let ended = requests.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].request, waiting);
+        assert_eq!(
+            ended[0].resolution,
+            Resolution::Indeterminate(Indeterminate::Timeout)
+        );
     }
 
     /// A transfer's deadline is shorter than a proposal's: a transfer taken after a
