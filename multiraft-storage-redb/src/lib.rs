@@ -161,8 +161,10 @@
 //! - Commits run on one dedicated writer thread per database (`multiraft-redb-writer`), fed
 //!   by a channel of at most [`MAX_QUEUED_WRITES`] jobs;
 //!   [`Storage::write`](multiraft_core::Storage::write) awaits room in it, then a oneshot
-//!   reply, so it never blocks the event loop. Batches are committed one at a time, in call
-//!   order.
+//!   reply, so it never blocks the event loop. Batches are committed one at a time, in the
+//!   order they are queued: call order while the queue has room (the node awaits each write
+//!   before the next, so its order always holds); writes that waited for room, from
+//!   handles used at once, may queue in another order.
 //! - Reads ([`entries`](multiraft_core::Storage::entries), [`term`](multiraft_core::Storage::term),
 //!   [`load`](multiraft_core::Storage::load),
 //!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk)) use redb read transactions (MVCC: they see the

@@ -290,12 +290,12 @@ impl Storage for RedbStorage {
             .acquire_owned()
             .await
             .map_err(|_| StorageError::Poisoned)?;
-        self.inner
-            .shared
-            .queued_writes
-            .fetch_add(1, Ordering::Relaxed);
-        jobs.send(Job { batch, reply, room })
-            .map_err(|_| StorageError::Poisoned)?;
+        let queued = &self.inner.shared.queued_writes;
+        queued.fetch_add(1, Ordering::Relaxed);
+        jobs.send(Job { batch, reply, room }).map_err(|_| {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            StorageError::Poisoned
+        })?;
         match rx.await {
             Ok(result) => result,
             // The writer thread is gone without answering: it panicked. Nothing is known about

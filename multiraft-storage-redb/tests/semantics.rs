@@ -308,10 +308,20 @@ async fn reads_do_not_wait_for_an_in_flight_commit() {
 /// (those that queued in call order: each appends the next entry of one group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_past_the_queue_bound_wait_for_room() {
+    /// Opens the gate however the test ends: a writer thread held in its fsync would
+    /// hang the storage's drop instead of letting a failure show.
+    struct OpenOnDrop(Arc<common::SyncGate>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
     let disk = FaultDisk::new();
     let s = RedbStorage::with_backend(disk.backend(), RedbOptions::default()).unwrap();
     let gate = disk.hold_syncs();
+    let _open = OpenOnDrop(Arc::clone(&gate));
     let extra = 10;
+    let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut writers = Vec::new();
     let queued = MAX_QUEUED_WRITES as u64;
     for i in 0..queued + extra {
@@ -323,7 +333,9 @@ async fn writes_past_the_queue_bound_wait_for_room() {
         } else {
             append(GroupId(1_000 + i), entries(1, 1, 1))
         };
+        let started = Arc::clone(&started);
         writers.push(tokio::spawn(async move {
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             writer.write(batch(vec![write])).await
         }));
         tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -340,16 +352,21 @@ async fn writes_past_the_queue_bound_wait_for_room() {
     })
     .await
     .unwrap();
-    // Every task has had time to run its write up to where it waits.
+    // Every task has started its write (it queues or waits in that same poll), and had
+    // time to finish that poll.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while started.load(std::sync::atomic::Ordering::SeqCst) < queued + extra {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a writer task never ran");
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    let waiting = s.stats().queued_writes;
-    let finished = writers.iter().filter(|w| w.is_finished()).count();
-    // Opened before asserting: a held writer thread would hang the storage's drop.
+    assert_eq!(s.stats().queued_writes, queued);
+    assert_eq!(writers.iter().filter(|w| w.is_finished()).count(), 0);
     gate.open();
-    assert_eq!(waiting, queued);
-    assert_eq!(finished, 0);
     for writer in writers {
         writer.await.unwrap().unwrap();
     }

@@ -71,8 +71,8 @@ struct Pending {
 /// dropped: past this many, and past three times as many as requests still pending.
 /// Without it an ended proposal's entry stayed until its deadline, so the queue grew with
 /// the rate times the timeout (16 bytes each: 1.6 GB at a million proposals a second and a
-/// timeout of 100 s). The threshold keeps the drop to about one map lookup per request
-/// taken, amortized; at this size the queue holds 1 MiB.
+/// timeout of 100 s). The threshold keeps the drop to two or three map lookups per
+/// request taken, amortized; at this size the queue holds 1 MiB.
 const DEADLINES_KEPT: usize = 65_536;
 
 /// Every request of one node that has no outcome yet.
@@ -544,30 +544,33 @@ mod tests {
     }
 
     /// Deadlines of proposals that ended are dropped once they are most of the queue, not
-    /// kept until they come due; those still pending keep theirs and time out.
+    /// kept until they come due; a proposal and a read still pending keep theirs and time
+    /// out.
     #[test]
     fn deadlines_of_ended_proposals_are_dropped() {
         let (group, me) = (GroupId(1), NodeId(1));
         let mut requests = Requests::starting_at(1);
         let waiting = requests.propose(group, (1, Some(me)), 1_000, 0);
+        let read = requests.read(group, 1_000);
         for _ in 0..3 * DEADLINES_KEPT {
             let id = requests.propose(group, (1, Some(me)), 1_000, 0);
             assert_eq!(requests.applied(group, id, 1), Some(id));
         }
         assert!(
             requests.deadlines.len() <= DEADLINES_KEPT + 1,
-            "{} deadlines queued for 1 pending proposal",
+            "{} deadlines queued for a pending proposal and read",
             requests.deadlines.len()
         );
         requests.take_ended();
-        requests.expire(1_000);
+        assert_eq!(requests.expire(1_000), vec![(group, read)]);
         let ended = requests.take_ended();
-        assert_eq!(ended.len(), 1);
+        assert_eq!(ended.len(), 2);
         assert_eq!(ended[0].request, waiting);
         assert_eq!(
             ended[0].resolution,
             Resolution::Indeterminate(Indeterminate::Timeout)
         );
+        assert_eq!(ended[1].request, read);
     }
 
     /// A transfer's deadline is shorter than a proposal's: a transfer taken after a

@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 30;
+const MOVES: usize = 31;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -124,6 +124,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.stragglers,
         r.deferred_for_transfers,
         u64::from(r.late_catch_up_us > 0),
+        r.late_behind_at_end,
     ]
 }
 
@@ -276,12 +277,13 @@ fn main() -> ExitCode {
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
-        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group {} (caught up within {} ms at most)",
+        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",
         m[26],
         m[27],
         m[28],
         m[29],
-        tally.late_catch_up_max_us.load(Ordering::Relaxed) / 1000
+        tally.late_catch_up_max_us.load(Ordering::Relaxed) / 1000,
+        m[30]
     );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",

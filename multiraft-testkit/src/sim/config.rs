@@ -298,10 +298,10 @@ pub struct SimConfig {
     /// Client proposals per simulated second, over all groups.
     pub proposals_per_sec: u64,
     /// Proposals per simulated second to group 1 alone through the liveness phase, on top
-    /// of `proposals_per_sec` (0: none). A hot group snapshots every few hundred
-    /// milliseconds, so a follower behind its leader's log (back from an outage, or cut
-    /// off) must be caught up by a snapshot while newer ones are taken: the liveness phase
-    /// checks that every follower catches up all the same.
+    /// of `proposals_per_sec` (0: none). A hot group snapshots every few tens of
+    /// milliseconds, so a follower behind its leader's log must be caught up by a snapshot
+    /// while newer ones are taken: the liveness phase brings one back behind it and checks
+    /// that it catches up all the same.
     ///
     /// [`SimConfig::for_seed`] draws one in half the seeds (500–1,500 a second), with
     /// snapshot chunks of 8–16 bytes and a snapshot every 8–24 entries, so that a transfer

@@ -12,7 +12,7 @@ use super::{Ev, Phase, Simulation};
 
 /// The late node, back ([`Simulation::restart_late`]) and not yet caught up.
 #[derive(Clone, Copy)]
-struct Returned {
+struct LateReturn {
     node: usize,
     at_us: u64,
     /// The hot group's commit index when it came back.
@@ -46,7 +46,7 @@ pub(super) struct Liveness {
     /// The node kept down at the start of the phase, while it is ([`Simulation::late_node`]).
     late: Option<usize>,
     /// The late node once restarted, until it has caught up ([`Simulation::late_caught_up`]).
-    returned: Option<Returned>,
+    returned: Option<LateReturn>,
     /// When recovered groups' terms are fixed: two election timeouts after the heal, or
     /// after the late node's restart.
     stable_from_us: u64,
@@ -120,21 +120,28 @@ impl<A: SimApp> Simulation<A> {
         Ok(())
     }
 
-    /// With a hot group ([`SimConfig::hot_group_per_sec`]) and no node lost: one of its
-    /// members, crashed at the heal (if up) and restarted once the group has committed
-    /// three snapshots' worth of entries (or two election timeouts have passed), so that it
-    /// comes back behind a log the group keeps writing, usually past what its leader still
-    /// holds ([`Simulation::restart_late`]).
+    /// With a hot group ([`SimConfig::hot_group_per_sec`]), crashes in the faults and no
+    /// node lost: one of its members, crashed at the heal (if up) and restarted once the
+    /// group has committed three snapshots' worth of entries (or two election timeouts have
+    /// passed), so that it comes back behind a log the group keeps writing, usually past
+    /// what its leader still holds ([`Simulation::restart_late`]).
     ///
     /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
     fn late_node(&mut self, lost: &BTreeSet<usize>) -> Option<usize> {
-        let members = self.groups.get(&GroupId(1))?;
-        if self.cfg.hot_group_per_sec == 0 || !lost.is_empty() {
+        let hosts = self.groups.get(&HOT_GROUP)?;
+        // Its outage is a crash: only where crashes are in the seed's faults.
+        if self.cfg.hot_group_per_sec == 0 || !self.cfg.faults.crashes || !lost.is_empty() {
+            return None;
+        }
+        // A member of its committed membership: one removed from it has nothing to catch
+        // up with.
+        let members = self.live_members(HOT_GROUP, hosts);
+        if members.is_empty() {
             return None;
         }
         let i = members[self.rng.below(members.len() as u64) as usize];
         self.note(format!(
-            "{} stays down for half an election timeout",
+            "{} stays down until {HOT_GROUP} has written three snapshots' worth",
             self.nodes[i].id
         ));
         if self.is_up(i) {
@@ -151,7 +158,7 @@ impl<A: SimApp> Simulation<A> {
         let Some(i) = l.late else {
             return Ok(());
         };
-        let hot = GroupId(1);
+        let hot = HOT_GROUP;
         let c = &self.cfg.core;
         let due = 3 * (c.snapshot_entries + c.compaction_lag_entries + 1);
         let commit = self.groups[&hot]
@@ -164,7 +171,7 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         }
         l.late = None;
-        l.returned = Some(Returned {
+        l.returned = Some(LateReturn {
             node: i,
             at_us: self.now_us,
             target: commit,
@@ -172,9 +179,9 @@ impl<A: SimApp> Simulation<A> {
         });
         l.stable_from_us = self.now_us + 2 * timeout;
         self.note(format!(
-            "{} restarts late, {} entries behind {hot}'s commit at the heal",
+            "{} restarts late; {hot} committed {} entries since the heal",
             self.nodes[i].id,
-            commit - l.commit_at_heal[&hot]
+            commit.saturating_sub(l.commit_at_heal[&hot])
         ));
         self.restart(i)
     }
@@ -359,6 +366,11 @@ impl<A: SimApp> Simulation<A> {
                 continue;
             }
             let Some(live) = self.live_majority(*g, members) else {
+                if l.late.is_some() {
+                    // The late node, down for now, may be the vote it lacks: judged once
+                    // the node is back.
+                    continue;
+                }
                 // No live majority: nothing can commit; reported, not failed.
                 l.done.insert(*g);
                 self.report.groups_without_majority += 1;
@@ -379,11 +391,6 @@ impl<A: SimApp> Simulation<A> {
                 markers.push(*g);
             }
         }
-        // Once every election timer started before healing has run out (two election
-        // timeouts: a follower cut off until the heal may still time out before the leader's
-        // first heartbeat reaches it, which is no fault), a recovered group's term is fixed
-        // — once its membership has settled too (seed 2931: a leader that removed itself
-        // before the heal handed over 3.5 s after it, once the new voter had caught up).
         if let Err(f) = self
             .restart_late(&mut l, timeout)
             .and_then(|()| self.late_caught_up(&mut l, timeout))
@@ -391,6 +398,12 @@ impl<A: SimApp> Simulation<A> {
             self.liveness = Some(l);
             return Err(f);
         }
+        // Once every election timer started before healing has run out (two election
+        // timeouts: a follower cut off until the heal may still time out before the leader's
+        // first heartbeat reaches it, which is no fault), a recovered group's term is fixed
+        // — once its membership has settled too (seed 2931: a leader that removed itself
+        // before the heal handed over 3.5 s after it, once the new voter had caught up).
+        // With a late node, the two election timeouts count from its restart.
         if l.late.is_none() && self.now_us >= l.stable_from_us {
             for (g, members) in &self.groups {
                 if l.done.contains(g)
@@ -406,9 +419,9 @@ impl<A: SimApp> Simulation<A> {
         if all_done && self.report.liveness_us == 0 {
             self.report.liveness_us = (self.now_us - l.healed_us).max(1);
         }
-        let late = self.now_us >= l.deadline_us;
+        let past_deadline = self.now_us >= l.deadline_us;
         self.liveness = Some(l);
-        if late && !all_done {
+        if past_deadline && !all_done {
             return Err(self.liveness_failure());
         }
         for g in markers {
@@ -550,7 +563,7 @@ impl<A: SimApp> Simulation<A> {
     /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
     fn propose_hot(&mut self) -> Result<(), Failure> {
         let rate = self.cfg.hot_group_per_sec;
-        let hot = GroupId(1);
+        let hot = HOT_GROUP;
         if rate == 0 || !self.groups.contains_key(&hot) {
             return Ok(());
         }
@@ -578,7 +591,7 @@ impl<A: SimApp> Simulation<A> {
         let Some(back) = l.returned.as_mut() else {
             return Ok(());
         };
-        let hot = GroupId(1);
+        let hot = HOT_GROUP;
         let id = self.nodes[back.node].id;
         let replica = self.nodes[back.node]
             .node
@@ -588,7 +601,11 @@ impl<A: SimApp> Simulation<A> {
         // Removed from the group meanwhile (a change taken before the heal): nothing to
         // catch up with.
         let member = self.membership_now(hot).is_some_and(|m| m.contains(id));
-        if commit >= back.target || !member {
+        if !member {
+            l.returned = None;
+            return Ok(());
+        }
+        if commit >= back.target {
             self.report.late_catch_up_us = (self.now_us - back.at_us).max(1);
             l.returned = None;
             return Ok(());
@@ -614,6 +631,16 @@ impl<A: SimApp> Simulation<A> {
             });
         }
         Ok(())
+    }
+
+    /// The run ends with the late node not caught up: counted, not failed. It is
+    /// judged from its first chunk of a snapshot ([`Simulation::late_caught_up`]), and one
+    /// that began receiving late in the phase, or waited all of it for a receive slot
+    /// behind other groups' transfers, has had too little time to judge.
+    pub(super) fn late_at_end(&mut self) {
+        if self.liveness.as_ref().is_some_and(|l| l.returned.is_some()) {
+            self.report.late_behind_at_end = 1;
+        }
     }
 
     pub(super) fn liveness_failure(&self) -> Failure {
@@ -679,3 +706,6 @@ fn agreed(replica: &Replica, leader: &Replica, durable: u64, floor: u64) -> u64 
 /// How many election timeouts the late node has to catch up with its group once it
 /// receives a snapshot of it ([`Simulation::late_caught_up`]).
 const LATE_CATCH_UP_TIMEOUTS: u64 = 5;
+
+/// The hot group ([`SimConfig::hot_group_per_sec`](super::SimConfig::hot_group_per_sec)).
+const HOT_GROUP: GroupId = GroupId(1);

@@ -547,6 +547,7 @@ impl<A: SimApp> Simulation<A> {
             self.check_budget()?;
         }
         self.now_us = self.end_us;
+        self.late_at_end();
         if self
             .liveness
             .as_ref()

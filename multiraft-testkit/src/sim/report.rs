@@ -133,6 +133,10 @@ pub struct SimReport {
     /// ([`SimConfig::hot_group_per_sec`](super::SimConfig::hot_group_per_sec)): 0 when no
     /// node was kept down.
     pub late_catch_up_us: u64,
+    /// 1 when that node had not caught up by the end of the run: it began receiving a
+    /// snapshot too late in the liveness phase to be judged, or waited all of it for a
+    /// receive slot. Counted, not failed.
+    pub late_behind_at_end: u64,
     /// Proposals refused by admission control (`Config::max_commit_wait_ticks`): counted
     /// in `rejected` too.
     pub refused_by_admission: u64,
