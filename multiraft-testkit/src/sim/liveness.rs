@@ -420,6 +420,7 @@ impl<A: SimApp> Simulation<A> {
             self.report.liveness_us = (self.now_us - l.healed_us).max(1);
         }
         let past_deadline = self.now_us >= l.deadline_us;
+        let hot_owed = self.hot_owed(&mut l);
         self.liveness = Some(l);
         if past_deadline && !all_done {
             return Err(self.liveness_failure());
@@ -427,7 +428,9 @@ impl<A: SimApp> Simulation<A> {
         for g in markers {
             self.propose_to(g)?;
         }
-        self.propose_hot()?;
+        for _ in 0..hot_owed {
+            self.propose_to(HOT_GROUP)?;
+        }
         // Probing goes on to the end of the run: recovered groups must stay stable.
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -561,23 +564,15 @@ impl<A: SimApp> Simulation<A> {
     /// The hot group's proposals owed since the last probe ([`SimConfig::hot_group_per_sec`]).
     ///
     /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
-    fn propose_hot(&mut self) -> Result<(), Failure> {
+    fn hot_owed(&self, l: &mut Liveness) -> u64 {
         let rate = self.cfg.hot_group_per_sec;
-        let hot = HOT_GROUP;
-        if rate == 0 || !self.groups.contains_key(&hot) {
-            return Ok(());
+        if rate == 0 || !self.groups.contains_key(&HOT_GROUP) {
+            return 0;
         }
-        let owed = {
-            let l = self.liveness.as_mut().expect("liveness phase");
-            l.hot_credit += rate * self.tick_us;
-            let owed = l.hot_credit / 1_000_000;
-            l.hot_credit %= 1_000_000;
-            owed
-        };
-        for _ in 0..owed {
-            self.propose_to(hot)?;
-        }
-        Ok(())
+        l.hot_credit += rate * self.tick_us;
+        let owed = l.hot_credit / 1_000_000;
+        l.hot_credit %= 1_000_000;
+        owed
     }
 
     /// The late node, back behind a group that keeps writing, commits what the group had
