@@ -310,7 +310,7 @@ pub struct SimConfig {
     /// snapshots' worth (at most two election timeouts), and must catch up within five
     /// election timeouts of its first chunk of a snapshot of the group: without the
     /// deferral of a leader's next snapshot while it sends its stored one, 4 of 2,000 seeds
-    /// fail that (BENCHMARKS.md).
+    /// fail that, and a fifth the liveness bound (BENCHMARKS.md).
     pub hot_group_per_sec: u64,
     /// Trace lines kept for a [`Violation`](super::Violation).
     pub trace_lines: usize,
