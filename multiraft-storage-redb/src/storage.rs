@@ -144,8 +144,6 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_micros_total: AtomicU64,
     pub(crate) checkpoint_micros_max: AtomicU64,
     pub(crate) tail_bytes: AtomicU64,
-    /// Writes queued for the writer thread and not yet answered.
-    pub(crate) queued_writes: AtomicU64,
 }
 
 /// Counters of a [`RedbStorage`], for monitoring and benchmarks ([`RedbStorage::stats`]).
@@ -257,7 +255,7 @@ impl RedbStorage {
             checkpoint_micros_total: s.checkpoint_micros_total.load(Ordering::Relaxed),
             checkpoint_micros_max: s.checkpoint_micros_max.load(Ordering::Relaxed),
             tail_bytes: s.tail_bytes.load(Ordering::Relaxed),
-            queued_writes: s.queued_writes.load(Ordering::Relaxed),
+            queued_writes: (MAX_QUEUED_WRITES - self.inner.room.available_permits()) as u64,
         }
     }
 
@@ -290,12 +288,8 @@ impl Storage for RedbStorage {
             .acquire_owned()
             .await
             .map_err(|_| StorageError::Poisoned)?;
-        let queued = &self.inner.shared.queued_writes;
-        queued.fetch_add(1, Ordering::Relaxed);
-        jobs.send(Job { batch, reply, room }).map_err(|_| {
-            queued.fetch_sub(1, Ordering::Relaxed);
-            StorageError::Poisoned
-        })?;
+        jobs.send(Job { batch, reply, room })
+            .map_err(|_| StorageError::Poisoned)?;
         match rx.await {
             Ok(result) => result,
             // The writer thread is gone without answering: it panicked. Nothing is known about

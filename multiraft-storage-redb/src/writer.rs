@@ -82,7 +82,6 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
         // The caller may have gone away (its future dropped); the outcome stands anyway.
         // Its room is given back first, so that a caller that has its answer sees the
         // queue without it.
-        shared.queued_writes.fetch_sub(1, Ordering::Relaxed);
         drop(room);
         let _ = reply.send(result);
         // After the reply: the batch is durable in the write-ahead table already, so its

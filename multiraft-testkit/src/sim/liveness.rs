@@ -89,17 +89,11 @@ impl<A: SimApp> Simulation<A> {
         }
         self.report.lost_nodes = lost.len() as u64;
         self.lost = lost;
-        let mut commit_at_heal = BTreeMap::new();
-        for (g, members) in &self.groups {
-            let c = members
-                .iter()
-                .filter(|i| !self.lost.contains(i))
-                .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(*g))
-                .map(|s| s.commit)
-                .max()
-                .unwrap_or(0);
-            commit_at_heal.insert(*g, c);
-        }
+        let commit_at_heal = self
+            .groups
+            .iter()
+            .map(|(g, members)| (*g, self.highest_commit(*g, members)))
+            .collect();
         let timeout = u64::from(self.cfg.core.election_timeout_max_ticks) * self.tick_us;
         let window = 10 * timeout;
         self.liveness = Some(Liveness {
@@ -161,12 +155,7 @@ impl<A: SimApp> Simulation<A> {
         let hot = HOT_GROUP;
         let c = &self.cfg.core;
         let due = 3 * (c.snapshot_entries + c.compaction_lag_entries + 1);
-        let commit = self.groups[&hot]
-            .iter()
-            .filter_map(|m| self.nodes[*m].node.as_ref()?.group_status(hot))
-            .map(|s| s.commit)
-            .max()
-            .unwrap_or(0);
+        let commit = self.highest_commit(hot, &self.groups[&hot]);
         if commit < l.commit_at_heal[&hot] + due && self.now_us < l.healed_us + 2 * timeout {
             return Ok(());
         }
@@ -238,6 +227,17 @@ impl<A: SimApp> Simulation<A> {
                 ))
             })
             .collect()
+    }
+
+    /// The highest commit index of `group` among its hosts that are running and not lost.
+    fn highest_commit(&self, group: GroupId, hosts: &[usize]) -> u64 {
+        hosts
+            .iter()
+            .filter(|i| !self.lost.contains(i))
+            .filter_map(|i| self.nodes[*i].node.as_ref()?.group_status(group))
+            .map(|s| s.commit)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The highest term of `group` among its members that are not lost (replicas removed
@@ -404,7 +404,7 @@ impl<A: SimApp> Simulation<A> {
         // — once its membership has settled too (seed 2931: a leader that removed itself
         // before the heal handed over 3.5 s after it, once the new voter had caught up).
         // With a late node, the two election timeouts count from its restart.
-        if l.late.is_none() && self.now_us >= l.stable_from_us {
+        if self.now_us >= l.stable_from_us {
             for (g, members) in &self.groups {
                 if l.done.contains(g)
                     && !l.stable_terms.contains_key(g)
