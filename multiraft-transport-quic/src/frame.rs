@@ -187,28 +187,40 @@ pub enum FrameError {
 
 /// Appends one frame carrying `batch` to `out`.
 ///
-/// On [`FrameError::BatchTooLarge`], `out` is left as it was.
+/// On an error, `out` is left as it was: the frames already in it (a lane coalesces
+/// several into one write) are still sent.
 pub fn encode(
     batch: &MessageBatch,
     limits: &FrameLimits,
     out: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
+    encode_frame(batch, limits, out)
+}
+
+/// [`encode`] for any value, so that a failing serializer can be tested: the core's
+/// types never fail to encode.
+fn encode_frame<T: serde::Serialize>(
+    value: &T,
+    limits: &FrameLimits,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[FRAME_VERSION, FRAME_KIND_BATCH, 0, 0, 0, 0, 0, 0]);
-    let encoded = std::mem::take(out);
-    // `to_extend` only fails on serializer errors, which the core's types cannot produce.
-    let mut encoded = postcard::to_extend(batch, encoded).map_err(FrameError::Encode)?;
-    let len = encoded.len() - start - FRAME_HEADER_BYTES;
+    // Written in place, through `&mut Vec`: a serializer error hands back no buffer, so
+    // one taken by value would lose the frames before this one.
+    if let Err(e) = postcard::to_io(value, &mut *out) {
+        out.truncate(start);
+        return Err(FrameError::Encode(e));
+    }
+    let len = out.len() - start - FRAME_HEADER_BYTES;
     if len > limits.max_frame_bytes as usize {
-        encoded.truncate(start);
-        *out = encoded;
+        out.truncate(start);
         return Err(FrameError::BatchTooLarge {
             len,
             max: limits.max_frame_bytes,
         });
     }
-    encoded[start + 4..start + 8].copy_from_slice(&(len as u32).to_be_bytes());
-    *out = encoded;
+    out[start + 4..start + 8].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
 }
 
@@ -470,6 +482,28 @@ mod tests {
             Err(FrameError::BatchTooLarge { .. })
         ));
         assert_eq!(out, [7]);
+    }
+
+    /// A value that fails to encode leaves the frames already coalesced in the buffer
+    /// (they were lost with it: the buffer was handed to the serializer by value).
+    #[test]
+    fn an_unencodable_value_keeps_the_frames_before_it() {
+        struct Unencodable;
+        impl serde::Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("unencodable"))
+            }
+        }
+        let limits = FrameLimits::default();
+        let mut out = Vec::new();
+        encode(&batch(vec![msg(append(0, 0, &[1]))]), &limits, &mut out).unwrap();
+        let before = out.clone();
+        assert!(matches!(
+            encode_frame(&Unencodable, &limits, &mut out),
+            Err(FrameError::Encode(_))
+        ));
+        assert_eq!(out, before);
+        assert!(decode_frame(&out, &limits).is_ok());
     }
 
     /// The core's rules (`MessageBatch::validate`) are enforced on every frame; the rules

@@ -314,6 +314,22 @@ async fn entries_and_term_read_ranges(s: impl Storage) {
     assert!(read_entries(&s, G1, 4, 2, P).await.is_empty(), "{P}");
     assert!(read_entries(&s, G1, 6, 9, P).await.is_empty(), "{P}");
     assert!(read_entries(&s, G2, 1, 9, P).await.is_empty(), "{P}");
+    // Bounds at the end of the index space are clipped, not overflowed.
+    assert_eq!(
+        idx(read_entries(&s, G1, 1, u64::MAX, P).await),
+        [1, 2, 3, 4, 5],
+        "{P}"
+    );
+    assert!(
+        read_entries(&s, G1, u64::MAX - 1, u64::MAX, P)
+            .await
+            .is_empty(),
+        "{P}"
+    );
+    assert!(
+        read_entries(&s, G1, u64::MAX, u64::MAX, P).await.is_empty(),
+        "{P}"
+    );
     assert_eq!(read_term(&s, G1, 0, P).await, None, "{P}");
     assert_eq!(read_term(&s, G1, 3, P).await, Some(1), "{P}");
     assert_eq!(read_term(&s, G1, 4, P).await, Some(2), "{P}");
