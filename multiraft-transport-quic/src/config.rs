@@ -20,10 +20,10 @@ pub const DEFAULT_DATA_LANES: usize = 4;
 pub const DEFAULT_LANE_QUEUE_BATCHES: usize = 256;
 
 /// Default [`TransportLimits::max_queued_bytes`]: 64 MiB of batches queued per peer on the
-/// control and data lanes. A batch on a lane is at most half a frame (2 MiB by default),
-/// so the count alone (`lane_queue_batches` on each of 5 lanes) let a peer that stops
-/// reading hold 2.5 GiB; 64 MiB is still four times the send window (`send_window`), so a
-/// peer that keeps up never meets it.
+/// data lanes, and at most as much again on the control lane. A batch on a lane is at
+/// most half a frame (2 MiB by default), so the count alone (`lane_queue_batches` on each
+/// of 5 lanes) let a peer that stops reading hold 2.5 GiB; 64 MiB is still four times the
+/// send window (`send_window`), so a peer that keeps up never meets it.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// Default [`TransportLimits::snapshot_queue_batches`]: 32 batches of snapshot chunks per
@@ -98,10 +98,13 @@ pub struct TransportLimits {
     /// Batches queued per control or data lane per peer before
     /// [`send`](multiraft_core::Transport::send) drops new ones.
     pub lane_queue_batches: usize,
-    /// Bytes of batches (`MessageBatch::size_bytes`) queued per peer on the control and
-    /// data lanes together before [`send`](multiraft_core::Transport::send) drops new ones,
-    /// counted as when a queue is full; a peer with none queued still takes one batch of
-    /// any size. The snapshot lane has its own bound (`snapshot_queue_batches`).
+    /// Bytes of batches (`MessageBatch::size_bytes`) queued per peer on the data lanes
+    /// together, and apart on the control lane, before
+    /// [`send`](multiraft_core::Transport::send) drops new ones, counted as when a queue is
+    /// full; a lane (the data lanes as one) with none queued still takes one batch of any
+    /// size. Apart so that data lanes full for a peer that reads slowly never refuse its
+    /// heartbeats and votes. The snapshot lane has its own bound
+    /// (`snapshot_queue_batches`).
     pub max_queued_bytes: usize,
     /// Batches queued on the snapshot lane per peer before
     /// [`send`](multiraft_core::Transport::send) drops new ones.

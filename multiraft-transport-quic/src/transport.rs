@@ -260,18 +260,33 @@ struct Peer {
     id: NodeId,
     /// What is sent to it ([`crate::metrics`]).
     sent: crate::metrics::Sent,
-    /// Each lane's queue: a batch, and the bytes it counts in `queued`.
+    /// Each lane's queue: a batch, and the bytes it counts in its lane's count
+    /// ([`Peer::queued`]).
     lanes: Vec<mpsc::Sender<(MessageBatch, usize)>>,
-    /// Bytes queued on the control and data lanes, bounded by `max_queued_bytes`: added
-    /// by `send`, taken off by the lane's writer as it dequeues.
-    queued: Arc<AtomicUsize>,
+    /// Bytes queued on the control lane, and on the data lanes together, each bounded by
+    /// `max_queued_bytes`: added by `send`, taken off by the lane's writer as it dequeues.
+    /// Two counts, not one: data lanes filled for a peer that reads slowly (a follower
+    /// catching up) used to leave no room for its heartbeats, votes and acknowledgements.
+    control_queued: Arc<AtomicUsize>,
+    data_queued: Arc<AtomicUsize>,
     conn: watch::Sender<Option<Connection>>,
 }
 
 impl Peer {
-    /// Counts `bytes` more queued, unless that passes `limit` with some already queued.
-    fn hold(&self, bytes: usize, limit: usize) -> bool {
-        self.queued
+    /// The count of bytes queued that `lane`'s batches are held in (the snapshot lane's
+    /// count 0 bytes: it is bounded by its number of batches).
+    fn queued(&self, lane: usize) -> &Arc<AtomicUsize> {
+        if lane == CONTROL_LANE {
+            &self.control_queued
+        } else {
+            &self.data_queued
+        }
+    }
+
+    /// Counts `bytes` more queued on `lane`, unless that passes `limit` with some already
+    /// queued there.
+    fn hold(&self, lane: usize, bytes: usize, limit: usize) -> bool {
+        self.queued(lane)
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
                 (queued == 0 || queued.saturating_add(bytes) <= limit)
                     .then(|| queued.saturating_add(bytes))
@@ -308,17 +323,30 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
             "must exceed data_lanes + 1 (the data, control and snapshot lanes all open)",
         );
     }
-    if l.lane_queue_batches == 0 {
-        return err("lane_queue_batches", "must be positive");
+    // Queues and the handshake permits are tokio's channels and semaphores, which panic
+    // past this many.
+    let permits = 1..=tokio::sync::Semaphore::MAX_PERMITS;
+    if !permits.contains(&l.lane_queue_batches) {
+        return err(
+            "lane_queue_batches",
+            "must be positive, at most usize::MAX >> 3",
+        );
     }
     if l.max_queued_bytes == 0 {
         return err("max_queued_bytes", "must be positive");
     }
-    if l.snapshot_queue_batches == 0 {
-        return err("snapshot_queue_batches", "must be positive");
+    if !permits.contains(&l.snapshot_queue_batches) {
+        return err(
+            "snapshot_queue_batches",
+            "must be positive, at most usize::MAX >> 3",
+        );
     }
     if l.frame.max_frame_bytes < 1024 {
         return err("frame.max_frame_bytes", "must be at least 1 KiB");
+    }
+    if l.frame.max_messages_per_frame == 0 {
+        // A peer with the same limits would refuse every frame and close the connection.
+        return err("frame.max_messages_per_frame", "must be positive");
     }
     if l.keep_alive_interval >= l.idle_timeout {
         return err("keep_alive_interval", "must be shorter than idle_timeout");
@@ -329,10 +357,10 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
             "must be positive and at most reconnect_backoff_max",
         );
     }
-    if l.max_peers == 0 || l.max_incoming_handshakes == 0 {
+    if l.max_peers == 0 || !permits.contains(&l.max_incoming_handshakes) {
         return err(
             "max_peers",
-            "max_peers and max_incoming_handshakes must be positive",
+            "max_peers and max_incoming_handshakes must be positive, the second at most usize::MAX >> 3",
         );
     }
     Ok(())
@@ -524,11 +552,11 @@ impl Transport for QuicTransport {
         let target = inner.limits.frame.max_frame_bytes as usize / 2;
         // A frame's message count is bounded too (a peer with these limits refuses more
         // and closes the connection): pieces are cut at whichever comes first.
-        let max_messages = inner.limits.frame.max_messages_per_frame.max(1);
+        let max_messages = inner.limits.frame.max_messages_per_frame;
         let enqueue = |lane: usize, piece: MessageBatch, bytes: usize| {
             // The snapshot lane is bounded by its count (`snapshot_queue_batches`).
             let counted = if lane == SNAPSHOT_LANE { 0 } else { bytes };
-            if counted > 0 && !peer.hold(counted, inner.limits.max_queued_bytes) {
+            if counted > 0 && !peer.hold(lane, counted, inner.limits.max_queued_bytes) {
                 return inner.drop_on(lane, DropReason::QueueFull, 1);
             }
             let refused = match peer.lanes[lane].try_send((piece, counted)) {
@@ -536,7 +564,7 @@ impl Transport for QuicTransport {
                 Err(mpsc::error::TrySendError::Full(_)) => DropReason::QueueFull,
                 Err(mpsc::error::TrySendError::Closed(_)) => DropReason::Unsendable,
             };
-            peer.queued.fetch_sub(counted, Ordering::Relaxed);
+            peer.queued(lane).fetch_sub(counted, Ordering::Relaxed);
             inner.drop_on(lane, refused, 1);
         };
         // First pass: messages per lane and the total size, so that a batch for one lane

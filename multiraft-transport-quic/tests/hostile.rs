@@ -270,48 +270,12 @@ where
 async fn a_peer_that_never_reads_holds_at_most_the_queued_bytes() {
     let _memory = measuring().await;
     const BATCHES: u64 = 100;
-    let ca = dev_ca();
-    // Node 2, a raw endpoint: it completes the handshake and never reads a stream.
-    let server_crypto = ca.tls_config(NodeId(2)).unwrap().server_crypto().unwrap();
-    let server = quinn::ServerConfig::with_crypto(Arc::new(
-        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto).unwrap(),
-    ));
-    let silent = quinn::Endpoint::server(server, loopback()).unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
-    config.peers.insert(NodeId(2), silent_addr);
-    config.limits.max_queued_bytes = 8 << 20;
-    let t = QuicTransport::bind(config).unwrap();
-    let _conn = tokio::time::timeout(WAIT, async {
-        silent.accept().await.unwrap().await.unwrap()
-    })
-    .await
-    .expect("node 1 dials node 2");
-    wait_until("connected", || t.connected_peers() == [NodeId(2)]).await;
     // One MiB shared by every batch: the test itself holds little while the transport
     // counts each batch's bytes.
     let data: multiraft_core::Bytes = vec![0u8; 1 << 20].into();
+    let (t, _silent) = connected_to_a_silent_node_2(8 << 20).await;
     for group in 0..BATCHES {
-        let proposal = (
-            multiraft_core::ProposalId {
-                node: NodeId(1),
-                seq: group,
-            },
-            data.clone(),
-        );
-        t.send(multiraft_core::MessageBatch {
-            from: NodeId(1),
-            to: NodeId(2),
-            messages: vec![multiraft_core::Message {
-                group: multiraft_core::GroupId(group),
-                from: NodeId(1),
-                to: NodeId(2),
-                term: 1,
-                body: multiraft_core::MessageBody::Propose {
-                    proposals: vec![proposal],
-                },
-            }],
-        });
+        t.send(propose_to_node_2(group, data.clone()));
     }
     // 8 MiB queued, and what the writers took into QUIC's windows before the silent
     // peer's stream windows (quinn's default, about 1.2 MiB each) ran out.
@@ -319,6 +283,109 @@ async fn a_peer_that_never_reads_holds_at_most_the_queued_bytes() {
     assert!(
         dropped >= BATCHES * 7 / 10,
         "{dropped} of {BATCHES} dropped"
+    );
+    t.close();
+}
+
+/// Node 1's transport, with `max_queued_bytes`, connected to a node 2 that completes the
+/// handshake and never reads a stream (a raw endpoint, returned with its connection:
+/// both must stay alive).
+async fn connected_to_a_silent_node_2(
+    max_queued_bytes: usize,
+) -> (QuicTransport, (quinn::Endpoint, quinn::Connection)) {
+    let ca = dev_ca();
+    let server_crypto = ca.tls_config(NodeId(2)).unwrap().server_crypto().unwrap();
+    let server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto).unwrap(),
+    ));
+    let silent = quinn::Endpoint::server(server, loopback()).unwrap();
+    let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    config.peers.insert(NodeId(2), silent.local_addr().unwrap());
+    config.limits.max_queued_bytes = max_queued_bytes;
+    let t = QuicTransport::bind(config).unwrap();
+    let conn = tokio::time::timeout(WAIT, async {
+        silent.accept().await.unwrap().await.unwrap()
+    })
+    .await
+    .expect("node 1 dials node 2");
+    wait_until("connected", || t.connected_peers() == [NodeId(2)]).await;
+    (t, (silent, conn))
+}
+
+/// A batch of one proposal of `data` from node 1 to node 2's `group`: a data lane's.
+fn propose_to_node_2(group: u64, data: multiraft_core::Bytes) -> multiraft_core::MessageBatch {
+    let id = multiraft_core::ProposalId {
+        node: NodeId(1),
+        seq: group,
+    };
+    multiraft_core::MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![multiraft_core::Message {
+            group: multiraft_core::GroupId(group),
+            from: NodeId(1),
+            to: NodeId(2),
+            term: 1,
+            body: multiraft_core::MessageBody::Propose {
+                proposals: vec![(id, data)],
+            },
+        }],
+    }
+}
+
+/// Data lanes full for a peer that reads nothing still leave room for its heartbeats:
+/// the control lane's bytes are counted apart. Regression (review): one count for both
+/// refused the heartbeat here, once appends had taken every byte of the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lanes_full_leave_room_for_heartbeats() {
+    // Every data batch counts exactly 64 KiB (32 bytes of message, 16 of proposal id), so
+    // the budget of 16 of them fills to the byte: nothing more fits in it.
+    const BATCH: usize = 64 << 10;
+    let (t, _silent) = connected_to_a_silent_node_2(16 * BATCH).await;
+    let data: multiraft_core::Bytes = vec![0u8; BATCH - 48].into();
+    assert_eq!(propose_to_node_2(7, data.clone()).size_bytes(), BATCH);
+    // One group, so one data lane: its writer blocks once the silent peer's windows are
+    // full, and from then on every batch it is sent stays queued or is refused.
+    let mut refused_in_a_row = 0;
+    for _ in 0..10_000 {
+        let before = t.stats().dropped_queue_full;
+        t.send(propose_to_node_2(7, data.clone()));
+        refused_in_a_row = if t.stats().dropped_queue_full > before {
+            refused_in_a_row + 1
+        } else {
+            0
+        };
+        if refused_in_a_row == 100 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(refused_in_a_row, 100, "the data lanes never filled");
+    let before = t.stats().dropped_queue_full;
+    let beat = multiraft_core::Beat {
+        group: multiraft_core::GroupId(7),
+        term: 1,
+        commit: 0,
+        quiesce: false,
+    };
+    t.send(multiraft_core::MessageBatch {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![multiraft_core::Message {
+            group: multiraft_core::GroupId::NODE,
+            from: NodeId(1),
+            to: NodeId(2),
+            term: 0,
+            body: multiraft_core::MessageBody::Heartbeats {
+                beats: vec![beat],
+                liveness: Box::default(),
+            },
+        }],
+    });
+    assert_eq!(
+        t.stats().dropped_queue_full,
+        before,
+        "the heartbeat was refused"
     );
     t.close();
 }

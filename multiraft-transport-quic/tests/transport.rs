@@ -282,6 +282,24 @@ async fn lane_limits_out_of_range_are_refused() {
         "max_concurrent_uni_streams"
     );
     assert_eq!(refused(|l| l.data_lanes = 0), "data_lanes");
+    // Past what tokio's channels and semaphores take: they panicked, the handshake
+    // permits inside the task that accepts connections (review).
+    assert_eq!(
+        refused(|l| l.lane_queue_batches = usize::MAX),
+        "lane_queue_batches"
+    );
+    assert_eq!(
+        refused(|l| l.snapshot_queue_batches = usize::MAX),
+        "snapshot_queue_batches"
+    );
+    assert_eq!(
+        refused(|l| l.max_incoming_handshakes = usize::MAX),
+        "max_peers"
+    );
+    assert_eq!(
+        refused(|l| l.frame.max_messages_per_frame = 0),
+        "frame.max_messages_per_frame"
+    );
     let mut config = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
     config.limits.max_concurrent_uni_streams = 6;
     config.limits.snapshot_queue_batches = 1;

@@ -90,13 +90,14 @@ impl Inner {
             id,
             sent,
             lanes,
-            queued: Arc::default(),
+            control_queued: Arc::default(),
+            data_queued: Arc::default(),
             conn,
         });
         for (lane, rx) in receivers.into_iter().enumerate() {
             let queue = LaneQueue {
                 rx,
-                queued: peer.queued.clone(),
+                queued: peer.queued(lane).clone(),
             };
             let (conn_rx, sent) = (peer.conn.subscribe(), peer.sent.clone());
             self.runtime

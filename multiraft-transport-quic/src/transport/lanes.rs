@@ -131,7 +131,11 @@ pub(super) async fn lane_writer(
                 inner.drop_on(lane, DropReason::WriteError, frames);
             }
         }
-        if buf.capacity() > 4 * coalesce.max(limits.max_frame_bytes as usize) {
+        if buf.capacity()
+            > coalesce
+                .max(limits.max_frame_bytes as usize)
+                .saturating_mul(4)
+        {
             buf = Vec::new();
         }
     }
