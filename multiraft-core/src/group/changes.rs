@@ -35,6 +35,11 @@ pub(super) struct Change {
     stalled_ticks: u32,
     /// The least `matched` among them at the last tick, to tell progress.
     last_matched: u64,
+    /// Every replica of `promote` has answered since the change began.
+    answered: bool,
+    /// Consecutive ticks some replica of `promote` had not answered since the last
+    /// CheckQuorum round: past an election timeout, it is silent.
+    unheard_ticks: u32,
 }
 
 impl Replica {
@@ -83,6 +88,8 @@ impl Replica {
             caught_up_ticks: 0,
             stalled_ticks: 0,
             last_matched: 0,
+            answered: false,
+            unheard_ticks: 0,
         }));
         self.advance_change();
         Ok(())
@@ -136,14 +143,19 @@ impl Replica {
             self.tell_untold_learners();
         }
         let last = self.log.last_index();
-        let (within, timeout) = (
+        let (within, timeout, election_timeout) = (
             self.config.learner_catchup_entries,
             self.config.proposal_timeout_ticks,
+            self.config.election_timeout_min_ticks,
         );
         let Some(c) = self.change.as_mut() else {
             return;
         };
-        if c.promote.is_empty() {
+        // Once the joint configuration is in the log the replicas to promote are voters:
+        // the change goes on until that entry commits, and cannot time out. Ending it
+        // `CatchUpTimeout` there ("it stays a learner") said the opposite of what then
+        // happened when the entry committed (review).
+        if c.promote.is_empty() || c.promote.iter().all(|n| self.membership.voters.contains(n)) {
             return;
         }
         let progress: Vec<Option<&Progress>> =
@@ -161,24 +173,39 @@ impl Replica {
         // the tick is not asked: a learner whose answers come after the voters' (a slower
         // link, steady writes) never does, and its promotion neither ended nor timed out
         // while the writes went on (review). A silent learner is never caught up, however
-        // short the log.
+        // short the log: it must have answered since the change began, and not have been
+        // silent for an election timeout since. Read from `recent_active` tick by tick
+        // instead, the streak broke at every CheckQuorum round (which clears it) until the
+        // next answer came: with `learner_catchup_ticks` near an election timeout, or
+        // answers a few ticks away, it never grew long enough, and the change neither
+        // ended nor timed out (review).
+        let answering = progress.iter().all(|p| p.is_some_and(|p| p.recent_active));
+        c.answered |= answering;
+        c.unheard_ticks = if answering { 0 } else { c.unheard_ticks + 1 };
+        let heard = c.answered && c.unheard_ticks <= election_timeout;
         let is_caught_up = |p: Option<&Progress>| {
             p.is_some_and(|p| {
-                p.recent_active
-                    && p.state == ProgressState::Replicate
-                    && p.matched + within >= last
-                    && p.knows_commit
+                p.state == ProgressState::Replicate && p.matched + within >= last && p.knows_commit
             })
         };
-        let caught_up = progress.iter().all(|p| is_caught_up(*p));
+        let caught_up = heard && progress.iter().all(|p| is_caught_up(*p));
         let least = progress
             .iter()
             .map(|p| p.map_or(0, |p| p.matched))
             .min()
             .unwrap_or(0);
-        let sending_snapshot = progress
-            .iter()
-            .any(|p| p.is_some_and(|p| p.state == ProgressState::Snapshot));
+        // A snapshot on its way is progress while the replica takes its chunks, up to an
+        // election timeout after the last one: counted as progress whatever the replica
+        // did, one that went down during its transfer held the change, and every other
+        // change (its own removal included), for good (review).
+        let sending_snapshot = progress.iter().any(|p| {
+            p.is_some_and(|p| {
+                p.state == ProgressState::Snapshot
+                    && p.snapshot
+                        .as_ref()
+                        .is_some_and(|o| o.unacked_ticks < election_timeout)
+            })
+        });
         c.caught_up_ticks = if caught_up { c.caught_up_ticks + 1 } else { 0 };
         if least > c.last_matched || sending_snapshot || caught_up {
             c.stalled_ticks = 0;

@@ -34,7 +34,9 @@ impl Replica {
         if to == self.node {
             return Ok(());
         }
-        if !self.membership.is_voter(to) || self.progress.get(&to).is_none() {
+        // A voter of the outgoing configuration only is being removed: elected, it would
+        // not be a voter of the configuration its group is changing to.
+        if !self.membership.voters.contains(&to) || self.progress.get(&to).is_none() {
             return Err(TransferError::NotAVoter(to));
         }
         if self.transfer.is_some() {
@@ -65,6 +67,12 @@ impl Replica {
         if t.sent {
             return;
         }
+        if !self.membership.voters.contains(&t.to) {
+            // A change removed the target meanwhile (it was a voter when the transfer
+            // began): sent `TimeoutNow`, it campaigned in a membership its peers no longer
+            // had it in, and was never told it was removed (review).
+            return self.abandon_transfer();
+        }
         let last = self.log.last_index();
         if self.log.committed == last && self.progress.get(&t.to).is_some_and(|p| p.matched == last)
         {
@@ -86,13 +94,20 @@ impl Replica {
         };
         t.elapsed += 1;
         if t.elapsed >= self.config.election_timeout_min_ticks {
-            let to = t.to;
-            self.transfer = None;
-            tracing::info!(node = %self.node, group = %self.id, term = self.term, %to, "leadership transfer abandoned");
-            self.out_rare()
-                .events
-                .push(GroupEvent::TransferAborted { to });
+            self.abandon_transfer();
         }
+    }
+
+    /// Gives the transfer in progress up: this leader keeps leading.
+    fn abandon_transfer(&mut self) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        let to = t.to;
+        tracing::info!(node = %self.node, group = %self.id, term = self.term, %to, "leadership transfer abandoned");
+        self.out_rare()
+            .events
+            .push(GroupEvent::TransferAborted { to });
     }
 
     /// `TimeoutNow` from the leader of our term: campaign now, skipping PreVote.
@@ -117,7 +132,9 @@ impl Replica {
         let candidates: Vec<(NodeId, u64)> = self
             .progress
             .iter()
-            .filter(|(n, _)| self.membership.is_voter(**n) && live(**n))
+            // Voters of the configuration the group is changing to: a voter of the
+            // outgoing half only is being removed (`transfer_leader` refuses it).
+            .filter(|(n, _)| self.membership.voters.contains(*n) && live(**n))
             .map(|(n, p)| (*n, p.matched))
             .collect();
         let best = candidates.iter().map(|(_, m)| *m).max()?;

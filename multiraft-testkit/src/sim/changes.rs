@@ -6,16 +6,26 @@
 //! is a request that must end exactly once; the report counts what was committed (joint
 //! configurations entered and left, promotions, leaders removed).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use multiraft_core::{Entry, GroupId, Membership, MembershipChange, NodeId, Payload, ProposalId};
+use multiraft_core::{
+    Entry, GroupId, Membership, MembershipChange, MembershipChangeError, NodeId, Payload,
+    ProposalId,
+};
 
 use super::Simulation;
 use super::app::SimApp;
 use super::invariants::{Failure, Kind, proposal};
+use multiraft_core::group::Role;
 
 /// Most replicas a group grows to: changes that add one beyond it are not tried.
 const MAX_REPLICAS: usize = 5;
+
+/// How long after a membership change is first seen in the liveness phase it must have
+/// ended, beyond `proposal_timeout_ticks`, in maximum election timeouts: one for a
+/// transfer to a replica that went down to stop counting as progress, the rest for the
+/// outcome's way back and a slow clock's ticks.
+const CHANGE_END_SLACK_TIMEOUTS: u64 = 4;
 
 /// The chance, when a replica enters a joint configuration in the fault phase, of a fault
 /// aimed at it (`Simulation::joint_fault`), in per mille. Joint configurations last a round
@@ -288,6 +298,106 @@ impl<A: SimApp> Simulation<A> {
             *counted = e.index;
             *previous = (**m).clone();
         }
+    }
+
+    /// A change that ended `CatchUpTimeout { node }` said that `node` stays a learner: the
+    /// membership of the leader `at` that said so (the latest in its log) must not make it
+    /// a voter. Once the joint configuration that promotes it is in the log, that entry
+    /// decides, and the change must not end so.
+    pub(super) fn check_catch_up_timeout(
+        &self,
+        at: usize,
+        group: GroupId,
+        error: &MembershipChangeError,
+    ) -> Result<(), String> {
+        let MembershipChangeError::CatchUpTimeout { node } = error else {
+            return Ok(());
+        };
+        let me = self.nodes[at].id;
+        let Some(m) = self.nodes[at].node.as_ref().and_then(|n| n.replica(group)) else {
+            return Ok(());
+        };
+        if m.membership().is_voter(*node) {
+            return Err(format!(
+                "{me} reported that {node} did not catch up in {group} and stays a learner, \
+                 but its membership makes it a voter: {:?}",
+                m.membership()
+            ));
+        }
+        Ok(())
+    }
+
+    /// In the liveness phase, a membership change under way on a group's leader ends
+    /// within `proposal_timeout_ticks` and [`CHANGE_END_SLACK_TIMEOUTS`] election timeouts
+    /// of when it was first seen: it completes, or gives up on a replica that makes no
+    /// progress (down or cut off for good). The same leader, in the same term, still
+    /// changing past that has a change that never ends, and refuses every other change of
+    /// the group meanwhile. `seen` holds, per group, the leader, its term and when.
+    pub(super) fn check_changes_end(
+        &self,
+        seen: &mut BTreeMap<GroupId, (usize, u64, u64)>,
+    ) -> Result<(), Failure> {
+        let core = &self.cfg.core;
+        let slowest_tick_us = self.nodes.iter().map(|n| n.tick_us).max().unwrap_or(1);
+        let ticks = u64::from(core.proposal_timeout_ticks)
+            + CHANGE_END_SLACK_TIMEOUTS * u64::from(core.election_timeout_max_ticks);
+        let bound_us = ticks * slowest_tick_us;
+        for (g, members) in &self.groups {
+            let changing = members
+                .iter()
+                .filter_map(|i| Some((*i, self.nodes[*i].node.as_ref()?.replica(*g)?)))
+                .filter(|(_, r)| r.status().role == Role::Leader)
+                .max_by_key(|(_, r)| r.status().term)
+                .filter(|(_, r)| r.membership_change_in_progress())
+                .map(|(i, r)| (i, r.status().term));
+            // A change whose configurations have no majority of nodes not lost cannot
+            // commit its next entry, whatever the protocol does: not judged.
+            let Some((leader, term)) = changing.filter(|(i, _)| {
+                self.live_majority(*g, members).is_some()
+                    && self.nodes[*i]
+                        .node
+                        .as_ref()
+                        .and_then(|n| n.replica(*g))
+                        .is_some_and(|r| self.majorities_not_lost(r.membership()))
+            }) else {
+                seen.remove(g);
+                continue;
+            };
+            match seen.get(g) {
+                Some(&(i, t, since)) if (i, t) == (leader, term) => {
+                    if self.now_us - since > bound_us {
+                        return Err(Failure {
+                            invariant: "a membership change ends: it completes or gives up",
+                            detail: format!(
+                                "{} has led {g} in term {term} with a membership change under \
+                                 way for {} ms since the heal, past the {} ms bound; \
+                                 membership {:?}",
+                                self.nodes[leader].id,
+                                (self.now_us - since) / 1000,
+                                bound_us / 1000,
+                                self.membership_now(*g),
+                            ),
+                        });
+                    }
+                }
+                _ => {
+                    seen.insert(*g, (leader, term, self.now_us));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether each configuration of `m` has a majority of its voters on nodes not lost.
+    fn majorities_not_lost(&self, m: &Membership) -> bool {
+        let majority = |voters: &BTreeSet<NodeId>| {
+            let kept = voters
+                .iter()
+                .filter(|n| !self.lost.contains(&(n.0 as usize - 1)))
+                .count();
+            voters.is_empty() || 2 * kept > voters.len()
+        };
+        majority(&m.voters) && majority(&m.outgoing)
     }
 
     /// A change request ended: whether it completed.

@@ -334,15 +334,18 @@ impl SimConfig {
     /// simulated seconds, [`Faults::from_seed`], and core options (PreVote, CheckQuorum)
     /// and limits (inflight window, entries per append, groups and entries per ready), and
     /// in half the seeds a hot group ([`SimConfig::hot_group_per_sec`]), with the small
-    /// chunks and frequent snapshots that make its transfers race its snapshots. The `sim`
-    /// binary and the CI test build their runs this way, which is what makes the printed
-    /// replay command exact.
+    /// chunks and frequent snapshots that make its transfers race its snapshots; in some of
+    /// the others, `proposal_timeout_ticks` of 3–8 election timeouts, so that requests and
+    /// membership changes time out within the faults' reach. The `sim` binary and the CI
+    /// test build their runs this way, which is what makes the printed replay command
+    /// exact.
     pub fn for_seed(seed: u64) -> SimConfig {
         Self::drawn(seed, true)
     }
 
     /// What [`SimConfig::for_seed`] gave `seed` before the hot group joined the mix: the
-    /// same, with no hot group and the chunk size and snapshot period drawn for the seed.
+    /// same, with no hot group, the chunk size and snapshot period drawn for the seed, and
+    /// the default `proposal_timeout_ticks`.
     /// Seeds found before keep the paths their bugs were on.
     pub fn for_seed_without_hot_group(seed: u64) -> SimConfig {
         Self::drawn(seed, false)
@@ -416,6 +419,15 @@ impl SimConfig {
             // snapshots taken tens of milliseconds apart.
             core.snapshot_chunk_bytes = h.range(8, 16) as usize;
             core.snapshot_entries = h.range(8, 24);
+        }
+        if hot_group && hot_group_per_sec == 0 && h.chance(300) {
+            // Requests time out within reach of the faults: a pause, a partition or a
+            // crash of a few election timeouts ends proposals indeterminate and membership
+            // changes `CatchUpTimeout`, which the default (200 ticks) nearly never let
+            // happen here. Same generator, drawn after the hot group's options, in seeds
+            // without one: those keep the paths they had.
+            let election = u64::from(core.election_timeout_min_ticks);
+            core.proposal_timeout_ticks = h.range(3 * election, 8 * election) as u32;
         }
         SimConfig {
             seed,

@@ -50,6 +50,9 @@ pub(super) struct Liveness {
     /// When recovered groups' terms are fixed: two election timeouts after the heal, or
     /// after the late node's restart.
     stable_from_us: u64,
+    /// Per group whose leader has a membership change under way: that leader, its term,
+    /// and when the change was first seen ([`Simulation::check_changes_end`]).
+    pub(super) changes_seen: BTreeMap<GroupId, (usize, u64, u64)>,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -109,6 +112,7 @@ impl<A: SimApp> Simulation<A> {
             late,
             stable_from_us: self.now_us + 2 * timeout,
             returned: None,
+            changes_seen: BTreeMap::new(),
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -197,7 +201,7 @@ impl<A: SimApp> Simulation<A> {
     /// applied, else the one it was created with): who must elect and commit. A replica's
     /// own view may be stale (a removed replica that never learned it) or not yet
     /// committed.
-    fn membership_now(&self, group: GroupId) -> Option<Membership> {
+    pub(super) fn membership_now(&self, group: GroupId) -> Option<Membership> {
         self.committed_memberships
             .get(&group)
             .map(|(_, m)| m.clone())
@@ -284,7 +288,7 @@ impl<A: SimApp> Simulation<A> {
     /// group where no replica can win stays without one whatever the protocol does
     /// (simulator, seed 1484: the freshest log was a learner's, the joint configuration of
     /// the only candidate needed its vote, and the third voter was lost).
-    fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
+    pub(super) fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
         let committed = self.membership_now(group)?;
         let live = |voters: &BTreeSet<NodeId>| {
             let up = voters
@@ -394,6 +398,7 @@ impl<A: SimApp> Simulation<A> {
         if let Err(f) = self
             .restart_late(&mut l, timeout)
             .and_then(|()| self.late_caught_up(&mut l, timeout))
+            .and_then(|()| self.check_changes_end(&mut l.changes_seen))
         {
             self.liveness = Some(l);
             return Err(f);

@@ -126,9 +126,10 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                 sim.change_ended(id, Some(&m));
                 sim.checker.requests.reported_change_ended(id)
             }
-            Resolution::MembershipChangeFailed(_) => {
+            Resolution::MembershipChangeFailed(e) => {
                 sim.change_ended(id, None);
-                sim.checker.requests.reported_change_ended(id)
+                let r = sim.checker.requests.reported_change_ended(id);
+                r.and_then(|()| sim.check_catch_up_timeout(self.i, o.group, &e))
             }
             Resolution::Done => {
                 if sim.pending_transfers.remove(&id) {

@@ -84,6 +84,150 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
     assert!(!m.is_joint());
 }
 
+/// A replica to promote that goes down while the leader sends it a snapshot does not hold
+/// the change for good: the transfer counts as progress only up to an election timeout
+/// after the replica's last chunk taken, and the change then ends `CatchUpTimeout`, so
+/// that the replica can be removed. Regression (review): a transfer under way counted as
+/// progress at every tick, and every other change, its removal included, was refused with
+/// `ChangeInProgress`.
+#[test]
+fn a_learner_down_during_its_snapshot_is_not_waited_for_forever() {
+    use super::snapshots::snapshot_at_5_but_one_empty;
+    let config = Arc::new(strict());
+    let membership = Membership::voters([1, 2, 3]).with_learners([4]);
+    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), membership, 4);
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let bound = config.election_timeout_min_ticks + config.proposal_timeout_ticks;
+    for _ in 0..bound + 10 {
+        for id in 1..=3 {
+            c.g_mut(id).tick();
+        }
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert!(
+        c.events[0].contains(&GroupEvent::MembershipChangeEnded {
+            result: Err(MembershipChangeError::CatchUpTimeout { node: n(4) })
+        }),
+        "no outcome within {bound} ticks"
+    );
+    assert_eq!(
+        c.g_mut(1).change_membership(MembershipChange::Remove(n(4))),
+        Ok(())
+    );
+}
+
+/// Once the joint configuration is in the log, the replicas it promotes are voters: the
+/// change cannot time out, and ends when that configuration commits, however long the
+/// new voter takes. Regression (review): it ended `CatchUpTimeout` ("it stays a learner")
+/// while the joint configuration, committed later, made it a voter.
+#[test]
+fn a_change_whose_joint_configuration_is_appended_does_not_time_out() {
+    let mut c = Cluster::new(3, 1, strict(), 24);
+    c.elect(1);
+    // With 3 cut off, the joint configuration's new half (1 to 4) needs 4.
+    c.isolated.insert(n(3));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    until_the_joint_configuration_is_appended(&mut c);
+    // 4 stops answering while its node stays live (a busy node): the leader keeps its
+    // quorum, and the joint configuration cannot commit.
+    c.isolated.insert(n(4));
+    for _ in 0..strict().proposal_timeout_ticks + 10 {
+        c.g_mut(1).tick_with(|node| node == n(4));
+        c.g_mut(2).tick_with(|node| node == n(1));
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    let ended = |c: &Cluster| {
+        c.events[0]
+            .iter()
+            .filter(|e| matches!(e, GroupEvent::MembershipChangeEnded { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ended(&c),
+        [],
+        "ended while its joint configuration was pending"
+    );
+    c.isolated.remove(&n(4));
+    for _ in 0..4 * strict().heartbeat_interval_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    let done = Membership::voters([1, 2, 3, 4]);
+    assert_eq!(c.g(1).membership(), &done);
+    assert_eq!(
+        ended(&c),
+        [GroupEvent::MembershipChangeEnded { result: Ok(done) }]
+    );
+}
+
+/// A transfer goes only to a voter of the configuration the group is changing to: one the
+/// change in progress removes is refused, and a transfer whose target a change removed
+/// while it waited is abandoned rather than sending `TimeoutNow`. Regression (review): the
+/// target campaigned in a membership its peers no longer had it in, and was never told
+/// it was removed.
+#[test]
+fn a_transfer_never_goes_to_a_replica_being_removed() {
+    use crate::error::TransferError;
+    // Replacing 3 by 4: while 4 catches up, 3 is still a voter, and a transfer to it is
+    // taken.
+    let mut c = Cluster::new(3, 1, strict(), 25);
+    c.elect(1);
+    // 3 one entry behind, so that the transfer waits for it.
+    c.isolated.extend([n(3), n(4)]);
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    c.g_mut(1)
+        .change_membership(MembershipChange::Replace {
+            old: n(3),
+            new: n(4),
+        })
+        .unwrap();
+    c.g_mut(1).transfer_leader(n(3)).unwrap();
+    c.isolated.remove(&n(4));
+    until_the_joint_configuration_is_appended(&mut c);
+    // 3 is a voter of the outgoing half only now.
+    assert_eq!(
+        c.g_mut(1).transfer_leader(n(3)),
+        Err(TransferError::NotAVoter(n(3)))
+    );
+    c.isolated.remove(&n(3));
+    for _ in 0..2 * strict().heartbeat_interval_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(
+        c.events[0].contains(&GroupEvent::TransferAborted { to: n(3) }),
+        "{:?}",
+        c.events[0]
+    );
+    let timeout_now = |m: &Message| matches!(m.body, MessageBody::TimeoutNow);
+    assert_eq!(c.sent_where(timeout_now), []);
+    assert_eq!(c.status(1).role, Role::Leader);
+}
+
+/// Ticks leader 1, delivering between ticks, until a tick appends the change's joint
+/// configuration; stops before delivering it.
+fn until_the_joint_configuration_is_appended(c: &mut Cluster) {
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        if c.g(1).membership().is_joint() {
+            return;
+        }
+        c.deliver_all();
+    }
+    panic!("no joint configuration: {:?}", c.g(1).membership());
+}
+
 /// A learner is promoted only once it acknowledged an append whose commit index it held:
 /// that append is what ends a joining replica's refusal to vote (`Replica::joined`). One
 /// that a snapshot caught up holds everything committed without having been told so; the
@@ -344,4 +488,40 @@ fn a_late_quiesce_notice_from_a_leader_that_removed_itself_stops_no_election() {
         }
     }
     assert_eq!(f.status().role, Role::PreCandidate, "still waiting for n1");
+}
+
+/// A learner that answers every few ticks is promoted even when `learner_catchup_ticks`
+/// is longer than an election timeout: the CheckQuorum round that clears what the leader
+/// heard does not break its streak. Regression (review): the streak broke at every round
+/// until the next answer came, so it never reached 20 ticks here, and the change neither
+/// ended nor timed out (still under way after 400 ticks).
+#[test]
+fn a_learner_answering_every_few_ticks_is_promoted_after_a_long_catch_up() {
+    let config = Config {
+        learner_catchup_ticks: 2 * strict().election_timeout_min_ticks,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 1, config.clone(), 26);
+    c.elect(1);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let bound = 4 * config.learner_catchup_ticks;
+    for tick in 0..bound {
+        for id in 1..=4 {
+            c.g_mut(id).tick();
+        }
+        // Answers come three ticks apart.
+        if tick % 3 == 2 {
+            c.deliver_all();
+        }
+    }
+    c.deliver_all();
+    let done = Membership::voters([1, 2, 3, 4]);
+    assert_eq!(
+        c.g(1).membership(),
+        &done,
+        "not promoted within {bound} ticks"
+    );
+    assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded { result: Ok(done) }));
 }

@@ -290,12 +290,28 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
 /// Voters 1..=3, replica 1 elected: 1 and 3 hold a snapshot at 5 (term 2) and `tail`
 /// after it, 2 holds nothing, so that 1 must send 2 its snapshot.
 fn snapshot_at_5_and_2_empty(config: &Arc<Config>, tail: Vec<Entry>) -> Cluster {
+    snapshot_at_5_but_one_empty(config, tail, Membership::voters([1, 2, 3]), 2)
+}
+
+/// The replicas of `membership` (ids 1 to n, voters first), replica 1 elected: all but
+/// `empty` hold a snapshot at 5 (term 2) and `tail` after it, `empty` holds nothing, so
+/// that 1 must send it its snapshot.
+pub(super) fn snapshot_at_5_but_one_empty(
+    config: &Arc<Config>,
+    tail: Vec<Entry>,
+    membership: Membership,
+    empty: u64,
+) -> Cluster {
+    let members = membership.voters.len() + membership.learners.len();
     let compacted = |id: u64| {
         let mut loaded = LoadedGroup::new(G);
-        loaded.membership = Membership::voters([1, 2, 3]);
+        loaded.membership = membership.clone();
         loaded.hard_state = hs(2, None, 5);
         loaded.compacted = Some(Compacted { index: 5, term: 2 });
-        loaded.snapshot = Some(meta(5, 2));
+        loaded.snapshot = Some(SnapshotMeta {
+            membership: membership.clone(),
+            ..meta(5, 2)
+        });
         loaded.entries = tail.clone();
         let mut g = Replica::restore(n(id), loaded, Arc::clone(config), id).unwrap();
         g.end_vote_hold();
@@ -303,15 +319,28 @@ fn snapshot_at_5_and_2_empty(config: &Arc<Config>, tail: Vec<Entry>) -> Cluster 
         g.restored(5);
         g
     };
-    let empty = restored(2, hs(1, None, 0), vec![]);
-    let mut c = Cluster::with_groups(
-        Membership::voters([1, 2, 3]),
-        vec![compacted(1), empty, compacted(3)],
-    );
+    let nothing = |id: u64| {
+        let mut loaded = LoadedGroup::new(G);
+        loaded.membership = membership.clone();
+        loaded.hard_state = hs(1, None, 0);
+        let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
+        g.end_vote_hold();
+        g
+    };
+    let groups = (1..=members as u64)
+        .map(|id| {
+            if id == empty {
+                nothing(id)
+            } else {
+                compacted(id)
+            }
+        })
+        .collect();
+    let mut c = Cluster::with_groups(membership.clone(), groups);
     c.elect(1);
     assert!(
-        c.g(1).progress.get(&n(2)).unwrap().snapshot.is_some(),
-        "2 needs the snapshot"
+        c.g(1).progress.get(&n(empty)).unwrap().snapshot.is_some(),
+        "{empty} needs the snapshot"
     );
     c
 }
