@@ -173,8 +173,9 @@ impl Replica {
         // the tick is not asked: a learner whose answers come after the voters' (a slower
         // link, steady writes) never does, and its promotion neither ended nor timed out
         // while the writes went on (review). A silent learner is never caught up, however
-        // short the log: it must have answered since the change began, and not have been
-        // silent for an election timeout since. Read from `recent_active` tick by tick
+        // short the log: it must have answered since the change began, and not have
+        // missed a whole CheckQuorum round since (it stops counting at most two election
+        // timeouts after its last answer). Read from `recent_active` tick by tick
         // instead, the streak broke at every CheckQuorum round (which clears it) until the
         // next answer came: with `learner_catchup_ticks` near an election timeout, or
         // answers a few ticks away, it never grew long enough, and the change neither
@@ -194,16 +195,18 @@ impl Replica {
             .map(|p| p.map_or(0, |p| p.matched))
             .min()
             .unwrap_or(0);
-        // A snapshot on its way is progress while the replica takes its chunks, up to an
-        // election timeout after the last one: counted as progress whatever the replica
-        // did, one that went down during its transfer held the change, and every other
-        // change (its own removal included), for good (review).
+        // A snapshot on its way is progress while the replica answers, or takes chunks (up
+        // to an election timeout after its last one): one waiting its turn for a send or
+        // receive slot still answers. Counted as progress whatever the replica did, one
+        // that went down during its transfer held the change, and every other change (its
+        // own removal included), for good (review).
         let sending_snapshot = progress.iter().any(|p| {
             p.is_some_and(|p| {
                 p.state == ProgressState::Snapshot
-                    && p.snapshot
-                        .as_ref()
-                        .is_some_and(|o| o.unacked_ticks < election_timeout)
+                    && (heard
+                        || p.snapshot
+                            .as_ref()
+                            .is_some_and(|o| o.unacked_ticks < election_timeout))
             })
         });
         c.caught_up_ticks = if caught_up { c.caught_up_ticks + 1 } else { 0 };

@@ -290,14 +290,7 @@ impl<A: SimApp> Simulation<A> {
     /// the only candidate needed its vote, and the third voter was lost).
     pub(super) fn live_majority(&self, group: GroupId, hosts: &[usize]) -> Option<Vec<usize>> {
         let committed = self.membership_now(group)?;
-        let live = |voters: &BTreeSet<NodeId>| {
-            let up = voters
-                .iter()
-                .filter(|n| !self.lost.contains(&(n.0 as usize - 1)))
-                .count();
-            up * 2 > voters.len()
-        };
-        if !live(&committed.voters) || committed.is_joint() && !live(&committed.outgoing) {
+        if !self.majorities_not_lost(&committed) {
             return None;
         }
         let replica = |node: NodeId| {
@@ -335,6 +328,18 @@ impl<A: SimApp> Simulation<A> {
             return None;
         }
         Some(self.live_members(group, hosts))
+    }
+
+    /// Whether each configuration of `m` has a majority of its voters on nodes not lost.
+    pub(super) fn majorities_not_lost(&self, m: &Membership) -> bool {
+        let majority = |voters: &BTreeSet<NodeId>| {
+            let kept = voters
+                .iter()
+                .filter(|n| !self.lost.contains(&(n.0 as usize - 1)))
+                .count();
+            kept * 2 > voters.len()
+        };
+        majority(&m.voters) && (!m.is_joint() || majority(&m.outgoing))
     }
 
     pub(super) fn probe(&mut self) -> Result<(), Failure> {

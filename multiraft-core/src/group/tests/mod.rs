@@ -158,9 +158,19 @@ fn fresh(id: u64, seed: u64) -> Replica {
 
 /// Replica `id` of a group of voters 1..=3, restored from storage.
 fn restored(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Replica {
+    restored_in(Membership::voters([1, 2, 3]), id, hard_state, entries)
+}
+
+/// Replica `id` of a group of `membership`, restored from storage.
+fn restored_in(
+    membership: Membership,
+    id: u64,
+    hard_state: HardState,
+    entries: Vec<Entry>,
+) -> Replica {
     let loaded = LoadedGroup {
         group: G,
-        membership: Membership::voters([1, 2, 3]),
+        membership,
         hard_state,
         compacted: None,
         snapshot: None,

@@ -319,18 +319,10 @@ pub(super) fn snapshot_at_5_but_one_empty(
         g.restored(5);
         g
     };
-    let nothing = |id: u64| {
-        let mut loaded = LoadedGroup::new(G);
-        loaded.membership = membership.clone();
-        loaded.hard_state = hs(1, None, 0);
-        let mut g = Replica::restore(n(id), loaded, Arc::new(strict()), id).unwrap();
-        g.end_vote_hold();
-        g
-    };
     let groups = (1..=members as u64)
         .map(|id| {
             if id == empty {
-                nothing(id)
+                restored_in(membership.clone(), id, hs(1, None, 0), Vec::new())
             } else {
                 compacted(id)
             }
