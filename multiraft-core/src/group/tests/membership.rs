@@ -120,6 +120,42 @@ fn a_learner_down_during_its_snapshot_is_not_waited_for_forever() {
     );
 }
 
+/// A replica to promote that waits its turn for a snapshot slot (here the node never
+/// grants one) and answers the leader meanwhile is waited for: it is up, and its
+/// transfer will come. Regression (review): a transfer counted as progress only while
+/// chunks were taken, and such a change ended `CatchUpTimeout`.
+#[test]
+fn a_learner_waiting_for_a_snapshot_slot_is_waited_for() {
+    use super::snapshots::snapshot_at_5_but_one_empty;
+    let config = Arc::new(strict());
+    let membership = Membership::voters([1, 2, 3]).with_learners([4]);
+    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), membership, 4);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let bound = config.election_timeout_min_ticks + config.proposal_timeout_ticks;
+    for _ in 0..bound + 10 {
+        for id in 1..=4 {
+            c.g_mut(id).tick();
+        }
+        c.deliver_all();
+    }
+    let waiting = c
+        .g(1)
+        .progress
+        .get(&n(4))
+        .is_some_and(|p| p.snapshot.is_some());
+    assert!(waiting, "the transfer to 4 ended");
+    assert!(c.g(1).membership_change_in_progress());
+    assert!(
+        !c.events[0]
+            .iter()
+            .any(|e| matches!(e, GroupEvent::MembershipChangeEnded { .. })),
+        "{:?}",
+        c.events[0]
+    );
+}
+
 /// Once the joint configuration is in the log, the replicas it promotes are voters: the
 /// change cannot time out, and ends when that configuration commits, however long the
 /// new voter takes. Regression (review): it ended `CatchUpTimeout` ("it stays a learner")
