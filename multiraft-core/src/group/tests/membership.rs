@@ -92,21 +92,7 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
 /// `ChangeInProgress`.
 #[test]
 fn a_learner_down_during_its_snapshot_is_not_waited_for_forever() {
-    use super::snapshots::snapshot_at_5_but_one_empty;
-    let config = Arc::new(strict());
-    let membership = Membership::voters([1, 2, 3]).with_learners([4]);
-    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), membership, 4);
-    c.isolated.insert(n(4));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Promote(n(4)))
-        .unwrap();
-    let bound = config.election_timeout_min_ticks + config.proposal_timeout_ticks;
-    for _ in 0..bound + 10 {
-        for id in 1..=3 {
-            c.g_mut(id).tick();
-        }
-        c.deliver_all();
-    }
+    let (c, bound) = promoting_4_to_which_1_sends_its_snapshot(false);
     assert_eq!(c.status(1).role, Role::Leader);
     assert!(
         c.events[0].contains(&GroupEvent::MembershipChangeEnded {
@@ -114,6 +100,7 @@ fn a_learner_down_during_its_snapshot_is_not_waited_for_forever() {
         }),
         "no outcome within {bound} ticks"
     );
+    let mut c = c;
     assert_eq!(
         c.g_mut(1).change_membership(MembershipChange::Remove(n(4))),
         Ok(())
@@ -126,20 +113,7 @@ fn a_learner_down_during_its_snapshot_is_not_waited_for_forever() {
 /// chunks were taken, and such a change ended `CatchUpTimeout`.
 #[test]
 fn a_learner_waiting_for_a_snapshot_slot_is_waited_for() {
-    use super::snapshots::snapshot_at_5_but_one_empty;
-    let config = Arc::new(strict());
-    let membership = Membership::voters([1, 2, 3]).with_learners([4]);
-    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), membership, 4);
-    c.g_mut(1)
-        .change_membership(MembershipChange::Promote(n(4)))
-        .unwrap();
-    let bound = config.election_timeout_min_ticks + config.proposal_timeout_ticks;
-    for _ in 0..bound + 10 {
-        for id in 1..=4 {
-            c.g_mut(id).tick();
-        }
-        c.deliver_all();
-    }
+    let (c, _) = promoting_4_to_which_1_sends_its_snapshot(true);
     let waiting = c
         .g(1)
         .progress
@@ -154,6 +128,31 @@ fn a_learner_waiting_for_a_snapshot_slot_is_waited_for() {
         "{:?}",
         c.events[0]
     );
+}
+
+/// Voters 1..=3 led by 1, holding a snapshot at 5, and learner 4 holding nothing, being
+/// promoted: 1 sends it the snapshot, which no node slot ever lets go out. Ticked for an
+/// election timeout and `proposal_timeout_ticks` and ten more, 4 answering or cut off
+/// (`answering`). Returns the cluster and the ticks that bound.
+fn promoting_4_to_which_1_sends_its_snapshot(answering: bool) -> (Cluster, u32) {
+    use super::snapshots::snapshot_at_5_but_one_empty;
+    let config = Arc::new(strict());
+    let membership = Membership::voters([1, 2, 3]).with_learners([4]);
+    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), membership, 4);
+    if !answering {
+        c.isolated.insert(n(4));
+    }
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let bound = config.election_timeout_min_ticks + config.proposal_timeout_ticks;
+    for _ in 0..bound + 10 {
+        for id in 1..=4 {
+            c.g_mut(id).tick();
+        }
+        c.deliver_all();
+    }
+    (c, bound)
 }
 
 /// Once the joint configuration is in the log, the replicas it promotes are voters: the
