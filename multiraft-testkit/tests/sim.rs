@@ -4,10 +4,18 @@
 //! Split into four tests of 50 seeds so the test harness runs them on every core. A failure
 //! prints the violation with the command that replays it.
 
-use multiraft_testkit::sim::{SimConfig, Simulation};
+use multiraft_testkit::sim::{SimConfig, SimReport, Simulation};
 
 /// Simulated seconds per seed.
 const SECS: u64 = 60;
+
+/// Runs `config` for [`SECS`]; panics with the violation, if any.
+fn run_clean(mut config: SimConfig) -> SimReport {
+    config.secs = SECS;
+    Simulation::new(config)
+        .run()
+        .unwrap_or_else(|v| panic!("{v}"))
+}
 
 fn soak(seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
@@ -93,11 +101,7 @@ fn soak_seeds_150_to_200() {
 #[test]
 fn membership_regression_seeds() {
     for seed in [193, 810, 409, 51, 62, 1385, 1608, 2139, 3499, 869, 7998] {
-        let mut config = SimConfig::for_seed_without_hot_group(seed);
-        config.secs = SECS;
-        if let Err(v) = Simulation::new(config).run() {
-            panic!("{v}");
-        }
+        run_clean(SimConfig::for_seed_without_hot_group(seed));
     }
 }
 
@@ -136,11 +140,7 @@ fn liveness_regression_seeds() {
         12012706, 12008576, 14019315, 15007803, 15012724, 1304, 18008678, 19006498, 19006750,
     ];
     for seed in seeds {
-        let mut config = SimConfig::for_seed_without_hot_group(seed);
-        config.secs = SECS;
-        if let Err(v) = Simulation::new(config).run() {
-            panic!("{v}");
-        }
+        run_clean(SimConfig::for_seed_without_hot_group(seed));
     }
 }
 
@@ -152,13 +152,10 @@ fn liveness_regression_seeds() {
 #[test]
 fn hot_group_seeds() {
     for seed in [259, 465, 728] {
-        let mut config = SimConfig::for_seed(seed);
-        config.secs = SECS;
+        let config = SimConfig::for_seed(seed);
         assert!(config.hot_group_per_sec > 0, "seed {seed} has no hot group");
-        match Simulation::new(config).run() {
-            Ok(r) => assert!(r.late_catch_up_us > 0, "seed {seed} kept no node down"),
-            Err(v) => panic!("{v}"),
-        }
+        let r = run_clean(config);
+        assert!(r.late_catch_up_us > 0, "seed {seed} kept no node down");
     }
 }
 
@@ -172,16 +169,13 @@ fn hot_group_seeds() {
 #[test]
 fn change_end_seeds() {
     for seed in [227, 271] {
-        let mut config = SimConfig::for_seed(seed);
-        config.secs = SECS;
+        let config = SimConfig::for_seed(seed);
         assert!(
             config.core.proposal_timeout_ticks
                 < multiraft_core::Config::default().proposal_timeout_ticks,
             "seed {seed} has the default proposal timeout"
         );
-        if let Err(v) = Simulation::new(config).run() {
-            panic!("{v}");
-        }
+        run_clean(config);
     }
 }
 

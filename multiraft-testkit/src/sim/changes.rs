@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use multiraft_core::group::Role;
 use multiraft_core::{
     Entry, GroupId, Membership, MembershipChange, MembershipChangeError, NodeId, Payload,
     ProposalId,
@@ -16,7 +17,6 @@ use multiraft_core::{
 use super::Simulation;
 use super::app::SimApp;
 use super::invariants::{Failure, Kind, proposal};
-use multiraft_core::group::Role;
 
 /// Most replicas a group grows to: changes that add one beyond it are not tried.
 const MAX_REPLICAS: usize = 5;
@@ -314,14 +314,14 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         };
         let me = self.nodes[at].id;
-        let Some(m) = self.nodes[at].node.as_ref().and_then(|n| n.replica(group)) else {
+        let Some(replica) = self.nodes[at].node.as_ref().and_then(|n| n.replica(group)) else {
             return Ok(());
         };
-        if m.membership().is_voter(*node) {
+        let m = replica.membership();
+        if m.is_voter(*node) {
             return Err(format!(
                 "{me} reported that {node} did not catch up in {group} and stays a learner, \
-                 but its membership makes it a voter: {:?}",
-                m.membership()
+                 but its membership makes it a voter: {m:?}"
             ));
         }
         Ok(())
@@ -330,11 +330,13 @@ impl<A: SimApp> Simulation<A> {
     /// In the liveness phase, a membership change under way on a group's leader ends
     /// within `proposal_timeout_ticks` and [`CHANGE_END_SLACK_TIMEOUTS`] election timeouts
     /// of when it was first seen: it completes, or gives up on a replica that makes no
-    /// progress (down or cut off for good). The phase lasts ten election timeouts, so
-    /// only seeds with a short `proposal_timeout_ticks` (`SimConfig::for_seed`) can reach
-    /// that bound; with the default one the check never fires. The same leader, in the same term, still
+    /// progress (down or cut off for good). The same leader, in the same term, still
     /// changing past that has a change that never ends, and refuses every other change of
     /// the group meanwhile. `seen` holds, per group, the leader, its term and when.
+    ///
+    /// The phase lasts ten election timeouts, so only seeds with a short
+    /// `proposal_timeout_ticks` (`SimConfig::for_seed`) reach that bound; with the default
+    /// one the check never fires.
     pub(super) fn check_changes_end(
         &self,
         seen: &mut BTreeMap<GroupId, (usize, u64, u64)>,
@@ -345,23 +347,20 @@ impl<A: SimApp> Simulation<A> {
             + CHANGE_END_SLACK_TIMEOUTS * u64::from(core.election_timeout_max_ticks);
         let bound_us = ticks * slowest_tick_us;
         for (g, members) in &self.groups {
+            // A change whose configurations have no majority of nodes not lost cannot
+            // commit its next entry, whatever the protocol does: not judged.
             let changing = members
                 .iter()
                 .filter_map(|i| Some((*i, self.nodes[*i].node.as_ref()?.replica(*g)?)))
                 .filter(|(_, r)| r.status().role == Role::Leader)
                 .max_by_key(|(_, r)| r.status().term)
-                .filter(|(_, r)| r.membership_change_in_progress())
+                .filter(|(_, r)| {
+                    r.membership_change_in_progress()
+                        && self.majorities_not_lost(r.membership())
+                        && self.live_majority(*g, members).is_some()
+                })
                 .map(|(i, r)| (i, r.status().term));
-            // A change whose configurations have no majority of nodes not lost cannot
-            // commit its next entry, whatever the protocol does: not judged.
-            let Some((leader, term)) = changing.filter(|(i, _)| {
-                self.live_majority(*g, members).is_some()
-                    && self.nodes[*i]
-                        .node
-                        .as_ref()
-                        .and_then(|n| n.replica(*g))
-                        .is_some_and(|r| self.majorities_not_lost(r.membership()))
-            }) else {
+            let Some((leader, term)) = changing else {
                 seen.remove(g);
                 continue;
             };
