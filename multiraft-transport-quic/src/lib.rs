@@ -67,8 +67,9 @@ mod transport;
 
 pub use config::{QuicConfig, TransportLimits};
 pub use transport::{
-    BindError, CLOSE_IDENTITY, CLOSE_PROTOCOL, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER,
-    CLOSE_WRONG_SENDER, CONTROL_LANE, QuicTransport, SNAPSHOT_LANE, TransportStats,
+    BindError, CLOSE_IDENTITY, CLOSE_NO_CAPACITY, CLOSE_PROTOCOL, CLOSE_REPLACED, CLOSE_SHUTDOWN,
+    CLOSE_WRONG_DIALER, CLOSE_WRONG_SENDER, CONTROL_LANE, QuicTransport, SNAPSHOT_LANE,
+    TransportStats,
 };
 
 #[doc(no_inline)]

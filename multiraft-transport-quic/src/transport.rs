@@ -34,6 +34,9 @@ pub const CLOSE_WRONG_DIALER: u32 = 3;
 pub const CLOSE_REPLACED: u32 = 4;
 /// Application close code: a batch claimed a sender other than the authenticated peer.
 pub const CLOSE_WRONG_SENDER: u32 = 5;
+/// Application close code: every one of `max_peers` entries is connected, so there is no
+/// room for one more peer.
+pub const CLOSE_NO_CAPACITY: u32 = 6;
 
 /// The lane carrying control traffic: every message but appends, forwarded proposals and
 /// snapshot chunks.
@@ -86,7 +89,8 @@ pub struct TransportStats {
     /// Lane batches dropped because writing to the stream failed.
     pub dropped_write_error: u64,
     /// Batches or lane batches dropped as unsendable: not from this node, to this node,
-    /// too large for a frame, too many peers, or sent after shutdown.
+    /// holding a message whose sender or receiver is not the batch's, too large for a
+    /// frame, too many peers, or sent after shutdown.
     pub dropped_unsendable: u64,
     /// Lane batches of the snapshot lane dropped, whatever the reason (each also counts in
     /// the `dropped_*` counter of its reason).
@@ -101,7 +105,8 @@ pub struct TransportStats {
     pub inbound_dropped: u64,
     /// Connections established and authenticated (dialed or accepted).
     pub connections_established: u64,
-    /// Handshaken connections refused: no node identity, or the wrong side dialed.
+    /// Handshaken connections refused: no node identity, the wrong side dialed, or no
+    /// room for one more peer (`max_peers`, every entry connected).
     pub connections_refused: u64,
     /// Inbound handshakes that failed (bad or missing certificate, wrong ALPN, ...).
     pub handshake_failures: u64,
@@ -245,6 +250,9 @@ struct Inner {
     client_config: quinn::ClientConfig,
     runtime: tokio::runtime::Handle,
     addrs: RwLock<HashMap<NodeId, SocketAddr>>,
+    /// Bumped whenever an address is set: a dial loop whose peer has none waits on it
+    /// instead of failing a dial at every backoff.
+    addr_set: watch::Sender<()>,
     peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
     inbox: RwLock<Option<Inbox>>,
     stopped: AtomicBool,
@@ -419,6 +427,7 @@ impl QuicTransport {
             client_config,
             runtime,
             addrs: RwLock::new(config.peers),
+            addr_set: watch::channel(()).0,
             peers: Mutex::new(HashMap::new()),
             inbox: RwLock::new(None),
             stopped: AtomicBool::new(false),
@@ -456,6 +465,7 @@ impl QuicTransport {
     /// address from the next attempt on (an existing connection is kept).
     pub fn set_peer_addr(&self, peer: NodeId, addr: SocketAddr) {
         write(&self.inner.addrs).insert(peer, addr);
+        self.inner.addr_set.send_replace(());
         if peer > self.inner.node {
             self.inner.peer(peer);
         }
@@ -463,7 +473,8 @@ impl QuicTransport {
 
     /// Forgets where `peer` listens; it is no longer dialed after the current connection,
     /// which stays until it closes, so that what is already queued for the peer (a removed
-    /// replica's last word from its leader, say) still leaves. Once not connected, its
+    /// replica's last word from its leader, say) still leaves. Its dial loop then waits
+    /// for an address, without dialing or counting failed dials. Once not connected, its
     /// entry is the first taken for a new peer at `max_peers`.
     pub fn remove_peer_addr(&self, peer: NodeId) {
         write(&self.inner.addrs).remove(&peer);
@@ -573,6 +584,11 @@ impl Transport for QuicTransport {
         let mut counts = vec![0usize; data_lanes + 2];
         let mut total_bytes = 0;
         for m in &batch.messages {
+            // A message of another sender or receiver than its batch: the peer would
+            // refuse the frame and close the connection, losing what else it carried.
+            if m.from != from || m.to != to {
+                return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
+            }
             counts[lane_of(m, data_lanes)] += 1;
             total_bytes += m.body.size_bytes();
         }

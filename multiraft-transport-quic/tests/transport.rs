@@ -395,6 +395,40 @@ async fn the_dialer_retries_until_the_peer_comes_up() {
     t2.close();
 }
 
+/// A peer without an address is not dialed, and no failed dial is counted for it: neither
+/// before it is first given one nor after it is removed. Given one, it is dialed at once.
+/// Regression (review): the dial loop failed a dial and counted it at every backoff, for
+/// as long as the transport ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_an_address_is_not_dialed() {
+    // Ten backoffs and more: what the old dial loop counted as failed dials.
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+    let ca = dev_ca();
+    let mut c1 = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    c1.limits.reconnect_backoff_min = std::time::Duration::from_millis(1);
+    c1.limits.reconnect_backoff_max = std::time::Duration::from_millis(5);
+    let t1 = QuicTransport::bind(c1).unwrap();
+    // Sending makes node 2's entry, and its dial loop finds no address.
+    t1.send(heartbeat_batch(1, 2, 3));
+    // A sleep to show that nothing happens: the dial loop has no event to wait on.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(t1.stats().dial_failures, 0);
+
+    let (t2, mut rx2) = bind(2, ca.tls_config(NodeId(2)).unwrap(), &[]);
+    t1.set_peer_addr(NodeId(2), t2.local_addr().unwrap());
+    let probe = t1.clone();
+    wait_until("connected", || probe.connected_peers() == [NodeId(2)]).await;
+    assert_node_2_reached(&t1, &mut rx2).await;
+
+    t1.remove_peer_addr(NodeId(2));
+    t2.close();
+    wait_until("disconnected", || probe.connected_peers().is_empty()).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(t1.stats().dial_failures, 0);
+    assert_eq!(t1.stats().connections_established, 1);
+    t1.close();
+}
+
 /// A batch sent by node 1 arrives at node 2 whole.
 async fn assert_node_2_reached(
     t1: &QuicTransport,
@@ -421,6 +455,49 @@ async fn a_removed_peer_keeps_its_connection_until_it_closes() {
     assert_node_2_reached(&t1, &mut rx2).await;
     t1.close();
     t2.close();
+}
+
+/// A batch holding a message of another sender or receiver is dropped at `send` as
+/// unsendable. Regression (review): it was sent, node 2 refused the frame and closed the
+/// connection, and everything else queued on it was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_message_not_its_own_is_dropped_at_send() {
+    let (t1, t2, mut rx2) = pair(TransportLimits::default()).await;
+    for (from, to) in [(3, 2), (1, 3)] {
+        let mut batch = heartbeat_batch(1, 2, 5);
+        batch
+            .messages
+            .push(heartbeat_batch(from, to, 6).messages[0].clone());
+        t1.send(batch);
+    }
+    assert_eq!(t1.stats().dropped_unsendable, 2);
+    // The connection was not closed: what follows arrives, and was the first to.
+    assert_node_2_reached(&t1, &mut rx2).await;
+    assert_eq!(t2.stats().frames_rejected, 0);
+    assert_eq!(t1.stats().connections_established, 1);
+    t1.close();
+    t2.close();
+}
+
+/// With all of its `max_peers` entries connected, a node refuses one more peer's
+/// connection, counts it and says why. Regression (review): it was neither counted nor
+/// told apart from a shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_max_peers_all_connected_is_refused_and_counted() {
+    let ca = dev_ca();
+    let mut c3 = QuicConfig::new(NodeId(3), loopback(), ca.tls_config(NodeId(3)).unwrap());
+    c3.limits.max_peers = 1;
+    let t3 = QuicTransport::bind(c3).unwrap();
+    let addr3 = t3.local_addr().unwrap();
+    let (t1, _rx1) = bind(1, ca.tls_config(NodeId(1)).unwrap(), &[(3, addr3)]);
+    let probe = t3.clone();
+    wait_until("node 1 connected", || probe.connected_peers() == [NodeId(1)]).await;
+    let (t2, _rx2) = bind(2, ca.tls_config(NodeId(2)).unwrap(), &[(3, addr3)]);
+    wait_until("node 2 refused", || probe.stats().connections_refused >= 1).await;
+    assert_eq!(t3.connected_peers(), [NodeId(1)]);
+    for t in [t1, t2, t3] {
+        t.close();
+    }
 }
 
 /// At `max_peers`, a new peer takes the entry of one not connected, so a cluster that

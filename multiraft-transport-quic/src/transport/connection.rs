@@ -16,8 +16,8 @@ use crate::tls;
 use super::lanes::{LaneQueue, lane_writer};
 use super::receive::receive_loop;
 use super::{
-    CLOSE_IDENTITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner, Peer, SNAPSHOT_LANE,
-    bump, live, lock, read, write,
+    CLOSE_IDENTITY, CLOSE_NO_CAPACITY, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_WRONG_DIALER, Inner,
+    Peer, SNAPSHOT_LANE, bump, live, lock, read, write,
 };
 
 /// A connection that stayed up this long resets the redial backoff.
@@ -145,7 +145,14 @@ impl Inner {
         let mut old = None;
         let installed = self.peer_with(peer, |p| old = p.conn.send_replace(Some(conn.clone())));
         if installed.is_none() {
-            conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"no capacity for peer");
+            if self.stopped.load(Ordering::Acquire) {
+                conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+            } else {
+                // Counted and told apart from a shutdown: it used to be neither (review).
+                bump(&self.stats.connections_refused, 1);
+                tracing::warn!(node = %self.node, %peer, "refusing connection: max_peers connected");
+                conn.close(VarInt::from_u32(CLOSE_NO_CAPACITY), b"no capacity for peer");
+            }
             return false;
         }
         if let Some(old) = old
@@ -272,13 +279,27 @@ pub(super) async fn accept_loop(inner: Arc<Inner>) {
 
 async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Option<Connection>>) {
     let mut shutdown = inner.shutdown.subscribe();
+    let mut addr_set = inner.addr_set.subscribe();
     let mut backoff = inner.limits.reconnect_backoff_min;
     loop {
         if *shutdown.borrow() || !inner.registered(peer, &conn_tx) {
             return;
         }
+        // Marked before the address is looked up: one set after the look-up wakes the wait.
+        addr_set.mark_unchanged();
         // A connection may already be live (installed by an earlier round).
         let current = live(&conn_tx.borrow());
+        if current.is_none() && !read(&inner.addrs).contains_key(&peer) {
+            // No address (never given, or removed): nothing to dial until one is set. Each
+            // round used to fail a dial and count it, every `reconnect_backoff_max`, for
+            // as long as the transport ran (review). The entry's writers end when it is
+            // evicted, which closes `conn_tx`: then this loop ends too.
+            tokio::select! {
+                _ = addr_set.changed() => continue,
+                _ = shutdown.changed() => return,
+                _ = conn_tx.closed() => return,
+            }
+        }
         let conn = match current {
             Some(c) => Some(c),
             None => match inner.dial(peer).await {
