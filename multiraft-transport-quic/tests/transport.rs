@@ -491,7 +491,10 @@ async fn a_peer_past_max_peers_all_connected_is_refused_and_counted() {
     let addr3 = t3.local_addr().unwrap();
     let (t1, _rx1) = bind(1, ca.tls_config(NodeId(1)).unwrap(), &[(3, addr3)]);
     let probe = t3.clone();
-    wait_until("node 1 connected", || probe.connected_peers() == [NodeId(1)]).await;
+    wait_until("node 1 connected", || {
+        probe.connected_peers() == [NodeId(1)]
+    })
+    .await;
     let (t2, _rx2) = bind(2, ca.tls_config(NodeId(2)).unwrap(), &[(3, addr3)]);
     wait_until("node 2 refused", || probe.stats().connections_refused >= 1).await;
     assert_eq!(t3.connected_peers(), [NodeId(1)]);
