@@ -64,6 +64,17 @@ pub(crate) fn late_ticks(due: Duration, now: Duration, interval: Duration) -> (u
     (u64::from(missed), next)
 }
 
+/// If the tick due at `next` is due at `now`: how many later ticks a stall skipped
+/// ([`late_ticks`]), with `next` moved on to the tick due after them.
+pub(crate) fn take_due_tick(next: &mut Duration, now: Duration, interval: Duration) -> Option<u64> {
+    if now < *next {
+        return None;
+    }
+    let (missed, after) = late_ticks(*next, now, interval);
+    *next = after;
+    Some(missed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::call::{Call, Replies, Taken};
-use crate::clock::{Clock, late_ticks};
+use crate::clock::{Clock, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
@@ -114,7 +114,7 @@ impl Driver {
                 () = &mut tick, if !self.stopping => {
                     // Inputs after every tick: a loop whose readies outlast a tick would
                     // otherwise find the tick due at every wake, and starve them.
-                    self.drain(None);
+                    self.drain(None, None);
                     tick = sleep(&self.p.clock, self.next_tick);
                 }
                 Some(done) = self.snapshots.reads.recv() => {
@@ -124,45 +124,43 @@ impl Driver {
                 Some(built) = self.snapshots.built.recv(), if self.p.node.wants_snapshot_chunks() => {
                     self.snapshots.built(&mut self.p.node, built);
                 }
-                batch = self.p.inbound.recv(), if !self.stopping => {
-                    if let Some(batch) = batch {
-                        self.p.node.step(batch);
-                    }
-                    self.drain(None);
-                }
+                batch = self.p.inbound.recv(), if !self.stopping => self.drain(None, batch),
                 call = self.p.calls.recv(), if !self.stopping => match call {
-                    Some(call) => self.drain(Some(call)),
+                    Some(call) => self.drain(Some(call), None),
                     // Every handle is gone: nobody can ask for anything again.
                     None => self.stopping = true,
                 },
-                () = self.p.submissions.woken(), if !self.stopping => self.drain(None),
+                () = self.p.submissions.woken(), if !self.stopping => self.drain(None, None),
             }
         }
     }
 
-    /// Takes `first`, then what is already queued, a bounded amount of each kind. The
-    /// proposals taken are stamped with the time of this wake.
-    fn drain(&mut self, first: Option<Call>) {
-        // The tick first if it is due: a lease read must see a clock no more than one
-        // tick behind.
-        let now = self.p.clock.now();
-        if now >= self.next_tick {
-            self.tick(now);
-        }
+    /// Takes `first` and `batch`, then what is already queued, a bounded amount of each
+    /// kind. The proposals taken are stamped with the time of this wake.
+    fn drain(&mut self, first: Option<Call>, batch: Option<crate::MessageBatch>) {
+        let now = self.tick_if_due();
         self.replies.set_now(now);
         if let Some(call) = first {
             self.handle(call);
         }
+        if let Some(batch) = batch {
+            self.p.node.step(batch);
+        }
+        // The tick is served again before each batch and call, not once per wake: stepping
+        // a thousand batches can take many ticks, and a lease read judged on the clock of
+        // the wake was served after the lease had lapsed (review).
         for _ in 0..MAX_DRAIN_PER_WAKE {
             let Some(batch) = self.p.inbound.try_recv() else {
                 break;
             };
+            self.tick_if_due();
             self.p.node.step(batch);
         }
         for _ in 0..MAX_DRAIN_PER_WAKE {
             let Ok(call) = self.p.calls.try_recv() else {
                 break;
             };
+            self.tick_if_due();
             self.handle(call);
         }
         if !self.stopping {
@@ -173,14 +171,17 @@ impl Driver {
         }
     }
 
-    /// Serves the tick due at `now`, counting those a stall skipped ([`Node::tick_late`]):
+    /// Serves the tick if it is due, counting those a stall skipped ([`Node::tick_late`]):
     /// the node's clock, which leases rest on, keeps up with real time, while its timers
-    /// count one, so that catching up fires no elections.
-    fn tick(&mut self, now: Duration) {
-        let (missed, next) = late_ticks(self.next_tick, now, self.p.node.config().tick_interval);
-        self.next_tick = next;
-        self.p.node.tick_late(missed);
-        self.p.submissions.publish(&self.p.node);
+    /// count one, so that catching up fires no elections. Returns the time.
+    fn tick_if_due(&mut self) -> Duration {
+        let now = self.p.clock.now();
+        let interval = self.p.node.config().tick_interval;
+        if let Some(missed) = take_due_tick(&mut self.next_tick, now, interval) {
+            self.p.node.tick_late(missed);
+            self.p.submissions.publish(&self.p.node);
+        }
+        now
     }
 
     fn handle(&mut self, call: Call) {

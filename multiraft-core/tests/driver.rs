@@ -739,3 +739,79 @@ async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
     );
     restarted.shutdown().await.unwrap();
 }
+
+/// A machine whose every query moves the manual clock on by `jump`: a read that takes that
+/// long to serve.
+struct SlowQueries {
+    clock: ManualClock,
+    jump: std::time::Duration,
+}
+
+impl multiraft_core::StateMachine for SlowQueries {
+    fn apply(&mut self, _index: u64, _command: &Bytes) -> Bytes {
+        Bytes::new()
+    }
+
+    fn query(&self, _query: &Bytes) -> Bytes {
+        self.clock.advance_by(self.jump);
+        Bytes::new()
+    }
+}
+
+/// Calls taken in one wake of the loop each see the clock as it is when they are taken,
+/// not as it was at the wake: a lease read is judged on the node's clock, and one judged
+/// on the wake's was served from a lease that had lapsed while the calls before it were
+/// handled (review). Here a lease read served at once takes three election timeouts, and
+/// the call queued behind it, taken in the same wake, sees every tick of them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_taken_after_time_passed_in_the_same_wake_sees_the_clock_of_its_time() {
+    let clock = ManualClock::new();
+    let network = MemNetwork::new();
+    let config = test_config();
+    let jump_ticks = 3 * config.election_timeout_max_ticks;
+    let jump = config.tick_interval * jump_ticks;
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let queries = (clock.clone(), jump);
+        let n = MultiRaft::builder(NodeId(i), config.clone())
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(i)))
+            .clock(clock.clone())
+            .state_machines(move |_| SlowQueries {
+                clock: queries.0.clone(),
+                jump: queries.1,
+            })
+            .seed(i)
+            .start()
+            .await
+            .unwrap();
+        n.create_group(GroupId(1), Membership::voters([1, 2, 3]))
+            .await
+            .unwrap();
+        nodes.push(n);
+    }
+    let g = GroupId(1);
+    let leader = wait_for(|| async {
+        clock.advance_by(config.tick_interval);
+        let s = nodes[0].status(g).await.unwrap().unwrap();
+        s.leader
+    })
+    .await;
+    let leader = &nodes[leader.0 as usize - 1];
+    // A round that every follower answered: the leader holds its lease.
+    leader.propose(g, "w").await.unwrap();
+    leader.read_index(g, ReadPolicy::ReadIndex).await.unwrap();
+    let before = leader.node_status().await.unwrap().ticks;
+    // Both calls are queued before the loop wakes (one thread: it runs when this task
+    // waits), and taken in that one wake.
+    let (read, status) = tokio::join!(leader.read(g, ReadPolicy::Lease, ""), leader.node_status());
+    read.unwrap();
+    let ticks = status.unwrap().ticks;
+    assert!(
+        ticks >= before + u64::from(jump_ticks),
+        "the status call saw the clock at tick {ticks}, from {before} before a read of {jump_ticks} ticks"
+    );
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -752,6 +752,7 @@ impl Replica {
                     | MessageBody::AppendResponse { .. }
                     | MessageBody::HeartbeatResponse { .. }
                     | MessageBody::SnapshotAck(_)
+                    | MessageBody::LogLost { .. }
             );
             if answer && in_lease && self.role == Role::Follower && self.leader != Some(msg.from) {
                 return;
@@ -923,6 +924,10 @@ impl Replica {
             MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, *chunk),
             MessageBody::SnapshotAck(ack) => self.handle_snapshot_ack(from, ack),
             MessageBody::Removed { index } => self.handle_removed(from, index),
+            MessageBody::LogLost {
+                last_index,
+                last_term,
+            } => self.handle_log_lost(from, last_index, last_term),
             MessageBody::Propose { .. }
             | MessageBody::ProposeRejected { .. }
             | MessageBody::ReadIndex { .. }

@@ -93,7 +93,20 @@ impl Replica {
         self.follow(from);
         // The leader caps `commit` at what it knows we hold, so this never commits an entry
         // of ours that differs from the leader's.
-        self.commit_to(commit.min(self.log.last_index()));
+        let last = self.log.last_index();
+        self.commit_to(commit.min(last));
+        if commit > last {
+            // The leader takes us to hold entries we lack (`MessageBody::LogLost`). Said
+            // here, since a leader with nothing new to send never learns it from a refused
+            // append; and no refused append can say it, as one refused at the match may be
+            // a late answer to an append sent before the match was known (review).
+            let last_term = self.log.term(last).unwrap_or(0);
+            let body = MessageBody::LogLost {
+                last_index: last,
+                last_term,
+            };
+            self.send_after(from, body);
+        }
         self.send_after(from, MessageBody::HeartbeatResponse { round });
     }
 
@@ -194,6 +207,25 @@ impl Replica {
             if let Some(pr) = self.progress.get_mut(&from) {
                 pr.on_reject(index, j + 1);
             }
+        }
+    }
+
+    /// `from` lacks entries this leader knew it to hold (`MessageBody::LogLost`): its node
+    /// lost its data, and a late answer of its last life restored the match that the
+    /// restart had made the leader forget. Forgotten again, and probed from `from`'s last
+    /// entry. Without this the leader's appends, refused at the match, were taken for late
+    /// refusals, and the follower was never caught up (review). A transfer under way sends
+    /// it the snapshot anyway.
+    pub(super) fn handle_log_lost(&mut self, from: NodeId, last_index: u64, last_term: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let (j, _) = self.log.conflict_hint(last_index, last_term);
+        if let Some(pr) = self.progress.get_mut(&from)
+            && pr.state != ProgressState::Snapshot
+            && pr.matched > last_index
+        {
+            pr.forget_match(j + 1);
         }
     }
 

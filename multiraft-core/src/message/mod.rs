@@ -175,6 +175,17 @@ pub enum MessageBody {
         /// The membership entry that removed the receiver.
         index: u64,
     },
+    /// A follower to its leader, whose heartbeat's commit index lies beyond the follower's
+    /// log: the leader caps that index at what it knows the follower to hold, so the
+    /// follower lacks entries it acknowledged in this term. Its node lost its data (a
+    /// wiped restart), and a late answer of its last life told the leader otherwise. The
+    /// leader forgets what it knew the follower to hold and probes it from `last_index`.
+    LogLost {
+        /// The follower's last index.
+        last_index: u64,
+        /// The term of its entry at `last_index`.
+        last_term: u64,
+    },
 }
 
 /// What a follower says about a snapshot transfer ([`MessageBody::SnapshotAck`]).

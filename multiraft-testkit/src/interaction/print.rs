@@ -270,6 +270,10 @@ impl World {
                 format!("ProposeRejected [{}] leader={l}", list.join(", "))
             }
             MessageBody::Removed { index } => format!("Removed index={index}"),
+            MessageBody::LogLost {
+                last_index,
+                last_term,
+            } => format!("LogLost last={last_index} last_term={last_term}"),
             _ => "?".to_string(),
         };
         format!("{head}{body}")

@@ -137,6 +137,14 @@ impl TraceHash {
                 }
                 self.u64(leader_hint.map_or(0, |n| n.0));
             }
+            MessageBody::LogLost {
+                last_index,
+                last_term,
+            } => {
+                self.u64(9);
+                self.u64(*last_index);
+                self.u64(*last_term);
+            }
             _ => self.u64(0xff),
         }
     }

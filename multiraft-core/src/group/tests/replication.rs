@@ -678,3 +678,35 @@ fn a_leader_quiesces_only_after_an_idle_election_timeout() {
     assert!(idle >= min, "quiet after {idle} idle ticks");
     assert!(c.g(2).is_quiesced() && c.g(3).is_quiesced());
 }
+
+/// A follower restarted with its data wiped, whose last life's late answer restored the
+/// match its leader had forgotten at the restart, is still caught up: the leader's next
+/// heartbeat carries a commit index beyond the follower's log, the follower says it lost
+/// its log (`LogLost`), and the leader forgets the match and sends what is missing, though
+/// it has nothing new to send. Regression (review): the leader, taking the follower to hold
+/// its whole log, sent it nothing, and refusals of later appends at the match were taken
+/// for late ones: the follower was never caught up.
+#[test]
+fn a_wiped_follower_whose_late_answer_restored_its_match_is_caught_up() {
+    let mut c = Cluster::new(3, 0, strict(), 31);
+    c.elect(1);
+    for seq in 1..=3 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all();
+    }
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    assert_eq!(c.status(3).last_index, last);
+    // Node 3 comes back wiped; its leader sees the new life, then a late answer of the last.
+    c.groups[2] = fresh(3, 32);
+    c.disks[2] = Disk::default();
+    c.g_mut(1).on_node_restarted(n(3));
+    c.deliver(msg(3, 1, term, ack(last)));
+    assert_eq!(c.g(1).progress.get(&n(3)).expect("tracked").matched, last);
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.log(3), c.log(1));
+}
