@@ -3,7 +3,7 @@
 //! transfers, and snapshots read back to restore a state machine. Results come back to the
 //! loop through two bounded channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +21,13 @@ use crate::storage::Storage;
 /// Results of storage reads in flight, waiting for the loop. Bounds what reads finished
 /// ahead of the loop may hold: each is at most one chunk.
 const MAX_READS_WAITING: usize = 16;
+
+/// Restores reading from storage at once, each one chunk at a time; the others wait their
+/// turn. Without it every group restoring (all those with a snapshot, at a restart) started
+/// its read at once, and each finished read held its chunk until the loop took it: as
+/// many chunks in memory as groups (review). Half the results the loop holds waiting, so
+/// that transfers' reads still find room.
+const MAX_RESTORES_READING: usize = MAX_READS_WAITING / 2;
 
 /// Chunks produced by state machines, waiting for the loop; the loop takes them only
 /// while the node wants them ([`Node::wants_snapshot_chunks`]).
@@ -58,6 +65,11 @@ pub(crate) struct SnapshotIo {
     restoring: HashMap<GroupId, (u64, u64)>,
     /// The number the next restore takes.
     next_restore: u64,
+    /// Restores waiting for a turn to read ([`MAX_RESTORES_READING`]): (group, snapshot
+    /// index, which restore). One superseded or removed meanwhile is skipped.
+    restores_waiting: VecDeque<(GroupId, u64, u64)>,
+    /// Restore reads in flight.
+    restores_reading: usize,
 }
 
 impl SnapshotIo {
@@ -73,6 +85,8 @@ impl SnapshotIo {
             cancel: HashMap::new(),
             restoring: HashMap::new(),
             next_restore: 0,
+            restores_waiting: VecDeque::new(),
+            restores_reading: 0,
         }
     }
 
@@ -184,7 +198,20 @@ impl SnapshotIo {
             let restore = self.next_restore;
             self.next_restore += 1;
             self.restoring.insert(r.group, (index, restore));
-            self.read_for_restore(r.group, index, restore, 0);
+            self.restores_waiting.push_back((r.group, index, restore));
+        }
+        self.start_restores();
+    }
+
+    /// Starts the first chunk reads of waiting restores, while fewer than
+    /// [`MAX_RESTORES_READING`] read.
+    fn start_restores(&mut self) {
+        while self.restores_reading < MAX_RESTORES_READING
+            && let Some((group, index, restore)) = self.restores_waiting.pop_front()
+        {
+            if self.restoring.get(&group) == Some(&(index, restore)) {
+                self.read_for_restore(group, index, restore, 0);
+            }
         }
     }
 
@@ -198,7 +225,8 @@ impl SnapshotIo {
         }
     }
 
-    fn read_for_restore(&self, group: GroupId, index: u64, restore: u64, seq: u32) {
+    fn read_for_restore(&mut self, group: GroupId, index: u64, restore: u64, seq: u32) {
+        self.restores_reading += 1;
         let (storage, tx) = (Arc::clone(&self.storage), self.reads_tx.clone());
         tokio::spawn(async move {
             let chunk = storage.snapshot_chunk(group, index, seq).await;
@@ -219,24 +247,42 @@ impl SnapshotIo {
         match done {
             ReadDone::Chunk(read, chunk) => node.chunk_read(read, chunk?),
             ReadDone::Restore(group, index, restore, chunk) => {
-                if self.restoring.get(&group) != Some(&(index, restore)) {
-                    return Ok(()); // superseded, or of a group removed since
-                }
-                let Some(chunk) = chunk? else {
-                    // Replaced by a newer snapshot, whose own restore follows.
-                    self.restoring.remove(&group);
-                    return Ok(());
-                };
-                machines
-                    .restore(group, &chunk)
-                    .map_err(StopError::Restore)?;
-                if chunk.last {
-                    self.restoring.remove(&group);
-                    node.restored(group, index);
-                } else {
-                    self.read_for_restore(group, index, restore, chunk.seq + 1);
-                }
+                self.restores_reading -= 1;
+                if self.restoring.get(&group) == Some(&(index, restore)) {
+                    self.restore_read(group, (index, restore), chunk, machines, node)?;
+                } // else superseded, or of a group removed since
+                self.start_restores();
             }
+        }
+        Ok(())
+    }
+
+    /// A chunk read for the current restore of `group`: into its machine, then the next
+    /// read, or the group told it is restored.
+    fn restore_read(
+        &mut self,
+        group: GroupId,
+        (index, restore): (u64, u64),
+        chunk: Result<Option<SnapshotChunk>, StorageError>,
+        machines: &mut Machines,
+        node: &mut Node,
+    ) -> Result<(), StopError> {
+        let Some(chunk) = chunk? else {
+            // Nothing replaces a snapshot while its group restores from it (installs and
+            // builds wait, a removal ends the restore), so storage lost one it holds. Taken
+            // as done instead, the group stayed restoring for good: it applied nothing
+            // and answered no proposal or read again (review).
+            let why = format!("{group}: snapshot {index} is gone while its machine restores");
+            return Err(StopError::Storage(StorageError::Corrupt(why)));
+        };
+        machines
+            .restore(group, &chunk)
+            .map_err(StopError::Restore)?;
+        if chunk.last {
+            self.restoring.remove(&group);
+            node.restored(group, index);
+        } else {
+            self.read_for_restore(group, index, restore, chunk.seq + 1);
         }
         Ok(())
     }
@@ -299,8 +345,50 @@ mod tests {
         }
     }
 
-    /// Records (which machine, chunk) for every chunk restored into a machine.
-    struct Recording(Arc<Mutex<Vec<(u32, u32)>>>, u32);
+    /// [`TwoChunks`], counting the reads started; `gone` holds no snapshot at all.
+    #[derive(Default)]
+    struct Counted {
+        started: std::sync::atomic::AtomicUsize,
+        gone: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Counted {
+        async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+            TwoChunks.write(batch).await
+        }
+
+        async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError> {
+            TwoChunks.load().await
+        }
+
+        async fn entries(&self, g: GroupId, a: u64, b: u64) -> Result<Vec<Entry>, StorageError> {
+            TwoChunks.entries(g, a, b).await
+        }
+
+        async fn term(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
+            TwoChunks.term(group, index).await
+        }
+
+        async fn snapshot_chunk(
+            &self,
+            group: GroupId,
+            index: u64,
+            seq: u32,
+        ) -> Result<Option<SnapshotChunk>, StorageError> {
+            self.started.fetch_add(1, Ordering::Relaxed);
+            if self.gone {
+                return Ok(None);
+            }
+            TwoChunks.snapshot_chunk(group, index, seq).await
+        }
+    }
+
+    /// (Which machine, chunk) for every chunk restored into a machine.
+    type Restored = Arc<Mutex<Vec<(u32, u32)>>>;
+
+    /// Records every chunk restored into it in [`Restored`].
+    struct Recording(Restored, u32);
 
     impl StateMachine for Recording {
         fn apply(&mut self, _index: u64, _command: &Bytes) -> Bytes {
@@ -332,14 +420,7 @@ mod tests {
     /// went into the new machine and its chain of reads went on beside the new one's.
     #[tokio::test]
     async fn a_removed_groups_late_restore_read_never_reaches_it_made_again() {
-        let restored = Arc::new(Mutex::new(Vec::new()));
-        let mut made = 0;
-        let log = Arc::clone(&restored);
-        let factory: StateMachineFactory = Box::new(move |_| {
-            made += 1;
-            Box::new(Recording(Arc::clone(&log), made))
-        });
-        let mut machines = Machines::new(factory);
+        let (mut machines, restored) = recording_machines();
         let mut node = Node::new(NodeId(1), crate::Config::default(), 1).unwrap();
         let mut io = SnapshotIo::new(Arc::new(TwoChunks));
         let restore = || Restore {
@@ -357,5 +438,77 @@ mod tests {
         }
         // Machine 1 was the removed group's (made to ask whether it covers the snapshot).
         assert_eq!(*restored.lock().unwrap(), vec![(2, 0), (2, 1)]);
+    }
+
+    fn recording_machines() -> (Machines, Restored) {
+        let restored = Arc::new(Mutex::new(Vec::new()));
+        let mut made = 0;
+        let log = Arc::clone(&restored);
+        let factory: StateMachineFactory = Box::new(move |_| {
+            made += 1;
+            Box::new(Recording(Arc::clone(&log), made))
+        });
+        (Machines::new(factory), restored)
+    }
+
+    /// Many groups restoring at once (every group with a snapshot, at a restart) read at
+    /// most [`MAX_RESTORES_READING`] chunks at a time, and every one is restored. Regression
+    /// (review): each started its read at once, and each finished read held its chunk until
+    /// the loop took it, so memory grew with the number of groups.
+    #[tokio::test(flavor = "current_thread")]
+    async fn restores_read_a_bounded_number_of_chunks_at_once_and_all_end() {
+        const GROUPS: u64 = 100;
+        let (mut machines, restored) = recording_machines();
+        let mut node = Node::new(NodeId(1), crate::Config::default(), 1).unwrap();
+        let storage = Arc::new(Counted::default());
+        let mut io = SnapshotIo::new(Arc::clone(&storage) as Arc<dyn Storage>);
+        let restores = (1..=GROUPS)
+            .map(|g| Restore {
+                group: GroupId(g),
+                meta: meta(),
+            })
+            .collect();
+        io.restore(restores, &mut machines, &mut node);
+        let mut taken = 0;
+        while !io.restoring.is_empty() {
+            // Every read task spawned so far runs before this task resumes (one thread).
+            tokio::task::yield_now().await;
+            let started = storage.started.load(Ordering::Relaxed);
+            assert!(
+                started - taken <= MAX_RESTORES_READING,
+                "{} reads in flight",
+                started - taken
+            );
+            let done = next(&mut io).await;
+            taken += 1;
+            io.read_done(done, &mut machines, &mut node).unwrap();
+        }
+        assert_eq!(restored.lock().unwrap().len() as u64, 2 * GROUPS);
+    }
+
+    /// A snapshot that storage no longer holds while its group's machine restores from it
+    /// stops the node: nothing replaces it meanwhile, so storage lost it. Regression
+    /// (review): the restore was taken as done, and the group stayed restoring for good,
+    /// applying nothing and answering nothing.
+    #[tokio::test]
+    async fn a_snapshot_gone_while_its_machine_restores_stops_the_node() {
+        let (mut machines, _) = recording_machines();
+        let mut node = Node::new(NodeId(1), crate::Config::default(), 1).unwrap();
+        let storage = Counted {
+            gone: true,
+            ..Counted::default()
+        };
+        let mut io = SnapshotIo::new(Arc::new(storage));
+        let restore = Restore {
+            group: GroupId(1),
+            meta: meta(),
+        };
+        io.restore(vec![restore], &mut machines, &mut node);
+        let done = next(&mut io).await;
+        let stopped = io.read_done(done, &mut machines, &mut node);
+        assert!(
+            matches!(stopped, Err(StopError::Storage(StorageError::Corrupt(_)))),
+            "{stopped:?}"
+        );
     }
 }
