@@ -82,8 +82,8 @@ impl Replica {
     }
 
     /// Keeps what the leader said (the group went quiet) across a message that left before
-    /// it (`handle_append`): `follow` cleared it.
-    fn stay_quiet(&mut self, stale: bool) {
+    /// it (`handle_append`, `handle_install_snapshot`): `follow` cleared it.
+    pub(super) fn stay_quiet(&mut self, stale: bool) {
         if stale {
             self.leader_said = LeaderSaid::Quiet;
         }

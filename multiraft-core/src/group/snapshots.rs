@@ -13,7 +13,7 @@ use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 use crate::storage::Compacted;
 
 use super::progress::ProgressState;
-use super::{Replica, Role};
+use super::{LeaderSaid, Replica, Role};
 
 /// A snapshot being received: what arrived so far.
 #[derive(Clone, Debug)]
@@ -423,8 +423,13 @@ impl Replica {
     }
 
     pub(super) fn handle_install_snapshot(&mut self, from: NodeId, chunk: SnapshotChunk) {
+        // A chunk of what this replica already holds, from a leader that said the group
+        // went quiet, left before that notice (a late or duplicated one): as such an append,
+        // it does not restart the timer (`handle_append`; review).
+        let quiet = self.leader_said == LeaderSaid::Quiet && self.leader == Some(from);
         self.follow(from);
         let index = chunk.meta.index;
+        self.stay_quiet(quiet && index <= self.log.committed);
         if self.restoring.is_some() {
             return; // restoring the previous one: the leader sends again later
         }

@@ -576,7 +576,6 @@ fn a_late_answer_of_a_later_term_does_not_end_the_lease() {
 /// leader's lease still counted it.
 #[test]
 fn a_late_append_keeps_a_quiet_followers_timer_stopped() {
-    let leader_live = |node: NodeId| node == n(1);
     let mut c = quiesced(6);
     let (term, last) = (c.status(2).term, c.status(2).last_index);
     let late = c.log(2).pop().expect("an entry");
@@ -598,11 +597,33 @@ fn a_late_append_keeps_a_quiet_followers_timer_stopped() {
         ),
         "answered: {answer:?}"
     );
+    keeps_refusing_candidates(&mut c);
+}
+
+/// Replica 2, quiet under leader 1 whose node lives, goes on refusing candidates for longer
+/// than its holding back lasts (`DEFERRED_TIMEOUTS` election timeouts): its timer is
+/// stopped.
+fn keeps_refusing_candidates(c: &mut Cluster) {
+    let leader_live = |node: NodeId| node == n(1);
     for _ in 0..(DEFERRED_TIMEOUTS + 2) * strict().election_timeout_max_ticks {
         c.g_mut(2).tick_with(leader_live);
     }
     assert_eq!(c.status(2).role, Role::Follower);
-    assert_eq!(ask_for_pre_vote(&mut c), vec![], "answered a candidate");
+    assert_eq!(ask_for_pre_vote(c), vec![], "answered a candidate");
+}
+
+/// A snapshot chunk of what the follower already holds, arriving after the quiesce notice
+/// (late or duplicated), keeps its timer stopped as such an append does. Regression
+/// (review): it restarted the timer, and the follower answered candidates while the
+/// quiesced leader's lease still counted it.
+#[test]
+fn a_late_snapshot_chunk_keeps_a_quiet_followers_timer_stopped() {
+    let mut c = quiesced(6);
+    let (term, commit) = (c.status(2).term, c.status(2).commit);
+    let late = super::snapshots::chunk(commit, term, 0, true);
+    c.g_mut(2).step(msg(1, 2, term, late));
+    c.g_mut(2).ready(MAX, MAX);
+    keeps_refusing_candidates(&mut c);
 }
 
 /// docs/design.md §4.3: CheckQuorum counts a follower whose node is live as active, so a

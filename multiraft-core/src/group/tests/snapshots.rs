@@ -13,7 +13,7 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
     }
 }
 
-fn chunk(index: u64, term: u64, seq: u32, last: bool) -> MessageBody {
+pub(super) fn chunk(index: u64, term: u64, seq: u32, last: bool) -> MessageBody {
     MessageBody::InstallSnapshot {
         chunk: Box::new(SnapshotChunk {
             meta: meta(index, term),
