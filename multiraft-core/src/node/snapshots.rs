@@ -421,17 +421,23 @@ impl Node {
         false
     }
 
-    /// Puts the chunks of snapshots being built into `write`, adding their bytes to
-    /// `written_bytes`; returns the snapshots this write completes. A build whose group is gone, or now receives or restores a
-    /// snapshot from its leader, is dropped.
+    /// Puts the chunks of snapshots being built into `write`, in order, up to
+    /// [`BUILT_BYTES_PER_WRITE`] chunks' worth of bytes (one chunk at least), adding their
+    /// bytes to `written_bytes`; returns the snapshots this write completes. The rest wait
+    /// for the next write: a machine may yield its whole state as one piece, cut into
+    /// chunks here all at once, and every chunk went into one write before (review). A
+    /// build whose group is gone, or now receives or restores a snapshot from its leader,
+    /// is dropped.
     pub(super) fn write_built_chunks(
         &mut self,
         write: &mut WriteBatch,
         written_bytes: &mut usize,
     ) -> Vec<(GroupId, SnapshotMeta)> {
         let mut completed = Vec::new();
-        self.snapshots.chunk_bytes = 0;
-        for (group, chunk) in std::mem::take(&mut self.snapshots.chunks) {
+        let limit = BUILT_BYTES_PER_WRITE * self.config.snapshot_chunk_bytes;
+        let mut taken = 0;
+        let mut chunks = std::mem::take(&mut self.snapshots.chunks).into_iter();
+        for (group, chunk) in chunks.by_ref() {
             // Not over a newer one the group installed from its leader while this build
             // ran: storage keeps the snapshot written last, and the log is compacted to
             // the newer one, so a restart would find the log compacted past its snapshot.
@@ -459,8 +465,19 @@ impl Node {
                 }
             };
             *written_bytes += chunk.data.len();
+            taken += chunk.data.len();
             record.snapshot.push(chunk);
+            if taken >= limit {
+                break;
+            }
         }
+        self.snapshots.chunks = chunks.collect();
+        self.snapshots.chunk_bytes = self
+            .snapshots
+            .chunks
+            .iter()
+            .map(|(_, c)| c.data.len())
+            .sum();
         completed
     }
 }

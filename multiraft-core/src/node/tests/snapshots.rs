@@ -343,3 +343,35 @@ fn a_build_is_dropped_when_its_group_starts_receiving_a_snapshot() {
         testing::run(&mut node, ready, &mut io).unwrap();
     }
 }
+
+/// A machine that yields its whole state as one piece has it cut into chunks, and no write
+/// holds more than `BUILT_BYTES_PER_WRITE` chunks' worth of it: the snapshot goes to
+/// storage over several writes, in order, and completes. Regression (review): every chunk
+/// went into the next write, one storage transaction holding the whole snapshot.
+#[test]
+fn a_snapshot_yielded_in_one_piece_is_written_over_several_writes() {
+    use crate::node::snapshots::BUILT_BYTES_PER_WRITE;
+    let (mut node, mut io) = building_at_3();
+    let chunk_bytes = node.config().snapshot_chunk_bytes;
+    let chunks = 3 * BUILT_BYTES_PER_WRITE + 1;
+    let whole = Bytes::from(vec![7u8; chunks * chunk_bytes]);
+    assert!(node.snapshot_chunk(g(1), 3, whole, true));
+    let mut written = Vec::new();
+    while let Some(ready) = node.ready() {
+        let seqs: Vec<u32> = ready
+            .write
+            .groups
+            .iter()
+            .flat_map(|w| &w.snapshot)
+            .map(|c| c.seq)
+            .collect();
+        assert!(
+            seqs.len() <= BUILT_BYTES_PER_WRITE,
+            "one write held {seqs:?}"
+        );
+        written.extend(seqs);
+        testing::run(&mut node, ready, &mut io).unwrap();
+    }
+    assert_eq!(written, (0..chunks as u32).collect::<Vec<_>>());
+    assert_eq!(node.replica(g(1)).unwrap().snapshot(), Some((3, 1)));
+}
