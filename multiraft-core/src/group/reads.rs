@@ -279,6 +279,13 @@ impl Replica {
             // The only voter: nobody to ask.
             return self.confirm_reads();
         }
+        self.send_read_beats();
+    }
+
+    /// One heartbeat per voter, for the reads waiting on a round; the node stamps the
+    /// round on the way out.
+    fn send_read_beats(&mut self) {
+        let committed = self.log.committed;
         let peers: Vec<(NodeId, u64)> = self
             .progress
             .iter()
@@ -437,6 +444,28 @@ impl Replica {
     }
 
     /// Whether reads need a ready: some can be served, join a round, or go to the leader.
+    /// Whether this quiesced leader's reads wait on a round it sent
+    /// ([`Replica::resend_read_beats`]).
+    pub fn awaits_read_round(&self) -> bool {
+        self.role == Role::Leader
+            && self.quiesced
+            && self.reads.waiting.front().is_some_and(|w| w.round != 0)
+    }
+
+    /// Sends the beats of the reads waiting on a round again, if [`awaits_read_round`]
+    /// (else returns false): a quiesced leader is not ticked, and has no later heartbeat
+    /// to carry a round. The reads keep their round; an acknowledgement of the later one
+    /// confirms them too, so a slow answer to the first still counts.
+    ///
+    /// [`awaits_read_round`]: Replica::awaits_read_round
+    pub fn resend_read_beats(&mut self) -> bool {
+        if !self.awaits_read_round() {
+            return false;
+        }
+        self.send_read_beats();
+        true
+    }
+
     pub(super) fn has_read_work(&self) -> bool {
         if self.reads.is_idle() {
             return false;

@@ -161,6 +161,10 @@ pub struct Node {
     /// Groups that are not quiesced: the only ones `tick` visits, so that an idle group
     /// costs nothing per tick.
     active: BTreeSet<GroupId>,
+    /// Quiesced leaders whose reads wait on a round: not ticked, so `tick` sends their
+    /// quiet beats again itself ([`Node::resend_quiet_reads`]). At most one entry per
+    /// group with a read pending, which `max_pending_reads` bounds.
+    quiet_reads: BTreeSet<GroupId>,
     /// Peer nodes and their liveness, one heartbeat per node pair per tick.
     peers: Peers,
     /// Ticks of the node's clock since it started, missed ones included
@@ -232,6 +236,7 @@ impl Node {
             groups: FxHashMap::default(),
             memberships: HashMap::new(),
             active: BTreeSet::new(),
+            quiet_reads: BTreeSet::new(),
             peers: Peers::default(),
             ticks: 0,
             ticks_missed: 0,
@@ -538,6 +543,11 @@ impl Node {
         }
         // After the groups' ticks, which end stalled transfers.
         self.recheck_deferred_snapshots();
+        // Once per heartbeat interval of the clock, a late tick's missed ones included.
+        let interval = u64::from(self.config.heartbeat_interval_ticks.max(1));
+        if (self.ticks - 1 - missed) / interval != self.ticks / interval {
+            self.resend_quiet_reads();
+        }
         self.offer_send_slots();
         self.metrics
             .set_groups(self.groups.len(), self.active.len());
@@ -638,6 +648,29 @@ impl Node {
                 self.active.insert(id);
             }
         }
+    }
+
+    /// Sends the quiet beats of every quiesced leader whose reads wait on a round again,
+    /// every heartbeat interval as an active leader's heartbeats go: a quiesced group is
+    /// not ticked, so a beat or an acknowledgement lost left its reads waiting until their
+    /// deadline (review). An acknowledgement of the later round confirms them as well.
+    fn resend_quiet_reads(&mut self) {
+        let (groups, dirty, since_sends) =
+            (&mut self.groups, &mut self.dirty, &mut self.since_sends);
+        self.quiet_reads.retain(|id| {
+            let Some(slot) = groups.get_mut(id) else {
+                return false;
+            };
+            if !slot.group.resend_read_beats() {
+                return false;
+            }
+            since_sends.push(*id);
+            if !slot.queued {
+                slot.queued = true;
+                dirty.push_back(*id);
+            }
+            true
+        });
     }
 
     /// Starts a linearizable read of `group` under `policy`.

@@ -244,6 +244,9 @@ impl Node {
             } else {
                 slot.queued = false;
             }
+            if slot.group.is_quiesced() && slot.group.awaits_read_round() {
+                self.quiet_reads.insert(id);
+            }
             let (count, size) = (out.entries.iter()).fold((0, 0), |(count, size), e| {
                 (count + 1, size + e.size_bytes())
             });

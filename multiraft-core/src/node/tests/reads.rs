@@ -343,3 +343,27 @@ fn a_follower_serves_no_read_until_its_snapshot_is_restored() {
     assert_eq!(ready.reads.len(), 1);
     assert_eq!((ready.reads[0].request, ready.reads[0].index), (read, 3));
 }
+
+/// A quiesced leader's read round whose beats were lost is sent again: the group is not
+/// ticked, yet the node sends its quiet beats again every heartbeat interval, and the
+/// read is served within a few, with the group still quiet. Regression (review): nothing
+/// sent them again, and the read waited for its deadline (`proposal_timeout_ticks`)
+/// though every peer was up.
+#[test]
+fn a_quiet_read_round_whose_beats_were_lost_is_sent_again() {
+    let mut sim = led_by_node_1(3);
+    taken(sim.nodes[0].read(g(1), ReadPolicy::ReadIndex));
+    // The round's beats leave with node 1's next ready, and are lost.
+    sim.run_filtered(|b| b.from != n(1));
+    assert_eq!(sim.logs[0].reads.len(), 0);
+    for _ in 0..2 * strict().heartbeat_interval_ticks {
+        sim.tick();
+    }
+    assert_eq!(sim.logs[0].reads.len(), 1, "served by the beats sent again");
+    assert_eq!(
+        sim.nodes[0].active_group_count(),
+        0,
+        "the group stayed quiet"
+    );
+    assert_eq!(sim.nodes[0].status().pending_reads, 0);
+}
