@@ -35,12 +35,14 @@
 //! proposal id takes at least one encoded byte), so a forged sequence length cannot make the
 //! decoder loop without consuming input. Small elements expand in memory: a 3-byte `Noop`
 //! entry decodes to a 72-byte [`Entry`](multiraft_core::Entry) in a vector that grows by
-//! doubling and is then copied into shared [`Entries`](multiraft_core::Entries). Measured
-//! with a counting allocator (`tests/decode_memory.rs`), the worst frames take 56 × their
-//! length while they decode (one append of `Noop` entries; 48 × for the smallest
-//! messages), at most 64 × `max_frame_bytes`: 235 MiB at the default limit, at most 256
-//! MiB. Only an authenticated peer can send such a frame, and [`validate`] rejects it right
-//! after decoding (too many messages, or too many entries in one). Decoding does not
+//! doubling and is then copied into shared [`Entries`](multiraft_core::Entries), and a
+//! 9-byte membership entry adds a boxed membership and three tree nodes. Measured with a
+//! counting allocator (`tests/decode_memory.rs`), the worst of the shapes measured takes
+//! 66.7 × its length while it decodes (one append of membership entries with one node in
+//! each set; 56 × with `Noop` entries, 48 × for the smallest messages): 267 MiB at the
+//! default limit. The documented bound is 72 × `max_frame_bytes` (288 MiB at the
+//! default). Only an authenticated peer can send such a frame, and [`validate`] rejects it
+//! right after decoding (too many messages, or too many entries in one). Decoding does not
 //! yield, so frames decode at most one per runtime worker thread at once.
 
 use multiraft_core::{InvalidMessage, MessageBatch, MessageLimits, NodeId};
@@ -58,7 +60,7 @@ pub const FRAME_HEADER_BYTES: usize = 8;
 /// Default [`FrameLimits::max_frame_bytes`]: 4 MiB. The node layer's defaults cap one append
 /// at `max_append_bytes` (1 MiB) plus one entry of at most `max_proposal_bytes` (1 MiB), so
 /// any single message fits with room to spare, while a hostile frame's transient decode
-/// memory (at most 64 × this, see the module docs) stays bounded.
+/// memory (at most 72 × this, see the module docs) stays bounded.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 4 << 20;
 
 /// Default [`FrameLimits::max_messages_per_frame`]: 65,536, more than one ready produces

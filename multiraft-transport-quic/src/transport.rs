@@ -555,11 +555,27 @@ impl Transport for QuicTransport {
         if batch.from != inner.node || batch.to == inner.node {
             return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
         }
-        let Some(peer) = inner.peer(batch.to) else {
-            return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
-        };
         let (from, to) = (batch.from, batch.to);
         let data_lanes = inner.limits.data_lanes;
+        // First pass: messages per lane and the total size, so that a batch for one lane
+        // (most heartbeat-only or single-group batches) is queued as it is, and the others
+        // are split into exactly sized vectors without regrowth.
+        let mut counts = vec![0usize; data_lanes + 2];
+        let mut total_bytes = 0;
+        for m in &batch.messages {
+            // A message of another sender or receiver than its batch: the peer would
+            // refuse the frame and close the connection, losing what else it carried.
+            if m.from != from || m.to != to {
+                return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
+            }
+            counts[lane_of(m, data_lanes)] += 1;
+            total_bytes += m.body.size_bytes();
+        }
+        // Only then the peer's entry: a batch dropped above neither makes one nor, at
+        // `max_peers`, evicts another's.
+        let Some(peer) = inner.peer(to) else {
+            return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
+        };
         let target = inner.limits.frame.max_frame_bytes as usize / 2;
         // A frame's message count is bounded too (a peer with these limits refuses more
         // and closes the connection): pieces are cut at whichever comes first.
@@ -578,20 +594,6 @@ impl Transport for QuicTransport {
             peer.queued(lane).fetch_sub(counted, Ordering::Relaxed);
             inner.drop_on(lane, refused, 1);
         };
-        // First pass: messages per lane and the total size, so that a batch for one lane
-        // (most heartbeat-only or single-group batches) is queued as it is, and the others
-        // are split into exactly sized vectors without regrowth.
-        let mut counts = vec![0usize; data_lanes + 2];
-        let mut total_bytes = 0;
-        for m in &batch.messages {
-            // A message of another sender or receiver than its batch: the peer would
-            // refuse the frame and close the connection, losing what else it carried.
-            if m.from != from || m.to != to {
-                return inner.drop_on(CONTROL_LANE, DropReason::Unsendable, 1);
-            }
-            counts[lane_of(m, data_lanes)] += 1;
-            total_bytes += m.body.size_bytes();
-        }
         let mut used = counts.iter().enumerate().filter(|(_, c)| **c > 0);
         if let (Some((lane, _)), None) = (used.next(), used.next())
             && total_bytes <= target

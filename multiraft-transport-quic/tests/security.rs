@@ -11,7 +11,8 @@ use multiraft_core::{MessageBatch, NodeId, Transport};
 use multiraft_transport_quic::dev::{self, DevCa};
 use multiraft_transport_quic::tls::{ALPN, ClusterId};
 use multiraft_transport_quic::{
-    CLOSE_IDENTITY, CLOSE_PROTOCOL, CLOSE_WRONG_DIALER, CLOSE_WRONG_SENDER, QuicTransport,
+    CLOSE_IDENTITY, CLOSE_NO_CAPACITY, CLOSE_PROTOCOL, CLOSE_WRONG_DIALER, CLOSE_WRONG_SENDER,
+    QuicConfig, QuicTransport,
 };
 use tokio::sync::mpsc::Receiver;
 
@@ -122,6 +123,46 @@ async fn certificate_for_another_cluster_is_refused() {
     let cert = s.ca.node_of_cluster(&other, NodeId(1)).unwrap();
     let crypto = client_crypto(&[s.ca.cert_der()], Some(cert.identity()), ALPN);
     assert_refused(s, crypto, Some(CLOSE_IDENTITY)).await;
+}
+
+/// A CA-issued certificate naming node 0, which is no node, is refused as one naming none.
+/// Regression (review): it was taken for a peer there was no room for (`max_peers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_node_0_is_refused() {
+    let s = server();
+    let cert = s.ca.node(NodeId(0)).unwrap();
+    let crypto = client_crypto(&[s.ca.cert_der()], Some(cert.identity()), ALPN);
+    assert_refused(s, crypto, Some(CLOSE_IDENTITY)).await;
+}
+
+/// With all of its `max_peers` entries connected, a node refuses one more peer's
+/// connection, counts it and says why (`CLOSE_NO_CAPACITY`). Regression (review): it was
+/// neither counted nor told apart from a shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_max_peers_all_connected_is_refused_and_told_why() {
+    let ca = dev_ca();
+    let mut c3 = QuicConfig::new(NodeId(3), loopback(), ca.tls_config(NodeId(3)).unwrap());
+    c3.limits.max_peers = 1;
+    let t3 = QuicTransport::bind(c3).unwrap();
+    let addr = t3.local_addr().unwrap();
+    let (t2, _rx2) = bind(2, ca.tls_config(NodeId(2)).unwrap(), &[(3, addr)]);
+    let probe = t3.clone();
+    wait_until("node 2 connected", || {
+        probe.connected_peers() == [NodeId(2)]
+    })
+    .await;
+    let crypto = client_crypto(
+        &[ca.cert_der()],
+        Some(ca.node(NodeId(1)).unwrap().identity()),
+        ALPN,
+    );
+    let bytes = framed(&heartbeat_batch(1, 3, 7));
+    let (outcome, _ep) = raw_attempt(crypto, addr, &name(3), &bytes, true).await;
+    assert_eq!(app_code(&outcome), Some(CLOSE_NO_CAPACITY), "{outcome:?}");
+    assert_eq!(t3.stats().connections_refused, 1);
+    assert_eq!(t3.connected_peers(), [NodeId(2)]);
+    t2.close();
+    t3.close();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

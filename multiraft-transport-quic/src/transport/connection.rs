@@ -220,7 +220,13 @@ impl Inner {
                 return;
             }
         };
+        // Node 0 is no node (the core refuses it as an id): a certificate naming it is
+        // refused as one naming none, not counted as a peer there is no room for.
         let peer = match tls::connection_peer(&conn, &self.cluster) {
+            Ok(NodeId(0)) => Err("the certificate names node 0".to_string()),
+            other => other.map_err(|e| e.to_string()),
+        };
+        let peer = match peer {
             Ok(peer) => peer,
             Err(e) => {
                 bump(&self.stats.connections_refused, 1);
