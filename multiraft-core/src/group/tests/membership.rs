@@ -565,3 +565,29 @@ fn a_learner_answering_every_few_ticks_is_promoted_after_a_long_catch_up() {
     );
     assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded { result: Ok(done) }));
 }
+
+/// A replica deleted and joined again under the same id while still a member (not removed
+/// from the membership first, and no restart seen) is caught up: its leader still takes it
+/// to hold what the deleted one held, and its heartbeats' commit index, beyond the new
+/// replica's log, makes it say so (`LogLost`). Regression: the leader sent it nothing, and
+/// refused appends at its stale match were taken for late ones, so it stayed empty for good
+/// (noticed in an earlier review and left).
+#[test]
+fn a_replica_joined_again_while_still_a_member_is_caught_up() {
+    let mut c = Cluster::new(3, 0, strict(), 41);
+    c.elect(1);
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    let last = c.status(1).last_index;
+    assert_eq!(c.g(1).progress.get(&n(3)).expect("tracked").matched, last);
+    let config = Arc::new(strict());
+    c.groups[2] = Replica::new(G, n(3), Membership::voters([1, 2]), config, 42);
+    c.disks[2] = Disk::default();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.log(3), c.log(1));
+}

@@ -11,6 +11,10 @@
 //! - a candidate's vote request is backed by its durable vote for itself;
 //! - a successful append acknowledgement up to index `i` is backed by `i` durable entries.
 //!
+//! - no follower says it lost entries it acknowledged (`LogLost`): the simulator loses no
+//!   durable data (no node comes back wiped), so one that says so either lost what it had
+//!   made durable, or took a leader's heartbeat for news of a loss that never happened.
+//!
 //! A ready may only apply entries that are durable on the node already. At a restart, the
 //! rebuilt node must hold at least the highest term it ever sent a message in, i.e. no
 //! acknowledged state was lost.
@@ -91,6 +95,13 @@ impl Invariant for DurableAcks {
                 if *index > len {
                     return Err(format!("{}, but only {len} entries are durable", what()));
                 }
+            }
+            MessageBody::LogLost { .. } => {
+                let len = img.map_or(0, disk::last_index);
+                return Err(format!(
+                    "{}, but it lost nothing: {len} entries are durable",
+                    what()
+                ));
             }
             MessageBody::SnapshotAck(a) if a.done => {
                 let stored = img.and_then(|l| l.snapshot.as_ref()).map(|s| s.index);
