@@ -501,18 +501,10 @@ mod tests {
         assert_eq!(restored.lock().unwrap().len() as u64, 2 * GROUPS);
     }
 
-    /// A snapshot that storage no longer holds while its group's machine restores from it
-    /// stops the node: nothing replaces it meanwhile, so storage lost it. Regression
-    /// (review): the restore was taken as done, and the group stayed restoring for good,
-    /// applying nothing and answering nothing.
-    #[tokio::test]
-    async fn a_snapshot_gone_while_its_machine_restores_stops_the_node() {
+    /// How restoring group 1 from `storage` ends its first chunk read.
+    async fn first_restore_read(storage: Counted) -> Result<(), StopError> {
         let (mut machines, _) = recording_machines();
         let mut node = Node::new(NodeId(1), crate::Config::default(), 1).unwrap();
-        let storage = Counted {
-            gone: true,
-            ..Counted::default()
-        };
         let mut io = SnapshotIo::new(Arc::new(storage));
         let restore = Restore {
             group: GroupId(1),
@@ -520,7 +512,20 @@ mod tests {
         };
         io.restore(vec![restore], &mut machines, &mut node);
         let done = next(&mut io).await;
-        let stopped = io.read_done(done, &mut machines, &mut node);
+        io.read_done(done, &mut machines, &mut node)
+    }
+
+    /// A snapshot that storage no longer holds while its group's machine restores from it
+    /// stops the node: nothing replaces it meanwhile, so storage lost it. Regression
+    /// (review): the restore was taken as done, and the group stayed restoring for good,
+    /// applying nothing and answering nothing.
+    #[tokio::test]
+    async fn a_snapshot_gone_while_its_machine_restores_stops_the_node() {
+        let stopped = first_restore_read(Counted {
+            gone: true,
+            ..Counted::default()
+        })
+        .await;
         assert!(
             matches!(stopped, Err(StopError::Storage(StorageError::Corrupt(_)))),
             "{stopped:?}"
@@ -532,20 +537,11 @@ mod tests {
     /// for good; after `MAX_RESTORES_READING` such reads no restore started again.
     #[tokio::test]
     async fn a_storage_read_that_panics_stops_the_node() {
-        let (mut machines, _) = recording_machines();
-        let mut node = Node::new(NodeId(1), crate::Config::default(), 1).unwrap();
-        let storage = Counted {
+        let stopped = first_restore_read(Counted {
             panics: true,
             ..Counted::default()
-        };
-        let mut io = SnapshotIo::new(Arc::new(storage));
-        let restore = Restore {
-            group: GroupId(1),
-            meta: meta(),
-        };
-        io.restore(vec![restore], &mut machines, &mut node);
-        let done = next(&mut io).await;
-        let stopped = io.read_done(done, &mut machines, &mut node);
+        })
+        .await;
         assert!(
             matches!(stopped, Err(StopError::Storage(StorageError::Backend(_)))),
             "{stopped:?}"

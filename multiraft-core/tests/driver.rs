@@ -487,20 +487,25 @@ async fn invalid_setup_is_a_typed_error_at_build_time() {
     assert!(matches!(r, Err(StartError::Config(e)) if e.field == "node id"));
 }
 
-/// With a manual clock, nothing times out until the test moves time: no election happens
-/// before the clock passes the election timeout, and one does after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn elections_follow_the_manual_clock() {
-    let clock = ManualClock::new();
+/// Nodes 1 to 3 on `clock` and one in-memory network, each hosting group 1 (voters 1 to 3),
+/// node `i`'s state machines made by `machines(i)`.
+async fn on_manual_clock<S, F>(
+    clock: &ManualClock,
+    config: &Config,
+    machines: impl Fn(u64) -> F,
+) -> Vec<MultiRaft>
+where
+    S: multiraft_core::StateMachine,
+    F: FnMut(GroupId) -> S + Send + 'static,
+{
     let network = MemNetwork::new();
-    let config = test_config();
     let mut nodes = Vec::new();
     for i in 1..=3 {
         let n = MultiRaft::builder(NodeId(i), config.clone())
             .storage(MemStorage::new())
             .transport(network.transport(NodeId(i)))
             .clock(clock.clone())
-            .state_machines(Journal::default().machines(NodeId(i)))
+            .state_machines(machines(i))
             .seed(i)
             .start()
             .await
@@ -510,6 +515,17 @@ async fn elections_follow_the_manual_clock() {
             .unwrap();
         nodes.push(n);
     }
+    nodes
+}
+
+/// With a manual clock, nothing times out until the test moves time: no election happens
+/// before the clock passes the election timeout, and one does after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elections_follow_the_manual_clock() {
+    let clock = ManualClock::new();
+    let config = test_config();
+    let journal = Journal::default();
+    let nodes = on_manual_clock(&clock, &config, |i| journal.machines(NodeId(i))).await;
     // Below the minimum election timeout nobody campaigns, however long real time runs.
     clock.advance_by(config.tick_interval * (config.election_timeout_min_ticks - 1));
     for n in &nodes {
@@ -538,24 +554,9 @@ async fn elections_follow_the_manual_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_tick_counts_every_tick_on_the_clock_and_one_on_the_timers() {
     let clock = ManualClock::new();
-    let network = MemNetwork::new();
     let config = test_config();
-    let mut nodes = Vec::new();
-    for i in 1..=3 {
-        let n = MultiRaft::builder(NodeId(i), config.clone())
-            .storage(MemStorage::new())
-            .transport(network.transport(NodeId(i)))
-            .clock(clock.clone())
-            .state_machines(Journal::default().machines(NodeId(i)))
-            .seed(i)
-            .start()
-            .await
-            .unwrap();
-        n.create_group(GroupId(1), Membership::voters([1, 2, 3]))
-            .await
-            .unwrap();
-        nodes.push(n);
-    }
+    let journal = Journal::default();
+    let nodes = on_manual_clock(&clock, &config, |i| journal.machines(NodeId(i))).await;
     let jump = u64::from(2 * config.election_timeout_max_ticks);
     clock.advance_by(config.tick_interval * (2 * config.election_timeout_max_ticks));
     for n in &nodes {
@@ -766,30 +767,17 @@ impl multiraft_core::StateMachine for SlowQueries {
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_taken_after_time_passed_in_the_same_wake_sees_the_clock_of_its_time() {
     let clock = ManualClock::new();
-    let network = MemNetwork::new();
     let config = test_config();
     let jump_ticks = 3 * config.election_timeout_max_ticks;
     let jump = config.tick_interval * jump_ticks;
-    let mut nodes = Vec::new();
-    for i in 1..=3 {
-        let queries = (clock.clone(), jump);
-        let n = MultiRaft::builder(NodeId(i), config.clone())
-            .storage(MemStorage::new())
-            .transport(network.transport(NodeId(i)))
-            .clock(clock.clone())
-            .state_machines(move |_| SlowQueries {
-                clock: queries.0.clone(),
-                jump: queries.1,
-            })
-            .seed(i)
-            .start()
-            .await
-            .unwrap();
-        n.create_group(GroupId(1), Membership::voters([1, 2, 3]))
-            .await
-            .unwrap();
-        nodes.push(n);
-    }
+    let nodes = on_manual_clock(&clock, &config, |_| {
+        let clock = clock.clone();
+        move |_| SlowQueries {
+            clock: clock.clone(),
+            jump,
+        }
+    })
+    .await;
     let g = GroupId(1);
     let leader = wait_for(|| async {
         clock.advance_by(config.tick_interval);
