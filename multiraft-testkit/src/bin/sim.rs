@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 31;
+const MOVES: usize = 32;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -125,6 +125,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.deferred_for_transfers,
         u64::from(r.late_catch_up_us > 0),
         r.late_behind_at_end,
+        r.log_lost,
     ]
 }
 
@@ -286,8 +287,8 @@ fn main() -> ExitCode {
         m[30]
     );
     println!(
-        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}",
-        m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23]
+        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}; replicas joined again that said they lacked entries (LogLost) {}",
+        m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23], m[31]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

@@ -26,6 +26,9 @@ impl<A: SimApp> Simulation<A> {
             if matches!(&m.body, MessageBody::SnapshotAck(a) if a.refused) {
                 self.report.snapshot_refusals += 1;
             }
+            if matches!(&m.body, MessageBody::LogLost { .. }) {
+                self.report.log_lost += 1;
+            }
         }
         let to = batch.to.0 as usize - 1;
         let faulty = self.phase == Phase::Faults;

@@ -148,6 +148,9 @@ pub struct SimReport {
     pub restores: u64,
     /// First chunks of a transfer refused for want of a receive slot.
     pub snapshot_refusals: u64,
+    /// `LogLost` messages sent: a replica joined again after its node deleted the group's
+    /// earlier one, whose leader still took it to hold what that one acknowledged.
+    pub log_lost: u64,
     /// Membership changes a leader took.
     pub changes_started: u64,
     /// Changes that ended with their membership committed.

@@ -11,8 +11,10 @@
 //! - a candidate's vote request is backed by its durable vote for itself;
 //! - a successful append acknowledgement up to index `i` is backed by `i` durable entries.
 //!
-//! - no follower says it lost entries it acknowledged (`LogLost`): the simulator loses no
-//!   durable data (no node comes back wiped), so one that says so either lost what it had
+//! - no follower says it lost entries it acknowledged (`LogLost`) unless its node deleted
+//!   a replica of that group before (removed from it, then added back: the leader may still
+//!   hold what the deleted replica acknowledged, seed 1786). The simulator loses no durable
+//!   data (no node comes back wiped), so any other that says so either lost what it had
 //!   made durable, or took a leader's heartbeat for news of a loss that never happened.
 //!
 //! A ready may only apply entries that are durable on the node already. At a restart, the
@@ -21,7 +23,7 @@
 //!
 //! [`Node::advance`]: multiraft_core::Node::advance
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use multiraft_core::{GroupId, Message, MessageBody, Ready};
 
@@ -32,11 +34,15 @@ use super::{Check, Invariant, SimNode, sorted_groups};
 pub(crate) struct DurableAcks {
     /// Per (node, group): the highest term of any message that depended on durable state.
     sent_term: HashMap<(usize, GroupId), u64>,
+    /// (node, group) whose replica the node deleted at least once: a replica there now
+    /// may hold less than a leader remembers of the deleted one.
+    deleted: HashSet<(usize, GroupId)>,
 }
 
 impl Invariant for DurableAcks {
     fn on_replica_removed(&mut self, node: usize, group: GroupId) {
         self.sent_term.remove(&(node, group));
+        self.deleted.insert((node, group));
     }
 
     fn name(&self) -> &'static str {
@@ -96,7 +102,7 @@ impl Invariant for DurableAcks {
                     return Err(format!("{}, but only {len} entries are durable", what()));
                 }
             }
-            MessageBody::LogLost { .. } => {
+            MessageBody::LogLost { .. } if !self.deleted.contains(&(node, m.group)) => {
                 let len = img.map_or(0, disk::last_index);
                 return Err(format!(
                     "{}, but it lost nothing: {len} entries are durable",
