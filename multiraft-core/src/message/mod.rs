@@ -177,9 +177,11 @@ pub enum MessageBody {
     },
     /// A follower to its leader, whose heartbeat's commit index lies beyond the follower's
     /// log: the leader caps that index at what it knows the follower to hold, so the
-    /// follower lacks entries it acknowledged in this term. Its node lost its data (a
-    /// wiped restart), and a late answer of its last life told the leader otherwise. The
-    /// leader forgets what it knew the follower to hold and probes it from `last_index`.
+    /// follower lacks entries acknowledged in this term: its node lost its data (a wiped
+    /// restart) and a late answer of its last life told the leader otherwise, or the
+    /// replica was deleted and joined again while the leader still counted what the
+    /// deleted one had acknowledged. The leader forgets what it knew the follower to hold
+    /// and probes it from `last_index`.
     LogLost {
         /// The follower's last index.
         last_index: u64,
