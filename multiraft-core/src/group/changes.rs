@@ -322,6 +322,28 @@ impl Replica {
         self.progress = records.into_iter().collect();
     }
 
+    /// `node`, outside the membership and not tracked, asked this leader for its vote: a
+    /// replica removed and forgotten untold (it was silent for an election timeout while it
+    /// retired). It campaigns for good, and its node never deletes it. Tracked again as
+    /// retiring, it is caught up to the leader's last entry and told it was removed
+    /// ([`MessageBody::Removed`]), or forgotten again if it falls silent. Found by a review
+    /// of an earlier stop and left then.
+    pub(super) fn retire_again(&mut self, node: NodeId) {
+        if self.role != Role::Leader
+            || self.membership.contains(node)
+            || self.progress.get(&node).is_some()
+        {
+            return;
+        }
+        let last = self.log.last_index();
+        let mut p = Progress::new(last + 1);
+        p.retire_at = last;
+        // It has just spoken: CheckQuorum's next round does not forget it unheard.
+        p.recent_active = true;
+        self.progress.insert(node, p);
+        self.wake();
+    }
+
     /// Forgets retiring replicas that hold and know the commit that removed them — telling
     /// them they were removed ([`MessageBody::Removed`]) — or that did not answer for an
     /// election timeout (`silent_too`).

@@ -683,6 +683,8 @@ impl Replica {
         // deposed by a removed replica that never learned it (simulator, seed 121).
         let voter_or_leader = self.membership.contains(msg.from) || self.leader == Some(msg.from);
         if !voter_or_leader && hears_a_leader && matches!(msg.body, MessageBody::Vote { .. }) {
+            // Unanswered, but a removed replica that never learned it is told now.
+            self.retire_again(msg.from);
             return;
         }
         self.step_inner(msg);

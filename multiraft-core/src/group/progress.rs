@@ -320,6 +320,12 @@ impl ProgressMap {
         self.0.iter().map(|(n, p)| (n, p))
     }
 
+    /// Adds the record of `node`, which has none, in node order.
+    pub(crate) fn insert(&mut self, node: NodeId, p: Progress) {
+        let at = self.0.partition_point(|(n, _)| *n < node);
+        self.0.insert(at, (node, p));
+    }
+
     /// Forgets every record and frees their memory.
     pub(crate) fn clear(&mut self) {
         self.0 = Vec::new();

@@ -591,3 +591,38 @@ fn a_replica_joined_again_while_still_a_member_is_caught_up() {
     }
     assert_eq!(c.log(3), c.log(1));
 }
+
+/// A replica removed while cut off, and forgotten by its leader untold (silent for an
+/// election timeout while it retired), is told once heard again: its vote requests make
+/// the leader track it again as retiring, catch it up and tell it (`Removed`), and the
+/// leader keeps leading. Regression (noticed in an earlier review and left): it campaigned
+/// for good, never told, and its node never deleted it.
+#[test]
+fn a_removed_replica_forgotten_untold_is_told_once_heard_again() {
+    let mut c = Cluster::new(4, 0, strict(), 29);
+    c.elect(1);
+    let term = c.status(1).term;
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+
+    c.isolated.remove(&n(4));
+    for _ in 0..6 * strict().election_timeout_max_ticks {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert!(
+        c.events[3].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(4)
+    );
+    assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten once told");
+}
