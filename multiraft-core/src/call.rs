@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use metrics::Histogram;
 use rustc_hash::FxHashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{CampaignError, GroupError, Indeterminate::NodeStopped, ProposeError};
 use crate::error::{MembershipChangeError, ReadError, TransferError};
@@ -220,6 +220,23 @@ fn proposal_error(resolution: Resolution) -> ProposeError {
     }
 }
 
+/// The next queued call, while `budget` — the commands this wake may still take — lasts:
+/// each call costs its commands, one at least. Counted in calls alone, one wake took 1,024
+/// `propose_many` calls of up to `MAX_COMMANDS_PER_CALL` commands each, a million
+/// proposals, while no tick's output left and no inbound batch was stepped (review).
+pub(crate) fn next_within(calls: &mut mpsc::Receiver<Call>, budget: &mut usize) -> Option<Call> {
+    if *budget == 0 {
+        return None;
+    }
+    let call = calls.try_recv().ok()?;
+    let cost = match &call {
+        Call::ProposeMany(_, commands, ..) => commands.len().max(1),
+        _ => 1,
+    };
+    *budget = budget.saturating_sub(cost);
+    Some(call)
+}
+
 impl Call {
     /// Hands the call to the node; when the node takes a request, its answer waits in
     /// `replies`. Returns what the loop must still do.
@@ -408,6 +425,41 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `propose_many` calls of `commands` each, queued.
+    fn queued(calls: usize, commands: usize) -> mpsc::Receiver<Call> {
+        let (tx, rx) = mpsc::channel(calls);
+        let queued = std::sync::Arc::new(crate::queued_bytes::QueuedBytes::new(usize::MAX));
+        for _ in 0..calls {
+            let held = Held::hold(&queued, 0).expect("no limit");
+            let batch = vec![Bytes::from_static(b"x"); commands];
+            let call = Call::ProposeMany(GroupId(1), batch, 0, oneshot::channel().0, held);
+            tx.try_send(call).map_err(|_| ()).expect("room");
+        }
+        rx
+    }
+
+    /// A wake takes calls while their commands fit its budget: big `propose_many` calls
+    /// count their commands, small calls one each. Regression (review): counted in calls,
+    /// one wake took a million proposals.
+    #[test]
+    fn a_wake_takes_calls_within_a_budget_of_commands() {
+        let mut budget = 1_024;
+        let mut calls = queued(4, 1_024);
+        assert!(next_within(&mut calls, &mut budget).is_some());
+        assert!(
+            next_within(&mut calls, &mut budget).is_none(),
+            "budget spent"
+        );
+
+        let mut budget = 1_024;
+        let mut calls = queued(2_000, 0);
+        let mut taken = 0;
+        while next_within(&mut calls, &mut budget).is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 1_024, "an empty batch costs one");
+    }
 
     /// A change still waiting when the node stops ends `Indeterminate`: the node took it,
     /// so its entries may be in the log, even committed (its outcome lost with a ready

@@ -177,6 +177,15 @@ pub struct Config {
     pub strict: bool,
 }
 
+/// The largest `Config::max_inbox_batches` and `Config::max_api_queue`: what tokio's
+/// bounded channels take (`usize::MAX >> 3` permits; more panics at start).
+pub const MAX_QUEUE_CAPACITY: usize = usize::MAX >> 3;
+
+/// The largest `Config::max_event_backlog`: the event channel allocates one slot per event
+/// when the node starts (rounded up to a power of two), so about 64 MiB at this bound, 16
+/// times the default.
+pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -291,6 +300,29 @@ impl Config {
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return err(field, "must be positive");
+        }
+        // Queue capacities the runtime's channels take (their semaphores hold at most
+        // `usize::MAX >> 3` permits), and a backlog its broadcast channel allocates at
+        // start, one slot per event: larger values used to panic, or allocate without
+        // bound, when the node started (review).
+        let capacities = [
+            (
+                "max_inbox_batches",
+                self.max_inbox_batches,
+                MAX_QUEUE_CAPACITY,
+            ),
+            ("max_api_queue", self.max_api_queue, MAX_QUEUE_CAPACITY),
+            (
+                "max_event_backlog",
+                self.max_event_backlog,
+                MAX_EVENT_BACKLOG,
+            ),
+        ];
+        if let Some((field, _, _)) = capacities.iter().find(|(_, v, max)| v > max) {
+            return err(
+                field,
+                "too large: queues hold at most MAX_QUEUE_CAPACITY, the event backlog MAX_EVENT_BACKLOG",
+            );
         }
         if self.max_append_entries > crate::message::MAX_ITEMS_PER_MESSAGE {
             return err(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::call::{Call, Replies, Taken};
+use crate::call::{Call, Replies, Taken, next_within};
 use crate::clock::{Clock, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
@@ -21,8 +21,9 @@ use crate::storage::Storage;
 use crate::submit::Taker;
 use crate::transport::{InboxReceiver, Transport};
 
-/// Inbound batches, API calls or proposals taken in one go before the loop looks at the
-/// others, so that no source can starve another or delay a ready for long.
+/// Inbound batches, API calls (counted in the commands they hold) or proposals taken in
+/// one go before the loop looks at the others, so that no source can starve another or
+/// delay a ready for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
 
 /// What the builder hands the driver.
@@ -156,10 +157,11 @@ impl Driver {
             self.tick_if_due();
             self.p.node.step(batch);
         }
-        for _ in 0..MAX_DRAIN_PER_WAKE {
-            let Ok(call) = self.p.calls.try_recv() else {
-                break;
-            };
+        // Not past a shutdown: what follows it is refused at the stop, never taken.
+        let mut budget = MAX_DRAIN_PER_WAKE;
+        while !self.stopping
+            && let Some(call) = next_within(&mut self.p.calls, &mut budget)
+        {
             self.tick_if_due();
             self.handle(call);
         }

@@ -205,7 +205,7 @@ mod transport;
 pub use api::{Builder, MAX_COMMANDS_PER_CALL, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, MAX_EVENT_BACKLOG, MAX_QUEUE_CAPACITY};
 pub use entries::Entries;
 pub use entry::{Entry, HardState, Payload};
 pub use entry_runs::EntryRuns;

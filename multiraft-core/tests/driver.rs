@@ -485,6 +485,27 @@ async fn invalid_setup_is_a_typed_error_at_build_time() {
         .start()
         .await;
     assert!(matches!(r, Err(StartError::Config(e)) if e.field == "node id"));
+
+    // Capacities beyond what the runtime's channels take: a typed error, not a panic at
+    // start (review).
+    for field in ["max_api_queue", "max_inbox_batches", "max_event_backlog"] {
+        let mut config = Config::default();
+        match field {
+            "max_api_queue" => config.max_api_queue = usize::MAX,
+            "max_inbox_batches" => config.max_inbox_batches = usize::MAX,
+            _ => config.max_event_backlog = multiraft_core::MAX_EVENT_BACKLOG + 1,
+        }
+        let r = MultiRaft::builder(NodeId(1), config)
+            .storage(MemStorage::new())
+            .transport(network.transport(NodeId(1)))
+            .state_machines(Journal::default().machines(NodeId(1)))
+            .start()
+            .await;
+        assert!(
+            matches!(r, Err(StartError::Config(ref e)) if e.field == field),
+            "{field}"
+        );
+    }
 }
 
 /// Nodes 1 to 3 on `clock` and one in-memory network, each hosting group 1 (voters 1 to 3),
@@ -800,6 +821,32 @@ async fn a_call_taken_after_time_passed_in_the_same_wake_sees_the_clock_of_its_t
         "the status call saw the clock at tick {ticks}, from {before} before a read of {jump_ticks} ticks"
     );
     for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// A call queued behind a shutdown, taken in the same wake, is refused `Stopped`: the node
+/// never takes it, so it changes nothing. Regression (review): the loop took the calls
+/// after the shutdown into the node, which then stopped, and a proposal there ended
+/// `Indeterminate` though it was never written or sent.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_queued_behind_a_shutdown_is_refused_stopped() {
+    let clock = ManualClock::new();
+    let config = test_config();
+    let journal = Journal::default();
+    let nodes = on_manual_clock(&clock, &config, |i| journal.machines(NodeId(i))).await;
+    let g = GroupId(1);
+    let leader = wait_for(|| async {
+        clock.advance_by(config.tick_interval);
+        nodes[0].status(g).await.unwrap().unwrap().leader
+    })
+    .await;
+    let node = &nodes[leader.0 as usize - 1];
+    // One thread: both calls are queued before the loop runs, and taken in one wake.
+    let (stopped, refused) = tokio::join!(node.shutdown(), node.propose_many(g, vec!["x".into()]));
+    stopped.unwrap();
+    assert_eq!(refused, vec![Err(ProposeError::Stopped)]);
+    for n in &nodes {
         n.shutdown().await.unwrap();
     }
 }

@@ -94,10 +94,12 @@ pub(super) struct Requests {
     reads: FxHashMap<RequestId, GroupId>,
     /// Transfers in progress, at most one per group: (request, target).
     transfers: BTreeMap<GroupId, (RequestId, NodeId)>,
-    /// (tick deadline, transfer) in the order taken. Apart from `deadlines` because a
-    /// transfer's deadline is shorter than a proposal's: in one queue it would wait behind
-    /// proposals taken earlier and end late.
-    transfer_deadlines: VecDeque<(u64, RequestId)>,
+    /// (tick deadline, transfer, its group) in the order taken. Apart from `deadlines`
+    /// because a transfer's deadline is shorter than a proposal's: in one queue it would
+    /// wait behind proposals taken earlier and end late. The group is kept so that a due
+    /// deadline finds its transfer at once: a search of `transfers` for each made a drain
+    /// of N groups whose transfers all timed out cost N²/2 steps in one tick (review).
+    transfer_deadlines: VecDeque<(u64, RequestId, GroupId)>,
     /// Membership changes in progress, at most one per group: the request and the group's
     /// (term, leader) when it was taken — a leadership change leaves its outcome unknown.
     changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
@@ -206,7 +208,7 @@ impl Requests {
             let over = TransferError::LeadershipChanged { leader: Some(me) };
             self.transfer_ended(group, Resolution::TransferFailed(over));
             self.transfers.insert(group, (id, to));
-            self.transfer_deadlines.push_back((deadline, id));
+            self.transfer_deadlines.push_back((deadline, id, group));
         }
         id
     }
@@ -339,13 +341,12 @@ impl Requests {
     /// Ticks reached `now`: ends every request due by then as timed out, and returns the
     /// reads among them (their groups must forget them).
     pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
-        while let Some(&(deadline, id)) = self.transfer_deadlines.front() {
+        while let Some(&(deadline, id, group)) = self.transfer_deadlines.front() {
             if deadline > now {
                 break;
             }
             self.transfer_deadlines.pop_front();
-            let group = self.transfers.iter().find(|(_, (t, _))| *t == id);
-            if let Some((&group, _)) = group {
+            if self.transfers.get(&group).is_some_and(|(t, _)| *t == id) {
                 self.transfer_ended(group, Resolution::TransferFailed(TransferError::Timeout));
             }
         }
@@ -589,5 +590,31 @@ mod tests {
             ended[0].resolution,
             Resolution::TransferFailed(TransferError::Timeout)
         );
+    }
+
+    /// Transfers due together each end once, timed out, and a transfer that replaced an
+    /// earlier one of its group is not ended by the earlier one's deadline. (The deadline
+    /// now names its group: a search of every transfer for each deadline made a drain of
+    /// many groups, timed out together, quadratic; review.)
+    #[test]
+    fn due_transfers_end_once_each_and_spare_a_replacing_one() {
+        let me = NodeId(1);
+        let mut requests = Requests::starting_at(1);
+        let first: Vec<RequestId> = (1..=1_000)
+            .map(|g| requests.transfer(GroupId(g), NodeId(2), me, 40, false))
+            .collect();
+        let later = requests.transfer(GroupId(1), NodeId(3), me, 80, false);
+        let replaced = requests.take_ended();
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(replaced[0].request, first[0]);
+        requests.expire(40);
+        let ended = requests.take_ended();
+        assert_eq!(ended.len(), 999);
+        assert!(ended.iter().all(|e| e.request != later
+            && e.resolution == Resolution::TransferFailed(TransferError::Timeout)));
+        requests.expire(80);
+        let ended = requests.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].request, later);
     }
 }
