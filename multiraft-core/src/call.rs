@@ -220,6 +220,12 @@ fn proposal_error(resolution: Resolution) -> ProposeError {
     }
 }
 
+/// Commands a wake of the event loop takes in API calls ([`next_within`]'s budget): eight
+/// `propose_many` calls' worth, about 8 ms of proposals on the benchmark box. A budget of
+/// one call's worth (1,024) raised the p99 of `bench --groups 1000 --clients 1024 --batch
+/// 16` from 20 to 23–32 ms; this one left it at 20 ms (BENCHMARKS.md, 2026-12-05).
+pub(crate) const MAX_COMMANDS_PER_WAKE: usize = 8_192;
+
 /// The next queued call, while `budget` — the commands this wake may still take — lasts:
 /// each call costs its commands, one at least. Counted in calls alone, one wake took 1,024
 /// `propose_many` calls of up to `MAX_COMMANDS_PER_CALL` commands each, a million

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::call::{Call, Replies, Taken, next_within};
+use crate::call::{Call, MAX_COMMANDS_PER_WAKE, Replies, Taken, next_within};
 use crate::clock::{Clock, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
@@ -21,9 +21,9 @@ use crate::storage::Storage;
 use crate::submit::Taker;
 use crate::transport::{InboxReceiver, Transport};
 
-/// Inbound batches, API calls (counted in the commands they hold) or proposals taken in
-/// one go before the loop looks at the others, so that no source can starve another or
-/// delay a ready for long.
+/// Inbound batches or proposals taken in one go before the loop looks at the others (API
+/// calls: `MAX_COMMANDS_PER_WAKE`), so that no source can starve another or delay a ready
+/// for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
 
 /// What the builder hands the driver.
@@ -158,7 +158,7 @@ impl Driver {
             self.p.node.step(batch);
         }
         // Not past a shutdown: what follows it is refused at the stop, never taken.
-        let mut budget = MAX_DRAIN_PER_WAKE;
+        let mut budget = MAX_COMMANDS_PER_WAKE;
         while !self.stopping
             && let Some(call) = next_within(&mut self.p.calls, &mut budget)
         {
