@@ -655,22 +655,19 @@ impl Node {
     /// not ticked, so a beat or an acknowledgement lost left its reads waiting until their
     /// deadline (review). An acknowledgement of the later round confirms them as well.
     fn resend_quiet_reads(&mut self) {
-        let (groups, dirty, since_sends) =
-            (&mut self.groups, &mut self.dirty, &mut self.since_sends);
-        self.quiet_reads.retain(|id| {
+        let mut quiet = std::mem::take(&mut self.quiet_reads);
+        let (groups, mut queues) = self.groups_and_queues();
+        quiet.retain(|id| {
             let Some(slot) = groups.get_mut(id) else {
                 return false;
             };
             if !slot.group.resend_read_beats() {
                 return false;
             }
-            since_sends.push(*id);
-            if !slot.queued {
-                slot.queued = true;
-                dirty.push_back(*id);
-            }
+            queues.mark(*id, slot);
             true
         });
+        self.quiet_reads = quiet;
     }
 
     /// Starts a linearizable read of `group` under `policy`.
