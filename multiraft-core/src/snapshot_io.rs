@@ -288,7 +288,7 @@ impl SnapshotIo {
 
 /// Reads one stored chunk in a task of its own, so that a storage that panics fails the
 /// read (`StorageError::Backend`, which stops the node) instead of never answering: a
-/// restore held its reading slot for good (review), a transfer its send slot.
+/// restore held its reading slot for good (review), and a transfer stalled until given up.
 async fn read_chunk(
     storage: Arc<dyn Storage>,
     group: GroupId,
