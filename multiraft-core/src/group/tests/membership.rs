@@ -626,3 +626,27 @@ fn a_removed_replica_forgotten_untold_is_told_once_heard_again() {
     assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
     assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten once told");
 }
+
+/// A removed replica of a later term (it campaigned without PreVote) is not tracked again:
+/// it would refuse the leader's appends and, tracked, depose the leader with its answers
+/// of that term. Regression (simulator, seeds 482, 1152 and 1335): an election once every
+/// fault had healed.
+#[test]
+fn a_removed_replica_of_a_later_term_is_not_tracked_again() {
+    let config = Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 31);
+    c.elect(1);
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    // Node 9, in no membership the leader knows, asks for votes in a later term.
+    c.g_mut(1)
+        .step(msg(9, 1, term + 3, vote(false, last, term)));
+    assert!(c.g(1).progress.get(&n(9)).is_none());
+    // In the leader's own term it is tracked (and told once caught up).
+    c.g_mut(1).step(msg(9, 1, term, vote(false, last, term)));
+    assert!(c.g(1).progress.get(&n(9)).is_some());
+    assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+}
