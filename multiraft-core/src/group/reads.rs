@@ -283,8 +283,12 @@ impl Replica {
     }
 
     /// One heartbeat per voter, for the reads waiting on a round; the node stamps the
-    /// round on the way out.
+    /// round on the way out. A quiesced leader's marks its output rare, which tells the
+    /// node to send them again if need be (`Node::resend_quiet_reads`).
     fn send_read_beats(&mut self) {
+        if self.quiesced {
+            self.out_rare();
+        }
         let committed = self.log.committed;
         let peers: Vec<(NodeId, u64)> = self
             .progress
