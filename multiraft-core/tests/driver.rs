@@ -465,36 +465,24 @@ async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
 
 #[tokio::test]
 async fn invalid_setup_is_a_typed_error_at_build_time() {
-    let mut config = Config::default();
-    config.election_timeout_max_ticks = config.election_timeout_min_ticks;
     let network = MemNetwork::new();
-    let r = MultiRaft::builder(NodeId(1), config)
-        .storage(MemStorage::new())
-        .transport(network.transport(NodeId(1)))
-        .state_machines(Journal::default().machines(NodeId(1)))
-        .start()
-        .await;
-    assert!(matches!(r, Err(StartError::Config(e)) if e.field == "election_timeout_max_ticks"));
-
-    let r = MultiRaft::builder(NodeId(1), Config::default())
-        .transport(network.transport(NodeId(1)))
-        .start()
-        .await;
-    assert!(matches!(r, Err(StartError::Missing("storage"))));
-    let r = MultiRaft::builder(NodeId(0), Config::default())
-        .start()
-        .await;
-    assert!(matches!(r, Err(StartError::Config(e)) if e.field == "node id"));
-
-    // Capacities beyond what the runtime's channels take: a typed error, not a panic at
-    // start (review).
-    for field in ["max_api_queue", "max_inbox_batches", "max_event_backlog"] {
+    // A setting made invalid, and the field the error names.
+    type MakeInvalid = fn(&mut Config);
+    let invalid: [(&str, MakeInvalid); 4] = [
+        ("election_timeout_max_ticks", |c| {
+            c.election_timeout_max_ticks = c.election_timeout_min_ticks
+        }),
+        // Capacities beyond what the runtime's channels take: a typed error, not a panic
+        // at start (review).
+        ("max_api_queue", |c| c.max_api_queue = usize::MAX),
+        ("max_inbox_batches", |c| c.max_inbox_batches = usize::MAX),
+        ("max_event_backlog", |c| {
+            c.max_event_backlog = multiraft_core::MAX_EVENT_BACKLOG + 1
+        }),
+    ];
+    for (field, make_invalid) in invalid {
         let mut config = Config::default();
-        match field {
-            "max_api_queue" => config.max_api_queue = usize::MAX,
-            "max_inbox_batches" => config.max_inbox_batches = usize::MAX,
-            _ => config.max_event_backlog = multiraft_core::MAX_EVENT_BACKLOG + 1,
-        }
+        make_invalid(&mut config);
         let r = MultiRaft::builder(NodeId(1), config)
             .storage(MemStorage::new())
             .transport(network.transport(NodeId(1)))
@@ -506,6 +494,16 @@ async fn invalid_setup_is_a_typed_error_at_build_time() {
             "{field}"
         );
     }
+
+    let r = MultiRaft::builder(NodeId(1), Config::default())
+        .transport(network.transport(NodeId(1)))
+        .start()
+        .await;
+    assert!(matches!(r, Err(StartError::Missing("storage"))));
+    let r = MultiRaft::builder(NodeId(0), Config::default())
+        .start()
+        .await;
+    assert!(matches!(r, Err(StartError::Config(e)) if e.field == "node id"));
 }
 
 /// Nodes 1 to 3 on `clock` and one in-memory network, each hosting group 1 (voters 1 to 3),

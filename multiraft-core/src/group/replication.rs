@@ -220,12 +220,12 @@ impl Replica {
         if self.role != Role::Leader {
             return;
         }
-        let (j, _) = self.log.conflict_hint(last_index, last_term);
+        let (probe_from, _) = self.log.conflict_hint(last_index, last_term);
         if let Some(pr) = self.progress.get_mut(&from)
             && pr.state != ProgressState::Snapshot
             && pr.matched > last_index
         {
-            pr.forget_match(j + 1);
+            pr.forget_match(probe_from + 1);
         }
     }
 

@@ -247,7 +247,7 @@ impl Node {
             // Only a rare output: a quiesced leader's read round marks its buffer so
             // (`send_read_beats`), and no busy group pays for the look (at 16,384 busy
             // groups every field a ready reads can be a cache miss; BENCHMARKS.md).
-            if rare && slot.group.is_quiesced() && slot.group.awaits_read_round() {
+            if rare && slot.group.awaits_read_round() {
                 self.quiet_reads.insert(id);
             }
             let (count, size) = (out.entries.iter()).fold((0, 0), |(count, size), e| {
