@@ -18,7 +18,7 @@ use crate::group::ReadPolicy;
 use crate::ids::{GroupId, NodeId};
 use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeReport, NodeStatus};
-use crate::queued_bytes::Held;
+use crate::queued_bytes::{Held, queued_size};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::submit::{Submission, Submissions, Taker};
@@ -173,12 +173,13 @@ fn next_call(
 ) -> (Vec<Bytes>, usize) {
     let (mut call, mut bytes) = (Vec::new(), 0);
     while let Some(next) = commands.peek() {
-        let full = call.len() == MAX_COMMANDS_PER_CALL
-            || !call.is_empty() && bytes + next.len() > max_bytes;
+        let size = queued_size(next);
+        let full =
+            call.len() == MAX_COMMANDS_PER_CALL || !call.is_empty() && bytes + size > max_bytes;
         if next.len() > max_proposal || full {
             break;
         }
-        bytes += next.len();
+        bytes += size;
         call.extend(commands.next());
     }
     (call, bytes)
@@ -560,31 +561,43 @@ mod tests {
     use super::*;
 
     /// `propose_many`'s calls are cut at `MAX_COMMANDS_PER_CALL` commands and at the byte
-    /// limit (a first command is always taken), and stop before a command over the
-    /// proposal limit, which is answered in its place.
+    /// limit (a first command is always taken), each command counted at its payload and
+    /// its handle's `COMMAND_OVERHEAD_BYTES`, and stop before a command over the proposal
+    /// limit, which is answered in its place.
     #[test]
     fn calls_are_cut_by_count_bytes_and_oversized_commands() {
+        const O: usize = crate::COMMAND_OVERHEAD_BYTES;
         let sized = |lens: &[usize]| -> Vec<Bytes> {
             lens.iter().map(|l| Bytes::from(vec![0u8; *l])).collect()
         };
         let lens = |call: &[Bytes]| call.iter().map(Bytes::len).collect::<Vec<_>>();
         let mut commands = sized(&[10, 10, 10, 5, 40, 3]).into_iter().peekable();
-        let (call, bytes) = next_call(&mut commands, 25, 32);
-        assert_eq!((lens(&call), bytes), (vec![10, 10], 20), "cut at 25 bytes");
-        let (call, bytes) = next_call(&mut commands, 25, 32);
+        let max = 25 + 2 * O;
+        let (call, bytes) = next_call(&mut commands, max, 32);
         assert_eq!(
             (lens(&call), bytes),
-            (vec![10, 5], 15),
+            (vec![10, 10], 20 + 2 * O),
+            "cut at 25"
+        );
+        let (call, bytes) = next_call(&mut commands, max, 32);
+        assert_eq!(
+            (lens(&call), bytes),
+            (vec![10, 5], 15 + 2 * O),
             "cut before the oversized"
         );
-        let (call, _) = next_call(&mut commands, 25, 32);
+        let (call, _) = next_call(&mut commands, max, 32);
         assert!(
             call.is_empty(),
             "the oversized one is not taken into a call"
         );
         assert_eq!(commands.next().map(|c| c.len()), Some(40));
-        let (call, _) = next_call(&mut commands, 25, 32);
+        let (call, _) = next_call(&mut commands, max, 32);
         assert_eq!(lens(&call), vec![3]);
+
+        // Commands that carry nothing still count: a limit of ten handles cuts at ten.
+        let mut empty = sized(&[0; 25]).into_iter().peekable();
+        let (call, bytes) = next_call(&mut empty, 10 * O, 32);
+        assert_eq!((call.len(), bytes), (10, 10 * O), "cut at ten handles");
 
         let mut many = sized(&vec![1; MAX_COMMANDS_PER_CALL + 1])
             .into_iter()

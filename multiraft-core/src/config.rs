@@ -92,7 +92,9 @@ pub struct Config {
     /// with `Busy`, since it would only wait behind more than the loop can take.
     pub max_api_queue: usize,
     /// Bytes of commands queued to the event loop and not yet taken, by `propose` and
-    /// `propose_many` together. A proposal that would pass it is refused at once with
+    /// `propose_many` together, each command counted at its payload and
+    /// [`COMMAND_OVERHEAD_BYTES`](crate::COMMAND_OVERHEAD_BYTES) for its handle, so that
+    /// empty commands are bounded too. A proposal that would pass it is refused at once with
     /// `Busy` (a `propose_many` call: its commands from there on); an empty queue still
     /// takes one proposal of any size `max_proposal_bytes` allows. `max_api_queue` counts
     /// proposals, which bounds memory only with their size: 65,536 of a MiB each is 64 GiB.

@@ -226,6 +226,7 @@ pub use node::{
     NodeStatus, Outcome, PeerStatus, ReadPoint, ReadStart, Ready, Resolution, Restore,
     TakeSnapshot,
 };
+pub use queued_bytes::COMMAND_OVERHEAD_BYTES;
 pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};
 pub use storage::{

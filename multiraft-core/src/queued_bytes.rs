@@ -5,6 +5,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// What a queued command counts besides its payload: its `Bytes` handle (32 bytes), its
+/// place in the queue or the call, and the slot of its answer. Counted so that the limit
+/// bounds commands that carry nothing: counting payloads alone, empty commands in
+/// `propose_many`'s calls (`Config::max_api_queue` calls of
+/// [`MAX_COMMANDS_PER_CALL`](crate::MAX_COMMANDS_PER_CALL)) could hold about 2 GiB of
+/// handles under a limit of 64 MiB (review). At 64 bytes each, the default 64 MiB holds a
+/// million empty commands.
+pub const COMMAND_OVERHEAD_BYTES: usize = 64;
+
+/// The bytes a queued command counts for: its payload and [`COMMAND_OVERHEAD_BYTES`].
+pub(crate) fn queued_size(command: &bytes::Bytes) -> usize {
+    command.len().saturating_add(COMMAND_OVERHEAD_BYTES)
+}
+
 /// The count, and its limit.
 #[derive(Debug)]
 pub(crate) struct QueuedBytes {

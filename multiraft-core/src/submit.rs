@@ -15,7 +15,7 @@ use crate::error::ProposeError;
 use crate::ids::GroupId;
 use crate::metrics::ProposalCounters;
 use crate::node::Node;
-use crate::queued_bytes::QueuedBytes;
+use crate::queued_bytes::{QueuedBytes, queued_size};
 
 /// One proposal on its way to the event loop.
 pub(crate) struct Submission {
@@ -113,13 +113,13 @@ impl Submissions {
     /// wait, `Stopped` when the loop has stopped. Every refusal is definite.
     pub(crate) fn push(&self, mut submission: Submission) -> Result<(), ProposeError> {
         submission.queued_at = self.ticks();
-        let bytes = submission.command.len();
+        let bytes = queued_size(&submission.command);
         let mut queue = self.lock();
         let held = queue.waiting.len() as u64 + self.pending.load(Ordering::Relaxed);
         let capped = held >= self.cap.load(Ordering::Relaxed);
         let refused = if queue.closed {
             Some(ProposeError::Stopped)
-        } else if bytes > self.max_proposal_bytes {
+        } else if submission.command.len() > self.max_proposal_bytes {
             Some(ProposeError::TooLarge {
                 max: self.max_proposal_bytes,
             })
@@ -183,7 +183,7 @@ impl Submissions {
         let more = !queue.waiting.is_empty();
         drop(queue);
         self.bytes
-            .release(into[first..].iter().map(|s| s.command.len()).sum());
+            .release(into[first..].iter().map(|s| queued_size(&s.command)).sum());
         if more {
             self.wake.notify_one();
         }
@@ -204,7 +204,7 @@ impl Submissions {
             std::mem::take(&mut queue.waiting)
         };
         self.bytes
-            .release(waiting.iter().map(|s| s.command.len()).sum());
+            .release(waiting.iter().map(|s| queued_size(&s.command)).sum());
         self.counters.stopped.increment(waiting.len() as u64);
         for submission in waiting {
             let _ = submission.reply.send(Err(ProposeError::Stopped));
@@ -329,8 +329,10 @@ mod tests {
     /// over `max_proposal_bytes` is refused `TooLarge` before it queues.
     #[test]
     fn queued_bytes_are_bounded_and_freed_when_taken() {
+        // Room for 100 bytes of payload in two commands, each counted with its handle.
+        const O: usize = crate::COMMAND_OVERHEAD_BYTES;
         let config = Config {
-            max_api_queue_bytes: 100,
+            max_api_queue_bytes: 100 + 2 * O,
             max_proposal_bytes: 100,
             ..Config::default()
         };
@@ -346,10 +348,13 @@ mod tests {
         submissions.take_into(1, &mut taken);
         submissions.push(sized(50)).unwrap();
         let held = Held::hold(submissions.queued_bytes(), 20);
-        assert!(held.is_none(), "90 bytes queued: 20 more pass 100");
+        assert!(
+            held.is_none(),
+            "90 bytes and two handles queued: 20 more pass"
+        );
         submissions.take_into(8, &mut taken);
         assert_eq!(taken.len(), 3);
-        let held = Held::hold(submissions.queued_bytes(), 100).unwrap();
+        let held = Held::hold(submissions.queued_bytes(), 100 + 2 * O).unwrap();
         assert_eq!(submissions.push(sized(1)).err(), busy);
         drop(held);
         submissions.push(sized(100)).unwrap();
@@ -360,6 +365,28 @@ mod tests {
         assert_eq!(submissions.queued_bytes().held(), 0);
         // An empty queue takes any one call, however large: it could never pass otherwise.
         drop(Held::hold(submissions.queued_bytes(), 1_000).unwrap());
+    }
+
+    /// Empty commands count their handles (`COMMAND_OVERHEAD_BYTES`): a byte limit of ten
+    /// handles queues ten and refuses the eleventh. Regression (review): counting payloads
+    /// alone, empty commands passed any byte limit.
+    #[test]
+    fn empty_commands_count_their_handles() {
+        let config = Config {
+            max_api_queue_bytes: 10 * crate::COMMAND_OVERHEAD_BYTES,
+            ..Config::default()
+        };
+        let submissions = Arc::new(Submissions::new(&config, ProposalCounters::default()));
+        for _ in 0..10 {
+            submissions.push(sized(0)).unwrap();
+        }
+        let busy = Some(ProposeError::Busy {
+            limit: "max_api_queue_bytes",
+        });
+        assert_eq!(submissions.push(sized(0)).err(), busy);
+        let mut taken = Vec::new();
+        submissions.take_into(10, &mut taken);
+        assert_eq!(submissions.queued_bytes().held(), 0, "all released");
     }
 
     /// Under an admission cap, a proposal that would take the queue and the node's pending

@@ -191,7 +191,8 @@ async fn a_batch_larger_than_one_call_is_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_more_bytes_than_the_queue_holds_is_answered_in_order() {
     let mut config = test_config();
-    config.max_api_queue_bytes = 64;
+    // Four of the batch's 16-byte commands, each counted with its handle.
+    config.max_api_queue_bytes = 4 * (16 + multiraft_core::COMMAND_OVERHEAD_BYTES);
     config.max_proposal_bytes = 32;
     let mut c = Cluster::start(3, config).await;
     c.create([1]).await;

@@ -56,7 +56,8 @@ async fn a_client_retrying_refusals_at_once_lets_the_loop_run() {
 #[tokio::test]
 async fn a_client_retrying_refused_batches_at_once_lets_the_loop_run() {
     let mut config = common::test_config();
-    config.max_api_queue_bytes = 64;
+    // Two 32-byte commands, each counted with its handle.
+    config.max_api_queue_bytes = 2 * (32 + multiraft_core::COMMAND_OVERHEAD_BYTES);
     config.max_proposal_bytes = 32;
     let mut c = common::Cluster::start(1, config).await;
     c.create([1]).await;
@@ -66,7 +67,7 @@ async fn a_client_retrying_refused_batches_at_once_lets_the_loop_run() {
     let mut fillers: Vec<_> = (0..2)
         .map(|_| Box::pin(node.propose(GroupId(1), full.clone())))
         .collect();
-    assert_eq!(submit_all(&mut fillers), [None, None], "queued, 64 bytes");
+    assert_eq!(submit_all(&mut fillers), [None, None], "queued: full");
     let busy = Err(ProposeError::Busy {
         limit: "max_api_queue_bytes",
     });
