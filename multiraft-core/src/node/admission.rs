@@ -21,6 +21,24 @@ const STALE_LIMITS: u64 = 4;
 /// as stale. A power of two, as every ring's length is (four limits, rounded up).
 const MAX_AGE_TICKS: u64 = 4096;
 
+/// Past half the cap, the most even shares of it (the cap over the groups holding
+/// proposals) one group may hold. More than one, because groups' loads vary about the
+/// average: with one share, a node evenly overloaded refused about half its groups'
+/// proposals in the loop, after a turn in the queue, where before the queue refused them
+/// at once (it cannot tell groups apart), and its loop spent its turns refusing
+/// (BENCHMARKS.md, "Admission by group"). Four leave room for a group four times as
+/// loaded as the average, and still bound one slow group among many.
+const SHARES_HELD: u64 = 4;
+
+/// A group's part in the node's proposals, for [`Admission::admits`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Share {
+    /// The proposals the group holds.
+    pub(super) held: usize,
+    /// The groups that hold proposals, counting this one.
+    pub(super) groups: usize,
+}
+
 /// The admission state of one node, judged once a tick.
 #[derive(Debug, Default)]
 pub(super) struct Admission {
@@ -89,9 +107,24 @@ impl Admission {
         self.past_half += u64::from(2 * waited > self.limit);
     }
 
-    /// Whether a new proposal is taken while the node holds `pending` others.
-    pub(super) fn admits(&self, pending: usize) -> bool {
-        self.cap().is_none_or(|cap| (pending as u64) < cap)
+    /// Whether a new proposal of a group holding `share` is taken while the node holds
+    /// `pending` in all. While overloaded: none at the cap; past half of it, none of a
+    /// group that holds [`SHARES_HELD`] even shares of it (the cap over the groups holding
+    /// proposals) or half of it, whichever is less, but at least one share (a group alone
+    /// may hold the whole cap).
+    ///
+    /// The node judges its load on all the proposals it applies, so one group whose
+    /// commits are slow for reasons of its own (a slow follower, a far quorum) can make
+    /// the node overloaded and hold most of the cap: without a group's limit every other
+    /// group was refused `Busy` with it (docs/design.md §5). Not from the first proposal:
+    /// a group busier than the others may use the room they leave, up to half the cap.
+    pub(super) fn admits(&self, pending: usize, share: Share) -> bool {
+        self.cap().is_none_or(|cap| {
+            let (pending, held) = (pending as u64, share.held as u64);
+            let even = cap / share.groups.max(1) as u64;
+            let most = even.saturating_mul(SHARES_HELD).min(cap / 2).max(even);
+            pending < cap && (2 * pending < cap || held < most)
+        })
     }
 
     /// While overloaded, the proposals the node may hold: the cap, and the stale ones
@@ -176,6 +209,31 @@ mod tests {
         a.taken(5 + 10 * window);
         a.ended(5 + 10 * window);
         assert_eq!((a.stale, a.young.iter().sum::<u64>()), (3, 0));
+    }
+
+    /// Overloaded with a cap of 1,200: under half of it, anything; past half, a group may
+    /// hold four even shares or half the cap, whichever is less, but at least one share;
+    /// at the cap, nothing.
+    #[test]
+    fn past_half_the_cap_a_group_holds_at_most_its_shares() {
+        let mut a = Admission::new(1);
+        a.applied(2);
+        a.tick(1, 0);
+        assert_eq!(a.cap(), Some(1));
+        a.cap = Some(1_200);
+        let admits = |pending, held, groups| a.admits(pending, Share { held, groups });
+        assert!(admits(599, 599, 1), "under half the cap");
+        assert!(admits(1_199, 1_199, 1), "alone: the whole cap");
+        assert!(!admits(1_200, 0, 2), "at the cap");
+        assert!(
+            admits(700, 599, 2) && !admits(700, 600, 2),
+            "two: half the cap"
+        );
+        assert!(!admits(700, 600, 8), "eight: half the cap");
+        assert!(
+            admits(700, 47, 100) && !admits(700, 48, 100),
+            "many: four shares"
+        );
     }
 
     /// However large the limit, the ring stays bounded.

@@ -319,9 +319,12 @@ impl Node {
     /// While admission control finds the node overloaded (`Config::max_commit_wait_ticks`,
     /// docs/design.md §5), the most proposals it holds before it refuses new ones with
     /// `Busy`: what it applied in the last tick times the limit, plus the proposals it has
-    /// held for four limits (stuck, not queued: they do not count against the cap). A
-    /// driver can refuse before queueing for the node once its queue and
-    /// [`Node::pending_proposals`] reach it.
+    /// held for four limits (stuck, not queued: they do not count against the cap). Past
+    /// half the cap the node refuses the proposals of a group that holds an even share of
+    /// it or more (the cap over the groups holding proposals), so that one slow group
+    /// cannot hold the whole cap and make every other group `Busy`. A driver can refuse
+    /// before queueing for the node once its queue and [`Node::pending_proposals`] reach
+    /// the cap.
     pub fn admission_cap(&self) -> Option<u64> {
         self.requests.admission_cap()
     }
@@ -583,7 +586,7 @@ impl Node {
         data: Bytes,
         queued_at: u64,
     ) -> Result<RequestId, ProposeError> {
-        if !self.requests.admits() {
+        if !self.requests.admits(group) {
             return Err(ProposeError::Busy {
                 limit: "max_commit_wait_ticks",
             });

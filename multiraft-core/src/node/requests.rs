@@ -7,7 +7,7 @@
 //! once: applied (the entry in [`Apply`](super::Apply) carries the id), or an
 //! [`Outcome`] that the next [`Ready`](super::Ready) reports.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque, hash_map};
 
 use rustc_hash::FxHashMap;
 
@@ -16,7 +16,7 @@ use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::Membership;
 use crate::metrics::ProposalCounters;
 
-use super::admission::Admission;
+use super::admission::{Admission, Share};
 
 /// How a request ended, when it did not end with its entry applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,9 @@ pub(super) struct Requests {
     /// Proposals taken and not yet ended, by request id. Two map operations per proposal on
     /// the hot path: a fast hash of the sequential id, not the default SipHash.
     proposals: FxHashMap<RequestId, Pending>,
+    /// How many of `proposals` each group holds, for the groups that hold any: admission
+    /// control's even shares ([`Admission::admits`]). At most one entry per group.
+    by_group: FxHashMap<GroupId, u32>,
     /// (tick deadline, request) in the order taken, for `Config::proposal_timeout_ticks`.
     /// Entries of proposals that ended otherwise are skipped when they come due, or
     /// dropped once they are most of the queue ([`DEADLINES_KEPT`]).
@@ -254,24 +257,35 @@ impl Requests {
         queued_at: u64,
     ) -> RequestId {
         let id = self.allocate();
-        self.proposals.insert(
-            id,
-            Pending {
-                group,
-                term,
-                leader,
-                queued_at,
-            },
-        );
-        self.admission.taken(queued_at);
+        let pending = Pending {
+            group,
+            term,
+            leader,
+            queued_at,
+        };
+        self.hold(id, pending);
         self.push_deadline(deadline, id);
         id
     }
 
-    /// Forgets pending proposal `id`, however it ended, for admission control too.
+    /// Holds pending proposal `id`, counted for admission control and for its group.
+    fn hold(&mut self, id: RequestId, p: Pending) {
+        self.proposals.insert(id, p);
+        self.admission.taken(p.queued_at);
+        *self.by_group.entry(p.group).or_default() += 1;
+    }
+
+    /// Forgets pending proposal `id`, however it ended, for admission control and its
+    /// group's count too.
     fn forget(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.proposals.remove(&id)?;
         self.admission.ended(p.queued_at);
+        if let hash_map::Entry::Occupied(mut held) = self.by_group.entry(p.group) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
         Some(p)
     }
 
@@ -301,8 +315,7 @@ impl Requests {
         if p.group != group {
             // Not this request's entry (an id of another group cannot match, but a table
             // must never end a request on a stranger's entry).
-            self.proposals.insert(id, p);
-            self.admission.taken(p.queued_at);
+            self.hold(id, p);
             return None;
         }
         self.admission.applied(now.saturating_sub(p.queued_at));
@@ -320,9 +333,13 @@ impl Requests {
         self.admission.tick(now, self.proposals.len());
     }
 
-    /// Whether a new proposal is taken ([`Admission::admits`]).
-    pub(super) fn admits(&self) -> bool {
-        self.admission.admits(self.proposals.len())
+    /// Whether a new proposal of `group` is taken ([`Admission::admits`]).
+    pub(super) fn admits(&self, group: GroupId) -> bool {
+        let held = self.by_group.get(&group).map_or(0, |&n| n as usize);
+        // The groups that would hold proposals with this one taken.
+        let groups = self.by_group.len() + usize::from(held == 0);
+        self.admission
+            .admits(self.proposals.len(), Share { held, groups })
     }
 
     /// While the node is overloaded, the proposals it may hold ([`Admission::tick`]).

@@ -177,6 +177,42 @@ fn the_wait_counts_from_when_the_proposal_was_queued() {
     assert_eq!(take_until_refused(&mut node), LIMIT as usize);
 }
 
+/// Past half the cap, a group that holds an even share of it (the cap over the groups
+/// holding proposals) is refused, and the others take the rest: four proposals applied past
+/// the limit in one tick make a cap of twelve, and with both groups holding proposals each
+/// may hold six. Without shares group 1 took eleven and left group 2 one. Regression
+/// (review): one group holding the cap — its commits slow for reasons of its own — made
+/// every group of the node `Busy`.
+#[test]
+fn past_half_the_cap_a_group_holding_an_even_share_is_refused() {
+    let mut node = led();
+    node.create_group(g(2), Membership::voters([1])).unwrap();
+    node.campaign(g(2)).unwrap();
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
+    for _ in 0..3 {
+        propose(&mut node, "slow").unwrap();
+    }
+    hold_write(&mut node, LIMIT + 1, |_| {}); // and a fourth, written with them
+    node.tick();
+    assert_eq!(node.admission_cap(), Some(4 * u64::from(LIMIT)));
+    let other = |node: &mut Node| node.propose(g(2), Bytes::from_static(b"other"));
+    other(&mut node).unwrap();
+    assert_eq!(take_until_refused(&mut node), 6, "group 1: half of twelve");
+    let mut taken = 0;
+    while other(&mut node).is_ok() {
+        taken += 1;
+    }
+    assert_eq!(taken, 5, "group 2: its sixth takes the node to the cap");
+    assert_eq!(node.pending_proposals(), 12);
+    assert_eq!(propose(&mut node, "refused"), Err(busy()));
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
+    assert_eq!(
+        node.group_status(g(2)).unwrap().applied,
+        7,
+        "its noop and its six"
+    );
+}
+
 /// A zero limit is refused: a proposal applied a tick after it was taken would make the
 /// node refuse.
 #[test]
