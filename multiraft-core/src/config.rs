@@ -76,7 +76,9 @@ pub struct Config {
     /// `max_ready_entries`, with the same meaning.
     pub max_ready_bytes: usize,
     /// Proposals accepted by the API and not yet resolved, per node. Further proposals are
-    /// rejected with `Busy`. Bounds client memory held by the node.
+    /// rejected with `Busy`. Bounds client memory held by the node. One group holds at most
+    /// half of them (at least one), so that a group whose proposals cannot commit and pile
+    /// up until their timeout leaves the rest to the node's other groups.
     pub max_pending_proposals: usize,
     /// Batches received from peer nodes and not yet stepped. A full inbox drops the batch
     /// (Raft retransmits), so a flooding peer cannot exhaust memory.

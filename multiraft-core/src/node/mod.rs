@@ -586,16 +586,8 @@ impl Node {
         data: Bytes,
         queued_at: u64,
     ) -> Result<RequestId, ProposeError> {
-        if !self.requests.admits(group) {
-            return Err(ProposeError::Busy {
-                limit: "max_commit_wait_ticks",
-            });
-        }
-        if self.requests.pending_proposals() >= self.config.max_pending_proposals {
-            return Err(ProposeError::Busy {
-                limit: "max_pending_proposals",
-            });
-        }
+        self.requests
+            .admits(group, self.config.max_pending_proposals)?;
         let slot = self
             .groups
             .get_mut(&group)

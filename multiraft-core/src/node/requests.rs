@@ -333,13 +333,27 @@ impl Requests {
         self.admission.tick(now, self.proposals.len());
     }
 
-    /// Whether a new proposal of `group` is taken ([`Admission::admits`]).
-    pub(super) fn admits(&self, group: GroupId) -> bool {
+    /// Whether a new proposal of `group` is taken, or which limit refuses it: admission
+    /// control ([`Admission::admits`]), or `max_pending` (`Config::max_pending_proposals`),
+    /// of which one group holds at most half, so that a group whose proposals cannot
+    /// commit (no quorum, a leader cut off) and pile up until their timeout leaves the
+    /// other half to the node's other groups (review).
+    pub(super) fn admits(&self, group: GroupId, max_pending: usize) -> Result<(), ProposeError> {
         let held = self.by_group.get(&group).map_or(0, |&n| n as usize);
         // The groups that would hold proposals with this one taken.
         let groups = self.by_group.len() + usize::from(held == 0);
-        self.admission
-            .admits(self.proposals.len(), Share { held, groups })
+        let pending = self.proposals.len();
+        if !self.admission.admits(pending, Share { held, groups }) {
+            return Err(ProposeError::Busy {
+                limit: "max_commit_wait_ticks",
+            });
+        }
+        if pending >= max_pending || held >= (max_pending / 2).max(1) {
+            return Err(ProposeError::Busy {
+                limit: "max_pending_proposals",
+            });
+        }
+        Ok(())
     }
 
     /// While the node is overloaded, the proposals it may hold ([`Admission::tick`]).

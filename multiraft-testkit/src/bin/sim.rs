@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 32;
+const MOVES: usize = 33;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -126,6 +126,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         u64::from(r.late_catch_up_us > 0),
         r.late_behind_at_end,
         r.log_lost,
+        r.refused_by_table,
     ]
 }
 
@@ -278,8 +279,9 @@ fn main() -> ExitCode {
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
-        "sim: proposals refused by admission control {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",
+        "sim: proposals refused by admission control {}, at max_pending_proposals {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",
         m[26],
+        m[32],
         m[27],
         m[28],
         m[29],

@@ -429,6 +429,13 @@ impl SimConfig {
             let election = u64::from(core.election_timeout_min_ticks);
             core.proposal_timeout_ticks = h.range(3 * election, 8 * election) as u32;
         }
+        // A table of pending proposals within reach in a quarter of the seeds, so that a
+        // group's half of it (`Config::max_pending_proposals`) refuses now and then: a
+        // generator of its own, so that every other choice stays what it was for the seed.
+        let mut t = SimRng::new(seed ^ 0x407_6120_0900_0002);
+        if t.chance(250) {
+            core.max_pending_proposals = t.range(32, 256) as usize;
+        }
         SimConfig {
             seed,
             nodes,

@@ -140,6 +140,9 @@ pub struct SimReport {
     /// Proposals refused by admission control (`Config::max_commit_wait_ticks`): counted
     /// in `rejected` too.
     pub refused_by_admission: u64,
+    /// Proposals refused at `Config::max_pending_proposals`, the node's or the half a group
+    /// may hold: counted in `rejected` too.
+    pub refused_by_table: u64,
     /// Log compactions written.
     pub compactions: u64,
     /// Snapshots installed from a leader (the last chunk written).

@@ -79,6 +79,11 @@ impl<A: SimApp> Simulation<A> {
                 }) {
                     self.report.refused_by_admission += 1;
                 }
+                if e == (ProposeError::Busy {
+                    limit: "max_pending_proposals",
+                }) {
+                    self.report.refused_by_table += 1;
+                }
                 Ok(())
             }
         }

@@ -213,6 +213,39 @@ fn past_half_the_cap_a_group_holding_an_even_share_is_refused() {
     );
 }
 
+/// One group holds at most half of `max_pending_proposals`, so that a group whose
+/// proposals pile up (here never written) leaves the other half to the other groups.
+/// Regression (review): a group without a quorum filled the node's table, and every group
+/// of the node was `Busy` until its proposals timed out.
+#[test]
+fn one_group_holds_at_most_half_the_pending_proposals() {
+    let mut node = new_node(
+        1,
+        Config {
+            max_pending_proposals: 8,
+            ..strict()
+        },
+    );
+    for id in [1, 2] {
+        node.create_group(g(id), Membership::voters([1])).unwrap();
+        node.campaign(g(id)).unwrap();
+    }
+    testing::settle(&mut node, &mut Recorder::default()).unwrap();
+    let full = Err(ProposeError::Busy {
+        limit: "max_pending_proposals",
+    });
+    let mut held = [0; 2];
+    for (id, held) in [1, 2].into_iter().zip(&mut held) {
+        while node.propose(g(id), Bytes::from_static(b"held")).is_ok() {
+            *held += 1;
+            assert!(*held <= 8, "never refused");
+        }
+        assert_eq!(node.propose(g(id), Bytes::from_static(b"again")), full);
+    }
+    assert_eq!(held, [4, 4]);
+    assert_eq!(node.pending_proposals(), 8);
+}
+
 /// A zero limit is refused: a proposal applied a tick after it was taken would make the
 /// node refuse.
 #[test]
