@@ -466,15 +466,15 @@ impl Node {
         for e in entries {
             if let Payload::Command { id, .. } = &e.payload
                 && id.node == self.id
-                && let Some(request) = self.requests.applied(group, RequestId(id.seq), self.ticks)
             {
                 if resolved.is_empty() {
                     // On a leader most applied entries are its own: one allocation.
                     resolved.reserve(entries.len());
                 }
-                resolved.push((e.index, request));
+                resolved.push((e.index, RequestId(id.seq)));
             }
         }
+        self.requests.applied(group, &mut resolved, self.ticks);
         resolved
     }
 

@@ -278,15 +278,27 @@ impl Requests {
     /// Forgets pending proposal `id`, however it ended, for admission control and its
     /// group's count too.
     fn forget(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.release(id)?;
+        self.ended_in(p.group, 1);
+        Some(p)
+    }
+
+    /// Forgets pending proposal `id` for admission control, not yet for its group's count
+    /// ([`Requests::ended_in`]).
+    fn release(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.proposals.remove(&id)?;
         self.admission.ended(p.queued_at);
-        if let hash_map::Entry::Occupied(mut held) = self.by_group.entry(p.group) {
-            *held.get_mut() -= 1;
+        Some(p)
+    }
+
+    /// `count` proposals of `group` ended: its count falls by as many.
+    fn ended_in(&mut self, group: GroupId, count: u32) {
+        if let hash_map::Entry::Occupied(mut held) = self.by_group.entry(group) {
+            *held.get_mut() -= count;
             if *held.get() == 0 {
                 held.remove();
             }
         }
-        Some(p)
     }
 
     /// Gives back a proposal or read id that was allocated but not taken (the group
@@ -306,20 +318,27 @@ impl Requests {
         id
     }
 
-    /// The entry of proposal `id` of `group` is applied here at tick `now`: ends it, and
-    /// returns it to put in the apply, if it was still pending.
-    pub(super) fn applied(&mut self, group: GroupId, id: RequestId, now: u64) -> Option<RequestId> {
-        // Forgotten first, put back if not this group's: one look-up on this path, the hot
-        // one, where checking first would take two.
-        let p = self.forget(id)?;
-        if p.group != group {
-            // Not this request's entry (an id of another group cannot match, but a table
-            // must never end a request on a stranger's entry).
-            self.hold(id, p);
-            return None;
-        }
-        self.admission.applied(now.saturating_sub(p.queued_at));
-        Some(id)
+    /// The entries of proposals `ids` of `group` are applied here at tick `now`: ends
+    /// those still pending, and keeps them, in order, to put in the apply. The group's
+    /// count falls once for all of them: this is the hot path, one entry per proposal.
+    pub(super) fn applied(&mut self, group: GroupId, ids: &mut Vec<(u64, RequestId)>, now: u64) {
+        ids.retain(|&(_, id)| {
+            // Forgotten first, put back if not this group's: one look-up on this path,
+            // where checking first would take two.
+            let Some(p) = self.release(id) else {
+                return false;
+            };
+            if p.group != group {
+                // Not this request's entry (an id of another group cannot match, but a
+                // table must never end a request on a stranger's entry).
+                self.proposals.insert(id, p);
+                self.admission.taken(p.queued_at);
+                return false;
+            }
+            self.admission.applied(now.saturating_sub(p.queued_at));
+            true
+        });
+        self.ended_in(group, ids.len() as u32);
     }
 
     /// Proposals that wait more than `ticks` count against the node's load
@@ -339,16 +358,21 @@ impl Requests {
     /// commit (no quorum, a leader cut off) and pile up until their timeout leaves the
     /// other half to the node's other groups (review).
     pub(super) fn admits(&self, group: GroupId, max_pending: usize) -> Result<(), ProposeError> {
+        let pending = self.proposals.len();
+        let half = (max_pending / 2).max(1);
+        if self.admission.cap().is_none() && pending < half {
+            // Neither limit can refuse: the group's count is not looked up.
+            return Ok(());
+        }
         let held = self.by_group.get(&group).map_or(0, |&n| n as usize);
         // The groups that would hold proposals with this one taken.
         let groups = self.by_group.len() + usize::from(held == 0);
-        let pending = self.proposals.len();
         if !self.admission.admits(pending, Share { held, groups }) {
             return Err(ProposeError::Busy {
                 limit: "max_commit_wait_ticks",
             });
         }
-        if pending >= max_pending || held >= (max_pending / 2).max(1) {
+        if pending >= max_pending || held >= half {
             return Err(ProposeError::Busy {
                 limit: "max_pending_proposals",
             });
@@ -575,6 +599,32 @@ mod tests {
         assert!(requests.stop().is_empty());
     }
 
+    /// A group's count follows its proposals however they end: applied (only its own, and
+    /// only those still pending), rejected, withdrawn; a group holding none has no entry.
+    #[test]
+    fn each_groups_count_follows_its_proposals() {
+        let (one, two, me) = (GroupId(1), GroupId(2), NodeId(1));
+        let mut requests = Requests::starting_at(1);
+        let a: Vec<_> = (0..3)
+            .map(|_| requests.propose(one, (1, Some(me)), 1_000, 0))
+            .collect();
+        let b = requests.propose(two, (1, Some(me)), 1_000, 0);
+        let held = |r: &Requests| (r.by_group.get(&one).copied(), r.by_group.get(&two).copied());
+        assert_eq!(held(&requests), (Some(3), Some(1)));
+        let mut ids = vec![(1, a[0]), (2, b), (3, a[1]), (4, RequestId(99))];
+        requests.applied(one, &mut ids, 1);
+        assert_eq!(
+            ids,
+            [(1, a[0]), (3, a[1])],
+            "a stranger's and an unknown id kept out"
+        );
+        assert_eq!(held(&requests), (Some(1), Some(1)));
+        requests.rejected(a[2], ProposeError::Stopped);
+        requests.withdraw(b);
+        assert_eq!(held(&requests), (None, None));
+        assert_eq!(requests.pending_proposals(), 0);
+    }
+
     /// Deadlines of proposals that ended are dropped once they are most of the queue, not
     /// kept until they come due; a proposal and a read still pending keep theirs and time
     /// out.
@@ -586,7 +636,9 @@ mod tests {
         let read = requests.read(group, 1_000);
         for _ in 0..3 * DEADLINES_KEPT {
             let id = requests.propose(group, (1, Some(me)), 1_000, 0);
-            assert_eq!(requests.applied(group, id, 1), Some(id));
+            let mut ids = vec![(0, id)];
+            requests.applied(group, &mut ids, 1);
+            assert_eq!(ids, [(0, id)]);
         }
         assert!(
             requests.deadlines.len() <= DEADLINES_KEPT + 1,
