@@ -577,7 +577,7 @@ mod tests {
         assert_eq!(
             (lens(&call), bytes),
             (vec![10, 10], 20 + 2 * O),
-            "cut at 25"
+            "cut at 25 bytes and two handles"
         );
         let (call, bytes) = next_call(&mut commands, max, 32);
         assert_eq!(

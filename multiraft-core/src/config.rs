@@ -78,7 +78,8 @@ pub struct Config {
     /// Proposals accepted by the API and not yet resolved, per node. Further proposals are
     /// rejected with `Busy`. Bounds client memory held by the node. One group holds at most
     /// half of them (at least one), so that a group whose proposals cannot commit and pile
-    /// up until their timeout leaves the rest to the node's other groups.
+    /// up until their timeout leaves the rest to the node's other groups; a node hosting
+    /// one group holds at most half of them too.
     pub max_pending_proposals: usize,
     /// Batches received from peer nodes and not yet stepped. A full inbox drops the batch
     /// (Raft retransmits), so a flooding peer cannot exhaust memory.

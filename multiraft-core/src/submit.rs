@@ -53,9 +53,9 @@ pub(crate) struct Submissions {
     /// `u64::MAX` for none), published by the loop as they change. A proposal that would
     /// take the queue and the pending past the cap is refused at once: refused only once
     /// taken, it would have waited its turn in the queue first, and clients that retry at
-    /// once keep the queue full of such turns. (Past half the cap the node refuses a group
-    /// holding an even share of it, which the queue cannot tell: those are refused when
-    /// taken.)
+    /// once keep the queue full of such turns. (Past half the cap the node also refuses a
+    /// group that holds its most of it, which the queue cannot tell: those are refused
+    /// when taken.)
     pending: AtomicU64,
     cap: AtomicU64,
 }

@@ -108,22 +108,27 @@ impl Admission {
     }
 
     /// Whether a new proposal of a group holding `share` is taken while the node holds
-    /// `pending` in all. While overloaded: none at the cap; past half of it, none of a
-    /// group that holds [`SHARES_HELD`] even shares of it (the cap over the groups holding
+    /// `pending` in all. While overloaded, counting only the proposals not yet stale
+    /// ([`STALE_LIMITS`]) against the cap: none at the cap; past half of it, none of a group
+    /// that holds [`SHARES_HELD`] even shares of it (the cap over the groups holding
     /// proposals) or half of it, whichever is less, but at least one share (a group alone
-    /// may hold the whole cap).
+    /// may fill the cap).
     ///
     /// The node judges its load on all the proposals it applies, so one group whose
     /// commits are slow for reasons of its own (a slow follower, a far quorum) can make
     /// the node overloaded and hold most of the cap: without a group's limit every other
     /// group was refused `Busy` with it (docs/design.md §5). Not from the first proposal:
     /// a group busier than the others may use the room they leave, up to half the cap.
+    /// A group's count includes its stale proposals, and groups holding only stale ones
+    /// share the cap too: stuck groups shrink the others' shares, never below what half
+    /// the cap leaves them.
     pub(super) fn admits(&self, pending: usize, share: Share) -> bool {
-        self.cap().is_none_or(|cap| {
-            let (pending, held) = (pending as u64, share.held as u64);
+        self.cap.is_none_or(|cap| {
+            let young = (pending as u64).saturating_sub(self.stale);
+            let held = share.held as u64;
             let even = cap / share.groups.max(1) as u64;
             let most = even.saturating_mul(SHARES_HELD).min(cap / 2).max(even);
-            pending < cap && (2 * pending < cap || held < most)
+            young < cap && (2 * young < cap || held < most)
         })
     }
 
@@ -213,7 +218,7 @@ mod tests {
 
     /// Overloaded with a cap of 1,200: under half of it, anything; past half, a group may
     /// hold four even shares or half the cap, whichever is less, but at least one share;
-    /// at the cap, nothing.
+    /// at the cap, nothing. Stale proposals count in neither.
     #[test]
     fn past_half_the_cap_a_group_holds_at_most_its_shares() {
         let mut a = Admission::new(1);
@@ -234,6 +239,15 @@ mod tests {
             admits(700, 47, 100) && !admits(700, 48, 100),
             "many: four shares"
         );
+        // Stale proposals count neither towards the cap nor towards its half.
+        a.stale = 1_000;
+        let admits = |pending, held, groups| a.admits(pending, Share { held, groups });
+        assert!(admits(1_599, 1_599, 2), "599 young: under half the cap");
+        assert!(
+            admits(1_700, 599, 2) && !admits(1_700, 600, 2),
+            "700 young: half"
+        );
+        assert!(!admits(2_200, 0, 2), "1,200 young: at the cap");
     }
 
     /// However large the limit, the ring stays bounded.

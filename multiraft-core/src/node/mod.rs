@@ -320,11 +320,11 @@ impl Node {
     /// docs/design.md §5), the most proposals it holds before it refuses new ones with
     /// `Busy`: what it applied in the last tick times the limit, plus the proposals it has
     /// held for four limits (stuck, not queued: they do not count against the cap). Past
-    /// half the cap the node refuses the proposals of a group that holds an even share of
-    /// it or more (the cap over the groups holding proposals), so that one slow group
-    /// cannot hold the whole cap and make every other group `Busy`. A driver can refuse
-    /// before queueing for the node once its queue and [`Node::pending_proposals`] reach
-    /// the cap.
+    /// half the cap the node refuses the proposals of a group that holds four even shares
+    /// of it (the cap over the groups holding proposals) or half of it, whichever is less,
+    /// but at least one share, so that one slow group cannot hold the whole cap and make
+    /// every other group `Busy`. A driver can refuse before queueing for the node once its
+    /// queue and [`Node::pending_proposals`] reach the cap.
     pub fn admission_cap(&self) -> Option<u64> {
         self.requests.admission_cap()
     }

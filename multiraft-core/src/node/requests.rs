@@ -84,7 +84,7 @@ pub(super) struct Requests {
     proposals: FxHashMap<RequestId, Pending>,
     /// How many of `proposals` each group holds, for the groups that hold any: admission
     /// control's even shares ([`Admission::admits`]). At most one entry per group.
-    by_group: FxHashMap<GroupId, u32>,
+    by_group: FxHashMap<GroupId, usize>,
     /// (tick deadline, request) in the order taken, for `Config::proposal_timeout_ticks`.
     /// Entries of proposals that ended otherwise are skipped when they come due, or
     /// dropped once they are most of the queue ([`DEADLINES_KEPT`]).
@@ -270,9 +270,15 @@ impl Requests {
 
     /// Holds pending proposal `id`, counted for admission control and for its group.
     fn hold(&mut self, id: RequestId, p: Pending) {
+        self.put_back(id, p);
+        *self.by_group.entry(p.group).or_default() += 1;
+    }
+
+    /// Holds pending proposal `id` again after [`Requests::release`], which left its
+    /// group's count as it was.
+    fn put_back(&mut self, id: RequestId, p: Pending) {
         self.proposals.insert(id, p);
         self.admission.taken(p.queued_at);
-        *self.by_group.entry(p.group).or_default() += 1;
     }
 
     /// Forgets pending proposal `id`, however it ended, for admission control and its
@@ -292,12 +298,18 @@ impl Requests {
     }
 
     /// `count` proposals of `group` ended: its count falls by as many.
-    fn ended_in(&mut self, group: GroupId, count: u32) {
-        if let hash_map::Entry::Occupied(mut held) = self.by_group.entry(group) {
-            *held.get_mut() -= count;
-            if *held.get() == 0 {
-                held.remove();
-            }
+    fn ended_in(&mut self, group: GroupId, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let hash_map::Entry::Occupied(mut held) = self.by_group.entry(group) else {
+            debug_assert!(false, "{group} ended {count} proposals it never held");
+            return;
+        };
+        debug_assert!(*held.get() >= count, "{group} ended more than it held");
+        *held.get_mut() = held.get().saturating_sub(count);
+        if *held.get() == 0 {
+            held.remove();
         }
     }
 
@@ -331,14 +343,13 @@ impl Requests {
             if p.group != group {
                 // Not this request's entry (an id of another group cannot match, but a
                 // table must never end a request on a stranger's entry).
-                self.proposals.insert(id, p);
-                self.admission.taken(p.queued_at);
+                self.put_back(id, p);
                 return false;
             }
             self.admission.applied(now.saturating_sub(p.queued_at));
             true
         });
-        self.ended_in(group, ids.len() as u32);
+        self.ended_in(group, ids.len());
     }
 
     /// Proposals that wait more than `ticks` count against the node's load
@@ -364,7 +375,7 @@ impl Requests {
             // Neither limit can refuse: the group's count is not looked up.
             return Ok(());
         }
-        let held = self.by_group.get(&group).map_or(0, |&n| n as usize);
+        let held = self.by_group.get(&group).copied().unwrap_or(0);
         // The groups that would hold proposals with this one taken.
         let groups = self.by_group.len() + usize::from(held == 0);
         if !self.admission.admits(pending, Share { held, groups }) {
@@ -600,7 +611,8 @@ mod tests {
     }
 
     /// A group's count follows its proposals however they end: applied (only its own, and
-    /// only those still pending), rejected, withdrawn; a group holding none has no entry.
+    /// only those still pending), rejected, withdrawn, timed out, removed with the group,
+    /// stopped; a group holding none has no entry.
     #[test]
     fn each_groups_count_follows_its_proposals() {
         let (one, two, me) = (GroupId(1), GroupId(2), NodeId(1));
@@ -623,6 +635,18 @@ mod tests {
         requests.withdraw(b);
         assert_eq!(held(&requests), (None, None));
         assert_eq!(requests.pending_proposals(), 0);
+        // Timed out, removed with their group, stopped with the node (a table of its own:
+        // deadlines come due in the order taken).
+        let mut requests = Requests::starting_at(1);
+        requests.propose(one, (1, Some(me)), 10, 0);
+        requests.propose(one, (1, Some(me)), 20, 0);
+        requests.propose(two, (1, Some(me)), 20, 0);
+        requests.expire(10);
+        assert_eq!(held(&requests), (Some(1), Some(1)));
+        requests.group_removed(two);
+        assert_eq!(held(&requests), (Some(1), None));
+        requests.stop();
+        assert_eq!(held(&requests), (None, None));
     }
 
     /// Deadlines of proposals that ended are dropped once they are most of the queue, not

@@ -434,7 +434,7 @@ impl SimConfig {
         // generator of its own, so that every other choice stays what it was for the seed.
         let mut t = SimRng::new(seed ^ 0x407_6120_0900_0002);
         if t.chance(250) {
-            core.max_pending_proposals = t.range(32, 256) as usize;
+            core.max_pending_proposals = t.range(32, 255) as usize;
         }
         SimConfig {
             seed,

@@ -74,15 +74,14 @@ impl<A: SimApp> Simulation<A> {
             }
             Err(e) => {
                 self.report.rejected += 1;
-                if e == (ProposeError::Busy {
-                    limit: "max_commit_wait_ticks",
-                }) {
-                    self.report.refused_by_admission += 1;
-                }
-                if e == (ProposeError::Busy {
-                    limit: "max_pending_proposals",
-                }) {
-                    self.report.refused_by_table += 1;
+                match e {
+                    ProposeError::Busy {
+                        limit: "max_commit_wait_ticks",
+                    } => self.report.refused_by_admission += 1,
+                    ProposeError::Busy {
+                        limit: "max_pending_proposals",
+                    } => self.report.refused_by_table += 1,
+                    _ => {}
                 }
                 Ok(())
             }

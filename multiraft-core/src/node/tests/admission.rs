@@ -177,14 +177,14 @@ fn the_wait_counts_from_when_the_proposal_was_queued() {
     assert_eq!(take_until_refused(&mut node), LIMIT as usize);
 }
 
-/// Past half the cap, a group that holds an even share of it (the cap over the groups
-/// holding proposals) is refused, and the others take the rest: four proposals applied past
-/// the limit in one tick make a cap of twelve, and with both groups holding proposals each
-/// may hold six. Without shares group 1 took eleven and left group 2 one. Regression
-/// (review): one group holding the cap — its commits slow for reasons of its own — made
-/// every group of the node `Busy`.
+/// Past half the cap, a group that holds its most (four even shares of the cap or half of
+/// it, whichever is less: with two groups, half) is refused, and the other takes the rest:
+/// four proposals applied past the limit in one tick make a cap of twelve, and with both
+/// groups holding proposals each may hold six. Without it group 1 took eleven and left
+/// group 2 one. Regression (review): one group holding the cap — its commits slow for
+/// reasons of its own — made every group of the node `Busy`.
 #[test]
-fn past_half_the_cap_a_group_holding_an_even_share_is_refused() {
+fn past_half_the_cap_one_group_of_two_holds_at_most_half() {
     let mut node = led();
     node.create_group(g(2), Membership::voters([1])).unwrap();
     node.campaign(g(2)).unwrap();
@@ -215,6 +215,7 @@ fn past_half_the_cap_a_group_holding_an_even_share_is_refused() {
 
 /// One group holds at most half of `max_pending_proposals`, so that a group whose
 /// proposals pile up (here never written) leaves the other half to the other groups.
+/// (Group 2's last refusal is the node's whole table; group 1's is its half.)
 /// Regression (review): a group without a quorum filled the node's table, and every group
 /// of the node was `Busy` until its proposals timed out.
 #[test]
