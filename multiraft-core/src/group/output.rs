@@ -73,6 +73,12 @@ impl Replica {
         }
     }
 
+    /// Whether events wait in the output for the next ready: the node has not yet seen
+    /// them (a change or a transfer that ended, a leadership change).
+    pub(crate) fn has_events(&self) -> bool {
+        self.out_written == Written::Rare && self.out.as_ref().is_some_and(|o| !o.events.is_empty())
+    }
+
     /// Whether [`Replica::ready`] would return something.
     pub fn has_ready(&self) -> bool {
         self.out_written != Written::Nothing

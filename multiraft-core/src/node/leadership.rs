@@ -12,7 +12,8 @@ impl Node {
     /// ends exactly once, `Done` when `to` leads, or `TransferFailed` (timed out after an
     /// election timeout with this node still leading, leadership moved elsewhere, the node
     /// stopped). While it runs the group refuses proposals with `TransferInProgress`.
-    /// Works on a quiesced group (it wakes).
+    /// Works on a quiesced group (it wakes). Refused `InProgress` while another transfer
+    /// of the group runs, or has ended and the next ready has not yet reported it.
     pub fn transfer_leader(
         &mut self,
         group: GroupId,
@@ -22,6 +23,12 @@ impl Node {
             .groups
             .get_mut(&group)
             .ok_or(TransferError::GroupNotFound(group))?;
+        if self.requests.holds_transfer(group) && slot.group.has_events() {
+            // The transfer in the table may have ended in an event the node has not yet
+            // read, which would end this one instead (review): refused until the next
+            // ready reads it.
+            return Err(TransferError::InProgress);
+        }
         slot.group.transfer_leader(to)?;
         // Twice the longest election: the leader gives up after one, and the election the
         // target started may take another.
@@ -40,7 +47,8 @@ impl Node {
     /// requested membership is committed, or
     /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
     /// indeterminate if leadership changes or the node stops before. `Err` is definite:
-    /// nothing changed.
+    /// nothing changed. Refused `ChangeInProgress` while another change of the group runs,
+    /// or has ended and the next ready has not yet reported it.
     pub fn change_membership(
         &mut self,
         group: GroupId,
@@ -50,6 +58,10 @@ impl Node {
             .groups
             .get_mut(&group)
             .ok_or(MembershipChangeError::GroupNotFound(group))?;
+        if self.requests.holds_change(group) && slot.group.has_events() {
+            // As for a transfer: the change in the table may have ended unread.
+            return Err(MembershipChangeError::ChangeInProgress);
+        }
         slot.group.change_membership(change)?;
         let (term, _) = slot.group.leadership();
         let request = self.requests.change(group, term, self.id);

@@ -228,6 +228,16 @@ impl Requests {
         id
     }
 
+    /// Whether the table holds a membership change of `group`.
+    pub(super) fn holds_change(&self, group: GroupId) -> bool {
+        self.changes.contains_key(&group)
+    }
+
+    /// Whether the table holds a transfer of `group`.
+    pub(super) fn holds_transfer(&self, group: GroupId) -> bool {
+        self.transfers.contains_key(&group)
+    }
+
     /// The membership change of `group` ended as `resolution`.
     pub(super) fn change_ended(&mut self, group: GroupId, resolution: Resolution) {
         if let Some((id, _, _)) = self.changes.remove(&group) {

@@ -726,6 +726,7 @@ fn recreating_a_group_waits_for_its_removal_to_be_durable() {
 }
 
 mod admission;
+mod ends_once;
 mod metrics;
 mod peer_failures;
 mod reads;

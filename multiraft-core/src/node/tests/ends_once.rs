@@ -1,0 +1,80 @@
+//! A membership change or a leadership transfer ends once, with its own outcome: the node
+//! takes no second one of a group while the first one's end waits, unread, in the group's
+//! output (docs/design.md §5). Regression (review): the second took the first one's table
+//! entry, the first ended indeterminate though it had succeeded, and the second ended with
+//! the first one's outcome.
+
+use super::reads::led_by_node_1;
+use super::*;
+use crate::membership::MembershipChange;
+use crate::testing::{self, Recorder};
+use crate::{MembershipChangeError, TransferError};
+
+/// A change whose entry is durable, and with it committed and ended, before the ready that
+/// reports its end: a second change of the group is refused `ChangeInProgress` until then;
+/// taken after it, each ends with its own membership.
+#[test]
+fn a_change_taken_while_the_last_ones_end_is_unread_is_refused() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), Membership::voters([1])).unwrap();
+    node.campaign(g(1)).unwrap();
+    let mut io = Recorder::default();
+    testing::settle(&mut node, &mut io).unwrap();
+    io.outcomes.clear(); // the group's creation
+    let add =
+        |node: &mut Node, id| node.change_membership(g(1), MembershipChange::AddLearner(n(id)));
+    let first = add(&mut node, 2).unwrap();
+    let ready = node.ready().expect("the change is written");
+    let durable = testing::begin(&mut node, ready, &mut io).acknowledge(&mut node);
+    assert_eq!(
+        add(&mut node, 3),
+        Err(MembershipChangeError::ChangeInProgress),
+        "the first one's end is not yet read"
+    );
+    durable.deliver(&mut node, &mut io);
+    testing::settle(&mut node, &mut io).unwrap();
+    let second = add(&mut node, 3).unwrap();
+    testing::settle(&mut node, &mut io).unwrap();
+    let ended: Vec<_> = io
+        .outcomes
+        .iter()
+        .map(|o| (o.request, o.resolution.clone()))
+        .collect();
+    let learners = |ids: &[u64]| {
+        Resolution::MembershipChanged(Membership::voters([1]).with_learners(ids.iter().copied()))
+    };
+    assert_eq!(
+        ended,
+        [(first, learners(&[2])), (second, learners(&[2, 3]))]
+    );
+}
+
+/// A transfer abandoned after an election timeout, before the ready that reports it: a
+/// second transfer of the group is refused `InProgress` until then, and the first ends
+/// `Timeout`.
+#[test]
+fn a_transfer_taken_while_the_last_ones_end_is_unread_is_refused() {
+    let mut sim = led_by_node_1(1);
+    let first = sim.nodes[0].transfer_leader(g(1), n(2)).unwrap();
+    for _ in 0..strict().election_timeout_min_ticks {
+        sim.nodes[0].tick();
+    }
+    assert_eq!(
+        sim.nodes[0].transfer_leader(g(1), n(3)),
+        Err(TransferError::InProgress),
+        "the first one's end is not yet read"
+    );
+    let ready = sim.nodes[0]
+        .ready()
+        .expect("the abandoned transfer is reported");
+    sim.handle(0, ready);
+    let ended: Vec<_> = sim.logs[0]
+        .outcomes
+        .iter()
+        .map(|o| (o.request, o.resolution.clone()))
+        .collect();
+    assert_eq!(
+        ended,
+        [(first, Resolution::TransferFailed(TransferError::Timeout))]
+    );
+}
