@@ -110,7 +110,7 @@ impl<A: SimApp> Simulation<A> {
             .requests
             .took_kind(id, g, Kind::Change)
             .map_err(|detail| self.checker.requests_failure(detail))?;
-        self.pending_changes.insert(id);
+        self.pending_changes.insert(id, change);
         self.touched.push((leader, g));
         if let Some(x) = joining {
             // The joining node's replica, given the leader's membership, so that it takes
@@ -389,19 +389,43 @@ impl<A: SimApp> Simulation<A> {
         Ok(())
     }
 
-    /// A change request ended: whether it completed.
-    pub(super) fn change_ended(&mut self, id: ProposalId, membership: Option<&Membership>) {
-        if !self.pending_changes.remove(&id) {
-            return;
-        }
+    /// A change request ended: whether it completed, in a membership that the change
+    /// leads to (a change ended with another's outcome would not, review).
+    pub(super) fn change_ended(
+        &mut self,
+        id: ProposalId,
+        membership: Option<&Membership>,
+    ) -> Result<(), String> {
+        let Some(change) = self.pending_changes.remove(&id) else {
+            return Ok(());
+        };
         match membership {
             Some(m) => {
                 self.report.changes_done += 1;
                 if !m.contains(id.node) {
                     self.report.leader_removals += 1;
                 }
+                if !led_to(change, m) {
+                    return Err(format!(
+                        "{} reported change {} ({change:?}) ended in {m:?}, which it does not lead to",
+                        id.node, id.seq
+                    ));
+                }
             }
             None => self.report.changes_failed += 1,
         }
+        Ok(())
+    }
+}
+
+/// Whether membership `m` is one that `change` leads to.
+fn led_to(change: MembershipChange, m: &Membership) -> bool {
+    match change {
+        MembershipChange::AddLearner(n) => m.learners.contains(&n),
+        MembershipChange::AddVoter(n) | MembershipChange::Promote(n) => m.voters.contains(&n),
+        MembershipChange::Remove(n) => !m.contains(n),
+        MembershipChange::Replace { old, new } => m.voters.contains(&new) && !m.contains(old),
+        // A kind this simulator does not make.
+        _ => true,
     }
 }

@@ -39,7 +39,7 @@ impl<A: SimApp> Simulation<A> {
         // transfers end with it (the request-outcome invariant marks both crashed).
         self.pending_reads.retain(|id, _| id.node != me);
         self.pending_transfers.retain(|id| id.node != me);
-        self.pending_changes.retain(|id| id.node != me);
+        self.pending_changes.retain(|id, _| id.node != me);
     }
 
     pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {

@@ -172,7 +172,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use multiraft_core::{GroupId, Membership, MessageBatch, Node, NodeId, ProposalId};
+use multiraft_core::{
+    GroupId, Membership, MembershipChange, MessageBatch, Node, NodeId, ProposalId,
+};
 
 pub use app::{AppOutput, ClientOp, ClientOutcome, HistoryVerdict, SimApp, SimReplica};
 pub use config::{
@@ -316,7 +318,7 @@ pub struct Simulation<A: SimApp = KvApp> {
     /// changes add and delete replicas; who votes is each replica's own membership.
     groups: BTreeMap<GroupId, Vec<usize>>,
     /// Membership changes awaiting an outcome, to count how they ended.
-    pending_changes: HashSet<ProposalId>,
+    pending_changes: HashMap<ProposalId, MembershipChange>,
     /// Per group: the last committed membership entry counted in the report, and its
     /// membership.
     committed_memberships: HashMap<GroupId, (u64, Membership)>,
@@ -454,7 +456,7 @@ impl<A: SimApp> Simulation<A> {
             pending_reads: HashMap::new(),
             applied_to,
             pending_transfers: HashSet::new(),
-            pending_changes: HashSet::new(),
+            pending_changes: HashMap::new(),
             committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),

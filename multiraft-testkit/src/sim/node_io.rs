@@ -122,13 +122,12 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                 }
                 sim.checker.requests.reported_transfer_failed(id)
             }
-            Resolution::MembershipChanged(m) => {
-                sim.change_ended(id, Some(&m));
-                sim.checker.requests.reported_change_ended(id)
-            }
+            Resolution::MembershipChanged(m) => sim
+                .change_ended(id, Some(&m))
+                .and_then(|()| sim.checker.requests.reported_change_ended(id)),
             Resolution::MembershipChangeFailed(e) => {
-                sim.change_ended(id, None);
-                let r = sim.checker.requests.reported_change_ended(id);
+                let r = sim.change_ended(id, None);
+                let r = r.and_then(|()| sim.checker.requests.reported_change_ended(id));
                 r.and_then(|()| sim.check_catch_up_timeout(self.i, o.group, &e))
             }
             Resolution::Done => {
