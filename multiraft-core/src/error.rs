@@ -100,6 +100,12 @@ pub enum TransferError {
     /// Another transfer of this group is in progress.
     #[error("a transfer of this group is already in progress")]
     InProgress,
+    /// No other voter of the group is on a live node: [`Node::drain`] has nobody to hand
+    /// the group to.
+    ///
+    /// [`Node::drain`]: crate::Node::drain
+    #[error("no other voter of the group is on a live node")]
+    NoLiveVoter,
     /// The target was not caught up and elected within an election timeout; the old leader
     /// kept leading. A campaign the target already started may still win: watch
     /// `LeaderChanged` events to see where leadership is.

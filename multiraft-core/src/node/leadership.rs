@@ -88,7 +88,7 @@ impl Node {
             .map(|(group, target)| {
                 let result = match target {
                     Some(to) => self.transfer_leader(group, to),
-                    None => Err(TransferError::NotAVoter(self.id)),
+                    None => Err(TransferError::NoLiveVoter),
                 };
                 (group, result)
             })
