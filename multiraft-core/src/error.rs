@@ -97,7 +97,8 @@ pub enum TransferError {
     /// The target is not a voter of the group.
     #[error("{0} is not a voter of the group")]
     NotAVoter(NodeId),
-    /// Another transfer of this group is in progress.
+    /// Another transfer of this group is in progress, or may have ended with its end not
+    /// yet reported (until the node's next ready).
     #[error("a transfer of this group is already in progress")]
     InProgress,
     /// No other voter of the group is on a live node: [`Node::drain`] has nobody to hand
@@ -140,7 +141,8 @@ pub enum MembershipChangeError {
     },
     /// Another change of this group is in progress (one at a time per group): a change
     /// this or an earlier leader started is not yet committed, or the group is in a joint
-    /// configuration it has not yet left. Retry once it ends.
+    /// configuration it has not yet left, or the last change may have ended with its end
+    /// not yet reported (until the node's next ready). Retry once it ends.
     #[error("another membership change of this group is in progress")]
     ChangeInProgress,
     /// The change does not fit the current membership (the reason says why); nothing was

@@ -6,6 +6,7 @@ use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::MembershipChange;
 
 use super::Node;
+use crate::group::Replica;
 
 impl Node {
     /// Hands leadership of `group` to `to` (dissertation §3.10). On `Ok` the node took it: it
@@ -13,7 +14,7 @@ impl Node {
     /// election timeout with this node still leading, leadership moved elsewhere, the node
     /// stopped). While it runs the group refuses proposals with `TransferInProgress`.
     /// Works on a quiesced group (it wakes). Refused `InProgress` while another transfer
-    /// of the group runs, or has ended and the next ready has not yet reported it.
+    /// of the group runs, or while it may have ended unreported ([`unread_end`]).
     pub fn transfer_leader(
         &mut self,
         group: GroupId,
@@ -23,10 +24,7 @@ impl Node {
             .groups
             .get_mut(&group)
             .ok_or(TransferError::GroupNotFound(group))?;
-        if self.requests.holds_transfer(group) && slot.group.has_events() {
-            // The transfer in the table may have ended in an event the node has not yet
-            // read, which would end this one instead (review): refused until the next
-            // ready reads it.
+        if to != self.id && unread_end(&slot.group, self.id, self.requests.holds_transfer(group)) {
             return Err(TransferError::InProgress);
         }
         slot.group.transfer_leader(to)?;
@@ -48,7 +46,7 @@ impl Node {
     /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
     /// indeterminate if leadership changes or the node stops before. `Err` is definite:
     /// nothing changed. Refused `ChangeInProgress` while another change of the group runs,
-    /// or has ended and the next ready has not yet reported it.
+    /// or while it may have ended unreported ([`unread_end`]).
     pub fn change_membership(
         &mut self,
         group: GroupId,
@@ -58,8 +56,7 @@ impl Node {
             .groups
             .get_mut(&group)
             .ok_or(MembershipChangeError::GroupNotFound(group))?;
-        if self.requests.holds_change(group) && slot.group.has_events() {
-            // As for a transfer: the change in the table may have ended unread.
+        if unread_end(&slot.group, self.id, self.requests.holds_change(group)) {
             return Err(MembershipChangeError::ChangeInProgress);
         }
         slot.group.change_membership(change)?;
@@ -94,4 +91,15 @@ impl Node {
             })
             .collect()
     }
+}
+
+/// Whether a new change or transfer of `group`, led by this node `me`, waits for the next
+/// ready: the node's table `held` one of that kind, and the group's output holds events the
+/// node has not yet read. Any event may have ended the one held — its end, or a leadership
+/// change (`LeaderChanged` to a transfer's target is its success) — and the node, which
+/// keeps one per group, would then end the new one in its place (review). Only while this
+/// node leads: otherwise the group refuses with the better answer (`NotLeader` and where
+/// to go). The next ready reads the events, so the refusal lasts about one write.
+fn unread_end(group: &Replica, me: NodeId, held: bool) -> bool {
+    held && group.leadership().1 == Some(me) && group.has_events()
 }

@@ -367,3 +367,17 @@ fn a_quiet_read_round_whose_beats_were_lost_is_sent_again() {
     );
     assert_eq!(sim.nodes[0].status().pending_reads, 0);
 }
+
+/// A drain of a group with no other voter says so (`NoLiveVoter`). Regression (review): it
+/// said `NotAVoter` of the draining node itself, which is a voter.
+#[test]
+fn a_drain_with_nobody_to_hand_a_group_to_says_so() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), Membership::voters([1])).unwrap();
+    node.campaign(g(1)).unwrap();
+    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
+    assert_eq!(
+        node.drain(),
+        [(g(1), Err(crate::TransferError::NoLiveVoter))]
+    );
+}
