@@ -14,7 +14,8 @@ impl Node {
     /// election timeout with this node still leading, leadership moved elsewhere, the node
     /// stopped). While it runs the group refuses proposals with `TransferInProgress`.
     /// Works on a quiesced group (it wakes). Refused `InProgress` while another transfer
-    /// of the group runs, or while it may have ended unreported ([`unread_end`]).
+    /// of the group runs, or while the group has events the node has not yet read, one of
+    /// which may have ended it (until the next ready).
     pub fn transfer_leader(
         &mut self,
         group: GroupId,
@@ -46,7 +47,8 @@ impl Node {
     /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
     /// indeterminate if leadership changes or the node stops before. `Err` is definite:
     /// nothing changed. Refused `ChangeInProgress` while another change of the group runs,
-    /// or while it may have ended unreported ([`unread_end`]).
+    /// or while the group has events the node has not yet read, one of which may have
+    /// ended it (until the next ready).
     pub fn change_membership(
         &mut self,
         group: GroupId,
