@@ -49,8 +49,8 @@ fn a_change_taken_while_the_last_ones_end_is_unread_is_refused() {
 }
 
 /// A transfer abandoned after an election timeout, before the ready that reports it: a
-/// second transfer of the group is refused `InProgress` until then, and the first ends
-/// `Timeout`.
+/// second transfer of the group is refused `InProgress` until then (but one to the leader
+/// itself, done at once), and the first ends `Timeout`.
 #[test]
 fn a_transfer_taken_while_the_last_ones_end_is_unread_is_refused() {
     let mut sim = led_by_node_1(1);
@@ -63,6 +63,8 @@ fn a_transfer_taken_while_the_last_ones_end_is_unread_is_refused() {
         Err(TransferError::InProgress),
         "the first one's end is not yet read"
     );
+    // A transfer to the leader itself is done at once, and takes nothing in the table.
+    let to_itself = sim.nodes[0].transfer_leader(g(1), n(1)).unwrap();
     let ready = sim.nodes[0]
         .ready()
         .expect("the abandoned transfer is reported");
@@ -74,6 +76,29 @@ fn a_transfer_taken_while_the_last_ones_end_is_unread_is_refused() {
         .collect();
     assert_eq!(
         ended,
-        [(first, Resolution::TransferFailed(TransferError::Timeout))]
+        [
+            (to_itself, Resolution::Done),
+            (first, Resolution::TransferFailed(TransferError::Timeout))
+        ]
+    );
+}
+
+/// A leader deposed with its change in the table and its leadership change not yet read
+/// answers a new change `NotLeader`, naming the new leader, as its group would: the
+/// refusal above holds only while this node leads.
+#[test]
+fn a_deposed_leader_still_says_where_to_go() {
+    let mut sim = led_by_node_1(1);
+    let node = &mut sim.nodes[0];
+    node.change_membership(g(1), MembershipChange::Remove(n(3)))
+        .unwrap();
+    let (term, _) = node.group_status(g(1)).map(|s| (s.term, s.leader)).unwrap();
+    // Node 2 leads a later term: its append, at the log's start, deposes node 1.
+    node.step(batch_for(2, 1, term + 1, &[g(1)], append(0, 0, vec![], 0)));
+    assert_eq!(
+        node.change_membership(g(1), MembershipChange::Remove(n(3))),
+        Err(MembershipChangeError::NotLeader {
+            leader_hint: Some(n(2))
+        })
     );
 }
