@@ -2,11 +2,11 @@
 //! group a node leads (for a rolling restart).
 
 use crate::error::{MembershipChangeError, TransferError};
+use crate::group::Replica;
 use crate::ids::{GroupId, NodeId, RequestId};
 use crate::membership::MembershipChange;
 
 use super::Node;
-use crate::group::Replica;
 
 impl Node {
     /// Hands leadership of `group` to `to` (dissertation §3.10). On `Ok` the node took it: it
