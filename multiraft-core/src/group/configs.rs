@@ -117,6 +117,13 @@ impl Replica {
             self.configs = Some(Box::new(Configs { base, entries }));
         }
         self.set_membership(now);
+        // The snapshot may hold, committed, a membership this replica already had pending
+        // (no change to report): whether it takes part in elections may change all the
+        // same (simulator, seed 1184: a replica the snapshot left out stayed a follower
+        // that could not campaign, and never asked to be told it was removed).
+        if self.role != Role::Leader {
+            self.refresh_role();
+        }
     }
 
     /// Makes `membership` the one in force, and reports it when it differs. The node then
@@ -140,8 +147,8 @@ impl Replica {
     /// needed to commit it — without it, a joint configuration whose outgoing voters moved
     /// on could never elect again; simulator, seed 62).
     pub(super) fn electable(&self) -> bool {
-        !self.joining && self.membership.is_voter(self.node)
-            || !self.joining
+        !self.is_joining() && self.membership.is_voter(self.node)
+            || !self.is_joining()
                 && self.config_index() > self.log.committed
                 && self.membership_at(self.log.committed).is_voter(self.node)
     }

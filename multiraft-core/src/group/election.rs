@@ -59,13 +59,16 @@ impl Replica {
         self.tick_incoming();
         match self.role {
             Role::Leader => self.tick_leader(&node_live),
-            Role::Learner => {}
+            Role::Learner => self.ask_if_unheard(paused),
+            _ if paused => self.ask_if_unheard(true),
             _ => {
-                if self.election_elapsed >= self.randomized_timeout
-                    && !self.defers_campaign(&node_live)
-                {
-                    self.election_elapsed = 0;
-                    self.campaign_inner();
+                if self.election_elapsed >= self.randomized_timeout {
+                    if self.defers_campaign(&node_live) {
+                        self.ask_if_unheard(false);
+                    } else {
+                        self.election_elapsed = 0;
+                        self.campaign_inner();
+                    }
                 }
             }
         }
@@ -312,7 +315,7 @@ impl Replica {
         // the entry promoting it may be one of them — refusing would leave a joint
         // configuration unable to elect (simulator, seed 51).
         // A joining replica does not vote: its log lacks committed entries (see `joining`).
-        let grant = can_vote && !self.joining && self.log.is_up_to_date(last_index, last_term);
+        let grant = can_vote && !self.is_joining() && self.log.is_up_to_date(last_index, last_term);
         if grant {
             if !pre_vote {
                 self.vote = Some(from);

@@ -40,7 +40,7 @@ use crate::entry_runs::EntryRuns;
 use crate::error::{MembershipChangeError, ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBody};
+use crate::message::{Message, MessageBody, Refusal};
 use crate::rng::Rng;
 use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 use crate::storage::{Compacted, LoadedGroup};
@@ -151,8 +151,9 @@ pub struct ReplicaReady {
     pub log_reset: Option<Compacted>,
     /// Compact the stored log up to here (a snapshot covers it).
     pub compact_to: Option<u64>,
-    /// A joining replica caught up: store this membership (which has it) in place of the
-    /// one it was created with, so that it is no longer joining after a restart.
+    /// A joining replica caught up, and the membership in force at its commit index has
+    /// it: store this membership in place of the one it was created with, so that it is
+    /// no longer joining after a restart.
     pub joined: Option<Membership>,
     /// Followers that need the snapshot: the node admits each transfer
     /// ([`Replica::admit_snapshot`]) or asks again later.
@@ -271,6 +272,18 @@ pub struct GroupStatus {
     pub snapshot_index: u64,
 }
 
+/// Where a replica stands in joining its group (`Node::join_group`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Join {
+    /// Created to join, and not yet caught up.
+    Joining,
+    /// Caught up, and not yet stored so: the membership in force at the commit index does
+    /// not have this replica yet (`Replica::save_joined`).
+    Unsaved,
+    /// A member like any other (created with the group, or joined and stored so).
+    Member,
+}
+
 /// Why a replica refuses candidates for longer than its leader's lease (the election
 /// timer since it last heard its leader, while it knows one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,8 +334,10 @@ pub struct Replica {
     rng: Rng,
     election_elapsed: u32,
     randomized_timeout: u32,
-    /// Two bytes, as `idle_ticks`: together they take the room one `u32` took, and every
-    /// replica pays for its inline size.
+    /// Leader: ticks since its last heartbeat round. A replica whose election timer stands
+    /// still for a quiet leader's live node: ticks since it last asked to be tracked
+    /// (`Replica::ask_if_unheard`). Two bytes, as `idle_ticks`: together they take the room
+    /// one `u32` took, and every replica pays for its inline size.
     heartbeat_elapsed: u16,
     /// Leader: ticks since it last appended a command or a membership entry (not counting
     /// while quiesced; from the maximum after its election). It quiesces only once this
@@ -392,8 +407,9 @@ pub struct Replica {
     /// Created to join a running group and not yet caught up (`Node::join_group`): it
     /// neither campaigns nor votes, whatever the memberships in its log say, until it holds
     /// everything its leader had committed (`changes.rs`). Persisted as a stored
-    /// membership that leaves this node out.
-    joining: bool,
+    /// membership that leaves this node out. One byte for both states of a join: the
+    /// replica's inline size is what every quiesced group costs.
+    join: Join,
     /// Leader elected by its own vote alone (the only voter), in a term not yet durable:
     /// until its first entry of the term is, nothing it sends may leave before the write
     /// (`send_now_msg`), or a crash could bring it back in the old term after a learner
@@ -489,7 +505,7 @@ impl Replica {
         if replica.config.check_quorum {
             replica.vote_hold = VoteHold::Restarted;
         }
-        replica.joining = joining;
+        replica.join = if joining { Join::Joining } else { Join::Member };
         replica.refresh_role();
         if let Some(meta) = loaded.snapshot {
             replica.restoring = Some(meta.index);
@@ -547,11 +563,13 @@ impl Replica {
             change: None,
             removed: false,
             term_unsaved: false,
-            joining: false,
+            join: Join::Member,
             out: None,
             out_written: Written::Nothing,
         };
-        g.joining = !g.membership.contains(node);
+        if !g.membership.contains(node) {
+            g.join = Join::Joining;
+        }
         g.become_follower(hs.term, None);
         g
     }
@@ -571,6 +589,14 @@ impl Replica {
     /// The current membership.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// Whether this replica joins a group that already runs (`Node::join_group`) and has
+    /// not yet caught up with what its leader had committed: it neither votes nor
+    /// campaigns, and ignores `MessageBody::Removed` (a late one may be meant for its
+    /// node's previous replica of the group).
+    pub fn is_joining(&self) -> bool {
+        self.join == Join::Joining
     }
 
     /// The current membership, shared.
@@ -641,6 +667,34 @@ impl Replica {
         if msg.group != self.id || msg.to != self.node || msg.from == self.node {
             return;
         }
+        if let MessageBody::Unheard { replica, term } = msg.body {
+            // No news of a term, whoever sends it: a replica of a later term, once
+            // tracked, would refuse the appends and depose this leader.
+            let asked = replica == msg.from;
+            if asked && self.role != Role::Leader {
+                // It may hold back its campaign for this replica, taking it for its leader:
+                // at an earlier term, our term (told as a stale leader is told) ends that;
+                // at ours, a refusal of no proposals does, as a refused forward does
+                // (`leader_disowned`). Its campaign then reaches the current leader.
+                let body = if msg.term < self.term {
+                    MessageBody::HeartbeatResponse { round: 0 }
+                } else {
+                    MessageBody::ProposeRejected {
+                        ids: Vec::new(),
+                        leader_hint: self.leader,
+                        reason: Refusal::NotLeader,
+                    }
+                };
+                if msg.term <= self.term {
+                    self.send_after(msg.from, body);
+                }
+            }
+            // A follower relays a replica's own question only: relays are not relayed on.
+            if asked || self.role == Role::Leader {
+                self.heard_unheard(replica, term);
+            }
+            return;
+        }
         // A non-member's answers that would raise this replica's term are dropped: a
         // removed replica that campaigned alone must not depose a leader it answers.
         // Everything else is heard whoever sends it. What a leader sends (§4.1): this
@@ -687,10 +741,12 @@ impl Replica {
             // own term is no later than ours (a pre-vote asks for the term after its own).
             // One of a later term would refuse our appends and, once tracked, depose us
             // with its answers (simulator, seeds 482, 1152 and 1335, without PreVote).
+            // A follower relays the request to its leader (`MessageBody::Unheard`): the
+            // removed replica's membership may not name the current leader, and it asks
+            // only the voters it names.
             let pre_vote = matches!(msg.body, MessageBody::Vote { pre_vote: true, .. });
-            if msg.term.saturating_sub(u64::from(pre_vote)) <= self.term {
-                self.retire_again(msg.from);
-            }
+            let term = msg.term.saturating_sub(u64::from(pre_vote));
+            self.heard_unheard(msg.from, term);
             return;
         }
         self.step_inner(msg);
@@ -941,7 +997,8 @@ impl Replica {
             | MessageBody::ReadIndex { .. }
             | MessageBody::ReadIndexResponse { .. }
             | MessageBody::Heartbeats { .. }
-            | MessageBody::HeartbeatAcks { .. } => {}
+            | MessageBody::HeartbeatAcks { .. }
+            | MessageBody::Unheard { .. } => {}
         }
     }
 }

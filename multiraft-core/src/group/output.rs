@@ -124,6 +124,9 @@ impl Replica {
         self.flush_appends();
         self.flush_forward();
         self.flush_reads(round);
+        // In the write that holds the commit index that made it so, before any answer that
+        // says so leaves.
+        self.save_joined();
         // The buffer itself is handed over, not its contents (half a kilobyte, copied twice
         // per group per ready, showed in profiles); the caller gives it back emptied with
         // [`Replica::recycle`], so a busy group allocates neither the buffer nor its lists

@@ -36,7 +36,7 @@ impl Replica {
         if prev_index < self.log.committed {
             // Already committed here: the leader's entries up to `committed` match ours.
             let index = self.log.committed;
-            if self.joining && index >= commit {
+            if self.is_joining() && index >= commit {
                 self.joined();
             }
             self.stay_quiet(quiet && commit <= old_committed);
@@ -71,7 +71,7 @@ impl Replica {
         }
         self.commit_to(commit.min(appended.last_new));
         // Through `last_new`, not the last index: entries past it may be another term's.
-        if self.joining && appended.last_new >= commit {
+        if self.is_joining() && appended.last_new >= commit {
             self.joined();
         }
         let stale = appended.truncated_at.is_none()

@@ -436,7 +436,7 @@ impl Replica {
         if index <= self.log.committed {
             // Nothing to install: the entries are here. The leader goes on with appends.
             self.incoming = None;
-            if self.joining {
+            if self.is_joining() {
                 // The answer must not read as an append's (`Progress::knows_commit`): a
                 // joining replica joins only once an append tells it the commit index, and
                 // its leader promotes it only once it has. The done acknowledgement moves

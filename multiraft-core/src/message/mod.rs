@@ -188,6 +188,24 @@ pub enum MessageBody {
         /// The term of its entry at `last_index`.
         last_term: u64,
     },
+    /// A replica that heard no leader for an election timeout and does not campaign — a
+    /// learner (one its own membership makes no voter), or a follower holding back for its
+    /// leader's live node — that is not joining and was not told it is removed: a learner
+    /// sends it to the voters of its membership and the leader it knew, a follower to that
+    /// leader; a follower that drops a non-member's vote request relays it to its leader.
+    /// A replica of a later term than the asker's tells it its term instead (the
+    /// follower's leader of an earlier term leads no more). A leader that does not track it takes it
+    /// for a replica it removed and forgot untold, and tracks it again until it can tell it
+    /// ([`MessageBody::Removed`]); anyone else ignores it. Without it, a removed replica
+    /// whose `Removed` was lost, or that fell silent before it was told, stayed on its node
+    /// for good.
+    Unheard {
+        /// The replica that heard no leader: the sender, or a removed replica whose vote
+        /// request a follower dropped while it heard its leader, and relays.
+        replica: NodeId,
+        /// That replica's term (a pre-vote's is the one before the term it asks for).
+        term: u64,
+    },
 }
 
 /// What a follower says about a snapshot transfer ([`MessageBody::SnapshotAck`]).

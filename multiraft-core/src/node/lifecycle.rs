@@ -28,7 +28,8 @@ impl Node {
     /// the change). A follower's read index request is answered with no index, as a
     /// replica that does not lead answers it: dropped, the follower's reads waited for their
     /// deadline (the kv membership test: a read at a follower that still took the removed
-    /// leader's node for leader timed out).
+    /// leader's node for leader timed out). A replica's own `Unheard` is refused the same
+    /// way.
     pub(super) fn refuse_unhosted(&mut self, msg: Message) {
         let body = match msg.body {
             MessageBody::Propose { proposals } => MessageBody::ProposeRejected {
@@ -37,6 +38,16 @@ impl Node {
                 reason: Refusal::NotLeader,
             },
             MessageBody::ReadIndex { ids } => MessageBody::ReadIndexResponse { ids, index: None },
+            // A replica that took this node for its leader asks it: refused as a forward
+            // is, so that it stops holding back its campaign for this node (simulator's
+            // check that removed replicas are told, seed 547).
+            MessageBody::Unheard { replica, .. } if replica == msg.from => {
+                MessageBody::ProposeRejected {
+                    ids: Vec::new(),
+                    leader_hint: None,
+                    reason: Refusal::NotLeader,
+                }
+            }
             _ => return,
         };
         if self.unhosted.len() >= MAX_UNHOSTED_REFUSALS {

@@ -274,6 +274,9 @@ impl World {
                 last_index,
                 last_term,
             } => format!("LogLost last={last_index} last_term={last_term}"),
+            MessageBody::Unheard { replica, term } => {
+                format!("Unheard replica={} term={term}", replica.0)
+            }
             _ => "?".to_string(),
         };
         format!("{head}{body}")

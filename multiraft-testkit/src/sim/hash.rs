@@ -145,6 +145,11 @@ impl TraceHash {
                 self.u64(*last_index);
                 self.u64(*last_term);
             }
+            MessageBody::Unheard { replica, term } => {
+                self.u64(10);
+                self.u64(replica.0);
+                self.u64(*term);
+            }
             _ => self.u64(0xff),
         }
     }

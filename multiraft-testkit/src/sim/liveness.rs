@@ -53,6 +53,11 @@ pub(super) struct Liveness {
     /// Per group whose leader has a membership change under way: that leader, its term,
     /// and when the change was first seen ([`Simulation::check_changes_end`]).
     pub(super) changes_seen: BTreeMap<GroupId, (usize, u64, u64)>,
+    /// Per group and host: when the replica there was first seen removed and not yet
+    /// deleted ([`Simulation::check_removed_told`]).
+    removed_seen: BTreeMap<(GroupId, usize), u64>,
+    /// The replicas of `removed_seen` counted as of a kind left untold, once each.
+    removed_counted: BTreeSet<(GroupId, usize)>,
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -113,6 +118,8 @@ impl<A: SimApp> Simulation<A> {
             stable_from_us: self.now_us + 2 * timeout,
             returned: None,
             changes_seen: BTreeMap::new(),
+            removed_seen: BTreeMap::new(),
+            removed_counted: BTreeSet::new(),
         });
         self.schedule(self.tick_us, Ev::Probe);
         Ok(())
@@ -261,7 +268,7 @@ impl<A: SimApp> Simulation<A> {
     /// move leadership on purpose: a leader that removed itself hands over once the change
     /// commits (seed 7000437: a leader replacing itself waited 5 s, past the heal, for its
     /// successor to catch up as a learner before the joint configuration began).
-    fn membership_settled(&self, group: GroupId, hosts: &[usize]) -> bool {
+    pub(super) fn membership_settled(&self, group: GroupId, hosts: &[usize]) -> bool {
         let term = self.live_max_term(group, hosts);
         self.live_members(group, hosts).iter().any(|i| {
             self.nodes[*i]
@@ -404,6 +411,9 @@ impl<A: SimApp> Simulation<A> {
             .restart_late(&mut l, timeout)
             .and_then(|()| self.late_caught_up(&mut l, timeout))
             .and_then(|()| self.check_changes_end(&mut l.changes_seen))
+            .and_then(|()| {
+                self.check_removed_told(&l.done, &mut l.removed_seen, &mut l.removed_counted)
+            })
         {
             self.liveness = Some(l);
             return Err(f);

@@ -173,6 +173,17 @@ pub struct SimReport {
     pub leader_removals: u64,
     /// Replicas deleted after reporting themselves removed.
     pub replicas_removed: u64,
+    /// Replicas removed and left untold past the bound of the liveness phase's check, of
+    /// the kinds the library does not yet tell (counted, not failed): removed while still
+    /// joining (a joining replica ignores `Removed`).
+    pub removed_untold_joining: u64,
+    /// The same, for a replica whose term passed its leader's (it campaigned without
+    /// PreVote, or lost a vote round after a pre-vote round it won): a leader does not
+    /// track a replica of a later term, whose answers would depose it.
+    pub removed_untold_later_term: u64,
+    /// The same, for a replica whose membership names no voter that still hosts the group:
+    /// it has no one to ask (`MessageBody::Unheard`), and no leader hears of it.
+    pub removed_untold_orphaned: u64,
 }
 
 impl SimReport {

@@ -36,14 +36,29 @@ fn learner_votes_only_when_asked() {
     assert_eq!(c.status(4).vote, None);
 }
 
-/// Dissertation §4.2.1: a learner never campaigns, however long it hears nothing.
+/// Dissertation §4.2.1: a learner never campaigns, however long it hears nothing. All it
+/// sends is, every election timeout, its question to the voters (`MessageBody::Unheard`).
 #[test]
 fn learner_never_campaigns() {
     let mut c = Cluster::new(3, 1, strict(), 10);
+    let mut asked = 0;
     for _ in 0..1000 {
         c.g_mut(4).tick();
-        assert!(!c.g(4).has_ready());
+        if c.g(4).has_ready() {
+            let ready = c.g_mut(4).ready(MAX, MAX);
+            assert_eq!(ready.hard_state, None);
+            assert_eq!(ready.send_now, vec![]);
+            for m in &ready.send_after_write {
+                assert!(matches!(m.body, MessageBody::Unheard { .. }), "{m:?}");
+                asked += 1;
+            }
+        }
     }
+    let timeouts = 1000 / strict().election_timeout_max_ticks as usize;
+    assert!(
+        (3 * timeouts..=3 * 1000 / strict().election_timeout_min_ticks as usize).contains(&asked),
+        "{asked}"
+    );
     assert_eq!(c.status(4).role, Role::Learner);
     assert_eq!(c.status(4).term, 0);
 }

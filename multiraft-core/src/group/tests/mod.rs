@@ -17,10 +17,12 @@ use super::*;
 
 mod elections;
 mod flow_control;
+mod joining;
 mod learners;
 mod membership;
 mod prevote_checkquorum;
 mod proposals;
+mod removal;
 mod replication;
 mod snapshots;
 mod strict;
@@ -215,6 +217,8 @@ struct Disk {
     entries: Vec<Entry>,
     /// The commit index of every hard state written, in order.
     commits: Vec<u64>,
+    /// The membership a joined replica stored (`ReplicaReady::joined`), if any.
+    joined: Option<Membership>,
 }
 
 impl Disk {
@@ -222,6 +226,9 @@ impl Disk {
         if let Some(hs) = ready.hard_state {
             self.hard_state = hs;
             self.commits.push(hs.commit);
+        }
+        if ready.joined.is_some() {
+            self.joined.clone_from(&ready.joined);
         }
         if let Some(first) = ready.entries.first() {
             // A first index at or below the stored last index replaces the stored suffix.
@@ -273,6 +280,7 @@ impl Cluster {
                 hard_state: *hard_state,
                 entries: entries.clone(),
                 commits: Vec::new(),
+                joined: None,
             })
             .collect();
         let groups = states

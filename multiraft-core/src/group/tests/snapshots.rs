@@ -434,3 +434,39 @@ fn a_stalled_transfer_no_longer_defers_the_snapshot() {
     }
     assert!(c.g(1).snapshot_due().is_some());
 }
+
+/// A snapshot holding, committed, the membership a replica already had pending — one that
+/// leaves it out — ends its part in elections, though its membership does not change: it
+/// becomes a learner, and asks to be told it was removed (`MessageBody::Unheard`).
+/// Regression (simulator's check that removed replicas are told, seed 1184): it stayed a
+/// follower that could not campaign, and never asked.
+#[test]
+fn a_snapshot_committing_a_pending_removal_makes_the_replica_a_learner() {
+    let removal = Entry {
+        index: 4,
+        term: 1,
+        payload: Payload::Membership(Box::new(Membership::voters([1, 2]))),
+    };
+    let mut g = restored(3, hs(1, None, 3), vec![e(1, 1), e(2, 1), e(3, 1), removal]);
+    assert_eq!(g.membership(), &Membership::voters([1, 2]));
+    assert_eq!(
+        g.status().role,
+        Role::Follower,
+        "a voter of the committed membership while the removal is pending"
+    );
+    let snapshot = MessageBody::InstallSnapshot {
+        chunk: Box::new(SnapshotChunk {
+            meta: SnapshotMeta {
+                index: 9,
+                term: 1,
+                membership: Membership::voters([1, 2]),
+            },
+            seq: 0,
+            data: Bytes::from_static(b"s"),
+            last: true,
+        }),
+    };
+    g.step(msg(1, 3, 1, snapshot));
+    assert_eq!(g.status().commit, 9);
+    assert_eq!(g.status().role, Role::Learner);
+}

@@ -98,3 +98,44 @@ fn read_index_requests_for_a_group_not_hosted_are_answered() {
     let sent: Vec<&Message> = ready.send_now.iter().flat_map(|b| &b.messages).collect();
     assert_eq!(sent, vec![&answer]);
 }
+
+/// A replica's own question (`MessageBody::Unheard`) to a node that does not host its
+/// group is refused as a forward is, at its term, so that a follower that took this node
+/// for its leader stops holding back its campaign. A relayed one (another replica's) is
+/// not answered. Regression (simulator's check that removed replicas are told, seed 547):
+/// dropped, it left a removed follower holding back for a deleted leader's live node.
+#[test]
+fn a_replicas_question_for_a_group_not_hosted_is_refused() {
+    let mut node = new_node(1, strict());
+    let question = |replica: u64| {
+        msg(
+            g(7),
+            2,
+            1,
+            FORWARD_TERM,
+            MessageBody::Unheard {
+                replica: n(replica),
+                term: FORWARD_TERM,
+            },
+        )
+    };
+    node.step(MessageBatch {
+        from: n(2),
+        to: n(1),
+        messages: vec![question(3), question(2)],
+    });
+    let ready = node.ready().expect("the refusal goes out");
+    let refusal = msg(
+        g(7),
+        1,
+        2,
+        FORWARD_TERM,
+        MessageBody::ProposeRejected {
+            ids: Vec::new(),
+            leader_hint: None,
+            reason: Refusal::NotLeader,
+        },
+    );
+    let sent: Vec<&Message> = ready.send_now.iter().flat_map(|b| &b.messages).collect();
+    assert_eq!(sent, vec![&refusal]);
+}

@@ -1,0 +1,266 @@
+//! Removed replicas are told: a replica that hears no leader and does not campaign asks
+//! to be tracked (`MessageBody::Unheard`), followers relay and answer, and a leader
+//! tracks the asker again until it can tell it it was removed (docs/design.md §4.7).
+
+use super::*;
+use crate::membership::MembershipChange;
+
+/// Ticks every replica `timeouts` maximum election timeouts, each with every node live
+/// (followers of a live leader's node hold back their campaigns), delivering everything
+/// after each tick.
+fn tick_all_live(c: &mut Cluster, timeouts: u32) {
+    for _ in 0..timeouts * strict().election_timeout_max_ticks {
+        for g in &mut c.groups {
+            g.tick_with(|_| true);
+        }
+        c.deliver_all();
+    }
+}
+
+fn is_removed(m: &Message) -> bool {
+    matches!(m.body, MessageBody::Removed { .. })
+}
+
+fn unheard_from(c: &Cluster, id: u64) -> usize {
+    c.sent_where(|m| m.from == n(id) && matches!(m.body, MessageBody::Unheard { .. }))
+        .len()
+}
+
+/// A removed replica whose `Removed` was lost, forgotten by its leader once told, asks
+/// to be tracked once it hears no leader (`MessageBody::Unheard`), and is told again.
+/// Regression (simulator's new check, 85 of 400 seeds): it held the removal, committed,
+/// so it never campaigned, and its node kept it for good.
+#[test]
+fn a_removed_replica_whose_removed_was_lost_asks_and_is_told() {
+    let mut c = Cluster::new(3, 0, strict(), 37);
+    c.elect(1);
+    let term = c.status(1).term;
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(3)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| !is_removed(m));
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2]));
+    assert!(
+        !c.sent_where(is_removed).is_empty(),
+        "told, and the telling lost"
+    );
+    assert!(c.g(1).progress.get(&n(3)).is_none(), "forgotten once told");
+    assert_eq!(c.status(3).role, Role::Learner, "it holds its removal");
+
+    tick_all_live(&mut c, 3);
+    assert!(unheard_from(&c, 3) > 0);
+    assert!(
+        c.events[2].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(3)
+    );
+    assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+}
+
+/// A learner removed while cut off, and forgotten by its leader untold (silent for an
+/// election timeout), asks once it can be heard, and is told. Regression (simulator's new
+/// check): a learner never campaigns, so nothing made the leader track it again.
+#[test]
+fn a_removed_learner_forgotten_untold_asks_and_is_told() {
+    let mut c = Cluster::new(3, 1, strict(), 41);
+    c.elect(1);
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+
+    c.isolated.remove(&n(4));
+    tick_all_live(&mut c, 3);
+    assert!(
+        c.events[3].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(4)
+    );
+}
+
+/// A removed voter forgotten untold whose leader's node is live holds back its campaign
+/// (`DEFERRED_TIMEOUTS` maximum election timeouts): it asks that leader meanwhile, and is
+/// told within a few election timeouts rather than after its deferral runs out.
+#[test]
+fn a_removed_voter_holding_back_for_its_leader_asks_and_is_told() {
+    let mut c = Cluster::new(4, 0, strict(), 43);
+    c.elect(1);
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+    assert_eq!(c.status(4).leader, Some(n(1)));
+
+    c.isolated.remove(&n(4));
+    tick_all_live(&mut c, 3);
+    assert!(
+        c.sent_where(|m| m.from == n(4) && matches!(m.body, MessageBody::Vote { .. }))
+            .is_empty(),
+        "it held back its campaign"
+    );
+    assert!(
+        c.events[3].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(4)
+    );
+}
+
+/// A learner and followers that hear their leader never ask: the question costs a
+/// message only where a replica was left alone.
+#[test]
+fn replicas_that_hear_their_leader_never_ask() {
+    let mut c = Cluster::new(3, 1, strict(), 47);
+    c.elect(1);
+    tick_all_live(&mut c, 5);
+    for id in 2..=4 {
+        assert_eq!(unheard_from(&c, id), 0, "replica {id}");
+    }
+}
+
+/// A follower that drops a non-member's vote request while it hears its leader relays it
+/// to that leader (`MessageBody::Unheard`), which tracks the replica again to tell it it
+/// was removed: the removed replica's membership may not name the current leader, and it
+/// asks only the voters it names. Regression (simulator's check that removed replicas are
+/// told, seeds 365 and 395): a removed voter campaigned for good to voters that dropped
+/// its requests. One of a later term is neither relayed nor tracked.
+#[test]
+fn a_follower_relays_a_removed_replicas_vote_request_to_its_leader() {
+    let mut c = Cluster::new(3, 0, strict(), 59);
+    c.elect(1);
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    // Node 9 hosts no replica here: what is sent to it is lost.
+    let to_us = |_: &[Replica], m: &Message| m.to.0 <= 3;
+    c.g_mut(2)
+        .step(msg(9, 2, term + 5, vote(false, last, term)));
+    c.deliver_all_where(to_us);
+    assert!(c.g(1).progress.get(&n(9)).is_none(), "a later term");
+    c.g_mut(2).step(msg(9, 2, term + 1, vote(true, last, term)));
+    c.deliver_all_where(to_us);
+    let relayed = c.sent_where(|m| {
+        m.from == n(2)
+            && m.to == n(1)
+            && m.body
+                == (MessageBody::Unheard {
+                    replica: n(9),
+                    term,
+                })
+    });
+    assert_eq!(relayed.len(), 1);
+    assert!(c.g(1).progress.get(&n(9)).is_some(), "tracked again");
+    assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+}
+
+/// A follower that holds back its campaign for a leader of an earlier term, which leads no
+/// more, asks it (`MessageBody::Unheard`) and is told the later term, as a stale leader is:
+/// it stops holding back for that leadership. Regression (simulator's check that removed
+/// replicas are told, seed 86): a removed replica asked a former leader, a follower now,
+/// for good, and never campaigned where the current leader would hear it.
+#[test]
+fn a_follower_asking_a_former_leader_learns_the_later_term() {
+    let mut c = Cluster::new(3, 0, strict(), 61);
+    c.elect(1);
+    let old = c.status(1).term;
+    c.isolated.insert(n(3));
+    c.g_mut(1).transfer_leader(n(2)).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(2).role, Role::Leader);
+    let new = c.status(2).term;
+    assert!(new > old);
+    assert_eq!(c.status(3).leader, Some(n(1)));
+    c.isolated.remove(&n(3));
+    // Replica 3 hears nothing from the new leader; its old leader's node is live.
+    for _ in 0..3 * strict().election_timeout_max_ticks {
+        c.g_mut(3).tick_with(|node| node == n(1));
+        c.deliver_all_where(|_, m| !(m.from == n(2) && m.to == n(3)));
+    }
+    assert_eq!(c.status(3).term, new, "{:?}", c.status(3));
+    assert_ne!(c.status(3).leader, Some(n(1)));
+}
+
+/// A removed replica tracked again while its leader cannot commit more (a voter cut off)
+/// is told at the commit index, where the committed membership already leaves it out:
+/// told at the leader's last index, it waited for a commit that never came. Regression
+/// (simulator's check that removed replicas are told, seed 494).
+#[test]
+fn a_removed_replica_is_told_at_the_commit_index_while_nothing_more_commits() {
+    let mut c = Cluster::new(3, 0, strict(), 67);
+    c.elect(1);
+    c.isolated.insert(n(3));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(3)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(1).progress.get(&n(3)).is_none(), "forgotten untold");
+    // Replica 2 is cut off: the leader's next entry cannot commit.
+    c.isolated.insert(n(2));
+    c.g_mut(1)
+        .propose(pid(1, 1), Bytes::from_static(b"x"))
+        .unwrap();
+    c.deliver_all();
+    assert!(c.status(1).commit < c.status(1).last_index);
+    c.isolated.remove(&n(3));
+    tick_all_live(&mut c, 4);
+    assert!(
+        c.events[2].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(3)
+    );
+}
+
+/// A removed follower whose election timer stands still for its quiet leader's live node
+/// (woken by another replica's message, the leader quiet still), forgotten by that leader
+/// while it was cut off, asks it once per election timeout, and is told. Regression
+/// (simulator's check that removed replicas are told, seed 434): it waited for that leader
+/// for good.
+#[test]
+fn a_removed_follower_waiting_for_its_quiet_leader_asks_and_is_told() {
+    let mut c = Cluster::new(4, 0, strict(), 73);
+    c.elect(1);
+    for _ in 0..10 * strict().election_timeout_max_ticks {
+        if c.g(1).is_quiesced() && c.g(4).is_quiesced() {
+            break;
+        }
+        for g in &mut c.groups {
+            g.tick_with(|_| true);
+        }
+        c.deliver_all();
+    }
+    assert!(c.g(4).is_quiesced(), "the group went quiet");
+    let (term, last) = (c.status(1).term, c.status(1).last_index);
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick_with(|_| true);
+        c.deliver_all();
+    }
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+    // Another replica's message wakes it; its leader said the group went quiet.
+    c.g_mut(4).step(msg(2, 4, term + 1, vote(true, last, term)));
+    assert!(!c.g(4).is_quiesced());
+    c.isolated.remove(&n(4));
+    tick_all_live(&mut c, 3);
+    assert!(
+        c.events[3].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(4)
+    );
+}
