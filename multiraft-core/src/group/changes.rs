@@ -308,8 +308,11 @@ impl Replica {
             .map(|(n, mut p)| {
                 if !members.contains(&n) && p.retire_at == 0 {
                     p.retire_at = index;
-                } else if members.contains(&n) {
+                } else if members.contains(&n) && p.retire_at != 0 {
+                    // Added back while it retired, perhaps as a new replica joining again:
+                    // what it said of its join was the retiring one's (review).
                     p.retire_at = 0;
+                    p.knows_commit = false;
                 }
                 (n, p)
             })
@@ -330,6 +333,7 @@ impl Replica {
     /// of an earlier stop and left then.
     pub(super) fn retire_again(&mut self, node: NodeId) {
         if self.role != Role::Leader
+            || node == self.node
             || self.membership.contains(node)
             || self.progress.get(&node).is_some()
         {
@@ -367,7 +371,8 @@ impl Replica {
             // Its election timer stands still: `heartbeat_elapsed`, a leader's count, counts
             // the ticks it waits (no replica is both).
             self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
-            let due = u32::from(self.heartbeat_elapsed) >= self.config.election_timeout_max_ticks;
+            let timeout = self.config.election_timeout_max_ticks;
+            let due = u32::from(self.heartbeat_elapsed) >= timeout.min(u32::from(u16::MAX));
             if due {
                 self.heartbeat_elapsed = 0;
             }
@@ -401,12 +406,19 @@ impl Replica {
     /// request this replica dropped): a leader tracks it again if it removed and forgot it
     /// (`retire_again`), if its term is no later than ours — one of a later term would
     /// refuse our appends and, once tracked, depose us with its answers (simulator, seeds
-    /// 482, 1152 and 1335, without PreVote). A follower relays it to its leader.
+    /// 482, 1152 and 1335, without PreVote). A leader that tracks it wakes, if quiet. Any
+    /// other replica that knows a leader relays it there.
     pub(super) fn heard_unheard(&mut self, replica: NodeId, term: u64) {
         if term > self.term {
             return;
         }
         if self.role == Role::Leader {
+            if self.progress.get(&replica).is_some() {
+                // A replica it tracks, left waiting: a quiet leader wakes, heartbeats it,
+                // and tells it the group is quiet again once idle, so that it stops asking
+                // (review: a restarted learner of a quiet group asked for good).
+                return self.wake();
+            }
             return self.retire_again(replica);
         }
         if let Some(leader) = self.leader.filter(|l| *l != self.node && *l != replica) {

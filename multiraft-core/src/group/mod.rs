@@ -406,9 +406,10 @@ pub struct Replica {
     removed: bool,
     /// Created to join a running group and not yet caught up (`Node::join_group`): it
     /// neither campaigns nor votes, whatever the memberships in its log say, until it holds
-    /// everything its leader had committed (`changes.rs`). Persisted as a stored
-    /// membership that leaves this node out. One byte for both states of a join: the
-    /// replica's inline size is what every quiesced group costs.
+    /// everything its leader had committed (`changes.rs`); then joined but not yet stored
+    /// so (`Join::Unsaved`); then a member like any other. Joining is persisted as a stored
+    /// membership that leaves this node out. One byte for the three states: the replica's
+    /// inline size is what every quiesced group costs.
     join: Join,
     /// Leader elected by its own vote alone (the only voter), in a term not yet durable:
     /// until its first entry of the term is, nothing it sends may leave before the write
@@ -962,7 +963,11 @@ impl Replica {
                 index,
                 hint_index,
                 hint_term,
-            } => self.handle_append_response(from, success, index, hint_index, hint_term),
+                joined,
+            } => {
+                let hint = (hint_index, hint_term);
+                self.handle_append_response(from, success, index, hint, joined)
+            }
             MessageBody::Heartbeat { commit, round } => self.handle_heartbeat(from, commit, round),
             MessageBody::Quiesce { commit, round } => {
                 self.handle_heartbeat(from, commit, round);

@@ -99,19 +99,15 @@ pub(crate) struct Progress {
     /// The leader's last heartbeat round left the replica out.
     pub(crate) beat_skipped: bool,
     /// The replica acknowledged an append whose commit index it held, once the leader's
-    /// latest membership was committed: a joining replica has then joined (it votes;
-    /// `Replica::joined`), which is what promoting it needs (`changes.rs`). Read from a
-    /// successful `AppendResponse` (`told_commit`); a joining replica answers a snapshot
-    /// chunk it no longer needs with a snapshot acknowledgement, so that only an append's
-    /// answer reads so. Forgotten with the match, when the replica's node restarts.
+    /// latest membership was committed, and said it is no joining replica and its storage
+    /// says so (`AppendResponse::joined`): a joining replica has then joined (it votes;
+    /// `Replica::joined`) and stored it, which is what promoting it needs (`changes.rs`).
+    /// Read from a successful `AppendResponse` (`told_commit`); a joining replica answers a
+    /// snapshot chunk it no longer needs with a snapshot acknowledgement, so that only an
+    /// append's answer reads so. Forgotten with the match, when the replica's node restarts.
+    /// Without `joined`, a replica that joined while the entry adding it was uncommitted
+    /// was known to have joined before it stored so (review).
     pub(crate) knows_commit: bool,
-    /// The leader's last index when it began tracking the replica: the entry that added it,
-    /// or, for a record a new leader made, a later one. `knows_commit` asks for a commit
-    /// index at least this, so that a joining replica has stored that it joined
-    /// (`Replica::save_joined`, in the write its answer waits for) before the leader
-    /// counts on it: promoted while a restart could still make it a joining replica
-    /// again, it would refuse the vote its new configuration needs.
-    pub(crate) added_at: u64,
 }
 
 impl Progress {
@@ -131,7 +127,6 @@ impl Progress {
             appended_since_beat: false,
             beat_skipped: false,
             knows_commit: false,
-            added_at: next.saturating_sub(1),
         }
     }
 
@@ -193,8 +188,7 @@ impl Progress {
 
     /// Whether a successful answer up to `index` shows that the replica held the commit
     /// index of the append it answers (before `on_success` takes that append off the
-    /// window): a joining replica has then joined (`knows_commit`), once that commit index
-    /// is at least `added_at`. Either the append in
+    /// window): a joining replica has then joined (`knows_commit`). Either the append in
     /// flight that ends at `index` carried a commit index at or below it, or every append
     /// sent since the replica's match was last forgotten did (`commit_sent`, the highest
     /// any carried). In flight, an append is known by its last index: one sent earlier to
@@ -204,12 +198,11 @@ impl Progress {
     /// moved it on (a slower link, steady writes) was never known to have joined, and its
     /// promotion never ended (review).
     pub(crate) fn told_commit(&self, index: u64) -> bool {
-        let floor = self.added_at.max(1);
         let in_flight = self
             .inflight
             .iter()
-            .any(|&(last, commit)| last == index && (floor..=index).contains(&commit));
-        in_flight || self.commit_sent >= floor && index >= self.commit_sent
+            .any(|&(last, commit)| last == index && commit <= index);
+        in_flight || self.commit_sent != 0 && index >= self.commit_sent
     }
 
     /// A successful append response up to `index`. Returns whether `matched` moved.

@@ -11,7 +11,7 @@ use crate::ids::NodeId;
 use crate::message::{MessageBody, Refusal};
 
 use super::progress::ProgressState;
-use super::{LeaderSaid, Replica, Role};
+use super::{Join, LeaderSaid, Replica, Role};
 
 impl Replica {
     // ----- replication: follower side ----------------------------------------------------
@@ -136,6 +136,9 @@ impl Replica {
                 index,
                 hint_index,
                 hint_term,
+                // Sent after the write, which stores a join (`save_joined`) only when this
+                // cycle's ready is taken: a join stored there is said by the next answer.
+                joined: success && self.join == Join::Member,
             },
         );
     }
@@ -160,8 +163,8 @@ impl Replica {
         from: NodeId,
         success: bool,
         index: u64,
-        hint_index: u64,
-        hint_term: u64,
+        (hint_index, hint_term): (u64, u64),
+        joined: bool,
     ) {
         if self.role != Role::Leader {
             // An answer, at this term, to appends of a leadership this replica does not
@@ -185,7 +188,7 @@ impl Replica {
         };
         pr.recent_active = true;
         // Asked only until known: `told_commit` reads the window of appends in flight.
-        if !pr.knows_commit && success && config_committed {
+        if !pr.knows_commit && success && config_committed && joined {
             pr.knows_commit = pr.told_commit(index);
         }
         if success {

@@ -86,6 +86,12 @@ pub enum MessageBody {
         hint_index: u64,
         /// The term of the follower's entry at `hint_index`.
         hint_term: u64,
+        /// On success: the sender is no joining replica, and its storage says so (created
+        /// with the group, or joined and stored with the membership that has it,
+        /// `Replica::save_joined`). A joining replica is promoted only once its answer
+        /// says so (`Progress::knows_commit`): promoted before, a restart could make it a
+        /// joining replica again, refusing the vote its new configuration needs.
+        joined: bool,
     },
     /// Keeps followers from campaigning and carries the commit index.
     Heartbeat {
@@ -188,17 +194,21 @@ pub enum MessageBody {
         /// The term of its entry at `last_index`.
         last_term: u64,
     },
-    /// A replica that heard no leader for an election timeout and does not campaign — a
-    /// learner (one its own membership makes no voter), or a follower holding back for its
-    /// leader's live node — that is not joining and was not told it is removed: a learner
-    /// sends it to the voters of its membership and the leader it knew, a follower to that
-    /// leader; a follower that drops a non-member's vote request relays it to its leader.
-    /// A replica of a later term than the asker's tells it its term instead (the
-    /// follower's leader of an earlier term leads no more). A leader that does not track it takes it
-    /// for a replica it removed and forgot untold, and tracks it again until it can tell it
-    /// ([`MessageBody::Removed`]); anyone else ignores it. Without it, a removed replica
-    /// whose `Removed` was lost, or that fell silent before it was told, stayed on its node
-    /// for good.
+    /// A replica asks to be tracked: it heard no leader for an election timeout, does not
+    /// campaign, is not joining, and was not told it is removed. A learner (one its own
+    /// membership makes no voter) sends it to the voters of its membership and the leader
+    /// it knew; a follower holding back its campaign for its leader's live node, or whose
+    /// timer stands still for a quiet leader, to that leader. A follower that drops a
+    /// non-member's vote request while it hears its leader sends it for that replica.
+    ///
+    /// A leader that does not track the replica takes it for one it removed and forgot
+    /// untold, and tracks it again until it can tell it ([`MessageBody::Removed`]); one
+    /// that tracks it wakes if quiet. Any other replica that knows a leader relays the
+    /// asker's own question there. A replica of a later term than the asker's tells it its
+    /// term (its leader of an earlier term leads no more), and one of the same term that
+    /// does not lead refuses as it refuses a forward (`ProposeRejected`). Without it, a
+    /// removed replica whose `Removed` was lost, or that fell silent before it was told,
+    /// stayed on its node for good.
     Unheard {
         /// The replica that heard no leader: the sender, or a removed replica whose vote
         /// request a follower dropped while it heard its leader, and relays.

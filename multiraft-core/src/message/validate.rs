@@ -504,6 +504,7 @@ mod tests {
                 index: 9,
                 hint_index: 3,
                 hint_term: 2,
+                joined: false,
             }),
             msg(MessageBody::Propose {
                 proposals: vec![(pid(1, 1), Bytes::from_static(b"x"))],

@@ -120,6 +120,7 @@ async fn echo(t2: QuicTransport, mut rx2: Receiver<MessageBatch>) {
                         index: prev_index,
                         hint_index: 0,
                         hint_term: 0,
+                        joined: true,
                     },
                     _ => MessageBody::HeartbeatResponse { round: 0 },
                 };

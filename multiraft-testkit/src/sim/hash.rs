@@ -103,12 +103,14 @@ impl TraceHash {
                 index,
                 hint_index,
                 hint_term,
+                joined,
             } => {
                 self.u64(4);
                 self.u64(u64::from(*success));
                 self.u64(*index);
                 self.u64(*hint_index);
                 self.u64(*hint_term);
+                self.u64(u64::from(*joined));
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.u64(5);

@@ -121,9 +121,11 @@ fn body(b: &MessageBody) -> String {
             index,
             hint_index,
             hint_term,
+            joined,
         } => {
             if *success {
-                format!("append ok {index}")
+                let joined = if *joined { "" } else { " (joining)" };
+                format!("append ok {index}{joined}")
             } else {
                 format!("append reject {index} hint {hint_index}/{hint_term}")
             }

@@ -124,6 +124,7 @@ fn ack(index: u64) -> MessageBody {
         index,
         hint_index: 0,
         hint_term: 0,
+        joined: true,
     }
 }
 
@@ -133,6 +134,7 @@ fn nack(index: u64, hint_index: u64, hint_term: u64) -> MessageBody {
         index,
         hint_index,
         hint_term,
+        joined: false,
     }
 }
 

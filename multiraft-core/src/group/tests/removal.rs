@@ -123,7 +123,12 @@ fn a_removed_voter_holding_back_for_its_leader_asks_and_is_told() {
 /// message only where a replica was left alone.
 #[test]
 fn replicas_that_hear_their_leader_never_ask() {
-    let mut c = Cluster::new(3, 1, strict(), 47);
+    // Not quiet: every replica ticks, and hears its leader's heartbeats.
+    let config = Config {
+        quiesce: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 1, config, 47);
     c.elect(1);
     tick_all_live(&mut c, 5);
     for id in 2..=4 {
@@ -263,4 +268,34 @@ fn a_removed_follower_waiting_for_its_quiet_leader_asks_and_is_told() {
         "never told: {:?}",
         c.status(4)
     );
+}
+
+/// A learner of a quiet group, restarted (its timer runs, it knows no leader), asks the
+/// voters; its leader, which tracks it, wakes, heartbeats it, and tells it the group is
+/// quiet again once idle: the learner stops asking. Regression (review): ignored by a
+/// leader that tracked it, it asked every election timeout for good.
+#[test]
+fn a_restarted_learner_of_a_quiet_group_stops_asking() {
+    let mut c = Cluster::new(3, 1, strict(), 79);
+    c.elect(1);
+    for _ in 0..10 * strict().election_timeout_max_ticks {
+        if c.groups.iter().all(Replica::is_quiesced) {
+            break;
+        }
+        for g in &mut c.groups {
+            g.tick_with(|_| true);
+        }
+        c.deliver_all();
+    }
+    assert!(
+        c.groups.iter().all(Replica::is_quiesced),
+        "the group went quiet"
+    );
+    c.groups[3] = Replica::restore(n(4), c.loaded(4), Arc::new(strict()), 80).unwrap();
+    assert!(!c.g(4).is_quiesced());
+    tick_all_live(&mut c, 10);
+    // A question goes to each of the three voters: once, or twice.
+    let asked = unheard_from(&c, 4);
+    assert!((3..=6).contains(&asked), "{asked} questions");
+    assert!(c.g(4).is_quiesced());
 }

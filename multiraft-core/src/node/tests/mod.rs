@@ -262,6 +262,7 @@ fn one_write_and_one_batch_per_peer(count: u64) {
         index: 1,
         hint_index: 0,
         hint_term: 0,
+        joined: true,
     };
     node.step(batch_for(2, 1, 1, &list, ack));
     let r = node.ready().unwrap();
