@@ -64,12 +64,7 @@ impl Replica {
             _ => {
                 if self.election_elapsed >= self.randomized_timeout {
                     if self.defers_campaign(&node_live) {
-                        // From its second timeout on: under overload a busy leader's
-                        // heartbeats come late, and its followers' questions would add to
-                        // its load for nothing.
-                        if self.election_elapsed >= self.randomized_timeout.saturating_mul(2) {
-                            self.ask_if_unheard(false);
-                        }
+                        self.ask_if_unheard(false);
                     } else {
                         self.election_elapsed = 0;
                         self.campaign_inner();
