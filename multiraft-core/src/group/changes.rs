@@ -379,7 +379,7 @@ impl Replica {
             due
         } else {
             let timeout = self.randomized_timeout.max(1);
-            self.election_elapsed > 0 && self.election_elapsed % timeout == 0
+            self.election_elapsed > 0 && self.election_elapsed.is_multiple_of(timeout)
         };
         if !due || self.is_joining() || self.removed {
             return;

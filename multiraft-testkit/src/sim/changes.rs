@@ -339,16 +339,16 @@ impl<A: SimApp> Simulation<A> {
     /// later `join_group` of that node fails. Judged where the group's leader (of the
     /// highest term) has settled its membership, which leaves out the replica as the
     /// committed one does, and the replica's node is up and not lost. `seen` holds, per
-    /// group and host, when. Three kinds the library does not tell yet are counted once
+    /// group and host, when. Four kinds the library does not tell yet are counted once
     /// each instead (`SimReport::removed_untold_joining`, `removed_untold_later_term`,
-    /// `removed_untold_orphaned`).
+    /// `removed_untold_orphaned`, `removed_untold_quiesced`).
     pub(super) fn check_removed_told(
         &mut self,
         recovered: &BTreeSet<GroupId>,
         seen: &mut BTreeMap<(GroupId, usize), u64>,
         counted: &mut BTreeSet<(GroupId, usize)>,
     ) -> Result<(), Failure> {
-        let (mut joining, mut later_term, mut orphaned) = (0, 0, 0);
+        let (mut joining, mut later_term, mut orphaned, mut quiesced) = (0, 0, 0, 0);
         let slowest_tick_us = self.nodes.iter().map(|n| n.tick_us).max().unwrap_or(1);
         let bound_us = REMOVED_TOLD_TIMEOUTS
             * u64::from(self.cfg.core.election_timeout_max_ticks)
@@ -398,12 +398,16 @@ impl<A: SimApp> Simulation<A> {
                             .chain(&m.outgoing)
                             .any(|n| *n != id && hosts_it(n))
                     });
-                    if r.is_some_and(|r| r.is_joining()) || later || orphan {
+                    // Quiet: it does not tick, so it never asks.
+                    let quiet = r.is_some_and(|r| r.is_quiesced());
+                    if r.is_some_and(|r| r.is_joining()) || later || orphan || quiet {
                         if counted.insert((*g, i)) {
                             *if later {
                                 &mut later_term
                             } else if orphan {
                                 &mut orphaned
+                            } else if quiet {
+                                &mut quiesced
                             } else {
                                 &mut joining
                             } += 1;
@@ -446,6 +450,7 @@ impl<A: SimApp> Simulation<A> {
         self.report.removed_untold_joining += joining;
         self.report.removed_untold_later_term += later_term;
         self.report.removed_untold_orphaned += orphaned;
+        self.report.removed_untold_quiesced += quiesced;
         Ok(())
     }
 

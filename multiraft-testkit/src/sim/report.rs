@@ -184,6 +184,9 @@ pub struct SimReport {
     /// The same, for a replica whose membership names no voter that still hosts the group:
     /// it has no one to ask (`MessageBody::Unheard`), and no leader hears of it.
     pub removed_untold_orphaned: u64,
+    /// The same, for a replica its leader quiesced and then, while it was cut off, removed
+    /// and forgot: it does not tick, so it never asks, and its leader's node stays live.
+    pub removed_untold_quiesced: u64,
 }
 
 impl SimReport {
