@@ -26,6 +26,34 @@ fn unheard_from(c: &Cluster, id: u64) -> usize {
         .len()
 }
 
+/// Ticks every replica, every node live, until the whole group is quiet.
+fn quiesce_all(c: &mut Cluster) {
+    for _ in 0..10 * strict().election_timeout_max_ticks {
+        if c.groups.iter().all(Replica::is_quiesced) {
+            return;
+        }
+        for g in &mut c.groups {
+            g.tick_with(|_| true);
+        }
+        c.deliver_all();
+    }
+    panic!("the group did not go quiet");
+}
+
+/// Replica `id`, cut off, is removed by leader 1, which forgets it untold once it has been
+/// silent for an election timeout. It stays cut off.
+fn remove_while_cut_off(c: &mut Cluster, id: u64) {
+    c.isolated.insert(n(id));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(id)))
+        .unwrap();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick_with(|_| true);
+        c.deliver_all();
+    }
+    assert!(c.g(1).progress.get(&n(id)).is_none(), "forgotten untold");
+}
+
 /// A removed replica whose `Removed` was lost, forgotten by its leader once told, asks
 /// to be tracked once it hears no leader (`MessageBody::Unheard`), and is told again.
 /// Regression (simulator's new check, 85 of 400 seeds): it held the removal, committed,
@@ -67,16 +95,8 @@ fn a_removed_replica_whose_removed_was_lost_asks_and_is_told() {
 fn a_removed_learner_forgotten_untold_asks_and_is_told() {
     let mut c = Cluster::new(3, 1, strict(), 41);
     c.elect(1);
-    c.isolated.insert(n(4));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(4)))
-        .unwrap();
-    for _ in 0..4 * strict().election_timeout_max_ticks {
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
+    remove_while_cut_off(&mut c, 4);
     assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
-    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
 
     c.isolated.remove(&n(4));
     tick_all_live(&mut c, 3);
@@ -94,15 +114,7 @@ fn a_removed_learner_forgotten_untold_asks_and_is_told() {
 fn a_removed_voter_holding_back_for_its_leader_asks_and_is_told() {
     let mut c = Cluster::new(4, 0, strict(), 43);
     c.elect(1);
-    c.isolated.insert(n(4));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(4)))
-        .unwrap();
-    for _ in 0..4 * strict().election_timeout_max_ticks {
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+    remove_while_cut_off(&mut c, 4);
     assert_eq!(c.status(4).leader, Some(n(1)));
 
     c.isolated.remove(&n(4));
@@ -204,15 +216,7 @@ fn a_follower_asking_a_former_leader_learns_the_later_term() {
 fn a_removed_replica_is_told_at_the_commit_index_while_nothing_more_commits() {
     let mut c = Cluster::new(3, 0, strict(), 67);
     c.elect(1);
-    c.isolated.insert(n(3));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(3)))
-        .unwrap();
-    for _ in 0..4 * strict().election_timeout_max_ticks {
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(1).progress.get(&n(3)).is_none(), "forgotten untold");
+    remove_while_cut_off(&mut c, 3);
     // Replica 2 is cut off: the leader's next entry cannot commit.
     c.isolated.insert(n(2));
     c.g_mut(1)
@@ -238,26 +242,9 @@ fn a_removed_replica_is_told_at_the_commit_index_while_nothing_more_commits() {
 fn a_removed_follower_waiting_for_its_quiet_leader_asks_and_is_told() {
     let mut c = Cluster::new(4, 0, strict(), 73);
     c.elect(1);
-    for _ in 0..10 * strict().election_timeout_max_ticks {
-        if c.g(1).is_quiesced() && c.g(4).is_quiesced() {
-            break;
-        }
-        for g in &mut c.groups {
-            g.tick_with(|_| true);
-        }
-        c.deliver_all();
-    }
-    assert!(c.g(4).is_quiesced(), "the group went quiet");
+    quiesce_all(&mut c);
     let (term, last) = (c.status(1).term, c.status(1).last_index);
-    c.isolated.insert(n(4));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(4)))
-        .unwrap();
-    for _ in 0..4 * strict().election_timeout_max_ticks {
-        c.g_mut(1).tick_with(|_| true);
-        c.deliver_all();
-    }
-    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten untold");
+    remove_while_cut_off(&mut c, 4);
     // Another replica's message wakes it; its leader said the group went quiet.
     c.g_mut(4).step(msg(2, 4, term + 1, vote(true, last, term)));
     assert!(!c.g(4).is_quiesced());
@@ -278,19 +265,7 @@ fn a_removed_follower_waiting_for_its_quiet_leader_asks_and_is_told() {
 fn a_restarted_learner_of_a_quiet_group_stops_asking() {
     let mut c = Cluster::new(3, 1, strict(), 79);
     c.elect(1);
-    for _ in 0..10 * strict().election_timeout_max_ticks {
-        if c.groups.iter().all(Replica::is_quiesced) {
-            break;
-        }
-        for g in &mut c.groups {
-            g.tick_with(|_| true);
-        }
-        c.deliver_all();
-    }
-    assert!(
-        c.groups.iter().all(Replica::is_quiesced),
-        "the group went quiet"
-    );
+    quiesce_all(&mut c);
     c.groups[3] = Replica::restore(n(4), c.loaded(4), Arc::new(strict()), 80).unwrap();
     assert!(!c.g(4).is_quiesced());
     tick_all_live(&mut c, 10);
