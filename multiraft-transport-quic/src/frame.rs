@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     version   FRAME_VERSION (1); anything else is FrameError::UnknownVersion
+//! 0       1     version   FRAME_VERSION (2); anything else is FrameError::UnknownVersion
 //! 1       1     kind      FRAME_KIND_BATCH (0); anything else is FrameError::UnknownKind
 //! 2       2     reserved  must be zero
 //! 4       4     length    payload bytes, u32 big-endian, 1..=FrameLimits::max_frame_bytes
@@ -47,8 +47,10 @@
 
 use multiraft_core::{InvalidMessage, MessageBatch, MessageLimits, NodeId};
 
-/// The only frame version this crate speaks.
-pub const FRAME_VERSION: u8 = 1;
+/// The only frame version this crate speaks. 2 since `AppendResponse` carries `joined`: a
+/// node of version 1 would misread a batch holding it where it did not fail outright, so
+/// it refuses the frame by its version instead.
+pub const FRAME_VERSION: u8 = 2;
 
 /// The frame kind of a [`MessageBatch`] frame (other kinds, such as snapshot chunks, are
 /// reserved for later versions).
@@ -445,20 +447,24 @@ mod tests {
                 max: DEFAULT_MAX_FRAME_BYTES
             })
         );
+        // Version 1, an earlier build's, is refused as any other.
+        for version in [1, 3] {
+            assert_eq!(
+                decode_header(&[version, 0, 0, 0, 0, 0, 0, 1], &limits),
+                Err(FrameError::UnknownVersion { version })
+            );
+        }
+        let v = FRAME_VERSION;
         assert_eq!(
-            decode_header(&[2, 0, 0, 0, 0, 0, 0, 1], &limits),
-            Err(FrameError::UnknownVersion { version: 2 })
-        );
-        assert_eq!(
-            decode_header(&[1, 9, 0, 0, 0, 0, 0, 1], &limits),
+            decode_header(&[v, 9, 0, 0, 0, 0, 0, 1], &limits),
             Err(FrameError::UnknownKind { kind: 9 })
         );
         assert_eq!(
-            decode_header(&[1, 0, 0, 1, 0, 0, 0, 1], &limits),
+            decode_header(&[v, 0, 0, 1, 0, 0, 0, 1], &limits),
             Err(FrameError::ReservedBitsSet)
         );
         assert_eq!(
-            decode_header(&[1, 0, 0, 0, 0, 0, 0, 0], &limits),
+            decode_header(&[v, 0, 0, 0, 0, 0, 0, 0], &limits),
             Err(FrameError::Empty)
         );
     }

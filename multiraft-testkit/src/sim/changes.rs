@@ -366,10 +366,11 @@ impl<A: SimApp> Simulation<A> {
                 .filter_map(|i| self.nodes[*i].node.as_ref()?.replica(*g))
                 .filter(|r| r.status().role == Role::Leader)
                 .max_by_key(|r| r.status().term)
-                .map(|r| (r.membership().clone(), r.status().term));
-            let Some((leader, leader_term)) = leader else {
+                .map(|r| (r.membership().clone(), r.status().term, r.followers()));
+            let Some((leader, leader_term, followers)) = leader else {
                 continue;
             };
+            let tracked = |node: NodeId| followers.iter().any(|f| f.node == node);
             for &i in hosts {
                 let id = self.nodes[i].id;
                 let removed = !committed.contains(id) && !leader.contains(id);
@@ -398,18 +399,20 @@ impl<A: SimApp> Simulation<A> {
                             .chain(&m.outgoing)
                             .any(|n| *n != id && hosts_it(n))
                     });
-                    // Quiet: it does not tick, so it never asks.
-                    let quiet = r.is_some_and(|r| r.is_quiesced());
-                    if r.is_some_and(|r| r.is_joining()) || later || orphan || quiet {
+                    // Quiet and forgotten: it does not tick, so it never asks. One its leader
+                    // still tracks is the leader's to tell: judged.
+                    let quiet = r.is_some_and(|r| r.is_quiesced()) && !tracked(id);
+                    let joins = r.is_some_and(|r| r.is_joining());
+                    if joins || later || orphan || quiet {
                         if counted.insert((*g, i)) {
-                            *if later {
+                            *if joins {
+                                &mut joining
+                            } else if later {
                                 &mut later_term
                             } else if orphan {
                                 &mut orphaned
-                            } else if quiet {
-                                &mut quiesced
                             } else {
-                                &mut joining
+                                &mut quiesced
                             } += 1;
                         }
                         continue;

@@ -61,9 +61,10 @@ fn push_joining_replica_4(c: &mut Cluster) {
 }
 
 /// The leader knows a joining replica joined (`Progress::knows_commit`) only from an
-/// answer to an append whose commit index reaches the entry that added it: by then the
-/// replica stored that it joined, in the write its answer waited for. Answers to appends
-/// sent before that entry committed do not say so, however late they arrive.
+/// answer that says it stored so (`AppendResponse::joined`): the replica says it once the
+/// membership in force at its commit index has it, in an answer sent after the write that
+/// stored it. Its answers to appends sent before the entry adding it committed do not say
+/// so, however late they arrive.
 #[test]
 fn a_joining_replica_is_known_to_have_joined_only_once_told_the_commit_that_added_it() {
     let mut c = Cluster::new(3, 0, strict(), 71);
