@@ -12,13 +12,7 @@ use crate::membership::MembershipChange;
 /// never had, and refused `Removed` for good.
 #[test]
 fn a_joined_replica_stores_its_membership_once_the_entry_adding_it_commits() {
-    let mut c = Cluster::new(3, 0, strict(), 53);
-    c.elect(1);
-    push_joining_replica_4(&mut c);
-    c.g_mut(1)
-        .change_membership(MembershipChange::AddLearner(n(4)))
-        .unwrap();
-    let add = c.status(1).last_index;
+    let (mut c, add) = adding_learner_4(53);
     // Replicas 2 and 3 hear nothing: the entry adding 4 stays uncommitted.
     let cut = |_: &[Replica], m: &Message| m.to != n(2) && m.to != n(3);
     for _ in 0..2 * strict().heartbeat_interval_ticks {
@@ -44,6 +38,19 @@ fn a_joined_replica_stores_its_membership_once_the_entry_adding_it_commits() {
     );
 }
 
+/// Voters 1, 2 and 3, led by 1, and replica 4 joining (`Node::join_group`), which leader 1
+/// adds as a learner: the cluster, and the index of the entry that adds it.
+fn adding_learner_4(seed: u64) -> (Cluster, u64) {
+    let mut c = Cluster::new(3, 0, strict(), seed);
+    c.elect(1);
+    push_joining_replica_4(&mut c);
+    c.g_mut(1)
+        .change_membership(MembershipChange::AddLearner(n(4)))
+        .unwrap();
+    let add = c.status(1).last_index;
+    (c, add)
+}
+
 /// Adds replica 4 to a cluster of voters 1, 2 and 3, joining (`Node::join_group`).
 fn push_joining_replica_4(c: &mut Cluster) {
     let config = Arc::new(strict());
@@ -67,13 +74,7 @@ fn push_joining_replica_4(c: &mut Cluster) {
 /// so, however late they arrive.
 #[test]
 fn a_joining_replica_is_known_to_have_joined_only_once_told_the_commit_that_added_it() {
-    let mut c = Cluster::new(3, 0, strict(), 71);
-    c.elect(1);
-    push_joining_replica_4(&mut c);
-    c.g_mut(1)
-        .change_membership(MembershipChange::AddLearner(n(4)))
-        .unwrap();
-    let add = c.status(1).last_index;
+    let (mut c, add) = adding_learner_4(71);
     // The voters' answers are held back, so the entry adding 4 is not yet committed when
     // replica 4 catches up; so is 4's answer that it holds it all.
     let (mut voters, mut caught_up) = (Vec::new(), Vec::new());

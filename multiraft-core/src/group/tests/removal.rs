@@ -26,6 +26,15 @@ fn unheard_from(c: &Cluster, id: u64) -> usize {
         .len()
 }
 
+/// Replica `id` reported that it was removed (`GroupEvent::Removed`).
+fn assert_told(c: &Cluster, id: u64) {
+    assert!(
+        c.events[id as usize - 1].contains(&GroupEvent::Removed),
+        "never told: {:?}",
+        c.status(id)
+    );
+}
+
 /// Ticks every replica, every node live, until the whole group is quiet.
 fn quiesce_all(c: &mut Cluster) {
     for _ in 0..10 * strict().election_timeout_max_ticks {
@@ -80,11 +89,7 @@ fn a_removed_replica_whose_removed_was_lost_asks_and_is_told() {
 
     tick_all_live(&mut c, 3);
     assert!(unheard_from(&c, 3) > 0);
-    assert!(
-        c.events[2].contains(&GroupEvent::Removed),
-        "never told: {:?}",
-        c.status(3)
-    );
+    assert_told(&c, 3);
     assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
 }
 
@@ -100,11 +105,7 @@ fn a_removed_learner_forgotten_untold_asks_and_is_told() {
 
     c.isolated.remove(&n(4));
     tick_all_live(&mut c, 3);
-    assert!(
-        c.events[3].contains(&GroupEvent::Removed),
-        "never told: {:?}",
-        c.status(4)
-    );
+    assert_told(&c, 4);
 }
 
 /// A removed voter forgotten untold whose leader's node is live holds back its campaign
@@ -124,11 +125,7 @@ fn a_removed_voter_holding_back_for_its_leader_asks_and_is_told() {
             .is_empty(),
         "it held back its campaign"
     );
-    assert!(
-        c.events[3].contains(&GroupEvent::Removed),
-        "never told: {:?}",
-        c.status(4)
-    );
+    assert_told(&c, 4);
 }
 
 /// A learner and followers that hear their leader never ask: the question costs a
@@ -226,11 +223,7 @@ fn a_removed_replica_is_told_at_the_commit_index_while_nothing_more_commits() {
     assert!(c.status(1).commit < c.status(1).last_index);
     c.isolated.remove(&n(3));
     tick_all_live(&mut c, 4);
-    assert!(
-        c.events[2].contains(&GroupEvent::Removed),
-        "never told: {:?}",
-        c.status(3)
-    );
+    assert_told(&c, 3);
 }
 
 /// A removed follower whose election timer stands still for its quiet leader's live node
@@ -250,11 +243,7 @@ fn a_removed_follower_waiting_for_its_quiet_leader_asks_and_is_told() {
     assert!(!c.g(4).is_quiesced());
     c.isolated.remove(&n(4));
     tick_all_live(&mut c, 3);
-    assert!(
-        c.events[3].contains(&GroupEvent::Removed),
-        "never told: {:?}",
-        c.status(4)
-    );
+    assert_told(&c, 4);
 }
 
 /// A learner of a quiet group, restarted (its timer runs, it knows no leader), asks the
