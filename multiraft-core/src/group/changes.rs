@@ -309,10 +309,13 @@ impl Replica {
                 if !members.contains(&n) && p.retire_at == 0 {
                     p.retire_at = index;
                 } else if members.contains(&n) && p.retire_at != 0 {
-                    // Added back while it retired, perhaps as a new replica joining again:
-                    // what it said of its join was the retiring one's (review).
+                    // Added back while it retired, perhaps as a new replica joining again
+                    // (its node deleted the removed one by hand): what the record holds —
+                    // its match, what it was told, its join — was the retiring one's, and
+                    // a match kept would count entries the new one lacks toward a commit
+                    // (review). Probed afresh.
                     p.retire_at = 0;
-                    p.knows_commit = false;
+                    p.forget_match(next);
                 }
                 (n, p)
             })

@@ -29,6 +29,7 @@ impl Outgoing {
             idle_ticks: 0,
             resends: 0,
             unacked_ticks: 0,
+            gap_resent: None,
         }
     }
 }
@@ -61,6 +62,10 @@ pub(crate) struct Outgoing {
     /// again. A transfer stalled this way for an election timeout no longer defers the
     /// leader's next snapshot (`Replica::snapshot_deferred`).
     pub(crate) unacked_ticks: u32,
+    /// The acknowledged point from which the chunks went again on a gap
+    /// (`SnapshotAck::gap`): once per point, since every chunk of the window in flight
+    /// past the lost one answers with the same gap.
+    pub(crate) gap_resent: Option<u32>,
 }
 
 /// The leader's record of one replica.

@@ -339,6 +339,14 @@ impl Replica {
             o.unacked_ticks = 0;
         }
         o.acked = ack.next;
+        if ack.gap && o.requested > o.acked && o.gap_resent != Some(o.acked) {
+            // Chunks from `acked` on were lost to the follower: send them again now, once
+            // per acknowledged point — the other chunks of the window in flight answer with
+            // the same gap, and a resend lost again waits for `retry_snapshot`.
+            o.gap_resent = Some(o.acked);
+            o.requested = o.acked;
+            o.reading = false;
+        }
         if o.requested < o.acked {
             o.requested = o.acked;
             o.reading = false;
@@ -442,7 +450,7 @@ impl Replica {
                 // its leader promotes it only once it has. The done acknowledgement moves
                 // the leader on to appends as well.
                 let next = chunk.seq.saturating_add(1);
-                return self.ack_snapshot(from, index, next, true);
+                return self.ack_snapshot(from, index, next, true, false);
             }
             let committed = self.log.committed;
             return self.send_after(
@@ -462,7 +470,10 @@ impl Replica {
             _ => 0,
         };
         if chunk.seq != expected {
-            return self.ack_snapshot(from, index, expected, false);
+            // A chunk past the one wanted says those between were lost or reordered: the
+            // leader sends them again at once (`SnapshotAck::gap`). One before it is a copy.
+            let gap = chunk.seq > expected;
+            return self.ack_snapshot(from, index, expected, false, gap);
         }
         let last = chunk.last;
         let meta = chunk.meta.clone();
@@ -482,10 +493,10 @@ impl Replica {
                 next: expected + 1,
                 idle_ticks: 0,
             }));
-            return self.ack_snapshot(from, index, expected + 1, false);
+            return self.ack_snapshot(from, index, expected + 1, false, false);
         }
         self.install(meta);
-        self.ack_snapshot(from, index, expected + 1, true);
+        self.ack_snapshot(from, index, expected + 1, true, false);
     }
 
     /// The last chunk arrived (it is written with this ready): the log follows the
@@ -508,12 +519,13 @@ impl Replica {
     }
 
     /// Sent once this ready's write (the chunk) is durable.
-    fn ack_snapshot(&mut self, to: NodeId, index: u64, next: u32, done: bool) {
+    fn ack_snapshot(&mut self, to: NodeId, index: u64, next: u32, done: bool, gap: bool) {
         let body = MessageBody::SnapshotAck(SnapshotAck {
             index,
             next,
             done,
             refused: false,
+            gap,
         });
         self.send_after(to, body);
     }

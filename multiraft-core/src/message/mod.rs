@@ -232,6 +232,11 @@ pub struct SnapshotAck {
     /// The follower's node has no room for another incoming snapshot now
     /// (`Config::max_snapshot_receives`): the leader tries again later.
     pub refused: bool,
+    /// A chunk past `next` came first and was dropped (a follower takes chunks in order):
+    /// the chunks sent from `next` on are lost to it, so the leader sends them again at
+    /// once instead of after its resend wait (a reordered or lost chunk otherwise stalled a
+    /// transfer for two heartbeat intervals or more).
+    pub gap: bool,
 }
 
 /// Why the receiver of forwarded proposals refused them ([`MessageBody::ProposeRejected`]),

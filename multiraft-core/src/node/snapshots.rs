@@ -416,6 +416,7 @@ impl Node {
                 next: 0,
                 done: false,
                 refused: true,
+                gap: false,
             }),
         });
         false

@@ -207,6 +207,7 @@ mod tests {
             next: 1,
             done: false,
             refused: false,
+            gap: false,
         });
         assert_eq!(
             lane_of(&m(1, ack), 4),

@@ -263,3 +263,39 @@ fn a_restarted_learner_of_a_quiet_group_stops_asking() {
     assert!((3..=6).contains(&asked), "{asked} questions");
     assert!(c.g(4).is_quiesced());
 }
+
+/// A replica added back while its leader still tracks it as retiring may be a new one (its
+/// node deleted the removed replica by hand and starts over, empty): the record keeps
+/// nothing the retiring replica was known to hold — a match kept would count entries the
+/// new replica lacks toward a commit — and probes where it stands. (Review of an earlier
+/// stop: the record kept its match and window.)
+#[test]
+fn a_replica_added_back_while_retiring_is_probed_afresh() {
+    let mut c = Cluster::new(3, 1, strict(), 43);
+    c.elect(1);
+    for seq in 1..=3 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    c.deliver_all();
+    let matched = c.g(1).progress.get(&n(4)).map(|p| p.matched);
+    assert!(matched > Some(0), "4 holds the entries");
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    c.deliver_all();
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    let p = c.g(1).progress.get(&n(4)).expect("retiring, untold");
+    assert!(p.retire_at != 0 && p.matched == matched.unwrap());
+
+    c.g_mut(1)
+        .change_membership(MembershipChange::AddLearner(n(4)))
+        .unwrap();
+    let p = c.g(1).progress.get(&n(4)).expect("tracked");
+    assert_eq!(p.retire_at, 0, "a member again");
+    assert_eq!(p.matched, 0, "nothing known of what it holds");
+    assert_eq!(p.state, crate::group::progress::ProgressState::Probe);
+    assert!(!p.knows_commit);
+}
