@@ -21,6 +21,7 @@ fn soak(seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
     let mut lost = 0;
     let (mut joint, mut left, mut removals, mut late) = (0, 0, 0, 0);
+    let (mut deleted, mut untold) = (0, 0);
     for seed in seeds.clone() {
         let mut config = SimConfig::for_seed(seed);
         config.secs = SECS;
@@ -31,6 +32,11 @@ fn soak(seeds: std::ops::Range<u64>) {
                 left += r.joint_left;
                 removals += r.leader_removals;
                 late += u64::from(r.late_catch_up_us > 0);
+                deleted += r.replicas_removed;
+                untold += r.removed_untold_joining
+                    + r.removed_untold_later_term
+                    + r.removed_untold_orphaned
+                    + r.removed_untold_quiesced;
             }
             Err(v) => failures.push(v.to_string()),
         }
@@ -57,6 +63,15 @@ fn soak(seeds: std::ops::Range<u64>) {
         failures.len(),
         seeds.end - seeds.start,
         failures.join("\n\n")
+    );
+    // Removed replicas of the kinds the library does not tell yet are counted, not failed
+    // (`SimReport::removed_untold_*`): 157 against 10,881 deleted in seeds 0–1,999
+    // (1.4 %). A ceiling of 5 % (at least 3) keeps a regression that lands in one of
+    // those kinds from passing unseen.
+    println!("seeds {seeds:?}: replicas deleted {deleted}, removed replicas left untold {untold}");
+    assert!(
+        untold <= (deleted / 20).max(3),
+        "{untold} removed replicas left untold against {deleted} deleted"
     );
     assert!(
         lost >= (seeds.end - seeds.start) / 10,
