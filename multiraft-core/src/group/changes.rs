@@ -310,10 +310,13 @@ impl Replica {
                     p.retire_at = index;
                 } else if members.contains(&n) && p.retire_at != 0 {
                     // Added back while it retired, perhaps as a new replica joining again
-                    // (its node deleted the removed one by hand): what the record holds —
-                    // its match, what it was told, its join — was the retiring one's, and
-                    // a match kept would count entries the new one lacks toward a commit
-                    // (review). Probed afresh.
+                    // (its node deleted the removed one by hand): the record's match,
+                    // window and what it was told were the retiring one's. Kept, they sent
+                    // the new replica appends it cannot take, and a late answer of the
+                    // retiring one, read against that window, told the leader the new one
+                    // knew the commit, which its promotion waits for (review). Probed
+                    // afresh. A late answer can still restore a match: group messages carry
+                    // no sender life.
                     p.retire_at = 0;
                     p.forget_match(next);
                 }

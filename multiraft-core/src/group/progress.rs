@@ -32,6 +32,15 @@ impl Outgoing {
             gap_resent: None,
         }
     }
+
+    /// Reads and sends again from chunk `seq`. A read under way is no longer waited for:
+    /// `Replica::chunk_read` drops its chunk unless it is the one now wanted. Every
+    /// resend goes through here (one that kept waiting on the read under way stalled the
+    /// transfer until the resend rule: a planted fault, BENCHMARKS.md).
+    pub(crate) fn rewind_to(&mut self, seq: u32) {
+        self.requested = seq;
+        self.reading = false;
+    }
 }
 
 /// A snapshot on its way to one follower, chunk by chunk (`snapshots.rs`).

@@ -227,9 +227,10 @@ impl Replica {
         if !admitted {
             return Vec::new();
         }
-        // Resume from what the follower acknowledged (it says where it is if that is wrong).
-        o.requested = o.acked;
-        o.reading = false;
+        // Resume from what the follower acknowledged (it says where it is if that is wrong),
+        // a pass of its own: a gap in it is sent again at once, wherever the last one was.
+        o.rewind_to(o.acked);
+        o.gap_resent = None;
         o.idle_ticks = 0;
         self.request_chunks(to)
     }
@@ -330,9 +331,10 @@ impl Replica {
             return self.maybe_commit();
         }
         if ack.next < o.acked {
-            // The follower started over (a leader change, a restart): so do we.
-            o.requested = ack.next;
-            o.reading = false;
+            // The follower started over (a leader change, a restart): so do we. The rest of
+            // the window in flight answers with a gap at that point: already sent again.
+            o.rewind_to(ack.next);
+            o.gap_resent = Some(ack.next);
         }
         if ack.next > o.acked {
             o.resends = 0;
@@ -344,12 +346,10 @@ impl Replica {
             // per acknowledged point — the other chunks of the window in flight answer with
             // the same gap, and a resend lost again waits for `retry_snapshot`.
             o.gap_resent = Some(o.acked);
-            o.requested = o.acked;
-            o.reading = false;
+            o.rewind_to(o.acked);
         }
         if o.requested < o.acked {
-            o.requested = o.acked;
-            o.reading = false;
+            o.rewind_to(o.acked);
         }
         let reads = self.request_chunks(from);
         self.out_rare().chunk_reads.extend(reads);
@@ -405,8 +405,7 @@ impl Replica {
             if o.idle_ticks >= first_wait << o.resends.min(MAX_RESEND_DOUBLINGS) {
                 o.idle_ticks = 0;
                 o.resends += 1;
-                o.requested = o.acked;
-                o.reading = false;
+                o.rewind_to(o.acked);
                 let reads = self.request_chunks(to);
                 self.out_rare().chunk_reads.extend(reads);
             }

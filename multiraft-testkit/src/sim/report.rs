@@ -190,6 +190,14 @@ pub struct SimReport {
 }
 
 impl SimReport {
+    /// Removed replicas left untold, of every kind counted (`removed_untold_*`).
+    pub fn removed_untold(&self) -> u64 {
+        self.removed_untold_joining
+            + self.removed_untold_later_term
+            + self.removed_untold_orphaned
+            + self.removed_untold_quiesced
+    }
+
     /// Reads served, under every policy.
     pub fn reads_served(&self) -> u64 {
         self.reads_read_index + self.reads_lease + self.reads_follower

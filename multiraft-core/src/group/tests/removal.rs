@@ -266,9 +266,10 @@ fn a_restarted_learner_of_a_quiet_group_stops_asking() {
 
 /// A replica added back while its leader still tracks it as retiring may be a new one (its
 /// node deleted the removed replica by hand and starts over, empty): the record keeps
-/// nothing the retiring replica was known to hold — a match kept would count entries the
-/// new replica lacks toward a commit — and probes where it stands. (Review of an earlier
-/// stop: the record kept its match and window.)
+/// nothing the retiring replica was known to hold — its match sent appends the new one
+/// cannot take, and its window let a late answer of the retiring one pass for the new one
+/// knowing the commit — and probes where it stands. (Review of an earlier stop: the record
+/// kept its match and window.) The probe then catches it up.
 #[test]
 fn a_replica_added_back_while_retiring_is_probed_afresh() {
     let mut c = Cluster::new(3, 1, strict(), 43);
@@ -298,4 +299,12 @@ fn a_replica_added_back_while_retiring_is_probed_afresh() {
     assert_eq!(p.matched, 0, "nothing known of what it holds");
     assert_eq!(p.state, crate::group::progress::ProgressState::Probe);
     assert!(!p.knows_commit);
+
+    c.isolated.remove(&n(4));
+    for _ in 0..3 * strict().election_timeout_max_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.log(4), c.log(1), "caught up");
+    assert!(c.g(1).progress.get(&n(4)).is_some_and(|p| p.knows_commit));
 }

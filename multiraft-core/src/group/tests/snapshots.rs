@@ -24,6 +24,27 @@ pub(super) fn chunk(index: u64, term: u64, seq: u32, last: bool) -> MessageBody 
     }
 }
 
+/// Chunk `seq` of the snapshot at 5 (term 2), as a leader's read returns it: not the last.
+fn chunk_of_5(seq: u32) -> Option<SnapshotChunk> {
+    Some(SnapshotChunk {
+        meta: meta(5, 2),
+        seq,
+        data: Bytes::from_static(b"data"),
+        last: false,
+    })
+}
+
+/// A follower's answer about the snapshot at `index`: chunk `next` wanted, `done`, `gap`.
+fn snapshot_ack(index: u64, next: u32, done: bool, gap: bool) -> MessageBody {
+    MessageBody::SnapshotAck(SnapshotAck {
+        index,
+        next,
+        done,
+        refused: false,
+        gap,
+    })
+}
+
 /// A replica of voters 1..=3 restored with a snapshot at `snapshot` (index, term), its log
 /// compacted there and holding `entries` after it, in `term`.
 fn with_snapshot(id: u64, snapshot: (u64, u64), entries: Vec<Entry>, term: u64) -> Replica {
@@ -258,14 +279,7 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
     let mut c = snapshot_at_5_and_2_empty(&config, (6..=8).map(|i| e(i, 2)).collect());
     let leader = c.g_mut(1);
     assert_eq!(leader.admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
-    let chunk0 = || {
-        Some(SnapshotChunk {
-            meta: meta(5, 2),
-            seq: 0,
-            data: Bytes::from_static(b"zero"),
-            last: false,
-        })
-    };
+    let chunk0 = || chunk_of_5(0);
     assert!(leader.chunk_read(n(2), 5, 0, chunk0()));
     let _ = leader.ready(MAX, MAX);
     // Silence from 2's transfer, but a heartbeat answer every tick.
@@ -303,6 +317,12 @@ fn a_follower_answers_a_chunk_past_the_one_wanted_with_a_gap() {
             })
             .collect()
     };
+    g.step(msg(1, 2, 3, chunk(9, 3, 1, false)));
+    assert_eq!(
+        acks(&mut g),
+        [(0, true)],
+        "nothing received yet: chunk 0 lost"
+    );
     g.step(msg(1, 2, 3, chunk(9, 3, 0, false)));
     assert_eq!(acks(&mut g), [(1, false)]);
     g.step(msg(1, 2, 3, chunk(9, 3, 2, false)));
@@ -327,14 +347,7 @@ fn a_gap_sends_the_lost_chunks_again_at_once_and_once() {
     let mut c = snapshot_at_5_and_2_empty(&config, (6..=8).map(|i| e(i, 2)).collect());
     let term = c.g(1).term;
     let leader = c.g_mut(1);
-    let chunk = |seq: u32| {
-        Some(SnapshotChunk {
-            meta: meta(5, 2),
-            seq,
-            data: Bytes::from_static(b"data"),
-            last: false,
-        })
-    };
+    let chunk = chunk_of_5;
     assert_eq!(leader.admit_snapshot(n(2), true), vec![(n(2), 5, 0)]);
     for seq in 0..3 {
         assert!(leader.chunk_read(n(2), 5, seq, chunk(seq)));
@@ -346,20 +359,7 @@ fn a_gap_sends_the_lost_chunks_again_at_once_and_once() {
             "reads in order, three in flight"
         );
     }
-    let ack = |next: u32, gap: bool| {
-        msg(
-            2,
-            1,
-            term,
-            MessageBody::SnapshotAck(SnapshotAck {
-                index: 5,
-                next,
-                done: false,
-                refused: false,
-                gap,
-            }),
-        )
-    };
+    let ack = |next: u32, gap: bool| msg(2, 1, term, snapshot_ack(5, next, false, gap));
     // Chunk 0 taken; chunk 1 lost, so chunk 2 comes first.
     leader.step(ack(1, false));
     assert_eq!(leader.ready(MAX, MAX).chunk_reads, vec![(n(2), 5, 3)]);
@@ -496,13 +496,7 @@ fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
     );
     // The follower has the snapshot: the transfer ends and the next is taken.
     let term = c.g(1).term;
-    let done = MessageBody::SnapshotAck(SnapshotAck {
-        index: 5,
-        next: 1,
-        done: true,
-        refused: false,
-        gap: false,
-    });
+    let done = snapshot_ack(5, 1, true, false);
     c.g_mut(1).step(msg(2, 1, term, done));
     assert!(!c.g(1).snapshot_deferred());
     let due = c.g(1).snapshot_due().expect("due once the transfer ended");
