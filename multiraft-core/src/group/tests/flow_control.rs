@@ -60,12 +60,7 @@ fn probe_state_sends_one_append_until_answered() {
     let mut c = Cluster::new(3, 0, strict(), 18);
     c.isolated.insert(n(3));
     c.elect(1);
-    for seq in 1..=3 {
-        c.g_mut(1)
-            .propose(pid(1, seq), Bytes::from_static(b"x"))
-            .unwrap();
-        c.deliver_all();
-    }
+    c.propose_each_delivered(1, 3);
     let appends_to_3 = |c: &Cluster| {
         c.sent_where(|m| m.to == n(3) && matches!(m.body, MessageBody::Append { .. }))
     };

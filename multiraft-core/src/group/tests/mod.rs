@@ -402,6 +402,16 @@ impl Cluster {
     /// Lets leader `id` tell its followers a commit index that no entries carried (it goes
     /// with the leader's heartbeat rounds, `Replica::commit_notice_due`), delivering
     /// everything.
+    /// Replica `id` proposes `count` commands, each delivered everywhere before the next.
+    fn propose_each_delivered(&mut self, id: u64, count: u64) {
+        for seq in 1..=count {
+            self.g_mut(id)
+                .propose(pid(id, seq), Bytes::from_static(b"x"))
+                .unwrap();
+            self.deliver_all();
+        }
+    }
+
     fn notify_commit(&mut self, id: u64) {
         // Two rounds: a follower that got an append since the last round may be left out
         // of the next one (`Progress::skips_heartbeat`), never out of two in a row.

@@ -274,12 +274,7 @@ fn a_restarted_learner_of_a_quiet_group_stops_asking() {
 fn a_replica_added_back_while_retiring_is_probed_afresh() {
     let mut c = Cluster::new(3, 1, strict(), 43);
     c.elect(1);
-    for seq in 1..=3 {
-        c.g_mut(1)
-            .propose(pid(1, seq), Bytes::from_static(b"x"))
-            .unwrap();
-    }
-    c.deliver_all();
+    c.propose_each_delivered(1, 3);
     let matched = c.g(1).progress.get(&n(4)).map(|p| p.matched);
     assert!(matched > Some(0), "4 holds the entries");
     c.isolated.insert(n(4));

@@ -690,12 +690,7 @@ fn a_leader_quiesces_only_after_an_idle_election_timeout() {
 fn a_wiped_follower_whose_late_answer_restored_its_match_is_caught_up() {
     let mut c = Cluster::new(3, 0, strict(), 31);
     c.elect(1);
-    for seq in 1..=3 {
-        c.g_mut(1)
-            .propose(pid(1, seq), Bytes::from_static(b"x"))
-            .unwrap();
-        c.deliver_all();
-    }
+    c.propose_each_delivered(1, 3);
     let (term, last) = (c.status(1).term, c.status(1).last_index);
     assert_eq!(c.status(3).last_index, last);
     // Node 3 comes back wiped; its leader sees the new life, then a late answer of the last.

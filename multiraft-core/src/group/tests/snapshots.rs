@@ -510,12 +510,7 @@ fn a_leader_sending_its_snapshot_defers_the_next_until_the_transfer_ends() {
 #[test]
 fn a_stalled_transfer_no_longer_defers_the_snapshot() {
     let mut c = sending_to_2();
-    for seq in 1..=10 {
-        c.g_mut(1)
-            .propose(pid(1, seq), Bytes::from_static(b"x"))
-            .unwrap();
-        c.deliver_all();
-    }
+    c.propose_each_delivered(1, 10);
     assert!(c.g(1).snapshot_deferred(), "a period applied while sending");
     let timeout = c.g(1).config.election_timeout_min_ticks;
     for tick in 1..=timeout {
