@@ -29,7 +29,7 @@ impl Outgoing {
             idle_ticks: 0,
             resends: 0,
             unacked_ticks: 0,
-            gap_resent: None,
+            gap_resent: false,
         }
     }
 
@@ -71,10 +71,12 @@ pub(crate) struct Outgoing {
     /// again. A transfer stalled this way for an election timeout no longer defers the
     /// leader's next snapshot (`Replica::snapshot_deferred`).
     pub(crate) unacked_ticks: u32,
-    /// The acknowledged point from which the chunks went again on a gap
-    /// (`SnapshotAck::gap`): once per point, since every chunk of the window in flight
-    /// past the lost one answers with the same gap.
-    pub(crate) gap_resent: Option<u32>,
+    /// The chunks from `acked` went again on a gap (`SnapshotAck::gap`), or since the
+    /// follower started over there: once per acknowledged point, since every chunk of the
+    /// window in flight past the lost one answers with the same gap. Cleared when `acked`
+    /// moves on. A flag, not the point: it fits in the padding, where an `Option<u32>`
+    /// took every leader's record of a replica past two cache lines (flow_control.rs).
+    pub(crate) gap_resent: bool,
 }
 
 /// The leader's record of one replica.

@@ -230,7 +230,7 @@ impl Replica {
         // Resume from what the follower acknowledged (it says where it is if that is wrong),
         // a pass of its own: a gap in it is sent again at once, wherever the last one was.
         o.rewind_to(o.acked);
-        o.gap_resent = None;
+        o.gap_resent = false;
         o.idle_ticks = 0;
         self.request_chunks(to)
     }
@@ -334,18 +334,19 @@ impl Replica {
             // The follower started over (a leader change, a restart): so do we. The rest of
             // the window in flight answers with a gap at that point: already sent again.
             o.rewind_to(ack.next);
-            o.gap_resent = Some(ack.next);
+            o.gap_resent = true;
         }
         if ack.next > o.acked {
             o.resends = 0;
             o.unacked_ticks = 0;
+            o.gap_resent = false;
         }
         o.acked = ack.next;
-        if ack.gap && o.requested > o.acked && o.gap_resent != Some(o.acked) {
+        if ack.gap && o.requested > o.acked && !o.gap_resent {
             // Chunks from `acked` on were lost to the follower: send them again now, once
             // per acknowledged point — the other chunks of the window in flight answer with
             // the same gap, and a resend lost again waits for `retry_snapshot`.
-            o.gap_resent = Some(o.acked);
+            o.gap_resent = true;
             o.rewind_to(o.acked);
         }
         if o.requested < o.acked {

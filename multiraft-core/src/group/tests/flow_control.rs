@@ -149,3 +149,13 @@ fn heartbeat_commit_is_capped_at_the_followers_match() {
         ]
     );
 }
+
+/// A leader's record of each replica (`Progress`) is read and written at every answer, on
+/// the hot path: it stays within two cache lines (128 bytes). A snapshot transfer's new
+/// field took it to 136 as an `Option<u32>`; made a flag, it fits in the padding
+/// (BENCHMARKS.md has both builds against the last stop's).
+#[test]
+fn a_replicas_progress_record_stays_within_two_cache_lines() {
+    let size = std::mem::size_of::<super::progress::Progress>();
+    assert!(size <= 128, "a replica's Progress is {size} bytes");
+}
