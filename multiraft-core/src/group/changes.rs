@@ -408,6 +408,28 @@ impl Replica {
         }
     }
 
+    /// `from`, at `msg_term`, says `replica` (itself, or one whose vote request `from`
+    /// dropped) of term `term` heard no leader ([`MessageBody::Unheard`]).
+    pub(super) fn step_unheard(&mut self, from: NodeId, msg_term: u64, replica: NodeId, term: u64) {
+        let asked = replica == from;
+        if asked && self.role != Role::Leader && msg_term <= self.term {
+            // It may hold back its campaign for this replica, taking it for its leader: at
+            // an earlier term, our term (told as a stale leader is told) ends that; at ours,
+            // a refusal of no proposals does, as a refused forward does
+            // (`leader_disowned`). Its campaign then reaches the current leader.
+            let body = if msg_term < self.term {
+                MessageBody::HeartbeatResponse { round: 0 }
+            } else {
+                MessageBody::not_leader(self.leader)
+            };
+            self.send_after(from, body);
+        }
+        // A follower relays a replica's own question only: relays are not relayed on.
+        if asked || self.role == Role::Leader {
+            self.heard_unheard(replica, term);
+        }
+    }
+
     /// `replica`, of term `term`, heard no leader (`MessageBody::Unheard`, or a vote
     /// request this replica dropped): a leader tracks it again if it removed and forgot it
     /// (`retire_again`), if its term is no later than ours — one of a later term would

@@ -147,10 +147,10 @@ impl Replica {
     /// needed to commit it — without it, a joint configuration whose outgoing voters moved
     /// on could never elect again; simulator, seed 62).
     pub(super) fn electable(&self) -> bool {
-        !self.is_joining() && self.membership.is_voter(self.node)
-            || !self.is_joining()
-                && self.config_index() > self.log.committed
-                && self.membership_at(self.log.committed).is_voter(self.node)
+        !self.is_joining()
+            && (self.membership.is_voter(self.node)
+                || self.config_index() > self.log.committed
+                    && self.membership_at(self.log.committed).is_voter(self.node))
     }
 
     /// Follower or learner, as [`Replica::electable`] says, after the membership or the

@@ -40,7 +40,7 @@ use crate::entry_runs::EntryRuns;
 use crate::error::{MembershipChangeError, ProposeError, ReadError, StartError};
 use crate::ids::{GroupId, NodeId, ProposalId};
 use crate::membership::Membership;
-use crate::message::{Message, MessageBody, Refusal};
+use crate::message::{Message, MessageBody};
 use crate::rng::Rng;
 use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 use crate::storage::{Compacted, LoadedGroup};
@@ -600,6 +600,13 @@ impl Replica {
         self.join == Join::Joining
     }
 
+    /// Whether this replica's storage says it is a member: created with the group, or
+    /// joined and stored so (`Replica::save_joined`). What its answers say
+    /// (`AppendResponse::joined`).
+    pub(crate) fn stored_member(&self) -> bool {
+        self.join == Join::Member
+    }
+
     /// The current membership, shared.
     pub(crate) fn membership_arc(&self) -> &Arc<Membership> {
         &self.membership
@@ -671,30 +678,7 @@ impl Replica {
         if let MessageBody::Unheard { replica, term } = msg.body {
             // No news of a term, whoever sends it: a replica of a later term, once
             // tracked, would refuse the appends and depose this leader.
-            let asked = replica == msg.from;
-            if asked && self.role != Role::Leader {
-                // It may hold back its campaign for this replica, taking it for its leader:
-                // at an earlier term, our term (told as a stale leader is told) ends that;
-                // at ours, a refusal of no proposals does, as a refused forward does
-                // (`leader_disowned`). Its campaign then reaches the current leader.
-                let body = if msg.term < self.term {
-                    MessageBody::HeartbeatResponse { round: 0 }
-                } else {
-                    MessageBody::ProposeRejected {
-                        ids: Vec::new(),
-                        leader_hint: self.leader,
-                        reason: Refusal::NotLeader,
-                    }
-                };
-                if msg.term <= self.term {
-                    self.send_after(msg.from, body);
-                }
-            }
-            // A follower relays a replica's own question only: relays are not relayed on.
-            if asked || self.role == Role::Leader {
-                self.heard_unheard(replica, term);
-            }
-            return;
+            return self.step_unheard(msg.from, msg.term, replica, term);
         }
         // A non-member's answers that would raise this replica's term are dropped: a
         // removed replica that campaigned alone must not depose a leader it answers.

@@ -8,10 +8,10 @@
 use crate::entries::Entries;
 use crate::entry::{Entry, Payload};
 use crate::ids::NodeId;
-use crate::message::{MessageBody, Refusal};
+use crate::message::MessageBody;
 
 use super::progress::ProgressState;
-use super::{Join, LeaderSaid, Replica, Role};
+use super::{LeaderSaid, Replica, Role};
 
 impl Replica {
     // ----- replication: follower side ----------------------------------------------------
@@ -138,7 +138,7 @@ impl Replica {
                 hint_term,
                 // Sent after the write, which stores a join (`save_joined`) only when this
                 // cycle's ready is taken: a join stored there is said by the next answer.
-                joined: success && self.join == Join::Member,
+                joined: success && self.stored_member(),
             },
         );
     }
@@ -175,11 +175,7 @@ impl Replica {
             // that crashed right after its election, whose append arrived after its restart
             // was seen, otherwise kept its followers waiting for good (simulator, seed
             // 14019315).
-            let body = MessageBody::ProposeRejected {
-                ids: Vec::new(),
-                leader_hint: self.leader,
-                reason: Refusal::NotLeader,
-            };
+            let body = MessageBody::not_leader(self.leader);
             return self.send_now_msg(from, self.term, body);
         }
         let config_committed = self.log.committed >= self.config_index();

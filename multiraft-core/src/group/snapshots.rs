@@ -13,7 +13,7 @@ use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 use crate::storage::Compacted;
 
 use super::progress::ProgressState;
-use super::{Join, LeaderSaid, Replica, Role};
+use super::{LeaderSaid, Replica, Role};
 
 /// A snapshot being received: what arrived so far.
 #[derive(Clone, Debug)]
@@ -460,7 +460,7 @@ impl Replica {
                     index: committed,
                     hint_index: 0,
                     hint_term: 0,
-                    joined: self.join == Join::Member,
+                    joined: self.stored_member(),
                 },
             );
         }

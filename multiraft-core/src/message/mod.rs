@@ -258,6 +258,17 @@ pub enum Refusal {
 }
 
 impl MessageBody {
+    /// A refusal of no proposals, as not the leader: the receiver, which took the sender
+    /// for its leader, stops holding back its campaign for it (`Replica::leader_disowned`).
+    /// `leader_hint` names the leader the sender knows, if any.
+    pub(crate) fn not_leader(leader_hint: Option<NodeId>) -> MessageBody {
+        MessageBody::ProposeRejected {
+            ids: Vec::new(),
+            leader_hint,
+            reason: Refusal::NotLeader,
+        }
+    }
+
     /// Approximate size in bytes, for batch byte limits.
     pub fn size_bytes(&self) -> usize {
         32 + match self {

@@ -42,11 +42,7 @@ impl Node {
             // is, so that it stops holding back its campaign for this node (simulator's
             // check that removed replicas are told, seed 547).
             MessageBody::Unheard { replica, .. } if replica == msg.from => {
-                MessageBody::ProposeRejected {
-                    ids: Vec::new(),
-                    leader_hint: None,
-                    reason: Refusal::NotLeader,
-                }
+                MessageBody::not_leader(None)
             }
             _ => return,
         };
