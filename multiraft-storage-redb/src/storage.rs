@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -105,7 +105,8 @@ pub const MAX_QUEUED_WRITES: usize = 64;
 /// design: key layout, threads, crash cases and assumptions about the disk.
 ///
 /// Cloning is cheap; clones share the database and its writer thread. The database file is
-/// closed when the last clone is dropped (the drop waits for the commit in progress, if any).
+/// closed when the last clone is dropped: the drop waits for the commit in progress, if any,
+/// and for reads still running on tokio's blocking pool, a cancelled one's included.
 #[derive(Clone, Debug)]
 pub struct RedbStorage {
     inner: Arc<Inner>,
@@ -132,6 +133,62 @@ impl Drop for Inner {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        // A read whose future was dropped runs on to its end on the blocking pool, holding
+        // the database: returning before it ends, the file stayed open a little longer and
+        // an immediate reopen of the path failed (review of an earlier stop).
+        self.shared.reads.wait_idle();
+    }
+}
+
+/// The reads running on tokio's blocking pool, each holding the database open.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    running: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl Reads {
+    fn wait_idle(&self) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running > 0 {
+            running = self
+                .ended
+                .wait(running)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// One read's hold on the database, given to its task on the blocking pool. The fields drop
+/// in order, the database before the count, whether the read ran or its task was dropped
+/// unrun (a runtime shutting down).
+struct ReadHold {
+    db: Arc<Database>,
+    _counted: ReadCounted,
+}
+
+/// Counts a read in [`Reads`] from its creation to its drop.
+struct ReadCounted(Arc<Shared>);
+
+impl ReadCounted {
+    fn new(shared: &Arc<Shared>) -> ReadCounted {
+        *shared
+            .reads
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        ReadCounted(Arc::clone(shared))
+    }
+}
+
+impl Drop for ReadCounted {
+    fn drop(&mut self) {
+        let reads = &self.0.reads;
+        let mut running = reads.running.lock().unwrap_or_else(PoisonError::into_inner);
+        *running = running.saturating_sub(1);
+        if *running == 0 {
+            reads.ended.notify_all();
+        }
     }
 }
 
@@ -144,6 +201,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_micros_total: AtomicU64,
     pub(crate) checkpoint_micros_max: AtomicU64,
     pub(crate) tail_bytes: AtomicU64,
+    /// Reads running on the blocking pool: the last handle's drop waits for them.
+    pub(crate) reads: Reads,
 }
 
 /// Counters of a [`RedbStorage`], for monitoring and benchmarks ([`RedbStorage::stats`]).
@@ -266,11 +325,19 @@ impl RedbStorage {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
     {
-        let db = Arc::clone(&self.inner.db);
         if tokio::runtime::Handle::try_current().is_err() {
-            return f(&db);
+            return f(&self.inner.db);
         }
-        tokio::task::spawn_blocking(move || f(&db))
+        let hold = ReadHold {
+            db: Arc::clone(&self.inner.db),
+            _counted: ReadCounted::new(&self.inner.shared),
+        };
+        tokio::task::spawn_blocking(move || {
+            // The whole hold, not only the field the call names (a closure captures fields
+            // apart): its count must end with the task.
+            let hold = hold;
+            f(&hold.db)
+        })
             .await
             .map_err(|e| StorageError::Backend(Box::new(e)))?
     }
@@ -328,5 +395,66 @@ impl Storage for RedbStorage {
         seq: u32,
     ) -> Result<Option<SnapshotChunk>, StorageError> {
         self.read(move |db| read_chunk(db, group, index, seq)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Long enough for a drop that does not wait to have returned and reported; the drop
+    /// that waits is released after it.
+    const NOT_BEFORE: Duration = Duration::from_millis(200);
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The last handle's drop closes the file even while a read whose future was dropped
+    /// still runs on the blocking pool: the path reopens at once. The drop used to return
+    /// before the read ended, and the reopen failed while the read held the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_drop_waits_for_a_cancelled_read_so_the_path_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let storage = RedbStorage::open(&path, RedbOptions::default()).unwrap();
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let reader = storage.clone();
+        let read = tokio::spawn(async move {
+            reader
+                .read(move |_db| {
+                    let _ = started.send(());
+                    let _ = released.recv_timeout(WAIT);
+                    Ok(())
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || is_started.recv_timeout(WAIT))
+            .await
+            .unwrap()
+            .expect("the read started");
+        read.abort();
+        assert!(read.await.unwrap_err().is_cancelled());
+
+        // The last handle goes on a thread of its own, which then reopens the path.
+        let (reopened, reopen) = mpsc::channel();
+        let reopen_path = path.clone();
+        let dropper = std::thread::spawn(move || {
+            drop(storage);
+            let _ = reopened.send(RedbStorage::open(&reopen_path, RedbOptions::default()));
+        });
+        let early = match reopen.recv_timeout(NOT_BEFORE) {
+            Ok(result) => Some(result),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => panic!("the dropping thread failed"),
+        };
+        release.send(()).unwrap();
+        let result = match early {
+            Some(result) => result,
+            None => reopen.recv_timeout(WAIT).expect("the drop ended"),
+        };
+        dropper.join().unwrap();
+        assert!(result.is_ok(), "reopen after the last drop: {:?}", result.err());
     }
 }

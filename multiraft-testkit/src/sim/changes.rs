@@ -33,10 +33,22 @@ const CHANGE_END_SLACK_TIMEOUTS: u64 = 4;
 pub(super) const JOINT_FAULT_PER_MILLE: u32 = 600;
 
 /// How long a replica its group removed may outlive the removal in the liveness phase, in
-/// maximum election timeouts from when it is first seen removed: a few heartbeat rounds to
-/// catch it up to the removal and tell it, the rest for a slow clock's ticks and its
-/// node's deletion.
+/// maximum election timeouts from when it is first seen removed (or last seen of a kind
+/// left untold, [`RemovedSeen::clock`]): a few heartbeat rounds to catch it up to the
+/// removal and tell it, the rest for a slow clock's ticks and its node's deletion.
 const REMOVED_TOLD_TIMEOUTS: u64 = 5;
+
+/// When the liveness phase first saw a removed replica still hosted
+/// ([`Simulation::check_removed_told`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RemovedSeen {
+    /// First seen removed: a replica of a kind left untold past the bound from here is
+    /// counted.
+    first: u64,
+    /// Where the bound counts from: `first`, or the last check that found it of a kind left
+    /// untold.
+    clock: u64,
+}
 
 impl<A: SimApp> Simulation<A> {
     /// The chaos step's membership change, at its rate.
@@ -345,7 +357,7 @@ impl<A: SimApp> Simulation<A> {
     pub(super) fn check_removed_told(
         &mut self,
         recovered: &BTreeSet<GroupId>,
-        seen: &mut BTreeMap<(GroupId, usize), u64>,
+        seen: &mut BTreeMap<(GroupId, usize), RemovedSeen>,
         counted: &mut BTreeSet<(GroupId, usize)>,
     ) -> Result<(), Failure> {
         let (mut joining, mut later_term, mut orphaned, mut quiesced) = (0, 0, 0, 0);
@@ -382,41 +394,51 @@ impl<A: SimApp> Simulation<A> {
                     continue;
                 }
                 still.insert((*g, i));
-                let since = *seen.entry((*g, i)).or_insert(self.now_us);
-                if self.now_us - since > bound_us {
-                    let r = self.nodes[i].node.as_ref().and_then(|n| n.replica(*g));
-                    let later = r.is_some_and(|r| r.status().term > leader_term);
-                    // No voter its membership names hosts the group: it has no one to ask.
-                    let hosts_it = |n: &NodeId| {
-                        self.nodes.iter().any(|h| {
-                            h.id == *n && h.node.as_ref().is_some_and(|x| x.replica(*g).is_some())
-                        })
-                    };
-                    let orphan = r.is_some_and(|r| {
-                        let m = r.membership();
-                        !m.voters
-                            .iter()
-                            .chain(&m.outgoing)
-                            .any(|n| *n != id && hosts_it(n))
-                    });
-                    // Quiet and forgotten: it does not tick, so it never asks. One its leader
-                    // still tracks is the leader's to tell: judged.
-                    let quiet = r.is_some_and(|r| r.is_quiesced()) && !tracked(id);
-                    let joins = r.is_some_and(|r| r.is_joining());
-                    if joins || later || orphan || quiet {
-                        if counted.insert((*g, i)) {
-                            *if joins {
-                                &mut joining
-                            } else if later {
-                                &mut later_term
-                            } else if orphan {
-                                &mut orphaned
-                            } else {
-                                &mut quiesced
-                            } += 1;
-                        }
-                        continue;
+                let now = self.now_us;
+                let since = seen.entry((*g, i)).or_insert(RemovedSeen {
+                    first: now,
+                    clock: now,
+                });
+                let r = self.nodes[i].node.as_ref().and_then(|n| n.replica(*g));
+                let later = r.is_some_and(|r| r.status().term > leader_term);
+                // No voter its membership names hosts the group: it has no one to ask.
+                let hosts_it = |n: &NodeId| {
+                    self.nodes.iter().any(|h| {
+                        h.id == *n && h.node.as_ref().is_some_and(|x| x.replica(*g).is_some())
+                    })
+                };
+                let orphan = r.is_some_and(|r| {
+                    let m = r.membership();
+                    !m.voters
+                        .iter()
+                        .chain(&m.outgoing)
+                        .any(|n| *n != id && hosts_it(n))
+                });
+                // Quiet and forgotten: it does not tick, so it never asks. One its leader
+                // still tracks is the leader's to tell: judged.
+                let quiet = r.is_some_and(|r| r.is_quiesced()) && !tracked(id);
+                let joins = r.is_some_and(|r| r.is_joining());
+                if joins || later || orphan || quiet {
+                    // The bound counts from when it was last of a kind left untold: one
+                    // woken from a quiet wait (a proposal forwarded to it) then asks as
+                    // any other does. Counted from when it was first seen removed, a
+                    // replica quiet past the bound failed the moment it woke (simulator,
+                    // seed 12000694).
+                    since.clock = now;
+                    if now - since.first > bound_us && counted.insert((*g, i)) {
+                        *if joins {
+                            &mut joining
+                        } else if later {
+                            &mut later_term
+                        } else if orphan {
+                            &mut orphaned
+                        } else {
+                            &mut quiesced
+                        } += 1;
                     }
+                    continue;
+                }
+                if now - since.clock > bound_us {
                     let hosts: Vec<String> = hosts
                         .iter()
                         .filter_map(|h| {
@@ -437,10 +459,12 @@ impl<A: SimApp> Simulation<A> {
                     return Err(Failure {
                         invariant: "a removed replica is told, and deleted",
                         detail: format!(
-                            "{id} still hosts {g} {} ms after it was first seen removed, past \
-                             the {} ms bound; committed membership {committed:?}; its \
-                             replica joining {}; the group's replicas: {}",
-                            (self.now_us - since) / 1000,
+                            "{id} still hosts {g} {} ms after it was first seen removed ({} ms \
+                             after it was last of a kind left untold), past the {} ms bound; \
+                             committed membership {committed:?}; its replica joining {}; the \
+                             group's replicas: {}",
+                            (now - since.first) / 1000,
+                            (now - since.clock) / 1000,
                             bound_us / 1000,
                             r.is_some_and(|r| r.is_joining()),
                             hosts.join(" "),

@@ -7,6 +7,7 @@ use multiraft_core::group::{Replica, Role};
 use multiraft_core::{GroupId, Membership, NodeId};
 
 use super::app::SimApp;
+use super::changes::RemovedSeen;
 use super::invariants::Failure;
 use super::{Ev, Phase, Simulation};
 
@@ -54,8 +55,8 @@ pub(super) struct Liveness {
     /// and when the change was first seen ([`Simulation::check_changes_end`]).
     pub(super) changes_seen: BTreeMap<GroupId, (usize, u64, u64)>,
     /// Per group and host: when the replica there was first seen removed and not yet
-    /// deleted ([`Simulation::check_removed_told`]).
-    removed_seen: BTreeMap<(GroupId, usize), u64>,
+    /// deleted, and where its bound counts from ([`Simulation::check_removed_told`]).
+    removed_seen: BTreeMap<(GroupId, usize), RemovedSeen>,
     /// The replicas of `removed_seen` counted as of a kind left untold, once each.
     removed_counted: BTreeSet<(GroupId, usize)>,
 }
