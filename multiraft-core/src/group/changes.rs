@@ -337,7 +337,7 @@ impl Replica {
     /// retiring, it is caught up to the leader's last entry and told it was removed
     /// ([`MessageBody::Removed`]), or forgotten again if it falls silent. Found by a review
     /// of an earlier stop and left then.
-    pub(super) fn retire_again(&mut self, node: NodeId) {
+    pub(crate) fn retire_again(&mut self, node: NodeId) {
         if self.role != Role::Leader
             || node == self.node
             || self.membership.contains(node)
@@ -454,6 +454,26 @@ impl Replica {
         }
     }
 
+    /// A leader stepping down: the replicas it tracked while they retired are forgotten
+    /// untold (the next leader knows nothing of them), for the node to nudge.
+    pub(super) fn forget_retiring(&mut self) {
+        let term = self.term;
+        let retiring: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.retire_at != 0)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in retiring {
+            self.out_rare().forgotten.push((n, term));
+        }
+    }
+
+    /// Whether this leader tracks `node` (a member, or a replica retiring).
+    pub(crate) fn tracks(&self, node: NodeId) -> bool {
+        self.progress.get(&node).is_some()
+    }
+
     /// Forgets retiring replicas that hold and know the commit that removed them — telling
     /// them they were removed ([`MessageBody::Removed`]) — or that did not answer for an
     /// election timeout (`silent_too`).
@@ -473,6 +493,10 @@ impl Replica {
         for (n, p) in std::mem::take(&mut self.progress) {
             if told(&p) {
                 self.send_now_msg(n, self.term, MessageBody::Removed { index: p.retire_at });
+            } else if !keep(&p) {
+                // Forgotten untold: its node hears of it from this node's nudges.
+                let term = self.term;
+                self.out_rare().forgotten.push((n, term));
             }
             if keep(&p) {
                 kept.push((n, p));

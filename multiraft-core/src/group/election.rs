@@ -402,6 +402,9 @@ impl Replica {
 
     pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
         let new_term = term > self.term;
+        if self.role == Role::Leader {
+            self.forget_retiring();
+        }
         if new_term {
             self.term = term;
             self.vote = None;

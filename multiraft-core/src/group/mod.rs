@@ -163,6 +163,11 @@ pub struct ReplicaReady {
     /// Once this ready's write is durable, restore the state machine from the stored
     /// snapshot, then call [`Replica::restored`].
     pub restore: Option<SnapshotMeta>,
+    /// Removed replicas this leader stopped tracking before it could tell them (silent for
+    /// an election timeout while they retired), with the term it leads in: the node nudges
+    /// each for a while (docs/design.md §4.7), since one that went quiet following this
+    /// leader would otherwise never ask.
+    pub forgotten: Vec<(NodeId, u64)>,
 }
 
 impl ReplicaReady {
@@ -187,6 +192,7 @@ impl ReplicaReady {
             snapshot_wanted,
             chunk_reads,
             restore,
+            forgotten,
         } = self;
         rejected.clear();
         events.clear();
@@ -198,6 +204,7 @@ impl ReplicaReady {
         snapshot_wanted.clear();
         chunk_reads.clear();
         *restore = None;
+        forgotten.clear();
         self.clear_common();
     }
 
@@ -240,6 +247,7 @@ impl ReplicaReady {
             && self.snapshot_wanted.is_empty()
             && self.chunk_reads.is_empty()
             && self.restore.is_none()
+            && self.forgotten.is_empty()
     }
 }
 

@@ -33,6 +33,7 @@ mod ready;
 mod report;
 mod requests;
 mod snapshots;
+mod untold;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -198,6 +199,11 @@ pub struct Node {
     /// Refusals of proposals forwarded here for groups this node does not host, for the
     /// next ready (at most [`lifecycle::MAX_UNHOSTED_REFUSALS`]).
     unhosted: Vec<Message>,
+    /// Removed replicas a leader here forgot untold, nudged for a while
+    /// (at most [`untold::MAX_UNTOLD`]).
+    untold: Vec<untold::Untold>,
+    /// The nudges due, for the next ready (at most one per entry of `untold`).
+    nudges: Vec<Message>,
     stats: NodeStats,
     /// Metric handles, registered once (docs/design.md §9, observability).
     metrics: NodeMetrics,
@@ -252,6 +258,8 @@ impl Node {
             in_flight: None,
             snapshots: Snapshots::default(),
             unhosted: Vec::new(),
+            untold: Vec::new(),
+            nudges: Vec::new(),
             stats: NodeStats::default(),
             metrics,
         })
@@ -546,6 +554,7 @@ impl Node {
         }
         // After the groups' ticks, which end stalled transfers.
         self.recheck_deferred_snapshots();
+        self.nudge_untold();
         // Once per heartbeat interval of the clock, a late tick's missed ones included.
         let interval = u64::from(self.config.heartbeat_interval_ticks.max(1));
         if (self.ticks - 1 - missed) / interval != self.ticks / interval {

@@ -172,7 +172,8 @@ impl Node {
                     .snapshots
                     .has_output(self.config.max_snapshots_building)
                 || self.requests.has_ended()
-                || !self.unhosted.is_empty())
+                || !self.unhosted.is_empty()
+                || !self.nudges.is_empty())
     }
 
     /// Collects the outputs of every group with work, within the per-ready limits
@@ -296,6 +297,7 @@ impl Node {
             }
             if rare {
                 self.take_snapshot_work(id, &mut out, &mut ready);
+                self.remember_untold(id, &mut out.forgotten);
             }
             if !out.apply.is_empty() {
                 self.queue_snapshot(id);
@@ -356,6 +358,9 @@ impl Node {
             outbox.now(m.group, m);
         }
         for m in std::mem::take(&mut self.unhosted) {
+            outbox.now(m.group, m);
+        }
+        for m in std::mem::take(&mut self.nudges) {
             outbox.now(m.group, m);
         }
         (ready.send_now, ready.send_after_write) = outbox.finish(self.id, self.liveness(round));

@@ -250,6 +250,8 @@ struct Cluster {
     applied: Vec<Vec<Entry>>,
     /// Events each replica reported, in order.
     events: Vec<Vec<GroupEvent>>,
+    /// Removed replicas each leader forgot untold, with its term (`ReplicaReady::forgotten`).
+    forgotten: Vec<Vec<(NodeId, u64)>>,
     queue: VecDeque<Message>,
     /// Replicas cut off from everyone: messages from or to them are lost.
     isolated: BTreeSet<NodeId>,
@@ -317,6 +319,7 @@ impl Cluster {
             disks: vec![Disk::default(); count],
             applied: vec![Vec::new(); count],
             events: vec![Vec::new(); count],
+            forgotten: vec![Vec::new(); count],
             queue: VecDeque::new(),
             isolated: BTreeSet::new(),
             sent: Vec::new(),
@@ -367,6 +370,7 @@ impl Cluster {
                 }
                 self.applied[i].extend(ready.apply.iter().flat_map(|r| r.iter().cloned()));
                 self.events[i].extend(ready.events.iter().cloned());
+                self.forgotten[i].extend(ready.forgotten.iter().copied());
                 self.queue.extend(ready.send_after_write);
             }
         }

@@ -735,6 +735,7 @@ mod snapshots;
 mod stalls;
 mod three_nodes;
 mod unhosted;
+mod untold;
 
 /// docs/design.md §4.7: node-level state follows each group's membership. A membership entry
 /// from the leader that adds node 4 makes it a peer of node 1 (liveness, heartbeats) as soon
