@@ -336,7 +336,8 @@ impl Replica {
     /// retired). It campaigns for good, and its node never deletes it. Tracked again as
     /// retiring, it is caught up to the leader's last entry and told it was removed
     /// ([`MessageBody::Removed`]), or forgotten again if it falls silent. Found by a review
-    /// of an earlier stop and left then.
+    /// of an earlier stop and left then. The node calls it too, to nudge a replica this
+    /// leader forgot untold (`node/untold.rs`): one gone quiet never asks.
     pub(crate) fn retire_again(&mut self, node: NodeId) {
         if self.role != Role::Leader
             || node == self.node

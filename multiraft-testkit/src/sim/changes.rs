@@ -351,9 +351,11 @@ impl<A: SimApp> Simulation<A> {
     /// later `join_group` of that node fails. Judged where the group's leader (of the
     /// highest term) has settled its membership, which leaves out the replica as the
     /// committed one does, and the replica's node is up and not lost. `seen` holds, per
-    /// group and host, when. Four kinds the library does not tell yet are counted once
-    /// each instead (`SimReport::removed_untold_joining`, `removed_untold_later_term`,
-    /// `removed_untold_orphaned`, `removed_untold_quiesced`).
+    /// group and host, when. Four kinds are counted once each instead, from the bound on
+    /// (`SimReport::removed_untold_joining`, `removed_untold_later_term`,
+    /// `removed_untold_orphaned`, `removed_untold_quiesced`): three the library does not
+    /// tell yet, and a quiet one its leader's node may still be nudging
+    /// (docs/design.md §4.7).
     pub(super) fn check_removed_told(
         &mut self,
         recovered: &BTreeSet<GroupId>,
