@@ -338,8 +338,8 @@ impl RedbStorage {
             let hold = hold;
             f(&hold.db)
         })
-            .await
-            .map_err(|e| StorageError::Backend(Box::new(e)))?
+        .await
+        .map_err(|e| StorageError::Backend(Box::new(e)))?
     }
 }
 
@@ -455,6 +455,10 @@ mod tests {
             None => reopen.recv_timeout(WAIT).expect("the drop ended"),
         };
         dropper.join().unwrap();
-        assert!(result.is_ok(), "reopen after the last drop: {:?}", result.err());
+        assert!(
+            result.is_ok(),
+            "reopen after the last drop: {:?}",
+            result.err()
+        );
     }
 }

@@ -171,7 +171,10 @@ fn liveness_regression_seeds() {
 fn removed_told_seeds() {
     for seed in [12000694, 12003567, 12004101] {
         let r = run_clean(SimConfig::for_seed(seed));
-        assert_eq!(r.removed_untold_quiesced, 0, "seed {seed}: a quiet replica untold");
+        assert_eq!(
+            r.removed_untold_quiesced, 0,
+            "seed {seed}: a quiet replica untold"
+        );
     }
 }
 

@@ -38,7 +38,10 @@ fn a_replica_forgotten_untold_is_nudged_each_election_timeout_for_a_while() {
 
     let sent = nudged_at(&mut node, 4, (NUDGE_TIMEOUTS + 2) * period);
     let ticks: Vec<u64> = sent.iter().map(|(t, _)| *t).collect();
-    assert_eq!(ticks, (1..=NUDGE_TIMEOUTS).map(|k| k * period).collect::<Vec<_>>());
+    assert_eq!(
+        ticks,
+        (1..=NUDGE_TIMEOUTS).map(|k| k * period).collect::<Vec<_>>()
+    );
     for (_, m) in &sent {
         assert_eq!(m.term, 3, "at the term it followed in");
         assert!(
@@ -49,7 +52,10 @@ fn a_replica_forgotten_untold_is_nudged_each_election_timeout_for_a_while() {
             "{m:?}"
         );
     }
-    assert!(nudged_at(&mut node, 2, period).is_empty(), "a member nudged");
+    assert!(
+        nudged_at(&mut node, 2, period).is_empty(),
+        "a member nudged"
+    );
 }
 
 /// A replica forgotten untold by a leadership this node still holds is tracked again as
@@ -71,14 +77,18 @@ fn a_replica_forgotten_untold_by_a_leader_still_leading_is_tracked_again() {
     let sent = nudged_at(&mut node, 4, period);
     assert!(node.groups[&g(1)].group.tracks(n(4)), "tracked again");
     assert!(
-        sent.iter().any(|(_, m)| matches!(m.body, MessageBody::Append { .. })),
+        sent.iter()
+            .any(|(_, m)| matches!(m.body, MessageBody::Append { .. })),
         "caught up: {sent:?}"
     );
     // Silent, it is forgotten again, and tracked again while its nudges last; not after.
     let sent = nudged_at(&mut node, 4, (NUDGE_TIMEOUTS + 2) * period);
     assert!(!sent.is_empty());
     assert!(!node.groups[&g(1)].group.tracks(n(4)), "tracked for good");
-    assert!(nudged_at(&mut node, 4, 4 * period).is_empty(), "nudged for good");
+    assert!(
+        nudged_at(&mut node, 4, 4 * period).is_empty(),
+        "nudged for good"
+    );
 }
 
 /// The list of replicas to nudge is bounded: past `MAX_UNTOLD` the oldest gives way.
