@@ -354,10 +354,12 @@ impl Replica {
         let committed = self.log.committed;
         let removed_then = !self.membership_at(committed).contains(node);
         p.retire_at = if removed_then { committed } else { last };
-        // It has just spoken: CheckQuorum's next round does not forget it unheard.
+        // Woken first: waking a quiet leader clears what its records heard.
+        self.wake();
+        // It has just spoken (or its node is live, for a nudge): CheckQuorum's next round
+        // does not forget it unheard.
         p.recent_active = true;
         self.progress.insert(node, p);
-        self.wake();
     }
 
     /// A replica that heard no leader for each of its randomized election timeouts and does

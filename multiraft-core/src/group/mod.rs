@@ -164,7 +164,8 @@ pub struct ReplicaReady {
     /// snapshot, then call [`Replica::restored`].
     pub restore: Option<SnapshotMeta>,
     /// Removed replicas this leader stopped tracking before it could tell them (silent for
-    /// an election timeout while they retired), with the term it leads in: the node nudges
+    /// an election timeout while they retired, or still retiring when it stepped down), with
+    /// the term it led in: the node nudges
     /// each for a while (docs/design.md §4.7), since one that went quiet following this
     /// leader would otherwise never ask.
     pub forgotten: Vec<(NodeId, u64)>,
@@ -700,9 +701,16 @@ impl Replica {
         // non-member's vote request is dropped, CheckQuorum or not (dissertation §4.2.3):
         // a removed replica that never learned it would otherwise depose the leader at
         // every election timeout of its own (seed 3499, without PreVote).
+        // A replica this leader tracks while it retires is no member here either: tracked
+        // again by its node's nudge (`node/untold.rs`), one that had campaigned alone to a
+        // later term deposed the leader with its first answer (review).
         let member = self.membership.contains(msg.from)
             || self.leader == Some(msg.from)
-            || self.role == Role::Leader && self.progress.get(&msg.from).is_some();
+            || self.role == Role::Leader
+                && self
+                    .progress
+                    .get(&msg.from)
+                    .is_some_and(|p| p.retire_at == 0);
         let heard = matches!(
             msg.body,
             MessageBody::Append { .. }

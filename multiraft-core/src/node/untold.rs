@@ -22,9 +22,9 @@ use super::Node;
 use super::liveness::MAX_TIMEOUT_STRETCH;
 
 /// How many forgotten replicas the node nudges at once: the oldest gives way to a new one
-/// past this (each costs one message per maximum election timeout). Forgetting a replica
-/// untold takes a removal, a cut and a silence of an election timeout; a thousand at once
-/// is far past what a node sees.
+/// past this (each costs a message, or a leader's record of it, per maximum election
+/// timeout). Removing a dead node from many groups forgets one per group this node leads;
+/// those are not nudged while the node is known to be down, and give way to newer ones.
 pub(crate) const MAX_UNTOLD: usize = 1024;
 
 /// For how many maximum election timeouts a forgotten replica is nudged: as long as the
@@ -74,9 +74,13 @@ impl Node {
         }
     }
 
-    /// Nudges the replicas due at this tick, for the next ready; ends the ones past their
-    /// time and the ones back in the membership. One tracked again is not nudged, but kept
-    /// until its end, or past it for as long as it is tracked.
+    /// Nudges the replicas due at this tick, for the next ready, unless their node is known
+    /// to be down (a nudge would be lost; it resumes once the node is heard again). Ends
+    /// the ones back in the membership, and the ones past their time: kept a grace of two
+    /// maximum election timeouts after it (or for as long as their leader tracks them), so
+    /// that the last nudge's forgetting, which comes a CheckQuorum round or two later,
+    /// finds them ended instead of starting them over (review: a dead replica of a busy
+    /// group was tracked again for good, and the group never went quiet).
     pub(super) fn nudge_untold(&mut self) {
         if self.untold.is_empty() {
             return;
@@ -87,39 +91,41 @@ impl Node {
         );
         let mut kept = Vec::with_capacity(self.untold.len());
         for mut u in std::mem::take(&mut self.untold) {
-            let Some(slot) = self.groups.get_mut(&u.group) else {
-                continue; // the group left this node: nothing here to tell
-            };
-            let group = &mut slot.group;
-            if group.membership().contains(u.node) {
+            let slot = self.groups.get_mut(&u.group);
+            if slot
+                .as_ref()
+                .is_some_and(|s| s.group.membership().contains(u.node))
+            {
                 continue;
             }
-            let tracked = group.tracks(u.node);
+            let tracked = slot.as_ref().is_some_and(|s| s.group.tracks(u.node));
             if now > u.until {
-                // Kept while its leader tracks it: forgotten again, it then ends here
-                // instead of starting over (`remember_untold`).
-                if tracked {
+                if tracked || now <= u.until.saturating_add(2 * period) {
                     kept.push(u);
                 }
                 continue;
             }
-            if u.next <= now && !tracked {
+            let down = self.peers.live(u.node) == Some(false);
+            if u.next <= now && !tracked && !down {
                 u.next = now + period;
-                let (_, leader) = group.leadership();
-                if leader == Some(self.id) {
-                    // Leading still (or again): tracked as retiring, it is caught up and
-                    // told. A message asking it to ask would not do: anything from its
-                    // leader restarts the election timer that makes it ask.
-                    group.retire_again(u.node);
-                    self.touched(u.group);
-                } else {
-                    self.nudges.push(Message {
+                let leader = slot.as_ref().and_then(|s| s.group.leadership().1);
+                match slot {
+                    Some(slot) if leader == Some(self.id) => {
+                        // Leading still (or again): tracked as retiring, it is caught up
+                        // and told. A message asking it to ask would not do: anything
+                        // from its leader restarts the election timer that makes it ask.
+                        slot.group.retire_again(u.node);
+                        self.touched(u.group);
+                    }
+                    // Refused even where the group left this node (a leader that removed
+                    // itself): the refusal needs no replica here.
+                    _ => self.nudges.push(Message {
                         group: u.group,
                         from: self.id,
                         to: u.node,
                         term: u.term,
                         body: MessageBody::not_leader(leader),
-                    });
+                    }),
                 }
             }
             kept.push(u);

@@ -64,6 +64,7 @@ fn push_joining_replica_4(c: &mut Cluster) {
     c.disks.push(Disk::default());
     c.applied.push(Vec::new());
     c.events.push(Vec::new());
+    c.forgotten.push(Vec::new());
     assert!(c.g(4).is_joining());
 }
 

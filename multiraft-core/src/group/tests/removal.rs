@@ -367,3 +367,27 @@ fn a_quiet_removed_replica_forgotten_untold_is_told_after_a_nudge() {
         assert_told(&c, 4);
     }
 }
+
+/// A removed replica its leader tracks again while it retires (a nudge of its node, or its
+/// question) that had campaigned alone to a later term, cut off, answers at that term: the
+/// leader drops the answer, as it drops any non-member's that would raise its term, and
+/// keeps leading. Regression (review): tracked, the retiring replica counted as a member,
+/// and its first answer deposed the leader.
+#[test]
+fn a_retiring_replica_of_a_later_term_does_not_depose_its_leader() {
+    let mut c = Cluster::new(4, 0, strict(), 97);
+    c.elect(1);
+    let term = c.status(1).term;
+    remove_while_cut_off(&mut c, 4);
+    c.g_mut(1).retire_again(n(4));
+    assert!(c.g(1).tracks(n(4)));
+    let answer = MessageBody::AppendResponse {
+        success: false,
+        index: 1,
+        hint_index: 1,
+        hint_term: 1,
+        joined: true,
+    };
+    c.g_mut(1).step(msg(4, 1, term + 3, answer));
+    assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+}
