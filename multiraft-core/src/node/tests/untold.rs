@@ -61,13 +61,9 @@ fn a_replica_forgotten_untold_is_nudged_each_election_timeout_for_a_while() {
     );
 }
 
-/// A replica forgotten untold by a leadership this node still holds is tracked again as
-/// retiring when its nudge is due (then caught up and told), not sent a message: anything
-/// from its leader restarts the election timer that would make it ask (simulator, seed
-/// 1836, with a first version that sent it an empty heartbeat every election timeout).
-/// Forgotten again (it stays silent), it keeps its end: it is not tracked again for good.
-#[test]
-fn a_replica_forgotten_untold_by_a_leader_still_leading_is_tracked_again() {
+/// Node 1, the leader of group 1 (its single voter), whose replica forgot node 4's untold;
+/// and the nudges' period.
+fn leader_that_forgot_4() -> (Node, u64) {
     let mut node = new_node(1, strict());
     node.create_group(g(1), Membership::voters([1])).unwrap();
     settle_creation(&mut node);
@@ -76,6 +72,17 @@ fn a_replica_forgotten_untold_by_a_leader_still_leading_is_tracked_again() {
     let (term, leader) = node.groups[&g(1)].group.leadership();
     assert_eq!(leader, Some(n(1)), "the single voter leads");
     node.remember_untold(g(1), &mut vec![(n(4), term)]);
+    (node, period)
+}
+
+/// A replica forgotten untold by a leadership this node still holds is tracked again as
+/// retiring when its nudge is due (then caught up and told), not sent a message: anything
+/// from its leader restarts the election timer that would make it ask (simulator, seed
+/// 1836, with a first version that sent it an empty heartbeat every election timeout).
+/// Forgotten again (it stays silent), it keeps its end: it is not tracked again for good.
+#[test]
+fn a_replica_forgotten_untold_by_a_leader_still_leading_is_tracked_again() {
+    let (mut node, period) = leader_that_forgot_4();
 
     let sent = nudged_at(&mut node, 4, period);
     assert!(node.groups[&g(1)].group.tracks(n(4)), "tracked again");
@@ -100,13 +107,7 @@ fn a_replica_forgotten_untold_by_a_leader_still_leading_is_tracked_again() {
 /// (review): it did, and the group, tracking a silent replica, never went quiet.
 #[test]
 fn a_silent_replica_is_not_tracked_again_for_good_in_a_busy_group() {
-    let mut node = new_node(1, strict());
-    node.create_group(g(1), Membership::voters([1])).unwrap();
-    settle_creation(&mut node);
-    let period = u64::from(strict().election_timeout_max_ticks);
-    nudged_at(&mut node, 4, 2 * period);
-    let (term, _) = node.groups[&g(1)].group.leadership();
-    node.remember_untold(g(1), &mut vec![(n(4), term)]);
+    let (mut node, period) = leader_that_forgot_4();
     let mut tracked_at = Vec::new();
     for _ in 0..(NUDGE_TIMEOUTS + 12) * period {
         node.propose(g(1), Bytes::from_static(b"busy")).unwrap();
