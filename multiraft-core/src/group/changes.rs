@@ -342,7 +342,7 @@ impl Replica {
         if self.role != Role::Leader
             || node == self.node
             || self.membership.contains(node)
-            || self.progress.get(&node).is_some()
+            || self.tracks(node)
         {
             return;
         }
@@ -460,7 +460,6 @@ impl Replica {
     /// A leader stepping down: the replicas it tracked while they retired are forgotten
     /// untold (the next leader knows nothing of them), for the node to nudge.
     pub(super) fn forget_retiring(&mut self) {
-        let term = self.term;
         let retiring: Vec<NodeId> = self
             .progress
             .iter()
@@ -468,8 +467,15 @@ impl Replica {
             .map(|(n, _)| *n)
             .collect();
         for n in retiring {
-            self.out_rare().forgotten.push((n, term));
+            self.forgot_untold(n);
         }
+    }
+
+    /// Hands `node`, forgotten before it was told it was removed, to this node's nudges,
+    /// with the term this replica leads in.
+    fn forgot_untold(&mut self, node: NodeId) {
+        let term = self.term;
+        self.out_rare().forgotten.push((node, term));
     }
 
     /// Whether this leader tracks `node` (a member, or a replica retiring).
@@ -497,9 +503,7 @@ impl Replica {
             if told(&p) {
                 self.send_now_msg(n, self.term, MessageBody::Removed { index: p.retire_at });
             } else if !keep(&p) {
-                // Forgotten untold: its node hears of it from this node's nudges.
-                let term = self.term;
-                self.out_rare().forgotten.push((n, term));
+                self.forgot_untold(n);
             }
             if keep(&p) {
                 kept.push((n, p));

@@ -46,11 +46,16 @@ pub(crate) struct Untold {
 }
 
 impl Node {
+    /// Ticks between two nudges of one replica: a maximum election timeout.
+    fn nudge_period(&self) -> u64 {
+        u64::from(self.config.election_timeout_max_ticks.max(1))
+    }
+
     /// Starts nudging the replicas `group`'s leader here forgot untold. One already being
     /// nudged keeps its end: tracked again by a nudge and forgotten again (a node that stays
     /// down), it is not nudged for good.
     pub(super) fn remember_untold(&mut self, group: GroupId, forgotten: &mut Vec<(NodeId, u64)>) {
-        let period = u64::from(self.config.election_timeout_max_ticks.max(1));
+        let period = self.nudge_period();
         for (node, term) in forgotten.drain(..) {
             if let Some(u) = self
                 .untold
@@ -85,10 +90,7 @@ impl Node {
         if self.untold.is_empty() {
             return;
         }
-        let (now, period) = (
-            self.ticks,
-            u64::from(self.config.election_timeout_max_ticks.max(1)),
-        );
+        let (now, period) = (self.ticks, self.nudge_period());
         let mut kept = Vec::with_capacity(self.untold.len());
         for mut u in std::mem::take(&mut self.untold) {
             let slot = self.groups.get_mut(&u.group);
