@@ -435,16 +435,17 @@ impl Replica {
 
     /// `replica`, of term `term`, heard no leader (`MessageBody::Unheard`, or a vote
     /// request this replica dropped): a leader tracks it again if it removed and forgot it
-    /// (`retire_again`), if its term is no later than ours — one of a later term would
+    /// (`retire_again`), if its term is no later than ours. One of a later term would
     /// refuse our appends and, once tracked, depose us with its answers (simulator, seeds
-    /// 482, 1152 and 1335, without PreVote). A leader that tracks it wakes, if quiet. Any
-    /// other replica that knows a leader relays it there.
+    /// 482, 1152 and 1335, without PreVote): if removed, it is told so by the commit index
+    /// alone (`tell_removed_late`). A leader that tracks it wakes, if quiet. Any other
+    /// replica that knows a leader relays it there.
     pub(super) fn heard_unheard(&mut self, replica: NodeId, term: u64) {
-        if term > self.term {
-            return;
+        if self.role == Role::Leader && term > self.term {
+            return self.tell_removed_late(replica);
         }
         if self.role == Role::Leader {
-            if self.progress.get(&replica).is_some() {
+            if self.tracks(replica) {
                 // A replica it tracks, left waiting: a quiet leader wakes, heartbeats it,
                 // and tells it the group is quiet again once idle, so that it stops asking
                 // (review: a restarted learner of a quiet group asked for good).
@@ -455,6 +456,27 @@ impl Replica {
         if let Some(leader) = self.leader.filter(|l| *l != self.node && *l != replica) {
             self.send_after(leader, MessageBody::Unheard { replica, term });
         }
+    }
+
+    /// `replica`, of a later term than this leader's, asked for a vote or to be heard. If
+    /// the membership committed at the commit index leaves it out, and no later one of this
+    /// leader's log adds it back, it is told so (`MessageBody::Removed` of the commit index,
+    /// at this leader's earlier term; `handle_removed_late`). Removed while cut off, it
+    /// campaigned alone (no PreVote) past every term of the group: it refuses this leader's
+    /// appends, so it can never be caught up and told as a retiring replica is, and its
+    /// node kept it for good (the simulator's "of a later term" kind, 37 of seeds
+    /// 0–1,999). Sent at each of its questions, which come once per election timeout of
+    /// its own, until its node deletes it.
+    fn tell_removed_late(&mut self, replica: NodeId) {
+        let committed = self.log.committed;
+        if self.membership.contains(replica) || self.membership_at(committed).contains(replica) {
+            return;
+        }
+        self.send_now_msg(
+            replica,
+            self.term,
+            MessageBody::Removed { index: committed },
+        );
     }
 
     /// A leader stepping down: the replicas it tracked while they retired are forgotten
@@ -558,6 +580,35 @@ impl Replica {
         }
         let then = self.membership_at(index);
         if !then.contains(self.node) && !self.membership.contains(self.node) {
+            self.report_removed();
+        }
+    }
+
+    /// A leader of an earlier term says the membership committed at `index` leaves this
+    /// replica out (`tell_removed_late`): this replica campaigned past that leader's term,
+    /// so that leader cannot catch it up to tell it as `handle_removed` is told. What it
+    /// says still holds — an index committed stays committed, whoever says so — but not
+    /// the entry's term, so this replica's own entry there may be another's. It is removed:
+    /// - if it does not hold `index`. Then it never acknowledged an entry from `index` on
+    ///   (one it acknowledged, it would hold: a committed entry is never truncated), so no
+    ///   quorum since counts it; and a membership that adds it back makes it a voter only
+    ///   once caught up past `index` (a replica is added as a learner first). Its stale
+    ///   membership may still name it a voter: that is why it campaigns.
+    /// - if it holds `index`, and both its own membership there and its latest leave it
+    ///   out (an entry there of another term is uncommitted, and one that left it out and
+    ///   was acknowledged counts it in no quorum of its own).
+    ///
+    /// A joining replica ignores it, as it ignores `Removed` of its own term: a late one
+    /// may be meant for its node's previous replica of the group.
+    pub(super) fn handle_removed_late(&mut self, index: u64) {
+        if self.is_joining() {
+            return;
+        }
+        let holds = index <= self.log.last_index();
+        if !holds
+            || !self.membership_at(index).contains(self.node)
+                && !self.membership.contains(self.node)
+        {
             self.report_removed();
         }
     }

@@ -609,6 +609,13 @@ impl Replica {
         self.join == Join::Joining
     }
 
+    /// Whether this replica reported, in this life, that it was removed from its group
+    /// ([`GroupEvent::Removed`], the node's `Event::ReplicaRemoved`): it only waits to be
+    /// deleted.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
     /// Whether this replica's storage says it is a member: created with the group, or
     /// joined and stored so (`Replica::save_joined`). What its answers say
     /// (`AppendResponse::joined`).
@@ -924,6 +931,7 @@ impl Replica {
                     );
                     self.defer_to_better_candidate(last_index, last_term);
                 }
+                MessageBody::Removed { index } => self.handle_removed_late(index),
                 _ => {}
             }
             return;
