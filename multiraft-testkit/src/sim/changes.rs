@@ -244,7 +244,9 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Node `i` reported its replica of `g` removed: delete it, as an application would,
-    /// if it is still up in the same life and still left out of the group.
+    /// if it is still up in the same life. The replica's own membership may still name it:
+    /// one told by a leader of an earlier term that never caught it up
+    /// (`Replica::handle_removed_late`).
     pub(super) fn remove_replica(
         &mut self,
         i: usize,
@@ -259,7 +261,7 @@ impl<A: SimApp> Simulation<A> {
         let Some(node) = sn.node.as_mut() else {
             return Ok(());
         };
-        if node.replica(g).is_none_or(|r| r.membership().contains(me)) {
+        if node.replica(g).is_none_or(|r| !r.is_removed()) {
             return Ok(());
         }
         let Ok(request) = node.remove_group(g) else {
@@ -403,11 +405,17 @@ impl<A: SimApp> Simulation<A> {
                 });
                 let r = self.nodes[i].node.as_ref().and_then(|n| n.replica(*g));
                 let later = r.is_some_and(|r| r.status().term > leader_term);
-                // No voter its membership names hosts the group: it has no one to ask.
+                // No voter its membership names hosts the group as a member, on a node not
+                // lost: it has no one to ask. A removed replica asked cannot relay (it knows
+                // no leader; seed 30005147: two removed replicas, each naming only the
+                // other), nor can one cut off for good (seed 30004193).
                 let hosts_it = |n: &NodeId| {
-                    self.nodes.iter().any(|h| {
-                        h.id == *n && h.node.as_ref().is_some_and(|x| x.replica(*g).is_some())
-                    })
+                    (committed.contains(*n) || leader.contains(*n))
+                        && self.nodes.iter().enumerate().any(|(j, h)| {
+                            h.id == *n
+                                && !self.lost.contains(&j)
+                                && h.node.as_ref().is_some_and(|x| x.replica(*g).is_some())
+                        })
                 };
                 let orphan = r.is_some_and(|r| {
                     let m = r.membership();
