@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 37;
+const MOVES: usize = 36;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -128,7 +128,6 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.log_lost,
         r.refused_by_table,
         r.removed_untold_joining,
-        r.removed_untold_later_term,
         r.removed_untold_orphaned,
         r.removed_untold_quiesced,
     ]
@@ -293,7 +292,7 @@ fn main() -> ExitCode {
         m[30]
     );
     println!(
-        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}; replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, of a later term than the leader's {}, naming no voter that hosts the group {}, quiesced {}",
+        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}; replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
         m[15],
         m[16],
         m[17],
@@ -306,8 +305,7 @@ fn main() -> ExitCode {
         m[31],
         m[33],
         m[34],
-        m[35],
-        m[36]
+        m[35]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

@@ -177,10 +177,6 @@ pub struct SimReport {
     /// the kinds the library does not yet tell (counted, not failed): removed while still
     /// joining (a joining replica ignores `Removed`).
     pub removed_untold_joining: u64,
-    /// The same, for a replica whose term passed its leader's (it campaigned without
-    /// PreVote, or lost a vote round after a pre-vote round it won): a leader does not
-    /// track a replica of a later term, whose answers would depose it.
-    pub removed_untold_later_term: u64,
     /// The same, for a replica whose membership names no voter that still hosts the group:
     /// it has no one to ask (`MessageBody::Unheard`), and no leader hears of it.
     pub removed_untold_orphaned: u64,
@@ -193,7 +189,6 @@ impl SimReport {
     /// Removed replicas left untold, of every kind counted (`removed_untold_*`).
     pub fn removed_untold(&self) -> u64 {
         self.removed_untold_joining
-            + self.removed_untold_later_term
             + self.removed_untold_orphaned
             + self.removed_untold_quiesced
     }

@@ -630,7 +630,8 @@ fn a_removed_replica_forgotten_untold_is_told_once_heard_again() {
 /// A removed replica of a later term (it campaigned without PreVote) is not tracked again:
 /// it would refuse the leader's appends and, tracked, depose the leader with its answers
 /// of that term. Regression (simulator, seeds 482, 1152 and 1335): an election once every
-/// fault had healed.
+/// fault had healed. It is told by the commit index instead
+/// (`a_removed_replica_of_a_later_term_is_told_by_the_commit_index`).
 #[test]
 fn a_removed_replica_of_a_later_term_is_not_tracked_again() {
     let config = Config {
