@@ -293,19 +293,7 @@ fn main() -> ExitCode {
     );
     println!(
         "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}; replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
-        m[15],
-        m[16],
-        m[17],
-        m[18],
-        m[19],
-        m[20],
-        m[21],
-        m[22],
-        m[23],
-        m[31],
-        m[33],
-        m[34],
-        m[35]
+        m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23], m[31], m[33], m[34], m[35]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

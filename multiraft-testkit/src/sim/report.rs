@@ -188,9 +188,7 @@ pub struct SimReport {
 impl SimReport {
     /// Removed replicas left untold, of every kind counted (`removed_untold_*`).
     pub fn removed_untold(&self) -> u64 {
-        self.removed_untold_joining
-            + self.removed_untold_orphaned
-            + self.removed_untold_quiesced
+        self.removed_untold_joining + self.removed_untold_orphaned + self.removed_untold_quiesced
     }
 
     /// Reads served, under every policy.
