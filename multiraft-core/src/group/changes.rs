@@ -465,8 +465,9 @@ impl Replica {
     /// campaigned alone (no PreVote) past every term of the group: it refuses this leader's
     /// appends, so it can never be caught up and told as a retiring replica is, and its
     /// node kept it for good (the simulator's "of a later term" kind, 37 of seeds
-    /// 0–1,999). Sent at each of its questions, which come once per election timeout of
-    /// its own, until its node deletes it.
+    /// 0–1,999). Sent once per question, which come once per election timeout of its own
+    /// (its vote request to this leader, and each follower's relay of one it dropped),
+    /// until its node deletes it.
     fn tell_removed_late(&mut self, replica: NodeId) {
         let committed = self.log.committed;
         if self.membership.contains(replica) || self.membership_at(committed).contains(replica) {
@@ -594,9 +595,13 @@ impl Replica {
     ///   quorum since counts it; and a membership that adds it back makes it a voter only
     ///   once caught up past `index` (a replica is added as a learner first). Its stale
     ///   membership may still name it a voter: that is why it campaigns.
-    /// - if it holds `index`, and both its own membership there and its latest leave it
-    ///   out (an entry there of another term is uncommitted, and one that left it out and
-    ///   was acknowledged counts it in no quorum of its own).
+    /// - if it holds `index`, only by what it knows committed itself: the membership at
+    ///   its own commit index leaves it out, and so does every one its log holds past
+    ///   that. Its entry at `index` may be another term's, so the message's word proves
+    ///   nothing about what follows it here; and the memberships between `index` and its
+    ///   latest count too. Judged by those two alone, a node added back after `index`
+    ///   and removed again by an entry not yet committed was deleted while a voter of
+    ///   the joint configuration committed in between (review).
     ///
     /// A joining replica ignores it, as it ignores `Removed` of its own term: a late one
     /// may be meant for its node's previous replica of the group.
@@ -605,10 +610,7 @@ impl Replica {
             return;
         }
         let holds = index <= self.log.last_index();
-        if !holds
-            || !self.membership_at(index).contains(self.node)
-                && !self.membership.contains(self.node)
-        {
+        if !holds || self.left_out_since(self.log.committed) {
             self.report_removed();
         }
     }

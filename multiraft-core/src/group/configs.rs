@@ -47,6 +47,16 @@ impl Replica {
         }
     }
 
+    /// Whether no membership in force from `index` on (at or above the applied index)
+    /// names this replica: neither the one at `index` nor any later one the log holds.
+    pub(super) fn left_out_since(&self, index: u64) -> bool {
+        let later = self.configs.iter().flat_map(|c| &c.entries);
+        !self.membership_at(index).contains(self.node)
+            && later
+                .filter(|(i, _)| *i > index)
+                .all(|(_, m)| !m.contains(self.node))
+    }
+
     /// Entries were appended to the log (by this leader, or from the leader): the
     /// memberships among them take effect now.
     pub(super) fn appended_configs<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) {

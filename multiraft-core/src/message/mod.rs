@@ -176,9 +176,12 @@ pub enum MessageBody {
     /// The leader to a replica its membership left out, once the replica holds the
     /// membership entry at `index` that removed it and knows it committed: the replica may
     /// report itself removed. Only the leader knows that no later entry adds the replica
-    /// back: a replica catching up from an old log sees old removals committed too.
+    /// back: a replica catching up from an old log sees old removals committed too. Sent
+    /// at the leader's term to a replica of a later term too, which it cannot catch up:
+    /// `index` is then the leader's commit index, whose membership leaves the replica out
+    /// (docs/design.md §4.7).
     Removed {
-        /// The membership entry that removed the receiver.
+        /// The membership entry that removed the receiver, or a commit index past it.
         index: u64,
     },
     /// A follower to its leader, whose heartbeat's commit index lies beyond the follower's

@@ -253,17 +253,31 @@ impl<A: SimApp> Simulation<A> {
         g: GroupId,
         incarnation: u64,
     ) -> Result<(), Failure> {
-        let sn = &mut self.nodes[i];
+        let sn = &self.nodes[i];
         if sn.incarnation != incarnation {
             return Ok(());
         }
         let me = sn.id;
-        let Some(node) = sn.node.as_mut() else {
+        let Some(node) = sn.node.as_ref() else {
             return Ok(());
         };
         if node.replica(g).is_none_or(|r| !r.is_removed()) {
             return Ok(());
         }
+        // Deleted on the event alone, the replica must be no voter of the group's committed
+        // membership (of the entries applied so far; a later one only leaves out more): its
+        // acknowledgements would still count (review).
+        if let Some(m) = self.membership_now(g)
+            && (m.voters.contains(&me) || m.outgoing.contains(&me))
+        {
+            return Err(Failure {
+                invariant: "a replica deleted is no voter",
+                detail: format!("{me} reported its replica of {g} removed, a voter of {m:?}"),
+            });
+        }
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return Ok(());
+        };
         let Ok(request) = node.remove_group(g) else {
             return Ok(());
         };

@@ -479,3 +479,73 @@ fn a_removal_not_yet_committed_is_not_told_late() {
     c.deliver_all_where(|_, m| m.to != n(4));
     assert_eq!(to_4(&c), 1);
 }
+
+/// `Removed` of an earlier term leaves a replica that holds its index while it is a voter
+/// of a membership committed since: one removed at that index, added back, promoted and
+/// being removed again — the joint configuration committed, the last entry not yet. Judged
+/// only by its membership at the index and its latest (both leave it out), it was deleted
+/// while its acknowledgements counted for the joint configuration. Regression (review).
+#[test]
+fn a_late_removed_leaves_a_voter_added_back_since() {
+    let mut c = Cluster::new(3, 1, strict(), 109);
+    c.elect(2);
+    c.g_mut(2).transfer_leader(n(1)).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(1).role, Role::Leader);
+    let old = c.status(1).term - 1;
+    let settle = |c: &mut Cluster, hold: bool| {
+        for _ in 0..2 * strict().learner_catchup_ticks {
+            c.g_mut(1).tick();
+            c.deliver_all_where(|gs, m| {
+                // Once the last entry of 4's second removal is appended, 2 and 3 hear
+                // nothing more: it stays uncommitted.
+                let m1 = gs[0].membership();
+                !(hold
+                    && matches!(m.to.0, 2 | 3)
+                    && !m1.is_joint()
+                    && !m1.contains(n(4))
+                    && gs[0].change.is_some())
+            });
+        }
+    };
+    // Removed while cut off, so that it is never told.
+    c.isolated.insert(n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    settle(&mut c, false);
+    let removed_at = c.status(1).commit;
+    assert!(!c.g(1).membership().contains(n(4)));
+    // Added back, caught up, promoted.
+    c.g_mut(1)
+        .change_membership(MembershipChange::AddLearner(n(4)))
+        .unwrap();
+    c.isolated.clear();
+    settle(&mut c, false);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    settle(&mut c, false);
+    assert!(c.g(4).membership().voters.contains(&n(4)), "a voter again");
+    // Removed again: the joint configuration commits, the last entry does not.
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    settle(&mut c, true);
+    assert!(
+        !c.g(4).membership().contains(n(4)),
+        "it holds the last entry"
+    );
+    // Restarted: every membership entry of its log is above its applied index again.
+    c.groups[3] = Replica::restore(n(4), c.loaded(4), Arc::new(strict()), 81).unwrap();
+    assert!(
+        c.g(4).membership_at(c.status(4).commit).contains(n(4)),
+        "a voter of the committed one"
+    );
+    assert!(!c.g(4).membership_at(removed_at).contains(n(4)));
+    assert!(!c.g(4).is_removed());
+    c.g_mut(4)
+        .step(msg(2, 4, old, MessageBody::Removed { index: removed_at }));
+    c.deliver_all_where(|_, m| !matches!(m.to.0, 2 | 3));
+    assert!(!c.g(4).is_removed(), "deleted while a voter");
+}
