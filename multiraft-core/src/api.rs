@@ -281,6 +281,13 @@ impl MultiRaft {
     /// node with [`change_membership`](MultiRaft::change_membership) and catches the
     /// replica up by appends or a snapshot. Until it has caught up the replica neither
     /// campaigns nor votes. Resolves once the creation is durable.
+    ///
+    /// If that change fails, or ends `Indeterminate` and the group's membership (read at
+    /// its leader, [`membership`](MultiRaft::membership)) does not name this node, delete
+    /// the replica with [`remove_group`](MultiRaft::remove_group): no leader tells a
+    /// replica it never added, and a joining replica ignores `Removed` (a late one may be
+    /// meant for this node's previous replica of the group). It holds nothing the group
+    /// needs until it has caught up, so deleting it is always safe.
     pub async fn join_group(
         &self,
         group: GroupId,

@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 36;
+const MOVES: usize = 37;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -130,6 +130,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.removed_untold_joining,
         r.removed_untold_orphaned,
         r.removed_untold_quiesced,
+        r.joins_abandoned,
     ]
 }
 
@@ -292,8 +293,21 @@ fn main() -> ExitCode {
         m[30]
     );
     println!(
-        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {}; replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
-        m[15], m[16], m[17], m[18], m[19], m[20], m[21], m[22], m[23], m[31], m[33], m[34], m[35]
+        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {} (and joining ones whose change failed {}); replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
+        m[15],
+        m[16],
+        m[17],
+        m[18],
+        m[19],
+        m[20],
+        m[21],
+        m[22],
+        m[23],
+        m[36],
+        m[31],
+        m[33],
+        m[34],
+        m[35]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

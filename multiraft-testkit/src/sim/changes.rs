@@ -131,6 +131,7 @@ impl<A: SimApp> Simulation<A> {
         self.pending_changes.insert(id, change);
         self.touched.push((leader, g));
         if let Some(x) = joining {
+            self.joins.insert(id, (g, x));
             // The joining node's replica, given the leader's membership, so that it takes
             // the leader's appends or snapshot.
             self.join_replica(x, g, current)?;
@@ -246,12 +247,15 @@ impl<A: SimApp> Simulation<A> {
     /// Node `i` reported its replica of `g` removed: delete it, as an application would,
     /// if it is still up in the same life. The replica's own membership may still name it:
     /// one told by a leader of an earlier term that never caught it up
-    /// (`Replica::handle_removed_late`).
+    /// (`Replica::handle_removed_late`). `abandoned`: its replica joined for a change that
+    /// failed; delete it if it is still joining and the leader (of the highest term) does
+    /// not name it, as `MultiRaft::join_group` asks of an application.
     pub(super) fn remove_replica(
         &mut self,
         i: usize,
         g: GroupId,
         incarnation: u64,
+        abandoned: bool,
     ) -> Result<(), Failure> {
         let sn = &self.nodes[i];
         if sn.incarnation != incarnation {
@@ -261,7 +265,16 @@ impl<A: SimApp> Simulation<A> {
         let Some(node) = sn.node.as_ref() else {
             return Ok(());
         };
-        if node.replica(g).is_none_or(|r| !r.is_removed()) {
+        let delete = if abandoned {
+            let unnamed = self.believed_leader(g).is_some_and(|l| {
+                let leads = self.nodes[l].node.as_ref().and_then(|n| n.replica(g));
+                leads.is_some_and(|r| !r.membership().contains(me))
+            });
+            unnamed && node.replica(g).is_some_and(|r| r.is_joining())
+        } else {
+            node.replica(g).is_some_and(|r| r.is_removed())
+        };
+        if !delete {
             return Ok(());
         }
         // Deleted on the event alone, the replica must be no voter of the group's committed
@@ -294,11 +307,20 @@ impl<A: SimApp> Simulation<A> {
         self.restoring.remove(&(i, g));
         self.taken.retain(|(n, group, _)| (*n, *group) != (i, g));
         self.checker.on_replica_removed(i, g);
-        self.report.replicas_removed += 1;
+        if abandoned {
+            self.report.joins_abandoned += 1;
+        } else {
+            self.report.replicas_removed += 1;
+        }
         self.hash.u64(14);
         self.hash.u64(i as u64);
         self.hash.u64(g.0);
-        self.note(format!("{me} deletes its replica of {g}"));
+        let why = if abandoned {
+            " (its join abandoned)"
+        } else {
+            ""
+        };
+        self.note(format!("{me} deletes its replica of {g}{why}"));
         self.drive(i)
     }
 
@@ -571,9 +593,25 @@ impl<A: SimApp> Simulation<A> {
         id: ProposalId,
         membership: Option<&Membership>,
     ) -> Result<(), String> {
+        let join = self.joins.remove(&id);
         let Some(change) = self.pending_changes.remove(&id) else {
             return Ok(());
         };
+        if let (None, Some((group, node))) = (membership, join) {
+            // Looked at once a new leader has had time to settle the membership.
+            let after =
+                2 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.nodes[node].tick_us;
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(
+                after,
+                super::Ev::RemoveReplica {
+                    node,
+                    group,
+                    incarnation,
+                    abandoned: true,
+                },
+            );
+        }
         match membership {
             Some(m) => {
                 self.report.changes_done += 1;

@@ -245,11 +245,13 @@ enum Ev {
         node: usize,
         group: GroupId,
     },
-    /// Delete a replica that reported itself removed (in the node's life `incarnation`).
+    /// Delete a replica that reported itself removed (in the node's life `incarnation`),
+    /// or, `abandoned`, one that joined for a change that failed and that no leader added.
     RemoveReplica {
         node: usize,
         group: GroupId,
         incarnation: u64,
+        abandoned: bool,
     },
     HealPartition {
         epoch: u64,
@@ -319,6 +321,10 @@ pub struct Simulation<A: SimApp = KvApp> {
     groups: BTreeMap<GroupId, Vec<usize>>,
     /// Membership changes awaiting an outcome, to count how they ended.
     pending_changes: HashMap<ProposalId, MembershipChange>,
+    /// The group and node of the replica each pending change started a join for: deleted
+    /// if the change fails and no leader added it, as `MultiRaft::join_group` asks of an
+    /// application.
+    joins: HashMap<ProposalId, (GroupId, usize)>,
     /// Per group: the last committed membership entry counted in the report, and its
     /// membership.
     committed_memberships: HashMap<GroupId, (u64, Membership)>,
@@ -457,6 +463,7 @@ impl<A: SimApp> Simulation<A> {
             applied_to,
             pending_transfers: HashSet::new(),
             pending_changes: HashMap::new(),
+            joins: HashMap::new(),
             committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),
@@ -774,7 +781,8 @@ impl<A: SimApp> Simulation<A> {
                 node,
                 group,
                 incarnation,
-            } => self.remove_replica(node, group, incarnation),
+                abandoned,
+            } => self.remove_replica(node, group, incarnation, abandoned),
             Ev::JointFault { node, group } => self.joint_fault(node, group),
             Ev::HealPartition { epoch } => {
                 if epoch == self.partition_epoch && !self.blocked.is_empty() {

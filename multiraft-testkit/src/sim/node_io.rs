@@ -251,6 +251,7 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                     node,
                     group,
                     incarnation,
+                    abandoned: false,
                 },
             );
             return;
