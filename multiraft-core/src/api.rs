@@ -282,12 +282,14 @@ impl MultiRaft {
     /// replica up by appends or a snapshot. Until it has caught up the replica neither
     /// campaigns nor votes. Resolves once the creation is durable.
     ///
-    /// If that change fails, or ends `Indeterminate` and the group's membership (read at
-    /// its leader, [`membership`](MultiRaft::membership)) does not name this node, delete
-    /// the replica with [`remove_group`](MultiRaft::remove_group): no leader tells a
-    /// replica it never added, and a joining replica ignores `Removed` (a late one may be
-    /// meant for this node's previous replica of the group). It holds nothing the group
-    /// needs until it has caught up, so deleting it is always safe.
+    /// If that change fails, or ends `Indeterminate`, and the group's leader does not name
+    /// this node in its membership ([`membership`](MultiRaft::membership)) once it has
+    /// committed an entry of its own term (before that, a leader holding the change may
+    /// still depose it), delete the replica with [`remove_group`](MultiRaft::remove_group):
+    /// no leader tells a replica it never added, and a joining replica ignores `Removed` (a
+    /// late one may be meant for this node's previous replica of the group). Deleting it
+    /// loses nothing, as it holds nothing the group needs until it has caught up; a change
+    /// that commits after all leaves the node a learner without a replica, to be removed.
     pub async fn join_group(
         &self,
         group: GroupId,

@@ -595,13 +595,16 @@ impl Replica {
     ///   quorum since counts it; and a membership that adds it back makes it a voter only
     ///   once caught up past `index` (a replica is added as a learner first). Its stale
     ///   membership may still name it a voter: that is why it campaigns.
-    /// - if it holds `index`, only by what it knows committed itself: the membership at
-    ///   its own commit index leaves it out, and so does every one its log holds past
-    ///   that. Its entry at `index` may be another term's, so the message's word proves
-    ///   nothing about what follows it here; and the memberships between `index` and its
-    ///   latest count too. Judged by those two alone, a node added back after `index`
-    ///   and removed again by an entry not yet committed was deleted while a voter of
-    ///   the joint configuration committed in between (review).
+    /// - if it holds `index`, and its log names it in no membership past `index`
+    ///   (`left_out_after`). Up to `index` the leader's word stands: the membership
+    ///   committed there leaves it out, whatever this log holds there (an entry of another
+    ///   term is uncommitted). Past it, only being added back could make it a voter again,
+    ///   and a membership that does so, committed, is in this log (it acknowledged it)
+    ///   once it is a voter. Judged by its membership at `index` and its latest alone, a
+    ///   node added back after `index` and being removed again (the joint configuration
+    ///   committed, the last entry not) was deleted while a voter of the joint
+    ///   configuration (review); judged by its own commit index instead, one that held
+    ///   its removal but had not learned it committed was kept for good (review).
     ///
     /// A joining replica ignores it, as it ignores `Removed` of its own term: a late one
     /// may be meant for its node's previous replica of the group.
@@ -610,7 +613,7 @@ impl Replica {
             return;
         }
         let holds = index <= self.log.last_index();
-        if !holds || self.left_out_since(self.log.committed) {
+        if !holds || self.left_out_after(index) {
             self.report_removed();
         }
     }

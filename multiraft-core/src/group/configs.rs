@@ -47,11 +47,15 @@ impl Replica {
         }
     }
 
-    /// Whether no membership in force from `index` on (at or above the applied index)
-    /// names this replica: neither the one at `index` nor any later one the log holds.
-    pub(super) fn left_out_since(&self, index: u64) -> bool {
+    /// Whether this log names this replica in no membership past `index`: in none of its
+    /// membership entries above `index`, nor, if `index` is below the applied index, in
+    /// the one in force there (committed, and so on the group's own log). What it holds
+    /// at or below `index` is not asked: a leader says what is committed there
+    /// (`handle_removed_late`).
+    pub(super) fn left_out_after(&self, index: u64) -> bool {
+        let applied = self.log.applied;
         let later = self.configs.iter().flat_map(|c| &c.entries);
-        !self.membership_at(index).contains(self.node)
+        (index >= applied || !self.membership_at(applied).contains(self.node))
             && later
                 .filter(|(i, _)| *i > index)
                 .all(|(_, m)| !m.contains(self.node))

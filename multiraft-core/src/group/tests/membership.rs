@@ -439,8 +439,10 @@ fn a_removed_replica_is_told_even_if_the_commit_never_reaches_it() {
 
 /// A replica the leader still tracks while it retires (removed, and never caught up to the
 /// entry that removed it) is no voter: its vote request of a higher term costs the leader
-/// nothing, CheckQuorum or not. Regression test: the leader counted it as a member, and
-/// without CheckQuorum adopted its term and stepped down (simulator, seed 121).
+/// nothing, CheckQuorum or not. It gets no vote answer, only `Removed` of the commit index
+/// at the leader's term (`tell_removed_late`). Regression test: the leader counted it as a
+/// member, and without CheckQuorum adopted its term and stepped down (simulator, seed
+/// 121).
 #[test]
 fn a_retiring_replica_cannot_depose_the_leader() {
     let config = Config {
@@ -463,7 +465,14 @@ fn a_retiring_replica_cannot_depose_the_leader() {
         .step(msg(3, 1, term + 5, vote(false, last, term)));
     assert_eq!(c.status(1).role, Role::Leader);
     assert_eq!(c.status(1).term, term);
-    assert!(!c.g(1).has_ready(), "no answer");
+    let sent_before = c.sent.len();
+    c.deliver_all_where(|_, m| m.to != n(3));
+    let answers: Vec<&Message> = c.sent[sent_before..].iter().collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].to, n(3));
+    assert_eq!(answers[0].term, term);
+    let commit = c.status(1).commit;
+    assert_eq!(answers[0].body, MessageBody::Removed { index: commit });
 }
 
 /// A leader ignores a non-member's vote request however far its own election timer ran.

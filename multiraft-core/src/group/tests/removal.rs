@@ -63,6 +63,16 @@ fn remove_while_cut_off(c: &mut Cluster, id: u64) {
     assert!(c.g(1).progress.get(&n(id)).is_none(), "forgotten untold");
 }
 
+/// Elects 2, then hands leadership to 1: what 2 sends is then of an earlier term, which
+/// is returned.
+fn lead_1_after_2(c: &mut Cluster) -> u64 {
+    c.elect(2);
+    c.g_mut(2).transfer_leader(n(1)).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(1).role, Role::Leader);
+    c.status(1).term - 1
+}
+
 /// A removed replica whose `Removed` was lost, forgotten by its leader once told, asks
 /// to be tracked once it hears no leader (`MessageBody::Unheard`), and is told again.
 /// Regression (simulator's new check, 85 of 400 seeds): it held the removal, committed,
@@ -425,24 +435,56 @@ fn a_removed_replica_of_a_later_term_is_told_by_the_commit_index() {
     assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
 }
 
-/// `Removed` of an earlier term removes only a replica it can be true of: one that holds
-/// the index, and whose membership there and since names it, stays (a late message of a
-/// leader that had removed it, before it was added back, must not delete a member). A
-/// joining replica ignores it as it ignores any `Removed`.
+/// `Removed` of an earlier term leaves a replica whose own log names it past the index: in
+/// force at its applied index (committed since), as here, or in any later membership
+/// entry (`a_late_removed_leaves_a_voter_added_back_since`). A late message of a leader
+/// that removed it before it was added back must not delete a member.
 #[test]
-fn a_late_removed_leaves_a_member_that_holds_its_index() {
+fn a_late_removed_leaves_a_member_named_past_its_index() {
     let mut c = Cluster::new(3, 0, strict(), 103);
     c.elect(1);
     let old = c.status(1).term;
     c.g_mut(1).transfer_leader(n(2)).unwrap();
     c.deliver_all();
     assert!(c.status(3).term > old, "a later term");
-    let committed = c.status(3).commit;
+    c.propose_each_delivered(2, 3);
+    c.notify_commit(2);
+    let applied = c.g(3).log.applied;
+    assert!(applied > 1);
     c.g_mut(3)
-        .step(msg(1, 3, old, MessageBody::Removed { index: committed }));
+        .step(msg(1, 3, old, MessageBody::Removed { index: applied - 1 }));
     c.deliver_all();
     assert!(!c.events[2].contains(&GroupEvent::Removed));
     assert!(!c.g(3).is_removed());
+}
+
+/// A removed replica that holds the entry that removed it, but never learned it committed
+/// (cut off right after), is told by a leader of an earlier term whose commit index is that
+/// entry: the leader's word stands for what is committed up to it. Judged by its own commit
+/// index, where its membership still names it, it was kept for good (review).
+#[test]
+fn a_late_removed_tells_a_replica_that_holds_its_removal_uncommitted() {
+    let mut c = Cluster::new(3, 1, strict(), 113);
+    let old = lead_1_after_2(&mut c);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    // 4 gets the entry, and nothing after it.
+    let entries_to_4 =
+        |m: &Message| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty());
+    c.deliver_all_where(|_, m| m.to != n(4) || entries_to_4(m));
+    let removal = c.status(1).last_index;
+    assert!(c.status(1).commit >= removal, "committed");
+    assert!(c.status(4).last_index >= removal, "4 holds it");
+    assert!(
+        c.status(4).commit < removal,
+        "but never learned it committed"
+    );
+    assert!(!c.g(4).is_removed());
+    c.g_mut(4)
+        .step(msg(2, 4, old, MessageBody::Removed { index: removal }));
+    c.deliver_all_where(|_, m| m.to != n(4));
+    assert!(c.g(4).is_removed());
 }
 
 /// A leader tells a replica of a later term only what is committed: while the entry that
@@ -488,11 +530,7 @@ fn a_removal_not_yet_committed_is_not_told_late() {
 #[test]
 fn a_late_removed_leaves_a_voter_added_back_since() {
     let mut c = Cluster::new(3, 1, strict(), 109);
-    c.elect(2);
-    c.g_mut(2).transfer_leader(n(1)).unwrap();
-    c.deliver_all();
-    assert_eq!(c.status(1).role, Role::Leader);
-    let old = c.status(1).term - 1;
+    let old = lead_1_after_2(&mut c);
     let settle = |c: &mut Cluster, hold: bool| {
         for _ in 0..2 * strict().learner_catchup_ticks {
             c.g_mut(1).tick();
@@ -543,6 +581,12 @@ fn a_late_removed_leaves_a_voter_added_back_since() {
         "a voter of the committed one"
     );
     assert!(!c.g(4).membership_at(removed_at).contains(n(4)));
+    assert!(c.status(4).commit > removed_at);
+    let committed = c.g(4).membership_at(c.status(4).commit);
+    assert!(
+        committed.outgoing.contains(&n(4)),
+        "a voter of the joint one"
+    );
     assert!(!c.g(4).is_removed());
     c.g_mut(4)
         .step(msg(2, 4, old, MessageBody::Removed { index: removed_at }));
