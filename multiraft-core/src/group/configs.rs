@@ -48,14 +48,17 @@ impl Replica {
     }
 
     /// Whether this log names this replica in no membership past `index`: in none of its
-    /// membership entries above `index`, nor, if `index` is below the applied index, in
-    /// the one in force there (committed, and so on the group's own log). What it holds
+    /// membership entries above `index`, nor, if `index` is below the point the base
+    /// membership stands at, in that one (committed, and so on the group's own log). That
+    /// point is the applied index, or the index of a snapshot being restored, whose
+    /// membership is the base before the applied index reaches it (review: a replica
+    /// added back by that snapshot was told removed by a late message). What the log holds
     /// at or below `index` is not asked: a leader says what is committed there
     /// (`handle_removed_late`).
     pub(super) fn left_out_after(&self, index: u64) -> bool {
-        let applied = self.log.applied;
+        let base_at = self.log.applied.max(self.restoring.unwrap_or(0));
         let later = self.configs.iter().flat_map(|c| &c.entries);
-        (index >= applied || !self.membership_at(applied).contains(self.node))
+        (index >= base_at || !self.membership_at(base_at).contains(self.node))
             && later
                 .filter(|(i, _)| *i > index)
                 .all(|(_, m)| !m.contains(self.node))

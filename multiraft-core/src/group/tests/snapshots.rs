@@ -564,3 +564,22 @@ fn a_snapshot_committing_a_pending_removal_makes_the_replica_a_learner() {
     assert_eq!(g.status().commit, 9);
     assert_eq!(g.status().role, Role::Learner);
 }
+
+/// A late `Removed` (of an earlier term) leaves a replica restoring a snapshot whose
+/// membership names it: that membership is the base before the applied index reaches the
+/// snapshot. Regression (review): judged from the applied index, below the snapshot, a
+/// replica added back by the snapshot was told removed by a leader that had removed its
+/// node before.
+#[test]
+fn a_late_removed_leaves_a_replica_restoring_a_snapshot_that_names_it() {
+    let mut g = restored(2, hs(3, None, 2), log_of(&[1, 1, 1]));
+    g.step(msg(1, 2, 3, chunk(9, 3, 0, true)));
+    let r = g.ready(MAX, MAX);
+    assert_eq!(r.restore, Some(meta(9, 3)));
+    assert!(g.membership().contains(n(2)));
+    assert!(g.log.applied < 5, "not yet restored");
+    g.step(msg(3, 2, 2, MessageBody::Removed { index: 5 }));
+    let r = g.ready(MAX, MAX);
+    assert!(!r.events.contains(&GroupEvent::Removed));
+    assert!(!g.is_removed());
+}
