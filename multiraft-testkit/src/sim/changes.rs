@@ -278,8 +278,11 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         }
         // Deleted on the event alone, the replica must be no voter of the group's committed
-        // membership (of the entries applied so far; a later one only leaves out more): its
-        // acknowledgements would still count (review).
+        // membership (review): its acknowledgements would still count. That is the
+        // membership of the entries applied so far. A removal committed and applied
+        // nowhere yet would make it fire falsely; replicas apply what they hold committed
+        // before their events are handled, and the deletion comes after the event, so none
+        // has (seeds 0–1,999 and 40,000,000–40,005,999).
         if let Some(m) = self.membership_now(g)
             && (m.voters.contains(&me) || m.outgoing.contains(&me))
         {
