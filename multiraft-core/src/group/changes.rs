@@ -600,7 +600,9 @@ impl Replica {
     ///   committed there leaves it out, whatever this log holds there (an entry of another
     ///   term is uncommitted). Past it, only being added back could make it a voter again,
     ///   and a membership that does so, committed, is in this log (it acknowledged it)
-    ///   once it is a voter. Judged by its membership at `index` and its latest alone, a
+    ///   once it is a voter — but for a learner promoted within the catch-up slack before
+    ///   it held the entry that added it (`is_caught_up`), a known gap that can cost a
+    ///   voter, never data: it has acknowledged nothing from that entry on. Judged by its membership at `index` and its latest alone, a
     ///   node added back after `index` and being removed again (the joint configuration
     ///   committed, the last entry not) was deleted while a voter of the joint
     ///   configuration (review); judged by its own commit index instead, one that held
