@@ -441,10 +441,10 @@ impl Replica {
     /// alone (`tell_removed_late`). A leader that tracks it wakes, if quiet. Any other
     /// replica that knows a leader relays it there.
     pub(super) fn heard_unheard(&mut self, replica: NodeId, term: u64) {
-        if self.role == Role::Leader && term > self.term {
-            return self.tell_removed_late(replica);
-        }
         if self.role == Role::Leader {
+            if term > self.term {
+                return self.tell_removed_late(replica);
+            }
             if self.tracks(replica) {
                 // A replica it tracks, left waiting: a quiet leader wakes, heartbeats it,
                 // and tells it the group is quiet again once idle, so that it stops asking

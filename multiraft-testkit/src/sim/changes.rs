@@ -128,10 +128,10 @@ impl<A: SimApp> Simulation<A> {
             .requests
             .took_kind(id, g, Kind::Change)
             .map_err(|detail| self.checker.requests_failure(detail))?;
-        self.pending_changes.insert(id, change);
+        self.pending_changes
+            .insert(id, (change, joining.map(|x| (g, x))));
         self.touched.push((leader, g));
         if let Some(x) = joining {
-            self.joins.insert(id, (g, x));
             // The joining node's replica, given the leader's membership, so that it takes
             // the leader's appends or snapshot.
             self.join_replica(x, g, current)?;
@@ -596,8 +596,7 @@ impl<A: SimApp> Simulation<A> {
         id: ProposalId,
         membership: Option<&Membership>,
     ) -> Result<(), String> {
-        let join = self.joins.remove(&id);
-        let Some(change) = self.pending_changes.remove(&id) else {
+        let Some((change, join)) = self.pending_changes.remove(&id) else {
             return Ok(());
         };
         if let (None, Some((group, node))) = (membership, join) {

@@ -40,7 +40,6 @@ impl<A: SimApp> Simulation<A> {
         self.pending_reads.retain(|id, _| id.node != me);
         self.pending_transfers.retain(|id| id.node != me);
         self.pending_changes.retain(|id, _| id.node != me);
-        self.joins.retain(|id, _| id.node != me);
     }
 
     pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {

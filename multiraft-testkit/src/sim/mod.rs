@@ -319,12 +319,10 @@ pub struct Simulation<A: SimApp = KvApp> {
     /// Each group's hosts: the nodes (indexes) with a replica of it, ascending. Membership
     /// changes add and delete replicas; who votes is each replica's own membership.
     groups: BTreeMap<GroupId, Vec<usize>>,
-    /// Membership changes awaiting an outcome, to count how they ended.
-    pending_changes: HashMap<ProposalId, MembershipChange>,
-    /// The group and node of the replica each pending change started a join for: deleted
-    /// if the change fails and no leader added it, as `MultiRaft::join_group` asks of an
-    /// application.
-    joins: HashMap<ProposalId, (GroupId, usize)>,
+    /// Membership changes awaiting an outcome, to count how they ended, each with the group
+    /// and node of the replica it started a join for: deleted if the change fails and no
+    /// leader added it, as `MultiRaft::join_group` asks of an application.
+    pending_changes: HashMap<ProposalId, (MembershipChange, Option<(GroupId, usize)>)>,
     /// Per group: the last committed membership entry counted in the report, and its
     /// membership.
     committed_memberships: HashMap<GroupId, (u64, Membership)>,
@@ -463,7 +461,6 @@ impl<A: SimApp> Simulation<A> {
             applied_to,
             pending_transfers: HashSet::new(),
             pending_changes: HashMap::new(),
-            joins: HashMap::new(),
             committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),
