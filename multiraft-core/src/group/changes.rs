@@ -40,6 +40,13 @@ pub(super) struct Change {
     /// Consecutive ticks some replica of `promote` had not answered since the last
     /// CheckQuorum round: past an election timeout, it is silent.
     unheard_ticks: u32,
+    /// The index every replica of `promote` must hold to count as caught up: the log's
+    /// end once the change began and appended the learners it adds, so at or past the
+    /// entry that made each a learner. Within `learner_catchup_entries` of the end alone,
+    /// a replica added back after its removal was promoted before it held that entry, and
+    /// a late `Removed` of an index past its log (`handle_removed_late`) could then have
+    /// it deleted while a voter (review).
+    hold: u64,
 }
 
 impl Replica {
@@ -90,8 +97,13 @@ impl Replica {
             last_matched: 0,
             answered: false,
             unheard_ticks: 0,
+            hold: 0,
         }));
         self.advance_change();
+        let end = self.log.last_index();
+        if let Some(c) = self.change.as_mut() {
+            c.hold = end;
+        }
         Ok(())
     }
 
@@ -161,7 +173,8 @@ impl Replica {
         let progress: Vec<Option<&Progress>> =
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends
-        // streaming (its log matches), within `learner_catchup_entries` of the end, and
+        // streaming (its log matches), within `learner_catchup_entries` of the end, holding
+        // the entry that made it a learner (`Change::hold`), and
         // known to have joined (`Progress::knows_commit`: an append told it a commit index
         // it held), for a joining replica votes only then (`Replica::joined`): promoted
         // earlier, a joint configuration could need the vote of a replica that will not
@@ -184,9 +197,13 @@ impl Replica {
         c.answered |= answering;
         c.unheard_ticks = if answering { 0 } else { c.unheard_ticks + 1 };
         let heard = c.answered && c.unheard_ticks <= election_timeout;
+        let hold = c.hold;
         let is_caught_up = |p: Option<&Progress>| {
             p.is_some_and(|p| {
-                p.state == ProgressState::Replicate && p.matched + within >= last && p.knows_commit
+                p.state == ProgressState::Replicate
+                    && p.matched + within >= last
+                    && p.matched >= hold
+                    && p.knows_commit
             })
         };
         let caught_up = heard && progress.iter().all(|p| is_caught_up(*p));
@@ -599,10 +616,9 @@ impl Replica {
     ///   (`left_out_after`). Up to `index` the leader's word stands: the membership
     ///   committed there leaves it out, whatever this log holds there (an entry of another
     ///   term is uncommitted). Past it, only being added back could make it a voter again,
-    ///   and a membership that does so, committed, is in this log (it acknowledged it)
-    ///   once it is a voter — but for a learner promoted within the catch-up slack before
-    ///   it held the entry that added it (`is_caught_up`), a known gap that can cost a
-    ///   voter, never data: it has acknowledged nothing from that entry on. Judged by its membership at `index` and its latest alone, a
+    ///   and a membership that does so, committed, is in this log once it is a voter: a
+    ///   learner is promoted only once it holds the entry that added it (`Change::hold`).
+    ///   Judged by its membership at `index` and its latest alone, a
     ///   node added back after `index` and being removed again (the joint configuration
     ///   committed, the last entry not) was deleted while a voter of the joint
     ///   configuration (review); judged by its own commit index instead, one that held

@@ -368,6 +368,7 @@ fn a_restarted_learner_is_not_promoted_on_what_its_last_incarnation_knew() {
     c.deliver_all();
     let (term, last) = (c.status(1).term, c.status(1).last_index);
     assert!(c.g(1).progress.get(&n(4)).expect("tracked").knows_commit);
+    eprintln!("after: {:?}", c.g(1).progress.get(&n(4)));
     c.g_mut(1).on_node_restarted(n(4));
     c.deliver(msg(4, 1, term, ack(last)));
     c.g_mut(1)
@@ -659,4 +660,86 @@ fn a_removed_replica_of_a_later_term_is_not_tracked_again() {
     c.g_mut(1).step(msg(9, 1, term, vote(false, last, term)));
     assert!(c.g(1).progress.get(&n(9)).is_some());
     assert_eq!(c.g(1).leadership(), (term, Some(n(1))));
+}
+
+/// A learner is promoted only once it holds the entry that added it: caught up within
+/// `learner_catchup_entries` of the end is not enough while that entry is past its match.
+/// Here replica 4, removed while cut off and never deleted, is added back while the
+/// voters are cut off; its first answer, to an append that ended below the entry adding
+/// it and carried a commit index it held, arrives once that entry committed, so the leader
+/// knows it joined (`Progress::knows_commit`). Regression (review): promoted on that
+/// answer while still catching up, it was a voter of the joint configuration without
+/// holding the entry that added it back, and a late `Removed` of an index past its log
+/// (`handle_removed_late`) could then have it deleted while a voter.
+#[test]
+fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
+    let config = Config {
+        max_append_entries: 1,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 1, config, 31);
+    c.elect(1);
+    c.isolated = BTreeSet::from([n(4)]);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    c.notify_commit(1);
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+
+    // The voters cut off, what the leader appends from here stays uncommitted for now.
+    c.isolated = BTreeSet::from([n(2), n(3)]);
+    for seq in 1..=20 {
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    c.g_mut(1)
+        .change_membership(MembershipChange::AddLearner(n(4)))
+        .unwrap();
+    let add = c.status(1).last_index;
+    // Replica 4's acknowledgements wait, and go one per tick.
+    fn hold(held: &mut VecDeque<Message>, m: &Message) -> bool {
+        let answer =
+            m.from == n(4) && matches!(m.body, MessageBody::AppendResponse { success: true, .. });
+        if answer {
+            held.push_back(m.clone());
+        }
+        !answer
+    }
+    let mut held = VecDeque::new();
+    c.deliver_all_where(|_, m| hold(&mut held, m));
+    assert_eq!(held.len(), 1, "{held:?}");
+
+    c.isolated = BTreeSet::new();
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        if c.status(1).commit >= add {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| m.to != n(4) && m.from != n(4));
+    }
+    assert!(c.status(1).commit >= add, "{:?}", c.status(1));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    for _ in 0..4 * strict().learner_catchup_ticks {
+        if let Some(m) = held.pop_front() {
+            c.deliver(m);
+        }
+        c.g_mut(1).tick();
+        c.deliver_all_where(|_, m| hold(&mut held, m));
+        let progress = c.g(1).progress.get(&n(4)).expect("tracked");
+        assert!(
+            progress.matched >= add || c.g(1).membership().learners.contains(&n(4)),
+            "promoted at match {} before it held the entry adding it, {add}: {:?}",
+            progress.matched,
+            c.g(1).membership()
+        );
+    }
+
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3, 4]));
 }
