@@ -169,8 +169,10 @@ pub struct Config {
     /// sent again later, so a node returning after a long outage is not flooded.
     pub max_snapshot_receives: usize,
     /// A learner being added as a voter ([`MembershipChange::AddVoter`]) counts as caught
-    /// up while its log is within this many entries of the leader's last index. Promoting
-    /// a replica far behind would leave the new configuration's quorum waiting on it.
+    /// up while its log is within this many entries of the leader's last index (and holds
+    /// at least the log's end as of the change's start, so the entry that made it a
+    /// learner). Promoting a replica far behind would leave the new configuration's quorum
+    /// waiting on it.
     ///
     /// [`MembershipChange::AddVoter`]: crate::MembershipChange::AddVoter
     pub learner_catchup_entries: u64,

@@ -29,8 +29,8 @@ pub struct Membership {
 /// appends one in which every decision needs a majority of the old voters and of the new,
 /// and leaves it by itself once it is committed. A replica joining as a voter is first a
 /// learner, and is promoted once it has caught up (`Config::learner_catchup_entries` for
-/// `Config::learner_catchup_ticks`), so that the new configuration's quorum never waits on
-/// an empty log.
+/// `Config::learner_catchup_ticks`, holding at least the log's end as of the change's
+/// start), so that the new configuration's quorum never waits on an empty log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MembershipChange {

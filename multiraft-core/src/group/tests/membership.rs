@@ -368,7 +368,6 @@ fn a_restarted_learner_is_not_promoted_on_what_its_last_incarnation_knew() {
     c.deliver_all();
     let (term, last) = (c.status(1).term, c.status(1).last_index);
     assert!(c.g(1).progress.get(&n(4)).expect("tracked").knows_commit);
-    eprintln!("after: {:?}", c.g(1).progress.get(&n(4)));
     c.g_mut(1).on_node_restarted(n(4));
     c.deliver(msg(4, 1, term, ack(last)));
     c.g_mut(1)
@@ -673,6 +672,13 @@ fn a_removed_replica_of_a_later_term_is_not_tracked_again() {
 /// (`handle_removed_late`) could then have it deleted while a voter.
 #[test]
 fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
+    promote_when_added_back(false);
+    promote_when_added_back(true);
+}
+
+/// Replica 4 added back, after its removal, by `AddLearner` then `Promote` or by one
+/// `AddVoter`, as `a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it` says.
+fn promote_when_added_back(add_voter: bool) {
     let config = Config {
         max_append_entries: 1,
         ..strict()
@@ -693,9 +699,12 @@ fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
             .propose(pid(1, seq), Bytes::from_static(b"x"))
             .unwrap();
     }
-    c.g_mut(1)
-        .change_membership(MembershipChange::AddLearner(n(4)))
-        .unwrap();
+    let change = if add_voter {
+        MembershipChange::AddVoter(n(4))
+    } else {
+        MembershipChange::AddLearner(n(4))
+    };
+    c.g_mut(1).change_membership(change).unwrap();
     let add = c.status(1).last_index;
     // Replica 4's acknowledgements wait, and go one per tick.
     fn hold(held: &mut VecDeque<Message>, m: &Message) -> bool {
@@ -719,9 +728,11 @@ fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
         c.deliver_all_where(|_, m| m.to != n(4) && m.from != n(4));
     }
     assert!(c.status(1).commit >= add, "{:?}", c.status(1));
-    c.g_mut(1)
-        .change_membership(MembershipChange::Promote(n(4)))
-        .unwrap();
+    if !add_voter {
+        c.g_mut(1)
+            .change_membership(MembershipChange::Promote(n(4)))
+            .unwrap();
+    }
     for _ in 0..4 * strict().learner_catchup_ticks {
         if let Some(m) = held.pop_front() {
             c.deliver(m);
@@ -737,9 +748,16 @@ fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
         );
     }
 
-    for _ in 0..2 * strict().learner_catchup_ticks {
+    for m in held {
+        c.deliver(m);
+    }
+    let done = Membership::voters([1, 2, 3, 4]);
+    for _ in 0..4 * strict().election_timeout_max_ticks {
+        if c.g(1).membership() == &done {
+            return;
+        }
         c.g_mut(1).tick();
         c.deliver_all();
     }
-    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3, 4]));
+    panic!("not promoted: {:?}", c.g(1).membership());
 }
