@@ -285,7 +285,8 @@ impl MultiRaft {
     /// If that change fails, or ends `Indeterminate`, and the group's leader does not name
     /// this node in its membership ([`membership`](MultiRaft::membership)) once it has
     /// committed an entry of its own term (before that, a leader holding the change may
-    /// still depose it), delete the replica with [`remove_group`](MultiRaft::remove_group):
+    /// still depose it; a [`read_index`](MultiRaft::read_index) that succeeds on the
+    /// leader's node shows that it has, as no read is served before), delete the replica with [`remove_group`](MultiRaft::remove_group):
     /// no leader tells a replica it never added, and a joining replica ignores `Removed` (a
     /// late one may be meant for this node's previous replica of the group). Deleting it
     /// loses nothing, as it holds nothing the group needs until it has caught up; a change

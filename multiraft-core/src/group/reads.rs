@@ -173,7 +173,12 @@ impl Replica {
         (applied_all && self.lease_holds(now, &peer_lease)).then_some(self.log.committed)
     }
 
-    fn committed_in_term(&self) -> bool {
+    /// Whether an entry of this replica's current term is committed, as far as it knows. On
+    /// a leader, from then on an entry its log lacks can never commit: every later leader
+    /// holds its committed entry, and entries past it are of its term or later. What such
+    /// a leader's membership ([`Replica::membership`]) leaves out, no membership change
+    /// still under way can add.
+    pub fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed) == Some(self.term)
     }
 

@@ -50,6 +50,22 @@ pub(super) struct RemovedSeen {
     clock: u64,
 }
 
+/// How many times the application looks at a replica whose join was abandoned while no
+/// leader that has committed an entry of its term is known, two election timeouts apart.
+/// Past that it keeps the replica (counted as left untold if it is still joining at the
+/// end): a group with no such leader that long is one the faults took down.
+pub(super) const ABANDONED_JOIN_CHECKS: u32 = 8;
+
+/// Why the application deletes a replica (`Simulation::remove_replica`).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Deletion {
+    /// The replica reported itself removed (`Event::Removed`).
+    Removed,
+    /// It joined for a change that failed or ended indeterminate; looked at again up to
+    /// `checks_left` more times.
+    AbandonedJoin { checks_left: u32 },
+}
+
 impl<A: SimApp> Simulation<A> {
     /// The chaos step's membership change, at its rate.
     pub(super) fn change_membership_random(&mut self) -> Result<(), Failure> {
@@ -244,35 +260,45 @@ impl<A: SimApp> Simulation<A> {
         self.drive(x)
     }
 
-    /// Node `i` reported its replica of `g` removed: delete it, as an application would,
-    /// if it is still up in the same life. The replica's own membership may still name it:
-    /// one told by a leader of an earlier term that never caught it up
-    /// (`Replica::handle_removed_late`). `abandoned`: its replica joined for a change that
-    /// failed; delete it if it is still joining and the leader (of the highest term) does
-    /// not name it, as `MultiRaft::join_group` asks of an application.
+    /// Node `i`'s replica of `g` may go (`why`): delete it, as an application would, if
+    /// the node is still up in the same life and:
+    /// - `Removed`: the replica reported itself removed. Its own membership may still name
+    ///   it: one told by a leader of an earlier term that never caught it up
+    ///   (`Replica::handle_removed_late`).
+    /// - `AbandonedJoin`: it joined for a change that failed or ended indeterminate (its
+    ///   proposer crashed). Deleted if still joining and not named by the group's leader
+    ///   once that leader has committed an entry of its term, as `MultiRaft::join_group`
+    ///   asks of an application; looked at again later while no such leader is known.
     pub(super) fn remove_replica(
         &mut self,
         i: usize,
         g: GroupId,
         incarnation: u64,
-        abandoned: bool,
+        why: Deletion,
     ) -> Result<(), Failure> {
         let sn = &self.nodes[i];
         if sn.incarnation != incarnation {
             return Ok(());
         }
         let me = sn.id;
-        let Some(node) = sn.node.as_ref() else {
+        let Some(replica) = sn.node.as_ref().and_then(|n| n.replica(g)) else {
             return Ok(());
         };
-        let delete = if abandoned {
-            let unnamed = self.believed_leader(g).is_some_and(|l| {
-                let leads = self.nodes[l].node.as_ref().and_then(|n| n.replica(g));
-                leads.is_some_and(|r| !r.membership().contains(me))
-            });
-            unnamed && node.replica(g).is_some_and(|r| r.is_joining())
-        } else {
-            node.replica(g).is_some_and(|r| r.is_removed())
+        let delete = match why {
+            Deletion::Removed => replica.is_removed(),
+            Deletion::AbandonedJoin { .. } if !replica.is_joining() => false,
+            Deletion::AbandonedJoin { checks_left } => {
+                let settled = self.believed_leader(g).and_then(|l| {
+                    let leads = self.nodes[l].node.as_ref()?.replica(g)?;
+                    leads
+                        .committed_in_term()
+                        .then(|| leads.membership().contains(me))
+                });
+                if settled.is_none() && checks_left > 0 {
+                    self.check_abandoned_join(i, g, checks_left - 1);
+                }
+                settled == Some(false)
+            }
         };
         if !delete {
             return Ok(());
@@ -310,21 +336,40 @@ impl<A: SimApp> Simulation<A> {
         self.restoring.remove(&(i, g));
         self.taken.retain(|(n, group, _)| (*n, *group) != (i, g));
         self.checker.on_replica_removed(i, g);
-        if abandoned {
-            self.report.joins_abandoned += 1;
-        } else {
-            self.report.replicas_removed += 1;
-        }
+        let why = match why {
+            Deletion::Removed => {
+                self.report.replicas_removed += 1;
+                ""
+            }
+            Deletion::AbandonedJoin { .. } => {
+                self.report.joins_abandoned += 1;
+                " (its join abandoned)"
+            }
+        };
         self.hash.u64(14);
         self.hash.u64(i as u64);
         self.hash.u64(g.0);
-        let why = if abandoned {
-            " (its join abandoned)"
-        } else {
-            ""
-        };
         self.note(format!("{me} deletes its replica of {g}{why}"));
         self.drive(i)
+    }
+
+    /// Looks, once a new leader has had time to settle the membership, at node `node`'s
+    /// replica of `group`, which joined for a change that failed or ended indeterminate
+    /// (`Deletion::AbandonedJoin`).
+    pub(super) fn check_abandoned_join(&mut self, node: usize, group: GroupId, checks_left: u32) {
+        let after =
+            2 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.nodes[node].tick_us;
+        let incarnation = self.nodes[node].incarnation;
+        let why = Deletion::AbandonedJoin { checks_left };
+        self.schedule(
+            after,
+            super::Ev::RemoveReplica {
+                node,
+                group,
+                incarnation,
+                why,
+            },
+        );
     }
 
     /// Counts the committed membership entries among `entries` of `group` the first time
@@ -600,19 +645,7 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         };
         if let (None, Some((group, node))) = (membership, join) {
-            // Looked at once a new leader has had time to settle the membership.
-            let after =
-                2 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.nodes[node].tick_us;
-            let incarnation = self.nodes[node].incarnation;
-            self.schedule(
-                after,
-                super::Ev::RemoveReplica {
-                    node,
-                    group,
-                    incarnation,
-                    abandoned: true,
-                },
-            );
+            self.check_abandoned_join(node, group, ABANDONED_JOIN_CHECKS);
         }
         match membership {
             Some(m) => {

@@ -39,7 +39,21 @@ impl<A: SimApp> Simulation<A> {
         // transfers end with it (the request-outcome invariant marks both crashed).
         self.pending_reads.retain(|id, _| id.node != me);
         self.pending_transfers.retain(|id| id.node != me);
-        self.pending_changes.retain(|id, _| id.node != me);
+        // Its changes end indeterminate: a replica that joined for one is the application's
+        // to delete if no leader adds it (`MultiRaft::join_group`).
+        let mut ended: Vec<ProposalId> = self
+            .pending_changes
+            .keys()
+            .filter(|id| id.node == me)
+            .copied()
+            .collect();
+        // In a fixed order: the checks are scheduled events.
+        ended.sort_unstable();
+        for id in ended {
+            if let Some((_, Some((group, node)))) = self.pending_changes.remove(&id) {
+                self.check_abandoned_join(node, group, super::changes::ABANDONED_JOIN_CHECKS);
+            }
+        }
     }
 
     pub(super) fn restart(&mut self, i: usize) -> Result<(), Failure> {

@@ -245,13 +245,13 @@ enum Ev {
         node: usize,
         group: GroupId,
     },
-    /// Delete a replica that reported itself removed (in the node's life `incarnation`),
-    /// or, `abandoned`, one that joined for a change that failed and that no leader added.
+    /// Delete a replica (in the node's life `incarnation`) that reported itself removed,
+    /// or that joined for a change that failed and that no leader added (`why`).
     RemoveReplica {
         node: usize,
         group: GroupId,
         incarnation: u64,
-        abandoned: bool,
+        why: changes::Deletion,
     },
     HealPartition {
         epoch: u64,
@@ -778,8 +778,8 @@ impl<A: SimApp> Simulation<A> {
                 node,
                 group,
                 incarnation,
-                abandoned,
-            } => self.remove_replica(node, group, incarnation, abandoned),
+                why,
+            } => self.remove_replica(node, group, incarnation, why),
             Ev::JointFault { node, group } => self.joint_fault(node, group),
             Ev::HealPartition { epoch } => {
                 if epoch == self.partition_epoch && !self.blocked.is_empty() {

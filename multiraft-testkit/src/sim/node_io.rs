@@ -251,7 +251,7 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                     node,
                     group,
                     incarnation,
-                    abandoned: false,
+                    why: super::changes::Deletion::Removed,
                 },
             );
             return;
