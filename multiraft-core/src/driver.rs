@@ -125,7 +125,10 @@ impl Driver {
                 Some(built) = self.snapshots.built.recv(), if self.p.node.wants_snapshot_chunks() => {
                     self.snapshots.built(&mut self.p.node, built);
                 }
-                batch = self.p.inbound.recv(), if !self.stopping => self.drain(None, batch),
+                // A closed inbox (its transport dropped it) disables the branch for this
+                // wake rather than matching: taken as an empty batch, it woke the loop at
+                // once, every time, and it spun a whole core (review).
+                Some(b) = self.p.inbound.recv(), if !self.stopping => self.drain(None, Some(b)),
                 call = self.p.calls.recv(), if !self.stopping => match call {
                     Some(call) => self.drain(Some(call), None),
                     // Every handle is gone: nobody can ask for anything again.

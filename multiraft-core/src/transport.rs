@@ -28,7 +28,8 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, batch: MessageBatch);
 
     /// Called once when the node starts: from now on, batches addressed to `node` go to
-    /// `inbox`.
+    /// `inbox`. A transport that drops every clone of `inbox` before the node stops cuts
+    /// the node off: it goes on serving calls and sending, and hears nothing.
     fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError>;
 
     /// Called once when the node stops: deliver nothing more to it.

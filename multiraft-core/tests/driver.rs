@@ -849,3 +849,82 @@ async fn a_call_queued_behind_a_shutdown_is_refused_stopped() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// A transport whose receiving side ends at once: it drops the node's inbox on attach, as
+/// a transport closed before the node stops does.
+struct DeafTransport;
+
+impl multiraft_core::Transport for DeafTransport {
+    fn send(&self, _batch: multiraft_core::MessageBatch) {}
+
+    fn attach(
+        &self,
+        _node: NodeId,
+        inbox: multiraft_core::Inbox,
+    ) -> Result<(), multiraft_core::AttachError> {
+        drop(inbox);
+        Ok(())
+    }
+
+    fn detach(&self, _node: NodeId) {}
+}
+
+/// A manual clock that counts how often the loop reads it: once or so per wake.
+#[derive(Clone)]
+struct CountedClock {
+    clock: ManualClock,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl multiraft_core::Clock for CountedClock {
+    fn now(&self) -> std::time::Duration {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.clock.now()
+    }
+
+    async fn sleep_until(&self, deadline: std::time::Duration) {
+        self.clock.sleep_until(deadline).await;
+    }
+}
+
+/// A node whose transport dropped its inbox waits, as it does for anything else, instead
+/// of finding the closed inbox ready at every wake. Regression (review): the loop took the
+/// closed inbox's `None` as a batch to drain and spun, a whole core, for as long as the
+/// node ran. Here the clock does not move, so nothing wakes an idle loop: while this task
+/// yields a hundred times, the loop reads the clock no more than a few times.
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_whose_inbox_closed_does_not_spin() {
+    let clock = CountedClock {
+        clock: ManualClock::new(),
+        reads: Default::default(),
+    };
+    let node = MultiRaft::builder(NodeId(1), test_config())
+        .storage(MemStorage::new())
+        .transport(DeafTransport)
+        .clock(clock.clone())
+        .state_machines(Journal::default().machines(NodeId(1)))
+        .start()
+        .await
+        .unwrap();
+    node.create_group(GroupId(1), Membership::voters([1]))
+        .await
+        .unwrap();
+    node.node_status().await.unwrap();
+    let before = clock.reads.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let reads = clock.reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        reads < 20,
+        "the loop read the clock {reads} times while idle"
+    );
+    // It still serves calls.
+    assert_eq!(
+        node.status(GroupId(1)).await.unwrap().map(|s| s.group),
+        Some(GroupId(1))
+    );
+    node.shutdown().await.unwrap();
+}
