@@ -123,7 +123,7 @@ impl SnapshotIo {
     }
 
     /// Runs the state machine's chunk iterator on a blocking thread, one chunk ahead so
-    /// that the last one is marked.
+    /// that the last one is marked. An error or a panic of the iterator fails the snapshot.
     fn build(&mut self, take: &TakeSnapshot, data: crate::snapshot::SnapshotData) {
         let cancel = Arc::new(AtomicBool::new(false));
         if let Some((_, old)) = self
@@ -140,7 +140,11 @@ impl SnapshotIo {
                 if cancel.load(Ordering::Relaxed) {
                     return;
                 }
-                let next = data.next().transpose();
+                // A panic fails the snapshot: uncaught, it ended this thread unseen, and the
+                // group held its build slot and never snapshotted again (review).
+                let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| data.next()))
+                    .unwrap_or_else(|_| Some(Err(SnapshotError::Failed(DATA_PANICKED.into()))))
+                    .transpose();
                 let (piece, last) = match (next, held.take()) {
                     (Err(e), _) => return drop(tx.blocking_send((group, index, Err(e), true))),
                     (Ok(Some(chunk)), None) => {
@@ -300,6 +304,9 @@ async fn read_chunk(
         .unwrap_or_else(|panicked| Err(StorageError::Backend(Box::new(panicked))))
 }
 
+/// What a snapshot fails with when the state machine's chunk iterator panics.
+const DATA_PANICKED: &str = "the state machine's snapshot data panicked";
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -426,6 +433,27 @@ mod tests {
             .await
             .expect("a read finishes")
             .expect("the channel is open")
+    }
+
+    /// A state machine whose snapshot data panics fails that snapshot: the node hears of it
+    /// (`Node::snapshot_failed` frees the group's build slot) instead of waiting for good.
+    #[tokio::test]
+    async fn a_panic_in_snapshot_data_fails_the_snapshot() {
+        let mut io = SnapshotIo::new(Arc::new(TwoChunks));
+        let take = TakeSnapshot {
+            group: GroupId(1),
+            meta: meta(),
+        };
+        io.build(&take, Box::new(std::iter::from_fn(|| panic!("a bug"))));
+        let built = tokio::time::timeout(Duration::from_secs(10), io.built.recv())
+            .await
+            .expect("the build answers")
+            .expect("the channel is open");
+        let failed = SnapshotError::Failed(DATA_PANICKED.into());
+        assert!(
+            matches!(&built, (GroupId(1), 10, Err(e), true) if *e == failed),
+            "{built:?}"
+        );
     }
 
     /// A chunk read of a group's restore that finishes after the group was removed and
