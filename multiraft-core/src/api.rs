@@ -224,7 +224,9 @@ fn default_seed(id: NodeId) -> u64 {
 
 /// Request ids start from the wall clock in nanoseconds so that a restarted node never
 /// reuses one that an entry still in the log carries (entries are re-applied after a restart
-/// and must not answer a new proposal by mistake).
+/// and must not answer a new proposal by mistake). A clock set back across the restart is
+/// covered for this node's own log (`Node::restore` starts past the ids it carries), not
+/// for entries it has yet to receive.
 fn first_request_seq() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

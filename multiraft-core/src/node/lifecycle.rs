@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::entry::Payload;
 use crate::error::{GroupError, StartError};
 use crate::group::Replica;
 use crate::ids::{GroupId, RequestId};
@@ -133,6 +134,21 @@ impl Node {
     pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());
+        // Request ids start past every one of this node's that its logs carry, wherever
+        // they were told to start: those entries are applied again, and one must answer
+        // no request of this life. A wall clock set back across the restart (the
+        // driver's ids start from it) otherwise gave the new proposals ids the log held
+        // (review).
+        let own = loaded
+            .iter()
+            .flat_map(|l| &l.entries)
+            .filter_map(|e| match &e.payload {
+                Payload::Command { id, .. } if id.node == self.id => Some(id.seq),
+                _ => None,
+            });
+        if let Some(last) = own.max() {
+            self.requests.start_past(last);
+        }
         for l in loaded {
             let seed = group_seed(self.seed, l.group.0);
             groups.push(Replica::restore(

@@ -269,7 +269,10 @@ impl Node {
     /// restarted node re-applies its log: an entry proposed by an earlier life must not
     /// answer a request of this one, so a restarted node starts past every id it used
     /// before. The driver uses the wall clock in nanoseconds; a simulation, a counter per
-    /// life.
+    /// life. Call it before [`Node::restore`], which moves the next id past every one of
+    /// this node's that the restored logs carry, whatever `first` was (a wall clock set
+    /// back across the restart); ids of this node's earlier lives that only other
+    /// replicas' logs carry it cannot see, so `first` must still pass them.
     ///
     /// The same value names this life of the node to its peers (its incarnation): a peer
     /// that sees it change knows the promises this node's groups made before a restart are

@@ -139,6 +139,13 @@ impl Requests {
         self.next = first.max(1);
     }
 
+    /// The next request id will be past `used`, if it was not already.
+    pub(super) fn start_past(&mut self, used: u64) {
+        if used >= self.next {
+            self.start_at(used.wrapping_add(1));
+        }
+    }
+
     fn allocate(&mut self) -> RequestId {
         let id = RequestId(self.next);
         // Past u64::MAX wraps to 0, which is never an id: skip it.

@@ -102,3 +102,40 @@ fn a_deposed_leader_still_says_where_to_go() {
         })
     );
 }
+
+/// A restarted node told to start its request ids at or below one that an entry of its log
+/// carries (its wall clock set back across the restart: a host with no clock of its own, a
+/// virtual machine restored) starts past it: re-applied, that entry must answer no
+/// proposal of this life. Regression (review): ids started where told, and the re-applied
+/// entry's result went to the new proposal of the same id.
+#[test]
+fn a_restarted_node_starts_its_request_ids_past_those_its_log_carries() {
+    let mut node = new_node(1, strict());
+    node.start_requests_at(5);
+    let command = |seq| Entry {
+        index: 1,
+        term: 1,
+        payload: Payload::Command {
+            id: crate::ids::ProposalId { node: n(1), seq },
+            data: Bytes::from_static(b"of the last life"),
+        },
+    };
+    let loaded = crate::storage::LoadedGroup {
+        membership: Membership::voters([1]),
+        hard_state: HardState {
+            term: 1,
+            vote: Some(n(1)),
+            commit: 0,
+        },
+        entries: vec![command(9)],
+        ..crate::storage::LoadedGroup::new(g(1))
+    };
+    node.restore(vec![loaded]).unwrap();
+    node.campaign(g(1)).unwrap();
+    let mut io = Recorder::default();
+    testing::settle(&mut node, &mut io).unwrap();
+    let ids: Vec<u64> = (0..8)
+        .map(|_| node.propose(g(1), Bytes::from_static(b"x")).unwrap().0)
+        .collect();
+    assert!(ids.iter().all(|&id| id > 9), "{ids:?}");
+}
