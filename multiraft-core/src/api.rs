@@ -304,7 +304,10 @@ impl MultiRaft {
     }
 
     /// Removes this node's replica of `group` and deletes its persisted state. Proposals
-    /// still pending on it end `Indeterminate`.
+    /// still pending on it end `Indeterminate`. An on-disk state machine's own store is the
+    /// application's to delete, before the group is created or joined here again: its
+    /// [`applied_index`](crate::StateMachine::applied_index) would have the new replica
+    /// skip the new group's entries up to it.
     pub async fn remove_group(&self, group: GroupId) -> Result<(), GroupError> {
         self.call(|reply| Call::RemoveGroup(group, reply))
             .await

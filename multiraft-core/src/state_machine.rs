@@ -82,7 +82,8 @@ pub trait StateMachine: Send + 'static {
     /// For on-disk machines: the last index whose effect the machine's own store holds
     /// durably, asked once when the node makes the machine. The node applies nothing at or
     /// below it and restores no snapshot that it covers. In-memory machines keep the
-    /// default, 0.
+    /// default, 0. It must be this replica's: a store left from a replica of the same group
+    /// removed earlier on this node makes a new one skip entries it never applied.
     fn applied_index(&self) -> u64 {
         0
     }
