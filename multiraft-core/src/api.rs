@@ -288,8 +288,9 @@ impl MultiRaft {
     /// this node in its membership ([`membership`](MultiRaft::membership)) once it has
     /// committed an entry of its own term (before that, a leader holding the change may
     /// still depose it; a [`read_index`](MultiRaft::read_index) that succeeds on the
-    /// leader's node shows that it has, as no read is served before), delete the replica with [`remove_group`](MultiRaft::remove_group):
-    /// no leader tells a replica it never added, and a joining replica ignores `Removed` (a
+    /// leader's node shows that it still leads and has, as no read is served before),
+    /// delete the replica with
+    /// [`remove_group`](MultiRaft::remove_group): no leader tells a replica it never added, and a joining replica ignores `Removed` (a
     /// late one may be meant for this node's previous replica of the group). Deleting it
     /// loses nothing, as it holds nothing the group needs until it has caught up; a change
     /// that commits after all leaves the node a learner without a replica, to be removed.

@@ -143,7 +143,7 @@ impl SnapshotIo {
                 // A panic fails the snapshot: uncaught, it ended this thread unseen, and the
                 // group held its build slot and never snapshotted again (review).
                 let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| data.next()))
-                    .unwrap_or_else(|_| Some(Err(SnapshotError::Failed(DATA_PANICKED.into()))))
+                    .unwrap_or_else(|panic| Some(Err(panicked(panic.as_ref()))))
                     .transpose();
                 let (piece, last) = match (next, held.take()) {
                     (Err(e), _) => return drop(tx.blocking_send((group, index, Err(e), true))),
@@ -307,6 +307,14 @@ async fn read_chunk(
 /// What a snapshot fails with when the state machine's chunk iterator panics.
 const DATA_PANICKED: &str = "the state machine's snapshot data panicked";
 
+/// The failure of a snapshot whose data panicked with `panic`, naming its message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> SnapshotError {
+    let message = (panic.downcast_ref::<&str>().copied())
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    SnapshotError::Failed(format!("{DATA_PANICKED}: {message}"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -449,7 +457,7 @@ mod tests {
             .await
             .expect("the build answers")
             .expect("the channel is open");
-        let failed = SnapshotError::Failed(DATA_PANICKED.into());
+        let failed = SnapshotError::Failed(format!("{DATA_PANICKED}: a bug"));
         assert!(
             matches!(&built, (GroupId(1), 10, Err(e), true) if *e == failed),
             "{built:?}"

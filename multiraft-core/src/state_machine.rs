@@ -61,7 +61,10 @@ pub trait StateMachine: Send + 'static {
     /// cheaply (a reference-counted copy-on-write structure, a read transaction of your
     /// store) and serialize in the iterator: a snapshot must not block the other groups.
     /// Chunks may be of any size; the node splits those above
-    /// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes).
+    /// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes). An error of
+    /// the iterator, or a panic in it, fails that snapshot (the node tries again later); a
+    /// panic in this method itself, on the event loop, ends the loop, as one in `apply`
+    /// does.
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
         Err(SnapshotError::Unsupported)
     }

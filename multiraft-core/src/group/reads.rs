@@ -174,10 +174,11 @@ impl Replica {
     }
 
     /// Whether an entry of this replica's current term is committed, as far as it knows. On
-    /// a leader, from then on an entry its log lacks can never commit: every later leader
-    /// holds its committed entry, and entries past it are of its term or later. What such
-    /// a leader's membership ([`Replica::membership`]) leaves out, no membership change
-    /// still under way can add.
+    /// a leader, from then on an entry of its term or an earlier one that its log lacks can
+    /// never commit: every later leader holds its committed entry, and entries past it are
+    /// of its term or later. So what such a leader's membership ([`Replica::membership`])
+    /// leaves out, no membership change proposed in its term or earlier can still add (it
+    /// may have been deposed unawares by a leader of a later term).
     pub fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed) == Some(self.term)
     }

@@ -146,9 +146,7 @@ impl Node {
                 Payload::Command { id, .. } if id.node == self.id => Some(id.seq),
                 _ => None,
             });
-        if let Some(last) = own.max() {
-            self.requests.start_past(last);
-        }
+        let last_own = own.max();
         for l in loaded {
             let seed = group_seed(self.seed, l.group.0);
             groups.push(Replica::restore(
@@ -157,6 +155,9 @@ impl Node {
                 Arc::clone(&self.config),
                 seed,
             )?);
+        }
+        if let Some(last) = last_own {
+            self.requests.start_past(last);
         }
         for mut group in groups {
             let id = group.id();

@@ -293,7 +293,7 @@ fn main() -> ExitCode {
         m[30]
     );
     println!(
-        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {} (and joining ones whose change failed {}); replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
+        "sim: membership changes started {} (done {}, failed {}), refused {}; joint configurations entered {}, left {}; promotions {}; leaders removed {}; replicas deleted {} (and joining ones whose change failed or ended unknown {}); replicas joined again that said they lacked entries (LogLost) {}; removed replicas left untold: removed while joining {}, naming no voter that hosts the group {}, quiesced {}",
         m[15],
         m[16],
         m[17],

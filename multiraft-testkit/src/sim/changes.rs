@@ -50,8 +50,9 @@ pub(super) struct RemovedSeen {
     clock: u64,
 }
 
-/// How many times the application looks at a replica whose join was abandoned while no
-/// leader that has committed an entry of its term is known, two election timeouts apart.
+/// How many times the application looks again at a replica whose join was abandoned, while
+/// no leader of the change's term or later that has committed an entry of its term is
+/// known, two election timeouts apart.
 /// Past that it keeps the replica (counted as left untold if it is still joining at the
 /// end): a group with no such leader that long is one the faults took down.
 pub(super) const ABANDONED_JOIN_CHECKS: u32 = 8;
@@ -61,9 +62,13 @@ pub(super) const ABANDONED_JOIN_CHECKS: u32 = 8;
 pub(super) enum Deletion {
     /// The replica reported itself removed (`Event::Removed`).
     Removed,
-    /// It joined for a change that failed or ended indeterminate; looked at again up to
-    /// `checks_left` more times.
-    AbandonedJoin { checks_left: u32 },
+    /// It joined for change `join`, taken by a leader of term `term`, which failed or ended
+    /// indeterminate; looked at again up to `checks_left` more times.
+    AbandonedJoin {
+        join: ProposalId,
+        term: u64,
+        checks_left: u32,
+    },
 }
 
 impl<A: SimApp> Simulation<A> {
@@ -126,6 +131,7 @@ impl<A: SimApp> Simulation<A> {
         let Some(node) = self.nodes[leader].node.as_mut() else {
             return Ok(());
         };
+        let term = node.replica(g).map_or(0, |r| r.status().term);
         let result = node.change_membership(g, change);
         self.note(format!("{me} changes {g}: {change:?} -> {result:?}"));
         let request = match result {
@@ -150,6 +156,7 @@ impl<A: SimApp> Simulation<A> {
         if let Some(x) = joining {
             // The joining node's replica, given the leader's membership, so that it takes
             // the leader's appends or snapshot.
+            self.joins.insert((x, g), (id, term));
             self.join_replica(x, g, current)?;
         }
         self.drive(leader)
@@ -286,16 +293,24 @@ impl<A: SimApp> Simulation<A> {
         };
         let delete = match why {
             Deletion::Removed => replica.is_removed(),
-            Deletion::AbandonedJoin { .. } if !replica.is_joining() => false,
-            Deletion::AbandonedJoin { checks_left } => {
+            // The replica of a later join is that one's to judge.
+            Deletion::AbandonedJoin { join, .. }
+                if !replica.is_joining() || self.joins.get(&(i, g)).map(|j| j.0) != Some(join) =>
+            {
+                false
+            }
+            Deletion::AbandonedJoin {
+                join,
+                term,
+                checks_left,
+            } => {
                 let settled = self.believed_leader(g).and_then(|l| {
                     let leads = self.nodes[l].node.as_ref()?.replica(g)?;
-                    leads
-                        .committed_in_term()
-                        .then(|| leads.membership().contains(me))
+                    let judges = leads.status().term >= term && leads.committed_in_term();
+                    judges.then(|| leads.membership().contains(me))
                 });
                 if settled.is_none() && checks_left > 0 {
-                    self.check_abandoned_join(i, g, checks_left - 1);
+                    self.check_abandoned_join(i, g, join, checks_left - 1);
                 }
                 settled == Some(false)
             }
@@ -332,6 +347,7 @@ impl<A: SimApp> Simulation<A> {
             hosts.retain(|h| *h != i);
         }
         self.replicas[i].remove(&g);
+        self.joins.remove(&(i, g));
         self.applied_to[i].remove(&g);
         self.restoring.remove(&(i, g));
         self.taken.retain(|(n, group, _)| (*n, *group) != (i, g));
@@ -354,13 +370,29 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Looks, once a new leader has had time to settle the membership, at node `node`'s
-    /// replica of `group`, which joined for a change that failed or ended indeterminate
-    /// (`Deletion::AbandonedJoin`).
-    pub(super) fn check_abandoned_join(&mut self, node: usize, group: GroupId, checks_left: u32) {
+    /// replica of `group`, if it is still the one that joined for change `join`, which
+    /// failed or ended indeterminate (`Deletion::AbandonedJoin`).
+    pub(super) fn check_abandoned_join(
+        &mut self,
+        node: usize,
+        group: GroupId,
+        join: ProposalId,
+        checks_left: u32,
+    ) {
+        let Some(&(last, term)) = self.joins.get(&(node, group)) else {
+            return;
+        };
+        if last != join {
+            return;
+        }
         let after =
             2 * u64::from(self.cfg.core.election_timeout_max_ticks) * self.nodes[node].tick_us;
         let incarnation = self.nodes[node].incarnation;
-        let why = Deletion::AbandonedJoin { checks_left };
+        let why = Deletion::AbandonedJoin {
+            join,
+            term,
+            checks_left,
+        };
         self.schedule(
             after,
             super::Ev::RemoveReplica {
@@ -645,7 +677,7 @@ impl<A: SimApp> Simulation<A> {
             return Ok(());
         };
         if let (None, Some((group, node))) = (membership, join) {
-            self.check_abandoned_join(node, group, ABANDONED_JOIN_CHECKS);
+            self.check_abandoned_join(node, group, id, ABANDONED_JOIN_CHECKS);
         }
         match membership {
             Some(m) => {

@@ -1,9 +1,10 @@
 //! Fault injection: crashes, restarts from the durable image, and partitions (and, in the
 //! same chaos step, leadership transfers and drains: `transfers.rs`).
 
-use multiraft_core::{Node, ProposalId};
+use multiraft_core::{GroupId, Node, ProposalId};
 
 use super::app::SimApp;
+use super::changes::ABANDONED_JOIN_CHECKS;
 use super::invariants::{Failure, sorted_groups};
 use super::{Ev, Simulation};
 
@@ -51,7 +52,7 @@ impl<A: SimApp> Simulation<A> {
         ended.sort_unstable();
         for id in ended {
             if let Some((_, Some((group, node)))) = self.pending_changes.remove(&id) {
-                self.check_abandoned_join(node, group, super::changes::ABANDONED_JOIN_CHECKS);
+                self.check_abandoned_join(node, group, id, ABANDONED_JOIN_CHECKS);
             }
         }
     }
@@ -88,6 +89,18 @@ impl<A: SimApp> Simulation<A> {
             self.nodes[i].id
         ));
         self.checker.on_restart(&self.nodes, i)?;
+        // A replica it joined for a change that ended while it was down: the checks
+        // scheduled then were for its last life.
+        let mut ended: Vec<(GroupId, ProposalId)> = self
+            .joins
+            .iter()
+            .filter(|((n, _), (id, _))| *n == i && !self.pending_changes.contains_key(id))
+            .map(|((_, g), (id, _))| (*g, *id))
+            .collect();
+        ended.sort_unstable();
+        for (g, id) in ended {
+            self.check_abandoned_join(i, g, id, ABANDONED_JOIN_CHECKS);
+        }
         let first = 1 + self.rng.below(self.nodes[i].tick_us);
         self.schedule(
             first,

@@ -323,6 +323,9 @@ pub struct Simulation<A: SimApp = KvApp> {
     /// and node of the replica it started a join for: deleted if the change fails and no
     /// leader added it, as `MultiRaft::join_group` asks of an application.
     pending_changes: HashMap<ProposalId, (MembershipChange, Option<(GroupId, usize)>)>,
+    /// The last join of each node (index) and group: the change it was made for, and the
+    /// term of the leader that took it (`Deletion::AbandonedJoin`).
+    joins: HashMap<(usize, GroupId), (ProposalId, u64)>,
     /// Per group: the last committed membership entry counted in the report, and its
     /// membership.
     committed_memberships: HashMap<GroupId, (u64, Membership)>,
@@ -461,6 +464,7 @@ impl<A: SimApp> Simulation<A> {
             applied_to,
             pending_transfers: HashSet::new(),
             pending_changes: HashMap::new(),
+            joins: HashMap::new(),
             committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),

@@ -173,8 +173,10 @@ pub struct SimReport {
     pub leader_removals: u64,
     /// Replicas deleted after reporting themselves removed.
     pub replicas_removed: u64,
-    /// Joining replicas deleted because the change they joined for failed and the leader
-    /// does not name them, as `MultiRaft::join_group` asks of an application.
+    /// Joining replicas deleted because the change they joined for failed or ended
+    /// indeterminate (its proposing node crashed) and the leader, once it has committed an
+    /// entry of its term, does not name them, as `MultiRaft::join_group` asks of an
+    /// application.
     pub joins_abandoned: u64,
     /// Replicas removed and left untold past the bound of the liveness phase's check, of
     /// the kinds the library does not yet tell (counted, not failed): removed while still
