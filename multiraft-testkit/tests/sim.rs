@@ -192,6 +192,18 @@ fn orphaned_removed_seeds() {
     }
 }
 
+/// A seed on which the check that a replica deleted is no voter failed a deletion that was
+/// right (sweep of seeds 60,000,000–60,005,999): a leader removing itself (group 1, voters
+/// 1 and 3) committed the configuration without it and learned so while every replica,
+/// applying at most 3 entries per ready, still had the joint configuration as the latest
+/// applied. The check read the committed membership off what was applied; it now judges
+/// by the membership in force at the commit index known at the deletion.
+#[test]
+fn deleted_voter_seeds() {
+    let r = run_clean(SimConfig::for_seed(60000775));
+    assert!(r.replicas_removed > 0, "no replica deleted");
+}
+
 /// Seeds on which a follower back behind a hot group was never caught up when a leader did
 /// not defer its next snapshot while sending its stored one (each new snapshot started the
 /// transfer over): found by planting that fault in the simulator's default mix, where

@@ -25,9 +25,20 @@ struct Cluster {
     journal: Journal,
 }
 
+/// 5 ms ticks with 200–400 ms election timeouts, as the core's and redb's cluster tests
+/// use: this test proposes without retrying, so a loop stalled on a loaded CI machine must
+/// look neither like a dead leader (an election ends proposals in flight `Indeterminate`)
+/// nor like an overloaded node (admission control refuses `Busy` once proposals waited
+/// `max_commit_wait_ticks`; 20 ticks of 10 ms before, one stall). The test is the
+/// transport's, not admission control's: it may wait a second. One unexplained failure
+/// in an earlier session, its message not kept; these were the likeliest causes.
 fn raft_config() -> Config {
     let mut c = Config::default();
-    c.tick_interval = Duration::from_millis(10);
+    c.tick_interval = Duration::from_millis(5);
+    c.election_timeout_min_ticks = 40;
+    c.election_timeout_max_ticks = 80;
+    c.max_commit_wait_ticks = 200;
+    c.proposal_timeout_ticks = 2000;
     c.strict = true;
     c
 }
@@ -94,8 +105,9 @@ impl Cluster {
             let round = round.to_string();
             tasks.push(tokio::spawn(async move {
                 for p in 0..count {
-                    // A leader change mid-way is retried on the new leader's hint by the
-                    // core's forwarding; the proposal itself must end applied.
+                    // Proposed on the agreed leader, not retried: the proposal must end
+                    // applied (a leader change would end it `Indeterminate`, which the
+                    // configuration above makes unlikely).
                     let r = tokio::time::timeout(
                         WAIT,
                         node.propose(GroupId(g), format!("{round}-g{g}-p{p}")),
@@ -206,8 +218,9 @@ async fn three_nodes_hundred_groups_over_quic_and_a_restart() {
         assert_eq!(commands(3).len(), 10, "group {g}");
         assert_eq!(commands(1), commands(3), "state machine safety, group {g}");
     }
-    // Node 1 redialed node 3: a second connection was established.
-    assert!(t1.stats().connections_established >= 2, "{:?}", t1.stats());
+    // Node 1 redialed node 3: it dials its higher peers, 2 and 3, so that is its third
+    // connection (nodes 2 and 3 never dial it).
+    assert!(t1.stats().connections_established >= 3, "{:?}", t1.stats());
     let t3 = c.transports[2].clone().unwrap();
     let peers = t3.connected_peers();
     assert_eq!(peers, [NodeId(1), NodeId(2)]);

@@ -320,16 +320,28 @@ impl<A: SimApp> Simulation<A> {
         }
         // Deleted on the event alone, the replica must be no voter of the group's committed
         // membership (review): its acknowledgements would still count. That is the
-        // membership of the entries applied so far. A removal committed and applied
-        // nowhere yet would make it fire falsely; replicas apply what they hold committed
-        // before their events are handled, and the deletion comes after the event, so none
-        // has (seeds 0–1,999 and 40,000,000–40,005,999).
+        // membership in force at the highest commit index any replica knows. The simulator
+        // reads memberships off what replicas apply, and a replica may learn of a removal
+        // committed before any applies it (applies go a bounded number of entries per
+        // ready; seed 60000775, where it failed a deletion that was right): so a deletion
+        // while a voter of the latest applied one is judged once a replica has applied
+        // through that commit index (`judge_deletions`). One never reached by the end
+        // goes unjudged: applying what is committed needs no quorum, so only a deletion in
+        // the run's last moments, or a group with no replica left up, stays so.
         if let Some(m) = self.membership_now(g)
             && (m.voters.contains(&me) || m.outgoing.contains(&me))
         {
-            return Err(Failure {
-                invariant: "a replica deleted is no voter",
-                detail: format!("{me} reported its replica of {g} removed, a voter of {m:?}"),
+            let commit = self.groups[&g]
+                .iter()
+                .filter_map(|&h| self.nodes[h].node.as_ref()?.group_status(g))
+                .map(|s| s.commit)
+                .max()
+                .unwrap_or(0);
+            self.deleted_voters.push(DeletedVoter {
+                group: g,
+                node: me,
+                commit,
+                membership: m,
             });
         }
         let Some(node) = self.nodes[i].node.as_mut() else {
@@ -405,7 +417,9 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Counts the committed membership entries among `entries` of `group` the first time
-    /// any replica applies them: joint configurations entered and left, voters promoted.
+    /// any replica applies them: joint configurations entered and left, voters promoted;
+    /// and the membership in force at the commit index of each replica deleted while a
+    /// voter (`judge_deletions`).
     pub(super) fn count_memberships(&mut self, group: GroupId, entries: &[Entry]) {
         for e in entries {
             let Payload::Membership(m) = &e.payload else {
@@ -433,7 +447,24 @@ impl<A: SimApp> Simulation<A> {
             }
             *counted = e.index;
             *previous = (**m).clone();
+            for d in &mut self.deleted_voters {
+                if d.group == group && e.index <= d.commit {
+                    d.membership = (**m).clone();
+                }
+            }
         }
+    }
+
+    /// A replica applied `group` through `applied`: replicas deleted while voters of the
+    /// membership then known (`remove_replica`) are judged once it covers their commit
+    /// index, by the membership in force there, which must not have them vote.
+    pub(super) fn judge_deletions(&mut self, group: GroupId, applied: u64) -> Result<(), Failure> {
+        let due = |d: &DeletedVoter| d.group == group && d.commit <= applied;
+        if let Some(d) = self.deleted_voters.iter().find(|d| due(d) && d.votes()) {
+            return Err(d.failure());
+        }
+        self.deleted_voters.retain(|d| !due(d));
+        Ok(())
     }
 
     /// A change that ended `CatchUpTimeout { node }` said that `node` stays a learner: the
@@ -707,5 +738,37 @@ fn led_to(change: MembershipChange, m: &Membership) -> bool {
         MembershipChange::Replace { old, new } => m.voters.contains(&new) && !m.contains(old),
         // A kind this simulator does not make.
         _ => true,
+    }
+}
+
+/// A replica deleted while a voter of its group's membership as last applied anywhere, to
+/// be judged by the membership in force at the highest commit index known then
+/// (`Simulation::judge_deletions`).
+#[derive(Debug)]
+pub(super) struct DeletedVoter {
+    group: GroupId,
+    node: NodeId,
+    /// The highest commit index any replica of the group knew at the deletion.
+    commit: u64,
+    /// The membership in force at `commit`, as far as replicas have applied so far.
+    membership: Membership,
+}
+
+impl DeletedVoter {
+    fn votes(&self) -> bool {
+        let m = &self.membership;
+        m.voters.contains(&self.node) || m.outgoing.contains(&self.node)
+    }
+
+    /// The failure: deleted while a voter of the membership committed at the time.
+    fn failure(&self) -> Failure {
+        Failure {
+            invariant: "a replica deleted is no voter",
+            detail: format!(
+                "{} reported its replica of {} removed, a voter of {:?}, the membership in \
+                 force at the commit index {} then known",
+                self.node, self.group, self.membership, self.commit
+            ),
+        }
     }
 }

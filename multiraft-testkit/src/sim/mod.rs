@@ -323,6 +323,10 @@ pub struct Simulation<A: SimApp = KvApp> {
     /// and node of the replica it started a join for: deleted if the change fails and no
     /// leader added it, as `MultiRaft::join_group` asks of an application.
     pending_changes: HashMap<ProposalId, (MembershipChange, Option<(GroupId, usize)>)>,
+    /// Replicas deleted while voters of their group's membership as last applied, to be
+    /// judged once a replica has applied through the commit index known then
+    /// (`Simulation::judge_deletions`).
+    deleted_voters: Vec<changes::DeletedVoter>,
     /// The last join of each node (index) and group: the change it was made for, and the
     /// term of the leader that took it (`Deletion::AbandonedJoin`).
     joins: HashMap<(usize, GroupId), (ProposalId, u64)>,
@@ -465,6 +469,7 @@ impl<A: SimApp> Simulation<A> {
             pending_transfers: HashSet::new(),
             pending_changes: HashMap::new(),
             joins: HashMap::new(),
+            deleted_voters: Vec::new(),
             committed_memberships: HashMap::new(),
             taken: HashSet::new(),
             restoring: HashMap::new(),

@@ -54,6 +54,11 @@ impl<A: SimApp> Io for SimIo<'_, A> {
             sim.applied_to[i].insert(a.group, last.index);
         }
         sim.count_memberships(a.group, &a.entries);
+        if let Some(last) = a.entries.last() {
+            let judged = sim.judge_deletions(a.group, last.index);
+            self.check(judged);
+        }
+        let (sim, i) = (&mut *self.sim, self.i);
         let mut requests = a.requests.iter().peekable();
         // Only the first violation is reported (see `SimIo::check`).
         let mut violation: Option<String> = None;
