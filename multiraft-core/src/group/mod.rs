@@ -299,8 +299,9 @@ enum Join {
 enum VoteHold {
     /// No reason: the lease alone.
     None,
-    /// Restored from storage and not yet an election timeout old: it refuses everyone, as
-    /// it may have promised a leader before the restart (a lease, §6.4.1).
+    /// Restored from storage, not yet an election timeout old and not yet following a
+    /// leader: it refuses everyone, as it may have promised a leader before the restart (a
+    /// lease, §6.4.1).
     Restarted,
     /// A follower whose timer ran out but which holds back its own campaign because its
     /// leader's node is live (`defers_campaign`, refreshed at every tick past the timeout):

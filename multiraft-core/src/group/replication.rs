@@ -11,7 +11,7 @@ use crate::ids::NodeId;
 use crate::message::MessageBody;
 
 use super::progress::ProgressState;
-use super::{LeaderSaid, Replica, Role};
+use super::{LeaderSaid, Replica, Role, VoteHold};
 
 impl Replica {
     // ----- replication: follower side ----------------------------------------------------
@@ -119,6 +119,15 @@ impl Replica {
         self.election_elapsed = 0;
         // The leader's group is active (a `Quiesce` sets it again after this).
         self.leader_said = LeaderSaid::Nothing;
+        // A restart's refusal ends with a leader heard: this one it now backs as any
+        // follower does (the lease rule), and one it may have promised before the restart
+        // is either this one (one leader a term) or was deposed by a quorum that no lease
+        // held. Kept, it outlived the whole leadership, for the timer that would end it
+        // restarts at every heartbeat: when that leader's node died, this replica refused
+        // the successor's pre-vote for another election timeout (review).
+        if self.vote_hold == VoteHold::Restarted {
+            self.vote_hold = VoteHold::None;
+        }
     }
 
     fn send_append_response(

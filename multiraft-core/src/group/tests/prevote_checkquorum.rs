@@ -386,6 +386,33 @@ fn a_follower_holding_back_refuses_other_candidates_until_its_leaders_node_is_do
     );
 }
 
+/// A restarted follower refuses every vote until an election timeout passed or it hears a
+/// leader, whom it then backs as any follower does: once that leader's node is found down,
+/// it answers the next candidate at once. Regression (review): its restart's refusal held
+/// for as long as it heard the leader (the timer that would end it restarts at every
+/// heartbeat), and when that leader's node died it refused the successor's pre-vote until
+/// its own timer ran out, an election timeout later than designed.
+#[test]
+fn a_restarted_follower_that_heard_its_leader_answers_once_the_leaders_node_is_down() {
+    let mut c = Cluster::new(3, 0, strict(), 6);
+    c.elect(1);
+    let config = Arc::new(strict());
+    c.groups[1] = Replica::restore(n(2), c.loaded(2), config, 62).unwrap();
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![],
+        "answered right after its restart"
+    );
+    c.notify_commit(1);
+    assert_eq!(c.status(2).leader, Some(n(1)));
+    assert!(c.status(2).term >= 1);
+    c.g_mut(2).on_node_down(n(1));
+    assert_eq!(
+        ask_for_pre_vote(&mut c),
+        vec![msg(2, 3, 2, vote_resp(true, true))]
+    );
+}
+
 /// Three voters, 1 elected and left alone until the group went quiet (replica 2 quiesced).
 fn quiesced(seed: u64) -> Cluster {
     let mut c = Cluster::new(3, 0, strict(), seed);
