@@ -746,12 +746,12 @@ fn led_to(change: MembershipChange, m: &Membership) -> bool {
 /// (`Simulation::judge_deletions`).
 #[derive(Debug)]
 pub(super) struct DeletedVoter {
-    group: GroupId,
-    node: NodeId,
+    pub(super) group: GroupId,
+    pub(super) node: NodeId,
     /// The highest commit index any replica of the group knew at the deletion.
-    commit: u64,
+    pub(super) commit: u64,
     /// The membership in force at `commit`, as far as replicas have applied so far.
-    membership: Membership,
+    pub(super) membership: Membership,
 }
 
 impl DeletedVoter {

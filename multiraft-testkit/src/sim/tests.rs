@@ -193,3 +193,51 @@ fn the_replay_command_says_when_it_cannot_rebuild_the_run() {
     c.faults.loss_per_mille = 999;
     assert!(c.replay_command().contains("differ from the seed's"));
 }
+
+/// The check that a replica deleted is no voter judges by the membership in force at the
+/// highest commit index known at the deletion, once a replica has applied through it: it
+/// passes a deletion whose removal had committed though no replica had applied it yet
+/// (seed 60000775), and fails one of a replica still a voter there.
+#[test]
+fn a_deletion_is_judged_by_the_membership_at_the_commit_index_known_then() {
+    use multiraft_core::{Entry, GroupId, Membership, NodeId, Payload};
+
+    use super::changes::DeletedVoter;
+
+    let mut sim = Simulation::new(small(1));
+    let g = GroupId(1);
+    let mut joint = Membership::voters([1]);
+    joint.outgoing = [NodeId(1), NodeId(3)].into();
+    let without_3 = Membership::voters([1]);
+    let entry = |index, m: &Membership| Entry {
+        index,
+        term: 1,
+        payload: Payload::Membership(Box::new(m.clone())),
+    };
+    // Replica 3 deleted at commit index 12, the joint configuration the latest applied.
+    let deleted = || DeletedVoter {
+        group: g,
+        node: NodeId(3),
+        commit: 12,
+        membership: joint.clone(),
+    };
+    sim.deleted_voters.push(deleted());
+    sim.count_memberships(g, &[entry(11, &without_3)]);
+    assert!(sim.judge_deletions(g, 12).is_ok());
+    assert!(
+        sim.deleted_voters.is_empty(),
+        "judged once applied through 12"
+    );
+
+    // The configuration without it committed at 13 instead: at 12 it was still a voter.
+    sim.deleted_voters.push(deleted());
+    sim.count_memberships(g, &[entry(13, &without_3)]);
+    assert!(
+        sim.judge_deletions(g, 11).is_ok(),
+        "not judged before 12 is applied"
+    );
+    let failure = sim
+        .judge_deletions(g, 13)
+        .expect_err("a voter at 12 was deleted");
+    assert_eq!(failure.invariant, "a replica deleted is no voter");
+}
