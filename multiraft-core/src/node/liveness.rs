@@ -249,14 +249,19 @@ impl Peers {
         self.served += 1;
         let now = self.served;
         let decay = now.is_multiple_of(timeout.max(1).saturating_mul(STRETCH_DECAY_TIMEOUTS));
+        // A silence or stall counts up to what stretches the timeout to its cap: kept whole,
+        // an hour's partition took eleven decay periods (minutes) to give the plain timeout
+        // back, where "a few" are meant (review).
+        let most = timeout.saturating_mul(MAX_TIMEOUT_STRETCH) / 2;
         if decay {
             self.own_stall /= 2;
         }
-        self.own_stall = self.own_stall.max(missed.saturating_add(1));
+        self.own_stall = self.own_stall.max(missed.saturating_add(1)).min(most);
         let own_stall = self.own_stall;
         let mut down = Vec::new();
         let mut down_now = 0;
         for (id, p) in self.peers.iter_mut() {
+            p.longest_silence = p.longest_silence.min(most);
             if decay {
                 p.longest_silence /= 2;
             }
@@ -358,6 +363,27 @@ mod tests {
 
         peers.heard(NodeId(2));
         for _ in 0..12 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
+            peers.expire(TIMEOUT, 0);
+            peers.heard(NodeId(2));
+        }
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
+    }
+
+    /// However long a silence (an hour's partition) or this node's own stall (a process
+    /// stopped and resumed), the stretch it leaves is the cap's, and a few decay periods
+    /// give the plain timeout back. Regression (review): the silence was kept whole, only
+    /// the timeout computed from it capped, and ten thousand ticks of it took eleven decay
+    /// periods to wear off.
+    #[test]
+    fn a_long_silence_stretches_no_longer_than_the_cap() {
+        let mut peers = one_peer();
+        for _ in 0..10_000 {
+            peers.expire(TIMEOUT, 0);
+        }
+        peers.heard(NodeId(2));
+        peers.expire(TIMEOUT, 10_000);
+        peers.heard(NodeId(2));
+        for _ in 0..4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
             peers.expire(TIMEOUT, 0);
             peers.heard(NodeId(2));
         }
