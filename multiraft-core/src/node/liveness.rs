@@ -41,7 +41,8 @@ struct Peer {
     /// The served tick at which a batch from it last arrived.
     last_heard: u64,
     /// The longest silence, in served ticks, after which it was heard again lately
-    /// (halved every [`STRETCH_DECAY_TIMEOUTS`] timeouts; zeroed when it restarts).
+    /// (halved every [`STRETCH_DECAY_TIMEOUTS`] timeouts; zeroed when it restarts), counted
+    /// up to half the stretch's cap: what stretches the timeout that far.
     longest_silence: u64,
     /// Heard from within its timeout ([`Peers::expire`]).
     live: bool,
