@@ -308,6 +308,21 @@ mod tests {
         peers
     }
 
+    /// Serves `ticks` ticks in which the peer says nothing.
+    fn silent_for(peers: &mut Peers, ticks: u64) {
+        for _ in 0..ticks {
+            peers.expire(TIMEOUT, 0);
+        }
+    }
+
+    /// Serves `ticks` ticks, the peer heard at each.
+    fn heard_every_tick(peers: &mut Peers, ticks: u64) {
+        for _ in 0..ticks {
+            peers.expire(TIMEOUT, 0);
+            peers.heard(NodeId(2));
+        }
+    }
+
     /// Serves ticks until the peer is declared down; returns how many it took.
     fn silence_until_down(peers: &mut Peers, limit: u64) -> Option<u64> {
         (1..=limit).find(|_| !peers.expire(TIMEOUT, 0).0.is_empty())
@@ -332,9 +347,7 @@ mod tests {
     #[test]
     fn a_peer_that_stalled_gets_twice_that_silence_at_most_the_stretch() {
         let mut peers = one_peer();
-        for _ in 0..25 {
-            peers.expire(TIMEOUT, 0);
-        }
+        silent_for(&mut peers, 25);
         peers.heard(NodeId(2));
         assert_eq!(silence_until_down(&mut peers, 1000), Some(51));
         peers.heard(NodeId(2)); // after 51 ticks down: the stretch is now the cap
@@ -363,10 +376,7 @@ mod tests {
         );
 
         peers.heard(NodeId(2));
-        for _ in 0..12 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
-            peers.expire(TIMEOUT, 0);
-            peers.heard(NodeId(2));
-        }
+        heard_every_tick(&mut peers, 12 * STRETCH_DECAY_TIMEOUTS * TIMEOUT);
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
     }
 
@@ -378,16 +388,11 @@ mod tests {
     #[test]
     fn a_long_silence_stretches_no_longer_than_the_cap() {
         let mut peers = one_peer();
-        for _ in 0..10_000 {
-            peers.expire(TIMEOUT, 0);
-        }
+        silent_for(&mut peers, 10_000);
         peers.heard(NodeId(2));
         peers.expire(TIMEOUT, 10_000);
         peers.heard(NodeId(2));
-        for _ in 0..4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
-            peers.expire(TIMEOUT, 0);
-            peers.heard(NodeId(2));
-        }
+        heard_every_tick(&mut peers, 4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT);
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
     }
 
@@ -396,14 +401,9 @@ mod tests {
     #[test]
     fn the_stretch_decays_and_a_restart_resets_it() {
         let mut peers = one_peer();
-        for _ in 0..40 {
-            peers.expire(TIMEOUT, 0);
-        }
+        silent_for(&mut peers, 40);
         peers.heard(NodeId(2));
-        for _ in 0..4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT {
-            peers.expire(TIMEOUT, 0);
-            peers.heard(NodeId(2));
-        }
+        heard_every_tick(&mut peers, 4 * STRETCH_DECAY_TIMEOUTS * TIMEOUT);
         assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT + 1));
 
         peers.heard(NodeId(2)); // after 11 ticks: stretched to 22
