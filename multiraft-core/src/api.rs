@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::call::Call;
+use crate::call::{Call, CallInbox};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::driver::{Driver, Parts};
@@ -133,6 +133,7 @@ impl Builder {
             .map_err(StartError::Transport)?;
         let (calls, calls_rx) = mpsc::channel(self.config.max_api_queue);
         let counters = node.metrics().proposals.clone();
+        let stopped = counters.stopped.clone();
         let submissions = Arc::new(Submissions::new(&self.config, counters));
         let (events, _) = broadcast::channel(self.config.max_event_backlog);
         let parts = Parts {
@@ -141,7 +142,7 @@ impl Builder {
             transport,
             clock,
             inbound,
-            calls: calls_rx,
+            calls: CallInbox::new(calls_rx, stopped),
             submissions: Taker::new(Arc::clone(&submissions)),
             events: events.clone(),
         };

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
@@ -226,21 +226,58 @@ fn proposal_error(resolution: Resolution) -> ProposeError {
 /// 16` from 20 to 23–32 ms; this one left it at 20 ms (BENCHMARKS.md, 2026-12-05).
 pub(crate) const MAX_COMMANDS_PER_WAKE: usize = 8_192;
 
-/// The next queued call, while `budget` — the commands this wake may still take — lasts:
-/// each call costs its commands, one at least. Counted in calls alone, one wake took 1,024
-/// `propose_many` calls of up to `MAX_COMMANDS_PER_CALL` commands each, a million
-/// proposals, while no tick's output left and no inbound batch was stepped (review).
-pub(crate) fn next_within(calls: &mut mpsc::Receiver<Call>, budget: &mut usize) -> Option<Call> {
-    if *budget == 0 {
-        return None;
+/// The event loop's end of the API's calls. Dropping it, however the loop ended (a shutdown,
+/// an abort, a panic in a state machine), refuses the calls still queued with `Stopped`:
+/// the node never took them, so nothing of theirs began. Dropped with the loop unanswered,
+/// they told their callers `Indeterminate(NodeStopped)`, outcome unknown (review).
+pub(crate) struct CallInbox {
+    calls: mpsc::Receiver<Call>,
+    /// Counts the proposals refused at the end.
+    stopped: Counter,
+}
+
+impl CallInbox {
+    pub(crate) fn new(calls: mpsc::Receiver<Call>, stopped: Counter) -> CallInbox {
+        CallInbox { calls, stopped }
     }
-    let call = calls.try_recv().ok()?;
-    let cost = match &call {
-        Call::ProposeMany(_, commands, ..) => commands.len().max(1),
-        _ => 1,
-    };
-    *budget = budget.saturating_sub(cost);
-    Some(call)
+
+    /// The next call; `None` once every handle is gone.
+    pub(crate) async fn recv(&mut self) -> Option<Call> {
+        self.calls.recv().await
+    }
+
+    /// The next queued call, while `budget` — the commands this wake may still take —
+    /// lasts: each call costs its commands, one at least. Counted in calls alone, one wake
+    /// took 1,024 `propose_many` calls of up to `MAX_COMMANDS_PER_CALL` commands each, a
+    /// million proposals, while no tick's output left and no inbound batch was stepped
+    /// (review).
+    pub(crate) fn next_within(&mut self, budget: &mut usize) -> Option<Call> {
+        if *budget == 0 {
+            return None;
+        }
+        let call = self.calls.try_recv().ok()?;
+        let cost = match &call {
+            Call::ProposeMany(_, commands, ..) => commands.len().max(1),
+            _ => 1,
+        };
+        *budget = budget.saturating_sub(cost);
+        Some(call)
+    }
+
+    /// Takes no call again: every later one fails to send (`Stopped`), and those queued are
+    /// refused with `Stopped`.
+    pub(crate) fn refuse_waiting(&mut self) {
+        self.calls.close();
+        while let Ok(call) = self.calls.try_recv() {
+            self.stopped.increment(call.refuse());
+        }
+    }
+}
+
+impl Drop for CallInbox {
+    fn drop(&mut self) {
+        self.refuse_waiting();
+    }
 }
 
 impl Call {
@@ -433,7 +470,7 @@ mod tests {
     use super::*;
 
     /// `propose_many` calls of `commands` each, queued.
-    fn queued(calls: usize, commands: usize) -> mpsc::Receiver<Call> {
+    fn queued(calls: usize, commands: usize) -> CallInbox {
         let (tx, rx) = mpsc::channel(calls);
         let queued = std::sync::Arc::new(crate::queued_bytes::QueuedBytes::new(usize::MAX));
         for _ in 0..calls {
@@ -442,7 +479,7 @@ mod tests {
             let call = Call::ProposeMany(GroupId(1), batch, 0, oneshot::channel().0, held);
             tx.try_send(call).map_err(|_| ()).expect("room");
         }
-        rx
+        CallInbox::new(rx, Counter::noop())
     }
 
     /// A wake takes calls while their commands fit its budget: big `propose_many` calls
@@ -452,16 +489,13 @@ mod tests {
     fn a_wake_takes_calls_within_a_budget_of_commands() {
         let mut budget = 1_024;
         let mut calls = queued(4, 1_024);
-        assert!(next_within(&mut calls, &mut budget).is_some());
-        assert!(
-            next_within(&mut calls, &mut budget).is_none(),
-            "budget spent"
-        );
+        assert!(calls.next_within(&mut budget).is_some());
+        assert!(calls.next_within(&mut budget).is_none(), "budget spent");
 
         let mut budget = 1_024;
         let mut calls = queued(2_000, 0);
         let mut taken = 0;
-        while next_within(&mut calls, &mut budget).is_some() {
+        while calls.next_within(&mut budget).is_some() {
             taken += 1;
         }
         assert_eq!(taken, 1_024, "an empty batch costs one");

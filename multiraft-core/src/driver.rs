@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
-use crate::call::{Call, MAX_COMMANDS_PER_WAKE, Replies, Taken, next_within};
+use crate::call::{Call, CallInbox, MAX_COMMANDS_PER_WAKE, Replies, Taken};
 use crate::clock::{Clock, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
@@ -33,7 +33,7 @@ pub(crate) struct Parts {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) inbound: InboxReceiver,
-    pub(crate) calls: mpsc::Receiver<Call>,
+    pub(crate) calls: CallInbox,
     pub(crate) submissions: Taker,
     pub(crate) events: broadcast::Sender<Event>,
 }
@@ -163,7 +163,7 @@ impl Driver {
         // Not past a shutdown: what follows it is refused at the stop, never taken.
         let mut budget = MAX_COMMANDS_PER_WAKE;
         while !self.stopping
-            && let Some(call) = next_within(&mut self.p.calls, &mut budget)
+            && let Some(call) = self.p.calls.next_within(&mut budget)
         {
             self.tick_if_due();
             self.handle(call);
@@ -295,11 +295,7 @@ impl Driver {
         let outcomes = self.p.node.stop();
         self.deliver(outcomes);
         self.replies.stop();
-        self.p.calls.close();
-        while let Ok(call) = self.p.calls.try_recv() {
-            let refused = call.refuse();
-            self.p.node.metrics().proposals.stopped.increment(refused);
-        }
+        self.p.calls.refuse_waiting();
         self.p.submissions.refuse_waiting();
     }
 }

@@ -761,6 +761,36 @@ async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
     restarted.shutdown().await.unwrap();
 }
 
+/// Calls still queued for a loop that ended without a shutdown (aborted here; a panic in a
+/// state machine ends it the same way) are refused with `Stopped`: the node never took
+/// them. Regression (review): dropped with the loop, their callers were told
+/// `Indeterminate(NodeStopped)`, outcome unknown, for a change or proposals never begun.
+#[tokio::test]
+async fn calls_queued_when_the_loop_dies_are_stopped() {
+    let (mut c, node) = one_leader_with_api_queue(16).await;
+    let mut many = [Box::pin(
+        node.propose_many(GroupId(1), vec![Bytes::from("a"), Bytes::from("b")]),
+    )];
+    let change = multiraft_core::MembershipChange::AddLearner(NodeId(2));
+    let mut changes = [Box::pin(node.change_membership(GroupId(1), change))];
+    assert_eq!(submit_all(&mut many), [None]);
+    assert!(
+        submit_all(&mut changes)[0].is_none(),
+        "queued, not answered"
+    );
+    node.abort();
+    let [many] = many;
+    let r = tokio::time::timeout(WAIT, many).await.expect("no hang");
+    assert_eq!(r, [Err(ProposeError::Stopped), Err(ProposeError::Stopped)]);
+    let [change] = changes;
+    let r = tokio::time::timeout(WAIT, change).await.expect("no hang");
+    assert!(
+        matches!(r, Err(multiraft_core::MembershipChangeError::Stopped)),
+        "{r:?}"
+    );
+    c.nodes[0] = None;
+}
+
 /// A machine whose every query moves the manual clock on by `jump`: a read that takes that
 /// long to serve.
 struct SlowQueries {
