@@ -546,8 +546,9 @@ impl MultiRaft {
     }
 
     /// Kills the node's event loop at once, as a crash would: nothing in flight is finished,
-    /// no request gets its outcome from the node (callers waiting see
-    /// `Indeterminate(NodeStopped)`), the transport is not detached. For tests: pair it with a
+    /// no request the node took gets its outcome (callers waiting see
+    /// `Indeterminate(NodeStopped)`; calls still queued, never taken, are refused with
+    /// `Stopped`), the transport is not detached. For tests: pair it with a
     /// storage that loses what was not synced (the testkit's `MemStorage::crash`), then
     /// start a new node on what is left. Later calls on this handle report `Stopped` once
     /// the loop is gone; the abort is asynchronous, so a call racing it may still be taken
