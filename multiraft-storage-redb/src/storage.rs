@@ -203,6 +203,41 @@ pub(crate) struct Shared {
     pub(crate) tail_bytes: AtomicU64,
     /// Reads running on the blocking pool: the last handle's drop waits for them.
     pub(crate) reads: Reads,
+    /// Why the writer thread panicked, for the next write to report (later ones get
+    /// `Poisoned`).
+    pub(crate) panic: Mutex<Option<String>>,
+    /// Tests: the writer panics in its next checkpoint step.
+    #[cfg(test)]
+    pub(crate) panic_in_checkpoint: AtomicBool,
+}
+
+impl Shared {
+    fn writer_panicked(&self, panic: &(dyn std::any::Any + Send)) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        *self.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// The error for a write that finds the writer thread gone: its panic the first time,
+    /// `stopped` if it is not known yet, `Poisoned` after.
+    fn writer_gone(&self, stopped: StorageError) -> StorageError {
+        self.poisoned.store(true, Ordering::Release);
+        match self
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(message) => {
+                StorageError::Backend(format!("the redb writer thread panicked: {message}").into())
+            }
+            None => stopped,
+        }
+    }
 }
 
 /// Counters of a [`RedbStorage`], for monitoring and benchmarks ([`RedbStorage::stats`]).
@@ -286,7 +321,18 @@ impl RedbStorage {
                         failed_checkpoint: None,
                         metrics,
                     };
-                    writer_loop(writer, &rx, &shared);
+                    // A panic (a bug here or in redb) ends the thread. It poisons the
+                    // storage and leaves its message for the next write before `rx` goes,
+                    // whose drop answers the jobs still queued (review: a panic after a
+                    // reply, in a checkpoint step, left `is_poisoned` false and the
+                    // message lost).
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        writer_loop(writer, &rx, &shared)
+                    }));
+                    if let Err(panic) = run {
+                        shared.writer_panicked(&*panic);
+                    }
+                    drop(rx);
                 })
                 .map_err(StorageError::Io)?
         };
@@ -355,18 +401,16 @@ impl Storage for RedbStorage {
             .acquire_owned()
             .await
             .map_err(|_| StorageError::Poisoned)?;
+        let shared = &self.inner.shared;
         jobs.send(Job { batch, reply, room })
-            .map_err(|_| StorageError::Poisoned)?;
+            .map_err(|_| shared.writer_gone(StorageError::Poisoned))?;
         match rx.await {
             Ok(result) => result,
             // The writer thread is gone without answering: it panicked. Nothing is known about
             // this batch, so refuse everything from now on.
-            Err(_) => {
-                self.inner.shared.poisoned.store(true, Ordering::Release);
-                Err(StorageError::Backend(
-                    "the redb writer thread stopped".into(),
-                ))
-            }
+            Err(_) => Err(shared.writer_gone(StorageError::Backend(
+                "the redb writer thread stopped".into(),
+            ))),
         }
     }
 
@@ -460,5 +504,54 @@ mod tests {
             "reopen after the last drop: {:?}",
             result.err()
         );
+    }
+
+    /// A writer thread that panics after answering (in a checkpoint step) poisons the
+    /// storage, and the next write reports the panic. Regression (review): `is_poisoned`
+    /// stayed false while every write failed `Poisoned`, and the panic's message was lost.
+    #[tokio::test]
+    async fn a_writer_that_panics_after_answering_poisons_the_storage() {
+        use multiraft_core::{GroupWrite, Payload};
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions::default().with_checkpoint_bytes(1);
+        let storage = RedbStorage::open(dir.path().join("node.redb"), options).unwrap();
+        let write = |index| {
+            WriteBatch::from(vec![GroupWrite::new(GroupId(1)).with_entries(vec![
+                Entry {
+                    index,
+                    term: 1,
+                    payload: Payload::Noop,
+                },
+            ])])
+        };
+        storage
+            .inner
+            .shared
+            .panic_in_checkpoint
+            .store(true, Ordering::Relaxed);
+        storage
+            .write(write(1))
+            .await
+            .expect("answered before the checkpoint");
+        let writer = storage.inner.writer.as_ref().expect("running");
+        let deadline = std::time::Instant::now() + WAIT;
+        while !writer.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never ended"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(storage.is_poisoned());
+        let error = storage
+            .write(write(2))
+            .await
+            .expect_err("the writer is gone");
+        assert!(
+            error.to_string().contains("planted in a checkpoint step"),
+            "{error}"
+        );
+        let later = storage.write(write(3)).await.expect_err("still gone");
+        assert!(matches!(later, StorageError::Poisoned), "{later}");
     }
 }

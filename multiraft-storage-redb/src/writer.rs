@@ -94,6 +94,10 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
             && writer.tail.bytes >= writer.checkpoint_bytes
         {
             steps += 1;
+            #[cfg(test)]
+            if shared.panic_in_checkpoint.load(Ordering::Relaxed) {
+                panic!("planted in a checkpoint step");
+            }
             let started = Instant::now();
             if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint_step() {
                 writer.failed_checkpoint = Some(e);
