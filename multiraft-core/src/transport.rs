@@ -147,7 +147,14 @@ impl Inbox {
                 bytes: Arc::clone(&bytes),
             },
         };
-        (inbox, InboxReceiver { rx, bytes })
+        (
+            inbox,
+            InboxReceiver {
+                rx,
+                bytes,
+                closed: false,
+            },
+        )
     }
 
     /// Hands `batch` to the node without waiting.
@@ -198,12 +205,22 @@ fn refused<T>(e: &mpsc::error::TrySendError<T>) -> DeliverError {
 pub(crate) struct InboxReceiver {
     rx: mpsc::Receiver<(MessageBatch, usize)>,
     bytes: Arc<HeldBytes>,
+    /// Every inbox is gone, and that was logged (once).
+    closed: bool,
 }
 
 impl InboxReceiver {
     /// The next batch, waiting for one; `None` once every inbox is gone.
     pub(crate) async fn recv(&mut self) -> Option<MessageBatch> {
-        let (batch, size) = self.rx.recv().await?;
+        let Some((batch, size)) = self.rx.recv().await else {
+            if !self.closed {
+                self.closed = true;
+                // The node stays up but deaf: say so once, where it would otherwise be
+                // silent (the transport dropped the inbox while the node ran).
+                tracing::warn!("every inbox is gone: this node hears no peer until restarted");
+            }
+            return None;
+        };
         self.bytes.release(size);
         Some(batch)
     }
