@@ -504,8 +504,14 @@ impl Replica {
     fn install(&mut self, meta: SnapshotMeta) {
         tracing::info!(node = %self.node, group = %self.id, index = meta.index, term = meta.term, "snapshot installed");
         self.incoming = None;
+        let committed = self.log.committed;
         let replaced = self.log.install(meta.index, meta.term);
         if replaced {
+            // Entries past the commit index were dropped, perhaps unwritten: an ack of them
+            // waiting for this ready's write would be false once it is durable (§3.1 rule
+            // 1). Those through the commit index stay true: committed entries are in the
+            // snapshot and in every leader's log.
+            self.drop_acks_from(committed + 1);
             self.out_rare().log_reset = Some(Compacted {
                 index: meta.index,
                 term: meta.term,

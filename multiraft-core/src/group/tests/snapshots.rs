@@ -70,6 +70,27 @@ fn with_snapshot(id: u64, snapshot: (u64, u64), entries: Vec<Entry>, term: u64) 
     g
 }
 
+/// A snapshot that replaces the log drops the acknowledgements waiting for this ready's
+/// write of entries it dropped unwritten: sent after that write, they would tell the old
+/// leader this replica holds entries it never stored (docs/design.md §3.1, rule 1), and it
+/// could count them towards a commit. Regression (review): only a conflicting append
+/// dropped them.
+#[test]
+fn a_snapshot_replacing_the_log_drops_the_acks_of_entries_it_dropped() {
+    let mut g = restored(1, hs(2, None, 1), log_of(&[1, 1]));
+    g.step(msg(2, 1, 2, append(2, 1, vec![e(3, 2), e(4, 2)], 1)));
+    g.step(msg(3, 1, 3, chunk(5, 3, 0, true)));
+    let r = g.ready(MAX, MAX);
+    assert!(r.log_reset.is_some(), "the log was replaced");
+    assert!(r.entries.is_empty(), "entries 3 and 4 are not written");
+    let acks: Vec<_> = r
+        .send_after_write
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::AppendResponse { success: true, .. }))
+        .collect();
+    assert!(acks.is_empty(), "acknowledged unwritten entries: {acks:?}");
+}
+
 /// Regression (simulator, seed 74): a follower whose entry at the leader's compacted prefix
 /// has another term must get the snapshot. The conflict hint stopped at the prefix, so the
 /// leader sent the same append forever.
