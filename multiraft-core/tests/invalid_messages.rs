@@ -10,7 +10,7 @@ use multiraft_core::group::GroupStatus;
 use multiraft_core::{
     Beat, Bytes, Config, Entry, GroupId, InvalidMessage, MAX_ITEMS_PER_MESSAGE, Membership,
     Message, MessageBatch, MessageBody, MessageLimits, MultiRaft, NodeId, Payload, ProposalId,
-    Transport,
+    SnapshotChunk, SnapshotMeta, Transport,
 };
 use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
 use multiraft_testkit::{MemNetwork, MemStorage};
@@ -74,6 +74,7 @@ fn kind(e: &InvalidMessage) -> &'static str {
         InvalidMessage::ReservedProposer { .. } => "ReservedProposer",
         InvalidMessage::ReservedLeaderHint { .. } => "ReservedLeaderHint",
         InvalidMessage::NodeLevelOutsideNodeGroup { .. } => "NodeLevelOutsideNodeGroup",
+        InvalidMessage::IndexAtMax { .. } => "IndexAtMax",
         other => panic!("a kind this test does not know: {other:?}"),
     }
 }
@@ -231,6 +232,45 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 },
             )],
         ),
+        // A snapshot at index u64::MAX, of the next term: installed, it overflowed the
+        // index after the log's last (a panic in a debug build).
+        batch(
+            from,
+            vec![m(
+                from,
+                GROUP,
+                next,
+                MessageBody::InstallSnapshot {
+                    chunk: Box::new(SnapshotChunk {
+                        meta: SnapshotMeta {
+                            index: u64::MAX,
+                            term: next,
+                            membership: Membership::voters([1, 2, 3]),
+                        },
+                        seq: 0,
+                        data: Bytes::from_static(b"forged"),
+                        last: true,
+                    }),
+                },
+            )],
+        ),
+        // An acknowledgement of index u64::MAX in the current term: counted by a leader,
+        // it overflowed the next index to send.
+        batch(
+            from,
+            vec![m(
+                from,
+                GROUP,
+                term,
+                MessageBody::AppendResponse {
+                    success: true,
+                    index: u64::MAX,
+                    hint_index: 0,
+                    hint_term: 0,
+                    joined: true,
+                },
+            )],
+        ),
         // Coalesced heartbeats of the next term, addressed to a group instead of the node.
         batch(
             from,
@@ -308,7 +348,7 @@ async fn invalid_batches_are_dropped_counted_and_change_nothing() {
         }
         expected.insert(to, messages);
     }
-    assert_eq!(kinds.len(), 11, "one batch of each kind: {kinds:?}");
+    assert_eq!(kinds.len(), 12, "one batch of each kind: {kinds:?}");
 
     // Each target drops and counts exactly what it was sent.
     for (to, messages) in &expected {

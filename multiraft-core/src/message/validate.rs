@@ -80,8 +80,9 @@ pub enum InvalidMessage {
         /// The message's term.
         term: u64,
     },
-    /// An `Append` whose entries would run past index `u64::MAX`. No log reaches that
-    /// index, and accepting it would overflow the receiver's index arithmetic.
+    /// An `Append` whose entries would reach index `u64::MAX`. No log reaches that index
+    /// (the index after a log's last must stay representable), and accepting it would
+    /// overflow the receiver's index arithmetic.
     #[error("message {index}: entry {position} after prev_index {prev_index} overflows the index")]
     EntryIndexOverflow {
         /// Position of the message in the batch.
@@ -189,6 +190,18 @@ pub enum InvalidMessage {
         index: usize,
         /// Position of the entry in `entries`.
         position: usize,
+    },
+    /// A snapshot (`InstallSnapshot`) or an append response (`AppendResponse`) naming
+    /// index `u64::MAX`. No log reaches that index, and the receiver's index arithmetic
+    /// would overflow: a follower installing the snapshot, or a leader counting the
+    /// response, panicked in a debug build and wrapped to index 0 in a release one
+    /// (review).
+    #[error("message {index}: {what} at index u64::MAX")]
+    IndexAtMax {
+        /// Position of the message in the batch.
+        index: usize,
+        /// `"snapshot"` or `"append response"`.
+        what: &'static str,
     },
     /// A node-level body (`Heartbeats` or `HeartbeatAcks`) in a message whose `group` is
     /// not [`GroupId::NODE`]. Such bodies carry many groups' beats and belong to no group;
@@ -299,13 +312,14 @@ fn validate_message(
             }
             let mut preceding = *prev_term;
             for (position, e) in entries.iter().enumerate() {
-                let expected = prev_index.checked_add(1 + position as u64).ok_or(
-                    InvalidMessage::EntryIndexOverflow {
+                let expected = prev_index
+                    .checked_add(1 + position as u64)
+                    .filter(|&i| i < u64::MAX)
+                    .ok_or(InvalidMessage::EntryIndexOverflow {
                         index,
                         position,
                         prev_index: *prev_index,
-                    },
-                )?;
+                    })?;
                 if e.index != expected {
                     return Err(InvalidMessage::NonConsecutiveEntries {
                         index,
@@ -351,7 +365,19 @@ fn validate_message(
             if members.validate().is_err() {
                 return invalid("membership invalid");
             }
+            if chunk.meta.index == u64::MAX {
+                return Err(InvalidMessage::IndexAtMax {
+                    index,
+                    what: "snapshot",
+                });
+            }
             Ok(())
+        }
+        MessageBody::AppendResponse { index: at, .. } if *at == u64::MAX => {
+            Err(InvalidMessage::IndexAtMax {
+                index,
+                what: "append response",
+            })
         }
         MessageBody::Propose { proposals } => {
             count("proposals", proposals.len(), items)?;
@@ -524,12 +550,25 @@ mod tests {
         ];
         assert_eq!(check(messages), Ok(()));
         assert_eq!(check(vec![]), Ok(()));
-        // An append whose last entry is at u64::MAX is representable.
-        let mut near_end = append(u64::MAX - 1, 1, &[1]);
+        // An append whose last entry is at u64::MAX - 1 is representable; one at u64::MAX
+        // is not (the index after it would overflow).
+        let mut near_end = append(u64::MAX - 2, 1, &[1]);
         if let MessageBody::Append { entries, .. } = &mut near_end {
-            entries.make_mut()[0].index = u64::MAX;
+            entries.make_mut()[0].index = u64::MAX - 1;
         }
         assert_eq!(check(vec![msg(near_end)]), Ok(()));
+        let mut at_end = append(u64::MAX - 1, 1, &[1]);
+        if let MessageBody::Append { entries, .. } = &mut at_end {
+            entries.make_mut()[0].index = u64::MAX;
+        }
+        assert_eq!(
+            check(vec![msg(at_end)]),
+            Err(InvalidMessage::EntryIndexOverflow {
+                index: 0,
+                position: 0,
+                prev_index: u64::MAX - 1
+            })
+        );
     }
 
     #[test]
@@ -824,5 +863,35 @@ mod snapshot_tests {
         );
         let huge = Membership::voters(1..=(MAX_ITEMS_PER_MESSAGE as u64 + 1));
         assert_eq!(reason(install(5, huge)), "membership too large");
+    }
+
+    /// A snapshot or an append response at index `u64::MAX` is refused: installed or
+    /// counted, it overflowed the receiver's index arithmetic (review). One below passes.
+    #[test]
+    fn an_index_no_log_reaches_is_refused() {
+        let limits = MessageLimits::default();
+        let at = |index| {
+            let mut b = install(5, Membership::voters([1, 2, 3]));
+            if let MessageBody::InstallSnapshot { chunk } = &mut b.messages[0].body {
+                chunk.meta.index = index;
+            }
+            b.validate(&limits)
+        };
+        assert_eq!(at(u64::MAX - 1), Ok(()));
+        let refused = |what| Err(InvalidMessage::IndexAtMax { index: 0, what });
+        assert_eq!(at(u64::MAX), refused("snapshot"));
+        let response = |index| {
+            let mut b = install(5, Membership::voters([1, 2, 3]));
+            b.messages[0].body = MessageBody::AppendResponse {
+                success: true,
+                index,
+                hint_index: 0,
+                hint_term: 0,
+                joined: true,
+            };
+            b.validate(&limits)
+        };
+        assert_eq!(response(u64::MAX - 1), Ok(()));
+        assert_eq!(response(u64::MAX), refused("append response"));
     }
 }
