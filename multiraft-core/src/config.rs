@@ -53,8 +53,9 @@ pub struct Config {
     /// the receiver. At most [`MAX_ITEMS_PER_MESSAGE`](crate::MAX_ITEMS_PER_MESSAGE), which
     /// every receiver enforces.
     pub max_append_entries: usize,
-    /// Bytes of entries in one append message (at least one entry is always sent, so a
-    /// large entry still moves). Bounds message and frame size.
+    /// Bytes of entries in one append message, and of proposals in one message forwarding
+    /// them to the leader (at least one is always sent, so a large entry still moves).
+    /// Bounds message and frame size.
     pub max_append_bytes: usize,
     /// Bytes of one proposal; larger proposals are rejected with `TooLarge`. Bounds the
     /// size of every entry, and so of every write and message that carries one.

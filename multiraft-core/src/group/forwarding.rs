@@ -192,10 +192,23 @@ impl Replica {
                 }
             }
             (_, Some(leader)) if self.config.forward_proposals => {
-                // Receivers refuse a message of more than MAX_ITEMS_PER_MESSAGE proposals.
+                // Receivers refuse a message of more than MAX_ITEMS_PER_MESSAGE proposals,
+                // and a transport bounds its frames: a message holds at most
+                // `max_append_bytes` of them, as an append does (one at least). Cut by
+                // count alone, a forward past the QUIC frame limit was dropped whole
+                // (review).
                 let mut proposals = proposals;
                 while !proposals.is_empty() {
-                    let rest = proposals.split_off(proposals.len().min(MAX_ITEMS_PER_MESSAGE));
+                    let mut bytes = 0usize;
+                    let cut = proposals
+                        .iter()
+                        .take(MAX_ITEMS_PER_MESSAGE)
+                        .position(|(_, data)| {
+                            bytes = bytes.saturating_add(data.len());
+                            bytes > self.config.max_append_bytes && bytes > data.len()
+                        })
+                        .unwrap_or(proposals.len().min(MAX_ITEMS_PER_MESSAGE));
+                    let rest = proposals.split_off(cut);
                     // At this replica's term: the refusal echoes it (`leader_disowned`).
                     self.send_now_msg(leader, self.term, MessageBody::Propose { proposals });
                     proposals = rest;

@@ -286,6 +286,41 @@ fn forwarded_proposals_are_split_within_the_item_limit() {
     assert_eq!(batch.validate(&crate::MessageLimits::default()), Ok(()));
 }
 
+/// A follower forwards at most `max_append_bytes` of proposals in one message (one at
+/// least), as a leader's appends are bounded: a transport bounds its frames, and the
+/// QUIC transport dropped a forward of more than its frame limit whole, every proposal
+/// in it ending `Indeterminate` at its timeout. Regression (review): split by count only.
+#[test]
+fn forwarded_proposals_are_split_within_the_byte_limit() {
+    let config = Config {
+        max_append_bytes: 100,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 12);
+    c.elect(1);
+    let sizes = [40, 40, 40, 150, 10];
+    for (seq, size) in sizes.iter().enumerate() {
+        let command = Bytes::from(vec![7u8; *size]);
+        assert_eq!(c.g_mut(2).propose(pid(2, seq as u64), command), Ok(()));
+    }
+    let sent = c.g_mut(2).ready(MAX, MAX).send_now;
+    let mut messages = Vec::new();
+    let mut seqs = Vec::new();
+    for m in &sent {
+        let MessageBody::Propose { proposals } = &m.body else {
+            panic!("not a proposal: {m:?}");
+        };
+        messages.push(proposals.iter().map(|(_, d)| d.len()).collect::<Vec<_>>());
+        seqs.extend(proposals.iter().map(|(id, _)| id.seq));
+    }
+    assert_eq!(
+        messages,
+        [vec![40, 40], vec![40], vec![150], vec![10]],
+        "within 100 bytes, or one alone"
+    );
+    assert!(seqs.iter().copied().eq(0..sizes.len() as u64), "in order");
+}
+
 /// A follower told to quiesce while a proposal waits to be forwarded still forwards it:
 /// freeing the quiet group's buffers dropped the queue, and the proposal was lost
 /// unanswered until its timeout.
