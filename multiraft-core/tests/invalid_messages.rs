@@ -75,6 +75,7 @@ fn kind(e: &InvalidMessage) -> &'static str {
         InvalidMessage::ReservedLeaderHint { .. } => "ReservedLeaderHint",
         InvalidMessage::NodeLevelOutsideNodeGroup { .. } => "NodeLevelOutsideNodeGroup",
         InvalidMessage::IndexAtMax { .. } => "IndexAtMax",
+        InvalidMessage::TermAtMax { .. } => "TermAtMax",
         other => panic!("a kind this test does not know: {other:?}"),
     }
 }
@@ -271,6 +272,12 @@ fn invalid_batches(from: NodeId, to: NodeId, s: &GroupStatus) -> Vec<MessageBatc
                 },
             )],
         ),
+        // An append of term u64::MAX, which a replica would follow: its next campaign
+        // overflowed the term.
+        batch(
+            from,
+            vec![m(from, GROUP, u64::MAX, append(last, term, vec![].into()))],
+        ),
         // Coalesced heartbeats of the next term, addressed to a group instead of the node.
         batch(
             from,
@@ -348,7 +355,7 @@ async fn invalid_batches_are_dropped_counted_and_change_nothing() {
         }
         expected.insert(to, messages);
     }
-    assert_eq!(kinds.len(), 12, "one batch of each kind: {kinds:?}");
+    assert_eq!(kinds.len(), 13, "one batch of each kind: {kinds:?}");
 
     // Each target drops and counts exactly what it was sent.
     for (to, messages) in &expected {
