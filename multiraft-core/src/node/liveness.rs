@@ -26,8 +26,9 @@ pub(crate) const MAX_TIMEOUT_STRETCH: u64 = 8;
 /// a peer that stopped stalling gets its usual timeout back within a few of these.
 const STRETCH_DECAY_TIMEOUTS: u64 = 16;
 
-/// Beats in a row of a life taken for a delayed one (lower than a peer's current life, or
-/// the one before it), with none of the current life between, that make it the live one.
+/// Ticks in a row with beats of a life taken for a delayed one (lower than a peer's current
+/// life, or the one before it), with none of the current life between, that make it the
+/// live one. Ticks, not beats: one delayed batch may hold several heartbeat messages.
 /// Incarnations grow from life to life (`Node::start_requests_at`), so such a beat is a
 /// delayed message of an earlier life — unless lives were numbered out of order (a clock
 /// set back across a restart); then the current life is silent and the other one beats
@@ -53,9 +54,10 @@ struct Peer {
     /// The incarnation before that: a beat of it is a delayed message, not a restart.
     earlier_incarnation: Option<u64>,
     /// An incarnation taken for a delayed one (lower than the current one, or the one
-    /// before it), and how many beats of it came in a row with none of the current life
-    /// between: taken for the live one only at [`LOWER_LIFE_BEATS`].
-    lower: (u64, u32),
+    /// before it), at how many ticks in a row beats of it came with none of the current
+    /// life between, and the last of those ticks: taken for the live one only at
+    /// [`LOWER_LIFE_BEATS`].
+    lower: (u64, u32, u64),
     /// The highest round received from the peer in that incarnation: echoed back to it.
     last_round: u64,
     /// The tick (of the node's clock) before which the peer's node is known to keep
@@ -123,7 +125,7 @@ impl Peers {
                     groups: 0,
                     incarnation: None,
                     earlier_incarnation: None,
-                    lower: (0, 0),
+                    lower: (0, 0, 0),
                     last_round: 0,
                     lease_until: 0,
                     leased_since: 0,
@@ -182,17 +184,19 @@ impl Peers {
             // between: lives numbered out of order (a clock set back, or a first life the
             // seed named) then cost a few ticks, not every later beat of that life dropped
             // (seed 13002983).
-            let streak = if p.lower.0 == liveness.incarnation {
-                p.lower.1 + 1
-            } else {
-                1
+            // Counted once a tick (review: counted per message, one delayed batch of
+            // three heartbeat messages was taken for a restart).
+            let streak = match p.lower {
+                (life, streak, at) if life == liveness.incarnation && at == now => streak,
+                (life, streak, _) if life == liveness.incarnation => streak + 1,
+                _ => 1,
             };
-            p.lower = (liveness.incarnation, streak);
+            p.lower = (liveness.incarnation, streak, now);
             if streak < LOWER_LIFE_BEATS {
                 return Life::Earlier;
             }
         }
-        p.lower = (0, 0);
+        p.lower = (0, 0, 0);
         let mut life = Life::Current;
         if p.incarnation != Some(liveness.incarnation) {
             // A new life: whatever its groups promised before is gone.
@@ -444,6 +448,26 @@ mod tests {
         assert_eq!(life(12), Life::Current, "the same life");
     }
 
+    /// Beats of a lower life that arrive at one tick count once towards taking it for the
+    /// live one: a delayed batch of the peer's earlier life holding several heartbeat
+    /// messages (one per 65,536 groups), or several delayed batches arriving together, are
+    /// no life beating in a row. Regression (review): counted per message, one such batch
+    /// was taken for a restart, and the peer's groups forgot their leader, and with it the
+    /// lease they had promised it.
+    #[test]
+    fn delayed_beats_of_a_lower_life_at_one_tick_count_once() {
+        let mut peers = one_peer();
+        let mut life =
+            |incarnation, now| peers.beat(NodeId(2), &beat_of(incarnation), (1, 0), now, 0);
+        assert_eq!(life(5, 1), Life::Current, "first heard");
+        assert_eq!(life(9, 2), Life::New, "restarted");
+        for _ in 0..LOWER_LIFE_BEATS + 2 {
+            assert_eq!(life(5, 3), Life::Earlier, "one delayed batch");
+        }
+        assert_eq!(life(5, 4), Life::Earlier);
+        assert_eq!(life(5, 5), Life::New, "a third tick in a row: the live one");
+    }
+
     /// A beat of a life lower than the current one is delayed, whichever life it is; a
     /// lower life that beats in a row with the current one silent is a restart whose
     /// clock went back. Regression: a beat of a life before the last (or one this node,
@@ -452,7 +476,11 @@ mod tests {
     #[test]
     fn a_lower_life_is_a_restart_only_when_it_beats_in_a_row() {
         let mut peers = one_peer();
-        let mut life = |incarnation| peers.beat(NodeId(2), &beat_of(incarnation), (1, 0), 0, 0);
+        let mut now = 0;
+        let mut life = |incarnation| {
+            now += 1; // one beat a tick
+            peers.beat(NodeId(2), &beat_of(incarnation), (1, 0), now, 0)
+        };
         assert_eq!(
             life(23),
             Life::Current,
