@@ -74,7 +74,13 @@ impl Replica {
             return self.abandon_transfer();
         }
         let last = self.log.last_index();
-        if self.log.committed == last && self.progress.get(&t.to).is_some_and(|p| p.matched == last)
+        // Not while proposals wait parked for a snapshot (`self.forward`, on a leader):
+        // appended after the hand-over, in this term, the new leader's log truncated them
+        // or left them unknown (review). They are appended once the snapshot is stored,
+        // and the target's answer to them comes back here.
+        if self.forward.is_empty()
+            && self.log.committed == last
+            && self.progress.get(&t.to).is_some_and(|p| p.matched == last)
         {
             // From here the target may be elected at once, by voters that still hear from
             // this leader: no lease read may be served in this term again.

@@ -637,6 +637,65 @@ fn a_transfer_target_catching_up_to_the_commit_index_is_handed_leadership() {
     assert_eq!(c.status(3).role, Role::Leader);
 }
 
+/// A leader holding proposals parked for a snapshot hands leadership over only once they
+/// are appended and its target holds them: sent `TimeoutNow` before, it appended them in
+/// its old term after the hand-over, where the new leader's log truncates them or leaves
+/// them unknown, and voters holding them refused the target (review). Every proposal the
+/// leader took ends applied (docs/design.md §4.5).
+#[test]
+fn a_leader_hands_over_only_once_its_parked_proposals_are_appended() {
+    let config = Config {
+        snapshot_entries: 4,
+        compaction_lag_entries: 1,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 5);
+    c.elect(1);
+    let mut seq = 0;
+    while c.g(1).parked_proposals() == 0 {
+        seq += 1;
+        assert!(seq < 100, "never parked");
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+        c.deliver_all();
+    }
+    let parked = pid(1, seq);
+    c.g_mut(1).transfer_leader(n(2)).unwrap();
+    c.deliver_all();
+    let handed_over = |c: &Cluster| {
+        !c.sent_where(|m| m.to == n(2) && matches!(m.body, MessageBody::TimeoutNow))
+            .is_empty()
+    };
+    assert!(!handed_over(&c), "TimeoutNow while a proposal is parked");
+    // The snapshot is stored: the parked proposal is appended, then the target catches
+    // up and is handed leadership.
+    let meta = SnapshotMeta {
+        index: c.g(1).log.applied,
+        term: c.g(1).term,
+        membership: c.g(1).membership().clone(),
+    };
+    c.g_mut(1).snapshot_stored(meta);
+    c.deliver_all();
+    for _ in 0..c.g(1).config.election_timeout_min_ticks {
+        if handed_over(&c) {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(
+        handed_over(&c),
+        "handed over once the proposal was appended"
+    );
+    assert_eq!(c.status(2).role, Role::Leader);
+    let carries = |e: &Entry| matches!(&e.payload, Payload::Command { id, .. } if *id == parked);
+    assert!(
+        c.log(2).iter().any(carries),
+        "the parked proposal is in the new leader's log"
+    );
+}
+
 /// A leader quiesces only once it has appended nothing for an election timeout. A group
 /// with a proposal every few ticks stays awake between them: it went quiet and woke again
 /// between each one, paying a quiesce notice, a wake and its buffers' shrinking and regrowth
