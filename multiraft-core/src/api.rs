@@ -396,7 +396,8 @@ impl MultiRaft {
     /// node's replica must be started there with [`join_group`](MultiRaft::join_group), so
     /// that it accepts the leader's appends or snapshot (a message never creates a group). Resolves with the new committed membership; fails definitely
     /// ([`MembershipChangeError::ChangeInProgress`] while another change runs) or, when
-    /// leadership changes midway, [`MembershipChangeError::Indeterminate`]. A replica the
+    /// leadership changes midway or `Config::proposal_timeout_ticks` pass without an
+    /// outcome, [`MembershipChangeError::Indeterminate`]. A replica the
     /// change removes reports [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).
     pub async fn change_membership(
         &self,

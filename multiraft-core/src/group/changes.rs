@@ -150,6 +150,17 @@ impl Replica {
     /// A leader's tick: tells the replicas to promote a commit index no append told them,
     /// counts how long they have been caught up, and gives up on one that makes no
     /// progress.
+    /// Whether a change under way waits for replicas to catch up before it promotes them
+    /// (the joint configuration not yet in the log). Once that configuration is in the log
+    /// they are voters: the change goes on until that entry commits, and cannot time out
+    /// here. Ending it `CatchUpTimeout` there ("it stays a learner") said the opposite of
+    /// what then happened when the entry committed (review).
+    pub(crate) fn is_promoting(&self) -> bool {
+        self.change.as_ref().is_some_and(|c| {
+            !c.promote.is_empty() && !c.promote.iter().all(|n| self.membership.voters.contains(n))
+        })
+    }
+
     pub(super) fn tick_change(&mut self) {
         if self.heartbeat_elapsed == 0 {
             self.tell_untold_learners();
@@ -160,16 +171,12 @@ impl Replica {
             self.config.proposal_timeout_ticks,
             self.config.election_timeout_min_ticks,
         );
+        if !self.is_promoting() {
+            return;
+        }
         let Some(c) = self.change.as_mut() else {
             return;
         };
-        // Once the joint configuration is in the log the replicas to promote are voters:
-        // the change goes on until that entry commits, and cannot time out. Ending it
-        // `CatchUpTimeout` there ("it stays a learner") said the opposite of what then
-        // happened when the entry committed (review).
-        if c.promote.is_empty() || c.promote.iter().all(|n| self.membership.voters.contains(n)) {
-            return;
-        }
         let progress: Vec<Option<&Progress>> =
             c.promote.iter().map(|n| self.progress.get(n)).collect();
         // Caught up: answering (heard from since the last CheckQuorum round), appends

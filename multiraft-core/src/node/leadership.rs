@@ -45,7 +45,8 @@ impl Node {
     /// [`Resolution::MembershipChanged`](super::Resolution::MembershipChanged) once the
     /// requested membership is committed, or
     /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
-    /// indeterminate if leadership changes or the node stops before. `Err` is definite:
+    /// indeterminate if leadership changes, `Config::proposal_timeout_ticks` pass (its
+    /// entries may still commit) or the node stops before. `Err` is definite:
     /// nothing changed. Refused `ChangeInProgress` while another change of the group runs,
     /// or while the group has events the node has not yet read, one of which may have
     /// ended it (until the next ready).
@@ -63,7 +64,8 @@ impl Node {
         }
         slot.group.change_membership(change)?;
         let (term, _) = slot.group.leadership();
-        let request = self.requests.change(group, term, self.id);
+        let deadline = self.ticks + u64::from(self.config.proposal_timeout_ticks);
+        let request = self.requests.change(group, term, self.id, deadline);
         self.touched(group);
         Ok(request)
     }

@@ -258,3 +258,59 @@ fn three_nodes_elect_and_commit_100_groups() {
     }
     assert!(sim.leaders.len() >= GROUPS as usize);
 }
+
+/// A membership change that cannot commit ends `Indeterminate(Timeout)` at the proposal
+/// timeout, as a proposal does, its leader still in charge. Here the replica the new
+/// configuration needs was deleted by hand, and the leader does not check its quorum
+/// (`check_quorum` off): the joint configuration never commits, and nothing deposes the
+/// leader. Regression (review): a change had no deadline, and its caller waited for as
+/// long as that lasted.
+#[test]
+fn a_membership_change_that_cannot_commit_times_out() {
+    use crate::error::{Indeterminate, MembershipChangeError};
+    use crate::membership::MembershipChange;
+    let config = Config {
+        check_quorum: false,
+        ..strict()
+    };
+    let timeout = config.proposal_timeout_ticks;
+    let mut sim = Sim::with_config(1, config);
+    let leader = (0..1000)
+        .find_map(|_| {
+            sim.tick();
+            sim.agreed_leader(g(1))
+        })
+        .expect("a leader");
+    let l = leader.0 as usize - 1;
+    let (keep, gone) = ((l + 1) % 3, (l + 2) % 3);
+    sim.nodes[keep].remove_group(g(1)).unwrap();
+    let gone = sim.nodes[gone].id();
+    let request = sim.nodes[l]
+        .change_membership(g(1), MembershipChange::Remove(gone))
+        .unwrap();
+    sim.run();
+    let ended = |sim: &Sim| {
+        sim.logs[l]
+            .outcomes
+            .iter()
+            .find(|o| o.request == request)
+            .map(|o| o.resolution.clone())
+    };
+    for _ in 0..timeout + 2 {
+        sim.tick();
+        assert_eq!(
+            sim.nodes[l].group_status(g(1)).unwrap().leader,
+            Some(leader),
+            "the leader stays"
+        );
+        if ended(&sim).is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        ended(&sim),
+        Some(Resolution::MembershipChangeFailed(
+            MembershipChangeError::Indeterminate(Indeterminate::Timeout)
+        ))
+    );
+}
