@@ -35,6 +35,12 @@ pub(super) struct Change {
     stalled_ticks: u32,
     /// The least `matched` among them at the last tick, to tell progress.
     last_matched: u64,
+    /// Ticks into the current window of `proposal_timeout_ticks`, and their distance to
+    /// the log's end (the furthest behind) when it began: a window over which that
+    /// distance did not shrink ends the change too. Gaining ground at every tick but less
+    /// than the log grows, a learner slower than the writes reset `stalled_ticks` for good,
+    /// and held the change, and every other change, while the writes went on (review).
+    window: (u32, Option<u64>),
     /// Every replica of `promote` has answered since the change began.
     answered: bool,
     /// Consecutive ticks some replica of `promote` had not answered since the last
@@ -95,6 +101,7 @@ impl Replica {
             caught_up_ticks: 0,
             stalled_ticks: 0,
             last_matched: 0,
+            window: (0, None),
             answered: false,
             unheard_ticks: 0,
             hold: 0,
@@ -240,7 +247,20 @@ impl Replica {
             c.stalled_ticks += 1;
         }
         c.last_matched = least;
-        if c.stalled_ticks >= timeout {
+        let gap = last.saturating_sub(least);
+        let mut losing = false;
+        if sending_snapshot || caught_up {
+            c.window = (0, Some(gap));
+        } else {
+            let (ticks, start) = c.window;
+            if ticks + 1 >= timeout {
+                losing = start.is_some_and(|start| gap >= start);
+                c.window = (0, Some(gap));
+            } else {
+                c.window = (ticks + 1, start.or(Some(gap)));
+            }
+        }
+        if c.stalled_ticks >= timeout || losing {
             let behind = c
                 .promote
                 .iter()

@@ -84,6 +84,83 @@ fn a_learner_that_never_catches_up_is_not_promoted() {
     assert!(!m.is_joint());
 }
 
+/// A learner that gains ground at every tick but less than the log grows never catches
+/// up: the change ends `CatchUpTimeout` within two `proposal_timeout_ticks` windows in
+/// which the learner's distance to the log's end did not shrink, and the next change is
+/// taken. Regression (review): any gain counted as progress, and such a learner held the
+/// change, and every other change of the group, for as long as the writes went on.
+#[test]
+fn a_learner_slower_than_the_writes_is_not_waited_for_forever() {
+    let config = Config {
+        max_append_entries: 4,
+        proposal_timeout_ticks: 40,
+        ..strict()
+    };
+    let timeout = config.proposal_timeout_ticks;
+    let mut c = Cluster::new(3, 1, config, 22);
+    c.elect(1);
+    // 4 starts far behind.
+    c.isolated.insert(n(4));
+    let mut seq = 0;
+    for _ in 0..200 {
+        seq += 1;
+        c.g_mut(1)
+            .propose(pid(1, seq), Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    c.deliver_all();
+    c.isolated.remove(&n(4));
+    c.g_mut(1)
+        .change_membership(MembershipChange::Promote(n(4)))
+        .unwrap();
+    let ended = |c: &Cluster| {
+        c.events[0]
+            .iter()
+            .any(|e| matches!(e, GroupEvent::MembershipChangeEnded { .. }))
+    };
+    let mut matched = Vec::new();
+    for _ in 0..3 * timeout {
+        for _ in 0..8 {
+            seq += 1;
+            c.g_mut(1)
+                .propose(pid(1, seq), Bytes::from_static(b"x"))
+                .unwrap();
+        }
+        // One append a tick reaches 4; the others wait for the next tick, in order.
+        let mut reached = false;
+        let mut later = Vec::new();
+        c.deliver_all_where(|_, m| {
+            if m.to == n(4) && matches!(m.body, MessageBody::Append { .. }) {
+                if reached {
+                    later.push(m.clone());
+                    return false;
+                }
+                reached = true;
+            }
+            true
+        });
+        c.queue.extend(later);
+        for id in 1..=3 {
+            c.g_mut(id).tick();
+        }
+        matched.push(c.g(1).progress.get(&n(4)).map_or(0, |p| p.matched));
+        if ended(&c) {
+            break;
+        }
+    }
+    assert!(
+        matched.windows(2).filter(|w| w[1] > w[0]).count() * 2 > matched.len(),
+        "4 gained ground most ticks: {matched:?}"
+    );
+    assert!(c.events[0].contains(&GroupEvent::MembershipChangeEnded {
+        result: Err(MembershipChangeError::CatchUpTimeout { node: n(4) })
+    }));
+    assert_eq!(
+        c.g_mut(1).change_membership(MembershipChange::Remove(n(4))),
+        Ok(())
+    );
+}
+
 /// A replica to promote that goes down while the leader sends it a snapshot does not hold
 /// the change for good: the transfer counts as progress only up to an election timeout
 /// after the replica's last chunk taken, and the change then ends `CatchUpTimeout`, so
