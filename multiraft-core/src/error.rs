@@ -153,9 +153,10 @@ pub enum MembershipChangeError {
     #[error("a leadership transfer is in progress")]
     TransferInProgress,
     /// The replica to promote made no progress towards the leader's log for
-    /// `Config::proposal_timeout_ticks` ticks. It was added as a learner (that part of the
-    /// change is committed) and stays one; retry the promotion once it is caught up, or
-    /// remove it.
+    /// `Config::proposal_timeout_ticks` ticks, or fell no closer to its end over that many
+    /// (slower than the writes). It was added as a learner (that part of the change is
+    /// committed; while it is not, the change ends `Indeterminate` instead) and stays one;
+    /// retry the promotion once it is caught up, or remove it.
     #[error("{node} did not catch up; it stays a learner")]
     CatchUpTimeout {
         /// The replica that did not catch up.

@@ -268,12 +268,18 @@ impl Replica {
                 .find(|(_, p)| !is_caught_up(**p))
                 .or_else(|| c.promote.iter().zip(&progress).next());
             let node = behind.map_or(NodeId(0), |(n, _)| *n);
+            // `CatchUpTimeout` says the learner was added and stays one: not so while the
+            // entry adding it is uncommitted (a leader without `check_quorum`, cut off),
+            // which another leader may truncate (review).
+            let error = if self.config_index() > self.log.committed {
+                MembershipChangeError::Indeterminate(crate::error::Indeterminate::Timeout)
+            } else {
+                MembershipChangeError::CatchUpTimeout { node }
+            };
             self.change = None;
             self.out_rare()
                 .events
-                .push(GroupEvent::MembershipChangeEnded {
-                    result: Err(MembershipChangeError::CatchUpTimeout { node }),
-                });
+                .push(GroupEvent::MembershipChangeEnded { result: Err(error) });
             return;
         }
         if c.caught_up_ticks >= self.config.learner_catchup_ticks {

@@ -161,6 +161,43 @@ fn a_learner_slower_than_the_writes_is_not_waited_for_forever() {
     );
 }
 
+/// A catch-up that times out before the entry adding the learner committed ends
+/// `Indeterminate(Timeout)`, not `CatchUpTimeout`, which says the learner was added and
+/// stays one: that entry may yet be truncated by another leader (review). Here the
+/// leader does not check its quorum, and is cut off from the voters and the learner.
+#[test]
+fn a_catch_up_timing_out_before_its_learner_is_committed_is_indeterminate() {
+    let config = Config {
+        check_quorum: false,
+        ..strict()
+    };
+    let timeout = config.proposal_timeout_ticks;
+    let mut c = Cluster::new(3, 1, config, 31);
+    c.elect(1);
+    c.isolated = BTreeSet::from([n(4)]);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    c.notify_commit(1);
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    c.isolated = BTreeSet::from([n(2), n(3), n(4)]);
+    c.g_mut(1)
+        .change_membership(MembershipChange::AddVoter(n(4)))
+        .unwrap();
+    for _ in 0..timeout + 10 {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).role, Role::Leader);
+    assert!(c.status(1).commit < c.status(1).last_index, "not committed");
+    let why = MembershipChangeError::Indeterminate(crate::Indeterminate::Timeout);
+    assert!(
+        c.events[0].contains(&GroupEvent::MembershipChangeEnded { result: Err(why) }),
+        "{:?}",
+        c.events[0]
+    );
+}
+
 /// A replica to promote that goes down while the leader sends it a snapshot does not hold
 /// the change for good: the transfer counts as progress only up to an election timeout
 /// after the replica's last chunk taken, and the change then ends `CatchUpTimeout`, so
