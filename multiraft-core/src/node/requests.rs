@@ -107,10 +107,11 @@ pub(super) struct Requests {
     /// (term, leader) when it was taken — a leadership change leaves its outcome unknown.
     changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
     /// (tick deadline, change, its group) in the order taken, for
-    /// `Config::proposal_timeout_ticks`: a change whose configuration cannot commit while
-    /// its leader stays (no `check_quorum`) ended never (review). One entry per change
-    /// taken, dropped when due: at most the changes taken within one timeout, and a change
-    /// is taken only when its group has none in progress.
+    /// `Config::proposal_timeout_ticks`, without `Config::check_quorum` only: a change
+    /// whose configuration cannot commit while its leader stays ended never (review); with
+    /// it, the leader steps down, which ends the change. One entry per change taken,
+    /// dropped when due: at most the changes taken within one timeout, and a change is
+    /// taken only when its group has none in progress.
     change_deadlines: VecDeque<(u64, RequestId, GroupId)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
@@ -230,13 +231,13 @@ impl Requests {
     }
 
     /// A membership change of `group`, taken by its leader in `term`, due by tick
-    /// `deadline`.
+    /// `deadline` if it has one.
     pub(super) fn change(
         &mut self,
         group: GroupId,
         term: u64,
         leader: NodeId,
-        deadline: u64,
+        deadline: Option<u64>,
     ) -> RequestId {
         let id = self.allocate();
         if let Some((earlier, _, _)) = self.changes.insert(group, (id, term, Some(leader))) {
@@ -245,7 +246,9 @@ impl Requests {
             let why = MembershipChangeError::Indeterminate(Indeterminate::LeadershipChanged);
             self.end(earlier, group, Resolution::MembershipChangeFailed(why));
         }
-        self.change_deadlines.push_back((deadline, id, group));
+        if let Some(deadline) = deadline {
+            self.change_deadlines.push_back((deadline, id, group));
+        }
         id
     }
 
@@ -763,7 +766,7 @@ mod tests {
     fn a_change_times_out_once_past_its_catch_up() {
         let (group, me) = (GroupId(5), NodeId(1));
         let mut requests = Requests::starting_at(1);
-        let change = requests.change(group, 1, me, 40);
+        let change = requests.change(group, 1, me, Some(40));
         requests.expire(40, 100, |_| true);
         assert!(requests.take_ended().is_empty(), "still catching up");
         requests.expire(139, 100, |_| false);
