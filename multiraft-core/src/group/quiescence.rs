@@ -54,6 +54,10 @@ impl Replica {
             let next = self.log.last_index() + 1;
             if let Some(pr) = self.progress.get_mut(&peer) {
                 pr.forget_match(next);
+                // The probe goes only from an awake leader. A voter's restart woke it
+                // already (`on_node_down`); a learner's did not, and a learner wiped and
+                // joined again was never caught up while the group stayed idle (review).
+                self.wake();
             }
         }
     }

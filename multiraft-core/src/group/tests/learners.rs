@@ -90,3 +90,31 @@ fn learner_acknowledgements_do_not_count_toward_commit() {
     }
     assert_eq!(c.status(1).commit, 2);
 }
+
+/// A quiesced leader whose learner's node restarted (its data perhaps wiped) wakes and
+/// probes it, as it does for a voter's. Regression (review): only a voter's restart woke
+/// it, and a learner wiped and joined again was never caught up while the group stayed
+/// idle.
+#[test]
+fn a_quiesced_leader_probes_a_restarted_learner() {
+    let min = strict().election_timeout_min_ticks;
+    let mut c = Cluster::new(3, 1, strict(), 23);
+    c.elect(1);
+    for _ in 0..10 * min {
+        if c.g(1).is_quiesced() {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(1).is_quiesced());
+    c.g_mut(1).on_node_restarted(n(4));
+    assert!(!c.g(1).is_quiesced(), "woken");
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    let probed = ready
+        .send_now
+        .iter()
+        .chain(&ready.send_after_write)
+        .any(|m| m.to == n(4) && matches!(m.body, MessageBody::Append { .. }));
+    assert!(probed, "no append to 4: {ready:?}");
+}
