@@ -25,10 +25,12 @@ impl Replica {
                 max: self.config.max_proposal_bytes,
             });
         }
-        self.wake();
+        // Woken only to take it: a refused proposal leaves a quiet group quiet (the node
+        // tracks a group it woke only on success; review).
         match self.role {
             Role::Leader if self.transfer.is_some() => Err(ProposeError::TransferInProgress),
             Role::Leader => {
+                self.wake();
                 // Parked proposals count as uncommitted, so the parking lot has the same
                 // bound as the log's uncommitted tail.
                 let size = Entry::command_size_bytes(&data);
@@ -51,6 +53,7 @@ impl Replica {
             }
             _ => match self.leader {
                 Some(leader) if self.config.forward_proposals && leader != self.node => {
+                    self.wake();
                     self.forward.push((id, data));
                     Ok(())
                 }

@@ -347,3 +347,31 @@ fn a_proposal_queued_on_a_quiescing_follower_is_still_forwarded() {
         "forwarded: {sent:?}"
     );
 }
+
+/// A proposal a quiesced follower refuses (forwarding off) leaves it quiesced: the node
+/// counts a group it woke among its active ones only when the proposal was taken.
+/// Regression (review): the follower woke first, and was left awake but never ticked.
+#[test]
+fn a_refused_proposal_leaves_a_quiesced_follower_quiet() {
+    let config = Config {
+        forward_proposals: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 19);
+    c.elect(1);
+    for _ in 0..10 * strict().election_timeout_min_ticks {
+        if c.g(2).is_quiesced() {
+            break;
+        }
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert!(c.g(2).is_quiesced());
+    assert_eq!(
+        c.g_mut(2).propose(pid(2, 1), Bytes::new()),
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(n(1))
+        })
+    );
+    assert!(c.g(2).is_quiesced());
+}
