@@ -66,6 +66,16 @@ async fn a_node_is_added_and_another_removed_over_http() {
     for k in 0..20 {
         put(&client(0), &format!("key-{k}"), &format!("v{k}")).await;
     }
+    // Keys a URL would otherwise resolve are keys like any other (review: `x/../y` wrote
+    // `y`, `a?b` wrote `a`).
+    let awkward = ["x/../y", "a/b?c#d", "%41"];
+    for key in awkward {
+        put(&client(0), key, key).await;
+    }
+    for key in awkward {
+        assert_eq!(client(1).get(key).await.unwrap().as_deref(), Some(key));
+    }
+    assert_eq!(client(1).get("y").await.unwrap(), None);
 
     // Node 4 joins: started with --join, then added with one call to node 1.
     let four = cluster.plan_joiner(raft, http_addr);

@@ -30,6 +30,10 @@ const IN_FLIGHT: usize = 500;
 /// Bound on every wait, so the demo fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a proposal refused for want of a leader, or by a busy node, waits before it is
+/// proposed again: a fraction of an election, so that a retry neither spins nor lags.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     multiraft_examples::init_logging();
@@ -203,20 +207,27 @@ async fn run() -> Result<(), String> {
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
             let command = format!("set k{i} {i}");
-            // A proposal that raced an election gets a definite "not appended" answer and
-            // is retried; an indeterminate one is reported, never silently retried.
-            for _ in 0..100 {
+            // A proposal that raced an election, or met a busy node, gets a definite "not
+            // appended" answer and is retried after a pause (an election takes a few
+            // hundred milliseconds); an indeterminate one is reported, never silently
+            // retried.
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
                 match node.propose(group, command.clone()).await {
                     Ok(_) => return Ok(()),
-                    Err(ProposeError::NoLeader | ProposeError::NotLeader { .. }) => {
-                        tokio::task::yield_now().await
+                    Err(
+                        e @ (ProposeError::NoLeader
+                        | ProposeError::NotLeader { .. }
+                        | ProposeError::Busy { .. }),
+                    ) => {
+                        if Instant::now() >= deadline {
+                            return Err(format!("proposal {i} to {group}: {e} for {TIMEOUT:?}"));
+                        }
+                        tokio::time::sleep(RETRY_PAUSE).await;
                     }
                     Err(e) => return Err(format!("proposal {i} to {group}: {e}")),
                 }
             }
-            Err(format!(
-                "proposal {i} to {group}: no leader after 100 tries"
-            ))
         }));
     }
     let mut done = 0;

@@ -92,20 +92,37 @@ impl KvClient {
         &self.base
     }
 
-    fn url(&self, key: &str) -> String {
-        format!("{}/kv/{key}", self.base)
+    /// The URL of `key`, `/kv/{key}` then `suffix` if any, the key percent-encoded as one
+    /// path segment. Formatted raw, the URL parser resolved the key: `x/../y` wrote `y`,
+    /// `a?b` wrote `a`, and `..` read the status page (review). An empty key, `.` and
+    /// `..`, which no URL can name as a segment, are refused.
+    fn url(&self, key: &str, suffix: Option<&str>) -> Result<reqwest::Url, ClientError> {
+        if matches!(key, "" | "." | "..") {
+            return Err(ClientError::Definite(format!(
+                "the key {key:?} cannot be named in a URL"
+            )));
+        }
+        let mut url =
+            reqwest::Url::parse(&self.base).map_err(|e| ClientError::Definite(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Definite(format!("{} is no base URL", self.base)))?
+            .pop_if_empty()
+            .push("kv")
+            .push(key)
+            .extend(suffix);
+        Ok(url)
     }
 
     /// Sets `key` to `value`; returns the value before.
     pub async fn put(&self, key: &str, value: &str) -> Result<Option<String>, ClientError> {
-        let request = self.http.put(self.url(key)).body(value.to_string());
+        let request = self.http.put(self.url(key, None)?).body(value.to_string());
         let body: WriteBody = send(request).await?;
         Ok(body.previous)
     }
 
     /// Removes `key`; returns the value before.
     pub async fn delete(&self, key: &str) -> Result<Option<String>, ClientError> {
-        let body: WriteBody = send(self.http.delete(self.url(key))).await?;
+        let body: WriteBody = send(self.http.delete(self.url(key, None)?)).await?;
         Ok(body.previous)
     }
 
@@ -121,7 +138,7 @@ impl KvClient {
             expected: expected.map(str::to_string),
             new: new.map(str::to_string),
         };
-        let request = self.http.post(format!("{}/cas", self.url(key))).json(&cas);
+        let request = self.http.post(self.url(key, Some("cas"))?).json(&cas);
         let body: WriteBody = send(request).await?;
         Ok(if body.ok { Ok(()) } else { Err(body.current) })
     }
@@ -131,7 +148,7 @@ impl KvClient {
     pub async fn get(&self, key: &str) -> Result<Option<String>, ClientError> {
         let response = self
             .http
-            .get(self.url(key))
+            .get(self.url(key, None)?)
             .send()
             .await
             .map_err(|e| ClientError::Definite(e.to_string()))?;
@@ -183,4 +200,28 @@ fn error_message(text: &str) -> String {
     serde_json::from_str::<ErrorBody>(text)
         .map(|b| b.message)
         .unwrap_or_else(|_| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key is one path segment, whatever it holds; the names no URL can hold are refused.
+    #[test]
+    fn a_key_is_one_path_segment() {
+        let client = KvClient::new("http://127.0.0.1:1/", Duration::from_secs(1)).unwrap();
+        let path = |key| client.url(key, None).map(|u| u.path().to_string());
+        assert_eq!(path("plain"), Ok("/kv/plain".to_string()));
+        assert_eq!(path("x/../y"), Ok("/kv/x%2F..%2Fy".to_string()));
+        assert_eq!(path("a?b#c"), Ok("/kv/a%3Fb%23c".to_string()));
+        assert_eq!(path("%41"), Ok("/kv/%2541".to_string()));
+        let cas = client.url("a/b", Some("cas")).unwrap();
+        assert_eq!(cas.path(), "/kv/a%2Fb/cas");
+        for key in ["", ".", ".."] {
+            assert!(
+                matches!(path(key), Err(ClientError::Definite(_))),
+                "{key:?}"
+            );
+        }
+    }
 }
