@@ -201,9 +201,21 @@ impl Replica {
             && pr.state != ProgressState::Snapshot
         {
             pr.become_snapshot(index);
-            self.out_rare().snapshot_wanted.push(to);
+            self.ask_send_slot(to);
         }
         true
+    }
+
+    /// Asks the node for a send slot for the transfer to `to`, once per ready. Asked
+    /// twice, the node admitted the transfer at the first ask and, counting that slot
+    /// taken, refused and un-admitted it at the second: its first chunk, read meanwhile,
+    /// was dropped, and a node whose readies outlast a heartbeat interval never sent it
+    /// (review).
+    fn ask_send_slot(&mut self, to: NodeId) {
+        let wanted = &mut self.out_rare().snapshot_wanted;
+        if !wanted.contains(&to) {
+            wanted.push(to);
+        }
     }
 
     /// Whether a snapshot transfer to `to` holds one of the node's send slots.
@@ -388,7 +400,7 @@ impl Replica {
         if let Some(index) = latest.filter(|i| *i != o.index) {
             *o = super::progress::Outgoing::new(index);
         }
-        self.out_rare().snapshot_wanted.push(to);
+        self.ask_send_slot(to);
         true
     }
 
@@ -442,8 +454,10 @@ impl Replica {
             return; // restoring the previous one: the leader sends again later
         }
         if index <= self.log.committed {
-            // Nothing to install: the entries are here. The leader goes on with appends.
-            self.incoming = None;
+            // Nothing to install: the entries are here. The leader goes on with appends. A
+            // newer transfer under way stays (review: a late chunk dropped it, and the
+            // leader sent it again from chunk 0).
+            self.drop_stale_incoming();
             if self.is_joining() {
                 // The answer must not read as an append's (`Progress::knows_commit`): a
                 // joining replica joins only once an append tells it the commit index, and

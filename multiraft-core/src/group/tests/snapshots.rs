@@ -412,6 +412,44 @@ fn a_gap_sends_the_lost_chunks_again_at_once_and_once() {
     assert_eq!(leader.ready(MAX, MAX).chunk_reads, vec![(n(2), 5, 3)]);
 }
 
+/// A transfer waiting for a send slot asks for one once per ready, however often it is
+/// offered one or hears its follower meanwhile. Regression (review): asked twice, the
+/// node admitted it at the first ask and, counting that slot taken, refused and un-admitted
+/// it at the second; its first chunk, read meanwhile, was dropped, and on a node whose
+/// readies outlast a heartbeat interval it went so at every ready, never sent.
+#[test]
+fn a_waiting_transfer_asks_for_a_send_slot_once_per_ready() {
+    let config = Arc::new(strict());
+    let mut c = snapshot_at_5_and_2_empty(&config, Vec::new());
+    assert!(c.g_mut(1).admit_snapshot(n(2), false).is_empty(), "refused");
+    assert!(c.g_mut(1).want_snapshot_slot(n(2)), "a tick's offer");
+    assert!(c.g_mut(1).want_snapshot_slot(n(2)), "a heartbeat answer");
+    assert_eq!(c.g_mut(1).ready(MAX, MAX).snapshot_wanted, vec![n(2)]);
+}
+
+/// A late chunk of a snapshot the follower already holds leaves the newer transfer under
+/// way alone. Regression (review): it dropped that transfer, and its next chunk was
+/// answered with a gap back to chunk 0, which the leader sent again from the start.
+#[test]
+fn a_late_chunk_of_a_held_snapshot_leaves_the_transfer_under_way() {
+    let mut g = restored(2, hs(2, None, 6), log_of(&[2; 6]));
+    for seq in 0..2 {
+        g.step(msg(1, 2, 2, chunk(10, 2, seq, false)));
+    }
+    g.step(msg(1, 2, 2, chunk(5, 2, 0, false)));
+    g.step(msg(1, 2, 2, chunk(10, 2, 2, false)));
+    let acks: Vec<_> = g
+        .ready(MAX, MAX)
+        .send_after_write
+        .into_iter()
+        .filter_map(|m| match m.body {
+            MessageBody::SnapshotAck(a) if a.index == 10 => Some((a.next, a.gap)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks.last(), Some(&(3, false)), "{acks:?}");
+}
+
 /// Voters 1..=3, replica 1 elected: 1 and 3 hold a snapshot at 5 (term 2) and `tail`
 /// after it, 2 holds nothing, so that 1 must send 2 its snapshot.
 fn snapshot_at_5_and_2_empty(config: &Arc<Config>, tail: Vec<Entry>) -> Cluster {
