@@ -97,17 +97,9 @@ fn learner_acknowledgements_do_not_count_toward_commit() {
 /// idle.
 #[test]
 fn a_quiesced_leader_probes_a_restarted_learner() {
-    let min = strict().election_timeout_min_ticks;
     let mut c = Cluster::new(3, 1, strict(), 23);
     c.elect(1);
-    for _ in 0..10 * min {
-        if c.g(1).is_quiesced() {
-            break;
-        }
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(1).is_quiesced());
+    c.tick_leader_until_quiesced(1);
     c.g_mut(1).on_node_restarted(n(4));
     assert!(!c.g(1).is_quiesced(), "woken");
     let ready = c.g_mut(1).ready(MAX, MAX);

@@ -403,6 +403,19 @@ impl Cluster {
         self.deliver_all_where(|_, _| true);
     }
 
+    /// Ticks leader 1 alone, delivering everything, until replica `watched` is quiesced,
+    /// for at most ten election timeouts.
+    fn tick_leader_until_quiesced(&mut self, watched: u64) {
+        for _ in 0..10 * self.g(1).config.election_timeout_max_ticks {
+            if self.g(watched).is_quiesced() {
+                return;
+            }
+            self.g_mut(1).tick();
+            self.deliver_all();
+        }
+        assert!(self.g(watched).is_quiesced(), "{watched} never quiesced");
+    }
+
     /// Lets leader `id` tell its followers a commit index that no entries carried (it goes
     /// with the leader's heartbeat rounds, `Replica::commit_notice_due`), delivering
     /// everything.

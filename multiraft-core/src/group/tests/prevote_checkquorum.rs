@@ -417,14 +417,7 @@ fn a_restarted_follower_that_heard_its_leader_answers_once_the_leaders_node_is_d
 fn quiesced(seed: u64) -> Cluster {
     let mut c = Cluster::new(3, 0, strict(), seed);
     c.elect(1);
-    for _ in 0..10 * strict().election_timeout_max_ticks {
-        if c.g(2).is_quiesced() {
-            break;
-        }
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(2).is_quiesced());
+    c.tick_leader_until_quiesced(2);
     c
 }
 

@@ -359,14 +359,7 @@ fn a_refused_proposal_leaves_a_quiesced_follower_quiet() {
     };
     let mut c = Cluster::new(3, 0, config, 19);
     c.elect(1);
-    for _ in 0..10 * strict().election_timeout_min_ticks {
-        if c.g(2).is_quiesced() {
-            break;
-        }
-        c.g_mut(1).tick();
-        c.deliver_all();
-    }
-    assert!(c.g(2).is_quiesced());
+    c.tick_leader_until_quiesced(2);
     assert_eq!(
         c.g_mut(2).propose(pid(2, 1), Bytes::new()),
         Err(ProposeError::NotLeader {
