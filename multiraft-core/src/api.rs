@@ -396,9 +396,9 @@ impl MultiRaft {
     /// node's replica must be started there with [`join_group`](MultiRaft::join_group), so
     /// that it accepts the leader's appends or snapshot (a message never creates a group). Resolves with the new committed membership; fails definitely
     /// ([`MembershipChangeError::ChangeInProgress`] while another change runs) or, when
-    /// leadership changes midway (or, without `Config::check_quorum`, once
-    /// `Config::proposal_timeout_ticks` pass without an outcome after the catch-up),
-    /// [`MembershipChangeError::Indeterminate`]. A replica the
+    /// leadership changes midway or one of its configurations stays uncommitted for
+    /// `Config::proposal_timeout_ticks`, [`MembershipChangeError::Indeterminate`]. A
+    /// replica the
     /// change removes reports [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).
     pub async fn change_membership(
         &self,

@@ -110,9 +110,9 @@ pub struct Config {
     /// A follower forwards proposals to the leader it knows instead of rejecting them
     /// with `NotLeader`.
     pub forward_proposals: bool,
-    /// A proposal (or a membership change past its catch-up, without `check_quorum`)
-    /// still unresolved after this many ticks ends `Indeterminate`: a timeout never means
-    /// "failed", because the entry may still commit.
+    /// A proposal still unresolved after this many ticks ends `Indeterminate` (and so does
+    /// a membership change whose configuration stays uncommitted this long): a timeout
+    /// never means "failed", because the entry may still commit.
     pub proposal_timeout_ticks: u32,
     /// Admission control (docs/design.md §5): while most proposals this node applied during
     /// the last tick had waited more than this many ticks since they were queued for it,

@@ -41,6 +41,9 @@ pub(super) struct Change {
     /// than the log grows, a learner slower than the writes reset `stalled_ticks` for good,
     /// and held the change, and every other change, while the writes went on (review).
     window: (u32, Option<u64>),
+    /// Ticks the change's latest configuration has been uncommitted, once no replica is
+    /// left to catch up ([`Replica::tick_committing`]).
+    committing_ticks: u32,
     /// Every replica of `promote` has answered since the change began.
     answered: bool,
     /// Consecutive ticks some replica of `promote` had not answered since the last
@@ -102,6 +105,7 @@ impl Replica {
             stalled_ticks: 0,
             last_matched: 0,
             window: (0, None),
+            committing_ticks: 0,
             answered: false,
             unheard_ticks: 0,
             hold: 0,
@@ -154,20 +158,46 @@ impl Replica {
         }
     }
 
-    /// A leader's tick: tells the replicas to promote a commit index no append told them,
-    /// counts how long they have been caught up, and gives up on one that makes no
-    /// progress.
     /// Whether a change under way waits for replicas to catch up before it promotes them
     /// (the joint configuration not yet in the log). Once that configuration is in the log
-    /// they are voters: the change goes on until that entry commits, and cannot time out
-    /// here. Ending it `CatchUpTimeout` there ("it stays a learner") said the opposite of
-    /// what then happened when the entry committed (review).
-    pub(crate) fn is_promoting(&self) -> bool {
+    /// they are voters: the change goes on until that entry commits, and cannot end
+    /// `CatchUpTimeout` there ("it stays a learner" said the opposite of what then happened
+    /// when the entry committed; review), only [`Replica::tick_committing`]'s way.
+    fn is_promoting(&self) -> bool {
         self.change.as_ref().is_some_and(|c| {
             !c.promote.is_empty() && !c.promote.iter().all(|n| self.membership.voters.contains(n))
         })
     }
 
+    /// A change whose latest configuration stays uncommitted for `timeout` ticks ends
+    /// `Indeterminate(Timeout)`, as a proposal does; the group goes on with it (any leader
+    /// leaves a joint configuration by itself). A leader whose new half lost its quorum
+    /// may stay leader, for CheckQuorum counts a voter whose node is live whatever that
+    /// node's replica does (one deleted by hand), and the change had no end for as long as
+    /// that lasted (review).
+    fn tick_committing(&mut self, timeout: u32) {
+        let uncommitted = self.config_index() > self.log.committed;
+        let Some(c) = self.change.as_mut() else {
+            return;
+        };
+        c.committing_ticks = if uncommitted {
+            c.committing_ticks + 1
+        } else {
+            0
+        };
+        if c.committing_ticks < timeout {
+            return;
+        }
+        self.change = None;
+        let error = MembershipChangeError::Indeterminate(crate::error::Indeterminate::Timeout);
+        self.out_rare()
+            .events
+            .push(GroupEvent::MembershipChangeEnded { result: Err(error) });
+    }
+
+    /// A leader's tick: tells the replicas to promote a commit index no append told them,
+    /// counts how long they have been caught up, and gives up on one that makes no
+    /// progress, or on a configuration that does not commit.
     pub(super) fn tick_change(&mut self) {
         if self.heartbeat_elapsed == 0 {
             self.tell_untold_learners();
@@ -179,7 +209,7 @@ impl Replica {
             self.config.election_timeout_min_ticks,
         );
         if !self.is_promoting() {
-            return;
+            return self.tick_committing(timeout);
         }
         let Some(c) = self.change.as_mut() else {
             return;
@@ -249,12 +279,15 @@ impl Replica {
         c.last_matched = least;
         let gap = last.saturating_sub(least);
         let mut losing = false;
-        if sending_snapshot || caught_up {
-            c.window = (0, Some(gap));
-        } else {
+        // A transfer under way pauses the window: its replica's match stands still
+        // meanwhile. Caught-up ticks do not reset it: a learner caught up in each lull of
+        // bursty writes, never long enough to be promoted, is judged too.
+        if !sending_snapshot {
             let (ticks, start) = c.window;
             if ticks + 1 >= timeout {
-                losing = start.is_some_and(|start| gap >= start);
+                // Still more than `within` behind (a replica that near is not slower than
+                // the writes), and no closer than a window ago.
+                losing = gap > within && start.is_some_and(|start| gap >= start);
                 c.window = (0, Some(gap));
             } else {
                 c.window = (ticks + 1, start.or(Some(gap)));

@@ -45,9 +45,9 @@ impl Node {
     /// [`Resolution::MembershipChanged`](super::Resolution::MembershipChanged) once the
     /// requested membership is committed, or
     /// [`Resolution::MembershipChangeFailed`](super::Resolution::MembershipChangeFailed) —
-    /// indeterminate if leadership changes, or the node stops, before (and, without
-    /// `Config::check_quorum`, once `Config::proposal_timeout_ticks` pass after its
-    /// catch-up: its entries may still commit). `Err` is definite:
+    /// indeterminate if leadership changes or the node stops before, or if one of its
+    /// configurations stays uncommitted for `Config::proposal_timeout_ticks` (it may
+    /// still commit). `Err` is definite:
     /// nothing changed. Refused `ChangeInProgress` while another change of the group runs,
     /// or while the group has events the node has not yet read, one of which may have
     /// ended it (until the next ready).
@@ -65,11 +65,7 @@ impl Node {
         }
         slot.group.change_membership(change)?;
         let (term, _) = slot.group.leadership();
-        // With `check_quorum` a leader that cannot commit the change's configuration loses
-        // its leadership, which ends the change; without it nothing would.
-        let deadline = (!self.config.check_quorum)
-            .then(|| self.ticks + u64::from(self.config.proposal_timeout_ticks));
-        let request = self.requests.change(group, term, self.id, deadline);
+        let request = self.requests.change(group, term, self.id);
         self.touched(group);
         Ok(request)
     }

@@ -511,10 +511,7 @@ impl Node {
             self.metrics.ticks_missed.increment(missed);
         }
         self.beat_due = !self.peers.is_empty();
-        let groups = &self.groups;
-        let promoting = |g| groups.get(&g).is_some_and(|s| s.group.is_promoting());
-        let change_timeout = u64::from(self.config.proposal_timeout_ticks);
-        for (group, id) in self.requests.expire(self.ticks, change_timeout, promoting) {
+        for (group, id) in self.requests.expire(self.ticks) {
             if let Some(slot) = self.groups.get_mut(&group) {
                 slot.group.forget_read(id.0);
             }

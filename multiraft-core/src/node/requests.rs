@@ -106,13 +106,6 @@ pub(super) struct Requests {
     /// Membership changes in progress, at most one per group: the request and the group's
     /// (term, leader) when it was taken — a leadership change leaves its outcome unknown.
     changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
-    /// (tick deadline, change, its group) in the order taken, for
-    /// `Config::proposal_timeout_ticks`, without `Config::check_quorum` only: a change
-    /// whose configuration cannot commit while its leader stays ended never (review); with
-    /// it, the leader steps down, which ends the change. One entry per change taken,
-    /// dropped when due: at most the changes taken within one timeout, and a change is
-    /// taken only when its group has none in progress.
-    change_deadlines: VecDeque<(u64, RequestId, GroupId)>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
     /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
@@ -230,24 +223,14 @@ impl Requests {
         id
     }
 
-    /// A membership change of `group`, taken by its leader in `term`, due by tick
-    /// `deadline` if it has one.
-    pub(super) fn change(
-        &mut self,
-        group: GroupId,
-        term: u64,
-        leader: NodeId,
-        deadline: Option<u64>,
-    ) -> RequestId {
+    /// A membership change of `group`, taken by its leader in `term`.
+    pub(super) fn change(&mut self, group: GroupId, term: u64, leader: NodeId) -> RequestId {
         let id = self.allocate();
         if let Some((earlier, _, _)) = self.changes.insert(group, (id, term, Some(leader))) {
             // The replica took a new change, so the one recorded ended with a leadership
             // change this table has not yet been told of.
             let why = MembershipChangeError::Indeterminate(Indeterminate::LeadershipChanged);
             self.end(earlier, group, Resolution::MembershipChangeFailed(why));
-        }
-        if let Some(deadline) = deadline {
-            self.change_deadlines.push_back((deadline, id, group));
         }
         id
     }
@@ -439,16 +422,8 @@ impl Requests {
     }
 
     /// Ticks reached `now`: ends every request due by then as timed out, and returns the
-    /// reads among them (their groups must forget them). A membership change whose group
-    /// is still catching up replicas to promote (`promoting`) is given `change_timeout`
-    /// more ticks instead: that phase ends by itself (`CatchUpTimeout` once a replica
-    /// makes no progress), and a large snapshot may take longer than one timeout.
-    pub(super) fn expire(
-        &mut self,
-        now: u64,
-        change_timeout: u64,
-        promoting: impl Fn(GroupId) -> bool,
-    ) -> Vec<(GroupId, RequestId)> {
+    /// reads among them (their groups must forget them).
+    pub(super) fn expire(&mut self, now: u64) -> Vec<(GroupId, RequestId)> {
         while let Some(&(deadline, id, group)) = self.transfer_deadlines.front() {
             if deadline > now {
                 break;
@@ -456,23 +431,6 @@ impl Requests {
             self.transfer_deadlines.pop_front();
             if self.transfers.get(&group).is_some_and(|(t, _)| *t == id) {
                 self.transfer_ended(group, Resolution::TransferFailed(TransferError::Timeout));
-            }
-        }
-        while let Some(&(deadline, id, group)) = self.change_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.change_deadlines.pop_front();
-            if self.changes.get(&group).is_none_or(|(c, _, _)| *c != id) {
-                continue;
-            }
-            if promoting(group) {
-                let later = now.saturating_add(change_timeout.max(1));
-                self.change_deadlines.push_back((later, id, group));
-            } else {
-                // Its entries may still commit: unknown, as a proposal's timeout is.
-                let why = MembershipChangeError::Indeterminate(Indeterminate::Timeout);
-                self.change_ended(group, Resolution::MembershipChangeFailed(why));
             }
         }
         let mut expired_reads = Vec::new();
@@ -630,7 +588,6 @@ impl Requests {
         }
         self.deadlines.clear();
         self.transfer_deadlines.clear();
-        self.change_deadlines.clear();
         self.take_ended()
     }
 }
@@ -661,9 +618,9 @@ mod tests {
             }]
         );
         // The second ends once, at its own deadline, and the first not again.
-        assert!(requests.expire(79, 200, |_| false).is_empty());
+        assert!(requests.expire(79).is_empty());
         assert!(requests.take_ended().is_empty());
-        requests.expire(80, 200, |_| false);
+        requests.expire(80);
         let ended = requests.take_ended();
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, second);
@@ -701,7 +658,7 @@ mod tests {
         requests.propose(one, (1, Some(me)), 10, 0);
         requests.propose(one, (1, Some(me)), 20, 0);
         requests.propose(two, (1, Some(me)), 20, 0);
-        requests.expire(10, 200, |_| false);
+        requests.expire(10);
         assert_eq!(held(&requests), (Some(1), Some(1)));
         requests.group_removed(two);
         assert_eq!(held(&requests), (Some(1), None));
@@ -730,7 +687,7 @@ mod tests {
             requests.deadlines.len()
         );
         requests.take_ended();
-        assert_eq!(requests.expire(1_000, 200, |_| false), vec![(group, read)]);
+        assert_eq!(requests.expire(1_000), vec![(group, read)]);
         let ended = requests.take_ended();
         assert_eq!(ended.len(), 2);
         assert_eq!(ended[0].request, waiting);
@@ -749,7 +706,7 @@ mod tests {
         let mut requests = Requests::starting_at(1);
         requests.propose(group, (1, Some(me)), 200, 0);
         let transfer = requests.transfer(group, NodeId(2), me, 40, false);
-        requests.expire(40, 200, |_| false);
+        requests.expire(40);
         let ended = requests.take_ended();
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, transfer);
@@ -757,28 +714,6 @@ mod tests {
             ended[0].resolution,
             Resolution::TransferFailed(TransferError::Timeout)
         );
-    }
-
-    /// A membership change due while its group still catches up replicas to promote is
-    /// given another timeout (that phase ends by itself); due past it, it ends
-    /// `Indeterminate(Timeout)`, once.
-    #[test]
-    fn a_change_times_out_once_past_its_catch_up() {
-        let (group, me) = (GroupId(5), NodeId(1));
-        let mut requests = Requests::starting_at(1);
-        let change = requests.change(group, 1, me, Some(40));
-        requests.expire(40, 100, |_| true);
-        assert!(requests.take_ended().is_empty(), "still catching up");
-        requests.expire(139, 100, |_| false);
-        assert!(requests.take_ended().is_empty(), "given a timeout more");
-        requests.expire(140, 100, |_| false);
-        let ended = requests.take_ended();
-        assert_eq!(ended.len(), 1);
-        assert_eq!(ended[0].request, change);
-        let why = MembershipChangeError::Indeterminate(Indeterminate::Timeout);
-        assert_eq!(ended[0].resolution, Resolution::MembershipChangeFailed(why));
-        requests.expire(1_000, 100, |_| false);
-        assert!(requests.take_ended().is_empty(), "once");
     }
 
     /// Transfers due together each end once, timed out, and a transfer that replaced an
@@ -796,12 +731,12 @@ mod tests {
         let replaced = requests.take_ended();
         assert_eq!(replaced.len(), 1);
         assert_eq!(replaced[0].request, first[0]);
-        requests.expire(40, 200, |_| false);
+        requests.expire(40);
         let ended = requests.take_ended();
         assert_eq!(ended.len(), 999);
         assert!(ended.iter().all(|e| e.request != later
             && e.resolution == Resolution::TransferFailed(TransferError::Timeout)));
-        requests.expire(80, 200, |_| false);
+        requests.expire(80);
         let ended = requests.take_ended();
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, later);
