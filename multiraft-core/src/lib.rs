@@ -218,8 +218,8 @@ pub use ids::{GroupId, NodeId, ProposalId, RequestId};
 pub use log_runs::LogRuns;
 pub use membership::{Membership, MembershipChange, MembershipError, VoteResult};
 pub use message::{
-    Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, Message, MessageBatch, MessageBody,
-    MessageLimits, ROUND_SEQ_BITS, Refusal, SnapshotAck,
+    Ack, Beat, InvalidMessage, Liveness, MAX_ITEMS_PER_MESSAGE, MAX_TERM_OR_INDEX, Message,
+    MessageBatch, MessageBody, MessageLimits, ROUND_SEQ_BITS, Refusal, SnapshotAck,
 };
 pub use node::{
     Apply, ChunkRead, Event, GroupReport, MAX_REPORT_GROUPS, Node, NodeReport, NodeStats,

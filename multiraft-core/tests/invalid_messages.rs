@@ -74,8 +74,8 @@ fn kind(e: &InvalidMessage) -> &'static str {
         InvalidMessage::ReservedProposer { .. } => "ReservedProposer",
         InvalidMessage::ReservedLeaderHint { .. } => "ReservedLeaderHint",
         InvalidMessage::NodeLevelOutsideNodeGroup { .. } => "NodeLevelOutsideNodeGroup",
-        InvalidMessage::IndexAtMax { .. } => "IndexAtMax",
-        InvalidMessage::TermAtMax { .. } => "TermAtMax",
+        InvalidMessage::IndexOutOfRange { .. } => "IndexOutOfRange",
+        InvalidMessage::TermOutOfRange { .. } => "TermOutOfRange",
         other => panic!("a kind this test does not know: {other:?}"),
     }
 }

@@ -10,7 +10,7 @@ use crate::snapshot::SnapshotChunk;
 
 mod validate;
 
-pub use validate::{InvalidMessage, MAX_ITEMS_PER_MESSAGE, MessageLimits};
+pub use validate::{InvalidMessage, MAX_ITEMS_PER_MESSAGE, MAX_TERM_OR_INDEX, MessageLimits};
 
 /// Heartbeats (or acknowledgements) coalesced into one message. One message per peer per
 /// tick carries up to this many active groups; beyond it the beats are split, so that one

@@ -12,6 +12,14 @@ use crate::message::{MAX_BEATS_PER_MESSAGE, Message, MessageBatch, MessageBody};
 /// of at most this many, and a `ProposeRejected` answers one `Propose`.
 pub const MAX_ITEMS_PER_MESSAGE: usize = 65_536;
 
+/// The largest term, and the largest log index, a message may name (half of `u64`'s
+/// range). No election count or log length comes near it, and the room above it keeps a
+/// receiver's term and index arithmetic from overflowing: a campaign's next term, the
+/// index after a log's last, a forged value adopted and counted on from. Refusing only
+/// `u64::MAX` left `u64::MAX - 1`, which a replica adopted and then campaigned or
+/// appended past (review).
+pub const MAX_TERM_OR_INDEX: u64 = u64::MAX / 2;
+
 /// Bounds on the counts inside one message, enforced by [`MessageBatch::validate`].
 ///
 /// The defaults are what an honest node of this version never exceeds, independent of its
@@ -80,9 +88,8 @@ pub enum InvalidMessage {
         /// The message's term.
         term: u64,
     },
-    /// An `Append` whose entries would reach index `u64::MAX`. No log reaches that index
-    /// (the index after a log's last must stay representable), and accepting it would
-    /// overflow the receiver's index arithmetic.
+    /// An `Append` whose entries would run past [`MAX_TERM_OR_INDEX`]. No log reaches
+    /// that index, and accepting it could overflow the receiver's index arithmetic.
     #[error("message {index}: entry {position} after prev_index {prev_index} overflows the index")]
     EntryIndexOverflow {
         /// Position of the message in the batch.
@@ -191,24 +198,25 @@ pub enum InvalidMessage {
         /// Position of the entry in `entries`.
         position: usize,
     },
-    /// A snapshot (`InstallSnapshot`) or an append response (`AppendResponse`) naming
-    /// index `u64::MAX`. No log reaches that index, and the receiver's index arithmetic
-    /// would overflow: a follower installing the snapshot, or a leader counting the
-    /// response, panicked in a debug build and wrapped to index 0 in a release one
-    /// (review).
-    #[error("message {index}: {what} at index u64::MAX")]
-    IndexAtMax {
+    /// An append (its `prev_index`), a snapshot (`InstallSnapshot`) or an append response
+    /// (`AppendResponse`) naming an index past [`MAX_TERM_OR_INDEX`]. No log reaches it,
+    /// and the receiver's index arithmetic could overflow: a follower installing a
+    /// snapshot at `u64::MAX`, or a leader counting a response of it, panicked in a debug
+    /// build and wrapped to index 0 in a release one (review).
+    #[error("message {index}: {what} index past the largest a log reaches")]
+    IndexOutOfRange {
         /// Position of the message in the batch.
         index: usize,
-        /// `"snapshot"` or `"append response"`.
+        /// `"append"`, `"snapshot"` or `"append response"`.
         what: &'static str,
     },
-    /// A term of `u64::MAX`: a message's, or a beat's or an acknowledgement's in a coalesced
-    /// heartbeat. No election reaches it, and a replica adopting it could never campaign
-    /// again: its next term would overflow, a panic in a debug build, and in a release one
-    /// a term that wrapped to 0 and a group that never elected again (review).
-    #[error("message {index}: term u64::MAX")]
-    TermAtMax {
+    /// A term past [`MAX_TERM_OR_INDEX`]: a message's, or a beat's or an acknowledgement's
+    /// in a coalesced heartbeat. No election reaches it, and a replica adopting one near
+    /// `u64::MAX` overflowed its next term when it campaigned: a panic in a debug build,
+    /// and in a release one a term that wrapped to 0 and a group that never elected again
+    /// (review).
+    #[error("message {index}: term past the largest an election reaches")]
+    TermOutOfRange {
         /// Position of the message in the batch.
         index: usize,
     },
@@ -297,13 +305,14 @@ fn validate_message(
             })
         }
     };
-    let at_max = match &m.body {
-        MessageBody::Heartbeats { beats, .. } => beats.iter().any(|b| b.term == u64::MAX),
-        MessageBody::HeartbeatAcks { acks } => acks.iter().any(|a| a.term == u64::MAX),
+    let beyond = |term: u64| term > MAX_TERM_OR_INDEX;
+    let named = match &m.body {
+        MessageBody::Heartbeats { beats, .. } => beats.iter().any(|b| beyond(b.term)),
+        MessageBody::HeartbeatAcks { acks } => acks.iter().any(|a| beyond(a.term)),
         _ => false,
     };
-    if m.term == u64::MAX || at_max {
-        return Err(InvalidMessage::TermAtMax { index });
+    if beyond(m.term) || named {
+        return Err(InvalidMessage::TermOutOfRange { index });
     }
     match &m.body {
         MessageBody::Vote { last_term, .. } if *last_term > m.term => {
@@ -331,7 +340,7 @@ fn validate_message(
             for (position, e) in entries.iter().enumerate() {
                 let expected = prev_index
                     .checked_add(1 + position as u64)
-                    .filter(|&i| i < u64::MAX)
+                    .filter(|&i| i <= MAX_TERM_OR_INDEX)
                     .ok_or(InvalidMessage::EntryIndexOverflow {
                         index,
                         position,
@@ -368,6 +377,12 @@ fn validate_message(
                     return Err(InvalidMessage::InvalidMembershipEntry { index, position });
                 }
             }
+            if *prev_index > MAX_TERM_OR_INDEX {
+                return Err(InvalidMessage::IndexOutOfRange {
+                    index,
+                    what: "append",
+                });
+            }
             Ok(())
         }
         MessageBody::InstallSnapshot { chunk } => {
@@ -382,16 +397,16 @@ fn validate_message(
             if members.validate().is_err() {
                 return invalid("membership invalid");
             }
-            if chunk.meta.index == u64::MAX {
-                return Err(InvalidMessage::IndexAtMax {
+            if chunk.meta.index > MAX_TERM_OR_INDEX {
+                return Err(InvalidMessage::IndexOutOfRange {
                     index,
                     what: "snapshot",
                 });
             }
             Ok(())
         }
-        MessageBody::AppendResponse { index: at, .. } if *at == u64::MAX => {
-            Err(InvalidMessage::IndexAtMax {
+        MessageBody::AppendResponse { index: at, .. } if *at > MAX_TERM_OR_INDEX => {
+            Err(InvalidMessage::IndexOutOfRange {
                 index,
                 what: "append response",
             })

@@ -48,8 +48,9 @@ fn a_snapshot_no_leader_could_send_is_refused() {
     assert_eq!(reason(install(5, huge)), "membership too large");
 }
 
-/// A snapshot or an append response at index `u64::MAX` is refused: installed or
-/// counted, it overflowed the receiver's index arithmetic (review). One below passes.
+/// A snapshot or an append response past `MAX_TERM_OR_INDEX` is refused: installed or
+/// counted at `u64::MAX`, it overflowed the receiver's index arithmetic (review).
+/// `MAX_TERM_OR_INDEX` itself passes.
 #[test]
 fn an_index_no_log_reaches_is_refused() {
     let limits = MessageLimits::default();
@@ -60,8 +61,9 @@ fn an_index_no_log_reaches_is_refused() {
         }
         b.validate(&limits)
     };
-    assert_eq!(at(u64::MAX - 1), Ok(()));
-    let refused = |what| Err(InvalidMessage::IndexAtMax { index: 0, what });
+    assert_eq!(at(MAX_TERM_OR_INDEX), Ok(()));
+    let refused = |what| Err(InvalidMessage::IndexOutOfRange { index: 0, what });
+    assert_eq!(at(MAX_TERM_OR_INDEX + 1), refused("snapshot"));
     assert_eq!(at(u64::MAX), refused("snapshot"));
     let response = |index| {
         let mut b = install(5, Membership::voters([1, 2, 3]));
@@ -74,12 +76,13 @@ fn an_index_no_log_reaches_is_refused() {
         };
         b.validate(&limits)
     };
-    assert_eq!(response(u64::MAX - 1), Ok(()));
-    assert_eq!(response(u64::MAX), refused("append response"));
+    assert_eq!(response(MAX_TERM_OR_INDEX), Ok(()));
+    assert_eq!(response(MAX_TERM_OR_INDEX + 1), refused("append response"));
 }
 
-/// A term of `u64::MAX`, a message's or a beat's, is refused: a replica adopting it
-/// overflowed its next term when it campaigned (review). One below passes.
+/// A term past `MAX_TERM_OR_INDEX`, a message's or a beat's, is refused: a replica
+/// adopting one near `u64::MAX` overflowed its next term when it campaigned (review).
+/// `MAX_TERM_OR_INDEX` itself passes.
 #[test]
 fn a_term_no_election_reaches_is_refused() {
     let limits = MessageLimits::default();
@@ -88,10 +91,10 @@ fn a_term_no_election_reaches_is_refused() {
         b.messages[0].term = term;
         b.validate(&limits)
     };
-    assert_eq!(message(u64::MAX - 1), Ok(()));
+    assert_eq!(message(MAX_TERM_OR_INDEX), Ok(()));
     assert_eq!(
-        message(u64::MAX),
-        Err(InvalidMessage::TermAtMax { index: 0 })
+        message(MAX_TERM_OR_INDEX + 1),
+        Err(InvalidMessage::TermOutOfRange { index: 0 })
     );
     let beat = |term| {
         let mut b = install(5, Membership::voters([1, 2, 3]));
@@ -108,6 +111,9 @@ fn a_term_no_election_reaches_is_refused() {
         };
         b.validate(&limits)
     };
-    assert_eq!(beat(u64::MAX - 1), Ok(()));
-    assert_eq!(beat(u64::MAX), Err(InvalidMessage::TermAtMax { index: 0 }));
+    assert_eq!(beat(MAX_TERM_OR_INDEX), Ok(()));
+    assert_eq!(
+        beat(u64::MAX - 1),
+        Err(InvalidMessage::TermOutOfRange { index: 0 })
+    );
 }

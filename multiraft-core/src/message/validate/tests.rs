@@ -138,23 +138,23 @@ fn honest_batches_pass() {
     ];
     assert_eq!(check(messages), Ok(()));
     assert_eq!(check(vec![]), Ok(()));
-    // An append whose last entry is at u64::MAX - 1 is representable; one at u64::MAX
-    // is not (the index after it would overflow).
-    let mut near_end = append(u64::MAX - 2, 1, &[1]);
-    if let MessageBody::Append { entries, .. } = &mut near_end {
-        entries.make_mut()[0].index = u64::MAX - 1;
-    }
-    assert_eq!(check(vec![msg(near_end)]), Ok(()));
-    let mut at_end = append(u64::MAX - 1, 1, &[1]);
-    if let MessageBody::Append { entries, .. } = &mut at_end {
-        entries.make_mut()[0].index = u64::MAX;
-    }
+    // An append whose last entry is at MAX_TERM_OR_INDEX passes; one past it does not, nor
+    // an empty one after it.
+    let largest = MAX_TERM_OR_INDEX;
+    assert_eq!(check(vec![msg(append(largest - 1, 1, &[1]))]), Ok(()));
     assert_eq!(
-        check(vec![msg(at_end)]),
+        check(vec![msg(append(largest, 1, &[1]))]),
         Err(InvalidMessage::EntryIndexOverflow {
             index: 0,
             position: 0,
-            prev_index: u64::MAX - 1
+            prev_index: largest
+        })
+    );
+    assert_eq!(
+        check(vec![msg(append(largest + 1, 1, &[]))]),
+        Err(InvalidMessage::IndexOutOfRange {
+            index: 0,
+            what: "append"
         })
     );
 }
