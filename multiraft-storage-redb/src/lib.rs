@@ -179,8 +179,8 @@
 //!   [`StorageError::Poisoned`](multiraft_core::StorageError::Poisoned) without touching the
 //!   file. redb itself refuses new write transactions after a failed commit. Nothing is ever
 //!   acknowledged that was not committed with `Durability::Immediate`; there is no retry.
-//!   A panic of the writer thread (a bug) poisons it the same way: the next write returns
-//!   the panic's message, later ones `Poisoned`. Reopening the file recovers the last
+//!   A panic of the writer thread (a bug) poisons it the same way: writes it had queued fail
+//!   (`Backend`), the next one returns the panic's message, later ones `Poisoned`. Reopening the file recovers the last
 //!   durable state.
 //!
 //! ## Crash cases

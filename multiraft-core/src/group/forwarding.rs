@@ -30,7 +30,6 @@ impl Replica {
         match self.role {
             Role::Leader if self.transfer.is_some() => Err(ProposeError::TransferInProgress),
             Role::Leader => {
-                self.wake();
                 // Parked proposals count as uncommitted, so the parking lot has the same
                 // bound as the log's uncommitted tail.
                 let size = Entry::command_size_bytes(&data);
@@ -39,6 +38,7 @@ impl Replica {
                         limit: "max_uncommitted_bytes",
                     });
                 }
+                self.wake();
                 self.uncommitted_bytes += size;
                 // Behind parked ones too (until the next ready appends them), so that the
                 // leader appends in the order it took proposals.

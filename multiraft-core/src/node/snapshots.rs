@@ -306,6 +306,15 @@ impl Node {
     /// A leader's replica wants to send its snapshot to `to`: a send slot if one is free.
     /// Returns the chunks to read first (none when it must wait).
     pub(super) fn admit_send(&mut self, group: GroupId, to: NodeId) -> Vec<ChunkRead> {
+        let holds = self
+            .groups
+            .get(&group)
+            .is_some_and(|slot| slot.group.is_sending_snapshot(to));
+        if holds && self.snapshots.sending.contains(&(group, to)) {
+            // Asked again while it holds its slot: counted taken, it was refused and
+            // un-admitted, and its first chunk, read meanwhile, dropped (review).
+            return Vec::new();
+        }
         let admitted = self.free_send_slots() > 0;
         let s = &mut self.snapshots;
         if admitted {
