@@ -10,6 +10,10 @@
 //!   operation, asked of any node: tells every node where the new one listens, then changes
 //!   every group's membership through its leader, one group at a time.
 //!
+//! These endpoints share the client port and ask for no credentials: whoever reaches the
+//! port can remove a node from every group. An example's choice, not a production one:
+//! serve them on a trusted network only, or behind authentication.
+//!
 //! Adding a node: start it with `kv node --join` (its replicas of every group start
 //! empty, joining with the membership a peer reports), then `PUT /admin/nodes/{id}` on any
 //! node. Removing: `DELETE /admin/nodes/{id}`, asked of a node that stays; each replica told
