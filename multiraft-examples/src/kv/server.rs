@@ -84,8 +84,25 @@ fn node_id(s: &str) -> Result<NodeId, String> {
 
 /// The file whose presence says this node created its groups: a restarted node finds its
 /// groups in its log instead, and must not create again a group a membership change
-/// removed from it.
+/// removed from it. It holds the group count, which keys are spread over.
 const CREATED_MARK: &str = "groups-created";
+
+/// Refuses a start with another `--groups` than the data directory was made with: keys
+/// would move to other groups (old data seemingly gone), and groups past the old count
+/// would never be created (review). A mark without a count (an earlier build) passes.
+fn check_group_count(data_dir: &std::path::Path, groups: u64) -> Result<(), String> {
+    let mark = data_dir.join(CREATED_MARK);
+    let Ok(text) = std::fs::read_to_string(&mark) else {
+        return Ok(()); // a new directory
+    };
+    match text.trim().parse::<u64>() {
+        Ok(made) if made != groups => Err(format!(
+            "{} was made with --groups {made}; start it with --groups {made}",
+            data_dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// The timing of kv nodes: 10 ms ticks, elections after 0.3–0.6 s of silence (long enough
 /// that a busy machine or a slow fsync does not start needless ones), heartbeats every 50 ms.
@@ -123,6 +140,7 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             quic.peers.insert(p.id, p.raft);
         }
     }
+    check_group_count(&options.data_dir, options.groups)?;
     let transport =
         QuicTransport::bind(quic).map_err(|e| format!("QUIC on {}: {e}", options.raft))?;
     let storage = RedbStorage::open(options.data_dir.join("raft.redb"), RedbOptions::default())
@@ -156,7 +174,8 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("joining group {g}: {e}"))?;
         }
-        std::fs::write(&mark, b"").map_err(|e| format!("{}: {e}", mark.display()))?;
+        std::fs::write(&mark, options.groups.to_string())
+            .map_err(|e| format!("{}: {e}", mark.display()))?;
     } else if !mark.exists() {
         let voters = Membership::voters(
             std::iter::once(options.id.0).chain(options.peers.iter().map(|p| p.id.0)),
@@ -173,7 +192,8 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
                     .map_err(|e| format!("creating group {g}: {e}"))?;
             }
         }
-        std::fs::write(&mark, b"").map_err(|e| format!("{}: {e}", mark.display()))?;
+        std::fs::write(&mark, options.groups.to_string())
+            .map_err(|e| format!("{}: {e}", mark.display()))?;
     }
     let mut http_urls: BTreeMap<NodeId, String> = options
         .peers
@@ -272,5 +292,24 @@ async fn stop_signal(stdin_eof: bool) {
         () = ctrl_c => {}
         () = term => {}
         () = eof => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory made with one group count refuses a start with another; a new
+    /// directory, or a mark without a count, takes any.
+    #[test]
+    fn a_data_directory_keeps_its_group_count() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_group_count(dir.path(), 32), Ok(()), "new");
+        std::fs::write(dir.path().join(CREATED_MARK), "").unwrap();
+        assert_eq!(check_group_count(dir.path(), 32), Ok(()), "no count");
+        std::fs::write(dir.path().join(CREATED_MARK), "16").unwrap();
+        assert_eq!(check_group_count(dir.path(), 16), Ok(()));
+        let refused = check_group_count(dir.path(), 32).unwrap_err();
+        assert!(refused.contains("--groups 16"), "{refused}");
     }
 }
