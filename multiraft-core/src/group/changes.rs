@@ -81,10 +81,7 @@ impl Replica {
         if self.transfer.is_some() {
             return Err(MembershipChangeError::TransferInProgress);
         }
-        if self.change.is_some()
-            || self.membership.is_joint()
-            || self.config_index() > self.log.committed
-        {
+        if self.change.is_some() || self.membership.is_joint() || self.config_uncommitted() {
             return Err(MembershipChangeError::ChangeInProgress);
         }
         let (target, promote) = change
@@ -123,7 +120,7 @@ impl Replica {
     /// change once its target is committed, and steps down when this leader is no longer
     /// a voter of the committed membership.
     pub(super) fn advance_change(&mut self) {
-        if self.role != Role::Leader || self.config_index() > self.log.committed {
+        if self.role != Role::Leader || self.config_uncommitted() {
             return;
         }
         if self.membership.is_joint() {
@@ -136,10 +133,7 @@ impl Replica {
             let current = &*self.membership;
             if *current == c.target {
                 let target = c.target.clone();
-                self.change = None;
-                self.out_rare()
-                    .events
-                    .push(GroupEvent::MembershipChangeEnded { result: Ok(target) });
+                self.end_change(Ok(target));
             } else if let Some(staged) = staged(current, &c.target) {
                 self.append_membership(staged);
             } else if current.voters == c.target.voters {
@@ -153,7 +147,7 @@ impl Replica {
                 self.append_membership(joint);
             }
         }
-        if !self.membership.is_voter(self.node) && self.config_index() <= self.log.committed {
+        if !self.membership.is_voter(self.node) && !self.config_uncommitted() {
             self.step_down_removed();
         }
     }
@@ -176,7 +170,7 @@ impl Replica {
     /// node's replica does (one deleted by hand), and the change had no end for as long as
     /// that lasted (review).
     fn tick_committing(&mut self, timeout: u32) {
-        let uncommitted = self.config_index() > self.log.committed;
+        let uncommitted = self.config_uncommitted();
         let Some(c) = self.change.as_mut() else {
             return;
         };
@@ -188,11 +182,16 @@ impl Replica {
         if c.committing_ticks < timeout {
             return;
         }
-        self.change = None;
         let error = MembershipChangeError::Indeterminate(crate::error::Indeterminate::Timeout);
+        self.end_change(Err(error));
+    }
+
+    /// The change under way ended as `result`, which its event reports.
+    fn end_change(&mut self, result: Result<Membership, MembershipChangeError>) {
+        self.change = None;
         self.out_rare()
             .events
-            .push(GroupEvent::MembershipChangeEnded { result: Err(error) });
+            .push(GroupEvent::MembershipChangeEnded { result });
     }
 
     /// A leader's tick: tells the replicas to promote a commit index no append told them,
@@ -304,16 +303,12 @@ impl Replica {
             // `CatchUpTimeout` says the learner was added and stays one: not so while the
             // entry adding it is uncommitted (a leader without `check_quorum`, cut off),
             // which another leader may truncate (review).
-            let error = if self.config_index() > self.log.committed {
+            let error = if self.config_uncommitted() {
                 MembershipChangeError::Indeterminate(crate::error::Indeterminate::Timeout)
             } else {
                 MembershipChangeError::CatchUpTimeout { node }
             };
-            self.change = None;
-            self.out_rare()
-                .events
-                .push(GroupEvent::MembershipChangeEnded { result: Err(error) });
-            return;
+            return self.end_change(Err(error));
         }
         if c.caught_up_ticks >= self.config.learner_catchup_ticks {
             self.advance_change();

@@ -33,6 +33,11 @@ impl Replica {
             .map_or(0, |(i, _)| *i)
     }
 
+    /// Whether the latest membership entry in the log is not yet committed.
+    pub(super) fn config_uncommitted(&self) -> bool {
+        self.config_index() > self.log.committed
+    }
+
     /// The membership in force at `index` (at or above the applied index): what a snapshot
     /// at `index` records.
     pub(super) fn membership_at(&self, index: u64) -> Arc<Membership> {
@@ -166,7 +171,7 @@ impl Replica {
     pub(super) fn electable(&self) -> bool {
         !self.is_joining()
             && (self.membership.is_voter(self.node)
-                || self.config_index() > self.log.committed
+                || self.config_uncommitted()
                     && self.membership_at(self.log.committed).is_voter(self.node))
     }
 

@@ -174,12 +174,7 @@ fn a_catch_up_timing_out_before_its_learner_is_committed_is_indeterminate() {
     let timeout = config.proposal_timeout_ticks;
     let mut c = Cluster::new(3, 1, config, 31);
     c.elect(1);
-    c.isolated = BTreeSet::from([n(4)]);
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(4)))
-        .unwrap();
-    c.notify_commit(1);
-    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    remove_learner_4_cut_off(&mut c);
     c.isolated = BTreeSet::from([n(2), n(3), n(4)]);
     c.g_mut(1)
         .change_membership(MembershipChange::AddVoter(n(4)))
@@ -788,6 +783,16 @@ fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
     promote_when_added_back(true);
 }
 
+/// Leader 1 removes learner 4, cut off meanwhile, and commits the removal.
+fn remove_learner_4_cut_off(c: &mut Cluster) {
+    c.isolated = BTreeSet::from([n(4)]);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    c.notify_commit(1);
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+}
+
 /// Replica 4 added back, after its removal, by `AddLearner` then `Promote` or by one
 /// `AddVoter`, as `a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it` says.
 fn promote_when_added_back(add_voter: bool) {
@@ -797,12 +802,7 @@ fn promote_when_added_back(add_voter: bool) {
     };
     let mut c = Cluster::new(3, 1, config, 31);
     c.elect(1);
-    c.isolated = BTreeSet::from([n(4)]);
-    c.g_mut(1)
-        .change_membership(MembershipChange::Remove(n(4)))
-        .unwrap();
-    c.notify_commit(1);
-    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    remove_learner_4_cut_off(&mut c);
 
     // The voters cut off, what the leader appends from here stays uncommitted for now.
     c.isolated = BTreeSet::from([n(2), n(3)]);
