@@ -189,10 +189,21 @@ async fn send(request: reqwest::RequestBuilder) -> Result<WriteBody, ClientError
         return serde_json::from_str(&text)
             .map_err(|e| ClientError::Indeterminate(format!("unreadable answer: {e}")));
     }
-    match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) if body.definite => Err(ClientError::Definite(body.message)),
-        Ok(body) => Err(ClientError::Indeterminate(body.message)),
-        Err(_) => Err(ClientError::Indeterminate(format!("HTTP {status}: {text}"))),
+    Err(write_failure(status, &text))
+}
+
+/// What a write's failed answer (`status`, body `text`) says about its outcome. The
+/// server's own errors say whether they are definite. Any other client error (4xx) is the
+/// HTTP layer refusing a request it could not parse, before it reached the cluster:
+/// definite. Anything else may come from anywhere after the write was taken.
+fn write_failure(status: reqwest::StatusCode, text: &str) -> ClientError {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) if body.definite => ClientError::Definite(body.message),
+        Ok(body) => ClientError::Indeterminate(body.message),
+        Err(_) if status.is_client_error() => {
+            ClientError::Definite(format!("HTTP {status}: {text}"))
+        }
+        Err(_) => ClientError::Indeterminate(format!("HTTP {status}: {text}")),
     }
 }
 
@@ -205,6 +216,32 @@ fn error_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request the HTTP layer could not parse never reached the cluster: definite. A
+    /// server error without the server's own body may come after the write: indeterminate.
+    #[test]
+    fn a_parse_refusal_is_definite_and_a_bare_server_error_is_not() {
+        use reqwest::StatusCode;
+        let failure = |status, text| write_failure(status, text);
+        let unparsable = "Failed to parse the request body as JSON: expected value";
+        assert!(matches!(
+            failure(StatusCode::UNPROCESSABLE_ENTITY, unparsable),
+            ClientError::Definite(m) if m.contains("expected value")
+        ));
+        assert!(matches!(
+            failure(StatusCode::BAD_REQUEST, "Invalid URL"),
+            ClientError::Definite(_)
+        ));
+        assert!(matches!(
+            failure(StatusCode::BAD_GATEWAY, "upstream went away"),
+            ClientError::Indeterminate(_)
+        ));
+        let own = r#"{"error":"indeterminate","message":"timed out","definite":false}"#;
+        assert!(matches!(
+            failure(StatusCode::BAD_REQUEST, own),
+            ClientError::Indeterminate(m) if m == "timed out"
+        ));
+    }
 
     /// A key is one path segment, whatever it holds; the names no URL can hold are refused.
     #[test]
