@@ -139,3 +139,41 @@ fn a_restarted_node_starts_its_request_ids_past_those_its_log_carries() {
         .collect();
     assert!(ids.iter().all(|&id| id > 9), "{ids:?}");
 }
+
+/// docs/design.md §9.1 (deterministic core): the ends of several groups' membership changes,
+/// all cut by one message that deposes their leader, come in the same order on every
+/// instance — by group. Regression (review): the groups whose leadership changed in a ready
+/// were gathered in a `HashMap`, whose order differs between instances, so a simulator seed
+/// that acted on these ends in order did not replay.
+#[test]
+fn changes_ended_by_one_step_down_end_in_group_order() {
+    let groups = 4;
+    let ended_order = || {
+        let mut sim = led_by_node_1(groups);
+        let node = &mut sim.nodes[0];
+        let mut term = 0;
+        for id in 1..=groups {
+            node.change_membership(g(id), MembershipChange::Remove(n(3)))
+                .unwrap();
+            term = term.max(node.group_status(g(id)).unwrap().term);
+        }
+        let all: Vec<_> = (1..=groups).map(g).collect();
+        node.step(batch_for(2, 1, term + 1, &all, append(0, 0, vec![], 0)));
+        let ready = node.ready().expect("the changes' ends are reported");
+        let order: Vec<GroupId> = ready.outcomes.iter().map(|o| o.group).collect();
+        for o in &ready.outcomes {
+            assert!(
+                matches!(
+                    o.resolution,
+                    Resolution::MembershipChangeFailed(MembershipChangeError::Indeterminate(_))
+                ),
+                "{o:?}"
+            );
+        }
+        order
+    };
+    let all: Vec<GroupId> = (1..=groups).map(g).collect();
+    for _ in 0..20 {
+        assert_eq!(ended_order(), all);
+    }
+}
