@@ -1,7 +1,7 @@
 //! The outputs of one cycle of the node — [`Ready`] — how they are collected from every
 //! group with work, and how their write is acknowledged ([`Node::advance`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -210,8 +210,10 @@ impl Node {
         let mut persisted = Vec::with_capacity(queued);
         ready.write.groups.reserve(queued);
         ready.apply.reserve(queued);
-        let mut leadership_changed: HashMap<GroupId, Option<(u64, Option<NodeId>)>> =
-            HashMap::new();
+        // Ordered: the requests these changes end are reported in its order, and a
+        // `HashMap`'s differs between instances (the core must replay from its inputs).
+        let mut leadership_changed: BTreeMap<GroupId, Option<(u64, Option<NodeId>)>> =
+            BTreeMap::new();
         let mut outbox = self.outbox();
         let round = self.next_round();
         self.since_sends.clear();
@@ -406,7 +408,7 @@ impl Node {
         id: GroupId,
         out: &mut ReplicaReady,
         ready: &mut Ready,
-        leadership_changed: &mut HashMap<GroupId, Option<(u64, Option<NodeId>)>>,
+        leadership_changed: &mut BTreeMap<GroupId, Option<(u64, Option<NodeId>)>>,
     ) -> bool {
         for (read, error) in out.read_failures.drain(..) {
             self.requests.read_failed(RequestId(read), error);

@@ -7,7 +7,7 @@
 //! once: applied (the entry in [`Apply`](super::Apply) carries the id), or an
 //! [`Outcome`] that the next [`Ready`](super::Ready) reports.
 
-use std::collections::{BTreeMap, HashMap, VecDeque, hash_map};
+use std::collections::{BTreeMap, VecDeque, hash_map};
 
 use rustc_hash::FxHashMap;
 
@@ -462,7 +462,7 @@ impl Requests {
     /// current. One pass over the pending proposals serves every group.
     pub(super) fn leadership_changed(
         &mut self,
-        current: &HashMap<GroupId, Option<(u64, Option<NodeId>)>>,
+        current: &BTreeMap<GroupId, Option<(u64, Option<NodeId>)>>,
         me: NodeId,
     ) {
         if !self.transfers.is_empty() {
