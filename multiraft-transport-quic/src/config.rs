@@ -22,8 +22,8 @@ pub const DEFAULT_LANE_QUEUE_BATCHES: usize = 256;
 /// Default [`TransportLimits::max_queued_bytes`]: 64 MiB of batches queued per peer on the
 /// data lanes, and at most as much again on the control lane. A batch on a lane is at
 /// most half a frame (2 MiB by default), so the count alone (`lane_queue_batches` on each
-/// of 5 lanes) let a peer that stops reading hold 2.5 GiB; 64 MiB is still four times the
-/// send window (`send_window`), so a peer that keeps up never meets it.
+/// of 5 lanes) let a peer that stops reading hold 2.5 GiB; 64 MiB is still more than twice
+/// the send window (`send_window`), so a peer that keeps up never meets it.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// Default [`TransportLimits::snapshot_queue_batches`]: 32 batches of snapshot chunks per
@@ -52,16 +52,19 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// silent address fails and backs off instead of waiting for the idle timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default [`TransportLimits::connection_receive_window`]: 16 MiB in flight per connection
+/// Default [`TransportLimits::connection_receive_window`]: 24 MiB in flight per connection
 /// (quinn's default is unbounded), enough for loopback and LAN bandwidth-delay products.
-pub const DEFAULT_CONNECTION_RECEIVE_WINDOW: u32 = 16 << 20;
+/// Six stream windows: the data and snapshot lanes (five by default), each full, still
+/// leave the control lane a whole window of credit (see `connection_receive_window`).
+pub const DEFAULT_CONNECTION_RECEIVE_WINDOW: u32 = 24 << 20;
 
 /// Default [`TransportLimits::stream_receive_window`]: 4 MiB per lane, so one lane (the
 /// snapshot lane in particular) can fill at most a quarter of the connection window.
 pub const DEFAULT_STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 
-/// Default [`TransportLimits::send_window`]: 16 MiB of unacknowledged data per connection.
-pub const DEFAULT_SEND_WINDOW: u64 = 16 << 20;
+/// Default [`TransportLimits::send_window`]: 24 MiB of unacknowledged data per connection,
+/// as the connection window and for the same reason.
+pub const DEFAULT_SEND_WINDOW: u64 = 24 << 20;
 
 /// Default [`TransportLimits::max_concurrent_uni_streams`]: 8, the 6 default lanes (control,
 /// snapshot and 4 data lanes) plus room for lanes reopened while their old streams are
@@ -117,11 +120,16 @@ pub struct TransportLimits {
     pub keep_alive_interval: Duration,
     /// Handshake timeout, of dials and of inbound attempts alike.
     pub handshake_timeout: Duration,
-    /// QUIC connection-level receive window, bytes.
+    /// QUIC connection-level receive window, bytes. At least `data_lanes + 2` stream
+    /// windows: QUIC's connection credit is shared by every stream, and a stream's priority
+    /// only orders data already buffered, so data and snapshot lanes that each fill their
+    /// stream window must leave the control lane (heartbeats, votes, acknowledgements) a
+    /// window of its own, or it waits behind bulk data for credit.
     pub connection_receive_window: u32,
     /// QUIC per-stream receive window, bytes.
     pub stream_receive_window: u32,
-    /// QUIC send window, bytes.
+    /// QUIC send window, bytes: shared by the streams as the connection window is, and
+    /// bounded below by the same rule.
     pub send_window: u64,
     /// Unidirectional streams a peer may have open at once. Must exceed `data_lanes + 1`
     /// (every lane open at once: the data lanes, the control lane and the snapshot lane).

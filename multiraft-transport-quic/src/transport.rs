@@ -331,6 +331,23 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
             "must exceed data_lanes + 1 (the data, control and snapshot lanes all open)",
         );
     }
+    // Connection credit is shared: the data and snapshot lanes, each at its stream window,
+    // must leave the control lane a window of its own (review: with 16 MiB against five
+    // 4 MiB lanes, heartbeats waited behind bulk data for credit).
+    let lanes_and_control = (l.data_lanes as u64).saturating_add(2);
+    let needed = lanes_and_control.saturating_mul(u64::from(l.stream_receive_window));
+    if u64::from(l.connection_receive_window) < needed {
+        return err(
+            "connection_receive_window",
+            "must be at least (data_lanes + 2) x stream_receive_window",
+        );
+    }
+    if l.send_window < needed {
+        return err(
+            "send_window",
+            "must be at least (data_lanes + 2) x stream_receive_window",
+        );
+    }
     // Queues and the handshake permits are tokio's channels and semaphores, which panic
     // past this many.
     let permits = 1..=tokio::sync::Semaphore::MAX_PERMITS;

@@ -282,6 +282,17 @@ async fn lane_limits_out_of_range_are_refused() {
         "max_concurrent_uni_streams"
     );
     assert_eq!(refused(|l| l.data_lanes = 0), "data_lanes");
+    // Five lanes of 4 MiB windows each full must leave the control lane credit (review:
+    // 16 MiB for the connection did not).
+    assert_eq!(
+        refused(|l| l.connection_receive_window = 16 << 20),
+        "connection_receive_window"
+    );
+    assert_eq!(refused(|l| l.send_window = 16 << 20), "send_window");
+    assert_eq!(
+        refused(|l| l.stream_receive_window = 5 << 20),
+        "connection_receive_window"
+    );
     // Past what tokio's channels and semaphores take: they panicked, the handshake
     // permits inside the task that accepts connections (review).
     assert_eq!(
