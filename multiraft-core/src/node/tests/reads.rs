@@ -381,3 +381,49 @@ fn a_drain_with_nobody_to_hand_a_group_to_says_so() {
         [(g(1), Err(crate::TransferError::NoLiveVoter))]
     );
 }
+
+/// A follower's read that a leader cannot confirm (cut off, `check_quorum` off, so it stays
+/// leader) is refused after `proposal_timeout_ticks`, the longest the follower waits for it:
+/// it no longer holds a place in `max_pending_reads`. Regression (review): only this node's
+/// own reads expired, and a follower retrying its timed-out reads filled the leader's
+/// queue, after which every read of the leader's own was refused `Busy` for good.
+#[test]
+fn a_followers_read_the_leader_cannot_confirm_expires() {
+    let config = Config {
+        check_quorum: false,
+        max_pending_reads: 1,
+        ..strict()
+    };
+    let mut sim = Sim::with_config(1, config.clone());
+    elect_node_1(&mut sim, 1);
+    let term = sim.nodes[0].group_status(g(1)).unwrap().term;
+    let cut_off = |b: &mut MessageBatch| b.from != n(1) && b.to != n(1);
+    sim.nodes[0].step(batch_for(
+        2,
+        1,
+        term,
+        &[g(1)],
+        MessageBody::ReadIndex { ids: vec![7] },
+    ));
+    sim.run_filtered(cut_off);
+    assert_eq!(
+        sim.nodes[0].read(g(1), ReadPolicy::ReadIndex),
+        Err(ReadError::Busy {
+            limit: "max_pending_reads"
+        }),
+        "the follower's read holds the only place"
+    );
+    let refused = |sim: &Sim| {
+        sim.logs[0].sent.iter().flat_map(|b| &b.messages).any(|m| {
+            m.to == n(2)
+                && matches!(&m.body, MessageBody::ReadIndexResponse { ids, index: None } if ids == &[7])
+        })
+    };
+    for _ in 0..config.proposal_timeout_ticks + 2 {
+        sim.nodes[0].tick();
+        sim.run_filtered(cut_off);
+    }
+    assert!(refused(&sim), "the follower is told its read is refused");
+    assert_eq!(sim.nodes[0].group_status(g(1)).unwrap().leader, Some(n(1)));
+    taken(sim.nodes[0].read(g(1), ReadPolicy::ReadIndex));
+}
