@@ -60,6 +60,9 @@ struct Waiting {
     index: u64,
     /// The round that confirms it; 0 until the read joins one.
     round: u64,
+    /// The node's tick when the leader first had a round for it (0 until then): a
+    /// follower's read is refused once it waited `proposal_timeout_ticks` from there.
+    since: u64,
 }
 
 /// The reads of one replica: its queues, boxed and allocated only while it has reads. Most
@@ -162,6 +165,7 @@ impl Replica {
             origin: Origin::Local(id),
             index: 0,
             round: 0,
+            since: 0,
         });
         Ok(())
     }
@@ -258,7 +262,11 @@ impl Replica {
                 origin: Origin::Local(id),
                 index: 0,
                 round: 0,
+                since: 0,
             });
+        }
+        if round != 0 {
+            self.expire_remote_reads(round >> ROUND_SEQ_BITS);
         }
         if self.quiet_round == 0 && self.quiesced && round != 0 {
             // The round the quiesce notice leaves in: its acknowledgements show which
@@ -286,6 +294,35 @@ impl Replica {
             return self.confirm_reads();
         }
         self.send_read_beats();
+    }
+
+    /// Refuses the followers' reads waiting since `proposal_timeout_ticks` before `now` (a
+    /// tick), and stamps those first seen now. A follower gives up on its read after that
+    /// long, and only this node's own reads have deadlines in the node: without this, a
+    /// leader that cannot confirm rounds and stays leader (`check_quorum` off) kept every
+    /// follower's read, and a follower retrying them filled `max_pending_reads` for good.
+    fn expire_remote_reads(&mut self, now: u64) {
+        if self.reads.waiting.is_empty() {
+            return;
+        }
+        let timeout = u64::from(self.config.proposal_timeout_ticks);
+        let mut expired = Vec::new();
+        self.reads.waiting.retain_mut(|w| {
+            if w.since == 0 {
+                w.since = now;
+            }
+            match w.origin {
+                Origin::Remote(node, id) if w.since.saturating_add(timeout) <= now => {
+                    expired.push((node, id, 0));
+                    false
+                }
+                _ => true,
+            }
+        });
+        if !expired.is_empty() {
+            self.answer_remote(expired, false);
+            self.reads.release();
+        }
     }
 
     /// One heartbeat per voter, for the reads waiting on a round; the node stamps the
@@ -407,6 +444,7 @@ impl Replica {
                         origin: Origin::Remote(from, id),
                         index: 0,
                         round: 0,
+                        since: 0,
                     });
                 }
             }
