@@ -131,6 +131,12 @@ pub struct Config {
     /// (one tick on each side for where in a tick a message lands). The default, 7 with a
     /// minimum election timeout of 10, allows ρ up to 11 %. Must be at most
     /// `election_timeout_min_ticks − 2`; lease reads also need `check_quorum`.
+    ///
+    /// The promise is the followers': it holds only if every node of the group runs with
+    /// `check_quorum` on, an `election_timeout_min_ticks` at least the leader's and the
+    /// same tick interval. A node checks its own configuration, not its peers' (nothing
+    /// carries it), so a cluster serving lease reads must change these together, or read
+    /// with [`ReadPolicy::ReadIndex`](crate::ReadPolicy::ReadIndex) meanwhile.
     pub lease_ticks: u32,
     /// Reads taken and not yet served or failed, per node; and per group, counting reads
     /// followers asked the leader for. Further reads fail with `Busy`. Bounds the memory

@@ -16,7 +16,10 @@
 //!    - apply `apply` to the state machines (every entry in it is committed and already
 //!      durable here); an entry listed in [`Apply::requests`] answers that request with
 //!      the state machine's result; then serve `reads` (each from its group's state
-//!      machine, which has now applied the read's index);
+//!      machine, which has now applied the read's index). Finish these applies before the
+//!      next [`Node::read`]: the node counts an entry applied once a ready hands it out,
+//!      so a lease read it answers at once (`ReadStart::Now`) assumes the state machine
+//!      holds everything handed out so far;
 //!    - once the write is durable, call [`Node::advance`] with `ready.number`, then send
 //!      `send_after_write`, report `outcomes` and publish `events`.
 //! 4. Go to 1. Inputs keep arriving while the write is in flight; they are batched into the
