@@ -849,3 +849,22 @@ impl<A: SimApp> Simulation<A> {
         result
     }
 }
+
+#[cfg(test)]
+impl SimNode {
+    /// A node that is down, with nothing durable: for the invariants' own tests.
+    pub(crate) fn for_test(id: NodeId) -> SimNode {
+        SimNode {
+            id,
+            node: None,
+            durable: disk::Disk::default(),
+            incarnation: 0,
+            pending: None,
+            paused_until_us: 0,
+            missed_ticks: 0,
+            inbox_room: 0,
+            held: Vec::new(),
+            tick_us: 1,
+        }
+    }
+}

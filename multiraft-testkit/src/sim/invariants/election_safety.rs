@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use multiraft_core::group::{GroupStatus, Role};
-use multiraft_core::{GroupId, NodeId};
+use multiraft_core::{Event, GroupId, NodeId, Ready};
 
 use super::{Check, Invariant, SimNode};
 
@@ -25,14 +25,64 @@ impl Invariant for ElectionSafety {
         if st.role != Role::Leader {
             return Ok(());
         }
+        self.saw(st.group, st.term, nodes[node].id)
+    }
+
+    /// A leader is also taken from the node's own report of it: a node elected in a step
+    /// whose write then fails goes down before the step ends, unseen by `after_step`,
+    /// though its ready may already have sent what a leader sends (review).
+    fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
         let me = nodes[node].id;
-        let first = *self.leaders.entry((st.group, st.term)).or_insert(me);
+        for event in &ready.events {
+            if let Event::LeaderChanged {
+                group,
+                term,
+                leader: Some(leader),
+            } = *event
+                && leader == me
+            {
+                self.saw(group, term, me)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ElectionSafety {
+    /// `me` led `group` in `term`.
+    fn saw(&mut self, group: GroupId, term: u64, me: NodeId) -> Check {
+        let first = *self.leaders.entry((group, term)).or_insert(me);
         if first != me {
             return Err(format!(
-                "{}: both {first} and {me} became leader in term {}",
-                st.group, st.term
+                "{group}: both {first} and {me} became leader in term {term}"
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes that each report leading a group in one term are caught from their
+    /// readies alone, without a step's status.
+    #[test]
+    fn two_leaders_of_a_term_reported_in_readies_are_caught() {
+        let nodes = [SimNode::for_test(NodeId(1)), SimNode::for_test(NodeId(2))];
+        let led = |leader: u64| {
+            let mut ready = Ready::default();
+            ready.events.push(Event::LeaderChanged {
+                group: GroupId(1),
+                term: 3,
+                leader: Some(NodeId(leader)),
+            });
+            ready
+        };
+        let mut check = ElectionSafety::default();
+        assert_eq!(check.on_ready(&nodes, 0, &led(1)), Ok(()));
+        // Node 2 hears of node 1's leadership: not a claim of its own.
+        assert_eq!(check.on_ready(&nodes, 1, &led(1)), Ok(()));
+        assert!(check.on_ready(&nodes, 1, &led(2)).is_err());
     }
 }
