@@ -388,6 +388,18 @@ impl<A: SimApp> Simulation<A> {
                     // the node is back.
                     continue;
                 }
+                if self.lost.is_empty() {
+                    // Every node is up, so every voter's replica should be there to campaign
+                    // and vote: a group that still cannot elect anyone lost a replica, or
+                    // its role, to a bug (review: this was reported, not failed).
+                    let detail =
+                        format!("{g} has no replica that can win an election, with no node lost");
+                    self.liveness = Some(l);
+                    return Err(Failure {
+                        invariant: "a group can elect a leader while no node is lost",
+                        detail,
+                    });
+                }
                 // No live majority: nothing can commit; reported, not failed.
                 l.done.insert(*g);
                 self.report.groups_without_majority += 1;
