@@ -144,7 +144,47 @@ impl Inner {
         // entry is connected, so it is not evicted.
         let mut old = None;
         let installed = self.peer_with(peer, |p| old = p.conn.send_replace(Some(conn.clone())));
-        if installed.is_none() {
+        self.installed(peer, conn, installed.is_some(), old)
+    }
+
+    /// Makes `conn`, which the dial loop of the entry whose channel is `conn_tx` made, the
+    /// connection to `peer`, if that entry is still the peer's: checked and installed under
+    /// one hold of the peers' lock. Checked apart, the entry could be evicted between the
+    /// two (a send to a new peer at `max_peers`), and `install` made a new entry, with a
+    /// second dial loop, for a dial whose entry was gone (review). Closed otherwise.
+    fn install_dialed(
+        self: &Arc<Self>,
+        peer: NodeId,
+        conn: Connection,
+        conn_tx: &watch::Sender<Option<Connection>>,
+    ) -> bool {
+        let (registered, old) = {
+            let peers = lock(&self.peers);
+            match peers.get(&peer) {
+                Some(p) if p.conn.same_channel(conn_tx) => {
+                    (true, p.conn.send_replace(Some(conn.clone())))
+                }
+                _ => (false, None),
+            }
+        };
+        if !registered {
+            // Evicted while dialing: not made again by this dial.
+            conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"evicted");
+            return false;
+        }
+        self.installed(peer, conn, true, old)
+    }
+
+    /// The rest of an install: `conn` went on the peer's entry (`on_entry`, replacing `old`)
+    /// or found none.
+    fn installed(
+        self: &Arc<Self>,
+        peer: NodeId,
+        conn: Connection,
+        on_entry: bool,
+        old: Option<Connection>,
+    ) -> bool {
+        if !on_entry {
             if self.stopped.load(Ordering::Acquire) {
                 conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
             } else {
@@ -309,13 +349,8 @@ async fn dial_loop(inner: Arc<Inner>, peer: NodeId, conn_tx: watch::Sender<Optio
         let conn = match current {
             Some(c) => Some(c),
             None => match inner.dial(peer).await {
-                Ok(c) if !inner.registered(peer, &conn_tx) => {
-                    // Evicted while dialing: not made again by this dial.
-                    c.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"evicted");
-                    return;
-                }
                 Ok(c) => {
-                    if inner.install(peer, c.clone()) {
+                    if inner.install_dialed(peer, c.clone(), &conn_tx) {
                         Some(c)
                     } else {
                         return;
