@@ -268,6 +268,12 @@ async fn a_dial_to_b_answered_by_c_is_refused() {
     let probe = t1.clone();
     wait_until("node 1 fails to dial", || probe.stats().dial_failures >= 1).await;
     t1.send(heartbeat_batch(1, 2, 1));
+    // A redial after the send fails too, and nothing was delivered meanwhile: checked at
+    // once, nothing could have been (review).
+    wait_until("node 1 fails to dial again", || {
+        probe.stats().dial_failures >= 2
+    })
+    .await;
     assert!(t1.connected_peers().is_empty());
     assert!(s.rx.try_recv().is_err());
     assert_eq!(s.transport.stats().batches_delivered, 0);
@@ -292,6 +298,10 @@ async fn a_server_with_an_expired_certificate_is_refused_by_the_dialer() {
     let probe = t1.clone();
     wait_until("node 1 fails to dial", || probe.stats().dial_failures >= 1).await;
     t1.send(heartbeat_batch(1, 2, 1));
+    wait_until("node 1 fails to dial again", || {
+        probe.stats().dial_failures >= 2
+    })
+    .await;
     assert!(t1.connected_peers().is_empty());
     assert!(rx2.try_recv().is_err());
     t1.close();
