@@ -251,9 +251,12 @@ async fn a_full_cluster_restart_keeps_every_committed_command() {
     c.shutdown().await;
 }
 
-/// Removal deletes the group's rows from the node's database.
+/// A removed group is gone from what the node's database loads and reads, and stays gone
+/// across a restart. (The rows themselves go at a checkpoint, which this test's default
+/// checkpoint size does not reach: the differential test against `MemStorage`, with
+/// `checkpoint_bytes` 0, fails its load on any row a removal left.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_a_group_deletes_its_rows() {
+async fn a_removed_group_stays_gone_across_a_restart() {
     let mut c = Cluster::on_files().await;
     c.create([1, 2]).await;
     let leader = c.leader(1).await;
