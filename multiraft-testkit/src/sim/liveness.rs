@@ -22,6 +22,11 @@ struct LateReturn {
     receiving_since_us: Option<u64>,
 }
 
+/// Election timeouts within which a recovered group's live members must hold what their
+/// leader had committed ([`Simulation::members_catch_up`]): room for a snapshot that waits
+/// for a send or receive slot behind other groups' transfers.
+const CATCH_UP_TIMEOUTS: u64 = 5;
+
 pub(super) struct Liveness {
     deadline_us: u64,
     healed_us: u64,
@@ -40,6 +45,9 @@ pub(super) struct Liveness {
     /// its leader's log has it), which the leader must have committed an election timeout
     /// later.
     held_samples: BTreeMap<GroupId, (u64, u64)>,
+    /// Per recovered group: (when, its leader's commit index then), which every live
+    /// member must hold [`CATCH_UP_TIMEOUTS`] election timeouts later.
+    catch_up_samples: BTreeMap<GroupId, (u64, u64)>,
     /// Proposals owed to the hot group ([`SimConfig::hot_group_per_sec`]), in millionths.
     ///
     /// [`SimConfig::hot_group_per_sec`]: super::SimConfig::hot_group_per_sec
@@ -113,6 +121,7 @@ impl<A: SimApp> Simulation<A> {
             last_marker_us: BTreeMap::new(),
             stable_terms: BTreeMap::new(),
             commit_samples: BTreeMap::new(),
+            catch_up_samples: BTreeMap::new(),
             held_samples: BTreeMap::new(),
             hot_credit: 0,
             late,
@@ -372,7 +381,8 @@ impl<A: SimApp> Simulation<A> {
                 }
                 let checked = self
                     .commit_told(&mut l, *g, members, timeout)
-                    .and_then(|()| self.held_committed(&mut l, *g, members, timeout));
+                    .and_then(|()| self.held_committed(&mut l, *g, members, timeout))
+                    .and_then(|()| self.members_catch_up(&mut l, *g, members, timeout));
                 if let Err(f) = checked {
                     self.liveness = Some(l);
                     return Err(f);
@@ -535,6 +545,59 @@ impl<A: SimApp> Simulation<A> {
             }
         }
         l.commit_samples.insert(group, (self.now_us, status.commit));
+        Ok(())
+    }
+
+    /// A recovered group's live members, voters and learners alike, hold within
+    /// [`CATCH_UP_TIMEOUTS`] election timeouts (`window_us` each) what their leader had
+    /// committed: the leader sends every one of them entries or a snapshot until it does.
+    /// `commit_told` judges only followers that already hold an entry; a follower the
+    /// leader stopped sending to (a probe never resumed, a send slot never given back)
+    /// fell behind for good while the rest of the group went on (review). The node kept
+    /// down late is judged by its own check (`late_caught_up`).
+    fn members_catch_up(
+        &self,
+        l: &mut Liveness,
+        group: GroupId,
+        hosts: &[usize],
+        window_us: u64,
+    ) -> Result<(), Failure> {
+        let term = l.stable_terms[&group];
+        let replicas = self.live_replicas(group, hosts);
+        let Some(&(leader, leading)) = replicas.iter().find(|(_, r)| {
+            let s = r.status();
+            s.role == Role::Leader && s.term == term
+        }) else {
+            return Ok(());
+        };
+        if let Some((at, commit)) = l.catch_up_samples.get(&group).copied() {
+            if self.now_us - at < CATCH_UP_TIMEOUTS * window_us {
+                return Ok(());
+            }
+            let late = |id: NodeId| {
+                let i = id.0 as usize - 1;
+                l.late == Some(i) || l.returned.as_ref().is_some_and(|r| r.node == i)
+            };
+            let behind = replicas.iter().find(|(id, r)| {
+                *id != leader
+                    && leading.membership().contains(*id)
+                    && !late(*id)
+                    && r.status().last_index < commit
+            });
+            if let Some((id, r)) = behind {
+                return Err(Failure {
+                    invariant: "a live member catches up with its leader within a few election timeouts",
+                    detail: format!(
+                        "{group}: {id} holds entries to {} only, {} ms after its leader {leader} \
+                         had committed {commit}",
+                        r.status().last_index,
+                        (self.now_us - at) / 1000,
+                    ),
+                });
+            }
+        }
+        l.catch_up_samples
+            .insert(group, (self.now_us, leading.status().commit));
         Ok(())
     }
 
