@@ -2,11 +2,14 @@
 //! present in the logs of the leaders for all higher-numbered terms (Raft §5.4, Figure 3;
 //! proof in §5.4.3).
 //!
-//! When an index is first seen committed (on any replica), the highest term any replica of
-//! the group has reached is recorded with it: the entry was committed in that term or an
-//! earlier one. Every leader of a strictly higher term must then hold it. By log matching
-//! (checked separately) holding the last such entry implies holding all earlier ones, so
-//! each check is one lookup.
+//! A replica that knows an index committed learned it from a leader of its own term or an
+//! earlier one (or led that term itself), so the entry was committed in that term or an
+//! earlier one: the least such term seen is recorded with each index (lowered for earlier
+//! indexes too, which were committed no later). Every leader of a strictly higher term must
+//! then hold it. By log matching (checked separately) holding the last such entry implies
+//! holding all earlier ones, so each check is one lookup. (The highest term any replica
+//! had reached, recorded before, let a cut-off candidate's rising term exempt the leaders
+//! the majority elected meanwhile: review.)
 
 use std::collections::HashMap;
 
@@ -17,12 +20,23 @@ use super::{Check, Invariant, SimNode};
 
 #[derive(Default)]
 struct PerGroup {
-    /// Highest term any replica has reached.
-    max_term: u64,
     /// Term of each committed entry (index `i` at position `i - 1`).
     terms: Vec<u64>,
-    /// `max_term` when each entry was first seen committed; non-decreasing.
+    /// A term each entry was committed in or after: the least term of a replica seen
+    /// knowing it committed. Non-decreasing.
     floor: Vec<u64>,
+}
+
+impl PerGroup {
+    /// A replica at `term` knows the first `commit` entries committed: none was committed
+    /// after `term`.
+    fn known_by(&mut self, commit: u64, term: u64) {
+        let mut i = self.floor.len().min(commit as usize);
+        while i > 0 && self.floor[i - 1] > term {
+            self.floor[i - 1] = term;
+            i -= 1;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -37,14 +51,24 @@ impl Invariant for LeaderCompleteness {
 
     /// Applied entries are committed: recorded here too, since a commit, its applies and a
     /// compaction can happen within one step, before `after_step` looks at the log.
-    fn on_ready(&mut self, _nodes: &[SimNode], _node: usize, ready: &Ready) -> Check {
+    fn on_ready(&mut self, nodes: &[SimNode], node: usize, ready: &Ready) -> Check {
         for a in &ready.apply {
+            // The applying replica's term now: it knew these committed by then.
+            let Some(term) = nodes[node]
+                .node
+                .as_ref()
+                .and_then(|n| n.group_status(a.group))
+                .map(|s| s.term)
+            else {
+                continue;
+            };
             let pg = self.groups.entry(a.group).or_default();
             for e in &a.entries {
                 if e.index == pg.terms.len() as u64 + 1 {
                     pg.terms.push(e.term);
-                    pg.floor.push(pg.max_term);
+                    pg.floor.push(term);
                 }
+                pg.known_by(e.index, term);
             }
         }
         Ok(())
@@ -53,7 +77,7 @@ impl Invariant for LeaderCompleteness {
     fn after_step(&mut self, nodes: &[SimNode], node: usize, st: &GroupStatus) -> Check {
         let n = nodes[node].node.as_ref().expect("running");
         let pg = self.groups.entry(st.group).or_default();
-        pg.max_term = pg.max_term.max(st.term);
+        pg.known_by(st.commit, st.term);
         let known = pg.terms.len() as u64;
         let Some(group) = n.replica(st.group) else {
             return Ok(()); // removed in this step
@@ -63,7 +87,7 @@ impl Invariant for LeaderCompleteness {
         if st.commit > known && group.first_index() <= known + 1 {
             for e in group.entries(known + 1, st.commit + 1) {
                 pg.terms.push(e.term);
-                pg.floor.push(pg.max_term);
+                pg.floor.push(st.term);
             }
         }
         if st.role == Role::Leader {
