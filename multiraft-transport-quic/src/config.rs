@@ -96,7 +96,11 @@ pub struct TransportLimits {
     /// Frame limits enforced on every inbound frame (and respected outbound).
     pub frame: FrameLimits,
     /// Data lanes (unidirectional streams) per connection, chosen by group; two more lanes
-    /// carry control traffic and snapshot chunks.
+    /// carry control traffic and snapshot chunks. A peer lets this node open only its own
+    /// `max_concurrent_uni_streams`: a lane past that waits for the connection to close,
+    /// and the groups on it send nothing (their batches count as `dropped_queue_full`).
+    /// `bind` checks this node's own limits only, so a cluster raising `data_lanes` raises
+    /// every node's `max_concurrent_uni_streams` first.
     pub data_lanes: usize,
     /// Batches queued per control or data lane per peer before
     /// [`send`](multiraft_core::Transport::send) drops new ones.
