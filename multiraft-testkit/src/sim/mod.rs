@@ -371,6 +371,13 @@ pub struct Simulation<A: SimApp = KvApp> {
     restoring: HashMap<(usize, GroupId), Vec<u8>>,
     /// Every client operation, for the app's history check at the end.
     history: Vec<ClientOp<AppOutput<A>>>,
+    /// Every proposal taken: its position in `history`, kept after it ended, so that a
+    /// replica applying its entry finds it.
+    proposal_ops: HashMap<ProposalId, usize>,
+    /// By position in `history`: when a replica first applied the proposal, and the
+    /// state machine's output. The check resolves an indeterminate outcome by it and
+    /// ends an operation's interval there (the entry committed before any apply).
+    first_applied: HashMap<usize, (u64, AppOutput<A>)>,
     liveness: Option<Liveness>,
     report: SimReport,
 }
@@ -474,6 +481,8 @@ impl<A: SimApp> Simulation<A> {
             taken: HashSet::new(),
             restoring: HashMap::new(),
             history: Vec::new(),
+            proposal_ops: HashMap::new(),
+            first_applied: HashMap::new(),
             liveness: None,
         }
     }

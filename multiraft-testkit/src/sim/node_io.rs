@@ -70,6 +70,11 @@ impl<A: SimApp> Io for SimIo<'_, A> {
                 .entry(a.group)
                 .or_insert_with(|| sim.app.new_replica(me, a.group));
             let result = replica.apply(e.index, data);
+            if let Some(&k) = sim.proposal_ops.get(id) {
+                sim.first_applied
+                    .entry(k)
+                    .or_insert_with(|| (sim.now_us, result.clone()));
+            }
             let mut r = sim.checker.requests.applied(a.group, e.index, *id, &result);
             if let Some(&(_, request)) = requests.next_if(|(index, _)| *index == e.index) {
                 let mine = proposal(me, request);
