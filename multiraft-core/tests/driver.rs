@@ -761,6 +761,44 @@ async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
     restarted.shutdown().await.unwrap();
 }
 
+/// A shutdown given up on — its future dropped, as a timeout around a stalled write drops
+/// it — leaves the loop for `abort` to kill, and a later `shutdown` waits for the loop
+/// rather than report it stopped. Regression (review): the first poll took the loop's
+/// handle, so `abort` found nothing to kill, and another `shutdown` returned `Ok` at once
+/// with the loop still running its write.
+#[tokio::test]
+async fn a_shutdown_given_up_on_leaves_the_loop_to_abort() {
+    let (c, node) = one_leader_with_api_queue(16).await;
+    c.storages[0].hold_writes();
+    let n = node.clone();
+    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "held").await });
+    wait_for(|| async { (c.storages[0].held_writes() == 1).then_some(()) }).await;
+    // Polled once, then dropped: the shutdown is asked for, and waits for the write.
+    let mut first = Box::pin(node.shutdown());
+    assert!(submit_all(std::slice::from_mut(&mut first))[0].is_none());
+    drop(first);
+    let mut second = Box::pin(node.shutdown());
+    assert!(
+        submit_all(std::slice::from_mut(&mut second))[0].is_none(),
+        "the loop still runs its write"
+    );
+    node.abort();
+    let r = tokio::time::timeout(WAIT, proposal)
+        .await
+        .expect("the loop is gone");
+    assert!(
+        matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))),
+        "the write was in flight"
+    );
+    let stopped = tokio::time::timeout(WAIT, second).await.expect("no hang");
+    assert!(stopped.is_ok(), "the loop was aborted, as asked: {stopped:?}");
+    assert_eq!(
+        c.storages[0].held_writes(),
+        0,
+        "the write went with its loop"
+    );
+}
+
 /// Calls still queued for a loop that ended without a shutdown (aborted here; a panic in a
 /// state machine ends it the same way) are refused with `Stopped`: the node never took
 /// them. Regression (review): dropped with the loop, their callers were told

@@ -237,6 +237,12 @@ impl MemStorage {
         self.held.send_replace(true);
     }
 
+    /// Writes waiting now for [`release_writes`](MemStorage::release_writes): a test's
+    /// condition that a node has a write in flight.
+    pub fn held_writes(&self) -> usize {
+        self.held.receiver_count()
+    }
+
     /// Lets held writes (and later ones) proceed, in the order they were issued.
     pub fn release_writes(&self) {
         self.held.send_replace(false);
