@@ -1,10 +1,10 @@
 //! The application's handle on a running node: [`MultiRaft`] and its [`Builder`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::call::{Call, CallInbox};
 use crate::clock::{Clock, SystemClock};
@@ -33,10 +33,15 @@ pub struct MultiRaft {
     /// Proposals take their own queue: one lock and push each, one wake per batch.
     submissions: Arc<Submissions>,
     events: broadcast::Sender<Event>,
-    task: Arc<Mutex<Option<EventLoop>>>,
+    /// The event loop's task, until a `shutdown` saw it end. Awaited in place, under an
+    /// async lock: a shutdown given up on (its future dropped) leaves it for the next one,
+    /// and shutdowns at once wait for the same end.
+    task: Arc<tokio::sync::Mutex<Option<EventLoop>>>,
+    /// Kills the loop whoever holds `task` (`abort` must work while a shutdown waits).
+    abort: Arc<AbortHandle>,
 }
 
-/// The event loop's task; taken by the first `shutdown`.
+/// The event loop's task.
 type EventLoop = JoinHandle<Result<(), StopError>>;
 
 impl std::fmt::Debug for MultiRaft {
@@ -159,7 +164,8 @@ impl Builder {
             calls,
             submissions,
             events,
-            task: Arc::new(Mutex::new(Some(task))),
+            abort: Arc::new(task.abort_handle()),
+            task: Arc::new(tokio::sync::Mutex::new(Some(task))),
         })
     }
 }
@@ -557,22 +563,28 @@ impl MultiRaft {
     /// (and a proposal so taken may commit, its caller told `Indeterminate(NodeStopped)`),
     /// as with a real crash.
     pub fn abort(&self) {
-        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
-        }
+        self.abort.abort();
     }
 
     /// Stops the node: waits for an in-flight write, resolves every pending proposal
     /// (`Indeterminate` for those in the log, `Stopped` for those not yet taken) and detaches
-    /// from the transport. Returns the error that stopped the node, if one did. Calling it
-    /// again returns `Ok`.
+    /// from the transport. Returns the error that stopped the node, if one did; `Ok` once
+    /// an earlier call saw it end, or if it was aborted. Cancel-safe: a call given up on
+    /// (a timeout around a stalled write) leaves the loop to the next call and to
+    /// [`abort`](MultiRaft::abort); calls at once all wait for the loop to end.
     pub async fn shutdown(&self) -> Result<(), StopError> {
         let _ = self.calls.send(Call::Shutdown).await;
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        match task {
-            Some(task) => task.await.unwrap_or(Err(StopError::Panicked)),
-            None => Ok(()),
-        }
+        let mut task = self.task.lock().await;
+        let Some(running) = task.as_mut() else {
+            return Ok(());
+        };
+        let ended = match running.await {
+            Ok(ended) => ended,
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(_) => Err(StopError::Panicked),
+        };
+        *task = None;
+        ended
     }
 }
 
