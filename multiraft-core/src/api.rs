@@ -1,9 +1,9 @@
 //! The application's handle on a running node: [`MultiRaft`] and its [`Builder`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::call::{Call, CallInbox};
@@ -33,12 +33,29 @@ pub struct MultiRaft {
     /// Proposals take their own queue: one lock and push each, one wake per batch.
     submissions: Arc<Submissions>,
     events: broadcast::Sender<Event>,
-    /// The event loop's task, until a `shutdown` saw it end. Awaited in place, under an
-    /// async lock: a shutdown given up on (its future dropped) leaves it for the next one,
-    /// and shutdowns at once wait for the same end.
-    task: Arc<tokio::sync::Mutex<Option<EventLoop>>>,
-    /// Kills the loop whoever holds `task` (`abort` must work while a shutdown waits).
+    /// The event loop's task, until a `shutdown` takes it to wait for its end. A shutdown
+    /// given up on (its future dropped) puts it back ([`Reaping`]), for the next one.
+    task: Arc<Mutex<Option<EventLoop>>>,
+    /// Closed when the loop's task ends, however it ends (its sender lives in the task): a
+    /// shutdown that finds `task` taken by another waits on this, holding nothing.
+    ended: watch::Receiver<()>,
+    /// Kills the loop wherever its task is (`abort` must work while a shutdown waits).
     abort: Arc<AbortHandle>,
+}
+
+/// A shutdown's hold on the loop's task while it waits for its end: dropped before the
+/// end (the shutdown given up on), it puts the task back for another shutdown to take.
+struct Reaping<'a> {
+    slot: &'a Mutex<Option<EventLoop>>,
+    task: Option<EventLoop>,
+}
+
+impl Drop for Reaping<'_> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        }
+    }
 }
 
 /// The event loop's task.
@@ -154,7 +171,15 @@ impl Builder {
         let driver = Driver::new(parts, factory);
         // Every record of the event loop carries the node id, through this span.
         let span = tracing::info_span!("node", id = %self.id);
-        let run = tracing::Instrument::instrument(driver.run(), span);
+        let (ended_tx, ended) = watch::channel(());
+        let run = tracing::Instrument::instrument(
+            async move {
+                // Dropped with the task, whether it returns, panics or is aborted.
+                let _ended = ended_tx;
+                driver.run().await
+            },
+            span,
+        );
         let task = match self.runtime {
             Some(runtime) => runtime.spawn(run),
             None => tokio::spawn(run),
@@ -165,7 +190,8 @@ impl Builder {
             submissions,
             events,
             abort: Arc::new(task.abort_handle()),
-            task: Arc::new(tokio::sync::Mutex::new(Some(task))),
+            task: Arc::new(Mutex::new(Some(task))),
+            ended,
         })
     }
 }
@@ -568,14 +594,27 @@ impl MultiRaft {
 
     /// Stops the node: waits for an in-flight write, resolves every pending proposal
     /// (`Indeterminate` for those in the log, `Stopped` for those not yet taken) and detaches
-    /// from the transport. Returns the error that stopped the node, if one did; `Ok` once
-    /// an earlier call saw it end, or if it was aborted. Cancel-safe: a call given up on
-    /// (a timeout around a stalled write) leaves the loop to the next call and to
-    /// [`abort`](MultiRaft::abort); calls at once all wait for the loop to end.
+    /// from the transport. Returns the error that stopped the node, if one did, to the call
+    /// that sees the loop end (`Ok` to the others, and if it was aborted). Cancel-safe: a
+    /// call given up on (a timeout around a stalled write) leaves the loop to the next call
+    /// and to [`abort`](MultiRaft::abort); calls at once all wait for the loop to end, and
+    /// one kept without being polled holds none of them up.
     pub async fn shutdown(&self) -> Result<(), StopError> {
         let _ = self.calls.send(Call::Shutdown).await;
-        let mut task = self.task.lock().await;
-        let Some(running) = task.as_mut() else {
+        let taken = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut reaping = Reaping {
+            slot: &self.task,
+            task: taken,
+        };
+        let Some(running) = reaping.task.as_mut() else {
+            // Another shutdown waits on the task (or one saw it end): wait for the end too,
+            // holding nothing, so that a shutdown kept without being polled stops no other.
+            let mut ended = self.ended.clone();
+            while ended.changed().await.is_ok() {}
             return Ok(());
         };
         let ended = match running.await {
@@ -583,7 +622,7 @@ impl MultiRaft {
             Err(e) if e.is_cancelled() => Ok(()),
             Err(_) => Err(StopError::Panicked),
         };
-        *task = None;
+        reaping.task = None;
         ended
     }
 }

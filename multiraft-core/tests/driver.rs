@@ -791,12 +791,40 @@ async fn a_shutdown_given_up_on_leaves_the_loop_to_abort() {
         "the write was in flight"
     );
     let stopped = tokio::time::timeout(WAIT, second).await.expect("no hang");
-    assert!(stopped.is_ok(), "the loop was aborted, as asked: {stopped:?}");
+    assert!(
+        stopped.is_ok(),
+        "the loop was aborted, as asked: {stopped:?}"
+    );
     assert_eq!(
         c.storages[0].held_writes(),
         0,
         "the write went with its loop"
     );
+}
+
+/// A shutdown kept without being polled (pinned in a `select!` whose other branch won)
+/// stops no other: after an `abort`, another shutdown returns once the loop is gone.
+/// Regression (review): the first held the handle's lock across its wait, and the second
+/// waited for that lock for good.
+#[tokio::test]
+async fn a_shutdown_kept_unpolled_stops_no_other() {
+    let (c, node) = one_leader_with_api_queue(16).await;
+    c.storages[0].hold_writes();
+    let n = node.clone();
+    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "held").await });
+    wait_for(|| async { (c.storages[0].held_writes() == 1).then_some(()) }).await;
+    let mut kept = Box::pin(node.shutdown());
+    assert!(submit_all(std::slice::from_mut(&mut kept))[0].is_none());
+    node.abort();
+    let stopped = tokio::time::timeout(WAIT, node.shutdown())
+        .await
+        .expect("not held up by the shutdown kept");
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let r = tokio::time::timeout(WAIT, proposal)
+        .await
+        .expect("the loop is gone");
+    assert!(matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))));
+    drop(kept);
 }
 
 /// Calls still queued for a loop that ended without a shutdown (aborted here; a panic in a
