@@ -60,8 +60,9 @@ struct Waiting {
     index: u64,
     /// The round that confirms it; 0 until the read joins one.
     round: u64,
-    /// The node's tick when the leader first had a round for it (0 until then): a
-    /// follower's read is refused once it waited `proposal_timeout_ticks` from there.
+    /// The node's tick at the first flush with a round after the read came (0 until
+    /// then): a follower's read is refused once it waited twice `proposal_timeout_ticks`
+    /// from there.
     since: u64,
 }
 
@@ -296,16 +297,19 @@ impl Replica {
         self.send_read_beats();
     }
 
-    /// Refuses the followers' reads waiting since `proposal_timeout_ticks` before `now` (a
-    /// tick), and stamps those first seen now. A follower gives up on its read after that
-    /// long, and only this node's own reads have deadlines in the node: without this, a
-    /// leader that cannot confirm rounds and stays leader (`check_quorum` off) kept every
-    /// follower's read, and a follower retrying them filled `max_pending_reads` for good.
+    /// Refuses the followers' reads waiting since twice `proposal_timeout_ticks` before
+    /// `now` (a tick), and stamps those first seen now. A follower gives up on its read
+    /// after `proposal_timeout_ticks` of its own ticks; twice that leaves room for a
+    /// leader whose ticks run up to twice as fast, whose refusal would otherwise end a read
+    /// its follower still waits for. Only this node's own reads have deadlines in the
+    /// node: without this, a leader that cannot confirm rounds and stays leader
+    /// (`check_quorum` off) kept every follower's read, and a follower retrying them filled
+    /// `max_pending_reads` for good.
     fn expire_remote_reads(&mut self, now: u64) {
         if self.reads.waiting.is_empty() {
             return;
         }
-        let timeout = u64::from(self.config.proposal_timeout_ticks);
+        let timeout = 2 * u64::from(self.config.proposal_timeout_ticks);
         let mut expired = Vec::new();
         self.reads.waiting.retain_mut(|w| {
             if w.since == 0 {

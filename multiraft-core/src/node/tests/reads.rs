@@ -383,7 +383,8 @@ fn a_drain_with_nobody_to_hand_a_group_to_says_so() {
 }
 
 /// A follower's read that a leader cannot confirm (cut off, `check_quorum` off, so it stays
-/// leader) is refused after `proposal_timeout_ticks`, the longest the follower waits for it:
+/// leader) is refused after twice `proposal_timeout_ticks` (the follower waits for it
+/// `proposal_timeout_ticks` of its own ticks, which may run slower), and not before:
 /// it no longer holds a place in `max_pending_reads`. Regression (review): only this node's
 /// own reads expired, and a follower retrying its timed-out reads filled the leader's
 /// queue, after which every read of the leader's own was refused `Busy` for good.
@@ -419,7 +420,12 @@ fn a_followers_read_the_leader_cannot_confirm_expires() {
                 && matches!(&m.body, MessageBody::ReadIndexResponse { ids, index: None } if ids == &[7])
         })
     };
-    for _ in 0..config.proposal_timeout_ticks + 2 {
+    for _ in 0..2 * config.proposal_timeout_ticks - 2 {
+        sim.nodes[0].tick();
+        sim.run_filtered(cut_off);
+    }
+    assert!(!refused(&sim), "the follower may still wait for it");
+    for _ in 0..4 {
         sim.nodes[0].tick();
         sim.run_filtered(cut_off);
     }
