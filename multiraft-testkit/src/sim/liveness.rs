@@ -548,9 +548,11 @@ impl<A: SimApp> Simulation<A> {
         Ok(())
     }
 
-    /// A recovered group's live members, voters and learners alike, hold within
+    /// A recovered group's live members, voters and learners alike, know committed within
     /// [`CATCH_UP_TIMEOUTS`] election timeouts (`window_us` each) what their leader had
     /// committed: the leader sends every one of them entries or a snapshot until it does.
+    /// Judged by the member's commit index, not its log's length, which the entries of a
+    /// deposed leader can make long enough.
     /// `commit_told` judges only followers that already hold an entry; a follower the
     /// leader stopped sending to (a probe never resumed, a send slot never given back)
     /// fell behind for good while the rest of the group went on (review). The node kept
@@ -562,12 +564,8 @@ impl<A: SimApp> Simulation<A> {
         hosts: &[usize],
         window_us: u64,
     ) -> Result<(), Failure> {
-        let term = l.stable_terms[&group];
         let replicas = self.live_replicas(group, hosts);
-        let Some(&(leader, leading)) = replicas.iter().find(|(_, r)| {
-            let s = r.status();
-            s.role == Role::Leader && s.term == term
-        }) else {
+        let Some((leader, leading)) = stable_leader(&replicas, l.stable_terms[&group]) else {
             return Ok(());
         };
         if let Some((at, commit)) = l.catch_up_samples.get(&group).copied() {
@@ -582,15 +580,15 @@ impl<A: SimApp> Simulation<A> {
                 *id != leader
                     && leading.membership().contains(*id)
                     && !late(*id)
-                    && r.status().last_index < commit
+                    && r.status().commit < commit
             });
             if let Some((id, r)) = behind {
                 return Err(Failure {
                     invariant: "a live member catches up with its leader within a few election timeouts",
                     detail: format!(
-                        "{group}: {id} holds entries to {} only, {} ms after its leader {leader} \
-                         had committed {commit}",
-                        r.status().last_index,
+                        "{group}: {id} knows commit index {} only, {} ms after its leader \
+                         {leader} had committed {commit}",
+                        r.status().commit,
                         (self.now_us - at) / 1000,
                     ),
                 });
@@ -616,10 +614,7 @@ impl<A: SimApp> Simulation<A> {
     ) -> Result<(), Failure> {
         let term = l.stable_terms[&group];
         let replicas = self.live_replicas(group, hosts);
-        let Some(&(leader, log)) = replicas.iter().find(|(_, r)| {
-            let s = r.status();
-            s.role == Role::Leader && s.term == term
-        }) else {
+        let Some((leader, log)) = stable_leader(&replicas, term) else {
             return Ok(());
         };
         let Some(membership) = self.membership_now(group) else {
@@ -800,3 +795,17 @@ const LATE_CATCH_UP_TIMEOUTS: u64 = 5;
 
 /// The hot group ([`SimConfig::hot_group_per_sec`](super::SimConfig::hot_group_per_sec)).
 const HOT_GROUP: GroupId = GroupId(1);
+
+/// The leader of `term` among `replicas` (a recovered group's live ones), if it is there.
+fn stable_leader<'a>(
+    replicas: &[(NodeId, &'a Replica)],
+    term: u64,
+) -> Option<(NodeId, &'a Replica)> {
+    replicas
+        .iter()
+        .find(|(_, r)| {
+            let s = r.status();
+            s.role == Role::Leader && s.term == term
+        })
+        .copied()
+}
