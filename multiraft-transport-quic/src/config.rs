@@ -59,7 +59,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECTION_RECEIVE_WINDOW: u32 = 24 << 20;
 
 /// Default [`TransportLimits::stream_receive_window`]: 4 MiB per lane, so one lane (the
-/// snapshot lane in particular) can fill at most a quarter of the connection window.
+/// snapshot lane in particular) can fill at most a sixth of the connection window.
 pub const DEFAULT_STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 
 /// Default [`TransportLimits::send_window`]: 24 MiB of unacknowledged data per connection,
@@ -128,7 +128,9 @@ pub struct TransportLimits {
     /// windows: QUIC's connection credit is shared by every stream, and a stream's priority
     /// only orders data already buffered, so data and snapshot lanes that each fill their
     /// stream window must leave the control lane (heartbeats, votes, acknowledgements) a
-    /// window of its own, or it waits behind bulk data for credit.
+    /// window of its own, or it waits behind bulk data for credit. That holds with one
+    /// stream per lane and peers configured alike; a lane's old stream still unread while
+    /// the lane reopens can take more.
     pub connection_receive_window: u32,
     /// QUIC per-stream receive window, bytes.
     pub stream_receive_window: u32,

@@ -267,11 +267,12 @@ async fn a_dial_to_b_answered_by_c_is_refused() {
     let (t1, _rx1) = bind(1, s.ca.tls_config(NodeId(1)).unwrap(), &[(2, addr3)]);
     let probe = t1.clone();
     wait_until("node 1 fails to dial", || probe.stats().dial_failures >= 1).await;
+    let failed = t1.stats().dial_failures;
     t1.send(heartbeat_batch(1, 2, 1));
-    // A redial after the send fails too, and nothing was delivered meanwhile: checked at
-    // once, nothing could have been (review).
+    // A redial after the send fails too (review: checked at once, nothing could have
+    // happened yet). The batch itself, sent unconnected, is dropped at once.
     wait_until("node 1 fails to dial again", || {
-        probe.stats().dial_failures >= 2
+        probe.stats().dial_failures > failed
     })
     .await;
     assert!(t1.connected_peers().is_empty());
@@ -297,9 +298,10 @@ async fn a_server_with_an_expired_certificate_is_refused_by_the_dialer() {
     );
     let probe = t1.clone();
     wait_until("node 1 fails to dial", || probe.stats().dial_failures >= 1).await;
+    let failed = t1.stats().dial_failures;
     t1.send(heartbeat_batch(1, 2, 1));
     wait_until("node 1 fails to dial again", || {
-        probe.stats().dial_failures >= 2
+        probe.stats().dial_failures > failed
     })
     .await;
     assert!(t1.connected_peers().is_empty());

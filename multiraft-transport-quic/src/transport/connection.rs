@@ -114,9 +114,7 @@ impl Inner {
     /// Whether `conn` is still the connection slot of `peer`'s entry: a dial loop whose
     /// entry was evicted ends.
     fn registered(&self, peer: NodeId, conn: &watch::Sender<Option<Connection>>) -> bool {
-        lock(&self.peers)
-            .get(&peer)
-            .is_some_and(|p| p.conn.same_channel(conn))
+        entry_of(&lock(&self.peers), peer, conn).is_some()
     }
 
     pub(super) fn shutdown(&self) {
@@ -158,20 +156,15 @@ impl Inner {
         conn: Connection,
         conn_tx: &watch::Sender<Option<Connection>>,
     ) -> bool {
-        let (registered, old) = {
+        let replaced = {
             let peers = lock(&self.peers);
-            match peers.get(&peer) {
-                Some(p) if p.conn.same_channel(conn_tx) => {
-                    (true, p.conn.send_replace(Some(conn.clone())))
-                }
-                _ => (false, None),
-            }
+            entry_of(&peers, peer, conn_tx).map(|p| p.conn.send_replace(Some(conn.clone())))
         };
-        if !registered {
+        let Some(old) = replaced else {
             // Evicted while dialing: not made again by this dial.
             conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"evicted");
             return false;
-        }
+        };
         self.installed(peer, conn, true, old)
     }
 
@@ -400,6 +393,16 @@ fn next_backoff(
     };
     let next = backoff.saturating_mul(2).min(limits.reconnect_backoff_max);
     (backoff, next)
+}
+
+/// `peer`'s entry in `peers` (locked by the caller) if its connection slot is still `conn`,
+/// the one a dial loop was started with.
+fn entry_of<'a>(
+    peers: &'a std::collections::HashMap<NodeId, Arc<Peer>>,
+    peer: NodeId,
+    conn: &watch::Sender<Option<Connection>>,
+) -> Option<&'a Arc<Peer>> {
+    peers.get(&peer).filter(|p| p.conn.same_channel(conn))
 }
 
 #[cfg(test)]
