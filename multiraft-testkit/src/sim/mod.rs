@@ -420,18 +420,8 @@ impl<A: SimApp> Simulation<A> {
                 } else {
                     MIN_TICK_RATE_MILLI
                 };
-                SimNode {
-                    id: NodeId(i as u64 + 1),
-                    node: None,
-                    durable: disk::Disk::default(),
-                    incarnation: 0,
-                    pending: None,
-                    paused_until_us: 0,
-                    missed_ticks: 0,
-                    inbox_room: 0,
-                    held: Vec::new(),
-                    tick_us: (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1),
-                }
+                let tick_us = (base_tick_us * MIN_TICK_RATE_MILLI / rate_milli).max(1);
+                SimNode::down(NodeId(i as u64 + 1), tick_us)
             })
             .collect::<Vec<_>>();
         // Liveness: 10 election timeouts at the nominal clock rate.
@@ -859,10 +849,9 @@ impl<A: SimApp> Simulation<A> {
     }
 }
 
-#[cfg(test)]
 impl SimNode {
-    /// A node that is down, with nothing durable: for the invariants' own tests.
-    pub(crate) fn for_test(id: NodeId) -> SimNode {
+    /// Node `id`, not started, with nothing durable, ticking every `tick_us`.
+    pub(crate) fn down(id: NodeId, tick_us: u64) -> SimNode {
         SimNode {
             id,
             node: None,
@@ -873,7 +862,7 @@ impl SimNode {
             missed_ticks: 0,
             inbox_room: 0,
             held: Vec::new(),
-            tick_us: 1,
+            tick_us,
         }
     }
 }

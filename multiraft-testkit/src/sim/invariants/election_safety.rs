@@ -69,7 +69,7 @@ mod tests {
     /// readies alone, without a step's status.
     #[test]
     fn two_leaders_of_a_term_reported_in_readies_are_caught() {
-        let nodes = [SimNode::for_test(NodeId(1)), SimNode::for_test(NodeId(2))];
+        let nodes = [SimNode::down(NodeId(1), 1), SimNode::down(NodeId(2), 1)];
         let led = |leader: u64| {
             let mut ready = Ready::default();
             ready.events.push(Event::LeaderChanged {
