@@ -761,6 +761,21 @@ async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
     restarted.shutdown().await.unwrap();
 }
 
+/// One node leading group 1 alone, its storage holding writes, and a proposal whose write
+/// is in flight (held): the state a stalled disk leaves a node in.
+async fn one_leader_with_a_write_held() -> (
+    Cluster,
+    MultiRaft,
+    tokio::task::JoinHandle<Result<Bytes, ProposeError>>,
+) {
+    let (c, node) = one_leader_with_api_queue(16).await;
+    c.storages[0].hold_writes();
+    let n = node.clone();
+    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "held").await });
+    wait_for(|| async { (c.storages[0].held_writes() == 1).then_some(()) }).await;
+    (c, node, proposal)
+}
+
 /// A shutdown given up on — its future dropped, as a timeout around a stalled write drops
 /// it — leaves the loop for `abort` to kill, and a later `shutdown` waits for the loop
 /// rather than report it stopped. Regression (review): the first poll took the loop's
@@ -768,11 +783,7 @@ async fn proposals_waiting_for_the_loop_at_shutdown_are_stopped() {
 /// with the loop still running its write.
 #[tokio::test]
 async fn a_shutdown_given_up_on_leaves_the_loop_to_abort() {
-    let (c, node) = one_leader_with_api_queue(16).await;
-    c.storages[0].hold_writes();
-    let n = node.clone();
-    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "held").await });
-    wait_for(|| async { (c.storages[0].held_writes() == 1).then_some(()) }).await;
+    let (c, node, proposal) = one_leader_with_a_write_held().await;
     // Polled once, then dropped: the shutdown is asked for, and waits for the write.
     let mut first = Box::pin(node.shutdown());
     assert!(submit_all(std::slice::from_mut(&mut first))[0].is_none());
@@ -808,11 +819,7 @@ async fn a_shutdown_given_up_on_leaves_the_loop_to_abort() {
 /// waited for that lock for good.
 #[tokio::test]
 async fn a_shutdown_kept_unpolled_stops_no_other() {
-    let (c, node) = one_leader_with_api_queue(16).await;
-    c.storages[0].hold_writes();
-    let n = node.clone();
-    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "held").await });
-    wait_for(|| async { (c.storages[0].held_writes() == 1).then_some(()) }).await;
+    let (_c, node, proposal) = one_leader_with_a_write_held().await;
     let mut kept = Box::pin(node.shutdown());
     assert!(submit_all(std::slice::from_mut(&mut kept))[0].is_none());
     node.abort();

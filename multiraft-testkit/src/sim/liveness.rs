@@ -491,17 +491,11 @@ impl<A: SimApp> Simulation<A> {
         window_us: u64,
     ) -> Result<(), Failure> {
         let term = l.stable_terms[&group];
-        let replicas: Vec<_> = self
-            .live_replicas(group, hosts)
-            .into_iter()
-            .map(|(id, r)| (id, r.status(), r))
-            .collect();
-        let Some((leader, status, leading)) = replicas
-            .iter()
-            .find(|(_, s, _)| s.role == Role::Leader && s.term == term)
-        else {
+        let replicas = self.live_replicas(group, hosts);
+        let Some((leader, leading)) = stable_leader(&replicas, term) else {
             return Ok(());
         };
+        let status = leading.status();
         let sample = l.commit_samples.get(&group).copied();
         if let Some((at, commit)) = sample {
             if self.now_us - at < window_us {
@@ -521,10 +515,11 @@ impl<A: SimApp> Simulation<A> {
                     .iter()
                     .any(|f| f.node == id && f.snapshot)
             };
-            let untold = replicas.iter().find(|(id, s, r)| {
+            let statuses = replicas.iter().map(|(id, r)| (*id, r.status(), *r));
+            let untold = statuses.into_iter().find(|(id, s, r)| {
                 s.role != Role::Leader
                     && s.term == term
-                    && s.leader == Some(*leader)
+                    && s.leader == Some(leader)
                     && s.last_index >= commit
                     && s.commit < commit
                     && match leading.term_at(commit) {
