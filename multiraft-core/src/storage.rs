@@ -436,6 +436,31 @@ mod tests {
         assert!(taken.iter().all(|&n| n > 0 && n <= 2 * share), "{taken:?}");
     }
 
+    /// A record damaged into indexes at the end of `u64` (read back from a storage, where
+    /// `validate` guards replay) is `Corrupt`, not an overflow: `last + 1` and
+    /// `first + position` were computed unchecked, a panic in a debug build.
+    #[test]
+    fn indexes_at_the_end_of_u64_are_corrupt_not_an_overflow() {
+        let entry = |index| Entry {
+            index,
+            term: 1,
+            payload: crate::Payload::Noop,
+        };
+        let past_the_end = GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX)]);
+        assert!(past_the_end.validate(u64::MAX, 0).is_ok());
+        let wrapped =
+            GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX), entry(0)]);
+        assert!(matches!(
+            wrapped.validate(u64::MAX - 1, 0),
+            Err(StorageError::Corrupt(_))
+        ));
+        let hole = GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX)]);
+        assert!(matches!(
+            hole.validate(7, 0),
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+
     /// A log grows only in its group's own steps: the first room, doubled.
     #[test]
     fn a_log_grows_in_its_groups_steps() {

@@ -336,4 +336,46 @@ mod tests {
             Ok(_) => panic!("an entry at index 0 was replayed"),
         }
     }
+
+    /// A write-ahead record keyed at the end of `u64` (no writer gets there) is `Corrupt`
+    /// at replay, not an overflow of the next sequence number (a panic in a debug build).
+    #[test]
+    fn a_write_ahead_key_at_the_end_of_u64_is_corrupt_not_an_overflow() {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        check_format(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(WAL_TABLE)
+            .unwrap()
+            .insert(u64::MAX, encode_batch(&WriteBatch::default()).unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert!(matches!(
+            read_tail(&read, None),
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+
+    /// Metadata damaged into a last index at the end of `u64`, or a compacted index past
+    /// the last, is `Corrupt` when decoded: the reads add one to both unchecked.
+    #[test]
+    fn metadata_with_indexes_no_log_reaches_is_corrupt() {
+        use crate::codec::{GroupMeta, encode_meta};
+        let meta = |last_index, compacted_index| GroupMeta {
+            hard_state: multiraft_core::HardState::default(),
+            membership: multiraft_core::Membership::voters([1]),
+            last_index,
+            last_term: 1,
+            compacted_index,
+            compacted_term: 1,
+            wal_from: 0,
+        };
+        let decode = |m: GroupMeta| decode_meta(1, &encode_meta(&m).unwrap());
+        assert!(decode(meta(5, 3)).is_ok());
+        assert!(decode(meta(5, 5)).is_ok());
+        assert!(matches!(decode(meta(u64::MAX, 3)), Err(StorageError::Corrupt(_))));
+        assert!(matches!(decode(meta(5, 6)), Err(StorageError::Corrupt(_))));
+    }
 }
