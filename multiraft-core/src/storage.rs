@@ -7,6 +7,7 @@ use crate::entry_runs::EntryRuns;
 use crate::error::StorageError;
 use crate::ids::GroupId;
 use crate::membership::Membership;
+use crate::message::MAX_TERM_OR_INDEX;
 use crate::snapshot::{SnapshotChunk, SnapshotMeta};
 
 /// The least room a group's log starts with, in entries ([`first_log_room`]): small, since a
@@ -234,7 +235,8 @@ impl GroupWrite {
     /// index): a removal carries nothing else; snapshot chunks are consecutive and of one
     /// snapshot, with nothing after the last; the entries are consecutive and start above
     /// the compacted prefix and at or below `stored_last_index + 1` (no hole); a compaction
-    /// does not go past the last entry. Whether chunk numbers continue the stored incoming
+    /// does not go past the last entry; no index lies past [`MAX_TERM_OR_INDEX`], where no
+    /// log reaches. Whether chunk numbers continue the stored incoming
     /// snapshot is for the storage to check. Errors are [`StorageError::Corrupt`]: the node
     /// layer never builds such a record.
     pub fn validate(
@@ -268,7 +270,19 @@ impl GroupWrite {
                 ));
             }
         }
-        let new_last = self.entries.last().map_or(stored_last_index, |e| e.index);
+        let reset = self.log_reset.map(|c| c.index);
+        let appended_last = self.entries.last().map(|e| e.index);
+        if let Some(index) = [reset, appended_last]
+            .into_iter()
+            .flatten()
+            .find(|&i| i > MAX_TERM_OR_INDEX)
+        {
+            return Err(corrupt(
+                group,
+                &format!("index {index} lies past MAX_TERM_OR_INDEX"),
+            ));
+        }
+        let new_last = appended_last.unwrap_or(stored_last_index);
         if let Some(to) = self.compact_to
             && to > new_last
         {
@@ -290,7 +304,9 @@ impl GroupWrite {
                 ),
             ));
         }
-        if first.index == 0 || first.index > last + 1 {
+        // `first.index - 1`, not `last + 1`: a damaged `last` at the end of u64 must not
+        // overflow (replay validates records read back from disk).
+        if first.index == 0 || first.index - 1 > last {
             return Err(corrupt(
                 group,
                 &format!("append at {} leaves a hole after {last}", first.index),
@@ -300,7 +316,7 @@ impl GroupWrite {
             .entries
             .iter()
             .enumerate()
-            .find(|(i, e)| e.index != first.index + *i as u64)
+            .find(|(i, e)| first.index.checked_add(*i as u64) != Some(e.index))
         {
             return Err(corrupt(
                 group,
@@ -436,7 +452,7 @@ mod tests {
         assert!(taken.iter().all(|&n| n > 0 && n <= 2 * share), "{taken:?}");
     }
 
-    /// A record damaged into indexes at the end of `u64` (read back from a storage, where
+    /// A record damaged into indexes no log reaches (read back from a storage, where
     /// `validate` guards replay) is `Corrupt`, not an overflow: `last + 1` and
     /// `first + position` were computed unchecked, a panic in a debug build.
     #[test]
@@ -446,19 +462,22 @@ mod tests {
             term: 1,
             payload: crate::Payload::Noop,
         };
-        let past_the_end = GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX)]);
-        assert!(past_the_end.validate(u64::MAX, 0).is_ok());
-        let wrapped =
-            GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX), entry(0)]);
-        assert!(matches!(
-            wrapped.validate(u64::MAX - 1, 0),
-            Err(StorageError::Corrupt(_))
+        let write = |entries: Vec<Entry>| GroupWrite::new(GroupId(1)).with_entries(entries);
+        let corrupt = |r: Result<(), StorageError>| matches!(r, Err(StorageError::Corrupt(_)));
+        let top = MAX_TERM_OR_INDEX;
+        assert!(write(vec![entry(top)]).validate(top, 0).is_ok());
+        assert!(corrupt(write(vec![entry(top + 1)]).validate(top, 0)));
+        assert!(corrupt(write(vec![entry(u64::MAX)]).validate(u64::MAX, 0)));
+        assert!(corrupt(
+            write(vec![entry(u64::MAX), entry(0)]).validate(u64::MAX - 1, 0)
         ));
-        let hole = GroupWrite::new(GroupId(1)).with_entries(vec![entry(u64::MAX)]);
-        assert!(matches!(
-            hole.validate(7, 0),
-            Err(StorageError::Corrupt(_))
-        ));
+        assert!(corrupt(write(vec![entry(top)]).validate(7, 0)));
+        let mut reset = GroupWrite::new(GroupId(1));
+        reset.log_reset = Some(Compacted {
+            index: u64::MAX,
+            term: 1,
+        });
+        assert!(corrupt(reset.validate(u64::MAX, u64::MAX)));
     }
 
     /// A log grows only in its group's own steps: the first room, doubled.

@@ -1,8 +1,8 @@
 //! Table definitions, value encodings and the mapping of redb errors to [`StorageError`].
 
 use multiraft_core::{
-    Compacted, Entry, EntryRuns, GroupId, GroupWrite, HardState, Membership, Payload, SnapshotMeta,
-    StorageError, WriteBatch,
+    Compacted, Entry, EntryRuns, GroupId, GroupWrite, HardState, MAX_TERM_OR_INDEX, Membership,
+    Payload, SnapshotMeta, StorageError, WriteBatch,
 };
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
@@ -232,7 +232,20 @@ pub(crate) fn encode_meta(meta: &GroupMeta) -> Result<Vec<u8>, StorageError> {
 }
 
 pub(crate) fn decode_meta(group: u64, bytes: &[u8]) -> Result<GroupMeta, StorageError> {
-    decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("metadata: {e}")))
+    let meta: GroupMeta =
+        decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("metadata: {e}")))?;
+    // What every writer keeps (a compaction never passes the last entry, and no log
+    // reaches `MAX_TERM_OR_INDEX`), and what lets the reads add to either without overflow.
+    if meta.compacted_index > meta.last_index || meta.last_index > MAX_TERM_OR_INDEX {
+        return Err(corrupt(
+            GroupId(group),
+            &format!(
+                "metadata: compacted to {} with last entry {}",
+                meta.compacted_index, meta.last_index
+            ),
+        ));
+    }
+    Ok(meta)
 }
 
 /// Decodes a whole value: postcard's `from_bytes` ignores trailing bytes, which would hide a

@@ -51,7 +51,13 @@ pub(crate) fn read_tail(
     for row in ReadableTable::range::<u64>(&wal, ..).map_err(redb_error)? {
         let (key, value) = row.map_err(redb_error)?;
         let seq = key.value();
-        tail.next_seq = tail.next_seq.max(seq + 1);
+        // No writer numbers a record u64::MAX (it would take 2^64 writes): a damaged key.
+        let Some(next) = seq.checked_add(1) else {
+            return Err(StorageError::Corrupt(format!(
+                "write-ahead record numbered {seq}"
+            )));
+        };
+        tail.next_seq = tail.next_seq.max(next);
         tail.records.push_back((seq, value.value().len()));
         tail.bytes += value.value().len();
         for (write, reset) in decode_batch(seq, value.value())? {
@@ -348,7 +354,10 @@ mod tests {
         let txn = db.begin_write().unwrap();
         txn.open_table(WAL_TABLE)
             .unwrap()
-            .insert(u64::MAX, encode_batch(&WriteBatch::default()).unwrap().as_slice())
+            .insert(
+                u64::MAX,
+                encode_batch(&WriteBatch::default()).unwrap().as_slice(),
+            )
             .unwrap();
         txn.commit().unwrap();
         let read = db.begin_read().unwrap();
@@ -358,8 +367,8 @@ mod tests {
         ));
     }
 
-    /// Metadata damaged into a last index at the end of `u64`, or a compacted index past
-    /// the last, is `Corrupt` when decoded: the reads add one to both unchecked.
+    /// Metadata damaged into a last index past `MAX_TERM_OR_INDEX`, or a compacted index
+    /// past the last, is `Corrupt` when decoded: the reads add one to both unchecked.
     #[test]
     fn metadata_with_indexes_no_log_reaches_is_corrupt() {
         use crate::codec::{GroupMeta, encode_meta};
@@ -375,7 +384,16 @@ mod tests {
         let decode = |m: GroupMeta| decode_meta(1, &encode_meta(&m).unwrap());
         assert!(decode(meta(5, 3)).is_ok());
         assert!(decode(meta(5, 5)).is_ok());
-        assert!(matches!(decode(meta(u64::MAX, 3)), Err(StorageError::Corrupt(_))));
+        let top = multiraft_core::MAX_TERM_OR_INDEX;
+        assert!(decode(meta(top, 3)).is_ok());
+        assert!(matches!(
+            decode(meta(top + 1, 3)),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode(meta(u64::MAX, 3)),
+            Err(StorageError::Corrupt(_))
+        ));
         assert!(matches!(decode(meta(5, 6)), Err(StorageError::Corrupt(_))));
     }
 }
