@@ -221,8 +221,18 @@ struct State {
 struct Unsynced {
     /// The image as of the last sync.
     durable: Image,
-    /// Writes acknowledged since, in order.
-    pending: Vec<WriteBatch>,
+    /// What changed the disk since, in order.
+    pending: Vec<Pending>,
+}
+
+/// One change to the disk not yet synced.
+#[derive(Debug)]
+enum Pending {
+    /// An acknowledged write.
+    Write(WriteBatch),
+    /// A start's drop of incoming snapshots ([`MemStorage::reopen`]): after the writes
+    /// before it, so that a snapshot they completed is kept.
+    DropIncoming,
 }
 
 impl MemStorage {
@@ -291,7 +301,7 @@ impl MemStorage {
         state.fail_after = None;
         drop_incoming(&mut state.current);
         if let Some(u) = &mut state.unsynced {
-            drop_incoming(&mut u.durable);
+            u.pending.push(Pending::DropIncoming);
         }
     }
 
@@ -315,8 +325,11 @@ impl MemStorage {
     pub fn sync(&self) {
         let mut state = self.lock();
         if let Some(u) = &mut state.unsynced {
-            for batch in u.pending.drain(..) {
-                apply(&mut u.durable, batch);
+            for change in u.pending.drain(..) {
+                match change {
+                    Pending::Write(batch) => apply(&mut u.durable, batch),
+                    Pending::DropIncoming => drop_incoming(&mut u.durable),
+                }
             }
         }
     }
@@ -415,7 +428,7 @@ impl Storage for MemStorage {
         let entries = batch.entry_count() as u64;
         let state = &mut *state;
         if let Some(u) = &mut state.unsynced {
-            u.pending.push(batch.clone());
+            u.pending.push(Pending::Write(batch.clone()));
         }
         apply(&mut state.current, batch);
         state.write_count += 1;
