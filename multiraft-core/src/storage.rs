@@ -385,6 +385,10 @@ pub struct Compacted {
 ///   one has returned.
 /// - After a write returns `Err`, the node stops. Later calls may fail with
 ///   [`StorageError::Poisoned`]; none may report success for data it did not persist.
+///   The one exception: a batch that breaks this contract (see [`GroupWrite::validate`]),
+///   refused as [`StorageError::Corrupt`] before anything is written, changes nothing and
+///   leaves the storage usable, reads and writes alike (the node never builds one; the
+///   testkit's conformance suite checks both).
 /// - A group's log has no holes: entries are consecutive, and an append whose first index is
 ///   at or below the stored last index first deletes the stored suffix from that index.
 /// - `write` must not block the calling thread for IO: run blocking IO on a thread of your own

@@ -217,7 +217,7 @@ async fn append_truncates_the_conflicting_suffix(s: impl Storage) {
         "{P}: rewrite from 1"
     );
     assert_eq!(
-        s.term(G1, 2).await.ok().flatten(),
+        read_term(&s, G1, 2, P).await,
         None,
         "{P}: the suffix is gone"
     );
