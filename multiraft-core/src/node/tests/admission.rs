@@ -177,6 +177,44 @@ fn the_wait_counts_from_when_the_proposal_was_queued() {
     assert_eq!(take_until_refused(&mut node), LIMIT as usize);
 }
 
+/// A tick served late judges what was applied over every tick that passed, not one: the
+/// cap is what the node applies in the limit, so one proposal applied over four ticks'
+/// time caps it at a quarter of the limit, rounded up. Regression (review): the cap was
+/// the whole count times the limit, so under overload, when ticks run late, waits settled
+/// at several times the limit.
+#[test]
+fn a_late_tick_caps_by_the_rate_over_every_tick_that_passed() {
+    let mut node = led();
+    apply_after(&mut node, LIMIT + 1);
+    node.tick_late(3);
+    assert_eq!(node.admission_cap(), Some(1));
+    assert_eq!(take_until_refused(&mut node), 1);
+}
+
+/// A proposal that waited long in the queue before the node took it counts against the
+/// cap like any other: it is stale (stuck, not queued) only four limits after it was
+/// taken. Regression (review): judged from when it was queued, a backlog taken once the
+/// cap was set went stale as it was taken, counted against nothing, and came in whole.
+#[test]
+fn proposals_queued_long_before_they_are_taken_count_against_the_cap() {
+    let mut node = led();
+    for _ in 0..4 * LIMIT {
+        node.tick();
+    }
+    apply_after(&mut node, LIMIT + 1);
+    node.tick();
+    assert_eq!(node.admission_cap(), Some(u64::from(LIMIT)));
+    let mut taken = 0;
+    while node
+        .propose_queued(g(1), Bytes::from_static(b"backlog"), 0)
+        .is_ok()
+    {
+        taken += 1;
+        assert!(taken < 100, "never refused");
+    }
+    assert_eq!(taken, LIMIT);
+}
+
 /// Past half the cap, a group that holds its most (four even shares of the cap or half of
 /// it, whichever is less: with two groups, half) is refused, and the other takes the rest:
 /// four proposals applied past the limit in one tick make a cap of twelve, and with both
