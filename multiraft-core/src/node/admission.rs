@@ -8,12 +8,13 @@
 //! it applies waited longer than that, so that by Little's law what it takes waits about
 //! `limit` ticks, and refuses the rest with a definite `Busy`.
 
-/// How many limits (at least; the ring rounds up to a power of two) a proposal may wait
-/// before it stops counting against the cap: one that waited that long is stuck
-/// (forwarded to a leader that lost it, in a group without a quorum), not queued behind
-/// the others, and it would otherwise hold the cap until its proposal timeout. Within the cap what the node takes waits about one limit, so four
-/// leave room for a slow one; and what leaks past the cap this way is at most a cap's worth
-/// every four limits, a quarter of the rate the node applies.
+/// How many limits (at least; the ring rounds up to a power of two) a proposal may be
+/// held after the node took it before it stops counting against the cap: one held that
+/// long is stuck (forwarded to a leader that lost it, in a group without a quorum), not
+/// queued behind the others, and it would otherwise hold the cap until its proposal
+/// timeout. Within the cap what the node takes waits about one limit, so four leave room
+/// for a slow one; and what leaks past the cap this way is at most a cap's worth every
+/// four limits, a quarter of the rate the node applies.
 const STALE_LIMITS: u64 = 4;
 
 /// The most ticks a proposal's age is told apart for: bounds the ring of counts
@@ -55,9 +56,12 @@ pub(super) struct Admission {
     cap: Option<u64>,
     /// The node's tick, as of the last [`Admission::tick`].
     now: u64,
-    /// Proposals held, by the tick they were queued at, for the last `young.len()` ticks
+    /// Proposals held, by the tick the node took them at, for the last `young.len()` ticks
     /// ([`STALE_LIMITS`] limits rounded up to a power of two, at most [`MAX_AGE_TICKS`]):
-    /// a ring indexed by the tick.
+    /// a ring indexed by the tick. By the tick taken, not queued: a proposal that waited
+    /// long in the queue before the node took it is not stuck, and judged from its queueing
+    /// a backlog taken once the cap was set went stale as it was taken, counted against
+    /// nothing, and came in whole (review).
     young: Vec<u64>,
     /// Proposals held that were queued before that: stale, not counted against the cap.
     stale: u64,
@@ -78,25 +82,31 @@ impl Admission {
         }
     }
 
-    /// The count a proposal queued at tick `queued_at` is kept in: its tick's, or the stale
+    /// The count a proposal taken at tick `taken_at` is kept in: its tick's, or the stale
     /// one's (always, for an admission without a ring: one never configured).
-    fn count_of(&mut self, queued_at: u64) -> &mut u64 {
+    fn count_of(&mut self, taken_at: u64) -> &mut u64 {
         let window = self.young.len() as u64;
-        let queued_at = queued_at.min(self.now);
-        if window == 0 || self.now - queued_at >= window {
+        let taken_at = taken_at.min(self.now);
+        if window == 0 || self.now - taken_at >= window {
             return &mut self.stale;
         }
-        &mut self.young[(queued_at & (window - 1)) as usize]
+        &mut self.young[(taken_at & (window - 1)) as usize]
     }
 
-    /// The node took a proposal queued at tick `queued_at`.
-    pub(super) fn taken(&mut self, queued_at: u64) {
-        *self.count_of(queued_at) += 1;
+    /// The node's tick, as of the last [`Admission::tick`]: when a proposal taken now was
+    /// taken, for [`Admission::taken`] and [`Admission::ended`].
+    pub(super) fn now(&self) -> u64 {
+        self.now
     }
 
-    /// A proposal queued at tick `queued_at` ended, however.
-    pub(super) fn ended(&mut self, queued_at: u64) {
-        let count = self.count_of(queued_at);
+    /// The node took a proposal at tick `taken_at` ([`Admission::now`] then).
+    pub(super) fn taken(&mut self, taken_at: u64) {
+        *self.count_of(taken_at) += 1;
+    }
+
+    /// A proposal taken at tick `taken_at` ended, however.
+    pub(super) fn ended(&mut self, taken_at: u64) {
+        let count = self.count_of(taken_at);
         *count = count.saturating_sub(1);
     }
 
@@ -143,8 +153,9 @@ impl Admission {
     /// limit, and stays so while most waited past half of it: holding what it applies in
     /// the limit keeps waits about the limit, so a rule that ended the overload as soon as
     /// most were within it let the refused clients all back in at the next tick, with the
-    /// backlog. While overloaded it holds at most what it applied in the last tick times
-    /// the limit.
+    /// backlog. While overloaded it holds at most what it applies in the limit: what it
+    /// applied since the last tick, over the ticks that passed since (more than one when
+    /// the tick is served late), times the limit, rounded up.
     /// - Most, not any: a burst's last proposals wait their turn behind its first. Nor all:
     ///   one that a ready happened to reach first comes through quickly whatever the
     ///   backlog.
@@ -156,6 +167,9 @@ impl Admission {
     ///   they count only once applied, and stop counting against the cap once stale
     ///   ([`STALE_LIMITS`]).
     pub(super) fn tick(&mut self, now: u64, pending: usize) {
+        // A tick served late counts for every tick that passed (`Node::tick_late`): the
+        // applies judged here took that long, and waits are counted in those ticks.
+        let elapsed = now.saturating_sub(self.now).max(1);
         self.age_to(now);
         let (applied, past, past_half) = (self.applied, self.past, self.past_half);
         (self.applied, self.past, self.past_half) = (0, 0, 0);
@@ -167,7 +181,7 @@ impl Admission {
         }
         let still = self.cap.is_some() && 2 * past_half > applied;
         let overloaded = 2 * past > applied || still;
-        self.cap = overloaded.then(|| applied.saturating_mul(self.limit));
+        self.cap = overloaded.then(|| applied.saturating_mul(self.limit).div_ceil(elapsed));
     }
 
     /// Moves the node's tick to `now`: proposals queued more than the ring's length ago

@@ -65,6 +65,9 @@ struct Pending {
     ///
     /// [`Node::propose_queued`]: super::Node::propose_queued
     queued_at: u64,
+    /// The node's tick when it was taken: it counts against the admission cap until four
+    /// limits after that ([`Admission::taken`]).
+    taken_at: u64,
 }
 
 /// How many deadlines of ended requests `Requests::deadlines` may hold before they are
@@ -279,6 +282,7 @@ impl Requests {
             term,
             leader,
             queued_at,
+            taken_at: self.admission.now(),
         };
         self.hold(id, pending);
         self.push_deadline(deadline, id);
@@ -295,7 +299,7 @@ impl Requests {
     /// group's count as it was.
     fn put_back(&mut self, id: RequestId, p: Pending) {
         self.proposals.insert(id, p);
-        self.admission.taken(p.queued_at);
+        self.admission.taken(p.taken_at);
     }
 
     /// Forgets pending proposal `id`, however it ended, for admission control and its
@@ -310,7 +314,7 @@ impl Requests {
     /// ([`Requests::ended_in`]).
     fn release(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.proposals.remove(&id)?;
-        self.admission.ended(p.queued_at);
+        self.admission.ended(p.taken_at);
         Some(p)
     }
 
