@@ -311,3 +311,39 @@ fn a_membership_change_that_cannot_commit_times_out() {
         ))
     );
 }
+
+/// A group a ready left for the next one (`max_ready_groups`) still sends its appends
+/// while the ready's write is in flight: `take_sends` looks at it. Regression (review): the
+/// ready forgot every group that had received input, served or not, so the groups it left
+/// sent nothing until the write ended, under exactly the load that fills a ready.
+#[test]
+fn groups_a_ready_left_for_the_next_send_their_appends_meanwhile() {
+    let config = Config {
+        max_ready_groups: 1,
+        ..strict()
+    };
+    let mut sim = Sim::with_config(2, config);
+    super::reads::elect_node_1(&mut sim, 2);
+    let leader = &mut sim.nodes[0];
+    for id in [1, 2] {
+        leader.propose(g(id), Bytes::from_static(b"x")).unwrap();
+    }
+    let ready = leader.ready().expect("group 1's append");
+    assert_eq!(ready.write.groups.len(), 1, "one group per ready");
+    let served = ready.write.groups[0].group;
+    let left = if served == g(1) { g(2) } else { g(1) };
+    let appends_of = |batches: &[MessageBatch], group| {
+        batches
+            .iter()
+            .flat_map(|b| &b.messages)
+            .filter(|m| m.group == group && matches!(m.body, MessageBody::Append { .. }))
+            .count()
+    };
+    assert_eq!(appends_of(&ready.send_now, served), 2, "to both followers");
+    let meanwhile = leader.take_sends();
+    assert_eq!(
+        appends_of(&meanwhile, left),
+        2,
+        "{left} sends while the write is in flight"
+    );
+}
