@@ -229,6 +229,10 @@ impl Node {
                 || bytes >= cfg.max_ready_bytes;
             if over && groups > 0 {
                 self.dirty.push_front(id);
+                // The groups left for the next ready may have appends to send while this
+                // one's write is in flight: `take_sends` looks at them (review: forgotten
+                // here, they sent nothing until the write ended).
+                self.since_sends.extend(self.dirty.iter().copied());
                 break;
             }
             let Some(slot) = self.groups.get_mut(&id) else {
