@@ -61,6 +61,32 @@ fn a_replica_forgotten_untold_is_nudged_each_election_timeout_for_a_while() {
     );
 }
 
+/// Nudges wait for the next ready, and while a write stays in flight for several periods
+/// a replica's nudge is queued once, not once a period. Regression (review): each period
+/// queued another, up to `NUDGE_TIMEOUTS` times `MAX_UNTOLD` messages held for the ready.
+#[test]
+fn a_write_in_flight_for_several_periods_queues_one_nudge_per_replica() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    node.remember_untold(g(1), &mut vec![(n(4), 3)]);
+    let period = u64::from(strict().election_timeout_max_ticks);
+    node.create_group(g(2), voters()).unwrap();
+    let in_flight = node.ready().expect("the creation's write");
+    for _ in 0..3 * period {
+        node.tick();
+    }
+    crate::testing::complete(&mut node, in_flight);
+    let ready = node.ready().expect("the nudge");
+    let nudges = ready
+        .send_now
+        .iter()
+        .flat_map(|b| &b.messages)
+        .filter(|m| m.to == n(4) && matches!(m.body, MessageBody::ProposeRejected { .. }))
+        .count();
+    assert_eq!(nudges, 1);
+}
+
 /// Node 1, the leader of group 1 (its single voter), whose replica forgot node 4's untold;
 /// and the nudges' period.
 fn leader_that_forgot_4() -> (Node, u64) {
