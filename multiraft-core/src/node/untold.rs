@@ -91,6 +91,10 @@ impl Node {
             return;
         }
         let (now, period) = (self.ticks, self.nudge_period());
+        // The last nudges wait for a ready (a write is in flight): the ones due now stay
+        // due until they leave, so that each replica has one nudge queued, not one per
+        // period of the write (review).
+        let queued = !self.nudges.is_empty();
         let mut kept = Vec::with_capacity(self.untold.len());
         for mut u in std::mem::take(&mut self.untold) {
             let slot = self.groups.get_mut(&u.group);
@@ -108,7 +112,7 @@ impl Node {
                 continue;
             }
             let down = self.peers.live(u.node) == Some(false);
-            if u.next <= now && !tracked && !down {
+            if u.next <= now && !tracked && !down && !queued {
                 u.next = now + period;
                 let leader = slot.as_ref().and_then(|s| s.group.leadership().1);
                 match slot {
