@@ -15,12 +15,15 @@ use crate::message::MessageBatch;
 ///
 /// Raft tolerates loss and reordering of messages, so a transport may drop a batch (a full
 /// queue, a broken connection) or deliver batches out of order without telling anyone. It
+/// may also split a batch into parts, each keeping its messages' order, and deliver, delay
+/// or drop each on its own (the QUIC transport sends a batch's snapshot chunks, appends and
+/// the rest on separate streams; the testkit's simulator splits batches so too). It
 /// must never:
 /// - deliver a batch more than once. Raft itself would survive it, but a forwarded proposal
 ///   delivered twice could be appended by one copy and refused in the other, and the refusal
 ///   is reported to the application as definite (docs/design.md §5). Stream transports (QUIC, TCP)
 ///   deliver each sent batch at most once as they are;
-/// - alter a batch, or deliver a batch to a node other than [`MessageBatch::to`];
+/// - alter a message, or deliver one to a node other than [`MessageBatch::to`];
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);
 /// - block in [`send`](Transport::send): queue and return, the event loop is waiting.
 pub trait Transport: Send + Sync + 'static {

@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 37;
+const MOVES: usize = 38;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -131,6 +131,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.removed_untold_orphaned,
         r.removed_untold_quiesced,
         r.joins_abandoned,
+        r.batches_split,
     ]
 }
 
@@ -283,10 +284,11 @@ fn main() -> ExitCode {
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
     );
     println!(
-        "sim: proposals refused by admission control {}, at max_pending_proposals {}; batches held back as stragglers {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",
+        "sim: proposals refused by admission control {}, at max_pending_proposals {}; batches held back as stragglers {}, split as the QUIC lanes split them {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",
         m[26],
         m[32],
         m[27],
+        m[37],
         m[28],
         m[29],
         tally.late_catch_up_max_us.load(Ordering::Relaxed) / 1000,

@@ -84,6 +84,12 @@ pub struct Faults {
     /// them many election timeouts later (a transport may delay and reorder without bound,
     /// `Transport`'s contract).
     pub straggler_per_mille: u32,
+    /// The chance that a batch is split, in per mille: sent as the QUIC transport sends it,
+    /// its snapshot chunks, its appends and forwarded proposals (on two lanes, by group)
+    /// and the rest (votes, heartbeats, responses) as separate pieces, each lost, delayed
+    /// and held back on its own — so a group's append can arrive without the heartbeat
+    /// beside it, or after it, or alone.
+    pub split_per_mille: u32,
 }
 
 impl Faults {
@@ -108,6 +114,7 @@ impl Faults {
             slow_snapshots: false,
             pauses: false,
             straggler_per_mille: 0,
+            split_per_mille: 0,
         }
     }
 
@@ -132,6 +139,7 @@ impl Faults {
             slow_snapshots: true,
             pauses: true,
             straggler_per_mille: 20,
+            split_per_mille: 200,
         }
     }
 
@@ -199,6 +207,12 @@ impl Faults {
             } else {
                 0
             },
+            // Drawn last again; nothing more is drawn per batch while it is 0.
+            split_per_mille: if r.chance(500) {
+                r.range(50, 500) as u32
+            } else {
+                0
+            },
         }
     }
 
@@ -233,6 +247,7 @@ impl Faults {
             ("drain_per_mille", self.drain_per_mille),
             ("membership_per_mille", self.membership_per_mille),
             ("straggler_per_mille", self.straggler_per_mille),
+            ("split_per_mille", self.split_per_mille),
         ];
         for (name, value) in per_mille {
             if value > 1000 {

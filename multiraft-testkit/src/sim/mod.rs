@@ -17,7 +17,8 @@
 //! time, with loss, duplication (of every message but forwarded proposals, which the
 //! `Transport` contract delivers at most once), delay and reordering, stragglers (a batch
 //! held back 50 ms – 2 s, arriving after elections, quiesce notices or refusals sent since),
-//! and partitions (symmetric, one-way, bridge) that start and heal.
+//! batches split as the QUIC transport's lanes split them (each piece lost and delayed on
+//! its own), and partitions (symmetric, one-way, bridge) that start and heal.
 //!
 //! The application is pluggable ([`SimApp`], see [its contract](SimApp)): a state machine
 //! replicated per node and group, a client workload, an invariant checked after every step

@@ -1,5 +1,5 @@
-//! The simulated network: latency, loss, duplication, stragglers, partitions, and delivery
-//! of batches.
+//! The simulated network: latency, loss, duplication, stragglers, batches split as the
+//! QUIC transport's lanes split them, partitions, and delivery of batches.
 
 use multiraft_core::{MessageBatch, MessageBody};
 
@@ -30,13 +30,30 @@ impl<A: SimApp> Simulation<A> {
                 self.report.log_lost += 1;
             }
         }
+        let faulty = self.phase == Phase::Faults;
+        // Drawn only when splits are on, so seeds without them keep their draws.
+        let split = self.cfg.faults.split_per_mille;
+        if faulty && split > 0 && batch.messages.len() > 1 && self.rng.chance(split) {
+            self.report.batches_split += 1;
+            for piece in lane_pieces(batch) {
+                self.transmit(from, piece);
+            }
+            return Ok(());
+        }
+        self.transmit(from, batch);
+        Ok(())
+    }
+
+    /// Sends `batch` (or a piece of one) on its way: lost, duplicated, delayed and held
+    /// back as the seed's faults say.
+    fn transmit(&mut self, from: usize, batch: MessageBatch) {
         let to = batch.to.0 as usize - 1;
         let faulty = self.phase == Phase::Faults;
         if self.blocked.contains(&(from, to))
             || faulty && self.rng.chance(self.cfg.faults.loss_per_mille)
         {
             self.report.batches_dropped += 1;
-            return Ok(());
+            return;
         }
         if faulty && self.rng.chance(self.cfg.faults.duplicate_per_mille) {
             // Raft tolerates duplicates, so the simulator duplicates beyond what the
@@ -58,7 +75,6 @@ impl<A: SimApp> Simulation<A> {
             self.report.stragglers += 1;
         }
         self.schedule(d, Ev::Deliver(batch));
-        Ok(())
     }
 
     pub(super) fn deliver(&mut self, batch: MessageBatch) -> Result<(), Failure> {
@@ -85,4 +101,29 @@ impl<A: SimApp> Simulation<A> {
         self.nodes[to].node.as_mut().expect("up").step(batch);
         self.drive(to)
     }
+}
+
+/// `batch` cut as the QUIC transport sends it (`multiraft-transport-quic`, its lanes):
+/// snapshot chunks; appends and forwarded proposals on one of two data lanes by group;
+/// the rest. Each piece keeps its messages' order.
+fn lane_pieces(batch: MessageBatch) -> Vec<MessageBatch> {
+    const LANES: usize = 4;
+    let lane = |m: &multiraft_core::Message| match m.body {
+        MessageBody::InstallSnapshot { .. } => 0,
+        MessageBody::Append { .. } | MessageBody::Propose { .. } => 1 + (m.group.0 % 2) as usize,
+        _ => 3,
+    };
+    let mut pieces: Vec<Vec<multiraft_core::Message>> = vec![Vec::new(); LANES];
+    for m in batch.messages {
+        pieces[lane(&m)].push(m);
+    }
+    pieces
+        .into_iter()
+        .filter(|messages| !messages.is_empty())
+        .map(|messages| MessageBatch {
+            from: batch.from,
+            to: batch.to,
+            messages,
+        })
+        .collect()
 }

@@ -82,6 +82,8 @@ pub struct SimReport {
     pub pauses: u64,
     /// Batches held back as stragglers (`Faults::straggler_per_mille`).
     pub stragglers: u64,
+    /// Batches split into pieces sent apart (`Faults::split_per_mille`).
+    pub batches_split: u64,
     /// Simulated microseconds from healing to every group having committed a new entry.
     pub liveness_us: u64,
     /// 1 when the linearizability search gave up (too many concurrent operations on one
