@@ -58,6 +58,8 @@ async fn a_node_joins_as_a_voter_and_another_is_removed() {
 
     // Removing a voter other than the leader: it is told, and reports it.
     let removed = (1..=3).find(|n| *n != leader.0 && *n != follower).unwrap();
+    let node = c.node(removed).clone();
+    assert!(!node.status(g).await.unwrap().unwrap().removed, "a member");
     let mut events = c.node(removed).events();
     let left = c
         .node(leader.0)
@@ -76,6 +78,10 @@ async fn a_node_joins_as_a_voter_and_another_is_removed() {
     })
     .await;
     assert_eq!(told, Ok(true), "n{removed} was not told it was removed");
+    assert!(
+        node.status(g).await.unwrap().unwrap().removed,
+        "the status says so too, for a subscriber that lagged"
+    );
     c.node(removed).remove_group(g).await.unwrap();
     c.shutdown().await;
 }

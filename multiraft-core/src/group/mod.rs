@@ -279,6 +279,11 @@ pub struct GroupStatus {
     pub first_index: u64,
     /// The index of the latest snapshot stored on this node (0: none).
     pub snapshot_index: u64,
+    /// This replica was told, in this life, that its group removed it
+    /// ([`Replica::is_removed`]; the node's `Event::ReplicaRemoved`): it only waits to be
+    /// deleted. Events are best effort, lost to a subscriber that lags; this is not.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// Where a replica stands in joining its group (`Node::join_group`).
@@ -649,6 +654,7 @@ impl Replica {
             applied: self.log.applied,
             first_index: self.log.first_index(),
             snapshot_index: self.snapshot.map_or(0, |s| s.0),
+            removed: self.removed,
         }
     }
 

@@ -54,7 +54,10 @@ pub enum Event {
     /// This node's replica of the group was removed from it (the leader said so once the
     /// replica held the committed membership that left it out, or the replica led and
     /// stepped down): the application may delete it with `remove_group`. Reported once; a
-    /// replica that restarts before it is deleted is not told again.
+    /// replica that restarts before it is deleted is not told again. An application whose
+    /// subscriber may lag (events are best effort) finds the same in
+    /// [`GroupStatus::removed`](crate::GroupStatus::removed) while the node runs, and after
+    /// a restart in the group's membership, which no longer names this node.
     ReplicaRemoved {
         /// The group.
         group: GroupId,
