@@ -834,6 +834,42 @@ async fn a_shutdown_kept_unpolled_stops_no_other() {
     drop(kept);
 }
 
+/// A write that reached the disk but was never acknowledged — the loop aborted between
+/// the two — ends its proposal `Indeterminate`, and it was not lost: the node restarted
+/// from that disk applies the entry, once. (The other branch of `Indeterminate`, a write
+/// that never landed, is `a_shutdown_given_up_on_leaves_the_loop_to_abort`.)
+#[tokio::test]
+async fn a_write_stored_but_never_acknowledged_is_indeterminate_and_applied_once() {
+    let (mut c, node) = one_leader_with_api_queue(16).await;
+    c.storages[0].hold_acks();
+    let n = node.clone();
+    let proposal = tokio::spawn(async move { n.propose(GroupId(1), "stored").await });
+    wait_for(|| async { (c.storages[0].held_acks() == 1).then_some(()) }).await;
+    node.abort();
+    let r = tokio::time::timeout(WAIT, proposal)
+        .await
+        .expect("the loop is gone");
+    assert!(
+        matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))),
+        "its write was never acknowledged"
+    );
+    assert!(!c.applied(1, 1).iter().any(|(_, b)| b == "stored"));
+    c.storages[0] = c.storages[0].crash();
+    c.journal.forget_node(NodeId(1));
+    c.nodes[0] = Some(c.start_node(1).await);
+    c.leader(1).await;
+    c.node(1).propose(GroupId(1), "after").await.unwrap();
+    wait_for(|| async {
+        let applied = c.applied(1, 1);
+        applied.iter().any(|(_, b)| b == "after").then_some(applied)
+    })
+    .await;
+    let applied = c.applied(1, 1);
+    let stored = applied.iter().filter(|(_, b)| b == "stored").count();
+    assert_eq!(stored, 1, "applied once after the restart: {applied:?}");
+    c.shutdown().await;
+}
+
 /// Calls still queued for a loop that ended without a shutdown (aborted here; a panic in a
 /// state machine ends it the same way) are refused with `Stopped`: the node never took
 /// them. Regression (review): dropped with the loop, their callers were told

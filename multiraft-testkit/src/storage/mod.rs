@@ -59,11 +59,18 @@ use rustc_hash::FxHashMap;
 /// [`hold_writes`](MemStorage::hold_writes) makes every write wait (without completing) until
 /// [`release_writes`](MemStorage::release_writes): a disk whose fsync takes as long as the
 /// test wants, to put the node in the state it is in while a write is in flight.
+/// [`hold_acks`](MemStorage::hold_acks) makes every write wait *after* it is stored, until
+/// [`release_acks`](MemStorage::release_acks): a write that reached the disk and was never
+/// acknowledged, as when a process dies between the fsync and the node seeing it — the
+/// contract allows it, and `RedbStorage` does it (its writer commits a write whose caller
+/// went away).
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     state: Arc<Mutex<State>>,
-    /// `true` while writes are held. Shared by clones, like the data.
+    /// `true` while writes are held before they are stored. Shared by clones, like the data.
     held: Arc<tokio::sync::watch::Sender<bool>>,
+    /// `true` while writes are held after they are stored.
+    acks_held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// One group as stored: its log is kept from the index after the compacted prefix
@@ -258,6 +265,34 @@ impl MemStorage {
         self.held.send_replace(false);
     }
 
+    /// Makes writes wait, once stored (a crash keeps them, as it keeps any acknowledged
+    /// write: in unsynced mode, until it is synced), until
+    /// [`release_acks`](MemStorage::release_acks); a write already past its wait is not
+    /// affected.
+    pub fn hold_acks(&self) {
+        self.acks_held.send_replace(true);
+    }
+
+    /// Writes stored and waiting now for [`release_acks`](MemStorage::release_acks).
+    pub fn held_acks(&self) -> usize {
+        self.acks_held.receiver_count()
+    }
+
+    /// Lets writes stored and held return `Ok` (and later ones at once).
+    pub fn release_acks(&self) {
+        self.acks_held.send_replace(false);
+    }
+
+    /// Waits while `hold` holds. Subscribed only while it does: a subscription per write
+    /// cost every write of every node a round of atomic operations on the shared channel.
+    async fn wait_while(hold: &tokio::sync::watch::Sender<bool>) {
+        if *hold.borrow() {
+            let mut held = hold.subscribe();
+            // Only fails if the sender is gone, which cannot happen while `self` holds it.
+            let _ = held.wait_for(|held| !held).await;
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while the lock is held with the state half-changed: validation runs
         // before any mutation.
@@ -289,6 +324,7 @@ impl MemStorage {
             })),
             // A new disk: not held, whatever the crashed one was.
             held: Arc::default(),
+            acks_held: Arc::default(),
         }
     }
 
@@ -400,16 +436,9 @@ fn apply(image: &mut Image, batch: WriteBatch) {
     }
 }
 
-#[async_trait]
-impl Storage for MemStorage {
-    async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        // Subscribed only while writes are held: a subscription per write cost every write
-        // of every node a round of atomic operations on the shared channel.
-        if *self.held.borrow() {
-            let mut held = self.held.subscribe();
-            // Only fails if the sender is gone, which cannot happen while `self` holds it.
-            let _ = held.wait_for(|held| !held).await;
-        }
+impl MemStorage {
+    /// Stores `batch` (a write's work, past any hold before it), or refuses it.
+    fn store(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut state = self.lock();
         if state.poisoned {
             return Err(StorageError::Poisoned);
@@ -433,6 +462,16 @@ impl Storage for MemStorage {
         apply(&mut state.current, batch);
         state.write_count += 1;
         state.entries_written += entries;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for MemStorage {
+    async fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        MemStorage::wait_while(&self.held).await;
+        self.store(batch)?;
+        MemStorage::wait_while(&self.acks_held).await;
         Ok(())
     }
 
