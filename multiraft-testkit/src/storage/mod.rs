@@ -260,7 +260,8 @@ impl MemStorage {
         self.held.receiver_count()
     }
 
-    /// Lets held writes (and later ones) proceed, in the order they were issued.
+    /// Lets held writes (and later ones) proceed: all at once, in no set order (a node has
+    /// one write in flight at a time).
     pub fn release_writes(&self) {
         self.held.send_replace(false);
     }
