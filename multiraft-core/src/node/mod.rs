@@ -86,6 +86,11 @@ pub struct NodeStats {
     /// Times a peer node was heard in a new life (it restarted): what its groups promised
     /// before is gone.
     pub peer_restarts: u64,
+    /// Campaigns this node's replicas started, pre-votes included (the `ELECTIONS_TOTAL`
+    /// metric's count). On a healthy cluster only new groups, transfers and lost leaders
+    /// start one; a count that grows under load says leaders are being deposed.
+    #[serde(default)]
+    pub elections_started: u64,
 }
 
 /// Node-wide figures, for metrics and tests.

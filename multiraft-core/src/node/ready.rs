@@ -451,7 +451,10 @@ impl Node {
                     let failed = Resolution::TransferFailed(TransferError::Timeout);
                     self.requests.transfer_ended(id, failed);
                 }
-                GroupEvent::ElectionStarted => self.metrics.elections.increment(1),
+                GroupEvent::ElectionStarted => {
+                    self.stats.elections_started += 1;
+                    self.metrics.elections.increment(1);
+                }
                 GroupEvent::LeaderChanged { term, leader } => {
                     if leader.is_some() {
                         self.metrics.leader_changes.increment(1);

@@ -459,6 +459,22 @@ fn readies_counts_the_readies_handed_out() {
 
 // ----- routing hygiene ----------------------------------------------------------------------
 
+/// Each campaign a replica starts is counted once (`NodeStats::elections_started`), when
+/// the ready reports it: what the benchmarks read at their window's edges.
+#[test]
+fn campaigns_started_are_counted() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), Membership::voters([1])).unwrap();
+    node.create_group(g(2), Membership::voters([1])).unwrap();
+    settle_creation(&mut node);
+    assert_eq!(node.stats().elections_started, 0);
+    node.campaign(g(1)).unwrap();
+    node.campaign(g(2)).unwrap();
+    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
+    assert_eq!(node.stats().elections_started, 2);
+    assert_eq!(node.group_status(g(2)).unwrap().leader, Some(n(1)));
+}
+
 /// `Node::step`: a message for a group this node does not host is dropped and counted; it
 /// never creates the group (a stale message must not resurrect a removed replica).
 #[test]
@@ -475,6 +491,7 @@ fn messages_for_unknown_groups_are_dropped_and_counted() {
             dropped_invalid: 0,
             peers_declared_down: 0,
             peer_restarts: 0,
+            elections_started: 0,
         }
     );
     assert_eq!(node.group_count(), 1);
