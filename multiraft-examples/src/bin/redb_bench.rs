@@ -526,10 +526,13 @@ fn bench_raw(paths: &[PathBuf], shape: KeyShape, secs: Duration) -> Result<f64, 
         threads.push(std::thread::spawn(move || -> Result<(), String> {
             let mut builder = redb::Database::builder();
             builder.set_cache_size(RedbOptions::DEFAULT_CACHE_SIZE_BYTES);
-            let db = builder.create(&path).map_err(|e| e.to_string())?;
+            // At the start line whether or not the database opened: a thread that returned
+            // before it left the others, and the main thread, waiting for good (review).
+            let db = builder.create(&path);
+            start_line.wait();
+            let db = db.map_err(|e| e.to_string())?;
             let value = [7u8; 26];
             let mut index = 0u64;
-            start_line.wait();
             while !stop.load(Ordering::Relaxed) {
                 index += 1;
                 let mut txn = db.begin_write().map_err(|e| e.to_string())?;
