@@ -20,18 +20,20 @@ fn fault_free_run_commits_and_is_live() {
 
 #[test]
 fn every_fault_at_once() {
-    let (mut read_index, mut follower) = (0, 0);
+    let (mut read_index, mut follower, mut transfers, mut split) = (0, 0, 0, 0);
     for seed in 0..4 {
         let c = small(seed).with_faults(Faults::all());
         let r = Simulation::new(c).run().unwrap_or_else(|v| panic!("{v}"));
         assert!(r.crashes + r.partitions + r.storage_failures > 0, "{r:?}");
-        assert!(r.transfers_started > 0, "{r:?}");
         (read_index, follower) = (read_index + r.reads_read_index, follower + r.reads_follower);
+        (transfers, split) = (transfers + r.transfers_started, split + r.batches_split);
     }
-    // Reads under every policy and leadership moved on purpose, amid all of it. Counted over
-    // the seeds: under every fault at once a single seed may serve no read of one policy
-    // (seed 1 served none by ReadIndex once commit notices waited for ticks).
+    // Reads under every policy, leadership moved on purpose and batches split, amid all of
+    // it. Counted over the seeds: under every fault at once a single seed may serve no read
+    // of one policy (seed 1 served none by ReadIndex once commit notices waited for ticks),
+    // or start no transfer (seed 0, once batches were split).
     assert!(read_index > 0 && follower > 0, "{read_index} {follower}");
+    assert!(transfers > 0 && split > 0, "{transfers} {split}");
 }
 
 /// The lease is set at the bound `Config::lease_ticks` documents for the clock skew the
