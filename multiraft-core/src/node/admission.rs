@@ -63,7 +63,7 @@ pub(super) struct Admission {
     /// a backlog taken once the cap was set went stale as it was taken, counted against
     /// nothing, and came in whole (review).
     young: Vec<u64>,
-    /// Proposals held that were queued before that: stale, not counted against the cap.
+    /// Proposals held that were taken before that: stale, not counted against the cap.
     stale: u64,
 }
 
@@ -168,8 +168,11 @@ impl Admission {
     ///   ([`STALE_LIMITS`]).
     pub(super) fn tick(&mut self, now: u64, pending: usize) {
         // A tick served late counts for every tick that passed (`Node::tick_late`): the
-        // applies judged here took that long, and waits are counted in those ticks.
-        let elapsed = now.saturating_sub(self.now).max(1);
+        // applies judged here took that long, and waits are counted in those ticks. At
+        // most a limit's worth: a stall longer than that is a pause (the process stopped,
+        // the loop woke to this tick first), not a rate, and dividing by all of it left a
+        // cap near one for a tick after it (review).
+        let elapsed = now.saturating_sub(self.now).clamp(1, self.limit.max(1));
         self.age_to(now);
         let (applied, past, past_half) = (self.applied, self.past, self.past_half);
         (self.applied, self.past, self.past_half) = (0, 0, 0);
@@ -184,7 +187,7 @@ impl Admission {
         self.cap = overloaded.then(|| applied.saturating_mul(self.limit).div_ceil(elapsed));
     }
 
-    /// Moves the node's tick to `now`: proposals queued more than the ring's length ago
+    /// Moves the node's tick to `now`: proposals taken more than the ring's length ago
     /// become stale. A tick served late after missed ones moves several at once.
     fn age_to(&mut self, now: u64) {
         let window = self.young.len() as u64;
@@ -202,8 +205,26 @@ impl Admission {
 mod tests {
     use super::*;
 
+    /// The cap is the rate over the ticks that passed since the last, times the limit: a
+    /// tick served four late divides by four; a stall longer than the limit divides by the
+    /// limit only (a pause, not a rate).
+    #[test]
+    fn the_cap_is_the_rate_over_the_ticks_that_passed_up_to_a_limit() {
+        let mut a = Admission::new(10);
+        let overloaded = |a: &mut Admission, now| {
+            for _ in 0..100 {
+                a.applied(20);
+            }
+            a.tick(now, 100);
+            a.cap
+        };
+        assert_eq!(overloaded(&mut a, 1), Some(1_000));
+        assert_eq!(overloaded(&mut a, 5), Some(250));
+        assert_eq!(overloaded(&mut a, 105), Some(100));
+    }
+
     /// A proposal turns stale the ring's length (`STALE_LIMITS` limits, rounded up to a
-    /// power of two) after it was queued, also when the
+    /// power of two) after it was taken, also when the
     /// ticks that take it there come at once (a loop serving a tick late); one that ends
     /// stale leaves the stale count, one that ends young leaves its tick's.
     #[test]
@@ -216,7 +237,7 @@ mod tests {
         a.taken(5);
         a.taken(4);
         a.tick(5 + window - 1, 3);
-        assert_eq!(a.stale, 1, "queued at 4: {window} ticks old");
+        assert_eq!(a.stale, 1, "taken at 4: {window} ticks old");
         a.tick(5 + window, 3);
         assert_eq!(a.stale, 3);
         a.ended(5);
