@@ -187,8 +187,9 @@ pub struct Node {
     round: u64,
     /// A liveness beat to every peer is owed in the next ready.
     beat_due: bool,
-    /// Groups that received input since the last `take_sends` or `ready`: the only ones
-    /// `take_sends` looks at.
+    /// Groups that received input since the last `take_sends` or `ready` (and, after a
+    /// ready that stopped at its limits, those of them it left for the next): the only
+    /// ones `take_sends` looks at.
     since_sends: Vec<GroupId>,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,

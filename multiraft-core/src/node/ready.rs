@@ -219,7 +219,10 @@ impl Node {
             BTreeMap::new();
         let mut outbox = self.outbox();
         let round = self.next_round();
-        self.since_sends.clear();
+        // The groups with input since the last `take_sends`: this ready serves them, unless
+        // it stops at its limits first (below).
+        let mut since_sends = std::mem::take(&mut self.since_sends);
+        let mut stopped = false;
         let (mut groups, mut entries, mut bytes) = (0usize, 0usize, 0usize);
         // The write's entries and bytes, for the storage metrics: counted here, where the
         // entries are in hand, rather than in another pass over the whole write.
@@ -232,10 +235,7 @@ impl Node {
                 || bytes >= cfg.max_ready_bytes;
             if over && groups > 0 {
                 self.dirty.push_front(id);
-                // The groups left for the next ready may have appends to send while this
-                // one's write is in flight: `take_sends` looks at them (review: forgotten
-                // here, they sent nothing until the write ended).
-                self.since_sends.extend(self.dirty.iter().copied());
+                stopped = true;
                 break;
             }
             let Some(slot) = self.groups.get_mut(&id) else {
@@ -345,6 +345,17 @@ impl Node {
                 slot.group.recycle_taken(out, rare);
             }
         }
+        // Those of them this ready left for the next may have appends to send while its
+        // write is in flight: `take_sends` looks at them still (review: forgotten, they
+        // sent nothing until the write ended). Only those with input since the last
+        // `take_sends`, not every group left: that one looked at the others already.
+        if stopped {
+            since_sends.retain(|id| self.groups.get(id).is_some_and(|s| s.queued));
+        } else {
+            since_sends.clear();
+        }
+        since_sends.append(&mut self.since_sends);
+        self.since_sends = since_sends;
         if !leadership_changed.is_empty() {
             // Judged against each group's state now, which may be newer than its events.
             for (group, now) in leadership_changed.iter_mut() {
