@@ -19,10 +19,12 @@ use crate::message::MessageBatch;
 /// or drop each on its own (the QUIC transport sends a batch's snapshot chunks, appends and
 /// the rest on separate streams; the testkit's simulator splits batches so too). It
 /// must never:
-/// - deliver a batch more than once. Raft itself would survive it, but a forwarded proposal
-///   delivered twice could be appended by one copy and refused in the other, and the refusal
-///   is reported to the application as definite (docs/design.md §5). Stream transports (QUIC, TCP)
-///   deliver each sent batch at most once as they are;
+/// - deliver a message more than once (a batch, or any part of one). Raft itself would
+///   survive it, but a forwarded proposal delivered twice could be appended by one copy and
+///   refused in the other, and the refusal is reported to the application as definite
+///   (docs/design.md §5). Stream transports (QUIC, TCP) deliver each message sent at most
+///   once as they are, unless they resend on a new connection what the old one may have
+///   delivered;
 /// - alter a message, or deliver one to a node other than [`MessageBatch::to`];
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);
 /// - block in [`send`](Transport::send): queue and return, the event loop is waiting.

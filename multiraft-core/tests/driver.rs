@@ -841,6 +841,12 @@ async fn a_shutdown_kept_unpolled_stops_no_other() {
 #[tokio::test]
 async fn a_write_stored_but_never_acknowledged_is_indeterminate_and_applied_once() {
     let (mut c, node) = one_leader_with_api_queue(16).await;
+    // Quiet first, so that the write held is the proposal's.
+    wait_for(|| async {
+        let s = node.node_status().await.ok()?;
+        (s.active_groups == 0).then_some(())
+    })
+    .await;
     c.storages[0].hold_acks();
     let n = node.clone();
     let proposal = tokio::spawn(async move { n.propose(GroupId(1), "stored").await });

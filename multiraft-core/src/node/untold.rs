@@ -91,7 +91,7 @@ impl Node {
             return;
         }
         let (now, period) = (self.ticks, self.nudge_period());
-        // The last nudges wait for a ready (a write is in flight): the ones due now stay
+        // The last nudges wait for a ready (a write is in flight): the refusals due now stay
         // due until they leave, so that each replica has one nudge queued, not one per
         // period of the write (review).
         let queued = !self.nudges.is_empty();
@@ -112,8 +112,7 @@ impl Node {
                 continue;
             }
             let down = self.peers.live(u.node) == Some(false);
-            if u.next <= now && !tracked && !down && !queued {
-                u.next = now + period;
+            if u.next <= now && !tracked && !down {
                 let leader = slot.as_ref().and_then(|s| s.group.leadership().1);
                 match slot {
                     Some(slot) if leader == Some(self.id) => {
@@ -122,16 +121,22 @@ impl Node {
                         // from its leader restarts the election timer that makes it ask.
                         slot.group.retire_again(u.node);
                         self.touched(u.group);
+                        u.next = now + period;
                     }
                     // Refused even where the group left this node (a leader that removed
-                    // itself): the refusal needs no replica here.
-                    _ => self.nudges.push(Message {
-                        group: u.group,
-                        from: self.id,
-                        to: u.node,
-                        term: u.term,
-                        body: MessageBody::not_leader(leader),
-                    }),
+                    // itself): the refusal needs no replica here. Not while the last
+                    // nudges wait: it stays due until they leave.
+                    _ if !queued => {
+                        self.nudges.push(Message {
+                            group: u.group,
+                            from: self.id,
+                            to: u.node,
+                            term: u.term,
+                            body: MessageBody::not_leader(leader),
+                        });
+                        u.next = now + period;
+                    }
+                    _ => {}
                 }
             }
             kept.push(u);

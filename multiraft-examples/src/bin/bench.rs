@@ -728,14 +728,14 @@ impl Default for GeneratorParts {
     }
 }
 
-/// Counts one open-loop proposal, which fell due and was issued at `times`, and has
-/// ended: if it was issued in the measured window and succeeded, its latency from each of
-/// those moments (into `latencies`, in that order); if it failed, its failure's kind.
 /// Whether a proposal succeeded (typed, for a set whose type is still being inferred).
 fn succeeded(result: &Result<Bytes, ProposeError>) -> bool {
     result.is_ok()
 }
 
+/// Counts one open-loop proposal, which fell due and was issued at `times`, and has
+/// ended: if it was issued in the measured window and succeeded, its latency from each of
+/// those moments (into `latencies`, in that order); if it failed, its failure's kind.
 fn record_outcome(
     result: Result<Bytes, ProposeError>,
     times: [Instant; 2],

@@ -34,8 +34,10 @@ impl<A: SimApp> Simulation<A> {
         // Drawn only when splits are on, so seeds without them keep their draws.
         let split = self.cfg.faults.split_per_mille;
         if faulty && split > 0 && batch.messages.len() > 1 && self.rng.chance(split) {
-            self.report.batches_split += 1;
-            for piece in lane_pieces(batch) {
+            let pieces = lane_pieces(batch);
+            // Counted only when cut: a batch all on one lane goes whole.
+            self.report.batches_split += u64::from(pieces.len() > 1);
+            for piece in pieces {
                 self.transmit(from, piece);
             }
             return Ok(());
