@@ -339,8 +339,9 @@ impl Node {
     /// While admission control finds the node overloaded (`Config::max_commit_wait_ticks`,
     /// docs/design.md §5), the most proposals it holds before it refuses new ones with
     /// `Busy`: what it applies in the limit (what it applied since the last tick, over the
-    /// ticks that passed, at most the limit, times the limit), plus the proposals it took four limits ago or
-    /// earlier and still holds (stuck, not queued: they do not count against the cap). Past
+    /// ticks that passed, at most the limit, times the limit), plus the proposals it took
+    /// four limits ago or earlier (rounded up to a power of two, at most 4,096 ticks) and
+    /// still holds (stuck, not queued: they do not count against the cap). Past
     /// half the cap the node refuses the proposals of a group that holds four even shares
     /// of it (the cap over the groups holding proposals) or half of it, whichever is less,
     /// but at least one share, so that one slow group cannot hold the whole cap and make

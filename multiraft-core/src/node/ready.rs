@@ -350,6 +350,10 @@ impl Node {
         // sent nothing until the write ended). Only those with input since the last
         // `take_sends`, not every group left: that one looked at the others already.
         if stopped {
+            // Once each: every input marks its group again, and kept from ready to ready
+            // without a `take_sends` between (a caller need not call it) the copies grew.
+            since_sends.sort_unstable();
+            since_sends.dedup();
             since_sends.retain(|id| self.groups.get(id).is_some_and(|s| s.queued));
         } else {
             since_sends.clear();

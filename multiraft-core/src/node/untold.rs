@@ -105,7 +105,9 @@ impl Node {
                 continue;
             }
             let tracked = slot.as_ref().is_some_and(|s| s.group.tracks(u.node));
-            if now > u.until {
+            // Past its time, unless its last nudge fell due and waited (`queued`): that
+            // one still goes.
+            if now > u.until && u.next > u.until {
                 if tracked || now <= u.until.saturating_add(2 * period) {
                     kept.push(u);
                 }

@@ -105,9 +105,10 @@ impl<A: SimApp> Simulation<A> {
     }
 }
 
-/// `batch` cut as the QUIC transport sends it (`multiraft-transport-quic`, its lanes):
-/// snapshot chunks; appends and forwarded proposals on one of two data lanes by group;
-/// the rest. Each piece keeps its messages' order.
+/// `batch` cut like the QUIC transport cuts it (`multiraft-transport-quic`, its lanes):
+/// snapshot chunks; appends and forwarded proposals, by group, on one of two data lanes
+/// (QUIC has `data_lanes`, four by default, by a hash of the group: two are enough to part
+/// groups); the rest. Each piece keeps its messages' order.
 fn lane_pieces(batch: MessageBatch) -> Vec<MessageBatch> {
     const LANES: usize = 4;
     let lane = |m: &multiraft_core::Message| match m.body {

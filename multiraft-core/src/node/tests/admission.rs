@@ -178,17 +178,17 @@ fn the_wait_counts_from_when_the_proposal_was_queued() {
 }
 
 /// A tick served late judges what was applied over every tick that passed, not one: the
-/// cap is what the node applies in the limit, so one proposal applied over four ticks'
-/// time caps it at a quarter of the limit, rounded up. Regression (review): the cap was
-/// the whole count times the limit, so under overload, when ticks run late, waits settled
-/// at several times the limit.
+/// cap is what the node applies in the limit, so one proposal applied over two ticks'
+/// time caps it at half the limit, rounded up (two of three). Regression (review): the cap
+/// was the whole count times the limit, so under overload, when ticks run late, waits
+/// settled at several times the limit.
 #[test]
 fn a_late_tick_caps_by_the_rate_over_every_tick_that_passed() {
     let mut node = led();
     apply_after(&mut node, LIMIT + 1);
-    node.tick_late(3);
-    assert_eq!(node.admission_cap(), Some(1));
-    assert_eq!(take_until_refused(&mut node), 1);
+    node.tick_late(1);
+    assert_eq!(node.admission_cap(), Some(2));
+    assert_eq!(take_until_refused(&mut node), 2);
 }
 
 /// A proposal that waited long in the queue before the node took it counts against the
