@@ -776,6 +776,21 @@ async fn one_leader_with_a_write_held() -> (
     (c, node, proposal)
 }
 
+/// Waits for `proposal`, whose node's loop is gone, and checks that it ended
+/// `Indeterminate` (`why`: what its write was when the loop went).
+async fn ends_indeterminate(
+    proposal: tokio::task::JoinHandle<Result<Bytes, ProposeError>>,
+    why: &str,
+) {
+    let r = tokio::time::timeout(WAIT, proposal)
+        .await
+        .expect("the loop is gone");
+    assert!(
+        matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))),
+        "{why}"
+    );
+}
+
 /// A shutdown given up on — its future dropped, as a timeout around a stalled write drops
 /// it — leaves the loop for `abort` to kill, and a later `shutdown` waits for the loop
 /// rather than report it stopped. Regression (review): the first poll took the loop's
@@ -794,13 +809,7 @@ async fn a_shutdown_given_up_on_leaves_the_loop_to_abort() {
         "the loop still runs its write"
     );
     node.abort();
-    let r = tokio::time::timeout(WAIT, proposal)
-        .await
-        .expect("the loop is gone");
-    assert!(
-        matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))),
-        "the write was in flight"
-    );
+    ends_indeterminate(proposal, "the write was in flight").await;
     let stopped = tokio::time::timeout(WAIT, second).await.expect("no hang");
     assert!(
         stopped.is_ok(),
@@ -827,10 +836,7 @@ async fn a_shutdown_kept_unpolled_stops_no_other() {
         .await
         .expect("not held up by the shutdown kept");
     assert!(stopped.is_ok(), "{stopped:?}");
-    let r = tokio::time::timeout(WAIT, proposal)
-        .await
-        .expect("the loop is gone");
-    assert!(matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))));
+    ends_indeterminate(proposal, "the write was in flight").await;
     drop(kept);
 }
 
@@ -852,13 +858,7 @@ async fn a_write_stored_but_never_acknowledged_is_indeterminate_and_applied_once
     let proposal = tokio::spawn(async move { n.propose(GroupId(1), "stored").await });
     wait_for(|| async { (c.storages[0].held_acks() == 1).then_some(()) }).await;
     node.abort();
-    let r = tokio::time::timeout(WAIT, proposal)
-        .await
-        .expect("the loop is gone");
-    assert!(
-        matches!(r.unwrap(), Err(ProposeError::Indeterminate(_))),
-        "its write was never acknowledged"
-    );
+    ends_indeterminate(proposal, "its write was never acknowledged").await;
     assert!(!c.applied(1, 1).iter().any(|(_, b)| b == "stored"));
     c.storages[0] = c.storages[0].crash();
     c.journal.forget_node(NodeId(1));
