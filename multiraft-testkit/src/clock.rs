@@ -57,9 +57,12 @@ impl ManualClock {
         now
     }
 
-    /// How many calls to [`sleep_until`](Clock::sleep_until) are waiting right now. A test can
-    /// wait for this to become non-zero to know a driver has gone to sleep before it moves
-    /// time.
+    /// How many calls to [`sleep_until`](Clock::sleep_until) exist and have not returned:
+    /// those waiting, and those whose deadline a move of time reached that have not run
+    /// since. It does not say a driver is idle: a node's event loop keeps the sleep for its
+    /// next tick across its turns, so the count stays one while the loop works (review: the
+    /// doc said a test could wait for it to know the driver slept). To know a node took
+    /// what time brought, wait on what it did (a status call) with a bounded timeout.
     pub fn sleeper_count(&self) -> usize {
         self.now.receiver_count()
     }
