@@ -145,3 +145,36 @@ fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
         "{role:?}"
     );
 }
+
+/// A batch whose liveness part is of a peer's earlier life is stale whole: its other
+/// messages left with it (a batch comes from one life of its sender), and an append of
+/// that life's leadership makes no leader of it again. Regression (review): only the
+/// heartbeat message was dropped, and an append beside it (before it here) was stepped.
+#[test]
+fn a_late_batch_of_a_peers_earlier_life_is_dropped_whole() {
+    let mut node = new_node(1, strict());
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    node.step(beat(2, 7));
+    node.step(batch_for(
+        2,
+        1,
+        1,
+        &[g(1)],
+        append(0, 0, vec![noop(1, 1)], 1),
+    ));
+    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
+    let leadership = |node: &Node| node.replica(g(1)).unwrap().leadership();
+    assert_eq!(leadership(&node), (1, Some(n(2))));
+    node.step(beat(2, 8));
+    assert_eq!(leadership(&node), (1, None), "node 2 restarted");
+
+    let mut late = batch_for(2, 1, 1, &[g(1)], append(1, 1, Vec::new(), 1));
+    late.messages.extend(beat(2, 7).messages);
+    node.step(late);
+    assert_eq!(
+        leadership(&node),
+        (1, None),
+        "a late append of the earlier life"
+    );
+}
