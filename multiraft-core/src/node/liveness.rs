@@ -90,9 +90,9 @@ pub(super) enum Life {
     New,
     /// A life before the current one (the one before it, or any numbered lower): a
     /// message delayed past the current life's. Nothing in it is news, its groups' beats
-    /// included: a late beat of a leader in that life undid what the restart's handling
-    /// did (the follower took the old life for leader again, and a quiesce notice stopped
-    /// its timer).
+    /// included, nor in the rest of its batch: a late beat of a leader in that life undid
+    /// what the restart's handling did (the follower took the old life for leader again,
+    /// and a quiesce notice stopped its timer), and so did an append beside it.
     Earlier,
 }
 
@@ -168,6 +168,7 @@ impl Peers {
         now: u64,
         lease_ticks: u64,
     ) -> Life {
+        let served = self.served;
         let Some(p) = self.peers.get_mut(&from) else {
             return Life::Current;
         };
@@ -205,8 +206,10 @@ impl Peers {
             }
             p.earlier_incarnation = p.incarnation;
             p.incarnation = Some(liveness.incarnation);
-            // Its silence was a restart, not a stall: a new life is timed afresh.
+            // Its silence was a restart, not a stall: a new life is timed afresh (from
+            // now: `heard` comes after this, and must not count the silence).
             p.longest_silence = 0;
+            p.last_heard = served;
             p.last_round = 0;
             p.lease_until = 0;
         }

@@ -408,9 +408,48 @@ impl Node {
             self.metrics.dropped_invalid.increment(count);
             return;
         }
+        if self.of_an_earlier_life(&batch) {
+            return;
+        }
         self.peers.heard(batch.from);
         for msg in batch.messages {
             self.step_message(batch.from, msg);
+        }
+    }
+
+    /// Judges which life of its sender `batch` comes from, by the liveness part of its
+    /// first heartbeat message, if it has one (a batch without one cannot tell), and acts
+    /// on a restart; returns whether the batch is of an earlier life. Such a batch is stale
+    /// whole: a batch comes from one life of its sender, and its other messages left with
+    /// its heartbeats (review: only the heartbeats were dropped, an append beside them made
+    /// that life leader again, and the batch counted the peer heard).
+    fn of_an_earlier_life(&mut self, batch: &MessageBatch) -> bool {
+        let liveness = batch.messages.iter().find_map(|m| match &m.body {
+            MessageBody::Heartbeats { liveness, .. } if m.from == batch.from && m.to == self.id => {
+                Some(liveness)
+            }
+            _ => None,
+        });
+        let Some(liveness) = liveness else {
+            return false;
+        };
+        let mine = (self.incarnation, self.round);
+        let lease_ticks = u64::from(self.config.lease_ticks);
+        let from = batch.from;
+        match self
+            .peers
+            .beat(from, liveness, mine, self.ticks, lease_ticks)
+        {
+            Life::Current => false,
+            Life::New => {
+                // Whatever the peer's earlier life led, it leads no more; what it held may
+                // be gone.
+                self.stats.peer_restarts += 1;
+                self.metrics.peer_failures.restarted.increment(1);
+                self.nodes_down(&[from], true);
+                false
+            }
+            Life::Earlier => true,
         }
     }
 
@@ -422,22 +461,7 @@ impl Node {
         }
         match msg.body {
             MessageBody::Heartbeats { beats, liveness } => {
-                let mine = (self.incarnation, self.round);
-                let lease_ticks = u64::from(self.config.lease_ticks);
-                match self
-                    .peers
-                    .beat(from, &liveness, mine, self.ticks, lease_ticks)
-                {
-                    Life::Current => {}
-                    Life::New => {
-                        // Whatever the peer's earlier life led, it leads no more; what it
-                        // held may be gone.
-                        self.stats.peer_restarts += 1;
-                        self.metrics.peer_failures.restarted.increment(1);
-                        self.nodes_down(&[from], true);
-                    }
-                    Life::Earlier => return, // its groups' beats too (`Life::Earlier`)
-                }
+                // Its life was judged with the batch (`of_an_earlier_life`).
                 let round = liveness.round;
                 for b in beats {
                     let commit = b.commit;
