@@ -97,17 +97,18 @@ fn a_membership_change_keeps_what_is_known_of_the_peers_that_stay() {
     assert_eq!(node.stats().peer_restarts, restarts + 1, "node 2 restarted");
 }
 
-/// A heartbeat message of a peer's earlier life, delayed past its new life's, changes none of
-/// its groups. Regression (review of late batches): the restart made node 1 forget node 2
-/// as group 1's leader, then the earlier life's late quiesce notice made node 2 its leader
-/// again and stopped its timer, for as long as node 2's new life lived.
-#[test]
-fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
+/// Group 1's term and leader as node 1's replica knows them.
+fn leadership(node: &Node) -> (u64, Option<NodeId>) {
+    node.replica(g(1)).unwrap().leadership()
+}
+
+/// Node 1 following node 2 as group 1's leader in term 1 (node 2 in life 7, node 1 holding
+/// its no-op), then hearing node 2 in life 8: a restart, so group 1 has no leader here.
+fn following_2_restarted() -> Node {
     let mut node = new_node(1, strict());
     node.create_group(g(1), voters()).unwrap();
     settle_creation(&mut node);
     node.step(beat(2, 7));
-    // Node 2 leads group 1 in term 1; node 1 holds its no-op.
     node.step(batch_for(
         2,
         1,
@@ -116,11 +117,19 @@ fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
         append(0, 0, vec![noop(1, 1)], 1),
     ));
     crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
-    let leadership = |node: &Node| node.replica(g(1)).unwrap().leadership();
     assert_eq!(leadership(&node), (1, Some(n(2))));
-
     node.step(beat(2, 8));
     assert_eq!(leadership(&node), (1, None), "node 2 restarted");
+    node
+}
+
+/// A heartbeat message of a peer's earlier life, delayed past its new life's, changes none of
+/// its groups. Regression (review of late batches): the restart made node 1 forget node 2
+/// as group 1's leader, then the earlier life's late quiesce notice made node 2 its leader
+/// again and stopped its timer, for as long as node 2's new life lived.
+#[test]
+fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
+    let mut node = following_2_restarted();
 
     let late = Beat {
         group: g(1),
@@ -152,22 +161,7 @@ fn a_late_beat_of_a_peers_earlier_life_changes_none_of_its_groups() {
 /// heartbeat message was dropped, and an append beside it (before it here) was stepped.
 #[test]
 fn a_late_batch_of_a_peers_earlier_life_is_dropped_whole() {
-    let mut node = new_node(1, strict());
-    node.create_group(g(1), voters()).unwrap();
-    settle_creation(&mut node);
-    node.step(beat(2, 7));
-    node.step(batch_for(
-        2,
-        1,
-        1,
-        &[g(1)],
-        append(0, 0, vec![noop(1, 1)], 1),
-    ));
-    crate::testing::settle(&mut node, &mut crate::testing::Recorder::default()).unwrap();
-    let leadership = |node: &Node| node.replica(g(1)).unwrap().leadership();
-    assert_eq!(leadership(&node), (1, Some(n(2))));
-    node.step(beat(2, 8));
-    assert_eq!(leadership(&node), (1, None), "node 2 restarted");
+    let mut node = following_2_restarted();
 
     let mut late = batch_for(2, 1, 1, &[g(1)], append(1, 1, Vec::new(), 1));
     late.messages.extend(beat(2, 7).messages);
