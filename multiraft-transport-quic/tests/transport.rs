@@ -406,6 +406,43 @@ async fn the_dialer_retries_until_the_peer_comes_up() {
     t2.close();
 }
 
+/// A dial whose first packet is lost (the peer restarting, its socket not bound yet) sends
+/// it again within a fraction of a second, not after quinn's default first probe timeout
+/// of about a second (initial RTT 333 ms): a peer back from a restart is reached at once.
+/// Regression (review): with quinn's default, a redial after a peer's restart waited a
+/// second and more for each lost packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_sends_a_lost_first_packet_again_within_a_fraction_of_a_second() {
+    // Well under the first probe timeout of quinn's default (3 x 333 ms + 25 ms), well over
+    // the transport's (3 x 50 ms + 25 ms), with room for a loaded box.
+    const WINDOW: std::time::Duration = std::time::Duration::from_millis(800);
+    let ca = dev_ca();
+    // A peer that never answers: a plain socket that only counts what reaches it.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c1 = QuicConfig::new(NodeId(1), loopback(), ca.tls_config(NodeId(1)).unwrap());
+    c1.peers.insert(NodeId(2), silent.local_addr().unwrap());
+    // One dial in the window: it neither times out nor is followed by another.
+    c1.limits.handshake_timeout = std::time::Duration::from_secs(5);
+    let t1 = QuicTransport::bind(c1).unwrap();
+    t1.send(heartbeat_batch(1, 2, 3));
+    let mut buf = vec![0u8; 65_536];
+    tokio::time::timeout(WAIT, silent.recv_from(&mut buf))
+        .await
+        .expect("the dial's first packet")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WINDOW;
+    let mut again = 0;
+    while let Ok(got) = tokio::time::timeout_at(deadline, silent.recv_from(&mut buf)).await {
+        got.unwrap();
+        again += 1;
+    }
+    assert!(
+        again >= 1,
+        "the lost first packet was not sent again within {WINDOW:?}"
+    );
+    t1.close();
+}
+
 /// A peer without an address is not dialed, and no failed dial is counted for it: neither
 /// before it is first given one nor after it is removed. Given one, it is dialed at once.
 /// Regression (review): the dial loop failed a dial and counted it at every backoff, for
