@@ -52,6 +52,15 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// silent address fails and backs off instead of waiting for the idle timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Default [`TransportLimits::initial_rtt`]: 50 ms, a round trip within a region. QUIC
+/// sends a lost handshake packet again after about three times this guess (its first probe
+/// timeout), doubling each time; quinn's own default, 333 ms (RFC 9002's for a path nothing
+/// is known about), made a dial whose first packet was lost — the peer restarting, its
+/// socket not bound yet — wait a second before trying again, and a peer back from a restart
+/// stayed unreached that long. Peers farther apart than the guess cost a few spare
+/// handshake packets until the first measurement replaces it.
+pub const DEFAULT_INITIAL_RTT: Duration = Duration::from_millis(50);
+
 /// Default [`TransportLimits::connection_receive_window`]: 24 MiB in flight per connection
 /// (quinn's default is unbounded), enough for loopback and LAN bandwidth-delay products.
 /// Six stream windows: the data and snapshot lanes (five by default), each full, still
@@ -124,6 +133,9 @@ pub struct TransportLimits {
     pub keep_alive_interval: Duration,
     /// Handshake timeout, of dials and of inbound attempts alike.
     pub handshake_timeout: Duration,
+    /// The round-trip time QUIC assumes until it has measured one: it sets how soon a
+    /// lost handshake packet is sent again. Positive, and shorter than `handshake_timeout`.
+    pub initial_rtt: Duration,
     /// QUIC connection-level receive window, bytes. At least `data_lanes + 2` stream
     /// windows: QUIC's connection credit is shared by every stream, and a stream's priority
     /// only orders data already buffered, so data and snapshot lanes that each fill their
@@ -165,6 +177,7 @@ impl Default for TransportLimits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            initial_rtt: DEFAULT_INITIAL_RTT,
             connection_receive_window: DEFAULT_CONNECTION_RECEIVE_WINDOW,
             stream_receive_window: DEFAULT_STREAM_RECEIVE_WINDOW,
             send_window: DEFAULT_SEND_WINDOW,

@@ -311,6 +311,7 @@ fn quinn_transport_config(limits: &TransportLimits) -> Result<quinn::TransportCo
     })?;
     t.max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(limits.keep_alive_interval))
+        .initial_rtt(limits.initial_rtt)
         .receive_window(VarInt::from_u32(limits.connection_receive_window))
         .stream_receive_window(VarInt::from_u32(limits.stream_receive_window))
         .send_window(limits.send_window)
@@ -375,6 +376,12 @@ fn check_limits(l: &TransportLimits) -> Result<(), BindError> {
     }
     if l.keep_alive_interval >= l.idle_timeout {
         return err("keep_alive_interval", "must be shorter than idle_timeout");
+    }
+    if l.initial_rtt.is_zero() || l.initial_rtt >= l.handshake_timeout {
+        return err(
+            "initial_rtt",
+            "must be positive and shorter than handshake_timeout",
+        );
     }
     if l.reconnect_backoff_min.is_zero() || l.reconnect_backoff_max < l.reconnect_backoff_min {
         return err(

@@ -282,6 +282,14 @@ async fn lane_limits_out_of_range_are_refused() {
         "max_concurrent_uni_streams"
     );
     assert_eq!(refused(|l| l.data_lanes = 0), "data_lanes");
+    assert_eq!(
+        refused(|l| l.initial_rtt = std::time::Duration::ZERO),
+        "initial_rtt"
+    );
+    assert_eq!(
+        refused(|l| l.initial_rtt = l.handshake_timeout),
+        "initial_rtt"
+    );
     // Five lanes of 4 MiB windows each full must leave the control lane credit (review:
     // 16 MiB for the connection did not).
     assert_eq!(
