@@ -592,6 +592,17 @@ impl MultiRaft {
         self.abort.abort();
     }
 
+    /// Waits until the node's event loop has ended, whatever ended it — a storage error (the
+    /// node stops rather than acknowledge what it could not persist), a panic, a
+    /// [`shutdown`](MultiRaft::shutdown) or an [`abort`](MultiRaft::abort) — without asking
+    /// it to stop. A server awaits it beside its own work and exits, or starts the node
+    /// again, when it resolves; `shutdown` then returns the error that stopped the node.
+    /// Cancel-safe; resolves at once on a node already stopped.
+    pub async fn stopped(&self) {
+        let mut ended = self.ended.clone();
+        while ended.changed().await.is_ok() {}
+    }
+
     /// Stops the node: waits for an in-flight write, resolves every pending proposal
     /// (`Indeterminate` for those in the log, `Stopped` for those not yet taken) and detaches
     /// from the transport. Returns the error that stopped the node, if one did, to the call
@@ -613,8 +624,7 @@ impl MultiRaft {
         let Some(running) = reaping.task.as_mut() else {
             // Another shutdown waits on the task (or one saw it end): wait for the end too,
             // holding nothing, so that a shutdown kept without being polled stops no other.
-            let mut ended = self.ended.clone();
-            while ended.changed().await.is_ok() {}
+            self.stopped().await;
             return Ok(());
         };
         let ended = match running.await {

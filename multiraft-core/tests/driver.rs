@@ -464,6 +464,39 @@ async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
     c.shutdown().await;
 }
 
+/// An application learns that its node stopped on its own (a storage error) without asking
+/// it to stop: `stopped` resolves, and `shutdown` then gives the error. A handle whose node
+/// still runs waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_resolves_when_a_storage_failure_ends_the_node() {
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create([1]).await;
+    let leader = c.leader(1).await;
+    let node = c.node(leader.0).clone();
+    node.propose(GroupId(1), "ok").await.unwrap();
+    let other = c.node(leader.0 % 3 + 1).clone();
+    let running = other.stopped();
+    tokio::pin!(running);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        running.as_mut().poll(&mut cx).is_pending(),
+        "a running node is not stopped"
+    );
+
+    c.storages[leader.0 as usize - 1].fail_next_write();
+    let _ = node.propose(GroupId(1), "lost").await;
+    tokio::time::timeout(WAIT, node.stopped())
+        .await
+        .expect("the node's end is seen");
+    // Seen again at once, by any handle of it.
+    tokio::time::timeout(WAIT, node.clone().stopped())
+        .await
+        .expect("seen again");
+    assert!(matches!(node.shutdown().await, Err(StopError::Storage(_))));
+    c.nodes[leader.0 as usize - 1] = None;
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn invalid_setup_is_a_typed_error_at_build_time() {
     let network = MemNetwork::new();

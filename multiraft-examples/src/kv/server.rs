@@ -127,7 +127,8 @@ pub fn metrics_recorder() -> Result<PrometheusHandle, String> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Runs one node until a signal (or the end of standard input) stops it.
+/// Runs one node until a signal (or the end of standard input) stops it, or the node stops
+/// on its own (then with the error that stopped it).
 pub async fn run(options: NodeOptions) -> Result<(), String> {
     let metrics = metrics_recorder()?;
     std::fs::create_dir_all(&options.data_dir)
@@ -218,8 +219,16 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         "kv node {}: http://{} (raft {})",
         options.id.0, options.http, options.raft
     );
-    let serve = axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop_signal(options.stop_on_stdin_eof));
+    // A node that stops on its own (a storage error) ends the process too, with its error,
+    // so that a supervisor starts it again: serving 503s forever would hide it (review).
+    let node = raft.clone();
+    let stop = async move {
+        tokio::select! {
+            () = stop_signal(options.stop_on_stdin_eof) => {}
+            () = node.stopped() => tracing::error!("the node stopped; the process ends"),
+        }
+    };
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(stop);
     let served = serve.await.map_err(|e| format!("HTTP: {e}"));
     let stopped = raft
         .shutdown()
