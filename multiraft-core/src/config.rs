@@ -390,6 +390,29 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "heartbeat_interval_ticks");
     }
 
+    /// Values at the top of their types are refused with the field's name, never wrapped
+    /// past the check nor panicking in it. Regression (review): `lease_ticks` near
+    /// `u32::MAX` wrapped past the lease bound in release builds (a lease of four billion
+    /// ticks: stale reads from a deposed leader) and panicked `validate` in debug builds; a
+    /// `tick_interval` near `Duration::MAX` passed and panicked the node when it started.
+    #[test]
+    fn values_at_the_top_of_their_types_are_refused_not_wrapped() {
+        for lease_ticks in [u32::MAX, u32::MAX - 1] {
+            let c = Config {
+                lease_ticks,
+                ..Config::default()
+            };
+            assert_eq!(c.validate().unwrap_err().field, "lease_ticks");
+        }
+        let mut c = Config {
+            tick_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.tick_interval = Duration::MAX;
+        assert_eq!(c.validate().unwrap_err().field, "tick_interval");
+    }
+
     /// A leader never sends more entries in one append than every receiver accepts
     /// (`MessageBatch::validate`), so a config that would is refused.
     #[test]

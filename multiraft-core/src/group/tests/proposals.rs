@@ -223,6 +223,27 @@ fn a_forwarded_proposal_waits_at_a_leader_held_back_for_a_snapshot() {
     assert_eq!(c.status(2).commit, 4, "committed, as any proposal");
 }
 
+/// Snapshots set as far off as a `u64` goes (what a user writes to turn them off) never
+/// hold proposals back: the log's bound, `snapshot_entries + compaction_lag_entries`,
+/// saturates. Regression (review): the sum wrapped, to 255 here, and the group parked every
+/// proposal after its 255th commit for good (no snapshot ever fell due to let them go); a
+/// debug build panicked at the first proposal.
+#[test]
+fn snapshots_set_as_far_off_as_a_u64_goes_never_hold_proposals_back() {
+    let config = Config {
+        snapshot_entries: u64::MAX,
+        compaction_lag_entries: 256,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 19);
+    c.elect(1);
+    for seq in 1..=300 {
+        c.g_mut(1).propose(pid(1, seq), Bytes::new()).unwrap();
+        c.deliver_all();
+    }
+    assert_eq!(c.status(1).commit, 301, "the no-op and every proposal");
+}
+
 /// A leader that loses its leadership while proposals are parked refuses them definitely
 /// (never appended) instead of dropping them: here with forwarding off, as `NotLeader`.
 #[test]
