@@ -55,7 +55,9 @@ pub struct Config {
     pub max_append_entries: usize,
     /// Bytes of entries in one append message, and of proposals in one message forwarding
     /// them to the leader (at least one is always sent, so a large entry still moves).
-    /// Bounds message and frame size.
+    /// Bounds message and frame size: a transport with a frame limit (QUIC's
+    /// `max_frame_bytes`, 4 MiB by default) never sends a message past it, so keep this,
+    /// `max_proposal_bytes` and `snapshot_chunk_bytes` under it.
     pub max_append_bytes: usize,
     /// Bytes of one proposal; larger proposals are rejected with `TooLarge`. Bounds the
     /// size of every entry, and so of every write and message that carries one.
@@ -120,8 +122,9 @@ pub struct Config {
     /// rest with `Busy` at once. A node past what it can serve then sheds load with a
     /// definite refusal, instead of queueing until latency reaches the proposal timeout and
     /// its callers learn nothing (`Indeterminate`). Bounds the wait inside the node of what
-    /// it takes under sustained overload to about this many ticks. At or above
-    /// `proposal_timeout_ticks` it never acts.
+    /// it takes under sustained overload to about this many ticks. `u32::MAX` turns it off
+    /// (a wait counts from the queueing, the proposal timeout from the taking, so a value at
+    /// `proposal_timeout_ticks` can still act when the queue is long).
     pub max_commit_wait_ticks: u32,
     /// How long a leader's lease lasts, in ticks, counted from the tick a heartbeat round
     /// left to the moment a quorum had acknowledged it (dissertation §6.4.1). A follower
@@ -148,8 +151,12 @@ pub struct Config {
     /// log below it (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
     /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` committed
     /// entries (a leader past it parks new proposals until the snapshot is stored), plus
-    /// the proposals in flight when that hold began; lower values cost more snapshots. Machines that do not support snapshots keep their
-    /// whole log regardless.
+    /// the proposals in flight when that hold began; while a leader sends its stored
+    /// snapshot to a follower, up to [`SENDING_LOG_FACTOR`](crate::group::SENDING_LOG_FACTOR)
+    /// times that; a follower
+    /// compacts as it applies, so a lagging follower's log is not held to it (docs/design.md
+    /// §11). Lower values cost more snapshots; `u64::MAX` turns them off. Machines that do
+    /// not support snapshots keep their whole log regardless.
     pub snapshot_entries: u64,
     /// Entries kept below a new snapshot when the log is compacted, so that a follower a
     /// little behind still catches up by appends rather than by a whole snapshot.
@@ -191,6 +198,11 @@ pub struct Config {
     /// reaches a state it must never reach. For tests and simulation.
     pub strict: bool,
 }
+
+/// The longest `Config::tick_interval`: one hour. Ticks far apart make elections take
+/// hours; past `Duration::MAX` minus the clock's reading, the event loop's next deadline
+/// would overflow when the node starts.
+pub const MAX_TICK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The largest `Config::max_inbox_batches` and `Config::max_api_queue`: what tokio's
 /// bounded channels take (`usize::MAX >> 3` permits; more panics at start).
@@ -261,6 +273,12 @@ impl Config {
         if self.tick_interval.is_zero() {
             return err("tick_interval", "must be positive");
         }
+        if self.tick_interval > MAX_TICK_INTERVAL {
+            return err(
+                "tick_interval",
+                "must be at most MAX_TICK_INTERVAL (one hour)",
+            );
+        }
         if self.heartbeat_interval_ticks == 0 {
             return err("heartbeat_interval_ticks", "must be positive");
         }
@@ -280,7 +298,8 @@ impl Config {
                 "must exceed election_timeout_min_ticks",
             );
         }
-        if self.lease_ticks + 2 > self.election_timeout_min_ticks {
+        // Saturating: near `u32::MAX` the sum wrapped past this check (review).
+        if self.lease_ticks.saturating_add(2) > self.election_timeout_min_ticks {
             return err(
                 "lease_ticks",
                 "must be at most election_timeout_min_ticks - 2, or a lease could outlive a follower's promise",

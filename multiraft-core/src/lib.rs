@@ -165,9 +165,9 @@
 //!   round per peer node for every group's pending reads, or serves on the leader's lease
 //!   (on quiesced groups, a lease resting on node liveness), or on a follower after asking
 //!   the leader for the read index (docs/design.md §4.5).
-//! - Each group keeps its log in memory from index 1 until log compaction and snapshots
-//!   land; storage is written for durability and read at start. The `Storage` read methods
-//!   exist for tools and for the snapshot work that follows.
+//! - Each group keeps its log in memory above its latest snapshot (compacted below it, less
+//!   `Config::compaction_lag_entries`); storage is written for durability and read at
+//!   start, and for snapshot chunks a transfer sends.
 //! - The driver keeps one storage write in flight at a time (pipeline depth 1): while it is
 //!   in flight the loop keeps stepping messages and taking API calls, and everything that
 //!   arrives meanwhile is persisted by the next write. This is group commit; a deeper
@@ -205,7 +205,7 @@ mod transport;
 pub use api::{Builder, MAX_COMMANDS_PER_CALL, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
-pub use config::{Config, ConfigError, MAX_EVENT_BACKLOG, MAX_QUEUE_CAPACITY};
+pub use config::{Config, ConfigError, MAX_EVENT_BACKLOG, MAX_QUEUE_CAPACITY, MAX_TICK_INTERVAL};
 pub use entries::Entries;
 pub use entry::{Entry, HardState, Payload};
 pub use entry_runs::EntryRuns;

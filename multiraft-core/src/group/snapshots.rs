@@ -182,7 +182,12 @@ impl Replica {
     /// periods costs the group its writes for the rest of it, not the follower its catch-up.
     pub(super) fn snapshot_holds_back(&self) -> bool {
         let since = self.snapshot.map_or(0, |s| s.0);
-        let limit = self.config.snapshot_entries + self.config.compaction_lag_entries;
+        // Saturating: snapshots set as far off as a `u64` goes (turned off) wrapped the
+        // bound to a few hundred entries, parking every proposal past it for good (review).
+        let limit = self
+            .config
+            .snapshot_entries
+            .saturating_add(self.config.compaction_lag_entries);
         let held = |limit: u64| self.log.committed >= since.saturating_add(limit);
         self.taking == Taking::Works
             && held(limit)
@@ -565,7 +570,7 @@ impl Replica {
 
     /// A follower's tick: a transfer abandoned by its leader is dropped.
     pub(super) fn tick_incoming(&mut self) {
-        let timeout = 2 * self.config.election_timeout_min_ticks;
+        let timeout = self.config.election_timeout_min_ticks.saturating_mul(2);
         if let Some(i) = self.incoming.as_mut() {
             i.idle_ticks += 1;
             if i.idle_ticks >= timeout {
