@@ -538,6 +538,22 @@ fn misaddressed_batches_and_messages_are_dropped() {
     );
 }
 
+/// Group 0 carries node-level messages (heartbeats, liveness): neither a creation nor a join
+/// may host it. Regression (review): `join_group` hosted and stored group 0.
+#[test]
+fn the_node_level_group_id_is_refused_to_a_join_as_to_a_creation() {
+    let mut node = new_node(1, strict());
+    assert_eq!(
+        node.create_group(GroupId::NODE, voters()),
+        Err(GroupError::ReservedGroupId)
+    );
+    assert_eq!(
+        node.join_group(GroupId::NODE, Membership::voters([2, 3])),
+        Err(GroupError::ReservedGroupId)
+    );
+    assert!(node.ready().is_none(), "nothing to write");
+}
+
 /// `Node::create_group`: a second creation of a hosted group is `GroupExists` and changes
 /// nothing; so is a membership without this node (`NotAMember`) or an invalid one.
 #[test]
