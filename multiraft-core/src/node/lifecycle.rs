@@ -176,9 +176,6 @@ impl Node {
         group: GroupId,
         membership: Membership,
     ) -> Result<RequestId, GroupError> {
-        if group == GroupId::NODE {
-            return Err(GroupError::ReservedGroupId);
-        }
         membership.validate()?;
         if !membership.contains(self.id) {
             return Err(GroupError::NotAMember(self.id));
@@ -220,6 +217,9 @@ impl Node {
         group: GroupId,
         membership: Membership,
     ) -> Result<RequestId, GroupError> {
+        if group == GroupId::NODE {
+            return Err(GroupError::ReservedGroupId);
+        }
         membership.validate()?;
         if self.groups.contains_key(&group) {
             return Err(GroupError::GroupExists(group));
