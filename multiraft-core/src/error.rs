@@ -11,7 +11,8 @@ use crate::membership::MembershipError;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProposeError {
-    /// This replica is not the leader and cannot forward (forwarding is off).
+    /// This replica is not the leader and did not forward: forwarding is off, or the replica
+    /// it forwarded to no longer led and refused (with forwarding on, retry at the hint).
     #[error("not the leader; try {leader_hint:?}")]
     NotLeader {
         /// The leader this replica knows of.
@@ -295,10 +296,12 @@ pub enum StartError {
     /// The transport refused to attach.
     #[error("the transport refused to attach")]
     Transport(#[source] crate::transport::AttachError),
-    /// Storage holds a group whose log was compacted. This version rebuilds state machines
-    /// by replaying the log from index 1 and cannot restore a snapshot, so it refuses to
-    /// start rather than apply a partial log.
-    #[error("{0}: its log is compacted, and this version cannot restart from a snapshot")]
+    /// Storage holds a group whose log was compacted past its stored snapshot (or that has
+    /// no snapshot at all): entries between the snapshot and the log's first are gone, so
+    /// its state machine cannot be rebuilt, and the node refuses to start rather than apply
+    /// a partial log. The storage lost or corrupted something: restore it, or remove the
+    /// replica and let the group send it a snapshot.
+    #[error("{0}: its log is compacted past its stored snapshot; its state cannot be rebuilt")]
     CompactedLog(crate::ids::GroupId),
 }
 

@@ -44,8 +44,10 @@
 //!   one, so a single message must fit in `max_frame_bytes` (4 MiB by default) or it is
 //!   dropped as unsendable and counted. The core's appends are bounded by its
 //!   `max_append_bytes`; a coalesced `Heartbeats` message grows with the number of groups
-//!   (about 10 bytes per beat), so a node leading several hundred thousand groups toward one
-//!   peer needs a larger frame limit or the node layer splitting that message.
+//!   (about 10 bytes per beat), and the node layer splits it at
+//!   `MAX_BEATS_PER_MESSAGE` (65,536) beats. The core's `max_proposal_bytes`,
+//!   `max_append_bytes` and `snapshot_chunk_bytes` must stay under the frame limit, with
+//!   room for a message's framing, or their messages never leave.
 //! - *Stateless reset keys* are derived from the node's private key, so a node restarted
 //!   after a crash is noticed by its peers at their next packet instead of their idle timeout.
 //! - *Reordering across lanes.* Messages of one group on different lanes (an append and its
