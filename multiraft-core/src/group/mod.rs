@@ -999,7 +999,7 @@ impl Replica {
                 }
             }
             MessageBody::HeartbeatResponse { round } => {
-                self.handle_heartbeat_response(from);
+                self.handle_heartbeat_response(from, round);
                 if self.role == Role::Leader {
                     self.on_round_acked(from, round);
                 }

@@ -97,9 +97,13 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// The last commit index this replica was told, so a commit change reaches it once.
     pub(crate) commit_sent: u64,
-    /// `matched` at the previous heartbeat response: no change over a whole heartbeat
-    /// interval in replicate state means appends were lost.
-    pub(crate) heartbeat_matched: u64,
+    /// The last index sent to the replica when it answered the previous new heartbeat round.
+    /// In replicate state, a later round's answer with that index still unanswered and no
+    /// append answered between (`answered_since_beat`) means appends were lost: they were
+    /// out a whole round before.
+    /// Appends sent since that answer are not judged by this one: an answer may overtake
+    /// them (a heartbeat goes first in its batch; over QUIC, on a lane of its own).
+    pub(crate) heartbeat_sent: u64,
     /// The highest heartbeat round this replica acknowledged in this term: what confirms
     /// reads and the lease (`reads.rs`).
     pub(crate) read_round: u64,
@@ -114,6 +118,9 @@ pub(crate) struct Progress {
     pub(crate) appended_since_beat: bool,
     /// The leader's last heartbeat round left the replica out.
     pub(crate) beat_skipped: bool,
+    /// An append's answer raised `matched` since the replica answered the previous new
+    /// heartbeat round (`heartbeat_sent`).
+    pub(crate) answered_since_beat: bool,
     /// The replica acknowledged an append whose commit index it held, once the leader's
     /// latest membership was committed, and said it is no joining replica and its storage
     /// says so (`AppendResponse::joined`): a joining replica has then joined (it votes;
@@ -136,20 +143,21 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             commit_sent: 0,
-            heartbeat_matched: 0,
+            heartbeat_sent: 0,
             read_round: 0,
             snapshot: None,
             retire_at: 0,
             appended_since_beat: false,
             beat_skipped: false,
             knows_commit: false,
+            answered_since_beat: false,
         }
     }
 
     /// Whether the leader's heartbeat round, now, leaves this replica out (docs/design.md
     /// §4.2): it is replicating and got an append since the previous round, which reset its
     /// election timer as a heartbeat would, and its answer counts it active. At most every
-    /// other round is skipped, so a probe for lost appends (`heartbeat_matched`), the lease
+    /// other round is skipped, so a probe for lost appends (`heartbeat_sent`), the lease
     /// a round's acknowledgements renew (`reads.rs`) and a commit index no append carried
     /// still come with the round after. Records the round either way.
     pub(crate) fn skips_heartbeat(&mut self) -> bool {
@@ -226,6 +234,7 @@ impl Progress {
         let moved = index > self.matched;
         if moved {
             self.matched = index;
+            self.answered_since_beat = true;
         }
         self.next = self.next.max(index + 1);
         while self.inflight.front().is_some_and(|&(i, _)| i <= index) {
@@ -265,6 +274,7 @@ impl Progress {
 
     pub(crate) fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
+        self.heartbeat_sent = 0;
         self.probe_sent = false;
         self.inflight.clear();
         self.snapshot = None;
@@ -273,6 +283,7 @@ impl Progress {
 
     fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.heartbeat_sent = 0;
         self.probe_sent = false;
         self.inflight.clear();
         self.snapshot = None;
@@ -283,7 +294,7 @@ impl Progress {
     /// probes from `next`.
     pub(crate) fn forget_match(&mut self, next: u64) {
         self.matched = 0;
-        self.heartbeat_matched = 0;
+        self.heartbeat_sent = 0;
         self.commit_sent = 0;
         // A wiped replica comes back joining: what the last incarnation was told is no
         // longer known to it (review: a stale flag let the leader promote it untold).

@@ -237,26 +237,36 @@ impl Replica {
         }
     }
 
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    /// `from` answered heartbeat round `round` (before the round is recorded: `read_round`
+    /// is still the highest answered before this one).
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
         if self.role != Role::Leader {
             return;
         }
-        let last = self.log.last_index();
         if let Some(pr) = self.progress.get_mut(&from) {
             pr.recent_active = true;
             if pr.state == ProgressState::Snapshot {
                 // The transfer has its own timer; one waiting for a node slot asks again.
                 return self.retry_snapshot(from);
             }
+            // A round answered before (a group's heartbeat and read beat ride one round and
+            // are answered each; a late copy) tells nothing new about appends (review: the
+            // second answer dropped a busy follower to probe). Round 0: not known, counts.
+            if round != 0 && round <= pr.read_round {
+                return;
+            }
             if pr.state == ProgressState::Probe {
                 // The probe may have been lost: allow another.
                 pr.probe_sent = false;
-            } else if pr.matched < last && pr.matched == pr.heartbeat_matched {
-                // No progress for a whole heartbeat interval: appends were lost. Probe again
-                // from what is known to match.
+            } else if pr.matched < pr.heartbeat_sent && !pr.answered_since_beat {
+                // Appends out at the previous round's answer are unanswered at this one, and
+                // none was answered between: they were lost. Probe again from what is known
+                // to match. (Appends sent since that answer may be overtaken by this one:
+                // review, a follower sent one between two answers dropped to probe.)
                 pr.become_probe();
             }
-            pr.heartbeat_matched = pr.matched;
+            pr.answered_since_beat = false;
+            pr.heartbeat_sent = pr.next.saturating_sub(1);
         }
     }
 

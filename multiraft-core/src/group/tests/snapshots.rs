@@ -307,7 +307,7 @@ fn a_stalled_transfer_sends_again_less_and_less_often() {
     let mut resent_at = Vec::new();
     for tick in 1..=39 {
         leader.tick();
-        leader.handle_heartbeat_response(n(2));
+        leader.handle_heartbeat_response(n(2), 0);
         let reads = leader.ready(MAX, MAX).chunk_reads;
         if reads.contains(&(n(2), 5, 0)) {
             resent_at.push(tick);
