@@ -244,6 +244,44 @@ fn snapshots_set_as_far_off_as_a_u64_goes_never_hold_proposals_back() {
     assert_eq!(c.status(1).commit, 301, "the no-op and every proposal");
 }
 
+/// A new leader counts the uncommitted entries of earlier terms it holds against
+/// `max_uncommitted_bytes`, as their commit later frees them. Regression (review): it
+/// started from its no-op alone, and that commit freed the earlier entries' bytes too,
+/// erasing the count of its own proposals: up to a limit's worth more each term.
+#[test]
+fn a_new_leader_counts_the_uncommitted_entries_it_holds() {
+    let config = Config {
+        max_uncommitted_bytes: 1_000,
+        max_proposal_bytes: 500,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 21);
+    c.elect(1);
+    c.deliver_all();
+    for seq in 1..=2 {
+        let data = Bytes::from(vec![7u8; 400]);
+        c.g_mut(1).propose(pid(1, seq), data).unwrap();
+    }
+    // Nodes 2 and 3 store both; node 1 never hears it, so nothing commits.
+    c.deliver_all_where(|_, m| m.to != n(1));
+    assert_eq!(c.status(2).last_index, 3);
+    assert_eq!(c.status(2).commit, 1);
+    // Node 2 takes over; its no-op never leaves, so the inherited entries stay uncommitted.
+    c.isolated = BTreeSet::from([n(1)]);
+    for id in 2..=3 {
+        c.g_mut(id).on_node_down(n(1));
+    }
+    c.elect_where(2, |_, m| !(m.from == n(2) && matches!(m.body, MessageBody::Append { .. })));
+    assert_eq!(c.status(2).commit, 1);
+    assert!(
+        matches!(
+            c.g_mut(2).propose(pid(2, 1), Bytes::from(vec![7u8; 400])),
+            Err(ProposeError::Busy { .. })
+        ),
+        "800 bytes uncommitted and 400 more would pass the limit of 1,000"
+    );
+}
+
 /// A leader that loses its leadership while proposals are parked refuses them definitely
 /// (never appended) instead of dropping them: here with forwarding off, as `NotLeader`.
 #[test]
