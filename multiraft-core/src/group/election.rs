@@ -479,8 +479,16 @@ impl Replica {
             term: self.term,
             payload: Payload::Noop,
         };
-        self.uncommitted_bytes = noop.size_bytes();
         self.log.push(noop);
+        // Every uncommitted entry counts, earlier terms' too: their commit frees them as it
+        // frees this leader's (review: counting the no-op alone, that commit erased the
+        // count of the leader's own proposals).
+        let committed = self.log.committed;
+        self.uncommitted_bytes = self
+            .log
+            .range(committed + 1, next + 1)
+            .map(Entry::size_bytes)
+            .sum();
         // No proposal yet: once the followers hold the no-op, the group may go quiet at
         // once, as a million groups elected together must (`idle_ticks`).
         self.idle_ticks = u16::MAX;
