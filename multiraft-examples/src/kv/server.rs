@@ -115,7 +115,12 @@ pub fn config() -> Config {
     config
 }
 
-/// Installs the process's Prometheus recorder (once; later calls get the same handle).
+/// How often the process's recorder folds its histograms' samples into their summaries
+/// ([`keep_metrics_up`]): the exporter's own default. Until then it keeps each sample.
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the process's Prometheus recorder (once; later calls get the same handle), and
+/// its upkeep ([`keep_metrics_up`]).
 pub fn metrics_recorder() -> Result<PrometheusHandle, String> {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     if let Some(h) = HANDLE.get() {
@@ -124,7 +129,32 @@ pub fn metrics_recorder() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("metrics recorder: {e}"))?;
+    keep_metrics_up(handle.clone(), METRICS_UPKEEP_INTERVAL)?;
     Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Runs `handle`'s upkeep every `every`, on a thread of its own for the rest of the
+/// process, and returns how many upkeeps have run so far. A recorder keeps every histogram
+/// sample until an upkeep or a scrape folds it away, and `install_recorder` starts no
+/// upkeep: a node nobody scraped held each sample it ever recorded, several per write
+/// (review).
+pub fn keep_metrics_up(
+    handle: PrometheusHandle,
+    every: Duration,
+) -> Result<Arc<std::sync::atomic::AtomicU64>, String> {
+    let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&runs);
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .map_err(|e| format!("metrics upkeep thread: {e}"))?;
+    Ok(runs)
 }
 
 /// Runs one node until a signal (or the end of standard input) stops it, or the node stops

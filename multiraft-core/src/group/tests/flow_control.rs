@@ -178,14 +178,22 @@ fn an_append_sent_between_two_heartbeat_answers_is_not_taken_for_lost() {
         .propose(pid(1, 2), Bytes::from_static(b"x"))
         .unwrap();
     let ready = c.g_mut(1).ready(MAX, MAX);
-    assert!(ready.send_now.iter().any(|m| m.to == n(2) && carries_index(m, 2)));
+    assert!(
+        ready
+            .send_now
+            .iter()
+            .any(|m| m.to == n(2) && carries_index(m, 2))
+    );
     // The next answer comes before the append's.
     c.g_mut(1).step(beat_answer());
     let follower = c.g(1).progress.get(&n(2)).expect("tracked");
     assert_eq!(follower.state, super::progress::ProgressState::Replicate);
     let again = c.g_mut(1).ready(MAX, MAX);
     assert!(
-        !again.send_now.iter().any(|m| m.to == n(2) && carries_index(m, 2)),
+        !again
+            .send_now
+            .iter()
+            .any(|m| m.to == n(2) && carries_index(m, 2)),
         "the append was sent again: {:?}",
         again.send_now
     );
@@ -204,7 +212,12 @@ fn two_answers_to_one_heartbeat_round_count_once() {
         .propose(pid(1, 2), Bytes::from_static(b"x"))
         .unwrap();
     let ready = c.g_mut(1).ready(MAX, MAX);
-    assert!(ready.send_now.iter().any(|m| m.to == n(2) && carries_index(m, 2)));
+    assert!(
+        ready
+            .send_now
+            .iter()
+            .any(|m| m.to == n(2) && carries_index(m, 2))
+    );
     // Both answers of round 5 come back before the append's.
     let round = 5 << crate::message::ROUND_SEQ_BITS;
     for _ in 0..2 {

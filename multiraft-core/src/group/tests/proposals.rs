@@ -271,7 +271,9 @@ fn a_new_leader_counts_the_uncommitted_entries_it_holds() {
     for id in 2..=3 {
         c.g_mut(id).on_node_down(n(1));
     }
-    c.elect_where(2, |_, m| !(m.from == n(2) && matches!(m.body, MessageBody::Append { .. })));
+    c.elect_where(2, |_, m| {
+        !(m.from == n(2) && matches!(m.body, MessageBody::Append { .. }))
+    });
     assert_eq!(c.status(2).commit, 1);
     assert!(
         matches!(
