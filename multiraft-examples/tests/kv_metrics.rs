@@ -130,3 +130,21 @@ async fn metrics_follow_the_cluster_working_and_quiescing() {
     );
     assert!(cluster.stop_all().unwrap().is_empty());
 }
+
+/// A cluster of more groups than a status page lists (`MAX_REPORT_GROUPS`) is ready once
+/// every group has a leader, counted over every page. Regression (review): only the first
+/// page was counted, and such a cluster was never ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_more_groups_than_a_status_page_gets_ready() {
+    let groups = multiraft_core::MAX_REPORT_GROUPS as u64 + 24;
+    let dir = tempfile::Builder::new()
+        .prefix("kv-pages-")
+        .tempdir()
+        .unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_kv"));
+    let cluster = LocalCluster::launch(binary, dir.path(), 3, groups, WAIT).await;
+    let mut cluster = cluster.unwrap();
+    let text = scrape(&reqwest::Client::new(), &cluster.nodes[0].url()).await;
+    assert_eq!(metric(&text, GROUPS), Some(groups as f64));
+    assert!(cluster.stop_all().unwrap().is_empty());
+}

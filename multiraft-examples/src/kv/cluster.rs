@@ -316,18 +316,27 @@ impl LocalCluster {
     }
 }
 
-/// Whether the node at `url` hosts `groups` groups, each with a leader.
+/// Whether the node at `url` hosts `groups` groups, each with a leader: every page of its
+/// status (review: the first page alone, at most `MAX_REPORT_GROUPS`, never counted more, so
+/// a cluster of more groups was never ready).
 async fn ready(client: &reqwest::Client, url: &str, groups: u64) -> Result<(), String> {
-    let status: StatusBody = client
-        .get(format!("{url}/status.json"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let led = status.groups.iter().filter(|g| g.leader.is_some()).count();
-    if (led as u64) < groups {
+    let (mut led, mut from) = (0u64, 0u64);
+    loop {
+        let status: StatusBody = client
+            .get(format!("{url}/status.json?from={from}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        led += status.groups.iter().filter(|g| g.leader.is_some()).count() as u64;
+        match status.groups.last() {
+            Some(last) if status.more => from = last.group + 1,
+            _ => break,
+        }
+    }
+    if led < groups {
         return Err(format!("{led} of {groups} groups have a leader"));
     }
     Ok(())
