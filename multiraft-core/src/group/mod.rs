@@ -284,6 +284,12 @@ pub struct GroupStatus {
     /// deleted. Events are best effort, lost to a subscriber that lags; this is not.
     #[serde(default)]
     pub removed: bool,
+    /// The membership in force (the latest in the log, `MultiRaft::membership`) is
+    /// committed on this replica's log: no later leader can roll it back. While it is not,
+    /// a change that ended `Indeterminate` may still be undone, so an application that
+    /// asks whether a change took effect reads it as done only when this holds.
+    #[serde(default)]
+    pub membership_committed: bool,
 }
 
 /// Where a replica stands in joining its group (`Node::join_group`).
@@ -655,6 +661,7 @@ impl Replica {
             first_index: self.log.first_index(),
             snapshot_index: self.snapshot.map_or(0, |s| s.0),
             removed: self.removed,
+            membership_committed: !self.config_uncommitted(),
         }
     }
 

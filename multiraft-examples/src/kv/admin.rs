@@ -170,6 +170,14 @@ pub(crate) async fn remove_node(State(state): State<AppState>, Path(node): Path<
     response
 }
 
+/// `group`'s membership in force on this node if it is committed there (membership and
+/// status read together, from one report).
+async fn committed_membership(state: &AppState, group: GroupId) -> Option<Membership> {
+    let report = state.raft.report(group, 1).await.ok()?;
+    let g = report.groups.into_iter().next()?;
+    (g.status.group == group && g.status.membership_committed).then_some(g.membership)
+}
+
 /// Adds `node` to (POST) or removes it from (DELETE) every group, through each group's
 /// leader, retrying while a group has no leader or another change runs.
 async fn every_group(
@@ -183,7 +191,10 @@ async fn every_group(
         let mut error = None;
         for _ in 0..CHANGE_ATTEMPTS {
             // Done already (an earlier attempt whose answer was lost, or a repeated call)?
-            if let Ok(Some(m)) = state.raft.membership(GroupId(g)).await
+            // Only by a committed membership: an uncommitted one (a change that ended
+            // indeterminate) may still be rolled back (review: read as done, a node still a
+            // voter was reported removed and forgotten).
+            if let Some(m) = committed_membership(state, GroupId(g)).await
                 && !m.is_joint()
                 && m.is_voter(NodeId(node)) == (method == reqwest::Method::POST)
                 && (method == reqwest::Method::POST || !m.contains(NodeId(node)))
