@@ -299,9 +299,34 @@ async fn delete_removed_replicas(raft: MultiRaft) {
                 }
             }
             Ok(_) => {}
-            // Lagged: the missed events are gone; later ones still come.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            // Lagged: the missed events are gone (a `ReplicaRemoved` among them would leave
+            // its replica for good: review); the statuses still say which were removed.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                delete_reported_removed(&raft).await;
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Deletes every hosted replica whose status says its group removed it
+/// (`GroupStatus::removed`): what the `ReplicaRemoved` events a lagging subscriber lost
+/// asked for. Reads the node's report page by page; returns how many it deleted.
+pub async fn delete_reported_removed(raft: &MultiRaft) -> usize {
+    let (mut from, mut deleted) = (GroupId(0), 0);
+    loop {
+        let Ok(report) = raft.report(from, multiraft_core::MAX_REPORT_GROUPS).await else {
+            return deleted;
+        };
+        for g in report.groups.iter().filter(|g| g.status.removed) {
+            match raft.remove_group(g.status.group).await {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::warn!(group = %g.status.group, %e, "deleting a removed replica"),
+            }
+        }
+        match report.groups.last() {
+            Some(last) if report.more => from = GroupId(last.status.group.0 + 1),
+            _ => return deleted,
         }
     }
 }
