@@ -753,7 +753,7 @@ pub(super) fn parent(args: &Args, mib: u64) -> Result<(), String> {
         mib(big.sent.bytes) / big.received_secs,
         big.restored_secs
     );
-    let same = big.sent == big.got;
+    let same = big.sent.same_bytes(&big.got);
     println!(
         "  node 1 produced {} bytes, hash {:#018x}; node 3 restored {} bytes, hash {:#018x}: {}",
         big.sent.bytes,
