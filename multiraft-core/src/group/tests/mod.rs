@@ -25,6 +25,7 @@ mod proposals;
 mod removal;
 mod replication;
 mod snapshots;
+mod status;
 mod strict;
 
 // ----- harness ------------------------------------------------------------------------------
