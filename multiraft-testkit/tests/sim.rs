@@ -187,15 +187,18 @@ fn removed_told_seeds() {
     }
 }
 
-/// Seeds on which a removed replica had no one to ask, and the check that removed replicas
-/// are told failed it (sweep of seeds 30,000,000–30,005,999): on 30004193 the voters its
-/// membership names are one cut off for good and one down; on 30005147 the only one still
-/// hosting the group was itself removed and knew no leader to relay to. Both are the
-/// orphaned kind the library does not tell (docs/design.md §4.7), counted, not failed.
+/// Seeds on which a removed replica has no one to ask: the orphaned kind the library does
+/// not tell (docs/design.md §4.7), counted, not failed. The check that removed replicas are
+/// told failed such replicas at first (sweep of seeds 30,000,000–30,005,999: on 30004193
+/// the voters its membership names were one cut off for good and one down; on 30005147 the
+/// only one still hosting the group was itself removed and knew no leader to relay to).
+/// Since the leader judges lost appends by what was out at a heartbeat round's answer and a
+/// new leader counts the uncommitted entries it holds (2026-12-06), neither run leaves one
+/// orphaned any more; seeds 278 and 943 (of 0–1,999, as drawn now) do.
 #[test]
 fn orphaned_removed_seeds() {
-    for seed in [30004193, 30005147] {
-        let r = run_clean(before_splits(SimConfig::for_seed(seed)));
+    for seed in [278, 943] {
+        let r = run_clean(SimConfig::for_seed(seed));
         assert!(r.removed_untold_orphaned > 0, "seed {seed}: none orphaned");
     }
 }
