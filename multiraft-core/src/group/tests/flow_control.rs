@@ -174,20 +174,10 @@ fn an_append_sent_between_two_heartbeat_answers_is_not_taken_for_lost() {
     c.deliver_all();
     let beat_answer = || msg(2, 1, 1, MessageBody::HeartbeatResponse { round: 0 });
     c.g_mut(1).step(beat_answer());
-    c.g_mut(1)
-        .propose(pid(1, 2), Bytes::from_static(b"x"))
-        .unwrap();
-    let ready = c.g_mut(1).ready(MAX, MAX);
-    assert!(
-        ready
-            .send_now
-            .iter()
-            .any(|m| m.to == n(2) && carries_index(m, 2))
-    );
+    send_entry_2_to_node_2(&mut c);
     // The next answer comes before the append's.
     c.g_mut(1).step(beat_answer());
-    let follower = c.g(1).progress.get(&n(2)).expect("tracked");
-    assert_eq!(follower.state, super::progress::ProgressState::Replicate);
+    assert!(replicating_to_node_2(&c));
     let again = c.g_mut(1).ready(MAX, MAX);
     assert!(
         !again
@@ -208,22 +198,28 @@ fn two_answers_to_one_heartbeat_round_count_once() {
     let mut c = Cluster::new(3, 0, strict(), 20);
     c.elect(1);
     c.deliver_all();
-    c.g_mut(1)
-        .propose(pid(1, 2), Bytes::from_static(b"x"))
-        .unwrap();
-    let ready = c.g_mut(1).ready(MAX, MAX);
-    assert!(
-        ready
-            .send_now
-            .iter()
-            .any(|m| m.to == n(2) && carries_index(m, 2))
-    );
+    send_entry_2_to_node_2(&mut c);
     // Both answers of round 5 come back before the append's.
     let round = 5 << crate::message::ROUND_SEQ_BITS;
     for _ in 0..2 {
         let answer = msg(2, 1, 1, MessageBody::HeartbeatResponse { round });
         c.g_mut(1).step(answer);
     }
+    assert!(replicating_to_node_2(&c));
+}
+
+/// Leader 1 takes proposal 2 and sends it to node 2, which does not get it yet.
+fn send_entry_2_to_node_2(c: &mut Cluster) {
+    c.g_mut(1)
+        .propose(pid(1, 2), Bytes::from_static(b"x"))
+        .unwrap();
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    let to_2 = |m: &Message| m.to == n(2) && carries_index(m, 2);
+    assert!(ready.send_now.iter().any(to_2), "entry 2 sent to node 2");
+}
+
+/// Whether leader 1 replicates to node 2 (rather than probing it).
+fn replicating_to_node_2(c: &Cluster) -> bool {
     let follower = c.g(1).progress.get(&n(2)).expect("tracked");
-    assert_eq!(follower.state, super::progress::ProgressState::Replicate);
+    follower.state == super::progress::ProgressState::Replicate
 }
