@@ -284,6 +284,25 @@ fn a_new_leader_counts_the_uncommitted_entries_it_holds() {
     );
 }
 
+/// Snapshots turned off (`snapshot_entries: u64::MAX`) on a replica that already stores one
+/// never fall due: the next one's index saturates. Regression (review): it was the stored
+/// snapshot's index plus the period, which wrapped past a few billion (a debug build
+/// panicked; a release build took a snapshot after every apply once the replica had
+/// applied past its stored one's index less its spread).
+#[test]
+fn snapshots_turned_off_after_one_was_stored_never_fall_due() {
+    let config = Config {
+        snapshot_entries: u64::MAX,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 23);
+    c.elect(1);
+    c.deliver_all();
+    // A snapshot stored far along (a value past any spread, `GroupId::spread`).
+    c.g_mut(1).snapshot = Some((1 << 40, 1));
+    assert_eq!(c.g(1).snapshot_due(), None);
+}
+
 /// A leader that loses its leadership while proposals are parked refuses them definitely
 /// (never appended) instead of dropping them: here with forwarding off, as `NotLeader`.
 #[test]
