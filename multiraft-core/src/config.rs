@@ -409,13 +409,13 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "heartbeat_interval_ticks");
     }
 
-    /// Values at the top of their types are refused with the field's name, never wrapped
-    /// past the check nor panicking in it. Regression (review): `lease_ticks` near
+    /// `lease_ticks` and `tick_interval` at the top of their types are refused with the
+    /// field's name, never wrapped past the check nor panicking in it. Regression (review): `lease_ticks` near
     /// `u32::MAX` wrapped past the lease bound in release builds (a lease of four billion
     /// ticks: stale reads from a deposed leader) and panicked `validate` in debug builds; a
     /// `tick_interval` near `Duration::MAX` passed and panicked the node when it started.
     #[test]
-    fn values_at_the_top_of_their_types_are_refused_not_wrapped() {
+    fn lease_ticks_and_tick_interval_at_the_top_of_their_types_are_refused() {
         for lease_ticks in [u32::MAX, u32::MAX - 1] {
             let c = Config {
                 lease_ticks,

@@ -287,7 +287,8 @@ pub struct GroupStatus {
     /// The membership in force (the latest in the log, `MultiRaft::membership`) is
     /// committed on this replica's log: no later leader can roll it back. While it is not,
     /// a change that ended `Indeterminate` may still be undone, so an application that
-    /// asks whether a change took effect reads it as done only when this holds.
+    /// asks whether a change took effect reads it as done only when this holds and the
+    /// membership is not joint (a committed joint configuration is a change half done).
     #[serde(default)]
     pub membership_committed: bool,
 }

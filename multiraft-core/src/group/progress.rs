@@ -273,16 +273,17 @@ impl Progress {
     }
 
     pub(crate) fn become_probe(&mut self) {
-        self.state = ProgressState::Probe;
-        self.heartbeat_sent = 0;
-        self.probe_sent = false;
-        self.inflight.clear();
-        self.snapshot = None;
-        self.next = self.matched + 1;
+        self.send_from_match(ProgressState::Probe);
     }
 
     fn become_replicate(&mut self) {
-        self.state = ProgressState::Replicate;
+        self.send_from_match(ProgressState::Replicate);
+    }
+
+    /// Enters `state` (probe or replicate) sending from past the match, with nothing in
+    /// flight and nothing out yet to judge lost (`heartbeat_sent`).
+    fn send_from_match(&mut self, state: ProgressState) {
+        self.state = state;
         self.heartbeat_sent = 0;
         self.probe_sent = false;
         self.inflight.clear();
@@ -294,7 +295,6 @@ impl Progress {
     /// probes from `next`.
     pub(crate) fn forget_match(&mut self, next: u64) {
         self.matched = 0;
-        self.heartbeat_sent = 0;
         self.commit_sent = 0;
         // A wiped replica comes back joining: what the last incarnation was told is no
         // longer known to it (review: a stale flag let the leader promote it untold).

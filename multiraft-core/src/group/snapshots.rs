@@ -96,7 +96,9 @@ impl Replica {
         self.taking != Taking::Unsupported
             && self.restoring.is_none()
             && self.incoming.is_none()
-            && self.log.applied >= since + self.snapshot_period()
+            // Saturating: a period of `u64::MAX` less the spread (snapshots turned off)
+            // wrapped past a stored snapshot's index (review).
+            && self.log.applied >= since.saturating_add(self.snapshot_period())
     }
 
     /// Leader: a snapshot is due, but its stored one is being sent, so it waits until that

@@ -208,6 +208,37 @@ fn two_answers_to_one_heartbeat_round_count_once() {
     assert!(replicating_to_node_2(&c));
 }
 
+/// An append lost on the way is found by rounds numbered as a node numbers them: it was out
+/// when the follower answered one round and is still unanswered at a later round's answer,
+/// so the follower is probed and the entry sent again. A late copy of an earlier round's
+/// answer, or a second answer to the same round, judges nothing.
+#[test]
+fn a_lost_append_is_found_at_a_later_rounds_answer_not_at_a_late_one() {
+    let mut c = Cluster::new(3, 0, strict(), 24);
+    c.elect(1);
+    c.deliver_all();
+    send_entry_2_to_node_2(&mut c); // and lost
+    let answer = |round: u64| {
+        let round = round << crate::message::ROUND_SEQ_BITS;
+        msg(2, 1, 1, MessageBody::HeartbeatResponse { round })
+    };
+    c.g_mut(1).step(answer(5));
+    c.g_mut(1).step(answer(4));
+    c.g_mut(1).step(answer(5));
+    assert!(
+        replicating_to_node_2(&c),
+        "judged by a round answered before"
+    );
+    c.g_mut(1).step(answer(6));
+    assert!(
+        !replicating_to_node_2(&c),
+        "entry 2 out a round before, unanswered"
+    );
+    let again = c.g_mut(1).ready(MAX, MAX);
+    let to_2 = |m: &Message| m.to == n(2) && carries_index(m, 2);
+    assert!(again.send_now.iter().any(to_2), "entry 2 sent again");
+}
+
 /// Leader 1 takes proposal 2 and sends it to node 2, which does not get it yet.
 fn send_entry_2_to_node_2(c: &mut Cluster) {
     c.g_mut(1)
