@@ -434,13 +434,20 @@ async fn a_restarted_node_rejoins_with_its_log_intact() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
-    let mut c = Cluster::start(3, test_config()).await;
+/// Three nodes and group 1, whose leader has committed one write: the cluster, the
+/// leader's id and its handle.
+async fn leading_group_1_after_a_write() -> (Cluster, NodeId, MultiRaft) {
+    let c = Cluster::start(3, test_config()).await;
     c.create([1]).await;
     let leader = c.leader(1).await;
     let node = c.node(leader.0).clone();
     node.propose(GroupId(1), "ok").await.unwrap();
+    (c, leader, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
+    let (mut c, leader, node) = leading_group_1_after_a_write().await;
     c.storages[leader.0 as usize - 1].fail_next_write();
     // The failing write is either the one carrying this entry (indeterminate) or an earlier
     // one, such as the commit index after "ok" (then the node is already stopped). Never Ok.
@@ -469,11 +476,7 @@ async fn a_storage_failure_stops_the_node_and_acknowledges_nothing() {
 /// still runs waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_resolves_when_a_storage_failure_ends_the_node() {
-    let mut c = Cluster::start(3, test_config()).await;
-    c.create([1]).await;
-    let leader = c.leader(1).await;
-    let node = c.node(leader.0).clone();
-    node.propose(GroupId(1), "ok").await.unwrap();
+    let (mut c, leader, node) = leading_group_1_after_a_write().await;
     let other = c.node(leader.0 % 3 + 1).clone();
     let running = other.stopped();
     tokio::pin!(running);
