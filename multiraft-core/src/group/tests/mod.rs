@@ -27,6 +27,7 @@ mod replication;
 mod snapshots;
 mod status;
 mod strict;
+mod transfer;
 
 // ----- harness ------------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+//! Leadership transfer (dissertation §3.10; docs/design.md §4.5) beside a membership change:
+//! the change appends nothing while a transfer runs, and a transfer never goes to a voter
+//! the change removes.
+
+use super::*;
+use crate::error::TransferError;
+use crate::membership::MembershipChange;
+
+/// Leader 1 of voters {1, 2, 3} and learner 4, replacing 3 by 4, every message delivered:
+/// 4 is caught up, and the change waits `learner_catchup_ticks` before its joint
+/// configuration.
+fn replacing_3_by_4() -> Cluster {
+    let mut c = Cluster::new(3, 1, strict(), 25);
+    c.elect(1);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Replace {
+            old: n(3),
+            new: n(4),
+        })
+        .unwrap();
+    c.deliver_all();
+    c
+}
+
+/// A transfer to the voter a change under way removes is refused (`NotAVoter`), as one to a
+/// voter of a joint configuration's outgoing half is: elected, it would lead a membership
+/// that is about to leave it out. Regression (review): taken, it relied on the change
+/// giving the transfer up before `TimeoutNow` went out.
+#[test]
+fn a_transfer_to_the_voter_a_change_removes_is_refused() {
+    let mut c = replacing_3_by_4();
+    assert!(c.g(1).membership().voters.contains(&n(3)));
+    assert_eq!(
+        c.g_mut(1).transfer_leader(n(3)),
+        Err(TransferError::NotAVoter(n(3)))
+    );
+    assert_eq!(c.g(1).transfer_target(), None);
+    assert_eq!(c.g_mut(1).transfer_leader(n(2)), Ok(()));
+}
+
+/// While a transfer runs, a membership change appends nothing: appended after
+/// `TimeoutNow`, its entry is missing from the target's log, the target's vote request
+/// deposes the leader, and a target elected without the entry erases it (the change ends
+/// indeterminate). The change goes on once the transfer is given up. Regression (review):
+/// the joint configuration was appended `learner_catchup_ticks` after the change began,
+/// transfer or not.
+#[test]
+fn a_change_appends_nothing_while_a_transfer_runs() {
+    let mut c = replacing_3_by_4();
+    c.g_mut(1).transfer_leader(n(2)).unwrap();
+    let timeout_now = |m: &Message| matches!(m.body, MessageBody::TimeoutNow);
+    let last = c.status(1).last_index;
+    // `TimeoutNow` is lost: the transfer runs until it is given up.
+    let mut ticks = 0;
+    while c.g(1).transfer_target().is_some() {
+        assert_eq!(c.status(1).last_index, last, "after {ticks} ticks");
+        assert!(!c.g(1).membership().is_joint());
+        c.g_mut(1).tick();
+        ticks += 1;
+        c.deliver_all_where(|_, m| !timeout_now(m));
+    }
+    assert!(ticks > strict().learner_catchup_ticks);
+    assert_eq!(c.sent_where(timeout_now).len(), 1);
+    // Given up, the change goes on: the joint configuration, then the target.
+    for _ in 0..4 * strict().heartbeat_interval_ticks {
+        c.g_mut(1).tick();
+        c.deliver_all();
+    }
+    assert_eq!(c.g(1).membership().voters, [n(1), n(2), n(4)].into());
+    assert!(!c.g(1).membership().is_joint());
+}
