@@ -119,17 +119,24 @@ impl Replica {
     /// leaving a joint configuration, or the next step of the change in progress. Ends the
     /// change once its target is committed, and steps down when this leader is no longer
     /// a voter of the committed membership.
+    ///
+    /// Appends nothing while a transfer runs: appended after `TimeoutNow`, the entry is
+    /// missing from the target's log, the target's vote request deposes this leader, and a
+    /// target elected without it erases it (review). The change goes on when the transfer
+    /// ends ([`Replica::abandon_transfer`]) or with the new leader.
     pub(super) fn advance_change(&mut self) {
         if self.role != Role::Leader || self.config_uncommitted() {
             return;
         }
-        if self.membership.is_joint() {
+        if self.transfer.is_some() {
+            // Nothing to append; but a leader the committed membership leaves out steps
+            // down below, handing over to the transfer's target.
+        } else if self.membership.is_joint() {
             // Leave the joint configuration as soon as it is committed, whoever entered it.
             let mut leave = (*self.membership).clone();
             leave.outgoing.clear();
             return self.append_membership(leave);
-        }
-        if let Some(c) = self.change.as_ref() {
+        } else if let Some(c) = self.change.as_ref() {
             let current = &*self.membership;
             if *current == c.target {
                 let target = c.target.clone();
@@ -150,6 +157,13 @@ impl Replica {
         if !self.membership.is_voter(self.node) && !self.config_uncommitted() {
             self.step_down_removed();
         }
+    }
+
+    /// Whether the change under way leaves `node` out of its target's voters.
+    pub(super) fn change_demotes(&self, node: NodeId) -> bool {
+        self.change
+            .as_ref()
+            .is_some_and(|c| !c.target.voters.contains(&node))
     }
 
     /// Whether a change under way waits for replicas to catch up before it promotes them
@@ -700,11 +714,14 @@ impl Replica {
     /// This leader is no longer a voter of the committed membership (§4.2.2): it hands over
     /// to the most up-to-date voter at once (`TimeoutNow`) and steps down.
     fn step_down_removed(&mut self) {
+        // The transfer under way, if any, is the one asked for: its target first among
+        // the most up to date, so that the transfer ends as asked.
+        let asked = self.transfer.as_ref().map(|t| t.to);
         let best = self
             .progress
             .iter()
             .filter(|(n, _)| self.membership.voters.contains(n))
-            .max_by_key(|(n, p)| (p.matched, std::cmp::Reverse(**n)))
+            .max_by_key(|(n, p)| (p.matched, asked == Some(**n), std::cmp::Reverse(**n)))
             .map(|(n, p)| (*n, p.matched));
         tracing::info!(node = %self.node, group = %self.id, term = self.term, "stepping down: no longer a voter");
         if let Some((to, matched)) = best

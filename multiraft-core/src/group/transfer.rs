@@ -35,8 +35,12 @@ impl Replica {
             return Ok(());
         }
         // A voter of the outgoing configuration only is being removed: elected, it would
-        // not be a voter of the configuration its group is changing to.
-        if !self.membership.voters.contains(&to) || self.progress.get(&to).is_none() {
+        // not be a voter of the configuration its group is changing to. So is one the
+        // change under way leaves out (it appends nothing while the transfer runs).
+        if !self.membership.voters.contains(&to)
+            || self.change_demotes(to)
+            || self.progress.get(&to).is_none()
+        {
             return Err(TransferError::NotAVoter(to));
         }
         if self.transfer.is_some() {
@@ -66,12 +70,6 @@ impl Replica {
         };
         if t.sent {
             return;
-        }
-        if !self.membership.voters.contains(&t.to) {
-            // A change removed the target meanwhile (it was a voter when the transfer
-            // began): sent `TimeoutNow`, it campaigned in a membership its peers no longer
-            // had it in, and was never told it was removed (review).
-            return self.abandon_transfer();
         }
         let last = self.log.last_index();
         // Not while proposals wait parked for a snapshot (`self.forward`, on a leader):
@@ -104,7 +102,8 @@ impl Replica {
         }
     }
 
-    /// Gives the transfer in progress up: this leader keeps leading.
+    /// Gives the transfer in progress up: this leader keeps leading, and a membership
+    /// change it held back goes on.
     fn abandon_transfer(&mut self) {
         let Some(t) = self.transfer.take() else {
             return;
@@ -114,6 +113,7 @@ impl Replica {
         self.out_rare()
             .events
             .push(GroupEvent::TransferAborted { to });
+        self.advance_change();
     }
 
     /// `TimeoutNow` from the leader of our term: campaign now, skipping PreVote.
