@@ -175,6 +175,13 @@ pub enum InvalidMessage {
         /// Position of the message in the batch.
         index: usize,
     },
+    /// An `Unheard` naming the reserved node id 0 as the replica that heard no leader: a
+    /// leader would track it as a replica to tell, and send it messages.
+    #[error("message {index}: unheard replica with the reserved node id 0")]
+    ReservedUnheardReplica {
+        /// Position of the message in the batch.
+        index: usize,
+    },
     /// An `InstallSnapshot` whose snapshot cannot come from an honest leader: its last
     /// term is above the message's term (a leader of term `t` holds nothing later), or its
     /// membership is unusable ([`Membership::validate`](crate::Membership::validate)) or
@@ -207,7 +214,8 @@ pub enum InvalidMessage {
     IndexOutOfRange {
         /// Position of the message in the batch.
         index: usize,
-        /// `"append"`, `"snapshot"` or `"append response"`.
+        /// `"append"`, `"snapshot"`, `"append response"`, `"removed"`, `"read index"`,
+        /// `"log lost"` or `"vote"`.
         what: &'static str,
     },
     /// A term past [`MAX_TERM_OR_INDEX`]: a message's, or a beat's or an acknowledgement's
@@ -305,10 +313,11 @@ fn validate_message(
             })
         }
     };
-    let beyond = |term: u64| term > MAX_TERM_OR_INDEX;
+    let beyond = |value: u64| value > MAX_TERM_OR_INDEX;
     let named = match &m.body {
         MessageBody::Heartbeats { beats, .. } => beats.iter().any(|b| beyond(b.term)),
         MessageBody::HeartbeatAcks { acks } => acks.iter().any(|a| beyond(a.term)),
+        MessageBody::Unheard { term, .. } => beyond(*term),
         _ => false,
     };
     if beyond(m.term) || named {
@@ -320,6 +329,12 @@ fn validate_message(
                 index,
                 last_term: *last_term,
                 term: m.term,
+            })
+        }
+        MessageBody::Vote { last_index, .. } if beyond(*last_index) => {
+            Err(InvalidMessage::IndexOutOfRange {
+                index,
+                what: "vote",
             })
         }
         MessageBody::Append {
@@ -405,11 +420,26 @@ fn validate_message(
             }
             Ok(())
         }
-        MessageBody::AppendResponse { index: at, .. } if *at > MAX_TERM_OR_INDEX => {
+        MessageBody::AppendResponse { index: at, .. } if beyond(*at) => {
             Err(InvalidMessage::IndexOutOfRange {
                 index,
                 what: "append response",
             })
+        }
+        // A `Removed` past any log made every replica that does not hold it report itself
+        // removed; a read index past any log kept its read confirmed for good (review).
+        MessageBody::Removed { index: at } if beyond(*at) => Err(InvalidMessage::IndexOutOfRange {
+            index,
+            what: "removed",
+        }),
+        MessageBody::LogLost { last_index, .. } if beyond(*last_index) => {
+            Err(InvalidMessage::IndexOutOfRange {
+                index,
+                what: "log lost",
+            })
+        }
+        MessageBody::Unheard { replica, .. } if *replica == NodeId(0) => {
+            Err(InvalidMessage::ReservedUnheardReplica { index })
         }
         MessageBody::Propose { proposals } => {
             count("proposals", proposals.len(), items)?;
@@ -434,6 +464,12 @@ fn validate_message(
         MessageBody::HeartbeatAcks { acks } => {
             count("acks", acks.len(), beats)?;
             node_level()
+        }
+        MessageBody::ReadIndexResponse { index: Some(at), .. } if beyond(*at) => {
+            Err(InvalidMessage::IndexOutOfRange {
+                index,
+                what: "read index",
+            })
         }
         MessageBody::ReadIndex { ids } | MessageBody::ReadIndexResponse { ids, .. } => {
             count("read ids", ids.len(), items)

@@ -401,3 +401,64 @@ fn first_violation_wins() {
         Err(InvalidMessage::AppendPrevTermAboveTerm { index: 0, .. })
     ));
 }
+
+/// Indexes and terms that only a log or an election past `MAX_TERM_OR_INDEX` could name, in
+/// the messages that carry one beside an append's and a snapshot's, are refused; the
+/// largest a log reaches passes. Regression (review): a `Removed` at `u64::MAX` made any
+/// replica that does not hold it report itself removed, and a `ReadIndexResponse` at
+/// `u64::MAX` kept a read confirmed that no apply would ever serve, for good.
+#[test]
+fn indexes_and_terms_past_the_largest_in_other_messages() {
+    let largest = MAX_TERM_OR_INDEX;
+    let removed = |index| MessageBody::Removed { index };
+    let read = |index| MessageBody::ReadIndexResponse {
+        ids: vec![1],
+        index: Some(index),
+    };
+    let lost = |last_index| MessageBody::LogLost {
+        last_index,
+        last_term: 1,
+    };
+    let vote = |last_index| MessageBody::Vote {
+        pre_vote: false,
+        last_index,
+        last_term: 1,
+        transfer: false,
+    };
+    let cases: [(&dyn Fn(u64) -> MessageBody, &str); 4] = [
+        (&removed, "removed"),
+        (&read, "read index"),
+        (&lost, "log lost"),
+        (&vote, "vote"),
+    ];
+    for (body, what) in cases {
+        assert_eq!(check(vec![msg(body(largest))]), Ok(()), "{what}");
+        assert_eq!(
+            check(vec![msg(body(largest + 1))]),
+            Err(InvalidMessage::IndexOutOfRange { index: 0, what })
+        );
+    }
+    let unheard = |replica, term| MessageBody::Unheard {
+        replica: NodeId(replica),
+        term,
+    };
+    assert_eq!(check(vec![msg(unheard(3, largest))]), Ok(()));
+    assert_eq!(
+        check(vec![msg(unheard(3, largest + 1))]),
+        Err(InvalidMessage::TermOutOfRange { index: 0 })
+    );
+}
+
+/// An `Unheard` naming the reserved node id 0 is refused. Regression (review): a leader
+/// tracked node 0 as a replica to tell, and sent it messages.
+#[test]
+fn reserved_unheard_replica() {
+    let body = MessageBody::Unheard {
+        replica: NodeId(0),
+        term: 1,
+    };
+    assert_eq!(
+        check(vec![msg(body)]),
+        Err(InvalidMessage::ReservedUnheardReplica { index: 0 })
+    );
+}
