@@ -766,6 +766,7 @@ mod peer_failures;
 mod reads;
 mod snapshots;
 mod stalls;
+mod stray_answers;
 mod three_nodes;
 mod unhosted;
 mod untold;
