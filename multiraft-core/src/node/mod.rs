@@ -453,7 +453,7 @@ impl Node {
         }
     }
 
-    fn step_message(&mut self, from: NodeId, msg: Message) {
+    fn step_message(&mut self, from: NodeId, mut msg: Message) {
         if msg.from != from || msg.to != self.id {
             self.stats.dropped_misaddressed += 1;
             self.metrics.dropped_misaddressed.increment(1);
@@ -481,6 +481,9 @@ impl Node {
             }
             MessageBody::HeartbeatAcks { acks } => {
                 for ack in acks {
+                    if ack.round > self.round {
+                        continue; // see `answers_what_was_asked`
+                    }
                     self.step_group(Message {
                         group: ack.group,
                         from,
@@ -491,10 +494,30 @@ impl Node {
                 }
             }
             _ => {
-                if self.admit_receive(&msg) {
+                if self.admit_receive(&msg) && self.answers_what_was_asked(&mut msg) {
                     self.step_group(msg);
                 }
             }
+        }
+    }
+
+    /// Whether `msg`, if an answer, answers something this node asked, trimmed to what it
+    /// asked. An honest peer sends nothing else; each would end or confirm a request that
+    /// is not its own (review):
+    /// - a heartbeat acknowledgement of a round later than any this node sent: rounds only
+    ///   grow, so it would count for every round to come, confirming reads and lease
+    ///   without the follower;
+    /// - a read index for reads this node does not await in that group: a read of another
+    ///   group would be served at that group's index, and a read no one awaits would hold
+    ///   a place of `max_pending_reads` until its index is applied.
+    fn answers_what_was_asked(&self, msg: &mut Message) -> bool {
+        match &mut msg.body {
+            MessageBody::HeartbeatResponse { round } => *round <= self.round,
+            MessageBody::ReadIndexResponse { ids, .. } => {
+                ids.retain(|id| self.requests.awaits_read(msg.group, RequestId(*id)));
+                !ids.is_empty()
+            }
+            _ => true,
         }
     }
 

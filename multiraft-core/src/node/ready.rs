@@ -437,7 +437,7 @@ impl Node {
         }
         for (pid, error) in out.rejected.drain(..) {
             if pid.node == self.id {
-                self.requests.rejected(RequestId(pid.seq), error);
+                self.requests.rejected(id, RequestId(pid.seq), error);
             }
         }
         let mut membership_changed = false;

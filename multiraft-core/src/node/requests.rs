@@ -417,8 +417,17 @@ impl Requests {
         self.admission.cap()
     }
 
-    /// The group refused proposal `id`: definitely not in the log.
-    pub(super) fn rejected(&mut self, id: RequestId, error: ProposeError) {
+    /// Whether read `id` of `group` is pending.
+    pub(super) fn awaits_read(&self, group: GroupId, id: RequestId) -> bool {
+        self.reads.get(&id) == Some(&group)
+    }
+
+    /// `group` refused proposal `id`: definitely not in the log. A refusal by another group
+    /// than the proposal's ends nothing: that group never had it (review).
+    pub(super) fn rejected(&mut self, group: GroupId, id: RequestId, error: ProposeError) {
+        if self.proposals.get(&id).is_none_or(|p| p.group != group) {
+            return;
+        }
         if let Some(p) = self.forget(id) {
             self.counters.refused(&error);
             self.end(id, p.group, Resolution::Rejected(error));
@@ -652,7 +661,7 @@ mod tests {
             "a stranger's and an unknown id kept out"
         );
         assert_eq!(held(&requests), (Some(1), Some(1)));
-        requests.rejected(a[2], ProposeError::Stopped);
+        requests.rejected(GroupId(1), a[2], ProposeError::Stopped);
         requests.withdraw(b);
         assert_eq!(held(&requests), (None, None));
         assert_eq!(requests.pending_proposals(), 0);
