@@ -177,3 +177,40 @@ fn changes_ended_by_one_step_down_end_in_group_order() {
         assert_eq!(ended_order(), all);
     }
 }
+
+/// A transfer given up by the leader (its election timeout) in the ready in which the
+/// target's vote request deposed it ends with the leadership, not `Timeout` ("the leader
+/// kept its leadership"): here `Done`, once the target leads. Regression (review): the
+/// group's abort was read before its leadership change, and the caller was told `Timeout`
+/// while the target took over.
+#[test]
+fn a_transfer_given_up_as_its_target_campaigns_ends_with_the_leadership() {
+    let mut sim = led_by_node_1(1);
+    let transfer = sim.nodes[0].transfer_leader(g(1), n(2)).unwrap();
+    // `TimeoutNow` reaches node 2; its vote requests are held.
+    let mut held = Vec::new();
+    sim.run_filtered(|b| {
+        if b.from == n(2) {
+            held.push(b.clone());
+            return false;
+        }
+        true
+    });
+    assert!(!held.is_empty(), "node 2 campaigned");
+    // The leader's transfer times out, and the vote request comes, before its next ready.
+    for _ in 0..strict().election_timeout_min_ticks {
+        sim.nodes[0].tick();
+    }
+    for b in held.into_iter().filter(|b| b.to == n(1)) {
+        sim.nodes[0].step(b);
+    }
+    sim.run();
+    let ends: Vec<&Resolution> = sim.logs[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.request == transfer)
+        .map(|o| &o.resolution)
+        .collect();
+    assert_eq!(sim.agreed_leader(g(1)), Some(n(2)));
+    assert_eq!(ends, [&Resolution::Done]);
+}
