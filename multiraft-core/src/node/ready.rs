@@ -441,6 +441,7 @@ impl Node {
             }
         }
         let mut membership_changed = false;
+        let mut transfer_aborted = false;
         for e in out.events.drain(..) {
             match e {
                 GroupEvent::MembershipChanged { membership } => {
@@ -462,10 +463,7 @@ impl Node {
                         .events
                         .push(super::Event::ReplicaRemoved { group: id });
                 }
-                GroupEvent::TransferAborted { .. } => {
-                    let failed = Resolution::TransferFailed(TransferError::Timeout);
-                    self.requests.transfer_ended(id, failed);
-                }
+                GroupEvent::TransferAborted { .. } => transfer_aborted = true,
                 GroupEvent::ElectionStarted => {
                     self.stats.elections_started += 1;
                     self.metrics.elections.increment(1);
@@ -485,6 +483,17 @@ impl Node {
                     });
                 }
             }
+        }
+        // A transfer given up while this node leads fails `Timeout` (it kept its
+        // leadership). Given up in the output in which this node stopped leading (the
+        // target's vote request came), it ends with the leadership instead
+        // (`Requests::leadership_changed`): `Done` once the target leads (review).
+        let deposed = leadership_changed
+            .get(&id)
+            .is_some_and(|now| now.and_then(|(_, leader)| leader) != Some(self.id));
+        if transfer_aborted && !deposed {
+            let failed = Resolution::TransferFailed(TransferError::Timeout);
+            self.requests.transfer_ended(id, failed);
         }
         membership_changed
     }
