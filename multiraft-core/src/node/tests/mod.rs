@@ -764,6 +764,7 @@ mod ends_once;
 mod metrics;
 mod peer_failures;
 mod reads;
+mod settled;
 mod snapshots;
 mod stalls;
 mod stray_answers;
