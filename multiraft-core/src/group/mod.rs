@@ -672,6 +672,12 @@ impl Replica {
         (self.term, self.leader)
     }
 
+    /// The term of the last entry handed to the state machine (or of the snapshot it was
+    /// restored from); 0 while a snapshot past it is being installed.
+    pub(crate) fn applied_term(&self) -> u64 {
+        self.log.term(self.log.applied).unwrap_or(0)
+    }
+
     /// Copies of the entries with index in `[low, high)` held in memory (none below
     /// [`Replica::first_index`]).
     pub fn entries(&self, low: u64, high: u64) -> Vec<Entry> {

@@ -319,6 +319,9 @@ impl Node {
             }
             for run in out.apply.drain(..) {
                 let requests = self.resolve_applied(id, &run);
+                if let Some(last) = run.last() {
+                    self.requests.settle(id, last.term);
+                }
                 applied += requests.len();
                 ready.apply.push(Apply {
                     group: id,
@@ -365,8 +368,10 @@ impl Node {
             for (group, now) in leadership_changed.iter_mut() {
                 *now = self.groups.get(group).map(|s| s.group.leadership());
             }
+            let groups = &self.groups;
+            let applied_term = |g| groups.get(&g).map_or(0, |s| s.group.applied_term());
             self.requests
-                .leadership_changed(&leadership_changed, self.id);
+                .leadership_changed(&leadership_changed, self.id, applied_term);
         }
         ready.outcomes = self.requests.take_ended();
         self.requests.count_applied(applied);

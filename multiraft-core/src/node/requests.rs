@@ -68,6 +68,8 @@ struct Pending {
     /// The node's tick when it was taken: it counts against the admission cap until four
     /// limits after that ([`Admission::taken`]).
     taken_at: u64,
+    /// Its group's leadership changed since: it waits in `Requests::unsettled`.
+    unsettled: bool,
 }
 
 /// How many deadlines of ended requests `Requests::deadlines` may hold before they are
@@ -109,6 +111,12 @@ pub(super) struct Requests {
     /// Membership changes in progress, at most one per group: the request and the group's
     /// (term, leader) when it was taken — a leadership change leaves its outcome unknown.
     changes: BTreeMap<GroupId, (RequestId, u64, Option<NodeId>)>,
+    /// Proposals whose group's leadership changed since they were taken, by group: each
+    /// ends indeterminate once its group's replica here has applied an entry of a later
+    /// term than the proposal's ([`Requests::settle`]), unless applied before. Each
+    /// proposal is listed once (`Pending::unsettled`), so this holds at most as many as
+    /// `proposals` (and ids of those that ended otherwise, until their group's next apply).
+    unsettled: BTreeMap<GroupId, Vec<RequestId>>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
     /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
@@ -283,6 +291,7 @@ impl Requests {
             leader,
             queued_at,
             taken_at: self.admission.now(),
+            unsettled: false,
         };
         self.hold(id, pending);
         self.push_deadline(deadline, id);
@@ -477,6 +486,7 @@ impl Requests {
         &mut self,
         current: &BTreeMap<GroupId, Option<(u64, Option<NodeId>)>>,
         me: NodeId,
+        applied_term: impl Fn(GroupId) -> u64,
     ) {
         if !self.transfers.is_empty() {
             for (group, now) in current {
@@ -509,16 +519,60 @@ impl Requests {
         if current.is_empty() || self.proposals.is_empty() {
             return;
         }
-        self.end_where(Indeterminate::LeadershipChanged, |p| {
-            current
-                .get(&p.group)
-                .is_some_and(|now| *now != Some((p.term, p.leader)))
+        // A proposal taken under another leadership than its group's now may still be
+        // applied — committed by that leadership, and not yet applied here (a follower
+        // learns of a transfer's new term before the commit index; a leader applies a
+        // ready's worth at a time) — so it waits until settled. Ending it at once broke a
+        // transfer's promise that every proposal taken ends applied (review).
+        let mut now_settled = Vec::new();
+        for (id, p) in self.proposals.iter_mut() {
+            let Some(now) = current.get(&p.group) else {
+                continue;
+            };
+            if p.unsettled || *now == Some((p.term, p.leader)) {
+                continue;
+            }
+            if now.is_none() || p.term < applied_term(p.group) {
+                now_settled.push((*id, p.group));
+            } else {
+                p.unsettled = true;
+                self.unsettled.entry(p.group).or_default().push(*id);
+            }
+        }
+        self.end_indeterminate(now_settled, Indeterminate::LeadershipChanged);
+    }
+
+    /// `group`'s replica here has applied up to an entry of `applied_term`: its proposals
+    /// taken in an earlier term, under a leadership that has changed since, and not applied
+    /// by now, never will be in that leadership. Log terms never decrease, so everything
+    /// it committed comes before that entry. They end indeterminate: one of them may yet
+    /// be appended again by a later leader (a forward in flight).
+    pub(super) fn settle(&mut self, group: GroupId, applied_term: u64) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        let Some(waiting) = self.unsettled.get_mut(&group) else {
+            return;
+        };
+        let mut settled = Vec::new();
+        waiting.retain(|id| match self.proposals.get(id) {
+            None => false, // ended otherwise
+            Some(p) if p.term < applied_term => {
+                settled.push((*id, group));
+                false
+            }
+            Some(_) => true,
         });
+        if waiting.is_empty() {
+            self.unsettled.remove(&group);
+        }
+        self.end_indeterminate(settled, Indeterminate::LeadershipChanged);
     }
 
     /// `group` is no longer hosted: its proposals end indeterminate.
     pub(super) fn group_removed(&mut self, group: GroupId) {
         self.end_where(Indeterminate::GroupRemoved, |p| p.group == group);
+        self.unsettled.remove(&group);
         let mut reads: Vec<RequestId> = self
             .reads
             .iter()
@@ -536,12 +590,17 @@ impl Requests {
     }
 
     fn end_where(&mut self, why: Indeterminate, affected: impl Fn(&Pending) -> bool) {
-        let mut ended: Vec<(RequestId, GroupId)> = self
+        let ended: Vec<(RequestId, GroupId)> = self
             .proposals
             .iter()
             .filter(|(_, p)| affected(p))
             .map(|(id, p)| (*id, p.group))
             .collect();
+        self.end_indeterminate(ended, why);
+    }
+
+    /// Ends the proposals `ended` indeterminate, for `why`, in id order.
+    fn end_indeterminate(&mut self, mut ended: Vec<(RequestId, GroupId)>, why: Indeterminate) {
         // The map's order differs between instances: report in id order, deterministically.
         ended.sort_unstable();
         self.counters.indeterminate.increment(ended.len() as u64);
@@ -578,6 +637,7 @@ impl Requests {
     /// included (their write may or may not have happened).
     pub(super) fn stop(&mut self) -> Vec<Outcome> {
         self.end_where(Indeterminate::NodeStopped, |_| true);
+        self.unsettled.clear();
         let mut reads: Vec<RequestId> = self.reads.keys().copied().collect();
         reads.sort_unstable();
         for id in reads {

@@ -240,6 +240,8 @@ impl Node {
     pub fn restored(&mut self, group: GroupId, index: u64) {
         if let Some(slot) = self.groups.get_mut(&group) {
             slot.group.restored(index);
+            let applied_term = slot.group.applied_term();
+            self.requests.settle(group, applied_term);
             self.mark(group);
         }
     }
