@@ -114,8 +114,9 @@ pub(super) struct Requests {
     /// Proposals whose group's leadership changed since they were taken, by group: each
     /// ends indeterminate once its group's replica here has applied an entry of a later
     /// term than the proposal's ([`Requests::settle`]), unless applied before. Each
-    /// proposal is listed once (`Pending::unsettled`), so this holds at most as many as
-    /// `proposals` (and ids of those that ended otherwise, until their group's next apply).
+    /// proposal is listed once (`Pending::unsettled`), and a group's list keeps only
+    /// proposals still pending after each apply and each leadership change of the group
+    /// (those that ended otherwise meanwhile are dropped then): bounded by `proposals`.
     unsettled: BTreeMap<GroupId, Vec<RequestId>>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
@@ -524,6 +525,11 @@ impl Requests {
         // learns of a transfer's new term before the commit index; a leader applies a
         // ready's worth at a time) — so it waits until settled. Ending it at once broke a
         // transfer's promise that every proposal taken ends applied (review).
+        for group in current.keys() {
+            if let Some(waiting) = self.unsettled.get_mut(group) {
+                waiting.retain(|id| self.proposals.contains_key(id));
+            }
+        }
         let mut now_settled = Vec::new();
         for (id, p) in self.proposals.iter_mut() {
             let Some(now) = current.get(&p.group) else {

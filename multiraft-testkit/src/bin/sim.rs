@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 38;
+const MOVES: usize = 40;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -132,6 +132,8 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.removed_untold_quiesced,
         r.joins_abandoned,
         r.batches_split,
+        r.indeterminate,
+        r.indeterminate_applied,
     ]
 }
 
@@ -282,6 +284,10 @@ fn main() -> ExitCode {
     println!(
         "sim: snapshots taken {} (failed on purpose {}), compactions {}, installs {}, restores {}, transfers refused for want of a receive slot {}; proposals parked for a snapshot {}",
         m[10], m[24], m[11], m[12], m[13], m[14], m[25]
+    );
+    println!(
+        "sim: proposals without a definite outcome {} (reported indeterminate yet applied {})",
+        m[38], m[39]
     );
     println!(
         "sim: proposals refused by admission control {}, at max_pending_proposals {}; batches held back as stragglers {}, split as the QUIC lanes split them {}; proposals taken while a snapshot was deferred for a transfer {}; nodes back behind a hot group caught up {} (within {} ms at most), not by the end {}",

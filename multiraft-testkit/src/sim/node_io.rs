@@ -468,6 +468,7 @@ impl<A: SimApp> Simulation<A> {
             }
             io.finish()?;
         }
+        self.report.indeterminate_applied = self.checker.requests.indeterminate_applied();
         self.checker
             .requests
             .finish()

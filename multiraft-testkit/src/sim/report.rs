@@ -70,6 +70,9 @@ pub struct SimReport {
     pub rejected: u64,
     /// Proposals with no definite outcome (the node crashed, or the run ended first).
     pub indeterminate: u64,
+    /// Proposals the node reported indeterminate that a replica applied all the same: an
+    /// outcome the node could have told. Counted, not failed: "unknown" is always true.
+    pub indeterminate_applied: u64,
     /// Times a replica became leader.
     pub leader_changes: u64,
     /// Node crashes.

@@ -311,6 +311,15 @@ impl<R: Clone + Eq + std::fmt::Debug> RequestOutcomes<R> {
         }
     }
 
+    /// Proposals reported indeterminate that some replica applied: outcomes the node could
+    /// have known (or learned later), counted to watch how often "unknown" is needless.
+    pub(crate) fn indeterminate_applied(&self) -> u64 {
+        let applied = |id| self.applied_at.contains_key(id);
+        (self.requests.iter())
+            .filter(|(id, (_, _, end))| *end == Some(End::Indeterminate) && applied(*id))
+            .count() as u64
+    }
+
     /// At the end of the run, after every running node was stopped: every request ended.
     pub(crate) fn finish(&self) -> Check {
         let open: Vec<String> = self
