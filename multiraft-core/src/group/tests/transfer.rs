@@ -69,3 +69,53 @@ fn a_change_appends_nothing_while_a_transfer_runs() {
     assert_eq!(c.g(1).membership().voters, [n(1), n(2), n(4)].into());
     assert!(!c.g(1).membership().is_joint());
 }
+
+/// A change whose last entry commits while a transfer runs ends, committed, before the
+/// transfer hands leadership over: only appends wait for a transfer. Regression (review):
+/// the end waited with the appends, the new leader dropped the change, and its caller was
+/// told the outcome was unknown although the membership was committed.
+#[test]
+fn a_change_committed_while_a_transfer_runs_ends_before_the_hand_over() {
+    let mut c = Cluster::new(3, 1, strict(), 27);
+    c.elect(1);
+    // Removing learner 4: one entry, appended at once, not yet committed.
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    let target = Membership::voters([1, 2, 3]);
+    assert_eq!(c.g(1).membership(), &target);
+    c.g_mut(1).transfer_leader(n(2)).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(2).role, Role::Leader, "handed over");
+    let ended = GroupEvent::MembershipChangeEnded {
+        result: Ok(target.clone()),
+    };
+    assert!(c.events[0].contains(&ended), "{:?}", c.events[0]);
+    // Ended on the leader, committed, before it stepped down.
+    let at = |e: &GroupEvent| c.events[0].iter().position(|x| x == e);
+    let deposed = c.events[0]
+        .iter()
+        .position(|e| matches!(e, GroupEvent::LeaderChanged { leader, .. } if *leader != Some(n(1))));
+    assert!(at(&ended) < deposed, "{:?}", c.events[0]);
+}
+
+/// A transfer goes to no voter of a joint configuration's outgoing half only: elected, it
+/// would lead a membership that no longer has it.
+#[test]
+fn a_transfer_to_a_voter_of_the_outgoing_half_only_is_refused() {
+    let mut c = replacing_3_by_4();
+    // The joint configuration {1, 2, 4} / {1, 2, 3}, appended once 4 has caught up.
+    for _ in 0..2 * strict().learner_catchup_ticks {
+        c.g_mut(1).tick();
+        if c.g(1).membership().is_joint() {
+            break;
+        }
+        c.deliver_all();
+    }
+    assert!(c.g(1).membership().is_joint());
+    assert_eq!(
+        c.g_mut(1).transfer_leader(n(3)),
+        Err(TransferError::NotAVoter(n(3)))
+    );
+    assert_eq!(c.g_mut(1).transfer_leader(n(4)), Ok(()));
+}
