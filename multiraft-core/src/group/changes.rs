@@ -128,19 +128,25 @@ impl Replica {
         if self.role != Role::Leader || self.config_uncommitted() {
             return;
         }
-        if self.transfer.is_some() {
-            // Nothing to append; but a leader the committed membership leaves out steps
-            // down below, handing over to the transfer's target.
-        } else if self.membership.is_joint() {
-            // Leave the joint configuration as soon as it is committed, whoever entered it.
-            let mut leave = (*self.membership).clone();
-            leave.outgoing.clear();
-            return self.append_membership(leave);
+        // Only appends wait for a transfer: a change whose target committed ends, and a
+        // leader the committed membership leaves out steps down (below), handing over to
+        // the transfer's target.
+        let appending = self.transfer.is_none();
+        if self.membership.is_joint() {
+            if appending {
+                // Leave the joint configuration as soon as it is committed, whoever
+                // entered it.
+                let mut leave = (*self.membership).clone();
+                leave.outgoing.clear();
+                return self.append_membership(leave);
+            }
         } else if let Some(c) = self.change.as_ref() {
             let current = &*self.membership;
             if *current == c.target {
                 let target = c.target.clone();
                 self.end_change(Ok(target));
+            } else if !appending {
+                // Its next entry waits for the transfer to end.
             } else if let Some(staged) = staged(current, &c.target) {
                 self.append_membership(staged);
             } else if current.voters == c.target.voters {
@@ -159,11 +165,13 @@ impl Replica {
         }
     }
 
-    /// Whether the change under way leaves `node` out of its target's voters.
-    pub(super) fn change_demotes(&self, node: NodeId) -> bool {
-        self.change
-            .as_ref()
-            .is_some_and(|c| !c.target.voters.contains(&node))
+    /// Whether `node` may be handed leadership: a tracked voter of the configuration the
+    /// group is changing to. A voter of a joint configuration's outgoing half only, or one
+    /// the change under way leaves out, is being removed: elected, it would lead a
+    /// membership that no longer has it.
+    pub(super) fn may_take_over(&self, node: NodeId) -> bool {
+        let demoted = (self.change.as_ref()).is_some_and(|c| !c.target.voters.contains(&node));
+        self.membership.voters.contains(&node) && !demoted && self.progress.get(&node).is_some()
     }
 
     /// Whether a change under way waits for replicas to catch up before it promotes them

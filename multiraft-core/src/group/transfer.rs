@@ -34,13 +34,7 @@ impl Replica {
         if to == self.node {
             return Ok(());
         }
-        // A voter of the outgoing configuration only is being removed: elected, it would
-        // not be a voter of the configuration its group is changing to. So is one the
-        // change under way leaves out (it appends nothing while the transfer runs).
-        if !self.membership.voters.contains(&to)
-            || self.change_demotes(to)
-            || self.progress.get(&to).is_none()
-        {
+        if !self.may_take_over(to) {
             return Err(TransferError::NotAVoter(to));
         }
         if self.transfer.is_some() {
@@ -138,9 +132,9 @@ impl Replica {
         let candidates: Vec<(NodeId, u64)> = self
             .progress
             .iter()
-            // Voters of the configuration the group is changing to: a voter of the
-            // outgoing half only is being removed (`transfer_leader` refuses it).
-            .filter(|(n, _)| self.membership.voters.contains(*n) && live(**n))
+            // As `transfer_leader` would take: a drain that picked a voter being removed
+            // was refused it at every retry (review).
+            .filter(|(n, _)| self.may_take_over(**n) && live(**n))
             .map(|(n, p)| (*n, p.matched))
             .collect();
         let best = candidates.iter().map(|(_, m)| *m).max()?;

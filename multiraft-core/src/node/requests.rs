@@ -80,6 +80,16 @@ struct Pending {
 /// request taken, amortized; at this size the queue holds 1 MiB.
 const DEADLINES_KEPT: usize = 65_536;
 
+/// A group's unsettled proposals ([`Requests::unsettled`]).
+#[derive(Debug, Default)]
+struct Unsettled {
+    /// At most the least term they were taken in: an apply of a term up to it settles
+    /// none, and is passed by without a look at them (a follower applies many runs while
+    /// it catches up, each one a settle).
+    least_term: u64,
+    ids: Vec<RequestId>,
+}
+
 /// Every request of one node that has no outcome yet.
 #[derive(Debug, Default)]
 pub(super) struct Requests {
@@ -117,7 +127,7 @@ pub(super) struct Requests {
     /// proposal is listed once (`Pending::unsettled`), and a group's list keeps only
     /// proposals still pending after each apply and each leadership change of the group
     /// (those that ended otherwise meanwhile are dropped then): bounded by `proposals`.
-    unsettled: BTreeMap<GroupId, Vec<RequestId>>,
+    unsettled: BTreeMap<GroupId, Unsettled>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
     /// Where proposal outcomes are counted ([`crate::metrics::PROPOSALS_TOTAL`]).
@@ -377,7 +387,12 @@ impl Requests {
                 self.put_back(id, p);
                 return false;
             }
-            self.admission.applied(now.saturating_sub(p.queued_at));
+            // One that outlived a leadership change waited for the change, not for an
+            // overloaded node: counted, a failover's worth of them set the overload cap
+            // (review).
+            if !p.unsettled {
+                self.admission.applied(now.saturating_sub(p.queued_at));
+            }
             true
         });
         self.ended_in(group, ids.len());
@@ -477,9 +492,11 @@ impl Requests {
         expired_reads
     }
 
-    /// The leadership of some groups changed: ends every proposal of theirs taken under
-    /// another term or leader than the group's current one (`current` gives it; `None` for a
-    /// group no longer hosted). Whatever those appended or forwarded may or may not commit.
+    /// The leadership of some groups changed (`current` gives each one's term and leader;
+    /// `None` for a group no longer hosted; `applied_term` the term its replica here has
+    /// applied to): every proposal of theirs taken under another term or leader than the
+    /// current one is unsettled — it may or may not commit — and ends indeterminate once
+    /// settled ([`Requests::settle`]; at once if it already is, or if its group is gone).
     /// A proposal taken under the current term and leader keeps waiting: terms only grow
     /// and a term has one leader, so an equal pair means it went to the leader that is
     /// current. One pass over the pending proposals serves every group.
@@ -527,7 +544,7 @@ impl Requests {
         // transfer's promise that every proposal taken ends applied (review).
         for group in current.keys() {
             if let Some(waiting) = self.unsettled.get_mut(group) {
-                waiting.retain(|id| self.proposals.contains_key(id));
+                waiting.ids.retain(|id| self.proposals.contains_key(id));
             }
         }
         let mut now_settled = Vec::new();
@@ -542,7 +559,12 @@ impl Requests {
                 now_settled.push((*id, p.group));
             } else {
                 p.unsettled = true;
-                self.unsettled.entry(p.group).or_default().push(*id);
+                let waiting = self.unsettled.entry(p.group).or_insert(Unsettled {
+                    least_term: p.term,
+                    ids: Vec::new(),
+                });
+                waiting.least_term = waiting.least_term.min(p.term);
+                waiting.ids.push(*id);
             }
         }
         self.end_indeterminate(now_settled, Indeterminate::LeadershipChanged);
@@ -560,8 +582,13 @@ impl Requests {
         let Some(waiting) = self.unsettled.get_mut(&group) else {
             return;
         };
+        if applied_term <= waiting.least_term {
+            return;
+        }
+        // Those left were taken in `applied_term` or later.
+        waiting.least_term = applied_term;
         let mut settled = Vec::new();
-        waiting.retain(|id| match self.proposals.get(id) {
+        waiting.ids.retain(|id| match self.proposals.get(id) {
             None => false, // ended otherwise
             Some(p) if p.term < applied_term => {
                 settled.push((*id, group));
@@ -569,7 +596,7 @@ impl Requests {
             }
             Some(_) => true,
         });
-        if waiting.is_empty() {
+        if waiting.ids.is_empty() {
             self.unsettled.remove(&group);
         }
         self.end_indeterminate(settled, Indeterminate::LeadershipChanged);

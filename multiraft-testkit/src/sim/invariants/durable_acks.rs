@@ -111,14 +111,16 @@ impl Invariant for DurableAcks {
             }
             MessageBody::SnapshotAck(a) if a.done => {
                 // Done with a snapshot it stored, or, a joining replica, with one whose
-                // entries its log already holds, committed (it answers done without
-                // installing: the leader goes on with appends).
+                // entries its log already holds, durably committed (it answers done
+                // without installing: the leader goes on with appends).
                 let stored = img.and_then(|l| l.snapshot.as_ref()).map(|s| s.index);
                 let len = img.map_or(0, disk::last_index);
-                if stored.is_none_or(|s| s < a.index) && len < a.index {
+                let held = len >= a.index && hs.commit >= a.index;
+                if stored.is_none_or(|s| s < a.index) && !held {
                     return Err(format!(
-                        "{}, but its durable snapshot is at {stored:?} and {len} entries are durable",
-                        what()
+                        "{}, but its durable snapshot is at {stored:?}, and {len} entries are durable, committed to {}",
+                        what(),
+                        hs.commit
                     ));
                 }
             }
