@@ -119,3 +119,36 @@ fn a_transfer_to_a_voter_of_the_outgoing_half_only_is_refused() {
     );
     assert_eq!(c.g_mut(1).transfer_leader(n(4)), Ok(()));
 }
+
+/// A leader that a committed membership leaves out hands over to the target of the transfer
+/// under way when it is as up to date as any voter, so that the transfer ends as asked.
+/// Before, it handed over to the lowest-numbered such voter.
+#[test]
+fn a_removed_leader_hands_over_to_the_transfers_target() {
+    let mut c = Cluster::new(3, 1, strict(), 29);
+    c.elect(1);
+    c.g_mut(1)
+        .change_membership(MembershipChange::Replace {
+            old: n(1),
+            new: n(4),
+        })
+        .unwrap();
+    // One message at a time (a tick when none is queued), until the entry that leaves the
+    // joint configuration is appended, not yet committed.
+    let target = Membership::voters([2, 3, 4]);
+    for _ in 0..10_000 {
+        if c.g(1).membership() == &target {
+            break;
+        }
+        c.collect();
+        match c.queue.pop_front() {
+            Some(m) => c.deliver(m),
+            None => c.g_mut(1).tick(),
+        }
+    }
+    assert_eq!(c.g(1).membership(), &target);
+    assert!(c.status(1).commit < c.status(1).last_index);
+    c.g_mut(1).transfer_leader(n(3)).unwrap();
+    c.deliver_all();
+    assert_eq!(c.status(3).role, Role::Leader);
+}
