@@ -465,12 +465,12 @@ fn validate_message(
             count("acks", acks.len(), beats)?;
             node_level()
         }
-        MessageBody::ReadIndexResponse { index: Some(at), .. } if beyond(*at) => {
-            Err(InvalidMessage::IndexOutOfRange {
-                index,
-                what: "read index",
-            })
-        }
+        MessageBody::ReadIndexResponse {
+            index: Some(at), ..
+        } if beyond(*at) => Err(InvalidMessage::IndexOutOfRange {
+            index,
+            what: "read index",
+        }),
         MessageBody::ReadIndex { ids } | MessageBody::ReadIndexResponse { ids, .. } => {
             count("read ids", ids.len(), items)
         }

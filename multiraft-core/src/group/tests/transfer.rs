@@ -93,9 +93,9 @@ fn a_change_committed_while_a_transfer_runs_ends_before_the_hand_over() {
     assert!(c.events[0].contains(&ended), "{:?}", c.events[0]);
     // Ended on the leader, committed, before it stepped down.
     let at = |e: &GroupEvent| c.events[0].iter().position(|x| x == e);
-    let deposed = c.events[0]
-        .iter()
-        .position(|e| matches!(e, GroupEvent::LeaderChanged { leader, .. } if *leader != Some(n(1))));
+    let deposed = c.events[0].iter().position(
+        |e| matches!(e, GroupEvent::LeaderChanged { leader, .. } if *leader != Some(n(1))),
+    );
     assert!(at(&ended) < deposed, "{:?}", c.events[0]);
 }
 

@@ -39,7 +39,11 @@ fn a_forwarded_proposal_committed_before_a_transfer_ends_applied() {
     assert_eq!(sim.agreed_leader(g(1)), Some(n(2)));
     assert_eq!(ends(&sim, 2, request), []);
     assert_eq!(sim.commands(2, g(1)), [Bytes::from_static(b"x")]);
-    assert_eq!(sim.nodes[2].status().pending_proposals, 0, "ended by the apply");
+    assert_eq!(
+        sim.nodes[2].status().pending_proposals,
+        0,
+        "ended by the apply"
+    );
 }
 
 /// The leader's own proposals, committed but not all applied when the transfer's target
@@ -65,7 +69,11 @@ fn proposals_committed_but_not_applied_when_the_leader_is_deposed_end_applied() 
         assert_eq!(ends(&sim, 0, request), [], "{request:?}");
     }
     assert_eq!(sim.commands(0, g(1)).len(), 10);
-    assert_eq!(sim.nodes[0].status().pending_proposals, 0, "ended by the applies");
+    assert_eq!(
+        sim.nodes[0].status().pending_proposals,
+        0,
+        "ended by the applies"
+    );
 }
 
 /// A proposal its leader appended alone, then lost to a leader of a later term, ends
@@ -87,7 +95,10 @@ fn a_proposal_lost_with_its_leadership_ends_once_a_later_term_is_applied() {
     }
     let elected = sim.nodes[1].group_status(g(1)).unwrap();
     assert!(elected.term > sim.nodes[0].group_status(g(1)).unwrap().term);
-    assert!(matches!(elected.leader, Some(l) if l != n(1)), "{elected:?}");
+    assert!(
+        matches!(elected.leader, Some(l) if l != n(1)),
+        "{elected:?}"
+    );
     assert_eq!(ends(&sim, 0, request), [], "node 1 has heard nothing yet");
     let mut ticks = 0;
     while ends(&sim, 0, request).is_empty() {
@@ -99,5 +110,9 @@ fn a_proposal_lost_with_its_leadership_ends_once_a_later_term_is_applied() {
         ends(&sim, 0, request),
         [Resolution::Indeterminate(Indeterminate::LeadershipChanged)]
     );
-    assert_eq!(sim.commands(0, g(1)), [] as [Bytes; 0], "truncated, never applied");
+    assert_eq!(
+        sim.commands(0, g(1)),
+        [] as [Bytes; 0],
+        "truncated, never applied"
+    );
 }

@@ -107,7 +107,11 @@ fn a_rejection_in_another_group_ends_no_proposal() {
         .iter()
         .filter(|o| o.request == request)
         .collect();
-    assert_eq!(ends, [] as [&Outcome; 0], "applied: no outcome but the apply");
+    assert_eq!(
+        ends,
+        [] as [&Outcome; 0],
+        "applied: no outcome but the apply"
+    );
     // The commit index reaches node 2 with the leader's next heartbeat rounds.
     for _ in 0..2 * strict().heartbeat_interval_ticks {
         sim.tick();
