@@ -102,11 +102,11 @@ pub enum TransferError {
     /// yet reported (until the node's next ready).
     #[error("a transfer of this group is already in progress")]
     InProgress,
-    /// No other voter of the group is on a live node: [`Node::drain`] has nobody to hand
-    /// the group to.
+    /// No other voter of the group that may take over (not one a membership change under
+    /// way removes) is on a live node: [`Node::drain`] has nobody to hand the group to.
     ///
     /// [`Node::drain`]: crate::Node::drain
-    #[error("no other voter of the group is on a live node")]
+    #[error("no other voter of the group that may take over is on a live node")]
     NoLiveVoter,
     /// The target was not caught up and elected within an election timeout; the old leader
     /// kept leading. A campaign the target already started may still win: watch

@@ -123,7 +123,9 @@ impl Replica {
     /// Appends nothing while a transfer runs: appended after `TimeoutNow`, the entry is
     /// missing from the target's log, the target's vote request deposes this leader, and a
     /// target elected without it erases it (review). The change goes on when the transfer
-    /// ends ([`Replica::abandon_transfer`]) or with the new leader.
+    /// is given up ([`Replica::abandon_transfer`]). If it succeeds, the change is dropped
+    /// with the leadership (its request ends indeterminate, unless its target committed
+    /// first); the new leader only leaves a joint configuration.
     pub(super) fn advance_change(&mut self) {
         if self.role != Role::Leader || self.config_uncommitted() {
             return;

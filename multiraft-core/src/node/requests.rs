@@ -124,9 +124,10 @@ pub(super) struct Requests {
     /// Proposals whose group's leadership changed since they were taken, by group: each
     /// ends indeterminate once its group's replica here has applied an entry of a later
     /// term than the proposal's ([`Requests::settle`]), unless applied before. Each
-    /// proposal is listed once (`Pending::unsettled`), and a group's list keeps only
-    /// proposals still pending after each apply and each leadership change of the group
-    /// (those that ended otherwise meanwhile are dropped then): bounded by `proposals`.
+    /// proposal is listed once (`Pending::unsettled`). A group's list is pruned to the
+    /// proposals still pending at each leadership change of the group (before any is
+    /// added) and at each apply of a later term than its least: so it holds at most the
+    /// group's pending proposals at its last change, plus those added then.
     unsettled: BTreeMap<GroupId, Unsettled>,
     /// Outcomes decided and not yet reported in a ready.
     ended: Vec<Outcome>,
@@ -545,6 +546,9 @@ impl Requests {
         for group in current.keys() {
             if let Some(waiting) = self.unsettled.get_mut(group) {
                 waiting.ids.retain(|id| self.proposals.contains_key(id));
+                if waiting.ids.is_empty() {
+                    self.unsettled.remove(group);
+                }
             }
         }
         let mut now_settled = Vec::new();
