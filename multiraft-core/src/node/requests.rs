@@ -851,4 +851,38 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].request, later);
     }
+
+    /// A group's unsettled proposals end exactly when an entry of a later term than
+    /// theirs is applied, however many changes listed them and in which order: an apply of
+    /// a term up to the least listed looks at none (the early return), and one listed
+    /// later with a lower term than those before it lowers that least term.
+    #[test]
+    fn unsettled_proposals_end_at_an_apply_of_a_later_term_only() {
+        let (group, me, other) = (GroupId(1), NodeId(1), NodeId(2));
+        let ended = |requests: &mut Requests| -> Vec<RequestId> {
+            requests.take_ended().iter().map(|o| o.request).collect()
+        };
+        let change = |requests: &mut Requests, term: u64| {
+            let current = BTreeMap::from([(group, Some((term, Some(other))))]);
+            requests.leadership_changed(&current, me, |_| 0);
+        };
+        let mut requests = Requests::starting_at(1);
+        let at_5 = requests.propose(group, (5, Some(me)), 1_000, 0);
+        change(&mut requests, 6);
+        requests.settle(group, 5);
+        assert_eq!(ended(&mut requests), [], "an apply of its own term");
+        // Listed by a later change with a lower term (the table orders nothing).
+        let at_3 = requests.propose(group, (3, Some(me)), 1_000, 0);
+        change(&mut requests, 7);
+        requests.settle(group, 3);
+        assert_eq!(ended(&mut requests), []);
+        requests.settle(group, 4);
+        assert_eq!(ended(&mut requests), [at_3]);
+        requests.settle(group, 5);
+        assert_eq!(ended(&mut requests), []);
+        requests.settle(group, 6);
+        assert_eq!(ended(&mut requests), [at_5]);
+        assert_eq!(requests.pending_proposals(), 0);
+        assert!(requests.unsettled.is_empty(), "an emptied list is removed");
+    }
 }

@@ -38,6 +38,23 @@ fn a_transfer_to_the_voter_a_change_removes_is_refused() {
     assert_eq!(c.g_mut(1).transfer_leader(n(2)), Ok(()));
 }
 
+/// A drain's pick (`transfer_candidate`) passes over the voter a change under way removes,
+/// whichever group id spreads it: picked, the transfer was refused `NotAVoter` at every
+/// retry of the drain (review).
+#[test]
+fn a_drain_never_picks_the_voter_a_change_removes() {
+    let c = replacing_3_by_4();
+    assert!(c.g(1).membership().voters.contains(&n(3)));
+    for spread in 0..8 {
+        assert_eq!(c.g(1).transfer_candidate(|_| true, spread), Some(n(2)));
+    }
+    assert_eq!(
+        c.g(1).transfer_candidate(|node| node != n(2), 0),
+        None,
+        "nobody else may take over"
+    );
+}
+
 /// While a transfer runs, a membership change appends nothing: appended after
 /// `TimeoutNow`, its entry is missing from the target's log, the target's vote request
 /// deposes the leader, and a target elected without the entry erases it (the change ends

@@ -116,3 +116,51 @@ fn a_proposal_lost_with_its_leadership_ends_once_a_later_term_is_applied() {
         "truncated, never applied"
     );
 }
+
+/// A proposal applied after its group's leadership changed waited for the change, not for
+/// an overloaded node: admission control does not count its wait. Counted, one such late
+/// apply was "most of what the node applied" and set the overload cap (a failover's worth
+/// of them refused every proposal `Busy` for a while).
+#[test]
+fn a_proposal_applied_after_its_leadership_changed_sets_no_overload_cap() {
+    let config = Config {
+        max_commit_wait_ticks: 2,
+        ..strict()
+    };
+    let mut sim = Sim::with_config(1, config);
+    elect_node_1(&mut sim, 1);
+    let request = sim.nodes[2]
+        .propose(g(1), Bytes::from_static(b"x"))
+        .unwrap();
+    // Committed by nodes 1 and 2; node 3 hears only of the transfer's new term.
+    sim.run_filtered(|b| !(b.from == n(1) && b.to == n(3)));
+    sim.nodes[0].transfer_leader(g(1), n(2)).unwrap();
+    let only_votes = |b: &mut MessageBatch| {
+        if b.to == n(3) {
+            b.messages
+                .retain(|m| matches!(m.body, MessageBody::Vote { .. }));
+        }
+        true
+    };
+    sim.run_filtered(only_votes);
+    assert_eq!(sim.nodes[1].group_status(g(1)).unwrap().leader, Some(n(2)));
+    let term = |i: usize| sim.nodes[i].group_status(g(1)).unwrap().term;
+    assert_eq!(term(2), term(1), "node 3 heard of the new term");
+    assert_eq!(sim.commands(2, g(1)), [] as [Bytes; 0]);
+    // Node 3 hears nothing for longer than the limit (within an election timeout).
+    for _ in 0..5 {
+        for node in &mut sim.nodes {
+            node.tick();
+        }
+        sim.run_filtered(|b| b.to != n(3));
+    }
+    let mut ticks = 0;
+    while sim.commands(2, g(1)).is_empty() {
+        assert!(ticks < strict().election_timeout_min_ticks, "never applied");
+        sim.tick();
+        ticks += 1;
+    }
+    assert_eq!(ends(&sim, 2, request), [], "ended applied");
+    sim.tick();
+    assert_eq!(sim.nodes[2].admission_cap(), None);
+}
