@@ -2,6 +2,7 @@
 //! proposal is refused (no leader, too large, busy), each reported with its reason.
 
 use super::*;
+use crate::message::Refusal;
 
 /// Dissertation §6.2 (routing requests to the leader): a follower that knows the leader
 /// forwards the proposal, untouched, in `send_now`; the leader appends it and it commits and
@@ -333,6 +334,85 @@ fn proposals_parked_by_a_deposed_leader_are_refused() {
                 leader_hint: Some(n(2))
             }
         )]
+    );
+}
+
+/// The refusals a replica sent to `to`, as (ids, reason, hint).
+fn refusals_to(ready: &ReplicaReady, to: u64) -> Vec<(Vec<ProposalId>, Refusal, Option<NodeId>)> {
+    (ready.send_now.iter().chain(&ready.send_after_write))
+        .filter(|m| m.to == n(to))
+        .filter_map(|m| match &m.body {
+            MessageBody::ProposeRejected {
+                ids,
+                leader_hint,
+                reason,
+            } => Some((ids.clone(), *reason, *leader_hint)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Another node's proposal, forwarded to a leader that parked it and then lost its
+/// leadership, is refused to its proposer, definitely: it was never appended. Regression
+/// (review): the node reported only its own refusals and dropped the others, so the
+/// proposer waited for a later term's apply or its timeout and ended it indeterminate.
+#[test]
+fn a_deposed_leader_refuses_another_nodes_parked_proposal_to_its_proposer() {
+    let config = Config {
+        snapshot_entries: 2,
+        compaction_lag_entries: 1,
+        forward_proposals: false,
+        ..strict()
+    };
+    let mut c = Cluster::new(3, 0, config, 18);
+    c.elect(1);
+    c.g_mut(1).propose(pid(1, 1), Bytes::new()).unwrap();
+    c.g_mut(1).propose(pid(1, 2), Bytes::new()).unwrap();
+    c.deliver_all();
+    let term = c.status(1).term;
+    let forwarded = MessageBody::Propose {
+        proposals: vec![(pid(3, 7), Bytes::new())],
+    };
+    c.g_mut(1).step(msg(3, 1, term, forwarded));
+    assert_eq!(c.g(1).parked_proposals(), 1);
+    c.g_mut(1)
+        .step(msg(2, 1, term + 1, append(2, term, vec![], 2)));
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    assert_eq!(ready.rejected, [], "none of this node's own");
+    assert_eq!(
+        refusals_to(&ready, 3),
+        [(vec![pid(3, 7)], Refusal::NotLeader, Some(n(2)))]
+    );
+}
+
+/// A refusal that names another node's proposals — a deposed leader forwarded its parked
+/// ones on, and the leader refused them — goes on to their proposer; this node's own are
+/// reported here. Regression (review): the other node's were dropped.
+#[test]
+fn a_refusal_of_another_nodes_proposals_goes_on_to_their_proposer() {
+    let mut c = Cluster::new(3, 0, strict(), 18);
+    c.elect(2);
+    c.g_mut(1).ready(MAX, MAX);
+    let term = c.status(1).term;
+    let refused = MessageBody::ProposeRejected {
+        ids: vec![pid(1, 4), pid(3, 9)],
+        leader_hint: Some(n(2)),
+        reason: Refusal::Busy,
+    };
+    c.g_mut(1).step(msg(2, 1, term, refused));
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    assert_eq!(
+        ready.rejected,
+        [(
+            pid(1, 4),
+            ProposeError::Busy {
+                limit: "max_uncommitted_bytes"
+            }
+        )]
+    );
+    assert_eq!(
+        refusals_to(&ready, 3),
+        [(vec![pid(3, 9)], Refusal::Busy, Some(n(2)))]
     );
 }
 
