@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::entry::{Entry, Payload};
 use crate::error::ProposeError;
-use crate::ids::ProposalId;
+use crate::ids::{NodeId, ProposalId};
 use crate::message::{MAX_ITEMS_PER_MESSAGE, Message, MessageBody, Refusal};
 
 use super::{Replica, Role};
@@ -93,9 +93,68 @@ impl Replica {
     /// A new leader takes the proposals it queued as a follower as its own (counted and
     /// appended, or parked); they were never sent, or the old leader refused them.
     pub(super) fn adopt_forward(&mut self) {
+        let mut refused = Vec::new();
         for (id, data) in std::mem::take(&mut self.forward) {
             if let Err(e) = self.propose(id, data) {
-                self.out_rare().rejected.push((id, e));
+                refused.push((id, e));
+            }
+        }
+        self.refuse(refused, None);
+    }
+
+    /// Ends proposals this replica will not append. Its own are reported to its node
+    /// (`ReplicaReady::rejected`); another node's — forwarded here while this replica led
+    /// and parked, or named in a refusal of the ones it forwarded on — go to their
+    /// proposer as a `ProposeRejected`, a definite "not appended" there too. Dropped, the
+    /// proposer waited for a later term's apply or its timeout and ended them
+    /// indeterminate (review). Refusals to `forwarder` echo its term (`step_proposals`
+    /// tells from it whether a refusal is news about its leader); the others carry this
+    /// replica's term.
+    fn refuse(
+        &mut self,
+        refused: Vec<(ProposalId, ProposeError)>,
+        forwarder: Option<(NodeId, u64)>,
+    ) {
+        // (proposer, reason, leader hint, ids): few distinct keys, a refusal is rare.
+        let mut to_others: Vec<(NodeId, Refusal, Option<NodeId>, Vec<ProposalId>)> = Vec::new();
+        for (id, error) in refused {
+            if id.node == self.node {
+                self.out_rare().rejected.push((id, error));
+                continue;
+            }
+            let asked = forwarder.is_some_and(|(from, _)| from == id.node);
+            if !asked && !self.membership.contains(id.node) {
+                // No replica there to tell (removed since, or a forged id): a send to a
+                // node named by a message alone would go wherever that message says. The
+                // forwarder itself is answered, member or not, as before.
+                continue;
+            }
+            let (reason, hint) = match error {
+                ProposeError::NotLeader { leader_hint } => (Refusal::NotLeader, leader_hint),
+                ProposeError::NoLeader => (Refusal::NotLeader, None),
+                ref other => (refusal(other), self.leader),
+            };
+            match to_others
+                .iter_mut()
+                .find(|(to, r, h, _)| *to == id.node && *r == reason && *h == hint)
+            {
+                Some((.., ids)) => ids.push(id),
+                None => to_others.push((id.node, reason, hint, vec![id])),
+            }
+        }
+        for (to, reason, leader_hint, ids) in to_others {
+            let term = match forwarder {
+                Some((from, term)) if from == to => term,
+                _ => self.term,
+            };
+            // Receivers refuse a message naming more (`MessageBatch::validate`).
+            for ids in ids.chunks(MAX_ITEMS_PER_MESSAGE) {
+                let body = MessageBody::ProposeRejected {
+                    ids: ids.to_vec(),
+                    leader_hint,
+                    reason,
+                };
+                self.send_now_msg(to, term, body);
             }
         }
     }
@@ -106,43 +165,24 @@ impl Replica {
                 // Every refusal echoes the term the forwarder sent at: what tells it
                 // whether the refusal is news about its leader (below).
                 let echo = msg.term;
-                if self.role == Role::Leader {
+                let refused = if self.role == Role::Leader {
+                    // Busy or in a transfer: the proposer learns which, definitely not
+                    // appended. One message per reason.
                     let mut refused = Vec::new();
                     for (id, data) in proposals {
                         if let Err(e) = self.propose(id, data) {
                             refused.push((id, e));
                         }
                     }
-                    // Busy or in a transfer: the proposer learns which, definitely not
-                    // appended. One message per reason.
-                    for reason in [Refusal::Busy, Refusal::TransferInProgress] {
-                        let ids: Vec<ProposalId> = refused
-                            .iter()
-                            .filter(|(_, e)| refusal(e) == reason)
-                            .map(|(id, _)| *id)
-                            .collect();
-                        if !ids.is_empty() {
-                            let leader_hint = Some(self.node);
-                            let body = MessageBody::ProposeRejected {
-                                ids,
-                                leader_hint,
-                                reason,
-                            };
-                            self.send_now_msg(msg.from, echo, body);
-                        }
-                    }
+                    refused
                 } else {
-                    let ids = proposals.into_iter().map(|(id, _)| id).collect();
-                    self.send_now_msg(
-                        msg.from,
-                        echo,
-                        MessageBody::ProposeRejected {
-                            ids,
-                            leader_hint: self.leader,
-                            reason: Refusal::NotLeader,
-                        },
-                    );
-                }
+                    let error = ProposeError::NotLeader {
+                        leader_hint: self.leader,
+                    };
+                    let ids = proposals.into_iter().map(|(id, _)| id);
+                    ids.map(|id| (id, error.clone())).collect()
+                };
+                self.refuse(refused, Some((msg.from, echo)));
             }
             MessageBody::ProposeRejected {
                 ids,
@@ -171,9 +211,8 @@ impl Replica {
                     },
                     (_, None) => ProposeError::NoLeader,
                 };
-                self.out_rare()
-                    .rejected
-                    .extend(ids.into_iter().map(|id| (id, err.clone())));
+                let refused = ids.into_iter().map(|id| (id, err.clone())).collect();
+                self.refuse(refused, None);
             }
             _ => {}
         }
@@ -224,13 +263,13 @@ impl Replica {
                     leader_hint: Some(leader),
                 };
                 let dropped = proposals.into_iter().map(|(id, _)| (id, err.clone()));
-                self.out_rare().rejected.extend(dropped);
+                self.refuse(dropped.collect(), None);
             }
             (_, None) => {
                 let dropped = proposals
                     .into_iter()
                     .map(|(id, _)| (id, ProposeError::NoLeader));
-                self.out_rare().rejected.extend(dropped);
+                self.refuse(dropped.collect(), None);
             }
         }
     }
