@@ -227,7 +227,7 @@ pub use node::{
     TakeSnapshot,
 };
 pub use queued_bytes::COMMAND_OVERHEAD_BYTES;
-pub use snapshot::{SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
+pub use snapshot::{MAX_SNAPSHOT_CHUNKS, SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};
 pub use storage::{
     Compacted, FIRST_LOG_ROOM, GroupWrite, LoadedGroup, Storage, WriteBatch, first_log_room,

@@ -34,6 +34,16 @@ pub struct SnapshotChunk {
     pub last: bool,
 }
 
+/// The most chunks a snapshot has, numbered 0 to `MAX_SNAPSHOT_CHUNKS - 1`: every chunk's
+/// successor number fits the `u32` it is counted in (the builder, the receiver and the
+/// sender each count one past a chunk). A build whose state machine yields more pieces
+/// fails ([`SnapshotError::Failed`]; yield larger pieces), and a chunk numbered past the
+/// last is refused ([`InvalidMessage::InvalidSnapshot`]). Before, the count wrapped to
+/// chunk 0 in a release build, which storage refuses as out of order, stopping the node.
+///
+/// [`InvalidMessage::InvalidSnapshot`]: crate::InvalidMessage::InvalidSnapshot
+pub const MAX_SNAPSHOT_CHUNKS: u32 = u32::MAX;
+
 impl SnapshotChunk {
     /// Approximate size in bytes, for batch and message limits.
     pub fn size_bytes(&self) -> usize {

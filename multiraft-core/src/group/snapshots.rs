@@ -9,7 +9,7 @@
 
 use crate::ids::{GroupId, NodeId};
 use crate::message::MessageBody;
-use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::snapshot::{MAX_SNAPSHOT_CHUNKS, SnapshotChunk, SnapshotMeta};
 use crate::storage::Compacted;
 
 use super::progress::ProgressState;
@@ -484,6 +484,9 @@ impl Replica {
                     joined: self.stored_member(),
                 },
             );
+        }
+        if chunk.seq == MAX_SNAPSHOT_CHUNKS {
+            return; // no snapshot has it (`MessageBatch::validate` refuses it)
         }
         let sender = (from, self.term);
         let expected = match &self.incoming {

@@ -406,6 +406,9 @@ fn validate_message(
             if chunk.meta.term > m.term {
                 return invalid("term above the message term");
             }
+            if chunk.seq == crate::snapshot::MAX_SNAPSHOT_CHUNKS {
+                return invalid("chunk numbered past the last a snapshot has");
+            }
             if members.places() > items {
                 return invalid("membership too large");
             }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::ids::{GroupId, NodeId};
 use crate::message::{Message, MessageBody, SnapshotAck};
-use crate::snapshot::{SnapshotChunk, SnapshotError, SnapshotMeta};
+use crate::snapshot::{MAX_SNAPSHOT_CHUNKS, SnapshotChunk, SnapshotError, SnapshotMeta};
 use crate::storage::WriteBatch;
 
 use super::Node;
@@ -187,6 +187,13 @@ impl Node {
         };
         let mut rest = data;
         loop {
+            if b.next_seq == MAX_SNAPSHOT_CHUNKS {
+                let error = SnapshotError::Failed(format!(
+                    "more than {MAX_SNAPSHOT_CHUNKS} chunks: yield larger pieces"
+                ));
+                self.snapshot_failed(group, index, &error);
+                return false;
+            }
             let piece = rest.split_to(rest.len().min(max));
             let chunk = SnapshotChunk {
                 meta: b.meta.clone(),
@@ -491,5 +498,58 @@ impl Node {
             .map(|(_, c)| c.data.len())
             .sum();
         completed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Membership};
+
+    /// A node building `group`'s snapshot at index 5 whose next chunk is numbered `next`.
+    fn building_at(next: u32) -> (Node, GroupId) {
+        let config = Config {
+            strict: true,
+            ..Config::default()
+        };
+        let mut node = Node::new(NodeId(1), config, 7).unwrap();
+        let group = GroupId(1);
+        node.create_group(group, Membership::voters([1])).unwrap();
+        let meta = SnapshotMeta {
+            index: 5,
+            term: 1,
+            membership: Membership::voters([1]),
+        };
+        let building = Building {
+            meta,
+            next_seq: next,
+        };
+        node.snapshots.building.insert(group, building);
+        (node, group)
+    }
+
+    /// A build whose state machine yields more pieces than a snapshot may have chunks fails,
+    /// with what it had queued; one that ends with the last number a snapshot may use is
+    /// whole. Regression (review): the count wrapped to chunk 0 in a release build (storage
+    /// refuses that as out of order, which stops the node) and panicked in a debug one.
+    #[test]
+    fn a_build_of_more_chunks_than_a_snapshot_has_fails() {
+        let piece = || Bytes::from_static(b"x");
+        let (mut node, group) = building_at(MAX_SNAPSHOT_CHUNKS - 2);
+        assert!(node.snapshot_chunk(group, 5, piece(), false));
+        assert!(node.snapshot_chunk(group, 5, piece(), false));
+        assert!(
+            !node.snapshot_chunk(group, 5, piece(), true),
+            "one too many"
+        );
+        assert!(node.snapshots.building.is_empty(), "the build failed");
+        assert!(node.snapshots.chunks.is_empty(), "its chunks dropped");
+
+        let (mut node, group) = building_at(MAX_SNAPSHOT_CHUNKS - 1);
+        assert!(node.snapshot_chunk(group, 5, piece(), true));
+        let seqs: Vec<(u32, bool)> = (node.snapshots.chunks.iter())
+            .map(|(_, c)| (c.seq, c.last))
+            .collect();
+        assert_eq!(seqs, [(MAX_SNAPSHOT_CHUNKS - 1, true)]);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::membership::Membership;
-use crate::snapshot::{SnapshotChunk, SnapshotMeta};
+use crate::snapshot::{MAX_SNAPSHOT_CHUNKS, SnapshotChunk, SnapshotMeta};
 
 fn install(term: u64, membership: Membership) -> MessageBatch {
     let chunk = SnapshotChunk {
@@ -46,6 +46,19 @@ fn a_snapshot_no_leader_could_send_is_refused() {
     );
     let huge = Membership::voters(1..=(MAX_ITEMS_PER_MESSAGE as u64 + 1));
     assert_eq!(reason(install(5, huge)), "membership too large");
+    // Numbered past the last chunk a snapshot has: counting one past it overflowed.
+    let numbered = |seq| {
+        let mut b = install(5, Membership::voters([1, 2, 3]));
+        if let MessageBody::InstallSnapshot { chunk } = &mut b.messages[0].body {
+            chunk.seq = seq;
+        }
+        b
+    };
+    assert_eq!(numbered(MAX_SNAPSHOT_CHUNKS - 1).validate(&limits), Ok(()));
+    assert_eq!(
+        reason(numbered(MAX_SNAPSHOT_CHUNKS)),
+        "chunk numbered past the last a snapshot has"
+    );
 }
 
 /// A snapshot or an append response past `MAX_TERM_OR_INDEX` is refused: installed or
