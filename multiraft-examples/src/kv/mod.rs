@@ -14,12 +14,15 @@
 //! - `/` the status page, `/status.json`, `/metrics` (Prometheus);
 //! - `/admin/…`: adding and removing nodes ([`admin`]).
 //!
+//! A node serves at most [`connections::MAX_HTTP_CONNECTIONS`] HTTP connections at once.
+//!
 //! The binary (`src/bin/kv.rs`) has subcommands `certs`, `node`, `cluster` and `load`.
 
 pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod connections;
 pub mod http;
 pub mod load;
 pub mod machine;
