@@ -99,7 +99,8 @@ impl Replica {
                 refused.push((id, e));
             }
         }
-        self.refuse(refused, None);
+        let term = self.term;
+        self.refuse(refused, None, term);
     }
 
     /// Ends proposals this replica will not append. Its own are reported to its node
@@ -107,13 +108,18 @@ impl Replica {
     /// and parked, or named in a refusal of the ones it forwarded on — go to their
     /// proposer as a `ProposeRejected`, a definite "not appended" there too. Dropped, the
     /// proposer waited for a later term's apply or its timeout and ended them
-    /// indeterminate (review). Refusals to `forwarder` echo its term (`step_proposals`
-    /// tells from it whether a refusal is news about its leader); the others carry this
-    /// replica's term.
+    /// indeterminate (review).
+    ///
+    /// The refusals carry `term`, which the receiver reads as "at this term, the sender
+    /// does not lead" when they say `NotLeader` (`step_proposals`): the term of the forward
+    /// answered, or of the refusal passed on (its sender did not lead then), or this
+    /// replica's own when it gives up proposals it no longer leads for. The `forwarder` of
+    /// an answered `Propose` is told even if it is no member.
     fn refuse(
         &mut self,
         refused: Vec<(ProposalId, ProposeError)>,
-        forwarder: Option<(NodeId, u64)>,
+        forwarder: Option<NodeId>,
+        term: u64,
     ) {
         // (proposer, reason, leader hint, ids): few distinct keys, a refusal is rare.
         let mut to_others: Vec<(NodeId, Refusal, Option<NodeId>, Vec<ProposalId>)> = Vec::new();
@@ -122,7 +128,7 @@ impl Replica {
                 self.out_rare().rejected.push((id, error));
                 continue;
             }
-            let asked = forwarder.is_some_and(|(from, _)| from == id.node);
+            let asked = forwarder == Some(id.node);
             if !asked && !self.membership.contains(id.node) {
                 // No replica there to tell (removed since, or a forged id): a send to a
                 // node named by a message alone would go wherever that message says. The
@@ -143,10 +149,6 @@ impl Replica {
             }
         }
         for (to, reason, leader_hint, ids) in to_others {
-            let term = match forwarder {
-                Some((from, term)) if from == to => term,
-                _ => self.term,
-            };
             // Receivers refuse a message naming more (`MessageBatch::validate`).
             for ids in ids.chunks(MAX_ITEMS_PER_MESSAGE) {
                 let body = MessageBody::ProposeRejected {
@@ -176,13 +178,20 @@ impl Replica {
                     }
                     refused
                 } else {
+                    if proposals.iter().all(|(id, _)| id.node != msg.from) {
+                        // Only other nodes' proposals (a deposed leader passing its parked
+                        // ones on): their refusals go to them, and the forwarder, which
+                        // takes this replica for its leader, is told it is not (review).
+                        let body = MessageBody::not_leader(self.leader);
+                        self.send_now_msg(msg.from, echo, body);
+                    }
                     let error = ProposeError::NotLeader {
                         leader_hint: self.leader,
                     };
                     let ids = proposals.into_iter().map(|(id, _)| id);
                     ids.map(|id| (id, error.clone())).collect()
                 };
-                self.refuse(refused, Some((msg.from, echo)));
+                self.refuse(refused, Some(msg.from), echo);
             }
             MessageBody::ProposeRejected {
                 ids,
@@ -211,8 +220,11 @@ impl Replica {
                     },
                     (_, None) => ProposeError::NoLeader,
                 };
+                // Other nodes' ids are passed on at this refusal's term: its sender did not
+                // lead then. At this replica's own term, one that leads now, a follower
+                // taking it for leader would disown it (review).
                 let refused = ids.into_iter().map(|id| (id, err.clone())).collect();
-                self.refuse(refused, None);
+                self.refuse(refused, None, msg.term);
             }
             _ => {}
         }
@@ -263,13 +275,15 @@ impl Replica {
                     leader_hint: Some(leader),
                 };
                 let dropped = proposals.into_iter().map(|(id, _)| (id, err.clone()));
-                self.refuse(dropped.collect(), None);
+                let term = self.term;
+                self.refuse(dropped.collect(), None, term);
             }
             (_, None) => {
                 let dropped = proposals
                     .into_iter()
                     .map(|(id, _)| (id, ProposeError::NoLeader));
-                self.refuse(dropped.collect(), None);
+                let term = self.term;
+                self.refuse(dropped.collect(), None, term);
             }
         }
     }

@@ -29,9 +29,10 @@ pub struct Message {
     pub to: NodeId,
     /// The sender's term (for pre-vote requests: the term it would campaign in). Proposal
     /// forwarding takes no part in the term rules: a [`MessageBody::Propose`] carries the
-    /// term its sender forwarded at, and a [`MessageBody::ProposeRejected`] echoes the term
-    /// of the `Propose` it answers, so that the forwarder knows which leadership it speaks
-    /// of.
+    /// term its sender forwarded at, and a [`MessageBody::ProposeRejected`] a term at which
+    /// its sender did not lead — the term of the `Propose` it answers (so that the
+    /// forwarder knows which leadership it speaks of), of the refusal it passes on, or its
+    /// own when it gives up proposals it parked as a leader.
     pub term: u64,
     /// What the message says.
     pub body: MessageBody,
@@ -154,8 +155,11 @@ pub enum MessageBody {
         /// The proposals, in order.
         proposals: Vec<(ProposalId, Bytes)>,
     },
-    /// The receiver of a forwarded [`MessageBody::Propose`] refused these proposals: none of
-    /// them were appended.
+    /// These proposals of the receiver's node were not appended, and never will be: the
+    /// sender refused them when they were forwarded to it, or gave up those it had parked
+    /// when it lost its leadership, or passes on a refusal sent to it of proposals it had
+    /// forwarded on (docs/design.md, "Why a remote refusal is definite"). With no ids, it
+    /// answers a forward of other nodes' proposals: the sender does not lead.
     ProposeRejected {
         /// The proposals that were not appended.
         ids: Vec<ProposalId>,

@@ -9,7 +9,8 @@ use crate::message::{MAX_BEATS_PER_MESSAGE, Message, MessageBatch, MessageBody};
 ///
 /// An honest node never sends more: [`Config::validate`](crate::Config::validate) refuses a
 /// `max_append_entries` above it, a follower splits the proposals it forwards into messages
-/// of at most this many, and a `ProposeRejected` answers one `Propose`.
+/// of at most this many, and a `ProposeRejected` names at most this many (one answering a
+/// `Propose` names no more than it held; others are cut).
 pub const MAX_ITEMS_PER_MESSAGE: usize = 65_536;
 
 /// The largest term, and the largest log index, a message may name (half of `u64`'s

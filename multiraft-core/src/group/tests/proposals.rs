@@ -337,8 +337,11 @@ fn proposals_parked_by_a_deposed_leader_are_refused() {
     );
 }
 
-/// The refusals a replica sent to `to`, as (ids, reason, hint).
-fn refusals_to(ready: &ReplicaReady, to: u64) -> Vec<(Vec<ProposalId>, Refusal, Option<NodeId>)> {
+/// A refusal as sent: its ids, reason, leader hint and term.
+type Sent = (Vec<ProposalId>, Refusal, Option<NodeId>, u64);
+
+/// The refusals a replica sent to `to`.
+fn refusals_to(ready: &ReplicaReady, to: u64) -> Vec<Sent> {
     (ready.send_now.iter().chain(&ready.send_after_write))
         .filter(|m| m.to == n(to))
         .filter_map(|m| match &m.body {
@@ -346,7 +349,7 @@ fn refusals_to(ready: &ReplicaReady, to: u64) -> Vec<(Vec<ProposalId>, Refusal, 
                 ids,
                 leader_hint,
                 reason,
-            } => Some((ids.clone(), *reason, *leader_hint)),
+            } => Some((ids.clone(), *reason, *leader_hint, m.term)),
             _ => None,
         })
         .collect()
@@ -381,38 +384,65 @@ fn a_deposed_leader_refuses_another_nodes_parked_proposal_to_its_proposer() {
     assert_eq!(ready.rejected, [], "none of this node's own");
     assert_eq!(
         refusals_to(&ready, 3),
-        [(vec![pid(3, 7)], Refusal::NotLeader, Some(n(2)))]
+        [(vec![pid(3, 7)], Refusal::NotLeader, Some(n(2)), term + 1)],
+        "at the term it no longer leads in"
     );
 }
 
 /// A refusal that names another node's proposals — a deposed leader forwarded its parked
-/// ones on, and the leader refused them — goes on to their proposer; this node's own are
-/// reported here. Regression (review): the other node's were dropped.
+/// ones on, and a node that does not host the group refused them all to it — goes on to
+/// their proposer, at the refusal's term: at this replica's own, a follower that takes it
+/// for leader would read "not the leader" as news and disown it (review). This node's own
+/// are reported here. Regression (review): the other node's were dropped.
 #[test]
 fn a_refusal_of_another_nodes_proposals_goes_on_to_their_proposer() {
     let mut c = Cluster::new(3, 0, strict(), 18);
-    c.elect(2);
+    c.elect(1);
     c.g_mut(1).ready(MAX, MAX);
     let term = c.status(1).term;
     let refused = MessageBody::ProposeRejected {
         ids: vec![pid(1, 4), pid(3, 9)],
-        leader_hint: Some(n(2)),
-        reason: Refusal::Busy,
+        leader_hint: None,
+        reason: Refusal::NotLeader,
     };
-    c.g_mut(1).step(msg(2, 1, term, refused));
+    c.g_mut(1).step(msg(2, 1, term - 1, refused));
     let ready = c.g_mut(1).ready(MAX, MAX);
-    assert_eq!(
-        ready.rejected,
-        [(
-            pid(1, 4),
-            ProposeError::Busy {
-                limit: "max_uncommitted_bytes"
-            }
-        )]
-    );
+    assert_eq!(ready.rejected, [(pid(1, 4), ProposeError::NoLeader)]);
     assert_eq!(
         refusals_to(&ready, 3),
-        [(vec![pid(3, 9)], Refusal::Busy, Some(n(2)))]
+        [(vec![pid(3, 9)], Refusal::NotLeader, None, term - 1)]
+    );
+    // Passed on, it leaves node 3 following node 1, which leads this term.
+    for m in ready.send_now {
+        c.deliver(m);
+    }
+    c.deliver_all();
+    assert_eq!(c.status(3).leader, Some(n(1)));
+    assert_eq!(c.status(1).role, Role::Leader);
+}
+
+/// A follower forwarded only other nodes' proposals (a deposed leader passing its parked
+/// ones on) refuses them to their proposers and tells the forwarder, at the forward's term,
+/// that it does not lead: the forwarder, which took it for leader, stops holding back its
+/// campaign for it (review: it was told nothing).
+#[test]
+fn a_forward_of_other_nodes_proposals_to_a_non_leader_is_answered_to_the_forwarder_too() {
+    let mut c = Cluster::new(3, 0, strict(), 18);
+    c.elect(1);
+    c.g_mut(2).ready(MAX, MAX);
+    let term = c.status(2).term;
+    let forwarded = MessageBody::Propose {
+        proposals: vec![(pid(1, 5), Bytes::new())],
+    };
+    c.g_mut(2).step(msg(3, 2, term, forwarded));
+    let ready = c.g_mut(2).ready(MAX, MAX);
+    assert_eq!(
+        refusals_to(&ready, 3),
+        [(vec![], Refusal::NotLeader, Some(n(1)), term)]
+    );
+    assert_eq!(
+        refusals_to(&ready, 1),
+        [(vec![pid(1, 5)], Refusal::NotLeader, Some(n(1)), term)]
     );
 }
 
