@@ -15,7 +15,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// in progress (and what they hold in the node besides the node's own limits). Past it the
 /// node accepts nothing more until a connection closes: new clients wait in the kernel's
 /// listen backlog, and time out there if it stays full. Without it, each connection a
-/// client opened cost a task, however many (review).
+/// client opened cost a task, however many (review). An idle connection keeps its slot
+/// until its client closes it (the server sets no idle timeout): enough idle clients lock
+/// others out, though memory stays bounded.
 pub const MAX_HTTP_CONNECTIONS: usize = 1024;
 
 /// A listener that serves at most `slots` connections at once.

@@ -421,6 +421,26 @@ fn a_refusal_of_another_nodes_proposals_goes_on_to_their_proposer() {
     assert_eq!(c.status(1).role, Role::Leader);
 }
 
+/// A leader refuses each forwarded proposal to the node that proposed it: a deposed
+/// leader's forward of the proposals it had parked carries other nodes' ones, whose
+/// refusal the forwarder, not their proposer, would otherwise get.
+#[test]
+fn a_leader_refuses_forwarded_proposals_to_their_proposers() {
+    let mut c = Cluster::new(3, 0, strict(), 18);
+    c.elect(1);
+    c.g_mut(1).transfer_leader(n(2)).unwrap();
+    c.g_mut(1).ready(MAX, MAX);
+    let term = c.status(1).term;
+    let forwarded = MessageBody::Propose {
+        proposals: vec![(pid(3, 6), Bytes::new()), (pid(2, 1), Bytes::new())],
+    };
+    c.g_mut(1).step(msg(2, 1, term, forwarded));
+    let ready = c.g_mut(1).ready(MAX, MAX);
+    let refused = |ids| vec![(ids, Refusal::TransferInProgress, Some(n(1)), term)];
+    assert_eq!(refusals_to(&ready, 3), refused(vec![pid(3, 6)]));
+    assert_eq!(refusals_to(&ready, 2), refused(vec![pid(2, 1)]));
+}
+
 /// A follower forwarded only other nodes' proposals (a deposed leader passing its parked
 /// ones on) refuses them to their proposers and tells the forwarder, at the forward's term,
 /// that it does not lead: the forwarder, which took it for leader, stops holding back its
