@@ -14,7 +14,8 @@
 //! - `/` the status page, `/status.json`, `/metrics` (Prometheus);
 //! - `/admin/…`: adding and removing nodes ([`admin`]).
 //!
-//! A node serves at most [`connections::MAX_HTTP_CONNECTIONS`] HTTP connections at once.
+//! A node serves at most [`connections::MAX_HTTP_CONNECTIONS`] HTTP connections at once,
+//! and closes one idle for [`connections::HTTP_IDLE_TIMEOUT`].
 //!
 //! The binary (`src/bin/kv.rs`) has subcommands `certs`, `node`, `cluster` and `load`.
 

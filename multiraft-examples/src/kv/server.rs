@@ -14,7 +14,7 @@ use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
 use tokio::io::AsyncReadExt;
 
-use super::connections::{Limited, MAX_HTTP_CONNECTIONS};
+use super::connections::{HTTP_IDLE_TIMEOUT, Limited, MAX_HTTP_CONNECTIONS};
 use super::http::{AppState, router};
 use super::machine::KvMachine;
 
@@ -259,7 +259,7 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             () = node.stopped() => tracing::error!("the node stopped; the process ends"),
         }
     };
-    let listener = Limited::new(listener, MAX_HTTP_CONNECTIONS);
+    let listener = Limited::new(listener, MAX_HTTP_CONNECTIONS, HTTP_IDLE_TIMEOUT);
     let serve = axum::serve(listener, router(state)).with_graceful_shutdown(stop);
     let served = serve.await.map_err(|e| format!("HTTP: {e}"));
     let stopped = raft
