@@ -110,8 +110,9 @@ impl Replica {
 
     /// The leader this follower follows refused, as not the leader, proposals forwarded to
     /// it at this follower's current term (the refusal echoes the term; a node that does
-    /// not host the group refuses too), or said so otherwise at that term (a refusal carries
-    /// a term at which its sender did not lead: `Message::term`): the follower forgets
+    /// not host the group refuses too), or said so otherwise at that term (a `NotLeader`
+    /// refusal's term is one its sender does not lead, now or again: `Message::term`): the
+    /// follower forgets
     /// that leader, so it stops
     /// holding back its campaign, and refusing other candidates, for that leader's live
     /// node (`defers_campaign`), quiesced leader or not, and campaigns when its own

@@ -222,8 +222,16 @@ impl Replica {
                 };
                 // Other nodes' ids are passed on at this refusal's term: its sender did not
                 // lead then. At this replica's own term, one that leads now, a follower
-                // taking it for leader would disown it (review).
-                let refused = ids.into_iter().map(|id| (id, err.clone())).collect();
+                // taking it for leader would disown it (review). Only at a term this
+                // replica does not lead: an honest refusal it passes on answers its own
+                // forward, sent as a follower, and one at a term it leads (from anyone,
+                // member or not) would have it disown itself through its followers.
+                let passes_on =
+                    msg.term < self.term || msg.term == self.term && self.role != Role::Leader;
+                let refused = (ids.into_iter())
+                    .filter(|id| passes_on || id.node == self.node)
+                    .map(|id| (id, err.clone()))
+                    .collect();
                 self.refuse(refused, None, msg.term);
             }
             _ => {}

@@ -138,9 +138,10 @@ pub struct ReplicaReady {
     /// Reads of this node whose read point the state machine has reached with this
     /// ready's `apply`: (read id, read index). Serve each after applying `apply`.
     pub reads: Vec<(u64, u64)>,
-    /// This node's proposals that will not be appended — refused by the leader they were
-    /// forwarded to, or given up here (no leader to forward them to): definitely not
-    /// appended. Another node's go to that node as `ProposeRejected`.
+    /// This node's proposals that will not be appended — refused by the replica they were
+    /// forwarded to (or passed on by one that forwarded them further), or given up here (no
+    /// leader to forward them to, or forwarding off): definitely not appended. Another
+    /// node's go to that node as `ProposeRejected`.
     pub rejected: Vec<(ProposalId, ProposeError)>,
     /// Events since the last ready.
     pub events: Vec<GroupEvent>,

@@ -29,10 +29,11 @@ pub struct Message {
     pub to: NodeId,
     /// The sender's term (for pre-vote requests: the term it would campaign in). Proposal
     /// forwarding takes no part in the term rules: a [`MessageBody::Propose`] carries the
-    /// term its sender forwarded at, and a [`MessageBody::ProposeRejected`] a term at which
-    /// its sender did not lead — the term of the `Propose` it answers (so that the
-    /// forwarder knows which leadership it speaks of), of the refusal it passes on, or its
-    /// own when it gives up proposals it parked as a leader.
+    /// term its sender forwarded at, and a [`MessageBody::ProposeRejected`] the term of the
+    /// `Propose` it answers (so that the forwarder knows which leadership it speaks of), of
+    /// the refusal it passes on, or the sender's own when it gives up proposals it parked
+    /// as a leader. A `NotLeader` refusal's term is one the sender does not lead, now or
+    /// again (a `Busy` or `TransferInProgress` one comes from a leader, at any term).
     pub term: u64,
     /// What the message says.
     pub body: MessageBody,
@@ -155,11 +156,14 @@ pub enum MessageBody {
         /// The proposals, in order.
         proposals: Vec<(ProposalId, Bytes)>,
     },
-    /// These proposals of the receiver's node were not appended, and never will be: the
-    /// sender refused them when they were forwarded to it, or gave up those it had parked
-    /// when it lost its leadership, or passes on a refusal sent to it of proposals it had
-    /// forwarded on (docs/design.md, "Why a remote refusal is definite"). With no ids, it
-    /// answers a forward of other nodes' proposals: the sender does not lead.
+    /// These proposals were not appended, and never will be: the sender refused them when
+    /// they were forwarded to it, or gave up those it had parked when it lost its
+    /// leadership, or passes on a refusal sent to it of proposals it had forwarded on
+    /// (docs/design.md, "Why a remote refusal is definite"). They are the receiver's
+    /// node's own, except from a node that does not host the group, which refuses every
+    /// id of a forward to its forwarder. With no ids, the sender says it does not lead (to
+    /// a forward of other nodes' proposals, a replica that asked it, one that took it for
+    /// leader).
     ProposeRejected {
         /// The proposals that were not appended.
         ids: Vec<ProposalId>,
