@@ -98,17 +98,24 @@ fn proposal_over_max_proposal_bytes_is_too_large() {
     );
 }
 
-/// `Config::max_uncommitted_bytes`: a leader refuses proposals with `Busy` once its
-/// uncommitted entries would exceed the limit, and accepts again after they commit.
-#[test]
-fn proposals_beyond_max_uncommitted_bytes_are_busy_until_commit() {
+/// `voters` replicas led by replica 1, which holds at most 200 bytes uncommitted: two
+/// 50-byte proposals (90 bytes each as an entry), not three.
+fn leader_1_of_200_uncommitted_bytes(voters: u64, seed: u64) -> Cluster {
     let config = Config {
         max_proposal_bytes: 100,
         max_uncommitted_bytes: 200,
         ..strict()
     };
-    let mut c = Cluster::new(1, 0, config, 15);
+    let mut c = Cluster::new(voters, 0, config, seed);
     c.elect(1);
+    c
+}
+
+/// `Config::max_uncommitted_bytes`: a leader refuses proposals with `Busy` once its
+/// uncommitted entries would exceed the limit, and accepts again after they commit.
+#[test]
+fn proposals_beyond_max_uncommitted_bytes_are_busy_until_commit() {
+    let mut c = leader_1_of_200_uncommitted_bytes(1, 15);
     let data = Bytes::from(vec![7u8; 50]); // 90 bytes as an entry
     assert_eq!(c.g_mut(1).propose(pid(1, 1), data.clone()), Ok(()));
     assert_eq!(c.g_mut(1).propose(pid(1, 2), data.clone()), Ok(()));
@@ -140,13 +147,7 @@ fn forward_to_leader_1(c: &mut Cluster) -> Vec<Message> {
 /// appended) instead of leaving its client waiting.
 #[test]
 fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
-    let config = Config {
-        max_proposal_bytes: 100,
-        max_uncommitted_bytes: 200,
-        ..strict()
-    };
-    let mut c = Cluster::new(3, 0, config, 16);
-    c.elect(1);
+    let mut c = leader_1_of_200_uncommitted_bytes(3, 16);
     let data = Bytes::from(vec![7u8; 50]);
     c.g_mut(1).propose(pid(1, 1), data.clone()).unwrap();
     c.g_mut(1).propose(pid(1, 2), data.clone()).unwrap();
@@ -190,13 +191,7 @@ fn forwarded_proposal_refused_by_a_busy_leader_is_reported() {
 /// simulator in 300 seeds: a leader busy partway through a forward is rare there.)
 #[test]
 fn a_forward_taken_in_part_is_refused_in_part() {
-    let config = Config {
-        max_proposal_bytes: 100,
-        max_uncommitted_bytes: 200,
-        ..strict()
-    };
-    let mut c = Cluster::new(3, 0, config, 16);
-    c.elect(1);
+    let mut c = leader_1_of_200_uncommitted_bytes(3, 16);
     let ids: Vec<ProposalId> = (1..=5).map(|seq| pid(2, seq)).collect();
     for id in &ids {
         c.g_mut(2).propose(*id, Bytes::from(vec![7u8; 50])).unwrap();

@@ -10,15 +10,22 @@ use crate::membership::MembershipChange;
 /// 4 is caught up, and the change waits `learner_catchup_ticks` before its joint
 /// configuration.
 fn replacing_3_by_4() -> Cluster {
-    let mut c = Cluster::new(3, 1, strict(), 25);
+    let mut c = leader_1_replacing_by_4(3, 25);
+    c.deliver_all();
+    c
+}
+
+/// Leader 1 of voters {1, 2, 3} and learner 4, having started replacing `old` by 4 (nothing
+/// delivered yet).
+fn leader_1_replacing_by_4(old: u64, seed: u64) -> Cluster {
+    let mut c = Cluster::new(3, 1, strict(), seed);
     c.elect(1);
     c.g_mut(1)
         .change_membership(MembershipChange::Replace {
-            old: n(3),
+            old: n(old),
             new: n(4),
         })
         .unwrap();
-    c.deliver_all();
     c
 }
 
@@ -142,14 +149,7 @@ fn a_transfer_to_a_voter_of_the_outgoing_half_only_is_refused() {
 /// Before, it handed over to the lowest-numbered such voter.
 #[test]
 fn a_removed_leader_hands_over_to_the_transfers_target() {
-    let mut c = Cluster::new(3, 1, strict(), 29);
-    c.elect(1);
-    c.g_mut(1)
-        .change_membership(MembershipChange::Replace {
-            old: n(1),
-            new: n(4),
-        })
-        .unwrap();
+    let mut c = leader_1_replacing_by_4(1, 29);
     // One message at a time (a tick when none is queued), until the entry that leaves the
     // joint configuration is appended, not yet committed.
     let target = Membership::voters([2, 3, 4]);
