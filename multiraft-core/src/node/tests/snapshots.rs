@@ -198,6 +198,8 @@ fn a_failing_snapshot_is_retried_and_does_not_stop_the_group() {
 struct LateSnapshots {
     late: Vec<(GroupId, u64)>,
     stored: Vec<SnapshotChunk>,
+    /// The outcomes reported.
+    ended: Vec<Outcome>,
 }
 
 impl Io for LateSnapshots {
@@ -223,6 +225,10 @@ impl Io for LateSnapshots {
         newest_first
             .find(|c| c.meta.index == index && c.seq == seq)
             .cloned()
+    }
+
+    fn outcome(&mut self, outcome: Outcome) {
+        self.ended.push(outcome);
     }
 }
 
@@ -268,10 +274,16 @@ fn a_late_first_chunk_of_an_earlier_term_leaves_the_build_going() {
 
 /// The leader's first chunk of its snapshot at index 10 (the only one when `last`).
 fn leaders_chunk_at_10(last: bool) -> MessageBody {
+    first_chunk_of(10, 1, last)
+}
+
+/// The first chunk of a leader's snapshot at `index`, whose entry is of `term` (the only
+/// chunk when `last`).
+fn first_chunk_of(index: u64, term: u64, last: bool) -> MessageBody {
     let chunk = SnapshotChunk {
         meta: SnapshotMeta {
-            index: 10,
-            term: 1,
+            index,
+            term,
             membership: voters(),
         },
         seq: 0,
@@ -281,6 +293,41 @@ fn leaders_chunk_at_10(last: bool) -> MessageBody {
     MessageBody::InstallSnapshot {
         chunk: Box::new(chunk),
     }
+}
+
+/// A proposal taken under a leadership that has changed since ends once its replica is
+/// restored from a snapshot of a later term: everything the old leadership committed is in
+/// that snapshot, so a proposal not applied by then never will be in that leadership
+/// (`Node::restored` settles it, as an apply of a later term's entry does). Until then it
+/// waits: it may yet be applied. Without the restore's settle it waited for its group's
+/// next entry, or for its timeout.
+#[test]
+fn a_restore_of_a_later_terms_snapshot_ends_a_proposal_of_an_earlier_leadership() {
+    let mut node = new_node(3, strict());
+    let mut io = LateSnapshots::default();
+    node.create_group(g(1), voters()).unwrap();
+    settle_creation(&mut node);
+    // Node 1 leads term 1 (its entry applied here); node 3's proposal is forwarded to it.
+    node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, vec![noop(1, 1)], 1)));
+    testing::settle(&mut node, &mut io).unwrap();
+    let request = node.propose(g(1), Bytes::from_static(b"x")).unwrap();
+    testing::settle(&mut node, &mut io).unwrap();
+
+    // Node 2 leads term 2: the proposal may still be in what node 1 committed.
+    node.step(batch_for(2, 3, 2, &[g(1)], append(1, 1, Vec::new(), 1)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert_eq!(node.status().pending_proposals, 1, "waits to be settled");
+
+    // Node 2's snapshot at 10, of term 2, is installed and restored.
+    node.step(batch_for(2, 3, 2, &[g(1)], first_chunk_of(10, 2, true)));
+    testing::settle(&mut node, &mut io).unwrap();
+    assert_eq!(node.group_status(g(1)).unwrap().applied, 10, "restored");
+    let ends: Vec<_> = io.ended.iter().filter(|o| o.request == request).collect();
+    assert_eq!(ends.len(), 1, "{:?}", io.ended);
+    assert_eq!(
+        ends[0].resolution,
+        Resolution::Indeterminate(crate::error::Indeterminate::LeadershipChanged)
+    );
 }
 
 /// A snapshot this node builds that ends after its group installed a newer one from the
