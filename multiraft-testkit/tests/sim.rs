@@ -194,10 +194,11 @@ fn removed_told_seeds() {
 /// only one still hosting the group was itself removed and knew no leader to relay to).
 /// Since the leader judges lost appends by what was out at a heartbeat round's answer and a
 /// new leader counts the uncommitted entries it holds (2026-12-06), neither run leaves one
-/// orphaned any more; seeds 278 and 943 (of 0–1,999, as drawn now) do.
+/// orphaned any more; seeds 24 and 397 (of 0–1,999, as drawn since the workload forwards
+/// a quarter of its writes, 2026-12-06) do.
 #[test]
 fn orphaned_removed_seeds() {
-    for seed in [278, 943] {
+    for seed in [24, 397] {
         let r = run_clean(SimConfig::for_seed(seed));
         assert!(r.removed_untold_orphaned > 0, "seed {seed}: none orphaned");
     }

@@ -188,7 +188,13 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         if !sim.cfg.faults.slow_snapshots || sim.phase != Phase::Faults || sim.rng.chance(500) {
             return false;
         }
-        let delay = sim.rng.range(1_000, 200_000);
+        let mut delay = sim.rng.range(1_000, 200_000);
+        // One build in ten takes 15 times as long (up to 3 s), so that a leader parks
+        // proposals for many election timeouts and loses its leadership meanwhile now and
+        // then. Decided from the same draw, so that no other random choice of the seed moves.
+        if delay % 10 == 0 {
+            delay *= 15;
+        }
         let ev = Ev::SnapshotBuilt {
             node: self.i,
             incarnation: sim.nodes[self.i].incarnation,

@@ -100,15 +100,23 @@ impl<A: SimApp> Simulation<A> {
         if self.rng.chance(100) {
             // A burst: several clients propose through one member before it takes a ready,
             // so a follower forwards them in one message and a leader appends them in one
-            // ready — the batched paths, which one proposal at a time never reaches.
+            // ready — the batched paths, which one proposal at a time never reaches. Up to
+            // 16, so that a leader near `max_uncommitted_bytes` takes a forward in part.
             let Some(via) = self.random_live_member(g) else {
                 return Ok(());
             };
-            let count = self.rng.range(2, 4);
+            let count = self.rng.range(2, 16);
             for k in 1..=count {
                 self.propose_through(g, Some(via), k == count)?;
             }
             return Ok(());
+        }
+        if self.rng.chance(250) {
+            // A quarter of the rest through any live member, as clients behind a load
+            // balancer send them: followers forward them, so the proposals a leader parks
+            // or refuses include other nodes' (`Replica::refuse`'s routing).
+            let via = self.random_live_member(g);
+            return self.propose_through(g, via, true);
         }
         self.propose_to(g)
     }
