@@ -308,7 +308,8 @@ fn a_restore_of_a_later_terms_snapshot_ends_a_proposal_of_an_earlier_leadership(
     node.create_group(g(1), voters()).unwrap();
     settle_creation(&mut node);
     // Node 1 leads term 1 (its entry applied here); node 3's proposal is forwarded to it.
-    node.step(batch_for(1, 3, 1, &[g(1)], append(0, 0, vec![noop(1, 1)], 1)));
+    let first = append(0, 0, vec![noop(1, 1)], 1);
+    node.step(batch_for(1, 3, 1, &[g(1)], first));
     testing::settle(&mut node, &mut io).unwrap();
     let request = node.propose(g(1), Bytes::from_static(b"x")).unwrap();
     testing::settle(&mut node, &mut io).unwrap();
