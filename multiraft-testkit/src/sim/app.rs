@@ -110,7 +110,8 @@ pub trait SimApp {
     fn new_replica(&self, node: NodeId, group: GroupId) -> Self::Replica;
 
     /// The next client command for `group`. Draw every random choice from `rng` (the run's
-    /// generator) and from nothing else.
+    /// generator) and from nothing else. Keep it to 256 bytes: some seeds of
+    /// [`SimConfig::for_seed`](super::SimConfig::for_seed) refuse longer ones.
     fn next_command(&mut self, group: GroupId, rng: &mut SimRng) -> Vec<u8>;
 
     /// Whether the next client operation on `group` is a read, and if so its query: the
