@@ -362,6 +362,45 @@ impl LoadedGroup {
             ..LoadedGroup::default()
         }
     }
+
+    /// Checks what every correct storage returns, which the node relies on when it restores
+    /// the group: no term or index past [`MAX_TERM_OR_INDEX`] (terms and indexes grow by
+    /// one; a restored term of `u64::MAX` overflowed at the next election), and a log
+    /// consecutive from the compacted index on, its terms never decreasing nor below the
+    /// compacted entry's. [`StorageError::Corrupt`] otherwise. `Node::restore` runs it on
+    /// every group it is given, so a corrupt storage stops the node at start, not later.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let group = self.group;
+        let (base_index, base_term) = self.compacted.map_or((0, 0), |c| (c.index, c.term));
+        let snapshot = self.snapshot.as_ref().map(|s| (s.index, s.term));
+        let bounds = [self.hard_state.term, base_index, base_term]
+            .into_iter()
+            .chain(snapshot.into_iter().flat_map(|(i, t)| [i, t]));
+        if let Some(past) = bounds.into_iter().find(|&v| v > MAX_TERM_OR_INDEX) {
+            return Err(corrupt(
+                group,
+                &format!("loaded term or index {past} lies past MAX_TERM_OR_INDEX"),
+            ));
+        }
+        let (mut index, mut term) = (base_index, base_term);
+        for e in &self.entries {
+            if Some(e.index) != index.checked_add(1) || e.term < term || e.term > MAX_TERM_OR_INDEX
+            {
+                return Err(corrupt(
+                    group,
+                    &format!("loaded entry {}@{} follows {index}@{term}", e.index, e.term),
+                ));
+            }
+            (index, term) = (e.index, e.term);
+        }
+        if index > MAX_TERM_OR_INDEX {
+            return Err(corrupt(
+                group,
+                &format!("loaded index {index} lies past MAX_TERM_OR_INDEX"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a group's compacted log prefix ends: the index and term of the last entry discarded.

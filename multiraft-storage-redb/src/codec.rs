@@ -79,7 +79,23 @@ pub(crate) fn encode_snapshot_row(row: &SnapshotRow) -> Result<Vec<u8>, StorageE
 }
 
 pub(crate) fn decode_snapshot_row(group: u64, bytes: &[u8]) -> Result<SnapshotRow, StorageError> {
-    decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("snapshot row: {e}")))
+    let row: SnapshotRow =
+        decode_exact(bytes).map_err(|e| corrupt(GroupId(group), &format!("snapshot row: {e}")))?;
+    // Ids are handed out in order from `next_id`: one at or past it, or the two snapshots
+    // sharing one, would have the next incoming snapshot's chunks written over the
+    // complete one's keys.
+    let ids = [&row.complete, &row.incoming].map(|s| s.as_ref().map(|s| s.id));
+    let reused = ids[0].is_some() && ids[0] == ids[1];
+    if reused || ids.into_iter().flatten().any(|id| id >= row.next_id) {
+        return Err(corrupt(
+            GroupId(group),
+            &format!(
+                "snapshot row: ids {ids:?} with the next one {}",
+                row.next_id
+            ),
+        ));
+    }
+    Ok(row)
 }
 
 /// One group's metadata row.
@@ -245,6 +261,14 @@ pub(crate) fn decode_meta(group: u64, bytes: &[u8]) -> Result<GroupMeta, Storage
             ),
         ));
     }
+    // Terms too grow by one: a term past the bound would overflow at the next election.
+    let terms = [meta.hard_state.term, meta.last_term, meta.compacted_term];
+    if let Some(term) = terms.into_iter().find(|&t| t > MAX_TERM_OR_INDEX) {
+        return Err(corrupt(
+            GroupId(group),
+            &format!("metadata: term {term} lies past MAX_TERM_OR_INDEX"),
+        ));
+    }
     Ok(meta)
 }
 
@@ -399,5 +423,41 @@ mod tests {
             decode_snapshot_row(1, &encoded[..encoded.len() - 1]),
             Err(StorageError::Corrupt(_))
         ));
+
+        // Ids the row could not have handed out: the next incoming snapshot would write its
+        // chunks over the complete one's keys (its id at `next_id`, or wrapped there).
+        let stored = |id| {
+            Some(StoredSnapshot {
+                meta: meta.clone(),
+                id,
+                chunks: 1,
+            })
+        };
+        let fine = SnapshotRow {
+            incoming: stored(3),
+            ..row.clone()
+        };
+        let decode = |r: &SnapshotRow| decode_snapshot_row(1, &encode_snapshot_row(r).unwrap());
+        assert_eq!(decode(&fine).unwrap(), fine);
+        for damaged in [
+            SnapshotRow {
+                next_id: 4,
+                ..row.clone()
+            },
+            SnapshotRow {
+                incoming: stored(4),
+                ..row.clone()
+            },
+            SnapshotRow {
+                complete: stored(u64::MAX),
+                next_id: 0,
+                incoming: None,
+            },
+        ] {
+            assert!(
+                matches!(decode(&damaged), Err(StorageError::Corrupt(_))),
+                "{damaged:?}"
+            );
+        }
     }
 }

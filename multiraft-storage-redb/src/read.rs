@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Entry_;
 
-use multiraft_core::{Compacted, Entry, GroupId, LoadedGroup, StorageError};
+use multiraft_core::{Compacted, Entry, GroupId, LoadedGroup, MAX_TERM_OR_INDEX, StorageError};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::codec::{
@@ -42,6 +42,13 @@ pub(crate) fn read_tail(
         .get(SEQ_FLOOR_KEY)
         .map_err(redb_error)?
         .map_or(0, |v| v.value());
+    // No writer numbers records that far (it would take 2^63 writes): a damaged floor,
+    // which numbered the next records up to `u64::MAX` and past it.
+    if floor > MAX_TERM_OR_INDEX {
+        return Err(StorageError::Corrupt(format!(
+            "write-ahead records numbered from {floor}"
+        )));
+    }
     let mut tail = Tail {
         next_seq: floor,
         ..Tail::default()
@@ -395,5 +402,49 @@ mod tests {
             Err(StorageError::Corrupt(_))
         ));
         assert!(matches!(decode(meta(5, 6)), Err(StorageError::Corrupt(_))));
+        // Terms too: a hard state's term of `u64::MAX` overflowed at the next election.
+        let terms = |term, last_term, compacted_term| GroupMeta {
+            hard_state: multiraft_core::HardState {
+                term,
+                ..Default::default()
+            },
+            last_term,
+            compacted_term,
+            ..meta(5, 3)
+        };
+        assert!(decode(terms(top, top, top)).is_ok());
+        for damaged in [
+            terms(u64::MAX, 1, 1),
+            terms(2, top + 1, 1),
+            terms(2, 1, u64::MAX),
+        ] {
+            assert!(matches!(decode(damaged), Err(StorageError::Corrupt(_))));
+        }
+    }
+
+    /// A write-ahead floor damaged past what any writer numbers is `Corrupt` at replay. Read
+    /// as it was, the next records were numbered up to `u64::MAX`, and the next write
+    /// overflowed the writer's count (a panic in a debug build, records numbered from 0
+    /// again in a release build: replayed before the older ones at the next start).
+    #[test]
+    fn a_write_ahead_floor_past_any_number_written_is_corrupt() {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        check_format(&db).unwrap();
+        let floor = |value: u64| {
+            let txn = db.begin_write().unwrap();
+            txn.open_table(FORMAT_TABLE)
+                .unwrap()
+                .insert(SEQ_FLOOR_KEY, value)
+                .unwrap();
+            txn.commit().unwrap();
+            read_tail(&db.begin_read().unwrap(), None).map(|tail| tail.next_seq)
+        };
+        let top = multiraft_core::MAX_TERM_OR_INDEX;
+        assert_eq!(floor(top).ok(), Some(top));
+        for damaged in [top + 1, u64::MAX] {
+            assert!(matches!(floor(damaged), Err(StorageError::Corrupt(_))));
+        }
     }
 }

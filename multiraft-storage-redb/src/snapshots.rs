@@ -87,7 +87,10 @@ pub(crate) fn store(
                 id: row.next_id,
                 chunks: 0,
             });
-            row.next_id = row.next_id.wrapping_add(1);
+            row.next_id = row
+                .next_id
+                .checked_add(1)
+                .ok_or_else(|| corrupt(write.group, "snapshot ids run past u64::MAX"))?;
         }
         let Some(incoming) = &mut row.incoming else {
             return Err(corrupt(
@@ -178,7 +181,8 @@ pub(crate) fn read_chunk(
     let Some(last) = table.range(pieces.clone()).map_err(redb_error)?.next_back() else {
         return Err(missing("no data"));
     };
-    let count = last.map_err(redb_error)?.0.value().3 as usize + 1;
+    let last_piece = last.map_err(redb_error)?.0.value().3;
+    let count = usize::try_from(last_piece).map_or(usize::MAX, |n| n.saturating_add(1));
     let mut data = Vec::with_capacity(count.min(PREALLOCATED_PIECES) * PIECE_BYTES);
     for (expected, row) in table.range(pieces).map_err(redb_error)?.enumerate() {
         let (key, value) = row.map_err(redb_error)?;

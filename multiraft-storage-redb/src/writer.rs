@@ -201,12 +201,18 @@ impl Writer<'_> {
                 .apply(write, reset, &mut |index| runs::term_at(&log, g, index))
                 .map_err(Failure::Fatal)?;
         }
+        // `read_tail` starts the numbers below `MAX_TERM_OR_INDEX`; checked all the same,
+        // for a wrapped number would order the next record before every other.
+        let seq = self.tail.next_seq;
+        let next = seq.checked_add(1).ok_or_else(|| {
+            Failure::Fatal(StorageError::Corrupt(format!(
+                "write-ahead record numbered {seq}"
+            )))
+        })?;
         let mut wal = txn.open_table(WAL_TABLE)?;
-        wal.insert(self.tail.next_seq, record.as_slice())?;
-        self.tail
-            .records
-            .push_back((self.tail.next_seq, record.len()));
-        self.tail.next_seq += 1;
+        wal.insert(seq, record.as_slice())?;
+        self.tail.records.push_back((seq, record.len()));
+        self.tail.next_seq = next;
         self.tail.bytes += record.len() + added * TAIL_GROUP_BYTES;
         Ok(())
     }

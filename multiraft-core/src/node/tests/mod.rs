@@ -764,6 +764,7 @@ mod ends_once;
 mod metrics;
 mod peer_failures;
 mod reads;
+mod restore;
 mod settled;
 mod snapshots;
 mod stalls;
