@@ -192,7 +192,7 @@ impl<A: SimApp> Io for SimIo<'_, A> {
         // One build in ten takes 15 times as long (up to 3 s), so that a leader parks
         // proposals for many election timeouts and loses its leadership meanwhile now and
         // then. Decided from the same draw, so that no other random choice of the seed moves.
-        if delay % 10 == 0 {
+        if delay.is_multiple_of(10) {
             delay *= 15;
         }
         let ev = Ev::SnapshotBuilt {
