@@ -230,7 +230,7 @@ pub use queued_bytes::COMMAND_OVERHEAD_BYTES;
 pub use snapshot::{MAX_SNAPSHOT_CHUNKS, SnapshotChunk, SnapshotData, SnapshotError, SnapshotMeta};
 pub use state_machine::{StateMachine, StateMachineFactory};
 pub use storage::{
-    Compacted, FIRST_LOG_ROOM, GroupWrite, LoadedGroup, Storage, WriteBatch, first_log_room,
-    log_room, reserve_log_room,
+    Compacted, FIRST_LOG_ROOM, GroupWrite, LoadedGroup, MAX_LOADED_TERM, Storage, WriteBatch,
+    first_log_room, log_room, reserve_log_room,
 };
 pub use transport::{AttachError, DeliverError, Inbox, Transport};

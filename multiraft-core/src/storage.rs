@@ -334,6 +334,12 @@ fn corrupt(group: GroupId, what: &str) -> StorageError {
     StorageError::Corrupt(format!("{group}: {what}"))
 }
 
+/// The largest term [`LoadedGroup::validate`] accepts. [`MAX_TERM_OR_INDEX`] bounds the
+/// terms peers send, but a replica counts on from a term at that bound with each campaign,
+/// so terms above it are its own; none gets within 2^32 of `u64::MAX` (four billion
+/// campaigns), where the next campaigns would overflow.
+pub const MAX_LOADED_TERM: u64 = u64::MAX - (1 << 32);
+
 /// One group's persisted state, as returned by [`Storage::load`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -364,28 +370,37 @@ impl LoadedGroup {
     }
 
     /// Checks what every correct storage returns, which the node relies on when it restores
-    /// the group: no term or index past [`MAX_TERM_OR_INDEX`] (terms and indexes grow by
-    /// one; a restored term of `u64::MAX` overflowed at the next election), and a log
-    /// consecutive from the compacted index on, its terms never decreasing nor below the
-    /// compacted entry's. [`StorageError::Corrupt`] otherwise. `Node::restore` runs it on
-    /// every group it is given, so a corrupt storage stops the node at start, not later.
+    /// the group: no compacted, snapshot or entry index past [`MAX_TERM_OR_INDEX`] (writes
+    /// of such indexes are refused), no term past [`MAX_LOADED_TERM`] (a restored term of
+    /// `u64::MAX` overflowed at the next election), and a log consecutive from the
+    /// compacted index on, its terms never decreasing nor below the compacted entry's.
+    /// [`StorageError::Corrupt`] otherwise. (The commit index is not checked: the node
+    /// clamps it to the log.) `Node::restore` runs it on every group it is given, so a
+    /// corrupt storage stops the node at start, not later.
     pub fn validate(&self) -> Result<(), StorageError> {
         let group = self.group;
         let (base_index, base_term) = self.compacted.map_or((0, 0), |c| (c.index, c.term));
         let snapshot = self.snapshot.as_ref().map(|s| (s.index, s.term));
-        let bounds = [self.hard_state.term, base_index, base_term]
-            .into_iter()
-            .chain(snapshot.into_iter().flat_map(|(i, t)| [i, t]));
-        if let Some(past) = bounds.into_iter().find(|&v| v > MAX_TERM_OR_INDEX) {
+        let (snapshot_index, snapshot_term) = snapshot.unwrap_or_default();
+        let terms = [self.hard_state.term, base_term, snapshot_term];
+        if let Some(past) = terms.into_iter().find(|&t| t > MAX_LOADED_TERM) {
             return Err(corrupt(
                 group,
-                &format!("loaded term or index {past} lies past MAX_TERM_OR_INDEX"),
+                &format!("loaded term {past} lies past MAX_LOADED_TERM"),
+            ));
+        }
+        if let Some(past) = [base_index, snapshot_index]
+            .into_iter()
+            .find(|&i| i > MAX_TERM_OR_INDEX)
+        {
+            return Err(corrupt(
+                group,
+                &format!("loaded index {past} lies past MAX_TERM_OR_INDEX"),
             ));
         }
         let (mut index, mut term) = (base_index, base_term);
         for e in &self.entries {
-            if Some(e.index) != index.checked_add(1) || e.term < term || e.term > MAX_TERM_OR_INDEX
-            {
+            if Some(e.index) != index.checked_add(1) || e.term < term || e.term > MAX_LOADED_TERM {
                 return Err(corrupt(
                     group,
                     &format!("loaded entry {}@{} follows {index}@{term}", e.index, e.term),

@@ -261,14 +261,6 @@ pub(crate) fn decode_meta(group: u64, bytes: &[u8]) -> Result<GroupMeta, Storage
             ),
         ));
     }
-    // Terms too grow by one: a term past the bound would overflow at the next election.
-    let terms = [meta.hard_state.term, meta.last_term, meta.compacted_term];
-    if let Some(term) = terms.into_iter().find(|&t| t > MAX_TERM_OR_INDEX) {
-        return Err(corrupt(
-            GroupId(group),
-            &format!("metadata: term {term} lies past MAX_TERM_OR_INDEX"),
-        ));
-    }
     Ok(meta)
 }
 

@@ -58,12 +58,15 @@ pub(crate) fn read_tail(
     for row in ReadableTable::range::<u64>(&wal, ..).map_err(redb_error)? {
         let (key, value) = row.map_err(redb_error)?;
         let seq = key.value();
-        // No writer numbers a record u64::MAX (it would take 2^64 writes): a damaged key.
-        let Some(next) = seq.checked_add(1) else {
+        // Numbered from a floor within `MAX_TERM_OR_INDEX`, one per write: no writer gets
+        // past it (2^63 writes), so such a key is damaged, refused here rather than at the
+        // next start, once a checkpoint made it the floor.
+        if seq > MAX_TERM_OR_INDEX {
             return Err(StorageError::Corrupt(format!(
                 "write-ahead record numbered {seq}"
             )));
-        };
+        }
+        let next = seq + 1;
         tail.next_seq = tail.next_seq.max(next);
         tail.records.push_back((seq, value.value().len()));
         tail.bytes += value.value().len();
@@ -402,24 +405,6 @@ mod tests {
             Err(StorageError::Corrupt(_))
         ));
         assert!(matches!(decode(meta(5, 6)), Err(StorageError::Corrupt(_))));
-        // Terms too: a hard state's term of `u64::MAX` overflowed at the next election.
-        let terms = |term, last_term, compacted_term| GroupMeta {
-            hard_state: multiraft_core::HardState {
-                term,
-                ..Default::default()
-            },
-            last_term,
-            compacted_term,
-            ..meta(5, 3)
-        };
-        assert!(decode(terms(top, top, top)).is_ok());
-        for damaged in [
-            terms(u64::MAX, 1, 1),
-            terms(2, top + 1, 1),
-            terms(2, 1, u64::MAX),
-        ] {
-            assert!(matches!(decode(damaged), Err(StorageError::Corrupt(_))));
-        }
     }
 
     /// A write-ahead floor damaged past what any writer numbers is `Corrupt` at replay. Read
@@ -446,5 +431,30 @@ mod tests {
         for damaged in [top + 1, u64::MAX] {
             assert!(matches!(floor(damaged), Err(StorageError::Corrupt(_))));
         }
+    }
+
+    /// A write-ahead record numbered past what any writer numbers is `Corrupt` at the start
+    /// that finds it, not one start later, once a checkpoint made its number the floor.
+    #[test]
+    fn a_write_ahead_record_numbered_past_any_writer_is_corrupt() {
+        let top = multiraft_core::MAX_TERM_OR_INDEX;
+        let tail = |seq: u64| {
+            let db = Database::builder()
+                .create_with_backend(InMemoryBackend::new())
+                .unwrap();
+            check_format(&db).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(WAL_TABLE)
+                .unwrap()
+                .insert(
+                    seq,
+                    encode_batch(&WriteBatch::default()).unwrap().as_slice(),
+                )
+                .unwrap();
+            txn.commit().unwrap();
+            read_tail(&db.begin_read().unwrap(), None).map(|tail| tail.next_seq)
+        };
+        assert_eq!(tail(top).ok(), Some(top + 1));
+        assert!(matches!(tail(top + 1), Err(StorageError::Corrupt(_))));
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::StartError;
 use crate::error::StorageError;
-use crate::storage::{Compacted, LoadedGroup};
+use crate::storage::{Compacted, LoadedGroup, MAX_LOADED_TERM};
 
 /// Group 1 as storage returned it: term 2, entries 1–3 of term 1 and 4 of term 2, all
 /// committed.
@@ -49,24 +49,54 @@ fn is_corrupt(r: Result<(), StartError>) -> bool {
 #[test]
 fn a_term_or_index_past_the_bound_is_refused_at_start() {
     assert_eq!(restore(loaded()).map_err(|e| e.to_string()), Ok(()));
-    let top = crate::message::MAX_TERM_OR_INDEX;
-    let mut at_top = loaded();
-    at_top.hard_state.term = top;
-    assert_eq!(restore(at_top).map_err(|e| e.to_string()), Ok(()));
+    // Peers send terms up to MAX_TERM_OR_INDEX; a replica campaigns on from there, and
+    // must start again with what it stored.
+    let campaigned = crate::message::MAX_TERM_OR_INDEX + 1;
+    let mut past_peers = loaded();
+    past_peers.hard_state.term = campaigned;
+    past_peers.entries[3].term = campaigned;
+    assert_eq!(restore(past_peers).map_err(|e| e.to_string()), Ok(()));
+    let mut at_bound = loaded();
+    at_bound.hard_state.term = MAX_LOADED_TERM;
+    assert_eq!(restore(at_bound).map_err(|e| e.to_string()), Ok(()));
 
     let mut term = loaded();
     term.hard_state.term = u64::MAX;
     assert!(is_corrupt(restore(term)));
     let mut entry_term = loaded();
-    entry_term.entries[3].term = top + 1;
+    entry_term.entries[3].term = MAX_LOADED_TERM + 1;
     assert!(is_corrupt(restore(entry_term)));
     let mut compacted = loaded();
     compacted.compacted = Some(Compacted {
         index: u64::MAX,
         term: 1,
     });
+    compacted.snapshot = Some(snapshot_at(u64::MAX, 1));
     compacted.entries.clear();
     assert!(is_corrupt(restore(compacted)));
+    let mut snapshot = loaded();
+    snapshot.snapshot = Some(snapshot_at(4, MAX_LOADED_TERM + 1));
+    assert!(is_corrupt(restore(snapshot)));
+    let mut last = loaded();
+    last.compacted = Some(Compacted {
+        index: crate::message::MAX_TERM_OR_INDEX - 1,
+        term: 1,
+    });
+    last.snapshot = Some(snapshot_at(crate::message::MAX_TERM_OR_INDEX - 1, 1));
+    last.entries = vec![noop(crate::message::MAX_TERM_OR_INDEX, 1)];
+    assert_eq!(restore(last.clone()).map_err(|e| e.to_string()), Ok(()));
+    last.entries
+        .push(noop(crate::message::MAX_TERM_OR_INDEX + 1, 1));
+    assert!(is_corrupt(restore(last)), "a log running past the bound");
+}
+
+/// A snapshot of group 1 at `index`, of `term`.
+fn snapshot_at(index: u64, term: u64) -> crate::snapshot::SnapshotMeta {
+    crate::snapshot::SnapshotMeta {
+        index,
+        term,
+        membership: voters(),
+    }
 }
 
 /// A log that is not consecutive from its compacted index, or whose terms go down, is
@@ -81,6 +111,7 @@ fn a_log_with_a_gap_or_a_falling_term_is_refused_at_start() {
     assert!(is_corrupt(restore(falling)));
     let mut misplaced = loaded();
     misplaced.compacted = Some(Compacted { index: 1, term: 1 });
+    misplaced.snapshot = Some(snapshot_at(1, 1));
     assert!(
         is_corrupt(restore(misplaced)),
         "entry 1 follows compacted 1"
@@ -96,11 +127,21 @@ fn a_log_with_a_gap_or_a_falling_term_is_refused_at_start() {
 /// A log compacted past its snapshot, or without one, cannot rebuild its state machine.
 #[test]
 fn a_log_compacted_past_its_snapshot_is_refused_at_start() {
-    let mut compacted = loaded();
-    compacted.compacted = Some(Compacted { index: 2, term: 1 });
-    compacted.entries.drain(..2);
-    assert!(matches!(
-        restore(compacted),
-        Err(StartError::CompactedLog(group)) if group == g(1)
-    ));
+    let compacted_to_2 = |snapshot| {
+        let mut compacted = loaded();
+        compacted.compacted = Some(Compacted { index: 2, term: 1 });
+        compacted.snapshot = snapshot;
+        compacted.entries.drain(..2);
+        restore(compacted)
+    };
+    assert_eq!(
+        compacted_to_2(Some(snapshot_at(2, 1))).map_err(|e| e.to_string()),
+        Ok(())
+    );
+    for snapshot in [None, Some(snapshot_at(1, 1))] {
+        assert!(matches!(
+            compacted_to_2(snapshot),
+            Err(StartError::CompactedLog(group)) if group == g(1)
+        ));
+    }
 }
