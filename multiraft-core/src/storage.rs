@@ -272,7 +272,8 @@ impl GroupWrite {
         }
         let reset = self.log_reset.map(|c| c.index);
         let appended_last = self.entries.last().map(|e| e.index);
-        if let Some(index) = [reset, appended_last]
+        let snapshot = self.snapshot.first().map(|c| c.meta.index);
+        if let Some(index) = [reset, appended_last, snapshot]
             .into_iter()
             .flatten()
             .find(|&i| i > MAX_TERM_OR_INDEX)
@@ -376,7 +377,8 @@ impl LoadedGroup {
     /// compacted index on, its terms never decreasing nor below the compacted entry's.
     /// [`StorageError::Corrupt`] otherwise. (The commit index is not checked: the node
     /// clamps it to the log.) `Node::restore` runs it on every group it is given, so a
-    /// corrupt storage stops the node at start, not later.
+    /// corrupt storage stops the node at start, not later (`Replica::restore` runs it for
+    /// each).
     pub fn validate(&self) -> Result<(), StorageError> {
         let group = self.group;
         let (base_index, base_term) = self.compacted.map_or((0, 0), |c| (c.index, c.term));
@@ -536,6 +538,20 @@ mod tests {
             term: 1,
         });
         assert!(corrupt(reset.validate(u64::MAX, u64::MAX)));
+        let snapshot = |index| {
+            GroupWrite::new(GroupId(1)).with_snapshot_chunk(crate::SnapshotChunk {
+                meta: crate::SnapshotMeta {
+                    index,
+                    term: 1,
+                    membership: crate::Membership::voters([1]),
+                },
+                seq: 0,
+                data: bytes::Bytes::new(),
+                last: true,
+            })
+        };
+        assert!(snapshot(top).validate(0, 0).is_ok());
+        assert!(corrupt(snapshot(top + 1).validate(0, 0)));
     }
 
     /// A log grows only in its group's own steps: the first room, doubled.

@@ -42,9 +42,10 @@ pub(crate) fn read_tail(
         .get(SEQ_FLOOR_KEY)
         .map_err(redb_error)?
         .map_or(0, |v| v.value());
-    // No writer numbers records that far (it would take 2^63 writes): a damaged floor,
-    // which numbered the next records up to `u64::MAX` and past it.
-    if floor > MAX_TERM_OR_INDEX {
+    // No writer numbers a record past `MAX_TERM_OR_INDEX` (2^63 writes), so no floor is
+    // past the number after it: a damaged floor, which numbered the next records up to
+    // `u64::MAX` and past it.
+    if floor > MAX_TERM_OR_INDEX + 1 {
         return Err(StorageError::Corrupt(format!(
             "write-ahead records numbered from {floor}"
         )));
@@ -403,8 +404,12 @@ mod tests {
             read_tail(&db.begin_read().unwrap(), None).map(|tail| tail.next_seq)
         };
         let top = multiraft_core::MAX_TERM_OR_INDEX;
-        assert_eq!(floor(top).ok(), Some(top));
-        for damaged in [top + 1, u64::MAX] {
+        assert_eq!(
+            floor(top + 1).ok(),
+            Some(top + 1),
+            "after a record numbered top"
+        );
+        for damaged in [top + 2, u64::MAX] {
             assert!(matches!(floor(damaged), Err(StorageError::Corrupt(_))));
         }
     }

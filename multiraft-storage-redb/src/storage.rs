@@ -454,6 +454,41 @@ mod tests {
     const NOT_BEFORE: Duration = Duration::from_millis(200);
     const WAIT: Duration = Duration::from_secs(10);
 
+    /// A database whose write-ahead records reached the last number a writer gives refuses
+    /// the next write as `Corrupt`: numbered past it, the record would be refused at the
+    /// next start, and a number wrapped to 0 ordered it before every other.
+    #[tokio::test]
+    async fn a_write_past_the_last_record_number_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        drop(RedbStorage::open(&path, RedbOptions::default()).unwrap());
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(crate::codec::FORMAT_TABLE)
+            .unwrap()
+            .insert(
+                crate::codec::SEQ_FLOOR_KEY,
+                multiraft_core::MAX_TERM_OR_INDEX + 1,
+            )
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let storage = RedbStorage::open(&path, RedbOptions::default()).unwrap();
+        let write = WriteBatch::from(vec![
+            multiraft_core::GroupWrite::new(GroupId(1)).with_hard_state(
+                multiraft_core::HardState {
+                    term: 1,
+                    vote: None,
+                    commit: 0,
+                },
+            ),
+        ]);
+        assert!(matches!(
+            storage.write(write).await,
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+
     /// The last handle's drop closes the file even while a read whose future was dropped
     /// still runs on the blocking pool: the path reopens at once. The drop used to return
     /// before the read ended, and the reopen failed while the read held the database.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use multiraft_core::{StorageError, WriteBatch};
+use multiraft_core::{MAX_TERM_OR_INDEX, StorageError, WriteBatch};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -201,14 +201,16 @@ impl Writer<'_> {
                 .apply(write, reset, &mut |index| runs::term_at(&log, g, index))
                 .map_err(Failure::Fatal)?;
         }
-        // `read_tail` starts the numbers below `MAX_TERM_OR_INDEX`; checked all the same,
-        // for a wrapped number would order the next record before every other.
+        // Records are numbered up to `MAX_TERM_OR_INDEX` (2^63 writes), which replay
+        // checks (`read_tail`); past it, and a wrapped number, would order the next record
+        // before every other.
         let seq = self.tail.next_seq;
-        let next = seq.checked_add(1).ok_or_else(|| {
-            Failure::Fatal(StorageError::Corrupt(format!(
+        if seq > MAX_TERM_OR_INDEX {
+            return Err(Failure::Fatal(StorageError::Corrupt(format!(
                 "write-ahead record numbered {seq}"
-            )))
-        })?;
+            ))));
+        }
+        let next = seq + 1;
         let mut wal = txn.open_table(WAL_TABLE)?;
         wal.insert(seq, record.as_slice())?;
         self.tail.records.push_back((seq, record.len()));

@@ -485,13 +485,15 @@ impl Replica {
     /// A replica restored from what storage held at start: its log after the compacted
     /// prefix, and its latest snapshot, which the state machine is restored from first (the
     /// first ready asks for it). A log compacted past its snapshot, or without one, cannot
-    /// be restored ([`StartError::CompactedLog`]).
+    /// be restored ([`StartError::CompactedLog`]); nor can one that breaks what every
+    /// correct storage returns ([`LoadedGroup::validate`], as [`StartError::Storage`]).
     pub fn restore(
         node: NodeId,
         loaded: LoadedGroup,
         config: Arc<Config>,
         seed: u64,
     ) -> Result<Replica, StartError> {
+        loaded.validate()?;
         let base = loaded.compacted.map_or((0, 0), |c| (c.index, c.term));
         let snapshot_index = loaded.snapshot.as_ref().map_or(0, |s| s.index);
         if base.0 > snapshot_index {

@@ -129,13 +129,10 @@ impl Node {
     /// Refuses a group whose log was compacted past its snapshot, or without one
     /// ([`StartError::CompactedLog`]): its state could not be rebuilt; and one that breaks
     /// what every correct storage returns ([`LoadedGroup::validate`], as
-    /// [`StartError::Storage`]). Nothing is restored then.
+    /// [`StartError::Storage`]; `Replica::restore` checks both). Nothing is restored then.
     ///
     /// [`Ready::restores`]: super::Ready::restores
     pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
-        for l in &loaded {
-            l.validate()?;
-        }
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());
         // Request ids start past every one of this node's that its logs carry, wherever

@@ -77,6 +77,17 @@ fn a_term_or_index_past_the_bound_is_refused_at_start() {
     let mut snapshot = loaded();
     snapshot.snapshot = Some(snapshot_at(4, MAX_LOADED_TERM + 1));
     assert!(is_corrupt(restore(snapshot)));
+    let mut snapshot_index = loaded();
+    snapshot_index.snapshot = Some(snapshot_at(u64::MAX, 1));
+    assert!(is_corrupt(restore(snapshot_index)));
+    let mut compacted_term = loaded();
+    compacted_term.compacted = Some(Compacted {
+        index: 4,
+        term: MAX_LOADED_TERM + 1,
+    });
+    compacted_term.snapshot = Some(snapshot_at(4, 2));
+    compacted_term.entries.clear();
+    assert!(is_corrupt(restore(compacted_term)));
     let mut last = loaded();
     last.compacted = Some(Compacted {
         index: crate::message::MAX_TERM_OR_INDEX - 1,
