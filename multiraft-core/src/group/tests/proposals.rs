@@ -463,16 +463,22 @@ fn a_refusal_of_another_nodes_proposals_goes_on_to_their_proposer() {
     assert_eq!(c.status(1).role, Role::Leader);
 }
 
+/// Three replicas led by 1, replica `i`'s output so far taken; and `i`'s term.
+fn led_by_1_drained(i: u64) -> (Cluster, u64) {
+    let mut c = Cluster::new(3, 0, strict(), 18);
+    c.elect(1);
+    c.g_mut(i).ready(MAX, MAX);
+    let term = c.status(i).term;
+    (c, term)
+}
+
 /// A refusal at a term this replica leads is passed on to nobody: no honest refusal it
 /// passes on is of such a term (it forwards only as a follower), and passed on, a refusal
 /// from anyone, member or not, made the leader's followers disown it (review). Its own ids
 /// are still reported.
 #[test]
 fn a_refusal_at_a_term_the_replica_leads_is_not_passed_on() {
-    let mut c = Cluster::new(3, 0, strict(), 18);
-    c.elect(1);
-    c.g_mut(1).ready(MAX, MAX);
-    let term = c.status(1).term;
+    let (mut c, term) = led_by_1_drained(1);
     let refused = MessageBody::ProposeRejected {
         ids: vec![pid(1, 4), pid(3, 9)],
         leader_hint: None,
@@ -510,10 +516,7 @@ fn a_leader_refuses_forwarded_proposals_to_their_proposers() {
 /// for leader). Regression (review): the forwarder was told nothing.
 #[test]
 fn a_forward_of_other_nodes_proposals_to_a_non_leader_is_answered_to_the_forwarder_too() {
-    let mut c = Cluster::new(3, 0, strict(), 18);
-    c.elect(1);
-    c.g_mut(2).ready(MAX, MAX);
-    let term = c.status(2).term;
+    let (mut c, term) = led_by_1_drained(2);
     let forwarded = MessageBody::Propose {
         proposals: vec![(pid(1, 5), Bytes::new())],
     };
