@@ -21,8 +21,13 @@ use crate::storage::RedbOptions;
 /// log reset.
 pub const FORMAT_VERSION: u64 = 4;
 
-/// Creates a new database at `path` through a temporary file and a rename, so that a crash
-/// never leaves a half-initialized file at `path`.
+/// Creates a new database at `path` through a temporary file of its own, moved to `path`
+/// only if no file is there yet, so that a crash never leaves a half-initialized file at
+/// `path`, and openers racing to create it end with one database: a rename that replaced
+/// the file had an opener that lost the race write to a file no longer at `path`.
+///
+/// `Ok` once a database is at `path`, this call's or another opener's; whoever opens it
+/// first holds it.
 pub(crate) fn create_file(path: &Path, options: &RedbOptions) -> Result<(), StorageError> {
     let name = path.file_name().ok_or_else(|| {
         StorageError::Io(std::io::Error::new(
@@ -30,24 +35,60 @@ pub(crate) fn create_file(path: &Path, options: &RedbOptions) -> Result<(), Stor
             format!("{} does not name a file", path.display()),
         ))
     })?;
-    let mut temp_name = name.to_os_string();
-    temp_name.push(".creating");
-    let temp = path.with_file_name(temp_name);
-    match std::fs::remove_file(&temp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".");
+    let temp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(CREATING)
+        .tempfile_in(dir)?
+        .into_temp_path();
     {
         let db = options.builder().create(&temp).map_err(redb_error)?;
         // Commits durably; the database is closed (and synced) when `db` drops.
         check_format(&db)?;
     }
-    std::fs::rename(&temp, path)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    if let Err(e) = temp.persist_noclobber(path) {
+        // Another opener's file got there first (or, having got there, it deleted this
+        // one's temporary file): open that one. The temporary file is deleted on drop.
+        return if path.try_exists()? {
+            Ok(())
+        } else {
+            Err(e.error.into())
+        };
+    }
     std::fs::File::open(dir)?.sync_all()?;
+    remove_stale_creations(dir, name)?;
+    Ok(())
+}
+
+/// The suffix of a database file being created: `<name>.<random>.creating`.
+const CREATING: &str = ".creating";
+
+/// Deletes what creations of `name` in `dir` left: files `<name>.*.creating` (and
+/// `<name>.creating`, which earlier builds used) of a creation a crash interrupted. Called
+/// once a database is at the path: a creation still under way then can only fail to move
+/// its file there, so deleting its file costs it nothing it could have kept.
+fn remove_stale_creations(dir: &Path, name: &std::ffi::OsStr) -> Result<(), StorageError> {
+    let name = name.to_string_lossy();
+    for found in std::fs::read_dir(dir)? {
+        let found = found?;
+        let file = found.file_name();
+        let file = file.to_string_lossy();
+        let stale = file
+            .strip_prefix(&*name)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| rest.ends_with(CREATING) || rest == &CREATING[1..]);
+        if stale {
+            match std::fs::remove_file(found.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 

@@ -208,8 +208,10 @@
 //!   the log before that batch, or the new snapshot with the log reset (if it was to be):
 //!   never a snapshot with missing chunks, never a half-installed one.
 //! - During creation: [`RedbStorage::open`] initializes a new file under a temporary name
-//!   (`<path>.creating`) and renames it into place once the format version is durable, then
-//!   syncs the directory, so `path` never holds a half-made database. (redb writes its magic
+//!   of its own (`<path>.<random>.creating`) and moves it into place once the format
+//!   version is durable — only if no file is there yet, so openers racing to create one
+//!   database end with one — then syncs the directory, so `path` never holds a half-made
+//!   database. A temporary file a crash left is deleted by the next creation. (redb writes its magic
 //!   number last, so a crash in the middle of an in-place creation — as with
 //!   [`RedbStorage::with_backend`] on an empty backend — leaves a file that redb refuses as
 //!   "not a redb database", reported as `StorageError::Corrupt`; it holds nothing that was

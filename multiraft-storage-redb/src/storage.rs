@@ -266,10 +266,13 @@ impl RedbStorage {
     /// another handle or process has it open.
     ///
     /// A new file is created crash-safely: it is initialized (redb header, tables, format
-    /// version, all synced) under a temporary name next to `path` — `path` with `.creating`
-    /// appended — then renamed into place and the directory synced. A crash during creation
-    /// leaves no file at `path` (redb's own in-place creation can leave a file it refuses to
-    /// open); a stale temporary file is replaced at the next open.
+    /// version, all synced) under a temporary name next to `path` — `path` with
+    /// `.<random>.creating` appended — then moved into place if no file is there yet, and
+    /// the directory synced. A crash during creation leaves no file at `path` (redb's own
+    /// in-place creation can leave a file it refuses to open); the temporary file it left
+    /// is deleted by the next creation. Openers racing to create one file end with one
+    /// database, held by the first to open it; the others get `Backend`, as a second handle
+    /// does.
     ///
     /// Snapshots still incoming (a transfer the last run did not complete) are deleted at
     /// open, in one durable transaction when there are any: see the crate docs' "Snapshots".

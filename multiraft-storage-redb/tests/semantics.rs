@@ -452,20 +452,72 @@ async fn a_second_handle_on_an_open_file_is_refused() {
     RedbStorage::open(dir.path().join("log.redb"), RedbOptions::default()).unwrap();
 }
 
-/// Creation goes through a temporary file and a rename, so a crash during creation leaves
-/// no half-made database at the path; a leftover temporary file is replaced.
+/// Creation goes through a temporary file and a move, so a crash during creation leaves
+/// no half-made database at the path; leftover temporary files are deleted (the name
+/// earlier builds used too), and nothing else.
 #[tokio::test]
 async fn a_stale_file_from_an_interrupted_creation_is_replaced() {
     let dir = TempDir::new("creating");
     let path = dir.path().join("log.redb");
-    std::fs::write(dir.path().join("log.redb.creating"), vec![0x5a; 8192]).unwrap();
+    let stale = ["log.redb.creating", "log.redb.x7Yq2b.creating"];
+    let kept = ["log.redb.x7Yq2b", "other.redb.x7Yq2b.creating"];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.path().join(name), vec![0x5a; 8192]).unwrap();
+    }
     let s = RedbStorage::open(&path, RedbOptions::default()).unwrap();
     s.write(batch(vec![append(G1, entries(1, 1, 1))]))
         .await
         .unwrap();
-    assert!(!dir.path().join("log.redb.creating").exists());
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name}");
+    }
+    for name in kept {
+        assert!(dir.path().join(name).exists(), "{name}");
+    }
     let s = reopen(&dir, s);
     assert_eq!(s.term(G1, 1).await.unwrap(), Some(1));
+}
+
+/// Openers racing to create one new file end with one database at the path, held by one of
+/// them; the others are refused, as a second handle on an open file is. Before, an opener
+/// could rename its new file over one another opener had already opened, which then wrote
+/// to a file no longer at the path: its acknowledged writes were gone at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openers_racing_to_create_one_file_share_one_database() {
+    const OPENERS: usize = 4;
+    for round in 0..20 {
+        let dir = TempDir::new("race");
+        let path = dir.path().join("log.redb");
+        let start = Arc::new(std::sync::Barrier::new(OPENERS));
+        let openers: Vec<_> = (0..OPENERS)
+            .map(|_| {
+                let (path, start) = (path.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    RedbStorage::open(&path, RedbOptions::default())
+                })
+            })
+            .collect();
+        let mut opened = Vec::new();
+        for opener in openers {
+            match opener.join().unwrap() {
+                Ok(s) => opened.push(s),
+                Err(e) => assert!(matches!(e, StorageError::Backend(_)), "round {round}: {e}"),
+            }
+        }
+        assert_eq!(opened.len(), 1, "round {round}: openers holding a database");
+        let s = opened.remove(0);
+        s.write(batch(vec![append(G1, entries(1, 1, 1))]))
+            .await
+            .unwrap();
+        let s = reopen(&dir, s);
+        assert_eq!(s.term(G1, 1).await.unwrap(), Some(1), "round {round}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["log.redb"], "round {round}");
+    }
 }
 
 #[tokio::test]
