@@ -84,9 +84,27 @@ impl Machines {
         Ok(())
     }
 
-    /// The state of `group` as chunks, for a snapshot.
-    pub(crate) fn snapshot(&mut self, group: GroupId) -> Result<SnapshotData, SnapshotError> {
-        self.get(group).sm.snapshot()
+    /// The state of `group` as chunks, for a snapshot at `index` (what the node applied).
+    ///
+    /// Fails while an on-disk machine holds more than that durably: after a crash between
+    /// its own commit and the node's write of the commit index, the node applies again
+    /// from a lower index (skipping what the machine holds), and the state taken now is a
+    /// later index's. Under `index`, a replica restoring it would apply the entries between
+    /// the two a second time. A failed snapshot is tried again after a later apply.
+    pub(crate) fn snapshot(
+        &mut self,
+        group: GroupId,
+        index: u64,
+    ) -> Result<SnapshotData, SnapshotError> {
+        let m = self.get(group);
+        if m.durable > index {
+            return Err(SnapshotError::Failed(format!(
+                "the state machine holds index {} durably, past the snapshot's {index}: \
+                 snapshots wait until the node has applied that far",
+                m.durable
+            )));
+        }
+        m.sm.snapshot()
     }
 
     /// Whether `group`'s machine already holds the state of `index` durably (an on-disk

@@ -84,9 +84,12 @@ pub trait StateMachine: Send + 'static {
 
     /// For on-disk machines: the last index whose effect the machine's own store holds
     /// durably, asked once when the node makes the machine. The node applies nothing at or
-    /// below it and restores no snapshot that it covers. In-memory machines keep the
-    /// default, 0. It must be this replica's: a store left from a replica of the same group
-    /// removed earlier on this node makes a new one skip entries it never applied.
+    /// below it and restores no snapshot that it covers; after a crash it may have applied
+    /// less (the node writes a commit index after applying up to it), and takes no snapshot
+    /// of this machine until it has applied as far (the state is that index's). In-memory
+    /// machines keep the default, 0. It must be this replica's: a store left from a replica
+    /// of the same group removed earlier on this node makes a new one skip entries it never
+    /// applied.
     fn applied_index(&self) -> u64 {
         0
     }
