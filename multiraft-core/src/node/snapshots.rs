@@ -167,7 +167,15 @@ impl Node {
     /// chunks' worth of bytes (`Config::snapshot_chunk_bytes`), so that fast state machines cannot
     /// fill memory ahead of the disk, however many snapshots are being built.
     pub fn wants_snapshot_chunks(&self) -> bool {
-        self.snapshots.chunk_bytes < BUILT_BYTES_PER_WRITE * self.config.snapshot_chunk_bytes
+        self.snapshots.chunk_bytes < self.built_bytes_limit()
+    }
+
+    /// Eight chunks' worth of bytes ([`BUILT_BYTES_PER_WRITE`]). Saturating: a chunk size
+    /// near `usize::MAX` ("never split") passes `Config::validate`, and the product
+    /// overflowed, a panic on the event loop's first pass in a debug build and a limit of
+    /// 0 in a release build, which took no chunk again (review).
+    fn built_bytes_limit(&self) -> usize {
+        BUILT_BYTES_PER_WRITE.saturating_mul(self.config.snapshot_chunk_bytes)
     }
 
     /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
@@ -453,7 +461,7 @@ impl Node {
         written_bytes: &mut usize,
     ) -> Vec<(GroupId, SnapshotMeta)> {
         let mut completed = Vec::new();
-        let limit = BUILT_BYTES_PER_WRITE * self.config.snapshot_chunk_bytes;
+        let limit = self.built_bytes_limit();
         let mut taken = 0;
         let mut chunks = std::mem::take(&mut self.snapshots.chunks).into_iter();
         for (group, chunk) in chunks.by_ref() {

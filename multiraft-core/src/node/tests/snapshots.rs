@@ -76,6 +76,33 @@ fn a_snapshot_due_while_one_is_built_is_taken_once_that_one_is_stored() {
     assert_eq!(snapshot, Some(start + 9));
 }
 
+/// A chunk size at the top of `usize` ("never split"), which `Config::validate` takes,
+/// overflows nothing: the node wants chunks and stores the snapshot. Regression (review):
+/// eight chunks' worth overflowed (a panic in a debug build; in a release one a limit of 0,
+/// and no chunk taken again).
+#[test]
+fn chunks_of_any_size_are_taken_and_stored() {
+    let config = Config {
+        snapshot_entries: 4,
+        compaction_lag_entries: 8,
+        snapshot_chunk_bytes: usize::MAX,
+        ..strict()
+    };
+    assert_eq!(config.validate(), Ok(()));
+    let mut node = new_node(1, config);
+    let mut io = Snapshotting::default();
+    node.create_group(g(1), Membership::voters([1])).unwrap();
+    node.campaign(g(1)).unwrap();
+    testing::settle(&mut node, &mut io).unwrap();
+    let start = node.group_status(g(1)).unwrap().applied;
+    propose(&mut node, g(1), 4);
+    testing::settle(&mut node, &mut io).unwrap();
+    assert!(node.wants_snapshot_chunks());
+    assert_eq!(io.taken, vec![start + 4]);
+    let stored = node.replica(g(1)).unwrap().snapshot();
+    assert_eq!(stored.map(|(index, _)| index), Some(start + 4));
+}
+
 /// A single-voter group led by node 1, settled, with snapshots every `snapshot_entries`
 /// (4) and `compaction_lag_entries` 2: its leader parks proposals once it has committed 6
 /// entries past its last snapshot.
