@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::entry::Payload;
-use crate::error::{GroupError, StartError};
+use crate::error::{GroupError, StartError, StorageError};
 use crate::group::Replica;
 use crate::ids::{GroupId, RequestId};
 use crate::membership::Membership;
@@ -129,10 +129,23 @@ impl Node {
     /// Refuses a group whose log was compacted past its snapshot, or without one
     /// ([`StartError::CompactedLog`]): its state could not be rebuilt; and one that breaks
     /// what every correct storage returns ([`LoadedGroup::validate`], as
-    /// [`StartError::Storage`]; `Replica::restore` checks both). Nothing is restored then.
+    /// [`StartError::Storage`]; `Replica::restore` checks both); and a group loaded twice,
+    /// or already hosted (as [`StartError::Storage`]). Nothing is restored then.
     ///
     /// [`Ready::restores`]: super::Ready::restores
     pub fn restore(&mut self, loaded: Vec<LoadedGroup>) -> Result<(), StartError> {
+        // One replica per group: hosted, a second copy replaced the first unseen, and the
+        // peers the first counted were never released (review).
+        let mut ids: Vec<GroupId> = loaded.iter().map(|l| l.group).collect();
+        ids.sort_unstable();
+        let twice = ids.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+        if let Some(group) =
+            twice.or_else(|| ids.iter().copied().find(|g| self.groups.contains_key(g)))
+        {
+            return Err(StartError::Storage(StorageError::Corrupt(format!(
+                "{group} loaded twice, or already hosted"
+            ))));
+        }
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());
         // Request ids start past every one of this node's that its logs carry, wherever

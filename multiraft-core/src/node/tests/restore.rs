@@ -156,3 +156,27 @@ fn a_log_compacted_past_its_snapshot_is_refused_at_start() {
         ));
     }
 }
+
+/// A group storage returns twice is refused at start, and so is one the node already
+/// hosts. Restored, the second copy replaced the first unseen, and the peers the first
+/// counted were never released: the node tracked their liveness for as long as it ran.
+#[test]
+fn a_group_loaded_twice_is_refused_at_start() {
+    let mut twice = loaded();
+    twice.hard_state.term = 3;
+    let mut node = new_node(1, strict());
+    let restored = node.restore(vec![loaded(), loaded_other(), twice]);
+    assert!(
+        matches!(restored, Err(StartError::Storage(StorageError::Corrupt(_)))),
+        "{restored:?}"
+    );
+    assert!(node.replica(g(1)).is_none() && node.replica(g(2)).is_none());
+    node.restore(vec![loaded()]).unwrap();
+    let again = node.restore(vec![loaded_other(), loaded()]);
+    assert!(
+        matches!(again, Err(StartError::Storage(StorageError::Corrupt(_)))),
+        "{again:?}"
+    );
+    assert!(node.replica(g(2)).is_none(), "restored in part");
+    assert_eq!(node.replica(g(1)).unwrap().status().term, 2);
+}
