@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::entries::Entries;
 use crate::entry::{Entry, HardState, Payload};
 use crate::entry_runs::EntryRuns;
@@ -463,18 +463,33 @@ enum Written {
 }
 
 impl Replica {
-    /// A new, empty replica of `id` on `node`.
+    /// A new, empty replica of `id` on `node`. `Err` if `config` fails
+    /// [`Config::validate`]: the group layer used alone panicked on some (equal election
+    /// timeouts divided by zero) and ran unsafely on others (a lease past the election
+    /// timeout).
     pub fn new(
         id: GroupId,
         node: NodeId,
         membership: impl Into<Arc<Membership>>,
         config: Arc<Config>,
         seed: u64,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        Ok(Self::create(id, node, membership.into(), config, seed))
+    }
+
+    /// [`Replica::new`] with a config already validated (the node's, by `Node::new`).
+    pub(crate) fn create(
+        id: GroupId,
+        node: NodeId,
+        membership: Arc<Membership>,
+        config: Arc<Config>,
+        seed: u64,
     ) -> Replica {
         Self::build(
             id,
             node,
-            membership.into(),
+            membership,
             HardState::default(),
             Log::default(),
             config,
@@ -486,8 +501,20 @@ impl Replica {
     /// prefix, and its latest snapshot, which the state machine is restored from first (the
     /// first ready asks for it). A log compacted past its snapshot, or without one, cannot
     /// be restored ([`StartError::CompactedLog`]); nor can one that breaks what every
-    /// correct storage returns ([`LoadedGroup::validate`], as [`StartError::Storage`]).
+    /// correct storage returns ([`LoadedGroup::validate`], as [`StartError::Storage`]); nor
+    /// with a `config` that fails [`Config::validate`] ([`StartError::Config`]).
     pub fn restore(
+        node: NodeId,
+        loaded: LoadedGroup,
+        config: Arc<Config>,
+        seed: u64,
+    ) -> Result<Replica, StartError> {
+        config.validate()?;
+        Self::restore_valid(node, loaded, config, seed)
+    }
+
+    /// [`Replica::restore`] with a config already validated (the node's, by `Node::new`).
+    pub(crate) fn restore_valid(
         node: NodeId,
         loaded: LoadedGroup,
         config: Arc<Config>,

@@ -163,7 +163,7 @@ impl Node {
         let last_own = own.max();
         for l in loaded {
             let seed = group_seed(self.seed, l.group.0);
-            groups.push(Replica::restore(
+            groups.push(Replica::restore_valid(
                 self.id,
                 l,
                 Arc::clone(&self.config),
@@ -242,7 +242,7 @@ impl Node {
             // One write holds each group at most once: the removal must be durable first.
             return Err(GroupError::RemovalPending(group));
         }
-        let g = Replica::new(
+        let g = Replica::create(
             group,
             self.id,
             self.intern(&membership),

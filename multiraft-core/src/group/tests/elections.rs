@@ -184,7 +184,7 @@ fn a_refusal_in_a_higher_term_does_not_reset_the_election_timer() {
         check_quorum: false,
         ..strict()
     };
-    let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
+    let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1).unwrap();
     let mut first_campaign = None;
     for tick in 1..=60 {
         g.tick();
@@ -454,7 +454,8 @@ fn a_replica_refusing_a_more_up_to_date_candidate_puts_off_its_own_campaign() {
     });
     for seed in 0..8 {
         // In the term it voted for itself in.
-        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed);
+        let mut g =
+            Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed).unwrap();
         ticks_until_campaign(&mut g, 20).expect("campaigns");
         let term = g.status().term;
         g.step(msg(3, 1, term, vote(false, 5, term)));
@@ -469,7 +470,8 @@ fn a_replica_refusing_a_more_up_to_date_candidate_puts_off_its_own_campaign() {
         );
 
         // In a later term than the request's.
-        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed);
+        let mut g =
+            Replica::new(G, n(1), Membership::voters([1, 2, 3]), config.clone(), seed).unwrap();
         g.step(msg(2, 1, 5, vote_resp(false, false)));
         g.step(msg(3, 1, 3, vote(false, 5, 3)));
         assert_eq!(
@@ -479,4 +481,37 @@ fn a_replica_refusing_a_more_up_to_date_candidate_puts_off_its_own_campaign() {
         let first = ticks_until_campaign(&mut g, 40).expect("campaigns");
         assert!(first >= 30, "seed {seed}: campaigned after {first} ticks");
     }
+}
+
+/// The group layer used alone refuses a config `Config::validate` refuses, with a typed
+/// error. Regression (review): only `Node::new` validated, and a replica made with equal
+/// election timeouts panicked at once (a remainder by zero drawing its timeout).
+#[test]
+fn a_replica_with_an_invalid_config_is_a_typed_error() {
+    let config = Arc::new(Config {
+        election_timeout_min_ticks: 10,
+        election_timeout_max_ticks: 10,
+        ..strict()
+    });
+    let made = Replica::new(
+        G,
+        n(1),
+        Membership::voters([1, 2, 3]),
+        Arc::clone(&config),
+        1,
+    );
+    assert_eq!(
+        made.map(|_| ()).map_err(|e| e.field),
+        Err("election_timeout_max_ticks")
+    );
+    let loaded = LoadedGroup {
+        membership: Membership::voters([1, 2, 3]),
+        ..LoadedGroup::new(G)
+    };
+    let restored = Replica::restore(n(1), loaded, config, 1);
+    assert!(
+        matches!(restored, Err(StartError::Config(ref e)) if e.field == "election_timeout_max_ticks"),
+        "{:?}",
+        restored.map(|_| ())
+    );
 }

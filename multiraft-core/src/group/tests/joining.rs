@@ -54,13 +54,8 @@ fn adding_learner_4(seed: u64) -> (Cluster, u64) {
 /// Adds replica 4 to a cluster of voters 1, 2 and 3, joining (`Node::join_group`).
 fn push_joining_replica_4(c: &mut Cluster) {
     let config = Arc::new(strict());
-    c.groups.push(Replica::new(
-        G,
-        n(4),
-        Membership::voters([1, 2, 3]),
-        config,
-        54,
-    ));
+    c.groups
+        .push(Replica::new(G, n(4), Membership::voters([1, 2, 3]), config, 54).unwrap());
     c.disks.push(Disk::default());
     c.applied.push(Vec::new());
     c.events.push(Vec::new());

@@ -647,7 +647,7 @@ fn a_replica_joined_again_while_still_a_member_is_caught_up() {
     let last = c.status(1).last_index;
     assert_eq!(c.g(1).progress.get(&n(3)).expect("tracked").matched, last);
     let config = Arc::new(strict());
-    c.groups[2] = Replica::new(G, n(3), Membership::voters([1, 2]), config, 42);
+    c.groups[2] = Replica::new(G, n(3), Membership::voters([1, 2]), config, 42).unwrap();
     c.disks[2] = Disk::default();
     for _ in 0..4 * strict().election_timeout_max_ticks {
         c.g_mut(1).tick();

@@ -160,6 +160,7 @@ fn fresh(id: u64, seed: u64) -> Replica {
         Arc::new(strict()),
         seed,
     )
+    .unwrap()
 }
 
 /// Replica `id` of a group of voters 1..=3, restored from storage.
@@ -270,7 +271,7 @@ impl Cluster {
         let groups = (1..=voters + learners)
             .map(|id| {
                 let seed = seed.wrapping_mul(1000).wrapping_add(id);
-                Replica::new(G, n(id), membership.clone(), Arc::clone(&config), seed)
+                Replica::new(G, n(id), membership.clone(), Arc::clone(&config), seed).unwrap()
             })
             .collect();
         Cluster::with_groups(membership, groups)

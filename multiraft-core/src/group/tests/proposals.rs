@@ -65,7 +65,8 @@ fn proposals_without_a_reachable_leader_fail_with_the_reason() {
     assert!(!c.g(2).has_ready());
 
     for config in [no_forwarding, strict()] {
-        let mut g = Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1);
+        let mut g =
+            Replica::new(G, n(1), Membership::voters([1, 2, 3]), Arc::new(config), 1).unwrap();
         assert_eq!(
             g.propose(pid(1, 1), Bytes::from_static(b"x")),
             Err(ProposeError::NoLeader)
