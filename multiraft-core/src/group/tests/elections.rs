@@ -298,6 +298,8 @@ fn election_safety_under_loss_reordering_and_partitions() {
         election_timeout_min_ticks: 4,
         election_timeout_max_ticks: 7,
         heartbeat_interval_ticks: 1,
+        // Within the shorter election timeout, as `Config::validate` asks.
+        lease_ticks: 2,
         ..strict()
     };
     let mut terms_with_leader = 0;
