@@ -101,8 +101,9 @@ impl Builder {
         self
     }
 
-    /// How to make the state machine of a group, called once per hosted group, the first
-    /// time one of its entries is applied on this node.
+    /// How to make the state machine of a group, called once per hosted group on its first
+    /// use on this node (an apply, a read, a snapshot taken or restored; see
+    /// [`StateMachineFactory`]).
     pub fn state_machines<S, F>(mut self, mut make: F) -> Self
     where
         S: StateMachine,

@@ -95,6 +95,9 @@ pub trait StateMachine: Send + 'static {
     }
 }
 
-/// Makes the state machine of each group a node hosts, called once per group the first time
-/// an entry of that group is applied on this node.
+/// Makes the state machine of each group a node hosts, called once per group on its first
+/// use on this node: an apply, a read, a snapshot taken or restored, or the check at start
+/// of whether an on-disk machine already holds a stored snapshot
+/// ([`StateMachine::applied_index`] is asked then). So a machine may be made before any
+/// entry is applied: an on-disk one opens its store here, not in `apply`.
 pub type StateMachineFactory = Box<dyn FnMut(GroupId) -> Box<dyn StateMachine> + Send>;

@@ -461,10 +461,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Persists `batch` atomically and durably.
     async fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
 
-    /// Returns the persisted state of every group, at start.
+    /// Returns the persisted state of every group, at start, in [`GroupId`] order (the
+    /// node takes any order; the conformance suite asks this one, so that two loads of one
+    /// state compare equal). Each group at most once: the node refuses a group loaded
+    /// twice ([`Node::restore`](crate::Node::restore)).
     async fn load(&self) -> Result<Vec<LoadedGroup>, StorageError>;
 
-    /// Entries of `group` with index in `[low, high)`, in order. Fewer are returned if the log
+    /// Entries of `group` with index in `[low, high)`, in order. The node itself does not
+    /// call this nor [`Storage::term`] today (it keeps each log above its snapshot in memory
+    /// and reads storage at start, through `load`): they serve tools and tests, and the
+    /// conformance suite checks them. Fewer are returned if the log
     /// ends earlier; none if `group` is unknown. A range reaching into the compacted prefix
     /// (`low <= compacted.index`, with `low < high`) is [`StorageError::Compacted`].
     async fn entries(
