@@ -8,12 +8,14 @@ use super::SimRng;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Faults {
-    /// Chance that a batch is lost, in per mille (0–300: up to 30 %).
+    /// Chance that a batch is lost, in per mille (at most 1,000; [`SimConfig::for_seed`]
+    /// draws up to 300).
     pub loss_per_mille: u32,
     /// Chance that a batch is delivered twice, in per mille.
     pub duplicate_per_mille: u32,
-    /// Extra random delay per batch, up to this many milliseconds. Batches overtake each
-    /// other when it exceeds the base latency (0.2–2 ms), so this is also the reordering.
+    /// Extra random delay per batch, up to this many milliseconds (at most
+    /// [`MAX_DELAY_MS`]). Batches overtake each other when it exceeds the base latency
+    /// (0.2–2 ms), so this is also the reordering.
     pub max_delay_ms: u64,
     /// Partitions (symmetric, one-way, bridge) that start and heal.
     pub partitions: bool,
@@ -249,11 +251,21 @@ impl Faults {
             ("membership_per_mille", self.membership_per_mille),
             ("straggler_per_mille", self.straggler_per_mille),
             ("split_per_mille", self.split_per_mille),
+            (
+                "snapshot_failure_per_mille",
+                self.snapshot_failure_per_mille,
+            ),
         ];
         for (name, value) in per_mille {
             if value > 1000 {
                 return Err(format!("faults.{name} is {value}, above 1000"));
             }
+        }
+        if self.max_delay_ms > MAX_DELAY_MS {
+            return Err(format!(
+                "faults.max_delay_ms is {}, above {MAX_DELAY_MS}",
+                self.max_delay_ms
+            ));
         }
         if self.lost_nodes > 0 && self.lost_nodes * 2 >= nodes {
             return Err(format!(
@@ -264,6 +276,11 @@ impl Faults {
         Ok(())
     }
 }
+
+/// The largest [`Faults::max_delay_ms`] a run takes: a minute, far past any election
+/// timeout (a larger one is a network that delivers nothing in a run's time), and far
+/// from overflowing the simulator's microsecond clock.
+pub const MAX_DELAY_MS: u64 = 60_000;
 
 /// The default chance of a crash per chaos step, in per mille.
 pub const DEFAULT_CRASH_PER_MILLE: u32 = 150;
@@ -538,32 +555,22 @@ impl SimConfig {
         self.faults.validate(self.nodes)
     }
 
-    /// The configuration in one line, for reports.
+    /// The configuration in one line, for reports: all of it (the `setup` line of a
+    /// violation replays a run from it), the core's options as `Config`'s `Debug` prints
+    /// them.
     pub fn summary(&self) -> String {
-        let c = &self.core;
         format!(
-            "{} nodes, {} groups, {} s, {} proposals/s (group 1 {} more once healed), {:?}, pre_vote {}, check_quorum {}, lease ticks {}, inflight {}, append entries {}, ready groups {}, ready entries {}, uncommitted bytes {}, snapshot entries {}, compaction lag {}, chunk bytes {}, chunk window {}, snapshot slots (build/send/receive) {}/{}/{}",
+            "{} nodes, {} groups, {} s, {} proposals/s (group 1 {} more once healed), budgets {} steps / {:?} (verdict required: {}), {:?}, core {:?}",
             self.nodes,
             self.groups,
             self.secs,
             self.proposals_per_sec,
             self.hot_group_per_sec,
+            self.max_steps,
+            self.max_wall,
+            self.require_linearizability_verdict,
             self.faults,
-            c.pre_vote,
-            c.check_quorum,
-            c.lease_ticks,
-            c.max_inflight_appends,
-            c.max_append_entries,
-            c.max_ready_groups,
-            c.max_ready_entries,
-            c.max_uncommitted_bytes,
-            c.snapshot_entries,
-            c.compaction_lag_entries,
-            c.snapshot_chunk_bytes,
-            c.snapshot_window_chunks,
-            c.max_snapshots_building,
-            c.max_snapshot_sends,
-            c.max_snapshot_receives
+            self.core,
         )
     }
 

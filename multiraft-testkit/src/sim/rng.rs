@@ -26,10 +26,14 @@ impl SimRng {
         if n == 0 { 0 } else { self.next_u64() % n }
     }
 
-    /// A value in `[low, high]` (inclusive); `low` when `high <= low`.
+    /// A value in `[low, high]` (inclusive); `low` when `high <= low`. The whole of `u64`
+    /// too: `high - low + 1` overflowed there (a panic in a debug build; `low` every time in
+    /// a release one).
     pub fn range(&mut self, low: u64, high: u64) -> u64 {
         if high <= low {
             low
+        } else if high - low == u64::MAX {
+            self.next_u64()
         } else {
             low + self.below(high - low + 1)
         }
