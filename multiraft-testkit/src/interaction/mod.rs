@@ -275,7 +275,7 @@ impl World {
             "read" => {
                 let n = self.node_arg(args.first())?;
                 let (group, rest) = take_group_arg(&args[1..]);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 let policy = match rest.first().copied() {
                     Some("read-index") => ReadPolicy::ReadIndex,
                     Some("lease") => ReadPolicy::Lease,
@@ -293,7 +293,7 @@ impl World {
             "transfer" => {
                 let n = self.node_arg(args.first())?;
                 let (group, rest) = take_group_arg(&args[1..]);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 let to = self.node_arg(rest.first())?;
                 match self.node_mut(n)?.transfer_leader(group, NodeId(to)) {
                     Ok(request) => self.name_request(n, request, format!("transfer to {to}")),
@@ -314,7 +314,7 @@ impl World {
             "join" => {
                 let n = self.node_arg(args.first())?;
                 let (group, rest) = take_group_arg(&args[1..]);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 let mut membership = Membership::default();
                 for a in rest {
                     match a.split_once('=') {
@@ -333,7 +333,7 @@ impl World {
             "remove-group" => {
                 let n = self.node_arg(args.first())?;
                 let (group, _) = take_group_arg(&args[1..]);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 match self.node_mut(n)?.remove_group(group) {
                     Ok(_) => Ok(String::new()),
                     Err(e) => Ok(format!("rejected: {e:?}")),
@@ -342,7 +342,7 @@ impl World {
             "change" => {
                 let n = self.node_arg(args.first())?;
                 let (group, rest) = take_group_arg(&args[1..]);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 let x = NodeId(self.node_arg(rest.get(1))?);
                 let change = match rest.first().copied() {
                     Some("add-learner") => MembershipChange::AddLearner(x),
@@ -362,7 +362,7 @@ impl World {
             }
             "membership" => {
                 let (group, _) = take_group_arg(args);
-                let group = self.groups_arg(group, &[DEFAULT_GROUP])?[0];
+                let group = self.group_arg(group)?;
                 let mut out = String::new();
                 for (n, node) in &self.nodes {
                     let m = match node {
@@ -421,7 +421,7 @@ impl World {
                 if matches!(self.nodes.get(&n), Some(Some(_))) {
                     return Err(format!("node {n} is running"));
                 }
-                let loaded = now(self.disks[&n].load()).map_err(|e| e.to_string())?;
+                let loaded = now(self.disk(n)?.load()).map_err(|e| e.to_string())?;
                 let mut node =
                     Node::new(NodeId(n), self.config.clone(), n).map_err(|e| e.to_string())?;
                 self.lives += 1;
@@ -442,7 +442,7 @@ impl World {
             "storage" => {
                 let mut out = String::new();
                 for n in self.targets(args.first())? {
-                    let disk = &self.disks[&n];
+                    let disk = self.disk(n)?;
                     let _ = writeln!(
                         out,
                         "{n}: writes={} entries={}",
@@ -540,6 +540,18 @@ impl World {
         }
     }
 
+    /// The one group a command acts on: the first of its `group=` list, or the default
+    /// group. An empty list (`group=all` where no group was made) is an error, not a panic.
+    fn group_arg(&self, arg: Option<&str>) -> Result<GroupId, String> {
+        let groups = self.groups_arg(arg, &[DEFAULT_GROUP])?;
+        groups.first().copied().ok_or_else(|| "no group".to_string())
+    }
+
+    /// Node `n`'s storage, which it keeps across crashes.
+    fn disk(&self, n: u64) -> Result<&MemStorage, String> {
+        self.disks.get(&n).ok_or_else(|| format!("no node {n}"))
+    }
+
     /// Whether the nodes host more than one group, so that output must name groups.
     fn multi(&self) -> bool {
         self.groups.len() > 1
@@ -595,7 +607,7 @@ impl World {
         };
         self.print_ready(n, &ready, out);
         let mut queue = std::mem::take(&mut self.queue);
-        let disk = self.disks[&n].clone();
+        let disk = self.disk(n)?.clone();
         let done = persist(self.node_mut(n)?, ready, &disk, &mut queue);
         self.queue = queue;
         done.map(|()| true)
