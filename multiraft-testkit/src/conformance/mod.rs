@@ -150,6 +150,15 @@ async fn load(s: &impl Storage, property: &str) -> Vec<LoadedGroup> {
     }
 }
 
+/// `group`'s state in `loaded`; a storage that left it out fails `property` by name (an
+/// index into the list panicked without naming it).
+pub(crate) fn group_of(loaded: &[LoadedGroup], group: GroupId, property: &str) -> LoadedGroup {
+    match loaded.iter().find(|l| l.group == group) {
+        Some(l) => l.clone(),
+        None => panic!("{property}: {group} is not loaded"),
+    }
+}
+
 /// `load` returns every group written, in group order, with exactly what was written.
 async fn write_then_load_every_group_in_order(s: impl Storage) {
     const P: &str = "write_then_load_every_group_in_order";
@@ -193,9 +202,9 @@ async fn hard_state_and_membership_are_replaced_not_merged(s: impl Storage) {
     .await;
     write(&s, set(None, Some(hard_state(3))), P).await;
     write(&s, set(Some(Membership::voters([2, 3])), None), P).await;
-    let loaded = load(&s, P).await;
-    assert_eq!(loaded[0].hard_state, hard_state(3), "{P}");
-    assert_eq!(loaded[0].membership, Membership::voters([2, 3]), "{P}");
+    let loaded = group_of(&load(&s, P).await, G1, P);
+    assert_eq!(loaded.hard_state, hard_state(3), "{P}");
+    assert_eq!(loaded.membership, Membership::voters([2, 3]), "{P}");
 }
 
 /// An append at or below the stored last index first deletes the stored suffix from that
@@ -205,14 +214,14 @@ async fn append_truncates_the_conflicting_suffix(s: impl Storage) {
     write(&s, batch(vec![append(G1, entries(1, 5, 1))]), P).await;
     write(&s, batch(vec![append(G1, entries(3, 4, 2))]), P).await;
     assert_eq!(
-        terms(&load(&s, P).await[0]),
+        terms(&group_of(&load(&s, P).await, G1, P)),
         [(1, 1), (2, 1), (3, 2), (4, 2)],
         "{P}"
     );
     write(&s, batch(vec![append(G1, entries(5, 5, 2))]), P).await;
     write(&s, batch(vec![append(G1, entries(1, 1, 3))]), P).await;
     assert_eq!(
-        terms(&load(&s, P).await[0]),
+        terms(&group_of(&load(&s, P).await, G1, P)),
         [(1, 3)],
         "{P}: rewrite from 1"
     );
@@ -371,7 +380,7 @@ async fn restart_keeps_every_acknowledged_write<S: Subject>(subject: &mut S) {
     write(&s, batch(vec![append(G1, entries(4, 4, 2))]), P).await;
     let s = subject.reopen(s);
     assert_eq!(
-        terms(&load(&s, P).await[0]),
+        terms(&group_of(&load(&s, P).await, G1, P)),
         [(1, 1), (2, 1), (3, 2), (4, 2)],
         "{P}"
     );
@@ -470,23 +479,23 @@ async fn compaction_discards_a_prefix_and_survives_restart<S: Subject>(subject: 
     w.compact_to = Some(9);
     write(&s, batch(vec![w]), P).await;
     let s = subject.reopen(s);
-    let loaded = load(&s, P).await;
+    let loaded = group_of(&load(&s, P).await, G1, P);
     assert_eq!(
-        loaded[0].compacted,
+        loaded.compacted,
         Some(Compacted { index: 9, term: 3 }),
         "{P}"
     );
-    assert_eq!(terms(&loaded[0]), [(10, 3), (11, 3), (12, 3)], "{P}");
+    assert_eq!(terms(&loaded), [(10, 3), (11, 3), (12, 3)], "{P}");
     // The whole log may go: the mark then stands for it, and appends continue after it.
     write(&s, batch(vec![compact(G1, 12)]), P).await;
     let s = subject.reopen(s);
-    let loaded = load(&s, P).await;
+    let loaded = group_of(&load(&s, P).await, G1, P);
     assert_eq!(
-        loaded[0].compacted,
+        loaded.compacted,
         Some(Compacted { index: 12, term: 3 }),
         "{P}"
     );
-    assert!(loaded[0].entries.is_empty(), "{P}: everything compacted");
+    assert!(loaded.entries.is_empty(), "{P}: everything compacted");
     assert!(read_entries(&s, G1, 13, 20, P).await.is_empty(), "{P}");
     write(&s, batch(vec![append(G1, entries(13, 13, 4))]), P).await;
     assert_eq!(read_term(&s, G1, 13, P).await, Some(4), "{P}");

@@ -12,8 +12,8 @@ use multiraft_core::{
 };
 
 use super::{
-    G1, G2, Subject, append, batch, compact, entries, load, read_entries, read_term, remove, terms,
-    write,
+    G1, G2, Subject, append, batch, compact, entries, group_of, load, read_entries, read_term,
+    remove, terms, write,
 };
 
 const G3: GroupId = GroupId(3);
@@ -87,14 +87,6 @@ async fn read_chunk(
     match s.snapshot_chunk(group, index, seq).await {
         Ok(c) => c,
         Err(e) => panic!("{property}: snapshot_chunk({group}, {index}, {seq}) failed: {e}"),
-    }
-}
-
-/// `group` as loaded.
-fn group_of(loaded: &[LoadedGroup], group: GroupId, property: &str) -> LoadedGroup {
-    match loaded.iter().find(|l| l.group == group) {
-        Some(l) => l.clone(),
-        None => panic!("{property}: {group} is not loaded"),
     }
 }
 

@@ -544,7 +544,10 @@ impl World {
     /// group. An empty list (`group=all` where no group was made) is an error, not a panic.
     fn group_arg(&self, arg: Option<&str>) -> Result<GroupId, String> {
         let groups = self.groups_arg(arg, &[DEFAULT_GROUP])?;
-        groups.first().copied().ok_or_else(|| "no group".to_string())
+        groups
+            .first()
+            .copied()
+            .ok_or_else(|| "no group".to_string())
     }
 
     /// Node `n`'s storage, which it keeps across crashes.

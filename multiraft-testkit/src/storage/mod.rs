@@ -589,6 +589,16 @@ mod tests {
         crate::conformance::check_all(&mut Mem).await;
     }
 
+    /// A storage that leaves a group out of `load` fails the conformance property that
+    /// looked for it, by name. Regression (review): five properties indexed the loaded
+    /// list, and such a storage failed with "index out of bounds", naming none.
+    #[test]
+    #[should_panic(expected = "a_property: g1 is not loaded")]
+    fn a_group_left_out_of_load_fails_its_property_by_name() {
+        let g2 = LoadedGroup::new(GroupId(2));
+        crate::conformance::group_of(&[g2], GroupId(1), "a_property");
+    }
+
     #[tokio::test]
     async fn counters_count_acknowledged_writes_only() {
         let s = MemStorage::new();
