@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::ids::{GroupId, NodeId};
 use crate::message::{Message, MessageBody, SnapshotAck};
@@ -62,6 +62,12 @@ pub(crate) const BUILT_BYTES_PER_WRITE: usize = 8;
 struct Building {
     meta: SnapshotMeta,
     next_seq: u32,
+    /// The machine's pieces since the last chunk, less than a chunk in all
+    /// (`Config::snapshot_chunk_bytes`): small pieces gather into whole chunks. Each piece
+    /// made a chunk of its own before, and a machine yielding one piece per key made
+    /// millions, each a storage read at a restore and a window slot in a transfer (review).
+    /// At most one chunk's bytes per build, and `max_snapshots_building` builds.
+    pending: BytesMut,
 }
 
 /// The node's snapshot bookkeeping.
@@ -113,7 +119,7 @@ impl Snapshots {
         let before = self.chunks.len();
         self.chunks.retain(|(g, _)| *g != group);
         if self.chunks.len() != before {
-            self.chunk_bytes = self.chunks.iter().map(|(_, c)| c.data.len()).sum();
+            self.chunk_bytes = self.chunks.iter().map(|(_, c)| c.size_bytes()).sum();
         }
         self.waiting.remove(group);
     }
@@ -179,7 +185,8 @@ impl Node {
     }
 
     /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
-    /// for; `last` ends it. Pieces above `Config::snapshot_chunk_bytes` are split. Returns
+    /// for; `last` ends it. Pieces are cut and joined into chunks of
+    /// `Config::snapshot_chunk_bytes` (the last one shorter). Returns
     /// false when the node no longer wants that snapshot (the group was removed, or is
     /// receiving or has installed one from its leader, noticed at the next write): stop
     /// producing it.
@@ -193,8 +200,18 @@ impl Node {
         else {
             return false;
         };
-        let mut rest = data;
+        let mut rest = if b.pending.is_empty() {
+            data
+        } else {
+            b.pending.extend_from_slice(&data);
+            std::mem::take(&mut b.pending).freeze()
+        };
         loop {
+            if !last && rest.len() < max {
+                // Kept for the pieces to come: each byte is copied once or twice.
+                b.pending.extend_from_slice(&rest);
+                return true;
+            }
             if b.next_seq == MAX_SNAPSHOT_CHUNKS {
                 let error = SnapshotError::Failed(format!(
                     "more than {MAX_SNAPSHOT_CHUNKS} chunks: yield larger pieces"
@@ -210,7 +227,7 @@ impl Node {
                 last: last && rest.is_empty(),
             };
             b.next_seq += 1;
-            self.snapshots.chunk_bytes += chunk.data.len();
+            self.snapshots.chunk_bytes += chunk.size_bytes();
             self.snapshots.chunks.push((group, chunk));
             if rest.is_empty() {
                 break;
@@ -313,6 +330,7 @@ impl Node {
                 Building {
                     meta: meta.clone(),
                     next_seq: 0,
+                    pending: BytesMut::new(),
                 },
             );
             takes.push(TakeSnapshot { group, meta });
@@ -492,7 +510,9 @@ impl Node {
                 }
             };
             *written_bytes += chunk.data.len();
-            taken += chunk.data.len();
+            // With each chunk's own bytes (`SnapshotChunk::size_bytes`), as
+            // `chunk_bytes` counts them: empty chunks cost nothing here before.
+            taken += chunk.size_bytes();
             record.snapshot.push(chunk);
             if taken >= limit {
                 break;
@@ -503,7 +523,7 @@ impl Node {
             .snapshots
             .chunks
             .iter()
-            .map(|(_, c)| c.data.len())
+            .map(|(_, c)| c.size_bytes())
             .sum();
         completed
     }
@@ -531,6 +551,7 @@ mod tests {
         let building = Building {
             meta,
             next_seq: next,
+            pending: BytesMut::new(),
         };
         node.snapshots.building.insert(group, building);
         (node, group)
@@ -542,7 +563,8 @@ mod tests {
     /// refuses that as out of order, which stops the node) and panicked in a debug one.
     #[test]
     fn a_build_of_more_chunks_than_a_snapshot_has_fails() {
-        let piece = || Bytes::from_static(b"x");
+        // A chunk's worth each: smaller pieces are joined.
+        let piece = || Bytes::from(vec![b'x'; Config::default().snapshot_chunk_bytes]);
         let (mut node, group) = building_at(MAX_SNAPSHOT_CHUNKS - 2);
         assert!(node.snapshot_chunk(group, 5, piece(), false));
         assert!(node.snapshot_chunk(group, 5, piece(), false));
@@ -559,5 +581,49 @@ mod tests {
             .map(|(_, c)| (c.seq, c.last))
             .collect();
         assert_eq!(seqs, [(MAX_SNAPSHOT_CHUNKS - 1, true)]);
+    }
+
+    /// Pieces smaller than a chunk, empty ones among them (a machine yielding one piece per
+    /// key), are joined into whole chunks, in order; the last chunk holds what is left.
+    /// Regression (review): each piece made a chunk of its own, and empty chunks counted
+    /// nothing against the bytes builds may hold, so a machine of tiny pieces queued
+    /// millions of chunks ahead of the disk.
+    #[test]
+    fn small_pieces_are_joined_into_whole_chunks() {
+        let (mut node, group) = building_at(0);
+        let max = node.config.snapshot_chunk_bytes;
+        let whole: Vec<u8> = (0..3 * max + 5).map(|i| (i % 251) as u8).collect();
+        for piece in whole.chunks(1000) {
+            assert!(node.snapshot_chunk(group, 5, Bytes::new(), false));
+            assert!(node.snapshot_chunk(group, 5, Bytes::copy_from_slice(piece), false));
+        }
+        assert!(node.snapshot_chunk(group, 5, Bytes::new(), true));
+        let chunks: Vec<&SnapshotChunk> = node.snapshots.chunks.iter().map(|(_, c)| c).collect();
+        let shape: Vec<(u32, usize, bool)> = (chunks.iter())
+            .map(|c| (c.seq, c.data.len(), c.last))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (0, max, false),
+                (1, max, false),
+                (2, max, false),
+                (3, 5, true)
+            ]
+        );
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.to_vec()).collect();
+        assert!(joined == whole, "the bytes in order");
+        let sizes: usize = chunks.iter().map(|c| c.size_bytes()).sum();
+        assert_eq!(node.snapshots.chunk_bytes, sizes);
+    }
+
+    /// An empty snapshot's one chunk counts against what builds may hold ahead of the disk
+    /// (`SnapshotChunk::size_bytes`): many small snapshots fill the limit too.
+    #[test]
+    fn an_empty_chunk_counts_against_the_limit() {
+        let (mut node, group) = building_at(0);
+        assert!(node.snapshot_chunk(group, 5, Bytes::new(), true));
+        assert_eq!(node.snapshots.chunks.len(), 1);
+        assert!(node.snapshots.chunk_bytes > 0);
     }
 }
