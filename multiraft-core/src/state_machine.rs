@@ -60,7 +60,7 @@ pub trait StateMachine: Send + 'static {
     /// consumed off it, while this machine goes on applying. So capture the state here
     /// cheaply (a reference-counted copy-on-write structure, a read transaction of your
     /// store) and serialize in the iterator: a snapshot must not block the other groups.
-    /// Chunks may be of any size; the node splits those above
+    /// Chunks may be of any size, empty too; the node cuts and joins them into chunks of
     /// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes). An error of
     /// the iterator, or a panic in it, fails that snapshot (the node tries again later); a
     /// panic in this method itself, on the event loop, ends the loop, as one in `apply`
