@@ -180,18 +180,24 @@ impl Inbox {
     }
 
     /// Hands `batch` to the node, waiting for room among the batches (for a transport that
-    /// prefers backpressure on its connection to dropping). Its bytes are counted but not
-    /// refused: a transport that waits is bounded by what its connection holds.
+    /// prefers backpressure on its connection to dropping). A node's own inbox refuses it
+    /// past its bytes, as [`deliver`](Inbox::deliver) does ([`DeliverError::Full`]): up to
+    /// `max_inbox_batches` batches of any size waited otherwise, gigabytes of snapshot
+    /// chunks for a slow receiver. Cancel-safe: dropped while it waits, it holds nothing.
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
         match &self.tx {
             Queue::Plain(tx) => tx.send(batch).await.map_err(|_| DeliverError::Stopped),
             Queue::Counted { tx, bytes } => {
+                // Room among the batches first, then the bytes, at once: counted before the
+                // wait, the bytes of a wait cancelled stayed counted for good, and every
+                // later batch was refused as past the bound (review).
+                let permit = tx.reserve().await.map_err(|_| DeliverError::Stopped)?;
                 let size = batch.size_bytes();
-                bytes.held.fetch_add(size, Ordering::AcqRel);
-                tx.send((batch, size)).await.map_err(|_| {
-                    bytes.release(size);
-                    DeliverError::Stopped
-                })
+                if !bytes.reserve(size) {
+                    return Err(DeliverError::Full);
+                }
+                permit.send((batch, size));
+                Ok(())
             }
         }
     }
@@ -284,5 +290,36 @@ mod tests {
             "an empty inbox takes any batch"
         );
         assert_eq!(inbox.deliver(batch(1)), Err(DeliverError::Full));
+    }
+
+    /// Waiting delivery is bounded in bytes as `deliver` is, and a wait cancelled holds
+    /// nothing. Regression (review): its bytes were counted but never refused (the inbox
+    /// held up to its batch count of any size), and counted before the wait, so a wait
+    /// cancelled left them counted for good and every later batch was refused.
+    #[tokio::test]
+    async fn waiting_delivery_is_bounded_in_bytes_and_cancel_safe() {
+        let (inbox, mut rx) = Inbox::bounded(1, 200);
+        assert_eq!(inbox.deliver_wait(batch(10)).await, Ok(()));
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            inbox.deliver_wait(batch(10)),
+        );
+        assert!(
+            waiting.await.is_err(),
+            "no room among the batches: it waits"
+        );
+        assert!(rx.try_recv().is_some());
+        assert!(rx.try_recv().is_none());
+        assert_eq!(inbox.deliver(batch(10)), Ok(()), "nothing left counted");
+        assert!(rx.try_recv().is_some());
+        let (inbox, mut rx) = Inbox::bounded(16, 200);
+        assert_eq!(inbox.deliver_wait(batch(10)).await, Ok(()));
+        assert_eq!(
+            inbox.deliver_wait(batch(10)).await,
+            Err(DeliverError::Full),
+            "past the bytes"
+        );
+        assert!(rx.try_recv().is_some());
+        assert_eq!(inbox.deliver_wait(batch(10)).await, Ok(()));
     }
 }
