@@ -28,6 +28,10 @@ use crate::message::MessageBatch;
 /// - alter a message, or deliver one to a node other than [`MessageBatch::to`];
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);
 /// - block in [`send`](Transport::send): queue and return, the event loop is waiting.
+///
+/// It should bound what it delivers in one batch (QUIC's frame limit does): the node steps
+/// a batch whole, and its inbox takes one batch of any size when empty, so a peer's batch
+/// of millions of messages holds the event loop for all of them.
 pub trait Transport: Send + Sync + 'static {
     /// Queues `batch` for delivery to `batch.to`. Must not block.
     fn send(&self, batch: MessageBatch);
