@@ -19,7 +19,7 @@ use crate::snapshot_io::SnapshotIo;
 use crate::state_machine::StateMachineFactory;
 use crate::storage::Storage;
 use crate::submit::Taker;
-use crate::transport::{InboxReceiver, Transport};
+use crate::transport::{Detach, InboxReceiver, Transport};
 
 /// Inbound batches or proposals taken in one go before the loop looks at the others (API
 /// calls: `MAX_COMMANDS_PER_WAKE`), so that no source can starve another or delay a ready
@@ -60,6 +60,7 @@ pub(crate) struct Driver {
     next_tick: Duration,
     in_flight: Option<InFlight>,
     stopping: bool,
+    detach: Detach,
 }
 
 impl Driver {
@@ -69,6 +70,7 @@ impl Driver {
             replies: Replies::new(p.node.metrics().commit_latency.clone()),
             machines: Machines::new(factory),
             snapshots: SnapshotIo::new(Arc::clone(&p.storage)),
+            detach: Detach::new(Arc::clone(&p.transport), p.node.id()),
             p,
             next_tick,
             in_flight: None,
@@ -291,7 +293,7 @@ impl Driver {
     /// requests; outcomes of a write that never became durable, and calls not yet taken,
     /// end here.
     fn stop(&mut self) {
-        self.p.transport.detach(self.p.node.id());
+        self.detach.now();
         let outcomes = self.p.node.stop();
         self.deliver(outcomes);
         self.replies.stop();

@@ -207,6 +207,44 @@ impl Inbox {
     }
 }
 
+/// Tells a transport, once, that its node stopped ([`Transport::detach`]): when the event
+/// loop stops, or, dropped while its thread panics, when the loop ended in a panic (a state
+/// machine's) and never reached its stop — the transport then let go of nothing (a QUIC
+/// transport kept its endpoint bound, and a node started again in this process could not
+/// bind it; review). Not on an abort, which stands for a crash and leaves the transport as
+/// it was ([`MultiRaft::abort`](crate::MultiRaft::abort)).
+pub(crate) struct Detach {
+    transport: Arc<dyn Transport>,
+    node: NodeId,
+    done: bool,
+}
+
+impl Detach {
+    pub(crate) fn new(transport: Arc<dyn Transport>, node: NodeId) -> Detach {
+        Detach {
+            transport,
+            node,
+            done: false,
+        }
+    }
+
+    /// Detaches the node, unless it was already.
+    pub(crate) fn now(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.transport.detach(self.node);
+        }
+    }
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.now();
+        }
+    }
+}
+
 /// The refusal a full or closed queue means.
 fn refused<T>(e: &mpsc::error::TrySendError<T>) -> DeliverError {
     match e {

@@ -1109,3 +1109,84 @@ async fn a_node_whose_inbox_closed_does_not_spin() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// A transport that counts the times it was told its node stopped.
+struct CountsDetach {
+    inner: multiraft_testkit::MemTransport,
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl multiraft_core::Transport for CountsDetach {
+    fn send(&self, batch: multiraft_core::MessageBatch) {
+        self.inner.send(batch);
+    }
+
+    fn attach(
+        &self,
+        node: NodeId,
+        inbox: multiraft_core::Inbox,
+    ) -> Result<(), multiraft_core::AttachError> {
+        self.inner.attach(node, inbox)
+    }
+
+    fn detach(&self, node: NodeId) {
+        self.detached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.detach(node);
+    }
+}
+
+/// Applies commands, and panics on "boom".
+struct Bomb;
+
+impl multiraft_core::StateMachine for Bomb {
+    fn apply(&mut self, _index: u64, command: &Bytes) -> Bytes {
+        assert!(&command[..] != b"boom", "the state machine panics");
+        Bytes::new()
+    }
+
+    fn query(&self, _query: &Bytes) -> Bytes {
+        Bytes::new()
+    }
+}
+
+/// An event loop that ends in a panic (a state machine's) detaches the node from its
+/// transport, once, as a stop does; an abort, which stands for a crash, does not.
+/// Regression (review): only a stop detached, so after a panic the transport held on (a
+/// QUIC transport kept its endpoint bound, and a node started again could not bind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_ending_in_a_panic_detaches_the_node_and_an_abort_does_not() {
+    for panics in [true, false] {
+        let detached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let transport = CountsDetach {
+            inner: MemNetwork::new().transport(NodeId(1)),
+            detached: std::sync::Arc::clone(&detached),
+        };
+        let node = MultiRaft::builder(NodeId(1), test_config())
+            .storage(MemStorage::new())
+            .transport(transport)
+            .state_machines(|_| Bomb)
+            .start()
+            .await
+            .unwrap();
+        let g = GroupId(1);
+        node.create_group(g, Membership::voters([1])).await.unwrap();
+        let _ = node.campaign(g).await;
+        wait_for(|| async {
+            let status = node.status(g).await.ok().flatten()?;
+            (status.leader == Some(NodeId(1))).then_some(())
+        })
+        .await;
+        node.propose(g, "fine").await.unwrap();
+        if panics {
+            assert!(node.propose(g, "boom").await.is_err());
+        } else {
+            node.abort();
+        }
+        tokio::time::timeout(WAIT, node.stopped())
+            .await
+            .expect("the loop ends");
+        let count = detached.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(count, usize::from(panics), "panics {panics}");
+    }
+}
