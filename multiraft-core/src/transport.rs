@@ -41,7 +41,9 @@ pub trait Transport: Send + Sync + 'static {
     /// the node off: it goes on serving calls and sending, and hears nothing.
     fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError>;
 
-    /// Called once when the node stops: deliver nothing more to it.
+    /// Called once when the node stops, or its event loop ends in a panic: deliver nothing
+    /// more to it. Not after [`MultiRaft::abort`](crate::MultiRaft::abort), which stands
+    /// for a crash.
     fn detach(&self, node: NodeId);
 }
 
