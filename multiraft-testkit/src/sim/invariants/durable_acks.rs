@@ -9,7 +9,10 @@
 //! - every message that takes part in the term rules carries a term the image holds;
 //! - a granted vote (not a pre-vote) is recorded in the image: same term and candidate;
 //! - a candidate's vote request is backed by its durable vote for itself;
-//! - a successful append acknowledgement up to index `i` is backed by `i` durable entries.
+//! - a successful append acknowledgement up to index `i` in term `t` is backed by `i`
+//!   durable entries, the one at `i` of the term that term `t`'s leader sent there:
+//!   counting entries alone passed an acknowledgement of entries that an append of a later
+//!   term replaced in the write (review).
 //!
 //! - no follower says it lost entries it acknowledged (`LogLost`) unless its node deleted
 //!   a replica of that group before (removed from it, then added back: the leader may still
@@ -37,6 +40,10 @@ pub(crate) struct DurableAcks {
     /// (node, group) whose replica the node deleted at least once: a replica there now
     /// may hold less than a leader remembers of the deleted one.
     deleted: HashSet<(usize, GroupId)>,
+    /// (group, leader's term, index) → the term of the entry that leader sent there, from
+    /// its appends (and their `prev`). A leader never changes its log's entries, so one
+    /// term per key. Grows with the entries sent in each term: a run's worth.
+    sent_entries: HashMap<(GroupId, u64, u64), u64>,
 }
 
 impl Invariant for DurableAcks {
@@ -50,6 +57,19 @@ impl Invariant for DurableAcks {
     }
 
     fn on_send(&mut self, nodes: &[SimNode], node: usize, m: &Message) -> Check {
+        if let MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            ..
+        } = &m.body
+        {
+            let sent = &mut self.sent_entries;
+            sent.insert((m.group, m.term, *prev_index), *prev_term);
+            for e in entries.iter() {
+                sent.insert((m.group, m.term, e.index), e.term);
+            }
+        }
         let sn = &nodes[node];
         let img = sn.durable.groups.get(&m.group);
         let hs = img.map(|l| l.hard_state).unwrap_or_default();
@@ -100,6 +120,16 @@ impl Invariant for DurableAcks {
                 let len = img.map_or(0, disk::last_index);
                 if *index > len {
                     return Err(format!("{}, but only {len} entries are durable", what()));
+                }
+                let leaders = self.sent_entries.get(&(m.group, m.term, *index));
+                let durable = img.and_then(|l| disk::term_at(l, *index));
+                if let (Some(&sent), Some(held)) = (leaders, durable)
+                    && sent != held
+                {
+                    return Err(format!(
+                        "{}, but its durable entry there is of term {held}, not the {sent} its leader sent",
+                        what()
+                    ));
                 }
             }
             MessageBody::LogLost { .. } if !self.deleted.contains(&(node, m.group)) => {
