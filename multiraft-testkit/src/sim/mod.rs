@@ -3,7 +3,8 @@
 //! after every step.
 //!
 //! [`Simulation`] drives the sans-IO [`Node`] layer of `multiraft-core` directly — no tokio,
-//! no threads, no wall clock. It keeps, per node:
+//! no threads, no wall clock in what it simulates (only its `max_wall` budget reads one: a
+//! run stopped by it may not stop so on a faster machine). It keeps, per node:
 //!
 //! - a [`Node`] (absent while the node is down);
 //! - a *durable image*: the groups' hard state, membership and log exactly as the writes
@@ -586,7 +587,11 @@ impl<A: SimApp> Simulation<A> {
             return Err(self.budget_failure("steps", limit));
         }
         if work.is_multiple_of(4096) && self.started.elapsed() > self.cfg.max_wall {
-            let wall = format!("{:?} of wall time", self.cfg.max_wall);
+            let wall = format!(
+                "{:?} of wall time, which the machine's speed sets: a replay elsewhere may \
+                 finish; max_steps is the bound a seed reproduces",
+                self.cfg.max_wall
+            );
             return Err(self.budget_failure("wall time", wall));
         }
         Ok(())
