@@ -156,8 +156,11 @@
 //!   of one snapshot, continuing the incoming one; no index 0, no hole after the last index
 //!   as the snapshot step leaves it, consecutive entries, nothing at or below the compacted
 //!   index, no compaction past the last entry; `remove` alone) happens against the tail, the
-//!   metadata rows and the snapshot rows before anything is changed. An invalid batch is aborted and returned as `StorageError::Corrupt`, leaving
-//!   the database unchanged and the storage usable — the same semantics as `MemStorage`.
+//!   metadata rows and the snapshot rows before anything is changed. An invalid batch is
+//!   aborted and returned as `StorageError::Corrupt`, leaving the database unchanged and the
+//!   storage usable — the same semantics as `MemStorage`. Stored data found corrupt while
+//!   committing or checkpointing poisons the storage instead, and comes back as
+//!   `StorageError::Backend` over that `Corrupt`, then `Poisoned`.
 //! - Commits run on one dedicated writer thread per database (`multiraft-redb-writer`), fed
 //!   by a channel of at most [`MAX_QUEUED_WRITES`] jobs;
 //!   [`Storage::write`](multiraft_core::Storage::write) awaits room in it, then a oneshot

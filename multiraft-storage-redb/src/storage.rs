@@ -458,8 +458,11 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     /// A database whose write-ahead records reached the last number a writer gives refuses
-    /// the next write as `Corrupt`: numbered past it, the record would be refused at the
-    /// next start, and a number wrapped to 0 ordered it before every other.
+    /// the next write, its data found corrupt: numbered past it, the record would be
+    /// refused at the next start, and a number wrapped to 0 ordered it before every other.
+    /// The storage is poisoned then, so the refusal comes as `Backend` (over the `Corrupt`
+    /// found), not as the `Corrupt` of a batch refused with the storage still usable; the
+    /// next write is `Poisoned`.
     #[tokio::test]
     async fn a_write_past_the_last_record_number_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
@@ -486,9 +489,14 @@ mod tests {
                 },
             ),
         ]);
+        let refused = storage.write(write.clone()).await;
+        assert!(
+            matches!(&refused, Err(StorageError::Backend(e)) if e.to_string().contains("corrupt")),
+            "{refused:?}"
+        );
         assert!(matches!(
             storage.write(write).await,
-            Err(StorageError::Corrupt(_))
+            Err(StorageError::Poisoned)
         ));
     }
 

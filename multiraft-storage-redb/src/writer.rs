@@ -37,6 +37,17 @@ pub(crate) enum Failure {
     Fatal(StorageError),
 }
 
+/// A failure that poisoned the storage, as its caller gets it: a `Corrupt` one (stored data
+/// that failed a check, found while committing or checkpointing) as `Backend`, since the
+/// `Storage` contract keeps `Corrupt` from a write for a batch refused with the storage
+/// still usable (review: a caller that took it so retried, and only then met `Poisoned`).
+fn fatal(e: StorageError) -> StorageError {
+    match e {
+        StorageError::Corrupt(_) => StorageError::Backend(Box::new(e)),
+        other => other,
+    }
+}
+
 impl<E: Into<redb::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure::Fatal(redb_error(e))
@@ -74,7 +85,7 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
                 Err(Failure::Invalid(e)) => Err(e),
                 Err(Failure::Fatal(e)) => {
                     poisoned.store(true, Ordering::Release);
-                    Err(e)
+                    Err(fatal(e))
                 }
             }
         };
@@ -100,7 +111,7 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
             }
             let started = Instant::now();
             if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint_step() {
-                writer.failed_checkpoint = Some(e);
+                writer.failed_checkpoint = Some(fatal(e));
                 poisoned.store(true, Ordering::Release);
             }
             let elapsed = started.elapsed();
