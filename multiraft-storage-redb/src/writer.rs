@@ -113,6 +113,9 @@ pub(crate) fn writer_loop(mut writer: Writer<'_>, jobs: &mpsc::Receiver<Job>, sh
             if let Err(Failure::Invalid(e) | Failure::Fatal(e)) = writer.checkpoint_step() {
                 writer.failed_checkpoint = Some(fatal(e));
                 poisoned.store(true, Ordering::Release);
+                // Not counted as a checkpoint done (review): the failure poisons the
+                // storage, and the next write reports it.
+                break;
             }
             let elapsed = started.elapsed();
             writer.metrics.checkpoints.increment(1);

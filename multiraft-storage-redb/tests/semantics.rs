@@ -439,6 +439,28 @@ async fn a_failed_fsync_fails_the_write_poisons_and_reopen_recovers() {
     assert_eq!(s.term(G1, 3).await.unwrap(), Some(2));
 }
 
+/// A checkpoint whose commit fails poisons the storage, the next write reports its error,
+/// and it is not counted as a checkpoint done. Regression (review): the count and the
+/// metric took failed steps too.
+#[tokio::test]
+async fn a_failed_checkpoint_poisons_and_is_not_counted() {
+    let disk = FaultDisk::new();
+    let options = RedbOptions::default().with_checkpoint_bytes(0);
+    let s = RedbStorage::with_backend(disk.backend(), options).unwrap();
+    // The write's commit syncs; the checkpoint after it does not.
+    disk.fail_syncs_after(1);
+    s.write(batch(vec![append(G1, entries(1, 2, 1))]))
+        .await
+        .unwrap();
+    let err = s
+        .write(batch(vec![append(G1, entries(3, 3, 1))]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert!(s.is_poisoned());
+    assert_eq!(s.stats().checkpoints, 0);
+}
+
 #[tokio::test]
 async fn a_second_handle_on_an_open_file_is_refused() {
     let (dir, s) = open_new("locked");
