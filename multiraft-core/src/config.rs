@@ -161,9 +161,11 @@ pub struct Config {
     /// Entries kept below a new snapshot when the log is compacted, so that a follower a
     /// little behind still catches up by appends rather than by a whole snapshot.
     pub compaction_lag_entries: u64,
-    /// Bytes of one snapshot chunk: the unit a snapshot is written, read and sent in
-    /// (larger chunks from the state machine are split). Bounds the memory one transfer
-    /// holds per chunk and the size of the messages and writes that carry it.
+    /// Bytes of one snapshot chunk: the unit a snapshot is written, read and sent in (the
+    /// state machine's pieces are cut and joined into chunks of this size, the last one
+    /// shorter). Bounds the memory one transfer holds per chunk, the size of the messages
+    /// and writes that carry it, and what a build holds before its next chunk is cut: a
+    /// value past the snapshot's size keeps the whole snapshot in memory until its end.
     pub snapshot_chunk_bytes: usize,
     /// Chunks of one snapshot transfer sent and not yet acknowledged. Bounds the memory a
     /// transfer pins and the burst a follower receives, while keeping the link busy.

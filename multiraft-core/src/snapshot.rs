@@ -36,8 +36,8 @@ pub struct SnapshotChunk {
 
 /// The most chunks a snapshot has, numbered 0 to `MAX_SNAPSHOT_CHUNKS - 1`: every chunk's
 /// successor number fits the `u32` it is counted in (the builder, the receiver and the
-/// sender each count one past a chunk). A build whose state machine yields more pieces
-/// fails ([`SnapshotError::Failed`]; yield larger pieces), and a chunk numbered past the
+/// sender each count one past a chunk). A build that comes to more chunks fails
+/// ([`SnapshotError::Failed`]; raise `Config::snapshot_chunk_bytes`), and a chunk numbered past the
 /// last is refused ([`InvalidMessage::InvalidSnapshot`]). Before, the count wrapped to
 /// chunk 0 in a release build, which storage refuses as out of order, stopping the node.
 ///

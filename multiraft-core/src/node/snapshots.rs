@@ -200,21 +200,27 @@ impl Node {
         else {
             return false;
         };
-        let mut rest = if b.pending.is_empty() {
+        // Each byte is copied into `pending` at most twice: once as it comes, once more if
+        // it is left over after the whole chunks are cut. (Taking the buffer out at every
+        // piece and copying it back copied a chunk's worth per piece, review.)
+        let mut rest = if b.pending.is_empty() && (last || data.len() >= max) {
             data
         } else {
             b.pending.extend_from_slice(&data);
+            if !last && b.pending.len() < max {
+                return true;
+            }
             std::mem::take(&mut b.pending).freeze()
         };
         loop {
             if !last && rest.len() < max {
-                // Kept for the pieces to come: each byte is copied once or twice.
+                // Less than a chunk left: kept for the pieces to come.
                 b.pending.extend_from_slice(&rest);
                 return true;
             }
             if b.next_seq == MAX_SNAPSHOT_CHUNKS {
                 let error = SnapshotError::Failed(format!(
-                    "more than {MAX_SNAPSHOT_CHUNKS} chunks: yield larger pieces"
+                    "more than {MAX_SNAPSHOT_CHUNKS} chunks: raise snapshot_chunk_bytes"
                 ));
                 self.snapshot_failed(group, index, &error);
                 return false;
