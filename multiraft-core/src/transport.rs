@@ -95,6 +95,8 @@ enum Queue {
 struct HeldBytes {
     held: AtomicUsize,
     max: usize,
+    /// Told whenever bytes are given back: [`Inbox::deliver_wait`] waits on it for room.
+    room: tokio::sync::Notify,
 }
 
 impl HeldBytes {
@@ -103,7 +105,9 @@ impl HeldBytes {
     fn reserve(&self, size: usize) -> bool {
         let before = self.held.fetch_add(size, Ordering::AcqRel);
         if before > 0 && before + size > self.max {
-            self.release(size);
+            // Taken back without a notice: nothing was given back, and a waiter told so
+            // by its own failed try woke itself again at once, spinning.
+            self.held.fetch_sub(size, Ordering::AcqRel);
             return false;
         }
         true
@@ -111,6 +115,23 @@ impl HeldBytes {
 
     fn release(&self, size: usize) {
         self.held.fetch_sub(size, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
+
+    /// Reserves `size` bytes, waiting until they fit (an empty inbox takes any batch, so
+    /// the wait ends once the node has taken what is there). Cancel-safe: a wait dropped
+    /// holds nothing.
+    async fn reserve_waiting(&self, size: usize) {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the try, so that bytes given back after it wake this wait.
+            room.as_mut().enable();
+            if self.reserve(size) {
+                return;
+            }
+            room.await;
+        }
     }
 }
 
@@ -151,6 +172,7 @@ impl Inbox {
         let bytes = Arc::new(HeldBytes {
             held: AtomicUsize::new(0),
             max: max_bytes,
+            room: tokio::sync::Notify::new(),
         });
         let inbox = Inbox {
             tx: Queue::Counted {
@@ -185,23 +207,23 @@ impl Inbox {
         }
     }
 
-    /// Hands `batch` to the node, waiting for room among the batches (for a transport that
-    /// prefers backpressure on its connection to dropping). A node's own inbox refuses it
-    /// past its bytes, as [`deliver`](Inbox::deliver) does ([`DeliverError::Full`]): up to
-    /// `max_inbox_batches` batches of any size waited otherwise, gigabytes of snapshot
-    /// chunks for a slow receiver. Cancel-safe: dropped while it waits, it holds nothing.
+    /// Hands `batch` to the node, waiting for room (for a transport that prefers
+    /// backpressure on its connection to dropping): among the batches and, in a node's own
+    /// inbox, among its bytes. Only [`DeliverError::Stopped`] ends it otherwise.
+    /// Cancel-safe: dropped while it waits, it holds nothing.
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
         match &self.tx {
             Queue::Plain(tx) => tx.send(batch).await.map_err(|_| DeliverError::Stopped),
             Queue::Counted { tx, bytes } => {
-                // Room among the batches first, then the bytes, at once: counted before the
-                // wait, the bytes of a wait cancelled stayed counted for good, and every
-                // later batch was refused as past the bound (review).
+                // Room among the batches, then among the bytes, then the send, which cannot
+                // wait. The bytes were counted and never waited for before, so the inbox
+                // held up to `max_inbox_batches` batches of any size (gigabytes of snapshot
+                // chunks for a slow receiver); and counted before the wait, so a wait
+                // cancelled left them counted for good, and every later batch was refused
+                // as past the bound (review).
                 let permit = tx.reserve().await.map_err(|_| DeliverError::Stopped)?;
                 let size = batch.size_bytes();
-                if !bytes.reserve(size) {
-                    return Err(DeliverError::Full);
-                }
+                bytes.reserve_waiting(size).await;
                 permit.send((batch, size));
                 Ok(())
             }
@@ -336,10 +358,10 @@ mod tests {
         assert_eq!(inbox.deliver(batch(1)), Err(DeliverError::Full));
     }
 
-    /// Waiting delivery is bounded in bytes as `deliver` is, and a wait cancelled holds
-    /// nothing. Regression (review): its bytes were counted but never refused (the inbox
-    /// held up to its batch count of any size), and counted before the wait, so a wait
-    /// cancelled left them counted for good and every later batch was refused.
+    /// Waiting delivery waits for room in bytes as well as among the batches, and a wait
+    /// cancelled holds nothing. Regression (review): its bytes were counted but never waited
+    /// for (the inbox held up to its batch count of any size), and counted before the wait,
+    /// so a wait cancelled left them counted for good and every later batch was refused.
     #[tokio::test]
     async fn waiting_delivery_is_bounded_in_bytes_and_cancel_safe() {
         let (inbox, mut rx) = Inbox::bounded(1, 200);
@@ -358,12 +380,18 @@ mod tests {
         assert!(rx.try_recv().is_some());
         let (inbox, mut rx) = Inbox::bounded(16, 200);
         assert_eq!(inbox.deliver_wait(batch(10)).await, Ok(()));
+        let past_the_bytes = inbox.deliver_wait(batch(10));
+        tokio::pin!(past_the_bytes);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(1), &mut past_the_bytes).await;
+        assert!(waited.is_err(), "past the bytes: it waits");
+        assert!(rx.try_recv().is_some());
         assert_eq!(
-            inbox.deliver_wait(batch(10)).await,
-            Err(DeliverError::Full),
-            "past the bytes"
+            past_the_bytes.await,
+            Ok(()),
+            "room once the node took a batch"
         );
         assert!(rx.try_recv().is_some());
-        assert_eq!(inbox.deliver_wait(batch(10)).await, Ok(()));
+        assert!(rx.try_recv().is_none());
     }
 }
