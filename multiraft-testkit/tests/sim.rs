@@ -194,11 +194,12 @@ fn removed_told_seeds() {
 /// only one still hosting the group was itself removed and knew no leader to relay to).
 /// Since the leader judges lost appends by what was out at a heartbeat round's answer and a
 /// new leader counts the uncommitted entries it holds (2026-12-06), neither run leaves one
-/// orphaned any more; seeds 24 and 397 (of 0–1,999, as drawn since the workload forwards
-/// a quarter of its writes, 2026-12-06) do.
+/// orphaned any more. Seeds 24 and 397 did (as drawn since the workload forwards a quarter
+/// of its writes) until snapshot pieces were joined into whole chunks (2026-12-06), after
+/// which no seed of 0–1,999 does; seeds 2,297 and 2,445 (of 2,000–4,999) do.
 #[test]
 fn orphaned_removed_seeds() {
-    for seed in [24, 397] {
+    for seed in [2297, 2445] {
         let r = run_clean(SimConfig::for_seed(seed));
         assert!(r.removed_untold_orphaned > 0, "seed {seed}: none orphaned");
     }
