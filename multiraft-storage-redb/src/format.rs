@@ -41,11 +41,16 @@ pub(crate) fn create_file(path: &Path, options: &RedbOptions) -> Result<(), Stor
     };
     let mut prefix = name.to_os_string();
     prefix.push(".");
-    let temp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(CREATING)
-        .tempfile_in(dir)?
-        .into_temp_path();
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(CREATING);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // As redb makes a file in place: 0666 less the umask. (`tempfile`'s own 0600 kept
+        // out backups and group-shared accounts that could read the file before; review.)
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let temp = builder.tempfile_in(dir)?.into_temp_path();
     {
         let db = options.builder().create(&temp).map_err(redb_error)?;
         // Commits durably; the database is closed (and synced) when `db` drops.
@@ -61,35 +66,39 @@ pub(crate) fn create_file(path: &Path, options: &RedbOptions) -> Result<(), Stor
         };
     }
     std::fs::File::open(dir)?.sync_all()?;
-    remove_stale_creations(dir, name)?;
+    remove_stale_creations(dir, name);
     Ok(())
 }
 
 /// The suffix of a database file being created: `<name>.<random>.creating`.
 const CREATING: &str = ".creating";
 
-/// Deletes what creations of `name` in `dir` left: files `<name>.*.creating` (and
+/// Deletes what creations of `name` in `dir` left: files `<name>.<random>.creating` (and
 /// `<name>.creating`, which earlier builds used) of a creation a crash interrupted. Called
 /// once a database is at the path: a creation still under way then can only fail to move
-/// its file there, so deleting its file costs it nothing it could have kept.
-fn remove_stale_creations(dir: &Path, name: &std::ffi::OsStr) -> Result<(), StorageError> {
+/// its file there, so deleting its file costs it nothing it could have kept. The random
+/// part has no dot, so another database's (`<name>.old`'s, say) are left alone. Best
+/// effort: a file it cannot delete (another user's) is left, and the open goes on.
+fn remove_stale_creations(dir: &Path, name: &std::ffi::OsStr) {
+    let Ok(found) = std::fs::read_dir(dir) else {
+        return;
+    };
     let name = name.to_string_lossy();
-    for found in std::fs::read_dir(dir)? {
-        let found = found?;
+    for found in found.flatten() {
         let file = found.file_name();
         let file = file.to_string_lossy();
-        let stale = file
-            .strip_prefix(&*name)
+        let stale = (file.strip_prefix(&*name))
             .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|rest| rest.ends_with(CREATING) || rest == &CREATING[1..]);
+            .is_some_and(|rest| {
+                rest == &CREATING[1..]
+                    || rest
+                        .strip_suffix(CREATING)
+                        .is_some_and(|random| !random.is_empty() && !random.contains('.'))
+            });
         if stale {
-            match std::fs::remove_file(found.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+            let _ = std::fs::remove_file(found.path());
         }
     }
-    Ok(())
 }
 
 /// Creates the tables and the format version in a new database, or checks them in an

@@ -482,7 +482,12 @@ async fn a_stale_file_from_an_interrupted_creation_is_replaced() {
     let dir = TempDir::new("creating");
     let path = dir.path().join("log.redb");
     let stale = ["log.redb.creating", "log.redb.x7Yq2b.creating"];
-    let kept = ["log.redb.x7Yq2b", "other.redb.x7Yq2b.creating"];
+    let kept = [
+        "log.redb.x7Yq2b",
+        "other.redb.x7Yq2b.creating",
+        // Another database's (`log.redb.old`) creation under way.
+        "log.redb.old.x7Yq2b.creating",
+    ];
     for name in stale.iter().chain(&kept) {
         std::fs::write(dir.path().join(name), vec![0x5a; 8192]).unwrap();
     }
@@ -495,6 +500,15 @@ async fn a_stale_file_from_an_interrupted_creation_is_replaced() {
     }
     for name in kept {
         assert!(dir.path().join(name).exists(), "{name}");
+    }
+    // Made as redb makes a file in place: 0666 less the umask, as `File::create` does.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(mode(&path) & 0o777, mode(&plain) & 0o777);
     }
     let s = reopen(&dir, s);
     assert_eq!(s.term(G1, 1).await.unwrap(), Some(1));
