@@ -138,13 +138,13 @@ impl Node {
         // peers the first counted were never released (review).
         let mut ids: Vec<GroupId> = loaded.iter().map(|l| l.group).collect();
         ids.sort_unstable();
-        let twice = ids.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
-        if let Some(group) =
-            twice.or_else(|| ids.iter().copied().find(|g| self.groups.contains_key(g)))
-        {
-            return Err(StartError::Storage(StorageError::Corrupt(format!(
-                "{group} loaded twice, or already hosted"
-            ))));
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            let twice = format!("{} loaded twice", w[0]);
+            return Err(StartError::Storage(StorageError::Corrupt(twice)));
+        }
+        if let Some(group) = ids.iter().find(|g| self.groups.contains_key(g)) {
+            let hosted = format!("{group} is hosted already: restore only at start");
+            return Err(StartError::Storage(StorageError::Corrupt(hosted)));
         }
         // Build every group before hosting any, so that a refusal leaves the node untouched.
         let mut groups = Vec::with_capacity(loaded.len());

@@ -51,6 +51,11 @@ struct Args {
     /// Run the driver phase on a current-thread tokio runtime instead of two worker threads
     #[arg(long)]
     current_thread: bool,
+    /// After the idle measurement, abort node 3 and measure the two survivors' CPU over
+    /// this many seconds (0: not): every group with a replica there stays awake while it
+    /// is down (a leader quiesces only once every replica answered)
+    #[arg(long, default_value_t = 0)]
+    down_secs: u64,
 }
 
 fn parse_args() -> Args {
@@ -191,7 +196,7 @@ fn raft_layer(groups: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
+async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), String> {
     let rss0 = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let network = MemNetwork::new();
@@ -260,7 +265,37 @@ async fn driver(groups: u64, idle_secs: u64) -> Result<(), String> {
         rss as f64 / (groups * 3) as f64,
         1.0 / config.tick_interval.as_secs_f64(),
     );
-    for n in nodes.iter() {
+    let survivors = if down_secs > 0 {
+        let mut missed0 = 0;
+        for n in &nodes[..2] {
+            missed0 += n
+                .node_status()
+                .await
+                .map_err(|e| e.to_string())?
+                .ticks_missed;
+        }
+        nodes[2].abort();
+        let cpu0 = process_cpu_secs().unwrap_or(0.0);
+        let t_down = Instant::now();
+        tokio::time::sleep(Duration::from_secs(down_secs)).await;
+        let secs = t_down.elapsed().as_secs_f64();
+        let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
+        let (mut missed, mut active) = (0, 0);
+        for n in &nodes[..2] {
+            let status = n.node_status().await.map_err(|e| e.to_string())?;
+            missed += status.ticks_missed;
+            active += status.active_groups;
+        }
+        println!(
+            "scale driver: node 3 down: the two survivors' CPU {cpu:.1} % of one core over {secs:.1} s, \
+             {} ticks missed, {active} replicas active at the end",
+            missed - missed0
+        );
+        &nodes[..2]
+    } else {
+        &nodes[..]
+    };
+    for n in survivors {
         n.shutdown().await.map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -339,7 +374,7 @@ fn main() {
         b
     };
     let rt = rt.enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(driver(args.groups, args.idle_secs)) {
+    if let Err(e) = rt.block_on(driver(args.groups, args.idle_secs, args.down_secs)) {
         eprintln!("scale failed: {e}");
         std::process::exit(1);
     }
