@@ -39,6 +39,19 @@ impl Replica {
     ///   election timeouts: a live node whose heartbeats are late is busy, not dead;
     /// - a leader counts a follower whose node is live as active for CheckQuorum.
     pub fn tick_with(&mut self, node_live: impl Fn(NodeId) -> bool) {
+        self.tick_knowing(node_live, |_| false);
+    }
+
+    /// [`Replica::tick_with`], knowing too which nodes are declared down (`node_down`: not
+    /// heard within their liveness timeout; a node neither live nor down is unknown): a
+    /// leader goes quiet without waiting for its replicas there ([`Replica::is_quiesced`];
+    /// docs/design.md §4.2), once the replicas on the other nodes, a quorum with it, hold
+    /// the whole log.
+    pub fn tick_knowing(
+        &mut self,
+        node_live: impl Fn(NodeId) -> bool,
+        node_down: impl Fn(NodeId) -> bool,
+    ) {
         if self.quiesced {
             return;
         }
@@ -58,7 +71,7 @@ impl Replica {
         }
         self.tick_incoming();
         match self.role {
-            Role::Leader => self.tick_leader(&node_live),
+            Role::Leader => self.tick_leader(&node_live, &node_down),
             Role::Learner => self.ask_if_unheard(paused),
             _ if paused => self.ask_if_unheard(true),
             _ => {
@@ -153,7 +166,11 @@ impl Replica {
                 .is_some_and(|l| l != self.node && self.membership.is_voter(l) && node_live(l))
     }
 
-    fn tick_leader(&mut self, node_live: &impl Fn(NodeId) -> bool) {
+    fn tick_leader(
+        &mut self,
+        node_live: &impl Fn(NodeId) -> bool,
+        node_down: &impl Fn(NodeId) -> bool,
+    ) {
         self.tick_transfer();
         self.tick_change();
         if self.role != Role::Leader {
@@ -164,7 +181,7 @@ impl Replica {
         self.idle_ticks = self.idle_ticks.saturating_add(1);
         if u32::from(self.heartbeat_elapsed) >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
-            if self.idle_for_a_timeout() && self.can_quiesce() {
+            if self.idle_for_a_timeout() && self.can_quiesce(node_down) {
                 self.quiesce();
                 return;
             }

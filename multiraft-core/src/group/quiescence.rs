@@ -37,6 +37,17 @@ impl Replica {
         }
     }
 
+    /// Node `peer`, declared down, is heard again (the same life): a quiesced leader with a
+    /// replica there wakes, to catch it up — it may have gone quiet without waiting for
+    /// that replica ([`Replica::tick_knowing`]), and nothing else wakes an idle group. Even
+    /// one known to hold the whole log: it may have missed the notice of its commit
+    /// (simulator, seed 286). The group goes quiet again once the replica answers.
+    pub fn on_node_back(&mut self, peer: NodeId) {
+        if self.role == Role::Leader && self.quiesced && self.progress.get(&peer).is_some() {
+            self.wake();
+        }
+    }
+
     /// Node `peer` restarted (a new incarnation): as [`Replica::on_node_down`], and a
     /// leader also forgets what the peer was known to hold, since its data may have been
     /// wiped: it probes where the peer stands, and sends its snapshot if need be.
@@ -101,11 +112,15 @@ impl Replica {
         };
     }
 
-    /// Nothing left to do: every replica answered lately and holds the whole log, which is
-    /// committed and durable here (the quiesce notice tells them the commit index); nothing
-    /// is queued.
-    /// A group with an unreachable replica stays active, heartbeating.
-    pub(super) fn can_quiesce(&self) -> bool {
+    /// Nothing left to do: every replica on a live node answered lately and holds the whole
+    /// log, which is committed and durable here (the quiesce notice tells them the commit
+    /// index); nothing is queued. A replica on a node declared down is not waited for: it
+    /// answers nothing while down, and every group with a replica there stayed awake,
+    /// ticked and heartbeating, for as long as the node was down — at 100,000 groups that
+    /// took the two survivors' whole box, and they declared each other down (BENCHMARKS.md,
+    /// 2026-12-06). It is caught up once it comes back: a restart wakes the group
+    /// (`on_node_restarted`), and so does any message of its replica (a question, a vote).
+    pub(super) fn can_quiesce(&self, node_down: &impl Fn(NodeId) -> bool) -> bool {
         let last = self.log.last_index();
         self.config.quiesce
             && self.role == Role::Leader
@@ -118,8 +133,14 @@ impl Replica {
             && self.log.applied == last
             && self
                 .progress
-                .values()
-                .all(|pr| pr.recent_active && pr.matched == last)
+                .iter()
+                .all(|(n, pr)| pr.recent_active && pr.matched == last || node_down(*n))
+            // And a quorum of voters with it, this one included: a leader cut off from its
+            // quorum stays awake, so that CheckQuorum steps it down.
+            && self.membership.vote_result(|n| {
+                let held = |pr: &super::progress::Progress| pr.recent_active && pr.matched == last;
+                Some(n == self.node || self.progress.get(&n).is_some_and(held))
+            }) == crate::membership::VoteResult::Won
     }
 
     /// Whether this leader has appended nothing for an election timeout (capped at what
@@ -135,9 +156,12 @@ impl Replica {
         let mut position = 0;
         while let Some((to, pr)) = self.progress.at_mut(position) {
             position += 1;
-            // The notice tells the commit index (every replica holds it: `can_quiesce`), so
-            // a commit that no notice has carried yet does not hold quiescence back.
-            pr.commit_sent = commit;
+            // The notice tells the commit index (every replica on a live node holds it:
+            // `can_quiesce`), so a commit that no notice has carried yet does not hold
+            // quiescence back. Capped, as a heartbeat's, at what the replica is known to
+            // hold: one on a node declared down may hold another log there.
+            let commit = pr.matched.min(commit);
+            pr.commit_sent = pr.commit_sent.max(commit);
             self.send_now_msg(to, self.term, MessageBody::Quiesce { commit, round: 0 });
         }
         self.quiesced = true;

@@ -148,13 +148,15 @@ impl Peers {
     }
 
     /// A batch from `from` arrived.
-    pub(super) fn heard(&mut self, from: NodeId) {
+    /// Returns whether `from` was declared down until now: it is back.
+    pub(super) fn heard(&mut self, from: NodeId) -> bool {
         let now = self.served;
-        if let Some(p) = self.peers.get_mut(&from) {
-            p.longest_silence = p.longest_silence.max(now - p.last_heard);
-            p.last_heard = now;
-            p.live = true;
-        }
+        let Some(p) = self.peers.get_mut(&from) else {
+            return false;
+        };
+        p.longest_silence = p.longest_silence.max(now - p.last_heard);
+        p.last_heard = now;
+        !std::mem::replace(&mut p.live, true)
     }
 
     /// The liveness part of a heartbeat message from `from` arrived at tick `now`. `mine`

@@ -411,7 +411,9 @@ impl Node {
         if self.of_an_earlier_life(&batch) {
             return;
         }
-        self.peers.heard(batch.from);
+        if self.peers.heard(batch.from) {
+            self.node_back(batch.from);
+        }
         for msg in batch.messages {
             self.step_message(batch.from, msg);
         }
@@ -597,7 +599,10 @@ impl Node {
                 slot.ticking,
                 "group {id} in `active` but not marked ticking"
             );
-            slot.group.tick_with(|n| peers.live(n) == Some(true));
+            slot.group.tick_knowing(
+                |n| peers.live(n) == Some(true),
+                |n| peers.live(n) == Some(false),
+            );
             if slot.group.is_quiesced() {
                 quiesced.push(*id);
                 slot.ticking = false;
@@ -693,6 +698,23 @@ impl Node {
     /// perhaps their data): every group that depends on one reacts
     /// ([`Replica::on_node_down`], [`Replica::on_node_restarted`]). Rare, so the one time a
     /// scan of every group is worth it.
+    /// `peer`, declared down, is heard again (the same life: a restart is judged apart).
+    /// The leaders that went quiet without its replicas (`Replica::tick_knowing`) wake to
+    /// catch them up: nothing else would while the group is idle. Like `nodes_down`, rare,
+    /// so a scan of every group.
+    fn node_back(&mut self, peer: NodeId) {
+        for id in self.group_ids().collect::<Vec<_>>() {
+            let Some(slot) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            slot.group.on_node_back(peer);
+            if !slot.group.is_quiesced() && !slot.ticking {
+                slot.ticking = true;
+                self.active.insert(id);
+            }
+        }
+    }
+
     fn nodes_down(&mut self, down: &[NodeId], restarted: bool) {
         if down.is_empty() {
             return;

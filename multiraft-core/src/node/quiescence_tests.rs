@@ -429,6 +429,55 @@ fn a_cut_off_node_wakes_and_steps_down_the_quiesced_groups_it_leads() {
     }
 }
 
+/// A node down does not keep the groups with a replica there awake: once the survivors have
+/// elected where they must and caught up, every group goes quiet again without it; and
+/// once it is heard again (the same life), its replicas are caught up, commits made
+/// meanwhile included. Regression: a leader waited for every replica to answer before it
+/// went quiet, so each group with a replica on a node down stayed awake on the survivors,
+/// ticked and heartbeating, for as long as the node was down (at 100,000 groups the
+/// survivors' whole box, and they declared each other down; BENCHMARKS.md).
+#[test]
+fn a_node_down_leaves_the_groups_quiet_and_is_caught_up_when_back() {
+    let mut c = Cluster::new(20, config(true));
+    c.elect(1, 1..=10);
+    c.elect(3, 11..=20);
+    c.tick_until_quiesced();
+    c.world.up[2] = false; // node 3 stops
+    c.propose(1, 1);
+    c.run();
+    let bound = 6 * c.nodes[0].config().election_timeout_max_ticks;
+    let survivors_quiet = |c: &Cluster| c.nodes[..2].iter().all(|n| n.active_group_count() == 0);
+    let mut quiet_at = None;
+    for t in 1..=bound {
+        c.tick();
+        if c.nodes[0].peer_live(n(3)) == Some(false) && survivors_quiet(&c) {
+            quiet_at = Some(t);
+            break;
+        }
+    }
+    assert!(quiet_at.is_some(), "the survivors' groups stayed awake");
+    for id in 11..=20 {
+        let (leader, _) = c.leader_and_term(1, id);
+        assert!(
+            leader.is_some_and(|l| l != n(3)),
+            "group {id} led by {leader:?}"
+        );
+    }
+    c.world.up[2] = true; // heard again, the same life
+    let caught_up = |c: &Cluster| c.world.applied[2].get(&g(1)) == Some(&1);
+    for _ in 0..bound {
+        c.tick();
+        if caught_up(&c) && c.nodes.iter().all(|n| n.active_group_count() == 0) {
+            break;
+        }
+    }
+    assert!(
+        caught_up(&c),
+        "node 3 never applied the write made while it was down"
+    );
+    assert!(survivors_quiet(&c), "quiet again once caught up");
+}
+
 /// docs/design.md §4 per-group cost: a replica's inline state stays small (it is what every quiesced
 /// group costs, besides its log tail and, on a leader, one record per follower).
 #[test]
