@@ -5,14 +5,13 @@
 use std::sync::{Arc, Mutex};
 
 use multiraft_core::{
-    Bytes, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError, StateMachine,
-    StopError,
+    Bytes, GroupId, Indeterminate, MultiRaft, NodeId, ProposeError, StateMachine, StopError,
 };
 use multiraft_testkit::{MemNetwork, MemStorage};
 
 mod common;
 
-use common::{WAIT, test_config, wait_for};
+use common::{WAIT, lead_group_1_alone, test_config};
 
 /// Answers each command with its index, records the size of every batch, and — when
 /// `drop_last` is set — leaves the last result of each batch out.
@@ -60,15 +59,7 @@ async fn single_node(batches: &Arc<Mutex<Vec<usize>>>, drop_last: bool) -> Multi
         .start()
         .await
         .unwrap();
-    let g = GroupId(1);
-    node.create_group(g, Membership::voters([1])).await.unwrap();
-    // It may have won an election of its own already; then the campaign is refused.
-    let _ = node.campaign(g).await;
-    wait_for(|| async {
-        let status = node.status(g).await.ok().flatten()?;
-        (status.leader == Some(NodeId(1))).then_some(())
-    })
-    .await;
+    lead_group_1_alone(&node).await;
     node
 }
 

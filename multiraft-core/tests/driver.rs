@@ -13,7 +13,9 @@ use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
 mod common;
 
-use common::{Cluster, WAIT, one_leader_with_api_queue, submit_all, test_config, wait_for};
+use common::{
+    Cluster, WAIT, lead_group_1_alone, one_leader_with_api_queue, submit_all, test_config, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_group_elects_exactly_one_leader() {
@@ -1169,14 +1171,8 @@ async fn a_loop_ending_in_a_panic_detaches_the_node_and_an_abort_does_not() {
             .start()
             .await
             .unwrap();
+        lead_group_1_alone(&node).await;
         let g = GroupId(1);
-        node.create_group(g, Membership::voters([1])).await.unwrap();
-        let _ = node.campaign(g).await;
-        wait_for(|| async {
-            let status = node.status(g).await.ok().flatten()?;
-            (status.leader == Some(NodeId(1))).then_some(())
-        })
-        .await;
         node.propose(g, "fine").await.unwrap();
         if panics {
             assert!(node.propose(g, "boom").await.is_err());

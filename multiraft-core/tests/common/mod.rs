@@ -102,6 +102,19 @@ where
         .expect("condition not reached in time")
 }
 
+/// Makes group 1 on `node` alone and waits until the node leads it.
+pub(crate) async fn lead_group_1_alone(node: &MultiRaft) {
+    let g = GroupId(1);
+    node.create_group(g, Membership::voters([1])).await.unwrap();
+    // It may have won an election of its own already; then the campaign is refused.
+    let _ = node.campaign(g).await;
+    wait_for(|| async {
+        let status = node.status(g).await.ok().flatten()?;
+        (status.leader == Some(NodeId(1))).then_some(())
+    })
+    .await;
+}
+
 /// One node leading group 1 alone, with a submission queue of `max_api_queue`, and a
 /// handle to it: for the tests of a full queue.
 pub(crate) async fn one_leader_with_api_queue(max_api_queue: usize) -> (Cluster, MultiRaft) {
