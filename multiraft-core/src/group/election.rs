@@ -45,7 +45,7 @@ impl Replica {
     /// [`Replica::tick_with`], knowing too which nodes are declared down (`node_down`: not
     /// heard within their liveness timeout; a node neither live nor down is unknown): a
     /// leader goes quiet without waiting for its replicas there ([`Replica::is_quiesced`];
-    /// docs/design.md §4.2), once the replicas on the other nodes, a quorum with it, hold
+    /// docs/design.md §4.3), once the replicas on the other nodes, a quorum with it, hold
     /// the whole log.
     pub fn tick_knowing(
         &mut self,

@@ -118,8 +118,11 @@ impl Replica {
     /// answers nothing while down, and every group with a replica there stayed awake,
     /// ticked and heartbeating, for as long as the node was down — at 100,000 groups that
     /// took the two survivors' whole box, and they declared each other down (BENCHMARKS.md,
-    /// 2026-12-06). It is caught up once it comes back: a restart wakes the group
-    /// (`on_node_restarted`), and so does any message of its replica (a question, a vote).
+    /// 2026-12-06). It is caught up once it comes back: its node heard again wakes the group
+    /// (`on_node_back`), and so do a restart (`on_node_restarted`) and any message of its
+    /// replica (a question, a vote). Not while a snapshot transfer to it holds a send slot
+    /// (`admitted`): quiet, the group no longer ticks the transfer's timeout, which gives
+    /// the slot back, and the slot stayed taken for as long as the node was down (review).
     pub(super) fn can_quiesce(&self, node_down: &impl Fn(NodeId) -> bool) -> bool {
         let last = self.log.last_index();
         self.config.quiesce
@@ -134,7 +137,10 @@ impl Replica {
             && self
                 .progress
                 .iter()
-                .all(|(n, pr)| pr.recent_active && pr.matched == last || node_down(*n))
+                .all(|(n, pr)| {
+                    let sending = pr.snapshot.as_ref().is_some_and(|o| o.admitted);
+                    pr.recent_active && pr.matched == last || node_down(*n) && !sending
+                })
             // And a quorum of voters with it, this one included: a leader cut off from its
             // quorum stays awake, so that CheckQuorum steps it down.
             && self.membership.vote_result(|n| {

@@ -694,10 +694,6 @@ impl Node {
         }
     }
 
-    /// Peer nodes went down, or `restarted` (which ends their earlier life's leadership and
-    /// perhaps their data): every group that depends on one reacts
-    /// ([`Replica::on_node_down`], [`Replica::on_node_restarted`]). Rare, so the one time a
-    /// scan of every group is worth it.
     /// `peer`, declared down, is heard again (the same life: a restart is judged apart).
     /// The leaders that went quiet without its replicas (`Replica::tick_knowing`) wake to
     /// catch them up: nothing else would while the group is idle. Like `nodes_down`, rare,
@@ -715,6 +711,10 @@ impl Node {
         }
     }
 
+    /// Peer nodes went down, or `restarted` (which ends their earlier life's leadership and
+    /// perhaps their data): every group that depends on one reacts
+    /// ([`Replica::on_node_down`], [`Replica::on_node_restarted`]). Rare, so one of the two
+    /// times (with `node_back`) a scan of every group is worth it.
     fn nodes_down(&mut self, down: &[NodeId], restarted: bool) {
         if down.is_empty() {
             return;
