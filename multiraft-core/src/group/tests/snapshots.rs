@@ -642,3 +642,26 @@ fn a_late_removed_leaves_a_replica_restoring_a_snapshot_that_names_it() {
     assert!(!r.events.contains(&GroupEvent::Removed));
     assert!(!g.is_removed());
 }
+
+/// A leader does not go quiet while a snapshot transfer to a replica on a node declared
+/// down holds a send slot: quiet, it no longer timed the transfer out, and the slot stayed
+/// taken for as long as that node was down (review). Once the transfer gives its slot back
+/// (an election timeout without an answer), the group goes quiet without that replica.
+#[test]
+fn a_transfer_holding_a_slot_keeps_its_group_awake_until_given_back() {
+    let mut c = sending_to_2();
+    let down = |node: NodeId| node == n(2);
+    let bound = 10 * c.g(1).config.election_timeout_max_ticks;
+    let mut quiet_at = None;
+    for tick in 0..bound {
+        if c.g(1).is_quiesced() {
+            let sending = c.g(1).is_sending_snapshot(n(2));
+            assert!(!sending, "quiet at tick {tick} while its transfer holds a slot");
+            quiet_at = Some(tick);
+            break;
+        }
+        c.g_mut(1).tick_knowing(|node| !down(node), down);
+        c.deliver_all();
+    }
+    assert!(quiet_at.is_some(), "never quiet once the slot was given back");
+}
