@@ -656,12 +656,18 @@ fn a_transfer_holding_a_slot_keeps_its_group_awake_until_given_back() {
     for tick in 0..bound {
         if c.g(1).is_quiesced() {
             let sending = c.g(1).is_sending_snapshot(n(2));
-            assert!(!sending, "quiet at tick {tick} while its transfer holds a slot");
+            assert!(
+                !sending,
+                "quiet at tick {tick} while its transfer holds a slot"
+            );
             quiet_at = Some(tick);
             break;
         }
         c.g_mut(1).tick_knowing(|node| !down(node), down);
         c.deliver_all();
     }
-    assert!(quiet_at.is_some(), "never quiet once the slot was given back");
+    assert!(
+        quiet_at.is_some(),
+        "never quiet once the slot was given back"
+    );
 }
