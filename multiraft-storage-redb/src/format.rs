@@ -156,9 +156,18 @@ pub(crate) fn check_format(db: &Database) -> Result<(), StorageError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use redb::backends::InMemoryBackend;
+
+    /// A new database in memory with the multiraft tables and format version, for tests.
+    pub(crate) fn in_memory_database() -> Database {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap();
+        check_format(&db).unwrap();
+        db
+    }
 
     /// Format check: a database written by a newer build is a typed error, not a panic, and
     /// the file is left untouched.
@@ -200,10 +209,7 @@ mod tests {
 
     #[test]
     fn a_new_database_gets_the_current_version() {
-        let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        check_format(&db).unwrap();
+        let db = in_memory_database();
         check_format(&db).unwrap();
         let read = db.begin_read().unwrap();
         let t = read.open_table(FORMAT_TABLE).unwrap();

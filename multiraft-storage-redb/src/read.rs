@@ -319,9 +319,8 @@ fn read_meta(read: &ReadTransaction, group: GroupId) -> Result<Option<GroupMeta>
 mod tests {
     use super::*;
     use crate::codec::encode_batch;
-    use crate::format::check_format;
+    use crate::format::tests::in_memory_database;
     use multiraft_core::WriteBatch;
-    use redb::backends::InMemoryBackend;
 
     /// A write-ahead record that breaks the contract (damaged behind redb's checksums, or
     /// written by a bug) is `Corrupt` at replay, not a panic (an entry at index 0 made
@@ -329,10 +328,7 @@ mod tests {
     #[test]
     fn an_invalid_write_ahead_record_is_corrupt_not_a_panic() {
         use multiraft_core::{GroupWrite, Payload};
-        let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        check_format(&db).unwrap();
+        let db = in_memory_database();
         let bad = WriteBatch::from(vec![GroupWrite::new(GroupId(1)).with_entries(vec![
             Entry {
                 index: 0,
@@ -390,10 +386,7 @@ mod tests {
     /// again in a release build: replayed before the older ones at the next start).
     #[test]
     fn a_write_ahead_floor_past_any_number_written_is_corrupt() {
-        let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        check_format(&db).unwrap();
+        let db = in_memory_database();
         let floor = |value: u64| {
             let txn = db.begin_write().unwrap();
             txn.open_table(FORMAT_TABLE)
@@ -422,10 +415,7 @@ mod tests {
     fn a_write_ahead_record_numbered_past_any_writer_is_corrupt() {
         let top = multiraft_core::MAX_TERM_OR_INDEX;
         let tail = |seq: u64| {
-            let db = Database::builder()
-                .create_with_backend(InMemoryBackend::new())
-                .unwrap();
-            check_format(&db).unwrap();
+            let db = in_memory_database();
             let txn = db.begin_write().unwrap();
             txn.open_table(WAL_TABLE)
                 .unwrap()
