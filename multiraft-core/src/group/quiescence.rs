@@ -73,18 +73,38 @@ impl Replica {
         }
     }
 
-    /// Node `peer` is down (its liveness beats stopped). A group that depends on it reacts:
+    /// Node `peer` is down (its liveness beats stopped): [`Replica::on_node_down_with`]
+    /// knowing no node live, so a quiesced leader with a voter there always wakes.
+    pub fn on_node_down(&mut self, peer: NodeId) {
+        self.on_node_down_with(peer, |_| false);
+    }
+
+    /// Node `peer` is down (its liveness beats stopped), knowing which nodes are live
+    /// (`node_live`, as for [`Replica::tick_with`]). A group that depends on it reacts:
     /// - a follower whose leader ran there forgets that leader (leaving its lease, so it
     ///   grants votes) and wakes. One surviving voter per group, chosen by group id so that
     ///   the dead node's groups spread over the survivors, campaigns within the randomized
     ///   part of the election timeout — which also staggers the elections of the many groups
     ///   the dead node led; the others wait a whole timeout, so they rarely split the vote;
     /// - a quiesced leader with a voter there wakes, so that CheckQuorum can tell whether it
-    ///   still leads.
-    pub fn on_node_down(&mut self, peer: NodeId) {
+    ///   still leads — unless the voters on live nodes, with it, are a quorum: CheckQuorum
+    ///   would count them as active (`quorum_active`), and its quiesced lease rests on
+    ///   their nodes' liveness (`lease_holds`), so waking would only send a round of
+    ///   heartbeats and quiesce again. At 100,000 groups that wake of every group with a
+    ///   voter on the node down took the survivors' whole box for seconds, long enough for
+    ///   one to declare the other down (BENCHMARKS.md, 2026-12-06 evening). Its replica
+    ///   there is caught up when the node is heard again (`on_node_back`).
+    pub fn on_node_down_with(&mut self, peer: NodeId, node_live: impl Fn(NodeId) -> bool) {
         if self.role == Role::Leader {
             if self.quiesced && self.membership.is_voter(peer) {
-                self.wake();
+                let me = self.node;
+                let live_quorum = self
+                    .membership
+                    .vote_result(|n| Some(n == me || n != peer && node_live(n)))
+                    == crate::membership::VoteResult::Won;
+                if !live_quorum {
+                    self.wake();
+                }
             }
             return;
         }

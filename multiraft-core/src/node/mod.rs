@@ -719,6 +719,7 @@ impl Node {
         if down.is_empty() {
             return;
         }
+        let peers = &self.peers;
         for id in self.group_ids().collect::<Vec<_>>() {
             let Some(slot) = self.groups.get_mut(&id) else {
                 continue;
@@ -727,7 +728,8 @@ impl Node {
                 if restarted {
                     slot.group.on_node_restarted(*peer);
                 } else {
-                    slot.group.on_node_down(*peer);
+                    slot.group
+                        .on_node_down_with(*peer, |n| peers.live(n) == Some(true));
                 }
             }
             if !slot.group.is_quiesced() && !slot.ticking {

@@ -478,6 +478,48 @@ fn a_node_down_leaves_the_groups_quiet_and_is_caught_up_when_back() {
     assert!(survivors_quiet(&c), "quiet again once caught up");
 }
 
+/// A node down wakes only the groups that need it: those it led (their followers elect),
+/// not the quiesced ones led by a survivor with a replica there, whose quorum is on live
+/// nodes. Regression: every quiesced leader with a voter on the node down woke to let
+/// CheckQuorum judge it, sent a round of heartbeats and went quiet again; at 100,000
+/// groups that burst made the survivors declare each other down (BENCHMARKS.md,
+/// 2026-12-06 evening). A leader whose live voters are no quorum still wakes
+/// (`a_cut_off_node_wakes_and_steps_down_the_quiesced_groups_it_leads`).
+#[test]
+fn a_node_down_wakes_only_the_groups_it_led() {
+    let mut c = Cluster::new(20, config(true));
+    c.elect(1, 1..=10);
+    c.elect(3, 11..=20);
+    c.tick_until_quiesced();
+    c.world.up[2] = false; // node 3 stops
+    let bound = 6 * c.nodes[0].config().election_timeout_max_ticks;
+    let mut woke = BTreeMap::new();
+    for _ in 0..bound {
+        c.tick();
+        for id in 1..=20 {
+            for node in 0..2 {
+                if !c.nodes[node].replica(g(id)).unwrap().is_quiesced() {
+                    *woke.entry(id).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        c.nodes[0].peer_live(n(3)),
+        Some(false),
+        "never declared down"
+    );
+    assert!(
+        woke.keys().all(|id| *id > 10),
+        "groups led by node 1 woke: {woke:?}"
+    );
+    assert_eq!(
+        woke.keys().copied().collect::<Vec<_>>(),
+        (11..=20).collect::<Vec<_>>(),
+        "the groups node 3 led elect again"
+    );
+}
+
 /// docs/design.md §4 per-group cost: a replica's inline state stays small (it is what every quiesced
 /// group costs, besides its log tail and, on a leader, one record per follower).
 #[test]

@@ -52,8 +52,8 @@ struct Args {
     #[arg(long)]
     current_thread: bool,
     /// After the idle measurement, abort node 3 and measure the two survivors' CPU over
-    /// this many seconds (0: not): every group with a replica there stays awake while it
-    /// is down (a leader quiesces only once every replica answered)
+    /// this many seconds (0: not), in windows of 10 s: the groups it led elect new leaders
+    /// on the survivors, and the others should stay quiet
     #[arg(long, default_value_t = 0)]
     down_secs: u64,
 }
@@ -266,30 +266,35 @@ async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), Strin
         1.0 / config.tick_interval.as_secs_f64(),
     );
     let survivors = if down_secs > 0 {
-        let mut missed0 = 0;
-        for n in &nodes[..2] {
-            missed0 += n
-                .node_status()
-                .await
-                .map_err(|e| e.to_string())?
-                .ticks_missed;
-        }
+        let before = survivor_counts(&nodes[..2]).await?;
         nodes[2].abort();
-        let cpu0 = process_cpu_secs().unwrap_or(0.0);
+        // CPU per window of at most 10 s: the wake right after the node goes down is a
+        // burst that an average over the whole stretch would hide.
+        let mut windows = Vec::new();
         let t_down = Instant::now();
-        tokio::time::sleep(Duration::from_secs(down_secs)).await;
-        let secs = t_down.elapsed().as_secs_f64();
-        let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
-        let (mut missed, mut active) = (0, 0);
-        for n in &nodes[..2] {
-            let status = n.node_status().await.map_err(|e| e.to_string())?;
-            missed += status.ticks_missed;
-            active += status.active_groups;
+        let cpu_start = process_cpu_secs().unwrap_or(0.0);
+        let mut left = down_secs;
+        while left > 0 {
+            let step = left.min(10);
+            let cpu0 = process_cpu_secs().unwrap_or(0.0);
+            let t = Instant::now();
+            tokio::time::sleep(Duration::from_secs(step)).await;
+            let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / t.elapsed().as_secs_f64();
+            windows.push(format!("{:.1}", cpu * 100.0));
+            left -= step;
         }
+        let secs = t_down.elapsed().as_secs_f64();
+        let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu_start) / secs * 100.0;
+        let after = survivor_counts(&nodes[..2]).await?;
         println!(
-            "scale driver: node 3 down: the two survivors' CPU {cpu:.1} % of one core over {secs:.1} s, \
-             {} ticks missed, {active} replicas active at the end",
-            missed - missed0
+            "scale driver: node 3 down: the two survivors' CPU {cpu:.1} % of one core over {secs:.1} s \
+             (per 10 s: {}), {} ticks missed, {} elections started, {} declarations of a peer down \
+             (node 3 counts twice), {} replicas active at the end",
+            windows.join(", "),
+            after.ticks_missed - before.ticks_missed,
+            after.elections - before.elections,
+            after.declared_down - before.declared_down,
+            after.active,
         );
         &nodes[..2]
     } else {
@@ -299,6 +304,31 @@ async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), Strin
         n.shutdown().await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Counts summed over the survivors' node status, for the node-down phase.
+struct SurvivorCounts {
+    ticks_missed: u64,
+    elections: u64,
+    declared_down: u64,
+    active: usize,
+}
+
+async fn survivor_counts(nodes: &[MultiRaft]) -> Result<SurvivorCounts, String> {
+    let mut counts = SurvivorCounts {
+        ticks_missed: 0,
+        elections: 0,
+        declared_down: 0,
+        active: 0,
+    };
+    for n in nodes {
+        let status = n.node_status().await.map_err(|e| e.to_string())?;
+        counts.ticks_missed += status.ticks_missed;
+        counts.elections += status.stats.elections_started;
+        counts.declared_down += status.stats.peers_declared_down;
+        counts.active += status.active_groups;
+    }
+    Ok(counts)
 }
 
 /// Runs `call(nodes, g)` for every group `g` in `first..=last`, 256 calls in flight, so
