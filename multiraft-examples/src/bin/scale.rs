@@ -56,6 +56,11 @@ struct Args {
     /// on the survivors, and the others should stay quiet
     #[arg(long, default_value_t = 0)]
     down_secs: u64,
+    /// After the idle measurement (and before any `--down-secs`), drain node 1 (move the
+    /// leadership of every group it leads to the others) and measure until every group is
+    /// quiet again
+    #[arg(long)]
+    drain: bool,
 }
 
 fn parse_args() -> Args {
@@ -196,7 +201,8 @@ fn raft_layer(groups: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), String> {
+async fn driver(args: &Args) -> Result<(), String> {
+    let (groups, idle_secs, down_secs) = (args.groups, args.idle_secs, args.down_secs);
     let rss0 = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let network = MemNetwork::new();
@@ -265,8 +271,11 @@ async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), Strin
         rss as f64 / (groups * 3) as f64,
         1.0 / config.tick_interval.as_secs_f64(),
     );
+    if args.drain {
+        drain_node_1(&nodes).await?;
+    }
     let survivors = if down_secs > 0 {
-        let before = survivor_counts(&nodes[..2]).await?;
+        let before = node_counts(&nodes[..2]).await?;
         nodes[2].abort();
         // CPU per window of at most 10 s: the wake right after the node goes down is a
         // burst that an average over the whole stretch would hide.
@@ -285,7 +294,7 @@ async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), Strin
         }
         let secs = t_down.elapsed().as_secs_f64();
         let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu_start) / secs * 100.0;
-        let after = survivor_counts(&nodes[..2]).await?;
+        let after = node_counts(&nodes[..2]).await?;
         println!(
             "scale driver: node 3 down: the two survivors' CPU {cpu:.1} % of one core over {secs:.1} s \
              (per 10 s: {}), {} ticks missed, {} elections started, {} declarations of a peer down \
@@ -306,16 +315,40 @@ async fn driver(groups: u64, idle_secs: u64, down_secs: u64) -> Result<(), Strin
     Ok(())
 }
 
-/// Counts summed over the survivors' node status, for the node-down phase.
-struct SurvivorCounts {
+/// Drains node 1 and measures the cluster until every group is quiet again.
+async fn drain_node_1(nodes: &[MultiRaft]) -> Result<(), String> {
+    let before = node_counts(nodes).await?;
+    let cpu0 = process_cpu_secs().unwrap_or(0.0);
+    let t = Instant::now();
+    let results = nodes[0].drain().await.map_err(|e| e.to_string())?;
+    let moved_in = t.elapsed().as_secs_f64();
+    let moved = results.iter().filter(|(_, r)| r.is_ok()).count();
+    wait_quiesced(nodes).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
+    let after = node_counts(nodes).await?;
+    println!(
+        "scale driver: drain of node 1: {} groups led, {moved} moved in {moved_in:.2} s, all quiet \
+         after {secs:.2} s, CPU {cpu:.1} % of one core meanwhile, {} ticks missed, {} elections \
+         started, {} declarations of a peer down",
+        results.len(),
+        after.ticks_missed - before.ticks_missed,
+        after.elections - before.elections,
+        after.declared_down - before.declared_down,
+    );
+    Ok(())
+}
+
+/// Counts summed over some nodes' status, for the drain and node-down phases.
+struct NodeCounts {
     ticks_missed: u64,
     elections: u64,
     declared_down: u64,
     active: usize,
 }
 
-async fn survivor_counts(nodes: &[MultiRaft]) -> Result<SurvivorCounts, String> {
-    let mut counts = SurvivorCounts {
+async fn node_counts(nodes: &[MultiRaft]) -> Result<NodeCounts, String> {
+    let mut counts = NodeCounts {
         ticks_missed: 0,
         elections: 0,
         declared_down: 0,
@@ -404,7 +437,7 @@ fn main() {
         b
     };
     let rt = rt.enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(driver(args.groups, args.idle_secs, args.down_secs)) {
+    if let Err(e) = rt.block_on(driver(&args)) {
         eprintln!("scale failed: {e}");
         std::process::exit(1);
     }
