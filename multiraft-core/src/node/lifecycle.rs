@@ -89,6 +89,7 @@ impl Node {
             Box::new(Slot {
                 group,
                 queued: false,
+                sending: false,
                 ticking,
                 hosted,
             }),

@@ -143,6 +143,12 @@ struct Slot {
     group: Replica,
     /// Whether the group is in `Node::dirty`.
     queued: bool,
+    /// Whether the group is in `Node::since_sends`: each group goes there once, however
+    /// many inputs and ticks come before the next `take_sends` or ready. Pushed per input,
+    /// the list grew by every active group at each tick of a wake that stepped batches for
+    /// seconds: at 300,000 groups, past 2 GiB during a drain (BENCHMARKS.md, 2026-12-06
+    /// evening).
+    sending: bool,
     /// Whether the group is in `Node::active`: every message and proposal touches its
     /// group, and searching the ordered set each time showed in profiles of a thousand
     /// busy groups (4 % of instructions).
@@ -189,7 +195,8 @@ pub struct Node {
     beat_due: bool,
     /// Groups that received input since the last `take_sends` or `ready` (and, after a
     /// ready that stopped at its limits, those of them it left for the next): the only
-    /// ones `take_sends` looks at.
+    /// ones `take_sends` looks at. Each at most once while its slot is `sending` (a group
+    /// removed and hosted again may appear twice), so no longer than the groups hosted.
     since_sends: Vec<GroupId>,
     /// Groups that may have output, each at most once, served in order so none starves.
     dirty: VecDeque<GroupId>,
@@ -608,7 +615,10 @@ impl Node {
                 slot.ticking = false;
             }
             if slot.group.has_ready() {
-                self.since_sends.push(*id);
+                if !slot.sending {
+                    slot.sending = true;
+                    self.since_sends.push(*id);
+                }
                 if !slot.queued {
                     slot.queued = true;
                     self.dirty.push_back(*id);
@@ -880,7 +890,10 @@ impl Queues<'_> {
     /// `slot`'s group may have output: queue it for the next ready and the next
     /// `take_sends`.
     fn mark(&mut self, id: GroupId, slot: &mut Slot) {
-        self.since_sends.push(id);
+        if !slot.sending {
+            slot.sending = true;
+            self.since_sends.push(id);
+        }
         if !slot.queued {
             slot.queued = true;
             self.dirty.push_back(id);

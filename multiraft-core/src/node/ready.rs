@@ -242,6 +242,9 @@ impl Node {
                 continue; // removed since it was queued
             };
             groups += 1;
+            // Served: out of `since_sends` at the end of this ready, unless it is marked
+            // again meanwhile, or stops (then `since_sends` is judged below).
+            slot.sending = false;
             // `rare`: the group wrote outputs other than a busy cycle's; only then are
             // they looked at (`ReplicaReady`'s layout says why).
             let (mut out, rare) = slot.group.take_ready(
@@ -353,11 +356,16 @@ impl Node {
         // sent nothing until the write ended). Only those with input since the last
         // `take_sends`, not every group left: that one looked at the others already.
         if stopped {
-            // Once each: every input marks its group again, and kept from ready to ready
-            // without a `take_sends` between (a caller need not call it) the copies grew.
+            // Once each (a group served above and marked again since is in both lists),
+            // and only those still queued, whose flag stays set.
             since_sends.sort_unstable();
             since_sends.dedup();
-            since_sends.retain(|id| self.groups.get(id).is_some_and(|s| s.queued));
+            since_sends.retain(|id| {
+                self.groups.get_mut(id).is_some_and(|s| {
+                    s.sending = s.queued;
+                    s.queued
+                })
+            });
         } else {
             since_sends.clear();
         }
@@ -537,6 +545,7 @@ impl Node {
         touched.dedup();
         for id in &touched {
             if let Some(slot) = self.groups.get_mut(id) {
+                slot.sending = false;
                 for m in slot.group.take_send_now_in_round(round) {
                     outbox.now(*id, m);
                 }

@@ -105,3 +105,38 @@ fn a_leader_declared_down_by_one_peer_keeps_its_groups_while_the_other_hears_its
         );
     }
 }
+
+/// A wake that steps batches for seconds serves many ticks between two readies (the
+/// driver serves a due tick before each batch): the list of groups `take_sends` looks at
+/// holds each group once, however many ticks and inputs come. Regression: every tick
+/// pushed every active group with output, and during a drain at 300,000 groups the list
+/// passed 2 GiB and the allocation failed (BENCHMARKS.md, 2026-12-06 evening).
+#[test]
+fn ticks_and_inputs_between_readies_list_each_group_once() {
+    let mut node = new_node(1, strict());
+    let list: Vec<GroupId> = (1..=50).map(g).collect();
+    for &id in &list {
+        node.create_group(id, voters()).unwrap();
+    }
+    settle_creation(&mut node);
+    // Hold a write in flight, so that no ready comes between the inputs below.
+    node.step(batch_for(2, 1, 1, &list, vote(false)));
+    let r = node.ready().expect("the votes are written");
+    assert!(node.ready().is_none(), "one write at a time");
+    let timeout = node.config().election_timeout_max_ticks;
+    for _ in 0..4 * timeout {
+        node.tick();
+        node.step(batch_for(3, 1, 1, &list, vote(false)));
+    }
+    assert_eq!(
+        node.since_sends.len(),
+        list.len(),
+        "groups listed for take_sends, each with input"
+    );
+    crate::testing::complete(&mut node, r);
+    // Taken, the list starts again: a group is listed anew on its next input.
+    node.take_sends();
+    assert!(node.since_sends.is_empty());
+    node.step(batch_for(3, 1, 1, &list[..10], vote(false)));
+    assert_eq!(node.since_sends, list[..10].to_vec());
+}
