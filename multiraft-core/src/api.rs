@@ -274,6 +274,18 @@ fn first_request_seq() -> u64 {
 /// and, with `Config::max_api_queue` calls, the commands its queue holds.
 pub const MAX_COMMANDS_PER_CALL: usize = 1024;
 
+/// Most leadership transfers [`MultiRaft::drain`] runs at once. Each one ends in an
+/// election on the node taking over; started all at once, 100,000 of them (a node of
+/// 300,000 groups) overloaded all three nodes of a cluster until they declared each
+/// other down, re-elected, and grew past 8 GB (BENCHMARKS.md, 2026-12-06 evening). A
+/// window this size keeps a wake's share of them small while the elections of one
+/// window overlap the next's round trips.
+pub const DRAIN_WINDOW: usize = 1024;
+
+/// The parts [`DRAIN_WINDOW`] is started in: the next part starts once the oldest has
+/// ended, so one slow transfer holds back at most a quarter of the window.
+const DRAIN_PARTS: usize = 4;
+
 impl MultiRaft {
     /// Starts assembling node `id`.
     pub fn builder(id: NodeId, config: Config) -> Builder {
@@ -458,14 +470,33 @@ impl MultiRaft {
 
     /// Moves the leadership of every group this node leads to other live voters, spread
     /// over them, and waits for every transfer: for draining a node before a restart.
-    /// Returns each group's result.
+    /// Returns each group's result, in group id order; a group whose leadership moved
+    /// on its own before its turn is left out.
+    ///
+    /// Paced: at most [`DRAIN_WINDOW`] transfers run at once, the next ones started as
+    /// the earliest end, so that a node leading hundreds of thousands of groups drains
+    /// without overloading itself or the nodes taking over.
     pub async fn drain(&self) -> Result<Vec<(GroupId, Result<(), TransferError>)>, Stopped> {
-        let pending = self.call(Call::Drain).await.ok_or(Stopped)?;
-        let mut results = Vec::with_capacity(pending.len());
-        for (group, rx) in pending {
-            results.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
+        type Pending = Vec<(GroupId, oneshot::Receiver<Result<(), TransferError>>)>;
+        let led = self.call(Call::LedGroups).await.ok_or(Stopped)?;
+        let mut results = Vec::with_capacity(led.len());
+        let mut running: std::collections::VecDeque<Pending> = Default::default();
+        let part = DRAIN_WINDOW / DRAIN_PARTS;
+        let mut next = led.chunks(part);
+        loop {
+            while running.len() < DRAIN_PARTS
+                && let Some(groups) = next.next()
+            {
+                let groups = groups.to_vec();
+                running.push_back(self.call(|r| Call::Drain(groups, r)).await.ok_or(Stopped)?);
+            }
+            let Some(oldest) = running.pop_front() else {
+                return Ok(results);
+            };
+            for (group, rx) in oldest {
+                results.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
+            }
         }
-        Ok(results)
     }
 
     /// Proposes every command of `commands` to `group`, in order, in one call to the event

@@ -38,7 +38,9 @@ pub(crate) enum Call {
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
     ChangeMembership(GroupId, MembershipChange, ChangeReply),
-    Drain(DrainReply),
+    /// The groups to move (a window of those led: `MultiRaft::drain`).
+    Drain(Vec<GroupId>, DrainReply),
+    LedGroups(oneshot::Sender<Vec<GroupId>>),
     CreateGroup(GroupId, Membership, GroupReply),
     JoinGroup(GroupId, Membership, GroupReply),
     RemoveGroup(GroupId, GroupReply),
@@ -315,9 +317,10 @@ impl Call {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
-            Call::Drain(reply) => {
+            Call::LedGroups(reply) => drop(reply.send(node.led_groups())),
+            Call::Drain(groups, reply) => {
                 let mut pending = Vec::new();
-                for (group, started) in node.drain() {
+                for (group, started) in node.drain_groups(&groups) {
                     let (tx, rx) = oneshot::channel();
                     match started {
                         Ok(request) => replies.wait(request, Reply::Transfer(tx)),
@@ -381,7 +384,8 @@ impl Call {
             | Call::JoinGroup(_, _, reply)
             | Call::RemoveGroup(_, reply) => reply.send(Err(GroupError::Stopped)).ok(),
             Call::Campaign(_, reply) => reply.send(Err(CampaignError::Stopped)).ok(),
-            Call::Drain(_)
+            Call::Drain(..)
+            | Call::LedGroups(_)
             | Call::Status(..)
             | Call::Membership(..)
             | Call::NodeStatus(_)

@@ -202,7 +202,7 @@ mod submit;
 pub mod testing;
 mod transport;
 
-pub use api::{Builder, MAX_COMMANDS_PER_CALL, MultiRaft};
+pub use api::{Builder, DRAIN_WINDOW, MAX_COMMANDS_PER_CALL, MultiRaft};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError, MAX_EVENT_BACKLOG, MAX_QUEUE_CAPACITY, MAX_TICK_INTERVAL};

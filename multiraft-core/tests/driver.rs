@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use multiraft_core::group::Role;
 use multiraft_core::{
-    Bytes, Config, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId, ProposeError,
-    ReadError, ReadPolicy, StartError, StopError, TransferError,
+    Bytes, Config, DRAIN_WINDOW, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId,
+    ProposeError, ReadError, ReadPolicy, StartError, StopError, TransferError,
 };
 use multiraft_testkit::cluster::Journal;
 use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
@@ -238,6 +238,45 @@ async fn transfer_and_drain_move_leadership() {
         for (group, result) in c.node(node).drain().await.unwrap() {
             assert_eq!(result, Ok(()), "{group} from node {node}");
         }
+    }
+    c.shutdown().await;
+}
+
+/// `drain` runs at most `DRAIN_WINDOW` transfers at once, and moves every group the node
+/// leads, results in group order. Regression: it started one per group led in a single
+/// call, and at 100,000 groups led the elections that followed overloaded the cluster
+/// until its nodes declared each other down (BENCHMARKS.md, 2026-12-06 evening).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_runs_at_most_a_window_of_transfers_at_once() {
+    let groups = DRAIN_WINDOW as u64 + 200;
+    let mut c = Cluster::start(3, test_config()).await;
+    c.create(1..=groups).await;
+    for g in 1..=groups {
+        // A group may have elected node 1 on its own already: then the campaign is refused.
+        let _ = c.node(1).campaign(GroupId(g)).await;
+    }
+    let node = c.node(1);
+    for g in 1..=groups {
+        wait_for(|| async move {
+            let s = node.status(GroupId(g)).await.unwrap()?;
+            (s.role == Role::Leader && s.commit == s.last_index).then_some(())
+        })
+        .await;
+    }
+    let node = c.node(1).clone();
+    let drain = tokio::spawn(async move { node.drain().await });
+    let mut most = 0;
+    while !drain.is_finished() {
+        most = most.max(c.node(1).node_status().await.unwrap().pending_transfers);
+        tokio::task::yield_now().await;
+    }
+    let results = drain.await.unwrap().unwrap();
+    assert!(most > 0, "no transfer seen running");
+    assert!(most <= DRAIN_WINDOW, "{most} transfers at once");
+    let moved: Vec<u64> = results.iter().map(|(g, _)| g.0).collect();
+    assert_eq!(moved, (1..=groups).collect::<Vec<_>>());
+    for (group, result) in &results {
+        assert_eq!(result, &Ok(()), "{group}");
     }
     c.shutdown().await;
 }

@@ -75,25 +75,50 @@ impl Node {
     /// spread over the other nodes. For draining a node before a restart. Returns one
     /// transfer request per group led (or why that group could not start one: no live
     /// voter to take it, or a transfer already in progress).
+    ///
+    /// All at once: at hundreds of thousands of groups led, the elections that follow
+    /// overload the nodes ([`Node::drain_groups`] a window at a time, as
+    /// `MultiRaft::drain` does, paces them).
     pub fn drain(&mut self) -> Vec<(GroupId, Result<RequestId, TransferError>)> {
-        let led: Vec<(GroupId, Option<NodeId>)> = self
+        let led = self.led_groups();
+        self.drain_groups(&led)
+    }
+
+    /// The groups this node's replica leads, in id order: what [`Node::drain`] moves.
+    pub fn led_groups(&self) -> Vec<GroupId> {
+        let mut led: Vec<GroupId> = self
             .groups
             .iter()
             .filter(|(_, s)| s.group.leadership().1 == Some(self.id))
-            .map(|(id, s)| {
-                let live = |n: NodeId| self.peers.live(n) == Some(true);
-                (*id, s.group.transfer_candidate(live, id.0))
-            })
+            .map(|(id, _)| *id)
             .collect();
-        led.into_iter()
-            .map(|(group, target)| {
-                let result = match target {
-                    Some(to) => self.transfer_leader(group, to),
-                    None => Err(TransferError::NoLiveVoter),
-                };
-                (group, result)
-            })
-            .collect()
+        led.sort_unstable();
+        led
+    }
+
+    /// [`Node::drain`] for `groups` alone (say, the next window of [`Node::led_groups`]):
+    /// those of them this node still leads. A group no longer led here, or no longer
+    /// hosted, is left out: its leadership moved already.
+    pub fn drain_groups(
+        &mut self,
+        groups: &[GroupId],
+    ) -> Vec<(GroupId, Result<RequestId, TransferError>)> {
+        let mut started = Vec::with_capacity(groups.len());
+        for &group in groups {
+            let Some(slot) = self.groups.get(&group) else {
+                continue;
+            };
+            if slot.group.leadership().1 != Some(self.id) {
+                continue;
+            }
+            let live = |n: NodeId| self.peers.live(n) == Some(true);
+            let result = match slot.group.transfer_candidate(live, group.0) {
+                Some(to) => self.transfer_leader(group, to),
+                None => Err(TransferError::NoLiveVoter),
+            };
+            started.push((group, result));
+        }
+        started
     }
 }
 

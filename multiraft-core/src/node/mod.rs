@@ -105,6 +105,10 @@ pub struct NodeStatus {
     pub pending_proposals: usize,
     /// Reads taken and not yet served or failed.
     pub pending_reads: usize,
+    /// Leadership transfers taken and not yet ended (a drain's shows its progress: at
+    /// most `DRAIN_WINDOW` at once). 0 when read from a status serialized without it.
+    #[serde(default)]
+    pub pending_transfers: usize,
     /// Ticks of the node's clock since it started, the ones a stall kept from being served
     /// included ([`Node::tick_late`]).
     pub ticks: u64,
@@ -365,6 +369,7 @@ impl Node {
             active_groups: self.active.len(),
             pending_proposals: self.requests.pending_proposals(),
             pending_reads: self.requests.pending_reads(),
+            pending_transfers: self.requests.pending_transfers(),
             ticks: self.ticks,
             ticks_missed: self.ticks_missed,
             readies: self.last_number,

@@ -182,6 +182,10 @@ impl Requests {
     }
 
     /// Reads taken and not yet ended.
+    pub(super) fn pending_transfers(&self) -> usize {
+        self.transfers.len()
+    }
+
     pub(super) fn pending_reads(&self) -> usize {
         self.reads.len()
     }
