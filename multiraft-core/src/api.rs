@@ -282,8 +282,8 @@ pub const MAX_COMMANDS_PER_CALL: usize = 1024;
 /// window overlap the next's round trips.
 pub const DRAIN_WINDOW: usize = 1024;
 
-/// The parts [`DRAIN_WINDOW`] is started in: the next part starts once the oldest has
-/// ended, so one slow transfer holds back at most a quarter of the window.
+/// The parts [`DRAIN_WINDOW`] is started in: the next part starts once any running part
+/// has ended, so one slow transfer holds back at most a quarter of the window.
 const DRAIN_PARTS: usize = 4;
 
 impl MultiRaft {
@@ -471,30 +471,72 @@ impl MultiRaft {
     /// Moves the leadership of every group this node leads to other live voters, spread
     /// over them, and waits for every transfer: for draining a node before a restart.
     /// Returns each group's result, in group id order; a group whose leadership moved
-    /// on its own before its turn is left out.
+    /// on its own before its turn is left out, and one this node came to lead during the
+    /// drain is moved too (each group once). If the node stops meanwhile, every group
+    /// not yet moved is answered `TransferError::Stopped`.
     ///
-    /// Paced: at most [`DRAIN_WINDOW`] transfers run at once, the next ones started as
-    /// the earliest end, so that a node leading hundreds of thousands of groups drains
-    /// without overloading itself or the nodes taking over.
+    /// Paced: at most [`DRAIN_WINDOW`] transfers run at once, started in parts of a
+    /// quarter of it, the next part as soon as any part has ended, so that a node leading
+    /// hundreds of thousands of groups drains without overloading itself or the nodes
+    /// taking over.
     pub async fn drain(&self) -> Result<Vec<(GroupId, Result<(), TransferError>)>, Stopped> {
-        type Pending = Vec<(GroupId, oneshot::Receiver<Result<(), TransferError>>)>;
-        let led = self.call(Call::LedGroups).await.ok_or(Stopped)?;
+        let mut led = self.call(Call::LedGroups).await.ok_or(Stopped)?;
+        let mut tried = std::collections::HashSet::new();
         let mut results = Vec::with_capacity(led.len());
-        let mut running: std::collections::VecDeque<Pending> = Default::default();
-        let part = DRAIN_WINDOW / DRAIN_PARTS;
-        let mut next = led.chunks(part);
+        while !led.is_empty() {
+            self.drain_groups(&led, &mut results).await;
+            tried.extend(led);
+            // Groups this node came to lead meanwhile (a transfer that failed stays led,
+            // and is tried once only).
+            led = self.call(Call::LedGroups).await.unwrap_or_default();
+            led.retain(|g| !tried.contains(g));
+        }
+        results.sort_unstable_by_key(|(g, _)| *g);
+        Ok(results)
+    }
+
+    /// Moves the leadership of `groups`, at most [`DRAIN_WINDOW`] transfers at once.
+    async fn drain_groups(
+        &self,
+        groups: &[GroupId],
+        results: &mut Vec<(GroupId, Result<(), TransferError>)>,
+    ) {
+        let mut running = tokio::task::JoinSet::new();
+        // Each running part's groups, to answer them if its task is cancelled (the
+        // runtime shutting down) rather than lose them.
+        let mut part_of = std::collections::HashMap::new();
+        let mut parts = groups.chunks(DRAIN_WINDOW / DRAIN_PARTS);
         loop {
             while running.len() < DRAIN_PARTS
-                && let Some(groups) = next.next()
+                && let Some(part) = parts.next()
             {
-                let groups = groups.to_vec();
-                running.push_back(self.call(|r| Call::Drain(groups, r)).await.ok_or(Stopped)?);
+                let groups = part.to_vec();
+                let Some(pending) = self.call(|r| Call::Drain(groups, r)).await else {
+                    // Stopped: none of the rest moves.
+                    let rest = part.iter().chain(parts.by_ref().flatten());
+                    results.extend(rest.map(|g| (*g, Err(TransferError::Stopped))));
+                    break;
+                };
+                let ids: Vec<GroupId> = pending.iter().map(|(g, _)| *g).collect();
+                let task = running.spawn(async move {
+                    let mut ended = Vec::with_capacity(pending.len());
+                    for (group, rx) in pending {
+                        ended.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
+                    }
+                    ended
+                });
+                part_of.insert(task.id(), ids);
             }
-            let Some(oldest) = running.pop_front() else {
-                return Ok(results);
-            };
-            for (group, rx) in oldest {
-                results.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
+            match running.join_next_with_id().await {
+                Some(Ok((task, ended))) => {
+                    part_of.remove(&task);
+                    results.extend(ended);
+                }
+                Some(Err(e)) => {
+                    let part = part_of.remove(&e.id()).unwrap_or_default();
+                    results.extend(part.iter().map(|g| (*g, Err(TransferError::Stopped))));
+                }
+                None => return,
             }
         }
     }

@@ -249,11 +249,16 @@ async fn transfer_and_drain_move_leadership() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_runs_at_most_a_window_of_transfers_at_once() {
     let groups = DRAIN_WINDOW as u64 + 200;
-    let mut c = Cluster::start(3, test_config()).await;
+    // Election timeouts of 10-20 s: no group elects on its own timer while the groups are
+    // created one call at a time (a follower that heard a leader would ignore node 1's
+    // campaign), and no transfer times out on a loaded box.
+    let mut config = test_config();
+    config.election_timeout_min_ticks = 2_000;
+    config.election_timeout_max_ticks = 4_000;
+    let mut c = Cluster::start(3, config).await;
     c.create(1..=groups).await;
     for g in 1..=groups {
-        // A group may have elected node 1 on its own already: then the campaign is refused.
-        let _ = c.node(1).campaign(GroupId(g)).await;
+        c.node(1).campaign(GroupId(g)).await.unwrap();
     }
     let node = c.node(1);
     for g in 1..=groups {

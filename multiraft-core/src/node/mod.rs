@@ -150,7 +150,7 @@ struct Slot {
     /// Whether the group is in `Node::since_sends`: each group goes there once, however
     /// many inputs and ticks come before the next `take_sends` or ready. Pushed per input,
     /// the list grew by every active group at each tick of a wake that stepped batches for
-    /// seconds: at 300,000 groups, past 2 GiB during a drain (BENCHMARKS.md, 2026-12-06
+    /// seconds: at 300,000 groups, to 2 GiB during a drain (BENCHMARKS.md, 2026-12-06
     /// evening).
     sending: bool,
     /// Whether the group is in `Node::active`: every message and proposal touches its

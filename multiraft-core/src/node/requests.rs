@@ -181,11 +181,12 @@ impl Requests {
         self.proposals.len()
     }
 
-    /// Reads taken and not yet ended.
+    /// Leadership transfers taken and not yet ended.
     pub(super) fn pending_transfers(&self) -> usize {
         self.transfers.len()
     }
 
+    /// Reads taken and not yet ended.
     pub(super) fn pending_reads(&self) -> usize {
         self.reads.len()
     }

@@ -61,10 +61,8 @@ impl<A: SimApp> Simulation<A> {
             .into_iter()
             .map(|g| (g, term_of(node, g)))
             .collect();
-        let mut started = node.drain();
-        // The node lists its groups in hash order: take them in group order, so the run
-        // does not depend on it.
-        started.sort_unstable_by_key(|(g, _)| *g);
+        // In group order (`Node::led_groups`), so the run does not depend on hash order.
+        let started = node.drain();
         self.report.drains += 1;
         self.note(format!(
             "{} drains ({} groups led)",

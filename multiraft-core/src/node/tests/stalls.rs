@@ -110,7 +110,7 @@ fn a_leader_declared_down_by_one_peer_keeps_its_groups_while_the_other_hears_its
 /// driver serves a due tick before each batch): the list of groups `take_sends` looks at
 /// holds each group once, however many ticks and inputs come. Regression: every tick
 /// pushed every active group with output, and during a drain at 300,000 groups the list
-/// passed 2 GiB and the allocation failed (BENCHMARKS.md, 2026-12-06 evening).
+/// grew until its doubling to 2 GiB failed (BENCHMARKS.md, 2026-12-06 evening).
 #[test]
 fn ticks_and_inputs_between_readies_list_each_group_once() {
     let mut node = new_node(1, strict());
