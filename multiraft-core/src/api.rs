@@ -481,15 +481,21 @@ impl MultiRaft {
     /// taking over.
     pub async fn drain(&self) -> Result<Vec<(GroupId, Result<(), TransferError>)>, Stopped> {
         let mut led = self.call(Call::LedGroups).await.ok_or(Stopped)?;
-        let mut tried = std::collections::HashSet::new();
         let mut results = Vec::with_capacity(led.len());
-        while !led.is_empty() {
+        loop {
+            let before = results.len();
             self.drain_groups(&led, &mut results).await;
-            tried.extend(led);
-            // Groups this node came to lead meanwhile (a transfer that failed stays led,
-            // and is tried once only).
+            if results.len() == before {
+                // Nothing moved this round (every group left out, or none): done, so that
+                // groups whose leadership comes and goes cannot keep the drain going.
+                break;
+            }
+            // Groups this node came to lead meanwhile, not yet answered (a transfer that
+            // failed stays led, and is tried once only).
+            let answered: std::collections::HashSet<GroupId> =
+                results.iter().map(|(g, _)| *g).collect();
             led = self.call(Call::LedGroups).await.unwrap_or_default();
-            led.retain(|g| !tried.contains(g));
+            led.retain(|g| !answered.contains(g));
         }
         results.sort_unstable_by_key(|(g, _)| *g);
         Ok(results)
@@ -501,10 +507,9 @@ impl MultiRaft {
         groups: &[GroupId],
         results: &mut Vec<(GroupId, Result<(), TransferError>)>,
     ) {
-        let mut running = tokio::task::JoinSet::new();
-        // Each running part's groups, to answer them if its task is cancelled (the
-        // runtime shutting down) rather than lose them.
-        let mut part_of = std::collections::HashMap::new();
+        use futures_util::StreamExt;
+        // Polled here, not spawned: `drain` runs on any executor.
+        let mut running = futures_util::stream::FuturesUnordered::new();
         let mut parts = groups.chunks(DRAIN_WINDOW / DRAIN_PARTS);
         loop {
             while running.len() < DRAIN_PARTS
@@ -517,25 +522,16 @@ impl MultiRaft {
                     results.extend(rest.map(|g| (*g, Err(TransferError::Stopped))));
                     break;
                 };
-                let ids: Vec<GroupId> = pending.iter().map(|(g, _)| *g).collect();
-                let task = running.spawn(async move {
+                running.push(async move {
                     let mut ended = Vec::with_capacity(pending.len());
                     for (group, rx) in pending {
                         ended.push((group, rx.await.unwrap_or(Err(TransferError::Stopped))));
                     }
                     ended
                 });
-                part_of.insert(task.id(), ids);
             }
-            match running.join_next_with_id().await {
-                Some(Ok((task, ended))) => {
-                    part_of.remove(&task);
-                    results.extend(ended);
-                }
-                Some(Err(e)) => {
-                    let part = part_of.remove(&e.id()).unwrap_or_default();
-                    results.extend(part.iter().map(|g| (*g, Err(TransferError::Stopped))));
-                }
+            match running.next().await {
+                Some(ended) => results.extend(ended),
                 None => return,
             }
         }

@@ -38,7 +38,7 @@ pub(crate) enum Call {
     ReadIndex(GroupId, ReadPolicy, ReadIndexReply),
     TransferLeader(GroupId, NodeId, TransferReply),
     ChangeMembership(GroupId, MembershipChange, ChangeReply),
-    /// The groups to move (a window of those led: `MultiRaft::drain`).
+    /// The groups to move (a part of the window of those led: `MultiRaft::drain`).
     Drain(Vec<GroupId>, DrainReply),
     LedGroups(oneshot::Sender<Vec<GroupId>>),
     CreateGroup(GroupId, Membership, GroupReply),
