@@ -163,6 +163,26 @@ struct Slot {
     hosted: Arc<Membership>,
 }
 
+impl Slot {
+    /// Lists group `id` (this slot's) for the next `take_sends` and queues it for the next
+    /// ready, each at most once (`sending`, `queued`).
+    fn queue(
+        &mut self,
+        id: GroupId,
+        since_sends: &mut Vec<GroupId>,
+        dirty: &mut VecDeque<GroupId>,
+    ) {
+        if !self.sending {
+            self.sending = true;
+            since_sends.push(id);
+        }
+        if !self.queued {
+            self.queued = true;
+            dirty.push_back(id);
+        }
+    }
+}
+
 /// Every group hosted by one node.
 pub struct Node {
     id: NodeId,
@@ -620,14 +640,7 @@ impl Node {
                 slot.ticking = false;
             }
             if slot.group.has_ready() {
-                if !slot.sending {
-                    slot.sending = true;
-                    self.since_sends.push(*id);
-                }
-                if !slot.queued {
-                    slot.queued = true;
-                    self.dirty.push_back(*id);
-                }
+                slot.queue(*id, &mut self.since_sends, &mut self.dirty);
             }
         }
         for id in quiesced {
@@ -895,14 +908,7 @@ impl Queues<'_> {
     /// `slot`'s group may have output: queue it for the next ready and the next
     /// `take_sends`.
     fn mark(&mut self, id: GroupId, slot: &mut Slot) {
-        if !slot.sending {
-            slot.sending = true;
-            self.since_sends.push(id);
-        }
-        if !slot.queued {
-            slot.queued = true;
-            self.dirty.push_back(id);
-        }
+        slot.queue(id, self.since_sends, self.dirty);
     }
 }
 
