@@ -21,10 +21,17 @@ use crate::storage::Storage;
 use crate::submit::Taker;
 use crate::transport::{Detach, InboxReceiver, Transport};
 
-/// Inbound batches or proposals taken in one go before the loop looks at the others (API
-/// calls: `MAX_COMMANDS_PER_WAKE`), so that no source can starve another or delay a ready
-/// for long.
+/// Proposals taken in one go before the loop looks at the others (API calls:
+/// `MAX_COMMANDS_PER_WAKE`; inbound: `MAX_MESSAGES_PER_WAKE`), so that no source can starve
+/// another or delay a ready for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
+
+/// Inbound messages stepped in one wake, at least one batch's (a batch is never split).
+/// Counted in batches, a wake took 1,024 of them, each what one ready of a peer had for
+/// this node (thousands of messages at hundreds of thousands of active groups), and an
+/// overloaded loop stepped for seconds while no group's outputs were taken
+/// (docs/design.md §4.4).
+const MAX_MESSAGES_PER_WAKE: usize = 16_384;
 
 /// What the builder hands the driver.
 pub(crate) struct Parts {
@@ -149,16 +156,15 @@ impl Driver {
         if let Some(call) = first {
             self.handle(call);
         }
+        let mut budget = MAX_MESSAGES_PER_WAKE;
         if let Some(batch) = batch {
+            budget = budget.saturating_sub(batch.messages.len());
             self.p.node.step(batch);
         }
         // The tick is served again before each batch and call, not once per wake: stepping
         // a thousand batches can take many ticks, and a lease read judged on the clock of
         // the wake was served after the lease had lapsed (review).
-        for _ in 0..MAX_DRAIN_PER_WAKE {
-            let Some(batch) = self.p.inbound.try_recv() else {
-                break;
-            };
+        while let Some(batch) = self.p.inbound.next_within(&mut budget) {
             self.tick_if_due();
             self.p.node.step(batch);
         }

@@ -302,11 +302,23 @@ impl InboxReceiver {
         Some(batch)
     }
 
-    /// The next batch if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<MessageBatch> {
+    /// The next batch if one is waiting, while `budget` — the messages this wake may still
+    /// step — lasts: each batch costs its messages, one at least.
+    pub(crate) fn next_within(&mut self, budget: &mut usize) -> Option<MessageBatch> {
+        if *budget == 0 {
+            return None;
+        }
         let (batch, size) = self.rx.try_recv().ok()?;
         self.bytes.release(size);
+        *budget = budget.saturating_sub(batch.messages.len().max(1));
         Some(batch)
+    }
+
+    /// The next batch if one is waiting, whatever its size.
+    #[cfg(test)]
+    fn try_recv(&mut self) -> Option<MessageBatch> {
+        let mut any = usize::MAX;
+        self.next_within(&mut any)
     }
 }
 
@@ -356,6 +368,36 @@ mod tests {
             "an empty inbox takes any batch"
         );
         assert_eq!(inbox.deliver(batch(1)), Err(DeliverError::Full));
+    }
+
+    /// A wake steps inbound batches while its budget of messages lasts: a batch is taken
+    /// whole even past it, and an empty one costs one, so that a wake always moves on.
+    #[test]
+    fn a_wake_takes_batches_while_its_messages_last() {
+        let (inbox, mut rx) = Inbox::bounded(16, 1 << 20);
+        let of = |count: usize| MessageBatch {
+            messages: vec![batch(0).messages[0].clone(); count],
+            ..batch(0)
+        };
+        for count in [3, 3, 0, 2] {
+            assert_eq!(inbox.deliver(of(count)), Ok(()));
+        }
+        let mut budget = 5;
+        let taken = std::iter::from_fn(|| rx.next_within(&mut budget));
+        let sizes: Vec<usize> = taken.map(|b| b.messages.len()).collect();
+        assert_eq!(
+            sizes,
+            vec![3, 3],
+            "the second batch goes past the budget, whole"
+        );
+        assert_eq!(budget, 0);
+        let mut budget = 1;
+        assert_eq!(
+            rx.next_within(&mut budget).map(|b| b.messages.len()),
+            Some(0)
+        );
+        assert_eq!(rx.next_within(&mut budget).map(|b| b.messages.len()), None);
+        assert_eq!(rx.try_recv().map(|b| b.messages.len()), Some(2));
     }
 
     /// Waiting delivery waits for room in bytes as well as among the batches, and a wait

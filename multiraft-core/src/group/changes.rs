@@ -503,6 +503,13 @@ impl Replica {
         };
         to.extend(self.leader);
         to.remove(&self.node);
+        // This one says what an unsent earlier one of its own said (`drop_unsent`); those
+        // passed on for a replica whose vote request was dropped stay.
+        let me = self.node;
+        self.drop_unsent(|m| {
+            to.contains(&m.to)
+                && matches!(m.body, MessageBody::Unheard { replica, .. } if replica == me)
+        });
         for n in to {
             let body = MessageBody::Unheard {
                 replica: self.node,

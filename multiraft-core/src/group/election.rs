@@ -273,6 +273,9 @@ impl Replica {
             self.term_unsaved = !pre_vote;
             return self.won(pre_vote);
         }
+        // A new round replaces the requests of an earlier one not yet sent: their answers
+        // would not count (`drop_unsent`).
+        self.drop_unsent(|m| matches!(m.body, MessageBody::Vote { .. }));
         let term = if pre_vote { self.term + 1 } else { self.term };
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = self.voters_except_self();

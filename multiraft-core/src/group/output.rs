@@ -61,6 +61,49 @@ impl Replica {
         self.out().send_after_write.push(m);
     }
 
+    /// A heartbeat of round 0 to `to` telling `commit`, or, if one of this term to `to` is
+    /// still in the buffer, that one brought up to date: it then tells all the older one
+    /// did (the commit only grows). A group whose readies wait behind an overloaded loop
+    /// otherwise queued a beat per follower at every beat until the loop came round
+    /// (docs/design.md §4.4). Looks only at a buffer written since it was last taken.
+    pub(super) fn send_beat(&mut self, to: NodeId, commit: u64) {
+        let (term, body) = (self.term, MessageBody::Heartbeat { commit, round: 0 });
+        if self.out_written != Written::Nothing
+            && let Some(out) = self.out.as_mut()
+        {
+            let list = if self.term_unsaved {
+                &mut out.send_after_write
+            } else {
+                &mut out.send_now
+            };
+            let unsent = list.iter_mut().find(|m| {
+                m.to == to
+                    && m.term == term
+                    && matches!(m.body, MessageBody::Heartbeat { round: 0, .. })
+            });
+            if let Some(m) = unsent {
+                m.body = body;
+                return;
+            }
+        }
+        self.send_now_msg(to, term, body);
+    }
+
+    /// Drops the messages in the output buffer that `stale` picks: requests (a round of
+    /// vote requests, an `Unheard`) that a newer one replaces. A group whose readies wait
+    /// behind an overloaded loop would otherwise queue one per election timeout until the
+    /// loop comes round (docs/design.md §4.4). Looks only at a buffer written since it was
+    /// last taken, so a quiet group pays nothing.
+    pub(super) fn drop_unsent(&mut self, stale: impl Fn(&Message) -> bool) {
+        if self.out_written == Written::Nothing {
+            return;
+        }
+        if let Some(out) = self.out.as_mut() {
+            out.send_now.retain(|m| !stale(m));
+            out.send_after_write.retain(|m| !stale(m));
+        }
+    }
+
     /// Drops the acknowledgements, waiting for this ready's write, of entries from `index`
     /// on, which an append just replaced: the write no longer holds them, so they would
     /// claim durable what never will be, and a leader of their term could count them

@@ -283,7 +283,7 @@ impl Replica {
             // tells the follower that commit, so no separate notice of it is owed.
             let commit = pr.matched.min(committed);
             pr.commit_sent = pr.commit_sent.max(commit);
-            self.send_now_msg(to, self.term, MessageBody::Heartbeat { commit, round: 0 });
+            self.send_beat(to, commit);
         }
     }
 

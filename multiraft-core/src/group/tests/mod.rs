@@ -20,6 +20,7 @@ mod flow_control;
 mod joining;
 mod learners;
 mod membership;
+mod overload;
 mod prevote_checkquorum;
 mod proposals;
 mod removal;
