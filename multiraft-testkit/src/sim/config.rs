@@ -72,7 +72,10 @@ pub struct Faults {
     /// input and serves no tick, then resumes with one tick that counts the ones it missed
     /// (`Node::tick_late`) and takes what waited — what its inbox held: 0–256 batches,
     /// drawn per pause, the rest dropped. Its peers may declare it down meanwhile, and a
-    /// leader's lease must not outlive its followers' promise across the pause.
+    /// leader's lease must not outlive its followers' promise across the pause. In a third
+    /// of the pauses the loop is busy instead: it serves its ticks and steps what comes but
+    /// takes no ready, so its groups' outputs wait in their buffers and its peers hear
+    /// nothing from it but what a write already in flight releases.
     pub pauses: bool,
     /// Snapshots reach their node 1–200 ms after it asked for them (one in ten up to 3 s),
     /// as when a large state machine is serialized off the event loop: the group keeps

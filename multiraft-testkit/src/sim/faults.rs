@@ -15,6 +15,7 @@ impl<A: SimApp> Simulation<A> {
         sn.node = None;
         sn.pending = None;
         sn.paused_until_us = 0;
+        sn.busy_until_us = 0;
         sn.missed_ticks = 0;
         sn.held.clear();
         sn.incarnation += 1;

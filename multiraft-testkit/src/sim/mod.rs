@@ -218,6 +218,9 @@ pub(crate) struct SimNode {
     inbox_room: u64,
     /// What came for it while it was paused (but ticks), in order: handled when it resumes.
     held: Vec<Ev>,
+    /// Until when its loop is busy ([`Faults::pauses`]): it serves its ticks and steps what
+    /// comes, but takes no ready; 0 once over.
+    busy_until_us: u64,
 }
 
 enum Ev {
@@ -869,6 +872,7 @@ impl SimNode {
             missed_ticks: 0,
             inbox_room: 0,
             held: Vec::new(),
+            busy_until_us: 0,
             tick_us,
         }
     }

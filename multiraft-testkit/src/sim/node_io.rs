@@ -295,6 +295,9 @@ impl<A: SimApp> Simulation<A> {
     /// what may leave before it leaves now (`Node::take_sends`: a leader's appends and
     /// heartbeats), as the driver does on every wake.
     pub(super) fn drive(&mut self, i: usize) -> Result<(), Failure> {
+        if self.is_busy(i) {
+            return Ok(());
+        }
         loop {
             let sn = &mut self.nodes[i];
             if sn.pending.is_some() {

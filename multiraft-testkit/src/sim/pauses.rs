@@ -5,6 +5,12 @@
 //! then takes what waited, in order. Its inbox has room for a few dozen batches, drawn per
 //! pause; what comes beyond is dropped, as a full inbox drops it. So the node may resume
 //! without a word from a leader elected meanwhile.
+//!
+//! In a third of the pauses the loop is busy rather than stalled: it serves its ticks and
+//! steps what comes, but takes no ready, as a driver does while it steps a backlog of
+//! inbound batches. Its groups' outputs wait in their buffers meanwhile, where a new
+//! heartbeat, vote request or `Unheard` replaces its unsent predecessor (docs/design.md
+//! §4.4), and its peers hear nothing from it but what a write already in flight releases.
 
 use multiraft_core::{GroupId, ReadPolicy};
 
@@ -21,7 +27,7 @@ pub const DEFAULT_PAUSE_PER_MILLE: u32 = 100;
 const PAUSE_US: (u64, u64) = (100_000, 3_000_000);
 
 /// The most batches a paused node's inbox holds, drawn per pause (none in a third of the
-/// pauses, where every batch that comes is dropped): up to a good part of what a pause
+/// stalled pauses, where every batch that comes is dropped): up to a good part of what a pause
 /// brings.
 const PAUSE_INBOX_BATCHES: u64 = 256;
 
@@ -29,6 +35,11 @@ impl<A: SimApp> Simulation<A> {
     /// Whether node `i` is paused now.
     pub(super) fn is_paused(&self, i: usize) -> bool {
         self.nodes[i].paused_until_us > self.now_us
+    }
+
+    /// Whether node `i`'s loop is busy now: it takes no ready.
+    pub(super) fn is_busy(&self, i: usize) -> bool {
+        self.nodes[i].busy_until_us > self.now_us
     }
 
     /// Whether a client or operator can call node `i` now: it is up and not paused (a
@@ -43,11 +54,31 @@ impl<A: SimApp> Simulation<A> {
             return;
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
-        if !self.can_call(i) {
+        // Not one already busy: a busy pause ending in the same microsecond would drive a
+        // stalled node (review).
+        if !self.can_call(i) || self.nodes[i].busy_until_us != 0 {
             return;
         }
         let us = self.rng.range(PAUSE_US.0, PAUSE_US.1);
-        // A full inbox in a third of the pauses: the node hears nothing of what happened.
+        let incarnation = self.nodes[i].incarnation;
+        if self.rng.chance(333) {
+            self.nodes[i].busy_until_us = self.now_us + us;
+            self.report.pauses += 1;
+            self.hash.u64(16);
+            self.hash.u64(i as u64);
+            self.note(format!(
+                "{} is busy for {} ms: no ready",
+                self.nodes[i].id,
+                us / 1000
+            ));
+            let resume = Ev::Resume {
+                node: i,
+                incarnation,
+            };
+            self.schedule(us, resume);
+            return;
+        }
+        // A full inbox in a third of the stalled pauses: the node hears nothing of what happened.
         let room = if self.rng.chance(333) {
             0
         } else {
@@ -60,7 +91,6 @@ impl<A: SimApp> Simulation<A> {
         self.hash.u64(14);
         self.hash.u64(i as u64);
         self.note(format!("{} pauses for {} ms", self.nodes[i].id, us / 1000));
-        let incarnation = self.nodes[i].incarnation;
         self.schedule(
             us,
             Ev::Resume {
@@ -108,6 +138,16 @@ impl<A: SimApp> Simulation<A> {
     /// what waited comes in the order it came.
     pub(super) fn resume(&mut self, i: usize, incarnation: u64) -> Result<(), Failure> {
         let sn = &self.nodes[i];
+        if sn.incarnation == incarnation
+            && sn.busy_until_us != 0
+            && sn.paused_until_us == 0
+            && self.is_up(i)
+        {
+            // A busy loop takes the readies that waited.
+            self.nodes[i].busy_until_us = 0;
+            self.note(format!("{} is no longer busy", self.nodes[i].id));
+            return self.drive(i);
+        }
         if sn.incarnation != incarnation || sn.paused_until_us == 0 || !self.is_up(i) {
             return Ok(()); // crashed meanwhile, or resumed already (at the heal)
         }
@@ -166,7 +206,7 @@ impl<A: SimApp> Simulation<A> {
     /// Every pause ends now (the liveness phase: every fault heals).
     pub(super) fn resume_all(&mut self) -> Result<(), Failure> {
         for i in 0..self.nodes.len() {
-            if self.is_paused(i) {
+            if self.is_paused(i) || self.nodes[i].busy_until_us != 0 {
                 let incarnation = self.nodes[i].incarnation;
                 self.resume(i, incarnation)?;
             }
