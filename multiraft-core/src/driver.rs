@@ -22,16 +22,18 @@ use crate::submit::Taker;
 use crate::transport::{Detach, InboxReceiver, Transport};
 
 /// Proposals taken in one go before the loop looks at the others (API calls:
-/// `MAX_COMMANDS_PER_WAKE`; inbound: `MAX_MESSAGES_PER_WAKE`), so that no source can starve
-/// another or delay a ready for long.
+/// `MAX_COMMANDS_PER_WAKE`; inbound: `MAX_INBOUND_BYTES_PER_WAKE`), so that no source can
+/// starve another or delay a ready for long.
 const MAX_DRAIN_PER_WAKE: usize = 1024;
 
-/// Inbound messages stepped in one wake, at least one batch's (a batch is never split).
-/// Counted in batches, a wake took 1,024 of them, each what one ready of a peer had for
-/// this node (thousands of messages at hundreds of thousands of active groups), and an
-/// overloaded loop stepped for seconds while no group's outputs were taken
-/// (docs/design.md §4.4).
-const MAX_MESSAGES_PER_WAKE: usize = 16_384;
+/// Inbound bytes ([`MessageBatch::size_bytes`](crate::MessageBatch::size_bytes), what the
+/// inbox counts) stepped in one wake, at least one batch's (a batch is never split): about
+/// 16,000 messages of one group each, or as many groups' beats coalesced. Counted in
+/// batches, a wake took 1,024 of them, each what one ready of a peer had for this node
+/// (thousands of messages at hundreds of thousands of active groups): an overloaded loop
+/// stepped for seconds while no group's outputs were taken (docs/design.md §4.4). Counted
+/// in messages, one coalesced message of up to 65,536 groups' beats counted one (review).
+const MAX_INBOUND_BYTES_PER_WAKE: usize = 1 << 20;
 
 /// What the builder hands the driver.
 pub(crate) struct Parts {
@@ -156,9 +158,9 @@ impl Driver {
         if let Some(call) = first {
             self.handle(call);
         }
-        let mut budget = MAX_MESSAGES_PER_WAKE;
+        let mut budget = MAX_INBOUND_BYTES_PER_WAKE;
         if let Some(batch) = batch {
-            budget = budget.saturating_sub(batch.messages.len());
+            budget = budget.saturating_sub(batch.size_bytes().max(1));
             self.p.node.step(batch);
         }
         // The tick is served again before each batch and call, not once per wake: stepping

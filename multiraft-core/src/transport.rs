@@ -302,15 +302,15 @@ impl InboxReceiver {
         Some(batch)
     }
 
-    /// The next batch if one is waiting, while `budget` — the messages this wake may still
-    /// step — lasts: each batch costs its messages, one at least.
+    /// The next batch if one is waiting, while `budget` — the bytes this wake may still step
+    /// — lasts: each batch costs its [`MessageBatch::size_bytes`], one at least.
     pub(crate) fn next_within(&mut self, budget: &mut usize) -> Option<MessageBatch> {
         if *budget == 0 {
             return None;
         }
         let (batch, size) = self.rx.try_recv().ok()?;
         self.bytes.release(size);
-        *budget = budget.saturating_sub(batch.messages.len().max(1));
+        *budget = budget.saturating_sub(size.max(1));
         Some(batch)
     }
 
@@ -370,10 +370,10 @@ mod tests {
         assert_eq!(inbox.deliver(batch(1)), Err(DeliverError::Full));
     }
 
-    /// A wake steps inbound batches while its budget of messages lasts: a batch is taken
-    /// whole even past it, and an empty one costs one, so that a wake always moves on.
+    /// A wake steps inbound batches while its budget of bytes lasts: a batch is taken whole
+    /// even past it, and an empty one costs one, so that a wake always moves on.
     #[test]
-    fn a_wake_takes_batches_while_its_messages_last() {
+    fn a_wake_takes_batches_while_its_bytes_last() {
         let (inbox, mut rx) = Inbox::bounded(16, 1 << 20);
         let of = |count: usize| MessageBatch {
             messages: vec![batch(0).messages[0].clone(); count],
@@ -382,7 +382,8 @@ mod tests {
         for count in [3, 3, 0, 2] {
             assert_eq!(inbox.deliver(of(count)), Ok(()));
         }
-        let mut budget = 5;
+        assert_eq!(of(3).size_bytes(), 96);
+        let mut budget = 160;
         let taken = std::iter::from_fn(|| rx.next_within(&mut budget));
         let sizes: Vec<usize> = taken.map(|b| b.messages.len()).collect();
         assert_eq!(

@@ -61,9 +61,10 @@ impl Replica {
         self.out().send_after_write.push(m);
     }
 
-    /// A heartbeat of round 0 to `to` telling `commit`, or, if one of this term to `to` is
-    /// still in the buffer, that one brought up to date: it then tells all the older one
-    /// did (the commit only grows). A group whose readies wait behind an overloaded loop
+    /// A heartbeat to `to` telling `commit`, or, if the latest beat of this term to `to` is
+    /// still in the buffer (and no quiesce notice after it), that one brought up to date:
+    /// it then tells what the older one did, with the commit known now (capped, as any
+    /// beat's, at what `to` holds). A group whose readies wait behind an overloaded loop
     /// otherwise queued a beat per follower at every beat until the loop came round
     /// (docs/design.md §4.4). Looks only at a buffer written since it was last taken.
     pub(super) fn send_beat(&mut self, to: NodeId, commit: u64) {
@@ -76,12 +77,20 @@ impl Replica {
             } else {
                 &mut out.send_now
             };
-            let unsent = list.iter_mut().find(|m| {
+            // The latest beat or quiesce notice to `to`: a beat merged into one before a
+            // notice would leave the follower on the notice, its timer stopped, while this
+            // leader is awake (review).
+            let last = list.iter_mut().rev().find(|m| {
                 m.to == to
-                    && m.term == term
-                    && matches!(m.body, MessageBody::Heartbeat { round: 0, .. })
+                    && matches!(
+                        m.body,
+                        MessageBody::Heartbeat { .. } | MessageBody::Quiesce { .. }
+                    )
             });
-            if let Some(m) = unsent {
+            if let Some(m) = last
+                && m.term == term
+                && matches!(m.body, MessageBody::Heartbeat { .. })
+            {
                 m.body = body;
                 return;
             }
