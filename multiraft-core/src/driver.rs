@@ -158,9 +158,9 @@ impl Driver {
         if let Some(call) = first {
             self.handle(call);
         }
+        // The batch that woke the loop is free: at least one is stepped per wake anyway.
         let mut budget = MAX_INBOUND_BYTES_PER_WAKE;
         if let Some(batch) = batch {
-            budget = budget.saturating_sub(batch.size_bytes().max(1));
             self.p.node.step(batch);
         }
         // The tick is served again before each batch and call, not once per wake: stepping
