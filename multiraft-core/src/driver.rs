@@ -27,8 +27,9 @@ use crate::transport::{Detach, InboxReceiver, Transport};
 const MAX_DRAIN_PER_WAKE: usize = 1024;
 
 /// Inbound bytes ([`MessageBatch::size_bytes`](crate::MessageBatch::size_bytes), what the
-/// inbox counts) stepped in one wake, at least one batch's (a batch is never split): about
-/// 16,000 messages of one group each, or as many groups' beats coalesced. Counted in
+/// inbox counts) stepped in one wake after the batch that woke the loop, which is free; a
+/// batch is never split, so the last one may go past it. 32 bytes a message without
+/// entries and a beat coalesced: about 32,000 of them. Counted in
 /// batches, a wake took 1,024 of them, each what one ready of a peer had for this node
 /// (thousands of messages at hundreds of thousands of active groups): an overloaded loop
 /// stepped for seconds while no group's outputs were taken (docs/design.md §4.4). Counted
@@ -115,8 +116,8 @@ impl Driver {
             }
             // Biased, so that the same inputs are served in the same order from run to run
             // (a deterministic test on a manual clock relies on it), and time-critical work
-            // (a finished write, a tick) comes first. Every wake then drains both queues, so
-            // neither can starve the other.
+            // (a finished write, a tick) comes first. Every wake then takes a bounded amount
+            // from every source, so none can starve another.
             tokio::select! {
                 biased;
                 result = poll_write(&mut self.in_flight) => {
@@ -164,7 +165,7 @@ impl Driver {
             self.p.node.step(batch);
         }
         // The tick is served again before each batch and call, not once per wake: stepping
-        // a thousand batches can take many ticks, and a lease read judged on the clock of
+        // a wake's batches can take many ticks, and a lease read judged on the clock of
         // the wake was served after the lease had lapsed (review).
         while let Some(batch) = self.p.inbound.next_within(&mut budget) {
             self.tick_if_due();

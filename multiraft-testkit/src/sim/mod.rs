@@ -262,7 +262,8 @@ enum Ev {
     HealPartition {
         epoch: u64,
     },
-    /// A paused node (in its life `incarnation`) resumes (`Faults::pauses`).
+    /// A paused node (in its life `incarnation`) resumes, or a busy one takes its readies
+    /// again (`Faults::pauses`).
     Resume {
         node: usize,
         incarnation: u64,

@@ -81,7 +81,7 @@ pub struct SimReport {
     pub storage_failures: u64,
     /// Partitions started.
     pub partitions: u64,
-    /// Nodes paused (`Faults::pauses`).
+    /// Nodes paused (`Faults::pauses`): stalled or busy.
     pub pauses: u64,
     /// Batches held back as stragglers (`Faults::straggler_per_mille`).
     pub stragglers: u64,
