@@ -111,7 +111,7 @@ impl Node {
             if slot.group.leadership().1 != Some(self.id) {
                 continue;
             }
-            let live = |n: NodeId| self.peers.live(n) == Some(true);
+            let live = |n: NodeId| self.peers.is_live(n);
             let result = match slot.group.transfer_candidate(live, group.0) {
                 Some(to) => self.transfer_leader(group, to),
                 None => Err(TransferError::NoLiveVoter),

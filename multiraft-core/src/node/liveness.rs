@@ -289,6 +289,18 @@ impl Peers {
         self.peers.get(&peer).map(|p| p.live)
     }
 
+    /// Whether `peer` is known and live: a node never heard of counts as neither live nor
+    /// down, and the rules that lean on liveness (quorums, transfers, snapshot slots) count
+    /// only what is known.
+    pub(super) fn is_live(&self, peer: NodeId) -> bool {
+        self.live(peer) == Some(true)
+    }
+
+    /// Whether `peer` is known and declared down.
+    pub(super) fn is_down(&self, peer: NodeId) -> bool {
+        self.live(peer) == Some(false)
+    }
+
     /// How many peers are declared down (not heard from within their timeout).
     pub(super) fn down_count(&self) -> usize {
         self.peers.values().filter(|p| !p.live).count()

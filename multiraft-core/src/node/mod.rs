@@ -631,10 +631,8 @@ impl Node {
                 slot.ticking,
                 "group {id} in `active` but not marked ticking"
             );
-            slot.group.tick_knowing(
-                |n| peers.live(n) == Some(true),
-                |n| peers.live(n) == Some(false),
-            );
+            slot.group
+                .tick_knowing(|n| peers.is_live(n), |n| peers.is_down(n));
             if slot.group.is_quiesced() {
                 quiesced.push(*id);
                 slot.ticking = false;
@@ -756,8 +754,7 @@ impl Node {
                 if restarted {
                     slot.group.on_node_restarted(*peer);
                 } else {
-                    slot.group
-                        .on_node_down_with(*peer, |n| peers.live(n) == Some(true));
+                    slot.group.on_node_down_with(*peer, |n| peers.is_live(n));
                 }
             }
             if !slot.group.is_quiesced() && !slot.ticking {

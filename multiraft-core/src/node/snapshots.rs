@@ -395,7 +395,7 @@ impl Node {
             // election timeout and take no chunk (simulator, seed 19006498: transfers to
             // a lost node took the one slot in turn while others waited). It asks again
             // at its next heartbeat answer.
-            let wants = peers.live(to) == Some(true)
+            let wants = peers.is_live(to)
                 && groups
                     .get_mut(&group)
                     .is_some_and(|slot| slot.group.want_snapshot_slot(to));

@@ -113,7 +113,7 @@ impl Node {
                 }
                 continue;
             }
-            let down = self.peers.live(u.node) == Some(false);
+            let down = self.peers.is_down(u.node);
             if u.next <= now && !tracked && !down {
                 let leader = slot.as_ref().and_then(|s| s.group.leadership().1);
                 match slot {
