@@ -1,8 +1,9 @@
 //! Moving message batches between nodes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashSet;
 use tokio::sync::mpsc;
 
 use crate::ids::NodeId;
@@ -87,7 +88,33 @@ enum Queue {
         tx: mpsc::Sender<(MessageBatch, usize)>,
         /// The bytes waiting and their bound.
         bytes: Arc<HeldBytes>,
+        /// Who sent what came since the node last looked.
+        arrivals: Arc<Arrivals>,
     },
+}
+
+/// The most senders a node's inbox notes between two of the node's looks ([`Arrivals`]):
+/// past it a sender goes unnoted, and is judged by the batches the node steps, as without
+/// the notes. A node shares groups with far fewer peer nodes than this; the bound keeps a
+/// transport that delivers under made-up sender ids from growing the set.
+const MAX_NOTED_SENDERS: usize = 4096;
+
+/// The senders of the batches that reached a node's own inbox since the node last looked,
+/// whether the inbox took them or dropped them as full: each is a peer node up and
+/// reaching this one, however long its batch waits behind others. The driver tells the node
+/// before each tick ([`Node::batch_arrived`](crate::Node::batch_arrived)), so that a
+/// backlog in this node's own inbox never makes a peer look silent (docs/design.md §4.3).
+#[derive(Debug, Default)]
+struct Arrivals(Mutex<FxHashSet<NodeId>>);
+
+impl Arrivals {
+    fn note(&self, from: NodeId) {
+        // A poisoned lock still holds a set of node ids, whole: nothing to repair.
+        let mut senders = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if senders.len() < MAX_NOTED_SENDERS {
+            senders.insert(from);
+        }
+    }
 }
 
 /// Bytes of the batches in an inbox ([`MessageBatch::size_bytes`]) and the most it holds.
@@ -174,10 +201,12 @@ impl Inbox {
             max: max_bytes,
             room: tokio::sync::Notify::new(),
         });
+        let arrivals = Arc::new(Arrivals::default());
         let inbox = Inbox {
             tx: Queue::Counted {
                 tx,
                 bytes: Arc::clone(&bytes),
+                arrivals: Arc::clone(&arrivals),
             },
         };
         (
@@ -185,6 +214,7 @@ impl Inbox {
             InboxReceiver {
                 rx,
                 bytes,
+                arrivals,
                 closed: false,
             },
         )
@@ -194,7 +224,13 @@ impl Inbox {
     pub fn deliver(&self, batch: MessageBatch) -> Result<(), DeliverError> {
         match &self.tx {
             Queue::Plain(tx) => tx.try_send(batch).map_err(|e| refused(&e)),
-            Queue::Counted { tx, bytes } => {
+            Queue::Counted {
+                tx,
+                bytes,
+                arrivals,
+            } => {
+                // Before the bound: a batch dropped as the inbox is full came all the same.
+                arrivals.note(batch.from);
                 let size = batch.size_bytes();
                 if !bytes.reserve(size) {
                     return Err(DeliverError::Full);
@@ -214,7 +250,13 @@ impl Inbox {
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
         match &self.tx {
             Queue::Plain(tx) => tx.send(batch).await.map_err(|_| DeliverError::Stopped),
-            Queue::Counted { tx, bytes } => {
+            Queue::Counted {
+                tx,
+                bytes,
+                arrivals,
+            } => {
+                // It came, whatever it waits for.
+                arrivals.note(batch.from);
                 // Room among the batches, then among the bytes, then the send, which cannot
                 // wait. The bytes were counted and never waited for before, so the inbox
                 // held up to `max_inbox_batches` batches of any size (gigabytes of snapshot
@@ -282,6 +324,7 @@ fn refused<T>(e: &mpsc::error::TrySendError<T>) -> DeliverError {
 pub(crate) struct InboxReceiver {
     rx: mpsc::Receiver<(MessageBatch, usize)>,
     bytes: Arc<HeldBytes>,
+    arrivals: Arc<Arrivals>,
     /// Every inbox is gone, and that was logged (once).
     closed: bool,
 }
@@ -312,6 +355,13 @@ impl InboxReceiver {
         self.bytes.release(size);
         *budget = budget.saturating_sub(size.max(1));
         Some(batch)
+    }
+
+    /// Swaps the senders noted since the last call into `senders`, which should come empty
+    /// (its room is reused: no allocation once warm).
+    pub(crate) fn take_arrivals(&mut self, senders: &mut FxHashSet<NodeId>) {
+        let mut noted = self.arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *noted, senders);
     }
 
     /// The next batch if one is waiting, whatever its size.
@@ -399,6 +449,32 @@ mod tests {
         );
         assert_eq!(rx.next_within(&mut budget).map(|b| b.messages.len()), None);
         assert_eq!(rx.try_recv().map(|b| b.messages.len()), Some(2));
+    }
+
+    /// The inbox notes the sender of every batch that came, taken or dropped as full, once
+    /// until the node looks, and at most `MAX_NOTED_SENDERS` of them.
+    #[test]
+    fn an_inbox_notes_who_sent_what_came_taken_or_dropped() {
+        let (inbox, mut rx) = Inbox::bounded(16, 200);
+        let from = |node: u64, ids: usize| MessageBatch {
+            from: NodeId(node),
+            ..batch(ids)
+        };
+        assert_eq!(inbox.deliver(from(2, 10)), Ok(()));
+        assert_eq!(inbox.deliver(from(3, 10)), Err(DeliverError::Full));
+        assert_eq!(inbox.deliver(from(2, 1)), Ok(()));
+        let mut senders = FxHashSet::default();
+        rx.take_arrivals(&mut senders);
+        let mut noted: Vec<NodeId> = senders.drain().collect();
+        noted.sort();
+        assert_eq!(noted, vec![NodeId(2), NodeId(3)]);
+        rx.take_arrivals(&mut senders);
+        assert!(senders.is_empty(), "nothing came since the node looked");
+        for node in 0..MAX_NOTED_SENDERS as u64 + 10 {
+            let _ = inbox.deliver(from(node + 10, 1));
+        }
+        rx.take_arrivals(&mut senders);
+        assert_eq!(senders.len(), MAX_NOTED_SENDERS);
     }
 
     /// Waiting delivery waits for room in bytes as well as among the batches, and a wait

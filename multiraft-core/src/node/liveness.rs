@@ -159,6 +159,17 @@ impl Peers {
         !std::mem::replace(&mut p.live, true)
     }
 
+    /// A batch from `from` came and waits unstepped (or was dropped by a full inbox): a
+    /// live peer is heard from now ([`Node::batch_arrived`](super::Node::batch_arrived)).
+    /// A peer declared down is not brought back: that waits for a batch stepped.
+    pub(super) fn arrived(&mut self, from: NodeId) {
+        let now = self.served;
+        if let Some(p) = self.peers.get_mut(&from).filter(|p| p.live) {
+            p.longest_silence = p.longest_silence.max(now - p.last_heard);
+            p.last_heard = now;
+        }
+    }
+
     /// The liveness part of a heartbeat message from `from` arrived at tick `now`. `mine`
     /// is this node's (incarnation, last round issued). Returns which life of the peer sent
     /// it: on [`Life::New`] its groups' earlier promises and leadership are gone.
@@ -360,6 +371,38 @@ mod tests {
         peers.heard(NodeId(2));
         assert_eq!(peers.live(NodeId(2)), Some(true));
         assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 0));
+    }
+
+    /// A peer whose batches come but wait unstepped in this node's backlog (or are dropped
+    /// by its full inbox) is not silent: it stays live however long they wait. Once declared
+    /// down, a batch that only came does not bring it back; one stepped does.
+    #[test]
+    fn a_peer_whose_batches_wait_is_not_silent() {
+        let mut peers = Peers::default();
+        peers.add(NodeId(1), &Membership::voters([1, 2, 3]));
+        for tick in 1..=10 * TIMEOUT {
+            peers.arrived(NodeId(2));
+            let expected = if tick == TIMEOUT + 1 {
+                vec![NodeId(3)]
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                peers.expire(TIMEOUT, 0).0,
+                expected,
+                "only node 3 is silent"
+            );
+        }
+        assert_eq!(peers.live(NodeId(2)), Some(true));
+        // Heard before the last tick served, as a batch stepped then would be.
+        assert_eq!(silence_until_down(&mut peers, 1000), Some(TIMEOUT));
+        peers.arrived(NodeId(2));
+        assert_eq!(peers.live(NodeId(2)), Some(false));
+        assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 2));
+        assert!(peers.heard(NodeId(2)), "a batch stepped: back");
+        // A node that is not a peer is ignored.
+        peers.arrived(NodeId(9));
+        assert_eq!(peers.live(NodeId(9)), None);
     }
 
     /// A peer heard again after a silence of 25 ticks (a stall) is given twice that before

@@ -451,6 +451,19 @@ impl Node {
         }
     }
 
+    /// A batch from `from` reached this node's inbox, where it waits behind others to be
+    /// stepped, or was dropped there as the inbox was full: a peer declared live stays live,
+    /// heard from now. A driver that queues batches before stepping them tells the node,
+    /// before each tick, of every sender since the last one, so that its own backlog never
+    /// makes a peer look silent: a node that steps its inbox slower than it fills would
+    /// otherwise declare down the peers whose batches wait in it, their groups would
+    /// elect, and the elections load every node more (docs/design.md §4.3). A peer
+    /// declared down stays down until a batch of it is stepped: only then is its life
+    /// judged, and the groups it left behind caught up.
+    pub fn batch_arrived(&mut self, from: NodeId) {
+        self.peers.arrived(from);
+    }
+
     /// Judges which life of its sender `batch` comes from, by the liveness part of its
     /// first heartbeat message, if it has one (a batch without one cannot tell), and acts
     /// on a restart; returns whether the batch is of an earlier life. Such a batch is stale

@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 40;
+const MOVES: usize = 43;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -134,6 +134,9 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.batches_split,
         r.indeterminate,
         r.indeterminate_applied,
+        r.backlog_pauses,
+        r.peers_declared_down,
+        r.declared_down_in_backlog,
     ]
 }
 
@@ -316,6 +319,10 @@ fn main() -> ExitCode {
         m[33],
         m[34],
         m[35]
+    );
+    println!(
+        "sim: busy pauses stepping a backlog {}; peers declared down {} (by a node stepping a backlog {})",
+        m[40], m[41], m[42]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

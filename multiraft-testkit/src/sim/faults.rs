@@ -16,8 +16,10 @@ impl<A: SimApp> Simulation<A> {
         sn.pending = None;
         sn.paused_until_us = 0;
         sn.busy_until_us = 0;
+        sn.backlog = false;
         sn.missed_ticks = 0;
         sn.held.clear();
+        sn.arrived.clear();
         sn.incarnation += 1;
         self.app_touched.extend(self.replicas[i].keys().copied());
         self.replicas[i].clear();

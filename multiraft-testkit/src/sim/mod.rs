@@ -221,6 +221,13 @@ pub(crate) struct SimNode {
     /// Until when its loop is busy ([`Faults::pauses`]): it serves its ticks and steps what
     /// comes, but takes no ready; 0 once over.
     busy_until_us: u64,
+    /// Whether that busy loop steps a backlog: what comes waits in its inbox (as in
+    /// `held`, `inbox_room` bounding it) until the pause ends.
+    backlog: bool,
+    /// The senders of the batches that reached its inbox, held or dropped as full, since its
+    /// last tick: told to the node before the next one, as the driver does
+    /// (`Node::batch_arrived`).
+    arrived: BTreeSet<NodeId>,
 }
 
 enum Ev {
@@ -739,8 +746,8 @@ impl<A: SimApp> Simulation<A> {
                 self.hash.u64(1);
                 self.hash.u64(node as u64);
                 self.hash.u64(self.now_us);
+                self.serve_tick(node, 0);
                 let n = self.nodes[node].node.as_mut().expect("up");
-                n.tick();
                 for g in sorted_groups(n) {
                     self.touched.push((node, g));
                 }
@@ -874,6 +881,8 @@ impl SimNode {
             inbox_room: 0,
             held: Vec::new(),
             busy_until_us: 0,
+            backlog: false,
+            arrived: BTreeSet::new(),
             tick_us,
         }
     }

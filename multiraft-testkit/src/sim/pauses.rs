@@ -11,6 +11,11 @@
 //! inbound batches. Its groups' outputs wait in their buffers meanwhile, where a new
 //! heartbeat, vote request or `Unheard` replaces its unsent predecessor (docs/design.md
 //! §4.4), and its peers hear nothing from it but what a write already in flight releases.
+//! In half of the busy pauses (those of an even length) what comes waits too, in an inbox
+//! of a few dozen batches, until the pause ends: ticks served meanwhile would count its
+//! peers silent but for the arrivals the node is told of before each tick
+//! (`Node::batch_arrived`). Those arrivals are told in stalled pauses too, before the
+//! late tick, as the driver's inbox notes them while its loop stalls.
 
 use multiraft_core::{GroupId, ReadPolicy};
 
@@ -63,13 +68,22 @@ impl<A: SimApp> Simulation<A> {
         let incarnation = self.nodes[i].incarnation;
         if self.rng.chance(333) {
             self.nodes[i].busy_until_us = self.now_us + us;
+            // Of the length already drawn, so that the seeds' later draws stay as they were.
+            self.nodes[i].backlog = us.is_multiple_of(2);
+            self.nodes[i].inbox_room = 1 + (us >> 1) % PAUSE_INBOX_BATCHES;
+            self.report.backlog_pauses += u64::from(self.nodes[i].backlog);
             self.report.pauses += 1;
             self.hash.u64(16);
             self.hash.u64(i as u64);
             self.note(format!(
-                "{} is busy for {} ms: no ready",
+                "{} is busy for {} ms: no ready{}",
                 self.nodes[i].id,
-                us / 1000
+                us / 1000,
+                if self.nodes[i].backlog {
+                    ", inputs wait"
+                } else {
+                    ""
+                }
             ));
             let resume = Ev::Resume {
                 node: i,
@@ -102,8 +116,20 @@ impl<A: SimApp> Simulation<A> {
 
     /// Holds `ev` back if it is for a paused node: a tick is counted as missed (and the
     /// next one scheduled), a batch beyond the room left in its inbox is dropped, anything
-    /// else waits until the node resumes. Returns the event when it is to be handled now.
+    /// else waits until the node resumes. A busy node stepping a backlog holds batches
+    /// alike, and nothing else. Its inbox notes the sender of every batch that reaches it,
+    /// held or dropped. Returns the event when it is to be handled now.
     pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Option<Ev> {
+        if let Ev::Deliver(batch) = &ev {
+            let (from, to) = (batch.from.0 as usize - 1, batch.to.0 as usize - 1);
+            let backlogged = self.is_busy(to) && self.nodes[to].backlog;
+            if (self.is_paused(to) || backlogged) && !self.blocked.contains(&(from, to)) {
+                self.nodes[to].arrived.insert(batch.from);
+            }
+            if backlogged && !self.is_paused(to) {
+                return self.hold_batch(to, ev);
+            }
+        }
         let node = match &ev {
             Ev::Deliver(batch) => batch.to.0 as usize - 1,
             Ev::Tick { node, .. }
@@ -124,14 +150,46 @@ impl<A: SimApp> Simulation<A> {
             return None;
         }
         if let Ev::Deliver(_) = ev {
-            if self.nodes[node].inbox_room == 0 {
-                self.report.batches_dropped += 1;
-                return None;
-            }
-            self.nodes[node].inbox_room -= 1;
+            return self.hold_batch(node, ev);
         }
         self.nodes[node].held.push(ev);
         None
+    }
+
+    /// Holds a batch for `node` if its inbox has room, else drops it.
+    fn hold_batch(&mut self, node: usize, ev: Ev) -> Option<Ev> {
+        if self.nodes[node].inbox_room == 0 {
+            self.report.batches_dropped += 1;
+            return None;
+        }
+        self.nodes[node].inbox_room -= 1;
+        self.nodes[node].held.push(ev);
+        None
+    }
+
+    /// Node `i` (up) serves a tick that comes `missed` ticks late, told first, as the
+    /// driver tells it, the senders of the batches that reached its inbox since its last
+    /// tick; counts the peers it declares down.
+    pub(super) fn serve_tick(&mut self, i: usize, missed: u64) {
+        let backlogged = self.is_busy(i) && self.nodes[i].backlog;
+        let arrived = std::mem::take(&mut self.nodes[i].arrived);
+        let node = self.nodes[i].node.as_mut().expect("up");
+        for from in arrived {
+            self.hash.u64(17);
+            self.hash.u64(from.0);
+            node.batch_arrived(from);
+        }
+        let before = node.stats().peers_declared_down;
+        node.tick_late(missed);
+        let declared = node.stats().peers_declared_down - before;
+        self.report.peers_declared_down += declared;
+        if backlogged && declared > 0 {
+            self.report.declared_down_in_backlog += declared;
+            let id = self.nodes[i].id;
+            self.note(format!(
+                "{id}, stepping a backlog, declared {declared} down"
+            ));
+        }
     }
 
     /// Node `i` (in life `incarnation`) resumes: one tick for the ticks it missed, then
@@ -143,9 +201,13 @@ impl<A: SimApp> Simulation<A> {
             && sn.paused_until_us == 0
             && self.is_up(i)
         {
-            // A busy loop takes the readies that waited.
+            // A busy loop takes the readies that waited, then the backlog that waited.
             self.nodes[i].busy_until_us = 0;
+            self.nodes[i].backlog = false;
             self.note(format!("{} is no longer busy", self.nodes[i].id));
+            for ev in std::mem::take(&mut self.nodes[i].held) {
+                self.schedule(0, ev);
+            }
             return self.drive(i);
         }
         if sn.incarnation != incarnation || sn.paused_until_us == 0 || !self.is_up(i) {
@@ -174,8 +236,8 @@ impl<A: SimApp> Simulation<A> {
         }
         self.hash.u64(15);
         self.hash.u64(i as u64);
+        self.serve_tick(i, missed - 1);
         let node = self.nodes[i].node.as_mut().expect("up");
-        node.tick_late(missed - 1);
         for g in sorted_groups(node) {
             self.touched.push((i, g));
         }

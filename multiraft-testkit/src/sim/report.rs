@@ -83,6 +83,12 @@ pub struct SimReport {
     pub partitions: u64,
     /// Nodes paused (`Faults::pauses`): stalled or busy.
     pub pauses: u64,
+    /// Of those, busy ones whose inputs waited meanwhile (a backlog).
+    pub backlog_pauses: u64,
+    /// Peer nodes declared down by a node's tick, summed over the nodes (each verdict once).
+    pub peers_declared_down: u64,
+    /// Of those, declared by a node stepping a backlog (`backlog_pauses`).
+    pub declared_down_in_backlog: u64,
     /// Batches held back as stragglers (`Faults::straggler_per_mille`).
     pub stragglers: u64,
     /// Batches split into pieces sent apart (`Faults::split_per_mille`).
