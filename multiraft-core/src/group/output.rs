@@ -98,6 +98,23 @@ impl Replica {
         self.send_now_msg(to, term, body);
     }
 
+    /// Whether an answer to a periodic beat (`HeartbeatResponse` of round 0, this term) to
+    /// `to` is still in the buffer: a second one would say nothing the first does not, and
+    /// a follower whose readies wait behind an overloaded loop otherwise queued one per
+    /// beat received until the loop came round (docs/design.md §4.4). Leaving it out is a
+    /// message lost, which Raft tolerates. Looks only at a buffer written since it was last
+    /// taken.
+    pub(super) fn beat_answer_unsent(&self, to: NodeId) -> bool {
+        self.out_written != Written::Nothing
+            && self.out.as_ref().is_some_and(|o| {
+                o.send_after_write.iter().rev().any(|m| {
+                    m.to == to
+                        && m.term == self.term
+                        && matches!(m.body, MessageBody::HeartbeatResponse { round: 0 })
+                })
+            })
+    }
+
     /// Drops the messages in the output buffer that `stale` picks: requests (a round of
     /// vote requests, an `Unheard`) that a newer one replaces. A group whose readies wait
     /// behind an overloaded loop would otherwise queue one per election timeout until the

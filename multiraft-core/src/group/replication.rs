@@ -107,7 +107,10 @@ impl Replica {
             };
             self.send_after(from, body);
         }
-        self.send_after(from, MessageBody::HeartbeatResponse { round });
+        // A read round's beat is always answered: its round is what the answer counts for.
+        if round != 0 || !self.beat_answer_unsent(from) {
+            self.send_after(from, MessageBody::HeartbeatResponse { round });
+        }
     }
 
     /// Hearing from the leader of our term.

@@ -144,3 +144,41 @@ fn a_beat_after_a_quiesce_notice_leaves_after_it() {
         );
     }
 }
+
+/// A follower whose readies wait answers each beat of its leader; it holds one answer per
+/// leader and term, and a read round's beat gets an answer of its own. Regression: one
+/// answer per beat received stayed.
+#[test]
+fn a_follower_whose_readies_wait_holds_one_answer_to_periodic_beats() {
+    let mut c = Cluster::new(3, 0, strict(), 23);
+    c.elect(1);
+    c.deliver_all();
+    let beat = |c: &Cluster, round| Message {
+        group: c.g(2).id(),
+        from: n(1),
+        to: n(2),
+        term: c.status(1).term,
+        body: MessageBody::Heartbeat {
+            commit: c.status(1).commit,
+            round,
+        },
+    };
+    for round in [0, 0, 0, 7, 0, 0] {
+        let m = beat(&c, round);
+        c.g_mut(2).step(m);
+    }
+    let ready = c.g_mut(2).ready(MAX, MAX);
+    let answers: Vec<(NodeId, u64, &MessageBody)> = (ready.send_now.iter())
+        .chain(&ready.send_after_write)
+        .filter(|m| matches!(m.body, MessageBody::HeartbeatResponse { .. }))
+        .map(|m| (m.to, m.term, &m.body))
+        .collect();
+    let term = c.status(1).term;
+    assert_eq!(
+        answers,
+        vec![
+            (n(1), term, &MessageBody::HeartbeatResponse { round: 0 }),
+            (n(1), term, &MessageBody::HeartbeatResponse { round: 7 }),
+        ]
+    );
+}
