@@ -266,6 +266,8 @@ impl Inbox {
                 let permit = tx.reserve().await.map_err(|_| DeliverError::Stopped)?;
                 let size = batch.size_bytes();
                 bytes.reserve_waiting(size).await;
+                // And again once taken: the wait may have outlasted the liveness timeout.
+                arrivals.note(batch.from);
                 permit.send((batch, size));
                 Ok(())
             }

@@ -826,7 +826,7 @@ impl Replica {
             // no news — waking on it would restart an election timer the leader no longer
             // feeds (found by the simulator, seed 308).
             self.commit_to(commit.min(self.log.last_index()));
-            self.send_after(msg.from, MessageBody::HeartbeatResponse { round });
+            self.answer_beat(msg.from, round);
             return;
         }
         // Acknowledgements of heartbeats, and the quiesce notice itself, do not wake a

@@ -98,21 +98,33 @@ impl Replica {
         self.send_now_msg(to, term, body);
     }
 
-    /// Whether an answer to a periodic beat (`HeartbeatResponse` of round 0, this term) to
-    /// `to` is still in the buffer: a second one would say nothing the first does not, and
-    /// a follower whose readies wait behind an overloaded loop otherwise queued one per
-    /// beat received until the loop came round (docs/design.md §4.4). Leaving it out is a
-    /// message lost, which Raft tolerates. Looks only at a buffer written since it was last
-    /// taken.
-    pub(super) fn beat_answer_unsent(&self, to: NodeId) -> bool {
-        self.out_written != Written::Nothing
-            && self.out.as_ref().is_some_and(|o| {
-                o.send_after_write.iter().rev().any(|m| {
-                    m.to == to
-                        && m.term == self.term
-                        && matches!(m.body, MessageBody::HeartbeatResponse { round: 0 })
+    /// Answers a beat of round `round` from `to`, the leader of this term; or, if an answer
+    /// to it of this term is still in the buffer, raises that one's round to `round` if
+    /// higher. A follower whose readies wait behind an overloaded loop otherwise queued an
+    /// answer per beat received until the loop came round (docs/design.md §4.4). The
+    /// answer left out is a message lost, which Raft tolerates, and the one sent says what
+    /// it would have: the leader takes the highest round answered, and a later round
+    /// confirms the reads of the earlier ones. Looks only at a buffer written since it was
+    /// last taken.
+    pub(super) fn answer_beat(&mut self, to: NodeId, round: u64) {
+        let term = self.term;
+        if self.out_written != Written::Nothing
+            && let Some(out) = self.out.as_mut()
+            && let Some(answered) = out
+                .send_after_write
+                .iter_mut()
+                .rev()
+                .find_map(|m| match &mut m.body {
+                    MessageBody::HeartbeatResponse { round } if m.to == to && m.term == term => {
+                        Some(round)
+                    }
+                    _ => None,
                 })
-            })
+        {
+            *answered = (*answered).max(round);
+            return;
+        }
+        self.send_after(to, MessageBody::HeartbeatResponse { round });
     }
 
     /// Drops the messages in the output buffer that `stale` picks: requests (a round of

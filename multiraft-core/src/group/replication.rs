@@ -107,10 +107,7 @@ impl Replica {
             };
             self.send_after(from, body);
         }
-        // A read round's beat is always answered: its round is what the answer counts for.
-        if round != 0 || !self.beat_answer_unsent(from) {
-            self.send_after(from, MessageBody::HeartbeatResponse { round });
-        }
+        self.answer_beat(from, round);
     }
 
     /// Hearing from the leader of our term.

@@ -47,6 +47,11 @@ struct Peer {
     longest_silence: u64,
     /// Heard from within its timeout ([`Peers::expire`]).
     live: bool,
+    /// Its last batch stepped was refused unread (invalid or misaddressed): its batches'
+    /// arrivals do not count ([`Peers::arrived`]) until one of them is stepped. A peer
+    /// whose every batch is refused (other message limits, a broken transport) is then
+    /// declared down as before, rather than kept live by batches nobody reads (review).
+    unreadable: bool,
     /// How many hosted groups have a replica there; the peer is forgotten at zero.
     groups: usize,
     /// The peer's incarnation, once heard.
@@ -122,6 +127,7 @@ impl Peers {
                     last_heard: now,
                     longest_silence: 0,
                     live: true,
+                    unreadable: false,
                     groups: 0,
                     incarnation: None,
                     earlier_incarnation: None,
@@ -156,15 +162,25 @@ impl Peers {
         };
         p.longest_silence = p.longest_silence.max(now - p.last_heard);
         p.last_heard = now;
+        p.unreadable = false;
         !std::mem::replace(&mut p.live, true)
     }
 
+    /// A batch from `from` was refused unread: its arrivals stop counting until a batch of
+    /// it is stepped.
+    pub(super) fn refused(&mut self, from: NodeId) {
+        if let Some(p) = self.peers.get_mut(&from) {
+            p.unreadable = true;
+        }
+    }
+
     /// A batch from `from` came and waits unstepped (or was dropped by a full inbox): a
-    /// live peer is heard from now ([`Node::batch_arrived`](super::Node::batch_arrived)).
-    /// A peer declared down is not brought back: that waits for a batch stepped.
+    /// live peer is heard from now ([`Node::batch_arrived`](super::Node::batch_arrived)),
+    /// unless its last batch stepped was refused unread. A peer declared down is not
+    /// brought back: that waits for a batch stepped.
     pub(super) fn arrived(&mut self, from: NodeId) {
         let now = self.served;
-        if let Some(p) = self.peers.get_mut(&from).filter(|p| p.live) {
+        if let Some(p) = (self.peers.get_mut(&from)).filter(|p| p.live && !p.unreadable) {
             p.longest_silence = p.longest_silence.max(now - p.last_heard);
             p.last_heard = now;
         }
@@ -400,6 +416,19 @@ mod tests {
         assert_eq!(peers.live(NodeId(2)), Some(false));
         assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 2));
         assert!(peers.heard(NodeId(2)), "a batch stepped: back");
+        // Once a batch of it is refused unread, its arrivals stop counting until one of its
+        // batches is stepped.
+        peers.refused(NodeId(2));
+        let declared = (1..=1000).find(|_| {
+            peers.arrived(NodeId(2));
+            peers.expire(TIMEOUT, 0).0 == vec![NodeId(2)]
+        });
+        assert!(declared.is_some(), "its arrivals keep it live no longer");
+        peers.heard(NodeId(2));
+        for _ in 0..1000 {
+            peers.arrived(NodeId(2));
+            assert_eq!(peers.expire(TIMEOUT, 0), (vec![], 1));
+        }
         // A node that is not a peer is ignored.
         peers.arrived(NodeId(9));
         assert_eq!(peers.live(NodeId(9)), None);

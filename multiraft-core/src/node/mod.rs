@@ -423,21 +423,24 @@ impl Node {
 
     /// Feeds a batch received from a peer node. Messages for groups this node does not host
     /// are dropped (a message never creates a group), as are misaddressed ones. A batch
-    /// that fails [`MessageBatch::validate`] is dropped whole, before anything (peer
-    /// liveness included) is touched, and counted in [`NodeStats::dropped_invalid`]; the
-    /// addressing check comes first, so a batch for another node counts as misaddressed.
-    /// Every transport's batches get these checks (docs/design.md §7).
+    /// that fails [`MessageBatch::validate`] is dropped whole, before anything is read of
+    /// it, and counted in [`NodeStats::dropped_invalid`]; the addressing check comes first,
+    /// so a batch for another node counts as misaddressed. Either counts its sender unheard:
+    /// its batches' arrivals ([`Node::batch_arrived`]) stop keeping it live until one of
+    /// them is stepped. Every transport's batches get these checks (docs/design.md §7).
     pub fn step(&mut self, batch: MessageBatch) {
         let count = batch.messages.len() as u64;
         if batch.to != self.id || batch.from == self.id {
             self.stats.dropped_misaddressed += count;
             self.metrics.dropped_misaddressed.increment(count);
+            self.peers.refused(batch.from);
             return;
         }
         if let Err(error) = batch.validate(&MessageLimits::default()) {
             tracing::debug!(node = %self.id, peer = %batch.from, %error, "dropping invalid batch");
             self.stats.dropped_invalid += count;
             self.metrics.dropped_invalid.increment(count);
+            self.peers.refused(batch.from);
             return;
         }
         if self.of_an_earlier_life(&batch) {
@@ -453,7 +456,7 @@ impl Node {
 
     /// A batch from `from` reached this node's inbox, where it waits behind others to be
     /// stepped, or was dropped there as the inbox was full: a peer declared live stays live,
-    /// heard from now. A driver that queues batches before stepping them tells the node,
+    /// heard from now, unless the last batch of it stepped was refused unread. A driver that queues batches before stepping them tells the node,
     /// before each tick, of every sender since the last one, so that its own backlog never
     /// makes a peer look silent: a node that steps its inbox slower than it fills would
     /// otherwise declare down the peers whose batches wait in it, their groups would

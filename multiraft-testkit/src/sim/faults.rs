@@ -11,6 +11,9 @@ use super::{Ev, Simulation};
 impl<A: SimApp> Simulation<A> {
     /// The node loses its memory and any write in flight.
     pub(super) fn take_down(&mut self, i: usize) {
+        // What waited in its inbox is lost with it.
+        let held = self.nodes[i].held.iter();
+        self.report.batches_dropped += held.filter(|e| matches!(e, Ev::Deliver(_))).count() as u64;
         let sn = &mut self.nodes[i];
         sn.node = None;
         sn.pending = None;

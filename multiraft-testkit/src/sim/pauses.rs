@@ -12,7 +12,7 @@
 //! heartbeat, vote request or `Unheard` replaces its unsent predecessor (docs/design.md
 //! §4.4), and its peers hear nothing from it but what a write already in flight releases.
 //! In half of the busy pauses (those of an even length) what comes waits too, in an inbox
-//! of a few dozen batches, until the pause ends: ticks served meanwhile would count its
+//! of 1–256 batches, until the pause ends: ticks served meanwhile would count its
 //! peers silent but for the arrivals the node is told of before each tick
 //! (`Node::batch_arrived`). Those arrivals are told in stalled pauses too, before the
 //! late tick, as the driver's inbox notes them while its loop stalls.
@@ -118,16 +118,25 @@ impl<A: SimApp> Simulation<A> {
     /// next one scheduled), a batch beyond the room left in its inbox is dropped, anything
     /// else waits until the node resumes. A busy node stepping a backlog holds batches
     /// alike, and nothing else. Its inbox notes the sender of every batch that reaches it,
-    /// held or dropped. Returns the event when it is to be handled now.
+    /// held or dropped; a batch on a link cut meanwhile never reaches it. Returns the event
+    /// when it is to be handled now.
     pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Option<Ev> {
         if let Ev::Deliver(batch) = &ev {
             let (from, to) = (batch.from.0 as usize - 1, batch.to.0 as usize - 1);
-            let backlogged = self.is_busy(to) && self.nodes[to].backlog;
-            if (self.is_paused(to) || backlogged) && !self.blocked.contains(&(from, to)) {
+            // Until its resume is handled, not `is_busy`: that ends in the microsecond the
+            // resume comes, and a batch of that microsecond overtook the backlog (review).
+            let backlogged = self.nodes[to].busy_until_us != 0 && self.nodes[to].backlog;
+            if self.is_paused(to) || backlogged {
+                if self.blocked.contains(&(from, to)) {
+                    // Held, it took the inbox's room, and crossed the cut if the partition
+                    // healed before the pause ended (review).
+                    self.report.batches_dropped += 1;
+                    return None;
+                }
                 self.nodes[to].arrived.insert(batch.from);
-            }
-            if backlogged && !self.is_paused(to) {
-                return self.hold_batch(to, ev);
+                if !self.is_paused(to) {
+                    return self.hold_batch(to, ev);
+                }
             }
         }
         let node = match &ev {

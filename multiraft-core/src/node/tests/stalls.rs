@@ -140,3 +140,41 @@ fn ticks_and_inputs_between_readies_list_each_group_once() {
     node.step(batch_for(3, 1, 1, &list[..10], vote(false)));
     assert_eq!(node.since_sends, list[..10].to_vec());
 }
+
+/// A node that steps its inbox slower than it fills hears the peers whose batches wait
+/// there: told of their arrival before each tick, it declares none down however long they
+/// wait (docs/design.md §4.3). A peer whose batch it refused unread (invalid) is heard by
+/// its arrivals no longer, until a batch of it is stepped: it is declared down as before.
+#[test]
+fn a_peer_whose_batches_wait_in_the_inbox_is_not_declared_down() {
+    let mut sim = led_by_node_1(10);
+    let timeout = u64::from(strict().election_timeout_min_ticks);
+    for _ in 0..10 * timeout {
+        sim.nodes[0].batch_arrived(n(2));
+        sim.nodes[0].tick();
+    }
+    assert_eq!(sim.nodes[0].peer_live(n(2)), Some(true));
+    assert_eq!(sim.nodes[0].peer_live(n(3)), Some(false), "silent");
+    let invalid = MessageBatch {
+        from: n(2),
+        to: n(1),
+        messages: vec![Message {
+            group: g(1),
+            from: n(2),
+            to: n(1),
+            term: u64::MAX,
+            body: MessageBody::HeartbeatResponse { round: 0 },
+        }],
+    };
+    sim.nodes[0].step(invalid);
+    assert_eq!(sim.nodes[0].stats().dropped_invalid, 1);
+    for _ in 0..MAX_TIMEOUT_STRETCH * timeout + 1 {
+        sim.nodes[0].batch_arrived(n(2));
+        sim.nodes[0].tick();
+    }
+    assert_eq!(
+        sim.nodes[0].peer_live(n(2)),
+        Some(false),
+        "refused: not heard"
+    );
+}
