@@ -168,15 +168,25 @@ fn a_follower_whose_readies_wait_holds_one_answer_to_its_leaders_beats() {
         let m = beat(&c, round);
         c.g_mut(2).step(m);
     }
+    // A beat of a later term is answered apart: the leader takes no answer of a term
+    // before its own.
+    let term = c.status(1).term;
+    let later = Message {
+        term: term + 1,
+        ..beat(&c, 4)
+    };
+    c.g_mut(2).step(later);
     let ready = c.g_mut(2).ready(MAX, MAX);
     let answers: Vec<(NodeId, u64, &MessageBody)> = (ready.send_now.iter())
         .chain(&ready.send_after_write)
         .filter(|m| matches!(m.body, MessageBody::HeartbeatResponse { .. }))
         .map(|m| (m.to, m.term, &m.body))
         .collect();
-    let term = c.status(1).term;
     assert_eq!(
         answers,
-        vec![(n(1), term, &MessageBody::HeartbeatResponse { round: 9 })]
+        vec![
+            (n(1), term, &MessageBody::HeartbeatResponse { round: 9 }),
+            (n(1), term + 1, &MessageBody::HeartbeatResponse { round: 4 }),
+        ]
     );
 }
