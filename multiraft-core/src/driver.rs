@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use rustc_hash::FxHashSet;
 use tokio::sync::broadcast;
 
 use crate::call::{Call, CallInbox, MAX_COMMANDS_PER_WAKE, Replies, Taken};
 use crate::clock::{Clock, take_due_tick};
 use crate::error::{StopError, StorageError};
-use crate::ids::NodeId;
 use crate::machines::Machines;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
 use crate::snapshot_io::SnapshotIo;
@@ -70,9 +68,6 @@ pub(crate) struct Driver {
     /// Where each request's answer goes; the node decides the answers.
     replies: Replies,
     next_tick: Duration,
-    /// The senders of the batches that came since the last tick, taken from the inbox
-    /// before each tick (a buffer kept for its room).
-    arrived: FxHashSet<NodeId>,
     in_flight: Option<InFlight>,
     stopping: bool,
     detach: Detach,
@@ -88,7 +83,6 @@ impl Driver {
             detach: Detach::new(Arc::clone(&p.transport), p.node.id()),
             p,
             next_tick,
-            arrived: FxHashSet::default(),
             in_flight: None,
             stopping: false,
         }
@@ -201,8 +195,7 @@ impl Driver {
         let interval = self.p.node.config().tick_interval;
         if let Some(missed) = take_due_tick(&mut self.next_tick, now, interval) {
             // Peers whose batches wait in the inbox are heard, not silent.
-            self.p.inbound.take_arrivals(&mut self.arrived);
-            for peer in self.arrived.drain() {
+            for peer in self.p.inbound.arrivals() {
                 self.p.node.batch_arrived(peer);
             }
             self.p.node.tick_late(missed);

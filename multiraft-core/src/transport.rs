@@ -215,6 +215,7 @@ impl Inbox {
                 rx,
                 bytes,
                 arrivals,
+                arrived: FxHashSet::default(),
                 closed: false,
             },
         )
@@ -327,6 +328,8 @@ pub(crate) struct InboxReceiver {
     rx: mpsc::Receiver<(MessageBatch, usize)>,
     bytes: Arc<HeldBytes>,
     arrivals: Arc<Arrivals>,
+    /// The senders last taken from `arrivals`, kept for its room.
+    arrived: FxHashSet<NodeId>,
     /// Every inbox is gone, and that was logged (once).
     closed: bool,
 }
@@ -359,11 +362,14 @@ impl InboxReceiver {
         Some(batch)
     }
 
-    /// Swaps the senders noted since the last call into `senders`, which should come empty
-    /// (its room is reused: no allocation once warm).
-    pub(crate) fn take_arrivals(&mut self, senders: &mut FxHashSet<NodeId>) {
+    /// The senders noted since the last call, taken (the driver tells the node of them
+    /// before each tick). The two sets swap, so neither allocates once warm.
+    pub(crate) fn arrivals(&mut self) -> impl Iterator<Item = NodeId> + '_ {
         let mut noted = self.arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *noted, senders);
+        self.arrived.clear();
+        std::mem::swap(&mut *noted, &mut self.arrived);
+        drop(noted);
+        self.arrived.drain()
     }
 
     /// The next batch if one is waiting, whatever its size.
@@ -465,18 +471,18 @@ mod tests {
         assert_eq!(inbox.deliver(from(2, 10)), Ok(()));
         assert_eq!(inbox.deliver(from(3, 10)), Err(DeliverError::Full));
         assert_eq!(inbox.deliver(from(2, 1)), Ok(()));
-        let mut senders = FxHashSet::default();
-        rx.take_arrivals(&mut senders);
-        let mut noted: Vec<NodeId> = senders.drain().collect();
+        let mut noted: Vec<NodeId> = rx.arrivals().collect();
         noted.sort();
         assert_eq!(noted, vec![NodeId(2), NodeId(3)]);
-        rx.take_arrivals(&mut senders);
-        assert!(senders.is_empty(), "nothing came since the node looked");
+        assert_eq!(
+            rx.arrivals().count(),
+            0,
+            "nothing came since the node looked"
+        );
         for node in 0..MAX_NOTED_SENDERS as u64 + 10 {
             let _ = inbox.deliver(from(node + 10, 1));
         }
-        rx.take_arrivals(&mut senders);
-        assert_eq!(senders.len(), MAX_NOTED_SENDERS);
+        assert_eq!(rx.arrivals().count(), MAX_NOTED_SENDERS);
     }
 
     /// Waiting delivery waits for room in bytes as well as among the batches, and a wait

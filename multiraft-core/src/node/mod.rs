@@ -456,8 +456,9 @@ impl Node {
 
     /// A batch from `from` reached this node's inbox, where it waits behind others to be
     /// stepped, or was dropped there as the inbox was full: a peer declared live stays live,
-    /// heard from now, unless the last batch of it stepped was refused unread. A driver that queues batches before stepping them tells the node,
-    /// before each tick, of every sender since the last one, so that its own backlog never
+    /// heard from now, unless the last batch of it stepped was refused unread. A driver that
+    /// queues batches before stepping them tells the node, before each tick, of every
+    /// sender since the last one, so that its own backlog never
     /// makes a peer look silent: a node that steps its inbox slower than it fills would
     /// otherwise declare down the peers whose batches wait in it, their groups would
     /// elect, and the elections load every node more (docs/design.md §4.3). A peer

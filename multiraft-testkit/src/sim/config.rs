@@ -75,7 +75,10 @@ pub struct Faults {
     /// leader's lease must not outlive its followers' promise across the pause. In a third
     /// of the pauses the loop is busy instead: it serves its ticks and steps what comes but
     /// takes no ready, so its groups' outputs wait in their buffers and its peers hear
-    /// nothing from it but what a write already in flight releases.
+    /// nothing from it but what a write already in flight releases; in half of those (an
+    /// even length) what comes waits too, in an inbox of 1–256 batches, until the pause
+    /// ends. Before each tick a node is told who sent the batches that reached its inbox,
+    /// held or dropped (`Node::batch_arrived`), as the driver tells it.
     pub pauses: bool,
     /// Snapshots reach their node 1–200 ms after it asked for them (one in ten up to 3 s),
     /// as when a large state machine is serialized off the event loop: the group keeps

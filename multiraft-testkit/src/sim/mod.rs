@@ -214,9 +214,10 @@ pub(crate) struct SimNode {
     paused_until_us: u64,
     /// Ticks that came while it was paused: served as one when it resumes.
     missed_ticks: u64,
-    /// Batches its inbox can still hold while it is paused.
+    /// Batches its inbox can still hold while it is paused or steps a backlog.
     inbox_room: u64,
-    /// What came for it while it was paused (but ticks), in order: handled when it resumes.
+    /// What came for it while it was paused (but ticks), or its batches while it steps a
+    /// backlog, in order: handled when it resumes.
     held: Vec<Ev>,
     /// Until when its loop is busy ([`Faults::pauses`]): it serves its ticks and steps what
     /// comes, but takes no ready; 0 once over.

@@ -180,7 +180,7 @@ impl<A: SimApp> Simulation<A> {
     /// driver tells it, the senders of the batches that reached its inbox since its last
     /// tick; counts the peers it declares down.
     pub(super) fn serve_tick(&mut self, i: usize, missed: u64) {
-        let backlogged = self.is_busy(i) && self.nodes[i].backlog;
+        let backlogged = self.nodes[i].busy_until_us != 0 && self.nodes[i].backlog;
         let arrived = std::mem::take(&mut self.nodes[i].arrived);
         let node = self.nodes[i].node.as_mut().expect("up");
         for from in arrived {
