@@ -221,17 +221,20 @@ impl Inbox {
         )
     }
 
+    /// Notes, in a node's own inbox, that a batch from `from` came ([`Arrivals`]).
+    fn note_arrival(&self, from: NodeId) {
+        if let Queue::Counted { arrivals, .. } = &self.tx {
+            arrivals.note(from);
+        }
+    }
+
     /// Hands `batch` to the node without waiting.
     pub fn deliver(&self, batch: MessageBatch) -> Result<(), DeliverError> {
+        // Before the bound: a batch dropped as the inbox is full came all the same.
+        self.note_arrival(batch.from);
         match &self.tx {
             Queue::Plain(tx) => tx.try_send(batch).map_err(|e| refused(&e)),
-            Queue::Counted {
-                tx,
-                bytes,
-                arrivals,
-            } => {
-                // Before the bound: a batch dropped as the inbox is full came all the same.
-                arrivals.note(batch.from);
+            Queue::Counted { tx, bytes, .. } => {
                 let size = batch.size_bytes();
                 if !bytes.reserve(size) {
                     return Err(DeliverError::Full);
@@ -249,15 +252,11 @@ impl Inbox {
     /// inbox, among its bytes. Only [`DeliverError::Stopped`] ends it otherwise.
     /// Cancel-safe: dropped while it waits, it holds nothing.
     pub async fn deliver_wait(&self, batch: MessageBatch) -> Result<(), DeliverError> {
+        // It came, whatever it waits for.
+        self.note_arrival(batch.from);
         match &self.tx {
             Queue::Plain(tx) => tx.send(batch).await.map_err(|_| DeliverError::Stopped),
-            Queue::Counted {
-                tx,
-                bytes,
-                arrivals,
-            } => {
-                // It came, whatever it waits for.
-                arrivals.note(batch.from);
+            Queue::Counted { tx, bytes, .. } => {
                 // Room among the batches, then among the bytes, then the send, which cannot
                 // wait. The bytes were counted and never waited for before, so the inbox
                 // held up to `max_inbox_batches` batches of any size (gigabytes of snapshot
@@ -268,7 +267,7 @@ impl Inbox {
                 let size = batch.size_bytes();
                 bytes.reserve_waiting(size).await;
                 // And again once taken: the wait may have outlasted the liveness timeout.
-                arrivals.note(batch.from);
+                self.note_arrival(batch.from);
                 permit.send((batch, size));
                 Ok(())
             }
