@@ -1,5 +1,8 @@
 //! Time as an input: the driver asks a [`Clock`] when to tick.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +54,15 @@ impl Clock for SystemClock {
         tokio::time::sleep_until(self.origin + deadline).await
     }
 }
+
+/// A sleep until `deadline` that owns its clock, so it outlives the borrow.
+pub(crate) fn sleep(clock: &Arc<dyn Clock>, deadline: Duration) -> Sleep {
+    let clock = Arc::clone(clock);
+    Box::pin(async move { clock.sleep_until(deadline).await })
+}
+
+/// A boxed [`Clock::sleep_until`].
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// For a tick due at `due` and served at `now` (no earlier), with ticks every `interval`:
 /// how many later ticks are also past due (a stall skipped them), and when the next one is

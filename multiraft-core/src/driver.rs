@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::beacon::Beacon;
 use crate::call::{Call, CallInbox, MAX_COMMANDS_PER_WAKE, Replies, Taken};
-use crate::clock::{Clock, take_due_tick};
+use crate::clock::{Clock, sleep, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
 use crate::node::{Event, Node, Outcome, ReadStart, Ready};
@@ -71,6 +72,8 @@ pub(crate) struct Driver {
     in_flight: Option<InFlight>,
     stopping: bool,
     detach: Detach,
+    /// Beats for the node while one of the loop's turns runs long.
+    beacon: Beacon,
 }
 
 impl Driver {
@@ -81,6 +84,7 @@ impl Driver {
             machines: Machines::new(factory),
             snapshots: SnapshotIo::new(Arc::clone(&p.storage)),
             detach: Detach::new(Arc::clone(&p.transport), p.node.id()),
+            beacon: Beacon::start(&p.node, Arc::clone(&p.clock), Arc::clone(&p.transport)),
             p,
             next_tick,
             in_flight: None,
@@ -99,6 +103,7 @@ impl Driver {
         // and a timer registration every time the loop turns.
         let mut tick = sleep(&self.p.clock, self.next_tick);
         loop {
+            self.beacon.busy();
             if self.in_flight.is_none() {
                 if self.stopping {
                     return Ok(());
@@ -118,6 +123,7 @@ impl Driver {
             // (a deterministic test on a manual clock relies on it), and time-critical work
             // (a finished write, a tick) comes first. Every wake then takes a bounded amount
             // from every source, so none can starve another.
+            self.beacon.idle(&self.p.node);
             tokio::select! {
                 biased;
                 result = poll_write(&mut self.in_flight) => {
@@ -193,11 +199,10 @@ impl Driver {
     fn tick_if_due(&mut self) -> Duration {
         let now = self.p.clock.now();
         let interval = self.p.node.config().tick_interval;
+        self.beacon.busy();
         if let Some(missed) = take_due_tick(&mut self.next_tick, now, interval) {
             // Peers whose batches wait in the inbox are heard, not silent.
-            for peer in self.p.inbound.arrivals() {
-                self.p.node.batch_arrived(peer);
-            }
+            (self.p.inbound.arrivals()).for_each(|peer| self.p.node.batch_arrived(peer));
             self.p.node.tick_late(missed);
             self.p.submissions.publish(&self.p.node);
         }
@@ -277,6 +282,7 @@ impl Driver {
     }
 
     fn finish_write(&mut self) {
+        self.beacon.busy();
         let Some(InFlight { ready, started, .. }) = self.in_flight.take() else {
             return;
         };
@@ -313,14 +319,6 @@ impl Driver {
         self.p.calls.refuse_waiting();
         self.p.submissions.refuse_waiting();
     }
-}
-
-type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A sleep until `deadline` that owns its clock, so it outlives the borrow.
-fn sleep(clock: &Arc<dyn Clock>, deadline: Duration) -> Sleep {
-    let clock = Arc::clone(clock);
-    Box::pin(async move { clock.sleep_until(deadline).await })
 }
 
 /// Completes when the in-flight write does; pending forever when there is none.

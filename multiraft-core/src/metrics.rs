@@ -23,6 +23,7 @@
 //! | [`DROPPED_MESSAGES_TOTAL`] | counter | `node`, `reason` | inbound messages dropped |
 //! | [`TICKS_MISSED_TOTAL`] | counter | `node` | ticks a stalled event loop served late |
 //! | [`PEERS_DOWN`] | gauge | `node` | peer nodes declared down now |
+//! | [`BEACON_BATCHES_TOTAL`] | counter | `node` | liveness beats sent during a long turn |
 //! | [`PEER_FAILURES_TOTAL`] | counter | `node`, `kind` | a peer declared down, or heard restarted |
 //!
 //! The storage and transport crates document their own (`multiraft_redb_*`,
@@ -85,6 +86,10 @@ pub const TICKS_MISSED_TOTAL: &str = "multiraft_ticks_missed_total";
 /// Gauge: peer nodes (nodes hosting a replica of a group hosted here) this node declares
 /// down now, not heard from within their liveness timeout. Set on every tick.
 pub const PEERS_DOWN: &str = "multiraft_peers_down";
+/// Counter: batches the node's beacon sent, one per peer and tick while a turn of its event
+/// loop outlasted a tick (docs/design.md §4.3). Growing: the loop runs turns long enough
+/// that, but for the beacon, its peers would count it silent.
+pub const BEACON_BATCHES_TOTAL: &str = "multiraft_beacon_batches_total";
 /// Counter: failures of peer nodes this node saw, labelled `kind`: `silent` (declared down
 /// after a silence longer than its liveness timeout) or `restarted` (heard in a new life).
 /// Either ends the leadership of the quiesced groups the peer led here; `silent` growing on
@@ -183,6 +188,7 @@ pub struct NodeMetrics {
     pub(crate) dropped_misaddressed: Counter,
     pub(crate) dropped_invalid: Counter,
     pub(crate) ticks_missed: Counter,
+    pub(crate) beacon_batches: Counter,
     peers_down: Gauge,
     pub(crate) peer_failures: PeerFailures,
 }
@@ -213,6 +219,7 @@ impl NodeMetrics {
             dropped_misaddressed: dropped("misaddressed"),
             dropped_invalid: dropped("invalid"),
             ticks_missed: counter!(TICKS_MISSED_TOTAL, "node" => label()),
+            beacon_batches: counter!(BEACON_BATCHES_TOTAL, "node" => label()),
             peers_down: gauge!(PEERS_DOWN, "node" => label()),
             peer_failures: PeerFailures {
                 silent: counter!(PEER_FAILURES_TOTAL, "node" => label(), "kind" => "silent"),

@@ -114,6 +114,8 @@ pub(super) struct Peers {
     /// other down in the flood's first second: a peer's first 100 ms stall had no silence
     /// of its own to stretch by, and cost its groups their leaders.
     own_stall: u64,
+    /// Changes whenever a peer is added or forgotten ([`Node::peers_version`](super::Node::peers_version)).
+    version: u64,
 }
 
 impl Peers {
@@ -123,6 +125,9 @@ impl Peers {
         let now = self.served;
         for n in membership.replicas() {
             if n != me {
+                if !self.peers.contains_key(&n) {
+                    self.version += 1;
+                }
                 let p = self.peers.entry(n).or_insert(Peer {
                     last_heard: now,
                     longest_silence: 0,
@@ -148,9 +153,15 @@ impl Peers {
                 p.groups -= 1;
                 if p.groups == 0 {
                     self.peers.remove(&n);
+                    self.version += 1;
                 }
             }
         }
+    }
+
+    /// Changes whenever a peer is added or forgotten.
+    pub(super) fn version(&self) -> u64 {
+        self.version
     }
 
     /// A batch from `from` arrived.

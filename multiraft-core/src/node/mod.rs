@@ -468,6 +468,46 @@ impl Node {
         self.peers.arrived(from);
     }
 
+    /// What a beacon sends for this node while its event loop is in one long turn: to
+    /// every peer, a heartbeat message of this life carrying no group's beat, no round
+    /// and no echo. A peer that steps it hears this node and learns nothing else: no
+    /// lease rests on it (a lease counts echoed rounds, which only the loop's own beats
+    /// carry), and it asks for no answer. The driver sends these from a thread of its own
+    /// while one turn of the loop — a long call, one ready of a hundred thousand groups —
+    /// outlasts a tick, for at most [`MAX_BEACON_TIMEOUTS`](crate::MAX_BEACON_TIMEOUTS)
+    /// liveness timeouts of it, so that a busy node is not declared down while a wedged one
+    /// still is (docs/design.md §4.3). Build it again when [`Node::peers_version`] changes.
+    pub fn beacon_batches(&self) -> Vec<MessageBatch> {
+        let liveness = crate::message::Liveness {
+            incarnation: self.incarnation,
+            ..Default::default()
+        };
+        let beat = |to| Message {
+            group: GroupId::NODE,
+            from: self.id,
+            to,
+            term: 0,
+            body: MessageBody::Heartbeats {
+                beats: Vec::new(),
+                liveness: Box::new(liveness),
+            },
+        };
+        (self.peers.ids())
+            .map(|to| MessageBatch {
+                from: self.id,
+                to,
+                messages: vec![beat(to)],
+            })
+            .collect()
+    }
+
+    /// A number that changes whenever this node's peers do (a group added or removed
+    /// brings or drops the last one on a node): when [`Node::beacon_batches`] must be
+    /// built again.
+    pub fn peers_version(&self) -> u64 {
+        self.peers.version()
+    }
+
     /// Judges which life of its sender `batch` comes from, by the liveness part of its
     /// first heartbeat message, if it has one (a batch without one cannot tell), and acts
     /// on a restart; returns whether the batch is of an earlier life. Such a batch is stale
