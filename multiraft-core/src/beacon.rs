@@ -1,6 +1,6 @@
-//! A node's beacon: liveness beats sent for it from a thread of its own while one turn of
-//! its event loop runs long, so that a busy node is not taken for a dead one
-//! (docs/design.md §4.3).
+//! A node's beacon: liveness beats sent for it from a thread of its own while its event loop
+//! is late — one turn of it runs long, or its runtime leaves it unpolled — so that a busy
+//! node is not taken for a dead one (docs/design.md §4.3).
 //!
 //! The loop sends its liveness beats when it serves a tick, between its turns. A turn is
 //! synchronous — a call, a wake's inbound batches, a ready of every group with output — and
@@ -20,103 +20,169 @@ use crate::message::MessageBatch;
 use crate::node::Node;
 use crate::transport::Transport;
 
-/// How long the beacon speaks for one turn of the loop, in liveness timeouts
-/// (`Config::election_timeout_min_ticks` ticks): as long as a follower holds back its
-/// campaign for a leader on a live node (`DEFERRED_TIMEOUTS`, docs/design.md §4.3). A turn
-/// that lasts longer is taken for a wedged loop — a deadlock, a state machine that never
-/// returns — and the beacon falls silent, so that the node's peers declare it down within
-/// their own timeout and its groups elect elsewhere; without the bound, a wedged loop
-/// whose process lives would hold its groups' leadership for good.
+/// How long the beacon speaks for a late loop that makes no progress, in liveness timeouts
+/// (`Config::election_timeout_min_ticks` ticks): about as long as a follower holds back its
+/// campaign for a leader on a live node (`DEFERRED_TIMEOUTS`, 16 of the longest election
+/// timeouts, docs/design.md §4.3). A loop that takes no ready, steps no batch and takes no
+/// call for longer — stuck in one call, or unpolled — is taken for a wedged one (a
+/// deadlock, a state machine that never returns, a runtime whose workers all block), and
+/// the beacon falls silent, so that the node's peers declare it down within their own
+/// timeout and its groups elect elsewhere; without the bound, a wedged loop whose process
+/// lives would hold its groups' leadership for good. A loop that moves on, however late,
+/// is beaten for.
 pub const MAX_BEACON_TIMEOUTS: u32 = 16;
 
 /// The loop's side of the beacon: it marks its turns and keeps the beats current; a thread
-/// beats while a turn runs long. Dropped with the loop, which stops the thread.
+/// beats while the loop is late. Dropped with the loop, which stops the thread.
+#[derive(Default)]
 pub(crate) struct Beacon {
     shared: Arc<Shared>,
-    clock: Arc<dyn Clock>,
     /// The node's [`Node::peers_version`] the beats were built for.
     version: Option<u64>,
-    /// Never sent on: dropped with the beacon, it ends the thread's wait.
-    _stop: mpsc::Sender<()>,
+    /// Never sent on: dropped with the beacon, it ends the thread's wait. `None` until the
+    /// thread starts.
+    _stop: Option<mpsc::Sender<()>>,
 }
 
-/// What the loop and the beacon's thread share.
+/// What the loop and the beacon's thread share. Times are in nanoseconds of the node's clock
+/// plus one, so that zero means none.
+#[derive(Default)]
 struct Shared {
-    /// When the loop's current turn began, in nanoseconds of its clock plus one; zero while
-    /// the loop waits for input.
+    /// When the loop's current turn began; zero while the loop waits for input.
     turn_began: AtomicU64,
+    /// When the loop last made progress within its turn: took a ready, stepped a batch,
+    /// took a call, finished a write.
+    progress: AtomicU64,
+    /// While the loop waits, when its next tick is due: past it, a loop not yet back is
+    /// left unpolled by its runtime.
+    tick_due: AtomicU64,
     /// One batch per peer ([`Node::beacon_batches`]).
     batches: Mutex<Vec<MessageBatch>>,
 }
 
+/// What the beacon's thread makes of the loop at one of its wakes.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// On time: its own beats leave at its ticks.
+    OnTime,
+    /// Late by a tick or more, and moving: beat for it.
+    Late,
+    /// No progress for longer than the bound (`stalled`): wedged, beat no more.
+    Wedged { stalled: Duration },
+}
+
+impl Shared {
+    /// The loop at `now`, with ticks every `interval`, wedged past `bound` without progress.
+    fn judge(&self, now: Duration, interval: Duration, bound: Duration) -> Verdict {
+        let now = nanos(now).saturating_add(1);
+        let began = self.turn_began.load(Ordering::Acquire);
+        // Late since its turn began, or, waiting, since its tick came due; stalled since its
+        // last progress in a turn, or as long as it is late while it waits.
+        let (since, moved) = match began {
+            0 => {
+                let due = self.tick_due.load(Ordering::Acquire);
+                (due, due)
+            }
+            began => (began, self.progress.load(Ordering::Acquire)),
+        };
+        let late = Duration::from_nanos(now.saturating_sub(since));
+        let stalled = Duration::from_nanos(now.saturating_sub(moved));
+        if since == 0 || late < interval {
+            Verdict::OnTime
+        } else if stalled > bound {
+            Verdict::Wedged { stalled }
+        } else {
+            Verdict::Late
+        }
+    }
+}
+
 impl Beacon {
     /// Starts the beacon's thread for `node`, beating through `transport` every tick while
-    /// a turn of the loop has lasted a tick or more, up to `MAX_BEACON_TIMEOUTS` liveness
-    /// timeouts. A node whose thread cannot be started goes without a beacon (logged), as
-    /// before it had one.
+    /// the loop is late by a tick or more — a turn of it has lasted that long, or it waits
+    /// unpolled that long past its tick — unless it has made no progress for
+    /// `MAX_BEACON_TIMEOUTS` liveness timeouts. Called on the loop's runtime, which the
+    /// thread enters: the clock and the transport may need its context (a paused test
+    /// clock, a transport's own tasks). A node whose thread cannot be started goes without a
+    /// beacon (logged), as before it had one.
     pub(crate) fn start(
+        &mut self,
         node: &Node,
-        clock: Arc<dyn Clock>,
-        transport: Arc<dyn Transport>,
-    ) -> Beacon {
+        clock: &Arc<dyn Clock>,
+        transport: &Arc<dyn Transport>,
+    ) {
+        // Before the first turn, which may be a long one (a restart's first ready).
+        self.rebuild(node);
         let sent = node.metrics().beacon_batches.clone();
-        let shared = Arc::new(Shared {
-            turn_began: AtomicU64::new(0),
-            batches: Mutex::new(Vec::new()),
-        });
         let (stop, stopped) = mpsc::channel();
-        let config = node.config();
+        let (id, config) = (node.id(), node.config());
         let interval = config.tick_interval;
         let timeout = interval.saturating_mul(config.election_timeout_min_ticks);
         let bound = timeout.saturating_mul(MAX_BEACON_TIMEOUTS);
-        // The loop's runtime, entered by the thread: the clock and the transport may need
-        // its context (a paused test clock, a transport's own tasks).
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let beats = Arc::clone(&shared);
-        let beat_clock = Arc::clone(&clock);
+        let (beats, clock, transport) = (
+            Arc::clone(&self.shared),
+            Arc::clone(clock),
+            Arc::clone(transport),
+        );
         let spawned = std::thread::Builder::new()
-            .name(format!("multiraft-beacon-{}", node.id().0))
+            .name(format!("multiraft-beacon-{}", id.0))
             .spawn(move || {
                 let _runtime = runtime.as_ref().map(|r| r.enter());
+                let mut wedged = false;
                 // Every tick, until the loop's side is dropped.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    let began = beats.turn_began.load(Ordering::Acquire);
-                    let now = nanos(beat_clock.now()).saturating_add(1);
-                    let turn = Duration::from_nanos(now.saturating_sub(began));
-                    if began == 0 || turn < interval || turn > bound {
+                    let held = beats.batches.lock().unwrap_or_else(PoisonError::into_inner);
+                    // No peer, nothing to judge: nor is the clock read (a test counts it).
+                    if held.is_empty() {
                         continue;
                     }
-                    let held = beats.batches.lock();
-                    let batches = held.unwrap_or_else(PoisonError::into_inner).clone();
-                    for batch in batches {
-                        transport.send(batch);
-                        sent.increment(1);
+                    match beats.judge(clock.now(), interval, bound) {
+                        Verdict::OnTime => wedged = false,
+                        Verdict::Wedged { stalled } => {
+                            if !std::mem::replace(&mut wedged, true) {
+                                tracing::error!(node = %id, ?stalled, "the event loop made no progress for longer than the beacon's bound: its peers will declare this node down");
+                            }
+                        }
+                        Verdict::Late => {
+                            let batches = held.clone();
+                            drop(held);
+                            for batch in batches {
+                                transport.send(batch);
+                                sent.increment(1);
+                            }
+                        }
                     }
                 }
             });
-        if let Err(error) = spawned {
-            tracing::warn!(node = %node.id(), %error, "no beacon: its thread did not start");
-        }
-        Beacon {
-            shared,
-            clock,
-            version: None,
-            _stop: stop,
+        match spawned {
+            Ok(_) => self._stop = Some(stop),
+            Err(error) => tracing::warn!(node = %id, %error, "no beacon: its thread did not start"),
         }
     }
 
-    /// A turn of the loop is under way: it began now, unless it had already.
-    pub(crate) fn busy(&self) {
+    /// The loop made progress at `now` (its clock's time) in a turn, which began now unless
+    /// it had already.
+    pub(crate) fn busy(&self, now: Duration) {
+        let now = nanos(now).saturating_add(1);
+        self.shared.progress.store(now, Ordering::Release);
         if self.shared.turn_began.load(Ordering::Relaxed) == 0 {
-            let now = nanos(self.clock.now()).saturating_add(1);
             self.shared.turn_began.store(now, Ordering::Release);
         }
     }
 
-    /// The loop waits for input: its turn ended. Builds the beats again if `node`'s peers
+    /// The loop waits for input, its next tick due at `tick_due` (none once it stops, and
+    /// serves ticks no more): its turn ended. Builds the beats again if `node`'s peers
     /// changed since they were built.
-    pub(crate) fn idle(&mut self, node: &Node) {
+    pub(crate) fn idle(&mut self, node: &Node, tick_due: Option<Duration>) {
+        let due = tick_due.map_or(0, |due| nanos(due).saturating_add(1));
+        self.shared.tick_due.store(due, Ordering::Release);
         self.shared.turn_began.store(0, Ordering::Release);
+        self.rebuild(node);
+    }
+
+    /// Builds the beats again if `node`'s peers changed since they were built.
+    fn rebuild(&mut self, node: &Node) {
         let version = node.peers_version();
         if self.version != Some(version) {
             self.version = Some(version);
@@ -130,4 +196,46 @@ impl Beacon {
 /// `d` in whole nanoseconds, saturating (585 years).
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn shared(turn_began: u64, progress: u64, tick_due: u64) -> Shared {
+        let at = |ms: u64| if ms == 0 { 0 } else { ms * 1_000_000 + 1 };
+        Shared {
+            turn_began: AtomicU64::new(at(turn_began)),
+            progress: AtomicU64::new(at(progress)),
+            tick_due: AtomicU64::new(at(tick_due)),
+            batches: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Ticks every 10 ms, wedged past 1 s without progress: a turn or a wait is late from
+    /// a tick on; a turn that moves on is late however long, one that stops is wedged past
+    /// the bound, and so is a wait that long past its tick.
+    #[test]
+    fn a_loop_is_late_from_a_tick_on_and_wedged_past_the_bound_without_progress() {
+        let (interval, bound) = (MS * 10, MS * 1000);
+        let judge = |s: Shared, now: u64| s.judge(MS * now as u32, interval, bound);
+        // In a turn that began at 100 ms.
+        assert_eq!(judge(shared(100, 100, 0), 109), Verdict::OnTime);
+        assert_eq!(judge(shared(100, 100, 0), 110), Verdict::Late);
+        assert_eq!(judge(shared(100, 5_000, 0), 5_100), Verdict::Late);
+        let stalled = MS * 1001;
+        assert_eq!(
+            judge(shared(100, 100, 0), 1_101),
+            Verdict::Wedged { stalled }
+        );
+        // Waiting, its tick due at 100 ms.
+        assert_eq!(judge(shared(0, 0, 100), 50), Verdict::OnTime);
+        assert_eq!(judge(shared(0, 0, 100), 109), Verdict::OnTime);
+        assert_eq!(judge(shared(0, 0, 100), 110), Verdict::Late);
+        assert_eq!(judge(shared(0, 0, 100), 1_101), Verdict::Wedged { stalled });
+        // Not started: nothing owed.
+        assert_eq!(judge(shared(0, 0, 0), 10_000), Verdict::OnTime);
+    }
 }

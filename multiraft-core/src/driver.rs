@@ -84,7 +84,7 @@ impl Driver {
             machines: Machines::new(factory),
             snapshots: SnapshotIo::new(Arc::clone(&p.storage)),
             detach: Detach::new(Arc::clone(&p.transport), p.node.id()),
-            beacon: Beacon::start(&p.node, Arc::clone(&p.clock), Arc::clone(&p.transport)),
+            beacon: Beacon::default(),
             p,
             next_tick,
             in_flight: None,
@@ -93,6 +93,8 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) -> Result<(), StopError> {
+        // Here, on the loop's runtime: the builder's caller may be on another.
+        (self.beacon).start(&self.p.node, &self.p.clock, &self.p.transport);
         let result = self.event_loop().await;
         self.stop();
         result
@@ -103,7 +105,7 @@ impl Driver {
         // and a timer registration every time the loop turns.
         let mut tick = sleep(&self.p.clock, self.next_tick);
         loop {
-            self.beacon.busy();
+            self.beacon.busy(self.p.clock.now());
             if self.in_flight.is_none() {
                 if self.stopping {
                     return Ok(());
@@ -123,7 +125,8 @@ impl Driver {
             // (a deterministic test on a manual clock relies on it), and time-critical work
             // (a finished write, a tick) comes first. Every wake then takes a bounded amount
             // from every source, so none can starve another.
-            self.beacon.idle(&self.p.node);
+            let due = (!self.stopping).then_some(self.next_tick);
+            self.beacon.idle(&self.p.node, due);
             tokio::select! {
                 biased;
                 result = poll_write(&mut self.in_flight) => {
@@ -199,7 +202,7 @@ impl Driver {
     fn tick_if_due(&mut self) -> Duration {
         let now = self.p.clock.now();
         let interval = self.p.node.config().tick_interval;
-        self.beacon.busy();
+        self.beacon.busy(now);
         if let Some(missed) = take_due_tick(&mut self.next_tick, now, interval) {
             // Peers whose batches wait in the inbox are heard, not silent.
             (self.p.inbound.arrivals()).for_each(|peer| self.p.node.batch_arrived(peer));
@@ -282,14 +285,12 @@ impl Driver {
     }
 
     fn finish_write(&mut self) {
-        self.beacon.busy();
         let Some(InFlight { ready, started, .. }) = self.in_flight.take() else {
             return;
         };
         self.p.node.advance(ready.number);
-        let restores = ready.restores;
-        self.snapshots
-            .restore(restores, &mut self.machines, &mut self.p.node);
+        let (machines, node) = (&mut self.machines, &mut self.p.node);
+        self.snapshots.restore(ready.restores, machines, node);
         for batch in ready.send_after_write {
             self.p.transport.send(batch);
         }

@@ -23,7 +23,7 @@
 //! | [`DROPPED_MESSAGES_TOTAL`] | counter | `node`, `reason` | inbound messages dropped |
 //! | [`TICKS_MISSED_TOTAL`] | counter | `node` | ticks a stalled event loop served late |
 //! | [`PEERS_DOWN`] | gauge | `node` | peer nodes declared down now |
-//! | [`BEACON_BATCHES_TOTAL`] | counter | `node` | liveness beats sent during a long turn |
+//! | [`BEACON_BATCHES_TOTAL`] | counter | `node` | liveness beats sent while the event loop was late |
 //! | [`PEER_FAILURES_TOTAL`] | counter | `node`, `kind` | a peer declared down, or heard restarted |
 //!
 //! The storage and transport crates document their own (`multiraft_redb_*`,
@@ -86,9 +86,10 @@ pub const TICKS_MISSED_TOTAL: &str = "multiraft_ticks_missed_total";
 /// Gauge: peer nodes (nodes hosting a replica of a group hosted here) this node declares
 /// down now, not heard from within their liveness timeout. Set on every tick.
 pub const PEERS_DOWN: &str = "multiraft_peers_down";
-/// Counter: batches the node's beacon sent, one per peer and tick while a turn of its event
-/// loop outlasted a tick (docs/design.md §4.3). Growing: the loop runs turns long enough
-/// that, but for the beacon, its peers would count it silent.
+/// Counter: batches the node's beacon sent, one per peer and tick while its event loop was
+/// late by a tick or more — in one long turn, or left unpolled by its runtime
+/// (docs/design.md §4.3). Growing: the loop falls behind by enough that, but for the
+/// beacon, its peers would count it silent.
 pub const BEACON_BATCHES_TOTAL: &str = "multiraft_beacon_batches_total";
 /// Counter: failures of peer nodes this node saw, labelled `kind`: `silent` (declared down
 /// after a silence longer than its liveness timeout) or `restarted` (heard in a new life).

@@ -30,6 +30,10 @@ use crate::message::MessageBatch;
 /// - deliver a batch whose `from` is not the node that sent it (authenticate peers);
 /// - block in [`send`](Transport::send): queue and return, the event loop is waiting.
 ///
+/// `send` is called from the node's event loop and, while that loop is late, from the
+/// node's beacon thread (docs/design.md §4.3), which enters the loop's runtime: at the same
+/// time as the loop's own sends, in either order.
+///
 /// It should bound what it delivers in one batch (QUIC's frame limit does): the node steps
 /// a batch whole, and its inbox takes one batch of any size when empty, so a peer's batch
 /// of millions of messages holds the event loop for all of them.

@@ -468,15 +468,16 @@ impl Node {
         self.peers.arrived(from);
     }
 
-    /// What a beacon sends for this node while its event loop is in one long turn: to
-    /// every peer, a heartbeat message of this life carrying no group's beat, no round
-    /// and no echo. A peer that steps it hears this node and learns nothing else: no
-    /// lease rests on it (a lease counts echoed rounds, which only the loop's own beats
-    /// carry), and it asks for no answer. The driver sends these from a thread of its own
-    /// while one turn of the loop — a long call, one ready of a hundred thousand groups —
-    /// outlasts a tick, for at most [`MAX_BEACON_TIMEOUTS`](crate::MAX_BEACON_TIMEOUTS)
-    /// liveness timeouts of it, so that a busy node is not declared down while a wedged one
-    /// still is (docs/design.md §4.3). Build it again when [`Node::peers_version`] changes.
+    /// What a beacon sends for this node while its event loop is late: to every peer, a
+    /// heartbeat message of this life carrying no group's beat, no round and no echo. A
+    /// peer that steps it hears this node and learns nothing else: no lease rests on it (a
+    /// lease counts echoed rounds, which only the loop's own beats carry), and it asks for
+    /// no answer. The driver sends these from a thread of its own while the loop is late by
+    /// a tick or more — one turn of it (a long call, one ready of a hundred thousand
+    /// groups) has lasted that long, or its runtime has left it unpolled that long past
+    /// its tick — up to [`MAX_BEACON_TIMEOUTS`](crate::MAX_BEACON_TIMEOUTS) liveness
+    /// timeouts, so that a busy node is not declared down while a wedged one still is
+    /// (docs/design.md §4.3). Build it again when [`Node::peers_version`] changes.
     pub fn beacon_batches(&self) -> Vec<MessageBatch> {
         let liveness = crate::message::Liveness {
             incarnation: self.incarnation,

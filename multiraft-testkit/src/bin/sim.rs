@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 43;
+const MOVES: usize = 45;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -137,6 +137,8 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.backlog_pauses,
         r.peers_declared_down,
         r.declared_down_in_backlog,
+        r.long_turns,
+        r.beacon_batches,
     ]
 }
 
@@ -323,6 +325,10 @@ fn main() -> ExitCode {
     println!(
         "sim: busy pauses stepping a backlog {}; peers declared down {} (by a node stepping a backlog {})",
         m[40], m[41], m[42]
+    );
+    println!(
+        "sim: stalled pauses in one long turn {}; beacon batches {}",
+        m[43], m[44]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

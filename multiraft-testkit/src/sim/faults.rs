@@ -18,6 +18,7 @@ impl<A: SimApp> Simulation<A> {
         sn.node = None;
         sn.pending = None;
         sn.paused_until_us = 0;
+        sn.turn_began_us = 0;
         sn.busy_until_us = 0;
         sn.backlog = false;
         sn.missed_ticks = 0;

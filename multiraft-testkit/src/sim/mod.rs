@@ -214,6 +214,9 @@ pub(crate) struct SimNode {
     paused_until_us: u64,
     /// Ticks that came while it was paused: served as one when it resumes.
     missed_ticks: u64,
+    /// When the pause began, if it is one long turn of its loop rather than a paused
+    /// process: its beacon beats meanwhile, as the driver's does; 0 otherwise.
+    turn_began_us: u64,
     /// Batches its inbox can still hold while it is paused or steps a backlog.
     inbox_room: u64,
     /// What came for it while it was paused (but ticks), or its batches while it steps a
@@ -735,7 +738,7 @@ impl<A: SimApp> Simulation<A> {
     }
 
     fn handle(&mut self, ev: Ev) -> Result<(), Failure> {
-        let Some(ev) = self.hold_for_pause(ev) else {
+        let Some(ev) = self.hold_for_pause(ev)? else {
             return Ok(());
         };
         match ev {
@@ -879,6 +882,7 @@ impl SimNode {
             pending: None,
             paused_until_us: 0,
             missed_ticks: 0,
+            turn_began_us: 0,
             inbox_room: 0,
             held: Vec::new(),
             busy_until_us: 0,

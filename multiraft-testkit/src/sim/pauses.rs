@@ -6,6 +6,11 @@
 //! pause; what comes beyond is dropped, as a full inbox drops it. So the node may resume
 //! without a word from a leader elected meanwhile.
 //!
+//! Half of the stalled pauses (those of an even length) are one long turn of a loop whose
+//! process runs, rather than a paused process: its beacon beats for it at each tick once the
+//! turn has lasted a tick, up to `MAX_BEACON_TIMEOUTS` liveness timeouts
+//! (`Node::beacon_batches`, docs/design.md §4.3), so its peers hear it while it serves nothing.
+//!
 //! In a third of the pauses the loop is busy rather than stalled: it serves its ticks and
 //! steps what comes, but takes no ready, as a driver does while it steps a backlog of
 //! inbound batches. Its groups' outputs wait in their buffers meanwhile, where a new
@@ -17,7 +22,7 @@
 //! (`Node::batch_arrived`). Those arrivals are told in stalled pauses too, before the
 //! late tick, as the driver's inbox notes them while its loop stalls.
 
-use multiraft_core::{GroupId, ReadPolicy};
+use multiraft_core::{GroupId, MAX_BEACON_TIMEOUTS, ReadPolicy};
 
 use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
@@ -101,10 +106,19 @@ impl<A: SimApp> Simulation<A> {
         self.nodes[i].paused_until_us = self.now_us + us;
         self.nodes[i].missed_ticks = 0;
         self.nodes[i].inbox_room = room;
+        // Of the length already drawn, so that the seeds' later draws stay as they were.
+        let long_turn = us.is_multiple_of(2);
+        self.nodes[i].turn_began_us = if long_turn { self.now_us } else { 0 };
+        self.report.long_turns += u64::from(long_turn);
         self.report.pauses += 1;
         self.hash.u64(14);
         self.hash.u64(i as u64);
-        self.note(format!("{} pauses for {} ms", self.nodes[i].id, us / 1000));
+        self.note(format!(
+            "{} pauses for {} ms{}",
+            self.nodes[i].id,
+            us / 1000,
+            if long_turn { ", in one long turn" } else { "" }
+        ));
         self.schedule(
             us,
             Ev::Resume {
@@ -119,8 +133,9 @@ impl<A: SimApp> Simulation<A> {
     /// else waits until the node resumes. A busy node stepping a backlog holds batches
     /// alike, and nothing else. Its inbox notes the sender of every batch that reaches it,
     /// held or dropped; a batch on a link cut meanwhile never reaches it. Returns the event
-    /// when it is to be handled now.
-    pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Option<Ev> {
+    /// when it is to be handled now. A tick of a node stalled in one long turn has its
+    /// beacon beat.
+    pub(super) fn hold_for_pause(&mut self, ev: Ev) -> Result<Option<Ev>, Failure> {
         if let Ev::Deliver(batch) = &ev {
             let (from, to) = (batch.from.0 as usize - 1, batch.to.0 as usize - 1);
             // Until its resume is handled, not `is_busy`: that ends in the microsecond the
@@ -131,11 +146,11 @@ impl<A: SimApp> Simulation<A> {
                     // Held, it took the inbox's room, and crossed the cut if the partition
                     // healed before the pause ended (review).
                     self.report.batches_dropped += 1;
-                    return None;
+                    return Ok(None);
                 }
                 self.nodes[to].arrived.insert(batch.from);
                 if !self.is_paused(to) {
-                    return self.hold_batch(to, ev);
+                    return Ok(self.hold_batch(to, ev));
                 }
             }
         }
@@ -145,24 +160,46 @@ impl<A: SimApp> Simulation<A> {
             | Ev::WriteDone { node, .. }
             | Ev::SnapshotBuilt { node, .. }
             | Ev::RemoveReplica { node, .. } => *node,
-            _ => return Some(ev),
+            _ => return Ok(Some(ev)),
         };
         if !self.is_paused(node) {
-            return Some(ev);
+            return Ok(Some(ev));
         }
         if let Ev::Tick { node, incarnation } = ev {
             if incarnation == self.nodes[node].incarnation {
                 self.nodes[node].missed_ticks += 1;
                 let next = self.nodes[node].tick_us;
                 self.schedule(next, Ev::Tick { node, incarnation });
+                self.beacon_beats(node)?;
             }
-            return None;
+            return Ok(None);
         }
         if let Ev::Deliver(_) = ev {
-            return self.hold_batch(node, ev);
+            return Ok(self.hold_batch(node, ev));
         }
         self.nodes[node].held.push(ev);
-        None
+        Ok(None)
+    }
+
+    /// Node `i`, stalled in one long turn of its loop, has its beacon beat, as the driver's
+    /// does (`multiraft_core::MAX_BEACON_TIMEOUTS`): once the turn has lasted a tick, at
+    /// each tick, until it has lasted that many liveness timeouts.
+    fn beacon_beats(&mut self, i: usize) -> Result<(), Failure> {
+        let (began, tick_us) = (self.nodes[i].turn_began_us, self.nodes[i].tick_us);
+        let Some(node) = self.nodes[i].node.as_ref().filter(|_| began != 0) else {
+            return Ok(());
+        };
+        let timeout_us = tick_us * u64::from(node.config().election_timeout_min_ticks);
+        let turn = self.now_us - began;
+        if turn < tick_us || turn > timeout_us * u64::from(MAX_BEACON_TIMEOUTS) {
+            return Ok(());
+        }
+        let batches = node.beacon_batches();
+        self.report.beacon_batches += batches.len() as u64;
+        for batch in batches {
+            self.send(i, batch)?;
+        }
+        Ok(())
     }
 
     /// Holds a batch for `node` if its inbox has room, else drops it.
@@ -223,6 +260,7 @@ impl<A: SimApp> Simulation<A> {
             return Ok(()); // crashed meanwhile, or resumed already (at the heal)
         }
         self.nodes[i].paused_until_us = 0;
+        self.nodes[i].turn_began_us = 0;
         let missed = std::mem::take(&mut self.nodes[i].missed_ticks);
         self.note(format!(
             "{} resumes ({missed} ticks missed)",

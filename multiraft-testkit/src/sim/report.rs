@@ -89,6 +89,11 @@ pub struct SimReport {
     pub peers_declared_down: u64,
     /// Of those, declared by a node stepping a backlog (`backlog_pauses`).
     pub declared_down_in_backlog: u64,
+    /// Stalled pauses that are one long turn of a loop whose process runs: its beacon
+    /// beats meanwhile.
+    pub long_turns: u64,
+    /// Batches those beacons sent (`Node::beacon_batches`).
+    pub beacon_batches: u64,
     /// Batches held back as stragglers (`Faults::straggler_per_mille`).
     pub stragglers: u64,
     /// Batches split into pieces sent apart (`Faults::split_per_mille`).

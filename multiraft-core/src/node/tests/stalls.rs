@@ -178,3 +178,68 @@ fn a_peer_whose_batches_wait_in_the_inbox_is_not_declared_down() {
         "refused: not heard"
     );
 }
+
+/// A node's beacon beat (docs/design.md §4.3) is heard, and is nothing else: a peer that
+/// steps only node 1's beacon beats while node 1 serves nothing never declares it down,
+/// judges no restart and answers nothing; and node 1, hearing only its peers' beacon beats
+/// while its own clock runs past its lease, serves no read on that lease — a beacon beat
+/// echoes no round, so no lease rests on it.
+#[test]
+fn a_beacon_beat_is_heard_and_extends_no_lease() {
+    let mut sim = led_by_node_1(10);
+    let timeout = u64::from(strict().election_timeout_min_ticks);
+    let restarts = sim.nodes[1].stats().peer_restarts;
+    for _ in 0..10 * timeout {
+        for batch in sim.nodes[0].beacon_batches() {
+            assert!(only_liveness(&batch));
+            if batch.to == n(2) {
+                sim.nodes[1].step(batch);
+            }
+        }
+        assert!(
+            sim.nodes[1].ready().is_none(),
+            "a beacon beat asks for no answer"
+        );
+        sim.nodes[1].tick();
+        // Its outputs are queued, never delivered: node 1 hears nothing of node 2.
+        if let Some(ready) = sim.nodes[1].ready() {
+            sim.handle(1, ready);
+        }
+    }
+    assert_eq!(
+        sim.nodes[1].peer_live(n(1)),
+        Some(true),
+        "heard by its beacon"
+    );
+    assert_eq!(sim.nodes[1].peer_live(n(3)), Some(false), "silent");
+    assert_eq!(sim.nodes[1].stats().peer_restarts, restarts);
+    // Node 1's lease: its clock runs past it while only beacon beats come.
+    let commit = sim.nodes[0].group_status(g(1)).unwrap().commit;
+    assert_eq!(
+        sim.nodes[0].read(g(1), ReadPolicy::Lease),
+        Ok(ReadStart::Now { index: commit }),
+        "served on the lease before"
+    );
+    for _ in 0..=u64::from(strict().lease_ticks) {
+        for i in 1..3 {
+            for batch in sim.nodes[i].beacon_batches() {
+                if batch.to == n(1) {
+                    sim.nodes[0].step(batch);
+                }
+            }
+        }
+        sim.nodes[0].tick();
+    }
+    assert_eq!(sim.nodes[0].peer_live(n(2)), Some(true));
+    taken(sim.nodes[0].read(g(1), ReadPolicy::Lease));
+}
+
+/// Whether `batch` is one node-level heartbeat message with no group's beat, no round and
+/// no echo.
+fn only_liveness(batch: &MessageBatch) -> bool {
+    let [m] = &batch.messages[..] else {
+        return false;
+    };
+    matches!(&m.body, MessageBody::Heartbeats { beats, liveness }
+        if beats.is_empty() && liveness.round == 0 && liveness.echo == 0)
+}
