@@ -88,7 +88,7 @@ struct Tally {
 }
 
 /// How many counters `Tally::moves` holds.
-const MOVES: usize = 45;
+const MOVES: usize = 46;
 
 /// The reads, leadership moves and snapshots of a report, in the order the summary lines
 /// print them.
@@ -139,6 +139,7 @@ fn moves(r: &SimReport) -> [u64; MOVES] {
         r.declared_down_in_backlog,
         r.long_turns,
         r.beacon_batches,
+        r.declared_down_while_beaten,
     ]
 }
 
@@ -327,8 +328,8 @@ fn main() -> ExitCode {
         m[40], m[41], m[42]
     );
     println!(
-        "sim: stalled pauses in one long turn {}; beacon batches {}",
-        m[43], m[44]
+        "sim: stalled pauses in one long turn {}; beacon batches {}; peers declared down while their beacon beat {}",
+        m[43], m[44], m[45]
     );
     println!("sim: {} seeds, {violations} violations", args.seeds);
     if violations == 0 {

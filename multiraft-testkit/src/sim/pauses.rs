@@ -22,7 +22,7 @@
 //! (`Node::batch_arrived`). Those arrivals are told in stalled pauses too, before the
 //! late tick, as the driver's inbox notes them while its loop stalls.
 
-use multiraft_core::{GroupId, MAX_BEACON_TIMEOUTS, ReadPolicy};
+use multiraft_core::{GroupId, MAX_BEACON_TIMEOUTS, NodeId, ReadPolicy};
 
 use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
@@ -185,21 +185,27 @@ impl<A: SimApp> Simulation<A> {
     /// does (`multiraft_core::MAX_BEACON_TIMEOUTS`): once the turn has lasted a tick, at
     /// each tick, until it has lasted that many liveness timeouts.
     fn beacon_beats(&mut self, i: usize) -> Result<(), Failure> {
-        let (began, tick_us) = (self.nodes[i].turn_began_us, self.nodes[i].tick_us);
-        let Some(node) = self.nodes[i].node.as_ref().filter(|_| began != 0) else {
+        let Some(node) = self.nodes[i].node.as_ref().filter(|_| self.beacon_on(i)) else {
             return Ok(());
         };
-        let timeout_us = tick_us * u64::from(node.config().election_timeout_min_ticks);
-        let turn = self.now_us - began;
-        if turn < tick_us || turn > timeout_us * u64::from(MAX_BEACON_TIMEOUTS) {
-            return Ok(());
-        }
         let batches = node.beacon_batches();
         self.report.beacon_batches += batches.len() as u64;
         for batch in batches {
             self.send(i, batch)?;
         }
         Ok(())
+    }
+
+    /// Whether node `i` is up and stalled in one long turn of its loop that has lasted a
+    /// tick and at most `MAX_BEACON_TIMEOUTS` liveness timeouts: its beacon beats.
+    fn beacon_on(&self, i: usize) -> bool {
+        let (began, tick_us) = (self.nodes[i].turn_began_us, self.nodes[i].tick_us);
+        let Some(node) = self.nodes[i].node.as_ref().filter(|_| began != 0) else {
+            return false;
+        };
+        let timeout_us = tick_us * u64::from(node.config().election_timeout_min_ticks);
+        let turn = self.now_us - began;
+        turn >= tick_us && turn <= timeout_us * u64::from(MAX_BEACON_TIMEOUTS)
     }
 
     /// Holds a batch for `node` if its inbox has room, else drops it.
@@ -219,6 +225,12 @@ impl<A: SimApp> Simulation<A> {
     pub(super) fn serve_tick(&mut self, i: usize, missed: u64) {
         let backlogged = self.nodes[i].busy_until_us != 0 && self.nodes[i].backlog;
         let arrived = std::mem::take(&mut self.nodes[i].arrived);
+        // The peers whose beacons beat now, and which of them this node holds live.
+        let beaten: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.beacon_on(j))
+            .map(|j| self.nodes[j].id)
+            .filter(|id| self.nodes[i].node.as_ref().and_then(|n| n.peer_live(*id)) == Some(true))
+            .collect();
         let node = self.nodes[i].node.as_mut().expect("up");
         for from in arrived {
             self.hash.u64(17);
@@ -229,6 +241,8 @@ impl<A: SimApp> Simulation<A> {
         node.tick_late(missed);
         let declared = node.stats().peers_declared_down - before;
         self.report.peers_declared_down += declared;
+        let beaten_down = beaten.iter().filter(|p| node.peer_live(**p) == Some(false));
+        self.report.declared_down_while_beaten += beaten_down.count() as u64;
         if backlogged && declared > 0 {
             self.report.declared_down_in_backlog += declared;
             let id = self.nodes[i].id;

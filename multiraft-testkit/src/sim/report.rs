@@ -94,6 +94,9 @@ pub struct SimReport {
     pub long_turns: u64,
     /// Batches those beacons sent (`Node::beacon_batches`).
     pub beacon_batches: u64,
+    /// Peers declared down (of `peers_declared_down`) while their beacon beat: a node in
+    /// one long turn that had lasted a tick and at most `MAX_BEACON_TIMEOUTS` timeouts.
+    pub declared_down_while_beaten: u64,
     /// Batches held back as stragglers (`Faults::straggler_per_mille`).
     pub stragglers: u64,
     /// Batches split into pieces sent apart (`Faults::split_per_mille`).
