@@ -32,6 +32,14 @@ use crate::transport::Transport;
 /// is beaten for.
 pub const MAX_BEACON_TIMEOUTS: u32 = 16;
 
+/// How many times the beacon's thread wakes per liveness timeout (at most once a tick): a
+/// late loop's peers hear a beat at least this often within their timeout, which leaves
+/// room for the beacon's own thread to wait for a core under the load that made the loop
+/// late. Each wake costs a context switch whether the loop is late or not: on the idle
+/// benchmark's three nodes (50 ms ticks), four wakes a timeout took 0.08 % of a core; woken
+/// every tick, two and a half times as many (BENCHMARKS.md, 2026-12-07).
+pub const BEACON_WAKES_PER_TIMEOUT: u32 = 4;
+
 /// The loop's side of the beacon: it marks its turns and keeps the beats current; a thread
 /// beats while the loop is late. Dropped with the loop, which stops the thread.
 #[derive(Default)]
@@ -98,7 +106,8 @@ impl Shared {
 }
 
 impl Beacon {
-    /// Starts the beacon's thread for `node`, beating through `transport` every tick while
+    /// Starts the beacon's thread for `node`, beating through `transport` at each of its
+    /// wakes (`BEACON_WAKES_PER_TIMEOUT` a liveness timeout, at most one a tick) while
     /// the loop is late by a tick or more — a turn of it has lasted that long, or it waits
     /// unpolled that long past its tick — unless it has made no progress for
     /// `MAX_BEACON_TIMEOUTS` liveness timeouts. Called on the loop's runtime, which the
@@ -119,6 +128,7 @@ impl Beacon {
         let interval = config.tick_interval;
         let timeout = interval.saturating_mul(config.election_timeout_min_ticks);
         let bound = timeout.saturating_mul(MAX_BEACON_TIMEOUTS);
+        let period = interval.max(timeout / BEACON_WAKES_PER_TIMEOUT);
         let runtime = tokio::runtime::Handle::try_current().ok();
         let (beats, clock, transport) = (
             Arc::clone(&self.shared),
@@ -130,8 +140,8 @@ impl Beacon {
             .spawn(move || {
                 let _runtime = runtime.as_ref().map(|r| r.enter());
                 let mut wedged = false;
-                // Every tick, until the loop's side is dropped.
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                // Every period, until the loop's side is dropped.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
                     let held = beats.batches.lock().unwrap_or_else(PoisonError::into_inner);
                     // No peer, nothing to judge: nor is the clock read (a test counts it).
                     if held.is_empty() {

@@ -204,7 +204,7 @@ pub mod testing;
 mod transport;
 
 pub use api::{Builder, DRAIN_WINDOW, MAX_COMMANDS_PER_CALL, MultiRaft};
-pub use beacon::MAX_BEACON_TIMEOUTS;
+pub use beacon::{BEACON_WAKES_PER_TIMEOUT, MAX_BEACON_TIMEOUTS};
 pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use config::{Config, ConfigError, MAX_EVENT_BACKLOG, MAX_QUEUE_CAPACITY, MAX_TICK_INTERVAL};

@@ -7,8 +7,8 @@
 //! without a word from a leader elected meanwhile.
 //!
 //! Half of the stalled pauses (those of an even length) are one long turn of a loop whose
-//! process runs, rather than a paused process: its beacon beats for it at each tick once the
-//! turn has lasted a tick, up to `MAX_BEACON_TIMEOUTS` liveness timeouts
+//! process runs, rather than a paused process: its beacon beats for it a few times a liveness
+//! timeout once the turn has lasted a tick, up to `MAX_BEACON_TIMEOUTS` liveness timeouts
 //! (`Node::beacon_batches`, docs/design.md §4.3), so its peers hear it while it serves nothing.
 //!
 //! In a third of the pauses the loop is busy rather than stalled: it serves its ticks and
@@ -22,7 +22,7 @@
 //! (`Node::batch_arrived`). Those arrivals are told in stalled pauses too, before the
 //! late tick, as the driver's inbox notes them while its loop stalls.
 
-use multiraft_core::{GroupId, MAX_BEACON_TIMEOUTS, NodeId, ReadPolicy};
+use multiraft_core::{BEACON_WAKES_PER_TIMEOUT, GroupId, MAX_BEACON_TIMEOUTS, NodeId, ReadPolicy};
 
 use super::app::SimApp;
 use super::invariants::{Failure, sorted_groups};
@@ -182,12 +182,18 @@ impl<A: SimApp> Simulation<A> {
     }
 
     /// Node `i`, stalled in one long turn of its loop, has its beacon beat, as the driver's
-    /// does (`multiraft_core::MAX_BEACON_TIMEOUTS`): once the turn has lasted a tick, at
-    /// each tick, until it has lasted that many liveness timeouts.
+    /// does: once the turn has lasted a tick, `BEACON_WAKES_PER_TIMEOUT` times a liveness
+    /// timeout (rounded to whole ticks, at least one), until it has lasted
+    /// `MAX_BEACON_TIMEOUTS` liveness timeouts.
     fn beacon_beats(&mut self, i: usize) -> Result<(), Failure> {
         let Some(node) = self.nodes[i].node.as_ref().filter(|_| self.beacon_on(i)) else {
             return Ok(());
         };
+        let timeout = node.config().election_timeout_min_ticks;
+        let period = u64::from((timeout / BEACON_WAKES_PER_TIMEOUT).max(1));
+        if !self.nodes[i].missed_ticks.is_multiple_of(period) {
+            return Ok(());
+        }
         let batches = node.beacon_batches();
         self.report.beacon_batches += batches.len() as u64;
         for batch in batches {
