@@ -6,7 +6,7 @@
 //! synchronous — a call, a wake's inbound batches, a ready of every group with output — and
 //! one of a hundred thousand groups' worth lasted seconds: its peers heard nothing for
 //! longer than their timeout, declared the node down, and the elections that followed
-//! loaded every node more (BENCHMARKS.md, "An overloaded node's outputs, bounded"). The
+//! loaded every node more (BENCHMARKS.md, "A peer's batches count from their arrival"). The
 //! beacon needs nothing of the node while it beats: the batches it sends are built by the
 //! loop ([`Node::beacon_batches`]) and only depend on the node's life and its peers.
 
@@ -21,9 +21,10 @@ use crate::node::Node;
 use crate::transport::Transport;
 
 /// How long the beacon speaks for a late loop that makes no progress, in liveness timeouts
-/// (`Config::election_timeout_min_ticks` ticks): about as long as a follower holds back its
-/// campaign for a leader on a live node (`DEFERRED_TIMEOUTS`, 16 of the longest election
-/// timeouts, docs/design.md §4.3). A loop that takes no ready, steps no batch and takes no
+/// (`Config::election_timeout_min_ticks` ticks): sixteen, as a follower holds back its
+/// campaign for a leader on a live node for `DEFERRED_TIMEOUTS` (16) of the *longest*
+/// election timeouts (docs/design.md §4.3), so the beacon falls silent well before that
+/// hold ends. A loop that takes no ready, steps no batch and takes no
 /// call for longer — stuck in one call, or unpolled — is taken for a wedged one (a
 /// deadlock, a state machine that never returns, a runtime whose workers all block), and
 /// the beacon falls silent, so that the node's peers declare it down within their own
@@ -36,8 +37,9 @@ pub const MAX_BEACON_TIMEOUTS: u32 = 16;
 /// late loop's peers hear a beat at least this often within their timeout, which leaves
 /// room for the beacon's own thread to wait for a core under the load that made the loop
 /// late. Each wake costs a context switch whether the loop is late or not: on the idle
-/// benchmark's three nodes (50 ms ticks), four wakes a timeout took 0.08 % of a core; woken
-/// every tick, two and a half times as many (BENCHMARKS.md, 2026-12-07).
+/// benchmark's three nodes (50 ms ticks), four wakes a timeout took 0.08 % of a core
+/// (BENCHMARKS.md, 2026-12-07); woken every tick, they would wake two and a half times as
+/// often.
 pub const BEACON_WAKES_PER_TIMEOUT: u32 = 4;
 
 /// The loop's side of the beacon: it marks its turns and keeps the beats current; a thread
@@ -80,6 +82,12 @@ enum Verdict {
 }
 
 impl Shared {
+    /// The batches, whatever a panic elsewhere left them as (they are only ever replaced
+    /// whole).
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<MessageBatch>> {
+        self.batches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The loop at `now`, with ticks every `interval`, wedged past `bound` without progress.
     fn judge(&self, now: Duration, interval: Duration, bound: Duration) -> Verdict {
         let now = nanos(now).saturating_add(1);
@@ -142,9 +150,8 @@ impl Beacon {
                 let mut wedged = false;
                 // Every period, until the loop's side is dropped.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
-                    let held = beats.batches.lock().unwrap_or_else(PoisonError::into_inner);
                     // No peer, nothing to judge: nor is the clock read (a test counts it).
-                    if held.is_empty() {
+                    if beats.held().is_empty() {
                         continue;
                     }
                     match beats.judge(clock.now(), interval, bound) {
@@ -155,8 +162,8 @@ impl Beacon {
                             }
                         }
                         Verdict::Late => {
-                            let batches = held.clone();
-                            drop(held);
+                            wedged = false;
+                            let batches = beats.held().clone();
                             for batch in batches {
                                 transport.send(batch);
                                 sent.increment(1);
@@ -197,8 +204,7 @@ impl Beacon {
         if self.version != Some(version) {
             self.version = Some(version);
             let batches = node.beacon_batches();
-            let mut held = (self.shared.batches.lock()).unwrap_or_else(PoisonError::into_inner);
-            *held = batches;
+            *self.shared.held() = batches;
         }
     }
 }

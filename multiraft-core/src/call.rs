@@ -157,6 +157,13 @@ impl Replies {
         }
     }
 
+    /// Each of `outcomes` ended.
+    pub(crate) fn ended_all(&mut self, outcomes: Vec<crate::node::Outcome>) {
+        for o in outcomes {
+            self.ended(o.request, o.resolution);
+        }
+    }
+
     /// `request` ended as `resolution`.
     pub(crate) fn ended(&mut self, request: RequestId, resolution: Resolution) {
         match self.waiting.remove(&request) {

@@ -15,7 +15,7 @@ use crate::call::{Call, CallInbox, MAX_COMMANDS_PER_WAKE, Replies, Taken};
 use crate::clock::{Clock, sleep, take_due_tick};
 use crate::error::{StopError, StorageError};
 use crate::machines::Machines;
-use crate::node::{Event, Node, Outcome, ReadStart, Ready};
+use crate::node::{Event, Node, ReadStart, Ready};
 use crate::snapshot_io::SnapshotIo;
 use crate::state_machine::StateMachineFactory;
 use crate::storage::Storage;
@@ -72,7 +72,7 @@ pub(crate) struct Driver {
     in_flight: Option<InFlight>,
     stopping: bool,
     detach: Detach,
-    /// Beats for the node while one of the loop's turns runs long.
+    /// Beats for the node while the loop is late: in a long turn, or left unpolled.
     beacon: Beacon,
 }
 
@@ -294,7 +294,7 @@ impl Driver {
         for batch in ready.send_after_write {
             self.p.transport.send(batch);
         }
-        self.deliver(ready.outcomes);
+        self.replies.ended_all(ready.outcomes);
         for e in ready.events {
             // No subscriber is fine: events are best effort for observers.
             let _ = self.p.events.send(e);
@@ -303,19 +303,15 @@ impl Driver {
         self.p.node.metrics().ready_seconds.record(seconds);
     }
 
-    fn deliver(&mut self, outcomes: Vec<Outcome>) {
-        for o in outcomes {
-            self.replies.ended(o.request, o.resolution);
-        }
-    }
-
     /// Answers everything still waiting, so that no caller hangs: the node ends its
     /// requests; outcomes of a write that never became durable, and calls not yet taken,
     /// end here.
     fn stop(&mut self) {
+        // The loop serves nothing more: its beacon speaks for it no more either.
+        self.beacon = Beacon::default();
         self.detach.now();
         let outcomes = self.p.node.stop();
-        self.deliver(outcomes);
+        self.replies.ended_all(outcomes);
         self.replies.stop();
         self.p.calls.refuse_waiting();
         self.p.submissions.refuse_waiting();

@@ -86,9 +86,9 @@ pub const TICKS_MISSED_TOTAL: &str = "multiraft_ticks_missed_total";
 /// Gauge: peer nodes (nodes hosting a replica of a group hosted here) this node declares
 /// down now, not heard from within their liveness timeout. Set on every tick.
 pub const PEERS_DOWN: &str = "multiraft_peers_down";
-/// Counter: batches the node's beacon sent, one per peer and tick while its event loop was
-/// late by a tick or more — in one long turn, or left unpolled by its runtime
-/// (docs/design.md §4.3). Growing: the loop falls behind by enough that, but for the
+/// Counter: batches the node's beacon sent, one per peer at each of its wakes while its
+/// event loop was late by a tick or more — in one long turn, or left unpolled by its
+/// runtime (docs/design.md §4.3). Growing: the loop falls behind by enough that, but for the
 /// beacon, its peers would count it silent.
 pub const BEACON_BATCHES_TOTAL: &str = "multiraft_beacon_batches_total";
 /// Counter: failures of peer nodes this node saw, labelled `kind`: `silent` (declared down

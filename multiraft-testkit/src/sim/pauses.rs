@@ -183,14 +183,14 @@ impl<A: SimApp> Simulation<A> {
 
     /// Node `i`, stalled in one long turn of its loop, has its beacon beat, as the driver's
     /// does: once the turn has lasted a tick, `BEACON_WAKES_PER_TIMEOUT` times a liveness
-    /// timeout (rounded to whole ticks, at least one), until it has lasted
+    /// timeout (rounded up to whole ticks, at least one), until it has lasted
     /// `MAX_BEACON_TIMEOUTS` liveness timeouts.
     fn beacon_beats(&mut self, i: usize) -> Result<(), Failure> {
         let Some(node) = self.nodes[i].node.as_ref().filter(|_| self.beacon_on(i)) else {
             return Ok(());
         };
         let timeout = node.config().election_timeout_min_ticks;
-        let period = u64::from((timeout / BEACON_WAKES_PER_TIMEOUT).max(1));
+        let period = u64::from(timeout.div_ceil(BEACON_WAKES_PER_TIMEOUT).max(1));
         if !self.nodes[i].missed_ticks.is_multiple_of(period) {
             return Ok(());
         }
