@@ -479,27 +479,16 @@ impl Node {
     /// timeouts, so that a busy node is not declared down while a wedged one still is
     /// (docs/design.md §4.3). Build it again when [`Node::peers_version`] changes.
     pub fn beacon_batches(&self) -> Vec<MessageBatch> {
+        // The outbox of a cycle with nothing but the liveness beat, in no round.
+        let mut outbox = outbox::Outbox::default();
+        for peer in self.peers.ids() {
+            outbox.liveness_beat(peer);
+        }
         let liveness = crate::message::Liveness {
             incarnation: self.incarnation,
             ..Default::default()
         };
-        let beat = |to| Message {
-            group: GroupId::NODE,
-            from: self.id,
-            to,
-            term: 0,
-            body: MessageBody::Heartbeats {
-                beats: Vec::new(),
-                liveness: Box::new(liveness),
-            },
-        };
-        (self.peers.ids())
-            .map(|to| MessageBatch {
-                from: self.id,
-                to,
-                messages: vec![beat(to)],
-            })
-            .collect()
+        outbox.finish(self.id, |_| liveness).0
     }
 
     /// A number that changes whenever this node's peers do (a group added or removed
