@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -43,15 +44,30 @@ pub const MAX_BEACON_TIMEOUTS: u32 = 16;
 pub const BEACON_WAKES_PER_TIMEOUT: u32 = 4;
 
 /// The loop's side of the beacon: it marks its turns and keeps the beats current; a thread
-/// beats while the loop is late. Dropped with the loop, which stops the thread.
+/// beats while the loop is late. Dropped with the loop, which stops the thread and waits
+/// for it.
 #[derive(Default)]
 pub(crate) struct Beacon {
     shared: Arc<Shared>,
     /// The node's [`Node::peers_version`] the beats were built for.
     version: Option<u64>,
-    /// Never sent on: dropped with the beacon, it ends the thread's wait. `None` until the
-    /// thread starts.
-    _stop: Option<mpsc::Sender<()>>,
+    /// The running thread, with the sender that stops it: never sent on, dropped with the
+    /// beacon, it ends the thread's wait at once. `None` until the thread starts.
+    thread: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Drop for Beacon {
+    /// Stops the thread and waits for it: a round of sends in progress ends first, so that
+    /// nothing is sent for the node once its loop stopped (it detaches from its transport
+    /// right after). The wait is that of one round of non-blocking sends at most.
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.thread.take() {
+            drop(stop);
+            if thread.join().is_err() {
+                tracing::error!("the beacon's thread panicked");
+            }
+        }
+    }
 }
 
 /// What the loop and the beacon's thread share. Times are in nanoseconds of the node's clock
@@ -173,7 +189,7 @@ impl Beacon {
                 }
             });
         match spawned {
-            Ok(_) => self._stop = Some(stop),
+            Ok(thread) => self.thread = Some((stop, thread)),
             Err(error) => tracing::warn!(node = %id, %error, "no beacon: its thread did not start"),
         }
     }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use multiraft_core::{
-    Bytes, Config, GroupId, MAX_BEACON_TIMEOUTS, Membership, MultiRaft, NodeId, StateMachine,
+    AttachError, Bytes, Config, GroupId, Inbox, MAX_BEACON_TIMEOUTS, Membership, MessageBatch,
+    MultiRaft, NodeId, StateMachine, Transport,
 };
 use multiraft_testkit::cluster::{agreed_leader, create_everywhere};
-use multiraft_testkit::{MemNetwork, MemStorage};
+use multiraft_testkit::{MemNetwork, MemStorage, MemTransport};
 
 mod common;
 
@@ -53,6 +54,48 @@ impl StateMachine for Machine {
     }
 }
 
+/// Where node 1's beacon thread blocks in its first send: it says it entered, waits until
+/// the sender is dropped, sends, and says when it finished.
+#[derive(Clone, Default)]
+struct SendGate {
+    entered: Arc<AtomicBool>,
+    release: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    finished: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Node 1's transport with its beacon's first send gated.
+struct Gated {
+    inner: MemTransport,
+    gate: SendGate,
+}
+
+impl Transport for Gated {
+    fn send(&self, batch: MessageBatch) {
+        let beacon = std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("multiraft-beacon"));
+        let release = beacon
+            .then(|| self.gate.release.lock().unwrap().take())
+            .flatten();
+        let Some(release) = release else {
+            return self.inner.send(batch);
+        };
+        self.gate.entered.store(true, Ordering::SeqCst);
+        // Blocks the beacon's thread in a round of sends.
+        let _ = release.recv();
+        self.inner.send(batch);
+        *self.gate.finished.lock().unwrap() = Some(Instant::now());
+    }
+
+    fn attach(&self, node: NodeId, inbox: Inbox) -> Result<(), AttachError> {
+        self.inner.attach(node, inbox)
+    }
+
+    fn detach(&self, node: NodeId) {
+        self.inner.detach(node)
+    }
+}
+
 /// Where node 1's loop is held.
 #[derive(Clone, Copy, PartialEq)]
 enum Hold {
@@ -65,10 +108,15 @@ enum Hold {
 /// Three nodes on the real clock, each hosting group 1, node 1's machine gated and its loop
 /// on a runtime of its own (one worker); returns the nodes, the sender that opens the gate
 /// when dropped and node 1's runtime, once a leader is agreed and node 1's loop is held as
-/// `hold` says. On a shared runtime, a loop blocked in a worker holds whatever task it woke
+/// `hold` says, its transport's beacon sends gated by `send_gate` if one is given. On a
+/// shared runtime, a loop blocked in a worker holds whatever task it woke
 /// last in that worker's slot (tokio's LIFO slot, which no other worker takes): a peer's
 /// loop waited there for the whole turn.
-async fn node_1_held(config: &Config, hold: Hold) -> (Vec<MultiRaft>, mpsc::Sender<()>, Runtime) {
+async fn node_1_held(
+    config: &Config,
+    hold: Hold,
+    send_gate: Option<SendGate>,
+) -> (Vec<MultiRaft>, mpsc::Sender<()>, Runtime) {
     let own = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -85,9 +133,16 @@ async fn node_1_held(config: &Config, hold: Hold) -> (Vec<MultiRaft>, mpsc::Send
         if i == 1 {
             builder = builder.runtime(own.handle().clone());
         }
+        let transport = network.transport(NodeId(i));
+        builder = match send_gate.clone().filter(|_| i == 1) {
+            Some(gate) => builder.transport(Gated {
+                inner: transport,
+                gate,
+            }),
+            None => builder.transport(transport),
+        };
         let node = builder
             .storage(MemStorage::new())
-            .transport(network.transport(NodeId(i)))
             .state_machines(move |_| Machine { gate: gate.clone() })
             .seed(i)
             .start()
@@ -128,7 +183,7 @@ async fn declared_down(nodes: &[MultiRaft], i: usize) -> u64 {
 async fn held_but_not_declared_down(hold: Hold) {
     let config = test_config();
     let timeout = config.tick_interval * config.election_timeout_min_ticks;
-    let (nodes, open, own) = node_1_held(&config, hold).await;
+    let (nodes, open, own) = node_1_held(&config, hold, None).await;
     let before = (
         declared_down(&nodes, 2).await,
         declared_down(&nodes, 3).await,
@@ -169,7 +224,7 @@ async fn a_node_whose_loop_is_wedged_is_declared_down_after_the_beacons_bound() 
     let config = test_config();
     let timeout = config.tick_interval * config.election_timeout_min_ticks;
     let bound = timeout * MAX_BEACON_TIMEOUTS;
-    let (nodes, open, own) = node_1_held(&config, Hold::InATurn).await;
+    let (nodes, open, own) = node_1_held(&config, Hold::InATurn, None).await;
     let blocked = Instant::now();
     let before = declared_down(&nodes, 2).await;
     wait_for(|| async { (declared_down(&nodes, 2).await > before).then_some(()) }).await;
@@ -182,6 +237,44 @@ async fn a_node_whose_loop_is_wedged_is_declared_down_after_the_beacons_bound() 
         "declared down after {waited:?}, before the beacon's bound of {bound:?}"
     );
     for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+    own.shutdown_background();
+}
+
+/// Nothing is sent for a node once its shutdown returned: the stop waits for a round of
+/// beacon sends in progress — here one that node 1's transport holds until the stop has had
+/// two liveness timeouts to return without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_node_sends_no_beacon_batch_once_its_shutdown_returned() {
+    let config = test_config();
+    let timeout = config.tick_interval * config.election_timeout_min_ticks;
+    let gate = SendGate::default();
+    let (release, wait) = mpsc::channel();
+    *gate.release.lock().unwrap() = Some(wait);
+    let (nodes, open, own) = node_1_held(&config, Hold::InATurn, Some(gate.clone())).await;
+    wait_for(|| async { gate.entered.load(Ordering::SeqCst).then_some(()) }).await;
+    // The turn ends; the beacon's send is still held.
+    drop(open);
+    let node = nodes[0].clone();
+    let mut stopping = tokio::spawn(async move { node.shutdown().await.map(|()| Instant::now()) });
+    // A stop that leaves its beacon's thread running returns meanwhile.
+    let first = tokio::time::timeout(2 * timeout, &mut stopping).await;
+    drop(release);
+    let returned = match first {
+        Ok(returned) => returned,
+        Err(_) => stopping.await,
+    }
+    .unwrap()
+    .unwrap();
+    wait_for(|| async { gate.finished.lock().unwrap().map(|_| ()) }).await;
+    let finished = gate.finished.lock().unwrap().unwrap();
+    assert!(
+        finished <= returned,
+        "a beacon batch was sent {:?} after node 1's shutdown returned",
+        finished - returned
+    );
+    for n in &nodes[1..] {
         n.shutdown().await.unwrap();
     }
     own.shutdown_background();
