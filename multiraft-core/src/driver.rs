@@ -71,9 +71,11 @@ pub(crate) struct Driver {
     next_tick: Duration,
     in_flight: Option<InFlight>,
     stopping: bool,
-    detach: Detach,
     /// Beats for the node while the loop is late: in a long turn, or left unpolled.
+    /// Declared before `detach`: fields drop in order, and a loop that ends in a panic
+    /// joins the beacon's thread before it detaches from the transport.
     beacon: Beacon,
+    detach: Detach,
 }
 
 impl Driver {

@@ -32,9 +32,9 @@ use crate::message::MessageBatch;
 ///
 /// `send` is called from the node's event loop and, while that loop is late, from the
 /// node's beacon thread (docs/design.md §4.3), which enters the loop's runtime: at the same
-/// time as the loop's own sends, in either order. Never after the node's stop: the stop
-/// waits for the beacon's round of sends in progress before it calls
-/// [`detach`](Transport::detach).
+/// time as the loop's own sends, in either order. Never after [`detach`](Transport::detach):
+/// a stop, or a loop ending in a panic, waits for the beacon's round of sends in progress
+/// before it detaches.
 ///
 /// It should bound what it delivers in one batch (QUIC's frame limit does): the node steps
 /// a batch whole, and its inbox takes one batch of any size when empty, so a peer's batch
