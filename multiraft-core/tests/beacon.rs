@@ -13,7 +13,7 @@ use multiraft_core::{
     AttachError, Bytes, Config, GroupId, Inbox, MAX_BEACON_TIMEOUTS, Membership, MessageBatch,
     MultiRaft, NodeId, StateMachine, Transport,
 };
-use multiraft_testkit::cluster::{agreed_leader, create_everywhere};
+use multiraft_testkit::cluster::{self, agreed_leader, create_everywhere};
 use multiraft_testkit::{MemNetwork, MemStorage, MemTransport};
 
 mod common;
@@ -29,7 +29,7 @@ const BLOCK: &[u8] = b"block";
 struct Gate {
     entered: Arc<AtomicBool>,
     wait: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
-    then_panic: Arc<AtomicBool>,
+    machine_panics: Arc<AtomicBool>,
 }
 
 /// Applies anything; on node 1 (with a gate), `BLOCK` blocks the event loop until the gate
@@ -45,7 +45,7 @@ impl StateMachine for Machine {
             if let Some(wait) = gate.wait.lock().unwrap().take() {
                 // Blocks the loop's thread: one long turn, the loop serving nothing.
                 let _ = wait.recv();
-                let panics = gate.then_panic.load(Ordering::SeqCst);
+                let panics = gate.machine_panics.load(Ordering::SeqCst);
                 assert!(!panics, "node 1's machine panics, as the test asks");
             }
         }
@@ -131,7 +131,7 @@ async fn node_1_held(
         .unwrap();
     let network = MemNetwork::new();
     let gate = Gate {
-        then_panic: send_gate
+        machine_panics: send_gate
             .as_ref()
             .map(|g| Arc::clone(&g.machine_panics))
             .unwrap_or_default(),
@@ -274,21 +274,14 @@ async fn no_beacon_batch_after_detach(panics: bool) {
     let node = nodes[0].clone();
     let stopping = (!panics).then(|| tokio::spawn(async move { node.shutdown().await }));
     // A stop that leaves its beacon's thread running detaches meanwhile.
-    let detached = || gate.detached.lock().unwrap().is_some();
-    let _ = tokio::time::timeout(2 * timeout, async {
-        while !detached() {
-            tokio::time::sleep(timeout / 10).await;
-        }
-    })
-    .await;
+    let detached = || async { *gate.detached.lock().unwrap() };
+    let _ = cluster::wait_for(2 * timeout, detached).await;
     drop(release);
     if let Some(stopping) = stopping {
         stopping.await.unwrap().unwrap();
     }
-    wait_for(|| async { gate.finished.lock().unwrap().map(|_| ()) }).await;
-    wait_for(|| async { gate.detached.lock().unwrap().map(|_| ()) }).await;
-    let finished = gate.finished.lock().unwrap().unwrap();
-    let detached = gate.detached.lock().unwrap().unwrap();
+    let finished = wait_for(|| async { *gate.finished.lock().unwrap() }).await;
+    let detached = wait_for(detached).await;
     assert!(
         finished <= detached,
         "a beacon batch was sent {:?} after node 1 detached (panics {panics})",
