@@ -179,6 +179,17 @@ impl Log {
         self.base.0 + self.in_runs + self.tail().len() as u64
     }
 
+    /// Reads what a cycle reads first of the log's heap, `depth` pointers away from the log
+    /// (0: the newest run and the tail; 1: their newest entries). See `Replica::warm`.
+    pub(crate) fn warm(&self, depth: u8) -> u64 {
+        if depth == 0 {
+            let newest = self.runs.last().map_or(0, |r| r.start);
+            newest ^ self.tail.as_ref().map_or(0, |t| t.len() as u64)
+        } else {
+            self.last_term()
+        }
+    }
+
     pub(crate) fn last_term(&self) -> u64 {
         self.tail()
             .last()

@@ -28,6 +28,7 @@ mod report; // the leader's view of its followers, for status pages
 mod snapshots; // taking, sending, receiving and restoring snapshots; compaction
 mod strict; // invariant checks of `Config::strict`
 mod transfer; // leadership transfer
+mod warm; // what a cycle reads first, read ahead for many groups at once
 
 use std::sync::Arc;
 

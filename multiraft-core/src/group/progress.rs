@@ -319,6 +319,14 @@ impl Progress {
 pub(crate) struct ProgressMap(Vec<(NodeId, Progress)>);
 
 impl ProgressMap {
+    /// Reads every follower's record (see `Replica::warm`).
+    pub(crate) fn warm(&self, depth: u8) -> u64 {
+        self.0.iter().fold(0, |acc, (_, p)| match depth {
+            0 => acc ^ p.matched ^ p.next ^ p.inflight.len() as u64,
+            _ => acc ^ p.inflight.front().map_or(0, |f| f.0),
+        })
+    }
+
     pub(crate) fn get(&self, node: &NodeId) -> Option<&Progress> {
         self.0.iter().find(|(n, _)| n == node).map(|(_, p)| p)
     }

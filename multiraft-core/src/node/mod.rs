@@ -37,6 +37,7 @@ mod report;
 mod requests;
 mod snapshots;
 mod untold;
+mod warm;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -449,8 +450,13 @@ impl Node {
         if self.peers.heard(batch.from) {
             self.node_back(batch.from);
         }
-        for msg in batch.messages {
-            self.step_message(batch.from, msg);
+        let mut messages = batch.messages.into_iter();
+        while messages.len() > 0 {
+            let ahead = messages.as_slice().iter().take(warm::AHEAD);
+            warm::replicas(&self.groups, ahead.map(|m| m.group));
+            for msg in messages.by_ref().take(warm::AHEAD) {
+                self.step_message(batch.from, msg);
+            }
         }
     }
 
@@ -670,7 +676,11 @@ impl Node {
         self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;
-        for id in &self.active {
+        for (i, id) in self.active.iter().enumerate() {
+            if i.is_multiple_of(warm::AHEAD) {
+                let ahead = self.active.range(id..).take(warm::AHEAD);
+                warm::replicas(&self.groups, ahead.copied());
+            }
             let Some(slot) = self.groups.get_mut(id) else {
                 continue;
             };

@@ -15,7 +15,7 @@ use crate::storage::{GroupWrite, WriteBatch};
 
 use super::outbox::Outbox;
 use super::snapshots::{ChunkRead, Restore, TakeSnapshot};
-use super::{Node, Outcome, Resolution};
+use super::{Node, Outcome, Resolution, warm};
 use crate::error::TransferError;
 use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
@@ -229,7 +229,13 @@ impl Node {
         let mut written = (0usize, 0usize);
         let mut applied = 0;
         let cfg = Arc::clone(&self.config);
+        let mut visited = 0usize;
         while let Some(id) = self.dirty.pop_front() {
+            if visited.is_multiple_of(warm::AHEAD) {
+                let ahead = std::iter::once(id).chain(self.dirty.iter().copied());
+                warm::replicas(&self.groups, ahead.take(warm::AHEAD));
+            }
+            visited += 1;
             let over = groups >= cfg.max_ready_groups
                 || entries >= cfg.max_ready_entries
                 || bytes >= cfg.max_ready_bytes;
@@ -590,7 +596,11 @@ impl Node {
         );
         let Some(out) = out else { return };
         let (groups, mut queues) = self.groups_and_queues();
-        for (id, index, term) in out.persisted {
+        for (i, &(id, index, term)) in out.persisted.iter().enumerate() {
+            if i.is_multiple_of(warm::AHEAD) {
+                let ahead = out.persisted[i..].iter().take(warm::AHEAD);
+                warm::replicas(groups, ahead.map(|p| p.0));
+            }
             if let Some(slot) = groups.get_mut(&id) {
                 slot.group.on_persisted(index, term);
                 if slot.group.has_ready() {

@@ -1,0 +1,39 @@
+//! Bringing many groups' state into the caches together, before the node works on each
+//! (docs/design.md §4.9).
+//!
+//! At thousands of busy groups a group's replica, its newest run of entries and its
+//! followers' records are out of the caches when its turn comes, and working on the groups
+//! one after the other meets each miss alone: the loads of one group's cycle depend on
+//! each other (the replica, then the run list it points at, then the run's entries). Read
+//! first for a stretch of groups — every replica, then everything they point at, then what
+//! that points at — the misses of a stretch are independent and overlap, and the cycles
+//! that follow find their lines in the caches.
+
+use rustc_hash::FxHashMap;
+
+use crate::group::Replica;
+use crate::ids::GroupId;
+
+use super::Slot;
+
+/// Groups read ahead at once: a stretch's lines (about ten per group) stay well within
+/// the first-level caches of this kind of machine until the stretch is worked on, and
+/// enough misses are in flight to overlap.
+pub(super) const AHEAD: usize = 32;
+
+/// Reads the state of the first [`AHEAD`] of `ids` hosted in `groups`, one pointer depth
+/// at a time ([`Replica::warm`]).
+pub(super) fn replicas(groups: &FxHashMap<GroupId, Box<Slot>>, ids: impl Iterator<Item = GroupId>) {
+    let mut replicas: [Option<&Replica>; AHEAD] = [None; AHEAD];
+    for (r, id) in replicas.iter_mut().zip(ids) {
+        *r = groups.get(&id).map(|slot| &slot.group);
+    }
+    let mut read = 0;
+    for depth in 0..3 {
+        for r in replicas.iter().flatten() {
+            read ^= r.warm(depth);
+        }
+    }
+    // What was read must count, or the reads are optimized away.
+    std::hint::black_box(read);
+}
