@@ -16,9 +16,9 @@ use crate::ids::GroupId;
 
 use super::Slot;
 
-/// Groups read ahead at once: a stretch's lines (about ten per group) stay well within
-/// the first-level caches of this kind of machine until the stretch is worked on, and
-/// enough misses are in flight to overlap.
+/// Groups read ahead at once: a stretch's lines (about ten per group, 20 KiB) stay in the
+/// first- and second-level caches of this kind of machine until the stretch is worked on,
+/// and enough misses are in flight to overlap.
 pub(super) const AHEAD: usize = 32;
 
 /// Reads the state of the first [`AHEAD`] of `ids` hosted in `groups`, one pointer depth
