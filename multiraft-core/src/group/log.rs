@@ -180,11 +180,11 @@ impl Log {
     }
 
     /// Reads what a cycle reads first of the log's heap, `depth` pointers away from the log
-    /// (0: the newest run and the tail; 1: their newest entries). See `Replica::warm`.
+    /// (0: the newest run and the tail; 1: the newest entry). See `Replica::warm`.
     pub(crate) fn warm(&self, depth: u8) -> u64 {
         if depth == 0 {
             let newest = self.runs.last().map_or(0, |r| r.start);
-            newest ^ self.tail.as_ref().map_or(0, |t| t.len() as u64)
+            newest ^ self.tail().len() as u64
         } else {
             self.last_term()
         }

@@ -319,7 +319,8 @@ impl Progress {
 pub(crate) struct ProgressMap(Vec<(NodeId, Progress)>);
 
 impl ProgressMap {
-    /// Reads every follower's record (see `Replica::warm`).
+    /// Reads every follower's record (depth 0), or the oldest append in flight to each
+    /// (depth 1). See `Replica::warm`.
     pub(crate) fn warm(&self, depth: u8) -> u64 {
         self.0.iter().fold(0, |acc, (_, p)| match depth {
             0 => acc ^ p.matched ^ p.next ^ p.inflight.len() as u64,

@@ -452,8 +452,8 @@ impl Node {
         }
         let mut messages = batch.messages.into_iter();
         while messages.len() > 0 {
-            let ahead = messages.as_slice().iter().take(warm::AHEAD);
-            warm::replicas(&self.groups, ahead.map(|m| m.group));
+            let ahead = messages.as_slice().iter().map(|m| m.group);
+            warm::replicas(&self.groups, ahead);
             for msg in messages.by_ref().take(warm::AHEAD) {
                 self.step_message(batch.from, msg);
             }
@@ -678,8 +678,7 @@ impl Node {
         let peers = &self.peers;
         for (i, id) in self.active.iter().enumerate() {
             if i.is_multiple_of(warm::AHEAD) {
-                let ahead = self.active.range(id..).take(warm::AHEAD);
-                warm::replicas(&self.groups, ahead.copied());
+                warm::replicas(&self.groups, self.active.range(id..).copied());
             }
             let Some(slot) = self.groups.get_mut(id) else {
                 continue;

@@ -233,7 +233,7 @@ impl Node {
         while let Some(id) = self.dirty.pop_front() {
             if visited.is_multiple_of(warm::AHEAD) {
                 let ahead = std::iter::once(id).chain(self.dirty.iter().copied());
-                warm::replicas(&self.groups, ahead.take(warm::AHEAD));
+                warm::replicas(&self.groups, ahead);
             }
             visited += 1;
             let over = groups >= cfg.max_ready_groups
@@ -596,15 +596,14 @@ impl Node {
         );
         let Some(out) = out else { return };
         let (groups, mut queues) = self.groups_and_queues();
-        for (i, &(id, index, term)) in out.persisted.iter().enumerate() {
-            if i.is_multiple_of(warm::AHEAD) {
-                let ahead = out.persisted[i..].iter().take(warm::AHEAD);
-                warm::replicas(groups, ahead.map(|p| p.0));
-            }
-            if let Some(slot) = groups.get_mut(&id) {
-                slot.group.on_persisted(index, term);
-                if slot.group.has_ready() {
-                    queues.mark(id, slot);
+        for stretch in out.persisted.chunks(warm::AHEAD) {
+            warm::replicas(groups, stretch.iter().map(|p| p.0));
+            for &(id, index, term) in stretch {
+                if let Some(slot) = groups.get_mut(&id) {
+                    slot.group.on_persisted(index, term);
+                    if slot.group.has_ready() {
+                        queues.mark(id, slot);
+                    }
                 }
             }
         }
