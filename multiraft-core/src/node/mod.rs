@@ -676,25 +676,26 @@ impl Node {
         self.nodes_down(&down, false);
         let mut quiesced = Vec::new();
         let peers = &self.peers;
-        for (i, id) in self.active.iter().enumerate() {
-            if i.is_multiple_of(warm::AHEAD) {
-                warm::replicas(&self.groups, self.active.range(id..).copied());
-            }
-            let Some(slot) = self.groups.get_mut(id) else {
-                continue;
-            };
-            debug_assert!(
-                slot.ticking,
-                "group {id} in `active` but not marked ticking"
-            );
-            slot.group
-                .tick_knowing(|n| peers.is_live(n), |n| peers.is_down(n));
-            if slot.group.is_quiesced() {
-                quiesced.push(*id);
-                slot.ticking = false;
-            }
-            if slot.group.has_ready() {
-                slot.queue(*id, &mut self.since_sends, &mut self.dirty);
+        let mut ids = self.active.iter();
+        while ids.len() > 0 {
+            warm::replicas(&self.groups, ids.clone().copied());
+            for id in ids.by_ref().take(warm::AHEAD) {
+                let Some(slot) = self.groups.get_mut(id) else {
+                    continue;
+                };
+                debug_assert!(
+                    slot.ticking,
+                    "group {id} in `active` but not marked ticking"
+                );
+                slot.group
+                    .tick_knowing(|n| peers.is_live(n), |n| peers.is_down(n));
+                if slot.group.is_quiesced() {
+                    quiesced.push(*id);
+                    slot.ticking = false;
+                }
+                if slot.group.has_ready() {
+                    slot.queue(*id, &mut self.since_sends, &mut self.dirty);
+                }
             }
         }
         for id in quiesced {
