@@ -21,7 +21,16 @@ impl Replica {
                 let out = self.out.as_ref().map_or(0, |o| o.send_now.len() as u64);
                 self.log.warm(0) ^ self.progress.warm(0) ^ out
             }
-            _ => self.log.warm(1) ^ self.progress.warm(1),
+            _ => {
+                // The first message of each list: a follower's acknowledgement waits in
+                // `send_after_write` from the step of an append to the ready after it.
+                let first = |list: &[crate::message::Message]| list.first().map_or(0, |m| m.term);
+                let out = self
+                    .out
+                    .as_ref()
+                    .map_or(0, |o| first(&o.send_now) ^ first(&o.send_after_write));
+                self.log.warm(1) ^ self.progress.warm(1) ^ out
+            }
         }
     }
 }
