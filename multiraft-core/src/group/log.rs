@@ -230,9 +230,9 @@ impl Log {
         Some((run, usize::try_from(at).ok()?))
     }
 
-    /// The run holding `index` among the runs before `end` (whose own runs all start after
-    /// it): spans back from `end` that double in length until one starts at or below
-    /// `index`, then a binary search of that span. A binary search of the whole list began
+    /// The run holding `index` among the runs before `end` (the runs from `end` on all start
+    /// after `index`): spans back from `end` that double in length until one starts at or
+    /// below `index`, then a binary search of that span. A binary search of the whole list began
     /// in its cold middle, a miss at nearly every probe, for the one lookup in fifty that is
     /// a few runs further back than the newest (BENCHMARKS.md, "A run found back from the
     /// newest").
