@@ -15,7 +15,10 @@ impl Replica {
                 let marks = self.log.committed ^ self.log.persisted ^ self.log.applied;
                 let timers = u64::from(self.election_elapsed) ^ u64::from(self.idle_ticks);
                 let sizes = self.forward.len() ^ self.uncommitted_bytes;
-                self.term ^ marks ^ timers ^ sizes as u64 ^ self.out_written as u64
+                // The replica's first line: `has_ready` asks whether a restore is under
+                // way, and a step whether a leader is known, before anything else there.
+                let first = u64::from(self.leader.is_some()) ^ u64::from(self.restoring.is_none());
+                self.term ^ marks ^ timers ^ sizes as u64 ^ self.out_written as u64 ^ first
             }
             1 => {
                 let out = self.out.as_ref().map_or(0, |o| o.send_now.len() as u64);

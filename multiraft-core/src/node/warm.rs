@@ -26,10 +26,14 @@ pub(super) const AHEAD: usize = 32;
 /// is not looked at), one pointer depth at a time ([`Replica::warm`]).
 pub(super) fn replicas(groups: &FxHashMap<GroupId, Box<Slot>>, ids: impl Iterator<Item = GroupId>) {
     let mut replicas: [Option<&Replica>; AHEAD] = [None; AHEAD];
-    for (r, id) in replicas.iter_mut().zip(ids) {
-        *r = groups.get(&id).map(|slot| &slot.group);
-    }
     let mut read = 0;
+    for (r, id) in replicas.iter_mut().zip(ids) {
+        if let Some(slot) = groups.get(&id) {
+            // The slot's flags, past the replica's lines: a step asks `ticking` first.
+            read ^= u64::from(slot.ticking) ^ u64::from(slot.queued);
+            *r = Some(&slot.group);
+        }
+    }
     for depth in 0..3 {
         for r in replicas.iter().flatten() {
             read ^= r.warm(depth);
