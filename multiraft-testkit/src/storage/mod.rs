@@ -399,12 +399,26 @@ impl MemStorage {
     }
 }
 
+/// Records looked up together before any is checked ([`validate`]).
+const LOOKUP_STRETCH: usize = 32;
+
 /// Checks `batch` against `image` without changing anything.
 fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
     batch.validate_groups_distinct()?;
-    for write in &batch.groups {
-        let (last, compacted) = bounds_after_snapshot(image.get(&write.group), write)?;
-        write.validate(last, compacted)?;
+    // The records of a stretch of groups are looked up before any is checked: at thousands
+    // of busy groups each is out of the caches, and looked up one check at a time the
+    // misses came one after the other (the probe's key comparison, 3 % of a 4,096-group
+    // run); looked up together they overlap, and `apply` then finds them in the caches
+    // (BENCHMARKS.md, "A replica's first line and a stored record read ahead").
+    for stretch in batch.groups.chunks(LOOKUP_STRETCH) {
+        let mut stored: [Option<&StoredGroup>; LOOKUP_STRETCH] = [None; LOOKUP_STRETCH];
+        for (found, write) in stored.iter_mut().zip(stretch) {
+            *found = image.get(&write.group);
+        }
+        for (write, stored) in stretch.iter().zip(stored) {
+            let (last, compacted) = bounds_after_snapshot(stored, write)?;
+            write.validate(last, compacted)?;
+        }
     }
     Ok(())
 }
