@@ -234,11 +234,9 @@ impl Driver {
             self.p.transport.send(batch);
         }
         self.replies.set_now(started);
-        for a in &ready.apply {
-            if let Err(e) = self.machines.apply(a, &mut self.replies) {
-                tracing::error!(node = %self.p.node.id(), error = %e, "the node stops");
-                return Err(e);
-            }
+        if let Err(e) = self.machines.apply_all(&ready.apply, &mut self.replies) {
+            tracing::error!(node = %self.p.node.id(), error = %e, "the node stops");
+            return Err(e);
         }
         self.replies.flush_latency();
         // The applies ended proposals: the queue may take more.
