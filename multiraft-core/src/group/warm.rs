@@ -15,8 +15,10 @@ impl Replica {
                 let marks = self.log.committed ^ self.log.persisted ^ self.log.applied;
                 let timers = u64::from(self.election_elapsed) ^ u64::from(self.idle_ticks);
                 let sizes = self.forward.len() ^ self.uncommitted_bytes;
-                // The replica's first line: `has_ready` asks whether a restore is under
-                // way, and a step whether a leader is known, before anything else there.
+                // `has_ready` asks whether a restore is under way, and a step whether a
+                // leader is known, first: in the compiler's layout those lie in a line
+                // none of the fields above is on (BENCHMARKS.md, "A replica's first line
+                // and a stored record read ahead").
                 let first = u64::from(self.leader.is_some()) ^ u64::from(self.restoring.is_none());
                 self.term ^ marks ^ timers ^ sizes as u64 ^ self.out_written as u64 ^ first
             }

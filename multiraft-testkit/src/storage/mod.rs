@@ -408,8 +408,8 @@ fn validate(image: &Image, batch: &WriteBatch) -> Result<(), StorageError> {
     // The records of a stretch of groups are looked up before any is checked: at thousands
     // of busy groups each is out of the caches, and looked up one check at a time the
     // misses came one after the other (the probe's key comparison, 3 % of a 4,096-group
-    // run); looked up together they overlap, and `apply` then finds them in the caches
-    // (BENCHMARKS.md, "A replica's first line and a stored record read ahead").
+    // run); looked up together they overlap, and `apply`'s own lookups find them in the
+    // caches (BENCHMARKS.md, "A replica's first line and a stored record read ahead").
     for stretch in batch.groups.chunks(LOOKUP_STRETCH) {
         let mut stored: [Option<&StoredGroup>; LOOKUP_STRETCH] = [None; LOOKUP_STRETCH];
         let mut read = 0;
