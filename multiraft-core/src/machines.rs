@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use crate::call::Replies;
 use crate::error::StopError;
 use crate::ids::GroupId;
-use crate::node::Apply;
+use crate::node::{Apply, READ_AHEAD};
 use crate::snapshot::{SnapshotChunk, SnapshotData, SnapshotError};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 
@@ -18,10 +18,6 @@ struct Machine {
     /// ([`StateMachine::applied_index`]): entries and snapshots up to it are skipped.
     durable: u64,
 }
-
-/// Machines looked up together before any applies ([`Machines::apply_all`]): enough
-/// misses in flight at once to overlap, few enough lines to stay in the first caches.
-const LOOKUP_STRETCH: usize = 32;
 
 pub(crate) struct Machines {
     factory: StateMachineFactory,
@@ -56,7 +52,8 @@ impl Machines {
     }
 
     /// Applies a ready's committed commands, group by group ([`Machines::apply`]). The
-    /// machines of a stretch of groups are looked up before any applies: at thousands of
+    /// machines of a stretch of groups (as many as the node reads ahead) are looked up
+    /// before any applies: at thousands of
     /// busy groups each lookup missed the caches, one after the other (the probe's key
     /// comparison, 2.5 % of a 4,096-group run); looked up together the misses overlap
     /// (BENCHMARKS.md, "A replica's first line and a stored record read ahead").
@@ -65,7 +62,7 @@ impl Machines {
         applies: &[Apply],
         replies: &mut Replies,
     ) -> Result<(), StopError> {
-        for stretch in applies.chunks(LOOKUP_STRETCH) {
+        for stretch in applies.chunks(READ_AHEAD) {
             let read = stretch.iter().fold(0, |read, a| {
                 read ^ self.map.get(&a.group).map_or(0, |m| m.durable)
             });

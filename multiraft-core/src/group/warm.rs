@@ -2,6 +2,7 @@
 //! groups (docs/design.md §4.9).
 
 use super::Replica;
+use crate::message::Message;
 
 impl Replica {
     /// Reads what a cycle of this replica reads first, `depth` pointers away from the
@@ -29,7 +30,7 @@ impl Replica {
             _ => {
                 // The first message of each list: a follower's acknowledgement waits in
                 // `send_after_write` from the step of an append to the ready after it.
-                let first = |list: &[crate::message::Message]| list.first().map_or(0, |m| m.term);
+                let first = |list: &[Message]| list.first().map_or(0, |m| m.term);
                 let out = self
                     .out
                     .as_ref()

@@ -63,6 +63,7 @@ use self::liveness::{Life, Peers};
 use self::ready::InFlight;
 use self::requests::Requests;
 use self::snapshots::Snapshots;
+pub(crate) use self::warm::AHEAD as READ_AHEAD;
 
 pub use crate::message::MAX_BEATS_PER_MESSAGE;
 

@@ -19,8 +19,9 @@ use super::Slot;
 /// Groups read ahead at once: a stretch's lines (about ten per group, 20 KiB) stay in the
 /// first- and second-level caches of this kind of machine until the stretch is worked on,
 /// and enough misses are in flight to overlap. 16 and 64 measured the same (BENCHMARKS.md,
-/// "Many groups' state read together").
-pub(super) const AHEAD: usize = 32;
+/// "Many groups' state read together"). The driver's state machines are looked up in
+/// stretches of the same length (`Machines::apply_all`).
+pub(crate) const AHEAD: usize = 32;
 
 /// Reads the state of the first [`AHEAD`] of `ids` hosted in `groups` (the rest of `ids`
 /// is not looked at), one pointer depth at a time ([`Replica::warm`]).
