@@ -51,12 +51,86 @@ impl SnapshotChunk {
     }
 }
 
-/// A snapshot's data as the state machine produces it: chunks in order, produced on demand.
-/// It may be consumed off the event loop (it is `Send`), after the state machine has moved
-/// on: it must describe the state at the moment [`StateMachine::snapshot`] was called.
+/// A snapshot's data as the state machine produces it: pieces of bytes in order, of any
+/// size (the node cuts and joins them into chunks). Either already made when
+/// [`StateMachine::snapshot`] returns ([`SnapshotData::ready`]), or produced on demand by an
+/// iterator that the driver runs on a blocking thread ([`SnapshotData::lazy`]), after the
+/// state machine has moved on: either way it must describe the state at the moment
+/// `snapshot` was called. Iterating it yields the pieces.
 ///
 /// [`StateMachine::snapshot`]: crate::StateMachine::snapshot
-pub type SnapshotData = Box<dyn Iterator<Item = Result<Bytes, SnapshotError>> + Send>;
+pub struct SnapshotData {
+    pieces: Pieces,
+}
+
+enum Pieces {
+    /// Made when the snapshot was taken, with their size in bytes.
+    Ready(std::vec::IntoIter<Bytes>, usize),
+    /// Made on demand.
+    Lazy(Box<dyn Iterator<Item = Result<Bytes, SnapshotError>> + Send>),
+}
+
+impl SnapshotData {
+    /// Pieces already made. When they fit one chunk
+    /// ([`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes)) the event
+    /// loop hands them to the node itself, at once: a small state (a counter, a few
+    /// records) costs no thread's wake-up. Larger ones are handed on from a blocking thread
+    /// as [`lazy`](SnapshotData::lazy) ones are, so that the chunks waiting for a write stay
+    /// bounded.
+    pub fn ready(pieces: impl IntoIterator<Item = Bytes>) -> SnapshotData {
+        let pieces: Vec<Bytes> = pieces.into_iter().collect();
+        let bytes = pieces.iter().map(Bytes::len).sum();
+        SnapshotData {
+            pieces: Pieces::Ready(pieces.into_iter(), bytes),
+        }
+    }
+
+    /// Pieces made one at a time by `pieces`, on a blocking thread while the state machine
+    /// goes on applying: capture the state cheaply in [`StateMachine::snapshot`] (a
+    /// reference-counted copy-on-write structure, a read transaction of your store) and
+    /// serialize here. An error, or a panic, fails the snapshot.
+    ///
+    /// [`StateMachine::snapshot`]: crate::StateMachine::snapshot
+    pub fn lazy(
+        pieces: impl Iterator<Item = Result<Bytes, SnapshotError>> + Send + 'static,
+    ) -> SnapshotData {
+        SnapshotData {
+            pieces: Pieces::Lazy(Box::new(pieces)),
+        }
+    }
+
+    /// The size of the pieces if they are already made ([`SnapshotData::ready`]).
+    pub(crate) fn ready_bytes(&self) -> Option<usize> {
+        match &self.pieces {
+            Pieces::Ready(_, bytes) => Some(*bytes),
+            Pieces::Lazy(_) => None,
+        }
+    }
+}
+
+impl Iterator for SnapshotData {
+    type Item = Result<Bytes, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.pieces {
+            Pieces::Ready(pieces, _) => pieces.next().map(Ok),
+            Pieces::Lazy(pieces) => pieces.next(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.pieces {
+            Pieces::Ready(pieces, bytes) => f
+                .debug_struct("SnapshotData::Ready")
+                .field("pieces", &pieces.len())
+                .field("bytes", bytes)
+                .finish(),
+            Pieces::Lazy(_) => f.write_str("SnapshotData::Lazy"),
+        }
+    }
+}
 
 /// Why a snapshot could not be taken or restored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

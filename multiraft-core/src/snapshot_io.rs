@@ -14,8 +14,8 @@ use crate::error::{StopError, StorageError};
 use crate::ids::GroupId;
 use crate::machines::Machines;
 use crate::node::{ChunkRead, Node, Restore, TakeSnapshot};
-use crate::snapshot::SnapshotChunk;
 use crate::snapshot::SnapshotError;
+use crate::snapshot::{SnapshotChunk, SnapshotData};
 use crate::storage::Storage;
 
 /// Results of storage reads in flight, waiting for the loop. Bounds what reads finished
@@ -101,6 +101,19 @@ impl SnapshotIo {
     ) {
         for take in takes {
             match machines.snapshot(take.group, take.meta.index) {
+                // Made already and within a chunk: handed over here, with no thread's
+                // wake-up (one per snapshot cost a group written at full speed 8 % of its
+                // rate: BENCHMARKS.md, "Small snapshots handed over on the loop").
+                Ok(data)
+                    if data
+                        .ready_bytes()
+                        .is_some_and(|b| b <= node.config().snapshot_chunk_bytes)
+                        && node.wants_snapshot_chunks() =>
+                {
+                    self.stop_building(take.group);
+                    let pieces = data.filter_map(Result::ok);
+                    node.hand_over_snapshot(take.group, take.meta.index, pieces);
+                }
                 Ok(data) => self.build(take, data),
                 Err(SnapshotError::Unsupported) => {
                     // Asked once per group: from now on its log is kept whole.
@@ -122,9 +135,17 @@ impl SnapshotIo {
         }
     }
 
+    /// A build of `group` running on a blocking thread, if any, stops: a newer one replaces
+    /// it.
+    fn stop_building(&mut self, group: GroupId) {
+        if let Some((_, old)) = self.cancel.remove(&group) {
+            old.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Runs the state machine's chunk iterator on a blocking thread, one chunk ahead so
     /// that the last one is marked. An error or a panic of the iterator fails the snapshot.
-    fn build(&mut self, take: &TakeSnapshot, data: crate::snapshot::SnapshotData) {
+    fn build(&mut self, take: &TakeSnapshot, data: SnapshotData) {
         let cancel = Arc::new(AtomicBool::new(false));
         if let Some((_, old)) = self
             .cancel
@@ -452,7 +473,10 @@ mod tests {
             group: GroupId(1),
             meta: meta(),
         };
-        io.build(&take, Box::new(std::iter::from_fn(|| panic!("a bug"))));
+        io.build(
+            &take,
+            SnapshotData::lazy(std::iter::from_fn(|| panic!("a bug"))),
+        );
         let built = tokio::time::timeout(Duration::from_secs(10), io.built.recv())
             .await
             .expect("the build answers")
@@ -462,6 +486,108 @@ mod tests {
             matches!(&built, (GroupId(1), 10, Err(e), true) if *e == failed),
             "{built:?}"
         );
+    }
+
+    /// A state machine whose snapshot is `self.0` bytes, made when asked.
+    struct Made(usize);
+
+    impl StateMachine for Made {
+        fn apply(&mut self, _index: u64, _command: &Bytes) -> Bytes {
+            Bytes::new()
+        }
+
+        fn query(&self, _query: &Bytes) -> Bytes {
+            Bytes::new()
+        }
+
+        fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
+            let half = Bytes::from(vec![7u8; self.0 / 2]);
+            let rest = Bytes::from(vec![7u8; self.0 - half.len()]);
+            Ok(SnapshotData::ready([half, rest]))
+        }
+    }
+
+    /// Keeps the snapshots a node asks for, making none, and the bytes of the snapshot
+    /// chunks it writes.
+    #[derive(Default)]
+    struct Asked(Vec<TakeSnapshot>, usize);
+
+    impl crate::testing::Io for Asked {
+        fn send(&mut self, _batch: crate::MessageBatch) {}
+
+        fn persist(&mut self, write: &WriteBatch) -> Result<(), StorageError> {
+            let chunks = write.groups.iter().flat_map(|g| &g.snapshot);
+            self.1 += chunks.map(|c| c.data.len()).sum::<usize>();
+            Ok(())
+        }
+
+        fn snapshot(&mut self, take: &TakeSnapshot) -> Result<Vec<Bytes>, SnapshotError> {
+            self.0.push(take.clone());
+            Ok(Vec::new())
+        }
+
+        fn snapshot_later(&mut self, _take: &TakeSnapshot, _chunks: &[Bytes]) -> bool {
+            true
+        }
+    }
+
+    /// A node of one single-voter group, with chunks of `chunk_bytes`, that asked for a
+    /// snapshot of it, and that snapshot's take.
+    fn asking(chunk_bytes: usize) -> (Node, Asked, TakeSnapshot) {
+        let config = crate::Config {
+            snapshot_entries: 4,
+            snapshot_chunk_bytes: chunk_bytes,
+            ..crate::Config::default()
+        };
+        let mut node = Node::new(NodeId(1), config, 1).unwrap();
+        let group = GroupId(1);
+        node.create_group(group, Membership::voters([1])).unwrap();
+        node.campaign(group).unwrap();
+        let mut io = Asked::default();
+        crate::testing::settle(&mut node, &mut io).unwrap();
+        for k in 0..8u8 {
+            node.propose(group, Bytes::from(vec![k])).unwrap();
+            crate::testing::settle(&mut node, &mut io).unwrap();
+        }
+        let take = io.0.pop().expect("a snapshot was asked for");
+        (node, io, take)
+    }
+
+    /// A snapshot made already and within a chunk is handed to the node on the loop: no
+    /// build starts on a thread, and the node stores it with its next write. One a byte
+    /// past a chunk is handed over from a thread, as a lazy one is, so that what waits for
+    /// a write stays within the node's bound.
+    #[tokio::test]
+    async fn a_made_snapshot_within_a_chunk_is_handed_over_at_once_and_a_larger_one_later() {
+        const CHUNK: usize = 64;
+        let (mut node, mut asked, take) = asking(CHUNK);
+        let mut machines = Machines::new(Box::new(|_| Box::new(Made(CHUNK))));
+        let mut io = SnapshotIo::new(Arc::new(TwoChunks));
+        io.start(std::slice::from_ref(&take), &[], &mut machines, &mut node);
+        assert!(io.cancel.is_empty(), "a build started on a thread");
+        assert!(io.built.try_recv().is_err(), "a piece came from a thread");
+        crate::testing::settle(&mut node, &mut asked).unwrap();
+        let stored = node.replica(take.group).unwrap().snapshot();
+        assert_eq!(stored.map(|(index, _)| index), Some(take.meta.index));
+        assert_eq!(asked.1, CHUNK, "the snapshot's bytes written");
+
+        let (mut node, mut asked, take) = asking(CHUNK);
+        let mut machines = Machines::new(Box::new(|_| Box::new(Made(CHUNK + 1))));
+        io.start(std::slice::from_ref(&take), &[], &mut machines, &mut node);
+        assert!(io.cancel.contains_key(&take.group), "no build on a thread");
+        let mut last = false;
+        while !last {
+            let built = tokio::time::timeout(Duration::from_secs(10), io.built.recv())
+                .await
+                .expect("the build answers")
+                .expect("the channel is open");
+            last = built.3;
+            io.built(&mut node, built);
+        }
+        crate::testing::settle(&mut node, &mut asked).unwrap();
+        let stored = node.replica(take.group).unwrap().snapshot();
+        assert_eq!(stored.map(|(index, _)| index), Some(take.meta.index));
+        assert_eq!(asked.1, CHUNK + 1, "the snapshot's bytes written");
     }
 
     /// An on-disk machine whose store holds past the index of the snapshot asked of it.
@@ -479,9 +605,12 @@ mod tests {
             Bytes::new()
         }
 
-        fn snapshot(&mut self) -> Result<crate::snapshot::SnapshotData, SnapshotError> {
+        fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
             self.0.fetch_add(1, Ordering::Relaxed);
-            Ok(Box::new(std::iter::once(Ok(Bytes::from_static(b"20")))))
+            // Lazy, so that the build answers through the channel this test reads.
+            Ok(SnapshotData::lazy(std::iter::once(Ok(Bytes::from_static(
+                b"20",
+            )))))
         }
 
         fn applied_index(&self) -> u64 {

@@ -54,13 +54,14 @@ pub trait StateMachine: Send + 'static {
     /// linearizable read point is applied; like `apply`, on the event loop.
     fn query(&self, query: &Bytes) -> Bytes;
 
-    /// The state as of the last applied index, as a sequence of chunks produced on demand.
+    /// The state as of the last applied index, as a sequence of pieces.
     ///
-    /// Called on the event loop, right after an apply; the returned [`SnapshotData`] is
-    /// consumed off it, while this machine goes on applying. So capture the state here
-    /// cheaply (a reference-counted copy-on-write structure, a read transaction of your
-    /// store) and serialize in the iterator: a snapshot must not block the other groups.
-    /// Chunks may be of any size, empty too; the node cuts and joins them into chunks of
+    /// Called on the event loop, right after an apply. A small state can be returned made
+    /// ([`SnapshotData::ready`]); a large one must not block the other groups: capture it
+    /// here cheaply (a reference-counted copy-on-write structure, a read transaction of
+    /// your store) and serialize in an iterator ([`SnapshotData::lazy`]), which the driver
+    /// runs off the loop while this machine goes on applying. Pieces may be of any size,
+    /// empty too; the node cuts and joins them into chunks of
     /// [`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes). An error of
     /// the iterator, or a panic in it, fails that snapshot (the node tries again later); a
     /// panic in this method itself, on the event loop, ends the loop, as one in `apply`

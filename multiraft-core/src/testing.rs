@@ -119,12 +119,7 @@ pub struct Durable {
 /// to `node` ([`Node::snapshot_chunk`]), the last one marked so; none at all is one empty
 /// chunk.
 pub fn hand_over_snapshot(node: &mut Node, group: GroupId, index: u64, chunks: Vec<Bytes>) {
-    let count = chunks.len().max(1);
-    let mut chunks = chunks.into_iter();
-    for i in 0..count {
-        let data = chunks.next().unwrap_or_default();
-        node.snapshot_chunk(group, index, data, i + 1 == count);
-    }
+    node.hand_over_snapshot(group, index, chunks);
 }
 
 /// The first half of `node`'s `ready`: sends `send_now`, applies `apply`, serves `reads`,

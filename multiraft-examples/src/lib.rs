@@ -65,7 +65,7 @@ impl StateMachine for IndexMachine {
     /// The state is the index: eight bytes.
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
         let state = Bytes::copy_from_slice(&self.applied.to_le_bytes());
-        Ok(Box::new(std::iter::once(Ok(state))))
+        Ok(SnapshotData::ready([state]))
     }
 
     fn restore(&mut self, chunk: &SnapshotChunk) -> Result<(), SnapshotError> {
@@ -123,7 +123,7 @@ impl StateMachine for CountingMachine {
     /// A group's own state is empty (the counter belongs to the node): an empty snapshot,
     /// so that the log is compacted all the same.
     fn snapshot(&mut self) -> Result<SnapshotData, SnapshotError> {
-        Ok(Box::new(std::iter::empty()))
+        Ok(SnapshotData::ready([]))
     }
 
     fn restore(&mut self, _chunk: &SnapshotChunk) -> Result<(), SnapshotError> {

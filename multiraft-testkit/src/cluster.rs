@@ -255,7 +255,7 @@ impl StateMachine for Recorder {
                 Bytes::from(b)
             })
             .collect();
-        Ok(Box::new(chunks.into_iter().map(Ok)))
+        Ok(SnapshotData::ready(chunks))
     }
 
     /// Chunk boundaries are the node's, not the ones `snapshot` made: the bytes are

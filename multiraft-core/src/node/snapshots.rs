@@ -184,6 +184,28 @@ impl Node {
         BUILT_BYTES_PER_WRITE.saturating_mul(self.config.snapshot_chunk_bytes)
     }
 
+    /// Every piece of the snapshot of `group` at `index` at once ([`Node::snapshot_chunk`]),
+    /// the last one marked so; none at all is one empty piece.
+    pub(crate) fn hand_over_snapshot(
+        &mut self,
+        group: GroupId,
+        index: u64,
+        pieces: impl IntoIterator<Item = Bytes>,
+    ) {
+        let mut pieces = pieces.into_iter();
+        let mut piece = pieces.next().unwrap_or_default();
+        loop {
+            let next = pieces.next();
+            if !self.snapshot_chunk(group, index, piece, next.is_none()) {
+                return;
+            }
+            match next {
+                Some(next) => piece = next,
+                None => return,
+            }
+        }
+    }
+
     /// The next piece of the snapshot of `group` at `index` that a [`TakeSnapshot`] asked
     /// for; `last` ends it. Pieces are cut and joined into chunks of
     /// `Config::snapshot_chunk_bytes` (the last one shorter). Returns

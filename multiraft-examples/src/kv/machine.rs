@@ -148,7 +148,7 @@ impl StateMachine for KvMachine {
         let data = Arc::clone(&self.data);
         let mut after: Option<String> = None;
         let mut done = false;
-        Ok(Box::new(std::iter::from_fn(move || {
+        Ok(SnapshotData::lazy(std::iter::from_fn(move || {
             if done {
                 return None;
             }
