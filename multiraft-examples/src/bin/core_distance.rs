@@ -1,0 +1,66 @@
+//! How far apart this machine's cores are now: the time a cache line takes to go from one
+//! thread to another and back.
+//!
+//! `cargo run --release -p multiraft-examples --bin core_distance -- [--trips 2000000] [--runs 1]`
+//!
+//! Two threads pass a counter back and forth through one atomic, each waiting (spinning)
+//! for the other's increment, and the program prints the mean time of a round trip. On the
+//! 2-core machines of BENCHMARKS.md the figure has two levels, 56–135 ns and 360–420 ns,
+//! switching within seconds, and every benchmark that moves data between its threads runs
+//! at about half its speed in the slow one (BENCHMARKS.md, "Small snapshots handed over on
+//! the loop; the machine's two speeds"): run it before and after a benchmark to tell which
+//! level the benchmark ran in. With fewer than two cores free the two threads share one,
+//! and the figure is the scheduler's, not the cores'.
+//!
+//! `--help` lists the flags.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "The round-trip time of a cache line between two threads")]
+struct Args {
+    /// Round trips per run.
+    #[arg(long, default_value_t = 2_000_000)]
+    trips: u64,
+    /// Runs, one line each.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+}
+
+fn main() {
+    let args = Args::parse();
+    for _ in 0..args.runs {
+        let ns = round_trip_ns(args.trips.max(1));
+        println!("core_distance: round trip {ns:.1} ns");
+    }
+}
+
+/// The mean round trip over `trips`: this thread writes odd values, the other answers each
+/// with the next even one.
+fn round_trip_ns(trips: u64) -> f64 {
+    let line = Arc::new(AtomicU64::new(0));
+    let other = Arc::clone(&line);
+    let answerer = std::thread::spawn(move || {
+        for i in 0..trips {
+            while other.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            other.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..trips {
+        line.store(2 * i + 1, Ordering::Release);
+        while line.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let elapsed = start.elapsed();
+    // The answerer ends with its last answer, which this thread has just seen.
+    let _ = answerer.join();
+    elapsed.as_nanos() as f64 / trips as f64
+}
