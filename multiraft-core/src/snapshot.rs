@@ -64,24 +64,24 @@ pub struct SnapshotData {
 }
 
 enum Pieces {
-    /// Made when the snapshot was taken, with their size in bytes.
-    Ready(std::vec::IntoIter<Bytes>, usize),
+    /// Made when the snapshot was taken.
+    Ready(std::vec::IntoIter<Bytes>),
     /// Made on demand.
     Lazy(Box<dyn Iterator<Item = Result<Bytes, SnapshotError>> + Send>),
 }
 
 impl SnapshotData {
     /// Pieces already made. When they fit one chunk
-    /// ([`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes)) the event
-    /// loop hands them to the node itself, at once: a small state (a counter, a few
-    /// records) costs no thread's wake-up. Larger ones are handed on from a blocking thread
-    /// as [`lazy`](SnapshotData::lazy) ones are, so that the chunks waiting for a write stay
-    /// bounded.
+    /// ([`Config::snapshot_chunk_bytes`](crate::Config::snapshot_chunk_bytes)) and the
+    /// node wants chunks ([`Node::wants_snapshot_chunks`](crate::Node::wants_snapshot_chunks))
+    /// the event loop hands them to the node itself, at once: a small state (a counter, a
+    /// few records) costs no thread's wake-up. Otherwise they are handed on from a blocking
+    /// thread as [`lazy`](SnapshotData::lazy) ones are, so that the chunks waiting for a
+    /// write stay bounded.
     pub fn ready(pieces: impl IntoIterator<Item = Bytes>) -> SnapshotData {
         let pieces: Vec<Bytes> = pieces.into_iter().collect();
-        let bytes = pieces.iter().map(Bytes::len).sum();
         SnapshotData {
-            pieces: Pieces::Ready(pieces.into_iter(), bytes),
+            pieces: Pieces::Ready(pieces.into_iter()),
         }
     }
 
@@ -99,11 +99,12 @@ impl SnapshotData {
         }
     }
 
-    /// The size of the pieces if they are already made ([`SnapshotData::ready`]).
-    pub(crate) fn ready_bytes(&self) -> Option<usize> {
-        match &self.pieces {
-            Pieces::Ready(_, bytes) => Some(*bytes),
-            Pieces::Lazy(_) => None,
+    /// The pieces, if they are made ([`SnapshotData::ready`]) and come to at most `max`
+    /// bytes; otherwise the data as it was.
+    pub(crate) fn made_within(self, max: usize) -> Result<std::vec::IntoIter<Bytes>, SnapshotData> {
+        match self.pieces {
+            Pieces::Ready(pieces) if made_bytes(&pieces) <= max => Ok(pieces),
+            pieces => Err(SnapshotData { pieces }),
         }
     }
 }
@@ -113,7 +114,7 @@ impl Iterator for SnapshotData {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.pieces {
-            Pieces::Ready(pieces, _) => pieces.next().map(Ok),
+            Pieces::Ready(pieces) => pieces.next().map(Ok),
             Pieces::Lazy(pieces) => pieces.next(),
         }
     }
@@ -122,14 +123,19 @@ impl Iterator for SnapshotData {
 impl std::fmt::Debug for SnapshotData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.pieces {
-            Pieces::Ready(pieces, bytes) => f
+            Pieces::Ready(pieces) => f
                 .debug_struct("SnapshotData::Ready")
                 .field("pieces", &pieces.len())
-                .field("bytes", bytes)
+                .field("bytes", &made_bytes(pieces))
                 .finish(),
             Pieces::Lazy(_) => f.write_str("SnapshotData::Lazy"),
         }
     }
+}
+
+/// The bytes of the made pieces not yet taken.
+fn made_bytes(pieces: &std::vec::IntoIter<Bytes>) -> usize {
+    pieces.as_slice().iter().map(Bytes::len).sum()
 }
 
 /// Why a snapshot could not be taken or restored.

@@ -101,20 +101,7 @@ impl SnapshotIo {
     ) {
         for take in takes {
             match machines.snapshot(take.group, take.meta.index) {
-                // Made already and within a chunk: handed over here, with no thread's
-                // wake-up (one per snapshot cost a group written at full speed 8 % of its
-                // rate: BENCHMARKS.md, "Small snapshots handed over on the loop").
-                Ok(data)
-                    if data
-                        .ready_bytes()
-                        .is_some_and(|b| b <= node.config().snapshot_chunk_bytes)
-                        && node.wants_snapshot_chunks() =>
-                {
-                    self.stop_building(take.group);
-                    let pieces = data.filter_map(Result::ok);
-                    node.hand_over_snapshot(take.group, take.meta.index, pieces);
-                }
-                Ok(data) => self.build(take, data),
+                Ok(data) => self.hand_over_or_build(take, data, node),
                 Err(SnapshotError::Unsupported) => {
                     // Asked once per group: from now on its log is kept whole.
                     tracing::debug!(node = %node.id(), group = %take.group, "snapshots unsupported");
@@ -133,6 +120,26 @@ impl SnapshotIo {
                 let _ = tx.send(ReadDone::Chunk(read, chunk)).await;
             });
         }
+    }
+
+    /// Hands `data` to the node at once if it is made, fits one chunk and the node wants
+    /// chunks: no thread's wake-up, where a snapshot per 1,024 entries of a group written
+    /// at full speed made the kernel's task switches a seventh of its samples
+    /// (BENCHMARKS.md, "Small snapshots handed over on the loop"). Otherwise builds it on a
+    /// blocking thread.
+    fn hand_over_or_build(&mut self, take: &TakeSnapshot, data: SnapshotData, node: &mut Node) {
+        let data = if node.wants_snapshot_chunks() {
+            match data.made_within(node.config().snapshot_chunk_bytes) {
+                Ok(pieces) => {
+                    self.stop_building(take.group);
+                    return node.hand_over_snapshot(take.group, take.meta.index, pieces);
+                }
+                Err(data) => data,
+            }
+        } else {
+            data
+        };
+        self.build(take, data);
     }
 
     /// A build of `group` running on a blocking thread, if any, stops: a newer one replaces
@@ -531,50 +538,111 @@ mod tests {
         }
     }
 
-    /// A node of one single-voter group, with chunks of `chunk_bytes`, that asked for a
-    /// snapshot of it, and that snapshot's take.
-    fn asking(chunk_bytes: usize) -> (Node, Asked, TakeSnapshot) {
+    /// A node of `groups` single-voter groups, with chunks of `chunk_bytes`, that asked for
+    /// a snapshot of each, and those snapshots' takes.
+    fn asking(chunk_bytes: usize, groups: u64) -> (Node, Asked, Vec<TakeSnapshot>) {
         let config = crate::Config {
             snapshot_entries: 4,
             snapshot_chunk_bytes: chunk_bytes,
             ..crate::Config::default()
         };
         let mut node = Node::new(NodeId(1), config, 1).unwrap();
-        let group = GroupId(1);
-        node.create_group(group, Membership::voters([1])).unwrap();
-        node.campaign(group).unwrap();
         let mut io = Asked::default();
-        crate::testing::settle(&mut node, &mut io).unwrap();
-        for k in 0..8u8 {
-            node.propose(group, Bytes::from(vec![k])).unwrap();
+        for g in 1..=groups {
+            node.create_group(GroupId(g), Membership::voters([1]))
+                .unwrap();
+            node.campaign(GroupId(g)).unwrap();
             crate::testing::settle(&mut node, &mut io).unwrap();
+            for k in 0..8u8 {
+                node.propose(GroupId(g), Bytes::from(vec![k])).unwrap();
+                crate::testing::settle(&mut node, &mut io).unwrap();
+            }
         }
-        let take = io.0.pop().expect("a snapshot was asked for");
-        (node, io, take)
+        let takes = std::mem::take(&mut io.0);
+        assert_eq!(takes.len() as u64, groups, "a snapshot asked of each group");
+        (node, io, takes)
+    }
+
+    /// The index of the snapshot `node` holds of `group`, once its writes are done.
+    fn stored(node: &mut Node, io: &mut Asked, group: GroupId) -> Option<u64> {
+        crate::testing::settle(node, io).unwrap();
+        let replica = node.replica(group).unwrap();
+        replica.snapshot().map(|(index, _)| index)
+    }
+
+    /// Machines whose snapshots are `bytes` bytes, made when asked.
+    fn made(bytes: usize) -> Machines {
+        Machines::new(Box::new(move |_| Box::new(Made(bytes))))
     }
 
     /// A snapshot made already and within a chunk is handed to the node on the loop: no
-    /// build starts on a thread, and the node stores it with its next write. One a byte
-    /// past a chunk is handed over from a thread, as a lazy one is, so that what waits for
-    /// a write stays within the node's bound.
+    /// build starts on a thread, the node stores it with its next write, and a build of the
+    /// same group still running on a thread is told to stop. One a byte past a chunk is
+    /// handed over from a thread, as a lazy one is.
     #[tokio::test]
     async fn a_made_snapshot_within_a_chunk_is_handed_over_at_once_and_a_larger_one_later() {
         const CHUNK: usize = 64;
-        let (mut node, mut asked, take) = asking(CHUNK);
-        let mut machines = Machines::new(Box::new(|_| Box::new(Made(CHUNK))));
+        let (mut node, mut asked, takes) = asking(CHUNK, 1);
+        let take = &takes[0];
         let mut io = SnapshotIo::new(Arc::new(TwoChunks));
-        io.start(std::slice::from_ref(&take), &[], &mut machines, &mut node);
-        assert!(io.cancel.is_empty(), "a build started on a thread");
-        assert!(io.built.try_recv().is_err(), "a piece came from a thread");
-        crate::testing::settle(&mut node, &mut asked).unwrap();
-        let stored = node.replica(take.group).unwrap().snapshot();
-        assert_eq!(stored.map(|(index, _)| index), Some(take.meta.index));
+        // An older build of the group, still running.
+        io.build(take, SnapshotData::lazy(std::iter::empty()));
+        let older = Arc::clone(&io.cancel[&take.group].1);
+        io.start(std::slice::from_ref(take), &[], &mut made(CHUNK), &mut node);
+        assert!(io.cancel.is_empty(), "a build on a thread is left");
+        assert!(
+            older.load(Ordering::Relaxed),
+            "the older build was not stopped"
+        );
+        let index = stored(&mut node, &mut asked, take.group);
+        assert_eq!(index, Some(take.meta.index));
         assert_eq!(asked.1, CHUNK, "the snapshot's bytes written");
 
-        let (mut node, mut asked, take) = asking(CHUNK);
-        let mut machines = Machines::new(Box::new(|_| Box::new(Made(CHUNK + 1))));
-        io.start(std::slice::from_ref(&take), &[], &mut machines, &mut node);
+        let (mut node, mut asked, takes) = asking(CHUNK, 1);
+        let take = &takes[0];
+        let mut io = SnapshotIo::new(Arc::new(TwoChunks));
+        io.start(
+            std::slice::from_ref(take),
+            &[],
+            &mut made(CHUNK + 1),
+            &mut node,
+        );
         assert!(io.cancel.contains_key(&take.group), "no build on a thread");
+        hand_over_built(&mut io, &mut node).await;
+        let index = stored(&mut node, &mut asked, take.group);
+        assert_eq!(index, Some(take.meta.index));
+        assert_eq!(asked.1, CHUNK + 1, "the snapshot's bytes written");
+    }
+
+    /// A small made snapshot is not handed over at once while the node wants no more
+    /// chunks (eight chunks' worth wait for a write): it comes from a thread, taken by the
+    /// loop only once the node wants chunks again, so that what waits stays bounded.
+    #[tokio::test]
+    async fn a_made_snapshot_waits_for_a_thread_while_the_node_wants_no_chunks() {
+        const CHUNK: usize = 64;
+        let (mut node, mut asked, takes) = asking(CHUNK, 2);
+        let (first, second) = (&takes[0], &takes[1]);
+        let eight = Bytes::from(vec![7u8; 8 * CHUNK]);
+        assert!(node.snapshot_chunk(first.group, first.meta.index, eight, false));
+        assert!(!node.wants_snapshot_chunks());
+        let mut io = SnapshotIo::new(Arc::new(TwoChunks));
+        io.start(std::slice::from_ref(second), &[], &mut made(1), &mut node);
+        assert!(
+            io.cancel.contains_key(&second.group),
+            "handed over past the bound"
+        );
+        crate::testing::settle(&mut node, &mut asked).unwrap();
+        assert!(
+            node.wants_snapshot_chunks(),
+            "the waiting chunks were written"
+        );
+        hand_over_built(&mut io, &mut node).await;
+        let index = stored(&mut node, &mut asked, second.group);
+        assert_eq!(index, Some(second.meta.index));
+    }
+
+    /// Hands the node the pieces built on a thread until the last one.
+    async fn hand_over_built(io: &mut SnapshotIo, node: &mut Node) {
         let mut last = false;
         while !last {
             let built = tokio::time::timeout(Duration::from_secs(10), io.built.recv())
@@ -582,12 +650,8 @@ mod tests {
                 .expect("the build answers")
                 .expect("the channel is open");
             last = built.3;
-            io.built(&mut node, built);
+            io.built(node, built);
         }
-        crate::testing::settle(&mut node, &mut asked).unwrap();
-        let stored = node.replica(take.group).unwrap().snapshot();
-        assert_eq!(stored.map(|(index, _)| index), Some(take.meta.index));
-        assert_eq!(asked.1, CHUNK + 1, "the snapshot's bytes written");
     }
 
     /// An on-disk machine whose store holds past the index of the snapshot asked of it.

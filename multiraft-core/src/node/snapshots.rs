@@ -170,8 +170,9 @@ impl<T: Ord + Copy> FifoSet<T> {
 impl Node {
     /// Whether the node takes more chunks of the snapshots it builds now
     /// ([`Node::snapshot_chunk`]): while those waiting for a write hold less than eight
-    /// chunks' worth of bytes (`Config::snapshot_chunk_bytes`), so that fast state machines cannot
-    /// fill memory ahead of the disk, however many snapshots are being built.
+    /// chunks' worth of bytes (`Config::snapshot_chunk_bytes`), so that fast state machines
+    /// cannot fill memory ahead of the disk, however many snapshots are being built. What
+    /// waits is at most that plus the piece (or the made pieces) taken last.
     pub fn wants_snapshot_chunks(&self) -> bool {
         self.snapshots.chunk_bytes < self.built_bytes_limit()
     }
