@@ -23,6 +23,15 @@ fn config() -> Config {
     c
 }
 
+/// [`config`] with chunks that hold a whole Recorder snapshot of these tests: made at once
+/// and within a chunk, each is handed to the node on the event loop rather than from a
+/// blocking thread (docs/design.md §4.6).
+fn one_chunk_config() -> Config {
+    let mut c = config();
+    c.snapshot_chunk_bytes = 1 << 20;
+    c
+}
+
 /// Proposes `count` commands to `group`, each through a running node that leads it and
 /// awaited until it is applied.
 async fn write(c: &Cluster, group: u64, count: u64) {
@@ -103,7 +112,17 @@ async fn the_log_is_compacted_below_each_snapshot() {
 /// compaction_lag_entries` — and ends with the same state as the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_the_snapshot_and_applies_only_the_tail() {
-    let mut c = Cluster::start(3, config()).await;
+    restart_restores_the_snapshot(config()).await;
+}
+
+/// The same with snapshots handed over on the event loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_restores_a_snapshot_handed_over_on_the_loop() {
+    restart_restores_the_snapshot(one_chunk_config()).await;
+}
+
+async fn restart_restores_the_snapshot(config: Config) {
+    let mut c = Cluster::start(3, config).await;
     c.create(1..=4).await;
     for g in 1..=4 {
         write(&c, g, 150).await;
@@ -133,7 +152,17 @@ async fn a_restart_restores_the_snapshot_and_applies_only_the_tail() {
 /// by appends; its state machine ends equal to the others'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_follower_is_caught_up_by_snapshot() {
-    let mut c = Cluster::start(3, config()).await;
+    lagging_follower_caught_up(config()).await;
+}
+
+/// The same with snapshots handed over on the event loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_is_caught_up_by_a_snapshot_handed_over_on_the_loop() {
+    lagging_follower_caught_up(one_chunk_config()).await;
+}
+
+async fn lagging_follower_caught_up(config: Config) {
+    let mut c = Cluster::start(3, config).await;
     c.create(1..=3).await;
     for g in 1..=3 {
         c.leader(g).await;
