@@ -193,17 +193,12 @@ impl Node {
         index: u64,
         pieces: impl IntoIterator<Item = Bytes>,
     ) {
-        let mut pieces = pieces.into_iter();
+        let mut pieces = pieces.into_iter().peekable();
         let mut piece = pieces.next().unwrap_or_default();
-        loop {
-            let next = pieces.next();
-            if !self.snapshot_chunk(group, index, piece, next.is_none()) {
-                return;
-            }
-            match next {
-                Some(next) => piece = next,
-                None => return,
-            }
+        // Stops at the first piece the node no longer wants: it wants none after it.
+        while self.snapshot_chunk(group, index, piece, pieces.peek().is_none()) {
+            let Some(next) = pieces.next() else { return };
+            piece = next;
         }
     }
 
