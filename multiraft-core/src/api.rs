@@ -330,16 +330,16 @@ impl MultiRaft {
     /// replica up by appends or a snapshot. Until it has caught up the replica neither
     /// campaigns nor votes. Resolves once the creation is durable.
     ///
-    /// If that change fails, or ends `Indeterminate`, and the group's leader does not name
-    /// this node in its membership ([`membership`](MultiRaft::membership)) once it has
-    /// committed an entry of its own term (before that, a leader holding the change may
-    /// still depose it; a [`read_index`](MultiRaft::read_index) that succeeds on the
-    /// leader's node shows that it still leads and has, as no read is served before),
-    /// delete the replica with
-    /// [`remove_group`](MultiRaft::remove_group): no leader tells a replica it never added, and a joining replica ignores `Removed` (a
-    /// late one may be meant for this node's previous replica of the group). Deleting it
-    /// loses nothing, as it holds nothing the group needs until it has caught up; a change
-    /// that commits after all leaves the node a learner without a replica, to be removed.
+    /// If that change fails, or ends `Indeterminate`, and the group's leader does not name this
+    /// node in its membership ([`membership`](MultiRaft::membership)) once it has committed an
+    /// entry of its own term (before that, a leader holding the change may still depose it; a
+    /// [`read_index`](MultiRaft::read_index) that succeeds on the leader's node shows that it still
+    /// leads and has, as no read is served before), delete the replica with
+    /// [`remove_group`](MultiRaft::remove_group): no leader tells a replica it never added, and a
+    /// joining replica ignores `Removed` (a late one may be meant for this node's previous replica
+    /// of the group). Deleting it loses nothing, as it holds nothing the group needs until it has
+    /// caught up; a change that commits after all leaves the node a learner without a replica, to
+    /// be removed.
     pub async fn join_group(
         &self,
         group: GroupId,
@@ -436,15 +436,15 @@ impl MultiRaft {
     }
 
     /// Changes the membership of `group`, which this node leads (dissertation §4.3; see
-    /// [`MembershipChange`]). Voters change through a joint configuration that the leader
-    /// leaves by itself; a replica added as a voter is a learner until caught up. The new
-    /// node's replica must be started there with [`join_group`](MultiRaft::join_group), so
-    /// that it accepts the leader's appends or snapshot (a message never creates a group). Resolves with the new committed membership; fails definitely
-    /// ([`MembershipChangeError::ChangeInProgress`] while another change runs) or, when
-    /// leadership changes midway or one of its configurations stays uncommitted for
-    /// `Config::proposal_timeout_ticks`, [`MembershipChangeError::Indeterminate`]. A
-    /// replica the
-    /// change removes reports [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).
+    /// [`MembershipChange`]). Voters change through a joint configuration that the leader leaves by
+    /// itself; a replica added as a voter is a learner until caught up. The new node's replica must
+    /// be started there with [`join_group`](MultiRaft::join_group), so that it accepts the leader's
+    /// appends or snapshot (a message never creates a group). Resolves with the new committed
+    /// membership; fails definitely ([`MembershipChangeError::ChangeInProgress`] while another
+    /// change runs) or, when leadership changes midway or one of its configurations stays
+    /// uncommitted for `Config::proposal_timeout_ticks`, [`MembershipChangeError::Indeterminate`].
+    /// A replica the change removes reports
+    /// [`Event::ReplicaRemoved`](crate::Event::ReplicaRemoved).
     pub async fn change_membership(
         &self,
         group: GroupId,

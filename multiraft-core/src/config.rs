@@ -145,18 +145,17 @@ pub struct Config {
     /// followers asked the leader for. Further reads fail with `Busy`. Bounds the memory
     /// reads hold.
     pub max_pending_reads: usize,
-    /// A replica takes a snapshot of its state machine once it has applied this many
-    /// entries since its last one (less up to a quarter, drawn from its group id, so that
-    /// groups fed alike do not all snapshot in the same tick), stores it, and compacts its
-    /// log below it (docs/design.md §4.6). Bounds the log each group keeps in memory and on disk, and what
-    /// a restart re-applies, to about `snapshot_entries + compaction_lag_entries` committed
-    /// entries (a leader past it parks new proposals until the snapshot is stored), plus
-    /// the proposals in flight when that hold began; while a leader sends its stored
-    /// snapshot to a follower, up to [`SENDING_LOG_FACTOR`](crate::group::SENDING_LOG_FACTOR)
-    /// times that; a follower
-    /// compacts as it applies, so a lagging follower's log is not held to it (docs/design.md
-    /// §11). Lower values cost more snapshots; `u64::MAX` turns them off. Machines that do
-    /// not support snapshots keep their whole log regardless.
+    /// A replica takes a snapshot of its state machine once it has applied this many entries since
+    /// its last one (less up to a quarter, drawn from its group id, so that groups fed alike do not
+    /// all snapshot in the same tick), stores it, and compacts its log below it (docs/design.md
+    /// §4.6). Bounds the log each group keeps in memory and on disk, and what a restart re-applies,
+    /// to about `snapshot_entries + compaction_lag_entries` committed entries (a leader past it
+    /// parks new proposals until the snapshot is stored), plus the proposals in flight when that
+    /// hold began; while a leader sends its stored snapshot to a follower, up to
+    /// [`SENDING_LOG_FACTOR`](crate::group::SENDING_LOG_FACTOR) times that; a follower compacts as
+    /// it applies, so a lagging follower's log is not held to it (docs/design.md §11). Lower values
+    /// cost more snapshots; `u64::MAX` turns them off. Machines that do not support snapshots keep
+    /// their whole log regardless.
     pub snapshot_entries: u64,
     /// Entries kept below a new snapshot when the log is compacted, so that a follower a
     /// little behind still catches up by appends rather than by a whole snapshot.
@@ -411,9 +410,9 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "heartbeat_interval_ticks");
     }
 
-    /// `lease_ticks` and `tick_interval` at the top of their types are refused with the
-    /// field's name, never wrapped past the check nor panicking in it. Regression (review): `lease_ticks` near
-    /// `u32::MAX` wrapped past the lease bound in release builds (a lease of four billion
+    /// `lease_ticks` and `tick_interval` at the top of their types are refused with the field's
+    /// name, never wrapped past the check nor panicking in it. Regression (review): `lease_ticks`
+    /// near `u32::MAX` wrapped past the lease bound in release builds (a lease of four billion
     /// ticks: stale reads from a deposed leader) and panicked `validate` in debug builds; a
     /// `tick_interval` near `Duration::MAX` passed and panicked the node when it started.
     #[test]

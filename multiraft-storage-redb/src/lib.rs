@@ -170,20 +170,20 @@
 //!   handles used at once, may queue in another order.
 //! - Reads ([`entries`](multiraft_core::Storage::entries), [`term`](multiraft_core::Storage::term),
 //!   [`load`](multiraft_core::Storage::load),
-//!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk)) use redb read transactions (MVCC: they see the
-//!   last committed state and never wait for an in-flight commit). Each decodes the
-//!   write-ahead records of its transaction (at most about `checkpoint_bytes`), so a read
-//!   costs that much more than a table lookup; the node reads only at start (`load`).
-//!   `snapshot_chunk` reads the snapshot row and one chunk, no write-ahead record.
-//!   Inside a tokio runtime they run on its blocking pool; outside one they run inline.
-//! - Any failure of redb in the write path (I/O, a failed fsync, corruption, in a commit or
-//!   a checkpoint step) **poisons** the storage: that write (for a checkpoint step, the next
-//!   write) returns the error and every later write returns
-//!   [`StorageError::Poisoned`](multiraft_core::StorageError::Poisoned) without touching the
-//!   file. redb itself refuses new write transactions after a failed commit. Nothing is ever
-//!   acknowledged that was not committed with `Durability::Immediate`; there is no retry.
-//!   A panic of the writer thread (a bug) poisons it the same way: writes it had queued fail
-//!   (`Backend`), the next one returns the panic's message, later ones `Poisoned`. Reopening the file recovers the last
+//!   [`snapshot_chunk`](multiraft_core::Storage::snapshot_chunk)) use redb read transactions (MVCC:
+//!   they see the last committed state and never wait for an in-flight commit). Each decodes the
+//!   write-ahead records of its transaction (at most about `checkpoint_bytes`), so a read costs
+//!   that much more than a table lookup; the node reads only at start (`load`). `snapshot_chunk`
+//!   reads the snapshot row and one chunk, no write-ahead record. Inside a tokio runtime they run
+//!   on its blocking pool; outside one they run inline.
+//! - Any failure of redb in the write path (I/O, a failed fsync, corruption, in a commit or a
+//!   checkpoint step) **poisons** the storage: that write (for a checkpoint step, the next write)
+//!   returns the error and every later write returns
+//!   [`StorageError::Poisoned`](multiraft_core::StorageError::Poisoned) without touching the file.
+//!   redb itself refuses new write transactions after a failed commit. Nothing is ever acknowledged
+//!   that was not committed with `Durability::Immediate`; there is no retry. A panic of the writer
+//!   thread (a bug) poisons it the same way: writes it had queued fail (`Backend`), the next one
+//!   returns the panic's message, later ones `Poisoned`. Reopening the file recovers the last
 //!   durable state.
 //!
 //! ## Crash cases
@@ -210,15 +210,14 @@
 //!   A crash in the batch completing a snapshot leaves either the previous snapshot with
 //!   the log before that batch, or the new snapshot with the log reset (if it was to be):
 //!   never a snapshot with missing chunks, never a half-installed one.
-//! - During creation: [`RedbStorage::open`] initializes a new file under a temporary name
-//!   of its own (`<path>.<random>.creating`) and moves it into place once the format
-//!   version is durable — only if no file is there yet, so openers racing to create one
-//!   database end with one — then syncs the directory, so `path` never holds a half-made
-//!   database. A temporary file a crash left is deleted by the next creation. (redb writes its magic
-//!   number last, so a crash in the middle of an in-place creation — as with
-//!   [`RedbStorage::with_backend`] on an empty backend — leaves a file that redb refuses as
-//!   "not a redb database", reported as `StorageError::Corrupt`; it holds nothing that was
-//!   acknowledged.)
+//! - During creation: [`RedbStorage::open`] initializes a new file under a temporary name of its
+//!   own (`<path>.<random>.creating`) and moves it into place once the format version is durable —
+//!   only if no file is there yet, so openers racing to create one database end with one — then
+//!   syncs the directory, so `path` never holds a half-made database. A temporary file a crash left
+//!   is deleted by the next creation. (redb writes its magic number last, so a crash in the middle
+//!   of an in-place creation — as with [`RedbStorage::with_backend`] on an empty backend — leaves a
+//!   file that redb refuses as "not a redb database", reported as `StorageError::Corrupt`; it holds
+//!   nothing that was acknowledged.)
 //! - Opening after an unclean shutdown runs redb's repair (it walks the file to rebuild the
 //!   allocator state), which takes time proportional to the file size. Quick repair is not
 //!   enabled: it would add work to every commit to make the rare crash recovery faster.

@@ -127,10 +127,10 @@ impl ReadQueues {
 }
 
 impl Replica {
-    /// Starts a read of this node, named `id`, under `policy`. `now` is the node's tick
-    /// (for the lease); `peer_lease` gives, for a peer node whose liveness lease holds, the
-    /// tick since which it has held without a break (for a quiesced group's lease). The read point appears later in [`ReplicaReady::reads`]
-    /// (after that ready's applies), or the read fails in
+    /// Starts a read of this node, named `id`, under `policy`. `now` is the node's tick (for the
+    /// lease); `peer_lease` gives, for a peer node whose liveness lease holds, the tick since which
+    /// it has held without a break (for a quiesced group's lease). The read point appears later in
+    /// [`ReplicaReady::reads`] (after that ready's applies), or the read fails in
     /// [`ReplicaReady::read_failures`](super::ReplicaReady::read_failures).
     ///
     /// [`ReplicaReady::reads`]: super::ReplicaReady::reads
@@ -195,12 +195,13 @@ impl Replica {
     /// - active group: a quorum acknowledged heartbeats of rounds that left at most
     ///   `lease_ticks` ago; each of those followers reset its election timer on receipt and
     ///   refuses other candidates for a whole `election_timeout_min_ticks`;
-    /// - quiesced group: a quorum of followers acknowledged a quiesce notice (the one that
-    ///   quieted the group, or one of a later read round), and the liveness lease of each
-    ///   one's node has held without a break since before that notice left. Such a follower keeps its election timer stopped while its node hears this
-    ///   one, and its node declares this one down only after the lease ran out, so it
-    ///   cannot vote for another candidate meanwhile: zero per-group messages. (A peer that
-    ///   restarts loses its lease, and its groups hold their votes for an election timeout.)
+    /// - quiesced group: a quorum of followers acknowledged a quiesce notice (the one that quieted
+    ///   the group, or one of a later read round), and the liveness lease of each one's node has
+    ///   held without a break since before that notice left. Such a follower keeps its election
+    ///   timer stopped while its node hears this one, and its node declares this one down only
+    ///   after the lease ran out, so it cannot vote for another candidate meanwhile: zero per-group
+    ///   messages. (A peer that restarts loses its lease, and its groups hold their votes for an
+    ///   election timeout.)
     pub(super) fn lease_holds(&self, now: u64, peer_lease: &dyn Fn(NodeId) -> Option<u64>) -> bool {
         if self.role != Role::Leader
             || !self.config.check_quorum

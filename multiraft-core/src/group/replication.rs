@@ -218,12 +218,12 @@ impl Replica {
         }
     }
 
-    /// `from` lacks entries this leader knew it to hold (`MessageBody::LogLost`): its node
-    /// lost its data and a late answer of its last life restored the match that the
-    /// restart had made the leader forget, or the replica was deleted and joined again.
-    /// Forgotten again, and probed from `from`'s last entry. Without this the leader's appends, refused at the match, were taken for late
-    /// refusals, and the follower was never caught up (review). A transfer under way sends
-    /// it the snapshot anyway.
+    /// `from` lacks entries this leader knew it to hold (`MessageBody::LogLost`): its node lost its
+    /// data and a late answer of its last life restored the match that the restart had made the
+    /// leader forget, or the replica was deleted and joined again. Forgotten again, and probed from
+    /// `from`'s last entry. Without this the leader's appends, refused at the match, were taken for
+    /// late refusals, and the follower was never caught up (review). A transfer under way sends it
+    /// the snapshot anyway.
     pub(super) fn handle_log_lost(&mut self, from: NodeId, last_index: u64, last_term: u64) {
         if self.role != Role::Leader {
             return;

@@ -114,7 +114,8 @@ pub(super) struct Peers {
     /// other down in the flood's first second: a peer's first 100 ms stall had no silence
     /// of its own to stretch by, and cost its groups their leaders.
     own_stall: u64,
-    /// Changes whenever a peer is added or forgotten ([`Node::peers_version`](super::Node::peers_version)).
+    /// Changes whenever a peer is added or forgotten
+    /// ([`Node::peers_version`](super::Node::peers_version)).
     version: u64,
 }
 

@@ -183,10 +183,10 @@ impl Cluster {
     }
 }
 
-/// docs/design.md §4, coalesced heartbeats: with 10,000 active groups led by node 1 with replicas on
-/// nodes 2 and 3, the tick on which they heartbeat produces exactly one heartbeat message
-/// from node 1 to each peer, carrying (group, term, commit) for all 10,000 groups, and no
-/// per-group heartbeat. The acknowledgements come back coalesced the same way.
+/// docs/design.md §4, coalesced heartbeats: with 10,000 active groups led by node 1 with replicas
+/// on nodes 2 and 3, the tick on which they heartbeat produces exactly one heartbeat message from
+/// node 1 to each peer, carrying (group, term, commit) for all 10,000 groups, and no per-group
+/// heartbeat. The acknowledgements come back coalesced the same way.
 #[test]
 fn one_tick_sends_one_heartbeat_message_per_peer_for_10_000_groups() {
     const GROUPS: u64 = 10_000;
@@ -520,8 +520,8 @@ fn a_node_down_wakes_only_the_groups_it_led() {
     );
 }
 
-/// docs/design.md §4 per-group cost: a replica's inline state stays small (it is what every quiesced
-/// group costs, besides its log tail and, on a leader, one record per follower).
+/// docs/design.md §4 per-group cost: a replica's inline state stays small (it is what every
+/// quiesced group costs, besides its log tail and, on a leader, one record per follower).
 #[test]
 fn group_state_stays_small() {
     let size = std::mem::size_of::<crate::group::Replica>();

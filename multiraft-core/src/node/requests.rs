@@ -1,11 +1,11 @@
 //! The requests a node took from the application and has not yet given an outcome: where
 //! each request's one outcome is decided (docs/design.md §5).
 //!
-//! A request is a proposal, a read, a leadership transfer, or a group's creation or removal. The table allocates its
-//! [`RequestId`], remembers what the outcome depends on (for a proposal: its group and the
-//! group's term and leader when it was taken; its deadline in ticks), and ends it exactly
-//! once: applied (the entry in [`Apply`](super::Apply) carries the id), or an
-//! [`Outcome`] that the next [`Ready`](super::Ready) reports.
+//! A request is a proposal, a read, a leadership transfer, or a group's creation or removal. The
+//! table allocates its [`RequestId`], remembers what the outcome depends on (for a proposal: its
+//! group and the group's term and leader when it was taken; its deadline in ticks), and ends it
+//! exactly once: applied (the entry in [`Apply`](super::Apply) carries the id), or an [`Outcome`]
+//! that the next [`Ready`](super::Ready) reports.
 
 use std::collections::{BTreeMap, VecDeque, hash_map};
 

@@ -79,12 +79,12 @@ pub(super) struct Snapshots {
     chunk_bytes: usize,
     /// Transfers holding a send slot (checked against the replicas when a slot is asked).
     sending: BTreeSet<(GroupId, NodeId)>,
-    /// Transfers refused a send slot, first come first served: as slots free up, the node
-    /// asks them again every tick. Before, only the follower's next heartbeat answer did, and with every
-    /// group's answers in one round the slot stood idle between rounds (simulator, seed
-    /// 18008678: one slot, transfers of a few milliseconds started 0.3 s apart, and 7
-    /// groups waited past the liveness bound). Bounded by the transfers the node's groups
-    /// want: one per group and follower.
+    /// Transfers refused a send slot, first come first served: as slots free up, the node asks them
+    /// again every tick. Before, only the follower's next heartbeat answer did, and with every
+    /// group's answers in one round the slot stood idle between rounds (simulator, seed 18008678:
+    /// one slot, transfers of a few milliseconds started 0.3 s apart, and 7 groups waited past the
+    /// liveness bound). Bounded by the transfers the node's groups want: one per group and
+    /// follower.
     waiting_sends: FifoSet<(GroupId, NodeId)>,
     /// Groups holding a receive slot (likewise).
     receiving: BTreeSet<GroupId>,

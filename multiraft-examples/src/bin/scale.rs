@@ -5,10 +5,10 @@
 //! Two phases, each on a fresh cluster (skip either; run them apart for RSS figures that the
 //! other phase's freed memory does not distort):
 //!
-//! 1. **Raft layer** (three sans-IO `Node`s in this thread, writes discarded): time to create
-//!    every group on every node and elect a leader per group (leaders spread round-robin with
-//!    `campaign`) until every group is quiesced, 10,000 groups at a time; resident memory added per group replica
-//!    (an upper bound: it includes what the allocator kept from the election traffic); the
+//! 1. **Raft layer** (three sans-IO `Node`s in this thread, writes discarded): time to create every
+//!    group on every node and elect a leader per group (leaders spread round-robin with `campaign`)
+//!    until every group is quiesced, 10,000 groups at a time; resident memory added per group
+//!    replica (an upper bound: it includes what the allocator kept from the election traffic); the
 //!    messages one node sends another per tick once idle.
 //! 2. **Driver** (three `MultiRaft` nodes on the testkit's in-memory storage and network,
 //!    real 50 ms ticks): the same groups created and elected through the API in the same

@@ -26,10 +26,11 @@
 //! ...
 //! ```
 //!
-//! A `> N ready K` line starts what node N's ready number K held: `hs` (hard state to
-//! persist), `entries`, `send-now` and `after-write` messages, `apply`, `read`s served,
-//! `rejected` proposals, failed reads and transfers, and `event`s. A line without indentation is a message being delivered (with `(cut)`,
-//! `(dropped)` or `(node down)` when it was not). Entries print as `term/index`.
+//! A `> N ready K` line starts what node N's ready number K held: `hs` (hard state to persist),
+//! `entries`, `send-now` and `after-write` messages, `apply`, `read`s served, `rejected` proposals,
+//! failed reads and transfers, and `event`s. A line without indentation is a message being
+//! delivered (with `(cut)`, `(dropped)` or `(node down)` when it was not). Entries print as
+//! `term/index`.
 //!
 //! Each ready is one storage write, whatever the number of groups it holds. When the nodes
 //! host more than one group, everything that belongs to one group names it: a group's

@@ -36,15 +36,15 @@ use rustc_hash::FxHashMap;
 ///
 /// # Durability and crashes
 ///
-/// By default every write is durable once it returns `Ok`, and [`crash`](MemStorage::crash)
-/// keeps everything acknowledged — except incoming snapshots that never completed, which
-/// `crash` and [`reopen`](MemStorage::reopen) drop as the contract allows at a start (as
-/// `RedbStorage` does at open), so a node that would continue a transfer across a restart
-/// instead of starting it again gets [`StorageError::Corrupt`] here too. In *unsynced* mode ([`set_unsynced`](MemStorage::set_unsynced))
-/// writes land only in a volatile image (reads see them) until [`sync`](MemStorage::sync);
-/// `crash` drops whatever was not synced. Unsynced mode breaks the [`Storage`] contract on
-/// purpose: it models a disk that lies about fsync, to show what Raft loses when storage
-/// acknowledges too early.
+/// By default every write is durable once it returns `Ok`, and [`crash`](MemStorage::crash) keeps
+/// everything acknowledged — except incoming snapshots that never completed, which `crash` and
+/// [`reopen`](MemStorage::reopen) drop as the contract allows at a start (as `RedbStorage` does at
+/// open), so a node that would continue a transfer across a restart instead of starting it again
+/// gets [`StorageError::Corrupt`] here too. In *unsynced* mode
+/// ([`set_unsynced`](MemStorage::set_unsynced)) writes land only in a volatile image (reads see
+/// them) until [`sync`](MemStorage::sync); `crash` drops whatever was not synced. Unsynced mode
+/// breaks the [`Storage`] contract on purpose: it models a disk that lies about fsync, to show what
+/// Raft loses when storage acknowledges too early.
 ///
 /// # Failures
 ///

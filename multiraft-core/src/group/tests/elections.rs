@@ -36,9 +36,9 @@ fn election_timeout_fires_within_the_randomized_range() {
     assert!(seen.len() >= 6, "too few distinct timeouts: {seen:?}");
 }
 
-/// §5.2 (randomized timeouts) and docs/design.md §9.1 (deterministic core): the timeout is a function
-/// of the seed only, so a run can be replayed; distinct seeds give distinct timeouts; and a
-/// re-armed timer is randomized again rather than repeating the first value.
+/// §5.2 (randomized timeouts) and docs/design.md §9.1 (deterministic core): the timeout is a
+/// function of the seed only, so a run can be replayed; distinct seeds give distinct timeouts; and
+/// a re-armed timer is randomized again rather than repeating the first value.
 #[test]
 fn election_timeout_is_a_function_of_the_seed() {
     let first: Vec<u32> = (0..16)

@@ -299,10 +299,10 @@ fn a_zero_limit_is_an_invalid_config() {
     );
 }
 
-/// Proposals held for four limits, rounded up to a power of two of ticks (here behind a
-/// write that never completes; in the simulator, forwarded to a leader that lost them)
-/// stop counting against the cap: they are stuck, not queued, and held it until their
-/// proposal timeout, refusing every proposal of every group meanwhile. Regression: simulator, seed 7001883, a node refusing the one
+/// Proposals held for four limits, rounded up to a power of two of ticks (here behind a write that
+/// never completes; in the simulator, forwarded to a leader that lost them) stop counting against
+/// the cap: they are stuck, not queued, and held it until their proposal timeout, refusing every
+/// proposal of every group meanwhile. Regression: simulator, seed 7001883, a node refusing the one
 /// proposal of a group with a live leader for the whole liveness window.
 #[test]
 fn proposals_stuck_for_four_limits_stop_holding_the_cap() {

@@ -586,8 +586,8 @@ fn creating_a_group_twice_is_group_exists() {
 
 // ----- limits and fairness ------------------------------------------------------------------
 
-/// `Config::max_ready_groups` (docs/design.md §4, fairness): a ready serves at most that many groups;
-/// the rest wait for the next ready, first come first served, and every group is served
+/// `Config::max_ready_groups` (docs/design.md §4, fairness): a ready serves at most that many
+/// groups; the rest wait for the next ready, first come first served, and every group is served
 /// exactly once.
 #[test]
 fn max_ready_groups_leaves_the_rest_for_the_next_ready_in_order() {
@@ -626,10 +626,10 @@ fn max_ready_groups_leaves_the_rest_for_the_next_ready_in_order() {
     );
 }
 
-/// `Config::max_ready_entries` (docs/design.md §4: "a flood on one group cannot starve the others"):
-/// a group with a long backlog to apply is served a slice per ready and goes to the back of
-/// the queue; the other groups' entries are applied long before the backlog is through, and
-/// no ready applies more than the limit.
+/// `Config::max_ready_entries` (docs/design.md §4: "a flood on one group cannot starve the
+/// others"): a group with a long backlog to apply is served a slice per ready and goes to the back
+/// of the queue; the other groups' entries are applied long before the backlog is through, and no
+/// ready applies more than the limit.
 #[test]
 fn a_busy_group_does_not_starve_the_others() {
     let config = Config {

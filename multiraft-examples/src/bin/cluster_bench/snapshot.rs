@@ -22,18 +22,17 @@
 //! Then the control: the same run with a 0 MiB group 1 (its snapshot is the 16-byte
 //! header), whose *during* window is as long as the first run's, without *after*.
 //!
-//! Each window records the commit latency of every proposal started and committed in it
-//! (an HdrHistogram per node, merged by the parent) and each process's peak RSS over it
-//! (`VmHWM`, reset when the window opens, with the RSS then). The extra RSS of the transfer is how much more a
-//! process's peak rose over the *during* window above its RSS at the start than in the
-//! control: the processes' sizes differ between runs by tens of MiB (allocator, timing),
-//! their rise over a window of the same length much less. RSS depends on more than the
-//! library: redb's page cache (`--redb-cache-mib`) fills with the snapshot's pages up to its
-//! size, and glibc's malloc, whose mmap threshold adapts, ends up serving the 1 MiB chunk
-//! buffers from arenas that fragment; the environment variable `MALLOC_MMAP_THRESHOLD_`
-//! fixes the threshold (BENCHMARKS.md has both effects measured). Node 3's machine reports
-//! the hash and length of the stream it restored, node 1's those of the stream it produced:
-//! they must be equal.
+//! Each window records the commit latency of every proposal started and committed in it (an
+//! HdrHistogram per node, merged by the parent) and each process's peak RSS over it (`VmHWM`, reset
+//! when the window opens, with the RSS then). The extra RSS of the transfer is how much more a
+//! process's peak rose over the *during* window above its RSS at the start than in the control: the
+//! processes' sizes differ between runs by tens of MiB (allocator, timing), their rise over a
+//! window of the same length much less. RSS depends on more than the library: redb's page cache
+//! (`--redb-cache-mib`) fills with the snapshot's pages up to its size, and glibc's malloc, whose
+//! mmap threshold adapts, ends up serving the 1 MiB chunk buffers from arenas that fragment; the
+//! environment variable `MALLOC_MMAP_THRESHOLD_` fixes the threshold (BENCHMARKS.md has both
+//! effects measured). Node 3's machine reports the hash and length of the stream it restored, node
+//! 1's those of the stream it produced: they must be equal.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
-//! Every request the node takes has exactly one outcome, and the outcome is true (docs/design.md §5):
+//! Every request the node takes has exactly one outcome, and the outcome is true (docs/design.md
+//! §5):
 //!
 //! - a proposal reported **rejected** ("definitely not applied") is never applied on any
 //!   replica, before or after the report;
