@@ -113,6 +113,13 @@ struct Args {
     /// from the clients' runtime (`Builder::runtime`); 0: on the clients' runtime
     #[arg(long, default_value_t = 0)]
     loop_threads: usize,
+    /// Worker threads of the runtime the clients (and, without `--loop-threads`, the
+    /// nodes) run on. 1 runs the whole cluster on one thread: no cache line crosses
+    /// between cores, so the CPU per proposal is the library's own work, free of this
+    /// box's two speeds of moving a line between its cores (BENCHMARKS.md, "The machine's
+    /// two speeds"), and steadier from run to run for comparing two builds
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// `Config::max_commit_wait_ticks` (admission control); the library's default if not
     /// given
     #[arg(long)]
@@ -224,17 +231,21 @@ fn parse_args() -> Args {
     a.secs = a.secs.max(1);
     a.batch = a.batch.max(1);
     a.time_every = a.time_every.max(1);
+    a.threads = a.threads.max(1);
     a
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     multiraft_examples::init_logging();
     let args = parse_args();
-    let result = if args.matrix {
-        matrix(&args).await
-    } else {
-        run(&args).await
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) if args.matrix => runtime.block_on(matrix(&args)),
+        Ok(runtime) => runtime.block_on(run(&args)),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
     };
     if let Err(e) = result {
         eprintln!("bench failed: {e}");
