@@ -128,22 +128,22 @@ impl SnapshotIo {
     /// (BENCHMARKS.md, "Small snapshots handed over on the loop"). Otherwise builds it on a
     /// blocking thread.
     fn hand_over_or_build(&mut self, take: &TakeSnapshot, data: SnapshotData, node: &mut Node) {
-        let data = if node.wants_snapshot_chunks() {
-            match data.made_within(node.config().snapshot_chunk_bytes) {
-                Ok(pieces) => {
-                    self.stop_building(take.group);
-                    return node.hand_over_snapshot(take.group, take.meta.index, pieces);
-                }
-                Err(data) => data,
-            }
+        let made = if node.wants_snapshot_chunks() {
+            data.made_within(node.config().snapshot_chunk_bytes)
         } else {
-            data
+            Err(data)
         };
-        self.build(take, data);
+        match made {
+            Ok(pieces) => {
+                self.stop_building(take.group);
+                node.hand_over_snapshot(take.group, take.meta.index, pieces);
+            }
+            Err(data) => self.build(take, data),
+        }
     }
 
     /// A build of `group` running on a blocking thread, if any, stops: a newer one replaces
-    /// it.
+    /// it, or the group is gone.
     fn stop_building(&mut self, group: GroupId) {
         if let Some((_, old)) = self.cancel.remove(&group) {
             old.store(true, Ordering::Relaxed);
@@ -154,12 +154,9 @@ impl SnapshotIo {
     /// that the last one is marked. An error or a panic of the iterator fails the snapshot.
     fn build(&mut self, take: &TakeSnapshot, data: SnapshotData) {
         let cancel = Arc::new(AtomicBool::new(false));
-        if let Some((_, old)) = self
-            .cancel
-            .insert(take.group, (take.meta.index, Arc::clone(&cancel)))
-        {
-            old.store(true, Ordering::Relaxed);
-        }
+        self.stop_building(take.group);
+        self.cancel
+            .insert(take.group, (take.meta.index, Arc::clone(&cancel)));
         let (group, index, tx) = (take.group, take.meta.index, self.built_tx.clone());
         tokio::task::spawn_blocking(move || {
             let mut data = data;
@@ -250,9 +247,7 @@ impl SnapshotIo {
     pub(crate) fn group_removed(&mut self, group: GroupId, machines: &mut Machines) {
         machines.remove(group);
         self.restoring.remove(&group);
-        if let Some((_, flag)) = self.cancel.remove(&group) {
-            flag.store(true, Ordering::Relaxed);
-        }
+        self.stop_building(group);
     }
 
     fn read_for_restore(&mut self, group: GroupId, index: u64, restore: u64, seq: u32) {
