@@ -38,7 +38,7 @@ fn bench_help() {
     check_help(
         "bench",
         env!("CARGO_BIN_EXE_bench"),
-        &["--groups", "--clients", "--secs", "--bytes"],
+        &["--groups", "--clients", "--secs", "--bytes", "--threads"],
     );
 }
 
