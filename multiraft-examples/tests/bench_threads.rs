@@ -29,5 +29,4 @@ fn bench_commits_on_one_thread() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no rate in {line}"));
     assert!(rate > 0, "nothing committed on one thread: {line}");
-    assert!(line.contains("errors 0 "), "{line}");
 }

@@ -114,10 +114,9 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     loop_threads: usize,
     /// Worker threads of the runtime the clients (and, without `--loop-threads`, the
-    /// nodes) run on. 1 runs the whole cluster on one thread: no cache line crosses
-    /// between cores, so the CPU per proposal is the library's own work, free of this
-    /// box's two speeds of moving a line between its cores (BENCHMARKS.md, "The machine's
-    /// two speeds"), and steadier from run to run for comparing two builds
+    /// nodes) run on. 1 runs the whole cluster on one thread: no cache line moves between
+    /// cores, so the CPU per proposal is the library's own work, steadier from run to run
+    /// for comparing two builds (BENCHMARKS.md, "One thread for steadier comparisons")
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// `Config::max_commit_wait_ticks` (admission control); the library's default if not
