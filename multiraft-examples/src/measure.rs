@@ -2,8 +2,9 @@
 //! runs and latencies. Memory readings are Linux only (`/proc`); elsewhere they are
 //! `None`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -43,6 +44,38 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// `/proc/self/clear_refs`).
 pub fn reset_peak_rss() -> std::io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "5")
+}
+
+/// The mean time, in nanoseconds, of `trips` round trips of one cache line between two
+/// threads: this thread writes odd values to an atomic, another answers each with the next
+/// even one, both spinning. How far apart the machine's cores are now: the 2-core machines
+/// of BENCHMARKS.md have two levels, 56–135 ns and 360–420 ns, switching within seconds,
+/// and a benchmark that moves data between its threads runs at about half its speed in the
+/// slow one. With fewer than two cores free the threads share one, and the figure is the
+/// scheduler's, not the cores'.
+pub fn core_round_trip_ns(trips: u64) -> f64 {
+    let trips = trips.max(1);
+    let line = Arc::new(AtomicU64::new(0));
+    let other = Arc::clone(&line);
+    let answerer = std::thread::spawn(move || {
+        for i in 0..trips {
+            while other.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            other.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..trips {
+        line.store(2 * i + 1, Ordering::Release);
+        while line.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let elapsed = start.elapsed();
+    // The answerer ends with its last answer, which this thread has just seen.
+    let _ = answerer.join();
+    elapsed.as_nanos() as f64 / trips as f64
 }
 
 /// The 1-minute load average, to report how busy the machine was ("n/a" if unknown).

@@ -29,4 +29,6 @@ fn bench_commits_on_one_thread() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no rate in {line}"));
     assert!(rate > 0, "nothing committed on one thread: {line}");
+    // Which of the machine's speeds the run met, measured around it.
+    assert!(line.contains("cores' round trip "), "{line}");
 }

@@ -57,7 +57,7 @@ use multiraft_core::{
 };
 use multiraft_examples::ClusterNode;
 use multiraft_examples::measure::{
-    LatencyBuffer, histogram, load_average, micros, process_cpu_secs, record,
+    LatencyBuffer, core_round_trip_ns, histogram, load_average, micros, process_cpu_secs, record,
 };
 use multiraft_examples::{create_groups, loop_runtimes, start_mem_cluster_on};
 
@@ -175,6 +175,9 @@ struct Figures {
     /// fell due, and of the latency counted from the moment it was issued. The latency
     /// above counts from when it fell due and holds both parts.
     generator: Option<[(u64, u64); 2]>,
+    /// A cache line's round trip between two threads, in nanoseconds, just before the
+    /// clients started and just after they stopped ([`ROUND_TRIPS`]).
+    round_trips: [f64; 2],
 }
 
 impl Figures {
@@ -212,6 +215,11 @@ impl Figures {
 /// Matrix points: groups × closed-loop clients.
 const MATRIX_GROUPS: [u64; 5] = [1, 48, 1_000, 4_096, 16_384];
 const MATRIX_CLIENTS: [u64; 2] = [64, 4_096];
+
+/// Round trips of a cache line between two threads ([`core_round_trip_ns`]) measured before
+/// and after each phase, to tell which of the machine's two speeds it ran in: 30–200 ms
+/// each on the 2-core machines of BENCHMARKS.md, against seconds of measurement.
+const ROUND_TRIPS: u64 = 500_000;
 
 /// Open loop: proposals outstanding at most. Bounds the bench's own memory when the
 /// offered rate is beyond what the cluster can take; what is due beyond it is shed.
@@ -308,7 +316,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
 fn print_line(args: &Args, f: &Figures) {
     println!(
-        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused (busy) {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), readies {:.0}/s per node, peers declared down {}",
+        "bench: nodes=3 groups={} clients={} bytes={} secs={} (warm-up {} s): {:.0} {}, latency p50 {} us, p99 {} us, p99.9 {} us{}, cpu {} us/op, errors {} (timeouts {}, leadership {}, shed {}, other {}), refused (busy) {}, elections {} (warm-up {}), ticks served {:.0}/s per node ({:.0} % missed), readies {:.0}/s per node, peers declared down {}, cores' round trip {:.0} ns before, {:.0} ns after",
         f.groups,
         f.clients,
         args.bytes,
@@ -333,7 +341,9 @@ fn print_line(args: &Args, f: &Figures) {
         f.ticks_served,
         f.ticks_missed_pct,
         f.readies,
-        f.peers_declared_down
+        f.peers_declared_down,
+        f.round_trips[0],
+        f.round_trips[1]
     );
 }
 
@@ -384,16 +394,16 @@ async fn matrix(args: &Args) -> Result<(), String> {
 
     println!();
     println!(
-        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | refused | elections (warm-up) |"
+        "| groups | clients | committed/s | p50 µs | p99 µs | p99.9 µs | CPU µs/proposal | errors | refused | elections (warm-up) | round trip ns |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for f in &rows {
         let clients = match f.work {
             Work::OpenLoop(offered) => format!("open loop {offered}/s"),
             _ => f.clients.to_string(),
         };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} ({}) |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.0}, {:.0} |",
             f.groups,
             clients,
             f.rate,
@@ -404,7 +414,9 @@ async fn matrix(args: &Args) -> Result<(), String> {
             f.errors,
             f.refused,
             f.elections,
-            f.warmup_elections
+            f.warmup_elections,
+            f.round_trips[0],
+            f.round_trips[1]
         );
     }
     let at = |g: u64| {
@@ -468,6 +480,7 @@ async fn phase(
     let mut tasks = Vec::new();
     let tally = Arc::new(Tally::default());
     let before = loop_counts(cluster).await?;
+    let round_trip_before = round_trip().await?;
     let parts = Arc::new(Mutex::new(GeneratorParts::default()));
     if let Work::OpenLoop(offered) = work {
         let generator = open_loop(
@@ -567,6 +580,7 @@ async fn phase(
     for t in tasks {
         t.await.map_err(|e| e.to_string())?;
     }
+    let round_trips = [round_trip_before, round_trip().await?];
     let kinds = tally.kinds();
     let all = shared.lock().map_err(|e| e.to_string())?.clone();
     let completed = tally.completed.load(Ordering::Relaxed);
@@ -594,7 +608,16 @@ async fn phase(
             }
             _ => None,
         },
+        round_trips,
     })
+}
+
+/// A cache line's round trip between two threads now ([`ROUND_TRIPS`] of them), on a
+/// thread of the runtime's blocking pool, out of the way of its workers.
+async fn round_trip() -> Result<f64, String> {
+    tokio::task::spawn_blocking(|| core_round_trip_ns(ROUND_TRIPS))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The open-loop generator: proposals fall due at exact moments, `offered` per second,

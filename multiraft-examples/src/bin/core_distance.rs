@@ -14,11 +14,8 @@
 //!
 //! `--help` lists the flags.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use clap::Parser;
+use multiraft_examples::measure::core_round_trip_ns;
 
 #[derive(Parser)]
 #[command(about = "The round-trip time of a cache line between two threads")]
@@ -34,33 +31,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     for _ in 0..args.runs {
-        let ns = round_trip_ns(args.trips.max(1));
+        let ns = core_round_trip_ns(args.trips);
         println!("core_distance: round trip {ns:.1} ns");
     }
-}
-
-/// The mean round trip over `trips`: this thread writes odd values, the other answers each
-/// with the next even one.
-fn round_trip_ns(trips: u64) -> f64 {
-    let line = Arc::new(AtomicU64::new(0));
-    let other = Arc::clone(&line);
-    let answerer = std::thread::spawn(move || {
-        for i in 0..trips {
-            while other.load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            other.store(2 * i + 2, Ordering::Release);
-        }
-    });
-    let start = Instant::now();
-    for i in 0..trips {
-        line.store(2 * i + 1, Ordering::Release);
-        while line.load(Ordering::Acquire) != 2 * i + 2 {
-            std::hint::spin_loop();
-        }
-    }
-    let elapsed = start.elapsed();
-    // The answerer ends with its last answer, which this thread has just seen.
-    let _ = answerer.join();
-    elapsed.as_nanos() as f64 / trips as f64
 }
