@@ -46,36 +46,70 @@ pub fn reset_peak_rss() -> std::io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "5")
 }
 
-/// The mean time, in nanoseconds, of `trips` round trips of one cache line between two
-/// threads: this thread writes odd values to an atomic, another answers each with the next
-/// even one, both spinning. How far apart the machine's cores are now: the 2-core machines
-/// of BENCHMARKS.md have two levels, 56–135 ns and 360–420 ns, switching within seconds,
-/// and a benchmark that moves data between its threads runs at about half its speed in the
-/// slow one. With fewer than two cores free the threads share one, and the figure is the
-/// scheduler's, not the cores'.
-pub fn core_round_trip_ns(trips: u64) -> f64 {
+/// The mean time, in nanoseconds, of up to `trips` round trips of one cache line between
+/// two threads, stopping early once `within` has passed: this thread writes odd values to
+/// an atomic, another answers each with the next even one, both spinning. How far apart the
+/// machine's cores are now: the 2-core machines of BENCHMARKS.md have two levels, 56–135 ns
+/// and 360–420 ns, switching within seconds, and a benchmark that moves data between its
+/// threads runs at about half its speed in the slow one.
+///
+/// With fewer than two cores free the threads share one: each wait then yields after a
+/// thousand spins, so that a trip costs a switch between threads rather than a time slice,
+/// and the figure is the scheduler's, not the cores'. `within` bounds the time either way
+/// (checked every 64 trips; a loaded test machine).
+pub fn core_round_trip_ns(trips: u64, within: Duration) -> f64 {
+    /// Written instead of the next odd value: the answerer stops.
+    const STOP: u64 = u64::MAX;
     let trips = trips.max(1);
     let line = Arc::new(AtomicU64::new(0));
     let other = Arc::clone(&line);
     let answerer = std::thread::spawn(move || {
         for i in 0..trips {
-            while other.load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
+            let ask = 2 * i + 1;
+            if wait_for(&other, |v| v == ask || v == STOP) == STOP {
+                return;
             }
-            other.store(2 * i + 2, Ordering::Release);
+            other.store(ask + 1, Ordering::Release);
         }
     });
     let start = Instant::now();
-    for i in 0..trips {
-        line.store(2 * i + 1, Ordering::Release);
-        while line.load(Ordering::Acquire) != 2 * i + 2 {
-            std::hint::spin_loop();
+    let mut done = 0;
+    while done < trips {
+        line.store(2 * done + 1, Ordering::Release);
+        wait_for(&line, |v| v == 2 * done + 2);
+        done += 1;
+        if done % 64 == 0 && start.elapsed() >= within {
+            break;
         }
     }
     let elapsed = start.elapsed();
-    // The answerer ends with its last answer, which this thread has just seen.
+    if done < trips {
+        line.store(STOP, Ordering::Release);
+    }
+    // The answerer ends with its last answer, which this thread has just seen, or at STOP.
     let _ = answerer.join();
-    elapsed.as_nanos() as f64 / trips as f64
+    elapsed.as_nanos() as f64 / done as f64
+}
+
+/// Spins waited in [`core_round_trip_ns`] before each wait yields the thread: far more
+/// than a trip between two free cores takes (a few hundred nanoseconds).
+const SPINS_BEFORE_YIELD: u32 = 1_000;
+
+/// Waits until `line` holds a value that `done` accepts, and returns it.
+fn wait_for(line: &AtomicU64, done: impl Fn(u64) -> bool) -> u64 {
+    let mut spins = 0u32;
+    loop {
+        let v = line.load(Ordering::Acquire);
+        if done(v) {
+            return v;
+        }
+        if spins < SPINS_BEFORE_YIELD {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// The 1-minute load average, to report how busy the machine was ("n/a" if unknown).
@@ -203,6 +237,21 @@ mod tests {
         assert!(near(quantile(&h, 0.5), 501.0), "{:?}", quantile(&h, 0.5));
         assert!(near(quantile(&h, 0.99), 991.0), "{:?}", quantile(&h, 0.99));
         assert!(near(quantile(&h, 1.0), 10e6), "{:?}", quantile(&h, 1.0));
+    }
+
+    /// Asked for more trips than could ever run, the measurement stops once its time is up
+    /// (checked every 64 trips, each at most a thread switch on a loaded machine) and
+    /// gives the mean of the trips it made.
+    #[test]
+    fn a_round_trip_measurement_stops_when_its_time_is_up() {
+        let started = Instant::now();
+        let ns = core_round_trip_ns(u64::MAX, Duration::from_millis(50));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        assert!(ns.is_finite() && ns > 0.0, "{ns}");
+        // A handful of trips, counted in full.
+        let ns = core_round_trip_ns(3, Duration::from_secs(10));
+        assert!(ns.is_finite() && ns > 0.0, "{ns}");
     }
 
     #[test]

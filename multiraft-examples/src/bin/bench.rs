@@ -218,8 +218,10 @@ const MATRIX_CLIENTS: [u64; 2] = [64, 4_096];
 
 /// Round trips of a cache line between two threads ([`core_round_trip_ns`]) measured before
 /// and after each phase, to tell which of the machine's two speeds it ran in: 30–200 ms
-/// each on the 2-core machines of BENCHMARKS.md, against seconds of measurement.
+/// each on the 2-core machines of BENCHMARKS.md, against seconds of measurement; and at
+/// most [`ROUND_TRIPS_WITHIN`], however busy the machine.
 const ROUND_TRIPS: u64 = 500_000;
+const ROUND_TRIPS_WITHIN: Duration = Duration::from_millis(250);
 
 /// Open loop: proposals outstanding at most. Bounds the bench's own memory when the
 /// offered rate is beyond what the cluster can take; what is due beyond it is shed.
@@ -615,7 +617,7 @@ async fn phase(
 /// A cache line's round trip between two threads now ([`ROUND_TRIPS`] of them), on a
 /// thread of the runtime's blocking pool, out of the way of its workers.
 async fn round_trip() -> Result<f64, String> {
-    tokio::task::spawn_blocking(|| core_round_trip_ns(ROUND_TRIPS))
+    tokio::task::spawn_blocking(|| core_round_trip_ns(ROUND_TRIPS, ROUND_TRIPS_WITHIN))
         .await
         .map_err(|e| e.to_string())
 }

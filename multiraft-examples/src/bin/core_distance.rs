@@ -14,8 +14,14 @@
 //!
 //! `--help` lists the flags.
 
+use std::time::Duration;
+
 use clap::Parser;
 use multiraft_examples::measure::core_round_trip_ns;
+
+/// At most this long per run, whatever `--trips`: a run on one free core, its threads
+/// taking turns, would otherwise take minutes.
+const ROUND_TRIPS_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Parser)]
 #[command(about = "The round-trip time of a cache line between two threads")]
@@ -31,7 +37,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     for _ in 0..args.runs {
-        let ns = core_round_trip_ns(args.trips);
+        let ns = core_round_trip_ns(args.trips, ROUND_TRIPS_WITHIN);
         println!("core_distance: round trip {ns:.1} ns");
     }
 }
