@@ -53,10 +53,10 @@ impl Machines {
 
     /// Applies a ready's committed commands, group by group ([`Machines::apply`]). The
     /// machines of a stretch of groups (as many as the node reads ahead) are looked up
-    /// before any applies: at thousands of
-    /// busy groups each lookup missed the caches, one after the other (the probe's key
-    /// comparison, 2.5 % of a 4,096-group run); looked up together the misses overlap
-    /// (BENCHMARKS.md, "A replica's first line and a stored record read ahead").
+    /// before any applies: at thousands of busy groups each lookup missed the caches, one
+    /// after the other (the probe's key comparison, 2.5 % of a 4,096-group run); looked up
+    /// together the misses overlap (BENCHMARKS.md, "A replica's first line and a stored
+    /// record read ahead").
     pub(crate) fn apply_all(
         &mut self,
         applies: &[Apply],
