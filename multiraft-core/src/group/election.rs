@@ -88,6 +88,30 @@ impl Replica {
         self.check_invariants();
     }
 
+    /// How many of the coming ticks would do nothing to this replica but count its
+    /// election timer: a follower's, whose timer runs (its leader did not say `Quiet`) and
+    /// stays below `election_timeout_min_ticks`, where the first thing a tick decides is
+    /// met (the hold on votes), with no snapshot arriving to time out. Its node may leave
+    /// it unticked for that many ticks and count them later ([`Replica::count_quiet_ticks`]),
+    /// before anything else reaches it (docs/design.md §4.10). 0 for every other replica.
+    pub(crate) fn quiet_ticks(&self) -> u32 {
+        let counting = self.role == Role::Follower
+            && !self.quiesced
+            && self.leader_said != LeaderSaid::Quiet
+            && self.incoming.is_none();
+        if !counting {
+            return 0;
+        }
+        let min = self.config.election_timeout_min_ticks;
+        min.saturating_sub(1).saturating_sub(self.election_elapsed)
+    }
+
+    /// Counts `ticks` ticks that [`Replica::quiet_ticks`] said would only count the
+    /// election timer, served while its node left this replica unticked.
+    pub(crate) fn count_quiet_ticks(&mut self, ticks: u32) {
+        self.election_elapsed = self.election_elapsed.saturating_add(ticks);
+    }
+
     /// Starts an election now, as if the election timeout had fired (PreVote first when
     /// enabled). For tests, scripted scenarios and operator tools; a leader or a learner
     /// ignores it.

@@ -91,6 +91,8 @@ impl Node {
                 queued: false,
                 sending: false,
                 ticking,
+                rest: None,
+                parked: None,
                 hosted,
             }),
         );
@@ -267,6 +269,8 @@ impl Node {
             .groups
             .remove(&group)
             .ok_or(GroupError::GroupNotFound(group))?;
+        let mut slot = slot;
+        slot.forget_rest(&mut self.rests);
         self.peers.remove(&slot.hosted);
         let shared = Arc::clone(&slot.hosted);
         drop(slot);

@@ -35,6 +35,7 @@ mod outbox;
 mod ready;
 mod report;
 mod requests;
+mod rest;
 mod snapshots;
 mod untold;
 mod warm;
@@ -62,6 +63,7 @@ pub use self::snapshots::{ChunkRead, Restore, TakeSnapshot};
 use self::liveness::{Life, Peers};
 use self::ready::InFlight;
 use self::requests::Requests;
+use self::rest::{Rest, Rests};
 use self::snapshots::Snapshots;
 pub(crate) use self::warm::AHEAD as READ_AHEAD;
 
@@ -159,6 +161,11 @@ struct Slot {
     /// group, and searching the ordered set each time showed in profiles of a thousand
     /// busy groups (4 % of instructions).
     ticking: bool,
+    /// The group rests: a follower out of `Node::active` while its ticks would only count
+    /// its election timer (`rest.rs`).
+    rest: Option<Rest>,
+    /// The served tick of the group's place in `Node::rests`, if it has one.
+    parked: Option<u64>,
     /// The membership the node counts this group under (`peers`, the shared table): the
     /// group's own until it changes, when the next ready moves the count
     /// ([`Node::rehost`](lifecycle.rs)).
@@ -202,6 +209,12 @@ pub struct Node {
     /// Groups that are not quiesced: the only ones `tick` visits, so that an idle group
     /// costs nothing per tick.
     active: BTreeSet<GroupId>,
+    /// Followers out of `active` for a while: their ticks would only count their election
+    /// timers (`rest.rs`).
+    rests: Rests,
+    /// Ticks served (one per [`Node::tick_late`], missed ones not counted): what resting
+    /// groups' election timers are counted in.
+    served: u64,
     /// Quiesced leaders whose reads wait on a round: not ticked, so `tick` sends their
     /// quiet beats again itself ([`Node::resend_quiet_reads`]). At most one entry per
     /// group with a read pending, which `max_pending_reads` bounds.
@@ -284,6 +297,8 @@ impl Node {
             groups: FxHashMap::default(),
             memberships: HashMap::new(),
             active: BTreeSet::new(),
+            rests: Rests::default(),
+            served: 0,
             quiet_reads: BTreeSet::new(),
             peers: Peers::default(),
             ticks: 0,
@@ -359,9 +374,10 @@ impl Node {
         ids.into_iter()
     }
 
-    /// Number of groups that are not quiesced (the ones a tick visits).
+    /// Number of groups that are not quiesced (the ones a tick visits, or whose rest it
+    /// counts).
     pub fn active_group_count(&self) -> usize {
-        self.active.len()
+        self.active.len() + self.rests.resting()
     }
 
     /// Proposals taken and not yet ended.
@@ -388,7 +404,7 @@ impl Node {
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             groups: self.groups.len(),
-            active_groups: self.active.len(),
+            active_groups: self.active_group_count(),
             pending_proposals: self.requests.pending_proposals(),
             pending_reads: self.requests.pending_reads(),
             pending_transfers: self.requests.pending_transfers(),
@@ -613,6 +629,7 @@ impl Node {
         let id = msg.group;
         let (groups, mut queues) = self.groups_and_queues();
         if let Some(slot) = groups.get_mut(&id) {
+            slot.settle(queues.served);
             slot.group.step(msg);
             return queues.touched(id, slot);
         }
@@ -624,6 +641,7 @@ impl Node {
     /// Starts an election for `group` now (see [`Replica::campaign`]).
     pub fn campaign(&mut self, group: GroupId) -> Result<(), GroupNotFound> {
         let slot = self.groups.get_mut(&group).ok_or(GroupNotFound(group))?;
+        slot.settle(self.served);
         slot.group.campaign();
         self.touched(group);
         Ok(())
@@ -675,8 +693,19 @@ impl Node {
             .increment(down.len() as u64);
         self.metrics.set_peers_down(down_now);
         self.nodes_down(&down, false);
-        let mut quiesced = Vec::new();
+        let tick = self.served + 1;
+        for id in self.rests.take_due(tick) {
+            let Some(slot) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            if slot.place_due(id, tick, &mut self.rests) {
+                self.active.insert(id);
+            }
+        }
+        // Quiesced, or resting.
+        let mut left = Vec::new();
         let peers = &self.peers;
+        let rests = &mut self.rests;
         let mut ids = self.active.iter();
         while ids.len() > 0 {
             warm::replicas(&self.groups, ids.clone().copied());
@@ -691,17 +720,20 @@ impl Node {
                 slot.group
                     .tick_knowing(|n| peers.is_live(n), |n| peers.is_down(n));
                 if slot.group.is_quiesced() {
-                    quiesced.push(*id);
+                    left.push(*id);
                     slot.ticking = false;
+                } else if slot.try_rest(*id, tick, rests) {
+                    left.push(*id);
                 }
                 if slot.group.has_ready() {
                     slot.queue(*id, &mut self.since_sends, &mut self.dirty);
                 }
             }
         }
-        for id in quiesced {
+        for id in left {
             self.active.remove(&id);
         }
+        self.served = tick;
         // After the groups' ticks, which end stalled transfers.
         self.recheck_deferred_snapshots();
         self.nudge_untold();
@@ -712,7 +744,7 @@ impl Node {
         }
         self.offer_send_slots();
         self.metrics
-            .set_groups(self.groups.len(), self.active.len());
+            .set_groups(self.groups.len(), self.active_group_count());
     }
 
     /// Proposes `data` to `group`. On `Ok` the node took the proposal: its outcome comes
@@ -760,10 +792,13 @@ impl Node {
             node: self.id,
             seq: request.0,
         };
+        slot.settle(self.served);
         match slot.group.propose(id, data) {
             Ok(()) => {
                 // The slot is at hand: no second lookup (`touched` would make one).
                 let mut queues = Queues {
+                    served: self.served,
+                    rests: &mut self.rests,
                     active: &mut self.active,
                     dirty: &mut self.dirty,
                     since_sends: &mut self.since_sends,
@@ -787,9 +822,9 @@ impl Node {
             let Some(slot) = self.groups.get_mut(&id) else {
                 continue;
             };
+            slot.settle(self.served);
             slot.group.on_node_back(peer);
-            if !slot.group.is_quiesced() && !slot.ticking {
-                slot.ticking = true;
+            if slot.keep_ticking(self.served, &mut self.rests) {
                 self.active.insert(id);
             }
         }
@@ -808,6 +843,7 @@ impl Node {
             let Some(slot) = self.groups.get_mut(&id) else {
                 continue;
             };
+            slot.settle(self.served);
             for peer in down {
                 if restarted {
                     slot.group.on_node_restarted(*peer);
@@ -815,8 +851,7 @@ impl Node {
                     slot.group.on_node_down_with(*peer, |n| peers.is_live(n));
                 }
             }
-            if !slot.group.is_quiesced() && !slot.ticking {
-                slot.ticking = true;
+            if slot.keep_ticking(self.served, &mut self.rests) {
                 self.active.insert(id);
             }
         }
@@ -932,6 +967,8 @@ impl Node {
     /// The map of groups and the queues, borrowed apart.
     fn groups_and_queues(&mut self) -> (&mut FxHashMap<GroupId, Box<Slot>>, Queues<'_>) {
         let queues = Queues {
+            served: self.served,
+            rests: &mut self.rests,
             active: &mut self.active,
             dirty: &mut self.dirty,
             since_sends: &mut self.since_sends,
@@ -944,6 +981,9 @@ impl Node {
 /// holding a group's slot queues it without looking it up again (a lookup per message
 /// showed in profiles of a thousand busy groups).
 struct Queues<'a> {
+    /// [`Node::served`](Node): what a resting group's timer is counted up to.
+    served: u64,
+    rests: &'a mut Rests,
     active: &'a mut BTreeSet<GroupId>,
     dirty: &'a mut VecDeque<GroupId>,
     since_sends: &'a mut Vec<GroupId>,
@@ -953,8 +993,7 @@ impl Queues<'_> {
     /// `slot`'s group received input: queue it for the next ready, and keep ticking it
     /// unless it is quiesced.
     fn touched(&mut self, id: GroupId, slot: &mut Slot) {
-        if !slot.ticking && !slot.group.is_quiesced() {
-            slot.ticking = true;
+        if slot.keep_ticking(self.served, self.rests) {
             self.active.insert(id);
         }
         self.mark(id, slot);

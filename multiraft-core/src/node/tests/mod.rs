@@ -765,6 +765,7 @@ mod metrics;
 mod peer_failures;
 mod reads;
 mod restore;
+mod rests;
 mod settled;
 mod snapshots;
 mod stalls;
