@@ -61,7 +61,8 @@ pub const STORAGE_WRITE_BYTES: &str = "multiraft_storage_write_bytes";
 pub const READY_SECONDS: &str = "multiraft_ready_seconds";
 /// Gauge: groups hosted on the node.
 pub const GROUPS: &str = "multiraft_groups";
-/// Gauge: groups not quiesced (the ones a tick visits).
+/// Gauge: groups not quiesced (the ones a tick visits, and the followers resting between
+/// ticks, docs/design.md §4.10).
 pub const GROUPS_ACTIVE: &str = "multiraft_groups_active";
 /// Gauge: groups quiesced (hosted, not active).
 pub const GROUPS_QUIESCED: &str = "multiraft_groups_quiesced";

@@ -103,7 +103,8 @@ pub struct NodeStats {
 pub struct NodeStatus {
     /// Groups hosted.
     pub groups: usize,
-    /// Groups not quiesced (the ones a tick visits).
+    /// Groups not quiesced: the ones a tick visits, and the followers resting between the
+    /// ticks that would only count their election timers (docs/design.md §4.10).
     pub active_groups: usize,
     /// Proposals taken and not yet resolved.
     pub pending_proposals: usize,
@@ -374,8 +375,8 @@ impl Node {
         ids.into_iter()
     }
 
-    /// Number of groups that are not quiesced (the ones a tick visits, or whose rest it
-    /// counts).
+    /// Number of groups that are not quiesced: the ones a tick visits, and the resting
+    /// followers ([`NodeStatus::active_groups`]).
     pub fn active_group_count(&self) -> usize {
         self.active.len() + self.rests.resting()
     }

@@ -30,9 +30,12 @@ pub(super) struct Rest {
     due: u64,
 }
 
-/// When resting groups are due to be ticked again, by served tick. Each group has at most
-/// one place here (`Slot::parked`), due within `election_timeout_min_ticks` of being
-/// taken, so this holds no more entries than the node hosts groups.
+/// When resting groups are due to be ticked again, by served tick. A group keeps its place
+/// (`Slot::parked`) when its rest ends early and it rests again: a rest never ends before an
+/// earlier one of the same group would have (its timer grows only by ticks), so the place
+/// comes up first and the rest takes a later one then. So each group holds at most one
+/// place, due within `election_timeout_min_ticks`, and this map holds no more entries than
+/// the node hosts groups.
 #[derive(Debug, Default)]
 pub(super) struct Rests {
     due: BTreeMap<u64, Vec<GroupId>>,
