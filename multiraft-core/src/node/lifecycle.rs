@@ -265,11 +265,10 @@ impl Node {
     /// proposals end indeterminate; the returned request ends
     /// [`Done`](super::Resolution::Done) in the ready that writes the removal.
     pub fn remove_group(&mut self, group: GroupId) -> Result<RequestId, GroupError> {
-        let slot = self
+        let mut slot = self
             .groups
             .remove(&group)
             .ok_or(GroupError::GroupNotFound(group))?;
-        let mut slot = slot;
         slot.forget_rest(&mut self.rests);
         self.peers.remove(&slot.hosted);
         let shared = Arc::clone(&slot.hosted);

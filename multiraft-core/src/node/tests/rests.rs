@@ -22,8 +22,8 @@ const GROUPS: u64 = 24;
 /// gets a proposal every third tick, at its leader or forwarded by a follower, and node 3
 /// is cut off from tick 115 to tick 145 (elections on both sides); some ticks come late;
 /// the cluster idles for 40 ticks, long enough for every group to quiesce; node 3 is cut
-/// off again from tick 200 to 240, which wakes the quiesced groups on the other two
-/// (followers there whose leader's node lives wake paused), and the cluster idles again.
+/// off again from tick 200 to 240, which wakes the quiesced groups it led on the other two
+/// (they elect), and the cluster idles again.
 /// Returns the trace and the rests the nodes took.
 fn script(rest: bool) -> (Trace, u64) {
     let mut sim = Sim::new(GROUPS);
@@ -72,12 +72,11 @@ fn script(rest: bool) -> (Trace, u64) {
     (trace, taken)
 }
 
-/// The same script sends the same batches, ends the same requests, applies the same
-/// entries with rests as without: a
-/// resting follower's missed ticks are counted before anything reaches it, and a rest ends
-/// when the follower's ticks would do more than count. The script elects, replicates,
-/// cuts a node off (elections follow) and idles until quiescence, with late ticks among
-/// them; rests were taken.
+/// The same script sends the same batches, ends the same requests and applies the same
+/// entries with rests as without: a resting follower's missed ticks are counted before
+/// anything reaches it, and a rest ends when the follower's ticks would do more than count.
+/// The script elects, replicates, cuts a node off (elections follow) and idles until
+/// quiescence, with late ticks among them; rests were taken.
 #[test]
 fn resting_followers_change_nothing_a_node_does() {
     let (with, taken) = script(true);
