@@ -23,15 +23,26 @@ const GROUPS: u64 = 24;
 /// is cut off from tick 115 to tick 145 (elections on both sides); some ticks come late;
 /// the cluster idles for 40 ticks, long enough for every group to quiesce; node 3 is cut
 /// off again from tick 200 to 240, which wakes the quiesced groups it led on the other two
-/// (they elect), and the cluster idles again.
+/// (they elect), and the cluster idles again; at tick 282 node 3 campaigns in every group,
+/// which wakes the quiesced followers on the other nodes with their leaders' nodes live
+/// (their timers stopped: paused), while node 1's batches to node 2 are lost until tick
+/// 330, so that node 2 declares node 1 down.
 /// Returns the trace and the rests the nodes took.
 fn script(rest: bool) -> (Trace, u64) {
     let mut sim = Sim::new(GROUPS);
     for node in &mut sim.nodes {
         node.rests.off = !rest;
     }
-    for t in 0..320u64 {
+    for t in 0..380u64 {
         let cut = (115..145).contains(&t) || (200..240).contains(&t);
+        // Node 1's batches to node 2 lost: node 2 hears node 1 again only after it
+        // declared it down.
+        let one_way = (282..330).contains(&t);
+        if t == 282 {
+            for id in 1..=GROUPS {
+                sim.nodes[2].campaign(g(id)).unwrap();
+            }
+        }
         if (100..160).contains(&t) {
             for id in (1..=GROUPS).filter(|id| (t + id) % 3 == 0) {
                 let at = ((t + id) % 3) as usize;
@@ -45,7 +56,9 @@ fn script(rest: bool) -> (Trace, u64) {
                 node.tick();
             }
         }
-        sim.run_filtered(|b| !cut || b.from != n(3) && b.to != n(3));
+        sim.run_filtered(|b| {
+            (!cut || b.from != n(3) && b.to != n(3)) && (!one_way || b.from != n(1) || b.to != n(2))
+        });
     }
     let trace = Trace {
         sent: sim
@@ -75,8 +88,9 @@ fn script(rest: bool) -> (Trace, u64) {
 /// The same script sends the same batches, ends the same requests and applies the same
 /// entries with rests as without: a resting follower's missed ticks are counted before
 /// anything reaches it, and a rest ends when the follower's ticks would do more than count.
-/// The script elects, replicates, cuts a node off (elections follow) and idles until
-/// quiescence, with late ticks among them; rests were taken.
+/// The script elects, replicates, cuts a node off (elections follow), idles until
+/// quiescence, and wakes quiesced followers paused, with late ticks among them; rests were
+/// taken.
 #[test]
 fn resting_followers_change_nothing_a_node_does() {
     let (with, taken) = script(true);
