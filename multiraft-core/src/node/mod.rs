@@ -695,6 +695,9 @@ impl Node {
         self.metrics.set_peers_down(down_now);
         self.nodes_down(&down, false);
         let tick = self.served + 1;
+        // Rests that end now rejoin `active` to be ticked with the others, not on the spot:
+        // every group then ticks in id order, as without rests, so their outputs come in
+        // the same order.
         for id in self.rests.take_due(tick) {
             let Some(slot) = self.groups.get_mut(&id) else {
                 continue;

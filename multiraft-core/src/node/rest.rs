@@ -85,11 +85,10 @@ impl Slot {
             return false;
         }
         #[cfg(test)]
-        if rests.off {
-            return false;
-        }
-        #[cfg(test)]
         {
+            if rests.off {
+                return false;
+            }
             rests.taken += 1;
         }
         let due = tick + u64::from(quiet) + 1;
