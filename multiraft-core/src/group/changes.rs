@@ -53,7 +53,7 @@ pub(super) struct Change {
     /// end once the change began and appended the learners it adds, so at or past the
     /// entry that made each a learner. Within `learner_catchup_entries` of the end alone,
     /// a replica added back after its removal was promoted before it held that entry, and
-    /// a late `Removed` of an index past its log (`handle_removed_late`) could then have
+    /// a late `Removed` of an index past its log (`handle_removed_unmatched`) could then have
     /// it deleted while a voter (review).
     hold: u64,
 }
@@ -570,7 +570,7 @@ impl Replica {
     /// `replica`, of a later term than this leader's, asked for a vote or to be heard. If
     /// the membership committed at the commit index leaves it out, and no later one of this
     /// leader's log adds it back, it is told so (`MessageBody::Removed` of the commit index,
-    /// at this leader's earlier term; `handle_removed_late`). Removed while cut off, it
+    /// at this leader's earlier term; `handle_removed_unmatched`). Removed while cut off, it
     /// campaigned alone (no PreVote) past every term of the group: it refuses this leader's
     /// appends, so it can never be caught up and told as a retiring replica is, and its
     /// node kept it for good (the simulator's "of a later term" kind, 37 of seeds
@@ -585,7 +585,10 @@ impl Replica {
         self.send_now_msg(
             replica,
             self.term,
-            MessageBody::Removed { index: committed },
+            MessageBody::Removed {
+                index: committed,
+                matched: false,
+            },
         );
     }
 
@@ -617,31 +620,43 @@ impl Replica {
 
     /// Forgets retiring replicas that hold and know the commit that removed them — telling
     /// them they were removed ([`MessageBody::Removed`]) — or that did not answer for an
-    /// election timeout (`silent_too`).
+    /// election timeout (`silent_too`). One that only a snapshot could catch up to the
+    /// removal (this log is compacted past what it holds) is told once the removal
+    /// commits, without the snapshot: it holds no entry from the removal on, so no quorum
+    /// since counts it (`handle_removed`). Caught up first, it waited for a send slot
+    /// that transfers to the group's new replicas held, and its node kept it past the
+    /// simulator's bound (seed 1,700,266), the stream all for a replica about to go.
     pub(super) fn drop_retired(&mut self, silent_too: bool) {
         let committed = self.log.committed;
+        let log = &self.log;
         let told = |p: &Progress| {
             p.retire_at != 0
                 && p.retire_at <= committed
-                && p.matched >= p.retire_at
-                && p.commit_sent >= p.retire_at
+                && (p.matched >= p.retire_at && p.commit_sent >= p.retire_at
+                    || p.matched < p.retire_at && needs_snapshot(log, p))
         };
         let keep = |p: &Progress| p.retire_at == 0 || !(told(p) || silent_too && !p.recent_active);
         if self.progress.values().all(keep) {
             return;
         }
-        let mut kept = Vec::new();
+        let (mut kept, mut removed, mut forgotten) = (Vec::new(), Vec::new(), Vec::new());
         for (n, p) in std::mem::take(&mut self.progress) {
             if told(&p) {
-                self.send_now_msg(n, self.term, MessageBody::Removed { index: p.retire_at });
+                removed.push((n, p.retire_at, p.matched >= p.retire_at));
             } else if !keep(&p) {
-                self.forgot_untold(n);
+                forgotten.push(n);
             }
             if keep(&p) {
                 kept.push((n, p));
             }
         }
         self.progress = kept.into_iter().collect();
+        for (n, index, matched) in removed {
+            self.send_now_msg(n, self.term, MessageBody::Removed { index, matched });
+        }
+        for n in forgotten {
+            self.forgot_untold(n);
+        }
     }
 
     /// A joining replica holds everything its leader had committed: from now on it is a
@@ -675,9 +690,9 @@ impl Replica {
         }
     }
 
-    /// The leader says the membership entry at `index` removed this replica: reported if
-    /// this replica holds that entry committed and is in no later membership. The leader
-    /// sends it only once this replica's log matches its own through `index` and `index` is
+    /// The leader says the membership entry at `index` removed this replica, and that this
+    /// replica's log matches its own through `index` (`Removed` with `matched`): reported
+    /// if this replica holds that entry committed and is in no later membership. `index` is
     /// committed, so it commits through `index` as a heartbeat's commit would: the message
     /// that carried the commit may have been lost or overtaken, and the leader tells once.
     pub(super) fn handle_removed(&mut self, from: NodeId, index: u64) {
@@ -716,9 +731,13 @@ impl Replica {
     ///   configuration (review); judged by its own commit index instead, one that held
     ///   its removal but had not learned it committed was kept for good (review).
     ///
+    /// Its own leader says the same without `matched` when only a snapshot could catch this
+    /// replica up to `index` (`drop_retired`): that leader cannot know what this log holds
+    /// there either.
+    ///
     /// A joining replica ignores it, as it ignores `Removed` of its own term: a late one
     /// may be meant for its node's previous replica of the group.
-    pub(super) fn handle_removed_late(&mut self, index: u64) {
+    pub(super) fn handle_removed_unmatched(&mut self, index: u64) {
         if self.is_joining() {
             return;
         }
@@ -776,4 +795,11 @@ fn staged(current: &Membership, target: &Membership) -> Option<Membership> {
     let mut staged = current.clone();
     staged.learners.extend(missing);
     Some(staged)
+}
+
+/// Whether only a snapshot can bring the replica `p` tracks further: a transfer to it is
+/// under way or waits for a send slot, or `log` is compacted past the entry its next
+/// append would follow.
+fn needs_snapshot(log: &super::log::Log, p: &Progress) -> bool {
+    p.state == ProgressState::Snapshot || log.term(p.next - 1).is_none()
 }

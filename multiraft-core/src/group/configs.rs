@@ -59,7 +59,7 @@ impl Replica {
     /// membership is the base before the applied index reaches it (review: a replica
     /// added back by that snapshot was told removed by a late message). What the log holds
     /// at or below `index` is not asked: a leader says what is committed there
-    /// (`handle_removed_late`).
+    /// (`handle_removed_unmatched`).
     pub(super) fn left_out_after(&self, index: u64) -> bool {
         let base_at = self.log.applied.max(self.restoring.unwrap_or(0));
         let later = self.configs.iter().flat_map(|c| &c.entries);

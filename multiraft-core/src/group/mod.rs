@@ -985,7 +985,7 @@ impl Replica {
                     );
                     self.defer_to_better_candidate(last_index, last_term);
                 }
-                MessageBody::Removed { index } => self.handle_removed_late(index),
+                MessageBody::Removed { index, .. } => self.handle_removed_unmatched(index),
                 _ => {}
             }
             return;
@@ -1054,7 +1054,14 @@ impl Replica {
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             MessageBody::InstallSnapshot { chunk } => self.handle_install_snapshot(from, *chunk),
             MessageBody::SnapshotAck(ack) => self.handle_snapshot_ack(from, ack),
-            MessageBody::Removed { index } => self.handle_removed(from, index),
+            MessageBody::Removed {
+                index,
+                matched: true,
+            } => self.handle_removed(from, index),
+            MessageBody::Removed {
+                index,
+                matched: false,
+            } => self.handle_removed_unmatched(index),
             MessageBody::LogLost {
                 last_index,
                 last_term,

@@ -200,12 +200,15 @@ impl Replica {
 
     /// `to` needs entries before the log's first index: from now on it gets the snapshot,
     /// once the node admits the transfer. Returns false when there is no snapshot to send.
+    /// A replica retiring gets none: it is told it was removed once the removal commits
+    /// (`drop_retired`).
     pub(super) fn need_snapshot(&mut self, to: NodeId) -> bool {
         let Some(index) = self.snapshot.map(|s| s.0) else {
             return false;
         };
         if let Some(pr) = self.progress.get_mut(&to)
             && pr.state != ProgressState::Snapshot
+            && pr.retire_at == 0
         {
             pr.become_snapshot(index);
             self.ask_send_slot(to);

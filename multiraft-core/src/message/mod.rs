@@ -181,16 +181,22 @@ pub enum MessageBody {
     },
     /// The answer to [`MessageBody::InstallSnapshot`], sent once the chunk is durable.
     SnapshotAck(SnapshotAck),
-    /// The leader to a replica its membership left out, once the replica holds the
-    /// membership entry at `index` that removed it and knows it committed: the replica may
-    /// report itself removed. Only the leader knows that no later entry adds the replica
-    /// back: a replica catching up from an old log sees old removals committed too. Sent
-    /// at the leader's term to a replica of a later term too, which it cannot catch up:
-    /// `index` is then the leader's commit index, whose membership leaves the replica out
-    /// (docs/design.md §4.7).
+    /// The leader to a replica its membership left out, once the membership entry that
+    /// removed it committed: the replica may report itself removed. Only the leader knows
+    /// that no later entry adds the replica back: a replica catching up from an old log
+    /// sees old removals committed too. Sent once the replica holds the entry at `index`
+    /// and knows it committed (`matched`), or without catching it up when only a snapshot
+    /// could: then the replica is removed if it does not hold `index` (it holds nothing a
+    /// quorum since counted). Sent at the leader's term to a replica of a later term too,
+    /// which it cannot catch up: `index` is then the leader's commit index, whose
+    /// membership leaves the replica out (docs/design.md §4.7).
     Removed {
         /// The membership entry that removed the receiver, or a commit index past it.
         index: u64,
+        /// The leader knows the receiver's log to match its own through `index`: the
+        /// receiver commits through `index`. Otherwise its entry there may be another
+        /// leader's, and it commits nothing.
+        matched: bool,
     },
     /// A follower to its leader, whose heartbeat's commit index lies beyond the follower's
     /// log: the leader caps that index at what it knows the follower to hold, so the

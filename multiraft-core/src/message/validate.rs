@@ -432,10 +432,12 @@ fn validate_message(
         }
         // A `Removed` past any log made every replica that does not hold it report itself
         // removed; a read index past any log kept its read confirmed for good (review).
-        MessageBody::Removed { index: at } if beyond(*at) => Err(InvalidMessage::IndexOutOfRange {
-            index,
-            what: "removed",
-        }),
+        MessageBody::Removed { index: at, .. } if beyond(*at) => {
+            Err(InvalidMessage::IndexOutOfRange {
+                index,
+                what: "removed",
+            })
+        }
         MessageBody::LogLost { last_index, .. } if beyond(*last_index) => {
             Err(InvalidMessage::IndexOutOfRange {
                 index,

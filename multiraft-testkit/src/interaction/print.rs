@@ -269,7 +269,9 @@ impl World {
                 let l = leader_hint.map_or("-".to_string(), |l| l.0.to_string());
                 format!("ProposeRejected [{}] leader={l}", list.join(", "))
             }
-            MessageBody::Removed { index } => format!("Removed index={index}"),
+            MessageBody::Removed { index, matched } => {
+                format!("Removed index={index} matched={matched}")
+            }
             MessageBody::LogLost {
                 last_index,
                 last_term,

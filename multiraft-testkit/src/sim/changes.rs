@@ -271,7 +271,7 @@ impl<A: SimApp> Simulation<A> {
     /// the node is still up in the same life and:
     /// - `Removed`: the replica reported itself removed. Its own membership may still name
     ///   it: one told by a leader of an earlier term that never caught it up
-    ///   (`Replica::handle_removed_late`).
+    ///   (`Replica::handle_removed_unmatched`).
     /// - `AbandonedJoin`: it joined for a change that failed or ended indeterminate (its
     ///   proposer crashed). Deleted if still joining and not named by the group's leader
     ///   once that leader has committed an entry of its term, as `MultiRaft::join_group`

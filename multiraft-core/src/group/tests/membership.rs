@@ -458,7 +458,7 @@ fn a_restarted_learner_is_not_promoted_on_what_its_last_incarnation_knew() {
 /// holds the entry removing it and was sent a commit covering it — but the message carrying
 /// that commit can be lost or overtaken (a coalesced heartbeat travels after the group's
 /// messages), and the `Removed` that came first was then ignored for good: the replica,
-/// no longer anyone's peer, was never deleted. The leader's `Removed { index }` commits
+/// no longer anyone's peer, was never deleted. The leader's `Removed { index, matched: true }` commits
 /// through `index` as a heartbeat's commit would (the leader sends it only once the
 /// replica's log matches its own that far).
 #[test]
@@ -534,7 +534,13 @@ fn a_retiring_replica_cannot_depose_the_leader() {
     assert_eq!(answers[0].to, n(3));
     assert_eq!(answers[0].term, term);
     let commit = c.status(1).commit;
-    assert_eq!(answers[0].body, MessageBody::Removed { index: commit });
+    assert_eq!(
+        answers[0].body,
+        MessageBody::Removed {
+            index: commit,
+            matched: false
+        }
+    );
 }
 
 /// A leader ignores a non-member's vote request however far its own election timer ran.
@@ -724,7 +730,7 @@ fn a_removed_replica_of_a_later_term_is_not_tracked_again() {
 /// knows it joined (`Progress::knows_commit`). Regression (review): promoted on that
 /// answer while still catching up, it was a voter of the joint configuration without
 /// holding the entry that added it back, and a late `Removed` of an index past its log
-/// (`handle_removed_late`) could then have it deleted while a voter.
+/// (`handle_removed_unmatched`) could then have it deleted while a voter.
 #[test]
 fn a_learner_is_promoted_only_once_it_holds_the_entry_that_added_it() {
     promote_when_added_back(false);

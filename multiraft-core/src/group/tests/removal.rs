@@ -451,8 +451,15 @@ fn a_late_removed_leaves_a_member_named_past_its_index() {
     c.notify_commit(2);
     let applied = c.g(3).log.applied;
     assert!(applied > 1);
-    c.g_mut(3)
-        .step(msg(1, 3, old, MessageBody::Removed { index: applied - 1 }));
+    c.g_mut(3).step(msg(
+        1,
+        3,
+        old,
+        MessageBody::Removed {
+            index: applied - 1,
+            matched: false,
+        },
+    ));
     c.deliver_all();
     assert!(!c.events[2].contains(&GroupEvent::Removed));
     assert!(!c.g(3).is_removed());
@@ -481,8 +488,15 @@ fn a_late_removed_tells_a_replica_that_holds_its_removal_uncommitted() {
         "but never learned it committed"
     );
     assert!(!c.g(4).is_removed());
-    c.g_mut(4)
-        .step(msg(2, 4, old, MessageBody::Removed { index: removal }));
+    c.g_mut(4).step(msg(
+        2,
+        4,
+        old,
+        MessageBody::Removed {
+            index: removal,
+            matched: false,
+        },
+    ));
     c.deliver_all_where(|_, m| m.to != n(4));
     assert!(c.g(4).is_removed());
 }
@@ -588,8 +602,60 @@ fn a_late_removed_leaves_a_voter_added_back_since() {
         "a voter of the joint one"
     );
     assert!(!c.g(4).is_removed());
-    c.g_mut(4)
-        .step(msg(2, 4, old, MessageBody::Removed { index: removed_at }));
+    c.g_mut(4).step(msg(
+        2,
+        4,
+        old,
+        MessageBody::Removed {
+            index: removed_at,
+            matched: false,
+        },
+    ));
     c.deliver_all_where(|_, m| !matches!(m.to.0, 2 | 3));
     assert!(!c.g(4).is_removed(), "deleted while a voter");
+}
+
+/// A replica removed while only a snapshot could catch it up (the leader's log is
+/// compacted past what it holds) is told once the removal commits, without the snapshot:
+/// it holds nothing from the removal on, so no quorum since counted it. Regression
+/// (simulator, seed 1,700,266): it waited for a send slot behind the transfers to the
+/// group's new replicas, and its node kept it past the bound.
+#[test]
+fn a_removed_replica_that_needs_a_snapshot_is_told_without_it() {
+    use super::snapshots::snapshot_at_5_but_one_empty;
+    let config = Arc::new(strict());
+    let voters = Membership::voters([1, 2, 3, 4]);
+    let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), voters, 4);
+    // No send slot is ever granted: the transfer to 4 waits, as behind other transfers.
+    c.g_mut(1)
+        .change_membership(MembershipChange::Remove(n(4)))
+        .unwrap();
+    for _ in 0..2 * config.heartbeat_interval_ticks {
+        c.g_mut(1).tick_with(|_| true);
+        c.deliver_all();
+    }
+    assert_eq!(c.g(1).membership(), &Membership::voters([1, 2, 3]));
+    let to_4 = |body: fn(&MessageBody) -> bool| c.sent_where(|m| m.to == n(4) && body(&m.body));
+    assert!(!to_4(|b| matches!(b, MessageBody::Removed { matched: false, .. })).is_empty());
+    assert!(to_4(|b| matches!(b, MessageBody::InstallSnapshot { .. })).is_empty());
+    assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten once told");
+    assert_told(&c, 4);
+}
+
+/// `Removed` without `matched`, from the replica's own leader, commits nothing: that
+/// leader did not know what this log holds at the index. The replica is removed on its
+/// word (the membership committed there leaves it out, and its log names it in none
+/// later). With `matched` it commits through the index, as a heartbeat's commit would,
+/// and judges by its own membership there, which names it.
+#[test]
+fn a_removed_without_matched_commits_nothing() {
+    let told = |matched| {
+        let mut g = restored(3, hs(1, None, 1), log_of(&[1, 1, 1]));
+        g.step(msg(1, 3, 2, append(3, 1, Vec::new(), 1)));
+        assert_eq!(g.leadership(), (2, Some(n(1))));
+        g.step(msg(1, 3, 2, MessageBody::Removed { index: 3, matched }));
+        (g.log.committed, g.is_removed())
+    };
+    assert_eq!(told(false), (1, true));
+    assert_eq!(told(true), (3, false));
 }

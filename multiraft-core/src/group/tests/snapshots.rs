@@ -637,7 +637,15 @@ fn a_late_removed_leaves_a_replica_restoring_a_snapshot_that_names_it() {
     assert_eq!(r.restore, Some(meta(9, 3)));
     assert!(g.membership().contains(n(2)));
     assert!(g.log.applied < 5, "not yet restored");
-    g.step(msg(3, 2, 2, MessageBody::Removed { index: 5 }));
+    g.step(msg(
+        3,
+        2,
+        2,
+        MessageBody::Removed {
+            index: 5,
+            matched: false,
+        },
+    ));
     let r = g.ready(MAX, MAX);
     assert!(!r.events.contains(&GroupEvent::Removed));
     assert!(!g.is_removed());

@@ -410,7 +410,10 @@ fn first_violation_wins() {
 #[test]
 fn indexes_and_terms_past_the_largest_in_other_messages() {
     let largest = MAX_TERM_OR_INDEX;
-    let removed = |index| MessageBody::Removed { index };
+    let removed = |index| MessageBody::Removed {
+        index,
+        matched: true,
+    };
     let read = |index| MessageBody::ReadIndexResponse {
         ids: vec![1],
         index: Some(index),
