@@ -622,10 +622,10 @@ impl Replica {
     /// them they were removed ([`MessageBody::Removed`]) — or that did not answer for an
     /// election timeout (`silent_too`). One that only a snapshot could catch up to the
     /// removal (this log is compacted past what it holds) is told once the removal
-    /// commits, without the snapshot: it holds no entry from the removal on, so no quorum
-    /// since counts it (`handle_removed`). Caught up first, it waited for a send slot
-    /// that transfers to the group's new replicas held, and its node kept it past the
-    /// simulator's bound (seed 1,700,266), the stream all for a replica about to go.
+    /// commits, without the snapshot and without `matched`, and judges by what it holds
+    /// (`handle_removed_unmatched`). Caught up by the snapshot first, it waited for a
+    /// send slot that transfers to the group's new replicas held, and its node kept it past
+    /// the simulator's bound (seed 1,700,266): a whole stream for a replica about to go.
     pub(super) fn drop_retired(&mut self, silent_too: bool) {
         let committed = self.log.committed;
         let log = &self.log;
