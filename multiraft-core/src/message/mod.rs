@@ -186,8 +186,9 @@ pub enum MessageBody {
     /// that no later entry adds the replica back: a replica catching up from an old log
     /// sees old removals committed too. Sent once the replica holds the entry at `index`
     /// and knows it committed (`matched`), or without catching it up when only a snapshot
-    /// could: then the replica is removed if it does not hold `index` (it holds nothing a
-    /// quorum since counted). Sent at the leader's term to a replica of a later term too,
+    /// could: then the replica judges by what it holds, as one told by a leader of an
+    /// earlier term does (removed if it does not hold `index`, or if its log names it in no
+    /// membership past `index`). Sent at the leader's term to a replica of a later term too,
     /// which it cannot catch up: `index` is then the leader's commit index, whose
     /// membership leaves the replica out (docs/design.md §4.7).
     Removed {

@@ -458,9 +458,9 @@ fn a_restarted_learner_is_not_promoted_on_what_its_last_incarnation_knew() {
 /// holds the entry removing it and was sent a commit covering it — but the message carrying
 /// that commit can be lost or overtaken (a coalesced heartbeat travels after the group's
 /// messages), and the `Removed` that came first was then ignored for good: the replica,
-/// no longer anyone's peer, was never deleted. The leader's `Removed { index, matched: true }` commits
-/// through `index` as a heartbeat's commit would (the leader sends it only once the
-/// replica's log matches its own that far).
+/// no longer anyone's peer, was never deleted. The leader's `Removed` with `matched`
+/// commits through `index` as a heartbeat's commit would (the leader sends it so only once
+/// the replica's log matches its own that far).
 #[test]
 fn a_removed_replica_is_told_even_if_the_commit_never_reaches_it() {
     let mut c = Cluster::new(3, 1, strict(), 23);
