@@ -622,11 +622,29 @@ fn a_late_removed_leaves_a_voter_added_back_since() {
 /// group's new replicas, and its node kept it past the bound.
 #[test]
 fn a_removed_replica_that_needs_a_snapshot_is_told_without_it() {
+    // No send slot is ever granted: the transfer to 4 waits, as behind other transfers.
+    told_without_the_snapshot(false);
+}
+
+/// As [`a_removed_replica_that_needs_a_snapshot_is_told_without_it`], its transfer holding
+/// a send slot: told, it gives the slot back.
+#[test]
+fn a_removed_replica_whose_transfer_holds_a_slot_is_told_and_gives_it_back() {
+    told_without_the_snapshot(true);
+}
+
+/// Voters 1 to 4 led by 1, 4 holding nothing, so that it needs 1's snapshot (its transfer
+/// `admitted` to a send slot, or waiting for one); 4 is removed.
+fn told_without_the_snapshot(admitted: bool) {
     use super::snapshots::snapshot_at_5_but_one_empty;
     let config = Arc::new(strict());
     let voters = Membership::voters([1, 2, 3, 4]);
     let mut c = snapshot_at_5_but_one_empty(&config, Vec::new(), voters, 4);
-    // No send slot is ever granted: the transfer to 4 waits, as behind other transfers.
+    if admitted {
+        // Its chunks are never read: none goes out.
+        assert_eq!(c.g_mut(1).admit_snapshot(n(4), true).len(), 1);
+    }
+    assert_eq!(c.g(1).is_sending_snapshot(n(4)), admitted);
     c.g_mut(1)
         .change_membership(MembershipChange::Remove(n(4)))
         .unwrap();
@@ -658,6 +676,7 @@ fn a_removed_replica_that_needs_a_snapshot_is_told_without_it() {
     let chunks = c.sent_where(|m| matches!(m.body, MessageBody::InstallSnapshot { .. }));
     assert_eq!(chunks, []);
     assert!(c.g(1).progress.get(&n(4)).is_none(), "forgotten once told");
+    assert!(!c.g(1).is_sending_snapshot(n(4)), "its slot given back");
     assert_told(&c, 4);
 }
 
