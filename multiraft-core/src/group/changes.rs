@@ -633,7 +633,7 @@ impl Replica {
             p.retire_at != 0
                 && p.retire_at <= committed
                 && (p.matched >= p.retire_at && p.commit_sent >= p.retire_at
-                    || p.matched < p.retire_at && needs_snapshot(log, p))
+                    || p.matched < p.retire_at && only_a_snapshot_reaches(log, p))
         };
         let keep = |p: &Progress| p.retire_at == 0 || !(told(p) || silent_too && !p.recent_active);
         if self.progress.values().all(keep) {
@@ -799,7 +799,8 @@ fn staged(current: &Membership, target: &Membership) -> Option<Membership> {
 
 /// Whether only a snapshot can bring the replica `p` tracks further: a transfer to it is
 /// under way or waits for a send slot, or `log` is compacted past the entry its next
-/// append would follow.
-fn needs_snapshot(log: &super::log::Log, p: &Progress) -> bool {
+/// append would follow. (A predicate, unlike `Replica::need_snapshot`, which starts a
+/// transfer.)
+fn only_a_snapshot_reaches(log: &super::log::Log, p: &Progress) -> bool {
     p.state == ProgressState::Snapshot || log.term(p.next - 1).is_none()
 }
