@@ -65,9 +65,7 @@ impl QueuedBytes {
     }
 }
 
-/// What holds a count of queued bytes ([`Held`] gives its bytes back to it): the
-/// submission queue, named through this trait so that the calls that carry a `Held`
-/// (`crate::call`) need not know the queue's module, which knows theirs.
+/// What holds a count of queued bytes ([`Held`] gives its bytes back to it).
 pub(crate) trait Release: Send + Sync {
     /// `bytes` counted earlier left the queue.
     fn release(&self, bytes: usize);
