@@ -117,9 +117,14 @@ impl Submissions {
     pub(crate) fn push(&self, mut submission: Submission) -> Result<(), ProposeError> {
         submission.queued_at = self.ticks();
         let bytes = queued_size(&submission.command);
+        // Read before the lock is taken, so that a miss on them (the loop writes them at
+        // every take) does not lengthen the time the lock is held.
+        let (pending, cap) = (
+            self.pending.load(Ordering::Relaxed),
+            self.cap.load(Ordering::Relaxed),
+        );
         let mut queue = self.lock();
-        let held = queue.waiting.len() as u64 + self.pending.load(Ordering::Relaxed);
-        let capped = held >= self.cap.load(Ordering::Relaxed);
+        let capped = queue.waiting.len() as u64 + pending >= cap;
         let refused = if queue.closed {
             Some(ProposeError::Stopped)
         } else if submission.command.len() > self.max_proposal_bytes {
