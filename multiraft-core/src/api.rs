@@ -18,7 +18,7 @@ use crate::group::ReadPolicy;
 use crate::ids::{GroupId, NodeId};
 use crate::membership::{Membership, MembershipChange};
 use crate::node::{Event, Node, NodeReport, NodeStatus};
-use crate::queued_bytes::queued_size;
+use crate::queued_bytes::{Held, queued_size};
 use crate::state_machine::{StateMachine, StateMachineFactory};
 use crate::storage::Storage;
 use crate::submit::{Submission, Submissions, Taker};
@@ -567,12 +567,12 @@ impl MultiRaft {
             }
             let (chunk, bytes) = next_call(&mut commands, max_bytes, max_proposal);
             let count = chunk.len();
-            let mut held = self.submissions.hold_call(bytes);
+            let mut held = Held::hold(self.submissions.queued_bytes(), bytes);
             if held.is_none() && sent.iter().any(Sent::is_call) {
                 // This call's own commands may fill the queue: once the calls sent are
                 // answered they were taken, and their room is free again.
                 collect(&mut results, sent.drain(..)).await;
-                held = self.submissions.hold_call(bytes);
+                held = Held::hold(self.submissions.queued_bytes(), bytes);
             }
             let Some(held) = held else {
                 let busy = ProposeError::Busy {

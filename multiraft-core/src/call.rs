@@ -483,11 +483,9 @@ mod tests {
     /// `propose_many` calls of `commands` each, queued.
     fn queued(calls: usize, commands: usize) -> CallInbox {
         let (tx, rx) = mpsc::channel(calls);
-        let config = crate::Config::default();
-        let counters = crate::metrics::ProposalCounters::default();
-        let queue = std::sync::Arc::new(crate::submit::Submissions::new(&config, counters));
+        let queued = std::sync::Arc::new(crate::queued_bytes::QueuedBytes::new(usize::MAX));
         for _ in 0..calls {
-            let held = queue.hold_call(0).expect("an empty queue takes any call");
+            let held = Held::hold(&queued, 0).expect("no limit");
             let batch = vec![Bytes::from_static(b"x"); commands];
             let call = Call::ProposeMany(GroupId(1), batch, 0, oneshot::channel().0, held);
             tx.try_send(call).map_err(|_| ()).expect("room");

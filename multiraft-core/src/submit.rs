@@ -15,7 +15,7 @@ use crate::error::ProposeError;
 use crate::ids::GroupId;
 use crate::metrics::ProposalCounters;
 use crate::node::Node;
-use crate::queued_bytes::{Held, QueuedBytes, Release, queued_size};
+use crate::queued_bytes::{QueuedBytes, queued_size};
 
 /// One proposal on its way to the event loop.
 pub(crate) struct Submission {
@@ -36,6 +36,10 @@ pub(crate) struct Submissions {
     /// At most this many wait (`Config::max_api_queue`): a proposal beyond it is refused
     /// with `Busy` at once, rather than queued behind work the loop cannot keep up with.
     limit: usize,
+    /// Bytes of commands queued for the loop and not yet taken, here and in
+    /// `propose_many`'s calls alike, and their limit (`Config::max_api_queue_bytes`): a
+    /// count alone let 65,536 proposals of up to a MiB each wait, 64 GiB.
+    bytes: Arc<QueuedBytes>,
     /// `Config::max_proposal_bytes`: a larger command is refused before it queues.
     max_proposal_bytes: usize,
     /// The node's proposal outcomes: a refusal here is one too.
@@ -58,11 +62,6 @@ pub(crate) struct Submissions {
 
 struct Queue {
     waiting: VecDeque<Submission>,
-    /// Bytes of commands queued for the loop and not yet taken, here and in
-    /// `propose_many`'s calls alike ([`Held`]), and their limit
-    /// (`Config::max_api_queue_bytes`): a count alone let 65,536 proposals of up to a MiB
-    /// each wait, 64 GiB. Under the lock every push takes anyway, on the queue's line.
-    bytes: QueuedBytes,
     /// The loop stopped: nothing is taken again.
     closed: bool,
 }
@@ -73,11 +72,11 @@ impl Submissions {
         Submissions {
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
-                bytes: QueuedBytes::new(config.max_api_queue_bytes),
                 closed: false,
             }),
             wake: Notify::new(),
             limit: config.max_api_queue,
+            bytes: Arc::new(QueuedBytes::new(config.max_api_queue_bytes)),
             max_proposal_bytes: config.max_proposal_bytes,
             counters,
             ticks: AtomicU64::new(0),
@@ -117,14 +116,9 @@ impl Submissions {
     pub(crate) fn push(&self, mut submission: Submission) -> Result<(), ProposeError> {
         submission.queued_at = self.ticks();
         let bytes = queued_size(&submission.command);
-        // Read before the lock is taken, so that a miss on them (the loop writes them at
-        // every take) does not lengthen the time the lock is held.
-        let (pending, cap) = (
-            self.pending.load(Ordering::Relaxed),
-            self.cap.load(Ordering::Relaxed),
-        );
         let mut queue = self.lock();
-        let capped = queue.waiting.len() as u64 + pending >= cap;
+        let held = queue.waiting.len() as u64 + self.pending.load(Ordering::Relaxed);
+        let capped = held >= self.cap.load(Ordering::Relaxed);
         let refused = if queue.closed {
             Some(ProposeError::Stopped)
         } else if submission.command.len() > self.max_proposal_bytes {
@@ -139,7 +133,7 @@ impl Submissions {
             Some(ProposeError::Busy {
                 limit: "max_api_queue",
             })
-        } else if !queue.bytes.hold(bytes) {
+        } else if !self.bytes.hold(bytes) {
             Some(ProposeError::Busy {
                 limit: "max_api_queue_bytes",
             })
@@ -161,11 +155,9 @@ impl Submissions {
         Ok(())
     }
 
-    /// Counts `bytes` of a `propose_many` call's commands against the queue's byte limit
-    /// until the returned [`Held`] is dropped; `None` when the limit refuses them.
-    pub(crate) fn hold_call(self: &Arc<Self>, bytes: usize) -> Option<Held> {
-        let held = self.lock().bytes.hold(bytes);
-        held.then(|| Held::new(Arc::clone(self) as Arc<dyn Release>, bytes))
+    /// The bytes of commands queued, which `propose_many`'s calls count too.
+    pub(crate) fn queued_bytes(&self) -> &Arc<QueuedBytes> {
+        &self.bytes
     }
 
     /// Counts a proposal refused before it was queued.
@@ -178,7 +170,7 @@ impl Submissions {
     /// any one command): a call that took the whole limit would fit only an empty queue,
     /// and under steady `propose` traffic a bulk batch would be refused whole (review).
     pub(crate) fn call_limits(&self) -> (usize, usize) {
-        let call = (self.lock().bytes.limit() / 4).max(self.max_proposal_bytes);
+        let call = (self.bytes.limit() / 4).max(self.max_proposal_bytes);
         (call, self.max_proposal_bytes)
     }
 
@@ -190,10 +182,10 @@ impl Submissions {
         let count = queue.waiting.len().min(max);
         let first = into.len();
         into.extend(queue.waiting.drain(..count));
-        let taken = into[first..].iter().map(|s| queued_size(&s.command)).sum();
-        queue.bytes.release(taken);
         let more = !queue.waiting.is_empty();
         drop(queue);
+        self.bytes
+            .release(into[first..].iter().map(|s| queued_size(&s.command)).sum());
         if more {
             self.wake.notify_one();
         }
@@ -211,21 +203,14 @@ impl Submissions {
         let waiting = {
             let mut queue = self.lock();
             queue.closed = true;
-            let waiting = std::mem::take(&mut queue.waiting);
-            let bytes = waiting.iter().map(|s| queued_size(&s.command)).sum();
-            queue.bytes.release(bytes);
-            waiting
+            std::mem::take(&mut queue.waiting)
         };
+        self.bytes
+            .release(waiting.iter().map(|s| queued_size(&s.command)).sum());
         self.counters.stopped.increment(waiting.len() as u64);
         for submission in waiting {
             let _ = submission.reply.send(Err(ProposeError::Stopped));
         }
-    }
-}
-
-impl Release for Submissions {
-    fn release(&self, bytes: usize) {
-        self.lock().bytes.release(bytes);
     }
 }
 
@@ -288,6 +273,7 @@ impl Drop for Taker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queued_bytes::Held;
 
     /// A queue of at most `limit` proposals, with the default limits otherwise.
     fn queue(limit: usize) -> Submissions {
@@ -363,14 +349,14 @@ mod tests {
         let mut taken = Vec::new();
         submissions.take_into(1, &mut taken);
         submissions.push(sized(50)).unwrap();
-        let held = submissions.hold_call(20);
+        let held = Held::hold(submissions.queued_bytes(), 20);
         assert!(
             held.is_none(),
             "90 bytes and two handles queued: 20 more pass"
         );
         submissions.take_into(8, &mut taken);
         assert_eq!(taken.len(), 3);
-        let held = submissions.hold_call(100 + 2 * O).unwrap();
+        let held = Held::hold(submissions.queued_bytes(), 100 + 2 * O).unwrap();
         assert_eq!(submissions.push(sized(1)).err(), busy);
         drop(held);
         submissions.push(sized(100)).unwrap();
@@ -378,9 +364,9 @@ mod tests {
         assert_eq!(submissions.push(sized(101)).err(), too_large);
         submissions.take_into(8, &mut taken);
         assert_eq!(taken.len(), 4, "the refused ones were never queued");
-        assert_eq!(submissions.lock().bytes.held(), 0);
+        assert_eq!(submissions.queued_bytes().held(), 0);
         // An empty queue takes any one call, however large: it could never pass otherwise.
-        drop(submissions.hold_call(1_000).unwrap());
+        drop(Held::hold(submissions.queued_bytes(), 1_000).unwrap());
     }
 
     /// Empty commands count their handles (`COMMAND_OVERHEAD_BYTES`): a byte limit of ten
@@ -402,7 +388,7 @@ mod tests {
         assert_eq!(submissions.push(sized(0)).err(), busy);
         let mut taken = Vec::new();
         submissions.take_into(10, &mut taken);
-        assert_eq!(submissions.lock().bytes.held(), 0, "all released");
+        assert_eq!(submissions.queued_bytes().held(), 0, "all released");
     }
 
     /// Under an admission cap, a proposal that would take the queue and the node's pending
