@@ -17,6 +17,7 @@ use crate::ids::NodeId;
 use crate::membership::{Membership, MembershipChange};
 use crate::message::MessageBody;
 
+use super::log::Log;
 use super::progress::{Progress, ProgressState};
 use super::{GroupEvent, Join, Replica, Role};
 
@@ -627,36 +628,23 @@ impl Replica {
     /// send slot that transfers to the group's new replicas held, and its node kept it past
     /// the simulator's bound (seed 1,700,266): a whole stream for a replica about to go.
     pub(super) fn drop_retired(&mut self, silent_too: bool) {
-        let committed = self.log.committed;
-        let log = &self.log;
-        let told = |p: &Progress| {
-            p.retire_at != 0
-                && p.retire_at <= committed
-                && (p.matched >= p.retire_at && p.commit_sent >= p.retire_at
-                    || p.matched < p.retire_at && only_a_snapshot_reaches(log, p))
-        };
-        let keep = |p: &Progress| p.retire_at == 0 || !(told(p) || silent_too && !p.recent_active);
-        if self.progress.values().all(keep) {
+        let forget_silent = |p: &Progress| silent_too && p.retire_at != 0 && !p.recent_active;
+        let stays = |log: &Log, p: &Progress| removal_notice(log, p).is_none() && !forget_silent(p);
+        if self.progress.values().all(|p| stays(&self.log, p)) {
             return;
         }
-        let (mut kept, mut removed, mut forgotten) = (Vec::new(), Vec::new(), Vec::new());
+        let mut kept = Vec::new();
         for (n, p) in std::mem::take(&mut self.progress) {
-            if told(&p) {
-                removed.push((n, p.retire_at, p.matched >= p.retire_at));
-            } else if !keep(&p) {
-                forgotten.push(n);
-            }
-            if keep(&p) {
-                kept.push((n, p));
+            match removal_notice(&self.log, &p) {
+                Some(matched) => {
+                    let index = p.retire_at;
+                    self.send_now_msg(n, self.term, MessageBody::Removed { index, matched });
+                }
+                None if forget_silent(&p) => self.forgot_untold(n),
+                None => kept.push((n, p)),
             }
         }
         self.progress = kept.into_iter().collect();
-        for (n, index, matched) in removed {
-            self.send_now_msg(n, self.term, MessageBody::Removed { index, matched });
-        }
-        for n in forgotten {
-            self.forgot_untold(n);
-        }
     }
 
     /// A joining replica holds everything its leader had committed: from now on it is a
@@ -797,10 +785,25 @@ fn staged(current: &Membership, target: &Membership) -> Option<Membership> {
     Some(staged)
 }
 
+/// Whether the replica `p` tracks, retiring, is to be told now that it was removed, and
+/// with `matched` (`drop_retired`): once its removal commits, when it holds the removal
+/// and was sent a commit covering it (`Some(true)`), or when only a snapshot could bring it
+/// that far (`Some(false)`).
+fn removal_notice(log: &Log, p: &Progress) -> Option<bool> {
+    if p.retire_at == 0 || p.retire_at > log.committed {
+        return None;
+    }
+    if p.matched >= p.retire_at {
+        (p.commit_sent >= p.retire_at).then_some(true)
+    } else {
+        only_a_snapshot_reaches(log, p).then_some(false)
+    }
+}
+
 /// Whether only a snapshot can bring the replica `p` tracks further: a transfer to it is
 /// under way or waits for a send slot, or `log` is compacted past the entry its next
 /// append would follow. (A predicate, unlike `Replica::need_snapshot`, which starts a
 /// transfer.)
-fn only_a_snapshot_reaches(log: &super::log::Log, p: &Progress) -> bool {
+fn only_a_snapshot_reaches(log: &Log, p: &Progress) -> bool {
     p.state == ProgressState::Snapshot || log.term(p.next - 1).is_none()
 }
