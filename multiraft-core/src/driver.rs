@@ -2,10 +2,8 @@
 //! does the IO each ready asks for — one storage call off the loop, the sends, the applies —
 //! then delivers each request's outcome, which the node decided (docs/design.md §3 and §5).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -14,6 +12,7 @@ use crate::beacon::Beacon;
 use crate::call::{Call, CallInbox, MAX_COMMANDS_PER_WAKE, Replies, Taken};
 use crate::clock::{Clock, sleep, take_due_tick};
 use crate::error::{StopError, StorageError};
+use crate::in_flight::{InFlight, poll_write};
 use crate::machines::Machines;
 use crate::node::{Event, Node, ReadStart, Ready};
 use crate::snapshot_io::SnapshotIo;
@@ -49,17 +48,6 @@ pub(crate) struct Parts {
     pub(crate) events: broadcast::Sender<Event>,
 }
 
-type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
-
-/// A ready whose write is in flight: what to do once it is durable.
-struct InFlight {
-    write: WriteFuture,
-    /// The rest of the ready (its write taken out).
-    ready: Ready,
-    /// When the ready was taken ([`crate::metrics::READY_SECONDS`]).
-    started: Duration,
-}
-
 pub(crate) struct Driver {
     p: Parts,
     /// One state machine per hosted group, made on first use.
@@ -71,6 +59,10 @@ pub(crate) struct Driver {
     next_tick: Duration,
     in_flight: Option<InFlight>,
     stopping: bool,
+    /// What the clock read at the end of a wake's work or of a ready, for the top of the
+    /// loop to mark its turn with rather than read again (BENCHMARKS.md, "Fewer clock
+    /// reads a ready").
+    last_read: Option<Duration>,
     /// Beats for the node while the loop is late: in a long turn, or left unpolled.
     /// Declared before `detach`: fields drop in order, and a loop that ends in a panic
     /// joins the beacon's thread before it detaches from the transport.
@@ -91,6 +83,7 @@ impl Driver {
             next_tick,
             in_flight: None,
             stopping: false,
+            last_read: None,
         }
     }
 
@@ -107,7 +100,8 @@ impl Driver {
         // and a timer registration every time the loop turns.
         let mut tick = sleep(&self.p.clock, self.next_tick);
         loop {
-            self.beacon.busy(self.p.clock.now());
+            self.beacon
+                .busy(self.last_read.take().unwrap_or_else(|| self.p.clock.now()));
             if self.in_flight.is_none() {
                 if self.stopping {
                     return Ok(());
@@ -203,6 +197,7 @@ impl Driver {
     /// count one, so that catching up fires no elections. Returns the time.
     fn tick_if_due(&mut self) -> Duration {
         let now = self.p.clock.now();
+        self.last_read = Some(now);
         let interval = self.p.node.config().tick_interval;
         self.beacon.busy(now);
         if let Some(missed) = take_due_tick(&mut self.next_tick, now, interval) {
@@ -256,21 +251,9 @@ impl Driver {
                 self.snapshots.group_removed(*group, &mut self.machines);
             }
         }
-        let mut write: WriteFuture = if ready.write.is_empty() {
-            Box::pin(async { Ok(()) })
-        } else {
-            let (storage, clock) = (Arc::clone(&self.p.storage), Arc::clone(&self.p.clock));
-            let batch = std::mem::take(&mut ready.write);
-            Box::pin(self.p.node.metrics().timed_write(storage, clock, batch))
-        };
-        // A write that completes at once (nothing to write, or a storage that finishes
-        // without waiting) is taken as done here, saving a pass through the select loop.
-        let done = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        self.in_flight = Some(InFlight {
-            write,
-            ready,
-            started,
-        });
+        let storage = &self.p.storage;
+        let (in_flight, done) = InFlight::start(ready, started, storage, &*self.p.clock);
+        self.in_flight = Some(in_flight);
         if let Poll::Ready(result) = done {
             result.map_err(|e| self.storage_failed(e))?;
             self.finish_write();
@@ -285,9 +268,10 @@ impl Driver {
     }
 
     fn finish_write(&mut self) {
-        let Some(InFlight { ready, started, .. }) = self.in_flight.take() else {
+        let Some(in_flight) = self.in_flight.take() else {
             return;
         };
+        let (ready, started) = in_flight.durable(&*self.p.clock, self.p.node.metrics());
         self.p.node.advance(ready.number);
         let (machines, node) = (&mut self.machines, &mut self.p.node);
         self.snapshots.restore(ready.restores, machines, node);
@@ -299,7 +283,9 @@ impl Driver {
             // No subscriber is fine: events are best effort for observers.
             let _ = self.p.events.send(e);
         }
-        let seconds = self.p.clock.now().saturating_sub(started).as_secs_f64();
+        let now = self.p.clock.now();
+        self.last_read = Some(now);
+        let seconds = now.saturating_sub(started).as_secs_f64();
         self.p.node.metrics().ready_seconds.record(seconds);
     }
 
@@ -315,13 +301,5 @@ impl Driver {
         self.replies.stop();
         self.p.calls.refuse_waiting();
         self.p.submissions.refuse_waiting();
-    }
-}
-
-/// Completes when the in-flight write does; pending forever when there is none.
-async fn poll_write(in_flight: &mut Option<InFlight>) -> Result<(), StorageError> {
-    match in_flight {
-        Some(f) => f.write.as_mut().await,
-        None => std::future::pending().await,
     }
 }

@@ -186,6 +186,7 @@ mod entry_runs;
 mod error;
 pub mod group;
 mod ids;
+mod in_flight;
 mod log_runs;
 mod machines;
 mod membership;

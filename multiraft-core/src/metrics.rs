@@ -30,15 +30,10 @@
 //! `multiraft_transport_*`). Nothing is recorded per proposal or per message beyond a
 //! counter increment or a histogram sample on handles registered in advance.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use ::metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use crate::clock::Clock;
-use crate::error::{ProposeError, StorageError};
+use crate::error::ProposeError;
 use crate::ids::NodeId;
-use crate::storage::{Storage, WriteBatch};
 
 /// Counter: proposals this node took or refused, once each as it ends, labelled `outcome`:
 /// `applied` (applied here, the state machine's result returned), `indeterminate` (may or
@@ -241,22 +236,5 @@ impl NodeMetrics {
     /// The peers-down gauge.
     pub(crate) fn set_peers_down(&self, down: usize) {
         self.peers_down.set(down as f64);
-    }
-
-    /// `storage.write(batch)`, recording its duration on `clock` when it completes (its
-    /// size was recorded when the node made it, `Node::ready`).
-    pub(crate) fn timed_write(
-        &self,
-        storage: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-        batch: WriteBatch,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
-        let seconds = self.write_seconds.clone();
-        async move {
-            let start = clock.now();
-            let result = storage.write(batch).await;
-            seconds.record(clock.now().saturating_sub(start).as_secs_f64());
-            result
-        }
     }
 }
