@@ -3,11 +3,12 @@
 //! per lock rather than one channel message per proposal (docs/design.md §5).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use crate::call::{ProposeReply, Replies};
 use crate::config::Config;
@@ -31,8 +32,7 @@ pub(crate) struct Submission {
 pub(crate) struct Submissions {
     queue: Mutex<Queue>,
     /// Wakes the loop when the queue turns non-empty, or when a batch taken left more.
-    /// `Notify` keeps one permit, so a wake sent while the loop is busy is not lost.
-    wake: Notify,
+    wake: Wake,
     /// At most this many wait (`Config::max_api_queue`): a proposal beyond it is refused
     /// with `Busy` at once, rather than queued behind work the loop cannot keep up with.
     limit: usize,
@@ -60,6 +60,38 @@ pub(crate) struct Submissions {
     cap: AtomicU64,
 }
 
+/// The loop's wake-up: a flag, which keeps a wake sent while the loop is busy, and the
+/// loop's waker, registered without a lock. (`Notify` keeps its waiters in a list under a
+/// mutex, which every turn of the loop took twice, to register and to drop its wait.)
+#[derive(Default)]
+struct Wake {
+    flag: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Wake {
+    fn notify(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    async fn notified(&self) {
+        std::future::poll_fn(|cx| {
+            if self.flag.swap(false, Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A wake between the first look and the registration found no waker.
+            if self.flag.swap(false, Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 struct Queue {
     waiting: VecDeque<Submission>,
     /// The loop stopped: nothing is taken again.
@@ -74,7 +106,7 @@ impl Submissions {
                 waiting: VecDeque::new(),
                 closed: false,
             }),
-            wake: Notify::new(),
+            wake: Wake::default(),
             limit: config.max_api_queue,
             bytes: Arc::new(QueuedBytes::new(config.max_api_queue_bytes)),
             max_proposal_bytes: config.max_proposal_bytes,
@@ -150,7 +182,7 @@ impl Submissions {
         drop(queue);
         // Only the first of a batch wakes the loop: the loop takes the rest with it.
         if first {
-            self.wake.notify_one();
+            self.wake.notify();
         }
         Ok(())
     }
@@ -187,7 +219,7 @@ impl Submissions {
         self.bytes
             .release(into[first..].iter().map(|s| queued_size(&s.command)).sum());
         if more {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 

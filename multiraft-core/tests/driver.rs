@@ -1241,7 +1241,8 @@ struct CountsReads {
 #[async_trait::async_trait]
 impl multiraft_core::Clock for CountsReads {
     fn now(&self) -> std::time::Duration {
-        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.now()
     }
 
@@ -1278,6 +1279,9 @@ async fn the_loop_reads_its_clock_at_most_four_times_a_ready_and_once_a_wake() {
     let (reads, readies) = (reads1 - reads0, readies1 - readies0);
     // One wake a proposal at most here: each is proposed after the last one's answer.
     assert!(readies >= 200, "{readies} readies");
-    assert!(reads <= 4 * readies + 200 + 1, "{reads} reads for {readies} readies");
+    assert!(
+        reads <= 4 * readies + 200 + 1,
+        "{reads} reads for {readies} readies"
+    );
     node.shutdown().await.unwrap();
 }
