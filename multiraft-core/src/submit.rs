@@ -307,6 +307,37 @@ mod tests {
     use super::*;
     use crate::queued_bytes::Held;
 
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counts(AtomicU64);
+
+    impl std::task::Wake for Counts {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The loop's wake-up: one sent while the loop is busy is kept for its next wait, one
+    /// sent while it waits wakes it, and several before it looks again are one.
+    #[test]
+    fn a_wake_is_kept_until_the_loop_waits_and_wakes_it_once() {
+        let wake = Wake::default();
+        let counts = Arc::new(Counts::default());
+        let waker = std::task::Waker::from(Arc::clone(&counts));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut poll = || std::pin::pin!(wake.notified()).poll(&mut cx);
+        // Sent before the loop waits: the wait ends at once, and takes it.
+        wake.notify();
+        assert_eq!(poll(), Poll::Ready(()));
+        assert_eq!(poll(), Poll::Pending);
+        // Sent while it waits: its waker is woken once for two.
+        wake.notify();
+        wake.notify();
+        assert_eq!(counts.0.load(Ordering::SeqCst), 1);
+        assert_eq!(poll(), Poll::Ready(()));
+        assert_eq!(poll(), Poll::Pending);
+    }
+
     /// A queue of at most `limit` proposals, with the default limits otherwise.
     fn queue(limit: usize) -> Submissions {
         let config = Config {
