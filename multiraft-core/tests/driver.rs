@@ -1096,7 +1096,7 @@ impl multiraft_core::Transport for DeafTransport {
     fn detach(&self, _node: NodeId) {}
 }
 
-/// A manual clock that counts how often the loop reads it: once or so per wake.
+/// A manual clock that counts how often the loop reads it.
 #[derive(Clone)]
 struct CountedClock {
     clock: ManualClock,
@@ -1231,26 +1231,6 @@ async fn a_loop_ending_in_a_panic_detaches_the_node_and_an_abort_does_not() {
     }
 }
 
-/// A clock that counts its reads.
-#[derive(Clone, Default)]
-struct CountsReads {
-    inner: ManualClock,
-    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[async_trait::async_trait]
-impl multiraft_core::Clock for CountsReads {
-    fn now(&self) -> std::time::Duration {
-        self.reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.now()
-    }
-
-    async fn sleep_until(&self, deadline: std::time::Duration) {
-        self.inner.sleep_until(deadline).await
-    }
-}
-
 /// The loop reads its clock four times a ready (when it takes the ready, when its write
 /// begins and when the loop sees it end, when the ready is done) and once a wake: the top
 /// of the loop marks its turn with the last read rather than one of its own
@@ -1259,7 +1239,10 @@ impl multiraft_core::Clock for CountsReads {
 /// an open-loop run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_reads_its_clock_at_most_four_times_a_ready_and_once_a_wake() {
-    let clock = CountsReads::default();
+    let clock = CountedClock {
+        clock: ManualClock::new(),
+        reads: Default::default(),
+    };
     let journal = Journal::default();
     let node = MultiRaft::builder(NodeId(1), test_config())
         .storage(MemStorage::new())
