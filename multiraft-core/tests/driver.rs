@@ -8,7 +8,7 @@ use multiraft_core::{
     Bytes, Config, DRAIN_WINDOW, GroupError, GroupId, Indeterminate, Membership, MultiRaft, NodeId,
     ProposeError, ReadError, ReadPolicy, StartError, StopError, TransferError,
 };
-use multiraft_testkit::cluster::Journal;
+use multiraft_testkit::cluster::{Journal, propose_on_leaders};
 use multiraft_testkit::{ManualClock, MemNetwork, MemStorage};
 
 mod common;
@@ -40,37 +40,29 @@ async fn every_group_elects_exactly_one_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_apply_in_the_same_order_on_every_replica() {
     let mut c = Cluster::start(3, test_config()).await;
-    let groups = 1..=100u64;
-    c.create(groups.clone()).await;
-    let mut tasks = Vec::new();
-    for g in groups.clone() {
-        let leader = c.leader(g).await;
-        let node = c.node(leader.0).clone();
-        tasks.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            for p in 0..100 {
-                results.push(node.propose(GroupId(g), format!("g{g}p{p}")).await);
-            }
-            results
-        }));
-    }
-    for t in tasks {
-        for (p, r) in t.await.unwrap().into_iter().enumerate() {
+    let groups = (1..=100u64).map(GroupId);
+    c.create(1..=100).await;
+    let nodes = c.nodes.iter().flatten();
+    let answers = propose_on_leaders(nodes, groups.clone(), 100, "", WAIT)
+        .await
+        .unwrap();
+    for answers in answers {
+        for (p, r) in answers.into_iter().enumerate() {
             // Each proposal resolves with the state machine's result: its position.
             assert_eq!(r.unwrap(), Bytes::from(format!("{}", p + 1)));
         }
     }
     for g in groups {
-        wait_for(|| async { (1..=3).all(|i| c.applied(i, g).len() == 100).then_some(()) }).await;
-        let first = c.applied(1, g);
-        let expected: Vec<Bytes> = (0..100).map(|p| Bytes::from(format!("g{g}p{p}"))).collect();
-        assert_eq!(
-            first.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
-            expected
-        );
+        let on = (1..=3).map(NodeId);
+        let applied = c.journal.wait_applied(on, g, 100, WAIT).await.unwrap();
+        let expected: Vec<Bytes> = (0..100)
+            .map(|p| Bytes::from(format!("g{}p{p}", g.0)))
+            .collect();
+        let commands = applied[0].iter().map(|(_, b)| b.clone());
+        assert_eq!(commands.collect::<Vec<_>>(), expected);
         // State machine safety (Raft §5.4.3): same entries at the same indexes everywhere.
-        assert_eq!(c.applied(2, g), first);
-        assert_eq!(c.applied(3, g), first);
+        assert_eq!(applied[1], applied[0]);
+        assert_eq!(applied[2], applied[0]);
     }
     c.shutdown().await;
 }

@@ -14,7 +14,9 @@ use multiraft_core::{
 };
 use multiraft_storage_redb::{RedbOptions, RedbStorage};
 use multiraft_testkit::MemNetwork;
-use multiraft_testkit::cluster::{self, Journal, agreed_leader, create_everywhere};
+use multiraft_testkit::cluster::{
+    self, Journal, agreed_leader, create_everywhere, propose_on_leaders,
+};
 
 /// Every wait gives up after this long: generous, because CI shares 2 cores.
 const WAIT: Duration = Duration::from_secs(30);
@@ -145,33 +147,27 @@ async fn three_nodes_on_redb_elect_apply_everywhere_and_restart_from_file() {
     let mut c = Cluster::on_files().await;
     let groups = 1..=10u64;
     c.create(groups.clone()).await;
-    let mut tasks = Vec::new();
-    for g in groups.clone() {
-        let leader = c.leader(g).await;
-        let node = c.node(leader.0).clone();
-        tasks.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            for p in 0..20 {
-                results.push(node.propose(GroupId(g), format!("g{g}p{p}")).await);
-            }
-            results
-        }));
-    }
-    for t in tasks {
-        for (p, r) in t.await.unwrap().into_iter().enumerate() {
+    let nodes = c.nodes.iter().flatten();
+    let answers = propose_on_leaders(nodes, groups.clone().map(GroupId), 20, "", WAIT)
+        .await
+        .unwrap();
+    for answers in answers {
+        for (p, r) in answers.into_iter().enumerate() {
             assert_eq!(r.unwrap(), Bytes::from(format!("{}", p + 1)));
         }
     }
     for g in groups.clone() {
-        wait_for(|| async { (1..=3).all(|i| c.applied(i, g).len() == 20).then_some(()) }).await;
-        let first = c.applied(1, g);
+        let on = (1..=3).map(NodeId);
+        let applied = c
+            .journal
+            .wait_applied(on, GroupId(g), 20, WAIT)
+            .await
+            .unwrap();
         let expected: Vec<Bytes> = (0..20).map(|p| Bytes::from(format!("g{g}p{p}"))).collect();
-        assert_eq!(
-            first.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
-            expected
-        );
-        assert_eq!(c.applied(2, g), first);
-        assert_eq!(c.applied(3, g), first);
+        let commands = applied[0].iter().map(|(_, b)| b.clone());
+        assert_eq!(commands.collect::<Vec<_>>(), expected);
+        assert_eq!(applied[1], applied[0]);
+        assert_eq!(applied[2], applied[0]);
     }
 
     // Restart node 3 from its file.

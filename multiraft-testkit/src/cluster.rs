@@ -1,6 +1,7 @@
 //! Helpers for tests that drive running [`MultiRaft`] nodes (the tokio driver, real or
 //! manual time): a state machine that journals what it applies, bounded waits on a
-//! condition, and the leader every node agrees on.
+//! condition (what every replica applied, among them), the leader every node agrees on, and
+//! proposals in many groups at once on their leaders.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,8 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use multiraft_core::{
-    Bytes, GroupError, GroupId, Membership, MultiRaft, NodeId, SnapshotChunk, SnapshotData,
-    SnapshotError, StateMachine,
+    Bytes, GroupError, GroupId, Membership, MultiRaft, NodeId, ProposeError, SnapshotChunk,
+    SnapshotData, SnapshotError, StateMachine,
 };
 
 /// How often a bounded wait looks at its condition again.
@@ -87,22 +88,24 @@ pub async fn agreed_leader<'a>(
     group: GroupId,
     timeout: Duration,
 ) -> Result<NodeId, TimedOut> {
-    wait_for(timeout, || {
-        let nodes = nodes.clone();
-        async move {
-            let mut seen = BTreeSet::new();
-            for n in nodes {
-                let s = n.status(group).await.ok()??;
-                seen.insert((s.term, s.leader?));
-            }
-            let mut seen = seen.into_iter();
-            match (seen.next(), seen.next()) {
-                (Some((_, leader)), None) => Some(leader),
-                _ => None,
-            }
-        }
-    })
-    .await
+    wait_for(timeout, || leader_agreed(nodes.clone(), group)).await
+}
+
+/// The leader every node of `nodes` knows for `group` in the same term, if they agree now.
+async fn leader_agreed<'a>(
+    nodes: impl IntoIterator<Item = &'a MultiRaft>,
+    group: GroupId,
+) -> Option<NodeId> {
+    let mut seen = BTreeSet::new();
+    for n in nodes {
+        let s = n.status(group).await.ok()??;
+        seen.insert((s.term, s.leader?));
+    }
+    let mut seen = seen.into_iter();
+    match (seen.next(), seen.next()) {
+        (Some((_, leader)), None) => Some(leader),
+        _ => None,
+    }
 }
 
 /// Creates every group of `groups` with `membership` on every node of `nodes`.
@@ -118,6 +121,51 @@ pub async fn create_everywhere<'a>(
         }
     }
     Ok(())
+}
+
+/// Proposes `count` commands to each group of `groups` on the leader every node of `nodes`
+/// agrees on ([`agreed_leader`]), the groups at once and each group's commands in order;
+/// group `g`'s `p`-th command is `{prefix}g{g}p{p}`. Returns each group's answers, in the
+/// order of `groups` and of its commands. Gives up with [`TimedOut`] on a leader not agreed
+/// within `timeout` (a leader outside `nodes` waits as one not agreed), or a command not
+/// answered within it: a proposal that hangs is a failure for the test to see, not a hang
+/// of the test.
+pub async fn propose_on_leaders<'a>(
+    nodes: impl IntoIterator<Item = &'a MultiRaft> + Clone,
+    groups: impl IntoIterator<Item = GroupId>,
+    count: usize,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<Vec<Vec<Result<Bytes, ProposeError>>>, TimedOut> {
+    let mut tasks = Vec::new();
+    for group in groups {
+        let node = wait_for(timeout, || {
+            let nodes = nodes.clone();
+            async move {
+                let leader = leader_agreed(nodes.clone(), group).await?;
+                nodes.into_iter().find(|n| n.id() == leader).cloned()
+            }
+        })
+        .await?;
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::with_capacity(count);
+            for p in 0..count {
+                let command = format!("{prefix}g{}p{p}", group.0);
+                let answer = tokio::time::timeout(timeout, node.propose(group, command));
+                answers.push(answer.await.map_err(|_| TimedOut(timeout))?);
+            }
+            Ok(answers)
+        }));
+    }
+    let mut all = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match task.await {
+            Ok(answers) => all.push(answers?),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    Ok(all)
 }
 
 /// What every (node, group) state machine made by [`Journal::machines`] applied, in order:
@@ -199,6 +247,27 @@ impl Journal {
         mut cond: impl FnMut(&Journal) -> bool,
     ) -> Result<(), TimedOut> {
         wait_for(timeout, || std::future::ready(cond(self).then_some(()))).await
+    }
+
+    /// Waits until the replica of `group` on every node of `nodes` has applied at least
+    /// `count` commands, at most `timeout`; returns what each holds, as
+    /// [`Journal::applied`], in the order of `nodes`.
+    pub async fn wait_applied(
+        &self,
+        nodes: impl IntoIterator<Item = NodeId> + Clone,
+        group: GroupId,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Vec<(u64, Bytes)>>, TimedOut> {
+        let held = |j: &Journal| {
+            (nodes.clone().into_iter()).all(|n| {
+                j.lock()
+                    .get(&(n, group))
+                    .is_some_and(|r| r.applied.len() >= count)
+            })
+        };
+        self.wait_until(timeout, held).await?;
+        Ok(nodes.into_iter().map(|n| self.applied(n, group)).collect())
     }
 
     fn lock(&self) -> MutexGuard<'_, Record> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use multiraft_core::{Config, GroupId, Membership, MultiRaft, NodeId};
 use multiraft_testkit::MemStorage;
-use multiraft_testkit::cluster::{Journal, agreed_leader};
+use multiraft_testkit::cluster::{Journal, agreed_leader, propose_on_leaders};
 use multiraft_transport_quic::dev::DevCa;
 use multiraft_transport_quic::{QuicConfig, QuicTransport};
 
@@ -97,29 +97,18 @@ impl Cluster {
     }
 
     /// Proposes `count` commands in every group on its leader; every one must apply.
+    /// Proposed on the agreed leader, not retried: a leader change would end one
+    /// `Indeterminate`, which the configuration above makes unlikely.
     async fn propose_everywhere(&self, round: &str, count: usize) {
-        let mut tasks = Vec::new();
-        for g in 1..=GROUPS {
-            let leader = self.leader(g).await;
-            let node = self.node(leader.0).clone();
-            let round = round.to_string();
-            tasks.push(tokio::spawn(async move {
-                for p in 0..count {
-                    // Proposed on the agreed leader, not retried: the proposal must end
-                    // applied (a leader change would end it `Indeterminate`, which the
-                    // configuration above makes unlikely).
-                    let r = tokio::time::timeout(
-                        WAIT,
-                        node.propose(GroupId(g), format!("{round}-g{g}-p{p}")),
-                    )
-                    .await
-                    .expect("proposal hung");
-                    r.unwrap_or_else(|e| panic!("group {g} proposal {p}: {e:?}"));
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
+        let (nodes, groups) = (self.nodes.iter().flatten(), (1..=GROUPS).map(GroupId));
+        let prefix = format!("{round}-");
+        let answers = propose_on_leaders(nodes, groups, count, &prefix, WAIT)
+            .await
+            .expect("a leader agreed and every proposal answered in time");
+        for (g, answers) in (1..=GROUPS).zip(answers) {
+            for (p, r) in answers.into_iter().enumerate() {
+                r.unwrap_or_else(|e| panic!("group {g} proposal {p}: {e:?}"));
+            }
         }
     }
 
