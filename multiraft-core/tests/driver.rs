@@ -1227,8 +1227,7 @@ async fn a_loop_ending_in_a_panic_detaches_the_node_and_an_abort_does_not() {
 /// begins and when the loop sees it end, when the ready is done) and once a wake: the top
 /// of the loop marks its turn with the last read rather than one of its own
 /// (BENCHMARKS.md, "Fewer clock reads a ready"). Here, a proposal at a time to a group of
-/// one, that is nine reads a proposal; it was twelve, a tenth of the loop's own work in
-/// an open-loop run.
+/// one, that is nine reads a proposal; it was twelve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_reads_its_clock_at_most_four_times_a_ready_and_once_a_wake() {
     let clock = CountedClock {

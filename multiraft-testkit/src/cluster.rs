@@ -162,7 +162,10 @@ pub async fn propose_on_leaders<'a>(
     for task in tasks {
         match task.await {
             Ok(answers) => all.push(answers?),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            // A proposer's panic is the test's.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down, and nothing will answer.
+            Err(_) => return Err(TimedOut(timeout)),
         }
     }
     Ok(all)
