@@ -263,8 +263,9 @@ impl Journal {
         timeout: Duration,
     ) -> Result<Vec<Vec<(u64, Bytes)>>, TimedOut> {
         let held = |j: &Journal| {
+            let record = j.lock();
             (nodes.clone().into_iter()).all(|n| {
-                j.lock()
+                record
                     .get(&(n, group))
                     .is_some_and(|r| r.applied.len() >= count)
             })
