@@ -104,6 +104,11 @@ struct Args {
     /// comparison with redb's figure
     #[arg(long)]
     e2e_file: bool,
+    /// After each e2e run on redb, run the same cluster once more on `MemStorage` with every
+    /// write held this many microseconds on a thread that sleeps meanwhile: what the write's
+    /// latency alone costs, with no CPU spent on durability
+    #[arg(long)]
+    e2e_delay_us: Option<u64>,
     /// Seconds of each compaction workload (at least 2)
     #[arg(long, default_value_t = 30)]
     compact_secs: u64,
@@ -317,6 +322,16 @@ async fn run() -> Result<(), String> {
                     "  e2e run {run}: on an appended file / in memory: {:.2}x the rate, {:.2}x the CPU per proposal",
                     file.rate / memory.rate,
                     file.cpu_us / memory.cpu_us
+                );
+            }
+            if let Some(us) = args.e2e_delay_us {
+                let delay = Duration::from_micros(us);
+                let held = bench_e2e(&E2eStorage::Delay(delay), &runtimes, shape, secs).await?;
+                print_e2e(run, &format!("with writes held {us} us"), &held, shape);
+                println!(
+                    "  e2e run {run}: with writes held {us} us / in memory: {:.2}x the rate, {:.2}x the CPU per proposal",
+                    held.rate / memory.rate,
+                    held.cpu_us / memory.cpu_us
                 );
             }
             let ratio = durable.rate / memory.rate;
@@ -625,6 +640,9 @@ enum E2eStorage {
     /// `MemStorage`, each batch also appended to a file (one per node, at these paths) and
     /// synced before the write returns ([`FileLog`]).
     File(Vec<PathBuf>),
+    /// `MemStorage`, each write held this long on a thread that sleeps ([`FileLog`] with
+    /// [`Sink::Sleep`]).
+    Delay(Duration),
     /// One redb file per node, at these paths.
     Redb(Vec<PathBuf>, RedbOptions),
 }
@@ -665,7 +683,11 @@ async fn bench_e2e(
             E2eStorage::Memory => builder.storage(MemStorage::new()),
             E2eStorage::File(paths) => {
                 let path = paths.get(i as usize - 1).ok_or("three paths")?;
-                builder.storage(FileLog::create(path).map_err(|e| format!("create: {e}"))?)
+                let file = std::fs::File::create(path).map_err(|e| format!("create: {e}"))?;
+                builder.storage(FileLog::start(Sink::File(file)).map_err(|e| e.to_string())?)
+            }
+            E2eStorage::Delay(delay) => {
+                builder.storage(FileLog::start(Sink::Sleep(*delay)).map_err(|e| e.to_string())?)
             }
             E2eStorage::Redb(paths, options) => {
                 let path = paths.get(i as usize - 1).ok_or("three paths")?;
@@ -771,10 +793,10 @@ async fn bench_e2e(
     })
 }
 
-/// `MemStorage` whose writes also append the batch's group writes (group, hard state,
-/// entries; postcard) to a file, synced before the write returns, on a thread of its own
-/// as `RedbStorage` does: the least a durable log costs on this disk. Nothing reads the
-/// file; it is a measuring stick, not a storage.
+/// `MemStorage` whose writes first go through a thread of their own, as `RedbStorage`'s do,
+/// to a [`Sink`]: appended to a file and synced (the least a durable log costs on this
+/// disk), or only held for a while. Nothing reads the file; it is a measuring stick, not a
+/// storage.
 struct FileLog {
     memory: MemStorage,
     jobs: std::sync::mpsc::Sender<FileJob>,
@@ -785,31 +807,49 @@ type FileJob = (
     tokio::sync::oneshot::Sender<(WriteBatch, std::io::Result<()>)>,
 );
 
-impl FileLog {
-    fn create(path: &Path) -> std::io::Result<FileLog> {
+/// Where a [`FileLog`]'s thread puts each batch before the write returns.
+enum Sink {
+    /// The batch's group writes (group, hard state, entries; postcard) appended to this file
+    /// and synced.
+    File(std::fs::File),
+    /// Nothing written: the thread sleeps this long.
+    Sleep(Duration),
+}
+
+impl Sink {
+    /// Puts `batch` here; `buffer` is the encoding's, kept between batches.
+    fn put(&mut self, batch: &WriteBatch, buffer: &mut Vec<u8>) -> std::io::Result<()> {
         use std::io::Write as _;
-        let mut file = std::fs::File::create(path)?;
+        let file = match self {
+            Sink::Sleep(delay) => {
+                std::thread::sleep(*delay);
+                return Ok(());
+            }
+            Sink::File(file) => file,
+        };
+        buffer.clear();
+        let writes: Vec<_> = batch
+            .groups
+            .iter()
+            .map(|w| (w.group.0, w.hard_state, &w.entries))
+            .collect();
+        let bytes =
+            postcard::to_extend(&writes, std::mem::take(buffer)).map_err(std::io::Error::other)?;
+        let written = file.write_all(&bytes).and_then(|()| file.sync_data());
+        *buffer = bytes;
+        written
+    }
+}
+
+impl FileLog {
+    fn start(mut sink: Sink) -> std::io::Result<FileLog> {
         let (jobs, received) = std::sync::mpsc::channel::<FileJob>();
         std::thread::Builder::new()
             .name("file-log-writer".into())
             .spawn(move || {
                 let mut buffer = Vec::new();
                 while let Ok((batch, reply)) = received.recv() {
-                    buffer.clear();
-                    let writes: Vec<_> = batch
-                        .groups
-                        .iter()
-                        .map(|w| (w.group.0, w.hard_state, &w.entries))
-                        .collect();
-                    let result = match postcard::to_extend(&writes, std::mem::take(&mut buffer)) {
-                        Ok(bytes) => {
-                            let written = file.write_all(&bytes).and_then(|()| file.sync_data());
-                            buffer = bytes;
-                            written
-                        }
-                        Err(e) => Err(std::io::Error::other(e)),
-                    };
-                    drop(writes);
+                    let result = sink.put(&batch, &mut buffer);
                     let _ = reply.send((batch, result));
                 }
             })?;

@@ -1,6 +1,6 @@
 //! How the cost of a node grows with the number of groups: a 3-node cluster in one process.
 //!
-//! `cargo run --release -p multiraft-examples --bin scale -- [--groups 10000] [--idle-secs 10] [--skip-raft] [--skip-driver] [--current-thread]`
+//! `cargo run --release -p multiraft-examples --bin scale -- [--groups 10000] [--idle-secs 10] [--skip-raft] [--skip-driver] [--current-thread] [--catch-up N]`
 //!
 //! Two phases, each on a fresh cluster (skip either; run them apart for RSS figures that the
 //! other phase's freed memory does not distort):
@@ -17,6 +17,12 @@
 //!    the batches one node sends another per second. The three event loops share a tokio
 //!    runtime of two worker threads, or one thread with `--current-thread`.
 //!
+//! 3. **Catch-up** (`--catch-up N`, after the idle measurement): node 3 shut down while
+//!    every group takes `N` commands through the other two, with snapshots every `N / 2`
+//!    entries so that every log is compacted past node 3's; then node 3 started again from
+//!    its storage, and the time until every group is quiet, each replica on node 3 caught
+//!    up by a snapshot transfer (checked: it applied what node 1 did).
+//!
 //! `--help` lists the flags.
 
 use std::collections::VecDeque;
@@ -26,7 +32,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use multiraft_core::testing::{self, Io};
 use multiraft_core::{
-    Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
+    Bytes, Config, GroupId, Membership, MessageBatch, MessageBody, MultiRaft, Node, NodeId,
 };
 use multiraft_examples::CountingMachine;
 use multiraft_examples::measure::{process_cpu_secs, rss_bytes};
@@ -61,6 +67,13 @@ struct Args {
     /// quiet again
     #[arg(long)]
     drain: bool,
+    /// After the idle measurement (and the drain, if asked; instead of `--down-secs`): shut
+    /// node 3 down, propose this many commands to every group on the other two, start node 3
+    /// again from its storage and measure until every group is quiet. Snapshots are taken
+    /// every half that many entries, so every group's log is compacted past node 3's and
+    /// each of its replicas catches up by a snapshot (0: not)
+    #[arg(long, default_value_t = 0)]
+    catch_up: u64,
 }
 
 fn parse_args() -> Args {
@@ -206,18 +219,17 @@ async fn driver(args: &Args) -> Result<(), String> {
     let rss0 = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let network = MemNetwork::new();
-    let config = Config::default();
+    let mut config = Config::default();
+    if args.catch_up > 0 {
+        // Compacted past node 3's log by the commands proposed while it is down: a
+        // snapshot every half of them, kept back by a quarter.
+        config.snapshot_entries = (args.catch_up / 2).max(1);
+        config.compaction_lag_entries = args.catch_up / 4;
+    }
+    let storages: Vec<MemStorage> = (0..3).map(|_| MemStorage::new()).collect();
     let mut nodes = Vec::new();
-    for i in 1..=3 {
-        let node = MultiRaft::builder(NodeId(i), config.clone())
-            .storage(MemStorage::new())
-            .transport(network.transport(NodeId(i)))
-            .state_machines(|_| CountingMachine::default())
-            .seed(i)
-            .start()
-            .await
-            .map_err(|e| e.to_string())?;
-        nodes.push(node);
+    for (i, storage) in (1..=3).zip(&storages) {
+        nodes.push(start_node(i, &config, storage.clone(), &network).await?);
     }
     let nodes = Arc::new(nodes);
     // Groups are brought up CHUNK at a time, as in the raft-layer phase: a chunk is created
@@ -274,6 +286,13 @@ async fn driver(args: &Args) -> Result<(), String> {
     if args.drain {
         drain_node_1(&nodes).await?;
     }
+    if args.catch_up > 0 {
+        let nodes = catch_up(args, nodes, &config, &storages[2], &network).await?;
+        for n in nodes.iter() {
+            n.shutdown().await.map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    }
     let survivors = if down_secs > 0 {
         let before = node_counts(&nodes[..2]).await?;
         nodes[2].abort();
@@ -313,6 +332,112 @@ async fn driver(args: &Args) -> Result<(), String> {
         n.shutdown().await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+async fn start_node(
+    i: u64,
+    config: &Config,
+    storage: MemStorage,
+    network: &MemNetwork,
+) -> Result<MultiRaft, String> {
+    MultiRaft::builder(NodeId(i), config.clone())
+        .storage(storage)
+        .transport(network.transport(NodeId(i)))
+        .state_machines(|_| CountingMachine::default())
+        .seed(i)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `--catch-up`: node 3 down while every group takes `args.catch_up` commands, then back;
+/// measures until every group is quiet again, and returns the three nodes.
+async fn catch_up(
+    args: &Args,
+    nodes: Arc<Vec<MultiRaft>>,
+    config: &Config,
+    storage: &MemStorage,
+    network: &MemNetwork,
+) -> Result<Arc<Vec<MultiRaft>>, String> {
+    let (groups, entries) = (args.groups, args.catch_up);
+    nodes[2].shutdown().await.map_err(|e| e.to_string())?;
+    let survivors = Arc::new(nodes[..2].to_vec());
+    let t = Instant::now();
+    for_each_group(&survivors, 1, groups, move |nodes, g| async move {
+        // Through either survivor (a follower forwards to its leader); the groups node 3
+        // led have no leader until they elect one, so a proposal that finds none is tried
+        // again a little later (bounded: a minute per group). A command that ended
+        // indeterminate may have been applied as well: a group may take a few more.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut left = entries;
+        while left > 0 {
+            let commands = (0..left)
+                .map(|p| Bytes::from(format!("catch-up {p}")))
+                .collect();
+            let answers = nodes[(g % 2) as usize]
+                .propose_many(GroupId(g), commands)
+                .await;
+            left = answers.iter().filter(|a| a.is_err()).count() as u64;
+            if left > 0 {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "group {g}: {left} commands not applied after a minute"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    wait_quiesced(&survivors).await?;
+    let written = t.elapsed().as_secs_f64();
+    storage.reopen();
+    let back = start_node(3, config, storage.clone(), network).await?;
+    let nodes = Arc::new(vec![survivors[0].clone(), survivors[1].clone(), back]);
+    let before = node_counts(&nodes).await?;
+    let cpu0 = process_cpu_secs().unwrap_or(0.0);
+    let t = Instant::now();
+    wait_quiesced(&nodes).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
+    let after = node_counts(&nodes).await?;
+    // Caught up: node 3 applied what node 1 did, in every group.
+    let mut behind = 0;
+    for g in 1..=groups {
+        let applied = |s: Option<multiraft_core::GroupStatus>| s.map_or(0, |s| s.applied);
+        let one = applied(
+            nodes[0]
+                .status(GroupId(g))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let three = applied(
+            nodes[2]
+                .status(GroupId(g))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if three < one {
+            behind += 1;
+        }
+    }
+    if behind > 0 {
+        return Err(format!(
+            "catch-up: {behind} groups quiet with node 3 behind"
+        ));
+    }
+    println!(
+        "scale driver: catch-up: node 3 down while {groups} groups took {entries} commands each \
+         ({written:.2} s), then back: every group quiet after {secs:.2} s ({:.0} groups/s), \
+         CPU {cpu:.1} % of one core meanwhile, {} ticks missed, {} elections started, {} \
+         declarations of a peer down",
+        groups as f64 / secs,
+        after.ticks_missed - before.ticks_missed,
+        after.elections - before.elections,
+        after.declared_down - before.declared_down,
+    );
+    Ok(nodes)
 }
 
 /// Drains node 1 and measures the cluster until every group is quiet again.
