@@ -228,6 +228,14 @@ impl Replica {
         }
     }
 
+    /// Whether this replica asks its node for a send slot for the transfer to `to` in its
+    /// next ready.
+    pub(crate) fn asks_send_slot(&self, to: NodeId) -> bool {
+        self.out
+            .as_ref()
+            .is_some_and(|o| o.snapshot_wanted.contains(&to))
+    }
+
     /// Whether a snapshot transfer to `to` holds one of the node's send slots.
     pub fn is_sending_snapshot(&self, to: NodeId) -> bool {
         self.role == Role::Leader

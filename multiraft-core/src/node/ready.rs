@@ -186,6 +186,8 @@ impl Node {
         if !self.has_ready() {
             return None;
         }
+        // A send slot given back since (a transfer ended) goes to the next transfer now.
+        self.offer_send_slots();
         self.last_number += 1;
         let mut ready = Ready {
             number: self.last_number,

@@ -86,6 +86,11 @@ pub(super) struct Snapshots {
     /// liveness bound). Bounded by the transfers the node's groups want: one per group and
     /// follower.
     waiting_sends: FifoSet<(GroupId, NodeId)>,
+    /// Transfers offered a send slot whose group has not asked for it yet: each counts as
+    /// holding one until it asks, so that an offer made meanwhile (the next ready's, or a
+    /// tick's) does not hand the same slot out again — the second to ask would be refused
+    /// and sent to the back of the queue. At most `max_snapshot_sends`.
+    offered: Vec<(GroupId, NodeId)>,
     /// Groups holding a receive slot (likewise).
     receiving: BTreeSet<GroupId>,
     /// Refusals of first chunks for want of a receive slot, to send in the next ready.
@@ -396,9 +401,12 @@ impl Node {
             .collect()
     }
 
-    /// A tick: transfers refused a send slot ask again, oldest first, as many as slots are
-    /// free now (their groups then ask in their next ready, `admit_send`); those to a
-    /// follower whose node is not live are dropped from the queue.
+    /// At each tick and each ready: transfers refused a send slot ask again, oldest first, as
+    /// many as slots are free now (their groups then ask in their next ready, `admit_send`);
+    /// those to a follower whose node is not live are dropped from the queue. Offered at
+    /// ticks alone, a slot that a transfer gave back stood idle until the next tick: a node
+    /// back from an outage with 2,000 groups to catch up took 6.5 s at 20 ticks a second,
+    /// one transfer per slot per tick (BENCHMARKS.md, "Catching up a node that was down").
     pub(super) fn offer_send_slots(&mut self) {
         if self.snapshots.waiting_sends.is_empty() {
             return;
@@ -420,6 +428,7 @@ impl Node {
             if wants {
                 free -= 1;
                 asked.push(group);
+                self.snapshots.offered.push((group, to));
             }
         }
         for group in asked {
@@ -428,7 +437,8 @@ impl Node {
     }
 
     /// The send slots free now: `max_snapshot_sends` less the transfers that still hold
-    /// one (those that ended, or whose group went, give theirs back here).
+    /// one (those that ended, or whose group went, give theirs back here) and those offered
+    /// one that have not asked yet (those that asked, or whose group went, no longer count).
     fn free_send_slots(&mut self) -> usize {
         let groups = &self.groups;
         self.snapshots.sending.retain(|(g, n)| {
@@ -436,9 +446,13 @@ impl Node {
                 .get(g)
                 .is_some_and(|slot| slot.group.is_sending_snapshot(*n))
         });
-        self.config
-            .max_snapshot_sends
-            .saturating_sub(self.snapshots.sending.len())
+        self.snapshots.offered.retain(|(g, n)| {
+            groups
+                .get(g)
+                .is_some_and(|slot| slot.group.asks_send_slot(*n))
+        });
+        let held = self.snapshots.sending.len() + self.snapshots.offered.len();
+        self.config.max_snapshot_sends.saturating_sub(held)
     }
 
     /// Before a snapshot chunk reaches its replica: a first chunk that would start a new
