@@ -1,4 +1,4 @@
-//! Snapshots the node builds (docs/design.md §4.6), one node delivered by hand.
+//! Snapshots the node builds and sends (docs/design.md §4.6), one node delivered by hand.
 
 use super::*;
 use crate::message::SnapshotAck;

@@ -1,6 +1,7 @@
 //! The safety properties checked while a [`Simulation`](super::Simulation) runs, one per
 //! file, each citing the section of the Raft paper (Ongaro & Ousterhout 2014, "In Search of
-//! an Understandable Consensus Algorithm") or of Ongaro's dissertation that states it.
+//! an Understandable Consensus Algorithm") or of Ongaro's dissertation that states it, and
+//! one bound of the node's own (`send_slots`: snapshot transfers at once).
 //!
 //! Checks are incremental so that checking after *every* step stays cheap: a step (a
 //! delivered batch, a tick, a completed write, a proposal) changes the state of one node and
@@ -16,6 +17,7 @@ mod leader_completeness;
 mod log_matching;
 mod monotonic;
 mod request_outcomes;
+mod send_slots;
 mod state_machine_safety;
 
 pub(crate) use request_outcomes::{Kind, RequestOutcomes, proposal};
@@ -95,6 +97,7 @@ impl<R: Clone + Eq + std::fmt::Debug> Checker<R> {
                 Box::new(committed_never_change::CommittedNeverChange::default()),
                 Box::new(monotonic::Monotonic::default()),
                 Box::new(durable_acks::DurableAcks::default()),
+                Box::new(send_slots::SendSlots),
             ],
             requests: RequestOutcomes::default(),
         }
