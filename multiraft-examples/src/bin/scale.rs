@@ -402,26 +402,7 @@ async fn catch_up(
     let secs = t.elapsed().as_secs_f64();
     let cpu = (process_cpu_secs().unwrap_or(0.0) - cpu0) / secs * 100.0;
     let after = node_counts(&nodes).await?;
-    // Caught up: node 3 applied what node 1 did, in every group.
-    let mut behind = 0;
-    for g in 1..=groups {
-        let applied = |s: Option<multiraft_core::GroupStatus>| s.map_or(0, |s| s.applied);
-        let one = applied(
-            nodes[0]
-                .status(GroupId(g))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        let three = applied(
-            nodes[2]
-                .status(GroupId(g))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        if three < one {
-            behind += 1;
-        }
-    }
+    let behind = behind(&nodes, groups).await?;
     if behind > 0 {
         return Err(format!(
             "catch-up: {behind} groups quiet with node 3 behind"
@@ -438,6 +419,23 @@ async fn catch_up(
         after.declared_down - before.declared_down,
     );
     Ok(nodes)
+}
+
+/// The groups in `1..=groups` whose replica on node 3 applied less than node 1's.
+async fn behind(nodes: &[MultiRaft], groups: u64) -> Result<u64, String> {
+    let mut behind = 0;
+    for g in 1..=groups {
+        if applied(&nodes[2], g).await? < applied(&nodes[0], g).await? {
+            behind += 1;
+        }
+    }
+    Ok(behind)
+}
+
+/// What `node`'s replica of group `g` applied (0 where it has none).
+async fn applied(node: &MultiRaft, g: u64) -> Result<u64, String> {
+    let status = node.status(GroupId(g)).await.map_err(|e| e.to_string())?;
+    Ok(status.map_or(0, |s| s.applied))
 }
 
 /// Drains node 1 and measures the cluster until every group is quiet again.

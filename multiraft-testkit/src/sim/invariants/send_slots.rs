@@ -7,7 +7,6 @@ use multiraft_core::Ready;
 
 use super::{Check, Invariant, SimNode};
 
-#[derive(Default)]
 pub(super) struct SendSlots;
 
 impl Invariant for SendSlots {
